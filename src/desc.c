@@ -1,0 +1,170 @@
+/* desc.c — version and status strings, descriptor defaults, validation and layout strides. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define CLATTN_STR2(x) #x
+#define CLATTN_STR(x) CLATTN_STR2(x)
+
+unsigned clattn_version(void) { return CLATTN_VERSION_HEX; }
+
+const char *clattn_version_string(void) {
+  return CLATTN_STR(CLATTN_VERSION_MAJOR) "." CLATTN_STR(CLATTN_VERSION_MINOR) "." CLATTN_STR(
+      CLATTN_VERSION_PATCH);
+}
+
+const char *clattn_status_string(clattn_status s) {
+  switch (s) {
+  case CLATTN_SUCCESS: return "success";
+  case CLATTN_ERROR_INVALID_ARGUMENT: return "invalid argument";
+  case CLATTN_ERROR_UNSUPPORTED: return "unsupported";
+  case CLATTN_ERROR_OUT_OF_MEMORY: return "out of memory";
+  case CLATTN_ERROR_OPENCL: return "OpenCL error";
+  case CLATTN_ERROR_BUILD: return "kernel build failed";
+  case CLATTN_ERROR_NO_DEVICE: return "no matching device";
+  case CLATTN_ERROR_IO: return "I/O error";
+  case CLATTN_ERROR_VERIFY: return "verification failed";
+  case CLATTN_ERROR_INTERNAL: return "internal error";
+  }
+  return "unknown status";
+}
+
+size_t clattn__dtype_size(clattn_dtype t) { return t == CLATTN_DTYPE_F32 ? 4 : 2; }
+
+const char *clattn__dtype_name(clattn_dtype t) {
+  switch (t) {
+  case CLATTN_DTYPE_F32: return "f32";
+  case CLATTN_DTYPE_F16: return "f16";
+  case CLATTN_DTYPE_BF16: return "bf16";
+  }
+  return "?";
+}
+
+void clattn_attention_desc_init(clattn_attention_desc *d) {
+  if (!d) return;
+  memset(d, 0, sizeof *d);
+  d->batch = 1;
+  d->heads = 1;
+  d->kv_heads = 0;
+  d->seq_q = 1;
+  d->seq_kv = 1;
+  d->head_dim = 64;
+  d->dtype = CLATTN_DTYPE_F32;
+  d->layout = CLATTN_LAYOUT_BHSD;
+  d->scale = 0.0;
+  d->mask = CLATTN_MASK_NONE;
+  d->algo = CLATTN_ALGO_AUTO;
+}
+
+static void layout_strides(clattn_layout layout, int64_t hx, int64_t n, int64_t dim,
+                           clattn_strides *s) {
+  if (layout == CLATTN_LAYOUT_BSHD) {
+    s->dim = 1;
+    s->head = dim;
+    s->seq = hx * dim;
+    s->batch = n * hx * dim;
+  } else {
+    s->dim = 1;
+    s->seq = dim;
+    s->head = n * dim;
+    s->batch = hx * n * dim;
+  }
+}
+
+/* Number of elements a tensor spans (max offset + 1), or 0 on overflow. */
+static size_t span(const clattn_strides *s, int64_t b, int64_t h, int64_t n, int64_t dim) {
+  const int64_t lim = INT64_MAX / 4;
+  int64_t ext[4] = {b - 1, h - 1, n - 1, dim - 1};
+  int64_t st[4] = {s->batch, s->head, s->seq, s->dim};
+  int64_t total = 1;
+  for (int i = 0; i < 4; i++) {
+    if (ext[i] > 0 && st[i] > (lim - total) / ext[i]) return 0;
+    total += ext[i] * st[i];
+  }
+  if ((uint64_t)total > (uint64_t)SIZE_MAX / 4) return 0;
+  return (size_t)total;
+}
+
+#define BAD(...) clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
+
+clattn_status clattn__desc_resolve(clattn_context ctx, const clattn_attention_desc *in,
+                                   clattn_attention_desc *out, clattn_strides *qs,
+                                   clattn_strides *ks, clattn_strides *vs, clattn_strides *os,
+                                   size_t elems[4]) {
+  if (!in) return BAD("desc is NULL");
+  clattn_attention_desc d = *in;
+  if (d.batch < 1) return BAD("desc.batch must be >= 1 (got %d)", d.batch);
+  if (d.heads < 1) return BAD("desc.heads must be >= 1 (got %d)", d.heads);
+  if (d.kv_heads < 0) return BAD("desc.kv_heads must be >= 0 (got %d)", d.kv_heads);
+  if (d.kv_heads == 0) d.kv_heads = d.heads;
+  if (d.kv_heads > d.heads || d.heads % d.kv_heads != 0)
+    return BAD("desc.kv_heads (%d) must divide desc.heads (%d)", d.kv_heads, d.heads);
+  if (d.seq_q < 1) return BAD("desc.seq_q must be >= 1 (got %d)", d.seq_q);
+  if (d.seq_kv < 1) return BAD("desc.seq_kv must be >= 1 (got %d)", d.seq_kv);
+  if (d.head_dim < 1 || d.head_dim > 256)
+    return BAD("desc.head_dim must be in 1..256 (got %d)", d.head_dim);
+  if ((unsigned)d.dtype > CLATTN_DTYPE_BF16) return BAD("desc.dtype: unknown value %d", d.dtype);
+  if ((unsigned)d.layout > CLATTN_LAYOUT_STRIDED)
+    return BAD("desc.layout: unknown value %d", d.layout);
+  if ((unsigned)d.mask > CLATTN_MASK_BLOCK_LAYOUT)
+    return BAD("desc.mask: unknown value %d", d.mask);
+  if ((unsigned)d.algo > CLATTN_ALGO_LINEAR) return BAD("desc.algo: unknown value %d", d.algo);
+  if ((unsigned)d.feature_map > CLATTN_FEATURE_FAVOR)
+    return BAD("desc.feature_map: unknown value %d", d.feature_map);
+  if (!isfinite(d.scale)) return BAD("desc.scale must be finite");
+  if (d.scale == 0.0) d.scale = 1.0 / sqrt((double)d.head_dim);
+
+  clattn_strides s[4];
+  if (d.layout == CLATTN_LAYOUT_STRIDED) {
+    s[0] = d.q_strides;
+    s[1] = d.k_strides;
+    s[2] = d.v_strides;
+    s[3] = d.o_strides;
+    static const char *names[4] = {"q_strides", "k_strides", "v_strides", "o_strides"};
+    for (int i = 0; i < 4; i++) {
+      if (s[i].batch < 0 || s[i].head < 0 || s[i].seq < 0 || s[i].dim < 0)
+        return BAD("desc.%s: strides must be >= 0", names[i]);
+    }
+    if ((d.head_dim > 1 && s[3].dim == 0) || (d.seq_q > 1 && s[3].seq == 0) ||
+        (d.heads > 1 && s[3].head == 0) || (d.batch > 1 && s[3].batch == 0))
+      return BAD("desc.o_strides: a zero stride on a dimension of size > 1 would make output "
+                 "elements alias");
+  } else {
+    layout_strides(d.layout, d.heads, d.seq_q, d.head_dim, &s[0]);
+    layout_strides(d.layout, d.kv_heads, d.seq_kv, d.head_dim, &s[1]);
+    s[2] = s[1];
+    layout_strides(d.layout, d.heads, d.seq_q, d.head_dim, &s[3]);
+  }
+  size_t e[4];
+  e[0] = span(&s[0], d.batch, d.heads, d.seq_q, d.head_dim);
+  e[1] = span(&s[1], d.batch, d.kv_heads, d.seq_kv, d.head_dim);
+  e[2] = span(&s[2], d.batch, d.kv_heads, d.seq_kv, d.head_dim);
+  e[3] = span(&s[3], d.batch, d.heads, d.seq_q, d.head_dim);
+  for (int i = 0; i < 4; i++)
+    if (e[i] == 0) return BAD("descriptor sizes/strides overflow 64-bit offsets");
+  if (out) *out = d;
+  if (qs) *qs = s[0];
+  if (ks) *ks = s[1];
+  if (vs) *vs = s[2];
+  if (os) *os = s[3];
+  if (elems) memcpy(elems, e, sizeof e);
+  return CLATTN_SUCCESS;
+}
+
+clattn_status clattn_attention_desc_strides(const clattn_attention_desc *desc, clattn_strides *q,
+                                            clattn_strides *k, clattn_strides *v,
+                                            clattn_strides *o, size_t elems[4]) {
+  return clattn__desc_resolve(NULL, desc, NULL, q, k, v, o, elems);
+}
+
+clattn_status clattn__check_buffer(clattn_context ctx, cl_mem buf, size_t bytes, const char *arg) {
+  if (!buf) return BAD("%s is NULL", arg);
+  size_t size = 0;
+  cl_int err = clGetMemObjectInfo(buf, CL_MEM_SIZE, sizeof size, &size, NULL);
+  if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clGetMemObjectInfo(CL_MEM_SIZE)", err, arg);
+  if (size < bytes)
+    return BAD("%s holds %zu bytes but the descriptor needs %zu", arg, size, bytes);
+  return CLATTN_SUCCESS;
+}

@@ -1,0 +1,136 @@
+/* internal.h — private types and helpers shared by the clattn host sources. */
+#ifndef CLATTN_INTERNAL_H
+#define CLATTN_INTERNAL_H
+
+#include "clattn.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CLATTN_MSG_MAX 16384
+#define CLATTN_MAX_PROGRAMS 64
+
+/* A compiled program, kept per context and keyed by source name + options. */
+typedef struct clattn__program_entry {
+  char *key; /* "name\n" + options */
+  cl_program program;
+} clattn__program_entry;
+
+/* Device capabilities, read once at context creation. */
+typedef struct clattn__device_info {
+  char platform_name[256];
+  char platform_version[256];
+  char vendor[256];
+  char name[256];
+  char driver[256];
+  char device_version[256];
+  cl_device_type type;
+  cl_uint compute_units;
+  cl_ulong local_mem;
+  cl_ulong global_mem;
+  cl_ulong max_alloc;
+  size_t max_wg;
+  bool local_is_global; /* CL_GLOBAL local memory (CPUs) */
+  bool fp16, fp64, subgroups;
+  int nv_cc_major, nv_cc_minor; /* 0 when not NVIDIA */
+  bool is_nvidia, is_amd, is_intel, is_cpu, is_pocl;
+} clattn__device_info;
+
+struct clattn_context_s {
+  cl_platform_id platform;
+  cl_device_id device;
+  cl_context context;
+  cl_command_queue queue;
+  clattn__device_info info;
+  char device_line[800];
+  char msg[CLATTN_MSG_MAX];
+  clattn__program_entry programs[CLATTN_MAX_PROGRAMS];
+  int num_programs;
+  int live_plans;
+};
+
+/* Family-specific plan state: each family fills the function table. */
+typedef struct clattn__family clattn__family;
+
+struct clattn_plan_s {
+  clattn_context ctx;
+  clattn_attention_desc desc; /* resolved: kv_heads, scale, algo set */
+  clattn_strides qs, ks, vs, os;
+  size_t elems[4]; /* minimal element counts of q, k, v, o */
+  unsigned flags;
+  const clattn__family *family;
+  void *state;
+  size_t workspace_bytes;
+  char describe[512];
+};
+
+struct clattn__family {
+  const char *name;
+  clattn_status (*create)(clattn_plan plan);
+  clattn_status (*execute)(clattn_plan plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl_mem lse,
+                           cl_uint num_wait, const cl_event *wait, cl_event *event);
+  void (*release)(clattn_plan plan);
+};
+
+extern const clattn__family clattn__family_flash;
+extern const clattn__family clattn__family_naive;
+
+/* ---- errors ---- */
+clattn_status clattn__fail(clattn_context ctx, clattn_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+clattn_status clattn__cl_fail(clattn_context ctx, const char *call, cl_int err, const char *what);
+const char *clattn__cl_error_name(cl_int err);
+
+/* ---- device info ---- */
+void clattn__read_device_info(cl_device_id dev, clattn__device_info *info);
+
+/* ---- programs ---- */
+/* Source text of an embedded kernel file (e.g. "flash_fwd.cl") or, when
+ * CLATTN_KERNEL_DIR is set, the file read from that directory. Returns a
+ * malloc'ed string or NULL (with the context message set). */
+char *clattn__kernel_source(clattn_context ctx, const char *name);
+/* Builds (or reuses) the program made of common.cl + `name` with `options`.
+ * The program stays owned by the context. */
+clattn_status clattn__get_program(clattn_context ctx, const char *name, const char *options,
+                                  cl_program *out);
+/* Creates a kernel from a program; the caller releases it. */
+clattn_status clattn__create_kernel(clattn_context ctx, cl_program prog, const char *kname,
+                                    cl_kernel *out);
+void clattn__release_programs(clattn_context ctx);
+
+/* Embedded sources (generated at build time). */
+typedef struct clattn__embedded_file {
+  const char *name;
+  const char *data;
+  size_t size;
+} clattn__embedded_file;
+extern const clattn__embedded_file clattn__embedded_files[];
+extern const size_t clattn__embedded_count;
+
+/* ---- descriptors ---- */
+size_t clattn__dtype_size(clattn_dtype t);
+const char *clattn__dtype_name(clattn_dtype t);
+/* Validates and resolves defaults (kv_heads, scale). Message names the field.
+ * ctx may be NULL (no message stored). */
+clattn_status clattn__desc_resolve(clattn_context ctx, const clattn_attention_desc *in,
+                                   clattn_attention_desc *out, clattn_strides *qs,
+                                   clattn_strides *ks, clattn_strides *vs, clattn_strides *os,
+                                   size_t elems[4]);
+/* Checks that a cl_mem holds at least `bytes` (CL_MEM_SIZE). */
+clattn_status clattn__check_buffer(clattn_context ctx, cl_mem buf, size_t bytes, const char *arg);
+
+/* ---- small utilities ---- */
+int clattn__strcasestr_bool(const char *hay, const char *needle);
+char *clattn__strdup(const char *s);
+void clattn__append(char *buf, size_t cap, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+#endif /* CLATTN_INTERNAL_H */

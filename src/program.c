@@ -1,0 +1,139 @@
+/* program.c — kernel sources (embedded or from CLATTN_KERNEL_DIR) and per-context program builds. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  char *buf = NULL;
+  if (fseek(f, 0, SEEK_END) == 0) {
+    long n = ftell(f);
+    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+      buf = malloc((size_t)n + 1);
+      if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+      }
+      if (buf) {
+        buf[n] = 0;
+        if (len) *len = (size_t)n;
+      }
+    }
+  }
+  fclose(f);
+  return buf;
+}
+
+char *clattn__kernel_source(clattn_context ctx, const char *name) {
+  const char *dir = getenv("CLATTN_KERNEL_DIR");
+  if (dir && *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    char *s = read_file(path, NULL);
+    if (!s)
+      clattn__fail(ctx, CLATTN_ERROR_IO, "cannot read kernel source '%s' (CLATTN_KERNEL_DIR=%s)",
+                   path, dir);
+    return s;
+  }
+  for (size_t i = 0; i < clattn__embedded_count; i++) {
+    if (!strcmp(clattn__embedded_files[i].name, name)) {
+      char *s = malloc(clattn__embedded_files[i].size + 1);
+      if (!s) {
+        clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate kernel source copy");
+        return NULL;
+      }
+      memcpy(s, clattn__embedded_files[i].data, clattn__embedded_files[i].size);
+      s[clattn__embedded_files[i].size] = 0;
+      return s;
+    }
+  }
+  clattn__fail(ctx, CLATTN_ERROR_INTERNAL, "kernel source '%s' is not embedded", name);
+  return NULL;
+}
+
+static clattn_status build(clattn_context ctx, const char *name, const char *options,
+                           cl_program *out) {
+  char *common = clattn__kernel_source(ctx, "common.cl");
+  if (!common) return CLATTN_ERROR_IO;
+  char *body = clattn__kernel_source(ctx, name);
+  if (!body) {
+    free(common);
+    return CLATTN_ERROR_IO;
+  }
+  const char *srcs[2] = {common, body};
+  cl_int err;
+  cl_program prog = clCreateProgramWithSource(ctx->context, 2, srcs, NULL, &err);
+  free(common);
+  free(body);
+  if (!prog) return clattn__cl_fail(ctx, "clCreateProgramWithSource", err, name);
+  err = clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL);
+  if (err != CL_SUCCESS) {
+    size_t log_len = 0;
+    clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &log_len);
+    char *log = calloc(log_len + 1, 1);
+    if (log) clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, log_len, log, NULL);
+    clattn_status st = clattn__fail(ctx, CLATTN_ERROR_BUILD,
+                                    "clBuildProgram failed with %s (%d) for %s with options "
+                                    "'%s'; build log:\n%s",
+                                    clattn__cl_error_name(err), (int)err, name, options,
+                                    log ? log : "(unavailable)");
+    free(log);
+    clReleaseProgram(prog);
+    return st;
+  }
+  *out = prog;
+  return CLATTN_SUCCESS;
+}
+
+clattn_status clattn__get_program(clattn_context ctx, const char *name, const char *options,
+                                  cl_program *out) {
+  size_t klen = strlen(name) + strlen(options) + 2;
+  char *key = malloc(klen);
+  if (!key) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate program key");
+  snprintf(key, klen, "%s\n%s", name, options);
+  for (int i = 0; i < ctx->num_programs; i++) {
+    if (!strcmp(ctx->programs[i].key, key)) {
+      free(key);
+      *out = ctx->programs[i].program;
+      return CLATTN_SUCCESS;
+    }
+  }
+  cl_program prog = NULL;
+  clattn_status st = build(ctx, name, options, &prog);
+  if (st != CLATTN_SUCCESS) {
+    free(key);
+    return st;
+  }
+  if (ctx->num_programs == CLATTN_MAX_PROGRAMS) {
+    /* Evict the oldest program; kernels created from it keep it alive. */
+    free(ctx->programs[0].key);
+    clReleaseProgram(ctx->programs[0].program);
+    memmove(&ctx->programs[0], &ctx->programs[1],
+            (CLATTN_MAX_PROGRAMS - 1) * sizeof ctx->programs[0]);
+    ctx->num_programs--;
+  }
+  ctx->programs[ctx->num_programs].key = key;
+  ctx->programs[ctx->num_programs].program = prog;
+  ctx->num_programs++;
+  *out = prog;
+  return CLATTN_SUCCESS;
+}
+
+clattn_status clattn__create_kernel(clattn_context ctx, cl_program prog, const char *kname,
+                                    cl_kernel *out) {
+  cl_int err;
+  *out = clCreateKernel(prog, kname, &err);
+  if (!*out) return clattn__cl_fail(ctx, "clCreateKernel", err, kname);
+  return CLATTN_SUCCESS;
+}
+
+void clattn__release_programs(clattn_context ctx) {
+  for (int i = 0; i < ctx->num_programs; i++) {
+    free(ctx->programs[i].key);
+    clReleaseProgram(ctx->programs[i].program);
+  }
+  ctx->num_programs = 0;
+}
