@@ -6,24 +6,25 @@
  * running row sum l and the BM×D output accumulator in registers, and writes
  * O (and optionally the log-sum-exp) once. No N×N buffer exists.
  *
- * Work-items form a TM×TN grid. Item (tm, tn) owns
- *   query rows  tm*RM .. tm*RM+RM-1            (RM = BM/TM)
- *   key columns tn*RN .. tn*RN+RN-1 of a tile  (RN = BN/TN)
- *   output dims tn*RD .. tn*RD+RD-1            (RD = DP/TN)
- * so each inner step reads RM + RN (resp. RM + RD) contiguous values from
- * local memory and does RM·RN (RM·RD) multiply-adds.
+ * Work-items form a TM×TN grid; item (tm, tn) owns, interleaved so that the
+ * items of a warp hit distinct local-memory banks:
+ *   query rows   r = tm + i·TM          (i < RM = BM/TM)
+ *   tile keys    c = tn + j·TN          (j < RN = BN/TN)
+ *   output dims  4·(tn + j·TN) + 0..3   (j < RC, float4 chunks of the head dim)
+ * Q·Kᵀ reads float4 along the head dim from Qs and KV, P·V reads one float4
+ * of V per key; each read feeds RM·RN (resp. RM·4) multiply-adds.
  *
- * Local memory (floats): Qs[DP][BM] (Q pre-scaled by scale·log2 e, stored
- * transposed), KV[max(DP·BN, BN·DP)] holding first Kᵀ[DP][BN] then V[BN][DP]
- * of the current tile, Ps[BN][BM] (probabilities, transposed) and
- * red[BM][TN] for the row-max exchange.
+ * Local memory (floats): Qs[BM][DP+4] (Q pre-scaled by scale·log2 e),
+ * KV[BN][DP+4] holding first K then V of the current tile, Ps[BN][BM+4]
+ * (probabilities) and red[BM][TN] (row-max exchange). DP is the head dim
+ * rounded up to 4; rows are padded by 4 floats to spread banks.
  */
 
 #ifndef D
 #define D 64 /* head dim */
 #endif
 #ifndef DP
-#define DP D /* head dim padded to a multiple of TN (and of 4 when possible) */
+#define DP ((D + 3) / 4 * 4)
 #endif
 #ifndef BM
 #define BM 64
@@ -40,31 +41,49 @@
 #ifndef CAUSAL
 #define CAUSAL 0
 #endif
+/* 1 when every tensor has unit dim stride and D % 4 == 0: float4 global I/O. */
+#ifndef VEC_GLOBAL
+#define VEC_GLOBAL 0
+#endif
 
 #define NT (TM * TN)
 #define RM (BM / TM)
 #define RN (BN / TN)
-#define RD (DP / TN)
+#define NCH (DP / 4)               /* float4 chunks per row */
+#define RC ((NCH + TN - 1) / TN)   /* chunks per work-item */
+#define LDQ (DP + 4)               /* row stride of Qs and KV */
+#define LDP (BM + 4)               /* row stride of Ps */
 
-#if (BM % TM) || (BN % TN) || (DP % TN) || (DP < D)
-#error "flash_fwd: BM % TM, BN % TN and DP % TN must be 0, DP >= D"
+#if (BM % TM) || (BN % TN) || (DP % 4) || (DP < D)
+#error "flash_fwd: BM % TM and BN % TN must be 0, DP a multiple of 4 and >= D"
 #endif
 
-/* Reads n (compile-time) contiguous floats from local memory into r[]. */
-#define LREAD(r, src, n)                                                                      \
-  do {                                                                                        \
-    if ((n) % 4 == 0) {                                                                       \
-      _Pragma("unroll") for (int _v = 0; _v < (n) / 4; _v++) {                                \
-        float4 _t = vload4(0, (src) + 4 * _v);                                                \
-        (r)[4 * _v] = _t.x;                                                                   \
-        (r)[4 * _v + 1] = _t.y;                                                               \
-        (r)[4 * _v + 2] = _t.z;                                                               \
-        (r)[4 * _v + 3] = _t.w;                                                               \
-      }                                                                                       \
-    } else {                                                                                  \
-      _Pragma("unroll") for (int _v = 0; _v < (n); _v++)(r)[_v] = (src)[_v];                  \
-    }                                                                                         \
-  } while (0)
+/* Loads 4 consecutive head-dim elements k..k+3 of row `row` of a tensor
+ * (zeros past D), scaled by `mul`. */
+inline float4 load_row4(__global const stype *base, long row_off, long sd, int k, float mul) {
+#if VEC_GLOBAL && CLATTN_DTYPE == 0
+  return vload4(0, base + row_off + k) * mul;
+#else
+  float4 x;
+  x.x = (k + 0 < D) ? LOAD(base, row_off + (long)(k + 0) * sd) : 0.0f;
+  x.y = (k + 1 < D) ? LOAD(base, row_off + (long)(k + 1) * sd) : 0.0f;
+  x.z = (k + 2 < D) ? LOAD(base, row_off + (long)(k + 2) * sd) : 0.0f;
+  x.w = (k + 3 < D) ? LOAD(base, row_off + (long)(k + 3) * sd) : 0.0f;
+  return x * mul;
+#endif
+}
+
+/* Copies rows [row0, row0 + nrows) of a tensor (rows past `limit` → zeros)
+ * into a local tile with row stride LDQ. */
+inline void load_tile(__local float *dst, __global const stype *base, long ss, long sd, int row0,
+                      int nrows, int limit, float mul, int lid) {
+  for (int idx = lid; idx < nrows * NCH; idx += NT) {
+    const int r = idx / NCH, ch = idx % NCH;
+    float4 x = (float4)(0.0f);
+    if (row0 + r < limit) x = load_row4(base, (long)(row0 + r) * ss, sd, 4 * ch, mul);
+    vstore4(x, 0, dst + r * LDQ + 4 * ch);
+  }
+}
 
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
 flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
@@ -76,9 +95,9 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
           const long osb, const long osh, const long oss, const long osd,
           const int H, const int G, const int Nq, const int Nk, const int nqb,
           const float qscale) {
-  __local float Qs[DP * BM];
-  __local float KV[DP * BN];
-  __local float Ps[BN * BM];
+  __local float Qs[BM * LDQ];
+  __local float KV[BN * LDQ];
+  __local float Ps[BN * LDP];
   __local float red[BM * TN];
 
   const int lid = get_local_id(0);
@@ -96,43 +115,30 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
   __global const stype *Kb = K + (long)b * ksb + (long)hk * ksh;
   __global const stype *Vb = V + (long)b * vsb + (long)hk * vsh;
 
-  /* Q tile → Qs[k][r], pre-scaled so that scores are in log2 units. */
-  for (int idx = lid; idx < BM * DP; idx += NT) {
-    int k = idx % DP, r = idx / DP;
-    float x = 0.0f;
-    if (k < D && q0 + r < Nq) x = LOAD(Qb, (long)(q0 + r) * qss + (long)k * qsd) * qscale;
-    Qs[k * BM + r] = x;
-  }
+  /* Q tile, pre-scaled so that scores are in log2 units. */
+  load_tile(Qs, Qb, qss, qsd, q0, BM, Nq, qscale, lid);
 
-  float acc[RM][RD];
+  float acc[RM][RC * 4];
   float m[RM], l[RM];
 #pragma unroll
   for (int i = 0; i < RM; i++) {
     m[i] = -INFINITY;
     l[i] = 0.0f;
 #pragma unroll
-    for (int j = 0; j < RD; j++) acc[i][j] = 0.0f;
+    for (int j = 0; j < RC * 4; j++) acc[i][j] = 0.0f;
   }
 
   const int off = Nk - Nq; /* bottom-right causal alignment */
   int kv_end = Nk;
 #if CAUSAL
-  {
-    int q_last = min(q0 + BM, Nq) - 1;
-    kv_end = clamp(q_last + off + 1, 0, Nk);
-  }
+  kv_end = clamp(min(q0 + BM, Nq) - 1 + off + 1, 0, Nk);
 #endif
   const int ntiles = (kv_end + BN - 1) / BN;
 
   for (int t = 0; t < ntiles; t++) {
     const int kv0 = t * BN;
     barrier(CLK_LOCAL_MEM_FENCE); /* previous tile's Ps / V reads are done */
-    for (int idx = lid; idx < BN * DP; idx += NT) {
-      int k = idx % DP, c = idx / DP;
-      float x = 0.0f;
-      if (k < D && kv0 + c < Nk) x = LOAD(Kb, (long)(kv0 + c) * kss + (long)k * ksd);
-      KV[k * BN + c] = x;
-    }
+    load_tile(KV, Kb, kss, ksd, kv0, BN, Nk, 1.0f, lid);
     barrier(CLK_LOCAL_MEM_FENCE);
 
     float s[RM][RN];
@@ -140,25 +146,36 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
     for (int i = 0; i < RM; i++)
 #pragma unroll
       for (int j = 0; j < RN; j++) s[i][j] = 0.0f;
-    for (int k = 0; k < DP; k++) {
-      float a[RM], bb[RN];
-      LREAD(a, Qs + k * BM + tm * RM, RM);
-      LREAD(bb, KV + k * BN + tn * RN, RN);
+    for (int k = 0; k < DP; k += 4) {
+      float4 a[RM], bb[RN];
+#pragma unroll
+      for (int i = 0; i < RM; i++) a[i] = vload4(0, Qs + (tm + i * TM) * LDQ + k);
+#pragma unroll
+      for (int j = 0; j < RN; j++) bb[j] = vload4(0, KV + (tn + j * TN) * LDQ + k);
 #pragma unroll
       for (int i = 0; i < RM; i++)
 #pragma unroll
-        for (int j = 0; j < RN; j++) s[i][j] = fma(a[i], bb[j], s[i][j]);
+        for (int j = 0; j < RN; j++) {
+          s[i][j] = fma(a[i].x, bb[j].x, s[i][j]);
+          s[i][j] = fma(a[i].y, bb[j].y, s[i][j]);
+          s[i][j] = fma(a[i].z, bb[j].z, s[i][j]);
+          s[i][j] = fma(a[i].w, bb[j].w, s[i][j]);
+        }
     }
 
     /* Mask the tail tile and the causal diagonal (uniform branch). */
-    const bool need_mask = (kv0 + BN > Nk) || (CAUSAL && kv0 + BN - 1 > q0 + off);
+#if CAUSAL
+    const bool need_mask = (kv0 + BN > Nk) || (kv0 + BN - 1 > q0 + off);
+#else
+    const bool need_mask = kv0 + BN > Nk;
+#endif
     if (need_mask) {
 #pragma unroll
       for (int i = 0; i < RM; i++) {
-        int qrow = q0 + tm * RM + i;
+        const int qrow = q0 + tm + i * TM;
 #pragma unroll
         for (int j = 0; j < RN; j++) {
-          int key = kv0 + tn * RN + j;
+          const int key = kv0 + tn + j * TN;
           bool dead = key >= Nk;
 #if CAUSAL
           dead = dead || key > qrow + off;
@@ -174,75 +191,81 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
       float mx = s[i][0];
 #pragma unroll
       for (int j = 1; j < RN; j++) mx = fmax(mx, s[i][j]);
-      red[(tm * RM + i) * TN + tn] = mx;
+      red[(tm + i * TM) * TN + tn] = mx;
     }
-    barrier(CLK_LOCAL_MEM_FENCE); /* red visible; every item is done reading Kᵀ */
+    barrier(CLK_LOCAL_MEM_FENCE); /* red visible; every item is done reading K */
 
-    /* V tile → KV[c][k] (overwrites Kᵀ). */
-    for (int idx = lid; idx < BN * DP; idx += NT) {
-      int k = idx % DP, c = idx / DP;
-      float x = 0.0f;
-      if (k < D && kv0 + c < Nk) x = LOAD(Vb, (long)(kv0 + c) * vss + (long)k * vsd);
-      KV[c * DP + k] = x;
-    }
+    load_tile(KV, Vb, vss, vsd, kv0, BN, Nk, 1.0f, lid); /* V replaces K */
 
 #pragma unroll
     for (int i = 0; i < RM; i++) {
+      const int r = tm + i * TM;
       float mx = m[i];
-      float rr[TN];
-      LREAD(rr, red + (tm * RM + i) * TN, TN);
 #pragma unroll
-      for (int u = 0; u < TN; u++) mx = fmax(mx, rr[u]);
+      for (int u = 0; u < TN; u++) mx = fmax(mx, red[r * TN + u]);
       /* mx == -inf: every key so far is masked; keep p = 0, alpha = 1. */
-      float alpha = (mx == -INFINITY) ? 1.0f : exp2(m[i] - mx);
-      float sub = (mx == -INFINITY) ? 0.0f : mx;
+      const float alpha = (mx == -INFINITY) ? 1.0f : exp2(m[i] - mx);
+      const float sub = (mx == -INFINITY) ? 0.0f : mx;
       m[i] = mx;
       float rs = 0.0f;
 #pragma unroll
       for (int j = 0; j < RN; j++) {
-        float p = exp2(s[i][j] - sub);
+        const float p = exp2(s[i][j] - sub);
         rs += p;
-        Ps[(tn * RN + j) * BM + tm * RM + i] = p;
+        Ps[(tn + j * TN) * LDP + r] = p;
       }
       l[i] = l[i] * alpha + rs;
 #pragma unroll
-      for (int j = 0; j < RD; j++) acc[i][j] *= alpha;
+      for (int j = 0; j < RC * 4; j++) acc[i][j] *= alpha;
     }
     barrier(CLK_LOCAL_MEM_FENCE); /* Ps and V visible */
 
     for (int c = 0; c < BN; c++) {
-      float p[RM], vv[RD];
-      LREAD(p, Ps + c * BM + tm * RM, RM);
-      LREAD(vv, KV + c * DP + tn * RD, RD);
+      float p[RM];
 #pragma unroll
-      for (int i = 0; i < RM; i++)
+      for (int i = 0; i < RM; i++) p[i] = Ps[c * LDP + tm + i * TM];
 #pragma unroll
-        for (int j = 0; j < RD; j++) acc[i][j] = fma(p[i], vv[j], acc[i][j]);
+      for (int j = 0; j < RC; j++) {
+        const int ch = tn + j * TN;
+        if (ch < NCH) {
+          const float4 vv = vload4(0, KV + c * LDQ + 4 * ch);
+#pragma unroll
+          for (int i = 0; i < RM; i++) {
+            acc[i][4 * j + 0] = fma(p[i], vv.x, acc[i][4 * j + 0]);
+            acc[i][4 * j + 1] = fma(p[i], vv.y, acc[i][4 * j + 1]);
+            acc[i][4 * j + 2] = fma(p[i], vv.z, acc[i][4 * j + 2]);
+            acc[i][4 * j + 3] = fma(p[i], vv.w, acc[i][4 * j + 3]);
+          }
+        }
+      }
     }
   }
 
-  /* Row sums: each item holds a partial over its columns; reduce over TN. */
+  /* Row sums: each item holds a partial over its keys; reduce over TN. */
   barrier(CLK_LOCAL_MEM_FENCE);
 #pragma unroll
-  for (int i = 0; i < RM; i++) red[(tm * RM + i) * TN + tn] = l[i];
+  for (int i = 0; i < RM; i++) red[(tm + i * TM) * TN + tn] = l[i];
   barrier(CLK_LOCAL_MEM_FENCE);
 
   __global stype *Ob = O + (long)b * osb + (long)h * osh;
 #pragma unroll
   for (int i = 0; i < RM; i++) {
-    const int r = tm * RM + i;
+    const int r = tm + i * TM;
     const int qrow = q0 + r;
-    float rr[TN];
-    LREAD(rr, red + r * TN, TN);
     float lt = 0.0f;
 #pragma unroll
-    for (int u = 0; u < TN; u++) lt += rr[u];
+    for (int u = 0; u < TN; u++) lt += red[r * TN + u];
     const float inv = lt > 0.0f ? 1.0f / lt : 0.0f;
     if (qrow < Nq) {
+      const long ro = (long)qrow * oss;
 #pragma unroll
-      for (int j = 0; j < RD; j++) {
-        int k = tn * RD + j;
-        if (k < D) STORE(Ob, (long)qrow * oss + (long)k * osd, acc[i][j] * inv);
+      for (int j = 0; j < RC; j++) {
+        const int ch = tn + j * TN;
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+          const int k = 4 * ch + u;
+          if (k < D) STORE(Ob, ro + (long)k * osd, acc[i][4 * j + u] * inv);
+        }
       }
       if (write_lse && tn == 0)
         LSE[(long)bh * Nq + qrow] = lt > 0.0f ? (m[i] + log2(lt)) * CLATTN_LN2 : -INFINITY;

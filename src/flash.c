@@ -43,11 +43,16 @@ static clattn_status flash_create(clattn_plan p) {
 
   char opts[512];
   int dp = clattn__flash_dp(&s->cfg, d->head_dim);
+  /* float4 global I/O needs unit dim strides and 16-byte aligned rows. */
+  int vec_global = d->head_dim % 4 == 0 && p->qs.dim == 1 && p->ks.dim == 1 && p->vs.dim == 1 &&
+                   p->qs.seq % 4 == 0 && p->ks.seq % 4 == 0 && p->vs.seq % 4 == 0 &&
+                   p->qs.head % 4 == 0 && p->ks.head % 4 == 0 && p->vs.head % 4 == 0 &&
+                   p->qs.batch % 4 == 0 && p->ks.batch % 4 == 0 && p->vs.batch % 4 == 0;
   snprintf(opts, sizeof opts,
            "-cl-std=CL1.2 -cl-mad-enable -DCLATTN_DTYPE=%d -DD=%d -DDP=%d -DBM=%d -DBN=%d "
-           "-DTM=%d -DTN=%d -DCAUSAL=%d",
+           "-DTM=%d -DTN=%d -DCAUSAL=%d -DVEC_GLOBAL=%d",
            (int)d->dtype, d->head_dim, dp, s->cfg.bm, s->cfg.bn, s->cfg.tm, s->cfg.tn,
-           d->mask == CLATTN_MASK_CAUSAL ? 1 : 0);
+           d->mask == CLATTN_MASK_CAUSAL ? 1 : 0, vec_global);
   cl_program prog = NULL;
   clattn_status st = clattn__get_program(ctx, "flash_fwd.cl", opts, &prog);
   if (st != CLATTN_SUCCESS) return st;

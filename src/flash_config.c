@@ -20,14 +20,13 @@ clattn__flash_limits clattn__flash_limits_of(const clattn__device_info *info) {
 }
 
 int clattn__flash_dp(const clattn__flash_cfg *c, int head_dim) {
-  int q = c->tn;
-  if (head_dim >= 4 * c->tn) q = 4 * c->tn; /* keep RD a multiple of 4 for vector reads */
-  return (head_dim + q - 1) / q * q;
+  (void)c;
+  return (head_dim + 3) / 4 * 4;
 }
 
 size_t clattn__flash_local_bytes(const clattn__flash_cfg *c, int head_dim) {
-  size_t dp = (size_t)clattn__flash_dp(c, head_dim);
-  size_t words = dp * (size_t)c->bm + dp * (size_t)c->bn + (size_t)c->bn * (size_t)c->bm +
+  size_t ld = (size_t)clattn__flash_dp(c, head_dim) + 4;
+  size_t words = (size_t)c->bm * ld + (size_t)c->bn * ld + (size_t)c->bn * (size_t)(c->bm + 4) +
                  (size_t)c->bm * (size_t)c->tn;
   return words * sizeof(float);
 }
@@ -40,16 +39,17 @@ const char *clattn__flash_cfg_check(const clattn__flash_cfg *c, int head_dim,
   if ((size_t)(c->tm * c->tn) > lim->max_wg) return "tm*tn exceeds the device's work-group size";
   if (clattn__flash_local_bytes(c, head_dim) > lim->local_mem)
     return "local memory exceeds the device's limit";
-  int rm = c->bm / c->tm, rn = c->bn / c->tn, rd = clattn__flash_dp(c, head_dim) / c->tn;
+  int rm = c->bm / c->tm, rn = c->bn / c->tn;
+  int nch = clattn__flash_dp(c, head_dim) / 4, rc = (nch + c->tn - 1) / c->tn;
   if (rm > 16 || rn > 16) return "per-item register tile larger than 16";
-  if (rm * rd > 128 || rm * rn > 64) return "per-item accumulators exceed the register budget";
+  if (rm * rc * 4 > 128 || rm * rn > 64) return "per-item accumulators exceed the register budget";
   return NULL;
 }
 
 /* Preference lists per device class; the first legal entry wins. */
 static const clattn__flash_cfg gpu_prefs[] = {
-    {64, 32, 16, 8}, {32, 32, 8, 16}, {32, 32, 8, 8}, {32, 16, 8, 8},
-    {16, 16, 4, 8},  {16, 16, 4, 4},  {8, 8, 2, 4},   {8, 8, 1, 1},
+    {64, 32, 16, 8}, {64, 16, 16, 8}, {32, 32, 8, 16}, {32, 16, 8, 8},
+    {16, 16, 4, 16}, {16, 16, 4, 8},  {16, 16, 4, 4},  {8, 8, 2, 4}, {8, 8, 1, 1},
 };
 static const clattn__flash_cfg cpu_prefs[] = {
     {64, 64, 16, 4}, {32, 64, 8, 4}, {32, 32, 8, 4}, {16, 16, 4, 4}, {8, 8, 2, 4}, {8, 8, 1, 1},
