@@ -14,8 +14,24 @@ typedef float stype;
 #define STORE(p, i, x) ((p)[i] = (x))
 #elif CLATTN_DTYPE == 1
 typedef ushort stype; /* raw half bits; pointers are reinterpreted for vload_half */
+/* float → IEEE half bits, round to nearest even (overflow → inf, NaN kept). */
+inline ushort float_to_half_rte(float f) {
+  uint u = as_uint(f);
+  uint sign = (u >> 16) & 0x8000u;
+  uint a = u & 0x7fffffffu;
+  if (a > 0x7f800000u) return (ushort)(sign | 0x7e00u);  /* NaN */
+  if (a >= 0x477ff000u) return (ushort)(sign | 0x7c00u); /* rounds to >= 65520: inf */
+  if (a < 0x38800000u) {                                 /* subnormal half or zero */
+    float r = as_float(a) * 16777216.0f;                 /* exact scale by 2^24 */
+    return (ushort)(sign | (uint)rint(r));
+  }
+  uint h = (a - 0x38000000u) >> 13; /* rebias exponent 127 → 15 */
+  uint rem = a & 0x1fffu;
+  h += (rem > 0x1000u) || (rem == 0x1000u && (h & 1u));
+  return (ushort)(sign | h);
+}
 #define LOAD(p, i) vload_half((i), (const __global half *)(p))
-#define STORE(p, i, x) vstore_half_rte((x), (i), (__global half *)(p))
+#define STORE(p, i, x) ((p)[i] = float_to_half_rte(x))
 #else
 typedef ushort stype;
 inline float bf16_to_float(ushort b) { return as_float(((uint)b) << 16); }
@@ -31,3 +47,51 @@ inline ushort float_to_bf16(float f) {
 
 #define CLATTN_LOG2E 1.4426950408889634f
 #define CLATTN_LN2 0.6931471805599453f
+
+/* ---- sparse masks (-DSPARSE=1 element patterns, -DSPARSE=2 block patterns) ----
+ * Visibility of key j for the query at key position p (src/sparse.h and the
+ * clattn_sparse_desc comment in clattn.h define the patterns; the host builds
+ * the tile lists and sp_bits). Element class: band p-left <= j <= p+right
+ * with (p-j) % step == 0, or (p-j) % stride == 0 (stride > 0), or a global
+ * position (< nglobal, or set in sp_bits when SP_GBITS). Block class: bit
+ * (qb - qb0, kb) of the block bitmap, rows of row_words words. */
+#ifndef SPARSE
+#define SPARSE 0
+#endif
+#if SPARSE
+#define SP_CAUSAL 1
+#define SP_GBITS 2
+#define SP_EWIN 4
+#define SPARSE_MASK_ARGS                                                                       \
+  , __global const uint *restrict sp_bits, const int sp_left, const int sp_right,            \
+      const int sp_step, const int sp_stride, const int sp_nglobal, const int sp_block,        \
+      const int sp_row_words, const int sp_qb0, const int sp_flags
+#define SPARSE_MASK_PASS                                                                       \
+  sp_bits, sp_left, sp_right, sp_step, sp_stride, sp_nglobal, sp_block, sp_row_words, sp_qb0,  \
+      sp_flags
+
+inline bool sp_bit(__global const uint *bits, long i) { return (bits[i >> 5] >> (i & 31)) & 1u; }
+
+inline bool sp_visible(const int p, const int j, const int nk, __global const uint *bits,
+                       const int left, const int right, const int step, const int stride,
+                       const int nglobal, const int block, const int row_words, const int qb0,
+                       const int flags) {
+  if (j < 0 || j >= nk) return false;
+  if ((flags & SP_CAUSAL) && j > p) return false;
+  const int dl = p - j; /* how far back the key lies */
+#if SPARSE == 1
+  if (dl <= left && -dl <= right && dl % step == 0) return true;
+  if (stride > 0 && dl % stride == 0) return true;
+  if (j < nglobal || (p >= 0 && p < nglobal)) return true;
+  if (flags & SP_GBITS) return sp_bit(bits, j) || (p >= 0 && p < nk && sp_bit(bits, p));
+  return false;
+#else
+  if (p < 0 || p >= nk) return false;
+  if ((flags & SP_EWIN) && (dl > left || -dl > right)) return false;
+  const int qb = p / block - qb0, kb = j / block;
+  return sp_bit(bits, (long)qb * row_words * 32 + kb);
+#endif
+}
+#else
+#define SPARSE_MASK_ARGS
+#endif

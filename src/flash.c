@@ -1,6 +1,7 @@
 /* flash.c — host side of the fused flash forward kernel: configuration, build options, launch. */
 #include "internal.h"
 #include "flash_config.h"
+#include "sparse.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,9 +9,60 @@
 
 typedef struct flash_state {
   cl_kernel kernel;
-  clattn__flash_cfg cfg;
-  int nqb;
+  clattn__flash_cfg cfg; /* portable kernel's configuration */
+  int bm;                /* query rows per work-group */
+  int nt;                /* work-items per work-group */
+  int nqb;               /* query blocks */
 } flash_state;
+
+/* True when every tensor's dim stride is 1 and its other strides are
+ * multiples of `q` elements (so rows are aligned for q-element vectors). */
+static bool strides_aligned(clattn_plan p, int q) {
+  const clattn_strides *st[3] = {&p->qs, &p->ks, &p->vs};
+  if (p->desc.head_dim % q) return false;
+  for (int i = 0; i < 3; i++)
+    if (st[i]->dim != 1 || st[i]->seq % q || st[i]->head % q || st[i]->batch % q) return false;
+  return true;
+}
+
+/* The tensor-core kernel (cl/flash_tc.cl): NVIDIA sm_80+, f16/bf16 storage.
+ * CLATTN_NO_TENSOR_CORES=1 forces the portable kernel. Returns false when it
+ * does not apply. */
+static bool use_tensor_cores(clattn_context ctx, const clattn_attention_desc *d) {
+  const char *off = getenv("CLATTN_NO_TENSOR_CORES");
+  if (off && *off && *off != '0') return false;
+  return d->dtype != CLATTN_DTYPE_F32 && ctx->info.is_nvidia && ctx->info.nv_cc_major >= 8;
+}
+
+static clattn_status flash_tc_create(clattn_plan p, flash_state *s) {
+  clattn_context ctx = p->ctx;
+  const clattn_attention_desc *d = &p->desc;
+  int dp = (d->head_dim + 15) / 16 * 16;
+  int warps = 4, bn = dp <= 128 ? 64 : 32;
+  size_t local = (size_t)2 * bn * (dp + 8) * 2;
+  if (local > ctx->info.local_mem)
+    return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
+                        "tensor-core flash needs %zu bytes of local memory for head_dim %d",
+                        local, d->head_dim);
+  char opts[512];
+  snprintf(opts, sizeof opts,
+           "-cl-std=CL1.2 -DCLATTN_DTYPE=%d -DD=%d -DWARPS=%d -DBN=%d -DCAUSAL=%d "
+           "-DVEC_GLOBAL=%d",
+           (int)d->dtype, d->head_dim, warps, bn, d->mask == CLATTN_MASK_CAUSAL ? 1 : 0,
+           strides_aligned(p, 8) ? 1 : 0);
+  cl_program prog = NULL;
+  clattn_status st = clattn__get_program(ctx, "flash_tc.cl", opts, &prog);
+  if (st != CLATTN_SUCCESS) return st;
+  st = clattn__create_kernel(ctx, prog, "flash_tc", &s->kernel);
+  if (st != CLATTN_SUCCESS) return st;
+  s->bm = 16 * warps;
+  s->nt = 32 * warps;
+  snprintf(p->describe, sizeof p->describe,
+           "flash-tc %s d=%d: mma.sync m16n8k16, %d warps, bm=%d bn=%d (%zu B local) "
+           "[built-in default]",
+           clattn__dtype_name(d->dtype), d->head_dim, warps, s->bm, bn, local);
+  return CLATTN_SUCCESS;
+}
 
 static clattn_status flash_create(clattn_plan p) {
   clattn_context ctx = p->ctx;
@@ -18,6 +70,12 @@ static clattn_status flash_create(clattn_plan p) {
   flash_state *s = calloc(1, sizeof *s);
   if (!s) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate flash state");
   p->state = s;
+  p->workspace_bytes = 0;
+  if (!p->sparse && use_tensor_cores(ctx, d)) { /* sparse masks: the portable kernel */
+    clattn_status st = flash_tc_create(p, s);
+    s->nqb = (d->seq_q + s->bm - 1) / s->bm;
+    return st;
+  }
 
   clattn__flash_limits lim = clattn__flash_limits_of(&ctx->info);
   const char *origin = "built-in default";
@@ -44,26 +102,36 @@ static clattn_status flash_create(clattn_plan p) {
   char opts[512];
   int dp = clattn__flash_dp(&s->cfg, d->head_dim);
   /* float4 global I/O needs unit dim strides and 16-byte aligned rows. */
-  int vec_global = d->head_dim % 4 == 0 && p->qs.dim == 1 && p->ks.dim == 1 && p->vs.dim == 1 &&
-                   p->qs.seq % 4 == 0 && p->ks.seq % 4 == 0 && p->vs.seq % 4 == 0 &&
-                   p->qs.head % 4 == 0 && p->ks.head % 4 == 0 && p->vs.head % 4 == 0 &&
-                   p->qs.batch % 4 == 0 && p->ks.batch % 4 == 0 && p->vs.batch % 4 == 0;
+  int vec_global = strides_aligned(p, 4) ? 1 : 0;
   snprintf(opts, sizeof opts,
            "-cl-std=CL1.2 -cl-mad-enable -DCLATTN_DTYPE=%d -DD=%d -DDP=%d -DBM=%d -DBN=%d "
            "-DTM=%d -DTN=%d -DCAUSAL=%d -DVEC_GLOBAL=%d",
            (int)d->dtype, d->head_dim, dp, s->cfg.bm, s->cfg.bn, s->cfg.tm, s->cfg.tn,
            d->mask == CLATTN_MASK_CAUSAL ? 1 : 0, vec_global);
+  if (p->sparse) clattn__append(opts, sizeof opts, " -DSPARSE=%d", p->sparse->cls);
   cl_program prog = NULL;
   clattn_status st = clattn__get_program(ctx, "flash_fwd.cl", opts, &prog);
   if (st != CLATTN_SUCCESS) return st;
   st = clattn__create_kernel(ctx, prog, "flash_fwd", &s->kernel);
   if (st != CLATTN_SUCCESS) return st;
-  s->nqb = (d->seq_q + s->cfg.bm - 1) / s->cfg.bm;
+  s->bm = s->cfg.bm;
+  s->nt = s->cfg.tm * s->cfg.tn;
+  s->nqb = (d->seq_q + s->bm - 1) / s->bm;
   snprintf(p->describe, sizeof p->describe,
-           "flash f32 d=%d: bm=%d bn=%d tm=%d tn=%d (%d work-items, %zu B local) [%s]",
-           d->head_dim, s->cfg.bm, s->cfg.bn, s->cfg.tm, s->cfg.tn, s->cfg.tm * s->cfg.tn,
+           "flash %s d=%d: bm=%d bn=%d tm=%d tn=%d (%d work-items, %zu B local) [%s]",
+           clattn__dtype_name(d->dtype), d->head_dim, s->cfg.bm, s->cfg.bn, s->cfg.tm, s->cfg.tn, s->cfg.tm * s->cfg.tn,
            clattn__flash_local_bytes(&s->cfg, d->head_dim), origin);
-  p->workspace_bytes = 0;
+  if (p->sparse) {
+    /* Per-query-tile lists of key tiles, built and uploaded once per plan. */
+    st = clattn__sparse_build_tiles(p, s->cfg.bm, s->cfg.bn);
+    if (st != CLATTN_SUCCESS) return st;
+    char sd[160];
+    clattn__sparse_describe(d, sd, sizeof sd);
+    const size_t nkt = ((size_t)d->seq_kv + (size_t)s->cfg.bn - 1) / (size_t)s->cfg.bn;
+    clattn__append(p->describe, sizeof p->describe,
+                   "; sparse %s: %zu of %zu tiles listed, %zu partial", sd,
+                   p->sparse->tile_entries, (size_t)s->nqb * nkt, p->sparse->tiles_partial);
+  }
   return CLATTN_SUCCESS;
 }
 
@@ -96,8 +164,13 @@ static clattn_status flash_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, 
   err |= clSetKernelArg(kr, a++, sizeof(int), &d->seq_kv);
   err |= clSetKernelArg(kr, a++, sizeof(int), &s->nqb);
   err |= clSetKernelArg(kr, a++, sizeof(float), &qscale);
+  if (p->sparse) {
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &p->sparse->tile_off_mem);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &p->sparse->tile_idx_mem);
+    err |= clattn__sparse_set_mask_args(p->sparse, kr, (cl_uint)a);
+  }
   if (err != CL_SUCCESS) return clattn__cl_fail(p->ctx, "clSetKernelArg", err, "flash_fwd");
-  size_t nt = (size_t)(s->cfg.tm * s->cfg.tn);
+  size_t nt = (size_t)s->nt;
   size_t gws[2] = {(size_t)s->nqb * nt, (size_t)d->batch * (size_t)d->heads};
   size_t lws[2] = {nt, 1};
   err = clEnqueueNDRangeKernel(p->ctx->queue, kr, 2, NULL, gws, lws, num_wait, wait, event);

@@ -1,47 +1,79 @@
 /* plan.c — plan creation (validation, family choice), execution checks and release. */
 #include "internal.h"
+#include "sparse.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+/* (b, h, i, j) tuples visible without a mask or under the causal mask. */
+static uint64_t dense_pairs(const clattn_attention_desc *d) {
+  uint64_t per = (uint64_t)d->seq_q * (uint64_t)d->seq_kv;
+  if (d->mask == CLATTN_MASK_CAUSAL) {
+    per = 0;
+    for (int i = 0; i < d->seq_q; i++) {
+      int64_t n = (int64_t)i + d->seq_kv - d->seq_q + 1;
+      per += (uint64_t)(n < 0 ? 0 : n > d->seq_kv ? d->seq_kv : n);
+    }
+  }
+  return per * (uint64_t)d->batch * (uint64_t)d->heads;
+}
+
 clattn_status clattn_plan_create(clattn_context ctx, const clattn_attention_desc *desc,
                                  unsigned flags, clattn_plan *out) {
+  return clattn__plan_create_ex(ctx, desc, flags, NULL, NULL, out);
+}
+
+clattn_status clattn__plan_create_ex(clattn_context ctx, const clattn_attention_desc *desc,
+                                     unsigned flags, const char *config, const char *origin,
+                                     clattn_plan *out) {
   if (!ctx) return CLATTN_ERROR_INVALID_ARGUMENT;
   ctx->msg[0] = 0;
   if (!out) return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "out (plan) is NULL");
   *out = NULL;
-  if (flags & ~(unsigned)CLATTN_PLAN_LAZY_WORKSPACE)
+  const unsigned known = CLATTN_PLAN_LAZY_WORKSPACE | CLATTN_PLAN_MEASURE;
+  if (flags & ~known)
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "flags: unknown bits 0x%x",
-                        flags & ~(unsigned)CLATTN_PLAN_LAZY_WORKSPACE);
+                        flags & ~known);
   clattn_plan p = calloc(1, sizeof *p);
   if (!p) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate plan");
   p->ctx = ctx;
   p->flags = flags;
+  p->config = config;
+  p->config_origin = origin;
   clattn_status st = clattn__desc_resolve(ctx, desc, &p->desc, &p->qs, &p->ks, &p->vs, &p->os,
                                           p->elems);
   if (st != CLATTN_SUCCESS) {
     free(p);
     return st;
   }
-  if (p->desc.dtype != CLATTN_DTYPE_F32) {
+  if (p->desc.dtype != CLATTN_DTYPE_F32 && p->desc.algo != CLATTN_ALGO_FLASH &&
+      p->desc.algo != CLATTN_ALGO_AUTO) {
     free(p);
     return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
-                        "desc.dtype %s is not implemented yet: this version computes f32 "
-                        "storage only",
+                        "desc.dtype %s is implemented by the flash family only in this version",
                         clattn__dtype_name(desc->dtype));
   }
-  if (p->desc.mask > CLATTN_MASK_CAUSAL) {
-    free(p);
-    return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
-                        "desc.mask %d (sparse patterns) is not implemented yet", (int)desc->mask);
-  }
-  if (p->desc.algo == CLATTN_ALGO_LINEAR) {
-    free(p);
-    return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
-                        "desc.algo LINEAR is not implemented yet");
+  if (clattn__mask_is_sparse(p->desc.mask)) {
+    if (p->desc.algo == CLATTN_ALGO_LINEAR) {
+      free(p);
+      return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
+                          "desc.mask %d is a sparse softmax mask: the flash and naive families "
+                          "serve it, not desc.algo LINEAR",
+                          (int)desc->mask);
+    }
+    /* Copies the caller's arrays, builds the block lists, counts the pairs. */
+    st = clattn__sparse_plan_init(p);
+    if (st != CLATTN_SUCCESS) {
+      clattn__sparse_release(p);
+      free(p);
+      return st;
+    }
+  } else {
+    p->visible_pairs = dense_pairs(&p->desc);
   }
   switch (p->desc.algo) {
   case CLATTN_ALGO_NAIVE: p->family = &clattn__family_naive; break;
+  case CLATTN_ALGO_LINEAR: p->family = &clattn__family_linear; break;
   case CLATTN_ALGO_FLASH:
   case CLATTN_ALGO_AUTO:
   default:
@@ -52,6 +84,7 @@ clattn_status clattn_plan_create(clattn_context ctx, const clattn_attention_desc
   st = p->family->create(p);
   if (st != CLATTN_SUCCESS) {
     if (p->family->release) p->family->release(p);
+    clattn__sparse_release(p);
     free(p);
     return st;
   }
@@ -87,13 +120,24 @@ clattn_status clattn_plan_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, c
 
 const char *clattn_plan_describe(clattn_plan p) { return p ? p->describe : ""; }
 
-size_t clattn_plan_workspace_size(clattn_plan p) { return p ? p->workspace_bytes : 0; }
+size_t clattn_plan_workspace_size(clattn_plan p) {
+  if (!p) return 0;
+  /* The family's own workspace plus a sparse mask's tile lists and bitmap. */
+  return p->workspace_bytes + (p->sparse ? p->sparse->device_bytes : 0);
+}
 
 const clattn_attention_desc *clattn_plan_desc(clattn_plan p) { return p ? &p->desc : NULL; }
+
+uint64_t clattn_plan_visible_pairs(clattn_plan p) { return p ? p->visible_pairs : 0; }
+
+double clattn_plan_flops(clattn_plan p) {
+  return p ? 4.0 * (double)p->desc.head_dim * (double)p->visible_pairs : 0.0;
+}
 
 void clattn_plan_release(clattn_plan p) {
   if (!p) return;
   if (p->family && p->family->release) p->family->release(p);
+  clattn__sparse_release(p);
   p->ctx->live_plans--;
   free(p);
 }

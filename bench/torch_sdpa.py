@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""torch_sdpa.py — times PyTorch's scaled_dot_product_attention backends on the shapes clattn is benchmarked on."""
+import argparse
+import json
+import sys
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+BACKENDS = {
+    "EFFICIENT_ATTENTION": SDPBackend.EFFICIENT_ATTENTION,
+    "FLASH_ATTENTION": SDPBackend.FLASH_ATTENTION,
+    "MATH": SDPBackend.MATH,
+}
+DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+
+
+def time_one(fn, warmup, reps):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        a = torch.cuda.Event(enable_timing=True)
+        b = torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b))
+    times.sort()
+    return times[len(times) // 2], times[0], times[-1]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--batch", type=int, required=True)
+    ap.add_argument("--heads", type=int, required=True)
+    ap.add_argument("--seq", type=int, required=True)
+    ap.add_argument("--head-dim", type=int, required=True)
+    ap.add_argument("--causal", action="store_true")
+    ap.add_argument("--dtype", default="f32", choices=DTYPES)
+    ap.add_argument("--backends", default="EFFICIENT_ATTENTION")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=20)
+    a = ap.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    g = torch.Generator(device="cuda").manual_seed(1234)
+    shape = (a.batch, a.heads, a.seq, a.head_dim)
+    dt = DTYPES[a.dtype]
+    q, k, v = (torch.rand(shape, device="cuda", generator=g, dtype=torch.float32).mul_(2).sub_(1).to(dt)
+               for _ in range(3))
+    flops = 4.0 * a.batch * a.heads * a.seq * a.seq * a.head_dim * (0.5 if a.causal else 1.0)
+    for name in a.backends.split(","):
+        rec = {"peer": "torch", "backend": name, "dtype": a.dtype, "batch": a.batch, "heads": a.heads,
+               "seq": a.seq, "head_dim": a.head_dim, "causal": a.causal, "torch": torch.__version__}
+        try:
+            with sdpa_kernel([BACKENDS[name]]):
+                fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=a.causal)
+                med, lo, hi = time_one(fn, a.warmup, a.reps)
+            rec.update(median_ms=med, min_ms=lo, max_ms=hi, tflops=flops / med * 1e-9)
+        except Exception as e:  # out of memory, unsupported backend for the shape
+            rec.update(error=str(e).splitlines()[0][:200])
+            torch.cuda.empty_cache()
+        print(json.dumps(rec))
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+/* flash_tc.cl — NVIDIA sm_80+ flash forward on tensor cores: mma.sync m16n8k16 (f16/bf16 → f32) via inline PTX. */
+
+/*
+ * Same function as flash_fwd.cl for f16/bf16 storage, selected at plan time on
+ * NVIDIA devices of compute capability >= 8.0. A work-group of WARPS warps
+ * owns BM = 16·WARPS query rows; warp w owns rows 16w..16w+15. Each warp keeps
+ * its Q rows as mma A-fragments in registers for the whole kernel, streams K
+ * and V tiles of BN keys through local memory, computes S = Q·Kᵀ with
+ * m16n8k16 MMAs into f32 accumulators, does the online softmax on the
+ * accumulator fragments (row max/sum across the 4 lanes of a row with
+ * shfl.sync), converts P to f16x2/bf16x2 in registers (the S accumulator
+ * layout is exactly the A-fragment layout of the next MMA) and accumulates
+ * O += P·V with m16n8k16 MMAs. Fragment layout (PTX ISA, mma.m16n8k16):
+ * lane = 4·g + t; A regs hold rows g / g+8, cols 2t..2t+1 / 2t+8..2t+9;
+ * B regs hold k rows 2t..2t+1 / 2t+8..2t+9 of column g; C holds rows g / g+8,
+ * cols 2t, 2t+1.
+ *
+ * Local memory: KVs[2·BN][LDK] 16-bit elements; K in the first BN rows, V in
+ * the next BN, both row-major [key][dim] with rows padded by 8 elements so
+ * that the fragment reads of a warp hit 32 distinct banks. Q is staged through
+ * the same buffer once at the start.
+ */
+
+#ifndef D
+#define D 64
+#endif
+#define DP ((D + 15) / 16 * 16) /* head dim padded to the MMA k step */
+#ifndef WARPS
+#define WARPS 4
+#endif
+#ifndef BN
+#define BN 64
+#endif
+#ifndef CAUSAL
+#define CAUSAL 0
+#endif
+#ifndef VEC_GLOBAL
+#define VEC_GLOBAL 0 /* unit dim stride, D % 8 == 0, strides % 8 == 0: 16-byte I/O */
+#endif
+
+#define BM (16 * WARPS)
+#define NT (32 * WARPS)
+#define LDK (DP + 8)   /* row stride (elements) of KVs */
+#define KCH (DP / 16)  /* k-steps of S = Q Kᵀ */
+#define NTS (BN / 8)   /* n-tiles of S */
+#define NTO (DP / 8)   /* n-tiles of O */
+#define KCP (BN / 16)  /* k-steps of O = P V */
+#define CH8 (DP / 8)   /* 8-element chunks per row */
+
+#if (BN % 16) || (BM > 2 * BN)
+#error "flash_tc: BN must be a multiple of 16 and BM <= 2*BN"
+#endif
+#if CLATTN_DTYPE == 1
+#define MMA_T "f16"
+#define CVT_X2 "cvt.rn.f16x2.f32"
+#elif CLATTN_DTYPE == 2
+#define MMA_T "bf16"
+#define CVT_X2 "cvt.rn.bf16x2.f32"
+#else
+#error "flash_tc needs CLATTN_DTYPE 1 (f16) or 2 (bf16)"
+#endif
+
+#define MMA(c, a0, a1, a2, a3, b0, b1)                                                        \
+  __asm__ volatile("mma.sync.aligned.m16n8k16.row.col.f32." MMA_T "." MMA_T ".f32 "               \
+               "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"                        \
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                               \
+               : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1))
+
+/* Packs two floats into one f16x2/bf16x2 register, lo in the low half. */
+inline uint pack2(float lo, float hi) {
+  uint r;
+  __asm__(CVT_X2 " %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+
+inline float shfl_xor(float v, int m) {
+  float r;
+  __asm__ volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(m));
+  return r;
+}
+
+inline float fast_exp2(float x) {
+  float r;
+  __asm__("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+  return r;
+}
+
+/* Copies rows [row0, row0 + nrows) of a 16-bit tensor (rows past `limit` and
+ * dims past D → 0) into local rows of LDK elements. */
+inline void load_tile16(__local ushort *dst, __global const ushort *base, long ss, long sd,
+                        int row0, int nrows, int limit, int lid) {
+  for (int idx = lid; idx < nrows * CH8; idx += NT) {
+    const int r = idx / CH8, ch = idx % CH8;
+    uint4 x = (uint4)(0u);
+    if (row0 + r < limit) {
+      const long ro = (long)(row0 + r) * ss;
+#if VEC_GLOBAL
+      x = *(__global const uint4 *)(base + ro + 8 * ch);
+#else
+      ushort e[8];
+      for (int u = 0; u < 8; u++) {
+        const int k = 8 * ch + u;
+        e[u] = k < D ? base[ro + (long)k * sd] : (ushort)0;
+      }
+      x = (uint4)((uint)e[0] | ((uint)e[1] << 16), (uint)e[2] | ((uint)e[3] << 16),
+                  (uint)e[4] | ((uint)e[5] << 16), (uint)e[6] | ((uint)e[7] << 16));
+#endif
+    }
+    *(__local uint4 *)(dst + r * LDK + 8 * ch) = x;
+  }
+}
+
+inline uint lds32(__local const ushort *p) { return *(__local const uint *)p; }
+
+__kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
+flash_tc(__global const ushort *restrict Q, __global const ushort *restrict K,
+         __global const ushort *restrict V, __global ushort *restrict O,
+         __global float *restrict LSE, const int write_lse,
+         const long qsb, const long qsh, const long qss, const long qsd,
+         const long ksb, const long ksh, const long kss, const long ksd,
+         const long vsb, const long vsh, const long vss, const long vsd,
+         const long osb, const long osh, const long oss, const long osd,
+         const int H, const int G, const int Nq, const int Nk, const int nqb,
+         const float qscale) {
+  /* uint4 storage: 16-byte alignment for the vector stores. */
+  __local uint4 KVs_raw[2 * BN * LDK / 8];
+  __local ushort *KVs = (__local ushort *)KVs_raw;
+  __local ushort *Ks = KVs;
+  __local ushort *Vs = KVs + BN * LDK;
+
+  const int lid = get_local_id(0);
+  const int warp = lid / 32, lane = lid % 32;
+  const int g = lane >> 2, t = lane & 3;
+  const int qb = CAUSAL ? nqb - 1 - (int)get_group_id(0) : (int)get_group_id(0);
+  const int bh = get_group_id(1);
+  const int b = bh / H, h = bh % H, hk = h / G;
+  const int q0 = qb * BM;
+
+  __global const ushort *Qb = Q + (long)b * qsb + (long)h * qsh;
+  __global const ushort *Kb = K + (long)b * ksb + (long)hk * ksh;
+  __global const ushort *Vb = V + (long)b * vsb + (long)hk * vsh;
+
+  /* Q rows of this warp → A fragments in registers. */
+  load_tile16(KVs, Qb, qss, qsd, q0, BM, Nq, lid);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  uint qf[KCH][4];
+  {
+    __local const ushort *q = KVs + (warp * 16 + g) * LDK + 2 * t;
+#pragma unroll
+    for (int kc = 0; kc < KCH; kc++) {
+      qf[kc][0] = lds32(q + 16 * kc);
+      qf[kc][1] = lds32(q + 8 * LDK + 16 * kc);
+      qf[kc][2] = lds32(q + 16 * kc + 8);
+      qf[kc][3] = lds32(q + 8 * LDK + 16 * kc + 8);
+    }
+  }
+
+  float o[NTO][4];
+#pragma unroll
+  for (int j = 0; j < NTO; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+
+  const int off = Nk - Nq;
+  const int row_a = q0 + warp * 16 + g; /* rows of this lane: row_a, row_a + 8 */
+  int kv_end = Nk;
+#if CAUSAL
+  kv_end = clamp(min(q0 + BM, Nq) - 1 + off + 1, 0, Nk);
+#endif
+  const int ntiles = (kv_end + BN - 1) / BN;
+
+  for (int tile = 0; tile < ntiles; tile++) {
+    const int kv0 = tile * BN;
+    barrier(CLK_LOCAL_MEM_FENCE); /* Q staging / previous tile's reads are done */
+    load_tile16(Ks, Kb, kss, ksd, kv0, BN, Nk, lid);
+    load_tile16(Vs, Vb, vss, vsd, kv0, BN, Nk, lid);
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    float s[NTS][4];
+#pragma unroll
+    for (int j = 0; j < NTS; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+    for (int kc = 0; kc < KCH; kc++) {
+#pragma unroll
+      for (int j = 0; j < NTS; j++) {
+        __local const ushort *kp = Ks + (j * 8 + g) * LDK + 16 * kc + 2 * t;
+        const uint b0 = lds32(kp), b1 = lds32(kp + 8);
+        MMA(s[j], qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3], b0, b1);
+      }
+    }
+
+#if CAUSAL
+    const bool need_mask = (kv0 + BN > Nk) || (kv0 + BN - 1 > q0 + off);
+#else
+    const bool need_mask = kv0 + BN > Nk;
+#endif
+#pragma unroll
+    for (int j = 0; j < NTS; j++) {
+#pragma unroll
+      for (int e = 0; e < 4; e++) s[j][e] *= qscale;
+    }
+    if (need_mask) {
+#pragma unroll
+      for (int j = 0; j < NTS; j++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int key = kv0 + j * 8 + 2 * t + (e & 1);
+          bool dead = key >= Nk;
+#if CAUSAL
+          dead = dead || key > row_a + (e >> 1) * 8 + off;
+#endif
+          if (dead) s[j][e] = -INFINITY;
+        }
+      }
+    }
+
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < NTS; j++) mx = fmax(mx, fmax(s[j][2 * rr], s[j][2 * rr + 1]));
+      mx = fmax(mx, shfl_xor(mx, 1));
+      mx = fmax(mx, shfl_xor(mx, 2));
+      const float mnew = fmax(m[rr], mx);
+      const float alpha = mnew == -INFINITY ? 1.0f : fast_exp2(m[rr] - mnew);
+      const float sub = mnew == -INFINITY ? 0.0f : mnew;
+      m[rr] = mnew;
+      float rs = 0.0f;
+#pragma unroll
+      for (int j = 0; j < NTS; j++) {
+        s[j][2 * rr] = fast_exp2(s[j][2 * rr] - sub);
+        s[j][2 * rr + 1] = fast_exp2(s[j][2 * rr + 1] - sub);
+        rs += s[j][2 * rr] + s[j][2 * rr + 1];
+      }
+      l[rr] = l[rr] * alpha + rs;
+#pragma unroll
+      for (int j = 0; j < NTO; j++) {
+        o[j][2 * rr] *= alpha;
+        o[j][2 * rr + 1] *= alpha;
+      }
+    }
+
+#pragma unroll
+    for (int kc = 0; kc < KCP; kc++) {
+      const uint a0 = pack2(s[2 * kc][0], s[2 * kc][1]);
+      const uint a1 = pack2(s[2 * kc][2], s[2 * kc][3]);
+      const uint a2 = pack2(s[2 * kc + 1][0], s[2 * kc + 1][1]);
+      const uint a3 = pack2(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+      __local const ushort *vp = Vs + (16 * kc + 2 * t) * LDK + g;
+#pragma unroll
+      for (int j = 0; j < NTO; j++) {
+        const uint b0 = (uint)vp[8 * j] | ((uint)vp[8 * j + LDK] << 16);
+        const uint b1 = (uint)vp[8 * j + 8 * LDK] | ((uint)vp[8 * j + 9 * LDK] << 16);
+        MMA(o[j], a0, a1, a2, a3, b0, b1);
+      }
+    }
+  }
+
+  __global ushort *Ob = O + (long)b * osb + (long)h * osh;
+#pragma unroll
+  for (int rr = 0; rr < 2; rr++) {
+    float lt = l[rr];
+    lt += shfl_xor(lt, 1);
+    lt += shfl_xor(lt, 2);
+    const int row = row_a + 8 * rr;
+    const float inv = lt > 0.0f ? 1.0f / lt : 0.0f;
+    if (row < Nq) {
+      const long ro = (long)row * oss;
+#pragma unroll
+      for (int j = 0; j < NTO; j++) {
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+          const int k = 8 * j + 2 * t + e;
+          if (k < D) STORE(Ob, ro + (long)k * osd, o[j][2 * rr + e] * inv);
+        }
+      }
+      if (write_lse && t == 0)
+        LSE[(long)bh * Nq + row] = lt > 0.0f ? (m[rr] + log2(lt)) * CLATTN_LN2 : -INFINITY;
+    }
+  }
+}
