@@ -35,37 +35,47 @@ def time_one(fn, warmup, reps):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--batch", type=int, required=True)
-    ap.add_argument("--heads", type=int, required=True)
-    ap.add_argument("--seq", type=int, required=True)
-    ap.add_argument("--head-dim", type=int, required=True)
-    ap.add_argument("--causal", action="store_true")
-    ap.add_argument("--dtype", default="f32", choices=DTYPES)
+    ap.add_argument("--tokens", type=int, default=262144, help="B*H*N of every shape")
+    ap.add_argument("--heads", type=int, default=16)
+    ap.add_argument("--seqs", default="1024,2048,4096,8192,16384")
+    ap.add_argument("--head-dims", default="64,128")
+    ap.add_argument("--masks", default="none,causal")
+    ap.add_argument("--dtypes", default="f32")
     ap.add_argument("--backends", default="EFFICIENT_ATTENTION")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--reps", type=int, default=20)
     a = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+    for dname in a.dtypes.split(","):
+        for hd in map(int, a.head_dims.split(",")):
+            for n in map(int, a.seqs.split(",")):
+                for mask in a.masks.split(","):
+                    run_shape(a, dname, max(1, a.tokens // n // a.heads), n, hd, mask == "causal")
+
+
+def run_shape(a, dname, batch, seq, hd, causal):
     g = torch.Generator(device="cuda").manual_seed(1234)
-    shape = (a.batch, a.heads, a.seq, a.head_dim)
-    dt = DTYPES[a.dtype]
+    shape = (batch, a.heads, seq, hd)
+    dt = DTYPES[dname]
     q, k, v = (torch.rand(shape, device="cuda", generator=g, dtype=torch.float32).mul_(2).sub_(1).to(dt)
                for _ in range(3))
-    flops = 4.0 * a.batch * a.heads * a.seq * a.seq * a.head_dim * (0.5 if a.causal else 1.0)
+    flops = 4.0 * batch * a.heads * seq * seq * hd * (0.5 if causal else 1.0)
     for name in a.backends.split(","):
-        rec = {"peer": "torch", "backend": name, "dtype": a.dtype, "batch": a.batch, "heads": a.heads,
-               "seq": a.seq, "head_dim": a.head_dim, "causal": a.causal, "torch": torch.__version__}
+        rec = {"peer": "torch", "backend": name, "dtype": dname, "batch": batch, "heads": a.heads,
+               "seq": seq, "head_dim": hd, "mask": "causal" if causal else "none",
+               "torch": torch.__version__}
         try:
             with sdpa_kernel([BACKENDS[name]]):
-                fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=a.causal)
+                fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)
                 med, lo, hi = time_one(fn, a.warmup, a.reps)
             rec.update(median_ms=med, min_ms=lo, max_ms=hi, tflops=flops / med * 1e-9)
         except Exception as e:  # out of memory, unsupported backend for the shape
             rec.update(error=str(e).splitlines()[0][:200])
-            torch.cuda.empty_cache()
+        torch.cuda.empty_cache()
         print(json.dumps(rec))
         sys.stdout.flush()
+    del q, k, v
 
 
 if __name__ == "__main__":

@@ -18,6 +18,13 @@
  * KV[BN][DP+4] holding first K then V of the current tile, Ps[BN][BM+4]
  * (probabilities) and red[BM][TN] (row-max exchange). DP is the head dim
  * rounded up to 4; rows are padded by 4 floats to spread banks.
+ *
+ * -DSPARSE=1 (element patterns) / 2 (block patterns): the work-group walks
+ * only the key tiles listed for its query tile (host-built per plan, see
+ * src/sparse.h); a tile flagged partial (or the tail tile) is masked per
+ * element with sp_visible() from common.cl, a fully visible tile skips the
+ * mask. The trip count depends only on the query tile, so barriers stay
+ * uniform.
  */
 
 #ifndef D
@@ -94,7 +101,14 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
           const long vsb, const long vsh, const long vss, const long vsd,
           const long osb, const long osh, const long oss, const long osd,
           const int H, const int G, const int Nq, const int Nk, const int nqb,
-          const float qscale) {
+          const float qscale
+#if SPARSE
+          /* Tile lists (src/sparse.h): sp_tile_off[0..nqb] offsets into sp_tiles,
+           * then the launch order of the query blocks; sp_tiles entries are
+           * (key tile << 1) | partial. */
+          , __global const int *restrict sp_tile_off, __global const int *restrict sp_tiles
+#endif
+          SPARSE_MASK_ARGS) {
   __local float Qs[BM * LDQ];
   __local float KV[BN * LDQ];
   __local float Ps[BN * LDP];
@@ -103,8 +117,13 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
   const int lid = get_local_id(0);
   const int tm = lid / TN;
   const int tn = lid % TN;
+#if SPARSE
+  /* Longest tile lists first. */
+  const int qb = sp_tile_off[nqb + 1 + (int)get_group_id(0)];
+#else
   /* Heaviest (last) query blocks first when causal. */
   const int qb = CAUSAL ? nqb - 1 - (int)get_group_id(0) : (int)get_group_id(0);
+#endif
   const int bh = get_group_id(1);
   const int b = bh / H;
   const int h = bh % H;
@@ -129,14 +148,25 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
   }
 
   const int off = Nk - Nq; /* bottom-right causal alignment */
+#if SPARSE
+  /* Only the listed key tiles: empty tiles cost nothing. */
+  const int t0 = sp_tile_off[qb];
+  const int ntiles = sp_tile_off[qb + 1] - t0;
+#else
   int kv_end = Nk;
 #if CAUSAL
   kv_end = clamp(min(q0 + BM, Nq) - 1 + off + 1, 0, Nk);
 #endif
   const int ntiles = (kv_end + BN - 1) / BN;
+#endif
 
   for (int t = 0; t < ntiles; t++) {
+#if SPARSE
+    const int ent = sp_tiles[t0 + t];
+    const int kv0 = (ent >> 1) * BN;
+#else
     const int kv0 = t * BN;
+#endif
     barrier(CLK_LOCAL_MEM_FENCE); /* previous tile's Ps / V reads are done */
     load_tile(KV, Kb, kss, ksd, kv0, BN, Nk, 1.0f, lid);
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -164,7 +194,9 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
     }
 
     /* Mask the tail tile and the causal diagonal (uniform branch). */
-#if CAUSAL
+#if SPARSE
+    const bool need_mask = (ent & 1) || kv0 + BN > Nk; /* partial tile (host flag) or tail */
+#elif CAUSAL
     const bool need_mask = (kv0 + BN > Nk) || (kv0 + BN - 1 > q0 + off);
 #else
     const bool need_mask = kv0 + BN > Nk;
@@ -179,6 +211,9 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
           bool dead = key >= Nk;
 #if CAUSAL
           dead = dead || key > qrow + off;
+#endif
+#if SPARSE
+          dead = dead || !sp_visible(qrow + off, key, Nk, SPARSE_MASK_PASS);
 #endif
           if (dead) s[i][j] = -INFINITY;
         }

@@ -92,7 +92,7 @@ inline void load_tile16(__local ushort *dst, __global const ushort *base, long s
   for (int idx = lid; idx < nrows * CH8; idx += NT) {
     const int r = idx / CH8, ch = idx % CH8;
     uint4 x = (uint4)(0u);
-    if (row0 + r < limit) {
+    if (row0 + r < limit && 8 * ch < D) {
       const long ro = (long)(row0 + r) * ss;
 #if VEC_GLOBAL
       x = *(__global const uint4 *)(base + ro + 8 * ch);
@@ -111,6 +111,57 @@ inline void load_tile16(__local ushort *dst, __global const ushort *base, long s
 }
 
 inline uint lds32(__local const ushort *p) { return *(__local const uint *)p; }
+
+/* Shared-state-space address of a local pointer, for ldmatrix / cp.async.
+ * LDM_ADDR 1: the integer value of a __local pointer is already the shared
+ * address; 2: it is a generic address (convert with cvta.to.shared). */
+#ifndef USE_LDM
+#define USE_LDM 0
+#endif
+#ifndef LDM_ADDR
+#define LDM_ADDR 1
+#endif
+#ifndef ASYNC
+#define ASYNC 0
+#endif
+inline uint smem_addr(__local const void *p) {
+#if LDM_ADDR == 1
+  return (uint)(ulong)p;
+#else
+  uint r;
+  __asm__("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }"
+          : "=r"(r)
+          : "l"((ulong)p));
+  return r;
+#endif
+}
+#define LDM_X4(r0, r1, r2, r3, addr)                                                          \
+  __asm__ volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"            \
+                   : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)                                   \
+                   : "r"(addr))
+#define LDM_X4_T(r0, r1, r2, r3, addr)                                                        \
+  __asm__ volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"      \
+                   : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)                                   \
+                   : "r"(addr))
+
+#if ASYNC
+/* cp.async version of load_tile16 (VEC_GLOBAL layouts only): rows past
+ * `limit` and chunks past D are zero-filled by a source size of 0. */
+inline void load_tile16_async(__local ushort *dst, __global const ushort *base, long ss,
+                              int row0, int nrows, int limit, int lid) {
+  for (int idx = lid; idx < nrows * CH8; idx += NT) {
+    const int r = idx / CH8, ch = idx % CH8;
+    const bool ok = row0 + r < limit && 8 * ch < D;
+    __global const ushort *src = ok ? base + (long)(row0 + r) * ss + 8 * ch : base;
+    __asm__ volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
+                     :
+                     : "r"(smem_addr(dst + r * LDK + 8 * ch)), "l"(src), "r"(ok ? 16 : 0)
+                     : "memory");
+  }
+}
+#define CP_COMMIT() __asm__ volatile("cp.async.commit_group;" ::: "memory")
+#define CP_WAIT(n) __asm__ volatile("cp.async.wait_group " #n ";" ::: "memory")
+#endif
 
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
 flash_tc(__global const ushort *restrict Q, __global const ushort *restrict K,
@@ -168,16 +219,47 @@ flash_tc(__global const ushort *restrict Q, __global const ushort *restrict K,
 #endif
   const int ntiles = (kv_end + BN - 1) / BN;
 
+#if ASYNC
+  /* cp.async pipeline over one K and one V buffer: K(t+1) streams in during
+   * the softmax and P·V of tile t, V(t+1) during Q·Kᵀ of tile t+1. */
+  barrier(CLK_LOCAL_MEM_FENCE); /* Q staging reads are done */
+  if (ntiles > 0) load_tile16_async(Ks, Kb, kss, 0, BN, Nk, lid);
+  CP_COMMIT();
+  if (ntiles > 0) load_tile16_async(Vs, Vb, vss, 0, BN, Nk, lid);
+  CP_COMMIT();
+#endif
   for (int tile = 0; tile < ntiles; tile++) {
     const int kv0 = tile * BN;
+#if ASYNC
+    CP_WAIT(1); /* K(tile) has landed for this work-item */
+    barrier(CLK_LOCAL_MEM_FENCE);
+#else
     barrier(CLK_LOCAL_MEM_FENCE); /* Q staging / previous tile's reads are done */
     load_tile16(Ks, Kb, kss, ksd, kv0, BN, Nk, lid);
     load_tile16(Vs, Vb, vss, vsd, kv0, BN, Nk, lid);
     barrier(CLK_LOCAL_MEM_FENCE);
+#endif
 
     float s[NTS][4];
 #pragma unroll
     for (int j = 0; j < NTS; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#if USE_LDM
+    {
+      /* lane L addresses row L&7 of matrix L>>3: keys +8 for matrices 2,3,
+       * dims +8 for matrices 1,3. */
+      const uint kbase = smem_addr(Ks + ((lane >> 4) * 8 + (lane & 7)) * LDK + ((lane >> 3) & 1) * 8);
+#pragma unroll
+      for (int kc = 0; kc < KCH; kc++) {
+#pragma unroll
+        for (int j = 0; j < NTS; j += 2) {
+          uint b0, b1, b2, b3;
+          LDM_X4(b0, b1, b2, b3, kbase + (uint)((j * 8 * LDK + 16 * kc) * 2));
+          MMA(s[j], qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3], b0, b1);
+          MMA(s[j + 1], qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3], b2, b3);
+        }
+      }
+    }
+#else
 #pragma unroll
     for (int kc = 0; kc < KCH; kc++) {
 #pragma unroll
@@ -187,7 +269,13 @@ flash_tc(__global const ushort *restrict Q, __global const ushort *restrict K,
         MMA(s[j], qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3], b0, b1);
       }
     }
+#endif
 
+#if ASYNC
+    barrier(CLK_LOCAL_MEM_FENCE); /* every warp is done reading K(tile) */
+    if (tile + 1 < ntiles) load_tile16_async(Ks, Kb, kss, kv0 + BN, BN, Nk, lid);
+    CP_COMMIT();
+#endif
 #if CAUSAL
     const bool need_mask = (kv0 + BN > Nk) || (kv0 + BN - 1 > q0 + off);
 #else
@@ -239,12 +327,29 @@ flash_tc(__global const ushort *restrict Q, __global const ushort *restrict K,
       }
     }
 
+#if ASYNC
+    CP_WAIT(1); /* V(tile) has landed */
+    barrier(CLK_LOCAL_MEM_FENCE);
+#endif
 #pragma unroll
     for (int kc = 0; kc < KCP; kc++) {
       const uint a0 = pack2(s[2 * kc][0], s[2 * kc][1]);
       const uint a1 = pack2(s[2 * kc][2], s[2 * kc][3]);
       const uint a2 = pack2(s[2 * kc + 1][0], s[2 * kc + 1][1]);
       const uint a3 = pack2(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+#if USE_LDM
+      /* lane L addresses row L&7 of matrix L>>3: keys +8 for matrices 1,3,
+       * dims +8 for matrices 2,3; .trans yields the col-major B fragments. */
+      const uint vbase = smem_addr(Vs + (16 * kc + ((lane >> 3) & 1) * 8 + (lane & 7)) * LDK +
+                                   (lane >> 4) * 8);
+#pragma unroll
+      for (int j = 0; j < NTO; j += 2) {
+        uint b0, b1, b2, b3;
+        LDM_X4_T(b0, b1, b2, b3, vbase + (uint)(j * 8 * 2));
+        MMA(o[j], a0, a1, a2, a3, b0, b1);
+        MMA(o[j + 1], a0, a1, a2, a3, b2, b3);
+      }
+#else
       __local const ushort *vp = Vs + (16 * kc + 2 * t) * LDK + g;
 #pragma unroll
       for (int j = 0; j < NTO; j++) {
@@ -252,7 +357,13 @@ flash_tc(__global const ushort *restrict Q, __global const ushort *restrict K,
         const uint b1 = (uint)vp[8 * j + 8 * LDK] | ((uint)vp[8 * j + 9 * LDK] << 16);
         MMA(o[j], a0, a1, a2, a3, b0, b1);
       }
+#endif
     }
+#if ASYNC
+    barrier(CLK_LOCAL_MEM_FENCE); /* every warp is done reading V(tile) */
+    if (tile + 1 < ntiles) load_tile16_async(Vs, Vb, vss, kv0 + BN, BN, Nk, lid);
+    CP_COMMIT();
+#endif
   }
 
   __global ushort *Ob = O + (long)b * osb + (long)h * osh;

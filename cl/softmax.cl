@@ -9,11 +9,17 @@
 
 /* S holds rows of Nk scores (already multiplied by the scale) for rows
  * bh*Nq + r. Each work-group normalises one row in place: P = exp(S - max) /
- * sum. Keys j > r + (Nk - Nq) are masked when CAUSAL. A row with no visible
- * key becomes zeros and its LSE -inf. */
+ * sum. Keys j > r + (Nk - Nq) are masked when CAUSAL; with SPARSE the sparse
+ * mask (sp_visible, cl/common.cl) is evaluated inline, no mask buffer. A row
+ * with no visible key becomes zeros and its LSE -inf. */
+#if SPARSE
+#define SCORE(j) (sp_visible(r + (Nk - Nq), (j), Nk, SPARSE_MASK_PASS) ? s[j] : -INFINITY)
+#else
+#define SCORE(j) (s[j])
+#endif
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void
 softmax_rows(__global float *restrict S, __global float *restrict LSE, const int write_lse,
-             const int Nq, const int Nk) {
+             const int Nq, const int Nk SPARSE_MASK_ARGS) {
   __local float red[WG];
   const long row = get_group_id(0);
   const int r = (int)(row % Nq);
@@ -25,7 +31,7 @@ softmax_rows(__global float *restrict S, __global float *restrict LSE, const int
   const int nvis = Nk;
 #endif
   float mx = -INFINITY;
-  for (int j = lid; j < nvis; j += WG) mx = fmax(mx, s[j]);
+  for (int j = lid; j < nvis; j += WG) mx = fmax(mx, SCORE(j));
   red[lid] = mx;
   barrier(CLK_LOCAL_MEM_FENCE);
   for (int w = WG / 2; w > 0; w >>= 1) {
@@ -36,7 +42,7 @@ softmax_rows(__global float *restrict S, __global float *restrict LSE, const int
   barrier(CLK_LOCAL_MEM_FENCE);
   const float sub = mx == -INFINITY ? 0.0f : mx;
   float sum = 0.0f;
-  for (int j = lid; j < nvis; j += WG) sum += exp(s[j] - sub);
+  for (int j = lid; j < nvis; j += WG) sum += exp(SCORE(j) - sub);
   red[lid] = sum;
   barrier(CLK_LOCAL_MEM_FENCE);
   for (int w = WG / 2; w > 0; w >>= 1) {
@@ -45,6 +51,6 @@ softmax_rows(__global float *restrict S, __global float *restrict LSE, const int
   }
   sum = red[0];
   const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-  for (int j = lid; j < Nk; j += WG) s[j] = j < nvis ? exp(s[j] - sub) * inv : 0.0f;
+  for (int j = lid; j < Nk; j += WG) s[j] = j < nvis ? exp(SCORE(j) - sub) * inv : 0.0f;
   if (write_lse && lid == 0) LSE[row] = sum > 0.0f ? sub + log(sum) : -INFINITY;
 }

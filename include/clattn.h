@@ -179,13 +179,20 @@ typedef struct clattn_strides {
 /**
  * Mask applied to the scores before the softmax.
  *
- * CLATTN_MASK_CAUSAL is aligned to the bottom-right corner, as in
- * FlashAttention >= 2.1 and PyTorch: query i (0-based) sees key j iff
- *     j <= i + (seq_kv - seq_q).
- * With seq_q == seq_kv this is the usual lower triangle. With seq_q < seq_kv
- * (decode, chunked prefill) the last query sees every key. With
- * seq_q > seq_kv the first seq_q - seq_kv queries see no key at all: their
- * output rows are zeros and their LSE is -inf.
+ * Positions. Key j (0-based) sits at position j. Query i sits at key
+ * position
+ *     p = i + (seq_kv - seq_q),
+ * i.e. the queries are aligned to the bottom-right corner, as in
+ * FlashAttention >= 2.1 and PyTorch. Every mask is a predicate of (p, j);
+ * with seq_q == seq_kv, p == i. With seq_q < seq_kv (decode, chunked
+ * prefill) the queries are the last seq_q positions of the sequence, so a
+ * pattern written for the whole sequence applies to them unchanged. With
+ * seq_q > seq_kv the first seq_q - seq_kv queries have p < 0.
+ *
+ * CLATTN_MASK_CAUSAL: query i sees key j iff j <= p. With seq_q == seq_kv
+ * this is the usual lower triangle. With seq_q < seq_kv the last query sees
+ * every key. With seq_q > seq_kv the first seq_q - seq_kv queries see no key
+ * at all: their output rows are zeros and their LSE is -inf.
  *
  *   seq_q = seq_kv = 4        seq_q = 2, seq_kv = 4     seq_q = 4, seq_kv = 2
  *     x . . .                   x x x .                   . .
@@ -193,46 +200,198 @@ typedef struct clattn_strides {
  *     x x x .                                             x .
  *     x x x x                                             x x
  *
- * A row whose every key is masked produces zeros, never NaN.
+ * The sparse masks (WINDOW .. BLOCK_LAYOUT) take their parameters from
+ * desc.sparse and are defined, with pictures, at clattn_sparse_desc.
+ *
+ * A row whose every key is masked produces zeros (LSE -inf), never NaN.
  */
 typedef enum clattn_mask {
   CLATTN_MASK_NONE = 0,
   CLATTN_MASK_CAUSAL = 1,
-  /** Sparse patterns (fields in clattn_sparse_desc; see its comment). */
+  /** Sliding window (Longformer), optional global tokens. */
   CLATTN_MASK_WINDOW = 2,
+  /** Dilated window: every d-th key of a window. */
   CLATTN_MASK_DILATED = 3,
+  /** Sparse Transformer strided: a local window plus every s-th key. */
   CLATTN_MASK_STRIDED = 4,
+  /** BigBird: global + window + seeded random blocks. */
   CLATTN_MASK_BIGBIRD = 5,
+  /** A user block layout (CSR of key blocks per query block). */
   CLATTN_MASK_BLOCK_LAYOUT = 6
 } clattn_mask;
 
 /**
- * Parameters of the sparse masks (CLATTN_MASK_WINDOW .. BLOCK_LAYOUT); ignored
- * for NONE and CAUSAL. Arrays are copied by clattn_plan_create(). Semantics
- * and pictures are documented with each field below.
+ * Parameters of the sparse masks (CLATTN_MASK_WINDOW .. BLOCK_LAYOUT);
+ * ignored for NONE and CAUSAL. p is the query's key position (see
+ * clattn_mask), j the key, "x" a visible pair; every picture is seq_q =
+ * seq_kv = 8 (rows are queries, columns keys).
+ *
+ * Global positions (WINDOW, DILATED, STRIDED): G = {0 .. num_global-1} ∪
+ * global_tokens. A global query (p ∈ G) sees every key; a global key (j ∈ G)
+ * is seen by every query (Longformer).
+ *
+ * CLATTN_MASK_WINDOW: visible iff p - L <= j <= p + R, or p ∈ G, or j ∈ G
+ * (L = window_left, R = window_right; windows longer than the sequence are
+ * clipped to it; L = R = 0 is the diagonal).
+ *
+ *   L=2 R=1            L=2 R=0 num_global=1     L=2 R=1 tokens {5} causal
+ *   x x . . . . . .    x x x x x x x x          x . . . . . . .
+ *   x x x . . . . .    x x . . . . . .          x x . . . . . .
+ *   x x x x . . . .    x x x . . . . .          x x x . . . . .
+ *   . x x x x . . .    x x x x . . . .          . x x x . . . .
+ *   . . x x x x . .    x . x x x . . .          . . x x x . . .
+ *   . . . x x x x .    x . . x x x . .          x x x x x x . .
+ *   . . . . x x x x    x . . . x x x .          . . . . x x x .
+ *   . . . . . x x x    x . . . . x x x          . . . . . x x x
+ *
+ * CLATTN_MASK_DILATED: visible iff p - L <= j <= p + R and (p - j) is a
+ * multiple of d = dilation (>= 1; d = 1 is WINDOW), or p ∈ G, or j ∈ G.
+ * CLATTN_MASK_STRIDED (Sparse Transformer, Child et al. 2019): visible iff
+ * p - L <= j <= p + R, or (p - j) is a multiple of s = stride (>= 1), or
+ * p ∈ G, or j ∈ G.
+ *
+ *   DILATED L=R=4 d=2  STRIDED L=1 R=0 s=3 causal
+ *   x . x . x . . .    x . . . . . . .
+ *   . x . x . x . .    x x . . . . . .
+ *   x . x . x . x .    . x x . . . . .
+ *   . x . x . x . x    x . x x . . . .
+ *   x . x . x . x .    . x . x x . . .
+ *   . x . x . x . x    . . x . x x . .
+ *   . . x . x . x .    x . . x . x x .
+ *   . . . x . x . x    . x . . x . x x
+ *
+ * Block masks (BIGBIRD, BLOCK_LAYOUT): positions are cut into blocks of b =
+ * block_size; the query is in block qb = floor(p / b), the key in block kb =
+ * floor(j / b); there are nkb = ceil(seq_kv / b) blocks on each side. A pair
+ * is visible iff p >= 0 and key block kb is listed for query block qb (and
+ * the element options below allow it).
+ *
+ * CLATTN_MASK_BIGBIRD (Zaheer et al. 2020) lists for qb: every block when qb
+ * < global_blocks; else the global blocks kb < global_blocks, the window
+ * |kb - qb| <= window_blocks, and min(random_blocks, n) random blocks drawn
+ * from the n candidates: the blocks 0 <= kb < nkb, in ascending order, that
+ * are neither global nor in the window (nor kb > qb when causal). The draw
+ * is a partial Fisher-Yates shuffle of the candidates c[0..n-1]: for t = 0,
+ * 1, .. it swaps c[t] with c[t + z_t mod (n - t)] and takes c[t], where z_t
+ * is the (t+1)-th output of splitmix64 seeded with
+ *     seed XOR ((qb + 1) * 0xD1B54A32D192ED03)   (mod 2^64)
+ * (splitmix64: x += 0x9E3779B97F4A7C15; z = x; z = (z ^ z>>30) *
+ * 0xBF58476D1CE4E5B9; z = (z ^ z>>27) * 0x94D049BB133111EB; z ^ z>>31).
+ * The layout is therefore a pure function of (seed, seq_kv and the fields):
+ * the same seed gives the same output bits on a device.
+ *
+ *   b=2 window_blocks=0 global_blocks=1 random_blocks=1
+ *   seed=1             seed=2
+ *   x x x x x x x x    x x x x x x x x
+ *   x x x x x x x x    x x x x x x x x
+ *   x x x x . . x x    x x x x . . x x
+ *   x x x x . . x x    x x x x . . x x
+ *   x x . . x x x x    x x . . x x x x
+ *   x x . . x x x x    x x . . x x x x
+ *   x x x x . . x x    x x . . x x x x
+ *   x x x x . . x x    x x . . x x x x
+ *
+ * CLATTN_MASK_BLOCK_LAYOUT: the caller's layout in CSR form. layout_rows
+ * must be nkb (one row per query block); row r lists the key blocks
+ * layout_cols[layout_row_offsets[r] .. layout_row_offsets[r+1]-1], strictly
+ * increasing, each in 0..nkb-1; layout_row_offsets[0] = 0 and the offsets
+ * are non-decreasing. An empty row makes its queries output zeros (LSE
+ * -inf). The file format of `clattn run --mask layout:FILE` is in the CLI's
+ * help.
+ *
+ *   b=2, rows {0} {1} {} {0,3}     the same, causal
+ *   x x . . . . . .                x . . . . . . .
+ *   x x . . . . . .                x x . . . . . .
+ *   . . x x . . . .                . . x . . . . .
+ *   . . x x . . . .                . . x x . . . .
+ *   . . . . . . . .                . . . . . . . .
+ *   . . . . . . . .                . . . . . . . .
+ *   x x . . . . x x                x x . . . . x .
+ *   x x . . . . x x                x x . . . . x x
+ *
+ * Element options, for every sparse mask: `causal` also requires j <= p
+ * (global tokens and blocks included; with WINDOW it makes window_right
+ * irrelevant). For the block masks `element_window` also requires p - L <=
+ * j <= p + R inside the listed blocks.
+ *
+ * Cost. The flash family walks, for each tile of BM queries, only the
+ * BN-key tiles that hold a visible pair (lists built once at plan creation
+ * and kept on the device, 4 bytes per listed tile plus 8 per query tile);
+ * tiles with no visible pair cost no memory traffic and no arithmetic, and
+ * tiles whose every pair is visible skip the per-element mask. Work is
+ * O(listed tiles · BM · BN · d), memory O(B·H·N) plus the lists and the
+ * bitmap: for explicit global tokens ceil(seq_kv / 32) words, for the block
+ * masks (query blocks · ceil(nkb / 32)) words, about nkb²/8 bytes (a
+ * small block_size on a long sequence is refused with
+ * CLATTN_ERROR_OUT_OF_MEMORY naming the bytes). The naive family computes
+ * the dense score matrix (workspace B·H·seq_q·seq_kv·4 bytes) and evaluates
+ * the same mask inline in its softmax kernel (plus the same bitmap); it
+ * keeps no N×N mask buffer. clattn_plan_visible_pairs() counts the pairs.
+ *
+ * Validation (clattn_plan_create and clattn_reference_attention): negative
+ * windows, counts or block indices, dilation / stride / block_size < 1,
+ * global tokens outside 0..seq_kv-1, a wrong layout_rows, NULL arrays,
+ * non-monotone offsets, unsorted or duplicate columns are rejected with
+ * CLATTN_ERROR_INVALID_ARGUMENT and a message naming the field. Arrays are
+ * copied by clattn_plan_create(); clattn_plan_desc() points at the plan's
+ * copies (global tokens sorted, duplicates removed).
  */
 typedef struct clattn_sparse_desc {
-  int window_left;  /**< WINDOW/DILATED/STRIDED: keys back from the query. */
-  int window_right; /**< WINDOW/DILATED/STRIDED: keys ahead (0 with causal). */
-  int num_global;   /**< WINDOW: the first num_global positions are global. */
-  const int *global_tokens; /**< WINDOW: optional explicit global positions. */
+  int window_left;          /**< L >= 0 (WINDOW/DILATED/STRIDED, element_window). */
+  int window_right;         /**< R >= 0 (WINDOW/DILATED/STRIDED, element_window). */
+  int num_global;           /**< WINDOW/DILATED/STRIDED: positions 0..num_global-1 are global. */
+  const int *global_tokens; /**< WINDOW/DILATED/STRIDED: more global positions (or NULL). */
   int num_global_tokens;    /**< length of global_tokens. */
-  int dilation;     /**< DILATED: every dilation-th key inside the window. */
-  int stride;       /**< STRIDED: also every key j with j % stride == stride-1. */
-  int block_size;   /**< BIGBIRD / BLOCK_LAYOUT: block edge in positions. */
-  int window_blocks, global_blocks, random_blocks; /**< BIGBIRD. */
-  uint64_t seed;    /**< BIGBIRD: random-block seed. */
-  int layout_rows;  /**< BLOCK_LAYOUT: number of query blocks (CSR rows). */
+  int dilation;             /**< DILATED: d >= 1. */
+  int stride;               /**< STRIDED: s >= 1. */
+  int block_size;           /**< BIGBIRD / BLOCK_LAYOUT: b >= 1 positions per block. */
+  int window_blocks;        /**< BIGBIRD: blocks on each side of the query's block. */
+  int global_blocks;        /**< BIGBIRD: the first global_blocks blocks are global. */
+  int random_blocks;        /**< BIGBIRD: random key blocks per query block. */
+  uint64_t seed;            /**< BIGBIRD: seed of the random blocks. */
+  int layout_rows;          /**< BLOCK_LAYOUT: number of query blocks, = ceil(seq_kv / b). */
   const int *layout_row_offsets; /**< BLOCK_LAYOUT: layout_rows + 1 entries. */
   const int *layout_cols;        /**< BLOCK_LAYOUT: key-block indices. */
-  int causal; /**< non-zero: also apply the causal mask element-wise. */
+  int causal;                    /**< non-zero: also j <= p (every sparse mask). */
+  int element_window;            /**< BIGBIRD/BLOCK_LAYOUT, non-zero: also p-L <= j <= p+R. */
 } clattn_sparse_desc;
 
-/** Feature map of the linear family (CLATTN_ALGO_LINEAR). */
+/**
+ * Feature map φ of the linear family (CLATTN_ALGO_LINEAR), which computes
+ *
+ *     o_i = Σ_j w_ij v_j / Σ_j w_ij,   w_ij = φ(q'_i)ᵀ φ(k'_j)
+ *
+ * over the visible keys j (all, or j <= i + seq_kv − seq_q under
+ * CLATTN_MASK_CAUSAL, the same bottom-right alignment as the softmax
+ * families), in O(N·F·d) time by reassociation: o_i = φ(q'_i)ᵀS / φ(q'_i)ᵀz
+ * with the state S = Σ_j φ(k'_j) v_jᵀ (F×d) and z = Σ_j φ(k'_j).
+ * The scale enters as in softmax attention: q' = sign(scale)·√|scale|·q and
+ * k' = √|scale|·k, so q'ᵀk' = scale·qᵀk is what the kernel approximates
+ * (with scale = 1, elu+1 is exactly Katharopoulos et al.'s φ; relu is
+ * invariant to the scale). A row whose weights are all zero (relu features
+ * that are all zero, exp underflow, or no visible key) gives zeros, never
+ * NaN. Linear attention has no log-sum-exp: execute with lse = NULL.
+ */
 typedef enum clattn_feature_map {
-  CLATTN_FEATURE_ELU1 = 0,  /**< φ(x) = elu(x) + 1 */
-  CLATTN_FEATURE_RELU = 1,  /**< φ(x) = relu(x) */
-  CLATTN_FEATURE_FAVOR = 2  /**< Performer FAVOR+ positive random features */
+  /** φ(x)_f = elu(x_f) + 1 (x_f + 1 for x_f > 0, exp(x_f) otherwise); F = d. */
+  CLATTN_FEATURE_ELU1 = 0,
+  /** φ(x)_f = max(x_f, 0); F = d. */
+  CLATTN_FEATURE_RELU = 1,
+  /**
+   * Performer FAVOR+ positive orthogonal random features (Choromanski et
+   * al. 2021): φ(x)_f = exp(ω_fᵀx − ‖x‖²/2) / √m, f < m = num_features, so
+   * that E[φ(q')ᵀφ(k')] = exp(q'ᵀk') = exp(scale·qᵀk). ω (m×d) is drawn from
+   * feature_seed by clattn_favor_features(); the plan keeps it on the device
+   * (clattn_plan_redraw_features() draws a new one). Numerically the
+   * features are stabilised as in the Performer code, by constants that
+   * cancel in the ratio: a query's features are divided by their maximum
+   * exp(max_f ω_fᵀx − ‖x‖²/2) (per row); the keys of one sum share one
+   * divisor, the running maximum of their log-features, which the chunked
+   * kernels rescale like an online softmax (chunk maxima combined in the
+   * scan; the causal in-chunk part joins the prefix's maximum). The 1/√m
+   * factor cancels too and is not applied.
+   */
+  CLATTN_FEATURE_FAVOR = 2
 } clattn_feature_map;
 
 /** Which family computes the attention. */
@@ -268,9 +427,13 @@ typedef struct clattn_attention_desc {
   clattn_mask mask;  /**< Default CLATTN_MASK_NONE. */
   clattn_algo algo;  /**< Default CLATTN_ALGO_AUTO. */
   clattn_sparse_desc sparse; /**< Sparse mask parameters (mask >= WINDOW). */
-  clattn_feature_map feature_map; /**< Linear family: default ELU1. */
-  int num_features;      /**< Linear FAVOR+: m random features (default 0 = head_dim). */
-  uint64_t feature_seed; /**< Linear FAVOR+: seed of the random features. */
+  clattn_feature_map feature_map; /**< Linear family: φ (default ELU1). */
+  /** Linear FAVOR+: m random features, 1..256 (0 = head_dim). For ELU1 and
+   *  RELU it must be 0 or head_dim (their feature count is head_dim). */
+  int num_features;
+  /** Linear FAVOR+: seed of the random features ω (see
+   *  clattn_favor_features); the same seed draws the same ω everywhere. */
+  uint64_t feature_seed;
 } clattn_attention_desc;
 
 /** Sets every field to its default (sizes 1, seq 1, head_dim 64, f32, BHSD,
@@ -299,7 +462,14 @@ enum {
   CLATTN_PLAN_DEFAULT = 0,
   /** Do not allocate the workspace at plan time; allocate it at the first
    *  execute instead (the size check still runs at plan time). */
-  CLATTN_PLAN_LAZY_WORKSPACE = 1u << 0
+  CLATTN_PLAN_LAZY_WORKSPACE = 1u << 0,
+  /** When the tuning database has no entry for the plan's exact problem
+   *  class, tune now (clattn_tune() with a bounded budget: the environment
+   *  variable CLATTN_TUNE_BUDGET in seconds, default 10) and store the
+   *  result before building the plan. Without this flag a plan uses what is
+   *  known: the tuned entry, the nearest tuned sequence bucket, else the
+   *  library's built-in defaults. */
+  CLATTN_PLAN_MEASURE = 1u << 1
 };
 
 /**
@@ -315,13 +485,31 @@ clattn_status clattn_plan_create(clattn_context ctx, const clattn_attention_desc
                                  unsigned flags, clattn_plan *out);
 
 /**
+ * Like clattn_plan_create() but forces the kernel configuration instead of
+ * looking it up: `config` is a configuration string of the chosen family's
+ * kernel, e.g. "bm=64,bn=32,tm=16,tn=8" for flash (the syntax of the
+ * CLATTN_TUNE_OVERRIDE environment variable, which forces a configuration
+ * for every plan). The configuration is checked against the device's limits
+ * (CLATTN_ERROR_INVALID_ARGUMENT names the violated constraint). NULL or ""
+ * behaves as clattn_plan_create(). describe() reports "override".
+ * The linear family's string is any subset of "chunk=C,bq=..,bk=..,bks=..,
+ * bd=..,tf=..,tr=..,tc=.." (C: keys per chunk, the causal prefix granularity
+ * or the non-causal split; the others tile the kernels, see cl/linear.cl);
+ * the environment variable CLATTN_LINEAR_OVERRIDE has the same syntax.
+ */
+clattn_status clattn_plan_create_with_config(clattn_context ctx,
+                                             const clattn_attention_desc *desc, unsigned flags,
+                                             const char *config, clattn_plan *out);
+
+/**
  * Enqueues the attention on the context's queue; never blocks.
  *   q, k, v: input buffers, o: output buffer, all of desc.dtype with the
  *   layout of the descriptor; each must be at least as large as the layout
  *   needs (checked with CL_MEM_SIZE). o must not alias q, k or v.
  *   lse: NULL, or a float32 buffer of batch·heads·seq_q elements receiving
  *   the natural-log log-sum-exp of each scaled score row, laid out
- *   [batch][heads][seq_q]; -inf for fully masked rows.
+ *   [batch][heads][seq_q]; -inf for fully masked rows. Must be NULL for
+ *   CLATTN_ALGO_LINEAR, which has no log-sum-exp (CLATTN_ERROR_UNSUPPORTED).
  *   num_wait / wait_list: events to wait for (may be 0 / NULL).
  *   event: NULL, or receives an event for the last command enqueued (the
  *   caller releases it).
@@ -330,12 +518,30 @@ clattn_status clattn_plan_execute(clattn_plan plan, cl_mem q, cl_mem k, cl_mem v
                                   cl_mem lse, cl_uint num_wait, const cl_event *wait_list,
                                   cl_event *event);
 
-/** One human-readable line: family, kernel configuration, and where the
- *  configuration came from. Owned by the plan. */
+/** One human-readable line: family, kernel configuration, and in brackets
+ *  where the configuration came from: "tuned" (the tuning database's entry
+ *  for the problem class), "tuned (nearest seq bucket N)", "tuned now"
+ *  (CLATTN_PLAN_MEASURE), "built-in default (CLASS)" or "override (...)".
+ *  Owned by the plan. */
 const char *clattn_plan_describe(clattn_plan plan);
 
-/** Bytes of device workspace the plan owns (0 for flash). */
+/** Bytes of device workspace the plan owns (flash: 0 for dense masks, the
+ *  tile lists and bitmap for sparse masks; naive: the score matrix and any
+ *  bitmap; linear: the chunk states, B·Hk·chunks·F·(d+1) floats, plus for
+ *  FAVOR+ the features ω, two maxima per chunk and, causal, the keys'
+ *  log-features, B·Hk·seq_kv·F floats rounded up to whole chunks). */
 size_t clattn_plan_workspace_size(clattn_plan plan);
+
+/** Number of (batch, head, query, key) tuples whose score the plan's mask
+ *  keeps: B·H·seq_q·seq_kv without a mask, fewer under causal and sparse
+ *  masks (counted exactly at plan creation). 0 for NULL. */
+uint64_t clattn_plan_visible_pairs(clattn_plan plan);
+
+/** Floating-point operations of one execute counted on the attended pairs
+ *  only: 4 · head_dim · clattn_plan_visible_pairs() (two multiply-adds per
+ *  pair and feature, for Q·Kᵀ and P·V), the convention under which
+ *  FlashAttention reports causal TFLOP/s. 0 for NULL. */
+double clattn_plan_flops(clattn_plan plan);
 
 /** The descriptor the plan was made for, with defaults resolved (kv_heads,
  *  scale, algo). */
@@ -343,6 +549,38 @@ const clattn_attention_desc *clattn_plan_desc(clattn_plan plan);
 
 /** Releases the plan and its workspace. NULL is accepted. */
 void clattn_plan_release(clattn_plan plan);
+
+/**
+ * Linear FAVOR+ plans: draws new random features ω from `seed` (as
+ * clattn_favor_features) into the plan's device buffer and records the seed
+ * in clattn_plan_desc(plan)->feature_seed. Blocks until the features are
+ * written; executes enqueued later use them. CLATTN_ERROR_INVALID_ARGUMENT
+ * for any other plan.
+ */
+clattn_status clattn_plan_redraw_features(clattn_plan plan, uint64_t seed);
+
+/**
+ * Draws the FAVOR+ random feature matrix ω for head_dim d and num_features m
+ * (0 = d) from `seed` into out[m][d] (row-major floats), exactly as a linear
+ * plan does. The generator, fixed so that a seed means the same ω in every
+ * version and on every host:
+ *   - splitmix64 (state = seed; state += 0x9E3779B97F4A7C15, then the usual
+ *     xor-shift-multiply finaliser) gives 64-bit words; u = ((x >> 11) + 1)
+ *     · 2^-53 is uniform in (0, 1];
+ *   - Box-Muller turns two consecutive u1, u2 into √(−2 ln u1)·cos(2πu2),
+ *     then √(−2 ln u1)·sin(2πu2): a stream of standard normals;
+ *   - directions: ceil(m/d) blocks, each d×d normals drawn row by row and
+ *     orthonormalised by modified Gram-Schmidt over its rows in double (a
+ *     row that collapses below 1e-6 of its drawn length is redrawn); rows
+ *     0..m−1 of the stacked blocks are used (the last block partially);
+ *   - lengths: then, for each row f < m in order, the norm of d fresh
+ *     normals (chi(d)-distributed, the Performer's regular scaling), so
+ *     every ω_f is marginally N(0, I_d) while rows of a block are exactly
+ *     orthogonal; ω = length · direction, rounded to float once.
+ * Returns CLATTN_ERROR_INVALID_ARGUMENT for d outside 1..256, m outside
+ * 0..256 or out == NULL, CLATTN_ERROR_OUT_OF_MEMORY if scratch fails.
+ */
+clattn_status clattn_favor_features(int head_dim, int num_features, uint64_t seed, float *out);
 
 /* ------------------------------------------------------------------------ */
 /* Reference                                                                 */
@@ -363,6 +601,164 @@ void clattn_plan_release(clattn_plan plan);
 clattn_status clattn_reference_attention(const clattn_attention_desc *desc, const void *q,
                                          const void *k, const void *v, double *o, double *lse,
                                          const int *rows, int num_rows);
+
+/**
+ * Float64 host reference of linear attention (the formula documented at
+ * clattn_feature_map), computed in its naive quadratic form — each weight
+ * w_ij = φ(q'_i)ᵀφ(k'_j) explicitly, causally masked — so that it checks the
+ * chunked device kernels independently. desc's feature_map, num_features,
+ * feature_seed, mask (NONE or CAUSAL) and scale are used whatever desc->algo
+ * says. features: NULL to draw ω from desc->feature_seed exactly as the plan
+ * does (so clattn_plan_desc(plan) reproduces a plan, also after
+ * clattn_plan_redraw_features), or num_features×head_dim floats (FAVOR+
+ * only; ignored otherwise). FAVOR+ in double: query features divided by their
+ * row maximum, key features by the maximum over every key and feature of the
+ * head (constants that cancel). q, k, v, o, rows, num_rows as in
+ * clattn_reference_attention (no lse). Cost O(B·H·Nq·Nk·(F + d)).
+ * Returns CLATTN_ERROR_INVALID_ARGUMENT for a bad descriptor or argument,
+ * CLATTN_ERROR_UNSUPPORTED for a sparse mask, CLATTN_ERROR_OUT_OF_MEMORY.
+ *
+ * clattn_reference_attention() itself computes exact softmax attention for
+ * every descriptor; to compare linear attention with softmax attention, call
+ * both on the same inputs.
+ */
+clattn_status clattn_reference_linear(const clattn_attention_desc *desc, const void *q,
+                                      const void *k, const void *v, const float *features,
+                                      double *o, const int *rows, int num_rows);
+
+/* ------------------------------------------------------------------------ */
+/* Tuning and caches                                                         */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Kernel configurations (tile sizes) are tuned per device and problem class
+ * and kept in a tuning database, one human-readable text file per device:
+ *
+ *     <cache>/<device>-<hash>/tuning.txt
+ *
+ * where <cache> is $CLATTN_CACHE_DIR, else $XDG_CACHE_HOME/clattn, else
+ * ~/.cache/clattn, and <hash> covers the platform, vendor, device name,
+ * driver version and NVIDIA compute capability. CLATTN_CACHE_DIR=off
+ * disables the database and the program-binary cache (compiled kernels,
+ * kept beside it in <cache>/<device>-<hash>/programs/).
+ *
+ * A problem class is (kernel, dtype, head-dim bucket, mask kind, sequence
+ * bucket). Head dims 32, 64, 80, 96, 128 and 256 are their own bucket; other
+ * head dims are padded up to a multiple of 16. Sequence buckets follow
+ * seq_q: powers of two up to 1024 (16, 32, ..., 1024; shorter sequences go
+ * to 16), then 1025..4096, 4097..16384 and above 16384 ("inf"). Entries carry
+ * a hash of the kernel source: a changed kernel ignores older entries.
+ */
+
+/** Progress of clattn_tune(), passed to the callback after each candidate. */
+typedef struct clattn_tune_progress {
+  int done;           /**< candidates measured or discarded so far */
+  int total;          /**< candidates the search expects to try (an estimate
+                           when sampling under a time budget) */
+  int space_size;     /**< legal configurations in the search space */
+  double elapsed_s;   /**< seconds since the start */
+  double eta_s;       /**< estimated seconds left (negative when unknown) */
+  double best_ms;     /**< best median so far (negative before the first) */
+  const char *best_config; /**< its configuration ("" before the first) */
+  const char *config; /**< the candidate just handled */
+  double ms;          /**< its median time (negative: it failed to build or run) */
+  const char *phase;  /**< "exhaustive", "sample", "refine" or "verify" */
+} clattn_tune_progress;
+
+/** Progress callback; return non-zero to stop the search early (the best
+ *  configuration so far is still verified and reported). */
+typedef int (*clattn_tune_progress_fn)(const clattn_tune_progress *progress, void *user);
+
+/** Tuning flags (bitwise or). */
+enum {
+  CLATTN_TUNE_DEFAULT = 0,
+  /** Do not write the result to the tuning database. */
+  CLATTN_TUNE_NO_STORE = 1u << 0,
+  /** Try every legal configuration (within the budget) however large the
+   *  space; without it, spaces above 48 configurations are sampled at random
+   *  and then refined around the best (neighbours in each parameter). */
+  CLATTN_TUNE_EXHAUSTIVE = 1u << 1
+};
+
+/** What to tune. Initialise with clattn_tune_request_init(). */
+typedef struct clattn_tune_request {
+  clattn_algo algo;     /**< kernel family: CLATTN_ALGO_FLASH (AUTO = flash) */
+  clattn_dtype dtype;   /**< storage type. Default f32. */
+  int head_dim;         /**< timed at its bucket's head dim. Default 64. */
+  clattn_mask mask;     /**< CLATTN_MASK_NONE or CLATTN_MASK_CAUSAL. */
+  int seq;              /**< seq_q = seq_kv of the timed problem; the result is
+                             stored for its bucket. Default 4096. */
+  int batch, heads;     /**< timed problem's batch and heads; 0 (default):
+                             batch 1 and enough heads to fill the device */
+  double budget_seconds; /**< wall-clock budget of the search, compilation
+                              included (the default configuration is always
+                              measured). Default 60. */
+  /** NULL, or restricts parameter values: "bm=16,32;tn=4" (parameters not
+   *  named keep every legal value). The built-in default is always tried. */
+  const char *space;
+  unsigned flags;        /**< CLATTN_TUNE_* */
+  uint64_t seed;         /**< sampling and random data. Default 1. */
+  clattn_tune_progress_fn progress; /**< may be NULL */
+  void *user;            /**< passed to progress */
+} clattn_tune_request;
+
+/** Result of clattn_tune(). */
+typedef struct clattn_tune_result {
+  char problem_class[160]; /**< "flash f32 d=64 mask=none seq=4096" */
+  char best_config[128];   /**< e.g. "bm=64,bn=64,tm=16,tn=4" */
+  char default_config[128]; /**< the built-in default for this device */
+  double best_ms;          /**< median time of the best configuration */
+  double default_ms;       /**< median time of the built-in default */
+  double speedup;          /**< default_ms / best_ms (≥ 1: the default is a candidate) */
+  int tried;               /**< candidates measured or discarded */
+  int failed;              /**< of which failed to build or run */
+  int space_size;          /**< legal configurations in the space */
+  int exhaustive;          /**< 1 when every legal configuration was tried */
+  int verified;            /**< 1 when the best passed the reference check */
+  double max_rel_error;    /**< its ‖out − ref‖ / ‖ref‖ on the rows checked */
+  int stored;              /**< 1 when written to the tuning database */
+  double elapsed_s;        /**< wall-clock seconds of the whole call */
+  int batch, heads, seq, head_dim; /**< the timed problem */
+} clattn_tune_result;
+
+/** Sets the defaults listed in clattn_tune_request. NULL is ignored. */
+void clattn_tune_request_init(clattn_tune_request *req);
+
+/**
+ * Tunes one problem class on the context's device: enumerates the kernel's
+ * legal configurations (local memory, work-group and register limits prune
+ * the space), builds and times candidates with OpenCL profiling events on
+ * random inputs of the requested size (one warm-up, then the median of
+ * several runs), skips candidates that fail to build or run, verifies the
+ * winner against clattn_reference_attention() (a subset of rows for large
+ * problems) and stores it in the tuning database (unless
+ * CLATTN_TUNE_NO_STORE or caches are off). Plans created afterwards for the
+ * class use it. Errors: INVALID_ARGUMENT (bad request or space), VERIFY (no
+ * measured configuration passed the check; nothing stored), OPENCL /
+ * OUT_OF_MEMORY (the inputs could not be set up), IO (the database could
+ * not be written; *result is still filled).
+ */
+clattn_status clattn_tune(clattn_context ctx, const clattn_tune_request *req,
+                          clattn_tune_result *result);
+
+/** Writes the path of the context's tuning database into buf (whether or
+ *  not the file exists yet). UNSUPPORTED when caches are disabled. */
+clattn_status clattn_tunedb_path(clattn_context ctx, char *buf, size_t cap);
+
+/** Copies the context's tuning database (its device header and every entry)
+ *  to `path`, e.g. to move tuning results to another machine. IO on failure;
+ *  an empty database exports a header only. */
+clattn_status clattn_tunedb_export(clattn_context ctx, const char *path);
+
+/**
+ * Merges the entries of an exported database into the context's one (an
+ * imported entry replaces the entry of the same class and kernel source).
+ * The file must be for the same device (platform, vendor, device name and
+ * compute capability; a different driver version is accepted with a note).
+ * *imported (may be NULL) receives the number of entries merged. Corrupt
+ * lines are skipped with a note in clattn_context_last_error().
+ */
+clattn_status clattn_tunedb_import(clattn_context ctx, const char *path, int *imported);
 
 #ifdef __cplusplus
 }

@@ -281,9 +281,14 @@ clattn_status clattn_context_create(const char *selector, clattn_context *out) {
       for (int i = 0; i < n && pick < 0; i++) {
         clattn__device_info info;
         clattn__read_device_info(devs[i], &info);
+        /* The platform vendor too: PoCL calls itself "Portable Computing
+         * Language", vendor "The pocl project", so "pocl" must match there. */
+        char pvendor[256] = {0};
+        clGetPlatformInfo(plats[pidx[i]], CL_PLATFORM_VENDOR, sizeof pvendor - 1, pvendor, NULL);
         if (clattn__strcasestr_bool(info.name, selector) ||
             clattn__strcasestr_bool(info.platform_name, selector) ||
-            clattn__strcasestr_bool(info.vendor, selector))
+            clattn__strcasestr_bool(info.vendor, selector) ||
+            clattn__strcasestr_bool(pvendor, selector))
           pick = i;
       }
     }

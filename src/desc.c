@@ -1,5 +1,6 @@
 /* desc.c — version and status strings, descriptor defaults, validation and layout strides. */
 #include "internal.h"
+#include "sparse.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -115,6 +116,8 @@ clattn_status clattn__desc_resolve(clattn_context ctx, const clattn_attention_de
     return BAD("desc.feature_map: unknown value %d", d.feature_map);
   if (!isfinite(d.scale)) return BAD("desc.scale must be finite");
   if (d.scale == 0.0) d.scale = 1.0 / sqrt((double)d.head_dim);
+  clattn_status sst = clattn__sparse_validate(ctx, &d);
+  if (sst != CLATTN_SUCCESS) return sst;
 
   clattn_strides s[4];
   if (d.layout == CLATTN_LAYOUT_STRIDED) {

@@ -38,7 +38,10 @@ static clattn_status flash_tc_create(clattn_plan p, flash_state *s) {
   clattn_context ctx = p->ctx;
   const clattn_attention_desc *d = &p->desc;
   int dp = (d->head_dim + 15) / 16 * 16;
-  int warps = 4, bn = dp <= 128 ? 64 : 32;
+  /* H200 measurements (bench/RESULTS.md): 8 warps (bm 128) × bn 64 is best
+   * for d <= 128; d = 256 needs bm <= 2·bn within 48 KiB, so 4 warps × 32. */
+  int warps = dp <= 128 ? 8 : 4, bn = dp <= 128 ? 64 : 32;
+  int vec = strides_aligned(p, 8) ? 1 : 0;
   size_t local = (size_t)2 * bn * (dp + 8) * 2;
   if (local > ctx->info.local_mem)
     return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
@@ -47,9 +50,9 @@ static clattn_status flash_tc_create(clattn_plan p, flash_state *s) {
   char opts[512];
   snprintf(opts, sizeof opts,
            "-cl-std=CL1.2 -DCLATTN_DTYPE=%d -DD=%d -DWARPS=%d -DBN=%d -DCAUSAL=%d "
-           "-DVEC_GLOBAL=%d",
-           (int)d->dtype, d->head_dim, warps, bn, d->mask == CLATTN_MASK_CAUSAL ? 1 : 0,
-           strides_aligned(p, 8) ? 1 : 0);
+           "-DVEC_GLOBAL=%d -DUSE_LDM=1 -DLDM_ADDR=1 -DASYNC=%d",
+           (int)d->dtype, d->head_dim, warps, bn, d->mask == CLATTN_MASK_CAUSAL ? 1 : 0, vec,
+           vec);
   cl_program prog = NULL;
   clattn_status st = clattn__get_program(ctx, "flash_tc.cl", opts, &prog);
   if (st != CLATTN_SUCCESS) return st;
@@ -58,9 +61,10 @@ static clattn_status flash_tc_create(clattn_plan p, flash_state *s) {
   s->bm = 16 * warps;
   s->nt = 32 * warps;
   snprintf(p->describe, sizeof p->describe,
-           "flash-tc %s d=%d: mma.sync m16n8k16, %d warps, bm=%d bn=%d (%zu B local) "
-           "[built-in default]",
-           clattn__dtype_name(d->dtype), d->head_dim, warps, s->bm, bn, local);
+           "flash-tc %s d=%d: mma.sync m16n8k16 + ldmatrix%s, %d warps, bm=%d bn=%d (%zu B "
+           "local) [built-in default]",
+           clattn__dtype_name(d->dtype), d->head_dim, vec ? " + cp.async" : "", warps,
+           16 * warps, bn, local);
   return CLATTN_SUCCESS;
 }
 
@@ -77,27 +81,14 @@ static clattn_status flash_create(clattn_plan p) {
     return st;
   }
 
-  clattn__flash_limits lim = clattn__flash_limits_of(&ctx->info);
-  const char *origin = "built-in default";
-  const char *ov = getenv("CLATTN_TUNE_OVERRIDE");
-  if (ov && *ov) {
-    clattn_status st = clattn__flash_cfg_parse(ov, &s->cfg);
-    if (st != CLATTN_SUCCESS)
-      return clattn__fail(ctx, st,
-                          "CLATTN_TUNE_OVERRIDE='%s' is not a flash configuration "
-                          "(expected e.g. 'bm=64,bn=32,tm=16,tn=8')",
-                          ov);
-    const char *why = clattn__flash_cfg_check(&s->cfg, d->head_dim, &lim);
-    if (why)
-      return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
-                          "CLATTN_TUNE_OVERRIDE='%s' is not legal on this device: %s", ov, why);
-    origin = "override (CLATTN_TUNE_OVERRIDE)";
-  } else if (!clattn__flash_cfg_default(&ctx->info, d->head_dim, &lim, &s->cfg)) {
-    return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
-                        "no flash configuration fits this device for head_dim %d (local memory "
-                        "%llu bytes, max work-group %zu)",
-                        d->head_dim, (unsigned long long)ctx->info.local_mem, ctx->info.max_wg);
-  }
+  /* Forced (API / tuner) → CLATTN_TUNE_OVERRIDE → tuning database →
+   * CLATTN_PLAN_MEASURE → built-in defaults (src/tune.c). */
+  int params[CLATTN__MAX_PARAMS];
+  char origin[160];
+  clattn_status cst =
+      clattn__choose_config(p, &clattn__flash_space, params, origin, sizeof origin);
+  if (cst != CLATTN_SUCCESS) return cst;
+  s->cfg = clattn__flash_cfg_from_params(params);
 
   char opts[512];
   int dp = clattn__flash_dp(&s->cfg, d->head_dim);
@@ -129,8 +120,8 @@ static clattn_status flash_create(clattn_plan p) {
     clattn__sparse_describe(d, sd, sizeof sd);
     const size_t nkt = ((size_t)d->seq_kv + (size_t)s->cfg.bn - 1) / (size_t)s->cfg.bn;
     clattn__append(p->describe, sizeof p->describe,
-                   "; sparse %s: %zu of %zu tiles listed, %zu partial", sd,
-                   p->sparse->tile_entries, (size_t)s->nqb * nkt, p->sparse->tiles_partial);
+                   "; sparse %s: %zu of %zu tiles listed, %zu partial", sd, p->sparse->tile_entries,
+                   (size_t)s->nqb * nkt, p->sparse->tiles_partial);
   }
   return CLATTN_SUCCESS;
 }

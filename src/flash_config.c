@@ -107,3 +107,45 @@ clattn_status clattn__flash_cfg_parse(const char *s, clattn__flash_cfg *out) {
   *out = c;
   return CLATTN_SUCCESS;
 }
+
+clattn__flash_cfg clattn__flash_cfg_from_params(const int *params) {
+  clattn__flash_cfg c = {params[0], params[1], params[2], params[3]};
+  return c;
+}
+
+void clattn__flash_cfg_to_params(const clattn__flash_cfg *c, int *params) {
+  params[0] = c->bm;
+  params[1] = c->bn;
+  params[2] = c->tm;
+  params[3] = c->tn;
+}
+
+/* ---- the flash kernel's search space, as the tuner and plans see it ---- */
+
+static const char *const flash_param_names[] = {"bm", "bn", "tm", "tn"};
+static const int *const flash_values[] = {clattn__flash_bm_values, clattn__flash_bn_values,
+                                          clattn__flash_tm_values, clattn__flash_tn_values};
+#define CLATTN__NV(a) ((int)(sizeof(a) / sizeof(a)[0]))
+static const int flash_num_values[] = {
+    CLATTN__NV(clattn__flash_bm_values), CLATTN__NV(clattn__flash_bn_values),
+    CLATTN__NV(clattn__flash_tm_values), CLATTN__NV(clattn__flash_tn_values)};
+static const char *const flash_sources[] = {"common.cl", "flash_fwd.cl", NULL};
+
+static const char *flash_space_check(const int *params, int head_dim,
+                                     const clattn__space_limits *lim) {
+  clattn__flash_cfg c = clattn__flash_cfg_from_params(params);
+  return clattn__flash_cfg_check(&c, head_dim, lim);
+}
+
+static bool flash_space_fallback(const clattn__device_info *info, int head_dim,
+                                 const clattn__space_limits *lim, int *params) {
+  clattn__flash_cfg c;
+  if (!clattn__flash_cfg_default(info, head_dim, lim, &c)) return false;
+  clattn__flash_cfg_to_params(&c, params);
+  return true;
+}
+
+const clattn__kernel_space clattn__flash_space = {"flash",           4,
+                                                  flash_param_names, flash_values,
+                                                  flash_num_values,  flash_sources,
+                                                  flash_space_check, flash_space_fallback};

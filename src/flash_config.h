@@ -2,7 +2,7 @@
 #ifndef CLATTN_FLASH_CONFIG_H
 #define CLATTN_FLASH_CONFIG_H
 
-#include "internal.h"
+#include "tune.h"
 
 /* One configuration of cl/flash_fwd.cl (its -D parameters). */
 typedef struct clattn__flash_cfg {
@@ -12,11 +12,8 @@ typedef struct clattn__flash_cfg {
   int tn; /* work-items along the keys / output dims */
 } clattn__flash_cfg;
 
-/* Device limits a configuration must respect. */
-typedef struct clattn__flash_limits {
-  size_t local_mem; /* bytes of local memory per work-group */
-  size_t max_wg;    /* work-items per work-group */
-} clattn__flash_limits;
+/* Device limits a configuration must respect (local_mem, max_wg). */
+typedef clattn__space_limits clattn__flash_limits;
 
 /* Legal values of each parameter (the search space, as data). */
 extern const int clattn__flash_bm_values[];
@@ -39,5 +36,9 @@ bool clattn__flash_cfg_default(const clattn__device_info *info, int head_dim,
                                const clattn__flash_limits *lim, clattn__flash_cfg *out);
 /* Parses "bm=64,bn=32,tm=16,tn=8" (any order, optional "flash:" prefix). */
 clattn_status clattn__flash_cfg_parse(const char *s, clattn__flash_cfg *out);
+/* Conversions between the struct and the space's parameter vector
+ * (clattn__flash_space: bm, bn, tm, tn). */
+clattn__flash_cfg clattn__flash_cfg_from_params(const int *params);
+void clattn__flash_cfg_to_params(const clattn__flash_cfg *c, int *params);
 
 #endif

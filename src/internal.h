@@ -16,6 +16,9 @@
 typedef struct clattn__program_entry {
   char *key; /* "name\n" + options */
   cl_program program;
+  unsigned char cache_key[32]; /* program-binary cache key (tune.h) */
+  bool cacheable;              /* cache_key is set */
+  size_t cached_size;          /* bytes of the binary last stored (0: none) */
 } clattn__program_entry;
 
 /* Device capabilities, read once at context creation. */
@@ -49,6 +52,7 @@ struct clattn_context_s {
   clattn__program_entry programs[CLATTN_MAX_PROGRAMS];
   int num_programs;
   int live_plans;
+  bool tuning; /* inside the tuner: candidate binaries are not cached */
 };
 
 /* Family-specific plan state: each family fills the function table. */
@@ -64,6 +68,10 @@ struct clattn_plan_s {
   void *state;
   size_t workspace_bytes;
   char describe[512];
+  const char *config;        /* forced configuration string, or NULL (creation only) */
+  const char *config_origin; /* who forced it (for describe) */
+  struct clattn__sparse *sparse; /* sparse masks only (src/sparse.h), else NULL */
+  uint64_t visible_pairs;        /* (b, h, i, j) tuples the mask keeps */
 };
 
 struct clattn__family {
@@ -76,6 +84,13 @@ struct clattn__family {
 
 extern const clattn__family clattn__family_flash;
 extern const clattn__family clattn__family_naive;
+extern const clattn__family clattn__family_linear;
+
+/* clattn_plan_create with a forced configuration string (NULL: none) whose
+ * origin `origin` describe reports. */
+clattn_status clattn__plan_create_ex(clattn_context ctx, const clattn_attention_desc *desc,
+                                     unsigned flags, const char *config, const char *origin,
+                                     clattn_plan *out);
 
 /* ---- errors ---- */
 clattn_status clattn__fail(clattn_context ctx, clattn_status st, const char *fmt, ...)
@@ -102,6 +117,9 @@ clattn_status clattn__get_program(clattn_context ctx, const char *name, const ch
 clattn_status clattn__create_kernel(clattn_context ctx, cl_program prog, const char *kname,
                                     cl_kernel *out);
 void clattn__release_programs(clattn_context ctx);
+/* Releases the context's programs except those in keep[0..nkeep) (without
+ * caching their binaries: used by the tuner for rejected candidates). */
+void clattn__prune_programs(clattn_context ctx, const cl_program *keep, int nkeep);
 
 /* Embedded sources (generated at build time). */
 typedef struct clattn__embedded_file {

@@ -1,28 +1,128 @@
-/* naive.c — the baseline family: CLBlast batched GEMM, masked row softmax, CLBlast GEMM. */
+/* naive.c — the baseline family: CLBlast strided-batched GEMM, masked row softmax, GEMM. */
 #include "internal.h"
+#include "sparse.h"
 
 #include <clblast_c.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A run of (b, h) pairs whose element offsets into q, k, v, o and the
+ * scores are arithmetic progressions (non-negative steps): one CLBlast
+ * strided-batched GEMM per run and product. CLBlast's batched GEMM with
+ * offset tables is not used: it uploads the tables with blocking writes,
+ * which wait for everything before them in the queue, so execute would block
+ * and, behind a wait list holding a user event, deadlock. */
+typedef struct gemm_run {
+  size_t count;
+  size_t off[5], step[5]; /* q, k, v, o, scores */
+} gemm_run;
 
 typedef struct naive_state {
   cl_kernel softmax;
   int softmax_wg;
   cl_mem scores; /* B·H·Nq·Nk floats */
   size_t batch_count;
-  /* Per-(b,h) element offsets; `uniform` when they form arithmetic
-   * progressions, so the strided-batched GEMM can be used. */
-  size_t *qoff, *koff, *voff, *ooff, *soff;
-  bool uniform;
-  float *alphas, *ones, *zeros;
+  gemm_run *runs;
+  size_t nruns;
+  /* CLBlast indexes with 32-bit ints: when the score workspace has more than
+   * INT_MAX elements each run gets a sub-buffer of its own (offset 0). */
+  cl_mem *run_scores;
   bool out_of_order;
 } naive_state;
 
-static bool arithmetic(const size_t *x, size_t n) {
-  for (size_t i = 2; i < n; i++)
-    if (x[i] - x[i - 1] != x[1] - x[0]) return false;
-  return true;
+/* Splits runs so that no GEMM call addresses more than INT_MAX elements of
+ * the scores, and checks the caller's tensors stay below that bound (CLBlast
+ * passes offsets to its kernels as int). */
+static clattn_status limit_runs(clattn_plan p, naive_state *s) {
+  const clattn_attention_desc *d = &p->desc;
+  const size_t per = (size_t)d->seq_q * (size_t)d->seq_kv, lim = (size_t)INT_MAX;
+  if (per > lim)
+    return clattn__fail(p->ctx, CLATTN_ERROR_UNSUPPORTED,
+                        "the naive family (CLBlast, 32-bit indices) cannot address a %d x %d "
+                        "score matrix (> 2^31 elements); use the flash family",
+                        d->seq_q, d->seq_kv);
+  for (int t = 0; t < 4; t++) {
+    const size_t ext = p->elems[t];
+    if (ext > lim)
+      return clattn__fail(p->ctx, CLATTN_ERROR_UNSUPPORTED,
+                          "the naive family (CLBlast, 32-bit indices) cannot address tensor %c "
+                          "of %zu elements (> 2^31); use the flash family",
+                          "qkvo"[t], ext);
+  }
+  size_t n = 0;
+  for (size_t r = 0; r < s->nruns; r++) n += s->runs[r].count; /* at most one piece a pair */
+  gemm_run *out = malloc(n * sizeof *out);
+  if (!out) return clattn__fail(p->ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate GEMM runs");
+  size_t m = 0;
+  for (size_t r = 0; r < s->nruns; r++) {
+    gemm_run g = s->runs[r];
+    const size_t step = g.step[4] ? g.step[4] : per;
+    const size_t cmax = (lim - per) / step + 1;
+    while (g.count > 0) {
+      gemm_run c = g;
+      c.count = g.count < cmax ? g.count : cmax;
+      out[m++] = c;
+      for (int t = 0; t < 5; t++) g.off[t] += c.count * g.step[t];
+      g.count -= c.count;
+    }
+  }
+  free(s->runs);
+  s->runs = out;
+  s->nruns = m;
+  return CLATTN_SUCCESS;
+}
+
+/* Element offsets of the five operands of flattened pair i = b·H + h. */
+static void pair_offsets(const clattn_plan p, size_t i, size_t off[5]) {
+  const clattn_attention_desc *d = &p->desc;
+  const int64_t G = d->heads / d->kv_heads;
+  const int64_t b = (int64_t)(i / (size_t)d->heads), h = (int64_t)(i % (size_t)d->heads);
+  off[0] = (size_t)(b * p->qs.batch + h * p->qs.head);
+  off[1] = (size_t)(b * p->ks.batch + (h / G) * p->ks.head);
+  off[2] = (size_t)(b * p->vs.batch + (h / G) * p->vs.head);
+  off[3] = (size_t)(b * p->os.batch + h * p->os.head);
+  off[4] = i * (size_t)d->seq_q * (size_t)d->seq_kv;
+}
+
+/* Splits the pairs, taken in `order`, greedily into maximal runs (which is
+ * optimal for a fixed order). Returns the number of runs written to out. */
+static size_t make_runs(const clattn_plan p, const size_t *order, size_t n, gemm_run *out) {
+  size_t nr = 0;
+  for (size_t i = 0; i < n;) {
+    gemm_run *r = &out[nr++];
+    pair_offsets(p, order[i], r->off);
+    memset(r->step, 0, sizeof r->step);
+    r->count = 1;
+    size_t prev[5], cur[5];
+    memcpy(prev, r->off, sizeof prev);
+    for (size_t j = i + 1; j < n; j++) {
+      pair_offsets(p, order[j], cur);
+      bool ok = true;
+      for (int t = 0; t < 5 && ok; t++) {
+        if (cur[t] < prev[t])
+          ok = false;
+        else if (r->count > 1 && cur[t] - prev[t] != r->step[t])
+          ok = false;
+      }
+      if (!ok) break;
+      if (r->count == 1)
+        for (int t = 0; t < 5; t++)
+          r->step[t] = cur[t] - prev[t];
+      r->count++;
+      memcpy(prev, cur, sizeof prev);
+    }
+    if (r->count == 1) {
+      /* The strides of a one-matrix batch are never used, but CLBlast's
+       * indirect GEMM rejects an output stride of 0 (CLBlastInvalidDimension):
+       * give the outputs (o, scores) their matrix extents. */
+      r->step[3] = (size_t)p->desc.seq_q * (size_t)p->os.seq;
+      r->step[4] = (size_t)p->desc.seq_q * (size_t)p->desc.seq_kv;
+    }
+    i += r->count;
+  }
+  return nr;
 }
 
 static clattn_status alloc_workspace(clattn_plan p) {
@@ -37,6 +137,23 @@ static clattn_status alloc_workspace(clattn_plan p) {
                           "clCreateBuffer failed with %s",
                           p->workspace_bytes, clattn__cl_error_name(err));
     return st;
+  }
+  if (p->workspace_bytes / sizeof(float) > (size_t)INT_MAX) {
+    s->run_scores = calloc(s->nruns, sizeof *s->run_scores);
+    if (!s->run_scores)
+      return clattn__fail(p->ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate sub-buffers");
+    const size_t per = (size_t)p->desc.seq_q * (size_t)p->desc.seq_kv;
+    for (size_t r = 0; r < s->nruns; r++) {
+      const gemm_run *g = &s->runs[r];
+      cl_buffer_region reg = {g->off[4] * sizeof(float),
+                              ((g->count - 1) * g->step[4] + per) * sizeof(float)};
+      s->run_scores[r] = clCreateSubBuffer(s->scores, CL_MEM_READ_WRITE,
+                                           CL_BUFFER_CREATE_TYPE_REGION, &reg, &err);
+      if (!s->run_scores[r])
+        return clattn__cl_fail(p->ctx, "clCreateSubBuffer", err,
+                               "naive score workspace slice (origin not aligned to "
+                               "CL_DEVICE_MEM_BASE_ADDR_ALIGN?)");
+    }
   }
   /* Touch it so that a lazy allocator fails here, not in the middle of a run. */
   float zero = 0.0f;
@@ -87,31 +204,36 @@ static clattn_status naive_create(clattn_plan p) {
                         (unsigned long long)ctx->info.global_mem);
 
   s->batch_count = bc;
-  s->qoff = calloc(bc, sizeof(size_t));
-  s->koff = calloc(bc, sizeof(size_t));
-  s->voff = calloc(bc, sizeof(size_t));
-  s->ooff = calloc(bc, sizeof(size_t));
-  s->soff = calloc(bc, sizeof(size_t));
-  s->alphas = calloc(bc, sizeof(float));
-  s->ones = calloc(bc, sizeof(float));
-  s->zeros = calloc(bc, sizeof(float));
-  if (!s->qoff || !s->koff || !s->voff || !s->ooff || !s->soff || !s->alphas || !s->ones ||
-      !s->zeros)
-    return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate GEMM offset tables");
-  int G = d->heads / d->kv_heads;
-  for (size_t i = 0; i < bc; i++) {
-    int64_t b = (int64_t)(i / (size_t)d->heads), h = (int64_t)(i % (size_t)d->heads);
-    s->qoff[i] = (size_t)(b * p->qs.batch + h * p->qs.head);
-    s->koff[i] = (size_t)(b * p->ks.batch + (h / G) * p->ks.head);
-    s->voff[i] = (size_t)(b * p->vs.batch + (h / G) * p->vs.head);
-    s->ooff[i] = (size_t)(b * p->os.batch + h * p->os.head);
-    s->soff[i] = i * per;
-    s->alphas[i] = (float)d->scale;
-    s->ones[i] = 1.0f;
-    s->zeros[i] = 0.0f;
+  /* Two orders of the pairs: (b, h), and (h % G, b, h / G), which makes
+   * runs across the kv heads under GQA. The one with fewer runs wins. */
+  size_t *order = malloc(bc * sizeof *order);
+  gemm_run *alt = malloc(bc * sizeof *alt);
+  s->runs = malloc(bc * sizeof *s->runs);
+  if (!order || !alt || !s->runs) {
+    free(order);
+    free(alt);
+    return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate GEMM run tables");
   }
-  s->uniform = arithmetic(s->qoff, bc) && arithmetic(s->koff, bc) && arithmetic(s->voff, bc) &&
-               arithmetic(s->ooff, bc);
+  for (size_t i = 0; i < bc; i++)
+    order[i] = i;
+  s->nruns = make_runs(p, order, bc, s->runs);
+  if (s->nruns > 1) {
+    const size_t G = (size_t)(d->heads / d->kv_heads), Hk = (size_t)d->kv_heads;
+    size_t n = 0;
+    for (size_t g = 0; g < G; g++)
+      for (size_t b = 0; b < (size_t)d->batch; b++)
+        for (size_t hk = 0; hk < Hk; hk++)
+          order[n++] = b * (size_t)d->heads + hk * G + g;
+    size_t nalt = make_runs(p, order, bc, alt);
+    if (nalt < s->nruns) {
+      memcpy(s->runs, alt, nalt * sizeof *alt);
+      s->nruns = nalt;
+    }
+  }
+  free(order);
+  free(alt);
+  clattn_status lst = limit_runs(p, s);
+  if (lst != CLATTN_SUCCESS) return lst;
 
   cl_command_queue_properties qp = 0;
   clGetCommandQueueInfo(ctx->queue, CL_QUEUE_PROPERTIES, sizeof qp, &qp, NULL);
@@ -121,10 +243,17 @@ static clattn_status naive_create(clattn_plan p) {
   while ((size_t)s->softmax_wg > ctx->info.max_wg) s->softmax_wg /= 2;
   if (ctx->info.is_cpu) s->softmax_wg = s->softmax_wg > 16 ? 16 : s->softmax_wg;
   char opts[256];
+  clattn_status st;
   snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DWG=%d -DCAUSAL=%d", s->softmax_wg,
            d->mask == CLATTN_MASK_CAUSAL ? 1 : 0);
+  if (p->sparse) {
+    /* The sparse mask is evaluated inline by the softmax (no N x N mask). */
+    clattn__append(opts, sizeof opts, " -DSPARSE=%d", p->sparse->cls);
+    st = clattn__sparse_upload_bits(p);
+    if (st != CLATTN_SUCCESS) return st;
+  }
   cl_program prog = NULL;
-  clattn_status st = clattn__get_program(ctx, "softmax.cl", opts, &prog);
+  st = clattn__get_program(ctx, "softmax.cl", opts, &prog);
   if (st != CLATTN_SUCCESS) return st;
   st = clattn__create_kernel(ctx, prog, "softmax_rows", &s->softmax);
   if (st != CLATTN_SUCCESS) return st;
@@ -134,10 +263,17 @@ static clattn_status naive_create(clattn_plan p) {
     if (st != CLATTN_SUCCESS) return st;
   }
   snprintf(p->describe, sizeof p->describe,
-           "naive f32: CLBlast %s GEMM -> softmax (wg %d) -> GEMM, workspace %zu bytes "
-           "[built-in]",
-           s->uniform ? "strided-batched" : "batched (offset tables)", s->softmax_wg,
-           p->workspace_bytes);
+           "naive f32: CLBlast strided-batched GEMM (%zu run%s) -> softmax (wg %d) -> GEMM, "
+           "workspace %zu bytes [built-in]",
+           s->nruns, s->nruns == 1 ? "" : "s", s->softmax_wg, p->workspace_bytes);
+  if (p->sparse) {
+    char sd[160];
+    clattn__sparse_describe(d, sd, sizeof sd);
+    clattn__append(p->describe, sizeof p->describe,
+                   "; sparse %s evaluated in the softmax (%zu "
+                   "bytes of bitmap)",
+                   sd, p->sparse->device_bytes);
+  }
   return CLATTN_SUCCESS;
 }
 
@@ -168,21 +304,17 @@ static clattn_status naive_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, 
   const size_t Nq = (size_t)d->seq_q, Nk = (size_t)d->seq_kv, hd = (size_t)d->head_dim;
   const size_t bc = s->batch_count;
   CLBlastStatusCode bs;
-  /* S = scale · Q Kᵀ */
-  if (s->uniform) {
-    size_t step = bc > 1 ? 1 : 0;
-    bs = CLBlastSgemmStridedBatched(
-        CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, Nq, Nk, hd,
-        (float)d->scale, q, s->qoff[0], (size_t)p->qs.seq, step ? s->qoff[1] - s->qoff[0] : 0, k,
-        s->koff[0], (size_t)p->ks.seq, step ? s->koff[1] - s->koff[0] : 0, 0.0f, s->scores, 0,
-        Nk, Nq * Nk, bc, &queue, NULL);
-  } else {
-    bs = CLBlastSgemmBatched(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, Nq,
-                             Nk, hd, s->alphas, q, s->qoff, (size_t)p->qs.seq, k, s->koff,
-                             (size_t)p->ks.seq, s->zeros, s->scores, s->soff, Nk, bc, &queue,
-                             NULL);
+  /* S = scale · Q Kᵀ, one strided-batched GEMM per run */
+  for (size_t r = 0; r < s->nruns; r++) {
+    const gemm_run *g = &s->runs[r];
+    bs = CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes,
+                                    Nq, Nk, hd, (float)d->scale, q, g->off[0], (size_t)p->qs.seq,
+                                    g->step[0], k, g->off[1], (size_t)p->ks.seq, g->step[1], 0.0f,
+                                    s->run_scores ? s->run_scores[r] : s->scores,
+                                    s->run_scores ? 0 : g->off[4], Nk, g->step[4], g->count,
+                                    &queue, NULL);
+    if (bs != CLBlastSuccess) return blast_fail(ctx, "CLBlast GEMM S = Q K^T", bs);
   }
-  if (bs != CLBlastSuccess) return blast_fail(ctx, "CLBlast GEMM S = Q K^T", bs);
   if (s->out_of_order) clEnqueueBarrierWithWaitList(queue, 0, NULL, NULL);
 
   int write_lse = lse != NULL;
@@ -193,27 +325,29 @@ static clattn_status naive_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, 
   err |= clSetKernelArg(s->softmax, 2, sizeof(int), &write_lse);
   err |= clSetKernelArg(s->softmax, 3, sizeof(int), &nq);
   err |= clSetKernelArg(s->softmax, 4, sizeof(int), &nk);
+  if (p->sparse) err |= clattn__sparse_set_mask_args(p->sparse, s->softmax, 5);
   if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clSetKernelArg", err, "softmax_rows");
   size_t lws = (size_t)s->softmax_wg, gws = bc * Nq * lws;
   err = clEnqueueNDRangeKernel(queue, s->softmax, 1, NULL, &gws, &lws, 0, NULL, NULL);
   if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clEnqueueNDRangeKernel", err, "softmax");
   if (s->out_of_order) clEnqueueBarrierWithWaitList(queue, 0, NULL, NULL);
 
-  /* O = P V */
-  if (s->uniform) {
-    size_t step = bc > 1 ? 1 : 0;
+  /* O = P V; on an in-order queue the last GEMM's event covers everything,
+   * on an out-of-order one a final barrier does. */
+  for (size_t r = 0; r < s->nruns; r++) {
+    const gemm_run *g = &s->runs[r];
+    const bool last = r + 1 == s->nruns && !s->out_of_order;
     bs = CLBlastSgemmStridedBatched(
         CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, Nq, hd, Nk, 1.0f,
-        s->scores, 0, Nk, Nq * Nk, v, s->voff[0], (size_t)p->vs.seq,
-        step ? s->voff[1] - s->voff[0] : 0, 0.0f, o, s->ooff[0], (size_t)p->os.seq,
-        step ? s->ooff[1] - s->ooff[0] : 0, bc, &queue, event);
-  } else {
-    bs = CLBlastSgemmBatched(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, Nq,
-                             hd, Nk, s->ones, s->scores, s->soff, Nk, v, s->voff,
-                             (size_t)p->vs.seq, s->zeros, o, s->ooff, (size_t)p->os.seq, bc,
-                             &queue, event);
+        s->run_scores ? s->run_scores[r] : s->scores, s->run_scores ? 0 : g->off[4], Nk,
+        g->step[4], v, g->off[2], (size_t)p->vs.seq, g->step[2], 0.0f, o, g->off[3],
+        (size_t)p->os.seq, g->step[3], g->count, &queue, last ? event : NULL);
+    if (bs != CLBlastSuccess) return blast_fail(ctx, "CLBlast GEMM O = P V", bs);
   }
-  if (bs != CLBlastSuccess) return blast_fail(ctx, "CLBlast GEMM O = P V", bs);
+  if (s->out_of_order && event) {
+    err = clEnqueueBarrierWithWaitList(queue, 0, NULL, event);
+    if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clEnqueueBarrierWithWaitList", err, "");
+  }
   return CLATTN_SUCCESS;
 }
 
@@ -221,15 +355,11 @@ static void naive_release(clattn_plan p) {
   naive_state *s = p->state;
   if (!s) return;
   if (s->softmax) clReleaseKernel(s->softmax);
+  for (size_t r = 0; s->run_scores && r < s->nruns; r++)
+    if (s->run_scores[r]) clReleaseMemObject(s->run_scores[r]);
+  free(s->run_scores);
   if (s->scores) clReleaseMemObject(s->scores);
-  free(s->qoff);
-  free(s->koff);
-  free(s->voff);
-  free(s->ooff);
-  free(s->soff);
-  free(s->alphas);
-  free(s->ones);
-  free(s->zeros);
+  free(s->runs);
   free(s);
   p->state = NULL;
 }

@@ -1,5 +1,6 @@
 /* program.c — kernel sources (embedded or from CLATTN_KERNEL_DIR) and per-context program builds. */
 #include "internal.h"
+#include "tune.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,8 +55,11 @@ char *clattn__kernel_source(clattn_context ctx, const char *name) {
   return NULL;
 }
 
+/* Builds common.cl + name with options: from the on-disk binary cache when it
+ * holds this exact program (key: sources, options, device, driver), else
+ * from source (then stored in the cache unless the tuner is running). */
 static clattn_status build(clattn_context ctx, const char *name, const char *options,
-                           cl_program *out) {
+                           cl_program *out, clattn__program_entry *entry) {
   char *common = clattn__kernel_source(ctx, "common.cl");
   if (!common) return CLATTN_ERROR_IO;
   char *body = clattn__kernel_source(ctx, name);
@@ -64,6 +68,17 @@ static clattn_status build(clattn_context ctx, const char *name, const char *opt
     return CLATTN_ERROR_IO;
   }
   const char *srcs[2] = {common, body};
+  clattn__program_cache_key(&ctx->info, srcs, 2, options, entry->cache_key);
+  entry->cacheable = true;
+  entry->cached_size = 0;
+  cl_program cached =
+      clattn__binary_cache_load(ctx, entry->cache_key, options, &entry->cached_size);
+  if (cached) {
+    free(common);
+    free(body);
+    *out = cached;
+    return CLATTN_SUCCESS;
+  }
   cl_int err;
   cl_program prog = clCreateProgramWithSource(ctx->context, 2, srcs, NULL, &err);
   free(common);
@@ -84,6 +99,8 @@ static clattn_status build(clattn_context ctx, const char *name, const char *opt
     clReleaseProgram(prog);
     return st;
   }
+  if (!ctx->tuning && clattn__binary_cache_eager(&ctx->info))
+    clattn__binary_cache_store(ctx, prog, entry->cache_key, &entry->cached_size);
   *out = prog;
   return CLATTN_SUCCESS;
 }
@@ -102,21 +119,25 @@ clattn_status clattn__get_program(clattn_context ctx, const char *name, const ch
     }
   }
   cl_program prog = NULL;
-  clattn_status st = build(ctx, name, options, &prog);
+  clattn__program_entry fresh;
+  memset(&fresh, 0, sizeof fresh);
+  clattn_status st = build(ctx, name, options, &prog, &fresh);
   if (st != CLATTN_SUCCESS) {
     free(key);
     return st;
   }
   if (ctx->num_programs == CLATTN_MAX_PROGRAMS) {
     /* Evict the oldest program; kernels created from it keep it alive. */
+    clattn__binary_cache_refresh(ctx, &ctx->programs[0]);
     free(ctx->programs[0].key);
     clReleaseProgram(ctx->programs[0].program);
     memmove(&ctx->programs[0], &ctx->programs[1],
             (CLATTN_MAX_PROGRAMS - 1) * sizeof ctx->programs[0]);
     ctx->num_programs--;
   }
-  ctx->programs[ctx->num_programs].key = key;
-  ctx->programs[ctx->num_programs].program = prog;
+  fresh.key = key;
+  fresh.program = prog;
+  ctx->programs[ctx->num_programs] = fresh;
   ctx->num_programs++;
   *out = prog;
   return CLATTN_SUCCESS;
@@ -130,8 +151,27 @@ clattn_status clattn__create_kernel(clattn_context ctx, cl_program prog, const c
   return CLATTN_SUCCESS;
 }
 
+void clattn__prune_programs(clattn_context ctx, const cl_program *keep, int nkeep) {
+  int w = 0;
+  for (int i = 0; i < ctx->num_programs; i++) {
+    bool kept = false;
+    for (int j = 0; j < nkeep && !kept; j++)
+      kept = ctx->programs[i].program == keep[j];
+    if (kept) {
+      ctx->programs[w++] = ctx->programs[i];
+    } else {
+      free(ctx->programs[i].key);
+      clReleaseProgram(ctx->programs[i].program);
+    }
+  }
+  ctx->num_programs = w;
+}
+
 void clattn__release_programs(clattn_context ctx) {
   for (int i = 0; i < ctx->num_programs; i++) {
+    /* Binaries not stored at build time (PoCL, tuner) are stored now, with
+     * the work-group functions compiled at the first launch. */
+    clattn__binary_cache_refresh(ctx, &ctx->programs[i]);
     free(ctx->programs[i].key);
     clReleaseProgram(ctx->programs[i].program);
   }

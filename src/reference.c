@@ -29,6 +29,96 @@ static double load(const void *base, clattn_dtype t, int64_t i) {
   }
 }
 
+/* ---- the mask, written from the header's definitions, independently of the
+ * library's interval and tile-list builders (src/sparse.c) ---- */
+
+typedef struct ref_mask {
+  const clattn_attention_desc *d;
+  int nkb;            /* key blocks (BIGBIRD, BLOCK_LAYOUT) */
+  int row_qb;         /* query block whose key blocks are in `row` (-1: none) */
+  unsigned char *row; /* row[kb] = 1 when key block kb is listed for row_qb */
+  int *cand;          /* BigBird random-block candidates */
+} ref_mask;
+
+static uint64_t ref_splitmix64(uint64_t *x) {
+  *x += 0x9E3779B97F4A7C15ull;
+  uint64_t z = *x;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+static int ref_is_global(const clattn_sparse_desc *s, int64_t x) {
+  if (x < 0) return 0;
+  if (x < s->num_global) return 1;
+  for (int t = 0; t < s->num_global_tokens; t++)
+    if (s->global_tokens[t] == x) return 1;
+  return 0;
+}
+
+/* Fills m->row with the key blocks listed for query block qb. */
+static void ref_block_row(ref_mask *m, int qb) {
+  const clattn_sparse_desc *s = &m->d->sparse;
+  const int nkb = m->nkb;
+  memset(m->row, 0, (size_t)nkb);
+  m->row_qb = qb;
+  if (m->d->mask == CLATTN_MASK_BLOCK_LAYOUT) {
+    for (int e = s->layout_row_offsets[qb]; e < s->layout_row_offsets[qb + 1]; e++)
+      m->row[s->layout_cols[e]] = 1;
+    return;
+  }
+  const int G = s->global_blocks, W = s->window_blocks;
+  for (int kb = 0; kb < nkb; kb++) {
+    const int64_t dist = kb > qb ? (int64_t)kb - qb : (int64_t)qb - kb;
+    if (kb < G || qb < G || dist <= W) m->row[kb] = 1;
+  }
+  if (qb < G) return;
+  /* Random blocks: candidates in ascending order, partial Fisher-Yates. */
+  int n = 0;
+  for (int kb = 0; kb < nkb; kb++) {
+    const int64_t dist = kb > qb ? (int64_t)kb - qb : (int64_t)qb - kb;
+    if (kb >= G && dist > W && !(s->causal && kb > qb)) m->cand[n++] = kb;
+  }
+  uint64_t x = s->seed ^ (((uint64_t)qb + 1u) * 0xD1B54A32D192ED03ull);
+  for (int t = 0; t < s->random_blocks && t < n; t++) {
+    const int u = t + (int)(ref_splitmix64(&x) % (uint64_t)(n - t));
+    const int c = m->cand[u];
+    m->cand[u] = m->cand[t];
+    m->cand[t] = c;
+    m->row[c] = 1;
+  }
+}
+
+/* Whether query i may attend key j (the header's definitions, one pair at a time). */
+static int ref_visible(ref_mask *m, int i, int j) {
+  const clattn_attention_desc *d = m->d;
+  const clattn_sparse_desc *s = &d->sparse;
+  const int64_t p = (int64_t)i + d->seq_kv - d->seq_q; /* the query's key position */
+  const int64_t dlt = p - j;                           /* how far back key j lies */
+  switch (d->mask) {
+  case CLATTN_MASK_NONE: return 1;
+  case CLATTN_MASK_CAUSAL: return j <= p;
+  default: break;
+  }
+  if (s->causal && j > p) return 0;
+  const int in_window = dlt <= s->window_left && -dlt <= s->window_right;
+  switch (d->mask) {
+  case CLATTN_MASK_WINDOW:
+  case CLATTN_MASK_DILATED:
+  case CLATTN_MASK_STRIDED:
+    if (ref_is_global(s, p) || ref_is_global(s, j)) return 1;
+    if (d->mask == CLATTN_MASK_WINDOW) return in_window;
+    if (d->mask == CLATTN_MASK_DILATED) return in_window && dlt % s->dilation == 0;
+    return in_window || dlt % s->stride == 0;
+  default: break;
+  }
+  if (p < 0) return 0;
+  if (s->element_window && !in_window) return 0;
+  const int qb = (int)(p / s->block_size), kb = j / s->block_size;
+  if (qb != m->row_qb) ref_block_row(m, qb);
+  return m->row[kb];
+}
+
 clattn_status clattn_reference_attention(const clattn_attention_desc *desc, const void *q,
                                          const void *k, const void *v, double *o, double *lse,
                                          const int *rows, int num_rows) {
@@ -42,29 +132,35 @@ clattn_status clattn_reference_attention(const clattn_attention_desc *desc, cons
   for (int i = 0; rows && i < nrows; i++)
     if (rows[i] < 0 || rows[i] >= d.seq_q) return CLATTN_ERROR_INVALID_ARGUMENT;
   const int Nk = d.seq_kv, hd = d.head_dim, G = d.heads / d.kv_heads;
+  ref_mask m = {&d, 0, -1, NULL, NULL};
+  if (d.mask == CLATTN_MASK_BIGBIRD || d.mask == CLATTN_MASK_BLOCK_LAYOUT)
+    m.nkb = (int)(((int64_t)Nk + d.sparse.block_size - 1) / d.sparse.block_size);
   double *s = malloc((size_t)Nk * sizeof(double));
   double *qrow = malloc((size_t)hd * sizeof(double));
-  if (!s || !qrow) {
+  unsigned char *vis = malloc((size_t)Nk);
+  m.row = malloc((size_t)m.nkb + 1);
+  m.cand = malloc(((size_t)m.nkb + 1) * sizeof(int));
+  if (!s || !qrow || !vis || !m.row || !m.cand) {
     free(s);
     free(qrow);
+    free(vis);
+    free(m.row);
+    free(m.cand);
     return CLATTN_ERROR_OUT_OF_MEMORY;
   }
-  const int off = d.seq_kv - d.seq_q;
-  for (int b = 0; b < d.batch; b++)
-    for (int h = 0; h < d.heads; h++) {
-      const int hk = h / G;
-      for (int ri = 0; ri < nrows; ri++) {
-        const int i = rows ? rows[ri] : ri;
+  for (int ri = 0; ri < nrows; ri++) {
+    const int i = rows ? rows[ri] : ri;
+    int nvis = 0;
+    for (int j = 0; j < Nk; j++)
+      nvis += vis[j] = (unsigned char)ref_visible(&m, i, j);
+    for (int b = 0; b < d.batch; b++)
+      for (int h = 0; h < d.heads; h++) {
+        const int hk = h / G;
         for (int x = 0; x < hd; x++)
           qrow[x] = load(q, d.dtype, b * qs.batch + h * qs.head + i * qs.seq + x * qs.dim);
         double mx = -INFINITY;
-        int nvis = Nk;
-        if (d.mask == CLATTN_MASK_CAUSAL) {
-          nvis = i + off + 1;
-          if (nvis < 0) nvis = 0;
-          if (nvis > Nk) nvis = Nk;
-        }
-        for (int j = 0; j < nvis; j++) {
+        for (int j = 0; j < Nk; j++) {
+          if (!vis[j]) continue;
           double acc = 0.0;
           const int64_t kb = b * ks.batch + hk * ks.head + j * ks.seq;
           for (int x = 0; x < hd; x++) acc += qrow[x] * load(k, d.dtype, kb + x * ks.dim);
@@ -72,13 +168,16 @@ clattn_status clattn_reference_attention(const clattn_attention_desc *desc, cons
           if (s[j] > mx) mx = s[j];
         }
         double sum = 0.0;
-        for (int j = 0; j < nvis; j++) {
+        for (int j = 0; j < Nk; j++) {
+          if (!vis[j]) continue;
           s[j] = exp(s[j] - mx);
           sum += s[j];
         }
         double *orow = o + (((int64_t)b * d.heads + h) * d.seq_q + i) * hd;
-        for (int x = 0; x < hd; x++) orow[x] = 0.0;
-        for (int j = 0; j < nvis; j++) {
+        for (int x = 0; x < hd; x++)
+          orow[x] = 0.0;
+        for (int j = 0; j < Nk; j++) {
+          if (!vis[j]) continue;
           const double w = s[j] / sum;
           const int64_t vb = b * vs.batch + hk * vs.head + j * vs.seq;
           for (int x = 0; x < hd; x++) orow[x] += w * load(v, d.dtype, vb + x * vs.dim);
@@ -89,5 +188,8 @@ clattn_status clattn_reference_attention(const clattn_attention_desc *desc, cons
     }
   free(s);
   free(qrow);
+  free(vis);
+  free(m.row);
+  free(m.cand);
   return CLATTN_SUCCESS;
 }

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""compare_torch.py — clattn (through python/clattn.py) and PyTorch SDPA on identical inputs in one process: speed table and output agreement."""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+import clattn  # noqa: E402
+
+TORCH_DT = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+PEER = {"f32": SDPBackend.EFFICIENT_ATTENTION, "f16": SDPBackend.FLASH_ATTENTION, "bf16": SDPBackend.FLASH_ATTENTION}
+TOL = {"f32": 1e-5, "f16": 2e-3, "bf16": 1e-2}
+
+
+def raw(t):
+    """Host bytes of a tensor (bf16 travels as its 16-bit pattern)."""
+    t = t.detach().contiguous().cpu()
+    if t.dtype == torch.bfloat16:
+        t = t.view(torch.int16)
+    return t.numpy()
+
+
+def torch_ms(fn, reps=20, warmup=3):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        ts.append(a.elapsed_time(b))
+    ts.sort()
+    return ts[len(ts) // 2]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--device", default="nvidia")
+    ap.add_argument("--dtypes", default="f16,bf16,f32")
+    ap.add_argument("--head-dims", default="64,128")
+    ap.add_argument("--seqs", default="4096,16384")
+    ap.add_argument("--masks", default="none,causal")
+    ap.add_argument("--tokens", type=int, default=262144, help="B*H*N")
+    ap.add_argument("--heads", type=int, default=16)
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--json", help="append one JSON object per point to this file")
+    a = ap.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    lib = clattn.Library()
+    ctx = clattn.Context(lib, a.device)
+    print(f"# clattn {lib.version()} on {ctx.device}; torch {torch.__version__} on {torch.cuda.get_device_name()}")
+    hdr = "| dtype | d | mask | N | B×H | clattn ms | clattn TFLOP/s | torch backend | torch ms | torch TFLOP/s | ratio | rel err vs torch | ok |"
+    print(hdr)
+    print("|" + "---|" * (hdr.count("|") - 1))
+    bad = 0
+    out = open(a.json, "a") if a.json else None
+    for dt in a.dtypes.split(","):
+        for d in map(int, a.head_dims.split(",")):
+            for n in map(int, a.seqs.split(",")):
+                for mask in a.masks.split(","):
+                    b = max(1, a.tokens // n // a.heads)
+                    g = torch.Generator(device="cuda").manual_seed(n * 131 + d)
+                    q, k, v = (torch.rand((b, a.heads, n, d), device="cuda", generator=g).mul_(2).sub_(1).to(TORCH_DT[dt])
+                               for _ in range(3))
+                    causal = mask == "causal"
+                    with sdpa_kernel([PEER[dt]]):
+                        ref = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+                        tms = torch_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal), a.reps)
+                    desc = clattn.make_desc(lib, b, a.heads, n, n, d, dtype=dt, mask=mask, algo="flash")
+                    plan = clattn.Plan(ctx, desc)
+                    hq, hk, hv = raw(q), raw(k), raw(v)
+                    bq, bk, bv = (ctx.buffer(x.nbytes, x) for x in (hq, hk, hv))
+                    bo = ctx.buffer(hq.nbytes)
+                    plan.execute(bq, bk, bv, bo)
+                    ho = np.empty_like(hq)
+                    ctx.read(bo, ho)
+                    got = torch.from_numpy(ho)
+                    if dt == "bf16":
+                        got = got.view(torch.bfloat16)
+                    got = got.to("cuda").float()
+                    r = ref.float()
+                    rel = (torch.linalg.vector_norm(got - r) / torch.linalg.vector_norm(r)).item()
+                    cms = plan.time_ms(bq, bk, bv, bo, reps=a.reps)
+                    flops = 4.0 * b * a.heads * n * n * d * (0.5 if causal else 1.0)
+                    ok = rel <= TOL[dt] and not torch.isnan(got).any().item()
+                    bad += not ok
+                    rec = dict(dtype=dt, head_dim=d, mask=mask, seq=n, batch=b, heads=a.heads, clattn_ms=cms,
+                               clattn_tflops=flops / cms * 1e-9, torch_backend=PEER[dt].name, torch_ms=tms,
+                               torch_tflops=flops / tms * 1e-9, rel_err=rel, ok=ok, config=plan.describe())
+                    print(f"| {dt} | {d} | {mask} | {n} | {b}×{a.heads} | {cms:.3f} | {rec['clattn_tflops']:.1f} | "
+                          f"{PEER[dt].name} | {tms:.3f} | {rec['torch_tflops']:.1f} | {tms / cms:.2f}× | {rel:.1e} | "
+                          f"{'yes' if ok else 'NO'} |", flush=True)
+                    if out:
+                        out.write(json.dumps(rec) + "\n")
+                    for x in (bq, bk, bv, bo):
+                        ctx.release_buffer(x)
+                    plan.close()
+                    del q, k, v, ref
+                    torch.cuda.empty_cache()
+    ctx.close()
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+/* binary_cache.c — cache directory resolution and the on-disk cache of compiled program binaries.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "tune.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#define MAGIC "CLATTNPB"
+#define HEADER_BYTES 88
+
+/* Set by the first failure to create or write cache files: the process then
+ * builds from source without touching the disk again. */
+static atomic_int cache_off;
+static atomic_long n_hits, n_misses, n_stores, n_corrupt;
+static atomic_uint tmp_counter;
+
+clattn__cache_stats clattn__binary_cache_stats(void) {
+  clattn__cache_stats s;
+  s.hits = atomic_load(&n_hits);
+  s.misses = atomic_load(&n_misses);
+  s.stores = atomic_load(&n_stores);
+  s.corrupt = atomic_load(&n_corrupt);
+  return s;
+}
+
+bool clattn__cache_dir(char *buf, size_t cap) {
+  const char *dir = getenv("CLATTN_CACHE_DIR");
+  int n;
+  if (dir && *dir) {
+    if (!strcmp(dir, "off") || !strcmp(dir, "OFF") || !strcmp(dir, "0")) return false;
+    n = snprintf(buf, cap, "%s", dir);
+  } else if ((dir = getenv("XDG_CACHE_HOME")) && *dir) {
+    n = snprintf(buf, cap, "%s/clattn", dir);
+  } else if ((dir = getenv("HOME")) && *dir) {
+    n = snprintf(buf, cap, "%s/.cache/clattn", dir);
+  } else {
+    return false;
+  }
+  return n > 0 && (size_t)n < cap;
+}
+
+int clattn__mkdirs(const char *path) {
+  char tmp[4096];
+  size_t n = strlen(path);
+  if (n == 0 || n >= sizeof tmp) return -1;
+  memcpy(tmp, path, n + 1);
+  for (size_t i = 1; i <= n; i++) {
+    if (tmp[i] == '/' || tmp[i] == 0) {
+      char c = tmp[i];
+      tmp[i] = 0;
+      if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+      tmp[i] = c;
+    }
+  }
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
+}
+
+int clattn__write_atomic(const char *path, const void *data, size_t n) {
+  char tmp[4200];
+  int len = snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%u", path, (long)getpid(),
+                     atomic_fetch_add(&tmp_counter, 1u));
+  if (len < 0 || (size_t)len >= sizeof tmp) return -1;
+  FILE *f = fopen(tmp, "wb");
+  if (!f) return -1;
+  int bad = fwrite(data, 1, n, f) != n;
+  bad |= fflush(f) != 0;
+  bad |= fsync(fileno(f)) != 0;
+  bad |= fclose(f) != 0;
+  if (bad || rename(tmp, path) != 0) {
+    remove(tmp);
+    return -1;
+  }
+  return 0;
+}
+
+bool clattn__device_dir(const clattn__device_info *info, char *buf, size_t cap, bool create) {
+  char root[4096];
+  if (!clattn__cache_dir(root, sizeof root)) return false;
+  clattn__sha256_ctx h;
+  clattn__sha256_init(&h);
+  char cc[32];
+  snprintf(cc, sizeof cc, "%d.%d", info->nv_cc_major, info->nv_cc_minor);
+  const char *parts[5] = {info->platform_name, info->vendor, info->name, info->driver, cc};
+  for (int i = 0; i < 5; i++)
+    clattn__sha256_update(&h, parts[i], strlen(parts[i]) + 1);
+  uint8_t dig[32];
+  clattn__sha256_final(&h, dig);
+  char hex[65];
+  clattn__hex(dig, 4, hex);
+  /* Slug: the device name with anything but [A-Za-z0-9._-] as '_'. */
+  char slug[49];
+  size_t k = 0;
+  for (const char *c = info->name; *c && k < sizeof slug - 1; c++) {
+    unsigned char u = (unsigned char)*c;
+    int ok = (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9') ||
+             u == '.' || u == '-' || u == '_';
+    if (!ok && k > 0 && slug[k - 1] == '_') continue;
+    slug[k++] = ok ? (char)u : '_';
+  }
+  while (k > 0 && slug[k - 1] == '_')
+    k--;
+  slug[k] = 0;
+  int n = snprintf(buf, cap, "%s/%s-%s", root, k ? slug : "device", hex);
+  if (n < 0 || (size_t)n >= cap) return false;
+  if (create && clattn__mkdirs(buf) != 0) return false;
+  return true;
+}
+
+void clattn__program_cache_key(const clattn__device_info *info, const char *const *srcs, int nsrc,
+                               const char *options, uint8_t key[32]) {
+  clattn__sha256_ctx h;
+  clattn__sha256_init(&h);
+  char head[64];
+  snprintf(head, sizeof head, "clattn program cache format %d", CLATTN__BINARY_FORMAT);
+  const char *parts[7] = {head,         info->platform_name, info->platform_version,
+                          info->vendor, info->name,          info->driver,
+                          options};
+  for (int i = 0; i < 7; i++)
+    clattn__sha256_update(&h, parts[i], strlen(parts[i]) + 1);
+  for (int i = 0; i < nsrc; i++) {
+    char len[32];
+    snprintf(len, sizeof len, "%zu:", strlen(srcs[i]));
+    clattn__sha256_update(&h, len, strlen(len));
+    clattn__sha256_update(&h, srcs[i], strlen(srcs[i]));
+  }
+  clattn__sha256_final(&h, key);
+}
+
+static bool binary_path(const clattn__device_info *info, const uint8_t key[32], char *buf,
+                        size_t cap, bool create) {
+  char dir[4096];
+  if (!clattn__device_dir(info, dir, sizeof dir, false)) return false;
+  int n = snprintf(buf, cap, "%s/programs", dir);
+  if (n < 0 || (size_t)n >= cap) return false;
+  if (create && clattn__mkdirs(buf) != 0) return false;
+  char hex[65];
+  clattn__hex(key, 32, hex);
+  n = snprintf(buf, cap, "%s/programs/%s.bin", dir, hex);
+  return n > 0 && (size_t)n < cap;
+}
+
+static void put_u32(uint8_t *p, uint32_t v) {
+  for (int i = 0; i < 4; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put_u64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get_u32(const uint8_t *p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; i--)
+    v = v << 8 | p[i];
+  return v;
+}
+static uint64_t get_u64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--)
+    v = v << 8 | p[i];
+  return v;
+}
+
+/* Reads a whole file; NULL when absent or unreadable. */
+static uint8_t *slurp(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  uint8_t *buf = NULL;
+  if (fseek(f, 0, SEEK_END) == 0) {
+    long n = ftell(f);
+    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+      buf = malloc((size_t)n + 1);
+      if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+      }
+      if (buf) *len = (size_t)n;
+    }
+  }
+  fclose(f);
+  return buf;
+}
+
+/* NULL when the file is a valid entry for key, else why not. */
+static const char *validate(const uint8_t *b, size_t n, const uint8_t key[32]) {
+  if (n < HEADER_BYTES) return "truncated header";
+  if (memcmp(b, MAGIC, 8)) return "bad magic";
+  if (get_u32(b + 8) != CLATTN__BINARY_FORMAT) return "unknown format version";
+  if (get_u32(b + 12) != HEADER_BYTES) return "bad header size";
+  uint64_t len = get_u64(b + 16);
+  if (len == 0 || len != n - HEADER_BYTES) return "payload length mismatch (truncated?)";
+  if (memcmp(b + 24, key, 32)) return "key mismatch";
+  uint8_t sum[32];
+  clattn__sha256(b + HEADER_BYTES, (size_t)len, sum);
+  if (memcmp(b + 56, sum, 32)) return "checksum mismatch";
+  return NULL;
+}
+
+cl_program clattn__binary_cache_load(clattn_context ctx, const uint8_t key[32], const char *options,
+                                     size_t *loaded_size) {
+  if (atomic_load(&cache_off)) return NULL;
+  char path[4400];
+  if (!binary_path(&ctx->info, key, path, sizeof path, false)) return NULL;
+  size_t n = 0;
+  uint8_t *b = slurp(path, &n);
+  if (!b) {
+    atomic_fetch_add(&n_misses, 1);
+    return NULL;
+  }
+  const char *why = validate(b, n, key);
+  cl_program prog = NULL;
+  if (!why) {
+    size_t len = n - HEADER_BYTES;
+    const unsigned char *payload = b + HEADER_BYTES;
+    cl_int bst = CL_SUCCESS, err = CL_SUCCESS;
+    prog = clCreateProgramWithBinary(ctx->context, 1, &ctx->device, &len, &payload, &bst, &err);
+    if (!prog || err != CL_SUCCESS || bst != CL_SUCCESS) {
+      why = "the driver refused the binary";
+    } else if (clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL) != CL_SUCCESS) {
+      why = "the binary failed to build";
+    }
+    if (why && prog) {
+      clReleaseProgram(prog);
+      prog = NULL;
+    }
+  }
+  free(b);
+  if (why) {
+    atomic_fetch_add(&n_corrupt, 1);
+    atomic_fetch_add(&n_misses, 1);
+    remove(path);
+    clattn__append(ctx->msg, sizeof ctx->msg,
+                   "%snote: program cache file %s ignored (%s); rebuilt from source",
+                   ctx->msg[0] ? "\n" : "", path, why);
+    return NULL;
+  }
+  atomic_fetch_add(&n_hits, 1);
+  *loaded_size = n - HEADER_BYTES;
+  return prog;
+}
+
+void clattn__binary_cache_store(clattn_context ctx, cl_program prog, const uint8_t key[32],
+                                size_t *stored_size) {
+  char root[4096];
+  /* Off (CLATTN_CACHE_DIR=off) is not a failure: nothing to do, and no
+   * binary is requested (on PoCL that compiles every kernel once more). */
+  if (atomic_load(&cache_off) || !clattn__cache_dir(root, sizeof root)) return;
+  size_t len = 0;
+  if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof len, &len, NULL) != CL_SUCCESS ||
+      len == 0)
+    return; /* this driver gives no binary: nothing to cache */
+  uint8_t *b = malloc(HEADER_BYTES + len);
+  if (!b) return;
+  unsigned char *payload = b + HEADER_BYTES;
+  char path[4400];
+  if (clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof payload, &payload, NULL) != CL_SUCCESS) {
+    free(b);
+    return;
+  }
+  memcpy(b, MAGIC, 8);
+  put_u32(b + 8, CLATTN__BINARY_FORMAT);
+  put_u32(b + 12, HEADER_BYTES);
+  put_u64(b + 16, (uint64_t)len);
+  memcpy(b + 24, key, 32);
+  clattn__sha256(payload, len, b + 56);
+  if (!binary_path(&ctx->info, key, path, sizeof path, true) ||
+      clattn__write_atomic(path, b, HEADER_BYTES + len) != 0) {
+    atomic_store(&cache_off, 1); /* silently build from source from now on */
+  } else {
+    atomic_fetch_add(&n_stores, 1);
+    if (stored_size) *stored_size = len;
+  }
+  free(b);
+}
+
+/* PoCL's own kernel cache (on unless POCL_KERNEL_CACHE=0) already keeps
+ * compiled programs across processes. */
+static bool pocl_caches_itself(void) {
+  const char *v = getenv("POCL_KERNEL_CACHE");
+  return !v || strcmp(v, "0") != 0;
+}
+
+bool clattn__binary_cache_eager(const clattn__device_info *info) {
+  /* Serialising a PoCL binary compiles every kernel once more for a
+   * generic work-group size (seconds per program), and a binary taken right
+   * after the build lacks the work-group functions compiled at the first
+   * launch: on PoCL the binary is taken when the program is released
+   * (clattn__binary_cache_refresh) instead. */
+  return !info->is_pocl;
+}
+
+void clattn__binary_cache_refresh(clattn_context ctx, clattn__program_entry *e) {
+  if (!e->cacheable || e->cached_size || atomic_load(&cache_off)) return;
+  if (ctx->info.is_pocl && pocl_caches_itself()) return;
+  clattn__binary_cache_store(ctx, e->program, e->cache_key, &e->cached_size);
+}

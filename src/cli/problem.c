@@ -1,0 +1,394 @@
+/* problem.c — options shared by run and bench, and one problem's setup, timing and verification. */
+#include "cli.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cli_common_defaults(cli_common *c) {
+  memset(c, 0, sizeof *c);
+  c->device = NULL;
+  c->batch = 1;
+  c->heads = 8;
+  c->kv_heads = 0;
+  c->head_dim = 64;
+  c->dtype = CLATTN_DTYPE_F32;
+  c->layout = CLATTN_LAYOUT_BHSD;
+  c->scale = 0.0;
+  c->reps = 10;
+  c->warmup = 1;
+  c->seed = 42;
+  c->verify = -1;
+  c->feature = "elu";
+}
+
+cli_opt_table cli_common_table(cli_common *c) {
+  static cli_opt t[16];
+  const cli_opt opts[] = {
+      {"device", "SEL", CLI_OPT_STR, &c->device, 0, 0, NULL,
+       "device: P:D, gpu, cpu or a name substring (default $CLATTN_DEVICE, else first GPU, else "
+       "CPU)"},
+      {"batch", "B", CLI_OPT_INT, &c->batch, 1, 0, NULL, "batch size (default 1)"},
+      {"heads", "H", CLI_OPT_INT, &c->heads, 1, 0, NULL, "query heads (default 8)"},
+      {"kv-heads", "HK", CLI_OPT_INT, &c->kv_heads, 0, 0, NULL,
+       "key/value heads, dividing H (GQA/MQA; default H)"},
+      {"head-dim", "D", CLI_OPT_INT, &c->head_dim, 1, 0, NULL, "head dimension (default 64)"},
+      {"dtype", NULL, CLI_OPT_CHOICE, &c->dtype, 0, 0, cli_dtype_names,
+       "storage type of q, k, v, o (default f32)"},
+      {"layout", NULL, CLI_OPT_CHOICE, &c->layout, 0, 0, cli_layout_names,
+       "tensor layout (default bhsd)"},
+      {"scale", "S", CLI_OPT_DOUBLE, &c->scale, 0, 0, NULL,
+       "score scale (default 0 = 1/sqrt(head_dim))"},
+      {"reps", "R", CLI_OPT_INT, &c->reps, 1, 0, NULL, "timed runs per problem"},
+      {"warmup", "W", CLI_OPT_INT, &c->warmup, 0, 0, NULL, "untimed runs first (default 1)"},
+      {"seed", "S", CLI_OPT_U64, &c->seed, 0, 0, NULL, "seed of the random inputs (default 42)"},
+      {"verify", NULL, CLI_OPT_FLAG, &c->verify, 0, 1, NULL,
+       "check against the float64 reference (every row when B*H*Nq*Nk*d <= 2^31, else 64 rows)"},
+      {"no-verify", NULL, CLI_OPT_FLAG, &c->verify, 0, 0, NULL, "skip the check"},
+      {"feature", "SPEC", CLI_OPT_STR, &c->feature, 0, 0, NULL,
+       "--algo linear's feature map: elu (elu+1), relu, or favor[:M[,SEED]] (FAVOR+ with M "
+       "random features, default head_dim, drawn from SEED, default 0) (default elu)"},
+      {NULL, NULL, CLI_OPT_INT, NULL, 0, 0, NULL, NULL}};
+  memcpy(t, opts, sizeof opts);
+  return t;
+}
+
+void cli_problem_from_common(const cli_common *c, cli_problem *p) {
+  clattn_attention_desc_init(&p->desc);
+  p->desc.batch = c->batch;
+  p->desc.heads = c->heads;
+  p->desc.kv_heads = c->kv_heads;
+  p->desc.head_dim = c->head_dim;
+  p->desc.dtype = (clattn_dtype)c->dtype;
+  p->desc.layout = (clattn_layout)c->layout;
+  p->desc.scale = c->scale;
+  p->reps = c->reps;
+  p->warmup = c->warmup;
+  p->seed = c->seed;
+  p->verify = c->verify > 0;
+  p->lse = false;
+  p->compare_softmax = false;
+}
+
+int cli_parse_feature(const char *spec, clattn_attention_desc *d) {
+  const char *why = NULL;
+  d->num_features = 0;
+  d->feature_seed = 0;
+  if (!strcmp(spec, "elu") || !strcmp(spec, "elu1") || !strcmp(spec, "elu+1")) {
+    d->feature_map = CLATTN_FEATURE_ELU1;
+  } else if (!strcmp(spec, "relu")) {
+    d->feature_map = CLATTN_FEATURE_RELU;
+  } else if (!strncmp(spec, "favor", 5) && (spec[5] == 0 || spec[5] == ':')) {
+    d->feature_map = CLATTN_FEATURE_FAVOR;
+    if (spec[5] == ':') {
+      char *end;
+      long m = strtol(spec + 6, &end, 10);
+      if (end == spec + 6 || m < 1 || m > 256)
+        why = "M must be an integer in 1..256";
+      else
+        d->num_features = (int)m;
+      if (!why && *end == ',') {
+        const char *sp = end + 1;
+        d->feature_seed = strtoull(sp, &end, 0);
+        if (end == sp || *sp == '-') why = "SEED must be an unsigned integer (decimal or 0x hex)";
+      }
+      if (!why && *end) why = "expected favor, favor:M or favor:M,SEED";
+    }
+  } else {
+    why = "expected elu, relu, favor, favor:M or favor:M,SEED";
+  }
+  if (!why) return 0;
+  fprintf(stderr, "clattn: --feature %s: %s\n", spec, why);
+  return CLI_EXIT_USAGE;
+}
+
+int cli_check_desc(const clattn_attention_desc *d) {
+  const char *why = NULL;
+  if (d->head_dim < 1 || d->head_dim > 256)
+    why = "--head-dim must be in 1..256";
+  else if (d->kv_heads > d->heads || (d->kv_heads && d->heads % d->kv_heads))
+    why = "--kv-heads must divide --heads";
+  else if (d->seq_q < 1 || d->seq_kv < 1)
+    why = "sequence lengths must be >= 1";
+  if (!why) return 0;
+  fprintf(stderr, "clattn: %s\n", why);
+  return CLI_EXIT_USAGE;
+}
+
+double cli_flops(const clattn_attention_desc *d) {
+  if (d->algo == CLATTN_ALGO_LINEAR) {
+    /* The state φ(K)ᵀ[V 1] and the output φ(Q)·state: 2·F·(d+1) per key and
+     * per query, F features (the causal in-chunk part and the features
+     * themselves are not counted). */
+    const double f = d->feature_map == CLATTN_FEATURE_FAVOR && d->num_features > 0 ? d->num_features
+                                                                                   : d->head_dim;
+    const double hk = d->kv_heads ? d->kv_heads : d->heads;
+    return 2.0 * f * (d->head_dim + 1) * d->batch *
+           (hk * (double)d->seq_kv + (double)d->heads * d->seq_q);
+  }
+  const double nq = d->seq_q, nk = d->seq_kv;
+  double pairs = nq * nk;
+  if (d->mask == CLATTN_MASK_CAUSAL) {
+    if (d->seq_q == d->seq_kv) {
+      pairs = nq * nk / 2; /* the usual convention for the square causal case */
+    } else {
+      /* query i sees keys j <= i + Nk - Nq: count exactly */
+      pairs = 0;
+      for (int64_t i = 0; i < d->seq_q; i++) {
+        int64_t vis = i + d->seq_kv - d->seq_q + 1;
+        pairs += (double)(vis < 0 ? 0 : vis > d->seq_kv ? d->seq_kv : vis);
+      }
+    }
+  }
+  return 4.0 * d->batch * d->heads * pairs * d->head_dim;
+}
+
+void cli_buffer_bytes(const clattn_attention_desc *d, uint64_t bytes[4]) {
+  const uint64_t es = cli_dtype_size(d->dtype);
+  const uint64_t hk = d->kv_heads ? (uint64_t)d->kv_heads : (uint64_t)d->heads;
+  const uint64_t bd = (uint64_t)d->batch * (uint64_t)d->head_dim * es;
+  bytes[0] = bytes[3] = bd * (uint64_t)d->heads * (uint64_t)d->seq_q;
+  bytes[1] = bytes[2] = bd * hk * (uint64_t)d->seq_kv;
+}
+
+uint64_t cli_io_bytes(const clattn_attention_desc *d, bool lse) {
+  uint64_t b[4];
+  cli_buffer_bytes(d, b);
+  uint64_t n = b[0] + b[1] + b[2] + b[3];
+  if (lse) n += (uint64_t)d->batch * (uint64_t)d->heads * (uint64_t)d->seq_q * sizeof(float);
+  return n;
+}
+
+/* The byte count named in an out-of-memory message ("needs a 123-byte ..."). */
+static uint64_t parse_needed(const char *msg) {
+  const char *p = strstr(msg, "-byte");
+  if (p) {
+    const char *s = p;
+    while (s > msg && s[-1] >= '0' && s[-1] <= '9')
+      s--;
+    if (s < p) return strtoull(s, NULL, 10);
+  }
+  p = strstr(msg, "needs ");
+  if (p && p[6] >= '0' && p[6] <= '9') return strtoull(p + 6, NULL, 10);
+  return 0;
+}
+
+/* Everything one point allocates; released by release_point(). */
+typedef struct point {
+  clattn_plan plan;
+  cl_mem buf[5]; /* q, k, v, o, lse */
+  void *host[4]; /* q, k, v, o */
+  float *lse;
+  double *times;
+} point;
+
+static void release_point(point *pt) {
+  clattn_plan_release(pt->plan);
+  for (int i = 0; i < 5; i++)
+    if (pt->buf[i]) clReleaseMemObject(pt->buf[i]);
+  for (int i = 0; i < 4; i++)
+    free(pt->host[i]);
+  free(pt->lse);
+  free(pt->times);
+}
+
+static clattn_status fail(cli_result *r, clattn_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static clattn_status fail(cli_result *r, clattn_status st, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(r->error, sizeof r->error, fmt, ap);
+  va_end(ap);
+  r->status = st;
+  r->oom = st == CLATTN_ERROR_OUT_OF_MEMORY;
+  return st;
+}
+
+static clattn_status cl_fail(cli_result *r, const char *call, cl_int err, const char *what) {
+  bool oom = err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_OUT_OF_HOST_MEMORY ||
+             err == CL_INVALID_BUFFER_SIZE;
+  return fail(r, oom ? CLATTN_ERROR_OUT_OF_MEMORY : CLATTN_ERROR_OPENCL,
+              "%s failed with OpenCL error %d (%s)", call, (int)err, what);
+}
+
+clattn_context cli_open_context(const char *device) {
+  clattn_context ctx = NULL;
+  clattn_status st = clattn_context_create(device, &ctx);
+  if (st != CLATTN_SUCCESS)
+    cli_print_error("cannot create a context", st, clattn_last_create_error());
+  return ctx;
+}
+
+bool cli_buffers_fit(clattn_context ctx, const clattn_attention_desc *d, bool lse, char *detail,
+                     size_t cap) {
+  cl_ulong global = 0, max_alloc = 0;
+  cl_device_id dev = clattn_context_device(ctx);
+  if (clGetDeviceInfo(dev, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof global, &global, NULL) != CL_SUCCESS ||
+      clGetDeviceInfo(dev, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof max_alloc, &max_alloc, NULL) !=
+          CL_SUCCESS)
+    return true; /* unknown: let the allocations themselves report */
+  uint64_t b[4];
+  cli_buffer_bytes(d, b);
+  const uint64_t total = cli_io_bytes(d, lse), largest = b[0] > b[1] ? b[0] : b[1];
+  if (largest <= max_alloc && total <= global) return true;
+  if (detail)
+    snprintf(detail, cap,
+             "the q, k, v, o buffers need %llu bytes (largest %llu) but the device has %llu "
+             "bytes (at most %llu in one buffer)",
+             (unsigned long long)total, (unsigned long long)largest, (unsigned long long)global,
+             (unsigned long long)max_alloc);
+  return false;
+}
+
+/* Creates the device buffers, uploads random inputs and NaN-poisons the outputs. */
+static clattn_status setup_buffers(clattn_context ctx, const cli_problem *p, point *pt,
+                                   cli_result *r) {
+  const clattn_attention_desc *d = &p->desc;
+  const size_t es = cli_dtype_size(d->dtype);
+  size_t elems[4];
+  clattn_status st = clattn_attention_desc_strides(d, NULL, NULL, NULL, NULL, elems);
+  if (st != CLATTN_SUCCESS) return fail(r, st, "invalid problem description");
+  cl_context cl = clattn_context_cl_context(ctx);
+  cl_command_queue queue = clattn_context_queue(ctx);
+  static const char *names[5] = {"q", "k", "v", "o", "lse"};
+  uint64_t seed_state = p->seed;
+  for (int i = 0; i < 3; i++) {
+    pt->host[i] = malloc(elems[i] * es);
+    if (!pt->host[i])
+      return fail(r, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate %zu bytes of host memory for %s",
+                  elems[i] * es, names[i]);
+    cli_fill_random(pt->host[i], elems[i], d->dtype, cli_splitmix64(&seed_state));
+  }
+  size_t lse_bytes = (size_t)d->batch * (size_t)d->heads * (size_t)d->seq_q * sizeof(float);
+  cl_int err;
+  for (int i = 0; i < 5; i++) {
+    if (i == 4 && !p->lse) break;
+    size_t bytes = i < 4 ? elems[i] * es : lse_bytes;
+    pt->buf[i] =
+        clCreateBuffer(cl, i < 3 ? CL_MEM_READ_ONLY : CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (!pt->buf[i]) return cl_fail(r, "clCreateBuffer", err, names[i]);
+    if (i < 3) {
+      err = clEnqueueWriteBuffer(queue, pt->buf[i], CL_TRUE, 0, bytes, pt->host[i], 0, NULL, NULL);
+      if (err != CL_SUCCESS) return cl_fail(r, "clEnqueueWriteBuffer", err, names[i]);
+    } else {
+      unsigned char pattern[4];
+      cli_nan_pattern(i == 3 ? d->dtype : CLATTN_DTYPE_F32, pattern);
+      size_t psize = i == 3 ? es : sizeof(float);
+      err = clEnqueueFillBuffer(queue, pt->buf[i], pattern, psize, 0, bytes, 0, NULL, NULL);
+      if (err != CL_SUCCESS) return cl_fail(r, "clEnqueueFillBuffer", err, names[i]);
+    }
+  }
+  err = clFinish(queue);
+  if (err != CL_SUCCESS) return cl_fail(r, "clFinish", err, "after uploads");
+  if (!p->verify && !p->compare_softmax) /* the host copies are only needed by the reference */
+    for (int i = 0; i < 3; i++) {
+      free(pt->host[i]);
+      pt->host[i] = NULL;
+    }
+  return CLATTN_SUCCESS;
+}
+
+static clattn_status read_back_and_verify(clattn_context ctx, const cli_problem *p, point *pt,
+                                          cli_result *r) {
+  const clattn_attention_desc *d = clattn_plan_desc(pt->plan);
+  size_t elems[4];
+  clattn_status st = clattn_attention_desc_strides(d, NULL, NULL, NULL, NULL, elems);
+  if (st != CLATTN_SUCCESS) return fail(r, st, "invalid problem description");
+  const size_t obytes = elems[3] * cli_dtype_size(d->dtype);
+  const size_t lbytes = (size_t)d->batch * (size_t)d->heads * (size_t)d->seq_q * sizeof(float);
+  pt->host[3] = malloc(obytes);
+  if (p->lse) pt->lse = malloc(lbytes);
+  if (!pt->host[3] || (p->lse && !pt->lse))
+    return fail(r, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate host memory for the output");
+  cl_command_queue queue = clattn_context_queue(ctx);
+  cl_int err =
+      clEnqueueReadBuffer(queue, pt->buf[3], CL_TRUE, 0, obytes, pt->host[3], 0, NULL, NULL);
+  if (err == CL_SUCCESS && p->lse)
+    err = clEnqueueReadBuffer(queue, pt->buf[4], CL_TRUE, 0, lbytes, pt->lse, 0, NULL, NULL);
+  if (err != CL_SUCCESS) return cl_fail(r, "clEnqueueReadBuffer", err, "output");
+  if (p->verify) {
+    st = cli_verify(d, pt->host[0], pt->host[1], pt->host[2], pt->host[3], pt->lse, r);
+    if (st != CLATTN_SUCCESS)
+      return fail(r, st, "the host reference failed (%s)", clattn_status_string(st));
+  }
+  if (p->compare_softmax) {
+    st = cli_compare_softmax(d, pt->host[0], pt->host[1], pt->host[2], pt->host[3], r);
+    if (st != CLATTN_SUCCESS)
+      return fail(r, st, "the softmax reference failed (%s)", clattn_status_string(st));
+  }
+  return CLATTN_SUCCESS;
+}
+
+clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result *r) {
+  memset(r, 0, sizeof *r);
+  r->median_ms = r->min_ms = r->max_ms = r->tflops = r->gbps = NAN;
+  r->max_abs_err = r->rel_err = r->lse_max_abs_err = NAN;
+  r->approx_rel_err = r->approx_cos = NAN;
+  r->tolerance = cli_tolerance(p->desc.dtype);
+  r->timing = "";
+  r->algo = p->desc.algo;
+  const clattn_attention_desc *d = &p->desc;
+  r->flops = cli_flops(d);
+  r->io_bytes = cli_io_bytes(d, p->lse);
+  r->mem_bytes = r->io_bytes; /* the q, k, v, o (and lse) buffers; the workspace is added later */
+  const uint64_t naive_ws = (uint64_t)d->batch * (uint64_t)d->heads * (uint64_t)d->seq_q *
+                            (uint64_t)d->seq_kv * sizeof(float);
+
+  point pt;
+  memset(&pt, 0, sizeof pt);
+  if (!cli_buffers_fit(ctx, d, p->lse, r->error, sizeof r->error)) {
+    r->status = CLATTN_ERROR_OUT_OF_MEMORY;
+    r->oom = true;
+    r->needed_bytes = r->mem_bytes;
+    return r->status;
+  }
+
+  clattn_status st = clattn_plan_create(ctx, d, CLATTN_PLAN_DEFAULT, &pt.plan);
+  if (st != CLATTN_SUCCESS) {
+    fail(r, st, "%s", clattn_context_last_error(ctx));
+    if (r->oom) {
+      r->needed_bytes = parse_needed(r->error);
+      if (!r->needed_bytes)
+        r->needed_bytes = d->algo == CLATTN_ALGO_NAIVE ? naive_ws : r->mem_bytes;
+    }
+    return st;
+  }
+  snprintf(r->describe, sizeof r->describe, "%s", clattn_plan_describe(pt.plan));
+  r->algo = clattn_plan_desc(pt.plan)->algo;
+  r->workspace_bytes = clattn_plan_workspace_size(pt.plan);
+  if (d->mask > CLATTN_MASK_CAUSAL) /* sparse: the pairs the plan counted */
+    r->flops = clattn_plan_flops(pt.plan);
+  r->mem_bytes += r->workspace_bytes;
+
+  if (setup_buffers(ctx, p, &pt, r) != CLATTN_SUCCESS ||
+      !(pt.times = malloc((size_t)p->reps * sizeof *pt.times))) {
+    if (r->status == CLATTN_SUCCESS)
+      fail(r, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate host memory for the timings");
+    if (r->oom) r->needed_bytes = r->mem_bytes;
+    release_point(&pt);
+    return r->status;
+  }
+
+  char msg[sizeof r->error];
+  st = cli_time_plan(ctx, pt.plan, pt.buf[0], pt.buf[1], pt.buf[2], pt.buf[3], pt.buf[4], p->warmup,
+                     p->reps, pt.times, &r->timing, msg, sizeof msg);
+  if (st != CLATTN_SUCCESS) {
+    fail(r, st, "%s", msg);
+    if (r->oom) r->needed_bytes = parse_needed(msg) ? parse_needed(msg) : r->mem_bytes;
+    release_point(&pt);
+    return st;
+  }
+  cli_stats(pt.times, p->reps, &r->median_ms, &r->min_ms, &r->max_ms);
+  if (r->median_ms > 0) {
+    r->tflops = r->flops / (r->median_ms * 1e-3) / 1e12;
+    r->gbps = (double)r->io_bytes / (r->median_ms * 1e-3) / 1e9;
+  }
+
+  if (p->verify || p->compare_softmax) read_back_and_verify(ctx, p, &pt, r);
+  release_point(&pt);
+  return r->status;
+}

@@ -1,0 +1,125 @@
+/* tune_defaults.c — built-in kernel configurations per device class, used when nothing is tuned
+ * (like CLBlast's database). */
+#include "tune.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/*
+ * One row: a configuration for the devices it matches, for head dims up to
+ * max_head_dim. Rows are searched level by level, most specific first:
+ *
+ *   1. device:        vendor + a substring of the device name ("H200")
+ *   2. architecture:  vendor + architecture ("sm_90" from the NVIDIA
+ *                     compute capability, "gfx90a" from an AMD device name)
+ *   3. vendor:        vendor and device type
+ *   4. device class:  device type only (GPU, CPU)
+ *
+ * Within a level the row with the smallest max_head_dim ≥ head_dim whose
+ * configuration is legal on the device wins. When no row applies, the
+ * kernel's own preference list (clattn__kernel_space.fallback) decides.
+ * Add a measured device by adding rows; `label` is what describe() shows.
+ */
+typedef enum { ANY_TYPE = 0, GPU = 1, CPU = 2 } dev_type;
+
+typedef struct tune_default {
+  const char *kernel;
+  const char *vendor; /* "nvidia", "amd", "intel", or NULL for any */
+  const char *arch;   /* "sm_90", "gfx90a", or NULL */
+  const char *device; /* case-insensitive substring of the device name, or NULL */
+  dev_type type;
+  int dtype; /* clattn_dtype, or -1 for any */
+  int max_head_dim;
+  const char *config;
+  const char *label;
+} tune_default;
+
+static const tune_default table[] = {
+    /* NVIDIA Hopper: measured on an H200 (sm_90), f32; an exhaustive
+     * `clattn tune` at N=4096 (267 legal configurations for d=64, 168 for
+     * d=128) found nothing faster. */
+    {"flash", "nvidia", "sm_90", NULL, GPU, 0, 64, "bm=64,bn=32,tm=16,tn=8", "NVIDIA sm_90"},
+    {"flash", "nvidia", "sm_90", NULL, GPU, 0, 128, "bm=64,bn=16,tm=16,tn=8", "NVIDIA sm_90"},
+    /* NVIDIA, other architectures (not measured: Hopper's choice, which fits
+     * the 48 KiB local memory of every NVIDIA GPU up to d = 128). */
+    {"flash", "nvidia", NULL, NULL, GPU, -1, 64, "bm=64,bn=32,tm=16,tn=8", "NVIDIA GPU"},
+    {"flash", "nvidia", NULL, NULL, GPU, -1, 128, "bm=64,bn=16,tm=16,tn=8", "NVIDIA GPU"},
+    {"flash", "nvidia", NULL, NULL, GPU, -1, 256, "bm=32,bn=16,tm=8,tn=8", "NVIDIA GPU"},
+    /* AMD GPUs: 64-wide wavefronts, 64 KiB LDS (not measured). */
+    {"flash", "amd", NULL, NULL, GPU, -1, 64, "bm=64,bn=32,tm=16,tn=4", "AMD GPU"},
+    {"flash", "amd", NULL, NULL, GPU, -1, 128, "bm=32,bn=32,tm=8,tn=8", "AMD GPU"},
+    /* Intel GPUs: SIMD8..32, 64 KiB SLM (not measured). */
+    {"flash", "intel", NULL, NULL, GPU, -1, 64, "bm=32,bn=32,tm=8,tn=8", "Intel GPU"},
+    {"flash", "intel", NULL, NULL, GPU, -1, 128, "bm=32,bn=16,tm=8,tn=8", "Intel GPU"},
+    /* Any GPU. */
+    {"flash", NULL, NULL, NULL, GPU, -1, 128, "bm=64,bn=32,tm=16,tn=8", "GPU"},
+    /* CPUs (PoCL): large tiles, few work-items per group. */
+    {"flash", NULL, NULL, NULL, CPU, -1, 256, "bm=64,bn=64,tm=16,tn=4", "CPU"},
+};
+
+static bool vendor_is(const clattn__device_info *info, const char *v) {
+  if (!strcmp(v, "nvidia")) return info->is_nvidia;
+  if (!strcmp(v, "amd")) return info->is_amd;
+  if (!strcmp(v, "intel")) return info->is_intel;
+  return false;
+}
+
+static void arch_of(const clattn__device_info *info, char *buf, size_t cap) {
+  buf[0] = 0;
+  if (info->is_nvidia && info->nv_cc_major > 0)
+    snprintf(buf, cap, "sm_%d%d", info->nv_cc_major, info->nv_cc_minor);
+  else if (info->is_amd && !strncmp(info->name, "gfx", 3))
+    snprintf(buf, cap, "%.31s", info->name);
+}
+
+static int level_of(const tune_default *r) {
+  if (r->device) return 1;
+  if (r->arch) return 2;
+  if (r->vendor) return 3;
+  return 4;
+}
+
+static bool matches(const tune_default *r, const clattn__device_info *info, const char *arch,
+                    const clattn__kernel_space *sp, clattn_dtype dtype, int head_dim) {
+  if (strcmp(r->kernel, sp->name)) return false;
+  if (r->dtype >= 0 && r->dtype != (int)dtype) return false;
+  if (head_dim > r->max_head_dim) return false;
+  if (r->type == GPU && (info->is_cpu || !(info->type & CL_DEVICE_TYPE_GPU))) return false;
+  if (r->type == CPU && !info->is_cpu) return false;
+  if (r->vendor && !vendor_is(info, r->vendor)) return false;
+  if (r->arch && strcmp(r->arch, arch)) return false;
+  if (r->device && !clattn__strcasestr_bool(info->name, r->device)) return false;
+  return true;
+}
+
+bool clattn__builtin_default(const clattn__device_info *info, const clattn__kernel_space *sp,
+                             clattn_dtype dtype, int head_dim, const clattn__space_limits *lim,
+                             int *params, char *label, size_t cap) {
+  char arch[32];
+  arch_of(info, arch, sizeof arch);
+  const size_t n = sizeof table / sizeof table[0];
+  for (int level = 1; level <= 4; level++) {
+    const tune_default *best = NULL;
+    int best_params[CLATTN__MAX_PARAMS];
+    for (size_t i = 0; i < n; i++) {
+      const tune_default *r = &table[i];
+      if (level_of(r) != level || !matches(r, info, arch, sp, dtype, head_dim)) continue;
+      if (best && r->max_head_dim >= best->max_head_dim) continue;
+      int p[CLATTN__MAX_PARAMS];
+      if (clattn__config_parse(sp, r->config, p) != CLATTN_SUCCESS) continue;
+      if (sp->check(p, head_dim, lim)) continue;
+      best = r;
+      memcpy(best_params, p, sizeof p);
+    }
+    if (best) {
+      memcpy(params, best_params, (size_t)sp->num_params * sizeof *params);
+      snprintf(label, cap, "%s", best->label);
+      return true;
+    }
+  }
+  if (sp->fallback && sp->fallback(info, head_dim, lim, params)) {
+    snprintf(label, cap, "%s", info->is_cpu ? "CPU, generic" : "generic");
+    return true;
+  }
+  return false;
+}

@@ -1,0 +1,546 @@
+/* tunedb.c — the per-device tuning database: a versioned text file, merged and replaced atomically
+ * under a lock. */
+#define _DEFAULT_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#include "tune.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+/*
+ * File format, version 1 (one file per device, see clattn.h):
+ *
+ *   # comments and blank lines are ignored
+ *   clattn-tunedb 1
+ *   platform Portable Computing Language
+ *   vendor AuthenticAMD
+ *   device pthread-skylake-avx512-AMD EPYC 7R13 Processor
+ *   driver 3.1+debian
+ *   cc -
+ *   entry kernel=flash src=0123456789abcdef dtype=f32 d=64 mask=none seq=4096
+ *         config=bm=64,bn=64,tm=16,tn=4 ms=12.5 default_ms=15.1 verified=1 date=...
+ *
+ * (an entry is one line). Keys of an entry are separated by blanks; the
+ * value runs from the first '=' to the next blank, so config keeps the
+ * CLATTN_TUNE_OVERRIDE syntax. Unknown keys are ignored; lines that cannot
+ * be parsed are skipped with a note.
+ */
+
+void clattn__tunedb_free(clattn__tunedb *db) {
+  free(db->e);
+  memset(db, 0, sizeof *db);
+}
+
+static void note(clattn__tunedb *db, const char *fmt, const char *what, int line, const char *why) {
+  char buf[400];
+  snprintf(buf, sizeof buf, fmt, what, line, why);
+  clattn__append(db->note, sizeof db->note, "%s%s", db->note[0] ? "; " : "", buf);
+}
+
+static void copy_field(char *dst, size_t cap, const char *src) {
+  size_t k = 0;
+  while (*src == ' ' || *src == '\t')
+    src++;
+  for (; *src && k + 1 < cap; src++)
+    dst[k++] = (*src == '\n' || *src == '\r') ? ' ' : *src;
+  while (k > 0 && (dst[k - 1] == ' ' || dst[k - 1] == '\t'))
+    k--;
+  dst[k] = 0;
+}
+
+void clattn__device_identity(const clattn__device_info *info, clattn__tunedb *db) {
+  copy_field(db->platform, sizeof db->platform, info->platform_name);
+  copy_field(db->vendor, sizeof db->vendor, info->vendor);
+  copy_field(db->device, sizeof db->device, info->name);
+  copy_field(db->driver, sizeof db->driver, info->driver);
+  if (info->nv_cc_major > 0)
+    snprintf(db->cc, sizeof db->cc, "%d.%d", info->nv_cc_major, info->nv_cc_minor);
+  else
+    snprintf(db->cc, sizeof db->cc, "-");
+  db->has_header = 1;
+}
+
+static int parse_int(const char *s, int *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (end == s || *end || errno || v < 0 || v > 0x7fffffffL) return -1;
+  *out = (int)v;
+  return 0;
+}
+
+static int parse_double(const char *s, double *out) {
+  char *end;
+  double v = strtod(s, &end);
+  if (end == s || *end || !isfinite(v) || v < 0) return -1;
+  *out = v;
+  return 0;
+}
+
+/* Parses "entry k=v k=v ..." (line without the leading "entry"). NULL or why not. */
+static const char *parse_entry(char *line, clattn__tunedb_entry *e) {
+  memset(e, 0, sizeof *e);
+  e->head_dim = -1;
+  e->seq = -1;
+  e->dtype = (clattn_dtype)-1;
+  e->mask = (clattn_mask)-1;
+  e->ms = e->default_ms = -1;
+  char *save = NULL;
+  for (char *tok = strtok_r(line, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
+    char *eq = strchr(tok, '=');
+    if (!eq) return "token without '='";
+    *eq = 0;
+    const char *k = tok, *v = eq + 1;
+    if (!strcmp(k, "kernel")) {
+      if (!*v || strlen(v) >= sizeof e->kernel) return "bad kernel";
+      strcpy(e->kernel, v);
+    } else if (!strcmp(k, "src")) {
+      if (strlen(v) != 16 || strspn(v, "0123456789abcdef") != 16) return "bad src hash";
+      strcpy(e->src, v);
+    } else if (!strcmp(k, "dtype")) {
+      int t = clattn__dtype_from_name(v);
+      if (t < 0) return "unknown dtype";
+      e->dtype = (clattn_dtype)t;
+    } else if (!strcmp(k, "d")) {
+      if (parse_int(v, &e->head_dim) || e->head_dim < 1 || e->head_dim > 4096)
+        return "bad head dim";
+    } else if (!strcmp(k, "mask")) {
+      int m = clattn__mask_from_name(v);
+      if (m < 0) return "unknown mask";
+      e->mask = (clattn_mask)m;
+    } else if (!strcmp(k, "seq")) {
+      if (!strcmp(v, "inf"))
+        e->seq = CLATTN__SEQ_OPEN;
+      else if (parse_int(v, &e->seq) || clattn__seq_bucket_index(e->seq) < 0)
+        return "bad seq bucket";
+    } else if (!strcmp(k, "config")) {
+      if (!*v || strlen(v) >= sizeof e->config) return "bad config";
+      strcpy(e->config, v);
+    } else if (!strcmp(k, "ms")) {
+      if (parse_double(v, &e->ms)) return "bad ms";
+    } else if (!strcmp(k, "default_ms")) {
+      if (parse_double(v, &e->default_ms)) return "bad default_ms";
+    } else if (!strcmp(k, "verified")) {
+      if (strcmp(v, "0") && strcmp(v, "1")) return "bad verified";
+      e->verified = *v == '1';
+    } else if (!strcmp(k, "date")) {
+      snprintf(e->date, sizeof e->date, "%s", v);
+    } /* other keys: from a later minor revision, ignored */
+  }
+  if (!e->kernel[0] || !e->src[0] || (int)e->dtype < 0 || e->head_dim < 0 || (int)e->mask < 0 ||
+      e->seq < 0 || !e->config[0])
+    return "missing field";
+  return NULL;
+}
+
+static bool same_key(const clattn__tunedb_entry *a, const clattn__tunedb_entry *b) {
+  return !strcmp(a->kernel, b->kernel) && !strcmp(a->src, b->src) && a->dtype == b->dtype &&
+         a->head_dim == b->head_dim && a->mask == b->mask && a->seq == b->seq;
+}
+
+clattn_status clattn__tunedb_put(clattn__tunedb *db, const clattn__tunedb_entry *e) {
+  for (int i = 0; i < db->n; i++)
+    if (same_key(&db->e[i], e)) {
+      db->e[i] = *e;
+      return CLATTN_SUCCESS;
+    }
+  if (db->n == db->cap) {
+    int nc = db->cap ? db->cap * 2 : 16;
+    clattn__tunedb_entry *ne = realloc(db->e, (size_t)nc * sizeof *ne);
+    if (!ne) return CLATTN_ERROR_OUT_OF_MEMORY;
+    db->e = ne;
+    db->cap = nc;
+  }
+  db->e[db->n++] = *e;
+  return CLATTN_SUCCESS;
+}
+
+clattn_status clattn__tunedb_parse(const char *text, const char *what, clattn__tunedb *db) {
+  int lineno = 0, have_version = 0;
+  const char *p = text;
+  char line[2048];
+  while (*p) {
+    const char *nl = strchr(p, '\n');
+    size_t len = nl ? (size_t)(nl - p) : strlen(p);
+    lineno++;
+    const char *next = nl ? nl + 1 : p + len;
+    if (len >= sizeof line) {
+      db->bad_lines++;
+      note(db, "%s: line %d ignored (%s)", what, lineno, "too long");
+      p = next;
+      continue;
+    }
+    memcpy(line, p, len);
+    line[len] = 0;
+    p = next;
+    if (len && line[len - 1] == '\r') line[--len] = 0;
+    char *s = line;
+    while (*s == ' ' || *s == '\t')
+      s++;
+    if (!*s || *s == '#') continue;
+    if (!have_version) {
+      int v = 0;
+      char tail = 0;
+      if (sscanf(s, "clattn-tunedb %d %c", &v, &tail) != 1) {
+        note(db, "%s: line %d: %s; file ignored", what, lineno,
+             "not a clattn tuning database (no 'clattn-tunedb 1' header)");
+        return CLATTN_SUCCESS;
+      }
+      if (v != CLATTN__TUNEDB_VERSION) {
+        char why[96];
+        snprintf(why, sizeof why, "version %d is not the version this library reads (%d)", v,
+                 CLATTN__TUNEDB_VERSION);
+        note(db, "%s: line %d: %s; file ignored", what, lineno, why);
+        return CLATTN_SUCCESS;
+      }
+      have_version = 1;
+      db->has_header = 1;
+      continue;
+    }
+    const char *fields[5] = {"platform", "vendor", "device", "driver", "cc"};
+    char *dst[5] = {db->platform, db->vendor, db->device, db->driver, db->cc};
+    size_t caps[5] = {sizeof db->platform, sizeof db->vendor, sizeof db->device, sizeof db->driver,
+                      sizeof db->cc};
+    int done = 0;
+    for (int f = 0; f < 5 && !done; f++) {
+      size_t fl = strlen(fields[f]);
+      if (!strncmp(s, fields[f], fl) && (s[fl] == ' ' || s[fl] == '\t' || !s[fl])) {
+        copy_field(dst[f], caps[f], s + fl);
+        done = 1;
+      }
+    }
+    if (done) continue;
+    const char *why = "unknown line";
+    if (!strncmp(s, "entry", 5) && (s[5] == ' ' || s[5] == '\t')) {
+      clattn__tunedb_entry e;
+      why = parse_entry(s + 5, &e);
+      if (!why) {
+        if (clattn__tunedb_put(db, &e) != CLATTN_SUCCESS) return CLATTN_ERROR_OUT_OF_MEMORY;
+        continue;
+      }
+    }
+    db->bad_lines++;
+    note(db, "%s: line %d ignored (%s)", what, lineno, why);
+  }
+  if (!have_version && lineno > 0 && !db->note[0])
+    note(db, "%s: line %d: %s; file ignored", what, lineno, "no 'clattn-tunedb 1' header");
+  return CLATTN_SUCCESS;
+}
+
+clattn_status clattn__tunedb_read(const char *path, clattn__tunedb *db) {
+  memset(db, 0, sizeof *db);
+  FILE *f = fopen(path, "rb");
+  if (!f) return errno == ENOENT ? CLATTN_SUCCESS : CLATTN_ERROR_IO;
+  size_t cap = 8192, n = 0;
+  char *buf = malloc(cap);
+  if (!buf) {
+    fclose(f);
+    return CLATTN_ERROR_OUT_OF_MEMORY;
+  }
+  for (;;) {
+    if (n + 4096 + 1 > cap) {
+      if (cap > ((size_t)64 << 20)) break; /* a sane database is far smaller */
+      char *nb = realloc(buf, cap * 2);
+      if (!nb) break;
+      buf = nb;
+      cap *= 2;
+    }
+    size_t got = fread(buf + n, 1, 4096, f);
+    n += got;
+    if (got < 4096) break;
+  }
+  fclose(f);
+  buf[n] = 0;
+  if (strlen(buf) != n) { /* NUL bytes: corrupt */
+    free(buf);
+    note(db, "%s: line %d: %s; file ignored", path, 0, "binary data");
+    return CLATTN_SUCCESS;
+  }
+  clattn_status st = clattn__tunedb_parse(buf, path, db);
+  free(buf);
+  return st;
+}
+
+static int cmp_entry(const void *pa, const void *pb) {
+  const clattn__tunedb_entry *a = pa, *b = pb;
+  int c = strcmp(a->kernel, b->kernel);
+  if (!c) c = strcmp(a->src, b->src);
+  if (!c) c = (int)a->dtype - (int)b->dtype;
+  if (!c) c = a->head_dim - b->head_dim;
+  if (!c) c = (int)a->mask - (int)b->mask;
+  if (!c) c = a->seq < b->seq ? -1 : a->seq > b->seq;
+  return c;
+}
+
+char *clattn__tunedb_format(const clattn__tunedb *db) {
+  size_t cap = 2048 + (size_t)db->n * 512;
+  char *out = malloc(cap);
+  if (!out) return NULL;
+  clattn__tunedb_entry *sorted = NULL;
+  if (db->n) {
+    sorted = malloc((size_t)db->n * sizeof *sorted);
+    if (!sorted) {
+      free(out);
+      return NULL;
+    }
+    memcpy(sorted, db->e, (size_t)db->n * sizeof *sorted);
+    qsort(sorted, (size_t)db->n, sizeof *sorted, cmp_entry);
+  }
+  out[0] = 0;
+  clattn__append(out, cap,
+                 "# clattn tuning database: one device, one entry per problem class.\n"
+                 "# Written by clattn_tune() / `clattn tune`; safe to edit by hand. Entries\n"
+                 "# whose src differs from the library's kernel source hash are ignored.\n"
+                 "clattn-tunedb %d\nplatform %s\nvendor %s\ndevice %s\ndriver %s\ncc %s\n",
+                 CLATTN__TUNEDB_VERSION, db->platform, db->vendor, db->device, db->driver,
+                 db->cc[0] ? db->cc : "-");
+  for (int i = 0; i < db->n; i++) {
+    const clattn__tunedb_entry *e = &sorted[i];
+    char seq[16];
+    clattn__seq_bucket_name(e->seq, seq, sizeof seq);
+    clattn__append(out, cap, "entry kernel=%s src=%s dtype=%s d=%d mask=%s seq=%s config=%s",
+                   e->kernel, e->src, clattn__dtype_name(e->dtype), e->head_dim,
+                   clattn__mask_name(e->mask), seq, e->config);
+    if (e->ms >= 0) clattn__append(out, cap, " ms=%.4f", e->ms);
+    if (e->default_ms >= 0) clattn__append(out, cap, " default_ms=%.4f", e->default_ms);
+    clattn__append(out, cap, " verified=%d", e->verified ? 1 : 0);
+    if (e->date[0]) clattn__append(out, cap, " date=%s", e->date);
+    clattn__append(out, cap, "\n");
+  }
+  free(sorted);
+  return out;
+}
+
+bool clattn__tunedb_path(clattn_context ctx, char *buf, size_t cap) {
+  char dir[4096];
+  if (!clattn__device_dir(&ctx->info, dir, sizeof dir, false)) return false;
+  int n = snprintf(buf, cap, "%s/tuning.txt", dir);
+  return n > 0 && (size_t)n < cap;
+}
+
+/* Exclusive lock on <path>.lock (the database itself is replaced by rename,
+ * so the lock lives on a separate, stable file). Returns the fd or -1. */
+static int lock_db(const char *path) {
+  char lp[4300];
+  int n = snprintf(lp, sizeof lp, "%s.lock", path);
+  if (n < 0 || (size_t)n >= sizeof lp) return -1;
+  int fd = open(lp, O_RDWR | O_CREAT, 0644);
+  if (fd < 0) return -1;
+  while (flock(fd, LOCK_EX) != 0) {
+    if (errno != EINTR) {
+      close(fd);
+      return -1;
+    }
+  }
+  return fd;
+}
+
+static void unlock_db(int fd) {
+  flock(fd, LOCK_UN);
+  close(fd);
+}
+
+clattn_status clattn__tunedb_store(clattn_context ctx, const clattn__tunedb_entry *e, int n) {
+  char dir[4096], path[4200];
+  if (!clattn__device_dir(&ctx->info, dir, sizeof dir, true) ||
+      !clattn__tunedb_path(ctx, path, sizeof path))
+    return clattn__fail(ctx, CLATTN_ERROR_IO,
+                        "cannot create the cache directory for the tuning database "
+                        "(CLATTN_CACHE_DIR=%s)",
+                        getenv("CLATTN_CACHE_DIR") ? getenv("CLATTN_CACHE_DIR") : "(unset)");
+  int fd = lock_db(path);
+  if (fd < 0)
+    return clattn__fail(ctx, CLATTN_ERROR_IO, "cannot lock the tuning database %s.lock", path);
+  clattn__tunedb db;
+  clattn_status st = clattn__tunedb_read(path, &db);
+  if (st != CLATTN_SUCCESS) {
+    unlock_db(fd);
+    clattn__tunedb_free(&db);
+    return clattn__fail(ctx, st, "cannot read the tuning database %s", path);
+  }
+  clattn__device_identity(&ctx->info, &db);
+  for (int i = 0; i < n && st == CLATTN_SUCCESS; i++)
+    st = clattn__tunedb_put(&db, &e[i]);
+  char *text = st == CLATTN_SUCCESS ? clattn__tunedb_format(&db) : NULL;
+  int wr = text ? clattn__write_atomic(path, text, strlen(text)) : -1;
+  unlock_db(fd);
+  free(text);
+  clattn__tunedb_free(&db);
+  if (wr != 0)
+    return clattn__fail(ctx, CLATTN_ERROR_IO, "cannot write the tuning database %s", path);
+  return CLATTN_SUCCESS;
+}
+
+static void ctx_note(clattn_context ctx, const char *text) {
+  if (!text[0]) return;
+  clattn__append(ctx->msg, sizeof ctx->msg, "%snote: tuning database %s", ctx->msg[0] ? "\n" : "",
+                 text);
+}
+
+bool clattn__tunedb_lookup(clattn_context ctx, const clattn__kernel_space *sp,
+                           const clattn__tune_class *cls, int head_dim,
+                           const clattn__space_limits *lim, int *params, bool *exact,
+                           int *found_seq) {
+  char path[4200];
+  if (!clattn__tunedb_path(ctx, path, sizeof path)) return false;
+  clattn__tunedb db;
+  if (clattn__tunedb_read(path, &db) != CLATTN_SUCCESS) {
+    clattn__tunedb_free(&db);
+    return false;
+  }
+  ctx_note(ctx, db.note);
+  if (db.n == 0) {
+    clattn__tunedb_free(&db);
+    return false;
+  }
+  clattn__tunedb me;
+  memset(&me, 0, sizeof me);
+  clattn__device_identity(&ctx->info, &me);
+  if (strcmp(db.device, me.device) || strcmp(db.platform, me.platform)) {
+    char buf[1200];
+    snprintf(buf, sizeof buf, "%.600s is for device '%.200s', not '%.200s': ignored", path,
+             db.device, me.device);
+    ctx_note(ctx, buf);
+    clattn__tunedb_free(&db);
+    return false;
+  }
+  char src[17];
+  if (clattn__source_hash(ctx, sp, src) != CLATTN_SUCCESS) {
+    clattn__tunedb_free(&db);
+    return false;
+  }
+  int stale = 0, best = -1, best_dist = 0;
+  int want = clattn__seq_bucket_index(cls->seq);
+  for (int i = 0; i < db.n; i++) {
+    const clattn__tunedb_entry *e = &db.e[i];
+    if (strcmp(e->kernel, sp->name)) continue;
+    if (strcmp(e->src, src)) {
+      stale++;
+      continue;
+    }
+    if (e->dtype != cls->dtype || e->head_dim != cls->head_dim || e->mask != cls->mask) continue;
+    int p[CLATTN__MAX_PARAMS];
+    if (clattn__config_parse(sp, e->config, p) != CLATTN_SUCCESS || sp->check(p, head_dim, lim))
+      continue;
+    int d = clattn__seq_bucket_index(e->seq) - want;
+    /* nearest bucket; on a tie the larger one (longer runs dominate) */
+    int dist = d < 0 ? -2 * d + 1 : 2 * d;
+    if (best < 0 || dist < best_dist) {
+      best = i;
+      best_dist = dist;
+      memcpy(params, p, sizeof p);
+    }
+  }
+  if (stale) {
+    char buf[1200];
+    snprintf(buf, sizeof buf,
+             "%.600s: %d %s entr%s for another kernel source ignored (this library's is %s)", path,
+             stale, sp->name, stale == 1 ? "y" : "ies", src);
+    ctx_note(ctx, buf);
+  }
+  if (best >= 0) {
+    *exact = best_dist == 0;
+    *found_seq = db.e[best].seq;
+  }
+  clattn__tunedb_free(&db);
+  return best >= 0;
+}
+
+/* ---- public API ---------------------------------------------------------- */
+
+clattn_status clattn_tunedb_path(clattn_context ctx, char *buf, size_t cap) {
+  if (!ctx) return CLATTN_ERROR_INVALID_ARGUMENT;
+  ctx->msg[0] = 0;
+  if (!buf || cap == 0)
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "buf is NULL or cap is 0");
+  if (!clattn__tunedb_path(ctx, buf, cap)) {
+    buf[0] = 0;
+    return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
+                        "caches are disabled (CLATTN_CACHE_DIR=off, or no home directory) or "
+                        "the path does not fit %zu bytes",
+                        cap);
+  }
+  return CLATTN_SUCCESS;
+}
+
+clattn_status clattn_tunedb_export(clattn_context ctx, const char *path) {
+  if (!ctx) return CLATTN_ERROR_INVALID_ARGUMENT;
+  ctx->msg[0] = 0;
+  if (!path || !*path) return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "path is empty");
+  char src[4200];
+  clattn__tunedb db;
+  memset(&db, 0, sizeof db);
+  if (clattn__tunedb_path(ctx, src, sizeof src) &&
+      clattn__tunedb_read(src, &db) != CLATTN_SUCCESS) {
+    clattn__tunedb_free(&db);
+    return clattn__fail(ctx, CLATTN_ERROR_IO, "cannot read the tuning database %s", src);
+  }
+  char keep[1024];
+  snprintf(keep, sizeof keep, "%s", db.note);
+  clattn__device_identity(&ctx->info, &db);
+  char *text = clattn__tunedb_format(&db);
+  int wr = text ? clattn__write_atomic(path, text, strlen(text)) : -1;
+  free(text);
+  clattn__tunedb_free(&db);
+  if (wr != 0) return clattn__fail(ctx, CLATTN_ERROR_IO, "cannot write %s", path);
+  ctx_note(ctx, keep);
+  return CLATTN_SUCCESS;
+}
+
+clattn_status clattn_tunedb_import(clattn_context ctx, const char *path, int *imported) {
+  if (!ctx) return CLATTN_ERROR_INVALID_ARGUMENT;
+  ctx->msg[0] = 0;
+  if (imported) *imported = 0;
+  if (!path || !*path) return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "path is empty");
+  clattn__tunedb in;
+  FILE *probe = fopen(path, "rb");
+  if (!probe) return clattn__fail(ctx, CLATTN_ERROR_IO, "cannot open %s", path);
+  fclose(probe);
+  clattn_status st = clattn__tunedb_read(path, &in);
+  if (st != CLATTN_SUCCESS) {
+    clattn__tunedb_free(&in);
+    return clattn__fail(ctx, CLATTN_ERROR_IO, "cannot read %s", path);
+  }
+  if (!in.has_header) {
+    char why[1100];
+    snprintf(why, sizeof why, "%s", in.note[0] ? in.note : "empty file");
+    clattn__tunedb_free(&in);
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                        "%s is not a clattn tuning database: %s", path, why);
+  }
+  clattn__tunedb me;
+  memset(&me, 0, sizeof me);
+  clattn__device_identity(&ctx->info, &me);
+  if (strcmp(in.platform, me.platform) || strcmp(in.vendor, me.vendor) ||
+      strcmp(in.device, me.device) || strcmp(in.cc, me.cc)) {
+    st = clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                      "%s holds tuning results for '%s / %s (cc %s)', not for this device "
+                      "'%s / %s (cc %s)'",
+                      path, in.platform, in.device, in.cc, me.platform, me.device, me.cc);
+    clattn__tunedb_free(&in);
+    return st;
+  }
+  char notes[1200];
+  snprintf(notes, sizeof notes, "%s", in.note);
+  int n = in.n;
+  st = n ? clattn__tunedb_store(ctx, in.e, n) : CLATTN_SUCCESS;
+  int driver_differs = strcmp(in.driver, me.driver) != 0;
+  char drv[256];
+  snprintf(drv, sizeof drv, "%s", in.driver);
+  clattn__tunedb_free(&in);
+  if (st != CLATTN_SUCCESS) return st;
+  if (imported) *imported = n;
+  ctx_note(ctx, notes);
+  if (driver_differs)
+    clattn__append(ctx->msg, sizeof ctx->msg,
+                   "%snote: imported entries were measured with driver %s (this one: %s)",
+                   ctx->msg[0] ? "\n" : "", drv, me.driver);
+  return CLATTN_SUCCESS;
+}

@@ -1,0 +1,337 @@
+/* test_attention.c — flash or naive (-DTEST_ALGO) against the float64 reference, every axis. */
+#define _POSIX_C_SOURCE 200809L
+#include "test_util.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * Built twice by tests/CMakeLists.txt: test_flash (-DTEST_ALGO=1, i.e.
+ * CLATTN_ALGO_FLASH) and test_naive (-DTEST_ALGO=2, CLATTN_ALGO_NAIVE).
+ * ctest runs test_flash as two entries (--skip / --only test_head_dims).
+ *
+ * Tolerance (f32 storage): ‖out − ref‖₂/‖ref‖₂ ≤ 1e-5 against the float64
+ * reference and |lse − ref| ≤ 1e-5·max(1, |ref|) (TU_F32_REL_TOL and
+ * TU_F32_LSE_TOL in test_util.h); f16 / bf16 storage 1e-3 / 1e-2 for both.
+ * Fully masked rows exactly 0 with LSE -inf; elements of o outside the
+ * tensor (strided padding) never written.
+ *
+ * Every case gets fresh random inputs seeded from its label (printed on
+ * failure; $CLATTN_TEST_SEED changes the base seed) and NaN-poisoned o and
+ * lse buffers, so an element the kernel does not write fails.
+ *
+ * Run time: on PoCL every distinct (head_dim, mask, configuration, vector
+ * I/O) builds a flash program (seconds each) and the first CLBlast GEMM of a
+ * process compiles its kernels, so the cases below cover every axis (seq
+ * lengths 1, 7, 63, 65, 257, 1000 in both orders, every head dim 1..256 the
+ * library claims, both masks, GQA, three layouts) without their cross
+ * product, reusing a handful of programs.
+ */
+
+#ifndef TEST_ALGO
+#error "compile with -DTEST_ALGO=1 (flash) or -DTEST_ALGO=2 (naive)"
+#endif
+#define IS_FLASH (TEST_ALGO == 1)
+#define IS_NAIVE (TEST_ALGO == 2)
+#if !IS_FLASH && !IS_NAIVE
+#error "TEST_ALGO must be 1 (flash) or 2 (naive)"
+#endif
+
+#if IS_FLASH
+#define FAMILY "flash"
+#else
+#define FAMILY "naive"
+#endif
+
+typedef struct shape_case {
+  int batch, heads, kv_heads, seq_q, seq_kv, head_dim;
+  int causal;
+} shape_case;
+
+static clattn_attention_desc make_desc(const shape_case *c) {
+  clattn_attention_desc d;
+  clattn_attention_desc_init(&d);
+  d.batch = c->batch;
+  d.heads = c->heads;
+  d.kv_heads = c->kv_heads;
+  d.seq_q = c->seq_q;
+  d.seq_kv = c->seq_kv;
+  d.head_dim = c->head_dim;
+  d.mask = c->causal ? CLATTN_MASK_CAUSAL : CLATTN_MASK_NONE;
+  d.algo = (clattn_algo)TEST_ALGO;
+  return d;
+}
+
+static void case_label(char *buf, size_t cap, const char *test, const clattn_attention_desc *d) {
+  snprintf(buf, cap, "%s/%s/B%d-H%d-Hk%d-q%d-k%d-d%d-L%d-m%d", FAMILY, test, d->batch, d->heads,
+           d->kv_heads, d->seq_q, d->seq_kv, d->head_dim, (int)d->layout, (int)d->mask);
+}
+
+static void run_shapes(clattn_context ctx, const char *test, const shape_case *cases, size_t n,
+                       clattn_layout layout, int with_lse) {
+  for (size_t i = 0; i < n; i++) {
+    clattn_attention_desc d = make_desc(&cases[i]);
+    d.layout = layout;
+    char label[256];
+    case_label(label, sizeof label, test, &d);
+    TU_CHECK_CASE(ctx, &d, TU_INPUT_UNIFORM, with_lse, label);
+  }
+}
+
+/* seq_q == seq_kv over the tile-boundary lengths, both masks (head dim 64). */
+static void test_seq_square(void **state) {
+  static const shape_case cases[] = {
+      {1, 2, 0, 1, 1, 64, 0},     {1, 2, 0, 1, 1, 64, 1},       {2, 2, 0, 7, 7, 64, 1},
+      {1, 3, 0, 63, 63, 64, 0},   {1, 2, 0, 65, 65, 64, 1},     {1, 2, 0, 257, 257, 64, 0},
+      {1, 1, 0, 257, 257, 64, 1}, {1, 1, 0, 1000, 1000, 64, 1}, {1, 1, 0, 1000, 1000, 64, 0},
+  };
+  run_shapes(*state, "square", cases, sizeof cases / sizeof *cases, CLATTN_LAYOUT_BHSD, 1);
+}
+
+/* seq_q != seq_kv both ways; causal is bottom-right aligned: with
+ * seq_q > seq_kv the first seq_q - seq_kv rows see no key (zeros, LSE -inf). */
+static void test_seq_rect(void **state) {
+  static const shape_case cases[] = {
+      {1, 2, 0, 7, 63, 64, 0},     {1, 2, 0, 63, 7, 64, 0},    {1, 2, 0, 65, 257, 64, 1},
+      {1, 2, 0, 1, 1000, 64, 1},   {1, 1, 0, 1000, 65, 64, 0}, {1, 2, 0, 257, 65, 64, 1},
+      {1, 2, 0, 65, 7, 64, 1},     {1, 2, 0, 63, 1, 64, 1},    {1, 2, 0, 1, 257, 64, 0},
+      {1, 1, 0, 1000, 257, 64, 1},
+  };
+  run_shapes(*state, "rect", cases, sizeof cases / sizeof *cases, CLATTN_LAYOUT_BHSD, 1);
+}
+
+/* The fully masked rows of a bottom-right causal mask with seq_q > seq_kv are
+ * exactly zero with LSE -inf (checked for every row whose reference LSE is
+ * -inf); also checks there are such rows. */
+static void test_fully_masked_rows(void **state) {
+  clattn_context ctx = *state;
+  static const shape_case cases[] = {{1, 2, 0, 65, 7, 64, 1}, {2, 1, 0, 257, 1, 64, 1}};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    clattn_attention_desc d = make_desc(&cases[i]);
+    char label[256];
+    case_label(label, sizeof label, "masked", &d);
+    tu_report rep;
+    tu_run_and_compare(ctx, &d, TU_INPUT_UNIFORM, 1, 0, label, &rep);
+    const size_t want = (size_t)d.batch * (size_t)d.heads * (size_t)(d.seq_q - d.seq_kv);
+    if (!tu_report_ok(&rep, 1) || rep.masked_rows != want)
+      fail_msg("expected %zu fully masked rows\n%s", want, rep.summary);
+  }
+}
+
+/* Every head dim the library claims, alternating masks and odd shapes. */
+static void test_head_dims(void **state) {
+  static const shape_case cases[] = {
+      {1, 2, 0, 65, 63, 1, 1},   {1, 2, 0, 257, 257, 16, 0}, {1, 2, 0, 63, 65, 40, 1},
+      {1, 1, 0, 65, 65, 80, 0},  {1, 2, 0, 7, 257, 96, 1},   {1, 1, 0, 257, 63, 128, 0},
+      {1, 1, 0, 65, 65, 256, 1}, {2, 1, 0, 7, 7, 256, 1},
+  };
+  run_shapes(*state, "head_dim", cases, sizeof cases / sizeof *cases, CLATTN_LAYOUT_BHSD, 1);
+}
+
+/* Grouped-query attention: 8 query heads on 1 kv head (MQA), 4 on 2. */
+static void test_gqa(void **state) {
+  static const shape_case cases[] = {
+      {1, 8, 1, 65, 65, 64, 1},
+      {2, 4, 2, 63, 257, 64, 0},
+      {2, 8, 1, 7, 63, 64, 0},
+      {1, 4, 2, 257, 7, 64, 1},
+  };
+  run_shapes(*state, "gqa", cases, sizeof cases / sizeof *cases, CLATTN_LAYOUT_BHSD, 1);
+}
+
+/* [batch][seq][heads][head_dim], with and without GQA. */
+static void test_layout_bshd(void **state) {
+  static const shape_case cases[] = {
+      {2, 4, 2, 65, 63, 64, 1},
+      {1, 2, 0, 257, 257, 64, 0},
+      {2, 3, 1, 1, 65, 64, 0},
+      {1, 2, 0, 63, 65, 64, 1},
+  };
+  run_shapes(*state, "bshd", cases, sizeof cases / sizeof *cases, CLATTN_LAYOUT_BSHD, 1);
+}
+
+/* Explicit strides with padding: seq strides larger than head_dim, heads
+ * not contiguous, k/v seq-major, o with its own strides. pad_seq 5 breaks
+ * 16-byte row alignment, pad_seq 4 keeps it. */
+static void test_layout_strided(void **state) {
+  clattn_context ctx = *state;
+  static const struct {
+    shape_case s;
+    int pad_seq, pad_head, seq_major;
+  } cases[] = {
+      {{2, 4, 2, 65, 63, 64, 1}, 5, 7, 0},
+      {{1, 2, 0, 257, 65, 64, 1}, 5, 3, 1},
+      {{2, 2, 1, 63, 257, 64, 0}, 4, 8, 1},
+      {{1, 3, 0, 7, 7, 64, 1}, 1, 1, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    clattn_attention_desc d = make_desc(&cases[i].s);
+    tu_set_padded_strides(&d, cases[i].pad_seq, cases[i].pad_head, cases[i].seq_major);
+    char label[256];
+    case_label(label, sizeof label, "strided", &d);
+    TU_CHECK_CASE(ctx, &d, TU_INPUT_UNIFORM, 1, label);
+  }
+}
+
+/* Non-unit dim strides: K stored transposed ([b][h][d][s]), Q interleaved
+ * with another tensor (dim stride 2), O with dim stride 3. */
+static void set_dim_strided(clattn_attention_desc *d) {
+  const int64_t hd = d->head_dim, nq = d->seq_q, nk = d->seq_kv;
+  const int64_t hk = d->kv_heads ? d->kv_heads : d->heads;
+  d->layout = CLATTN_LAYOUT_STRIDED;
+  d->q_strides = (clattn_strides){.dim = 2, .seq = 2 * hd + 1, .head = nq * (2 * hd + 1) + 3};
+  d->q_strides.batch = d->heads * d->q_strides.head;
+  d->k_strides = (clattn_strides){.dim = nk, .seq = 1, .head = hd * nk, .batch = hk * hd * nk};
+  d->v_strides = (clattn_strides){.dim = 1, .seq = hd, .head = nk * hd, .batch = hk * nk * hd};
+  d->o_strides = (clattn_strides){.dim = 3, .seq = 3 * hd, .head = nq * 3 * hd};
+  d->o_strides.batch = d->heads * d->o_strides.head + 1;
+}
+
+static void test_layout_dim_stride(void **state) {
+  clattn_context ctx = *state;
+  static const shape_case cases[] = {{2, 4, 2, 65, 63, 64, 1}, {1, 2, 0, 7, 257, 64, 1}};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    clattn_attention_desc d = make_desc(&cases[i]);
+    set_dim_strided(&d);
+    char label[256];
+    case_label(label, sizeof label, "dim_stride", &d);
+#if IS_FLASH
+    TU_CHECK_CASE(ctx, &d, TU_INPUT_UNIFORM, 1, label);
+#else
+    /* The naive family's GEMMs need head_dim contiguous: a clean refusal. */
+    clattn_plan plan = NULL;
+    assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_ERROR_UNSUPPORTED);
+    assert_null(plan);
+    assert_non_null(strstr(clattn_context_last_error(ctx), "dim stride"));
+#endif
+  }
+}
+
+/* No lse buffer: the kernels must not need one. */
+static void test_without_lse(void **state) {
+  static const shape_case cases[] = {{1, 2, 0, 65, 257, 64, 1}, {1, 2, 2, 257, 63, 64, 0}};
+  run_shapes(*state, "nolse", cases, sizeof cases / sizeof *cases, CLATTN_LAYOUT_BHSD, 0);
+}
+
+/* Scores around ±1e4: exp(score) overflows f32, the output must be finite
+ * and correct (ties between duplicated keys check the mixing). */
+static void test_extreme_scores(void **state) {
+  clattn_context ctx = *state;
+  static const shape_case cases[] = {
+      {1, 2, 0, 65, 65, 64, 0},  {1, 2, 0, 65, 65, 64, 1},  {1, 1, 0, 257, 257, 64, 1},
+      {1, 2, 0, 63, 257, 64, 0}, {1, 2, 0, 257, 63, 64, 1},
+  };
+  static const tu_input inputs[] = {TU_INPUT_EXTREME_MIXED, TU_INPUT_EXTREME_ONE_SIGN};
+  for (size_t k = 0; k < 2; k++)
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+      clattn_attention_desc d = make_desc(&cases[i]);
+      char label[256];
+      case_label(label, sizeof label, k ? "extreme_one_sign" : "extreme_mixed", &d);
+      TU_CHECK_CASE(ctx, &d, inputs[k], 1, label);
+    }
+}
+
+/* Explicit scales (not 1/sqrt(d)), one of them negative. */
+static void test_explicit_scale(void **state) {
+  clattn_context ctx = *state;
+  static const shape_case c = {1, 2, 0, 63, 65, 64, 0};
+  clattn_attention_desc d = make_desc(&c);
+  d.scale = 0.37;
+  TU_CHECK_CASE(ctx, &d, TU_INPUT_UNIFORM, 1, FAMILY "/scale/0.37");
+  d.scale = -1.25;
+  TU_CHECK_CASE(ctx, &d, TU_INPUT_UNIFORM, 1, FAMILY "/scale/-1.25");
+}
+
+/* 16-bit storage (f16, bf16): tolerances 1e-3 / 1e-2 relative (test_util.h).
+ * The flash family implements them; the naive family may refuse them with
+ * CLATTN_ERROR_UNSUPPORTED naming the type. */
+static void test_16bit_storage(void **state) {
+  clattn_context ctx = *state;
+  static const struct {
+    shape_case s;
+    clattn_layout layout;
+    tu_input input;
+  } cases[] = {
+      {{1, 2, 0, 65, 63, 64, 1}, CLATTN_LAYOUT_BHSD, TU_INPUT_UNIFORM},
+      {{2, 4, 2, 7, 257, 64, 1}, CLATTN_LAYOUT_BSHD, TU_INPUT_UNIFORM},
+      {{1, 2, 0, 257, 65, 64, 1}, CLATTN_LAYOUT_BHSD, TU_INPUT_EXTREME_MIXED},
+  };
+  static const clattn_dtype types[] = {CLATTN_DTYPE_F16, CLATTN_DTYPE_BF16};
+  for (size_t t = 0; t < 2; t++)
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+      clattn_attention_desc d = make_desc(&cases[i].s);
+      d.layout = cases[i].layout;
+      d.dtype = types[t];
+      char label[256];
+      case_label(label, sizeof label, t ? "bf16" : "f16", &d);
+      tu_report rep;
+      tu_run_and_compare(ctx, &d, cases[i].input, 1, 0, label, &rep);
+#if IS_NAIVE
+      if (rep.status == CLATTN_ERROR_UNSUPPORTED) {
+        if (!strstr(rep.error, t ? "bf16" : "f16")) fail_msg("%s", rep.summary);
+        continue;
+      }
+#endif
+      if (!tu_report_ok(&rep, 1)) fail_msg("%s", rep.summary);
+    }
+}
+
+#if IS_FLASH
+/* Other flash configurations than the device default, through
+ * CLATTN_TUNE_OVERRIDE: the GPU default (128 work-items, a partial last
+ * output chunk) and small tiles whose items partly own no output chunk
+ * (tn = 16 > head_dim / 4 = 10). */
+static void test_flash_configs(void **state) {
+  clattn_context ctx = *state;
+  static const struct {
+    const char *cfg;
+    shape_case s;
+  } cases[] = {
+      {"bm=64,bn=32,tm=16,tn=8", {1, 2, 0, 257, 63, 40, 1}},
+      {"bm=16,bn=16,tm=4,tn=16", {2, 4, 2, 63, 65, 40, 1}},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    clattn_attention_desc d = make_desc(&cases[i].s);
+    char label[256];
+    snprintf(label, sizeof label, "flash/config/%s", cases[i].cfg);
+    assert_int_equal(setenv("CLATTN_TUNE_OVERRIDE", cases[i].cfg, 1), 0);
+    tu_report rep;
+    tu_run_and_compare(ctx, &d, TU_INPUT_UNIFORM, 1, 0, label, &rep);
+    unsetenv("CLATTN_TUNE_OVERRIDE");
+    if (!tu_report_ok(&rep, 1)) fail_msg("%s", rep.summary);
+    if (!strstr(rep.plan_describe, "override"))
+      fail_msg("override not used: %s", rep.plan_describe);
+  }
+  unsetenv("CLATTN_TUNE_OVERRIDE");
+}
+#endif
+
+int main(int argc, char **argv) {
+  /* The configuration must come from the library, not the environment. */
+  unsetenv("CLATTN_TUNE_OVERRIDE");
+  if (tu_parse_filter_args(argc, argv)) return 2;
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_seq_square),
+    cmocka_unit_test(test_seq_rect),
+    cmocka_unit_test(test_fully_masked_rows),
+    cmocka_unit_test(test_head_dims),
+    cmocka_unit_test(test_gqa),
+    cmocka_unit_test(test_layout_bshd),
+    cmocka_unit_test(test_layout_strided),
+    cmocka_unit_test(test_layout_dim_stride),
+    cmocka_unit_test(test_without_lse),
+    cmocka_unit_test(test_extreme_scores),
+    cmocka_unit_test(test_explicit_scale),
+    cmocka_unit_test(test_16bit_storage),
+#if IS_FLASH
+    cmocka_unit_test(test_flash_configs),
+#endif
+  };
+  return cmocka_run_group_tests_name("clattn " FAMILY, tests, tu_group_setup, tu_group_teardown);
+}

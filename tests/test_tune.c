@@ -1,0 +1,712 @@
+/* test_tune.c — tuner, search-space constraints, tuning database (corruption, concurrency, source
+ * hash, export/import) and overrides. */
+#define _POSIX_C_SOURCE 200809L
+#include "flash_config.h"
+#include "internal.h"
+#include "tune.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Every test works under a fresh temporary cache directory (never ~/.cache). */
+static char root[256];
+
+static void rm_rf(const char *path) {
+  struct stat st;
+  if (lstat(path, &st) != 0) return;
+  if (S_ISDIR(st.st_mode)) {
+    DIR *d = opendir(path);
+    if (d) {
+      struct dirent *e;
+      while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char sub[1024];
+        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+        rm_rf(sub);
+      }
+      closedir(d);
+    }
+    rmdir(path);
+  } else {
+    unlink(path);
+  }
+}
+
+/* Points CLATTN_CACHE_DIR at <root>/<name> (emptied). */
+static void use_cache(const char *name) {
+  char dir[512];
+  snprintf(dir, sizeof dir, "%s/%s", root, name);
+  rm_rf(dir);
+  mkdir(dir, 0755);
+  setenv("CLATTN_CACHE_DIR", dir, 1);
+}
+
+static void write_file(const char *path, const void *data, size_t n) {
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(data, 1, n, f), n);
+  assert_int_equal(fclose(f), 0);
+}
+
+static char *read_text(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  static char buf[1 << 16];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  return buf;
+}
+
+/* The small problem every device test plans: d=16 (its own bucket). */
+static clattn_attention_desc small_desc(int seq) {
+  clattn_attention_desc d;
+  clattn_attention_desc_init(&d);
+  d.head_dim = 16;
+  d.seq_q = d.seq_kv = seq;
+  d.algo = CLATTN_ALGO_FLASH;
+  return d;
+}
+
+static clattn_context new_ctx(void) {
+  clattn_context ctx = NULL;
+  if (clattn_context_create(NULL, &ctx) != CLATTN_SUCCESS)
+    fail_msg("no OpenCL device: %s", clattn_last_create_error());
+  return ctx;
+}
+
+/* Creates a plan for seq and returns its describe line (static buffer). */
+static const char *plan_describe(clattn_context ctx, int seq, unsigned flags) {
+  static char buf[512];
+  clattn_attention_desc d = small_desc(seq);
+  clattn_plan plan = NULL;
+  clattn_status st = clattn_plan_create(ctx, &d, flags, &plan);
+  if (st != CLATTN_SUCCESS)
+    fail_msg("plan_create: %s: %s", clattn_status_string(st), clattn_context_last_error(ctx));
+  snprintf(buf, sizeof buf, "%s", clattn_plan_describe(plan));
+  clattn_plan_release(plan);
+  return buf;
+}
+
+#define ASSERT_HAS(hay, needle)                                                                    \
+  do {                                                                                             \
+    if (!strstr((hay), (needle))) fail_msg("'%s' not found in: %s", (needle), (hay));              \
+  } while (0)
+
+/* ---- no device ------------------------------------------------------------ */
+
+static void test_buckets(void **state) {
+  (void)state;
+  assert_int_equal(clattn__head_dim_bucket(64), 64);
+  assert_int_equal(clattn__head_dim_bucket(80), 80);
+  assert_int_equal(clattn__head_dim_bucket(96), 96);
+  assert_int_equal(clattn__head_dim_bucket(256), 256);
+  assert_int_equal(clattn__head_dim_bucket(50), 64);
+  assert_int_equal(clattn__head_dim_bucket(1), 16);
+  assert_int_equal(clattn__head_dim_bucket(100), 112);
+  assert_int_equal(clattn__seq_bucket(1), 16);
+  assert_int_equal(clattn__seq_bucket(17), 32);
+  assert_int_equal(clattn__seq_bucket(1024), 1024);
+  assert_int_equal(clattn__seq_bucket(1025), 4096);
+  assert_int_equal(clattn__seq_bucket(4097), 16384);
+  assert_int_equal(clattn__seq_bucket(16385), CLATTN__SEQ_OPEN);
+  char b[16];
+  clattn__seq_bucket_name(CLATTN__SEQ_OPEN, b, sizeof b);
+  assert_string_equal(b, "inf");
+}
+
+/* A fake timing: deterministic, with some candidates "failing". */
+static double fake_ms(const int *p) {
+  uint64_t h = 1469598103934665603ull;
+  for (int i = 0; i < 4; i++)
+    h = (h ^ (uint64_t)p[i]) * 1099511628211ull;
+  return (h % 97 == 0) ? -1 : 1.0 + (double)(h % 1000);
+}
+
+/* The search never proposes an illegal or repeated configuration, finds the
+ * legal set exactly, proposes the default first, and (exhaustive) finds the
+ * true minimum — for several device limits, head dims and restrictions. */
+static void test_search_property(void **state) {
+  (void)state;
+  const clattn__kernel_space *sp = &clattn__flash_space;
+  static const size_t locals[] = {8 * 1024, 32 * 1024, 48 * 1024, 64 * 1024, 1 << 20};
+  static const size_t wgs[] = {32, 64, 256, 1024, 4096};
+  static const int hds[] = {1, 16, 40, 64, 80, 128, 200, 256};
+  static const char *restricts[] = {NULL, "bm=16,32;tn=4", "tm=1,2,4 ; bn=8,128"};
+  long proposals = 0;
+  for (size_t a = 0; a < sizeof locals / sizeof *locals; a++)
+    for (size_t w = 0; w < sizeof wgs / sizeof *wgs; w++)
+      for (size_t h = 0; h < sizeof hds / sizeof *hds; h++)
+        for (size_t r = 0; r < sizeof restricts / sizeof *restricts; r++)
+          for (int mode = 0; mode < 2; mode++) {
+            clattn__space_limits lim = {locals[a], wgs[w]};
+            int legal = 0;
+            for (int i0 = 0; i0 < sp->num_values[0]; i0++)
+              for (int i1 = 0; i1 < sp->num_values[1]; i1++)
+                for (int i2 = 0; i2 < sp->num_values[2]; i2++)
+                  for (int i3 = 0; i3 < sp->num_values[3]; i3++) {
+                    int p[4] = {sp->values[0][i0], sp->values[1][i1], sp->values[2][i2],
+                                sp->values[3][i3]};
+                    if (!sp->check(p, hds[h], &lim)) legal++;
+                  }
+            int def[4] = {8, 8, 2, 4};
+            clattn__search s;
+            char err[256];
+            clattn_status st =
+                clattn__search_init(&s, sp, hds[h], &lim, restricts[r], def, 7 + a * 31 + h,
+                                    mode ? 1 << 30 : 0, err, sizeof err);
+            if (st == CLATTN_ERROR_UNSUPPORTED) continue; /* nothing legal */
+            assert_int_equal(st, CLATTN_SUCCESS);
+            if (!restricts[r]) assert_int_equal(s.num, legal);
+            assert_true(s.num <= legal);
+            int first = 1, best = -1;
+            double best_ms = 0;
+            for (;;) {
+              int idx = clattn__search_next(&s, 0.1);
+              if (idx < 0) break;
+              assert_true(idx < s.num);
+              assert_int_equal(s.st[idx], 1); /* freshly proposed, not a repeat */
+              const int *p = s.cfg + (size_t)idx * 4;
+              const char *why = sp->check(p, hds[h], &lim);
+              if (why)
+                fail_msg("illegal proposal bm=%d bn=%d tm=%d tn=%d: %s", p[0], p[1], p[2], p[3],
+                         why);
+              if (first && s.has_default) assert_memory_equal(p, def, sizeof def);
+              first = 0;
+              double ms = fake_ms(p);
+              if (ms >= 0 && (best < 0 || ms < best_ms)) {
+                best = idx;
+                best_ms = ms;
+              }
+              clattn__search_report(&s, idx, ms);
+              proposals++;
+            }
+            assert_int_equal(s.done, s.num); /* without a budget every one is tried */
+            if (best >= 0) assert_true(s.ms[s.best] == best_ms);
+            clattn__search_free(&s);
+          }
+  assert_true(proposals > 1000);
+  /* A bad restriction is refused with a reason. */
+  clattn__search s;
+  char err[256];
+  clattn__space_limits lim = {48 * 1024, 1024};
+  assert_int_equal(clattn__search_init(&s, sp, 64, &lim, "bm=7", NULL, 1, 0, err, sizeof err),
+                   CLATTN_ERROR_INVALID_ARGUMENT);
+  ASSERT_HAS(err, "bm");
+  assert_int_equal(clattn__search_init(&s, sp, 64, &lim, "xx=8", NULL, 1, 0, err, sizeof err),
+                   CLATTN_ERROR_INVALID_ARGUMENT);
+}
+
+static clattn__device_info fake(int cpu, const char *vendor, int cc, size_t local, size_t wg) {
+  clattn__device_info i;
+  memset(&i, 0, sizeof i);
+  snprintf(i.name, sizeof i.name, "%s", cpu ? "fake cpu" : "fake gpu");
+  snprintf(i.vendor, sizeof i.vendor, "%s", vendor);
+  i.type = cpu ? CL_DEVICE_TYPE_CPU : CL_DEVICE_TYPE_GPU;
+  i.is_cpu = cpu != 0;
+  i.is_nvidia = !strcmp(vendor, "NVIDIA Corporation");
+  i.is_amd = !strcmp(vendor, "Advanced Micro Devices, Inc.");
+  i.is_intel = !strcmp(vendor, "Intel(R) Corporation");
+  i.nv_cc_major = cc / 10;
+  i.nv_cc_minor = cc % 10;
+  i.local_mem = local;
+  i.max_wg = wg;
+  return i;
+}
+
+/* Built-in defaults: always legal, and the measured sm_90 rows are used. */
+static void test_builtin_defaults(void **state) {
+  (void)state;
+  const clattn__kernel_space *sp = &clattn__flash_space;
+  static const char *vendors[] = {"NVIDIA Corporation", "Advanced Micro Devices, Inc.",
+                                  "Intel(R) Corporation", "Other"};
+  static const size_t locals[] = {16 * 1024, 48 * 1024, 64 * 1024, 1 << 20};
+  static const size_t wgs[] = {64, 256, 1024};
+  for (int cpu = 0; cpu < 2; cpu++)
+    for (int v = 0; v < 4; v++)
+      for (size_t a = 0; a < 4; a++)
+        for (size_t w = 0; w < 3; w++)
+          for (int hd = 1; hd <= 256; hd += 17) {
+            clattn__device_info info = fake(cpu, vendors[v], v == 0 ? 90 : 0, locals[a], wgs[w]);
+            clattn__space_limits lim = clattn__space_limits_of(&info);
+            int p[CLATTN__MAX_PARAMS];
+            char label[64];
+            if (clattn__builtin_default(&info, sp, CLATTN_DTYPE_F32, hd, &lim, p, label,
+                                        sizeof label))
+              assert_null(sp->check(p, hd, &lim));
+          }
+  clattn__device_info h200 = fake(0, "NVIDIA Corporation", 90, 48 * 1024, 1024);
+  clattn__space_limits lim = clattn__space_limits_of(&h200);
+  int p[CLATTN__MAX_PARAMS];
+  char label[64], cfg[128];
+  assert_true(clattn__builtin_default(&h200, sp, CLATTN_DTYPE_F32, 64, &lim, p, label, 64));
+  clattn__config_format(sp, p, cfg, sizeof cfg);
+  assert_string_equal(cfg, "bm=64,bn=32,tm=16,tn=8");
+  assert_string_equal(label, "NVIDIA sm_90");
+  assert_true(clattn__builtin_default(&h200, sp, CLATTN_DTYPE_F32, 128, &lim, p, label, 64));
+  clattn__config_format(sp, p, cfg, sizeof cfg);
+  assert_string_equal(cfg, "bm=64,bn=16,tm=16,tn=8");
+}
+
+/* The parser survives garbage and keeps the good lines. */
+static void test_db_parse(void **state) {
+  (void)state;
+  const char *good = "entry kernel=flash src=0123456789abcdef dtype=f32 d=64 mask=none "
+                     "seq=4096 config=bm=64,bn=32,tm=16,tn=8 ms=1.5 default_ms=2 verified=1\n";
+  char text[4096];
+  snprintf(text, sizeof text,
+           "# comment\nclattn-tunedb 1\nplatform P\nvendor V\ndevice D\ndriver 1.0\ncc -\n%s"
+           "entry kernel=flash src=zz\n"
+           "entry kernel=flash src=0123456789abcdef dtype=f99 d=64 mask=none seq=64 config=x\n"
+           "entry kernel=flash src=0123456789abcdef dtype=f32 d=64 mask=none seq=100 config=x\n"
+           "something else\n"
+           "entry kernel=flash src=0123456789abcdef dtype=f32 d=64 mask=causal seq=inf "
+           "config=bm=8,bn=8,tm=1,tn=1 future_key=7",
+           good);
+  clattn__tunedb db;
+  memset(&db, 0, sizeof db);
+  assert_int_equal(clattn__tunedb_parse(text, "t", &db), CLATTN_SUCCESS);
+  assert_int_equal(db.n, 2);
+  assert_int_equal(db.bad_lines, 4);
+  assert_string_equal(db.device, "D");
+  assert_int_equal(db.e[1].seq, CLATTN__SEQ_OPEN);
+  ASSERT_HAS(db.note, "line 9 ignored");
+  /* Round trip. */
+  char *out = clattn__tunedb_format(&db);
+  assert_non_null(out);
+  clattn__tunedb db2;
+  memset(&db2, 0, sizeof db2);
+  assert_int_equal(clattn__tunedb_parse(out, "t2", &db2), CLATTN_SUCCESS);
+  assert_int_equal(db2.n, 2);
+  assert_int_equal(db2.bad_lines, 0);
+  assert_string_equal(db2.e[0].config, db.e[0].config);
+  free(out);
+  clattn__tunedb_free(&db);
+  clattn__tunedb_free(&db2);
+  /* Unknown version, binary junk, no header, empty: no entries, a note. */
+  static const char *bad[] = {"clattn-tunedb 99\nentry kernel=flash", "\x01\x02\xff garbage",
+                              "entry kernel=flash src=0123456789abcdef", ""};
+  for (int i = 0; i < 4; i++) {
+    memset(&db, 0, sizeof db);
+    assert_int_equal(clattn__tunedb_parse(bad[i], "b", &db), CLATTN_SUCCESS);
+    assert_int_equal(db.n, 0);
+    if (i < 3) assert_true(db.note[0] != 0);
+    clattn__tunedb_free(&db);
+  }
+}
+
+/* ---- device ---------------------------------------------------------------- */
+
+static char tuned_cfg[128];
+
+/* Tunes a tiny space, writes the database; a second context reuses it. */
+static void test_tune_tiny_and_reuse(void **state) {
+  (void)state;
+  use_cache("tune");
+  clattn_context ctx = new_ctx();
+  clattn_tune_request r;
+  clattn_tune_request_init(&r);
+  r.head_dim = 16;
+  r.seq = 64;
+  r.heads = 2;
+  r.budget_seconds = 60;
+  r.space = "bm=8,16;bn=8;tm=2;tn=4";
+  clattn_tune_result res;
+  clattn_status st = clattn_tune(ctx, &r, &res);
+  if (st != CLATTN_SUCCESS)
+    fail_msg("clattn_tune: %s: %s", clattn_status_string(st), clattn_context_last_error(ctx));
+  printf("tuned %s: best %s %.3f ms, default %s %.3f ms (x%.2f), %d/%d tried, err %.2g\n",
+         res.problem_class, res.best_config, res.best_ms, res.default_config, res.default_ms,
+         res.speedup, res.tried, res.space_size, res.max_rel_error);
+  assert_string_equal(res.problem_class, "flash f32 d=16 mask=none seq=64");
+  assert_true(res.verified);
+  assert_true(res.stored);
+  assert_true(res.exhaustive);
+  assert_true(res.tried >= 2 && res.tried <= 3);
+  assert_true(res.default_ms > 0 && res.best_ms > 0);
+  assert_true(res.best_ms <= res.default_ms * 1.0); /* the default is a candidate */
+  assert_true(res.speedup >= 1.0);
+  snprintf(tuned_cfg, sizeof tuned_cfg, "%s", res.best_config);
+  char path[1024];
+  assert_int_equal(clattn_tunedb_path(ctx, path, sizeof path), CLATTN_SUCCESS);
+  ASSERT_HAS(path, root);
+  const char *text = read_text(path);
+  assert_non_null(text);
+  ASSERT_HAS(text, "clattn-tunedb 1");
+  char want[200];
+  snprintf(want, sizeof want, "config=%s", res.best_config);
+  ASSERT_HAS(text, want);
+  clattn_context_release(ctx);
+
+  /* A new context finds it without tuning. */
+  ctx = new_ctx();
+  const char *d = plan_describe(ctx, 64, 0);
+  ASSERT_HAS(d, "[tuned]");
+  char cfg_words[160];
+  int p[4];
+  assert_int_equal(clattn__config_parse(&clattn__flash_space, res.best_config, p), 0);
+  snprintf(cfg_words, sizeof cfg_words, "bm=%d bn=%d tm=%d tn=%d", p[0], p[1], p[2], p[3]);
+  ASSERT_HAS(d, cfg_words);
+  /* Another sequence bucket takes the nearest tuned one. */
+  d = plan_describe(ctx, 100, 0);
+  ASSERT_HAS(d, "tuned (nearest seq bucket 64)");
+  clattn_context_release(ctx);
+}
+
+/* Child process of test_concurrent_tuners: tunes each sequence bucket in argv. */
+static int tune_child(int argc, char **argv) {
+  clattn_context ctx;
+  if (clattn_context_create(NULL, &ctx) != CLATTN_SUCCESS) return 3;
+  int rc = 0;
+  for (int i = 0; i < argc; i++) {
+    clattn_tune_request r;
+    clattn_tune_request_init(&r);
+    r.head_dim = 16;
+    r.seq = atoi(argv[i]);
+    r.heads = 1;
+    r.budget_seconds = 0; /* the default only */
+    clattn_tune_result res;
+    if (clattn_tune(ctx, &r, &res) != CLATTN_SUCCESS || !res.stored) {
+      fprintf(stderr, "child tune seq %s: %s\n", argv[i], clattn_context_last_error(ctx));
+      rc = 1;
+    }
+  }
+  clattn_context_release(ctx);
+  return rc;
+}
+
+/* Two processes tuning at once leave a valid database with both results. */
+static void test_concurrent_tuners(void **state) {
+  (void)state;
+  use_cache("fork");
+  static char *const lists[2][4] = {{"16", "64", "256", "1024"}, {"32", "128", "512", "4096"}};
+  pid_t pid[2];
+  for (int c = 0; c < 2; c++) {
+    pid[c] = fork();
+    assert_true(pid[c] >= 0);
+    if (pid[c] == 0) {
+      char *args[8] = {"/proc/self/exe", "--tune-child", lists[c][0], lists[c][1],
+                       lists[c][2],      lists[c][3],    NULL};
+      execv("/proc/self/exe", args);
+      _exit(127);
+    }
+  }
+  for (int c = 0; c < 2; c++) {
+    int status = 0;
+    assert_int_equal(waitpid(pid[c], &status, 0), pid[c]);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+  }
+  clattn_context ctx = new_ctx();
+  char path[1024];
+  assert_int_equal(clattn_tunedb_path(ctx, path, sizeof path), CLATTN_SUCCESS);
+  clattn__tunedb db;
+  assert_int_equal(clattn__tunedb_read(path, &db), CLATTN_SUCCESS);
+  assert_int_equal(db.bad_lines, 0);
+  assert_int_equal(db.n, 8);
+  for (int c = 0; c < 2; c++)
+    for (int i = 0; i < 4; i++) {
+      int seq = atoi(lists[c][i]), found = 0;
+      for (int k = 0; k < db.n; k++)
+        found |= db.e[k].seq == seq;
+      if (!found) fail_msg("entry for seq bucket %d lost", seq);
+    }
+  clattn__tunedb_free(&db);
+  /* No temporary files are left behind. */
+  char dir[1024];
+  snprintf(dir, sizeof dir, "%s", path);
+  *strrchr(dir, '/') = 0;
+  DIR *dd = opendir(dir);
+  assert_non_null(dd);
+  struct dirent *e;
+  while ((e = readdir(dd)))
+    assert_null(strstr(e->d_name, ".tmp."));
+  closedir(dd);
+  clattn_context_release(ctx);
+}
+
+/* Forced configurations: the API call and CLATTN_TUNE_OVERRIDE beat the
+ * database; illegal ones are refused naming the constraint. */
+static void test_override(void **state) {
+  (void)state;
+  use_cache("override");
+  clattn_context ctx = new_ctx();
+  clattn_attention_desc d = small_desc(64);
+  /* A database entry that the overrides must beat. */
+  clattn__tunedb_entry e;
+  memset(&e, 0, sizeof e);
+  snprintf(e.kernel, sizeof e.kernel, "flash");
+  assert_int_equal(clattn__source_hash(ctx, &clattn__flash_space, e.src), CLATTN_SUCCESS);
+  e.dtype = CLATTN_DTYPE_F32;
+  e.head_dim = 16;
+  e.mask = CLATTN_MASK_NONE;
+  e.seq = 64;
+  snprintf(e.config, sizeof e.config, "bm=16,bn=8,tm=2,tn=4");
+  e.ms = e.default_ms = -1;
+  assert_int_equal(clattn__tunedb_store(ctx, &e, 1), CLATTN_SUCCESS);
+  ASSERT_HAS(plan_describe(ctx, 64, 0), "bm=16 bn=8 tm=2 tn=4 (8 work-items");
+
+  clattn_plan plan = NULL;
+  assert_int_equal(clattn_plan_create_with_config(ctx, &d, 0, "bm=8,bn=8,tm=2,tn=4", &plan),
+                   CLATTN_SUCCESS);
+  ASSERT_HAS(clattn_plan_describe(plan), "bm=8 bn=8 tm=2 tn=4");
+  ASSERT_HAS(clattn_plan_describe(plan), "[override (clattn_plan_create_with_config)]");
+  clattn_plan_release(plan);
+  plan = NULL;
+  assert_int_equal(clattn_plan_create_with_config(ctx, &d, 0, "bm=8,bn=8,tm=16,tn=4", &plan),
+                   CLATTN_ERROR_INVALID_ARGUMENT);
+  assert_null(plan);
+  ASSERT_HAS(clattn_context_last_error(ctx), "bm must be a multiple of tm");
+  assert_int_equal(clattn_plan_create_with_config(ctx, &d, 0, "bm=8,tn=4", &plan),
+                   CLATTN_ERROR_INVALID_ARGUMENT);
+  /* NULL / "" config: the normal choice. */
+  assert_int_equal(clattn_plan_create_with_config(ctx, &d, 0, "", &plan), CLATTN_SUCCESS);
+  ASSERT_HAS(clattn_plan_describe(plan), "[tuned]");
+  clattn_plan_release(plan);
+
+  setenv("CLATTN_TUNE_OVERRIDE", "bm=8,bn=8,tm=2,tn=4", 1);
+  ASSERT_HAS(plan_describe(ctx, 64, 0), "[override (CLATTN_TUNE_OVERRIDE)]");
+  unsetenv("CLATTN_TUNE_OVERRIDE");
+  clattn_context_release(ctx);
+}
+
+typedef struct db_case {
+  const char *what;
+  int len; /* -1: strlen */
+  const char *expect;
+  const char *note;
+} db_case;
+
+/* Corrupt, truncated, foreign-version and nonsense database files never
+ * break plan creation: they are ignored with a note. */
+static void test_corrupt_db_files(void **state) {
+  (void)state;
+  use_cache("corrupt");
+  clattn_context ctx = new_ctx();
+  char path[1024], src[17];
+  assert_int_equal(clattn_tunedb_path(ctx, path, sizeof path), CLATTN_SUCCESS);
+  assert_int_equal(clattn__source_hash(ctx, &clattn__flash_space, src), CLATTN_SUCCESS);
+  char dir[1024];
+  snprintf(dir, sizeof dir, "%s", path);
+  *strrchr(dir, '/') = 0;
+  assert_int_equal(clattn__mkdirs(dir), 0);
+  clattn__tunedb me;
+  memset(&me, 0, sizeof me);
+  clattn__device_identity(&ctx->info, &me);
+  char head[1200];
+  snprintf(head, sizeof head,
+           "clattn-tunedb 1\nplatform %s\nvendor %s\ndevice %s\ndriver %s\ncc %s\n", me.platform,
+           me.vendor, me.device, me.driver, me.cc);
+  char good[300];
+  snprintf(
+      good, sizeof good,
+      "entry kernel=flash src=%s dtype=f32 d=16 mask=none seq=64 config=bm=16,bn=8,tm=2,tn=4\n",
+      src);
+  char text[4096];
+  db_case cases[8];
+  int nc = 0;
+  static const char junk[] = "\x7f"
+                             "ELF\x00\x01\x02garbage\xff\xfe";
+  cases[nc++] = (db_case){junk, (int)sizeof junk, "built-in default", "ignored"};
+  char trunc[1600];
+  snprintf(trunc, sizeof trunc, "%s%.*s", head, 40, good); /* cut inside the entry line */
+  cases[nc++] = (db_case){trunc, -1, "built-in default", "ignored"};
+  static char v99[1600];
+  snprintf(v99, sizeof v99, "clattn-tunedb 99\n%s", good);
+  cases[nc++] = (db_case){v99, -1, "built-in default", "version 99"};
+  static char mixed[2400];
+  snprintf(mixed, sizeof mixed, "%sentry garbage here\n%s\x01\x02\nentry kernel=flash src=%s\n",
+           head, good, src);
+  cases[nc++] = (db_case){mixed, -1, "[tuned]", "line 7 ignored"};
+  static char illegal[1600];
+  snprintf(
+      illegal, sizeof illegal,
+      "%sentry kernel=flash src=%s dtype=f32 d=16 mask=none seq=64 config=bm=8,bn=8,tm=16,tn=4\n",
+      head, src);
+  cases[nc++] = (db_case){illegal, -1, "built-in default", NULL};
+  static char stale[1600];
+  snprintf(stale, sizeof stale,
+           "%sentry kernel=flash src=ffffffffffffffff dtype=f32 d=16 mask=none seq=64 "
+           "config=bm=16,bn=8,tm=2,tn=4\n",
+           head);
+  cases[nc++] = (db_case){stale, -1, "built-in default", "another kernel source"};
+  cases[nc++] = (db_case){"", -1, "built-in default", NULL};
+  for (int i = 0; i < nc; i++) {
+    size_t n = cases[i].len < 0 ? strlen(cases[i].what) : (size_t)cases[i].len;
+    memcpy(text, cases[i].what, n);
+    write_file(path, text, n);
+    clattn_attention_desc d = small_desc(64);
+    clattn_plan plan = NULL;
+    clattn_status st = clattn_plan_create(ctx, &d, 0, &plan);
+    if (st != CLATTN_SUCCESS)
+      fail_msg("case %d: %s: %s", i, clattn_status_string(st), clattn_context_last_error(ctx));
+    if (!strstr(clattn_plan_describe(plan), cases[i].expect))
+      fail_msg("case %d: '%s' not in '%s'", i, cases[i].expect, clattn_plan_describe(plan));
+    if (cases[i].note && !strstr(clattn_context_last_error(ctx), cases[i].note))
+      fail_msg("case %d: note '%s' not in '%s'", i, cases[i].note, clattn_context_last_error(ctx));
+    clattn_plan_release(plan);
+  }
+  /* Writing merges into a corrupt file: the good entry stays, junk goes. */
+  write_file(path, mixed, strlen(mixed));
+  clattn__tunedb_entry e;
+  memset(&e, 0, sizeof e);
+  snprintf(e.kernel, sizeof e.kernel, "flash");
+  snprintf(e.src, sizeof e.src, "%s", src);
+  e.dtype = CLATTN_DTYPE_F32;
+  e.head_dim = 16;
+  e.mask = CLATTN_MASK_CAUSAL;
+  e.seq = 64;
+  snprintf(e.config, sizeof e.config, "bm=8,bn=8,tm=2,tn=4");
+  e.ms = e.default_ms = -1;
+  assert_int_equal(clattn__tunedb_store(ctx, &e, 1), CLATTN_SUCCESS);
+  clattn__tunedb db;
+  assert_int_equal(clattn__tunedb_read(path, &db), CLATTN_SUCCESS);
+  assert_int_equal(db.n, 2);
+  assert_int_equal(db.bad_lines, 0);
+  clattn__tunedb_free(&db);
+  clattn_context_release(ctx);
+}
+
+/* Writes the embedded kernel sources to dir, flash_fwd.cl with an extra line. */
+static void write_changed_sources(const char *dir) {
+  mkdir(dir, 0755);
+  for (size_t i = 0; i < clattn__embedded_count; i++) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, clattn__embedded_files[i].name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fwrite(clattn__embedded_files[i].data, 1, clattn__embedded_files[i].size, f);
+    if (!strcmp(clattn__embedded_files[i].name, "flash_fwd.cl"))
+      fputs("\n/* a kernel change */\n", f);
+    fclose(f);
+  }
+}
+
+/* A change of the kernel source invalidates the entries made for the old one. */
+static void test_source_hash_change(void **state) {
+  (void)state;
+  use_cache("srchash");
+  clattn_context ctx = new_ctx();
+  clattn__tunedb_entry e;
+  memset(&e, 0, sizeof e);
+  snprintf(e.kernel, sizeof e.kernel, "flash");
+  assert_int_equal(clattn__source_hash(ctx, &clattn__flash_space, e.src), CLATTN_SUCCESS);
+  e.dtype = CLATTN_DTYPE_F32;
+  e.head_dim = 16;
+  e.mask = CLATTN_MASK_NONE;
+  e.seq = 64;
+  snprintf(e.config, sizeof e.config, "bm=16,bn=8,tm=2,tn=4");
+  e.ms = e.default_ms = -1;
+  assert_int_equal(clattn__tunedb_store(ctx, &e, 1), CLATTN_SUCCESS);
+  ASSERT_HAS(plan_describe(ctx, 64, 0), "[tuned]");
+  char kdir[512];
+  snprintf(kdir, sizeof kdir, "%s/kernels", root);
+  write_changed_sources(kdir);
+  setenv("CLATTN_KERNEL_DIR", kdir, 1);
+  char src2[17];
+  assert_int_equal(clattn__source_hash(ctx, &clattn__flash_space, src2), CLATTN_SUCCESS);
+  assert_string_not_equal(src2, e.src);
+  ASSERT_HAS(plan_describe(ctx, 64, 0), "built-in default");
+  ASSERT_HAS(clattn_context_last_error(ctx), "another kernel source");
+  unsetenv("CLATTN_KERNEL_DIR");
+  ASSERT_HAS(plan_describe(ctx, 64, 0), "[tuned]");
+  clattn_context_release(ctx);
+}
+
+/* CLATTN_PLAN_MEASURE tunes when nothing is known, then the entry is reused. */
+static void test_measure_flag(void **state) {
+  (void)state;
+  use_cache("measure");
+  setenv("CLATTN_TUNE_BUDGET", "0", 1);
+  clattn_context ctx = new_ctx();
+  ASSERT_HAS(plan_describe(ctx, 64, 0), "built-in default");
+  ASSERT_HAS(plan_describe(ctx, 64, CLATTN_PLAN_MEASURE), "[tuned now");
+  ASSERT_HAS(plan_describe(ctx, 64, 0), "[tuned]");
+  ASSERT_HAS(plan_describe(ctx, 64, CLATTN_PLAN_MEASURE), "[tuned]"); /* no second tuning */
+  unsetenv("CLATTN_TUNE_BUDGET");
+  clattn_context_release(ctx);
+}
+
+/* Export moves entries to another machine (here: another cache dir). */
+static void test_export_import(void **state) {
+  (void)state;
+  use_cache("export-a");
+  clattn_context ctx = new_ctx();
+  clattn__tunedb_entry e;
+  memset(&e, 0, sizeof e);
+  snprintf(e.kernel, sizeof e.kernel, "flash");
+  assert_int_equal(clattn__source_hash(ctx, &clattn__flash_space, e.src), CLATTN_SUCCESS);
+  e.dtype = CLATTN_DTYPE_F32;
+  e.head_dim = 16;
+  e.mask = CLATTN_MASK_NONE;
+  e.seq = 64;
+  snprintf(e.config, sizeof e.config, "bm=16,bn=8,tm=2,tn=4");
+  e.ms = e.default_ms = -1;
+  assert_int_equal(clattn__tunedb_store(ctx, &e, 1), CLATTN_SUCCESS);
+  char file[512];
+  snprintf(file, sizeof file, "%s/exported.txt", root);
+  assert_int_equal(clattn_tunedb_export(ctx, file), CLATTN_SUCCESS);
+  ASSERT_HAS(read_text(file), "config=bm=16,bn=8,tm=2,tn=4");
+
+  use_cache("export-b");
+  ASSERT_HAS(plan_describe(ctx, 64, 0), "built-in default");
+  int n = -1;
+  assert_int_equal(clattn_tunedb_import(ctx, file, &n), CLATTN_SUCCESS);
+  assert_int_equal(n, 1);
+  ASSERT_HAS(plan_describe(ctx, 64, 0), "[tuned]");
+
+  /* Another device's file is refused; a missing one is an I/O error. */
+  char other[512], *text = read_text(file);
+  char *dev = strstr(text, "\ndevice ");
+  assert_non_null(dev);
+  memcpy(dev + 8, "XX", 2);
+  snprintf(other, sizeof other, "%s/other.txt", root);
+  write_file(other, text, strlen(text));
+  assert_int_equal(clattn_tunedb_import(ctx, other, &n), CLATTN_ERROR_INVALID_ARGUMENT);
+  ASSERT_HAS(clattn_context_last_error(ctx), "not for this device");
+  snprintf(other, sizeof other, "%s/missing.txt", root);
+  assert_int_equal(clattn_tunedb_import(ctx, other, &n), CLATTN_ERROR_IO);
+
+  /* Caches off: no path, plans still work. */
+  setenv("CLATTN_CACHE_DIR", "off", 1);
+  char path[512];
+  assert_int_equal(clattn_tunedb_path(ctx, path, sizeof path), CLATTN_ERROR_UNSUPPORTED);
+  ASSERT_HAS(plan_describe(ctx, 64, 0), "built-in default");
+  clattn_context_release(ctx);
+}
+
+int main(int argc, char **argv) {
+  if (argc >= 2 && !strcmp(argv[1], "--tune-child")) return tune_child(argc - 2, argv + 2);
+  snprintf(root, sizeof root, "/tmp/clattn-test-tune-XXXXXX");
+  if (!mkdtemp(root)) return 1;
+  setenv("CLATTN_CACHE_DIR", root, 1);
+  unsetenv("CLATTN_TUNE_OVERRIDE");
+  unsetenv("CLATTN_KERNEL_DIR");
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_buckets),
+      cmocka_unit_test(test_search_property),
+      cmocka_unit_test(test_builtin_defaults),
+      cmocka_unit_test(test_db_parse),
+      cmocka_unit_test(test_tune_tiny_and_reuse),
+      cmocka_unit_test(test_concurrent_tuners),
+      cmocka_unit_test(test_override),
+      cmocka_unit_test(test_corrupt_db_files),
+      cmocka_unit_test(test_source_hash_change),
+      cmocka_unit_test(test_measure_flag),
+      cmocka_unit_test(test_export_import),
+  };
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  rm_rf(root);
+  return rc;
+}
