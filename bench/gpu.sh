@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh [quick|core|half|families|all]; logs go to $OUT (or ./gpu-out).
+# Usage (device machine, repo root): bash bench/gpu.sh [quick|core|half|compare|families|all]; logs go to $OUT (or ./gpu-out).
 set -uo pipefail
 what=${1:-all}
 OUT=${OUT:-$PWD/gpu-out}
@@ -39,9 +39,46 @@ fi
 if [[ $what == half || $what == all ]]; then
   for dt in f16 bf16; do for d in 64 128 256; do for m in none causal; do for n in 4096 16384; do
     [ $d = 256 ] && [ $dt = bf16 ] && continue
-    point flash $dt $d $m $n
+    point flash $dt $d $m $n --no-verify   # agreement: ctest on the GPU and compare_torch.py
   done; done; done; done | tee "$OUT/half.jsonl" >/dev/null
   python3 bench/torch_sdpa.py --tokens $TOK --heads $H --dtypes f16,bf16 --head-dims 64,128,256 --seqs 4096,16384 \
     --backends FLASH_ATTENTION >"$OUT/torch_half.jsonl" 2>>"$OUT/torch.err"
   python3 bench/summarize.py --algos flash --peer FLASH_ATTENTION "$OUT/half.jsonl" "$OUT/torch_half.jsonl" | tee "$OUT/half.md"
+fi
+
+if [[ $what == compare || $what == all ]]; then
+  CLATTN_LIB=build/libclattn.so timeout 300 python3 bench/compare_torch.py --dtypes ${CMP_DTYPES:-f16,bf16,f32} \
+    --head-dims ${CMP_DIMS:-64,128} --seqs ${CMP_SEQS:-4096,16384} --json "$OUT/compare.jsonl" 2>"$OUT/compare.err" | tee "$OUT/compare.md"
+fi
+
+if [[ $what == families || $what == all ]]; then
+  # sparse: sliding window 256 each side vs dense flash, B·H = 16, d = 64; BigBird at 16k
+  for dt in f32 f16; do for n in 4096 16384 65536 131072; do
+    for m in none window:256,256; do
+      r=10; [ $m = none ] && [ $n -ge 65536 ] && r=2
+      timeout 120 $CLI run --json --algo flash --dtype $dt --head-dim 64 --mask $m --seq $n --batch 1 --heads 16 \
+        --reps $r --warmup 1 2>>"$OUT/run.err" | tail -1
+    done; done; done >"$OUT/sparse.jsonl"
+  timeout 120 $CLI run --json --algo flash --head-dim 64 --mask bigbird:64,3,2,3 --seq 16384 --batch 1 --heads 16 \
+    --reps 10 2>>"$OUT/run.err" | tail -1 >>"$OUT/sparse.jsonl"
+  # linear: elu+1 and FAVOR+ m=256, causal and not, d = 64, B·H = 16 (flash alongside up to 32k)
+  for n in 1024 4096 16384 32768 65536 131072; do for m in none causal; do
+    for f in elu favor:256; do
+      timeout 120 $CLI run --json --algo linear --feature $f --head-dim 64 --mask $m --seq $n --batch 1 --heads 16 \
+        --reps 10 --warmup 2 2>>"$OUT/run.err" | tail -1
+    done
+    [ $n -le 32768 ] && timeout 120 $CLI run --json --algo flash --head-dim 64 --mask $m --seq $n --batch 1 \
+      --heads 16 --reps 5 --warmup 1 --no-verify 2>>"$OUT/run.err" | tail -1
+  done; done >"$OUT/linear.jsonl"
+  python3 - "$OUT/sparse.jsonl" "$OUT/linear.jsonl" <<'PY' | tee "$OUT/families.md"
+import json, sys
+for path in sys.argv[1:]:
+    print(f"\n{path.split('/')[-1]}:\n| algo | dtype | mask/feature | N | ms | TFLOP/s | workspace B | rel err | verified |\n|---|---|---|---|---|---|---|---|---|")
+    for line in open(path):
+        if not line.startswith("{"): continue
+        r = json.loads(line)
+        if "error" in r: print(f"| {r.get('algo')} | {r.get('dtype')} | {r.get('mask')} | {r.get('seq_q')} | error: {r['error'][:50]} |"); continue
+        print(f"| {r['algo']} | {r['dtype']} | {r.get('mask')} {r.get('feature','')} | {r['seq_q']} | {r['median_ms']:.3f} | {r['tflops']:.2f} | "
+              f"{r.get('workspace_bytes')} | {r.get('rel_err') if r.get('rel_err') is None else format(r['rel_err'], '.1e')} | {r.get('verified')} |")
+PY
 fi

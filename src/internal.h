@@ -142,6 +142,14 @@ clattn_status clattn__desc_resolve(clattn_context ctx, const clattn_attention_de
 /* Checks that a cl_mem holds at least `bytes` (CL_MEM_SIZE). */
 clattn_status clattn__check_buffer(clattn_context ctx, cl_mem buf, size_t bytes, const char *arg);
 
+/* ---- host dtype conversions (dtype.c) ---- */
+double clattn__half_to_double(uint16_t h);
+double clattn__bf16_to_double(uint16_t b);
+uint16_t clattn__float_to_half(float f);  /* round to nearest even */
+uint16_t clattn__float_to_bf16(float f);  /* round to nearest even */
+/* Element i of a host array of storage type t, as double. */
+double clattn__load_elem(const void *base, clattn_dtype t, int64_t i);
+
 /* ---- small utilities ---- */
 int clattn__strcasestr_bool(const char *hay, const char *needle);
 char *clattn__strdup(const char *s);

@@ -26,23 +26,23 @@ typedef struct naive_state {
   size_t batch_count;
   gemm_run *runs;
   size_t nruns;
-  /* CLBlast indexes with 32-bit ints: when the score workspace has more than
-   * INT_MAX elements each run gets a sub-buffer of its own (offset 0). */
-  cl_mem *run_scores;
   bool out_of_order;
 } naive_state;
 
-/* Splits runs so that no GEMM call addresses more than INT_MAX elements of
- * the scores, and checks the caller's tensors stay below that bound (CLBlast
- * passes offsets to its kernels as int). */
+/* CLBlast passes buffer offsets to its kernels as int: every element the
+ * GEMMs address (scores and the caller's tensors) must lie below 2^31.
+ * (Slicing the scores into sub-buffers was tried: on NVIDIA's OpenCL it gave
+ * wrong results at 2^32 elements and hung at 2^31, so the limit is explicit.) */
 static clattn_status limit_runs(clattn_plan p, naive_state *s) {
   const clattn_attention_desc *d = &p->desc;
   const size_t per = (size_t)d->seq_q * (size_t)d->seq_kv, lim = (size_t)INT_MAX;
-  if (per > lim)
+  const size_t total = per * s->batch_count;
+  if (total > lim)
     return clattn__fail(p->ctx, CLATTN_ERROR_UNSUPPORTED,
-                        "the naive family (CLBlast, 32-bit indices) cannot address a %d x %d "
-                        "score matrix (> 2^31 elements); use the flash family",
-                        d->seq_q, d->seq_kv);
+                        "the naive family's score workspace would hold %zu elements "
+                        "(B*H*Nq*Nk = %d*%d*%d*%d) but CLBlast addresses at most 2^31-1 with its "
+                        "32-bit indices; use the flash family",
+                        total, d->batch, d->heads, d->seq_q, d->seq_kv);
   for (int t = 0; t < 4; t++) {
     const size_t ext = p->elems[t];
     if (ext > lim)
@@ -51,26 +51,6 @@ static clattn_status limit_runs(clattn_plan p, naive_state *s) {
                           "of %zu elements (> 2^31); use the flash family",
                           "qkvo"[t], ext);
   }
-  size_t n = 0;
-  for (size_t r = 0; r < s->nruns; r++) n += s->runs[r].count; /* at most one piece a pair */
-  gemm_run *out = malloc(n * sizeof *out);
-  if (!out) return clattn__fail(p->ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate GEMM runs");
-  size_t m = 0;
-  for (size_t r = 0; r < s->nruns; r++) {
-    gemm_run g = s->runs[r];
-    const size_t step = g.step[4] ? g.step[4] : per;
-    const size_t cmax = (lim - per) / step + 1;
-    while (g.count > 0) {
-      gemm_run c = g;
-      c.count = g.count < cmax ? g.count : cmax;
-      out[m++] = c;
-      for (int t = 0; t < 5; t++) g.off[t] += c.count * g.step[t];
-      g.count -= c.count;
-    }
-  }
-  free(s->runs);
-  s->runs = out;
-  s->nruns = m;
   return CLATTN_SUCCESS;
 }
 
@@ -138,27 +118,10 @@ static clattn_status alloc_workspace(clattn_plan p) {
                           p->workspace_bytes, clattn__cl_error_name(err));
     return st;
   }
-  if (p->workspace_bytes / sizeof(float) > (size_t)INT_MAX) {
-    s->run_scores = calloc(s->nruns, sizeof *s->run_scores);
-    if (!s->run_scores)
-      return clattn__fail(p->ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate sub-buffers");
-    const size_t per = (size_t)p->desc.seq_q * (size_t)p->desc.seq_kv;
-    for (size_t r = 0; r < s->nruns; r++) {
-      const gemm_run *g = &s->runs[r];
-      cl_buffer_region reg = {g->off[4] * sizeof(float),
-                              ((g->count - 1) * g->step[4] + per) * sizeof(float)};
-      s->run_scores[r] = clCreateSubBuffer(s->scores, CL_MEM_READ_WRITE,
-                                           CL_BUFFER_CREATE_TYPE_REGION, &reg, &err);
-      if (!s->run_scores[r])
-        return clattn__cl_fail(p->ctx, "clCreateSubBuffer", err,
-                               "naive score workspace slice (origin not aligned to "
-                               "CL_DEVICE_MEM_BASE_ADDR_ALIGN?)");
-    }
-  }
   /* Touch it so that a lazy allocator fails here, not in the middle of a run. */
   float zero = 0.0f;
-  err = clEnqueueFillBuffer(p->ctx->queue, s->scores, &zero, sizeof zero, 0, p->workspace_bytes,
-                            0, NULL, NULL);
+  err = clEnqueueFillBuffer(p->ctx->queue, s->scores, &zero, sizeof zero, 0, p->workspace_bytes, 0,
+                            NULL, NULL);
   if (err == CL_SUCCESS) err = clFinish(p->ctx->queue);
   if (err != CL_SUCCESS) {
     clReleaseMemObject(s->scores);
@@ -192,8 +155,8 @@ static clattn_status naive_create(clattn_plan p) {
     return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY,
                         "naive attention needs a score workspace larger than the address space");
   p->workspace_bytes = bc * per * sizeof(float);
-  cl_ulong limit = ctx->info.max_alloc < ctx->info.global_mem ? ctx->info.max_alloc
-                                                               : ctx->info.global_mem;
+  cl_ulong limit =
+      ctx->info.max_alloc < ctx->info.global_mem ? ctx->info.max_alloc : ctx->info.global_mem;
   if ((cl_ulong)p->workspace_bytes > limit)
     return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY,
                         "naive attention needs a %zu-byte score workspace (B*H*Nq*Nk*4 = "
@@ -240,7 +203,8 @@ static clattn_status naive_create(clattn_plan p) {
   s->out_of_order = (qp & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE) != 0;
 
   s->softmax_wg = 256;
-  while ((size_t)s->softmax_wg > ctx->info.max_wg) s->softmax_wg /= 2;
+  while ((size_t)s->softmax_wg > ctx->info.max_wg)
+    s->softmax_wg /= 2;
   if (ctx->info.is_cpu) s->softmax_wg = s->softmax_wg > 16 ? 16 : s->softmax_wg;
   char opts[256];
   clattn_status st;
@@ -278,8 +242,7 @@ static clattn_status naive_create(clattn_plan p) {
 }
 
 static clattn_status blast_fail(clattn_context ctx, const char *call, CLBlastStatusCode c) {
-  if (c == CLBlastOpenCLOutOfResources ||
-      c == CLBlastTempBufferAllocFailure)
+  if (c == CLBlastOpenCLOutOfResources || c == CLBlastTempBufferAllocFailure)
     return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "%s failed with CLBlast status %d", call,
                         (int)c);
   return clattn__fail(ctx, CLATTN_ERROR_OPENCL, "%s failed with CLBlast status %d", call, (int)c);
@@ -310,9 +273,7 @@ static clattn_status naive_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, 
     bs = CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes,
                                     Nq, Nk, hd, (float)d->scale, q, g->off[0], (size_t)p->qs.seq,
                                     g->step[0], k, g->off[1], (size_t)p->ks.seq, g->step[1], 0.0f,
-                                    s->run_scores ? s->run_scores[r] : s->scores,
-                                    s->run_scores ? 0 : g->off[4], Nk, g->step[4], g->count,
-                                    &queue, NULL);
+                                    s->scores, g->off[4], Nk, g->step[4], g->count, &queue, NULL);
     if (bs != CLBlastSuccess) return blast_fail(ctx, "CLBlast GEMM S = Q K^T", bs);
   }
   if (s->out_of_order) clEnqueueBarrierWithWaitList(queue, 0, NULL, NULL);
@@ -338,9 +299,8 @@ static clattn_status naive_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, 
     const gemm_run *g = &s->runs[r];
     const bool last = r + 1 == s->nruns && !s->out_of_order;
     bs = CLBlastSgemmStridedBatched(
-        CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, Nq, hd, Nk, 1.0f,
-        s->run_scores ? s->run_scores[r] : s->scores, s->run_scores ? 0 : g->off[4], Nk,
-        g->step[4], v, g->off[2], (size_t)p->vs.seq, g->step[2], 0.0f, o, g->off[3],
+        CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, Nq, hd, Nk, 1.0f, s->scores,
+        g->off[4], Nk, g->step[4], v, g->off[2], (size_t)p->vs.seq, g->step[2], 0.0f, o, g->off[3],
         (size_t)p->os.seq, g->step[3], g->count, &queue, last ? event : NULL);
     if (bs != CLBlastSuccess) return blast_fail(ctx, "CLBlast GEMM O = P V", bs);
   }
@@ -355,14 +315,10 @@ static void naive_release(clattn_plan p) {
   naive_state *s = p->state;
   if (!s) return;
   if (s->softmax) clReleaseKernel(s->softmax);
-  for (size_t r = 0; s->run_scores && r < s->nruns; r++)
-    if (s->run_scores[r]) clReleaseMemObject(s->run_scores[r]);
-  free(s->run_scores);
   if (s->scores) clReleaseMemObject(s->scores);
   free(s->runs);
   free(s);
   p->state = NULL;
 }
 
-const clattn__family clattn__family_naive = {"naive", naive_create, naive_execute,
-                                             naive_release};
+const clattn__family clattn__family_naive = {"naive", naive_create, naive_execute, naive_release};

@@ -5,30 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static double half_to_double(uint16_t h) {
-  int sign = (h >> 15) & 1, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-  double v;
-  if (exp == 0) v = ldexp((double)man, -24);
-  else if (exp == 31) v = man ? NAN : INFINITY;
-  else v = ldexp((double)(man | 0x400), exp - 25);
-  return sign ? -v : v;
-}
-
-static double bf16_to_double(uint16_t b) {
-  uint32_t u = (uint32_t)b << 16;
-  float f;
-  memcpy(&f, &u, sizeof f);
-  return (double)f;
-}
-
-static double load(const void *base, clattn_dtype t, int64_t i) {
-  switch (t) {
-  case CLATTN_DTYPE_F16: return half_to_double(((const uint16_t *)base)[i]);
-  case CLATTN_DTYPE_BF16: return bf16_to_double(((const uint16_t *)base)[i]);
-  default: return (double)((const float *)base)[i];
-  }
-}
-
 /* ---- the mask, written from the header's definitions, independently of the
  * library's interval and tile-list builders (src/sparse.c) ---- */
 
@@ -157,13 +133,15 @@ clattn_status clattn_reference_attention(const clattn_attention_desc *desc, cons
       for (int h = 0; h < d.heads; h++) {
         const int hk = h / G;
         for (int x = 0; x < hd; x++)
-          qrow[x] = load(q, d.dtype, b * qs.batch + h * qs.head + i * qs.seq + x * qs.dim);
+          qrow[x] =
+              clattn__load_elem(q, d.dtype, b * qs.batch + h * qs.head + i * qs.seq + x * qs.dim);
         double mx = -INFINITY;
         for (int j = 0; j < Nk; j++) {
           if (!vis[j]) continue;
           double acc = 0.0;
           const int64_t kb = b * ks.batch + hk * ks.head + j * ks.seq;
-          for (int x = 0; x < hd; x++) acc += qrow[x] * load(k, d.dtype, kb + x * ks.dim);
+          for (int x = 0; x < hd; x++)
+            acc += qrow[x] * clattn__load_elem(k, d.dtype, kb + x * ks.dim);
           s[j] = acc * d.scale;
           if (s[j] > mx) mx = s[j];
         }
@@ -180,12 +158,13 @@ clattn_status clattn_reference_attention(const clattn_attention_desc *desc, cons
           if (!vis[j]) continue;
           const double w = s[j] / sum;
           const int64_t vb = b * vs.batch + hk * vs.head + j * vs.seq;
-          for (int x = 0; x < hd; x++) orow[x] += w * load(v, d.dtype, vb + x * vs.dim);
+          for (int x = 0; x < hd; x++)
+            orow[x] += w * clattn__load_elem(v, d.dtype, vb + x * vs.dim);
         }
         if (lse)
           lse[((int64_t)b * d.heads + h) * d.seq_q + i] = nvis > 0 ? mx + log(sum) : -INFINITY;
       }
-    }
+  }
   free(s);
   free(qrow);
   free(vis);

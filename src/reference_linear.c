@@ -5,31 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static double half_to_double(uint16_t h) {
-  int sign = (h >> 15) & 1, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-  double v;
-  if (exp == 0)
-    v = ldexp((double)man, -24);
-  else if (exp == 31)
-    v = man ? NAN : INFINITY;
-  else
-    v = ldexp((double)(man | 0x400), exp - 25);
-  return sign ? -v : v;
-}
-
-static double load(const void *base, clattn_dtype t, int64_t i) {
-  switch (t) {
-  case CLATTN_DTYPE_F16: return half_to_double(((const uint16_t *)base)[i]);
-  case CLATTN_DTYPE_BF16: {
-    uint32_t u = (uint32_t)((const uint16_t *)base)[i] << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return (double)f;
-  }
-  default: return (double)((const float *)base)[i];
-  }
-}
-
 /* Features of one row x (already scaled) into phi[F]. FAVOR+: the
  * log-features a_f = ω_fᵀx − ‖x‖²/2 (exponentiated by the caller). */
 static void features(clattn_feature_map map, const double *x, int D, int F, const double *w,
@@ -105,7 +80,7 @@ clattn_status clattn_reference_linear(const clattn_attention_desc *desc, const v
       for (int j = 0; j < Nk; j++) {
         const int64_t kb = b * ks.batch + hk * ks.head + j * ks.seq;
         for (int c = 0; c < D; c++)
-          x[c] = load(k, d.dtype, kb + c * ks.dim) * sk;
+          x[c] = clattn__load_elem(k, d.dtype, kb + c * ks.dim) * sk;
         double *pk = phik + (size_t)j * (size_t)F;
         features(d.feature_map, x, D, F, w, pk);
         for (int f = 0; favor && f < F; f++)
@@ -119,7 +94,7 @@ clattn_status clattn_reference_linear(const clattn_attention_desc *desc, const v
           const int i = rows ? rows[ri] : ri;
           const int64_t qb = b * qs.batch + h * qs.head + i * qs.seq;
           for (int c = 0; c < D; c++)
-            x[c] = load(q, d.dtype, qb + c * qs.dim) * sq;
+            x[c] = clattn__load_elem(q, d.dtype, qb + c * qs.dim) * sq;
           features(d.feature_map, x, D, F, w, phiq);
           if (favor) {
             double mq = -INFINITY;
@@ -146,7 +121,7 @@ clattn_status clattn_reference_linear(const clattn_attention_desc *desc, const v
             den += wgt;
             const int64_t vb = b * vs.batch + hk * vs.head + j * vs.seq;
             for (int c = 0; c < D; c++)
-              num[c] += wgt * load(v, d.dtype, vb + c * vs.dim);
+              num[c] += wgt * clattn__load_elem(v, d.dtype, vb + c * vs.dim);
           }
           double *orow = o + (((int64_t)b * d.heads + h) * d.seq_q + i) * D;
           for (int c = 0; c < D; c++)

@@ -392,27 +392,6 @@ static double now_s(void) {
   return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-static uint16_t float_to_half(float f) {
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  uint32_t sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
-  if (a >= 0x47800000u) return (uint16_t)(sign | 0x7c00u);
-  if (a < 0x38800000u) { /* subnormal */
-    float af;
-    memcpy(&af, &a, 4);
-    return (uint16_t)(sign | (uint32_t)lrintf(af * 16777216.0f));
-  }
-  uint32_t h = (a - 0x38000000u) >> 13, rem = a & 0x1fffu;
-  h += (rem > 0x1000u) || (rem == 0x1000u && (h & 1u));
-  return (uint16_t)(sign | h);
-}
-
-static double half_to_double(uint16_t h) {
-  int e = (h >> 10) & 31, m = h & 1023;
-  double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m + 1024, e - 25);
-  return (h & 0x8000) ? -v : v;
-}
-
 static void fill_random(void *dst, size_t n, clattn_dtype t, uint64_t seed) {
   uint64_t s = seed;
   for (size_t i = 0; i < n; i++) {
@@ -420,23 +399,11 @@ static void fill_random(void *dst, size_t n, clattn_dtype t, uint64_t seed) {
     if (t == CLATTN_DTYPE_F32) {
       ((float *)dst)[i] = f;
     } else if (t == CLATTN_DTYPE_F16) {
-      ((uint16_t *)dst)[i] = float_to_half(f);
+      ((uint16_t *)dst)[i] = clattn__float_to_half(f);
     } else {
-      uint32_t u;
-      memcpy(&u, &f, 4);
-      ((uint16_t *)dst)[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+      ((uint16_t *)dst)[i] = clattn__float_to_bf16(f);
     }
   }
-}
-
-static double load_elem(const void *base, clattn_dtype t, size_t i) {
-  if (t == CLATTN_DTYPE_F32) return ((const float *)base)[i];
-  uint16_t b = ((const uint16_t *)base)[i];
-  if (t == CLATTN_DTYPE_F16) return half_to_double(b);
-  uint32_t u = (uint32_t)b << 16;
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
 }
 
 /* ---- the tuner -------------------------------------------------------------- */
@@ -600,7 +567,7 @@ static int verify_candidate(clattn_context ctx, tune_io *io, const char *cfg, do
               size_t idx =
                   (((size_t)b * (size_t)d->seq_q) + (size_t)rows[i]) * (size_t)d->head_dim +
                   (size_t)k;
-              double x = load_elem(ho, d->dtype, idx), r = ref[idx];
+              double x = clattn__load_elem(ho, d->dtype, idx), r = ref[idx];
               if (x != x) nan = true;
               num += (x - r) * (x - r);
               den += r * r;
