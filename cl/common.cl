@@ -45,6 +45,13 @@ inline ushort float_to_bf16(float f) {
 #define STORE(p, i, x) ((p)[i] = float_to_bf16(x))
 #endif
 
+/* Masked scores use a large finite sentinel instead of -inf, so that kernels
+ * stay correct when built with -cl-fast-relaxed-math (finite math only, as on
+ * CPUs): exp2(sentinel - m) is 0, and a running max at or below the limit
+ * means "no visible key yet". -inf is only ever stored, as raw bits. */
+#define CLATTN_MASKED (-1.0e30f)
+#define CLATTN_MASKED_LIMIT (-1.0e29f)
+#define CLATTN_NEG_INF as_float(0xff800000u)
 #define CLATTN_LOG2E 1.4426950408889634f
 #define CLATTN_LN2 0.6931471805599453f
 

@@ -141,7 +141,7 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
   float m[RM], l[RM];
 #pragma unroll
   for (int i = 0; i < RM; i++) {
-    m[i] = -INFINITY;
+    m[i] = CLATTN_MASKED;
     l[i] = 0.0f;
 #pragma unroll
     for (int j = 0; j < RC * 4; j++) acc[i][j] = 0.0f;
@@ -215,7 +215,7 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
 #if SPARSE
           dead = dead || !sp_visible(qrow + off, key, Nk, SPARSE_MASK_PASS);
 #endif
-          if (dead) s[i][j] = -INFINITY;
+          if (dead) s[i][j] = CLATTN_MASKED;
         }
       }
     }
@@ -238,9 +238,10 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
       float mx = m[i];
 #pragma unroll
       for (int u = 0; u < TN; u++) mx = fmax(mx, red[r * TN + u]);
-      /* mx == -inf: every key so far is masked; keep p = 0, alpha = 1. */
-      const float alpha = (mx == -INFINITY) ? 1.0f : exp2(m[i] - mx);
-      const float sub = (mx == -INFINITY) ? 0.0f : mx;
+      /* mx masked: every key so far is masked; keep p = 0, alpha = 1. */
+      const bool none = mx <= CLATTN_MASKED_LIMIT;
+      const float alpha = none ? 1.0f : exp2(m[i] - mx);
+      const float sub = none ? 0.0f : mx;
       m[i] = mx;
       float rs = 0.0f;
 #pragma unroll
@@ -303,7 +304,7 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
         }
       }
       if (write_lse && tn == 0)
-        LSE[(long)bh * Nq + qrow] = lt > 0.0f ? (m[i] + log2(lt)) * CLATTN_LN2 : -INFINITY;
+        LSE[(long)bh * Nq + qrow] = lt > 0.0f ? (m[i] + log2(lt)) * CLATTN_LN2 : CLATTN_NEG_INF;
     }
   }
 }

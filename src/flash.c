@@ -99,6 +99,9 @@ static clattn_status flash_create(clattn_plan p) {
            "-DTM=%d -DTN=%d -DCAUSAL=%d -DVEC_GLOBAL=%d",
            (int)d->dtype, d->head_dim, dp, s->cfg.bm, s->cfg.bn, s->cfg.tm, s->cfg.tn,
            d->mask == CLATTN_MASK_CAUSAL ? 1 : 0, vec_global);
+  /* CPUs (PoCL): finite math lets LLVM vectorise the max/select chains of the
+   * softmax; the kernel never relies on infinities (see CLATTN_MASKED). */
+  if (ctx->info.is_cpu) clattn__append(opts, sizeof opts, " -cl-fast-relaxed-math");
   if (p->sparse) clattn__append(opts, sizeof opts, " -DSPARSE=%d", p->sparse->cls);
   cl_program prog = NULL;
   clattn_status st = clattn__get_program(ctx, "flash_fwd.cl", opts, &prog);
