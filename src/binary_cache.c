@@ -168,26 +168,6 @@ static uint64_t get_u64(const uint8_t *p) {
   return v;
 }
 
-/* Reads a whole file; NULL when absent or unreadable. */
-static uint8_t *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  uint8_t *buf = NULL;
-  if (fseek(f, 0, SEEK_END) == 0) {
-    long n = ftell(f);
-    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-      buf = malloc((size_t)n + 1);
-      if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-      }
-      if (buf) *len = (size_t)n;
-    }
-  }
-  fclose(f);
-  return buf;
-}
-
 /* NULL when the file is a valid entry for key, else why not. */
 static const char *validate(const uint8_t *b, size_t n, const uint8_t key[32]) {
   if (n < HEADER_BYTES) return "truncated header";
@@ -209,7 +189,7 @@ cl_program clattn__binary_cache_load(clattn_context ctx, const uint8_t key[32], 
   char path[4400];
   if (!binary_path(&ctx->info, key, path, sizeof path, false)) return NULL;
   size_t n = 0;
-  uint8_t *b = slurp(path, &n);
+  uint8_t *b = (uint8_t *)clattn__read_file(path, &n);
   if (!b) {
     atomic_fetch_add(&n_misses, 1);
     return NULL;

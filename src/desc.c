@@ -157,8 +157,8 @@ clattn_status clattn__desc_resolve(clattn_context ctx, const clattn_attention_de
 }
 
 clattn_status clattn_attention_desc_strides(const clattn_attention_desc *desc, clattn_strides *q,
-                                            clattn_strides *k, clattn_strides *v,
-                                            clattn_strides *o, size_t elems[4]) {
+                                            clattn_strides *k, clattn_strides *v, clattn_strides *o,
+                                            size_t elems[4]) {
   return clattn__desc_resolve(NULL, desc, NULL, q, k, v, o, elems);
 }
 
@@ -167,7 +167,14 @@ clattn_status clattn__check_buffer(clattn_context ctx, cl_mem buf, size_t bytes,
   size_t size = 0;
   cl_int err = clGetMemObjectInfo(buf, CL_MEM_SIZE, sizeof size, &size, NULL);
   if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clGetMemObjectInfo(CL_MEM_SIZE)", err, arg);
-  if (size < bytes)
-    return BAD("%s holds %zu bytes but the descriptor needs %zu", arg, size, bytes);
+  if (size < bytes) return BAD("%s holds %zu bytes but the descriptor needs %zu", arg, size, bytes);
   return CLATTN_SUCCESS;
+}
+
+bool clattn__rows_valid(const int *rows, int num_rows, int seq_q) {
+  if (!rows) return true;
+  if (num_rows < 0) return false;
+  for (int i = 0; i < num_rows; i++)
+    if (rows[i] < 0 || rows[i] >= seq_q) return false;
+  return true;
 }

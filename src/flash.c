@@ -45,14 +45,13 @@ static clattn_status flash_tc_create(clattn_plan p, flash_state *s) {
   size_t local = (size_t)2 * bn * (dp + 8) * 2;
   if (local > ctx->info.local_mem)
     return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
-                        "tensor-core flash needs %zu bytes of local memory for head_dim %d",
-                        local, d->head_dim);
+                        "tensor-core flash needs %zu bytes of local memory for head_dim %d", local,
+                        d->head_dim);
   char opts[512];
   snprintf(opts, sizeof opts,
            "-cl-std=CL1.2 -DCLATTN_DTYPE=%d -DD=%d -DWARPS=%d -DBN=%d -DCAUSAL=%d "
            "-DVEC_GLOBAL=%d -DUSE_LDM=1 -DLDM_ADDR=1 -DASYNC=%d",
-           (int)d->dtype, d->head_dim, warps, bn, d->mask == CLATTN_MASK_CAUSAL ? 1 : 0, vec,
-           vec);
+           (int)d->dtype, d->head_dim, warps, bn, d->mask == CLATTN_MASK_CAUSAL ? 1 : 0, vec, vec);
   cl_program prog = NULL;
   clattn_status st = clattn__get_program(ctx, "flash_tc.cl", opts, &prog);
   if (st != CLATTN_SUCCESS) return st;
@@ -63,8 +62,8 @@ static clattn_status flash_tc_create(clattn_plan p, flash_state *s) {
   snprintf(p->describe, sizeof p->describe,
            "flash-tc %s d=%d: mma.sync m16n8k16 + ldmatrix%s, %d warps, bm=%d bn=%d (%zu B "
            "local) [built-in default]",
-           clattn__dtype_name(d->dtype), d->head_dim, vec ? " + cp.async" : "", warps,
-           16 * warps, bn, local);
+           clattn__dtype_name(d->dtype), d->head_dim, vec ? " + cp.async" : "", warps, 16 * warps,
+           bn, local);
   return CLATTN_SUCCESS;
 }
 
@@ -85,8 +84,7 @@ static clattn_status flash_create(clattn_plan p) {
    * CLATTN_PLAN_MEASURE → built-in defaults (src/tune.c). */
   int params[CLATTN__MAX_PARAMS];
   char origin[160];
-  clattn_status cst =
-      clattn__choose_config(p, &clattn__flash_space, params, origin, sizeof origin);
+  clattn_status cst = clattn__choose_config(p, &clattn__flash_space, params, origin, sizeof origin);
   if (cst != CLATTN_SUCCESS) return cst;
   s->cfg = clattn__flash_cfg_from_params(params);
 
@@ -113,8 +111,8 @@ static clattn_status flash_create(clattn_plan p) {
   s->nqb = (d->seq_q + s->bm - 1) / s->bm;
   snprintf(p->describe, sizeof p->describe,
            "flash %s d=%d: bm=%d bn=%d tm=%d tn=%d (%d work-items, %zu B local) [%s]",
-           clattn__dtype_name(d->dtype), d->head_dim, s->cfg.bm, s->cfg.bn, s->cfg.tm, s->cfg.tn, s->cfg.tm * s->cfg.tn,
-           clattn__flash_local_bytes(&s->cfg, d->head_dim), origin);
+           clattn__dtype_name(d->dtype), d->head_dim, s->cfg.bm, s->cfg.bn, s->cfg.tm, s->cfg.tn,
+           s->cfg.tm * s->cfg.tn, clattn__flash_local_bytes(&s->cfg, d->head_dim), origin);
   if (p->sparse) {
     /* Per-query-tile lists of key tiles, built and uploaded once per plan. */
     st = clattn__sparse_build_tiles(p, s->cfg.bm, s->cfg.bn);
@@ -150,7 +148,8 @@ static clattn_status flash_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, 
   err |= clSetKernelArg(kr, a++, sizeof(int), &write_lse);
   for (int t = 0; t < 4; t++) {
     cl_long v4[4] = {st[t]->batch, st[t]->head, st[t]->seq, st[t]->dim};
-    for (int i = 0; i < 4; i++) err |= clSetKernelArg(kr, a++, sizeof(cl_long), &v4[i]);
+    for (int i = 0; i < 4; i++)
+      err |= clSetKernelArg(kr, a++, sizeof(cl_long), &v4[i]);
   }
   err |= clSetKernelArg(kr, a++, sizeof(int), &d->heads);
   err |= clSetKernelArg(kr, a++, sizeof(int), &G);
@@ -168,8 +167,7 @@ static clattn_status flash_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, 
   size_t gws[2] = {(size_t)s->nqb * nt, (size_t)d->batch * (size_t)d->heads};
   size_t lws[2] = {nt, 1};
   err = clEnqueueNDRangeKernel(p->ctx->queue, kr, 2, NULL, gws, lws, num_wait, wait, event);
-  if (err != CL_SUCCESS)
-    return clattn__cl_fail(p->ctx, "clEnqueueNDRangeKernel", err, "flash_fwd");
+  if (err != CL_SUCCESS) return clattn__cl_fail(p->ctx, "clEnqueueNDRangeKernel", err, "flash_fwd");
   return CLATTN_SUCCESS;
 }
 
@@ -181,5 +179,4 @@ static void flash_release(clattn_plan p) {
   p->state = NULL;
 }
 
-const clattn__family clattn__family_flash = {"flash", flash_create, flash_execute,
-                                             flash_release};
+const clattn__family clattn__family_flash = {"flash", flash_create, flash_execute, flash_release};

@@ -68,8 +68,8 @@ struct clattn_plan_s {
   void *state;
   size_t workspace_bytes;
   char describe[512];
-  const char *config;        /* forced configuration string, or NULL (creation only) */
-  const char *config_origin; /* who forced it (for describe) */
+  const char *config;            /* forced configuration string, or NULL (creation only) */
+  const char *config_origin;     /* who forced it (for describe) */
   struct clattn__sparse *sparse; /* sparse masks only (src/sparse.h), else NULL */
   uint64_t visible_pairs;        /* (b, h, i, j) tuples the mask keeps */
 };
@@ -145,12 +145,17 @@ clattn_status clattn__check_buffer(clattn_context ctx, cl_mem buf, size_t bytes,
 /* ---- host dtype conversions (dtype.c) ---- */
 double clattn__half_to_double(uint16_t h);
 double clattn__bf16_to_double(uint16_t b);
-uint16_t clattn__float_to_half(float f);  /* round to nearest even */
-uint16_t clattn__float_to_bf16(float f);  /* round to nearest even */
+uint16_t clattn__float_to_half(float f); /* round to nearest even */
+uint16_t clattn__float_to_bf16(float f); /* round to nearest even */
 /* Element i of a host array of storage type t, as double. */
 double clattn__load_elem(const void *base, clattn_dtype t, int64_t i);
 
 /* ---- small utilities ---- */
+/* Reads a whole file into a NUL-terminated malloc'ed buffer (length in *len
+ * when len is not NULL); NULL when absent or unreadable. */
+char *clattn__read_file(const char *path, size_t *len);
+/* Validates an optional list of query rows of a reference call. */
+bool clattn__rows_valid(const int *rows, int num_rows, int seq_q);
 int clattn__strcasestr_bool(const char *hay, const char *needle);
 char *clattn__strdup(const char *s);
 void clattn__append(char *buf, size_t cap, const char *fmt, ...)

@@ -1,4 +1,5 @@
-/* program.c — kernel sources (embedded or from CLATTN_KERNEL_DIR) and per-context program builds. */
+/* program.c — kernel sources (embedded or from CLATTN_KERNEL_DIR) and per-context program builds.
+ */
 #include "internal.h"
 #include "tune.h"
 
@@ -6,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *read_file(const char *path, size_t *len) {
+char *clattn__read_file(const char *path, size_t *len) {
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;
   char *buf = NULL;
@@ -33,7 +34,7 @@ char *clattn__kernel_source(clattn_context ctx, const char *name) {
   if (dir && *dir) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    char *s = read_file(path, NULL);
+    char *s = clattn__read_file(path, NULL);
     if (!s)
       clattn__fail(ctx, CLATTN_ERROR_IO, "cannot read kernel source '%s' (CLATTN_KERNEL_DIR=%s)",
                    path, dir);

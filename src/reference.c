@@ -103,10 +103,8 @@ clattn_status clattn_reference_attention(const clattn_attention_desc *desc, cons
   clattn_status st = clattn__desc_resolve(NULL, desc, &d, &qs, &ks, &vs, NULL, NULL);
   if (st != CLATTN_SUCCESS) return st;
   if (!q || !k || !v || !o) return CLATTN_ERROR_INVALID_ARGUMENT;
-  if (rows && num_rows < 0) return CLATTN_ERROR_INVALID_ARGUMENT;
+  if (!clattn__rows_valid(rows, num_rows, d.seq_q)) return CLATTN_ERROR_INVALID_ARGUMENT;
   const int nrows = rows ? num_rows : d.seq_q;
-  for (int i = 0; rows && i < nrows; i++)
-    if (rows[i] < 0 || rows[i] >= d.seq_q) return CLATTN_ERROR_INVALID_ARGUMENT;
   const int Nk = d.seq_kv, hd = d.head_dim, G = d.heads / d.kv_heads;
   ref_mask m = {&d, 0, -1, NULL, NULL};
   if (d.mask == CLATTN_MASK_BIGBIRD || d.mask == CLATTN_MASK_BLOCK_LAYOUT)

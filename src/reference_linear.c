@@ -39,10 +39,8 @@ clattn_status clattn_reference_linear(const clattn_attention_desc *desc, const v
   st = clattn__linear_resolve(NULL, &d, &F);
   if (st != CLATTN_SUCCESS) return st;
   if (!q || !k || !v || !o) return CLATTN_ERROR_INVALID_ARGUMENT;
-  if (rows && num_rows < 0) return CLATTN_ERROR_INVALID_ARGUMENT;
+  if (!clattn__rows_valid(rows, num_rows, d.seq_q)) return CLATTN_ERROR_INVALID_ARGUMENT;
   const int nrows = rows ? num_rows : d.seq_q;
-  for (int i = 0; rows && i < nrows; i++)
-    if (rows[i] < 0 || rows[i] >= d.seq_q) return CLATTN_ERROR_INVALID_ARGUMENT;
   const int Nk = d.seq_kv, D = d.head_dim, G = d.heads / d.kv_heads;
   const bool favor = d.feature_map == CLATTN_FEATURE_FAVOR;
   const double rs = sqrt(fabs(d.scale)), sq = d.scale < 0 ? -rs : rs, sk = rs;

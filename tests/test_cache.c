@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "internal.h"
 #include "tune.h"
+#include "test_util.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,31 +29,10 @@ static double now_s(void) {
   return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-static void rm_rf(const char *path) {
-  struct stat st;
-  if (lstat(path, &st) != 0) return;
-  if (S_ISDIR(st.st_mode)) {
-    DIR *d = opendir(path);
-    if (d) {
-      struct dirent *e;
-      while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char sub[1024];
-        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-        rm_rf(sub);
-      }
-      closedir(d);
-    }
-    rmdir(path);
-  } else {
-    unlink(path);
-  }
-}
-
 static void use_cache(const char *name) {
   char dir[512];
   snprintf(dir, sizeof dir, "%s/%s", root, name);
-  rm_rf(dir);
+  tu_rm_rf(dir);
   mkdir(dir, 0755);
   setenv("CLATTN_CACHE_DIR", dir, 1);
 }
@@ -315,6 +295,6 @@ int main(void) {
       cmocka_unit_test(test_unwritable_dir),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
-  rm_rf(root);
+  tu_rm_rf(root);
   return rc;
 }

@@ -4,6 +4,7 @@
 #include "flash_config.h"
 #include "internal.h"
 #include "tune.h"
+#include "test_util.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,32 +23,11 @@
 /* Every test works under a fresh temporary cache directory (never ~/.cache). */
 static char root[256];
 
-static void rm_rf(const char *path) {
-  struct stat st;
-  if (lstat(path, &st) != 0) return;
-  if (S_ISDIR(st.st_mode)) {
-    DIR *d = opendir(path);
-    if (d) {
-      struct dirent *e;
-      while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char sub[1024];
-        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-        rm_rf(sub);
-      }
-      closedir(d);
-    }
-    rmdir(path);
-  } else {
-    unlink(path);
-  }
-}
-
 /* Points CLATTN_CACHE_DIR at <root>/<name> (emptied). */
 static void use_cache(const char *name) {
   char dir[512];
   snprintf(dir, sizeof dir, "%s/%s", root, name);
-  rm_rf(dir);
+  tu_rm_rf(dir);
   mkdir(dir, 0755);
   setenv("CLATTN_CACHE_DIR", dir, 1);
 }
@@ -707,6 +687,6 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_export_import),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
-  rm_rf(root);
+  tu_rm_rf(root);
   return rc;
 }

@@ -1,5 +1,9 @@
 /* test_util.c — shared test helpers: seeds, inputs, NaN poisoning, buffers, reference checks. */
+#define _DEFAULT_SOURCE /* lstat, mkdtemp */
 #include "test_util.h"
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -629,4 +633,25 @@ int tu_group_teardown(void **state) {
   clattn_context_release((clattn_context)*state);
   *state = NULL;
   return 0;
+}
+
+void tu_rm_rf(const char *path) {
+  struct stat st;
+  if (lstat(path, &st) != 0) return;
+  if (S_ISDIR(st.st_mode)) {
+    DIR *d = opendir(path);
+    if (d) {
+      struct dirent *e;
+      while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char sub[1024];
+        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+        tu_rm_rf(sub);
+      }
+      closedir(d);
+    }
+    rmdir(path);
+  } else {
+    unlink(path);
+  }
 }

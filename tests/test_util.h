@@ -166,4 +166,7 @@ int tu_parse_filter_args(int argc, char **argv);
 int tu_group_setup(void **state);
 int tu_group_teardown(void **state);
 
+/* Removes a file or a directory tree (best effort). */
+void tu_rm_rf(const char *path);
+
 #endif
