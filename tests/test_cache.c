@@ -58,13 +58,6 @@ static int find_binary(clattn_context ctx, char *out, size_t cap) {
   return n;
 }
 
-static clattn_context new_ctx(void) {
-  clattn_context ctx = NULL;
-  if (clattn_context_create(NULL, &ctx) != CLATTN_SUCCESS)
-    fail_msg("no OpenCL device: %s", clattn_last_create_error());
-  return ctx;
-}
-
 /* Plans (forced small configuration), runs and checks against the float64
  * reference; returns the plan-creation time in seconds. */
 static double plan_run_check(clattn_context ctx, double *exec_s) {
@@ -166,7 +159,7 @@ static void test_cold_warm(void **state) {
   (void)state;
   use_cache("coldwarm");
   clattn__cache_stats s0 = clattn__binary_cache_stats();
-  clattn_context ctx = new_ctx();
+  clattn_context ctx = tu_new_context();
   double cold_exec = 0, warm_exec = 0;
   double cold = plan_run_check(ctx, &cold_exec);
   clattn_context_release(ctx); /* PoCL: the binary is stored here */
@@ -174,7 +167,7 @@ static void test_cold_warm(void **state) {
   assert_int_equal(s1.stores - s0.stores, 1);
   assert_int_equal(s1.hits - s0.hits, 0);
 
-  ctx = new_ctx();
+  ctx = tu_new_context();
   char bin[1024];
   assert_int_equal(find_binary(ctx, bin, sizeof bin), 1);
   double warm = plan_run_check(ctx, &warm_exec);
@@ -193,7 +186,7 @@ static void test_cold_warm(void **state) {
  * binary test_cold_warm left in its cache directory). */
 static void test_corrupt_binary(void **state) {
   (void)state;
-  clattn_context ctx = new_ctx();
+  clattn_context ctx = tu_new_context();
   char bin[1024];
   assert_int_equal(find_binary(ctx, bin, sizeof bin), 1);
   clattn_context_release(ctx);
@@ -211,7 +204,7 @@ static void test_corrupt_binary(void **state) {
     } else { /* not a cache file at all */
       spit(bin, "garbage", 7);
     }
-    ctx = new_ctx();
+    ctx = tu_new_context();
     clattn__cache_stats s0 = clattn__binary_cache_stats();
     if (v == 0)
       plan_run_check(ctx, NULL); /* rebuilt from source, and correct */
@@ -225,7 +218,7 @@ static void test_corrupt_binary(void **state) {
       clattn_context_release(ctx); /* the rebuilt binary is stored again */
       clattn__cache_stats s2 = clattn__binary_cache_stats();
       assert_int_equal(s2.stores - s0.stores, 1); /* at build, or (PoCL) at release */
-      ctx = new_ctx();
+      ctx = tu_new_context();
       plan_only(ctx); /* and is valid */
       assert_int_equal(clattn__binary_cache_stats().hits - s2.hits, 1);
       clattn_context_release(ctx);
@@ -243,7 +236,7 @@ static void test_cache_off(void **state) {
   (void)state;
   setenv("CLATTN_CACHE_DIR", "off", 1);
   clattn__cache_stats s0 = clattn__binary_cache_stats();
-  clattn_context ctx = new_ctx();
+  clattn_context ctx = tu_new_context();
   char dir[1024];
   assert_false(clattn__device_dir(&ctx->info, dir, sizeof dir, false));
   plan_run_check(ctx, NULL);
@@ -264,7 +257,7 @@ static void test_unwritable_dir(void **state) {
   fclose(f);
   setenv("CLATTN_CACHE_DIR", file, 1);
   clattn__cache_stats s0 = clattn__binary_cache_stats();
-  clattn_context ctx = new_ctx();
+  clattn_context ctx = tu_new_context();
   plan_run_check(ctx, NULL);
   assert_string_equal(plan_msg, "");
   clattn_context_release(ctx);
@@ -272,7 +265,7 @@ static void test_unwritable_dir(void **state) {
   assert_int_equal(s1.stores, s0.stores);
   /* Disabled for the rest of the process, even with a good directory. */
   use_cache("after");
-  ctx = new_ctx();
+  ctx = tu_new_context();
   plan_only(ctx);
   clattn_context_release(ctx);
   clattn__cache_stats s2 = clattn__binary_cache_stats();

@@ -59,11 +59,20 @@ static clattn_attention_desc small_desc(int seq) {
   return d;
 }
 
-static clattn_context new_ctx(void) {
-  clattn_context ctx = NULL;
-  if (clattn_context_create(NULL, &ctx) != CLATTN_SUCCESS)
-    fail_msg("no OpenCL device: %s", clattn_last_create_error());
-  return ctx;
+/* Stores a hand-made entry (flash f32 d=16 seq=64 -> bm=16,bn=8,tm=2,tn=4). */
+static clattn__tunedb_entry store_small_entry(clattn_context ctx) {
+  clattn__tunedb_entry e;
+  memset(&e, 0, sizeof e);
+  snprintf(e.kernel, sizeof e.kernel, "flash");
+  assert_int_equal(clattn__source_hash(ctx, &clattn__flash_space, e.src), CLATTN_SUCCESS);
+  e.dtype = CLATTN_DTYPE_F32;
+  e.head_dim = 16;
+  e.mask = CLATTN_MASK_NONE;
+  e.seq = 64;
+  snprintf(e.config, sizeof e.config, "bm=16,bn=8,tm=2,tn=4");
+  e.ms = e.default_ms = -1;
+  assert_int_equal(clattn__tunedb_store(ctx, &e, 1), CLATTN_SUCCESS);
+  return e;
 }
 
 /* Creates a plan for seq and returns its describe line (static buffer). */
@@ -294,7 +303,7 @@ static char tuned_cfg[128];
 static void test_tune_tiny_and_reuse(void **state) {
   (void)state;
   use_cache("tune");
-  clattn_context ctx = new_ctx();
+  clattn_context ctx = tu_new_context();
   clattn_tune_request r;
   clattn_tune_request_init(&r);
   r.head_dim = 16;
@@ -330,7 +339,7 @@ static void test_tune_tiny_and_reuse(void **state) {
   clattn_context_release(ctx);
 
   /* A new context finds it without tuning. */
-  ctx = new_ctx();
+  ctx = tu_new_context();
   const char *d = plan_describe(ctx, 64, 0);
   ASSERT_HAS(d, "[tuned]");
   char cfg_words[160];
@@ -388,7 +397,7 @@ static void test_concurrent_tuners(void **state) {
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
   }
-  clattn_context ctx = new_ctx();
+  clattn_context ctx = tu_new_context();
   char path[1024];
   assert_int_equal(clattn_tunedb_path(ctx, path, sizeof path), CLATTN_SUCCESS);
   clattn__tunedb db;
@@ -421,20 +430,10 @@ static void test_concurrent_tuners(void **state) {
 static void test_override(void **state) {
   (void)state;
   use_cache("override");
-  clattn_context ctx = new_ctx();
+  clattn_context ctx = tu_new_context();
   clattn_attention_desc d = small_desc(64);
   /* A database entry that the overrides must beat. */
-  clattn__tunedb_entry e;
-  memset(&e, 0, sizeof e);
-  snprintf(e.kernel, sizeof e.kernel, "flash");
-  assert_int_equal(clattn__source_hash(ctx, &clattn__flash_space, e.src), CLATTN_SUCCESS);
-  e.dtype = CLATTN_DTYPE_F32;
-  e.head_dim = 16;
-  e.mask = CLATTN_MASK_NONE;
-  e.seq = 64;
-  snprintf(e.config, sizeof e.config, "bm=16,bn=8,tm=2,tn=4");
-  e.ms = e.default_ms = -1;
-  assert_int_equal(clattn__tunedb_store(ctx, &e, 1), CLATTN_SUCCESS);
+  store_small_entry(ctx);
   ASSERT_HAS(plan_describe(ctx, 64, 0), "bm=16 bn=8 tm=2 tn=4 (8 work-items");
 
   clattn_plan plan = NULL;
@@ -473,7 +472,7 @@ typedef struct db_case {
 static void test_corrupt_db_files(void **state) {
   (void)state;
   use_cache("corrupt");
-  clattn_context ctx = new_ctx();
+  clattn_context ctx = tu_new_context();
   char path[1024], src[17];
   assert_int_equal(clattn_tunedb_path(ctx, path, sizeof path), CLATTN_SUCCESS);
   assert_int_equal(clattn__source_hash(ctx, &clattn__flash_space, src), CLATTN_SUCCESS);
@@ -577,18 +576,8 @@ static void write_changed_sources(const char *dir) {
 static void test_source_hash_change(void **state) {
   (void)state;
   use_cache("srchash");
-  clattn_context ctx = new_ctx();
-  clattn__tunedb_entry e;
-  memset(&e, 0, sizeof e);
-  snprintf(e.kernel, sizeof e.kernel, "flash");
-  assert_int_equal(clattn__source_hash(ctx, &clattn__flash_space, e.src), CLATTN_SUCCESS);
-  e.dtype = CLATTN_DTYPE_F32;
-  e.head_dim = 16;
-  e.mask = CLATTN_MASK_NONE;
-  e.seq = 64;
-  snprintf(e.config, sizeof e.config, "bm=16,bn=8,tm=2,tn=4");
-  e.ms = e.default_ms = -1;
-  assert_int_equal(clattn__tunedb_store(ctx, &e, 1), CLATTN_SUCCESS);
+  clattn_context ctx = tu_new_context();
+  clattn__tunedb_entry e = store_small_entry(ctx);
   ASSERT_HAS(plan_describe(ctx, 64, 0), "[tuned]");
   char kdir[512];
   snprintf(kdir, sizeof kdir, "%s/kernels", root);
@@ -609,7 +598,7 @@ static void test_measure_flag(void **state) {
   (void)state;
   use_cache("measure");
   setenv("CLATTN_TUNE_BUDGET", "0", 1);
-  clattn_context ctx = new_ctx();
+  clattn_context ctx = tu_new_context();
   ASSERT_HAS(plan_describe(ctx, 64, 0), "built-in default");
   ASSERT_HAS(plan_describe(ctx, 64, CLATTN_PLAN_MEASURE), "[tuned now");
   ASSERT_HAS(plan_describe(ctx, 64, 0), "[tuned]");
@@ -622,18 +611,8 @@ static void test_measure_flag(void **state) {
 static void test_export_import(void **state) {
   (void)state;
   use_cache("export-a");
-  clattn_context ctx = new_ctx();
-  clattn__tunedb_entry e;
-  memset(&e, 0, sizeof e);
-  snprintf(e.kernel, sizeof e.kernel, "flash");
-  assert_int_equal(clattn__source_hash(ctx, &clattn__flash_space, e.src), CLATTN_SUCCESS);
-  e.dtype = CLATTN_DTYPE_F32;
-  e.head_dim = 16;
-  e.mask = CLATTN_MASK_NONE;
-  e.seq = 64;
-  snprintf(e.config, sizeof e.config, "bm=16,bn=8,tm=2,tn=4");
-  e.ms = e.default_ms = -1;
-  assert_int_equal(clattn__tunedb_store(ctx, &e, 1), CLATTN_SUCCESS);
+  clattn_context ctx = tu_new_context();
+  store_small_entry(ctx);
   char file[512];
   snprintf(file, sizeof file, "%s/exported.txt", root);
   assert_int_equal(clattn_tunedb_export(ctx, file), CLATTN_SUCCESS);

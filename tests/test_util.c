@@ -655,3 +655,10 @@ void tu_rm_rf(const char *path) {
     unlink(path);
   }
 }
+
+clattn_context tu_new_context(void) {
+  clattn_context ctx = NULL;
+  if (clattn_context_create(NULL, &ctx) != CLATTN_SUCCESS)
+    fail_msg("no OpenCL device: %s", clattn_last_create_error());
+  return ctx;
+}

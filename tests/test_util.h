@@ -169,4 +169,7 @@ int tu_group_teardown(void **state);
 /* Removes a file or a directory tree (best effort). */
 void tu_rm_rf(const char *path);
 
+/* A context on the default device; fails the test when there is none. */
+clattn_context tu_new_context(void);
+
 #endif
