@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh [quick|core|half|compare|families|all]; logs go to $OUT (or ./gpu-out).
+# Usage (device machine, repo root): bash bench/gpu.sh [quick|core|half|tc|compare|families|all]; logs go to $OUT (or ./gpu-out).
 set -uo pipefail
 what=${1:-all}
 OUT=${OUT:-$PWD/gpu-out}
@@ -44,6 +44,37 @@ if [[ $what == half || $what == all ]]; then
   python3 bench/torch_sdpa.py --tokens $TOK --heads $H --dtypes f16,bf16 --head-dims 64,128,256 --seqs 4096,16384 \
     --backends FLASH_ATTENTION >"$OUT/torch_half.jsonl" 2>>"$OUT/torch.err"
   python3 bench/summarize.py --algos flash --peer FLASH_ATTENTION "$OUT/half.jsonl" "$OUT/torch_half.jsonl" | tee "$OUT/half.md"
+fi
+
+if [[ $what == tc ]]; then
+  # tensor-core kernel: correctness of each m-tile variant on odd shapes, register/spill counts,
+  # then the configuration sweep (f16, N = 4096) next to PyTorch's FLASH_ATTENTION.
+  for cfg in warps=4,mt=1,bn=32 warps=4,mt=2,bn=32 warps=2,mt=2,bn=64; do
+    for shape in "--seq 257 --head-dim 80 --mask causal" "--seq-q 100 --seq-kv 333 --head-dim 64 --mask causal --heads 8 --kv-heads 2" \
+                 "--seq 300 --head-dim 128 --layout bshd" "--seq 65 --head-dim 256 --mask causal"; do
+      CLATTN_TUNE_OVERRIDE=$cfg timeout 60 $CLI run --dtype bf16 --verify $shape 2>&1 | grep -E 'verify|over|error' | tr '\n' ' '
+      echo " <- $cfg $shape"
+    done
+  done >"$OUT/tc_verify.txt" 2>&1
+  grep -c PASS "$OUT/tc_verify.txt"; grep -v PASS "$OUT/tc_verify.txt" | head -5
+  gcc -O2 bench/nv_build_log.c -lOpenCL -o build/nv_build_log
+  for d in 64 128; do for cfg in "8 1 64" "4 2 64" "4 2 32" "4 1 64" "2 2 64" "4 2 128"; do set -- $cfg
+    echo "== d=$d warps=$1 mt=$2 bn=$3"
+    ./build/nv_build_log NVIDIA cl/flash_tc.cl "-cl-std=CL1.2 -DCLATTN_DTYPE=1 -DD=$d -DWARPS=$1 -DMT=$2 -DBN=$3 -DVEC_GLOBAL=1 -DASYNC=1" \
+      "$OUT/tc_d${d}_w$1_m$2_b$3.ptx" | grep -iE 'registers|spill|FAILED|error' | head -4
+  done; done >"$OUT/tc_regs.txt" 2>&1
+  for d in 64 128; do for m in none causal; do
+    for cfg in warps=8,mt=1,bn=64 warps=4,mt=2,bn=64 warps=4,mt=2,bn=32 warps=4,mt=1,bn=64 warps=2,mt=2,bn=64 \
+               warps=4,mt=2,bn=128 warps=8,mt=2,bn=32 warps=8,mt=1,bn=32 warps=2,mt=2,bn=32; do
+      r=$(CLATTN_TUNE_OVERRIDE=$cfg point flash f16 $d $m 4096 --no-verify)
+      [ -n "$r" ] && echo "$r" | python3 -c "import json,sys; j=json.loads(sys.stdin.read()); print(j.get('tflops'), j.get('median_ms'), '$cfg d=$d $m')"
+    done
+  done; done | tee "$OUT/tc_sweep.txt"
+  python3 bench/torch_sdpa.py --tokens $TOK --heads $H --dtypes f16 --head-dims 64,128 --seqs 4096 \
+    --backends FLASH_ATTENTION >"$OUT/torch_tc.jsonl" 2>>"$OUT/torch.err"; cat "$OUT/torch_tc.jsonl"
+  cat "$OUT/tc_regs.txt"
+  rm -f "$OUT"/tc_d64_w4_m1*.ptx "$OUT"/tc_d128_w4_m1*.ptx "$OUT"/tc_d*_w2_*.ptx "$OUT"/tc_d*_m2_b128.ptx
+  tar czf "$OUT/tc_ptx.tgz" -C "$OUT" $(cd "$OUT" && ls *.ptx) && rm -f "$OUT"/*.ptx
 fi
 
 if [[ $what == compare || $what == all ]]; then

@@ -1,10 +1,13 @@
-/* flash_tc.cl — NVIDIA sm_80+ flash forward on tensor cores: mma.sync m16n8k16 (f16/bf16 → f32) via inline PTX. */
+/* flash_tc.cl — NVIDIA sm_80+ flash forward on tensor cores: mma.sync m16n8k16 (f16/bf16 → f32) via
+ * inline PTX. */
 
 /*
  * Same function as flash_fwd.cl for f16/bf16 storage, selected at plan time on
  * NVIDIA devices of compute capability >= 8.0. A work-group of WARPS warps
- * owns BM = 16·WARPS query rows; warp w owns rows 16w..16w+15. Each warp keeps
- * its Q rows as mma A-fragments in registers for the whole kernel, streams K
+ * owns BM = 16·MT·WARPS query rows; warp w owns MT m-tiles of 16 rows
+ * (rows 16·(MT·w + mt) + 0..15). Each warp keeps its Q rows as mma A-fragments
+ * in registers for the whole kernel (loaded straight from global memory),
+ * streams K
  * and V tiles of BN keys through local memory, computes S = Q·Kᵀ with
  * m16n8k16 MMAs into f32 accumulators, does the online softmax on the
  * accumulator fragments (row max/sum across the 4 lanes of a row with
@@ -17,8 +20,11 @@
  *
  * Local memory: KVs[2·BN][LDK] 16-bit elements; K in the first BN rows, V in
  * the next BN, both row-major [key][dim] with rows padded by 8 elements so
- * that the fragment reads of a warp hit 32 distinct banks. Q is staged through
- * the same buffer once at the start.
+ * that the fragment reads of a warp hit 32 distinct banks; fragments are read
+ * with ldmatrix (.trans for V). With MT = 2 every K/V fragment read from local
+ * memory feeds two MMAs (one per m-tile): one m16n8k16 needs 256 B of B
+ * operand, and at the MMA rate of an H100/H200 SM one m-tile per warp would
+ * need more local-memory bandwidth (~164 B/clk) than the SM has (128 B/clk).
  */
 
 #ifndef D
@@ -27,6 +33,9 @@
 #define DP ((D + 15) / 16 * 16) /* head dim padded to the MMA k step */
 #ifndef WARPS
 #define WARPS 4
+#endif
+#ifndef MT
+#define MT 1 /* m-tiles (16 query rows each) per warp */
 #endif
 #ifndef BN
 #define BN 64
@@ -38,17 +47,17 @@
 #define VEC_GLOBAL 0 /* unit dim stride, D % 8 == 0, strides % 8 == 0: 16-byte I/O */
 #endif
 
-#define BM (16 * WARPS)
+#define BM (16 * MT * WARPS)
 #define NT (32 * WARPS)
-#define LDK (DP + 8)   /* row stride (elements) of KVs */
-#define KCH (DP / 16)  /* k-steps of S = Q Kᵀ */
-#define NTS (BN / 8)   /* n-tiles of S */
-#define NTO (DP / 8)   /* n-tiles of O */
-#define KCP (BN / 16)  /* k-steps of O = P V */
-#define CH8 (DP / 8)   /* 8-element chunks per row */
+#define LDK (DP + 8)  /* row stride (elements) of KVs */
+#define KCH (DP / 16) /* k-steps of S = Q Kᵀ */
+#define NTS (BN / 8)  /* n-tiles of S */
+#define NTO (DP / 8)  /* n-tiles of O */
+#define KCP (BN / 16) /* k-steps of O = P V */
+#define CH8 (DP / 8)  /* 8-element chunks per row */
 
-#if (BN % 16) || (BM > 2 * BN)
-#error "flash_tc: BN must be a multiple of 16 and BM <= 2*BN"
+#if (BN % 32) || (MT < 1) || (MT > 2)
+#error "flash_tc: BN must be a multiple of 32 and MT 1 or 2"
 #endif
 #if CLATTN_DTYPE == 1
 #define MMA_T "f16"
@@ -60,11 +69,11 @@
 #error "flash_tc needs CLATTN_DTYPE 1 (f16) or 2 (bf16)"
 #endif
 
-#define MMA(c, a0, a1, a2, a3, b0, b1)                                                        \
-  __asm__ volatile("mma.sync.aligned.m16n8k16.row.col.f32." MMA_T "." MMA_T ".f32 "               \
-               "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"                        \
-               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                               \
-               : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1))
+#define MMA(c, a0, a1, a2, a3, b0, b1)                                                             \
+  __asm__ volatile("mma.sync.aligned.m16n8k16.row.col.f32." MMA_T "." MMA_T ".f32 "                \
+                   "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"                         \
+                   : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                \
+                   : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1))
 
 /* Packs two floats into one f16x2/bf16x2 register, lo in the low half. */
 inline uint pack2(float lo, float hi) {
@@ -115,9 +124,7 @@ inline uint lds32(__local const ushort *p) { return *(__local const uint *)p; }
 /* Shared-state-space address of a local pointer, for ldmatrix / cp.async.
  * LDM_ADDR 1: the integer value of a __local pointer is already the shared
  * address; 2: it is a generic address (convert with cvta.to.shared). */
-#ifndef USE_LDM
-#define USE_LDM 0
-#endif
+
 #ifndef LDM_ADDR
 #define LDM_ADDR 1
 #endif
@@ -135,20 +142,20 @@ inline uint smem_addr(__local const void *p) {
   return r;
 #endif
 }
-#define LDM_X4(r0, r1, r2, r3, addr)                                                          \
-  __asm__ volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"            \
-                   : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)                                   \
+#define LDM_X4(r0, r1, r2, r3, addr)                                                               \
+  __asm__ volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"                 \
+                   : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)                                        \
                    : "r"(addr))
-#define LDM_X4_T(r0, r1, r2, r3, addr)                                                        \
-  __asm__ volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"      \
-                   : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)                                   \
+#define LDM_X4_T(r0, r1, r2, r3, addr)                                                             \
+  __asm__ volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"           \
+                   : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)                                        \
                    : "r"(addr))
 
 #if ASYNC
 /* cp.async version of load_tile16 (VEC_GLOBAL layouts only): rows past
  * `limit` and chunks past D are zero-filled by a source size of 0. */
-inline void load_tile16_async(__local ushort *dst, __global const ushort *base, long ss,
-                              int row0, int nrows, int limit, int lid) {
+inline void load_tile16_async(__local ushort *dst, __global const ushort *base, long ss, int row0,
+                              int nrows, int limit, int lid) {
   for (int idx = lid; idx < nrows * CH8; idx += NT) {
     const int r = idx / CH8, ch = idx % CH8;
     const bool ok = row0 + r < limit && 8 * ch < D;
@@ -166,13 +173,11 @@ inline void load_tile16_async(__local ushort *dst, __global const ushort *base, 
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
 flash_tc(__global const ushort *restrict Q, __global const ushort *restrict K,
          __global const ushort *restrict V, __global ushort *restrict O,
-         __global float *restrict LSE, const int write_lse,
-         const long qsb, const long qsh, const long qss, const long qsd,
-         const long ksb, const long ksh, const long kss, const long ksd,
-         const long vsb, const long vsh, const long vss, const long vsd,
-         const long osb, const long osh, const long oss, const long osd,
-         const int H, const int G, const int Nq, const int Nk, const int nqb,
-         const float qscale) {
+         __global float *restrict LSE, const int write_lse, const long qsb, const long qsh,
+         const long qss, const long qsd, const long ksb, const long ksh, const long kss,
+         const long ksd, const long vsb, const long vsh, const long vss, const long vsd,
+         const long osb, const long osh, const long oss, const long osd, const int H, const int G,
+         const int Nq, const int Nk, const int nqb, const float qscale) {
   /* uint4 storage: 16-byte alignment for the vector stores. */
   __local uint4 KVs_raw[2 * BN * LDK / 8];
   __local ushort *KVs = (__local ushort *)KVs_raw;
@@ -191,38 +196,56 @@ flash_tc(__global const ushort *restrict Q, __global const ushort *restrict K,
   __global const ushort *Kb = K + (long)b * ksb + (long)hk * ksh;
   __global const ushort *Vb = V + (long)b * vsb + (long)hk * vsh;
 
-  /* Q rows of this warp → A fragments in registers. */
-  load_tile16(KVs, Qb, qss, qsd, q0, BM, Nq, lid);
-  barrier(CLK_LOCAL_MEM_FENCE);
-  uint qf[KCH][4];
-  {
-    __local const ushort *q = KVs + (warp * 16 + g) * LDK + 2 * t;
+  /* Rows of this lane: row0[mt] and row0[mt] + 8. */
+  int row0[MT];
 #pragma unroll
-    for (int kc = 0; kc < KCH; kc++) {
-      qf[kc][0] = lds32(q + 16 * kc);
-      qf[kc][1] = lds32(q + 8 * LDK + 16 * kc);
-      qf[kc][2] = lds32(q + 16 * kc + 8);
-      qf[kc][3] = lds32(q + 8 * LDK + 16 * kc + 8);
-    }
+  for (int mt = 0; mt < MT; mt++)
+    row0[mt] = q0 + (warp * MT + mt) * 16 + g;
+
+  /* Q → A fragments, straight from global memory (once per kernel). */
+  uint qf[MT][KCH][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int kc = 0; kc < KCH; kc++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int row = row0[mt] + (e & 1) * 8, col = 16 * kc + 2 * t + (e >> 1) * 8;
+        uint lo = 0u, hi = 0u;
+        if (row < Nq) {
+          const long ro = (long)row * qss;
+          if (col < D) lo = Qb[ro + (long)col * qsd];
+          if (col + 1 < D) hi = Qb[ro + (long)(col + 1) * qsd];
+        }
+        qf[mt][kc][e] = lo | (hi << 16);
+      }
+
+  float o[MT][NTO][4];
+  float m[MT][2], l[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+    for (int j = 0; j < NTO; j++)
+      o[mt][j][0] = o[mt][j][1] = o[mt][j][2] = o[mt][j][3] = 0.0f;
+    m[mt][0] = m[mt][1] = -INFINITY;
+    l[mt][0] = l[mt][1] = 0.0f;
   }
 
-  float o[NTO][4];
-#pragma unroll
-  for (int j = 0; j < NTO; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-
   const int off = Nk - Nq;
-  const int row_a = q0 + warp * 16 + g; /* rows of this lane: row_a, row_a + 8 */
   int kv_end = Nk;
 #if CAUSAL
   kv_end = clamp(min(q0 + BM, Nq) - 1 + off + 1, 0, Nk);
 #endif
   const int ntiles = (kv_end + BN - 1) / BN;
+  /* ldmatrix addresses: lane L addresses row L&7 of matrix L>>3. K: keys +8
+   * for matrices 2,3, dims +8 for 1,3. V (.trans): keys +8 for 1,3, dims +8
+   * for 2,3. */
+  const uint kbase = smem_addr(Ks + ((lane >> 4) * 8 + (lane & 7)) * LDK + ((lane >> 3) & 1) * 8);
+  const uint vbase = smem_addr(Vs + (((lane >> 3) & 1) * 8 + (lane & 7)) * LDK + (lane >> 4) * 8);
 
 #if ASYNC
   /* cp.async pipeline over one K and one V buffer: K(t+1) streams in during
    * the softmax and P·V of tile t, V(t+1) during Q·Kᵀ of tile t+1. */
-  barrier(CLK_LOCAL_MEM_FENCE); /* Q staging reads are done */
   if (ntiles > 0) load_tile16_async(Ks, Kb, kss, 0, BN, Nk, lid);
   CP_COMMIT();
   if (ntiles > 0) load_tile16_async(Vs, Vb, vss, 0, BN, Nk, lid);
@@ -234,42 +257,32 @@ flash_tc(__global const ushort *restrict Q, __global const ushort *restrict K,
     CP_WAIT(1); /* K(tile) has landed for this work-item */
     barrier(CLK_LOCAL_MEM_FENCE);
 #else
-    barrier(CLK_LOCAL_MEM_FENCE); /* Q staging / previous tile's reads are done */
+    barrier(CLK_LOCAL_MEM_FENCE); /* previous tile's reads are done */
     load_tile16(Ks, Kb, kss, ksd, kv0, BN, Nk, lid);
     load_tile16(Vs, Vb, vss, vsd, kv0, BN, Nk, lid);
     barrier(CLK_LOCAL_MEM_FENCE);
 #endif
 
-    float s[NTS][4];
+    /* S = Q·Kᵀ (raw scores; the scale is folded into the exponent). */
+    float s[MT][NTS][4];
 #pragma unroll
-    for (int j = 0; j < NTS; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-#if USE_LDM
-    {
-      /* lane L addresses row L&7 of matrix L>>3: keys +8 for matrices 2,3,
-       * dims +8 for matrices 1,3. */
-      const uint kbase = smem_addr(Ks + ((lane >> 4) * 8 + (lane & 7)) * LDK + ((lane >> 3) & 1) * 8);
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-      for (int kc = 0; kc < KCH; kc++) {
-#pragma unroll
-        for (int j = 0; j < NTS; j += 2) {
-          uint b0, b1, b2, b3;
-          LDM_X4(b0, b1, b2, b3, kbase + (uint)((j * 8 * LDK + 16 * kc) * 2));
-          MMA(s[j], qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3], b0, b1);
-          MMA(s[j + 1], qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3], b2, b3);
-        }
-      }
-    }
-#else
+      for (int j = 0; j < NTS; j++)
+        s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.0f;
 #pragma unroll
     for (int kc = 0; kc < KCH; kc++) {
 #pragma unroll
-      for (int j = 0; j < NTS; j++) {
-        __local const ushort *kp = Ks + (j * 8 + g) * LDK + 16 * kc + 2 * t;
-        const uint b0 = lds32(kp), b1 = lds32(kp + 8);
-        MMA(s[j], qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3], b0, b1);
+      for (int j = 0; j < NTS; j += 2) {
+        uint b0, b1, b2, b3;
+        LDM_X4(b0, b1, b2, b3, kbase + (uint)((j * 8 * LDK + 16 * kc) * 2));
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+          MMA(s[mt][j], qf[mt][kc][0], qf[mt][kc][1], qf[mt][kc][2], qf[mt][kc][3], b0, b1);
+          MMA(s[mt][j + 1], qf[mt][kc][0], qf[mt][kc][1], qf[mt][kc][2], qf[mt][kc][3], b2, b3);
+        }
       }
     }
-#endif
 
 #if ASYNC
     barrier(CLK_LOCAL_MEM_FENCE); /* every warp is done reading K(tile) */
@@ -281,83 +294,79 @@ flash_tc(__global const ushort *restrict Q, __global const ushort *restrict K,
 #else
     const bool need_mask = kv0 + BN > Nk;
 #endif
-#pragma unroll
-    for (int j = 0; j < NTS; j++) {
-#pragma unroll
-      for (int e = 0; e < 4; e++) s[j][e] *= qscale;
-    }
     if (need_mask) {
 #pragma unroll
-      for (int j = 0; j < NTS; j++) {
+      for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-          const int key = kv0 + j * 8 + 2 * t + (e & 1);
-          bool dead = key >= Nk;
+        for (int j = 0; j < NTS; j++) {
+#pragma unroll
+          for (int e = 0; e < 4; e++) {
+            const int key = kv0 + j * 8 + 2 * t + (e & 1);
+            bool dead = key >= Nk;
 #if CAUSAL
-          dead = dead || key > row_a + (e >> 1) * 8 + off;
+            dead = dead || key > row0[mt] + (e >> 1) * 8 + off;
 #endif
-          if (dead) s[j][e] = -INFINITY;
+            if (dead) s[mt][j][e] = -INFINITY;
+          }
         }
-      }
     }
 
+    /* Online softmax on the fragments: rows g and g+8 of each m-tile, the
+     * four lanes of a row exchanging max and sum with shuffles. */
 #pragma unroll
-    for (int rr = 0; rr < 2; rr++) {
-      float mx = -INFINITY;
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-      for (int j = 0; j < NTS; j++) mx = fmax(mx, fmax(s[j][2 * rr], s[j][2 * rr + 1]));
-      mx = fmax(mx, shfl_xor(mx, 1));
-      mx = fmax(mx, shfl_xor(mx, 2));
-      const float mnew = fmax(m[rr], mx);
-      const float alpha = mnew == -INFINITY ? 1.0f : fast_exp2(m[rr] - mnew);
-      const float sub = mnew == -INFINITY ? 0.0f : mnew;
-      m[rr] = mnew;
-      float rs = 0.0f;
+      for (int rr = 0; rr < 2; rr++) {
+        float mx = -INFINITY;
 #pragma unroll
-      for (int j = 0; j < NTS; j++) {
-        s[j][2 * rr] = fast_exp2(s[j][2 * rr] - sub);
-        s[j][2 * rr + 1] = fast_exp2(s[j][2 * rr + 1] - sub);
-        rs += s[j][2 * rr] + s[j][2 * rr + 1];
+        for (int j = 0; j < NTS; j++)
+          mx = fmax(mx, fmax(s[mt][j][2 * rr], s[mt][j][2 * rr + 1]));
+        mx = fmax(mx, shfl_xor(mx, 1));
+        mx = fmax(mx, shfl_xor(mx, 2));
+        const float mnew = fmax(m[mt][rr], mx);
+        const float alpha = mnew == -INFINITY ? 1.0f : fast_exp2((m[mt][rr] - mnew) * qscale);
+        const float sub = mnew == -INFINITY ? 0.0f : mnew * qscale;
+        m[mt][rr] = mnew;
+        float rs = 0.0f;
+#pragma unroll
+        for (int j = 0; j < NTS; j++) {
+          s[mt][j][2 * rr] = fast_exp2(fma(s[mt][j][2 * rr], qscale, -sub));
+          s[mt][j][2 * rr + 1] = fast_exp2(fma(s[mt][j][2 * rr + 1], qscale, -sub));
+          rs += s[mt][j][2 * rr] + s[mt][j][2 * rr + 1];
+        }
+        l[mt][rr] = l[mt][rr] * alpha + rs;
+#pragma unroll
+        for (int j = 0; j < NTO; j++) {
+          o[mt][j][2 * rr] *= alpha;
+          o[mt][j][2 * rr + 1] *= alpha;
+        }
       }
-      l[rr] = l[rr] * alpha + rs;
-#pragma unroll
-      for (int j = 0; j < NTO; j++) {
-        o[j][2 * rr] *= alpha;
-        o[j][2 * rr + 1] *= alpha;
-      }
-    }
 
 #if ASYNC
     CP_WAIT(1); /* V(tile) has landed */
     barrier(CLK_LOCAL_MEM_FENCE);
 #endif
+    /* O += P·V: the S accumulator layout is the A-fragment layout. */
 #pragma unroll
     for (int kc = 0; kc < KCP; kc++) {
-      const uint a0 = pack2(s[2 * kc][0], s[2 * kc][1]);
-      const uint a1 = pack2(s[2 * kc][2], s[2 * kc][3]);
-      const uint a2 = pack2(s[2 * kc + 1][0], s[2 * kc + 1][1]);
-      const uint a3 = pack2(s[2 * kc + 1][2], s[2 * kc + 1][3]);
-#if USE_LDM
-      /* lane L addresses row L&7 of matrix L>>3: keys +8 for matrices 1,3,
-       * dims +8 for matrices 2,3; .trans yields the col-major B fragments. */
-      const uint vbase = smem_addr(Vs + (16 * kc + ((lane >> 3) & 1) * 8 + (lane & 7)) * LDK +
-                                   (lane >> 4) * 8);
+      uint a[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++) {
+        a[mt][0] = pack2(s[mt][2 * kc][0], s[mt][2 * kc][1]);
+        a[mt][1] = pack2(s[mt][2 * kc][2], s[mt][2 * kc][3]);
+        a[mt][2] = pack2(s[mt][2 * kc + 1][0], s[mt][2 * kc + 1][1]);
+        a[mt][3] = pack2(s[mt][2 * kc + 1][2], s[mt][2 * kc + 1][3]);
+      }
 #pragma unroll
       for (int j = 0; j < NTO; j += 2) {
         uint b0, b1, b2, b3;
-        LDM_X4_T(b0, b1, b2, b3, vbase + (uint)(j * 8 * 2));
-        MMA(o[j], a0, a1, a2, a3, b0, b1);
-        MMA(o[j + 1], a0, a1, a2, a3, b2, b3);
-      }
-#else
-      __local const ushort *vp = Vs + (16 * kc + 2 * t) * LDK + g;
+        LDM_X4_T(b0, b1, b2, b3, vbase + (uint)((16 * kc * LDK + j * 8) * 2));
 #pragma unroll
-      for (int j = 0; j < NTO; j++) {
-        const uint b0 = (uint)vp[8 * j] | ((uint)vp[8 * j + LDK] << 16);
-        const uint b1 = (uint)vp[8 * j + 8 * LDK] | ((uint)vp[8 * j + 9 * LDK] << 16);
-        MMA(o[j], a0, a1, a2, a3, b0, b1);
+        for (int mt = 0; mt < MT; mt++) {
+          MMA(o[mt][j], a[mt][0], a[mt][1], a[mt][2], a[mt][3], b0, b1);
+          MMA(o[mt][j + 1], a[mt][0], a[mt][1], a[mt][2], a[mt][3], b2, b3);
+        }
       }
-#endif
     }
 #if ASYNC
     barrier(CLK_LOCAL_MEM_FENCE); /* every warp is done reading V(tile) */
@@ -368,24 +377,27 @@ flash_tc(__global const ushort *restrict Q, __global const ushort *restrict K,
 
   __global ushort *Ob = O + (long)b * osb + (long)h * osh;
 #pragma unroll
-  for (int rr = 0; rr < 2; rr++) {
-    float lt = l[rr];
-    lt += shfl_xor(lt, 1);
-    lt += shfl_xor(lt, 2);
-    const int row = row_a + 8 * rr;
-    const float inv = lt > 0.0f ? 1.0f / lt : 0.0f;
-    if (row < Nq) {
-      const long ro = (long)row * oss;
+  for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-      for (int j = 0; j < NTO; j++) {
+    for (int rr = 0; rr < 2; rr++) {
+      float lt = l[mt][rr];
+      lt += shfl_xor(lt, 1);
+      lt += shfl_xor(lt, 2);
+      const int row = row0[mt] + 8 * rr;
+      const float inv = lt > 0.0f ? 1.0f / lt : 0.0f;
+      if (row < Nq) {
+        const long ro = (long)row * oss;
 #pragma unroll
-        for (int e = 0; e < 2; e++) {
-          const int k = 8 * j + 2 * t + e;
-          if (k < D) STORE(Ob, ro + (long)k * osd, o[j][2 * rr + e] * inv);
+        for (int j = 0; j < NTO; j++) {
+#pragma unroll
+          for (int e = 0; e < 2; e++) {
+            const int k = 8 * j + 2 * t + e;
+            if (k < D) STORE(Ob, ro + (long)k * osd, o[mt][j][2 * rr + e] * inv);
+          }
         }
+        if (write_lse && t == 0)
+          LSE[(long)bh * Nq + row] =
+              lt > 0.0f ? (m[mt][rr] * qscale + log2(lt)) * CLATTN_LN2 : -INFINITY;
       }
-      if (write_lse && t == 0)
-        LSE[(long)bh * Nq + row] = lt > 0.0f ? (m[rr] + log2(lt)) * CLATTN_LN2 : -INFINITY;
     }
-  }
 }

@@ -25,45 +25,55 @@ static bool strides_aligned(clattn_plan p, int q) {
   return true;
 }
 
-/* The tensor-core kernel (cl/flash_tc.cl): NVIDIA sm_80+, f16/bf16 storage.
- * CLATTN_NO_TENSOR_CORES=1 forces the portable kernel. Returns false when it
- * does not apply. */
-static bool use_tensor_cores(clattn_context ctx, const clattn_attention_desc *d) {
+/* The tensor-core kernel (cl/flash_tc.cl): NVIDIA sm_80+, f16/bf16 storage,
+ * dense masks. CLATTN_NO_TENSOR_CORES=1 forces the portable kernel. */
+bool clattn__flash_uses_tensor_cores(clattn_context ctx, const clattn_attention_desc *d) {
   const char *off = getenv("CLATTN_NO_TENSOR_CORES");
   if (off && *off && *off != '0') return false;
+  if (d->mask != CLATTN_MASK_NONE && d->mask != CLATTN_MASK_CAUSAL) return false;
   return d->dtype != CLATTN_DTYPE_F32 && ctx->info.is_nvidia && ctx->info.nv_cc_major >= 8;
+}
+
+/* A forced configuration (API, tuner, CLATTN_TUNE_OVERRIDE) names its kernel
+ * by its parameters: "warps=..,mt=..,bn=.." is the tensor-core kernel's,
+ * anything else the portable kernel's (validated there). */
+static bool forced_is_tc(clattn_plan p) {
+  const char *cfg = p->config && *p->config ? p->config : getenv("CLATTN_TUNE_OVERRIDE");
+  if (!cfg || !*cfg) return true; /* nothing forced: tensor cores where they apply */
+  int params[CLATTN__MAX_PARAMS];
+  return clattn__config_parse(&clattn__flash_tc_space, cfg, params) == CLATTN_SUCCESS;
 }
 
 static clattn_status flash_tc_create(clattn_plan p, flash_state *s) {
   clattn_context ctx = p->ctx;
   const clattn_attention_desc *d = &p->desc;
-  int dp = (d->head_dim + 15) / 16 * 16;
-  /* H200 measurements (bench/RESULTS.md): 8 warps (bm 128) × bn 64 is best
-   * for d <= 128; d = 256 needs bm <= 2·bn within 48 KiB, so 4 warps × 32. */
-  int warps = dp <= 128 ? 8 : 4, bn = dp <= 128 ? 64 : 32;
+  int params[CLATTN__MAX_PARAMS];
+  char origin[160];
+  clattn_status st =
+      clattn__choose_config(p, &clattn__flash_tc_space, params, origin, sizeof origin);
+  if (st != CLATTN_SUCCESS) return st;
+  const int warps = params[0], mt = params[1], bn = params[2];
   int vec = strides_aligned(p, 8) ? 1 : 0;
-  size_t local = (size_t)2 * bn * (dp + 8) * 2;
-  if (local > ctx->info.local_mem)
-    return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
-                        "tensor-core flash needs %zu bytes of local memory for head_dim %d", local,
-                        d->head_dim);
   char opts[512];
   snprintf(opts, sizeof opts,
-           "-cl-std=CL1.2 -DCLATTN_DTYPE=%d -DD=%d -DWARPS=%d -DBN=%d -DCAUSAL=%d "
-           "-DVEC_GLOBAL=%d -DUSE_LDM=1 -DLDM_ADDR=1 -DASYNC=%d",
-           (int)d->dtype, d->head_dim, warps, bn, d->mask == CLATTN_MASK_CAUSAL ? 1 : 0, vec, vec);
+           "-cl-std=CL1.2 -DCLATTN_DTYPE=%d -DD=%d -DWARPS=%d -DMT=%d -DBN=%d -DCAUSAL=%d "
+           "-DVEC_GLOBAL=%d -DLDM_ADDR=1 -DASYNC=%d",
+           (int)d->dtype, d->head_dim, warps, mt, bn, d->mask == CLATTN_MASK_CAUSAL ? 1 : 0, vec,
+           vec);
+  const char *verbose = getenv("CLATTN_NV_VERBOSE"); /* register/spill counts in the build log */
+  if (verbose && *verbose && *verbose != '0') clattn__append(opts, sizeof opts, " -cl-nv-verbose");
   cl_program prog = NULL;
-  clattn_status st = clattn__get_program(ctx, "flash_tc.cl", opts, &prog);
+  st = clattn__get_program(ctx, "flash_tc.cl", opts, &prog);
   if (st != CLATTN_SUCCESS) return st;
   st = clattn__create_kernel(ctx, prog, "flash_tc", &s->kernel);
   if (st != CLATTN_SUCCESS) return st;
-  s->bm = 16 * warps;
+  s->bm = 16 * mt * warps;
   s->nt = 32 * warps;
   snprintf(p->describe, sizeof p->describe,
-           "flash-tc %s d=%d: mma.sync m16n8k16 + ldmatrix%s, %d warps, bm=%d bn=%d (%zu B "
-           "local) [built-in default]",
-           clattn__dtype_name(d->dtype), d->head_dim, vec ? " + cp.async" : "", warps, 16 * warps,
-           bn, local);
+           "flash-tc %s d=%d: mma.sync m16n8k16 + ldmatrix%s, warps=%d mt=%d bn=%d (bm=%d, %zu B "
+           "local) [%s]",
+           clattn__dtype_name(d->dtype), d->head_dim, vec ? " + cp.async" : "", warps, mt, bn,
+           s->bm, clattn__flash_tc_local_bytes(bn, d->head_dim), origin);
   return CLATTN_SUCCESS;
 }
 
@@ -74,7 +84,7 @@ static clattn_status flash_create(clattn_plan p) {
   if (!s) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate flash state");
   p->state = s;
   p->workspace_bytes = 0;
-  if (!p->sparse && use_tensor_cores(ctx, d)) { /* sparse masks: the portable kernel */
+  if (!p->sparse && clattn__flash_uses_tensor_cores(ctx, d) && forced_is_tc(p)) {
     clattn_status st = flash_tc_create(p, s);
     s->nqb = (d->seq_q + s->bm - 1) / s->bm;
     return st;
@@ -89,6 +99,9 @@ static clattn_status flash_create(clattn_plan p) {
   s->cfg = clattn__flash_cfg_from_params(params);
 
   char opts[512];
+  const bool rows = clattn__flash_cfg_is_rows(&s->cfg);
+  const char *src = rows ? "flash_rows.cl" : "flash_fwd.cl";
+  const char *kname = rows ? "flash_rows" : "flash_fwd";
   int dp = clattn__flash_dp(&s->cfg, d->head_dim);
   /* float4 global I/O needs unit dim strides and 16-byte aligned rows. */
   int vec_global = strides_aligned(p, 4) ? 1 : 0;
@@ -98,21 +111,22 @@ static clattn_status flash_create(clattn_plan p) {
            (int)d->dtype, d->head_dim, dp, s->cfg.bm, s->cfg.bn, s->cfg.tm, s->cfg.tn,
            d->mask == CLATTN_MASK_CAUSAL ? 1 : 0, vec_global);
   /* CPUs (PoCL): finite math lets LLVM vectorise the max/select chains of the
-   * softmax; the kernel never relies on infinities (see CLATTN_MASKED). */
+   * softmax; the kernels never rely on infinities (see CLATTN_MASKED). */
   if (ctx->info.is_cpu) clattn__append(opts, sizeof opts, " -cl-fast-relaxed-math");
   if (p->sparse) clattn__append(opts, sizeof opts, " -DSPARSE=%d", p->sparse->cls);
   cl_program prog = NULL;
-  clattn_status st = clattn__get_program(ctx, "flash_fwd.cl", opts, &prog);
+  clattn_status st = clattn__get_program(ctx, src, opts, &prog);
   if (st != CLATTN_SUCCESS) return st;
-  st = clattn__create_kernel(ctx, prog, "flash_fwd", &s->kernel);
+  st = clattn__create_kernel(ctx, prog, kname, &s->kernel);
   if (st != CLATTN_SUCCESS) return st;
   s->bm = s->cfg.bm;
   s->nt = s->cfg.tm * s->cfg.tn;
   s->nqb = (d->seq_q + s->bm - 1) / s->bm;
   snprintf(p->describe, sizeof p->describe,
-           "flash %s d=%d: bm=%d bn=%d tm=%d tn=%d (%d work-items, %zu B local) [%s]",
-           clattn__dtype_name(d->dtype), d->head_dim, s->cfg.bm, s->cfg.bn, s->cfg.tm, s->cfg.tn,
-           s->cfg.tm * s->cfg.tn, clattn__flash_local_bytes(&s->cfg, d->head_dim), origin);
+           "flash%s %s d=%d: bm=%d bn=%d tm=%d tn=%d (%d work-items, %zu B local) [%s]",
+           rows ? " (row-vector kernel)" : "", clattn__dtype_name(d->dtype), d->head_dim, s->cfg.bm,
+           s->cfg.bn, s->cfg.tm, s->cfg.tn, s->cfg.tm * s->cfg.tn,
+           clattn__flash_local_bytes(&s->cfg, d->head_dim), origin);
   if (p->sparse) {
     /* Per-query-tile lists of key tiles, built and uploaded once per plan. */
     st = clattn__sparse_build_tiles(p, s->cfg.bm, s->cfg.bn);

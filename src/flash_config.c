@@ -16,6 +16,7 @@ clattn__flash_limits clattn__flash_limits_of(const clattn__device_info *info) {
   clattn__flash_limits l;
   l.local_mem = (size_t)info->local_mem;
   l.max_wg = info->max_wg;
+  l.cpu = info->is_cpu ? 1 : 0;
   return l;
 }
 
@@ -24,7 +25,10 @@ int clattn__flash_dp(const clattn__flash_cfg *c, int head_dim) {
   return (head_dim + 3) / 4 * 4;
 }
 
+bool clattn__flash_cfg_is_rows(const clattn__flash_cfg *c) { return c->tm == 1 && c->tn == 1; }
+
 size_t clattn__flash_local_bytes(const clattn__flash_cfg *c, int head_dim) {
+  if (clattn__flash_cfg_is_rows(c)) return 0; /* flash_rows.cl: private memory only */
   size_t ld = (size_t)clattn__flash_dp(c, head_dim) + 4;
   size_t words = (size_t)c->bm * ld + (size_t)c->bn * ld + (size_t)c->bn * (size_t)(c->bm + 4) +
                  (size_t)c->bm * (size_t)c->tn;
@@ -36,6 +40,12 @@ const char *clattn__flash_cfg_check(const clattn__flash_cfg *c, int head_dim,
   if (c->bm < 1 || c->bn < 1 || c->tm < 1 || c->tn < 1) return "parameters must be >= 1";
   if (c->bm % c->tm) return "bm must be a multiple of tm";
   if (c->bn % c->tn) return "bn must be a multiple of tn";
+  if (clattn__flash_cfg_is_rows(c)) {
+    /* tm = tn = 1: the row-vector kernel (cl/flash_rows.cl), written for CPUs. */
+    if (!lim->cpu) return "tm=tn=1 (the row-vector kernel) is for CPU devices";
+    if (c->bm != 8 && c->bm != 16) return "tm=tn=1 (the row-vector kernel) needs bm 8 or 16";
+    return NULL;
+  }
   if ((size_t)(c->tm * c->tn) > lim->max_wg) return "tm*tn exceeds the device's work-group size";
   if (clattn__flash_local_bytes(c, head_dim) > lim->local_mem)
     return "local memory exceeds the device's limit";
@@ -48,18 +58,19 @@ const char *clattn__flash_cfg_check(const clattn__flash_cfg *c, int head_dim,
 
 /* Preference lists per device class; the first legal entry wins. */
 static const clattn__flash_cfg gpu_prefs[] = {
-    {64, 32, 16, 8}, {64, 16, 16, 8}, {32, 32, 8, 16}, {32, 16, 8, 8},
-    {16, 16, 4, 16}, {16, 16, 4, 8},  {16, 16, 4, 4},  {8, 8, 2, 4}, {8, 8, 1, 1},
+    {64, 32, 16, 8}, {64, 16, 16, 8}, {32, 32, 8, 16}, {32, 16, 8, 8}, {16, 16, 4, 16},
+    {16, 16, 4, 8},  {16, 16, 4, 4},  {8, 8, 2, 4},    {8, 8, 1, 1},
 };
 static const clattn__flash_cfg cpu_prefs[] = {
-    {64, 64, 16, 4}, {32, 64, 8, 4}, {32, 32, 8, 4}, {16, 16, 4, 4}, {8, 8, 2, 4}, {8, 8, 1, 1},
+    {16, 64, 1, 1}, {64, 64, 16, 4}, {32, 64, 8, 4}, {32, 32, 8, 4},
+    {16, 16, 4, 4}, {8, 8, 2, 4},    {8, 8, 1, 1},
 };
 
 bool clattn__flash_cfg_default(const clattn__device_info *info, int head_dim,
                                const clattn__flash_limits *lim, clattn__flash_cfg *out) {
   const clattn__flash_cfg *list = info->is_cpu ? cpu_prefs : gpu_prefs;
-  size_t n = info->is_cpu ? sizeof cpu_prefs / sizeof *cpu_prefs
-                          : sizeof gpu_prefs / sizeof *gpu_prefs;
+  size_t n =
+      info->is_cpu ? sizeof cpu_prefs / sizeof *cpu_prefs : sizeof gpu_prefs / sizeof *gpu_prefs;
   for (size_t i = 0; i < n; i++) {
     if (!clattn__flash_cfg_check(&list[i], head_dim, lim)) {
       *out = list[i];
@@ -94,14 +105,21 @@ clattn_status clattn__flash_cfg_parse(const char *s, clattn__flash_cfg *out) {
     char key[8] = {0};
     int val = 0, used = 0;
     if (sscanf(s, "%7[a-z]=%d%n", key, &val, &used) != 2) return CLATTN_ERROR_INVALID_ARGUMENT;
-    if (!strcmp(key, "bm")) c.bm = val;
-    else if (!strcmp(key, "bn")) c.bn = val;
-    else if (!strcmp(key, "tm")) c.tm = val;
-    else if (!strcmp(key, "tn")) c.tn = val;
-    else return CLATTN_ERROR_INVALID_ARGUMENT;
+    if (!strcmp(key, "bm"))
+      c.bm = val;
+    else if (!strcmp(key, "bn"))
+      c.bn = val;
+    else if (!strcmp(key, "tm"))
+      c.tm = val;
+    else if (!strcmp(key, "tn"))
+      c.tn = val;
+    else
+      return CLATTN_ERROR_INVALID_ARGUMENT;
     s += used;
-    if (*s == ',') s++;
-    else if (*s) return CLATTN_ERROR_INVALID_ARGUMENT;
+    if (*s == ',')
+      s++;
+    else if (*s)
+      return CLATTN_ERROR_INVALID_ARGUMENT;
   }
   if (!c.bm || !c.bn || !c.tm || !c.tn) return CLATTN_ERROR_INVALID_ARGUMENT;
   *out = c;
@@ -129,7 +147,7 @@ static const int *const flash_values[] = {clattn__flash_bm_values, clattn__flash
 static const int flash_num_values[] = {
     CLATTN__NV(clattn__flash_bm_values), CLATTN__NV(clattn__flash_bn_values),
     CLATTN__NV(clattn__flash_tm_values), CLATTN__NV(clattn__flash_tn_values)};
-static const char *const flash_sources[] = {"common.cl", "flash_fwd.cl", NULL};
+static const char *const flash_sources[] = {"common.cl", "flash_fwd.cl", "flash_rows.cl", NULL};
 
 static const char *flash_space_check(const int *params, int head_dim,
                                      const clattn__space_limits *lim) {

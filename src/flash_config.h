@@ -4,7 +4,7 @@
 
 #include "tune.h"
 
-/* One configuration of cl/flash_fwd.cl (its -D parameters). */
+/* One configuration of cl/flash_fwd.cl or, with tm = tn = 1, cl/flash_rows.cl (-D parameters). */
 typedef struct clattn__flash_cfg {
   int bm; /* query rows per work-group */
   int bn; /* keys per tile */
@@ -26,6 +26,9 @@ extern const int clattn__flash_num_bm, clattn__flash_num_bn, clattn__flash_num_t
 clattn__flash_limits clattn__flash_limits_of(const clattn__device_info *info);
 /* Head dim padded as the kernel pads it (DP). */
 int clattn__flash_dp(const clattn__flash_cfg *c, int head_dim);
+/* tm = tn = 1 selects the row-vector kernel (cl/flash_rows.cl, for CPUs):
+ * one work-item owns bm query rows as a vector and streams bn keys per tile. */
+bool clattn__flash_cfg_is_rows(const clattn__flash_cfg *c);
 /* Local memory the kernel declares for this configuration and head dim. */
 size_t clattn__flash_local_bytes(const clattn__flash_cfg *c, int head_dim);
 /* NULL when legal, else a static reason. */

@@ -83,6 +83,8 @@ struct clattn__family {
 };
 
 extern const clattn__family clattn__family_flash;
+/* True when a flash plan for d runs the tensor-core kernel (cl/flash_tc.cl). */
+bool clattn__flash_uses_tensor_cores(clattn_context ctx, const clattn_attention_desc *d);
 extern const clattn__family clattn__family_naive;
 extern const clattn__family clattn__family_linear;
 

@@ -12,7 +12,8 @@
 
 /* ---- registry of tunable kernels ----------------------------------------- */
 
-const clattn__kernel_space *const clattn__kernel_spaces[] = {&clattn__flash_space, NULL};
+const clattn__kernel_space *const clattn__kernel_spaces[] = {&clattn__flash_space,
+                                                             &clattn__flash_tc_space, NULL};
 
 const clattn__kernel_space *clattn__find_space(const char *name) {
   for (int i = 0; clattn__kernel_spaces[i]; i++)
@@ -24,6 +25,7 @@ clattn__space_limits clattn__space_limits_of(const clattn__device_info *info) {
   clattn__space_limits l;
   l.local_mem = (size_t)info->local_mem;
   l.max_wg = info->max_wg;
+  l.cpu = info->is_cpu ? 1 : 0;
   return l;
 }
 
@@ -636,6 +638,8 @@ static clattn_status tune_run(clattn_context ctx, const clattn_tune_request *req
                             per_head * d->heads > (double)ctx->info.max_alloc))
       d->heads /= 2;
   }
+  /* Half precision on NVIDIA sm_80+: the tensor-core kernel's space. */
+  if (clattn__flash_uses_tensor_cores(ctx, d)) sp = &clattn__flash_tc_space;
   clattn__tune_class cls = clattn__class_of(sp->name, d);
   clattn__class_name(&cls, res->problem_class, sizeof res->problem_class);
   res->batch = d->batch;

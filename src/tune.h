@@ -33,6 +33,7 @@ void clattn__hex(const uint8_t *bytes, size_t n, char *out);
 typedef struct clattn__space_limits {
   size_t local_mem; /* bytes of local memory per work-group */
   size_t max_wg;    /* work-items per work-group */
+  int cpu;          /* 1 on CPU devices: kernels written for CPUs become legal */
 } clattn__space_limits;
 
 /*
@@ -58,6 +59,10 @@ typedef struct clattn__kernel_space {
 } clattn__kernel_space;
 
 extern const clattn__kernel_space clattn__flash_space;
+/* The NVIDIA tensor-core kernel (cl/flash_tc.cl): warps, mt, bn. */
+extern const clattn__kernel_space clattn__flash_tc_space;
+size_t clattn__flash_tc_local_bytes(int bn, int head_dim);
+int clattn__flash_tc_live_regs(int mt, int bn, int head_dim);
 /* NULL-terminated registry of every tunable kernel. */
 extern const clattn__kernel_space *const clattn__kernel_spaces[];
 const clattn__kernel_space *clattn__find_space(const char *name);

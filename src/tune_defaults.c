@@ -42,6 +42,13 @@ static const tune_default table[] = {
     {"flash", "nvidia", "sm_90", NULL, GPU, 0, 128, "bm=64,bn=16,tm=16,tn=8", "NVIDIA sm_90"},
     /* NVIDIA, other architectures (not measured: Hopper's choice, which fits
      * the 48 KiB local memory of every NVIDIA GPU up to d = 128). */
+    /* Tensor-core kernel (f16/bf16 on sm_80+), H200 sweeps at N = 4096
+     * (`bash bench/gpu.sh tc`, bench/RESULTS.md): two m-tiles per warp halve
+     * the local-memory reads per MMA where the registers allow it (d <= 64);
+     * at d = 128 they spill (255 registers), one m-tile and 8 warps win. */
+    {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 64, "warps=4,mt=2,bn=64", "NVIDIA GPU"},
+    {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 128, "warps=8,mt=1,bn=64", "NVIDIA GPU"},
+    {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 256, "warps=4,mt=1,bn=32", "NVIDIA GPU"},
     {"flash", "nvidia", NULL, NULL, GPU, -1, 64, "bm=64,bn=32,tm=16,tn=8", "NVIDIA GPU"},
     {"flash", "nvidia", NULL, NULL, GPU, -1, 128, "bm=64,bn=16,tm=16,tn=8", "NVIDIA GPU"},
     {"flash", "nvidia", NULL, NULL, GPU, -1, 256, "bm=32,bn=16,tm=8,tn=8", "NVIDIA GPU"},
@@ -53,11 +60,12 @@ static const tune_default table[] = {
     {"flash", "intel", NULL, NULL, GPU, -1, 128, "bm=32,bn=16,tm=8,tn=8", "Intel GPU"},
     /* Any GPU. */
     {"flash", NULL, NULL, NULL, GPU, -1, 128, "bm=64,bn=32,tm=16,tn=8", "GPU"},
-    /* CPUs: measured with PoCL 3.1 on a 2-core AVX-512 EPYC (`clattn tune`
-     * and override sweeps at N=1024, B·H=4; bench/RESULTS.md). */
-    {"flash", NULL, NULL, NULL, CPU, -1, 64, "bm=16,bn=128,tm=4,tn=32", "CPU"},
-    {"flash", NULL, NULL, NULL, CPU, -1, 128, "bm=16,bn=32,tm=4,tn=8", "CPU"},
-    {"flash", NULL, NULL, NULL, CPU, -1, 256, "bm=64,bn=64,tm=16,tn=4", "CPU"},
+    /* CPUs: the row-vector kernel (tm = tn = 1, cl/flash_rows.cl), measured
+     * with PoCL 3.1 on a 2-core AVX-512 EPYC: 10-27x faster than the
+     * work-group kernel's best configurations there. */
+    {"flash", NULL, NULL, NULL, CPU, -1, 64, "bm=16,bn=64,tm=1,tn=1", "CPU"},
+    {"flash", NULL, NULL, NULL, CPU, -1, 128, "bm=16,bn=64,tm=1,tn=1", "CPU"},
+    {"flash", NULL, NULL, NULL, CPU, -1, 256, "bm=16,bn=64,tm=1,tn=1", "CPU"},
 };
 
 static bool vendor_is(const clattn__device_info *info, const char *v) {

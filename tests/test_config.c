@@ -61,26 +61,33 @@ static void test_space_shape(void **state) {
  * accepts respects the limits it names; local bytes grow with head dim. */
 static void test_check_respects_limits(void **state) {
   (void)state;
-  for (size_t a = 0; a < NLOCAL; a++)
-    for (size_t w = 0; w < NWG; w++) {
-      clattn__flash_limits lim = {local_limits[a], wg_limits[w]};
-      for (int hd = 1; hd <= 256; hd++) {
-        FOR_EACH_CFG(cfg) {
-          const int dp = clattn__flash_dp(&cfg, hd);
-          assert_true(dp >= hd);
-          assert_int_equal(dp % 4, 0);
-          const size_t bytes = clattn__flash_local_bytes(&cfg, hd);
-          if (hd > 1) assert_true(bytes >= clattn__flash_local_bytes(&cfg, hd - 1));
-          if (clattn__flash_cfg_check(&cfg, hd, &lim) == NULL) {
-            if (bytes > lim.local_mem || (size_t)(cfg.tm * cfg.tn) > lim.max_wg ||
-                cfg.bm % cfg.tm || cfg.bn % cfg.tn)
-              fail_msg("accepted illegal bm=%d bn=%d tm=%d tn=%d d=%d (%zu B, limits %zu B, "
-                       "wg %zu)",
-                       cfg.bm, cfg.bn, cfg.tm, cfg.tn, hd, bytes, lim.local_mem, lim.max_wg);
+  for (int cpu = 0; cpu <= 1; cpu++)
+    for (size_t a = 0; a < NLOCAL; a++)
+      for (size_t w = 0; w < NWG; w++) {
+        clattn__flash_limits lim = {local_limits[a], wg_limits[w], cpu};
+        for (int hd = 1; hd <= 256; hd++) {
+          FOR_EACH_CFG(cfg) {
+            const int dp = clattn__flash_dp(&cfg, hd);
+            assert_true(dp >= hd);
+            assert_int_equal(dp % 4, 0);
+            const size_t bytes = clattn__flash_local_bytes(&cfg, hd);
+            if (hd > 1) assert_true(bytes >= clattn__flash_local_bytes(&cfg, hd - 1));
+            if (clattn__flash_cfg_check(&cfg, hd, &lim) == NULL) {
+              if (bytes > lim.local_mem || (size_t)(cfg.tm * cfg.tn) > lim.max_wg ||
+                  cfg.bm % cfg.tm || cfg.bn % cfg.tn)
+                fail_msg("accepted illegal bm=%d bn=%d tm=%d tn=%d d=%d (%zu B, limits %zu B, "
+                         "wg %zu)",
+                         cfg.bm, cfg.bn, cfg.tm, cfg.tn, hd, bytes, lim.local_mem, lim.max_wg);
+              /* The row-vector kernel: CPUs only, bm is its vector width. */
+              if (clattn__flash_cfg_is_rows(&cfg) && (!cpu || (cfg.bm != 8 && cfg.bm != 16)))
+                fail_msg("accepted row-vector bm=%d bn=%d on a %s", cfg.bm, cfg.bn,
+                         cpu ? "cpu" : "gpu");
+            } else if (cpu && clattn__flash_cfg_is_rows(&cfg) && (cfg.bm == 8 || cfg.bm == 16)) {
+              fail_msg("rejected row-vector bm=%d bn=%d d=%d on a cpu", cfg.bm, cfg.bn, hd);
+            }
           }
         }
       }
-    }
 }
 
 /* The default of each device class is legal whenever any legal configuration
@@ -135,7 +142,7 @@ static void test_default_is_legal(void **state) {
 /* Explicit illegal configurations are rejected with a reason. */
 static void test_illegal_rejected(void **state) {
   (void)state;
-  const clattn__flash_limits lim = {48 * 1024, 1024};
+  const clattn__flash_limits lim = {48 * 1024, 1024, 0};
   static const struct {
     clattn__flash_cfg c;
     int hd;

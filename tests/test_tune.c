@@ -139,7 +139,7 @@ static void test_search_property(void **state) {
       for (size_t h = 0; h < sizeof hds / sizeof *hds; h++)
         for (size_t r = 0; r < sizeof restricts / sizeof *restricts; r++)
           for (int mode = 0; mode < 2; mode++) {
-            clattn__space_limits lim = {locals[a], wgs[w]};
+            clattn__space_limits lim = {locals[a], wgs[w], 0};
             int legal = 0;
             for (int i0 = 0; i0 < sp->num_values[0]; i0++)
               for (int i1 = 0; i1 < sp->num_values[1]; i1++)
@@ -189,7 +189,7 @@ static void test_search_property(void **state) {
   /* A bad restriction is refused with a reason. */
   clattn__search s;
   char err[256];
-  clattn__space_limits lim = {48 * 1024, 1024};
+  clattn__space_limits lim = {48 * 1024, 1024, 0};
   assert_int_equal(clattn__search_init(&s, sp, 64, &lim, "bm=7", NULL, 1, 0, err, sizeof err),
                    CLATTN_ERROR_INVALID_ARGUMENT);
   ASSERT_HAS(err, "bm");

@@ -1,0 +1,230 @@
+/* flash_rows.cl — fused attention forward for CPUs: one work-item per query block, vectorised
+ * across the block's rows. */
+
+/*
+ * The flash configuration with tm = tn = 1 (one work-item per work-group)
+ * selects this kernel instead of flash_fwd.cl. It is written for CPU OpenCL
+ * implementations (PoCL), where a work-group runs as a loop on one core and
+ * SIMD comes from explicit vector types: the work-item owns BM (8 or 16)
+ * query rows and keeps everything as vectors across those rows, so that no
+ * operation needs a horizontal reduction or a transposed K:
+ *
+ *   qT[k]   the block's queries, transposed: lane r = Q[q0 + r][k]·scale·log2 e
+ *   s[j]    scores of key j for all rows:   s[j] = Σ_k K[j][k] · qT[k]
+ *           (a broadcast key element times a row vector: 4 keys at a time)
+ *   m, l    running max / sum per row (vectors), the online softmax is
+ *           element-wise across rows
+ *   acc[c]  output column c for all rows:   acc[c] += Σ_j V[j][c] · p[j]
+ *
+ * Keys stream in tiles of BN (the trip counts, the causal skipping of tiles
+ * above the diagonal, the sparse tile lists and the masks are those of
+ * flash_fwd.cl). Any head dim works: nothing is vectorised along it.
+ */
+
+#ifndef D
+#define D 64 /* head dim */
+#endif
+#ifndef BM
+#define BM 16 /* query rows per work-item: the vector width */
+#endif
+#ifndef BN
+#define BN 64 /* keys per tile */
+#endif
+#ifndef CAUSAL
+#define CAUSAL 0
+#endif
+
+#if BM == 8
+typedef float8 vrow;
+typedef int8 vrowi;
+#define VLOAD_ROW vload8
+#define VSTORE_ROW vstore8
+#define ROW_IDS ((int8)(0, 1, 2, 3, 4, 5, 6, 7))
+#elif BM == 16
+typedef float16 vrow;
+typedef int16 vrowi;
+#define VLOAD_ROW vload16
+#define VSTORE_ROW vstore16
+#define ROW_IDS ((int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+#else
+#error "flash_rows: BM must be 8 or 16"
+#endif
+
+__kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
+flash_rows(__global const stype *restrict Q, __global const stype *restrict K,
+           __global const stype *restrict V, __global stype *restrict O,
+           __global float *restrict LSE, const int write_lse, const long qsb, const long qsh,
+           const long qss, const long qsd, const long ksb, const long ksh, const long kss,
+           const long ksd, const long vsb, const long vsh, const long vss, const long vsd,
+           const long osb, const long osh, const long oss, const long osd, const int H, const int G,
+           const int Nq, const int Nk, const int nqb, const float qscale
+#if SPARSE
+           ,
+           __global const int *restrict sp_tile_off,
+           __global const int *restrict sp_tiles
+#endif
+               SPARSE_MASK_ARGS) {
+#if SPARSE
+  const int qb = sp_tile_off[nqb + 1 + (int)get_group_id(0)];
+#else
+  const int qb = CAUSAL ? nqb - 1 - (int)get_group_id(0) : (int)get_group_id(0);
+#endif
+  const int bh = get_group_id(1);
+  const int b = bh / H;
+  const int h = bh % H;
+  const int hk = h / G;
+  const int q0 = qb * BM;
+  const int off = Nk - Nq; /* bottom-right causal alignment */
+
+  __global const stype *Qb = Q + (long)b * qsb + (long)h * qsh;
+  __global const stype *Kb = K + (long)b * ksb + (long)hk * ksh;
+  __global const stype *Vb = V + (long)b * vsb + (long)hk * vsh;
+
+  /* Queries transposed into row vectors, pre-scaled to log2 units; rows past
+   * Nq are zeros (computed, never stored). */
+  vrow qT[D];
+  for (int k = 0; k < D; k++) {
+    float t[BM];
+    for (int r = 0; r < BM; r++)
+      t[r] = q0 + r < Nq ? LOAD(Qb, (long)(q0 + r) * qss + (long)k * qsd) * qscale : 0.0f;
+    qT[k] = VLOAD_ROW(0, t);
+  }
+
+  vrow acc[D];
+  for (int c = 0; c < D; c++)
+    acc[c] = (vrow)(0.0f);
+  vrow m = (vrow)(CLATTN_MASKED), l = (vrow)(0.0f);
+#if CAUSAL || SPARSE
+  const vrowi qpos = (vrowi)(q0 + off) + ROW_IDS; /* each row's position among the keys */
+#endif
+
+#if SPARSE
+  const int t0 = sp_tile_off[qb];
+  const int ntiles = sp_tile_off[qb + 1] - t0;
+#else
+  int kv_end = Nk;
+#if CAUSAL
+  kv_end = clamp(min(q0 + BM, Nq) - 1 + off + 1, 0, Nk);
+#endif
+  const int ntiles = (kv_end + BN - 1) / BN;
+#endif
+
+  for (int t = 0; t < ntiles; t++) {
+#if SPARSE
+    const int ent = sp_tiles[t0 + t];
+    const int kv0 = (ent >> 1) * BN;
+#else
+    const int kv0 = t * BN;
+#endif
+    const int nk = min(BN, Nk - kv0);
+    __global const stype *Kt = Kb + (long)kv0 * kss;
+    __global const stype *Vt = Vb + (long)kv0 * vss;
+
+    /* Scores, four keys at a time. */
+    vrow s[BN];
+    int j = 0;
+    for (; j + 4 <= nk; j += 4) {
+      __global const stype *k0 = Kt + (long)j * kss;
+      __global const stype *k1 = k0 + kss;
+      __global const stype *k2 = k1 + kss;
+      __global const stype *k3 = k2 + kss;
+      vrow a0 = (vrow)(0.0f), a1 = (vrow)(0.0f), a2 = (vrow)(0.0f), a3 = (vrow)(0.0f);
+      for (int k = 0; k < D; k++) {
+        const vrow q = qT[k];
+        const long o = (long)k * ksd;
+        a0 = fma((vrow)(LOAD(k0, o)), q, a0);
+        a1 = fma((vrow)(LOAD(k1, o)), q, a1);
+        a2 = fma((vrow)(LOAD(k2, o)), q, a2);
+        a3 = fma((vrow)(LOAD(k3, o)), q, a3);
+      }
+      s[j] = a0;
+      s[j + 1] = a1;
+      s[j + 2] = a2;
+      s[j + 3] = a3;
+    }
+    for (; j < nk; j++) {
+      __global const stype *k0 = Kt + (long)j * kss;
+      vrow a0 = (vrow)(0.0f);
+      for (int k = 0; k < D; k++)
+        a0 = fma((vrow)(LOAD(k0, (long)k * ksd)), qT[k], a0);
+      s[j] = a0;
+    }
+
+    /* Causal diagonal / sparse partial tiles (keys past Nk are never scored). */
+#if SPARSE
+    if (ent & 1) {
+      for (j = 0; j < nk; j++) {
+        int dead[BM];
+        for (int r = 0; r < BM; r++)
+          dead[r] = sp_visible(q0 + r + off, kv0 + j, Nk, SPARSE_MASK_PASS) ? 0 : -1;
+        s[j] = select(s[j], (vrow)(CLATTN_MASKED), VLOAD_ROW(0, dead));
+      }
+    }
+#elif CAUSAL
+    if (kv0 + nk - 1 > q0 + off) {
+      for (j = 0; j < nk; j++)
+        s[j] = select(s[j], (vrow)(CLATTN_MASKED), (vrowi)(kv0 + j) > qpos);
+    }
+#endif
+
+    /* Online softmax, element-wise across the rows. */
+    vrow mx = m;
+    for (j = 0; j < nk; j++)
+      mx = fmax(mx, s[j]);
+    const vrowi none = mx <= (vrow)(CLATTN_MASKED_LIMIT); /* no visible key yet */
+    const vrow sub = select(mx, (vrow)(0.0f), none);
+    const vrow alpha = select(exp2(m - mx), (vrow)(1.0f), none);
+    m = mx;
+    vrow rs = (vrow)(0.0f);
+    for (j = 0; j < nk; j++) {
+      s[j] = exp2(s[j] - sub);
+      rs += s[j];
+    }
+    l = l * alpha + rs;
+
+    /* acc = acc·alpha + Σ_j V[j] p[j], four output columns at a time. */
+    int c = 0;
+    for (; c + 4 <= D; c += 4) {
+      vrow o0 = acc[c] * alpha, o1 = acc[c + 1] * alpha, o2 = acc[c + 2] * alpha,
+           o3 = acc[c + 3] * alpha;
+      __global const stype *vr = Vt + (long)c * vsd;
+      for (j = 0; j < nk; j++, vr += vss) {
+        const vrow p = s[j];
+        o0 = fma((vrow)(LOAD(vr, 0)), p, o0);
+        o1 = fma((vrow)(LOAD(vr, vsd)), p, o1);
+        o2 = fma((vrow)(LOAD(vr, 2 * vsd)), p, o2);
+        o3 = fma((vrow)(LOAD(vr, 3 * vsd)), p, o3);
+      }
+      acc[c] = o0;
+      acc[c + 1] = o1;
+      acc[c + 2] = o2;
+      acc[c + 3] = o3;
+    }
+    for (; c < D; c++) {
+      vrow o0 = acc[c] * alpha;
+      __global const stype *vr = Vt + (long)c * vsd;
+      for (j = 0; j < nk; j++, vr += vss)
+        o0 = fma((vrow)(LOAD(vr, 0)), s[j], o0);
+      acc[c] = o0;
+    }
+  }
+
+  /* O = acc / l (rows without a visible key: zeros), written row by row. */
+  const vrow inv = select((vrow)(1.0f) / l, (vrow)(0.0f), l <= (vrow)(0.0f));
+  __global stype *Ob = O + (long)b * osb + (long)h * osh;
+  const int nr = min(BM, Nq - q0);
+  for (int c = 0; c < D; c++) {
+    float t[BM];
+    VSTORE_ROW(acc[c] * inv, 0, t);
+    for (int r = 0; r < nr; r++)
+      STORE(Ob, (long)(q0 + r) * oss + (long)c * osd, t[r]);
+  }
+  if (write_lse) {
+    float tm[BM], tl[BM];
+    VSTORE_ROW(m, 0, tm);
+    VSTORE_ROW(l, 0, tl);
+    for (int r = 0; r < nr; r++)
+      LSE[(long)bh * Nq + q0 + r] =
+          tl[r] > 0.0f ? (tm[r] + log2(tl[r])) * CLATTN_LN2 : CLATTN_NEG_INF;
+  }
+}
