@@ -1,4 +1,4 @@
-/* softmax.cl — masked, numerically stable row softmax over the naive family's score matrix. */
+/* softmax.cl — the naive family's kernels: masked row softmax, 16-bit <-> f32 conversions. */
 
 #ifndef WG
 #define WG 256 /* work-items per row; a power of two */
@@ -54,3 +54,39 @@ softmax_rows(__global float *restrict S, __global float *restrict LSE, const int
   for (int j = lid; j < Nk; j += WG) s[j] = j < nvis ? exp(SCORE(j) - sub) * inv : 0.0f;
   if (write_lse && lid == 0) LSE[row] = sum > 0.0f ? sub + log(sum) : -INFINITY;
 }
+
+#if CLATTN_DTYPE != 0
+/* 16-bit storage (-DCLATTN_DTYPE=1 f16, 2 bf16; LOAD / STORE in common.cl):
+ * CLBlast's SGEMM reads and writes f32, so Q, K and V are first copied into
+ * packed [nb][nh][ns][D] float tensors and the f32 output is then rounded
+ * into o (f16 and bf16 round to nearest even). Element i < n of the packed
+ * tensor is (b, h, s, x) of the strided one, at b·sb + h·sh + s·ss + x·sd
+ * (64-bit element offsets). One work-item per element, consecutive items
+ * along x: both sides are contiguous when the dim stride is 1. n fits in an
+ * int (the host keeps every GEMM operand below 2^31 elements). */
+inline long packed_to_strided(const int i, const int D, const int S, const int Hx, const long sb,
+                              const long sh, const long ss, const long sd) {
+  const int row = i / D, x = i - row * D;
+  const int bh = row / S, s = row - bh * S;
+  const int b = bh / Hx, h = bh - b * Hx;
+  return b * sb + h * sh + s * ss + x * sd;
+}
+
+__kernel void to_f32(__global const stype *restrict src, __global float *restrict dst,
+                     const int n, const int D, const int S, const int Hx, const long sb,
+                     const long sh, const long ss, const long sd) {
+  const size_t gi = get_global_id(0);
+  if (gi >= (size_t)n) return;
+  const int i = (int)gi;
+  dst[i] = LOAD(src, packed_to_strided(i, D, S, Hx, sb, sh, ss, sd));
+}
+
+__kernel void from_f32(__global const float *restrict src, __global stype *restrict dst,
+                       const int n, const int D, const int S, const int Hx, const long sb,
+                       const long sh, const long ss, const long sd) {
+  const size_t gi = get_global_id(0);
+  if (gi >= (size_t)n) return;
+  const int i = (int)gi;
+  STORE(dst, packed_to_strided(i, D, S, Hx, sb, sh, ss, sd), src[i]);
+}
+#endif

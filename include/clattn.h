@@ -150,11 +150,25 @@ void clattn_context_release(clattn_context ctx);
 /* Problem description                                                       */
 /* ------------------------------------------------------------------------ */
 
-/** Storage type of Q, K, V and O. Accumulation is float32 in every kernel. */
+/**
+ * Storage type of Q, K, V and O. Accumulation is float32 in every kernel and
+ * the log-sum-exp is float32 whatever the storage. 16-bit types need no
+ * cl_khr_fp16: f16 is read and written with vload_half / round-to-nearest-
+ * even stores, bf16 with bit operations (round to nearest even on store).
+ * Per family:
+ *   - flash (dense and sparse masks): f32, f16, bf16 natively (on NVIDIA
+ *     sm_80+ f16 / bf16 use the tensor-core kernel);
+ *   - naive (dense and sparse masks): f32; f16 and bf16 through f32 copies:
+ *     q, k and v are converted into packed [b][h][s][d] float buffers that
+ *     CLBlast's SGEMM reads, the softmax and both GEMMs run in f32 and the
+ *     output is rounded into o in o's layout. The copies are part of the
+ *     plan's workspace (clattn_plan_workspace_size);
+ *   - linear: f32 (16-bit storage is refused with CLATTN_ERROR_UNSUPPORTED).
+ */
 typedef enum clattn_dtype {
   CLATTN_DTYPE_F32 = 0,
-  CLATTN_DTYPE_F16 = 1, /**< IEEE half; not yet implemented (UNSUPPORTED). */
-  CLATTN_DTYPE_BF16 = 2 /**< bfloat16; not yet implemented (UNSUPPORTED). */
+  CLATTN_DTYPE_F16 = 1, /**< IEEE half (binary16) storage. */
+  CLATTN_DTYPE_BF16 = 2 /**< bfloat16 storage. */
 } clattn_dtype;
 
 /** Memory layout of the four tensors. Indices: b batch, h head, s position,
@@ -324,9 +338,10 @@ typedef enum clattn_mask {
  * masks (query blocks · ceil(nkb / 32)) words, about nkb²/8 bytes (a
  * small block_size on a long sequence is refused with
  * CLATTN_ERROR_OUT_OF_MEMORY naming the bytes). The naive family computes
- * the dense score matrix (workspace B·H·seq_q·seq_kv·4 bytes) and evaluates
- * the same mask inline in its softmax kernel (plus the same bitmap); it
- * keeps no N×N mask buffer. clattn_plan_visible_pairs() counts the pairs.
+ * the dense score matrix (workspace B·H·seq_q·seq_kv·4 bytes, plus the f32
+ * copies of q, k and v under f16 / bf16 storage) and evaluates the same mask
+ * inline in its softmax kernel (plus the same bitmap); it keeps no N×N mask
+ * buffer. clattn_plan_visible_pairs() counts the pairs.
  *
  * Validation (clattn_plan_create and clattn_reference_attention): negative
  * windows, counts or block indices, dilation / stride / block_size < 1,
@@ -401,7 +416,9 @@ typedef enum clattn_algo {
   /** Fused, tiled kernel with online softmax: O(N) memory, one pass. */
   CLATTN_ALGO_FLASH = 1,
   /** CLBlast GEMM → masked softmax → GEMM with an O(B·H·Nq·Nk) workspace.
-   *  The baseline. Needs unit dim stride (head_dim contiguous). */
+   *  The baseline. f32 storage needs a unit dim stride (head_dim contiguous)
+   *  and seq strides >= head_dim; f16 / bf16 go through packed f32 copies
+   *  (see clattn_dtype) and take any strides. */
   CLATTN_ALGO_NAIVE = 2,
   /** Kernelised linear attention φ(Q)(φ(K)ᵀV) / φ(Q)(φ(K)ᵀ1): O(N·d²). An
    *  approximation of softmax attention, chosen only explicitly. */
@@ -526,10 +543,13 @@ clattn_status clattn_plan_execute(clattn_plan plan, cl_mem q, cl_mem k, cl_mem v
 const char *clattn_plan_describe(clattn_plan plan);
 
 /** Bytes of device workspace the plan owns (flash: 0 for dense masks, the
- *  tile lists and bitmap for sparse masks; naive: the score matrix and any
- *  bitmap; linear: the chunk states, B·Hk·chunks·F·(d+1) floats, plus for
- *  FAVOR+ the features ω, two maxima per chunk and, causal, the keys'
- *  log-features, B·Hk·seq_kv·F floats rounded up to whole chunks). */
+ *  tile lists and bitmap for sparse masks; naive: the score matrix,
+ *  B·H·Nq·Nk floats, and any bitmap, plus for f16 / bf16 the f32 copies of
+ *  q (which also receives the f32 output before it is rounded into o) and of
+ *  k and v, B·H·Nq·d + 2·B·Hk·Nk·d floats; linear: the chunk states,
+ *  B·Hk·chunks·F·(d+1) floats, plus for FAVOR+ the features ω, two maxima
+ *  per chunk and, causal, the keys' log-features, B·Hk·seq_kv·F floats
+ *  rounded up to whole chunks). */
 size_t clattn_plan_workspace_size(clattn_plan plan);
 
 /** Number of (batch, head, query, key) tuples whose score the plan's mask

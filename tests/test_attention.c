@@ -248,9 +248,9 @@ static void test_explicit_scale(void **state) {
   TU_CHECK_CASE(ctx, &d, TU_INPUT_UNIFORM, 1, FAMILY "/scale/-1.25");
 }
 
-/* 16-bit storage (f16, bf16): tolerances 1e-3 / 1e-2 relative (test_util.h).
- * The flash family implements them; the naive family may refuse them with
- * CLATTN_ERROR_UNSUPPORTED naming the type. */
+/* 16-bit storage (f16, bf16): tolerances 1e-3 / 1e-2 relative (test_util.h),
+ * against the float64 reference of the inputs as stored (rounded). Both
+ * families implement them (naive through f32 copies, see test_naive_16bit). */
 static void test_16bit_storage(void **state) {
   clattn_context ctx = *state;
   static const struct {
@@ -270,17 +270,149 @@ static void test_16bit_storage(void **state) {
       d.dtype = types[t];
       char label[256];
       case_label(label, sizeof label, t ? "bf16" : "f16", &d);
-      tu_report rep;
-      tu_run_and_compare(ctx, &d, cases[i].input, 1, 0, label, &rep);
-#if IS_NAIVE
-      if (rep.status == CLATTN_ERROR_UNSUPPORTED) {
-        if (!strstr(rep.error, t ? "bf16" : "f16")) fail_msg("%s", rep.summary);
-        continue;
-      }
-#endif
-      if (!tu_report_ok(&rep, 1)) fail_msg("%s", rep.summary);
+      TU_CHECK_CASE(ctx, &d, cases[i].input, 1, label);
     }
 }
+
+#if IS_NAIVE
+/* The naive family's 16-bit path: q, k, v are converted into packed f32
+ * copies, CLBlast's SGEMM and the softmax run in f32, and the output is
+ * rounded (nearest even) into o in its own layout; the LSE stays f32.
+ * Tolerances as test_16bit_storage: f16 TU_F16_REL_TOL (1e-3), bf16
+ * TU_BF16_REL_TOL (1e-2) relative, for o and for the LSE relative to
+ * max(1, |ref|), against the float64 reference of the rounded inputs; o
+ * and lse NaN-poisoned before the run. Shapes that are no tile multiple
+ * (seq 1, 63, 257 in both orders), head dims 16, 80, 128, both masks
+ * (bottom-right causal with fully masked rows), GQA / MQA, BHSD, BSHD and
+ * strided tensors — including non-unit dim strides, which the f32 path
+ * refuses but the conversion kernels read and write directly — with the
+ * workspace allocated at plan creation or (lazily) at the first execute. */
+static void test_naive_16bit(void **state) {
+  clattn_context ctx = *state;
+  enum { BHSD, BSHD, PADDED, DIMSTRIDE };
+  static const struct {
+    shape_case s;
+    int layout, with_lse;
+    tu_input input;
+  } cases[] = {
+      {{1, 2, 0, 1, 1, 16, 0}, BHSD, 1, TU_INPUT_UNIFORM},
+      {{1, 2, 0, 63, 63, 80, 1}, BHSD, 1, TU_INPUT_UNIFORM},
+      {{1, 1, 0, 257, 257, 128, 0}, BHSD, 1, TU_INPUT_UNIFORM},
+      {{1, 2, 0, 257, 63, 16, 1}, BHSD, 1, TU_INPUT_UNIFORM}, /* 194 fully masked rows */
+      {{2, 8, 1, 63, 257, 80, 1}, BSHD, 1, TU_INPUT_UNIFORM}, /* MQA */
+      {{2, 4, 2, 257, 1, 128, 0}, BSHD, 1, TU_INPUT_UNIFORM}, /* GQA */
+      {{1, 2, 0, 1, 257, 128, 1}, BSHD, 1, TU_INPUT_UNIFORM},
+      {{2, 4, 2, 65, 63, 16, 1}, PADDED, 1, TU_INPUT_UNIFORM},
+      {{2, 4, 2, 63, 65, 80, 1}, DIMSTRIDE, 1, TU_INPUT_UNIFORM},
+      {{1, 2, 2, 63, 257, 16, 0}, BHSD, 0, TU_INPUT_UNIFORM},
+      {{1, 2, 0, 63, 63, 16, 0}, BHSD, 1, TU_INPUT_EXTREME_MIXED},
+  };
+  static const clattn_dtype types[] = {CLATTN_DTYPE_F16, CLATTN_DTYPE_BF16};
+  for (size_t t = 0; t < 2; t++)
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+      clattn_attention_desc d = make_desc(&cases[i].s);
+      d.dtype = types[t];
+      if (cases[i].layout == BSHD) d.layout = CLATTN_LAYOUT_BSHD;
+      if (cases[i].layout == PADDED) tu_set_padded_strides(&d, 5, 7, 1);
+      if (cases[i].layout == DIMSTRIDE) set_dim_strided(&d);
+      char label[256], test[32];
+      snprintf(test, sizeof test, "%s-%d-lse%d", t ? "bf16" : "f16", cases[i].layout,
+               cases[i].with_lse);
+      case_label(label, sizeof label, test, &d);
+      tu_report rep;
+      /* Every other case allocates the workspace at its first execute. */
+      const unsigned flags = i % 2 ? CLATTN_PLAN_LAZY_WORKSPACE : 0;
+      tu_run_and_compare(ctx, &d, cases[i].input, cases[i].with_lse, flags, label, &rep);
+      if (!tu_report_ok(&rep, cases[i].with_lse)) fail_msg("%s", rep.summary);
+      if (rep.rel_tol != (t ? TU_BF16_REL_TOL : TU_F16_REL_TOL))
+        fail_msg("tolerance %g is not the %s one\n%s", rep.rel_tol, t ? "bf16" : "f16",
+                 rep.summary);
+      if (!strstr(rep.plan_describe, t ? "naive bf16" : "naive f16"))
+        fail_msg("describe does not name the storage type: %s", rep.plan_describe);
+      if (i == 3 && rep.masked_rows != 2 * 194)
+        fail_msg("expected %d fully masked rows\n%s", 2 * 194, rep.summary);
+    }
+}
+
+/* An application's out-of-order queue: the stages (conversions, GEMMs,
+ * softmax) are ordered by barriers and the returned event covers the last
+ * one; tu_run_and_compare waits on that event alone before reading o. */
+static void test_naive_out_of_order(void **state) {
+  clattn_context ctx = *state;
+  cl_int err;
+  cl_command_queue queue = clCreateCommandQueue(
+      clattn_context_cl_context(ctx), clattn_context_device(ctx),
+      CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE | CL_QUEUE_PROFILING_ENABLE, &err);
+  if (!queue) {
+    print_message("out-of-order queues unsupported here (%d): skipped\n", (int)err);
+    return;
+  }
+  clattn_context qctx = NULL;
+  assert_int_equal(clattn_context_create_from_queue(queue, &qctx), CLATTN_SUCCESS);
+  static const shape_case c = {2, 4, 2, 65, 63, 80, 1};
+  static const clattn_dtype types[] = {CLATTN_DTYPE_F32, CLATTN_DTYPE_F16, CLATTN_DTYPE_BF16};
+  for (size_t t = 0; t < 3; t++) {
+    clattn_attention_desc d = make_desc(&c);
+    d.dtype = types[t];
+    d.layout = CLATTN_LAYOUT_BSHD;
+    char label[256];
+    case_label(label, sizeof label, t == 0 ? "ooo-f32" : t == 1 ? "ooo-f16" : "ooo-bf16", &d);
+    TU_CHECK_CASE(qctx, &d, TU_INPUT_UNIFORM, 1, label);
+  }
+  clattn_context_release(qctx);
+  clReleaseCommandQueue(queue);
+}
+
+/* The output is rounded to nearest even, not truncated: the f32 result is
+ * within ~1e-6 relative of the float64 reference, far below half an f16 /
+ * bf16 ulp, so nearly every element must equal the reference rounded to
+ * the storage type (tu_float_to_half / tu_float_to_bf16); the rest must be
+ * one ulp away (a reference within the f32 error of a rounding boundary).
+ * Truncation would miss about half of them, always towards zero. */
+static void test_naive_16bit_rounding(void **state) {
+  clattn_context ctx = *state;
+  static const shape_case c = {1, 2, 0, 63, 65, 80, 0};
+  static const clattn_dtype types[] = {CLATTN_DTYPE_F16, CLATTN_DTYPE_BF16};
+  for (size_t t = 0; t < 2; t++) {
+    clattn_attention_desc d = make_desc(&c);
+    d.dtype = types[t];
+    char label[256];
+    case_label(label, sizeof label, t ? "bf16-rounding" : "f16-rounding", &d);
+    tu_problem pr;
+    tu_report rep;
+    if (tu_problem_init(&pr, ctx, &d, TU_INPUT_UNIFORM, 0, label, &rep))
+      fail_msg("%s", rep.summary);
+    clattn_plan plan = NULL;
+    if (clattn_plan_create(ctx, &d, 0, &plan) != CLATTN_SUCCESS ||
+        clattn_plan_execute(plan, pr.q, pr.k, pr.v, pr.o, NULL, 0, NULL, NULL) != CLATTN_SUCCESS)
+      fail_msg("%s: %s", label, clattn_context_last_error(ctx));
+    const size_t n = pr.elems[3]; /* BHSD: o is the reference's order */
+    uint16_t *out = malloc(n * sizeof *out);
+    double *ref = malloc(n * sizeof *ref);
+    assert_non_null(out);
+    assert_non_null(ref);
+    assert_int_equal(clFinish(clattn_context_queue(ctx)), CL_SUCCESS);
+    assert_int_equal(tu_buffer_read(ctx, pr.o, out, n * sizeof *out), CL_SUCCESS);
+    assert_int_equal(clattn_reference_attention(&d, pr.sq, pr.sk, pr.sv, ref, NULL, NULL, 0),
+                     CLATTN_SUCCESS);
+    size_t off_by_one = 0;
+    for (size_t e = 0; e < n; e++) {
+      const uint16_t want = t ? tu_float_to_bf16((float)ref[e]) : tu_float_to_half((float)ref[e]);
+      if (out[e] == want) continue;
+      if (abs((int)out[e] - (int)want) != 1)
+        fail_msg("%s: element %zu is 0x%04x, the rounded reference 0x%04x (%.9g)", label, e, out[e],
+                 want, ref[e]);
+      off_by_one++;
+    }
+    if (off_by_one > n / 100)
+      fail_msg("%s: %zu of %zu elements are not the rounded reference", label, off_by_one, n);
+    free(out);
+    free(ref);
+    clattn_plan_release(plan);
+    tu_problem_free(&pr);
+  }
+}
+#endif
 
 #if IS_FLASH
 /* Other flash configurations than the device default, through
@@ -329,6 +461,11 @@ int main(int argc, char **argv) {
     cmocka_unit_test(test_extreme_scores),
     cmocka_unit_test(test_explicit_scale),
     cmocka_unit_test(test_16bit_storage),
+#if IS_NAIVE
+    cmocka_unit_test(test_naive_16bit),
+    cmocka_unit_test(test_naive_16bit_rounding),
+    cmocka_unit_test(test_naive_out_of_order),
+#endif
 #if IS_FLASH
     cmocka_unit_test(test_flash_configs),
 #endif

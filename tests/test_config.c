@@ -1,6 +1,8 @@
-/* test_config.c — property tests of the flash configuration space and defaults (internal). */
+/* test_config.c — property tests of the flash configuration space and the naive workspace
+ * (internal). */
 #include "internal.h"
 #include "flash_config.h"
+#include "naive.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -199,6 +201,60 @@ static void test_parse(void **state) {
   }
 }
 
+/* The naive family's workspace from a descriptor alone (what plan creation
+ * allocates and clattn_plan_workspace_size reports; test_api checks the
+ * plan's value): the score matrix, plus for 16-bit storage the f32 copies of
+ * q/o and of k and v per kv head; NULL, non-positive sizes and overflow give
+ * false / SIZE_MAX. */
+static void test_naive_workspace(void **state) {
+  (void)state;
+  clattn_attention_desc d;
+  clattn_attention_desc_init(&d);
+  d.batch = 2;
+  d.heads = 4;
+  d.kv_heads = 2;
+  d.seq_q = 7;
+  d.seq_kv = 9;
+  d.head_dim = 16;
+  clattn__naive_ws ws;
+  assert_true(clattn__naive_workspace(&d, &ws));
+  assert_int_equal(ws.scores, 2 * 4 * 7 * 9 * 4);
+  assert_int_equal(ws.q + ws.k + ws.v, 0);
+  assert_int_equal(ws.total, ws.scores);
+  assert_int_equal(clattn__naive_workspace_bytes(&d), ws.total);
+  static const clattn_dtype half[] = {CLATTN_DTYPE_F16, CLATTN_DTYPE_BF16};
+  for (int t = 0; t < 2; t++) {
+    d.dtype = half[t];
+    assert_true(clattn__naive_workspace(&d, &ws));
+    assert_int_equal(ws.scores, 2 * 4 * 7 * 9 * 4);
+    assert_int_equal(ws.q, 2 * 4 * 7 * 16 * 4);
+    assert_int_equal(ws.k, 2 * 2 * 9 * 16 * 4);
+    assert_int_equal(ws.v, ws.k);
+    assert_int_equal(ws.total, ws.scores + ws.q + 2 * ws.k);
+    assert_int_equal(clattn__naive_workspace_bytes(&d), ws.total);
+  }
+  d.kv_heads = 0; /* = heads */
+  assert_true(clattn__naive_workspace(&d, &ws));
+  assert_int_equal(ws.k, 2 * 4 * 9 * 16 * 4);
+  /* A long-context GQA layer: 32 heads on 8, N = 32768, d = 128, bf16. */
+  d.batch = 1;
+  d.heads = 32;
+  d.kv_heads = 8;
+  d.seq_q = d.seq_kv = 32768;
+  d.head_dim = 128;
+  if (sizeof(size_t) >= 8)
+    assert_int_equal(clattn__naive_workspace_bytes(&d),
+                     ((uint64_t)1 << 37) + ((uint64_t)1 << 29) + ((uint64_t)1 << 28));
+  d.batch = d.heads = d.kv_heads = d.seq_q = d.seq_kv = 0x7fffffff;
+  assert_false(clattn__naive_workspace(&d, &ws));
+  assert_int_equal(ws.total, 0);
+  assert_true(clattn__naive_workspace_bytes(&d) == SIZE_MAX);
+  d.batch = 0;
+  assert_true(clattn__naive_workspace_bytes(&d) == SIZE_MAX);
+  assert_true(clattn__naive_workspace_bytes(NULL) == SIZE_MAX);
+  assert_false(clattn__naive_workspace(NULL, &ws));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_space_shape),
@@ -206,6 +262,7 @@ int main(void) {
       cmocka_unit_test(test_default_is_legal),
       cmocka_unit_test(test_illegal_rejected),
       cmocka_unit_test(test_parse),
+      cmocka_unit_test(test_naive_workspace),
   };
   return cmocka_run_group_tests_name("clattn flash configuration", tests, NULL, NULL);
 }

@@ -369,6 +369,40 @@ static void test_naive(void **state) {
   run_layouts(ctx, CLATTN_ALGO_NAIVE);
 }
 
+/* The naive-masked baseline with 16-bit storage (q, k, v converted into f32
+ * copies, o rounded back; tests/test_attention.c test_naive_16bit): f16
+ * within TU_F16_REL_TOL (1e-3) and bf16 within TU_BF16_REL_TOL (1e-2)
+ * relative, output and LSE, against the reference of the rounded inputs.
+ * An element pattern with global tokens and a BigBird pattern, causal, on
+ * shapes that are no block multiple (fully masked rows included). */
+static void test_naive_16bit(void **state) {
+  clattn_context ctx = *state;
+  static const clattn_dtype types[] = {CLATTN_DTYPE_F16, CLATTN_DTYPE_BF16};
+  for (size_t t = 0; t < 2; t++) {
+    const char *tn = t ? "bf16" : "f16";
+    clattn_sparse_desc sp;
+    memset(&sp, 0, sizeof sp);
+    sp.window_left = 16;
+    sp.window_right = 4;
+    sp.num_global = 2;
+    sp.causal = 1;
+    clattn_attention_desc d = make(130, 257, CLATTN_MASK_WINDOW, CLATTN_ALGO_NAIVE, &sp);
+    d.dtype = types[t];
+    check(ctx, &d, "naive/%s/window/q130-k257/L16-R4-g2-c1", tn);
+    memset(&sp, 0, sizeof sp);
+    sp.block_size = 16;
+    sp.window_blocks = 1;
+    sp.global_blocks = 1;
+    sp.random_blocks = 2;
+    sp.seed = 0x5eed;
+    sp.causal = 1;
+    d = make(70, 30, CLATTN_MASK_BIGBIRD, CLATTN_ALGO_NAIVE, &sp);
+    d.dtype = types[t];
+    d.layout = CLATTN_LAYOUT_BSHD;
+    check(ctx, &d, "naive/%s/bigbird/q70-k30/b16-w1-g1-r2-c1/bshd", tn);
+  }
+}
+
 /* ---- BigBird determinism ----------------------------------------------------- */
 
 /* Runs desc on the inputs of `prob` and returns the output (caller frees). */
@@ -655,6 +689,7 @@ int main(void) {
       cmocka_unit_test(test_arrays_copied),
       cmocka_unit_test(test_shapes_and_layouts),
       cmocka_unit_test(test_naive),
+      cmocka_unit_test(test_naive_16bit),
   };
   return cmocka_run_group_tests_name("clattn sparse", tests, tu_group_setup, tu_group_teardown);
 }
