@@ -77,6 +77,16 @@ if [[ $what == tc ]]; then
   tar czf "$OUT/tc_ptx.tgz" -C "$OUT" $(cd "$OUT" && ls *.ptx) && rm -f "$OUT"/*.ptx
 fi
 
+if [[ $what == tcextra ]]; then
+  # the tuner over the tensor-core space, and the naive family in 16-bit storage on the GPU
+  CLATTN_CACHE_DIR=$PWD/build/tune-cache timeout 200 $CLI tune --dtype f16 --head-dim 64,128 --seq 4096 --budget 120 \
+    --exhaustive >"$OUT/tune_tc.txt" 2>&1; tail -6 "$OUT/tune_tc.txt"
+  for dt in f16 bf16; do for shape in "--seq 257 --head-dim 80 --mask causal" "--seq 2048 --head-dim 128 --heads 8 --kv-heads 2" \
+      "--seq-q 100 --seq-kv 333 --head-dim 64 --layout bshd --mask causal"; do
+    timeout 60 $CLI run --algo naive --dtype $dt --verify $shape 2>&1 | grep -E 'verify|over' | tr '\n' ' '; echo " <- naive $dt $shape"
+  done; done | tee "$OUT/naive_half.txt"
+fi
+
 if [[ $what == compare || $what == all ]]; then
   CLATTN_LIB=build/libclattn.so timeout 300 python3 bench/compare_torch.py --dtypes ${CMP_DTYPES:-f16,bf16,f32} \
     --head-dims ${CMP_DIMS:-64,128} --seqs ${CMP_SEQS:-4096,16384} --json "$OUT/compare.jsonl" 2>"$OUT/compare.err" | tee "$OUT/compare.md"

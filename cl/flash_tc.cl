@@ -56,8 +56,8 @@
 #define KCP (BN / 16) /* k-steps of O = P V */
 #define CH8 (DP / 8)  /* 8-element chunks per row */
 
-#if (BN % 32) || (MT < 1) || (MT > 2)
-#error "flash_tc: BN must be a multiple of 32 and MT 1 or 2"
+#if (BN % 16) || (MT < 1) || (MT > 2)
+#error "flash_tc: BN must be a multiple of 16 and MT 1 or 2"
 #endif
 #if CLATTN_DTYPE == 1
 #define MMA_T "f16"
