@@ -29,14 +29,40 @@ typedef struct naive_state {
   bool out_of_order;
 } naive_state;
 
+/* Device workspace of a naive plan, computed from the resolved descriptor:
+ * the single source of truth of the family's memory. naive_create allocates
+ * exactly this; clattn_plan_estimate reports it (clattn_plan_workspace_size
+ * adds a sparse mask's bitmap). */
+typedef struct naive_workspace {
+  size_t scores;  /* the f32 score matrix S = P, B·H·Nq·Nk floats */
+  size_t convert; /* f32 copies of half-precision tensors for the f32 GEMMs: 0 while the family
+                     serves f32 storage only (plan.c refuses other dtypes before this point) */
+  size_t total;
+} naive_workspace;
+
+static clattn_status naive_workspace_of(clattn_plan p, naive_workspace *ws) {
+  const clattn_attention_desc *d = &p->desc;
+  const size_t bc = (size_t)d->batch * (size_t)d->heads;
+  const size_t per = (size_t)d->seq_q * (size_t)d->seq_kv;
+  memset(ws, 0, sizeof *ws);
+  if (per > SIZE_MAX / sizeof(float) / bc)
+    return clattn__fail(p->ctx, CLATTN_ERROR_OUT_OF_MEMORY,
+                        "naive attention needs a score workspace larger than the address space");
+  ws->scores = bc * per * sizeof(float);
+  ws->convert = 0;
+  ws->total = ws->scores + ws->convert;
+  return CLATTN_SUCCESS;
+}
+
 /* CLBlast passes buffer offsets to its kernels as int: every element the
  * GEMMs address (scores and the caller's tensors) must lie below 2^31.
  * (Slicing the scores into sub-buffers was tried: on NVIDIA's OpenCL it gave
- * wrong results at 2^32 elements and hung at 2^31, so the limit is explicit.) */
-static clattn_status limit_runs(clattn_plan p, naive_state *s) {
+ * wrong results at 2^32 elements and hung at 2^31, so the limit is explicit.)
+ * A property of the problem, not of the device's memory. */
+static clattn_status limit_indices(clattn_plan p) {
   const clattn_attention_desc *d = &p->desc;
   const size_t per = (size_t)d->seq_q * (size_t)d->seq_kv, lim = (size_t)INT_MAX;
-  const size_t total = per * s->batch_count;
+  const size_t total = per * (size_t)d->batch * (size_t)d->heads;
   if (total > lim)
     return clattn__fail(p->ctx, CLATTN_ERROR_UNSUPPORTED,
                         "the naive family's score workspace would hold %zu elements "
@@ -149,22 +175,25 @@ static clattn_status naive_create(clattn_plan p) {
   if (!s) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate naive state");
   p->state = s;
 
-  size_t bc = (size_t)d->batch * (size_t)d->heads;
-  size_t per = (size_t)d->seq_q * (size_t)d->seq_kv;
-  if (per > SIZE_MAX / sizeof(float) / bc)
-    return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY,
-                        "naive attention needs a score workspace larger than the address space");
-  p->workspace_bytes = bc * per * sizeof(float);
-  cl_ulong limit =
-      ctx->info.max_alloc < ctx->info.global_mem ? ctx->info.max_alloc : ctx->info.global_mem;
-  if ((cl_ulong)p->workspace_bytes > limit)
-    return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY,
-                        "naive attention needs a %zu-byte score workspace (B*H*Nq*Nk*4 = "
-                        "%d*%d*%d*%d*4) but the device allows at most %llu bytes in one buffer "
-                        "(%llu in all); use the flash family",
-                        p->workspace_bytes, d->batch, d->heads, d->seq_q, d->seq_kv,
-                        (unsigned long long)ctx->info.max_alloc,
-                        (unsigned long long)ctx->info.global_mem);
+  const size_t bc = (size_t)d->batch * (size_t)d->heads;
+  naive_workspace ws;
+  clattn_status st = naive_workspace_of(p, &ws);
+  if (st != CLATTN_SUCCESS) return st;
+  p->workspace_bytes = ws.total;
+  if (p->estimate) { /* sizing only: the family's own limits, not the device's memory */
+    if ((st = limit_indices(p)) != CLATTN_SUCCESS) return st;
+  } else {
+    cl_ulong limit =
+        ctx->info.max_alloc < ctx->info.global_mem ? ctx->info.max_alloc : ctx->info.global_mem;
+    if ((cl_ulong)p->workspace_bytes > limit)
+      return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY,
+                          "naive attention needs a %zu-byte score workspace (B*H*Nq*Nk*4 = "
+                          "%d*%d*%d*%d*4) but the device allows at most %llu bytes in one buffer "
+                          "(%llu in all); use the flash family",
+                          p->workspace_bytes, d->batch, d->heads, d->seq_q, d->seq_kv,
+                          (unsigned long long)ctx->info.max_alloc,
+                          (unsigned long long)ctx->info.global_mem);
+  }
 
   s->batch_count = bc;
   /* Two orders of the pairs: (b, h), and (h % G, b, h / G), which makes
@@ -195,8 +224,7 @@ static clattn_status naive_create(clattn_plan p) {
   }
   free(order);
   free(alt);
-  clattn_status lst = limit_runs(p, s);
-  if (lst != CLATTN_SUCCESS) return lst;
+  if ((st = limit_indices(p)) != CLATTN_SUCCESS) return st;
 
   cl_command_queue_properties qp = 0;
   clGetCommandQueueInfo(ctx->queue, CL_QUEUE_PROPERTIES, sizeof qp, &qp, NULL);
@@ -206,8 +234,8 @@ static clattn_status naive_create(clattn_plan p) {
   while ((size_t)s->softmax_wg > ctx->info.max_wg)
     s->softmax_wg /= 2;
   if (ctx->info.is_cpu) s->softmax_wg = s->softmax_wg > 16 ? 16 : s->softmax_wg;
+  if (p->estimate) return p->sparse ? clattn__sparse_upload_bits(p) : CLATTN_SUCCESS;
   char opts[256];
-  clattn_status st;
   snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DWG=%d -DCAUSAL=%d", s->softmax_wg,
            d->mask == CLATTN_MASK_CAUSAL ? 1 : 0);
   if (p->sparse) {
