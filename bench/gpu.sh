@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh [quick|core|half|tc|compare|families|all]; logs go to $OUT (or ./gpu-out).
+# Usage (device machine, repo root): bash bench/gpu.sh [quick|core|half|tc|tcextra|compare|families|all|plots]; logs go to $OUT (or ./gpu-out).
+# `plots` (not part of `all`): the issue-7 sweep, peak, memory table + OOM check and PNGs, in $OUT/plots.tar.gz (log: $OUT/plots.log).
 set -uo pipefail
 what=${1:-all}
 OUT=${OUT:-$PWD/gpu-out}
@@ -122,4 +123,46 @@ for path in sys.argv[1:]:
         print(f"| {r['algo']} | {r['dtype']} | {r.get('mask')} {r.get('feature','')} | {r['seq_q']} | {r['median_ms']:.3f} | {r['tflops']:.2f} | "
               f"{r.get('workspace_bytes')} | {r.get('rel_err') if r.get('rel_err') is None else format(r['rel_err'], '.1e')} | {r.get('verified')} |")
 PY
+fi
+
+if [[ $what == plots ]]; then
+  # Issue 7: bench sweeps (naive, flash, sparse window, linear; f32, d = 64, causal and not;
+  # B = 1, H = 16, so naive reaches its 2^31-score limit at N = 16384), the measured peak,
+  # the memory table and the largest-N check, and the PNGs of bench/plot.py.
+  # Everything goes into one tarball ($OUT takes few files); the log beside it.
+  P=$(mktemp -d)/plots; mkdir -p "$P"; LOG="$OUT/plots.log"; : >"$LOG"
+  SEQS=${PLOT_SEQS:-512,1024,2048,4096,8192,16384,32768,65536} PH=${PLOT_HEADS:-16}  # env: smoke-test sizes
+  {
+    echo "== peak"; timeout 120 $CLI devices --peak --json --device "$CLATTN_DEVICE" >"$P/gpu_peak.json"
+    timeout 120 $CLI devices --peak --device "$CLATTN_DEVICE" | tee "$P/gpu_peak.txt" | grep -E "^[0-9]|peak"
+    echo "== bench dense (flash, naive, linear elu; none + causal)"
+    timeout 420 $CLI bench --algo flash,naive,linear --seq $SEQS --head-dim 64 --heads $PH --mask both \
+      --reps 5 --warmup 1 --peak --no-progress --csv "$P/gpu_dense.csv" --json "$P/gpu_dense.json" | tee "$P/gpu_dense.txt"
+    for pat in window:256,256 window:256,0,causal; do
+      echo "== bench sparse $pat"
+      timeout 300 $CLI bench --family sparse --pattern $pat --seq $SEQS --head-dim 64 --heads $PH \
+        --reps 5 --warmup 1 --no-progress --csv "$P/gpu_sparse_${pat//[:,]/_}.csv" | tee "$P/gpu_sparse_${pat//[:,]/_}.txt"
+    done
+    echo "== memory table (device's global memory)"
+    $CLI memory | tee "$P/gpu_memory.txt"; $CLI memory --json >"$P/gpu_memory.json"
+    # The check runs one layer at the largest stack N with the rest of the stack held on the
+    # GPU. The driver keeps some memory for itself: check both against the device's global
+    # memory and against what nvidia-smi says is free now (minus 1 GiB of margin).
+    echo "== memory --check (global memory)"
+    timeout 400 $CLI memory --check | tee "$P/gpu_memory_check.txt" | grep -E "check|stack|N ="
+    free=$(nvidia-smi --query-gpu=memory.free --format=csv,noheader,nounits 2>/dev/null | head -1)
+    if [[ $free =~ ^[0-9]+$ ]]; then
+      echo "== memory --check (free memory ${free} MiB - 1 GiB)"
+      timeout 400 $CLI memory --check --memory-bytes $(( (free - 1024) * 1048576 )) \
+        | tee "$P/gpu_memory_check_free.txt" | grep -E "check|stack|N ="
+    fi
+  } >>"$LOG" 2>&1
+  if python3 -c "import matplotlib" 2>/dev/null; then
+    python3 bench/plot.py --peak "$P/gpu_peak.json" --prefix "$P/gpu" "$P"/gpu_dense.csv "$P"/gpu_sparse_*.csv >>"$LOG" 2>&1
+  else
+    echo "matplotlib missing here: run bench/plot.py on the CSVs of plots.tar.gz elsewhere" | tee -a "$LOG"
+  fi
+  cp "$LOG" "$P/"; git rev-parse --short HEAD >"$P/commit.txt" 2>/dev/null
+  tar czf "$OUT/plots.tar.gz" -C "$(dirname "$P")" plots
+  grep -E "^== |check |flash: N|naive: N|wrote|FMA|copy" "$LOG" | tail -40
 fi

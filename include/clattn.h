@@ -552,6 +552,28 @@ const char *clattn_plan_describe(clattn_plan plan);
  *  rounded up to whole chunks). */
 size_t clattn_plan_workspace_size(clattn_plan plan);
 
+/**
+ * Sizes a plan without making it (FFTW's "estimate"): validates `desc` and
+ * chooses the family and its configuration with the very code of
+ * clattn_plan_create() — the same sizing functions — but builds no program,
+ * allocates and uploads nothing on the device and does not compare the
+ * workspace with the device's memory, so problems far larger than the device
+ * can be sized (the caller compares). *workspace_bytes receives what
+ * clattn_plan_workspace_size() of the plan would return.
+ * Returns CLATTN_SUCCESS when the family accepts the problem (plan creation
+ * may still run out of device memory, or fail to compile);
+ * CLATTN_ERROR_UNSUPPORTED when the family refuses it whatever the memory —
+ * e.g. the naive family at B·H·Nq·Nk >= 2^31 score elements (CLBlast's 32-bit
+ * indices), or a dtype the family does not implement — with the message
+ * naming the limit and *workspace_bytes holding the bytes sized before the
+ * refusal (0 when it came first); CLATTN_ERROR_INVALID_ARGUMENT as
+ * clattn_plan_create (*workspace_bytes 0). Device-dependent choices (the
+ * linear family's chunking, a sparse mask's tile lists) are those a plan on
+ * the context's device would make. Cheap: host work only.
+ */
+clattn_status clattn_plan_estimate(clattn_context ctx, const clattn_attention_desc *desc,
+                                   size_t *workspace_bytes);
+
 /** Number of (batch, head, query, key) tuples whose score the plan's mask
  *  keeps: B·H·seq_q·seq_kv without a mask, fewer under causal and sparse
  *  masks (counted exactly at plan creation). 0 for NULL. */
@@ -601,6 +623,61 @@ clattn_status clattn_plan_redraw_features(clattn_plan plan, uint64_t seed);
  * 0..256 or out == NULL, CLATTN_ERROR_OUT_OF_MEMORY if scratch fails.
  */
 clattn_status clattn_favor_features(int head_dim, int num_features, uint64_t seed, float *out);
+
+/* ------------------------------------------------------------------------ */
+/* Device peak calibration                                                   */
+/* ------------------------------------------------------------------------ */
+
+/** What clattn_measure_peak() measures. Initialise with
+ *  clattn_peak_request_init(). */
+typedef struct clattn_peak_request {
+  /** Bytes of the copy's source (and destination) buffer. Default 256 MiB;
+   *  capped at a quarter of the global memory and at the largest single
+   *  allocation, rounded down to whole grid-stride rounds of float4. */
+  size_t copy_bytes;
+  /** Target duration of one FMA run in ms: the run length is calibrated to
+   *  it (doubling, then scaling). Default 20. */
+  double fma_ms;
+  /** Timed runs of each kernel after one warm-up run; the median is
+   *  reported. Default 7, at most 1000. */
+  int runs;
+} clattn_peak_request;
+
+/** Result of clattn_measure_peak(); times are OpenCL profiling START..END of
+ *  the kernel, in ms. */
+typedef struct clattn_peak_result {
+  double fma_gflops; /**< f32 multiply-add rate, 2 FLOP per FMA, median run (GFLOP/s) */
+  double copy_gbps;  /**< bytes read + bytes written per second of the median run / 1e9 */
+  double fma_ms, fma_min_ms, fma_max_ms;
+  double copy_ms, copy_min_ms, copy_max_ms;
+  double fma_flop;       /**< FLOP of one FMA run */
+  size_t fma_work_items; /**< work-items of the FMA kernel (8 work-groups per compute unit) */
+  int fma_iterations;    /**< loop iterations per work-item (32 FMAs of vector_width lanes) */
+  int vector_width;      /**< float lanes per FMA: the device's native float vector width */
+  size_t copy_bytes;     /**< bytes read (= bytes written) by one copy run */
+  int runs;              /**< timed runs of each kernel */
+} clattn_peak_result;
+
+/** Sets the defaults listed in clattn_peak_request. NULL is ignored. */
+void clattn_peak_request_init(clattn_peak_request *req);
+
+/**
+ * Measures the context's device with two small built-in kernels
+ * (cl/peak.cl), so that achieved rates can be stated as a fraction of what
+ * the device does: the f32 FMA rate (8 independent multiply-add chains per
+ * work-item on vectors of the device's native float width — 1 on GPUs, the
+ * SIMD width on CPUs —, 8 work-groups per compute unit, the sum written out)
+ * and the copy bandwidth (one vector of at least 4 floats per work-item,
+ * between two buffers filled beforehand). Each kernel runs once to warm up,
+ * then req->runs times; the median START..END of the profiling events is
+ * reported. req may be NULL (defaults). Blocks until done (about (runs + 2) ·
+ * fma_ms plus the copies). Errors: INVALID_ARGUMENT (a request field),
+ * UNSUPPORTED (the queue has no profiling: a context from
+ * clattn_context_create_from_queue without CL_QUEUE_PROFILING_ENABLE),
+ * OUT_OF_MEMORY (the copy buffers), BUILD, OPENCL.
+ */
+clattn_status clattn_measure_peak(clattn_context ctx, const clattn_peak_request *req,
+                                  clattn_peak_result *out);
 
 /* ------------------------------------------------------------------------ */
 /* Reference                                                                 */

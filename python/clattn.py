@@ -83,6 +83,9 @@ class Library:
         L.clattn_plan_execute.argtypes = [c_void_p] + [c_void_p] * 5 + [c_uint, c_void_p, ctypes.POINTER(c_void_p)]
         L.clattn_plan_describe.restype = c_char_p
         L.clattn_plan_describe.argtypes = [c_void_p]
+        L.clattn_plan_estimate.argtypes = [c_void_p, ctypes.POINTER(Desc), ctypes.POINTER(c_size_t)]
+        L.clattn_plan_workspace_size.restype = c_size_t
+        L.clattn_plan_workspace_size.argtypes = [c_void_p]
         L.clattn_plan_release.argtypes = [c_void_p]
         L.clattn_reference_attention.argtypes = [ctypes.POINTER(Desc), c_void_p, c_void_p, c_void_p,
                                                  c_void_p, c_void_p, c_void_p, c_int]
@@ -144,6 +147,15 @@ class Context:
 
     def release_buffer(self, buf):
         self.L.cl.clReleaseMemObject(buf)
+
+    def estimate(self, desc):
+        """Device workspace bytes a plan for `desc` would own (clattn_plan_estimate: sized,
+        nothing compiled or allocated). Raises ClattnError when the family refuses it."""
+        n = c_size_t()
+        st = self.L.lib.clattn_plan_estimate(self.h, ctypes.byref(desc), ctypes.byref(n))
+        if st != 0:
+            raise ClattnError(f"{self.L.lib.clattn_status_string(st).decode()}: {self.error()}")
+        return n.value
 
     def close(self):
         if self.h:

@@ -85,6 +85,7 @@ static clattn_status flash_create(clattn_plan p) {
   p->state = s;
   p->workspace_bytes = 0;
   if (!p->sparse && clattn__flash_uses_tensor_cores(ctx, d) && forced_is_tc(p)) {
+    if (p->estimate) return CLATTN_SUCCESS; /* no workspace */
     clattn_status st = flash_tc_create(p, s);
     s->nqb = (d->seq_q + s->bm - 1) / s->bm;
     return st;
@@ -97,6 +98,8 @@ static clattn_status flash_create(clattn_plan p) {
   clattn_status cst = clattn__choose_config(p, &clattn__flash_space, params, origin, sizeof origin);
   if (cst != CLATTN_SUCCESS) return cst;
   s->cfg = clattn__flash_cfg_from_params(params);
+  if (p->estimate) /* sizing only: a sparse mask's tile lists are the workspace */
+    return p->sparse ? clattn__sparse_build_tiles(p, s->cfg.bm, s->cfg.bn) : CLATTN_SUCCESS;
 
   char opts[512];
   const bool rows = clattn__flash_cfg_is_rows(&s->cfg);

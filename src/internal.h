@@ -72,6 +72,9 @@ struct clattn_plan_s {
   const char *config_origin;     /* who forced it (for describe) */
   struct clattn__sparse *sparse; /* sparse masks only (src/sparse.h), else NULL */
   uint64_t visible_pairs;        /* (b, h, i, j) tuples the mask keeps */
+  /* clattn_plan_estimate: size the plan only (no program, no device memory,
+   * no comparison of the workspace with the device's memory). */
+  bool estimate;
 };
 
 struct clattn__family {

@@ -268,7 +268,7 @@ static clattn_status linear_create(clattn_plan p) {
       break;
     s->cfg.chunk *= 2;
   }
-  if ((cl_ulong)s->states_bytes > limit)
+  if ((cl_ulong)s->states_bytes > limit && !p->estimate)
     return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY,
                         "linear attention needs a %zu-byte state workspace (B*Hk*chunks*F*(D+1)*4 "
                         "= %zu*%d*%d*%d*4) but the device allows at most %llu bytes in one buffer; "
@@ -284,13 +284,14 @@ static clattn_status linear_create(clattn_plan p) {
   /* FAVOR+ causal keeps the keys' log-features for the in-chunk part. */
   const size_t chp = (size_t)((s->cfg.chunk + s->cfg.bks - 1) / s->cfg.bks * s->cfg.bks);
   s->kfeat_bytes = favor && causal ? bhk * (size_t)s->nch * chp * (size_t)F * sizeof(float) : 0;
-  if ((cl_ulong)s->kfeat_bytes > limit)
+  if ((cl_ulong)s->kfeat_bytes > limit && !p->estimate)
     return clattn__fail(
         ctx, CLATTN_ERROR_OUT_OF_MEMORY,
         "causal FAVOR+ needs a %zu-byte key-feature workspace (about B*Hk*seq_kv*m*4) "
         "but the device allows at most %llu bytes in one buffer",
         s->kfeat_bytes, (unsigned long long)limit);
   p->workspace_bytes = s->states_bytes + 2 * s->max_bytes + s->wt_bytes + s->kfeat_bytes;
+  if (p->estimate) return CLATTN_SUCCESS; /* sizing only */
 
   cl_command_queue_properties qp = 0;
   clGetCommandQueueInfo(ctx->queue, CL_QUEUE_PROPERTIES, sizeof qp, &qp, NULL);

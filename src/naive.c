@@ -286,7 +286,8 @@ static clattn_status naive_create(clattn_plan p) {
   size_t largest = s->ws.scores;
   if (s->ws.q > largest) largest = s->ws.q;
   if (s->ws.k > largest) largest = s->ws.k;
-  if ((cl_ulong)largest > ctx->info.max_alloc || (cl_ulong)s->ws.total > ctx->info.global_mem) {
+  if (!p->estimate &&
+      ((cl_ulong)largest > ctx->info.max_alloc || (cl_ulong)s->ws.total > ctx->info.global_mem)) {
     char what[400];
     ws_text(p, what, sizeof what);
     return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY,
@@ -296,6 +297,7 @@ static clattn_status naive_create(clattn_plan p) {
                         (unsigned long long)ctx->info.global_mem);
   }
 
+  clattn_status st;
   const size_t bc = (size_t)d->batch * (size_t)d->heads;
   s->batch_count = bc;
   set_gemm_operands(p, s);
@@ -327,8 +329,7 @@ static clattn_status naive_create(clattn_plan p) {
   }
   free(order);
   free(alt);
-  clattn_status lst = limit_runs(p, s);
-  if (lst != CLATTN_SUCCESS) return lst;
+  if ((st = limit_runs(p, s)) != CLATTN_SUCCESS) return st;
 
   cl_command_queue_properties qp = 0;
   clGetCommandQueueInfo(ctx->queue, CL_QUEUE_PROPERTIES, sizeof qp, &qp, NULL);
@@ -341,8 +342,8 @@ static clattn_status naive_create(clattn_plan p) {
   s->conv_wg = 256;
   while ((size_t)s->conv_wg > ctx->info.max_wg)
     s->conv_wg /= 2;
+  if (p->estimate) return p->sparse ? clattn__sparse_upload_bits(p) : CLATTN_SUCCESS;
   char opts[256];
-  clattn_status st;
   snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DWG=%d -DCAUSAL=%d", s->softmax_wg,
            d->mask == CLATTN_MASK_CAUSAL ? 1 : 0);
   /* f32 keeps the options (and cached binaries) it had before 16-bit storage. */

@@ -5,15 +5,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* (b, h, i, j) tuples visible without a mask or under the causal mask. */
+/* Sum over t = 1..x of clamp(t, 0, nk) (0 for x <= 0). */
+static uint64_t clamped_sum(int64_t x, uint64_t nk) {
+  if (x <= 0) return 0;
+  const uint64_t ux = (uint64_t)x;
+  if (ux <= nk) return ux * (ux + 1) / 2;
+  return nk * (nk + 1) / 2 + (ux - nk) * nk;
+}
+
+/* (b, h, i, j) tuples visible without a mask or under the causal mask. Causal:
+ * query i sees clamp(i + Nk - Nq + 1, 0, Nk) keys; summed in closed form, so
+ * that sizing a long sequence (clattn_plan_estimate) costs no loop over it. */
 static uint64_t dense_pairs(const clattn_attention_desc *d) {
   uint64_t per = (uint64_t)d->seq_q * (uint64_t)d->seq_kv;
   if (d->mask == CLATTN_MASK_CAUSAL) {
-    per = 0;
-    for (int i = 0; i < d->seq_q; i++) {
-      int64_t n = (int64_t)i + d->seq_kv - d->seq_q + 1;
-      per += (uint64_t)(n < 0 ? 0 : n > d->seq_kv ? d->seq_kv : n);
-    }
+    const int64_t off = (int64_t)d->seq_kv - d->seq_q;
+    per = clamped_sum(off + d->seq_q, (uint64_t)d->seq_kv) - clamped_sum(off, (uint64_t)d->seq_kv);
   }
   return per * (uint64_t)d->batch * (uint64_t)d->heads;
 }
@@ -22,6 +29,10 @@ clattn_status clattn_plan_create(clattn_context ctx, const clattn_attention_desc
                                  unsigned flags, clattn_plan *out) {
   return clattn__plan_create_ex(ctx, desc, flags, NULL, NULL, out);
 }
+
+static clattn_status plan_build(clattn_context ctx, const clattn_attention_desc *desc,
+                                unsigned flags, const char *config, const char *origin,
+                                bool estimate, size_t *estimate_bytes, clattn_plan *out);
 
 clattn_status clattn__plan_create_ex(clattn_context ctx, const clattn_attention_desc *desc,
                                      unsigned flags, const char *config, const char *origin,
@@ -34,12 +45,36 @@ clattn_status clattn__plan_create_ex(clattn_context ctx, const clattn_attention_
   if (flags & ~known)
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "flags: unknown bits 0x%x",
                         flags & ~known);
+  return plan_build(ctx, desc, flags, config, origin, false, NULL, out);
+}
+
+clattn_status clattn_plan_estimate(clattn_context ctx, const clattn_attention_desc *desc,
+                                   size_t *workspace_bytes) {
+  if (!ctx) return CLATTN_ERROR_INVALID_ARGUMENT;
+  ctx->msg[0] = 0;
+  if (!workspace_bytes)
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "workspace_bytes is NULL");
+  *workspace_bytes = 0;
+  clattn_plan p = NULL;
+  clattn_status st = plan_build(ctx, desc, 0, NULL, NULL, true, workspace_bytes, &p);
+  clattn_plan_release(p);
+  return st;
+}
+
+/* Plan creation proper. With `estimate`, the same steps size the plan but the
+ * families build no program, allocate and upload nothing on the device and
+ * skip their device-memory checks; *estimate_bytes receives the workspace the
+ * sizing reached, also when a family refuses the problem after sizing it. */
+static clattn_status plan_build(clattn_context ctx, const clattn_attention_desc *desc,
+                                unsigned flags, const char *config, const char *origin,
+                                bool estimate, size_t *estimate_bytes, clattn_plan *out) {
   clattn_plan p = calloc(1, sizeof *p);
   if (!p) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate plan");
   p->ctx = ctx;
   p->flags = flags;
   p->config = config;
   p->config_origin = origin;
+  p->estimate = estimate;
   clattn_status st = clattn__desc_resolve(ctx, desc, &p->desc, &p->qs, &p->ks, &p->vs, &p->os,
                                           p->elems);
   if (st != CLATTN_SUCCESS) {
@@ -82,6 +117,7 @@ clattn_status clattn__plan_create_ex(clattn_context ctx, const clattn_attention_
     break;
   }
   st = p->family->create(p);
+  if (estimate_bytes) *estimate_bytes = clattn_plan_workspace_size(p);
   if (st != CLATTN_SUCCESS) {
     if (p->family->release) p->family->release(p);
     clattn__sparse_release(p);

@@ -506,6 +506,7 @@ clattn_status clattn__sparse_upload_bits(clattn_plan p) {
   if (s->bits_mem) return CLATTN_SUCCESS;
   size_t bytes = s->bits_words * sizeof(uint32_t);
   s->device_bytes += bytes ? bytes : sizeof(int);
+  if (p->estimate) return CLATTN_SUCCESS; /* counted, not uploaded */
   return upload(p->ctx, s->bits, bytes, &s->bits_mem, "sparse mask bitmap");
 }
 
@@ -590,6 +591,11 @@ clattn_status clattn__sparse_build_tiles(clattn_plan p, int bm, int bn) {
   s->tile_bm = bm;
   s->tile_bn = bn;
   s->tile_entries = n;
+  if (p->estimate) { /* clattn_plan_estimate: counted, not uploaded */
+    s->device_bytes += ((size_t)nqt * 2 + 1) * sizeof(int) + (n ? n : 1) * sizeof(int);
+    st = clattn__sparse_upload_bits(p);
+    goto done;
+  }
   if ((st = upload(ctx, off, ((size_t)nqt * 2 + 1) * sizeof(int), &s->tile_off_mem,
                    "sparse tile offsets")) != CLATTN_SUCCESS)
     goto done;

@@ -28,7 +28,10 @@ def check(lib, ctx, b, h, n, d, mask, algo):
     den = sum(ref[i] ** 2 for i in range(cnt))
     rel = math.sqrt(num / den)
     ok = rel <= 1e-5 and not any(math.isnan(out[i]) for i in range(cnt))
-    print(f"{'ok' if ok else 'FAIL'} {algo} B={b} H={h} N={n} d={d} {mask}: rel {rel:.2e} (seed {seed}) — {plan.describe()}")
+    est = ctx.estimate(desc)
+    ok = ok and est == lib.lib.clattn_plan_workspace_size(plan.h)
+    print(f"{'ok' if ok else 'FAIL'} {algo} B={b} H={h} N={n} d={d} {mask}: rel {rel:.2e} (seed {seed}), "
+          f"workspace estimate {est} B — {plan.describe()}")
     for x in bufs:
         ctx.release_buffer(x)
     plan.close()

@@ -1,9 +1,12 @@
-/* bench.c — `clattn bench`: sweeps lengths, masks and families; prints a table, writes CSV/JSON. */
+/* bench.c — `clattn bench`: sweeps N, masks, families, dtypes, head dims; table, CSV, JSON. */
+#define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #define MAX_ALGOS 4 /* auto, flash, naive, linear */
 
@@ -13,13 +16,16 @@ static const char *const bench_family_names[] = {"dense", "sparse", NULL};
 typedef struct bench_opts {
   cli_common common;
   const char *algos, *seqs, *csv, *json;
+  const char *dtypes, *head_dims; /* lists overriding --dtype / --head-dim */
   int mask;
   int family;          /* 0 dense, 1 sparse */
   const char *pattern; /* --family sparse: the sparse mask */
+  int peak, progress;  /* --peak; --progress auto (-1) / off (0) / on (1) */
+  cli_peak_opts peak_opts;
 } bench_opts;
 
 static cli_opt_table bench_table(bench_opts *o) {
-  static cli_opt t[8];
+  static cli_opt t[16];
   const cli_opt opts[] = {
       {"algo", "LIST", CLI_OPT_STR, &o->algos, 0, 0, NULL,
        "families to compare, of auto,flash,naive,linear (default flash,naive; linear uses "
@@ -36,6 +42,19 @@ static cli_opt_table bench_table(bench_opts *o) {
        "(default dense)"},
       {"pattern", "SPEC", CLI_OPT_STR, &o->pattern, 0, 0, NULL,
        "sparse mask of --family sparse, as run's --mask (default window:256,256)"},
+      {"dtypes", "LIST", CLI_OPT_STR, &o->dtypes, 0, 0, NULL,
+       "storage types to sweep, of f32,f16,bf16 (default: --dtype)"},
+      {"head-dims", "LIST", CLI_OPT_STR, &o->head_dims, 0, 0, NULL,
+       "head dims to sweep (default: --head-dim)"},
+      {"peak", NULL, CLI_OPT_FLAG, &o->peak, 0, 1, NULL,
+       "first measure the device's f32 FMA rate and copy bandwidth (as `clattn devices --peak`) "
+       "and report every point as a percentage of them"},
+      {"peak-ms", "MS", CLI_OPT_DOUBLE, &o->peak_opts.fma_ms, 0, 0, NULL,
+       "--peak: target duration of one FMA run (default 20)"},
+      {"peak-copy-bytes", "BYTES", CLI_OPT_U64, &o->peak_opts.copy_bytes, 0, 0, NULL,
+       "--peak: size of the copied buffer (default 268435456)"},
+      {"no-progress", NULL, CLI_OPT_FLAG, &o->progress, 0, 0, NULL,
+       "no progress line (shown on stderr when it is a terminal)"},
       {NULL, NULL, CLI_OPT_INT, NULL, 0, 0, NULL, NULL}};
   memcpy(t, opts, sizeof opts);
   return t;
@@ -48,6 +67,8 @@ static void bench_defaults(bench_opts *o) {
   o->algos = "flash,naive";
   o->mask = 0;
   o->pattern = "window:256,256";
+  o->progress = -1;
+  cli_peak_defaults(&o->peak_opts);
 }
 
 void cli_help_bench(FILE *f) {
@@ -57,8 +78,15 @@ void cli_help_bench(FILE *f) {
   fprintf(f, "usage: clattn bench [options]\n\n"
              "Sweeps sequence lengths (Nq = Nk = N), masks and families with the same\n"
              "measurement as `clattn run` (reps default 5, verification off unless --verify)\n"
-             "and prints a table with the speed-up over the naive family at the same N.\n"
-             "A configuration that runs out of device memory is reported and the sweep goes on.\n"
+             "and prints a table: median time and spread ((max - min) / median), TFLOP/s on\n"
+             "the work actually done (visible pairs; linear: its state and output products),\n"
+             "effective GB/s (q, k, v read, o written once), the device memory the call\n"
+             "needed (buffers + plan workspace) and the speed-up over the naive family at the\n"
+             "same N. A configuration the device cannot hold is reported as out of memory with\n"
+             "the bytes it needed (buffers + clattn_plan_estimate's workspace), one a family\n"
+             "refuses (naive at >= 2^31 score elements) as unsupported, and the sweep goes on.\n"
+             "Progress is shown on stderr when it is a terminal. bench/plot.py turns --csv\n"
+             "files into plots.\n"
              "--family sparse compares a sparse pattern on flash and on naive with dense flash\n"
              "(TFLOP/s counted on the attended pairs; a layout file fits one N only).\n\n"
              "options:\n");
@@ -66,12 +94,14 @@ void cli_help_bench(FILE *f) {
   fprintf(f, "\n%s", cli_mask_help);
 }
 
-static int mask_width = 7; /* wider for sparse pattern names */
+static int mask_width = 7;                   /* wider for sparse pattern names */
+static const clattn_peak_result *bench_peak; /* --peak: the measured peak, else NULL */
 
 static void print_header(bool verify, bool sparse) {
-  printf("%-6s %7s %-*s %12s %8s %9s %9s %14s %8s%s\n", "algo", "N", mask_width, "mask",
-         "median ms", "spread", "TFLOP/s", "GB/s", "memory bytes", sparse ? "vs dense" : "speedup",
-         verify ? "  verify" : "");
+  printf("%-6s %7s %-*s %12s %8s %9s %9s %14s %8s", "algo", "N", mask_width, "mask", "median ms",
+         "spread", "TFLOP/s", "GB/s", "memory bytes", sparse ? "vs dense" : "speedup");
+  if (bench_peak) printf(" %7s %7s", "%FMA", "%copy");
+  printf("%s\n", verify ? "  verify" : "");
 }
 
 static void print_row(const cli_problem *p, const cli_result *r, double speedup, bool verify) {
@@ -85,6 +115,9 @@ static void print_row(const cli_problem *p, const cli_result *r, double speedup,
     printf("%12.4f %7.1f%% %9.4f %9.2f %14llu %8s", r->median_ms,
            100.0 * (r->max_ms - r->min_ms) / r->median_ms, r->tflops, r->gbps,
            (unsigned long long)r->mem_bytes, sp);
+    if (bench_peak)
+      printf(" %6.1f%% %6.1f%%", 100.0 * r->tflops * 1e3 / bench_peak->fma_gflops,
+             100.0 * r->gbps / bench_peak->copy_gbps);
     if (verify)
       printf("  %s (%.1e)",
              r->status != CLATTN_SUCCESS ? "error"
@@ -93,6 +126,8 @@ static void print_row(const cli_problem *p, const cli_result *r, double speedup,
              r->rel_err);
   } else if (r->oom) {
     printf("out of memory (needs %llu bytes)", (unsigned long long)r->needed_bytes);
+  } else if (r->status == CLATTN_ERROR_UNSUPPORTED) {
+    printf("unsupported: %.160s", r->error);
   } else {
     printf("error: %s: %.160s", clattn_status_string(r->status), r->error);
   }
@@ -106,6 +141,45 @@ static FILE *open_out(const char *path) {
   return f;
 }
 
+/* Progress on stderr when it is a terminal: one line, overwritten. */
+typedef struct progress {
+  bool on;
+  int done, total;
+  double t0;
+} progress;
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void progress_show(progress *pg, const cli_problem *p) {
+  if (!pg->on) return;
+  char mask[160], eta[32] = "";
+  const double el = now_s() - pg->t0;
+  if (pg->done > 0)
+    snprintf(eta, sizeof eta, ", ETA %.0f s", el / pg->done * (pg->total - pg->done));
+  fprintf(stderr, "\r\033[K[%d/%d] %s N=%d %s %s d=%d (%.0f s%s)", pg->done + 1, pg->total,
+          cli_algo_names[p->desc.algo], p->desc.seq_q, cli_mask_string(&p->desc, mask, sizeof mask),
+          cli_dtype_names[p->desc.dtype], p->desc.head_dim, el, eta);
+  fflush(stderr);
+}
+
+static void progress_clear(const progress *pg) {
+  if (pg->on) fprintf(stderr, "\r\033[K");
+}
+
+/* Parses --dtypes into dtype indices; returns the count or -1. */
+static int parse_dtypes(const char *s, int *out) {
+  unsigned bits = 0;
+  if (cli_parse_choice_list("dtypes", s, cli_dtype_names, &bits)) return -1;
+  int n = 0;
+  for (int i = 0; cli_dtype_names[i]; i++)
+    if (bits & (1u << i)) out[n++] = i;
+  return n;
+}
+
 int cli_cmd_bench(int argc, char **argv) {
   bench_opts o;
   bench_defaults(&o);
@@ -116,12 +190,22 @@ int cli_cmd_bench(int argc, char **argv) {
     return CLI_EXIT_OK;
   }
   if (rc) return rc;
+  if (o.peak && (rc = cli_check_peak_opts(&o.peak_opts))) return rc;
 
   unsigned algo_bits = 0;
   if ((rc = cli_parse_choice_list("algo", o.algos, cli_algo_names, &algo_bits))) return rc;
   int algos[MAX_ALGOS], nalgos = 0;
   for (int a = 0; a < MAX_ALGOS; a++)
     if (algo_bits & (1u << a)) algos[nalgos++] = a;
+  int dtypes[3] = {o.common.dtype}, ndtypes = 1;
+  if (o.dtypes && (ndtypes = parse_dtypes(o.dtypes, dtypes)) < 0) return CLI_EXIT_USAGE;
+  int *hds = NULL, nhds = 1;
+  if (o.head_dims) {
+    if ((nhds = cli_parse_int_list("head-dims", o.head_dims, &hds)) < 0) return CLI_EXIT_USAGE;
+  } else if ((hds = malloc(sizeof *hds))) {
+    hds[0] = o.common.head_dim;
+  }
+  if (!hds) return CLI_EXIT_LIBRARY;
   int *seqs = NULL, nseqs;
   bool default_seqs = o.seqs == NULL;
   if (default_seqs) {
@@ -130,19 +214,23 @@ int cli_cmd_bench(int argc, char **argv) {
     seqs = malloc(sizeof def);
     if (seqs) memcpy(seqs, def, sizeof def);
   } else if ((nseqs = cli_parse_int_list("seq", o.seqs, &seqs)) < 0) {
+    free(hds);
     return CLI_EXIT_USAGE;
   }
-  if (!seqs) return CLI_EXIT_LIBRARY;
+  if (!seqs) {
+    free(hds);
+    return CLI_EXIT_LIBRARY;
+  }
   int masks[2], nmasks = 0;
   if (o.mask != 1) masks[nmasks++] = CLATTN_MASK_NONE;
   if (o.mask != 0) masks[nmasks++] = CLATTN_MASK_CAUSAL;
   const bool sparse = o.family == 1;
   cli_mask pattern; /* --family sparse */
   cli_mask_init(&pattern);
-  if (sparse && (rc = cli_parse_mask("pattern", o.pattern, &pattern))) {
-    free(seqs);
-    return rc;
-  }
+  clattn_context ctx = NULL;
+  FILE *csv = NULL, *json = NULL;
+  rc = CLI_EXIT_OK;
+  if (sparse && (rc = cli_parse_mask("pattern", o.pattern, &pattern))) goto out;
   if (sparse) nmasks = 1; /* one group per N: dense flash, sparse flash, sparse naive */
   if (sparse) {
     char text[160];
@@ -155,98 +243,126 @@ int cli_cmd_bench(int argc, char **argv) {
 
   cli_problem base;
   cli_problem_from_common(&o.common, &base);
-  if ((rc = cli_parse_feature(o.common.feature, &base.desc))) {
-    cli_mask_free(&pattern);
-    free(seqs);
-    return rc;
-  }
+  if ((rc = cli_parse_feature(o.common.feature, &base.desc))) goto out;
   base.desc.seq_q = base.desc.seq_kv = seqs[0];
-  if ((rc = cli_check_desc(&base.desc))) {
-    cli_mask_free(&pattern);
-    free(seqs);
-    return rc;
+  for (int h = 0; h < nhds; h++) {
+    base.desc.head_dim = hds[h];
+    if ((rc = cli_check_desc(&base.desc))) goto out;
   }
 
-  clattn_context ctx = cli_open_context(o.common.device);
+  ctx = cli_open_context(o.common.device);
   if (!ctx) {
-    cli_mask_free(&pattern);
-    free(seqs);
-    return CLI_EXIT_LIBRARY;
+    rc = CLI_EXIT_LIBRARY;
+    goto out;
   }
   const char *device = clattn_context_device_name(ctx);
-  FILE *csv = o.csv ? open_out(o.csv) : NULL;
-  FILE *json = o.json ? open_out(o.json) : NULL;
+  csv = o.csv ? open_out(o.csv) : NULL;
+  json = o.json ? open_out(o.json) : NULL;
   if ((o.csv && !csv) || (o.json && !json)) {
-    if (csv) fclose(csv);
-    if (json) fclose(json);
-    clattn_context_release(ctx);
-    cli_mask_free(&pattern);
-    free(seqs);
-    return CLI_EXIT_USAGE;
+    rc = CLI_EXIT_USAGE;
+    goto out;
+  }
+
+  printf("clattn %s bench on %s\n", clattn_version_string(), device);
+  static clattn_peak_result peak;
+  if (o.peak) {
+    char perr[1024];
+    if (cli_measure_peak(ctx, &o.peak_opts, &peak, perr, sizeof perr) != CLATTN_SUCCESS) {
+      fprintf(stderr, "clattn bench: --peak: %s\n", perr);
+      rc = CLI_EXIT_LIBRARY;
+      goto out;
+    }
+    bench_peak = &peak;
+    printf("peak (measured): %.1f GFLOP/s f32 FMA, %.1f GB/s copy; %%FMA = TFLOP/s / FMA peak, "
+           "%%copy = GB/s / copy peak\n",
+           peak.fma_gflops, peak.copy_gbps);
   }
   if (csv) cli_csv_header(csv);
   if (json) fputs("[", json);
-
-  printf("clattn %s bench on %s\n", clattn_version_string(), device);
-  printf("B=%d H=%d Hk=%d d=%d %s %s, %d runs after %d warm-up, seed %llu\n", base.desc.batch,
-         base.desc.heads, base.desc.kv_heads ? base.desc.kv_heads : base.desc.heads,
-         base.desc.head_dim, cli_dtype_names[base.desc.dtype], cli_layout_names[base.desc.layout],
-         base.reps, base.warmup, (unsigned long long)base.seed);
   if (sparse)
     printf("sparse pattern %s: flash without a mask, flash and naive with the pattern; "
            "\"vs dense\" = dense flash time / time\n",
            pattern.text);
-  print_header(base.verify, sparse);
+
+  const int npts = sparse ? 3 : nalgos;
+  progress pg = {o.progress != 0 && isatty(fileno(stderr)), 0,
+                 ndtypes * nhds * nseqs * nmasks * npts, now_s()};
   bool any_fail = false, any_error = false, first_json = true;
-  for (int si = 0; si < nseqs; si++) {
-    base.desc.seq_q = base.desc.seq_kv = seqs[si];
-    if (default_seqs && !cli_buffers_fit(ctx, &base.desc, false, NULL, 0)) {
-      printf("N=%d: the inputs no longer fit in device memory; stopping the sweep\n", seqs[si]);
-      break;
-    }
-    for (int mi = 0; mi < nmasks; mi++) {
-      cli_problem pts[MAX_ALGOS];
-      cli_result res[MAX_ALGOS];
-      double naive_ms = NAN, dense_ms = NAN;
-      const int npts = sparse ? 3 : nalgos;
-      for (int ai = 0; ai < npts; ai++) {
-        pts[ai] = base;
-        if (sparse) { /* 0: dense flash, 1: sparse flash, 2: naive with the sparse mask */
-          pts[ai].desc.algo = ai == 2 ? CLATTN_ALGO_NAIVE : CLATTN_ALGO_FLASH;
-          if (ai > 0) cli_mask_apply(&pattern, &pts[ai].desc);
-        } else {
-          pts[ai].desc.mask = (clattn_mask)masks[mi];
-          pts[ai].desc.algo = (clattn_algo)algos[ai];
+  for (int ti = 0; ti < ndtypes; ti++) {
+    for (int hi = 0; hi < nhds; hi++) {
+      base.desc.dtype = (clattn_dtype)dtypes[ti];
+      base.desc.head_dim = hds[hi];
+      printf("%sB=%d H=%d Hk=%d d=%d %s %s, %d runs after %d warm-up, seed %llu\n",
+             ti + hi ? "\n" : "", base.desc.batch, base.desc.heads,
+             base.desc.kv_heads ? base.desc.kv_heads : base.desc.heads, base.desc.head_dim,
+             cli_dtype_names[base.desc.dtype], cli_layout_names[base.desc.layout], base.reps,
+             base.warmup, (unsigned long long)base.seed);
+      print_header(base.verify, sparse);
+      for (int si = 0; si < nseqs; si++) {
+        base.desc.seq_q = base.desc.seq_kv = seqs[si];
+        if (default_seqs && !cli_buffers_fit(ctx, &base.desc, false, NULL, 0)) {
+          progress_clear(&pg);
+          printf("N=%d: the inputs no longer fit in device memory; stopping the sweep\n", seqs[si]);
+          pg.total -= (nseqs - si) * nmasks * npts;
+          break;
         }
-        cli_run_point(ctx, &pts[ai], &res[ai]);
-        if (pts[ai].desc.algo == CLATTN_ALGO_NAIVE && res[ai].status == CLATTN_SUCCESS)
-          naive_ms = res[ai].median_ms;
-        if (sparse && ai == 0 && res[ai].status == CLATTN_SUCCESS) dense_ms = res[ai].median_ms;
-      }
-      for (int ai = 0; ai < npts; ai++) {
-        const cli_result *r = &res[ai];
-        double speedup = r->status == CLATTN_SUCCESS ? naive_ms / r->median_ms : NAN;
-        double shown = sparse && r->status == CLATTN_SUCCESS ? dense_ms / r->median_ms : speedup;
-        print_row(&pts[ai], r, shown, base.verify);
-        if (csv) cli_csv_row(csv, device, &pts[ai], r, speedup);
-        if (json) {
-          fputs(first_json ? "\n  " : ",\n  ", json);
-          cli_json_result(json, device, &pts[ai], r, speedup);
-          first_json = false;
+        for (int mi = 0; mi < nmasks; mi++) {
+          cli_problem pts[MAX_ALGOS];
+          cli_result res[MAX_ALGOS];
+          double naive_ms = NAN, dense_ms = NAN;
+          for (int ai = 0; ai < npts; ai++) {
+            pts[ai] = base;
+            if (sparse) { /* 0: dense flash, 1: sparse flash, 2: naive with the sparse mask */
+              pts[ai].desc.algo = ai == 2 ? CLATTN_ALGO_NAIVE : CLATTN_ALGO_FLASH;
+              if (ai > 0) cli_mask_apply(&pattern, &pts[ai].desc);
+            } else {
+              pts[ai].desc.mask = (clattn_mask)masks[mi];
+              pts[ai].desc.algo = (clattn_algo)algos[ai];
+            }
+            progress_show(&pg, &pts[ai]);
+            cli_run_point(ctx, &pts[ai], &res[ai]);
+            pg.done++;
+            if (pts[ai].desc.algo == CLATTN_ALGO_NAIVE && res[ai].status == CLATTN_SUCCESS)
+              naive_ms = res[ai].median_ms;
+            if (sparse && ai == 0 && res[ai].status == CLATTN_SUCCESS) dense_ms = res[ai].median_ms;
+          }
+          progress_clear(&pg);
+          for (int ai = 0; ai < npts; ai++) {
+            const cli_result *r = &res[ai];
+            double speedup = r->status == CLATTN_SUCCESS ? naive_ms / r->median_ms : NAN;
+            double shown =
+                sparse && r->status == CLATTN_SUCCESS ? dense_ms / r->median_ms : speedup;
+            print_row(&pts[ai], r, shown, base.verify);
+            if (csv) cli_csv_row(csv, device, &pts[ai], r, speedup, bench_peak);
+            if (json) {
+              fputs(first_json ? "\n  " : ",\n  ", json);
+              cli_json_result_peak(json, device, &pts[ai], r, speedup, bench_peak);
+              first_json = false;
+            }
+            any_fail |= r->verified && !r->passed;
+            /* out of memory and a family's refusal are results of the sweep */
+            any_error |=
+                r->status != CLATTN_SUCCESS && !r->oom && r->status != CLATTN_ERROR_UNSUPPORTED;
+          }
         }
-        any_fail |= r->verified && !r->passed;
-        any_error |= r->status != CLATTN_SUCCESS && !r->oom;
       }
     }
   }
+  progress_clear(&pg);
   if (json) fputs("\n]\n", json);
+  rc = any_error ? CLI_EXIT_LIBRARY : any_fail ? CLI_EXIT_VERIFY : CLI_EXIT_OK;
+out:;
   bool write_error = false;
   if (csv && fclose(csv) != 0) write_error = true;
   if (json && fclose(json) != 0) write_error = true;
-  if (write_error) fprintf(stderr, "clattn bench: writing the output files failed\n");
+  if (write_error) {
+    fprintf(stderr, "clattn bench: writing the output files failed\n");
+    if (rc == CLI_EXIT_OK) rc = CLI_EXIT_LIBRARY;
+  }
+  bench_peak = NULL;
   clattn_context_release(ctx);
   cli_mask_free(&pattern);
   free(seqs);
-  if (any_error || write_error) return CLI_EXIT_LIBRARY;
-  return any_fail ? CLI_EXIT_VERIFY : CLI_EXIT_OK;
+  free(hds);
+  return rc;
 }

@@ -84,7 +84,9 @@ typedef struct cli_problem {
   uint64_t seed;
   bool verify;
   bool lse;
-  bool compare_softmax; /* also measure the error against exact softmax attention */
+  bool compare_softmax;   /* also measure the error against exact softmax attention */
+  uint64_t reserve_bytes; /* device memory allocated and touched before the plan (run --reserve):
+                             the rest of a model that must fit beside the attention */
 } cli_problem;
 
 /* Creates the context for --device, printing the library's detail on failure
@@ -108,8 +110,8 @@ typedef struct cli_result {
   char describe[512];
   double median_ms, min_ms, max_ms;
   double flops, tflops, gbps;
-  uint64_t io_bytes, workspace_bytes, mem_bytes;
-  const char *timing; /* how the times were taken (see timing.c) */
+  uint64_t io_bytes, workspace_bytes, mem_bytes; /* mem = io + workspace (reserve excluded) */
+  const char *timing;                            /* how the times were taken (see timing.c) */
   /* Verification: `verified` says whether it ran, `passed` its outcome. */
   bool verified, passed, nan_found;
   double max_abs_err, rel_err, lse_max_abs_err, tolerance;
@@ -186,10 +188,14 @@ void cli_json_number(FILE *f, double x);
  * (vs naive) is written unless it is NaN. */
 void cli_json_result(FILE *f, const char *device, const cli_problem *p, const cli_result *r,
                      double speedup);
-/* Writes the CSV header / one CSV row of a point. */
+/* The same with a "peak" member (the measured device peak) when peak is not NULL. */
+void cli_json_result_peak(FILE *f, const char *device, const cli_problem *p, const cli_result *r,
+                          double speedup, const clattn_peak_result *peak);
+/* Writes the CSV header / one CSV row of a point (peak: NULL, or the measured
+ * device peak for the peak_* columns). */
 void cli_csv_header(FILE *f);
 void cli_csv_row(FILE *f, const char *device, const cli_problem *p, const cli_result *r,
-                 double speedup);
+                 double speedup, const clattn_peak_result *peak);
 /* Prints a library failure (status string and message) to stderr. */
 void cli_print_error(const char *what, clattn_status st, const char *msg);
 /* Formats a byte count as "117.7 MiB", or with exact as "123456789 (117.7 MiB)". */
@@ -218,15 +224,36 @@ void cli_mask_free(cli_mask *m);
 /* Canonical text of a descriptor's mask ("window:256,256,causal"). */
 const char *cli_mask_string(const clattn_attention_desc *d, char *buf, size_t cap);
 
+/* ---- peak calibration (peak.c) -------------------------------------------- */
+
+/* The --peak-* options of devices and bench (clattn_peak_request's fields). */
+typedef struct cli_peak_opts {
+  double fma_ms;
+  uint64_t copy_bytes;
+  int runs;
+} cli_peak_opts;
+
+void cli_peak_defaults(cli_peak_opts *o);
+/* Returns 0, or CLI_EXIT_USAGE after printing a message. */
+int cli_check_peak_opts(const cli_peak_opts *o);
+/* clattn_measure_peak with the options; on failure err holds the status and
+ * the library's message. */
+clattn_status cli_measure_peak(clattn_context ctx, const cli_peak_opts *o, clattn_peak_result *r,
+                               char *err, size_t cap);
+/* Writes the result as one JSON object (no trailing newline). */
+void cli_json_peak(FILE *f, const clattn_peak_result *r);
+
 /* ---- subcommands ---------------------------------------------------------- */
 
 int cli_cmd_devices(int argc, char **argv);
 int cli_cmd_run(int argc, char **argv);
 int cli_cmd_bench(int argc, char **argv);
 int cli_cmd_tune(int argc, char **argv);
+int cli_cmd_memory(int argc, char **argv);
 void cli_help_devices(FILE *f);
 void cli_help_run(FILE *f);
 void cli_help_bench(FILE *f);
 void cli_help_tune(FILE *f);
+void cli_help_memory(FILE *f);
 
 #endif /* CLATTN_CLI_H */

@@ -18,6 +18,8 @@ static const command commands[] = {
      cli_help_bench},
     {"tune", "tune kernel configurations for a device and fill the tuning database",
      cli_cmd_tune, cli_help_tune},
+    {"memory", "naive vs flash attention memory, longest context before out-of-memory",
+     cli_cmd_memory, cli_help_memory},
 };
 #define NCOMMANDS (int)(sizeof commands / sizeof commands[0])
 

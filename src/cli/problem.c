@@ -69,6 +69,7 @@ void cli_problem_from_common(const cli_common *c, cli_problem *p) {
   p->verify = c->verify > 0;
   p->lse = false;
   p->compare_softmax = false;
+  p->reserve_bytes = 0;
 }
 
 int cli_parse_feature(const char *spec, clattn_attention_desc *d) {
@@ -174,6 +175,8 @@ static uint64_t parse_needed(const char *msg) {
   return 0;
 }
 
+#define MAX_RESERVE_CHUNKS 1024
+
 /* Everything one point allocates; released by release_point(). */
 typedef struct point {
   clattn_plan plan;
@@ -181,10 +184,13 @@ typedef struct point {
   void *host[4]; /* q, k, v, o */
   float *lse;
   double *times;
+  cl_mem reserve[MAX_RESERVE_CHUNKS]; /* --reserve ballast */
 } point;
 
 static void release_point(point *pt) {
   clattn_plan_release(pt->plan);
+  for (int i = 0; i < MAX_RESERVE_CHUNKS; i++)
+    if (pt->reserve[i]) clReleaseMemObject(pt->reserve[i]);
   for (int i = 0; i < 5; i++)
     if (pt->buf[i]) clReleaseMemObject(pt->buf[i]);
   for (int i = 0; i < 4; i++)
@@ -242,6 +248,41 @@ bool cli_buffers_fit(clattn_context ctx, const clattn_attention_desc *d, bool ls
              (unsigned long long)total, (unsigned long long)largest, (unsigned long long)global,
              (unsigned long long)max_alloc);
   return false;
+}
+
+/* Allocates p->reserve_bytes of device memory in chunks of at most the
+ * largest allocation (and 4 GiB) and fills them, so that the memory is really
+ * taken before the plan and the buffers are made. */
+static clattn_status reserve_memory(clattn_context ctx, const cli_problem *p, point *pt,
+                                    cli_result *r) {
+  if (!p->reserve_bytes) return CLATTN_SUCCESS;
+  cl_ulong max_alloc = 0;
+  clGetDeviceInfo(clattn_context_device(ctx), CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof max_alloc,
+                  &max_alloc, NULL);
+  uint64_t chunk = max_alloc ? max_alloc : ((uint64_t)1 << 30);
+  if (chunk > ((uint64_t)4 << 30)) chunk = (uint64_t)4 << 30;
+  chunk &= ~(uint64_t)255;
+  if ((p->reserve_bytes + chunk - 1) / chunk > MAX_RESERVE_CHUNKS)
+    return fail(r, CLATTN_ERROR_OUT_OF_MEMORY,
+                "--reserve %llu bytes needs more than %d buffers of %llu bytes",
+                (unsigned long long)p->reserve_bytes, MAX_RESERVE_CHUNKS,
+                (unsigned long long)chunk);
+  cl_context cl = clattn_context_cl_context(ctx);
+  cl_command_queue queue = clattn_context_queue(ctx);
+  uint64_t left = p->reserve_bytes;
+  const cl_uint zero = 0;
+  for (int i = 0; left > 0; i++) {
+    size_t bytes = (size_t)(left < chunk ? left : chunk);
+    bytes = (bytes + 3) & ~(size_t)3;
+    cl_int err;
+    pt->reserve[i] = clCreateBuffer(cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (!pt->reserve[i]) return cl_fail(r, "clCreateBuffer", err, "--reserve");
+    err = clEnqueueFillBuffer(queue, pt->reserve[i], &zero, sizeof zero, 0, bytes, 0, NULL, NULL);
+    if (err == CL_SUCCESS) err = clFinish(queue);
+    if (err != CL_SUCCESS) return cl_fail(r, "clEnqueueFillBuffer", err, "--reserve");
+    left -= bytes < left ? bytes : left;
+  }
+  return CLATTN_SUCCESS;
 }
 
 /* Creates the device buffers, uploads random inputs and NaN-poisons the outputs. */
@@ -335,15 +376,18 @@ clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result
   r->flops = cli_flops(d);
   r->io_bytes = cli_io_bytes(d, p->lse);
   r->mem_bytes = r->io_bytes; /* the q, k, v, o (and lse) buffers; the workspace is added later */
-  const uint64_t naive_ws = (uint64_t)d->batch * (uint64_t)d->heads * (uint64_t)d->seq_q *
-                            (uint64_t)d->seq_kv * sizeof(float);
 
   point pt;
   memset(&pt, 0, sizeof pt);
   if (!cli_buffers_fit(ctx, d, p->lse, r->error, sizeof r->error)) {
     r->status = CLATTN_ERROR_OUT_OF_MEMORY;
     r->oom = true;
-    r->needed_bytes = r->mem_bytes;
+    r->needed_bytes = r->mem_bytes + p->reserve_bytes;
+    return r->status;
+  }
+  if (reserve_memory(ctx, p, &pt, r) != CLATTN_SUCCESS) {
+    if (r->oom) r->needed_bytes = r->mem_bytes + p->reserve_bytes;
+    release_point(&pt);
     return r->status;
   }
 
@@ -351,10 +395,19 @@ clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result
   if (st != CLATTN_SUCCESS) {
     fail(r, st, "%s", clattn_context_last_error(ctx));
     if (r->oom) {
-      r->needed_bytes = parse_needed(r->error);
-      if (!r->needed_bytes)
-        r->needed_bytes = d->algo == CLATTN_ALGO_NAIVE ? naive_ws : r->mem_bytes;
+      /* What the call needed: the buffers plus the workspace the plan sizes
+       * (clattn_plan_estimate, which also sizes what a family then refuses),
+       * else the bytes the message names. */
+      size_t ws = 0;
+      const clattn_status est = clattn_plan_estimate(ctx, d, &ws);
+      if (est == CLATTN_SUCCESS || ws > 0)
+        r->needed_bytes = r->mem_bytes + ws;
+      else
+        r->needed_bytes = parse_needed(r->error);
+      if (!r->needed_bytes) r->needed_bytes = r->mem_bytes;
+      r->needed_bytes += p->reserve_bytes;
     }
+    release_point(&pt);
     return st;
   }
   snprintf(r->describe, sizeof r->describe, "%s", clattn_plan_describe(pt.plan));
@@ -368,7 +421,7 @@ clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result
       !(pt.times = malloc((size_t)p->reps * sizeof *pt.times))) {
     if (r->status == CLATTN_SUCCESS)
       fail(r, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate host memory for the timings");
-    if (r->oom) r->needed_bytes = r->mem_bytes;
+    if (r->oom) r->needed_bytes = r->mem_bytes + p->reserve_bytes;
     release_point(&pt);
     return r->status;
   }
@@ -378,7 +431,7 @@ clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result
                      p->reps, pt.times, &r->timing, msg, sizeof msg);
   if (st != CLATTN_SUCCESS) {
     fail(r, st, "%s", msg);
-    if (r->oom) r->needed_bytes = parse_needed(msg) ? parse_needed(msg) : r->mem_bytes;
+    if (r->oom) r->needed_bytes = r->mem_bytes + p->reserve_bytes;
     release_point(&pt);
     return st;
   }

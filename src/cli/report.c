@@ -46,6 +46,11 @@ static double scale_of(const clattn_attention_desc *d) {
 
 void cli_json_result(FILE *f, const char *device, const cli_problem *p, const cli_result *r,
                      double speedup) {
+  cli_json_result_peak(f, device, p, r, speedup, NULL);
+}
+
+void cli_json_result_peak(FILE *f, const char *device, const cli_problem *p, const cli_result *r,
+                          double speedup, const clattn_peak_result *peak) {
   const clattn_attention_desc *d = &p->desc;
   fputs("{\"device\": ", f);
   cli_json_string(f, device);
@@ -86,6 +91,8 @@ void cli_json_result(FILE *f, const char *device, const cli_problem *p, const cl
   fprintf(f, ", \"io_bytes\": %llu, \"mem_bytes\": %llu, \"workspace_bytes\": %llu",
           (unsigned long long)r->io_bytes, (unsigned long long)r->mem_bytes,
           (unsigned long long)r->workspace_bytes);
+  if (p->reserve_bytes)
+    fprintf(f, ", \"reserve_bytes\": %llu", (unsigned long long)p->reserve_bytes);
   fputs(", \"max_abs_err\": ", f);
   cli_json_number(f, r->verified ? r->max_abs_err : NAN);
   fputs(", \"rel_err\": ", f);
@@ -121,13 +128,18 @@ void cli_json_result(FILE *f, const char *device, const cli_problem *p, const cl
     fputs(", \"message\": ", f);
     cli_json_string(f, r->error);
   }
+  if (peak) {
+    fputs(", \"peak\": ", f);
+    cli_json_peak(f, peak);
+  }
   fputc('}', f);
 }
 
 void cli_csv_header(FILE *f) {
   fputs("device,algo,config,dtype,batch,heads,kv_heads,seq_q,seq_kv,head_dim,mask,layout,reps,"
         "median_ms,min_ms,max_ms,tflops,gbps,mem_bytes,workspace_bytes,speedup_vs_naive,"
-        "max_abs_err,rel_err,verified,seed,error,needed_bytes\n",
+        "max_abs_err,rel_err,verified,seed,error,needed_bytes,feature,flops,io_bytes,"
+        "peak_fma_gflops,peak_copy_gbps\n",
         f);
 }
 
@@ -147,7 +159,7 @@ static void csv_number(FILE *f, double x, char sep) {
 }
 
 void cli_csv_row(FILE *f, const char *device, const cli_problem *p, const cli_result *r,
-                 double speedup) {
+                 double speedup, const clattn_peak_result *peak) {
   const clattn_attention_desc *d = &p->desc;
   char mask[160];
   csv_string(f, device);
@@ -171,7 +183,20 @@ void cli_csv_row(FILE *f, const char *device, const cli_problem *p, const cli_re
           (unsigned long long)p->seed);
   csv_string(f, r->status != CLATTN_SUCCESS ? clattn_status_string(r->status) : "");
   if (r->oom) fprintf(f, "%llu", (unsigned long long)r->needed_bytes);
-  fputc('\n', f);
+  fputc(',', f);
+  if (d->algo == CLATTN_ALGO_LINEAR) {
+    char feat[48];
+    if (d->feature_map == CLATTN_FEATURE_FAVOR)
+      snprintf(feat, sizeof feat, "favor:%d", d->num_features ? d->num_features : d->head_dim);
+    else
+      snprintf(feat, sizeof feat, "%s", d->feature_map == CLATTN_FEATURE_RELU ? "relu" : "elu");
+    fputs(feat, f);
+  }
+  fputc(',', f);
+  csv_number(f, r->flops, ',');
+  fprintf(f, "%llu,", (unsigned long long)r->io_bytes);
+  csv_number(f, peak ? peak->fma_gflops : NAN, ',');
+  csv_number(f, peak ? peak->copy_gbps : NAN, '\n');
 }
 
 void cli_print_error(const char *what, clattn_status st, const char *msg) {

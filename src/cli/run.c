@@ -9,10 +9,11 @@ typedef struct run_opts {
   int algo, seq, seq_q, seq_kv, lse, json;
   const char *mask;    /* --mask specification (mask.c) */
   const char *compare; /* --compare: NULL or "softmax" */
+  uint64_t reserve;    /* --reserve: device bytes taken before the run */
 } run_opts;
 
 static cli_opt_table run_table(run_opts *o) {
-  static cli_opt t[9];
+  static cli_opt t[10];
   const cli_opt opts[] = {
       {"algo", NULL, CLI_OPT_CHOICE, &o->algo, 0, 0, cli_algo_names, "family (default flash)"},
       {"seq", "N", CLI_OPT_INT, &o->seq, 1, 0, NULL, "query and key length (default 2048)"},
@@ -26,6 +27,10 @@ static cli_opt_table run_table(run_opts *o) {
        "softmax: also print the error of the output against exact softmax attention on the "
        "same inputs (relative error, mean cosine similarity of output rows; for --algo linear, "
        "the approximation error)"},
+      {"reserve", "BYTES", CLI_OPT_U64, &o->reserve, 0, 0, NULL,
+       "first allocate and fill BYTES of device memory (in buffers of at most the largest "
+       "allocation) and keep them during the run: checks that the problem fits beside the rest "
+       "of a model (`clattn memory --check` prints such commands)"},
       {NULL, NULL, CLI_OPT_INT, NULL, 0, 0, NULL, NULL}};
   memcpy(t, opts, sizeof opts);
   return t;
@@ -82,6 +87,10 @@ static void print_result(const cli_problem *p, const cli_result *r) {
          cli_fmt_bytes(r->mem_bytes, true, b1, sizeof b1),
          cli_fmt_bytes(r->mem_bytes - r->workspace_bytes, false, b2, sizeof b2),
          cli_fmt_bytes(r->workspace_bytes, false, b3, sizeof b3));
+  if (p->reserve_bytes)
+    printf("reserved  : %s more held during the run (--reserve): %s in all\n",
+           cli_fmt_bytes(p->reserve_bytes, true, b2, sizeof b2),
+           cli_fmt_bytes(p->reserve_bytes + r->mem_bytes, true, b3, sizeof b3));
   printf("timing    : %s\n", r->timing);
   if (!r->verified) {
     printf("verify    : %s\n", p->verify ? "not done (error)" : "skipped");
@@ -125,6 +134,7 @@ int cli_cmd_run(int argc, char **argv) {
     return CLI_EXIT_USAGE;
   }
   p.compare_softmax = o.compare != NULL;
+  p.reserve_bytes = o.reserve;
   cli_mask mask;
   cli_mask_init(&mask);
   if ((rc = cli_parse_mask("mask", o.mask, &mask))) return rc;
