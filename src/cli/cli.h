@@ -85,6 +85,7 @@ typedef struct cli_problem {
   bool verify;
   bool lse;
   bool compare_softmax; /* also measure the error against exact softmax attention */
+  bool profile;         /* linear family: also time each kernel (cli_result.kernels) */
 } cli_problem;
 
 /* Creates the context for --device, printing the library's detail on failure
@@ -118,6 +119,10 @@ typedef struct cli_result {
   bool compared;
   double approx_rel_err, approx_cos; /* ‖o − o_softmax‖/‖o_softmax‖, mean row cosine */
   long approx_rows, approx_heads;    /* rows and heads compared */
+  /* --profile (linear family): median milliseconds of each kernel. */
+  int nkernels;
+  const char *kernel_names[8];
+  double kernel_ms[8];
 } cli_result;
 
 /* Floating-point operations of one attention: 4·B·H·Nq·Nk·d, counting only
