@@ -17,7 +17,7 @@ lin() {
 }
 
 if [[ $what == sweep || $what == all ]]; then
-  for n in 1024 4096 16384 32768 65536 131072; do for m in none causal; do for f in elu favor:256; do
+  for n in ${SWEEP_NS:-1024 4096 16384 65536 131072}; do for m in none causal; do for f in elu favor:256; do
     v=--no-verify; [ $n -le 16384 ] && v=--verify
     lin $f $m $n $v
   done; done; done >"$OUT/linear_sweep.jsonl"
@@ -34,16 +34,16 @@ fi
 if [[ $what == variants || $what == all ]]; then
   # CLATTN_LINEAR_OVERRIDE variants at large N (see src/linear.h for the keys)
   {
-    for ov in "" split=1024 split=4096 split=16384 bks=32 srf=4 src=4 bq=64 afs=64 arq=4,bq=64; do
+    for ov in "" split=1024 split=8192 bks=32 srf=4 bq=64 afs=64; do
       CLATTN_LINEAR_OVERRIDE=$ov lin elu none 131072 --no-verify
     done
-    for ov in "" afs=64 bq=64 fbr=32 frf=4; do
+    for ov in "" afs=64 fbr=32; do
       CLATTN_LINEAR_OVERRIDE=$ov lin favor:256 none 65536 --no-verify
     done
-    for ov in "" ctr=8,ctc=16 chunk=32 chunk=32,ctr=8,ctc=8 split=1024 split=4096 cfs=16; do
+    for ov in "" ctr=8,ctc=16 chunk=32,ctr=8,ctc=8 split=1024 split=4096; do
       CLATTN_LINEAR_OVERRIDE=$ov lin elu causal 65536 --no-verify
     done
-    for ov in "" ctr=8,ctc=16 chunk=32 chunk=32,ctr=8,ctc=8 split=1024 split=4096 cfs=16; do
+    for ov in "" ctr=8,ctc=16 chunk=32,ctr=8,ctc=8 split=4096 cfs=16; do
       CLATTN_LINEAR_OVERRIDE=$ov lin favor:256 causal 65536 --no-verify
     done
   } >"$OUT/linear_variants.jsonl"
