@@ -1,6 +1,6 @@
 # linear_sweep.sh — linear-attention GPU sweep: per-kernel times, bandwidth, crossover with flash.
 # Usage (device machine, repo root, after building ./build/clattn):
-#   bash bench/linear_sweep.sh [sweep|crossover|variants|all] ; JSON lines and tables go to $OUT.
+#   bash bench/linear_sweep.sh [sweep|crossover|variants|regs|all] ; JSON lines and tables go to $OUT.
 # Problem: d = 64, f32, B·H = 16 (B = 1, H = 16), elu+1 and FAVOR+ m = 256, causal and not.
 set -uo pipefail
 what=${1:-all}
@@ -34,19 +34,30 @@ fi
 if [[ $what == variants || $what == all ]]; then
   # CLATTN_LINEAR_OVERRIDE variants at large N (see src/linear.h for the keys)
   {
-    for ov in "" split=1024 split=8192 bks=32 srf=4 bq=64 afs=64; do
+    for ov in ${VAR_ELU:-"" bpw=8 bpw=64 bq=64 afs=16 bks=32 bks=8 split=1024 split=4096 srf=4}; do
       CLATTN_LINEAR_OVERRIDE=$ov lin elu none 131072 --no-verify
     done
-    for ov in "" afs=64 fbr=32; do
+    for ov in ${VAR_FAVOR:-"" afs=16 bq=64 fbr=32 frf=4}; do
       CLATTN_LINEAR_OVERRIDE=$ov lin favor:256 none 65536 --no-verify
     done
-    for ov in "" ctr=8,ctc=16 chunk=32,ctr=8,ctc=8 split=1024 split=4096; do
+    for ov in ${VAR_ELU_C:-"" cfs=16 ctr=8,ctc=16 split=1024}; do
       CLATTN_LINEAR_OVERRIDE=$ov lin elu causal 65536 --no-verify
     done
-    for ov in "" ctr=8,ctc=16 chunk=32,ctr=8,ctc=8 split=4096 cfs=16; do
+    for ov in ${VAR_FAVOR_C:-"" cfs=16 ctr=8,ctc=16,cfs=16 split=4096,cfs=16}; do
       CLATTN_LINEAR_OVERRIDE=$ov lin favor:256 causal 65536 --no-verify
     done
   } >"$OUT/linear_variants.jsonl"
+fi
+
+if [[ $what == regs ]]; then
+  # registers and spills of every kernel (NVIDIA: -cl-nv-verbose), default GPU configurations
+  cc -O2 -o build/clbuild bench/clbuild.c -lOpenCL || exit 1
+  base="-cl-std=CL1.2 -cl-mad-enable -cl-nv-verbose -DCLATTN_DTYPE=0 -DD=64 -DVEC=1 -DOVEC=1 -DBD=64 -DUNROLL_HINTS=1"
+  for v in "-DF=64 -DMAP=0 -DCAUSAL=0 -DSRES=1" "-DF=256 -DMAP=2 -DCAUSAL=0 -DSRES=0" \
+           "-DF=64 -DMAP=0 -DCAUSAL=1" "-DF=256 -DMAP=2 -DCAUSAL=1"; do
+    echo "== $v"; ./build/clbuild cl/linear.cl "$base $v ${REGS_EXTRA:-}" | grep -E "Function properties|Compiling entry|registers|spill|bytes stack|build"
+  done >"$OUT/regs.txt" 2>&1
+  exit 0
 fi
 
 python3 - "$OUT"/linear_*.jsonl <<'PY' | tee "$OUT/linear.md"

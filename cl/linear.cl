@@ -40,7 +40,7 @@
  * j <= i in chunk-local indices.
  *
  * FAVOR+ (MAP 2): φ(x)_f = exp(a_f − c) with the log-feature
- * a_f = ω_fᵀx − ‖x‖²/2 (ω in Wt, stored transposed, D×F). The stabiliser c
+ * a_f = ω_fᵀx − ‖x‖²/2 (ω in Wt, stored transposed, D rows of FPS floats). The stabiliser c
  * cancels in num / den as long as it is the same for every feature of one
  * query and for every key of one sum:
  *   queries: c = max_f a_f (per row, in lin_feat);
@@ -181,6 +181,7 @@
 #define LDX (R4(FBR) + 4)
 #define LDW (FFP + 4)
 #define NXI CDIV(FBR * FDS, NTF) /* x elements each work-item stages per slice */
+#define NWL CDIV(FDS * (FFP / 4), NTF) /* ω float4s each work-item stages per slice */
 
 #if (BD % SRC) || (BD % ARC) || (BD % CTC) || (BQ % ARQ) || (BD % 4) || (FBR % FRR)
 #error "linear: BD must be a multiple of 4, SRC, ARC and CTC; BQ of ARQ; FBR of FRR"
@@ -310,29 +311,48 @@ lin_feat(__global const stype *restrict X, const long sb, const long sh, const l
   const int b = bh / Hx, h = bh % Hx;
   __global const stype *Xb = X + (long)b * sb + (long)h * sh;
 
-  float acc[FRR][FRF], np[NXI];
+  float acc[FRR][FRF], np[NXI], xr[NXI];
+  float4 wr[NWL];
   UNROLL for (int i = 0; i < FRR; i++) UNROLL for (int j = 0; j < FRF; j++) acc[i][j] = 0.0f;
   UNROLL for (int u = 0; u < NXI; u++) np[u] = 0.0f;
 
+  /* Software pipeline over head-dim slices: the next slice of x and ω is
+   * loaded into registers while the current one is multiplied. Each
+   * work-item stages the same (row, column % FDS) positions of x in every
+   * slice and sums their squares (np) towards ‖x‖². */
+#define FEAT_FETCH(c0)                                                                            \
+  do {                                                                                            \
+    UNROLL for (int u = 0; u < NXI; u++) {                                                        \
+      const int idx = lid + u * NTF, r = idx / FDS, c = (c0) + idx % FDS;                         \
+      xr[u] = (idx < FBR * FDS && r0 + r < N && c < D)                                            \
+                  ? LOAD(Xb, (long)(r0 + r) * ss + (long)c * sd) * sq                             \
+                  : 0.0f;                                                                         \
+    }                                                                                             \
+    UNROLL for (int u = 0; u < NWL; u++) {                                                        \
+      const int idx = lid + u * NTF, c = (c0) + idx / (FFP / 4), f = 4 * (idx % (FFP / 4));       \
+      wr[u] = (idx < FDS * (FFP / 4) && c < D && f < FPS)                                         \
+                  ? *(__global const float4 *)(Wt + c * FPS + f)                                  \
+                  : (float4)(0.0f);                                                               \
+    }                                                                                             \
+  } while (0)
+
+  FEAT_FETCH(0);
   for (int c0 = 0; c0 < D; c0 += FDS) {
     BARRIER;
-    /* x tile; each work-item stages the same (row, column % FDS) positions in
-     * every slice and sums their squares (np) towards ‖x‖². */
     UNROLL for (int u = 0; u < NXI; u++) {
       const int idx = lid + u * NTF;
       if (idx < FBR * FDS) {
-        const int r = idx / FDS, c = idx % FDS;
-        float x = 0.0f;
-        if (r0 + r < N && c0 + c < D) x = LOAD(Xb, (long)(r0 + r) * ss + (long)(c0 + c) * sd) * sq;
-        Xs[c * LDX + r] = x;
-        np[u] = fma(x, x, np[u]);
+        Xs[(idx % FDS) * LDX + idx / FDS] = xr[u];
+        np[u] = fma(xr[u], xr[u], np[u]);
       }
     }
-    FOR_ITEMS(idx, FDS * FFP, NTF, lid) {
-      const int c = idx / FFP, f = idx % FFP;
-      Ws[c * LDW + f] = (c0 + c < D && f < F) ? Wt[(c0 + c) * F + f] : 0.0f;
+    UNROLL for (int u = 0; u < NWL; u++) {
+      const int idx = lid + u * NTF;
+      if (idx < FDS * (FFP / 4))
+        *(__local float4 *)(Ws + (idx / (FFP / 4)) * LDW + 4 * (idx % (FFP / 4))) = wr[u];
     }
     BARRIER;
+    if (c0 + FDS < D) FEAT_FETCH(c0 + FDS);
     for (int c = 0; c < FDS; c++) {
       float a[FRR], w[FRF];
       LOADT(a, FRR, FTR, tr, Xs + c * LDX);
@@ -385,7 +405,16 @@ lin_feat(__global const stype *restrict X, const long sb, const long sh, const l
 
 /* State of the keys [s·L, min(s·L + L, Nk)) of one batch·kv-head, columns
  * [ct·BD, ct·BD + BD) (and z from column block 0): S[bhk][s] (F×DE floats);
- * FAVOR+: its maximum CM[bhk][s]. */
+ * FAVOR+: its maximum CM[bhk][s] (the split's largest m_j: every key of the
+ * split is weighed against it, w_j = exp(m_j − M) <= 1).
+ * Software pipeline: the next tile's global loads are issued before the
+ * current tile's products (register prefetch, two local buffers, one
+ * barrier per tile); z is summed while the tiles are staged. */
+#define NKL CDIV(BKS * (SFP / 4), NTS) /* key-feature float4s per work-item and tile */
+#define NVL CDIV(BKS * (BD / 4), NTS)  /* value float4s per work-item and tile */
+#define KSZ (BKS * LDKS)               /* floats of one key-feature buffer */
+#define VSZ (BKS * LDV)
+
 __kernel __attribute__((reqd_work_group_size(NTS, 1, 1))) void
 lin_state(__global const stype *restrict K, __global const stype *restrict V,
           __global const float *restrict PhiK, __global const float *restrict RMk,
@@ -393,11 +422,9 @@ lin_state(__global const stype *restrict K, __global const stype *restrict V,
           const long kss, const long ksd, const long vsb, const long vsh, const long vss,
           const long vsd, const int Hk, const int Nk, const int L, const int nsplit,
           const float sqk) {
-  __local float4 Ks4[BKS * LDKS / 4]; /* φ(k) rows [key][f] */
-  __local float4 Vs4[BKS * LDV / 4];  /* (w·v) rows [key][col] */
-  __local float Ws[BKS];              /* w_j (FAVOR+) */
-  __local float *Ks = (__local float *)Ks4;
-  __local float *Vs = (__local float *)Vs4;
+  __local float4 Ks4[2 * KSZ / 4]; /* φ(k) rows [key][f], two buffers; z partials at the end */
+  __local float4 Vs4[2 * VSZ / 4]; /* (w·v) rows [key][col], two buffers */
+  __local float red[NTS];
   const int lid = get_local_id(0);
   const int tf = lid / STC, tc = lid % STC;
   const int s = get_group_id(0), ct = get_group_id(1), bhk = get_group_id(2);
@@ -408,74 +435,123 @@ lin_state(__global const stype *restrict K, __global const stype *restrict V,
   __global const stype *Kb = K + (long)b * ksb + (long)hk * ksh;
   __global const stype *Vb = V + (long)b * vsb + (long)hk * vsh;
   __global const float *Pk = PhiK + (long)bhk * Nk * FPS;
+  __global const float *Rk = RMk + (long)bhk * Nk;
   (void)Kb;
   (void)Pk;
+  (void)Rk;
+  (void)red;
 
-  float acc[SRF][SRC], z[SRF];
-  UNROLL for (int i = 0; i < SRF; i++) {
-    z[i] = 0.0f;
-    UNROLL for (int j = 0; j < SRC; j++) acc[i][j] = 0.0f;
+  float M = 0.0f;
+#if FAVOR
+  {
+    float m = -INFINITY;
+    for (int j = lid; j < klim - k0; j += NTS) m = fmax(m, Rk[k0 + j]);
+    red[lid] = m;
+    BARRIER;
+    m = -INFINITY;
+    for (int u = 0; u < NTS; u++) m = fmax(m, red[u]);
+    M = m; /* finite: the split holds a key */
   }
-  float M = -INFINITY;
+#endif
 
+  float acc[SRF][SRC];
+  UNROLL for (int i = 0; i < SRF; i++) UNROLL for (int j = 0; j < SRC; j++) acc[i][j] = 0.0f;
+  float4 kr[NKL], vr[NVL], zp[NKL];
+#if FAVOR
+  float kw[NKL], vw[NVL];
+#endif
+  UNROLL for (int u = 0; u < NKL; u++) zp[u] = (float4)(0.0f);
+
+/* Global loads of tile t into the registers. */
+#define STATE_FETCH(t)                                                                            \
+  do {                                                                                            \
+    const int kk_ = k0 + (t)*BKS;                                                                 \
+    UNROLL for (int u = 0; u < NKL; u++) {                                                        \
+      const int idx = lid + u * NTS, j = idx / (SFP / 4), f = 4 * (idx % (SFP / 4));              \
+      const int key = kk_ + j;                                                                    \
+      const bool ok = idx < BKS * (SFP / 4) && key < klim && f < F;                               \
+      kr[u] = (float4)(0.0f);                                                                     \
+      STATE_FETCH_K                                                                               \
+    }                                                                                             \
+    UNROLL for (int u = 0; u < NVL; u++) {                                                        \
+      const int idx = lid + u * NTS, j = idx / (BD / 4), c = 4 * (idx % (BD / 4));                \
+      const int key = kk_ + j;                                                                    \
+      vr[u] = (float4)(0.0f);                                                                     \
+      STATE_FETCH_V0                                                                              \
+      if (idx < BKS * (BD / 4) && key < klim) {                                                   \
+        vr[u] = ld4(Vb, (long)key * vss, vsd, col0 + c);                                          \
+        STATE_FETCH_VW                                                                            \
+      }                                                                                           \
+    }                                                                                             \
+  } while (0)
+#if FAVOR
+#define STATE_FETCH_K                                                                             \
+  kw[u] = -INFINITY;                                                                              \
+  if (ok) {                                                                                       \
+    kr[u] = *(__global const float4 *)(Pk + (long)key * FPS + f);                                 \
+    kw[u] = Rk[key];                                                                              \
+  }
+#define STATE_FETCH_VW vw[u] = Rk[key];
+#define STATE_FETCH_V0 vw[u] = -INFINITY;
+#else
+#define STATE_FETCH_V0
+#define STATE_FETCH_K                                                                             \
+  if (ok) kr[u] = ld4(Kb, (long)key * kss, ksd, f);
+#define STATE_FETCH_VW
+#endif
+/* The registers into buffer `buf` (features, weights) and the z partials. */
+#define STATE_STORE(t, buf)                                                                       \
+  do {                                                                                            \
+    const int kk_ = k0 + (t)*BKS;                                                                 \
+    __local float *Kd = (__local float *)Ks4 + (buf)*KSZ;                                         \
+    __local float *Vd = (__local float *)Vs4 + (buf)*VSZ;                                         \
+    UNROLL for (int u = 0; u < NKL; u++) {                                                        \
+      const int idx = lid + u * NTS, j = idx / (SFP / 4), f = 4 * (idx % (SFP / 4));              \
+      if (idx < BKS * (SFP / 4)) {                                                                \
+        const bool ok = kk_ + j < klim && f < F;                                                  \
+        float4 x = kr[u];                                                                         \
+        STATE_STORE_K                                                                             \
+        *(__local float4 *)(Kd + j * LDKS + f) = x;                                               \
+      }                                                                                           \
+    }                                                                                             \
+    UNROLL for (int u = 0; u < NVL; u++) {                                                        \
+      const int idx = lid + u * NTS, j = idx / (BD / 4), c = 4 * (idx % (BD / 4));                \
+      if (idx < BKS * (BD / 4)) {                                                                 \
+        float4 x = vr[u];                                                                         \
+        STATE_STORE_V                                                                             \
+        *(__local float4 *)(Vd + j * LDV + c) = x;                                                \
+      }                                                                                           \
+    }                                                                                             \
+  } while (0)
+#if FAVOR
+#define STATE_STORE_K zp[u] += x * exp(kw[u] - M); /* kw = -inf: weight 0 */
+#define STATE_STORE_V x *= exp(vw[u] - M);
+#else
+#define STATE_STORE_K                                                                             \
+  x = ok ? phi4(x * sqk) : (float4)(0.0f);                                                        \
+  zp[u] += x;
+#define STATE_STORE_V
+#endif
+
+  if (ntile > 0) {
+    STATE_FETCH(0);
+    STATE_STORE(0, 0);
+  }
+  BARRIER;
   for (int t = 0; t < ntile; t++) {
-    const int kk = k0 + t * BKS;
-    BARRIER; /* the previous tile is consumed */
-#if FAVOR
-    FOR_ITEMS(j, BKS, NTS, lid) Ws[j] = kk + j < klim ? RMk[(long)bhk * Nk + kk + j] : -INFINITY;
-    BARRIER;
-    float mt = -INFINITY;
-    for (int j = 0; j < BKS; j++) mt = fmax(mt, Ws[j]);
-    const float mn = fmax(M, mt); /* finite: the tile holds a key */
-    if (mn > M) {
-      const float alpha = exp(M - mn); /* 0 when M == -inf */
-      UNROLL for (int i = 0; i < SRF; i++) {
-        z[i] *= alpha;
-        UNROLL for (int j = 0; j < SRC; j++) acc[i][j] *= alpha;
-      }
-      M = mn;
-    }
-    BARRIER; /* every mt read before Ws is overwritten */
-#endif
-    FOR_ITEMS(idx, BKS * (SFP / 4), NTS, lid) {
-      const int j = idx / (SFP / 4), f = 4 * (idx % (SFP / 4));
-      const int key = kk + j;
-      const float4 x =
-          FEAT4(key < klim, Kb, (long)key * kss, ksd, sqk, Pk + (long)key * FPS, f);
-      *(__local float4 *)(Ks + j * LDKS + f) = x;
-    }
-    FOR_ITEMS(idx, BKS * (BD / 4), NTS, lid) {
-      const int j = idx / (BD / 4), c = 4 * (idx % (BD / 4));
-      const int key = kk + j;
-      float4 x = (float4)(0.0f);
-      if (key < klim) {
-        x = ld4(Vb, (long)key * vss, vsd, col0 + c);
-#if FAVOR
-        x *= exp(RMk[(long)bhk * Nk + key] - M);
-#endif
-      }
-      *(__local float4 *)(Vs + j * LDV + c) = x;
-    }
-#if FAVOR
-    FOR_ITEMS(j, BKS, NTS, lid) Ws[j] = kk + j < klim ? exp(RMk[(long)bhk * Nk + kk + j] - M) : 0.0f;
-#endif
-    BARRIER;
+    const int buf = t & 1;
+    if (t + 1 < ntile) STATE_FETCH(t + 1);
+    __local const float *Kc = (__local const float *)Ks4 + buf * KSZ;
+    __local const float *Vc = (__local const float *)Vs4 + buf * VSZ;
     for (int j = 0; j < BKS; j++) {
       float a[SRF], v[SRC];
-      LOADT(a, SRF, STF, tf, Ks + j * LDKS);
-      LOADT(v, SRC, STC, tc, Vs + j * LDV);
-#if FAVOR
-      const float w = Ws[j];
-#endif
-      UNROLL for (int i = 0; i < SRF; i++) {
-#if FAVOR
-        z[i] = fma(a[i], w, z[i]);
-#else
-        z[i] += a[i];
-#endif
-        UNROLL for (int u = 0; u < SRC; u++) acc[i][u] = fma(a[i], v[u], acc[i][u]);
-      }
+      LOADT(a, SRF, STF, tf, Kc + j * LDKS);
+      LOADT(v, SRC, STC, tc, Vc + j * LDV);
+      UNROLL for (int i = 0; i < SRF; i++) UNROLL for (int u = 0; u < SRC; u++)
+          acc[i][u] = fma(a[i], v[u], acc[i][u]);
     }
+    if (t + 1 < ntile) STATE_STORE(t + 1, buf ^ 1);
+    BARRIER;
   }
 
   __global float *Sc = S + ((long)bhk * nsplit + s) * (long)(F * DE);
@@ -486,7 +562,23 @@ lin_state(__global const stype *restrict K, __global const stype *restrict V,
         const int col = col0 + RIDX(STC, SRC, tc, u);
         if (col < D) Sc[f * DE + col] = acc[i][u];
       }
-      if (ct == 0 && tc == 0) Sc[f * DE + D] = z[i];
+    }
+  }
+  /* z = Σ over the keys of the partials, from column block 0. */
+  {
+    __local float4 *zr = Ks4; /* BKS × SFP/4 float4s: free after the last barrier */
+    UNROLL for (int u = 0; u < NKL; u++) {
+      const int idx = lid + u * NTS;
+      if (idx < BKS * (SFP / 4)) zr[idx] = zp[u];
+    }
+    BARRIER;
+    if (ct == 0) {
+      __local const float *zf = (__local const float *)Ks4;
+      for (int f = lid; f < F; f += NTS) {
+        float z = 0.0f;
+        for (int j = 0; j < BKS; j++) z += zf[j * SFP + f];
+        Sc[f * DE + D] = z;
+      }
     }
   }
 #if FAVOR
@@ -555,85 +647,160 @@ __kernel void lin_scan(__global float *restrict S, __global const float *restric
 /* ---------------------------------------------------------------------- */
 
 #if !CAUSAL
-/* o = φ(q)ᵀS / φ(q)ᵀz for BQ rows and BD columns, S the total (split 0). */
+/* o = φ(q)ᵀS / φ(q)ᵀz for BD columns of `bpw` consecutive blocks of BQ rows,
+ * S the total (split 0). The work-group walks (block, feature slice)
+ * iterations as one software pipeline: the next iteration's φ(Q) slice (and
+ * S slice unless S is resident, SRES) is loaded into registers while the
+ * current one is multiplied; den = φ(q)ᵀz is summed while the slices are
+ * staged (z of every feature in local memory). */
+#define NSLA CDIV(F, AFS)
+#define FZ (NSLA * AFS)
+#ifndef SRES
+#define SRES 0 /* the whole S (FZ × BD) stays in local memory */
+#endif
+#define NQL CDIV(BQ * (AFS / 4), NTA) /* φ(q) float4s per work-item and iteration */
+#define NSS CDIV(AFS * BD, NTA)       /* S elements per work-item and iteration (!SRES) */
+
 __kernel __attribute__((reqd_work_group_size(NTA, 1, 1))) void
 lin_apply(__global const stype *restrict Q, __global const float *restrict PhiQ,
           __global const float *restrict S, __global stype *restrict O, const long qsb,
           const long qsh, const long qss, const long qsd, const long osb, const long osh,
           const long oss, const long osd, const int H, const int G, const int Nq,
-          const int nsplit, const float sqq) {
-  __local float4 Qs4[AFS * LDQA / 4]; /* φ(q) transposed [f][row] */
-  __local float4 Ss4[AFS * LDV / 4];  /* [f][col] */
-  __local float Zs[AFS];
+          const int nsplit, const float sqq, const int bpw) {
+  __local float4 Qs4[AFS * LDQA / 4]; /* φ(q) slice transposed [f][row] */
+#if SRES
+  __local float4 Ss4[FZ * LDV / 4]; /* all of S [f][col] */
+#else
+  __local float4 Ss4[AFS * LDV / 4]; /* S slice [f][col] */
+#endif
+  __local float4 Z4[FZ / 4];                 /* z, 0 past F */
+  __local float dred[BQ * (AFS / 4)];        /* den partials of the block */
   __local float *Qs = (__local float *)Qs4;
   __local float *Ss = (__local float *)Ss4;
+  __local float *Z = (__local float *)Z4;
   const int lid = get_local_id(0);
   const int tr = lid / ATC, tc = lid % ATC;
-  const int qb = get_group_id(0), ct = get_group_id(1), bh = get_group_id(2);
+  const int g = get_group_id(0), ct = get_group_id(1), bh = get_group_id(2);
   const int b = bh / H, h = bh % H, hk = h / G, Hk = H / G;
   const int bhk = b * Hk + hk;
-  const int q0 = qb * BQ, col0 = ct * BD;
+  const int col0 = ct * BD;
+  const int nqb = (Nq + BQ - 1) / BQ, qb0 = g * bpw;
+  const int nit = min(bpw, nqb - qb0) * NSLA;
   __global const stype *Qb = Q + (long)b * qsb + (long)h * qsh;
   __global const float *Pq = PhiQ + (long)bh * Nq * FPS;
   __global const float *Sb = S + (long)bhk * nsplit * (F * DE);
+  __global stype *Ob = O + (long)b * osb + (long)h * osh;
   (void)Qb;
   (void)Pq;
 
-  float acc[ARQ][ARC], den[ARQ];
-  UNROLL for (int i = 0; i < ARQ; i++) {
-    den[i] = 0.0f;
-    UNROLL for (int u = 0; u < ARC; u++) acc[i][u] = 0.0f;
+  FOR_ITEMS(f, FZ, NTA, lid) Z[f] = f < F ? Sb[f * DE + D] : 0.0f;
+#if SRES
+  FOR_ITEMS(idx, FZ * BD, NTA, lid) {
+    const int f = idx / BD, c = idx % BD;
+    Ss[f * LDV + c] = (f < F && col0 + c < D) ? Sb[f * DE + col0 + c] : 0.0f;
   }
-  for (int f0 = 0; f0 < F; f0 += AFS) {
-    BARRIER;
-    FOR_ITEMS(idx, BQ * (AFS / 4), NTA, lid) {
-      const int r = idx / (AFS / 4), f = 4 * (idx % (AFS / 4));
-      const int row = q0 + r;
-      const float4 x = FEAT4(row < Nq, Qb, (long)row * qss, qsd, sqq, Pq + (long)row * FPS, f0 + f);
-      Qs[(f + 0) * LDQA + r] = x.x;
-      Qs[(f + 1) * LDQA + r] = x.y;
-      Qs[(f + 2) * LDQA + r] = x.z;
-      Qs[(f + 3) * LDQA + r] = x.w;
+#endif
+
+  float acc[ARQ][ARC], dp[NQL];
+  float4 qr[NQL];
+#if !SRES
+  float sr[NSS];
+#endif
+  UNROLL for (int i = 0; i < ARQ; i++) UNROLL for (int u = 0; u < ARC; u++) acc[i][u] = 0.0f;
+
+/* Global loads of iteration `it` into the registers. */
+#define APPLY_FETCH(it)                                                                           \
+  do {                                                                                            \
+    const int q0_ = (qb0 + (it) / NSLA) * BQ, f0_ = ((it) % NSLA) * AFS;                          \
+    UNROLL for (int u = 0; u < NQL; u++) {                                                        \
+      const int idx = lid + u * NTA, r = idx / (AFS / 4), f = f0_ + 4 * (idx % (AFS / 4));        \
+      const int row = q0_ + r;                                                                    \
+      qr[u] = (float4)(0.0f);                                                                     \
+      APPLY_FETCH_Q                                                                               \
+    }                                                                                             \
+    APPLY_FETCH_S                                                                                 \
+  } while (0)
+#if FAVOR
+#define APPLY_FETCH_Q                                                                             \
+  if (idx < BQ * (AFS / 4) && row < Nq && f < FPS)                                                \
+    qr[u] = *(__global const float4 *)(Pq + (long)row * FPS + f);
+#else
+#define APPLY_FETCH_Q                                                                             \
+  if (idx < BQ * (AFS / 4) && row < Nq && f < F) qr[u] = ld4(Qb, (long)row * qss, qsd, f);
+#endif
+#if SRES
+#define APPLY_FETCH_S
+#else
+#define APPLY_FETCH_S                                                                             \
+  UNROLL for (int u = 0; u < NSS; u++) {                                                          \
+    const int idx = lid + u * NTA, f = f0_ + idx / BD, c = col0 + idx % BD;                       \
+    sr[u] = (idx < AFS * BD && f < F && c < D) ? Sb[f * DE + c] : 0.0f;                           \
+  }
+#endif
+
+  if (nit > 0) APPLY_FETCH(0);
+  for (int it = 0; it < nit; it++) {
+    const int sl = it % NSLA, q0 = (qb0 + it / NSLA) * BQ, f0 = sl * AFS;
+    BARRIER; /* the previous slice is consumed (first time: Z, S staged) */
+    UNROLL for (int u = 0; u < NQL; u++) {
+      const int idx = lid + u * NTA, r = idx / (AFS / 4), f = 4 * (idx % (AFS / 4));
+      if (idx < BQ * (AFS / 4)) {
+        float4 x = qr[u];
+#if !FAVOR
+        if (q0 + r < Nq && f0 + f < F) x = phi4(x * sqq);
+#endif
+        Qs[(f + 0) * LDQA + r] = x.x;
+        Qs[(f + 1) * LDQA + r] = x.y;
+        Qs[(f + 2) * LDQA + r] = x.z;
+        Qs[(f + 3) * LDQA + r] = x.w;
+        if (sl == 0) dp[u] = 0.0f;
+        dp[u] += dot(x, Z4[(f0 + f) / 4]);
+        if (sl == NSLA - 1) dred[idx] = dp[u];
+      }
     }
-    FOR_ITEMS(idx, AFS * BD, NTA, lid) {
-      const int f = idx / BD, c = idx % BD;
-      Ss[f * LDV + c] = (f0 + f < F && col0 + c < D) ? Sb[(f0 + f) * DE + col0 + c] : 0.0f;
+#if !SRES
+    UNROLL for (int u = 0; u < NSS; u++) {
+      const int idx = lid + u * NTA;
+      if (idx < AFS * BD) Ss[(idx / BD) * LDV + idx % BD] = sr[u];
     }
-    FOR_ITEMS(f, AFS, NTA, lid) Zs[f] = f0 + f < F ? Sb[(f0 + f) * DE + D] : 0.0f;
+#endif
     BARRIER;
+    if (it + 1 < nit) APPLY_FETCH(it + 1);
+    __local const float *Sc = Ss + (SRES ? f0 : 0) * LDV;
     for (int f = 0; f < AFS; f++) {
       float a[ARQ], sv[ARC];
       LOADT(a, ARQ, ATR, tr, Qs + f * LDQA);
-      LOADT(sv, ARC, ATC, tc, Ss + f * LDV);
-      const float zf = Zs[f];
-      UNROLL for (int i = 0; i < ARQ; i++) {
-        den[i] = fma(a[i], zf, den[i]);
-        UNROLL for (int u = 0; u < ARC; u++) acc[i][u] = fma(a[i], sv[u], acc[i][u]);
-      }
+      LOADT(sv, ARC, ATC, tc, Sc + f * LDV);
+      UNROLL for (int i = 0; i < ARQ; i++) UNROLL for (int u = 0; u < ARC; u++)
+          acc[i][u] = fma(a[i], sv[u], acc[i][u]);
     }
-  }
-
-  __global stype *Ob = O + (long)b * osb + (long)h * osh;
-  UNROLL for (int i = 0; i < ARQ; i++) {
-    const int row = q0 + RIDX(ATR, ARQ, tr, i);
-    if (row < Nq) {
-      /* |acc| <= den·max|v| since every weight is >= 0: the quotient is
-       * finite; den == 0 (no key has weight) gives a zero row. */
-      const float rd = den[i] > 0.0f ? 1.0f / den[i] : 0.0f;
-      const long ro = (long)row * oss;
-      if (ARC % 4 == 0) {
-        UNROLL for (int g = 0; g < ARC / 4; g++) {
-          const int c = col0 + RIDX(ATC, ARC, tc, 4 * g);
-          st4(Ob, ro, osd, c,
-              (float4)(acc[i][(4 * g) % ARC], acc[i][(4 * g + 1) % ARC], acc[i][(4 * g + 2) % ARC],
-                       acc[i][(4 * g + 3) % ARC]) *
-                  rd);
+    if (sl == NSLA - 1) {
+      /* The block is complete: o = acc / den, then the next block. */
+      UNROLL for (int i = 0; i < ARQ; i++) {
+        const int r = RIDX(ATR, ARQ, tr, i), row = q0 + r;
+        float den = 0.0f;
+        for (int u = 0; u < AFS / 4; u++) den += dred[r * (AFS / 4) + u];
+        if (row < Nq) {
+          /* |acc| <= den·max|v| since every weight is >= 0: the quotient is
+           * finite; den == 0 (no key has weight) gives a zero row. */
+          const float rd = den > 0.0f ? 1.0f / den : 0.0f;
+          const long ro = (long)row * oss;
+          if (ARC % 4 == 0) {
+            UNROLL for (int gg = 0; gg < ARC / 4; gg++) {
+              const int c = col0 + RIDX(ATC, ARC, tc, 4 * gg);
+              st4(Ob, ro, osd, c,
+                  (float4)(acc[i][(4 * gg) % ARC], acc[i][(4 * gg + 1) % ARC],
+                           acc[i][(4 * gg + 2) % ARC], acc[i][(4 * gg + 3) % ARC]) *
+                      rd);
+            }
+          } else {
+            UNROLL for (int u = 0; u < ARC; u++) {
+              const int col = col0 + RIDX(ATC, ARC, tc, u);
+              if (col < D) STORE(Ob, ro + (long)col * osd, acc[i][u] * rd);
+            }
+          }
         }
-      } else {
-        UNROLL for (int u = 0; u < ARC; u++) {
-          const int col = col0 + RIDX(ATC, ARC, tc, u);
-          if (col < D) STORE(Ob, ro + (long)col * osd, acc[i][u] * rd);
-        }
+        UNROLL for (int u = 0; u < ARC; u++) acc[i][u] = 0.0f;
       }
     }
   }

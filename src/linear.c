@@ -22,7 +22,7 @@ typedef struct linear_state {
   cl_mem scratch; /* causal: B·H·nsplit·ncolt·F·(bd+1) running states */
   size_t states_bytes, max_bytes, wt_bytes, phiq_bytes, phik_bytes, rowmax_bytes, scratch_bytes;
   clattn__linear_cfg cfg;
-  int F, fps, nsplit, ncolt, nqb;
+  int F, fps, nsplit, ncolt, nqb, sres;
   size_t nts, nta, ntc, ntf; /* work-group sizes of lin_state, lin_apply, lin_causal, lin_feat */
   size_t scan_wg;
   bool favor, causal, out_of_order;
@@ -49,6 +49,7 @@ static int imax(int a, int b) { return a > b ? a : b; }
 typedef struct cfg_sizes {
   size_t nts, nta, ntc, ntf;
   size_t lstate, lapply, lcausal, lfeat;
+  size_t lapply_sres; /* lin_apply with all of S resident in local memory */
   int regs_state, regs_apply, regs_causal, regs_feat; /* accumulators per work-item */
 } cfg_sizes;
 
@@ -57,12 +58,15 @@ static void cfg_sizes_of(const clattn__linear_cfg *c, int F, cfg_sizes *z) {
   /* lin_state */
   const int stf = cdiv(F, c->srf), stc = bd / c->src, sfp = round_up(stf * c->srf, 4);
   z->nts = (size_t)stf * (size_t)stc;
-  z->lstate = (size_t)(c->bks * (sfp + 4) + c->bks * ldv + c->bks) * sizeof(float);
-  z->regs_state = c->srf * c->src + c->srf;
+  z->lstate = (size_t)(2 * c->bks * (sfp + 4) + 2 * c->bks * ldv + (int)z->nts) * sizeof(float);
+  z->regs_state = c->srf * c->src;
   /* lin_apply */
+  const int fz = cdiv(F, c->afs) * c->afs;
+  const int lapply_common = c->afs * (round_up(c->bq, 4) + 4) + fz + c->bq * (c->afs / 4);
   z->nta = (size_t)(c->bq / c->arq) * (size_t)(bd / c->arc);
-  z->lapply = (size_t)(c->afs * (round_up(c->bq, 4) + 4) + c->afs * ldv + c->afs) * sizeof(float);
-  z->regs_apply = c->arq * c->arc + c->arq;
+  z->lapply = (size_t)(lapply_common + c->afs * ldv) * sizeof(float);
+  z->lapply_sres = (size_t)(lapply_common + fz * ldv) * sizeof(float);
+  z->regs_apply = c->arq * c->arc;
   /* lin_causal */
   const int crq = cdiv(c->chunk, c->ctr), crk = cdiv(c->chunk, c->ctc), crc = bd / c->ctc;
   const int crf = cdiv(c->cfs, c->ctr);
@@ -85,7 +89,7 @@ static void cfg_sizes_of(const clattn__linear_cfg *c, int F, cfg_sizes *z) {
 /* NULL when the configuration is legal on the device, else a static reason. */
 static const char *cfg_check(const clattn__linear_cfg *c, const clattn__device_info *info, int F,
                              bool favor, bool causal) {
-  if (c->chunk < 1 || c->split < 0 || c->bd < 1 || c->bks < 1 || c->srf < 1 || c->src < 1 ||
+  if (c->chunk < 1 || c->split < 0 || c->bpw < 0 || c->bd < 1 || c->bks < 1 || c->srf < 1 || c->src < 1 ||
       c->bq < 1 || c->arq < 1 || c->arc < 1 || c->afs < 1 || c->ctr < 1 || c->ctc < 1 ||
       c->cfs < 1 || c->fbr < 1 || c->frr < 1 || c->frf < 1 || c->fds < 1)
     return "parameters must be >= 1";
@@ -239,7 +243,7 @@ static clattn_status upload_features(clattn_plan p, uint64_t seed) {
   linear_state *s = p->state;
   const int D = p->desc.head_dim, F = s->F;
   float *w = malloc((size_t)F * (size_t)D * sizeof(float));
-  float *wt = malloc((size_t)F * (size_t)D * sizeof(float));
+  float *wt = malloc(s->wt_bytes);
   clattn_status st = CLATTN_SUCCESS;
   if (!w || !wt)
     st = CLATTN_ERROR_OUT_OF_MEMORY;
@@ -251,9 +255,11 @@ static clattn_status upload_features(clattn_plan p, uint64_t seed) {
     return clattn__fail(p->ctx, st, "cannot allocate %zu bytes of FAVOR+ feature scratch",
                         2 * (size_t)F * (size_t)D * sizeof(float));
   }
+  /* Transposed, rows padded to FPS floats (zeros): float4 loads. */
+  memset(wt, 0, s->wt_bytes);
   for (int f = 0; f < F; f++)
     for (int x = 0; x < D; x++)
-      wt[(size_t)x * (size_t)F + f] = w[(size_t)f * (size_t)D + x];
+      wt[(size_t)x * (size_t)s->fps + f] = w[(size_t)f * (size_t)D + x];
   cl_int err = CL_SUCCESS;
   if (s->out_of_order) err = clEnqueueBarrierWithWaitList(p->ctx->queue, 0, NULL, NULL);
   if (err == CL_SUCCESS)
@@ -353,7 +359,7 @@ static clattn_status linear_create(clattn_plan p) {
   s->ncolt = cdiv(D, c->bd);
   const int Nk = d->seq_kv;
   if (!c->split) {
-    const size_t want = (ctx->info.is_cpu ? 2 : causal ? 4 : 8) * cus;
+    const size_t want = (ctx->info.is_cpu ? 2 : 8) * cus;
     const size_t groups = (causal ? bh : bhk) * (size_t)s->ncolt;
     const size_t splits = groups >= want ? 1 : (want + groups - 1) / groups;
     size_t len = ((size_t)Nk + splits - 1) / splits;
@@ -361,13 +367,23 @@ static clattn_status linear_create(clattn_plan p) {
     if (len < minlen) len = minlen;
     c->split = (int)(len < (size_t)Nk ? len : (size_t)Nk);
   }
+  /* lin_apply: blocks per work-group so that about 4 work-groups per
+   * compute unit walk the rows (GPUs); S stays in local memory when it fits
+   * (48 KiB at most, NVIDIA's limit). */
+  s->nqb = cdiv(d->seq_q, c->bq);
+  if (!c->bpw) {
+    const size_t blocks = (size_t)s->nqb * bh * (size_t)s->ncolt, target = 4 * cus;
+    c->bpw = ctx->info.is_cpu || blocks <= target ? 1 : (int)((blocks + target - 1) / target);
+  }
+  if (c->bpw > s->nqb) c->bpw = s->nqb;
+  const cl_ulong lmax = ctx->info.local_mem < 49152 ? ctx->info.local_mem : 49152;
+  s->sres = !causal && !c->nosres && (cl_ulong)z.lapply_sres <= lmax;
   if (causal)
     c->split = round_up(c->split, c->chunk);
   else
     c->split = round_up(c->split, c->bks);
   if (c->split > Nk) c->split = causal ? round_up(Nk, c->chunk) : round_up(Nk, c->bks);
   s->nsplit = cdiv(Nk, c->split);
-  s->nqb = cdiv(d->seq_q, c->bq);
   s->scan_wg = 64;
   while (s->scan_wg > ctx->info.max_wg)
     s->scan_wg /= 2;
@@ -386,7 +402,7 @@ static clattn_status linear_create(clattn_plan p) {
   if (favor) {
     ok = ok && mul_size(&s->max_bytes, f_max, 3) && mul_size(&s->phiq_bytes, f_phiq, 4) &&
          mul_size(&s->phik_bytes, f_phik, 4) && mul_size(&s->rowmax_bytes, f_rowmax, 3);
-    s->wt_bytes = (size_t)F * (size_t)D * fl;
+    s->wt_bytes = (size_t)s->fps * (size_t)D * fl;
   }
   if (causal && c->split > c->chunk) /* some segment has several chunks */
     ok = ok && mul_size(&s->scratch_bytes, f_scratch, 6);
@@ -418,11 +434,11 @@ static clattn_status linear_create(clattn_plan p) {
   snprintf(opts, sizeof opts,
            "-cl-std=CL1.2 -cl-mad-enable -DCLATTN_DTYPE=%d -DD=%d -DF=%d -DMAP=%d -DCAUSAL=%d "
            "-DVEC=%d -DOVEC=%d -DBD=%d -DBKS=%d -DSRF=%d -DSRC=%d -DBQ=%d -DARQ=%d -DARC=%d "
-           "-DAFS=%d -DCH=%d -DCTR=%d -DCTC=%d -DCFS=%d -DFBR=%d -DFRR=%d -DFRF=%d -DFDS=%d "
-           "-DUNROLL_HINTS=%d",
+           "-DAFS=%d -DSRES=%d -DCH=%d -DCTR=%d -DCTC=%d -DCFS=%d -DFBR=%d -DFRR=%d -DFRF=%d "
+           "-DFDS=%d -DUNROLL_HINTS=%d",
            (int)d->dtype, D, F, (int)d->feature_map, causal ? 1 : 0, vec_ok(in, 3, D) ? 1 : 0,
            vec_ok(out, 1, D) ? 1 : 0, c->bd, c->bks, c->srf, c->src, c->bq, c->arq, c->arc,
-           c->afs, c->chunk, c->ctr, c->ctc, c->cfs, c->fbr, c->frr, c->frf, c->fds,
+           c->afs, s->sres, c->chunk, c->ctr, c->ctc, c->cfs, c->fbr, c->frr, c->frf, c->fds,
            ctx->info.is_cpu ? 0 : 1);
   cl_program prog = NULL;
   st = clattn__get_program(ctx, "linear.cl", opts, &prog);
@@ -448,8 +464,8 @@ static clattn_status linear_create(clattn_plan p) {
   if (causal)
     snprintf(tiles, sizeof tiles, "causal ctr=%d ctc=%d cfs=%d", c->ctr, c->ctc, c->cfs);
   else
-    snprintf(tiles, sizeof tiles, "apply bq=%d arq=%d arc=%d afs=%d", c->bq, c->arq, c->arc,
-             c->afs);
+    snprintf(tiles, sizeof tiles, "apply bq=%d arq=%d arc=%d afs=%d bpw=%d%s", c->bq, c->arq,
+             c->arc, c->afs, c->bpw, s->sres ? " (S resident)" : "");
   char feat[64] = "";
   if (favor)
     snprintf(feat, sizeof feat, " feat fbr=%d frr=%d frf=%d fds=%d", c->fbr, c->frr, c->frf,
@@ -633,11 +649,12 @@ static clattn_status linear_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v,
     err |= clSetKernelArg(kr, a++, sizeof(int), &Nq);
     err |= clSetKernelArg(kr, a++, sizeof(int), &s->nsplit);
     err |= clSetKernelArg(kr, a++, sizeof(float), &sqq);
+    err |= clSetKernelArg(kr, a++, sizeof(int), &c->bpw);
   }
   const char *oname = s->causal ? "lin_causal" : "lin_apply";
   if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clSetKernelArg", err, oname);
   const size_t nt = s->causal ? s->ntc : s->nta;
-  const size_t groups0 = s->causal ? (size_t)s->nsplit : (size_t)s->nqb;
+  const size_t groups0 = s->causal ? (size_t)s->nsplit : (size_t)cdiv(s->nqb, c->bpw);
   const size_t gws[3] = {groups0 * nt, (size_t)s->ncolt, bh};
   const size_t lws[3] = {nt, 1, 1};
   st = launch(p, K_OUT, kr, 3, gws, lws, WAITS, event);

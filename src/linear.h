@@ -31,6 +31,8 @@ typedef struct clattn__linear_cfg {
   int arq;   /* lin_apply: rows per work-item */
   int arc;   /* lin_apply: columns per work-item */
   int afs;   /* lin_apply: features per slice (multiple of 4) */
+  int bpw;   /* lin_apply: row blocks per work-group; 0: automatic */
+  int nosres; /* lin_apply: 1 keeps S out of local memory (tests) */
   int ctr;   /* lin_causal: work-items along rows / features */
   int ctc;   /* lin_causal: work-items along columns / keys */
   int cfs;   /* lin_causal: features per slice (multiple of 4) */

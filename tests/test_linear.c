@@ -361,13 +361,19 @@ static void test_causal_chunks(void **state) {
                  cases[i].seq_q, cases[i].seq_kv);
         check_case(ctx, &d, label, overrides[o]);
       }
+  /* Non-causal: 10 splits; and the apply kernel's pipeline over 3 row
+   * blocks per work-group and 5 feature slices with S staged per slice. */
   static const lin_case nc = {2, 2, 1, 100, 300, 40, 0, 0};
-  for (int m = 0; m < 2; m++) {
-    clattn_attention_desc d = make_desc(&nc, maps[m], 0);
-    char label[96];
-    snprintf(label, sizeof label, "linear/chunks/%s/noncausal-10-chunks", map_tag(maps[m]));
-    check_case(ctx, &d, label, "split=32");
-  }
+  static const char *const nc_overrides[] = {"split=32",
+                                             "split=48,bq=8,arq=2,arc=4,afs=8,bpw=3,nosres=1"};
+  for (int m = 0; m < 2; m++)
+    for (int o = 0; o < 2; o++) {
+      clattn_attention_desc d = make_desc(&nc, maps[m], 0);
+      char label[128];
+      snprintf(label, sizeof label, "linear/chunks/%s/noncausal/%s", map_tag(maps[m]),
+               nc_overrides[o]);
+      check_case(ctx, &d, label, nc_overrides[o]);
+    }
 }
 
 /* ---- FAVOR+ features -------------------------------------------------------- */
