@@ -34,16 +34,16 @@ fi
 if [[ $what == variants || $what == all ]]; then
   # CLATTN_LINEAR_OVERRIDE variants at large N (see src/linear.h for the keys)
   {
-    for ov in ${VAR_ELU:-"" bpw=8 bpw=64 bq=64 afs=16 bks=32 bks=8 split=1024 split=4096 srf=4}; do
+    for ov in ${VAR_ELU:-"" bks=32 split=1024 split=1024,bks=32 maxreg=128 srf=8,maxreg=128 afs=8 bpw=8 bq=64,arq=4}; do
       CLATTN_LINEAR_OVERRIDE=$ov lin elu none 131072 --no-verify
     done
-    for ov in ${VAR_FAVOR:-"" afs=16 bq=64 fbr=32 frf=4}; do
+    for ov in ${VAR_FAVOR:-"" bks=8 fbr=32,frr=4 maxreg=128 frf=4}; do
       CLATTN_LINEAR_OVERRIDE=$ov lin favor:256 none 65536 --no-verify
     done
-    for ov in ${VAR_ELU_C:-"" cfs=16 ctr=8,ctc=16 split=1024}; do
+    for ov in ${VAR_ELU_C:-"" maxreg=128 split=2048}; do
       CLATTN_LINEAR_OVERRIDE=$ov lin elu causal 65536 --no-verify
     done
-    for ov in ${VAR_FAVOR_C:-"" cfs=16 ctr=8,ctc=16,cfs=16 split=4096,cfs=16}; do
+    for ov in ${VAR_FAVOR_C:-"" maxreg=128 cfs=16,maxreg=128}; do
       CLATTN_LINEAR_OVERRIDE=$ov lin favor:256 causal 65536 --no-verify
     done
   } >"$OUT/linear_variants.jsonl"
@@ -53,8 +53,9 @@ if [[ $what == regs ]]; then
   # registers and spills of every kernel (NVIDIA: -cl-nv-verbose), default GPU configurations
   cc -O2 -o build/clbuild bench/clbuild.c -lOpenCL || exit 1
   base="-cl-std=CL1.2 -cl-mad-enable -cl-nv-verbose -DCLATTN_DTYPE=0 -DD=64 -DVEC=1 -DOVEC=1 -DBD=64 -DUNROLL_HINTS=1"
-  for v in "-DF=64 -DMAP=0 -DCAUSAL=0 -DSRES=1" "-DF=256 -DMAP=2 -DCAUSAL=0 -DSRES=0" \
-           "-DF=64 -DMAP=0 -DCAUSAL=1" "-DF=256 -DMAP=2 -DCAUSAL=1"; do
+  for v in "-DF=64 -DMAP=0 -DCAUSAL=0 -DSRES=1 -DSRF=4 -DAFS=16 -DZLOC=1" \
+           "-DF=256 -DMAP=2 -DCAUSAL=0 -DSRES=0 -DAFS=16 -DFBR=32" \
+           "-DF=64 -DMAP=0 -DCAUSAL=1 -DSRF=4 -DZLOC=1" "-DF=256 -DMAP=2 -DCAUSAL=1 -DFBR=32"; do
     echo "== $v"; ./build/clbuild cl/linear.cl "$base $v ${REGS_EXTRA:-}" | grep -E "Function properties|Compiling entry|registers|spill|bytes stack|build"
   done >"$OUT/regs.txt" 2>&1
   exit 0

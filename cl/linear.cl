@@ -414,6 +414,9 @@ lin_feat(__global const stype *restrict X, const long sb, const long sh, const l
 #define NVL CDIV(BKS * (BD / 4), NTS)  /* value float4s per work-item and tile */
 #define KSZ (BKS * LDKS)               /* floats of one key-feature buffer */
 #define VSZ (BKS * LDV)
+#ifndef ZLOC
+#define ZLOC 0 /* z partials in local memory (fewer registers) instead of registers */
+#endif
 
 __kernel __attribute__((reqd_work_group_size(NTS, 1, 1))) void
 lin_state(__global const stype *restrict K, __global const stype *restrict V,
@@ -425,6 +428,9 @@ lin_state(__global const stype *restrict K, __global const stype *restrict V,
   __local float4 Ks4[2 * KSZ / 4]; /* φ(k) rows [key][f], two buffers; z partials at the end */
   __local float4 Vs4[2 * VSZ / 4]; /* (w·v) rows [key][col], two buffers */
   __local float red[NTS];
+#if ZLOC
+  __local float4 zl[BKS * (SFP / 4)]; /* z partials, one per staged position */
+#endif
   const int lid = get_local_id(0);
   const int tf = lid / STC, tc = lid % STC;
   const int s = get_group_id(0), ct = get_group_id(1), bhk = get_group_id(2);
@@ -456,11 +462,18 @@ lin_state(__global const stype *restrict K, __global const stype *restrict V,
 
   float acc[SRF][SRC];
   UNROLL for (int i = 0; i < SRF; i++) UNROLL for (int j = 0; j < SRC; j++) acc[i][j] = 0.0f;
-  float4 kr[NKL], vr[NVL], zp[NKL];
+  float4 kr[NKL], vr[NVL];
 #if FAVOR
   float kw[NKL], vw[NVL];
 #endif
+#if ZLOC
+#define ZP(u) zl[lid + (u)*NTS]
+  UNROLL for (int u = 0; u < NKL; u++) if (lid + u * NTS < BKS * (SFP / 4)) ZP(u) = (float4)(0.0f);
+#else
+  float4 zp[NKL];
+#define ZP(u) zp[u]
   UNROLL for (int u = 0; u < NKL; u++) zp[u] = (float4)(0.0f);
+#endif
 
 /* Global loads of tile t into the registers. */
 #define STATE_FETCH(t)                                                                            \
@@ -524,12 +537,12 @@ lin_state(__global const stype *restrict K, __global const stype *restrict V,
     }                                                                                             \
   } while (0)
 #if FAVOR
-#define STATE_STORE_K zp[u] += x * exp(kw[u] - M); /* kw = -inf: weight 0 */
+#define STATE_STORE_K ZP(u) += x * exp(kw[u] - M); /* kw = -inf: weight 0 */
 #define STATE_STORE_V x *= exp(vw[u] - M);
 #else
 #define STATE_STORE_K                                                                             \
   x = ok ? phi4(x * sqk) : (float4)(0.0f);                                                        \
-  zp[u] += x;
+  ZP(u) += x;
 #define STATE_STORE_V
 #endif
 
@@ -566,14 +579,18 @@ lin_state(__global const stype *restrict K, __global const stype *restrict V,
   }
   /* z = Σ over the keys of the partials, from column block 0. */
   {
+#if ZLOC
+    __local const float *zf = (__local const float *)zl; /* complete after the last barrier */
+#else
     __local float4 *zr = Ks4; /* BKS × SFP/4 float4s: free after the last barrier */
     UNROLL for (int u = 0; u < NKL; u++) {
       const int idx = lid + u * NTS;
       if (idx < BKS * (SFP / 4)) zr[idx] = zp[u];
     }
     BARRIER;
+    __local const float *zf = (__local const float *)Ks4;
+#endif
     if (ct == 0) {
-      __local const float *zf = (__local const float *)Ks4;
       for (int f = lid; f < F; f += NTS) {
         float z = 0.0f;
         for (int j = 0; j < BKS; j++) z += zf[j * SFP + f];
@@ -594,52 +611,55 @@ lin_state(__global const stype *restrict K, __global const stype *restrict V,
 /* CAUSAL=0: S[bhk][0] = Σ_s S[bhk][s] (PM[bhk·nsplit] its maximum);
  * CAUSAL=1: S[bhk][s] = Σ_{s' < s} S[bhk][s'] (PM[bhk][s] its maximum), the
  * last split's own state is never read. */
+#define SCAN_B 8 /* splits whose loads are issued together */
 __kernel void lin_scan(__global float *restrict S, __global const float *restrict CM,
                        __global float *restrict PM, const int nsplit) {
   const int e = get_global_id(0);
   const int bhk = get_global_id(1);
   if (e >= F * DE) return;
   const long base = (long)bhk * nsplit * (F * DE) + e;
+  __global const float *cm = CM + (long)bhk * nsplit;
+  __global float *pm = PM + (long)bhk * nsplit;
   float run = 0.0f;
-#if FAVOR
   float m = -INFINITY;
-#else
-  (void)CM;
-  (void)PM;
-#endif
-  for (int c = 0; c < nsplit; c++) {
-    const long idx = base + (long)c * (F * DE);
-#if CAUSAL
-    if (c == nsplit - 1) {
-      S[idx] = run;
-#if FAVOR
-      if (e == 0) PM[(long)bhk * nsplit + c] = m;
-#endif
-      break;
+  (void)cm;
+  (void)pm;
+  (void)m;
+  /* The loop-carried sum would wait for one memory latency per split: load
+   * SCAN_B splits at a time, then combine them in order. */
+  const int nread = CAUSAL ? nsplit - 1 : nsplit; /* causal: the last split's own state is unused */
+  for (int c0 = 0; c0 < nsplit; c0 += SCAN_B) {
+    float sv[SCAN_B], mc[SCAN_B];
+    UNROLL for (int u = 0; u < SCAN_B; u++) {
+      const int c = c0 + u;
+      sv[u] = c < nread ? S[base + (long)c * (F * DE)] : 0.0f;
+      mc[u] = FAVOR && c < nread ? cm[c] : -INFINITY;
     }
-#endif
-    const float sv = S[idx];
+    UNROLL for (int u = 0; u < SCAN_B; u++) {
+      const int c = c0 + u;
+      if (c < nsplit) {
 #if CAUSAL
-    S[idx] = run;
+        S[base + (long)c * (F * DE)] = run;
 #if FAVOR
-    if (e == 0) PM[(long)bhk * nsplit + c] = m;
+        if (e == 0) pm[c] = m;
 #endif
 #endif
 #if FAVOR
-    const float mc = CM[(long)bhk * nsplit + c];
-    const float mn = fmax(m, mc);
-    if (mn != -INFINITY) {
-      run = run * exp(m - mn) + sv * exp(mc - mn);
-      m = mn;
-    }
+        const float mn = fmax(m, mc[u]);
+        if (mn != -INFINITY) {
+          run = run * exp(m - mn) + sv[u] * exp(mc[u] - mn);
+          m = mn;
+        }
 #else
-    run += sv;
+        run += sv[u];
 #endif
+      }
+    }
   }
 #if !CAUSAL
   S[base] = run;
 #if FAVOR
-  if (e == 0) PM[(long)bhk * nsplit] = m;
+  if (e == 0) pm[0] = m;
 #endif
 #endif
 }
@@ -652,7 +672,8 @@ __kernel void lin_scan(__global float *restrict S, __global const float *restric
  * iterations as one software pipeline: the next iteration's φ(Q) slice (and
  * S slice unless S is resident, SRES) is loaded into registers while the
  * current one is multiplied; den = φ(q)ᵀz is summed while the slices are
- * staged (z of every feature in local memory). */
+ * staged (z of every feature in local memory; the partial sums in dred, one
+ * slot per staged position, reduced per row when the block is complete). */
 #define NSLA CDIV(F, AFS)
 #define FZ (NSLA * AFS)
 #ifndef SRES
@@ -701,7 +722,7 @@ lin_apply(__global const stype *restrict Q, __global const float *restrict PhiQ,
   }
 #endif
 
-  float acc[ARQ][ARC], dp[NQL];
+  float acc[ARQ][ARC];
   float4 qr[NQL];
 #if !SRES
   float sr[NSS];
@@ -753,9 +774,8 @@ lin_apply(__global const stype *restrict Q, __global const float *restrict PhiQ,
         Qs[(f + 1) * LDQA + r] = x.y;
         Qs[(f + 2) * LDQA + r] = x.z;
         Qs[(f + 3) * LDQA + r] = x.w;
-        if (sl == 0) dp[u] = 0.0f;
-        dp[u] += dot(x, Z4[(f0 + f) / 4]);
-        if (sl == NSLA - 1) dred[idx] = dp[u];
+        /* den partial of this staged position (its own slot until the block ends) */
+        dred[idx] = (sl == 0 ? 0.0f : dred[idx]) + dot(x, Z4[(f0 + f) / 4]);
       }
     }
 #if !SRES

@@ -22,7 +22,7 @@ typedef struct linear_state {
   cl_mem scratch; /* causal: B·H·nsplit·ncolt·F·(bd+1) running states */
   size_t states_bytes, max_bytes, wt_bytes, phiq_bytes, phik_bytes, rowmax_bytes, scratch_bytes;
   clattn__linear_cfg cfg;
-  int F, fps, nsplit, ncolt, nqb, sres;
+  int F, fps, nsplit, ncolt, nqb, sres, zloc;
   size_t nts, nta, ntc, ntf; /* work-group sizes of lin_state, lin_apply, lin_causal, lin_feat */
   size_t scan_wg;
   bool favor, causal, out_of_order;
@@ -89,7 +89,7 @@ static void cfg_sizes_of(const clattn__linear_cfg *c, int F, cfg_sizes *z) {
 /* NULL when the configuration is legal on the device, else a static reason. */
 static const char *cfg_check(const clattn__linear_cfg *c, const clattn__device_info *info, int F,
                              bool favor, bool causal) {
-  if (c->chunk < 1 || c->split < 0 || c->bpw < 0 || c->bd < 1 || c->bks < 1 || c->srf < 1 || c->src < 1 ||
+  if (c->chunk < 1 || c->split < 0 || c->bpw < 0 || c->maxreg < 0 || c->bd < 1 || c->bks < 1 || c->srf < 1 || c->src < 1 ||
       c->bq < 1 || c->arq < 1 || c->arc < 1 || c->afs < 1 || c->ctr < 1 || c->ctc < 1 ||
       c->cfs < 1 || c->fbr < 1 || c->frr < 1 || c->frf < 1 || c->fds < 1)
     return "parameters must be >= 1";
@@ -143,18 +143,22 @@ static bool cfg_default(const clattn__device_info *info, const clattn_attention_
     c->frf = 8;
     c->fds = 16;
   } else {
+    /* Measured on an H200 (d = 64, B·H = 16, N = 64k-128k): 4×8 state tiles
+     * (more work-groups per compute unit) for 64 features, 8×8 for more;
+     * 16-feature apply slices and 32-row feature blocks (fewer registers in
+     * flight, more work-groups resident). */
     c->chunk = 64;
     c->bks = 16;
-    c->srf = 8;
+    c->srf = F <= 64 ? 4 : 8;
     c->src = 8;
     c->bq = 128;
     c->arq = 8;
     c->arc = 8;
-    c->afs = 32;
+    c->afs = 16;
     c->ctr = 16;
     c->ctc = 8;
     c->cfs = 32;
-    c->fbr = 64;
+    c->fbr = 32;
     c->frr = 8;
     c->frf = 8;
     c->fds = 16;
@@ -378,6 +382,9 @@ static clattn_status linear_create(clattn_plan p) {
   if (c->bpw > s->nqb) c->bpw = s->nqb;
   const cl_ulong lmax = ctx->info.local_mem < 49152 ? ctx->info.local_mem : 49152;
   s->sres = !causal && !c->nosres && (cl_ulong)z.lapply_sres <= lmax;
+  /* lin_state: z partials in local memory when it has room (fewer registers). */
+  const int sfp = round_up(cdiv(F, c->srf) * c->srf, 4);
+  s->zloc = (cl_ulong)(z.lstate + (size_t)c->bks * (size_t)sfp * sizeof(float)) <= lmax;
   if (causal)
     c->split = round_up(c->split, c->chunk);
   else
@@ -430,16 +437,18 @@ static clattn_status linear_create(clattn_plan p) {
   s->out_of_order = (qp & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE) != 0;
 
   const clattn_strides *in[3] = {&p->qs, &p->ks, &p->vs}, *out[1] = {&p->os};
-  char opts[768];
+  char opts[896], maxreg[48] = "";
+  if (c->maxreg && ctx->info.is_nvidia)
+    snprintf(maxreg, sizeof maxreg, " -cl-nv-maxrregcount=%d", c->maxreg);
   snprintf(opts, sizeof opts,
            "-cl-std=CL1.2 -cl-mad-enable -DCLATTN_DTYPE=%d -DD=%d -DF=%d -DMAP=%d -DCAUSAL=%d "
            "-DVEC=%d -DOVEC=%d -DBD=%d -DBKS=%d -DSRF=%d -DSRC=%d -DBQ=%d -DARQ=%d -DARC=%d "
            "-DAFS=%d -DSRES=%d -DCH=%d -DCTR=%d -DCTC=%d -DCFS=%d -DFBR=%d -DFRR=%d -DFRF=%d "
-           "-DFDS=%d -DUNROLL_HINTS=%d",
+           "-DFDS=%d -DZLOC=%d -DUNROLL_HINTS=%d%s",
            (int)d->dtype, D, F, (int)d->feature_map, causal ? 1 : 0, vec_ok(in, 3, D) ? 1 : 0,
            vec_ok(out, 1, D) ? 1 : 0, c->bd, c->bks, c->srf, c->src, c->bq, c->arq, c->arc,
            c->afs, s->sres, c->chunk, c->ctr, c->ctc, c->cfs, c->fbr, c->frr, c->frf, c->fds,
-           ctx->info.is_cpu ? 0 : 1);
+           s->zloc, ctx->info.is_cpu ? 0 : 1, maxreg);
   cl_program prog = NULL;
   st = clattn__get_program(ctx, "linear.cl", opts, &prog);
   if (st == CLATTN_SUCCESS && favor) st = clattn__create_kernel(ctx, prog, "lin_feat", &s->kfeat);
@@ -471,12 +480,12 @@ static clattn_status linear_create(clattn_plan p) {
     snprintf(feat, sizeof feat, " feat fbr=%d frr=%d frf=%d fds=%d", c->fbr, c->frr, c->frf,
              c->fds);
   snprintf(p->describe, sizeof p->describe,
-           "linear %s %s d=%d%s %s: chunk=%d split=%d (%d %s) bd=%d state bks=%d srf=%d src=%d "
-           "%s%s, workspace %zu bytes [%s]",
+           "linear %s %s d=%d%s %s: chunk=%d split=%d (%d %s) bd=%d state bks=%d srf=%d src=%d%s "
+           "%s%s%s, workspace %zu bytes [%s]",
            map_name(d->feature_map), clattn__dtype_name(d->dtype), D, seedbuf,
            causal ? "causal" : "non-causal", c->chunk, c->split, s->nsplit,
-           causal ? "segments" : "splits", c->bd, c->bks, c->srf, c->src, tiles, feat,
-           p->workspace_bytes, origin);
+           causal ? "segments" : "splits", c->bd, c->bks, c->srf, c->src,
+           s->zloc ? " (z local)" : "", tiles, feat, maxreg, p->workspace_bytes, origin);
   return CLATTN_SUCCESS;
 }
 
