@@ -34,7 +34,7 @@ fi
 if [[ $what == variants || $what == all ]]; then
   # CLATTN_LINEAR_OVERRIDE variants at large N (see src/linear.h for the keys)
   {
-    for ov in ${VAR_ELU:-"" bks=32 split=1024 split=1024,bks=32 maxreg=128 srf=8,maxreg=128 afs=8 bpw=8 bq=64,arq=4}; do
+    for ov in ${VAR_ELU:-"" kunroll=1 bks=32 split=1024 split=1024,bks=32 maxreg=128 srf=8,maxreg=128 afs=8 bpw=8 bq=64,arq=4}; do
       CLATTN_LINEAR_OVERRIDE=$ov lin elu none 131072 --no-verify
     done
     for ov in ${VAR_FAVOR:-"" bks=8 fbr=32,frr=4 maxreg=128 frf=4}; do
@@ -43,7 +43,7 @@ if [[ $what == variants || $what == all ]]; then
     for ov in ${VAR_ELU_C:-"" maxreg=128 split=2048}; do
       CLATTN_LINEAR_OVERRIDE=$ov lin elu causal 65536 --no-verify
     done
-    for ov in ${VAR_FAVOR_C:-"" maxreg=128 cfs=16,maxreg=128}; do
+    for ov in ${VAR_FAVOR_C:-"" kunroll=1 maxreg=128 cfs=16,maxreg=128}; do
       CLATTN_LINEAR_OVERRIDE=$ov lin favor:256 causal 65536 --no-verify
     done
   } >"$OUT/linear_variants.jsonl"

@@ -142,6 +142,16 @@
 #else
 #define UNROLL
 #endif
+/* Unrolling of the reduction loops of the register-tiled products (so that
+ * the local loads of step k+1 are issued before the products of step k). */
+#ifndef KUNROLL_HINTS
+#define KUNROLL_HINTS UNROLL_HINTS
+#endif
+#if KUNROLL_HINTS
+#define KUNROLL _Pragma("unroll")
+#else
+#define KUNROLL
+#endif
 
 #define FAVOR (MAP == 2)
 #define DE (D + 1)                /* state columns: D of V, then the ones column (z) */
@@ -353,6 +363,7 @@ lin_feat(__global const stype *restrict X, const long sb, const long sh, const l
     }
     BARRIER;
     if (c0 + FDS < D) FEAT_FETCH(c0 + FDS);
+    KUNROLL
     for (int c = 0; c < FDS; c++) {
       float a[FRR], w[FRF];
       LOADT(a, FRR, FTR, tr, Xs + c * LDX);
@@ -556,6 +567,7 @@ lin_state(__global const stype *restrict K, __global const stype *restrict V,
     if (t + 1 < ntile) STATE_FETCH(t + 1);
     __local const float *Kc = (__local const float *)Ks4 + buf * KSZ;
     __local const float *Vc = (__local const float *)Vs4 + buf * VSZ;
+    KUNROLL
     for (int j = 0; j < BKS; j++) {
       float a[SRF], v[SRC];
       LOADT(a, SRF, STF, tf, Kc + j * LDKS);
@@ -787,6 +799,7 @@ lin_apply(__global const stype *restrict Q, __global const float *restrict PhiQ,
     BARRIER;
     if (it + 1 < nit) APPLY_FETCH(it + 1);
     __local const float *Sc = Ss + (SRES ? f0 : 0) * LDV;
+    KUNROLL
     for (int f = 0; f < AFS; f++) {
       float a[ARQ], sv[ARC];
       LOADT(a, ARQ, ATR, tr, Qs + f * LDQA);
@@ -989,6 +1002,7 @@ lin_causal(__global const stype *restrict Q, __global const stype *restrict K,
       }
       BARRIER;
       if (has_q) {
+        KUNROLL
         for (int f = 0; f < CFS; f++) {
           float a[CRQ], kv[CRK], pv[CRC];
           LOADT(a, CRQ, CTR, tr, Qs + f * LDQC);
@@ -1009,6 +1023,7 @@ lin_causal(__global const stype *restrict Q, __global const stype *restrict K,
           dz[i] = 0.0f;
           UNROLL for (int u = 0; u < CRC; u++) dp[i][u] = 0.0f;
         }
+        KUNROLL
         for (int j = 0; j < CPK; j++) {
           float a[CRF], v[CRC];
           LOADT(a, CRF, CTR, tr, Kr + j * LDKR);
@@ -1046,6 +1061,7 @@ lin_causal(__global const stype *restrict Q, __global const stype *restrict K,
     }
     BARRIER;
     if (has_q) {
+      KUNROLL
       for (int j = 0; j < CPK; j++) {
         float a[CRQ], v[CRC];
         LOADT(a, CRQ, CTR, tr, At + j * LDQC);

@@ -89,7 +89,7 @@ static void cfg_sizes_of(const clattn__linear_cfg *c, int F, cfg_sizes *z) {
 /* NULL when the configuration is legal on the device, else a static reason. */
 static const char *cfg_check(const clattn__linear_cfg *c, const clattn__device_info *info, int F,
                              bool favor, bool causal) {
-  if (c->chunk < 1 || c->split < 0 || c->bpw < 0 || c->maxreg < 0 || c->bd < 1 || c->bks < 1 || c->srf < 1 || c->src < 1 ||
+  if (c->chunk < 1 || c->split < 0 || c->bpw < 0 || c->maxreg < 0 || c->kunroll < 0 || c->bd < 1 || c->bks < 1 || c->srf < 1 || c->src < 1 ||
       c->bq < 1 || c->arq < 1 || c->arc < 1 || c->afs < 1 || c->ctr < 1 || c->ctc < 1 ||
       c->cfs < 1 || c->fbr < 1 || c->frr < 1 || c->frf < 1 || c->fds < 1)
     return "parameters must be >= 1";
@@ -444,11 +444,12 @@ static clattn_status linear_create(clattn_plan p) {
            "-cl-std=CL1.2 -cl-mad-enable -DCLATTN_DTYPE=%d -DD=%d -DF=%d -DMAP=%d -DCAUSAL=%d "
            "-DVEC=%d -DOVEC=%d -DBD=%d -DBKS=%d -DSRF=%d -DSRC=%d -DBQ=%d -DARQ=%d -DARC=%d "
            "-DAFS=%d -DSRES=%d -DCH=%d -DCTR=%d -DCTC=%d -DCFS=%d -DFBR=%d -DFRR=%d -DFRF=%d "
-           "-DFDS=%d -DZLOC=%d -DUNROLL_HINTS=%d%s",
+           "-DFDS=%d -DZLOC=%d -DUNROLL_HINTS=%d -DKUNROLL_HINTS=%d%s",
            (int)d->dtype, D, F, (int)d->feature_map, causal ? 1 : 0, vec_ok(in, 3, D) ? 1 : 0,
            vec_ok(out, 1, D) ? 1 : 0, c->bd, c->bks, c->srf, c->src, c->bq, c->arq, c->arc,
            c->afs, s->sres, c->chunk, c->ctr, c->ctc, c->cfs, c->fbr, c->frr, c->frf, c->fds,
-           s->zloc, ctx->info.is_cpu ? 0 : 1, maxreg);
+           s->zloc, ctx->info.is_cpu ? 0 : 1,
+           c->kunroll ? c->kunroll - 1 : ctx->info.is_cpu ? 0 : 1, maxreg);
   cl_program prog = NULL;
   st = clattn__get_program(ctx, "linear.cl", opts, &prog);
   if (st == CLATTN_SUCCESS && favor) st = clattn__create_kernel(ctx, prog, "lin_feat", &s->kfeat);

@@ -137,7 +137,7 @@ clattn_status clattn__linear_cfg_parse(const char *s, clattn__linear_cfg *cfg) {
     int *field;
   } const keys[] = {{"chunk", &c.chunk}, {"split", &c.split}, {"bd", &c.bd},   {"bks", &c.bks},
                     {"srf", &c.srf},     {"src", &c.src},     {"bq", &c.bq},   {"arq", &c.arq},
-                    {"arc", &c.arc},     {"afs", &c.afs},     {"bpw", &c.bpw}, {"nosres", &c.nosres}, {"maxreg", &c.maxreg}, {"ctr", &c.ctr}, {"ctc", &c.ctc},
+                    {"arc", &c.arc},     {"afs", &c.afs},     {"bpw", &c.bpw}, {"nosres", &c.nosres}, {"maxreg", &c.maxreg}, {"kunroll", &c.kunroll}, {"ctr", &c.ctr}, {"ctc", &c.ctc},
                     {"cfs", &c.cfs},     {"fbr", &c.fbr},     {"frr", &c.frr}, {"frf", &c.frf},
                     {"fds", &c.fds}};
   if (!strncmp(s, "linear:", 7)) s += 7;
