@@ -142,12 +142,22 @@
 #else
 #define UNROLL
 #endif
-/* Unrolling of the reduction loops of the register-tiled products (so that
- * the local loads of step k+1 are issued before the products of step k). */
-#ifndef KUNROLL_HINTS
-#define KUNROLL_HINTS UNROLL_HINTS
+/* Unrolling of the reduction loops of the register-tiled products, per
+ * kernel (the local loads of step k+1 are then issued before the products
+ * of step k, at the price of registers). Measured on an H200: it helps
+ * lin_state and costs the others more registers than it gains. */
+#ifndef KUNROLL_STATE
+#define KUNROLL_STATE 0
 #endif
-#if KUNROLL_HINTS
+#ifndef KUNROLL_OTHERS
+#define KUNROLL_OTHERS 0
+#endif
+#if KUNROLL_STATE
+#define KUNROLL_S _Pragma("unroll")
+#else
+#define KUNROLL_S
+#endif
+#if KUNROLL_OTHERS
 #define KUNROLL _Pragma("unroll")
 #else
 #define KUNROLL
@@ -567,7 +577,7 @@ lin_state(__global const stype *restrict K, __global const stype *restrict V,
     if (t + 1 < ntile) STATE_FETCH(t + 1);
     __local const float *Kc = (__local const float *)Ks4 + buf * KSZ;
     __local const float *Vc = (__local const float *)Vs4 + buf * VSZ;
-    KUNROLL
+    KUNROLL_S
     for (int j = 0; j < BKS; j++) {
       float a[SRF], v[SRC];
       LOADT(a, SRF, STF, tf, Kc + j * LDKS);

@@ -143,12 +143,13 @@ static bool cfg_default(const clattn__device_info *info, const clattn_attention_
     c->frf = 8;
     c->fds = 16;
   } else {
-    /* Measured on an H200 (d = 64, B·H = 16, N = 64k-128k): 4×8 state tiles
-     * (more work-groups per compute unit) for 64 features, 8×8 for more;
-     * 16-feature apply slices and 32-row feature blocks (fewer registers in
-     * flight, more work-groups resident). */
+    /* Measured on an H200 (d = 64, B·H = 16, N = 64k-128k, bench/
+     * linear_sweep.sh): 4×8 state tiles (more work-groups per compute unit)
+     * for 64 features, 8×8 for more, 32-key tiles where local memory allows;
+     * 16-feature apply slices; 32-row feature blocks of 4×8 tiles (fewer
+     * registers in flight, more work-groups resident). */
     c->chunk = 64;
-    c->bks = 16;
+    c->bks = 32;
     c->srf = F <= 64 ? 4 : 8;
     c->src = 8;
     c->bq = 128;
@@ -159,7 +160,7 @@ static bool cfg_default(const clattn__device_info *info, const clattn_attention_
     c->ctc = 8;
     c->cfs = 32;
     c->fbr = 32;
-    c->frr = 8;
+    c->frr = 4;
     c->frf = 8;
     c->fds = 16;
   }
@@ -444,12 +445,13 @@ static clattn_status linear_create(clattn_plan p) {
            "-cl-std=CL1.2 -cl-mad-enable -DCLATTN_DTYPE=%d -DD=%d -DF=%d -DMAP=%d -DCAUSAL=%d "
            "-DVEC=%d -DOVEC=%d -DBD=%d -DBKS=%d -DSRF=%d -DSRC=%d -DBQ=%d -DARQ=%d -DARC=%d "
            "-DAFS=%d -DSRES=%d -DCH=%d -DCTR=%d -DCTC=%d -DCFS=%d -DFBR=%d -DFRR=%d -DFRF=%d "
-           "-DFDS=%d -DZLOC=%d -DUNROLL_HINTS=%d -DKUNROLL_HINTS=%d%s",
+           "-DFDS=%d -DZLOC=%d -DUNROLL_HINTS=%d -DKUNROLL_STATE=%d -DKUNROLL_OTHERS=%d%s",
            (int)d->dtype, D, F, (int)d->feature_map, causal ? 1 : 0, vec_ok(in, 3, D) ? 1 : 0,
            vec_ok(out, 1, D) ? 1 : 0, c->bd, c->bks, c->srf, c->src, c->bq, c->arq, c->arc,
            c->afs, s->sres, c->chunk, c->ctr, c->ctc, c->cfs, c->fbr, c->frr, c->frf, c->fds,
            s->zloc, ctx->info.is_cpu ? 0 : 1,
-           c->kunroll ? c->kunroll - 1 : ctx->info.is_cpu ? 0 : 1, maxreg);
+           c->kunroll ? c->kunroll - 1 : ctx->info.is_cpu ? 0 : 1, c->kunroll ? c->kunroll - 1 : 0,
+           maxreg);
   cl_program prog = NULL;
   st = clattn__get_program(ctx, "linear.cl", opts, &prog);
   if (st == CLATTN_SUCCESS && favor) st = clattn__create_kernel(ctx, prog, "lin_feat", &s->kfeat);

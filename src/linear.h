@@ -34,7 +34,7 @@ typedef struct clattn__linear_cfg {
   int bpw;   /* lin_apply: row blocks per work-group; 0: automatic */
   int nosres; /* lin_apply: 1 keeps S out of local memory (tests) */
   int maxreg; /* NVIDIA: -cl-nv-maxrregcount (0: the compiler's choice) */
-  int kunroll; /* unroll the products' reduction loops: 0 default (GPUs), 1 no, 2 yes */
+  int kunroll; /* unroll the products' reduction loops: 0 per-kernel default, 1 none, 2 all */
   int ctr;   /* lin_causal: work-items along rows / features */
   int ctc;   /* lin_causal: work-items along columns / keys */
   int cfs;   /* lin_causal: features per slice (multiple of 4) */
