@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh [quick|core|half|compare|families|all]; logs go to $OUT (or ./gpu-out).
+# Usage (device machine, repo root): bash bench/gpu.sh [quick|core|half|compare|families|linear|all]; logs go to $OUT (or ./gpu-out).
 set -uo pipefail
 what=${1:-all}
 OUT=${OUT:-$PWD/gpu-out}
@@ -81,4 +81,9 @@ for path in sys.argv[1:]:
         print(f"| {r['algo']} | {r['dtype']} | {r.get('mask')} {r.get('feature','')} | {r['seq_q']} | {r['median_ms']:.3f} | {r['tflops']:.2f} | "
               f"{r.get('workspace_bytes')} | {r.get('rel_err') if r.get('rel_err') is None else format(r['rel_err'], '.1e')} | {r.get('verified')} |")
 PY
+fi
+
+if [[ $what == linear ]]; then
+  # linear family in depth: per-kernel times, bandwidth, crossover, 16-bit, tile variants (bench/RESULTS.md §4)
+  OUT=$OUT bash bench/linear_sweep.sh all | tail -120
 fi

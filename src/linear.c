@@ -12,7 +12,7 @@ static const char *const kernel_names[K_COUNT] = {"lin_feat(k)", "lin_feat(q)", 
 
 typedef struct linear_state {
   cl_kernel kfeat, kstate, kscan, kout; /* kout: lin_apply or lin_causal */
-  cl_mem wt;      /* FAVOR+: ω transposed, head_dim × F floats */
+  cl_mem wt;                            /* FAVOR+: ω transposed, head_dim × F floats */
   cl_mem states;  /* B·Hk·nsplit·F·(D+1) floats: split states, then totals or prefixes */
   cl_mem cmax;    /* FAVOR+: B·Hk·nsplit split maxima */
   cl_mem pmax;    /* FAVOR+: B·Hk·nsplit total or prefix maxima */
@@ -74,8 +74,7 @@ static void cfg_sizes_of(const clattn__linear_cfg *c, int F, cfg_sizes *z) {
   const int ldqc = round_up(cpr, 4) + 4, ldkr = cfp + 4;
   const int uslice = c->cfs * ldqc + cpk * ldkr + c->cfs * ldv, uat = cpk * ldqc;
   z->ntc = (size_t)c->ctr * (size_t)c->ctc;
-  z->lcausal =
-      (size_t)(round_up(imax(uslice, uat), 4) + cpk * ldv + c->cfs + cpk) * sizeof(float);
+  z->lcausal = (size_t)(round_up(imax(uslice, uat), 4) + cpk * ldv + c->cfs + cpk) * sizeof(float);
   z->regs_causal = crq * crk + crq * crc + crq + crf * crc + crf;
   /* lin_feat */
   const int ftf = cdiv(F, c->frf), ffp = round_up(ftf * c->frf, 4);
@@ -89,9 +88,10 @@ static void cfg_sizes_of(const clattn__linear_cfg *c, int F, cfg_sizes *z) {
 /* NULL when the configuration is legal on the device, else a static reason. */
 static const char *cfg_check(const clattn__linear_cfg *c, const clattn__device_info *info, int F,
                              bool favor, bool causal) {
-  if (c->chunk < 1 || c->split < 0 || c->bpw < 0 || c->maxreg < 0 || c->kunroll < 0 || c->bd < 1 || c->bks < 1 || c->srf < 1 || c->src < 1 ||
-      c->bq < 1 || c->arq < 1 || c->arc < 1 || c->afs < 1 || c->ctr < 1 || c->ctc < 1 ||
-      c->cfs < 1 || c->fbr < 1 || c->frr < 1 || c->frf < 1 || c->fds < 1)
+  if (c->chunk < 1 || c->split < 0 || c->bpw < 0 || c->maxreg < 0 || c->kunroll < 0 || c->bd < 1 ||
+      c->bks < 1 || c->srf < 1 || c->src < 1 || c->bq < 1 || c->arq < 1 || c->arc < 1 ||
+      c->afs < 1 || c->ctr < 1 || c->ctc < 1 || c->cfs < 1 || c->fbr < 1 || c->frr < 1 ||
+      c->frf < 1 || c->fds < 1)
     return "parameters must be >= 1";
   if (c->bd % 4 || c->bd % c->src || c->bd % c->arc || c->bd % c->ctc)
     return "bd must be a multiple of 4, src, arc and ctc";
@@ -106,8 +106,8 @@ static const char *cfg_check(const clattn__linear_cfg *c, const clattn__device_i
     if (wg[i] > info->max_wg) return "a work-group exceeds the device's work-group size";
     if (loc[i] > info->local_mem) return "local memory exceeds the device's limit";
   }
-  const int regs[4] = {z.regs_state, causal ? z.regs_causal : z.regs_apply,
-                       favor ? z.regs_feat : 0, 0};
+  const int regs[4] = {z.regs_state, causal ? z.regs_causal : z.regs_apply, favor ? z.regs_feat : 0,
+                       0};
   const int budget = info->is_cpu ? 1024 : 160;
   for (int i = 0; i < 3; i++)
     if (regs[i] > budget) return "per-item accumulators exceed the register budget";
@@ -404,8 +404,8 @@ static clattn_status linear_create(clattn_plan p) {
   const size_t f_phiq[] = {bh, (size_t)d->seq_q, (size_t)s->fps, fl};
   const size_t f_phik[] = {bhk, (size_t)Nk, (size_t)s->fps, fl};
   const size_t f_rowmax[] = {bhk, (size_t)Nk, fl};
-  const size_t f_scratch[] = {bh, (size_t)s->nsplit, (size_t)s->ncolt, (size_t)F,
-                              (size_t)(c->bd + 1), fl};
+  const size_t f_scratch[] = {bh,        (size_t)s->nsplit,   (size_t)s->ncolt,
+                              (size_t)F, (size_t)(c->bd + 1), fl};
   bool ok = mul_size(&s->states_bytes, f_states, 5);
   if (favor) {
     ok = ok && mul_size(&s->max_bytes, f_max, 3) && mul_size(&s->phiq_bytes, f_phiq, 4) &&
@@ -447,11 +447,13 @@ static clattn_status linear_create(clattn_plan p) {
            "-DAFS=%d -DSRES=%d -DCH=%d -DCTR=%d -DCTC=%d -DCFS=%d -DFBR=%d -DFRR=%d -DFRF=%d "
            "-DFDS=%d -DZLOC=%d -DUNROLL_HINTS=%d -DKUNROLL_STATE=%d -DKUNROLL_OTHERS=%d%s",
            (int)d->dtype, D, F, (int)d->feature_map, causal ? 1 : 0, vec_ok(in, 3, D) ? 1 : 0,
-           vec_ok(out, 1, D) ? 1 : 0, c->bd, c->bks, c->srf, c->src, c->bq, c->arq, c->arc,
-           c->afs, s->sres, c->chunk, c->ctr, c->ctc, c->cfs, c->fbr, c->frr, c->frf, c->fds,
-           s->zloc, ctx->info.is_cpu ? 0 : 1,
-           c->kunroll ? c->kunroll - 1 : ctx->info.is_cpu ? 0 : 1, c->kunroll ? c->kunroll - 1 : 0,
-           maxreg);
+           vec_ok(out, 1, D) ? 1 : 0, c->bd, c->bks, c->srf, c->src, c->bq, c->arq, c->arc, c->afs,
+           s->sres, c->chunk, c->ctr, c->ctc, c->cfs, c->fbr, c->frr, c->frf, c->fds, s->zloc,
+           ctx->info.is_cpu ? 0 : 1,
+           c->kunroll         ? c->kunroll - 1
+           : ctx->info.is_cpu ? 0
+                              : 1,
+           c->kunroll ? c->kunroll - 1 : 0, maxreg);
   cl_program prog = NULL;
   st = clattn__get_program(ctx, "linear.cl", opts, &prog);
   if (st == CLATTN_SUCCESS && favor) st = clattn__create_kernel(ctx, prog, "lin_feat", &s->kfeat);
@@ -680,7 +682,7 @@ static void linear_release(clattn_plan p) {
   cl_kernel ks[4] = {s->kfeat, s->kstate, s->kscan, s->kout};
   for (int i = 0; i < 4; i++)
     if (ks[i]) clReleaseKernel(ks[i]);
-  cl_mem ms[9] = {s->wt,   s->states, s->cmax,   s->pmax,   s->phiq,
+  cl_mem ms[9] = {s->wt,   s->states, s->cmax,    s->pmax, s->phiq,
                   s->phik, s->rowmax, s->scratch, NULL};
   for (int i = 0; i < 9; i++)
     if (ms[i]) clReleaseMemObject(ms[i]);

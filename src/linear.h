@@ -21,27 +21,27 @@ clattn_status clattn__favor_draw(int head_dim, int m, uint64_t seed, float *out)
 
 /* Kernel configuration of cl/linear.cl (its -D parameters). */
 typedef struct clattn__linear_cfg {
-  int chunk; /* CH: keys (and queries) per sequential step of lin_causal */
-  int split; /* keys per state split (non-causal) or segment (causal); 0: automatic */
-  int bd;    /* value columns per work-group (multiple of 4, src, arc and ctc) */
-  int bks;   /* lin_state: keys per tile */
-  int srf;   /* lin_state: features per work-item */
-  int src;   /* lin_state: columns per work-item */
-  int bq;    /* lin_apply: query rows per work-group (multiple of arq) */
-  int arq;   /* lin_apply: rows per work-item */
-  int arc;   /* lin_apply: columns per work-item */
-  int afs;   /* lin_apply: features per slice (multiple of 4) */
-  int bpw;   /* lin_apply: row blocks per work-group; 0: automatic */
-  int nosres; /* lin_apply: 1 keeps S out of local memory (tests) */
-  int maxreg; /* NVIDIA: -cl-nv-maxrregcount (0: the compiler's choice) */
+  int chunk;   /* CH: keys (and queries) per sequential step of lin_causal */
+  int split;   /* keys per state split (non-causal) or segment (causal); 0: automatic */
+  int bd;      /* value columns per work-group (multiple of 4, src, arc and ctc) */
+  int bks;     /* lin_state: keys per tile */
+  int srf;     /* lin_state: features per work-item */
+  int src;     /* lin_state: columns per work-item */
+  int bq;      /* lin_apply: query rows per work-group (multiple of arq) */
+  int arq;     /* lin_apply: rows per work-item */
+  int arc;     /* lin_apply: columns per work-item */
+  int afs;     /* lin_apply: features per slice (multiple of 4) */
+  int bpw;     /* lin_apply: row blocks per work-group; 0: automatic */
+  int nosres;  /* lin_apply: 1 keeps S out of local memory (tests) */
+  int maxreg;  /* NVIDIA: -cl-nv-maxrregcount (0: the compiler's choice) */
   int kunroll; /* unroll the products' reduction loops: 0 per-kernel default, 1 none, 2 all */
-  int ctr;   /* lin_causal: work-items along rows / features */
-  int ctc;   /* lin_causal: work-items along columns / keys */
-  int cfs;   /* lin_causal: features per slice (multiple of 4) */
-  int fbr;   /* lin_feat: rows per work-group (multiple of frr) */
-  int frr;   /* lin_feat: rows per work-item */
-  int frf;   /* lin_feat: features per work-item */
-  int fds;   /* lin_feat: head-dim slice */
+  int ctr;     /* lin_causal: work-items along rows / features */
+  int ctc;     /* lin_causal: work-items along columns / keys */
+  int cfs;     /* lin_causal: features per slice (multiple of 4) */
+  int fbr;     /* lin_feat: rows per work-group (multiple of frr) */
+  int frr;     /* lin_feat: rows per work-item */
+  int frf;     /* lin_feat: features per work-item */
+  int fds;     /* lin_feat: head-dim slice */
 } clattn__linear_cfg;
 
 /* Parses "chunk=16,bq=32,..." (any subset, any order; the keys are the

@@ -49,9 +49,10 @@ clattn_status clattn__plan_create_ex(clattn_context ctx, const clattn_attention_
   if (p->desc.dtype != CLATTN_DTYPE_F32 && p->desc.algo != CLATTN_ALGO_FLASH &&
       p->desc.algo != CLATTN_ALGO_AUTO && p->desc.algo != CLATTN_ALGO_LINEAR) {
     free(p);
-    return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
-                        "desc.dtype %s is implemented by the flash and linear families only in this version",
-                        clattn__dtype_name(desc->dtype));
+    return clattn__fail(
+        ctx, CLATTN_ERROR_UNSUPPORTED,
+        "desc.dtype %s is implemented by the flash and linear families only in this version",
+        clattn__dtype_name(desc->dtype));
   }
   if (clattn__mask_is_sparse(p->desc.mask)) {
     if (p->desc.algo == CLATTN_ALGO_LINEAR) {
