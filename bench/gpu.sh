@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh [quick|core|half|tc|tcextra|compare|families|all|plots]; logs go to $OUT (or ./gpu-out).
+# Usage (device machine, repo root): bash bench/gpu.sh [quick|core|half|tc|tcextra|compare|families|linear|all|plots]; logs go to $OUT (or ./gpu-out).
 # `plots` (not part of `all`): the issue-7 sweep, peak, memory table + OOM check and PNGs, in $OUT/plots.tar.gz (log: $OUT/plots.log).
 set -uo pipefail
 what=${1:-all}
@@ -165,4 +165,9 @@ if [[ $what == plots ]]; then
   cp "$LOG" "$P/"; git rev-parse --short HEAD >"$P/commit.txt" 2>/dev/null
   tar czf "$OUT/plots.tar.gz" -C "$(dirname "$P")" plots
   grep -E "^== |check |flash: N|naive: N|wrote|FMA|copy" "$LOG" | tail -40
+fi
+
+if [[ $what == linear ]]; then
+  # linear family in depth: per-kernel times, bandwidth, crossover, 16-bit, tile variants (bench/RESULTS.md §4)
+  OUT=$OUT bash bench/linear_sweep.sh all | tail -120
 fi

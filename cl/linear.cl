@@ -1,4 +1,4 @@
-/* linear.cl — linear attention φ(Q)(φ(K)ᵀ[V 1]): chunk states, a chunk scan, the output pass. */
+/* linear.cl — linear attention φ(Q)(φ(K)ᵀ[V 1]): features, split states, scan, apply, causal walk. */
 
 /*
  * Linear (kernelised) attention replaces exp(qᵀk·scale) by φ(q)ᵀφ(k) and
@@ -6,39 +6,58 @@
  * and z = Σ_j φ(k_j) (F). Both are kept as one F×(D+1) state, z being the
  * last column (the state of V extended by a column of ones).
  *
- * Three kernels, all specialised by the -D parameters below:
+ * Kernels, all specialised by the -D parameters below:
  *
- *   lin_state  one work-group per (key chunk, column tile, batch·kv-head):
- *              the state of the chunk's keys, S_c = Σ_{j∈c} φ(k_j)[v_j 1]ᵀ,
- *              streamed in sub-tiles of BKS keys through local memory.
+ *   lin_feat   (FAVOR+ only) the features of Q or K rows as a register-tiled
+ *              GEMM X·ω, exponentiated against each row's maximum, into a
+ *              float workspace Φ (rows of FPS floats); for keys the row
+ *              maxima m_j are kept (RM) — see "FAVOR+" below.
+ *   lin_state  one work-group per (key split, column block, batch·kv-head):
+ *              the split's state Σ_j φ(k_j)[v_j 1]ᵀ, a GEMM over the split's
+ *              keys in tiles of BKS (φ(K) tile and V tile in local memory,
+ *              SRF×SRC accumulators per work-item).
  *   lin_scan   one work-item per state element and batch·kv-head, walking
- *              the chunks in order (deterministic, no atomics):
- *              CAUSAL=0: the total Σ_c S_c, written over chunk 0's slot;
- *              CAUSAL=1: the exclusive prefix P_c = Σ_{c'<c} S_c', in place.
- *   lin_out    one work-group per (BQ query rows, column tile, batch·head):
- *              φ(Q) of its rows times the state (total, or for causal the
- *              prefix of the chunk holding the block's first visible key),
- *              plus, when causal, the masked quadratic part over the keys
- *              from that chunk's start to the block's last visible key, in
- *              sub-tiles of BK keys; then o = num / den (0 where den == 0).
+ *              the splits in order (deterministic, no atomics): CAUSAL=0 the
+ *              total, written over split 0; CAUSAL=1 the exclusive prefix
+ *              of every split (segment), in place.
+ *   lin_apply  (non-causal) one work-group per (BQ query rows, column block,
+ *              batch·head): φ(Q) times the total state, a GEMM over the
+ *              features in slices of AFS (both operands in local memory,
+ *              ARQ×ARC outputs per work-item), then o = num / den.
+ *   lin_causal (causal) one work-group per (segment, column block,
+ *              batch·head) walks the segment's chunks of CH keys in order,
+ *              starting from the segment's prefix state P (from lin_scan):
+ *              for chunk c,
+ *                o = [φ(Q_c) P + mask(φ(Q_c) φ(K_c)ᵀ) [V_c 1]] normalised,
+ *                P += φ(K_c)ᵀ [V_c 1],
+ *              P going through a per-work-group scratch in global memory
+ *              (L2-resident) in slices of CFS features. Per-chunk states are
+ *              never written; only one state per segment is.
  *
- * FAVOR+ causal: lin_state also stores the keys' log-features in KF
- * ([batch·kv-head][chunk][KCHP rows][F]) so that lin_out's in-chunk part
- * reads them instead of recomputing ω·k for every query block that overlaps
- * the keys.
+ * Positions: query i sits at key position p = i + Nk − Nq (bottom-right
+ * aligned) and sees keys j <= p; chunk c holds the keys [c·CH, c·CH + CH)
+ * and the queries whose position falls there, so inside a chunk the mask is
+ * j <= i in chunk-local indices.
  *
- * FAVOR+ (MAP 2): φ(x)_f = exp(ω_fᵀx − ‖x‖²/2 − c) with ω in Wt (stored
- * transposed, D×F). The log-feature a = Σ_d x_d (ω_fd − x_d/2) is bounded
- * above by ‖ω_f‖²/2. The stabiliser c cancels in num / den as long as it is
- * the same for every key of one sum and every feature of one query:
- *   queries: c = max_f a (per row);
- *   keys:    c = a running max over the keys summed (per chunk in lin_state,
- *            recorded in CM; lin_scan rescales chunk states to a common max
- *            like an online softmax and records the prefix's max in PM;
- *            lin_out rescales the prefix and the intra-chunk keys to the
- *            running max of both). Never +inf; −inf (nothing summed yet) is
+ * FAVOR+ (MAP 2): φ(x)_f = exp(a_f − c) with the log-feature
+ * a_f = ω_fᵀx − ‖x‖²/2 (ω in Wt, stored transposed, D rows of FPS floats). The stabiliser c
+ * cancels in num / den as long as it is the same for every feature of one
+ * query and for every key of one sum:
+ *   queries: c = max_f a_f (per row, in lin_feat);
+ *   keys:    lin_feat stores exp(a − m_j) with the row maximum m_j and m_j
+ *            itself; a sum over keys uses a running maximum M of the m_j
+ *            summed so far and weighs key j by w_j = exp(m_j − M) <= 1,
+ *            folded into the key's [v_j 1] row; when M grows, what was summed
+ *            is rescaled by exp(M_old − M) as in an online softmax (per split
+ *            in lin_state, CM; across splits in lin_scan, PM; per chunk in
+ *            lin_causal). M is never +inf; −inf (nothing summed yet) is
  *            handled so that no NaN arises.
  * The 1/√m factor of FAVOR+ cancels as well and is not applied.
+ *
+ * Register tiles: a work-item with index t of T along a dimension owns R
+ * positions of it, RIDX(T, R, t, r): when R is a multiple of 4, groups of 4
+ * consecutive positions (float4 loads from local memory, no bank conflicts
+ * along the dimension), else positions r·T + t.
  */
 
 #ifndef D
@@ -50,37 +69,71 @@
 #ifndef F
 #define F D /* features */
 #endif
-#ifndef TF
-#define TF 16 /* work-items along features (lin_state) */
-#endif
-#ifndef TR
-#define TR TF /* work-items along query rows (lin_out) */
-#endif
-#ifndef TC
-#define TC 4 /* work-items along value columns (and intra keys in lin_out) */
-#endif
-#ifndef FP
-#define FP ((F + TF - 1) / TF * TF) /* features padded */
-#endif
-#ifndef BD
-#define BD ((D + TC - 1) / TC * TC) /* value columns per work-group */
-#endif
-#ifndef BQ
-#define BQ 32 /* query rows per lin_out work-group */
-#endif
-#ifndef BK
-#define BK 32 /* keys per intra sub-tile of lin_out */
-#endif
-#ifndef BKS
-#define BKS 32 /* keys per sub-tile of lin_state */
-#endif
 #ifndef CAUSAL
 #define CAUSAL 0
 #endif
+#ifndef VEC
+#define VEC 0 /* q, k, v rows: unit dim stride, 4-element aligned rows (D % 4 == 0) */
+#endif
+#ifndef OVEC
+#define OVEC 0 /* the same for o */
+#endif
+#ifndef BD
+#define BD 64 /* value columns per work-group (every kernel) */
+#endif
+/* lin_state */
+#ifndef BKS
+#define BKS 16 /* keys per tile */
+#endif
+#ifndef SRF
+#define SRF 8 /* features per work-item */
+#endif
+#ifndef SRC
+#define SRC 8 /* columns per work-item */
+#endif
+/* lin_apply */
+#ifndef BQ
+#define BQ 64 /* query rows per work-group */
+#endif
+#ifndef ARQ
+#define ARQ 8 /* rows per work-item */
+#endif
+#ifndef ARC
+#define ARC 8 /* columns per work-item */
+#endif
+#ifndef AFS
+#define AFS 32 /* features per slice */
+#endif
+/* lin_causal */
+#ifndef CH
+#define CH 64 /* keys (and queries) per chunk */
+#endif
+#ifndef CTR
+#define CTR 16 /* work-items along rows (and features in the state update) */
+#endif
+#ifndef CTC
+#define CTC 8 /* work-items along columns (and keys in the scores) */
+#endif
+#ifndef CFS
+#define CFS 32 /* features per slice */
+#endif
+/* lin_feat */
+#ifndef FBR
+#define FBR 64 /* rows per work-group */
+#endif
+#ifndef FRR
+#define FRR 8 /* rows per work-item */
+#endif
+#ifndef FRF
+#define FRF 8 /* features per work-item */
+#endif
+#ifndef FDS
+#define FDS 16 /* head-dim slice */
+#endif
 
 /* Explicit unrolling of the register-tile loops: on by default (GPUs keep
- * the tiles in registers); CPUs build with -DUNROLL_HINTS=0, which halves
- * PoCL's compile time at the same speed. */
+ * the tiles in registers); CPUs build with -DUNROLL_HINTS=0, which keeps
+ * PoCL's compile time down at the same speed. */
 #ifndef UNROLL_HINTS
 #define UNROLL_HINTS 1
 #endif
@@ -89,6 +142,95 @@
 #else
 #define UNROLL
 #endif
+/* Unrolling of the reduction loops of the register-tiled products, per
+ * kernel (the local loads of step k+1 are then issued before the products
+ * of step k, at the price of registers). Measured on an H200: it helps
+ * lin_state and costs the others more registers than it gains. */
+#ifndef KUNROLL_STATE
+#define KUNROLL_STATE 0
+#endif
+#ifndef KUNROLL_OTHERS
+#define KUNROLL_OTHERS 0
+#endif
+#if KUNROLL_STATE
+#define KUNROLL_S _Pragma("unroll")
+#else
+#define KUNROLL_S
+#endif
+#if KUNROLL_OTHERS
+#define KUNROLL _Pragma("unroll")
+#else
+#define KUNROLL
+#endif
+
+#define FAVOR (MAP == 2)
+#define DE (D + 1)                /* state columns: D of V, then the ones column (z) */
+#define FPS ((F + 3) / 4 * 4)     /* row stride of the Φ workspace */
+#define CDIV(a, b) (((a) + (b)-1) / (b))
+#define R4(x) (CDIV(x, 4) * 4)
+
+/* lin_state work-items: STF along features, STC along columns. */
+#define STF CDIV(F, SRF)
+#define STC (BD / SRC)
+#define NTS (STF * STC)
+#define SFP R4(STF * SRF) /* features covered (>= F) */
+#define LDKS (SFP + 4)    /* row stride of the key-feature tile */
+#define LDV (BD + 4)     /* row stride of value tiles */
+/* lin_apply */
+#define ATR (BQ / ARQ)
+#define ATC (BD / ARC)
+#define NTA (ATR * ATC)
+#define LDQA (R4(BQ) + 4)
+/* lin_causal */
+#define NTC (CTR * CTC)
+#define CRQ CDIV(CH, CTR) /* rows per work-item */
+#define CRK CDIV(CH, CTC) /* keys per work-item (scores) */
+#define CRC (BD / CTC)    /* columns per work-item */
+#define CRF CDIV(CFS, CTR) /* features per work-item (state update) */
+#define CPR (CTR * CRQ)    /* chunk rows covered (>= CH) */
+#define CPK (CTC * CRK)    /* chunk keys covered (>= CH) */
+#define CFP R4(CTR * CRF) /* slice features covered (>= CFS) */
+#define LDQC (R4(CPR) + 4)
+#define LDKR (CFP + 4)
+#define BDE (BD + 1) /* row stride of the causal scratch state */
+/* lin_feat */
+#define FTR (FBR / FRR)
+#define FTF CDIV(F, FRF)
+#define NTF (FTR * FTF)
+#define FFP R4(FTF * FRF)
+#define LDX (R4(FBR) + 4)
+#define LDW (FFP + 4)
+#define NXI CDIV(FBR * FDS, NTF) /* x elements each work-item stages per slice */
+#define NWL CDIV(FDS * (FFP / 4), NTF) /* ω float4s each work-item stages per slice */
+
+#if (BD % SRC) || (BD % ARC) || (BD % CTC) || (BQ % ARQ) || (BD % 4) || (FBR % FRR)
+#error "linear: BD must be a multiple of 4, SRC, ARC and CTC; BQ of ARQ; FBR of FRR"
+#endif
+#if (AFS % 4) || (CFS % 4) || (FDS < 1)
+#error "linear: AFS and CFS must be multiples of 4"
+#endif
+#if !FAVOR && F != D
+#error "linear: elu+1 and relu have F == D features"
+#endif
+
+#define RIDX(T, R, t, r) (((R) % 4 == 0) ? (((r) >> 2) * ((T) << 2) + ((t) << 2) + ((r)&3)) : ((r) * (T) + (t)))
+
+/* x[r] = p[RIDX(T, R, t, r)], r < R (p: local, 16-byte aligned, rows of a
+ * multiple of 4 floats). */
+#define LOADT(x, R, T, t, p)                                                                      \
+  do {                                                                                            \
+    if ((R) % 4 == 0) {                                                                           \
+      UNROLL for (int g_ = 0; g_ < (R) / 4; g_++) {                                               \
+        const float4 v_ = *(__local const float4 *)((p) + g_ * 4 * (T) + 4 * (t));                \
+        x[(4 * g_) % (R)] = v_.s0;                                                                \
+        x[(4 * g_ + 1) % (R)] = v_.s1;                                                            \
+        x[(4 * g_ + 2) % (R)] = v_.s2;                                                            \
+        x[(4 * g_ + 3) % (R)] = v_.s3;                                                            \
+      }                                                                                           \
+    } else {                                                                                      \
+      UNROLL for (int r_ = 0; r_ < (R); r_++) x[r_] = (p)[r_ * (T) + (t)];                        \
+    }                                                                                             \
+  } while (0)
 
 /* for (idx = lid; idx < n; idx += nt) with a trip count that is the same for
  * every work-item (a guard inside), so that PoCL vectorises across
@@ -97,27 +239,53 @@
   for (int it_##idx = 0, idx = (lid); it_##idx < ((n) + (nt)-1) / (nt); it_##idx++, idx += (nt))  \
     if (idx < (n))
 
-#define FAVOR (MAP == 2)
-#define NTS (TF * TC) /* work-items of lin_state */
-#define NTO (TR * TC) /* work-items of lin_out */
-#define RF (FP / TF)
-#define RCOL (BD / TC)
-#define RQ (BQ / TR)
-#define RK (BK / TC)
-#define DE (D + 1)  /* state columns: D of V, then the ones column (z) */
-#define LDF (FP + 1) /* row stride of local feature tiles (odd: spreads banks) */
-#define LDA (BK + 1)
-#define LDK (BK + 1) /* row stride of the transposed key-feature tile */
-#define BX (BQ > BK ? BQ : BK)
-/* Rows of one chunk in KF: the chunk length CH rounded up to sub-tiles of BKS. */
-#define KCHP (((CH) + BKS - 1) / BKS * BKS)
+#define BARRIER barrier(CLK_LOCAL_MEM_FENCE)
 
-#if (FP % TF) || (BD % TC) || (BQ % TR) || (BK % TC) || FP < F || BKS < 1
-#error "linear: FP % TF, BD % TC, BQ % TR and BK % TC must be 0, FP >= F, BKS >= 1"
+/* ---- global loads and stores of 4 consecutive head-dim elements ---------- */
+
+/* Elements c..c+3 of the row at offset ro (zeros at dims >= D). */
+inline float4 ld4(__global const stype *base, long ro, long sd, int c) {
+#if VEC
+  if (c >= D) return (float4)(0.0f);
+#if CLATTN_DTYPE == 0
+  return *(__global const float4 *)(base + ro + c);
+#elif CLATTN_DTYPE == 1
+  return vload_half4(0, (__global const half *)(base + ro + c));
+#else
+  const ushort4 u = *(__global const ushort4 *)(base + ro + c);
+  return (float4)(bf16_to_float(u.x), bf16_to_float(u.y), bf16_to_float(u.z),
+                  bf16_to_float(u.w));
 #endif
-#if !FAVOR && F != D
-#error "linear: elu+1 and relu have F == D features"
+#else
+  float4 x;
+  x.x = c + 0 < D ? LOAD(base, ro + (long)(c + 0) * sd) : 0.0f;
+  x.y = c + 1 < D ? LOAD(base, ro + (long)(c + 1) * sd) : 0.0f;
+  x.z = c + 2 < D ? LOAD(base, ro + (long)(c + 2) * sd) : 0.0f;
+  x.w = c + 3 < D ? LOAD(base, ro + (long)(c + 3) * sd) : 0.0f;
+  return x;
 #endif
+}
+
+/* Stores x[0..n) to elements c.. of the row at offset ro (dims < D only). */
+inline void st4(__global stype *base, long ro, long sd, int c, float4 x) {
+#if OVEC
+  if (c >= D) return;
+#if CLATTN_DTYPE == 0
+  *(__global float4 *)(base + ro + c) = x;
+#elif CLATTN_DTYPE == 1
+  *(__global ushort4 *)(base + ro + c) = (ushort4)(float_to_half_rte(x.x), float_to_half_rte(x.y),
+                                                   float_to_half_rte(x.z), float_to_half_rte(x.w));
+#else
+  *(__global ushort4 *)(base + ro + c) =
+      (ushort4)(float_to_bf16(x.x), float_to_bf16(x.y), float_to_bf16(x.z), float_to_bf16(x.w));
+#endif
+#else
+  if (c + 0 < D) STORE(base, ro + (long)(c + 0) * sd, x.x);
+  if (c + 1 < D) STORE(base, ro + (long)(c + 1) * sd, x.y);
+  if (c + 2 < D) STORE(base, ro + (long)(c + 2) * sd, x.z);
+  if (c + 3 < D) STORE(base, ro + (long)(c + 3) * sd, x.w);
+#endif
+}
 
 #if !FAVOR
 inline float phi1(float x) {
@@ -127,417 +295,815 @@ inline float phi1(float x) {
   return fmax(x, 0.0f);
 #endif
 }
+inline float4 phi4(float4 x) { return (float4)(phi1(x.x), phi1(x.y), phi1(x.z), phi1(x.w)); }
 #endif
 
-/*
- * Features of rows [row0, row0 + NR) of a tensor (rows >= lim are invalid),
- * x = row · sqs, into Phi (element (r, f) at r·prs + f·pfs):
- *   elu+1 / relu: φ(x), 0 for invalid rows and padded features;
- *   FAVOR+:       the log-feature a (not yet exponentiated), -inf for invalid
- *                 rows and padded features. Each work-item reads its row of x
- *                 from global memory (the items of a row share it: cached),
- *                 which keeps local memory to the feature tiles.
- * Ends with a barrier; call it uniformly.
- */
-inline void feature_tile(__local float *Phi, int prs, int pfs, __global const stype *base, long ss,
-                         long sd, int row0, int NR, int lim, float sqs, __global const float *Wt,
-                         int lid, int nt) {
+/* Features f..f+3 (f % 4 == 0) of a row: elu+1 / relu from the input row at
+ * offset ro scaled by sq (0 past F); FAVOR+ from the Φ workspace row phr
+ * (0 past F, as lin_feat stores them). Invalid rows: pass valid = false. */
 #if FAVOR
-  FOR_ITEMS(idx, NR * FP, nt, lid) {
-    const int r = idx / FP, f = idx % FP;
-    float a = -INFINITY;
-    if (f < F && row0 + r < lim) {
-      const long ro = (long)(row0 + r) * ss;
-      a = 0.0f;
-      for (int c = 0; c < D; c++) {
-        const float x = LOAD(base, ro + (long)c * sd) * sqs;
-        a = fma(x, fma(-0.5f, x, Wt[c * F + f]), a);
+#define FEAT4(valid, base, ro, sd, sq, phr, f)                                                    \
+  ((valid) && (f) < FPS ? *(__global const float4 *)((phr) + (f)) : (float4)(0.0f))
+#else
+#define FEAT4(valid, base, ro, sd, sq, phr, f)                                                    \
+  ((valid) && (f) < F ? phi4(ld4((base), (ro), (sd), (f)) * (sq)) : (float4)(0.0f))
+#endif
+
+/* ---------------------------------------------------------------------- */
+
+#if FAVOR
+/* Features of N rows per batch·head of X (Hx heads per batch): Φ[bh][row]
+ * = exp(a − max_f a) (FPS floats, 0 past F); keys also RMx[bh][row] = max_f a. */
+__kernel __attribute__((reqd_work_group_size(NTF, 1, 1))) void
+lin_feat(__global const stype *restrict X, const long sb, const long sh, const long ss,
+         const long sd, const int Hx, const int N, const float sq,
+         __global const float *restrict Wt, __global float *restrict Phi,
+         __global float *restrict RMx, const int is_key) {
+  __local float4 Xs4[FDS * LDX / 4];  /* [c][row] */
+  __local float4 Ws4[FDS * LDW / 4];  /* [c][f] */
+  __local float red[FBR * (FTF > FDS ? FTF : FDS)]; /* partial maxima, partial norms */
+  __local float nrm[FBR];                           /* ‖x‖² per row */
+  __local float *Xs = (__local float *)Xs4;
+  __local float *Ws = (__local float *)Ws4;
+  const int lid = get_local_id(0);
+  const int tr = lid / FTF, tf = lid % FTF;
+  const int r0 = get_group_id(0) * FBR, bh = get_group_id(1);
+  const int b = bh / Hx, h = bh % Hx;
+  __global const stype *Xb = X + (long)b * sb + (long)h * sh;
+
+  float acc[FRR][FRF], np[NXI], xr[NXI];
+  float4 wr[NWL];
+  UNROLL for (int i = 0; i < FRR; i++) UNROLL for (int j = 0; j < FRF; j++) acc[i][j] = 0.0f;
+  UNROLL for (int u = 0; u < NXI; u++) np[u] = 0.0f;
+
+  /* Software pipeline over head-dim slices: the next slice of x and ω is
+   * loaded into registers while the current one is multiplied. Each
+   * work-item stages the same (row, column % FDS) positions of x in every
+   * slice and sums their squares (np) towards ‖x‖². */
+#define FEAT_FETCH(c0)                                                                            \
+  do {                                                                                            \
+    UNROLL for (int u = 0; u < NXI; u++) {                                                        \
+      const int idx = lid + u * NTF, r = idx / FDS, c = (c0) + idx % FDS;                         \
+      xr[u] = (idx < FBR * FDS && r0 + r < N && c < D)                                            \
+                  ? LOAD(Xb, (long)(r0 + r) * ss + (long)c * sd) * sq                             \
+                  : 0.0f;                                                                         \
+    }                                                                                             \
+    UNROLL for (int u = 0; u < NWL; u++) {                                                        \
+      const int idx = lid + u * NTF, c = (c0) + idx / (FFP / 4), f = 4 * (idx % (FFP / 4));       \
+      wr[u] = (idx < FDS * (FFP / 4) && c < D && f < FPS)                                         \
+                  ? *(__global const float4 *)(Wt + c * FPS + f)                                  \
+                  : (float4)(0.0f);                                                               \
+    }                                                                                             \
+  } while (0)
+
+  FEAT_FETCH(0);
+  for (int c0 = 0; c0 < D; c0 += FDS) {
+    BARRIER;
+    UNROLL for (int u = 0; u < NXI; u++) {
+      const int idx = lid + u * NTF;
+      if (idx < FBR * FDS) {
+        Xs[(idx % FDS) * LDX + idx / FDS] = xr[u];
+        np[u] = fma(xr[u], xr[u], np[u]);
       }
     }
-    Phi[r * prs + f * pfs] = a;
+    UNROLL for (int u = 0; u < NWL; u++) {
+      const int idx = lid + u * NTF;
+      if (idx < FDS * (FFP / 4))
+        *(__local float4 *)(Ws + (idx / (FFP / 4)) * LDW + 4 * (idx % (FFP / 4))) = wr[u];
+    }
+    BARRIER;
+    if (c0 + FDS < D) FEAT_FETCH(c0 + FDS);
+    KUNROLL
+    for (int c = 0; c < FDS; c++) {
+      float a[FRR], w[FRF];
+      LOADT(a, FRR, FTR, tr, Xs + c * LDX);
+      LOADT(w, FRF, FTF, tf, Ws + c * LDW);
+      UNROLL for (int i = 0; i < FRR; i++) UNROLL for (int j = 0; j < FRF; j++)
+          acc[i][j] = fma(a[i], w[j], acc[i][j]);
+    }
   }
-#else
-  (void)Wt;
-  FOR_ITEMS(idx, NR * FP, nt, lid) {
-    const int r = idx / FP, f = idx % FP;
-    float p = 0.0f;
-    if (f < D && row0 + r < lim) p = phi1(LOAD(base, (long)(row0 + r) * ss + (long)f * sd) * sqs);
-    Phi[r * prs + f * pfs] = p;
+  /* ‖x‖² of each row from the partial sums. */
+  UNROLL for (int u = 0; u < NXI; u++) {
+    const int idx = lid + u * NTF;
+    if (idx < FBR * FDS) red[idx] = np[u];
   }
-#endif
-  barrier(CLK_LOCAL_MEM_FENCE);
-}
-
-#if FAVOR
-/* rmax[r] = max_f Phi(r, f) for r < NR. Ends with a barrier. */
-inline void row_max(__local const float *Phi, int prs, int pfs, __local float *rmax, int NR,
-                    int lid, int nt) {
-  FOR_ITEMS(r, NR, nt, lid) {
+  BARRIER;
+  FOR_ITEMS(r, FBR, NTF, lid) {
+    float sum = 0.0f;
+    for (int c = 0; c < FDS; c++) sum += red[r * FDS + c];
+    nrm[r] = sum;
+  }
+  BARRIER;
+  UNROLL for (int i = 0; i < FRR; i++) {
+    const int r = RIDX(FTR, FRR, tr, i);
+    const float hn = 0.5f * nrm[r];
     float m = -INFINITY;
-    for (int f = 0; f < F; f++) m = fmax(m, Phi[r * prs + f * pfs]);
-    rmax[r] = m;
+    UNROLL for (int j = 0; j < FRF; j++) {
+      const int f = RIDX(FTF, FRF, tf, j);
+      acc[i][j] = f < F ? acc[i][j] - hn : -INFINITY;
+      m = fmax(m, acc[i][j]);
+    }
+    red[r * FTF + tf] = m;
   }
-  barrier(CLK_LOCAL_MEM_FENCE);
-}
-
-/* Phi(r, f) = exp(Phi(r, f) − sub) (sub = rmax[r] when per_row, else the
- * scalar s); a -inf reference leaves exp(-inf) = 0. Ends with a barrier. */
-inline void exp_tile(__local float *Phi, int prs, int pfs, __local const float *rmax, int NR,
-                     int per_row, float s, int lid, int nt) {
-  FOR_ITEMS(idx, NR * FP, nt, lid) {
-    const int r = idx / FP, f = idx % FP;
-    float m = per_row ? rmax[r] : s;
-    if (m == -INFINITY) m = 0.0f;
-    Phi[r * prs + f * pfs] = exp(Phi[r * prs + f * pfs] - m);
+  BARRIER;
+  UNROLL for (int i = 0; i < FRR; i++) {
+    const int r = RIDX(FTR, FRR, tr, i), row = r0 + r;
+    float m = -INFINITY;
+    for (int u = 0; u < FTF; u++) m = fmax(m, red[r * FTF + u]);
+    if (row < N) {
+      __global float *pr = Phi + ((long)bh * N + row) * FPS;
+      UNROLL for (int j = 0; j < FRF; j++) {
+        const int f = RIDX(FTF, FRF, tf, j);
+        if (f < FPS) pr[f] = exp(acc[i][j] - m); /* exp(-inf) = 0 past F */
+      }
+      if (is_key && tf == 0) RMx[(long)bh * N + row] = m;
+    }
   }
-  barrier(CLK_LOCAL_MEM_FENCE);
 }
 #endif
 
 /* ---------------------------------------------------------------------- */
+
+/* State of the keys [s·L, min(s·L + L, Nk)) of one batch·kv-head, columns
+ * [ct·BD, ct·BD + BD) (and z from column block 0): S[bhk][s] (F×DE floats);
+ * FAVOR+: its maximum CM[bhk][s] (the split's largest m_j: every key of the
+ * split is weighed against it, w_j = exp(m_j − M) <= 1).
+ * Software pipeline: the next tile's global loads are issued before the
+ * current tile's products (register prefetch, two local buffers, one
+ * barrier per tile); z is summed while the tiles are staged. */
+#define NKL CDIV(BKS * (SFP / 4), NTS) /* key-feature float4s per work-item and tile */
+#define NVL CDIV(BKS * (BD / 4), NTS)  /* value float4s per work-item and tile */
+#define KSZ (BKS * LDKS)               /* floats of one key-feature buffer */
+#define VSZ (BKS * LDV)
+#ifndef ZLOC
+#define ZLOC 0 /* z partials in local memory (fewer registers) instead of registers */
+#endif
 
 __kernel __attribute__((reqd_work_group_size(NTS, 1, 1))) void
 lin_state(__global const stype *restrict K, __global const stype *restrict V,
-          __global const float *restrict Wt, __global float *restrict S,
-          __global float *restrict CM, __global float *restrict KF, const long ksb,
-          const long ksh, const long kss,
-          const long ksd, const long vsb, const long vsh, const long vss, const long vsd,
-          const int Hk, const int Nk, const int nch, const int CH, const float sqs) {
-  __local float Phi[BKS * LDF];
-  __local float Vs[BKS * BD];
-#if FAVOR
-  __local float rmax[BKS];
+          __global const float *restrict PhiK, __global const float *restrict RMk,
+          __global float *restrict S, __global float *restrict CM, const long ksb, const long ksh,
+          const long kss, const long ksd, const long vsb, const long vsh, const long vss,
+          const long vsd, const int Hk, const int Nk, const int L, const int nsplit,
+          const float sqk) {
+  __local float4 Ks4[2 * KSZ / 4]; /* φ(k) rows [key][f], two buffers; z partials at the end */
+  __local float4 Vs4[2 * VSZ / 4]; /* (w·v) rows [key][col], two buffers */
+  __local float red[NTS];
+#if ZLOC
+  __local float4 zl[BKS * (SFP / 4)]; /* z partials, one per staged position */
 #endif
   const int lid = get_local_id(0);
-  const int tf = lid / TC, tc = lid % TC;
-  const int c = get_group_id(0), ct = get_group_id(1), bhk = get_group_id(2);
+  const int tf = lid / STC, tc = lid % STC;
+  const int s = get_group_id(0), ct = get_group_id(1), bhk = get_group_id(2);
   const int b = bhk / Hk, hk = bhk % Hk;
   const int col0 = ct * BD;
-  const int k0 = c * CH;
-  const int klim = min(k0 + CH, Nk);
+  const int k0 = s * L, klim = min(k0 + L, Nk);
   const int ntile = (klim - k0 + BKS - 1) / BKS;
   __global const stype *Kb = K + (long)b * ksb + (long)hk * ksh;
   __global const stype *Vb = V + (long)b * vsb + (long)hk * vsh;
+  __global const float *Pk = PhiK + (long)bhk * Nk * FPS;
+  __global const float *Rk = RMk + (long)bhk * Nk;
+  (void)Kb;
+  (void)Pk;
+  (void)Rk;
+  (void)red;
 
-  float acc[RF][RCOL], z[RF];
-UNROLL
-  for (int i = 0; i < RF; i++) {
-    z[i] = 0.0f;
-UNROLL
-    for (int j = 0; j < RCOL; j++) acc[i][j] = 0.0f;
-  }
-  float mrun = -INFINITY;
-
-  for (int t = 0; t < ntile; t++) {
-    const int kk = k0 + t * BKS;
-    barrier(CLK_LOCAL_MEM_FENCE); /* the previous sub-tile is consumed */
-    FOR_ITEMS(idx, BKS * BD, NTS, lid) {
-      const int j = idx / BD, col = col0 + idx % BD;
-      Vs[idx] = (kk + j < klim && col < D) ? LOAD(Vb, (long)(kk + j) * vss + (long)col * vsd)
-                                           : 0.0f;
-    }
-    feature_tile(Phi, LDF, 1, Kb, kss, ksd, kk, BKS, klim, sqs, Wt, lid, NTS);
-#if FAVOR && CAUSAL
-    /* Keep the keys' log-features for the in-chunk part of lin_out. */
-    if (ct == 0) {
-      /* Chunk c's rows are padded to KCHP (whole sub-tiles): the store needs
-       * no key bound (rows past the chunk get -inf, never read). The barrier
-       * after it is not needed by the algorithm; PoCL 3.1 was seen to drop
-       * or misplace these stores without it. */
-      __global float *KFc = KF + ((long)bhk * nch + c) * (long)(KCHP * F) + (long)(kk - k0) * F;
-      FOR_ITEMS(idx, BKS * F, NTS, lid) KFc[idx] = Phi[(idx / F) * LDF + idx % F];
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-#endif
+  float M = 0.0f;
 #if FAVOR
-    row_max(Phi, LDF, 1, rmax, BKS, lid, NTS);
-    float mt = -INFINITY;
-    for (int r = 0; r < BKS; r++) mt = fmax(mt, rmax[r]);
-    const float mnew = fmax(mrun, mt);
-    if (mnew > mrun) {
-      const float alpha = exp(mrun - mnew); /* 0 when mrun == -inf */
-UNROLL
-      for (int i = 0; i < RF; i++) {
-        z[i] *= alpha;
-UNROLL
-        for (int j = 0; j < RCOL; j++) acc[i][j] *= alpha;
-      }
-      mrun = mnew;
-    }
-    exp_tile(Phi, LDF, 1, rmax, BKS, 0, mrun, lid, NTS);
+  {
+    float m = -INFINITY;
+    for (int j = lid; j < klim - k0; j += NTS) m = fmax(m, Rk[k0 + j]);
+    red[lid] = m;
+    BARRIER;
+    m = -INFINITY;
+    for (int u = 0; u < NTS; u++) m = fmax(m, red[u]);
+    M = m; /* finite: the split holds a key */
+  }
 #endif
+
+  float acc[SRF][SRC];
+  UNROLL for (int i = 0; i < SRF; i++) UNROLL for (int j = 0; j < SRC; j++) acc[i][j] = 0.0f;
+  float4 kr[NKL], vr[NVL];
+#if FAVOR
+  float kw[NKL], vw[NVL];
+#endif
+#if ZLOC
+#define ZP(u) zl[lid + (u)*NTS]
+  UNROLL for (int u = 0; u < NKL; u++) if (lid + u * NTS < BKS * (SFP / 4)) ZP(u) = (float4)(0.0f);
+#else
+  float4 zp[NKL];
+#define ZP(u) zp[u]
+  UNROLL for (int u = 0; u < NKL; u++) zp[u] = (float4)(0.0f);
+#endif
+
+/* Global loads of tile t into the registers. */
+#define STATE_FETCH(t)                                                                            \
+  do {                                                                                            \
+    const int kk_ = k0 + (t)*BKS;                                                                 \
+    UNROLL for (int u = 0; u < NKL; u++) {                                                        \
+      const int idx = lid + u * NTS, j = idx / (SFP / 4), f = 4 * (idx % (SFP / 4));              \
+      const int key = kk_ + j;                                                                    \
+      const bool ok = idx < BKS * (SFP / 4) && key < klim && f < F;                               \
+      kr[u] = (float4)(0.0f);                                                                     \
+      STATE_FETCH_K                                                                               \
+    }                                                                                             \
+    UNROLL for (int u = 0; u < NVL; u++) {                                                        \
+      const int idx = lid + u * NTS, j = idx / (BD / 4), c = 4 * (idx % (BD / 4));                \
+      const int key = kk_ + j;                                                                    \
+      vr[u] = (float4)(0.0f);                                                                     \
+      STATE_FETCH_V0                                                                              \
+      if (idx < BKS * (BD / 4) && key < klim) {                                                   \
+        vr[u] = ld4(Vb, (long)key * vss, vsd, col0 + c);                                          \
+        STATE_FETCH_VW                                                                            \
+      }                                                                                           \
+    }                                                                                             \
+  } while (0)
+#if FAVOR
+#define STATE_FETCH_K                                                                             \
+  kw[u] = -INFINITY;                                                                              \
+  if (ok) {                                                                                       \
+    kr[u] = *(__global const float4 *)(Pk + (long)key * FPS + f);                                 \
+    kw[u] = Rk[key];                                                                              \
+  }
+#define STATE_FETCH_VW vw[u] = Rk[key];
+#define STATE_FETCH_V0 vw[u] = -INFINITY;
+#else
+#define STATE_FETCH_V0
+#define STATE_FETCH_K                                                                             \
+  if (ok) kr[u] = ld4(Kb, (long)key * kss, ksd, f);
+#define STATE_FETCH_VW
+#endif
+/* The registers into buffer `buf` (features, weights) and the z partials. */
+#define STATE_STORE(t, buf)                                                                       \
+  do {                                                                                            \
+    const int kk_ = k0 + (t)*BKS;                                                                 \
+    __local float *Kd = (__local float *)Ks4 + (buf)*KSZ;                                         \
+    __local float *Vd = (__local float *)Vs4 + (buf)*VSZ;                                         \
+    UNROLL for (int u = 0; u < NKL; u++) {                                                        \
+      const int idx = lid + u * NTS, j = idx / (SFP / 4), f = 4 * (idx % (SFP / 4));              \
+      if (idx < BKS * (SFP / 4)) {                                                                \
+        const bool ok = kk_ + j < klim && f < F;                                                  \
+        float4 x = kr[u];                                                                         \
+        STATE_STORE_K                                                                             \
+        *(__local float4 *)(Kd + j * LDKS + f) = x;                                               \
+      }                                                                                           \
+    }                                                                                             \
+    UNROLL for (int u = 0; u < NVL; u++) {                                                        \
+      const int idx = lid + u * NTS, j = idx / (BD / 4), c = 4 * (idx % (BD / 4));                \
+      if (idx < BKS * (BD / 4)) {                                                                 \
+        float4 x = vr[u];                                                                         \
+        STATE_STORE_V                                                                             \
+        *(__local float4 *)(Vd + j * LDV + c) = x;                                                \
+      }                                                                                           \
+    }                                                                                             \
+  } while (0)
+#if FAVOR
+#define STATE_STORE_K ZP(u) += x * exp(kw[u] - M); /* kw = -inf: weight 0 */
+#define STATE_STORE_V x *= exp(vw[u] - M);
+#else
+#define STATE_STORE_K                                                                             \
+  x = ok ? phi4(x * sqk) : (float4)(0.0f);                                                        \
+  ZP(u) += x;
+#define STATE_STORE_V
+#endif
+
+  if (ntile > 0) {
+    STATE_FETCH(0);
+    STATE_STORE(0, 0);
+  }
+  BARRIER;
+  for (int t = 0; t < ntile; t++) {
+    const int buf = t & 1;
+    if (t + 1 < ntile) STATE_FETCH(t + 1);
+    __local const float *Kc = (__local const float *)Ks4 + buf * KSZ;
+    __local const float *Vc = (__local const float *)Vs4 + buf * VSZ;
+    KUNROLL_S
     for (int j = 0; j < BKS; j++) {
-      float ph[RF], vv[RCOL];
-UNROLL
-      for (int i = 0; i < RF; i++) ph[i] = Phi[j * LDF + tf + i * TF];
-UNROLL
-      for (int u = 0; u < RCOL; u++) vv[u] = Vs[j * BD + tc + u * TC];
-UNROLL
-      for (int i = 0; i < RF; i++) {
-        z[i] += ph[i];
-UNROLL
-        for (int u = 0; u < RCOL; u++) acc[i][u] = fma(ph[i], vv[u], acc[i][u]);
-      }
+      float a[SRF], v[SRC];
+      LOADT(a, SRF, STF, tf, Kc + j * LDKS);
+      LOADT(v, SRC, STC, tc, Vc + j * LDV);
+      UNROLL for (int i = 0; i < SRF; i++) UNROLL for (int u = 0; u < SRC; u++)
+          acc[i][u] = fma(a[i], v[u], acc[i][u]);
     }
+    if (t + 1 < ntile) STATE_STORE(t + 1, buf ^ 1);
+    BARRIER;
   }
 
-  __global float *Sc = S + ((long)bhk * nch + c) * (long)(F * DE);
-UNROLL
-  for (int i = 0; i < RF; i++) {
-    const int f = tf + i * TF;
+  __global float *Sc = S + ((long)bhk * nsplit + s) * (long)(F * DE);
+  UNROLL for (int i = 0; i < SRF; i++) {
+    const int f = RIDX(STF, SRF, tf, i);
     if (f < F) {
-UNROLL
-      for (int u = 0; u < RCOL; u++) {
-        const int col = col0 + tc + u * TC;
+      UNROLL for (int u = 0; u < SRC; u++) {
+        const int col = col0 + RIDX(STC, SRC, tc, u);
         if (col < D) Sc[f * DE + col] = acc[i][u];
       }
-      if (ct == 0 && tc == 0) Sc[f * DE + D] = z[i];
+    }
+  }
+  /* z = Σ over the keys of the partials, from column block 0. */
+  {
+#if ZLOC
+    __local const float *zf = (__local const float *)zl; /* complete after the last barrier */
+#else
+    __local float4 *zr = Ks4; /* BKS × SFP/4 float4s: free after the last barrier */
+    UNROLL for (int u = 0; u < NKL; u++) {
+      const int idx = lid + u * NTS;
+      if (idx < BKS * (SFP / 4)) zr[idx] = zp[u];
+    }
+    BARRIER;
+    __local const float *zf = (__local const float *)Ks4;
+#endif
+    if (ct == 0) {
+      for (int f = lid; f < F; f += NTS) {
+        float z = 0.0f;
+        for (int j = 0; j < BKS; j++) z += zf[j * SFP + f];
+        Sc[f * DE + D] = z;
+      }
     }
   }
 #if FAVOR
-  if (ct == 0 && lid == 0) CM[(long)bhk * nch + c] = mrun;
+  if (ct == 0 && lid == 0) CM[(long)bhk * nsplit + s] = M;
 #else
+  (void)RMk;
   (void)CM;
 #endif
 }
 
 /* ---------------------------------------------------------------------- */
 
+/* CAUSAL=0: S[bhk][0] = Σ_s S[bhk][s] (PM[bhk·nsplit] its maximum);
+ * CAUSAL=1: S[bhk][s] = Σ_{s' < s} S[bhk][s'] (PM[bhk][s] its maximum), the
+ * last split's own state is never read. */
+#define SCAN_B 8 /* splits whose loads are issued together */
 __kernel void lin_scan(__global float *restrict S, __global const float *restrict CM,
-                       __global float *restrict PM, const int nch) {
+                       __global float *restrict PM, const int nsplit) {
   const int e = get_global_id(0);
   const int bhk = get_global_id(1);
   if (e >= F * DE) return;
-  const long base = (long)bhk * nch * (F * DE) + e;
+  const long base = (long)bhk * nsplit * (F * DE) + e;
+  __global const float *cm = CM + (long)bhk * nsplit;
+  __global float *pm = PM + (long)bhk * nsplit;
   float run = 0.0f;
-#if FAVOR
   float m = -INFINITY;
-#else
-  (void)CM;
-  (void)PM;
-#endif
-  for (int c = 0; c < nch; c++) {
-    const long idx = base + (long)c * (F * DE);
-    const float s = S[idx];
-#if CAUSAL
-    S[idx] = run;
-#if FAVOR
-    if (e == 0) PM[(long)bhk * nch + c] = m;
-#endif
-#endif
-#if FAVOR
-    const float mc = CM[(long)bhk * nch + c];
-    const float mn = fmax(m, mc);
-    if (mn != -INFINITY) {
-      run = run * exp(m - mn) + s * exp(mc - mn);
-      m = mn;
+  (void)cm;
+  (void)pm;
+  (void)m;
+  /* The loop-carried sum would wait for one memory latency per split: load
+   * SCAN_B splits at a time, then combine them in order. */
+  const int nread = CAUSAL ? nsplit - 1 : nsplit; /* causal: the last split's own state is unused */
+  for (int c0 = 0; c0 < nsplit; c0 += SCAN_B) {
+    float sv[SCAN_B], mc[SCAN_B];
+    UNROLL for (int u = 0; u < SCAN_B; u++) {
+      const int c = c0 + u;
+      sv[u] = c < nread ? S[base + (long)c * (F * DE)] : 0.0f;
+      mc[u] = FAVOR && c < nread ? cm[c] : -INFINITY;
     }
-#else
-    run += s;
+    UNROLL for (int u = 0; u < SCAN_B; u++) {
+      const int c = c0 + u;
+      if (c < nsplit) {
+#if CAUSAL
+        S[base + (long)c * (F * DE)] = run;
+#if FAVOR
+        if (e == 0) pm[c] = m;
 #endif
+#endif
+#if FAVOR
+        const float mn = fmax(m, mc[u]);
+        if (mn != -INFINITY) {
+          run = run * exp(m - mn) + sv[u] * exp(mc[u] - mn);
+          m = mn;
+        }
+#else
+        run += sv[u];
+#endif
+      }
+    }
   }
 #if !CAUSAL
   S[base] = run;
 #if FAVOR
-  if (e == 0) PM[(long)bhk * nch] = m;
+  if (e == 0) pm[0] = m;
 #endif
 #endif
 }
 
 /* ---------------------------------------------------------------------- */
 
-__kernel __attribute__((reqd_work_group_size(NTO, 1, 1))) void
-lin_out(__global const stype *restrict Q, __global const stype *restrict K,
-        __global const stype *restrict V, __global stype *restrict O,
-        __global const float *restrict Wt, __global const float *restrict S,
-        __global const float *restrict PM, __global const float *restrict KF, const long qsb,
-        const long qsh, const long qss,
-        const long qsd, const long ksb, const long ksh, const long kss, const long ksd,
-        const long vsb, const long vsh, const long vss, const long vsd, const long osb,
-        const long osh, const long oss, const long osd, const int H, const int G, const int Nq,
-        const int Nk, const int nch, const int CH, const float sqq, const float sqk) {
-  __local float PhiQ[BQ * LDF];
-#if FAVOR
-  __local float rmax[BX];
+#if !CAUSAL
+/* o = φ(q)ᵀS / φ(q)ᵀz for BD columns of `bpw` consecutive blocks of BQ rows,
+ * S the total (split 0). The work-group walks (block, feature slice)
+ * iterations as one software pipeline: the next iteration's φ(Q) slice (and
+ * S slice unless S is resident, SRES) is loaded into registers while the
+ * current one is multiplied; den = φ(q)ᵀz is summed while the slices are
+ * staged (z of every feature in local memory; the partial sums in dred, one
+ * slot per staged position, reduced per row when the block is complete). */
+#define NSLA CDIV(F, AFS)
+#define FZ (NSLA * AFS)
+#ifndef SRES
+#define SRES 0 /* the whole S (FZ × BD) stays in local memory */
 #endif
-#if CAUSAL
-  __local float PhiK[FP * LDK]; /* transposed: (key, f) at f·LDK + key */
-  __local float A[BQ * LDA];
-  __local float Vs[BK * BD];
+#define NQL CDIV(BQ * (AFS / 4), NTA) /* φ(q) float4s per work-item and iteration */
+#define NSS CDIV(AFS * BD, NTA)       /* S elements per work-item and iteration (!SRES) */
+
+__kernel __attribute__((reqd_work_group_size(NTA, 1, 1))) void
+lin_apply(__global const stype *restrict Q, __global const float *restrict PhiQ,
+          __global const float *restrict S, __global stype *restrict O, const long qsb,
+          const long qsh, const long qss, const long qsd, const long osb, const long osh,
+          const long oss, const long osd, const int H, const int G, const int Nq,
+          const int nsplit, const float sqq, const int bpw) {
+  __local float4 Qs4[AFS * LDQA / 4]; /* φ(q) slice transposed [f][row] */
+#if SRES
+  __local float4 Ss4[FZ * LDV / 4]; /* all of S [f][col] */
+#else
+  __local float4 Ss4[AFS * LDV / 4]; /* S slice [f][col] */
 #endif
+  __local float4 Z4[FZ / 4];                 /* z, 0 past F */
+  __local float dred[BQ * (AFS / 4)];        /* den partials of the block */
+  __local float *Qs = (__local float *)Qs4;
+  __local float *Ss = (__local float *)Ss4;
+  __local float *Z = (__local float *)Z4;
   const int lid = get_local_id(0);
-  const int tr = lid / TC, tc = lid % TC;
-  const int qb = get_group_id(0), ct = get_group_id(1), bh = get_group_id(2);
+  const int tr = lid / ATC, tc = lid % ATC;
+  const int g = get_group_id(0), ct = get_group_id(1), bh = get_group_id(2);
   const int b = bh / H, h = bh % H, hk = h / G, Hk = H / G;
   const int bhk = b * Hk + hk;
-  const int q0 = qb * BQ, col0 = ct * BD;
-
+  const int col0 = ct * BD;
+  const int nqb = (Nq + BQ - 1) / BQ, qb0 = g * bpw;
+  const int nit = min(bpw, nqb - qb0) * NSLA;
   __global const stype *Qb = Q + (long)b * qsb + (long)h * qsh;
-  feature_tile(PhiQ, LDF, 1, Qb, qss, qsd, q0, BQ, Nq, sqq, Wt, lid, NTO);
-#if FAVOR
-  row_max(PhiQ, LDF, 1, rmax, BQ, lid, NTO);
-  exp_tile(PhiQ, LDF, 1, rmax, BQ, 1, 0.0f, lid, NTO);
-#endif
-
-  /* State part: the total (non-causal) or the prefix of chunk c0. */
-  int c0 = 0;
-#if CAUSAL
-  const int off = Nk - Nq; /* bottom-right alignment: row i sees keys j <= i + off */
-  const int e0 = q0 + off;
-  c0 = e0 <= 0 ? 0 : e0 / CH;
-#endif
-  __global const float *Sc = S + ((long)bhk * nch + c0) * (long)(F * DE);
-  float acc[RQ][RCOL], den[RQ];
-UNROLL
-  for (int i = 0; i < RQ; i++) {
-    den[i] = 0.0f;
-UNROLL
-    for (int u = 0; u < RCOL; u++) acc[i][u] = 0.0f;
-  }
-  for (int f = 0; f < F; f++) {
-    float ph[RQ], sv[RCOL];
-UNROLL
-    for (int i = 0; i < RQ; i++) ph[i] = PhiQ[(tr + i * TR) * LDF + f];
-UNROLL
-    for (int u = 0; u < RCOL; u++) {
-      const int col = col0 + tc + u * TC;
-      sv[u] = col < D ? Sc[f * DE + col] : 0.0f;
-    }
-    const float zf = Sc[f * DE + D];
-UNROLL
-    for (int i = 0; i < RQ; i++) {
-      den[i] = fma(ph[i], zf, den[i]);
-UNROLL
-      for (int u = 0; u < RCOL; u++) acc[i][u] = fma(ph[i], sv[u], acc[i][u]);
-    }
-  }
-#if !FAVOR
-  (void)PM;
-#endif
-
-#if CAUSAL
-  /* Intra part: keys [c0·CH, kend], masked per row. */
-#if FAVOR
-  float ref = PM[(long)bhk * nch + c0];
-#endif
-  const int kstart = c0 * CH;
-  const int kend = min(q0 + BQ - 1 + off, Nk - 1);
-  const int nint = kend >= kstart ? kend - kstart + 1 : 0;
-  const int ntile = (nint + BK - 1) / BK;
-  __global const stype *Kb = K + (long)b * ksb + (long)hk * ksh;
-  __global const stype *Vb = V + (long)b * vsb + (long)hk * vsh;
-  for (int t = 0; t < ntile; t++) {
-    const int kk = kstart + t * BK;
-    barrier(CLK_LOCAL_MEM_FENCE); /* the previous sub-tile is consumed */
-    FOR_ITEMS(idx, BK * BD, NTO, lid) {
-      const int j = idx / BD, col = col0 + idx % BD;
-      Vs[idx] = (kk + j <= kend && col < D) ? LOAD(Vb, (long)(kk + j) * vss + (long)col * vsd)
-                                            : 0.0f;
-    }
-#if FAVOR
-    /* The keys' log-features, as lin_state computed them (KF). */
-    FOR_ITEMS(idx, BK * FP, NTO, lid) {
-      const int j = idx / FP, f = idx % FP, key = kk + j;
-      float a = -INFINITY;
-      if (f < F && key <= kend) {
-        const int c = key / CH;
-        a = KF[(((long)bhk * nch + c) * KCHP + (key - c * CH)) * F + f];
-      }
-      PhiK[f * LDK + j] = a;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    row_max(PhiK, 1, LDK, rmax, BK, lid, NTO);
-    float mt = -INFINITY;
-    for (int r = 0; r < BK; r++) mt = fmax(mt, rmax[r]);
-    const float mnew = fmax(ref, mt);
-    if (mnew > ref) {
-      const float alpha = exp(ref - mnew); /* 0 when ref == -inf */
-UNROLL
-      for (int i = 0; i < RQ; i++) {
-        den[i] *= alpha;
-UNROLL
-        for (int u = 0; u < RCOL; u++) acc[i][u] *= alpha;
-      }
-      ref = mnew;
-    }
-    exp_tile(PhiK, 1, LDK, rmax, BK, 0, ref, lid, NTO);
-#else
-    feature_tile(PhiK, 1, LDK, Kb, kss, ksd, kk, BK, kend + 1, sqk, Wt, lid, NTO);
-#endif
-#if FAVOR
-    (void)Kb;
-#endif
-    /* A = φ(Q) φ(K)ᵀ on this sub-tile, causally masked. */
-    {
-      float sc[RQ][RK];
-UNROLL
-      for (int i = 0; i < RQ; i++)
-UNROLL
-        for (int u = 0; u < RK; u++) sc[i][u] = 0.0f;
-      for (int f = 0; f < F; f++) {
-        float a[RQ], bb[RK];
-UNROLL
-        for (int i = 0; i < RQ; i++) a[i] = PhiQ[(tr + i * TR) * LDF + f];
-UNROLL
-        for (int u = 0; u < RK; u++) bb[u] = PhiK[f * LDK + tc + u * TC];
-UNROLL
-        for (int i = 0; i < RQ; i++)
-UNROLL
-          for (int u = 0; u < RK; u++) sc[i][u] = fma(a[i], bb[u], sc[i][u]);
-      }
-UNROLL
-      for (int i = 0; i < RQ; i++) {
-        const int r = tr + i * TR;
-UNROLL
-        for (int u = 0; u < RK; u++) {
-          const int key = tc + u * TC;
-          A[r * LDA + key] = (kk + key > q0 + r + off) ? 0.0f : sc[i][u];
-        }
-      }
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int j = 0; j < BK; j++) {
-      float a[RQ], vv[RCOL];
-UNROLL
-      for (int i = 0; i < RQ; i++) a[i] = A[(tr + i * TR) * LDA + j];
-UNROLL
-      for (int u = 0; u < RCOL; u++) vv[u] = Vs[j * BD + tc + u * TC];
-UNROLL
-      for (int i = 0; i < RQ; i++) {
-        den[i] += a[i];
-UNROLL
-        for (int u = 0; u < RCOL; u++) acc[i][u] = fma(a[i], vv[u], acc[i][u]);
-      }
-    }
-  }
-#else
-  (void)K;
-  (void)V;
-  (void)ksb;
-  (void)ksh;
-  (void)kss;
-  (void)ksd;
-  (void)vsb;
-  (void)vsh;
-  (void)vss;
-  (void)vsd;
-  (void)CH;
-  (void)sqk;
-#endif
-
+  __global const float *Pq = PhiQ + (long)bh * Nq * FPS;
+  __global const float *Sb = S + (long)bhk * nsplit * (F * DE);
   __global stype *Ob = O + (long)b * osb + (long)h * osh;
-UNROLL
-  for (int i = 0; i < RQ; i++) {
-    const int row = q0 + tr + i * TR;
-    if (row < Nq) {
-      /* |acc| <= den·max|v| since every weight is >= 0: the quotient is
-       * finite; den == 0 (no key has weight) gives a zero row. */
-      const float dn = den[i] > 0.0f ? den[i] : 1.0f;
-UNROLL
-      for (int u = 0; u < RCOL; u++) {
-        const int col = col0 + tc + u * TC;
-        if (col < D) STORE(Ob, (long)row * oss + (long)col * osd, acc[i][u] / dn);
+  (void)Qb;
+  (void)Pq;
+
+  FOR_ITEMS(f, FZ, NTA, lid) Z[f] = f < F ? Sb[f * DE + D] : 0.0f;
+#if SRES
+  FOR_ITEMS(idx, FZ * BD, NTA, lid) {
+    const int f = idx / BD, c = idx % BD;
+    Ss[f * LDV + c] = (f < F && col0 + c < D) ? Sb[f * DE + col0 + c] : 0.0f;
+  }
+#endif
+
+  float acc[ARQ][ARC];
+  float4 qr[NQL];
+#if !SRES
+  float sr[NSS];
+#endif
+  UNROLL for (int i = 0; i < ARQ; i++) UNROLL for (int u = 0; u < ARC; u++) acc[i][u] = 0.0f;
+
+/* Global loads of iteration `it` into the registers. */
+#define APPLY_FETCH(it)                                                                           \
+  do {                                                                                            \
+    const int q0_ = (qb0 + (it) / NSLA) * BQ, f0_ = ((it) % NSLA) * AFS;                          \
+    UNROLL for (int u = 0; u < NQL; u++) {                                                        \
+      const int idx = lid + u * NTA, r = idx / (AFS / 4), f = f0_ + 4 * (idx % (AFS / 4));        \
+      const int row = q0_ + r;                                                                    \
+      qr[u] = (float4)(0.0f);                                                                     \
+      APPLY_FETCH_Q                                                                               \
+    }                                                                                             \
+    APPLY_FETCH_S                                                                                 \
+  } while (0)
+#if FAVOR
+#define APPLY_FETCH_Q                                                                             \
+  if (idx < BQ * (AFS / 4) && row < Nq && f < FPS)                                                \
+    qr[u] = *(__global const float4 *)(Pq + (long)row * FPS + f);
+#else
+#define APPLY_FETCH_Q                                                                             \
+  if (idx < BQ * (AFS / 4) && row < Nq && f < F) qr[u] = ld4(Qb, (long)row * qss, qsd, f);
+#endif
+#if SRES
+#define APPLY_FETCH_S
+#else
+#define APPLY_FETCH_S                                                                             \
+  UNROLL for (int u = 0; u < NSS; u++) {                                                          \
+    const int idx = lid + u * NTA, f = f0_ + idx / BD, c = col0 + idx % BD;                       \
+    sr[u] = (idx < AFS * BD && f < F && c < D) ? Sb[f * DE + c] : 0.0f;                           \
+  }
+#endif
+
+  if (nit > 0) APPLY_FETCH(0);
+  for (int it = 0; it < nit; it++) {
+    const int sl = it % NSLA, q0 = (qb0 + it / NSLA) * BQ, f0 = sl * AFS;
+    BARRIER; /* the previous slice is consumed (first time: Z, S staged) */
+    UNROLL for (int u = 0; u < NQL; u++) {
+      const int idx = lid + u * NTA, r = idx / (AFS / 4), f = 4 * (idx % (AFS / 4));
+      if (idx < BQ * (AFS / 4)) {
+        float4 x = qr[u];
+#if !FAVOR
+        if (q0 + r < Nq && f0 + f < F) x = phi4(x * sqq);
+#endif
+        Qs[(f + 0) * LDQA + r] = x.x;
+        Qs[(f + 1) * LDQA + r] = x.y;
+        Qs[(f + 2) * LDQA + r] = x.z;
+        Qs[(f + 3) * LDQA + r] = x.w;
+        /* den partial of this staged position (its own slot until the block ends) */
+        dred[idx] = (sl == 0 ? 0.0f : dred[idx]) + dot(x, Z4[(f0 + f) / 4]);
+      }
+    }
+#if !SRES
+    UNROLL for (int u = 0; u < NSS; u++) {
+      const int idx = lid + u * NTA;
+      if (idx < AFS * BD) Ss[(idx / BD) * LDV + idx % BD] = sr[u];
+    }
+#endif
+    BARRIER;
+    if (it + 1 < nit) APPLY_FETCH(it + 1);
+    __local const float *Sc = Ss + (SRES ? f0 : 0) * LDV;
+    KUNROLL
+    for (int f = 0; f < AFS; f++) {
+      float a[ARQ], sv[ARC];
+      LOADT(a, ARQ, ATR, tr, Qs + f * LDQA);
+      LOADT(sv, ARC, ATC, tc, Sc + f * LDV);
+      UNROLL for (int i = 0; i < ARQ; i++) UNROLL for (int u = 0; u < ARC; u++)
+          acc[i][u] = fma(a[i], sv[u], acc[i][u]);
+    }
+    if (sl == NSLA - 1) {
+      /* The block is complete: o = acc / den, then the next block. */
+      UNROLL for (int i = 0; i < ARQ; i++) {
+        const int r = RIDX(ATR, ARQ, tr, i), row = q0 + r;
+        float den = 0.0f;
+        for (int u = 0; u < AFS / 4; u++) den += dred[r * (AFS / 4) + u];
+        if (row < Nq) {
+          /* |acc| <= den·max|v| since every weight is >= 0: the quotient is
+           * finite; den == 0 (no key has weight) gives a zero row. */
+          const float rd = den > 0.0f ? 1.0f / den : 0.0f;
+          const long ro = (long)row * oss;
+          if (ARC % 4 == 0) {
+            UNROLL for (int gg = 0; gg < ARC / 4; gg++) {
+              const int c = col0 + RIDX(ATC, ARC, tc, 4 * gg);
+              st4(Ob, ro, osd, c,
+                  (float4)(acc[i][(4 * gg) % ARC], acc[i][(4 * gg + 1) % ARC],
+                           acc[i][(4 * gg + 2) % ARC], acc[i][(4 * gg + 3) % ARC]) *
+                      rd);
+            }
+          } else {
+            UNROLL for (int u = 0; u < ARC; u++) {
+              const int col = col0 + RIDX(ATC, ARC, tc, u);
+              if (col < D) STORE(Ob, ro + (long)col * osd, acc[i][u] * rd);
+            }
+          }
+        }
+        UNROLL for (int u = 0; u < ARC; u++) acc[i][u] = 0.0f;
       }
     }
   }
 }
+#endif
+
+/* ---------------------------------------------------------------------- */
+
+#if CAUSAL
+/* Union of local tiles: the slice phase (Qs, Kr, Ps) and the AV phase (At). */
+#define U_QS 0
+#define U_KR (U_QS + CFS * LDQC)
+#define U_PS (U_KR + CPK * LDKR)
+#define U_SLICE (U_PS + CFS * LDV)
+#define U_AT (CPK * LDQC)
+#define U_SIZE (U_SLICE > U_AT ? U_SLICE : U_AT)
+
+/* Segment s of the keys ([s·L, s·L + L), L a multiple of CH) and the queries
+ * at those positions, columns [ct·BD, ct·BD + BD), one batch·head. Pin: the
+ * prefix states S[bhk][s] from lin_scan (PM their maxima), used when
+ * has_prefix; Pw: this work-group's scratch state (F × BDE floats). */
+__kernel __attribute__((reqd_work_group_size(NTC, 1, 1))) void
+lin_causal(__global const stype *restrict Q, __global const stype *restrict K,
+           __global const stype *restrict V, __global const float *restrict PhiQ,
+           __global const float *restrict PhiK, __global const float *restrict RMk,
+           __global const float *Pin, __global const float *restrict PM, __global float *Pw,
+           __global stype *restrict O, const long qsb, const long qsh, const long qss,
+           const long qsd, const long ksb, const long ksh, const long kss, const long ksd,
+           const long vsb, const long vsh, const long vss, const long vsd, const long osb,
+           const long osh, const long oss, const long osd, const int H, const int G, const int Nq,
+           const int Nk, const int L, const int nseg, const int has_prefix, const float sqq,
+           const float sqk) {
+  __local float4 U4[(U_SIZE + 3) / 4];
+  __local float4 Vs4[CPK * LDV / 4]; /* (w·v) rows [key][col] */
+  __local float Zs[CFS];             /* z slice of P */
+  __local float Ws[CPK];             /* w_j */
+  __local float *U = (__local float *)U4;
+  __local float *Qs = U + U_QS; /* φ(q) slice, transposed [f][row] */
+  __local float *Kr = U + U_KR; /* φ(k) slice, rows [key][f] */
+  __local float *Ps = U + U_PS; /* P slice [f][col] */
+  __local float *At = U;        /* masked scores, transposed [key][row] */
+  __local float *Vs = (__local float *)Vs4;
+  const int lid = get_local_id(0);
+  const int tr = lid / CTC, tc = lid % CTC;
+  const int s = get_group_id(0), ct = get_group_id(1), bh = get_group_id(2);
+  const int ncolt = get_num_groups(1);
+  const int b = bh / H, h = bh % H, hk = h / G, Hk = H / G;
+  const int bhk = b * Hk + hk;
+  const int col0 = ct * BD;
+  const int off = Nk - Nq;
+  __global const stype *Qb = Q + (long)b * qsb + (long)h * qsh;
+  __global const stype *Kb = K + (long)b * ksb + (long)hk * ksh;
+  __global const stype *Vb = V + (long)b * vsb + (long)hk * vsh;
+  __global stype *Ob = O + (long)b * osb + (long)h * osh;
+  __global const float *Pq = PhiQ + (long)bh * Nq * FPS;
+  __global const float *Pk = PhiK + (long)bhk * Nk * FPS;
+  __global const float *Pi = Pin + ((long)bhk * nseg + s) * (long)(F * DE);
+  __global float *Pws = Pw + (((long)bh * nseg + s) * ncolt + ct) * (long)(F * BDE);
+  (void)Qb;
+  (void)Kb;
+  (void)Pq;
+  (void)Pk;
+  (void)RMk;
+  (void)PM;
+
+  /* Rows before the first key (Nq > Nk) see nothing: zeros. */
+  if (s == 0 && off < 0) {
+    const int nz = min(-off, Nq);
+    for (int idx = lid; idx < nz * BD; idx += NTC) {
+      const int r = idx / BD, col = col0 + idx % BD;
+      if (col < D) STORE(Ob, (long)r * oss + (long)col * osd, 0.0f);
+    }
+  }
+
+  float M = -INFINITY;
+#if FAVOR
+  if (has_prefix) M = PM[(long)bhk * nseg + s];
+#endif
+  const int cb = s * (L / CH);
+  const int ce = min(cb + L / CH, (Nk + CH - 1) / CH);
+  for (int c = cb; c < ce; c++) {
+    const int kc0 = c * CH, qc0 = kc0 - off;
+    const bool has_q = qc0 + CH > 0 && qc0 < Nq;
+    const bool upd = c + 1 < ce;
+    const bool first = c == cb;
+    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE); /* previous chunk done, Pw written */
+    float alpha = 1.0f;
+#if FAVOR
+    FOR_ITEMS(j, CPK, NTC, lid) {
+      Ws[j] = (j < CH && kc0 + j < Nk) ? RMk[(long)bhk * Nk + kc0 + j] : -INFINITY;
+    }
+    BARRIER;
+    float mt = -INFINITY;
+    for (int j = 0; j < CH; j++) mt = fmax(mt, Ws[j]);
+    const float mn = fmax(M, mt); /* finite: the chunk holds a key */
+    alpha = exp(M - mn);          /* 0 when M == -inf */
+    M = mn;
+    BARRIER;
+#endif
+    FOR_ITEMS(idx, CPK * (BD / 4), NTC, lid) {
+      const int j = idx / (BD / 4), cc = 4 * (idx % (BD / 4));
+      const int key = kc0 + j;
+      float4 x = (float4)(0.0f);
+      if (j < CH && key < Nk) {
+        x = ld4(Vb, (long)key * vss, vsd, col0 + cc);
+#if FAVOR
+        x *= exp(RMk[(long)bhk * Nk + key] - M);
+#endif
+      }
+      *(__local float4 *)(Vs + j * LDV + cc) = x;
+    }
+    FOR_ITEMS(j, CPK, NTC, lid) {
+      float w = (j < CH && kc0 + j < Nk) ? 1.0f : 0.0f;
+#if FAVOR
+      if (w > 0.0f) w = exp(RMk[(long)bhk * Nk + kc0 + j] - M);
+#endif
+      Ws[j] = w;
+    }
+
+    float sc[CRQ][CRK], acc[CRQ][CRC], den[CRQ];
+    UNROLL for (int i = 0; i < CRQ; i++) {
+      den[i] = 0.0f;
+      UNROLL for (int k = 0; k < CRK; k++) sc[i][k] = 0.0f;
+      UNROLL for (int u = 0; u < CRC; u++) acc[i][u] = 0.0f;
+    }
+
+    for (int f0 = 0; f0 < F; f0 += CFS) {
+      BARRIER; /* the previous slice is consumed (and Vs, Ws staged) */
+      if (has_q) {
+        FOR_ITEMS(idx, CPR * (CFS / 4), NTC, lid) {
+          const int r = idx / (CFS / 4), f = 4 * (idx % (CFS / 4));
+          const int row = qc0 + r;
+          const bool ok = r < CH && row >= 0 && row < Nq;
+          const float4 x =
+              FEAT4(ok, Qb, (long)row * qss, qsd, sqq, Pq + (long)row * FPS, f0 + f);
+          Qs[(f + 0) * LDQC + r] = x.x;
+          Qs[(f + 1) * LDQC + r] = x.y;
+          Qs[(f + 2) * LDQC + r] = x.z;
+          Qs[(f + 3) * LDQC + r] = x.w;
+        }
+      }
+      FOR_ITEMS(idx, CPK * (CFP / 4), NTC, lid) {
+        const int j = idx / (CFP / 4), f = 4 * (idx % (CFP / 4));
+        const int key = kc0 + j;
+        const bool ok = j < CH && key < Nk && f < CFS;
+        const float4 x = FEAT4(ok, Kb, (long)key * kss, ksd, sqk, Pk + (long)key * FPS, f0 + f);
+        *(__local float4 *)(Kr + j * LDKR + f) = x;
+      }
+      /* P slice (times alpha): the prefix on the segment's first chunk. */
+      if (first) {
+        FOR_ITEMS(idx, CFS * BD, NTC, lid) {
+          const int f = idx / BD, cc = idx % BD;
+          float p = 0.0f;
+          if (has_prefix && f0 + f < F && col0 + cc < D) p = Pi[(f0 + f) * DE + col0 + cc] * alpha;
+          Ps[f * LDV + cc] = p;
+        }
+        FOR_ITEMS(f, CFS, NTC, lid) {
+          Zs[f] = (has_prefix && f0 + f < F) ? Pi[(f0 + f) * DE + D] * alpha : 0.0f;
+        }
+      } else {
+        FOR_ITEMS(idx, CFS * BD, NTC, lid) {
+          const int f = idx / BD, cc = idx % BD;
+          Ps[f * LDV + cc] = f0 + f < F ? Pws[(f0 + f) * BDE + cc] * alpha : 0.0f;
+        }
+        FOR_ITEMS(f, CFS, NTC, lid) Zs[f] = f0 + f < F ? Pws[(f0 + f) * BDE + BD] * alpha : 0.0f;
+      }
+      BARRIER;
+      if (has_q) {
+        KUNROLL
+        for (int f = 0; f < CFS; f++) {
+          float a[CRQ], kv[CRK], pv[CRC];
+          LOADT(a, CRQ, CTR, tr, Qs + f * LDQC);
+          UNROLL for (int k = 0; k < CRK; k++) kv[k] = Kr[(k * CTC + tc) * LDKR + f];
+          LOADT(pv, CRC, CTC, tc, Ps + f * LDV);
+          const float zf = Zs[f];
+          UNROLL for (int i = 0; i < CRQ; i++) {
+            den[i] = fma(a[i], zf, den[i]);
+            UNROLL for (int k = 0; k < CRK; k++) sc[i][k] = fma(a[i], kv[k], sc[i][k]);
+            UNROLL for (int u = 0; u < CRC; u++) acc[i][u] = fma(a[i], pv[u], acc[i][u]);
+          }
+        }
+      }
+      if (upd) {
+        /* P slice += φ(K_c)ᵀ [w·V_c  w] over the chunk's keys. */
+        float dp[CRF][CRC], dz[CRF];
+        UNROLL for (int i = 0; i < CRF; i++) {
+          dz[i] = 0.0f;
+          UNROLL for (int u = 0; u < CRC; u++) dp[i][u] = 0.0f;
+        }
+        KUNROLL
+        for (int j = 0; j < CPK; j++) {
+          float a[CRF], v[CRC];
+          LOADT(a, CRF, CTR, tr, Kr + j * LDKR);
+          LOADT(v, CRC, CTC, tc, Vs + j * LDV);
+          const float w = Ws[j];
+          UNROLL for (int i = 0; i < CRF; i++) {
+            dz[i] = fma(a[i], w, dz[i]);
+            UNROLL for (int u = 0; u < CRC; u++) dp[i][u] = fma(a[i], v[u], dp[i][u]);
+          }
+        }
+        UNROLL for (int i = 0; i < CRF; i++) {
+          const int f = RIDX(CTR, CRF, tr, i);
+          if (f < CFS && f0 + f < F) {
+            UNROLL for (int u = 0; u < CRC; u++) {
+              const int cc = RIDX(CTC, CRC, tc, u);
+              Pws[(f0 + f) * BDE + cc] = Ps[f * LDV + cc] + dp[i][u];
+            }
+            if (tc == 0) Pws[(f0 + f) * BDE + BD] = Zs[f] + dz[i];
+          }
+        }
+      }
+    }
+
+    /* (Barriers outside the has_q branches: PoCL 3.1 miscompiles barriers
+     * inside uniform conditionals.) */
+    BARRIER; /* every slice read: At may overwrite the slice tiles */
+    if (has_q) {
+      UNROLL for (int i = 0; i < CRQ; i++) {
+        const int r = RIDX(CTR, CRQ, tr, i);
+        UNROLL for (int k = 0; k < CRK; k++) {
+          const int j = k * CTC + tc; /* consecutive keys across work-items: no bank conflicts */
+          At[j * LDQC + r] = j <= r ? sc[i][k] : 0.0f;
+        }
+      }
+    }
+    BARRIER;
+    if (has_q) {
+      KUNROLL
+      for (int j = 0; j < CPK; j++) {
+        float a[CRQ], v[CRC];
+        LOADT(a, CRQ, CTR, tr, At + j * LDQC);
+        LOADT(v, CRC, CTC, tc, Vs + j * LDV);
+        const float w = Ws[j];
+        UNROLL for (int i = 0; i < CRQ; i++) {
+          den[i] = fma(a[i], w, den[i]);
+          UNROLL for (int u = 0; u < CRC; u++) acc[i][u] = fma(a[i], v[u], acc[i][u]);
+        }
+      }
+      UNROLL for (int i = 0; i < CRQ; i++) {
+        const int r = RIDX(CTR, CRQ, tr, i), row = qc0 + r;
+        if (r < CH && row >= 0 && row < Nq) {
+          const float rd = den[i] > 0.0f ? 1.0f / den[i] : 0.0f;
+          const long ro = (long)row * oss;
+          if (CRC % 4 == 0) {
+            UNROLL for (int g = 0; g < CRC / 4; g++) {
+              const int cc = col0 + RIDX(CTC, CRC, tc, 4 * g);
+              st4(Ob, ro, osd, cc,
+                  (float4)(acc[i][(4 * g) % CRC], acc[i][(4 * g + 1) % CRC],
+                           acc[i][(4 * g + 2) % CRC], acc[i][(4 * g + 3) % CRC]) *
+                      rd);
+            }
+          } else {
+            UNROLL for (int u = 0; u < CRC; u++) {
+              const int col = col0 + RIDX(CTC, CRC, tc, u);
+              if (col < D) STORE(Ob, ro + (long)col * osd, acc[i][u] * rd);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+#endif

@@ -509,10 +509,12 @@ clattn_status clattn_plan_create(clattn_context ctx, const clattn_attention_desc
  * for every plan). The configuration is checked against the device's limits
  * (CLATTN_ERROR_INVALID_ARGUMENT names the violated constraint). NULL or ""
  * behaves as clattn_plan_create(). describe() reports "override".
- * The linear family's string is any subset of "chunk=C,bq=..,bk=..,bks=..,
- * bd=..,tf=..,tr=..,tc=.." (C: keys per chunk, the causal prefix granularity
- * or the non-causal split; the others tile the kernels, see cl/linear.cl);
- * the environment variable CLATTN_LINEAR_OVERRIDE has the same syntax.
+ * The linear family's string is any subset of "chunk=C,split=L,bd=..,bks=..,
+ * srf=..,src=..,bq=..,arq=..,arc=..,afs=..,bpw=..,ctr=..,ctc=..,cfs=..,
+ * fbr=..,frr=..,frf=..,fds=.." (L: keys per state split, for causal masks
+ * the segment each work-group walks in chunks of C keys; the others tile the
+ * kernels, see src/linear.h and cl/linear.cl); the environment variable
+ * CLATTN_LINEAR_OVERRIDE has the same syntax.
  */
 clattn_status clattn_plan_create_with_config(clattn_context ctx,
                                              const clattn_attention_desc *desc, unsigned flags,

@@ -6,17 +6,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+enum { K_FEAT_K, K_FEAT_Q, K_STATE, K_SCAN, K_OUT, K_COUNT };
+static const char *const kernel_names[K_COUNT] = {"lin_feat(k)", "lin_feat(q)", "lin_state",
+                                                  "lin_scan", "lin_apply"};
+
 typedef struct linear_state {
-  cl_kernel kstate, kscan, kout;
-  cl_mem wt;     /* FAVOR+: ω transposed, head_dim × F floats */
-  cl_mem states; /* B·Hk·nch·F·(D+1) floats */
-  cl_mem cmax;   /* FAVOR+: B·Hk·nch chunk maxima */
-  cl_mem pmax;   /* FAVOR+: B·Hk·nch prefix (or total) maxima */
-  cl_mem kfeat;  /* FAVOR+ causal: B·Hk·Nk·F log-features of the keys */
-  size_t states_bytes, max_bytes, wt_bytes, kfeat_bytes;
+  cl_kernel kfeat, kstate, kscan, kout; /* kout: lin_apply or lin_causal */
+  cl_mem wt;                            /* FAVOR+: ω transposed, head_dim × F floats */
+  cl_mem states;  /* B·Hk·nsplit·F·(D+1) floats: split states, then totals or prefixes */
+  cl_mem cmax;    /* FAVOR+: B·Hk·nsplit split maxima */
+  cl_mem pmax;    /* FAVOR+: B·Hk·nsplit total or prefix maxima */
+  cl_mem phiq;    /* FAVOR+: B·H·Nq·FPS query features */
+  cl_mem phik;    /* FAVOR+: B·Hk·Nk·FPS key features */
+  cl_mem rowmax;  /* FAVOR+: B·Hk·Nk key row maxima */
+  cl_mem scratch; /* causal: B·H·nsplit·ncolt·F·(bd+1) running states */
+  size_t states_bytes, max_bytes, wt_bytes, phiq_bytes, phik_bytes, rowmax_bytes, scratch_bytes;
   clattn__linear_cfg cfg;
-  int F, nch, ncolt, nqb, scan_wg;
-  bool out_of_order;
+  int F, fps, nsplit, ncolt, nqb, sres, zloc;
+  size_t nts, nta, ntc, ntf; /* work-group sizes of lin_state, lin_apply, lin_causal, lin_feat */
+  size_t scan_wg;
+  bool favor, causal, out_of_order;
+  /* Profiling (clattn__linear_profile): the events of the last execute. */
+  bool profile;
+  cl_event ev[K_COUNT];
 } linear_state;
 
 static const char *map_name(clattn_feature_map m) {
@@ -28,111 +40,180 @@ static const char *map_name(clattn_feature_map m) {
   return "?";
 }
 
-static int round_up(int x, int m) { return (x + m - 1) / m * m; }
+static int cdiv(int a, int b) { return (a + b - 1) / b; }
+static int round_up(int x, int m) { return cdiv(x, m) * m; }
+static int imax(int a, int b) { return a > b ? a : b; }
 
-/* Local memory (bytes) the two tiled kernels declare for a configuration. */
-static void local_bytes(const clattn__linear_cfg *c, int F, bool favor, bool causal, size_t *state,
-                        size_t *out) {
-  const size_t fp = (size_t)round_up(F, c->tf), ldf = fp + 1;
-  size_t s = (size_t)c->bks * ldf + (size_t)c->bks * (size_t)c->bd;
-  if (favor) s += (size_t)c->bks;
-  const size_t bx = (size_t)(c->bq > c->bk ? c->bq : c->bk);
-  size_t o = (size_t)c->bq * ldf;
-  if (favor) o += bx;
-  if (causal)
-    o += fp * (size_t)(c->bk + 1) + (size_t)c->bq * (size_t)(c->bk + 1) +
-         (size_t)c->bk * (size_t)c->bd;
-  *state = s * sizeof(float);
-  *out = o * sizeof(float);
+/* Work-group sizes and local memory (bytes) of the kernels for a
+ * configuration, mirroring the derived sizes in cl/linear.cl. */
+typedef struct cfg_sizes {
+  size_t nts, nta, ntc, ntf;
+  size_t lstate, lapply, lcausal, lfeat;
+  size_t lapply_sres; /* lin_apply with all of S resident in local memory */
+  int regs_state, regs_apply, regs_causal, regs_feat; /* accumulators per work-item */
+} cfg_sizes;
+
+static void cfg_sizes_of(const clattn__linear_cfg *c, int F, cfg_sizes *z) {
+  const int bd = c->bd, ldv = bd + 4;
+  /* lin_state */
+  const int stf = cdiv(F, c->srf), stc = bd / c->src, sfp = round_up(stf * c->srf, 4);
+  z->nts = (size_t)stf * (size_t)stc;
+  z->lstate = (size_t)(2 * c->bks * (sfp + 4) + 2 * c->bks * ldv + (int)z->nts) * sizeof(float);
+  z->regs_state = c->srf * c->src;
+  /* lin_apply */
+  const int fz = cdiv(F, c->afs) * c->afs;
+  const int lapply_common = c->afs * (round_up(c->bq, 4) + 4) + fz + c->bq * (c->afs / 4);
+  z->nta = (size_t)(c->bq / c->arq) * (size_t)(bd / c->arc);
+  z->lapply = (size_t)(lapply_common + c->afs * ldv) * sizeof(float);
+  z->lapply_sres = (size_t)(lapply_common + fz * ldv) * sizeof(float);
+  z->regs_apply = c->arq * c->arc;
+  /* lin_causal */
+  const int crq = cdiv(c->chunk, c->ctr), crk = cdiv(c->chunk, c->ctc), crc = bd / c->ctc;
+  const int crf = cdiv(c->cfs, c->ctr);
+  const int cpr = c->ctr * crq, cpk = c->ctc * crk, cfp = round_up(c->ctr * crf, 4);
+  const int ldqc = round_up(cpr, 4) + 4, ldkr = cfp + 4;
+  const int uslice = c->cfs * ldqc + cpk * ldkr + c->cfs * ldv, uat = cpk * ldqc;
+  z->ntc = (size_t)c->ctr * (size_t)c->ctc;
+  z->lcausal = (size_t)(round_up(imax(uslice, uat), 4) + cpk * ldv + c->cfs + cpk) * sizeof(float);
+  z->regs_causal = crq * crk + crq * crc + crq + crf * crc + crf;
+  /* lin_feat */
+  const int ftf = cdiv(F, c->frf), ffp = round_up(ftf * c->frf, 4);
+  z->ntf = (size_t)(c->fbr / c->frr) * (size_t)ftf;
+  z->lfeat = (size_t)(c->fds * (round_up(c->fbr, 4) + 4) + c->fds * (ffp + 4) +
+                      c->fbr * imax(ftf, c->fds) + c->fbr) *
+             sizeof(float);
+  z->regs_feat = c->frr * c->frf + c->frr;
 }
 
 /* NULL when the configuration is legal on the device, else a static reason. */
-static const char *cfg_check(const clattn__linear_cfg *c, const clattn__device_info *info, int D,
-                             int F, bool favor, bool causal) {
-  if (c->chunk < 1 || c->bd < 1 || c->bq < 1 || c->bk < 1 || c->bks < 1 || c->tf < 1 || c->tr < 1 ||
-      c->tc < 1)
+static const char *cfg_check(const clattn__linear_cfg *c, const clattn__device_info *info, int F,
+                             bool favor, bool causal) {
+  if (c->chunk < 1 || c->split < 0 || c->bpw < 0 || c->maxreg < 0 || c->kunroll < 0 || c->bd < 1 ||
+      c->bks < 1 || c->srf < 1 || c->src < 1 || c->bq < 1 || c->arq < 1 || c->arc < 1 ||
+      c->afs < 1 || c->ctr < 1 || c->ctc < 1 || c->cfs < 1 || c->fbr < 1 || c->frr < 1 ||
+      c->frf < 1 || c->fds < 1)
     return "parameters must be >= 1";
-  if (c->bd % c->tc) return "bd must be a multiple of tc";
-  if (c->bq % c->tr) return "bq must be a multiple of tr";
-  if (c->bk % c->tc) return "bk must be a multiple of tc";
-  if ((size_t)(c->tf * c->tc) > info->max_wg || (size_t)(c->tr * c->tc) > info->max_wg)
-    return "tf*tc or tr*tc exceeds the device's work-group size";
-  const int rf = round_up(F, c->tf) / c->tf, rc = c->bd / c->tc, rq = c->bq / c->tr;
-  if (!info->is_cpu && (rf * rc > 128 || rq * rc > 128 || rq * (c->bk / c->tc) > 64))
-    return "per-item accumulators exceed the register budget";
-  if (rf * rc > 1024 || rq * rc > 1024 || rq * (c->bk / c->tc) > 1024)
-    return "per-item accumulators exceed 1024";
-  size_t ls, lo;
-  local_bytes(c, F, favor, causal, &ls, &lo);
-  if (ls > info->local_mem || lo > info->local_mem)
-    return "local memory exceeds the device's limit";
+  if (c->bd % 4 || c->bd % c->src || c->bd % c->arc || c->bd % c->ctc)
+    return "bd must be a multiple of 4, src, arc and ctc";
+  if (c->bq % c->arq) return "bq must be a multiple of arq";
+  if (c->fbr % c->frr) return "fbr must be a multiple of frr";
+  if (c->afs % 4 || c->cfs % 4) return "afs and cfs must be multiples of 4";
+  cfg_sizes z;
+  cfg_sizes_of(c, F, &z);
+  const size_t wg[4] = {z.nts, causal ? z.ntc : z.nta, favor ? z.ntf : 1, 1};
+  const size_t loc[3] = {z.lstate, causal ? z.lcausal : z.lapply, favor ? z.lfeat : 0};
+  for (int i = 0; i < 3; i++) {
+    if (wg[i] > info->max_wg) return "a work-group exceeds the device's work-group size";
+    if (loc[i] > info->local_mem) return "local memory exceeds the device's limit";
+  }
+  const int regs[4] = {z.regs_state, causal ? z.regs_causal : z.regs_apply, favor ? z.regs_feat : 0,
+                       0};
+  const int budget = info->is_cpu ? 1024 : 160;
+  for (int i = 0; i < 3; i++)
+    if (regs[i] > budget) return "per-item accumulators exceed the register budget";
   return NULL;
 }
 
-/* Built-in default: work-item grids and tiles per device class, the causal
- * chunk, then tiles halved until the configuration is legal.
- * Work-items run along the value columns fastest (tc), so that on GPUs a
- * warp reads contiguous local memory and on CPUs PoCL's vectoriser (one
- * lane per work-item) gets unit-stride loads and broadcasts; each item keeps
- * a register tile of about 16 accumulators (RF×RCOL, RQ×RCOL). */
+/* Built-in default per device class. GPUs: 8×8 register tiles (64
+ * accumulators per work-item, float4 local loads) in lin_state, lin_apply
+ * and lin_feat, 64-key chunks walked by 128 work-items in lin_causal. CPUs
+ * (PoCL vectorises across work-items): smaller tiles and work-groups.
+ * Tiles shrink until the configuration is legal. */
 static bool cfg_default(const clattn__device_info *info, const clattn_attention_desc *d, int F,
                         clattn__linear_cfg *c) {
   const bool favor = d->feature_map == CLATTN_FEATURE_FAVOR;
   const bool causal = d->mask == CLATTN_MASK_CAUSAL;
   const int D = d->head_dim;
-  c->tc = 16;
-  c->bd = round_up(D < 64 ? D : 64, c->tc);
-  c->bk = 32;
-  c->bks = 32;
+  memset(c, 0, sizeof *c);
+  c->bd = round_up(D < 64 ? D : 64, 8);
   if (info->is_cpu) {
-    c->tf = 16;
-    c->tr = 4;
-    c->bq = 16;
     c->chunk = 32;
-  } else {
-    /* Measured on an H200 (B=4, H=16, N=16384, d=64): tr=8 (4 rows per item)
-     * and bks=16 beat tr=16 / bks=32 by 5-15% in every mode. */
-    c->tf = 16;
-    c->tr = 8;
+    c->bks = 32;
+    c->srf = 4;
+    c->src = 8;
     c->bq = 32;
-    c->bks = 16;
+    c->arq = 4;
+    c->arc = 8;
+    c->afs = 32;
+    c->ctr = 8;
+    c->ctc = 8;
+    c->cfs = 32;
+    c->fbr = 32;
+    c->frr = 4;
+    c->frf = 8;
+    c->fds = 16;
+  } else {
+    /* Measured on an H200 (d = 64, B·H = 16, N = 64k-128k, bench/
+     * linear_sweep.sh): 4×8 state tiles (more work-groups per compute unit)
+     * for 64 features, 8×8 for more, 32-key tiles where local memory allows;
+     * 16-feature apply slices; 32-row feature blocks of 4×8 tiles (fewer
+     * registers in flight, more work-groups resident). */
     c->chunk = 64;
+    c->bks = 32;
+    c->srf = F <= 64 ? 4 : 8;
+    c->src = 8;
+    c->bq = 128;
+    c->arq = 8;
+    c->arc = 8;
+    c->afs = 16;
+    c->ctr = 16;
+    c->ctc = 8;
+    c->cfs = 32;
+    c->fbr = 32;
+    c->frr = 4;
+    c->frf = 8;
+    c->fds = 16;
   }
-  while (((size_t)(c->tf * c->tc) > info->max_wg || (size_t)(c->tr * c->tc) > info->max_wg) &&
-         c->tc > 1) {
-    c->tc /= 2;
-    c->bd = round_up(D < c->bd ? D : c->bd, c->tc);
-  }
-  while ((size_t)(c->tf * c->tc) > info->max_wg && c->tf > 1)
-    c->tf /= 2;
-  while ((size_t)(c->tr * c->tc) > info->max_wg && c->tr > 1)
-    c->tr /= 2;
-  if (c->bq % c->tr) c->bq = round_up(c->bq, c->tr);
-  for (;;) {
-    const char *why = cfg_check(c, info, D, F, favor, causal);
+  for (int tries = 0; tries < 64; tries++) {
+    const char *why = cfg_check(c, info, F, favor, causal);
     if (!why) return true;
-    size_t ls, lo;
-    local_bytes(c, F, favor, causal, &ls, &lo);
-    if (ls > info->local_mem && c->bks > 1)
-      c->bks /= 2;
-    else if (lo > info->local_mem && c->bk > c->tc)
-      c->bk = c->bk / 2 / c->tc * c->tc;
-    else if (lo > info->local_mem && c->bq > c->tr)
-      c->bq = c->bq / 2 / c->tr * c->tr;
-    else if (c->bd > c->tc)
-      c->bd = round_up(c->bd / 2, c->tc);
-    else if (c->tf < 64 && (size_t)(2 * c->tf * c->tc) <= info->max_wg)
-      c->tf *= 2;
-    else
-      return false;
-    if (c->bk < c->tc) c->bk = c->tc;
-    if (c->bq < c->tr) c->bq = c->tr;
+    cfg_sizes z;
+    cfg_sizes_of(c, F, &z);
+    /* Halve what is too large: work-groups first, then local memory. */
+    if (z.nts > info->max_wg || z.lstate > info->local_mem) {
+      if (c->srf < 32 && (size_t)cdiv(F, c->srf) * (size_t)(c->bd / c->src) > info->max_wg)
+        c->srf *= 2;
+      else if (c->bks > 1)
+        c->bks /= 2;
+      else if (c->bd > 8)
+        c->bd = round_up(c->bd / 2, 8);
+      else
+        return false;
+    } else if (!causal && (z.nta > info->max_wg || z.lapply > info->local_mem)) {
+      if (c->bq > c->arq)
+        c->bq = round_up(c->bq / 2, c->arq);
+      else if (c->afs > 4)
+        c->afs /= 2;
+      else
+        return false;
+    } else if (causal && (z.ntc > info->max_wg || z.lcausal > info->local_mem)) {
+      if (c->cfs > 4)
+        c->cfs /= 2;
+      else if (c->ctr > 1 && z.ntc > info->max_wg)
+        c->ctr /= 2;
+      else if (c->chunk > 1)
+        c->chunk /= 2;
+      else
+        return false;
+    } else if (favor && (z.ntf > info->max_wg || z.lfeat > info->local_mem)) {
+      if (c->frf < 64 && z.ntf > info->max_wg)
+        c->frf *= 2;
+      else if (c->fbr > c->frr)
+        c->fbr = round_up(c->fbr / 2, c->frr);
+      else if (c->fds > 1)
+        c->fds /= 2;
+      else
+        return false;
+    } else {
+      return false; /* the register budget: no default gets there */
+    }
   }
+  return false;
 }
 
 static clattn_status make_buffer(clattn_plan p, size_t bytes, const char *what, cl_mem *out) {
   cl_int err;
-  *out = clCreateBuffer(p->ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
+  *out = clCreateBuffer(p->ctx->context, CL_MEM_READ_WRITE, bytes ? bytes : 4, NULL, &err);
   if (!*out) {
     if (err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_OUT_OF_RESOURCES ||
         err == CL_OUT_OF_HOST_MEMORY || err == CL_INVALID_BUFFER_SIZE)
@@ -151,8 +232,14 @@ static clattn_status alloc_workspace(clattn_plan p) {
     st = make_buffer(p, s->max_bytes, "max workspace", &s->cmax);
   if (st == CLATTN_SUCCESS && s->max_bytes)
     st = make_buffer(p, s->max_bytes, "max workspace", &s->pmax);
-  if (st == CLATTN_SUCCESS && s->kfeat_bytes)
-    st = make_buffer(p, s->kfeat_bytes, "key-feature workspace", &s->kfeat);
+  if (st == CLATTN_SUCCESS && s->phiq_bytes)
+    st = make_buffer(p, s->phiq_bytes, "query-feature workspace", &s->phiq);
+  if (st == CLATTN_SUCCESS && s->phik_bytes)
+    st = make_buffer(p, s->phik_bytes, "key-feature workspace", &s->phik);
+  if (st == CLATTN_SUCCESS && s->rowmax_bytes)
+    st = make_buffer(p, s->rowmax_bytes, "key-maximum workspace", &s->rowmax);
+  if (st == CLATTN_SUCCESS && s->scratch_bytes)
+    st = make_buffer(p, s->scratch_bytes, "causal state scratch", &s->scratch);
   return st;
 }
 
@@ -161,7 +248,7 @@ static clattn_status upload_features(clattn_plan p, uint64_t seed) {
   linear_state *s = p->state;
   const int D = p->desc.head_dim, F = s->F;
   float *w = malloc((size_t)F * (size_t)D * sizeof(float));
-  float *wt = malloc((size_t)F * (size_t)D * sizeof(float));
+  float *wt = malloc(s->wt_bytes);
   clattn_status st = CLATTN_SUCCESS;
   if (!w || !wt)
     st = CLATTN_ERROR_OUT_OF_MEMORY;
@@ -173,9 +260,11 @@ static clattn_status upload_features(clattn_plan p, uint64_t seed) {
     return clattn__fail(p->ctx, st, "cannot allocate %zu bytes of FAVOR+ feature scratch",
                         2 * (size_t)F * (size_t)D * sizeof(float));
   }
+  /* Transposed, rows padded to FPS floats (zeros): float4 loads. */
+  memset(wt, 0, s->wt_bytes);
   for (int f = 0; f < F; f++)
     for (int x = 0; x < D; x++)
-      wt[(size_t)x * (size_t)F + f] = w[(size_t)f * (size_t)D + x];
+      wt[(size_t)x * (size_t)s->fps + f] = w[(size_t)f * (size_t)D + x];
   cl_int err = CL_SUCCESS;
   if (s->out_of_order) err = clEnqueueBarrierWithWaitList(p->ctx->queue, 0, NULL, NULL);
   if (err == CL_SUCCESS)
@@ -185,6 +274,26 @@ static clattn_status upload_features(clattn_plan p, uint64_t seed) {
   if (err != CL_SUCCESS)
     return clattn__cl_fail(p->ctx, "clEnqueueWriteBuffer", err, "FAVOR+ features");
   return CLATTN_SUCCESS;
+}
+
+/* True when every tensor in `st` has unit dim strides and its other strides
+ * are multiples of 4 elements (rows can be moved as 4-element vectors). */
+static bool vec_ok(const clattn_strides *const *st, int n, int head_dim) {
+  if (head_dim % 4) return false;
+  for (int i = 0; i < n; i++)
+    if (st[i]->dim != 1 || st[i]->seq % 4 || st[i]->head % 4 || st[i]->batch % 4) return false;
+  return true;
+}
+
+/* Multiplies a byte count out of the factors, failing on size_t overflow. */
+static bool mul_size(size_t *out, const size_t *f, int n) {
+  size_t r = 1;
+  for (int i = 0; i < n; i++) {
+    if (f[i] && r > SIZE_MAX / f[i]) return false;
+    r *= f[i];
+  }
+  *out = r;
+  return true;
 }
 
 static clattn_status linear_create(clattn_plan p) {
@@ -200,6 +309,9 @@ static clattn_status linear_create(clattn_plan p) {
   if (!s) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate linear state");
   p->state = s;
   s->F = F;
+  s->fps = round_up(F, 4);
+  s->favor = favor;
+  s->causal = causal;
 
   const int D = d->head_dim;
   const char *origin = "built-in default";
@@ -218,18 +330,15 @@ static clattn_status linear_create(clattn_plan p) {
     ov = getenv("CLATTN_LINEAR_OVERRIDE");
     origin = "override (CLATTN_LINEAR_OVERRIDE)";
   }
-  bool chunk_given = false;
   if (ov && *ov) {
     clattn__linear_cfg c = s->cfg;
-    c.chunk = 0;
     if (clattn__linear_cfg_parse(ov, &c) != CLATTN_SUCCESS)
       return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
                           "%s='%s' is not a linear configuration (expected any of e.g. "
-                          "'chunk=16,bq=32,bk=32,bks=16,bd=64,tf=16,tr=4,tc=16')",
+                          "'chunk=64,split=2048,bd=64,bks=16,srf=8,src=8,bq=128,arq=8,arc=8,"
+                          "afs=32,ctr=16,ctc=8,cfs=32,fbr=64,frr=8,frf=8,fds=16')",
                           what, ov);
-    chunk_given = c.chunk > 0;
-    if (!chunk_given) c.chunk = s->cfg.chunk;
-    const char *why = cfg_check(&c, &ctx->info, D, F, favor, causal);
+    const char *why = cfg_check(&c, &ctx->info, F, favor, causal);
     if (why)
       return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
                           "%s='%s' is not legal on this device: %s", what, ov, why);
@@ -237,77 +346,122 @@ static clattn_status linear_create(clattn_plan p) {
   } else {
     origin = "built-in default";
   }
+  clattn__linear_cfg *c = &s->cfg;
+  cfg_sizes z;
+  cfg_sizes_of(c, F, &z);
+  s->nts = z.nts;
+  s->nta = z.nta;
+  s->ntc = z.ntc;
+  s->ntf = z.ntf;
 
-  /* Chunking of the keys. Causal: the chunk is the prefix granularity.
-   * Non-causal: split so that enough work-groups exist, at least 64 keys each. */
+  /* Splits of the keys: each lin_state work-group sums one split. Causal:
+   * the splits are the segments that lin_causal walks chunk by chunk (a
+   * multiple of the chunk). Default: enough work-groups to fill the device
+   * (GPUs several per compute unit), at least a few tiles per split. */
   const size_t bhk = (size_t)d->batch * (size_t)d->kv_heads;
-  s->ncolt = (D + s->cfg.bd - 1) / s->cfg.bd;
-  if (!causal && !chunk_given) {
-    size_t groups = bhk * (size_t)s->ncolt;
-    size_t want = 4 * (size_t)(ctx->info.compute_units ? ctx->info.compute_units : 1);
-    size_t splits = groups >= want ? 1 : (want + groups - 1) / groups;
-    size_t ck = ((size_t)d->seq_kv + splits - 1) / splits;
-    if (ck < 64) ck = 64;
-    ck = (ck + (size_t)s->cfg.bks - 1) / (size_t)s->cfg.bks * (size_t)s->cfg.bks;
-    s->cfg.chunk = (int)ck; /* not clamped to seq_kv: bks, a -D, stays the same */
+  const size_t bh = (size_t)d->batch * (size_t)d->heads;
+  const size_t cus = ctx->info.compute_units ? ctx->info.compute_units : 1;
+  s->ncolt = cdiv(D, c->bd);
+  const int Nk = d->seq_kv;
+  if (!c->split) {
+    const size_t want = (ctx->info.is_cpu ? 2 : 8) * cus;
+    const size_t groups = (causal ? bh : bhk) * (size_t)s->ncolt;
+    const size_t splits = groups >= want ? 1 : (want + groups - 1) / groups;
+    size_t len = ((size_t)Nk + splits - 1) / splits;
+    const size_t minlen = causal ? (size_t)c->chunk : 4 * (size_t)c->bks;
+    if (len < minlen) len = minlen;
+    c->split = (int)(len < (size_t)Nk ? len : (size_t)Nk);
   }
-  const size_t per_state = (size_t)F * (size_t)(D + 1) * sizeof(float);
+  /* lin_apply: blocks per work-group so that about 4 work-groups per
+   * compute unit walk the rows (GPUs); S stays in local memory when it fits
+   * (48 KiB at most, NVIDIA's limit). */
+  s->nqb = cdiv(d->seq_q, c->bq);
+  if (!c->bpw) {
+    const size_t blocks = (size_t)s->nqb * bh * (size_t)s->ncolt, target = 4 * cus;
+    c->bpw = ctx->info.is_cpu || blocks <= target ? 1 : (int)((blocks + target - 1) / target);
+  }
+  if (c->bpw > s->nqb) c->bpw = s->nqb;
+  const cl_ulong lmax = ctx->info.local_mem < 49152 ? ctx->info.local_mem : 49152;
+  s->sres = !causal && !c->nosres && (cl_ulong)z.lapply_sres <= lmax;
+  /* lin_state: z partials in local memory when it has room (fewer registers). */
+  const int sfp = round_up(cdiv(F, c->srf) * c->srf, 4);
+  s->zloc = (cl_ulong)(z.lstate + (size_t)c->bks * (size_t)sfp * sizeof(float)) <= lmax;
+  if (causal)
+    c->split = round_up(c->split, c->chunk);
+  else
+    c->split = round_up(c->split, c->bks);
+  if (c->split > Nk) c->split = causal ? round_up(Nk, c->chunk) : round_up(Nk, c->bks);
+  s->nsplit = cdiv(Nk, c->split);
+  s->scan_wg = 64;
+  while (s->scan_wg > ctx->info.max_wg)
+    s->scan_wg /= 2;
+
   const cl_ulong limit =
       ctx->info.max_alloc < ctx->info.global_mem ? ctx->info.max_alloc : ctx->info.global_mem;
-  for (;;) {
-    s->nch = (d->seq_kv + s->cfg.chunk - 1) / s->cfg.chunk;
-    const size_t n = bhk * (size_t)s->nch;
-    if (n > SIZE_MAX / per_state)
-      return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY,
-                          "linear attention states exceed the address space");
-    s->states_bytes = n * per_state;
-    /* A causal default chunk grows until the states take at most half of
-     * what one buffer may hold. */
-    if (!causal || chunk_given || (cl_ulong)s->states_bytes <= limit / 2 ||
-        s->cfg.chunk >= d->seq_kv)
-      break;
-    s->cfg.chunk *= 2;
+  const size_t fl = sizeof(float);
+  const size_t f_states[] = {bhk, (size_t)s->nsplit, (size_t)F, (size_t)(D + 1), fl};
+  const size_t f_max[] = {bhk, (size_t)s->nsplit, fl};
+  const size_t f_phiq[] = {bh, (size_t)d->seq_q, (size_t)s->fps, fl};
+  const size_t f_phik[] = {bhk, (size_t)Nk, (size_t)s->fps, fl};
+  const size_t f_rowmax[] = {bhk, (size_t)Nk, fl};
+  const size_t f_scratch[] = {bh,        (size_t)s->nsplit,   (size_t)s->ncolt,
+                              (size_t)F, (size_t)(c->bd + 1), fl};
+  bool ok = mul_size(&s->states_bytes, f_states, 5);
+  if (favor) {
+    ok = ok && mul_size(&s->max_bytes, f_max, 3) && mul_size(&s->phiq_bytes, f_phiq, 4) &&
+         mul_size(&s->phik_bytes, f_phik, 4) && mul_size(&s->rowmax_bytes, f_rowmax, 3);
+    s->wt_bytes = (size_t)s->fps * (size_t)D * fl;
   }
-  if ((cl_ulong)s->states_bytes > limit && !p->estimate)
+  if (causal && c->split > c->chunk) /* some segment has several chunks */
+    ok = ok && mul_size(&s->scratch_bytes, f_scratch, 6);
+  if (!ok)
     return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY,
-                        "linear attention needs a %zu-byte state workspace (B*Hk*chunks*F*(D+1)*4 "
-                        "= %zu*%d*%d*%d*4) but the device allows at most %llu bytes in one buffer; "
-                        "use a larger chunk",
-                        s->states_bytes, bhk, s->nch, F, D + 1, (unsigned long long)limit);
-  if (s->cfg.bks > s->cfg.chunk) s->cfg.bks = s->cfg.chunk;
-  s->max_bytes = favor ? bhk * (size_t)s->nch * sizeof(float) : 0;
-  s->wt_bytes = favor ? (size_t)F * (size_t)D * sizeof(float) : 0;
-  s->nqb = (d->seq_q + s->cfg.bq - 1) / s->cfg.bq;
-  s->scan_wg = 64;
-  while ((size_t)s->scan_wg > ctx->info.max_wg)
-    s->scan_wg /= 2;
-  /* FAVOR+ causal keeps the keys' log-features for the in-chunk part. */
-  const size_t chp = (size_t)((s->cfg.chunk + s->cfg.bks - 1) / s->cfg.bks * s->cfg.bks);
-  s->kfeat_bytes = favor && causal ? bhk * (size_t)s->nch * chp * (size_t)F * sizeof(float) : 0;
-  if ((cl_ulong)s->kfeat_bytes > limit && !p->estimate)
-    return clattn__fail(
-        ctx, CLATTN_ERROR_OUT_OF_MEMORY,
-        "causal FAVOR+ needs a %zu-byte key-feature workspace (about B*Hk*seq_kv*m*4) "
-        "but the device allows at most %llu bytes in one buffer",
-        s->kfeat_bytes, (unsigned long long)limit);
-  p->workspace_bytes = s->states_bytes + 2 * s->max_bytes + s->wt_bytes + s->kfeat_bytes;
+                        "linear attention workspace sizes exceed the address space");
+  const struct {
+    size_t bytes;
+    const char *what;
+  } bufs[] = {{s->states_bytes, "state workspace (B*Hk*splits*F*(D+1)*4)"},
+              {s->phiq_bytes, "query-feature workspace (B*H*seq_q*m*4)"},
+              {s->phik_bytes, "key-feature workspace (B*Hk*seq_kv*m*4)"},
+              {s->scratch_bytes, "causal state scratch (B*H*segments*F*(bd+1)*4)"}};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+    if ((cl_ulong)bufs[i].bytes > limit && !p->estimate)
+      return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY,
+                          "linear attention needs a %zu-byte %s but the device allows at most "
+                          "%llu bytes in one buffer; use a larger split",
+                          bufs[i].bytes, bufs[i].what, (unsigned long long)limit);
+  p->workspace_bytes = s->states_bytes + 2 * s->max_bytes + s->wt_bytes + s->phiq_bytes +
+                       s->phik_bytes + s->rowmax_bytes + s->scratch_bytes;
   if (p->estimate) return CLATTN_SUCCESS; /* sizing only */
 
   cl_command_queue_properties qp = 0;
   clGetCommandQueueInfo(ctx->queue, CL_QUEUE_PROPERTIES, sizeof qp, &qp, NULL);
   s->out_of_order = (qp & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE) != 0;
 
-  char opts[512];
+  const clattn_strides *in[3] = {&p->qs, &p->ks, &p->vs}, *out[1] = {&p->os};
+  char opts[896], maxreg[48] = "";
+  if (c->maxreg && ctx->info.is_nvidia)
+    snprintf(maxreg, sizeof maxreg, " -cl-nv-maxrregcount=%d", c->maxreg);
   snprintf(opts, sizeof opts,
            "-cl-std=CL1.2 -cl-mad-enable -DCLATTN_DTYPE=%d -DD=%d -DF=%d -DMAP=%d -DCAUSAL=%d "
-           "-DTF=%d -DTR=%d -DTC=%d -DBD=%d -DBQ=%d -DBK=%d -DBKS=%d -DUNROLL_HINTS=%d",
-           (int)d->dtype, D, F, (int)d->feature_map, causal ? 1 : 0, s->cfg.tf, s->cfg.tr,
-           s->cfg.tc, s->cfg.bd, s->cfg.bq, s->cfg.bk, s->cfg.bks, ctx->info.is_cpu ? 0 : 1);
+           "-DVEC=%d -DOVEC=%d -DBD=%d -DBKS=%d -DSRF=%d -DSRC=%d -DBQ=%d -DARQ=%d -DARC=%d "
+           "-DAFS=%d -DSRES=%d -DCH=%d -DCTR=%d -DCTC=%d -DCFS=%d -DFBR=%d -DFRR=%d -DFRF=%d "
+           "-DFDS=%d -DZLOC=%d -DUNROLL_HINTS=%d -DKUNROLL_STATE=%d -DKUNROLL_OTHERS=%d%s",
+           (int)d->dtype, D, F, (int)d->feature_map, causal ? 1 : 0, vec_ok(in, 3, D) ? 1 : 0,
+           vec_ok(out, 1, D) ? 1 : 0, c->bd, c->bks, c->srf, c->src, c->bq, c->arq, c->arc, c->afs,
+           s->sres, c->chunk, c->ctr, c->ctc, c->cfs, c->fbr, c->frr, c->frf, c->fds, s->zloc,
+           ctx->info.is_cpu ? 0 : 1,
+           c->kunroll         ? c->kunroll - 1
+           : ctx->info.is_cpu ? 0
+                              : 1,
+           c->kunroll ? c->kunroll - 1 : 0, maxreg);
   cl_program prog = NULL;
   st = clattn__get_program(ctx, "linear.cl", opts, &prog);
+  if (st == CLATTN_SUCCESS && favor) st = clattn__create_kernel(ctx, prog, "lin_feat", &s->kfeat);
   if (st == CLATTN_SUCCESS) st = clattn__create_kernel(ctx, prog, "lin_state", &s->kstate);
   if (st == CLATTN_SUCCESS) st = clattn__create_kernel(ctx, prog, "lin_scan", &s->kscan);
-  if (st == CLATTN_SUCCESS) st = clattn__create_kernel(ctx, prog, "lin_out", &s->kout);
+  if (st == CLATTN_SUCCESS)
+    st = clattn__create_kernel(ctx, prog, causal ? "lin_causal" : "lin_apply", &s->kout);
   if (st != CLATTN_SUCCESS) return st;
 
   if (favor) {
@@ -319,16 +473,25 @@ static clattn_status linear_create(clattn_plan p) {
     st = alloc_workspace(p);
     if (st != CLATTN_SUCCESS) return st;
   }
-  char seedbuf[64] = "";
+  char seedbuf[64] = "", tiles[160];
   if (favor)
     snprintf(seedbuf, sizeof seedbuf, " m=%d seed=0x%llx", F, (unsigned long long)d->feature_seed);
+  if (causal)
+    snprintf(tiles, sizeof tiles, "causal ctr=%d ctc=%d cfs=%d", c->ctr, c->ctc, c->cfs);
+  else
+    snprintf(tiles, sizeof tiles, "apply bq=%d arq=%d arc=%d afs=%d bpw=%d%s", c->bq, c->arq,
+             c->arc, c->afs, c->bpw, s->sres ? " (S resident)" : "");
+  char feat[64] = "";
+  if (favor)
+    snprintf(feat, sizeof feat, " feat fbr=%d frr=%d frf=%d fds=%d", c->fbr, c->frr, c->frf,
+             c->fds);
   snprintf(p->describe, sizeof p->describe,
-           "linear %s f32 d=%d%s %s: chunk=%d (%d chunks) bd=%d bq=%d bk=%d bks=%d tf=%d tr=%d "
-           "tc=%d, "
-           "workspace %zu bytes [%s]",
-           map_name(d->feature_map), D, seedbuf, causal ? "causal" : "non-causal", s->cfg.chunk,
-           s->nch, s->cfg.bd, s->cfg.bq, s->cfg.bk, s->cfg.bks, s->cfg.tf, s->cfg.tr, s->cfg.tc,
-           p->workspace_bytes, origin);
+           "linear %s %s d=%d%s %s: chunk=%d split=%d (%d %s) bd=%d state bks=%d srf=%d src=%d%s "
+           "%s%s%s, workspace %zu bytes [%s]",
+           map_name(d->feature_map), clattn__dtype_name(d->dtype), D, seedbuf,
+           causal ? "causal" : "non-causal", c->chunk, c->split, s->nsplit,
+           causal ? "segments" : "splits", c->bd, c->bks, c->srf, c->src,
+           s->zloc ? " (z local)" : "", tiles, feat, maxreg, p->workspace_bytes, origin);
   return CLATTN_SUCCESS;
 }
 
@@ -340,12 +503,32 @@ static cl_int set_strides(cl_kernel k, int *a, const clattn_strides *st) {
   return err;
 }
 
+/* Enqueues kernel `which` (after a barrier on out-of-order queues), keeping
+ * its event when profiling or when it is the plan's last one (`event`). */
+static clattn_status launch(clattn_plan p, int which, cl_kernel k, cl_uint dims, const size_t *gws,
+                            const size_t *lws, cl_uint num_wait, const cl_event *wait,
+                            cl_event *event) {
+  linear_state *s = p->state;
+  if (s->out_of_order && !num_wait) clEnqueueBarrierWithWaitList(p->ctx->queue, 0, NULL, NULL);
+  cl_event *ev = event;
+  if (s->profile) ev = &s->ev[which];
+  cl_int err = clEnqueueNDRangeKernel(p->ctx->queue, k, dims, NULL, gws, lws, num_wait, wait, ev);
+  if (err != CL_SUCCESS)
+    return clattn__cl_fail(p->ctx, "clEnqueueNDRangeKernel", err, kernel_names[which]);
+  if (s->profile && event) {
+    clRetainEvent(s->ev[which]);
+    *event = s->ev[which];
+  }
+  return CLATTN_SUCCESS;
+}
+
 static clattn_status linear_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
                                     cl_mem lse, cl_uint num_wait, const cl_event *wait,
                                     cl_event *event) {
   linear_state *s = p->state;
   clattn_context ctx = p->ctx;
   const clattn_attention_desc *d = &p->desc;
+  const clattn__linear_cfg *c = &s->cfg;
   if (lse)
     return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
                         "lse must be NULL for linear attention: it has no log-sum-exp");
@@ -353,99 +536,213 @@ static clattn_status linear_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v,
     clattn_status st = alloc_workspace(p);
     if (st != CLATTN_SUCCESS) return st;
   }
+  for (int i = 0; i < K_COUNT; i++)
+    if (s->ev[i]) {
+      clReleaseEvent(s->ev[i]);
+      s->ev[i] = NULL;
+    }
   /* √scale on keys, sign(scale)·√|scale| on queries: φ(q')ᵀφ(k') with
    * q'ᵀk' = scale·qᵀk. */
   const double rs = sqrt(fabs(d->scale));
   const float sqk = (float)rs, sqq = (float)(d->scale < 0 ? -rs : rs);
-  const cl_mem wt = s->wt ? s->wt : s->states; /* never read unless FAVOR+ */
-  const cl_mem cm = s->cmax ? s->cmax : s->states, pm = s->pmax ? s->pmax : s->states;
-  const cl_mem kf = s->kfeat ? s->kfeat : s->states;
-  const int Hk = d->kv_heads, G = d->heads / d->kv_heads;
-  const size_t nts = (size_t)(s->cfg.tf * s->cfg.tc), nto = (size_t)(s->cfg.tr * s->cfg.tc);
-  const size_t bhk = (size_t)d->batch * (size_t)Hk;
-  cl_command_queue queue = ctx->queue;
+  /* Buffers a kernel takes but does not read in this specialisation. */
+  const cl_mem dummy = s->states;
+  const cl_mem wt = s->wt ? s->wt : dummy;
+  const cl_mem cm = s->cmax ? s->cmax : dummy, pm = s->pmax ? s->pmax : dummy;
+  const cl_mem phiq = s->phiq ? s->phiq : dummy, phik = s->phik ? s->phik : dummy;
+  const cl_mem rowmax = s->rowmax ? s->rowmax : dummy;
+  const cl_mem scratch = s->scratch ? s->scratch : dummy;
+  const int Hk = d->kv_heads, G = d->heads / d->kv_heads, Nq = d->seq_q, Nk = d->seq_kv;
+  const size_t bhk = (size_t)d->batch * (size_t)Hk, bh = (size_t)d->batch * (size_t)d->heads;
+  const int one = 1, zero = 0;
   cl_int err = CL_SUCCESS;
+  clattn_status st = CLATTN_SUCCESS;
+  bool waited = false; /* the caller's wait list goes to the first kernel */
+#define WAITS (waited ? 0 : num_wait), (waited ? NULL : wait)
+
+  if (s->favor) {
+    /* Features of the keys (with their row maxima), then of the queries. */
+    for (int pass = 0; pass < 2; pass++) {
+      const bool key = pass == 0;
+      cl_kernel kr = s->kfeat;
+      const int Hx = key ? Hk : d->heads, N = key ? Nk : Nq;
+      const float sq = key ? sqk : sqq;
+      int a = 0;
+      err = clSetKernelArg(kr, a++, sizeof(cl_mem), key ? &k : &q);
+      err |= set_strides(kr, &a, key ? &p->ks : &p->qs);
+      err |= clSetKernelArg(kr, a++, sizeof(int), &Hx);
+      err |= clSetKernelArg(kr, a++, sizeof(int), &N);
+      err |= clSetKernelArg(kr, a++, sizeof(float), &sq);
+      err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &wt);
+      err |= clSetKernelArg(kr, a++, sizeof(cl_mem), key ? &phik : &phiq);
+      err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &rowmax);
+      err |= clSetKernelArg(kr, a++, sizeof(int), key ? &one : &zero);
+      if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clSetKernelArg", err, "lin_feat");
+      const size_t gws[2] = {(size_t)cdiv(N, c->fbr) * s->ntf, key ? bhk : bh};
+      const size_t lws[2] = {s->ntf, 1};
+      st = launch(p, key ? K_FEAT_K : K_FEAT_Q, kr, 2, gws, lws, WAITS, NULL);
+      if (st != CLATTN_SUCCESS) return st;
+      waited = true;
+    }
+  }
+
+  /* Split states; causal: the last segment's is never needed. */
+  const int nstate = s->causal ? s->nsplit - 1 : s->nsplit;
+  if (nstate > 0) {
+    cl_kernel kr = s->kstate;
+    int a = 0;
+    err = clSetKernelArg(kr, a++, sizeof(cl_mem), &k);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &v);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &phik);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &rowmax);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->states);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &cm);
+    err |= set_strides(kr, &a, &p->ks);
+    err |= set_strides(kr, &a, &p->vs);
+    err |= clSetKernelArg(kr, a++, sizeof(int), &Hk);
+    err |= clSetKernelArg(kr, a++, sizeof(int), &Nk);
+    err |= clSetKernelArg(kr, a++, sizeof(int), &c->split);
+    err |= clSetKernelArg(kr, a++, sizeof(int), &s->nsplit);
+    err |= clSetKernelArg(kr, a++, sizeof(float), &sqk);
+    if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clSetKernelArg", err, "lin_state");
+    const size_t gws[3] = {(size_t)nstate * s->nts, (size_t)s->ncolt, bhk};
+    const size_t lws[3] = {s->nts, 1, 1};
+    st = launch(p, K_STATE, kr, 3, gws, lws, WAITS, NULL);
+    if (st != CLATTN_SUCCESS) return st;
+    waited = true;
+  }
+  if (s->nsplit > 1) {
+    cl_kernel kr = s->kscan;
+    int a = 0;
+    err = clSetKernelArg(kr, a++, sizeof(cl_mem), &s->states);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &cm);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &pm);
+    err |= clSetKernelArg(kr, a++, sizeof(int), &s->nsplit);
+    if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clSetKernelArg", err, "lin_scan");
+    const size_t elems = (size_t)s->F * (size_t)(d->head_dim + 1);
+    const size_t gws[2] = {(elems + s->scan_wg - 1) / s->scan_wg * s->scan_wg, bhk};
+    const size_t lws[2] = {s->scan_wg, 1};
+    st = launch(p, K_SCAN, kr, 2, gws, lws, 0, NULL, NULL);
+    if (st != CLATTN_SUCCESS) return st;
+  }
+
+  cl_kernel kr = s->kout;
   int a = 0;
-  cl_kernel kr = s->kstate;
-  err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &k);
-  err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &v);
-  err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &wt);
-  err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->states);
-  err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &cm);
-  err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &kf);
-  err |= set_strides(kr, &a, &p->ks);
-  err |= set_strides(kr, &a, &p->vs);
-  err |= clSetKernelArg(kr, a++, sizeof(int), &Hk);
-  err |= clSetKernelArg(kr, a++, sizeof(int), &d->seq_kv);
-  err |= clSetKernelArg(kr, a++, sizeof(int), &s->nch);
-  err |= clSetKernelArg(kr, a++, sizeof(int), &s->cfg.chunk);
-  err |= clSetKernelArg(kr, a++, sizeof(float), &sqk);
-  if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clSetKernelArg", err, "lin_state");
-  size_t gws[3] = {(size_t)s->nch * nts, (size_t)s->ncolt, bhk};
-  size_t lws[3] = {nts, 1, 1};
-  err = clEnqueueNDRangeKernel(queue, kr, 3, NULL, gws, lws, num_wait, wait, NULL);
-  if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clEnqueueNDRangeKernel", err, "lin_state");
-  if (s->out_of_order) clEnqueueBarrierWithWaitList(queue, 0, NULL, NULL);
-  kr = s->kscan;
-  a = 0;
-  err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->states);
-  err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &cm);
-  err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &pm);
-  err |= clSetKernelArg(kr, a++, sizeof(int), &s->nch);
-  if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clSetKernelArg", err, "lin_scan");
-  const size_t elems = (size_t)s->F * (size_t)(d->head_dim + 1);
-  size_t sg[2] = {(elems + (size_t)s->scan_wg - 1) / (size_t)s->scan_wg * (size_t)s->scan_wg, bhk};
-  size_t sl[2] = {(size_t)s->scan_wg, 1};
-  err = clEnqueueNDRangeKernel(queue, kr, 2, NULL, sg, sl, 0, NULL, NULL);
-  if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clEnqueueNDRangeKernel", err, "lin_scan");
-  if (s->out_of_order) clEnqueueBarrierWithWaitList(queue, 0, NULL, NULL);
-  kr = s->kout;
-  a = 0;
-  err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &q);
-  err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &k);
-  err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &v);
-  err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &o);
-  err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &wt);
-  err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->states);
-  err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &pm);
-  err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &kf);
-  err |= set_strides(kr, &a, &p->qs);
-  err |= set_strides(kr, &a, &p->ks);
-  err |= set_strides(kr, &a, &p->vs);
-  err |= set_strides(kr, &a, &p->os);
-  err |= clSetKernelArg(kr, a++, sizeof(int), &d->heads);
-  err |= clSetKernelArg(kr, a++, sizeof(int), &G);
-  err |= clSetKernelArg(kr, a++, sizeof(int), &d->seq_q);
-  err |= clSetKernelArg(kr, a++, sizeof(int), &d->seq_kv);
-  err |= clSetKernelArg(kr, a++, sizeof(int), &s->nch);
-  err |= clSetKernelArg(kr, a++, sizeof(int), &s->cfg.chunk);
-  err |= clSetKernelArg(kr, a++, sizeof(float), &sqq);
-  err |= clSetKernelArg(kr, a++, sizeof(float), &sqk);
-  if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clSetKernelArg", err, "lin_out");
-  size_t og[3] = {(size_t)s->nqb * nto, (size_t)s->ncolt, (size_t)d->batch * (size_t)d->heads};
-  size_t ol[3] = {nto, 1, 1};
-  err = clEnqueueNDRangeKernel(queue, kr, 3, NULL, og, ol, 0, NULL, event);
-  if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clEnqueueNDRangeKernel", err, "lin_out");
-  return CLATTN_SUCCESS;
+  const int has_prefix = s->nsplit > 1;
+  err = clSetKernelArg(kr, a++, sizeof(cl_mem), &q);
+  if (s->causal) {
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &k);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &v);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &phiq);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &phik);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &rowmax);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->states);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &pm);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &scratch);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &o);
+    err |= set_strides(kr, &a, &p->qs);
+    err |= set_strides(kr, &a, &p->ks);
+    err |= set_strides(kr, &a, &p->vs);
+    err |= set_strides(kr, &a, &p->os);
+    err |= clSetKernelArg(kr, a++, sizeof(int), &d->heads);
+    err |= clSetKernelArg(kr, a++, sizeof(int), &G);
+    err |= clSetKernelArg(kr, a++, sizeof(int), &Nq);
+    err |= clSetKernelArg(kr, a++, sizeof(int), &Nk);
+    err |= clSetKernelArg(kr, a++, sizeof(int), &c->split);
+    err |= clSetKernelArg(kr, a++, sizeof(int), &s->nsplit);
+    err |= clSetKernelArg(kr, a++, sizeof(int), &has_prefix);
+    err |= clSetKernelArg(kr, a++, sizeof(float), &sqq);
+    err |= clSetKernelArg(kr, a++, sizeof(float), &sqk);
+  } else {
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &phiq);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->states);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &o);
+    err |= set_strides(kr, &a, &p->qs);
+    err |= set_strides(kr, &a, &p->os);
+    err |= clSetKernelArg(kr, a++, sizeof(int), &d->heads);
+    err |= clSetKernelArg(kr, a++, sizeof(int), &G);
+    err |= clSetKernelArg(kr, a++, sizeof(int), &Nq);
+    err |= clSetKernelArg(kr, a++, sizeof(int), &s->nsplit);
+    err |= clSetKernelArg(kr, a++, sizeof(float), &sqq);
+    err |= clSetKernelArg(kr, a++, sizeof(int), &c->bpw);
+  }
+  const char *oname = s->causal ? "lin_causal" : "lin_apply";
+  if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clSetKernelArg", err, oname);
+  const size_t nt = s->causal ? s->ntc : s->nta;
+  const size_t groups0 = s->causal ? (size_t)s->nsplit : (size_t)cdiv(s->nqb, c->bpw);
+  const size_t gws[3] = {groups0 * nt, (size_t)s->ncolt, bh};
+  const size_t lws[3] = {nt, 1, 1};
+  st = launch(p, K_OUT, kr, 3, gws, lws, WAITS, event);
+#undef WAITS
+  return st;
 }
 
 static void linear_release(clattn_plan p) {
   linear_state *s = p->state;
   if (!s) return;
-  if (s->kstate) clReleaseKernel(s->kstate);
-  if (s->kscan) clReleaseKernel(s->kscan);
-  if (s->kout) clReleaseKernel(s->kout);
-  if (s->wt) clReleaseMemObject(s->wt);
-  if (s->states) clReleaseMemObject(s->states);
-  if (s->cmax) clReleaseMemObject(s->cmax);
-  if (s->pmax) clReleaseMemObject(s->pmax);
-  if (s->kfeat) clReleaseMemObject(s->kfeat);
+  cl_kernel ks[4] = {s->kfeat, s->kstate, s->kscan, s->kout};
+  for (int i = 0; i < 4; i++)
+    if (ks[i]) clReleaseKernel(ks[i]);
+  cl_mem ms[9] = {s->wt,   s->states, s->cmax,    s->pmax, s->phiq,
+                  s->phik, s->rowmax, s->scratch, NULL};
+  for (int i = 0; i < 9; i++)
+    if (ms[i]) clReleaseMemObject(ms[i]);
+  for (int i = 0; i < K_COUNT; i++)
+    if (s->ev[i]) clReleaseEvent(s->ev[i]);
   free(s);
   p->state = NULL;
 }
 
 const clattn__family clattn__family_linear = {"linear", linear_create, linear_execute,
                                               linear_release};
+
+static int cmp_double(const void *a, const void *b) {
+  const double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+int clattn__linear_profile(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o, int reps,
+                           const char **names, double *ms) {
+  if (!p || p->family != &clattn__family_linear || reps < 1) return -1;
+  linear_state *s = p->state;
+  double *t = calloc((size_t)reps * K_COUNT, sizeof *t);
+  if (!t) {
+    clattn__fail(p->ctx, CLATTN_ERROR_OUT_OF_MEMORY, "profile: host allocation failed");
+    return -1;
+  }
+  int n = -1;
+  bool seen[K_COUNT] = {false};
+  s->profile = true;
+  for (int r = 0; r < reps; r++) {
+    if (linear_execute(p, q, k, v, o, NULL, 0, NULL, NULL) != CLATTN_SUCCESS) goto done;
+    cl_int err = clFinish(p->ctx->queue);
+    for (int i = 0; i < K_COUNT && err == CL_SUCCESS; i++) {
+      if (!s->ev[i]) continue;
+      cl_ulong t0 = 0, t1 = 0;
+      err = clGetEventProfilingInfo(s->ev[i], CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL);
+      if (err == CL_SUCCESS)
+        err = clGetEventProfilingInfo(s->ev[i], CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL);
+      t[(size_t)i * (size_t)reps + (size_t)r] = (double)(t1 - t0) * 1e-6;
+      seen[i] = true;
+    }
+    if (err != CL_SUCCESS) {
+      clattn__cl_fail(p->ctx, "clGetEventProfilingInfo", err, "linear profile");
+      goto done;
+    }
+  }
+  n = 0;
+  for (int i = 0; i < K_COUNT; i++) {
+    if (!seen[i]) continue;
+    qsort(t + (size_t)i * (size_t)reps, (size_t)reps, sizeof *t, cmp_double);
+    names[n] = i == K_OUT && s->causal ? "lin_causal" : kernel_names[i];
+    ms[n] = t[(size_t)i * (size_t)reps + (size_t)reps / 2];
+    n++;
+  }
+done:
+  s->profile = false;
+  free(t);
+  return n;
+}
 
 clattn_status clattn_plan_redraw_features(clattn_plan p, uint64_t seed) {
   if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;

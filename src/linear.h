@@ -21,19 +21,44 @@ clattn_status clattn__favor_draw(int head_dim, int m, uint64_t seed, float *out)
 
 /* Kernel configuration of cl/linear.cl (its -D parameters). */
 typedef struct clattn__linear_cfg {
-  int chunk; /* keys per chunk: causal chunk size, or non-causal split length */
-  int bd;    /* value columns per work-group (multiple of tc) */
-  int bq;    /* query rows per output work-group (multiple of tf) */
-  int bk;    /* keys per intra sub-tile of the output kernel (multiple of tc) */
-  int bks;   /* keys per sub-tile of the state kernel */
-  int tf;    /* work-items of the state kernel along features */
-  int tr;    /* work-items of the output kernel along query rows */
-  int tc;    /* work-items along value columns / intra keys (both kernels) */
+  int chunk;   /* CH: keys (and queries) per sequential step of lin_causal */
+  int split;   /* keys per state split (non-causal) or segment (causal); 0: automatic */
+  int bd;      /* value columns per work-group (multiple of 4, src, arc and ctc) */
+  int bks;     /* lin_state: keys per tile */
+  int srf;     /* lin_state: features per work-item */
+  int src;     /* lin_state: columns per work-item */
+  int bq;      /* lin_apply: query rows per work-group (multiple of arq) */
+  int arq;     /* lin_apply: rows per work-item */
+  int arc;     /* lin_apply: columns per work-item */
+  int afs;     /* lin_apply: features per slice (multiple of 4) */
+  int bpw;     /* lin_apply: row blocks per work-group; 0: automatic */
+  int nosres;  /* lin_apply: 1 keeps S out of local memory (tests) */
+  int maxreg;  /* NVIDIA: -cl-nv-maxrregcount (0: the compiler's choice) */
+  int kunroll; /* unroll the products' reduction loops: 0 per-kernel default, 1 none, 2 all */
+  int ctr;     /* lin_causal: work-items along rows / features */
+  int ctc;     /* lin_causal: work-items along columns / keys */
+  int cfs;     /* lin_causal: features per slice (multiple of 4) */
+  int fbr;     /* lin_feat: rows per work-group (multiple of frr) */
+  int frr;     /* lin_feat: rows per work-item */
+  int frf;     /* lin_feat: features per work-item */
+  int fds;     /* lin_feat: head-dim slice */
 } clattn__linear_cfg;
 
-/* Parses "chunk=16,bq=32,..." (any subset, any order) over *cfg: the
- * internal override $CLATTN_LINEAR_OVERRIDE, read at plan creation (tests use
- * it to force chunk sizes and tilings). */
+/* Parses "chunk=16,bq=32,..." (any subset, any order; the keys are the
+ * field names above) over *cfg: the internal override
+ * $CLATTN_LINEAR_OVERRIDE, read at plan creation (tests use it to force
+ * chunk and split sizes and tilings). */
 clattn_status clattn__linear_cfg_parse(const char *s, clattn__linear_cfg *cfg);
+
+/* Most kernels one execution of a linear plan enqueues. */
+#define CLATTN_LINEAR_MAX_KERNELS 6
+
+/* Per-kernel profile of a linear plan (benchmarks): runs the plan `reps`
+ * times, one kernel at a time with profiling events (the context's queue
+ * must have profiling enabled), and returns the number of kernels with
+ * their names and median milliseconds. Negative on failure (the context's
+ * message says why). */
+int clattn__linear_profile(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o, int reps,
+                           const char **names, double *ms);
 
 #endif /* CLATTN_LINEAR_H */

@@ -132,30 +132,27 @@ clattn_status clattn_favor_features(int head_dim, int num_features, uint64_t see
 
 clattn_status clattn__linear_cfg_parse(const char *s, clattn__linear_cfg *cfg) {
   clattn__linear_cfg c = *cfg;
+  struct {
+    const char *key;
+    int *field;
+  } const keys[] = {{"chunk", &c.chunk},   {"split", &c.split},     {"bd", &c.bd},
+                    {"bks", &c.bks},       {"srf", &c.srf},         {"src", &c.src},
+                    {"bq", &c.bq},         {"arq", &c.arq},         {"arc", &c.arc},
+                    {"afs", &c.afs},       {"bpw", &c.bpw},         {"nosres", &c.nosres},
+                    {"maxreg", &c.maxreg}, {"kunroll", &c.kunroll}, {"ctr", &c.ctr},
+                    {"ctc", &c.ctc},       {"cfs", &c.cfs},         {"fbr", &c.fbr},
+                    {"frr", &c.frr},       {"frf", &c.frf},         {"fds", &c.fds}};
   if (!strncmp(s, "linear:", 7)) s += 7;
   while (*s) {
     char key[8] = {0};
     int val = 0, used = 0;
     if (sscanf(s, "%7[a-z]=%d%n", key, &val, &used) != 2 || val < 1)
       return CLATTN_ERROR_INVALID_ARGUMENT;
-    if (!strcmp(key, "chunk"))
-      c.chunk = val;
-    else if (!strcmp(key, "bd"))
-      c.bd = val;
-    else if (!strcmp(key, "bq"))
-      c.bq = val;
-    else if (!strcmp(key, "bk"))
-      c.bk = val;
-    else if (!strcmp(key, "bks"))
-      c.bks = val;
-    else if (!strcmp(key, "tf"))
-      c.tf = val;
-    else if (!strcmp(key, "tr"))
-      c.tr = val;
-    else if (!strcmp(key, "tc"))
-      c.tc = val;
-    else
-      return CLATTN_ERROR_INVALID_ARGUMENT;
+    size_t i = 0;
+    while (i < sizeof keys / sizeof keys[0] && strcmp(key, keys[i].key))
+      i++;
+    if (i == sizeof keys / sizeof keys[0]) return CLATTN_ERROR_INVALID_ARGUMENT;
+    *keys[i].field = val;
     s += used;
     if (*s == ',')
       s++;

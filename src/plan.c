@@ -81,13 +81,6 @@ static clattn_status plan_build(clattn_context ctx, const clattn_attention_desc 
     free(p);
     return st;
   }
-  if (p->desc.dtype != CLATTN_DTYPE_F32 && p->desc.algo == CLATTN_ALGO_LINEAR) {
-    free(p);
-    return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
-                        "desc.dtype %s is implemented by the flash, sparse and naive families, "
-                        "not yet by desc.algo LINEAR",
-                        clattn__dtype_name(desc->dtype));
-  }
   if (clattn__mask_is_sparse(p->desc.mask)) {
     if (p->desc.algo == CLATTN_ALGO_LINEAR) {
       free(p);

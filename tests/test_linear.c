@@ -27,11 +27,17 @@
  * Inputs are fresh per case, seeded from the case label (printed with the
  * seed on failure; $CLATTN_TEST_SEED changes the base seed).
  *
- * Run time: every distinct (head_dim, features, map, causal, tiling) builds
- * one program (about a second on PoCL); the cases share programs (about 30
- * in all): 20-35 s from cold caches on a 2-core PoCL CPU, ~2 s warm. The
- * chunk size and tilings are forced through the internal override
- * $CLATTN_LINEAR_OVERRIDE (and clattn_plan_create_with_config in test_api).
+ * f16 / bf16 storage (test_half): the inputs are rounded to the storage type
+ * and the reference computed from the rounded values (as stored); the
+ * device accumulates in f32 and rounds the output once, so the flash tests'
+ * per-dtype bounds apply (tu_rel_tol: 1e-3 for f16, 1e-2 for bf16).
+ *
+ * Run time: every distinct (dtype, head_dim, features, map, causal, tiling,
+ * vector access) builds one program (about a second on PoCL); the cases
+ * share programs (about 40 in all): about 50 s from cold caches on a 2-core
+ * PoCL CPU (test_half about 9 s of it), a few seconds warm. The chunk and split sizes and tilings are
+ * forced through the internal override $CLATTN_LINEAR_OVERRIDE (and
+ * clattn_plan_create_with_config in test_api).
  * The whole file also passes on an NVIDIA H200 (CLATTN_DEVICE=nvidia), whose
  * built-in configurations differ from the CPU's.
  */
@@ -93,8 +99,10 @@ static int64_t off4(const clattn_strides *s, int64_t b, int64_t h, int64_t i, in
   return b * s->batch + h * s->head + i * s->seq + x * s->dim;
 }
 
-/* Scales the logical elements of a host tensor and rewrites its buffer. */
+/* Scales the logical elements of a host tensor and rewrites its buffer
+ * (f32 problems only). */
 static int rescale(tu_problem *p, float *host, cl_mem buf, size_t n, double amp) {
+  if (p->desc.dtype != CLATTN_DTYPE_F32) return -1;
   for (size_t i = 0; i < n; i++)
     if (!isnan(host[i])) host[i] = (float)(host[i] * amp);
   return clEnqueueWriteBuffer(clattn_context_queue(p->ctx), buf, CL_TRUE, 0, n * sizeof(float),
@@ -116,6 +124,7 @@ static int run_linear(clattn_context ctx, const clattn_attention_desc *d, const 
   tu_report rep;
   clattn_plan plan = NULL;
   float *ho = NULL;
+  void *raw = NULL;
   int ret = -1;
   if (tu_problem_init(&p, ctx, d, TU_INPUT_UNIFORM, 0, label, &rep)) {
     snprintf(r->error, sizeof r->error, "problem init: %s", rep.summary);
@@ -160,13 +169,24 @@ static int run_linear(clattn_context ctx, const clattn_attention_desc *d, const 
     goto done;
   }
   ho = malloc(p.elems[3] * sizeof(float));
+  raw = malloc((p.elems[3] ? p.elems[3] : 1) * p.esize);
   r->out = malloc((size_t)B * H * Nq * D * sizeof(float));
-  if (!ho || !r->out) goto io_fail;
-  if (tu_buffer_read(ctx, p.o, ho, p.elems[3] * sizeof(float)) != CL_SUCCESS) goto io_fail;
+  if (!ho || !raw || !r->out) goto io_fail;
+  if (tu_buffer_read(ctx, p.o, raw, p.elems[3] * p.esize) != CL_SUCCESS) goto io_fail;
+  for (size_t e = 0; e < p.elems[3]; e++) { /* as float; 16-bit poison becomes NaN */
+    const uint16_t *h16 = raw;
+    ho[e] = d->dtype == CLATTN_DTYPE_F16    ? tu_half_to_float(h16[e])
+            : d->dtype == CLATTN_DTYPE_BF16 ? tu_bf16_to_float(h16[e])
+                                            : ((const float *)raw)[e];
+  }
   if (compare) {
     r->ref = malloc((size_t)B * H * Nq * D * sizeof(double));
     if (!r->ref) goto io_fail;
-    st = clattn_reference_linear(clattn_plan_desc(plan), p.hq, p.hk, p.hv, NULL, r->ref, NULL, 0);
+    /* 16-bit storage: the reference reads the inputs as stored. */
+    const int f32 = d->dtype == CLATTN_DTYPE_F32;
+    st = clattn_reference_linear(clattn_plan_desc(plan), f32 ? (const void *)p.hq : p.sq,
+                                 f32 ? (const void *)p.hk : p.sk, f32 ? (const void *)p.hv : p.sv,
+                                 NULL, r->ref, NULL, 0);
     if (st != CLATTN_SUCCESS) {
       snprintf(r->error, sizeof r->error, "clattn_reference_linear: %s", clattn_status_string(st));
       goto done;
@@ -201,7 +221,8 @@ static int run_linear(clattn_context ctx, const clattn_attention_desc *d, const 
         }
       }
   for (size_t e = 0; e < p.elems[3]; e++)
-    if (!touched[e] && !tu_is_poison(ho[e])) r->pad_clobbered++;
+    if (!touched[e] && (d->dtype == CLATTN_DTYPE_F32 ? !tu_is_poison(ho[e]) : !isnan(ho[e])))
+      r->pad_clobbered++;
   free(touched);
   r->rel = den > 0.0 ? sqrt(num / den) : sqrt(num);
   ret = 0;
@@ -210,6 +231,7 @@ io_fail:
   snprintf(r->error, sizeof r->error, "host allocation or buffer transfer failed");
 done:
   free(ho);
+  free(raw);
   clattn_plan_release(plan);
   tu_problem_free(&p);
   return ret;
@@ -223,8 +245,9 @@ static void check_case(clattn_context ctx, const clattn_attention_desc *d, const
   int rc = run_linear(ctx, d, label, override, 1.0, 1.0, 0, 1, &r);
   char ds[512];
   tu_desc_string(d, ds, sizeof ds);
-  const int ok = rc == 0 && r.rel <= LIN_REL_TOL && r.nonfinite == 0 && r.zero_rows_bad == 0 &&
-                 r.pad_clobbered == 0;
+  const double tol = d->dtype == CLATTN_DTYPE_F32 ? LIN_REL_TOL : tu_rel_tol(d->dtype);
+  const int ok =
+      rc == 0 && r.rel <= tol && r.nonfinite == 0 && r.zero_rows_bad == 0 && r.pad_clobbered == 0;
   if (!ok || getenv("CLATTN_TEST_VERBOSE"))
     print_message("%s %s: seed 0x%016" PRIx64 " rel %.3g nonfinite %zu zero-row errors %zu "
                   "padding written %zu | %s | %s | override %s %s\n",
@@ -280,18 +303,53 @@ static void test_shapes_favor(void **state) {
   RUN_SHAPES(*state, CLATTN_FEATURE_FAVOR, favor_cases);
 }
 
+/* ---- 16-bit storage ------------------------------------------------------- */
+
+/* f16 and bf16 storage for Q, K, V, O with f32 accumulation, every map,
+ * causal and not, on shapes that are not tile multiples: vector rows (BSHD,
+ * GQA, d = 40), scalar rows (padded strides), seq_q > seq_kv. */
+static void test_half(void **state) {
+  clattn_context ctx = *state;
+  static const struct {
+    lin_case c;
+    clattn_feature_map map;
+    int causal;
+  } cases[] = {
+      {{2, 4, 2, 65, 100, 40, 1, 0}, CLATTN_FEATURE_ELU1, 0},
+      {{2, 4, 2, 65, 100, 40, 1, 0}, CLATTN_FEATURE_ELU1, 1},
+      {{1, 3, 3, 65, 257, 64, 2, 100}, CLATTN_FEATURE_FAVOR, 0},
+      {{1, 3, 3, 65, 257, 64, 2, 100}, CLATTN_FEATURE_FAVOR, 1},
+      {{1, 2, 2, 257, 7, 16, 0, 0}, CLATTN_FEATURE_RELU, 1},
+  };
+  const clattn_dtype dts[2] = {CLATTN_DTYPE_F16, CLATTN_DTYPE_BF16};
+  for (int t = 0; t < 2; t++)
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+      clattn_attention_desc d = make_desc(&cases[i].c, cases[i].map, cases[i].causal);
+      d.dtype = dts[t];
+      const lin_case *c = &cases[i].c;
+      char label[160];
+      snprintf(label, sizeof label, "linear/%s/%s/c%d/q%d-k%d-d%d-L%d", t ? "bf16" : "f16",
+               map_tag(cases[i].map), cases[i].causal, c->seq_q, c->seq_kv, c->head_dim, c->layout);
+      check_case(ctx, &d, label, NULL);
+    }
+}
+
 /* ---- causal chunking ------------------------------------------------------ */
 
-/* Causal chunked == the naive causal formula (the reference) for chunk 1, a
- * middle value (13), and one chunk holding every key (2000); plus a GPU-like
- * tiling (several column tiles, small work-groups), on square and
- * seq_q < seq_kv problems; and a non-causal reduction over many chunks.
- * (bks=1 makes chunks 1 and 13 share one program.) */
+/* Causal chunked == the naive causal formula (the reference). Two levels:
+ * segments of `split` keys (their states summed by lin_state, prefixed by
+ * lin_scan) walked chunk by chunk (`chunk` keys) by lin_causal. Chunk 1 with
+ * one chunk per segment (only the prefixes), a middle chunk (13, no tile
+ * multiple) with segments of 3 chunks, one segment holding every key (no
+ * prefix; the chunk walk alone), and a GPU-like tiling (three column tiles,
+ * float4 register groups, 16 work-items), on square and seq_q < seq_kv
+ * problems; and a non-causal reduction over many splits. */
 static void test_causal_chunks(void **state) {
   clattn_context ctx = *state;
   static const lin_case cases[] = {{1, 2, 1, 257, 257, 40, 0, 0}, {2, 2, 2, 100, 300, 40, 1, 0}};
-  static const char *const overrides[] = {"chunk=1", "chunk=13,bks=1", "chunk=2000",
-                                          "chunk=16,bd=16,tf=8,tc=8,bq=16,bk=8,bks=8"};
+  static const char *const overrides[] = {
+      "chunk=1,split=1", "chunk=13,split=39,bks=1", "split=2000",
+      "chunk=16,split=48,bd=16,ctr=4,ctc=4,cfs=8,bks=8,srf=4,src=4"};
   const clattn_feature_map maps[2] = {CLATTN_FEATURE_ELU1, CLATTN_FEATURE_FAVOR};
   for (int m = 0; m < 2; m++)
     for (int o = 0; o < 4; o++)
@@ -302,13 +360,19 @@ static void test_causal_chunks(void **state) {
                  cases[i].seq_q, cases[i].seq_kv);
         check_case(ctx, &d, label, overrides[o]);
       }
+  /* Non-causal: 10 splits; and the apply kernel's pipeline over 3 row
+   * blocks per work-group and 5 feature slices with S staged per slice. */
   static const lin_case nc = {2, 2, 1, 100, 300, 40, 0, 0};
-  for (int m = 0; m < 2; m++) {
-    clattn_attention_desc d = make_desc(&nc, maps[m], 0);
-    char label[96];
-    snprintf(label, sizeof label, "linear/chunks/%s/noncausal-10-chunks", map_tag(maps[m]));
-    check_case(ctx, &d, label, "chunk=32");
-  }
+  static const char *const nc_overrides[] = {"split=32",
+                                             "split=48,bq=8,arq=2,arc=4,afs=8,bpw=3,nosres=1"};
+  for (int m = 0; m < 2; m++)
+    for (int o = 0; o < 2; o++) {
+      clattn_attention_desc d = make_desc(&nc, maps[m], 0);
+      char label[128];
+      snprintf(label, sizeof label, "linear/chunks/%s/noncausal/%s", map_tag(maps[m]),
+               nc_overrides[o]);
+      check_case(ctx, &d, label, nc_overrides[o]);
+    }
 }
 
 /* ---- FAVOR+ features -------------------------------------------------------- */
@@ -586,17 +650,20 @@ static void test_api(void **state) {
   setenv("CLATTN_LINEAR_OVERRIDE", "chunk=banana", 1);
   assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_ERROR_INVALID_ARGUMENT);
   assert_non_null(strstr(clattn_context_last_error(ctx), "CLATTN_LINEAR_OVERRIDE"));
-  setenv("CLATTN_LINEAR_OVERRIDE", "bd=12,tc=8", 1); /* bd not a multiple of tc */
+  setenv("CLATTN_LINEAR_OVERRIDE", "bd=12,src=8", 1); /* bd not a multiple of src */
   assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_ERROR_INVALID_ARGUMENT);
   unsetenv("CLATTN_LINEAR_OVERRIDE");
   assert_null(plan);
 
-  /* Workspace: B·Hk·chunks·F·(d+1) floats of states (causal, chunk 32). */
+  /* Workspace (causal, segments of 32 keys: 4 of them, chunks of 16, one
+   * column block): B·Hk·segments·F·(d+1) floats of segment states and
+   * B·H·segments·F·(bd+1) of running states. */
   d.mask = CLATTN_MASK_CAUSAL;
-  setenv("CLATTN_LINEAR_OVERRIDE", "chunk=32", 1);
+  setenv("CLATTN_LINEAR_OVERRIDE", "chunk=16,split=32,bd=40", 1);
   assert_int_equal(clattn_plan_create(ctx, &d, CLATTN_PLAN_LAZY_WORKSPACE, &plan), CLATTN_SUCCESS);
   unsetenv("CLATTN_LINEAR_OVERRIDE");
-  assert_true(clattn_plan_workspace_size(plan) == (size_t)2 * 2 * 4 * 40 * 41 * sizeof(float));
+  assert_true(clattn_plan_workspace_size(plan) ==
+              ((size_t)2 * 2 * 4 * 40 * 41 + (size_t)2 * 4 * 4 * 40 * 41) * sizeof(float));
   assert_non_null(strstr(clattn_plan_describe(plan), "linear elu+1"));
   assert_int_equal(clattn_plan_desc(plan)->num_features, 40);
   assert_int_equal(clattn_plan_redraw_features(plan, 3), CLATTN_ERROR_INVALID_ARGUMENT);
@@ -620,7 +687,7 @@ static void test_api(void **state) {
   tu_problem_free(&p);
 
   /* A forced configuration through the public API (the linear syntax). */
-  assert_int_equal(clattn_plan_create_with_config(ctx, &d, 0, "chunk=16,bq=8,tr=8", &plan),
+  assert_int_equal(clattn_plan_create_with_config(ctx, &d, 0, "chunk=16,bq=8,arq=8", &plan),
                    CLATTN_SUCCESS);
   assert_non_null(strstr(clattn_plan_describe(plan), "chunk=16"));
   assert_non_null(strstr(clattn_plan_describe(plan), "override"));
@@ -663,6 +730,7 @@ int main(void) {
       cmocka_unit_test(test_shapes_elu1),
       cmocka_unit_test(test_shapes_relu),
       cmocka_unit_test(test_shapes_favor),
+      cmocka_unit_test(test_half),
       cmocka_unit_test(test_causal_chunks),
       cmocka_unit_test(test_favor_generator),
       cmocka_unit_test(test_favor_determinism),

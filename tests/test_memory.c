@@ -130,12 +130,13 @@ static void test_estimate_growth(void **state) {
     w.sparse.window_left = w.sparse.window_right = 256;
     clattn_attention_desc l = desc_of(CLATTN_ALGO_LINEAR, 1, 4, 0, n, n, 64, CLATTN_MASK_CAUSAL);
     const size_t ws = estimate_ok(ctx, &w), ls = estimate_ok(ctx, &l);
-    printf("  N=%d: window tile lists %zu bytes, linear causal states %zu bytes\n", n, ws, ls);
+    printf("  N=%d: window tile lists %zu bytes, linear causal workspace %zu bytes\n", n, ws, ls);
     assert_true(ws > 0 && ls > 0);
     if (w1) {
       const double gw = (double)ws / (double)w1, gl = (double)ls / (double)l1;
       if (gw < 1.8 || gw > 2.2) fail_msg("window lists grew %.3fx when N doubled", gw);
-      if (gl < 1.8 || gl > 2.2) fail_msg("linear states grew %.3fx when N doubled", gl);
+      /* at most linear (the causal scan's scratch is per segment: it may stay flat) */
+      if (gl > 2.2) fail_msg("linear workspace grew %.3fx when N doubled", gl);
     }
     w1 = ws;
     l1 = ls;

@@ -87,6 +87,7 @@ typedef struct cli_problem {
   bool compare_softmax;   /* also measure the error against exact softmax attention */
   uint64_t reserve_bytes; /* device memory allocated and touched before the plan (run --reserve):
                              the rest of a model that must fit beside the attention */
+  bool profile;           /* linear family: also time each kernel (cli_result.kernels) */
 } cli_problem;
 
 /* Creates the context for --device, printing the library's detail on failure
@@ -120,6 +121,10 @@ typedef struct cli_result {
   bool compared;
   double approx_rel_err, approx_cos; /* ‖o − o_softmax‖/‖o_softmax‖, mean row cosine */
   long approx_rows, approx_heads;    /* rows and heads compared */
+  /* --profile (linear family): median milliseconds of each kernel. */
+  int nkernels;
+  const char *kernel_names[8];
+  double kernel_ms[8];
 } cli_result;
 
 /* Floating-point operations of one attention: 4·B·H·Nq·Nk·d, counting only

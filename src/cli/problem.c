@@ -1,5 +1,6 @@
 /* problem.c — options shared by run and bench, and one problem's setup, timing and verification. */
 #include "cli.h"
+#include "linear.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -436,6 +437,16 @@ clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result
     return st;
   }
   cli_stats(pt.times, p->reps, &r->median_ms, &r->min_ms, &r->max_ms);
+  if (p->profile && r->algo == CLATTN_ALGO_LINEAR) {
+    const int n = clattn__linear_profile(pt.plan, pt.buf[0], pt.buf[1], pt.buf[2], pt.buf[3],
+                                         p->reps, r->kernel_names, r->kernel_ms);
+    if (n < 0) {
+      fail(r, CLATTN_ERROR_OPENCL, "per-kernel profile: %s", clattn_context_last_error(ctx));
+      release_point(&pt);
+      return r->status;
+    }
+    r->nkernels = n;
+  }
   if (r->median_ms > 0) {
     r->tflops = r->flops / (r->median_ms * 1e-3) / 1e12;
     r->gbps = (double)r->io_bytes / (r->median_ms * 1e-3) / 1e9;

@@ -84,6 +84,16 @@ void cli_json_result_peak(FILE *f, const char *device, const cli_problem *p, con
   cli_json_number(f, r->tflops);
   fputs(", \"gbps\": ", f);
   cli_json_number(f, r->gbps);
+  if (r->nkernels) {
+    fputs(", \"kernels\": {", f);
+    for (int i = 0; i < r->nkernels; i++) {
+      if (i) fputs(", ", f);
+      cli_json_string(f, r->kernel_names[i]);
+      fputs(": ", f);
+      cli_json_number(f, r->kernel_ms[i]);
+    }
+    fputs("}", f);
+  }
   if (!isnan(speedup)) {
     fputs(", \"speedup_vs_naive\": ", f);
     cli_json_number(f, speedup);

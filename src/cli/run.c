@@ -6,14 +6,14 @@
 
 typedef struct run_opts {
   cli_common common;
-  int algo, seq, seq_q, seq_kv, lse, json;
+  int algo, seq, seq_q, seq_kv, lse, json, profile;
   const char *mask;    /* --mask specification (mask.c) */
   const char *compare; /* --compare: NULL or "softmax" */
   uint64_t reserve;    /* --reserve: device bytes taken before the run */
 } run_opts;
 
 static cli_opt_table run_table(run_opts *o) {
-  static cli_opt t[10];
+  static cli_opt t[11];
   const cli_opt opts[] = {
       {"algo", NULL, CLI_OPT_CHOICE, &o->algo, 0, 0, cli_algo_names, "family (default flash)"},
       {"seq", "N", CLI_OPT_INT, &o->seq, 1, 0, NULL, "query and key length (default 2048)"},
@@ -23,6 +23,8 @@ static cli_opt_table run_table(run_opts *o) {
        "none, causal (bottom-right aligned) or a sparse pattern, below (default none)"},
       {"lse", NULL, CLI_OPT_FLAG, &o->lse, 0, 1, NULL, "also write (and check) the log-sum-exp"},
       {"json", NULL, CLI_OPT_FLAG, &o->json, 0, 1, NULL, "print one JSON object instead of text"},
+      {"profile", NULL, CLI_OPT_FLAG, &o->profile, 0, 1, NULL,
+       "--algo linear: also time each kernel (median over the runs, one kernel at a time)"},
       {"compare", "WHAT", CLI_OPT_STR, &o->compare, 0, 0, NULL,
        "softmax: also print the error of the output against exact softmax attention on the "
        "same inputs (relative error, mean cosine similarity of output rows; for --algo linear, "
@@ -92,6 +94,9 @@ static void print_result(const cli_problem *p, const cli_result *r) {
            cli_fmt_bytes(p->reserve_bytes, true, b2, sizeof b2),
            cli_fmt_bytes(p->reserve_bytes + r->mem_bytes, true, b3, sizeof b3));
   printf("timing    : %s\n", r->timing);
+  for (int i = 0; i < r->nkernels; i++)
+    printf("%s%s %.4f ms", i ? ", " : "kernels   : ", r->kernel_names[i], r->kernel_ms[i]);
+  if (r->nkernels) printf("\n");
   if (!r->verified) {
     printf("verify    : %s\n", p->verify ? "not done (error)" : "skipped");
     return;
@@ -135,6 +140,7 @@ int cli_cmd_run(int argc, char **argv) {
   }
   p.compare_softmax = o.compare != NULL;
   p.reserve_bytes = o.reserve;
+  p.profile = o.profile != 0;
   cli_mask mask;
   cli_mask_init(&mask);
   if ((rc = cli_parse_mask("mask", o.mask, &mask))) return rc;
