@@ -163,7 +163,8 @@ void clattn_context_release(clattn_context ctx);
  *     CLBlast's SGEMM reads, the softmax and both GEMMs run in f32 and the
  *     output is rounded into o in o's layout. The copies are part of the
  *     plan's workspace (clattn_plan_workspace_size);
- *   - linear: f32 (16-bit storage is refused with CLATTN_ERROR_UNSUPPORTED).
+ *   - linear: f32, f16, bf16 natively (inputs converted as they are loaded,
+ *     features, states and sums in f32).
  */
 typedef enum clattn_dtype {
   CLATTN_DTYPE_F32 = 0,
