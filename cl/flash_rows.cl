@@ -102,11 +102,7 @@ flash_rows(__global const stype *restrict Q, __global const stype *restrict K,
   const int t0 = sp_tile_off[qb];
   const int ntiles = sp_tile_off[qb + 1] - t0;
 #else
-  int kv_end = Nk;
-#if CAUSAL
-  kv_end = clamp(min(q0 + BM, Nq) - 1 + off + 1, 0, Nk);
-#endif
-  const int ntiles = (kv_end + BN - 1) / BN;
+  const int ntiles = flash_dense_tiles(q0, BM, BN, Nq, Nk, CAUSAL);
 #endif
 
   for (int t = 0; t < ntiles; t++) {

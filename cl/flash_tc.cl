@@ -232,11 +232,7 @@ flash_tc(__global const ushort *restrict Q, __global const ushort *restrict K,
   }
 
   const int off = Nk - Nq;
-  int kv_end = Nk;
-#if CAUSAL
-  kv_end = clamp(min(q0 + BM, Nq) - 1 + off + 1, 0, Nk);
-#endif
-  const int ntiles = (kv_end + BN - 1) / BN;
+  const int ntiles = flash_dense_tiles(q0, BM, BN, Nq, Nk, CAUSAL);
   /* ldmatrix addresses: lane L addresses row L&7 of matrix L>>3. K: keys +8
    * for matrices 2,3, dims +8 for 1,3. V (.trans): keys +8 for 1,3, dims +8
    * for 2,3. */
