@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh [quick|core|half|tc|tcextra|compare|families|linear|all|plots]; logs go to $OUT (or ./gpu-out).
+# Usage (device machine, repo root): bash bench/gpu.sh [quick|core|half|tc|tcextra|compare|families|linear|lintc|all|plots]; logs go to $OUT (or ./gpu-out).
 # `plots` (not part of `all`): the issue-7 sweep, peak, memory table + OOM check and PNGs, in $OUT/plots.tar.gz (log: $OUT/plots.log).
 set -uo pipefail
 what=${1:-all}
@@ -165,6 +165,13 @@ if [[ $what == plots ]]; then
   cp "$LOG" "$P/"; git rev-parse --short HEAD >"$P/commit.txt" 2>/dev/null
   tar czf "$OUT/plots.tar.gz" -C "$(dirname "$P")" plots
   grep -E "^== |check |flash: N|naive: N|wrote|FMA|copy" "$LOG" | tail -40
+fi
+
+if [[ $what == lintc ]]; then
+  # linear on tensor cores: the linear tests on the GPU, registers, TC vs FMA kernels (RESULTS §4)
+  timeout 300 ./build/tests/test_linear >"$OUT/test_linear.log" 2>&1; echo "test_linear rc=$?"; tail -3 "$OUT/test_linear.log"
+  OUT=$OUT bash bench/linear_sweep.sh regs; grep -A4 "TC=1" "$OUT/regs.txt" | grep -E "==|Compiling|registers|spill" | cut -c1-160
+  OUT=$OUT bash bench/linear_sweep.sh tc | cut -d'|' -f2-10 | tail -30
 fi
 
 if [[ $what == linear ]]; then

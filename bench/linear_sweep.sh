@@ -1,6 +1,8 @@
 # linear_sweep.sh — linear-attention GPU sweep: per-kernel times, bandwidth, crossover with flash.
 # Usage (device machine, repo root, after building ./build/clattn):
-#   bash bench/linear_sweep.sh [sweep|crossover|extra|variants|regs|all] ; JSON lines and tables go to $OUT.
+#   bash bench/linear_sweep.sh [sweep|crossover|extra|variants|tc|regs|all] ; JSON lines and tables go to $OUT.
+# tc: tensor-core lin_state / lin_apply (the default on NVIDIA sm_80+) against the FMA kernels
+# (CLATTN_LINEAR_OVERRIDE=tc=1) on the same shapes in the same run, plus TC tile variants.
 # Problem: d = 64, f32, B·H = 16 (B = 1, H = 16), elu+1 and FAVOR+ m = 256, causal and not.
 set -uo pipefail
 what=${1:-all}
@@ -62,6 +64,20 @@ if [[ $what == variants || $what == all ]]; then
   } >"$OUT/linear_variants.jsonl"
 fi
 
+if [[ $what == tc || $what == all ]]; then
+  {
+    for pt in "elu none 131072" "elu none 65536" "favor:256 none 65536" "elu causal 65536" "favor:256 causal 65536"; do
+      set -- $pt
+      for ov in "" tc=1; do CLATTN_LINEAR_OVERRIDE=$ov lin $1 $2 $3 --no-verify; done
+    done
+    lin elu none 16384 --verify
+    lin favor:256 none 16384 --verify
+    for ov in ${VAR_TC:-taw=8 taw=2,tam=2 bks=8 nosres=1 tsw=2,tsm=2 bpw=1 bpw=16 split=4096 split=1024}; do
+      CLATTN_LINEAR_OVERRIDE=$ov lin elu none 131072 --no-verify
+    done
+  } >"$OUT/linear_tc.jsonl"
+fi
+
 if [[ $what == regs ]]; then
   # registers and spills of every kernel (NVIDIA: -cl-nv-verbose), default GPU configurations
   cc -O2 -o build/nv_build_log bench/nv_build_log.c -lOpenCL || exit 1
@@ -71,6 +87,10 @@ if [[ $what == regs ]]; then
            "-DF=64 -DMAP=0 -DCAUSAL=1 -DSRF=4 -DBKS=32 -DZLOC=1 $d" "-DF=256 -DMAP=2 -DCAUSAL=1 -DBKS=16 $d"; do
     echo "== $v"; ./build/nv_build_log NVIDIA cl/linear.cl "$base $v ${REGS_EXTRA:-}" | grep -E "Function properties|Compiling entry|registers|spill|bytes stack|build"
   done >"$OUT/regs.txt" 2>&1
+  t="-DTC=1 -DSTW=4 -DSTM=1 -DTAW=4 -DTAM=1 -DBQ=64 -DBKS=16 -DZLOC=1 -DSPRE=1 -DF=64 -DMAP=0"
+  for v in "$t -DCAUSAL=0" "$t -DCAUSAL=0 -DTAM=2 -DBQ=128"; do
+    echo "== $v"; ./build/nv_build_log NVIDIA cl/linear.cl "$base $v" | grep -E "Compiling entry|registers|spill|bytes stack|build"
+  done >>"$OUT/regs.txt" 2>&1
   exit 0
 fi
 

@@ -134,6 +134,32 @@
 /* Explicit unrolling of the register-tile loops: on by default (GPUs keep
  * the tiles in registers); CPUs build with -DUNROLL_HINTS=0, which keeps
  * PoCL's compile time down at the same speed. */
+#ifndef TC
+#define TC 0 /* NVIDIA sm_80+: lin_state and lin_apply on tensor cores (3×TF32, see below) */
+#endif
+#ifndef STW
+#define STW 4 /* TC lin_state: warps, each owning STM 16-feature m-tiles × BD columns */
+#endif
+#ifndef STM
+#define STM 1
+#endif
+#ifndef TAW
+#define TAW 4 /* TC lin_apply: warps, each owning TAM 16-row m-tiles × BD columns */
+#endif
+#ifndef TAM
+#define TAM 1
+#endif
+
+#ifndef ILV
+/* Non-causal: split s of lin_state sums the key tiles s, s + nsplit, ... and
+ * lin_apply work-group g the row blocks g, g + groups, ..., so that the
+ * work-groups resident at one time stream neighbouring memory (contiguous
+ * runs per work-group spread the device over hundreds of distant streams:
+ * ~2 TB/s on an H200 against 4.2 TB/s for a copy). Causal segments stay
+ * contiguous (prefix states). */
+#define ILV (!CAUSAL)
+#endif
+
 #ifndef UNROLL_HINTS
 #define UNROLL_HINTS 1
 #endif
@@ -176,6 +202,21 @@
 #define SFP R4(STF * SRF) /* features covered (>= F) */
 #define LDKS (SFP + 4)    /* row stride of the key-feature tile */
 #define LDV (BD + 4)     /* row stride of value tiles */
+/* Staging of lin_state (both variants): SNT work-items, SKP key features
+ * per staged row (>= F), row strides SLDK / SLDV. Tensor cores: one warp per
+ * STM m-tiles of features, strides = 8 (mod 32) so that the fragment loads
+ * (rows t and t + 4, columns g of an 8-key step) hit 32 distinct banks. */
+#if TC
+#define SNT (STW * 32)
+#define SKP (STW * STM * 16)
+#define SLDK (SKP + (SKP % 32 ? 24 : 8))
+#define SLDV (BD + (BD % 32 ? 24 : 8))
+#else
+#define SNT NTS
+#define SKP SFP
+#define SLDK LDKS
+#define SLDV LDV
+#endif
 /* lin_apply */
 #define ATR (BQ / ARQ)
 #define ATC (BD / ARC)
@@ -205,6 +246,9 @@
 
 #if (BD % SRC) || (BD % ARC) || (BD % CTC) || (BQ % ARQ) || (BD % 4) || (FBR % FRR)
 #error "linear: BD must be a multiple of 4, SRC, ARC and CTC; BQ of ARQ; FBR of FRR"
+#endif
+#if TC && ((BD % 16) || (BKS % 8) || SKP < F)
+#error "linear TC: BD must be a multiple of 16, BKS of 8, and STW·STM·16 >= F"
 #endif
 #if (AFS % 4) || (CFS % 4) || (FDS < 1)
 #error "linear: AFS and CFS must be multiples of 4"
@@ -286,6 +330,46 @@ inline void st4(__global stype *base, long ro, long sd, int c, float4 x) {
   if (c + 3 < D) STORE(base, ro + (long)(c + 3) * sd, x.w);
 #endif
 }
+
+/* ---- tensor cores (TC, NVIDIA sm_80+) ----------------------------------
+ * f32 products on mma.sync m16n8k8 TF32 (10-bit mantissas) kept f32-accurate
+ * by splitting each operand x = hi + lo, hi = x rounded to TF32 and lo the
+ * remainder truncated to TF32, and summing a·b ≈ lo_a·hi_b + hi_a·lo_b +
+ * hi_a·hi_b (lo_a·lo_b < 2^-21·|a·b| is dropped): relative error per
+ * product ~2^-21, the f32 FMA path's order. Fragments (PTX ISA, m16n8k8
+ * .tf32; g = lane / 4, t = lane % 4): A a0 (g, t), a1 (g + 8, t), a2 (g, t + 4),
+ * a3 (g + 8, t + 4); B b0 (k t, n g), b1 (k t + 4, n g); C c0, c1 (g, 2t, 2t + 1),
+ * c2, c3 (g + 8, 2t, 2t + 1). */
+#if TC
+inline uint tf32_hi(float x) {
+  uint r;
+  __asm__("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+  return r;
+}
+#define SPLIT(x, hi, lo)                                                                          \
+  do {                                                                                            \
+    const float x_ = (x);                                                                         \
+    hi = tf32_hi(x_);                                                                             \
+    lo = as_uint(x_ - as_float(hi)) & 0xffffe000u;                                                \
+  } while (0)
+#define MMA8(c, a, b)                                                                             \
+  __asm__("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "     \
+          "{%8,%9}, {%0,%1,%2,%3};"                                                               \
+          : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                        \
+          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]))
+/* c += a·b to f32 accuracy (small terms first). */
+#define MMA3(c, ah, al, bh, bl)                                                                   \
+  do {                                                                                            \
+    MMA8(c, al, bh);                                                                              \
+    MMA8(c, ah, bl);                                                                              \
+    MMA8(c, ah, bh);                                                                              \
+  } while (0)
+inline float shfl_xor(float v, int m) {
+  float r;
+  __asm__ volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(m));
+  return r;
+}
+#endif
 
 #if !FAVOR
 inline float phi1(float x) {
@@ -431,15 +515,19 @@ lin_feat(__global const stype *restrict X, const long sb, const long sh, const l
  * Software pipeline: the next tile's global loads are issued before the
  * current tile's products (register prefetch, two local buffers, one
  * barrier per tile); z is summed while the tiles are staged. */
-#define NKL CDIV(BKS * (SFP / 4), NTS) /* key-feature float4s per work-item and tile */
-#define NVL CDIV(BKS * (BD / 4), NTS)  /* value float4s per work-item and tile */
-#define KSZ (BKS * LDKS)               /* floats of one key-feature buffer */
-#define VSZ (BKS * LDV)
+#define NKL CDIV(BKS * (SKP / 4), SNT) /* key-feature float4s per work-item and tile */
+#define NVL CDIV(BKS * (BD / 4), SNT)  /* value float4s per work-item and tile */
+#define KSZ (BKS * SLDK)               /* floats of one key-feature buffer */
+#if TC
+#define VSZ (2 * BKS * SLDV) /* TF32 hi parts, then lo parts (split once, read by every warp) */
+#else
+#define VSZ (BKS * SLDV)
+#endif
 #ifndef ZLOC
 #define ZLOC 0 /* z partials in local memory (fewer registers) instead of registers */
 #endif
 
-__kernel __attribute__((reqd_work_group_size(NTS, 1, 1))) void
+__kernel __attribute__((reqd_work_group_size(SNT, 1, 1))) void
 lin_state(__global const stype *restrict K, __global const stype *restrict V,
           __global const float *restrict PhiK, __global const float *restrict RMk,
           __global float *restrict S, __global float *restrict CM, const long ksb, const long ksh,
@@ -448,17 +536,26 @@ lin_state(__global const stype *restrict K, __global const stype *restrict V,
           const float sqk) {
   __local float4 Ks4[2 * KSZ / 4]; /* φ(k) rows [key][f], two buffers; z partials at the end */
   __local float4 Vs4[2 * VSZ / 4]; /* (w·v) rows [key][col], two buffers */
-  __local float red[NTS];
+  __local float red[SNT];
 #if ZLOC
-  __local float4 zl[BKS * (SFP / 4)]; /* z partials, one per staged position */
+  __local float4 zl[BKS * (SKP / 4)]; /* z partials, one per staged position */
 #endif
   const int lid = get_local_id(0);
   const int tf = lid / STC, tc = lid % STC;
   const int s = get_group_id(0), ct = get_group_id(1), bhk = get_group_id(2);
   const int b = bhk / Hk, hk = bhk % Hk;
   const int col0 = ct * BD;
+#if ILV
+  const int k0 = 0, klim = Nk, ntot = (Nk + BKS - 1) / BKS;
+  (void)k0;
+  const int ntile = s < ntot ? (ntot - s + nsplit - 1) / nsplit : 0;
+#define TILE0(t) ((s + (t)*nsplit) * BKS) /* first key of the split's tile t */
+  (void)L;
+#else
   const int k0 = s * L, klim = min(k0 + L, Nk);
   const int ntile = (klim - k0 + BKS - 1) / BKS;
+#define TILE0(t) (k0 + (t)*BKS)
+#endif
   __global const stype *Kb = K + (long)b * ksb + (long)hk * ksh;
   __global const stype *Vb = V + (long)b * vsb + (long)hk * vsh;
   __global const float *Pk = PhiK + (long)bhk * Nk * FPS;
@@ -472,24 +569,37 @@ lin_state(__global const stype *restrict K, __global const stype *restrict V,
 #if FAVOR
   {
     float m = -INFINITY;
-    for (int j = lid; j < klim - k0; j += NTS) m = fmax(m, Rk[k0 + j]);
+    for (int j = lid; j < ntile * BKS; j += SNT) {
+      const int key = TILE0(j / BKS) + j % BKS;
+      if (key < klim) m = fmax(m, Rk[key]);
+    }
     red[lid] = m;
     BARRIER;
     m = -INFINITY;
-    for (int u = 0; u < NTS; u++) m = fmax(m, red[u]);
+    for (int u = 0; u < SNT; u++) m = fmax(m, red[u]);
     M = m; /* finite: the split holds a key */
   }
 #endif
 
+#if TC
+  /* Warp wq owns the features [fw, fw + 16·STM) × the BD columns. */
+  const int wq = lid >> 5, gq = (lid & 31) >> 2, tq = lid & 3, fw = wq * (STM * 16);
+  float acc[STM][BD / 8][4];
+  UNROLL for (int m = 0; m < STM; m++) UNROLL for (int j = 0; j < BD / 8; j++)
+      UNROLL for (int e = 0; e < 4; e++) acc[m][j][e] = 0.0f;
+  (void)tf;
+  (void)tc;
+#else
   float acc[SRF][SRC];
   UNROLL for (int i = 0; i < SRF; i++) UNROLL for (int j = 0; j < SRC; j++) acc[i][j] = 0.0f;
+#endif
   float4 kr[NKL], vr[NVL];
 #if FAVOR
   float kw[NKL], vw[NVL];
 #endif
 #if ZLOC
-#define ZP(u) zl[lid + (u)*NTS]
-  UNROLL for (int u = 0; u < NKL; u++) if (lid + u * NTS < BKS * (SFP / 4)) ZP(u) = (float4)(0.0f);
+#define ZP(u) zl[lid + (u)*SNT]
+  UNROLL for (int u = 0; u < NKL; u++) if (lid + u * SNT < BKS * (SKP / 4)) ZP(u) = (float4)(0.0f);
 #else
   float4 zp[NKL];
 #define ZP(u) zp[u]
@@ -499,16 +609,16 @@ lin_state(__global const stype *restrict K, __global const stype *restrict V,
 /* Global loads of tile t into the registers. */
 #define STATE_FETCH(t)                                                                            \
   do {                                                                                            \
-    const int kk_ = k0 + (t)*BKS;                                                                 \
+    const int kk_ = TILE0(t);                                                                     \
     UNROLL for (int u = 0; u < NKL; u++) {                                                        \
-      const int idx = lid + u * NTS, j = idx / (SFP / 4), f = 4 * (idx % (SFP / 4));              \
+      const int idx = lid + u * SNT, j = idx / (SKP / 4), f = 4 * (idx % (SKP / 4));              \
       const int key = kk_ + j;                                                                    \
-      const bool ok = idx < BKS * (SFP / 4) && key < klim && f < F;                               \
+      const bool ok = idx < BKS * (SKP / 4) && key < klim && f < F;                               \
       kr[u] = (float4)(0.0f);                                                                     \
       STATE_FETCH_K                                                                               \
     }                                                                                             \
     UNROLL for (int u = 0; u < NVL; u++) {                                                        \
-      const int idx = lid + u * NTS, j = idx / (BD / 4), c = 4 * (idx % (BD / 4));                \
+      const int idx = lid + u * SNT, j = idx / (BD / 4), c = 4 * (idx % (BD / 4));                \
       const int key = kk_ + j;                                                                    \
       vr[u] = (float4)(0.0f);                                                                     \
       STATE_FETCH_V0                                                                              \
@@ -533,27 +643,41 @@ lin_state(__global const stype *restrict K, __global const stype *restrict V,
   if (ok) kr[u] = ld4(Kb, (long)key * kss, ksd, f);
 #define STATE_FETCH_VW
 #endif
+#if TC
+#define STATE_PUT_V(p, x)                                                                         \
+  do {                                                                                            \
+    uint4 h_, l_;                                                                                 \
+    SPLIT((x).x, h_.x, l_.x);                                                                     \
+    SPLIT((x).y, h_.y, l_.y);                                                                     \
+    SPLIT((x).z, h_.z, l_.z);                                                                     \
+    SPLIT((x).w, h_.w, l_.w);                                                                     \
+    *(__local uint4 *)(p) = h_;                                                                   \
+    *(__local uint4 *)((p) + BKS * SLDV) = l_;                                                    \
+  } while (0)
+#else
+#define STATE_PUT_V(p, x) (*(__local float4 *)(p) = (x))
+#endif
 /* The registers into buffer `buf` (features, weights) and the z partials. */
 #define STATE_STORE(t, buf)                                                                       \
   do {                                                                                            \
-    const int kk_ = k0 + (t)*BKS;                                                                 \
+    const int kk_ = TILE0(t);                                                                     \
     __local float *Kd = (__local float *)Ks4 + (buf)*KSZ;                                         \
     __local float *Vd = (__local float *)Vs4 + (buf)*VSZ;                                         \
     UNROLL for (int u = 0; u < NKL; u++) {                                                        \
-      const int idx = lid + u * NTS, j = idx / (SFP / 4), f = 4 * (idx % (SFP / 4));              \
-      if (idx < BKS * (SFP / 4)) {                                                                \
+      const int idx = lid + u * SNT, j = idx / (SKP / 4), f = 4 * (idx % (SKP / 4));              \
+      if (idx < BKS * (SKP / 4)) {                                                                \
         const bool ok = kk_ + j < klim && f < F;                                                  \
         float4 x = kr[u];                                                                         \
         STATE_STORE_K                                                                             \
-        *(__local float4 *)(Kd + j * LDKS + f) = x;                                               \
+        *(__local float4 *)(Kd + j * SLDK + f) = x;                                               \
       }                                                                                           \
     }                                                                                             \
     UNROLL for (int u = 0; u < NVL; u++) {                                                        \
-      const int idx = lid + u * NTS, j = idx / (BD / 4), c = 4 * (idx % (BD / 4));                \
+      const int idx = lid + u * SNT, j = idx / (BD / 4), c = 4 * (idx % (BD / 4));                \
       if (idx < BKS * (BD / 4)) {                                                                 \
         float4 x = vr[u];                                                                         \
         STATE_STORE_V                                                                             \
-        *(__local float4 *)(Vd + j * LDV + c) = x;                                                \
+        STATE_PUT_V(Vd + j * SLDV + c, x);                                                        \
       }                                                                                           \
     }                                                                                             \
   } while (0)
@@ -577,19 +701,47 @@ lin_state(__global const stype *restrict K, __global const stype *restrict V,
     if (t + 1 < ntile) STATE_FETCH(t + 1);
     __local const float *Kc = (__local const float *)Ks4 + buf * KSZ;
     __local const float *Vc = (__local const float *)Vs4 + buf * VSZ;
+#if TC
+    /* 8 keys per step: A = φ(K)ᵀ (features × keys), B = [w·v] (keys × columns). */
+    UNROLL for (int ks = 0; ks < BKS; ks += 8) {
+      __local const float *k0p = Kc + (ks + tq) * SLDK + fw + gq;
+      __local const float *v0p = Vc + (ks + tq) * SLDV + gq;
+      uint ah[STM][4], al[STM][4];
+      UNROLL for (int m = 0; m < STM; m++) {
+        SPLIT(k0p[m * 16], ah[m][0], al[m][0]);
+        SPLIT(k0p[m * 16 + 8], ah[m][1], al[m][1]);
+        SPLIT(k0p[4 * SLDK + m * 16], ah[m][2], al[m][2]);
+        SPLIT(k0p[4 * SLDK + m * 16 + 8], ah[m][3], al[m][3]);
+      }
+      UNROLL for (int j = 0; j < BD / 8; j++) {
+        const uint vh[2] = {as_uint(v0p[8 * j]), as_uint(v0p[4 * SLDV + 8 * j])};
+        const uint vl[2] = {as_uint(v0p[BKS * SLDV + 8 * j]),
+                            as_uint(v0p[BKS * SLDV + 4 * SLDV + 8 * j])};
+        UNROLL for (int m = 0; m < STM; m++) MMA3(acc[m][j], ah[m], al[m], vh, vl);
+      }
+    }
+#else
     KUNROLL_S
     for (int j = 0; j < BKS; j++) {
       float a[SRF], v[SRC];
-      LOADT(a, SRF, STF, tf, Kc + j * LDKS);
-      LOADT(v, SRC, STC, tc, Vc + j * LDV);
+      LOADT(a, SRF, STF, tf, Kc + j * SLDK);
+      LOADT(v, SRC, STC, tc, Vc + j * SLDV);
       UNROLL for (int i = 0; i < SRF; i++) UNROLL for (int u = 0; u < SRC; u++)
           acc[i][u] = fma(a[i], v[u], acc[i][u]);
     }
+#endif
     if (t + 1 < ntile) STATE_STORE(t + 1, buf ^ 1);
     BARRIER;
   }
 
   __global float *Sc = S + ((long)bhk * nsplit + s) * (long)(F * DE);
+#if TC
+  UNROLL for (int m = 0; m < STM; m++) UNROLL for (int j = 0; j < BD / 8; j++)
+      UNROLL for (int e = 0; e < 4; e++) {
+    const int f = fw + m * 16 + gq + (e >> 1) * 8, col = col0 + 8 * j + 2 * tq + (e & 1);
+    if (f < F && col < D) Sc[f * DE + col] = acc[m][j][e];
+  }
+#else
   UNROLL for (int i = 0; i < SRF; i++) {
     const int f = RIDX(STF, SRF, tf, i);
     if (f < F) {
@@ -599,23 +751,24 @@ lin_state(__global const stype *restrict K, __global const stype *restrict V,
       }
     }
   }
+#endif
   /* z = Σ over the keys of the partials, from column block 0. */
   {
 #if ZLOC
     __local const float *zf = (__local const float *)zl; /* complete after the last barrier */
 #else
-    __local float4 *zr = Ks4; /* BKS × SFP/4 float4s: free after the last barrier */
+    __local float4 *zr = Ks4; /* BKS × SKP/4 float4s: free after the last barrier */
     UNROLL for (int u = 0; u < NKL; u++) {
-      const int idx = lid + u * NTS;
-      if (idx < BKS * (SFP / 4)) zr[idx] = zp[u];
+      const int idx = lid + u * SNT;
+      if (idx < BKS * (SKP / 4)) zr[idx] = zp[u];
     }
     BARRIER;
     __local const float *zf = (__local const float *)Ks4;
 #endif
     if (ct == 0) {
-      for (int f = lid; f < F; f += NTS) {
+      for (int f = lid; f < F; f += SNT) {
         float z = 0.0f;
-        for (int j = 0; j < BKS; j++) z += zf[j * SFP + f];
+        for (int j = 0; j < BKS; j++) z += zf[j * SKP + f];
         Sc[f * DE + D] = z;
       }
     }
@@ -688,7 +841,7 @@ __kernel void lin_scan(__global float *restrict S, __global const float *restric
 
 /* ---------------------------------------------------------------------- */
 
-#if !CAUSAL
+#if !CAUSAL && !TC
 /* o = φ(q)ᵀS / φ(q)ᵀz for BD columns of `bpw` consecutive blocks of BQ rows,
  * S the total (split 0). The work-group walks (block, feature slice)
  * iterations as one software pipeline: the next iteration's φ(Q) slice (and
@@ -727,8 +880,15 @@ lin_apply(__global const stype *restrict Q, __global const float *restrict PhiQ,
   const int b = bh / H, h = bh % H, hk = h / G, Hk = H / G;
   const int bhk = b * Hk + hk;
   const int col0 = ct * BD;
-  const int nqb = (Nq + BQ - 1) / BQ, qb0 = g * bpw;
-  const int nit = min(bpw, nqb - qb0) * NSLA;
+  const int nqb = (Nq + BQ - 1) / BQ;
+#if ILV
+  const int ng = get_num_groups(0), nit = (g < nqb ? (nqb - g + ng - 1) / ng : 0) * NSLA;
+#define QBLK(i) (g + (i)*ng) /* the work-group's i-th row block */
+  (void)bpw;
+#else
+  const int qb0 = g * bpw, nit = min(bpw, nqb - qb0) * NSLA;
+#define QBLK(i) (qb0 + (i))
+#endif
   __global const stype *Qb = Q + (long)b * qsb + (long)h * qsh;
   __global const float *Pq = PhiQ + (long)bh * Nq * FPS;
   __global const float *Sb = S + (long)bhk * nsplit * (F * DE);
@@ -754,7 +914,7 @@ lin_apply(__global const stype *restrict Q, __global const float *restrict PhiQ,
 /* Global loads of iteration `it` into the registers. */
 #define APPLY_FETCH(it)                                                                           \
   do {                                                                                            \
-    const int q0_ = (qb0 + (it) / NSLA) * BQ, f0_ = ((it) % NSLA) * AFS;                          \
+    const int q0_ = QBLK((it) / NSLA) * BQ, f0_ = ((it) % NSLA) * AFS;                          \
     UNROLL for (int u = 0; u < NQL; u++) {                                                        \
       const int idx = lid + u * NTA, r = idx / (AFS / 4), f = f0_ + 4 * (idx % (AFS / 4));        \
       const int row = q0_ + r;                                                                    \
@@ -783,7 +943,7 @@ lin_apply(__global const stype *restrict Q, __global const float *restrict PhiQ,
 
   if (nit > 0) APPLY_FETCH(0);
   for (int it = 0; it < nit; it++) {
-    const int sl = it % NSLA, q0 = (qb0 + it / NSLA) * BQ, f0 = sl * AFS;
+    const int sl = it % NSLA, q0 = QBLK(it / NSLA) * BQ, f0 = sl * AFS;
     BARRIER; /* the previous slice is consumed (first time: Z, S staged) */
     UNROLL for (int u = 0; u < NQL; u++) {
       const int idx = lid + u * NTA, r = idx / (AFS / 4), f = 4 * (idx % (AFS / 4));
@@ -851,6 +1011,191 @@ lin_apply(__global const stype *restrict Q, __global const float *restrict PhiQ,
 #endif
 
 /* ---------------------------------------------------------------------- */
+
+#if !CAUSAL && TC
+/* The same on tensor cores: o = φ(q)ᵀS / φ(q)ᵀz for BD columns of `bpw`
+ * consecutive blocks of TBQ rows. Sᵀ (S transposed, [column][feature]) and z
+ * stay in local memory; warp wq takes TAM m-tiles of 16 rows of a block and
+ * reads its φ(q) A fragments straight from global memory: the feature order
+ * inside each 16-feature chunk is permuted (a product does not depend on
+ * it) so that lane (g, t) holds features 4t..4t+3 of rows g and g + 8, one
+ * float4 each, steps 0 and 1 of the chunk taking (4t, 4t+1) and (4t+2,
+ * 4t+3); the B fragments of Sᵀ follow the same order (one float4 per n-tile
+ * and chunk, rows = 16 (mod 32) floats apart: no bank conflicts). The
+ * columns are permuted as well, logical column c of n-tile j being
+ * 16(j/2) + 4(c/2) + 2(j%2) + c%2, so that each lane's accumulators are 4
+ * consecutive columns of a row: float4 stores. den = φ(q)ᵀz in f32 FMAs
+ * beside the products, summed over the 4 lanes of a row by shuffles. */
+#define TBQ (TAW * TAM * 16)
+#define TFZ (CDIV(F, 16) * 16)
+#define LDST (TFZ + (TFZ % 32 ? 0 : 16))
+#ifndef SPRE
+#define SPRE 0 /* Sᵀ kept split (TF32 hi and lo parts, twice the local memory) */
+#endif
+#define TNT (TAW * 32)
+
+__kernel __attribute__((reqd_work_group_size(TNT, 1, 1))) void
+lin_apply(__global const stype *restrict Q, __global const float *restrict PhiQ,
+          __global const float *restrict S, __global stype *restrict O, const long qsb,
+          const long qsh, const long qss, const long qsd, const long osb, const long osh,
+          const long oss, const long osd, const int H, const int G, const int Nq,
+          const int nsplit, const float sqq, const int bpw) {
+  __local float4 St4[(SPRE ? 2 : 1) * BD * LDST / 4]; /* Sᵀ [column][feature], 0 past F and D */
+  __local float4 Z4[TFZ / 4];        /* z, 0 past F */
+  __local float *St = (__local float *)St4;
+  __local float *Z = (__local float *)Z4;
+  const int lid = get_local_id(0);
+  const int wq = lid >> 5, gq = (lid & 31) >> 2, tq = lid & 3;
+  const int g = get_group_id(0), ct = get_group_id(1), bh = get_group_id(2);
+  const int b = bh / H, h = bh % H, hk = h / G, Hk = H / G;
+  const int bhk = b * Hk + hk;
+  const int col0 = ct * BD;
+  const int nqb = (Nq + TBQ - 1) / TBQ;
+#if ILV
+  const int ng = get_num_groups(0), nblk = g < nqb ? (nqb - g + ng - 1) / ng : 0;
+#define QBLK(i) (g + (i)*ng)
+  (void)bpw;
+#else
+  const int qb0 = g * bpw, nblk = min(bpw, nqb - qb0);
+#define QBLK(i) (qb0 + (i))
+#endif
+  __global const stype *Qb = Q + (long)b * qsb + (long)h * qsh;
+  __global const float *Pq = PhiQ + (long)bh * Nq * FPS;
+  __global const float *Sb = S + (long)bhk * nsplit * (F * DE);
+  __global stype *Ob = O + (long)b * osb + (long)h * osh;
+  (void)Qb;
+  (void)Pq;
+
+  FOR_ITEMS(f, TFZ, TNT, lid) Z[f] = f < F ? Sb[f * DE + D] : 0.0f;
+  FOR_ITEMS(idx, TFZ * BD, TNT, lid) {
+    const int f = idx / BD, c = idx % BD;
+    const float x = (f < F && col0 + c < D) ? Sb[f * DE + col0 + c] : 0.0f;
+#if SPRE
+    uint hi, lo;
+    SPLIT(x, hi, lo);
+    St[c * LDST + f] = as_float(hi);
+    St[(BD + c) * LDST + f] = as_float(lo);
+#else
+    St[c * LDST + f] = x;
+#endif
+  }
+  BARRIER;
+  /* Sᵀ row of this lane's B column in n-tile j: 16(j/2) + 4(g/2) + 2(j%2) + g%2. */
+  __local const float *Sg = St + (4 * (gq >> 1) + (gq & 1)) * LDST + 4 * tq;
+
+  /* The raw inputs of a block (rows g and g + 8 of each m-tile, features
+   * 16i + 4t..+3) are loaded one block ahead (registers, APF: F <= 64) and
+   * turned into features when used, so the loads overlap the products. */
+#define NCH (TFZ / 16)
+#define APF (TFZ <= 64)
+#if FAVOR
+#define RAW4(valid, ro, phr, f) ((valid) && (f) < FPS ? *(__global const float4 *)((phr) + (f)) : (float4)(0.0f))
+#define USE4(valid, x, f) (x)
+#else
+#define RAW4(valid, ro, phr, f) ((valid) && (f) < F ? ld4(Qb, (ro), qsd, (f)) : (float4)(0.0f))
+#define USE4(valid, x, f) ((valid) && (f) < F ? phi4((x)*sqq) : (float4)(0.0f))
+#endif
+#define FETCHQ(x, blk_)                                                                            \
+  do {                                                                                            \
+    const int rr_ = QBLK(blk_) * TBQ + wq * (TAM * 16) + gq;                                      \
+    UNROLL for (int m = 0; m < TAM; m++) UNROLL for (int i = 0; i < NCH; i++) {                   \
+      const int ra_ = rr_ + m * 16, f_ = 16 * i + 4 * tq;                                         \
+      x[m][i][0] = RAW4(ra_ < Nq, (long)ra_ * qss, Pq + (long)ra_ * FPS, f_);                     \
+      x[m][i][1] = RAW4(ra_ + 8 < Nq, (long)(ra_ + 8) * qss, Pq + (long)(ra_ + 8) * FPS, f_);     \
+    }                                                                                             \
+  } while (0)
+#if APF
+  float4 xn[TAM][NCH][2];
+  if (nblk > 0) FETCHQ(xn, 0);
+#endif
+
+  for (int blk = 0; blk < nblk; blk++) {
+    const int r0 = QBLK(blk) * TBQ + wq * (TAM * 16) + gq;
+    float acc[TAM][BD / 8][4];
+    float den[TAM][2];
+    UNROLL for (int m = 0; m < TAM; m++) {
+      den[m][0] = den[m][1] = 0.0f;
+      UNROLL for (int j = 0; j < BD / 8; j++) UNROLL for (int e = 0; e < 4; e++) acc[m][j][e] = 0.0f;
+    }
+#if APF
+    float4 xc[TAM][NCH][2];
+    UNROLL for (int m = 0; m < TAM; m++) UNROLL for (int i = 0; i < NCH; i++) {
+      xc[m][i][0] = xn[m][i][0];
+      xc[m][i][1] = xn[m][i][1];
+    }
+    if (blk + 1 < nblk) FETCHQ(xn, blk + 1);
+#endif
+    UNROLL for (int i = 0; i < NCH; i++) {
+      const int f = 16 * i + 4 * tq;
+      const float4 z4 = Z4[4 * i + tq];
+      /* A fragments of both steps of the chunk, per m-tile: [m][step]. */
+      uint ah[TAM][2][4], al[TAM][2][4];
+      UNROLL for (int m = 0; m < TAM; m++) {
+        const int ra = r0 + m * 16, rb = ra + 8;
+#if APF
+        const float4 xa = USE4(ra < Nq, xc[m][i][0], f), xb = USE4(rb < Nq, xc[m][i][1], f);
+#else
+        const float4 xa = USE4(ra < Nq, RAW4(ra < Nq, (long)ra * qss, Pq + (long)ra * FPS, f), f);
+        const float4 xb = USE4(rb < Nq, RAW4(rb < Nq, (long)rb * qss, Pq + (long)rb * FPS, f), f);
+#endif
+        den[m][0] += dot(xa, z4);
+        den[m][1] += dot(xb, z4);
+        SPLIT(xa.s0, ah[m][0][0], al[m][0][0]);
+        SPLIT(xb.s0, ah[m][0][1], al[m][0][1]);
+        SPLIT(xa.s1, ah[m][0][2], al[m][0][2]);
+        SPLIT(xb.s1, ah[m][0][3], al[m][0][3]);
+        SPLIT(xa.s2, ah[m][1][0], al[m][1][0]);
+        SPLIT(xb.s2, ah[m][1][1], al[m][1][1]);
+        SPLIT(xa.s3, ah[m][1][2], al[m][1][2]);
+        SPLIT(xb.s3, ah[m][1][3], al[m][1][3]);
+      }
+      UNROLL for (int j = 0; j < BD / 8; j++) {
+        const float4 s4 =
+            *(__local const float4 *)(Sg + (16 * (j >> 1) + 2 * (j & 1)) * LDST + 16 * i);
+#if SPRE
+        const uint4 h4 = as_uint4(s4);
+        const uint4 l4 = *(__local const uint4 *)(Sg + (BD + 16 * (j >> 1) + 2 * (j & 1)) * LDST + 16 * i);
+        const uint bh0[2] = {h4.x, h4.y}, bl0[2] = {l4.x, l4.y};
+        const uint bh1[2] = {h4.z, h4.w}, bl1[2] = {l4.z, l4.w};
+#else
+        uint bh0[2], bl0[2], bh1[2], bl1[2];
+        SPLIT(s4.s0, bh0[0], bl0[0]);
+        SPLIT(s4.s1, bh0[1], bl0[1]);
+        SPLIT(s4.s2, bh1[0], bl1[0]);
+        SPLIT(s4.s3, bh1[1], bl1[1]);
+#endif
+        UNROLL for (int m = 0; m < TAM; m++) {
+          MMA3(acc[m][j], ah[m][0], al[m][0], bh0, bl0);
+          MMA3(acc[m][j], ah[m][1], al[m][1], bh1, bl1);
+        }
+      }
+    }
+    UNROLL for (int m = 0; m < TAM; m++) {
+      float da = den[m][0], db = den[m][1];
+      da += shfl_xor(da, 1);
+      da += shfl_xor(da, 2);
+      db += shfl_xor(db, 1);
+      db += shfl_xor(db, 2);
+      /* Weights are >= 0: den == 0 (no key has weight) gives a zero row. */
+      const float rda = da > 0.0f ? 1.0f / da : 0.0f, rdb = db > 0.0f ? 1.0f / db : 0.0f;
+      const int ra = r0 + m * 16, rb = ra + 8;
+      UNROLL for (int p = 0; p < BD / 16; p++) {
+        const int c = col0 + 16 * p + 4 * tq;
+        if (ra < Nq)
+          st4(Ob, (long)ra * oss, osd, c,
+              (float4)(acc[m][2 * p][0], acc[m][2 * p][1], acc[m][2 * p + 1][0],
+                       acc[m][2 * p + 1][1]) *
+                  rda);
+        if (rb < Nq)
+          st4(Ob, (long)rb * oss, osd, c,
+              (float4)(acc[m][2 * p][2], acc[m][2 * p][3], acc[m][2 * p + 1][2],
+                       acc[m][2 * p + 1][3]) *
+                  rdb);
+      }
+    }
+  }
+}
+#endif
 
 #if CAUSAL
 /* Union of local tiles: the slice phase (Qs, Kr, Ps) and the AV phase (At). */

@@ -23,6 +23,7 @@ typedef struct linear_state {
   size_t states_bytes, max_bytes, wt_bytes, phiq_bytes, phik_bytes, rowmax_bytes, scratch_bytes;
   clattn__linear_cfg cfg;
   int F, fps, nsplit, ncolt, nqb, sres, zloc;
+  bool tc;                   /* lin_state / lin_apply on tensor cores (3×TF32) */
   size_t nts, nta, ntc, ntf; /* work-group sizes of lin_state, lin_apply, lin_causal, lin_feat */
   size_t scan_wg;
   bool favor, causal, out_of_order;
@@ -53,13 +54,34 @@ typedef struct cfg_sizes {
   int regs_state, regs_apply, regs_causal, regs_feat; /* accumulators per work-item */
 } cfg_sizes;
 
-static void cfg_sizes_of(const clattn__linear_cfg *c, int F, cfg_sizes *z) {
+/* Tensor cores (TC) for lin_state and lin_apply: NVIDIA sm_80+ GPUs. */
+static bool tc_available(const clattn__device_info *info) {
+  return info->is_nvidia && !info->is_cpu && info->nv_cc_major >= 8;
+}
+
+/* Key features staged per row by lin_state (SKP in cl/linear.cl). */
+static int state_features(const clattn__linear_cfg *c, int F, bool tc) {
+  return tc ? c->tsw * c->tsm * 16 : round_up(cdiv(F, c->srf) * c->srf, 4);
+}
+
+/* A TC row stride: 8 floats (mod 32) past a multiple of 16 (SLDK, SLDV). */
+static int tc_stride(int n) { return n + (n % 32 ? 24 : 8); }
+
+static void cfg_sizes_of(const clattn__linear_cfg *c, int F, bool tc, cfg_sizes *z) {
   const int bd = c->bd, ldv = bd + 4;
   /* lin_state */
-  const int stf = cdiv(F, c->srf), stc = bd / c->src, sfp = round_up(stf * c->srf, 4);
-  z->nts = (size_t)stf * (size_t)stc;
-  z->lstate = (size_t)(2 * c->bks * (sfp + 4) + 2 * c->bks * ldv + (int)z->nts) * sizeof(float);
-  z->regs_state = c->srf * c->src;
+  const int stf = cdiv(F, c->srf), stc = bd / c->src, sfp = state_features(c, F, tc);
+  if (tc) {
+    z->nts = (size_t)c->tsw * 32;
+    /* two buffers; V tiles twice (TF32 hi and lo parts) */
+    z->lstate = (size_t)(2 * c->bks * tc_stride(sfp) + 4 * c->bks * tc_stride(bd) + (int)z->nts) *
+                sizeof(float);
+    z->regs_state = c->tsm * bd / 2;
+  } else {
+    z->nts = (size_t)stf * (size_t)stc;
+    z->lstate = (size_t)(2 * c->bks * (sfp + 4) + 2 * c->bks * ldv + (int)z->nts) * sizeof(float);
+    z->regs_state = c->srf * c->src;
+  }
   /* lin_apply */
   const int fz = cdiv(F, c->afs) * c->afs;
   const int lapply_common = c->afs * (round_up(c->bq, 4) + 4) + fz + c->bq * (c->afs / 4);
@@ -67,6 +89,13 @@ static void cfg_sizes_of(const clattn__linear_cfg *c, int F, cfg_sizes *z) {
   z->lapply = (size_t)(lapply_common + c->afs * ldv) * sizeof(float);
   z->lapply_sres = (size_t)(lapply_common + fz * ldv) * sizeof(float);
   z->regs_apply = c->arq * c->arc;
+  if (tc) { /* Sᵀ (bd rows of LDST floats) and z resident */
+    const int tfz = round_up(F, 16), ldst = tfz + (tfz % 32 ? 0 : 16);
+    z->nta = (size_t)c->taw * 32;
+    z->lapply = (size_t)(bd * ldst + tfz) * sizeof(float);
+    z->lapply_sres = (size_t)(2 * bd * ldst + tfz) * sizeof(float); /* Sᵀ split (SPRE) */
+    z->regs_apply = c->tam * bd / 2;
+  }
   /* lin_causal */
   const int crq = cdiv(c->chunk, c->ctr), crk = cdiv(c->chunk, c->ctc), crc = bd / c->ctc;
   const int crf = cdiv(c->cfs, c->ctr);
@@ -87,7 +116,7 @@ static void cfg_sizes_of(const clattn__linear_cfg *c, int F, cfg_sizes *z) {
 
 /* NULL when the configuration is legal on the device, else a static reason. */
 static const char *cfg_check(const clattn__linear_cfg *c, const clattn__device_info *info, int F,
-                             bool favor, bool causal) {
+                             bool favor, bool causal, bool tc) {
   if (c->chunk < 1 || c->split < 0 || c->bpw < 0 || c->maxreg < 0 || c->kunroll < 0 || c->bd < 1 ||
       c->bks < 1 || c->srf < 1 || c->src < 1 || c->bq < 1 || c->arq < 1 || c->arc < 1 ||
       c->afs < 1 || c->ctr < 1 || c->ctc < 1 || c->cfs < 1 || c->fbr < 1 || c->frr < 1 ||
@@ -98,8 +127,16 @@ static const char *cfg_check(const clattn__linear_cfg *c, const clattn__device_i
   if (c->bq % c->arq) return "bq must be a multiple of arq";
   if (c->fbr % c->frr) return "fbr must be a multiple of frr";
   if (c->afs % 4 || c->cfs % 4) return "afs and cfs must be multiples of 4";
+  if (tc) {
+    if (c->tsw < 1 || c->tsm < 1 || c->taw < 1 || c->tam < 1)
+      return "tsw, tsm, taw and tam must be >= 1";
+    if (c->bd % 16 || c->bks % 8)
+      return "tensor cores need bd a multiple of 16 and bks a multiple of 8";
+    if (c->tsw * c->tsm * 16 < F) return "tensor cores need tsw*tsm*16 >= the feature count";
+    if (c->bq != c->taw * c->tam * 16) return "tensor cores need bq = taw*tam*16";
+  }
   cfg_sizes z;
-  cfg_sizes_of(c, F, &z);
+  cfg_sizes_of(c, F, tc, &z);
   const size_t wg[4] = {z.nts, causal ? z.ntc : z.nta, favor ? z.ntf : 1, 1};
   const size_t loc[3] = {z.lstate, causal ? z.lcausal : z.lapply, favor ? z.lfeat : 0};
   for (int i = 0; i < 3; i++) {
@@ -120,7 +157,7 @@ static const char *cfg_check(const clattn__linear_cfg *c, const clattn__device_i
  * (PoCL vectorises across work-items): smaller tiles and work-groups.
  * Tiles shrink until the configuration is legal. */
 static bool cfg_default(const clattn__device_info *info, const clattn_attention_desc *d, int F,
-                        clattn__linear_cfg *c) {
+                        bool tc, clattn__linear_cfg *c) {
   const bool favor = d->feature_map == CLATTN_FEATURE_FAVOR;
   const bool causal = d->mask == CLATTN_MASK_CAUSAL;
   const int D = d->head_dim;
@@ -164,11 +201,37 @@ static bool cfg_default(const clattn__device_info *info, const clattn_attention_
     c->frf = 8;
     c->fds = 16;
   }
+  if (tc) {
+    /* One warp per 16 features (two per warp past 64) × 64 columns in
+     * lin_state; 4 warps of 16 query rows × 64 columns in lin_apply. */
+    c->bd = round_up(D < 64 ? D : 64, 16);
+    c->tsm = F <= 64 ? 1 : 2;
+    c->tsw = cdiv(F, 16 * c->tsm);
+    c->taw = 4;
+    c->tam = 1;
+    c->bq = c->taw * c->tam * 16;
+  }
   for (int tries = 0; tries < 64; tries++) {
-    const char *why = cfg_check(c, info, F, favor, causal);
+    const char *why = cfg_check(c, info, F, favor, causal, tc);
     if (!why) return true;
     cfg_sizes z;
-    cfg_sizes_of(c, F, &z);
+    cfg_sizes_of(c, F, tc, &z);
+    if (tc && (z.nts > info->max_wg || z.lstate > info->local_mem ||
+               (!causal && z.lapply > info->local_mem))) {
+      /* Tensor cores: fewer warps (more m-tiles each), then fewer keys per
+       * tile, then fewer columns. */
+      if (z.nts > info->max_wg && c->tsw > 1) {
+        c->tsm *= 2;
+        c->tsw = cdiv(F, 16 * c->tsm);
+      } else if (z.lstate > info->local_mem && c->bks > 8) {
+        c->bks /= 2;
+      } else if (c->bd > 16) {
+        c->bd = round_up(c->bd / 2, 16);
+      } else {
+        return false;
+      }
+      continue;
+    }
     /* Halve what is too large: work-groups first, then local memory. */
     if (z.nts > info->max_wg || z.lstate > info->local_mem) {
       if (c->srf < 32 && (size_t)cdiv(F, c->srf) * (size_t)(c->bd / c->src) > info->max_wg)
@@ -314,15 +377,9 @@ static clattn_status linear_create(clattn_plan p) {
   s->causal = causal;
 
   const int D = d->head_dim;
-  const char *origin = "built-in default";
-  if (!cfg_default(&ctx->info, d, F, &s->cfg))
-    return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
-                        "no linear-attention configuration fits this device for head_dim %d and "
-                        "%d features (local memory %llu bytes, max work-group %zu)",
-                        D, F, (unsigned long long)ctx->info.local_mem, ctx->info.max_wg);
   /* A forced configuration: clattn_plan_create_with_config's string, else
    * $CLATTN_LINEAR_OVERRIDE; any subset of the parameters, the rest default. */
-  const char *what = "config", *ov = p->config;
+  const char *what = "config", *ov = p->config, *origin;
   if (ov && *ov) {
     origin = p->config_origin ? p->config_origin : "override (clattn_plan_create_with_config)";
   } else {
@@ -330,25 +387,52 @@ static clattn_status linear_create(clattn_plan p) {
     ov = getenv("CLATTN_LINEAR_OVERRIDE");
     origin = "override (CLATTN_LINEAR_OVERRIDE)";
   }
-  if (ov && *ov) {
+  /* Tensor cores where the device has them, unless the configuration says
+   * tc=1 (never); tc=2 requires them. The defaults depend on the choice. */
+  clattn__linear_cfg forced;
+  memset(&forced, 0, sizeof forced);
+  if (ov && *ov) (void)clattn__linear_cfg_parse(ov, &forced); /* errors: reported below */
+  const bool tc_avail = tc_available(&ctx->info);
+  if (forced.tc == 2 && !tc_avail)
+    return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
+                        "%s='%s': tc=2 needs tensor cores (NVIDIA sm_80 or newer); %s has none",
+                        what, ov, ctx->info.name);
+  /* A forced configuration whose tiles the tensor-core kernels cannot take
+   * (and that does not ask for them, tc=2) selects the FMA kernels. */
+  bool tc = tc_avail && forced.tc != 1;
+  for (int attempt = 0;; attempt++) {
+    if (!cfg_default(&ctx->info, d, F, tc, &s->cfg))
+      return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
+                          "no linear-attention configuration fits this device for head_dim %d and "
+                          "%d features (local memory %llu bytes, max work-group %zu)",
+                          D, F, (unsigned long long)ctx->info.local_mem, ctx->info.max_wg);
+    if (!ov || !*ov) {
+      origin = "built-in default";
+      break;
+    }
     clattn__linear_cfg c = s->cfg;
     if (clattn__linear_cfg_parse(ov, &c) != CLATTN_SUCCESS)
       return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
                           "%s='%s' is not a linear configuration (expected any of e.g. "
                           "'chunk=64,split=2048,bd=64,bks=16,srf=8,src=8,bq=128,arq=8,arc=8,"
-                          "afs=32,ctr=16,ctc=8,cfs=32,fbr=64,frr=8,frf=8,fds=16')",
+                          "afs=32,ctr=16,ctc=8,cfs=32,fbr=64,frr=8,frf=8,fds=16,tc=1')",
                           what, ov);
-    const char *why = cfg_check(&c, &ctx->info, F, favor, causal);
+    if (tc && (forced.taw || forced.tam) && !forced.bq) c.bq = c.taw * c.tam * 16;
+    const char *why = cfg_check(&c, &ctx->info, F, favor, causal, tc);
+    if (why && tc && forced.tc == 0 && attempt == 0) {
+      tc = false;
+      continue;
+    }
     if (why)
       return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
                           "%s='%s' is not legal on this device: %s", what, ov, why);
     s->cfg = c;
-  } else {
-    origin = "built-in default";
+    break;
   }
+  s->tc = tc;
   clattn__linear_cfg *c = &s->cfg;
   cfg_sizes z;
-  cfg_sizes_of(c, F, &z);
+  cfg_sizes_of(c, F, tc, &z);
   s->nts = z.nts;
   s->nta = z.nta;
   s->ntc = z.ntc;
@@ -384,7 +468,7 @@ static clattn_status linear_create(clattn_plan p) {
   const cl_ulong lmax = ctx->info.local_mem < 49152 ? ctx->info.local_mem : 49152;
   s->sres = !causal && !c->nosres && (cl_ulong)z.lapply_sres <= lmax;
   /* lin_state: z partials in local memory when it has room (fewer registers). */
-  const int sfp = round_up(cdiv(F, c->srf) * c->srf, 4);
+  const int sfp = state_features(c, F, tc);
   s->zloc = (cl_ulong)(z.lstate + (size_t)c->bks * (size_t)sfp * sizeof(float)) <= lmax;
   if (causal)
     c->split = round_up(c->split, c->chunk);
@@ -446,7 +530,8 @@ static clattn_status linear_create(clattn_plan p) {
            "-cl-std=CL1.2 -cl-mad-enable -DCLATTN_DTYPE=%d -DD=%d -DF=%d -DMAP=%d -DCAUSAL=%d "
            "-DVEC=%d -DOVEC=%d -DBD=%d -DBKS=%d -DSRF=%d -DSRC=%d -DBQ=%d -DARQ=%d -DARC=%d "
            "-DAFS=%d -DSRES=%d -DCH=%d -DCTR=%d -DCTC=%d -DCFS=%d -DFBR=%d -DFRR=%d -DFRF=%d "
-           "-DFDS=%d -DZLOC=%d -DUNROLL_HINTS=%d -DKUNROLL_STATE=%d -DKUNROLL_OTHERS=%d%s",
+           "-DFDS=%d -DZLOC=%d -DUNROLL_HINTS=%d -DKUNROLL_STATE=%d -DKUNROLL_OTHERS=%d -DTC=%d "
+           "-DSTW=%d -DSTM=%d -DTAW=%d -DTAM=%d -DSPRE=%d%s",
            (int)d->dtype, D, F, (int)d->feature_map, causal ? 1 : 0, vec_ok(in, 3, D) ? 1 : 0,
            vec_ok(out, 1, D) ? 1 : 0, c->bd, c->bks, c->srf, c->src, c->bq, c->arq, c->arc, c->afs,
            s->sres, c->chunk, c->ctr, c->ctc, c->cfs, c->fbr, c->frr, c->frf, c->fds, s->zloc,
@@ -454,7 +539,8 @@ static clattn_status linear_create(clattn_plan p) {
            c->kunroll         ? c->kunroll - 1
            : ctx->info.is_cpu ? 0
                               : 1,
-           c->kunroll ? c->kunroll - 1 : 0, maxreg);
+           c->kunroll ? c->kunroll - 1 : 0, tc ? 1 : 0, c->tsw, c->tsm, c->taw, c->tam,
+           tc && s->sres ? 1 : 0, maxreg);
   cl_program prog = NULL;
   st = clattn__get_program(ctx, "linear.cl", opts, &prog);
   if (st == CLATTN_SUCCESS && favor) st = clattn__create_kernel(ctx, prog, "lin_feat", &s->kfeat);
@@ -478,20 +564,27 @@ static clattn_status linear_create(clattn_plan p) {
     snprintf(seedbuf, sizeof seedbuf, " m=%d seed=0x%llx", F, (unsigned long long)d->feature_seed);
   if (causal)
     snprintf(tiles, sizeof tiles, "causal ctr=%d ctc=%d cfs=%d", c->ctr, c->ctc, c->cfs);
+  else if (tc)
+    snprintf(tiles, sizeof tiles, "apply tensor cores taw=%d tam=%d bq=%d bpw=%d%s", c->taw, c->tam,
+             c->bq, c->bpw, s->sres ? " (S split)" : "");
   else
     snprintf(tiles, sizeof tiles, "apply bq=%d arq=%d arc=%d afs=%d bpw=%d%s", c->bq, c->arq,
              c->arc, c->afs, c->bpw, s->sres ? " (S resident)" : "");
-  char feat[64] = "";
+  char feat[64] = "", stile[64];
   if (favor)
     snprintf(feat, sizeof feat, " feat fbr=%d frr=%d frf=%d fds=%d", c->fbr, c->frr, c->frf,
              c->fds);
+  if (tc)
+    snprintf(stile, sizeof stile, "tensor cores (3xTF32) tsw=%d tsm=%d", c->tsw, c->tsm);
+  else
+    snprintf(stile, sizeof stile, "srf=%d src=%d", c->srf, c->src);
   snprintf(p->describe, sizeof p->describe,
-           "linear %s %s d=%d%s %s: chunk=%d split=%d (%d %s) bd=%d state bks=%d srf=%d src=%d%s "
+           "linear %s %s d=%d%s %s: chunk=%d split=%d (%d %s) bd=%d state bks=%d %s%s "
            "%s%s%s, workspace %zu bytes [%s]",
            map_name(d->feature_map), clattn__dtype_name(d->dtype), D, seedbuf,
            causal ? "causal" : "non-causal", c->chunk, c->split, s->nsplit,
-           causal ? "segments" : "splits", c->bd, c->bks, c->srf, c->src,
-           s->zloc ? " (z local)" : "", tiles, feat, maxreg, p->workspace_bytes, origin);
+           causal ? "segments" : "splits", c->bd, c->bks, stile, s->zloc ? " (z local)" : "", tiles,
+           feat, maxreg, p->workspace_bytes, origin);
   return CLATTN_SUCCESS;
 }
 

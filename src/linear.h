@@ -42,6 +42,11 @@ typedef struct clattn__linear_cfg {
   int frr;     /* lin_feat: rows per work-item */
   int frf;     /* lin_feat: features per work-item */
   int fds;     /* lin_feat: head-dim slice */
+  int tc;      /* tensor cores for lin_state / lin_apply: 0 where available, 1 never, 2 required */
+  int tsw;     /* TC lin_state: warps (0: enough for the features) */
+  int tsm;     /* TC lin_state: 16-feature m-tiles per warp (0: automatic) */
+  int taw;     /* TC lin_apply: warps */
+  int tam;     /* TC lin_apply: 16-row m-tiles per warp */
 } clattn__linear_cfg;
 
 /* Parses "chunk=16,bq=32,..." (any subset, any order; the keys are the

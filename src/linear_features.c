@@ -135,13 +135,14 @@ clattn_status clattn__linear_cfg_parse(const char *s, clattn__linear_cfg *cfg) {
   struct {
     const char *key;
     int *field;
-  } const keys[] = {{"chunk", &c.chunk},   {"split", &c.split},     {"bd", &c.bd},
-                    {"bks", &c.bks},       {"srf", &c.srf},         {"src", &c.src},
-                    {"bq", &c.bq},         {"arq", &c.arq},         {"arc", &c.arc},
-                    {"afs", &c.afs},       {"bpw", &c.bpw},         {"nosres", &c.nosres},
-                    {"maxreg", &c.maxreg}, {"kunroll", &c.kunroll}, {"ctr", &c.ctr},
-                    {"ctc", &c.ctc},       {"cfs", &c.cfs},         {"fbr", &c.fbr},
-                    {"frr", &c.frr},       {"frf", &c.frf},         {"fds", &c.fds}};
+  } const keys[] = {
+      {"chunk", &c.chunk},   {"split", &c.split},     {"bd", &c.bd},   {"bks", &c.bks},
+      {"srf", &c.srf},       {"src", &c.src},         {"bq", &c.bq},   {"arq", &c.arq},
+      {"arc", &c.arc},       {"afs", &c.afs},         {"bpw", &c.bpw}, {"nosres", &c.nosres},
+      {"maxreg", &c.maxreg}, {"kunroll", &c.kunroll}, {"ctr", &c.ctr}, {"ctc", &c.ctc},
+      {"cfs", &c.cfs},       {"fbr", &c.fbr},         {"frr", &c.frr}, {"frf", &c.frf},
+      {"fds", &c.fds},       {"tc", &c.tc},           {"tsw", &c.tsw}, {"tsm", &c.tsm},
+      {"taw", &c.taw},       {"tam", &c.tam}};
   if (!strncmp(s, "linear:", 7)) s += 7;
   while (*s) {
     char key[8] = {0};

@@ -35,8 +35,8 @@
  * Run time: every distinct (dtype, head_dim, features, map, causal, tiling,
  * vector access) builds one program (about a second on PoCL); the cases
  * share programs (about 40 in all): about 50 s from cold caches on a 2-core
- * PoCL CPU (test_half about 9 s of it), a few seconds warm. The chunk and split sizes and tilings are
- * forced through the internal override $CLATTN_LINEAR_OVERRIDE (and
+ * PoCL CPU (test_half about 9 s of it), a few seconds warm. The chunk and split sizes and tilings
+ * are forced through the internal override $CLATTN_LINEAR_OVERRIDE (and
  * clattn_plan_create_with_config in test_api).
  * The whole file also passes on an NVIDIA H200 (CLATTN_DEVICE=nvidia), whose
  * built-in configurations differ from the CPU's.
@@ -654,6 +654,24 @@ static void test_api(void **state) {
   assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_ERROR_INVALID_ARGUMENT);
   unsetenv("CLATTN_LINEAR_OVERRIDE");
   assert_null(plan);
+  /* Tensor cores: tc=2 requires them (NVIDIA sm_80+; PoCL has none, and
+   * says so), tc=1 never uses them. */
+  setenv("CLATTN_LINEAR_OVERRIDE", "tc=2", 1);
+  const clattn_status tc2 = clattn_plan_create(ctx, &d, 0, &plan);
+  if (tc2 == CLATTN_SUCCESS) {
+    assert_non_null(strstr(clattn_plan_describe(plan), "tensor cores"));
+    clattn_plan_release(plan);
+    plan = NULL;
+  } else {
+    assert_int_equal(tc2, CLATTN_ERROR_UNSUPPORTED);
+    assert_non_null(strstr(clattn_context_last_error(ctx), "tc=2 needs tensor cores"));
+  }
+  setenv("CLATTN_LINEAR_OVERRIDE", "tc=1", 1);
+  assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_SUCCESS);
+  assert_null(strstr(clattn_plan_describe(plan), "tensor cores"));
+  clattn_plan_release(plan);
+  plan = NULL;
+  unsetenv("CLATTN_LINEAR_OVERRIDE");
 
   /* Workspace (causal, segments of 32 keys: 4 of them, chunks of 16, one
    * column block): B·Hk·segments·F·(d+1) floats of segment states and
