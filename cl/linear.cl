@@ -371,6 +371,24 @@ inline float shfl_xor(float v, int m) {
 }
 #endif
 
+/* Output row at offset ro: x[r]·rd (r < R) to columns c0 + RIDX(T, R, t, r)
+ * (< D), float4 stores when R is a multiple of 4. */
+#define STORE_ROW(x, R, T, t, base, ro, sd, c0, rd)                                               \
+  do {                                                                                            \
+    if ((R) % 4 == 0) {                                                                           \
+      UNROLL for (int g_ = 0; g_ < (R) / 4; g_++)                                                 \
+          st4((base), (ro), (sd), (c0) + RIDX(T, R, t, 4 * g_),                                   \
+              (float4)(x[(4 * g_) % (R)], x[(4 * g_ + 1) % (R)], x[(4 * g_ + 2) % (R)],           \
+                       x[(4 * g_ + 3) % (R)]) *                                                   \
+                  (rd));                                                                          \
+    } else {                                                                                      \
+      UNROLL for (int r_ = 0; r_ < (R); r_++) {                                                   \
+        const int col_ = (c0) + RIDX(T, R, t, r_);                                                \
+        if (col_ < D) STORE((base), (ro) + (long)col_ * (sd), x[r_] * (rd));                      \
+      }                                                                                           \
+    }                                                                                             \
+  } while (0)
+
 #if !FAVOR
 inline float phi1(float x) {
 #if MAP == 0
@@ -988,20 +1006,7 @@ lin_apply(__global const stype *restrict Q, __global const float *restrict PhiQ,
            * finite; den == 0 (no key has weight) gives a zero row. */
           const float rd = den > 0.0f ? 1.0f / den : 0.0f;
           const long ro = (long)row * oss;
-          if (ARC % 4 == 0) {
-            UNROLL for (int gg = 0; gg < ARC / 4; gg++) {
-              const int c = col0 + RIDX(ATC, ARC, tc, 4 * gg);
-              st4(Ob, ro, osd, c,
-                  (float4)(acc[i][(4 * gg) % ARC], acc[i][(4 * gg + 1) % ARC],
-                           acc[i][(4 * gg + 2) % ARC], acc[i][(4 * gg + 3) % ARC]) *
-                      rd);
-            }
-          } else {
-            UNROLL for (int u = 0; u < ARC; u++) {
-              const int col = col0 + RIDX(ATC, ARC, tc, u);
-              if (col < D) STORE(Ob, ro + (long)col * osd, acc[i][u] * rd);
-            }
-          }
+          STORE_ROW(acc[i], ARC, ATC, tc, Ob, ro, osd, col0, rd);
         }
         UNROLL for (int u = 0; u < ARC; u++) acc[i][u] = 0.0f;
       }
@@ -1432,20 +1437,7 @@ lin_causal(__global const stype *restrict Q, __global const stype *restrict K,
         if (r < CH && row >= 0 && row < Nq) {
           const float rd = den[i] > 0.0f ? 1.0f / den[i] : 0.0f;
           const long ro = (long)row * oss;
-          if (CRC % 4 == 0) {
-            UNROLL for (int g = 0; g < CRC / 4; g++) {
-              const int cc = col0 + RIDX(CTC, CRC, tc, 4 * g);
-              st4(Ob, ro, osd, cc,
-                  (float4)(acc[i][(4 * g) % CRC], acc[i][(4 * g + 1) % CRC],
-                           acc[i][(4 * g + 2) % CRC], acc[i][(4 * g + 3) % CRC]) *
-                      rd);
-            }
-          } else {
-            UNROLL for (int u = 0; u < CRC; u++) {
-              const int col = col0 + RIDX(CTC, CRC, tc, u);
-              if (col < D) STORE(Ob, ro + (long)col * osd, acc[i][u] * rd);
-            }
-          }
+          STORE_ROW(acc[i], CRC, CTC, tc, Ob, ro, osd, col0, rd);
         }
       }
     }
