@@ -45,6 +45,15 @@
 #include <CL/cl.h>
 #endif
 
+/* Symbols of the shared library: only CLATTN_API functions are exported. */
+#if defined(_WIN32) && defined(CLATTN_BUILDING)
+#define CLATTN_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define CLATTN_API __attribute__((visibility("default")))
+#else
+#define CLATTN_API
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -57,13 +66,13 @@ extern "C" {
 #define CLATTN_VERSION_MINOR 1
 #define CLATTN_VERSION_PATCH 0
 /** Single integer (major * 10000 + minor * 100 + patch) for #if comparisons. */
-#define CLATTN_VERSION_HEX                                                       \
+#define CLATTN_VERSION_HEX                                                                         \
   (CLATTN_VERSION_MAJOR * 10000 + CLATTN_VERSION_MINOR * 100 + CLATTN_VERSION_PATCH)
 
 /** Version of the library linked at run time, as CLATTN_VERSION_HEX. */
-unsigned clattn_version(void);
+CLATTN_API unsigned clattn_version(void);
 /** "MAJOR.MINOR.PATCH" of the library linked at run time. Static string. */
-const char *clattn_version_string(void);
+CLATTN_API const char *clattn_version_string(void);
 
 /* ------------------------------------------------------------------------ */
 /* Status codes                                                              */
@@ -94,7 +103,9 @@ typedef enum clattn_status {
 
 /** Short English description of a status ("invalid argument"). Never NULL;
  *  unknown codes give "unknown status". Static string. */
-const char *clattn_status_string(clattn_status status);
+CLATTN_API const char *clattn_status_string(clattn_status status);
+/** The status whose clattn_status_string() is `name`, or -1. */
+CLATTN_API int clattn_status_from_name(const char *name);
 
 /* ------------------------------------------------------------------------ */
 /* Context                                                                   */
@@ -116,7 +127,7 @@ typedef struct clattn_context_s *clattn_context;
  * CLATTN_ERROR_NO_DEVICE / CLATTN_ERROR_OPENCL is returned; since no context
  * exists, the detail is available from clattn_last_create_error().
  */
-clattn_status clattn_context_create(const char *selector, clattn_context *out);
+CLATTN_API clattn_status clattn_context_create(const char *selector, clattn_context *out);
 
 /**
  * Creates a context that enqueues on the caller's queue (retained, released
@@ -124,27 +135,32 @@ clattn_status clattn_context_create(const char *selector, clattn_context *out);
  * helpers (the CLI, the tuner) need CL_QUEUE_PROFILING_ENABLE; plain
  * execution does not.
  */
-clattn_status clattn_context_create_from_queue(cl_command_queue queue, clattn_context *out);
+CLATTN_API clattn_status clattn_context_create_from_queue(cl_command_queue queue,
+                                                          clattn_context *out);
 
 /** Detail of the last failed clattn_context_create* on this thread. */
-const char *clattn_last_create_error(void);
+CLATTN_API const char *clattn_last_create_error(void);
 
 /** The context's queue (owned by the context: do not release). */
-cl_command_queue clattn_context_queue(clattn_context ctx);
+CLATTN_API cl_command_queue clattn_context_queue(clattn_context ctx);
 /** The context's device (owned by the context: do not release). */
-cl_device_id clattn_context_device(clattn_context ctx);
+CLATTN_API cl_device_id clattn_context_device(clattn_context ctx);
 /** The context's OpenCL context (owned by the context: do not release). */
-cl_context clattn_context_cl_context(clattn_context ctx);
+CLATTN_API cl_context clattn_context_cl_context(clattn_context ctx);
 /** Human-readable "platform / device / driver" line. Owned by the context. */
-const char *clattn_context_device_name(clattn_context ctx);
+CLATTN_API const char *clattn_context_device_name(clattn_context ctx);
 
 /** Detailed message of the last failure of a call on this context or one of
  *  its plans ("" if none). Valid until the next call on the context. */
-const char *clattn_context_last_error(clattn_context ctx);
+CLATTN_API const char *clattn_context_last_error(clattn_context ctx);
+/** After a call failed with CLATTN_ERROR_OUT_OF_MEMORY: the bytes the
+ *  failed request needed, when the library knows them (0 otherwise, and
+ *  after any other result). */
+CLATTN_API uint64_t clattn_context_last_needed_bytes(clattn_context ctx);
 
 /** Releases the context, its queue reference and its programs. Plans made
  *  from it must be released first. NULL is accepted. */
-void clattn_context_release(clattn_context ctx);
+CLATTN_API void clattn_context_release(clattn_context ctx);
 
 /* ------------------------------------------------------------------------ */
 /* Problem description                                                       */
@@ -426,25 +442,42 @@ typedef enum clattn_algo {
   CLATTN_ALGO_LINEAR = 3
 } clattn_algo;
 
+/** Names of the enumerations, as the command-line tool, the tuning database
+ *  and the bindings write them: dtype "f32" "f16" "bf16"; mask "none"
+ *  "causal" "window" "dilated" "strided" "bigbird" "block_layout"; algo
+ *  "auto" "flash" "naive" "linear"; layout "bhsd" "bshd" "strided"; feature
+ *  map "elu" "relu" "favor". Unknown values give "?"; the *_from_name
+ *  functions return the value, or -1 for an unknown name. Static strings. */
+CLATTN_API const char *clattn_dtype_name(clattn_dtype dtype);
+CLATTN_API int clattn_dtype_from_name(const char *name);
+CLATTN_API const char *clattn_mask_name(clattn_mask mask);
+CLATTN_API int clattn_mask_from_name(const char *name);
+CLATTN_API const char *clattn_algo_name(clattn_algo algo);
+CLATTN_API int clattn_algo_from_name(const char *name);
+CLATTN_API const char *clattn_layout_name(clattn_layout layout);
+CLATTN_API int clattn_layout_from_name(const char *name);
+CLATTN_API const char *clattn_feature_map_name(clattn_feature_map map);
+CLATTN_API int clattn_feature_map_from_name(const char *name);
+
 /** One attention problem. Initialise with clattn_attention_desc_init(),
  *  then set the fields. Sizes are signed so that negative values can be
  *  reported rather than wrapped. */
 typedef struct clattn_attention_desc {
-  int batch;    /**< B ≥ 1. Default 1. */
-  int heads;    /**< H ≥ 1 query heads. Default 1. */
-  int kv_heads; /**< Hk key/value heads, H % Hk == 0 (GQA / MQA); 0 = heads. */
-  int seq_q;    /**< Nq ≥ 1 query positions. */
-  int seq_kv;   /**< Nk ≥ 1 key/value positions (may differ from seq_q). */
-  int head_dim; /**< d, 1..256 (same for Q, K and V). */
+  int batch;            /**< B ≥ 1. Default 1. */
+  int heads;            /**< H ≥ 1 query heads. Default 1. */
+  int kv_heads;         /**< Hk key/value heads, H % Hk == 0 (GQA / MQA); 0 = heads. */
+  int seq_q;            /**< Nq ≥ 1 query positions. */
+  int seq_kv;           /**< Nk ≥ 1 key/value positions (may differ from seq_q). */
+  int head_dim;         /**< d, 1..256 (same for Q, K and V). */
   clattn_dtype dtype;   /**< Default CLATTN_DTYPE_F32. */
   clattn_layout layout; /**< Default CLATTN_LAYOUT_BHSD. */
   /** Strides used only with CLATTN_LAYOUT_STRIDED. */
   clattn_strides q_strides, k_strides, v_strides, o_strides;
   /** Multiplier of Q Kᵀ; 0 means 1/sqrt(head_dim). Must be finite. */
   double scale;
-  clattn_mask mask;  /**< Default CLATTN_MASK_NONE. */
-  clattn_algo algo;  /**< Default CLATTN_ALGO_AUTO. */
-  clattn_sparse_desc sparse; /**< Sparse mask parameters (mask >= WINDOW). */
+  clattn_mask mask;               /**< Default CLATTN_MASK_NONE. */
+  clattn_algo algo;               /**< Default CLATTN_ALGO_AUTO. */
+  clattn_sparse_desc sparse;      /**< Sparse mask parameters (mask >= WINDOW). */
   clattn_feature_map feature_map; /**< Linear family: φ (default ELU1). */
   /** Linear FAVOR+: m random features, 1..256 (0 = head_dim). For ELU1 and
    *  RELU it must be 0 or head_dim (their feature count is head_dim). */
@@ -456,16 +489,17 @@ typedef struct clattn_attention_desc {
 
 /** Sets every field to its default (sizes 1, seq 1, head_dim 64, f32, BHSD,
  *  scale 0, no mask, auto). Never fails; NULL is ignored. */
-void clattn_attention_desc_init(clattn_attention_desc *desc);
+CLATTN_API void clattn_attention_desc_init(clattn_attention_desc *desc);
 
 /**
  * Fills *q, *k, *v, *o with the element strides that `desc` implies (for
  * BHSD/BSHD; for STRIDED, copies the given strides) and the minimal element
  * counts each buffer must hold (any pointer may be NULL).
  */
-clattn_status clattn_attention_desc_strides(const clattn_attention_desc *desc, clattn_strides *q,
-                                            clattn_strides *k, clattn_strides *v,
-                                            clattn_strides *o, size_t elems[4]);
+CLATTN_API clattn_status clattn_attention_desc_strides(const clattn_attention_desc *desc,
+                                                       clattn_strides *q, clattn_strides *k,
+                                                       clattn_strides *v, clattn_strides *o,
+                                                       size_t elems[4]);
 
 /* ------------------------------------------------------------------------ */
 /* Plans                                                                     */
@@ -487,7 +521,12 @@ enum {
    *  result before building the plan. Without this flag a plan uses what is
    *  known: the tuned entry, the nearest tuned sequence bucket, else the
    *  library's built-in defaults. */
-  CLATTN_PLAN_MEASURE = 1u << 1
+  CLATTN_PLAN_MEASURE = 1u << 1,
+  /** Use only the portable kernels: no device-specific fast path (the NVIDIA
+   *  tensor-core kernels, the CPU row-vector flash kernel). The environment
+   *  variable CLATTN_PORTABLE=1 does the same for every plan of a context
+   *  created while it is set. */
+  CLATTN_PLAN_PORTABLE = 1u << 2
 };
 
 /**
@@ -499,27 +538,32 @@ enum {
  * CLATTN_ERROR_OPENCL. `desc` is copied; the plan keeps `ctx` referenced
  * and must be released before it.
  */
-clattn_status clattn_plan_create(clattn_context ctx, const clattn_attention_desc *desc,
-                                 unsigned flags, clattn_plan *out);
+CLATTN_API clattn_status clattn_plan_create(clattn_context ctx, const clattn_attention_desc *desc,
+                                            unsigned flags, clattn_plan *out);
 
 /**
- * Like clattn_plan_create() but forces the kernel configuration instead of
- * looking it up: `config` is a configuration string of the chosen family's
- * kernel, e.g. "bm=64,bn=32,tm=16,tn=8" for flash (the syntax of the
- * CLATTN_TUNE_OVERRIDE environment variable, which forces a configuration
- * for every plan). The configuration is checked against the device's limits
- * (CLATTN_ERROR_INVALID_ARGUMENT names the violated constraint). NULL or ""
- * behaves as clattn_plan_create(). describe() reports "override".
- * The linear family's string is any subset of "chunk=C,split=L,bd=..,bks=..,
- * srf=..,src=..,bq=..,arq=..,arc=..,afs=..,bpw=..,ctr=..,ctc=..,cfs=..,
- * fbr=..,frr=..,frf=..,fds=.." (L: keys per state split, for causal masks
- * the segment each work-group walks in chunks of C keys; the others tile the
- * kernels, see src/linear.h and cl/linear.cl); the environment variable
- * CLATTN_LINEAR_OVERRIDE has the same syntax.
+ * Like clattn_plan_create() but forces the kernel and its configuration
+ * instead of looking them up. `config` is "[VARIANT:]KEY=VALUE,..." with the
+ * parameters of one kernel variant of the descriptor's family (see README,
+ * "Kernel variants"): e.g. "bm=64,bn=32,tm=16,tn=8" (the portable flash
+ * kernel), "flash_rows:bm=16,bn=64" (the CPU flash kernel),
+ * "flash_tc:warps=8,mt=1,bn=64" (NVIDIA tensor cores), "linear:chunk=32,
+ * split=2048" (linear attention on FMA units), "linear_tc:..." (on tensor
+ * cores). Without a prefix the first applicable variant whose parameter
+ * names match and whose legality check passes is taken. Parameters the
+ * string does not name keep their tuned or default value. Every
+ * configuration passes the variant's legality check against the device
+ * (CLATTN_ERROR_INVALID_ARGUMENT names the violated constraint); a named
+ * variant that does not apply gives CLATTN_ERROR_UNSUPPORTED. NULL or ""
+ * behaves as clattn_plan_create(). describe() reports "override". The
+ * environment variable CLATTN_TUNE_OVERRIDE takes a ';'-separated list of
+ * such strings for every plan of a context (entries for other families are
+ * skipped).
  */
-clattn_status clattn_plan_create_with_config(clattn_context ctx,
-                                             const clattn_attention_desc *desc, unsigned flags,
-                                             const char *config, clattn_plan *out);
+CLATTN_API clattn_status clattn_plan_create_with_config(clattn_context ctx,
+                                                        const clattn_attention_desc *desc,
+                                                        unsigned flags, const char *config,
+                                                        clattn_plan *out);
 
 /**
  * Enqueues the attention on the context's queue; never blocks.
@@ -534,16 +578,16 @@ clattn_status clattn_plan_create_with_config(clattn_context ctx,
  *   event: NULL, or receives an event for the last command enqueued (the
  *   caller releases it).
  */
-clattn_status clattn_plan_execute(clattn_plan plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
-                                  cl_mem lse, cl_uint num_wait, const cl_event *wait_list,
-                                  cl_event *event);
+CLATTN_API clattn_status clattn_plan_execute(clattn_plan plan, cl_mem q, cl_mem k, cl_mem v,
+                                             cl_mem o, cl_mem lse, cl_uint num_wait,
+                                             const cl_event *wait_list, cl_event *event);
 
 /** One human-readable line: family, kernel configuration, and in brackets
  *  where the configuration came from: "tuned" (the tuning database's entry
  *  for the problem class), "tuned (nearest seq bucket N)", "tuned now"
  *  (CLATTN_PLAN_MEASURE), "built-in default (CLASS)" or "override (...)".
  *  Owned by the plan. */
-const char *clattn_plan_describe(clattn_plan plan);
+CLATTN_API const char *clattn_plan_describe(clattn_plan plan);
 
 /** Bytes of device workspace the plan owns (flash: 0 for dense masks, the
  *  tile lists and bitmap for sparse masks; naive: the score matrix,
@@ -553,7 +597,7 @@ const char *clattn_plan_describe(clattn_plan plan);
  *  B·Hk·chunks·F·(d+1) floats, plus for FAVOR+ the features ω, two maxima
  *  per chunk and, causal, the keys' log-features, B·Hk·seq_kv·F floats
  *  rounded up to whole chunks). */
-size_t clattn_plan_workspace_size(clattn_plan plan);
+CLATTN_API size_t clattn_plan_workspace_size(clattn_plan plan);
 
 /**
  * Sizes a plan without making it (FFTW's "estimate"): validates `desc` and
@@ -574,26 +618,26 @@ size_t clattn_plan_workspace_size(clattn_plan plan);
  * linear family's chunking, a sparse mask's tile lists) are those a plan on
  * the context's device would make. Cheap: host work only.
  */
-clattn_status clattn_plan_estimate(clattn_context ctx, const clattn_attention_desc *desc,
-                                   size_t *workspace_bytes);
+CLATTN_API clattn_status clattn_plan_estimate(clattn_context ctx, const clattn_attention_desc *desc,
+                                              size_t *workspace_bytes);
 
 /** Number of (batch, head, query, key) tuples whose score the plan's mask
  *  keeps: B·H·seq_q·seq_kv without a mask, fewer under causal and sparse
  *  masks (counted exactly at plan creation). 0 for NULL. */
-uint64_t clattn_plan_visible_pairs(clattn_plan plan);
+CLATTN_API uint64_t clattn_plan_visible_pairs(clattn_plan plan);
 
 /** Floating-point operations of one execute counted on the attended pairs
  *  only: 4 · head_dim · clattn_plan_visible_pairs() (two multiply-adds per
  *  pair and feature, for Q·Kᵀ and P·V), the convention under which
  *  FlashAttention reports causal TFLOP/s. 0 for NULL. */
-double clattn_plan_flops(clattn_plan plan);
+CLATTN_API double clattn_plan_flops(clattn_plan plan);
 
 /** The descriptor the plan was made for, with defaults resolved (kv_heads,
  *  scale, algo). */
-const clattn_attention_desc *clattn_plan_desc(clattn_plan plan);
+CLATTN_API const clattn_attention_desc *clattn_plan_desc(clattn_plan plan);
 
 /** Releases the plan and its workspace. NULL is accepted. */
-void clattn_plan_release(clattn_plan plan);
+CLATTN_API void clattn_plan_release(clattn_plan plan);
 
 /**
  * Linear FAVOR+ plans: draws new random features ω from `seed` (as
@@ -602,7 +646,7 @@ void clattn_plan_release(clattn_plan plan);
  * written; executes enqueued later use them. CLATTN_ERROR_INVALID_ARGUMENT
  * for any other plan.
  */
-clattn_status clattn_plan_redraw_features(clattn_plan plan, uint64_t seed);
+CLATTN_API clattn_status clattn_plan_redraw_features(clattn_plan plan, uint64_t seed);
 
 /**
  * Draws the FAVOR+ random feature matrix ω for head_dim d and num_features m
@@ -625,242 +669,16 @@ clattn_status clattn_plan_redraw_features(clattn_plan plan, uint64_t seed);
  * Returns CLATTN_ERROR_INVALID_ARGUMENT for d outside 1..256, m outside
  * 0..256 or out == NULL, CLATTN_ERROR_OUT_OF_MEMORY if scratch fails.
  */
-clattn_status clattn_favor_features(int head_dim, int num_features, uint64_t seed, float *out);
-
-/* ------------------------------------------------------------------------ */
-/* Device peak calibration                                                   */
-/* ------------------------------------------------------------------------ */
-
-/** What clattn_measure_peak() measures. Initialise with
- *  clattn_peak_request_init(). */
-typedef struct clattn_peak_request {
-  /** Bytes of the copy's source (and destination) buffer. Default 256 MiB;
-   *  capped at a quarter of the global memory and at the largest single
-   *  allocation, rounded down to whole grid-stride rounds of float4. */
-  size_t copy_bytes;
-  /** Target duration of one FMA run in ms: the run length is calibrated to
-   *  it (doubling, then scaling). Default 20. */
-  double fma_ms;
-  /** Timed runs of each kernel after one warm-up run; the median is
-   *  reported. Default 7, at most 1000. */
-  int runs;
-} clattn_peak_request;
-
-/** Result of clattn_measure_peak(); times are OpenCL profiling START..END of
- *  the kernel, in ms. */
-typedef struct clattn_peak_result {
-  double fma_gflops; /**< f32 multiply-add rate, 2 FLOP per FMA, median run (GFLOP/s) */
-  double copy_gbps;  /**< bytes read + bytes written per second of the median run / 1e9 */
-  double fma_ms, fma_min_ms, fma_max_ms;
-  double copy_ms, copy_min_ms, copy_max_ms;
-  double fma_flop;       /**< FLOP of one FMA run */
-  size_t fma_work_items; /**< work-items of the FMA kernel (8 work-groups per compute unit) */
-  int fma_iterations;    /**< loop iterations per work-item (32 FMAs of vector_width lanes) */
-  int vector_width;      /**< float lanes per FMA: the device's native float vector width */
-  size_t copy_bytes;     /**< bytes read (= bytes written) by one copy run */
-  int runs;              /**< timed runs of each kernel */
-} clattn_peak_result;
-
-/** Sets the defaults listed in clattn_peak_request. NULL is ignored. */
-void clattn_peak_request_init(clattn_peak_request *req);
-
-/**
- * Measures the context's device with two small built-in kernels
- * (cl/peak.cl), so that achieved rates can be stated as a fraction of what
- * the device does: the f32 FMA rate (8 independent multiply-add chains per
- * work-item on vectors of the device's native float width — 1 on GPUs, the
- * SIMD width on CPUs —, 8 work-groups per compute unit, the sum written out)
- * and the copy bandwidth (one vector of at least 4 floats per work-item,
- * between two buffers filled beforehand). Each kernel runs once to warm up,
- * then req->runs times; the median START..END of the profiling events is
- * reported. req may be NULL (defaults). Blocks until done (about (runs + 2) ·
- * fma_ms plus the copies). Errors: INVALID_ARGUMENT (a request field),
- * UNSUPPORTED (the queue has no profiling: a context from
- * clattn_context_create_from_queue without CL_QUEUE_PROFILING_ENABLE),
- * OUT_OF_MEMORY (the copy buffers), BUILD, OPENCL.
- */
-clattn_status clattn_measure_peak(clattn_context ctx, const clattn_peak_request *req,
-                                  clattn_peak_result *out);
-
-/* ------------------------------------------------------------------------ */
-/* Reference                                                                 */
-/* ------------------------------------------------------------------------ */
-
-/**
- * Float64 host reference for every descriptor the library accepts.
- * q, k, v: host arrays of desc->dtype in the descriptor's layout (for f16 /
- * bf16, 16-bit storage); o: host array of double receiving the output in
- * BHSD order [batch][heads][seq_q][head_dim]; lse: NULL or double array
- * [batch][heads][seq_q] (natural log, -inf for fully masked rows).
- * rows: NULL to compute every query row, or an array of num_rows query
- * positions to compute (the other rows of o and lse are left untouched):
- * useful to check a large problem on a subset.
- * Cost O(B·H·Nq·Nk·d) on the host. Returns CLATTN_ERROR_INVALID_ARGUMENT on
- * a bad descriptor (no message store: the host reference has no context).
- */
-clattn_status clattn_reference_attention(const clattn_attention_desc *desc, const void *q,
-                                         const void *k, const void *v, double *o, double *lse,
-                                         const int *rows, int num_rows);
-
-/**
- * Float64 host reference of linear attention (the formula documented at
- * clattn_feature_map), computed in its naive quadratic form — each weight
- * w_ij = φ(q'_i)ᵀφ(k'_j) explicitly, causally masked — so that it checks the
- * chunked device kernels independently. desc's feature_map, num_features,
- * feature_seed, mask (NONE or CAUSAL) and scale are used whatever desc->algo
- * says. features: NULL to draw ω from desc->feature_seed exactly as the plan
- * does (so clattn_plan_desc(plan) reproduces a plan, also after
- * clattn_plan_redraw_features), or num_features×head_dim floats (FAVOR+
- * only; ignored otherwise). FAVOR+ in double: query features divided by their
- * row maximum, key features by the maximum over every key and feature of the
- * head (constants that cancel). q, k, v, o, rows, num_rows as in
- * clattn_reference_attention (no lse). Cost O(B·H·Nq·Nk·(F + d)).
- * Returns CLATTN_ERROR_INVALID_ARGUMENT for a bad descriptor or argument,
- * CLATTN_ERROR_UNSUPPORTED for a sparse mask, CLATTN_ERROR_OUT_OF_MEMORY.
- *
- * clattn_reference_attention() itself computes exact softmax attention for
- * every descriptor; to compare linear attention with softmax attention, call
- * both on the same inputs.
- */
-clattn_status clattn_reference_linear(const clattn_attention_desc *desc, const void *q,
-                                      const void *k, const void *v, const float *features,
-                                      double *o, const int *rows, int num_rows);
-
-/* ------------------------------------------------------------------------ */
-/* Tuning and caches                                                         */
-/* ------------------------------------------------------------------------ */
-
-/*
- * Kernel configurations (tile sizes) are tuned per device and problem class
- * and kept in a tuning database, one human-readable text file per device:
- *
- *     <cache>/<device>-<hash>/tuning.txt
- *
- * where <cache> is $CLATTN_CACHE_DIR, else $XDG_CACHE_HOME/clattn, else
- * ~/.cache/clattn, and <hash> covers the platform, vendor, device name,
- * driver version and NVIDIA compute capability. CLATTN_CACHE_DIR=off
- * disables the database and the program-binary cache (compiled kernels,
- * kept beside it in <cache>/<device>-<hash>/programs/).
- *
- * A problem class is (kernel, dtype, head-dim bucket, mask kind, sequence
- * bucket). Head dims 32, 64, 80, 96, 128 and 256 are their own bucket; other
- * head dims are padded up to a multiple of 16. Sequence buckets follow
- * seq_q: powers of two up to 1024 (16, 32, ..., 1024; shorter sequences go
- * to 16), then 1025..4096, 4097..16384 and above 16384 ("inf"). Entries carry
- * a hash of the kernel source: a changed kernel ignores older entries.
- */
-
-/** Progress of clattn_tune(), passed to the callback after each candidate. */
-typedef struct clattn_tune_progress {
-  int done;           /**< candidates measured or discarded so far */
-  int total;          /**< candidates the search expects to try (an estimate
-                           when sampling under a time budget) */
-  int space_size;     /**< legal configurations in the search space */
-  double elapsed_s;   /**< seconds since the start */
-  double eta_s;       /**< estimated seconds left (negative when unknown) */
-  double best_ms;     /**< best median so far (negative before the first) */
-  const char *best_config; /**< its configuration ("" before the first) */
-  const char *config; /**< the candidate just handled */
-  double ms;          /**< its median time (negative: it failed to build or run) */
-  const char *phase;  /**< "exhaustive", "sample", "refine" or "verify" */
-} clattn_tune_progress;
-
-/** Progress callback; return non-zero to stop the search early (the best
- *  configuration so far is still verified and reported). */
-typedef int (*clattn_tune_progress_fn)(const clattn_tune_progress *progress, void *user);
-
-/** Tuning flags (bitwise or). */
-enum {
-  CLATTN_TUNE_DEFAULT = 0,
-  /** Do not write the result to the tuning database. */
-  CLATTN_TUNE_NO_STORE = 1u << 0,
-  /** Try every legal configuration (within the budget) however large the
-   *  space; without it, spaces above 48 configurations are sampled at random
-   *  and then refined around the best (neighbours in each parameter). */
-  CLATTN_TUNE_EXHAUSTIVE = 1u << 1
-};
-
-/** What to tune. Initialise with clattn_tune_request_init(). */
-typedef struct clattn_tune_request {
-  clattn_algo algo;     /**< kernel family: CLATTN_ALGO_FLASH (AUTO = flash) */
-  clattn_dtype dtype;   /**< storage type. Default f32. */
-  int head_dim;         /**< timed at its bucket's head dim. Default 64. */
-  clattn_mask mask;     /**< CLATTN_MASK_NONE or CLATTN_MASK_CAUSAL. */
-  int seq;              /**< seq_q = seq_kv of the timed problem; the result is
-                             stored for its bucket. Default 4096. */
-  int batch, heads;     /**< timed problem's batch and heads; 0 (default):
-                             batch 1 and enough heads to fill the device */
-  double budget_seconds; /**< wall-clock budget of the search, compilation
-                              included (the default configuration is always
-                              measured). Default 60. */
-  /** NULL, or restricts parameter values: "bm=16,32;tn=4" (parameters not
-   *  named keep every legal value). The built-in default is always tried. */
-  const char *space;
-  unsigned flags;        /**< CLATTN_TUNE_* */
-  uint64_t seed;         /**< sampling and random data. Default 1. */
-  clattn_tune_progress_fn progress; /**< may be NULL */
-  void *user;            /**< passed to progress */
-} clattn_tune_request;
-
-/** Result of clattn_tune(). */
-typedef struct clattn_tune_result {
-  char problem_class[160]; /**< "flash f32 d=64 mask=none seq=4096" */
-  char best_config[128];   /**< e.g. "bm=64,bn=64,tm=16,tn=4" */
-  char default_config[128]; /**< the built-in default for this device */
-  double best_ms;          /**< median time of the best configuration */
-  double default_ms;       /**< median time of the built-in default */
-  double speedup;          /**< default_ms / best_ms (≥ 1: the default is a candidate) */
-  int tried;               /**< candidates measured or discarded */
-  int failed;              /**< of which failed to build or run */
-  int space_size;          /**< legal configurations in the space */
-  int exhaustive;          /**< 1 when every legal configuration was tried */
-  int verified;            /**< 1 when the best passed the reference check */
-  double max_rel_error;    /**< its ‖out − ref‖ / ‖ref‖ on the rows checked */
-  int stored;              /**< 1 when written to the tuning database */
-  double elapsed_s;        /**< wall-clock seconds of the whole call */
-  int batch, heads, seq, head_dim; /**< the timed problem */
-} clattn_tune_result;
-
-/** Sets the defaults listed in clattn_tune_request. NULL is ignored. */
-void clattn_tune_request_init(clattn_tune_request *req);
-
-/**
- * Tunes one problem class on the context's device: enumerates the kernel's
- * legal configurations (local memory, work-group and register limits prune
- * the space), builds and times candidates with OpenCL profiling events on
- * random inputs of the requested size (one warm-up, then the median of
- * several runs), skips candidates that fail to build or run, verifies the
- * winner against clattn_reference_attention() (a subset of rows for large
- * problems) and stores it in the tuning database (unless
- * CLATTN_TUNE_NO_STORE or caches are off). Plans created afterwards for the
- * class use it. Errors: INVALID_ARGUMENT (bad request or space), VERIFY (no
- * measured configuration passed the check; nothing stored), OPENCL /
- * OUT_OF_MEMORY (the inputs could not be set up), IO (the database could
- * not be written; *result is still filled).
- */
-clattn_status clattn_tune(clattn_context ctx, const clattn_tune_request *req,
-                          clattn_tune_result *result);
-
-/** Writes the path of the context's tuning database into buf (whether or
- *  not the file exists yet). UNSUPPORTED when caches are disabled. */
-clattn_status clattn_tunedb_path(clattn_context ctx, char *buf, size_t cap);
-
-/** Copies the context's tuning database (its device header and every entry)
- *  to `path`, e.g. to move tuning results to another machine. IO on failure;
- *  an empty database exports a header only. */
-clattn_status clattn_tunedb_export(clattn_context ctx, const char *path);
-
-/**
- * Merges the entries of an exported database into the context's one (an
- * imported entry replaces the entry of the same class and kernel source).
- * The file must be for the same device (platform, vendor, device name and
- * compute capability; a different driver version is accepted with a note).
- * *imported (may be NULL) receives the number of entries merged. Corrupt
- * lines are skipped with a note in clattn_context_last_error().
- */
-clattn_status clattn_tunedb_import(clattn_context ctx, const char *path, int *imported);
+CLATTN_API clattn_status clattn_favor_features(int head_dim, int num_features, uint64_t seed,
+                                               float *out);
 
 #ifdef __cplusplus
 }
 #endif
+/* The tuning and tools APIs (clattn_tune.h: tuner, tuning database;
+ * clattn_tools.h: references, peak calibration, device capabilities,
+ * per-kernel profiles) come with the core API. */
+#include "clattn_tools.h"
+#include "clattn_tune.h"
+
 #endif /* CLATTN_H */

@@ -1,7 +1,8 @@
 /* binary_cache.c — cache directory resolution and the on-disk cache of compiled program binaries.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "tune.h"
+#include "cache.h"
+#include "sha256.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -30,19 +31,9 @@ clattn__cache_stats clattn__binary_cache_stats(void) {
   return s;
 }
 
-bool clattn__cache_dir(char *buf, size_t cap) {
-  const char *dir = getenv("CLATTN_CACHE_DIR");
-  int n;
-  if (dir && *dir) {
-    if (!strcmp(dir, "off") || !strcmp(dir, "OFF") || !strcmp(dir, "0")) return false;
-    n = snprintf(buf, cap, "%s", dir);
-  } else if ((dir = getenv("XDG_CACHE_HOME")) && *dir) {
-    n = snprintf(buf, cap, "%s/clattn", dir);
-  } else if ((dir = getenv("HOME")) && *dir) {
-    n = snprintf(buf, cap, "%s/.cache/clattn", dir);
-  } else {
-    return false;
-  }
+bool clattn__cache_dir(const clattn__settings *st, char *buf, size_t cap) {
+  if (!st->cache_dir[0]) return false;
+  int n = snprintf(buf, cap, "%s", st->cache_dir);
   return n > 0 && (size_t)n < cap;
 }
 
@@ -81,9 +72,10 @@ int clattn__write_atomic(const char *path, const void *data, size_t n) {
   return 0;
 }
 
-bool clattn__device_dir(const clattn__device_info *info, char *buf, size_t cap, bool create) {
+bool clattn__device_dir(clattn_context ctx, char *buf, size_t cap, bool create) {
+  const clattn__device_info *info = &ctx->info;
   char root[4096];
-  if (!clattn__cache_dir(root, sizeof root)) return false;
+  if (!clattn__cache_dir(&ctx->settings, root, sizeof root)) return false;
   clattn__sha256_ctx h;
   clattn__sha256_init(&h);
   char cc[32];
@@ -134,10 +126,10 @@ void clattn__program_cache_key(const clattn__device_info *info, const char *cons
   clattn__sha256_final(&h, key);
 }
 
-static bool binary_path(const clattn__device_info *info, const uint8_t key[32], char *buf,
-                        size_t cap, bool create) {
+static bool binary_path(clattn_context ctx, const uint8_t key[32], char *buf, size_t cap,
+                        bool create) {
   char dir[4096];
-  if (!clattn__device_dir(info, dir, sizeof dir, false)) return false;
+  if (!clattn__device_dir(ctx, dir, sizeof dir, false)) return false;
   int n = snprintf(buf, cap, "%s/programs", dir);
   if (n < 0 || (size_t)n >= cap) return false;
   if (create && clattn__mkdirs(buf) != 0) return false;
@@ -187,7 +179,7 @@ cl_program clattn__binary_cache_load(clattn_context ctx, const uint8_t key[32], 
                                      size_t *loaded_size) {
   if (atomic_load(&cache_off)) return NULL;
   char path[4400];
-  if (!binary_path(&ctx->info, key, path, sizeof path, false)) return NULL;
+  if (!binary_path(ctx, key, path, sizeof path, false)) return NULL;
   size_t n = 0;
   uint8_t *b = (uint8_t *)clattn__read_file(path, &n);
   if (!b) {
@@ -231,7 +223,7 @@ void clattn__binary_cache_store(clattn_context ctx, cl_program prog, const uint8
   char root[4096];
   /* Off (CLATTN_CACHE_DIR=off) is not a failure: nothing to do, and no
    * binary is requested (on PoCL that compiles every kernel once more). */
-  if (atomic_load(&cache_off) || !clattn__cache_dir(root, sizeof root)) return;
+  if (atomic_load(&cache_off) || !clattn__cache_dir(&ctx->settings, root, sizeof root)) return;
   size_t len = 0;
   if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof len, &len, NULL) != CL_SUCCESS ||
       len == 0)
@@ -250,7 +242,7 @@ void clattn__binary_cache_store(clattn_context ctx, cl_program prog, const uint8
   put_u64(b + 16, (uint64_t)len);
   memcpy(b + 24, key, 32);
   clattn__sha256(payload, len, b + 56);
-  if (!binary_path(&ctx->info, key, path, sizeof path, true) ||
+  if (!binary_path(ctx, key, path, sizeof path, true) ||
       clattn__write_atomic(path, b, HEADER_BYTES + len) != 0) {
     atomic_store(&cache_off, 1); /* silently build from source from now on */
   } else {
@@ -258,13 +250,6 @@ void clattn__binary_cache_store(clattn_context ctx, cl_program prog, const uint8
     if (stored_size) *stored_size = len;
   }
   free(b);
-}
-
-/* PoCL's own kernel cache (on unless POCL_KERNEL_CACHE=0) already keeps
- * compiled programs across processes. */
-static bool pocl_caches_itself(void) {
-  const char *v = getenv("POCL_KERNEL_CACHE");
-  return !v || strcmp(v, "0") != 0;
 }
 
 bool clattn__binary_cache_eager(const clattn__device_info *info) {
@@ -278,6 +263,8 @@ bool clattn__binary_cache_eager(const clattn__device_info *info) {
 
 void clattn__binary_cache_refresh(clattn_context ctx, clattn__program_entry *e) {
   if (!e->cacheable || e->cached_size || atomic_load(&cache_off)) return;
-  if (ctx->info.is_pocl && pocl_caches_itself()) return;
+  /* PoCL's own kernel cache (on unless POCL_KERNEL_CACHE=0) already keeps
+   * compiled programs across processes. */
+  if (ctx->info.is_pocl && !ctx->settings.pocl_cache_off) return;
   clattn__binary_cache_store(ctx, e->program, e->cache_key, &e->cached_size);
 }

@@ -1,5 +1,5 @@
 /* context.c — device selection, capability query, contexts and error messages. */
-#include "internal.h"
+#include "tune.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -10,111 +10,6 @@
 #define CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV 0x4000
 #define CL_DEVICE_COMPUTE_CAPABILITY_MINOR_NV 0x4001
 #endif
-
-#if defined(__STDC_NO_THREADS__) || !defined(__STDC_VERSION__)
-#define CLATTN_TLS __thread
-#else
-#define CLATTN_TLS _Thread_local
-#endif
-
-static CLATTN_TLS char create_error[2048];
-
-const char *clattn_last_create_error(void) { return create_error; }
-
-clattn_status clattn__fail(clattn_context ctx, clattn_status st, const char *fmt, ...) {
-  char *dst = ctx ? ctx->msg : create_error;
-  size_t cap = ctx ? sizeof ctx->msg : sizeof create_error;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(dst, cap, fmt, ap);
-  va_end(ap);
-  return st;
-}
-
-void clattn__append(char *buf, size_t cap, const char *fmt, ...) {
-  size_t len = strlen(buf);
-  if (len + 1 >= cap) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf + len, cap - len, fmt, ap);
-  va_end(ap);
-}
-
-const char *clattn__cl_error_name(cl_int err) {
-  switch (err) {
-#define E(x)                                                                                   \
-  case x:                                                                                      \
-    return #x;
-    E(CL_SUCCESS)
-    E(CL_DEVICE_NOT_FOUND)
-    E(CL_DEVICE_NOT_AVAILABLE)
-    E(CL_COMPILER_NOT_AVAILABLE)
-    E(CL_MEM_OBJECT_ALLOCATION_FAILURE)
-    E(CL_OUT_OF_RESOURCES)
-    E(CL_OUT_OF_HOST_MEMORY)
-    E(CL_PROFILING_INFO_NOT_AVAILABLE)
-    E(CL_MEM_COPY_OVERLAP)
-    E(CL_BUILD_PROGRAM_FAILURE)
-    E(CL_MAP_FAILURE)
-    E(CL_INVALID_VALUE)
-    E(CL_INVALID_DEVICE_TYPE)
-    E(CL_INVALID_PLATFORM)
-    E(CL_INVALID_DEVICE)
-    E(CL_INVALID_CONTEXT)
-    E(CL_INVALID_QUEUE_PROPERTIES)
-    E(CL_INVALID_COMMAND_QUEUE)
-    E(CL_INVALID_MEM_OBJECT)
-    E(CL_INVALID_BINARY)
-    E(CL_INVALID_BUILD_OPTIONS)
-    E(CL_INVALID_PROGRAM)
-    E(CL_INVALID_PROGRAM_EXECUTABLE)
-    E(CL_INVALID_KERNEL_NAME)
-    E(CL_INVALID_KERNEL)
-    E(CL_INVALID_ARG_INDEX)
-    E(CL_INVALID_ARG_VALUE)
-    E(CL_INVALID_ARG_SIZE)
-    E(CL_INVALID_KERNEL_ARGS)
-    E(CL_INVALID_WORK_DIMENSION)
-    E(CL_INVALID_WORK_GROUP_SIZE)
-    E(CL_INVALID_WORK_ITEM_SIZE)
-    E(CL_INVALID_GLOBAL_OFFSET)
-    E(CL_INVALID_EVENT_WAIT_LIST)
-    E(CL_INVALID_EVENT)
-    E(CL_INVALID_OPERATION)
-    E(CL_INVALID_BUFFER_SIZE)
-    E(CL_INVALID_GLOBAL_WORK_SIZE)
-#undef E
-  default:
-    return "unknown OpenCL error";
-  }
-}
-
-clattn_status clattn__cl_fail(clattn_context ctx, const char *call, cl_int err, const char *what) {
-  clattn_status st = CLATTN_ERROR_OPENCL;
-  if (err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_OUT_OF_HOST_MEMORY)
-    st = CLATTN_ERROR_OUT_OF_MEMORY;
-  return clattn__fail(ctx, st, "%s failed with %s (%d)%s%s", call, clattn__cl_error_name(err),
-                      (int)err, what && *what ? ": " : "", what ? what : "");
-}
-
-int clattn__strcasestr_bool(const char *hay, const char *needle) {
-  size_t n = strlen(needle);
-  if (n == 0) return 1;
-  for (; *hay; hay++) {
-    size_t i = 0;
-    while (i < n && hay[i] && tolower((unsigned char)hay[i]) == tolower((unsigned char)needle[i]))
-      i++;
-    if (i == n) return 1;
-  }
-  return 0;
-}
-
-char *clattn__strdup(const char *s) {
-  size_t n = strlen(s) + 1;
-  char *d = malloc(n);
-  if (d) memcpy(d, s, n);
-  return d;
-}
 
 static void get_str(cl_device_id d, cl_device_info p, char *buf, size_t cap) {
   buf[0] = 0;
@@ -142,8 +37,7 @@ void clattn__read_device_info(cl_device_id dev, clattn__device_info *info) {
   clGetDeviceInfo(dev, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof info->compute_units,
                   &info->compute_units, NULL);
   clGetDeviceInfo(dev, CL_DEVICE_LOCAL_MEM_SIZE, sizeof info->local_mem, &info->local_mem, NULL);
-  clGetDeviceInfo(dev, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof info->global_mem, &info->global_mem,
-                  NULL);
+  clGetDeviceInfo(dev, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof info->global_mem, &info->global_mem, NULL);
   clGetDeviceInfo(dev, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof info->max_alloc, &info->max_alloc,
                   NULL);
   clGetDeviceInfo(dev, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof info->max_wg, &info->max_wg, NULL);
@@ -229,17 +123,26 @@ static int list_devices(cl_platform_id **plats_out, cl_device_id **devs_out, int
   return n;
 }
 
-static void fill_context_identity(clattn_context ctx) {
+/* Device identity, the environment's settings and the per-variant caches
+ * of a new context. */
+static clattn_status fill_context_identity(clattn_context ctx, const clattn__settings *settings) {
   clattn__read_device_info(ctx->device, &ctx->info);
   snprintf(ctx->device_line, sizeof ctx->device_line, "%s / %s / driver %s",
            ctx->info.platform_name, ctx->info.name, ctx->info.driver);
+  ctx->settings = *settings;
+  ctx->source_hash = calloc((size_t)clattn__variant_count() + 1, sizeof *ctx->source_hash);
+  if (!ctx->source_hash)
+    return clattn__fail(NULL, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate the context");
+  return CLATTN_SUCCESS;
 }
 
 clattn_status clattn_context_create(const char *selector, clattn_context *out) {
   if (!out) return clattn__fail(NULL, CLATTN_ERROR_INVALID_ARGUMENT, "out is NULL");
   *out = NULL;
-  create_error[0] = 0;
-  if (!selector || !*selector) selector = getenv("CLATTN_DEVICE");
+  clattn__fail(NULL, CLATTN_SUCCESS, "%s", "");
+  clattn__settings settings;
+  clattn__settings_read(&settings);
+  if (!selector || !*selector) selector = settings.device;
   if (selector && !*selector) selector = NULL;
 
   cl_platform_id *plats;
@@ -265,9 +168,12 @@ clattn_status clattn_context_create(const char *selector, clattn_context *out) {
     int p = -1, d = -1;
     char tail = 0;
     cl_device_type type = 0;
-    if (!strcmp(selector, "gpu") || !strcmp(selector, "GPU")) type = CL_DEVICE_TYPE_GPU;
-    else if (!strcmp(selector, "cpu") || !strcmp(selector, "CPU")) type = CL_DEVICE_TYPE_CPU;
-    else if (!strcmp(selector, "accelerator")) type = CL_DEVICE_TYPE_ACCELERATOR;
+    if (!strcmp(selector, "gpu") || !strcmp(selector, "GPU"))
+      type = CL_DEVICE_TYPE_GPU;
+    else if (!strcmp(selector, "cpu") || !strcmp(selector, "CPU"))
+      type = CL_DEVICE_TYPE_CPU;
+    else if (!strcmp(selector, "accelerator"))
+      type = CL_DEVICE_TYPE_ACCELERATOR;
     if (type) {
       for (int i = 0; i < n && pick < 0; i++) {
         cl_device_type t = 0;
@@ -332,7 +238,11 @@ clattn_status clattn_context_create(const char *selector, clattn_context *out) {
     free(ctx);
     return st;
   }
-  fill_context_identity(ctx);
+  clattn_status st = fill_context_identity(ctx, &settings);
+  if (st != CLATTN_SUCCESS) {
+    clattn_context_release(ctx);
+    return st;
+  }
   *out = ctx;
   return CLATTN_SUCCESS;
 }
@@ -341,10 +251,12 @@ clattn_status clattn_context_create_from_queue(cl_command_queue queue, clattn_co
   if (!out) return clattn__fail(NULL, CLATTN_ERROR_INVALID_ARGUMENT, "out is NULL");
   *out = NULL;
   if (!queue) return clattn__fail(NULL, CLATTN_ERROR_INVALID_ARGUMENT, "queue is NULL");
+  clattn__settings settings;
+  clattn__settings_read(&settings);
   clattn_context ctx = calloc(1, sizeof *ctx);
   if (!ctx) return clattn__fail(NULL, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate the context");
-  cl_int err = clGetCommandQueueInfo(queue, CL_QUEUE_DEVICE, sizeof ctx->device, &ctx->device,
-                                     NULL);
+  cl_int err =
+      clGetCommandQueueInfo(queue, CL_QUEUE_DEVICE, sizeof ctx->device, &ctx->device, NULL);
   if (err == CL_SUCCESS)
     err = clGetCommandQueueInfo(queue, CL_QUEUE_CONTEXT, sizeof ctx->context, &ctx->context, NULL);
   if (err == CL_SUCCESS)
@@ -357,7 +269,11 @@ clattn_status clattn_context_create_from_queue(cl_command_queue queue, clattn_co
   clRetainCommandQueue(queue);
   clRetainContext(ctx->context);
   ctx->queue = queue;
-  fill_context_identity(ctx);
+  clattn_status st = fill_context_identity(ctx, &settings);
+  if (st != CLATTN_SUCCESS) {
+    clattn_context_release(ctx);
+    return st;
+  }
   *out = ctx;
   return CLATTN_SUCCESS;
 }
@@ -365,14 +281,46 @@ clattn_status clattn_context_create_from_queue(cl_command_queue queue, clattn_co
 cl_command_queue clattn_context_queue(clattn_context ctx) { return ctx ? ctx->queue : NULL; }
 cl_device_id clattn_context_device(clattn_context ctx) { return ctx ? ctx->device : NULL; }
 cl_context clattn_context_cl_context(clattn_context ctx) { return ctx ? ctx->context : NULL; }
-const char *clattn_context_device_name(clattn_context ctx) {
-  return ctx ? ctx->device_line : "";
-}
+const char *clattn_context_device_name(clattn_context ctx) { return ctx ? ctx->device_line : ""; }
 const char *clattn_context_last_error(clattn_context ctx) { return ctx ? ctx->msg : ""; }
+uint64_t clattn_context_last_needed_bytes(clattn_context ctx) {
+  return ctx ? ctx->needed_bytes : 0;
+}
+
+clattn_status clattn_device_caps_query(cl_device_id device, clattn_device_caps *out) {
+  if (!out) return clattn__fail(NULL, CLATTN_ERROR_INVALID_ARGUMENT, "out is NULL");
+  memset(out, 0, sizeof *out);
+  cl_device_type t = 0;
+  cl_int err = clGetDeviceInfo(device, CL_DEVICE_TYPE, sizeof t, &t, NULL);
+  if (err != CL_SUCCESS) return clattn__cl_fail(NULL, "clGetDeviceInfo", err, "device");
+  clattn__device_info in;
+  clattn__read_device_info(device, &in);
+  memcpy(out->platform_name, in.platform_name, sizeof out->platform_name);
+  memcpy(out->platform_version, in.platform_version, sizeof out->platform_version);
+  memcpy(out->vendor, in.vendor, sizeof out->vendor);
+  memcpy(out->name, in.name, sizeof out->name);
+  memcpy(out->driver, in.driver, sizeof out->driver);
+  memcpy(out->device_version, in.device_version, sizeof out->device_version);
+  out->type = in.type;
+  out->compute_units = in.compute_units;
+  out->local_mem = in.local_mem;
+  out->global_mem = in.global_mem;
+  out->max_alloc = in.max_alloc;
+  out->max_work_group = in.max_wg;
+  out->local_is_global = in.local_is_global;
+  out->fp16 = in.fp16;
+  out->fp64 = in.fp64;
+  out->subgroups = in.subgroups;
+  out->nv_cc_major = in.nv_cc_major;
+  out->nv_cc_minor = in.nv_cc_minor;
+  return CLATTN_SUCCESS;
+}
 
 void clattn_context_release(clattn_context ctx) {
   if (!ctx) return;
   clattn__release_programs(ctx);
+  clattn__tunedb_forget(ctx);
+  free(ctx->source_hash);
   if (ctx->queue) clReleaseCommandQueue(ctx->queue);
   if (ctx->context) clReleaseContext(ctx->context);
   free(ctx);

@@ -16,32 +16,7 @@ const char *clattn_version_string(void) {
       CLATTN_VERSION_PATCH);
 }
 
-const char *clattn_status_string(clattn_status s) {
-  switch (s) {
-  case CLATTN_SUCCESS: return "success";
-  case CLATTN_ERROR_INVALID_ARGUMENT: return "invalid argument";
-  case CLATTN_ERROR_UNSUPPORTED: return "unsupported";
-  case CLATTN_ERROR_OUT_OF_MEMORY: return "out of memory";
-  case CLATTN_ERROR_OPENCL: return "OpenCL error";
-  case CLATTN_ERROR_BUILD: return "kernel build failed";
-  case CLATTN_ERROR_NO_DEVICE: return "no matching device";
-  case CLATTN_ERROR_IO: return "I/O error";
-  case CLATTN_ERROR_VERIFY: return "verification failed";
-  case CLATTN_ERROR_INTERNAL: return "internal error";
-  }
-  return "unknown status";
-}
-
 size_t clattn__dtype_size(clattn_dtype t) { return t == CLATTN_DTYPE_F32 ? 4 : 2; }
-
-const char *clattn__dtype_name(clattn_dtype t) {
-  switch (t) {
-  case CLATTN_DTYPE_F32: return "f32";
-  case CLATTN_DTYPE_F16: return "f16";
-  case CLATTN_DTYPE_BF16: return "bf16";
-  }
-  return "?";
-}
 
 void clattn_attention_desc_init(clattn_attention_desc *d) {
   if (!d) return;

@@ -1,6 +1,6 @@
-/* flash.c — host side of the fused flash forward kernel: configuration, build options, launch. */
-#include "internal.h"
-#include "flash_config.h"
+/* flash.c — the flash family's variants: work-group, CPU row-vector and NVIDIA tensor-core kernels.
+ */
+#include "families.h"
 #include "sparse.h"
 
 #include <stdio.h>
@@ -9,11 +9,206 @@
 
 typedef struct flash_state {
   cl_kernel kernel;
-  clattn__flash_cfg cfg; /* portable kernel's configuration */
-  int bm;                /* query rows per work-group */
-  int nt;                /* work-items per work-group */
-  int nqb;               /* query blocks */
+  int bm;  /* query rows per work-group */
+  int nt;  /* work-items per work-group */
+  int nqb; /* query blocks */
 } flash_state;
+
+/* ---- parameters and their legal values ----------------------------------- */
+
+static const int pow2_8_128[] = {8, 16, 32, 64, 128};
+static const int pow2_1_32[] = {1, 2, 4, 8, 16, 32};
+static const int rows_bm[] = {8, 16};
+static const int tc_warps[] = {2, 4, 8};
+static const int tc_mt[] = {1, 2};
+static const int tc_bn[] = {16, 32, 64, 128};
+#define VALS(a) a, (int)(sizeof(a) / sizeof(a)[0])
+
+/* bm query rows per work-group, bn keys per tile, tm × tn work-items. */
+const clattn__param clattn__flash_wg_params[4] = {{"bm", 1, 1024, VALS(pow2_8_128)},
+                                                  {"bn", 1, 1024, VALS(pow2_8_128)},
+                                                  {"tm", 1, 1024, VALS(pow2_1_32)},
+                                                  {"tn", 1, 1024, VALS(pow2_1_32)}};
+/* bm query rows (the vector width) per work-item, bn keys per tile. */
+const clattn__param clattn__flash_rows_params[2] = {{"bm", 1, 1024, VALS(rows_bm)},
+                                                    {"bn", 1, 1024, VALS(pow2_8_128)}};
+/* warps per work-group, m-tiles (16 query rows) per warp, keys per tile. */
+const clattn__param clattn__flash_tc_params[3] = {
+    {"warps", 1, 32, VALS(tc_warps)}, {"mt", 1, 2, VALS(tc_mt)}, {"bn", 16, 1024, VALS(tc_bn)}};
+
+const char *const clattn__flash_wg_sources[] = {"flash_fwd.cl", NULL};
+const char *const clattn__flash_rows_sources[] = {"flash_rows.cl", NULL};
+const char *const clattn__flash_tc_sources[] = {"flash_tc.cl", NULL};
+
+/* ---- the portable work-group kernel (cl/flash_fwd.cl) ---------------------- */
+
+static int dp_of(int head_dim) { return (head_dim + 3) / 4 * 4; } /* DP: head dim padded to 4 */
+
+int clattn__flash_wg_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
+                                const char **why) {
+  (void)info;
+  (void)d;
+  (void)why;
+  return 10; /* every device, every mask */
+}
+
+size_t clattn__flash_wg_local(const int *p, const clattn_attention_desc *d) {
+  const size_t bm = (size_t)p[0], bn = (size_t)p[1], tn = (size_t)p[3];
+  const size_t ld = (size_t)dp_of(d->head_dim) + 4;
+  return (bm * ld + bn * ld + bn * (bm + 4) + bm * tn) * sizeof(float);
+}
+
+const char *clattn__flash_wg_check(const int *p, const clattn_attention_desc *d,
+                                   const clattn__device_info *info) {
+  const int bm = p[0], bn = p[1], tm = p[2], tn = p[3];
+  if (bm < 1 || bn < 1 || tm < 1 || tn < 1 || bm > 1024 || bn > 1024 || tm > 1024 || tn > 1024)
+    return "parameters must lie in 1..1024";
+  if (bm % tm) return "bm must be a multiple of tm";
+  if (bn % tn) return "bn must be a multiple of tn";
+  if (tm * tn == 1) return "tm*tn = 1 is no work-group kernel (the CPU kernel is flash_rows)";
+  if ((size_t)(tm * tn) > info->max_wg) return "tm*tn exceeds the device's work-group size";
+  if (clattn__flash_wg_local(p, d) > info->local_mem)
+    return "local memory exceeds the device's limit";
+  const int rm = bm / tm, rn = bn / tn;
+  const int nch = dp_of(d->head_dim) / 4, rc = (nch + tn - 1) / tn;
+  if (rm > 16 || rn > 16) return "per-item register tile larger than 16";
+  if (rm * rc * 4 > 128 || rm * rn > 64) return "per-item accumulators exceed the register budget";
+  return NULL;
+}
+
+bool clattn__flash_wg_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
+                               int *out) {
+  /* Preference list; the first legal entry wins. */
+  static const int prefs[][4] = {{64, 32, 16, 8}, {64, 16, 16, 8}, {32, 32, 8, 16}, {32, 16, 8, 8},
+                                 {16, 16, 4, 16}, {16, 16, 4, 8},  {16, 16, 4, 4},  {8, 8, 2, 4},
+                                 {8, 8, 2, 2},    {8, 8, 2, 1}};
+  for (size_t i = 0; i < sizeof prefs / sizeof prefs[0]; i++)
+    if (!clattn__flash_wg_check(prefs[i], d, info)) {
+      memcpy(out, prefs[i], sizeof prefs[i]);
+      return true;
+    }
+  /* Nothing preferred fits (large head dims, small devices): the legal
+   * configuration with the most work per tile, then the most work-items. */
+  bool found = false;
+  long best = -1;
+  for (int a = 0; a < 5; a++)
+    for (int b = 0; b < 5; b++)
+      for (int c = 0; c < 6; c++)
+        for (int e = 0; e < 6; e++) {
+          const int cfg[4] = {pow2_8_128[a], pow2_8_128[b], pow2_1_32[c], pow2_1_32[e]};
+          if (clattn__flash_wg_check(cfg, d, info)) continue;
+          const long score = (long)cfg[0] * cfg[1] * 1024 + cfg[2] * cfg[3];
+          if (score > best) {
+            best = score;
+            memcpy(out, cfg, sizeof cfg);
+            found = true;
+          }
+        }
+  return found;
+}
+
+/* ---- the CPU row-vector kernel (cl/flash_rows.cl) ------------------------ */
+
+/* Private memory of one work-item: qT[D], acc[D] and s[BN] row vectors. */
+#define ROWS_PRIVATE_MAX 98304
+
+int clattn__flash_rows_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
+                                  const char **why) {
+  (void)d;
+  if (!info->is_cpu) {
+    *why = "written for CPU devices";
+    return 0;
+  }
+  return 20;
+}
+
+size_t clattn__flash_rows_local(const int *p, const clattn_attention_desc *d) {
+  (void)p;
+  (void)d;
+  return 0; /* private memory only */
+}
+
+const char *clattn__flash_rows_check(const int *p, const clattn_attention_desc *d,
+                                     const clattn__device_info *info) {
+  (void)info;
+  const int bm = p[0], bn = p[1];
+  if (bm != 8 && bm != 16) return "bm (the vector width) must be 8 or 16";
+  if (bn < 1 || bn > 1024) return "bn must lie in 1..1024";
+  const size_t priv = (2 * (size_t)d->head_dim + (size_t)bn) * (size_t)bm * sizeof(float);
+  if (priv > ROWS_PRIVATE_MAX) return "private memory per work-item exceeds 96 KiB";
+  return NULL;
+}
+
+bool clattn__flash_rows_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
+                                 int *out) {
+  static const int prefs[][2] = {{16, 64}, {16, 32}, {8, 64}, {8, 16}, {8, 8}};
+  for (size_t i = 0; i < sizeof prefs / sizeof prefs[0]; i++)
+    if (!clattn__flash_rows_check(prefs[i], d, info)) {
+      memcpy(out, prefs[i], sizeof prefs[i]);
+      return true;
+    }
+  return false;
+}
+
+/* ---- the NVIDIA tensor-core kernel (cl/flash_tc.cl) ----------------------- */
+
+int clattn__flash_tc_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
+                                const char **why) {
+  if (!info->is_nvidia || info->nv_cc_major < 8) {
+    *why = "needs NVIDIA sm_80 or newer (mma.sync)";
+    return 0;
+  }
+  if (d->dtype == CLATTN_DTYPE_F32) {
+    *why = "f16/bf16 storage only";
+    return 0;
+  }
+  if (d->mask != CLATTN_MASK_NONE && d->mask != CLATTN_MASK_CAUSAL) {
+    *why = "dense masks only";
+    return 0;
+  }
+  return 30;
+}
+
+size_t clattn__flash_tc_local(const int *p, const clattn_attention_desc *d) {
+  const size_t dp = ((size_t)d->head_dim + 15) / 16 * 16;
+  return 2 * (size_t)p[2] * (dp + 8) * 2; /* one K and one V tile of 16-bit elements */
+}
+
+/* 32-bit registers a lane holds for Q fragments, S and O accumulators: an
+ * estimate of what the compiler must keep live (the rest is addressing). */
+static int tc_live_regs(int mt, int bn, int head_dim) {
+  const int dp = (head_dim + 15) / 16 * 16;
+  return mt * (dp / 16 * 4 + dp / 8 * 4 + bn / 8 * 4);
+}
+
+const char *clattn__flash_tc_check(const int *p, const clattn_attention_desc *d,
+                                   const clattn__device_info *info) {
+  const int warps = p[0], mt = p[1], bn = p[2];
+  if (warps < 1 || warps > 32 || mt < 1 || mt > 2 || bn < 16 || bn > 1024 || bn % 16)
+    return "parameters out of range (warps 1..32, mt 1..2, bn a multiple of 16)";
+  if ((size_t)(32 * warps) > info->max_wg) return "32*warps exceeds the device's work-group size";
+  if (clattn__flash_tc_local(p, d) > info->local_mem)
+    return "local memory exceeds the device's limit";
+  /* Beyond ~240 live registers per lane the kernel spills (255 is the cap). */
+  if (tc_live_regs(mt, bn, d->head_dim) > 240)
+    return "fragments and accumulators exceed the register budget";
+  return NULL;
+}
+
+bool clattn__flash_tc_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
+                               int *out) {
+  /* Most rows per work-group first, then the largest tile that fits. */
+  static const int prefs[][3] = {{8, 1, 64}, {4, 2, 64}, {4, 1, 64}, {4, 1, 32},
+                                 {4, 1, 16}, {2, 1, 32}, {2, 1, 16}};
+  for (size_t i = 0; i < sizeof prefs / sizeof prefs[0]; i++)
+    if (!clattn__flash_tc_check(prefs[i], d, info)) {
+      memcpy(out, prefs[i], sizeof prefs[i]);
+      return true;
+    }
+  return false;
+}
+
+/* ---- build ------------------------------------------------------------------ */
 
 /* True when every tensor's dim stride is 1 and its other strides are
  * multiples of `q` elements (so rows are aligned for q-element vectors). */
@@ -25,118 +220,96 @@ static bool strides_aligned(clattn_plan p, int q) {
   return true;
 }
 
-/* The tensor-core kernel (cl/flash_tc.cl): NVIDIA sm_80+, f16/bf16 storage,
- * dense masks. CLATTN_NO_TENSOR_CORES=1 forces the portable kernel. */
-bool clattn__flash_uses_tensor_cores(clattn_context ctx, const clattn_attention_desc *d) {
-  const char *off = getenv("CLATTN_NO_TENSOR_CORES");
-  if (off && *off && *off != '0') return false;
-  if (d->mask != CLATTN_MASK_NONE && d->mask != CLATTN_MASK_CAUSAL) return false;
-  return d->dtype != CLATTN_DTYPE_F32 && ctx->info.is_nvidia && ctx->info.nv_cc_major >= 8;
+static clattn_status new_state(clattn_plan p, flash_state **out) {
+  flash_state *s = calloc(1, sizeof *s);
+  if (!s) return clattn__fail(p->ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate flash state");
+  p->state = s;
+  p->workspace_bytes = 0;
+  *out = s;
+  return CLATTN_SUCCESS;
 }
 
-/* A forced configuration (API, tuner, CLATTN_TUNE_OVERRIDE) names its kernel
- * by its parameters: "warps=..,mt=..,bn=.." is the tensor-core kernel's,
- * anything else the portable kernel's (validated there). */
-static bool forced_is_tc(clattn_plan p) {
-  const char *cfg = p->config && *p->config ? p->config : getenv("CLATTN_TUNE_OVERRIDE");
-  if (!cfg || !*cfg) return true; /* nothing forced: tensor cores where they apply */
-  int params[CLATTN__MAX_PARAMS];
-  return clattn__config_parse(&clattn__flash_tc_space, cfg, params) == CLATTN_SUCCESS;
+static clattn_status build_kernel(clattn_plan p, flash_state *s, const char *opts,
+                                  size_t local_bytes) {
+  const clattn__variant *v = p->variant;
+  cl_program prog = NULL;
+  clattn_status st = clattn__get_program(p->ctx, v->sources[0], opts, &prog);
+  if (st != CLATTN_SUCCESS) return st;
+  /* The kernel is named after its file: flash_fwd, flash_rows, flash_tc. */
+  char kname[32];
+  snprintf(kname, sizeof kname, "%.*s", (int)(strlen(v->sources[0]) - 3), v->sources[0]);
+  return clattn__create_kernel_sized(p->ctx, prog, kname, local_bytes, &s->kernel);
 }
 
-static clattn_status flash_tc_create(clattn_plan p, flash_state *s) {
+clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const char *origin) {
   clattn_context ctx = p->ctx;
   const clattn_attention_desc *d = &p->desc;
-  int params[CLATTN__MAX_PARAMS];
-  char origin[160];
-  clattn_status st =
-      clattn__choose_config(p, &clattn__flash_tc_space, params, origin, sizeof origin);
-  if (st != CLATTN_SUCCESS) return st;
+  flash_state *s = NULL;
+  clattn_status st = new_state(p, &s);
+  if (st != CLATTN_SUCCESS || p->estimate) return st; /* no workspace */
   const int warps = params[0], mt = params[1], bn = params[2];
-  int vec = strides_aligned(p, 8) ? 1 : 0;
+  const int vec = strides_aligned(p, 8) ? 1 : 0;
   char opts[512];
   snprintf(opts, sizeof opts,
            "-cl-std=CL1.2 -DCLATTN_DTYPE=%d -DD=%d -DWARPS=%d -DMT=%d -DBN=%d -DCAUSAL=%d "
            "-DVEC_GLOBAL=%d -DLDM_ADDR=1 -DASYNC=%d",
            (int)d->dtype, d->head_dim, warps, mt, bn, d->mask == CLATTN_MASK_CAUSAL ? 1 : 0, vec,
            vec);
-  const char *verbose = getenv("CLATTN_NV_VERBOSE"); /* register/spill counts in the build log */
-  if (verbose && *verbose && *verbose != '0') clattn__append(opts, sizeof opts, " -cl-nv-verbose");
-  cl_program prog = NULL;
-  st = clattn__get_program(ctx, "flash_tc.cl", opts, &prog);
-  if (st != CLATTN_SUCCESS) return st;
-  st = clattn__create_kernel(ctx, prog, "flash_tc", &s->kernel);
-  if (st != CLATTN_SUCCESS) return st;
+  if (ctx->settings.nv_verbose) clattn__append(opts, sizeof opts, " -cl-nv-verbose");
+  const size_t local = clattn__flash_tc_local(params, d);
+  if ((st = build_kernel(p, s, opts, local)) != CLATTN_SUCCESS) return st;
   s->bm = 16 * mt * warps;
   s->nt = 32 * warps;
+  s->nqb = (d->seq_q + s->bm - 1) / s->bm;
   snprintf(p->describe, sizeof p->describe,
-           "flash-tc %s d=%d: mma.sync m16n8k16 + ldmatrix%s, warps=%d mt=%d bn=%d (bm=%d, %zu B "
+           "flash_tc %s d=%d: mma.sync m16n8k16 + ldmatrix%s, warps=%d mt=%d bn=%d (bm=%d, %zu B "
            "local) [%s]",
-           clattn__dtype_name(d->dtype), d->head_dim, vec ? " + cp.async" : "", warps, mt, bn,
-           s->bm, clattn__flash_tc_local_bytes(bn, d->head_dim), origin);
+           clattn_dtype_name(d->dtype), d->head_dim, vec ? " + cp.async" : "", warps, mt, bn, s->bm,
+           local, origin);
   return CLATTN_SUCCESS;
 }
 
-static clattn_status flash_create(clattn_plan p) {
+/* The work-group kernel and the row-vector kernel: the same -D parameters
+ * (the row kernel's tm = tn = 1). */
+clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const char *origin) {
   clattn_context ctx = p->ctx;
   const clattn_attention_desc *d = &p->desc;
-  flash_state *s = calloc(1, sizeof *s);
-  if (!s) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate flash state");
-  p->state = s;
-  p->workspace_bytes = 0;
-  if (!p->sparse && clattn__flash_uses_tensor_cores(ctx, d) && forced_is_tc(p)) {
-    if (p->estimate) return CLATTN_SUCCESS; /* no workspace */
-    clattn_status st = flash_tc_create(p, s);
-    s->nqb = (d->seq_q + s->bm - 1) / s->bm;
-    return st;
-  }
-
-  /* Forced (API / tuner) → CLATTN_TUNE_OVERRIDE → tuning database →
-   * CLATTN_PLAN_MEASURE → built-in defaults (src/tune.c). */
-  int params[CLATTN__MAX_PARAMS];
-  char origin[160];
-  clattn_status cst = clattn__choose_config(p, &clattn__flash_space, params, origin, sizeof origin);
-  if (cst != CLATTN_SUCCESS) return cst;
-  s->cfg = clattn__flash_cfg_from_params(params);
+  const bool rows = p->variant->num_params == 2;
+  const int bm = params[0], bn = params[1], tm = rows ? 1 : params[2], tn = rows ? 1 : params[3];
+  flash_state *s = NULL;
+  clattn_status st = new_state(p, &s);
+  if (st != CLATTN_SUCCESS) return st;
+  s->bm = bm;
+  s->nt = tm * tn;
+  s->nqb = (d->seq_q + bm - 1) / bm;
   if (p->estimate) /* sizing only: a sparse mask's tile lists are the workspace */
-    return p->sparse ? clattn__sparse_build_tiles(p, s->cfg.bm, s->cfg.bn) : CLATTN_SUCCESS;
+    return p->sparse ? clattn__sparse_build_tiles(p, bm, bn) : CLATTN_SUCCESS;
 
-  char opts[512];
-  const bool rows = clattn__flash_cfg_is_rows(&s->cfg);
-  const char *src = rows ? "flash_rows.cl" : "flash_fwd.cl";
-  const char *kname = rows ? "flash_rows" : "flash_fwd";
-  int dp = clattn__flash_dp(&s->cfg, d->head_dim);
   /* float4 global I/O needs unit dim strides and 16-byte aligned rows. */
-  int vec_global = strides_aligned(p, 4) ? 1 : 0;
+  const int vec_global = strides_aligned(p, 4) ? 1 : 0;
+  char opts[512];
   snprintf(opts, sizeof opts,
            "-cl-std=CL1.2 -cl-mad-enable -DCLATTN_DTYPE=%d -DD=%d -DDP=%d -DBM=%d -DBN=%d "
            "-DTM=%d -DTN=%d -DCAUSAL=%d -DVEC_GLOBAL=%d",
-           (int)d->dtype, d->head_dim, dp, s->cfg.bm, s->cfg.bn, s->cfg.tm, s->cfg.tn,
+           (int)d->dtype, d->head_dim, dp_of(d->head_dim), bm, bn, tm, tn,
            d->mask == CLATTN_MASK_CAUSAL ? 1 : 0, vec_global);
   /* CPUs (PoCL): finite math lets LLVM vectorise the max/select chains of the
    * softmax; the kernels never rely on infinities (see CLATTN_MASKED). */
   if (ctx->info.is_cpu) clattn__append(opts, sizeof opts, " -cl-fast-relaxed-math");
   if (p->sparse) clattn__append(opts, sizeof opts, " -DSPARSE=%d", p->sparse->cls);
-  cl_program prog = NULL;
-  clattn_status st = clattn__get_program(ctx, src, opts, &prog);
-  if (st != CLATTN_SUCCESS) return st;
-  st = clattn__create_kernel(ctx, prog, kname, &s->kernel);
-  if (st != CLATTN_SUCCESS) return st;
-  s->bm = s->cfg.bm;
-  s->nt = s->cfg.tm * s->cfg.tn;
-  s->nqb = (d->seq_q + s->bm - 1) / s->bm;
+  const size_t local = p->variant->local_bytes(params, d);
+  if ((st = build_kernel(p, s, opts, local)) != CLATTN_SUCCESS) return st;
   snprintf(p->describe, sizeof p->describe,
-           "flash%s %s d=%d: bm=%d bn=%d tm=%d tn=%d (%d work-items, %zu B local) [%s]",
-           rows ? " (row-vector kernel)" : "", clattn__dtype_name(d->dtype), d->head_dim, s->cfg.bm,
-           s->cfg.bn, s->cfg.tm, s->cfg.tn, s->cfg.tm * s->cfg.tn,
-           clattn__flash_local_bytes(&s->cfg, d->head_dim), origin);
+           "%s %s d=%d: bm=%d bn=%d tm=%d tn=%d (%d work-items, %zu B local) [%s]",
+           p->variant->name, clattn_dtype_name(d->dtype), d->head_dim, bm, bn, tm, tn, tm * tn,
+           local, origin);
   if (p->sparse) {
     /* Per-query-tile lists of key tiles, built and uploaded once per plan. */
-    st = clattn__sparse_build_tiles(p, s->cfg.bm, s->cfg.bn);
+    st = clattn__sparse_build_tiles(p, bm, bn);
     if (st != CLATTN_SUCCESS) return st;
     char sd[160];
     clattn__sparse_describe(d, sd, sizeof sd);
-    const size_t nkt = ((size_t)d->seq_kv + (size_t)s->cfg.bn - 1) / (size_t)s->cfg.bn;
+    const size_t nkt = ((size_t)d->seq_kv + (size_t)bn - 1) / (size_t)bn;
     clattn__append(p->describe, sizeof p->describe,
                    "; sparse %s: %zu of %zu tiles listed, %zu partial", sd, p->sparse->tile_entries,
                    (size_t)s->nqb * nkt, p->sparse->tiles_partial);
@@ -144,56 +317,53 @@ static clattn_status flash_create(clattn_plan p) {
   return CLATTN_SUCCESS;
 }
 
-static clattn_status flash_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
-                                   cl_mem lse, cl_uint num_wait, const cl_event *wait,
-                                   cl_event *event) {
+/* ---- launch (one argument list for the three kernels, FLASH_ARGS in
+ * common.cl) ------------------------------------------------------------------ */
+
+clattn_status clattn__flash_execute(clattn_plan p, const clattn__buffers *b, cl_uint num_wait,
+                                    const cl_event *wait, cl_event *event) {
   flash_state *s = p->state;
   const clattn_attention_desc *d = &p->desc;
   cl_kernel kr = s->kernel;
   cl_int err = CL_SUCCESS;
-  int a = 0;
-  int write_lse = lse != NULL;
-  cl_mem lse_arg = lse ? lse : o; /* never dereferenced when write_lse == 0 */
+  cl_uint a = 0;
+  const int write_lse = b->lse != NULL;
+  const cl_mem lse_arg = b->lse ? b->lse : b->o; /* never dereferenced when write_lse == 0 */
   const clattn_strides *st[4] = {&p->qs, &p->ks, &p->vs, &p->os};
-  float qscale = (float)(d->scale * 1.4426950408889634);
-  int G = d->heads / d->kv_heads;
-  err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &q);
-  err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &k);
-  err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &v);
-  err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &o);
-  err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &lse_arg);
+  const float qscale = (float)(d->scale * 1.4426950408889634);
+  const int G = d->heads / d->kv_heads;
+  const cl_mem mems[5] = {b->q, b->k, b->v, b->o, lse_arg};
+  for (int i = 0; i < 5; i++)
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &mems[i]);
   err |= clSetKernelArg(kr, a++, sizeof(int), &write_lse);
   for (int t = 0; t < 4; t++) {
-    cl_long v4[4] = {st[t]->batch, st[t]->head, st[t]->seq, st[t]->dim};
+    const cl_long v4[4] = {st[t]->batch, st[t]->head, st[t]->seq, st[t]->dim};
     for (int i = 0; i < 4; i++)
       err |= clSetKernelArg(kr, a++, sizeof(cl_long), &v4[i]);
   }
-  err |= clSetKernelArg(kr, a++, sizeof(int), &d->heads);
-  err |= clSetKernelArg(kr, a++, sizeof(int), &G);
-  err |= clSetKernelArg(kr, a++, sizeof(int), &d->seq_q);
-  err |= clSetKernelArg(kr, a++, sizeof(int), &d->seq_kv);
-  err |= clSetKernelArg(kr, a++, sizeof(int), &s->nqb);
+  const int ints[5] = {d->heads, G, d->seq_q, d->seq_kv, s->nqb};
+  for (int i = 0; i < 5; i++)
+    err |= clSetKernelArg(kr, a++, sizeof(int), &ints[i]);
   err |= clSetKernelArg(kr, a++, sizeof(float), &qscale);
   if (p->sparse) {
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &p->sparse->tile_off_mem);
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &p->sparse->tile_idx_mem);
-    err |= clattn__sparse_set_mask_args(p->sparse, kr, (cl_uint)a);
+    err |= clattn__sparse_set_mask_args(p->sparse, kr, a);
   }
-  if (err != CL_SUCCESS) return clattn__cl_fail(p->ctx, "clSetKernelArg", err, "flash_fwd");
-  size_t nt = (size_t)s->nt;
-  size_t gws[2] = {(size_t)s->nqb * nt, (size_t)d->batch * (size_t)d->heads};
-  size_t lws[2] = {nt, 1};
+  if (err != CL_SUCCESS) return clattn__cl_fail(p->ctx, "clSetKernelArg", err, p->variant->name);
+  const size_t nt = (size_t)s->nt;
+  const size_t gws[2] = {(size_t)s->nqb * nt, (size_t)d->batch * (size_t)d->heads};
+  const size_t lws[2] = {nt, 1};
   err = clEnqueueNDRangeKernel(p->ctx->queue, kr, 2, NULL, gws, lws, num_wait, wait, event);
-  if (err != CL_SUCCESS) return clattn__cl_fail(p->ctx, "clEnqueueNDRangeKernel", err, "flash_fwd");
+  if (err != CL_SUCCESS)
+    return clattn__cl_fail(p->ctx, "clEnqueueNDRangeKernel", err, p->variant->name);
   return CLATTN_SUCCESS;
 }
 
-static void flash_release(clattn_plan p) {
+void clattn__flash_release(clattn_plan p) {
   flash_state *s = p->state;
   if (!s) return;
   if (s->kernel) clReleaseKernel(s->kernel);
   free(s);
   p->state = NULL;
 }
-
-const clattn__family clattn__family_flash = {"flash", flash_create, flash_execute, flash_release};

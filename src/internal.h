@@ -3,6 +3,7 @@
 #define CLATTN_INTERNAL_H
 
 #include "clattn.h"
+#include "util.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -20,6 +21,25 @@ typedef struct clattn__program_entry {
   bool cacheable;              /* cache_key is set */
   size_t cached_size;          /* bytes of the binary last stored (0: none) */
 } clattn__program_entry;
+
+/* Environment variables, read once when a context is created (settings.c). */
+typedef struct clattn__settings {
+  char device[256];      /* CLATTN_DEVICE, "" when unset */
+  char kernel_dir[4096]; /* CLATTN_KERNEL_DIR, "" when unset */
+  char cache_dir[4096];  /* cache root, "" when caches are off or no home is known */
+  char cache_env[4096];  /* CLATTN_CACHE_DIR as set ("" when unset), for messages */
+  char override[4096];   /* CLATTN_TUNE_OVERRIDE, "" when unset */
+  double tune_budget;    /* CLATTN_TUNE_BUDGET seconds (default 10) */
+  bool portable;         /* CLATTN_PORTABLE=1: no device fast paths */
+  bool nv_verbose;       /* CLATTN_NV_VERBOSE=1: -cl-nv-verbose in NVIDIA builds */
+  bool pocl_cache_off;   /* POCL_KERNEL_CACHE=0 */
+} clattn__settings;
+void clattn__settings_read(clattn__settings *s);
+
+/* The buffers of one execution. */
+typedef struct clattn__buffers {
+  cl_mem q, k, v, o, lse;
+} clattn__buffers;
 
 /* Device capabilities, read once at context creation. */
 typedef struct clattn__device_info {
@@ -52,11 +72,15 @@ struct clattn_context_s {
   clattn__program_entry programs[CLATTN_MAX_PROGRAMS];
   int num_programs;
   int live_plans;
-  bool tuning; /* inside the tuner: candidate binaries are not cached */
+  uint64_t needed_bytes;     /* of the last CLATTN_ERROR_OUT_OF_MEMORY, 0 if unknown */
+  bool tuning;               /* inside the tuner: candidate binaries are not cached */
+  clattn__settings settings; /* environment, read once at creation */
+  /* Tuning database, read once (lazily) and updated by stores and imports. */
+  struct clattn__tunedb *tunedb;
+  bool tunedb_loaded;
+  /* Source hash of each variant (index in clattn__variants), computed once. */
+  char (*source_hash)[17];
 };
-
-/* Family-specific plan state: each family fills the function table. */
-typedef struct clattn__family clattn__family;
 
 struct clattn_plan_s {
   clattn_context ctx;
@@ -64,7 +88,7 @@ struct clattn_plan_s {
   clattn_strides qs, ks, vs, os;
   size_t elems[4]; /* minimal element counts of q, k, v, o */
   unsigned flags;
-  const clattn__family *family;
+  const struct clattn__variant *variant; /* chosen kernel variant (variant.h) */
   void *state;
   size_t workspace_bytes;
   char describe[512];
@@ -77,20 +101,6 @@ struct clattn_plan_s {
   bool estimate;
 };
 
-struct clattn__family {
-  const char *name;
-  clattn_status (*create)(clattn_plan plan);
-  clattn_status (*execute)(clattn_plan plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl_mem lse,
-                           cl_uint num_wait, const cl_event *wait, cl_event *event);
-  void (*release)(clattn_plan plan);
-};
-
-extern const clattn__family clattn__family_flash;
-/* True when a flash plan for d runs the tensor-core kernel (cl/flash_tc.cl). */
-bool clattn__flash_uses_tensor_cores(clattn_context ctx, const clattn_attention_desc *d);
-extern const clattn__family clattn__family_naive;
-extern const clattn__family clattn__family_linear;
-
 /* clattn_plan_create with a forced configuration string (NULL: none) whose
  * origin `origin` describe reports. */
 clattn_status clattn__plan_create_ex(clattn_context ctx, const clattn_attention_desc *desc,
@@ -99,6 +109,13 @@ clattn_status clattn__plan_create_ex(clattn_context ctx, const clattn_attention_
 
 /* ---- errors ---- */
 clattn_status clattn__fail(clattn_context ctx, clattn_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* CLATTN_ERROR_OUT_OF_MEMORY with the bytes the request needed
+ * (clattn_context_last_needed_bytes). */
+clattn_status clattn__fail_needed(clattn_context ctx, uint64_t bytes, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
@@ -126,6 +143,13 @@ void clattn__release_programs(clattn_context ctx);
  * caching their binaries: used by the tuner for rejected candidates). */
 void clattn__prune_programs(clattn_context ctx, const cl_program *keep, int nkeep);
 
+/* clattn__create_kernel with the footprint check: the kernel's local
+ * memory (CL_KERNEL_LOCAL_MEM_SIZE) must not exceed `local_bytes`, the size
+ * its configuration's geometry says it declares (an internal error
+ * otherwise: the host's sizing and the kernel source disagree). */
+clattn_status clattn__create_kernel_sized(clattn_context ctx, cl_program prog, const char *kname,
+                                          size_t local_bytes, cl_kernel *out);
+
 /* Embedded sources (generated at build time). */
 typedef struct clattn__embedded_file {
   const char *name;
@@ -137,7 +161,6 @@ extern const size_t clattn__embedded_count;
 
 /* ---- descriptors ---- */
 size_t clattn__dtype_size(clattn_dtype t);
-const char *clattn__dtype_name(clattn_dtype t);
 /* Validates and resolves defaults (kv_heads, scale). Message names the field.
  * ctx may be NULL (no message stored). */
 clattn_status clattn__desc_resolve(clattn_context ctx, const clattn_attention_desc *in,
@@ -155,18 +178,7 @@ uint16_t clattn__float_to_bf16(float f); /* round to nearest even */
 /* Element i of a host array of storage type t, as double. */
 double clattn__load_elem(const void *base, clattn_dtype t, int64_t i);
 
-/* ---- small utilities ---- */
-/* Reads a whole file into a NUL-terminated malloc'ed buffer (length in *len
- * when len is not NULL); NULL when absent or unreadable. */
-char *clattn__read_file(const char *path, size_t *len);
 /* Validates an optional list of query rows of a reference call. */
 bool clattn__rows_valid(const int *rows, int num_rows, int seq_q);
-int clattn__strcasestr_bool(const char *hay, const char *needle);
-char *clattn__strdup(const char *s);
-void clattn__append(char *buf, size_t cap, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
 
 #endif /* CLATTN_INTERNAL_H */

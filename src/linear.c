@@ -1,6 +1,8 @@
 /* linear.c — host side of the linear family: configuration, features, workspace, launches. */
 #include "linear.h"
+#include "families.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,17 +34,17 @@ typedef struct linear_state {
   cl_event ev[K_COUNT];
 } linear_state;
 
+/* "elu+1", "relu", "favor+" in descriptions. */
 static const char *map_name(clattn_feature_map m) {
-  switch (m) {
-  case CLATTN_FEATURE_ELU1: return "elu+1";
-  case CLATTN_FEATURE_RELU: return "relu";
-  case CLATTN_FEATURE_FAVOR: return "favor+";
-  }
-  return "?";
+  return m == CLATTN_FEATURE_ELU1 ? "elu+1" : m == CLATTN_FEATURE_FAVOR ? "favor+" : "relu";
 }
 
-static int cdiv(int a, int b) { return (a + b - 1) / b; }
-static int round_up(int x, int m) { return cdiv(x, m) * m; }
+/* Ceiling division and rounding up of non-negative ints, in 64 bits (no
+ * overflow whatever the configuration; results that feed ints are bounded
+ * by the parameter ranges or clamped where they are used). */
+static int cdiv(int a, int b) { return (int)(((int64_t)a + b - 1) / b); }
+static int64_t round_up64(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+static int round_up(int x, int m) { return (int)round_up64(x, m); }
 static int imax(int a, int b) { return a > b ? a : b; }
 
 /* Work-group sizes and local memory (bytes) of the kernels for a
@@ -53,11 +55,6 @@ typedef struct cfg_sizes {
   size_t lapply_sres; /* lin_apply with all of S resident in local memory */
   int regs_state, regs_apply, regs_causal, regs_feat; /* accumulators per work-item */
 } cfg_sizes;
-
-/* Tensor cores (TC) for lin_state and lin_apply: NVIDIA sm_80+ GPUs. */
-static bool tc_available(const clattn__device_info *info) {
-  return info->is_nvidia && !info->is_cpu && info->nv_cc_major >= 8;
-}
 
 /* Key features staged per row by lin_state (SKP in cl/linear.cl). */
 static int state_features(const clattn__linear_cfg *c, int F, bool tc) {
@@ -133,7 +130,8 @@ static const char *cfg_check(const clattn__linear_cfg *c, const clattn__device_i
     if (c->bd % 16 || c->bks % 8)
       return "tensor cores need bd a multiple of 16 and bks a multiple of 8";
     if (c->tsw * c->tsm * 16 < F) return "tensor cores need tsw*tsm*16 >= the feature count";
-    if (c->bq != c->taw * c->tam * 16) return "tensor cores need bq = taw*tam*16";
+    if (c->taw > 32 || c->tam > 8 || c->tsw > 32 || c->tsm > 16)
+      return "tensor-core tiles out of range (tsw, taw <= 32, tsm <= 16, tam <= 8)";
   }
   cfg_sizes z;
   cfg_sizes_of(c, F, tc, &z);
@@ -274,6 +272,148 @@ static bool cfg_default(const clattn__device_info *info, const clattn_attention_
   return false;
 }
 
+/* ---- the variant interface (variants.c) ------------------------------------ */
+
+const char *const clattn__linear_sources[] = {"linear.cl", NULL};
+const char *const clattn__linear_tc_sources[] = {"linear.cl", NULL};
+
+static const int v_bks[] = {16, 32, 64}, v_48[] = {4, 8}, v_bq[] = {32, 64, 128},
+                 v_1632[] = {16, 32}, v_chunk[] = {32, 64}, v_taw[] = {2, 4, 8}, v_12[] = {1, 2};
+#define V(a) a, (int)(sizeof(a) / sizeof(a)[0])
+#define NV NULL, 0
+/* The fields of clattn__linear_cfg, in order (src/linear.h says what each
+ * tiles); the tuner searches those with values. */
+#define LINEAR_PARAMS(SRF, SRC, BQ, ARQ, ARC, AFS, TAW, TAM)                                       \
+  {                                                                                                \
+    {"chunk", 1, 4096, V(v_chunk)}, {"split", 0, 1 << 30, NV}, {"bd", 1, 1024, NV},                \
+        {"bks", 1, 1024, V(v_bks)}, {"srf", 1, 1024, SRF}, {"src", 1, 1024, SRC},                  \
+        {"bq", 1, 4096, BQ}, {"arq", 1, 1024, ARQ}, {"arc", 1, 1024, ARC}, {"afs", 1, 1024, AFS},  \
+        {"bpw", 0, 1 << 20, NV}, {"nosres", 0, 1, NV}, {"maxreg", 0, 255, NV},                     \
+        {"kunroll", 0, 2, NV}, {"ctr", 1, 1024, NV}, {"ctc", 1, 1024, NV},                         \
+        {"cfs", 1, 1024, V(v_1632)}, {"fbr", 1, 1024, NV}, {"frr", 1, 1024, NV},                   \
+        {"frf", 1, 1024, NV}, {"fds", 1, 1024, NV}, {"tsw", 0, 32, NV}, {"tsm", 0, 16, NV},        \
+        {"taw", 0, 32, TAW}, {                                                                     \
+      "tam", 0, 8, TAM                                                                             \
+    }                                                                                              \
+  }
+const clattn__param clattn__linear_params[25] =
+    LINEAR_PARAMS(V(v_48), V(v_48), V(v_bq), V(v_48), V(v_48), V(v_1632), NV, NV);
+const clattn__param clattn__linear_tc_params[25] =
+    LINEAR_PARAMS(NV, NV, NV, NV, NV, NV, V(v_taw), V(v_12));
+#undef LINEAR_PARAMS
+#undef V
+#undef NV
+
+_Static_assert(sizeof(clattn__linear_cfg) == 25 * sizeof(int),
+               "clattn__linear_cfg must be the 25 ints of clattn__linear_params, in order");
+
+int clattn__linear_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
+                              const char **why) {
+  (void)info;
+  (void)d;
+  (void)why;
+  return 10;
+}
+
+int clattn__linear_tc_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
+                                 const char **why) {
+  (void)d;
+  if (!info->is_nvidia || info->is_cpu || info->nv_cc_major < 8) {
+    *why = "needs NVIDIA sm_80 or newer (mma.sync TF32)";
+    return 0;
+  }
+  return 20;
+}
+
+/* The problem's features and flags; false when the descriptor has none. */
+static bool problem_of(const clattn_attention_desc *d, int *F, bool *favor, bool *causal) {
+  if (clattn__linear_resolve(NULL, d, F) != CLATTN_SUCCESS) return false;
+  *favor = d->feature_map == CLATTN_FEATURE_FAVOR;
+  *causal = d->mask == CLATTN_MASK_CAUSAL;
+  return true;
+}
+
+static const char *check_any(const int *params, const clattn_attention_desc *d,
+                             const clattn__device_info *info, bool tc) {
+  int F;
+  bool favor, causal;
+  if (!problem_of(d, &F, &favor, &causal)) return "not a linear-attention problem";
+  clattn__linear_cfg c;
+  memcpy(&c, params, sizeof c);
+  if (tc) c.bq = c.taw * c.tam * 16;
+  return cfg_check(&c, info, F, favor, causal, tc);
+}
+
+const char *clattn__linear_check(const int *params, const clattn_attention_desc *d,
+                                 const clattn__device_info *info) {
+  return check_any(params, d, info, false);
+}
+
+const char *clattn__linear_tc_check(const int *params, const clattn_attention_desc *d,
+                                    const clattn__device_info *info) {
+  return check_any(params, d, info, true);
+}
+
+static bool fallback_any(const clattn__device_info *info, const clattn_attention_desc *d,
+                         int *params, bool tc) {
+  int F;
+  bool favor, causal;
+  clattn__linear_cfg c;
+  if (!problem_of(d, &F, &favor, &causal) || !cfg_default(info, d, F, tc, &c)) return false;
+  memcpy(params, &c, sizeof c);
+  return true;
+}
+
+bool clattn__linear_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
+                             int *params) {
+  return fallback_any(info, d, params, false);
+}
+
+bool clattn__linear_tc_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
+                                int *params) {
+  return fallback_any(info, d, params, true);
+}
+
+static size_t local_any(const int *params, const clattn_attention_desc *d, bool tc) {
+  int F;
+  bool favor, causal;
+  if (!problem_of(d, &F, &favor, &causal)) return 0;
+  clattn__linear_cfg c;
+  memcpy(&c, params, sizeof c);
+  if (tc) c.bq = c.taw * c.tam * 16;
+  cfg_sizes z;
+  cfg_sizes_of(&c, F, tc, &z);
+  /* The least each kernel declares (lin_state's z partials and lin_apply's
+   * resident S are added at plan time where they fit). */
+  size_t m = z.lstate;
+  const size_t out = causal ? z.lcausal : z.lapply;
+  if (out > m) m = out;
+  if (favor && z.lfeat > m) m = z.lfeat;
+  return m;
+}
+
+size_t clattn__linear_local(const int *params, const clattn_attention_desc *d) {
+  return local_any(params, d, false);
+}
+
+size_t clattn__linear_tc_local(const int *params, const clattn_attention_desc *d) {
+  return local_any(params, d, true);
+}
+
+/* Multiply-adds of φ(K)ᵀ[V 1] and φ(Q)·[S z] (2 FLOPs each), the causal
+ * intra-chunk products, FAVOR+'s feature GEMMs. */
+double clattn__linear_flops(clattn_plan p) {
+  const linear_state *s = p->state;
+  const clattn_attention_desc *d = &p->desc;
+  const double F = s ? s->F : d->head_dim, D = d->head_dim;
+  const double bh = (double)d->batch * d->heads, bhk = (double)d->batch * d->kv_heads;
+  double f = 2.0 * bhk * d->seq_kv * F * (D + 1) + 2.0 * bh * d->seq_q * F * (D + 1);
+  if (d->mask == CLATTN_MASK_CAUSAL && s) /* within each chunk: half a CH×CH block, QKᵀ and PV */
+    f += 2.0 * bh * d->seq_q * (s->cfg.chunk / 2.0) * (F + D);
+  if (d->feature_map == CLATTN_FEATURE_FAVOR) f += 2.0 * D * F * (bh * d->seq_q + bhk * d->seq_kv);
+  return f;
+}
+
 static clattn_status make_buffer(clattn_plan p, size_t bytes, const char *what, cl_mem *out) {
   cl_int err;
   *out = clCreateBuffer(p->ctx->context, CL_MEM_READ_WRITE, bytes ? bytes : 4, NULL, &err);
@@ -359,7 +499,7 @@ static bool mul_size(size_t *out, const size_t *f, int n) {
   return true;
 }
 
-static clattn_status linear_create(clattn_plan p) {
+clattn_status clattn__linear_create(clattn_plan p, const int *params, const char *origin) {
   clattn_context ctx = p->ctx;
   clattn_attention_desc *d = &p->desc;
   int F = 0;
@@ -377,58 +517,10 @@ static clattn_status linear_create(clattn_plan p) {
   s->causal = causal;
 
   const int D = d->head_dim;
-  /* A forced configuration: clattn_plan_create_with_config's string, else
-   * $CLATTN_LINEAR_OVERRIDE; any subset of the parameters, the rest default. */
-  const char *what = "config", *ov = p->config, *origin;
-  if (ov && *ov) {
-    origin = p->config_origin ? p->config_origin : "override (clattn_plan_create_with_config)";
-  } else {
-    what = "CLATTN_LINEAR_OVERRIDE";
-    ov = getenv("CLATTN_LINEAR_OVERRIDE");
-    origin = "override (CLATTN_LINEAR_OVERRIDE)";
-  }
-  /* Tensor cores where the device has them, unless the configuration says
-   * tc=1 (never); tc=2 requires them. The defaults depend on the choice. */
-  clattn__linear_cfg forced;
-  memset(&forced, 0, sizeof forced);
-  if (ov && *ov) (void)clattn__linear_cfg_parse(ov, &forced); /* errors: reported below */
-  const bool tc_avail = tc_available(&ctx->info);
-  if (forced.tc == 2 && !tc_avail)
-    return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
-                        "%s='%s': tc=2 needs tensor cores (NVIDIA sm_80 or newer); %s has none",
-                        what, ov, ctx->info.name);
-  /* A forced configuration whose tiles the tensor-core kernels cannot take
-   * (and that does not ask for them, tc=2) selects the FMA kernels. */
-  bool tc = tc_avail && forced.tc != 1;
-  for (int attempt = 0;; attempt++) {
-    if (!cfg_default(&ctx->info, d, F, tc, &s->cfg))
-      return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
-                          "no linear-attention configuration fits this device for head_dim %d and "
-                          "%d features (local memory %llu bytes, max work-group %zu)",
-                          D, F, (unsigned long long)ctx->info.local_mem, ctx->info.max_wg);
-    if (!ov || !*ov) {
-      origin = "built-in default";
-      break;
-    }
-    clattn__linear_cfg c = s->cfg;
-    if (clattn__linear_cfg_parse(ov, &c) != CLATTN_SUCCESS)
-      return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
-                          "%s='%s' is not a linear configuration (expected any of e.g. "
-                          "'chunk=64,split=2048,bd=64,bks=16,srf=8,src=8,bq=128,arq=8,arc=8,"
-                          "afs=32,ctr=16,ctc=8,cfs=32,fbr=64,frr=8,frf=8,fds=16,tc=1')",
-                          what, ov);
-    if (tc && (forced.taw || forced.tam) && !forced.bq) c.bq = c.taw * c.tam * 16;
-    const char *why = cfg_check(&c, &ctx->info, F, favor, causal, tc);
-    if (why && tc && forced.tc == 0 && attempt == 0) {
-      tc = false;
-      continue;
-    }
-    if (why)
-      return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
-                          "%s='%s' is not legal on this device: %s", what, ov, why);
-    s->cfg = c;
-    break;
-  }
+  const bool tc = p->variant->fast_path; /* linear_tc */
+  memcpy(&s->cfg, params, sizeof s->cfg);
+  /* Tensor cores: lin_apply's rows per work-group follow from its warps. */
+  if (tc) s->cfg.bq = s->cfg.taw * s->cfg.tam * 16;
   s->tc = tc;
   clattn__linear_cfg *c = &s->cfg;
   cfg_sizes z;
@@ -474,7 +566,10 @@ static clattn_status linear_create(clattn_plan p) {
     c->split = round_up(c->split, c->chunk);
   else
     c->split = round_up(c->split, c->bks);
-  if (c->split > Nk) c->split = causal ? round_up(Nk, c->chunk) : round_up(Nk, c->bks);
+  if (c->split > Nk) {
+    const int64_t m = causal ? c->chunk : c->bks, r = round_up64(Nk, m);
+    c->split = (int)(r <= INT_MAX ? r : INT_MAX / m * m);
+  }
   s->nsplit = cdiv(Nk, c->split);
   s->scan_wg = 64;
   while (s->scan_wg > ctx->info.max_wg)
@@ -543,11 +638,17 @@ static clattn_status linear_create(clattn_plan p) {
            tc && s->sres ? 1 : 0, maxreg);
   cl_program prog = NULL;
   st = clattn__get_program(ctx, "linear.cl", opts, &prog);
-  if (st == CLATTN_SUCCESS && favor) st = clattn__create_kernel(ctx, prog, "lin_feat", &s->kfeat);
-  if (st == CLATTN_SUCCESS) st = clattn__create_kernel(ctx, prog, "lin_state", &s->kstate);
-  if (st == CLATTN_SUCCESS) st = clattn__create_kernel(ctx, prog, "lin_scan", &s->kscan);
+  /* Each kernel's local memory as the geometry says it declares it. */
+  const size_t lstate = z.lstate + (s->zloc ? (size_t)c->bks * (size_t)sfp * sizeof(float) : 0);
+  const size_t lout = causal ? z.lcausal : s->sres ? z.lapply_sres : z.lapply;
+  if (st == CLATTN_SUCCESS && favor)
+    st = clattn__create_kernel_sized(ctx, prog, "lin_feat", z.lfeat, &s->kfeat);
   if (st == CLATTN_SUCCESS)
-    st = clattn__create_kernel(ctx, prog, causal ? "lin_causal" : "lin_apply", &s->kout);
+    st = clattn__create_kernel_sized(ctx, prog, "lin_state", lstate, &s->kstate);
+  if (st == CLATTN_SUCCESS) st = clattn__create_kernel_sized(ctx, prog, "lin_scan", 0, &s->kscan);
+  if (st == CLATTN_SUCCESS)
+    st =
+        clattn__create_kernel_sized(ctx, prog, causal ? "lin_causal" : "lin_apply", lout, &s->kout);
   if (st != CLATTN_SUCCESS) return st;
 
   if (favor) {
@@ -581,7 +682,7 @@ static clattn_status linear_create(clattn_plan p) {
   snprintf(p->describe, sizeof p->describe,
            "linear %s %s d=%d%s %s: chunk=%d split=%d (%d %s) bd=%d state bks=%d %s%s "
            "%s%s%s, workspace %zu bytes [%s]",
-           map_name(d->feature_map), clattn__dtype_name(d->dtype), D, seedbuf,
+           map_name(d->feature_map), clattn_dtype_name(d->dtype), D, seedbuf,
            causal ? "causal" : "non-causal", c->chunk, c->split, s->nsplit,
            causal ? "segments" : "splits", c->bd, c->bks, stile, s->zloc ? " (z local)" : "", tiles,
            feat, maxreg, p->workspace_bytes, origin);
@@ -615,9 +716,9 @@ static clattn_status launch(clattn_plan p, int which, cl_kernel k, cl_uint dims,
   return CLATTN_SUCCESS;
 }
 
-static clattn_status linear_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
-                                    cl_mem lse, cl_uint num_wait, const cl_event *wait,
-                                    cl_event *event) {
+clattn_status clattn__linear_execute(clattn_plan p, const clattn__buffers *b, cl_uint num_wait,
+                                     const cl_event *wait, cl_event *event) {
+  const cl_mem q = b->q, k = b->k, v = b->v, o = b->o, lse = b->lse;
   linear_state *s = p->state;
   clattn_context ctx = p->ctx;
   const clattn_attention_desc *d = &p->desc;
@@ -770,7 +871,7 @@ static clattn_status linear_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v,
   return st;
 }
 
-static void linear_release(clattn_plan p) {
+void clattn__linear_release(clattn_plan p) {
   linear_state *s = p->state;
   if (!s) return;
   cl_kernel ks[4] = {s->kfeat, s->kstate, s->kscan, s->kout};
@@ -786,17 +887,14 @@ static void linear_release(clattn_plan p) {
   p->state = NULL;
 }
 
-const clattn__family clattn__family_linear = {"linear", linear_create, linear_execute,
-                                              linear_release};
-
 static int cmp_double(const void *a, const void *b) {
   const double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
 }
 
-int clattn__linear_profile(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o, int reps,
+int clattn__linear_profile(clattn_plan p, const clattn__buffers *buffers, int reps,
                            const char **names, double *ms) {
-  if (!p || p->family != &clattn__family_linear || reps < 1) return -1;
+  if (!p || p->variant->family != CLATTN_ALGO_LINEAR || reps < 1) return -1;
   linear_state *s = p->state;
   double *t = calloc((size_t)reps * K_COUNT, sizeof *t);
   if (!t) {
@@ -807,7 +905,7 @@ int clattn__linear_profile(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o
   bool seen[K_COUNT] = {false};
   s->profile = true;
   for (int r = 0; r < reps; r++) {
-    if (linear_execute(p, q, k, v, o, NULL, 0, NULL, NULL) != CLATTN_SUCCESS) goto done;
+    if (clattn__linear_execute(p, buffers, 0, NULL, NULL) != CLATTN_SUCCESS) goto done;
     cl_int err = clFinish(p->ctx->queue);
     for (int i = 0; i < K_COUNT && err == CL_SUCCESS; i++) {
       if (!s->ev[i]) continue;
@@ -840,7 +938,7 @@ done:
 clattn_status clattn_plan_redraw_features(clattn_plan p, uint64_t seed) {
   if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;
   p->ctx->msg[0] = 0;
-  if (p->family != &clattn__family_linear || p->desc.feature_map != CLATTN_FEATURE_FAVOR)
+  if (p->variant->family != CLATTN_ALGO_LINEAR || p->desc.feature_map != CLATTN_FEATURE_FAVOR)
     return clattn__fail(p->ctx, CLATTN_ERROR_INVALID_ARGUMENT,
                         "plan: clattn_plan_redraw_features needs a linear FAVOR+ plan "
                         "(desc.algo CLATTN_ALGO_LINEAR, desc.feature_map CLATTN_FEATURE_FAVOR)");

@@ -19,7 +19,8 @@ clattn_status clattn__linear_resolve(clattn_context ctx, const clattn_attention_
  * Returns CLATTN_ERROR_OUT_OF_MEMORY when its scratch cannot be allocated. */
 clattn_status clattn__favor_draw(int head_dim, int m, uint64_t seed, float *out);
 
-/* Kernel configuration of cl/linear.cl (its -D parameters). */
+/* Kernel configuration of cl/linear.cl (its -D parameters): the parameters
+ * of the linear and linear_tc variants (clattn__linear_params), in order. */
 typedef struct clattn__linear_cfg {
   int chunk;   /* CH: keys (and queries) per sequential step of lin_causal */
   int split;   /* keys per state split (non-causal) or segment (causal); 0: automatic */
@@ -42,28 +43,10 @@ typedef struct clattn__linear_cfg {
   int frr;     /* lin_feat: rows per work-item */
   int frf;     /* lin_feat: features per work-item */
   int fds;     /* lin_feat: head-dim slice */
-  int tc;      /* tensor cores for lin_state / lin_apply: 0 where available, 1 never, 2 required */
   int tsw;     /* TC lin_state: warps (0: enough for the features) */
   int tsm;     /* TC lin_state: 16-feature m-tiles per warp (0: automatic) */
   int taw;     /* TC lin_apply: warps */
   int tam;     /* TC lin_apply: 16-row m-tiles per warp */
 } clattn__linear_cfg;
-
-/* Parses "chunk=16,bq=32,..." (any subset, any order; the keys are the
- * field names above) over *cfg: the internal override
- * $CLATTN_LINEAR_OVERRIDE, read at plan creation (tests use it to force
- * chunk and split sizes and tilings). */
-clattn_status clattn__linear_cfg_parse(const char *s, clattn__linear_cfg *cfg);
-
-/* Most kernels one execution of a linear plan enqueues. */
-#define CLATTN_LINEAR_MAX_KERNELS 6
-
-/* Per-kernel profile of a linear plan (benchmarks): runs the plan `reps`
- * times, one kernel at a time with profiling events (the context's queue
- * must have profiling enabled), and returns the number of kernels with
- * their names and median milliseconds. Negative on failure (the context's
- * message says why). */
-int clattn__linear_profile(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o, int reps,
-                           const char **names, double *ms);
 
 #endif /* CLATTN_LINEAR_H */

@@ -40,16 +40,9 @@ typedef struct normal_gen {
   int has_spare;
 } normal_gen;
 
-static uint64_t splitmix64(uint64_t *s) {
-  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
 /* Uniform in (0, 1]: ((x >> 11) + 1) · 2^-53. */
 static double uniform01(normal_gen *g) {
-  return (double)((splitmix64(&g->state) >> 11) + 1) * 0x1.0p-53;
+  return (double)((clattn__splitmix64(&g->state) >> 11) + 1) * 0x1.0p-53;
 }
 
 /* Standard normal by Box-Muller: u1, u2 from two consecutive draws give
@@ -126,40 +119,4 @@ clattn_status clattn_favor_features(int head_dim, int num_features, uint64_t see
       num_features > CLATTN_LINEAR_MAX_FEATURES || !out)
     return CLATTN_ERROR_INVALID_ARGUMENT;
   return clattn__favor_draw(head_dim, num_features ? num_features : head_dim, seed, out);
-}
-
-/* ---- configuration override ---- */
-
-clattn_status clattn__linear_cfg_parse(const char *s, clattn__linear_cfg *cfg) {
-  clattn__linear_cfg c = *cfg;
-  struct {
-    const char *key;
-    int *field;
-  } const keys[] = {
-      {"chunk", &c.chunk},   {"split", &c.split},     {"bd", &c.bd},   {"bks", &c.bks},
-      {"srf", &c.srf},       {"src", &c.src},         {"bq", &c.bq},   {"arq", &c.arq},
-      {"arc", &c.arc},       {"afs", &c.afs},         {"bpw", &c.bpw}, {"nosres", &c.nosres},
-      {"maxreg", &c.maxreg}, {"kunroll", &c.kunroll}, {"ctr", &c.ctr}, {"ctc", &c.ctc},
-      {"cfs", &c.cfs},       {"fbr", &c.fbr},         {"frr", &c.frr}, {"frf", &c.frf},
-      {"fds", &c.fds},       {"tc", &c.tc},           {"tsw", &c.tsw}, {"tsm", &c.tsm},
-      {"taw", &c.taw},       {"tam", &c.tam}};
-  if (!strncmp(s, "linear:", 7)) s += 7;
-  while (*s) {
-    char key[8] = {0};
-    int val = 0, used = 0;
-    if (sscanf(s, "%7[a-z]=%d%n", key, &val, &used) != 2 || val < 1)
-      return CLATTN_ERROR_INVALID_ARGUMENT;
-    size_t i = 0;
-    while (i < sizeof keys / sizeof keys[0] && strcmp(key, keys[i].key))
-      i++;
-    if (i == sizeof keys / sizeof keys[0]) return CLATTN_ERROR_INVALID_ARGUMENT;
-    *keys[i].field = val;
-    s += used;
-    if (*s == ',')
-      s++;
-    else if (*s)
-      return CLATTN_ERROR_INVALID_ARGUMENT;
-  }
-  *cfg = c;
-  return CLATTN_SUCCESS;
 }

@@ -1,7 +1,7 @@
 /* naive.c — the baseline family: CLBlast strided-batched GEMM, masked row softmax, GEMM. */
 #include "naive.h"
 
-#include "internal.h"
+#include "families.h"
 #include "sparse.h"
 
 #include <clblast_c.h>
@@ -178,7 +178,7 @@ static void ws_text(const clattn_plan p, char *buf, size_t cap) {
            "copies of the %s inputs for CLBlast's SGEMM: q/o B*H*Nq*d*4 = %zu bytes, k and v "
            "B*Hk*Nk*d*4 = %zu bytes each)",
            s->ws.total, d->batch, d->heads, d->seq_q, d->seq_kv, s->ws.scores,
-           clattn__dtype_name(d->dtype), s->ws.q, s->ws.k);
+           clattn_dtype_name(d->dtype), s->ws.q, s->ws.k);
 }
 
 static void release_workspace(naive_state *s) {
@@ -256,7 +256,41 @@ static void set_gemm_operands(clattn_plan p, naive_state *s) {
   s->gemm_elems[1] = s->gemm_elems[2] = s->ws.k / sizeof(float);
 }
 
-static clattn_status naive_create(clattn_plan p) {
+const char *const clattn__naive_sources[] = {"softmax.cl", NULL};
+
+int clattn__naive_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
+                             const char **why) {
+  (void)info;
+  (void)d;
+  (void)why;
+  return 10;
+}
+
+const char *clattn__naive_check(const int *params, const clattn_attention_desc *d,
+                                const clattn__device_info *info) {
+  (void)params;
+  (void)d;
+  (void)info;
+  return NULL; /* no parameters: CLBlast tunes its own GEMMs */
+}
+
+bool clattn__naive_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
+                            int *params) {
+  (void)info;
+  (void)d;
+  (void)params;
+  return true;
+}
+
+size_t clattn__naive_local(const int *params, const clattn_attention_desc *d) {
+  (void)params;
+  (void)d;
+  return 0; /* the softmax kernel's local memory is an argument (set per launch) */
+}
+
+clattn_status clattn__naive_create(clattn_plan p, const int *params, const char *origin) {
+  (void)params;
+  (void)origin;
   clattn_context ctx = p->ctx;
   const clattn_attention_desc *d = &p->desc;
   const bool half = d->dtype != CLATTN_DTYPE_F32;
@@ -357,7 +391,8 @@ static clattn_status naive_create(clattn_plan p) {
   cl_program prog = NULL;
   st = clattn__get_program(ctx, "softmax.cl", opts, &prog);
   if (st != CLATTN_SUCCESS) return st;
-  st = clattn__create_kernel(ctx, prog, "softmax_rows", &s->softmax);
+  st = clattn__create_kernel_sized(ctx, prog, "softmax_rows", (size_t)s->softmax_wg * sizeof(float),
+                                   &s->softmax);
   if (st != CLATTN_SUCCESS) return st;
   if (half) {
     st = clattn__create_kernel(ctx, prog, "to_f32", &s->to_f32);
@@ -370,7 +405,7 @@ static clattn_status naive_create(clattn_plan p) {
     st = alloc_workspace(p);
     if (st != CLATTN_SUCCESS) return st;
   }
-  const char *dt = clattn__dtype_name(d->dtype);
+  const char *dt = clattn_dtype_name(d->dtype);
   if (half)
     snprintf(p->describe, sizeof p->describe,
              "naive %s: q, k, v -> packed f32 copies -> CLBlast strided-batched SGEMM (%zu run%s) "
@@ -425,9 +460,9 @@ static cl_int enqueue_convert(const naive_state *s, cl_command_queue queue, cl_k
   return clEnqueueNDRangeKernel(queue, k, 1, NULL, &gws, &lws, 0, NULL, event);
 }
 
-static clattn_status naive_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
-                                   cl_mem lse, cl_uint num_wait, const cl_event *wait,
-                                   cl_event *event) {
+clattn_status clattn__naive_execute(clattn_plan p, const clattn__buffers *b, cl_uint num_wait,
+                                    const cl_event *wait, cl_event *event) {
+  const cl_mem q = b->q, k = b->k, v = b->v, o = b->o, lse = b->lse;
   naive_state *s = p->state;
   clattn_context ctx = p->ctx;
   const clattn_attention_desc *d = &p->desc;
@@ -518,7 +553,7 @@ static clattn_status naive_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, 
   return CLATTN_SUCCESS;
 }
 
-static void naive_release(clattn_plan p) {
+void clattn__naive_release(clattn_plan p) {
   naive_state *s = p->state;
   if (!s) return;
   if (s->softmax) clReleaseKernel(s->softmax);
@@ -529,5 +564,3 @@ static void naive_release(clattn_plan p) {
   free(s);
   p->state = NULL;
 }
-
-const clattn__family clattn__family_naive = {"naive", naive_create, naive_execute, naive_release};

@@ -1,5 +1,6 @@
 /* plan.c — plan creation (validation, family choice), execution checks and release. */
-#include "internal.h"
+#include "variant.h"
+#include "linear.h"
 #include "sparse.h"
 
 #include <stdlib.h>
@@ -41,7 +42,7 @@ clattn_status clattn__plan_create_ex(clattn_context ctx, const clattn_attention_
   ctx->msg[0] = 0;
   if (!out) return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "out (plan) is NULL");
   *out = NULL;
-  const unsigned known = CLATTN_PLAN_LAZY_WORKSPACE | CLATTN_PLAN_MEASURE;
+  const unsigned known = CLATTN_PLAN_LAZY_WORKSPACE | CLATTN_PLAN_MEASURE | CLATTN_PLAN_PORTABLE;
   if (flags & ~known)
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "flags: unknown bits 0x%x",
                         flags & ~known);
@@ -75,8 +76,8 @@ static clattn_status plan_build(clattn_context ctx, const clattn_attention_desc 
   p->config = config;
   p->config_origin = origin;
   p->estimate = estimate;
-  clattn_status st = clattn__desc_resolve(ctx, desc, &p->desc, &p->qs, &p->ks, &p->vs, &p->os,
-                                          p->elems);
+  clattn_status st =
+      clattn__desc_resolve(ctx, desc, &p->desc, &p->qs, &p->ks, &p->vs, &p->os, p->elems);
   if (st != CLATTN_SUCCESS) {
     free(p);
     return st;
@@ -99,20 +100,30 @@ static clattn_status plan_build(clattn_context ctx, const clattn_attention_desc 
   } else {
     p->visible_pairs = dense_pairs(&p->desc);
   }
-  switch (p->desc.algo) {
-  case CLATTN_ALGO_NAIVE: p->family = &clattn__family_naive; break;
-  case CLATTN_ALGO_LINEAR: p->family = &clattn__family_linear; break;
-  case CLATTN_ALGO_FLASH:
-  case CLATTN_ALGO_AUTO:
-  default:
-    p->family = &clattn__family_flash;
-    p->desc.algo = CLATTN_ALGO_FLASH;
-    break;
+  if (p->desc.algo == CLATTN_ALGO_AUTO) p->desc.algo = CLATTN_ALGO_FLASH;
+  if (p->desc.algo == CLATTN_ALGO_LINEAR) { /* the feature map and count */
+    int features = 0;
+    st = clattn__linear_resolve(ctx, &p->desc, &features);
+    if (st != CLATTN_SUCCESS) {
+      clattn__sparse_release(p);
+      free(p);
+      return st;
+    }
+    p->desc.num_features = features;
   }
-  st = p->family->create(p);
+  /* The variant and its configuration (tuning, if asked, happens here,
+   * before anything is built), then the variant builds. */
+  const clattn__variant *v = NULL;
+  int params[CLATTN__MAX_PARAMS];
+  char chosen[200];
+  st = clattn__choose(p, &v, params, chosen, sizeof chosen);
+  if (st == CLATTN_SUCCESS) {
+    p->variant = v;
+    st = v->create(p, params, chosen);
+  }
   if (estimate_bytes) *estimate_bytes = clattn_plan_workspace_size(p);
   if (st != CLATTN_SUCCESS) {
-    if (p->family->release) p->family->release(p);
+    if (p->variant && p->variant->release) p->variant->release(p);
     clattn__sparse_release(p);
     free(p);
     return st;
@@ -122,9 +133,8 @@ static clattn_status plan_build(clattn_context ctx, const clattn_attention_desc 
   return CLATTN_SUCCESS;
 }
 
-clattn_status clattn_plan_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
-                                  cl_mem lse, cl_uint num_wait, const cl_event *wait,
-                                  cl_event *event) {
+clattn_status clattn_plan_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl_mem lse,
+                                  cl_uint num_wait, const cl_event *wait, cl_event *event) {
   if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;
   clattn_context ctx = p->ctx;
   ctx->msg[0] = 0;
@@ -144,7 +154,8 @@ clattn_status clattn_plan_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, c
   if ((num_wait > 0) != (wait != NULL))
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
                         "wait_list must be NULL exactly when num_wait is 0");
-  return p->family->execute(p, q, k, v, o, lse, num_wait, wait, event);
+  const clattn__buffers b = {q, k, v, o, lse};
+  return p->variant->execute(p, &b, num_wait, wait, event);
 }
 
 const char *clattn_plan_describe(clattn_plan p) { return p ? p->describe : ""; }
@@ -160,13 +171,71 @@ const clattn_attention_desc *clattn_plan_desc(clattn_plan p) { return p ? &p->de
 uint64_t clattn_plan_visible_pairs(clattn_plan p) { return p ? p->visible_pairs : 0; }
 
 double clattn_plan_flops(clattn_plan p) {
-  return p ? 4.0 * (double)p->desc.head_dim * (double)p->visible_pairs : 0.0;
+  if (!p) return 0.0;
+  if (p->variant && p->variant->flops) return p->variant->flops(p);
+  return 4.0 * (double)p->desc.head_dim * (double)p->visible_pairs;
 }
 
 void clattn_plan_release(clattn_plan p) {
   if (!p) return;
-  if (p->family && p->family->release) p->family->release(p);
+  if (p->variant && p->variant->release) p->variant->release(p);
   clattn__sparse_release(p);
   p->ctx->live_plans--;
   free(p);
+}
+
+static int cmp_ms(const void *a, const void *b) {
+  const double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+clattn_status clattn_plan_profile(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o, int reps,
+                                  int max_kernels, const char **names, double *ms,
+                                  int *num_kernels) {
+  if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;
+  clattn_context ctx = p->ctx;
+  ctx->msg[0] = 0;
+  if (!names || !ms || !num_kernels || reps < 1 || max_kernels < 1)
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                        "clattn_plan_profile: names, ms and num_kernels must be given, reps >= 1 "
+                        "and max_kernels >= 1");
+  *num_kernels = 0;
+  const clattn__buffers b = {q, k, v, o, NULL};
+  if (p->variant->profile) {
+    const char *nm[16];
+    double t[16];
+    const int n = p->variant->profile(p, &b, reps, nm, t);
+    if (n < 0) return CLATTN_ERROR_OPENCL;
+    for (int i = 0; i < n && i < max_kernels; i++) {
+      names[i] = nm[i];
+      ms[i] = t[i];
+    }
+    *num_kernels = n < max_kernels ? n : max_kernels;
+    return CLATTN_SUCCESS;
+  }
+  double *t = malloc((size_t)reps * sizeof *t);
+  if (!t) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "clattn_plan_profile: host memory");
+  clattn_status st = CLATTN_SUCCESS;
+  for (int r = 0; r < reps && st == CLATTN_SUCCESS; r++) {
+    cl_event ev = NULL;
+    st = clattn_plan_execute(p, q, k, v, o, NULL, 0, NULL, &ev);
+    if (st != CLATTN_SUCCESS) break;
+    cl_ulong t0 = 0, t1 = 0;
+    cl_int err = clWaitForEvents(1, &ev);
+    if (err == CL_SUCCESS)
+      err = clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL);
+    if (err == CL_SUCCESS)
+      err = clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL);
+    clReleaseEvent(ev);
+    if (err != CL_SUCCESS) st = clattn__cl_fail(ctx, "clGetEventProfilingInfo", err, "profile");
+    t[r] = (double)(t1 - t0) * 1e-6;
+  }
+  if (st == CLATTN_SUCCESS) {
+    qsort(t, (size_t)reps, sizeof *t, cmp_ms);
+    names[0] = p->variant->name;
+    ms[0] = t[reps / 2];
+    *num_kernels = 1;
+  }
+  free(t);
+  return st;
 }

@@ -1,38 +1,15 @@
 /* program.c — kernel sources (embedded or from CLATTN_KERNEL_DIR) and per-context program builds.
  */
-#include "internal.h"
-#include "tune.h"
+#include "cache.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-char *clattn__read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  char *buf = NULL;
-  if (fseek(f, 0, SEEK_END) == 0) {
-    long n = ftell(f);
-    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-      buf = malloc((size_t)n + 1);
-      if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-      }
-      if (buf) {
-        buf[n] = 0;
-        if (len) *len = (size_t)n;
-      }
-    }
-  }
-  fclose(f);
-  return buf;
-}
-
 char *clattn__kernel_source(clattn_context ctx, const char *name) {
-  const char *dir = getenv("CLATTN_KERNEL_DIR");
-  if (dir && *dir) {
-    char path[4096];
+  const char *dir = ctx->settings.kernel_dir;
+  if (*dir) {
+    char path[4200];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     char *s = clattn__read_file(path, NULL);
     if (!s)
@@ -149,6 +126,25 @@ clattn_status clattn__create_kernel(clattn_context ctx, cl_program prog, const c
   cl_int err;
   *out = clCreateKernel(prog, kname, &err);
   if (!*out) return clattn__cl_fail(ctx, "clCreateKernel", err, kname);
+  return CLATTN_SUCCESS;
+}
+
+clattn_status clattn__create_kernel_sized(clattn_context ctx, cl_program prog, const char *kname,
+                                          size_t local_bytes, cl_kernel *out) {
+  clattn_status st = clattn__create_kernel(ctx, prog, kname, out);
+  if (st != CLATTN_SUCCESS) return st;
+  cl_ulong used = 0;
+  cl_int err = clGetKernelWorkGroupInfo(*out, ctx->device, CL_KERNEL_LOCAL_MEM_SIZE, sizeof used,
+                                        &used, NULL);
+  if (err != CL_SUCCESS) return CLATTN_SUCCESS; /* not reported: nothing to compare */
+  if (used > (cl_ulong)local_bytes) {
+    clReleaseKernel(*out);
+    *out = NULL;
+    return clattn__fail(ctx, CLATTN_ERROR_INTERNAL,
+                        "kernel %s declares %llu bytes of local memory where its configuration "
+                        "says %zu: the host's sizing and the kernel source disagree",
+                        kname, (unsigned long long)used, local_bytes);
+  }
   return CLATTN_SUCCESS;
 }
 

@@ -16,14 +16,6 @@ typedef struct ref_mask {
   int *cand;          /* BigBird random-block candidates */
 } ref_mask;
 
-static uint64_t ref_splitmix64(uint64_t *x) {
-  *x += 0x9E3779B97F4A7C15ull;
-  uint64_t z = *x;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
 static int ref_is_global(const clattn_sparse_desc *s, int64_t x) {
   if (x < 0) return 0;
   if (x < s->num_global) return 1;
@@ -57,7 +49,7 @@ static void ref_block_row(ref_mask *m, int qb) {
   }
   uint64_t x = s->seed ^ (((uint64_t)qb + 1u) * 0xD1B54A32D192ED03ull);
   for (int t = 0; t < s->random_blocks && t < n; t++) {
-    const int u = t + (int)(ref_splitmix64(&x) % (uint64_t)(n - t));
+    const int u = t + (int)(clattn__splitmix64(&x) % (uint64_t)(n - t));
     const int c = m->cand[u];
     m->cand[u] = m->cand[t];
     m->cand[t] = c;

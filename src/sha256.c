@@ -1,5 +1,5 @@
 /* sha256.c — small self-contained SHA-256 (FIPS 180-4) for cache keys and checksums. */
-#include "tune.h"
+#include "sha256.h"
 
 #include <string.h>
 

@@ -115,13 +115,6 @@ clattn_status clattn__sparse_validate(clattn_context ctx, const clattn_attention
 /* BigBird random blocks                                                     */
 /* ------------------------------------------------------------------------ */
 
-uint64_t clattn__splitmix64(uint64_t *state) {
-  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
 int clattn__bigbird_random(uint64_t seed, int qb, int nkb, int global_blocks, int window_blocks,
                            int causal, int random_blocks, int *scratch, int *out) {
   /* The candidates, ascending, are [G, U] minus the window [wlo, whi]: two
@@ -632,11 +625,8 @@ void clattn__sparse_describe(const clattn_attention_desc *d, char *buf, size_t c
   case CLATTN_MASK_WINDOW:
   case CLATTN_MASK_DILATED:
   case CLATTN_MASK_STRIDED:
-    clattn__append(buf, cap, "%s L=%d R=%d",
-                   d->mask == CLATTN_MASK_WINDOW    ? "window"
-                   : d->mask == CLATTN_MASK_DILATED ? "dilated"
-                                                    : "strided",
-                   s->window_left, s->window_right);
+    clattn__append(buf, cap, "%s L=%d R=%d", clattn_mask_name(d->mask), s->window_left,
+                   s->window_right);
     if (d->mask == CLATTN_MASK_DILATED) clattn__append(buf, cap, " d=%d", s->dilation);
     if (d->mask == CLATTN_MASK_STRIDED) clattn__append(buf, cap, " s=%d", s->stride);
     if (s->num_global || s->num_global_tokens)

@@ -58,9 +58,6 @@ bool clattn__mask_is_sparse(clattn_mask m);
  * name the field, e.g. "desc.sparse.layout_cols[5] ...". ctx may be NULL. */
 clattn_status clattn__sparse_validate(clattn_context ctx, const clattn_attention_desc *d);
 
-/* splitmix64: advances *state by the golden gamma and returns the mixed value. */
-uint64_t clattn__splitmix64(uint64_t *state);
-
 /* BigBird random key blocks of query block qb (documented in clattn.h):
  * writes min(R, candidates) distinct blocks to out (in draw order) and
  * returns the count. scratch holds 2 * nkb + 2 ints. */

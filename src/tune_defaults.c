@@ -17,7 +17,8 @@
  *
  * Within a level the row with the smallest max_head_dim ≥ head_dim whose
  * configuration is legal on the device wins. When no row applies, the
- * kernel's own preference list (clattn__kernel_space.fallback) decides.
+ * variant's own fallback decides. A row's configuration may name only some
+ * parameters: the others come from the fallback.
  * Add a measured device by adding rows; `label` is what describe() shows.
  */
 typedef enum { ANY_TYPE = 0, GPU = 1, CPU = 2 } dev_type;
@@ -37,11 +38,12 @@ typedef struct tune_default {
 static const tune_default table[] = {
     /* NVIDIA Hopper: measured on an H200 (sm_90), f32; an exhaustive
      * `clattn tune` at N=4096 (267 legal configurations for d=64, 168 for
-     * d=128) found nothing faster. */
-    {"flash", "nvidia", "sm_90", NULL, GPU, 0, 64, "bm=64,bn=32,tm=16,tn=8", "NVIDIA sm_90"},
-    {"flash", "nvidia", "sm_90", NULL, GPU, 0, 128, "bm=64,bn=16,tm=16,tn=8", "NVIDIA sm_90"},
-    /* NVIDIA, other architectures (not measured: Hopper's choice, which fits
-     * the 48 KiB local memory of every NVIDIA GPU up to d = 128). */
+     * d=128) found nothing faster than these, which are also the choice for
+     * other NVIDIA GPUs (not measured; they fit the 48 KiB local memory of
+     * every NVIDIA GPU up to d = 128). */
+    {"flash", "nvidia", NULL, NULL, GPU, -1, 64, "bm=64,bn=32,tm=16,tn=8", "NVIDIA GPU"},
+    {"flash", "nvidia", NULL, NULL, GPU, -1, 128, "bm=64,bn=16,tm=16,tn=8", "NVIDIA GPU"},
+    {"flash", "nvidia", NULL, NULL, GPU, -1, 256, "bm=32,bn=16,tm=8,tn=8", "NVIDIA GPU"},
     /* Tensor-core kernel (f16/bf16 on sm_80+), H200 sweeps at N = 4096
      * (`bash bench/gpu.sh tc`, bench/RESULTS.md): two m-tiles per warp halve
      * the local-memory reads per MMA where the registers allow it (d <= 64);
@@ -49,9 +51,6 @@ static const tune_default table[] = {
     {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 64, "warps=4,mt=2,bn=64", "NVIDIA GPU"},
     {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 128, "warps=8,mt=1,bn=64", "NVIDIA GPU"},
     {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 256, "warps=8,mt=1,bn=32", "NVIDIA GPU"},
-    {"flash", "nvidia", NULL, NULL, GPU, -1, 64, "bm=64,bn=32,tm=16,tn=8", "NVIDIA GPU"},
-    {"flash", "nvidia", NULL, NULL, GPU, -1, 128, "bm=64,bn=16,tm=16,tn=8", "NVIDIA GPU"},
-    {"flash", "nvidia", NULL, NULL, GPU, -1, 256, "bm=32,bn=16,tm=8,tn=8", "NVIDIA GPU"},
     /* AMD GPUs: 64-wide wavefronts, 64 KiB LDS (not measured). */
     {"flash", "amd", NULL, NULL, GPU, -1, 64, "bm=64,bn=32,tm=16,tn=4", "AMD GPU"},
     {"flash", "amd", NULL, NULL, GPU, -1, 128, "bm=32,bn=32,tm=8,tn=8", "AMD GPU"},
@@ -60,12 +59,28 @@ static const tune_default table[] = {
     {"flash", "intel", NULL, NULL, GPU, -1, 128, "bm=32,bn=16,tm=8,tn=8", "Intel GPU"},
     /* Any GPU. */
     {"flash", NULL, NULL, NULL, GPU, -1, 128, "bm=64,bn=32,tm=16,tn=8", "GPU"},
-    /* CPUs: the row-vector kernel (tm = tn = 1, cl/flash_rows.cl), measured
-     * with PoCL 3.1 on a 2-core AVX-512 EPYC: 10-27x faster than the
-     * work-group kernel's best configurations there. */
-    {"flash", NULL, NULL, NULL, CPU, -1, 64, "bm=16,bn=64,tm=1,tn=1", "CPU"},
-    {"flash", NULL, NULL, NULL, CPU, -1, 128, "bm=16,bn=64,tm=1,tn=1", "CPU"},
-    {"flash", NULL, NULL, NULL, CPU, -1, 256, "bm=16,bn=64,tm=1,tn=1", "CPU"},
+    /* CPUs: the row-vector kernel (cl/flash_rows.cl), measured with PoCL 3.1
+     * on a 2-core AVX-512 EPYC: 10-27x faster than the work-group kernel's
+     * best configurations there. */
+    {"flash_rows", NULL, NULL, NULL, CPU, -1, 256, "bm=16,bn=64", "CPU"},
+    /* Linear attention on GPUs, measured on an H200 (d = 64, B·H = 16,
+     * N = 64k-128k, bench/linear_sweep.sh): 32-key state tiles, 8x8 register
+     * tiles of 128-row output blocks, 16-feature apply slices, 64-key causal
+     * chunks walked by 16x8 work-items, 32-row feature blocks of 4x8 tiles.
+     * The tensor-core variant: 4 warps of one 16-row m-tile in lin_apply. */
+    {"linear", NULL, NULL, NULL, GPU, -1, 256,
+     "chunk=64,bks=32,src=8,bq=128,arq=8,arc=8,afs=16,ctr=16,ctc=8,cfs=32,fbr=32,frr=4,frf=8,"
+     "fds=16",
+     "GPU"},
+    {"linear_tc", "nvidia", NULL, NULL, GPU, -1, 256,
+     "chunk=64,bks=32,ctr=16,ctc=8,cfs=32,fbr=32,frr=4,frf=8,fds=16,taw=4,tam=1,bq=64",
+     "NVIDIA GPU"},
+    /* Linear attention on CPUs (PoCL vectorises across work-items): smaller
+     * tiles and work-groups. */
+    {"linear", NULL, NULL, NULL, CPU, -1, 256,
+     "chunk=32,bks=32,srf=4,src=8,bq=32,arq=4,arc=8,afs=32,ctr=8,ctc=8,cfs=32,fbr=32,frr=4,frf=8,"
+     "fds=16",
+     "CPU"},
 };
 
 static bool vendor_is(const clattn__device_info *info, const char *v) {
@@ -91,7 +106,7 @@ static int level_of(const tune_default *r) {
 }
 
 static bool matches(const tune_default *r, const clattn__device_info *info, const char *arch,
-                    const clattn__kernel_space *sp, clattn_dtype dtype, int head_dim) {
+                    const clattn__variant *sp, clattn_dtype dtype, int head_dim) {
   if (strcmp(r->kernel, sp->name)) return false;
   if (r->dtype >= 0 && r->dtype != (int)dtype) return false;
   if (head_dim > r->max_head_dim) return false;
@@ -103,32 +118,35 @@ static bool matches(const tune_default *r, const clattn__device_info *info, cons
   return true;
 }
 
-bool clattn__builtin_default(const clattn__device_info *info, const clattn__kernel_space *sp,
-                             clattn_dtype dtype, int head_dim, const clattn__space_limits *lim,
-                             int *params, char *label, size_t cap) {
+bool clattn__builtin_default(const clattn__device_info *info, const clattn__variant *v,
+                             const clattn_attention_desc *d, int *params, char *label, size_t cap) {
   char arch[32];
   arch_of(info, arch, sizeof arch);
+  int base[CLATTN__MAX_PARAMS];
+  const bool have_base = v->fallback(info, d, base);
   const size_t n = sizeof table / sizeof table[0];
   for (int level = 1; level <= 4; level++) {
     const tune_default *best = NULL;
     int best_params[CLATTN__MAX_PARAMS];
     for (size_t i = 0; i < n; i++) {
       const tune_default *r = &table[i];
-      if (level_of(r) != level || !matches(r, info, arch, sp, dtype, head_dim)) continue;
+      if (level_of(r) != level || !matches(r, info, arch, v, d->dtype, d->head_dim)) continue;
       if (best && r->max_head_dim >= best->max_head_dim) continue;
       int p[CLATTN__MAX_PARAMS];
-      if (clattn__config_parse(sp, r->config, p) != CLATTN_SUCCESS) continue;
-      if (sp->check(p, head_dim, lim)) continue;
+      if (clattn__config_parse(v, r->config, have_base ? base : NULL, p, NULL, 0) != CLATTN_SUCCESS)
+        continue;
+      if (v->check(p, d, info)) continue;
       best = r;
       memcpy(best_params, p, sizeof p);
     }
     if (best) {
-      memcpy(params, best_params, (size_t)sp->num_params * sizeof *params);
+      memcpy(params, best_params, (size_t)v->num_params * sizeof *params);
       snprintf(label, cap, "%s", best->label);
       return true;
     }
   }
-  if (sp->fallback && sp->fallback(info, head_dim, lim, params)) {
+  if (have_base) {
+    memcpy(params, base, (size_t)v->num_params * sizeof *params);
     snprintf(label, cap, "%s", info->is_cpu ? "CPU, generic" : "generic");
     return true;
   }

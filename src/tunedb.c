@@ -3,6 +3,7 @@
 #define _DEFAULT_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #include "tune.h"
+#include "cache.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -105,14 +106,14 @@ static const char *parse_entry(char *line, clattn__tunedb_entry *e) {
       if (strlen(v) != 16 || strspn(v, "0123456789abcdef") != 16) return "bad src hash";
       strcpy(e->src, v);
     } else if (!strcmp(k, "dtype")) {
-      int t = clattn__dtype_from_name(v);
+      int t = clattn_dtype_from_name(v);
       if (t < 0) return "unknown dtype";
       e->dtype = (clattn_dtype)t;
     } else if (!strcmp(k, "d")) {
       if (parse_int(v, &e->head_dim) || e->head_dim < 1 || e->head_dim > 4096)
         return "bad head dim";
     } else if (!strcmp(k, "mask")) {
-      int m = clattn__mask_from_name(v);
+      int m = clattn_mask_from_name(v);
       if (m < 0) return "unknown mask";
       e->mask = (clattn_mask)m;
     } else if (!strcmp(k, "seq")) {
@@ -306,8 +307,8 @@ char *clattn__tunedb_format(const clattn__tunedb *db) {
     char seq[16];
     clattn__seq_bucket_name(e->seq, seq, sizeof seq);
     clattn__append(out, cap, "entry kernel=%s src=%s dtype=%s d=%d mask=%s seq=%s config=%s",
-                   e->kernel, e->src, clattn__dtype_name(e->dtype), e->head_dim,
-                   clattn__mask_name(e->mask), seq, e->config);
+                   e->kernel, e->src, clattn_dtype_name(e->dtype), e->head_dim,
+                   clattn_mask_name(e->mask), seq, e->config);
     if (e->ms >= 0) clattn__append(out, cap, " ms=%.4f", e->ms);
     if (e->default_ms >= 0) clattn__append(out, cap, " default_ms=%.4f", e->default_ms);
     clattn__append(out, cap, " verified=%d", e->verified ? 1 : 0);
@@ -320,7 +321,7 @@ char *clattn__tunedb_format(const clattn__tunedb *db) {
 
 bool clattn__tunedb_path(clattn_context ctx, char *buf, size_t cap) {
   char dir[4096];
-  if (!clattn__device_dir(&ctx->info, dir, sizeof dir, false)) return false;
+  if (!clattn__device_dir(ctx, dir, sizeof dir, false)) return false;
   int n = snprintf(buf, cap, "%s/tuning.txt", dir);
   return n > 0 && (size_t)n < cap;
 }
@@ -349,12 +350,12 @@ static void unlock_db(int fd) {
 
 clattn_status clattn__tunedb_store(clattn_context ctx, const clattn__tunedb_entry *e, int n) {
   char dir[4096], path[4200];
-  if (!clattn__device_dir(&ctx->info, dir, sizeof dir, true) ||
+  if (!clattn__device_dir(ctx, dir, sizeof dir, true) ||
       !clattn__tunedb_path(ctx, path, sizeof path))
     return clattn__fail(ctx, CLATTN_ERROR_IO,
                         "cannot create the cache directory for the tuning database "
                         "(CLATTN_CACHE_DIR=%s)",
-                        getenv("CLATTN_CACHE_DIR") ? getenv("CLATTN_CACHE_DIR") : "(unset)");
+                        ctx->settings.cache_env[0] ? ctx->settings.cache_env : "(unset)");
   int fd = lock_db(path);
   if (fd < 0)
     return clattn__fail(ctx, CLATTN_ERROR_IO, "cannot lock the tuning database %s.lock", path);
@@ -372,10 +373,48 @@ clattn_status clattn__tunedb_store(clattn_context ctx, const clattn__tunedb_entr
   int wr = text ? clattn__write_atomic(path, text, strlen(text)) : -1;
   unlock_db(fd);
   free(text);
-  clattn__tunedb_free(&db);
-  if (wr != 0)
+  if (wr != 0) {
+    clattn__tunedb_free(&db);
     return clattn__fail(ctx, CLATTN_ERROR_IO, "cannot write the tuning database %s", path);
+  }
+  /* The merged database is what this context looks up from now on. */
+  clattn__tunedb *mem = ctx->tunedb ? ctx->tunedb : calloc(1, sizeof *mem);
+  if (mem) {
+    clattn__tunedb_free(mem);
+    *mem = db;
+    mem->note[0] = 0;
+    ctx->tunedb = mem;
+    ctx->tunedb_loaded = true;
+  } else {
+    clattn__tunedb_free(&db);
+    ctx->tunedb_loaded = false;
+  }
   return CLATTN_SUCCESS;
+}
+
+void clattn__tunedb_forget(clattn_context ctx) {
+  if (ctx->tunedb) clattn__tunedb_free(ctx->tunedb);
+  free(ctx->tunedb);
+  ctx->tunedb = NULL;
+  ctx->tunedb_loaded = false;
+}
+
+/* The context's in-memory database, read from disk at the first lookup (its
+ * notes go to the context's message then); NULL when there is none. */
+static const clattn__tunedb *ctx_db(clattn_context ctx) {
+  if (ctx->tunedb_loaded) return ctx->tunedb;
+  ctx->tunedb_loaded = true;
+  char path[4200];
+  if (!clattn__tunedb_path(ctx, path, sizeof path)) return NULL;
+  clattn__tunedb *db = calloc(1, sizeof *db);
+  if (!db) return NULL;
+  if (clattn__tunedb_read(path, db) != CLATTN_SUCCESS) {
+    clattn__tunedb_free(db);
+    free(db);
+    return NULL;
+  }
+  ctx->tunedb = db;
+  return db;
 }
 
 static void ctx_note(clattn_context ctx, const char *text) {
@@ -384,72 +423,68 @@ static void ctx_note(clattn_context ctx, const char *text) {
                  text);
 }
 
-bool clattn__tunedb_lookup(clattn_context ctx, const clattn__kernel_space *sp,
-                           const clattn__tune_class *cls, int head_dim,
-                           const clattn__space_limits *lim, int *params, bool *exact,
+bool clattn__tunedb_lookup(clattn_context ctx, const clattn__variant *v,
+                           const clattn_attention_desc *d, int *params, bool *exact,
                            int *found_seq) {
+  if (v->num_params == 0) return false;
+  const bool first = !ctx->tunedb_loaded;
+  const clattn__tunedb *db = ctx_db(ctx);
+  if (!db) return false;
   char path[4200];
-  if (!clattn__tunedb_path(ctx, path, sizeof path)) return false;
-  clattn__tunedb db;
-  if (clattn__tunedb_read(path, &db) != CLATTN_SUCCESS) {
-    clattn__tunedb_free(&db);
-    return false;
-  }
-  ctx_note(ctx, db.note);
-  if (db.n == 0) {
-    clattn__tunedb_free(&db);
-    return false;
-  }
+  if (!clattn__tunedb_path(ctx, path, sizeof path)) path[0] = 0;
+  if (first) ctx_note(ctx, db->note);
+  if (db->n == 0) return false;
   clattn__tunedb me;
   memset(&me, 0, sizeof me);
   clattn__device_identity(&ctx->info, &me);
-  if (strcmp(db.device, me.device) || strcmp(db.platform, me.platform)) {
-    char buf[1200];
-    snprintf(buf, sizeof buf, "%.600s is for device '%.200s', not '%.200s': ignored", path,
-             db.device, me.device);
-    ctx_note(ctx, buf);
-    clattn__tunedb_free(&db);
+  if (strcmp(db->device, me.device) || strcmp(db->platform, me.platform)) {
+    if (first) {
+      char buf[1200];
+      snprintf(buf, sizeof buf, "%.600s is for device '%.200s', not '%.200s': ignored", path,
+               db->device, me.device);
+      ctx_note(ctx, buf);
+    }
     return false;
   }
   char src[17];
-  if (clattn__source_hash(ctx, sp, src) != CLATTN_SUCCESS) {
-    clattn__tunedb_free(&db);
-    return false;
-  }
+  if (clattn__source_hash(ctx, v, src) != CLATTN_SUCCESS) return false;
+  const clattn__tune_class cls = clattn__class_of(v->name, d);
   int stale = 0, best = -1, best_dist = 0;
-  int want = clattn__seq_bucket_index(cls->seq);
-  for (int i = 0; i < db.n; i++) {
-    const clattn__tunedb_entry *e = &db.e[i];
-    if (strcmp(e->kernel, sp->name)) continue;
+  const int want = clattn__seq_bucket_index(cls.seq);
+  for (int i = 0; i < db->n; i++) {
+    const clattn__tunedb_entry *e = &db->e[i];
+    if (strcmp(e->kernel, v->name)) continue;
     if (strcmp(e->src, src)) {
       stale++;
       continue;
     }
-    if (e->dtype != cls->dtype || e->head_dim != cls->head_dim || e->mask != cls->mask) continue;
+    if (e->dtype != cls.dtype || e->head_dim != cls.head_dim || e->mask != cls.mask) continue;
+    /* Every entry passes the same legality check as any configuration; an
+     * illegal one (hand-edited, imported from another device) is skipped. */
     int p[CLATTN__MAX_PARAMS];
-    if (clattn__config_parse(sp, e->config, p) != CLATTN_SUCCESS || sp->check(p, head_dim, lim))
+    if (clattn__config_parse(v, e->config, NULL, p, NULL, 0) != CLATTN_SUCCESS ||
+        v->check(p, d, &ctx->info))
       continue;
-    int d = clattn__seq_bucket_index(e->seq) - want;
+    const int dd = clattn__seq_bucket_index(e->seq) - want;
     /* nearest bucket; on a tie the larger one (longer runs dominate) */
-    int dist = d < 0 ? -2 * d + 1 : 2 * d;
+    const int dist = dd < 0 ? -2 * dd + 1 : 2 * dd;
     if (best < 0 || dist < best_dist) {
       best = i;
       best_dist = dist;
-      memcpy(params, p, sizeof p);
+      memcpy(params, p, (size_t)v->num_params * sizeof *p);
     }
   }
-  if (stale) {
+  if (stale && first) {
     char buf[1200];
     snprintf(buf, sizeof buf,
              "%.600s: %d %s entr%s for another kernel source ignored (this library's is %s)", path,
-             stale, sp->name, stale == 1 ? "y" : "ies", src);
+             stale, v->name, stale == 1 ? "y" : "ies", src);
     ctx_note(ctx, buf);
   }
   if (best >= 0) {
     *exact = best_dist == 0;
-    *found_seq = db.e[best].seq;
+    *found_seq = db->e[best].seq;
   }
-  clattn__tunedb_free(&db);
   return best >= 0;
 }
 

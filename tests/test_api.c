@@ -693,23 +693,27 @@ static void test_naive_out_of_memory(void **state) {
 }
 
 /* CLATTN_TUNE_OVERRIDE selects the flash configuration; an illegal or
- * malformed one is refused. */
+ * malformed one is refused. The environment is read when a context is
+ * created, so each case uses a fresh context. */
 static void test_tune_override(void **state) {
-  clattn_context ctx = *state;
+  (void)state;
   saved_env env = env_save("CLATTN_TUNE_OVERRIDE");
   clattn_attention_desc d = small_desc(CLATTN_ALGO_FLASH);
   d.seq_q = 65;
   d.seq_kv = 63;
   setenv("CLATTN_TUNE_OVERRIDE", "bm=16,bn=16,tm=4,tn=4", 1);
+  clattn_context ctx = tu_new_context();
   tu_report rep;
   tu_run_and_compare(ctx, &d, TU_INPUT_UNIFORM, 1, 0, "api/override", &rep);
   if (!tu_report_ok(&rep, 1)) fail_msg("%s", rep.summary);
   if (!strstr(rep.plan_describe, "override") || !strstr(rep.plan_describe, "bm=16 bn=16"))
     fail_msg("describe does not show the override: %s", rep.plan_describe);
+  clattn_context_release(ctx);
   static const char *bad[] = {"bm=16,bn=16,tm=3,tn=4", "bm=16,bn=16,tm=4,tn=5",
-                              "bm=128,bn=128,tm=128,tn=128", "fast please", "bm=16"};
+                              "bm=128,bn=128,tm=128,tn=128", "fast please", "bm=16,zz=1"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     setenv("CLATTN_TUNE_OVERRIDE", bad[i], 1);
+    ctx = tu_new_context();
     clattn_plan plan = (clattn_plan)(uintptr_t)0x1;
     clattn_status st = clattn_plan_create(ctx, &d, 0, &plan);
     if (st != CLATTN_ERROR_INVALID_ARGUMENT)
@@ -717,14 +721,48 @@ static void test_tune_override(void **state) {
     assert_null(plan);
     ASSERT_MSG_HAS(ctx, "CLATTN_TUNE_OVERRIDE");
     ASSERT_MSG_HAS(ctx, bad[i]);
+    clattn_context_release(ctx);
   }
   /* Empty means no override. */
   setenv("CLATTN_TUNE_OVERRIDE", "", 1);
+  ctx = tu_new_context();
   clattn_plan plan = NULL;
   assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_SUCCESS);
   assert_null(strstr(clattn_plan_describe(plan), "override"));
   clattn_plan_release(plan);
+  clattn_context_release(ctx);
   env_restore(&env);
+}
+
+/* Forced configurations name their kernel variant; every one passes the
+ * variant's legality check (issue 13.1: the CPU kernel's private tile), and
+ * the portable opt-out leaves the fast paths out. */
+static void test_forced_variants(void **state) {
+  clattn_context ctx = *state;
+  clattn_attention_desc d = small_desc(CLATTN_ALGO_FLASH);
+  d.seq_q = d.seq_kv = 40;
+  d.head_dim = 16;
+  const int cpu = clattn_context_device(ctx) && strstr(clattn_context_device_name(ctx), "pthread");
+  clattn_plan plan = NULL;
+  clattn_status st = clattn_plan_create_with_config(ctx, &d, 0, "flash_rows:bn=1048576", &plan);
+  assert_int_equal(st, cpu ? CLATTN_ERROR_INVALID_ARGUMENT : CLATTN_ERROR_UNSUPPORTED);
+  assert_null(plan);
+  st = clattn_plan_create_with_config(ctx, &d, 0, "bm=16,bn=1048576,tm=1,tn=1", &plan);
+  assert_int_equal(st, CLATTN_ERROR_INVALID_ARGUMENT);
+  ASSERT_MSG_HAS(ctx, "1048576");
+  if (cpu) {
+    assert_int_equal(clattn_plan_create_with_config(ctx, &d, 0, "flash_rows:bn=32", &plan),
+                     CLATTN_SUCCESS);
+    assert_non_null(strstr(clattn_plan_describe(plan), "flash_rows"));
+    assert_non_null(strstr(clattn_plan_describe(plan), "bn=32"));
+    clattn_plan_release(plan);
+    plan = NULL;
+  }
+  assert_int_equal(clattn_plan_create(ctx, &d, CLATTN_PLAN_PORTABLE, &plan), CLATTN_SUCCESS);
+  assert_non_null(strstr(clattn_plan_describe(plan), "flash f32"));
+  clattn_plan_release(plan);
+  plan = NULL;
+  assert_int_equal(clattn_plan_create(ctx, &d, 1u << 7, &plan), CLATTN_ERROR_INVALID_ARGUMENT);
 }
 
 /* CLATTN_KERNEL_DIR loads the kernel sources from a directory: the source
@@ -783,6 +821,7 @@ int main(void) {
       cmocka_unit_test(test_workspace_and_describe),
       cmocka_unit_test(test_naive_out_of_memory),
       cmocka_unit_test(test_tune_override),
+      cmocka_unit_test(test_forced_variants),
       cmocka_unit_test(test_kernel_dir),
   };
   return cmocka_run_group_tests_name("clattn API", tests, tu_group_setup, tu_group_teardown);

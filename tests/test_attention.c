@@ -420,7 +420,10 @@ static void test_naive_16bit_rounding(void **state) {
  * output chunk) and small tiles whose items partly own no output chunk
  * (tn = 16 > head_dim / 4 = 10). */
 static void test_flash_configs(void **state) {
-  clattn_context ctx = *state;
+  (void)state;
+  char saved[256] = "";
+  const char *was = getenv("CLATTN_TUNE_OVERRIDE");
+  if (was) snprintf(saved, sizeof saved, "%s", was);
   static const struct {
     const char *cfg;
     shape_case s;
@@ -433,14 +436,19 @@ static void test_flash_configs(void **state) {
     char label[256];
     snprintf(label, sizeof label, "flash/config/%s", cases[i].cfg);
     assert_int_equal(setenv("CLATTN_TUNE_OVERRIDE", cases[i].cfg, 1), 0);
-    tu_report rep;
-    tu_run_and_compare(ctx, &d, TU_INPUT_UNIFORM, 1, 0, label, &rep);
+    clattn_context c = tu_new_context(); /* reads the environment */
     unsetenv("CLATTN_TUNE_OVERRIDE");
+    tu_report rep;
+    tu_run_and_compare(c, &d, TU_INPUT_UNIFORM, 1, 0, label, &rep);
+    clattn_context_release(c);
     if (!tu_report_ok(&rep, 1)) fail_msg("%s", rep.summary);
     if (!strstr(rep.plan_describe, "override"))
       fail_msg("override not used: %s", rep.plan_describe);
   }
-  unsetenv("CLATTN_TUNE_OVERRIDE");
+  if (was)
+    setenv("CLATTN_TUNE_OVERRIDE", saved, 1);
+  else
+    unsetenv("CLATTN_TUNE_OVERRIDE");
 }
 #endif
 

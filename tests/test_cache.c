@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "internal.h"
 #include "tune.h"
+#include "cache.h"
 #include "test_util.h"
 
 #include <stdarg.h>
@@ -41,7 +42,7 @@ static void use_cache(const char *name) {
 static int find_binary(clattn_context ctx, char *out, size_t cap) {
   char base[700], dir[1024];
   out[0] = 0;
-  if (!clattn__device_dir(&ctx->info, base, sizeof base, false)) return 0;
+  if (!clattn__device_dir(ctx, base, sizeof base, false)) return 0;
   snprintf(dir, sizeof dir, "%s/programs", base);
   DIR *d = opendir(dir);
   if (!d) return 0;
@@ -223,9 +224,8 @@ static void test_corrupt_binary(void **state) {
       assert_int_equal(clattn__binary_cache_stats().hits - s2.hits, 1);
       clattn_context_release(ctx);
     } else {
-      setenv("CLATTN_CACHE_DIR", "off", 1); /* skip storing the rebuilt one again */
+      ctx->settings.cache_dir[0] = 0; /* caches off: skip storing the rebuilt one again */
       clattn_context_release(ctx);
-      setenv("CLATTN_CACHE_DIR", dir_env, 1);
     }
   }
   free(good);
@@ -238,7 +238,7 @@ static void test_cache_off(void **state) {
   clattn__cache_stats s0 = clattn__binary_cache_stats();
   clattn_context ctx = tu_new_context();
   char dir[1024];
-  assert_false(clattn__device_dir(&ctx->info, dir, sizeof dir, false));
+  assert_false(clattn__device_dir(ctx, dir, sizeof dir, false));
   plan_run_check(ctx, NULL);
   clattn_context_release(ctx);
   clattn__cache_stats s1 = clattn__binary_cache_stats();

@@ -1,7 +1,8 @@
-/* test_config.c — property tests of the flash configuration space and the naive workspace
- * (internal). */
+/* test_config.c — property tests of the kernel-variant registry (spaces, legality, defaults, the
+ * one configuration parser, selection) and the naive workspace (internal). */
 #include "internal.h"
-#include "flash_config.h"
+#include "families.h"
+#include "tune.h"
 #include "naive.h"
 
 #include <stdarg.h>
@@ -17,24 +18,13 @@ static const size_t wg_limits[] = {64, 256, 1024, 4096};
 #define NLOCAL (sizeof local_limits / sizeof *local_limits)
 #define NWG (sizeof wg_limits / sizeof *wg_limits)
 
-/* Calls fn on every configuration of the search space. */
-#define FOR_EACH_CFG(cfg)                                                                          \
-  for (int ia_ = 0; ia_ < clattn__flash_num_bm; ia_++)                                             \
-    for (int ib_ = 0; ib_ < clattn__flash_num_bn; ib_++)                                           \
-      for (int ic_ = 0; ic_ < clattn__flash_num_tm; ic_++)                                         \
-        for (int id_ = 0; id_ < clattn__flash_num_tn; id_++)                                       \
-          for (clattn__flash_cfg                                                                   \
-                   cfg = {clattn__flash_bm_values[ia_], clattn__flash_bn_values[ib_],              \
-                          clattn__flash_tm_values[ic_], clattn__flash_tn_values[id_]},             \
-                   *once_ = &cfg;                                                                  \
-               once_; once_ = NULL)
-
 static clattn__device_info fake_device(int is_cpu, size_t local_mem, size_t max_wg) {
   clattn__device_info info;
   memset(&info, 0, sizeof info);
   info.is_cpu = is_cpu != 0;
   info.type = is_cpu ? CL_DEVICE_TYPE_CPU : CL_DEVICE_TYPE_GPU;
   info.is_nvidia = !is_cpu;
+  info.nv_cc_major = is_cpu ? 0 : 9;
   info.local_mem = local_mem;
   info.max_wg = max_wg;
   info.global_mem = (cl_ulong)1 << 34;
@@ -43,149 +33,238 @@ static clattn__device_info fake_device(int is_cpu, size_t local_mem, size_t max_
   return info;
 }
 
-/* The search space is non-empty and sorted, every value positive. */
-static void test_space_shape(void **state) {
-  (void)state;
-  const int *vals[4] = {clattn__flash_bm_values, clattn__flash_bn_values, clattn__flash_tm_values,
-                        clattn__flash_tn_values};
-  const int nums[4] = {clattn__flash_num_bm, clattn__flash_num_bn, clattn__flash_num_tm,
-                       clattn__flash_num_tn};
-  for (int p = 0; p < 4; p++) {
-    assert_true(nums[p] > 0);
-    for (int i = 0; i < nums[p]; i++) {
-      assert_true(vals[p][i] >= 1);
-      if (i) assert_true(vals[p][i] > vals[p][i - 1]);
-    }
-  }
+static clattn_attention_desc problem(clattn_algo algo, clattn_dtype dt, int hd, clattn_mask m) {
+  clattn_attention_desc d;
+  clattn_attention_desc_init(&d);
+  d.algo = algo;
+  d.dtype = dt;
+  d.head_dim = hd;
+  d.mask = m;
+  d.seq_q = d.seq_kv = 1000;
+  d.kv_heads = d.heads;
+  d.scale = 0.125;
+  return d;
 }
 
-/* For every configuration, head dim and limit: a configuration the check
- * accepts respects the limits it names; local bytes grow with head dim. */
+/* Calls body for every point of v's tuner space (parameters the tuner does
+ * not search at their fallback value `base`). */
+#define FOR_EACH_POINT(v, base, cfg, body)                                                         \
+  do {                                                                                             \
+    size_t total_ = 1;                                                                             \
+    for (int p_ = 0; p_ < (v)->num_params; p_++)                                                   \
+      total_ *= (v)->params[p_].values ? (size_t)(v)->params[p_].num_values : 1;                   \
+    for (size_t c_ = 0; c_ < total_; c_++) {                                                       \
+      int cfg[CLATTN__MAX_PARAMS];                                                                 \
+      size_t r_ = c_;                                                                              \
+      for (int p_ = (v)->num_params - 1; p_ >= 0; p_--) {                                          \
+        const clattn__param *pp_ = &(v)->params[p_];                                               \
+        if (pp_->values) {                                                                         \
+          cfg[p_] = pp_->values[r_ % (size_t)pp_->num_values];                                     \
+          r_ /= (size_t)pp_->num_values;                                                           \
+        } else {                                                                                   \
+          cfg[p_] = (base)[p_];                                                                    \
+        }                                                                                          \
+      }                                                                                            \
+      body                                                                                         \
+    }                                                                                              \
+  } while (0)
+
+/* Every variant: a unique name, a family, kernel sources that are embedded,
+ * parameters with unique names and ascending tuner values inside their
+ * range; every family has a portable variant (a fallback for every fast
+ * path). */
+static void test_registry_shape(void **state) {
+  (void)state;
+  const int n = clattn__variant_count();
+  assert_true(n >= 6);
+  bool portable[4] = {false, false, false, false};
+  for (int i = 0; i < n; i++) {
+    const clattn__variant *v = clattn__variants[i];
+    assert_non_null(v->name);
+    assert_ptr_equal(clattn__variant_find(v->name), v);
+    assert_int_equal(clattn__variant_index(v), i);
+    assert_true(v->family >= CLATTN_ALGO_FLASH && v->family <= CLATTN_ALGO_LINEAR);
+    if (!v->fast_path) portable[v->family] = true;
+    assert_non_null(v->sources[0]);
+    for (int s = 0; v->sources[s]; s++) {
+      bool found = false;
+      for (size_t e = 0; e < clattn__embedded_count; e++)
+        found |= !strcmp(clattn__embedded_files[e].name, v->sources[s]);
+      if (!found) fail_msg("%s: source %s is not embedded", v->name, v->sources[s]);
+    }
+    assert_true(v->num_params <= CLATTN__MAX_PARAMS);
+    assert_true(v->applicable && v->check && v->fallback && v->local_bytes && v->create &&
+                v->execute && v->release);
+    for (int p = 0; p < v->num_params; p++) {
+      const clattn__param *pp = &v->params[p];
+      assert_true(pp->min <= pp->max);
+      for (int q = 0; q < p; q++)
+        if (!strcmp(pp->name, v->params[q].name)) fail_msg("%s: %s twice", v->name, pp->name);
+      for (int k = 0; pp->values && k < pp->num_values; k++) {
+        assert_true(pp->values[k] >= pp->min && pp->values[k] <= pp->max);
+        if (k) assert_true(pp->values[k] > pp->values[k - 1]);
+      }
+    }
+  }
+  for (int f = CLATTN_ALGO_FLASH; f <= CLATTN_ALGO_LINEAR; f++)
+    assert_true(portable[f]);
+}
+
+/* For every variant, device, head dim and configuration of its space: a
+ * configuration the check accepts fits the device's local memory and
+ * work-group size (the footprint the kernel creation then verifies). */
 static void test_check_respects_limits(void **state) {
   (void)state;
-  for (int cpu = 0; cpu <= 1; cpu++)
-    for (size_t a = 0; a < NLOCAL; a++)
-      for (size_t w = 0; w < NWG; w++) {
-        clattn__flash_limits lim = {local_limits[a], wg_limits[w], cpu};
-        for (int hd = 1; hd <= 256; hd++) {
-          FOR_EACH_CFG(cfg) {
-            const int dp = clattn__flash_dp(&cfg, hd);
-            assert_true(dp >= hd);
-            assert_int_equal(dp % 4, 0);
-            const size_t bytes = clattn__flash_local_bytes(&cfg, hd);
-            if (hd > 1) assert_true(bytes >= clattn__flash_local_bytes(&cfg, hd - 1));
-            if (clattn__flash_cfg_check(&cfg, hd, &lim) == NULL) {
-              if (bytes > lim.local_mem || (size_t)(cfg.tm * cfg.tn) > lim.max_wg ||
-                  cfg.bm % cfg.tm || cfg.bn % cfg.tn)
-                fail_msg("accepted illegal bm=%d bn=%d tm=%d tn=%d d=%d (%zu B, limits %zu B, "
-                         "wg %zu)",
-                         cfg.bm, cfg.bn, cfg.tm, cfg.tn, hd, bytes, lim.local_mem, lim.max_wg);
-              /* The row-vector kernel: CPUs only, bm is its vector width. */
-              if (clattn__flash_cfg_is_rows(&cfg) && (!cpu || (cfg.bm != 8 && cfg.bm != 16)))
-                fail_msg("accepted row-vector bm=%d bn=%d on a %s", cfg.bm, cfg.bn,
-                         cpu ? "cpu" : "gpu");
-            } else if (cpu && clattn__flash_cfg_is_rows(&cfg) && (cfg.bm == 8 || cfg.bm == 16)) {
-              fail_msg("rejected row-vector bm=%d bn=%d d=%d on a cpu", cfg.bm, cfg.bn, hd);
-            }
+  static const int dims[] = {1, 7, 16, 40, 64, 80, 128, 200, 256};
+  for (int i = 0; clattn__variants[i]; i++) {
+    const clattn__variant *v = clattn__variants[i];
+    for (int cpu = 0; cpu <= 1; cpu++)
+      for (size_t a = 0; a < NLOCAL; a++)
+        for (size_t w = 0; w < NWG; w++) {
+          const clattn__device_info info = fake_device(cpu, local_limits[a], wg_limits[w]);
+          for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
+            const int hd = dims[di];
+            const clattn_attention_desc d =
+                problem(v->family, v->fast_path && !cpu ? CLATTN_DTYPE_F16 : CLATTN_DTYPE_F32, hd,
+                        CLATTN_MASK_NONE);
+            int base[CLATTN__MAX_PARAMS] = {0};
+            if (!v->fallback(&info, &d, base)) continue;
+            FOR_EACH_POINT(v, base, cfg, {
+              if (v->check(cfg, &d, &info) == NULL &&
+                  v->local_bytes(cfg, &d) > (size_t)info.local_mem) {
+                char buf[600];
+                clattn__config_format(v, cfg, buf, sizeof buf);
+                fail_msg("%s accepted %s at d=%d with %zu B local > %zu", v->name, buf, hd,
+                         v->local_bytes(cfg, &d), (size_t)info.local_mem);
+              }
+            });
           }
         }
-      }
+  }
 }
 
-/* The default of each device class is legal whenever any legal configuration
- * exists, and exists exactly then. */
+/* The built-in default (table row or fallback) of every applicable variant
+ * is legal, on every device class the table covers and on small devices. */
 static void test_default_is_legal(void **state) {
   (void)state;
-  int found_any = 0;
   for (int cpu = 0; cpu <= 1; cpu++)
     for (size_t a = 0; a < NLOCAL; a++)
       for (size_t w = 0; w < NWG; w++) {
-        clattn__device_info info = fake_device(cpu, local_limits[a], wg_limits[w]);
-        clattn__flash_limits lim = clattn__flash_limits_of(&info);
-        assert_int_equal(lim.local_mem, local_limits[a]);
-        assert_int_equal(lim.max_wg, wg_limits[w]);
-        for (int hd = 1; hd <= 256; hd++) {
-          int any_legal = 0;
-          FOR_EACH_CFG(cfg) {
-            if (!clattn__flash_cfg_check(&cfg, hd, &lim)) any_legal = 1;
-          }
-          clattn__flash_cfg out = {0, 0, 0, 0};
-          const bool ok = clattn__flash_cfg_default(&info, hd, &lim, &out);
-          if (ok != (any_legal != 0))
-            fail_msg("%s local %zu wg %zu d=%d: default %s but a legal configuration %s",
-                     cpu ? "cpu" : "gpu", lim.local_mem, lim.max_wg, hd, ok ? "found" : "not found",
-                     any_legal ? "exists" : "does not exist");
-          if (!ok) continue;
-          found_any = 1;
-          const char *why = clattn__flash_cfg_check(&out, hd, &lim);
-          if (why)
-            fail_msg("%s local %zu wg %zu d=%d: default bm=%d bn=%d tm=%d tn=%d illegal: %s",
-                     cpu ? "cpu" : "gpu", lim.local_mem, lim.max_wg, hd, out.bm, out.bn, out.tm,
-                     out.tn, why);
-          assert_true(clattn__flash_local_bytes(&out, hd) <= lim.local_mem);
-          assert_true((size_t)(out.tm * out.tn) <= lim.max_wg);
-        }
+        const clattn__device_info info = fake_device(cpu, local_limits[a], wg_limits[w]);
+        for (int algo = CLATTN_ALGO_FLASH; algo <= CLATTN_ALGO_LINEAR; algo++)
+          for (int dt = 0; dt <= 2; dt++)
+            for (int hd = 1; hd <= 256; hd += (hd < 16 ? 1 : 13)) {
+              const clattn_attention_desc d =
+                  problem((clattn_algo)algo, (clattn_dtype)dt, hd, CLATTN_MASK_CAUSAL);
+              const clattn__variant *cand[16];
+              const int n = clattn__applicable_variants(&info, &d, false, cand, 16, NULL, 0);
+              assert_true(n >= 1);
+              for (int i = 0; i < n; i++) {
+                int params[CLATTN__MAX_PARAMS];
+                char label[64];
+                if (!clattn__builtin_default(&info, cand[i], &d, params, label, sizeof label)) {
+                  /* only on small devices, never for the portable variant on a
+                   * device with 32 KiB and 256 work-items */
+                  if (!cand[i]->fast_path && local_limits[a] >= 32 * 1024 && wg_limits[w] >= 256)
+                    fail_msg("%s: no default for d=%d on %s", cand[i]->name, hd,
+                             cpu ? "cpu" : "gpu");
+                  continue;
+                }
+                const char *why = cand[i]->check(params, &d, &info);
+                if (why)
+                  fail_msg("%s default (%s) illegal at d=%d: %s", cand[i]->name, label, hd, why);
+              }
+            }
       }
-  assert_true(found_any);
-  /* Devices as the library claims to serve: 32 KiB+ and 256 work-items cover
-   * every head dim. */
-  for (int cpu = 0; cpu <= 1; cpu++) {
-    clattn__device_info info = fake_device(cpu, 32 * 1024, 256);
-    clattn__flash_limits lim = clattn__flash_limits_of(&info);
-    for (int hd = 1; hd <= 256; hd++) {
-      clattn__flash_cfg out;
-      if (!clattn__flash_cfg_default(&info, hd, &lim, &out))
-        fail_msg("%s with 32 KiB local memory has no configuration for d=%d", cpu ? "cpu" : "gpu",
-                 hd);
-    }
-  }
 }
 
-/* Explicit illegal configurations are rejected with a reason. */
+/* Explicit illegal configurations are rejected with a reason (issue 13.1:
+ * the CPU kernel's private tile; 13.2: linear sizes past int). */
 static void test_illegal_rejected(void **state) {
   (void)state;
-  const clattn__flash_limits lim = {48 * 1024, 1024, 0};
-  static const struct {
-    clattn__flash_cfg c;
-    int hd;
-  } bad[] = {
-      {{0, 16, 4, 4}, 64},       /* zero */
-      {{16, 16, 0, 4}, 64},      /* zero */
-      {{-8, 16, 4, 4}, 64},      /* negative */
-      {{16, 16, 3, 4}, 64},      /* bm % tm */
-      {{16, 16, 4, 3}, 64},      /* bn % tn */
-      {{64, 64, 32, 64}, 64},    /* 2048 work-items > 1024 */
-      {{128, 128, 16, 16}, 256}, /* local memory */
-      {{128, 8, 1, 1}, 64},      /* 128 rows per item: register tile */
-      {{64, 64, 4, 4}, 256},     /* accumulators */
+  const clattn__device_info gpu = fake_device(0, 48 * 1024, 1024);
+  const clattn__device_info cpu = fake_device(1, 1024 * 1024, 4096);
+  const clattn_attention_desc d64 = problem(CLATTN_ALGO_FLASH, CLATTN_DTYPE_F32, 64, 0);
+  const clattn_attention_desc d256 = problem(CLATTN_ALGO_FLASH, CLATTN_DTYPE_F32, 256, 0);
+  const clattn__variant *wg = clattn__variant_find("flash");
+  const clattn__variant *rows = clattn__variant_find("flash_rows");
+  const clattn__variant *tc = clattn__variant_find("flash_tc");
+  static const int bad_wg[][5] = {
+      {0, 16, 4, 4, 64},       /* zero */
+      {16, 16, 0, 4, 64},      /* zero */
+      {-8, 16, 4, 4, 64},      /* negative */
+      {16, 16, 3, 4, 64},      /* bm % tm */
+      {16, 16, 4, 3, 64},      /* bn % tn */
+      {64, 64, 32, 64, 64},    /* 2048 work-items > 1024 */
+      {128, 128, 16, 16, 256}, /* local memory */
+      {128, 8, 2, 1, 64},      /* 64 rows per item: register tile */
+      {64, 64, 4, 4, 256},     /* accumulators */
+      {16, 64, 1, 1, 64},      /* tm = tn = 1: that is the row kernel */
+      {1048576, 1048576, 1048576, 1048576, 64},
   };
-  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-    const char *why = clattn__flash_cfg_check(&bad[i].c, bad[i].hd, &lim);
-    if (!why)
-      fail_msg("accepted bm=%d bn=%d tm=%d tn=%d d=%d", bad[i].c.bm, bad[i].c.bn, bad[i].c.tm,
-               bad[i].c.tn, bad[i].hd);
+  for (size_t i = 0; i < sizeof bad_wg / sizeof *bad_wg; i++) {
+    const char *why = wg->check(bad_wg[i], bad_wg[i][4] == 256 ? &d256 : &d64, &gpu);
+    if (!why) fail_msg("flash accepted case %zu", i);
     assert_true(strlen(why) > 0);
   }
-  /* ...and a few legal ones accepted. */
-  static const clattn__flash_cfg good[] = {{16, 16, 4, 4}, {8, 8, 2, 4}, {64, 32, 16, 8}};
-  for (size_t i = 0; i < sizeof good / sizeof *good; i++)
-    assert_null(clattn__flash_cfg_check(&good[i], 64, &lim));
+  static const int good_wg[][4] = {{16, 16, 4, 4}, {8, 8, 2, 4}, {64, 32, 16, 8}};
+  for (size_t i = 0; i < 3; i++)
+    assert_null(wg->check(good_wg[i], &d64, &gpu));
+  /* The row kernel: bm is the vector width; bn sizes a private array. */
+  static const int bad_rows[][2] = {{32, 64}, {16, 1048576}, {16, 2048}, {8, 0}};
+  for (size_t i = 0; i < 4; i++)
+    assert_non_null(rows->check(bad_rows[i], &d256, &cpu));
+  static const int good_rows[] = {16, 64};
+  assert_null(rows->check(good_rows, &d256, &cpu));
+  /* Applicability: the row kernel is for CPUs, tensor cores for NVIDIA
+   * 16-bit dense problems. */
+  const char *why = NULL;
+  assert_int_equal(rows->applicable(&gpu, &d64, &why), 0);
+  assert_non_null(why);
+  assert_int_equal(tc->applicable(&gpu, &d64, &why), 0); /* f32 */
+  clattn_attention_desc h = problem(CLATTN_ALGO_FLASH, CLATTN_DTYPE_F16, 64, 0);
+  assert_true(tc->applicable(&gpu, &h, &why) > 0);
+  assert_int_equal(tc->applicable(&cpu, &h, &why), 0);
+  h.mask = CLATTN_MASK_WINDOW;
+  assert_int_equal(tc->applicable(&gpu, &h, &why), 0);
+  /* Linear: splits past int are out of range at parse time. */
+  const clattn__variant *lin = clattn__variant_find("linear");
+  const clattn_attention_desc ld = problem(CLATTN_ALGO_LINEAR, CLATTN_DTYPE_F32, 16, 0);
+  int base[CLATTN__MAX_PARAMS], out[CLATTN__MAX_PARAMS];
+  assert_true(lin->fallback(&cpu, &ld, base));
+  assert_null(lin->check(base, &ld, &cpu));
+  char err[256];
+  static const char *bad_lin[] = {"split=2147483647", "split=99999999999", "chunk=0",
+                                  "bd=12,src=8",      "chunk=-1",          "split=1e3"};
+  for (size_t i = 0; i < sizeof bad_lin / sizeof *bad_lin; i++) {
+    const bool parsed =
+        clattn__config_parse(lin, bad_lin[i], base, out, err, sizeof err) == CLATTN_SUCCESS;
+    if (parsed && !lin->check(out, &ld, &cpu)) fail_msg("linear accepted '%s'", bad_lin[i]);
+  }
 }
 
-/* The override syntax of CLATTN_TUNE_OVERRIDE. */
+/* The one parser of configuration strings (API, CLATTN_TUNE_OVERRIDE,
+ * database, defaults table). */
 static void test_parse(void **state) {
   (void)state;
-  clattn__flash_cfg c;
-  assert_int_equal(clattn__flash_cfg_parse("bm=64,bn=32,tm=16,tn=8", &c), CLATTN_SUCCESS);
-  assert_int_equal(c.bm, 64);
-  assert_int_equal(c.bn, 32);
-  assert_int_equal(c.tm, 16);
-  assert_int_equal(c.tn, 8);
-  assert_int_equal(clattn__flash_cfg_parse("flash:tn=2,tm=4,bn=8,bm=16", &c), CLATTN_SUCCESS);
-  assert_int_equal(c.bm, 16);
-  assert_int_equal(c.bn, 8);
-  assert_int_equal(c.tm, 4);
-  assert_int_equal(c.tn, 2);
+  const clattn__variant *wg = clattn__variant_find("flash");
+  int p[CLATTN__MAX_PARAMS];
+  char err[256];
+  assert_int_equal(clattn__config_parse(wg, "bm=64,bn=32,tm=16,tn=8", NULL, p, err, sizeof err),
+                   CLATTN_SUCCESS);
+  assert_int_equal(p[0], 64);
+  assert_int_equal(p[1], 32);
+  assert_int_equal(p[2], 16);
+  assert_int_equal(p[3], 8);
+  assert_int_equal(clattn__config_parse(wg, "flash:tn=2,tm=4,bn=8,bm=16", NULL, p, err, sizeof err),
+                   CLATTN_SUCCESS);
+  assert_int_equal(p[0], 16);
+  assert_int_equal(p[3], 2);
+  /* Partial strings complete from a base. */
+  const int base[4] = {64, 32, 16, 8};
+  assert_int_equal(clattn__config_parse(wg, "bn=16", base, p, err, sizeof err), CLATTN_SUCCESS);
+  assert_int_equal(p[0], 64);
+  assert_int_equal(p[1], 16);
   static const char *bad[] = {"",
                               "bm=64",
                               "bm=64,bn=32,tm=16",
@@ -193,12 +272,74 @@ static void test_parse(void **state) {
                               "xx=1,bm=64,bn=32,tm=16,tn=8",
                               "bm=64,bn=32,tm=16,tn=",
                               "bm=64,bn=32,tm=16,tn=8 junk",
-                              "bm=0,bn=32,tm=16,tn=8"};
+                              "bm=64,bn=32,tm=16,tn=8,",
+                              "bm=0,bn=32,tm=16,tn=8",
+                              "bm=64,bm=64,bn=32,tm=16,tn=8",
+                              "bm=99999999999,bn=32,tm=16,tn=8",
+                              "bm=+64,bn=32,tm=16,tn=8",
+                              "bm=0x40,bn=32,tm=16,tn=8",
+                              "flash_tc:bm=64,bn=32,tm=16,tn=8"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-    clattn__flash_cfg out = {1, 2, 3, 4};
-    if (clattn__flash_cfg_parse(bad[i], &out) != CLATTN_ERROR_INVALID_ARGUMENT)
+    int out[4] = {1, 2, 3, 4};
+    if (clattn__config_parse(wg, bad[i], NULL, out, err, sizeof err) !=
+        CLATTN_ERROR_INVALID_ARGUMENT)
       fail_msg("parsed '%s'", bad[i]);
+    assert_true(strlen(err) > 0);
+    assert_int_equal(out[0], 1);
   }
+  /* Routing: keys decide which variant an unprefixed string is for. */
+  assert_true(clattn__config_names_fit(wg, "bm=1,tn=2"));
+  assert_false(clattn__config_names_fit(wg, "warps=4"));
+  assert_true(clattn__config_names_fit(clattn__variant_find("flash_tc"), "warps=4,bn=32"));
+  assert_false(clattn__config_names_fit(clattn__variant_find("flash_rows"), "bm=16,tm=1"));
+  char pre[32];
+  assert_true(clattn__config_prefix("flash_tc:warps=4", pre, sizeof pre));
+  assert_string_equal(pre, "flash_tc");
+  assert_false(clattn__config_prefix("warps=4", pre, sizeof pre));
+  /* Round trip: format then parse gives the same configuration, for every
+   * variant's default. */
+  const clattn__device_info gpu = fake_device(0, 48 * 1024, 1024);
+  for (int i = 0; clattn__variants[i]; i++) {
+    const clattn__variant *v = clattn__variants[i];
+    const clattn_attention_desc d =
+        problem(v->family, v->fast_path ? CLATTN_DTYPE_F16 : CLATTN_DTYPE_F32, 64, 0);
+    int a[CLATTN__MAX_PARAMS], b[CLATTN__MAX_PARAMS];
+    if (!v->fallback(&gpu, &d, a) || v->num_params == 0) continue;
+    char buf[700];
+    clattn__config_format(v, a, buf, sizeof buf);
+    assert_int_equal(clattn__config_parse(v, buf, NULL, b, err, sizeof err), CLATTN_SUCCESS);
+    assert_memory_equal(a, b, (size_t)v->num_params * sizeof *a);
+  }
+}
+
+/* Selection order: fast paths first where they apply, the portable variant
+ * always; the portable opt-out leaves only it. */
+static void test_selection(void **state) {
+  (void)state;
+  const clattn__device_info gpu = fake_device(0, 48 * 1024, 1024);
+  const clattn__device_info cpu = fake_device(1, 1024 * 1024, 4096);
+  const clattn__variant *c[16];
+  clattn_attention_desc d = problem(CLATTN_ALGO_FLASH, CLATTN_DTYPE_F16, 64, 0);
+  assert_int_equal(clattn__applicable_variants(&gpu, &d, false, c, 16, NULL, 0), 2);
+  assert_string_equal(c[0]->name, "flash_tc");
+  assert_string_equal(c[1]->name, "flash");
+  assert_int_equal(clattn__applicable_variants(&gpu, &d, true, c, 16, NULL, 0), 1);
+  assert_string_equal(c[0]->name, "flash");
+  assert_int_equal(clattn__applicable_variants(&cpu, &d, false, c, 16, NULL, 0), 2);
+  assert_string_equal(c[0]->name, "flash_rows");
+  d.algo = CLATTN_ALGO_AUTO;
+  assert_int_equal(clattn__applicable_variants(&cpu, &d, true, c, 16, NULL, 0), 1);
+  assert_string_equal(c[0]->name, "flash");
+  d.algo = CLATTN_ALGO_LINEAR;
+  assert_int_equal(clattn__applicable_variants(&gpu, &d, false, c, 16, NULL, 0), 2);
+  assert_string_equal(c[0]->name, "linear_tc");
+  char why[512];
+  assert_int_equal(clattn__applicable_variants(&cpu, &d, false, c, 16, why, sizeof why), 1);
+  assert_string_equal(c[0]->name, "linear");
+  assert_non_null(strstr(why, "linear_tc"));
+  d.algo = CLATTN_ALGO_NAIVE;
+  assert_int_equal(clattn__applicable_variants(&gpu, &d, false, c, 16, NULL, 0), 1);
+  assert_string_equal(c[0]->name, "naive");
 }
 
 /* The naive family's workspace from a descriptor alone (what plan creation
@@ -257,12 +398,13 @@ static void test_naive_workspace(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_space_shape),
+      cmocka_unit_test(test_registry_shape),
       cmocka_unit_test(test_check_respects_limits),
       cmocka_unit_test(test_default_is_legal),
       cmocka_unit_test(test_illegal_rejected),
       cmocka_unit_test(test_parse),
+      cmocka_unit_test(test_selection),
       cmocka_unit_test(test_naive_workspace),
   };
-  return cmocka_run_group_tests_name("clattn flash configuration", tests, NULL, NULL);
+  return cmocka_run_group_tests(tests, NULL, NULL);
 }

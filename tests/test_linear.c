@@ -36,7 +36,7 @@
  * vector access) builds one program (about a second on PoCL); the cases
  * share programs (about 40 in all): about 50 s from cold caches on a 2-core
  * PoCL CPU (test_half about 9 s of it), a few seconds warm. The chunk and split sizes and tilings
- * are forced through the internal override $CLATTN_LINEAR_OVERRIDE (and
+ * are forced through clattn_plan_create_with_config (and
  * clattn_plan_create_with_config in test_api).
  * The whole file also passes on an NVIDIA H200 (CLATTN_DEVICE=nvidia), whose
  * built-in configurations differ from the CPU's.
@@ -113,7 +113,8 @@ static int rescale(tu_problem *p, float *host, cl_mem buf, size_t n, double amp)
 
 /* Runs one problem with fresh inputs (q scaled by qamp, k by kamp); with
  * `compare`, against clattn_reference_linear on the plan's descriptor.
- * `override`: $CLATTN_LINEAR_OVERRIDE during plan creation (NULL: none).
+ * `override`: a forced (partial) configuration of the linear variants
+ * (clattn_plan_create_with_config; NULL: none).
  * `zero_q_rows`: rows i with i % zero_q_rows == 1 get q ≤ 0 (relu: all-zero
  * features); 0 for none. Returns 0, or -1 with r->error set. */
 static int run_linear(clattn_context ctx, const clattn_attention_desc *d, const char *label,
@@ -153,9 +154,7 @@ static int run_linear(clattn_context ctx, const clattn_attention_desc *d, const 
           if (v > r->max_abs_v) r->max_abs_v = v;
         }
 
-  if (override) setenv("CLATTN_LINEAR_OVERRIDE", override, 1);
-  clattn_status st = clattn_plan_create(ctx, d, 0, &plan);
-  if (override) unsetenv("CLATTN_LINEAR_OVERRIDE");
+  clattn_status st = clattn_plan_create_with_config(ctx, d, 0, override, &plan);
   if (st != CLATTN_SUCCESS) {
     snprintf(r->error, sizeof r->error, "clattn_plan_create: %s: %s", clattn_status_string(st),
              clattn_context_last_error(ctx));
@@ -647,39 +646,44 @@ static void test_api(void **state) {
   bad.feature_map = (clattn_feature_map)9;
   assert_int_equal(clattn_plan_create(ctx, &bad, 0, &plan), CLATTN_ERROR_INVALID_ARGUMENT);
   assert_non_null(strstr(clattn_context_last_error(ctx), "feature_map"));
-  setenv("CLATTN_LINEAR_OVERRIDE", "chunk=banana", 1);
-  assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_ERROR_INVALID_ARGUMENT);
-  assert_non_null(strstr(clattn_context_last_error(ctx), "CLATTN_LINEAR_OVERRIDE"));
-  setenv("CLATTN_LINEAR_OVERRIDE", "bd=12,src=8", 1); /* bd not a multiple of src */
-  assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_ERROR_INVALID_ARGUMENT);
-  unsetenv("CLATTN_LINEAR_OVERRIDE");
+  assert_int_equal(clattn_plan_create_with_config(ctx, &d, 0, "chunk=banana", &plan),
+                   CLATTN_ERROR_INVALID_ARGUMENT);
+  assert_non_null(strstr(clattn_context_last_error(ctx), "chunk"));
+  /* bd not a multiple of src; splits past int (issue 13.2). */
+  static const char *const bad_cfg[] = {"bd=12,src=8", "split=2147483647", "split=99999999999",
+                                        "linear:chunk=0"};
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(clattn_plan_create_with_config(ctx, &d, 0, bad_cfg[i], &plan),
+                     CLATTN_ERROR_INVALID_ARGUMENT);
   assert_null(plan);
-  /* Tensor cores: tc=2 requires them (NVIDIA sm_80+; PoCL has none, and
-   * says so), tc=1 never uses them. */
-  setenv("CLATTN_LINEAR_OVERRIDE", "tc=2", 1);
-  const clattn_status tc2 = clattn_plan_create(ctx, &d, 0, &plan);
+  /* Tensor cores: naming linear_tc requires them (NVIDIA sm_80+; PoCL has
+   * none, and says so), naming linear never uses them. */
+  const clattn_status tc2 = clattn_plan_create_with_config(ctx, &d, 0, "linear_tc:", &plan);
   if (tc2 == CLATTN_SUCCESS) {
     assert_non_null(strstr(clattn_plan_describe(plan), "tensor cores"));
     clattn_plan_release(plan);
     plan = NULL;
   } else {
     assert_int_equal(tc2, CLATTN_ERROR_UNSUPPORTED);
-    assert_non_null(strstr(clattn_context_last_error(ctx), "tc=2 needs tensor cores"));
+    assert_non_null(strstr(clattn_context_last_error(ctx), "does not apply"));
   }
-  setenv("CLATTN_LINEAR_OVERRIDE", "tc=1", 1);
-  assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_SUCCESS);
+  assert_int_equal(clattn_plan_create_with_config(ctx, &d, 0, "linear:", &plan), CLATTN_SUCCESS);
   assert_null(strstr(clattn_plan_describe(plan), "tensor cores"));
   clattn_plan_release(plan);
   plan = NULL;
-  unsetenv("CLATTN_LINEAR_OVERRIDE");
+  /* The portable opt-out does the same. */
+  assert_int_equal(clattn_plan_create(ctx, &d, CLATTN_PLAN_PORTABLE, &plan), CLATTN_SUCCESS);
+  assert_null(strstr(clattn_plan_describe(plan), "tensor cores"));
+  clattn_plan_release(plan);
+  plan = NULL;
 
   /* Workspace (causal, segments of 32 keys: 4 of them, chunks of 16, one
    * column block): B·Hk·segments·F·(d+1) floats of segment states and
    * B·H·segments·F·(bd+1) of running states. */
   d.mask = CLATTN_MASK_CAUSAL;
-  setenv("CLATTN_LINEAR_OVERRIDE", "chunk=16,split=32,bd=40", 1);
-  assert_int_equal(clattn_plan_create(ctx, &d, CLATTN_PLAN_LAZY_WORKSPACE, &plan), CLATTN_SUCCESS);
-  unsetenv("CLATTN_LINEAR_OVERRIDE");
+  assert_int_equal(clattn_plan_create_with_config(ctx, &d, CLATTN_PLAN_LAZY_WORKSPACE,
+                                                  "linear:chunk=16,split=32,bd=40", &plan),
+                   CLATTN_SUCCESS);
   assert_true(clattn_plan_workspace_size(plan) ==
               ((size_t)2 * 2 * 4 * 40 * 41 + (size_t)2 * 4 * 4 * 40 * 41) * sizeof(float));
   assert_non_null(strstr(clattn_plan_describe(plan), "linear elu+1"));
@@ -742,7 +746,6 @@ static void test_api(void **state) {
 }
 
 int main(void) {
-  unsetenv("CLATTN_LINEAR_OVERRIDE");
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_api),
       cmocka_unit_test(test_shapes_elu1),

@@ -265,7 +265,6 @@ int main(int argc, char **argv) {
   if (tu_parse_filter_args(argc, argv)) return 2;
   unsetenv("CLATTN_KERNEL_DIR");
   unsetenv("CLATTN_TUNE_OVERRIDE");
-  unsetenv("CLATTN_LINEAR_OVERRIDE");
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_estimate_equals_plan),
       cmocka_unit_test(test_estimate_growth),

@@ -1,9 +1,10 @@
 /* test_tune.c — tuner, search-space constraints, tuning database (corruption, concurrency, source
  * hash, export/import) and overrides. */
 #define _POSIX_C_SOURCE 200809L
-#include "flash_config.h"
 #include "internal.h"
 #include "tune.h"
+#include "variant.h"
+#include "cache.h"
 #include "test_util.h"
 
 #include <stdarg.h>
@@ -64,7 +65,7 @@ static clattn__tunedb_entry store_small_entry(clattn_context ctx) {
   clattn__tunedb_entry e;
   memset(&e, 0, sizeof e);
   snprintf(e.kernel, sizeof e.kernel, "flash");
-  assert_int_equal(clattn__source_hash(ctx, &clattn__flash_space, e.src), CLATTN_SUCCESS);
+  assert_int_equal(clattn__source_hash(ctx, clattn__variant_find("flash"), e.src), CLATTN_SUCCESS);
   e.dtype = CLATTN_DTYPE_F32;
   e.head_dim = 16;
   e.mask = CLATTN_MASK_NONE;
@@ -126,9 +127,11 @@ static double fake_ms(const int *p) {
 /* The search never proposes an illegal or repeated configuration, finds the
  * legal set exactly, proposes the default first, and (exhaustive) finds the
  * true minimum — for several device limits, head dims and restrictions. */
+static clattn__device_info fake(int cpu, const char *vendor, int cc, size_t local, size_t wg);
+
 static void test_search_property(void **state) {
   (void)state;
-  const clattn__kernel_space *sp = &clattn__flash_space;
+  const clattn__variant *sp = clattn__variant_find("flash");
   static const size_t locals[] = {8 * 1024, 32 * 1024, 48 * 1024, 64 * 1024, 1 << 20};
   static const size_t wgs[] = {32, 64, 256, 1024, 4096};
   static const int hds[] = {1, 16, 40, 64, 80, 128, 200, 256};
@@ -139,21 +142,23 @@ static void test_search_property(void **state) {
       for (size_t h = 0; h < sizeof hds / sizeof *hds; h++)
         for (size_t r = 0; r < sizeof restricts / sizeof *restricts; r++)
           for (int mode = 0; mode < 2; mode++) {
-            clattn__space_limits lim = {locals[a], wgs[w], 0};
+            const clattn__device_info info = fake(0, "Other", 0, locals[a], wgs[w]);
+            clattn_attention_desc d = small_desc(64);
+            d.head_dim = hds[h];
             int legal = 0;
-            for (int i0 = 0; i0 < sp->num_values[0]; i0++)
-              for (int i1 = 0; i1 < sp->num_values[1]; i1++)
-                for (int i2 = 0; i2 < sp->num_values[2]; i2++)
-                  for (int i3 = 0; i3 < sp->num_values[3]; i3++) {
-                    int p[4] = {sp->values[0][i0], sp->values[1][i1], sp->values[2][i2],
-                                sp->values[3][i3]};
-                    if (!sp->check(p, hds[h], &lim)) legal++;
+            for (int i0 = 0; i0 < sp->params[0].num_values; i0++)
+              for (int i1 = 0; i1 < sp->params[1].num_values; i1++)
+                for (int i2 = 0; i2 < sp->params[2].num_values; i2++)
+                  for (int i3 = 0; i3 < sp->params[3].num_values; i3++) {
+                    int p[4] = {sp->params[0].values[i0], sp->params[1].values[i1],
+                                sp->params[2].values[i2], sp->params[3].values[i3]};
+                    if (!sp->check(p, &d, &info)) legal++;
                   }
             int def[4] = {8, 8, 2, 4};
             clattn__search s;
             char err[256];
             clattn_status st =
-                clattn__search_init(&s, sp, hds[h], &lim, restricts[r], def, 7 + a * 31 + h,
+                clattn__search_init(&s, sp, &d, &info, restricts[r], def, 7 + a * 31 + h,
                                     mode ? 1 << 30 : 0, err, sizeof err);
             if (st == CLATTN_ERROR_UNSUPPORTED) continue; /* nothing legal */
             assert_int_equal(st, CLATTN_SUCCESS);
@@ -167,7 +172,7 @@ static void test_search_property(void **state) {
               assert_true(idx < s.num);
               assert_int_equal(s.st[idx], 1); /* freshly proposed, not a repeat */
               const int *p = s.cfg + (size_t)idx * 4;
-              const char *why = sp->check(p, hds[h], &lim);
+              const char *why = sp->check(p, &d, &info);
               if (why)
                 fail_msg("illegal proposal bm=%d bn=%d tm=%d tn=%d: %s", p[0], p[1], p[2], p[3],
                          why);
@@ -189,12 +194,34 @@ static void test_search_property(void **state) {
   /* A bad restriction is refused with a reason. */
   clattn__search s;
   char err[256];
-  clattn__space_limits lim = {48 * 1024, 1024, 0};
-  assert_int_equal(clattn__search_init(&s, sp, 64, &lim, "bm=7", NULL, 1, 0, err, sizeof err),
+  const clattn__device_info info = fake(0, "Other", 0, 48 * 1024, 1024);
+  const clattn_attention_desc d = small_desc(64);
+  assert_int_equal(clattn__search_init(&s, sp, &d, &info, "bm=7", NULL, 1, 0, err, sizeof err),
                    CLATTN_ERROR_INVALID_ARGUMENT);
   ASSERT_HAS(err, "bm");
-  assert_int_equal(clattn__search_init(&s, sp, 64, &lim, "xx=8", NULL, 1, 0, err, sizeof err),
+  assert_int_equal(clattn__search_init(&s, sp, &d, &info, "xx=8", NULL, 1, 0, err, sizeof err),
                    CLATTN_ERROR_INVALID_ARGUMENT);
+  /* The linear variant's space: parameters the tuner does not search keep
+   * the base configuration's value; every proposal is legal. */
+  const clattn__variant *lin = clattn__variant_find("linear");
+  const clattn__device_info cpu = fake(1, "Other", 0, 1 << 20, 4096);
+  clattn_attention_desc ld = small_desc(64);
+  ld.algo = CLATTN_ALGO_LINEAR;
+  ld.mask = CLATTN_MASK_CAUSAL;
+  int base[CLATTN__MAX_PARAMS];
+  assert_true(lin->fallback(&cpu, &ld, base));
+  assert_int_equal(clattn__search_init(&s, lin, &ld, &cpu, NULL, base, 3, 0, err, sizeof err),
+                   CLATTN_SUCCESS);
+  assert_true(s.num > 100);
+  for (int i = 0; i < 50; i++) {
+    int idx = clattn__search_next(&s, 0.1);
+    assert_true(idx >= 0);
+    const int *p = s.cfg + (size_t)idx * (size_t)s.np;
+    assert_null(lin->check(p, &ld, &cpu));
+    assert_int_equal(p[1], base[1]); /* split: not searched */
+    clattn__search_report(&s, idx, 1.0 + i);
+  }
+  clattn__search_free(&s);
 }
 
 static clattn__device_info fake(int cpu, const char *vendor, int cc, size_t local, size_t wg) {
@@ -214,38 +241,50 @@ static clattn__device_info fake(int cpu, const char *vendor, int cc, size_t loca
   return i;
 }
 
-/* Built-in defaults: always legal, and the measured sm_90 rows are used. */
+/* Built-in defaults: always legal, and the measured NVIDIA rows are used. */
 static void test_builtin_defaults(void **state) {
   (void)state;
-  const clattn__kernel_space *sp = &clattn__flash_space;
   static const char *vendors[] = {"NVIDIA Corporation", "Advanced Micro Devices, Inc.",
                                   "Intel(R) Corporation", "Other"};
   static const size_t locals[] = {16 * 1024, 48 * 1024, 64 * 1024, 1 << 20};
   static const size_t wgs[] = {64, 256, 1024};
-  for (int cpu = 0; cpu < 2; cpu++)
-    for (int v = 0; v < 4; v++)
-      for (size_t a = 0; a < 4; a++)
-        for (size_t w = 0; w < 3; w++)
-          for (int hd = 1; hd <= 256; hd += 17) {
-            clattn__device_info info = fake(cpu, vendors[v], v == 0 ? 90 : 0, locals[a], wgs[w]);
-            clattn__space_limits lim = clattn__space_limits_of(&info);
-            int p[CLATTN__MAX_PARAMS];
-            char label[64];
-            if (clattn__builtin_default(&info, sp, CLATTN_DTYPE_F32, hd, &lim, p, label,
-                                        sizeof label))
-              assert_null(sp->check(p, hd, &lim));
-          }
+  for (int vi = 0; clattn__variants[vi]; vi++) {
+    const clattn__variant *sp = clattn__variants[vi];
+    for (int cpu = 0; cpu < 2; cpu++)
+      for (int v = 0; v < 4; v++)
+        for (size_t a = 0; a < 4; a++)
+          for (size_t w = 0; w < 3; w++)
+            for (int hd = 1; hd <= 256; hd += 17) {
+              clattn__device_info info = fake(cpu, vendors[v], v == 0 ? 90 : 0, locals[a], wgs[w]);
+              clattn_attention_desc d = small_desc(64);
+              d.algo = sp->family;
+              d.head_dim = hd;
+              int p[CLATTN__MAX_PARAMS];
+              char label[64];
+              if (clattn__builtin_default(&info, sp, &d, p, label, sizeof label))
+                assert_null(sp->check(p, &d, &info));
+            }
+  }
+  const clattn__variant *sp = clattn__variant_find("flash");
   clattn__device_info h200 = fake(0, "NVIDIA Corporation", 90, 48 * 1024, 1024);
-  clattn__space_limits lim = clattn__space_limits_of(&h200);
+  clattn_attention_desc d = small_desc(64);
+  d.head_dim = 64;
   int p[CLATTN__MAX_PARAMS];
   char label[64], cfg[128];
-  assert_true(clattn__builtin_default(&h200, sp, CLATTN_DTYPE_F32, 64, &lim, p, label, 64));
+  assert_true(clattn__builtin_default(&h200, sp, &d, p, label, 64));
   clattn__config_format(sp, p, cfg, sizeof cfg);
   assert_string_equal(cfg, "bm=64,bn=32,tm=16,tn=8");
-  assert_string_equal(label, "NVIDIA sm_90");
-  assert_true(clattn__builtin_default(&h200, sp, CLATTN_DTYPE_F32, 128, &lim, p, label, 64));
+  assert_string_equal(label, "NVIDIA GPU");
+  d.head_dim = 128;
+  assert_true(clattn__builtin_default(&h200, sp, &d, p, label, 64));
   clattn__config_format(sp, p, cfg, sizeof cfg);
   assert_string_equal(cfg, "bm=64,bn=16,tm=16,tn=8");
+  /* The CPU kernel's row. */
+  clattn__device_info cpu = fake(1, "Other", 0, 1 << 20, 4096);
+  assert_true(clattn__builtin_default(&cpu, clattn__variant_find("flash_rows"), &d, p, label, 64));
+  assert_string_equal(label, "CPU");
+  assert_int_equal(p[0], 16);
+  assert_int_equal(p[1], 64);
 }
 
 /* The parser survives garbage and keeps the good lines. */
@@ -297,7 +336,7 @@ static void test_db_parse(void **state) {
 
 /* ---- device ---------------------------------------------------------------- */
 
-static char tuned_cfg[128];
+static char tuned_cfg[512];
 
 /* Tunes a tiny space, writes the database; a second context reuses it. */
 static void test_tune_tiny_and_reuse(void **state) {
@@ -333,7 +372,7 @@ static void test_tune_tiny_and_reuse(void **state) {
   const char *text = read_text(path);
   assert_non_null(text);
   ASSERT_HAS(text, "clattn-tunedb 1");
-  char want[200];
+  char want[600];
   snprintf(want, sizeof want, "config=%s", res.best_config);
   ASSERT_HAS(text, want);
   clattn_context_release(ctx);
@@ -344,12 +383,49 @@ static void test_tune_tiny_and_reuse(void **state) {
   ASSERT_HAS(d, "[tuned]");
   char cfg_words[160];
   int p[4];
-  assert_int_equal(clattn__config_parse(&clattn__flash_space, res.best_config, p), 0);
+  assert_int_equal(
+      clattn__config_parse(clattn__variant_find("flash"), res.best_config, NULL, p, NULL, 0), 0);
   snprintf(cfg_words, sizeof cfg_words, "bm=%d bn=%d tm=%d tn=%d", p[0], p[1], p[2], p[3]);
   ASSERT_HAS(d, cfg_words);
   /* Another sequence bucket takes the nearest tuned one. */
   d = plan_describe(ctx, 100, 0);
   ASSERT_HAS(d, "tuned (nearest seq bucket 64)");
+  clattn_context_release(ctx);
+}
+
+/* clattn_tune for the linear family: its search space, a verified winner
+ * stored under the linear variant's name and used by the next plans. */
+static void test_tune_linear(void **state) {
+  (void)state;
+  use_cache("linear");
+  clattn_context ctx = tu_new_context();
+  clattn_tune_request r;
+  clattn_tune_request_init(&r);
+  r.algo = CLATTN_ALGO_LINEAR;
+  r.head_dim = 16;
+  r.seq = 64;
+  r.heads = 2;
+  r.budget_seconds = 60;
+  r.space = "bks=16,32;srf=4;src=8;bq=32;arq=4;arc=8;afs=16;chunk=32;cfs=16";
+  clattn_tune_result res;
+  clattn_status st = clattn_tune(ctx, &r, &res);
+  if (st != CLATTN_SUCCESS)
+    fail_msg("clattn_tune: %s: %s", clattn_status_string(st), clattn_context_last_error(ctx));
+  assert_string_equal(res.variant, "linear");
+  assert_string_equal(res.problem_class, "linear f32 d=16 mask=none seq=64");
+  assert_true(res.verified && res.stored);
+  ASSERT_HAS(res.best_config, "chunk=32,split=");
+  clattn_context_release(ctx);
+  ctx = tu_new_context();
+  clattn_attention_desc d = small_desc(64);
+  d.algo = CLATTN_ALGO_LINEAR;
+  clattn_plan plan = NULL;
+  assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_SUCCESS);
+  ASSERT_HAS(clattn_plan_describe(plan), "[tuned]");
+  clattn_plan_release(plan);
+  /* A variant that does not apply is refused. */
+  r.variant = "flash";
+  assert_int_equal(clattn_tune(ctx, &r, &res), CLATTN_ERROR_UNSUPPORTED);
   clattn_context_release(ctx);
 }
 
@@ -447,17 +523,74 @@ static void test_override(void **state) {
                    CLATTN_ERROR_INVALID_ARGUMENT);
   assert_null(plan);
   ASSERT_HAS(clattn_context_last_error(ctx), "bm must be a multiple of tm");
-  assert_int_equal(clattn_plan_create_with_config(ctx, &d, 0, "bm=8,tn=4", &plan),
-                   CLATTN_ERROR_INVALID_ARGUMENT);
+  /* A partial string completes from the tuned entry. */
+  assert_int_equal(clattn_plan_create_with_config(ctx, &d, 0, "bm=8,tn=4", &plan), CLATTN_SUCCESS);
+  ASSERT_HAS(clattn_plan_describe(plan), "bm=8 bn=8 tm=2 tn=4");
+  clattn_plan_release(plan);
+  plan = NULL;
   /* NULL / "" config: the normal choice. */
   assert_int_equal(clattn_plan_create_with_config(ctx, &d, 0, "", &plan), CLATTN_SUCCESS);
   ASSERT_HAS(clattn_plan_describe(plan), "[tuned]");
   clattn_plan_release(plan);
 
-  setenv("CLATTN_TUNE_OVERRIDE", "bm=8,bn=8,tm=2,tn=4", 1);
-  ASSERT_HAS(plan_describe(ctx, 64, 0), "[override (CLATTN_TUNE_OVERRIDE)]");
-  unsetenv("CLATTN_TUNE_OVERRIDE");
+  /* Named variants: a prefix picks the kernel; a partial string completes
+   * from the tuned entry; a kernel of another family or one that does not
+   * apply is refused. */
+  assert_int_equal(clattn_plan_create_with_config(ctx, &d, 0, "flash:bn=16", &plan),
+                   CLATTN_SUCCESS);
+  ASSERT_HAS(clattn_plan_describe(plan), "bm=16 bn=16 tm=2 tn=4");
+  clattn_plan_release(plan);
+  assert_int_equal(clattn_plan_create_with_config(ctx, &d, 0, "linear:chunk=8", &plan),
+                   CLATTN_ERROR_INVALID_ARGUMENT);
+  assert_int_equal(clattn_plan_create_with_config(ctx, &d, 0, "nosuch:bm=8", &plan),
+                   CLATTN_ERROR_INVALID_ARGUMENT);
+  assert_int_equal(clattn_plan_create_with_config(ctx, &d, 0, "flash_tc:warps=4", &plan),
+                   CLATTN_ERROR_UNSUPPORTED); /* f32 */
+  ASSERT_HAS(clattn_context_last_error(ctx), "does not apply");
+  /* Issue 13.1: an oversized tile is illegal whatever its source. */
+  assert_int_equal(clattn_plan_create_with_config(ctx, &d, 0, "bm=16,bn=1048576,tm=1,tn=1", &plan),
+                   CLATTN_ERROR_INVALID_ARGUMENT);
+  /* CLATTN_PORTABLE=1 (set for this program) leaves the fast paths out. */
+  assert_int_equal(clattn_plan_create_with_config(ctx, &d, 0, "flash_rows:bn=64", &plan),
+                   CLATTN_ERROR_UNSUPPORTED);
+  ASSERT_HAS(clattn_context_last_error(ctx), "portable");
   clattn_context_release(ctx);
+
+  /* The environment's list, read when a context is created; entries for
+   * other families are skipped, entries that name no kernel are errors. */
+  setenv("CLATTN_TUNE_OVERRIDE", "linear:chunk=16;bm=8,bn=8,tm=2,tn=4", 1);
+  ctx = tu_new_context();
+  unsetenv("CLATTN_TUNE_OVERRIDE");
+  ASSERT_HAS(plan_describe(ctx, 64, 0), "[override (CLATTN_TUNE_OVERRIDE)]");
+  ASSERT_HAS(plan_describe(ctx, 64, 0), "bm=8 bn=8 tm=2 tn=4");
+  clattn_context_release(ctx);
+  setenv("CLATTN_TUNE_OVERRIDE", "zz=1", 1);
+  ctx = tu_new_context();
+  unsetenv("CLATTN_TUNE_OVERRIDE");
+  assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_ERROR_INVALID_ARGUMENT);
+  ASSERT_HAS(clattn_context_last_error(ctx), "CLATTN_TUNE_OVERRIDE");
+  clattn_context_release(ctx);
+}
+
+/* The database is read once per context: entries stored by another context
+ * afterwards are seen by new contexts, not by one that has read it; the
+ * context's own stores are seen at once. */
+static void test_db_in_memory(void **state) {
+  (void)state;
+  use_cache("memory");
+  clattn_context a = tu_new_context();
+  ASSERT_HAS(plan_describe(a, 64, 0), "built-in default"); /* a reads the (empty) database */
+  clattn_context b = tu_new_context();
+  store_small_entry(b);
+  ASSERT_HAS(plan_describe(b, 64, 0), "[tuned]");
+  ASSERT_HAS(plan_describe(a, 64, 0), "built-in default");
+  clattn_context c = tu_new_context();
+  ASSERT_HAS(plan_describe(c, 64, 0), "[tuned]");
+  store_small_entry(a); /* a's store merges the file and refreshes a's copy */
+  ASSERT_HAS(plan_describe(a, 64, 0), "[tuned]");
+  clattn_context_release(a);
+  clattn_context_release(b);
+  clattn_context_release(c);
 }
 
 typedef struct db_case {
@@ -475,7 +608,7 @@ static void test_corrupt_db_files(void **state) {
   clattn_context ctx = tu_new_context();
   char path[1024], src[17];
   assert_int_equal(clattn_tunedb_path(ctx, path, sizeof path), CLATTN_SUCCESS);
-  assert_int_equal(clattn__source_hash(ctx, &clattn__flash_space, src), CLATTN_SUCCESS);
+  assert_int_equal(clattn__source_hash(ctx, clattn__variant_find("flash"), src), CLATTN_SUCCESS);
   char dir[1024];
   snprintf(dir, sizeof dir, "%s", path);
   *strrchr(dir, '/') = 0;
@@ -525,6 +658,9 @@ static void test_corrupt_db_files(void **state) {
     size_t n = cases[i].len < 0 ? strlen(cases[i].what) : (size_t)cases[i].len;
     memcpy(text, cases[i].what, n);
     write_file(path, text, n);
+    /* A context reads the database once: a fresh one per file. */
+    clattn_context_release(ctx);
+    ctx = tu_new_context();
     clattn_attention_desc d = small_desc(64);
     clattn_plan plan = NULL;
     clattn_status st = clattn_plan_create(ctx, &d, 0, &plan);
@@ -583,12 +719,15 @@ static void test_source_hash_change(void **state) {
   snprintf(kdir, sizeof kdir, "%s/kernels", root);
   write_changed_sources(kdir);
   setenv("CLATTN_KERNEL_DIR", kdir, 1);
-  char src2[17];
-  assert_int_equal(clattn__source_hash(ctx, &clattn__flash_space, src2), CLATTN_SUCCESS);
-  assert_string_not_equal(src2, e.src);
-  ASSERT_HAS(plan_describe(ctx, 64, 0), "built-in default");
-  ASSERT_HAS(clattn_context_last_error(ctx), "another kernel source");
+  clattn_context changed = tu_new_context();
   unsetenv("CLATTN_KERNEL_DIR");
+  char src2[17];
+  assert_int_equal(clattn__source_hash(changed, clattn__variant_find("flash"), src2),
+                   CLATTN_SUCCESS);
+  assert_string_not_equal(src2, e.src);
+  ASSERT_HAS(plan_describe(changed, 64, 0), "built-in default");
+  ASSERT_HAS(clattn_context_last_error(changed), "another kernel source");
+  clattn_context_release(changed);
   ASSERT_HAS(plan_describe(ctx, 64, 0), "[tuned]");
   clattn_context_release(ctx);
 }
@@ -619,6 +758,8 @@ static void test_export_import(void **state) {
   ASSERT_HAS(read_text(file), "config=bm=16,bn=8,tm=2,tn=4");
 
   use_cache("export-b");
+  clattn_context_release(ctx);
+  ctx = tu_new_context(); /* the cache directory is read when a context is created */
   ASSERT_HAS(plan_describe(ctx, 64, 0), "built-in default");
   int n = -1;
   assert_int_equal(clattn_tunedb_import(ctx, file, &n), CLATTN_SUCCESS);
@@ -639,6 +780,8 @@ static void test_export_import(void **state) {
 
   /* Caches off: no path, plans still work. */
   setenv("CLATTN_CACHE_DIR", "off", 1);
+  clattn_context_release(ctx);
+  ctx = tu_new_context();
   char path[512];
   assert_int_equal(clattn_tunedb_path(ctx, path, sizeof path), CLATTN_ERROR_UNSUPPORTED);
   ASSERT_HAS(plan_describe(ctx, 64, 0), "built-in default");
@@ -652,6 +795,9 @@ int main(int argc, char **argv) {
   setenv("CLATTN_CACHE_DIR", root, 1);
   unsetenv("CLATTN_TUNE_OVERRIDE");
   unsetenv("CLATTN_KERNEL_DIR");
+  /* The device tests exercise the portable flash kernel (the "flash"
+   * variant) on every device: CPUs would otherwise use flash_rows. */
+  setenv("CLATTN_PORTABLE", "1", 1);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_buckets),
       cmocka_unit_test(test_search_property),
@@ -660,6 +806,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_tune_tiny_and_reuse),
       cmocka_unit_test(test_concurrent_tuners),
       cmocka_unit_test(test_override),
+      cmocka_unit_test(test_db_in_memory),
+      cmocka_unit_test(test_tune_linear),
       cmocka_unit_test(test_corrupt_db_files),
       cmocka_unit_test(test_source_hash_change),
       cmocka_unit_test(test_measure_flag),

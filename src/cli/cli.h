@@ -52,10 +52,12 @@ int cli_parse_int_list(const char *opt, const char *s, int **out);
 int cli_parse_choice_list(const char *opt, const char *s, const char *const *choices,
                           unsigned *bits);
 
-extern const char *const cli_algo_names[];   /* indexed by clattn_algo (auto ... linear) */
-extern const char *const cli_mask_names[];   /* none, causal */
-extern const char *const cli_dtype_names[];  /* f32, f16, bf16 */
-extern const char *const cli_layout_names[]; /* bhsd, bshd */
+/* NULL-terminated choice lists, filled by cli_names_init() at start. */
+extern const char *cli_algo_names[];   /* indexed by clattn_algo (auto ... linear) */
+extern const char *cli_mask_names[];   /* none, causal */
+extern const char *cli_dtype_names[];  /* f32, f16, bf16 */
+extern const char *cli_layout_names[]; /* bhsd, bshd */
+void cli_names_init(void);
 
 /* ---- one problem, set up, timed and verified (problem.c) ----------------- */
 

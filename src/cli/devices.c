@@ -1,7 +1,6 @@
 /* devices.c — `clattn devices`: every OpenCL device, its capabilities and (--peak) measured peak.
  */
 #include "cli.h"
-#include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -82,7 +81,7 @@ static const char *type_name(cl_device_type t) {
   return "other";
 }
 
-static void print_json(const clattn__device_info *in, int p, int d, bool is_default, bool first,
+static void print_json(const clattn_device_caps *in, int p, int d, bool is_default, bool first,
                        const clattn_peak_result *peak, const char *peak_error) {
   char idx[32];
   snprintf(idx, sizeof idx, "%d:%d", p, d);
@@ -103,7 +102,7 @@ static void print_json(const clattn__device_info *in, int p, int d, bool is_defa
          "\"fp16\": %s, \"fp64\": %s, \"subgroups\": %s",
          (unsigned)in->compute_units, (unsigned long long)in->local_mem,
          in->local_is_global ? "true" : "false", (unsigned long long)in->global_mem,
-         (unsigned long long)in->max_alloc, in->max_wg, in->fp16 ? "true" : "false",
+         (unsigned long long)in->max_alloc, in->max_work_group, in->fp16 ? "true" : "false",
          in->fp64 ? "true" : "false", in->subgroups ? "true" : "false");
   if (in->nv_cc_major)
     printf(", \"nv_compute_capability\": \"%d.%d\"", in->nv_cc_major, in->nv_cc_minor);
@@ -120,7 +119,7 @@ static void print_json(const clattn__device_info *in, int p, int d, bool is_defa
   printf("}");
 }
 
-static void print_text(const clattn__device_info *in, int p, int d, bool is_default,
+static void print_text(const clattn_device_caps *in, int p, int d, bool is_default,
                        const clattn_peak_result *peak, const char *peak_error) {
   char b1[64], b2[64], b3[64];
   printf("%d:%d  %s%s\n", p, d, in->name, is_default ? "  (default)" : "");
@@ -135,7 +134,7 @@ static void print_text(const clattn__device_info *in, int p, int d, bool is_defa
   printf("     global memory      : %s, max alloc %s\n",
          cli_fmt_bytes(in->global_mem, true, b2, sizeof b2),
          cli_fmt_bytes(in->max_alloc, true, b3, sizeof b3));
-  printf("     max work-group     : %zu\n", in->max_wg);
+  printf("     max work-group     : %zu\n", in->max_work_group);
   printf("     fp16/fp64/subgroups: %s / %s / %s\n", in->fp16 ? "yes" : "no",
          in->fp64 ? "yes" : "no", in->subgroups ? "yes" : "no");
   if (in->nv_cc_major)
@@ -217,8 +216,8 @@ int cli_cmd_devices(int argc, char **argv) {
     }
     for (cl_uint d = 0; d < nd; d++) {
       if (only && devs[d] != only) continue;
-      clattn__device_info info;
-      clattn__read_device_info(devs[d], &info);
+      clattn_device_caps info;
+      if (clattn_device_caps_query(devs[d], &info) != CLATTN_SUCCESS) continue;
       clattn_peak_result peak;
       char perr[1024] = "";
       bool have_peak = false;

@@ -16,8 +16,8 @@ static const command commands[] = {
      cli_help_run},
     {"bench", "sweep sequence lengths and families; print a table, write CSV/JSON", cli_cmd_bench,
      cli_help_bench},
-    {"tune", "tune kernel configurations for a device and fill the tuning database",
-     cli_cmd_tune, cli_help_tune},
+    {"tune", "tune kernel configurations for a device and fill the tuning database", cli_cmd_tune,
+     cli_help_tune},
     {"memory", "naive vs flash attention memory, longest context before out-of-memory",
      cli_cmd_memory, cli_help_memory},
 };
@@ -43,6 +43,7 @@ static const command *find(const char *name) {
 }
 
 int main(int argc, char **argv) {
+  cli_names_init();
   if (argc < 2) {
     usage(stderr);
     return CLI_EXIT_USAGE;

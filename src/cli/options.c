@@ -7,10 +7,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const cli_algo_names[] = {"auto", "flash", "naive", "linear", NULL};
-const char *const cli_mask_names[] = {"none", "causal", NULL};
-const char *const cli_dtype_names[] = {"f32", "f16", "bf16", NULL};
-const char *const cli_layout_names[] = {"bhsd", "bshd", NULL};
+/* Choice lists from the library's own name tables (clattn_*_name). */
+const char *cli_algo_names[CLATTN_ALGO_LINEAR + 2];
+const char *cli_mask_names[CLATTN_MASK_CAUSAL + 2];
+const char *cli_dtype_names[CLATTN_DTYPE_BF16 + 2];
+const char *cli_layout_names[CLATTN_LAYOUT_BSHD + 2];
+
+void cli_names_init(void) {
+  for (int i = 0; i <= CLATTN_ALGO_LINEAR; i++)
+    cli_algo_names[i] = clattn_algo_name((clattn_algo)i);
+  for (int i = 0; i <= CLATTN_MASK_CAUSAL; i++)
+    cli_mask_names[i] = clattn_mask_name((clattn_mask)i);
+  for (int i = 0; i <= CLATTN_DTYPE_BF16; i++)
+    cli_dtype_names[i] = clattn_dtype_name((clattn_dtype)i);
+  for (int i = 0; i <= CLATTN_LAYOUT_BSHD; i++)
+    cli_layout_names[i] = clattn_layout_name((clattn_layout)i);
+}
 
 static const cli_opt *find_opt(const cli_opt_table *tables, int ntables, const char *name,
                                size_t len) {

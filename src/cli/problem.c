@@ -1,6 +1,5 @@
 /* problem.c — options shared by run and bench, and one problem's setup, timing and verification. */
 #include "cli.h"
-#include "linear.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -160,20 +159,6 @@ uint64_t cli_io_bytes(const clattn_attention_desc *d, bool lse) {
   uint64_t n = b[0] + b[1] + b[2] + b[3];
   if (lse) n += (uint64_t)d->batch * (uint64_t)d->heads * (uint64_t)d->seq_q * sizeof(float);
   return n;
-}
-
-/* The byte count named in an out-of-memory message ("needs a 123-byte ..."). */
-static uint64_t parse_needed(const char *msg) {
-  const char *p = strstr(msg, "-byte");
-  if (p) {
-    const char *s = p;
-    while (s > msg && s[-1] >= '0' && s[-1] <= '9')
-      s--;
-    if (s < p) return strtoull(s, NULL, 10);
-  }
-  p = strstr(msg, "needs ");
-  if (p && p[6] >= '0' && p[6] <= '9') return strtoull(p + 6, NULL, 10);
-  return 0;
 }
 
 #define MAX_RESERVE_CHUNKS 1024
@@ -404,7 +389,7 @@ clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result
       if (est == CLATTN_SUCCESS || ws > 0)
         r->needed_bytes = r->mem_bytes + ws;
       else
-        r->needed_bytes = parse_needed(r->error);
+        r->needed_bytes = clattn_context_last_needed_bytes(ctx);
       if (!r->needed_bytes) r->needed_bytes = r->mem_bytes;
       r->needed_bytes += p->reserve_bytes;
     }
@@ -438,9 +423,9 @@ clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result
   }
   cli_stats(pt.times, p->reps, &r->median_ms, &r->min_ms, &r->max_ms);
   if (p->profile && r->algo == CLATTN_ALGO_LINEAR) {
-    const int n = clattn__linear_profile(pt.plan, pt.buf[0], pt.buf[1], pt.buf[2], pt.buf[3],
-                                         p->reps, r->kernel_names, r->kernel_ms);
-    if (n < 0) {
+    int n = 0;
+    if (clattn_plan_profile(pt.plan, pt.buf[0], pt.buf[1], pt.buf[2], pt.buf[3], p->reps, 8,
+                            r->kernel_names, r->kernel_ms, &n) != CLATTN_SUCCESS) {
       fail(r, CLATTN_ERROR_OPENCL, "per-kernel profile: %s", clattn_context_last_error(ctx));
       release_point(&pt);
       return r->status;

@@ -9,17 +9,24 @@
 #include <unistd.h>
 
 typedef struct tune_opts {
-  const char *device, *head_dims, *seqs, *space, *export_file, *import_file;
-  int dtype, mask, batch, heads, json, exhaustive, no_store;
+  const char *device, *head_dims, *seqs, *space, *export_file, *import_file, *variant, *feature;
+  int algo, dtype, mask, batch, heads, json, exhaustive, no_store;
   double budget;
   uint64_t seed;
 } tune_opts;
 
 static cli_opt_table tune_table(tune_opts *o) {
-  static cli_opt t[16];
+  static cli_opt t[20];
   const cli_opt opts[] = {
       {"device", "SEL", CLI_OPT_STR, &o->device, 0, 0, NULL,
        "device selector (default $CLATTN_DEVICE, else GPU, else CPU)"},
+      {"algo", NULL, CLI_OPT_CHOICE, &o->algo, 0, 0, cli_algo_names,
+       "family to tune: flash (default) or linear"},
+      {"variant", "NAME", CLI_OPT_STR, &o->variant, 0, 0, NULL,
+       "kernel variant (flash, flash_rows, flash_tc, linear, linear_tc; default: the one plans "
+       "use)"},
+      {"feature", "elu|relu|favor[:M]", CLI_OPT_STR, &o->feature, 0, 0, NULL,
+       "linear: feature map (default elu)"},
       {"head-dim", "D[,D...]", CLI_OPT_STR, &o->head_dims, 0, 0, NULL,
        "head dims to tune (default 64); each is tuned at its bucket"},
       {"seq", "N[,N...]", CLI_OPT_STR, &o->seqs, 0, 0, NULL,
@@ -50,6 +57,7 @@ static cli_opt_table tune_table(tune_opts *o) {
 
 static void tune_defaults(tune_opts *o) {
   memset(o, 0, sizeof *o);
+  o->algo = CLATTN_ALGO_FLASH;
   o->dtype = CLATTN_DTYPE_F32;
   o->mask = CLATTN_MASK_NONE;
   o->budget = 60;
@@ -62,8 +70,10 @@ void cli_help_tune(FILE *f) {
   cli_opt_table tables[1] = {tune_table(&o)};
   fprintf(f,
           "usage: clattn tune [options]\n\n"
-          "Tunes the flash kernel's tile sizes for problem classes (head-dim bucket x sequence\n"
-          "bucket, with the given dtype and mask) on one device: every legal configuration when\n"
+          "Tunes a kernel variant's tile sizes (flash or linear family, the variant plans of the\n"
+          "class would use unless --variant names one) for problem classes (head-dim bucket x\n"
+          "sequence bucket, with the given dtype and mask) on one device: every legal "
+          "configuration when\n"
           "the space is small, else random samples refined around the best, each built and\n"
           "timed (OpenCL profiling events, median of several runs) within the budget. The\n"
           "winner is checked against the float64 reference and stored in the device's tuning\n"
@@ -190,6 +200,27 @@ int cli_cmd_tune(int argc, char **argv) {
     }
   }
   const int tune_now = (!o.import_file && !o.export_file) || o.head_dims || o.seqs;
+  clattn_feature_map feature_map = CLATTN_FEATURE_ELU1;
+  int num_features = 0;
+  if (o.feature) {
+    char name[16] = "";
+    const char *colon = strchr(o.feature, ':');
+    const size_t len = colon ? (size_t)(colon - o.feature) : strlen(o.feature);
+    const int fm =
+        len < sizeof name ? (memcpy(name, o.feature, len), clattn_feature_map_from_name(name)) : -1;
+    char *end = NULL;
+    const long m = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (fm < 0 || (colon && (end == colon + 1 || *end || m < 1 || m > 256)) ||
+        (colon && fm != CLATTN_FEATURE_FAVOR)) {
+      fprintf(stderr, "clattn tune: --feature %s: expected elu, relu or favor[:M] (M 1..256)\n",
+              o.feature);
+      free(hds);
+      free(seqs);
+      return CLI_EXIT_USAGE;
+    }
+    feature_map = (clattn_feature_map)fm;
+    num_features = (int)m;
+  }
 
   clattn_context ctx = cli_open_context(o.device);
   if (!ctx) {
@@ -234,6 +265,10 @@ int cli_cmd_tune(int argc, char **argv) {
       for (int j = 0; j < ns; j++, k++) {
         clattn_tune_request r;
         clattn_tune_request_init(&r);
+        r.algo = (clattn_algo)o.algo;
+        r.variant = o.variant;
+        r.feature_map = feature_map;
+        r.num_features = num_features;
         r.dtype = (clattn_dtype)o.dtype;
         r.mask = (clattn_mask)o.mask;
         r.head_dim = hds ? hds[i] : def_hd;

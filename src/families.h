@@ -1,0 +1,53 @@
+/* families.h — the functions each family file gives the variant registry (variants.c). */
+#ifndef CLATTN_FAMILIES_H
+#define CLATTN_FAMILIES_H
+
+#include "variant.h"
+
+#define CLATTN__VARIANT_DECL(v)                                                                    \
+  extern const char *const clattn__##v##_sources[];                                                \
+  int clattn__##v##_applicable(const clattn__device_info *info, const clattn_attention_desc *d,    \
+                               const char **why);                                                  \
+  const char *clattn__##v##_check(const int *params, const clattn_attention_desc *d,               \
+                                  const clattn__device_info *info);                                \
+  bool clattn__##v##_fallback(const clattn__device_info *info, const clattn_attention_desc *d,     \
+                              int *params);                                                        \
+  size_t clattn__##v##_local(const int *params, const clattn_attention_desc *d);
+
+/* flash.c: the portable work-group kernel (cl/flash_fwd.cl), the CPU
+ * row-vector kernel (cl/flash_rows.cl), the NVIDIA tensor-core kernel
+ * (cl/flash_tc.cl); one argument list and one launch for the three. */
+CLATTN__VARIANT_DECL(flash_wg)
+CLATTN__VARIANT_DECL(flash_rows)
+CLATTN__VARIANT_DECL(flash_tc)
+extern const clattn__param clattn__flash_wg_params[4];
+extern const clattn__param clattn__flash_rows_params[2];
+extern const clattn__param clattn__flash_tc_params[3];
+clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const char *origin);
+clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const char *origin);
+clattn_status clattn__flash_execute(clattn_plan p, const clattn__buffers *b, cl_uint num_wait,
+                                    const cl_event *wait, cl_event *event);
+void clattn__flash_release(clattn_plan p);
+
+/* naive.c: CLBlast GEMM → masked softmax → GEMM (no tunable parameters). */
+CLATTN__VARIANT_DECL(naive)
+clattn_status clattn__naive_create(clattn_plan p, const int *params, const char *origin);
+clattn_status clattn__naive_execute(clattn_plan p, const clattn__buffers *b, cl_uint num_wait,
+                                    const cl_event *wait, cl_event *event);
+void clattn__naive_release(clattn_plan p);
+
+/* linear.c: FMA kernels (every device) and tensor-core (3xTF32) state and
+ * output kernels (NVIDIA sm_80+); one parameter list for both. */
+CLATTN__VARIANT_DECL(linear)
+CLATTN__VARIANT_DECL(linear_tc)
+extern const clattn__param clattn__linear_params[25];
+extern const clattn__param clattn__linear_tc_params[25];
+clattn_status clattn__linear_create(clattn_plan p, const int *params, const char *origin);
+clattn_status clattn__linear_execute(clattn_plan p, const clattn__buffers *b, cl_uint num_wait,
+                                     const cl_event *wait, cl_event *event);
+void clattn__linear_release(clattn_plan p);
+double clattn__linear_flops(clattn_plan p);
+int clattn__linear_profile(clattn_plan p, const clattn__buffers *b, int reps, const char **names,
+                           double *ms);
+
+#endif

@@ -1,0 +1,49 @@
+/* settings.c — the environment variables clattn reads, read once when a context is created. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool flag(const char *name) {
+  const char *v = getenv(name);
+  return v && *v && strcmp(v, "0") != 0;
+}
+
+static void copy_env(char *dst, size_t cap, const char *name) {
+  const char *v = getenv(name);
+  snprintf(dst, cap, "%s", v ? v : "");
+}
+
+void clattn__settings_read(clattn__settings *s) {
+  memset(s, 0, sizeof *s);
+  copy_env(s->device, sizeof s->device, "CLATTN_DEVICE");
+  copy_env(s->kernel_dir, sizeof s->kernel_dir, "CLATTN_KERNEL_DIR");
+  copy_env(s->override, sizeof s->override, "CLATTN_TUNE_OVERRIDE");
+  copy_env(s->cache_env, sizeof s->cache_env, "CLATTN_CACHE_DIR");
+  /* The cache root: CLATTN_CACHE_DIR (off / OFF / 0: none), else
+   * $XDG_CACHE_HOME/clattn, else ~/.cache/clattn. */
+  const char *dir = s->cache_env;
+  int n = 0;
+  if (*dir) {
+    if (strcmp(dir, "off") && strcmp(dir, "OFF") && strcmp(dir, "0"))
+      n = snprintf(s->cache_dir, sizeof s->cache_dir, "%s", dir);
+  } else if ((dir = getenv("XDG_CACHE_HOME")) && *dir) {
+    n = snprintf(s->cache_dir, sizeof s->cache_dir, "%s/clattn", dir);
+  } else if ((dir = getenv("HOME")) && *dir) {
+    n = snprintf(s->cache_dir, sizeof s->cache_dir, "%s/.cache/clattn", dir);
+  }
+  if (n <= 0 || (size_t)n >= sizeof s->cache_dir) s->cache_dir[0] = 0;
+  s->tune_budget = 10.0;
+  const char *b = getenv("CLATTN_TUNE_BUDGET");
+  if (b && *b) {
+    char *end;
+    const double x = strtod(b, &end);
+    if (!*end && x >= 0 && isfinite(x)) s->tune_budget = x;
+  }
+  s->portable = flag("CLATTN_PORTABLE");
+  s->nv_verbose = flag("CLATTN_NV_VERBOSE");
+  const char *pk = getenv("POCL_KERNEL_CACHE");
+  s->pocl_cache_off = pk && !strcmp(pk, "0");
+}

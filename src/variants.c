@@ -1,0 +1,246 @@
+/* variants.c — the registry of kernel variants and the one parser of configuration strings. */
+#include "variant.h"
+#include "families.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PARAMS(a) a, (int)(sizeof(a) / sizeof(a)[0])
+
+/* One row per kernel variant, in priority order within each family (a
+ * variant's `applicable` returns its priority; the order here breaks ties). */
+static const clattn__variant flash_tc = {"flash_tc",
+                                         CLATTN_ALGO_FLASH,
+                                         true,
+                                         clattn__flash_tc_sources,
+                                         PARAMS(clattn__flash_tc_params),
+                                         clattn__flash_tc_applicable,
+                                         clattn__flash_tc_check,
+                                         clattn__flash_tc_fallback,
+                                         clattn__flash_tc_local,
+                                         clattn__flash_tc_create,
+                                         clattn__flash_execute,
+                                         clattn__flash_release,
+                                         NULL,
+                                         NULL};
+static const clattn__variant flash_rows = {"flash_rows",
+                                           CLATTN_ALGO_FLASH,
+                                           true,
+                                           clattn__flash_rows_sources,
+                                           PARAMS(clattn__flash_rows_params),
+                                           clattn__flash_rows_applicable,
+                                           clattn__flash_rows_check,
+                                           clattn__flash_rows_fallback,
+                                           clattn__flash_rows_local,
+                                           clattn__flash_wg_create,
+                                           clattn__flash_execute,
+                                           clattn__flash_release,
+                                           NULL,
+                                           NULL};
+static const clattn__variant flash = {"flash",
+                                      CLATTN_ALGO_FLASH,
+                                      false,
+                                      clattn__flash_wg_sources,
+                                      PARAMS(clattn__flash_wg_params),
+                                      clattn__flash_wg_applicable,
+                                      clattn__flash_wg_check,
+                                      clattn__flash_wg_fallback,
+                                      clattn__flash_wg_local,
+                                      clattn__flash_wg_create,
+                                      clattn__flash_execute,
+                                      clattn__flash_release,
+                                      NULL,
+                                      NULL};
+static const clattn__variant naive = {"naive",
+                                      CLATTN_ALGO_NAIVE,
+                                      false,
+                                      clattn__naive_sources,
+                                      NULL,
+                                      0,
+                                      clattn__naive_applicable,
+                                      clattn__naive_check,
+                                      clattn__naive_fallback,
+                                      clattn__naive_local,
+                                      clattn__naive_create,
+                                      clattn__naive_execute,
+                                      clattn__naive_release,
+                                      NULL,
+                                      NULL};
+static const clattn__variant linear_tc = {"linear_tc",
+                                          CLATTN_ALGO_LINEAR,
+                                          true,
+                                          clattn__linear_tc_sources,
+                                          PARAMS(clattn__linear_tc_params),
+                                          clattn__linear_tc_applicable,
+                                          clattn__linear_tc_check,
+                                          clattn__linear_tc_fallback,
+                                          clattn__linear_tc_local,
+                                          clattn__linear_create,
+                                          clattn__linear_execute,
+                                          clattn__linear_release,
+                                          clattn__linear_flops,
+                                          clattn__linear_profile};
+static const clattn__variant linear = {"linear",
+                                       CLATTN_ALGO_LINEAR,
+                                       false,
+                                       clattn__linear_sources,
+                                       PARAMS(clattn__linear_params),
+                                       clattn__linear_applicable,
+                                       clattn__linear_check,
+                                       clattn__linear_fallback,
+                                       clattn__linear_local,
+                                       clattn__linear_create,
+                                       clattn__linear_execute,
+                                       clattn__linear_release,
+                                       clattn__linear_flops,
+                                       clattn__linear_profile};
+
+const clattn__variant *const clattn__variants[] = {&flash_tc,  &flash_rows, &flash, &naive,
+                                                   &linear_tc, &linear,     NULL};
+
+const clattn__variant *clattn__variant_find(const char *name) {
+  for (int i = 0; clattn__variants[i]; i++)
+    if (!strcmp(clattn__variants[i]->name, name)) return clattn__variants[i];
+  return NULL;
+}
+
+int clattn__variant_index(const clattn__variant *v) {
+  for (int i = 0; clattn__variants[i]; i++)
+    if (clattn__variants[i] == v) return i;
+  return -1;
+}
+
+int clattn__variant_count(void) {
+  int n = 0;
+  while (clattn__variants[n])
+    n++;
+  return n;
+}
+
+int clattn__applicable_variants(const clattn__device_info *info, const clattn_attention_desc *d,
+                                bool portable, const clattn__variant **out, int cap, char *why_not,
+                                size_t why_cap) {
+  int prio[16], n = 0;
+  if (why_not && why_cap) why_not[0] = 0;
+  const clattn_algo fam = d->algo == CLATTN_ALGO_AUTO ? CLATTN_ALGO_FLASH : d->algo;
+  for (int i = 0; clattn__variants[i]; i++) {
+    const clattn__variant *v = clattn__variants[i];
+    if (v->family != fam) continue;
+    const char *why = NULL;
+    int pr = 0;
+    if (portable && v->fast_path)
+      why = "a device fast path (CLATTN_PLAN_PORTABLE / CLATTN_PORTABLE)";
+    else
+      pr = v->applicable(info, d, &why);
+    if (pr <= 0) {
+      if (why_not) clattn__append(why_not, why_cap, "%s%s: %s", *why_not ? "; " : "", v->name, why);
+      continue;
+    }
+    if (n == cap || n == 16) break;
+    int j = n++;
+    while (j > 0 && prio[j - 1] < pr) { /* stable: registry order breaks ties */
+      prio[j] = prio[j - 1];
+      out[j] = out[j - 1];
+      j--;
+    }
+    prio[j] = pr;
+    out[j] = v;
+  }
+  return n;
+}
+
+void clattn__config_format(const clattn__variant *v, const int *params, char *buf, size_t cap) {
+  buf[0] = 0;
+  for (int i = 0; i < v->num_params; i++)
+    clattn__append(buf, cap, "%s%s=%d", i ? "," : "", v->params[i].name, params[i]);
+}
+
+static int param_index(const clattn__variant *v, const char *name, size_t len) {
+  for (int i = 0; i < v->num_params; i++)
+    if (strlen(v->params[i].name) == len && !strncmp(v->params[i].name, name, len)) return i;
+  return -1;
+}
+
+bool clattn__config_prefix(const char *s, char *buf, size_t cap) {
+  const char *colon = strchr(s, ':');
+  const char *eq = strchr(s, '=');
+  if (!colon || (eq && eq < colon)) return false;
+  size_t n = (size_t)(colon - s);
+  if (n + 1 > cap) n = cap - 1;
+  memcpy(buf, s, n);
+  buf[n] = 0;
+  return true;
+}
+
+/* The part after a "name:" prefix naming v; NULL when the prefix names
+ * another variant. */
+static const char *after_prefix(const clattn__variant *v, const char *s) {
+  char pre[64];
+  if (!clattn__config_prefix(s, pre, sizeof pre)) return s;
+  if (strcmp(pre, v->name)) return NULL;
+  return strchr(s, ':') + 1;
+}
+
+clattn_status clattn__config_parse(const clattn__variant *v, const char *s, const int *base,
+                                   int *params, char *err, size_t errcap) {
+  int got[CLATTN__MAX_PARAMS] = {0};
+  int vals[CLATTN__MAX_PARAMS] = {0};
+  if (err && errcap) err[0] = 0;
+#define BAD(...)                                                                                   \
+  do {                                                                                             \
+    if (err) snprintf(err, errcap, __VA_ARGS__);                                                   \
+    return CLATTN_ERROR_INVALID_ARGUMENT;                                                          \
+  } while (0)
+  const char *p = after_prefix(v, s);
+  if (!p) BAD("the prefix does not name the %s kernel", v->name);
+  if (base) memcpy(vals, base, (size_t)v->num_params * sizeof *vals);
+  if (!*p && !base) BAD("empty configuration");
+  while (*p) {
+    const char *eq = strchr(p, '=');
+    const char *comma = strchr(p, ',');
+    if (!eq || (comma && comma < eq)) BAD("expected KEY=VALUE near '%.40s'", p);
+    int pi = param_index(v, p, (size_t)(eq - p));
+    if (pi < 0) BAD("'%.*s' is not a parameter of the %s kernel", (int)(eq - p), p, v->name);
+    if (got[pi]) BAD("%s is given twice", v->params[pi].name);
+    const char *num = eq + 1;
+    if (!(*num >= '0' && *num <= '9') && !(*num == '-' && num[1] >= '0' && num[1] <= '9'))
+      BAD("%s: '%.20s' is not a decimal integer", v->params[pi].name, num);
+    errno = 0;
+    char *end;
+    long long x = strtoll(num, &end, 10);
+    if (errno == ERANGE || x < v->params[pi].min || x > v->params[pi].max)
+      BAD("%s=%.*s is outside %d..%d", v->params[pi].name, (int)(end - num), num, v->params[pi].min,
+          v->params[pi].max);
+    vals[pi] = (int)x;
+    got[pi] = 1;
+    p = end;
+    if (*p == ',') {
+      p++;
+      if (!*p) BAD("trailing ','");
+    } else if (*p) {
+      BAD("unexpected '%.20s' after %s", p, v->params[pi].name);
+    }
+  }
+  if (!base)
+    for (int i = 0; i < v->num_params; i++)
+      if (!got[i]) BAD("%s is missing (every parameter is required here)", v->params[i].name);
+#undef BAD
+  memcpy(params, vals, (size_t)v->num_params * sizeof *params);
+  return CLATTN_SUCCESS;
+}
+
+bool clattn__config_names_fit(const clattn__variant *v, const char *s) {
+  const char *p = after_prefix(v, s);
+  if (!p) return false;
+  while (*p) {
+    const char *eq = strchr(p, '=');
+    if (!eq || param_index(v, p, (size_t)(eq - p)) < 0) return false;
+    const char *comma = strchr(eq, ',');
+    if (!comma) break;
+    p = comma + 1;
+  }
+  return true;
+}
