@@ -2,7 +2,7 @@
 # Usage (device machine, repo root, after building ./build/clattn):
 #   bash bench/linear_sweep.sh [sweep|crossover|extra|variants|tc|regs|all] ; JSON lines and tables go to $OUT.
 # tc: tensor-core lin_state / lin_apply (the default on NVIDIA sm_80+) against the FMA kernels
-# (CLATTN_LINEAR_OVERRIDE=tc=1) on the same shapes in the same run, plus TC tile variants.
+# (CLATTN_TUNE_OVERRIDE=linear: , the FMA variant) on the same shapes in the same run, plus TC tile variants.
 # Problem: d = 64, f32, B·H = 16 (B = 1, H = 16), elu+1 and FAVOR+ m = 256, causal and not.
 set -uo pipefail
 what=${1:-all}
@@ -47,19 +47,19 @@ if [[ $what == extra || $what == all ]]; then
 fi
 
 if [[ $what == variants || $what == all ]]; then
-  # CLATTN_LINEAR_OVERRIDE variants at large N (see src/linear.h for the keys)
+  # forced linear configurations at large N (CLATTN_TUNE_OVERRIDE; keys: src/linear.h)
   {
     for ov in ${VAR_ELU:-"" bpw=8 bq=64,arq=4 afs=32 split=1024 kunroll=2}; do
-      CLATTN_LINEAR_OVERRIDE=$ov lin elu none 131072 --no-verify
+      CLATTN_TUNE_OVERRIDE=$ov lin elu none 131072 --no-verify
     done
     for ov in ${VAR_FAVOR:-"" frf=4}; do
-      CLATTN_LINEAR_OVERRIDE=$ov lin favor:256 none 65536 --no-verify
+      CLATTN_TUNE_OVERRIDE=$ov lin favor:256 none 65536 --no-verify
     done
     for ov in ${VAR_ELU_C:-"" ctr=8,ctc=16}; do
-      CLATTN_LINEAR_OVERRIDE=$ov lin elu causal 65536 --no-verify
+      CLATTN_TUNE_OVERRIDE=$ov lin elu causal 65536 --no-verify
     done
     for ov in ${VAR_FAVOR_C:-"" split=2048}; do
-      CLATTN_LINEAR_OVERRIDE=$ov lin favor:256 causal 65536 --no-verify
+      CLATTN_TUNE_OVERRIDE=$ov lin favor:256 causal 65536 --no-verify
     done
   } >"$OUT/linear_variants.jsonl"
 fi
@@ -68,12 +68,12 @@ if [[ $what == tc || $what == all ]]; then
   {
     for pt in "elu none 131072" "elu none 65536" "favor:256 none 65536" "elu causal 65536" "favor:256 causal 65536"; do
       set -- $pt
-      for ov in "" tc=1; do CLATTN_LINEAR_OVERRIDE=$ov lin $1 $2 $3 --no-verify; done
+      for ov in "" linear:; do CLATTN_TUNE_OVERRIDE=$ov lin $1 $2 $3 --no-verify; done
     done
     lin elu none 16384 --verify
     lin favor:256 none 16384 --verify
     for ov in ${VAR_TC:-taw=8 taw=2,tam=2 bks=8 nosres=1 tsw=2,tsm=2 bpw=1 bpw=16 split=4096 split=1024}; do
-      CLATTN_LINEAR_OVERRIDE=$ov lin elu none 131072 --no-verify
+      CLATTN_TUNE_OVERRIDE=$ov lin elu none 131072 --no-verify
     done
   } >"$OUT/linear_tc.jsonl"
 fi
