@@ -1,31 +1,45 @@
 /* program.c — kernel sources (embedded or from CLATTN_KERNEL_DIR) and per-context program builds.
  */
+#define _POSIX_C_SOURCE 200809L
 #include "internal.h"
 #include "tune.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 char *clattn__read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
+  /* O_NONBLOCK and S_ISREG: a FIFO or device named like the file is refused,
+   * never waited on. */
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return NULL;
+  struct stat st;
   char *buf = NULL;
-  if (fseek(f, 0, SEEK_END) == 0) {
-    long n = ftell(f);
-    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-      buf = malloc((size_t)n + 1);
-      if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-      }
-      if (buf) {
-        buf[n] = 0;
-        if (len) *len = (size_t)n;
-      }
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0 &&
+      (uint64_t)st.st_size < ((uint64_t)1 << 31)) {
+    size_t n = (size_t)st.st_size, got = 0;
+    buf = malloc(n + 1);
+    while (buf && got < n) {
+      ssize_t r = read(fd, buf + got, n - got);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      got += (size_t)r;
+    }
+    if (buf && got != n) {
+      free(buf);
+      buf = NULL;
+    }
+    if (buf) {
+      buf[n] = 0;
+      if (len) *len = n;
     }
   }
-  fclose(f);
+  close(fd);
   return buf;
 }
 

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 /* ---- SHA-256 (sha256.c) --------------------------------------------------- */
 
@@ -185,14 +186,19 @@ typedef struct clattn__tunedb {
   clattn__tunedb_entry *e;
   int n, cap;
   int bad_lines;
+  /* The file exists but was not read (no header, another version, binary
+   * data, not a regular file, not trusted): never overwritten. */
+  int unreadable;
   char note[1024]; /* why lines or the file were ignored ("" if none) */
 } clattn__tunedb;
 
 void clattn__tunedb_free(clattn__tunedb *db);
 /* Parses the text of a database; never fails on content (bad lines are
- * counted and noted); `what` names the file in notes. */
+ * counted and noted; a file without a readable header is marked unreadable);
+ * a leading UTF-8 BOM is skipped; `what` names the file in notes. */
 clattn_status clattn__tunedb_parse(const char *text, const char *what, clattn__tunedb *db);
-/* Reads a database file; a missing file gives an empty database. */
+/* Reads a database file; a missing file gives an empty database. Never
+ * blocks: a FIFO or other non-regular file is marked unreadable, not read. */
 clattn_status clattn__tunedb_read(const char *path, clattn__tunedb *db);
 /* Serialises to a malloc'ed string. */
 char *clattn__tunedb_format(const clattn__tunedb *db);
@@ -200,7 +206,9 @@ char *clattn__tunedb_format(const clattn__tunedb *db);
 clattn_status clattn__tunedb_put(clattn__tunedb *db, const clattn__tunedb_entry *e);
 /* Path of the context's database; false when caches are disabled. */
 bool clattn__tunedb_path(clattn_context ctx, char *buf, size_t cap);
-/* Locks, re-reads, merges the entries in, writes a temp file and renames. */
+/* Locks, re-reads, merges the entries in, writes a temp file and renames. A
+ * file it cannot read is renamed aside (tuning.txt.unreadable-<time>-<pid>),
+ * never overwritten; an untrusted cache directory is refused (IO error). */
 clattn_status clattn__tunedb_store(clattn_context ctx, const clattn__tunedb_entry *e, int n);
 /* The database entry for the class (exact, else the nearest sequence bucket)
  * that is legal for head_dim on this device. *exact tells which. Notes about
@@ -221,15 +229,38 @@ bool clattn__cache_dir(char *buf, size_t cap);
 /* <cache root>/<device slug>-<hash of platform, vendor, name, driver, cc>;
  * created when `create`. False when caches are disabled or creation failed. */
 bool clattn__device_dir(const clattn__device_info *info, char *buf, size_t cap, bool create);
-/* mkdir -p; 0 on success. */
+/* mkdir -p with mode 0700; 0 on success. */
 int clattn__mkdirs(const char *path);
-/* Writes data to path atomically (temp file in the same directory + rename). */
+/* Writes data to path atomically: a mkstemp temp file <path>.tmp.XXXXXX in
+ * the same directory, fsync, rename. */
 int clattn__write_atomic(const char *path, const void *data, size_t n);
+/* Removes regular files <dir>/<name>.tmp.<suffix> older than an hour (left by a crash). */
+void clattn__remove_stale_tmp(const char *dir);
+
+/* Trust model of the cache (README, "Cache directory trust model"): a
+ * directory or file is used only when owned by the effective user and not
+ * writable by group or others. NULL when st passes, else why not. */
+const char *clattn__cache_file_untrusted(const struct stat *st);
+/* Checks the cache root and every directory from it down to dir (a path
+ * under the root); a directory that does not exist yet passes. NULL when all
+ * pass, else why not, with the offending path in which. */
+const char *clattn__cache_dir_untrusted(const char *dir, char *which, size_t cap);
+/* The same, as a note in ctx->msg ("cache directory ... ignored"). */
+bool clattn__cache_dir_trusted(clattn_context ctx, const char *dir);
+/* Opens path without blocking (O_NONBLOCK), and reads it only when it is a
+ * regular, trusted file. NULL with *why NULL when absent; NULL with *why set
+ * when refused or unreadable. */
+uint8_t *clattn__read_cache_file(const char *path, size_t *len, const char **why);
 
 /* Cache key of a program: SHA-256 over format version, platform version,
  * device name, vendor, driver, options and every source text. */
 void clattn__program_cache_key(const clattn__device_info *info, const char *const *srcs, int nsrc,
                                const char *options, uint8_t key[32]);
+/* Validates the bytes of a cache file (header, format, length, key,
+ * SHA-256 of the payload): NULL and the payload when valid, else why not.
+ * Pure (no OpenCL, no I/O). */
+const char *clattn__binary_cache_validate(const uint8_t *b, size_t n, const uint8_t key[32],
+                                          const uint8_t **payload, size_t *len);
 /* A built program from the cached binary, or NULL (absent, corrupt, or the
  * driver refused it; corruption is noted in ctx->msg and the file removed). */
 cl_program clattn__binary_cache_load(clattn_context ctx, const uint8_t key[32], const char *options,
