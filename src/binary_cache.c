@@ -117,7 +117,7 @@ const char *clattn__cache_file_untrusted(const struct stat *st) {
 
 static const char *dir_untrusted(const char *path) {
   struct stat st;
-  if (stat(path, &st) != 0) return errno == ENOENT ? NULL : "cannot stat";
+  if (stat(path, &st) != 0) return NULL; /* absent or unusable: nothing is read from it */
   if (!S_ISDIR(st.st_mode)) return NULL; /* unusable, not untrusted: nothing opens under it */
   return clattn__cache_file_untrusted(&st);
 }
@@ -163,7 +163,7 @@ uint8_t *clattn__read_cache_file(const char *path, size_t *len, const char **why
   *why = NULL;
   int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
-    if (errno != ENOENT) *why = "cannot open";
+    if (errno != ENOENT && errno != ENOTDIR) *why = "cannot open";
     return NULL;
   }
   struct stat st;

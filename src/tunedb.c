@@ -258,7 +258,7 @@ clattn_status clattn__tunedb_parse(const char *text, const char *what, clattn__t
 static clattn_status read_db(const char *path, clattn__tunedb *db, bool cache) {
   memset(db, 0, sizeof *db);
   int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) return errno == ENOENT ? CLATTN_SUCCESS : CLATTN_ERROR_IO;
+  if (fd < 0) return errno == ENOENT || errno == ENOTDIR ? CLATTN_SUCCESS : CLATTN_ERROR_IO;
   struct stat st;
   const char *why = NULL;
   if (fstat(fd, &st) != 0)
