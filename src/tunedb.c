@@ -59,7 +59,7 @@ static void note(clattn__tunedb *db, const char *fmt, const char *what, int line
 
 static void copy_field(char *dst, size_t cap, const char *src) {
   size_t k = 0;
-  while (*src == ' ' || *src == '\t')
+  while (*src == ' ' || *src == '\t' || *src == '\r' || *src == '\n')
     src++;
   for (; *src && k + 1 < cap; src++)
     dst[k++] = (*src == '\n' || *src == '\r') ? ' ' : *src;
@@ -106,7 +106,9 @@ static const char *parse_entry(char *line, clattn__tunedb_entry *e) {
   e->mask = (clattn_mask)-1;
   e->ms = e->default_ms = -1;
   char *save = NULL;
-  for (char *tok = strtok_r(line, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
+  /* '\r' separates too: a value never ends with one (the writer's line
+   * would lose it when read back). */
+  for (char *tok = strtok_r(line, " \t\r", &save); tok; tok = strtok_r(NULL, " \t\r", &save)) {
     char *eq = strchr(tok, '=');
     if (!eq) return "token without '='";
     *eq = 0;
