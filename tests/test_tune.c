@@ -664,6 +664,51 @@ static void test_corrupt_db_files(void **state) {
   clattn_context_release(ctx);
 }
 
+/* Item 5 of #13, end to end: importing entries with absurd timings imports
+ * none of them (each a bad line, noted) instead of reporting them all and
+ * storing a cut file; sane ones are all stored. */
+static void test_import_absurd_timings(void **state) {
+  (void)state;
+  use_cache("absurd");
+  clattn_context ctx = tu_new_context();
+  clattn__tunedb me;
+  memset(&me, 0, sizeof me);
+  clattn__device_identity(&ctx->info, &me);
+  char src[17];
+  assert_int_equal(clattn__source_hash(ctx, &clattn__flash_space, src), CLATTN_SUCCESS);
+  char file[512];
+  snprintf(file, sizeof file, "%s/absurd.txt", root);
+  for (int pass = 0; pass < 2; pass++) {
+    static char text[16384];
+    int len = snprintf(text, sizeof text,
+                       "clattn-tunedb 1\nplatform %s\nvendor %s\ndevice %s\ndriver %s\ncc %s\n",
+                       me.platform, me.vendor, me.device, me.driver, me.cc);
+    for (int i = 0; i < 10; i++)
+      len += snprintf(text + len, sizeof text - (size_t)len,
+                      "entry kernel=flash src=%s dtype=f32 d=%d mask=none seq=64 "
+                      "config=bm=16,bn=8,tm=2,tn=4 ms=%s default_ms=%s verified=1\n",
+                      src, 16 * (i + 1), pass ? "12.5" : "1e300", pass ? "13" : "1e300");
+    write_file(file, text, (size_t)len);
+    int n = -1;
+    assert_int_equal(clattn_tunedb_import(ctx, file, &n), CLATTN_SUCCESS);
+    if (pass == 0) ASSERT_HAS(clattn_context_last_error(ctx), "bad ms");
+    char path[1024];
+    assert_int_equal(clattn_tunedb_path(ctx, path, sizeof path), CLATTN_SUCCESS);
+    clattn__tunedb db;
+    assert_int_equal(clattn__tunedb_read(path, &db), CLATTN_SUCCESS);
+    if (pass == 0) {
+      assert_int_equal(n, 0);
+      assert_int_equal(db.n, 0);
+    } else {
+      assert_int_equal(n, 10);
+      assert_int_equal(db.n, 10);
+      assert_int_equal(db.bad_lines, 0);
+    }
+    clattn__tunedb_free(&db);
+  }
+  clattn_context_release(ctx);
+}
+
 /* Counts files in dir whose name starts with prefix; the last one in out. */
 static int count_prefixed(const char *dir, const char *prefix, char *out, size_t cap) {
   DIR *d = opendir(dir);
@@ -902,6 +947,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_concurrent_tuners),
       cmocka_unit_test(test_override),
       cmocka_unit_test(test_corrupt_db_files),
+      cmocka_unit_test(test_import_absurd_timings),
       cmocka_unit_test(test_store_keeps_unreadable),
       cmocka_unit_test(test_db_fifo_and_trust),
       cmocka_unit_test(test_source_hash_change),
