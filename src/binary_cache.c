@@ -132,7 +132,11 @@ const char *clattn__cache_dir_untrusted(const char *dir, char *which, size_t cap
     snprintf(which, cap, "%s", root);
     return why;
   }
-  if (strncmp(dir, root, rl) != 0) rl = 0; /* not under the root: check dir alone */
+  if (strncmp(dir, root, rl) != 0) { /* not under the root: dir alone */
+    why = dir_untrusted(dir);
+    if (why) snprintf(which, cap, "%s", dir);
+    return why;
+  }
   memcpy(p, dir, dl + 1);
   for (size_t i = rl + 1; i <= dl; i++) {
     if (p[i] != '/' && p[i] != 0) continue;
