@@ -21,7 +21,8 @@ for t in "${targets[@]}"; do
   mkdir -p "$work/corpus" "$work/artifacts"
   cp tests/fuzz/"$t"/* "$work/corpus/"
   echo "== fuzz_$t: ${secs} s"
-  if ! ./build-fuzz/fuzz/fuzz_"$t" -max_total_time="$secs" -timeout=25 -rss_limit_mb=2048 \
+  # -close_fd_mask=2: the CLI's layout parser reports bad input on stderr.
+  if ! ./build-fuzz/fuzz/fuzz_"$t" -max_total_time="$secs" -timeout=25 -rss_limit_mb=2048 -close_fd_mask=2 \
       -artifact_prefix="$work/artifacts/" -print_final_stats=1 "$work/corpus" \
       >"$work/log.txt" 2>&1; then
     echo "fuzz_$t FAILED: see $work/log.txt; reproducer(s):"
