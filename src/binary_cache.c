@@ -4,13 +4,16 @@
 #include "cache.h"
 #include "sha256.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAGIC "CLATTNPB"
@@ -20,7 +23,6 @@
  * builds from source without touching the disk again. */
 static atomic_int cache_off;
 static atomic_long n_hits, n_misses, n_stores, n_corrupt;
-static atomic_uint tmp_counter;
 
 clattn__cache_stats clattn__binary_cache_stats(void) {
   clattn__cache_stats s;
@@ -46,7 +48,7 @@ int clattn__mkdirs(const char *path) {
     if (tmp[i] == '/' || tmp[i] == 0) {
       char c = tmp[i];
       tmp[i] = 0;
-      if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+      if (mkdir(tmp, 0700) != 0 && errno != EEXIST) return -1;
       tmp[i] = c;
     }
   }
@@ -56,20 +58,142 @@ int clattn__mkdirs(const char *path) {
 
 int clattn__write_atomic(const char *path, const void *data, size_t n) {
   char tmp[4200];
-  int len = snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%u", path, (long)getpid(),
-                     atomic_fetch_add(&tmp_counter, 1u));
+  int len = snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
   if (len < 0 || (size_t)len >= sizeof tmp) return -1;
-  FILE *f = fopen(tmp, "wb");
-  if (!f) return -1;
-  int bad = fwrite(data, 1, n, f) != n;
-  bad |= fflush(f) != 0;
-  bad |= fsync(fileno(f)) != 0;
-  bad |= fclose(f) != 0;
+  int fd = mkstemp(tmp); /* unpredictable name, O_EXCL, mode 0600 */
+  if (fd < 0) return -1;
+  int bad = fchmod(fd, 0644) != 0;
+  const char *p = data;
+  size_t left = n;
+  while (!bad && left > 0) {
+    ssize_t w = write(fd, p, left);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      bad = 1;
+      break;
+    }
+    p += w;
+    left -= (size_t)w;
+  }
+  bad |= fsync(fd) != 0;
+  bad |= close(fd) != 0;
   if (bad || rename(tmp, path) != 0) {
-    remove(tmp);
+    unlink(tmp);
     return -1;
   }
   return 0;
+}
+
+void clattn__remove_stale_tmp(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  time_t now = time(NULL);
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (!strstr(e->d_name, ".tmp.")) continue;
+    char p[4400];
+    int len = snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+    struct stat st;
+    if (len < 0 || (size_t)len >= sizeof p || lstat(p, &st) != 0) continue;
+    if (S_ISREG(st.st_mode) && st.st_uid == geteuid() && now - st.st_mtime > 3600) unlink(p);
+  }
+  closedir(d);
+}
+
+const char *clattn__cache_file_untrusted(const struct stat *st) {
+  if (st->st_uid != geteuid()) return "not owned by the current user";
+  if (st->st_mode & (S_IWGRP | S_IWOTH)) return "writable by group or others";
+  return NULL;
+}
+
+static const char *dir_untrusted(const char *path) {
+  struct stat st;
+  if (stat(path, &st) != 0) return NULL; /* absent or unusable: nothing is read from it */
+  if (!S_ISDIR(st.st_mode)) return NULL; /* unusable, not untrusted: nothing opens under it */
+  return clattn__cache_file_untrusted(&st);
+}
+
+const char *clattn__cache_dir_untrusted(const clattn__settings *settings, const char *dir,
+                                        char *which, size_t cap) {
+  char root[4096], p[4096];
+  if (!clattn__cache_dir(settings, root, sizeof root)) return NULL;
+  size_t rl = strlen(root), dl = strlen(dir);
+  if (dl >= sizeof p) return "path too long";
+  const char *why = dir_untrusted(root);
+  if (why) {
+    snprintf(which, cap, "%s", root);
+    return why;
+  }
+  if (strncmp(dir, root, rl) != 0) { /* not under the root: dir alone */
+    why = dir_untrusted(dir);
+    if (why) snprintf(which, cap, "%s", dir);
+    return why;
+  }
+  memcpy(p, dir, dl + 1);
+  for (size_t i = rl + 1; i <= dl; i++) {
+    if (p[i] != '/' && p[i] != 0) continue;
+    char c = p[i];
+    p[i] = 0;
+    why = dir_untrusted(p);
+    if (why) {
+      snprintf(which, cap, "%s", p);
+      return why;
+    }
+    p[i] = c;
+  }
+  return NULL;
+}
+
+bool clattn__cache_dir_trusted(clattn_context ctx, const char *dir) {
+  char which[4096];
+  const char *why = clattn__cache_dir_untrusted(&ctx->settings, dir, which, sizeof which);
+  if (!why) return true;
+  clattn__append(ctx->msg, sizeof ctx->msg,
+                 "%snote: cache directory %s ignored (%s; see README, \"Cache directory trust "
+                 "model\")",
+                 ctx->msg[0] ? "\n" : "", which, why);
+  return false;
+}
+
+uint8_t *clattn__read_cache_file(const char *path, size_t *len, const char **why) {
+  *why = NULL;
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno != ENOENT && errno != ENOTDIR) *why = "cannot open";
+    return NULL;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0)
+    *why = "cannot stat";
+  else if (!S_ISREG(st.st_mode))
+    *why = "not a regular file";
+  else if ((*why = clattn__cache_file_untrusted(&st)) != NULL)
+    ;
+  else if (st.st_size < 0 || (uint64_t)st.st_size > ((uint64_t)1 << 30))
+    *why = "larger than 1 GiB";
+  uint8_t *b = NULL;
+  if (!*why) {
+    size_t n = (size_t)st.st_size, got = 0;
+    b = malloc(n + 1);
+    if (!b) *why = "out of memory";
+    while (b && got < n) {
+      ssize_t r = read(fd, b + got, n - got);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      got += (size_t)r;
+    }
+    if (b && got != n) {
+      free(b);
+      b = NULL;
+      *why = "short read";
+    }
+    if (b) {
+      b[n] = 0;
+      *len = n;
+    }
+  }
+  close(fd);
+  return b;
 }
 
 bool clattn__device_dir(clattn_context ctx, char *buf, size_t cap, bool create) {
@@ -160,37 +284,53 @@ static uint64_t get_u64(const uint8_t *p) {
   return v;
 }
 
-/* NULL when the file is a valid entry for key, else why not. */
-static const char *validate(const uint8_t *b, size_t n, const uint8_t key[32]) {
+const char *clattn__binary_cache_validate(const uint8_t *b, size_t n, const uint8_t key[32],
+                                          const uint8_t **payload, size_t *len) {
+  *payload = NULL;
+  *len = 0;
   if (n < HEADER_BYTES) return "truncated header";
   if (memcmp(b, MAGIC, 8)) return "bad magic";
   if (get_u32(b + 8) != CLATTN__BINARY_FORMAT) return "unknown format version";
   if (get_u32(b + 12) != HEADER_BYTES) return "bad header size";
-  uint64_t len = get_u64(b + 16);
-  if (len == 0 || len != n - HEADER_BYTES) return "payload length mismatch (truncated?)";
+  uint64_t plen = get_u64(b + 16);
+  if (plen == 0 || plen != n - HEADER_BYTES) return "payload length mismatch (truncated?)";
   if (memcmp(b + 24, key, 32)) return "key mismatch";
   uint8_t sum[32];
-  clattn__sha256(b + HEADER_BYTES, (size_t)len, sum);
+  clattn__sha256(b + HEADER_BYTES, (size_t)plen, sum);
   if (memcmp(b + 56, sum, 32)) return "checksum mismatch";
+  *payload = b + HEADER_BYTES;
+  *len = (size_t)plen;
   return NULL;
 }
 
+/* The file's integrity is checked (clattn__binary_cache_validate); its
+ * authenticity is not: a self-consistent file is handed to the driver, so
+ * the directory must be trusted (checked here: README, "Cache directory
+ * trust model"). */
 cl_program clattn__binary_cache_load(clattn_context ctx, const uint8_t key[32], const char *options,
                                      size_t *loaded_size) {
   if (atomic_load(&cache_off)) return NULL;
   char path[4400];
   if (!binary_path(ctx, key, path, sizeof path, false)) return NULL;
-  size_t n = 0;
-  uint8_t *b = (uint8_t *)clattn__read_file(path, &n);
-  if (!b) {
+  char dir[4400];
+  snprintf(dir, sizeof dir, "%s", path);
+  *strrchr(dir, '/') = 0;
+  if (!clattn__cache_dir_trusted(ctx, dir)) {
     atomic_fetch_add(&n_misses, 1);
     return NULL;
   }
-  const char *why = validate(b, n, key);
+  size_t n = 0;
+  const char *why = NULL;
+  uint8_t *b = clattn__read_cache_file(path, &n, &why);
+  if (!b && !why) {
+    atomic_fetch_add(&n_misses, 1);
+    return NULL;
+  }
   cl_program prog = NULL;
+  const uint8_t *payload = NULL;
+  size_t len = 0;
+  if (b) why = clattn__binary_cache_validate(b, n, key, &payload, &len);
   if (!why) {
-    size_t len = n - HEADER_BYTES;
-    const unsigned char *payload = b + HEADER_BYTES;
     cl_int bst = CL_SUCCESS, err = CL_SUCCESS;
     prog = clCreateProgramWithBinary(ctx->context, 1, &ctx->device, &len, &payload, &bst, &err);
     if (!prog || err != CL_SUCCESS || bst != CL_SUCCESS) {
@@ -207,14 +347,16 @@ cl_program clattn__binary_cache_load(clattn_context ctx, const uint8_t key[32], 
   if (why) {
     atomic_fetch_add(&n_corrupt, 1);
     atomic_fetch_add(&n_misses, 1);
-    remove(path);
+    /* Only a regular file we own is removed (a FIFO, a foreign file: left alone). */
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid()) remove(path);
     clattn__append(ctx->msg, sizeof ctx->msg,
                    "%snote: program cache file %s ignored (%s); rebuilt from source",
                    ctx->msg[0] ? "\n" : "", path, why);
     return NULL;
   }
   atomic_fetch_add(&n_hits, 1);
-  *loaded_size = n - HEADER_BYTES;
+  *loaded_size = len;
   return prog;
 }
 
@@ -236,16 +378,28 @@ void clattn__binary_cache_store(clattn_context ctx, cl_program prog, const uint8
     free(b);
     return;
   }
+  char dir[4400];
+  if (!binary_path(ctx, key, path, sizeof path, true)) {
+    atomic_store(&cache_off, 1);
+    free(b);
+    return;
+  }
+  snprintf(dir, sizeof dir, "%s", path);
+  *strrchr(dir, '/') = 0;
+  if (!clattn__cache_dir_trusted(ctx, dir)) { /* noted; not stored */
+    free(b);
+    return;
+  }
   memcpy(b, MAGIC, 8);
   put_u32(b + 8, CLATTN__BINARY_FORMAT);
   put_u32(b + 12, HEADER_BYTES);
   put_u64(b + 16, (uint64_t)len);
   memcpy(b + 24, key, 32);
   clattn__sha256(payload, len, b + 56);
-  if (!binary_path(ctx, key, path, sizeof path, true) ||
-      clattn__write_atomic(path, b, HEADER_BYTES + len) != 0) {
+  if (clattn__write_atomic(path, b, HEADER_BYTES + len) != 0) {
     atomic_store(&cache_off, 1); /* silently build from source from now on */
   } else {
+    clattn__remove_stale_tmp(dir);
     atomic_fetch_add(&n_stores, 1);
     if (stored_size) *stored_size = len;
   }

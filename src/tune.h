@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 /* ---- problem classes (classes.c) ------------------------------------------ */
 
@@ -118,14 +119,19 @@ typedef struct clattn__tunedb {
   clattn__tunedb_entry *e;
   int n, cap;
   int bad_lines;
+  /* The file exists but was not read (no header, another version, binary
+   * data, not a regular file, not trusted): never overwritten. */
+  int unreadable;
   char note[1024]; /* why lines or the file were ignored ("" if none) */
 } clattn__tunedb;
 
 void clattn__tunedb_free(clattn__tunedb *db);
 /* Parses the text of a database; never fails on content (bad lines are
- * counted and noted); `what` names the file in notes. */
+ * counted and noted; a file without a readable header is marked unreadable);
+ * a leading UTF-8 BOM is skipped; `what` names the file in notes. */
 clattn_status clattn__tunedb_parse(const char *text, const char *what, clattn__tunedb *db);
-/* Reads a database file; a missing file gives an empty database. */
+/* Reads a database file; a missing file gives an empty database. Never
+ * blocks: a FIFO or other non-regular file is marked unreadable, not read. */
 clattn_status clattn__tunedb_read(const char *path, clattn__tunedb *db);
 /* Serialises to a malloc'ed string. */
 char *clattn__tunedb_format(const clattn__tunedb *db);
@@ -133,8 +139,10 @@ char *clattn__tunedb_format(const clattn__tunedb *db);
 clattn_status clattn__tunedb_put(clattn__tunedb *db, const clattn__tunedb_entry *e);
 /* Path of the context's database; false when caches are disabled. */
 bool clattn__tunedb_path(clattn_context ctx, char *buf, size_t cap);
-/* Locks, re-reads, merges the entries in, writes a temp file and renames;
- * the context's in-memory copy becomes the merged database. */
+/* Locks, re-reads, merges the entries in, writes a temp file and renames (the
+ * context's in-memory copy becomes the merged database). A
+ * file it cannot read is renamed aside (tuning.txt.unreadable-<time>-<pid>),
+ * never overwritten; an untrusted cache directory is refused (IO error). */
 clattn_status clattn__tunedb_store(clattn_context ctx, const clattn__tunedb_entry *e, int n);
 /* The database entry for the class (exact, else the nearest sequence bucket)
  * that is legal for the problem d on this device, from the context's

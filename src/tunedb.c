@@ -9,10 +9,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /*
@@ -31,8 +34,18 @@
  * (an entry is one line). Keys of an entry are separated by blanks; the
  * value runs from the first '=' to the next blank, so config keeps the
  * CLATTN_TUNE_OVERRIDE syntax. Unknown keys are ignored; lines that cannot
- * be parsed are skipped with a note.
+ * be parsed are skipped with a note. A leading UTF-8 byte-order mark is
+ * accepted. Timings (ms, default_ms) must be finite, >= 0 and at most
+ * CLATTN__TUNEDB_MAX_MS; an entry with another value is a bad line.
+ *
+ * A file whose header cannot be read (no header, another version, binary
+ * data, not a regular file, not trusted) is "unreadable": lookups ignore it
+ * with a note, and a store never overwrites it: it is renamed aside to
+ * tuning.txt.unreadable-<UTC time>-<pid> first (see clattn__tunedb_store).
  */
+
+/* The largest credible timing of one run, in ms (about 2.8 hours). */
+#define CLATTN__TUNEDB_MAX_MS 1e7
 
 void clattn__tunedb_free(clattn__tunedb *db) {
   free(db->e);
@@ -47,7 +60,7 @@ static void note(clattn__tunedb *db, const char *fmt, const char *what, int line
 
 static void copy_field(char *dst, size_t cap, const char *src) {
   size_t k = 0;
-  while (*src == ' ' || *src == '\t')
+  while (*src == ' ' || *src == '\t' || *src == '\r' || *src == '\n')
     src++;
   for (; *src && k + 1 < cap; src++)
     dst[k++] = (*src == '\n' || *src == '\r') ? ' ' : *src;
@@ -80,7 +93,7 @@ static int parse_int(const char *s, int *out) {
 static int parse_double(const char *s, double *out) {
   char *end;
   double v = strtod(s, &end);
-  if (end == s || *end || !isfinite(v) || v < 0) return -1;
+  if (end == s || *end || !isfinite(v) || v < 0 || v > CLATTN__TUNEDB_MAX_MS) return -1;
   *out = v;
   return 0;
 }
@@ -94,7 +107,9 @@ static const char *parse_entry(char *line, clattn__tunedb_entry *e) {
   e->mask = (clattn_mask)-1;
   e->ms = e->default_ms = -1;
   char *save = NULL;
-  for (char *tok = strtok_r(line, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
+  /* '\r' separates too: a value never ends with one (the writer's line
+   * would lose it when read back). */
+  for (char *tok = strtok_r(line, " \t\r", &save); tok; tok = strtok_r(NULL, " \t\r", &save)) {
     char *eq = strchr(tok, '=');
     if (!eq) return "token without '='";
     *eq = 0;
@@ -166,6 +181,7 @@ clattn_status clattn__tunedb_put(clattn__tunedb *db, const clattn__tunedb_entry 
 clattn_status clattn__tunedb_parse(const char *text, const char *what, clattn__tunedb *db) {
   int lineno = 0, have_version = 0;
   const char *p = text;
+  if (!strncmp(p, "\xEF\xBB\xBF", 3)) p += 3; /* UTF-8 byte-order mark */
   char line[2048];
   while (*p) {
     const char *nl = strchr(p, '\n');
@@ -173,6 +189,7 @@ clattn_status clattn__tunedb_parse(const char *text, const char *what, clattn__t
     lineno++;
     const char *next = nl ? nl + 1 : p + len;
     if (len >= sizeof line) {
+      if (!have_version) db->unreadable = 1;
       db->bad_lines++;
       note(db, "%s: line %d ignored (%s)", what, lineno, "too long");
       p = next;
@@ -192,6 +209,7 @@ clattn_status clattn__tunedb_parse(const char *text, const char *what, clattn__t
       if (sscanf(s, "clattn-tunedb %d %c", &v, &tail) != 1) {
         note(db, "%s: line %d: %s; file ignored", what, lineno,
              "not a clattn tuning database (no 'clattn-tunedb 1' header)");
+        db->unreadable = 1;
         return CLATTN_SUCCESS;
       }
       if (v != CLATTN__TUNEDB_VERSION) {
@@ -199,6 +217,7 @@ clattn_status clattn__tunedb_parse(const char *text, const char *what, clattn__t
         snprintf(why, sizeof why, "version %d is not the version this library reads (%d)", v,
                  CLATTN__TUNEDB_VERSION);
         note(db, "%s: line %d: %s; file ignored", what, lineno, why);
+        db->unreadable = 1;
         return CLATTN_SUCCESS;
       }
       have_version = 1;
@@ -235,38 +254,58 @@ clattn_status clattn__tunedb_parse(const char *text, const char *what, clattn__t
   return CLATTN_SUCCESS;
 }
 
-clattn_status clattn__tunedb_read(const char *path, clattn__tunedb *db) {
+/* Reads the file at path into db. Never blocks (O_NONBLOCK: a FIFO or device
+ * is refused after fstat, not read); `cache`: the file lives in the cache
+ * directory and must be trusted (clattn__cache_file_untrusted). A file that
+ * exists but is not read is marked unreadable with a note. */
+static clattn_status read_db(const char *path, clattn__tunedb *db, bool cache) {
   memset(db, 0, sizeof *db);
-  FILE *f = fopen(path, "rb");
-  if (!f) return errno == ENOENT ? CLATTN_SUCCESS : CLATTN_ERROR_IO;
-  size_t cap = 8192, n = 0;
-  char *buf = malloc(cap);
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT || errno == ENOTDIR ? CLATTN_SUCCESS : CLATTN_ERROR_IO;
+  struct stat st;
+  const char *why = NULL;
+  if (fstat(fd, &st) != 0)
+    why = "cannot stat";
+  else if (!S_ISREG(st.st_mode))
+    why = "not a regular file";
+  else if (cache)
+    why = clattn__cache_file_untrusted(&st);
+  if (!why && st.st_size > ((off_t)64 << 20))
+    why = "larger than 64 MiB"; /* a sane database is far smaller */
+  if (why) {
+    close(fd);
+    db->unreadable = 1;
+    note(db, "%s: line %d: %s; file ignored", path, 0, why);
+    return CLATTN_SUCCESS;
+  }
+  size_t cap = (size_t)st.st_size + 4096, n = 0;
+  char *buf = malloc(cap + 1);
   if (!buf) {
-    fclose(f);
+    close(fd);
     return CLATTN_ERROR_OUT_OF_MEMORY;
   }
-  for (;;) {
-    if (n + 4096 + 1 > cap) {
-      if (cap > ((size_t)64 << 20)) break; /* a sane database is far smaller */
-      char *nb = realloc(buf, cap * 2);
-      if (!nb) break;
-      buf = nb;
-      cap *= 2;
-    }
-    size_t got = fread(buf + n, 1, 4096, f);
-    n += got;
-    if (got < 4096) break;
+  for (;;) { /* to EOF, in case the file grew since fstat */
+    ssize_t got = read(fd, buf + n, cap - n);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    n += (size_t)got;
+    if (n == cap) break;
   }
-  fclose(f);
+  close(fd);
   buf[n] = 0;
   if (strlen(buf) != n) { /* NUL bytes: corrupt */
     free(buf);
+    db->unreadable = 1;
     note(db, "%s: line %d: %s; file ignored", path, 0, "binary data");
     return CLATTN_SUCCESS;
   }
-  clattn_status st = clattn__tunedb_parse(buf, path, db);
+  clattn_status st2 = clattn__tunedb_parse(buf, path, db);
   free(buf);
-  return st;
+  return st2;
+}
+
+clattn_status clattn__tunedb_read(const char *path, clattn__tunedb *db) {
+  return read_db(path, db, false);
 }
 
 static int cmp_entry(const void *pa, const void *pb) {
@@ -280,43 +319,84 @@ static int cmp_entry(const void *pa, const void *pb) {
   return c;
 }
 
+/* A growing string: appends never cut (the buffer doubles); `bad` after an
+ * allocation failure. */
+typedef struct strbuf {
+  char *s;
+  size_t len, cap;
+  int bad;
+} strbuf;
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static void
+sb_printf(strbuf *b, const char *fmt, ...) {
+  while (!b->bad) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+      b->bad = 1;
+    } else if ((size_t)n < b->cap - b->len) {
+      b->len += (size_t)n;
+      return;
+    } else {
+      size_t nc = b->cap * 2;
+      while (nc - b->len <= (size_t)n)
+        nc *= 2;
+      char *ns = realloc(b->s, nc);
+      if (!ns) {
+        b->bad = 1;
+      } else {
+        b->s = ns;
+        b->cap = nc;
+      }
+    }
+  }
+}
+
 char *clattn__tunedb_format(const clattn__tunedb *db) {
-  size_t cap = 2048 + (size_t)db->n * 512;
-  char *out = malloc(cap);
-  if (!out) return NULL;
+  strbuf b = {malloc(4096), 0, 4096, 0};
+  if (!b.s) return NULL;
+  b.s[0] = 0;
   clattn__tunedb_entry *sorted = NULL;
   if (db->n) {
     sorted = malloc((size_t)db->n * sizeof *sorted);
     if (!sorted) {
-      free(out);
+      free(b.s);
       return NULL;
     }
     memcpy(sorted, db->e, (size_t)db->n * sizeof *sorted);
     qsort(sorted, (size_t)db->n, sizeof *sorted, cmp_entry);
   }
-  out[0] = 0;
-  clattn__append(out, cap,
-                 "# clattn tuning database: one device, one entry per problem class.\n"
-                 "# Written by clattn_tune() / `clattn tune`; safe to edit by hand. Entries\n"
-                 "# whose src differs from the library's kernel source hash are ignored.\n"
-                 "clattn-tunedb %d\nplatform %s\nvendor %s\ndevice %s\ndriver %s\ncc %s\n",
-                 CLATTN__TUNEDB_VERSION, db->platform, db->vendor, db->device, db->driver,
-                 db->cc[0] ? db->cc : "-");
+  sb_printf(&b,
+            "# clattn tuning database: one device, one entry per problem class.\n"
+            "# Written by clattn_tune() / `clattn tune`; safe to edit by hand. Entries\n"
+            "# whose src differs from the library's kernel source hash are ignored.\n"
+            "clattn-tunedb %d\nplatform %s\nvendor %s\ndevice %s\ndriver %s\ncc %s\n",
+            CLATTN__TUNEDB_VERSION, db->platform, db->vendor, db->device, db->driver,
+            db->cc[0] ? db->cc : "-");
   for (int i = 0; i < db->n; i++) {
     const clattn__tunedb_entry *e = &sorted[i];
     char seq[16];
     clattn__seq_bucket_name(e->seq, seq, sizeof seq);
-    clattn__append(out, cap, "entry kernel=%s src=%s dtype=%s d=%d mask=%s seq=%s config=%s",
-                   e->kernel, e->src, clattn_dtype_name(e->dtype), e->head_dim,
-                   clattn_mask_name(e->mask), seq, e->config);
-    if (e->ms >= 0) clattn__append(out, cap, " ms=%.4f", e->ms);
-    if (e->default_ms >= 0) clattn__append(out, cap, " default_ms=%.4f", e->default_ms);
-    clattn__append(out, cap, " verified=%d", e->verified ? 1 : 0);
-    if (e->date[0]) clattn__append(out, cap, " date=%s", e->date);
-    clattn__append(out, cap, "\n");
+    sb_printf(&b, "entry kernel=%s src=%s dtype=%s d=%d mask=%s seq=%s config=%s", e->kernel,
+              e->src, clattn_dtype_name(e->dtype), e->head_dim, clattn_mask_name(e->mask), seq,
+              e->config);
+    if (e->ms >= 0) sb_printf(&b, " ms=%.4f", e->ms);
+    if (e->default_ms >= 0) sb_printf(&b, " default_ms=%.4f", e->default_ms);
+    sb_printf(&b, " verified=%d", e->verified ? 1 : 0);
+    if (e->date[0]) sb_printf(&b, " date=%s", e->date);
+    sb_printf(&b, "\n");
   }
   free(sorted);
-  return out;
+  if (b.bad) {
+    free(b.s);
+    return NULL;
+  }
+  return b.s;
 }
 
 bool clattn__tunedb_path(clattn_context ctx, char *buf, size_t cap) {
@@ -348,6 +428,15 @@ static void unlock_db(int fd) {
   close(fd);
 }
 
+/*
+ * Merges e[0..n) into the context's database under its lock and replaces the
+ * file atomically. A file it cannot read (a newer or unknown version, no
+ * header, binary data, not a regular file, not trusted) is never overwritten:
+ * it is renamed aside to tuning.txt.unreadable-<UTC time>-<pid>, a note in
+ * ctx->msg says where, and a new database is started. An untrusted cache
+ * directory (README, "Cache directory trust model") is refused with
+ * CLATTN_ERROR_IO.
+ */
 clattn_status clattn__tunedb_store(clattn_context ctx, const clattn__tunedb_entry *e, int n) {
   char dir[4096], path[4200];
   if (!clattn__device_dir(ctx, dir, sizeof dir, true) ||
@@ -356,15 +445,42 @@ clattn_status clattn__tunedb_store(clattn_context ctx, const clattn__tunedb_entr
                         "cannot create the cache directory for the tuning database "
                         "(CLATTN_CACHE_DIR=%s)",
                         ctx->settings.cache_env[0] ? ctx->settings.cache_env : "(unset)");
+  char which[4096];
+  const char *untrusted = clattn__cache_dir_untrusted(&ctx->settings, dir, which, sizeof which);
+  if (untrusted)
+    return clattn__fail(ctx, CLATTN_ERROR_IO,
+                        "tuning database not stored: cache directory %s is not trusted (%s; see "
+                        "README, \"Cache directory trust model\")",
+                        which, untrusted);
   int fd = lock_db(path);
   if (fd < 0)
     return clattn__fail(ctx, CLATTN_ERROR_IO, "cannot lock the tuning database %s.lock", path);
   clattn__tunedb db;
-  clattn_status st = clattn__tunedb_read(path, &db);
+  clattn_status st = read_db(path, &db, true);
   if (st != CLATTN_SUCCESS) {
     unlock_db(fd);
     clattn__tunedb_free(&db);
     return clattn__fail(ctx, st, "cannot read the tuning database %s", path);
+  }
+  char moved[2200] = "";
+  if (db.unreadable) { /* keep what we could not read: rename it aside */
+    char aside[4400], stamp[32] = "";
+    time_t t = time(NULL);
+    struct tm tm;
+    if (gmtime_r(&t, &tm)) strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    snprintf(aside, sizeof aside, "%s.unreadable-%s-%ld", path, stamp, (long)getpid());
+    if (rename(path, aside) != 0) {
+      int err = errno;
+      unlock_db(fd);
+      clattn__tunedb_free(&db);
+      return clattn__fail(ctx, CLATTN_ERROR_IO,
+                          "tuning database not stored: %s cannot be read and cannot be moved "
+                          "aside to %s: %s",
+                          path, aside, strerror(err));
+    }
+    snprintf(moved, sizeof moved, "%.700s could not be read (%.400s); moved aside to %.680s", path,
+             db.note, aside);
+    clattn__tunedb_free(&db);
   }
   clattn__device_identity(&ctx->info, &db);
   for (int i = 0; i < n && st == CLATTN_SUCCESS; i++)
@@ -377,6 +493,10 @@ clattn_status clattn__tunedb_store(clattn_context ctx, const clattn__tunedb_entr
     clattn__tunedb_free(&db);
     return clattn__fail(ctx, CLATTN_ERROR_IO, "cannot write the tuning database %s", path);
   }
+  clattn__remove_stale_tmp(dir);
+  if (moved[0])
+    clattn__append(ctx->msg, sizeof ctx->msg, "%snote: tuning database %s", ctx->msg[0] ? "\n" : "",
+                   moved);
   /* The merged database is what this context looks up from now on. */
   clattn__tunedb *mem = ctx->tunedb ? ctx->tunedb : calloc(1, sizeof *mem);
   if (mem) {
@@ -404,11 +524,14 @@ void clattn__tunedb_forget(clattn_context ctx) {
 static const clattn__tunedb *ctx_db(clattn_context ctx) {
   if (ctx->tunedb_loaded) return ctx->tunedb;
   ctx->tunedb_loaded = true;
-  char path[4200];
+  char path[4200], dir[4200];
   if (!clattn__tunedb_path(ctx, path, sizeof path)) return NULL;
+  snprintf(dir, sizeof dir, "%s", path);
+  *strrchr(dir, '/') = 0;
+  if (!clattn__cache_dir_trusted(ctx, dir)) return NULL;
   clattn__tunedb *db = calloc(1, sizeof *db);
   if (!db) return NULL;
-  if (clattn__tunedb_read(path, db) != CLATTN_SUCCESS) {
+  if (read_db(path, db, true) != CLATTN_SUCCESS) {
     clattn__tunedb_free(db);
     free(db);
     return NULL;
@@ -512,8 +635,19 @@ clattn_status clattn_tunedb_export(clattn_context ctx, const char *path) {
   char src[4200];
   clattn__tunedb db;
   memset(&db, 0, sizeof db);
-  if (clattn__tunedb_path(ctx, src, sizeof src) &&
-      clattn__tunedb_read(src, &db) != CLATTN_SUCCESS) {
+  bool have = clattn__tunedb_path(ctx, src, sizeof src);
+  if (have) {
+    char dir[4200], which[4096];
+    snprintf(dir, sizeof dir, "%s", src);
+    *strrchr(dir, '/') = 0;
+    const char *untrusted = clattn__cache_dir_untrusted(&ctx->settings, dir, which, sizeof which);
+    if (untrusted)
+      return clattn__fail(ctx, CLATTN_ERROR_IO,
+                          "cache directory %s is not trusted (%s; see README, \"Cache directory "
+                          "trust model\")",
+                          which, untrusted);
+  }
+  if (have && read_db(src, &db, true) != CLATTN_SUCCESS) {
     clattn__tunedb_free(&db);
     return clattn__fail(ctx, CLATTN_ERROR_IO, "cannot read the tuning database %s", src);
   }
@@ -535,9 +669,11 @@ clattn_status clattn_tunedb_import(clattn_context ctx, const char *path, int *im
   if (imported) *imported = 0;
   if (!path || !*path) return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "path is empty");
   clattn__tunedb in;
-  FILE *probe = fopen(path, "rb");
-  if (!probe) return clattn__fail(ctx, CLATTN_ERROR_IO, "cannot open %s", path);
-  fclose(probe);
+  struct stat sb;
+  if (stat(path, &sb) != 0)
+    return clattn__fail(ctx, CLATTN_ERROR_IO, "cannot open %s: %s", path, strerror(errno));
+  if (!S_ISREG(sb.st_mode))
+    return clattn__fail(ctx, CLATTN_ERROR_IO, "%s is not a regular file", path);
   clattn_status st = clattn__tunedb_read(path, &in);
   if (st != CLATTN_SUCCESS) {
     clattn__tunedb_free(&in);

@@ -3,6 +3,7 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,46 +13,35 @@
 #include <unistd.h>
 
 char *clattn__read_file(const char *path, size_t *len) {
-  /* O_NONBLOCK: opening a FIFO must not wait for a writer; then only
-   * regular files are read. */
-  int fd = open(path, O_RDONLY | O_NONBLOCK);
+  /* O_NONBLOCK and S_ISREG: a FIFO or device named like the file is refused,
+   * never waited on. */
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return NULL;
   struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0) {
-    close(fd);
-    return NULL;
-  }
-  FILE *f = fdopen(fd, "rb");
-  if (!f) {
-    close(fd);
-    return NULL;
-  }
   char *buf = NULL;
-  size_t n = 0, cap = (size_t)st.st_size + 1;
-  buf = malloc(cap);
-  while (buf) {
-    n += fread(buf + n, 1, cap - 1 - n, f);
-    if (n < cap - 1 || feof(f)) break;
-    /* the file grew while being read: keep going */
-    char *nb = cap > ((size_t)-1) / 2 ? NULL : realloc(buf, cap * 2);
-    if (!nb) {
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0 &&
+      (uint64_t)st.st_size < ((uint64_t)1 << 31)) {
+    size_t n = (size_t)st.st_size, got = 0;
+    buf = malloc(n + 1);
+    while (buf && got < n) {
+      ssize_t r = read(fd, buf + got, n - got);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      got += (size_t)r;
+    }
+    if (buf && got != n) {
       free(buf);
       buf = NULL;
-      break;
     }
-    buf = nb;
-    cap *= 2;
+    if (buf) {
+      buf[n] = 0;
+      if (len) *len = n;
+    }
   }
-  if (buf && ferror(f)) {
-    free(buf);
-    buf = NULL;
-  }
-  fclose(f);
-  if (!buf) return NULL;
-  buf[n] = 0;
-  if (len) *len = n;
+  close(fd);
   return buf;
 }
+
 
 void clattn__append(char *buf, size_t cap, const char *fmt, ...) {
   size_t len = strlen(buf);

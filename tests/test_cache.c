@@ -4,6 +4,7 @@
 #include "internal.h"
 #include "tune.h"
 #include "cache.h"
+#include "sha256.h"
 #include "test_util.h"
 
 #include <stdarg.h>
@@ -19,6 +20,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <utime.h>
 
 static char root[256];
 static const char *const CFG = "bm=8,bn=8,tm=2,tn=4"; /* small: quick to compile */
@@ -231,6 +233,146 @@ static void test_corrupt_binary(void **state) {
   free(good);
 }
 
+/* Item 7 of #13: a cache directory or file writable by group or others is
+ * ignored with a note; nothing is stored into such a directory. */
+static void test_untrusted_cache(void **state) {
+  (void)state;
+  use_cache("untrusted");
+  clattn_context ctx = tu_new_context();
+  plan_only(ctx);
+  clattn_context_release(ctx); /* PoCL: the binary is stored here */
+  ctx = tu_new_context();
+  char bin[1024], dir[1024];
+  assert_int_equal(find_binary(ctx, bin, sizeof bin), 1);
+  snprintf(dir, sizeof dir, "%s", bin);
+  *strrchr(dir, '/') = 0;
+  struct stat st;
+  assert_int_equal(stat(dir, &st), 0);
+  assert_int_equal(st.st_mode & 077, 0); /* created 0700 */
+  assert_int_equal(chmod(dir, 0777), 0);
+  clattn__cache_stats s0 = clattn__binary_cache_stats();
+  plan_only(ctx);
+  clattn_context_release(ctx); /* PoCL would store the rebuilt binary here */
+  clattn__cache_stats s1 = clattn__binary_cache_stats();
+  assert_int_equal(s1.hits - s0.hits, 0);
+  assert_int_equal(s1.stores - s0.stores, 0);
+  assert_int_equal(s1.corrupt - s0.corrupt, 0);
+  if (!strstr(plan_msg, "cache directory") || !strstr(plan_msg, "writable by group or others"))
+    fail_msg("no note about the untrusted directory: '%s'", plan_msg);
+  assert_int_equal(access(bin, F_OK), 0); /* left alone */
+  assert_int_equal(chmod(dir, 0700), 0);
+
+  /* A world-writable cache file: ignored, replaced by a rebuilt one. */
+  assert_int_equal(chmod(bin, 0666), 0);
+  ctx = tu_new_context();
+  plan_only(ctx);
+  clattn_context_release(ctx);
+  clattn__cache_stats s2 = clattn__binary_cache_stats();
+  assert_int_equal(s2.hits - s1.hits, 0);
+  if (!strstr(plan_msg, "writable by group or others"))
+    fail_msg("no note about the untrusted file: '%s'", plan_msg);
+  ctx = tu_new_context();
+  plan_only(ctx);
+  assert_int_equal(clattn__binary_cache_stats().hits - s2.hits, 1);
+  assert_string_equal(plan_msg, "");
+  clattn_context_release(ctx);
+}
+
+/* Item 7 of #13: a FIFO named like a cached binary is not opened for a
+ * blocking read: ignored with a note, and left in place. */
+static void test_fifo_binary(void **state) {
+  (void)state;
+  use_cache("fifo");
+  clattn_context ctx = tu_new_context();
+  char base[700], path[1200];
+  assert_true(clattn__device_dir(ctx, base, sizeof base, true));
+  snprintf(path, sizeof path, "%s/programs", base);
+  assert_int_equal(clattn__mkdirs(path), 0);
+  uint8_t key[32];
+  for (int i = 0; i < 32; i++)
+    key[i] = (uint8_t)(i * 7 + 1);
+  char hex[65];
+  clattn__hex(key, 32, hex);
+  snprintf(path, sizeof path, "%s/programs/%s.bin", base, hex);
+  assert_int_equal(mkfifo(path, 0600), 0);
+  alarm(60); /* a blocked open would hang: SIGALRM ends the test as a failure */
+  size_t got = 0;
+  ctx->msg[0] = 0;
+  assert_null(clattn__binary_cache_load(ctx, key, "", &got));
+  if (!strstr(ctx->msg, "not a regular file")) fail_msg("no note: '%s'", ctx->msg);
+  assert_null(clattn__read_file(path, NULL));
+  const char *why = NULL;
+  size_t n = 0;
+  assert_null(clattn__read_cache_file(path, &n, &why));
+  assert_non_null(why);
+  alarm(0);
+  struct stat st;
+  assert_int_equal(lstat(path, &st), 0);
+  assert_true(S_ISFIFO(st.st_mode));
+  clattn_context_release(ctx);
+}
+
+/* No device: file validation (pure), mkstemp temp files, stale temp files. */
+static void test_cache_files(void **state) {
+  (void)state;
+  /* A self-consistent file is valid; any change to the length is not. */
+  uint8_t key[32], b[88 + 16];
+  memset(key, 0x42, sizeof key);
+  memset(b, 0, sizeof b);
+  memcpy(b, "CLATTNPB", 8);
+  b[8] = CLATTN__BINARY_FORMAT;
+  b[12] = 88;
+  b[16] = 16;
+  memcpy(b + 24, key, 32);
+  memset(b + 88, 0xab, 16);
+  clattn__sha256(b + 88, 16, b + 56);
+  const uint8_t *payload = NULL;
+  size_t len = 0;
+  assert_null(clattn__binary_cache_validate(b, sizeof b, key, &payload, &len));
+  assert_ptr_equal(payload, b + 88);
+  assert_int_equal(len, 16);
+  assert_non_null(clattn__binary_cache_validate(b, sizeof b - 8, key, &payload, &len));
+  assert_null(payload);
+  assert_non_null(clattn__binary_cache_validate(b, 40, key, &payload, &len));
+  key[3] ^= 1;
+  assert_non_null(clattn__binary_cache_validate(b, sizeof b, key, &payload, &len));
+
+  /* Atomic writes leave no temp file; stale ones (> 1 h) are removed. */
+  char dir[512], file[700], old[700], fresh[700];
+  snprintf(dir, sizeof dir, "%s/files", root);
+  tu_rm_rf(dir);
+  assert_int_equal(clattn__mkdirs(dir), 0);
+  struct stat st;
+  assert_int_equal(stat(dir, &st), 0);
+  assert_int_equal(st.st_mode & 077, 0);
+  snprintf(file, sizeof file, "%s/a.bin", dir);
+  assert_int_equal(clattn__write_atomic(file, "hello", 5), 0);
+  size_t n = 0;
+  char *text = clattn__read_file(file, &n);
+  assert_non_null(text);
+  assert_int_equal(n, 5);
+  assert_string_equal(text, "hello");
+  free(text);
+  snprintf(old, sizeof old, "%s/b.bin.tmp.123.0", dir);
+  snprintf(fresh, sizeof fresh, "%s/c.bin.tmp.456.1", dir);
+  spit(old, "x", 1);
+  spit(fresh, "y", 1);
+  struct utimbuf ut = {time(NULL) - 7200, time(NULL) - 7200};
+  assert_int_equal(utime(old, &ut), 0);
+  clattn__remove_stale_tmp(dir);
+  assert_int_equal(access(old, F_OK), -1);
+  assert_int_equal(access(fresh, F_OK), 0);
+  assert_int_equal(access(file, F_OK), 0);
+  DIR *d = opendir(dir);
+  assert_non_null(d);
+  int entries = 0;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    entries += e->d_name[0] != '.';
+  closedir(d);
+  assert_int_equal(entries, 2); /* a.bin and the fresh temp file */
+}
+
 /* CLATTN_CACHE_DIR=off: nothing is read or written. */
 static void test_cache_off(void **state) {
   (void)state;
@@ -282,9 +424,9 @@ int main(void) {
   unsetenv("CLATTN_TUNE_OVERRIDE");
   unsetenv("CLATTN_KERNEL_DIR");
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_cold_warm),
-      cmocka_unit_test(test_corrupt_binary),
-      cmocka_unit_test(test_cache_off),
+      cmocka_unit_test(test_cold_warm),       cmocka_unit_test(test_corrupt_binary),
+      cmocka_unit_test(test_untrusted_cache), cmocka_unit_test(test_fifo_binary),
+      cmocka_unit_test(test_cache_files),     cmocka_unit_test(test_cache_off),
       cmocka_unit_test(test_unwritable_dir),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);

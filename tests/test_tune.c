@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Every test works under a fresh temporary cache directory (never ~/.cache). */
@@ -332,6 +333,112 @@ static void test_db_parse(void **state) {
     if (i < 3) assert_true(db.note[0] != 0);
     clattn__tunedb_free(&db);
   }
+}
+
+/* Item 5 of #13: the writer never cuts an entry, whatever its size, and the
+ * parser rejects non-finite and absurd timings as bad lines. */
+static void test_db_format_no_truncation(void **state) {
+  (void)state;
+  clattn__tunedb db;
+  memset(&db, 0, sizeof db);
+  snprintf(db.device, sizeof db.device, "D");
+  for (int i = 0; i < 10; i++) {
+    clattn__tunedb_entry e;
+    memset(&e, 0, sizeof e);
+    snprintf(e.kernel, sizeof e.kernel, "flash");
+    snprintf(e.src, sizeof e.src, "0123456789abcdef");
+    e.dtype = CLATTN_DTYPE_F32;
+    e.head_dim = 16 * (i + 1);
+    e.mask = CLATTN_MASK_NONE;
+    e.seq = 64;
+    memset(e.config, 'c', sizeof e.config - 1);
+    memset(e.date, '2', sizeof e.date - 1);
+    e.ms = e.default_ms = 1e300; /* 300+ digits with %.4f */
+    e.verified = 1;
+    assert_int_equal(clattn__tunedb_put(&db, &e), CLATTN_SUCCESS);
+  }
+  char *out = clattn__tunedb_format(&db);
+  assert_non_null(out);
+  int lines = 0;
+  for (char *l = strstr(out, "\nentry "); l; l = strstr(l + 1, "\nentry ")) {
+    char *end = strchr(l + 1, '\n');
+    assert_non_null(end); /* every entry line is complete */
+    char date[64];
+    snprintf(date, sizeof date, " date=%.31s\n", db.e[0].date);
+    assert_memory_equal(end - (strlen(date) - 1), date, strlen(date));
+    lines++;
+  }
+  assert_int_equal(lines, 10);
+  /* Parsed back: the absurd timings make every line a bad line, counted and
+   * noted like others (nothing silently half-read). */
+  clattn__tunedb db2;
+  memset(&db2, 0, sizeof db2);
+  assert_int_equal(clattn__tunedb_parse(out, "t", &db2), CLATTN_SUCCESS);
+  assert_int_equal(db2.n, 0);
+  assert_int_equal(db2.bad_lines, 10);
+  ASSERT_HAS(db2.note, "bad ms");
+  free(out);
+  clattn__tunedb_free(&db2);
+  /* Sane timings survive the round trip exactly. */
+  for (int i = 0; i < db.n; i++)
+    db.e[i].ms = db.e[i].default_ms = 12345.5 + i;
+  out = clattn__tunedb_format(&db);
+  assert_non_null(out);
+  memset(&db2, 0, sizeof db2);
+  assert_int_equal(clattn__tunedb_parse(out, "t", &db2), CLATTN_SUCCESS);
+  assert_int_equal(db2.n, 10);
+  assert_int_equal(db2.bad_lines, 0);
+  for (int i = 0; i < 10; i++) {
+    assert_string_equal(db2.e[i].config, db.e[i].config);
+    assert_true(db2.e[i].ms == db.e[i].ms);
+  }
+  free(out);
+  clattn__tunedb_free(&db2);
+  clattn__tunedb_free(&db);
+  static const char *const bad[] = {"1e300", "inf", "nan", "-1", "1e8", "0x1p2000"};
+  for (int i = 0; i < 6; i++) {
+    char text[512];
+    snprintf(text, sizeof text,
+             "clattn-tunedb 1\nentry kernel=flash src=0123456789abcdef dtype=f32 d=64 mask=none "
+             "seq=64 config=bm=8 ms=%s\n"
+             "entry kernel=flash src=0123456789abcdef dtype=f32 d=64 mask=none "
+             "seq=128 config=bm=8 default_ms=%s\n",
+             bad[i], bad[i]);
+    memset(&db2, 0, sizeof db2);
+    assert_int_equal(clattn__tunedb_parse(text, "t", &db2), CLATTN_SUCCESS);
+    if (db2.n != 0 || db2.bad_lines != 2) fail_msg("ms=%s accepted", bad[i]);
+    clattn__tunedb_free(&db2);
+  }
+}
+
+/* Item 6 of #13 (parse side): a UTF-8 BOM is accepted; a newer version or
+ * no header marks the file unreadable. */
+static void test_db_bom_and_versions(void **state) {
+  (void)state;
+  clattn__tunedb db;
+  memset(&db, 0, sizeof db);
+  assert_int_equal(clattn__tunedb_parse("\xEF\xBB\xBF"
+                                        "clattn-tunedb 1\ndevice D\nentry kernel=flash "
+                                        "src=0123456789abcdef dtype=f32 d=64 mask=none "
+                                        "seq=64 config=bm=8\n",
+                                        "t", &db),
+                   CLATTN_SUCCESS);
+  assert_int_equal(db.n, 1);
+  assert_int_equal(db.unreadable, 0);
+  assert_string_equal(db.device, "D");
+  clattn__tunedb_free(&db);
+  static const char *const unreadable[] = {"clattn-tunedb 2\nentry kernel=flash\n",
+                                           "\xFE\xFF junk\n", "device D\nclattn-tunedb 1\n"};
+  for (int i = 0; i < 3; i++) {
+    memset(&db, 0, sizeof db);
+    assert_int_equal(clattn__tunedb_parse(unreadable[i], "t", &db), CLATTN_SUCCESS);
+    assert_int_equal(db.unreadable, 1);
+    clattn__tunedb_free(&db);
+  }
+  memset(&db, 0, sizeof db); /* comments only: nothing to lose */
+  assert_int_equal(clattn__tunedb_parse("# nothing\n\n", "t", &db), CLATTN_SUCCESS);
+  assert_int_equal(db.unreadable, 0);
+  clattn__tunedb_free(&db);
 }
 
 /* ---- device ---------------------------------------------------------------- */
@@ -693,6 +800,191 @@ static void test_corrupt_db_files(void **state) {
   clattn_context_release(ctx);
 }
 
+/* Item 5 of #13, end to end: importing entries with absurd timings imports
+ * none of them (each a bad line, noted) instead of reporting them all and
+ * storing a cut file; sane ones are all stored. */
+static void test_import_absurd_timings(void **state) {
+  (void)state;
+  use_cache("absurd");
+  clattn_context ctx = tu_new_context();
+  clattn__tunedb me;
+  memset(&me, 0, sizeof me);
+  clattn__device_identity(&ctx->info, &me);
+  char src[17];
+  assert_int_equal(clattn__source_hash(ctx, clattn__variant_find("flash"), src), CLATTN_SUCCESS);
+  char file[512];
+  snprintf(file, sizeof file, "%s/absurd.txt", root);
+  for (int pass = 0; pass < 2; pass++) {
+    static char text[16384];
+    int len = snprintf(text, sizeof text,
+                       "clattn-tunedb 1\nplatform %s\nvendor %s\ndevice %s\ndriver %s\ncc %s\n",
+                       me.platform, me.vendor, me.device, me.driver, me.cc);
+    for (int i = 0; i < 10; i++)
+      len += snprintf(text + len, sizeof text - (size_t)len,
+                      "entry kernel=flash src=%s dtype=f32 d=%d mask=none seq=64 "
+                      "config=bm=16,bn=8,tm=2,tn=4 ms=%s default_ms=%s verified=1\n",
+                      src, 16 * (i + 1), pass ? "12.5" : "1e300", pass ? "13" : "1e300");
+    write_file(file, text, (size_t)len);
+    int n = -1;
+    assert_int_equal(clattn_tunedb_import(ctx, file, &n), CLATTN_SUCCESS);
+    if (pass == 0) ASSERT_HAS(clattn_context_last_error(ctx), "bad ms");
+    char path[1024];
+    assert_int_equal(clattn_tunedb_path(ctx, path, sizeof path), CLATTN_SUCCESS);
+    clattn__tunedb db;
+    assert_int_equal(clattn__tunedb_read(path, &db), CLATTN_SUCCESS);
+    if (pass == 0) {
+      assert_int_equal(n, 0);
+      assert_int_equal(db.n, 0);
+    } else {
+      assert_int_equal(n, 10);
+      assert_int_equal(db.n, 10);
+      assert_int_equal(db.bad_lines, 0);
+    }
+    clattn__tunedb_free(&db);
+  }
+  clattn_context_release(ctx);
+}
+
+/* Counts files in dir whose name starts with prefix; the last one in out. */
+static int count_prefixed(const char *dir, const char *prefix, char *out, size_t cap) {
+  DIR *d = opendir(dir);
+  assert_non_null(d);
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (!strncmp(e->d_name, prefix, strlen(prefix))) {
+      n++;
+      if (out) snprintf(out, cap, "%.700s/%.250s", dir, e->d_name);
+    }
+  closedir(d);
+  return n;
+}
+
+/* Item 6 of #13: a store never replaces a database it could not read (a
+ * newer version, no header): the file is moved aside, with a note; a file
+ * with a UTF-8 BOM is read and merged. */
+static void test_store_keeps_unreadable(void **state) {
+  (void)state;
+  use_cache("unreadable");
+  clattn_context ctx = tu_new_context();
+  char path[1024], dir[1024];
+  assert_int_equal(clattn_tunedb_path(ctx, path, sizeof path), CLATTN_SUCCESS);
+  snprintf(dir, sizeof dir, "%s", path);
+  *strrchr(dir, '/') = 0;
+  assert_int_equal(clattn__mkdirs(dir), 0);
+  static const char *const texts[] = {
+      "clattn-tunedb 2\nplatform P\nentry kernel=flash from=the-future\n",
+      "\x7f"
+      "ELF binary junk\n",
+  };
+  for (int i = 0; i < 2; i++) {
+    char aside[1024];
+    int before = count_prefixed(dir, "tuning.txt.unreadable-", NULL, 0);
+    write_file(path, texts[i], strlen(texts[i]));
+    ctx->msg[0] = 0;
+    store_small_entry(ctx);
+    ASSERT_HAS(clattn_context_last_error(ctx), "moved aside");
+    assert_int_equal(count_prefixed(dir, "tuning.txt.unreadable-", aside, sizeof aside),
+                     before + 1);
+    if (i == 0) ASSERT_HAS(read_text(aside), "from=the-future");
+    ASSERT_HAS(read_text(path), "config=bm=16,bn=8,tm=2,tn=4");
+    sleep(i == 0 ? 1 : 0); /* distinct time stamps in the names */
+  }
+  /* BOM: read, merged, not moved aside. */
+  char *cur = read_text(path);
+  char *bom = malloc(strlen(cur) + 4);
+  assert_non_null(bom);
+  snprintf(bom, strlen(cur) + 4, "\xEF\xBB\xBF%s", cur);
+  write_file(path, bom, strlen(bom));
+  free(bom);
+  int before = count_prefixed(dir, "tuning.txt.unreadable-", NULL, 0);
+  ASSERT_HAS(plan_describe(ctx, 64, 0), "[tuned]");
+  clattn__tunedb_entry e = store_small_entry(ctx);
+  e.mask = CLATTN_MASK_CAUSAL;
+  assert_int_equal(clattn__tunedb_store(ctx, &e, 1), CLATTN_SUCCESS);
+  assert_int_equal(count_prefixed(dir, "tuning.txt.unreadable-", NULL, 0), before);
+  clattn__tunedb db;
+  assert_int_equal(clattn__tunedb_read(path, &db), CLATTN_SUCCESS);
+  assert_int_equal(db.n, 2);
+  clattn__tunedb_free(&db);
+  clattn_context_release(ctx);
+}
+
+/* Item 7 of #13: a FIFO named like the database never blocks a lookup, a
+ * read, an import or a store; a world-writable cache directory or database
+ * file is ignored with a note, and a store into it is refused. */
+static void test_db_fifo_and_trust(void **state) {
+  (void)state;
+  use_cache("trust");
+  clattn_context ctx = tu_new_context();
+  char path[1024], dir[1024];
+  assert_int_equal(clattn_tunedb_path(ctx, path, sizeof path), CLATTN_SUCCESS);
+  snprintf(dir, sizeof dir, "%s", path);
+  *strrchr(dir, '/') = 0;
+  assert_int_equal(clattn__mkdirs(dir), 0);
+  struct stat st;
+  assert_int_equal(stat(dir, &st), 0);
+  assert_int_equal(st.st_mode & 077, 0); /* created 0700 */
+
+  alarm(60); /* a blocked open would hang: SIGALRM ends the test as a failure */
+  assert_int_equal(mkfifo(path, 0600), 0);
+  ASSERT_HAS(plan_describe(ctx, 64, 0), "built-in default");
+  ASSERT_HAS(clattn_context_last_error(ctx), "not a regular file");
+  assert_null(clattn__read_file(path, NULL));
+  clattn__tunedb db;
+  assert_int_equal(clattn__tunedb_read(path, &db), CLATTN_SUCCESS);
+  assert_int_equal(db.n, 0);
+  clattn__tunedb_free(&db);
+  int n = -1;
+  assert_int_equal(clattn_tunedb_import(ctx, path, &n), CLATTN_ERROR_IO);
+  ASSERT_HAS(clattn_context_last_error(ctx), "not a regular file");
+  store_small_entry(ctx); /* the FIFO is moved aside */
+  ASSERT_HAS(plan_describe(ctx, 64, 0), "[tuned]");
+  alarm(0);
+
+  /* A database file writable by others is ignored (a context reads the
+   * database once: a fresh context after each change). */
+  assert_int_equal(chmod(path, 0666), 0);
+  clattn_context_release(ctx);
+  ctx = tu_new_context();
+  ASSERT_HAS(plan_describe(ctx, 64, 0), "built-in default");
+  ASSERT_HAS(clattn_context_last_error(ctx), "writable by group or others");
+  assert_int_equal(chmod(path, 0644), 0);
+  clattn_context_release(ctx);
+  ctx = tu_new_context();
+  ASSERT_HAS(plan_describe(ctx, 64, 0), "[tuned]");
+
+  /* A world-writable device directory, then cache root: ignored, not written. */
+  const char *root_dir = getenv("CLATTN_CACHE_DIR");
+  const char *dirs[2] = {dir, root_dir};
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(chmod(dirs[i], 0777), 0);
+    clattn_context_release(ctx);
+    ctx = tu_new_context();
+    ASSERT_HAS(plan_describe(ctx, 64, 0), "built-in default");
+    ASSERT_HAS(clattn_context_last_error(ctx), "cache directory");
+    ASSERT_HAS(clattn_context_last_error(ctx), "writable by group or others");
+    clattn__tunedb_entry e;
+    memset(&e, 0, sizeof e);
+    snprintf(e.kernel, sizeof e.kernel, "flash");
+    snprintf(e.src, sizeof e.src, "0123456789abcdef");
+    e.head_dim = 16;
+    e.seq = 64;
+    snprintf(e.config, sizeof e.config, "bm=16,bn=8,tm=2,tn=4");
+    assert_int_equal(clattn__tunedb_store(ctx, &e, 1), CLATTN_ERROR_IO);
+    ASSERT_HAS(clattn_context_last_error(ctx), "not trusted");
+    assert_int_equal(chmod(dirs[i], i == 0 ? 0700 : 0755), 0);
+  }
+  clattn_context_release(ctx);
+  ctx = tu_new_context();
+  ASSERT_HAS(plan_describe(ctx, 64, 0), "[tuned]");
+  /* Owned by root while running as root is fine (the owner check compares
+   * with the effective user; other owners cannot be made without privileges). */
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_uid, geteuid());
+  clattn_context_release(ctx);
+}
+
 /* Writes the embedded kernel sources to dir, flash_fwd.cl with an extra line. */
 static void write_changed_sources(const char *dir) {
   mkdir(dir, 0755);
@@ -790,6 +1082,7 @@ static void test_export_import(void **state) {
 
 int main(int argc, char **argv) {
   if (argc >= 2 && !strcmp(argv[1], "--tune-child")) return tune_child(argc - 2, argv + 2);
+  if (tu_parse_filter_args(argc, argv)) return 2;
   snprintf(root, sizeof root, "/tmp/clattn-test-tune-XXXXXX");
   if (!mkdtemp(root)) return 1;
   setenv("CLATTN_CACHE_DIR", root, 1);
@@ -803,12 +1096,17 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_search_property),
       cmocka_unit_test(test_builtin_defaults),
       cmocka_unit_test(test_db_parse),
+      cmocka_unit_test(test_db_format_no_truncation),
+      cmocka_unit_test(test_db_bom_and_versions),
       cmocka_unit_test(test_tune_tiny_and_reuse),
       cmocka_unit_test(test_concurrent_tuners),
       cmocka_unit_test(test_override),
       cmocka_unit_test(test_db_in_memory),
       cmocka_unit_test(test_tune_linear),
       cmocka_unit_test(test_corrupt_db_files),
+      cmocka_unit_test(test_import_absurd_timings),
+      cmocka_unit_test(test_store_keeps_unreadable),
+      cmocka_unit_test(test_db_fifo_and_trust),
       cmocka_unit_test(test_source_hash_change),
       cmocka_unit_test(test_measure_flag),
       cmocka_unit_test(test_export_import),
