@@ -30,7 +30,8 @@
  * context keeps a detailed message, clattn_context_last_error().
  *
  * Thread safety: a context and its plans may be used from one thread at a
- * time. Distinct contexts are independent.
+ * time (the caller serialises otherwise). Distinct contexts are independent
+ * and may be created, used and released from different threads at once.
  */
 
 #include <stddef.h>
@@ -142,8 +143,11 @@ const char *clattn_context_device_name(clattn_context ctx);
  *  its plans ("" if none). Valid until the next call on the context. */
 const char *clattn_context_last_error(clattn_context ctx);
 
-/** Releases the context, its queue reference and its programs. Plans made
- *  from it must be released first. NULL is accepted. */
+/** Releases the context, its queue reference and its programs. NULL is
+ *  accepted. Plans made from it may still be alive: the context then stays
+ *  alive (and its plans keep working) until the last of them is released
+ *  with clattn_plan_release, which frees it. The caller must not use the
+ *  context handle itself after this call, nor call it twice. */
 void clattn_context_release(clattn_context ctx);
 
 /* ------------------------------------------------------------------------ */

@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,10 +236,25 @@ static void fill_context_identity(clattn_context ctx) {
            ctx->info.platform_name, ctx->info.name, ctx->info.driver);
 }
 
+/* Device enumeration and context creation are serialised across threads:
+ * some ICDs (PoCL) race in their first platform enumeration, and the header
+ * promises that distinct contexts are independent on every ICD. */
+static pthread_mutex_t create_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static clattn_status context_create_locked(const char *selector, clattn_context *out);
+
 clattn_status clattn_context_create(const char *selector, clattn_context *out) {
   if (!out) return clattn__fail(NULL, CLATTN_ERROR_INVALID_ARGUMENT, "out is NULL");
   *out = NULL;
   create_error[0] = 0;
+  if (pthread_mutex_lock(&create_lock) != 0)
+    return clattn__fail(NULL, CLATTN_ERROR_INTERNAL, "cannot lock the device enumeration");
+  clattn_status st = context_create_locked(selector, out);
+  pthread_mutex_unlock(&create_lock);
+  return st;
+}
+
+static clattn_status context_create_locked(const char *selector, clattn_context *out) {
   if (!selector || !*selector) selector = getenv("CLATTN_DEVICE");
   if (selector && !*selector) selector = NULL;
 
@@ -370,10 +386,16 @@ const char *clattn_context_device_name(clattn_context ctx) {
 }
 const char *clattn_context_last_error(clattn_context ctx) { return ctx ? ctx->msg : ""; }
 
-void clattn_context_release(clattn_context ctx) {
-  if (!ctx) return;
+void clattn__context_free(clattn_context ctx) {
   clattn__release_programs(ctx);
   if (ctx->queue) clReleaseCommandQueue(ctx->queue);
   if (ctx->context) clReleaseContext(ctx->context);
   free(ctx);
+}
+
+void clattn_context_release(clattn_context ctx) {
+  if (!ctx || ctx->released) return;
+  /* Live plans keep the context: the last plan release frees it. */
+  ctx->released = true;
+  if (ctx->live_plans == 0) clattn__context_free(ctx);
 }

@@ -51,8 +51,9 @@ struct clattn_context_s {
   char msg[CLATTN_MSG_MAX];
   clattn__program_entry programs[CLATTN_MAX_PROGRAMS];
   int num_programs;
-  int live_plans;
-  bool tuning; /* inside the tuner: candidate binaries are not cached */
+  int live_plans; /* plans not yet released; they keep the context alive */
+  bool released;  /* clattn_context_release was called: freed with the last plan */
+  bool tuning;    /* inside the tuner: candidate binaries are not cached */
 };
 
 /* Family-specific plan state: each family fills the function table. */
@@ -122,6 +123,8 @@ clattn_status clattn__get_program(clattn_context ctx, const char *name, const ch
 clattn_status clattn__create_kernel(clattn_context ctx, cl_program prog, const char *kname,
                                     cl_kernel *out);
 void clattn__release_programs(clattn_context ctx);
+/* Frees the context now (clattn_context_release, or the last plan release after it). */
+void clattn__context_free(clattn_context ctx);
 /* Releases the context's programs except those in keep[0..nkeep) (without
  * caching their binaries: used by the tuner for rejected candidates). */
 void clattn__prune_programs(clattn_context ctx, const cl_program *keep, int nkeep);

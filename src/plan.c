@@ -167,6 +167,7 @@ void clattn_plan_release(clattn_plan p) {
   if (!p) return;
   if (p->family && p->family->release) p->family->release(p);
   clattn__sparse_release(p);
-  p->ctx->live_plans--;
+  clattn_context ctx = p->ctx;
   free(p);
+  if (--ctx->live_plans == 0 && ctx->released) clattn__context_free(ctx);
 }
