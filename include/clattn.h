@@ -583,13 +583,15 @@ clattn_status clattn_plan_estimate(clattn_context ctx, const clattn_attention_de
 
 /** Number of (batch, head, query, key) tuples whose score the plan's mask
  *  keeps: B·H·seq_q·seq_kv without a mask, fewer under causal and sparse
- *  masks (counted exactly at plan creation). 0 for NULL. */
+ *  masks (counted exactly at plan creation). Saturates at UINT64_MAX when
+ *  the count does not fit 64 bits (e.g. B = H = N = 65536). 0 for NULL. */
 uint64_t clattn_plan_visible_pairs(clattn_plan plan);
 
 /** Floating-point operations of one execute counted on the attended pairs
- *  only: 4 · head_dim · clattn_plan_visible_pairs() (two multiply-adds per
- *  pair and feature, for Q·Kᵀ and P·V), the convention under which
- *  FlashAttention reports causal TFLOP/s. 0 for NULL. */
+ *  only: 4 · head_dim · (visible pairs) (two multiply-adds per pair and
+ *  feature, for Q·Kᵀ and P·V), the convention under which FlashAttention
+ *  reports causal TFLOP/s; computed from the exact pair count, also where
+ *  clattn_plan_visible_pairs() saturates. 0 for NULL. */
 double clattn_plan_flops(clattn_plan plan);
 
 /** The descriptor the plan was made for, with defaults resolved (kv_heads,

@@ -1,5 +1,6 @@
 /* flash_config.c — search space, constraints and built-in defaults of the flash kernel. */
 #include "flash_config.h"
+#include "checked.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,10 +30,16 @@ bool clattn__flash_cfg_is_rows(const clattn__flash_cfg *c) { return c->tm == 1 &
 
 size_t clattn__flash_local_bytes(const clattn__flash_cfg *c, int head_dim) {
   if (clattn__flash_cfg_is_rows(c)) return 0; /* flash_rows.cl: private memory only */
-  size_t ld = (size_t)clattn__flash_dp(c, head_dim) + 4;
-  size_t words = (size_t)c->bm * ld + (size_t)c->bn * ld + (size_t)c->bn * (size_t)(c->bm + 4) +
-                 (size_t)c->bm * (size_t)c->tn;
-  return words * sizeof(float);
+  /* SIZE_MAX when the product overflows (then no device has that much). */
+  const size_t ld = (size_t)clattn__flash_dp(c, head_dim) + 4;
+  size_t a, b, e, f, words, bytes;
+  if (!clattn__mul_size((size_t)c->bm, ld, &a) || !clattn__mul_size((size_t)c->bn, ld, &b) ||
+      !clattn__mul_size((size_t)c->bn, (size_t)c->bm + 4, &e) ||
+      !clattn__mul_size((size_t)c->bm, (size_t)c->tn, &f) || !clattn__add_size(a, b, &words) ||
+      !clattn__add_size(words, e, &words) || !clattn__add_size(words, f, &words) ||
+      !clattn__mul_size(words, sizeof(float), &bytes))
+    return SIZE_MAX;
+  return bytes;
 }
 
 const char *clattn__flash_cfg_check(const clattn__flash_cfg *c, int head_dim,
@@ -46,12 +53,14 @@ const char *clattn__flash_cfg_check(const clattn__flash_cfg *c, int head_dim,
     if (c->bm != 8 && c->bm != 16) return "tm=tn=1 (the row-vector kernel) needs bm 8 or 16";
     return NULL;
   }
-  if ((size_t)(c->tm * c->tn) > lim->max_wg) return "tm*tn exceeds the device's work-group size";
+  size_t wg;
+  if (!clattn__mul_size((size_t)c->tm, (size_t)c->tn, &wg) || wg > lim->max_wg)
+    return "tm*tn exceeds the device's work-group size";
   if (clattn__flash_local_bytes(c, head_dim) > lim->local_mem)
     return "local memory exceeds the device's limit";
   int rm = c->bm / c->tm, rn = c->bn / c->tn;
-  int nch = clattn__flash_dp(c, head_dim) / 4, rc = (nch + c->tn - 1) / c->tn;
-  if (rm > 16 || rn > 16) return "per-item register tile larger than 16";
+  int nch = clattn__flash_dp(c, head_dim) / 4, rc = (int)(((int64_t)nch + c->tn - 1) / c->tn);
+  if (rm > 16 || rn > 16) return "per-item register tile larger than 16"; /* bounds rm*rc*4 */
   if (rm * rc * 4 > 128 || rm * rn > 64) return "per-item accumulators exceed the register budget";
   return NULL;
 }

@@ -72,7 +72,8 @@ struct clattn_plan_s {
   const char *config;            /* forced configuration string, or NULL (creation only) */
   const char *config_origin;     /* who forced it (for describe) */
   struct clattn__sparse *sparse; /* sparse masks only (src/sparse.h), else NULL */
-  uint64_t visible_pairs;        /* (b, h, i, j) tuples the mask keeps */
+  uint64_t visible_pairs;        /* (b, h, i, j) tuples the mask keeps, saturated */
+  double visible_pairs_exact;    /* the same count, not saturated (for the FLOPs) */
   /* clattn_plan_estimate: size the plan only (no program, no device memory,
    * no comparison of the workspace with the device's memory). */
   bool estimate;
@@ -123,6 +124,9 @@ clattn_status clattn__get_program(clattn_context ctx, const char *name, const ch
 clattn_status clattn__create_kernel(clattn_context ctx, cl_program prog, const char *kname,
                                     cl_kernel *out);
 void clattn__release_programs(clattn_context ctx);
+/* Sets p->visible_pairs (saturated at UINT64_MAX) and p->visible_pairs_exact
+ * to per_head · batch · heads, per_head being the pairs of one (b, h). */
+void clattn__plan_set_pairs(clattn_plan p, uint64_t per_head);
 /* Frees the context now (clattn_context_release, or the last plan release after it). */
 void clattn__context_free(clattn_context ctx);
 /* Releases the context's programs except those in keep[0..nkeep) (without

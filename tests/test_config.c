@@ -158,6 +158,11 @@ static void test_illegal_rejected(void **state) {
       {{128, 128, 16, 16}, 256}, /* local memory */
       {{128, 8, 1, 1}, 64},      /* 128 rows per item: register tile */
       {{64, 64, 4, 4}, 256},     /* accumulators */
+      /* tm*tn and the tile products overflow int (undefined behaviour before
+       * the checked products; the sanitizer build aborts on it) */
+      {{1048576, 1048576, 1048576, 1048576}, 64},
+      {{1048576, 1048576, 1, 1}, 64},
+      {{0x40000000, 0x40000000, 0x40000000, 0x7fffffff}, 256},
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     const char *why = clattn__flash_cfg_check(&bad[i].c, bad[i].hd, &lim);
