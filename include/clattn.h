@@ -442,9 +442,14 @@ typedef struct clattn_attention_desc {
   int head_dim; /**< d, 1..256 (same for Q, K and V). */
   clattn_dtype dtype;   /**< Default CLATTN_DTYPE_F32. */
   clattn_layout layout; /**< Default CLATTN_LAYOUT_BHSD. */
-  /** Strides used only with CLATTN_LAYOUT_STRIDED. */
+  /** Strides used only with CLATTN_LAYOUT_STRIDED (elements, >= 0). q, k
+   *  and v may overlap themselves (they are only read); o_strides must not
+   *  make two output elements share an address: ordered by stride, each
+   *  dimension of size > 1 steps past the extent of the smaller ones. */
   clattn_strides q_strides, k_strides, v_strides, o_strides;
-  /** Multiplier of Q Kᵀ; 0 means 1/sqrt(head_dim). Must be finite. */
+  /** Multiplier of Q Kᵀ; 0 means 1/sqrt(head_dim). Must be finite in
+   *  float32, also times log2(e) (|scale| <= FLT_MAX / log2(e)): the
+   *  kernels take it as a float. */
   double scale;
   clattn_mask mask;  /**< Default CLATTN_MASK_NONE. */
   clattn_algo algo;  /**< Default CLATTN_ALGO_AUTO. */
@@ -529,10 +534,12 @@ clattn_status clattn_plan_create_with_config(clattn_context ctx,
  * Enqueues the attention on the context's queue; never blocks.
  *   q, k, v: input buffers, o: output buffer, all of desc.dtype with the
  *   layout of the descriptor; each must be at least as large as the layout
- *   needs (checked with CL_MEM_SIZE). o must not alias q, k or v.
+ *   needs (checked with CL_MEM_SIZE) and belong to the context's cl_context
+ *   (CL_MEM_CONTEXT). o must not alias q, k or v (sub-buffers included).
  *   lse: NULL, or a float32 buffer of batch·heads·seq_q elements receiving
  *   the natural-log log-sum-exp of each scaled score row, laid out
- *   [batch][heads][seq_q]; -inf for fully masked rows. Must be NULL for
+ *   [batch][heads][seq_q]; -inf for fully masked rows, NaN for rows whose
+ *   scores hold NaN; must not alias q, k, v or o. Must be NULL for
  *   CLATTN_ALGO_LINEAR, which has no log-sum-exp (CLATTN_ERROR_UNSUPPORTED).
  *   num_wait / wait_list: events to wait for (may be 0 / NULL).
  *   event: NULL, or receives an event for the last command enqueued (the
