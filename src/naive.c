@@ -50,7 +50,8 @@ typedef struct naive_state {
 static clattn_status limit_runs(clattn_plan p, naive_state *s) {
   const clattn_attention_desc *d = &p->desc;
   const size_t per = (size_t)d->seq_q * (size_t)d->seq_kv, lim = (size_t)INT_MAX;
-  const size_t total = per * s->batch_count;
+  size_t total;
+  if (!clattn__mul_size(per, s->batch_count, &total)) total = SIZE_MAX;
   if (total > lim)
     return clattn__fail(p->ctx, CLATTN_ERROR_UNSUPPORTED,
                         "the naive family's score workspace would hold %zu elements "
