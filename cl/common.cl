@@ -45,15 +45,25 @@ inline ushort float_to_bf16(float f) {
 #define STORE(p, i, x) ((p)[i] = float_to_bf16(x))
 #endif
 
-/* Masked scores use a large finite sentinel instead of -inf, so that kernels
- * stay correct when built with -cl-fast-relaxed-math (finite math only, as on
- * CPUs): exp2(sentinel - m) is 0, and a running max at or below the limit
- * means "no visible key yet". -inf is only ever stored, as raw bits. */
-#define CLATTN_MASKED (-1.0e30f)
-#define CLATTN_MASKED_LIMIT (-1.0e29f)
+/* Masking is a flag, never a score value: a masked key's probability is set
+ * to 0 by select() from the mask itself, so every visible key is attended
+ * whatever its score. The masked score is only replaced by CLATTN_MASKED, the
+ * lowest finite float, so that it cannot raise a running max above the
+ * visible scores. Kernels built with -cl-fast-relaxed-math (finite math only,
+ * as on CPUs) never compute with infinities: a row without a visible key
+ * ends with a running sum of exactly 0 (a visible key contributes
+ * exp2(0) = 1 at the row max), and the rescale factor is clamped
+ * (CLATTN_RESCALE). -inf is only ever stored, as raw bits. */
+#define CLATTN_MASKED (-FLT_MAX)
 #define CLATTN_NEG_INF as_float(0xff800000u)
 #define CLATTN_LOG2E 1.4426950408889634f
 #define CLATTN_LN2 0.6931471805599453f
+
+/* exp2(m_old - m_new) of the online softmax (m_new >= m_old; float or vector), without
+ * overflow when m_old is still CLATTN_MASKED: the halves cannot overflow and
+ * differences below -200 give 0 either way. Exact otherwise (halving and
+ * doubling are exact). */
+#define CLATTN_RESCALE(m_old, m_new) exp2(fmax(0.5f * (m_old) - 0.5f * (m_new), -100.0f) * 2.0f)
 
 /* Key tiles of bn keys that the query rows q0 .. q0+bm-1 visit in a dense
  * flash kernel: all of them, or under the causal mask (aligned bottom-right,

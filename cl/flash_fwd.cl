@@ -197,6 +197,9 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
 #else
     const bool need_mask = kv0 + BN > Nk;
 #endif
+    uint dm[RM]; /* bit j: key tn + j*TN is masked for row i (its p is 0) */
+#pragma unroll
+    for (int i = 0; i < RM; i++) dm[i] = 0u;
     if (need_mask) {
 #pragma unroll
       for (int i = 0; i < RM; i++) {
@@ -211,7 +214,10 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
 #if SPARSE
           dead = dead || !sp_visible(qrow + off, key, Nk, SPARSE_MASK_PASS);
 #endif
-          if (dead) s[i][j] = CLATTN_MASKED;
+          if (dead) {
+            s[i][j] = CLATTN_MASKED;
+            dm[i] |= 1u << j;
+          }
         }
       }
     }
@@ -234,15 +240,14 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
       float mx = m[i];
 #pragma unroll
       for (int u = 0; u < TN; u++) mx = fmax(mx, red[r * TN + u]);
-      /* mx masked: every key so far is masked; keep p = 0, alpha = 1. */
-      const bool none = mx <= CLATTN_MASKED_LIMIT;
-      const float alpha = none ? 1.0f : exp2(m[i] - mx);
-      const float sub = none ? 0.0f : mx;
+      /* Masked keys get p = 0 from their flag; mx stays CLATTN_MASKED while
+       * the row has no visible key, and then l and acc are still 0. */
+      const float alpha = CLATTN_RESCALE(m[i], mx);
       m[i] = mx;
       float rs = 0.0f;
 #pragma unroll
       for (int j = 0; j < RN; j++) {
-        const float p = exp2(s[i][j] - sub);
+        const float p = ((dm[i] >> j) & 1u) ? 0.0f : exp2(s[i][j] - mx);
         rs += p;
         Ps[(tn + j * TN) * LDP + r] = p;
       }
@@ -287,7 +292,10 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
     float lt = 0.0f;
 #pragma unroll
     for (int u = 0; u < TN; u++) lt += red[r * TN + u];
-    const float inv = lt > 0.0f ? 1.0f / lt : 0.0f;
+    /* lt is 0 exactly when the row has no visible key (else >= 1); NaN rows
+     * give NaN outputs and LSE (bit tests: finite-math builds may fold float
+     * compares of NaN). */
+    const float inv = as_uint(lt) == 0u ? 0.0f : 1.0f / lt;
     if (qrow < Nq) {
       const long ro = (long)qrow * oss;
 #pragma unroll
@@ -300,7 +308,7 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
         }
       }
       if (write_lse && tn == 0)
-        LSE[(long)bh * Nq + qrow] = lt > 0.0f ? (m[i] + log2(lt)) * CLATTN_LN2 : CLATTN_NEG_INF;
+        LSE[(long)bh * Nq + qrow] = as_uint(lt) == 0u ? CLATTN_NEG_INF : (m[i] + log2(lt)) * CLATTN_LN2;
     }
   }
 }

@@ -39,12 +39,14 @@ typedef float8 vrow;
 typedef int8 vrowi;
 #define VLOAD_ROW vload8
 #define VSTORE_ROW vstore8
+#define AS_VROWI as_int8
 #define ROW_IDS ((int8)(0, 1, 2, 3, 4, 5, 6, 7))
 #elif BM == 16
 typedef float16 vrow;
 typedef int16 vrowi;
 #define VLOAD_ROW vload16
 #define VSTORE_ROW vstore16
+#define AS_VROWI as_int16
 #define ROW_IDS ((int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
 #else
 #error "flash_rows: BM must be 8 or 16"
@@ -146,36 +148,53 @@ flash_rows(__global const stype *restrict Q, __global const stype *restrict K,
       s[j] = a0;
     }
 
-    /* Causal diagonal / sparse partial tiles (keys past Nk are never scored). */
+    /* Causal diagonal / sparse partial tiles (keys past Nk are never scored):
+     * dead[j] flags the masked keys, whose p is set to 0 below. */
+#if SPARSE || CAUSAL
+    vrowi dead[BN];
 #if SPARSE
-    if (ent & 1) {
+    const bool partial = ent & 1;
+    if (partial) {
       for (j = 0; j < nk; j++) {
-        int dead[BM];
+        int d[BM];
         for (int r = 0; r < BM; r++)
-          dead[r] = sp_visible(q0 + r + off, kv0 + j, Nk, SPARSE_MASK_PASS) ? 0 : -1;
-        s[j] = select(s[j], (vrow)(CLATTN_MASKED), VLOAD_ROW(0, dead));
+          d[r] = sp_visible(q0 + r + off, kv0 + j, Nk, SPARSE_MASK_PASS) ? 0 : -1;
+        dead[j] = VLOAD_ROW(0, d);
+        s[j] = select(s[j], (vrow)(CLATTN_MASKED), dead[j]);
       }
     }
-#elif CAUSAL
-    if (kv0 + nk - 1 > q0 + off) {
-      for (j = 0; j < nk; j++)
-        s[j] = select(s[j], (vrow)(CLATTN_MASKED), (vrowi)(kv0 + j) > qpos);
+#else
+    const bool partial = kv0 + nk - 1 > q0 + off;
+    if (partial) {
+      for (j = 0; j < nk; j++) {
+        dead[j] = (vrowi)(kv0 + j) > qpos;
+        s[j] = select(s[j], (vrow)(CLATTN_MASKED), dead[j]);
+      }
     }
 #endif
+#endif
 
-    /* Online softmax, element-wise across the rows. */
+    /* Online softmax, element-wise across the rows. mx stays CLATTN_MASKED
+     * while a row has no visible key, and then its l and acc are still 0. */
     vrow mx = m;
     for (j = 0; j < nk; j++)
       mx = fmax(mx, s[j]);
-    const vrowi none = mx <= (vrow)(CLATTN_MASKED_LIMIT); /* no visible key yet */
-    const vrow sub = select(mx, (vrow)(0.0f), none);
-    const vrow alpha = select(exp2(m - mx), (vrow)(1.0f), none);
+    const vrow alpha = CLATTN_RESCALE(m, mx);
     m = mx;
     vrow rs = (vrow)(0.0f);
     for (j = 0; j < nk; j++) {
-      s[j] = exp2(s[j] - sub);
+      s[j] = exp2(s[j] - mx);
       rs += s[j];
     }
+#if SPARSE || CAUSAL
+    if (partial) {
+      rs = (vrow)(0.0f);
+      for (j = 0; j < nk; j++) {
+        s[j] = select(s[j], (vrow)(0.0f), dead[j]);
+        rs += s[j];
+      }
+    }
+#endif
     l = l * alpha + rs;
 
     /* acc = acc·alpha + Σ_j V[j] p[j], four output columns at a time. */
@@ -205,8 +224,10 @@ flash_rows(__global const stype *restrict Q, __global const stype *restrict K,
     }
   }
 
-  /* O = acc / l (rows without a visible key: zeros), written row by row. */
-  const vrow inv = select((vrow)(1.0f) / l, (vrow)(0.0f), l <= (vrow)(0.0f));
+  /* O = acc / l, written row by row. l is 0 exactly for rows without a
+   * visible key (zeros, LSE -inf), else >= 1; NaN rows give NaN. The test is
+   * on the bits (+0.0): finite-math builds may fold float compares of NaN. */
+  const vrow inv = select((vrow)(1.0f) / l, (vrow)(0.0f), AS_VROWI(l) == (vrowi)(0));
   __global stype *Ob = O + (long)b * osb + (long)h * osh;
   const int nr = min(BM, Nq - q0);
   for (int c = 0; c < D; c++) {
@@ -221,6 +242,6 @@ flash_rows(__global const stype *restrict Q, __global const stype *restrict K,
     VSTORE_ROW(l, 0, tl);
     for (int r = 0; r < nr; r++)
       LSE[(long)bh * Nq + q0 + r] =
-          tl[r] > 0.0f ? (tm[r] + log2(tl[r])) * CLATTN_LN2 : CLATTN_NEG_INF;
+          as_uint(tl[r]) == 0u ? CLATTN_NEG_INF : (tm[r] + log2(tl[r])) * CLATTN_LN2;
   }
 }

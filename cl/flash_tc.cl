@@ -380,7 +380,7 @@ flash_tc(__global const ushort *restrict Q, __global const ushort *restrict K,
       lt += shfl_xor(lt, 1);
       lt += shfl_xor(lt, 2);
       const int row = row0[mt] + 8 * rr;
-      const float inv = lt > 0.0f ? 1.0f / lt : 0.0f;
+      const float inv = lt == 0.0f ? 0.0f : 1.0f / lt; /* NaN rows stay NaN */
       if (row < Nq) {
         const long ro = (long)row * oss;
 #pragma unroll
@@ -393,7 +393,7 @@ flash_tc(__global const ushort *restrict Q, __global const ushort *restrict K,
         }
         if (write_lse && t == 0)
           LSE[(long)bh * Nq + row] =
-              lt > 0.0f ? (m[mt][rr] * qscale + log2(lt)) * CLATTN_LN2 : -INFINITY;
+              lt == 0.0f ? -INFINITY : (m[mt][rr] * qscale + log2(lt)) * CLATTN_LN2;
       }
     }
 }

@@ -52,7 +52,7 @@ softmax_rows(__global float *restrict S, __global float *restrict LSE, const int
   sum = red[0];
   const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
   for (int j = lid; j < Nk; j += WG) s[j] = j < nvis ? exp(SCORE(j) - sub) * inv : 0.0f;
-  if (write_lse && lid == 0) LSE[row] = sum > 0.0f ? sub + log(sum) : -INFINITY;
+  if (write_lse && lid == 0) LSE[row] = sum == 0.0f ? -INFINITY : sub + log(sum); /* NaN rows: NaN */
 }
 
 #if CLATTN_DTYPE != 0

@@ -30,7 +30,8 @@
  * context keeps a detailed message, clattn_context_last_error().
  *
  * Thread safety: a context and its plans may be used from one thread at a
- * time. Distinct contexts are independent.
+ * time (the caller serialises otherwise). Distinct contexts are independent
+ * and may be created, used and released from different threads at once.
  */
 
 #include <stddef.h>
@@ -158,8 +159,11 @@ CLATTN_API const char *clattn_context_last_error(clattn_context ctx);
  *  after any other result). */
 CLATTN_API uint64_t clattn_context_last_needed_bytes(clattn_context ctx);
 
-/** Releases the context, its queue reference and its programs. Plans made
- *  from it must be released first. NULL is accepted. */
+/** Releases the context, its queue reference and its programs. NULL is
+ *  accepted. Plans made from it may still be alive: the context then stays
+ *  alive (and its plans keep working) until the last of them is released
+ *  with clattn_plan_release, which frees it. The caller must not use the
+ *  context handle itself after this call, nor call it twice. */
 CLATTN_API void clattn_context_release(clattn_context ctx);
 
 /* ------------------------------------------------------------------------ */
@@ -471,9 +475,14 @@ typedef struct clattn_attention_desc {
   int head_dim;         /**< d, 1..256 (same for Q, K and V). */
   clattn_dtype dtype;   /**< Default CLATTN_DTYPE_F32. */
   clattn_layout layout; /**< Default CLATTN_LAYOUT_BHSD. */
-  /** Strides used only with CLATTN_LAYOUT_STRIDED. */
+  /** Strides used only with CLATTN_LAYOUT_STRIDED (elements, >= 0). q, k
+   *  and v may overlap themselves (they are only read); o_strides must not
+   *  make two output elements share an address: ordered by stride, each
+   *  dimension of size > 1 steps past the extent of the smaller ones. */
   clattn_strides q_strides, k_strides, v_strides, o_strides;
-  /** Multiplier of Q Kᵀ; 0 means 1/sqrt(head_dim). Must be finite. */
+  /** Multiplier of Q Kᵀ; 0 means 1/sqrt(head_dim). Must be finite in
+   *  float32, also times log2(e) (|scale| <= FLT_MAX / log2(e)): the
+   *  kernels take it as a float. */
   double scale;
   clattn_mask mask;               /**< Default CLATTN_MASK_NONE. */
   clattn_algo algo;               /**< Default CLATTN_ALGO_AUTO. */
@@ -569,10 +578,12 @@ CLATTN_API clattn_status clattn_plan_create_with_config(clattn_context ctx,
  * Enqueues the attention on the context's queue; never blocks.
  *   q, k, v: input buffers, o: output buffer, all of desc.dtype with the
  *   layout of the descriptor; each must be at least as large as the layout
- *   needs (checked with CL_MEM_SIZE). o must not alias q, k or v.
+ *   needs (checked with CL_MEM_SIZE) and belong to the context's cl_context
+ *   (CL_MEM_CONTEXT). o must not alias q, k or v (sub-buffers included).
  *   lse: NULL, or a float32 buffer of batch·heads·seq_q elements receiving
  *   the natural-log log-sum-exp of each scaled score row, laid out
- *   [batch][heads][seq_q]; -inf for fully masked rows. Must be NULL for
+ *   [batch][heads][seq_q]; -inf for fully masked rows, NaN for rows whose
+ *   scores hold NaN; must not alias q, k, v or o. Must be NULL for
  *   CLATTN_ALGO_LINEAR, which has no log-sum-exp (CLATTN_ERROR_UNSUPPORTED).
  *   num_wait / wait_list: events to wait for (may be 0 / NULL).
  *   event: NULL, or receives an event for the last command enqueued (the
@@ -623,13 +634,15 @@ CLATTN_API clattn_status clattn_plan_estimate(clattn_context ctx, const clattn_a
 
 /** Number of (batch, head, query, key) tuples whose score the plan's mask
  *  keeps: B·H·seq_q·seq_kv without a mask, fewer under causal and sparse
- *  masks (counted exactly at plan creation). 0 for NULL. */
+ *  masks (counted exactly at plan creation). Saturates at UINT64_MAX when
+ *  the count does not fit 64 bits (e.g. B = H = N = 65536). 0 for NULL. */
 CLATTN_API uint64_t clattn_plan_visible_pairs(clattn_plan plan);
 
 /** Floating-point operations of one execute counted on the attended pairs
- *  only: 4 · head_dim · clattn_plan_visible_pairs() (two multiply-adds per
- *  pair and feature, for Q·Kᵀ and P·V), the convention under which
- *  FlashAttention reports causal TFLOP/s. 0 for NULL. */
+ *  only: 4 · head_dim · (visible pairs) (two multiply-adds per pair and
+ *  feature, for Q·Kᵀ and P·V), the convention under which FlashAttention
+ *  reports causal TFLOP/s; computed from the exact pair count, also where
+ *  clattn_plan_visible_pairs() saturates. 0 for NULL. */
 CLATTN_API double clattn_plan_flops(clattn_plan plan);
 
 /** The descriptor the plan was made for, with defaults resolved (kv_heads,

@@ -2,6 +2,7 @@
 #include "tune.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,10 +137,25 @@ static clattn_status fill_context_identity(clattn_context ctx, const clattn__set
   return CLATTN_SUCCESS;
 }
 
+/* Device enumeration and context creation are serialised across threads:
+ * some ICDs (PoCL) race in their first platform enumeration, and the header
+ * promises that distinct contexts are independent on every ICD. */
+static pthread_mutex_t create_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static clattn_status context_create_locked(const char *selector, clattn_context *out);
+
 clattn_status clattn_context_create(const char *selector, clattn_context *out) {
   if (!out) return clattn__fail(NULL, CLATTN_ERROR_INVALID_ARGUMENT, "out is NULL");
   *out = NULL;
   clattn__fail(NULL, CLATTN_SUCCESS, "%s", "");
+  if (pthread_mutex_lock(&create_lock) != 0)
+    return clattn__fail(NULL, CLATTN_ERROR_INTERNAL, "cannot lock the device enumeration");
+  clattn_status st = context_create_locked(selector, out);
+  pthread_mutex_unlock(&create_lock);
+  return st;
+}
+
+static clattn_status context_create_locked(const char *selector, clattn_context *out) {
   clattn__settings settings;
   clattn__settings_read(&settings);
   if (!selector || !*selector) selector = settings.device;
@@ -316,12 +332,18 @@ clattn_status clattn_device_caps_query(cl_device_id device, clattn_device_caps *
   return CLATTN_SUCCESS;
 }
 
-void clattn_context_release(clattn_context ctx) {
-  if (!ctx) return;
+void clattn__context_free(clattn_context ctx) {
   clattn__release_programs(ctx);
   clattn__tunedb_forget(ctx);
   free(ctx->source_hash);
   if (ctx->queue) clReleaseCommandQueue(ctx->queue);
   if (ctx->context) clReleaseContext(ctx->context);
   free(ctx);
+}
+
+void clattn_context_release(clattn_context ctx) {
+  if (!ctx || ctx->released) return;
+  /* Live plans keep the context: the last plan release frees it. */
+  ctx->released = true;
+  if (ctx->live_plans == 0) clattn__context_free(ctx);
 }

@@ -1,7 +1,9 @@
 /* desc.c — version and status strings, descriptor defaults, validation and layout strides. */
 #include "internal.h"
+#include "checked.h"
 #include "sparse.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,33 +36,62 @@ void clattn_attention_desc_init(clattn_attention_desc *d) {
   d->algo = CLATTN_ALGO_AUTO;
 }
 
-static void layout_strides(clattn_layout layout, int64_t hx, int64_t n, int64_t dim,
+/* Packed strides of a layout; false when a stride overflows 64 bits. */
+static bool layout_strides(clattn_layout layout, int64_t hx, int64_t n, int64_t dim,
                            clattn_strides *s) {
+  int64_t a, b;
   if (layout == CLATTN_LAYOUT_BSHD) {
     s->dim = 1;
     s->head = dim;
-    s->seq = hx * dim;
-    s->batch = n * hx * dim;
+    if (!clattn__mul_i64(hx, dim, &a) || !clattn__mul_i64(n, a, &b)) return false;
+    s->seq = a;
+    s->batch = b;
   } else {
     s->dim = 1;
     s->seq = dim;
-    s->head = n * dim;
-    s->batch = hx * n * dim;
+    if (!clattn__mul_i64(n, dim, &a) || !clattn__mul_i64(hx, a, &b)) return false;
+    s->head = a;
+    s->batch = b;
   }
+  return true;
 }
 
-/* Number of elements a tensor spans (max offset + 1), or 0 on overflow. */
+/* Number of elements a tensor spans (max offset + 1), or 0 when it or its
+ * size in bytes (4 per element at most) overflows. */
 static size_t span(const clattn_strides *s, int64_t b, int64_t h, int64_t n, int64_t dim) {
-  const int64_t lim = INT64_MAX / 4;
-  int64_t ext[4] = {b - 1, h - 1, n - 1, dim - 1};
-  int64_t st[4] = {s->batch, s->head, s->seq, s->dim};
-  int64_t total = 1;
+  const int64_t ext[4] = {b - 1, h - 1, n - 1, dim - 1};
+  const int64_t st[4] = {s->batch, s->head, s->seq, s->dim};
+  int64_t total = 1, t;
   for (int i = 0; i < 4; i++) {
-    if (ext[i] > 0 && st[i] > (lim - total) / ext[i]) return 0;
-    total += ext[i] * st[i];
+    if (!clattn__mul_i64(ext[i], st[i], &t) || !clattn__add_i64(total, t, &total)) return 0;
   }
-  if ((uint64_t)total > (uint64_t)SIZE_MAX / 4) return 0;
+  if (total > INT64_MAX / 4 || (uint64_t)total > (uint64_t)SIZE_MAX / 4) return 0;
   return (size_t)total;
+}
+
+/* True when no two elements of a (b, h, n, dim) tensor with non-negative
+ * strides share an address: ordered by stride, every dimension of size > 1
+ * must step past the whole extent of the smaller ones (a conservative test:
+ * it also refuses some exotic interleavings that happen not to collide). */
+static bool strides_disjoint(const clattn_strides *s, int64_t b, int64_t h, int64_t n,
+                             int64_t dim) {
+  const int64_t size[4] = {b, h, n, dim};
+  const int64_t st[4] = {s->batch, s->head, s->seq, s->dim};
+  int idx[4], m = 0;
+  for (int i = 0; i < 4; i++) {
+    if (size[i] <= 1) continue;
+    int j = m++;
+    for (; j > 0 && st[idx[j - 1]] > st[i]; j--)
+      idx[j] = idx[j - 1];
+    idx[j] = i;
+  }
+  int64_t ext = 0, t; /* largest offset reached by the smaller dimensions */
+  for (int k = 0; k < m; k++) {
+    const int i = idx[k];
+    if (st[i] <= ext) return false;
+    if (!clattn__mul_i64(st[i], size[i] - 1, &t) || !clattn__add_i64(ext, t, &ext)) return false;
+  }
+  return true;
 }
 
 #define BAD(...) clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
@@ -89,7 +120,11 @@ clattn_status clattn__desc_resolve(clattn_context ctx, const clattn_attention_de
   if ((unsigned)d.algo > CLATTN_ALGO_LINEAR) return BAD("desc.algo: unknown value %d", d.algo);
   if ((unsigned)d.feature_map > CLATTN_FEATURE_FAVOR)
     return BAD("desc.feature_map: unknown value %d", d.feature_map);
-  if (!isfinite(d.scale)) return BAD("desc.scale must be finite");
+  /* The kernels take the scale as float, the flash kernels as scale·log2(e):
+   * both must be finite in float32. */
+  if (!isfinite(d.scale) || fabs(d.scale) * 1.4426950408889634 > (double)FLT_MAX)
+    return BAD("desc.scale must be finite in float32, also times log2(e): |scale| <= %g (got %g)",
+               (double)FLT_MAX / 1.4426950408889634, d.scale);
   if (d.scale == 0.0) d.scale = 1.0 / sqrt((double)d.head_dim);
   clattn_status sst = clattn__sparse_validate(ctx, &d);
   if (sst != CLATTN_SUCCESS) return sst;
@@ -105,15 +140,18 @@ clattn_status clattn__desc_resolve(clattn_context ctx, const clattn_attention_de
       if (s[i].batch < 0 || s[i].head < 0 || s[i].seq < 0 || s[i].dim < 0)
         return BAD("desc.%s: strides must be >= 0", names[i]);
     }
-    if ((d.head_dim > 1 && s[3].dim == 0) || (d.seq_q > 1 && s[3].seq == 0) ||
-        (d.heads > 1 && s[3].head == 0) || (d.batch > 1 && s[3].batch == 0))
-      return BAD("desc.o_strides: a zero stride on a dimension of size > 1 would make output "
-                 "elements alias");
+    /* q, k, v are read-only and may overlap; outputs must not. */
+    if (!strides_disjoint(&s[3], d.batch, d.heads, d.seq_q, d.head_dim))
+      return BAD("desc.o_strides {batch %lld, head %lld, seq %lld, dim %lld} make two output "
+                 "elements alias (share an address)",
+                 (long long)s[3].batch, (long long)s[3].head, (long long)s[3].seq,
+                 (long long)s[3].dim);
+  } else if (!layout_strides(d.layout, d.heads, d.seq_q, d.head_dim, &s[0]) ||
+             !layout_strides(d.layout, d.kv_heads, d.seq_kv, d.head_dim, &s[1]) ||
+             !layout_strides(d.layout, d.heads, d.seq_q, d.head_dim, &s[3])) {
+    return BAD("descriptor sizes/strides overflow 64-bit offsets");
   } else {
-    layout_strides(d.layout, d.heads, d.seq_q, d.head_dim, &s[0]);
-    layout_strides(d.layout, d.kv_heads, d.seq_kv, d.head_dim, &s[1]);
     s[2] = s[1];
-    layout_strides(d.layout, d.heads, d.seq_q, d.head_dim, &s[3]);
   }
   size_t e[4];
   e[0] = span(&s[0], d.batch, d.heads, d.seq_q, d.head_dim);
@@ -143,6 +181,12 @@ clattn_status clattn__check_buffer(clattn_context ctx, cl_mem buf, size_t bytes,
   cl_int err = clGetMemObjectInfo(buf, CL_MEM_SIZE, sizeof size, &size, NULL);
   if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clGetMemObjectInfo(CL_MEM_SIZE)", err, arg);
   if (size < bytes) return BAD("%s holds %zu bytes but the descriptor needs %zu", arg, size, bytes);
+  cl_context owner = NULL;
+  err = clGetMemObjectInfo(buf, CL_MEM_CONTEXT, sizeof owner, &owner, NULL);
+  if (err != CL_SUCCESS)
+    return clattn__cl_fail(ctx, "clGetMemObjectInfo(CL_MEM_CONTEXT)", err, arg);
+  if (ctx && owner != ctx->context)
+    return BAD("%s belongs to another cl_context than the clattn context's", arg);
   return CLATTN_SUCCESS;
 }
 

@@ -71,9 +71,10 @@ struct clattn_context_s {
   char msg[CLATTN_MSG_MAX];
   clattn__program_entry programs[CLATTN_MAX_PROGRAMS];
   int num_programs;
-  int live_plans;
+  int live_plans; /* plans not yet released; they keep the context alive */
+  bool released;  /* clattn_context_release was called: freed with the last plan */
+  bool tuning;    /* inside the tuner: candidate binaries are not cached */
   uint64_t needed_bytes;     /* of the last CLATTN_ERROR_OUT_OF_MEMORY, 0 if unknown */
-  bool tuning;               /* inside the tuner: candidate binaries are not cached */
   clattn__settings settings; /* environment, read once at creation */
   /* Tuning database, read once (lazily) and updated by stores and imports. */
   struct clattn__tunedb *tunedb;
@@ -95,7 +96,8 @@ struct clattn_plan_s {
   const char *config;            /* forced configuration string, or NULL (creation only) */
   const char *config_origin;     /* who forced it (for describe) */
   struct clattn__sparse *sparse; /* sparse masks only (src/sparse.h), else NULL */
-  uint64_t visible_pairs;        /* (b, h, i, j) tuples the mask keeps */
+  uint64_t visible_pairs;        /* (b, h, i, j) tuples the mask keeps, saturated */
+  double visible_pairs_exact;    /* the same count, not saturated (for the FLOPs) */
   /* clattn_plan_estimate: size the plan only (no program, no device memory,
    * no comparison of the workspace with the device's memory). */
   bool estimate;
@@ -139,6 +141,11 @@ clattn_status clattn__get_program(clattn_context ctx, const char *name, const ch
 clattn_status clattn__create_kernel(clattn_context ctx, cl_program prog, const char *kname,
                                     cl_kernel *out);
 void clattn__release_programs(clattn_context ctx);
+/* Sets p->visible_pairs (saturated at UINT64_MAX) and p->visible_pairs_exact
+ * to per_head · batch · heads, per_head being the pairs of one (b, h). */
+void clattn__plan_set_pairs(clattn_plan p, uint64_t per_head);
+/* Frees the context now (clattn_context_release, or the last plan release after it). */
+void clattn__context_free(clattn_context ctx);
 /* Releases the context's programs except those in keep[0..nkeep) (without
  * caching their binaries: used by the tuner for rejected candidates). */
 void clattn__prune_programs(clattn_context ctx, const cl_program *keep, int nkeep);

@@ -1,5 +1,6 @@
 /* naive.c — the baseline family: CLBlast strided-batched GEMM, masked row softmax, GEMM. */
 #include "naive.h"
+#include "checked.h"
 
 #include "families.h"
 #include "sparse.h"
@@ -49,7 +50,8 @@ typedef struct naive_state {
 static clattn_status limit_runs(clattn_plan p, naive_state *s) {
   const clattn_attention_desc *d = &p->desc;
   const size_t per = (size_t)d->seq_q * (size_t)d->seq_kv, lim = (size_t)INT_MAX;
-  const size_t total = per * s->batch_count;
+  size_t total;
+  if (!clattn__mul_size(per, s->batch_count, &total)) total = SIZE_MAX;
   if (total > lim)
     return clattn__fail(p->ctx, CLATTN_ERROR_UNSUPPORTED,
                         "the naive family's score workspace would hold %zu elements "
@@ -122,17 +124,9 @@ static size_t make_runs(const clattn_plan p, const size_t *order, size_t n, gemm
 /* ---- workspace ---------------------------------------------------------- */
 
 /* *acc *= x unless x <= 0 or the product overflows size_t. */
-static bool mul_size(size_t *acc, int x) {
-  if (x <= 0 || *acc > SIZE_MAX / (size_t)x) return false;
-  *acc *= (size_t)x;
-  return true;
-}
+static bool mul_size(size_t *acc, int x) { return x > 0 && clattn__mul_size(*acc, (size_t)x, acc); }
 
-static bool add_size(size_t *acc, size_t x) {
-  if (x > SIZE_MAX - *acc) return false;
-  *acc += x;
-  return true;
-}
+static bool add_size(size_t *acc, size_t x) { return clattn__add_size(*acc, x, acc); }
 
 bool clattn__naive_workspace(const clattn_attention_desc *d, clattn__naive_ws *ws) {
   if (!ws) return false;
@@ -256,6 +250,49 @@ static void set_gemm_operands(clattn_plan p, naive_state *s) {
   s->gemm_elems[1] = s->gemm_elems[2] = s->ws.k / sizeof(float);
 }
 
+/* The batched GEMM runs of the (b, h) pairs (execute only). Two orders of
+ * the pairs: (b, h), and (h % G, b, h / G), which makes runs across the kv
+ * heads under GQA. The one with fewer runs wins. */
+static clattn_status make_run_tables(clattn_plan p, naive_state *s) {
+  const clattn_attention_desc *d = &p->desc;
+  const size_t bc = s->batch_count;
+  size_t per, bytes;
+  if (!clattn__add_size(sizeof(size_t), 2 * sizeof(gemm_run), &per) ||
+      !clattn__mul_size(bc, per, &bytes))
+    bytes = SIZE_MAX;
+  size_t *order = bytes == SIZE_MAX ? NULL : malloc(bc * sizeof *order);
+  gemm_run *alt = bytes == SIZE_MAX ? NULL : malloc(bc * sizeof *alt);
+  s->runs = bytes == SIZE_MAX ? NULL : malloc(bc * sizeof *s->runs);
+  if (!order || !alt || !s->runs) {
+    free(order);
+    free(alt);
+    return clattn__fail(p->ctx, CLATTN_ERROR_OUT_OF_MEMORY,
+                        "cannot allocate the GEMM run tables: %zu bytes of host memory for "
+                        "B*H = %d*%d (b, h) pairs",
+                        bytes, d->batch, d->heads);
+  }
+  for (size_t i = 0; i < bc; i++)
+    order[i] = i;
+  s->nruns = make_runs(p, order, bc, s->runs);
+  if (s->nruns > 1) {
+    const size_t G = (size_t)(d->heads / d->kv_heads), Hk = (size_t)d->kv_heads;
+    size_t n = 0;
+    for (size_t g = 0; g < G; g++)
+      for (size_t b = 0; b < (size_t)d->batch; b++)
+        for (size_t hk = 0; hk < Hk; hk++)
+          order[n++] = b * (size_t)d->heads + hk * G + g;
+    size_t nalt = make_runs(p, order, bc, alt);
+    if (nalt < s->nruns) {
+      memcpy(s->runs, alt, nalt * sizeof *alt);
+      s->nruns = nalt;
+    }
+  }
+  free(order);
+  free(alt);
+  return CLATTN_SUCCESS;
+}
+
+
 const char *const clattn__naive_sources[] = {"softmax.cl", NULL};
 
 int clattn__naive_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
@@ -332,38 +369,12 @@ clattn_status clattn__naive_create(clattn_plan p, const int *params, const char 
   }
 
   clattn_status st;
-  const size_t bc = (size_t)d->batch * (size_t)d->heads;
+  const size_t bc = (size_t)d->batch * (size_t)d->heads; /* < 2^62: both are ints */
   s->batch_count = bc;
   set_gemm_operands(p, s);
-  /* Two orders of the pairs: (b, h), and (h % G, b, h / G), which makes
-   * runs across the kv heads under GQA. The one with fewer runs wins. */
-  size_t *order = malloc(bc * sizeof *order);
-  gemm_run *alt = malloc(bc * sizeof *alt);
-  s->runs = malloc(bc * sizeof *s->runs);
-  if (!order || !alt || !s->runs) {
-    free(order);
-    free(alt);
-    return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate GEMM run tables");
-  }
-  for (size_t i = 0; i < bc; i++)
-    order[i] = i;
-  s->nruns = make_runs(p, order, bc, s->runs);
-  if (s->nruns > 1) {
-    const size_t G = (size_t)(d->heads / d->kv_heads), Hk = (size_t)d->kv_heads;
-    size_t n = 0;
-    for (size_t g = 0; g < G; g++)
-      for (size_t b = 0; b < (size_t)d->batch; b++)
-        for (size_t hk = 0; hk < Hk; hk++)
-          order[n++] = b * (size_t)d->heads + hk * G + g;
-    size_t nalt = make_runs(p, order, bc, alt);
-    if (nalt < s->nruns) {
-      memcpy(s->runs, alt, nalt * sizeof *alt);
-      s->nruns = nalt;
-    }
-  }
-  free(order);
-  free(alt);
+  /* Refusals first: they need no run tables, and an estimate builds none. */
   if ((st = limit_runs(p, s)) != CLATTN_SUCCESS) return st;
+  if (!p->estimate && (st = make_run_tables(p, s)) != CLATTN_SUCCESS) return st;
 
   cl_command_queue_properties qp = 0;
   clGetCommandQueueInfo(ctx->queue, CL_QUEUE_PROPERTIES, sizeof qp, &qp, NULL);

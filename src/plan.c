@@ -1,5 +1,6 @@
 /* plan.c — plan creation (validation, family choice), execution checks and release. */
 #include "variant.h"
+#include "checked.h"
 #include "linear.h"
 #include "sparse.h"
 
@@ -14,7 +15,7 @@ static uint64_t clamped_sum(int64_t x, uint64_t nk) {
   return nk * (nk + 1) / 2 + (ux - nk) * nk;
 }
 
-/* (b, h, i, j) tuples visible without a mask or under the causal mask. Causal:
+/* (i, j) pairs of one (b, h) visible without a mask or under the causal mask. Causal:
  * query i sees clamp(i + Nk - Nq + 1, 0, Nk) keys; summed in closed form, so
  * that sizing a long sequence (clattn_plan_estimate) costs no loop over it. */
 static uint64_t dense_pairs(const clattn_attention_desc *d) {
@@ -23,7 +24,13 @@ static uint64_t dense_pairs(const clattn_attention_desc *d) {
     const int64_t off = (int64_t)d->seq_kv - d->seq_q;
     per = clamped_sum(off + d->seq_q, (uint64_t)d->seq_kv) - clamped_sum(off, (uint64_t)d->seq_kv);
   }
-  return per * (uint64_t)d->batch * (uint64_t)d->heads;
+  return per;
+}
+
+void clattn__plan_set_pairs(clattn_plan p, uint64_t per_head) {
+  const clattn__u128 n = (clattn__u128)per_head * (uint64_t)p->desc.batch * (uint64_t)p->desc.heads;
+  p->visible_pairs = n > UINT64_MAX ? UINT64_MAX : (uint64_t)n;
+  p->visible_pairs_exact = (double)n;
 }
 
 clattn_status clattn_plan_create(clattn_context ctx, const clattn_attention_desc *desc,
@@ -98,7 +105,7 @@ static clattn_status plan_build(clattn_context ctx, const clattn_attention_desc 
       return st;
     }
   } else {
-    p->visible_pairs = dense_pairs(&p->desc);
+    clattn__plan_set_pairs(p, dense_pairs(&p->desc));
   }
   if (p->desc.algo == CLATTN_ALGO_AUTO) p->desc.algo = CLATTN_ALGO_FLASH;
   if (p->desc.algo == CLATTN_ALGO_LINEAR) { /* the feature map and count */
@@ -133,23 +140,52 @@ static clattn_status plan_build(clattn_context ctx, const clattn_attention_desc 
   return CLATTN_SUCCESS;
 }
 
-clattn_status clattn_plan_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl_mem lse,
-                                  cl_uint num_wait, const cl_event *wait, cl_event *event) {
+/* Whether two buffers share memory: the same object, or sub-buffers (or a
+ * sub-buffer and its parent) whose byte ranges in one parent overlap. */
+static bool mem_overlap(cl_mem a, cl_mem b) {
+  if (a == b) return true;
+  cl_mem root[2] = {a, b};
+  size_t off[2] = {0, 0}, size[2] = {0, 0};
+  for (int i = 0; i < 2; i++) {
+    cl_mem m = root[i], parent = NULL;
+    if (clGetMemObjectInfo(m, CL_MEM_SIZE, sizeof size[i], &size[i], NULL) != CL_SUCCESS)
+      return false;
+    if (clGetMemObjectInfo(m, CL_MEM_ASSOCIATED_MEMOBJECT, sizeof parent, &parent, NULL) ==
+            CL_SUCCESS &&
+        parent) {
+      if (clGetMemObjectInfo(m, CL_MEM_OFFSET, sizeof off[i], &off[i], NULL) != CL_SUCCESS)
+        return false;
+      root[i] = parent;
+    }
+  }
+  return root[0] == root[1] && off[0] < off[1] + size[1] && off[1] < off[0] + size[0];
+}
+
+clattn_status clattn_plan_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
+                                  cl_mem lse, cl_uint num_wait, const cl_event *wait,
+                                  cl_event *event) {
   if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;
   clattn_context ctx = p->ctx;
   ctx->msg[0] = 0;
-  size_t es = clattn__dtype_size(p->desc.dtype);
+  const size_t es = clattn__dtype_size(p->desc.dtype);
+  /* Sizes in bytes (desc_resolve bounded the element counts; checked anyway). */
+  size_t bytes[5];
+  for (int i = 0; i < 4; i++)
+    if (!clattn__mul_size(p->elems[i], es, &bytes[i])) bytes[i] = SIZE_MAX;
+  if (!clattn__mul3_size((size_t)p->desc.batch * (size_t)p->desc.heads, (size_t)p->desc.seq_q,
+                         sizeof(float), &bytes[4]))
+    bytes[4] = SIZE_MAX;
   clattn_status st;
-  if ((st = clattn__check_buffer(ctx, q, p->elems[0] * es, "q")) != CLATTN_SUCCESS) return st;
-  if ((st = clattn__check_buffer(ctx, k, p->elems[1] * es, "k")) != CLATTN_SUCCESS) return st;
-  if ((st = clattn__check_buffer(ctx, v, p->elems[2] * es, "v")) != CLATTN_SUCCESS) return st;
-  if ((st = clattn__check_buffer(ctx, o, p->elems[3] * es, "o")) != CLATTN_SUCCESS) return st;
-  if (o == q || o == k || o == v)
+  if ((st = clattn__check_buffer(ctx, q, bytes[0], "q")) != CLATTN_SUCCESS) return st;
+  if ((st = clattn__check_buffer(ctx, k, bytes[1], "k")) != CLATTN_SUCCESS) return st;
+  if ((st = clattn__check_buffer(ctx, v, bytes[2], "v")) != CLATTN_SUCCESS) return st;
+  if ((st = clattn__check_buffer(ctx, o, bytes[3], "o")) != CLATTN_SUCCESS) return st;
+  if (mem_overlap(o, q) || mem_overlap(o, k) || mem_overlap(o, v))
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "o must not alias q, k or v");
   if (lse) {
-    size_t n = (size_t)p->desc.batch * (size_t)p->desc.heads * (size_t)p->desc.seq_q;
-    if ((st = clattn__check_buffer(ctx, lse, n * sizeof(float), "lse")) != CLATTN_SUCCESS)
-      return st;
+    if ((st = clattn__check_buffer(ctx, lse, bytes[4], "lse")) != CLATTN_SUCCESS) return st;
+    if (mem_overlap(lse, q) || mem_overlap(lse, k) || mem_overlap(lse, v) || mem_overlap(lse, o))
+      return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "lse must not alias q, k, v or o");
   }
   if ((num_wait > 0) != (wait != NULL))
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
@@ -173,15 +209,16 @@ uint64_t clattn_plan_visible_pairs(clattn_plan p) { return p ? p->visible_pairs 
 double clattn_plan_flops(clattn_plan p) {
   if (!p) return 0.0;
   if (p->variant && p->variant->flops) return p->variant->flops(p);
-  return 4.0 * (double)p->desc.head_dim * (double)p->visible_pairs;
+  return 4.0 * (double)p->desc.head_dim * p->visible_pairs_exact;
 }
 
 void clattn_plan_release(clattn_plan p) {
   if (!p) return;
   if (p->variant && p->variant->release) p->variant->release(p);
   clattn__sparse_release(p);
-  p->ctx->live_plans--;
+  clattn_context ctx = p->ctx;
   free(p);
+  if (--ctx->live_plans == 0 && ctx->released) clattn__context_free(ctx);
 }
 
 static int cmp_ms(const void *a, const void *b) {

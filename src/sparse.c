@@ -1,5 +1,6 @@
 /* sparse.c — sparse masks: validation, visible key intervals per row, flash tile lists, bitmaps. */
 #include "sparse.h"
+#include "checked.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -333,8 +334,10 @@ clattn_status clattn__sparse_plan_init(clattn_plan p) {
     s->qb0 = s->off > 0 ? s->off / s->bs : 0;
     s->row_words = (s->nkb + 31) / 32;
     const size_t rows = (size_t)(s->nkb - s->qb0);
-    s->bits_words = rows * (size_t)s->row_words;
-    const size_t bytes = s->bits_words * sizeof(uint32_t);
+    size_t bytes = SIZE_MAX;
+    if (!clattn__mul_size(rows, (size_t)s->row_words, &s->bits_words) ||
+        !clattn__mul_size(s->bits_words, sizeof(uint32_t), &bytes))
+      bytes = SIZE_MAX;
     if (bytes > (size_t)ctx->info.max_alloc)
       return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY,
                           "the %s mask needs a %zu-byte block bitmap (%zu query blocks x %d key "
@@ -367,7 +370,7 @@ clattn_status clattn__sparse_plan_init(clattn_plan p) {
       pairs += (uint64_t)(buf[t].b - buf[t].a);
   }
   free(buf);
-  p->visible_pairs = pairs * (uint64_t)d->batch * (uint64_t)d->heads;
+  clattn__plan_set_pairs(p, pairs);
   return CLATTN_SUCCESS;
 }
 
@@ -455,6 +458,7 @@ int clattn__sparse_row(const clattn__sparse *s, int pos, clattn__ivl **buf, int 
    * buf[n .. 2n), coalescing overlapping and adjacent intervals, and move the
    * result to the front. Linear in the number of intervals. */
   const int total = n;
+  if (total == 0) return 0; /* nothing visible (and *buf may still be NULL) */
   for (int t = 0; t < total; t++)
     PUSH(0, 0); /* room for the merged copy */
   clattn__ivl *b = *buf, *out = b + total;

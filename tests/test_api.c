@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <ctype.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,6 +206,12 @@ MUT(m_vstride, strided(d); d->v_strides.batch = -1)
 MUT(m_ostride, strided(d); d->o_strides.head = -5)
 MUT(m_oalias, strided(d); d->o_strides.seq = 0)
 MUT(m_overflow, strided(d); d->q_strides.batch = INT64_MAX / 2)
+MUT(m_ooverlap, strided(d); d->o_strides.seq = 1; d->o_strides.dim = 1)
+MUT(m_ointerleave, strided(d); d->o_strides.seq = 8) /* rows overlap half a row (dim 16) */
+MUT(m_scalef32, d->scale = 1e39)
+MUT(m_scalelog2e, d->scale = -3.0e38) /* finite in f32, scale*log2(e) is not */
+MUT(m_hugesizes, d->batch = d->heads = d->kv_heads = d->seq_q = d->seq_kv = INT_MAX;
+    d->head_dim = 256)
 
 static const bad_desc bad_descs[] = {
     {"batch 0", m_batch0, "batch"},
@@ -237,6 +244,11 @@ static const bad_desc bad_descs[] = {
     {"o head stride -5", m_ostride, "o_strides"},
     {"o seq stride 0 (aliasing rows)", m_oalias, "o_strides"},
     {"q batch stride overflowing", m_overflow, "overflow"},
+    {"o seq = dim stride 1 (overlapping rows)", m_ooverlap, "o_strides"},
+    {"o seq stride 8 < row extent 16", m_ointerleave, "o_strides"},
+    {"scale 1e39 (not finite in f32)", m_scalef32, "scale"},
+    {"scale -3e38 (scale*log2e not finite in f32)", m_scalelog2e, "scale"},
+    {"batch = heads = seq = INT_MAX, head_dim 256", m_hugesizes, "overflow"},
 };
 
 static void test_invalid_descriptors(void **state) {
@@ -393,6 +405,40 @@ static void test_execute_argument_checks(void **state) {
     assert_int_equal(clattn_plan_execute(plan, p.q, p.k, p.v, p.q, NULL, 0, NULL, NULL),
                      CLATTN_ERROR_INVALID_ARGUMENT);
     ASSERT_MSG_HAS(ctx, "alias");
+    /* lse aliasing an input or o (each at least as large as lse here), also
+     * through a sub-buffer of o. */
+    cl_mem alias_of[4] = {p.q, p.k, p.v, p.o};
+    for (int a = 0; a < 4; a++) {
+      assert_int_equal(clattn_plan_execute(plan, p.q, p.k, p.v, p.o, alias_of[a], 0, NULL, NULL),
+                       CLATTN_ERROR_INVALID_ARGUMENT);
+      ASSERT_MSG_HAS(ctx, "lse must not alias");
+    }
+    cl_buffer_region region = {0, need[4]};
+    cl_mem sub =
+        clCreateSubBuffer(p.o, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &region, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    assert_int_equal(clattn_plan_execute(plan, p.q, p.k, p.v, p.o, sub, 0, NULL, NULL),
+                     CLATTN_ERROR_INVALID_ARGUMENT);
+    ASSERT_MSG_HAS(ctx, "lse must not alias");
+    clReleaseMemObject(sub);
+    /* A buffer of another cl_context (same device) in each position. */
+    cl_device_id dev = clattn_context_device(ctx);
+    cl_context other = clCreateContext(NULL, 1, &dev, NULL, NULL, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    for (int a = 0; a < 5; a++) {
+      cl_mem foreign = clCreateBuffer(other, CL_MEM_READ_WRITE, need[a], NULL, &err);
+      assert_int_equal(err, CL_SUCCESS);
+      cl_mem args[5] = {p.q, p.k, p.v, p.o, p.lse};
+      args[a] = foreign;
+      assert_int_equal(
+          clattn_plan_execute(plan, args[0], args[1], args[2], args[3], args[4], 0, NULL, NULL),
+          CLATTN_ERROR_INVALID_ARGUMENT);
+      char want[64];
+      snprintf(want, sizeof want, "%s belongs to another cl_context", names[a]);
+      ASSERT_MSG_HAS(ctx, want);
+      clReleaseMemObject(foreign);
+    }
+    clReleaseContext(other);
     /* num_wait / wait_list mismatch. */
     cl_event ue = clCreateUserEvent(cl, &err);
     assert_int_equal(err, CL_SUCCESS);
@@ -655,6 +701,39 @@ static void test_workspace_and_describe(void **state) {
   clattn_plan_release(plan);
 }
 
+/* Counts past 2^64: clattn_plan_visible_pairs saturates, clattn_plan_flops
+ * is computed from the exact count; a naive estimate allocates no per-pair
+ * host tables (B = 2^24, H = 16 needed 49 GB of them). */
+static void test_huge_counts(void **state) {
+  clattn_context ctx = *state;
+  clattn_attention_desc d;
+  clattn_attention_desc_init(&d);
+  d.batch = d.heads = d.seq_q = d.seq_kv = 65536;
+  d.head_dim = 16;
+  d.algo = CLATTN_ALGO_FLASH;
+  clattn_plan plan = NULL;
+  if (clattn_plan_create(ctx, &d, 0, &plan) != CLATTN_SUCCESS)
+    fail_msg("%s", clattn_context_last_error(ctx));
+  assert_true(clattn_plan_visible_pairs(plan) == UINT64_MAX); /* 2^64 */
+  assert_true(clattn_plan_flops(plan) == 4.0 * 16 * 18446744073709551616.0);
+  clattn_plan_release(plan);
+  d.mask = CLATTN_MASK_CAUSAL; /* 2^32 · 65536 · 65537 / 2 = 2^47 · 65537: fits */
+  assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_SUCCESS);
+  assert_true(clattn_plan_visible_pairs(plan) == ((uint64_t)65537 << 47));
+  assert_true(clattn_plan_flops(plan) == 4.0 * 16 * 65537.0 * 140737488355328.0);
+  clattn_plan_release(plan);
+  clattn_attention_desc_init(&d);
+  d.batch = 1 << 24;
+  d.heads = 16;
+  d.seq_q = d.seq_kv = 1;
+  d.head_dim = 4; /* q holds 2^30 elements: CLBlast's 32-bit indices reach them */
+  d.algo = CLATTN_ALGO_NAIVE;
+  size_t ws = 0;
+  if (clattn_plan_estimate(ctx, &d, &ws) != CLATTN_SUCCESS)
+    fail_msg("%s", clattn_context_last_error(ctx));
+  assert_int_equal(ws, (size_t)1 << 30); /* 2^28 scores of 4 bytes */
+}
+
 /* A naive problem larger than the device allows fails at plan creation,
  * before allocating, with the bytes in the message; flash needs no workspace
  * and plans it. */
@@ -820,6 +899,7 @@ int main(void) {
       cmocka_unit_test(test_context_selectors),
       cmocka_unit_test(test_workspace_and_describe),
       cmocka_unit_test(test_naive_out_of_memory),
+      cmocka_unit_test(test_huge_counts),
       cmocka_unit_test(test_tune_override),
       cmocka_unit_test(test_forced_variants),
       cmocka_unit_test(test_kernel_dir),

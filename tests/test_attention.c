@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,6 +236,105 @@ static void test_extreme_scores(void **state) {
       case_label(label, sizeof label, k ? "extreme_one_sign" : "extreme_mixed", &d);
       TU_CHECK_CASE(ctx, &d, inputs[k], 1, label);
     }
+}
+
+/* Runs one f32 BHSD problem (batch = heads = 1, head dim d) on host arrays
+ * q[nq*d], k and v [nk*d]; fills o[nq*d] and lse[nq]. */
+static void run_host(clattn_context ctx, clattn_mask mask, int nq, int nk, int d, double scale,
+                     const float *q, const float *k, const float *v, float *o, float *lse) {
+  clattn_attention_desc desc;
+  clattn_attention_desc_init(&desc);
+  desc.seq_q = nq;
+  desc.seq_kv = nk;
+  desc.head_dim = d;
+  desc.scale = scale;
+  desc.mask = mask;
+  desc.algo = (clattn_algo)TEST_ALGO;
+  clattn_plan plan = NULL;
+  if (clattn_plan_create(ctx, &desc, 0, &plan) != CLATTN_SUCCESS)
+    fail_msg("plan_create: %s", clattn_context_last_error(ctx));
+  cl_mem bq = tu_buffer_from_host(ctx, q, (size_t)nq * d * sizeof(float));
+  cl_mem bk = tu_buffer_from_host(ctx, k, (size_t)nk * d * sizeof(float));
+  cl_mem bv = tu_buffer_from_host(ctx, v, (size_t)nk * d * sizeof(float));
+  cl_mem bo = tu_buffer_nan(ctx, (size_t)nq * d);
+  cl_mem bl = tu_buffer_nan(ctx, (size_t)nq);
+  assert_non_null(bq);
+  assert_non_null(bk);
+  assert_non_null(bv);
+  assert_non_null(bo);
+  assert_non_null(bl);
+  assert_int_equal(clattn_plan_execute(plan, bq, bk, bv, bo, bl, 0, NULL, NULL), CLATTN_SUCCESS);
+  assert_int_equal(tu_buffer_read(ctx, bo, o, (size_t)nq * d * sizeof(float)), CL_SUCCESS);
+  assert_int_equal(tu_buffer_read(ctx, bl, lse, (size_t)nq * sizeof(float)), CL_SUCCESS);
+  clReleaseMemObject(bq);
+  clReleaseMemObject(bk);
+  clReleaseMemObject(bv);
+  clReleaseMemObject(bo);
+  clReleaseMemObject(bl);
+  clattn_plan_release(plan);
+}
+
+/* Visible keys are attended whatever their score: with every score about
+ * -1e29 (in log2 units below the old -1e30 mask sentinel's reach), each row
+ * is the mean of V over its visible keys, not zeros, with a finite LSE;
+ * causal rows with no visible key are still zeros with LSE -inf. */
+static void test_very_negative_scores(void **state) {
+  clattn_context ctx = *state;
+  enum { D = 8, NQ = 70, NK = 67 };
+  static float q[NQ * D], k[NK * D], v[NK * D], o[NQ * D], lse[NQ];
+  for (int i = 0; i < NQ * D; i++)
+    q[i] = 1.0f;
+  for (int i = 0; i < NK * D; i++)
+    k[i] = -1.0f;
+  for (int j = 0; j < NK; j++)
+    for (int c = 0; c < D; c++)
+      v[j * D + c] = (float)(j + 1) * (float)(c + 1);
+  for (int causal = 0; causal < 2; causal++) {
+    run_host(ctx, causal ? CLATTN_MASK_CAUSAL : CLATTN_MASK_NONE, NQ, NK, D, 1.25e28, q, k, v, o,
+             lse);
+    for (int i = 0; i < NQ; i++) {
+      const int nvis = causal ? (i + NK - NQ + 1 < 0 ? 0 : i + NK - NQ + 1) : NK;
+      if (nvis == 0) {
+        for (int c = 0; c < D; c++)
+          if (o[i * D + c] != 0.0f) fail_msg("causal=%d row %d: masked row not zero", causal, i);
+        if (!(isinf(lse[i]) && lse[i] < 0))
+          fail_msg("causal=%d row %d: lse %g, want -inf", causal, i, lse[i]);
+        continue;
+      }
+      for (int c = 0; c < D; c++) {
+        const double want = (double)(nvis + 1) / 2.0 * (c + 1); /* mean of (j+1)(c+1) */
+        if (fabs(o[i * D + c] - want) > 1e-4 * want)
+          fail_msg("causal=%d row %d col %d: got %g, want the mean of V %g", causal, i, c,
+                   o[i * D + c], want);
+      }
+      const double want_lse = -8.0 * 1.25e28;
+      if (!isfinite(lse[i]) || fabs(lse[i] - want_lse) > 1e-5 * fabs(want_lse))
+        fail_msg("causal=%d row %d: lse %g, want %g", causal, i, lse[i], want_lse);
+    }
+  }
+}
+
+/* A query row holding NaN gives NaN outputs and a NaN LSE (not -inf); the
+ * other rows are unaffected. */
+static void test_nan_rows(void **state) {
+  clattn_context ctx = *state;
+  enum { D = 8, NQ = 9, NK = 5 };
+  static float q[NQ * D], k[NK * D], v[NK * D], o[NQ * D], lse[NQ];
+  for (int i = 0; i < NQ * D; i++)
+    q[i] = 0.25f;
+  for (int i = 0; i < NK * D; i++)
+    k[i] = v[i] = 0.5f;
+  q[3 * D + 2] = NAN;
+  run_host(ctx, CLATTN_MASK_NONE, NQ, NK, D, 0.0, q, k, v, o, lse);
+  for (int i = 0; i < NQ; i++) {
+    if (i == 3) {
+      if (!isnan(lse[i])) fail_msg("NaN row: lse %g, want NaN", lse[i]);
+      for (int c = 0; c < D; c++)
+        if (!isnan(o[i * D + c])) fail_msg("NaN row: o[%d] = %g, want NaN", c, o[i * D + c]);
+    } else if (!isfinite(lse[i]) || fabs(o[i * D] - 0.5f) > 1e-6) {
+      fail_msg("row %d: o %g lse %g", i, o[i * D], lse[i]);
+    }
+  }
 }
 
 /* Explicit scales (not 1/sqrt(d)), one of them negative. */
@@ -468,6 +568,8 @@ int main(int argc, char **argv) {
     cmocka_unit_test(test_without_lse),
     cmocka_unit_test(test_extreme_scores),
     cmocka_unit_test(test_explicit_scale),
+    cmocka_unit_test(test_very_negative_scores),
+    cmocka_unit_test(test_nan_rows),
     cmocka_unit_test(test_16bit_storage),
 #if IS_NAIVE
     cmocka_unit_test(test_naive_16bit),

@@ -200,7 +200,11 @@ static void test_illegal_rejected(void **state) {
       {128, 8, 2, 1, 64},      /* 64 rows per item: register tile */
       {64, 64, 4, 4, 256},     /* accumulators */
       {16, 64, 1, 1, 64},      /* tm = tn = 1: that is the row kernel */
+      /* tm*tn and the tile products past int (undefined behaviour without
+       * the range checks; the sanitizer build aborts on it) */
       {1048576, 1048576, 1048576, 1048576, 64},
+      {1048576, 1048576, 1, 1, 64},
+      {0x40000000, 0x40000000, 0x40000000, 0x7fffffff, 256},
   };
   for (size_t i = 0; i < sizeof bad_wg / sizeof *bad_wg; i++) {
     const char *why = wg->check(bad_wg[i], bad_wg[i][4] == 256 ? &d256 : &d64, &gpu);

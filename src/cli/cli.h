@@ -59,6 +59,14 @@ extern const char *cli_dtype_names[];  /* f32, f16, bf16 */
 extern const char *cli_layout_names[]; /* bhsd, bshd */
 void cli_names_init(void);
 
+/* Overflow-checked 64-bit arithmetic: false when the exact result does not fit. */
+static inline bool cli_mul_u64(uint64_t a, uint64_t b, uint64_t *out) {
+  return !__builtin_mul_overflow(a, b, out);
+}
+static inline bool cli_add_u64(uint64_t a, uint64_t b, uint64_t *out) {
+  return !__builtin_add_overflow(a, b, out);
+}
+
 /* ---- one problem, set up, timed and verified (problem.c) ----------------- */
 
 /* Options shared by `run` and `bench`, and the parser table that fills them. */

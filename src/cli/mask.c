@@ -1,8 +1,12 @@
 /* mask.c — the CLI's --mask specifications (none, causal, sparse patterns) and layout files. */
+#define _POSIX_C_SOURCE 200809L /* getline */
 #include "cli.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,40 +50,67 @@ static int usage(const char *opt, const char *spec, const char *why) {
   return CLI_EXIT_USAGE;
 }
 
-/* Parses up to max comma-separated non-negative integers from s; stops at a
- * field that is not a number. Returns the count, *end past the last one. */
-static int parse_ints(const char *s, long long *v, int max, const char **end) {
+/* One unsigned decimal number at s (digits only: no sign, no space) up to
+ * max: false when s holds none or it is larger (errno ERANGE included);
+ * *end is set past it. The caller checks what follows (full token). */
+static bool parse_u64(const char *s, uint64_t max, uint64_t *out, const char **end) {
+  if (!isdigit((unsigned char)*s)) return false;
+  char *e;
+  errno = 0;
+  const unsigned long long x = strtoull(s, &e, 10);
+  if (errno == ERANGE || x > max) return false;
+  *out = (uint64_t)x;
+  *end = e;
+  return true;
+}
+
+/* Parses up to max comma-separated non-negative integers from s, each at
+ * most INT_MAX (those at index >= wide_from: any uint64); stops at a field
+ * that is not a number. Returns the count, or -1 when a number is out of
+ * range; *end past the last one. */
+static int parse_ints(const char *s, uint64_t *v, int max, int wide_from, const char **end) {
   int n = 0;
+  *end = s;
   while (n < max && isdigit((unsigned char)*s)) {
-    char *e;
-    errno = 0;
-    v[n] = strtoll(s, &e, 10);
-    if (errno || v[n] > 0x7fffffff) break;
+    const char *e;
+    if (!parse_u64(s, n >= wide_from ? UINT64_MAX : (uint64_t)INT_MAX, &v[n], &e)) return -1;
     n++;
     s = e;
+    *end = s;
     if (*s != ',' || !isdigit((unsigned char)s[1])) break;
     s++;
   }
-  *end = s;
   return n;
 }
 
-/* Reads a layout file into m (block size, rows, CSR). */
+static bool is_blank(const char *s) { return strspn(s, " \t\r\n") == strlen(s); }
+static bool ends_token(char c) { return !c || c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+/* Reads a layout file into m (block size, rows, CSR). Numbers are whole
+ * tokens of digits within int range; the row offsets grow as rows are read
+ * (a huge ROWS in the header allocates nothing by itself). */
 static int read_layout(const char *opt, const char *spec, const char *path, cli_mask *m) {
   FILE *f = fopen(path, "r");
   if (!f) {
     fprintf(stderr, "clattn: --%s %s: cannot open '%s': %s\n", opt, spec, path, strerror(errno));
     return CLI_EXIT_USAGE;
   }
-  char line[1 << 16];
+  const size_t max_line = 65535;
+  char *line = NULL;
+  size_t line_cap = 0;
+  ssize_t len;
   int lineno = 0, bs = 0, rows = -1, causal = 0, r = 0;
-  size_t cap = 0, n = 0;
+  size_t cap = 0, n = 0, off_cap = 0;
   int rc = 0;
-  while (fgets(line, sizeof line, f)) {
+  while ((len = getline(&line, &line_cap, f)) >= 0) {
     lineno++;
-    if (!strchr(line, '\n') && !feof(f)) {
-      fprintf(stderr, "clattn: %s:%d: line longer than %zu characters\n", path, lineno,
-              sizeof line - 1);
+    if (memchr(line, 0, (size_t)len)) {
+      fprintf(stderr, "clattn: %s:%d: NUL byte in a text line\n", path, lineno);
+      rc = CLI_EXIT_USAGE;
+      break;
+    }
+    if ((size_t)len > max_line + 1 || ((size_t)len == max_line + 1 && line[len - 1] != '\n')) {
+      fprintf(stderr, "clattn: %s:%d: line longer than %zu characters\n", path, lineno, max_line);
       rc = CLI_EXIT_USAGE;
       break;
     }
@@ -88,27 +119,33 @@ static int read_layout(const char *opt, const char *spec, const char *path, cli_
       s++;
     if (*s == '#') continue;
     if (rows < 0) {
-      if (*s == '\n' || !*s) continue;
-      char word[16] = "";
-      int k = sscanf(s, "%d %d %15s", &bs, &rows, word);
-      if (k < 2 || bs < 1 || rows < 0 || (k == 3 && strcmp(word, "causal"))) {
+      if (is_blank(s)) continue;
+      uint64_t b = 0, nr = 0;
+      const char *e = s;
+      bool ok = parse_u64(e, INT_MAX, &b, &e) && b >= 1 && (*e == ' ' || *e == '\t');
+      while (ok && (*e == ' ' || *e == '\t'))
+        e++;
+      ok = ok && parse_u64(e, INT_MAX, &nr, &e) && ends_token(*e);
+      while (ok && (*e == ' ' || *e == '\t'))
+        e++;
+      if (ok && !strncmp(e, "causal", 6) && ends_token(e[6])) {
+        causal = 1;
+        e += 6;
+      }
+      if (!ok || !is_blank(e)) {
         fprintf(stderr,
-                "clattn: %s:%d: expected 'BLOCK_SIZE ROWS [causal]' with BLOCK_SIZE >= 1 and "
-                "ROWS >= 0\n",
+                "clattn: %s:%d: expected 'BLOCK_SIZE ROWS [causal]' with BLOCK_SIZE in "
+                "1..2147483647 and ROWS in 0..2147483647\n",
                 path, lineno);
         rc = CLI_EXIT_USAGE;
         break;
       }
-      causal = k == 3;
-      m->off = calloc((size_t)rows + 1, sizeof(int));
-      if (!m->off) {
-        rc = CLI_EXIT_LIBRARY;
-        break;
-      }
+      bs = (int)b;
+      rows = (int)nr;
       continue;
     }
     if (r == rows) { /* only blank lines may follow */
-      if (strspn(s, " \t\r\n") != strlen(s)) {
+      if (!is_blank(s)) {
         fprintf(stderr, "clattn: %s:%d: more than the %d rows the header announces\n", path, lineno,
                 rows);
         rc = CLI_EXIT_USAGE;
@@ -116,16 +153,36 @@ static int read_layout(const char *opt, const char *spec, const char *path, cli_
       }
       continue;
     }
-    if (*s == '-') s++;
+    if ((size_t)r + 2 > off_cap) {
+      size_t nc = off_cap ? off_cap * 2 : 1024;
+      if (nc > (size_t)rows + 1) nc = (size_t)rows + 1;
+      int *no = realloc(m->off, nc * sizeof(int));
+      if (!no) {
+        rc = CLI_EXIT_LIBRARY;
+        break;
+      }
+      if (!m->off) no[0] = 0;
+      m->off = no;
+      off_cap = nc;
+    }
+    if (*s == '-' && ends_token(s[1])) { /* '-': no key block */
+      if (!is_blank(s + 1)) {
+        fprintf(stderr, "clattn: %s:%d: '-' (no block) must be alone on its line\n", path, lineno);
+        rc = CLI_EXIT_USAGE;
+        break;
+      }
+      s += strlen(s);
+    }
     for (;;) {
       while (*s == ' ' || *s == '\t' || *s == ',' || *s == '\r')
         s++;
       if (*s == '\n' || !*s) break;
-      char *e;
-      errno = 0;
-      long c = strtol(s, &e, 10);
-      if (e == s || errno || c < -0x7fffffffL || c > 0x7fffffffL) {
-        fprintf(stderr, "clattn: %s:%d: '%.20s' is not a block index\n", path, lineno, s);
+      const char *e;
+      uint64_t c;
+      if (!parse_u64(s, INT_MAX, &c, &e) || !(ends_token(*e) || *e == ',')) {
+        const size_t tok = strcspn(s, " \t,\r\n");
+        fprintf(stderr, "clattn: %s:%d: '%.*s' is not a block index (0..2147483647)\n", path,
+                lineno, (int)(tok < 20 ? tok : 20), s);
         rc = CLI_EXIT_USAGE;
         break;
       }
@@ -140,11 +197,17 @@ static int read_layout(const char *opt, const char *spec, const char *path, cli_
         cap = nc;
       }
       m->cols[n++] = (int)c;
-      s = e;
+      s = (char *)e;
     }
     if (rc) break;
+    if (n > INT_MAX) {
+      fprintf(stderr, "clattn: %s:%d: more than 2147483647 block entries\n", path, lineno);
+      rc = CLI_EXIT_USAGE;
+      break;
+    }
     m->off[++r] = (int)n;
   }
+  free(line);
   fclose(f);
   if (!rc && rows < 0) {
     fprintf(stderr, "clattn: %s: no 'BLOCK_SIZE ROWS' header line\n", path);
@@ -155,6 +218,7 @@ static int read_layout(const char *opt, const char *spec, const char *path, cli_
             r);
     rc = CLI_EXIT_USAGE;
   }
+  if (!rc && !m->off && !(m->off = calloc(1, sizeof(int)))) rc = CLI_EXIT_LIBRARY;
   if (rc == CLI_EXIT_LIBRARY) fprintf(stderr, "clattn: out of host memory reading %s\n", path);
   if (rc) return rc;
   m->sparse.block_size = bs;
@@ -198,9 +262,14 @@ int cli_parse_mask(const char *opt, const char *spec, cli_mask *m) {
     if (rc) cli_mask_free(m);
     return rc;
   }
-  long long v[5];
+  uint64_t v[5];
   const char *end;
-  int n = parse_ints(s, v, forms[fi].max, &end);
+  /* BigBird's fifth number is the seed: any uint64. */
+  int n = parse_ints(s, v, forms[fi].max, 4, &end);
+  if (n < 0)
+    return usage(opt, spec,
+                 "number out of range (at most 2147483647; a BigBird seed at most "
+                 "18446744073709551615)");
   if (n < forms[fi].min) return usage(opt, spec, "too few numbers (non-negative integers)");
   clattn_sparse_desc *sp = &m->sparse;
   switch (m->mask) {
@@ -221,7 +290,7 @@ int cli_parse_mask(const char *opt, const char *spec, cli_mask *m) {
     sp->window_blocks = (int)v[1];
     sp->global_blocks = (int)v[2];
     sp->random_blocks = (int)v[3];
-    sp->seed = n > 4 ? (uint64_t)v[4] : 0;
+    sp->seed = n > 4 ? v[4] : 0;
     break;
   }
   while (*end == ',') {
@@ -230,9 +299,10 @@ int cli_parse_mask(const char *opt, const char *spec, cli_mask *m) {
       sp->causal = 1;
       end += 6;
     } else if (!strncmp(end, "global:", 7) && m->mask != CLATTN_MASK_BIGBIRD) {
-      long long g;
+      uint64_t g;
       const char *e2;
-      if (parse_ints(end + 7, &g, 1, &e2) != 1) return usage(opt, spec, "global: needs a count");
+      if (parse_ints(end + 7, &g, 1, 1, &e2) != 1)
+        return usage(opt, spec, "global: needs a count (at most 2147483647)");
       sp->num_global = (int)g;
       end = e2;
     } else {

@@ -1,6 +1,8 @@
 /* problem.c — options shared by run and bench, and one problem's setup, timing and verification. */
 #include "cli.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -83,16 +85,21 @@ int cli_parse_feature(const char *spec, clattn_attention_desc *d) {
   } else if (!strncmp(spec, "favor", 5) && (spec[5] == 0 || spec[5] == ':')) {
     d->feature_map = CLATTN_FEATURE_FAVOR;
     if (spec[5] == ':') {
-      char *end;
-      long m = strtol(spec + 6, &end, 10);
-      if (end == spec + 6 || m < 1 || m > 256)
+      char *end = (char *)spec + 6;
+      errno = 0;
+      long m = isdigit((unsigned char)spec[6]) ? strtol(spec + 6, &end, 10) : 0;
+      if (end == spec + 6 || errno || m < 1 || m > 256)
         why = "M must be an integer in 1..256";
       else
         d->num_features = (int)m;
       if (!why && *end == ',') {
         const char *sp = end + 1;
-        d->feature_seed = strtoull(sp, &end, 0);
-        if (end == sp || *sp == '-') why = "SEED must be an unsigned integer (decimal or 0x hex)";
+        errno = 0;
+        d->feature_seed = isdigit((unsigned char)*sp) ? strtoull(sp, &end, 0) : 0;
+        if (end == sp || !isdigit((unsigned char)*sp))
+          why = "SEED must be an unsigned integer (decimal or 0x hex)";
+        else if (errno == ERANGE)
+          why = "SEED out of range (at most 18446744073709551615)";
       }
       if (!why && *end) why = "expected favor, favor:M or favor:M,SEED";
     }
@@ -145,19 +152,34 @@ double cli_flops(const clattn_attention_desc *d) {
   return 4.0 * d->batch * d->heads * pairs * d->head_dim;
 }
 
+/* a·b·c·e, saturated at UINT64_MAX (no device has that much memory). */
+static uint64_t sat_mul4(uint64_t a, uint64_t b, uint64_t c, uint64_t e) {
+  uint64_t x;
+  if (!cli_mul_u64(a, b, &x) || !cli_mul_u64(x, c, &x) || !cli_mul_u64(x, e, &x))
+    return UINT64_MAX;
+  return x;
+}
+
+static uint64_t sat_add(uint64_t a, uint64_t b) {
+  uint64_t x;
+  return cli_add_u64(a, b, &x) ? x : UINT64_MAX;
+}
+
 void cli_buffer_bytes(const clattn_attention_desc *d, uint64_t bytes[4]) {
   const uint64_t es = cli_dtype_size(d->dtype);
   const uint64_t hk = d->kv_heads ? (uint64_t)d->kv_heads : (uint64_t)d->heads;
-  const uint64_t bd = (uint64_t)d->batch * (uint64_t)d->head_dim * es;
-  bytes[0] = bytes[3] = bd * (uint64_t)d->heads * (uint64_t)d->seq_q;
-  bytes[1] = bytes[2] = bd * hk * (uint64_t)d->seq_kv;
+  const uint64_t bd = (uint64_t)d->batch * (uint64_t)d->head_dim * es; /* < 2^42 */
+  bytes[0] = bytes[3] = sat_mul4(bd, (uint64_t)d->heads, (uint64_t)d->seq_q, 1);
+  bytes[1] = bytes[2] = sat_mul4(bd, hk, (uint64_t)d->seq_kv, 1);
 }
 
 uint64_t cli_io_bytes(const clattn_attention_desc *d, bool lse) {
   uint64_t b[4];
   cli_buffer_bytes(d, b);
-  uint64_t n = b[0] + b[1] + b[2] + b[3];
-  if (lse) n += (uint64_t)d->batch * (uint64_t)d->heads * (uint64_t)d->seq_q * sizeof(float);
+  uint64_t n = sat_add(sat_add(b[0], b[1]), sat_add(b[2], b[3]));
+  if (lse)
+    n = sat_add(
+        n, sat_mul4((uint64_t)d->batch, (uint64_t)d->heads, (uint64_t)d->seq_q, sizeof(float)));
   return n;
 }
 
@@ -225,12 +247,24 @@ bool cli_buffers_fit(clattn_context ctx, const clattn_attention_desc *d, bool ls
     return true; /* unknown: let the allocations themselves report */
   uint64_t b[4];
   cli_buffer_bytes(d, b);
-  const uint64_t total = cli_io_bytes(d, lse), largest = b[0] > b[1] ? b[0] : b[1];
+  const uint64_t largest = b[0] > b[1] ? b[0] : b[1];
+  uint64_t total = cli_io_bytes(d, lse), host = 0;
+  /* The inputs are made on the host and uploaded: on a device that shares
+   * the host's memory (CPUs) those copies take the same memory. */
+  cl_device_type type = 0;
+  cl_bool unified = CL_FALSE;
+  clGetDeviceInfo(dev, CL_DEVICE_TYPE, sizeof type, &type, NULL);
+  clGetDeviceInfo(dev, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL);
+  if ((type & CL_DEVICE_TYPE_CPU) || unified) {
+    host = sat_add(sat_add(b[0], b[1]), b[2]);
+    total = sat_add(total, host);
+  }
   if (largest <= max_alloc && total <= global) return true;
   if (detail)
     snprintf(detail, cap,
-             "the q, k, v, o buffers need %llu bytes (largest %llu) but the device has %llu "
+             "the q, k, v, o buffers%s need %llu bytes (largest %llu) but the device has %llu "
              "bytes (at most %llu in one buffer)",
+             host ? " and the host copies of q, k, v (the device shares the host's memory)" : "",
              (unsigned long long)total, (unsigned long long)largest, (unsigned long long)global,
              (unsigned long long)max_alloc);
   return false;
@@ -245,10 +279,18 @@ static clattn_status reserve_memory(clattn_context ctx, const cli_problem *p, po
   cl_ulong max_alloc = 0;
   clGetDeviceInfo(clattn_context_device(ctx), CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof max_alloc,
                   &max_alloc, NULL);
+  cl_ulong global = 0;
+  clGetDeviceInfo(clattn_context_device(ctx), CL_DEVICE_GLOBAL_MEM_SIZE, sizeof global, &global,
+                  NULL);
+  if (global && p->reserve_bytes > global)
+    return fail(r, CLATTN_ERROR_OUT_OF_MEMORY,
+                "--reserve %llu bytes is more than the device's %llu bytes of memory",
+                (unsigned long long)p->reserve_bytes, (unsigned long long)global);
   uint64_t chunk = max_alloc ? max_alloc : ((uint64_t)1 << 30);
   if (chunk > ((uint64_t)4 << 30)) chunk = (uint64_t)4 << 30;
   chunk &= ~(uint64_t)255;
-  if ((p->reserve_bytes + chunk - 1) / chunk > MAX_RESERVE_CHUNKS)
+  /* Chunk count without overflow (reserve_bytes + chunk - 1 wraps). */
+  if (p->reserve_bytes / chunk + (p->reserve_bytes % chunk != 0) > MAX_RESERVE_CHUNKS)
     return fail(r, CLATTN_ERROR_OUT_OF_MEMORY,
                 "--reserve %llu bytes needs more than %d buffers of %llu bytes",
                 (unsigned long long)p->reserve_bytes, MAX_RESERVE_CHUNKS,
@@ -368,11 +410,11 @@ clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result
   if (!cli_buffers_fit(ctx, d, p->lse, r->error, sizeof r->error)) {
     r->status = CLATTN_ERROR_OUT_OF_MEMORY;
     r->oom = true;
-    r->needed_bytes = r->mem_bytes + p->reserve_bytes;
+    r->needed_bytes = sat_add(r->mem_bytes, p->reserve_bytes);
     return r->status;
   }
   if (reserve_memory(ctx, p, &pt, r) != CLATTN_SUCCESS) {
-    if (r->oom) r->needed_bytes = r->mem_bytes + p->reserve_bytes;
+    if (r->oom) r->needed_bytes = sat_add(r->mem_bytes, p->reserve_bytes);
     release_point(&pt);
     return r->status;
   }
@@ -391,7 +433,7 @@ clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result
       else
         r->needed_bytes = clattn_context_last_needed_bytes(ctx);
       if (!r->needed_bytes) r->needed_bytes = r->mem_bytes;
-      r->needed_bytes += p->reserve_bytes;
+      r->needed_bytes = sat_add(r->needed_bytes, p->reserve_bytes);
     }
     release_point(&pt);
     return st;
@@ -407,7 +449,7 @@ clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result
       !(pt.times = malloc((size_t)p->reps * sizeof *pt.times))) {
     if (r->status == CLATTN_SUCCESS)
       fail(r, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate host memory for the timings");
-    if (r->oom) r->needed_bytes = r->mem_bytes + p->reserve_bytes;
+    if (r->oom) r->needed_bytes = sat_add(r->mem_bytes, p->reserve_bytes);
     release_point(&pt);
     return r->status;
   }
@@ -417,7 +459,7 @@ clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result
                      p->reps, pt.times, &r->timing, msg, sizeof msg);
   if (st != CLATTN_SUCCESS) {
     fail(r, st, "%s", msg);
-    if (r->oom) r->needed_bytes = r->mem_bytes + p->reserve_bytes;
+    if (r->oom) r->needed_bytes = sat_add(r->mem_bytes, p->reserve_bytes);
     release_point(&pt);
     return st;
   }

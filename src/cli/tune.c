@@ -183,7 +183,7 @@ int cli_cmd_tune(int argc, char **argv) {
   int nh = 1, ns = 1;
   static int def_hd = 64, def_seq = 4096;
   if (o.head_dims) {
-    nh = cli_parse_int_list("--head-dim", o.head_dims, &hds);
+    nh = cli_parse_int_list("head-dim", o.head_dims, &hds);
     if (nh < 0) return CLI_EXIT_USAGE;
     for (int i = 0; i < nh; i++)
       if (hds[i] > 256) {
@@ -193,7 +193,7 @@ int cli_cmd_tune(int argc, char **argv) {
       }
   }
   if (o.seqs) {
-    ns = cli_parse_int_list("--seq", o.seqs, &seqs);
+    ns = cli_parse_int_list("seq", o.seqs, &seqs);
     if (ns < 0) {
       free(hds);
       return CLI_EXIT_USAGE;
