@@ -55,13 +55,18 @@ inline ushort float_to_bf16(float f) {
 #define CLATTN_LOG2E 1.4426950408889634f
 #define CLATTN_LN2 0.6931471805599453f
 
+/* Causal alignment (-DCAUSAL): 1 bottom-right (CLATTN_MASK_CAUSAL, key j
+ * visible to query i when j <= i + Nk - Nq), 2 top-left
+ * (CLATTN_MASK_CAUSAL_TOP_LEFT, j <= i): the offset of query i's position. */
+#define CAUSAL_OFFSET(causal, Nq, Nk) ((causal) == 2 ? 0 : (Nk) - (Nq))
+
 /* Key tiles of bn keys that the query rows q0 .. q0+bm-1 visit in a dense
- * flash kernel: all of them, or under the causal mask (aligned bottom-right,
- * key j visible to query i when j <= i + Nk - Nq) those up to the block's
+ * flash kernel: all of them, or under a causal mask those up to the block's
  * last visible key; tiles above the diagonal are never visited. */
 inline int flash_dense_tiles(const int q0, const int bm, const int bn, const int Nq, const int Nk,
                              const int causal) {
-  const int kv_end = causal ? clamp(min(q0 + bm, Nq) - 1 + (Nk - Nq) + 1, 0, Nk) : Nk;
+  const int kv_end =
+      causal ? clamp(min(q0 + bm, Nq) - 1 + CAUSAL_OFFSET(causal, Nq, Nk) + 1, 0, Nk) : Nk;
   return (kv_end + bn - 1) / bn;
 }
 

@@ -30,7 +30,7 @@ static bool strides_aligned(clattn_plan p, int q) {
 bool clattn__flash_uses_tensor_cores(clattn_context ctx, const clattn_attention_desc *d) {
   const char *off = getenv("CLATTN_NO_TENSOR_CORES");
   if (off && *off && *off != '0') return false;
-  if (d->mask != CLATTN_MASK_NONE && d->mask != CLATTN_MASK_CAUSAL) return false;
+  if (d->mask != CLATTN_MASK_NONE && !clattn__mask_is_causal(d->mask)) return false;
   return d->dtype != CLATTN_DTYPE_F32 && ctx->info.is_nvidia && ctx->info.nv_cc_major >= 8;
 }
 
@@ -58,8 +58,7 @@ static clattn_status flash_tc_create(clattn_plan p, flash_state *s) {
   snprintf(opts, sizeof opts,
            "-cl-std=CL1.2 -DCLATTN_DTYPE=%d -DD=%d -DWARPS=%d -DMT=%d -DBN=%d -DCAUSAL=%d "
            "-DVEC_GLOBAL=%d -DLDM_ADDR=1 -DASYNC=%d",
-           (int)d->dtype, d->head_dim, warps, mt, bn, d->mask == CLATTN_MASK_CAUSAL ? 1 : 0, vec,
-           vec);
+           (int)d->dtype, d->head_dim, warps, mt, bn, clattn__causal_define(d->mask), vec, vec);
   const char *verbose = getenv("CLATTN_NV_VERBOSE"); /* register/spill counts in the build log */
   if (verbose && *verbose && *verbose != '0') clattn__append(opts, sizeof opts, " -cl-nv-verbose");
   cl_program prog = NULL;
@@ -112,7 +111,7 @@ static clattn_status flash_create(clattn_plan p) {
            "-cl-std=CL1.2 -cl-mad-enable -DCLATTN_DTYPE=%d -DD=%d -DDP=%d -DBM=%d -DBN=%d "
            "-DTM=%d -DTN=%d -DCAUSAL=%d -DVEC_GLOBAL=%d",
            (int)d->dtype, d->head_dim, dp, s->cfg.bm, s->cfg.bn, s->cfg.tm, s->cfg.tn,
-           d->mask == CLATTN_MASK_CAUSAL ? 1 : 0, vec_global);
+           clattn__causal_define(d->mask), vec_global);
   /* CPUs (PoCL): finite math lets LLVM vectorise the max/select chains of the
    * softmax; the kernels never rely on infinities (see CLATTN_MASKED). */
   if (ctx->info.is_cpu) clattn__append(opts, sizeof opts, " -cl-fast-relaxed-math");

@@ -159,7 +159,7 @@ static const char *cfg_check(const clattn__linear_cfg *c, const clattn__device_i
 static bool cfg_default(const clattn__device_info *info, const clattn_attention_desc *d, int F,
                         bool tc, clattn__linear_cfg *c) {
   const bool favor = d->feature_map == CLATTN_FEATURE_FAVOR;
-  const bool causal = d->mask == CLATTN_MASK_CAUSAL;
+  const bool causal = clattn__mask_is_causal(d->mask);
   const int D = d->head_dim;
   memset(c, 0, sizeof *c);
   c->bd = round_up(D < 64 ? D : 64, 8);
@@ -366,7 +366,7 @@ static clattn_status linear_create(clattn_plan p) {
   clattn_status st = clattn__linear_resolve(ctx, d, &F);
   if (st != CLATTN_SUCCESS) return st;
   const bool favor = d->feature_map == CLATTN_FEATURE_FAVOR;
-  const bool causal = d->mask == CLATTN_MASK_CAUSAL;
+  const bool causal = clattn__mask_is_causal(d->mask);
   d->num_features = F;
   linear_state *s = calloc(1, sizeof *s);
   if (!s) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate linear state");
@@ -532,10 +532,10 @@ static clattn_status linear_create(clattn_plan p) {
            "-DAFS=%d -DSRES=%d -DCH=%d -DCTR=%d -DCTC=%d -DCFS=%d -DFBR=%d -DFRR=%d -DFRF=%d "
            "-DFDS=%d -DZLOC=%d -DUNROLL_HINTS=%d -DKUNROLL_STATE=%d -DKUNROLL_OTHERS=%d -DTC=%d "
            "-DSTW=%d -DSTM=%d -DTAW=%d -DTAM=%d -DSPRE=%d%s",
-           (int)d->dtype, D, F, (int)d->feature_map, causal ? 1 : 0, vec_ok(in, 3, D) ? 1 : 0,
-           vec_ok(out, 1, D) ? 1 : 0, c->bd, c->bks, c->srf, c->src, c->bq, c->arq, c->arc, c->afs,
-           s->sres, c->chunk, c->ctr, c->ctc, c->cfs, c->fbr, c->frr, c->frf, c->fds, s->zloc,
-           ctx->info.is_cpu ? 0 : 1,
+           (int)d->dtype, D, F, (int)d->feature_map, clattn__causal_define(d->mask),
+           vec_ok(in, 3, D) ? 1 : 0, vec_ok(out, 1, D) ? 1 : 0, c->bd, c->bks, c->srf, c->src,
+           c->bq, c->arq, c->arc, c->afs, s->sres, c->chunk, c->ctr, c->ctc, c->cfs, c->fbr, c->frr,
+           c->frf, c->fds, s->zloc, ctx->info.is_cpu ? 0 : 1,
            c->kunroll         ? c->kunroll - 1
            : ctx->info.is_cpu ? 0
                               : 1,

@@ -102,15 +102,16 @@ void clattn__seq_bucket_name(int bucket, char *buf, size_t cap) {
     snprintf(buf, cap, "%d", bucket);
 }
 
-static const char *const mask_names[] = {"none",    "causal",  "window",      "dilated",
-                                         "strided", "bigbird", "block_layout"};
+static const char *const mask_names[] = {"none",    "causal",  "window",       "dilated",
+                                         "strided", "bigbird", "block_layout", "causal_top_left"};
+#define NUM_MASK_NAMES ((int)(sizeof mask_names / sizeof mask_names[0]))
 
 const char *clattn__mask_name(clattn_mask m) {
-  return (int)m >= 0 && (int)m < 7 ? mask_names[m] : "?";
+  return (int)m >= 0 && (int)m < NUM_MASK_NAMES ? mask_names[m] : "?";
 }
 
 int clattn__mask_from_name(const char *s) {
-  for (int i = 0; i < 7; i++)
+  for (int i = 0; i < NUM_MASK_NAMES; i++)
     if (!strcmp(s, mask_names[i])) return i;
   return -1;
 }
@@ -827,9 +828,9 @@ clattn_status clattn_tune(clattn_context ctx, const clattn_tune_request *req,
   if (req->head_dim < 1 || req->head_dim > 256)
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
                         "clattn_tune: req.head_dim %d outside 1..256", req->head_dim);
-  if (req->mask != CLATTN_MASK_NONE && req->mask != CLATTN_MASK_CAUSAL)
+  if (req->mask != CLATTN_MASK_NONE && !clattn__mask_is_causal(req->mask))
     return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
-                        "clattn_tune: req.mask %d: only none and causal are tunable",
+                        "clattn_tune: req.mask %d: only none and the causal masks are tunable",
                         (int)req->mask);
   if (req->seq < 1)
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "clattn_tune: req.seq %d < 1",
@@ -915,7 +916,7 @@ clattn_status clattn__choose_config(clattn_plan p, const clattn__kernel_space *s
     clattn_tune_result res;
     memset(&res, 0, sizeof res);
     clattn_status st = CLATTN_ERROR_UNSUPPORTED;
-    if (r.mask == CLATTN_MASK_NONE || r.mask == CLATTN_MASK_CAUSAL) st = tune_run(ctx, &r, &res);
+    if (r.mask == CLATTN_MASK_NONE || clattn__mask_is_causal(r.mask)) st = tune_run(ctx, &r, &res);
     if ((st == CLATTN_SUCCESS || res.verified) &&
         clattn__config_parse(sp, res.best_config, params) == CLATTN_SUCCESS &&
         !sp->check(params, d->head_dim, &lim)) {
