@@ -496,7 +496,10 @@ static clattn_status linear_create(clattn_plan p) {
          mul_size(&s->phik_bytes, f_phik, 4) && mul_size(&s->rowmax_bytes, f_rowmax, 3);
     s->wt_bytes = (size_t)s->fps * (size_t)D * fl;
   }
-  if (causal && c->split > c->chunk) /* some segment has several chunks */
+  /* Some segment has several chunks, or (top-left, seq_q > seq_kv) the last
+   * segment walks on past the keys. */
+  if (causal &&
+      (c->split > c->chunk || (d->mask == CLATTN_MASK_CAUSAL_TOP_LEFT && d->seq_q > d->seq_kv)))
     ok = ok && mul_size(&s->scratch_bytes, f_scratch, 6);
   if (!ok)
     return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY,

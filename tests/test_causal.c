@@ -34,6 +34,7 @@ static const shape shapes[] = {
     {2, 1, 1, 65, 20, 40}, /* seq_q > seq_kv */
     {1, 4, 2, 63, 63, 24}, /* square, GQA: both alignments agree */
     {1, 1, 1, 100, 37, 8}, /* seq_q > seq_kv, more than one tile of queries past seq_kv */
+    {1, 2, 1, 50, 30, 16}, /* seq_q > seq_kv, GQA */
 };
 #define NSHAPES (int)(sizeof shapes / sizeof shapes[0])
 
