@@ -94,8 +94,13 @@ def _ptr_len(arr):
 
 def _candidates(path):
     here = os.path.dirname(os.path.abspath(__file__))
+    try:  # written by python/setup.py when installed with pip: the checkout it came from
+        from ._checkout import ROOT as checkout
+    except ImportError:
+        checkout = None
     return [path, os.environ.get("CLATTN_LIBRARY"), os.environ.get("CLATTN_LIB"),
             os.path.join(here, "..", "..", "build", "libclattn.so"),  # python/clattn/ of a checkout
+            os.path.join(checkout, "build", "libclattn.so") if checkout else None,
             ctypes.util.find_library("clattn"), "libclattn.so.0", "libclattn.so"]
 
 
