@@ -135,6 +135,18 @@ def test_sdpa_16bit(dt, causal):
     assert rel_err(out_values(o, dt), ro) <= TOL[dt]
 
 
+def test_ml_dtypes_bfloat16():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    rng = np.random.default_rng(31)
+    x = [rand(rng, (1, 2, 17, 24)).astype(ml_dtypes.bfloat16) for _ in range(3)]
+    o = clattn.scaled_dot_product_attention(*x, is_causal=True)
+    assert o.dtype == ml_dtypes.bfloat16
+    ro, _ = ref_attention(*[a.astype(np.float64) for a in x], "top_left")
+    assert rel_err(o.astype(np.float64), ro) <= TOL["bf16"]
+    o2 = clattn.attention(*[a.astype(np.float64) for a in x], dtype="bf16")  # converted on request
+    assert o2.dtype == np.float64
+
+
 def test_sdpa_is_top_left_and_scale():
     rng = np.random.default_rng(3)
     q, k, v = rand(rng, (2, 3, 9, 16)), rand(rng, (2, 3, 4, 16)), rand(rng, (2, 3, 4, 16))
@@ -189,6 +201,32 @@ def test_algos_and_reuse(algo):
     for _ in range(3):  # cached plan, reused buffers
         o = clattn.attention(q, k, v, algo=algo, causal="top_left")
         assert rel_err(o, ref_attention(q, k, v, "top_left")[0]) <= TOL["f32"]
+
+
+def test_copy_path_and_buffer_reuse():
+    """The path of non-CPU devices (device buffers reused and grown, copies in and out), forced."""
+    rng = np.random.default_rng(29)
+    with clattn.Context() as ctx:
+        ctx.is_cpu = False
+        for L, S in ((9, 20), (30, 41), (5, 7)):
+            k, v = rand(rng, (1, 1, S, 16)), rand(rng, (1, 1, S, 16))
+            qv = np.swapaxes(rand(rng, (1, L, 2, 16)), 1, 2)
+            o, lse = clattn.attention(qv, k, v, causal="top_left", return_lse=True, context=ctx)
+            ro, rl = ref_attention(qv, k, v, "top_left")
+            assert rel_err(o, ro) <= TOL["f32"] and np.allclose(lse, rl, rtol=1e-5, atol=1e-5)
+
+
+def test_lowlevel_read_size_checked():
+    ctx = clattn.default_context()
+    buf = ctx.buffer(64)
+    try:
+        small = (ctypes.c_float * 8)()
+        with pytest.raises(ValueError, match="64 bytes"):
+            ctx.read(buf, small)
+        ctx.read(buf, small, nbytes=32)
+        ctx.read(buf, (ctypes.c_float * 16)())
+    finally:
+        ctx.release_buffer(buf)
 
 
 @pytest.mark.parametrize("causal", [None, "bottom_right", "top_left"])

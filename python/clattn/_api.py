@@ -322,9 +322,9 @@ def _execute(ctx, plan, views, out, lse):
         ob = _buffer(ctx, "o", out.nbytes)
         lb = _buffer(ctx, "lse", lse.nbytes) if lse is not None else None
         plan.execute(bufs[0], bufs[1], bufs[2], ob, lb)
-        ctx.read(ob, out)
+        ctx.read(ob, out, nbytes=out.nbytes)  # reused buffers may be larger
         if lb:
-            ctx.read(lb, lse)
+            ctx.read(lb, lse, nbytes=lse.nbytes)
 
 
 def _attention(q, k, v, *, mask_code, scale, layout, sparse, algo, feature_map, num_features,

@@ -24,6 +24,7 @@ DTYPE_SIZES = {0: 4, 1: 2, 2: 2}
 CL_MEM_READ_WRITE, CL_MEM_WRITE_ONLY, CL_MEM_READ_ONLY, CL_MEM_USE_HOST_PTR = 1, 2, 4, 8
 CL_MAP_READ = 1
 CL_DEVICE_TYPE, CL_DEVICE_TYPE_CPU = 0x1000, 2
+CL_MEM_SIZE = 0x1102
 
 STATUS_NAMES = {0: "success", -1: "invalid argument", -2: "unsupported", -3: "out of memory",
                 -4: "OpenCL error", -5: "build error", -6: "no device", -7: "I/O error",
@@ -183,6 +184,7 @@ class Library:
         cl.clEnqueueMarkerWithWaitList.argtypes = [c_void_p, c_uint, c_void_p, ctypes.POINTER(c_void_p)]
         cl.clGetEventProfilingInfo.argtypes = [c_void_p, c_uint, c_size_t, c_void_p, c_void_p]
         cl.clGetDeviceInfo.argtypes = [c_void_p, c_uint, c_size_t, c_void_p, c_void_p]
+        cl.clGetMemObjectInfo.argtypes = [c_void_p, c_uint, c_size_t, c_void_p, c_void_p]
 
     def version(self):
         return self.lib.clattn_version_string().decode()
@@ -277,10 +279,23 @@ class Context:
         if st:
             raise ClattnError(f"clEnqueueWriteBuffer failed with {st}")
 
+    def buffer_size(self, buf):
+        n = c_size_t()
+        st = self.L.cl.clGetMemObjectInfo(buf, CL_MEM_SIZE, ctypes.sizeof(n), ctypes.byref(n), None)
+        if st:
+            raise ClattnError(f"clGetMemObjectInfo(CL_MEM_SIZE) failed with {st}")
+        return n.value
+
     def read(self, buf, arr, nbytes=None):
-        """Blocking read of `arr`'s bytes (or nbytes) from the start of buf."""
+        """Blocking read of the whole buffer into `arr` (which must be exactly as large: a smaller
+        array would silently get part of it), or of its first nbytes."""
         ptr, n = _ptr_len(arr)
-        if nbytes is not None:
+        if nbytes is None:
+            size = self.buffer_size(buf)
+            if size != n:
+                raise ValueError(f"the buffer holds {size} bytes but the host array {n}; pass "
+                                 "nbytes= to read a prefix")
+        else:
             if nbytes > n:
                 raise ValueError(f"read of {nbytes} bytes into a host array of {n} bytes")
             n = nbytes
