@@ -206,6 +206,18 @@ static void test_linear(void **state) {
                  m ? "top_left" : "bottom_right", shapes[s].seq_q, shapes[s].seq_kv);
         linear_case(*state, &d, configs[c], label);
       }
+  /* FAVOR+ (maxima rescaled along the walk past the keys). */
+  for (int c = 0; c < 3; c++)
+    for (int s = 1; s < NSHAPES; s += 3) {
+      clattn_attention_desc d =
+          make_desc(&shapes[s], CLATTN_MASK_CAUSAL_TOP_LEFT, CLATTN_ALGO_LINEAR);
+      d.feature_map = CLATTN_FEATURE_FAVOR;
+      d.feature_seed = 5;
+      char label[160];
+      snprintf(label, sizeof label, "causal/linear_favor/%s/top_left/q%d-k%d",
+               c ? configs[c] : "default", shapes[s].seq_q, shapes[s].seq_kv);
+      linear_case(*state, &d, configs[c], label);
+    }
 }
 
 /* clattn_plan_visible_pairs against a count, and the desc size. */
