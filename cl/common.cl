@@ -30,7 +30,22 @@ inline ushort float_to_half_rte(float f) {
   h += (rem > 0x1000u) || (rem == 0x1000u && (h & 1u));
   return (ushort)(sign | h);
 }
+#if CLATTN_SOFT_HALF
+/* Half bits -> float with integer operations (exact for every half: normals
+ * by rebiasing the exponent, subnormals as em·2^-24, inf and NaN kept). The
+ * host sets CLATTN_SOFT_HALF on CPUs, where PoCL's vload_half is a library
+ * call (flash f16 was 4.4x slower than f32 on PoCL 3.1, AVX-512; this: 2.8x). */
+inline float half_bits_to_float(ushort h) {
+  const uint em = (uint)h & 0x7fffu;
+  const uint r = em < 0x400u    ? as_uint((float)em * 0x1.0p-24f)
+                 : em >= 0x7c00u ? (0x7f800000u | ((em & 0x3ffu) << 13))
+                                 : (em << 13) + 0x38000000u;
+  return as_float(r | (((uint)h & 0x8000u) << 16));
+}
+#define LOAD(p, i) half_bits_to_float((p)[i])
+#else
 #define LOAD(p, i) vload_half((i), (const __global half *)(p))
+#endif
 #define STORE(p, i, x) ((p)[i] = float_to_half_rte(x))
 #else
 typedef ushort stype;

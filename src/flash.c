@@ -113,8 +113,10 @@ static clattn_status flash_create(clattn_plan p) {
            (int)d->dtype, d->head_dim, dp, s->cfg.bm, s->cfg.bn, s->cfg.tm, s->cfg.tn,
            clattn__causal_define(d->mask), vec_global);
   /* CPUs (PoCL): finite math lets LLVM vectorise the max/select chains of the
-   * softmax; the kernels never rely on infinities (see CLATTN_MASKED). */
-  if (ctx->info.is_cpu) clattn__append(opts, sizeof opts, " -cl-fast-relaxed-math");
+   * softmax; the kernels never rely on infinities (see CLATTN_MASKED). Half
+   * loads by integer operations (CLATTN_SOFT_HALF in cl/common.cl). */
+  if (ctx->info.is_cpu)
+    clattn__append(opts, sizeof opts, " -cl-fast-relaxed-math -DCLATTN_SOFT_HALF=1");
   if (p->sparse) clattn__append(opts, sizeof opts, " -DSPARSE=%d", p->sparse->cls);
   cl_program prog = NULL;
   clattn_status st = clattn__get_program(ctx, src, opts, &prog);
