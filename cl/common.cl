@@ -30,7 +30,22 @@ inline ushort float_to_half_rte(float f) {
   h += (rem > 0x1000u) || (rem == 0x1000u && (h & 1u));
   return (ushort)(sign | h);
 }
+#if CLATTN_SOFT_HALF
+/* Half bits -> float with integer operations (exact for every half: normals
+ * by rebiasing the exponent, subnormals as em·2^-24, inf and NaN kept). The
+ * host sets CLATTN_SOFT_HALF on CPUs, where PoCL's vload_half is a library
+ * call (flash f16 was 4.4x slower than f32 on PoCL 3.1, AVX-512; this: 2.8x). */
+inline float half_bits_to_float(ushort h) {
+  const uint em = (uint)h & 0x7fffu;
+  const uint r = em < 0x400u    ? as_uint((float)em * 0x1.0p-24f)
+                 : em >= 0x7c00u ? (0x7f800000u | ((em & 0x3ffu) << 13))
+                                 : (em << 13) + 0x38000000u;
+  return as_float(r | (((uint)h & 0x8000u) << 16));
+}
+#define LOAD(p, i) half_bits_to_float((p)[i])
+#else
 #define LOAD(p, i) vload_half((i), (const __global half *)(p))
+#endif
 #define STORE(p, i, x) ((p)[i] = float_to_half_rte(x))
 #else
 typedef ushort stype;
@@ -65,13 +80,18 @@ inline ushort float_to_bf16(float f) {
  * doubling are exact). */
 #define CLATTN_RESCALE(m_old, m_new) exp2(fmax(0.5f * (m_old) - 0.5f * (m_new), -100.0f) * 2.0f)
 
+/* Causal alignment (-DCAUSAL): 1 bottom-right (CLATTN_MASK_CAUSAL, key j
+ * visible to query i when j <= i + Nk - Nq), 2 top-left
+ * (CLATTN_MASK_CAUSAL_TOP_LEFT, j <= i): the offset of query i's position. */
+#define CAUSAL_OFFSET(causal, Nq, Nk) ((causal) == 2 ? 0 : (Nk) - (Nq))
+
 /* Key tiles of bn keys that the query rows q0 .. q0+bm-1 visit in a dense
- * flash kernel: all of them, or under the causal mask (aligned bottom-right,
- * key j visible to query i when j <= i + Nk - Nq) those up to the block's
+ * flash kernel: all of them, or under a causal mask those up to the block's
  * last visible key; tiles above the diagonal are never visited. */
 inline int flash_dense_tiles(const int q0, const int bm, const int bn, const int Nq, const int Nk,
                              const int causal) {
-  const int kv_end = causal ? clamp(min(q0 + bm, Nq) - 1 + (Nk - Nq) + 1, 0, Nk) : Nk;
+  const int kv_end =
+      causal ? clamp(min(q0 + bm, Nq) - 1 + CAUSAL_OFFSET(causal, Nq, Nk) + 1, 0, Nk) : Nk;
   return (kv_end + bn - 1) / bn;
 }
 

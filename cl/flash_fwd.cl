@@ -147,7 +147,7 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
     for (int j = 0; j < RC * 4; j++) acc[i][j] = 0.0f;
   }
 
-  const int off = Nk - Nq; /* bottom-right causal alignment */
+  const int off = CAUSAL_OFFSET(CAUSAL, Nq, Nk); /* causal alignment (sparse: bottom-right) */
 #if SPARSE
   /* Only the listed key tiles: empty tiles cost nothing. */
   const int t0 = sp_tile_off[qb];

@@ -76,7 +76,7 @@ flash_rows(__global const stype *restrict Q, __global const stype *restrict K,
   const int h = bh % H;
   const int hk = h / G;
   const int q0 = qb * BM;
-  const int off = Nk - Nq; /* bottom-right causal alignment */
+  const int off = CAUSAL_OFFSET(CAUSAL, Nq, Nk); /* causal alignment (sparse: bottom-right) */
 
   __global const stype *Qb = Q + (long)b * qsb + (long)h * qsh;
   __global const stype *Kb = K + (long)b * ksb + (long)hk * ksh;

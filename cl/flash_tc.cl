@@ -231,7 +231,7 @@ flash_tc(__global const ushort *restrict Q, __global const ushort *restrict K,
     l[mt][0] = l[mt][1] = 0.0f;
   }
 
-  const int off = Nk - Nq;
+  const int off = CAUSAL_OFFSET(CAUSAL, Nq, Nk);
   const int ntiles = flash_dense_tiles(q0, BM, BN, Nq, Nk, CAUSAL);
   /* ldmatrix addresses: lane L addresses row L&7 of matrix L>>3. K: keys +8
    * for matrices 2,3, dims +8 for 1,3. V (.trans): keys +8 for 1,3, dims +8

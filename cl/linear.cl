@@ -34,8 +34,8 @@
  *              (L2-resident) in slices of CFS features. Per-chunk states are
  *              never written; only one state per segment is.
  *
- * Positions: query i sits at key position p = i + Nk − Nq (bottom-right
- * aligned) and sees keys j <= p; chunk c holds the keys [c·CH, c·CH + CH)
+ * Positions: query i sits at key position p = i + CAUSAL_OFFSET (Nk − Nq
+ * bottom-right, CAUSAL=1; 0 top-left, CAUSAL=2) and sees keys j <= p; chunk c holds the keys [c·CH, c·CH + CH)
  * and the queries whose position falls there, so inside a chunk the mask is
  * j <= i in chunk-local indices.
  *
@@ -1243,7 +1243,7 @@ lin_causal(__global const stype *restrict Q, __global const stype *restrict K,
   const int b = bh / H, h = bh % H, hk = h / G, Hk = H / G;
   const int bhk = b * Hk + hk;
   const int col0 = ct * BD;
-  const int off = Nk - Nq;
+  const int off = CAUSAL_OFFSET(CAUSAL, Nq, Nk);
   __global const stype *Qb = Q + (long)b * qsb + (long)h * qsh;
   __global const stype *Kb = K + (long)b * ksb + (long)hk * ksh;
   __global const stype *Vb = V + (long)b * vsb + (long)hk * vsh;
@@ -1273,7 +1273,11 @@ lin_causal(__global const stype *restrict Q, __global const stype *restrict K,
   if (has_prefix) M = PM[(long)bhk * nseg + s];
 #endif
   const int cb = s * (L / CH);
-  const int ce = min(cb + L / CH, (Nk + CH - 1) / CH);
+  /* Top-left (off 0) with Nq > Nk: the last segment walks on past the keys
+   * (chunks of no key add nothing) so that rows Nk.. see every key. */
+  const int nqc = (Nq + off + CH - 1) / CH;
+  const int ce = s == nseg - 1 ? max(min(cb + L / CH, (Nk + CH - 1) / CH), nqc)
+                               : min(cb + L / CH, (Nk + CH - 1) / CH);
   for (int c = cb; c < ce; c++) {
     const int kc0 = c * CH, qc0 = kc0 - off;
     const bool has_q = qc0 + CH > 0 && qc0 < Nq;

@@ -9,7 +9,7 @@
 
 /* S holds rows of Nk scores (already multiplied by the scale) for rows
  * bh*Nq + r. Each work-group normalises one row in place: P = exp(S - max) /
- * sum. Keys j > r + (Nk - Nq) are masked when CAUSAL; with SPARSE the sparse
+ * sum. Keys j > r + CAUSAL_OFFSET are masked when CAUSAL; with SPARSE the sparse
  * mask (sp_visible, cl/common.cl) is evaluated inline, no mask buffer. A row
  * with no visible key becomes zeros and its LSE -inf. */
 #if SPARSE
@@ -26,7 +26,7 @@ softmax_rows(__global float *restrict S, __global float *restrict LSE, const int
   const int lid = get_local_id(0);
   __global float *s = S + row * (long)Nk;
 #if CAUSAL
-  const int nvis = clamp(r + (Nk - Nq) + 1, 0, Nk);
+  const int nvis = clamp(r + CAUSAL_OFFSET(CAUSAL, Nq, Nk) + 1, 0, Nk);
 #else
   const int nvis = Nk;
 #endif

@@ -218,7 +218,9 @@ typedef struct clattn_strides {
  * position
  *     p = i + (seq_kv - seq_q),
  * i.e. the queries are aligned to the bottom-right corner, as in
- * FlashAttention >= 2.1 and PyTorch. Every mask is a predicate of (p, j);
+ * FlashAttention >= 2.1 (and PyTorch's causal_lower_right; PyTorch's
+ * is_causal=True is top-left, CLATTN_MASK_CAUSAL_TOP_LEFT below). Every mask
+ * except CLATTN_MASK_CAUSAL_TOP_LEFT is a predicate of (p, j);
  * with seq_q == seq_kv, p == i. With seq_q < seq_kv (decode, chunked
  * prefill) the queries are the last seq_q positions of the sequence, so a
  * pattern written for the whole sequence applies to them unchanged. With
@@ -234,6 +236,18 @@ typedef struct clattn_strides {
  *     x x . .                   x x x x                   . .
  *     x x x .                                             x .
  *     x x x x                                             x x
+ *
+ * CLATTN_MASK_CAUSAL_TOP_LEFT: query i sees key j iff j <= i, aligned to the
+ * top-left corner whatever seq_q and seq_kv: PyTorch's
+ * scaled_dot_product_attention(is_causal=True). With seq_q == seq_kv it is
+ * CLATTN_MASK_CAUSAL. Every family (flash, naive, linear) and the reference
+ * implement both alignments.
+ *
+ *   seq_q = 2, seq_kv = 4     seq_q = 4, seq_kv = 2
+ *     x . . .                   x .
+ *     x x . .                   x x
+ *                               x x
+ *                               x x
  *
  * The sparse masks (WINDOW .. BLOCK_LAYOUT) take their parameters from
  * desc.sparse and are defined, with pictures, at clattn_sparse_desc.
@@ -252,12 +266,15 @@ typedef enum clattn_mask {
   /** BigBird: global + window + seeded random blocks. */
   CLATTN_MASK_BIGBIRD = 5,
   /** A user block layout (CSR of key blocks per query block). */
-  CLATTN_MASK_BLOCK_LAYOUT = 6
+  CLATTN_MASK_BLOCK_LAYOUT = 6,
+  /** Causal, top-left aligned: query i sees keys j <= i (PyTorch's
+   *  is_causal=True). CLATTN_MASK_CAUSAL is bottom-right aligned. */
+  CLATTN_MASK_CAUSAL_TOP_LEFT = 7
 } clattn_mask;
 
 /**
  * Parameters of the sparse masks (CLATTN_MASK_WINDOW .. BLOCK_LAYOUT);
- * ignored for NONE and CAUSAL. p is the query's key position (see
+ * ignored for NONE and the causal masks. p is the query's key position (see
  * clattn_mask), j the key, "x" a visible pair; every picture is seq_q =
  * seq_kv = 8 (rows are queries, columns keys).
  *
@@ -399,7 +416,7 @@ typedef struct clattn_sparse_desc {
  *
  * over the visible keys j (all, or j <= i + seq_kv − seq_q under
  * CLATTN_MASK_CAUSAL, the same bottom-right alignment as the softmax
- * families), in O(N·F·d) time by reassociation: o_i = φ(q'_i)ᵀS / φ(q'_i)ᵀz
+ * families, or j <= i under CLATTN_MASK_CAUSAL_TOP_LEFT), in O(N·F·d) time by reassociation: o_i = φ(q'_i)ᵀS / φ(q'_i)ᵀz
  * with the state S = Σ_j φ(k'_j) v_jᵀ (F×d) and z = Σ_j φ(k'_j).
  * The scale enters as in softmax attention: q' = sign(scale)·√|scale|·q and
  * k' = √|scale|·k, so q'ᵀk' = scale·qᵀk is what the kernel approximates
@@ -499,6 +516,11 @@ typedef struct clattn_attention_desc {
 /** Sets every field to its default (sizes 1, seq 1, head_dim 64, f32, BHSD,
  *  scale 0, no mask, auto). Never fails; NULL is ignored. */
 CLATTN_API void clattn_attention_desc_init(clattn_attention_desc *desc);
+
+/** sizeof(clattn_attention_desc) in the linked library, so that bindings
+ *  that mirror the struct (python/clattn) can check their layout at load
+ *  time. Never fails. */
+CLATTN_API size_t clattn_attention_desc_size(void);
 
 /**
  * Fills *q, *k, *v, *o with the element strides that `desc` implies (for

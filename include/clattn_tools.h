@@ -90,7 +90,7 @@ CLATTN_API clattn_status clattn_reference_attention(const clattn_attention_desc 
  * clattn_feature_map), computed in its naive quadratic form — each weight
  * w_ij = φ(q'_i)ᵀφ(k'_j) explicitly, causally masked — so that it checks the
  * chunked device kernels independently. desc's feature_map, num_features,
- * feature_seed, mask (NONE or CAUSAL) and scale are used whatever desc->algo
+ * feature_seed, mask (NONE or a causal mask) and scale are used whatever desc->algo
  * says. features: NULL to draw ω from desc->feature_seed exactly as the plan
  * does (so clattn_plan_desc(plan) reproduces a plan, also after
  * clattn_plan_redraw_features), or num_features×head_dim floats (FAVOR+

@@ -36,6 +36,8 @@ void clattn_attention_desc_init(clattn_attention_desc *d) {
   d->algo = CLATTN_ALGO_AUTO;
 }
 
+size_t clattn_attention_desc_size(void) { return sizeof(clattn_attention_desc); }
+
 /* Packed strides of a layout; false when a stride overflows 64 bits. */
 static bool layout_strides(clattn_layout layout, int64_t hx, int64_t n, int64_t dim,
                            clattn_strides *s) {
@@ -115,7 +117,7 @@ clattn_status clattn__desc_resolve(clattn_context ctx, const clattn_attention_de
   if ((unsigned)d.dtype > CLATTN_DTYPE_BF16) return BAD("desc.dtype: unknown value %d", d.dtype);
   if ((unsigned)d.layout > CLATTN_LAYOUT_STRIDED)
     return BAD("desc.layout: unknown value %d", d.layout);
-  if ((unsigned)d.mask > CLATTN_MASK_BLOCK_LAYOUT)
+  if ((unsigned)d.mask > CLATTN_MASK_CAUSAL_TOP_LEFT)
     return BAD("desc.mask: unknown value %d", d.mask);
   if ((unsigned)d.algo > CLATTN_ALGO_LINEAR) return BAD("desc.algo: unknown value %d", d.algo);
   if ((unsigned)d.feature_map > CLATTN_FEATURE_FAVOR)

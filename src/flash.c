@@ -162,7 +162,7 @@ int clattn__flash_tc_applicable(const clattn__device_info *info, const clattn_at
     *why = "f16/bf16 storage only";
     return 0;
   }
-  if (d->mask != CLATTN_MASK_NONE && d->mask != CLATTN_MASK_CAUSAL) {
+  if (d->mask != CLATTN_MASK_NONE && !clattn__mask_is_causal(d->mask)) {
     *why = "dense masks only";
     return 0;
   }
@@ -253,7 +253,7 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
   snprintf(opts, sizeof opts,
            "-cl-std=CL1.2 -DCLATTN_DTYPE=%d -DD=%d -DWARPS=%d -DMT=%d -DBN=%d -DCAUSAL=%d "
            "-DVEC_GLOBAL=%d -DLDM_ADDR=1 -DASYNC=%d",
-           (int)d->dtype, d->head_dim, warps, mt, bn, d->mask == CLATTN_MASK_CAUSAL ? 1 : 0, vec,
+           (int)d->dtype, d->head_dim, warps, mt, bn, clattn__causal_define(d->mask), vec,
            vec);
   if (ctx->settings.nv_verbose) clattn__append(opts, sizeof opts, " -cl-nv-verbose");
   const size_t local = clattn__flash_tc_local(params, d);
@@ -292,10 +292,12 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
            "-cl-std=CL1.2 -cl-mad-enable -DCLATTN_DTYPE=%d -DD=%d -DDP=%d -DBM=%d -DBN=%d "
            "-DTM=%d -DTN=%d -DCAUSAL=%d -DVEC_GLOBAL=%d",
            (int)d->dtype, d->head_dim, dp_of(d->head_dim), bm, bn, tm, tn,
-           d->mask == CLATTN_MASK_CAUSAL ? 1 : 0, vec_global);
+           clattn__causal_define(d->mask), vec_global);
   /* CPUs (PoCL): finite math lets LLVM vectorise the max/select chains of the
-   * softmax; the kernels never rely on infinities (see CLATTN_MASKED). */
-  if (ctx->info.is_cpu) clattn__append(opts, sizeof opts, " -cl-fast-relaxed-math");
+   * softmax; the kernels never rely on infinities (see CLATTN_MASKED). Half
+   * loads by integer operations (CLATTN_SOFT_HALF in cl/common.cl). */
+  if (ctx->info.is_cpu)
+    clattn__append(opts, sizeof opts, " -cl-fast-relaxed-math -DCLATTN_SOFT_HALF=1");
   if (p->sparse) clattn__append(opts, sizeof opts, " -DSPARSE=%d", p->sparse->cls);
   const size_t local = p->variant->local_bytes(params, d);
   if ((st = build_kernel(p, s, opts, local)) != CLATTN_SUCCESS) return st;

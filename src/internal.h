@@ -103,6 +103,22 @@ struct clattn_plan_s {
   bool estimate;
 };
 
+/* The dense causal masks: CLATTN_MASK_CAUSAL (bottom-right) or
+ * CLATTN_MASK_CAUSAL_TOP_LEFT. */
+static inline bool clattn__mask_is_causal(clattn_mask m) {
+  return m == CLATTN_MASK_CAUSAL || m == CLATTN_MASK_CAUSAL_TOP_LEFT;
+}
+/* The kernels' -DCAUSAL value for a mask: 0 none, 1 bottom-right, 2 top-left
+ * (CAUSAL_OFFSET in cl/common.cl). */
+static inline int clattn__causal_define(clattn_mask m) {
+  return m == CLATTN_MASK_CAUSAL ? 1 : m == CLATTN_MASK_CAUSAL_TOP_LEFT ? 2 : 0;
+}
+/* Key position of query 0 under a dense causal mask: seq_kv - seq_q
+ * (bottom-right) or 0 (top-left); query i sees keys j <= i + offset. */
+static inline int64_t clattn__causal_offset(const clattn_attention_desc *d) {
+  return d->mask == CLATTN_MASK_CAUSAL_TOP_LEFT ? 0 : (int64_t)d->seq_kv - d->seq_q;
+}
+
 /* clattn_plan_create with a forced configuration string (NULL: none) whose
  * origin `origin` describe reports. */
 clattn_status clattn__plan_create_ex(clattn_context ctx, const clattn_attention_desc *desc,

@@ -157,7 +157,7 @@ static const char *cfg_check(const clattn__linear_cfg *c, const clattn__device_i
 static bool cfg_default(const clattn__device_info *info, const clattn_attention_desc *d, int F,
                         bool tc, clattn__linear_cfg *c) {
   const bool favor = d->feature_map == CLATTN_FEATURE_FAVOR;
-  const bool causal = d->mask == CLATTN_MASK_CAUSAL;
+  const bool causal = clattn__mask_is_causal(d->mask);
   const int D = d->head_dim;
   memset(c, 0, sizeof *c);
   c->bd = round_up(D < 64 ? D : 64, 8);
@@ -329,7 +329,7 @@ int clattn__linear_tc_applicable(const clattn__device_info *info, const clattn_a
 static bool problem_of(const clattn_attention_desc *d, int *F, bool *favor, bool *causal) {
   if (clattn__linear_resolve(NULL, d, F) != CLATTN_SUCCESS) return false;
   *favor = d->feature_map == CLATTN_FEATURE_FAVOR;
-  *causal = d->mask == CLATTN_MASK_CAUSAL;
+  *causal = clattn__mask_is_causal(d->mask);
   return true;
 }
 
@@ -408,7 +408,7 @@ double clattn__linear_flops(clattn_plan p) {
   const double F = s ? s->F : d->head_dim, D = d->head_dim;
   const double bh = (double)d->batch * d->heads, bhk = (double)d->batch * d->kv_heads;
   double f = 2.0 * bhk * d->seq_kv * F * (D + 1) + 2.0 * bh * d->seq_q * F * (D + 1);
-  if (d->mask == CLATTN_MASK_CAUSAL && s) /* within each chunk: half a CH×CH block, QKᵀ and PV */
+  if (clattn__mask_is_causal(d->mask) && s) /* within each chunk: half a CH×CH block, QKᵀ and PV */
     f += 2.0 * bh * d->seq_q * (s->cfg.chunk / 2.0) * (F + D);
   if (d->feature_map == CLATTN_FEATURE_FAVOR) f += 2.0 * D * F * (bh * d->seq_q + bhk * d->seq_kv);
   return f;
@@ -506,7 +506,7 @@ clattn_status clattn__linear_create(clattn_plan p, const int *params, const char
   clattn_status st = clattn__linear_resolve(ctx, d, &F);
   if (st != CLATTN_SUCCESS) return st;
   const bool favor = d->feature_map == CLATTN_FEATURE_FAVOR;
-  const bool causal = d->mask == CLATTN_MASK_CAUSAL;
+  const bool causal = clattn__mask_is_causal(d->mask);
   d->num_features = F;
   linear_state *s = calloc(1, sizeof *s);
   if (!s) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate linear state");
@@ -591,7 +591,10 @@ clattn_status clattn__linear_create(clattn_plan p, const int *params, const char
          mul_size(&s->phik_bytes, f_phik, 4) && mul_size(&s->rowmax_bytes, f_rowmax, 3);
     s->wt_bytes = (size_t)s->fps * (size_t)D * fl;
   }
-  if (causal && c->split > c->chunk) /* some segment has several chunks */
+  /* Some segment has several chunks, or (top-left, seq_q > seq_kv) the last
+   * segment walks on past the keys. */
+  if (causal &&
+      (c->split > c->chunk || (d->mask == CLATTN_MASK_CAUSAL_TOP_LEFT && d->seq_q > d->seq_kv)))
     ok = ok && mul_size(&s->scratch_bytes, f_scratch, 6);
   if (!ok)
     return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY,
@@ -627,10 +630,10 @@ clattn_status clattn__linear_create(clattn_plan p, const int *params, const char
            "-DAFS=%d -DSRES=%d -DCH=%d -DCTR=%d -DCTC=%d -DCFS=%d -DFBR=%d -DFRR=%d -DFRF=%d "
            "-DFDS=%d -DZLOC=%d -DUNROLL_HINTS=%d -DKUNROLL_STATE=%d -DKUNROLL_OTHERS=%d -DTC=%d "
            "-DSTW=%d -DSTM=%d -DTAW=%d -DTAM=%d -DSPRE=%d%s",
-           (int)d->dtype, D, F, (int)d->feature_map, causal ? 1 : 0, vec_ok(in, 3, D) ? 1 : 0,
-           vec_ok(out, 1, D) ? 1 : 0, c->bd, c->bks, c->srf, c->src, c->bq, c->arq, c->arc, c->afs,
-           s->sres, c->chunk, c->ctr, c->ctc, c->cfs, c->fbr, c->frr, c->frf, c->fds, s->zloc,
-           ctx->info.is_cpu ? 0 : 1,
+           (int)d->dtype, D, F, (int)d->feature_map, clattn__causal_define(d->mask),
+           vec_ok(in, 3, D) ? 1 : 0, vec_ok(out, 1, D) ? 1 : 0, c->bd, c->bks, c->srf, c->src,
+           c->bq, c->arq, c->arc, c->afs, s->sres, c->chunk, c->ctr, c->ctc, c->cfs, c->fbr, c->frr,
+           c->frf, c->fds, s->zloc, ctx->info.is_cpu ? 0 : 1,
            c->kunroll         ? c->kunroll - 1
            : ctx->info.is_cpu ? 0
                               : 1,

@@ -10,10 +10,10 @@
 
 clattn_status clattn__linear_resolve(clattn_context ctx, const clattn_attention_desc *d,
                                      int *features) {
-  if (d->mask != CLATTN_MASK_NONE && d->mask != CLATTN_MASK_CAUSAL)
+  if (d->mask != CLATTN_MASK_NONE && !clattn__mask_is_causal(d->mask))
     return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
-                        "desc.mask %d: linear attention supports CLATTN_MASK_NONE and "
-                        "CLATTN_MASK_CAUSAL only",
+                        "desc.mask %d: linear attention supports CLATTN_MASK_NONE, "
+                        "CLATTN_MASK_CAUSAL and CLATTN_MASK_CAUSAL_TOP_LEFT only",
                         (int)d->mask);
   if ((unsigned)d->feature_map > CLATTN_FEATURE_FAVOR)
     return BAD("desc.feature_map: unknown value %d", (int)d->feature_map);

@@ -390,7 +390,7 @@ clattn_status clattn__naive_create(clattn_plan p, const int *params, const char 
   if (p->estimate) return p->sparse ? clattn__sparse_upload_bits(p) : CLATTN_SUCCESS;
   char opts[256];
   snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DWG=%d -DCAUSAL=%d", s->softmax_wg,
-           d->mask == CLATTN_MASK_CAUSAL ? 1 : 0);
+           clattn__causal_define(d->mask));
   /* f32 keeps the options (and cached binaries) it had before 16-bit storage. */
   if (half) clattn__append(opts, sizeof opts, " -DCLATTN_DTYPE=%d", (int)d->dtype);
   if (p->sparse) {

@@ -15,13 +15,14 @@ static uint64_t clamped_sum(int64_t x, uint64_t nk) {
   return nk * (nk + 1) / 2 + (ux - nk) * nk;
 }
 
-/* (i, j) pairs of one (b, h) visible without a mask or under the causal mask. Causal:
- * query i sees clamp(i + Nk - Nq + 1, 0, Nk) keys; summed in closed form, so
- * that sizing a long sequence (clattn_plan_estimate) costs no loop over it. */
+/* (b, h, i, j) tuples visible without a mask or under a causal mask. Causal:
+ * query i sees clamp(i + off + 1, 0, Nk) keys (off = Nk - Nq bottom-right, 0
+ * top-left); summed in closed form, so that sizing a long sequence
+ * (clattn_plan_estimate) costs no loop over it. */
 static uint64_t dense_pairs(const clattn_attention_desc *d) {
   uint64_t per = (uint64_t)d->seq_q * (uint64_t)d->seq_kv;
-  if (d->mask == CLATTN_MASK_CAUSAL) {
-    const int64_t off = (int64_t)d->seq_kv - d->seq_q;
+  if (clattn__mask_is_causal(d->mask)) {
+    const int64_t off = clattn__causal_offset(d);
     per = clamped_sum(off + d->seq_q, (uint64_t)d->seq_kv) - clamped_sum(off, (uint64_t)d->seq_kv);
   }
   return per;

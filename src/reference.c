@@ -66,6 +66,7 @@ static int ref_visible(ref_mask *m, int i, int j) {
   switch (d->mask) {
   case CLATTN_MASK_NONE: return 1;
   case CLATTN_MASK_CAUSAL: return j <= p;
+  case CLATTN_MASK_CAUSAL_TOP_LEFT: return j <= i; /* PyTorch's is_causal */
   default: break;
   }
   if (s->causal && j > p) return 0;

@@ -102,8 +102,8 @@ clattn_status clattn_reference_linear(const clattn_attention_desc *desc, const v
               phiq[f] = exp(phiq[f] - mq);
           }
           int nvis = Nk;
-          if (d.mask == CLATTN_MASK_CAUSAL) {
-            nvis = i + off + 1;
+          if (d.mask == CLATTN_MASK_CAUSAL || d.mask == CLATTN_MASK_CAUSAL_TOP_LEFT) {
+            nvis = i + (d.mask == CLATTN_MASK_CAUSAL ? off : 0) + 1;
             if (nvis < 0) nvis = 0;
             if (nvis > Nk) nvis = Nk;
           }

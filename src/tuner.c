@@ -483,7 +483,7 @@ clattn_status clattn_tune(clattn_context ctx, const clattn_tune_request *req,
   if (req->head_dim < 1 || req->head_dim > 256)
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
                         "clattn_tune: req.head_dim %d outside 1..256", req->head_dim);
-  if (req->mask != CLATTN_MASK_NONE && req->mask != CLATTN_MASK_CAUSAL)
+  if (req->mask != CLATTN_MASK_NONE && !clattn__mask_is_causal(req->mask))
     return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
                         "clattn_tune: req.mask %d: only none and causal are tunable",
                         (int)req->mask);

@@ -184,7 +184,7 @@ MUT(m_hd257, d->head_dim = 257)
 MUT(m_dtype, d->dtype = (clattn_dtype)3)
 MUT(m_dtypeneg, d->dtype = (clattn_dtype)-1)
 MUT(m_layout, d->layout = (clattn_layout)3)
-MUT(m_mask, d->mask = (clattn_mask)7)
+MUT(m_mask, d->mask = (clattn_mask)8)
 MUT(m_maskneg, d->mask = (clattn_mask)-1)
 MUT(m_algo, d->algo = (clattn_algo)4)
 MUT(m_fmap, d->feature_map = (clattn_feature_map)3)
@@ -231,7 +231,7 @@ static const bad_desc bad_descs[] = {
     {"dtype 3", m_dtype, "dtype"},
     {"dtype -1", m_dtypeneg, "dtype"},
     {"layout 3", m_layout, "layout"},
-    {"mask 7", m_mask, "mask"},
+    {"mask 8", m_mask, "mask"},
     {"mask -1", m_maskneg, "mask"},
     {"algo 4", m_algo, "algo"},
     {"feature_map 3", m_fmap, "feature_map"},

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""test_python.py — checks the ctypes binding (python/clattn.py) end to end against the float64 reference, without numpy."""
+"""test_python.py — checks the low-level ctypes layer of the Python package (python/clattn) end to end against the float64 reference, without numpy."""
 import ctypes
 import math
 import os
@@ -39,8 +39,8 @@ def check(lib, ctx, b, h, n, d, mask, algo):
 
 
 def main():
-    lib = clattn.Library(os.environ.get("CLATTN_LIB"))
-    ctx = clattn.Context(lib, os.environ.get("CLATTN_DEVICE"))
+    lib = clattn.Library(os.environ.get("CLATTN_LIBRARY") or os.environ.get("CLATTN_LIB"))
+    ctx = clattn.Context(os.environ.get("CLATTN_DEVICE"), lib=lib)
     print(f"clattn {lib.version()} on {ctx.device}")
     results = [check(lib, ctx, 1, 2, 65, 40, "causal", "flash"),
                check(lib, ctx, 2, 1, 33, 16, "none", "flash"),
@@ -53,7 +53,16 @@ def main():
         ok = "head_dim" in str(e)
         results.append(ok)
         print(f"{'ok' if ok else 'FAIL'} invalid head_dim rejected: {e}")
+    # Closing the context before its plan (issue #13 item 9) must be harmless: the
+    # plan keeps the C context alive until it is closed itself.
+    plan = clattn.Plan(ctx, clattn.make_desc(lib, 1, 1, 8, 8, 16, mask="causal_top_left"))
     ctx.close()
+    ok = "flash" in plan.describe()
+    plan.close()
+    plan.close()
+    ctx.close()
+    results.append(ok)
+    print(f"{'ok' if ok else 'FAIL'} context closed before its plan")
     passed = sum(results)
     print(f"{passed} passed, {len(results) - passed} failed")
     return 0 if passed == len(results) else 1

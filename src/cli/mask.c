@@ -12,7 +12,7 @@
 
 const char *const cli_mask_help =
     "  mask specifications (--mask):\n"
-    "    none | causal\n"
+    "    none | causal (bottom-right) | causal-top-left (PyTorch is_causal)\n"
     "    window:L,R[,global:G]      keys p-L..p+R of the query's position p; the first G\n"
     "                               positions attend to and are seen by every position\n"
     "    dilated:W,D[,global:G]     every D-th key within p-W..p+W\n"
@@ -238,6 +238,10 @@ int cli_parse_mask(const char *opt, const char *spec, cli_mask *m) {
     m->mask = CLATTN_MASK_CAUSAL;
     return 0;
   }
+  if (!strcmp(spec, "causal-top-left")) {
+    m->mask = CLATTN_MASK_CAUSAL_TOP_LEFT;
+    return 0;
+  }
   static const struct {
     const char *name;
     clattn_mask mask;
@@ -252,7 +256,7 @@ int cli_parse_mask(const char *opt, const char *spec, cli_mask *m) {
     if (!strncmp(spec, forms[i].name, strlen(forms[i].name))) fi = i;
   if (fi < 0)
     return usage(opt, spec,
-                 "expected none, causal, window:, dilated:, strided:, bigbird: or "
+                 "expected none, causal, causal-top-left, window:, dilated:, strided:, bigbird: or "
                  "layout:");
   m->mask = forms[fi].mask;
   const char *s = spec + strlen(forms[fi].name);
@@ -318,6 +322,7 @@ const char *cli_mask_string(const clattn_attention_desc *d, char *buf, size_t ca
   switch (d->mask) {
   case CLATTN_MASK_NONE: snprintf(buf, cap, "none"); break;
   case CLATTN_MASK_CAUSAL: snprintf(buf, cap, "causal"); break;
+  case CLATTN_MASK_CAUSAL_TOP_LEFT: snprintf(buf, cap, "causal-top-left"); break;
   case CLATTN_MASK_WINDOW:
     snprintf(buf, cap, "window:%d,%d", s->window_left, s->window_right);
     break;

@@ -137,14 +137,15 @@ double cli_flops(const clattn_attention_desc *d) {
   }
   const double nq = d->seq_q, nk = d->seq_kv;
   double pairs = nq * nk;
-  if (d->mask == CLATTN_MASK_CAUSAL) {
+  if (d->mask == CLATTN_MASK_CAUSAL || d->mask == CLATTN_MASK_CAUSAL_TOP_LEFT) {
     if (d->seq_q == d->seq_kv) {
       pairs = nq * nk / 2; /* the usual convention for the square causal case */
     } else {
-      /* query i sees keys j <= i + Nk - Nq: count exactly */
+      /* query i sees keys j <= i + off (Nk - Nq bottom-right, 0 top-left): count exactly */
+      const int64_t off = d->mask == CLATTN_MASK_CAUSAL ? (int64_t)d->seq_kv - d->seq_q : 0;
       pairs = 0;
       for (int64_t i = 0; i < d->seq_q; i++) {
-        int64_t vis = i + d->seq_kv - d->seq_q + 1;
+        int64_t vis = i + off + 1;
         pairs += (double)(vis < 0 ? 0 : vis > d->seq_kv ? d->seq_kv : vis);
       }
     }
@@ -441,7 +442,8 @@ clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result
   snprintf(r->describe, sizeof r->describe, "%s", clattn_plan_describe(pt.plan));
   r->algo = clattn_plan_desc(pt.plan)->algo;
   r->workspace_bytes = clattn_plan_workspace_size(pt.plan);
-  if (d->mask > CLATTN_MASK_CAUSAL) /* sparse: the pairs the plan counted */
+  /* sparse: the pairs the plan counted */
+  if (d->mask >= CLATTN_MASK_WINDOW && d->mask <= CLATTN_MASK_BLOCK_LAYOUT)
     r->flops = clattn_plan_flops(pt.plan);
   r->mem_bytes += r->workspace_bytes;
 

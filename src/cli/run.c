@@ -20,7 +20,8 @@ static cli_opt_table run_table(run_opts *o) {
       {"seq-q", "NQ", CLI_OPT_INT, &o->seq_q, 1, 0, NULL, "query length (default N)"},
       {"seq-kv", "NK", CLI_OPT_INT, &o->seq_kv, 1, 0, NULL, "key/value length (default N)"},
       {"mask", "SPEC", CLI_OPT_STR, &o->mask, 0, 0, NULL,
-       "none, causal (bottom-right aligned) or a sparse pattern, below (default none)"},
+       "none, causal (bottom-right aligned, FlashAttention), causal-top-left (PyTorch's "
+       "is_causal) or a sparse pattern, below (default none)"},
       {"lse", NULL, CLI_OPT_FLAG, &o->lse, 0, 1, NULL, "also write (and check) the log-sum-exp"},
       {"json", NULL, CLI_OPT_FLAG, &o->json, 0, 1, NULL, "print one JSON object instead of text"},
       {"profile", NULL, CLI_OPT_FLAG, &o->profile, 0, 1, NULL,

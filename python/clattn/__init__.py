@@ -1,0 +1,21 @@
+"""clattn — Python binding of libclattn: attention(), scaled_dot_product_attention() on numpy arrays and torch CPU tensors, and the low-level Context / Plan layer."""
+from ._api import attention, default_context, scaled_dot_product_attention, set_default_context
+from ._lowlevel import (ALGOS, DTYPES, FEATURES, LAYOUTS, MASKS, ClattnError, Context, Desc,
+                        InvalidArgumentError, Library, Plan, SparseDesc, Strides, UnsupportedError,
+                        library, make_desc)
+
+__all__ = ["attention", "scaled_dot_product_attention", "default_context", "set_default_context",
+           "Context", "Plan", "Library", "library", "make_desc", "Desc", "SparseDesc", "Strides",
+           "ClattnError", "InvalidArgumentError", "UnsupportedError", "version", "DTYPES", "MASKS",
+           "ALGOS", "LAYOUTS", "FEATURES"]
+
+
+def version():
+    """Version of the loaded libclattn ("MAJOR.MINOR.PATCH", clattn_version_string())."""
+    return library().version()
+
+
+def __getattr__(name):
+    if name == "__version__":  # from the library, loaded on first use
+        return version()
+    raise AttributeError(f"module 'clattn' has no attribute {name!r}")
