@@ -131,7 +131,7 @@ static clattn_status forced(clattn_plan p, const char *list, const char *what, b
 }
 
 clattn_status clattn__choose(clattn_plan p, const clattn__variant **out, int *params, char *origin,
-                             size_t cap) {
+                             size_t cap, bool *settled) {
   clattn_context ctx = p->ctx;
   const clattn_attention_desc *d = &p->desc;
   const bool portable = ctx->settings.portable || (p->flags & CLATTN_PLAN_PORTABLE);
@@ -149,9 +149,9 @@ clattn_status clattn__choose(clattn_plan p, const clattn__variant **out, int *pa
   if (p->config && *p->config) {
     st = forced(p, p->config, "config", true, cand, n, &v, params);
     if (st != CLATTN_SUCCESS) return st;
-    snprintf(origin, cap, "%s",
-             p->config_origin ? p->config_origin : "override (clattn_plan_create_with_config)");
+    snprintf(origin, cap, "override (clattn_plan_create_with_config)");
     *out = v;
+    *settled = true;
     return CLATTN_SUCCESS;
   }
   if (ctx->settings.override[0]) {
@@ -160,53 +160,35 @@ clattn_status clattn__choose(clattn_plan p, const clattn__variant **out, int *pa
     if (v) {
       snprintf(origin, cap, "override (CLATTN_TUNE_OVERRIDE)");
       *out = v;
+      *settled = true;
       return CLATTN_SUCCESS;
     }
   }
 
-  /* 2. The first applicable variant with a configuration: tuned, measured
-   * now, built-in default. */
+  /* 2. The first applicable variant with a configuration: tuned (exact
+   * class, else the nearest sequence bucket), else the built-in default.
+   * *settled tells the planner whether CLATTN_PLAN_MEASURE has anything
+   * left to measure. */
   for (int i = 0; i < n; i++) {
     v = cand[i];
     bool exact = false;
     int seq = 0;
-    const bool tuned = clattn__tunedb_lookup(ctx, v, d, params, &exact, &seq);
-    if (tuned && exact) {
-      snprintf(origin, cap, "tuned");
-      *out = v;
-      return CLATTN_SUCCESS;
-    }
-    if ((p->flags & CLATTN_PLAN_MEASURE) && v->num_params > 0) {
-      clattn_tune_request r;
-      clattn_tune_request_init(&r);
-      r.budget_seconds = ctx->settings.tune_budget;
-      r.seq = d->seq_q < 16384 ? d->seq_q : 16384;
-      clattn_tune_result res;
-      memset(&res, 0, sizeof res);
-      st = clattn__tune_variant(ctx, v, d, &r, &res);
-      if ((st == CLATTN_SUCCESS || res.verified) &&
-          clattn__config_parse(v, res.best_config, NULL, params, NULL, 0) == CLATTN_SUCCESS &&
-          !v->check(params, d, &ctx->info)) {
-        snprintf(origin, cap, "tuned now (%d candidates in %.1f s)", res.tried, res.elapsed_s);
-        *out = v;
-        return CLATTN_SUCCESS;
-      }
-      char why[600];
-      snprintf(why, sizeof why, "%.590s", ctx->msg);
-      snprintf(ctx->msg, sizeof ctx->msg, "note: CLATTN_PLAN_MEASURE could not tune (%s)", why);
-      if (tuned) clattn__tunedb_lookup(ctx, v, d, params, &exact, &seq);
-    }
-    if (tuned) {
+    if (clattn__tunedb_lookup(ctx, v, d, params, &exact, &seq)) {
       char sb[16];
       clattn__seq_bucket_name(seq, sb, sizeof sb);
-      snprintf(origin, cap, "tuned (nearest seq bucket %s)", sb);
+      if (exact)
+        snprintf(origin, cap, "tuned");
+      else
+        snprintf(origin, cap, "tuned (nearest seq bucket %s)", sb);
       *out = v;
+      *settled = exact || v->num_params == 0;
       return CLATTN_SUCCESS;
     }
     char label[64];
     if (clattn__builtin_default(&ctx->info, v, d, params, label, sizeof label)) {
       snprintf(origin, cap, "built-in default (%s)", label);
       *out = v;
+      *settled = v->num_params == 0;
       return CLATTN_SUCCESS;
     }
   }

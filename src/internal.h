@@ -93,8 +93,7 @@ struct clattn_plan_s {
   void *state;
   size_t workspace_bytes;
   char describe[512];
-  const char *config;            /* forced configuration string, or NULL (creation only) */
-  const char *config_origin;     /* who forced it (for describe) */
+  const char *config; /* forced configuration string, or NULL (planner, creation only) */
   struct clattn__sparse *sparse; /* sparse masks only (src/sparse.h), else NULL */
   uint64_t visible_pairs;        /* (b, h, i, j) tuples the mask keeps, saturated */
   double visible_pairs_exact;    /* the same count, not saturated (for the FLOPs) */
@@ -119,11 +118,18 @@ static inline int64_t clattn__causal_offset(const clattn_attention_desc *d) {
   return d->mask == CLATTN_MASK_CAUSAL_TOP_LEFT ? 0 : (int64_t)d->seq_kv - d->seq_q;
 }
 
-/* clattn_plan_create with a forced configuration string (NULL: none) whose
- * origin `origin` describe reports. */
-clattn_status clattn__plan_create_ex(clattn_context ctx, const clattn_attention_desc *desc,
-                                     unsigned flags, const char *config, const char *origin,
-                                     clattn_plan *out);
+/* Plan objects (plan.c). clattn__plan_new validates and resolves the
+ * problem (sparse lists, pair count, linear features) into a plan with no
+ * variant yet; clattn__plan_build builds it with a variant and its
+ * configuration (the planner's choice, or the tuner's candidate), frees it
+ * on failure, and with p->estimate only sizes it (*estimate_bytes, may be
+ * NULL, receives the workspace reached either way); clattn__plan_discard
+ * frees a plan that is not built. */
+clattn_status clattn__plan_new(clattn_context ctx, const clattn_attention_desc *desc,
+                               unsigned flags, bool estimate, clattn_plan *out);
+clattn_status clattn__plan_build(clattn_plan p, const struct clattn__variant *v, const int *params,
+                                 const char *origin, size_t *estimate_bytes, clattn_plan *out);
+void clattn__plan_discard(clattn_plan p);
 
 /* ---- errors ---- */
 clattn_status clattn__fail(clattn_context ctx, clattn_status st, const char *fmt, ...)
@@ -157,9 +163,6 @@ clattn_status clattn__get_program(clattn_context ctx, const char *name, const ch
 clattn_status clattn__create_kernel(clattn_context ctx, cl_program prog, const char *kname,
                                     cl_kernel *out);
 void clattn__release_programs(clattn_context ctx);
-/* Sets p->visible_pairs (saturated at UINT64_MAX) and p->visible_pairs_exact
- * to per_head · batch · heads, per_head being the pairs of one (b, h). */
-void clattn__plan_set_pairs(clattn_plan p, uint64_t per_head);
 /* Frees the context now (clattn_context_release, or the last plan release after it). */
 void clattn__context_free(clattn_context ctx);
 /* Releases the context's programs except those in keep[0..nkeep) (without

@@ -1,4 +1,4 @@
-/* plan.c — plan creation (validation, family choice), execution checks and release. */
+/* plan.c — plan objects: validation and resolution of the problem, building with a chosen variant, execution checks, release. */
 #include "variant.h"
 #include "checked.h"
 #include "linear.h"
@@ -28,61 +28,26 @@ static uint64_t dense_pairs(const clattn_attention_desc *d) {
   return per;
 }
 
-void clattn__plan_set_pairs(clattn_plan p, uint64_t per_head) {
+static void set_pairs(clattn_plan p, uint64_t per_head) {
   const clattn__u128 n = (clattn__u128)per_head * (uint64_t)p->desc.batch * (uint64_t)p->desc.heads;
   p->visible_pairs = n > UINT64_MAX ? UINT64_MAX : (uint64_t)n;
   p->visible_pairs_exact = (double)n;
 }
 
-clattn_status clattn_plan_create(clattn_context ctx, const clattn_attention_desc *desc,
-                                 unsigned flags, clattn_plan *out) {
-  return clattn__plan_create_ex(ctx, desc, flags, NULL, NULL, out);
+/* Frees a plan that failed before or during its variant's create. */
+static void discard(clattn_plan p) {
+  if (p->variant && p->variant->release) p->variant->release(p);
+  clattn__sparse_release(p);
+  free(p);
 }
 
-static clattn_status plan_build(clattn_context ctx, const clattn_attention_desc *desc,
-                                unsigned flags, const char *config, const char *origin,
-                                bool estimate, size_t *estimate_bytes, clattn_plan *out);
-
-clattn_status clattn__plan_create_ex(clattn_context ctx, const clattn_attention_desc *desc,
-                                     unsigned flags, const char *config, const char *origin,
-                                     clattn_plan *out) {
-  if (!ctx) return CLATTN_ERROR_INVALID_ARGUMENT;
-  ctx->msg[0] = 0;
-  if (!out) return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "out (plan) is NULL");
+clattn_status clattn__plan_new(clattn_context ctx, const clattn_attention_desc *desc,
+                               unsigned flags, bool estimate, clattn_plan *out) {
   *out = NULL;
-  const unsigned known = CLATTN_PLAN_LAZY_WORKSPACE | CLATTN_PLAN_MEASURE | CLATTN_PLAN_PORTABLE;
-  if (flags & ~known)
-    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "flags: unknown bits 0x%x",
-                        flags & ~known);
-  return plan_build(ctx, desc, flags, config, origin, false, NULL, out);
-}
-
-clattn_status clattn_plan_estimate(clattn_context ctx, const clattn_attention_desc *desc,
-                                   size_t *workspace_bytes) {
-  if (!ctx) return CLATTN_ERROR_INVALID_ARGUMENT;
-  ctx->msg[0] = 0;
-  if (!workspace_bytes)
-    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "workspace_bytes is NULL");
-  *workspace_bytes = 0;
-  clattn_plan p = NULL;
-  clattn_status st = plan_build(ctx, desc, 0, NULL, NULL, true, workspace_bytes, &p);
-  clattn_plan_release(p);
-  return st;
-}
-
-/* Plan creation proper. With `estimate`, the same steps size the plan but the
- * families build no program, allocate and upload nothing on the device and
- * skip their device-memory checks; *estimate_bytes receives the workspace the
- * sizing reached, also when a family refuses the problem after sizing it. */
-static clattn_status plan_build(clattn_context ctx, const clattn_attention_desc *desc,
-                                unsigned flags, const char *config, const char *origin,
-                                bool estimate, size_t *estimate_bytes, clattn_plan *out) {
   clattn_plan p = calloc(1, sizeof *p);
   if (!p) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate plan");
   p->ctx = ctx;
   p->flags = flags;
-  p->config = config;
-  p->config_origin = origin;
   p->estimate = estimate;
   clattn_status st =
       clattn__desc_resolve(ctx, desc, &p->desc, &p->qs, &p->ks, &p->vs, &p->os, p->elems);
@@ -99,46 +64,47 @@ static clattn_status plan_build(clattn_context ctx, const clattn_attention_desc 
                           (int)desc->mask);
     }
     /* Copies the caller's arrays, builds the block lists, counts the pairs. */
-    st = clattn__sparse_plan_init(p);
+    uint64_t pairs = 0;
+    st = clattn__sparse_plan_init(p, &pairs);
     if (st != CLATTN_SUCCESS) {
-      clattn__sparse_release(p);
-      free(p);
+      discard(p);
       return st;
     }
+    set_pairs(p, pairs);
   } else {
-    clattn__plan_set_pairs(p, dense_pairs(&p->desc));
+    set_pairs(p, dense_pairs(&p->desc));
   }
   if (p->desc.algo == CLATTN_ALGO_AUTO) p->desc.algo = CLATTN_ALGO_FLASH;
   if (p->desc.algo == CLATTN_ALGO_LINEAR) { /* the feature map and count */
     int features = 0;
     st = clattn__linear_resolve(ctx, &p->desc, &features);
     if (st != CLATTN_SUCCESS) {
-      clattn__sparse_release(p);
-      free(p);
+      discard(p);
       return st;
     }
     p->desc.num_features = features;
   }
-  /* The variant and its configuration (tuning, if asked, happens here,
-   * before anything is built), then the variant builds. */
-  const clattn__variant *v = NULL;
-  int params[CLATTN__MAX_PARAMS];
-  char chosen[200];
-  st = clattn__choose(p, &v, params, chosen, sizeof chosen);
-  if (st == CLATTN_SUCCESS) {
-    p->variant = v;
-    st = v->create(p, params, chosen);
-  }
-  if (estimate_bytes) *estimate_bytes = clattn_plan_workspace_size(p);
-  if (st != CLATTN_SUCCESS) {
-    if (p->variant && p->variant->release) p->variant->release(p);
-    clattn__sparse_release(p);
-    free(p);
-    return st;
-  }
-  ctx->live_plans++;
   *out = p;
   return CLATTN_SUCCESS;
+}
+
+clattn_status clattn__plan_build(clattn_plan p, const clattn__variant *v, const int *params,
+                                 const char *origin, size_t *estimate_bytes, clattn_plan *out) {
+  *out = NULL;
+  p->variant = v;
+  const clattn_status st = v->create(p, params, origin);
+  if (estimate_bytes) *estimate_bytes = clattn_plan_workspace_size(p);
+  if (st != CLATTN_SUCCESS) {
+    discard(p);
+    return st;
+  }
+  p->ctx->live_plans++;
+  *out = p;
+  return CLATTN_SUCCESS;
+}
+
+void clattn__plan_discard(clattn_plan p) {
+  if (p) discard(p);
 }
 
 /* Whether two buffers share memory: the same object, or sub-buffers (or a

@@ -256,7 +256,7 @@ static clattn_status global_runs(clattn_context ctx, clattn__sparse *s) {
   return CLATTN_SUCCESS;
 }
 
-clattn_status clattn__sparse_plan_init(clattn_plan p) {
+clattn_status clattn__sparse_plan_init(clattn_plan p, uint64_t *pairs_per_head) {
   clattn_context ctx = p->ctx;
   clattn_attention_desc *d = &p->desc;
   clattn_sparse_desc *sd = &d->sparse;
@@ -370,7 +370,7 @@ clattn_status clattn__sparse_plan_init(clattn_plan p) {
       pairs += (uint64_t)(buf[t].b - buf[t].a);
   }
   free(buf);
-  clattn__plan_set_pairs(p, pairs);
+  *pairs_per_head = pairs;
   return CLATTN_SUCCESS;
 }
 

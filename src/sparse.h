@@ -66,8 +66,8 @@ int clattn__bigbird_random(uint64_t seed, int qb, int nkb, int global_blocks, in
 
 /* Plan-time setup for a sparse mask: copies the caller's arrays into the plan
  * (and repoints p->desc.sparse at them), builds the block lists / bitmaps on
- * the host and counts the visible pairs (p->visible_pairs). */
-clattn_status clattn__sparse_plan_init(clattn_plan p);
+ * the host and counts the visible (i, j) pairs of one (b, h). */
+clattn_status clattn__sparse_plan_init(clattn_plan p, uint64_t *pairs_per_head);
 
 /* Visible key intervals of the query at position `pos` (sorted, disjoint,
  * non-adjacent). *buf / *cap: growable scratch (realloc'ed; freed by the

@@ -130,9 +130,23 @@ static double run_once(clattn_context ctx, clattn_plan plan, tune_io *io) {
 
 /* Builds and times one candidate: one warm-up, then the median of 3 to 7
  * runs (fewer when clearly slower than the best). Negative on failure. */
-static double time_candidate(clattn_context ctx, tune_io *io, const char *cfg, double best_ms) {
-  clattn_plan plan = NULL;
-  if (clattn__plan_create_ex(ctx, &io->desc, 0, cfg, "tuner", &plan) != CLATTN_SUCCESS) return -1;
+/* The candidate's plan, built directly with the variant and configuration
+ * (no selection). */
+static clattn_plan candidate_plan(clattn_context ctx, const clattn_attention_desc *d,
+                                  const clattn__variant *v, const int *params) {
+  clattn_plan p = NULL, plan = NULL;
+  if (clattn__plan_new(ctx, d, 0, false, &p) != CLATTN_SUCCESS) return NULL;
+  if (v->check(params, &p->desc, &ctx->info)) {
+    clattn__plan_discard(p);
+    return NULL;
+  }
+  return clattn__plan_build(p, v, params, "tuner", NULL, &plan) == CLATTN_SUCCESS ? plan : NULL;
+}
+
+static double time_candidate(clattn_context ctx, tune_io *io, const clattn__variant *v,
+                             const int *params, double best_ms) {
+  clattn_plan plan = candidate_plan(ctx, &io->desc, v, params);
+  if (!plan) return -1;
   double warm = run_once(ctx, plan, io);
   double ms = -1;
   if (warm >= 0) {
@@ -159,10 +173,11 @@ static double time_candidate(clattn_context ctx, tune_io *io, const char *cfg, d
 
 /* Runs the candidate and compares rows of its output with the float64
  * reference. Returns 1 pass, 0 fail, -1 could not run. */
-static int verify_candidate(clattn_context ctx, tune_io *io, const char *cfg, double *rel) {
+static int verify_candidate(clattn_context ctx, tune_io *io, const clattn__variant *v,
+                            const int *params, double *rel) {
   const clattn_attention_desc *d = &io->desc;
-  clattn_plan plan = NULL;
-  if (clattn__plan_create_ex(ctx, d, 0, cfg, "tuner", &plan) != CLATTN_SUCCESS) return -1;
+  clattn_plan plan = candidate_plan(ctx, d, v, params);
+  if (!plan) return -1;
   size_t es = clattn__dtype_size(d->dtype);
   void *ho = malloc(io->elems[3] * es);
   int result = -1;
@@ -345,7 +360,7 @@ clattn_status clattn__tune_variant(clattn_context ctx, const clattn__variant *v,
                           sizeof cfg - strlen(cfg));
     double c0 = now_s();
     double best_before = s.best >= 0 ? s.ms[s.best] : -1;
-    double ms = time_candidate(ctx, &io, cfg, best_before);
+    double ms = time_candidate(ctx, &io, v, s.cfg + (size_t)idx * (size_t)s.np, best_before);
     spent_cand += now_s() - c0;
     int prev_best = s.best;
     clattn__search_report(&s, idx, ms);
@@ -398,7 +413,7 @@ clattn_status clattn__tune_variant(clattn_context ctx, const clattn__variant *v,
     clattn__config_format(v, s.cfg + (size_t)order[k] * (size_t)s.np, cfg + strlen(cfg),
                           sizeof cfg - strlen(cfg));
     double rel = INFINITY;
-    int ok = verify_candidate(ctx, &io, cfg, &rel);
+    int ok = verify_candidate(ctx, &io, v, s.cfg + (size_t)order[k] * (size_t)s.np, &rel);
     res->max_rel_error = rel;
     if (req->progress) {
       clattn_tune_progress pr;
@@ -535,9 +550,4 @@ clattn_status clattn_tune(clattn_context ctx, const clattn_tune_request *req,
                           "clattn_tune: no tunable kernel applies: %s", why_not);
   }
   return clattn__tune_variant(ctx, v, &d, req, res);
-}
-
-clattn_status clattn_plan_create_with_config(clattn_context ctx, const clattn_attention_desc *desc,
-                                             unsigned flags, const char *config, clattn_plan *out) {
-  return clattn__plan_create_ex(ctx, desc, flags, config && *config ? config : NULL, NULL, out);
 }

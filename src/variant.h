@@ -112,10 +112,11 @@ int clattn__applicable_variants(const clattn__device_info *info, const clattn_at
                                 size_t why_cap);
 
 /* The plan's variant and configuration: forced (p->config, then the
- * context's CLATTN_TUNE_OVERRIDE), tuned, measured now (CLATTN_PLAN_MEASURE),
- * built-in default. origin receives "tuned", "built-in default (NVIDIA
- * sm_90)", "override (CLATTN_TUNE_OVERRIDE)" and so on. */
+ * context's CLATTN_TUNE_OVERRIDE), tuned, built-in default. origin receives
+ * "tuned", "built-in default (NVIDIA GPU)", "override (CLATTN_TUNE_OVERRIDE)"
+ * and so on; *settled is false when measuring (CLATTN_PLAN_MEASURE) could
+ * still improve the choice (no exact tuned entry for a tunable variant). */
 clattn_status clattn__choose(clattn_plan p, const clattn__variant **v, int *params, char *origin,
-                             size_t cap);
+                             size_t cap, bool *settled);
 
 #endif

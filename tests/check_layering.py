@@ -61,6 +61,7 @@ def main():
     ap.add_argument("--lib", required=True)
     ap.add_argument("objects", nargs="+")
     a = ap.parse_args()
+    a.objects = [o for arg in a.objects for o in arg.split(";") if o]
     bad = 0
 
     # Calls: object file -> object file through undefined symbols.
