@@ -1,4 +1,5 @@
-/* cache.h — the cache directory, its trust checks, and the program-binary cache (binary_cache.c). */
+/* cache.h — the cache directory, its trust checks, and the program-binary cache (binary_cache.c).
+ */
 #ifndef CLATTN_CACHE_H
 #define CLATTN_CACHE_H
 
@@ -69,6 +70,5 @@ typedef struct clattn__cache_stats {
   long hits, misses, stores, corrupt;
 } clattn__cache_stats;
 clattn__cache_stats clattn__binary_cache_stats(void);
-
 
 #endif

@@ -137,8 +137,8 @@ clattn_status clattn__choose(clattn_plan p, const clattn__variant **out, int *pa
   const bool portable = ctx->settings.portable || (p->flags & CLATTN_PLAN_PORTABLE);
   const clattn__variant *cand[16];
   char why_not[1024];
-  const int n =
-      clattn__applicable_variants(&ctx->info, d, portable, cand, 16, why_not, sizeof why_not);
+  const int n = clattn__applicable_variants(&ctx->info, d, CLATTN__FORWARD, portable, cand, 16,
+                                            why_not, sizeof why_not);
   if (n == 0)
     return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED, "no kernel applies to this problem: %s",
                         why_not);

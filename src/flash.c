@@ -253,8 +253,7 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
   snprintf(opts, sizeof opts,
            "-cl-std=CL1.2 -DCLATTN_DTYPE=%d -DD=%d -DWARPS=%d -DMT=%d -DBN=%d -DCAUSAL=%d "
            "-DVEC_GLOBAL=%d -DLDM_ADDR=1 -DASYNC=%d",
-           (int)d->dtype, d->head_dim, warps, mt, bn, clattn__causal_define(d->mask), vec,
-           vec);
+           (int)d->dtype, d->head_dim, warps, mt, bn, clattn__causal_define(d->mask), vec, vec);
   if (ctx->settings.nv_verbose) clattn__append(opts, sizeof opts, " -cl-nv-verbose");
   const size_t local = clattn__flash_tc_local(params, d);
   if ((st = build_kernel(p, s, opts, local)) != CLATTN_SUCCESS) return st;

@@ -71,9 +71,9 @@ struct clattn_context_s {
   char msg[CLATTN_MSG_MAX];
   clattn__program_entry programs[CLATTN_MAX_PROGRAMS];
   int num_programs;
-  int live_plans; /* plans not yet released; they keep the context alive */
-  bool released;  /* clattn_context_release was called: freed with the last plan */
-  bool tuning;    /* inside the tuner: candidate binaries are not cached */
+  int live_plans;            /* plans not yet released; they keep the context alive */
+  bool released;             /* clattn_context_release was called: freed with the last plan */
+  bool tuning;               /* inside the tuner: candidate binaries are not cached */
   uint64_t needed_bytes;     /* of the last CLATTN_ERROR_OUT_OF_MEMORY, 0 if unknown */
   clattn__settings settings; /* environment, read once at creation */
   /* Tuning database, read once (lazily) and updated by stores and imports. */
@@ -93,7 +93,7 @@ struct clattn_plan_s {
   void *state;
   size_t workspace_bytes;
   char describe[512];
-  const char *config; /* forced configuration string, or NULL (planner, creation only) */
+  const char *config;            /* forced configuration string, or NULL (planner, creation only) */
   struct clattn__sparse *sparse; /* sparse masks only (src/sparse.h), else NULL */
   uint64_t visible_pairs;        /* (b, h, i, j) tuples the mask keeps, saturated */
   double visible_pairs_exact;    /* the same count, not saturated (for the FLOPs) */

@@ -292,7 +292,6 @@ static clattn_status make_run_tables(clattn_plan p, naive_state *s) {
   return CLATTN_SUCCESS;
 }
 
-
 const char *const clattn__naive_sources[] = {"softmax.cl", NULL};
 
 int clattn__naive_applicable(const clattn__device_info *info, const clattn_attention_desc *d,

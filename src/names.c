@@ -25,7 +25,7 @@
   X(CLATTN_MASK_DILATED, "dilated")                                                                \
   X(CLATTN_MASK_STRIDED, "strided")                                                                \
   X(CLATTN_MASK_BIGBIRD, "bigbird")                                                                \
-  X(CLATTN_MASK_BLOCK_LAYOUT, "block_layout")                                                  \
+  X(CLATTN_MASK_BLOCK_LAYOUT, "block_layout")                                                      \
   X(CLATTN_MASK_CAUSAL_TOP_LEFT, "causal_top_left")
 #define CLATTN__ALGOS(X)                                                                           \
   X(CLATTN_ALGO_AUTO, "auto")                                                                      \

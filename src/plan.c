@@ -1,4 +1,5 @@
-/* plan.c — plan objects: validation and resolution of the problem, building with a chosen variant, execution checks, release. */
+/* plan.c — plan objects: validation and resolution of the problem, building with a chosen variant,
+ * execution checks, release. */
 #include "variant.h"
 #include "checked.h"
 #include "linear.h"
@@ -128,9 +129,8 @@ static bool mem_overlap(cl_mem a, cl_mem b) {
   return root[0] == root[1] && off[0] < off[1] + size[1] && off[1] < off[0] + size[0];
 }
 
-clattn_status clattn_plan_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
-                                  cl_mem lse, cl_uint num_wait, const cl_event *wait,
-                                  cl_event *event) {
+clattn_status clattn_plan_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl_mem lse,
+                                  cl_uint num_wait, const cl_event *wait, cl_event *event) {
   if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;
   clattn_context ctx = p->ctx;
   ctx->msg[0] = 0;

@@ -1,4 +1,5 @@
-/* planner.c — the public plan entry points: validate, choose the variant and configuration (measuring when asked), build. */
+/* planner.c — the public plan entry points: validate, choose the variant and configuration
+ * (measuring when asked), build. */
 #include "tune.h"
 
 #include <stdio.h>

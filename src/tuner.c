@@ -532,8 +532,8 @@ clattn_status clattn_tune(clattn_context ctx, const clattn_tune_request *req,
   if (st != CLATTN_SUCCESS) return st;
   const clattn__variant *cand[16];
   char why_not[1024];
-  int n = clattn__applicable_variants(&ctx->info, &rd, ctx->settings.portable, cand, 16, why_not,
-                                      sizeof why_not);
+  int n = clattn__applicable_variants(&ctx->info, &rd, CLATTN__FORWARD, ctx->settings.portable,
+                                      cand, 16, why_not, sizeof why_not);
   const clattn__variant *v = NULL;
   if (req->variant && *req->variant) {
     for (int i = 0; i < n && !v; i++)

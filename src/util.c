@@ -42,7 +42,6 @@ char *clattn__read_file(const char *path, size_t *len) {
   return buf;
 }
 
-
 void clattn__append(char *buf, size_t cap, const char *fmt, ...) {
   size_t len = strlen(buf);
   if (len + 1 >= cap) return;

@@ -43,9 +43,13 @@ typedef struct clattn__param {
 
 typedef struct clattn__variant clattn__variant;
 
+/* What a variant computes for its family. */
+typedef enum clattn__pass { CLATTN__FORWARD = 0, CLATTN__BACKWARD = 1 } clattn__pass;
+
 struct clattn__variant {
   const char *name;           /* database kernel=, configuration prefix, describe() */
   clattn_algo family;         /* CLATTN_ALGO_FLASH, _NAIVE or _LINEAR */
+  clattn__pass pass;          /* the forward or the backward pass of the family */
   bool fast_path;             /* device-specific: left out by the portable opt-out */
   const char *const *sources; /* kernel files after common.cl, NULL-terminated */
   const clattn__param *params;
@@ -104,12 +108,12 @@ bool clattn__config_names_fit(const clattn__variant *v, const char *s);
  * copied into buf; false when it has none. */
 bool clattn__config_prefix(const char *s, char *buf, size_t cap);
 
-/* Applicable variants of the problem's family on the device, highest
- * priority first; `portable` leaves the fast paths out. Returns the count;
- * why_not (may be NULL) receives the reasons of the others. */
+/* Applicable variants of the problem's family and the pass on the device,
+ * highest priority first; `portable` leaves the fast paths out. Returns the
+ * count; why_not (may be NULL) receives the reasons of the others. */
 int clattn__applicable_variants(const clattn__device_info *info, const clattn_attention_desc *d,
-                                bool portable, const clattn__variant **out, int cap, char *why_not,
-                                size_t why_cap);
+                                clattn__pass pass, bool portable, const clattn__variant **out,
+                                int cap, char *why_not, size_t why_cap);
 
 /* The plan's variant and configuration: forced (p->config, then the
  * context's CLATTN_TUNE_OVERRIDE), tuned, built-in default. origin receives

@@ -8,96 +8,64 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PARAMS(a) a, (int)(sizeof(a) / sizeof(a)[0])
+/* One row per kernel variant. VARIANT(name, family, pass, fast path, prefix)
+ * names the functions of the family file (families.h): prefix_applicable,
+ * _check, _fallback, _local, and the row gives the create / execute /
+ * release / flops / profile functions and the parameter table. */
+#define VARIANT(n, fam, ps, fast, pre)                                                             \
+  .name = n, .family = fam, .pass = ps, .fast_path = fast, .sources = clattn__##pre##_sources,     \
+  .applicable = clattn__##pre##_applicable, .check = clattn__##pre##_check,                        \
+  .fallback = clattn__##pre##_fallback, .local_bytes = clattn__##pre##_local
+#define F CLATTN_ALGO_FLASH
+#define N CLATTN_ALGO_NAIVE
+#define L CLATTN_ALGO_LINEAR
+#define FWD CLATTN__FORWARD
 
-/* One row per kernel variant, in priority order within each family (a
- * variant's `applicable` returns its priority; the order here breaks ties). */
-static const clattn__variant flash_tc = {"flash_tc",
-                                         CLATTN_ALGO_FLASH,
-                                         true,
-                                         clattn__flash_tc_sources,
-                                         PARAMS(clattn__flash_tc_params),
-                                         clattn__flash_tc_applicable,
-                                         clattn__flash_tc_check,
-                                         clattn__flash_tc_fallback,
-                                         clattn__flash_tc_local,
-                                         clattn__flash_tc_create,
-                                         clattn__flash_execute,
-                                         clattn__flash_release,
-                                         NULL,
-                                         NULL};
-static const clattn__variant flash_rows = {"flash_rows",
-                                           CLATTN_ALGO_FLASH,
-                                           true,
-                                           clattn__flash_rows_sources,
-                                           PARAMS(clattn__flash_rows_params),
-                                           clattn__flash_rows_applicable,
-                                           clattn__flash_rows_check,
-                                           clattn__flash_rows_fallback,
-                                           clattn__flash_rows_local,
-                                           clattn__flash_wg_create,
-                                           clattn__flash_execute,
-                                           clattn__flash_release,
-                                           NULL,
-                                           NULL};
-static const clattn__variant flash = {"flash",
-                                      CLATTN_ALGO_FLASH,
-                                      false,
-                                      clattn__flash_wg_sources,
-                                      PARAMS(clattn__flash_wg_params),
-                                      clattn__flash_wg_applicable,
-                                      clattn__flash_wg_check,
-                                      clattn__flash_wg_fallback,
-                                      clattn__flash_wg_local,
-                                      clattn__flash_wg_create,
-                                      clattn__flash_execute,
-                                      clattn__flash_release,
-                                      NULL,
-                                      NULL};
-static const clattn__variant naive = {"naive",
-                                      CLATTN_ALGO_NAIVE,
-                                      false,
-                                      clattn__naive_sources,
-                                      NULL,
-                                      0,
-                                      clattn__naive_applicable,
-                                      clattn__naive_check,
-                                      clattn__naive_fallback,
-                                      clattn__naive_local,
-                                      clattn__naive_create,
-                                      clattn__naive_execute,
-                                      clattn__naive_release,
-                                      NULL,
-                                      NULL};
-static const clattn__variant linear_tc = {"linear_tc",
-                                          CLATTN_ALGO_LINEAR,
-                                          true,
-                                          clattn__linear_tc_sources,
-                                          PARAMS(clattn__linear_tc_params),
-                                          clattn__linear_tc_applicable,
-                                          clattn__linear_tc_check,
-                                          clattn__linear_tc_fallback,
-                                          clattn__linear_tc_local,
-                                          clattn__linear_create,
-                                          clattn__linear_execute,
-                                          clattn__linear_release,
-                                          clattn__linear_flops,
-                                          clattn__linear_profile};
-static const clattn__variant linear = {"linear",
-                                       CLATTN_ALGO_LINEAR,
-                                       false,
-                                       clattn__linear_sources,
-                                       PARAMS(clattn__linear_params),
-                                       clattn__linear_applicable,
-                                       clattn__linear_check,
-                                       clattn__linear_fallback,
-                                       clattn__linear_local,
-                                       clattn__linear_create,
-                                       clattn__linear_execute,
-                                       clattn__linear_release,
-                                       clattn__linear_flops,
-                                       clattn__linear_profile};
+static const clattn__variant flash_tc = {VARIANT("flash_tc", F, FWD, true, flash_tc),
+                                         .params = clattn__flash_tc_params,
+                                         .num_params = 3,
+                                         .create = clattn__flash_tc_create,
+                                         .execute = clattn__flash_execute,
+                                         .release = clattn__flash_release};
+static const clattn__variant flash_rows = {VARIANT("flash_rows", F, FWD, true, flash_rows),
+                                           .params = clattn__flash_rows_params,
+                                           .num_params = 2,
+                                           .create = clattn__flash_wg_create,
+                                           .execute = clattn__flash_execute,
+                                           .release = clattn__flash_release};
+static const clattn__variant flash = {VARIANT("flash", F, FWD, false, flash_wg),
+                                      .params = clattn__flash_wg_params,
+                                      .num_params = 4,
+                                      .create = clattn__flash_wg_create,
+                                      .execute = clattn__flash_execute,
+                                      .release = clattn__flash_release};
+static const clattn__variant naive = {
+    VARIANT("naive", N, FWD, false, naive), .create = clattn__naive_create,
+    .execute = clattn__naive_execute, .release = clattn__naive_release};
+static const clattn__variant linear_tc = {VARIANT("linear_tc", L, FWD, true, linear_tc),
+                                          .params = clattn__linear_tc_params,
+                                          .num_params = 25,
+                                          .create = clattn__linear_create,
+                                          .execute = clattn__linear_execute,
+                                          .release = clattn__linear_release,
+                                          .flops = clattn__linear_flops,
+                                          .profile = clattn__linear_profile};
+static const clattn__variant linear = {VARIANT("linear", L, FWD, false, linear),
+                                       .params = clattn__linear_params,
+                                       .num_params = 25,
+                                       .create = clattn__linear_create,
+                                       .execute = clattn__linear_execute,
+                                       .release = clattn__linear_release,
+                                       .flops = clattn__linear_flops,
+                                       .profile = clattn__linear_profile};
 
+#undef F
+#undef N
+#undef L
+#undef FWD
+
+/* Highest priority first within a family (a variant's `applicable` returns
+ * its priority; the order here breaks ties). */
 const clattn__variant *const clattn__variants[] = {&flash_tc,  &flash_rows, &flash, &naive,
                                                    &linear_tc, &linear,     NULL};
 
@@ -121,14 +89,14 @@ int clattn__variant_count(void) {
 }
 
 int clattn__applicable_variants(const clattn__device_info *info, const clattn_attention_desc *d,
-                                bool portable, const clattn__variant **out, int cap, char *why_not,
-                                size_t why_cap) {
+                                clattn__pass pass, bool portable, const clattn__variant **out,
+                                int cap, char *why_not, size_t why_cap) {
   int prio[16], n = 0;
   if (why_not && why_cap) why_not[0] = 0;
   const clattn_algo fam = d->algo == CLATTN_ALGO_AUTO ? CLATTN_ALGO_FLASH : d->algo;
   for (int i = 0; clattn__variants[i]; i++) {
     const clattn__variant *v = clattn__variants[i];
-    if (v->family != fam) continue;
+    if (v->family != fam || v->pass != pass) continue;
     const char *why = NULL;
     int pr = 0;
     if (portable && v->fast_path)

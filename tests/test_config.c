@@ -157,7 +157,8 @@ static void test_default_is_legal(void **state) {
               const clattn_attention_desc d =
                   problem((clattn_algo)algo, (clattn_dtype)dt, hd, CLATTN_MASK_CAUSAL);
               const clattn__variant *cand[16];
-              const int n = clattn__applicable_variants(&info, &d, false, cand, 16, NULL, 0);
+              const int n =
+                  clattn__applicable_variants(&info, &d, CLATTN__FORWARD, false, cand, 16, NULL, 0);
               assert_true(n >= 1);
               for (int i = 0; i < n; i++) {
                 int params[CLATTN__MAX_PARAMS];
@@ -324,25 +325,30 @@ static void test_selection(void **state) {
   const clattn__device_info cpu = fake_device(1, 1024 * 1024, 4096);
   const clattn__variant *c[16];
   clattn_attention_desc d = problem(CLATTN_ALGO_FLASH, CLATTN_DTYPE_F16, 64, 0);
-  assert_int_equal(clattn__applicable_variants(&gpu, &d, false, c, 16, NULL, 0), 2);
+  assert_int_equal(clattn__applicable_variants(&gpu, &d, CLATTN__FORWARD, false, c, 16, NULL, 0),
+                   2);
   assert_string_equal(c[0]->name, "flash_tc");
   assert_string_equal(c[1]->name, "flash");
-  assert_int_equal(clattn__applicable_variants(&gpu, &d, true, c, 16, NULL, 0), 1);
+  assert_int_equal(clattn__applicable_variants(&gpu, &d, CLATTN__FORWARD, true, c, 16, NULL, 0), 1);
   assert_string_equal(c[0]->name, "flash");
-  assert_int_equal(clattn__applicable_variants(&cpu, &d, false, c, 16, NULL, 0), 2);
+  assert_int_equal(clattn__applicable_variants(&cpu, &d, CLATTN__FORWARD, false, c, 16, NULL, 0),
+                   2);
   assert_string_equal(c[0]->name, "flash_rows");
   d.algo = CLATTN_ALGO_AUTO;
-  assert_int_equal(clattn__applicable_variants(&cpu, &d, true, c, 16, NULL, 0), 1);
+  assert_int_equal(clattn__applicable_variants(&cpu, &d, CLATTN__FORWARD, true, c, 16, NULL, 0), 1);
   assert_string_equal(c[0]->name, "flash");
   d.algo = CLATTN_ALGO_LINEAR;
-  assert_int_equal(clattn__applicable_variants(&gpu, &d, false, c, 16, NULL, 0), 2);
+  assert_int_equal(clattn__applicable_variants(&gpu, &d, CLATTN__FORWARD, false, c, 16, NULL, 0),
+                   2);
   assert_string_equal(c[0]->name, "linear_tc");
   char why[512];
-  assert_int_equal(clattn__applicable_variants(&cpu, &d, false, c, 16, why, sizeof why), 1);
+  assert_int_equal(
+      clattn__applicable_variants(&cpu, &d, CLATTN__FORWARD, false, c, 16, why, sizeof why), 1);
   assert_string_equal(c[0]->name, "linear");
   assert_non_null(strstr(why, "linear_tc"));
   d.algo = CLATTN_ALGO_NAIVE;
-  assert_int_equal(clattn__applicable_variants(&gpu, &d, false, c, 16, NULL, 0), 1);
+  assert_int_equal(clattn__applicable_variants(&gpu, &d, CLATTN__FORWARD, false, c, 16, NULL, 0),
+                   1);
   assert_string_equal(c[0]->name, "naive");
 }
 
