@@ -81,15 +81,18 @@ fi
 if [[ $what == regs ]]; then
   # registers and spills of every kernel (NVIDIA: -cl-nv-verbose), default GPU configurations
   cc -O2 -o build/nv_build_log bench/nv_build_log.c -lOpenCL || exit 1
+  # the linear kernels are one file each over linear_common.cl: one file with all of them
+  cat cl/linear_common.cl cl/linear_feat.cl cl/linear_state.cl cl/linear_scan.cl cl/linear_apply.cl \
+    cl/linear_causal.cl >build/linear_all.cl
   base="-cl-std=CL1.2 -cl-mad-enable -DCLATTN_DTYPE=0 -DD=64 -DVEC=1 -DOVEC=1 -DBD=64 -DUNROLL_HINTS=1"
   d="-DKUNROLL_STATE=1 -DAFS=16 -DFBR=32 -DFRR=4"
   for v in "-DF=64 -DMAP=0 -DCAUSAL=0 -DSRES=1 -DSRF=4 -DBKS=32 -DZLOC=1 $d" "-DF=256 -DMAP=2 -DCAUSAL=0 -DSRES=0 -DBKS=16 $d" \
            "-DF=64 -DMAP=0 -DCAUSAL=1 -DSRF=4 -DBKS=32 -DZLOC=1 $d" "-DF=256 -DMAP=2 -DCAUSAL=1 -DBKS=16 $d"; do
-    echo "== $v"; ./build/nv_build_log NVIDIA cl/linear.cl "$base $v ${REGS_EXTRA:-}" | grep -E "Function properties|Compiling entry|registers|spill|bytes stack|build"
+    echo "== $v"; ./build/nv_build_log NVIDIA build/linear_all.cl "$base $v ${REGS_EXTRA:-}" | grep -E "Function properties|Compiling entry|registers|spill|bytes stack|build"
   done >"$OUT/regs.txt" 2>&1
   t="-DTC=1 -DSTW=4 -DSTM=1 -DTAW=4 -DTAM=1 -DBQ=64 -DBKS=16 -DZLOC=1 -DSPRE=1 -DF=64 -DMAP=0"
   for v in "$t -DCAUSAL=0" "$t -DCAUSAL=0 -DTAM=2 -DBQ=128"; do
-    echo "== $v"; ./build/nv_build_log NVIDIA cl/linear.cl "$base $v" | grep -E "Compiling entry|registers|spill|bytes stack|build"
+    echo "== $v"; ./build/nv_build_log NVIDIA build/linear_all.cl "$base $v" | grep -E "Compiling entry|registers|spill|bytes stack|build"
   done >>"$OUT/regs.txt" 2>&1
   exit 0
 fi

@@ -155,8 +155,9 @@ void clattn__read_device_info(cl_device_id dev, clattn__device_info *info);
  * CLATTN_KERNEL_DIR is set, the file read from that directory. Returns a
  * malloc'ed string or NULL (with the context message set). */
 char *clattn__kernel_source(clattn_context ctx, const char *name);
-/* Builds (or reuses) the program made of common.cl + `name` with `options`.
- * The program stays owned by the context. */
+/* Builds (or reuses) the program made of common.cl + the files `name` lists
+ * (blank-separated, in order: "linear_common.cl linear_state.cl ...") with
+ * `options`. The program stays owned by the context. */
 clattn_status clattn__get_program(clattn_context ctx, const char *name, const char *options,
                                   cl_program *out);
 /* Creates a kernel from a program; the caller releases it. */

@@ -274,8 +274,21 @@ static bool cfg_default(const clattn__device_info *info, const clattn_attention_
 
 /* ---- the variant interface (variants.c) ------------------------------------ */
 
-const char *const clattn__linear_sources[] = {"linear.cl", NULL};
-const char *const clattn__linear_tc_sources[] = {"linear.cl", NULL};
+/* One file per kernel over linear_common.cl; a plan builds the ones it runs. */
+const char *const clattn__linear_sources[] = {"linear_common.cl",
+                                              "linear_feat.cl",
+                                              "linear_state.cl",
+                                              "linear_scan.cl",
+                                              "linear_apply.cl",
+                                              "linear_causal.cl",
+                                              NULL};
+const char *const clattn__linear_tc_sources[] = {"linear_common.cl",
+                                                 "linear_feat.cl",
+                                                 "linear_state.cl",
+                                                 "linear_scan.cl",
+                                                 "linear_apply.cl",
+                                                 "linear_causal.cl",
+                                                 NULL};
 
 static const int v_bks[] = {16, 32, 64}, v_48[] = {4, 8}, v_bq[] = {32, 64, 128},
                  v_1632[] = {16, 32}, v_chunk[] = {32, 64}, v_taw[] = {2, 4, 8}, v_12[] = {1, 2};
@@ -640,7 +653,10 @@ clattn_status clattn__linear_create(clattn_plan p, const int *params, const char
            c->kunroll ? c->kunroll - 1 : 0, tc ? 1 : 0, c->tsw, c->tsm, c->taw, c->tam,
            tc && s->sres ? 1 : 0, maxreg);
   cl_program prog = NULL;
-  st = clattn__get_program(ctx, "linear.cl", opts, &prog);
+  char files[160];
+  snprintf(files, sizeof files, "linear_common.cl%s linear_state.cl linear_scan.cl %s",
+           favor ? " linear_feat.cl" : "", causal ? "linear_causal.cl" : "linear_apply.cl");
+  st = clattn__get_program(ctx, files, opts, &prog);
   /* Each kernel's local memory as the geometry says it declares it. */
   const size_t lstate = z.lstate + (s->zloc ? (size_t)c->bks * (size_t)sfp * sizeof(float) : 0);
   const size_t lout = causal ? z.lcausal : s->sres ? z.lapply_sres : z.lapply;

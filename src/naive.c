@@ -152,11 +152,6 @@ bool clattn__naive_workspace(const clattn_attention_desc *d, clattn__naive_ws *w
   return true;
 }
 
-size_t clattn__naive_workspace_bytes(const clattn_attention_desc *d) {
-  clattn__naive_ws w;
-  return clattn__naive_workspace(d, &w) ? w.total : SIZE_MAX;
-}
-
 /* What the workspace is, for messages: "N-byte score workspace (B*H*Nq*Nk*4
  * = ...)", with the f32 copies itemised under 16-bit storage. */
 static void ws_text(const clattn_plan p, char *buf, size_t cap) {

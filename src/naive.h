@@ -25,9 +25,4 @@ typedef struct clattn__naive_ws {
  * size does not fit in size_t. */
 bool clattn__naive_workspace(const clattn_attention_desc *desc, clattn__naive_ws *ws);
 
-/* The total of clattn__naive_workspace(): the device bytes a naive plan for
- * desc allocates besides any sparse bitmap, without allocating anything.
- * SIZE_MAX when it does not fit in size_t. */
-size_t clattn__naive_workspace_bytes(const clattn_attention_desc *desc);
-
 #endif

@@ -36,31 +36,67 @@ char *clattn__kernel_source(clattn_context ctx, const char *name) {
 /* Builds common.cl + name with options: from the on-disk binary cache when it
  * holds this exact program (key: sources, options, device, driver), else
  * from source (then stored in the cache unless the tuner is running). */
+#define MAX_SOURCES 8
+
+/* The texts of common.cl and of each file in the blank-separated list
+ * `names` (in order); the count, or -1 (message set, texts freed). */
+static int load_sources(clattn_context ctx, const char *names, char **texts) {
+  int n = 0;
+  texts[n] = clattn__kernel_source(ctx, "common.cl");
+  if (!texts[n]) return -1;
+  n++;
+  for (const char *p = names; *p;) {
+    while (*p == ' ')
+      p++;
+    size_t len = strcspn(p, " ");
+    if (!len) break;
+    char one[128];
+    if (len >= sizeof one || n == MAX_SOURCES) {
+      clattn__fail(ctx, CLATTN_ERROR_INTERNAL, "kernel source list '%s' is too long", names);
+      texts[n] = NULL;
+    } else {
+      memcpy(one, p, len);
+      one[len] = 0;
+      texts[n] = clattn__kernel_source(ctx, one);
+    }
+    if (!texts[n]) {
+      for (int i = 0; i < n; i++)
+        free(texts[i]);
+      return -1;
+    }
+    n++;
+    p += len;
+  }
+  return n;
+}
+
+/* Builds common.cl + the files of `names` (blank-separated, in order) with
+ * options: from the on-disk binary cache when it holds this exact program
+ * (key: sources, options, device, driver), else from source (then stored in
+ * the cache unless the tuner is running). */
 static clattn_status build(clattn_context ctx, const char *name, const char *options,
                            cl_program *out, clattn__program_entry *entry) {
-  char *common = clattn__kernel_source(ctx, "common.cl");
-  if (!common) return CLATTN_ERROR_IO;
-  char *body = clattn__kernel_source(ctx, name);
-  if (!body) {
-    free(common);
-    return CLATTN_ERROR_IO;
-  }
-  const char *srcs[2] = {common, body};
-  clattn__program_cache_key(&ctx->info, srcs, 2, options, entry->cache_key);
+  char *texts[MAX_SOURCES];
+  const int nsrc = load_sources(ctx, name, texts);
+  if (nsrc < 0) return ctx->msg[0] ? CLATTN_ERROR_IO : CLATTN_ERROR_INTERNAL;
+  const char *srcs[MAX_SOURCES];
+  for (int i = 0; i < nsrc; i++)
+    srcs[i] = texts[i];
+  clattn__program_cache_key(&ctx->info, srcs, nsrc, options, entry->cache_key);
   entry->cacheable = true;
   entry->cached_size = 0;
   cl_program cached =
       clattn__binary_cache_load(ctx, entry->cache_key, options, &entry->cached_size);
   if (cached) {
-    free(common);
-    free(body);
+    for (int i = 0; i < nsrc; i++)
+      free(texts[i]);
     *out = cached;
     return CLATTN_SUCCESS;
   }
   cl_int err;
-  cl_program prog = clCreateProgramWithSource(ctx->context, 2, srcs, NULL, &err);
-  free(common);
-  free(body);
+  cl_program prog = clCreateProgramWithSource(ctx->context, (cl_uint)nsrc, srcs, NULL, &err);
+  for (int i = 0; i < nsrc; i++)
+    free(texts[i]);
   if (!prog) return clattn__cl_fail(ctx, "clCreateProgramWithSource", err, name);
   err = clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL);
   if (err != CL_SUCCESS) {

@@ -352,6 +352,12 @@ static void test_selection(void **state) {
   assert_string_equal(c[0]->name, "naive");
 }
 
+/* The total of clattn__naive_workspace(), SIZE_MAX when it does not fit. */
+static size_t naive_workspace_bytes(const clattn_attention_desc *d) {
+  clattn__naive_ws w;
+  return clattn__naive_workspace(d, &w) ? w.total : SIZE_MAX;
+}
+
 /* The naive family's workspace from a descriptor alone (what plan creation
  * allocates and clattn_plan_workspace_size reports; test_api checks the
  * plan's value): the score matrix, plus for 16-bit storage the f32 copies of
@@ -372,7 +378,7 @@ static void test_naive_workspace(void **state) {
   assert_int_equal(ws.scores, 2 * 4 * 7 * 9 * 4);
   assert_int_equal(ws.q + ws.k + ws.v, 0);
   assert_int_equal(ws.total, ws.scores);
-  assert_int_equal(clattn__naive_workspace_bytes(&d), ws.total);
+  assert_int_equal(naive_workspace_bytes(&d), ws.total);
   static const clattn_dtype half[] = {CLATTN_DTYPE_F16, CLATTN_DTYPE_BF16};
   for (int t = 0; t < 2; t++) {
     d.dtype = half[t];
@@ -382,7 +388,7 @@ static void test_naive_workspace(void **state) {
     assert_int_equal(ws.k, 2 * 2 * 9 * 16 * 4);
     assert_int_equal(ws.v, ws.k);
     assert_int_equal(ws.total, ws.scores + ws.q + 2 * ws.k);
-    assert_int_equal(clattn__naive_workspace_bytes(&d), ws.total);
+    assert_int_equal(naive_workspace_bytes(&d), ws.total);
   }
   d.kv_heads = 0; /* = heads */
   assert_true(clattn__naive_workspace(&d, &ws));
@@ -394,15 +400,15 @@ static void test_naive_workspace(void **state) {
   d.seq_q = d.seq_kv = 32768;
   d.head_dim = 128;
   if (sizeof(size_t) >= 8)
-    assert_int_equal(clattn__naive_workspace_bytes(&d),
+    assert_int_equal(naive_workspace_bytes(&d),
                      ((uint64_t)1 << 37) + ((uint64_t)1 << 29) + ((uint64_t)1 << 28));
   d.batch = d.heads = d.kv_heads = d.seq_q = d.seq_kv = 0x7fffffff;
   assert_false(clattn__naive_workspace(&d, &ws));
   assert_int_equal(ws.total, 0);
-  assert_true(clattn__naive_workspace_bytes(&d) == SIZE_MAX);
+  assert_true(naive_workspace_bytes(&d) == SIZE_MAX);
   d.batch = 0;
-  assert_true(clattn__naive_workspace_bytes(&d) == SIZE_MAX);
-  assert_true(clattn__naive_workspace_bytes(NULL) == SIZE_MAX);
+  assert_true(naive_workspace_bytes(&d) == SIZE_MAX);
+  assert_true(naive_workspace_bytes(NULL) == SIZE_MAX);
   assert_false(clattn__naive_workspace(NULL, &ws));
 }
 
