@@ -47,7 +47,7 @@ if [[ $what == extra || $what == all ]]; then
 fi
 
 if [[ $what == variants || $what == all ]]; then
-  # forced linear configurations at large N (CLATTN_TUNE_OVERRIDE; keys: src/linear.h)
+  # forced linear configurations at large N (CLATTN_TUNE_OVERRIDE; keys: src/families/linear.h)
   {
     for ov in ${VAR_ELU:-"" bpw=8 bq=64,arq=4 afs=32 split=1024 kunroll=2}; do
       CLATTN_TUNE_OVERRIDE=$ov lin elu none 131072 --no-verify

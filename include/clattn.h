@@ -250,7 +250,7 @@ typedef struct clattn_strides {
  *                               x x
  *
  * The sparse masks (WINDOW .. BLOCK_LAYOUT) take their parameters from
- * desc.sparse and are defined, with pictures, at clattn_sparse_desc.
+ * desc.sparse and are defined, with pictures, in docs/masks.md.
  *
  * A row whose every key is masked produces zeros (LSE -inf), never NaN.
  */
@@ -274,120 +274,19 @@ typedef enum clattn_mask {
 
 /**
  * Parameters of the sparse masks (CLATTN_MASK_WINDOW .. BLOCK_LAYOUT);
- * ignored for NONE and the causal masks. p is the query's key position (see
- * clattn_mask), j the key, "x" a visible pair; every picture is seq_q =
- * seq_kv = 8 (rows are queries, columns keys).
- *
- * Global positions (WINDOW, DILATED, STRIDED): G = {0 .. num_global-1} ∪
- * global_tokens. A global query (p ∈ G) sees every key; a global key (j ∈ G)
- * is seen by every query (Longformer).
- *
- * CLATTN_MASK_WINDOW: visible iff p - L <= j <= p + R, or p ∈ G, or j ∈ G
- * (L = window_left, R = window_right; windows longer than the sequence are
- * clipped to it; L = R = 0 is the diagonal).
- *
- *   L=2 R=1            L=2 R=0 num_global=1     L=2 R=1 tokens {5} causal
- *   x x . . . . . .    x x x x x x x x          x . . . . . . .
- *   x x x . . . . .    x x . . . . . .          x x . . . . . .
- *   x x x x . . . .    x x x . . . . .          x x x . . . . .
- *   . x x x x . . .    x x x x . . . .          . x x x . . . .
- *   . . x x x x . .    x . x x x . . .          . . x x x . . .
- *   . . . x x x x .    x . . x x x . .          x x x x x x . .
- *   . . . . x x x x    x . . . x x x .          . . . . x x x .
- *   . . . . . x x x    x . . . . x x x          . . . . . x x x
- *
- * CLATTN_MASK_DILATED: visible iff p - L <= j <= p + R and (p - j) is a
- * multiple of d = dilation (>= 1; d = 1 is WINDOW), or p ∈ G, or j ∈ G.
- * CLATTN_MASK_STRIDED (Sparse Transformer, Child et al. 2019): visible iff
- * p - L <= j <= p + R, or (p - j) is a multiple of s = stride (>= 1), or
- * p ∈ G, or j ∈ G.
- *
- *   DILATED L=R=4 d=2  STRIDED L=1 R=0 s=3 causal
- *   x . x . x . . .    x . . . . . . .
- *   . x . x . x . .    x x . . . . . .
- *   x . x . x . x .    . x x . . . . .
- *   . x . x . x . x    x . x x . . . .
- *   x . x . x . x .    . x . x x . . .
- *   . x . x . x . x    . . x . x x . .
- *   . . x . x . x .    x . . x . x x .
- *   . . . x . x . x    . x . . x . x x
- *
- * Block masks (BIGBIRD, BLOCK_LAYOUT): positions are cut into blocks of b =
- * block_size; the query is in block qb = floor(p / b), the key in block kb =
- * floor(j / b); there are nkb = ceil(seq_kv / b) blocks on each side. A pair
- * is visible iff p >= 0 and key block kb is listed for query block qb (and
- * the element options below allow it).
- *
- * CLATTN_MASK_BIGBIRD (Zaheer et al. 2020) lists for qb: every block when qb
- * < global_blocks; else the global blocks kb < global_blocks, the window
- * |kb - qb| <= window_blocks, and min(random_blocks, n) random blocks drawn
- * from the n candidates: the blocks 0 <= kb < nkb, in ascending order, that
- * are neither global nor in the window (nor kb > qb when causal). The draw
- * is a partial Fisher-Yates shuffle of the candidates c[0..n-1]: for t = 0,
- * 1, .. it swaps c[t] with c[t + z_t mod (n - t)] and takes c[t], where z_t
- * is the (t+1)-th output of splitmix64 seeded with
- *     seed XOR ((qb + 1) * 0xD1B54A32D192ED03)   (mod 2^64)
- * (splitmix64: x += 0x9E3779B97F4A7C15; z = x; z = (z ^ z>>30) *
- * 0xBF58476D1CE4E5B9; z = (z ^ z>>27) * 0x94D049BB133111EB; z ^ z>>31).
- * The layout is therefore a pure function of (seed, seq_kv and the fields):
- * the same seed gives the same output bits on a device.
- *
- *   b=2 window_blocks=0 global_blocks=1 random_blocks=1
- *   seed=1             seed=2
- *   x x x x x x x x    x x x x x x x x
- *   x x x x x x x x    x x x x x x x x
- *   x x x x . . x x    x x x x . . x x
- *   x x x x . . x x    x x x x . . x x
- *   x x . . x x x x    x x . . x x x x
- *   x x . . x x x x    x x . . x x x x
- *   x x x x . . x x    x x . . x x x x
- *   x x x x . . x x    x x . . x x x x
- *
- * CLATTN_MASK_BLOCK_LAYOUT: the caller's layout in CSR form. layout_rows
- * must be nkb (one row per query block); row r lists the key blocks
- * layout_cols[layout_row_offsets[r] .. layout_row_offsets[r+1]-1], strictly
- * increasing, each in 0..nkb-1; layout_row_offsets[0] = 0 and the offsets
- * are non-decreasing. An empty row makes its queries output zeros (LSE
- * -inf). The file format of `clattn run --mask layout:FILE` is in the CLI's
- * help.
- *
- *   b=2, rows {0} {1} {} {0,3}     the same, causal
- *   x x . . . . . .                x . . . . . . .
- *   x x . . . . . .                x x . . . . . .
- *   . . x x . . . .                . . x . . . . .
- *   . . x x . . . .                . . x x . . . .
- *   . . . . . . . .                . . . . . . . .
- *   . . . . . . . .                . . . . . . . .
- *   x x . . . . x x                x x . . . . x .
- *   x x . . . . x x                x x . . . . x x
- *
- * Element options, for every sparse mask: `causal` also requires j <= p
- * (global tokens and blocks included; with WINDOW it makes window_right
- * irrelevant). For the block masks `element_window` also requires p - L <=
- * j <= p + R inside the listed blocks.
- *
- * Cost. The flash family walks, for each tile of BM queries, only the
- * BN-key tiles that hold a visible pair (lists built once at plan creation
- * and kept on the device, 4 bytes per listed tile plus 8 per query tile);
- * tiles with no visible pair cost no memory traffic and no arithmetic, and
- * tiles whose every pair is visible skip the per-element mask. Work is
- * O(listed tiles · BM · BN · d), memory O(B·H·N) plus the lists and the
- * bitmap: for explicit global tokens ceil(seq_kv / 32) words, for the block
- * masks (query blocks · ceil(nkb / 32)) words, about nkb²/8 bytes (a
- * small block_size on a long sequence is refused with
- * CLATTN_ERROR_OUT_OF_MEMORY naming the bytes). The naive family computes
- * the dense score matrix (workspace B·H·seq_q·seq_kv·4 bytes, plus the f32
- * copies of q, k and v under f16 / bf16 storage) and evaluates the same mask
- * inline in its softmax kernel (plus the same bitmap); it keeps no N×N mask
- * buffer. clattn_plan_visible_pairs() counts the pairs.
- *
- * Validation (clattn_plan_create and clattn_reference_attention): negative
- * windows, counts or block indices, dilation / stride / block_size < 1,
- * global tokens outside 0..seq_kv-1, a wrong layout_rows, NULL arrays,
- * non-monotone offsets, unsorted or duplicate columns are rejected with
- * CLATTN_ERROR_INVALID_ARGUMENT and a message naming the field. Arrays are
- * copied by clattn_plan_create(); clattn_plan_desc() points at the plan's
- * copies (global tokens sorted, duplicates removed).
+ * ignored for NONE and the causal masks. docs/masks.md defines each pattern
+ * exactly, with pictures, the element options, the cost and the validation
+ * rules. In short (p the query's key position, j the key, G the global
+ * positions {0 .. num_global-1} ∪ global_tokens):
+ *   WINDOW        p - L <= j <= p + R, or p ∈ G, or j ∈ G (Longformer)
+ *   DILATED       as WINDOW, and (p - j) a multiple of `dilation`
+ *   STRIDED       the window, or (p - j) a multiple of `stride` (Sparse Transformer)
+ *   BIGBIRD       blocks of block_size: global, window and seeded random key
+ *                 blocks per query block (Zaheer et al.; the draw is documented)
+ *   BLOCK_LAYOUT  the caller's CSR list of key blocks per query block
+ * `causal` also requires j <= p; `element_window` restricts the block masks
+ * to p - L <= j <= p + R. Arrays are copied by clattn_plan_create(); bad
+ * fields give CLATTN_ERROR_INVALID_ARGUMENT naming the field.
  */
 typedef struct clattn_sparse_desc {
   int window_left;          /**< L >= 0 (WINDOW/DILATED/STRIDED, element_window). */

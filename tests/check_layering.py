@@ -81,10 +81,13 @@ def main():
 
     # Includes among src/ files.
     incs = {}
-    for f in sorted(os.listdir(a.src)):
-        if f.endswith((".c", ".h")):
-            with open(os.path.join(a.src, f), encoding="utf-8") as fh:
-                incs[f] = set(re.findall(r'^#include "([a-z0-9_]+\.h)"', fh.read(), re.M))
+    for d, _, files in os.walk(a.src):
+        if os.path.basename(d) == "cli":
+            continue
+        for f in sorted(files):
+            if f.endswith((".c", ".h")):
+                with open(os.path.join(d, f), encoding="utf-8") as fh:
+                    incs[f] = set(re.findall(r'^#include "([a-z0-9_]+\.h)"', fh.read(), re.M))
     for comp in cycles(incs):
         print("include loop between: " + " <-> ".join(comp))
         bad += 1

@@ -16,7 +16,7 @@
 /*
  * Every sparse mask of clattn.h against clattn_reference_attention, whose
  * per-(i, j) visibility is written independently of the library's interval
- * and tile-list builder (src/sparse.c), on shapes that are not tile or block
+ * and tile-list builder (src/families/sparse.c), on shapes that are not tile or block
  * multiples, seq_q != seq_kv in both directions, windows of 0 and longer than
  * the sequence, global tokens at both ends, empty layout rows (zeros, LSE
  * -inf) and small flash tiles (many partial and full tiles).

@@ -156,8 +156,7 @@ double cli_flops(const clattn_attention_desc *d) {
 /* a·b·c·e, saturated at UINT64_MAX (no device has that much memory). */
 static uint64_t sat_mul4(uint64_t a, uint64_t b, uint64_t c, uint64_t e) {
   uint64_t x;
-  if (!cli_mul_u64(a, b, &x) || !cli_mul_u64(x, c, &x) || !cli_mul_u64(x, e, &x))
-    return UINT64_MAX;
+  if (!cli_mul_u64(a, b, &x) || !cli_mul_u64(x, c, &x) || !cli_mul_u64(x, e, &x)) return UINT64_MAX;
   return x;
 }
 
@@ -442,9 +441,9 @@ clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result
   snprintf(r->describe, sizeof r->describe, "%s", clattn_plan_describe(pt.plan));
   r->algo = clattn_plan_desc(pt.plan)->algo;
   r->workspace_bytes = clattn_plan_workspace_size(pt.plan);
-  /* sparse: the pairs the plan counted */
-  if (d->mask >= CLATTN_MASK_WINDOW && d->mask <= CLATTN_MASK_BLOCK_LAYOUT)
-    r->flops = clattn_plan_flops(pt.plan);
+  /* The plan's own count (its family's: attended pairs, or the linear
+   * family's products); cli_flops() only stands in before a plan exists. */
+  r->flops = clattn_plan_flops(pt.plan);
   r->mem_bytes += r->workspace_bytes;
 
   if (setup_buffers(ctx, p, &pt, r) != CLATTN_SUCCESS ||
