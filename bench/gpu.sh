@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh [quick|core|half|tc|tcextra|compare|families|linear|lintc|all|plots]; logs go to $OUT (or ./gpu-out).
+# Usage (device machine, repo root): bash bench/gpu.sh [quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|all|plots]; logs go to $OUT (or ./gpu-out).
+# `regress` (not part of `all`): the same CLI points on this tree and on an older one in .base/
+# (`git archive REV | tar -x -C .base`, passed with carry), alternating, same process group: speed must not move.
 # `plots` (not part of `all`): the issue-7 sweep, peak, memory table + OOM check and PNGs, in $OUT/plots.tar.gz (log: $OUT/plots.log).
 set -uo pipefail
 what=${1:-all}
@@ -165,6 +167,34 @@ if [[ $what == plots ]]; then
   cp "$LOG" "$P/"; git rev-parse --short HEAD >"$P/commit.txt" 2>/dev/null
   tar czf "$OUT/plots.tar.gz" -C "$(dirname "$P")" plots
   grep -E "^== |check |flash: N|naive: N|wrote|FMA|copy" "$LOG" | tail -40
+fi
+
+if [[ $what == regress ]]; then
+  # the same points with the old tree's CLI (.base, built in build-base) and this one, alternating
+  [ -d .base ] || { echo "regress: no .base/ (git archive REV | tar -x -C .base)"; exit 1; }
+  (cd .base && cmake -B build-base -DCMAKE_BUILD_TYPE=Release >"$OUT/cmake-base.log" 2>&1 && \
+    cmake --build build-base -j16 --target clattn_cli >>"$OUT/cmake-base.log" 2>&1) || { tail -20 "$OUT/cmake-base.log"; exit 1; }
+  OLD=.base/build-base/clattn
+  rpoint() { # CLI ALGO DTYPE D MASK N [extra...]
+    local cli=$1 algo=$2 dt=$3 d=$4 mask=$5 n=$6; shift 6
+    local b=$((TOK / n / H)); [ $b -lt 1 ] && b=1
+    timeout 120 $cli run --json --algo "$algo" --dtype "$dt" --head-dim "$d" --mask "$mask" --seq "$n" \
+      --batch $b --heads $H --reps 20 --warmup 3 --no-verify "$@" 2>>"$OUT/run.err" | tail -1 | \
+      python3 -c "import json,sys; j=json.loads(sys.stdin.read()); print(j.get('median_ms'), j.get('describe','')[:60])" 2>/dev/null
+  }
+  {
+    printf "%-32s %10s %10s %7s\n" point old_ms new_ms new/old
+    for pt in "flash f32 64 none 4096" "flash f32 128 causal 4096" "flash f16 64 none 4096" "flash f16 64 causal 16384" \
+              "flash bf16 128 none 4096" "flash bf16 128 causal 16384" "flash f16 256 none 4096" \
+              "naive f32 64 none 4096" "linear f32 64 none 65536" "linear f32 64 causal 65536" \
+              "flash f32 64 window:256,256 16384"; do
+      set -- $pt
+      o1=$(rpoint $OLD $@ | cut -d' ' -f1); n1=$(rpoint $CLI $@ | cut -d' ' -f1)
+      o2=$(rpoint $OLD $@ | cut -d' ' -f1); n2=$(rpoint $CLI $@ | cut -d' ' -f1)
+      python3 -c "
+o=min($o1,$o2); n=min($n1,$n2); print('%-32s %10.4f %10.4f %7.3f' % ('$pt', o, n, n/o))" 2>/dev/null || echo "$pt: failed ($o1 $o2 $n1 $n2)"
+    done
+  } | tee "$OUT/regress.txt"
 fi
 
 if [[ $what == lintc ]]; then

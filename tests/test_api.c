@@ -813,6 +813,32 @@ static void test_tune_override(void **state) {
   env_restore(&env);
 }
 
+/* An out-of-memory failure says how many bytes the request needed, as data
+ * (clattn_context_last_needed_bytes): the workspace of the refused plan. */
+static void test_needed_bytes(void **state) {
+  clattn_context ctx = *state;
+  clattn_attention_desc d = small_desc(CLATTN_ALGO_LINEAR);
+  d.seq_q = 1;
+  d.seq_kv = 1 << 22; /* 2^17 state splits of 257x256 floats: 34 GB, more than any buffer */
+  d.heads = d.batch = 1;
+  d.kv_heads = 0;
+  d.mask = CLATTN_MASK_NONE;
+  d.head_dim = 256;
+  clattn_plan plan = NULL;
+  size_t est = 0;
+  assert_int_equal(clattn_plan_estimate(ctx, &d, &est), CLATTN_SUCCESS);
+  assert_int_equal(clattn_plan_create_with_config(ctx, &d, 0, "linear:split=32,bks=32", &plan),
+                   CLATTN_ERROR_OUT_OF_MEMORY);
+  assert_null(plan);
+  const uint64_t need = clattn_context_last_needed_bytes(ctx);
+  assert_true(need >= (uint64_t)(1 << 17) * 256 * 257 * 4);
+  assert_true(est > 0 && est < need); /* the default split needs far less */
+  d.seq_q = d.seq_kv = 16;            /* any other result clears it */
+  assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_SUCCESS);
+  assert_true(clattn_context_last_needed_bytes(ctx) == 0);
+  clattn_plan_release(plan);
+}
+
 /* Forced configurations name their kernel variant; every one passes the
  * variant's legality check (issue 13.1: the CPU kernel's private tile), and
  * the portable opt-out leaves the fast paths out. */
@@ -902,6 +928,7 @@ int main(void) {
       cmocka_unit_test(test_huge_counts),
       cmocka_unit_test(test_tune_override),
       cmocka_unit_test(test_forced_variants),
+      cmocka_unit_test(test_needed_bytes),
       cmocka_unit_test(test_kernel_dir),
   };
   return cmocka_run_group_tests_name("clattn API", tests, tu_group_setup, tu_group_teardown);

@@ -433,9 +433,10 @@ static clattn_status make_buffer(clattn_plan p, size_t bytes, const char *what, 
   if (!*out) {
     if (err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_OUT_OF_RESOURCES ||
         err == CL_OUT_OF_HOST_MEMORY || err == CL_INVALID_BUFFER_SIZE)
-      return clattn__fail(p->ctx, CLATTN_ERROR_OUT_OF_MEMORY,
-                          "linear attention needs a %zu-byte %s; clCreateBuffer failed with %s",
-                          bytes, what, clattn__cl_error_name(err));
+      return clattn__fail_needed(p->ctx, p->workspace_bytes,
+                                 "linear attention needs a %zu-byte %s; clCreateBuffer failed "
+                                 "with %s",
+                                 bytes, what, clattn__cl_error_name(err));
     return clattn__cl_fail(p->ctx, "clCreateBuffer", err, what);
   }
   return CLATTN_SUCCESS;
@@ -612,6 +613,8 @@ clattn_status clattn__linear_create(clattn_plan p, const int *params, const char
   if (!ok)
     return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY,
                         "linear attention workspace sizes exceed the address space");
+  p->workspace_bytes = s->states_bytes + 2 * s->max_bytes + s->wt_bytes + s->phiq_bytes +
+                       s->phik_bytes + s->rowmax_bytes + s->scratch_bytes;
   const struct {
     size_t bytes;
     const char *what;
@@ -621,12 +624,10 @@ clattn_status clattn__linear_create(clattn_plan p, const int *params, const char
               {s->scratch_bytes, "causal state scratch (B*H*segments*F*(bd+1)*4)"}};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     if ((cl_ulong)bufs[i].bytes > limit && !p->estimate)
-      return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY,
-                          "linear attention needs a %zu-byte %s but the device allows at most "
-                          "%llu bytes in one buffer; use a larger split",
-                          bufs[i].bytes, bufs[i].what, (unsigned long long)limit);
-  p->workspace_bytes = s->states_bytes + 2 * s->max_bytes + s->wt_bytes + s->phiq_bytes +
-                       s->phik_bytes + s->rowmax_bytes + s->scratch_bytes;
+      return clattn__fail_needed(ctx, p->workspace_bytes,
+                                 "linear attention needs a %zu-byte %s but the device allows at "
+                                 "most %llu bytes in one buffer; use a larger split",
+                                 bufs[i].bytes, bufs[i].what, (unsigned long long)limit);
   if (p->estimate) return CLATTN_SUCCESS; /* sizing only */
 
   cl_command_queue_properties qp = 0;

@@ -201,10 +201,10 @@ static clattn_status alloc_workspace(clattn_plan p) {
       snprintf(ctxmsg, sizeof ctxmsg, "naive %s (%zu bytes)", bufs[i].name, bufs[i].bytes);
       clattn_status st = clattn__cl_fail(ctx, "clCreateBuffer", err, ctxmsg);
       if (st == CLATTN_ERROR_OUT_OF_MEMORY || err == CL_INVALID_BUFFER_SIZE)
-        return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY,
-                            "naive attention needs a %s; clCreateBuffer of its %s (%zu bytes) "
-                            "failed with %s",
-                            what, bufs[i].name, bufs[i].bytes, clattn__cl_error_name(err));
+        return clattn__fail_needed(ctx, p->workspace_bytes,
+                                   "naive attention needs a %s; clCreateBuffer of its %s (%zu "
+                                   "bytes) failed with %s",
+                                   what, bufs[i].name, bufs[i].bytes, clattn__cl_error_name(err));
       return st;
     }
   }
@@ -217,9 +217,9 @@ static clattn_status alloc_workspace(clattn_plan p) {
   if (err == CL_SUCCESS) err = clFinish(ctx->queue);
   if (err != CL_SUCCESS) {
     release_workspace(s);
-    return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY,
-                        "naive attention needs a %s; the device could not provide it (%s)", what,
-                        clattn__cl_error_name(err));
+    return clattn__fail_needed(ctx, p->workspace_bytes,
+                               "naive attention needs a %s; the device could not provide it (%s)",
+                               what, clattn__cl_error_name(err));
   }
   return CLATTN_SUCCESS;
 }
@@ -355,11 +355,11 @@ clattn_status clattn__naive_create(clattn_plan p, const int *params, const char 
       ((cl_ulong)largest > ctx->info.max_alloc || (cl_ulong)s->ws.total > ctx->info.global_mem)) {
     char what[400];
     ws_text(p, what, sizeof what);
-    return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY,
-                        "naive attention needs a %s but the device allows at most %llu bytes in "
-                        "one buffer (%llu in all); use the flash family",
-                        what, (unsigned long long)ctx->info.max_alloc,
-                        (unsigned long long)ctx->info.global_mem);
+    return clattn__fail_needed(
+        ctx, s->ws.total,
+        "naive attention needs a %s but the device allows at most %llu bytes in "
+        "one buffer (%llu in all); use the flash family",
+        what, (unsigned long long)ctx->info.max_alloc, (unsigned long long)ctx->info.global_mem);
   }
 
   clattn_status st;
