@@ -9,15 +9,16 @@ c_int, c_size_t, c_double, c_void_p, c_char_p = (ctypes.c_int, ctypes.c_size_t, 
                                                  ctypes.c_void_p, ctypes.c_char_p)
 c_int64, c_uint64, c_uint = ctypes.c_int64, ctypes.c_uint64, ctypes.c_uint
 
-# Names accepted for each enum of include/clattn.h (several spellings, one value).
-DTYPES = {"f32": 0, "float32": 0, "f16": 1, "float16": 1, "half": 1, "bf16": 2, "bfloat16": 2}
-LAYOUTS = {"bhsd": 0, "bshd": 1, "strided": 2}
-MASKS = {"none": 0, "causal": 1, "causal_bottom_right": 1, "bottom_right": 1, "window": 2,
-         "dilated": 3, "strided": 4, "bigbird": 5, "block_layout": 6, "causal_top_left": 7,
-         "top_left": 7}
-ALGOS = {"auto": 0, "flash": 1, "naive": 2, "linear": 3}
-FEATURES = {"elu": 0, "elu1": 0, "elu+1": 0, "relu": 1, "favor": 2, "favor+": 2}
-DTYPE_NAMES = {0: "f32", 1: "f16", 2: "bf16"}
+# Names accepted for each enum of include/clattn.h. The library's own names
+# (clattn_dtype_name() and friends, one X-macro table in src/core/names.c)
+# are added when the library is loaded (_sync_names); these are the extra
+# spellings the binding accepts besides them.
+DTYPES = {"float32": 0, "float16": 1, "half": 1, "bfloat16": 2}
+LAYOUTS = {}
+MASKS = {"causal_bottom_right": 1, "bottom_right": 1, "top_left": 7}
+ALGOS = {}
+FEATURES = {"elu1": 0, "elu+1": 0, "favor+": 2}
+DTYPE_NAMES = {}
 DTYPE_SIZES = {0: 4, 1: 2, 2: 2}
 
 # OpenCL constants used here.
@@ -26,9 +27,27 @@ CL_MAP_READ = 1
 CL_DEVICE_TYPE, CL_DEVICE_TYPE_CPU = 0x1000, 2
 CL_MEM_SIZE = 0x1102
 
-STATUS_NAMES = {0: "success", -1: "invalid argument", -2: "unsupported", -3: "out of memory",
-                -4: "OpenCL error", -5: "build error", -6: "no device", -7: "I/O error",
-                -8: "verification failed", -9: "internal error"}
+STATUS_NAMES = {}  # clattn_status_string() of each status, filled by _sync_names
+
+
+def _sync_names(L):
+    """Adds the library's names of every enum value (and its status strings) to the tables."""
+    for fn, table in (("clattn_dtype_name", DTYPES), ("clattn_layout_name", LAYOUTS),
+                      ("clattn_mask_name", MASKS), ("clattn_algo_name", ALGOS),
+                      ("clattn_feature_map_name", FEATURES)):
+        f = getattr(L, fn)
+        f.restype = c_char_p
+        f.argtypes = [c_int]
+        for v in range(32):
+            name = f(v).decode()
+            if name != "?":
+                table[name] = v
+                if table is DTYPES:
+                    DTYPE_NAMES[v] = name
+    L.clattn_status_string.restype = c_char_p
+    L.clattn_status_string.argtypes = [c_int]
+    for v in range(0, -32, -1):
+        STATUS_NAMES[v] = L.clattn_status_string(v).decode()
 
 
 class ClattnError(RuntimeError):
@@ -54,6 +73,8 @@ def _error(status, msg):
 
 def lookup(table, name, what):
     """table[name] for a case-insensitive name (ints pass through); ValueError listing the valid names."""
+    if not STATUS_NAMES:  # the library's names are not loaded yet
+        _sync_names(_load(None))
     if isinstance(name, int) and not isinstance(name, bool) and name in table.values():
         return name
     key = str(name).lower().replace("-", "_") if isinstance(name, str) else None
@@ -139,6 +160,7 @@ class Library:
                               "do not match; install them from the same version")
         L.clattn_status_string.restype = c_char_p
         L.clattn_status_string.argtypes = [c_int]
+        _sync_names(L)
         L.clattn_version_string.restype = c_char_p
         L.clattn_last_create_error.restype = c_char_p
         L.clattn_context_last_error.restype = c_char_p
