@@ -2,8 +2,8 @@
  * across the block's rows. */
 
 /*
- * The flash configuration with tm = tn = 1 (one work-item per work-group)
- * selects this kernel instead of flash_fwd.cl. It is written for CPU OpenCL
+ * The flash_rows variant (CPU devices; one work-item per work-group) runs
+ * this kernel instead of flash_fwd.cl. It is written for CPU OpenCL
  * implementations (PoCL), where a work-group runs as a loop on one core and
  * SIMD comes from explicit vector types: the work-item owns BM (8 or 16)
  * query rows and keeps everything as vectors across those rows, so that no

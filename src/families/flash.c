@@ -269,7 +269,7 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
 }
 
 /* The work-group kernel and the row-vector kernel: the same -D parameters
- * (the row kernel's tm = tn = 1). */
+ * (the row kernel's tm = tn = 1: one work-item). */
 clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const char *origin) {
   clattn_context ctx = p->ctx;
   const clattn_attention_desc *d = &p->desc;
