@@ -60,6 +60,30 @@ inline ushort float_to_bf16(float f) {
 #define STORE(p, i, x) ((p)[i] = float_to_bf16(x))
 #endif
 
+/* LOAD4 / LOAD16: 4 or 16 consecutive elements p[0..n) as floats, converted
+ * as vectors (16-bit storage: integer vector operations, no per-element
+ * calls). p needs only the alignment of its element type. */
+#if CLATTN_DTYPE == 0
+#define LOAD4(p) vload4(0, (p))
+#define LOAD16(p) vload16(0, (p))
+#elif CLATTN_DTYPE == 1
+#define CLATTN_HALFN_TO_FLOATN(n)                                                              \
+  inline float##n half##n##_bits_to_float##n(ushort##n h) {                                    \
+    const uint##n u = convert_uint##n(h), em = u & 0x7fffu;                                    \
+    uint##n r = select((em << 13) + 0x38000000u, 0x7f800000u | ((em & 0x3ffu) << 13),          \
+                       em >= 0x7c00u);                                                         \
+    r = select(r, as_uint##n(convert_float##n(em) * 0x1.0p-24f), em < 0x400u);                 \
+    return as_float##n(r | ((u & 0x8000u) << 16));                                             \
+  }
+CLATTN_HALFN_TO_FLOATN(4)
+CLATTN_HALFN_TO_FLOATN(16)
+#define LOAD4(p) half4_bits_to_float4(vload4(0, (p)))
+#define LOAD16(p) half16_bits_to_float16(vload16(0, (p)))
+#else
+#define LOAD4(p) as_float4(convert_uint4(vload4(0, (p))) << 16)
+#define LOAD16(p) as_float16(convert_uint16(vload16(0, (p))) << 16)
+#endif
+
 /* Masking is a flag, never a score value: a masked key's probability is set
  * to 0 by select() from the mask itself, so every visible key is attended
  * whatever its score. The masked score is only replaced by CLATTN_MASKED, the

@@ -33,6 +33,13 @@
 #ifndef CAUSAL
 #define CAUSAL 0
 #endif
+/* 1 when every tensor has unit dim stride (rows are contiguous). */
+#ifndef VEC_GLOBAL
+#define VEC_GLOBAL 0
+#endif
+/* 16-bit storage, contiguous rows: vector conversions of K and V (LOAD16 /
+ * LOAD4 in common.cl) instead of one per element. */
+#define ROWS_VEC16 (CLATTN_DTYPE != 0 && VEC_GLOBAL)
 
 #if BM == 8
 typedef float8 vrow;
@@ -127,7 +134,26 @@ flash_rows(__global const stype *restrict Q, __global const stype *restrict K,
       __global const stype *k2 = k1 + kss;
       __global const stype *k3 = k2 + kss;
       vrow a0 = (vrow)(0.0f), a1 = (vrow)(0.0f), a2 = (vrow)(0.0f), a3 = (vrow)(0.0f);
-      for (int k = 0; k < D; k++) {
+      int k = 0;
+#if ROWS_VEC16
+      /* 16-bit storage with a contiguous head dim: the keys' elements are
+       * converted 16 at a time (vector integer operations), then broadcast. */
+      for (; k + 16 <= D; k += 16) {
+        float t0[16], t1[16], t2[16], t3[16];
+        vstore16(LOAD16(k0 + k), 0, t0);
+        vstore16(LOAD16(k1 + k), 0, t1);
+        vstore16(LOAD16(k2 + k), 0, t2);
+        vstore16(LOAD16(k3 + k), 0, t3);
+        for (int u = 0; u < 16; u++) {
+          const vrow q = qT[k + u];
+          a0 = fma((vrow)(t0[u]), q, a0);
+          a1 = fma((vrow)(t1[u]), q, a1);
+          a2 = fma((vrow)(t2[u]), q, a2);
+          a3 = fma((vrow)(t3[u]), q, a3);
+        }
+      }
+#endif
+      for (; k < D; k++) {
         const vrow q = qT[k];
         const long o = (long)k * ksd;
         a0 = fma((vrow)(LOAD(k0, o)), q, a0);
@@ -205,10 +231,18 @@ flash_rows(__global const stype *restrict Q, __global const stype *restrict K,
       __global const stype *vr = Vt + (long)c * vsd;
       for (j = 0; j < nk; j++, vr += vss) {
         const vrow p = s[j];
+#if ROWS_VEC16
+        const float4 x = LOAD4(vr); /* 4 columns, converted as one vector */
+        o0 = fma((vrow)(x.x), p, o0);
+        o1 = fma((vrow)(x.y), p, o1);
+        o2 = fma((vrow)(x.z), p, o2);
+        o3 = fma((vrow)(x.w), p, o3);
+#else
         o0 = fma((vrow)(LOAD(vr, 0)), p, o0);
         o1 = fma((vrow)(LOAD(vr, vsd)), p, o1);
         o2 = fma((vrow)(LOAD(vr, 2 * vsd)), p, o2);
         o3 = fma((vrow)(LOAD(vr, 3 * vsd)), p, o3);
+#endif
       }
       acc[c] = o0;
       acc[c + 1] = o1;
