@@ -149,11 +149,9 @@ static const char *cfg_check(const clattn__linear_cfg *c, const clattn__device_i
   return NULL;
 }
 
-/* Built-in default per device class. GPUs: 8×8 register tiles (64
- * accumulators per work-item, float4 local loads) in lin_state, lin_apply
- * and lin_feat, 64-key chunks walked by 128 work-items in lin_causal. CPUs
- * (PoCL vectorises across work-items): smaller tiles and work-groups.
- * Tiles shrink until the configuration is legal. */
+/* The variants' fallback configuration: a generic tiling (and, with tensor
+ * cores, warps enough for the features), whose tiles shrink until the
+ * configuration is legal on the device. */
 static bool cfg_default(const clattn__device_info *info, const clattn_attention_desc *d, int F,
                         bool tc, clattn__linear_cfg *c) {
   const bool favor = d->feature_map == CLATTN_FEATURE_FAVOR;
@@ -161,44 +159,24 @@ static bool cfg_default(const clattn__device_info *info, const clattn_attention_
   const int D = d->head_dim;
   memset(c, 0, sizeof *c);
   c->bd = round_up(D < 64 ? D : 64, 8);
-  if (info->is_cpu) {
-    c->chunk = 32;
-    c->bks = 32;
-    c->srf = 4;
-    c->src = 8;
-    c->bq = 32;
-    c->arq = 4;
-    c->arc = 8;
-    c->afs = 32;
-    c->ctr = 8;
-    c->ctc = 8;
-    c->cfs = 32;
-    c->fbr = 32;
-    c->frr = 4;
-    c->frf = 8;
-    c->fds = 16;
-  } else {
-    /* Measured on an H200 (d = 64, B·H = 16, N = 64k-128k, bench/
-     * linear_sweep.sh): 4×8 state tiles (more work-groups per compute unit)
-     * for 64 features, 8×8 for more, 32-key tiles where local memory allows;
-     * 16-feature apply slices; 32-row feature blocks of 4×8 tiles (fewer
-     * registers in flight, more work-groups resident). */
-    c->chunk = 64;
-    c->bks = 32;
-    c->srf = F <= 64 ? 4 : 8;
-    c->src = 8;
-    c->bq = 128;
-    c->arq = 8;
-    c->arc = 8;
-    c->afs = 16;
-    c->ctr = 16;
-    c->ctc = 8;
-    c->cfs = 32;
-    c->fbr = 32;
-    c->frr = 4;
-    c->frf = 8;
-    c->fds = 16;
-  }
+  /* A generic tiling that the shrinking below makes legal anywhere; the
+   * measured per-class tilings are rows of src/tune/tune_defaults.c, which
+   * override these where they apply and are legal. */
+  c->chunk = 32;
+  c->bks = 32;
+  c->srf = !info->is_cpu && F > 64 ? 8 : 4;
+  c->src = 8;
+  c->bq = 32;
+  c->arq = 4;
+  c->arc = 8;
+  c->afs = 32;
+  c->ctr = 8;
+  c->ctc = 8;
+  c->cfs = 32;
+  c->fbr = 32;
+  c->frr = 4;
+  c->frf = 8;
+  c->fds = 16;
   if (tc) {
     /* One warp per 16 features (two per warp past 64) × 64 columns in
      * lin_state; 4 warps of 16 query rows × 64 columns in lin_apply. */
