@@ -259,7 +259,7 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
   if ((st = build_kernel(p, s, opts, local)) != CLATTN_SUCCESS) return st;
   s->bm = 16 * mt * warps;
   s->nt = 32 * warps;
-  s->nqb = (d->seq_q + s->bm - 1) / s->bm;
+  s->nqb = (int)(((int64_t)d->seq_q + s->bm - 1) / s->bm);
   snprintf(p->describe, sizeof p->describe,
            "flash_tc %s d=%d: mma.sync m16n8k16 + ldmatrix%s, warps=%d mt=%d bn=%d (bm=%d, %zu B "
            "local) [%s]",
@@ -280,7 +280,7 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
   if (st != CLATTN_SUCCESS) return st;
   s->bm = bm;
   s->nt = tm * tn;
-  s->nqb = (d->seq_q + bm - 1) / bm;
+  s->nqb = (int)(((int64_t)d->seq_q + bm - 1) / bm);
   if (p->estimate) /* sizing only: a sparse mask's tile lists are the workspace */
     return p->sparse ? clattn__sparse_build_tiles(p, bm, bn) : CLATTN_SUCCESS;
 
