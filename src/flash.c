@@ -44,11 +44,17 @@ const char *const clattn__flash_tc_sources[] = {"flash_tc.cl", NULL};
 
 static int dp_of(int head_dim) { return (head_dim + 3) / 4 * 4; } /* DP: head dim padded to 4 */
 
+/* Paged and ragged problems: the decode kernel serves them. */
+static bool inference_mode(const clattn_attention_desc *d, const char **why) {
+  if (!d->ragged && d->kv_layout == CLATTN_KV_CONTIGUOUS) return false;
+  *why = "paged or ragged KV (the decode kernel serves them)";
+  return true;
+}
+
 int clattn__flash_wg_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                                 const char **why) {
   (void)info;
-  (void)d;
-  (void)why;
+  if (inference_mode(d, why)) return 0;
   return 10; /* every device, every mask */
 }
 
@@ -114,7 +120,7 @@ bool clattn__flash_wg_fallback(const clattn__device_info *info, const clattn_att
 
 int clattn__flash_rows_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                                   const char **why) {
-  (void)d;
+  if (inference_mode(d, why)) return 0;
   if (!info->is_cpu) {
     *why = "written for CPU devices";
     return 0;
@@ -154,6 +160,7 @@ bool clattn__flash_rows_fallback(const clattn__device_info *info, const clattn_a
 
 int clattn__flash_tc_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                                 const char **why) {
+  if (inference_mode(d, why)) return 0;
   if (!info->is_nvidia || info->nv_cc_major < 8) {
     *why = "needs NVIDIA sm_80 or newer (mma.sync)";
     return 0;
