@@ -169,7 +169,7 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
     return st;
   static const char *kvname[] = {"contiguous", "paged", "paged head-major"};
   snprintf(p->describe, sizeof p->describe,
-           "decode %s d=%d: split-KV, %d splits%s, kt=%d wg=%d qr=%d (%d query rows per KV "
+           "decode %s d=%d: flash-decoding split-KV, %d splits%s, kt=%d wg=%d qr=%d (%d query rows per KV "
            "head), %s KV%s%s [%s]",
            clattn_dtype_name(d->dtype), d->head_dim, s->splits, params[0] ? "" : " (auto)", s->kt,
            s->wg, s->qr, group_rows(d), kvname[d->kv_layout],
