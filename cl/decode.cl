@@ -203,9 +203,12 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
       if (r < rows) {
         const int i = r / G, h = hk * G + r % G;
         const long slot = ((long)(b * H + h) * Nq_max + i) * splits + sp;
+        /* l is exactly 0 without a visible key, NaN when a score was NaN
+         * (tested on the bits: finite-math builds fold float compares). */
         const float l = ll[rr];
-        ws_o[slot * D + dd] = l > 0.0f ? acc[o] / l : 0.0f;
-        if (dd == 0) ws_lse[slot] = l > 0.0f ? lm[rr] + log2(l) : CLATTN_MASKED;
+        const bool empty = as_uint(l) == 0u;
+        ws_o[slot * D + dd] = empty ? 0.0f : acc[o] / l;
+        if (dd == 0) ws_lse[slot] = empty ? CLATTN_MASKED : lm[rr] + log2(l);
       }
     }
   }
@@ -226,8 +229,12 @@ __kernel void decode_merge(__global const float *restrict ws_o, __global const f
   if (dd >= D || i >= nq) return;
   const long base = (long)row * splits;
   float M = CLATTN_MASKED;
-  for (int s = 0; s < splits; s++)
-    M = fmax(M, ws_lse[base + s]);
+  bool nan = false; /* a NaN score makes the row NaN, as in the flash kernels */
+  for (int s = 0; s < splits; s++) {
+    const float ls = ws_lse[base + s];
+    nan |= (as_uint(ls) & 0x7fffffffu) > 0x7f800000u;
+    M = fmax(M, ls);
+  }
   float W = 0.0f, x = 0.0f;
   for (int s = 0; s < splits; s++) {
     const float ls = ws_lse[base + s];
@@ -236,15 +243,16 @@ __kernel void decode_merge(__global const float *restrict ws_o, __global const f
     x = mad(w, ws_o[(base + s) * D + dd], x);
   }
   const bool any = W > 0.0f;
+  const float qnan = as_float(0x7fc00000u);
   STORE(o, (long)b * osb + (long)(q0 + i) * oss + (long)h * osh + (long)dd * osd,
-        any ? x / W : 0.0f);
+        nan ? qnan : any ? x / W : 0.0f);
   if (write_lse && dd == 0) {
 #if RAGGED
     const long li = (long)(q0 + i) * H + h;
 #else
     const long li = (long)(b * H + h) * Nq_max + i;
 #endif
-    lse[li] = any ? (M + log2(W)) * CLATTN_LN2 : CLATTN_NEG_INF;
+    lse[li] = nan ? qnan : any ? (M + log2(W)) * CLATTN_LN2 : CLATTN_NEG_INF;
   }
 }
 

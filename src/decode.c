@@ -32,8 +32,12 @@ const char *const clattn__decode_sources[] = {"decode.cl", NULL};
 
 /* Query rows of one (sequence, KV head): the query heads of the group times
  * the query positions. */
+static int kv_heads_of(const clattn_attention_desc *d) {
+  return d->kv_heads > 0 ? d->kv_heads : d->heads > 0 ? d->heads : 1;
+}
+
 static int group_rows(const clattn_attention_desc *d) {
-  const int64_t r = (int64_t)(d->heads / d->kv_heads) * d->seq_q;
+  const int64_t r = (int64_t)(d->heads / kv_heads_of(d)) * d->seq_q;
   return r > (1 << 30) ? (1 << 30) : (int)r;
 }
 
@@ -100,7 +104,7 @@ bool clattn__decode_fallback(const clattn__device_info *info, const clattn_atten
  * keys per split. */
 static int auto_splits(const clattn__device_info *info, const clattn_attention_desc *d, int kt,
                        int nrb) {
-  const int64_t base = (int64_t)d->batch * d->kv_heads * nrb;
+  const int64_t base = (int64_t)d->batch * kv_heads_of(d) * nrb;
   const int64_t target =
       (int64_t)(info->compute_units ? info->compute_units : 1) * (info->is_cpu ? 2 : 4);
   int64_t s = (target + base - 1) / base;
@@ -169,7 +173,8 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
     return st;
   static const char *kvname[] = {"contiguous", "paged", "paged head-major"};
   snprintf(p->describe, sizeof p->describe,
-           "decode %s d=%d: flash-decoding split-KV, %d splits%s, kt=%d wg=%d qr=%d (%d query rows per KV "
+           "decode %s d=%d: flash-decoding split-KV, %d splits%s, kt=%d wg=%d qr=%d (%d query rows "
+           "per KV "
            "head), %s KV%s%s [%s]",
            clattn_dtype_name(d->dtype), d->head_dim, s->splits, params[0] ? "" : " (auto)", s->kt,
            s->wg, s->qr, group_rows(d), kvname[d->kv_layout],
