@@ -696,7 +696,8 @@ CLATTN_API clattn_status clattn_plan_execute_ex(clattn_plan plan, const clattn_e
  * in the order s = 0, 1, ... (deterministic). o_parts[s]: [rows][head_dim]
  * of `dtype`; lse_parts[s]: float32 [rows] natural-log LSE (-inf: the part
  * saw no key). A row whose every part is -inf gets zeros and -inf. o may be
- * o_parts[0] (in place); lse may be NULL. Rows pair O and LSE by index: the
+ * o_parts[0] (in place) but no other part, lse no part's LSE; lse may be
+ * NULL. Rows pair O and LSE by index: the
  * BHSD outputs of clattn_plan_execute (rows = batch·heads·seq_q) and the
  * ragged outputs ([total_q][heads]) qualify. Enqueued on the context's
  * queue.
@@ -729,7 +730,9 @@ CLATTN_API clattn_status clattn_kv_append(clattn_context ctx, const clattn_atten
 CLATTN_API const char *clattn_plan_describe(clattn_plan plan);
 
 /** Bytes of device workspace the plan owns (flash: 0 for dense masks, the
- *  tile lists and bitmap for sparse masks; naive: the score matrix,
+ *  tile lists and bitmap for sparse masks; the decode kernel (seq_q <= 16,
+ *  paged, ragged): the split partials, B·H·seq_q·splits·(head_dim+1) floats;
+ *  naive: the score matrix,
  *  B·H·Nq·Nk floats, and any bitmap, plus for f16 / bf16 the f32 copies of
  *  q (which also receives the f32 output before it is rounded into o) and of
  *  k and v, B·H·Nq·d + 2·B·Hk·Nk·d floats; linear: the chunk states,
