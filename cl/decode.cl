@@ -1,4 +1,5 @@
-/* decode.cl — split-KV decode (flash-decoding) over contiguous, ragged or paged KV, its merge, the public state merge and the paged-cache append. */
+/* decode.cl — split-KV decode (flash-decoding) over contiguous, ragged or paged KV, its merge, the
+ * public state merge and the paged-cache append. */
 
 /* -D parameters of decode_split / decode_merge:
  *   D head dim, KT keys per tile, WG work-items, QR packed query rows per
@@ -31,6 +32,9 @@
 #ifndef PAGED
 #define PAGED 0
 #endif
+#ifndef VEC8
+#define VEC8 0
+#endif
 #ifndef RAGGED
 #define RAGGED 0
 #endif
@@ -42,8 +46,8 @@
  * plan's maxima; inconsistent tables give an empty sequence. */
 inline void seq_geometry(const int b, __global const int *cu_q, __global const int *cu_kv,
                          __global const int *seqlens, const int use_seqlens, const int Nq_max,
-                         const int Nk_max, const int total_q, const int total_kv, int *q0,
-                         int *nq, int *k0, int *nk) {
+                         const int Nk_max, const int total_q, const int total_kv, int *q0, int *nq,
+                         int *k0, int *nk) {
 #if RAGGED
   const int a = cu_q[b], c = cu_q[b + 1];
   const bool okq = a >= 0 && a <= c && c <= total_q && c - a <= Nq_max;
@@ -79,14 +83,16 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
              const long qss, const long qsd, const long ksb, const long ksh, const long kss,
              const long ksd, const long vsb, const long vsh, const long vss, const long vsd,
              const int H, const int G, const int Hk, const int Nq_max, const int Nk_max,
-             const int nrb, const int splits, const int total_q, const int total_kv,
-             const int ps, const int num_pages, const int maxp, const float qscale) {
+             const int nrb, const int splits, const int total_q, const int total_kv, const int ps,
+             const int num_pages, const int maxp, const float qscale) {
+#if WG > 1
   __local float lq[QR][D];
   __local float lk[KT][D + 1];
   __local float lv[KT][D];
   __local float lp[QR][KT];
   __local float lm[QR], ll[QR], la[QR];
   __local int lok[KT];
+#endif
 
   const int lid = get_local_id(0);
   const int rb = get_group_id(1) / splits, sp = get_group_id(1) % splits;
@@ -111,6 +117,134 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
   ke = clamp(ilast + off + 1, kb, ke);
 #endif
   const int ntiles = wg_live ? (ke - kb + KT - 1) / KT : 0;
+
+#if WG == 1
+  /* CPUs: one work-item per (row block, split, b, hk), rows in private
+   * arrays; the loops over the head dim are contiguous and vectorise. */
+  /* float8 rows (the head dim padded to DV8 vectors with zeros): explicit
+   * vectors, as PoCL's compiler does not reassociate float reductions. */
+#define DV8 ((D + 7) / 8)
+#if VEC8 /* unit dim strides, D % 8 == 0: rows as 8-vectors straight from memory */
+#if CLATTN_DTYPE == 0
+#define LOAD8(p, off, c) vload8((c), (p) + (off))
+#elif CLATTN_DTYPE == 2
+#define LOAD8(p, off, c) as_float8(convert_uint8(vload8((c), (p) + (off))) << 16)
+#else
+#define LOAD8(p, off, c) half8_to_float8(vload8((c), (p) + (off)))
+#endif
+#endif
+  float8 qv[QR][DV8], acc[QR][DV8], krow[DV8];
+  float sc[QR][KT], mrow[QR], lrow[QR];
+  float *kf = (float *)krow;
+  for (int c = 0; c < DV8; c++)
+    krow[c] = (float8)(0.0f);
+  for (int rr = 0; rr < QR; rr++) {
+    const int r = r0 + rr;
+    const int i = r / G, h = hk * G + r % G;
+    const long qa = (long)b * qsb + (long)(q0 + i) * qss + (long)h * qsh;
+    float *qf = (float *)qv[rr];
+    for (int c = 0; c < DV8; c++) {
+      qv[rr][c] = (float8)(0.0f);
+      acc[rr][c] = (float8)(0.0f);
+    }
+    if (r < rows)
+      for (int dd = 0; dd < D; dd++)
+        qf[dd] = LOAD(q, qa + (long)dd * qsd) * qscale;
+    mrow[rr] = CLATTN_MASKED;
+    lrow[rr] = 0.0f;
+  }
+  for (int t = 0; t < ntiles; t++) {
+    const int j0 = kb + t * KT;
+    for (int tt = 0; tt < KT; tt++) {
+      const int j = j0 + tt;
+      bool ok = j < ke;
+#if PAGED
+      const int lpg = j / ps;
+      const int pg = ok ? btab[(long)b * maxp + lpg] : 0;
+      ok = ok && pg >= 0 && pg < num_pages;
+      const long kr = (long)(ok ? pg : 0), kj = (long)(j - lpg * ps);
+#else
+      const long kr = (long)b, kj = (long)(k0 + (ok ? j : 0));
+#endif
+      const long ka = kr * ksb + kj * kss + (long)hk * ksh;
+#if VEC8
+      for (int c = 0; c < DV8; c++)
+        krow[c] = ok ? LOAD8(k, ka, c) : (float8)(0.0f);
+#else
+      if (ok)
+        for (int dd = 0; dd < D; dd++)
+          kf[dd] = LOAD(k, ka + (long)dd * ksd);
+#endif
+      for (int rr = 0; rr < QR; rr++) {
+        float8 s8 = (float8)(0.0f);
+        for (int c = 0; c < DV8; c++)
+          s8 = mad(qv[rr][c], krow[c], s8);
+        const float4 s4 = s8.lo + s8.hi;
+        const float s = (s4.x + s4.y) + (s4.z + s4.w);
+        const int i = (r0 + rr) / G;
+        const bool vis = ok && r0 + rr < rows && (!CAUSAL || j <= i + off);
+        /* visibility travels as the masked value's bits */
+        sc[rr][tt] = vis ? s : CLATTN_MASKED;
+      }
+    }
+    for (int rr = 0; rr < QR; rr++) {
+      float mx = CLATTN_MASKED;
+      for (int tt = 0; tt < KT; tt++)
+        mx = fmax(mx, sc[rr][tt]);
+      const float m_new = fmax(mrow[rr], mx);
+      const float a = CLATTN_RESCALE(mrow[rr], m_new);
+      float sum = 0.0f;
+      for (int tt = 0; tt < KT; tt++) {
+        const float p =
+            as_uint(sc[rr][tt]) == as_uint(CLATTN_MASKED) ? 0.0f : exp2(sc[rr][tt] - m_new);
+        sc[rr][tt] = p;
+        sum += p;
+      }
+      lrow[rr] = lrow[rr] * a + sum;
+      mrow[rr] = m_new;
+      for (int c = 0; c < DV8; c++)
+        acc[rr][c] *= a;
+    }
+    for (int tt = 0; tt < KT; tt++) {
+      const int j = j0 + tt;
+      bool ok = j < ke;
+#if PAGED
+      const int lpg = j / ps;
+      const int pg = ok ? btab[(long)b * maxp + lpg] : 0;
+      ok = ok && pg >= 0 && pg < num_pages;
+      const long vr = (long)(ok ? pg : 0), vj = (long)(j - lpg * ps);
+#else
+      const long vr = (long)b, vj = (long)(k0 + (ok ? j : 0));
+#endif
+      if (!ok) continue;
+      const long va = vr * vsb + vj * vss + (long)hk * vsh;
+#if VEC8
+      for (int c = 0; c < DV8; c++)
+        krow[c] = LOAD8(v, va, c);
+#else
+      for (int dd = 0; dd < D; dd++)
+        kf[dd] = LOAD(v, va + (long)dd * vsd);
+#endif
+      for (int rr = 0; rr < QR; rr++) {
+        const float8 p8 = (float8)(sc[rr][tt]);
+        for (int c = 0; c < DV8; c++)
+          acc[rr][c] = mad(p8, krow[c], acc[rr][c]);
+      }
+    }
+  }
+  for (int rr = 0; rr < QR; rr++) {
+    const int r = r0 + rr;
+    if (r >= rows) continue;
+    const int i = r / G, h = hk * G + r % G;
+    const long slot = ((long)(b * H + h) * Nq_max + i) * splits + sp;
+    const float l = lrow[rr];
+    const bool empty = as_uint(l) == 0u;
+    const float *af = (const float *)acc[rr];
+    for (int dd = 0; dd < D; dd++)
+      ws_o[slot * D + dd] = empty ? 0.0f : af[dd] / l;
+    ws_lse[slot] = empty ? CLATTN_MASKED : mrow[rr] + log2(l);
+  }
+#else
 
   for (int e = lid; e < QR * D; e += WG) {
     const int rr = e / D, dd = e % D, r = r0 + rr;
@@ -212,15 +346,16 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
       }
     }
   }
+#endif
 }
 
 /* One work-item per output element (dd, row of [b][h][i]). */
-__kernel void decode_merge(__global const float *restrict ws_o, __global const float *restrict ws_lse,
-                           __global stype *restrict o, __global float *restrict lse,
-                           const int write_lse, DECODE_TABLE_ARGS, const long osb, const long osh,
-                           const long oss, const long osd, const int H, const int Nq_max,
-                           const int Nk_max, const int splits, const int total_q,
-                           const int total_kv) {
+__kernel void decode_merge(__global const float *restrict ws_o,
+                           __global const float *restrict ws_lse, __global stype *restrict o,
+                           __global float *restrict lse, const int write_lse, DECODE_TABLE_ARGS,
+                           const long osb, const long osh, const long oss, const long osd,
+                           const int H, const int Nq_max, const int Nk_max, const int splits,
+                           const int total_q, const int total_kv) {
   const int dd = get_global_id(0), row = get_global_id(1);
   const int b = row / (H * Nq_max), h = (row / Nq_max) % H, i = row % Nq_max;
   int q0, nq, k0, nk;
@@ -245,7 +380,9 @@ __kernel void decode_merge(__global const float *restrict ws_o, __global const f
   const bool any = W > 0.0f;
   const float qnan = as_float(0x7fc00000u);
   STORE(o, (long)b * osb + (long)(q0 + i) * oss + (long)h * osh + (long)dd * osd,
-        nan ? qnan : any ? x / W : 0.0f);
+        nan   ? qnan
+        : any ? x / W
+              : 0.0f);
   if (write_lse && dd == 0) {
 #if RAGGED
     const long li = (long)(q0 + i) * H + h;

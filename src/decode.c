@@ -17,7 +17,7 @@ typedef struct decode_state {
 
 static const int dec_splits[] = {0, 1, 2, 4, 8, 16, 32, 64};
 static const int dec_kt[] = {16, 32, 64};
-static const int dec_wg[] = {32, 64, 128, 256};
+static const int dec_wg[] = {1, 32, 64, 128, 256};
 static const int dec_qr[] = {1, 2, 4, 8, 16, 32};
 #define VALS(a) a, (int)(sizeof(a) / sizeof(a)[0])
 
@@ -66,6 +66,7 @@ int clattn__decode_applicable(const clattn__device_info *info, const clattn_atte
 }
 
 size_t clattn__decode_local(const int *p, const clattn_attention_desc *d) {
+  if (p[2] == 1) return 0; /* the CPU form: private memory only */
   const size_t qr = (size_t)eff_qr(p[3], d), kt = (size_t)p[1], dd = (size_t)d->head_dim;
   return (qr * dd + kt * (dd + 1) + kt * dd + qr * kt + 3 * qr) * sizeof(float) + kt * sizeof(int);
 }
@@ -79,6 +80,12 @@ const char *clattn__decode_check(const int *p, const clattn_attention_desc *d,
   if ((size_t)wg > info->max_wg) return "wg exceeds the device's work-group size";
   if (clattn__decode_local(p, d) > info->local_mem)
     return "local memory exceeds the device's limit";
+  if (wg == 1) { /* the CPU form: rows in private memory */
+    const size_t dv = ((size_t)d->head_dim + 7) / 8 * 8;
+    const size_t priv = ((size_t)2 * qr * dv + (size_t)qr * kt + dv) * 4;
+    if (priv > 98304) return "wg=1: private memory per work-item exceeds 96 KiB";
+    return NULL;
+  }
   if ((qr * d->head_dim + wg - 1) / wg > 64)
     return "qr*head_dim/wg > 64 accumulators per work-item (register budget)";
   return NULL;
@@ -88,7 +95,8 @@ bool clattn__decode_fallback(const clattn__device_info *info, const clattn_atten
                              int *out) {
   static const int gpu[][4] = {{0, 32, 128, 16}, {0, 32, 128, 8}, {0, 16, 128, 8},
                                {0, 16, 64, 4},   {0, 16, 64, 2},  {0, 8, 32, 1}};
-  static const int cpu[][4] = {{0, 64, 64, 16}, {0, 32, 64, 8}, {0, 16, 64, 4}, {0, 8, 32, 1}};
+  static const int cpu[][4] = {{0, 64, 1, 16}, {0, 32, 1, 8},  {0, 16, 1, 4},
+                               {0, 16, 1, 1},  {0, 32, 64, 8}, {0, 8, 32, 1}};
   const int(*prefs)[4] = info->is_cpu ? cpu : gpu;
   const size_t n = info->is_cpu ? sizeof cpu / sizeof cpu[0] : sizeof gpu / sizeof gpu[0];
   for (size_t i = 0; i < n; i++)
@@ -159,6 +167,10 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
            "-DCAUSAL=%d -DPAGED=%d -DRAGGED=%d",
            (int)d->dtype, d->head_dim, s->kt, s->wg, s->qr, clattn__causal_define(d->mask),
            d->kv_layout != CLATTN_KV_CONTIGUOUS, d->ragged ? 1 : 0);
+  /* The CPU form reads K/V rows as 8-vectors when their elements are
+   * contiguous (vload8 needs no alignment beyond the element's). */
+  if (s->wg == 1 && d->head_dim % 8 == 0 && p->ks.dim == 1 && p->vs.dim == 1)
+    clattn__append(opts, sizeof opts, " -DVEC8=1");
   if (ctx->info.is_cpu)
     clattn__append(opts, sizeof opts, " -cl-fast-relaxed-math -DCLATTN_SOFT_HALF=1");
   cl_program prog = NULL;
