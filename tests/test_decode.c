@@ -398,7 +398,8 @@ static void test_decode_contiguous(void **state) {
     c.mask = cs[i].mask;
     c.layout = i % 2 ? CLATTN_LAYOUT_BHSD : CLATTN_LAYOUT_BSHD;
     char cfg[64], label[128];
-    snprintf(cfg, sizeof cfg, "decode:splits=%d", cs[i].splits);
+    /* Both forms: the work-group kernel (wg > 1, GPUs) and the CPU rows (wg = 1). */
+    snprintf(cfg, sizeof cfg, "decode:splits=%d,wg=%d", cs[i].splits, i % 3 == 0 ? 1 : 64);
     c.config = cfg;
     snprintf(label, sizeof label, "contiguous %zu", i);
     run_case(&c, label);
@@ -446,7 +447,7 @@ static void test_paged(void **state) {
     s.share = 2;
     s.mask = CLATTN_MASK_CAUSAL;
     s.nk[2] = 2 * ps + 1;
-    s.config = "decode:splits=3";
+    s.config = i % 2 ? "decode:splits=3,wg=32" : "decode:splits=3,wg=1";
     snprintf(label, sizeof label, "paged shared ps=%d", ps);
     run_case(&s, label);
   }
@@ -466,6 +467,9 @@ static void test_ragged(void **state) {
   c.kv = CLATTN_KV_PAGED;
   c.page_size = 16;
   run_case(&c, "ragged paged");
+  c.config = "decode:wg=64,qr=8";
+  run_case(&c, "ragged paged wg64");
+  c.config = NULL;
   c.mask = CLATTN_MASK_CAUSAL_TOP_LEFT;
   c.kv = CLATTN_KV_CONTIGUOUS;
   c.nq[0] = 5; /* queries without keys: zeros, LSE -inf */
@@ -481,6 +485,9 @@ static void test_hostile(void **state) {
   c.page_size = 16;
   c.hostile = 1;
   run_case(&c, "hostile");
+  c.config = "decode:wg=64";
+  run_case(&c, "hostile wg64");
+  c.config = NULL;
   c.ragged = 1;
   run_case(&c, "hostile ragged");
   c.flags = CLATTN_PLAN_CHECK_TABLES;
