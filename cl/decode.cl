@@ -38,6 +38,19 @@
 #ifndef RAGGED
 #define RAGGED 0
 #endif
+/* VEC8 (unit dim strides, D % 8 == 0): K/V rows read as 8-vectors (16 bytes
+ * of bf16/f16) straight from memory. */
+#if VEC8
+#if CLATTN_DTYPE == 0
+#define LOAD8(p, off, c) vload8((c), (p) + (off))
+#elif CLATTN_DTYPE == 2
+#define LOAD8(p, off, c) as_float8(convert_uint8(vload8((c), (p) + (off))) << 16)
+#elif CLATTN_SOFT_HALF
+#define LOAD8(p, off, c) half8_to_float8(vload8((c), (p) + (off)))
+#else
+#define LOAD8(p, off, c) vload_half8((c), (const __global half *)((p) + (off)))
+#endif
+#endif
 /* Output elements (row, dim) each work-item accumulates. */
 #define NO ((QR * D + WG - 1) / WG)
 
@@ -124,15 +137,6 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
   /* float8 rows (the head dim padded to DV8 vectors with zeros): explicit
    * vectors, as PoCL's compiler does not reassociate float reductions. */
 #define DV8 ((D + 7) / 8)
-#if VEC8 /* unit dim strides, D % 8 == 0: rows as 8-vectors straight from memory */
-#if CLATTN_DTYPE == 0
-#define LOAD8(p, off, c) vload8((c), (p) + (off))
-#elif CLATTN_DTYPE == 2
-#define LOAD8(p, off, c) as_float8(convert_uint8(vload8((c), (p) + (off))) << 16)
-#else
-#define LOAD8(p, off, c) half8_to_float8(vload8((c), (p) + (off)))
-#endif
-#endif
   float8 qv[QR][DV8], acc[QR][DV8], krow[DV8];
   float sc[QR][KT], mrow[QR], lrow[QR];
   float *kf = (float *)krow;
@@ -266,6 +270,30 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
 
   for (int t = 0; t < ntiles; t++) {
     const int j0 = kb + t * KT;
+#if VEC8
+    for (int e = lid; e < KT * (D / 8); e += WG) {
+      const int tt = e / (D / 8), c = e % (D / 8), j = j0 + tt;
+      bool ok = j < ke;
+#if PAGED
+      const int lpg = j / ps;
+      const int pg = ok ? btab[(long)b * maxp + lpg] : 0;
+      ok = ok && pg >= 0 && pg < num_pages;
+      const long kr = (long)(ok ? pg : 0), kj = (long)(j - lpg * ps);
+#else
+      const long kr = (long)b, kj = (long)(k0 + (ok ? j : 0));
+#endif
+      const float8 kx = ok ? LOAD8(k, kr * ksb + kj * kss + (long)hk * ksh, c) : (float8)(0.0f);
+      const float8 vx = ok ? LOAD8(v, kr * vsb + kj * vss + (long)hk * vsh, c) : (float8)(0.0f);
+      float tk[8], tv[8];
+      vstore8(kx, 0, tk);
+      vstore8(vx, 0, tv);
+      for (int u = 0; u < 8; u++) {
+        lk[tt][c * 8 + u] = tk[u];
+        lv[tt][c * 8 + u] = tv[u];
+      }
+      if (c == 0) lok[tt] = ok;
+    }
+#else
     for (int e = lid; e < KT * D; e += WG) {
       const int tt = e / D, dd = e % D, j = j0 + tt;
       bool ok = j < ke;
@@ -283,6 +311,7 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
       lv[tt][dd] = ok ? LOAD(v, va) : 0.0f;
       if (dd == 0) lok[tt] = ok;
     }
+#endif
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int e = lid; e < QR * KT; e += WG) {
       const int rr = e / KT, tt = e % KT;

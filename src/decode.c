@@ -167,9 +167,9 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
            "-DCAUSAL=%d -DPAGED=%d -DRAGGED=%d",
            (int)d->dtype, d->head_dim, s->kt, s->wg, s->qr, clattn__causal_define(d->mask),
            d->kv_layout != CLATTN_KV_CONTIGUOUS, d->ragged ? 1 : 0);
-  /* The CPU form reads K/V rows as 8-vectors when their elements are
-   * contiguous (vload8 needs no alignment beyond the element's). */
-  if (s->wg == 1 && d->head_dim % 8 == 0 && p->ks.dim == 1 && p->vs.dim == 1)
+  /* K/V rows are read as 8-vectors when their elements are contiguous
+   * (vload8 needs no alignment beyond the element's). */
+  if (d->head_dim % 8 == 0 && p->ks.dim == 1 && p->vs.dim == 1)
     clattn__append(opts, sizeof opts, " -DVEC8=1");
   if (ctx->info.is_cpu)
     clattn__append(opts, sizeof opts, " -cl-fast-relaxed-math -DCLATTN_SOFT_HALF=1");

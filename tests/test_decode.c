@@ -386,7 +386,7 @@ static void test_decode_contiguous(void **state) {
       {4, 1, 1, 7, 32, 3, CLATTN_MASK_NONE},
       {8, 1, 1, 1000, 64, 0, CLATTN_MASK_NONE},
       {32, 1, 1, 200, 16, 5, CLATTN_MASK_NONE},
-      {8, 2, 3, 100, 40, 4, CLATTN_MASK_CAUSAL},
+      {8, 2, 3, 100, 36, 4, CLATTN_MASK_CAUSAL},
       {4, 4, 16, 37, 8, 2, CLATTN_MASK_CAUSAL},
       {4, 1, 5, 60, 24, 7, CLATTN_MASK_CAUSAL_TOP_LEFT},
       {2, 1, 16, 9, 128, 1, CLATTN_MASK_CAUSAL},
