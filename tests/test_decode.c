@@ -40,6 +40,7 @@ typedef struct dcase {
   int share;     /* paged: sequences b > 0 share seq 0's first `share` pages */
   const char *config;
   int hostile;    /* 1: break the tables (run must not crash; outputs finite) */
+  int strided;    /* padded STRIDED layout (pools: padded page strides) */
   unsigned flags; /* plan flags */
 } dcase;
 
@@ -170,6 +171,16 @@ static double run_case(const dcase *c, const char *label) {
     d.page_size = ps;
     d.num_pages = npages;
     d.max_pages_per_seq = maxp;
+  }
+  if (c->strided && !c->ragged) { /* padded rows, heads, batches / pages */
+    clattn_attention_desc pad = d;
+    if (c->kv) pad.seq_kv = ps;
+    tu_set_padded_strides(&pad, 3, 5, c->kv != CLATTN_KV_PAGED_HEAD_MAJOR);
+    d.layout = pad.layout;
+    d.q_strides = pad.q_strides;
+    d.k_strides = pad.k_strides;
+    d.v_strides = pad.v_strides;
+    d.o_strides = pad.o_strides;
   }
   clattn_strides qs, ks, vs, os;
   size_t el[4];
@@ -424,6 +435,26 @@ static void test_decode_dtypes(void **state) {
   }
 }
 
+/* Padded strides: contiguous and both pool layouts, both kernel forms. */
+static void test_strided(void **state) {
+  (void)state;
+  for (int kv = 0; kv < 3; kv++)
+    for (int wg = 0; wg < 2; wg++) {
+      dcase c = base(2, 6, 3, 24, 2, 0);
+      c.nk[0] = 50;
+      c.nk[1] = 19;
+      c.kv = kv;
+      c.page_size = 8;
+      c.seqlens = kv == 0;
+      c.strided = 1;
+      c.mask = CLATTN_MASK_CAUSAL;
+      c.config = wg ? "decode:wg=32,splits=2" : "decode:wg=1,splits=2";
+      char label[64];
+      snprintf(label, sizeof label, "strided kv=%d wg=%d", kv, wg);
+      run_case(&c, label);
+    }
+}
+
 /* Paged caches: page sizes 1, 16, 256 and 7; lengths page_size-1,
  * page_size, 1000; both pool layouts; shuffled and shared pages. */
 static void test_paged(void **state) {
@@ -665,6 +696,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_hostile),
       cmocka_unit_test(test_merge_append),
       cmocka_unit_test(test_validation),
+      cmocka_unit_test(test_strided),
   };
   g_ctx = tu_new_context();
   const int r = cmocka_run_group_tests_name("clattn decode", tests, NULL, NULL);
