@@ -536,9 +536,11 @@ typedef struct clattn_attention_desc {
    * fixed-shape problem. In these modes seq_q and seq_kv are the MAXIMA per
    * sequence the plan is built for; the actual lengths, offsets and block
    * tables are device buffers given at execution (clattn_exec_args), so one
-   * plan serves every step of a generation loop. Served by the decode
-   * kernel (flash family): dense masks only (NONE, CAUSAL, CAUSAL_TOP_LEFT,
-   * per sequence: the bottom-right offset is seqlen_kv[b] - seqlen_q[b]). */
+   * plan serves every step of a generation loop. Served by the flash
+   * family (the decode kernel for paged KV and seq_q <= 16, the prefill
+   * kernels for ragged contiguous prefill): dense masks only (NONE, CAUSAL,
+   * CAUSAL_TOP_LEFT, per sequence: the bottom-right offset is
+   * seqlen_kv[b] - seqlen_q[b]). */
   clattn_kv_layout kv_layout; /**< Default CLATTN_KV_CONTIGUOUS. */
   int page_size;              /**< Paged: tokens per page, >= 1. */
   int num_pages;              /**< Paged: pages in each pool, >= 1. */

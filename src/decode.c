@@ -53,7 +53,9 @@ static int eff_qr(int qr, const clattn_attention_desc *d) {
 int clattn__decode_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                               const char **why) {
   (void)info;
-  if (d->ragged || d->kv_layout != CLATTN_KV_CONTIGUOUS) return 40; /* its modes alone */
+  if (d->kv_layout != CLATTN_KV_CONTIGUOUS) return 40; /* paged: the decode kernel alone */
+  if (d->ragged) /* ragged prefill: the flash kernels, which tile the queries */
+    return d->seq_q <= 16 ? 40 : 5;
   if (d->mask != CLATTN_MASK_NONE && !clattn__mask_is_causal(d->mask)) {
     *why = "dense masks only (the flash kernels walk the sparse masks)";
     return 0;

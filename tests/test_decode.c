@@ -505,6 +505,18 @@ static void test_ragged(void **state) {
   c.kv = CLATTN_KV_CONTIGUOUS;
   c.nq[0] = 5; /* queries without keys: zeros, LSE -inf */
   run_case(&c, "ragged top-left");
+  /* Ragged prefill on each kernel: the work-group and CPU flash kernels
+   * (-DRAGGED) and the decode kernel; 16-bit storage. */
+  static const char *const cfgs[] = {"flash:bm=16,bn=16,tm=4,tn=4", "flash_rows:bm=8,bn=16",
+                                     "decode:wg=64", "flash:bm=8,bn=8,tm=2,tn=4"};
+  for (int i = 0; i < 4; i++) {
+    c.config = cfgs[i];
+    c.mask = i % 2 ? CLATTN_MASK_CAUSAL : CLATTN_MASK_NONE;
+    c.dtype = i == 3 ? CLATTN_DTYPE_BF16 : CLATTN_DTYPE_F32;
+    char label[80];
+    snprintf(label, sizeof label, "ragged prefill %s", cfgs[i]);
+    run_case(&c, label);
+  }
 }
 
 /* Hostile tables: page -1, page >= num_pages, length beyond the maximum:
