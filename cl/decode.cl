@@ -138,7 +138,7 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
    * vectors, as PoCL's compiler does not reassociate float reductions. */
 #define DV8 ((D + 7) / 8)
   float8 qv[QR][DV8], acc[QR][DV8], krow[DV8];
-  float sc[QR][KT], mrow[QR], lrow[QR];
+  float sc[QR][KT] __attribute__((aligned(32))), mrow[QR], lrow[QR];
   float *kf = (float *)krow;
   for (int c = 0; c < DV8; c++)
     krow[c] = (float8)(0.0f);
@@ -192,18 +192,25 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
       }
     }
     for (int rr = 0; rr < QR; rr++) {
-      float mx = CLATTN_MASKED;
-      for (int tt = 0; tt < KT; tt++)
-        mx = fmax(mx, sc[rr][tt]);
+      /* 8 scores at a time: vector max, exp2 and select (KT % 8 == 0). */
+      float8 *sv = (float8 *)sc[rr];
+      float8 mx8 = (float8)(CLATTN_MASKED);
+      for (int c = 0; c < KT / 8; c++)
+        mx8 = fmax(mx8, sv[c]);
+      const float4 mx4 = fmax(mx8.lo, mx8.hi);
+      const float mx = fmax(fmax(mx4.x, mx4.y), fmax(mx4.z, mx4.w));
       const float m_new = fmax(mrow[rr], mx);
       const float a = CLATTN_RESCALE(mrow[rr], m_new);
-      float sum = 0.0f;
-      for (int tt = 0; tt < KT; tt++) {
-        const float p =
-            as_uint(sc[rr][tt]) == as_uint(CLATTN_MASKED) ? 0.0f : exp2(sc[rr][tt] - m_new);
-        sc[rr][tt] = p;
-        sum += p;
+      float8 sum8 = (float8)(0.0f);
+      for (int c = 0; c < KT / 8; c++) {
+        const float8 x = sv[c];
+        const float8 p8 = select(exp2(x - m_new), (float8)(0.0f),
+                                 as_int8(x) == (int8)(as_int(CLATTN_MASKED)));
+        sv[c] = p8;
+        sum8 += p8;
       }
+      const float4 s4 = sum8.lo + sum8.hi;
+      const float sum = (s4.x + s4.y) + (s4.z + s4.w);
       lrow[rr] = lrow[rr] * a + sum;
       mrow[rr] = m_new;
       for (int c = 0; c < DV8; c++)

@@ -83,6 +83,7 @@ const char *clattn__decode_check(const int *p, const clattn_attention_desc *d,
   if (clattn__decode_local(p, d) > info->local_mem)
     return "local memory exceeds the device's limit";
   if (wg == 1) { /* the CPU form: rows in private memory */
+    if (kt % 8) return "wg=1: kt must be a multiple of 8";
     const size_t dv = ((size_t)d->head_dim + 7) / 8 * 8;
     const size_t priv = ((size_t)2 * qr * dv + (size_t)qr * kt + dv) * 4;
     if (priv > 98304) return "wg=1: private memory per work-item exceeds 96 KiB";
