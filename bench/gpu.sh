@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh [quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|all|plots]; logs go to $OUT (or ./gpu-out).
+# Usage (device machine, repo root): bash bench/gpu.sh [quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|all|plots]; logs go to $OUT (or ./gpu-out).
 # `regress` (not part of `all`): the same CLI points on this tree and on an older one in .base/
 # (`git archive REV | tar -x -C .base`, passed with carry), alternating, same process group: speed must not move.
 # `plots` (not part of `all`): the issue-7 sweep, peak, memory table + OOM check and PNGs, in $OUT/plots.tar.gz (log: $OUT/plots.log).
@@ -195,6 +195,34 @@ if [[ $what == regress ]]; then
 o=min($o1,$o2); n=min($n1,$n2); print('%-32s %10.4f %10.4f %7.3f' % ('$pt', o, n, n/o))" 2>/dev/null || echo "$pt: failed ($o1 $o2 $n1 $n2)"
     done
   } | tee "$OUT/regress.txt"
+
+if [[ $what == decode ]]; then
+  # issue 14: decode (split-KV) on contiguous and paged caches vs PyTorch SDPA (enable_gqa), Hq=32
+  # Hk=8 d=128, batch 1/8/64 x KV 4k/32k/128k; KV GB/s and % of the measured copy rate.
+  timeout 300 ./build/tests/test_decode >"$OUT/test_decode.log" 2>&1; echo "test_decode rc=$?"; tail -3 "$OUT/test_decode.log"
+  for dt in bf16 f16; do
+    timeout 900 $CLI bench --family decode --heads 32 --kv-heads 8 --head-dim 128 --dtype $dt \
+      --batches ${DEC_BATCHES:-1,8,64} --seq ${DEC_SEQS:-4096,32768,131072} --pages ${DEC_PAGES:-0,16,256} \
+      --reps 20 --warmup 3 --peak 2>>"$OUT/run.err" | tee "$OUT/decode_$dt.txt"
+  done
+  timeout 400 $CLI run --seq-q 4 --seq-kv 32768 --paged 16 --ragged 1,17,1000,4096,32768 --heads 32 --kv-heads 8 \
+    --head-dim 128 --dtype bf16 --mask causal --verify 2>>"$OUT/run.err" | tee "$OUT/decode_ragged.txt"
+  python3 bench/torch_decode.py --batches ${DEC_BATCHES:-1,8,64} --seqs ${DEC_SEQS:-4096,32768,131072} \
+    >"$OUT/torch_decode.jsonl" 2>"$OUT/torch_decode.err"
+  python3 - "$OUT/torch_decode.jsonl" <<'PY'
+import json, sys
+best = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if "median_ms" in r:
+        k = (r["dtype"], r["batch"], r["seq_kv"])
+        if k not in best or r["median_ms"] < best[k][0]:
+            best[k] = (r["median_ms"], r["backend"], r["kv_gbps"])
+print("PyTorch fastest SDPA backend (decode, Hq=32 Hk=8 d=128):")
+print(f"{'dtype':5} {'batch':>5} {'KV':>7} {'ms':>9} {'KV GB/s':>8}  backend")
+for (dt, b, n), (ms, be, gb) in sorted(best.items()):
+    print(f"{dt:5} {b:5d} {n:7d} {ms:9.4f} {gb:8.1f}  {be}")
+PY
 fi
 
 if [[ $what == lintc ]]; then

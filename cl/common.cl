@@ -43,6 +43,17 @@ inline float half_bits_to_float(ushort h) {
   return as_float(r | (((uint)h & 0x8000u) << 16));
 }
 #define LOAD(p, i) half_bits_to_float((p)[i])
+/* The same on 8 lanes (decode.cl's CPU rows). */
+inline float8 half8_to_float8(ushort8 h) {
+  const uint8 hu = convert_uint8(h);
+  const uint8 em = hu & 0x7fffu;
+  const uint8 sub = as_uint8(convert_float8(em) * 0x1.0p-24f);
+  const uint8 nrm = (em << 13) + 0x38000000u;
+  const uint8 inf = 0x7f800000u | ((em & 0x3ffu) << 13);
+  uint8 r = select(nrm, sub, em < 0x400u);
+  r = select(r, inf, em >= 0x7c00u);
+  return as_float8(r | ((hu & 0x8000u) << 16));
+}
 #else
 #define LOAD(p, i) vload_half((i), (const __global half *)(p))
 #endif
@@ -118,6 +129,49 @@ inline int flash_dense_tiles(const int q0, const int bm, const int bn, const int
       causal ? clamp(min(q0 + bm, Nq) - 1 + CAUSAL_OFFSET(causal, Nq, Nk) + 1, 0, Nk) : Nk;
   return (kv_end + bn - 1) / bn;
 }
+
+/* ---- ragged batches (-DRAGGED=1) in the prefill flash kernels ----
+ * Q/O packed [total_q][H][d] and K/V packed [total_kv][Hk][d] (the batch
+ * strides are 0), sequence b owning rows cu_q[b] .. cu_q[b+1]-1 and keys
+ * cu_kv[b] .. cu_kv[b+1]-1. The kernels take the plan's maxima as Nq_max /
+ * Nk_max (FLASH_NQ / FLASH_NK) and FLASH_RAGGED_PROLOGUE declares the
+ * sequence's Nq, Nk and first rows qstart, kstart once b is known;
+ * inconsistent tables empty the sequence, and a work-group past its
+ * sequence's queries visits no key tile (Nk = 0): empty sequences cost a
+ * launch only. The LSE is [total_q][H]. */
+#ifndef RAGGED
+#define RAGGED 0
+#endif
+#if RAGGED
+#define FLASH_NQ Nq_max
+#define FLASH_NK Nk_max
+#define FLASH_RAGGED_ARGS                                                                      \
+  , __global const int *restrict cu_q, __global const int *restrict cu_kv, const int total_q,  \
+      const int total_kv
+inline void flash_ragged(const int b, __global const int *cu_q, __global const int *cu_kv,
+                         const int Nq_max, const int Nk_max, const int total_q,
+                         const int total_kv, int *qstart, int *nq, int *kstart, int *nk) {
+  const int a = cu_q[b], c = cu_q[b + 1], ka = cu_kv[b], kc = cu_kv[b + 1];
+  const bool okq = a >= 0 && a <= c && c <= total_q && c - a <= Nq_max;
+  const bool okk = ka >= 0 && ka <= kc && kc <= total_kv && kc - ka <= Nk_max;
+  *qstart = okq ? a : 0;
+  *nq = okq ? c - a : 0;
+  *kstart = okk ? ka : 0;
+  *nk = okk ? kc - ka : 0;
+}
+#define FLASH_RAGGED_PROLOGUE(b, q0)                                                           \
+  int qstart, Nq, kstart, Nk;                                                                  \
+  flash_ragged((b), cu_q, cu_kv, Nq_max, Nk_max, total_q, total_kv, &qstart, &Nq, &kstart,     \
+               &Nk);                                                                           \
+  if ((q0) >= Nq) Nk = 0;
+#define FLASH_LSE_INDEX(bh, row) ((long)(qstart + (row)) * H + (bh) % H)
+#else
+#define FLASH_NQ Nq
+#define FLASH_NK Nk
+#define FLASH_RAGGED_ARGS
+#define FLASH_RAGGED_PROLOGUE(b, q0) const int qstart = 0, kstart = 0;
+#define FLASH_LSE_INDEX(bh, row) ((long)(bh) * Nq + (row))
+#endif
 
 /* ---- sparse masks (-DSPARSE=1 element patterns, -DSPARSE=2 block patterns) ----
  * Visibility of key j for the query at key position p (src/sparse.h and the

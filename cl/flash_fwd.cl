@@ -100,8 +100,8 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
           const long ksb, const long ksh, const long kss, const long ksd,
           const long vsb, const long vsh, const long vss, const long vsd,
           const long osb, const long osh, const long oss, const long osd,
-          const int H, const int G, const int Nq, const int Nk, const int nqb,
-          const float qscale
+          const int H, const int G, const int FLASH_NQ, const int FLASH_NK, const int nqb,
+          const float qscale FLASH_RAGGED_ARGS
 #if SPARSE
           /* Tile lists (src/sparse.h): sp_tile_off[0..nqb] offsets into sp_tiles,
            * then the launch order of the query blocks; sp_tiles entries are
@@ -129,10 +129,11 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
   const int h = bh % H;
   const int hk = h / G;
   const int q0 = qb * BM;
+  FLASH_RAGGED_PROLOGUE(b, q0)
 
-  __global const stype *Qb = Q + (long)b * qsb + (long)h * qsh;
-  __global const stype *Kb = K + (long)b * ksb + (long)hk * ksh;
-  __global const stype *Vb = V + (long)b * vsb + (long)hk * vsh;
+  __global const stype *Qb = Q + (long)b * qsb + (long)qstart * qss + (long)h * qsh;
+  __global const stype *Kb = K + (long)b * ksb + (long)kstart * kss + (long)hk * ksh;
+  __global const stype *Vb = V + (long)b * vsb + (long)kstart * vss + (long)hk * vsh;
 
   /* Q tile, pre-scaled so that scores are in log2 units. */
   load_tile(Qs, Qb, qss, qsd, q0, BM, Nq, qscale, lid);
@@ -284,7 +285,7 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
   for (int i = 0; i < RM; i++) red[(tm + i * TM) * TN + tn] = l[i];
   barrier(CLK_LOCAL_MEM_FENCE);
 
-  __global stype *Ob = O + (long)b * osb + (long)h * osh;
+  __global stype *Ob = O + (long)b * osb + (long)qstart * oss + (long)h * osh;
 #pragma unroll
   for (int i = 0; i < RM; i++) {
     const int r = tm + i * TM;
@@ -308,7 +309,7 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
         }
       }
       if (write_lse && tn == 0)
-        LSE[(long)bh * Nq + qrow] = as_uint(lt) == 0u ? CLATTN_NEG_INF : (m[i] + log2(lt)) * CLATTN_LN2;
+        LSE[FLASH_LSE_INDEX(bh, qrow)] = as_uint(lt) == 0u ? CLATTN_NEG_INF : (m[i] + log2(lt)) * CLATTN_LN2;
     }
   }
 }

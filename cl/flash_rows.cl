@@ -66,7 +66,8 @@ flash_rows(__global const stype *restrict Q, __global const stype *restrict K,
            const long qss, const long qsd, const long ksb, const long ksh, const long kss,
            const long ksd, const long vsb, const long vsh, const long vss, const long vsd,
            const long osb, const long osh, const long oss, const long osd, const int H, const int G,
-           const int Nq, const int Nk, const int nqb, const float qscale
+           const int FLASH_NQ, const int FLASH_NK, const int nqb,
+           const float qscale FLASH_RAGGED_ARGS
 #if SPARSE
            ,
            __global const int *restrict sp_tile_off,
@@ -83,11 +84,12 @@ flash_rows(__global const stype *restrict Q, __global const stype *restrict K,
   const int h = bh % H;
   const int hk = h / G;
   const int q0 = qb * BM;
+  FLASH_RAGGED_PROLOGUE(b, q0)
   const int off = CAUSAL_OFFSET(CAUSAL, Nq, Nk); /* causal alignment (sparse: bottom-right) */
 
-  __global const stype *Qb = Q + (long)b * qsb + (long)h * qsh;
-  __global const stype *Kb = K + (long)b * ksb + (long)hk * ksh;
-  __global const stype *Vb = V + (long)b * vsb + (long)hk * vsh;
+  __global const stype *Qb = Q + (long)b * qsb + (long)qstart * qss + (long)h * qsh;
+  __global const stype *Kb = K + (long)b * ksb + (long)kstart * kss + (long)hk * ksh;
+  __global const stype *Vb = V + (long)b * vsb + (long)kstart * vss + (long)hk * vsh;
 
   /* Queries transposed into row vectors, pre-scaled to log2 units; rows past
    * Nq are zeros (computed, never stored). */
@@ -262,7 +264,7 @@ flash_rows(__global const stype *restrict Q, __global const stype *restrict K,
    * visible key (zeros, LSE -inf), else >= 1; NaN rows give NaN. The test is
    * on the bits (+0.0): finite-math builds may fold float compares of NaN. */
   const vrow inv = select((vrow)(1.0f) / l, (vrow)(0.0f), AS_VROWI(l) == (vrowi)(0));
-  __global stype *Ob = O + (long)b * osb + (long)h * osh;
+  __global stype *Ob = O + (long)b * osb + (long)qstart * oss + (long)h * osh;
   const int nr = min(BM, Nq - q0);
   for (int c = 0; c < D; c++) {
     float t[BM];
@@ -275,7 +277,7 @@ flash_rows(__global const stype *restrict Q, __global const stype *restrict K,
     VSTORE_ROW(m, 0, tm);
     VSTORE_ROW(l, 0, tl);
     for (int r = 0; r < nr; r++)
-      LSE[(long)bh * Nq + q0 + r] =
+      LSE[FLASH_LSE_INDEX(bh, q0 + r)] =
           as_uint(tl[r]) == 0u ? CLATTN_NEG_INF : (tm[r] + log2(tl[r])) * CLATTN_LN2;
   }
 }

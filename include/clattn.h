@@ -315,14 +315,13 @@ typedef struct clattn_sparse_desc {
  *
  * over the visible keys j (all, or j <= i + seq_kv − seq_q under
  * CLATTN_MASK_CAUSAL, the same bottom-right alignment as the softmax
- * families, or j <= i under CLATTN_MASK_CAUSAL_TOP_LEFT), in O(N·F·d) time by reassociation: o_i = φ(q'_i)ᵀS / φ(q'_i)ᵀz
- * with the state S = Σ_j φ(k'_j) v_jᵀ (F×d) and z = Σ_j φ(k'_j).
- * The scale enters as in softmax attention: q' = sign(scale)·√|scale|·q and
- * k' = √|scale|·k, so q'ᵀk' = scale·qᵀk is what the kernel approximates
- * (with scale = 1, elu+1 is exactly Katharopoulos et al.'s φ; relu is
- * invariant to the scale). A row whose weights are all zero (relu features
- * that are all zero, exp underflow, or no visible key) gives zeros, never
- * NaN. Linear attention has no log-sum-exp: execute with lse = NULL.
+ * families, or j <= i under CLATTN_MASK_CAUSAL_TOP_LEFT), in O(N·F·d) time by reassociation: o_i =
+ * φ(q'_i)ᵀS / φ(q'_i)ᵀz with the state S = Σ_j φ(k'_j) v_jᵀ (F×d) and z = Σ_j φ(k'_j). The scale
+ * enters as in softmax attention: q' = sign(scale)·√|scale|·q and k' = √|scale|·k, so q'ᵀk' =
+ * scale·qᵀk is what the kernel approximates (with scale = 1, elu+1 is exactly Katharopoulos et
+ * al.'s φ; relu is invariant to the scale). A row whose weights are all zero (relu features that
+ * are all zero, exp underflow, or no visible key) gives zeros, never NaN. Linear attention has no
+ * log-sum-exp: execute with lse = NULL.
  */
 typedef enum clattn_feature_map {
   /** φ(x)_f = elu(x_f) + 1 (x_f + 1 for x_f > 0, exp(x_f) otherwise); F = d. */
@@ -379,6 +378,28 @@ CLATTN_API int clattn_layout_from_name(const char *name);
 CLATTN_API const char *clattn_feature_map_name(clattn_feature_map map);
 CLATTN_API int clattn_feature_map_from_name(const char *name);
 
+/**
+ * Where K and V live (inference engines; see "Inference" in the README).
+ *
+ *   CONTIGUOUS: [batch][kv_heads][seq_kv][d] tensors as desc.layout says (or,
+ *     with desc.ragged, packed [total_kv][kv_heads][d] rows, sequence b owning
+ *     rows cu_seqlens_kv[b] .. cu_seqlens_kv[b+1]-1).
+ *   PAGED: page pools k, v of [num_pages][page_size][kv_heads][d] (vLLM /
+ *     FlashAttention-2 "block table" cache). Key j of sequence b lives in
+ *     page block_table[b·max_pages_per_seq + j / page_size], row
+ *     j % page_size. Its length is seqlens_kv[b] (execution time).
+ *   PAGED_HEAD_MAJOR: the same with pools [num_pages][kv_heads][page_size][d].
+ *
+ * With desc.layout STRIDED, the pools take k_strides / v_strides instead
+ * (batch = the page stride, seq = the token-in-page stride, head, dim).
+ * Pages may be shared between sequences and appear in any order.
+ */
+typedef enum clattn_kv_layout {
+  CLATTN_KV_CONTIGUOUS = 0,
+  CLATTN_KV_PAGED = 1,
+  CLATTN_KV_PAGED_HEAD_MAJOR = 2
+} clattn_kv_layout;
+
 /** One attention problem. Initialise with clattn_attention_desc_init(),
  *  then set the fields. Sizes are signed so that negative values can be
  *  reported rather than wrapped. */
@@ -410,6 +431,28 @@ typedef struct clattn_attention_desc {
   /** Linear FAVOR+: seed of the random features ω (see
    *  clattn_favor_features); the same seed draws the same ω everywhere. */
   uint64_t feature_seed;
+  /* ---- inference (KV cache, ragged batches); the defaults (0) keep the
+   * fixed-shape problem. In these modes seq_q and seq_kv are the MAXIMA per
+   * sequence the plan is built for; the actual lengths, offsets and block
+   * tables are device buffers given at execution (clattn_exec_args), so one
+   * plan serves every step of a generation loop. Served by the flash
+   * family (the decode kernel for paged KV and seq_q <= 16, the prefill
+   * kernels for ragged contiguous prefill): dense masks only (NONE, CAUSAL,
+   * CAUSAL_TOP_LEFT, per sequence: the bottom-right offset is
+   * seqlen_kv[b] - seqlen_q[b]). */
+  clattn_kv_layout kv_layout; /**< Default CLATTN_KV_CONTIGUOUS. */
+  int page_size;              /**< Paged: tokens per page, >= 1. */
+  int num_pages;              /**< Paged: pages in each pool, >= 1. */
+  int max_pages_per_seq;      /**< Paged: columns of block_table, >= ceil(seq_kv / page_size). */
+  /** Non-zero: ragged batch. Q and O are packed [total_q][heads][d] (BSHD
+   *  rows; STRIDED: q_strides.seq/head/dim, batch ignored), sequence b owning
+   *  rows cu_seqlens_q[b] .. cu_seqlens_q[b+1]-1 (at most seq_q of them);
+   *  the LSE is [total_q][heads]. K/V: packed with cu_seqlens_kv
+   *  (CONTIGUOUS) or the paged cache with seqlens_kv. A sequence of length 0
+   *  produces nothing and costs nothing. */
+  int ragged;
+  int total_q;  /**< Ragged: rows of the packed Q and O, >= 1. */
+  int total_kv; /**< Ragged CONTIGUOUS: rows of the packed K and V, >= 1. */
 } clattn_attention_desc;
 
 /** Sets every field to its default (sizes 1, seq 1, head_dim 64, f32, BHSD,
@@ -456,7 +499,16 @@ enum {
    *  tensor-core kernels, the CPU row-vector flash kernel). The environment
    *  variable CLATTN_PORTABLE=1 does the same for every plan of a context
    *  created while it is set. */
-  CLATTN_PLAN_PORTABLE = 1u << 2
+  CLATTN_PLAN_PORTABLE = 1u << 2,
+  /** Inference plans: before each execution, read the device-side tables
+   *  (cu_seqlens_q/kv, seqlens_kv, block_table) back to the host (a blocking
+   *  read) and validate them; the first bad entry is reported by name and
+   *  index with CLATTN_ERROR_INVALID_ARGUMENT and nothing is enqueued.
+   *  Without it the kernels never touch memory outside the buffers whatever
+   *  the tables hold (out-of-range pages and keys are masked, lengths are
+   *  clamped to the plan's maxima) but the results of bad rows are
+   *  unspecified. */
+  CLATTN_PLAN_CHECK_TABLES = 1u << 3
 };
 
 /**
@@ -514,6 +566,63 @@ CLATTN_API clattn_status clattn_plan_execute(clattn_plan plan, cl_mem q, cl_mem 
                                              cl_mem o, cl_mem lse, cl_uint num_wait,
                                              const cl_event *wait_list, cl_event *event);
 
+/** The buffers of one execution (clattn_plan_execute_ex). Unused members
+ *  are NULL. Index tables are int32 device buffers. */
+typedef struct clattn_exec_args {
+  cl_mem q, k, v, o;    /**< As clattn_plan_execute (paged: k, v are the pools). */
+  cl_mem lse;           /**< NULL, or float32 LSE (ragged: [total_q][heads]). */
+  cl_mem cu_seqlens_q;  /**< Ragged: [batch + 1] row offsets into Q/O (first 0). */
+  cl_mem cu_seqlens_kv; /**< Ragged CONTIGUOUS: [batch + 1] row offsets into K/V. */
+  /** Paged (required) or contiguous (optional, decode kernel only): [batch]
+   *  KV lengths, each <= seq_kv (keys past it are not attended). */
+  cl_mem seqlens_kv;
+  cl_mem block_table; /**< Paged: [batch][max_pages_per_seq] page indices. */
+} clattn_exec_args;
+
+/**
+ * clattn_plan_execute with every buffer of the inference modes. Buffers are
+ * checked as in clattn_plan_execute (sizes, context, aliasing); a table the
+ * descriptor needs must be given, one it does not use must be NULL. Never
+ * blocks, except under CLATTN_PLAN_CHECK_TABLES.
+ */
+CLATTN_API clattn_status clattn_plan_execute_ex(clattn_plan plan, const clattn_exec_args *args,
+                                                cl_uint num_wait, const cl_event *wait_list,
+                                                cl_event *event);
+
+/**
+ * Merges partial attention results computed over disjoint key sets (split
+ * KV, cascade / shared-prefix attention, a long context split over
+ * devices): for each row r,
+ *     lse[r] = log Σ_s exp(lse_s[r]),   o[r] = Σ_s exp(lse_s[r] - lse[r]) · o_s[r]
+ * in the order s = 0, 1, ... (deterministic). o_parts[s]: [rows][head_dim]
+ * of `dtype`; lse_parts[s]: float32 [rows] natural-log LSE (-inf: the part
+ * saw no key). A row whose every part is -inf gets zeros and -inf. o may be
+ * o_parts[0] (in place) but no other part, lse no part's LSE; lse may be
+ * NULL. Rows pair O and LSE by index: the
+ * BHSD outputs of clattn_plan_execute (rows = batch·heads·seq_q) and the
+ * ragged outputs ([total_q][heads]) qualify. Enqueued on the context's
+ * queue.
+ */
+CLATTN_API clattn_status clattn_merge_states(clattn_context ctx, clattn_dtype dtype, int rows,
+                                             int head_dim, int num_states, const cl_mem *o_parts,
+                                             const cl_mem *lse_parts, cl_mem o, cl_mem lse,
+                                             cl_uint num_wait, const cl_event *wait_list,
+                                             cl_event *event);
+
+/**
+ * Appends new tokens' K and V rows into a paged cache (vLLM's
+ * reshape_and_cache): for t < num_tokens, slot = slot_mapping[t] (int32);
+ * k_new / v_new row t ([num_tokens][kv_heads][head_dim], desc->dtype,
+ * contiguous) is written to page slot / page_size, row slot % page_size of
+ * the pools laid out as desc says (kv_layout PAGED or PAGED_HEAD_MAJOR,
+ * strides). Slots < 0 (padding) and >= num_pages·page_size are skipped.
+ */
+CLATTN_API clattn_status clattn_kv_append(clattn_context ctx, const clattn_attention_desc *desc,
+                                          cl_mem k_new, cl_mem v_new, cl_mem slot_mapping,
+                                          int num_tokens, cl_mem k_pool, cl_mem v_pool,
+                                          cl_uint num_wait, const cl_event *wait_list,
+                                          cl_event *event);
+
 /** One human-readable line: family, kernel configuration, and in brackets
  *  where the configuration came from: "tuned" (the tuning database's entry
  *  for the problem class), "tuned (nearest seq bucket N)", "tuned now"
@@ -522,7 +631,9 @@ CLATTN_API clattn_status clattn_plan_execute(clattn_plan plan, cl_mem q, cl_mem 
 CLATTN_API const char *clattn_plan_describe(clattn_plan plan);
 
 /** Bytes of device workspace the plan owns (flash: 0 for dense masks, the
- *  tile lists and bitmap for sparse masks; naive: the score matrix,
+ *  tile lists and bitmap for sparse masks; the decode kernel (seq_q <= 16,
+ *  paged, ragged): the split partials, B·H·seq_q·splits·(head_dim+1) floats;
+ *  naive: the score matrix,
  *  B·H·Nq·Nk floats, and any bitmap, plus for f16 / bf16 the f32 copies of
  *  q (which also receives the f32 output before it is rounded into o) and of
  *  k and v, B·H·Nq·d + 2·B·Hk·Nk·d floats; linear: the chunk states,

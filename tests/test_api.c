@@ -687,6 +687,7 @@ static void test_workspace_and_describe(void **state) {
     }
   clattn_attention_desc d = small_desc(CLATTN_ALGO_AUTO);
   d.kv_heads = 0;
+  d.seq_q = 17; /* a prefill kernel: the decode kernel (seq_q <= 16) owns a workspace */
   clattn_plan plan = NULL;
   assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_SUCCESS);
   assert_int_equal(clattn_plan_workspace_size(plan), 0);

@@ -50,7 +50,8 @@ static void test_estimate_equals_plan(void **state) {
   } ecase;
   ecase cases[8];
   int n = 0;
-  cases[n++] = (ecase){"flash", desc_of(CLATTN_ALGO_FLASH, 2, 4, 2, 7, 9, 16, CLATTN_MASK_NONE)};
+  /* seq_q > 16: a prefill kernel (the decode kernel, seq_q <= 16, owns a workspace) */
+  cases[n++] = (ecase){"flash", desc_of(CLATTN_ALGO_FLASH, 2, 4, 2, 17, 9, 16, CLATTN_MASK_NONE)};
   cases[n++] =
       (ecase){"naive causal", desc_of(CLATTN_ALGO_NAIVE, 2, 4, 2, 33, 70, 16, CLATTN_MASK_CAUSAL)};
   cases[n] = (ecase){"flash window",

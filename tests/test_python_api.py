@@ -340,7 +340,8 @@ def test_close_in_any_order():
     with pytest.raises(clattn.ClattnError, match="closed"):
         clattn.Plan(ctx, d)
     with clattn.Context() as c2:
-        with clattn.Plan(c2, d) as p2:
+        # seq_q > 16: a prefill kernel (the decode kernel, seq_q <= 16, owns a workspace)
+        with clattn.Plan(c2, clattn.make_desc(c2.L, 1, 1, 17, 17, 16, mask="causal")) as p2:
             assert p2.workspace_size() == 0
         q = np.ones((1, 1, 8, 16), np.float32)
         o = clattn.attention(q, q, q, context=c2)
@@ -392,3 +393,35 @@ def test_readme_python_example():
     sec = text[text.index("## Python"):]
     code = re.search(r"```python\n(.*?)```", sec, re.S).group(1)
     exec(compile(code, "README.md", "exec"), {})
+
+
+def _paged_reference(q, kp, vp, bt, lens, b, h, g):
+    K = np.concatenate([kp[p] for p in bt[b]])[:lens[b]].astype(np.float64)
+    V = np.concatenate([vp[p] for p in bt[b]])[:lens[b]].astype(np.float64)
+    s = K[:, h // g, :] @ q[b, h, 0].astype(np.float64) / math.sqrt(q.shape[-1])
+    m = s.max()
+    w = np.exp(s - m)
+    return (w @ V[:, h // g, :]) / w.sum(), m + math.log(w.sum())
+
+
+@pytest.mark.parametrize("head_major", [False, True])
+def test_paged_attention_and_merge(head_major):
+    """clattn.paged_attention on a shuffled paged cache vs a float64 numpy reference; merge_states
+    of a state with itself adds log 2 to the LSE and keeps the output."""
+    rng = np.random.default_rng(7)
+    B, Hq, Hk, d, ps, P = 2, 8, 2, 32, 16, 8
+    lens = np.array([37, 5], dtype=np.int32)
+    kp = rng.standard_normal((P, ps, Hk, d)).astype(np.float32)
+    vp = rng.standard_normal((P, ps, Hk, d)).astype(np.float32)
+    bt = np.array([[3, 0, 6], [5, 0, 0]], dtype=np.int32)
+    q = rng.standard_normal((B, Hq, 1, d)).astype(np.float32)
+    kq, vq = (kp.transpose(0, 2, 1, 3).copy(), vp.transpose(0, 2, 1, 3).copy()) if head_major else (kp, vp)
+    o, lse = clattn.paged_attention(q, kq, vq, bt, lens, head_major=head_major, return_lse=True)
+    for b in range(B):
+        for h in range(Hq):
+            ref, rl = _paged_reference(q, kp, vp, bt, lens, b, h, Hq // Hk)
+            assert np.linalg.norm(o[b, h, 0] - ref) / np.linalg.norm(ref) < 1e-5
+            assert abs(lse[b, h, 0] - rl) < 1e-5 * max(1, abs(rl))
+    o2, l2 = clattn.merge_states([o, o], [lse, lse])
+    assert np.abs(o2 - o).max() < 1e-5
+    assert np.abs(l2 - (lse + math.log(2))).max() < 1e-5

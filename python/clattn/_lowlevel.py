@@ -104,7 +104,17 @@ class Desc(ctypes.Structure):
                 ("q_strides", Strides), ("k_strides", Strides), ("v_strides", Strides),
                 ("o_strides", Strides), ("scale", c_double), ("mask", c_int), ("algo", c_int),
                 ("sparse", SparseDesc), ("feature_map", c_int), ("num_features", c_int),
-                ("feature_seed", c_uint64)]
+                ("feature_seed", c_uint64),
+                # inference: KV layout, pages, ragged rows (clattn.h)
+                ("kv_layout", c_int), ("page_size", c_int), ("num_pages", c_int),
+                ("max_pages_per_seq", c_int), ("ragged", c_int), ("total_q", c_int),
+                ("total_kv", c_int)]
+
+
+class ExecArgs(ctypes.Structure):
+    """clattn_exec_args (clattn_plan_execute_ex)."""
+    _fields_ = [(n, c_void_p) for n in ("q", "k", "v", "o", "lse", "cu_seqlens_q", "cu_seqlens_kv",
+                                        "seqlens_kv", "block_table")]
 
 
 def _ptr_len(arr):
@@ -177,6 +187,14 @@ class Library:
         L.clattn_plan_create_with_config.argtypes = [c_void_p, ctypes.POINTER(Desc), c_uint, c_char_p,
                                                      ctypes.POINTER(c_void_p)]
         L.clattn_plan_execute.argtypes = [c_void_p] + [c_void_p] * 5 + [c_uint, c_void_p, ctypes.POINTER(c_void_p)]
+        L.clattn_plan_execute_ex.argtypes = [c_void_p, ctypes.POINTER(ExecArgs), c_uint, c_void_p,
+                                             ctypes.POINTER(c_void_p)]
+        L.clattn_merge_states.argtypes = [c_void_p, c_int, c_int, c_int, c_int, c_void_p, c_void_p,
+                                          c_void_p, c_void_p, c_uint, c_void_p,
+                                          ctypes.POINTER(c_void_p)]
+        L.clattn_kv_append.argtypes = [c_void_p, ctypes.POINTER(Desc), c_void_p, c_void_p, c_void_p,
+                                       c_int, c_void_p, c_void_p, c_uint, c_void_p,
+                                       ctypes.POINTER(c_void_p)]
         L.clattn_plan_describe.restype = c_char_p
         L.clattn_plan_describe.argtypes = [c_void_p]
         L.clattn_plan_estimate.argtypes = [c_void_p, ctypes.POINTER(Desc), ctypes.POINTER(c_size_t)]
@@ -444,6 +462,17 @@ class Plan:
         ev = c_void_p()
         st = self.ctx.L.lib.clattn_plan_execute(self._handle(), q, k, v, o, lse, 0, None,
                                                 ctypes.byref(ev) if event else None)
+        if st != 0:
+            raise self.ctx.fail(st)
+        return ev if event else None
+
+    def execute_ex(self, event=False, **bufs):
+        """clattn_plan_execute_ex: keyword buffers q, k, v, o, lse, cu_seqlens_q, cu_seqlens_kv,
+        seqlens_kv, block_table (cl_mem handles; missing ones are NULL)."""
+        a = ExecArgs(**{n: bufs.get(n) for n, _ in ExecArgs._fields_})
+        ev = c_void_p()
+        st = self.ctx.L.lib.clattn_plan_execute_ex(self._handle(), ctypes.byref(a), 0, None,
+                                                   ctypes.byref(ev) if event else None)
         if st != 0:
             raise self.ctx.fail(st)
         return ev if event else None

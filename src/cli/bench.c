@@ -11,21 +11,23 @@
 #define MAX_ALGOS 4 /* auto, flash, naive, linear */
 
 static const char *const bench_mask_names[] = {"none", "causal", "both", NULL};
-static const char *const bench_family_names[] = {"dense", "sparse", NULL};
+static const char *const bench_family_names[] = {"dense", "sparse", "decode", NULL};
 
 typedef struct bench_opts {
   cli_common common;
   const char *algos, *seqs, *csv, *json;
   const char *dtypes, *head_dims; /* lists overriding --dtype / --head-dim */
   int mask;
-  int family;          /* 0 dense, 1 sparse */
-  const char *pattern; /* --family sparse: the sparse mask */
-  int peak, progress;  /* --peak; --progress auto (-1) / off (0) / on (1) */
+  int family;                  /* 0 dense, 1 sparse, 2 decode */
+  const char *batches, *pages; /* --family decode: batch sizes, page sizes (0: contiguous) */
+  int seq_q;                   /* --family decode: queries per sequence (default 1) */
+  const char *pattern;         /* --family sparse: the sparse mask */
+  int peak, progress;          /* --peak; --progress auto (-1) / off (0) / on (1) */
   cli_peak_opts peak_opts;
 } bench_opts;
 
 static cli_opt_table bench_table(bench_opts *o) {
-  static cli_opt t[16];
+  static cli_opt t[19];
   const cli_opt opts[] = {
       {"algo", "LIST", CLI_OPT_STR, &o->algos, 0, 0, NULL,
        "families to compare, of auto,flash,naive,linear (default flash,naive; linear uses "
@@ -38,8 +40,16 @@ static cli_opt_table bench_table(bench_opts *o) {
       {"json", "FILE", CLI_OPT_STR, &o->json, 0, 0, NULL, "also write the points as a JSON array"},
       {"family", NULL, CLI_OPT_CHOICE, &o->family, 0, 0, bench_family_names,
        "dense: --algo families under --mask; sparse: at each N, flash without a mask, flash "
-       "with --pattern and naive with --pattern (the masked baseline), speed-up vs dense flash "
+       "with --pattern and naive with --pattern (the masked baseline), speed-up vs dense flash; "
+       "decode: batch x KV length (--seq, default 4096,32768,131072) x page size (--pages), "
+       "one query per sequence (--seq-q), time, KV GB/s and %% of the copy rate with --peak "
        "(default dense)"},
+      {"batches", "LIST", CLI_OPT_STR, &o->batches, 0, 0, NULL,
+       "--family decode: batch sizes (default 1,8,64)"},
+      {"pages", "LIST", CLI_OPT_STR, &o->pages, 0, 0, NULL,
+       "--family decode: page sizes, 0 = contiguous KV (default 0,16,256)"},
+      {"seq-q", "NQ", CLI_OPT_INT, &o->seq_q, 1, 0, NULL,
+       "--family decode: queries per sequence, causal when > 1 (default 1)"},
       {"pattern", "SPEC", CLI_OPT_STR, &o->pattern, 0, 0, NULL,
        "sparse mask of --family sparse, as run's --mask (default window:256,256)"},
       {"dtypes", "LIST", CLI_OPT_STR, &o->dtypes, 0, 0, NULL,
@@ -180,6 +190,85 @@ static int parse_dtypes(const char *s, int *out) {
   return n;
 }
 
+/* --family decode: batch x KV length x page size on the decode kernel. */
+static int bench_decode(clattn_context ctx, const bench_opts *o, const cli_problem *base,
+                        const int *seqs, int nseqs) {
+  static const int def_b[] = {1, 8, 64}, def_n[] = {4096, 32768, 131072}, def_p[] = {0, 16, 256};
+  int *bl = NULL, *pl = NULL, nb = 3, np = 3;
+  if (o->batches && (nb = cli_parse_int_list("batches", o->batches, &bl)) < 0)
+    return CLI_EXIT_USAGE;
+  if (o->pages) {
+    /* page sizes may be 0 (contiguous): parse by hand */
+    const char *s = o->pages;
+    pl = malloc((strlen(s) / 2 + 2) * sizeof *pl);
+    np = 0;
+    for (; pl;) {
+      char *end;
+      const long x = strtol(s, &end, 10);
+      if (end == s || x < 0 || x > 1 << 20 || (*end && *end != ',')) {
+        fprintf(stderr, "clattn bench: --pages %s: expected a list of page sizes >= 0\n", o->pages);
+        free(bl);
+        free(pl);
+        return CLI_EXIT_USAGE;
+      }
+      pl[np++] = (int)x;
+      if (!*end) break;
+      s = end + 1;
+    }
+  }
+  const int *B = bl ? bl : def_b, *P = pl ? pl : def_p, *Nk = seqs ? seqs : def_n;
+  if (!seqs) nseqs = 3;
+  const clattn_attention_desc *d = &base->desc;
+  const int nq = o->seq_q > 0 ? o->seq_q : 1;
+  printf("decode: H=%d Hk=%d d=%d %s, %d quer%s per sequence%s, %d runs after %d warm-up\n",
+         d->heads, d->kv_heads ? d->kv_heads : d->heads, d->head_dim, cli_dtype_names[d->dtype], nq,
+         nq > 1 ? "ies" : "y", nq > 1 ? " (causal)" : "", base->reps, base->warmup);
+  printf("%6s %8s %6s %12s %10s", "batch", "KV", "page", "median ms", "KV GB/s");
+  if (bench_peak) printf(" %7s", "%copy");
+  printf("%s  %s\n", base->verify ? "  verify" : "", "kernel");
+  int rc = CLI_EXIT_OK;
+  for (int bi = 0; bi < nb; bi++)
+    for (int ni = 0; ni < nseqs; ni++)
+      for (int pi = 0; pi < np; pi++) {
+        cli_infer in;
+        memset(&in, 0, sizeof in);
+        in.desc = *d;
+        in.desc.batch = B[bi];
+        in.desc.seq_q = nq;
+        in.desc.seq_kv = Nk[ni];
+        in.desc.mask = nq > 1 ? CLATTN_MASK_CAUSAL : CLATTN_MASK_NONE;
+        if (in.desc.layout == CLATTN_LAYOUT_BHSD) in.desc.layout = CLATTN_LAYOUT_BSHD;
+        in.page_size = P[pi];
+        in.reps = base->reps;
+        in.warmup = base->warmup;
+        in.seed = base->seed;
+        in.verify = base->verify;
+        cli_infer_result r;
+        char pg[16] = "-";
+        if (P[pi]) snprintf(pg, sizeof pg, "%d", P[pi]);
+        printf("%6d %8d %6s ", B[bi], Nk[ni], pg);
+        if (cli_infer_run(ctx, &in, &r) != CLATTN_SUCCESS) {
+          printf("error: %s: %.160s\n", clattn_status_string(r.status), r.error);
+          fflush(stdout);
+          rc = CLI_EXIT_LIBRARY;
+          continue;
+        }
+        printf("%12.4f %10.2f", r.median_ms, r.kv_gbps);
+        if (bench_peak) printf(" %6.1f%%", 100.0 * r.kv_gbps / bench_peak->copy_gbps);
+        if (r.verified) {
+          printf("  %s (%.1e)", r.passed ? "pass" : "FAIL", r.rel_err);
+          if (!r.passed && rc == CLI_EXIT_OK) rc = CLI_EXIT_VERIFY;
+        }
+        /* the kernel's configuration, without the "decode f32 d=64: " head */
+        const char *k = strstr(r.describe, ": ");
+        printf("  %.110s\n", k ? k + 2 : r.describe);
+        fflush(stdout);
+      }
+  free(bl);
+  free(pl);
+  return rc;
+}
+
 int cli_cmd_bench(int argc, char **argv) {
   bench_opts o;
   bench_defaults(&o);
@@ -276,6 +365,10 @@ int cli_cmd_bench(int argc, char **argv) {
     printf("peak (measured): %.1f GFLOP/s f32 FMA, %.1f GB/s copy; %%FMA = TFLOP/s / FMA peak, "
            "%%copy = GB/s / copy peak\n",
            peak.fma_gflops, peak.copy_gbps);
+  }
+  if (o.family == 2) {
+    rc = bench_decode(ctx, &o, &base, default_seqs ? NULL : seqs, nseqs);
+    goto out;
   }
   if (csv) cli_csv_header(csv);
   if (json) fputs("[", json);

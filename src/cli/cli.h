@@ -150,6 +150,35 @@ void cli_buffer_bytes(const clattn_attention_desc *d, uint64_t bytes[4]);
  * is r->status. */
 clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result *r);
 
+/* ---- inference problems (infer.c): decode, paged KV, ragged batches ------- */
+
+typedef struct cli_infer {
+  clattn_attention_desc desc; /* heads, kv_heads, head_dim, dtype, layout, mask, batch, seq_q,
+                                 seq_kv (the KV length of every sequence unless lens) */
+  int page_size;              /* > 0: a paged cache of this page size (shuffled pages) */
+  const int *lens;            /* ragged: the KV length of each sequence (nlens of them) */
+  int nlens;
+  int reps, warmup;
+  uint64_t seed;
+  bool verify, check_tables;
+  const char *config; /* forced configuration, or NULL */
+} cli_infer;
+
+typedef struct cli_infer_result {
+  clattn_status status;
+  char error[1024];
+  char describe[512];
+  double median_ms, kv_bytes, kv_gbps;
+  bool verified, passed, nan_found;
+  double rel_err, max_abs_err, tolerance;
+} cli_infer_result;
+
+/* Builds the problem (random inputs; a ragged batch gives sequence b
+ * min(seq_q, lens[b]) queries), times clattn_plan_execute_ex (median of
+ * reps after warmup) and checks every sequence against the float64
+ * reference on its gathered keys. */
+clattn_status cli_infer_run(clattn_context ctx, const cli_infer *in, cli_infer_result *r);
+
 /* ---- inputs (data.c) ------------------------------------------------------ */
 
 size_t cli_dtype_size(clattn_dtype t);

@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct run_opts {
@@ -10,10 +11,14 @@ typedef struct run_opts {
   const char *mask;    /* --mask specification (mask.c) */
   const char *compare; /* --compare: NULL or "softmax" */
   uint64_t reserve;    /* --reserve: device bytes taken before the run */
+  int paged;           /* --paged PAGE_SIZE (0: contiguous KV) */
+  const char *ragged;  /* --ragged L1,L2,...: KV lengths of a ragged batch */
+  int check_tables;    /* --check-tables */
+  const char *config;  /* --config */
 } run_opts;
 
 static cli_opt_table run_table(run_opts *o) {
-  static cli_opt t[11];
+  static cli_opt t[15];
   const cli_opt opts[] = {
       {"algo", NULL, CLI_OPT_CHOICE, &o->algo, 0, 0, cli_algo_names, "family (default flash)"},
       {"seq", "N", CLI_OPT_INT, &o->seq, 1, 0, NULL, "query and key length (default 2048)"},
@@ -34,9 +39,86 @@ static cli_opt_table run_table(run_opts *o) {
        "first allocate and fill BYTES of device memory (in buffers of at most the largest "
        "allocation) and keep them during the run: checks that the problem fits beside the rest "
        "of a model (`clattn memory --check` prints such commands)"},
+      {"paged", "PS", CLI_OPT_INT, &o->paged, 1, 0, NULL,
+       "KV in a paged cache of PS-token pages (shuffled pages, block table; the decode kernel)"},
+      {"ragged", "L1,L2,..", CLI_OPT_STR, &o->ragged, 0, 0, NULL,
+       "a ragged batch: the KV length of each sequence (0 allowed); each has min(seq-q, L) "
+       "queries, packed rows (cu_seqlens)"},
+      {"check-tables", NULL, CLI_OPT_FLAG, &o->check_tables, 0, 1, NULL,
+       "--paged / --ragged: validate the tables on the host first (CLATTN_PLAN_CHECK_TABLES)"},
+      {"config", "CFG", CLI_OPT_STR, &o->config, 0, 0, NULL,
+       "force a kernel configuration, e.g. decode:splits=8,kt=32"},
       {NULL, NULL, CLI_OPT_INT, NULL, 0, 0, NULL, NULL}};
   memcpy(t, opts, sizeof opts);
   return t;
+}
+
+/* --paged / --ragged: the inference path (infer.c). */
+static int run_inference(const run_opts *o, cli_problem *p) {
+  int *lens = NULL, nlens = 0;
+  if (o->ragged) { /* non-negative lengths: a sequence of length 0 is allowed */
+    const char *s = o->ragged;
+    lens = malloc((strlen(s) / 2 + 2) * sizeof *lens);
+    if (!lens) return CLI_EXIT_LIBRARY;
+    for (;;) {
+      char *end;
+      const long x = strtol(s, &end, 10);
+      if (end == s || x < 0 || x > 1 << 30 || (*end && *end != ',')) {
+        fprintf(stderr, "clattn: --ragged %s: expected a comma-separated list of lengths >= 0\n",
+                o->ragged);
+        free(lens);
+        return CLI_EXIT_USAGE;
+      }
+      lens[nlens++] = (int)x;
+      if (!*end) break;
+      s = end + 1;
+    }
+  }
+  clattn_context ctx = cli_open_context(o->common.device);
+  if (!ctx) {
+    free(lens);
+    return CLI_EXIT_LIBRARY;
+  }
+  cli_infer in;
+  memset(&in, 0, sizeof in);
+  in.desc = p->desc;
+  in.page_size = o->paged;
+  in.lens = lens;
+  in.nlens = nlens;
+  in.reps = p->reps;
+  in.warmup = p->warmup;
+  in.seed = p->seed;
+  in.verify = p->verify;
+  in.check_tables = o->check_tables != 0;
+  in.config = o->config;
+  const clattn_attention_desc *d = &p->desc;
+  printf("clattn %s run\ndevice    : %s\n", clattn_version_string(),
+         clattn_context_device_name(ctx));
+  printf("problem   : B=%d H=%d Hk=%d Nq=%d Nk=%s%d d=%d %s mask=%s, %s KV%s\n",
+         nlens ? nlens : d->batch, d->heads, d->kv_heads ? d->kv_heads : d->heads, d->seq_q,
+         nlens ? "ragged, max " : "", d->seq_kv, d->head_dim, cli_dtype_names[d->dtype],
+         clattn_mask_name(d->mask), o->paged ? "paged" : "contiguous", nlens ? ", ragged" : "");
+  cli_infer_result r;
+  clattn_status st = cli_infer_run(ctx, &in, &r);
+  int rc = CLI_EXIT_OK;
+  if (r.describe[0]) printf("config    : %s\n", r.describe);
+  if (st != CLATTN_SUCCESS) {
+    cli_print_error("run failed", st, r.error);
+    rc = CLI_EXIT_LIBRARY;
+  } else {
+    printf("time      : median %.4f ms over %d runs\n", r.median_ms, p->reps);
+    printf("speed     : %.2f GB/s of KV read (%.1f MB of K and V)\n", r.kv_gbps, r.kv_bytes / 1e6);
+    if (r.verified) {
+      printf("verify    : max abs err %.3g, rel err %.3g (tolerance %.0e)%s: %s\n", r.max_abs_err,
+             r.rel_err, r.tolerance, r.nan_found ? ", NaN found" : "", r.passed ? "PASS" : "FAIL");
+      if (!r.passed) rc = CLI_EXIT_VERIFY;
+    } else {
+      printf("verify    : skipped\n");
+    }
+  }
+  clattn_context_release(ctx);
+  free(lens);
+  return rc;
 }
 
 static void run_defaults(run_opts *o) {
@@ -151,6 +233,10 @@ int cli_cmd_run(int argc, char **argv) {
   if ((rc = cli_check_desc(&p.desc))) {
     cli_mask_free(&mask);
     return rc;
+  }
+  if (o.paged || o.ragged) {
+    cli_mask_free(&mask);
+    return run_inference(&o, &p);
   }
 
   clattn_context ctx = cli_open_context(o.common.device);

@@ -98,6 +98,39 @@ static bool strides_disjoint(const clattn_strides *s, int64_t b, int64_t h, int6
 
 #define BAD(...) clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
 
+/* The inference fields (KV layout, pages, ragged rows). */
+static clattn_status inference_validate(clattn_context ctx, const clattn_attention_desc *d) {
+  if ((unsigned)d->kv_layout > CLATTN_KV_PAGED_HEAD_MAJOR)
+    return BAD("desc.kv_layout: unknown value %d", d->kv_layout);
+  if (d->ragged != 0 && d->ragged != 1)
+    return BAD("desc.ragged must be 0 or 1 (got %d)", d->ragged);
+  const bool paged = d->kv_layout != CLATTN_KV_CONTIGUOUS;
+  if (paged) {
+    if (d->page_size < 1) return BAD("desc.page_size must be >= 1 (got %d)", d->page_size);
+    if (d->num_pages < 1) return BAD("desc.num_pages must be >= 1 (got %d)", d->num_pages);
+    const int64_t need = ((int64_t)d->seq_kv + d->page_size - 1) / d->page_size;
+    if (d->max_pages_per_seq < need)
+      return BAD("desc.max_pages_per_seq must be >= ceil(seq_kv / page_size) = %lld (got %d)",
+                 (long long)need, d->max_pages_per_seq);
+  }
+  if (d->ragged) {
+    if (d->total_q < 1)
+      return BAD("desc.total_q must be >= 1 with desc.ragged (got %d)", d->total_q);
+    if (!paged && d->total_kv < 1)
+      return BAD("desc.total_kv must be >= 1 with desc.ragged and contiguous K/V (got %d)",
+                 d->total_kv);
+  }
+  if (paged || d->ragged) {
+    if (d->mask != CLATTN_MASK_NONE && !clattn__mask_is_causal(d->mask))
+      return BAD("desc.mask: paged and ragged problems take the dense masks only (none, causal, "
+                 "causal_top_left)");
+    if (d->algo != CLATTN_ALGO_AUTO && d->algo != CLATTN_ALGO_FLASH)
+      return BAD("desc.algo: paged and ragged problems are served by the flash family (decode "
+                 "kernel) only");
+  }
+  return CLATTN_SUCCESS;
+}
+
 clattn_status clattn__desc_resolve(clattn_context ctx, const clattn_attention_desc *in,
                                    clattn_attention_desc *out, clattn_strides *qs,
                                    clattn_strides *ks, clattn_strides *vs, clattn_strides *os,
@@ -131,6 +164,9 @@ clattn_status clattn__desc_resolve(clattn_context ctx, const clattn_attention_de
   clattn_status sst = clattn__sparse_validate(ctx, &d);
   if (sst != CLATTN_SUCCESS) return sst;
 
+  clattn_status ist = inference_validate(ctx, &d);
+  if (ist != CLATTN_SUCCESS) return ist;
+
   clattn_strides s[4];
   if (d.layout == CLATTN_LAYOUT_STRIDED) {
     s[0] = d.q_strides;
@@ -143,7 +179,7 @@ clattn_status clattn__desc_resolve(clattn_context ctx, const clattn_attention_de
         return BAD("desc.%s: strides must be >= 0", names[i]);
     }
     /* q, k, v are read-only and may overlap; outputs must not. */
-    if (!strides_disjoint(&s[3], d.batch, d.heads, d.seq_q, d.head_dim))
+    if (!d.ragged && !strides_disjoint(&s[3], d.batch, d.heads, d.seq_q, d.head_dim))
       return BAD("desc.o_strides {batch %lld, head %lld, seq %lld, dim %lld} make two output "
                  "elements alias (share an address)",
                  (long long)s[3].batch, (long long)s[3].head, (long long)s[3].seq,
@@ -155,11 +191,60 @@ clattn_status clattn__desc_resolve(clattn_context ctx, const clattn_attention_de
   } else {
     s[2] = s[1];
   }
+  /* Inference modes: packed ragged rows (batch stride 0, total rows) and
+   * page pools (the page index takes the batch stride). */
+  int64_t qb = d.batch, qn = d.seq_q, kb = d.batch, kn = d.seq_kv;
+  if (d.ragged) {
+    if (d.layout != CLATTN_LAYOUT_STRIDED) {
+      if (!layout_strides(CLATTN_LAYOUT_BSHD, d.heads, d.total_q, d.head_dim, &s[0]))
+        return BAD("descriptor sizes/strides overflow 64-bit offsets");
+      s[3] = s[0];
+      if (d.kv_layout == CLATTN_KV_CONTIGUOUS) {
+        if (!layout_strides(CLATTN_LAYOUT_BSHD, d.kv_heads, d.total_kv, d.head_dim, &s[1]))
+          return BAD("descriptor sizes/strides overflow 64-bit offsets");
+        s[2] = s[1];
+      }
+    }
+    s[0].batch = s[3].batch = 0;
+    qb = 1;
+    qn = d.total_q;
+    if (d.kv_layout == CLATTN_KV_CONTIGUOUS) {
+      s[1].batch = s[2].batch = 0;
+      kb = 1;
+      kn = d.total_kv;
+    }
+  }
+  if (d.kv_layout != CLATTN_KV_CONTIGUOUS) {
+    if (d.layout != CLATTN_LAYOUT_STRIDED) {
+      clattn_strides ps;
+      int64_t a, b;
+      ps.dim = 1;
+      if (d.kv_layout == CLATTN_KV_PAGED) {
+        ps.head = d.head_dim;
+        if (!clattn__mul_i64(d.kv_heads, d.head_dim, &a) || !clattn__mul_i64(a, d.page_size, &b))
+          return BAD("descriptor sizes/strides overflow 64-bit offsets");
+        ps.seq = a;
+        ps.batch = b;
+      } else {
+        ps.seq = d.head_dim;
+        if (!clattn__mul_i64(d.page_size, d.head_dim, &a) || !clattn__mul_i64(a, d.kv_heads, &b))
+          return BAD("descriptor sizes/strides overflow 64-bit offsets");
+        ps.head = a;
+        ps.batch = b;
+      }
+      s[1] = s[2] = ps;
+    }
+    kb = d.num_pages;
+    kn = d.page_size;
+  }
+  if ((d.ragged || d.kv_layout != CLATTN_KV_CONTIGUOUS) && d.layout == CLATTN_LAYOUT_STRIDED &&
+      !strides_disjoint(&s[3], qb, d.heads, qn, d.head_dim))
+    return BAD("desc.o_strides make two output elements alias (share an address)");
   size_t e[4];
-  e[0] = span(&s[0], d.batch, d.heads, d.seq_q, d.head_dim);
-  e[1] = span(&s[1], d.batch, d.kv_heads, d.seq_kv, d.head_dim);
-  e[2] = span(&s[2], d.batch, d.kv_heads, d.seq_kv, d.head_dim);
-  e[3] = span(&s[3], d.batch, d.heads, d.seq_q, d.head_dim);
+  e[0] = span(&s[0], qb, d.heads, qn, d.head_dim);
+  e[1] = span(&s[1], kb, d.kv_heads, kn, d.head_dim);
+  e[2] = span(&s[2], kb, d.kv_heads, kn, d.head_dim);
+  e[3] = span(&s[3], qb, d.heads, qn, d.head_dim);
   for (int i = 0; i < 4; i++)
     if (e[i] == 0) return BAD("descriptor sizes/strides overflow 64-bit offsets");
   if (out) *out = d;

@@ -39,6 +39,8 @@ void clattn__settings_read(clattn__settings *s);
 /* The buffers of one execution. */
 typedef struct clattn__buffers {
   cl_mem q, k, v, o, lse;
+  /* Inference modes (clattn_exec_args), NULL when unused. */
+  cl_mem cu_seqlens_q, cu_seqlens_kv, seqlens_kv, block_table;
 } clattn__buffers;
 
 /* Device capabilities, read once at context creation. */

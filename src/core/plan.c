@@ -129,19 +129,103 @@ static bool mem_overlap(cl_mem a, cl_mem b) {
   return root[0] == root[1] && off[0] < off[1] + size[1] && off[1] < off[0] + size[0];
 }
 
-clattn_status clattn_plan_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl_mem lse,
-                                  cl_uint num_wait, const cl_event *wait, cl_event *event) {
-  if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;
+/* Reads an int32 table back (blocking) into a malloc'ed array. */
+static clattn_status read_table(clattn_context ctx, cl_mem m, size_t n, const char *name,
+                                int32_t **out) {
+  *out = NULL;
+  size_t bytes;
+  if (!clattn__mul_size(n, sizeof(int32_t), &bytes))
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "%s: size overflows", name);
+  int32_t *h = malloc(bytes ? bytes : 1);
+  if (!h) return clattn__fail_needed(ctx, bytes, "cannot allocate a host copy of %s", name);
+  cl_int err = clEnqueueReadBuffer(ctx->queue, m, CL_TRUE, 0, bytes, h, 0, NULL, NULL);
+  if (err != CL_SUCCESS) {
+    free(h);
+    return clattn__cl_fail(ctx, "clEnqueueReadBuffer", err, name);
+  }
+  *out = h;
+  return CLATTN_SUCCESS;
+}
+
+/* CLATTN_PLAN_CHECK_TABLES: the first bad entry of the execution's tables. */
+static clattn_status check_tables(clattn_plan p, const clattn__buffers *b) {
+  clattn_context ctx = p->ctx;
+  const clattn_attention_desc *d = &p->desc;
+  const int B = d->batch;
+  int32_t *cq = NULL, *ck = NULL, *sk = NULL, *bt = NULL;
+  clattn_status st = CLATTN_SUCCESS;
+#define BADT(...)                                                                                  \
+  do {                                                                                             \
+    st = clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, __VA_ARGS__);                            \
+    goto done;                                                                                     \
+  } while (0)
+  if (b->cu_seqlens_q) {
+    if ((st = read_table(ctx, b->cu_seqlens_q, (size_t)B + 1, "cu_seqlens_q", &cq))) goto done;
+    if (cq[0] != 0) BADT("cu_seqlens_q[0] is %d, must be 0", cq[0]);
+    for (int i = 0; i < B; i++) {
+      const int64_t n = (int64_t)cq[i + 1] - cq[i];
+      if (n < 0 || n > d->seq_q || cq[i + 1] > d->total_q)
+        BADT("cu_seqlens_q[%d] = %d: sequence %d would have %lld query rows (0..seq_q = %d, "
+             "ending within total_q = %d)",
+             i + 1, cq[i + 1], i, (long long)n, d->seq_q, d->total_q);
+    }
+  }
+  if (b->cu_seqlens_kv) {
+    if ((st = read_table(ctx, b->cu_seqlens_kv, (size_t)B + 1, "cu_seqlens_kv", &ck))) goto done;
+    if (ck[0] != 0) BADT("cu_seqlens_kv[0] is %d, must be 0", ck[0]);
+    for (int i = 0; i < B; i++) {
+      const int64_t n = (int64_t)ck[i + 1] - ck[i];
+      if (n < 0 || n > d->seq_kv || ck[i + 1] > d->total_kv)
+        BADT("cu_seqlens_kv[%d] = %d: sequence %d would have %lld keys (0..seq_kv = %d, ending "
+             "within total_kv = %d)",
+             i + 1, ck[i + 1], i, (long long)n, d->seq_kv, d->total_kv);
+    }
+  }
+  if (b->seqlens_kv) {
+    if ((st = read_table(ctx, b->seqlens_kv, (size_t)B, "seqlens_kv", &sk))) goto done;
+    for (int i = 0; i < B; i++)
+      if (sk[i] < 0 || sk[i] > d->seq_kv)
+        BADT("seqlens_kv[%d] = %d is outside 0..seq_kv = %d", i, sk[i], d->seq_kv);
+  }
+  if (b->block_table && sk) {
+    const size_t mp = (size_t)d->max_pages_per_seq;
+    if ((st = read_table(ctx, b->block_table, (size_t)B * mp, "block_table", &bt))) goto done;
+    for (int i = 0; i < B; i++) {
+      const int used = (sk[i] + d->page_size - 1) / d->page_size;
+      for (int j = 0; j < used; j++) {
+        const int32_t pg = bt[(size_t)i * mp + (size_t)j];
+        if (pg < 0 || pg >= d->num_pages)
+          BADT("block_table[%d][%d] = %d is outside 0..num_pages-1 = %d (sequence %d uses %d "
+               "pages)",
+               i, j, pg, d->num_pages - 1, i, used);
+      }
+    }
+  }
+#undef BADT
+done:
+  free(cq);
+  free(ck);
+  free(sk);
+  free(bt);
+  return st;
+}
+
+/* The checks of one execution: buffer sizes, owners, aliasing, the tables
+ * the descriptor needs. */
+static clattn_status execute_args(clattn_plan p, const clattn_exec_args *a, cl_uint num_wait,
+                                  const cl_event *wait, cl_event *event) {
   clattn_context ctx = p->ctx;
   ctx->msg[0] = 0;
-  const size_t es = clattn__dtype_size(p->desc.dtype);
+  const clattn_attention_desc *d = &p->desc;
+  const size_t es = clattn__dtype_size(d->dtype);
   /* Sizes in bytes (desc_resolve bounded the element counts; checked anyway). */
   size_t bytes[5];
   for (int i = 0; i < 4; i++)
     if (!clattn__mul_size(p->elems[i], es, &bytes[i])) bytes[i] = SIZE_MAX;
-  if (!clattn__mul3_size((size_t)p->desc.batch * (size_t)p->desc.heads, (size_t)p->desc.seq_q,
-                         sizeof(float), &bytes[4]))
-    bytes[4] = SIZE_MAX;
+  const size_t lse_rows = d->ragged ? (size_t)d->total_q * (size_t)d->heads
+                                    : (size_t)d->batch * (size_t)d->heads * (size_t)d->seq_q;
+  if (!clattn__mul_size(lse_rows, sizeof(float), &bytes[4])) bytes[4] = SIZE_MAX;
+  const cl_mem q = a->q, k = a->k, v = a->v, o = a->o, lse = a->lse;
   clattn_status st;
   if ((st = clattn__check_buffer(ctx, q, bytes[0], "q")) != CLATTN_SUCCESS) return st;
   if ((st = clattn__check_buffer(ctx, k, bytes[1], "k")) != CLATTN_SUCCESS) return st;
@@ -157,8 +241,67 @@ clattn_status clattn_plan_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, c
   if ((num_wait > 0) != (wait != NULL))
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
                         "wait_list must be NULL exactly when num_wait is 0");
-  const clattn__buffers b = {q, k, v, o, lse};
+  /* The tables: which the descriptor needs, their sizes. */
+  const bool paged = d->kv_layout != CLATTN_KV_CONTIGUOUS;
+  const bool decode = p->variant && !strcmp(p->variant->name, "decode");
+  const size_t nb = (size_t)d->batch, nb1 = nb + 1;
+  size_t bt_bytes;
+  if (!clattn__mul3_size(nb, (size_t)(paged ? d->max_pages_per_seq : 0), 4, &bt_bytes))
+    bt_bytes = SIZE_MAX;
+  const struct {
+    cl_mem m;
+    const char *name;
+    bool need, allowed;
+    size_t bytes;
+  } tab[4] = {
+      {a->cu_seqlens_q, "cu_seqlens_q", d->ragged != 0, d->ragged != 0, nb1 * 4},
+      {a->cu_seqlens_kv, "cu_seqlens_kv", d->ragged && !paged, d->ragged && !paged, nb1 * 4},
+      {a->seqlens_kv, "seqlens_kv", paged, paged || (!d->ragged && decode), nb * 4},
+      {a->block_table, "block_table", paged, paged, bt_bytes},
+  };
+  for (int i = 0; i < 4; i++) {
+    if (!tab[i].m) {
+      if (tab[i].need)
+        return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                            "%s is NULL but the descriptor (%s) needs it", tab[i].name,
+                            d->ragged ? "ragged" : "paged KV cache");
+      continue;
+    }
+    if (!tab[i].allowed)
+      return clattn__fail(
+          ctx, CLATTN_ERROR_INVALID_ARGUMENT, "%s is given but this plan (%s) does not use it%s",
+          tab[i].name, p->variant ? p->variant->name : "?",
+          i == 2 ? " (seqlens_kv with contiguous K/V needs the decode kernel)" : "");
+    if ((st = clattn__check_buffer(ctx, tab[i].m, tab[i].bytes, tab[i].name)) != CLATTN_SUCCESS)
+      return st;
+    if (mem_overlap(tab[i].m, o) || (lse && mem_overlap(tab[i].m, lse)))
+      return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "%s must not alias o or lse",
+                          tab[i].name);
+  }
+  const clattn__buffers b = {
+      q, k, v, o, lse, a->cu_seqlens_q, a->cu_seqlens_kv, a->seqlens_kv, a->block_table};
+  if (p->flags & CLATTN_PLAN_CHECK_TABLES) {
+    if (num_wait) {
+      cl_int err = clWaitForEvents(num_wait, wait);
+      if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clWaitForEvents", err, "wait_list");
+    }
+    if ((st = check_tables(p, &b)) != CLATTN_SUCCESS) return st;
+  }
   return p->variant->execute(p, &b, num_wait, wait, event);
+}
+
+clattn_status clattn_plan_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl_mem lse,
+                                  cl_uint num_wait, const cl_event *wait, cl_event *event) {
+  if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;
+  const clattn_exec_args a = {q, k, v, o, lse, NULL, NULL, NULL, NULL};
+  return execute_args(p, &a, num_wait, wait, event);
+}
+
+clattn_status clattn_plan_execute_ex(clattn_plan p, const clattn_exec_args *args, cl_uint num_wait,
+                                     const cl_event *wait, cl_event *event) {
+  if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;
+  if (!args) return clattn__fail(p->ctx, CLATTN_ERROR_INVALID_ARGUMENT, "args is NULL");
+  return execute_args(p, args, num_wait, wait, event);
 }
 
 const char *clattn_plan_describe(clattn_plan p) { return p ? p->describe : ""; }
@@ -204,7 +347,7 @@ clattn_status clattn_plan_profile(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, c
                         "clattn_plan_profile: names, ms and num_kernels must be given, reps >= 1 "
                         "and max_kernels >= 1");
   *num_kernels = 0;
-  const clattn__buffers b = {q, k, v, o, NULL};
+  const clattn__buffers b = {q, k, v, o, NULL, NULL, NULL, NULL, NULL};
   if (p->variant->profile) {
     const char *nm[16];
     double t[16];

@@ -22,7 +22,9 @@ static clattn_status create(clattn_context ctx, const clattn_attention_desc *des
   bool settled = true;
   st = clattn__choose(p, &v, params, origin, sizeof origin, &settled);
   const bool dense = p->desc.mask == CLATTN_MASK_NONE || clattn__mask_is_causal(p->desc.mask);
-  if (st == CLATTN_SUCCESS && !settled && (flags & CLATTN_PLAN_MEASURE) && !estimate && dense) {
+  const bool fixed = !p->desc.ragged && p->desc.kv_layout == CLATTN_KV_CONTIGUOUS;
+  if (st == CLATTN_SUCCESS && !settled && (flags & CLATTN_PLAN_MEASURE) && !estimate && dense &&
+      fixed) {
     clattn_tune_request r;
     clattn_tune_request_init(&r);
     r.budget_seconds = ctx->settings.tune_budget;
@@ -53,7 +55,8 @@ static clattn_status create(clattn_context ctx, const clattn_attention_desc *des
 static clattn_status check_call(clattn_context ctx, unsigned flags, clattn_plan *out) {
   if (!out) return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "out (plan) is NULL");
   *out = NULL;
-  const unsigned known = CLATTN_PLAN_LAZY_WORKSPACE | CLATTN_PLAN_MEASURE | CLATTN_PLAN_PORTABLE;
+  const unsigned known = CLATTN_PLAN_LAZY_WORKSPACE | CLATTN_PLAN_MEASURE | CLATTN_PLAN_PORTABLE |
+                         CLATTN_PLAN_CHECK_TABLES;
   if (flags & ~known)
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "flags: unknown bits 0x%x",
                         flags & ~known);

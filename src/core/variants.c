@@ -21,6 +21,12 @@
 #define L CLATTN_ALGO_LINEAR
 #define FWD CLATTN__FORWARD
 
+static const clattn__variant decode = {VARIANT("decode", F, FWD, false, decode),
+                                       .params = clattn__decode_params,
+                                       .num_params = 4,
+                                       .create = clattn__decode_create,
+                                       .execute = clattn__decode_execute,
+                                       .release = clattn__decode_release};
 static const clattn__variant flash_tc = {VARIANT("flash_tc", F, FWD, true, flash_tc),
                                          .params = clattn__flash_tc_params,
                                          .num_params = 3,
@@ -66,8 +72,8 @@ static const clattn__variant linear = {VARIANT("linear", L, FWD, false, linear),
 
 /* Highest priority first within a family (a variant's `applicable` returns
  * its priority; the order here breaks ties). */
-const clattn__variant *const clattn__variants[] = {&flash_tc,  &flash_rows, &flash, &naive,
-                                                   &linear_tc, &linear,     NULL};
+const clattn__variant *const clattn__variants[] = {&decode, &flash_tc,  &flash_rows, &flash,
+                                                   &naive,  &linear_tc, &linear,     NULL};
 
 const clattn__variant *clattn__variant_find(const char *name) {
   for (int i = 0; clattn__variants[i]; i++)

@@ -29,6 +29,14 @@ clattn_status clattn__flash_execute(clattn_plan p, const clattn__buffers *b, cl_
                                     const cl_event *wait, cl_event *event);
 void clattn__flash_release(clattn_plan p);
 
+/* decode.c: split-KV decode over contiguous, ragged or paged KV (cl/decode.cl). */
+CLATTN__VARIANT_DECL(decode)
+extern const clattn__param clattn__decode_params[4];
+clattn_status clattn__decode_create(clattn_plan p, const int *params, const char *origin);
+clattn_status clattn__decode_execute(clattn_plan p, const clattn__buffers *b, cl_uint num_wait,
+                                     const cl_event *wait, cl_event *event);
+void clattn__decode_release(clattn_plan p);
+
 /* naive.c: CLBlast GEMM → masked softmax → GEMM (no tunable parameters). */
 CLATTN__VARIANT_DECL(naive)
 clattn_status clattn__naive_create(clattn_plan p, const int *params, const char *origin);

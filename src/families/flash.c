@@ -44,11 +44,25 @@ const char *const clattn__flash_tc_sources[] = {"flash_tc.cl", NULL};
 
 static int dp_of(int head_dim) { return (head_dim + 3) / 4 * 4; } /* DP: head dim padded to 4 */
 
+/* Paged KV caches: the decode kernel serves them. Ragged batches with
+ * contiguous K/V and seq_q > 16 (prefill) are served by the portable and
+ * CPU kernels (-DRAGGED, cl/common.cl), not yet by the tensor-core one. */
+static bool inference_mode(const clattn_attention_desc *d, const char **why) {
+  if (d->kv_layout != CLATTN_KV_CONTIGUOUS) {
+    *why = "paged KV (the decode kernel serves it)";
+    return true;
+  }
+  if (d->ragged && d->seq_q <= 16) {
+    *why = "ragged decode (seq_q <= 16: the decode kernel serves it)";
+    return true;
+  }
+  return false;
+}
+
 int clattn__flash_wg_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                                 const char **why) {
   (void)info;
-  (void)d;
-  (void)why;
+  if (inference_mode(d, why)) return 0;
   return 10; /* every device, every mask */
 }
 
@@ -114,7 +128,7 @@ bool clattn__flash_wg_fallback(const clattn__device_info *info, const clattn_att
 
 int clattn__flash_rows_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                                   const char **why) {
-  (void)d;
+  if (inference_mode(d, why)) return 0;
   if (!info->is_cpu) {
     *why = "written for CPU devices";
     return 0;
@@ -154,6 +168,11 @@ bool clattn__flash_rows_fallback(const clattn__device_info *info, const clattn_a
 
 int clattn__flash_tc_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                                 const char **why) {
+  if (inference_mode(d, why)) return 0;
+  if (d->ragged) {
+    *why = "ragged batches: not yet (the portable kernels serve them)";
+    return 0;
+  }
   if (!info->is_nvidia || info->nv_cc_major < 8) {
     *why = "needs NVIDIA sm_80 or newer (mma.sync)";
     return 0;
@@ -289,9 +308,9 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
   char opts[512];
   snprintf(opts, sizeof opts,
            "-cl-std=CL1.2 -cl-mad-enable -DCLATTN_DTYPE=%d -DD=%d -DDP=%d -DBM=%d -DBN=%d "
-           "-DTM=%d -DTN=%d -DCAUSAL=%d -DVEC_GLOBAL=%d",
+           "-DTM=%d -DTN=%d -DCAUSAL=%d -DVEC_GLOBAL=%d -DRAGGED=%d",
            (int)d->dtype, d->head_dim, dp_of(d->head_dim), bm, bn, tm, tn,
-           clattn__causal_define(d->mask), vec_global);
+           clattn__causal_define(d->mask), vec_global, d->ragged ? 1 : 0);
   /* CPUs (PoCL): finite math lets LLVM vectorise the max/select chains of the
    * softmax; the kernels never rely on infinities (see CLATTN_MASKED). Half
    * loads by integer operations (CLATTN_SOFT_HALF in cl/common.cl). */
@@ -304,6 +323,7 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
            "%s %s d=%d: bm=%d bn=%d tm=%d tn=%d (%d work-items, %zu B local) [%s]",
            p->variant->name, clattn_dtype_name(d->dtype), d->head_dim, bm, bn, tm, tn, tm * tn,
            local, origin);
+  if (d->ragged) clattn__append(p->describe, sizeof p->describe, "; ragged (cu_seqlens)");
   if (p->sparse) {
     /* Per-query-tile lists of key tiles, built and uploaded once per plan. */
     st = clattn__sparse_build_tiles(p, bm, bn);
@@ -346,6 +366,12 @@ clattn_status clattn__flash_execute(clattn_plan p, const clattn__buffers *b, cl_
   for (int i = 0; i < 5; i++)
     err |= clSetKernelArg(kr, a++, sizeof(int), &ints[i]);
   err |= clSetKernelArg(kr, a++, sizeof(float), &qscale);
+  if (d->ragged) { /* FLASH_RAGGED_ARGS (cl/common.cl) */
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &b->cu_seqlens_q);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &b->cu_seqlens_kv);
+    err |= clSetKernelArg(kr, a++, sizeof(int), &d->total_q);
+    err |= clSetKernelArg(kr, a++, sizeof(int), &d->total_kv);
+  }
   if (p->sparse) {
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &p->sparse->tile_off_mem);
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &p->sparse->tile_idx_mem);

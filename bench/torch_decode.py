@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""torch_decode.py — times PyTorch SDPA decode (q [B,Hq,1,d] against k, v [B,Hk,N,d], enable_gqa) per backend, KV GB/s."""
+import argparse
+import json
+import sys
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+BACKENDS = {n: getattr(SDPBackend, n) for n in
+            ("CUDNN_ATTENTION", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "MATH") if hasattr(SDPBackend, n)}
+DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+
+
+def time_one(fn, warmup, reps):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b))
+    times.sort()
+    return times[len(times) // 2]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--batches", default="1,8,64")
+    ap.add_argument("--seqs", default="4096,32768,131072")
+    ap.add_argument("--heads", type=int, default=32)
+    ap.add_argument("--kv-heads", type=int, default=8)
+    ap.add_argument("--head-dim", type=int, default=128)
+    ap.add_argument("--dtypes", default="bf16,f16")
+    ap.add_argument("--backends", default=",".join(BACKENDS))
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=20)
+    a = ap.parse_args()
+    for dname in a.dtypes.split(","):
+        dt = DTYPES[dname]
+        for b in map(int, a.batches.split(",")):
+            for n in map(int, a.seqs.split(",")):
+                try:
+                    q = torch.randn(b, a.heads, 1, a.head_dim, device="cuda", dtype=dt)
+                    k = torch.randn(b, a.kv_heads, n, a.head_dim, device="cuda", dtype=dt)
+                    v = torch.randn_like(k)
+                except Exception as e:  # out of memory
+                    print(json.dumps({"peer": "torch", "dtype": dname, "batch": b, "seq_kv": n,
+                                      "error": str(e).splitlines()[0][:160]}))
+                    continue
+                kv_bytes = 2 * k.numel() * k.element_size()
+                for name in a.backends.split(","):
+                    rec = {"peer": "torch", "backend": name, "dtype": dname, "batch": b, "seq_kv": n,
+                           "heads": a.heads, "kv_heads": a.kv_heads, "head_dim": a.head_dim,
+                           "torch": torch.__version__}
+                    try:
+                        with sdpa_kernel([BACKENDS[name]]):
+                            fn = lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+                            med = time_one(fn, a.warmup, a.reps)
+                        rec.update(median_ms=med, kv_gbps=kv_bytes / med * 1e-6)
+                    except Exception as e:  # unsupported backend for the shape
+                        rec.update(error=str(e).splitlines()[0][:160])
+                    print(json.dumps(rec))
+                    sys.stdout.flush()
+                del q, k, v
+                torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,469 @@
+/* decode.cl — split-KV decode (flash-decoding) over contiguous, ragged or paged KV, its merge, the
+ * public state merge and the paged-cache append. */
+
+/* -D parameters of decode_split / decode_merge:
+ *   D head dim, KT keys per tile, WG work-items, QR packed query rows per
+ *   work-group (rows r = i·G + g: query i of head hk·G + g, so every query
+ *   head of a KV head reads each K/V byte once), CAUSAL (0, 1 bottom-right,
+ *   2 top-left), PAGED (K/V pools behind a block table), RAGGED (Q/O packed
+ *   by cu_seqlens_q; contiguous K/V packed by cu_seqlens_kv).
+ * Work-group (row block, split) of (b, hk) visits the keys of its split in
+ * tiles of KT, keeps the running max / sum in local memory and WG-strided
+ * output accumulators in registers, and writes a normalised partial output
+ * and its log2-sum-exp to the workspace; decode_merge combines the splits
+ * in order (deterministic). Every table entry is range-checked before it
+ * is used: a bad page index masks its keys, a bad length or offset empties
+ * its sequence. */
+#ifndef D
+#define D 64
+#endif
+#ifndef KT
+#define KT 32
+#endif
+#ifndef WG
+#define WG 64
+#endif
+#ifndef QR
+#define QR 8
+#endif
+#ifndef CAUSAL
+#define CAUSAL 0
+#endif
+#ifndef PAGED
+#define PAGED 0
+#endif
+#ifndef VEC8
+#define VEC8 0
+#endif
+#ifndef RAGGED
+#define RAGGED 0
+#endif
+/* VEC8 (unit dim strides, D % 8 == 0): K/V rows read as 8-vectors (16 bytes
+ * of bf16/f16) straight from memory. */
+#if VEC8
+#if CLATTN_DTYPE == 0
+#define LOAD8(p, off, c) vload8((c), (p) + (off))
+#elif CLATTN_DTYPE == 2
+#define LOAD8(p, off, c) as_float8(convert_uint8(vload8((c), (p) + (off))) << 16)
+#elif CLATTN_SOFT_HALF
+#define LOAD8(p, off, c) half8_to_float8(vload8((c), (p) + (off)))
+#else
+#define LOAD8(p, off, c) vload_half8((c), (const __global half *)((p) + (off)))
+#endif
+#endif
+/* Output elements (row, dim) each work-item accumulates. */
+#define NO ((QR * D + WG - 1) / WG)
+
+/* The geometry of sequence b: its first query row q0 and count nq, its
+ * first key row k0 (contiguous) and key count nk, all clamped to the
+ * plan's maxima; inconsistent tables give an empty sequence. */
+inline void seq_geometry(const int b, __global const int *cu_q, __global const int *cu_kv,
+                         __global const int *seqlens, const int use_seqlens, const int Nq_max,
+                         const int Nk_max, const int total_q, const int total_kv, int *q0, int *nq,
+                         int *k0, int *nk) {
+#if RAGGED
+  const int a = cu_q[b], c = cu_q[b + 1];
+  const bool okq = a >= 0 && a <= c && c <= total_q && c - a <= Nq_max;
+  *q0 = okq ? a : 0;
+  *nq = okq ? c - a : 0;
+#else
+  *q0 = 0;
+  *nq = Nq_max;
+#endif
+#if PAGED
+  *k0 = 0;
+  *nk = clamp(seqlens[b], 0, Nk_max);
+#elif RAGGED
+  const int ka = cu_kv[b], kc = cu_kv[b + 1];
+  const bool okk = ka >= 0 && ka <= kc && kc <= total_kv && kc - ka <= Nk_max;
+  *k0 = okk ? ka : 0;
+  *nk = okk ? kc - ka : 0;
+#else
+  *k0 = 0;
+  *nk = use_seqlens ? clamp(seqlens[b], 0, Nk_max) : Nk_max;
+#endif
+}
+
+#define DECODE_TABLE_ARGS                                                                          \
+  __global const int *restrict cu_q, __global const int *restrict cu_kv,                           \
+      __global const int *restrict seqlens, __global const int *restrict btab,                     \
+      const int use_seqlens
+
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void
+decode_split(__global const stype *restrict q, __global const stype *restrict k,
+             __global const stype *restrict v, __global float *restrict ws_o,
+             __global float *restrict ws_lse, DECODE_TABLE_ARGS, const long qsb, const long qsh,
+             const long qss, const long qsd, const long ksb, const long ksh, const long kss,
+             const long ksd, const long vsb, const long vsh, const long vss, const long vsd,
+             const int H, const int G, const int Hk, const int Nq_max, const int Nk_max,
+             const int nrb, const int splits, const int total_q, const int total_kv, const int ps,
+             const int num_pages, const int maxp, const float qscale) {
+#if WG > 1
+  __local float lq[QR][D];
+  __local float lk[KT][D + 1];
+  __local float lv[KT][D];
+  __local float lp[QR][KT];
+  __local float lm[QR], ll[QR], la[QR];
+  __local int lok[KT];
+#endif
+
+  const int lid = get_local_id(0);
+  const int rb = get_group_id(1) / splits, sp = get_group_id(1) % splits;
+  const int b = get_group_id(2) / Hk, hk = get_group_id(2) % Hk;
+  int q0, nq, k0, nk;
+  seq_geometry(b, cu_q, cu_kv, seqlens, use_seqlens, Nq_max, Nk_max, total_q, total_kv, &q0, &nq,
+               &k0, &nk);
+  const int rows = nq * G, r0 = rb * QR;
+  /* A work-group past its sequence's rows (an empty sequence) visits no
+   * tile and writes nothing: it costs its launch only. (No early return:
+   * the barriers below stay uniform for PoCL.) */
+  const bool wg_live = r0 < rows;
+  const int off = CAUSAL == 2 ? 0 : nk - nq;
+
+  /* Keys of this split: whole tiles, the last split takes the rest. */
+  const int ntiles_all = (nk + KT - 1) / KT;
+  const int tps = (ntiles_all + splits - 1) / splits;
+  const int kb = min(sp * tps * KT, nk);
+  int ke = min(kb + tps * KT, nk);
+#if CAUSAL
+  const int ilast = (max(min(r0 + QR, rows) - 1, 0)) / G;
+  ke = clamp(ilast + off + 1, kb, ke);
+#endif
+  const int ntiles = wg_live ? (ke - kb + KT - 1) / KT : 0;
+
+#if WG == 1
+  /* CPUs: one work-item per (row block, split, b, hk), rows in private
+   * arrays; the loops over the head dim are contiguous and vectorise. */
+  /* float8 rows (the head dim padded to DV8 vectors with zeros): explicit
+   * vectors, as PoCL's compiler does not reassociate float reductions. */
+#define DV8 ((D + 7) / 8)
+  float8 qv[QR][DV8], acc[QR][DV8], krow[DV8];
+  float sc[QR][KT] __attribute__((aligned(32))), mrow[QR], lrow[QR];
+  float *kf = (float *)krow;
+  for (int c = 0; c < DV8; c++)
+    krow[c] = (float8)(0.0f);
+  for (int rr = 0; rr < QR; rr++) {
+    const int r = r0 + rr;
+    const int i = r / G, h = hk * G + r % G;
+    const long qa = (long)b * qsb + (long)(q0 + i) * qss + (long)h * qsh;
+    float *qf = (float *)qv[rr];
+    for (int c = 0; c < DV8; c++) {
+      qv[rr][c] = (float8)(0.0f);
+      acc[rr][c] = (float8)(0.0f);
+    }
+    if (r < rows)
+      for (int dd = 0; dd < D; dd++)
+        qf[dd] = LOAD(q, qa + (long)dd * qsd) * qscale;
+    mrow[rr] = CLATTN_MASKED;
+    lrow[rr] = 0.0f;
+  }
+  for (int t = 0; t < ntiles; t++) {
+    const int j0 = kb + t * KT;
+    for (int tt = 0; tt < KT; tt++) {
+      const int j = j0 + tt;
+      bool ok = j < ke;
+#if PAGED
+      const int lpg = j / ps;
+      const int pg = ok ? btab[(long)b * maxp + lpg] : 0;
+      ok = ok && pg >= 0 && pg < num_pages;
+      const long kr = (long)(ok ? pg : 0), kj = (long)(j - lpg * ps);
+#else
+      const long kr = (long)b, kj = (long)(k0 + (ok ? j : 0));
+#endif
+      const long ka = kr * ksb + kj * kss + (long)hk * ksh;
+#if VEC8
+      for (int c = 0; c < DV8; c++)
+        krow[c] = ok ? LOAD8(k, ka, c) : (float8)(0.0f);
+#else
+      if (ok)
+        for (int dd = 0; dd < D; dd++)
+          kf[dd] = LOAD(k, ka + (long)dd * ksd);
+#endif
+      for (int rr = 0; rr < QR; rr++) {
+        float8 s8 = (float8)(0.0f);
+        for (int c = 0; c < DV8; c++)
+          s8 = mad(qv[rr][c], krow[c], s8);
+        const float4 s4 = s8.lo + s8.hi;
+        const float s = (s4.x + s4.y) + (s4.z + s4.w);
+        const int i = (r0 + rr) / G;
+        const bool vis = ok && r0 + rr < rows && (!CAUSAL || j <= i + off);
+        /* visibility travels as the masked value's bits */
+        sc[rr][tt] = vis ? s : CLATTN_MASKED;
+      }
+    }
+    for (int rr = 0; rr < QR; rr++) {
+      /* 8 scores at a time: vector max, exp2 and select (KT % 8 == 0). */
+      float8 *sv = (float8 *)sc[rr];
+      float8 mx8 = (float8)(CLATTN_MASKED);
+      for (int c = 0; c < KT / 8; c++)
+        mx8 = fmax(mx8, sv[c]);
+      const float4 mx4 = fmax(mx8.lo, mx8.hi);
+      const float mx = fmax(fmax(mx4.x, mx4.y), fmax(mx4.z, mx4.w));
+      const float m_new = fmax(mrow[rr], mx);
+      const float a = CLATTN_RESCALE(mrow[rr], m_new);
+      float8 sum8 = (float8)(0.0f);
+      for (int c = 0; c < KT / 8; c++) {
+        const float8 x = sv[c];
+        const float8 p8 = select(exp2(x - m_new), (float8)(0.0f),
+                                 as_int8(x) == (int8)(as_int(CLATTN_MASKED)));
+        sv[c] = p8;
+        sum8 += p8;
+      }
+      const float4 s4 = sum8.lo + sum8.hi;
+      const float sum = (s4.x + s4.y) + (s4.z + s4.w);
+      lrow[rr] = lrow[rr] * a + sum;
+      mrow[rr] = m_new;
+      for (int c = 0; c < DV8; c++)
+        acc[rr][c] *= a;
+    }
+    for (int tt = 0; tt < KT; tt++) {
+      const int j = j0 + tt;
+      bool ok = j < ke;
+#if PAGED
+      const int lpg = j / ps;
+      const int pg = ok ? btab[(long)b * maxp + lpg] : 0;
+      ok = ok && pg >= 0 && pg < num_pages;
+      const long vr = (long)(ok ? pg : 0), vj = (long)(j - lpg * ps);
+#else
+      const long vr = (long)b, vj = (long)(k0 + (ok ? j : 0));
+#endif
+      if (!ok) continue;
+      const long va = vr * vsb + vj * vss + (long)hk * vsh;
+#if VEC8
+      for (int c = 0; c < DV8; c++)
+        krow[c] = LOAD8(v, va, c);
+#else
+      for (int dd = 0; dd < D; dd++)
+        kf[dd] = LOAD(v, va + (long)dd * vsd);
+#endif
+      for (int rr = 0; rr < QR; rr++) {
+        const float8 p8 = (float8)(sc[rr][tt]);
+        for (int c = 0; c < DV8; c++)
+          acc[rr][c] = mad(p8, krow[c], acc[rr][c]);
+      }
+    }
+  }
+  for (int rr = 0; rr < QR; rr++) {
+    const int r = r0 + rr;
+    if (r >= rows) continue;
+    const int i = r / G, h = hk * G + r % G;
+    const long slot = ((long)(b * H + h) * Nq_max + i) * splits + sp;
+    const float l = lrow[rr];
+    const bool empty = as_uint(l) == 0u;
+    const float *af = (const float *)acc[rr];
+    for (int dd = 0; dd < D; dd++)
+      ws_o[slot * D + dd] = empty ? 0.0f : af[dd] / l;
+    ws_lse[slot] = empty ? CLATTN_MASKED : mrow[rr] + log2(l);
+  }
+#else
+
+  for (int e = lid; e < QR * D; e += WG) {
+    const int rr = e / D, dd = e % D, r = r0 + rr;
+    float x = 0.0f;
+    if (r < rows) {
+      const int i = r / G, h = hk * G + r % G;
+      x = LOAD(q, (long)b * qsb + (long)(q0 + i) * qss + (long)h * qsh + (long)dd * qsd) * qscale;
+    }
+    lq[rr][dd] = x;
+  }
+  for (int rr = lid; rr < QR; rr += WG) {
+    lm[rr] = CLATTN_MASKED;
+    ll[rr] = 0.0f;
+  }
+  float acc[NO];
+  for (int o = 0; o < NO; o++)
+    acc[o] = 0.0f;
+  barrier(CLK_LOCAL_MEM_FENCE);
+
+  for (int t = 0; t < ntiles; t++) {
+    const int j0 = kb + t * KT;
+#if VEC8
+    for (int e = lid; e < KT * (D / 8); e += WG) {
+      const int tt = e / (D / 8), c = e % (D / 8), j = j0 + tt;
+      bool ok = j < ke;
+#if PAGED
+      const int lpg = j / ps;
+      const int pg = ok ? btab[(long)b * maxp + lpg] : 0;
+      ok = ok && pg >= 0 && pg < num_pages;
+      const long kr = (long)(ok ? pg : 0), kj = (long)(j - lpg * ps);
+#else
+      const long kr = (long)b, kj = (long)(k0 + (ok ? j : 0));
+#endif
+      const float8 kx = ok ? LOAD8(k, kr * ksb + kj * kss + (long)hk * ksh, c) : (float8)(0.0f);
+      const float8 vx = ok ? LOAD8(v, kr * vsb + kj * vss + (long)hk * vsh, c) : (float8)(0.0f);
+      float tk[8], tv[8];
+      vstore8(kx, 0, tk);
+      vstore8(vx, 0, tv);
+      for (int u = 0; u < 8; u++) {
+        lk[tt][c * 8 + u] = tk[u];
+        lv[tt][c * 8 + u] = tv[u];
+      }
+      if (c == 0) lok[tt] = ok;
+    }
+#else
+    for (int e = lid; e < KT * D; e += WG) {
+      const int tt = e / D, dd = e % D, j = j0 + tt;
+      bool ok = j < ke;
+#if PAGED
+      const int lpg = j / ps;
+      const int pg = ok ? btab[(long)b * maxp + lpg] : 0;
+      ok = ok && pg >= 0 && pg < num_pages;
+      const long kr = (long)(ok ? pg : 0), kj = (long)(j - lpg * ps);
+#else
+      const long kr = (long)b, kj = (long)(k0 + (ok ? j : 0));
+#endif
+      const long ka = kr * ksb + kj * kss + (long)hk * ksh + (long)dd * ksd;
+      const long va = kr * vsb + kj * vss + (long)hk * vsh + (long)dd * vsd;
+      lk[tt][dd] = ok ? LOAD(k, ka) : 0.0f;
+      lv[tt][dd] = ok ? LOAD(v, va) : 0.0f;
+      if (dd == 0) lok[tt] = ok;
+    }
+#endif
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int e = lid; e < QR * KT; e += WG) {
+      const int rr = e / KT, tt = e % KT;
+      float s = 0.0f;
+      for (int dd = 0; dd < D; dd++)
+        s = mad(lq[rr][dd], lk[tt][dd], s);
+      lp[rr][tt] = s;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int rr0 = 0; rr0 < QR; rr0 += WG) {
+      const int rr = rr0 + lid;
+      if (rr < QR) {
+        const int i = (r0 + rr) / G;
+        const bool live = r0 + rr < rows;
+        float mx = CLATTN_MASKED;
+        for (int tt = 0; tt < KT; tt++) {
+          const bool vis = live && lok[tt] && (!CAUSAL || j0 + tt <= i + off);
+          mx = vis ? fmax(mx, lp[rr][tt]) : mx;
+        }
+        const float m_old = lm[rr], m_new = fmax(m_old, mx);
+        const float a = CLATTN_RESCALE(m_old, m_new);
+        float sum = 0.0f;
+        for (int tt = 0; tt < KT; tt++) {
+          const bool vis = live && lok[tt] && (!CAUSAL || j0 + tt <= i + off);
+          const float p = vis ? exp2(lp[rr][tt] - m_new) : 0.0f;
+          lp[rr][tt] = p;
+          sum += p;
+        }
+        ll[rr] = ll[rr] * a + sum;
+        lm[rr] = m_new;
+        la[rr] = a;
+      }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int o = 0; o < NO; o++) {
+      const int e = lid + o * WG;
+      if (e < QR * D) {
+        const int rr = e / D, dd = e % D;
+        float x = acc[o] * la[rr];
+        for (int tt = 0; tt < KT; tt++)
+          x = mad(lp[rr][tt], lv[tt][dd], x);
+        acc[o] = x;
+      }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+
+  for (int o = 0; o < NO; o++) {
+    const int e = lid + o * WG;
+    if (e < QR * D) {
+      const int rr = e / D, dd = e % D, r = r0 + rr;
+      if (r < rows) {
+        const int i = r / G, h = hk * G + r % G;
+        const long slot = ((long)(b * H + h) * Nq_max + i) * splits + sp;
+        /* l is exactly 0 without a visible key, NaN when a score was NaN
+         * (tested on the bits: finite-math builds fold float compares). */
+        const float l = ll[rr];
+        const bool empty = as_uint(l) == 0u;
+        ws_o[slot * D + dd] = empty ? 0.0f : acc[o] / l;
+        if (dd == 0) ws_lse[slot] = empty ? CLATTN_MASKED : lm[rr] + log2(l);
+      }
+    }
+  }
+#endif
+}
+
+/* One work-item per output element (dd, row of [b][h][i]). */
+__kernel void decode_merge(__global const float *restrict ws_o,
+                           __global const float *restrict ws_lse, __global stype *restrict o,
+                           __global float *restrict lse, const int write_lse, DECODE_TABLE_ARGS,
+                           const long osb, const long osh, const long oss, const long osd,
+                           const int H, const int Nq_max, const int Nk_max, const int splits,
+                           const int total_q, const int total_kv) {
+  const int dd = get_global_id(0), row = get_global_id(1);
+  const int b = row / (H * Nq_max), h = (row / Nq_max) % H, i = row % Nq_max;
+  int q0, nq, k0, nk;
+  seq_geometry(b, cu_q, cu_kv, seqlens, use_seqlens, Nq_max, Nk_max, total_q, total_kv, &q0, &nq,
+               &k0, &nk);
+  if (dd >= D || i >= nq) return;
+  const long base = (long)row * splits;
+  float M = CLATTN_MASKED;
+  bool nan = false; /* a NaN score makes the row NaN, as in the flash kernels */
+  for (int s = 0; s < splits; s++) {
+    const float ls = ws_lse[base + s];
+    nan |= (as_uint(ls) & 0x7fffffffu) > 0x7f800000u;
+    M = fmax(M, ls);
+  }
+  float W = 0.0f, x = 0.0f;
+  for (int s = 0; s < splits; s++) {
+    const float ls = ws_lse[base + s];
+    const float w = ls > CLATTN_MASKED ? exp2(ls - M) : 0.0f;
+    W += w;
+    x = mad(w, ws_o[(base + s) * D + dd], x);
+  }
+  const bool any = W > 0.0f;
+  const float qnan = as_float(0x7fc00000u);
+  STORE(o, (long)b * osb + (long)(q0 + i) * oss + (long)h * osh + (long)dd * osd,
+        nan   ? qnan
+        : any ? x / W
+              : 0.0f);
+  if (write_lse && dd == 0) {
+#if RAGGED
+    const long li = (long)(q0 + i) * H + h;
+#else
+    const long li = (long)(b * H + h) * Nq_max + i;
+#endif
+    lse[li] = nan ? qnan : any ? (M + log2(W)) * CLATTN_LN2 : CLATTN_NEG_INF;
+  }
+}
+
+/* clattn_merge_states: (oa, la) ⊕ (ob, lb) → (out, lout), one work-item per
+ * row (so out may be oa: each row is read before it is written). LSE in
+ * natural log; -inf (or NaN) marks a part without keys. */
+__kernel void merge_pair(__global const stype *oa, __global const float *la,
+                         __global const stype *ob, __global const float *lb, __global stype *out,
+                         __global float *lout, const int rows, const int dim) {
+  const int r = get_global_id(0);
+  if (r >= rows) return;
+  const float a = la[r], c = lb[r];
+  const bool za = a > -FLT_MAX, zc = c > -FLT_MAX;
+  const float M = za && zc ? fmax(a, c) : za ? a : c;
+  const float wa = za ? exp(a - M) : 0.0f, wc = zc ? exp(c - M) : 0.0f;
+  const float W = wa + wc;
+  const long base = (long)r * dim;
+  for (int dd = 0; dd < dim; dd++) {
+    const float x = (za ? wa * LOAD(oa, base + dd) : 0.0f) + (zc ? wc * LOAD(ob, base + dd) : 0.0f);
+    STORE(out, base + dd, W > 0.0f ? x / W : 0.0f);
+  }
+  lout[r] = W > 0.0f ? M + log(W) : CLATTN_NEG_INF;
+}
+
+/* clattn_kv_append: row t of k_new / v_new ([ntok][Hk][dim]) into slot
+ * slots[t] of the pools; out-of-range slots are skipped. */
+__kernel void kv_append(__global const stype *kn, __global const stype *vn,
+                        __global const int *slots, __global stype *kp, __global stype *vp,
+                        const int Hk, const int dim, const int ps, const int num_pages,
+                        const long ksb, const long ksh, const long kss, const long ksd,
+                        const long vsb, const long vsh, const long vss, const long vsd) {
+  const int dd = get_global_id(0), th = get_global_id(1);
+  if (dd >= dim) return;
+  const int t = th / Hk, hk = th % Hk;
+  const int slot = slots[t];
+  if (slot < 0 || (long)slot >= (long)num_pages * ps) return;
+  const long pg = slot / ps, row = slot % ps;
+  const long src = ((long)t * Hk + hk) * dim + dd;
+  kp[pg * ksb + row * kss + hk * ksh + dd * ksd] = kn[src];
+  vp[pg * vsb + row * vss + hk * vsh + dd * vsd] = vn[src];
+}

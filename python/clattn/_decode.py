@@ -1,0 +1,118 @@
+"""Inference entry points of the binding: paged / ragged decode attention and merge_states on numpy arrays."""
+import ctypes
+
+from . import _lowlevel as ll
+from ._api import default_context
+
+_NP_DTYPES = {"float32": 0, "float16": 1}
+
+
+def _np():
+    import numpy as np
+    return np
+
+
+def _dtype_code(a):
+    name = str(a.dtype)
+    if name not in _NP_DTYPES:
+        raise ll.ClattnError(f"dtype {name}: float32 or float16 arrays")
+    return _NP_DTYPES[name]
+
+
+def paged_attention(q, k_pages, v_pages, block_table, seqlens_kv, *, causal=False, scale=None,
+                    head_major=False, cu_seqlens_q=None, max_seq_q=None, return_lse=False,
+                    config=None, check_tables=False, context=None):
+    """Attention of q against a paged KV cache (clattn's decode kernel).
+
+    q: [B, Hq, Nq, d] (or, with cu_seqlens_q, packed [total_q, Hq, d]); k_pages, v_pages:
+    [num_pages, page_size, Hk, d] ([num_pages, Hk, page_size, d] with head_major); block_table:
+    int32 [B, max_pages_per_seq]; seqlens_kv: int32 [B]. causal: bottom-right ("causal") or
+    "top_left". Returns o shaped like q (and the LSE: [B, Hq, Nq], ragged [total_q, Hq])."""
+    np = _np()
+    ctx = context or default_context()
+    q = np.ascontiguousarray(q)
+    kp, vp = np.ascontiguousarray(k_pages, dtype=q.dtype), np.ascontiguousarray(v_pages, dtype=q.dtype)
+    bt = np.ascontiguousarray(block_table, dtype=np.int32)
+    sl = np.ascontiguousarray(seqlens_kv, dtype=np.int32)
+    B, maxp = bt.shape
+    P = kp.shape[0]
+    ps, Hk = (kp.shape[2], kp.shape[1]) if head_major else (kp.shape[1], kp.shape[2])
+    d = ll.Desc()
+    ctx.L.lib.clattn_attention_desc_init(ctypes.byref(d))
+    d.batch, d.kv_heads, d.head_dim, d.dtype = B, Hk, q.shape[-1], _dtype_code(q)
+    d.kv_layout = 2 if head_major else 1
+    d.page_size, d.num_pages, d.max_pages_per_seq = ps, P, maxp
+    d.seq_kv = max(1, min(int(sl.max()) if sl.size else 1, maxp * ps))
+    cq = None
+    if cu_seqlens_q is not None:
+        cq = np.ascontiguousarray(cu_seqlens_q, dtype=np.int32)
+        d.ragged, d.total_q, d.heads = 1, q.shape[0], q.shape[1]
+        d.seq_q = int(max_seq_q or max(1, int(np.diff(cq).max())))
+        d.layout = 1  # packed rows
+        nlse = q.shape[0] * q.shape[1]
+    else:
+        d.heads, d.seq_q = q.shape[1], q.shape[2]
+        nlse = q.shape[0] * q.shape[1] * q.shape[2]
+    d.mask = 0 if not causal else ll.MASKS["causal"] if causal is True else ll.MASKS[causal]
+    if scale:
+        d.scale = scale
+    plan = ll.Plan(ctx, d, 8 if check_tables else 0, config)
+    o = np.empty_like(q)
+    lse = np.empty(nlse, dtype=np.float32)
+    made = []
+    try:
+        def buf(a):
+            made.append(ctx.buffer(max(a.nbytes, 1), host=a if a.nbytes else None))
+            return made[-1]
+        args = dict(q=buf(q), k=buf(kp), v=buf(vp), seqlens_kv=buf(sl), block_table=buf(bt))
+        if cq is not None:
+            args["cu_seqlens_q"] = buf(cq)
+        ob = ctx.buffer(o.nbytes)
+        lb = ctx.buffer(lse.nbytes)
+        made += [ob, lb]
+        plan.execute_ex(o=ob, lse=lb, **args)
+        ctx.read(ob, o)
+        ctx.read(lb, lse)
+    finally:
+        ctx.finish()
+        for m in made:
+            ctx.release_buffer(m)
+        plan.close()
+    if cq is not None:
+        lse = lse.reshape(q.shape[0], q.shape[1])
+    else:
+        lse = lse.reshape(q.shape[0], q.shape[1], q.shape[2])
+    return (o, lse) if return_lse else o
+
+
+def merge_states(outs, lses, *, context=None):
+    """clattn_merge_states on host arrays: outs [S] of [..., d] (float32/float16), lses [S] of [...]
+    float32 natural-log LSE. Returns (o, lse)."""
+    np = _np()
+    ctx = context or default_context()
+    outs = [np.ascontiguousarray(o) for o in outs]
+    lses = [np.ascontiguousarray(l, dtype=np.float32) for l in lses]
+    dim = outs[0].shape[-1]
+    rows = outs[0].size // dim
+    made = []
+    try:
+        ob = [ctx.buffer(o.nbytes, host=o) for o in outs]
+        lb = [ctx.buffer(l.nbytes, host=l) for l in lses]
+        made = ob + lb
+        out = np.empty_like(outs[0])
+        lout = np.empty_like(lses[0])
+        mo, ml = ctx.buffer(out.nbytes), ctx.buffer(lout.nbytes)
+        made += [mo, ml]
+        arr_o = (ctypes.c_void_p * len(ob))(*ob)
+        arr_l = (ctypes.c_void_p * len(lb))(*lb)
+        st = ctx.L.lib.clattn_merge_states(ctx._handle(), _dtype_code(outs[0]), rows, dim, len(ob),
+                                           arr_o, arr_l, mo, ml, 0, None, None)
+        if st != 0:
+            raise ctx.fail(st)
+        ctx.read(mo, out)
+        ctx.read(ml, lout)
+    finally:
+        ctx.finish()
+        for m in made:
+            ctx.release_buffer(m)
+    return out, lout

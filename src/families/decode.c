@@ -1,0 +1,446 @@
+/* decode.c — the flash family's decode variant (split-KV over contiguous, ragged or paged KV),
+ * clattn_merge_states and clattn_kv_append. */
+#include "families.h"
+#include "checked.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct decode_state {
+  cl_kernel split, merge;
+  int splits, kt, wg, qr, nrb;
+  cl_mem ws, wl; /* [rows][splits][D] partial outputs, [rows][splits] log2-sum-exps */
+  size_t ws_o_bytes, ws_bytes;
+} decode_state;
+
+static const int dec_splits[] = {0, 1, 2, 4, 8, 16, 32, 64};
+static const int dec_kt[] = {16, 32, 64};
+static const int dec_wg[] = {1, 32, 64, 128, 256};
+static const int dec_qr[] = {1, 2, 4, 8, 16, 32};
+#define VALS(a) a, (int)(sizeof(a) / sizeof(a)[0])
+
+/* splits (0: the heuristic over the device's compute units), kt keys per
+ * tile, wg work-items, qr packed query rows (query × head of a KV-head
+ * group) per work-group. */
+const clattn__param clattn__decode_params[4] = {{"splits", 0, 1024, VALS(dec_splits)},
+                                                {"kt", 1, 256, VALS(dec_kt)},
+                                                {"wg", 1, 1024, VALS(dec_wg)},
+                                                {"qr", 1, 256, VALS(dec_qr)}};
+const char *const clattn__decode_sources[] = {"decode.cl", NULL};
+
+/* Query rows of one (sequence, KV head): the query heads of the group times
+ * the query positions. */
+static int kv_heads_of(const clattn_attention_desc *d) {
+  return d->kv_heads > 0 ? d->kv_heads : d->heads > 0 ? d->heads : 1;
+}
+
+static int group_rows(const clattn_attention_desc *d) {
+  const int64_t r = (int64_t)(d->heads / kv_heads_of(d)) * d->seq_q;
+  return r > (1 << 30) ? (1 << 30) : (int)r;
+}
+
+/* Rows per work-group the kernel is built for: qr, but no more than the
+ * group has (rounded up to a power of two). */
+static int eff_qr(int qr, const clattn_attention_desc *d) {
+  int r = 1;
+  while (r < qr && r < group_rows(d))
+    r *= 2;
+  return r < qr ? r : qr;
+}
+
+int clattn__decode_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
+                              const char **why) {
+  (void)info;
+  if (d->kv_layout != CLATTN_KV_CONTIGUOUS) return 40; /* paged: the decode kernel alone */
+  if (d->ragged) /* ragged prefill: the flash kernels, which tile the queries */
+    return d->seq_q <= 16 ? 40 : 5;
+  if (d->mask != CLATTN_MASK_NONE && !clattn__mask_is_causal(d->mask)) {
+    *why = "dense masks only (the flash kernels walk the sparse masks)";
+    return 0;
+  }
+  if (d->seq_q > 16) {
+    *why = "decode shapes only (seq_q <= 16, or paged / ragged KV)";
+    return 0;
+  }
+  return 40;
+}
+
+size_t clattn__decode_local(const int *p, const clattn_attention_desc *d) {
+  if (p[2] == 1) return 0; /* the CPU form: private memory only */
+  const size_t qr = (size_t)eff_qr(p[3], d), kt = (size_t)p[1], dd = (size_t)d->head_dim;
+  return (qr * dd + kt * (dd + 1) + kt * dd + qr * kt + 3 * qr) * sizeof(float) + kt * sizeof(int);
+}
+
+const char *clattn__decode_check(const int *p, const clattn_attention_desc *d,
+                                 const clattn__device_info *info) {
+  const int splits = p[0], kt = p[1], wg = p[2], qr = eff_qr(p[3], d);
+  if (splits < 0 || splits > 1024) return "splits must lie in 0..1024 (0: automatic)";
+  if (kt < 1 || kt > 256 || wg < 1 || wg > 1024 || qr < 1 || qr > 256)
+    return "kt in 1..256, wg in 1..1024, qr in 1..256";
+  if ((size_t)wg > info->max_wg) return "wg exceeds the device's work-group size";
+  if (clattn__decode_local(p, d) > info->local_mem)
+    return "local memory exceeds the device's limit";
+  if (wg == 1) { /* the CPU form: rows in private memory */
+    if (kt % 8) return "wg=1: kt must be a multiple of 8";
+    const size_t dv = ((size_t)d->head_dim + 7) / 8 * 8;
+    const size_t priv = ((size_t)2 * qr * dv + (size_t)qr * kt + dv) * 4;
+    if (priv > 98304) return "wg=1: private memory per work-item exceeds 96 KiB";
+    return NULL;
+  }
+  if ((qr * d->head_dim + wg - 1) / wg > 64)
+    return "qr*head_dim/wg > 64 accumulators per work-item (register budget)";
+  return NULL;
+}
+
+bool clattn__decode_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
+                             int *out) {
+  static const int gpu[][4] = {{0, 32, 128, 16}, {0, 32, 128, 8}, {0, 16, 128, 8},
+                               {0, 16, 64, 4},   {0, 16, 64, 2},  {0, 8, 32, 1}};
+  static const int cpu[][4] = {{0, 64, 1, 16}, {0, 32, 1, 8},  {0, 16, 1, 4},
+                               {0, 16, 1, 1},  {0, 32, 64, 8}, {0, 8, 32, 1}};
+  const int(*prefs)[4] = info->is_cpu ? cpu : gpu;
+  const size_t n = info->is_cpu ? sizeof cpu / sizeof cpu[0] : sizeof gpu / sizeof gpu[0];
+  for (size_t i = 0; i < n; i++)
+    if (!clattn__decode_check(prefs[i], d, info)) {
+      memcpy(out, prefs[i], sizeof prefs[i]);
+      return true;
+    }
+  return false;
+}
+
+/* The number of KV splits: enough work-groups (splits × batch × kv_heads ×
+ * row blocks) to give every compute unit several, but at least two tiles of
+ * keys per split. */
+static int auto_splits(const clattn__device_info *info, const clattn_attention_desc *d, int kt,
+                       int nrb) {
+  const int64_t base = (int64_t)d->batch * kv_heads_of(d) * nrb;
+  const int64_t target =
+      (int64_t)(info->compute_units ? info->compute_units : 1) * (info->is_cpu ? 2 : 4);
+  int64_t s = (target + base - 1) / base;
+  const int64_t most = ((int64_t)d->seq_kv + 2 * kt - 1) / (2 * kt);
+  if (s > most) s = most;
+  if (s > 128) s = 128;
+  return s < 1 ? 1 : (int)s;
+}
+
+static clattn_status alloc_ws(clattn_plan p, decode_state *s) {
+  cl_int err;
+  s->ws = clCreateBuffer(p->ctx->context, CL_MEM_READ_WRITE, s->ws_o_bytes, NULL, &err);
+  if (err == CL_SUCCESS)
+    s->wl =
+        clCreateBuffer(p->ctx->context, CL_MEM_READ_WRITE, s->ws_bytes - s->ws_o_bytes, NULL, &err);
+  if (err != CL_SUCCESS) return clattn__cl_fail(p->ctx, "clCreateBuffer", err, "decode workspace");
+  return CLATTN_SUCCESS;
+}
+
+clattn_status clattn__decode_create(clattn_plan p, const int *params, const char *origin) {
+  clattn_context ctx = p->ctx;
+  const clattn_attention_desc *d = &p->desc;
+  decode_state *s = calloc(1, sizeof *s);
+  if (!s) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate decode state");
+  p->state = s;
+  s->kt = params[1];
+  s->wg = params[2];
+  s->qr = eff_qr(params[3], d);
+  s->nrb = (group_rows(d) + s->qr - 1) / s->qr;
+  s->splits = params[0] ? params[0] : auto_splits(&ctx->info, d, s->kt, s->nrb);
+  /* Workspace: (D + 1) floats per (row, split). */
+  const size_t rows = (size_t)d->batch * (size_t)d->heads * (size_t)d->seq_q;
+  size_t parts, o_elems;
+  if (!clattn__mul_size(rows, (size_t)s->splits, &parts) ||
+      !clattn__mul_size(parts, (size_t)d->head_dim, &o_elems) ||
+      !clattn__mul_size(o_elems, sizeof(float), &s->ws_o_bytes) ||
+      !clattn__add_size(s->ws_o_bytes, parts * sizeof(float), &s->ws_bytes) ||
+      (uint64_t)d->batch * (uint64_t)d->heads * (uint64_t)d->seq_q > (uint64_t)INT32_MAX ||
+      (uint64_t)s->nrb * (uint64_t)s->splits > (uint64_t)INT32_MAX)
+    return clattn__fail_needed(ctx, UINT64_MAX, "decode workspace size overflows");
+  p->workspace_bytes = s->ws_bytes;
+  if (p->estimate) return CLATTN_SUCCESS;
+  if (s->ws_bytes > ctx->info.max_alloc || s->ws_bytes > ctx->info.global_mem)
+    return clattn__fail_needed(ctx, s->ws_bytes,
+                               "the decode workspace needs %zu bytes (%d splits), more than the "
+                               "device allows in one buffer",
+                               s->ws_bytes, s->splits);
+
+  char opts[512];
+  snprintf(opts, sizeof opts,
+           "-cl-std=CL1.2 -cl-mad-enable -DCLATTN_DTYPE=%d -DD=%d -DKT=%d -DWG=%d -DQR=%d "
+           "-DCAUSAL=%d -DPAGED=%d -DRAGGED=%d",
+           (int)d->dtype, d->head_dim, s->kt, s->wg, s->qr, clattn__causal_define(d->mask),
+           d->kv_layout != CLATTN_KV_CONTIGUOUS, d->ragged ? 1 : 0);
+  /* K/V rows are read as 8-vectors when their elements are contiguous
+   * (vload8 needs no alignment beyond the element's). */
+  if (d->head_dim % 8 == 0 && p->ks.dim == 1 && p->vs.dim == 1)
+    clattn__append(opts, sizeof opts, " -DVEC8=1");
+  if (ctx->info.is_cpu)
+    clattn__append(opts, sizeof opts, " -cl-fast-relaxed-math -DCLATTN_SOFT_HALF=1");
+  cl_program prog = NULL;
+  clattn_status st = clattn__get_program(ctx, "decode.cl", opts, &prog);
+  if (st != CLATTN_SUCCESS) return st;
+  if ((st = clattn__create_kernel_sized(ctx, prog, "decode_split", clattn__decode_local(params, d),
+                                        &s->split)) != CLATTN_SUCCESS)
+    return st;
+  if ((st = clattn__create_kernel(ctx, prog, "decode_merge", &s->merge)) != CLATTN_SUCCESS)
+    return st;
+  if (!(p->flags & CLATTN_PLAN_LAZY_WORKSPACE) && (st = alloc_ws(p, s)) != CLATTN_SUCCESS)
+    return st;
+  static const char *kvname[] = {"contiguous", "paged", "paged head-major"};
+  snprintf(p->describe, sizeof p->describe,
+           "decode %s d=%d: flash-decoding split-KV, %d splits%s, kt=%d wg=%d qr=%d (%d query rows "
+           "per KV "
+           "head), %s KV%s%s [%s]",
+           clattn_dtype_name(d->dtype), d->head_dim, s->splits, params[0] ? "" : " (auto)", s->kt,
+           s->wg, s->qr, group_rows(d), kvname[d->kv_layout],
+           d->kv_layout != CLATTN_KV_CONTIGUOUS ? "" : "", d->ragged ? ", ragged" : "", origin);
+  if (d->kv_layout != CLATTN_KV_CONTIGUOUS)
+    clattn__append(p->describe, sizeof p->describe, " page_size=%d", d->page_size);
+  return CLATTN_SUCCESS;
+}
+
+clattn_status clattn__decode_execute(clattn_plan p, const clattn__buffers *b, cl_uint num_wait,
+                                     const cl_event *wait, cl_event *event) {
+  clattn_context ctx = p->ctx;
+  decode_state *s = p->state;
+  const clattn_attention_desc *d = &p->desc;
+  cl_int err = CL_SUCCESS;
+  if (!s->wl) {
+    const clattn_status ast = alloc_ws(p, s);
+    if (ast != CLATTN_SUCCESS) return ast;
+  }
+  const cl_mem ws_lse = s->wl;
+  /* Unused tables point at the workspace: never dereferenced then. */
+  const cl_mem cuq = b->cu_seqlens_q ? b->cu_seqlens_q : ws_lse;
+  const cl_mem cukv = b->cu_seqlens_kv ? b->cu_seqlens_kv : ws_lse;
+  const cl_mem sl = b->seqlens_kv ? b->seqlens_kv : ws_lse;
+  const cl_mem bt = b->block_table ? b->block_table : ws_lse;
+  const int use_sl = b->seqlens_kv != NULL;
+  const int G = d->heads / d->kv_heads;
+  const float qscale = (float)(d->scale * 1.4426950408889634);
+  const int tq = d->ragged ? d->total_q : 0, tkv = d->ragged ? d->total_kv : 0;
+
+  cl_kernel k = s->split;
+  cl_uint a = 0;
+  const cl_mem m1[5] = {b->q, b->k, b->v, s->ws, ws_lse};
+  for (int i = 0; i < 5; i++)
+    err |= clSetKernelArg(k, a++, sizeof(cl_mem), &m1[i]);
+  const cl_mem tabs[4] = {cuq, cukv, sl, bt};
+  for (int i = 0; i < 4; i++)
+    err |= clSetKernelArg(k, a++, sizeof(cl_mem), &tabs[i]);
+  err |= clSetKernelArg(k, a++, sizeof(int), &use_sl);
+  const clattn_strides *st3[3] = {&p->qs, &p->ks, &p->vs};
+  for (int t = 0; t < 3; t++) {
+    const cl_long v4[4] = {st3[t]->batch, st3[t]->head, st3[t]->seq, st3[t]->dim};
+    for (int i = 0; i < 4; i++)
+      err |= clSetKernelArg(k, a++, sizeof(cl_long), &v4[i]);
+  }
+  const int ints[12] = {
+      d->heads,  G,  d->kv_heads, d->seq_q,     d->seq_kv,    s->nrb,
+      s->splits, tq, tkv,         d->page_size, d->num_pages, d->max_pages_per_seq};
+  for (int i = 0; i < 12; i++)
+    err |= clSetKernelArg(k, a++, sizeof(int), &ints[i]);
+  err |= clSetKernelArg(k, a++, sizeof(float), &qscale);
+
+  cl_kernel m = s->merge;
+  cl_uint c = 0;
+  const int write_lse = b->lse != NULL;
+  const cl_mem lse_arg = b->lse ? b->lse : ws_lse;
+  const cl_mem m2[4] = {s->ws, ws_lse, b->o, lse_arg};
+  for (int i = 0; i < 4; i++)
+    err |= clSetKernelArg(m, c++, sizeof(cl_mem), &m2[i]);
+  err |= clSetKernelArg(m, c++, sizeof(int), &write_lse);
+  for (int i = 0; i < 4; i++)
+    err |= clSetKernelArg(m, c++, sizeof(cl_mem), &tabs[i]);
+  err |= clSetKernelArg(m, c++, sizeof(int), &use_sl);
+  const cl_long o4[4] = {p->os.batch, p->os.head, p->os.seq, p->os.dim};
+  for (int i = 0; i < 4; i++)
+    err |= clSetKernelArg(m, c++, sizeof(cl_long), &o4[i]);
+  const int mints[6] = {d->heads, d->seq_q, d->seq_kv, s->splits, tq, tkv};
+  for (int i = 0; i < 6; i++)
+    err |= clSetKernelArg(m, c++, sizeof(int), &mints[i]);
+  if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clSetKernelArg", err, "decode");
+  const size_t gws[3] = {(size_t)s->wg, (size_t)s->nrb * (size_t)s->splits,
+                         (size_t)d->batch * (size_t)d->kv_heads};
+  const size_t lws[3] = {(size_t)s->wg, 1, 1};
+  err = clEnqueueNDRangeKernel(ctx->queue, k, 3, NULL, gws, lws, num_wait, wait, NULL);
+  if (err == CL_SUCCESS) {
+    const size_t g2[2] = {((size_t)d->head_dim + 15) / 16 * 16,
+                          (size_t)d->batch * (size_t)d->heads * (size_t)d->seq_q};
+    const size_t l2[2] = {16, 1};
+    err = clEnqueueNDRangeKernel(ctx->queue, m, 2, NULL, g2, l2, 0, NULL, event);
+    if (err != CL_SUCCESS)
+      return clattn__cl_fail(ctx, "clEnqueueNDRangeKernel", err, "decode_merge");
+  }
+  if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clEnqueueNDRangeKernel", err, "decode_split");
+  return CLATTN_SUCCESS;
+}
+
+void clattn__decode_release(clattn_plan p) {
+  decode_state *s = p->state;
+  if (!s) return;
+  if (s->split) clReleaseKernel(s->split);
+  if (s->merge) clReleaseKernel(s->merge);
+  if (s->ws) clReleaseMemObject(s->ws);
+  if (s->wl) clReleaseMemObject(s->wl);
+  free(s);
+  p->state = NULL;
+}
+
+/* ---- clattn_merge_states, clattn_kv_append ---------------------------------- */
+
+/* The program of the helper kernels for a dtype (no fast math: the public
+ * LSE holds infinities). */
+static clattn_status helper_kernel(clattn_context ctx, clattn_dtype dt, const char *name,
+                                   cl_kernel *out) {
+  char opts[128];
+  snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DCLATTN_DTYPE=%d", (int)dt);
+  cl_program prog = NULL;
+  clattn_status st = clattn__get_program(ctx, "decode.cl", opts, &prog);
+  if (st != CLATTN_SUCCESS) return st;
+  return clattn__create_kernel(ctx, prog, name, out);
+}
+
+clattn_status clattn_merge_states(clattn_context ctx, clattn_dtype dtype, int rows, int head_dim,
+                                  int num_states, const cl_mem *o_parts, const cl_mem *lse_parts,
+                                  cl_mem o, cl_mem lse, cl_uint num_wait, const cl_event *wait,
+                                  cl_event *event) {
+  if (!ctx) return CLATTN_ERROR_INVALID_ARGUMENT;
+  ctx->msg[0] = 0;
+#define BAD(...) clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
+  if ((unsigned)dtype > CLATTN_DTYPE_BF16) return BAD("dtype: unknown value %d", (int)dtype);
+  if (rows < 1) return BAD("rows must be >= 1 (got %d)", rows);
+  if (head_dim < 1) return BAD("head_dim must be >= 1 (got %d)", head_dim);
+  if (num_states < 1) return BAD("num_states must be >= 1 (got %d)", num_states);
+  if (!o_parts || !lse_parts) return BAD("o_parts and lse_parts must not be NULL");
+  if ((num_wait > 0) != (wait != NULL))
+    return BAD("wait_list must be NULL exactly when num_wait is 0");
+  size_t obytes, lbytes;
+  if (!clattn__mul3_size((size_t)rows, (size_t)head_dim, clattn__dtype_size(dtype), &obytes) ||
+      !clattn__mul_size((size_t)rows, sizeof(float), &lbytes))
+    return BAD("rows * head_dim overflows");
+#undef BAD
+  clattn_status st;
+  char name[32];
+  for (int i = 0; i < num_states; i++) {
+    snprintf(name, sizeof name, "o_parts[%d]", i);
+    if ((st = clattn__check_buffer(ctx, o_parts[i], obytes, name)) != CLATTN_SUCCESS) return st;
+    snprintf(name, sizeof name, "lse_parts[%d]", i);
+    if ((st = clattn__check_buffer(ctx, lse_parts[i], lbytes, name)) != CLATTN_SUCCESS) return st;
+  }
+  if ((st = clattn__check_buffer(ctx, o, obytes, "o")) != CLATTN_SUCCESS) return st;
+  if (lse && (st = clattn__check_buffer(ctx, lse, lbytes, "lse")) != CLATTN_SUCCESS) return st;
+  cl_kernel k = NULL;
+  if ((st = helper_kernel(ctx, dtype, "merge_pair", &k)) != CLATTN_SUCCESS) return st;
+  cl_int err = CL_SUCCESS;
+  /* The running LSE: lse, or a scratch buffer when the caller wants none. */
+  cl_mem run = lse;
+  if (!run) {
+    run = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, lbytes, NULL, &err);
+    if (err != CL_SUCCESS) {
+      clReleaseKernel(k);
+      return clattn__cl_fail(ctx, "clCreateBuffer", err, "merge_states scratch");
+    }
+  }
+  /* Step 1 merges parts 0 and 1 (or part 0 with itself weighted by a -inf
+   * LSE: a copy) into (o, run); step s merges (o, run) with part s. */
+  const size_t gws = ((size_t)rows + 63) / 64 * 64;
+  for (int s = 1; s < (num_states > 1 ? num_states : 2) && err == CL_SUCCESS; s++) {
+    const bool first = s == 1;
+    const cl_mem oa = first ? o_parts[0] : o, la = first ? lse_parts[0] : run;
+    const cl_mem ob = num_states > 1 ? o_parts[s] : o_parts[0];
+    const cl_mem lb = num_states > 1 ? lse_parts[s] : NULL;
+    cl_mem ninf = NULL;
+    cl_mem lbb = lb;
+    if (!lbb) { /* one state: merge it with an empty one */
+      float *h = malloc(lbytes);
+      if (!h) {
+        err = CL_OUT_OF_HOST_MEMORY;
+        break;
+      }
+      for (int r = 0; r < rows; r++)
+        h[r] = -INFINITY;
+      ninf = clCreateBuffer(ctx->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, lbytes, h, &err);
+      free(h);
+      if (err != CL_SUCCESS) break;
+      lbb = ninf;
+    }
+    cl_uint a = 0;
+    const cl_mem args[6] = {oa, la, ob, lbb, o, run};
+    for (int i = 0; i < 6; i++)
+      err |= clSetKernelArg(k, a++, sizeof(cl_mem), &args[i]);
+    err |= clSetKernelArg(k, a++, sizeof(int), &rows);
+    err |= clSetKernelArg(k, a++, sizeof(int), &head_dim);
+    const bool last = s + 1 >= (num_states > 1 ? num_states : 2);
+    if (err == CL_SUCCESS)
+      err = clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &gws, NULL, first ? num_wait : 0,
+                                   first ? wait : NULL, last ? event : NULL);
+    if (ninf) clReleaseMemObject(ninf);
+  }
+  clReleaseKernel(k);
+  if (run != lse) clReleaseMemObject(run);
+  if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clEnqueueNDRangeKernel", err, "merge_pair");
+  return CLATTN_SUCCESS;
+}
+
+clattn_status clattn_kv_append(clattn_context ctx, const clattn_attention_desc *desc, cl_mem k_new,
+                               cl_mem v_new, cl_mem slot_mapping, int num_tokens, cl_mem k_pool,
+                               cl_mem v_pool, cl_uint num_wait, const cl_event *wait,
+                               cl_event *event) {
+  if (!ctx) return CLATTN_ERROR_INVALID_ARGUMENT;
+  ctx->msg[0] = 0;
+  clattn_attention_desc d;
+  clattn_strides qs, ks, vs, os;
+  size_t elems[4];
+  clattn_status st = clattn__desc_resolve(ctx, desc, &d, &qs, &ks, &vs, &os, elems);
+  if (st != CLATTN_SUCCESS) return st;
+  if (d.kv_layout == CLATTN_KV_CONTIGUOUS)
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                        "desc.kv_layout must be PAGED or PAGED_HEAD_MAJOR for clattn_kv_append");
+  if (num_tokens < 0)
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "num_tokens must be >= 0 (got %d)",
+                        num_tokens);
+  if ((num_wait > 0) != (wait != NULL))
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                        "wait_list must be NULL exactly when num_wait is 0");
+  const size_t es = clattn__dtype_size(d.dtype);
+  size_t nb, sb, kb, vb;
+  if (!clattn__mul3_size((size_t)num_tokens * (size_t)d.kv_heads, (size_t)d.head_dim, es, &nb) ||
+      !clattn__mul_size((size_t)num_tokens, 4, &sb) || !clattn__mul_size(elems[1], es, &kb) ||
+      !clattn__mul_size(elems[2], es, &vb))
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "sizes overflow");
+  if (num_tokens == 0) { /* nothing to copy; still signal the event */
+    if (!event) return CLATTN_SUCCESS;
+    cl_int err = clEnqueueMarkerWithWaitList(ctx->queue, num_wait, wait, event);
+    return err == CL_SUCCESS
+               ? CLATTN_SUCCESS
+               : clattn__cl_fail(ctx, "clEnqueueMarkerWithWaitList", err, "kv_append");
+  }
+  if ((st = clattn__check_buffer(ctx, k_new, nb, "k_new")) != CLATTN_SUCCESS ||
+      (st = clattn__check_buffer(ctx, v_new, nb, "v_new")) != CLATTN_SUCCESS ||
+      (st = clattn__check_buffer(ctx, slot_mapping, sb, "slot_mapping")) != CLATTN_SUCCESS ||
+      (st = clattn__check_buffer(ctx, k_pool, kb, "k_pool")) != CLATTN_SUCCESS ||
+      (st = clattn__check_buffer(ctx, v_pool, vb, "v_pool")) != CLATTN_SUCCESS)
+    return st;
+  cl_kernel k = NULL;
+  if ((st = helper_kernel(ctx, d.dtype, "kv_append", &k)) != CLATTN_SUCCESS) return st;
+  cl_int err = CL_SUCCESS;
+  cl_uint a = 0;
+  const cl_mem mems[5] = {k_new, v_new, slot_mapping, k_pool, v_pool};
+  for (int i = 0; i < 5; i++)
+    err |= clSetKernelArg(k, a++, sizeof(cl_mem), &mems[i]);
+  const int ints[4] = {d.kv_heads, d.head_dim, d.page_size, d.num_pages};
+  for (int i = 0; i < 4; i++)
+    err |= clSetKernelArg(k, a++, sizeof(int), &ints[i]);
+  const cl_long st8[8] = {ks.batch, ks.head, ks.seq, ks.dim, vs.batch, vs.head, vs.seq, vs.dim};
+  for (int i = 0; i < 8; i++)
+    err |= clSetKernelArg(k, a++, sizeof(cl_long), &st8[i]);
+  const size_t gws[2] = {((size_t)d.head_dim + 15) / 16 * 16,
+                         (size_t)num_tokens * (size_t)d.kv_heads};
+  const size_t lws[2] = {16, 1};
+  if (err == CL_SUCCESS)
+    err = clEnqueueNDRangeKernel(ctx->queue, k, 2, NULL, gws, lws, num_wait, wait, event);
+  clReleaseKernel(k);
+  if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clEnqueueNDRangeKernel", err, "kv_append");
+  return CLATTN_SUCCESS;
+}
