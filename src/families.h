@@ -32,7 +32,9 @@ void clattn__flash_release(clattn_plan p);
 /* flash_bwd.c: the portable deterministic backward kernels (cl/flash_bwd.cl);
  * create / execute / release work on the plan's backward state. */
 CLATTN__VARIANT_DECL(flash_bwd)
+CLATTN__VARIANT_DECL(flash_bwd_rows)
 extern const clattn__param clattn__flash_bwd_params[2];
+extern const clattn__param clattn__flash_bwd_rows_params[1];
 clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const char *origin);
 clattn_status clattn__flash_bwd_execute(clattn_plan p, const clattn__buffers *b, cl_uint num_wait,
                                         const cl_event *wait, cl_event *event);

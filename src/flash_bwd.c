@@ -15,6 +15,7 @@ typedef struct bwd_state {
   cl_mem tbits; /* sparse masks: (query tile, key tile) pairs with a visible pair */
   int tb_words; /* words per query tile in tbits */
   int bm, bn;
+  bool rows; /* the CPU kernels: one work-item per work-group, W = bm = bn lanes */
 } bwd_state;
 
 static const int bwd_tiles[] = {4, 8, 16, 32, 64};
@@ -25,6 +26,51 @@ static const int bwd_tiles[] = {4, 8, 16, 32, 64};
 const clattn__param clattn__flash_bwd_params[2] = {{"bm", 1, 256, VALS(bwd_tiles)},
                                                    {"bn", 1, 256, VALS(bwd_tiles)}};
 const char *const clattn__flash_bwd_sources[] = {"flash_bwd.cl", NULL};
+static const int rows_w[] = {8, 16};
+/* w: keys (dK/dV) or query rows (dQ) per work-item, the vector width. */
+const clattn__param clattn__flash_bwd_rows_params[1] = {{"w", 8, 16, VALS(rows_w)}};
+const char *const clattn__flash_bwd_rows_sources[] = {"flash_bwd.cl", NULL};
+
+/* ---- the CPU kernels (flash_bwd.cl with -DROWS=1) ---- */
+
+int clattn__flash_bwd_rows_applicable(const clattn__device_info *info,
+                                      const clattn_attention_desc *d, const char **why) {
+  (void)d;
+  if (!info->is_cpu) {
+    *why = "written for CPU devices";
+    return 0;
+  }
+  return 20;
+}
+
+size_t clattn__flash_bwd_rows_local(const int *p, const clattn_attention_desc *d) {
+  (void)p;
+  (void)d;
+  return 0; /* private memory only */
+}
+
+const char *clattn__flash_bwd_rows_check(const int *p, const clattn_attention_desc *d,
+                                         const clattn__device_info *info) {
+  (void)info;
+  if (p[0] != 8 && p[0] != 16) return "w (the vector width) must be 8 or 16";
+  /* kT, vT, dkT, dvT: 4·D vectors of w floats. */
+  if (4 * (size_t)d->head_dim * (size_t)p[0] * sizeof(float) > 131072)
+    return "private memory per work-item exceeds 128 KiB";
+  return NULL;
+}
+
+bool clattn__flash_bwd_rows_fallback(const clattn__device_info *info,
+                                     const clattn_attention_desc *d, int *out) {
+  static const int prefs[] = {16, 8};
+  for (int i = 0; i < 2; i++)
+    if (!clattn__flash_bwd_rows_check(&prefs[i], d, info)) {
+      out[0] = prefs[i];
+      return true;
+    }
+  return false;
+}
+
+/* ---- the portable work-group kernels ---- */
 
 int clattn__flash_bwd_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                                  const char **why) {
@@ -106,8 +152,9 @@ clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const c
   bwd_state *s = calloc(1, sizeof *s);
   if (!s) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate backward state");
   p->bwd_state = s;
+  s->rows = p->bwd_variant->num_params == 1;
   s->bm = params[0];
-  s->bn = params[1];
+  s->bn = s->rows ? params[0] : params[1];
   const int nqt = (d->seq_q + s->bm - 1) / s->bm, nkt = (d->seq_kv + s->bn - 1) / s->bn;
   s->tb_words = (nkt + 31) / 32;
 
@@ -133,6 +180,7 @@ clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const c
   snprintf(opts, sizeof opts,
            "-cl-std=CL1.2 -cl-mad-enable -DCLATTN_DTYPE=%d -DD=%d -DBM=%d -DBN=%d -DCAUSAL=%d",
            (int)d->dtype, d->head_dim, s->bm, s->bn, clattn__causal_define(d->mask));
+  if (s->rows) clattn__append(opts, sizeof opts, " -DROWS=1");
   /* No -cl-fast-relaxed-math: NaN inputs must give NaN gradients. */
   if (ctx->info.is_cpu) clattn__append(opts, sizeof opts, " -DCLATTN_SOFT_HALF=1");
   if (p->sparse) clattn__append(opts, sizeof opts, " -DSPARSE=%d", p->sparse->cls);
@@ -140,15 +188,13 @@ clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const c
   clattn_status st = clattn__get_program(ctx, "flash_bwd.cl", opts, &prog);
   if (st != CLATTN_SUCCESS) return st;
   const size_t hd = (size_t)d->head_dim;
+  const size_t l_dkdv = s->rows ? 0 : (2 * (size_t)s->bm * hd + 2 * (size_t)s->bm) * sizeof(float);
+  const size_t l_dq = s->rows ? 0 : 2 * (size_t)s->bn * hd * sizeof(float);
   if ((st = clattn__create_kernel_sized(ctx, prog, "flash_bwd_pre", 0, &s->pre)) !=
           CLATTN_SUCCESS ||
-      (st =
-           clattn__create_kernel_sized(ctx, prog, "flash_bwd_dkdv",
-                                       (2 * (size_t)s->bm * hd + 2 * (size_t)s->bm) * sizeof(float),
-                                       &s->dkdv)) != CLATTN_SUCCESS ||
-      (st = clattn__create_kernel_sized(ctx, prog, "flash_bwd_dq",
-                                        2 * (size_t)s->bn * hd * sizeof(float), &s->dq)) !=
-          CLATTN_SUCCESS)
+      (st = clattn__create_kernel_sized(ctx, prog, "flash_bwd_dkdv", l_dkdv, &s->dkdv)) !=
+          CLATTN_SUCCESS ||
+      (st = clattn__create_kernel_sized(ctx, prog, "flash_bwd_dq", l_dq, &s->dq)) != CLATTN_SUCCESS)
     return st;
   cl_int err;
   s->dbuf = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, dbytes, NULL, &err);
@@ -157,11 +203,17 @@ clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const c
     if ((st = build_tile_bits(p, s, tbytes)) != CLATTN_SUCCESS) return st;
     if ((st = clattn__sparse_upload_bits(p)) != CLATTN_SUCCESS) return st;
   }
-  snprintf(p->bwd_describe, sizeof p->bwd_describe,
-           "flash_bwd %s d=%d: deterministic, dK/dV over key tiles + dQ over query tiles, bm=%d "
-           "bn=%d (%zu B local, %zu B workspace) [%s]",
-           clattn_dtype_name(d->dtype), d->head_dim, s->bm, s->bn,
-           clattn__flash_bwd_local(params, d), total, origin);
+  if (s->rows)
+    snprintf(p->bwd_describe, sizeof p->bwd_describe,
+             "flash_bwd_rows %s d=%d: deterministic, dK/dV over key blocks + dQ over query blocks, "
+             "w=%d (%zu B workspace) [%s]",
+             clattn_dtype_name(d->dtype), d->head_dim, s->bm, total, origin);
+  else
+    snprintf(p->bwd_describe, sizeof p->bwd_describe,
+             "flash_bwd %s d=%d: deterministic, dK/dV over key tiles + dQ over query tiles, bm=%d "
+             "bn=%d (%zu B local, %zu B workspace) [%s]",
+             clattn_dtype_name(d->dtype), d->head_dim, s->bm, s->bn,
+             clattn__flash_bwd_local(params, d), total, origin);
   return CLATTN_SUCCESS;
 }
 
@@ -233,8 +285,9 @@ clattn_status clattn__flash_bwd_execute(clattn_plan p, const clattn__buffers *b,
   const size_t pre_gws[2] = {((size_t)d->seq_q + 63) / 64 * 64, bh};
   const size_t nkt = ((size_t)d->seq_kv + (size_t)s->bn - 1) / (size_t)s->bn;
   const size_t nqt = ((size_t)d->seq_q + (size_t)s->bm - 1) / (size_t)s->bm;
-  const size_t kv_gws[2] = {nkt * (size_t)s->bn, bhk}, kv_lws[2] = {(size_t)s->bn, 1};
-  const size_t q_gws[2] = {nqt * (size_t)s->bm, bh}, q_lws[2] = {(size_t)s->bm, 1};
+  const size_t kv_nt = s->rows ? 1 : (size_t)s->bn, q_nt = s->rows ? 1 : (size_t)s->bm;
+  const size_t kv_gws[2] = {nkt * kv_nt, bhk}, kv_lws[2] = {kv_nt, 1};
+  const size_t q_gws[2] = {nqt * q_nt, bh}, q_lws[2] = {q_nt, 1};
   cl_event e1 = NULL, e2 = NULL;
   err = clEnqueueNDRangeKernel(ctx->queue, s->pre, 2, NULL, pre_gws,
                                ctx->info.max_wg >= 64 ? pre_lws : NULL, num_wait, wait, &e1);

@@ -48,6 +48,13 @@ static const clattn__variant flash_bwd = {
     .create = clattn__flash_bwd_create,
     .execute = clattn__flash_bwd_execute,
     .release = clattn__flash_bwd_release};
+static const clattn__variant flash_bwd_rows = {
+    VARIANT("flash_bwd_rows", F, CLATTN__BACKWARD, true, flash_bwd_rows),
+    .params = clattn__flash_bwd_rows_params,
+    .num_params = 1,
+    .create = clattn__flash_bwd_create,
+    .execute = clattn__flash_bwd_execute,
+    .release = clattn__flash_bwd_release};
 static const clattn__variant naive = {
     VARIANT("naive", N, FWD, false, naive), .create = clattn__naive_create,
     .execute = clattn__naive_execute, .release = clattn__naive_release};
@@ -75,8 +82,8 @@ static const clattn__variant linear = {VARIANT("linear", L, FWD, false, linear),
 
 /* Highest priority first within a family (a variant's `applicable` returns
  * its priority; the order here breaks ties). */
-const clattn__variant *const clattn__variants[] = {&flash_tc, &flash_rows, &flash,  &flash_bwd,
-                                                   &naive,    &linear_tc,  &linear, NULL};
+const clattn__variant *const clattn__variants[] = {
+    &flash_tc, &flash_rows, &flash, &flash_bwd_rows, &flash_bwd, &naive, &linear_tc, &linear, NULL};
 
 const clattn__variant *clattn__variant_find(const char *name) {
   for (int i = 0; clattn__variants[i]; i++)

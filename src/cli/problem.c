@@ -156,8 +156,7 @@ double cli_flops(const clattn_attention_desc *d) {
 /* a·b·c·e, saturated at UINT64_MAX (no device has that much memory). */
 static uint64_t sat_mul4(uint64_t a, uint64_t b, uint64_t c, uint64_t e) {
   uint64_t x;
-  if (!cli_mul_u64(a, b, &x) || !cli_mul_u64(x, c, &x) || !cli_mul_u64(x, e, &x))
-    return UINT64_MAX;
+  if (!cli_mul_u64(a, b, &x) || !cli_mul_u64(x, c, &x) || !cli_mul_u64(x, e, &x)) return UINT64_MAX;
   return x;
 }
 
@@ -394,6 +393,7 @@ static clattn_status read_back_and_verify(clattn_context ctx, const cli_problem 
 }
 
 clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result *r) {
+  if (p->backward) return cli_run_backward_point(ctx, p, r);
   memset(r, 0, sizeof *r);
   r->median_ms = r->min_ms = r->max_ms = r->tflops = r->gbps = NAN;
   r->max_abs_err = r->rel_err = r->lse_max_abs_err = NAN;
