@@ -218,7 +218,7 @@ clattn_status clattn__choose_backward(clattn_plan p, const clattn__variant **out
                                             why_not, sizeof why_not);
   if (n == 0)
     return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
-                        "no backward kernel applies to this problem (the %s family has none%s%s)",
+                        "no backward kernel of the %s family applies to this problem%s%s",
                         clattn_algo_name(d->algo), why_not[0] ? ": " : "", why_not);
   /* CLATTN_TUNE_OVERRIDE entries that name a backward variant; the others
    * concern the forward pass. */

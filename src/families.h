@@ -47,6 +47,13 @@ clattn_status clattn__naive_execute(clattn_plan p, const clattn__buffers *b, cl_
                                     const cl_event *wait, cl_event *event);
 void clattn__naive_release(clattn_plan p);
 
+/* naive_bwd.c: the naive backward (CLBlast GEMMs per head, no parameters). */
+CLATTN__VARIANT_DECL(naive_bwd)
+clattn_status clattn__naive_bwd_create(clattn_plan p, const int *params, const char *origin);
+clattn_status clattn__naive_bwd_execute(clattn_plan p, const clattn__buffers *b, cl_uint num_wait,
+                                        const cl_event *wait, cl_event *event);
+void clattn__naive_bwd_release(clattn_plan p);
+
 /* linear.c: FMA kernels (every device) and tensor-core (3xTF32) state and
  * output kernels (NVIDIA sm_80+); one parameter list for both. */
 CLATTN__VARIANT_DECL(linear)

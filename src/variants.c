@@ -58,6 +58,9 @@ static const clattn__variant flash_bwd_rows = {
 static const clattn__variant naive = {
     VARIANT("naive", N, FWD, false, naive), .create = clattn__naive_create,
     .execute = clattn__naive_execute, .release = clattn__naive_release};
+static const clattn__variant naive_bwd = {
+    VARIANT("naive_bwd", N, CLATTN__BACKWARD, false, naive_bwd), .create = clattn__naive_bwd_create,
+    .execute = clattn__naive_bwd_execute, .release = clattn__naive_bwd_release};
 static const clattn__variant linear_tc = {VARIANT("linear_tc", L, FWD, true, linear_tc),
                                           .params = clattn__linear_tc_params,
                                           .num_params = 25,
@@ -83,7 +86,8 @@ static const clattn__variant linear = {VARIANT("linear", L, FWD, false, linear),
 /* Highest priority first within a family (a variant's `applicable` returns
  * its priority; the order here breaks ties). */
 const clattn__variant *const clattn__variants[] = {
-    &flash_tc, &flash_rows, &flash, &flash_bwd_rows, &flash_bwd, &naive, &linear_tc, &linear, NULL};
+    &flash_tc, &flash_rows, &flash,     &flash_bwd_rows, &flash_bwd,
+    &naive,    &naive_bwd,  &linear_tc, &linear,         NULL};
 
 const clattn__variant *clattn__variant_find(const char *name) {
   for (int i = 0; clattn__variants[i]; i++)

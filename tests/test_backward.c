@@ -448,6 +448,39 @@ static void test_sparse(void **state) {
   }
 }
 
+/* The naive backward (CLBlast GEMMs per head; f32, unit dim strides). */
+static void test_naive(void **state) {
+  static const shape cs[] = {
+      {1, 4, 2, 65, 47, 64, CLATTN_MASK_CAUSAL},
+      {2, 2, 2, 33, 70, 32, CLATTN_MASK_CAUSAL_TOP_LEFT},
+      {1, 2, 1, 20, 20, 16, CLATTN_MASK_NONE},
+  };
+  for (size_t c = 0; c < sizeof cs / sizeof *cs; c++) {
+    clattn_attention_desc d =
+        make(cs[c].b, cs[c].h, cs[c].hk, cs[c].nq, cs[c].nk, cs[c].hd, cs[c].m);
+    d.algo = CLATTN_ALGO_NAIVE;
+    d.layout = c == 1 ? CLATTN_LAYOUT_BSHD : CLATTN_LAYOUT_BHSD;
+    if (c == 2) { /* a sparse mask */
+      d.mask = CLATTN_MASK_WINDOW;
+      d.sparse.window_left = 3;
+      d.sparse.window_right = 1;
+      d.sparse.num_global = 1;
+    }
+    char label[256];
+    label_of(label, sizeof label, "naive", &d);
+    check_case(*state, &d, label);
+  }
+  /* 16-bit storage: no naive backward, the message says why. */
+  clattn_context ctx = *state;
+  clattn_attention_desc d = make(1, 1, 1, 8, 8, 16, CLATTN_MASK_NONE);
+  d.algo = CLATTN_ALGO_NAIVE;
+  d.dtype = CLATTN_DTYPE_F16;
+  clattn_plan plan = NULL;
+  assert_int_equal(clattn_plan_create(ctx, &d, CLATTN_PLAN_BACKWARD, &plan),
+                   CLATTN_ERROR_UNSUPPORTED);
+  assert_non_null(strstr(clattn_context_last_error(ctx), "f32 storage only"));
+}
+
 /* Two runs of the same plan inputs are bitwise equal (the default mode). */
 static void test_determinism(void **state) {
   clattn_context ctx = *state;
@@ -554,7 +587,7 @@ static void test_arguments(void **state) {
   for (int i = 0; i < 9; i++)
     clReleaseMemObject(b[i]);
   clattn_plan_release(plan);
-  /* The naive and linear families have no backward yet. */
+  /* The linear family has no backward. */
   d.algo = CLATTN_ALGO_LINEAR;
   assert_int_equal(clattn_plan_create(ctx, &d, CLATTN_PLAN_BACKWARD, &plan),
                    CLATTN_ERROR_UNSUPPORTED);
@@ -567,9 +600,9 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_reference_fd), cmocka_unit_test(test_shapes),
       cmocka_unit_test(test_head_dims),    cmocka_unit_test(test_16bit),
       cmocka_unit_test(test_layouts),      cmocka_unit_test(test_sparse),
-      cmocka_unit_test(test_determinism),  cmocka_unit_test(test_masked_rows),
-      cmocka_unit_test(test_large_scores), cmocka_unit_test(test_nan),
-      cmocka_unit_test(test_arguments),
+      cmocka_unit_test(test_naive),        cmocka_unit_test(test_determinism),
+      cmocka_unit_test(test_masked_rows),  cmocka_unit_test(test_large_scores),
+      cmocka_unit_test(test_nan),          cmocka_unit_test(test_arguments),
   };
   return cmocka_run_group_tests_name("clattn backward", tests, tu_group_setup, tu_group_teardown);
 }
