@@ -661,7 +661,9 @@ CLATTN_API double clattn_plan_backward_flops(clattn_plan plan);
  *  where the configuration came from: "tuned" (the tuning database's entry
  *  for the problem class), "tuned (nearest seq bucket N)", "tuned now"
  *  (CLATTN_PLAN_MEASURE), "built-in default (CLASS)" or "override (...)".
- *  Owned by the plan. */
+ *  Once the backward pass is built (CLATTN_PLAN_BACKWARD, or the first
+ *  clattn_plan_execute_backward) "; backward: " and its kernel, configuration
+ *  and workspace follow. Owned by the plan. */
 CLATTN_API const char *clattn_plan_describe(clattn_plan plan);
 
 /** Bytes of device workspace the plan owns, including, once it is built
