@@ -4,22 +4,18 @@
  * Three kernels, enqueued in this order by src/flash_bwd.c:
  *
  *   flash_bwd_pre   D_i = rowsum(dO_i ∘ O_i), one work-item per query row.
- *   flash_bwd_dkdv  one work-group of BN work-items per (key tile, batch,
- *                   KV head); work-item c owns key j = k0 + c and keeps k_j,
- *                   v_j, dk_j, dv_j in private memory. For each query head of
- *                   its KV head (h = hk·G .. hk·G + G − 1, in this order) and
- *                   each query tile of BM rows (ascending) it loads Q and dO
- *                   into local memory and, row by row in order, recomputes
- *                   p = exp2(q·k·scale·log2e − LSE·log2e), dv += p·dO,
- *                   ds = p·(dO·v − D), dk += ds·q.
- *   flash_bwd_dq    one work-group of BM work-items per (query tile, batch,
- *                   head); work-item r owns query i = q0 + r and keeps q_i,
- *                   dO_i, dq_i in private memory; it streams K and V tiles of
- *                   BN keys through local memory (ascending) and adds
- *                   dq += ds·k.
+ *   flash_bwd_dkdv  one work-group per (key tile of BN keys, batch, KV
+ *                   head): for each query head of the KV head (h = hk·G ..
+ *                   hk·G + G − 1, in this order) and each query tile of BM
+ *                   rows (ascending) it recomputes the tile's
+ *                   P = exp2(q·k·scale·log2e − LSE·log2e) and
+ *                   dS = P∘(dO·v − D), then dV += PᵀdO, dK += dSᵀQ.
+ *   flash_bwd_dq    one work-group per (query tile of BM rows, batch, head):
+ *                   it streams key tiles (ascending), recomputes P and dS,
+ *                   and adds dQ += dS K.
  *
  * Every sum runs in one work-item in a fixed order: no atomics, results are
- * bitwise reproducible. P is never stored. Accumulation is float for every
+ * bitwise reproducible. P exists only tile by tile. Accumulation is float for every
  * storage type. Masks: -DCAUSAL=1/2 (CAUSAL_OFFSET in common.cl) and
  * -DSPARSE=1/2 (sp_visible per element; whole tiles without a visible pair
  * are skipped through a host-built bitmap of (query tile, key tile) pairs,
@@ -82,13 +78,88 @@ __kernel void flash_bwd_pre(__global const stype *restrict O, __global const sty
 #endif
 
 #if !ROWS
-__kernel __attribute__((reqd_work_group_size(BN, 1, 1))) void
+/*
+ * The work-group kernels (GPUs): NT work-items share a tile of BM query rows
+ * × BN keys. Phase 1 recomputes the tile's P and dS into local memory (each
+ * work-item a few (row, key) entries, full-length dot products from local
+ * rows padded to LD = D + 1 floats so that the items of a warp hit distinct
+ * banks); phase 2 accumulates the products, each work-item owning a slice of
+ * the outputs: (key c, dims x ≡ x0 mod XS) of dK and dV in the dK/dV kernel,
+ * (row r, dims x ≡ x0 mod XS) of dQ in the dQ kernel. Every output element
+ * sums its terms in one work-item in ascending order: deterministic.
+ */
+#ifndef NT
+#define NT 128
+#endif
+#define LD (D + 1)
+#if (NT % BN) || (NT % BM)
+#error "flash_bwd: NT must be a multiple of BM and BN"
+#endif
+
+/* Rows [row0, row0 + n) of a tensor into a local tile (rows past limit: 0). */
+inline void bwd_load(__local float *dst, __global const stype *base, long ss, long sd, int row0,
+                     int n, int limit, float mul, int lid) {
+  for (int idx = lid; idx < n * D; idx += NT) {
+    const int r = idx / D, x = idx % D;
+    dst[r * LD + x] = row0 + r < limit ? LOAD(base, ROW_OFF(row0 + r, ss) + (long)x * sd) * mul : 0.0f;
+  }
+}
+
+/* Phase 1: P and dS of the tile (queries q0.., keys k0..) from Qs (pre-scaled
+ * by scale·log2 e), Os (dO), Ks, Vs, Ls (LSE·log2 e), Ds (D). */
+inline void bwd_tile(__local const float *Qs, __local const float *Os, __local const float *Ks,
+                     __local const float *Vs, __local const float *Ls, __local const float *Ds,
+                     __local float *Ps, __local float *dSs, int q0, int k0, int Nq, int Nk,
+                     int off, int lid
+#if SPARSE
+                     ,
+                     __global const uint *restrict sp_bits, const int sp_left, const int sp_right,
+                     const int sp_step, const int sp_stride, const int sp_nglobal,
+                     const int sp_block, const int sp_row_words, const int sp_qb0,
+                     const int sp_flags
+#endif
+) {
+  for (int idx = lid; idx < BM * BN; idx += NT) {
+    const int r = idx / BN, c = idx % BN;
+    const int i = q0 + r, j = k0 + c;
+    bool vis = i < Nq && j < Nk;
+#if CAUSAL
+    vis = vis && j <= i + off;
+#endif
+#if SPARSE
+    vis = vis && sp_visible(i + off, j, Nk, SPARSE_MASK_PASS);
+#endif
+    float p = 0.0f, ds = 0.0f;
+    if (vis) {
+      float s = 0.0f, dp = 0.0f;
+      for (int x = 0; x < D; x++) {
+        s = fma(Qs[r * LD + x], Ks[c * LD + x], s);
+        dp = fma(Os[r * LD + x], Vs[c * LD + x], dp);
+      }
+      p = exp2(s - Ls[r]);
+      ds = p * (dp - Ds[r]);
+    }
+    Ps[r * BN + c] = p;
+    dSs[r * BN + c] = ds;
+  }
+}
+
+#if SPARSE
+#define TILE_MASK_PASS , SPARSE_MASK_PASS
+#else
+#define TILE_MASK_PASS
+#endif
+
+#define XS_KV (NT / BN)              /* dim slices per key in the dK/dV kernel */
+#define RX_KV ((D + XS_KV - 1) / XS_KV)
+#define XS_Q (NT / BM)               /* dim slices per row in the dQ kernel */
+#define RX_Q ((D + XS_Q - 1) / XS_Q)
+
+__kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
 flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict dV BWD_TILE_ARGS
                              SPARSE_MASK_ARGS) {
-  __local float Qs[BM * D];
-  __local float Os[BM * D];
-  __local float Ls[BM];
-  __local float Ds[BM];
+  __local float Ks[BN * LD], Vs[BN * LD], Qs[BM * LD], Os[BM * LD];
+  __local float Ps[BM * BN], dSs[BM * BN], Ls[BM], Ds[BM];
 
   const int lid = get_local_id(0);
   const int kt = get_group_id(0);
@@ -96,20 +167,18 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
   const int Hk = H / G;
   const int b = bhk / Hk, hk = bhk % Hk;
   const int k0 = kt * BN;
-  const int j = k0 + lid;
-  const bool active = j < Nk;
   const int off = CAUSAL_OFFSET(CAUSAL, Nq, Nk); /* sparse masks: bottom-right */
+  const int c = lid % BN, x0 = lid / BN;         /* this item's outputs: key c, dims x0 + u·XS */
 
   __global const stype *Kb = K + (long)b * ksb + (long)hk * ksh;
   __global const stype *Vb = V + (long)b * vsb + (long)hk * vsh;
-  float kj[D], vj[D], dk[D], dv[D];
-  for (int x = 0; x < D; x++) {
-    kj[x] = active ? LOAD(Kb, ROW_OFF(j, kss) + (long)x * ksd) * qscale : 0.0f;
-    vj[x] = active ? LOAD(Vb, ROW_OFF(j, vss) + (long)x * vsd) : 0.0f;
-    dk[x] = 0.0f;
-    dv[x] = 0.0f;
+  bwd_load(Ks, Kb, kss, ksd, k0, BN, Nk, qscale, lid);
+  bwd_load(Vs, Vb, vss, vsd, k0, BN, Nk, 1.0f, lid);
+  float dk[RX_KV], dv[RX_KV];
+  for (int u = 0; u < RX_KV; u++) {
+    dk[u] = 0.0f;
+    dv[u] = 0.0f;
   }
-
   const int nqt = (Nq + BM - 1) / BM;
 #if CAUSAL
   /* Query i sees key j iff j <= i + off: the tile's first key needs i >= k0 - off. */
@@ -128,81 +197,69 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
 #endif
       const int q0 = qt * BM;
       barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile's reads are done */
-      for (int idx = lid; idx < BM * D; idx += BN) {
-        const int r = idx / D, x = idx % D;
-        const int i = q0 + r;
-        Qs[idx] = i < Nq ? LOAD(Qb, ROW_OFF(i, qss) + (long)x * qsd) : 0.0f;
-        Os[idx] = i < Nq ? LOAD(dOb, ROW_OFF(i, oss) + (long)x * osd) : 0.0f;
-      }
-      for (int r = lid; r < BM; r += BN) {
+      bwd_load(Qs, Qb, qss, qsd, q0, BM, Nq, 1.0f, lid);
+      bwd_load(Os, dOb, oss, osd, q0, BM, Nq, 1.0f, lid);
+      for (int r = lid; r < BM; r += NT) {
         const int i = q0 + r;
         Ls[r] = i < Nq ? LSE[bh * Nq + i] * CLATTN_LOG2E : 0.0f;
         Ds[r] = i < Nq ? Dd[bh * Nq + i] : 0.0f;
       }
       barrier(CLK_LOCAL_MEM_FENCE);
-      if (active) {
-        for (int r = 0; r < BM; r++) {
-          const int i = q0 + r;
-          bool vis = i < Nq;
-#if CAUSAL
-          vis = vis && j <= i + off;
-#endif
-#if SPARSE
-          vis = vis && sp_visible(i + off, j, Nk, SPARSE_MASK_PASS);
-#endif
-          if (!vis) continue;
-          float s = 0.0f, dp = 0.0f;
-          for (int x = 0; x < D; x++) {
-            s = fma(Qs[r * D + x], kj[x], s);
-            dp = fma(Os[r * D + x], vj[x], dp);
-          }
-          const float p = exp2(s - Ls[r]);
-          const float ds = p * (dp - Ds[r]);
-          for (int x = 0; x < D; x++) {
-            dv[x] = fma(p, Os[r * D + x], dv[x]);
-            dk[x] = fma(ds, Qs[r * D + x], dk[x]);
+      bwd_tile(Qs, Os, Ks, Vs, Ls, Ds, Ps, dSs, q0, k0, Nq, Nk, off, lid TILE_MASK_PASS);
+      barrier(CLK_LOCAL_MEM_FENCE);
+      for (int r = 0; r < BM; r++) {
+        const float p = Ps[r * BN + c], ds = dSs[r * BN + c];
+        for (int u = 0; u < RX_KV; u++) {
+          const int x = x0 + u * XS_KV;
+          if (x < D) {
+            dv[u] = fma(p, Os[r * LD + x], dv[u]);
+            dk[u] = fma(ds, Qs[r * LD + x], dk[u]);
           }
         }
       }
     }
   }
-  if (active) {
+  const int j = k0 + c;
+  if (j < Nk) {
     __global stype *dKb = dK + (long)b * ksb + (long)hk * ksh + ROW_OFF(j, kss);
     __global stype *dVb = dV + (long)b * vsb + (long)hk * vsh + ROW_OFF(j, vss);
-    for (int x = 0; x < D; x++) {
-      STORE(dKb, (long)x * ksd, dk[x] * scale);
-      STORE(dVb, (long)x * vsd, dv[x]);
+    for (int u = 0; u < RX_KV; u++) {
+      const int x = x0 + u * XS_KV;
+      if (x < D) {
+        STORE(dKb, (long)x * ksd, dk[u] * scale);
+        STORE(dVb, (long)x * vsd, dv[u]);
+      }
     }
   }
 }
 
-__kernel __attribute__((reqd_work_group_size(BM, 1, 1))) void
+__kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
 flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS SPARSE_MASK_ARGS) {
-  __local float Ks[BN * D];
-  __local float Vs[BN * D];
+  __local float Ks[BN * LD], Vs[BN * LD], Qs[BM * LD], Os[BM * LD];
+  __local float Ps[BM * BN], dSs[BM * BN], Ls[BM], Ds[BM];
 
   const int lid = get_local_id(0);
   const int qt = get_group_id(0);
   const int bh = get_group_id(1);
   const int b = bh / H, h = bh % H, hk = h / G;
   const int q0 = qt * BM;
-  const int i = q0 + lid;
-  const bool active = i < Nq;
   const int off = CAUSAL_OFFSET(CAUSAL, Nq, Nk);
+  const int r = lid % BM, x0 = lid / BM; /* this item's outputs: row r, dims x0 + u·XS */
 
   __global const stype *Qb = Q + (long)b * qsb + (long)h * qsh;
   __global const stype *dOb = dO + (long)b * osb + (long)h * osh;
   __global const stype *Kb = K + (long)b * ksb + (long)hk * ksh;
   __global const stype *Vb = V + (long)b * vsb + (long)hk * vsh;
-  float qi[D], doi[D], dq[D];
-  for (int x = 0; x < D; x++) {
-    qi[x] = active ? LOAD(Qb, ROW_OFF(i, qss) + (long)x * qsd) * qscale : 0.0f;
-    doi[x] = active ? LOAD(dOb, ROW_OFF(i, oss) + (long)x * osd) : 0.0f;
-    dq[x] = 0.0f;
+  bwd_load(Qs, Qb, qss, qsd, q0, BM, Nq, qscale, lid);
+  bwd_load(Os, dOb, oss, osd, q0, BM, Nq, 1.0f, lid);
+  for (int rr = lid; rr < BM; rr += NT) {
+    const int i = q0 + rr;
+    Ls[rr] = i < Nq ? LSE[(long)bh * Nq + i] * CLATTN_LOG2E : 0.0f;
+    Ds[rr] = i < Nq ? Dd[(long)bh * Nq + i] : 0.0f;
   }
-  const float li = active ? LSE[(long)bh * Nq + i] * CLATTN_LOG2E : 0.0f;
-  const float di = active ? Dd[(long)bh * Nq + i] : 0.0f;
-
+  float dq[RX_Q];
+  for (int u = 0; u < RX_Q; u++)
+    dq[u] = 0.0f;
 #if CAUSAL
   const int nkt = flash_dense_tiles(q0, BM, BN, Nq, Nk, CAUSAL);
 #else
@@ -214,40 +271,26 @@ flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS SPARSE_MASK_ARG
 #endif
     const int k0 = kt * BN;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int idx = lid; idx < BN * D; idx += BM) {
-      const int c = idx / D, x = idx % D;
-      const int j = k0 + c;
-      Ks[idx] = j < Nk ? LOAD(Kb, ROW_OFF(j, kss) + (long)x * ksd) : 0.0f;
-      Vs[idx] = j < Nk ? LOAD(Vb, ROW_OFF(j, vss) + (long)x * vsd) : 0.0f;
-    }
+    bwd_load(Ks, Kb, kss, ksd, k0, BN, Nk, 1.0f, lid);
+    bwd_load(Vs, Vb, vss, vsd, k0, BN, Nk, 1.0f, lid);
     barrier(CLK_LOCAL_MEM_FENCE);
-    if (active) {
-      for (int c = 0; c < BN; c++) {
-        const int j = k0 + c;
-        bool vis = j < Nk;
-#if CAUSAL
-        vis = vis && j <= i + off;
-#endif
-#if SPARSE
-        vis = vis && sp_visible(i + off, j, Nk, SPARSE_MASK_PASS);
-#endif
-        if (!vis) continue;
-        float s = 0.0f, dp = 0.0f;
-        for (int x = 0; x < D; x++) {
-          s = fma(qi[x], Ks[c * D + x], s);
-          dp = fma(doi[x], Vs[c * D + x], dp);
-        }
-        const float p = exp2(s - li);
-        const float ds = p * (dp - di);
-        for (int x = 0; x < D; x++)
-          dq[x] = fma(ds, Ks[c * D + x], dq[x]);
+    bwd_tile(Qs, Os, Ks, Vs, Ls, Ds, Ps, dSs, q0, k0, Nq, Nk, off, lid TILE_MASK_PASS);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int cc = 0; cc < BN; cc++) {
+      const float ds = dSs[r * BN + cc];
+      for (int u = 0; u < RX_Q; u++) {
+        const int x = x0 + u * XS_Q;
+        if (x < D) dq[u] = fma(ds, Ks[cc * LD + x], dq[u]);
       }
     }
   }
-  if (active) {
+  const int i = q0 + r;
+  if (i < Nq) {
     __global stype *dQb = dQ + (long)b * qsb + (long)h * qsh + ROW_OFF(i, qss);
-    for (int x = 0; x < D; x++)
-      STORE(dQb, (long)x * qsd, dq[x] * scale);
+    for (int u = 0; u < RX_Q; u++) {
+      const int x = x0 + u * XS_Q;
+      if (x < D) STORE(dQb, (long)x * qsd, dq[u] * scale);
+    }
   }
 }
 

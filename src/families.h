@@ -33,7 +33,7 @@ void clattn__flash_release(clattn_plan p);
  * create / execute / release work on the plan's backward state. */
 CLATTN__VARIANT_DECL(flash_bwd)
 CLATTN__VARIANT_DECL(flash_bwd_rows)
-extern const clattn__param clattn__flash_bwd_params[2];
+extern const clattn__param clattn__flash_bwd_params[3];
 extern const clattn__param clattn__flash_bwd_rows_params[1];
 clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const char *origin);
 clattn_status clattn__flash_bwd_execute(clattn_plan p, const clattn__buffers *b, cl_uint num_wait,

@@ -15,16 +15,18 @@ typedef struct bwd_state {
   cl_mem tbits; /* sparse masks: (query tile, key tile) pairs with a visible pair */
   int tb_words; /* words per query tile in tbits */
   int bm, bn;
+  int nt;    /* work-items per work-group */
   bool rows; /* the CPU kernels: one work-item per work-group, W = bm = bn lanes */
 } bwd_state;
 
 static const int bwd_tiles[] = {4, 8, 16, 32, 64};
+static const int bwd_nt[] = {64, 128, 256};
 #define VALS(a) a, (int)(sizeof(a) / sizeof(a)[0])
 
-/* bm: query rows per tile (the dQ kernel's work-group), bn: keys per tile
- * (the dK/dV kernel's work-group). */
-const clattn__param clattn__flash_bwd_params[2] = {{"bm", 1, 256, VALS(bwd_tiles)},
-                                                   {"bn", 1, 256, VALS(bwd_tiles)}};
+/* bm: query rows per tile, bn: keys per tile, nt: work-items per work-group. */
+const clattn__param clattn__flash_bwd_params[3] = {{"bm", 1, 256, VALS(bwd_tiles)},
+                                                   {"bn", 1, 256, VALS(bwd_tiles)},
+                                                   {"nt", 1, 1024, VALS(bwd_nt)}};
 const char *const clattn__flash_bwd_sources[] = {"flash_bwd.cl", NULL};
 static const int rows_w[] = {8, 16};
 /* w: keys (dK/dV) or query rows (dQ) per work-item, the vector width. */
@@ -80,31 +82,34 @@ int clattn__flash_bwd_applicable(const clattn__device_info *info, const clattn_a
   return 10; /* every device, dtype and mask of the flash family */
 }
 
-/* The larger of the two kernels' local arrays: dK/dV holds Q and dO tiles
- * (BM rows) and two BM vectors, dQ holds K and V tiles (BN rows). */
+/* Both kernels' local arrays: K, V tiles (BN rows), Q, dO tiles (BM rows),
+ * rows padded to head_dim + 1 floats, the P and dS tiles, LSE and D. */
 size_t clattn__flash_bwd_local(const int *p, const clattn_attention_desc *d) {
-  const size_t hd = (size_t)d->head_dim;
-  const size_t dkdv = (2 * (size_t)p[0] * hd + 2 * (size_t)p[0]) * sizeof(float);
-  const size_t dq = 2 * (size_t)p[1] * hd * sizeof(float);
-  return dkdv > dq ? dkdv : dq;
+  const size_t bm = (size_t)p[0], bn = (size_t)p[1], ld = (size_t)d->head_dim + 1;
+  return ((2 * bn + 2 * bm) * ld + 2 * bm * bn + 2 * bm) * sizeof(float);
 }
 
 const char *clattn__flash_bwd_check(const int *p, const clattn_attention_desc *d,
                                     const clattn__device_info *info) {
-  const int bm = p[0], bn = p[1];
+  const int bm = p[0], bn = p[1], nt = p[2];
   if (bm < 1 || bn < 1 || bm > 256 || bn > 256) return "bm and bn must lie in 1..256";
-  if ((size_t)bm > info->max_wg || (size_t)bn > info->max_wg)
-    return "bm and bn (work-group sizes) must not exceed the device's work-group size";
+  if (nt < 1 || (size_t)nt > info->max_wg) return "nt must lie in 1..the device's work-group size";
+  if (nt % bm || nt % bn) return "nt must be a multiple of bm and of bn";
   if (clattn__flash_bwd_local(p, d) > info->local_mem)
     return "local memory exceeds the device's limit";
+  /* Accumulators per work-item: dK and dV slices, a dQ slice. */
+  const int rx_kv = (d->head_dim + nt / bn - 1) / (nt / bn);
+  const int rx_q = (d->head_dim + nt / bm - 1) / (nt / bm);
+  if (2 * rx_kv > 128 || rx_q > 128) return "per-item accumulators exceed the register budget";
   return NULL;
 }
 
 bool clattn__flash_bwd_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
                                 int *out) {
-  static const int prefs[][2] = {{64, 64}, {32, 32}, {16, 16}, {8, 8}, {4, 4}, {1, 1}};
-  static const int cpu_prefs[][2] = {{32, 32}, {16, 16}, {8, 8}, {4, 4}, {1, 1}};
-  const int(*list)[2] = info->is_cpu ? cpu_prefs : prefs;
+  static const int prefs[][3] = {{32, 32, 128}, {16, 16, 128}, {8, 8, 64},
+                                 {8, 8, 32},    {4, 4, 16},    {1, 1, 1}};
+  static const int cpu_prefs[][3] = {{16, 16, 64}, {8, 8, 32}, {4, 4, 16}, {1, 1, 1}};
+  const int(*list)[3] = info->is_cpu ? cpu_prefs : prefs;
   const size_t n =
       info->is_cpu ? sizeof cpu_prefs / sizeof *cpu_prefs : sizeof prefs / sizeof *prefs;
   for (size_t i = 0; i < n; i++)
@@ -155,6 +160,7 @@ clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const c
   s->rows = p->bwd_variant->num_params == 1;
   s->bm = params[0];
   s->bn = s->rows ? params[0] : params[1];
+  s->nt = s->rows ? 1 : params[2];
   const int nqt = (d->seq_q + s->bm - 1) / s->bm, nkt = (d->seq_kv + s->bn - 1) / s->bn;
   s->tb_words = (nkt + 31) / 32;
 
@@ -180,16 +186,17 @@ clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const c
   snprintf(opts, sizeof opts,
            "-cl-std=CL1.2 -cl-mad-enable -DCLATTN_DTYPE=%d -DD=%d -DBM=%d -DBN=%d -DCAUSAL=%d",
            (int)d->dtype, d->head_dim, s->bm, s->bn, clattn__causal_define(d->mask));
-  if (s->rows) clattn__append(opts, sizeof opts, " -DROWS=1");
+  if (s->rows)
+    clattn__append(opts, sizeof opts, " -DROWS=1");
+  else
+    clattn__append(opts, sizeof opts, " -DNT=%d", s->nt);
   /* No -cl-fast-relaxed-math: NaN inputs must give NaN gradients. */
   if (ctx->info.is_cpu) clattn__append(opts, sizeof opts, " -DCLATTN_SOFT_HALF=1");
   if (p->sparse) clattn__append(opts, sizeof opts, " -DSPARSE=%d", p->sparse->cls);
   cl_program prog = NULL;
   clattn_status st = clattn__get_program(ctx, "flash_bwd.cl", opts, &prog);
   if (st != CLATTN_SUCCESS) return st;
-  const size_t hd = (size_t)d->head_dim;
-  const size_t l_dkdv = s->rows ? 0 : (2 * (size_t)s->bm * hd + 2 * (size_t)s->bm) * sizeof(float);
-  const size_t l_dq = s->rows ? 0 : 2 * (size_t)s->bn * hd * sizeof(float);
+  const size_t l_dkdv = s->rows ? 0 : clattn__flash_bwd_local(params, d), l_dq = l_dkdv;
   if ((st = clattn__create_kernel_sized(ctx, prog, "flash_bwd_pre", 0, &s->pre)) !=
           CLATTN_SUCCESS ||
       (st = clattn__create_kernel_sized(ctx, prog, "flash_bwd_dkdv", l_dkdv, &s->dkdv)) !=
@@ -211,8 +218,8 @@ clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const c
   else
     snprintf(p->bwd_describe, sizeof p->bwd_describe,
              "flash_bwd %s d=%d: deterministic, dK/dV over key tiles + dQ over query tiles, bm=%d "
-             "bn=%d (%zu B local, %zu B workspace) [%s]",
-             clattn_dtype_name(d->dtype), d->head_dim, s->bm, s->bn,
+             "bn=%d nt=%d (%zu B local, %zu B workspace) [%s]",
+             clattn_dtype_name(d->dtype), d->head_dim, s->bm, s->bn, s->nt,
              clattn__flash_bwd_local(params, d), total, origin);
   return CLATTN_SUCCESS;
 }
@@ -285,7 +292,7 @@ clattn_status clattn__flash_bwd_execute(clattn_plan p, const clattn__buffers *b,
   const size_t pre_gws[2] = {((size_t)d->seq_q + 63) / 64 * 64, bh};
   const size_t nkt = ((size_t)d->seq_kv + (size_t)s->bn - 1) / (size_t)s->bn;
   const size_t nqt = ((size_t)d->seq_q + (size_t)s->bm - 1) / (size_t)s->bm;
-  const size_t kv_nt = s->rows ? 1 : (size_t)s->bn, q_nt = s->rows ? 1 : (size_t)s->bm;
+  const size_t kv_nt = (size_t)s->nt, q_nt = (size_t)s->nt;
   const size_t kv_gws[2] = {nkt * kv_nt, bhk}, kv_lws[2] = {kv_nt, 1};
   const size_t q_gws[2] = {nqt * q_nt, bh}, q_lws[2] = {q_nt, 1};
   cl_event e1 = NULL, e2 = NULL;

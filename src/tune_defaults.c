@@ -51,12 +51,12 @@ static const tune_default table[] = {
     {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 64, "warps=4,mt=2,bn=64", "NVIDIA GPU"},
     {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 128, "warps=8,mt=1,bn=64", "NVIDIA GPU"},
     {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 256, "warps=8,mt=1,bn=32", "NVIDIA GPU"},
-    /* Backward (issue 16), portable work-group kernels on NVIDIA: Q/dO (dK/dV
-     * pass) and K/V (dQ pass) tiles within 32 KiB of local memory (not
+    /* Backward (issue 16), portable work-group kernels on NVIDIA: the Q, dO,
+     * K, V tiles and the P, dS tiles within 42 KiB of local memory (not
      * measured yet: `bash bench/gpu.sh backward`). */
-    {"flash_bwd", "nvidia", NULL, NULL, GPU, -1, 64, "bm=64,bn=64", "NVIDIA GPU"},
-    {"flash_bwd", "nvidia", NULL, NULL, GPU, -1, 128, "bm=32,bn=32", "NVIDIA GPU"},
-    {"flash_bwd", "nvidia", NULL, NULL, GPU, -1, 256, "bm=16,bn=16", "NVIDIA GPU"},
+    {"flash_bwd", "nvidia", NULL, NULL, GPU, -1, 64, "bm=32,bn=32,nt=128", "NVIDIA GPU"},
+    {"flash_bwd", "nvidia", NULL, NULL, GPU, -1, 128, "bm=16,bn=16,nt=128", "NVIDIA GPU"},
+    {"flash_bwd", "nvidia", NULL, NULL, GPU, -1, 256, "bm=8,bn=8,nt=64", "NVIDIA GPU"},
     /* AMD GPUs: 64-wide wavefronts, 64 KiB LDS (not measured). */
     {"flash", "amd", NULL, NULL, GPU, -1, 64, "bm=64,bn=32,tm=16,tn=4", "AMD GPU"},
     {"flash", "amd", NULL, NULL, GPU, -1, 128, "bm=32,bn=32,tm=8,tn=8", "AMD GPU"},

@@ -44,7 +44,7 @@ static const clattn__variant flash = {VARIANT("flash", F, FWD, false, flash_wg),
 static const clattn__variant flash_bwd = {
     VARIANT("flash_bwd", F, CLATTN__BACKWARD, false, flash_bwd),
     .params = clattn__flash_bwd_params,
-    .num_params = 2,
+    .num_params = 3,
     .create = clattn__flash_bwd_create,
     .execute = clattn__flash_bwd_execute,
     .release = clattn__flash_bwd_release};
