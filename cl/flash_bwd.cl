@@ -209,6 +209,7 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
       barrier(CLK_LOCAL_MEM_FENCE);
       for (int r = 0; r < BM; r++) {
         const float p = Ps[r * BN + c], ds = dSs[r * BN + c];
+#pragma unroll
         for (int u = 0; u < RX_KV; u++) {
           const int x = x0 + u * XS_KV;
           if (x < D) {
@@ -278,6 +279,7 @@ flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS SPARSE_MASK_ARG
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int cc = 0; cc < BN; cc++) {
       const float ds = dSs[r * BN + cc];
+#pragma unroll
       for (int u = 0; u < RX_Q; u++) {
         const int x = x0 + u * XS_Q;
         if (x < D) dq[u] = fma(ds, Ks[cc * LD + x], dq[u]);
