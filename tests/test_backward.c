@@ -587,6 +587,15 @@ static void test_arguments(void **state) {
   for (int i = 0; i < 9; i++)
     clReleaseMemObject(b[i]);
   clattn_plan_release(plan);
+  /* The backward workspace (D: B·H·Nq floats) is reported once built. */
+  assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_SUCCESS);
+  assert_int_equal(clattn_plan_workspace_size(plan), 0);
+  assert_null(strstr(clattn_plan_describe(plan), "backward"));
+  clattn_plan_release(plan);
+  assert_int_equal(clattn_plan_create(ctx, &d, CLATTN_PLAN_BACKWARD, &plan), CLATTN_SUCCESS);
+  assert_int_equal(clattn_plan_workspace_size(plan), 8 * sizeof(float));
+  assert_non_null(strstr(clattn_plan_describe(plan), "; backward: "));
+  clattn_plan_release(plan);
   /* The linear family has no backward. */
   d.algo = CLATTN_ALGO_LINEAR;
   assert_int_equal(clattn_plan_create(ctx, &d, CLATTN_PLAN_BACKWARD, &plan),
