@@ -383,16 +383,19 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
 #endif
       if (!any(vis)) continue;
       const long qo = ROW_OFF(i, qss), oo = ROW_OFF(i, oss);
+      float qr[D], orow[D]; /* the row, loaded (and converted) once */
       vrow s = (vrow)(0.0f), dp = (vrow)(0.0f);
       for (int x = 0; x < D; x++) {
-        s = fma((vrow)(LOAD(Qb, qo + (long)x * qsd)), kT[x], s);
-        dp = fma((vrow)(LOAD(dOb, oo + (long)x * osd)), vT[x], dp);
+        qr[x] = LOAD(Qb, qo + (long)x * qsd);
+        orow[x] = LOAD(dOb, oo + (long)x * osd);
+        s = fma((vrow)(qr[x]), kT[x], s);
+        dp = fma((vrow)(orow[x]), vT[x], dp);
       }
       const vrow p = select((vrow)(0.0f), exp2(s - LSE[bh * Nq + i] * CLATTN_LOG2E), vis);
       const vrow ds = p * (dp - Dd[bh * Nq + i]);
       for (int x = 0; x < D; x++) {
-        dvT[x] = fma(p, (vrow)(LOAD(dOb, oo + (long)x * osd)), dvT[x]);
-        dkT[x] = fma(ds, (vrow)(LOAD(Qb, qo + (long)x * qsd)), dkT[x]);
+        dvT[x] = fma(p, (vrow)(orow[x]), dvT[x]);
+        dkT[x] = fma(ds, (vrow)(qr[x]), dkT[x]);
       }
     }
   }
@@ -474,15 +477,17 @@ flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS SPARSE_MASK_ARG
 #endif
     if (!any(vis)) continue;
     const long ko = ROW_OFF(j, kss), vo = ROW_OFF(j, vss);
+    float kr[D]; /* the key row, loaded (and converted) once */
     vrow s = (vrow)(0.0f), dp = (vrow)(0.0f);
     for (int x = 0; x < D; x++) {
-      s = fma(qT[x], (vrow)(LOAD(Kb, ko + (long)x * ksd)), s);
+      kr[x] = LOAD(Kb, ko + (long)x * ksd);
+      s = fma(qT[x], (vrow)(kr[x]), s);
       dp = fma(oT[x], (vrow)(LOAD(Vb, vo + (long)x * vsd)), dp);
     }
     const vrow p = select((vrow)(0.0f), exp2(s - li), vis);
     const vrow ds = p * (dp - di);
     for (int x = 0; x < D; x++)
-      dqT[x] = fma(ds, (vrow)(LOAD(Kb, ko + (long)x * ksd)), dqT[x]);
+      dqT[x] = fma(ds, (vrow)(kr[x]), dqT[x]);
   }
   __global stype *dQb = dQ + (long)b * qsb + (long)h * qsh;
   for (int x = 0; x < D; x++) {
