@@ -92,6 +92,7 @@ __kernel void flash_bwd_pre(__global const stype *restrict O, __global const sty
 #define NT 128
 #endif
 #define LD (D + 1)
+#define LDP (BN + 1) /* row stride of the P and dS tiles (the dQ pass reads columns) */
 #if (NT % BN) || (NT % BM)
 #error "flash_bwd: NT must be a multiple of BM and BN"
 #endif
@@ -139,8 +140,8 @@ inline void bwd_tile(__local const float *Qs, __local const float *Os, __local c
       p = exp2(s - Ls[r]);
       ds = p * (dp - Ds[r]);
     }
-    Ps[r * BN + c] = p;
-    dSs[r * BN + c] = ds;
+    Ps[r * LDP + c] = p;
+    dSs[r * LDP + c] = ds;
   }
 }
 
@@ -159,7 +160,7 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
 flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict dV BWD_TILE_ARGS
                              SPARSE_MASK_ARGS) {
   __local float Ks[BN * LD], Vs[BN * LD], Qs[BM * LD], Os[BM * LD];
-  __local float Ps[BM * BN], dSs[BM * BN], Ls[BM], Ds[BM];
+  __local float Ps[BM * LDP], dSs[BM * LDP], Ls[BM], Ds[BM];
 
   const int lid = get_local_id(0);
   const int kt = get_group_id(0);
@@ -208,7 +209,7 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
       bwd_tile(Qs, Os, Ks, Vs, Ls, Ds, Ps, dSs, q0, k0, Nq, Nk, off, lid TILE_MASK_PASS);
       barrier(CLK_LOCAL_MEM_FENCE);
       for (int r = 0; r < BM; r++) {
-        const float p = Ps[r * BN + c], ds = dSs[r * BN + c];
+        const float p = Ps[r * LDP + c], ds = dSs[r * LDP + c];
 #pragma unroll
         for (int u = 0; u < RX_KV; u++) {
           const int x = x0 + u * XS_KV;
@@ -237,7 +238,7 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
 flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS SPARSE_MASK_ARGS) {
   __local float Ks[BN * LD], Vs[BN * LD], Qs[BM * LD], Os[BM * LD];
-  __local float Ps[BM * BN], dSs[BM * BN], Ls[BM], Ds[BM];
+  __local float Ps[BM * LDP], dSs[BM * LDP], Ls[BM], Ds[BM];
 
   const int lid = get_local_id(0);
   const int qt = get_group_id(0);
@@ -278,7 +279,7 @@ flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS SPARSE_MASK_ARG
     bwd_tile(Qs, Os, Ks, Vs, Ls, Ds, Ps, dSs, q0, k0, Nq, Nk, off, lid TILE_MASK_PASS);
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int cc = 0; cc < BN; cc++) {
-      const float ds = dSs[r * BN + cc];
+      const float ds = dSs[r * LDP + cc];
 #pragma unroll
       for (int u = 0; u < RX_Q; u++) {
         const int x = x0 + u * XS_Q;

@@ -86,7 +86,7 @@ int clattn__flash_bwd_applicable(const clattn__device_info *info, const clattn_a
  * rows padded to head_dim + 1 floats, the P and dS tiles, LSE and D. */
 size_t clattn__flash_bwd_local(const int *p, const clattn_attention_desc *d) {
   const size_t bm = (size_t)p[0], bn = (size_t)p[1], ld = (size_t)d->head_dim + 1;
-  return ((2 * bn + 2 * bm) * ld + 2 * bm * bn + 2 * bm) * sizeof(float);
+  return ((2 * bn + 2 * bm) * ld + 2 * bm * (bn + 1) + 2 * bm) * sizeof(float);
 }
 
 const char *clattn__flash_bwd_check(const int *p, const clattn_attention_desc *d,
