@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh [quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|all|plots]; logs go to $OUT (or ./gpu-out).
+# Usage (device machine, repo root): bash bench/gpu.sh [quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|backward|all|plots]; logs go to $OUT (or ./gpu-out).
 # `regress` (not part of `all`): the same CLI points on this tree and on an older one in .base/
 # (`git archive REV | tar -x -C .base`, passed with carry), alternating, same process group: speed must not move.
 # `plots` (not part of `all`): the issue-7 sweep, peak, memory table + OOM check and PNGs, in $OUT/plots.tar.gz (log: $OUT/plots.log).
@@ -195,6 +195,7 @@ if [[ $what == regress ]]; then
 o=min($o1,$o2); n=min($n1,$n2); print('%-32s %10.4f %10.4f %7.3f' % ('$pt', o, n, n/o))" 2>/dev/null || echo "$pt: failed ($o1 $o2 $n1 $n2)"
     done
   } | tee "$OUT/regress.txt"
+fi
 
 if [[ $what == decode ]]; then
   # issue 14: decode (split-KV) on contiguous and paged caches vs PyTorch SDPA (enable_gqa), Hq=32
@@ -222,6 +223,47 @@ print("PyTorch fastest SDPA backend (decode, Hq=32 Hk=8 d=128):")
 print(f"{'dtype':5} {'batch':>5} {'KV':>7} {'ms':>9} {'KV GB/s':>8}  backend")
 for (dt, b, n), (ms, be, gb) in sorted(best.items()):
     print(f"{dt:5} {b:5d} {n:7d} {ms:9.4f} {gb:8.1f}  {be}")
+PY
+fi
+
+if [[ $what == backward || $what == all ]]; then
+  # Issue 16: the backward pass. Gradients verified on the GPU (test_backward, odd shapes per
+  # dtype), then clattn's deterministic backward next to PyTorch's backward timed alone:
+  # f16/bf16 vs FLASH_ATTENTION, f32 vs EFFICIENT_ATTENTION (TFLOP/s on 2.5x the forward's FLOPs).
+  timeout 300 ./build/tests/test_backward >"$OUT/test_backward.log" 2>&1; echo "test_backward rc=$?"
+  tail -3 "$OUT/test_backward.log"
+  for dt in f32 f16 bf16; do for shape in "--seq 257 --head-dim 80 --mask causal" \
+      "--seq-q 100 --seq-kv 333 --head-dim 64 --mask causal --heads 8 --kv-heads 2" "--seq 300 --head-dim 128 --layout bshd" \
+      "--seq 1000 --head-dim 64 --mask window:64,64"; do
+    timeout 120 $CLI run --backward --dtype $dt --verify $shape 2>&1 | grep -E 'backward:|verify|over|error' | sed 's/.*backward: //' | tr '\n' ' '
+    echo " <- $dt $shape"
+  done; done | tee "$OUT/backward_verify.txt" | grep -vc PASS | sed 's/^/backward verify lines without PASS: /'
+  for dt in f16 bf16 f32; do for d in 64 128; do for m in none causal; do for n in 4096 16384; do
+    point flash $dt $d $m $n --backward --no-verify --reps 10 --warmup 2
+  done; done; done; done >"$OUT/backward.jsonl"
+  python3 bench/torch_sdpa.py --backward --tokens $TOK --heads $H --dtypes f16,bf16 --head-dims 64,128 --seqs 4096,16384 \
+    --backends FLASH_ATTENTION --reps 10 >"$OUT/torch_backward.jsonl" 2>>"$OUT/torch.err"
+  python3 bench/torch_sdpa.py --backward --tokens $TOK --heads $H --dtypes f32 --head-dims 64,128 --seqs 4096,16384 \
+    --backends EFFICIENT_ATTENTION --reps 10 >>"$OUT/torch_backward.jsonl" 2>>"$OUT/torch.err"
+  python3 - "$OUT/backward.jsonl" "$OUT/torch_backward.jsonl" <<'PY' | tee "$OUT/backward.md"
+import json, sys
+ours, peer = {}, {}
+for line in open(sys.argv[1]):
+    if line.startswith("{"):
+        r = json.loads(line); ours[(r["dtype"], r["head_dim"], r["mask"], r["seq_q"])] = r
+for line in open(sys.argv[2]):
+    if line.startswith("{"):
+        r = json.loads(line); peer[(r["dtype"], r["head_dim"], r["mask"], r["seq"])] = r
+print("| dtype | d | mask | N | clattn bwd ms | TFLOP/s | kernel | torch backend | ms | TFLOP/s | clattn/torch |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for key in sorted(ours, key=lambda k: (k[0], k[1], k[2], k[3])):
+    r, t = ours[key], peer.get(key, {})
+    if "error" in r:
+        print(f"| {' | '.join(map(str, key))} | error: {r['error'][:60]} |"); continue
+    kern = r.get("config", "").split("backward: ")[-1].split(" ")[0]
+    tms = t.get("median_ms"); ratio = f"{t['tflops'] and r['tflops'] / t['tflops']:.2f}" if tms else "-"
+    print(f"| {' | '.join(map(str, key))} | {r['median_ms']:.3f} | {r['tflops']:.1f} | {kern} | {t.get('backend', '-')} | "
+          f"{tms if tms is None else format(tms, '.3f')} | {t.get('tflops') if t.get('tflops') is None else format(t['tflops'], '.1f')} | {ratio} |")
 PY
 fi
 

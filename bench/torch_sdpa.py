@@ -44,6 +44,9 @@ def main():
     ap.add_argument("--backends", default="EFFICIENT_ATTENTION")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--backward", action="store_true",
+                    help="time the backward alone (autograd of one forward's output with a random "
+                         "dO, retain_graph), FLOPs 2.5x the forward's as FlashAttention counts")
     a = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -61,13 +64,22 @@ def run_shape(a, dname, batch, seq, hd, causal):
     q, k, v = (torch.rand(shape, device="cuda", generator=g, dtype=torch.float32).mul_(2).sub_(1).to(dt)
                for _ in range(3))
     flops = 4.0 * batch * a.heads * seq * seq * hd * (0.5 if causal else 1.0)
+    if a.backward:
+        flops *= 2.5
+        for t in (q, k, v):
+            t.requires_grad_(True)
+        dout = torch.rand(shape, device="cuda", generator=g, dtype=torch.float32).sub_(0.5).to(dt)
     for name in a.backends.split(","):
         rec = {"peer": "torch", "backend": name, "dtype": dname, "batch": batch, "heads": a.heads,
                "seq": seq, "head_dim": hd, "mask": "causal" if causal else "none",
-               "torch": torch.__version__}
+               "torch": torch.__version__, "pass": "backward" if a.backward else "forward"}
         try:
             with sdpa_kernel([BACKENDS[name]]):
-                fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+                if a.backward:
+                    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+                    fn = lambda: torch.autograd.grad(out, (q, k, v), dout, retain_graph=True)
+                else:
+                    fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)
                 med, lo, hi = time_one(fn, a.warmup, a.reps)
             rec.update(median_ms=med, min_ms=lo, max_ms=hi, tflops=flops / med * 1e-9)
         except Exception as e:  # out of memory, unsupported backend for the shape

@@ -508,7 +508,12 @@ enum {
    *  the tables hold (out-of-range pages and keys are masked, lengths are
    *  clamped to the plan's maxima) but the results of bad rows are
    *  unspecified. */
-  CLATTN_PLAN_CHECK_TABLES = 1u << 3
+  CLATTN_PLAN_CHECK_TABLES = 1u << 3,
+  /** Also choose and build the backward pass now (else it is built at the
+   *  first clattn_plan_execute_backward): describe() then reports both
+   *  passes and clattn_plan_workspace_size() includes the backward
+   *  workspace. */
+  CLATTN_PLAN_BACKWARD = 1u << 4
 };
 
 /**
@@ -623,17 +628,58 @@ CLATTN_API clattn_status clattn_kv_append(clattn_context ctx, const clattn_atten
                                           cl_uint num_wait, const cl_event *wait_list,
                                           cl_event *event);
 
+/**
+ * Training: enqueues the backward pass of the plan's attention (the
+ * FlashAttention-2 algorithm: P is recomputed tile by tile from q, k and the
+ * forward's log-sum-exp, no Nq×Nk matrix exists) on the context's queue;
+ * never blocks. Given the forward's inputs q, k, v, its output o and lse
+ * (clattn_plan_execute with a non-NULL lse, same plan), and dout = ∂L/∂O,
+ * writes dq = ∂L/∂Q, dk = ∂L/∂K, dv = ∂L/∂V:
+ *     D = rowsum(dO ∘ O),  P = exp(scale·QKᵀ − LSE) (masked),
+ *     dV = PᵀdO,  dS = P ∘ (dO Vᵀ − D),  dQ = scale·dS K,  dK = scale·dSᵀQ.
+ *   dout: desc.dtype, laid out as o (o's layout / o_strides);
+ *   dq: as q, dk as k, dv as v (desc.dtype, the layout / strides of q, k, v;
+ *   with CLATTN_LAYOUT_STRIDED their strides must not make two elements share
+ *   an address); every element is written (GQA / MQA: dk and dv are summed
+ *   over the query heads of each KV head, in a fixed order). dq, dk, dv must
+ *   not alias any other argument.
+ *   lse: float32 [batch][heads][seq_q], required.
+ * Deterministic: the result is identical bit for bit from run to run on the
+ * same device and configuration (every sum has a fixed order; no atomics).
+ * Accumulation is float32 for every storage type. Fully masked rows give
+ * zero gradients; NaN in the inputs gives NaN gradients, never a silent 0.
+ * Families: flash (every mask, including the sparse ones). The naive and
+ * linear families have no backward yet (CLATTN_ERROR_UNSUPPORTED).
+ * The backward kernels are chosen and built at the first call unless the
+ * plan was created with CLATTN_PLAN_BACKWARD (errors of that build are
+ * reported by this call then: CLATTN_ERROR_BUILD, _OUT_OF_MEMORY, ...).
+ * The environment's CLATTN_TUNE_OVERRIDE may force the backward kernel's
+ * tiling with an entry naming it, e.g. "flash_bwd:bm=16,bn=16".
+ */
+CLATTN_API clattn_status clattn_plan_execute_backward(clattn_plan plan, cl_mem q, cl_mem k,
+                                                      cl_mem v, cl_mem o, cl_mem lse, cl_mem dout,
+                                                      cl_mem dq, cl_mem dk, cl_mem dv,
+                                                      cl_uint num_wait, const cl_event *wait_list,
+                                                      cl_event *event);
+
+/** Floating-point operations of one backward pass counted as FlashAttention
+ *  does: 2.5 × clattn_plan_flops() (so causal masks halve it too). */
+CLATTN_API double clattn_plan_backward_flops(clattn_plan plan);
+
 /** One human-readable line: family, kernel configuration, and in brackets
  *  where the configuration came from: "tuned" (the tuning database's entry
  *  for the problem class), "tuned (nearest seq bucket N)", "tuned now"
  *  (CLATTN_PLAN_MEASURE), "built-in default (CLASS)" or "override (...)".
- *  Owned by the plan. */
+ *  Once the backward pass is built (CLATTN_PLAN_BACKWARD, or the first
+ *  clattn_plan_execute_backward) "; backward: " and its kernel, configuration
+ *  and workspace follow. Owned by the plan. */
 CLATTN_API const char *clattn_plan_describe(clattn_plan plan);
 
-/** Bytes of device workspace the plan owns (flash: 0 for dense masks, the
- *  tile lists and bitmap for sparse masks; the decode kernel (seq_q <= 16,
- *  paged, ragged): the split partials, B·H·seq_q·splits·(head_dim+1) floats;
- *  naive: the score matrix,
+/** Bytes of device workspace the plan owns, including, once it is built
+ *  (CLATTN_PLAN_BACKWARD or the first backward call), the backward pass's:
+ *  D = rowsum(dO∘O), B·H·Nq floats, and for sparse masks its tile bitmap.
+ *  Forward: (flash: 0 for dense masks, the
+ *  tile lists and bitmap for sparse masks; naive: the score matrix,
  *  B·H·Nq·Nk floats, and any bitmap, plus for f16 / bf16 the f32 copies of
  *  q (which also receives the f32 output before it is rounded into o) and of
  *  k and v, B·H·Nq·d + 2·B·Hk·Nk·d floats; linear: the chunk states,

@@ -86,6 +86,26 @@ CLATTN_API clattn_status clattn_reference_attention(const clattn_attention_desc 
                                                     int num_rows);
 
 /**
+ * Float64 host reference of the attention backward pass: the exact
+ * gradients dQ, dK, dV of a loss L given dO = ∂L/∂O, for the function
+ * clattn_reference_attention computes (every mask, GQA / MQA, every
+ * layout and dtype). q, k, v as there; dout: host array of desc->dtype laid
+ * out as o (desc's o strides / layout). dq: double [batch][heads][seq_q]
+ * [head_dim]; dk, dv: double [batch][kv_heads][seq_kv][head_dim] (BHSD
+ * order, GQA gradients summed over the query heads of each KV head). P and
+ * O are recomputed in double from q, k, v (not taken from a forward run):
+ * with S = scale·QKᵀ (masked), P = softmax(S), D_i = dO_i·O_i,
+ * dS = P∘(dO Vᵀ − D), dQ = scale·dS K, dK = scale·dSᵀQ, dV = PᵀdO. A fully
+ * masked row contributes nothing (its output is 0 whatever the inputs).
+ * Cost O(B·H·Nq·Nk·d). Returns CLATTN_ERROR_INVALID_ARGUMENT for a bad
+ * descriptor or a NULL array, CLATTN_ERROR_OUT_OF_MEMORY.
+ */
+CLATTN_API clattn_status clattn_reference_attention_backward(const clattn_attention_desc *desc,
+                                                             const void *q, const void *k,
+                                                             const void *v, const void *dout,
+                                                             double *dq, double *dk, double *dv);
+
+/**
  * Float64 host reference of linear attention (the formula documented at
  * clattn_feature_map), computed in its naive quadratic form — each weight
  * w_ij = φ(q'_i)ᵀφ(k'_j) explicitly, causally masked — so that it checks the

@@ -195,6 +195,10 @@ class Library:
         L.clattn_kv_append.argtypes = [c_void_p, ctypes.POINTER(Desc), c_void_p, c_void_p, c_void_p,
                                        c_int, c_void_p, c_void_p, c_uint, c_void_p,
                                        ctypes.POINTER(c_void_p)]
+        L.clattn_plan_execute_backward.argtypes = ([c_void_p] + [c_void_p] * 9 +
+                                                   [c_uint, c_void_p, ctypes.POINTER(c_void_p)])
+        L.clattn_plan_backward_flops.restype = ctypes.c_double
+        L.clattn_plan_backward_flops.argtypes = [c_void_p]
         L.clattn_plan_describe.restype = c_char_p
         L.clattn_plan_describe.argtypes = [c_void_p]
         L.clattn_plan_estimate.argtypes = [c_void_p, ctypes.POINTER(Desc), ctypes.POINTER(c_size_t)]
@@ -205,6 +209,7 @@ class Library:
         L.clattn_plan_release.argtypes = [c_void_p]
         L.clattn_reference_attention.argtypes = [ctypes.POINTER(Desc), c_void_p, c_void_p, c_void_p,
                                                  c_void_p, c_void_p, c_void_p, c_int]
+        L.clattn_reference_attention_backward.argtypes = [ctypes.POINTER(Desc)] + [c_void_p] * 7
         L.clattn_reference_linear.argtypes = [ctypes.POINTER(Desc), c_void_p, c_void_p, c_void_p,
                                               c_void_p, c_void_p, c_void_p, c_int]
         cl = self.cl
@@ -473,6 +478,15 @@ class Plan:
         ev = c_void_p()
         st = self.ctx.L.lib.clattn_plan_execute_ex(self._handle(), ctypes.byref(a), 0, None,
                                                    ctypes.byref(ev) if event else None)
+        if st != 0:
+            raise self.ctx.fail(st)
+        return ev if event else None
+
+    def execute_backward(self, q, k, v, o, lse, dout, dq, dk, dv, event=False):
+        """clattn_plan_execute_backward: dq, dk, dv from the forward's q, k, v, o, lse and dout."""
+        ev = c_void_p()
+        st = self.ctx.L.lib.clattn_plan_execute_backward(self._handle(), q, k, v, o, lse, dout, dq, dk,
+                                                         dv, 0, None, ctypes.byref(ev) if event else None)
         if st != 0:
             raise self.ctx.fail(st)
         return ev if event else None

@@ -23,6 +23,7 @@ typedef struct bench_opts {
   int seq_q;                   /* --family decode: queries per sequence (default 1) */
   const char *pattern;         /* --family sparse: the sparse mask */
   int peak, progress;          /* --peak; --progress auto (-1) / off (0) / on (1) */
+  int backward;                /* --backward */
   cli_peak_opts peak_opts;
 } bench_opts;
 
@@ -63,6 +64,9 @@ static cli_opt_table bench_table(bench_opts *o) {
        "--peak: target duration of one FMA run (default 20)"},
       {"peak-copy-bytes", "BYTES", CLI_OPT_U64, &o->peak_opts.copy_bytes, 0, 0, NULL,
        "--peak: size of the copied buffer (default 268435456)"},
+      {"backward", NULL, CLI_OPT_FLAG, &o->backward, 0, 1, NULL,
+       "time the backward pass instead (TFLOP/s on 2.5x the forward's FLOPs, as FlashAttention "
+       "counts; families without a backward report unsupported)"},
       {"no-progress", NULL, CLI_OPT_FLAG, &o->progress, 0, 0, NULL,
        "no progress line (shown on stderr when it is a terminal)"},
       {NULL, NULL, CLI_OPT_INT, NULL, 0, 0, NULL, NULL}};
@@ -332,6 +336,7 @@ int cli_cmd_bench(int argc, char **argv) {
 
   cli_problem base;
   cli_problem_from_common(&o.common, &base);
+  base.backward = o.backward != 0;
   if ((rc = cli_parse_feature(o.common.feature, &base.desc))) goto out;
   base.desc.seq_q = base.desc.seq_kv = seqs[0];
   for (int h = 0; h < nhds; h++) {

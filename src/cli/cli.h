@@ -98,6 +98,7 @@ typedef struct cli_problem {
   uint64_t reserve_bytes; /* device memory allocated and touched before the plan (run --reserve):
                              the rest of a model that must fit beside the attention */
   bool profile;           /* linear family: also time each kernel (cli_result.kernels) */
+  bool backward;          /* time and verify the backward pass instead (backward.c) */
 } cli_problem;
 
 /* Creates the context for --device, printing the library's detail on failure
@@ -178,6 +179,15 @@ typedef struct cli_infer_result {
  * reps after warmup) and checks every sequence against the float64
  * reference on its gathered keys. */
 clattn_status cli_infer_run(clattn_context ctx, const cli_infer *in, cli_infer_result *r);
+
+/* The backward pass of one problem (run --backward, bench --backward): plan
+ * with CLATTN_PLAN_BACKWARD, one forward with LSE, then warm-up and timed
+ * backward calls (host clock around each call and clFinish), FLOPs
+ * 2.5 x the forward's, gradients against clattn_reference_attention_backward
+ * when B*H*Nq*Nk*d <= 2^31. cli_run_point calls it when p->backward. */
+clattn_status cli_run_backward_point(clattn_context ctx, const cli_problem *p, cli_result *r);
+/* Relative L2 tolerance of each gradient for a storage type. */
+double cli_backward_tolerance(clattn_dtype t);
 
 /* ---- inputs (data.c) ------------------------------------------------------ */
 

@@ -393,6 +393,7 @@ static clattn_status read_back_and_verify(clattn_context ctx, const cli_problem 
 }
 
 clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result *r) {
+  if (p->backward) return cli_run_backward_point(ctx, p, r);
   memset(r, 0, sizeof *r);
   r->median_ms = r->min_ms = r->max_ms = r->tflops = r->gbps = NAN;
   r->max_abs_err = r->rel_err = r->lse_max_abs_err = NAN;

@@ -56,6 +56,7 @@ void cli_json_result_peak(FILE *f, const char *device, const cli_problem *p, con
   cli_json_string(f, device);
   fputs(", \"algo\": ", f);
   cli_json_string(f, name_of(cli_algo_names, (int)r->algo));
+  if (p->backward) fputs(", \"pass\": \"backward\"", f);
   fputs(", \"config\": ", f);
   cli_json_string(f, r->describe);
   fputs(", \"dtype\": ", f);

@@ -7,7 +7,7 @@
 
 typedef struct run_opts {
   cli_common common;
-  int algo, seq, seq_q, seq_kv, lse, json, profile;
+  int algo, seq, seq_q, seq_kv, lse, json, profile, backward;
   const char *mask;    /* --mask specification (mask.c) */
   const char *compare; /* --compare: NULL or "softmax" */
   uint64_t reserve;    /* --reserve: device bytes taken before the run */
@@ -18,7 +18,7 @@ typedef struct run_opts {
 } run_opts;
 
 static cli_opt_table run_table(run_opts *o) {
-  static cli_opt t[15];
+  static cli_opt t[16];
   const cli_opt opts[] = {
       {"algo", NULL, CLI_OPT_CHOICE, &o->algo, 0, 0, cli_algo_names, "family (default flash)"},
       {"seq", "N", CLI_OPT_INT, &o->seq, 1, 0, NULL, "query and key length (default 2048)"},
@@ -29,6 +29,9 @@ static cli_opt_table run_table(run_opts *o) {
        "is_causal) or a sparse pattern, below (default none)"},
       {"lse", NULL, CLI_OPT_FLAG, &o->lse, 0, 1, NULL, "also write (and check) the log-sum-exp"},
       {"json", NULL, CLI_OPT_FLAG, &o->json, 0, 1, NULL, "print one JSON object instead of text"},
+      {"backward", NULL, CLI_OPT_FLAG, &o->backward, 0, 1, NULL,
+       "time the backward pass (dQ, dK, dV; deterministic) after one forward, FLOPs 2.5x the "
+       "forward's, and check the gradients against the float64 reference (--verify)"},
       {"profile", NULL, CLI_OPT_FLAG, &o->profile, 0, 1, NULL,
        "--algo linear: also time each kernel (median over the runs, one kernel at a time)"},
       {"compare", "WHAT", CLI_OPT_STR, &o->compare, 0, 0, NULL,
@@ -224,6 +227,7 @@ int cli_cmd_run(int argc, char **argv) {
   p.compare_softmax = o.compare != NULL;
   p.reserve_bytes = o.reserve;
   p.profile = o.profile != 0;
+  p.backward = o.backward != 0;
   cli_mask mask;
   cli_mask_init(&mask);
   if ((rc = cli_parse_mask("mask", o.mask, &mask))) return rc;

@@ -59,6 +59,14 @@ static clattn_status forced(clattn_plan p, const char *list, const char *what, b
       if (!named)
         return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
                             "%s='%s': no kernel variant is named '%s'", what, list, pre);
+      if (named->pass != CLATTN__FORWARD) { /* the backward's (clattn__choose_backward) */
+        if (strict)
+          return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                              "%s='%s': %s is a backward kernel (force it with "
+                              "CLATTN_TUNE_OVERRIDE)",
+                              what, list, pre);
+        continue;
+      }
       const clattn_algo fam = p->desc.algo == CLATTN_ALGO_AUTO ? CLATTN_ALGO_FLASH : p->desc.algo;
       if (named->family != fam) {
         if (strict)
@@ -189,6 +197,67 @@ clattn_status clattn__choose(clattn_plan p, const clattn__variant **out, int *pa
       snprintf(origin, cap, "built-in default (%s)", label);
       *out = v;
       *settled = v->num_params == 0;
+      return CLATTN_SUCCESS;
+    }
+  }
+  return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
+                      "no configuration of the %s kernel fits this device for head_dim %d (local "
+                      "memory %llu bytes, max work-group %zu)",
+                      cand[n - 1]->name, d->head_dim, (unsigned long long)ctx->info.local_mem,
+                      ctx->info.max_wg);
+}
+
+clattn_status clattn__choose_backward(clattn_plan p, const clattn__variant **out, int *params,
+                                      char *origin, size_t cap) {
+  clattn_context ctx = p->ctx;
+  const clattn_attention_desc *d = &p->desc;
+  const bool portable = ctx->settings.portable || (p->flags & CLATTN_PLAN_PORTABLE);
+  const clattn__variant *cand[16];
+  char why_not[1024];
+  const int n = clattn__applicable_variants(&ctx->info, d, CLATTN__BACKWARD, portable, cand, 16,
+                                            why_not, sizeof why_not);
+  if (n == 0)
+    return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
+                        "no backward kernel of the %s family applies to this problem%s%s",
+                        clattn_algo_name(d->algo), why_not[0] ? ": " : "", why_not);
+  /* CLATTN_TUNE_OVERRIDE entries that name a backward variant; the others
+   * concern the forward pass. */
+  char entry[1024];
+  const char *s = ctx->settings.override;
+  while ((s = next_entry(s, entry, sizeof entry)) != NULL) {
+    char pre[64], err[256] = "";
+    if (!clattn__config_prefix(entry, pre, sizeof pre)) continue;
+    for (int i = 0; i < n; i++) {
+      if (strcmp(cand[i]->name, pre)) continue;
+      int base[CLATTN__MAX_PARAMS];
+      if (!base_config(p, cand[i], base) ||
+          clattn__config_parse(cand[i], entry, base, params, err, sizeof err) != CLATTN_SUCCESS)
+        return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                            "CLATTN_TUNE_OVERRIDE='%s' is not a %s configuration: %s",
+                            ctx->settings.override, pre, err[0] ? err : "no default");
+      const char *why = cand[i]->check(params, d, &ctx->info);
+      if (why)
+        return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                            "CLATTN_TUNE_OVERRIDE='%s' is not legal on this device for head_dim "
+                            "%d: %s",
+                            ctx->settings.override, d->head_dim, why);
+      snprintf(origin, cap, "override (CLATTN_TUNE_OVERRIDE)");
+      *out = cand[i];
+      return CLATTN_SUCCESS;
+    }
+  }
+  for (int i = 0; i < n; i++) {
+    bool exact = false;
+    int seq = 0;
+    if (clattn__tunedb_lookup(ctx, cand[i], d, params, &exact, &seq)) {
+      snprintf(origin, cap, exact ? "tuned" : "tuned (nearest seq bucket)");
+      *out = cand[i];
+      return CLATTN_SUCCESS;
+    }
+    char label[64];
+    if (clattn__builtin_default(&ctx->info, cand[i], d, params, label, sizeof label)) {
+      snprintf(origin, cap, "built-in default (%s)", label);
+      *out = cand[i];
       return CLATTN_SUCCESS;
     }
   }

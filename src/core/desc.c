@@ -75,8 +75,8 @@ static size_t span(const clattn_strides *s, int64_t b, int64_t h, int64_t n, int
  * strides share an address: ordered by stride, every dimension of size > 1
  * must step past the whole extent of the smaller ones (a conservative test:
  * it also refuses some exotic interleavings that happen not to collide). */
-static bool strides_disjoint(const clattn_strides *s, int64_t b, int64_t h, int64_t n,
-                             int64_t dim) {
+bool clattn__strides_disjoint(const clattn_strides *s, int64_t b, int64_t h, int64_t n,
+                              int64_t dim) {
   const int64_t size[4] = {b, h, n, dim};
   const int64_t st[4] = {s->batch, s->head, s->seq, s->dim};
   int idx[4], m = 0;
@@ -179,7 +179,7 @@ clattn_status clattn__desc_resolve(clattn_context ctx, const clattn_attention_de
         return BAD("desc.%s: strides must be >= 0", names[i]);
     }
     /* q, k, v are read-only and may overlap; outputs must not. */
-    if (!d.ragged && !strides_disjoint(&s[3], d.batch, d.heads, d.seq_q, d.head_dim))
+    if (!d.ragged && !clattn__strides_disjoint(&s[3], d.batch, d.heads, d.seq_q, d.head_dim))
       return BAD("desc.o_strides {batch %lld, head %lld, seq %lld, dim %lld} make two output "
                  "elements alias (share an address)",
                  (long long)s[3].batch, (long long)s[3].head, (long long)s[3].seq,
@@ -238,7 +238,7 @@ clattn_status clattn__desc_resolve(clattn_context ctx, const clattn_attention_de
     kn = d.page_size;
   }
   if ((d.ragged || d.kv_layout != CLATTN_KV_CONTIGUOUS) && d.layout == CLATTN_LAYOUT_STRIDED &&
-      !strides_disjoint(&s[3], qb, d.heads, qn, d.head_dim))
+      !clattn__strides_disjoint(&s[3], qb, d.heads, qn, d.head_dim))
     return BAD("desc.o_strides make two output elements alias (share an address)");
   size_t e[4];
   e[0] = span(&s[0], qb, d.heads, qn, d.head_dim);

@@ -41,6 +41,7 @@ typedef struct clattn__buffers {
   cl_mem q, k, v, o, lse;
   /* Inference modes (clattn_exec_args), NULL when unused. */
   cl_mem cu_seqlens_q, cu_seqlens_kv, seqlens_kv, block_table;
+  cl_mem dout, dq, dk, dv; /* the backward pass only, else NULL */
 } clattn__buffers;
 
 /* Device capabilities, read once at context creation. */
@@ -94,11 +95,18 @@ struct clattn_plan_s {
   const struct clattn__variant *variant; /* chosen kernel variant (variant.h) */
   void *state;
   size_t workspace_bytes;
-  char describe[512];
+  char describe[1024];
   const char *config;            /* forced configuration string, or NULL (planner, creation only) */
   struct clattn__sparse *sparse; /* sparse masks only (src/sparse.h), else NULL */
   uint64_t visible_pairs;        /* (b, h, i, j) tuples the mask keeps, saturated */
   double visible_pairs_exact;    /* the same count, not saturated (for the FLOPs) */
+  /* The backward pass (clattn_plan_execute_backward), built at creation
+   * with CLATTN_PLAN_BACKWARD or at the first backward call: its variant,
+   * state and workspace (the variant's create sets them, not the forward's). */
+  const struct clattn__variant *bwd_variant;
+  void *bwd_state;
+  size_t bwd_workspace_bytes;
+  char bwd_describe[512];
   /* clattn_plan_estimate: size the plan only (no program, no device memory,
    * no comparison of the workspace with the device's memory). */
   bool estimate;
@@ -132,6 +140,10 @@ clattn_status clattn__plan_new(clattn_context ctx, const clattn_attention_desc *
 clattn_status clattn__plan_build(clattn_plan p, const struct clattn__variant *v, const int *params,
                                  const char *origin, size_t *estimate_bytes, clattn_plan *out);
 void clattn__plan_discard(clattn_plan p);
+/* Chooses and builds the plan's backward pass if it is not built yet (the
+ * planner with CLATTN_PLAN_BACKWARD, else the first backward call); appends
+ * it to describe(). On failure the plan is left without one. */
+clattn_status clattn__plan_build_backward(clattn_plan p);
 
 /* ---- errors ---- */
 clattn_status clattn__fail(clattn_context ctx, clattn_status st, const char *fmt, ...)
@@ -196,6 +208,10 @@ clattn_status clattn__desc_resolve(clattn_context ctx, const clattn_attention_de
                                    clattn_attention_desc *out, clattn_strides *qs,
                                    clattn_strides *ks, clattn_strides *vs, clattn_strides *os,
                                    size_t elems[4]);
+/* True when no two elements (b, h, s, d) of a b×h×n×dim tensor with these
+ * strides share an address (outputs: o, and the backward's dq, dk, dv). */
+bool clattn__strides_disjoint(const clattn_strides *s, int64_t b, int64_t h, int64_t n,
+                              int64_t dim);
 /* Checks that a cl_mem holds at least `bytes` (CL_MEM_SIZE). */
 clattn_status clattn__check_buffer(clattn_context ctx, cl_mem buf, size_t bytes, const char *arg);
 

@@ -37,6 +37,7 @@ static void set_pairs(clattn_plan p, uint64_t per_head) {
 
 /* Frees a plan that failed before or during its variant's create. */
 static void discard(clattn_plan p) {
+  if (p->bwd_variant && p->bwd_variant->release) p->bwd_variant->release(p);
   if (p->variant && p->variant->release) p->variant->release(p);
   clattn__sparse_release(p);
   free(p);
@@ -278,8 +279,15 @@ static clattn_status execute_args(clattn_plan p, const clattn_exec_args *a, cl_u
       return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "%s must not alias o or lse",
                           tab[i].name);
   }
-  const clattn__buffers b = {
-      q, k, v, o, lse, a->cu_seqlens_q, a->cu_seqlens_kv, a->seqlens_kv, a->block_table};
+  const clattn__buffers b = {.q = q,
+                             .k = k,
+                             .v = v,
+                             .o = o,
+                             .lse = lse,
+                             .cu_seqlens_q = a->cu_seqlens_q,
+                             .cu_seqlens_kv = a->cu_seqlens_kv,
+                             .seqlens_kv = a->seqlens_kv,
+                             .block_table = a->block_table};
   if (p->flags & CLATTN_PLAN_CHECK_TABLES) {
     if (num_wait) {
       cl_int err = clWaitForEvents(num_wait, wait);
@@ -304,12 +312,84 @@ clattn_status clattn_plan_execute_ex(clattn_plan p, const clattn_exec_args *args
   return execute_args(p, args, num_wait, wait, event);
 }
 
+clattn_status clattn__plan_build_backward(clattn_plan p) {
+  if (p->bwd_variant) return CLATTN_SUCCESS;
+  const clattn__variant *v = NULL;
+  int params[CLATTN__MAX_PARAMS];
+  char origin[200];
+  clattn_status st = clattn__choose_backward(p, &v, params, origin, sizeof origin);
+  if (st != CLATTN_SUCCESS) return st;
+  p->bwd_variant = v;
+  st = v->create(p, params, origin);
+  if (st != CLATTN_SUCCESS) {
+    v->release(p);
+    p->bwd_variant = NULL;
+    p->bwd_workspace_bytes = 0;
+    p->bwd_describe[0] = 0;
+    return st;
+  }
+  clattn__append(p->describe, sizeof p->describe, "; backward: %s", p->bwd_describe);
+  return CLATTN_SUCCESS;
+}
+
+clattn_status clattn_plan_execute_backward(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
+                                           cl_mem lse, cl_mem dout, cl_mem dq, cl_mem dk, cl_mem dv,
+                                           cl_uint num_wait, const cl_event *wait,
+                                           cl_event *event) {
+  if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;
+  clattn_context ctx = p->ctx;
+  ctx->msg[0] = 0;
+  ctx->needed_bytes = 0;
+  const clattn_attention_desc *d = &p->desc;
+  const size_t es = clattn__dtype_size(d->dtype);
+  size_t bytes[5];
+  for (int i = 0; i < 4; i++)
+    if (!clattn__mul_size(p->elems[i], es, &bytes[i])) bytes[i] = SIZE_MAX;
+  if (!clattn__mul3_size((size_t)d->batch * (size_t)d->heads, (size_t)d->seq_q, sizeof(float),
+                         &bytes[4]))
+    bytes[4] = SIZE_MAX;
+  /* Arguments, their sizes (q, dq: bytes[0]; k, dk: [1]; v, dv: [2]; o, dout: [3]). */
+  const cl_mem mem[9] = {q, k, v, o, lse, dout, dq, dk, dv};
+  static const char *const names[9] = {"q", "k", "v", "o", "lse", "dout", "dq", "dk", "dv"};
+  static const int size_of[9] = {0, 1, 2, 3, 4, 3, 0, 1, 2};
+  clattn_status st;
+  for (int i = 0; i < 9; i++)
+    if ((st = clattn__check_buffer(ctx, mem[i], bytes[size_of[i]], names[i])) != CLATTN_SUCCESS)
+      return st;
+  for (int i = 6; i < 9; i++) /* the outputs alias nothing */
+    for (int j = 0; j < 9; j++)
+      if (j != i && mem_overlap(mem[i], mem[j]))
+        return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "%s must not alias %s", names[i],
+                            names[j]);
+  if (d->layout == CLATTN_LAYOUT_STRIDED) {
+    const clattn_strides *st3[3] = {&p->qs, &p->ks, &p->vs};
+    const int hh[3] = {d->heads, d->kv_heads, d->kv_heads};
+    const int nn[3] = {d->seq_q, d->seq_kv, d->seq_kv};
+    static const char *const sn[3] = {"q_strides", "k_strides", "v_strides"};
+    for (int i = 0; i < 3; i++)
+      if (!clattn__strides_disjoint(st3[i], d->batch, hh[i], nn[i], d->head_dim))
+        return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                            "desc.%s make two elements share an address: the backward pass "
+                            "writes d%c with them",
+                            sn[i], "qkv"[i]);
+  }
+  if ((num_wait > 0) != (wait != NULL))
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                        "wait_list must be NULL exactly when num_wait is 0");
+  if ((st = clattn__plan_build_backward(p)) != CLATTN_SUCCESS) return st;
+  const clattn__buffers b = {
+      .q = q, .k = k, .v = v, .o = o, .lse = lse, .dout = dout, .dq = dq, .dk = dk, .dv = dv};
+  return p->bwd_variant->execute(p, &b, num_wait, wait, event);
+}
+
+double clattn_plan_backward_flops(clattn_plan p) { return p ? 2.5 * clattn_plan_flops(p) : 0.0; }
+
 const char *clattn_plan_describe(clattn_plan p) { return p ? p->describe : ""; }
 
 size_t clattn_plan_workspace_size(clattn_plan p) {
   if (!p) return 0;
   /* The family's own workspace plus a sparse mask's tile lists and bitmap. */
-  return p->workspace_bytes + (p->sparse ? p->sparse->device_bytes : 0);
+  return p->workspace_bytes + p->bwd_workspace_bytes + (p->sparse ? p->sparse->device_bytes : 0);
 }
 
 const clattn_attention_desc *clattn_plan_desc(clattn_plan p) { return p ? &p->desc : NULL; }
@@ -324,6 +404,7 @@ double clattn_plan_flops(clattn_plan p) {
 
 void clattn_plan_release(clattn_plan p) {
   if (!p) return;
+  if (p->bwd_variant && p->bwd_variant->release) p->bwd_variant->release(p);
   if (p->variant && p->variant->release) p->variant->release(p);
   clattn__sparse_release(p);
   clattn_context ctx = p->ctx;
@@ -347,7 +428,7 @@ clattn_status clattn_plan_profile(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, c
                         "clattn_plan_profile: names, ms and num_kernels must be given, reps >= 1 "
                         "and max_kernels >= 1");
   *num_kernels = 0;
-  const clattn__buffers b = {q, k, v, o, NULL, NULL, NULL, NULL, NULL};
+  const clattn__buffers b = {.q = q, .k = k, .v = v, .o = o};
   if (p->variant->profile) {
     const char *nm[16];
     double t[16];

@@ -49,14 +49,22 @@ static clattn_status create(clattn_context ctx, const clattn_attention_desc *des
     clattn__plan_discard(p);
     return st;
   }
-  return clattn__plan_build(p, v, params, origin, estimate_bytes, out);
+  st = clattn__plan_build(p, v, params, origin, estimate_bytes, out);
+  if (st != CLATTN_SUCCESS || !(flags & CLATTN_PLAN_BACKWARD)) return st;
+  st = clattn__plan_build_backward(*out);
+  if (estimate_bytes) *estimate_bytes = clattn_plan_workspace_size(*out);
+  if (st != CLATTN_SUCCESS) {
+    clattn_plan_release(*out);
+    *out = NULL;
+  }
+  return st;
 }
 
 static clattn_status check_call(clattn_context ctx, unsigned flags, clattn_plan *out) {
   if (!out) return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "out (plan) is NULL");
   *out = NULL;
   const unsigned known = CLATTN_PLAN_LAZY_WORKSPACE | CLATTN_PLAN_MEASURE | CLATTN_PLAN_PORTABLE |
-                         CLATTN_PLAN_CHECK_TABLES;
+                         CLATTN_PLAN_CHECK_TABLES | CLATTN_PLAN_BACKWARD;
   if (flags & ~known)
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "flags: unknown bits 0x%x",
                         flags & ~known);

@@ -123,4 +123,10 @@ int clattn__applicable_variants(const clattn__device_info *info, const clattn_at
 clattn_status clattn__choose(clattn_plan p, const clattn__variant **v, int *params, char *origin,
                              size_t cap, bool *settled);
 
+/* The backward variant of the plan's family and its configuration:
+ * CLATTN_TUNE_OVERRIDE entries naming a backward variant
+ * ("flash_bwd:bm=16,bn=16"), else tuned, else the built-in default. */
+clattn_status clattn__choose_backward(clattn_plan p, const clattn__variant **v, int *params,
+                                      char *origin, size_t cap);
+
 #endif

@@ -45,9 +45,28 @@ static const clattn__variant flash = {VARIANT("flash", F, FWD, false, flash_wg),
                                       .create = clattn__flash_wg_create,
                                       .execute = clattn__flash_execute,
                                       .release = clattn__flash_release};
+/* The backward pass (clattn_plan_execute_backward): create, execute and
+ * release work on p->bwd_state, not p->state. */
+static const clattn__variant flash_bwd = {
+    VARIANT("flash_bwd", F, CLATTN__BACKWARD, false, flash_bwd),
+    .params = clattn__flash_bwd_params,
+    .num_params = 3,
+    .create = clattn__flash_bwd_create,
+    .execute = clattn__flash_bwd_execute,
+    .release = clattn__flash_bwd_release};
+static const clattn__variant flash_bwd_rows = {
+    VARIANT("flash_bwd_rows", F, CLATTN__BACKWARD, true, flash_bwd_rows),
+    .params = clattn__flash_bwd_rows_params,
+    .num_params = 1,
+    .create = clattn__flash_bwd_create,
+    .execute = clattn__flash_bwd_execute,
+    .release = clattn__flash_bwd_release};
 static const clattn__variant naive = {
     VARIANT("naive", N, FWD, false, naive), .create = clattn__naive_create,
     .execute = clattn__naive_execute, .release = clattn__naive_release};
+static const clattn__variant naive_bwd = {
+    VARIANT("naive_bwd", N, CLATTN__BACKWARD, false, naive_bwd), .create = clattn__naive_bwd_create,
+    .execute = clattn__naive_bwd_execute, .release = clattn__naive_bwd_release};
 static const clattn__variant linear_tc = {VARIANT("linear_tc", L, FWD, true, linear_tc),
                                           .params = clattn__linear_tc_params,
                                           .num_params = 25,
@@ -72,8 +91,9 @@ static const clattn__variant linear = {VARIANT("linear", L, FWD, false, linear),
 
 /* Highest priority first within a family (a variant's `applicable` returns
  * its priority; the order here breaks ties). */
-const clattn__variant *const clattn__variants[] = {&decode, &flash_tc,  &flash_rows, &flash,
-                                                   &naive,  &linear_tc, &linear,     NULL};
+const clattn__variant *const clattn__variants[] = {
+    &decode,    &flash_tc,  &flash_rows, &flash, &flash_bwd_rows, &flash_bwd, &naive,
+    &naive_bwd, &linear_tc, &linear,     NULL};
 
 const clattn__variant *clattn__variant_find(const char *name) {
   for (int i = 0; clattn__variants[i]; i++)

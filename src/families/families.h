@@ -37,12 +37,30 @@ clattn_status clattn__decode_execute(clattn_plan p, const clattn__buffers *b, cl
                                      const cl_event *wait, cl_event *event);
 void clattn__decode_release(clattn_plan p);
 
+/* flash_bwd.c: the portable deterministic backward kernels (cl/flash_bwd.cl);
+ * create / execute / release work on the plan's backward state. */
+CLATTN__VARIANT_DECL(flash_bwd)
+CLATTN__VARIANT_DECL(flash_bwd_rows)
+extern const clattn__param clattn__flash_bwd_params[3];
+extern const clattn__param clattn__flash_bwd_rows_params[1];
+clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const char *origin);
+clattn_status clattn__flash_bwd_execute(clattn_plan p, const clattn__buffers *b, cl_uint num_wait,
+                                        const cl_event *wait, cl_event *event);
+void clattn__flash_bwd_release(clattn_plan p);
+
 /* naive.c: CLBlast GEMM → masked softmax → GEMM (no tunable parameters). */
 CLATTN__VARIANT_DECL(naive)
 clattn_status clattn__naive_create(clattn_plan p, const int *params, const char *origin);
 clattn_status clattn__naive_execute(clattn_plan p, const clattn__buffers *b, cl_uint num_wait,
                                     const cl_event *wait, cl_event *event);
 void clattn__naive_release(clattn_plan p);
+
+/* naive_bwd.c: the naive backward (CLBlast GEMMs per head, no parameters). */
+CLATTN__VARIANT_DECL(naive_bwd)
+clattn_status clattn__naive_bwd_create(clattn_plan p, const int *params, const char *origin);
+clattn_status clattn__naive_bwd_execute(clattn_plan p, const clattn__buffers *b, cl_uint num_wait,
+                                        const cl_event *wait, cl_event *event);
+void clattn__naive_bwd_release(clattn_plan p);
 
 /* linear.c: FMA kernels (every device) and tensor-core (3xTF32) state and
  * output kernels (NVIDIA sm_80+); one parameter list for both. */

@@ -163,3 +163,107 @@ clattn_status clattn_reference_attention(const clattn_attention_desc *desc, cons
   free(m.cand);
   return CLATTN_SUCCESS;
 }
+
+/* ---- backward: the exact gradients of the function above ---- */
+
+clattn_status clattn_reference_attention_backward(const clattn_attention_desc *desc, const void *q,
+                                                  const void *k, const void *v, const void *dout,
+                                                  double *dq, double *dk, double *dv) {
+  clattn_attention_desc d;
+  clattn_strides qs, ks, vs, os;
+  clattn_status st = clattn__desc_resolve(NULL, desc, &d, &qs, &ks, &vs, &os, NULL);
+  if (st != CLATTN_SUCCESS) return st;
+  if (!q || !k || !v || !dout || !dq || !dk || !dv) return CLATTN_ERROR_INVALID_ARGUMENT;
+  const int Nq = d.seq_q, Nk = d.seq_kv, hd = d.head_dim, G = d.heads / d.kv_heads;
+  ref_mask m = {&d, 0, -1, NULL, NULL};
+  if (d.mask == CLATTN_MASK_BIGBIRD || d.mask == CLATTN_MASK_BLOCK_LAYOUT)
+    m.nkb = (int)(((int64_t)Nk + d.sparse.block_size - 1) / d.sparse.block_size);
+  double *pr = malloc((size_t)Nk * sizeof(double));
+  double *qrow = malloc((size_t)hd * sizeof(double));
+  double *dorow = malloc((size_t)hd * sizeof(double));
+  double *orow = malloc((size_t)hd * sizeof(double));
+  unsigned char *vis = malloc((size_t)Nk);
+  m.row = malloc((size_t)m.nkb + 1);
+  m.cand = malloc(((size_t)m.nkb + 1) * sizeof(int));
+  if (!pr || !qrow || !dorow || !orow || !vis || !m.row || !m.cand) {
+    free(pr);
+    free(qrow);
+    free(dorow);
+    free(orow);
+    free(vis);
+    free(m.row);
+    free(m.cand);
+    return CLATTN_ERROR_OUT_OF_MEMORY;
+  }
+  memset(dq, 0, (size_t)d.batch * (size_t)d.heads * (size_t)Nq * (size_t)hd * sizeof(double));
+  memset(dk, 0, (size_t)d.batch * (size_t)d.kv_heads * (size_t)Nk * (size_t)hd * sizeof(double));
+  memset(dv, 0, (size_t)d.batch * (size_t)d.kv_heads * (size_t)Nk * (size_t)hd * sizeof(double));
+  for (int i = 0; i < Nq; i++) {
+    int nvis = 0;
+    for (int j = 0; j < Nk; j++)
+      nvis += vis[j] = (unsigned char)ref_visible(&m, i, j);
+    if (!nvis) continue; /* a fully masked row: output 0 whatever its inputs, zero gradients */
+    for (int b = 0; b < d.batch; b++)
+      for (int h = 0; h < d.heads; h++) {
+        const int hk = h / G;
+        for (int x = 0; x < hd; x++) {
+          qrow[x] =
+              clattn__load_elem(q, d.dtype, b * qs.batch + h * qs.head + i * qs.seq + x * qs.dim);
+          dorow[x] = clattn__load_elem(dout, d.dtype,
+                                       b * os.batch + h * os.head + i * os.seq + x * os.dim);
+          orow[x] = 0.0;
+        }
+        /* P = softmax of the visible scores. */
+        double mx = -INFINITY;
+        for (int j = 0; j < Nk; j++) {
+          if (!vis[j]) continue;
+          double acc = 0.0;
+          const int64_t kb = b * ks.batch + hk * ks.head + j * ks.seq;
+          for (int x = 0; x < hd; x++)
+            acc += qrow[x] * clattn__load_elem(k, d.dtype, kb + x * ks.dim);
+          pr[j] = acc * d.scale;
+          if (pr[j] > mx) mx = pr[j]; /* a NaN score makes the sum, so every P, NaN */
+        }
+        double sum = 0.0;
+        for (int j = 0; j < Nk; j++)
+          if (vis[j]) sum += pr[j] = exp(pr[j] - mx);
+        for (int j = 0; j < Nk; j++) {
+          if (!vis[j]) continue;
+          pr[j] /= sum;
+          const int64_t vb = b * vs.batch + hk * vs.head + j * vs.seq;
+          for (int x = 0; x < hd; x++)
+            orow[x] += pr[j] * clattn__load_elem(v, d.dtype, vb + x * vs.dim);
+        }
+        /* D = dO · O; dS_j = P_j (dO · v_j - D); dq = scale Σ dS_j k_j, dk_j += scale dS_j q,
+         * dv_j += P_j dO. */
+        double Di = 0.0;
+        for (int x = 0; x < hd; x++)
+          Di += dorow[x] * orow[x];
+        double *dqrow = dq + (((int64_t)b * d.heads + h) * Nq + i) * hd;
+        for (int j = 0; j < Nk; j++) {
+          if (!vis[j]) continue;
+          const int64_t kb = b * ks.batch + hk * ks.head + j * ks.seq;
+          const int64_t vb = b * vs.batch + hk * vs.head + j * vs.seq;
+          double dp = 0.0;
+          for (int x = 0; x < hd; x++)
+            dp += dorow[x] * clattn__load_elem(v, d.dtype, vb + x * vs.dim);
+          const double ds = pr[j] * (dp - Di) * d.scale;
+          double *dkrow = dk + (((int64_t)b * d.kv_heads + hk) * Nk + j) * hd;
+          double *dvrow = dv + (((int64_t)b * d.kv_heads + hk) * Nk + j) * hd;
+          for (int x = 0; x < hd; x++) {
+            dqrow[x] += ds * clattn__load_elem(k, d.dtype, kb + x * ks.dim);
+            dkrow[x] += ds * qrow[x];
+            dvrow[x] += pr[j] * dorow[x];
+          }
+        }
+      }
+  }
+  free(pr);
+  free(qrow);
+  free(dorow);
+  free(orow);
+  free(vis);
+  free(m.row);
+  free(m.cand);
+  return CLATTN_SUCCESS;
+}

@@ -51,6 +51,12 @@ static const tune_default table[] = {
     {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 64, "warps=4,mt=2,bn=64", "NVIDIA GPU"},
     {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 128, "warps=8,mt=1,bn=64", "NVIDIA GPU"},
     {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 256, "warps=8,mt=1,bn=32", "NVIDIA GPU"},
+    /* Backward (issue 16), portable work-group kernels on NVIDIA: the Q, dO,
+     * K, V tiles and the P, dS tiles within 42 KiB of local memory (not
+     * measured yet: `bash bench/gpu.sh backward`). */
+    {"flash_bwd", "nvidia", NULL, NULL, GPU, -1, 64, "bm=32,bn=32,nt=128", "NVIDIA GPU"},
+    {"flash_bwd", "nvidia", NULL, NULL, GPU, -1, 128, "bm=16,bn=16,nt=128", "NVIDIA GPU"},
+    {"flash_bwd", "nvidia", NULL, NULL, GPU, -1, 256, "bm=8,bn=8,nt=64", "NVIDIA GPU"},
     /* AMD GPUs: 64-wide wavefronts, 64 KiB LDS (not measured). */
     {"flash", "amd", NULL, NULL, GPU, -1, 64, "bm=64,bn=32,tm=16,tn=4", "AMD GPU"},
     {"flash", "amd", NULL, NULL, GPU, -1, 128, "bm=32,bn=32,tm=8,tn=8", "AMD GPU"},
@@ -63,6 +69,9 @@ static const tune_default table[] = {
      * on a 2-core AVX-512 EPYC: 10-27x faster than the work-group kernel's
      * best configurations there. */
     {"flash_rows", NULL, NULL, NULL, CPU, -1, 256, "bm=16,bn=64", "CPU"},
+    /* Backward on CPUs: 16 lanes (AVX-512: one register per vector) ran
+     * 1.8x the 8-lane kernel on PoCL 3.1 (N = 2048, d = 64, f32). */
+    {"flash_bwd_rows", NULL, NULL, NULL, CPU, -1, 256, "w=16", "CPU"},
     /* Linear attention on GPUs, measured on an H200 (d = 64, B·H = 16,
      * N = 64k-128k, bench/linear_sweep.sh): 32-key state tiles, 8x8 register
      * tiles of 128-row output blocks, 16-feature apply slices, 64-key causal

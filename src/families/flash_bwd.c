@@ -1,0 +1,326 @@
+/* flash_bwd.c — the flash family's backward variant: the portable deterministic kernels of
+ * cl/flash_bwd.cl. */
+#include "checked.h"
+#include "families.h"
+#include "sparse.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* What a plan keeps for its backward pass (p->bwd_state). */
+typedef struct bwd_state {
+  cl_kernel pre, dkdv, dq;
+  cl_mem dbuf;  /* D = rowsum(dO ∘ O), B·H·Nq floats */
+  cl_mem tbits; /* sparse masks: (query tile, key tile) pairs with a visible pair */
+  int tb_words; /* words per query tile in tbits */
+  int bm, bn;
+  int nt;    /* work-items per work-group */
+  bool rows; /* the CPU kernels: one work-item per work-group, W = bm = bn lanes */
+} bwd_state;
+
+static const int bwd_tiles[] = {4, 8, 16, 32, 64};
+static const int bwd_nt[] = {64, 128, 256};
+#define VALS(a) a, (int)(sizeof(a) / sizeof(a)[0])
+
+/* bm: query rows per tile, bn: keys per tile, nt: work-items per work-group. */
+const clattn__param clattn__flash_bwd_params[3] = {{"bm", 1, 256, VALS(bwd_tiles)},
+                                                   {"bn", 1, 256, VALS(bwd_tiles)},
+                                                   {"nt", 1, 1024, VALS(bwd_nt)}};
+const char *const clattn__flash_bwd_sources[] = {"flash_bwd.cl", NULL};
+static const int rows_w[] = {8, 16};
+/* w: keys (dK/dV) or query rows (dQ) per work-item, the vector width. */
+const clattn__param clattn__flash_bwd_rows_params[1] = {{"w", 8, 16, VALS(rows_w)}};
+const char *const clattn__flash_bwd_rows_sources[] = {"flash_bwd.cl", NULL};
+
+/* ---- the CPU kernels (flash_bwd.cl with -DROWS=1) ---- */
+
+int clattn__flash_bwd_rows_applicable(const clattn__device_info *info,
+                                      const clattn_attention_desc *d, const char **why) {
+  (void)d;
+  if (!info->is_cpu) {
+    *why = "written for CPU devices";
+    return 0;
+  }
+  return 20;
+}
+
+size_t clattn__flash_bwd_rows_local(const int *p, const clattn_attention_desc *d) {
+  (void)p;
+  (void)d;
+  return 0; /* private memory only */
+}
+
+const char *clattn__flash_bwd_rows_check(const int *p, const clattn_attention_desc *d,
+                                         const clattn__device_info *info) {
+  (void)info;
+  if (p[0] != 8 && p[0] != 16) return "w (the vector width) must be 8 or 16";
+  /* kT, vT, dkT, dvT: 4·D vectors of w floats. */
+  if (4 * (size_t)d->head_dim * (size_t)p[0] * sizeof(float) > 131072)
+    return "private memory per work-item exceeds 128 KiB";
+  return NULL;
+}
+
+bool clattn__flash_bwd_rows_fallback(const clattn__device_info *info,
+                                     const clattn_attention_desc *d, int *out) {
+  static const int prefs[] = {16, 8};
+  for (int i = 0; i < 2; i++)
+    if (!clattn__flash_bwd_rows_check(&prefs[i], d, info)) {
+      out[0] = prefs[i];
+      return true;
+    }
+  return false;
+}
+
+/* ---- the portable work-group kernels ---- */
+
+int clattn__flash_bwd_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
+                                 const char **why) {
+  (void)info;
+  (void)d;
+  (void)why;
+  return 10; /* every device, dtype and mask of the flash family */
+}
+
+/* Both kernels' local arrays: K, V tiles (BN rows), Q, dO tiles (BM rows),
+ * rows padded to head_dim + 1 floats, the P and dS tiles, LSE and D. */
+size_t clattn__flash_bwd_local(const int *p, const clattn_attention_desc *d) {
+  const size_t bm = (size_t)p[0], bn = (size_t)p[1], ld = (size_t)d->head_dim + 1;
+  return ((2 * bn + 2 * bm) * ld + 2 * bm * (bn + 1) + 2 * bm) * sizeof(float);
+}
+
+const char *clattn__flash_bwd_check(const int *p, const clattn_attention_desc *d,
+                                    const clattn__device_info *info) {
+  const int bm = p[0], bn = p[1], nt = p[2];
+  if (bm < 1 || bn < 1 || bm > 256 || bn > 256) return "bm and bn must lie in 1..256";
+  if (nt < 1 || (size_t)nt > info->max_wg) return "nt must lie in 1..the device's work-group size";
+  if (nt % bm || nt % bn) return "nt must be a multiple of bm and of bn";
+  if (clattn__flash_bwd_local(p, d) > info->local_mem)
+    return "local memory exceeds the device's limit";
+  /* Accumulators per work-item: dK and dV slices, a dQ slice. */
+  const int rx_kv = (d->head_dim + nt / bn - 1) / (nt / bn);
+  const int rx_q = (d->head_dim + nt / bm - 1) / (nt / bm);
+  if (2 * rx_kv > 128 || rx_q > 128) return "per-item accumulators exceed the register budget";
+  return NULL;
+}
+
+bool clattn__flash_bwd_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
+                                int *out) {
+  static const int prefs[][3] = {{32, 32, 128}, {16, 16, 128}, {8, 8, 64},
+                                 {8, 8, 32},    {4, 4, 16},    {1, 1, 1}};
+  static const int cpu_prefs[][3] = {{16, 16, 64}, {8, 8, 32}, {4, 4, 16}, {1, 1, 1}};
+  const int(*list)[3] = info->is_cpu ? cpu_prefs : prefs;
+  const size_t n =
+      info->is_cpu ? sizeof cpu_prefs / sizeof *cpu_prefs : sizeof prefs / sizeof *prefs;
+  for (size_t i = 0; i < n; i++)
+    if (!clattn__flash_bwd_check(list[i], d, info)) {
+      memcpy(out, list[i], sizeof list[i]);
+      return true;
+    }
+  return false;
+}
+
+/* The (query tile, key tile) bitmap of a sparse mask from the row intervals
+ * of every query (the same intervals the forward's tile lists come from). */
+static clattn_status build_tile_bits(clattn_plan p, bwd_state *s, size_t bytes) {
+  const clattn__sparse *sp = p->sparse;
+  uint32_t *bits = calloc(bytes / sizeof(uint32_t), sizeof(uint32_t));
+  clattn__ivl *buf = NULL;
+  int cap = 0;
+  if (!bits)
+    return clattn__fail_needed(p->ctx, bytes, "cannot allocate the backward tile bitmap (%zu B)",
+                               bytes);
+  for (int i = 0; i < sp->nq; i++) {
+    const int n = clattn__sparse_row(sp, i + sp->off, &buf, &cap);
+    if (n < 0) {
+      free(bits);
+      free(buf);
+      return clattn__fail(p->ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate row intervals");
+    }
+    uint32_t *row = bits + (size_t)(i / s->bm) * (size_t)s->tb_words;
+    for (int t = 0; t < n; t++)
+      for (int kt = buf[t].a / s->bn; kt <= (buf[t].b - 1) / s->bn; kt++)
+        row[kt >> 5] |= 1u << (kt & 31);
+  }
+  free(buf);
+  cl_int err;
+  s->tbits =
+      clCreateBuffer(p->ctx->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, bytes, bits, &err);
+  free(bits);
+  if (!s->tbits) return clattn__cl_fail(p->ctx, "clCreateBuffer", err, "backward tile bitmap");
+  return CLATTN_SUCCESS;
+}
+
+clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const char *origin) {
+  clattn_context ctx = p->ctx;
+  const clattn_attention_desc *d = &p->desc;
+  bwd_state *s = calloc(1, sizeof *s);
+  if (!s) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate backward state");
+  p->bwd_state = s;
+  s->rows = p->bwd_variant->num_params == 1;
+  s->bm = params[0];
+  s->bn = s->rows ? params[0] : params[1];
+  s->nt = s->rows ? 1 : params[2];
+  const int nqt = (d->seq_q + s->bm - 1) / s->bm, nkt = (d->seq_kv + s->bn - 1) / s->bn;
+  s->tb_words = (nkt + 31) / 32;
+
+  /* Workspace: D (B·H·Nq floats) and, sparse, the tile bitmap. */
+  size_t dbytes = 0, tbytes = 0, total = 0;
+  if (!clattn__mul3_size((size_t)d->batch * (size_t)d->heads, (size_t)d->seq_q, sizeof(float),
+                         &dbytes) ||
+      (p->sparse &&
+       !clattn__mul3_size((size_t)nqt, (size_t)s->tb_words, sizeof(uint32_t), &tbytes)) ||
+      !clattn__add_size(dbytes, tbytes, &total))
+    return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
+                        "backward workspace size overflows size_t (batch %d, heads %d, seq_q %d)",
+                        d->batch, d->heads, d->seq_q);
+  p->bwd_workspace_bytes = total;
+  if (p->estimate) return CLATTN_SUCCESS;
+  if (!p->estimate && total > ctx->info.max_alloc)
+    return clattn__fail_needed(ctx, total,
+                               "the backward workspace needs %zu bytes, more than the device's "
+                               "largest allocation (%llu)",
+                               total, (unsigned long long)ctx->info.max_alloc);
+
+  char opts[512];
+  snprintf(opts, sizeof opts,
+           "-cl-std=CL1.2 -cl-mad-enable -DCLATTN_DTYPE=%d -DD=%d -DBM=%d -DBN=%d -DCAUSAL=%d",
+           (int)d->dtype, d->head_dim, s->bm, s->bn, clattn__causal_define(d->mask));
+  if (s->rows)
+    clattn__append(opts, sizeof opts, " -DROWS=1");
+  else
+    clattn__append(opts, sizeof opts, " -DNT=%d", s->nt);
+  /* No -cl-fast-relaxed-math: NaN inputs must give NaN gradients. */
+  if (ctx->info.is_cpu) clattn__append(opts, sizeof opts, " -DCLATTN_SOFT_HALF=1");
+  if (p->sparse) clattn__append(opts, sizeof opts, " -DSPARSE=%d", p->sparse->cls);
+  cl_program prog = NULL;
+  clattn_status st = clattn__get_program(ctx, "flash_bwd.cl", opts, &prog);
+  if (st != CLATTN_SUCCESS) return st;
+  const size_t l_dkdv = s->rows ? 0 : clattn__flash_bwd_local(params, d), l_dq = l_dkdv;
+  if ((st = clattn__create_kernel_sized(ctx, prog, "flash_bwd_pre", 0, &s->pre)) !=
+          CLATTN_SUCCESS ||
+      (st = clattn__create_kernel_sized(ctx, prog, "flash_bwd_dkdv", l_dkdv, &s->dkdv)) !=
+          CLATTN_SUCCESS ||
+      (st = clattn__create_kernel_sized(ctx, prog, "flash_bwd_dq", l_dq, &s->dq)) != CLATTN_SUCCESS)
+    return st;
+  cl_int err;
+  s->dbuf = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, dbytes, NULL, &err);
+  if (!s->dbuf) return clattn__cl_fail(ctx, "clCreateBuffer", err, "backward workspace D");
+  if (p->sparse) {
+    if ((st = build_tile_bits(p, s, tbytes)) != CLATTN_SUCCESS) return st;
+    if ((st = clattn__sparse_upload_bits(p)) != CLATTN_SUCCESS) return st;
+  }
+  if (s->rows)
+    snprintf(p->bwd_describe, sizeof p->bwd_describe,
+             "flash_bwd_rows %s d=%d: deterministic, dK/dV over key blocks + dQ over query blocks, "
+             "w=%d (%zu B workspace) [%s]",
+             clattn_dtype_name(d->dtype), d->head_dim, s->bm, total, origin);
+  else
+    snprintf(p->bwd_describe, sizeof p->bwd_describe,
+             "flash_bwd %s d=%d: deterministic, dK/dV over key tiles + dQ over query tiles, bm=%d "
+             "bn=%d nt=%d (%zu B local, %zu B workspace) [%s]",
+             clattn_dtype_name(d->dtype), d->head_dim, s->bm, s->bn, s->nt,
+             clattn__flash_bwd_local(params, d), total, origin);
+  return CLATTN_SUCCESS;
+}
+
+/* The strides of q, k, v, o (also those of dq, dk, dv, dO) as kernel arguments. */
+static cl_int set_common(clattn_plan p, bwd_state *s, cl_kernel kr, const clattn__buffers *b,
+                         cl_uint *a) {
+  const clattn_attention_desc *d = &p->desc;
+  cl_int err = CL_SUCCESS;
+  const cl_mem mems[6] = {b->q, b->k, b->v, b->dout, b->lse, s->dbuf};
+  for (int i = 0; i < 6; i++)
+    err |= clSetKernelArg(kr, (*a)++, sizeof(cl_mem), &mems[i]);
+  const clattn_strides *st[4] = {&p->qs, &p->ks, &p->vs, &p->os};
+  for (int t = 0; t < 4; t++) {
+    const cl_long v4[4] = {st[t]->batch, st[t]->head, st[t]->seq, st[t]->dim};
+    for (int i = 0; i < 4; i++)
+      err |= clSetKernelArg(kr, (*a)++, sizeof(cl_long), &v4[i]);
+  }
+  const int ints[4] = {d->heads, d->heads / d->kv_heads, d->seq_q, d->seq_kv};
+  for (int i = 0; i < 4; i++)
+    err |= clSetKernelArg(kr, (*a)++, sizeof(int), &ints[i]);
+  const float qscale = (float)(d->scale * 1.4426950408889634), scale = (float)d->scale;
+  err |= clSetKernelArg(kr, (*a)++, sizeof(float), &qscale);
+  err |= clSetKernelArg(kr, (*a)++, sizeof(float), &scale);
+  return err;
+}
+
+static cl_int set_tail(clattn_plan p, bwd_state *s, cl_kernel kr, cl_uint a) {
+  cl_int err = CL_SUCCESS;
+  if (p->sparse) {
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->tbits);
+    err |= clSetKernelArg(kr, a++, sizeof(int), &s->tb_words);
+    err |= clattn__sparse_set_mask_args(p->sparse, kr, a);
+  }
+  return err;
+}
+
+clattn_status clattn__flash_bwd_execute(clattn_plan p, const clattn__buffers *b, cl_uint num_wait,
+                                        const cl_event *wait, cl_event *event) {
+  clattn_context ctx = p->ctx;
+  bwd_state *s = p->bwd_state;
+  const clattn_attention_desc *d = &p->desc;
+  cl_int err = CL_SUCCESS;
+  const size_t bh = (size_t)d->batch * (size_t)d->heads;
+  const size_t bhk = (size_t)d->batch * (size_t)d->kv_heads;
+
+  /* 1. D = rowsum(dO ∘ O). */
+  cl_uint a = 0;
+  err |= clSetKernelArg(s->pre, a++, sizeof(cl_mem), &b->o);
+  err |= clSetKernelArg(s->pre, a++, sizeof(cl_mem), &b->dout);
+  err |= clSetKernelArg(s->pre, a++, sizeof(cl_mem), &s->dbuf);
+  const cl_long os4[4] = {p->os.batch, p->os.head, p->os.seq, p->os.dim};
+  for (int i = 0; i < 4; i++)
+    err |= clSetKernelArg(s->pre, a++, sizeof(cl_long), &os4[i]);
+  err |= clSetKernelArg(s->pre, a++, sizeof(int), &d->heads);
+  err |= clSetKernelArg(s->pre, a++, sizeof(int), &d->seq_q);
+  /* 2. dK, dV over key tiles; 3. dQ over query tiles. */
+  a = 0;
+  err |= set_common(p, s, s->dkdv, b, &a);
+  err |= clSetKernelArg(s->dkdv, a++, sizeof(cl_mem), &b->dk);
+  err |= clSetKernelArg(s->dkdv, a++, sizeof(cl_mem), &b->dv);
+  err |= set_tail(p, s, s->dkdv, a);
+  a = 0;
+  err |= set_common(p, s, s->dq, b, &a);
+  err |= clSetKernelArg(s->dq, a++, sizeof(cl_mem), &b->dq);
+  err |= set_tail(p, s, s->dq, a);
+  if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clSetKernelArg", err, "flash_bwd");
+
+  const size_t pre_lws[2] = {64, 1};
+  const size_t pre_gws[2] = {((size_t)d->seq_q + 63) / 64 * 64, bh};
+  const size_t nkt = ((size_t)d->seq_kv + (size_t)s->bn - 1) / (size_t)s->bn;
+  const size_t nqt = ((size_t)d->seq_q + (size_t)s->bm - 1) / (size_t)s->bm;
+  const size_t kv_nt = (size_t)s->nt, q_nt = (size_t)s->nt;
+  const size_t kv_gws[2] = {nkt * kv_nt, bhk}, kv_lws[2] = {kv_nt, 1};
+  const size_t q_gws[2] = {nqt * q_nt, bh}, q_lws[2] = {q_nt, 1};
+  cl_event e1 = NULL, e2 = NULL;
+  err = clEnqueueNDRangeKernel(ctx->queue, s->pre, 2, NULL, pre_gws,
+                               ctx->info.max_wg >= 64 ? pre_lws : NULL, num_wait, wait, &e1);
+  if (err != CL_SUCCESS)
+    return clattn__cl_fail(ctx, "clEnqueueNDRangeKernel", err, "flash_bwd_pre");
+  err = clEnqueueNDRangeKernel(ctx->queue, s->dkdv, 2, NULL, kv_gws, kv_lws, 1, &e1, &e2);
+  if (err != CL_SUCCESS) {
+    clReleaseEvent(e1);
+    return clattn__cl_fail(ctx, "clEnqueueNDRangeKernel", err, "flash_bwd_dkdv");
+  }
+  const cl_event both[2] = {e1, e2};
+  err = clEnqueueNDRangeKernel(ctx->queue, s->dq, 2, NULL, q_gws, q_lws, 2, both, event);
+  clReleaseEvent(e1);
+  clReleaseEvent(e2);
+  if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clEnqueueNDRangeKernel", err, "flash_bwd_dq");
+  return CLATTN_SUCCESS;
+}
+
+void clattn__flash_bwd_release(clattn_plan p) {
+  bwd_state *s = p->bwd_state;
+  if (!s) return;
+  if (s->pre) clReleaseKernel(s->pre);
+  if (s->dkdv) clReleaseKernel(s->dkdv);
+  if (s->dq) clReleaseKernel(s->dq);
+  if (s->dbuf) clReleaseMemObject(s->dbuf);
+  if (s->tbits) clReleaseMemObject(s->tbits);
+  free(s);
+  p->bwd_state = NULL;
+}

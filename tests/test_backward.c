@@ -1,0 +1,617 @@
+/* test_backward.c — the attention backward pass against the float64 reference, the reference by
+ * finite differences, determinism, masked rows, extreme scores, NaN. */
+#define _POSIX_C_SOURCE 200809L
+#include "test_util.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * Tolerances (relative L2 norm of each gradient, ‖g − ref‖₂ / ‖ref‖₂, against
+ * clattn_reference_attention_backward on the inputs as stored): f32 1e-4
+ * (the backward sums Nq or Nk products of recomputed probabilities, and
+ * dS = P∘(dP − D) cancels), f16 5e-3, bf16 3e-2 (the forward's O is rounded
+ * to 16 bits before D = rowsum(dO∘O) and the gradients are rounded on store).
+ * The reference itself is checked by central finite differences of
+ * L = Σ dO∘O computed with clattn_reference_attention (1e-5 relative to the
+ * largest gradient entry, steps of 1e-3 with the perturbed values taken as
+ * stored in float).
+ *
+ * Every case draws fresh inputs from its label's seed (printed on failure)
+ * and NaN-poisons dq, dk and dv, so an element the kernels skip fails.
+ */
+
+static double rel_tol(clattn_dtype t) {
+  return t == CLATTN_DTYPE_F32 ? 1e-4 : t == CLATTN_DTYPE_F16 ? 5e-3 : 3e-2;
+}
+
+/* Host arrays of one tensor: floats (the values as stored) and, for 16-bit
+ * dtypes, the storage. */
+typedef struct tensor {
+  size_t n;
+  float *f;
+  uint16_t *h;
+} tensor;
+
+static void tensor_fill(tensor *t, size_t n, clattn_dtype dt, tu_rng *r, double lo, double hi) {
+  t->n = n;
+  t->f = malloc(n * sizeof *t->f);
+  t->h = dt == CLATTN_DTYPE_F32 ? NULL : malloc(n * sizeof *t->h);
+  assert_non_null(t->f);
+  for (size_t i = 0; i < n; i++) {
+    float x = (float)tu_rng_uniform(r, lo, hi);
+    if (dt == CLATTN_DTYPE_F16) {
+      t->h[i] = tu_float_to_half(x);
+      x = tu_half_to_float(t->h[i]);
+    } else if (dt == CLATTN_DTYPE_BF16) {
+      t->h[i] = tu_float_to_bf16(x);
+      x = tu_bf16_to_float(t->h[i]);
+    }
+    t->f[i] = x;
+  }
+}
+
+static const void *tensor_data(const tensor *t) { return t->h ? (const void *)t->h : t->f; }
+static void tensor_set(tensor *t, clattn_dtype dt, size_t i, float x) {
+  if (dt == CLATTN_DTYPE_F16) {
+    t->h[i] = tu_float_to_half(x);
+    x = tu_half_to_float(t->h[i]);
+  } else if (dt == CLATTN_DTYPE_BF16) {
+    t->h[i] = tu_float_to_bf16(x);
+    x = tu_bf16_to_float(t->h[i]);
+  }
+  t->f[i] = x;
+}
+static void tensor_free(tensor *t) {
+  free(t->f);
+  free(t->h);
+}
+
+static double elem_of(const void *host, clattn_dtype dt, size_t i) {
+  if (dt == CLATTN_DTYPE_F32) return ((const float *)host)[i];
+  const uint16_t u = ((const uint16_t *)host)[i];
+  return dt == CLATTN_DTYPE_F16 ? tu_half_to_float(u) : tu_bf16_to_float(u);
+}
+
+/* Results of one device run: the gradients read back in the storage type. */
+typedef struct run_out {
+  void *g[3]; /* dq, dk, dv as stored, elems[0..2] elements each */
+  char describe[1100];
+} run_out;
+
+typedef struct problem {
+  clattn_attention_desc d;
+  clattn_strides st[4];
+  size_t elems[4];
+  size_t es;
+  tensor q, k, v, dout;
+  char label[256];
+  uint64_t seed;
+} problem;
+
+static void problem_init(problem *p, const clattn_attention_desc *d, const char *label, double qlo,
+                         double qhi) {
+  memset(p, 0, sizeof *p);
+  p->d = *d;
+  snprintf(p->label, sizeof p->label, "%s", label);
+  assert_int_equal(
+      clattn_attention_desc_strides(d, &p->st[0], &p->st[1], &p->st[2], &p->st[3], p->elems),
+      CLATTN_SUCCESS);
+  p->es = d->dtype == CLATTN_DTYPE_F32 ? 4 : 2;
+  p->seed = tu_case_seed(label);
+  tu_rng r;
+  tu_rng_init(&r, p->seed);
+  tensor_fill(&p->q, p->elems[0], d->dtype, &r, qlo, qhi);
+  tensor_fill(&p->k, p->elems[1], d->dtype, &r, -1.0, 1.0);
+  tensor_fill(&p->v, p->elems[2], d->dtype, &r, -1.0, 1.0);
+  tensor_fill(&p->dout, p->elems[3], d->dtype, &r, -1.0, 1.0);
+}
+
+static void problem_free(problem *p) {
+  tensor_free(&p->q);
+  tensor_free(&p->k);
+  tensor_free(&p->v);
+  tensor_free(&p->dout);
+}
+
+/* Forward (with LSE) and backward on the device; fails the test on an error. */
+static void run_device(clattn_context ctx, problem *p, unsigned flags, run_out *out) {
+  const clattn_attention_desc *d = &p->d;
+  clattn_plan plan = NULL;
+  clattn_status st = clattn_plan_create(ctx, d, flags, &plan);
+  if (st != CLATTN_SUCCESS) fail_msg("%s: plan: %s", p->label, clattn_context_last_error(ctx));
+  const size_t nlse = (size_t)d->batch * (size_t)d->heads * (size_t)d->seq_q;
+  cl_mem q = tu_buffer_from_host(ctx, tensor_data(&p->q), p->elems[0] * p->es);
+  cl_mem k = tu_buffer_from_host(ctx, tensor_data(&p->k), p->elems[1] * p->es);
+  cl_mem v = tu_buffer_from_host(ctx, tensor_data(&p->v), p->elems[2] * p->es);
+  cl_mem dout = tu_buffer_from_host(ctx, tensor_data(&p->dout), p->elems[3] * p->es);
+  cl_mem o = tu_buffer_nan(ctx, (p->elems[3] * p->es + 3) / 4);
+  cl_mem lse = tu_buffer_nan(ctx, nlse);
+  cl_mem g[3];
+  for (int i = 0; i < 3; i++)
+    g[i] = tu_buffer_nan(ctx, (p->elems[i] * p->es + 3) / 4);
+  assert_true(q && k && v && dout && o && lse && g[0] && g[1] && g[2]);
+  st = clattn_plan_execute(plan, q, k, v, o, lse, 0, NULL, NULL);
+  if (st != CLATTN_SUCCESS) fail_msg("%s: forward: %s", p->label, clattn_context_last_error(ctx));
+  cl_event ev = NULL;
+  st = clattn_plan_execute_backward(plan, q, k, v, o, lse, dout, g[0], g[1], g[2], 0, NULL, &ev);
+  if (st != CLATTN_SUCCESS) fail_msg("%s: backward: %s", p->label, clattn_context_last_error(ctx));
+  assert_int_equal(clWaitForEvents(1, &ev), CL_SUCCESS);
+  clReleaseEvent(ev);
+  snprintf(out->describe, sizeof out->describe, "%s", clattn_plan_describe(plan));
+  for (int i = 0; i < 3; i++) {
+    out->g[i] = malloc(p->elems[i] * p->es + 4);
+    assert_non_null(out->g[i]);
+    assert_int_equal(tu_buffer_read(ctx, g[i], out->g[i], p->elems[i] * p->es), CL_SUCCESS);
+  }
+  cl_mem all[] = {q, k, v, dout, o, lse, g[0], g[1], g[2]};
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+    clReleaseMemObject(all[i]);
+  clattn_plan_release(plan);
+}
+
+static void run_out_free(run_out *o) {
+  for (int i = 0; i < 3; i++)
+    free(o->g[i]);
+}
+
+/* Reads gradient t (0 dq, 1 dk, 2 dv) of the device run in BHSD order. */
+static double dev_grad(const problem *p, const run_out *o, int t, int b, int h, int s, int x) {
+  const clattn_strides *st = &p->st[t];
+  const size_t i = (size_t)(b * st->batch + h * st->head + s * st->seq + x * st->dim);
+  return elem_of(o->g[t], p->d.dtype, i);
+}
+
+typedef struct grad_err {
+  double rel[3];
+  size_t nonfinite;
+} grad_err;
+
+static grad_err compare(const problem *p, const run_out *o, double *ref[3]) {
+  const clattn_attention_desc *d = &p->d;
+  const int kvh = d->kv_heads ? d->kv_heads : d->heads;
+  const int hs[3] = {d->heads, kvh, kvh}, ns[3] = {d->seq_q, d->seq_kv, d->seq_kv};
+  grad_err e = {{0, 0, 0}, 0};
+  for (int t = 0; t < 3; t++) {
+    double num = 0, den = 0;
+    size_t idx = 0;
+    for (int b = 0; b < d->batch; b++)
+      for (int h = 0; h < hs[t]; h++)
+        for (int s = 0; s < ns[t]; s++)
+          for (int x = 0; x < d->head_dim; x++, idx++) {
+            const double g = dev_grad(p, o, t, b, h, s, x), r = ref[t][idx];
+            if (!isfinite(g)) e.nonfinite++;
+            num += (g - r) * (g - r);
+            den += r * r;
+          }
+    e.rel[t] = den > 0 ? sqrt(num / den) : sqrt(num);
+  }
+  return e;
+}
+
+static void reference(const problem *p, double *ref[3]) {
+  const clattn_attention_desc *d = &p->d;
+  const int kvh = d->kv_heads ? d->kv_heads : d->heads;
+  const size_t nq = (size_t)d->batch * (size_t)d->heads * (size_t)d->seq_q * (size_t)d->head_dim;
+  const size_t nk = (size_t)d->batch * (size_t)kvh * (size_t)d->seq_kv * (size_t)d->head_dim;
+  ref[0] = malloc(nq * sizeof(double));
+  ref[1] = malloc(nk * sizeof(double));
+  ref[2] = malloc(nk * sizeof(double));
+  assert_true(ref[0] && ref[1] && ref[2]);
+  assert_int_equal(clattn_reference_attention_backward(d, tensor_data(&p->q), tensor_data(&p->k),
+                                                       tensor_data(&p->v), tensor_data(&p->dout),
+                                                       ref[0], ref[1], ref[2]),
+                   CLATTN_SUCCESS);
+}
+
+/* One case: device gradients against the reference. */
+static void check_case(clattn_context ctx, const clattn_attention_desc *d, const char *label) {
+  problem p;
+  problem_init(&p, d, label, -2.0, 2.0);
+  run_out o;
+  run_device(ctx, &p, 0, &o);
+  double *ref[3];
+  reference(&p, ref);
+  const grad_err e = compare(&p, &o, ref);
+  const double tol = rel_tol(d->dtype);
+  if (e.nonfinite || e.rel[0] > tol || e.rel[1] > tol || e.rel[2] > tol)
+    fail_msg("%s (seed 0x%llx): rel err dq %.3g dk %.3g dv %.3g (tol %.1g), %zu non-finite; %s",
+             label, (unsigned long long)p.seed, e.rel[0], e.rel[1], e.rel[2], tol, e.nonfinite,
+             o.describe);
+  for (int i = 0; i < 3; i++)
+    free(ref[i]);
+  run_out_free(&o);
+  problem_free(&p);
+}
+
+static clattn_attention_desc make(int b, int h, int hk, int nq, int nk, int hd, clattn_mask m) {
+  clattn_attention_desc d;
+  clattn_attention_desc_init(&d);
+  d.batch = b;
+  d.heads = h;
+  d.kv_heads = hk;
+  d.seq_q = nq;
+  d.seq_kv = nk;
+  d.head_dim = hd;
+  d.mask = m;
+  d.algo = CLATTN_ALGO_FLASH;
+  return d;
+}
+
+static void label_of(char *buf, size_t cap, const char *test, const clattn_attention_desc *d) {
+  snprintf(buf, cap, "bwd/%s/B%d-H%d-Hk%d-q%d-k%d-d%d-%s-%s-%s", test, d->batch, d->heads,
+           d->kv_heads, d->seq_q, d->seq_kv, d->head_dim, clattn_mask_name(d->mask),
+           clattn_dtype_name(d->dtype), clattn_layout_name(d->layout));
+}
+
+/* ---- the reference by central finite differences ------------------------- */
+
+/* L = Σ dO ∘ O over the whole output, O from the float64 forward reference. */
+static double loss(const problem *p, double *o) {
+  assert_int_equal(clattn_reference_attention(&p->d, p->q.f, p->k.f, p->v.f, o, NULL, NULL, 0),
+                   CLATTN_SUCCESS);
+  const clattn_attention_desc *d = &p->d;
+  double l = 0;
+  size_t idx = 0;
+  for (int b = 0; b < d->batch; b++)
+    for (int h = 0; h < d->heads; h++)
+      for (int s = 0; s < d->seq_q; s++)
+        for (int x = 0; x < d->head_dim; x++, idx++)
+          l += o[idx] *
+               p->dout
+                   .f[b * p->st[3].batch + h * p->st[3].head + s * p->st[3].seq + x * p->st[3].dim];
+  return l;
+}
+
+static void fd_case(const clattn_attention_desc *d, const char *label) {
+  problem p;
+  problem_init(&p, d, label, -2.0, 2.0);
+  double *ref[3];
+  reference(&p, ref);
+  const int kvh = d->kv_heads ? d->kv_heads : d->heads;
+  double *o = malloc((size_t)d->batch * d->heads * d->seq_q * d->head_dim * sizeof(double));
+  assert_non_null(o);
+  tensor *ts[3] = {&p.q, &p.k, &p.v};
+  const int hs[3] = {d->heads, kvh, kvh}, ns[3] = {d->seq_q, d->seq_kv, d->seq_kv};
+  for (int t = 0; t < 3; t++) {
+    double gmax = 0, emax = 0;
+    size_t idx = 0;
+    for (int b = 0; b < d->batch; b++)
+      for (int h = 0; h < hs[t]; h++)
+        for (int s = 0; s < ns[t]; s++)
+          for (int x = 0; x < d->head_dim; x++, idx++) {
+            const clattn_strides *st = &p.st[t];
+            const size_t i = (size_t)(b * st->batch + h * st->head + s * st->seq + x * st->dim);
+            const float x0 = ts[t]->f[i];
+            const float xp = x0 + 1e-3f, xm = x0 - 1e-3f;
+            ts[t]->f[i] = xp;
+            const double lp = loss(&p, o);
+            ts[t]->f[i] = xm;
+            const double lm = loss(&p, o);
+            ts[t]->f[i] = x0;
+            const double fd = (lp - lm) / ((double)xp - (double)xm);
+            if (fabs(ref[t][idx]) > gmax) gmax = fabs(ref[t][idx]);
+            if (fabs(fd - ref[t][idx]) > emax) emax = fabs(fd - ref[t][idx]);
+          }
+    if (emax > 1e-5 * (gmax > 1 ? gmax : 1))
+      fail_msg("%s: gradient %c differs from finite differences by %.3g (max |g| %.3g)", label,
+               "qkv"[t], emax, gmax);
+  }
+  free(o);
+  for (int i = 0; i < 3; i++)
+    free(ref[i]);
+  problem_free(&p);
+}
+
+static void test_reference_fd(void **state) {
+  (void)state;
+  static const struct {
+    int b, h, hk, nq, nk, hd;
+    clattn_mask m;
+  } cs[] = {
+      {1, 1, 1, 3, 5, 4, CLATTN_MASK_NONE},
+      {2, 2, 1, 5, 4, 3, CLATTN_MASK_CAUSAL},
+      {1, 4, 2, 4, 6, 2, CLATTN_MASK_CAUSAL_TOP_LEFT},
+      {1, 1, 1, 6, 3, 5, CLATTN_MASK_CAUSAL},
+      {1, 2, 2, 7, 7, 3, CLATTN_MASK_WINDOW},
+  };
+  for (size_t c = 0; c < sizeof cs / sizeof *cs; c++) {
+    clattn_attention_desc d =
+        make(cs[c].b, cs[c].h, cs[c].hk, cs[c].nq, cs[c].nk, cs[c].hd, cs[c].m);
+    d.sparse.window_left = 2;
+    d.sparse.window_right = 1;
+    d.layout = c == 1 ? CLATTN_LAYOUT_BSHD : CLATTN_LAYOUT_BHSD;
+    char label[256];
+    label_of(label, sizeof label, "fd", &d);
+    fd_case(&d, label);
+  }
+}
+
+/* ---- device gradients ----------------------------------------------------- */
+
+typedef struct shape {
+  int b, h, hk, nq, nk, hd;
+  clattn_mask m;
+} shape;
+
+static void run_shapes(clattn_context ctx, const char *test, const shape *cs, size_t n,
+                       clattn_dtype dt, clattn_layout layout) {
+  for (size_t c = 0; c < n; c++) {
+    clattn_attention_desc d =
+        make(cs[c].b, cs[c].h, cs[c].hk, cs[c].nq, cs[c].nk, cs[c].hd, cs[c].m);
+    d.dtype = dt;
+    d.layout = layout;
+    char label[256];
+    label_of(label, sizeof label, test, &d);
+    check_case(ctx, &d, label);
+  }
+}
+
+/* Tile-boundary lengths, seq_q != seq_kv both ways, both causal alignments,
+ * GQA and MQA (head dim 64). */
+static void test_shapes(void **state) {
+  static const shape cs[] = {
+      {1, 2, 2, 1, 1, 64, CLATTN_MASK_NONE},
+      {2, 2, 2, 7, 7, 64, CLATTN_MASK_CAUSAL},
+      {1, 2, 2, 63, 65, 64, CLATTN_MASK_NONE},
+      {1, 2, 2, 65, 63, 64, CLATTN_MASK_CAUSAL},
+      {1, 2, 2, 33, 100, 64, CLATTN_MASK_CAUSAL},
+      {1, 2, 2, 100, 33, 64, CLATTN_MASK_CAUSAL_TOP_LEFT},
+      {1, 1, 1, 257, 257, 64, CLATTN_MASK_CAUSAL},
+      {1, 4, 2, 65, 47, 64, CLATTN_MASK_CAUSAL}, /* GQA */
+      {2, 4, 1, 31, 70, 64, CLATTN_MASK_NONE},   /* MQA */
+  };
+  run_shapes(*state, "shapes", cs, sizeof cs / sizeof *cs, CLATTN_DTYPE_F32, CLATTN_LAYOUT_BHSD);
+}
+
+static void test_head_dims(void **state) {
+  static const shape cs[] = {
+      {1, 1, 1, 9, 40, 1, CLATTN_MASK_CAUSAL},
+      {1, 2, 1, 40, 17, 7, CLATTN_MASK_NONE},
+      {1, 1, 1, 33, 33, 32, CLATTN_MASK_NONE},
+      {1, 1, 1, 20, 35, 128, CLATTN_MASK_CAUSAL},
+      {1, 1, 1, 17, 19, 256, CLATTN_MASK_CAUSAL_TOP_LEFT},
+  };
+  run_shapes(*state, "head_dims", cs, sizeof cs / sizeof *cs, CLATTN_DTYPE_F32, CLATTN_LAYOUT_BHSD);
+}
+
+static void test_16bit(void **state) {
+  static const shape cs[] = {
+      {1, 2, 1, 65, 40, 64, CLATTN_MASK_CAUSAL},
+      {1, 2, 2, 20, 37, 64, CLATTN_MASK_NONE},
+  };
+  run_shapes(*state, "16bit", cs, sizeof cs / sizeof *cs, CLATTN_DTYPE_F16, CLATTN_LAYOUT_BHSD);
+  run_shapes(*state, "16bit", cs, sizeof cs / sizeof *cs, CLATTN_DTYPE_BF16, CLATTN_LAYOUT_BSHD);
+}
+
+static void test_layouts(void **state) {
+  static const shape cs[] = {{2, 4, 2, 37, 29, 64, CLATTN_MASK_CAUSAL}};
+  run_shapes(*state, "layouts", cs, 1, CLATTN_DTYPE_F32, CLATTN_LAYOUT_BSHD);
+  /* Padded strides, dim stride 1 (no float4 assumption in the backward). */
+  clattn_attention_desc d = make(2, 4, 2, 37, 29, 64, CLATTN_MASK_CAUSAL);
+  tu_set_padded_strides(&d, 3, 5, 1);
+  char label[256];
+  label_of(label, sizeof label, "layouts", &d);
+  check_case(*state, &d, label);
+}
+
+/* Every sparse pattern of the sparse family. */
+static void test_sparse(void **state) {
+  static const int tokens[] = {11};
+  static const int rows[] = {0, 2, 3, 3, 5, 6}; /* 5 query blocks of 8 */
+  static const int cols[] = {0, 1, 1, 0, 3, 4};
+  for (int c = 0; c < 7; c++) {
+    clattn_attention_desc d = make(1, 2, 1, 40, 40, 64, CLATTN_MASK_WINDOW);
+    clattn_sparse_desc *sp = &d.sparse;
+    switch (c) {
+    case 0: sp->window_left = 3, sp->window_right = 2, sp->num_global = 1; break;
+    case 1:
+      d.seq_q = 17;
+      sp->window_left = 5, sp->causal = 1, sp->global_tokens = tokens, sp->num_global_tokens = 1;
+      break;
+    case 2:
+      d.mask = CLATTN_MASK_DILATED;
+      sp->window_left = sp->window_right = 8, sp->dilation = 3;
+      break;
+    case 3:
+      d.mask = CLATTN_MASK_STRIDED;
+      sp->window_left = 2, sp->stride = 7, sp->causal = 1;
+      break;
+    case 4:
+      d.mask = CLATTN_MASK_BIGBIRD;
+      sp->block_size = 8, sp->window_blocks = 1, sp->global_blocks = 1, sp->random_blocks = 1;
+      sp->seed = 7;
+      break;
+    case 5:
+      d.mask = CLATTN_MASK_BIGBIRD;
+      d.seq_q = 23;
+      sp->block_size = 5, sp->window_blocks = 0, sp->global_blocks = 1, sp->random_blocks = 2;
+      sp->causal = 1, sp->element_window = 1, sp->window_left = 6, sp->window_right = 6;
+      break;
+    default:
+      d.mask = CLATTN_MASK_BLOCK_LAYOUT;
+      sp->block_size = 8, sp->layout_rows = 5, sp->layout_row_offsets = rows;
+      sp->layout_cols = cols;
+      break;
+    }
+    char label[256];
+    label_of(label, sizeof label, "sparse", &d);
+    snprintf(label + strlen(label), sizeof label - strlen(label), "-c%d", c);
+    check_case(*state, &d, label);
+  }
+}
+
+/* The naive backward (CLBlast GEMMs per head; f32, unit dim strides). */
+static void test_naive(void **state) {
+  static const shape cs[] = {
+      {1, 4, 2, 65, 47, 64, CLATTN_MASK_CAUSAL},
+      {2, 2, 2, 33, 70, 32, CLATTN_MASK_CAUSAL_TOP_LEFT},
+      {1, 2, 1, 20, 20, 16, CLATTN_MASK_NONE},
+  };
+  for (size_t c = 0; c < sizeof cs / sizeof *cs; c++) {
+    clattn_attention_desc d =
+        make(cs[c].b, cs[c].h, cs[c].hk, cs[c].nq, cs[c].nk, cs[c].hd, cs[c].m);
+    d.algo = CLATTN_ALGO_NAIVE;
+    d.layout = c == 1 ? CLATTN_LAYOUT_BSHD : CLATTN_LAYOUT_BHSD;
+    if (c == 2) { /* a sparse mask */
+      d.mask = CLATTN_MASK_WINDOW;
+      d.sparse.window_left = 3;
+      d.sparse.window_right = 1;
+      d.sparse.num_global = 1;
+    }
+    char label[256];
+    label_of(label, sizeof label, "naive", &d);
+    check_case(*state, &d, label);
+  }
+  /* 16-bit storage: no naive backward, the message says why. */
+  clattn_context ctx = *state;
+  clattn_attention_desc d = make(1, 1, 1, 8, 8, 16, CLATTN_MASK_NONE);
+  d.algo = CLATTN_ALGO_NAIVE;
+  d.dtype = CLATTN_DTYPE_F16;
+  clattn_plan plan = NULL;
+  assert_int_equal(clattn_plan_create(ctx, &d, CLATTN_PLAN_BACKWARD, &plan),
+                   CLATTN_ERROR_UNSUPPORTED);
+  assert_non_null(strstr(clattn_context_last_error(ctx), "f32 storage only"));
+}
+
+/* Two runs of the same plan inputs are bitwise equal (the default mode). */
+static void test_determinism(void **state) {
+  clattn_context ctx = *state;
+  clattn_attention_desc d = make(1, 4, 2, 130, 97, 64, CLATTN_MASK_CAUSAL);
+  problem p;
+  problem_init(&p, &d, "bwd/determinism", -2.0, 2.0);
+  run_out a, b;
+  run_device(ctx, &p, CLATTN_PLAN_BACKWARD, &a);
+  run_device(ctx, &p, 0, &b);
+  for (int t = 0; t < 3; t++)
+    assert_memory_equal(a.g[t], b.g[t], p.elems[t] * p.es);
+  /* The describe line reports the backward pass. */
+  assert_non_null(strstr(a.describe, "backward: flash_bwd"));
+  run_out_free(&a);
+  run_out_free(&b);
+  problem_free(&p);
+}
+
+/* Rows without a visible key: zero dq rows; their dO adds nothing anywhere. */
+static void test_masked_rows(void **state) {
+  clattn_context ctx = *state;
+  clattn_attention_desc d = make(1, 2, 2, 20, 6, 16, CLATTN_MASK_CAUSAL); /* 14 rows masked */
+  problem p;
+  problem_init(&p, &d, "bwd/masked_rows", -2.0, 2.0);
+  run_out o;
+  run_device(ctx, &p, 0, &o);
+  for (int h = 0; h < 2; h++)
+    for (int s = 0; s < 14; s++)
+      for (int x = 0; x < 16; x++)
+        assert_true(dev_grad(&p, &o, 0, 0, h, s, x) == 0.0);
+  double *ref[3];
+  reference(&p, ref);
+  const grad_err e = compare(&p, &o, ref);
+  assert_int_equal(e.nonfinite, 0);
+  assert_true(e.rel[0] <= 1e-4 && e.rel[1] <= 1e-4 && e.rel[2] <= 1e-4);
+  for (int i = 0; i < 3; i++)
+    free(ref[i]);
+  run_out_free(&o);
+  problem_free(&p);
+}
+
+/* Scores of magnitude ~1e3: exp overflows f32 by far, the gradients stay
+ * finite and match the reference. */
+static void test_large_scores(void **state) {
+  clattn_context ctx = *state;
+  clattn_attention_desc d = make(1, 1, 1, 50, 45, 32, CLATTN_MASK_NONE);
+  d.scale = 30.0;
+  problem p;
+  problem_init(&p, &d, "bwd/large_scores", -2.0, 2.0);
+  run_out o;
+  run_device(ctx, &p, 0, &o);
+  double *ref[3];
+  reference(&p, ref);
+  const grad_err e = compare(&p, &o, ref);
+  if (e.nonfinite || e.rel[0] > 1e-3 || e.rel[1] > 1e-3 || e.rel[2] > 1e-3)
+    fail_msg("large scores: %zu non-finite, rel dq %.3g dk %.3g dv %.3g", e.nonfinite, e.rel[0],
+             e.rel[1], e.rel[2]);
+  for (int i = 0; i < 3; i++)
+    free(ref[i]);
+  run_out_free(&o);
+  problem_free(&p);
+}
+
+/* A NaN in q row 3 gives NaN gradients for that row and every key it sees,
+ * never a silent zero. */
+static void test_nan(void **state) {
+  clattn_context ctx = *state;
+  clattn_attention_desc d = make(1, 1, 1, 10, 10, 8, CLATTN_MASK_CAUSAL);
+  problem p;
+  problem_init(&p, &d, "bwd/nan", -2.0, 2.0);
+  tensor_set(&p.q, d.dtype, 3 * 8 + 2, NAN);
+  run_out o;
+  run_device(ctx, &p, 0, &o);
+  for (int x = 0; x < 8; x++) {
+    assert_true(isnan(dev_grad(&p, &o, 0, 0, 0, 3, x)));
+    for (int j = 0; j <= 3; j++) {
+      assert_true(isnan(dev_grad(&p, &o, 1, 0, 0, j, x)));
+      assert_true(isnan(dev_grad(&p, &o, 2, 0, 0, j, x)));
+    }
+    assert_true(isfinite(dev_grad(&p, &o, 0, 0, 0, 2, x))); /* rows that do not see it */
+  }
+  run_out_free(&o);
+  problem_free(&p);
+}
+
+/* Argument checks name the argument. */
+static void test_arguments(void **state) {
+  clattn_context ctx = *state;
+  clattn_attention_desc d = make(1, 1, 1, 8, 8, 16, CLATTN_MASK_NONE);
+  clattn_plan plan = NULL;
+  assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_SUCCESS);
+  cl_mem b[9];
+  for (int i = 0; i < 9; i++)
+    b[i] = tu_buffer_nan(ctx, 8 * 16);
+  assert_int_equal(clattn_plan_execute_backward(plan, b[0], b[1], b[2], b[3], NULL, b[5], b[6],
+                                                b[7], b[8], 0, NULL, NULL),
+                   CLATTN_ERROR_INVALID_ARGUMENT);
+  assert_non_null(strstr(clattn_context_last_error(ctx), "lse"));
+  assert_int_equal(clattn_plan_execute_backward(plan, b[0], b[1], b[2], b[3], b[4], b[5], b[0],
+                                                b[7], b[8], 0, NULL, NULL),
+                   CLATTN_ERROR_INVALID_ARGUMENT);
+  assert_non_null(strstr(clattn_context_last_error(ctx), "dq must not alias q"));
+  assert_true(clattn_plan_backward_flops(plan) == 2.5 * clattn_plan_flops(plan));
+  for (int i = 0; i < 9; i++)
+    clReleaseMemObject(b[i]);
+  clattn_plan_release(plan);
+  /* The backward workspace (D: B·H·Nq floats) is reported once built. */
+  assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_SUCCESS);
+  assert_int_equal(clattn_plan_workspace_size(plan), 0);
+  assert_null(strstr(clattn_plan_describe(plan), "backward"));
+  clattn_plan_release(plan);
+  assert_int_equal(clattn_plan_create(ctx, &d, CLATTN_PLAN_BACKWARD, &plan), CLATTN_SUCCESS);
+  assert_int_equal(clattn_plan_workspace_size(plan), 8 * sizeof(float));
+  assert_non_null(strstr(clattn_plan_describe(plan), "; backward: "));
+  clattn_plan_release(plan);
+  /* The linear family has no backward. */
+  d.algo = CLATTN_ALGO_LINEAR;
+  assert_int_equal(clattn_plan_create(ctx, &d, CLATTN_PLAN_BACKWARD, &plan),
+                   CLATTN_ERROR_UNSUPPORTED);
+  assert_null(plan);
+}
+
+int main(int argc, char **argv) {
+  if (tu_parse_filter_args(argc, argv)) return 2;
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_reference_fd), cmocka_unit_test(test_shapes),
+      cmocka_unit_test(test_head_dims),    cmocka_unit_test(test_16bit),
+      cmocka_unit_test(test_layouts),      cmocka_unit_test(test_sparse),
+      cmocka_unit_test(test_naive),        cmocka_unit_test(test_determinism),
+      cmocka_unit_test(test_masked_rows),  cmocka_unit_test(test_large_scores),
+      cmocka_unit_test(test_nan),          cmocka_unit_test(test_arguments),
+  };
+  return cmocka_run_group_tests_name("clattn backward", tests, tu_group_setup, tu_group_teardown);
+}
