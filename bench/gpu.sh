@@ -184,10 +184,8 @@ if [[ $what == regress ]]; then
   }
   {
     printf "%-32s %10s %10s %7s\n" point old_ms new_ms new/old
-    for pt in "flash f32 64 none 4096" "flash f32 128 causal 4096" "flash f16 64 none 4096" "flash f16 64 causal 16384" \
-              "flash bf16 128 none 4096" "flash bf16 128 causal 16384" "flash f16 256 none 4096" \
-              "naive f32 64 none 4096" "linear f32 64 none 65536" "linear f32 64 causal 65536" \
-              "flash f32 64 window:256,256 16384"; do
+    IFS=';' read -r -a pts <<<"${REG_POINTS:-flash f32 64 none 4096;flash f32 128 causal 4096;flash f16 64 none 4096;flash f16 64 causal 16384;flash bf16 128 none 4096;flash bf16 128 causal 16384;flash f16 256 none 4096;naive f32 64 none 4096;linear f32 64 none 65536;linear f32 64 causal 65536;flash f32 64 window:256,256 16384}"
+    for pt in "${pts[@]}"; do
       set -- $pt
       o1=$(rpoint $OLD $@ | cut -d' ' -f1); n1=$(rpoint $CLI $@ | cut -d' ' -f1)
       o2=$(rpoint $OLD $@ | cut -d' ' -f1); n2=$(rpoint $CLI $@ | cut -d' ' -f1)
