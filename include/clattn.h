@@ -696,6 +696,8 @@ CLATTN_API size_t clattn_plan_workspace_size(clattn_plan plan);
  * workspace with the device's memory, so problems far larger than the device
  * can be sized (the caller compares). *workspace_bytes receives what
  * clattn_plan_workspace_size() of the plan would return.
+ * It sizes the forward pass only (the backward's workspace, B·H·Nq floats
+ * for D, is added by clattn_plan_workspace_size once built).
  * Returns CLATTN_SUCCESS when the family accepts the problem (plan creation
  * may still run out of device memory, or fail to compile);
  * CLATTN_ERROR_UNSUPPORTED when the family refuses it whatever the memory —

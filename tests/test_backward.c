@@ -596,6 +596,11 @@ static void test_arguments(void **state) {
   assert_int_equal(clattn_plan_workspace_size(plan), fwd_ws + 8 * sizeof(float));
   assert_non_null(strstr(clattn_plan_describe(plan), "; backward: "));
   clattn_plan_release(plan);
+  /* The portable opt-out gives the work-group kernels (CPUs: not the rows kernels). */
+  assert_int_equal(clattn_plan_create(ctx, &d, CLATTN_PLAN_BACKWARD | CLATTN_PLAN_PORTABLE, &plan),
+                   CLATTN_SUCCESS);
+  assert_non_null(strstr(clattn_plan_describe(plan), "backward: flash_bwd "));
+  clattn_plan_release(plan);
   /* The linear family has no backward. */
   d.algo = CLATTN_ALGO_LINEAR;
   assert_int_equal(clattn_plan_create(ctx, &d, CLATTN_PLAN_BACKWARD, &plan),
