@@ -108,8 +108,11 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
 #endif
 
   const int lid = get_local_id(0);
-  const int rb = get_group_id(1) / splits, sp = get_group_id(1) % splits;
-  const int b = get_group_id(2) / Hk, hk = get_group_id(2) % Hk;
+  /* The KV heads of a sequence are neighbouring work-groups (dimension 1):
+   * heads interleaved in memory ([token][kv_head][d] rows) are then read
+   * at about the same time, sharing cache lines and prefetch streams. */
+  const int rb = get_group_id(2) / splits, sp = get_group_id(2) % splits;
+  const int b = get_group_id(1) / Hk, hk = get_group_id(1) % Hk;
   int q0, nq, k0, nk;
   seq_geometry(b, cu_q, cu_kv, seqlens, use_seqlens, Nq_max, Nk_max, total_q, total_kv, &q0, &nq,
                &k0, &nk);

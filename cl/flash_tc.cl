@@ -177,7 +177,8 @@ flash_tc(__global const ushort *restrict Q, __global const ushort *restrict K,
          const long qss, const long qsd, const long ksb, const long ksh, const long kss,
          const long ksd, const long vsb, const long vsh, const long vss, const long vsd,
          const long osb, const long osh, const long oss, const long osd, const int H, const int G,
-         const int Nq, const int Nk, const int nqb, const float qscale) {
+         const int FLASH_NQ, const int FLASH_NK, const int nqb,
+         const float qscale FLASH_RAGGED_ARGS) {
   /* uint4 storage: 16-byte alignment for the vector stores. */
   __local uint4 KVs_raw[2 * BN * LDK / 8];
   __local ushort *KVs = (__local ushort *)KVs_raw;
@@ -191,10 +192,11 @@ flash_tc(__global const ushort *restrict Q, __global const ushort *restrict K,
   const int bh = get_group_id(1);
   const int b = bh / H, h = bh % H, hk = h / G;
   const int q0 = qb * BM;
+  FLASH_RAGGED_PROLOGUE(b, q0)
 
-  __global const ushort *Qb = Q + (long)b * qsb + (long)h * qsh;
-  __global const ushort *Kb = K + (long)b * ksb + (long)hk * ksh;
-  __global const ushort *Vb = V + (long)b * vsb + (long)hk * vsh;
+  __global const ushort *Qb = Q + (long)b * qsb + (long)qstart * qss + (long)h * qsh;
+  __global const ushort *Kb = K + (long)b * ksb + (long)kstart * kss + (long)hk * ksh;
+  __global const ushort *Vb = V + (long)b * vsb + (long)kstart * vss + (long)hk * vsh;
 
   /* Rows of this lane: row0[mt] and row0[mt] + 8. */
   int row0[MT];
@@ -371,7 +373,7 @@ flash_tc(__global const ushort *restrict Q, __global const ushort *restrict K,
 #endif
   }
 
-  __global ushort *Ob = O + (long)b * osb + (long)h * osh;
+  __global ushort *Ob = O + (long)b * osb + (long)qstart * oss + (long)h * osh;
 #pragma unroll
   for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -392,7 +394,7 @@ flash_tc(__global const ushort *restrict Q, __global const ushort *restrict K,
           }
         }
         if (write_lse && t == 0)
-          LSE[(long)bh * Nq + row] =
+          LSE[FLASH_LSE_INDEX(bh, row)] =
               lt == 0.0f ? -INFINITY : (m[mt][rr] * qscale + log2(lt)) * CLATTN_LN2;
       }
     }

@@ -116,3 +116,49 @@ def merge_states(outs, lses, *, context=None):
         for m in made:
             ctx.release_buffer(m)
     return out, lout
+
+
+def varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_kv, *, max_seq_q=None, max_seq_kv=None,
+                     causal=False, scale=None, return_lse=False, config=None, check_tables=False,
+                     context=None):
+    """Ragged (variable-length) attention on packed rows, FlashAttention-2 varlen style.
+
+    q: [total_q, Hq, d]; k, v: [total_kv, Hk, d]; cu_seqlens_q / cu_seqlens_kv: int32 [B + 1]
+    row offsets (first 0). causal: bottom-right per sequence (True / "causal") or "top_left".
+    Returns o [total_q, Hq, d] (and the LSE [total_q, Hq])."""
+    np = _np()
+    ctx = context or default_context()
+    q = np.ascontiguousarray(q)
+    k, v = np.ascontiguousarray(k, dtype=q.dtype), np.ascontiguousarray(v, dtype=q.dtype)
+    cq = np.ascontiguousarray(cu_seqlens_q, dtype=np.int32)
+    ck = np.ascontiguousarray(cu_seqlens_kv, dtype=np.int32)
+    d = ll.Desc()
+    ctx.L.lib.clattn_attention_desc_init(ctypes.byref(d))
+    d.batch, d.heads, d.kv_heads, d.head_dim = len(cq) - 1, q.shape[1], k.shape[1], q.shape[2]
+    d.dtype, d.layout, d.ragged = _dtype_code(q), 1, 1
+    d.total_q, d.total_kv = q.shape[0], k.shape[0]
+    d.seq_q = int(max_seq_q or max(1, int(np.diff(cq).max())))
+    d.seq_kv = int(max_seq_kv or max(1, int(np.diff(ck).max())))
+    d.mask = 0 if not causal else ll.MASKS["causal"] if causal is True else ll.MASKS[causal]
+    if scale:
+        d.scale = scale
+    plan = ll.Plan(ctx, d, 8 if check_tables else 0, config)
+    o = np.empty_like(q)
+    lse = np.empty((q.shape[0], q.shape[1]), dtype=np.float32)
+    made = []
+    try:
+        def buf(a):
+            made.append(ctx.buffer(max(a.nbytes, 1), host=a if a.nbytes else None))
+            return made[-1]
+        args = dict(q=buf(q), k=buf(k), v=buf(v), cu_seqlens_q=buf(cq), cu_seqlens_kv=buf(ck))
+        ob, lb = ctx.buffer(o.nbytes), ctx.buffer(lse.nbytes)
+        made += [ob, lb]
+        plan.execute_ex(o=ob, lse=lb, **args)
+        ctx.read(ob, o)
+        ctx.read(lb, lse)
+    finally:
+        ctx.finish()
+        for m in made:
+            ctx.release_buffer(m)
+        plan.close()
+    return (o, lse) if return_lse else o

@@ -260,8 +260,8 @@ clattn_status clattn__decode_execute(clattn_plan p, const clattn__buffers *b, cl
   for (int i = 0; i < 6; i++)
     err |= clSetKernelArg(m, c++, sizeof(int), &mints[i]);
   if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clSetKernelArg", err, "decode");
-  const size_t gws[3] = {(size_t)s->wg, (size_t)s->nrb * (size_t)s->splits,
-                         (size_t)d->batch * (size_t)d->kv_heads};
+  const size_t gws[3] = {(size_t)s->wg, (size_t)d->batch * (size_t)d->kv_heads,
+                         (size_t)s->nrb * (size_t)s->splits};
   const size_t lws[3] = {(size_t)s->wg, 1, 1};
   err = clEnqueueNDRangeKernel(ctx->queue, k, 3, NULL, gws, lws, num_wait, wait, NULL);
   if (err == CL_SUCCESS) {

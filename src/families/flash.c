@@ -45,8 +45,8 @@ const char *const clattn__flash_tc_sources[] = {"flash_tc.cl", NULL};
 static int dp_of(int head_dim) { return (head_dim + 3) / 4 * 4; } /* DP: head dim padded to 4 */
 
 /* Paged KV caches: the decode kernel serves them. Ragged batches with
- * contiguous K/V and seq_q > 16 (prefill) are served by the portable and
- * CPU kernels (-DRAGGED, cl/common.cl), not yet by the tensor-core one. */
+ * contiguous K/V and seq_q > 16 (prefill) are served by the three prefill
+ * kernels (-DRAGGED, cl/common.cl). */
 static bool inference_mode(const clattn_attention_desc *d, const char **why) {
   if (d->kv_layout != CLATTN_KV_CONTIGUOUS) {
     *why = "paged KV (the decode kernel serves it)";
@@ -169,10 +169,6 @@ bool clattn__flash_rows_fallback(const clattn__device_info *info, const clattn_a
 int clattn__flash_tc_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                                 const char **why) {
   if (inference_mode(d, why)) return 0;
-  if (d->ragged) {
-    *why = "ragged batches: not yet (the portable kernels serve them)";
-    return 0;
-  }
   if (!info->is_nvidia || info->nv_cc_major < 8) {
     *why = "needs NVIDIA sm_80 or newer (mma.sync)";
     return 0;
@@ -271,8 +267,9 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
   char opts[512];
   snprintf(opts, sizeof opts,
            "-cl-std=CL1.2 -DCLATTN_DTYPE=%d -DD=%d -DWARPS=%d -DMT=%d -DBN=%d -DCAUSAL=%d "
-           "-DVEC_GLOBAL=%d -DLDM_ADDR=1 -DASYNC=%d",
-           (int)d->dtype, d->head_dim, warps, mt, bn, clattn__causal_define(d->mask), vec, vec);
+           "-DVEC_GLOBAL=%d -DLDM_ADDR=1 -DASYNC=%d -DRAGGED=%d",
+           (int)d->dtype, d->head_dim, warps, mt, bn, clattn__causal_define(d->mask), vec, vec,
+           d->ragged ? 1 : 0);
   if (ctx->settings.nv_verbose) clattn__append(opts, sizeof opts, " -cl-nv-verbose");
   const size_t local = clattn__flash_tc_local(params, d);
   if ((st = build_kernel(p, s, opts, local)) != CLATTN_SUCCESS) return st;
@@ -284,6 +281,7 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
            "local) [%s]",
            clattn_dtype_name(d->dtype), d->head_dim, vec ? " + cp.async" : "", warps, mt, bn, s->bm,
            local, origin);
+  if (d->ragged) clattn__append(p->describe, sizeof p->describe, "; ragged (cu_seqlens)");
   return CLATTN_SUCCESS;
 }
 
