@@ -212,3 +212,36 @@ inline bool sp_visible(const int p, const int j, const int nk, __global const ui
 #else
 #define SPARSE_MASK_ARGS
 #endif
+
+/* ---- the flash kernels' one argument list and prologue ----
+ * cl/flash_fwd.cl, cl/flash_rows.cl and cl/flash_tc.cl take the same
+ * arguments, in the order src/families/flash.c sets them (ET: the element
+ * type of the tensors), and start the same way: the work-group's query block
+ * (under a sparse mask the longest tile lists first, under a causal mask the
+ * heaviest blocks first), its batch, head and KV head, its sequence (ragged
+ * batches) and the bases of its Q, K and V rows. */
+#if SPARSE
+#define FLASH_SPARSE_ARGS                                                                      \
+  , __global const int *restrict sp_tile_off, __global const int *restrict sp_tiles SPARSE_MASK_ARGS
+#define FLASH_QUERY_BLOCK() sp_tile_off[nqb + 1 + (int)get_group_id(0)]
+#else
+#define FLASH_SPARSE_ARGS
+#define FLASH_QUERY_BLOCK() (CAUSAL ? nqb - 1 - (int)get_group_id(0) : (int)get_group_id(0))
+#endif
+#define FLASH_ARGS(ET)                                                                         \
+  __global const ET *restrict Q, __global const ET *restrict K, __global const ET *restrict V, \
+      __global ET *restrict O, __global float *restrict LSE, const int write_lse,               \
+      const long qsb, const long qsh, const long qss, const long qsd, const long ksb,          \
+      const long ksh, const long kss, const long ksd, const long vsb, const long vsh,          \
+      const long vss, const long vsd, const long osb, const long osh, const long oss,          \
+      const long osd, const int H, const int G, const int FLASH_NQ, const int FLASH_NK,        \
+      const int nqb, const float qscale FLASH_RAGGED_ARGS FLASH_SPARSE_ARGS
+#define FLASH_PROLOGUE(ET, rows)                                                               \
+  const int qb = FLASH_QUERY_BLOCK();                                                          \
+  const int bh = get_group_id(1);                                                              \
+  const int b = bh / H, h = bh % H, hk = h / G;                                                \
+  const int q0 = qb * (rows);                                                                  \
+  FLASH_RAGGED_PROLOGUE(b, q0)                                                                 \
+  __global const ET *Qb = Q + (long)b * qsb + (long)qstart * qss + (long)h * qsh;              \
+  __global const ET *Kb = K + (long)b * ksb + (long)kstart * kss + (long)hk * ksh;             \
+  __global const ET *Vb = V + (long)b * vsb + (long)kstart * vss + (long)hk * vsh;

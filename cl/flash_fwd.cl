@@ -93,22 +93,7 @@ inline void load_tile(__local float *dst, __global const stype *base, long ss, l
 }
 
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
-flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
-          __global const stype *restrict V, __global stype *restrict O,
-          __global float *restrict LSE, const int write_lse,
-          const long qsb, const long qsh, const long qss, const long qsd,
-          const long ksb, const long ksh, const long kss, const long ksd,
-          const long vsb, const long vsh, const long vss, const long vsd,
-          const long osb, const long osh, const long oss, const long osd,
-          const int H, const int G, const int FLASH_NQ, const int FLASH_NK, const int nqb,
-          const float qscale FLASH_RAGGED_ARGS
-#if SPARSE
-          /* Tile lists (src/sparse.h): sp_tile_off[0..nqb] offsets into sp_tiles,
-           * then the launch order of the query blocks; sp_tiles entries are
-           * (key tile << 1) | partial. */
-          , __global const int *restrict sp_tile_off, __global const int *restrict sp_tiles
-#endif
-          SPARSE_MASK_ARGS) {
+flash_fwd(FLASH_ARGS(stype)) {
   __local float Qs[BM * LDQ];
   __local float KV[BN * LDQ];
   __local float Ps[BN * LDP];
@@ -117,23 +102,7 @@ flash_fwd(__global const stype *restrict Q, __global const stype *restrict K,
   const int lid = get_local_id(0);
   const int tm = lid / TN;
   const int tn = lid % TN;
-#if SPARSE
-  /* Longest tile lists first. */
-  const int qb = sp_tile_off[nqb + 1 + (int)get_group_id(0)];
-#else
-  /* Heaviest (last) query blocks first when causal. */
-  const int qb = CAUSAL ? nqb - 1 - (int)get_group_id(0) : (int)get_group_id(0);
-#endif
-  const int bh = get_group_id(1);
-  const int b = bh / H;
-  const int h = bh % H;
-  const int hk = h / G;
-  const int q0 = qb * BM;
-  FLASH_RAGGED_PROLOGUE(b, q0)
-
-  __global const stype *Qb = Q + (long)b * qsb + (long)qstart * qss + (long)h * qsh;
-  __global const stype *Kb = K + (long)b * ksb + (long)kstart * kss + (long)hk * ksh;
-  __global const stype *Vb = V + (long)b * vsb + (long)kstart * vss + (long)hk * vsh;
+  FLASH_PROLOGUE(stype, BM)
 
   /* Q tile, pre-scaled so that scores are in log2 units. */
   load_tile(Qs, Qb, qss, qsd, q0, BM, Nq, qscale, lid);

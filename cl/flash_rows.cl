@@ -60,36 +60,9 @@ typedef int16 vrowi;
 #endif
 
 __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
-flash_rows(__global const stype *restrict Q, __global const stype *restrict K,
-           __global const stype *restrict V, __global stype *restrict O,
-           __global float *restrict LSE, const int write_lse, const long qsb, const long qsh,
-           const long qss, const long qsd, const long ksb, const long ksh, const long kss,
-           const long ksd, const long vsb, const long vsh, const long vss, const long vsd,
-           const long osb, const long osh, const long oss, const long osd, const int H, const int G,
-           const int FLASH_NQ, const int FLASH_NK, const int nqb,
-           const float qscale FLASH_RAGGED_ARGS
-#if SPARSE
-           ,
-           __global const int *restrict sp_tile_off,
-           __global const int *restrict sp_tiles
-#endif
-               SPARSE_MASK_ARGS) {
-#if SPARSE
-  const int qb = sp_tile_off[nqb + 1 + (int)get_group_id(0)];
-#else
-  const int qb = CAUSAL ? nqb - 1 - (int)get_group_id(0) : (int)get_group_id(0);
-#endif
-  const int bh = get_group_id(1);
-  const int b = bh / H;
-  const int h = bh % H;
-  const int hk = h / G;
-  const int q0 = qb * BM;
-  FLASH_RAGGED_PROLOGUE(b, q0)
+flash_rows(FLASH_ARGS(stype)) {
+  FLASH_PROLOGUE(stype, BM)
   const int off = CAUSAL_OFFSET(CAUSAL, Nq, Nk); /* causal alignment (sparse: bottom-right) */
-
-  __global const stype *Qb = Q + (long)b * qsb + (long)qstart * qss + (long)h * qsh;
-  __global const stype *Kb = K + (long)b * ksb + (long)kstart * kss + (long)hk * ksh;
-  __global const stype *Vb = V + (long)b * vsb + (long)kstart * vss + (long)hk * vsh;
 
   /* Queries transposed into row vectors, pre-scaled to log2 units; rows past
    * Nq are zeros (computed, never stored). */

@@ -171,14 +171,7 @@ inline void load_tile16_async(__local ushort *dst, __global const ushort *base, 
 #endif
 
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
-flash_tc(__global const ushort *restrict Q, __global const ushort *restrict K,
-         __global const ushort *restrict V, __global ushort *restrict O,
-         __global float *restrict LSE, const int write_lse, const long qsb, const long qsh,
-         const long qss, const long qsd, const long ksb, const long ksh, const long kss,
-         const long ksd, const long vsb, const long vsh, const long vss, const long vsd,
-         const long osb, const long osh, const long oss, const long osd, const int H, const int G,
-         const int FLASH_NQ, const int FLASH_NK, const int nqb,
-         const float qscale FLASH_RAGGED_ARGS) {
+flash_tc(FLASH_ARGS(ushort)) {
   /* uint4 storage: 16-byte alignment for the vector stores. */
   __local uint4 KVs_raw[2 * BN * LDK / 8];
   __local ushort *KVs = (__local ushort *)KVs_raw;
@@ -188,15 +181,7 @@ flash_tc(__global const ushort *restrict Q, __global const ushort *restrict K,
   const int lid = get_local_id(0);
   const int warp = lid / 32, lane = lid % 32;
   const int g = lane >> 2, t = lane & 3;
-  const int qb = CAUSAL ? nqb - 1 - (int)get_group_id(0) : (int)get_group_id(0);
-  const int bh = get_group_id(1);
-  const int b = bh / H, h = bh % H, hk = h / G;
-  const int q0 = qb * BM;
-  FLASH_RAGGED_PROLOGUE(b, q0)
-
-  __global const ushort *Qb = Q + (long)b * qsb + (long)qstart * qss + (long)h * qsh;
-  __global const ushort *Kb = K + (long)b * ksb + (long)kstart * kss + (long)hk * ksh;
-  __global const ushort *Vb = V + (long)b * vsb + (long)kstart * vss + (long)hk * vsh;
+  FLASH_PROLOGUE(ushort, BM)
 
   /* Rows of this lane: row0[mt] and row0[mt] + 8. */
   int row0[MT];
