@@ -79,7 +79,7 @@ static void test_registry_shape(void **state) {
   assert_true(n >= 6);
   bool portable[4] = {false, false, false, false};
   for (int i = 0; i < n; i++) {
-    const clattn__variant *v = clattn__variants[i];
+    const clattn__variant *v = clattn__variant_at(i);
     assert_non_null(v->name);
     assert_ptr_equal(clattn__variant_find(v->name), v);
     assert_int_equal(clattn__variant_index(v), i);
@@ -116,8 +116,8 @@ static void test_registry_shape(void **state) {
 static void test_check_respects_limits(void **state) {
   (void)state;
   static const int dims[] = {1, 7, 16, 40, 64, 80, 128, 200, 256};
-  for (int i = 0; clattn__variants[i]; i++) {
-    const clattn__variant *v = clattn__variants[i];
+  for (int i = 0; clattn__variant_at(i); i++) {
+    const clattn__variant *v = clattn__variant_at(i);
     for (int cpu = 0; cpu <= 1; cpu++)
       for (size_t a = 0; a < NLOCAL; a++)
         for (size_t w = 0; w < NWG; w++) {
@@ -304,8 +304,8 @@ static void test_parse(void **state) {
   /* Round trip: format then parse gives the same configuration, for every
    * variant's default. */
   const clattn__device_info gpu = fake_device(0, 48 * 1024, 1024);
-  for (int i = 0; clattn__variants[i]; i++) {
-    const clattn__variant *v = clattn__variants[i];
+  for (int i = 0; clattn__variant_at(i); i++) {
+    const clattn__variant *v = clattn__variant_at(i);
     const clattn_attention_desc d =
         problem(v->family, v->fast_path ? CLATTN_DTYPE_F16 : CLATTN_DTYPE_F32, 64, 0);
     int a[CLATTN__MAX_PARAMS], b[CLATTN__MAX_PARAMS];

@@ -249,8 +249,8 @@ static void test_builtin_defaults(void **state) {
                                   "Intel(R) Corporation", "Other"};
   static const size_t locals[] = {16 * 1024, 48 * 1024, 64 * 1024, 1 << 20};
   static const size_t wgs[] = {64, 256, 1024};
-  for (int vi = 0; clattn__variants[vi]; vi++) {
-    const clattn__variant *sp = clattn__variants[vi];
+  for (int vi = 0; clattn__variant_at(vi); vi++) {
+    const clattn__variant *sp = clattn__variant_at(vi);
     for (int cpu = 0; cpu < 2; cpu++)
       for (int v = 0; v < 4; v++)
         for (size_t a = 0; a < 4; a++)

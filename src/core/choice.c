@@ -124,9 +124,9 @@ static clattn_status forced(clattn_plan p, const char *list, const char *what, b
                           "%s='%s' is not legal on this device for head_dim %d: %s", what, list,
                           p->desc.head_dim, first_why);
     bool any = false;
-    for (int i = 0; clattn__variants[i] && !any; i++)
-      any = clattn__variants[i]->num_params > 0 &&
-            clattn__config_names_fit(clattn__variants[i], entry);
+    for (int i = 0; clattn__variant_at(i) && !any; i++)
+      any = clattn__variant_at(i)->num_params > 0 &&
+            clattn__config_names_fit(clattn__variant_at(i), entry);
     if (strict || !any)
       return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
                           "%s='%s': '%s' is not a configuration of %s (keys must be the "

@@ -82,7 +82,7 @@ struct clattn_context_s {
   /* Tuning database, read once (lazily) and updated by stores and imports. */
   struct clattn__tunedb *tunedb;
   bool tunedb_loaded;
-  /* Source hash of each variant (index in clattn__variants), computed once. */
+  /* Source hash of each variant (index in the registry), computed once. */
   char (*source_hash)[17];
 };
 

@@ -10,7 +10,7 @@
  * function: the portable work-group flash kernel, the CPU row-vector flash
  * kernel, the NVIDIA tensor-core flash kernel, the naive GEMM pipeline, the
  * linear FMA kernels, the linear tensor-core kernels. Each is one row of
- * clattn__variants[] (variants.c). Plan creation (plan.c) and the tuner
+ * the table in variants.c. Plan creation (plan.c) and the tuner
  * (tuner.c) choose through the same selector (choice.c):
  *
  *   1. the variants of the descriptor's family that are applicable to the
@@ -27,7 +27,8 @@
  * Every configuration, from any of these sources, passes the variant's one
  * legality check (`check`) before anything is built.
  *
- * Adding a device fast path: one kernel file in cl/, one row here, one
+ * Adding a device fast path: one kernel file in cl/, one row in the table of
+ * variants.c, one
  * defaults row in tune_defaults.c.
  */
 
@@ -81,10 +82,11 @@ struct clattn__variant {
   int (*profile)(clattn_plan p, const clattn__buffers *b, int reps, const char **names, double *ms);
 };
 
-/* The registry, NULL-terminated, in priority order within each family. */
-extern const clattn__variant *const clattn__variants[];
+/* The registry: variant i (0 .. clattn__variant_count() - 1), NULL past
+ * the end. */
+const clattn__variant *clattn__variant_at(int i);
 const clattn__variant *clattn__variant_find(const char *name);
-/* Index of v in clattn__variants (per-context caches are indexed by it). */
+/* Index of v in the registry (per-context caches are indexed by it). */
 int clattn__variant_index(const clattn__variant *v);
 /* Number of variants in the registry. */
 int clattn__variant_count(void);

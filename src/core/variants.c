@@ -21,98 +21,67 @@
 #define L CLATTN_ALGO_LINEAR
 #define FWD CLATTN__FORWARD
 
-static const clattn__variant decode = {VARIANT("decode", F, FWD, false, decode),
-                                       .params = clattn__decode_params,
-                                       .num_params = 4,
-                                       .create = clattn__decode_create,
-                                       .execute = clattn__decode_execute,
-                                       .release = clattn__decode_release};
-static const clattn__variant flash_tc = {VARIANT("flash_tc", F, FWD, true, flash_tc),
-                                         .params = clattn__flash_tc_params,
-                                         .num_params = 3,
-                                         .create = clattn__flash_tc_create,
-                                         .execute = clattn__flash_execute,
-                                         .release = clattn__flash_release};
-static const clattn__variant flash_rows = {VARIANT("flash_rows", F, FWD, true, flash_rows),
-                                           .params = clattn__flash_rows_params,
-                                           .num_params = 2,
-                                           .create = clattn__flash_wg_create,
-                                           .execute = clattn__flash_execute,
-                                           .release = clattn__flash_release};
-static const clattn__variant flash = {VARIANT("flash", F, FWD, false, flash_wg),
-                                      .params = clattn__flash_wg_params,
-                                      .num_params = 4,
-                                      .create = clattn__flash_wg_create,
-                                      .execute = clattn__flash_execute,
-                                      .release = clattn__flash_release};
-/* The backward pass (clattn_plan_execute_backward): create, execute and
- * release work on p->bwd_state, not p->state. */
-static const clattn__variant flash_bwd = {
-    VARIANT("flash_bwd", F, CLATTN__BACKWARD, false, flash_bwd),
-    .params = clattn__flash_bwd_params,
-    .num_params = 3,
-    .create = clattn__flash_bwd_create,
-    .execute = clattn__flash_bwd_execute,
-    .release = clattn__flash_bwd_release};
-static const clattn__variant flash_bwd_rows = {
-    VARIANT("flash_bwd_rows", F, CLATTN__BACKWARD, true, flash_bwd_rows),
-    .params = clattn__flash_bwd_rows_params,
-    .num_params = 1,
-    .create = clattn__flash_bwd_create,
-    .execute = clattn__flash_bwd_execute,
-    .release = clattn__flash_bwd_release};
-static const clattn__variant naive = {
-    VARIANT("naive", N, FWD, false, naive), .create = clattn__naive_create,
-    .execute = clattn__naive_execute, .release = clattn__naive_release};
-static const clattn__variant naive_bwd = {
-    VARIANT("naive_bwd", N, CLATTN__BACKWARD, false, naive_bwd), .create = clattn__naive_bwd_create,
-    .execute = clattn__naive_bwd_execute, .release = clattn__naive_bwd_release};
-static const clattn__variant linear_tc = {VARIANT("linear_tc", L, FWD, true, linear_tc),
-                                          .params = clattn__linear_tc_params,
-                                          .num_params = 25,
-                                          .create = clattn__linear_create,
-                                          .execute = clattn__linear_execute,
-                                          .release = clattn__linear_release,
-                                          .flops = clattn__linear_flops,
-                                          .profile = clattn__linear_profile};
-static const clattn__variant linear = {VARIANT("linear", L, FWD, false, linear),
-                                       .params = clattn__linear_params,
-                                       .num_params = 25,
-                                       .create = clattn__linear_create,
-                                       .execute = clattn__linear_execute,
-                                       .release = clattn__linear_release,
-                                       .flops = clattn__linear_flops,
-                                       .profile = clattn__linear_profile};
+/* One row per kernel variant; within a family the registry order breaks
+ * ties of priority (a variant's `applicable` returns its priority). */
+static const clattn__variant table[] = {
+    {VARIANT("decode", F, FWD, false, decode), .params = clattn__decode_params, .num_params = 4,
+     .create = clattn__decode_create, .execute = clattn__decode_execute,
+     .release = clattn__decode_release},
+    {VARIANT("flash_tc", F, FWD, true, flash_tc), .params = clattn__flash_tc_params,
+     .num_params = 3, .create = clattn__flash_tc_create, .execute = clattn__flash_execute,
+     .release = clattn__flash_release},
+    {VARIANT("flash_rows", F, FWD, true, flash_rows), .params = clattn__flash_rows_params,
+     .num_params = 2, .create = clattn__flash_wg_create, .execute = clattn__flash_execute,
+     .release = clattn__flash_release},
+    {VARIANT("flash", F, FWD, false, flash_wg), .params = clattn__flash_wg_params, .num_params = 4,
+     .create = clattn__flash_wg_create, .execute = clattn__flash_execute,
+     .release = clattn__flash_release},
+    /* The backward pass (clattn_plan_execute_backward): create, execute and
+     * release work on p->bwd_state, not p->state. */
+    {VARIANT("flash_bwd", F, CLATTN__BACKWARD, false, flash_bwd),
+     .params = clattn__flash_bwd_params, .num_params = 3, .create = clattn__flash_bwd_create,
+     .execute = clattn__flash_bwd_execute, .release = clattn__flash_bwd_release},
+    {VARIANT("flash_bwd_rows", F, CLATTN__BACKWARD, true, flash_bwd_rows),
+     .params = clattn__flash_bwd_rows_params, .num_params = 1, .create = clattn__flash_bwd_create,
+     .execute = clattn__flash_bwd_execute, .release = clattn__flash_bwd_release},
+    {VARIANT("naive", N, FWD, false, naive), .create = clattn__naive_create,
+     .execute = clattn__naive_execute, .release = clattn__naive_release},
+    {VARIANT("naive_bwd", N, CLATTN__BACKWARD, false, naive_bwd),
+     .create = clattn__naive_bwd_create, .execute = clattn__naive_bwd_execute,
+     .release = clattn__naive_bwd_release},
+    {VARIANT("linear_tc", L, FWD, true, linear_tc), .params = clattn__linear_tc_params,
+     .num_params = 25, .create = clattn__linear_create, .execute = clattn__linear_execute,
+     .release = clattn__linear_release, .flops = clattn__linear_flops,
+     .profile = clattn__linear_profile},
+    {VARIANT("linear", L, FWD, false, linear), .params = clattn__linear_params, .num_params = 25,
+     .create = clattn__linear_create, .execute = clattn__linear_execute,
+     .release = clattn__linear_release, .flops = clattn__linear_flops,
+     .profile = clattn__linear_profile},
+};
+#define NUM_VARIANTS ((int)(sizeof table / sizeof table[0]))
 
 #undef F
 #undef N
 #undef L
 #undef FWD
 
-/* Highest priority first within a family (a variant's `applicable` returns
- * its priority; the order here breaks ties). */
-const clattn__variant *const clattn__variants[] = {
-    &decode,    &flash_tc,  &flash_rows, &flash, &flash_bwd_rows, &flash_bwd, &naive,
-    &naive_bwd, &linear_tc, &linear,     NULL};
+const clattn__variant *clattn__variant_at(int i) {
+  return i >= 0 && i < NUM_VARIANTS ? &table[i] : NULL;
+}
 
 const clattn__variant *clattn__variant_find(const char *name) {
-  for (int i = 0; clattn__variants[i]; i++)
-    if (!strcmp(clattn__variants[i]->name, name)) return clattn__variants[i];
+  for (int i = 0; i < NUM_VARIANTS; i++)
+    if (!strcmp(table[i].name, name)) return &table[i];
   return NULL;
 }
 
 int clattn__variant_index(const clattn__variant *v) {
-  for (int i = 0; clattn__variants[i]; i++)
-    if (clattn__variants[i] == v) return i;
+  for (int i = 0; i < NUM_VARIANTS; i++)
+    if (&table[i] == v) return i;
   return -1;
 }
 
-int clattn__variant_count(void) {
-  int n = 0;
-  while (clattn__variants[n])
-    n++;
-  return n;
-}
+int clattn__variant_count(void) { return NUM_VARIANTS; }
 
 int clattn__applicable_variants(const clattn__device_info *info, const clattn_attention_desc *d,
                                 clattn__pass pass, bool portable, const clattn__variant **out,
@@ -120,8 +89,8 @@ int clattn__applicable_variants(const clattn__device_info *info, const clattn_at
   int prio[16], n = 0;
   if (why_not && why_cap) why_not[0] = 0;
   const clattn_algo fam = d->algo == CLATTN_ALGO_AUTO ? CLATTN_ALGO_FLASH : d->algo;
-  for (int i = 0; clattn__variants[i]; i++) {
-    const clattn__variant *v = clattn__variants[i];
+  for (int i = 0; i < NUM_VARIANTS; i++) {
+    const clattn__variant *v = &table[i];
     if (v->family != fam || v->pass != pass) continue;
     const char *why = NULL;
     int pr = 0;
