@@ -28,8 +28,7 @@
  * legality check (`check`) before anything is built.
  *
  * Adding a device fast path: one kernel file in cl/, one row in the table of
- * variants.c, one
- * defaults row in tune_defaults.c.
+ * variants.c, one defaults row in tune_defaults.c.
  */
 
 #define CLATTN__MAX_PARAMS 32
