@@ -35,6 +35,13 @@
 #ifndef VEC8
 #define VEC8 0
 #endif
+/* The causal test of key j for the query at key position p (always true
+ * without a causal mask; a preprocessor choice, not a constant operand). */
+#if CAUSAL
+#define DECODE_VISIBLE(j, p) ((j) <= (p))
+#else
+#define DECODE_VISIBLE(j, p) true
+#endif
 #ifndef RAGGED
 #define RAGGED 0
 #endif
@@ -189,7 +196,7 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
         const float4 s4 = s8.lo + s8.hi;
         const float s = (s4.x + s4.y) + (s4.z + s4.w);
         const int i = (r0 + rr) / G;
-        const bool vis = ok && r0 + rr < rows && (!CAUSAL || j <= i + off);
+        const bool vis = ok && r0 + rr < rows && DECODE_VISIBLE(j, i + off);
         /* visibility travels as the masked value's bits */
         sc[rr][tt] = vis ? s : CLATTN_MASKED;
       }
@@ -338,14 +345,14 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
         const bool live = r0 + rr < rows;
         float mx = CLATTN_MASKED;
         for (int tt = 0; tt < KT; tt++) {
-          const bool vis = live && lok[tt] && (!CAUSAL || j0 + tt <= i + off);
+          const bool vis = live && lok[tt] && DECODE_VISIBLE(j0 + tt, i + off);
           mx = vis ? fmax(mx, lp[rr][tt]) : mx;
         }
         const float m_old = lm[rr], m_new = fmax(m_old, mx);
         const float a = CLATTN_RESCALE(m_old, m_new);
         float sum = 0.0f;
         for (int tt = 0; tt < KT; tt++) {
-          const bool vis = live && lok[tt] && (!CAUSAL || j0 + tt <= i + off);
+          const bool vis = live && lok[tt] && DECODE_VISIBLE(j0 + tt, i + off);
           const float p = vis ? exp2(lp[rr][tt] - m_new) : 0.0f;
           lp[rr][tt] = p;
           sum += p;
