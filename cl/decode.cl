@@ -91,6 +91,27 @@ inline void seq_geometry(const int b, __global const int *cu_q, __global const i
 #endif
 }
 
+/* Where key j of sequence b lives: its row (a page of the pool, or the
+ * batch entry) and its position in that row. False for a key at or past ke
+ * or behind a page id outside the pool; the row and position then still
+ * point inside the buffers, and callers read nothing. */
+inline bool key_slot(const int j, const int ke, const int b, const int k0,
+                     __global const int *btab, const int maxp, const int ps, const int num_pages,
+                     long *row, long *pos) {
+  bool ok = j < ke;
+#if PAGED
+  const int lpg = j / ps;
+  const int pg = ok ? btab[(long)b * maxp + lpg] : 0;
+  ok = ok && pg >= 0 && pg < num_pages;
+  *row = (long)(ok ? pg : 0);
+  *pos = (long)(j - lpg * ps);
+#else
+  *row = (long)b;
+  *pos = (long)(k0 + (ok ? j : 0));
+#endif
+  return ok;
+}
+
 #define DECODE_TABLE_ARGS                                                                          \
   __global const int *restrict cu_q, __global const int *restrict cu_kv,                           \
       __global const int *restrict seqlens, __global const int *restrict btab,                     \
@@ -171,15 +192,8 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
     const int j0 = kb + t * KT;
     for (int tt = 0; tt < KT; tt++) {
       const int j = j0 + tt;
-      bool ok = j < ke;
-#if PAGED
-      const int lpg = j / ps;
-      const int pg = ok ? btab[(long)b * maxp + lpg] : 0;
-      ok = ok && pg >= 0 && pg < num_pages;
-      const long kr = (long)(ok ? pg : 0), kj = (long)(j - lpg * ps);
-#else
-      const long kr = (long)b, kj = (long)(k0 + (ok ? j : 0));
-#endif
+      long kr, kj;
+      const bool ok = key_slot(j, ke, b, k0, btab, maxp, ps, num_pages, &kr, &kj);
       const long ka = kr * ksb + kj * kss + (long)hk * ksh;
 #if VEC8
       for (int c = 0; c < DV8; c++)
@@ -228,15 +242,8 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
     }
     for (int tt = 0; tt < KT; tt++) {
       const int j = j0 + tt;
-      bool ok = j < ke;
-#if PAGED
-      const int lpg = j / ps;
-      const int pg = ok ? btab[(long)b * maxp + lpg] : 0;
-      ok = ok && pg >= 0 && pg < num_pages;
-      const long vr = (long)(ok ? pg : 0), vj = (long)(j - lpg * ps);
-#else
-      const long vr = (long)b, vj = (long)(k0 + (ok ? j : 0));
-#endif
+      long vr, vj;
+      const bool ok = key_slot(j, ke, b, k0, btab, maxp, ps, num_pages, &vr, &vj);
       if (!ok) continue;
       const long va = vr * vsb + vj * vss + (long)hk * vsh;
 #if VEC8
@@ -290,15 +297,8 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
 #if VEC8
     for (int e = lid; e < KT * (D / 8); e += WG) {
       const int tt = e / (D / 8), c = e % (D / 8), j = j0 + tt;
-      bool ok = j < ke;
-#if PAGED
-      const int lpg = j / ps;
-      const int pg = ok ? btab[(long)b * maxp + lpg] : 0;
-      ok = ok && pg >= 0 && pg < num_pages;
-      const long kr = (long)(ok ? pg : 0), kj = (long)(j - lpg * ps);
-#else
-      const long kr = (long)b, kj = (long)(k0 + (ok ? j : 0));
-#endif
+      long kr, kj;
+      const bool ok = key_slot(j, ke, b, k0, btab, maxp, ps, num_pages, &kr, &kj);
       const float8 kx = ok ? LOAD8(k, kr * ksb + kj * kss + (long)hk * ksh, c) : (float8)(0.0f);
       const float8 vx = ok ? LOAD8(v, kr * vsb + kj * vss + (long)hk * vsh, c) : (float8)(0.0f);
       float tk[8], tv[8];
@@ -313,15 +313,8 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
 #else
     for (int e = lid; e < KT * D; e += WG) {
       const int tt = e / D, dd = e % D, j = j0 + tt;
-      bool ok = j < ke;
-#if PAGED
-      const int lpg = j / ps;
-      const int pg = ok ? btab[(long)b * maxp + lpg] : 0;
-      ok = ok && pg >= 0 && pg < num_pages;
-      const long kr = (long)(ok ? pg : 0), kj = (long)(j - lpg * ps);
-#else
-      const long kr = (long)b, kj = (long)(k0 + (ok ? j : 0));
-#endif
+      long kr, kj;
+      const bool ok = key_slot(j, ke, b, k0, btab, maxp, ps, num_pages, &kr, &kj);
       const long ka = kr * ksb + kj * kss + (long)hk * ksh + (long)dd * ksd;
       const long va = kr * vsb + kj * vss + (long)hk * vsh + (long)dd * vsd;
       lk[tt][dd] = ok ? LOAD(k, ka) : 0.0f;
