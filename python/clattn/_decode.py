@@ -19,6 +19,27 @@ def _dtype_code(a):
     return _NP_DTYPES[name]
 
 
+def _execute_ex(ctx, plan, inputs, o, lse):
+    """Upload the host arrays of inputs (name -> array), run plan.execute_ex into o and lse, read
+    them back; every buffer and the plan are released whatever happens."""
+    made = []
+    try:
+        args = {}
+        for name, a in inputs.items():
+            made.append(ctx.buffer(max(a.nbytes, 1), host=a if a.nbytes else None))
+            args[name] = made[-1]
+        ob, lb = ctx.buffer(o.nbytes), ctx.buffer(lse.nbytes)
+        made += [ob, lb]
+        plan.execute_ex(o=ob, lse=lb, **args)
+        ctx.read(ob, o)
+        ctx.read(lb, lse)
+    finally:
+        ctx.finish()
+        for m in made:
+            ctx.release_buffer(m)
+        plan.close()
+
+
 def paged_attention(q, k_pages, v_pages, block_table, seqlens_kv, *, causal=False, scale=None,
                     head_major=False, cu_seqlens_q=None, max_seq_q=None, return_lse=False,
                     config=None, check_tables=False, context=None):
@@ -59,25 +80,10 @@ def paged_attention(q, k_pages, v_pages, block_table, seqlens_kv, *, causal=Fals
     plan = ll.Plan(ctx, d, 8 if check_tables else 0, config)
     o = np.empty_like(q)
     lse = np.empty(nlse, dtype=np.float32)
-    made = []
-    try:
-        def buf(a):
-            made.append(ctx.buffer(max(a.nbytes, 1), host=a if a.nbytes else None))
-            return made[-1]
-        args = dict(q=buf(q), k=buf(kp), v=buf(vp), seqlens_kv=buf(sl), block_table=buf(bt))
-        if cq is not None:
-            args["cu_seqlens_q"] = buf(cq)
-        ob = ctx.buffer(o.nbytes)
-        lb = ctx.buffer(lse.nbytes)
-        made += [ob, lb]
-        plan.execute_ex(o=ob, lse=lb, **args)
-        ctx.read(ob, o)
-        ctx.read(lb, lse)
-    finally:
-        ctx.finish()
-        for m in made:
-            ctx.release_buffer(m)
-        plan.close()
+    inputs = dict(q=q, k=kp, v=vp, seqlens_kv=sl, block_table=bt)
+    if cq is not None:
+        inputs["cu_seqlens_q"] = cq
+    _execute_ex(ctx, plan, inputs, o, lse)
     if cq is not None:
         lse = lse.reshape(q.shape[0], q.shape[1])
     else:
@@ -145,20 +151,5 @@ def varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_kv, *, max_seq_q=None, ma
     plan = ll.Plan(ctx, d, 8 if check_tables else 0, config)
     o = np.empty_like(q)
     lse = np.empty((q.shape[0], q.shape[1]), dtype=np.float32)
-    made = []
-    try:
-        def buf(a):
-            made.append(ctx.buffer(max(a.nbytes, 1), host=a if a.nbytes else None))
-            return made[-1]
-        args = dict(q=buf(q), k=buf(k), v=buf(v), cu_seqlens_q=buf(cq), cu_seqlens_kv=buf(ck))
-        ob, lb = ctx.buffer(o.nbytes), ctx.buffer(lse.nbytes)
-        made += [ob, lb]
-        plan.execute_ex(o=ob, lse=lb, **args)
-        ctx.read(ob, o)
-        ctx.read(lb, lse)
-    finally:
-        ctx.finish()
-        for m in made:
-            ctx.release_buffer(m)
-        plan.close()
+    _execute_ex(ctx, plan, dict(q=q, k=k, v=v, cu_seqlens_q=cq, cu_seqlens_kv=ck), o, lse)
     return (o, lse) if return_lse else o
