@@ -174,7 +174,26 @@ typedef struct grad_err {
   size_t nonfinite;
 } grad_err;
 
-static grad_err compare(const problem *p, const run_out *o, double *ref[3]) {
+static void reference(const problem *p, double *ref[3]) {
+  const clattn_attention_desc *d = &p->d;
+  const int kvh = d->kv_heads ? d->kv_heads : d->heads;
+  const size_t nq = (size_t)d->batch * (size_t)d->heads * (size_t)d->seq_q * (size_t)d->head_dim;
+  const size_t nk = (size_t)d->batch * (size_t)kvh * (size_t)d->seq_kv * (size_t)d->head_dim;
+  ref[0] = malloc(nq * sizeof(double));
+  ref[1] = malloc(nk * sizeof(double));
+  ref[2] = malloc(nk * sizeof(double));
+  assert_true(ref[0] && ref[1] && ref[2]);
+  assert_int_equal(clattn_reference_attention_backward(d, tensor_data(&p->q), tensor_data(&p->k),
+                                                       tensor_data(&p->v), tensor_data(&p->dout),
+                                                       ref[0], ref[1], ref[2]),
+                   CLATTN_SUCCESS);
+}
+
+/* Device gradients against the float64 reference: relative L2 error per
+ * gradient and the count of non-finite device values. */
+static grad_err compare(const problem *p, const run_out *o) {
+  double *ref[3];
+  reference(p, ref);
   const clattn_attention_desc *d = &p->d;
   const int kvh = d->kv_heads ? d->kv_heads : d->heads;
   const int hs[3] = {d->heads, kvh, kvh}, ns[3] = {d->seq_q, d->seq_kv, d->seq_kv};
@@ -193,22 +212,9 @@ static grad_err compare(const problem *p, const run_out *o, double *ref[3]) {
           }
     e.rel[t] = den > 0 ? sqrt(num / den) : sqrt(num);
   }
+  for (int i = 0; i < 3; i++)
+    free(ref[i]);
   return e;
-}
-
-static void reference(const problem *p, double *ref[3]) {
-  const clattn_attention_desc *d = &p->d;
-  const int kvh = d->kv_heads ? d->kv_heads : d->heads;
-  const size_t nq = (size_t)d->batch * (size_t)d->heads * (size_t)d->seq_q * (size_t)d->head_dim;
-  const size_t nk = (size_t)d->batch * (size_t)kvh * (size_t)d->seq_kv * (size_t)d->head_dim;
-  ref[0] = malloc(nq * sizeof(double));
-  ref[1] = malloc(nk * sizeof(double));
-  ref[2] = malloc(nk * sizeof(double));
-  assert_true(ref[0] && ref[1] && ref[2]);
-  assert_int_equal(clattn_reference_attention_backward(d, tensor_data(&p->q), tensor_data(&p->k),
-                                                       tensor_data(&p->v), tensor_data(&p->dout),
-                                                       ref[0], ref[1], ref[2]),
-                   CLATTN_SUCCESS);
 }
 
 /* One case: device gradients against the reference. */
@@ -217,16 +223,12 @@ static void check_case(clattn_context ctx, const clattn_attention_desc *d, const
   problem_init(&p, d, label, -2.0, 2.0);
   run_out o;
   run_device(ctx, &p, 0, &o);
-  double *ref[3];
-  reference(&p, ref);
-  const grad_err e = compare(&p, &o, ref);
+  const grad_err e = compare(&p, &o);
   const double tol = rel_tol(d->dtype);
   if (e.nonfinite || e.rel[0] > tol || e.rel[1] > tol || e.rel[2] > tol)
     fail_msg("%s (seed 0x%llx): rel err dq %.3g dk %.3g dv %.3g (tol %.1g), %zu non-finite; %s",
              label, (unsigned long long)p.seed, e.rel[0], e.rel[1], e.rel[2], tol, e.nonfinite,
              o.describe);
-  for (int i = 0; i < 3; i++)
-    free(ref[i]);
   run_out_free(&o);
   problem_free(&p);
 }
@@ -511,13 +513,9 @@ static void test_masked_rows(void **state) {
     for (int s = 0; s < 14; s++)
       for (int x = 0; x < 16; x++)
         assert_true(dev_grad(&p, &o, 0, 0, h, s, x) == 0.0);
-  double *ref[3];
-  reference(&p, ref);
-  const grad_err e = compare(&p, &o, ref);
+  const grad_err e = compare(&p, &o);
   assert_int_equal(e.nonfinite, 0);
   assert_true(e.rel[0] <= 1e-4 && e.rel[1] <= 1e-4 && e.rel[2] <= 1e-4);
-  for (int i = 0; i < 3; i++)
-    free(ref[i]);
   run_out_free(&o);
   problem_free(&p);
 }
@@ -532,14 +530,10 @@ static void test_large_scores(void **state) {
   problem_init(&p, &d, "bwd/large_scores", -2.0, 2.0);
   run_out o;
   run_device(ctx, &p, 0, &o);
-  double *ref[3];
-  reference(&p, ref);
-  const grad_err e = compare(&p, &o, ref);
+  const grad_err e = compare(&p, &o);
   if (e.nonfinite || e.rel[0] > 1e-3 || e.rel[1] > 1e-3 || e.rel[2] > 1e-3)
     fail_msg("large scores: %zu non-finite, rel dq %.3g dk %.3g dv %.3g", e.nonfinite, e.rel[0],
              e.rel[1], e.rel[2]);
-  for (int i = 0; i < 3; i++)
-    free(ref[i]);
   run_out_free(&o);
   problem_free(&p);
 }
