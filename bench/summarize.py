@@ -42,7 +42,8 @@ def ratio(a, b):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("files", nargs="+")
-    ap.add_argument("--peer", default="EFFICIENT_ATTENTION")
+    ap.add_argument("--peer", default="EFFICIENT_ATTENTION",
+                    help="the torch backend to compare with, or 'fastest': per shape the fastest one timed")
     ap.add_argument("--algos", default="flash,naive")
     a = ap.parse_args()
     recs = load(a.files)
@@ -50,7 +51,11 @@ def main():
     peer = {}
     for r in recs:
         if r.get("peer") == "torch":
-            if r.get("backend") == a.peer:
+            if a.peer != "fastest":
+                if r.get("backend") == a.peer:
+                    peer[key(r)] = r
+            elif r.get("median_ms") is not None and (
+                    key(r) not in peer or r["median_ms"] < peer[key(r)]["median_ms"]):
                 peer[key(r)] = r
         elif "algo" in r:
             ours[key(r)][r["algo"]] = r
@@ -60,7 +65,8 @@ def main():
         head += [f"{al} ms", f"{al} TFLOP/s"]
     if "naive" in algos and "flash" in algos:
         head.append("flash/naive")
-    head += [f"torch {a.peer} ms", "TFLOP/s", f"{algos[0]}/torch", "rel err", "config"]
+    head += [f"torch {a.peer} ms", "TFLOP/s"] + (["torch backend"] if a.peer == "fastest" else [])
+    head += [f"{algos[0]}/torch", "rel err", "config"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for k in sorted(set(ours) | set(peer), key=lambda k: tuple(str(x).zfill(6) for x in k)):
@@ -71,6 +77,8 @@ def main():
             row.append(ratio(ours[k].get("flash"), ours[k].get("naive")))
         p = peer.get(k)
         row += list(cell(p))
+        if a.peer == "fastest":
+            row.append(p["backend"] if p else "—")
         first = ours[k].get(algos[0])
         row.append(ratio(first, p))
         row.append(f"{first['rel_err']:.1e}" if first and first.get("rel_err") is not None else "—")

@@ -6,28 +6,9 @@ import sys
 
 import torch
 import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.attention import sdpa_kernel
 
-BACKENDS = {n: getattr(SDPBackend, n) for n in
-            ("CUDNN_ATTENTION", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "MATH") if hasattr(SDPBackend, n)}
-DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
-
-
-def time_one(fn, warmup, reps):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    times.sort()
-    return times[len(times) // 2]
-
+from torch_peer import BACKENDS, DTYPES, median, timings_ms
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
@@ -61,7 +42,7 @@ def main():
                     try:
                         with sdpa_kernel([BACKENDS[name]]):
                             fn = lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
-                            med = time_one(fn, a.warmup, a.reps)
+                            med = median(timings_ms(fn, a.warmup, a.reps))
                         rec.update(median_ms=med, kv_gbps=kv_bytes / med * 1e-6)
                     except Exception as e:  # unsupported backend for the shape
                         rec.update(error=str(e).splitlines()[0][:160])

@@ -6,32 +6,9 @@ import sys
 
 import torch
 import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.attention import sdpa_kernel
 
-BACKENDS = {
-    "EFFICIENT_ATTENTION": SDPBackend.EFFICIENT_ATTENTION,
-    "FLASH_ATTENTION": SDPBackend.FLASH_ATTENTION,
-    "MATH": SDPBackend.MATH,
-}
-DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
-
-
-def time_one(fn, warmup, reps):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        a = torch.cuda.Event(enable_timing=True)
-        b = torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    times.sort()
-    return times[len(times) // 2], times[0], times[-1]
-
+from torch_peer import BACKENDS, DTYPES, timings_ms
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
@@ -80,7 +57,8 @@ def run_shape(a, dname, batch, seq, hd, causal):
                     fn = lambda: torch.autograd.grad(out, (q, k, v), dout, retain_graph=True)
                 else:
                     fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-                med, lo, hi = time_one(fn, a.warmup, a.reps)
+                ts = timings_ms(fn, a.warmup, a.reps)
+                med, lo, hi = ts[len(ts) // 2], ts[0], ts[-1]
             rec.update(median_ms=med, min_ms=lo, max_ms=hi, tflops=flops / med * 1e-9)
         except Exception as e:  # out of memory, unsupported backend for the shape
             rec.update(error=str(e).splitlines()[0][:200])
