@@ -14,6 +14,14 @@
                               int *params);                                                        \
   size_t clattn__##v##_local(const int *params, const clattn_attention_desc *d);
 
+/* The plan operations a family implements: create (build kernels for the
+ * chosen parameters), execute (enqueue) and release. */
+#define CLATTN__FAMILY_OPS_DECL(f)                                                                 \
+  clattn_status clattn__##f##_create(clattn_plan p, const int *params, const char *origin);        \
+  clattn_status clattn__##f##_execute(clattn_plan p, const clattn__buffers *b, cl_uint num_wait,   \
+                                      const cl_event *wait, cl_event *event);                      \
+  void clattn__##f##_release(clattn_plan p);
+
 /* flash.c: the portable work-group kernel (cl/flash_fwd.cl), the CPU
  * row-vector kernel (cl/flash_rows.cl), the NVIDIA tensor-core kernel
  * (cl/flash_tc.cl); one argument list and one launch for the three. */
@@ -32,10 +40,7 @@ void clattn__flash_release(clattn_plan p);
 /* decode.c: split-KV decode over contiguous, ragged or paged KV (cl/decode.cl). */
 CLATTN__VARIANT_DECL(decode)
 extern const clattn__param clattn__decode_params[4];
-clattn_status clattn__decode_create(clattn_plan p, const int *params, const char *origin);
-clattn_status clattn__decode_execute(clattn_plan p, const clattn__buffers *b, cl_uint num_wait,
-                                     const cl_event *wait, cl_event *event);
-void clattn__decode_release(clattn_plan p);
+CLATTN__FAMILY_OPS_DECL(decode)
 
 /* flash_bwd.c: the portable deterministic backward kernels (cl/flash_bwd.cl);
  * create / execute / release work on the plan's backward state. */
@@ -43,24 +48,15 @@ CLATTN__VARIANT_DECL(flash_bwd)
 CLATTN__VARIANT_DECL(flash_bwd_rows)
 extern const clattn__param clattn__flash_bwd_params[3];
 extern const clattn__param clattn__flash_bwd_rows_params[1];
-clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const char *origin);
-clattn_status clattn__flash_bwd_execute(clattn_plan p, const clattn__buffers *b, cl_uint num_wait,
-                                        const cl_event *wait, cl_event *event);
-void clattn__flash_bwd_release(clattn_plan p);
+CLATTN__FAMILY_OPS_DECL(flash_bwd)
 
 /* naive.c: CLBlast GEMM → masked softmax → GEMM (no tunable parameters). */
 CLATTN__VARIANT_DECL(naive)
-clattn_status clattn__naive_create(clattn_plan p, const int *params, const char *origin);
-clattn_status clattn__naive_execute(clattn_plan p, const clattn__buffers *b, cl_uint num_wait,
-                                    const cl_event *wait, cl_event *event);
-void clattn__naive_release(clattn_plan p);
+CLATTN__FAMILY_OPS_DECL(naive)
 
 /* naive_bwd.c: the naive backward (CLBlast GEMMs per head, no parameters). */
 CLATTN__VARIANT_DECL(naive_bwd)
-clattn_status clattn__naive_bwd_create(clattn_plan p, const int *params, const char *origin);
-clattn_status clattn__naive_bwd_execute(clattn_plan p, const clattn__buffers *b, cl_uint num_wait,
-                                        const cl_event *wait, cl_event *event);
-void clattn__naive_bwd_release(clattn_plan p);
+CLATTN__FAMILY_OPS_DECL(naive_bwd)
 
 /* linear.c: FMA kernels (every device) and tensor-core (3xTF32) state and
  * output kernels (NVIDIA sm_80+); one parameter list for both. */
@@ -68,10 +64,7 @@ CLATTN__VARIANT_DECL(linear)
 CLATTN__VARIANT_DECL(linear_tc)
 extern const clattn__param clattn__linear_params[25];
 extern const clattn__param clattn__linear_tc_params[25];
-clattn_status clattn__linear_create(clattn_plan p, const int *params, const char *origin);
-clattn_status clattn__linear_execute(clattn_plan p, const clattn__buffers *b, cl_uint num_wait,
-                                     const cl_event *wait, cl_event *event);
-void clattn__linear_release(clattn_plan p);
+CLATTN__FAMILY_OPS_DECL(linear)
 double clattn__linear_flops(clattn_plan p);
 int clattn__linear_profile(clattn_plan p, const clattn__buffers *b, int reps, const char **names,
                            double *ms);
