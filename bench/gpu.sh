@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh [quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|backward|all|plots]; logs go to $OUT (or ./gpu-out).
+# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|backward|all|plots;
+# logs go to $OUT (or ./gpu-out), packed into $OUT/logs.tgz on exit (CLATTN_GPU_PACK=0 keeps them loose); pipe the output into $OUT/summary.txt.
 # `regress` (not part of `all`): the same CLI points on this tree and on an older one in .base/
 # (`git archive REV | tar -x -C .base`, passed with carry), alternating, same process group: speed must not move.
 # `plots` (not part of `all`): the issue-7 sweep, peak, memory table + OOM check and PNGs, in $OUT/plots.tar.gz (log: $OUT/plots.log).
@@ -12,6 +13,14 @@ mkdir -p "$OUT"
 export CLATTN_DEVICE=${CLATTN_DEVICE:-nvidia} PYTHONUNBUFFERED=1
 CLI=./build/clattn
 TOK=262144 H=16
+# want MODE [all]: MODE is in the comma list of modes asked for ("all" counts for the modes that name it)
+want() { [[ ",$what," == *",$1,"* ]] || { [[ ${2:-} == all ]] && [[ ",$what," == *",all,"* ]]; }; }
+# at most 8 files come back from $OUT: on exit every log goes into one tarball beside summary.txt
+pack() {
+  (cd "$OUT" && ls | grep -vE '^(logs\.tgz|summary\.txt|plots\.tar\.gz|tc_ptx\.tgz)$' >"$OUT/.list" &&
+    [ -s "$OUT/.list" ] && tar czf logs.tgz -T .list && xargs rm -rf <.list; rm -f .list)
+}
+[ -n "${CLATTN_GPU_PACK:-1}" ] && [ "${CLATTN_GPU_PACK:-1}" != 0 ] && trap pack EXIT
 
 cmake -B build -DCMAKE_BUILD_TYPE=Release >"$OUT/cmake.log" 2>&1 && cmake --build build -j16 >>"$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; exit 1; }
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; $CLI devices; } >"$OUT/devices.txt" 2>&1
@@ -25,12 +34,12 @@ point() {
     --batch $b --heads $H --reps 20 --warmup 3 "$@" 2>>"$OUT/run.err" | tail -1
 }
 
-if [[ $what == quick || $what == all ]]; then
-  timeout 400 ctest --test-dir build -j8 --timeout 200 -E "asan" >"$OUT/ctest.log" 2>&1
+if want quick all; then
+  timeout ${CTEST_LIMIT:-400} ctest --test-dir build -j8 --timeout 200 -E "asan" >"$OUT/ctest.log" 2>&1
   tail -5 "$OUT/ctest.log"
 fi
 
-if [[ $what == core || $what == all ]]; then
+if want core all; then
   for d in 64 128; do for m in none causal; do for n in 1024 2048 4096 8192 16384; do
     point flash f32 $d $m $n; point naive f32 $d $m $n
   done; done; done | tee "$OUT/core.jsonl" >/dev/null
@@ -39,7 +48,7 @@ if [[ $what == core || $what == all ]]; then
   python3 bench/summarize.py "$OUT/core.jsonl" "$OUT/torch_f32.jsonl" | tee "$OUT/core.md"
 fi
 
-if [[ $what == half || $what == all ]]; then
+if want half all; then
   for dt in f16 bf16; do for d in 64 128 256; do for m in none causal; do for n in 4096 16384; do
     [ $d = 256 ] && [ $dt = bf16 ] && continue
     point flash $dt $d $m $n --no-verify   # agreement: ctest on the GPU and compare_torch.py
@@ -49,7 +58,7 @@ if [[ $what == half || $what == all ]]; then
   python3 bench/summarize.py --algos flash --peer fastest "$OUT/half.jsonl" "$OUT/torch_half.jsonl" | tee "$OUT/half.md"
 fi
 
-if [[ $what == tc ]]; then
+if want tc; then
   # tensor-core kernel: correctness of each m-tile variant on odd shapes, register/spill counts,
   # then the configuration sweep (f16, N = 4096) next to PyTorch's FLASH_ATTENTION.
   for cfg in warps=4,mt=1,bn=32 warps=4,mt=2,bn=32 warps=2,mt=2,bn=64; do
@@ -80,7 +89,7 @@ if [[ $what == tc ]]; then
   tar czf "$OUT/tc_ptx.tgz" -C "$OUT" $(cd "$OUT" && ls *.ptx) && rm -f "$OUT"/*.ptx
 fi
 
-if [[ $what == tcextra ]]; then
+if want tcextra; then
   # the tuner over the tensor-core space, and the naive family in 16-bit storage on the GPU
   CLATTN_CACHE_DIR=$PWD/build/tune-cache timeout 200 $CLI tune --dtype f16 --head-dim 64,128 --seq 4096 --budget 120 \
     --exhaustive >"$OUT/tune_tc.txt" 2>&1; tail -6 "$OUT/tune_tc.txt"
@@ -90,12 +99,12 @@ if [[ $what == tcextra ]]; then
   done; done | tee "$OUT/naive_half.txt"
 fi
 
-if [[ $what == compare || $what == all ]]; then
+if want compare all; then
   CLATTN_LIB=build/libclattn.so timeout 300 python3 bench/compare_torch.py --dtypes ${CMP_DTYPES:-f16,bf16,f32} \
     --head-dims ${CMP_DIMS:-64,128} --seqs ${CMP_SEQS:-4096,16384} --json "$OUT/compare.jsonl" 2>"$OUT/compare.err" | tee "$OUT/compare.md"
 fi
 
-if [[ $what == families || $what == all ]]; then
+if want families all; then
   # sparse: sliding window 256 each side vs dense flash, B·H = 16, d = 64; BigBird at 16k
   for dt in f32 f16; do for n in 4096 16384 65536 131072; do
     for m in none window:256,256; do
@@ -127,7 +136,7 @@ for path in sys.argv[1:]:
 PY
 fi
 
-if [[ $what == plots ]]; then
+if want plots; then
   # Issue 7: bench sweeps (naive, flash, sparse window, linear; f32, d = 64, causal and not;
   # B = 1, H = 16, so naive reaches its 2^31-score limit at N = 16384), the measured peak,
   # the memory table and the largest-N check, and the PNGs of bench/plot.py.
@@ -169,7 +178,7 @@ if [[ $what == plots ]]; then
   grep -E "^== |check |flash: N|naive: N|wrote|FMA|copy" "$LOG" | tail -40
 fi
 
-if [[ $what == regress ]]; then
+if want regress; then
   # the same points with the old tree's CLI (.base, built in build-base) and this one, alternating
   [ -d .base ] || { echo "regress: no .base/ (git archive REV | tar -x -C .base)"; exit 1; }
   (cd .base && cmake -B build-base -DCMAKE_BUILD_TYPE=Release >"$OUT/cmake-base.log" 2>&1 && \
@@ -195,36 +204,48 @@ o=min($o1,$o2); n=min($n1,$n2); print('%-32s %10.4f %10.4f %7.3f' % ('$pt', o, n
   } | tee "$OUT/regress.txt"
 fi
 
-if [[ $what == decode ]]; then
+if want decode; then
   # issue 14: decode (split-KV) on contiguous and paged caches vs PyTorch SDPA (enable_gqa), Hq=32
   # Hk=8 d=128, batch 1/8/64 x KV 4k/32k/128k; KV GB/s and % of the measured copy rate.
+  DEC_DTYPES=${DEC_DTYPES:-bf16}
   timeout 300 ./build/tests/test_decode >"$OUT/test_decode.log" 2>&1; echo "test_decode rc=$?"; tail -3 "$OUT/test_decode.log"
-  for dt in bf16 f16; do
-    timeout 900 $CLI bench --family decode --heads 32 --kv-heads 8 --head-dim 128 --dtype $dt \
-      --batches ${DEC_BATCHES:-1,8,64} --seq ${DEC_SEQS:-4096,32768,131072} --pages ${DEC_PAGES:-0,16,256} \
-      --reps 20 --warmup 3 --peak 2>>"$OUT/run.err" | tee "$OUT/decode_$dt.txt"
-  done
-  timeout 400 $CLI run --seq-q 4 --seq-kv 32768 --paged 16 --ragged 1,17,1000,4096,32768 --heads 32 --kv-heads 8 \
-    --head-dim 128 --dtype bf16 --mask causal --verify 2>>"$OUT/run.err" | tee "$OUT/decode_ragged.txt"
-  python3 bench/torch_decode.py --batches ${DEC_BATCHES:-1,8,64} --seqs ${DEC_SEQS:-4096,32768,131072} \
-    >"$OUT/torch_decode.jsonl" 2>"$OUT/torch_decode.err"
-  python3 - "$OUT/torch_decode.jsonl" <<'PY'
-import json, sys
+  # DEC_RUNS: groups "batches:KV lengths" (the largest cache, 64 x 131072 tokens, is 34 GB of bf16 K/V and
+  # slow to fill on the host, so it is left out by default); DEC_DTYPES, DEC_PAGES as named.
+  IFS=';' read -r -a groups <<<"${DEC_RUNS:-1,8:4096,32768,131072;64:4096,32768}"
+  for dt in ${DEC_DTYPES//,/ }; do for g in "${groups[@]}"; do
+    timeout 400 $CLI bench --family decode --heads 32 --kv-heads 8 --head-dim 128 --dtype $dt \
+      --batches ${g%%:*} --seq ${g#*:} --pages ${DEC_PAGES:-0,16,256} --reps 20 --warmup 3 --peak 2>>"$OUT/run.err"
+  done; done | tee "$OUT/decode.txt" | grep -vE "^(decode:|copy|peak)" | head -60
+  timeout 200 $CLI run --seq-q 4 --seq-kv 32768 --paged 16 --ragged 1,17,1000,4096,32768 --heads 32 --kv-heads 8 \
+    --head-dim 128 --dtype bf16 --mask causal --verify 2>>"$OUT/run.err" | tee "$OUT/decode_ragged.txt" | grep -iE "verif|ms|error"
+  for g in "${groups[@]}"; do
+    python3 bench/torch_decode.py --dtypes ${DEC_DTYPES:-bf16} --batches ${g%%:*} --seqs ${g#*:}
+  done >"$OUT/torch_decode.jsonl" 2>"$OUT/torch_decode.err"
+  python3 - "$OUT/decode.txt" "$OUT/torch_decode.jsonl" <<'PY'
+import json, re, sys
 best = {}
-for line in open(sys.argv[1]):
+for line in open(sys.argv[2]):
     r = json.loads(line)
     if "median_ms" in r:
         k = (r["dtype"], r["batch"], r["seq_kv"])
         if k not in best or r["median_ms"] < best[k][0]:
             best[k] = (r["median_ms"], r["backend"], r["kv_gbps"])
-print("PyTorch fastest SDPA backend (decode, Hq=32 Hk=8 d=128):")
-print(f"{'dtype':5} {'batch':>5} {'KV':>7} {'ms':>9} {'KV GB/s':>8}  backend")
-for (dt, b, n), (ms, be, gb) in sorted(best.items()):
-    print(f"{dt:5} {b:5d} {n:7d} {ms:9.4f} {gb:8.1f}  {be}")
+ours, dt = {}, None
+for line in open(sys.argv[1]):
+    m = re.match(r"decode: .* (f32|f16|bf16),", line)
+    if m: dt = m.group(1)
+    f = line.split()
+    if len(f) >= 5 and f[0].isdigit() and f[1].isdigit() and not f[3].startswith("error"):
+        ours[(dt, int(f[0]), int(f[1]), f[2])] = (float(f[3]), float(f[4]))
+print("decode, Hq=32 Hk=8 d=128: clattn (page '-' = contiguous) vs PyTorch's fastest SDPA backend")
+print(f"{'dtype':5} {'batch':>5} {'KV':>7} {'page':>5} {'ms':>9} {'GB/s':>7} {'torch ms':>9} {'GB/s':>7} {'backend':>20} {'ratio':>6}")
+for (d, b, n, p), (ms, gb) in sorted(ours.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][3])):
+    t = best.get((d, b, n))
+    print(f"{d:5} {b:5d} {n:7d} {p:>5} {ms:9.4f} {gb:7.1f} " + (f"{t[0]:9.4f} {t[2]:7.1f} {t[1]:>20} {t[0] / ms:6.2f}" if t else "        -"))
 PY
 fi
 
-if [[ $what == backward || $what == all ]]; then
+if want backward all; then
   # Issue 16: the backward pass. Gradients verified on the GPU (test_backward, odd shapes per
   # dtype), then clattn's deterministic backward next to PyTorch's backward timed alone:
   # f16/bf16 vs the fastest of cuDNN, FLASH and EFFICIENT, f32 vs EFFICIENT_ATTENTION (TFLOP/s on 2.5x the forward's FLOPs).
@@ -267,14 +288,14 @@ for key in sorted(ours, key=lambda k: (k[0], k[1], k[2], k[3])):
 PY
 fi
 
-if [[ $what == lintc ]]; then
+if want lintc; then
   # linear on tensor cores: the linear tests on the GPU, registers, TC vs FMA kernels (RESULTS §4)
   timeout 300 ./build/tests/test_linear >"$OUT/test_linear.log" 2>&1; echo "test_linear rc=$?"; tail -3 "$OUT/test_linear.log"
   OUT=$OUT bash bench/linear_sweep.sh regs; grep -A4 "TC=1" "$OUT/regs.txt" | grep -E "==|Compiling|registers|spill" | cut -c1-160
   OUT=$OUT bash bench/linear_sweep.sh tc | cut -d'|' -f2-10 | tail -30
 fi
 
-if [[ $what == linear ]]; then
+if want linear; then
   # linear family in depth: per-kernel times, bandwidth, crossover, 16-bit, tile variants (bench/RESULTS.md §4)
   OUT=$OUT bash bench/linear_sweep.sh all | tail -120
 fi

@@ -10,10 +10,12 @@
 
 #if CLATTN_DTYPE == 0
 typedef float stype;
+typedef float16 STYPE16; /* 16 stored elements */
 #define LOAD(p, i) ((p)[i])
 #define STORE(p, i, x) ((p)[i] = (x))
 #elif CLATTN_DTYPE == 1
 typedef ushort stype; /* raw half bits; pointers are reinterpreted for vload_half */
+typedef ushort16 STYPE16;
 /* float → IEEE half bits, round to nearest even (overflow → inf, NaN kept). */
 inline ushort float_to_half_rte(float f) {
   uint u = as_uint(f);
@@ -60,6 +62,7 @@ inline float8 half8_to_float8(ushort8 h) {
 #define STORE(p, i, x) ((p)[i] = float_to_half_rte(x))
 #else
 typedef ushort stype;
+typedef ushort16 STYPE16;
 inline float bf16_to_float(ushort b) { return as_float(((uint)b) << 16); }
 inline ushort float_to_bf16(float f) {
   uint u = as_uint(f);
@@ -77,14 +80,17 @@ inline ushort float_to_bf16(float f) {
 #if CLATTN_DTYPE == 0
 #define LOAD4(p) vload4(0, (p))
 #define LOAD16(p) vload16(0, (p))
+#define LOAD16_PRIVATE(p) vload16(0, (p))
 #elif CLATTN_DTYPE == 1
 /* vload_halfn: one hardware conversion of n halves where the device has it
  * (F16C on x86 CPUs, measured 1.3x faster than integer conversion on PoCL). */
 #define LOAD4(p) vload_half4(0, (const __global half *)(p))
 #define LOAD16(p) vload_half16(0, (const __global half *)(p))
+#define LOAD16_PRIVATE(p) vload_half16(0, (const half *)(p))
 #else
 #define LOAD4(p) as_float4(convert_uint4(vload4(0, (p))) << 16)
 #define LOAD16(p) as_float16(convert_uint16(vload16(0, (p))) << 16)
+#define LOAD16_PRIVATE(p) LOAD16(p)
 #endif
 
 /* Masking is a flag, never a score value: a masked key's probability is set

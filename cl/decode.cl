@@ -112,6 +112,24 @@ inline bool key_slot(const int j, const int ke, const int b, const int k0,
   return ok;
 }
 
+/* The workspace slot of packed row r (query r / G of head hk·G + r % G) of
+ * sequence b, split sp. */
+inline long partial_slot(const int r, const int b, const int hk, const int G, const int H,
+                         const int Nq_max, const int splits, const int sp) {
+  return ((long)(b * H + hk * G + r % G) * Nq_max + r / G) * splits + sp;
+}
+
+/* A CPU work-item's normalised partial row and its log2-sum-exp (l is
+ * exactly 0 without a visible key: zeros and the masked value). */
+inline void store_partial(__global float *ws_o, __global float *ws_lse, const long slot,
+                          const float *af, const float m, const float l) {
+  const bool empty = as_uint(l) == 0u;
+  const float inv = empty ? 0.0f : 1.0f / l;
+  for (int dd = 0; dd < D; dd++)
+    ws_o[slot * D + dd] = af[dd] * inv;
+  ws_lse[slot] = empty ? CLATTN_MASKED : m + log2(l);
+}
+
 #define DECODE_TABLE_ARGS                                                                          \
   __global const int *restrict cu_q, __global const int *restrict cu_kv,                           \
       __global const int *restrict seqlens, __global const int *restrict btab,                     \
@@ -162,7 +180,144 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
 #endif
   const int ntiles = wg_live ? (ke - kb + KT - 1) / KT : 0;
 
-#if WG == 1
+#if WG == 1 && VEC8 && D % 16 == 0 && KT % 16 == 0
+  /* CPUs, contiguous head dim, D % 16 == 0: one work-item per (row block,
+   * split, b, hk), everything in 16-lane vectors (one AVX-512 register;
+   * two AVX2 ones). Scores: each key row is loaded and converted once,
+   * 16 elements at a time, and multiplied into the QR rows' partial sums;
+   * the partial-sum vectors of 16 keys are then reduced together
+   * (hsum16x16: 15 shuffle-adds for 16 keys, not 4 per key), so the
+   * softmax works on vectors of 16 keys. P·V: 16 output columns of the QR
+   * rows stay in registers while the tile's V rows stream past. A key's
+   * row is read only when key_slot() says it exists. */
+#define DV16 (D / 16)
+  float16 qv[QR][DV16], acc[QR][DV16], part[QR][16];
+  float16 sc[QR][KT / 16]; /* scores, then probabilities, of the tile */
+  float mrow[QR], lrow[QR];
+  long koff[KT], voff[KT];
+  STYPE16 vst[KT * DV16]; /* the tile's V rows, as stored */
+  int kok[KT] __attribute__((aligned(64)));
+  int qpos[QR], qlive[QR];
+  for (int rr = 0; rr < QR; rr++) {
+    const int r = r0 + rr;
+    const int i = r / G, h = hk * G + r % G;
+    const long qa = (long)b * qsb + (long)(q0 + i) * qss + (long)h * qsh;
+    for (int c = 0; c < DV16; c++) {
+      qv[rr][c] = r < rows ? LOAD16(q + qa + c * 16) * qscale : (float16)(0.0f);
+      acc[rr][c] = (float16)(0.0f);
+    }
+    mrow[rr] = CLATTN_MASKED;
+    lrow[rr] = 0.0f;
+    qpos[rr] = i + off;         /* the row's position among the keys (causal) */
+    qlive[rr] = r < rows ? -1 : 0; /* a row past the sequence's rows sees no key */
+  }
+  for (int t = 0; t < ntiles; t++) {
+    const int j0 = kb + t * KT;
+    for (int tt = 0; tt < KT; tt++) {
+      long kr, kj;
+      kok[tt] = key_slot(j0 + tt, ke, b, k0, btab, maxp, ps, num_pages, &kr, &kj) ? -1 : 0;
+      koff[tt] = kr * ksb + kj * kss + (long)hk * ksh;
+      voff[tt] = kr * vsb + kj * vss + (long)hk * vsh;
+    }
+    for (int g = 0; g < KT / 16; g++) {
+      for (int u = 0; u < 16; u++) {
+        const int tt = g * 16 + u;
+        float16 pa[QR];
+#pragma unroll
+        for (int rr = 0; rr < QR; rr++)
+          pa[rr] = (float16)(0.0f);
+        if (kok[tt]) {
+          /* this key's V row is copied aside now, so that its cache misses
+           * overlap those of the K row (P·V reads it from here) */
+          __global const stype *vp = v + voff[tt];
+#pragma unroll
+          for (int c = 0; c < DV16; c++)
+            vst[tt * DV16 + c] = vload16(c, vp);
+          __global const stype *kp = k + koff[tt];
+#pragma unroll
+          for (int c = 0; c < DV16; c++) {
+            const float16 kx = LOAD16(kp + c * 16);
+#pragma unroll
+            for (int rr = 0; rr < QR; rr++)
+              pa[rr] = fma(qv[rr][c], kx, pa[rr]);
+          }
+        }
+#pragma unroll
+        for (int rr = 0; rr < QR; rr++)
+          part[rr][u] = pa[rr];
+      }
+      const int16 okv = vload16(g, kok);
+#if CAUSAL
+      const int16 jv = (int16)(j0 + g * 16) +
+                       (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+#endif
+      for (int rr = 0; rr < QR; rr++) {
+        /* lane u of the reduction is key g·16 + u */
+        float16 a8[8], a4[4], a2[2];
+        for (int e = 0; e < 8; e++)
+          a8[e] = (float16)(part[rr][2 * e].even, part[rr][2 * e + 1].even) +
+                  (float16)(part[rr][2 * e].odd, part[rr][2 * e + 1].odd);
+        for (int e = 0; e < 4; e++)
+          a4[e] = (float16)(a8[2 * e].even, a8[2 * e + 1].even) +
+                  (float16)(a8[2 * e].odd, a8[2 * e + 1].odd);
+        for (int e = 0; e < 2; e++)
+          a2[e] = (float16)(a4[2 * e].even, a4[2 * e + 1].even) +
+                  (float16)(a4[2 * e].odd, a4[2 * e + 1].odd);
+        const float16 sv = (float16)(a2[0].even, a2[1].even) + (float16)(a2[0].odd, a2[1].odd);
+#if CAUSAL
+        const int16 vis = okv & (int16)(qlive[rr]) & (jv <= (int16)(qpos[rr]));
+#else
+        const int16 vis = okv & (int16)(qlive[rr]);
+#endif
+        /* visibility travels as the masked value's bits */
+        sc[rr][g] = select((float16)(CLATTN_MASKED), sv, vis);
+      }
+    }
+    for (int rr = 0; rr < QR; rr++) {
+      float16 mx16 = sc[rr][0];
+      for (int g = 1; g < KT / 16; g++)
+        mx16 = fmax(mx16, sc[rr][g]);
+      const float8 mx8 = fmax(mx16.lo, mx16.hi);
+      const float4 mx4 = fmax(mx8.lo, mx8.hi);
+      const float mx = fmax(fmax(mx4.x, mx4.y), fmax(mx4.z, mx4.w));
+      const float m_new = fmax(mrow[rr], mx);
+      const float a = CLATTN_RESCALE(mrow[rr], m_new);
+      float16 sum16 = (float16)(0.0f);
+      for (int g = 0; g < KT / 16; g++) {
+        const float16 x = sc[rr][g];
+        const float16 p16 = select(exp2(x - m_new), (float16)(0.0f),
+                                   as_int16(x) == (int16)(as_int(CLATTN_MASKED)));
+        sc[rr][g] = p16;
+        sum16 += p16;
+      }
+      const float8 s8 = sum16.lo + sum16.hi;
+      const float4 s4 = s8.lo + s8.hi;
+      lrow[rr] = lrow[rr] * a + ((s4.x + s4.y) + (s4.z + s4.w));
+      mrow[rr] = m_new;
+      for (int c = 0; c < DV16; c++)
+        acc[rr][c] *= a;
+    }
+    for (int c = 0; c < DV16; c++) {
+      float16 o[QR];
+#pragma unroll
+      for (int rr = 0; rr < QR; rr++)
+        o[rr] = acc[rr][c];
+      for (int tt = 0; tt < KT; tt++) {
+        if (!kok[tt]) continue;
+        const float16 vx = LOAD16_PRIVATE((const stype *)(vst + tt * DV16 + c));
+#pragma unroll
+        for (int rr = 0; rr < QR; rr++)
+          o[rr] = fma((float16)(((const float *)sc[rr])[tt]), vx, o[rr]);
+      }
+#pragma unroll
+      for (int rr = 0; rr < QR; rr++)
+        acc[rr][c] = o[rr];
+    }
+  }
+  for (int rr = 0; rr < QR && r0 + rr < rows; rr++)
+    store_partial(ws_o, ws_lse, partial_slot(r0 + rr, b, hk, G, H, Nq_max, splits, sp),
+                  (const float *)acc[rr], mrow[rr], lrow[rr]);
+#elif WG == 1
   /* CPUs: one work-item per (row block, split, b, hk), rows in private
    * arrays; the loops over the head dim are contiguous and vectorise. */
   /* float8 rows (the head dim padded to DV8 vectors with zeros): explicit
@@ -260,18 +415,9 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
       }
     }
   }
-  for (int rr = 0; rr < QR; rr++) {
-    const int r = r0 + rr;
-    if (r >= rows) continue;
-    const int i = r / G, h = hk * G + r % G;
-    const long slot = ((long)(b * H + h) * Nq_max + i) * splits + sp;
-    const float l = lrow[rr];
-    const bool empty = as_uint(l) == 0u;
-    const float *af = (const float *)acc[rr];
-    for (int dd = 0; dd < D; dd++)
-      ws_o[slot * D + dd] = empty ? 0.0f : af[dd] / l;
-    ws_lse[slot] = empty ? CLATTN_MASKED : mrow[rr] + log2(l);
-  }
+  for (int rr = 0; rr < QR && r0 + rr < rows; rr++)
+    store_partial(ws_o, ws_lse, partial_slot(r0 + rr, b, hk, G, H, Nq_max, splits, sp),
+                  (const float *)acc[rr], mrow[rr], lrow[rr]);
 #else
 
   for (int e = lid; e < QR * D; e += WG) {

@@ -100,41 +100,43 @@ flash_rows(FLASH_ARGS(stype)) {
     __global const stype *Kt = Kb + (long)kv0 * kss;
     __global const stype *Vt = Vb + (long)kv0 * vss;
 
+#if ROWS_VEC16
+    /* 16-bit storage: the tiles of K and V are converted to float once, 16
+     * elements at a time, so that the loops below read them exactly as they
+     * read f32 storage (each element a broadcast memory operand of its FMA;
+     * converting a few elements to a vector and broadcasting its lanes took
+     * up to 2.5x the instructions of the f32 kernel). */
+    float kf[BN * D], vf[BN * D];
+    for (int jj = 0; jj < nk; jj++) {
+      __global const stype *kr = Kt + (long)jj * kss, *vr = Vt + (long)jj * vss;
+      int c = 0;
+      for (; c + 16 <= D; c += 16) {
+        vstore16(LOAD16(kr + c), 0, kf + jj * D + c);
+        vstore16(LOAD16(vr + c), 0, vf + jj * D + c);
+      }
+      for (; c < D; c++) {
+        kf[jj * D + c] = LOAD(kr, c);
+        vf[jj * D + c] = LOAD(vr, c);
+      }
+    }
+#define KT_AT(j, k) kf[(j) * D + (k)]
+#define VT_AT(c, j) vf[(j) * D + (c)]
+#else
+#define KT_AT(j, k) LOAD(Kt, (long)(j) * kss + (long)(k) * ksd)
+#define VT_AT(c, j) LOAD(Vt, (long)(j) * vss + (long)(c) * vsd)
+#endif
+
     /* Scores, four keys at a time. */
     vrow s[BN];
     int j = 0;
     for (; j + 4 <= nk; j += 4) {
-      __global const stype *k0 = Kt + (long)j * kss;
-      __global const stype *k1 = k0 + kss;
-      __global const stype *k2 = k1 + kss;
-      __global const stype *k3 = k2 + kss;
       vrow a0 = (vrow)(0.0f), a1 = (vrow)(0.0f), a2 = (vrow)(0.0f), a3 = (vrow)(0.0f);
-      int k = 0;
-#if ROWS_VEC16
-      /* 16-bit storage with a contiguous head dim: the keys' elements are
-       * converted 16 at a time (vector integer operations), then broadcast. */
-      for (; k + 16 <= D; k += 16) {
-        float t0[16], t1[16], t2[16], t3[16];
-        vstore16(LOAD16(k0 + k), 0, t0);
-        vstore16(LOAD16(k1 + k), 0, t1);
-        vstore16(LOAD16(k2 + k), 0, t2);
-        vstore16(LOAD16(k3 + k), 0, t3);
-        for (int u = 0; u < 16; u++) {
-          const vrow q = qT[k + u];
-          a0 = fma((vrow)(t0[u]), q, a0);
-          a1 = fma((vrow)(t1[u]), q, a1);
-          a2 = fma((vrow)(t2[u]), q, a2);
-          a3 = fma((vrow)(t3[u]), q, a3);
-        }
-      }
-#endif
-      for (; k < D; k++) {
+      for (int k = 0; k < D; k++) {
         const vrow q = qT[k];
-        const long o = (long)k * ksd;
-        a0 = fma((vrow)(LOAD(k0, o)), q, a0);
-        a1 = fma((vrow)(LOAD(k1, o)), q, a1);
-        a2 = fma((vrow)(LOAD(k2, o)), q, a2);
-        a3 = fma((vrow)(LOAD(k3, o)), q, a3);
+        a0 = fma((vrow)(KT_AT(j, k)), q, a0);
+        a1 = fma((vrow)(KT_AT(j + 1, k)), q, a1);
+        a2 = fma((vrow)(KT_AT(j + 2, k)), q, a2);
+        a3 = fma((vrow)(KT_AT(j + 3, k)), q, a3);
       }
       s[j] = a0;
       s[j + 1] = a1;
@@ -142,10 +144,9 @@ flash_rows(FLASH_ARGS(stype)) {
       s[j + 3] = a3;
     }
     for (; j < nk; j++) {
-      __global const stype *k0 = Kt + (long)j * kss;
       vrow a0 = (vrow)(0.0f);
       for (int k = 0; k < D; k++)
-        a0 = fma((vrow)(LOAD(k0, (long)k * ksd)), qT[k], a0);
+        a0 = fma((vrow)(KT_AT(j, k)), qT[k], a0);
       s[j] = a0;
     }
 
@@ -203,21 +204,12 @@ flash_rows(FLASH_ARGS(stype)) {
     for (; c + 4 <= D; c += 4) {
       vrow o0 = acc[c] * alpha, o1 = acc[c + 1] * alpha, o2 = acc[c + 2] * alpha,
            o3 = acc[c + 3] * alpha;
-      __global const stype *vr = Vt + (long)c * vsd;
-      for (j = 0; j < nk; j++, vr += vss) {
+      for (j = 0; j < nk; j++) {
         const vrow p = s[j];
-#if ROWS_VEC16
-        const float4 x = LOAD4(vr); /* 4 columns, converted as one vector */
-        o0 = fma((vrow)(x.x), p, o0);
-        o1 = fma((vrow)(x.y), p, o1);
-        o2 = fma((vrow)(x.z), p, o2);
-        o3 = fma((vrow)(x.w), p, o3);
-#else
-        o0 = fma((vrow)(LOAD(vr, 0)), p, o0);
-        o1 = fma((vrow)(LOAD(vr, vsd)), p, o1);
-        o2 = fma((vrow)(LOAD(vr, 2 * vsd)), p, o2);
-        o3 = fma((vrow)(LOAD(vr, 3 * vsd)), p, o3);
-#endif
+        o0 = fma((vrow)(VT_AT(c, j)), p, o0);
+        o1 = fma((vrow)(VT_AT(c + 1, j)), p, o1);
+        o2 = fma((vrow)(VT_AT(c + 2, j)), p, o2);
+        o3 = fma((vrow)(VT_AT(c + 3, j)), p, o3);
       }
       acc[c] = o0;
       acc[c + 1] = o1;
@@ -226,11 +218,12 @@ flash_rows(FLASH_ARGS(stype)) {
     }
     for (; c < D; c++) {
       vrow o0 = acc[c] * alpha;
-      __global const stype *vr = Vt + (long)c * vsd;
-      for (j = 0; j < nk; j++, vr += vss)
-        o0 = fma((vrow)(LOAD(vr, 0)), s[j], o0);
+      for (j = 0; j < nk; j++)
+        o0 = fma((vrow)(VT_AT(c, j)), s[j], o0);
       acc[c] = o0;
     }
+#undef KT_AT
+#undef VT_AT
   }
 
   /* O = acc / l, written row by row. l is 0 exactly for rows without a

@@ -416,6 +416,14 @@ static void test_decode_contiguous(void **state) {
       {2, 1, 16, 9, 128, 1, CLATTN_MASK_CAUSAL},
       {2, 2, 1, 300, 256, 8, CLATTN_MASK_NONE},
       {3, 1, 2, 50, 1, 0, CLATTN_MASK_NONE},
+      /* more query rows than keys without a mask (every row sees every key),
+       * and the CPU rows' 16-lane form (d % 16 == 0) at i = 12 and 15 */
+      {3, 3, 9, 4, 16, 0, CLATTN_MASK_NONE},
+      {8, 2, 12, 40, 64, 3, CLATTN_MASK_CAUSAL},
+      {3, 3, 9, 4, 16, 0, CLATTN_MASK_NONE},
+      {4, 1, 3, 130, 32, 2, CLATTN_MASK_CAUSAL_TOP_LEFT},
+      {8, 2, 12, 40, 64, 3, CLATTN_MASK_CAUSAL},
+      {4, 2, 5, 1000, 48, 0, CLATTN_MASK_CAUSAL_TOP_LEFT},
   };
   for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
     dcase c = base(2, cs[i].hq, cs[i].hk, cs[i].d, cs[i].nq, cs[i].nk);

@@ -173,7 +173,7 @@ clattn_status clattn__create_kernel_sized(clattn_context ctx, cl_program prog, c
   cl_int err = clGetKernelWorkGroupInfo(*out, ctx->device, CL_KERNEL_LOCAL_MEM_SIZE, sizeof used,
                                         &used, NULL);
   if (err != CL_SUCCESS) return CLATTN_SUCCESS; /* not reported: nothing to compare */
-  if (used > (cl_ulong)local_bytes) {
+  if (used > (cl_ulong)local_bytes + CLATTN__LOCAL_RESERVE) {
     clReleaseKernel(*out);
     *out = NULL;
     return clattn__fail(ctx, CLATTN_ERROR_INTERNAL,

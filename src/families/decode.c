@@ -84,8 +84,13 @@ const char *clattn__decode_check(const int *p, const clattn_attention_desc *d,
     return "local memory exceeds the device's limit";
   if (wg == 1) { /* the CPU form: rows in private memory */
     if (kt % 8) return "wg=1: kt must be a multiple of 8";
-    const size_t dv = ((size_t)d->head_dim + 7) / 8 * 8;
-    const size_t priv = ((size_t)2 * qr * dv + (size_t)qr * kt + dv) * 4;
+    /* q and accumulator rows, the tile's scores; the 16-lane form (d % 16
+     * == 0, kt % 16 == 0) adds 16 partial sums per row, the key offsets and
+     * the tile's V rows as stored */
+    const size_t dv = ((size_t)d->head_dim + 7) / 8 * 8, es = clattn__dtype_size(d->dtype);
+    size_t priv = ((size_t)2 * qr * dv + (size_t)qr * kt + dv) * 4;
+    if (d->head_dim % 16 == 0 && kt % 16 == 0)
+      priv += (size_t)qr * 16 * 64 + (size_t)kt * (2 * 8 + 4) + (size_t)kt * d->head_dim * es;
     if (priv > 98304) return "wg=1: private memory per work-item exceeds 96 KiB";
     return NULL;
   }
