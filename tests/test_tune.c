@@ -521,7 +521,9 @@ static void test_tune_linear(void **state) {
   assert_string_equal(res.variant, "linear");
   assert_string_equal(res.problem_class, "linear f32 d=16 mask=none seq=64");
   assert_true(res.verified && res.stored);
-  ASSERT_HAS(res.best_config, "chunk=32,split=");
+  /* the winner is a point of the space, or the built-in default (always a
+   * candidate: it won on the H100, whose default has chunk=64) */
+  if (strcmp(res.best_config, res.default_config)) ASSERT_HAS(res.best_config, "chunk=32,split=");
   clattn_context_release(ctx);
   ctx = tu_new_context();
   clattn_attention_desc d = small_desc(64);
