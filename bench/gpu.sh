@@ -211,11 +211,18 @@ if want decode; then
   timeout 300 ./build/tests/test_decode >"$OUT/test_decode.log" 2>&1; echo "test_decode rc=$?"; tail -3 "$OUT/test_decode.log"
   # DEC_RUNS: groups "batches:KV lengths" (the largest cache, 64 x 131072 tokens, is 34 GB of bf16 K/V and
   # slow to fill on the host, so it is left out by default); DEC_DTYPES, DEC_PAGES as named.
+  # DEC_CONFIGS: kernels to compare, ';'-separated CLATTN_TUNE_OVERRIDE values ("default": none).
   IFS=';' read -r -a groups <<<"${DEC_RUNS:-1,8:4096,32768,131072;64:4096,32768}"
-  for dt in ${DEC_DTYPES//,/ }; do for g in "${groups[@]}"; do
-    timeout 400 $CLI bench --family decode --heads 32 --kv-heads 8 --head-dim 128 --dtype $dt \
-      --batches ${g%%:*} --seq ${g#*:} --pages ${DEC_PAGES:-0,16,256} --reps 20 --warmup 3 --peak 2>>"$OUT/run.err"
-  done; done | tee "$OUT/decode.txt" | grep -vE "^(decode:|copy|peak)" | head -60
+  IFS=';' read -r -a dconfigs <<<"${DEC_CONFIGS:-default}"
+  for cfg in "${dconfigs[@]}"; do
+    echo "== config $cfg"
+    ov=$cfg; [ "$cfg" = default ] && ov=
+    for dt in ${DEC_DTYPES//,/ }; do for g in "${groups[@]}"; do
+      CLATTN_TUNE_OVERRIDE=$ov timeout 400 $CLI bench --family decode --heads 32 --kv-heads 8 --head-dim 128 \
+        --dtype $dt --batches ${g%%:*} --seq ${g#*:} --pages ${DEC_PAGES:-0,16,256} --reps 20 --warmup 3 --peak \
+        2>>"$OUT/run.err"
+    done; done
+  done | tee "$OUT/decode.txt" | grep -vE "^(decode:|copy|peak)" | cut -c1-150 | head -80
   timeout 200 $CLI run --seq-q 4 --seq-kv 32768 --paged 16 --ragged 1,17,1000,4096,32768 --heads 32 --kv-heads 8 \
     --head-dim 128 --dtype bf16 --mask causal --verify 2>>"$OUT/run.err" | tee "$OUT/decode_ragged.txt" | grep -iE "verif|ms|error"
   for g in "${groups[@]}"; do
@@ -230,18 +237,25 @@ for line in open(sys.argv[2]):
         k = (r["dtype"], r["batch"], r["seq_kv"])
         if k not in best or r["median_ms"] < best[k][0]:
             best[k] = (r["median_ms"], r["backend"], r["kv_gbps"])
-ours, dt = {}, None
+ours, dt, cfg, cfgs = {}, None, "default", []
 for line in open(sys.argv[1]):
+    if line.startswith("== config "):
+        cfg = line.split(None, 2)[2].strip(); cfgs.append(cfg); continue
     m = re.match(r"decode: .* (f32|f16|bf16),", line)
     if m: dt = m.group(1)
     f = line.split()
     if len(f) >= 5 and f[0].isdigit() and f[1].isdigit() and not f[3].startswith("error"):
-        ours[(dt, int(f[0]), int(f[1]), f[2])] = (float(f[3]), float(f[4]))
-print("decode, Hq=32 Hk=8 d=128: clattn (page '-' = contiguous) vs PyTorch's fastest SDPA backend")
-print(f"{'dtype':5} {'batch':>5} {'KV':>7} {'page':>5} {'ms':>9} {'GB/s':>7} {'torch ms':>9} {'GB/s':>7} {'backend':>20} {'ratio':>6}")
-for (d, b, n, p), (ms, gb) in sorted(ours.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][3])):
+        ours.setdefault((dt, int(f[0]), int(f[1]), f[2]), {})[cfg] = (float(f[3]), float(f[4]))
+print("decode, Hq=32 Hk=8 d=128: clattn (page '-' = contiguous; ms per kernel configuration) vs PyTorch's "
+      "fastest SDPA backend; ratio = torch ms / the best clattn ms")
+for i, c in enumerate(cfgs): print(f"  c{i}: {c}")
+print(f"{'dtype':5} {'batch':>5} {'KV':>7} {'page':>5} " + " ".join(f"{'c%d ms' % i:>9}" for i in range(len(cfgs)))
+      + f" {'GB/s':>7} {'torch ms':>9} {'GB/s':>7} {'backend':>16} {'ratio':>6}")
+for (d, b, n, p), per in sorted(ours.items()):
     t = best.get((d, b, n))
-    print(f"{d:5} {b:5d} {n:7d} {p:>5} {ms:9.4f} {gb:7.1f} " + (f"{t[0]:9.4f} {t[2]:7.1f} {t[1]:>20} {t[0] / ms:6.2f}" if t else "        -"))
+    ms, gb = min(per.values())
+    cols = " ".join(f"{per[c][0]:9.4f}" if c in per else f"{'-':>9}" for c in cfgs)
+    print(f"{d:5} {b:5d} {n:7d} {p:>5} {cols} {gb:7.1f} " + (f"{t[0]:9.4f} {t[2]:7.1f} {t[1]:>16} {t[0] / ms:6.2f}" if t else "        -"))
 PY
 fi
 

@@ -112,6 +112,19 @@ inline bool key_slot(const int j, const int ke, const int b, const int k0,
   return ok;
 }
 
+#ifndef WARP
+#define WARP 0
+#endif
+#if WARP
+/* NVIDIA: v summed with the lane lane ^ m of the warp (all 32 lanes take
+ * part: callers keep every lane in step). */
+inline float shfl_xor_f(float v, int m) {
+  float r;
+  __asm__ volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(m));
+  return r;
+}
+#endif
+
 /* The workspace slot of packed row r (query r / G of head hk·G + r % G) of
  * sequence b, split sp. */
 inline long partial_slot(const int r, const int b, const int hk, const int G, const int H,
@@ -144,7 +157,7 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
              const int H, const int G, const int Hk, const int Nq_max, const int Nk_max,
              const int nrb, const int splits, const int total_q, const int total_kv, const int ps,
              const int num_pages, const int maxp, const float qscale) {
-#if WG > 1
+#if WG > 1 && !WARP
   __local float lq[QR][D];
   __local float lk[KT][D + 1];
   __local float lv[KT][D];
@@ -180,7 +193,121 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
 #endif
   const int ntiles = wg_live ? (ke - kb + KT - 1) / KT : 0;
 
-#if WG == 1 && VEC8 && D % 16 == 0 && KT % 16 == 0
+#if WARP
+  /* NVIDIA (the decode_warp variant): each key is read by LPK = D/8 lanes,
+   * 8 elements a lane (16-byte loads of 16-bit storage), so a warp walks
+   * 32/LPK keys at once and the work-group NSW = WG/LPK key streams. Every
+   * stream keeps its own running max, sum and output rows (QR of them, in
+   * registers) over the keys kb + s, kb + s + NSW, ...; a key's score is
+   * summed over its lanes with butterfly shuffles; UNROLL keys per stream
+   * are loaded before any is used (loads in flight) and share one rescale.
+   * The streams are merged once, in local memory, at the end: no barrier in
+   * the loop over the keys. */
+#define LPK (D / 8)
+#define NSW (WG / LPK)
+#ifndef UNROLL
+#define UNROLL 4
+#endif
+#if VEC8
+#define LANE8(p, off, lane, sd) LOAD8(p, off, lane)
+#else
+#define LANE8(p, off, lane, sd)                                                                    \
+  ((float8)(LOAD(p, (off) + (long)((lane)*8 + 0) * (sd)), LOAD(p, (off) + (long)((lane)*8 + 1) * (sd)), \
+            LOAD(p, (off) + (long)((lane)*8 + 2) * (sd)), LOAD(p, (off) + (long)((lane)*8 + 3) * (sd)), \
+            LOAD(p, (off) + (long)((lane)*8 + 4) * (sd)), LOAD(p, (off) + (long)((lane)*8 + 5) * (sd)), \
+            LOAD(p, (off) + (long)((lane)*8 + 6) * (sd)), LOAD(p, (off) + (long)((lane)*8 + 7) * (sd))))
+#endif
+  __local float lsm[NSW][QR], lsl[NSW][QR], lsa[NSW][QR][D];
+  const int lane = lid % LPK, sw = lid / LPK;
+  float8 qv[QR], acc[QR];
+  float m[QR], l[QR];
+#pragma unroll
+  for (int rr = 0; rr < QR; rr++) {
+    const int r = r0 + rr;
+    const int i = r / G, h = hk * G + r % G;
+    const long qa = (long)b * qsb + (long)(q0 + i) * qss + (long)h * qsh;
+    qv[rr] = r < rows ? LANE8(q, qa, lane, qsd) * qscale : (float8)(0.0f);
+    acc[rr] = (float8)(0.0f);
+    m[rr] = CLATTN_MASKED;
+    l[rr] = 0.0f;
+  }
+  const int nsteps = wg_live ? (ke - kb + NSW * UNROLL - 1) / (NSW * UNROLL) : 0;
+  for (int t = 0; t < nsteps; t++) {
+    float8 kx[UNROLL], vx[UNROLL];
+    bool okk[UNROLL];
+    int jj[UNROLL];
+#pragma unroll
+    for (int u = 0; u < UNROLL; u++) {
+      const int j = kb + (t * UNROLL + u) * NSW + sw;
+      long kr, kj;
+      okk[u] = key_slot(j, ke, b, k0, btab, maxp, ps, num_pages, &kr, &kj);
+      jj[u] = j;
+      kx[u] = okk[u] ? LANE8(k, kr * ksb + kj * kss + (long)hk * ksh, lane, ksd) : (float8)(0.0f);
+      vx[u] = okk[u] ? LANE8(v, kr * vsb + kj * vss + (long)hk * vsh, lane, vsd) : (float8)(0.0f);
+    }
+#pragma unroll
+    for (int rr = 0; rr < QR; rr++) {
+      const int i = (r0 + rr) / G;
+      const bool live = r0 + rr < rows;
+      float sv[UNROLL];
+      float mx = m[rr];
+#pragma unroll
+      for (int u = 0; u < UNROLL; u++) {
+        const float8 pr = qv[rr] * kx[u];
+        const float4 p4 = pr.lo + pr.hi;
+        float sc = (p4.x + p4.y) + (p4.z + p4.w);
+#pragma unroll
+        for (int o = LPK / 2; o > 0; o >>= 1)
+          sc += shfl_xor_f(sc, o);
+        const bool vis = okk[u] && live && DECODE_VISIBLE(jj[u], i + off);
+        sv[u] = vis ? sc : CLATTN_MASKED;
+        mx = fmax(mx, sv[u]);
+      }
+      /* one rescale for the UNROLL keys; masked keys get p = 0 */
+      const float a = CLATTN_RESCALE(m[rr], mx);
+      float8 o = acc[rr] * a;
+      float ps = 0.0f;
+#pragma unroll
+      for (int u = 0; u < UNROLL; u++) {
+        const float pu =
+            as_int(sv[u]) == as_int(CLATTN_MASKED) ? 0.0f : exp2(sv[u] - mx);
+        ps += pu;
+        o = mad((float8)(pu), vx[u], o);
+      }
+      acc[rr] = o;
+      l[rr] = l[rr] * a + ps;
+      m[rr] = mx;
+    }
+  }
+  /* merge the NSW streams: max, rescaled sums and outputs, in stream order */
+#pragma unroll
+  for (int rr = 0; rr < QR; rr++) {
+    if (lane == 0) {
+      lsm[sw][rr] = m[rr];
+      lsl[sw][rr] = l[rr];
+    }
+    vstore8(acc[rr], lane, &lsa[sw][rr][0]);
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int e = lid; e < QR * D; e += WG) {
+    const int rr = e / D, dd = e % D, r = r0 + rr;
+    if (r >= rows) continue;
+    float mm = CLATTN_MASKED;
+    for (int x = 0; x < NSW; x++)
+      mm = fmax(mm, lsm[x][rr]);
+    float ll = 0.0f, oo = 0.0f;
+    for (int x = 0; x < NSW; x++) {
+      const float w = CLATTN_RESCALE(lsm[x][rr], mm);
+      ll = mad(lsl[x][rr], w, ll);
+      oo = mad(lsa[x][rr][dd], w, oo);
+    }
+    const long slot = partial_slot(r, b, hk, G, H, Nq_max, splits, sp);
+    /* l is exactly 0 without a visible key (tested on the bits) */
+    const bool empty = as_uint(ll) == 0u;
+    ws_o[slot * D + dd] = empty ? 0.0f : oo / ll;
+    if (dd == 0) ws_lse[slot] = empty ? CLATTN_MASKED : mm + log2(ll);
+  }
+#elif WG == 1 && VEC8 && D % 16 == 0 && KT % 16 == 0
   /* CPUs, contiguous head dim, D % 16 == 0: one work-item per (row block,
    * split, b, hk), everything in 16-lane vectors (one AVX-512 register;
    * two AVX2 ones). Scores: each key row is loaded and converted once,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# check_nvptx.sh — compiles the NVIDIA-only kernel code (tensor-core flash, linear on tensor cores) to PTX with clang, so that a machine without an NVIDIA GPU still catches their C and inline-asm operand errors; with ptxas on PATH the PTX is parsed too.
+# check_nvptx.sh — compiles the NVIDIA-only kernel code (tensor-core flash, linear on tensor cores, warp decode) to PTX with clang, so that a machine without an NVIDIA GPU still catches their C and inline-asm operand errors; with ptxas on PATH the PTX is parsed too.
 # usage: check_nvptx.sh CLANG CL_DIR
 set -uo pipefail
 clang=${1:-clang}
@@ -40,6 +40,12 @@ for map in 0 2; do for causal in 0 1; do
   f=64; [ $map = 2 ] && f=256
   compile "linear_tc_m${map}_c${causal}" $lin $out -- -DCLATTN_DTYPE=0 -DD=64 -DF=$f -DMAP=$map -DCAUSAL=$causal \
     -DVEC=1 -DOVEC=1 -DBD=64 -DBKS=16 -DTC=1 -DSTW=$((f / 16)) -DSTM=1 -DTAW=4 -DTAM=1 -DBQ=64 -DSPRE=1 -DZLOC=1
+done; done
+# decode_warp: the warp-stream decode (shuffles in inline PTX), f32 and bf16 (clang's header
+# here lacks vload_half), paged, causal, strided
+for dt in 0 2; do for d in 8 64 128 256; do
+  compile "decode_warp_t${dt}_d${d}" decode.cl -- -DCLATTN_DTYPE=$dt -DD=$d -DKT=64 -DWG=128 -DQR=4 \
+    -DCAUSAL=$((d % 3)) -DPAGED=$((dt == 2)) -DRAGGED=0 -DVEC8=$((d != 8)) -DWARP=1 -DUNROLL=4
 done; done
 echo "$runs compiled, $fails failed"
 [ $fails -eq 0 ]

@@ -46,6 +46,7 @@ typedef struct dcase {
 } dcase;
 
 static clattn_context g_ctx;
+static int g_skipped; /* optional cases whose kernel did not apply here */
 
 static float round_to(clattn_dtype t, float x) {
   if (t == CLATTN_DTYPE_F16) return tu_half_to_float(tu_float_to_half(x));
@@ -227,6 +228,7 @@ static double run_case(const dcase *c, const char *label) {
   clattn_plan plan = NULL;
   clattn_status st = clattn_plan_create_with_config(g_ctx, &d, c->flags, c->config, &plan);
   if (st == CLATTN_ERROR_UNSUPPORTED && c->optional) { /* e.g. flash_tc off NVIDIA */
+    g_skipped++;
     for (int b = 0; b < B; b++) {
       free(lq[b]);
       free(lk[b]);
@@ -436,6 +438,54 @@ static void test_decode_contiguous(void **state) {
     snprintf(label, sizeof label, "contiguous %zu", i);
     run_case(&c, label);
   }
+}
+
+/* decode_warp (NVIDIA only; skipped where it does not apply): GQA ratios,
+ * seq_q up to 16, KV lengths 1..1000, each head dim it takes, every dtype,
+ * paged (shuffled, shared prefix), per-sequence lengths, both causal
+ * alignments, strided K/V (the per-element loads) and its parameter range. */
+static void test_decode_warp(void **state) {
+  (void)state;
+  static const struct {
+    int hq, hk, nq, nk, d, dtype, kv, strided;
+    clattn_mask mask;
+    const char *cfg;
+  } cs[] = {
+      {1, 1, 1, 1, 64, 0, 0, 0, CLATTN_MASK_NONE, "decode_warp:wg=64,qr=1,unroll=2"},
+      {4, 1, 1, 7, 32, 0, 0, 0, CLATTN_MASK_NONE, "decode_warp:splits=3,wg=128,qr=4,unroll=4"},
+      {8, 1, 1, 1000, 128, 2, 0, 0, CLATTN_MASK_NONE, "decode_warp:wg=128,qr=8,unroll=4"},
+      {4, 2, 1, 999, 64, 0, 0, 0, CLATTN_MASK_NONE, "decode_warp:wg=256,qr=2,unroll=8"},
+      {32, 1, 1, 200, 16, 1, 0, 0, CLATTN_MASK_NONE, "decode_warp:splits=5,wg=64,qr=8,unroll=2"},
+      {8, 2, 3, 100, 256, 0, 0, 0, CLATTN_MASK_CAUSAL, "decode_warp:splits=4,wg=128,qr=2"},
+      {4, 4, 16, 37, 8, 2, 0, 0, CLATTN_MASK_CAUSAL, "decode_warp:splits=2,wg=64,qr=4"},
+      {4, 1, 5, 60, 64, 1, 0, 0, CLATTN_MASK_CAUSAL_TOP_LEFT, "decode_warp:splits=7,kt=32"},
+      {3, 3, 9, 4, 16, 0, 0, 0, CLATTN_MASK_NONE, "decode_warp:wg=64,qr=4"},
+      {8, 2, 1, 333, 128, 2, CLATTN_KV_PAGED, 0, CLATTN_MASK_NONE, "decode_warp:unroll=4"},
+      {8, 2, 4, 300, 64, 1, CLATTN_KV_PAGED, 0, CLATTN_MASK_CAUSAL, "decode_warp:splits=3"},
+      {6, 3, 2, 50, 32, 0, 0, 1, CLATTN_MASK_CAUSAL, "decode_warp:wg=64,splits=2"},
+      {6, 3, 2, 50, 32, 2, CLATTN_KV_PAGED, 1, CLATTN_MASK_NONE, "decode_warp:wg=128,qr=2"},
+  };
+  const int skipped0 = g_skipped;
+  for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+    dcase c = base(3, cs[i].hq, cs[i].hk, cs[i].d, cs[i].nq, cs[i].nk);
+    c.nk[1] = cs[i].nk > 2 ? cs[i].nk / 2 + 1 : 1; /* per-sequence lengths */
+    c.nk[2] = cs[i].kv ? 16 : 1;                    /* paged: holds the shared page */
+    c.seqlens = cs[i].kv == 0;
+    c.dtype = (clattn_dtype)cs[i].dtype;
+    c.kv = cs[i].kv;
+    c.page_size = 16;
+    c.share = cs[i].kv ? 1 : 0;
+    c.strided = cs[i].strided;
+    c.mask = cs[i].mask;
+    c.layout = i % 2 ? CLATTN_LAYOUT_BHSD : CLATTN_LAYOUT_BSHD;
+    c.config = cs[i].cfg;
+    c.optional = 1;
+    char label[128];
+    snprintf(label, sizeof label, "warp %zu (%s)", i, cs[i].cfg);
+    run_case(&c, label);
+  }
+  /* on NVIDIA every case runs */
+  if (strstr(clattn_context_device_name(g_ctx), "NVIDIA")) assert_int_equal(g_skipped, skipped0);
 }
 
 /* f16 / bf16 storage, paged and contiguous with per-sequence lengths. */
@@ -732,6 +782,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_merge_append),
       cmocka_unit_test(test_validation),
       cmocka_unit_test(test_strided),
+      cmocka_unit_test(test_decode_warp),
   };
   g_ctx = tu_new_context();
   const int r = cmocka_run_group_tests_name("clattn decode", tests, NULL, NULL);

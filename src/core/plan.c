@@ -244,7 +244,7 @@ static clattn_status execute_args(clattn_plan p, const clattn_exec_args *a, cl_u
                         "wait_list must be NULL exactly when num_wait is 0");
   /* The tables: which the descriptor needs, their sizes. */
   const bool paged = d->kv_layout != CLATTN_KV_CONTIGUOUS;
-  const bool decode = p->variant && !strcmp(p->variant->name, "decode");
+  const bool decode = p->variant && !strncmp(p->variant->name, "decode", 6); /* decode, decode_warp */
   const size_t nb = (size_t)d->batch, nb1 = nb + 1;
   size_t bt_bytes;
   if (!clattn__mul3_size(nb, (size_t)(paged ? d->max_pages_per_seq : 0), 4, &bt_bytes))

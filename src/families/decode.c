@@ -10,7 +10,7 @@
 
 typedef struct decode_state {
   cl_kernel split, merge;
-  int splits, kt, wg, qr, nrb;
+  int splits, kt, wg, qr, nrb, warp, unroll;
   cl_mem ws, wl; /* [rows][splits][D] partial outputs, [rows][splits] log2-sum-exps */
   size_t ws_o_bytes, ws_bytes;
 } decode_state;
@@ -29,6 +29,19 @@ const clattn__param clattn__decode_params[4] = {{"splits", 0, 1024, VALS(dec_spl
                                                 {"wg", 1, 1024, VALS(dec_wg)},
                                                 {"qr", 1, 256, VALS(dec_qr)}};
 const char *const clattn__decode_sources[] = {"decode.cl", NULL};
+
+/* decode_warp (NVIDIA): splits, kt (the split granularity), wg work-items
+ * (whole warps), qr rows, unroll keys in flight per key stream. */
+static const int dw_kt[] = {32, 64, 128};
+static const int dw_wg[] = {64, 128, 256};
+static const int dw_qr[] = {1, 2, 4, 8};
+static const int dw_unroll[] = {2, 4, 8};
+const clattn__param clattn__decode_warp_params[5] = {{"splits", 0, 1024, VALS(dec_splits)},
+                                                     {"kt", 1, 4096, VALS(dw_kt)},
+                                                     {"wg", 32, 1024, VALS(dw_wg)},
+                                                     {"qr", 1, 16, VALS(dw_qr)},
+                                                     {"unroll", 1, 16, VALS(dw_unroll)}};
+const char *const clattn__decode_warp_sources[] = {"decode.cl", NULL};
 
 /* Query rows of one (sequence, KV head): the query heads of the group times
  * the query positions. */
@@ -115,6 +128,62 @@ bool clattn__decode_fallback(const clattn__device_info *info, const clattn_atten
   return false;
 }
 
+/* ---- decode_warp: the NVIDIA warp-stream form (cl/decode.cl, -DWARP=1) ----- */
+
+/* head_dim / 8 lanes per key: a power of two up to a warp. */
+static bool warp_head_dim(int h) {
+  return h >= 8 && h <= 256 && h % 8 == 0 && ((h / 8) & (h / 8 - 1)) == 0;
+}
+
+int clattn__decode_warp_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
+                                   const char **why) {
+  const int base = clattn__decode_applicable(info, d, why);
+  if (base <= 5) return 0; /* not a decode shape (or ragged prefill: the flash kernels) */
+  if (!info->is_nvidia) {
+    *why = "NVIDIA only (warp shuffles in inline PTX)";
+    return 0;
+  }
+  if (!warp_head_dim(d->head_dim)) {
+    *why = "head_dim 8, 16, 32, 64, 128 or 256 (8 elements per lane)";
+    return 0;
+  }
+  return base - 5; /* below the decode kernel until measured faster */
+}
+
+size_t clattn__decode_warp_local(const int *p, const clattn_attention_desc *d) {
+  const size_t lpk = (size_t)(d->head_dim / 8 > 0 ? d->head_dim / 8 : 1);
+  const size_t nsw = (size_t)p[2] / lpk, qr = (size_t)eff_qr(p[3], d);
+  return nsw * qr * ((size_t)d->head_dim + 2) * sizeof(float);
+}
+
+const char *clattn__decode_warp_check(const int *p, const clattn_attention_desc *d,
+                                      const clattn__device_info *info) {
+  const int splits = p[0], kt = p[1], wg = p[2], qr = p[3], unroll = p[4];
+  if (!warp_head_dim(d->head_dim)) return "head_dim must be 8, 16, 32, 64, 128 or 256";
+  if (splits < 0 || splits > 1024) return "splits must lie in 0..1024 (0: automatic)";
+  if (kt < 1 || kt > 4096) return "kt (the split granularity) must lie in 1..4096";
+  if (wg < 32 || wg > 1024 || wg % 32) return "wg must be a multiple of 32 (whole warps) up to 1024";
+  if ((size_t)wg > info->max_wg) return "wg exceeds the device's work-group size";
+  if (qr < 1 || qr > 16 || unroll < 1 || unroll > 16) return "qr and unroll must lie in 1..16";
+  if (16 * eff_qr(qr, d) + 16 * unroll > 192)
+    return "16 x (qr + unroll) > 192 registers per lane";
+  if (clattn__decode_warp_local(p, d) > info->local_mem)
+    return "local memory exceeds the device's limit";
+  return NULL;
+}
+
+bool clattn__decode_warp_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
+                                  int *out) {
+  static const int prefs[][5] = {
+      {0, 64, 128, 4, 4}, {0, 64, 128, 2, 4}, {0, 64, 64, 2, 4}, {0, 64, 64, 1, 2}};
+  for (size_t i = 0; i < sizeof prefs / sizeof prefs[0]; i++)
+    if (!clattn__decode_warp_check(prefs[i], d, info)) {
+      memcpy(out, prefs[i], sizeof prefs[i]);
+      return true;
+    }
+  return false;
+}
+
 /* The number of KV splits: enough work-groups (splits × batch × kv_heads ×
  * row blocks) to give every compute unit several, but at least two tiles of
  * keys per split. */
@@ -146,9 +215,11 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
   decode_state *s = calloc(1, sizeof *s);
   if (!s) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate decode state");
   p->state = s;
+  s->warp = p->variant && !strcmp(p->variant->name, "decode_warp");
   s->kt = params[1];
   s->wg = params[2];
   s->qr = eff_qr(params[3], d);
+  s->unroll = s->warp ? params[4] : 0;
   s->nrb = (group_rows(d) + s->qr - 1) / s->qr;
   s->splits = params[0] ? params[0] : auto_splits(&ctx->info, d, s->kt, s->nrb);
   /* Workspace: (D + 1) floats per (row, split). */
@@ -181,11 +252,14 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
     clattn__append(opts, sizeof opts, " -DVEC8=1");
   if (ctx->info.is_cpu)
     clattn__append(opts, sizeof opts, " -cl-fast-relaxed-math -DCLATTN_SOFT_HALF=1");
+  if (s->warp) clattn__append(opts, sizeof opts, " -DWARP=1 -DUNROLL=%d", s->unroll);
   cl_program prog = NULL;
   clattn_status st = clattn__get_program(ctx, "decode.cl", opts, &prog);
   if (st != CLATTN_SUCCESS) return st;
-  if ((st = clattn__create_kernel_sized(ctx, prog, "decode_split", clattn__decode_local(params, d),
-                                        &s->split)) != CLATTN_SUCCESS)
+  const size_t local =
+      s->warp ? clattn__decode_warp_local(params, d) : clattn__decode_local(params, d);
+  if ((st = clattn__create_kernel_sized(ctx, prog, "decode_split", local, &s->split)) !=
+      CLATTN_SUCCESS)
     return st;
   if ((st = clattn__create_kernel(ctx, prog, "decode_merge", &s->merge)) != CLATTN_SUCCESS)
     return st;
@@ -193,11 +267,10 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
     return st;
   static const char *kvname[] = {"contiguous", "paged", "paged head-major"};
   snprintf(p->describe, sizeof p->describe,
-           "decode %s d=%d: flash-decoding split-KV, %d splits%s, kt=%d wg=%d qr=%d (%d query rows "
-           "per KV "
-           "head), %s KV%s%s [%s]",
-           clattn_dtype_name(d->dtype), d->head_dim, s->splits, params[0] ? "" : " (auto)", s->kt,
-           s->wg, s->qr, group_rows(d), kvname[d->kv_layout],
+           "decode %s d=%d: flash-decoding split-KV%s, %d splits%s, kt=%d wg=%d qr=%d (%d query "
+           "rows per KV head), %s KV%s%s [%s]",
+           clattn_dtype_name(d->dtype), d->head_dim, s->warp ? " (warp streams)" : "", s->splits,
+           params[0] ? "" : " (auto)", s->kt, s->wg, s->qr, group_rows(d), kvname[d->kv_layout],
            d->kv_layout != CLATTN_KV_CONTIGUOUS ? "" : "", d->ragged ? ", ragged" : "", origin);
   if (d->kv_layout != CLATTN_KV_CONTIGUOUS)
     clattn__append(p->describe, sizeof p->describe, " page_size=%d", d->page_size);

@@ -41,6 +41,9 @@ void clattn__flash_release(clattn_plan p);
 CLATTN__VARIANT_DECL(decode)
 extern const clattn__param clattn__decode_params[4];
 CLATTN__FAMILY_OPS_DECL(decode)
+/* decode_warp: the same plan operations, the NVIDIA warp-stream kernel. */
+CLATTN__VARIANT_DECL(decode_warp)
+extern const clattn__param clattn__decode_warp_params[5];
 
 /* flash_bwd.c: the portable deterministic backward kernels (cl/flash_bwd.cl);
  * create / execute / release work on the plan's backward state. */
