@@ -280,6 +280,25 @@ static void test_builtin_defaults(void **state) {
   assert_true(clattn__builtin_default(&h200, sp, &d, p, label, 64));
   clattn__config_format(sp, p, cfg, sizeof cfg);
   assert_string_equal(cfg, "bm=64,bn=16,tm=16,tn=8");
+  /* Linear causal on tensor cores, d = 64, 48 KiB: the NVIDIA row's 32-key
+   * state tiles do not fit, the 16-key row after it applies. This is the
+   * configuration the tree before the registry reached by halving
+   * (`chunk=64 ... state bks=16 ... causal ctr=16`, measured identical on
+   * the H100); the generic tiling (chunk=32, ctr=8) ran 1.32x slower. */
+  {
+    const clattn__variant *ltc = clattn__variant_find("linear_tc");
+    clattn_attention_desc dl = small_desc(64);
+    dl.algo = CLATTN_ALGO_LINEAR;
+    dl.head_dim = 64;
+    dl.mask = CLATTN_MASK_CAUSAL;
+    assert_true(clattn__builtin_default(&h200, ltc, &dl, p, label, 64));
+    assert_string_equal(label, "NVIDIA GPU");
+    char lc[512];
+    clattn__config_format(ltc, p, lc, sizeof lc);
+    ASSERT_HAS(lc, "chunk=64,");
+    ASSERT_HAS(lc, ",bks=16,");
+    ASSERT_HAS(lc, ",ctr=16,ctc=8,cfs=32,");
+  }
   /* The CPU kernel's row. */
   clattn__device_info cpu = fake(1, "Other", 0, 1 << 20, 4096);
   assert_true(clattn__builtin_default(&cpu, clattn__variant_find("flash_rows"), &d, p, label, 64));
