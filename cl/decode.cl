@@ -115,14 +115,31 @@ inline bool key_slot(const int j, const int ke, const int b, const int k0,
 #ifndef WARP
 #define WARP 0
 #endif
-#if WARP
-/* NVIDIA: v summed with the lane lane ^ m of the warp (all 32 lanes take
- * part: callers keep every lane in step). */
+#ifndef CLATTN_NV_SHFL
+#define CLATTN_NV_SHFL 0
+#endif
+#if WARP && CLATTN_NV_SHFL
+/* NVIDIA: the value of lane lane ^ m of the warp (all 32 lanes take part:
+ * callers keep every lane in step). */
 inline float shfl_xor_f(float v, int m) {
   float r;
   __asm__ volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(m));
   return r;
 }
+#define SHFL_XOR(v, m) shfl_xor_f(v, m)
+#elif WARP
+/* Other devices (the CPU tests of this kernel): the same exchange through
+ * local memory. Every work-item of the work-group calls it equally often
+ * (the loops around it are uniform), so its barriers are legal. */
+inline float shfl_xor_local(float v, int m, __local float *x) {
+  const int i = (int)get_local_id(0);
+  x[i] = v;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  const float r = x[i ^ m];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  return r;
+}
+#define SHFL_XOR(v, m) shfl_xor_local(v, m, lxch)
 #endif
 
 /* The workspace slot of packed row r (query r / G of head hk·G + r % G) of
@@ -199,7 +216,9 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
    * 32/LPK keys at once and the work-group NSW = WG/LPK key streams. Every
    * stream keeps its own running max, sum and output rows (QR of them, in
    * registers) over the keys kb + s, kb + s + NSW, ...; a key's score is
-   * summed over its lanes with butterfly shuffles; UNROLL keys per stream
+   * summed over its lanes with butterfly shuffles (inline PTX on NVIDIA, an
+ * exchange through local memory elsewhere: CPUs test this kernel, no
+ * device picks it there); UNROLL keys per stream
    * are loaded before any is used (loads in flight) and share one rescale.
    * The streams are merged once, in local memory, at the end: no barrier in
    * the loop over the keys. */
@@ -218,6 +237,7 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
             LOAD(p, (off) + (long)((lane)*8 + 6) * (sd)), LOAD(p, (off) + (long)((lane)*8 + 7) * (sd))))
 #endif
   __local float lsm[NSW][QR], lsl[NSW][QR], lsa[NSW][QR][D];
+  __local float lxch[WG]; /* the exchange of SHFL_XOR off NVIDIA */
   const int lane = lid % LPK, sw = lid / LPK;
   float8 qv[QR], acc[QR];
   float m[QR], l[QR];
@@ -258,7 +278,7 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
         float sc = (p4.x + p4.y) + (p4.z + p4.w);
 #pragma unroll
         for (int o = LPK / 2; o > 0; o >>= 1)
-          sc += shfl_xor_f(sc, o);
+          sc += SHFL_XOR(sc, o);
         const bool vis = okk[u] && live && DECODE_VISIBLE(jj[u], i + off);
         sv[u] = vis ? sc : CLATTN_MASKED;
         mx = fmax(mx, sv[u]);

@@ -45,7 +45,7 @@ done; done
 # here lacks vload_half), paged, causal, strided
 for dt in 0 2; do for d in 8 64 128 256; do
   compile "decode_warp_t${dt}_d${d}" decode.cl -- -DCLATTN_DTYPE=$dt -DD=$d -DKT=64 -DWG=128 -DQR=4 \
-    -DCAUSAL=$((d % 3)) -DPAGED=$((dt == 2)) -DRAGGED=0 -DVEC8=$((d != 8)) -DWARP=1 -DUNROLL=4
+    -DCAUSAL=$((d % 3)) -DPAGED=$((dt == 2)) -DRAGGED=0 -DVEC8=$((d != 8)) -DWARP=1 -DUNROLL=4 -DCLATTN_NV_SHFL=1
 done; done
 echo "$runs compiled, $fails failed"
 [ $fails -eq 0 ]
