@@ -118,6 +118,41 @@ inline ushort float_to_bf16(float f) {
  * (CLATTN_MASK_CAUSAL_TOP_LEFT, j <= i): the offset of query i's position. */
 #define CAUSAL_OFFSET(causal, Nq, Nk) ((causal) == 2 ? 0 : (Nk) - (Nq))
 
+/* Score modifiers (clattn_attention_desc.softcap, .alibi_max_bias), on a
+ * score in log2 units (the kernels' q carries scale·log2 e) of the query at
+ * key position p (aligned as CAUSAL_OFFSET) and key j:
+ *   -DSOFTCAP=1 -DSOFTCAP2=c·log2(e):  s ← SOFTCAP2·tanh(s / SOFTCAP2)
+ *   -DALIBI=1 -DALIBI_BIAS=max_bias:   s ← s − slope_h·log2(e)·|p − j|
+ * (the header's definitions scaled by log2 e). */
+#ifndef SOFTCAP
+#define SOFTCAP 0
+#endif
+#ifndef ALIBI
+#define ALIBI 0
+#endif
+#define SCORE_MODS (SOFTCAP || ALIBI)
+#if ALIBI
+/* slope of query head h of H, times log2(e) */
+inline float alibi_slope2(const int h, const int H) {
+  int n = 1;
+  while (n * 2 <= H)
+    n *= 2;
+  const float e = h < n ? (float)(h + 1) / (float)n : (float)(2 * (h - n) + 1) / (float)(2 * n);
+  return exp2(-ALIBI_BIAS * e) * CLATTN_LOG2E;
+}
+#endif
+#if SCORE_MODS
+inline float score_mods(float s, const float slope2, const int p, const int j) {
+#if SOFTCAP
+  s = SOFTCAP2 * tanh(s * (1.0f / SOFTCAP2));
+#endif
+#if ALIBI
+  s -= slope2 * (float)abs(p - j);
+#endif
+  return s;
+}
+#endif
+
 /* Key tiles of bn keys that the query rows q0 .. q0+bm-1 visit in a dense
  * flash kernel: all of them, or under a causal mask those up to the block's
  * last visible key; tiles above the diagonal are never visited. */

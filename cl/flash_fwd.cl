@@ -118,6 +118,11 @@ flash_fwd(FLASH_ARGS(stype)) {
   }
 
   const int off = CAUSAL_OFFSET(CAUSAL, Nq, Nk); /* causal alignment (sparse: bottom-right) */
+#if ALIBI
+  const float mod_slope2 = alibi_slope2(h, H);
+#elif SCORE_MODS
+  const float mod_slope2 = 0.0f;
+#endif
 #if SPARSE
   /* Only the listed key tiles: empty tiles cost nothing. */
   const int t0 = sp_tile_off[qb];
@@ -158,6 +163,15 @@ flash_fwd(FLASH_ARGS(stype)) {
           s[i][j] = fma(a[i].w, bb[j].w, s[i][j]);
         }
     }
+
+#if SCORE_MODS
+    /* softcap, ALiBi: before the mask (masked keys are overwritten below) */
+#pragma unroll
+    for (int i = 0; i < RM; i++)
+#pragma unroll
+      for (int j = 0; j < RN; j++)
+        s[i][j] = score_mods(s[i][j], mod_slope2, q0 + tm + i * TM + off, kv0 + tn + j * TN);
+#endif
 
     /* Mask the tail tile and the causal diagonal (uniform branch). */
 #if SPARSE

@@ -48,6 +48,7 @@ typedef int8 vrowi;
 #define VSTORE_ROW vstore8
 #define AS_VROWI as_int8
 #define ROW_IDS ((int8)(0, 1, 2, 3, 4, 5, 6, 7))
+#define CONVERT_ROW convert_float8
 #elif BM == 16
 typedef float16 vrow;
 typedef int16 vrowi;
@@ -55,6 +56,7 @@ typedef int16 vrowi;
 #define VSTORE_ROW vstore16
 #define AS_VROWI as_int16
 #define ROW_IDS ((int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+#define CONVERT_ROW convert_float16
 #else
 #error "flash_rows: BM must be 8 or 16"
 #endif
@@ -63,6 +65,13 @@ __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
 flash_rows(FLASH_ARGS(stype)) {
   FLASH_PROLOGUE(stype, BM)
   const int off = CAUSAL_OFFSET(CAUSAL, Nq, Nk); /* causal alignment (sparse: bottom-right) */
+#if SCORE_MODS
+  /* each row's position among the keys (the modifiers' p); the slope */
+  const vrowi mod_pos = (vrowi)(q0 + off) + ROW_IDS;
+#if ALIBI
+  const float mod_slope2 = alibi_slope2(h, H);
+#endif
+#endif
 
   /* Queries transposed into row vectors, pre-scaled to log2 units; rows past
    * Nq are zeros (computed, never stored). */
@@ -149,6 +158,18 @@ flash_rows(FLASH_ARGS(stype)) {
         a0 = fma((vrow)(KT_AT(j, k)), qT[k], a0);
       s[j] = a0;
     }
+
+#if SCORE_MODS
+    /* softcap, ALiBi (before the masks), row vectors */
+    for (j = 0; j < nk; j++) {
+#if SOFTCAP
+      s[j] = SOFTCAP2 * tanh(s[j] * (1.0f / SOFTCAP2));
+#endif
+#if ALIBI
+      s[j] -= mod_slope2 * CONVERT_ROW(abs(mod_pos - (vrowi)(kv0 + j)));
+#endif
+    }
+#endif
 
     /* Causal diagonal / sparse partial tiles (keys past Nk are never scored):
      * dead[j] flags the masked keys, whose p is set to 0 below. */

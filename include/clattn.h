@@ -453,6 +453,22 @@ typedef struct clattn_attention_desc {
   int ragged;
   int total_q;  /**< Ragged: rows of the packed Q and O, >= 1. */
   int total_kv; /**< Ragged CONTIGUOUS: rows of the packed K and V, >= 1. */
+
+  /* Score modifiers (built-ins; the flash family's prefill kernels, flash
+   * and flash_rows, dense and sparse masks, forward only: other kernels and
+   * the backward decline a descriptor that sets one). Each acts on the
+   * scaled score s = scale·qᵀk before the mask, in this order. */
+  /** > 0: logit soft-capping (Gemma 2), s ← softcap·tanh(s / softcap).
+   *  0: off. Finite, at most 1e30. */
+  double softcap;
+  /** > 0: ALiBi (BLOOM, MPT) with the standard geometric slopes for this
+   *  max bias: with n the largest power of two <= heads, query head h gets
+   *  slope 2^(-max_bias·(h+1)/n) for h < n and 2^(-max_bias·(2(h-n)+1)/(2n))
+   *  after (max_bias 8 gives BLOOM's slopes); s ← s − slope·|p − j| with p
+   *  the query's position among the keys, aligned as the causal mask is
+   *  (top-left for CAUSAL_TOP_LEFT: p = i; bottom-right otherwise, as in
+   *  FlashAttention: p = i + seq_kv − seq_q). 0: off. Finite, at most 1e6. */
+  double alibi_max_bias;
 } clattn_attention_desc;
 
 /** Sets every field to its default (sizes 1, seq 1, head_dim 64, f32, BHSD,

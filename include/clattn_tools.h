@@ -98,7 +98,9 @@ CLATTN_API clattn_status clattn_reference_attention(const clattn_attention_desc 
  * dS = P∘(dO Vᵀ − D), dQ = scale·dS K, dK = scale·dSᵀQ, dV = PᵀdO. A fully
  * masked row contributes nothing (its output is 0 whatever the inputs).
  * Cost O(B·H·Nq·Nk·d). Returns CLATTN_ERROR_INVALID_ARGUMENT for a bad
- * descriptor or a NULL array, CLATTN_ERROR_OUT_OF_MEMORY.
+ * descriptor or a NULL array, CLATTN_ERROR_OUT_OF_MEMORY, and
+ * CLATTN_ERROR_UNSUPPORTED for a descriptor with a score modifier (softcap,
+ * ALiBi: no backward kernel takes them yet).
  */
 CLATTN_API clattn_status clattn_reference_attention_backward(const clattn_attention_desc *desc,
                                                              const void *q, const void *k,

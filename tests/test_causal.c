@@ -119,11 +119,19 @@ static void run_family(clattn_context ctx, clattn_algo algo, const char *tag) {
 static void test_flash(void **state) { run_family(*state, CLATTN_ALGO_FLASH, "flash"); }
 
 /* The work-group kernel (cl/flash_fwd.cl, what GPUs run); CPUs default to the
- * row kernel. */
+ * row kernel. A context reads the override when it is created. */
 static void test_flash_workgroup(void **state) {
-  setenv("CLATTN_TUNE_OVERRIDE", "bm=16,bn=32,tm=4,tn=8", 1);
-  run_family(*state, CLATTN_ALGO_FLASH, "flash_wg");
+  (void)state;
+  setenv("CLATTN_TUNE_OVERRIDE", "flash:bm=16,bn=32,tm=4,tn=8", 1);
+  clattn_context ctx = tu_new_context();
   unsetenv("CLATTN_TUNE_OVERRIDE");
+  clattn_attention_desc d = make_desc(&shapes[0], CLATTN_MASK_CAUSAL, CLATTN_ALGO_FLASH);
+  tu_report rep;
+  tu_run_and_compare(ctx, &d, TU_INPUT_UNIFORM, 1, 0, "causal/flash_wg/forced", &rep);
+  if (!strstr(rep.plan_describe, "bm=16 bn=32 tm=4 tn=8"))
+    fail_msg("the work-group kernel was not forced: %s", rep.plan_describe);
+  run_family(ctx, CLATTN_ALGO_FLASH, "flash_wg");
+  clattn_context_release(ctx);
 }
 
 static void test_naive(void **state) { run_family(*state, CLATTN_ALGO_NAIVE, "naive"); }

@@ -454,3 +454,25 @@ def test_varlen_attention():
                 ref = w @ V / w.sum()
                 assert np.abs(o[row, h] - ref).max() < 1e-5
                 assert abs(lse[row, h] - (s.max() + math.log(w.sum()))) < 1e-5
+
+
+def test_softcap_and_alibi():
+    """softcap and ALiBi against numpy: s = c·tanh(s/c) - slope_h·|p - j| (BLOOM's slopes for
+    max bias 8 at 8 heads: 2^-1 .. 2^-8), p aligned as the causal mask."""
+    rng = np.random.default_rng(5)
+    H, L, S, E = 8, 37, 50, 32
+    q, k, v = rand(rng, (2, H, L, E)), rand(rng, (2, 2, S, E)), rand(rng, (2, 2, S, E))
+    slopes = 2.0 ** -(np.arange(1, H + 1) * 8.0 / H)
+    for causal in (None, "bottom_right", "top_left"):
+        kk, vv = np.repeat(k, H // 2, axis=1), np.repeat(v, H // 2, axis=1)
+        s = q.astype(np.float64) @ np.swapaxes(kk, -1, -2) * 0.5
+        s = 3.0 * np.tanh(s / 3.0)
+        p = np.arange(L)[:, None] + (0 if causal == "top_left" else S - L)
+        s = s - slopes[None, :, None, None] * np.abs(p - np.arange(S)[None, :])
+        s = np.where(visible(L, S, causal), s, -np.inf)
+        w = np.exp(s - s.max(axis=-1, keepdims=True))
+        ref = (w @ vv) / w.sum(axis=-1, keepdims=True)
+        o = clattn.attention(q, k, v, causal=causal, scale=0.5, softcap=3.0, alibi_max_bias=8.0)
+        assert rel_err(o, ref) <= TOL["f32"], causal
+    with pytest.raises(ValueError, match="softcap"):
+        clattn.attention(q, k, v, softcap=-1.0)

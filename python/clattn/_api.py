@@ -328,7 +328,8 @@ def _execute(ctx, plan, views, out, lse):
 
 
 def _attention(q, k, v, *, mask_code, scale, layout, sparse, algo, feature_map, num_features,
-               feature_seed, return_lse, dtype, context, config, gqa):
+               feature_seed, return_lse, dtype, context, config, gqa, softcap=0.0,
+               alibi_max_bias=0.0):
     _need_numpy()
     layout = {0: "bhsd", 1: "bshd"}[ll.lookup({"bhsd": 0, "bshd": 1}, layout, "layout")]
     algo_code = ll.lookup(ll.ALGOS, algo, "algo")
@@ -385,6 +386,7 @@ def _attention(q, k, v, *, mask_code, scale, layout, sparse, algo, feature_map, 
     if scale is not None:
         scale = float(scale)
         d.scale = scale if scale != 0.0 else 5e-324  # 0 means the default in the descriptor
+    d.softcap, d.alibi_max_bias = float(softcap or 0.0), float(alibi_max_bias or 0.0)
     d.mask = mask_code
     if sparse is not None:
         d.mask, d.sparse = _sparse_fields(sparse, keep)
@@ -427,7 +429,7 @@ def _causal_code(causal):
 
 def attention(q, k, v, *, causal=None, scale=None, layout="bhsd", mask=None, algo="auto",
               feature_map="elu", num_features=0, feature_seed=0, return_lse=False, dtype=None,
-              context=None, config=None):
+              context=None, config=None, softcap=None, alibi_max_bias=None):
     """Attention softmax(q kᵀ·scale + mask) v with everything clattn offers.
 
     q: (..., H, L, E) ('bhsd') or (..., L, H, E) ('bshd'); k, v: the same with Hk heads (GQA when
@@ -442,11 +444,15 @@ def attention(q, k, v, *, causal=None, scale=None, layout="bhsd", mask=None, alg
     also return the float32 natural-log log-sum-exp, shape (..., H, L). dtype: 'f32' / 'f16' /
     'bf16' to convert the inputs (float64 is converted only when asked). context: a Context
     (default: this thread's). config: a kernel configuration string (clattn_plan_create_with_config).
+    softcap: logit soft-capping, s = softcap·tanh(s/softcap) (Gemma 2). alibi_max_bias: ALiBi with
+    the standard slopes of this max bias (8: BLOOM's), positions aligned as the causal mask. Both
+    on the flash kernels' forward (clattn_attention_desc.softcap / .alibi_max_bias).
     """
     return _attention(q, k, v, mask_code=_causal_code(causal), scale=scale, layout=layout,
                       sparse=mask, algo=algo, feature_map=feature_map, num_features=num_features,
                       feature_seed=feature_seed, return_lse=return_lse, dtype=dtype,
-                      context=context, config=config, gqa=True)
+                      context=context, config=config, gqa=True, softcap=softcap,
+                      alibi_max_bias=alibi_max_bias)
 
 
 def scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False,

@@ -108,7 +108,7 @@ class Desc(ctypes.Structure):
                 # inference: KV layout, pages, ragged rows (clattn.h)
                 ("kv_layout", c_int), ("page_size", c_int), ("num_pages", c_int),
                 ("max_pages_per_seq", c_int), ("ragged", c_int), ("total_q", c_int),
-                ("total_kv", c_int)]
+                ("total_kv", c_int), ("softcap", c_double), ("alibi_max_bias", c_double)]
 
 
 class ExecArgs(ctypes.Structure):

@@ -75,6 +75,7 @@ typedef struct cli_common {
   int batch, heads, kv_heads, head_dim;
   int dtype, layout;
   double scale;
+  double softcap, alibi; /* --softcap C, --alibi MAX_BIAS (0: off) */
   int reps, warmup;
   uint64_t seed;
   int verify;          /* -1: the subcommand's default, 0 off, 1 on */

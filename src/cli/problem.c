@@ -18,6 +18,8 @@ void cli_common_defaults(cli_common *c) {
   c->dtype = CLATTN_DTYPE_F32;
   c->layout = CLATTN_LAYOUT_BHSD;
   c->scale = 0.0;
+  c->softcap = 0.0;
+  c->alibi = 0.0;
   c->reps = 10;
   c->warmup = 1;
   c->seed = 42;
@@ -26,7 +28,7 @@ void cli_common_defaults(cli_common *c) {
 }
 
 cli_opt_table cli_common_table(cli_common *c) {
-  static cli_opt t[16];
+  static cli_opt t[20];
   const cli_opt opts[] = {
       {"device", "SEL", CLI_OPT_STR, &c->device, 0, 0, NULL,
        "device: P:D, gpu, cpu or a name substring (default $CLATTN_DEVICE, else first GPU, else "
@@ -42,6 +44,11 @@ cli_opt_table cli_common_table(cli_common *c) {
        "tensor layout (default bhsd)"},
       {"scale", "S", CLI_OPT_DOUBLE, &c->scale, 0, 0, NULL,
        "score scale (default 0 = 1/sqrt(head_dim))"},
+      {"softcap", "C", CLI_OPT_DOUBLE, &c->softcap, 0, 0, NULL,
+       "logit soft-capping: s = C*tanh(s/C) (Gemma 2; flash kernels, forward; default 0 = off)"},
+      {"alibi", "MAX_BIAS", CLI_OPT_DOUBLE, &c->alibi, 0, 0, NULL,
+       "ALiBi with the standard slopes of MAX_BIAS (8: BLOOM's; flash kernels, forward; default "
+       "0 = off)"},
       {"reps", "R", CLI_OPT_INT, &c->reps, 1, 0, NULL, "timed runs per problem"},
       {"warmup", "W", CLI_OPT_INT, &c->warmup, 0, 0, NULL, "untimed runs first (default 1)"},
       {"seed", "S", CLI_OPT_U64, &c->seed, 0, 0, NULL, "seed of the random inputs (default 42)"},
@@ -65,6 +72,8 @@ void cli_problem_from_common(const cli_common *c, cli_problem *p) {
   p->desc.dtype = (clattn_dtype)c->dtype;
   p->desc.layout = (clattn_layout)c->layout;
   p->desc.scale = c->scale;
+  p->desc.softcap = c->softcap;
+  p->desc.alibi_max_bias = c->alibi;
   p->reps = c->reps;
   p->warmup = c->warmup;
   p->seed = c->seed;

@@ -44,6 +44,16 @@ typedef struct vjob {
   clattn_status st;
 } vjob;
 
+/* ALiBi of query head h of `heads` as a one-head problem (the reference is
+ * called per head): head 0 of 1 has slope 2^-max_bias, so the header's
+ * exponent for head h becomes the max bias. */
+static double alibi_of_head(double max_bias, int h, int heads) {
+  int n = 1;
+  while (n * 2 <= heads)
+    n *= 2;
+  return h < n ? max_bias * (h + 1) / n : max_bias * (2 * (h - n) + 1) / (2.0 * n);
+}
+
 static void check_pair(vjob *j, long pair, double *ref, double *ref_lse, double acc[4], bool *nan) {
   const clattn_attention_desc *d = &j->d;
   const int b = (int)(pair / d->heads), h = (int)(pair % d->heads);
@@ -52,6 +62,7 @@ static void check_pair(vjob *j, long pair, double *ref, double *ref_lse, double 
   /* One (batch, head) as a strided problem of its own: same strides, offset pointers. */
   clattn_attention_desc s = *d;
   s.batch = s.heads = s.kv_heads = 1;
+  if (d->alibi_max_bias > 0.0) s.alibi_max_bias = alibi_of_head(d->alibi_max_bias, h, d->heads);
   s.layout = CLATTN_LAYOUT_STRIDED;
   s.q_strides = j->qs;
   s.k_strides = j->ks;
@@ -267,6 +278,7 @@ clattn_status cli_compare_softmax(const clattn_attention_desc *desc, const void 
     clattn_attention_desc s = d;
     s.algo = CLATTN_ALGO_FLASH;
     s.batch = s.heads = s.kv_heads = 1;
+    if (d.alibi_max_bias > 0.0) s.alibi_max_bias = alibi_of_head(d.alibi_max_bias, h, d.heads);
     s.layout = CLATTN_LAYOUT_STRIDED;
     s.q_strides = qs;
     s.k_strides = ks;

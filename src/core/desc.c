@@ -161,6 +161,11 @@ clattn_status clattn__desc_resolve(clattn_context ctx, const clattn_attention_de
     return BAD("desc.scale must be finite in float32, also times log2(e): |scale| <= %g (got %g)",
                (double)FLT_MAX / 1.4426950408889634, d.scale);
   if (d.scale == 0.0) d.scale = 1.0 / sqrt((double)d.head_dim);
+  if (!(d.softcap >= 0.0 && d.softcap <= 1e30))
+    return BAD("desc.softcap must be 0 (off) or a finite value in (0, 1e30] (got %g)", d.softcap);
+  if (!(d.alibi_max_bias >= 0.0 && d.alibi_max_bias <= 1e6))
+    return BAD("desc.alibi_max_bias must be 0 (off) or a finite value in (0, 1e6] (got %g)",
+               d.alibi_max_bias);
   clattn_status sst = clattn__sparse_validate(ctx, &d);
   if (sst != CLATTN_SUCCESS) return sst;
 
@@ -283,4 +288,19 @@ bool clattn__rows_valid(const int *rows, int num_rows, int seq_q) {
   for (int i = 0; i < num_rows; i++)
     if (rows[i] < 0 || rows[i] >= seq_q) return false;
   return true;
+}
+
+double clattn__alibi_slope(int h, int heads, double max_bias) {
+  int n = 1;
+  while (n * 2 <= heads)
+    n *= 2;
+  return h < n ? exp2(-max_bias * (h + 1) / n) : exp2(-max_bias * (2 * (h - n) + 1) / (2.0 * n));
+}
+
+void clattn__mods_options(const clattn_attention_desc *d, char *opts, size_t cap) {
+  /* log2 units, as the kernels' scores: s2 = s·log2(e) */
+  if (d->softcap > 0.0)
+    clattn__append(opts, cap, " -DSOFTCAP=1 -DSOFTCAP2=%.9ef", d->softcap * 1.4426950408889634);
+  if (d->alibi_max_bias > 0.0)
+    clattn__append(opts, cap, " -DALIBI=1 -DALIBI_BIAS=%.9ef", d->alibi_max_bias);
 }

@@ -117,6 +117,17 @@ struct clattn_plan_s {
 static inline bool clattn__mask_is_causal(clattn_mask m) {
   return m == CLATTN_MASK_CAUSAL || m == CLATTN_MASK_CAUSAL_TOP_LEFT;
 }
+/* Whether the descriptor sets a score modifier (softcap, ALiBi): only the
+ * flash and flash_rows forward kernels take them. */
+static inline bool clattn__desc_has_mods(const clattn_attention_desc *d) {
+  return d->softcap > 0.0 || d->alibi_max_bias > 0.0;
+}
+/* The -D options of the score modifiers (cl/common.cl, SCORE_MODS), appended
+ * to opts; nothing without one. */
+void clattn__mods_options(const clattn_attention_desc *d, char *opts, size_t cap);
+/* ALiBi slope of query head h of `heads` for max_bias (the header's formula). */
+double clattn__alibi_slope(int h, int heads, double max_bias);
+
 /* The kernels' -DCAUSAL value for a mask: 0 none, 1 bottom-right, 2 top-left
  * (CAUSAL_OFFSET in cl/common.cl). */
 static inline int clattn__causal_define(clattn_mask m) {

@@ -65,6 +65,7 @@ static int eff_qr(int qr, const clattn_attention_desc *d) {
 
 int clattn__decode_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                               const char **why) {
+  CLATTN__NO_MODS(d, why, "decode");
   (void)info;
   if (d->kv_layout != CLATTN_KV_CONTIGUOUS) return 40; /* paged: the decode kernel alone */
   if (d->ragged) /* ragged prefill: the flash kernels, which tile the queries */

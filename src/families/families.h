@@ -14,6 +14,16 @@
                               int *params);                                                        \
   size_t clattn__##v##_local(const int *params, const clattn_attention_desc *d);
 
+/* A variant without the score modifiers (softcap, ALiBi) declines a
+ * descriptor that sets one: first statement of its `applicable`. */
+#define CLATTN__NO_MODS(d, why, kernel)                                                            \
+  do {                                                                                             \
+    if (clattn__desc_has_mods(d)) {                                                                \
+      *(why) = "softcap / ALiBi are not in the " kernel " kernel yet (flash, flash_rows: forward)"; \
+      return 0;                                                                                    \
+    }                                                                                              \
+  } while (0)
+
 /* The plan operations a family implements: create (build kernels for the
  * chosen parameters), execute (enqueue) and release. */
 #define CLATTN__FAMILY_OPS_DECL(f)                                                                 \

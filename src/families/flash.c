@@ -168,6 +168,7 @@ bool clattn__flash_rows_fallback(const clattn__device_info *info, const clattn_a
 
 int clattn__flash_tc_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                                 const char **why) {
+  CLATTN__NO_MODS(d, why, "tensor-core");
   if (inference_mode(d, why)) return 0;
   if (!info->is_nvidia || info->nv_cc_major < 8) {
     *why = "needs NVIDIA sm_80 or newer (mma.sync)";
@@ -315,6 +316,7 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
   if (ctx->info.is_cpu)
     clattn__append(opts, sizeof opts, " -cl-fast-relaxed-math -DCLATTN_SOFT_HALF=1");
   if (p->sparse) clattn__append(opts, sizeof opts, " -DSPARSE=%d", p->sparse->cls);
+  clattn__mods_options(d, opts, sizeof opts);
   const size_t local = p->variant->local_bytes(params, d);
   if ((st = build_kernel(p, s, opts, local)) != CLATTN_SUCCESS) return st;
   snprintf(p->describe, sizeof p->describe,
@@ -322,6 +324,9 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
            p->variant->name, clattn_dtype_name(d->dtype), d->head_dim, bm, bn, tm, tn, tm * tn,
            local, origin);
   if (d->ragged) clattn__append(p->describe, sizeof p->describe, "; ragged (cu_seqlens)");
+  if (d->softcap > 0.0) clattn__append(p->describe, sizeof p->describe, "; softcap %g", d->softcap);
+  if (d->alibi_max_bias > 0.0)
+    clattn__append(p->describe, sizeof p->describe, "; ALiBi max_bias %g", d->alibi_max_bias);
   if (p->sparse) {
     /* Per-query-tile lists of key tiles, built and uploaded once per plan. */
     st = clattn__sparse_build_tiles(p, bm, bn);

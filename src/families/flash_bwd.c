@@ -37,6 +37,7 @@ const char *const clattn__flash_bwd_rows_sources[] = {"flash_bwd.cl", NULL};
 
 int clattn__flash_bwd_rows_applicable(const clattn__device_info *info,
                                       const clattn_attention_desc *d, const char **why) {
+  CLATTN__NO_MODS(d, why, "backward");
   (void)d;
   if (!info->is_cpu) {
     *why = "written for CPU devices";
@@ -76,6 +77,7 @@ bool clattn__flash_bwd_rows_fallback(const clattn__device_info *info,
 
 int clattn__flash_bwd_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                                  const char **why) {
+  CLATTN__NO_MODS(d, why, "backward");
   (void)info;
   (void)d;
   (void)why;

@@ -300,6 +300,7 @@ _Static_assert(sizeof(clattn__linear_cfg) == 25 * sizeof(int),
 
 int clattn__linear_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                               const char **why) {
+  CLATTN__NO_MODS(d, why, "linear-attention");
   (void)info;
   (void)d;
   (void)why;
@@ -308,6 +309,7 @@ int clattn__linear_applicable(const clattn__device_info *info, const clattn_atte
 
 int clattn__linear_tc_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                                  const char **why) {
+  CLATTN__NO_MODS(d, why, "linear-attention");
   (void)d;
   if (!info->is_nvidia || info->is_cpu || info->nv_cc_major < 8) {
     *why = "needs NVIDIA sm_80 or newer (mma.sync TF32)";

@@ -291,6 +291,7 @@ const char *const clattn__naive_sources[] = {"softmax.cl", NULL};
 
 int clattn__naive_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                              const char **why) {
+  CLATTN__NO_MODS(d, why, "naive");
   (void)info;
   (void)d;
   (void)why;

@@ -32,6 +32,7 @@ const char *const clattn__naive_bwd_sources[] = {"naive_bwd.cl", NULL};
 
 int clattn__naive_bwd_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                                  const char **why) {
+  CLATTN__NO_MODS(d, why, "naive backward");
   (void)info;
   if (d->dtype != CLATTN_DTYPE_F32) {
     *why = "f32 storage only (the flash backward serves f16 / bf16)";

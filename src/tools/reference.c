@@ -88,6 +88,18 @@ static int ref_visible(ref_mask *m, int i, int j) {
   return m->row[kb];
 }
 
+/* The score modifiers on the scaled score s of query i, head h, key j (the
+ * header's definitions). */
+static double ref_score_mod(const clattn_attention_desc *d, double s, int h, int i, int j) {
+  if (d->softcap > 0.0) s = d->softcap * tanh(s / d->softcap);
+  if (d->alibi_max_bias > 0.0) {
+    const int64_t p =
+        d->mask == CLATTN_MASK_CAUSAL_TOP_LEFT ? (int64_t)i : (int64_t)i + d->seq_kv - d->seq_q;
+    s -= clattn__alibi_slope(h, d->heads, d->alibi_max_bias) * (double)llabs(p - j);
+  }
+  return s;
+}
+
 clattn_status clattn_reference_attention(const clattn_attention_desc *desc, const void *q,
                                          const void *k, const void *v, double *o, double *lse,
                                          const int *rows, int num_rows) {
@@ -133,7 +145,7 @@ clattn_status clattn_reference_attention(const clattn_attention_desc *desc, cons
           const int64_t kb = b * ks.batch + hk * ks.head + j * ks.seq;
           for (int x = 0; x < hd; x++)
             acc += qrow[x] * clattn__load_elem(k, d.dtype, kb + x * ks.dim);
-          s[j] = acc * d.scale;
+          s[j] = ref_score_mod(&d, acc * d.scale, h, i, j);
           if (s[j] > mx) mx = s[j];
         }
         double sum = 0.0;
@@ -173,6 +185,7 @@ clattn_status clattn_reference_attention_backward(const clattn_attention_desc *d
   clattn_strides qs, ks, vs, os;
   clattn_status st = clattn__desc_resolve(NULL, desc, &d, &qs, &ks, &vs, &os, NULL);
   if (st != CLATTN_SUCCESS) return st;
+  if (clattn__desc_has_mods(&d)) return CLATTN_ERROR_UNSUPPORTED; /* as the backward kernels */
   if (!q || !k || !v || !dout || !dq || !dk || !dv) return CLATTN_ERROR_INVALID_ARGUMENT;
   const int Nq = d.seq_q, Nk = d.seq_kv, hd = d.head_dim, G = d.heads / d.kv_heads;
   ref_mask m = {&d, 0, -1, NULL, NULL};

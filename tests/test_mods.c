@@ -1,0 +1,232 @@
+/* test_mods.c — score modifiers (softcap, ALiBi) in the flash kernels vs the reference, the
+ * reference vs closed forms, and the kernels that decline them. */
+#define _POSIX_C_SOURCE 200809L
+#include "test_util.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * clattn_attention_desc.softcap (s <- c·tanh(s/c)) and .alibi_max_bias (s <-
+ * s - slope_h·|p - j|, the standard geometric slopes, p aligned as the causal
+ * mask) on the flash family's prefill kernels: flash_rows (what CPUs run;
+ * every dtype) and the portable work-group kernel (what GPUs run, forced
+ * here with two tilings; f32, slow on CPUs), dense and sparse masks, GQA,
+ * 6 heads (the slopes'
+ * second branch: 6 is no power of two), sizes that are no tile multiple;
+ * tolerances tu_rel_tol per dtype against clattn_reference_attention, with
+ * the LSE. The reference itself is checked against closed forms.
+ */
+
+typedef struct mshape {
+  int heads, kv_heads, seq_q, seq_kv, head_dim;
+} mshape;
+
+static const mshape shapes[] = {
+    {6, 2, 77, 130, 40}, /* GQA 3:1, seq_q < seq_kv */
+    {6, 6, 130, 77, 24}, /* seq_q > seq_kv: bottom-right rows without keys */
+    {4, 1, 33, 33, 64},  /* MQA, square */
+};
+#define NSHAPES (int)(sizeof shapes / sizeof shapes[0])
+
+static const struct { double softcap, alibi; } mods[] = {{5.0, 0.0}, {0.0, 8.0}, {2.0, 1.0}};
+#define NMODS (int)(sizeof mods / sizeof mods[0])
+
+static clattn_attention_desc make_desc(const mshape *s, clattn_mask mask, clattn_dtype t) {
+  clattn_attention_desc d;
+  clattn_attention_desc_init(&d);
+  d.batch = 2;
+  d.heads = s->heads;
+  d.kv_heads = s->kv_heads;
+  d.seq_q = s->seq_q;
+  d.seq_kv = s->seq_kv;
+  d.head_dim = s->head_dim;
+  d.mask = mask;
+  d.dtype = t;
+  d.algo = CLATTN_ALGO_FLASH;
+  d.scale = 0.5; /* large enough that the cap and the slopes matter */
+  return d;
+}
+
+/* One case; with `want` the plan must name that kernel and tiling. */
+static void check(clattn_context ctx, const clattn_attention_desc *d, const char *want,
+                  const char *label) {
+  tu_report rep;
+  tu_run_and_compare(ctx, d, TU_INPUT_UNIFORM, 1, 0, label, &rep);
+  if (!tu_report_ok(&rep, 1)) fail_msg("%s", rep.summary);
+  if (want && !strstr(rep.plan_describe, want))
+    fail_msg("%s: the plan is not %s: %s", label, want, rep.plan_describe);
+}
+
+static void run_kernel(clattn_context ctx0, const char *override, const char *want, const char *tag,
+                       int few) {
+  static const clattn_mask masks[] = {CLATTN_MASK_NONE, CLATTN_MASK_CAUSAL,
+                                      CLATTN_MASK_CAUSAL_TOP_LEFT};
+  clattn_context ctx = ctx0;
+  if (override) { /* a context reads the environment when it is created */
+    setenv("CLATTN_TUNE_OVERRIDE", override, 1);
+    ctx = tu_new_context();
+    unsetenv("CLATTN_TUNE_OVERRIDE");
+  }
+  /* Every mask with every modifier, the shapes in rotation (each program
+   * build costs seconds on PoCL), f32; 16-bit storage on three of them. The
+   * work-group kernel (slow on CPUs): both modifiers with every mask, or
+   * one case. */
+  for (int m = 0; m < 3; m++)
+    for (int x = 0; x < NMODS; x++)
+      for (int t = 0; t < 3; t++) {
+        const int s = (m + x) % NSHAPES;
+        if (t > 0 && (m + x) % 3 != 2) continue;
+        if (t > 0 && t != 1 + (m & 1)) continue;
+        if (few && (t > 0 || x != 2 || (few > 1 && m != 1))) continue;
+        clattn_attention_desc d = make_desc(&shapes[s], masks[m], (clattn_dtype)t);
+        d.softcap = mods[x].softcap;
+        d.alibi_max_bias = mods[x].alibi;
+        char label[160];
+        snprintf(label, sizeof label, "mods/%s/s%d/m%d/softcap%g/alibi%g/t%d", tag, s, m,
+                 mods[x].softcap, mods[x].alibi, t);
+        check(ctx, &d, want, label);
+      }
+  /* a sparse mask (sliding window): the same kernels walk its tile lists */
+  clattn_attention_desc d = make_desc(&shapes[0], CLATTN_MASK_WINDOW, CLATTN_DTYPE_F32);
+  d.sparse.window_left = 20;
+  d.sparse.window_right = 5;
+  d.softcap = 3.0;
+  d.alibi_max_bias = 4.0;
+  char label[96];
+  snprintf(label, sizeof label, "mods/%s/window", tag);
+  check(ctx, &d, want, label);
+  if (ctx != ctx0) clattn_context_release(ctx);
+}
+
+/* CPUs run flash_rows by default; the portable work-group kernel (what GPUs
+ * run) is forced, with two tilings. */
+static void test_flash_rows(void **state) { run_kernel(*state, NULL, NULL, "default", 0); }
+static void test_flash_workgroup(void **state) {
+  run_kernel(*state, "flash:bm=16,bn=16,tm=4,tn=4", "bm=16 bn=16 tm=4 tn=4", "wg16", 1);
+  run_kernel(*state, "flash:bm=8,bn=32,tm=2,tn=8", "bm=8 bn=32 tm=2 tn=8", "wg8", 2);
+}
+
+/* The reference against closed forms: k = 0 (every score 0), v_j = e_j, so
+ * output row i is the softmax of the modifier's bias over the visible keys;
+ * and the softcap of known scores (q·k chosen). */
+static void test_reference_closed_form(void **state) {
+  (void)state;
+  const int nq = 5, nk = 9, H = 3; /* 3 heads: slopes 2^-(8·1/2), 2^-(8·2/2), 2^-(8·1/4) */
+  const double slope[3] = {exp2(-4.0), exp2(-8.0), exp2(-2.0)};
+  for (int m = 0; m < 2; m++) {
+    clattn_attention_desc d;
+    clattn_attention_desc_init(&d);
+    d.heads = d.kv_heads = H;
+    d.seq_q = nq;
+    d.seq_kv = nk;
+    d.head_dim = nk;
+    d.mask = m ? CLATTN_MASK_CAUSAL_TOP_LEFT : CLATTN_MASK_NONE;
+    d.alibi_max_bias = 8.0;
+    float *q = calloc((size_t)H * nq * nk, sizeof *q), *k = calloc((size_t)H * nk * nk, sizeof *k);
+    float *v = calloc((size_t)H * nk * nk, sizeof *v);
+    double *o = calloc((size_t)H * nq * nk, sizeof *o), *lse = calloc((size_t)H * nq, sizeof *lse);
+    assert_true(q && k && v && o && lse);
+    for (int h = 0; h < H; h++)
+      for (int j = 0; j < nk; j++)
+        v[((size_t)h * nk + j) * nk + j] = 1.0f;
+    assert_int_equal(clattn_reference_attention(&d, q, k, v, o, lse, NULL, 0), CLATTN_SUCCESS);
+    for (int h = 0; h < H; h++)
+      for (int i = 0; i < nq; i++) {
+        const int p = m ? i : i + nk - nq;
+        double w[9], sum = 0;
+        for (int j = 0; j < nk; j++) {
+          const int vis = m ? j <= i : 1;
+          w[j] = vis ? exp(-slope[h] * abs(p - j)) : 0.0;
+          sum += w[j];
+        }
+        for (int j = 0; j < nk; j++)
+          if (fabs(o[((size_t)h * nq + i) * nk + j] - w[j] / sum) > 1e-12)
+            fail_msg("ALiBi reference, mask %d, head %d row %d key %d: %g, want %g", m, h, i, j,
+                     o[((size_t)h * nq + i) * nk + j], w[j] / sum);
+        assert_true(fabs(lse[(size_t)h * nq + i] - log(sum)) < 1e-12);
+      }
+    free(q);
+    free(k);
+    free(v);
+    free(o);
+    free(lse);
+  }
+  /* softcap: one query, two keys with scores 3 and -1 (scale 1), cap 2 */
+  clattn_attention_desc d;
+  clattn_attention_desc_init(&d);
+  d.seq_q = 1;
+  d.seq_kv = 2;
+  d.head_dim = 2;
+  d.scale = 1.0;
+  d.softcap = 2.0;
+  const float q[2] = {1.0f, 0.0f}, k[4] = {3.0f, 0.0f, -1.0f, 0.0f}, v[4] = {1, 0, 0, 1};
+  double o[2], lse;
+  assert_int_equal(clattn_reference_attention(&d, q, k, v, o, &lse, NULL, 0), CLATTN_SUCCESS);
+  const double s0 = 2.0 * tanh(1.5), s1 = 2.0 * tanh(-0.5);
+  const double z = exp(s0) + exp(s1);
+  assert_true(fabs(o[0] - exp(s0) / z) < 1e-12 && fabs(o[1] - exp(s1) / z) < 1e-12);
+  assert_true(fabs(lse - log(z)) < 1e-12);
+}
+
+/* Bad values are argument errors; kernels without the modifiers decline
+ * them by name (the decode kernel for paged caches, naive, the backward). */
+static void test_validation(void **state) {
+  clattn_context ctx = *state;
+  clattn_attention_desc d = make_desc(&shapes[2], CLATTN_MASK_NONE, CLATTN_DTYPE_F32);
+  clattn_plan plan = NULL;
+  const double bad[] = {-1.0, NAN, INFINITY, 1e31};
+  for (int i = 0; i < 4; i++) {
+    d.softcap = bad[i];
+    assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_ERROR_INVALID_ARGUMENT);
+    assert_non_null(strstr(clattn_context_last_error(ctx), "softcap"));
+    d.softcap = 0.0;
+    d.alibi_max_bias = bad[i] == 1e31 ? 2e6 : bad[i];
+    assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_ERROR_INVALID_ARGUMENT);
+    assert_non_null(strstr(clattn_context_last_error(ctx), "alibi_max_bias"));
+    d.alibi_max_bias = 0.0;
+  }
+  assert_null(plan);
+  d.softcap = 4.0;
+  d.algo = CLATTN_ALGO_NAIVE;
+  assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_ERROR_UNSUPPORTED);
+  assert_non_null(strstr(clattn_context_last_error(ctx), "softcap / ALiBi are not in the naive"));
+  d.algo = CLATTN_ALGO_FLASH;
+  assert_int_equal(clattn_plan_create(ctx, &d, CLATTN_PLAN_BACKWARD, &plan),
+                   CLATTN_ERROR_UNSUPPORTED);
+  assert_non_null(strstr(clattn_context_last_error(ctx), "backward"));
+  d.softcap = 0.0;
+  d.alibi_max_bias = 8.0;
+  /* the backward reference declines them too (as the kernels do) */
+  assert_int_equal(
+      clattn_reference_attention_backward(&d, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+      CLATTN_ERROR_UNSUPPORTED);
+  d.seq_q = 1;
+  d.seq_kv = 64;
+  d.kv_layout = CLATTN_KV_PAGED;
+  d.page_size = 16;
+  d.num_pages = 8;
+  d.max_pages_per_seq = 4;
+  d.layout = CLATTN_LAYOUT_BSHD;
+  assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_ERROR_UNSUPPORTED);
+  assert_non_null(strstr(clattn_context_last_error(ctx), "decode kernel"));
+  assert_null(plan);
+}
+
+int main(int argc, char **argv) {
+  if (tu_parse_filter_args(argc, argv)) return 2;
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_reference_closed_form),
+      cmocka_unit_test(test_flash_rows),
+      cmocka_unit_test(test_flash_workgroup),
+      cmocka_unit_test(test_validation),
+  };
+  return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
+}
