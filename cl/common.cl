@@ -141,10 +141,20 @@ inline float alibi_slope2(const int h, const int H) {
   return exp2(-ALIBI_BIAS * e) * CLATTN_LOG2E;
 }
 #endif
+#if SOFTCAP
+/* s ← SOFTCAP2·tanh(s / SOFTCAP2) as SOFTCAP2·sign(s)·(1 − t)/(1 + t) with
+ * t = e^(−2|s|/SOFTCAP2): one exp2 and a division, on floats and row vectors
+ * alike (t a temporary of s's type). On PoCL (N = 4096, d = 64) softcap cost
+ * ~20 % over plain flash this way, ~30 % with the library's vector tanh. */
+#define SOFTCAP_APPLY(s, t)                                                                        \
+  ((t) = exp2(fabs(s) * (-2.0f * CLATTN_LOG2E / SOFTCAP2)),                                        \
+   (s) = copysign(SOFTCAP2 * (1.0f - (t)) / (1.0f + (t)), (s)))
+#endif
 #if SCORE_MODS
 inline float score_mods(float s, const float slope2, const int p, const int j) {
 #if SOFTCAP
-  s = SOFTCAP2 * tanh(s * (1.0f / SOFTCAP2));
+  float t;
+  SOFTCAP_APPLY(s, t);
 #endif
 #if ALIBI
   s -= slope2 * (float)abs(p - j);

@@ -163,7 +163,8 @@ flash_rows(FLASH_ARGS(stype)) {
     /* softcap, ALiBi (before the masks), row vectors */
     for (j = 0; j < nk; j++) {
 #if SOFTCAP
-      s[j] = SOFTCAP2 * tanh(s[j] * (1.0f / SOFTCAP2));
+      vrow t;
+      SOFTCAP_APPLY(s[j], t);
 #endif
 #if ALIBI
       s[j] -= mod_slope2 * CONVERT_ROW(abs(mod_pos - (vrowi)(kv0 + j)));
