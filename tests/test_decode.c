@@ -48,6 +48,20 @@ typedef struct dcase {
 static clattn_context g_ctx;
 static int g_skipped; /* optional cases whose kernel did not apply here */
 
+/* A case's host arrays: logical rows per sequence, block table, stored Q/K/V. */
+static void free_host(int B, float **lq, float **lk, float **lv, int *bt, void *hq, void *hk,
+                      void *hv) {
+  for (int b = 0; b < B; b++) {
+    free(lq[b]);
+    free(lk[b]);
+    free(lv[b]);
+  }
+  free(bt);
+  free(hq);
+  free(hk);
+  free(hv);
+}
+
 static float round_to(clattn_dtype t, float x) {
   if (t == CLATTN_DTYPE_F16) return tu_half_to_float(tu_float_to_half(x));
   if (t == CLATTN_DTYPE_BF16) return tu_bf16_to_float(tu_float_to_bf16(x));
@@ -229,15 +243,7 @@ static double run_case(const dcase *c, const char *label) {
   clattn_status st = clattn_plan_create_with_config(g_ctx, &d, c->flags, c->config, &plan);
   if (st == CLATTN_ERROR_UNSUPPORTED && c->optional) { /* e.g. flash_tc off NVIDIA */
     g_skipped++;
-    for (int b = 0; b < B; b++) {
-      free(lq[b]);
-      free(lk[b]);
-      free(lv[b]);
-    }
-    free(bt);
-    free(hq);
-    free(hk);
-    free(hv);
+    free_host(B, lq, lk, lv, bt, hq, hk, hv);
     return 0;
   }
   if (st != CLATTN_SUCCESS) fail_msg("%s: plan: %s", label, clattn_context_last_error(g_ctx));
@@ -370,15 +376,7 @@ done:
   if (ms) clReleaseMemObject(ms);
   if (mb) clReleaseMemObject(mb);
   clattn_plan_release(plan);
-  for (int b = 0; b < B; b++) {
-    free(lq[b]);
-    free(lk[b]);
-    free(lv[b]);
-  }
-  free(bt);
-  free(hq);
-  free(hk);
-  free(hv);
+  free_host(B, lq, lk, lv, bt, hq, hk, hv);
   free(ho);
   free(hl);
   return worst;

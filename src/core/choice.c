@@ -138,6 +138,16 @@ static clattn_status forced(clattn_plan p, const char *list, const char *what, b
   return CLATTN_SUCCESS;
 }
 
+/* The error when no configuration of the last candidate variant fits the device. */
+static clattn_status no_config_fits(clattn_context ctx, const clattn__variant *v,
+                                    const clattn_attention_desc *d) {
+  return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
+                      "no configuration of the %s kernel fits this device for head_dim %d (local "
+                      "memory %llu bytes, max work-group %zu)",
+                      v->name, d->head_dim, (unsigned long long)ctx->info.local_mem,
+                      ctx->info.max_wg);
+}
+
 clattn_status clattn__choose(clattn_plan p, const clattn__variant **out, int *params, char *origin,
                              size_t cap, bool *settled) {
   clattn_context ctx = p->ctx;
@@ -200,11 +210,7 @@ clattn_status clattn__choose(clattn_plan p, const clattn__variant **out, int *pa
       return CLATTN_SUCCESS;
     }
   }
-  return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
-                      "no configuration of the %s kernel fits this device for head_dim %d (local "
-                      "memory %llu bytes, max work-group %zu)",
-                      cand[n - 1]->name, d->head_dim, (unsigned long long)ctx->info.local_mem,
-                      ctx->info.max_wg);
+  return no_config_fits(ctx, cand[n - 1], d);
 }
 
 clattn_status clattn__choose_backward(clattn_plan p, const clattn__variant **out, int *params,
@@ -261,9 +267,5 @@ clattn_status clattn__choose_backward(clattn_plan p, const clattn__variant **out
       return CLATTN_SUCCESS;
     }
   }
-  return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
-                      "no configuration of the %s kernel fits this device for head_dim %d (local "
-                      "memory %llu bytes, max work-group %zu)",
-                      cand[n - 1]->name, d->head_dim, (unsigned long long)ctx->info.local_mem,
-                      ctx->info.max_wg);
+  return no_config_fits(ctx, cand[n - 1], d);
 }

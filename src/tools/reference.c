@@ -100,6 +100,25 @@ static double ref_score_mod(const clattn_attention_desc *d, double s, int h, int
   return s;
 }
 
+/* The modified, scaled scores s[j] of query i (row qrow) of head h, batch b,
+ * for the visible keys j (vis[j]); returns their maximum (-inf without one). */
+static double ref_row_scores(const clattn_attention_desc *d, const void *k,
+                             const clattn_strides *ks, const double *qrow,
+                             const unsigned char *vis, int b, int h, int i, double *s) {
+  const int hk = h / (d->heads / d->kv_heads);
+  double mx = -INFINITY;
+  for (int j = 0; j < d->seq_kv; j++) {
+    if (!vis[j]) continue;
+    double acc = 0.0;
+    const int64_t kb = b * ks->batch + hk * ks->head + j * ks->seq;
+    for (int x = 0; x < d->head_dim; x++)
+      acc += qrow[x] * clattn__load_elem(k, d->dtype, kb + x * ks->dim);
+    s[j] = ref_score_mod(d, acc * d->scale, h, i, j);
+    if (s[j] > mx) mx = s[j];
+  }
+  return mx;
+}
+
 clattn_status clattn_reference_attention(const clattn_attention_desc *desc, const void *q,
                                          const void *k, const void *v, double *o, double *lse,
                                          const int *rows, int num_rows) {
@@ -138,16 +157,7 @@ clattn_status clattn_reference_attention(const clattn_attention_desc *desc, cons
         for (int x = 0; x < hd; x++)
           qrow[x] =
               clattn__load_elem(q, d.dtype, b * qs.batch + h * qs.head + i * qs.seq + x * qs.dim);
-        double mx = -INFINITY;
-        for (int j = 0; j < Nk; j++) {
-          if (!vis[j]) continue;
-          double acc = 0.0;
-          const int64_t kb = b * ks.batch + hk * ks.head + j * ks.seq;
-          for (int x = 0; x < hd; x++)
-            acc += qrow[x] * clattn__load_elem(k, d.dtype, kb + x * ks.dim);
-          s[j] = ref_score_mod(&d, acc * d.scale, h, i, j);
-          if (s[j] > mx) mx = s[j];
-        }
+        const double mx = ref_row_scores(&d, k, &ks, qrow, vis, b, h, i, s);
         double sum = 0.0;
         for (int j = 0; j < Nk; j++) {
           if (!vis[j]) continue;
@@ -227,16 +237,8 @@ clattn_status clattn_reference_attention_backward(const clattn_attention_desc *d
           orow[x] = 0.0;
         }
         /* P = softmax of the visible scores. */
-        double mx = -INFINITY;
-        for (int j = 0; j < Nk; j++) {
-          if (!vis[j]) continue;
-          double acc = 0.0;
-          const int64_t kb = b * ks.batch + hk * ks.head + j * ks.seq;
-          for (int x = 0; x < hd; x++)
-            acc += qrow[x] * clattn__load_elem(k, d.dtype, kb + x * ks.dim);
-          pr[j] = acc * d.scale;
-          if (pr[j] > mx) mx = pr[j]; /* a NaN score makes the sum, so every P, NaN */
-        }
+        /* (a NaN score makes the sum, so every P, NaN) */
+        const double mx = ref_row_scores(&d, k, &ks, qrow, vis, b, h, i, pr);
         double sum = 0.0;
         for (int j = 0; j < Nk; j++)
           if (vis[j]) sum += pr[j] = exp(pr[j] - mx);
