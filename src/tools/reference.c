@@ -103,8 +103,8 @@ static double ref_score_mod(const clattn_attention_desc *d, double s, int h, int
 /* The modified, scaled scores s[j] of query i (row qrow) of head h, batch b,
  * for the visible keys j (vis[j]); returns their maximum (-inf without one). */
 static double ref_row_scores(const clattn_attention_desc *d, const void *k,
-                             const clattn_strides *ks, const double *qrow,
-                             const unsigned char *vis, int b, int h, int i, double *s) {
+                             const clattn_strides *ks, const double *qrow, const unsigned char *vis,
+                             int b, int h, int i, double *s) {
   const int hk = h / (d->heads / d->kv_heads);
   double mx = -INFINITY;
   for (int j = 0; j < d->seq_kv; j++) {
