@@ -27,9 +27,7 @@
  * need more local-memory bandwidth (~164 B/clk) than the SM has (128 B/clk).
  */
 
-#ifndef D
-#define D 64
-#endif
+/* D, CAUSAL, VEC_GLOBAL: see nv_mma.cl */
 #define DP ((D + 15) / 16 * 16) /* head dim padded to the MMA k step */
 #ifndef WARPS
 #define WARPS 4
@@ -39,12 +37,6 @@
 #endif
 #ifndef BN
 #define BN 64
-#endif
-#ifndef CAUSAL
-#define CAUSAL 0
-#endif
-#ifndef VEC_GLOBAL
-#define VEC_GLOBAL 0 /* unit dim stride, D % 8 == 0, strides % 8 == 0: 16-byte I/O */
 #endif
 
 #define BM (16 * MT * WARPS)
@@ -59,40 +51,11 @@
 #if (BN % 16) || (MT < 1) || (MT > 2)
 #error "flash_tc: BN must be a multiple of 16 and MT 1 or 2"
 #endif
-#if CLATTN_DTYPE == 1
-#define MMA_T "f16"
-#define CVT_X2 "cvt.rn.f16x2.f32"
-#elif CLATTN_DTYPE == 2
-#define MMA_T "bf16"
-#define CVT_X2 "cvt.rn.bf16x2.f32"
-#else
-#error "flash_tc needs CLATTN_DTYPE 1 (f16) or 2 (bf16)"
-#endif
-
 #define MMA(c, a0, a1, a2, a3, b0, b1)                                                             \
   __asm__ volatile("mma.sync.aligned.m16n8k16.row.col.f32." MMA_T "." MMA_T ".f32 "                \
                    "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"                         \
                    : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                \
                    : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1))
-
-/* Packs two floats into one f16x2/bf16x2 register, lo in the low half. */
-inline uint pack2(float lo, float hi) {
-  uint r;
-  __asm__(CVT_X2 " %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-  return r;
-}
-
-inline float shfl_xor(float v, int m) {
-  float r;
-  __asm__ volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(m));
-  return r;
-}
-
-inline float fast_exp2(float x) {
-  float r;
-  __asm__("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
-  return r;
-}
 
 /* Copies rows [row0, row0 + nrows) of a 16-bit tensor (rows past `limit` and
  * dims past D → 0) into local rows of LDK elements. */
@@ -101,20 +64,7 @@ inline void load_tile16(__local ushort *dst, __global const ushort *base, long s
   for (int idx = lid; idx < nrows * CH8; idx += NT) {
     const int r = idx / CH8, ch = idx % CH8;
     uint4 x = (uint4)(0u);
-    if (row0 + r < limit && 8 * ch < D) {
-      const long ro = (long)(row0 + r) * ss;
-#if VEC_GLOBAL
-      x = *(__global const uint4 *)(base + ro + 8 * ch);
-#else
-      ushort e[8];
-      for (int u = 0; u < 8; u++) {
-        const int k = 8 * ch + u;
-        e[u] = k < D ? base[ro + (long)k * sd] : (ushort)0;
-      }
-      x = (uint4)((uint)e[0] | ((uint)e[1] << 16), (uint)e[2] | ((uint)e[3] << 16),
-                  (uint)e[4] | ((uint)e[5] << 16), (uint)e[6] | ((uint)e[7] << 16));
-#endif
-    }
+    if (row0 + r < limit && 8 * ch < D) x = load_chunk16(base, (long)(row0 + r) * ss, ch, sd);
     *(__local uint4 *)(dst + r * LDK + 8 * ch) = x;
   }
 }
@@ -160,14 +110,9 @@ inline void load_tile16_async(__local ushort *dst, __global const ushort *base, 
     const int r = idx / CH8, ch = idx % CH8;
     const bool ok = row0 + r < limit && 8 * ch < D;
     __global const ushort *src = ok ? base + (long)(row0 + r) * ss + 8 * ch : base;
-    __asm__ volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
-                     :
-                     : "r"(smem_addr(dst + r * LDK + 8 * ch)), "l"(src), "r"(ok ? 16 : 0)
-                     : "memory");
+    CP_ASYNC16(smem_addr(dst + r * LDK + 8 * ch), src, ok);
   }
 }
-#define CP_COMMIT() __asm__ volatile("cp.async.commit_group;" ::: "memory")
-#define CP_WAIT(n) __asm__ volatile("cp.async.wait_group " #n ";" ::: "memory")
 #endif
 
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
@@ -196,16 +141,9 @@ flash_tc(FLASH_ARGS(ushort)) {
 #pragma unroll
     for (int kc = 0; kc < KCH; kc++)
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int row = row0[mt] + (e & 1) * 8, col = 16 * kc + 2 * t + (e >> 1) * 8;
-        uint lo = 0u, hi = 0u;
-        if (row < Nq) {
-          const long ro = (long)row * qss;
-          if (col < D) lo = Qb[ro + (long)col * qsd];
-          if (col + 1 < D) hi = Qb[ro + (long)(col + 1) * qsd];
-        }
-        qf[mt][kc][e] = lo | (hi << 16);
-      }
+      for (int e = 0; e < 4; e++)
+        qf[mt][kc][e] = q_pair(Qb, row0[mt] + (e & 1) * 8, 16 * kc + 2 * t + (e >> 1) * 8, Nq,
+                               qss, qsd);
 
   float o[MT][NTO][4];
   float m[MT][2], l[MT][2];
@@ -280,18 +218,7 @@ flash_tc(FLASH_ARGS(ushort)) {
     if (need_mask) {
 #pragma unroll
       for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-        for (int j = 0; j < NTS; j++) {
-#pragma unroll
-          for (int e = 0; e < 4; e++) {
-            const int key = kv0 + j * 8 + 2 * t + (e & 1);
-            bool dead = key >= Nk;
-#if CAUSAL
-            dead = dead || key > row0[mt] + (e >> 1) * 8 + off;
-#endif
-            if (dead) s[mt][j][e] = -INFINITY;
-          }
-        }
+        MASK_FRAGMENT(s[mt], NTS, kv0, t, row0[mt], off, Nk);
     }
 
     /* Online softmax on the fragments: rows g and g+8 of each m-tile, the
@@ -299,31 +226,8 @@ flash_tc(FLASH_ARGS(ushort)) {
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-      for (int rr = 0; rr < 2; rr++) {
-        float mx = -INFINITY;
-#pragma unroll
-        for (int j = 0; j < NTS; j++)
-          mx = fmax(mx, fmax(s[mt][j][2 * rr], s[mt][j][2 * rr + 1]));
-        mx = fmax(mx, shfl_xor(mx, 1));
-        mx = fmax(mx, shfl_xor(mx, 2));
-        const float mnew = fmax(m[mt][rr], mx);
-        const float alpha = mnew == -INFINITY ? 1.0f : fast_exp2((m[mt][rr] - mnew) * qscale);
-        const float sub = mnew == -INFINITY ? 0.0f : mnew * qscale;
-        m[mt][rr] = mnew;
-        float rs = 0.0f;
-#pragma unroll
-        for (int j = 0; j < NTS; j++) {
-          s[mt][j][2 * rr] = fast_exp2(fma(s[mt][j][2 * rr], qscale, -sub));
-          s[mt][j][2 * rr + 1] = fast_exp2(fma(s[mt][j][2 * rr + 1], qscale, -sub));
-          rs += s[mt][j][2 * rr] + s[mt][j][2 * rr + 1];
-        }
-        l[mt][rr] = l[mt][rr] * alpha + rs;
-#pragma unroll
-        for (int j = 0; j < NTO; j++) {
-          o[mt][j][2 * rr] *= alpha;
-          o[mt][j][2 * rr + 1] *= alpha;
-        }
-      }
+      for (int rr = 0; rr < 2; rr++)
+        SOFTMAX_STEP(s[mt], NTS, o[mt], NTO, rr, m[mt][rr], l[mt][rr], qscale);
 
 #if ASYNC
     CP_WAIT(1); /* V(tile) has landed */
@@ -363,24 +267,8 @@ flash_tc(FLASH_ARGS(ushort)) {
   for (int mt = 0; mt < MT; mt++)
 #pragma unroll
     for (int rr = 0; rr < 2; rr++) {
-      float lt = l[mt][rr];
-      lt += shfl_xor(lt, 1);
-      lt += shfl_xor(lt, 2);
       const int row = row0[mt] + 8 * rr;
-      const float inv = lt == 0.0f ? 0.0f : 1.0f / lt; /* NaN rows stay NaN */
-      if (row < Nq) {
-        const long ro = (long)row * oss;
-#pragma unroll
-        for (int j = 0; j < NTO; j++) {
-#pragma unroll
-          for (int e = 0; e < 2; e++) {
-            const int k = 8 * j + 2 * t + e;
-            if (k < D) STORE(Ob, ro + (long)k * osd, o[mt][j][2 * rr + e] * inv);
-          }
-        }
-        if (write_lse && t == 0)
-          LSE[FLASH_LSE_INDEX(bh, row)] =
-              lt == 0.0f ? -INFINITY : (m[mt][rr] * qscale + log2(lt)) * CLATTN_LN2;
-      }
+      STORE_FRAGMENT_ROW(Ob, oss, osd, LSE, write_lse, FLASH_LSE_INDEX(bh, row), o[mt], NTO, rr,
+                         row, t, Nq, m[mt][rr], l[mt][rr], qscale);
     }
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # check_nvptx.sh — compiles the NVIDIA-only kernel code (tensor-core flash, linear on tensor cores, warp decode) to PTX with clang, so that a machine without an NVIDIA GPU still catches their C and inline-asm operand errors; with ptxas on PATH the PTX is parsed too.
-# usage: check_nvptx.sh CLANG CL_DIR
+# usage: check_nvptx.sh CLANG CL_DIR [TEST_PTX]  (TEST_PTX: the patcher, tests/test_ptx.c, for the wgmma kernels)
 set -uo pipefail
 clang=${1:-clang}
 cl=${2:-cl}
+patcher=${3:-}
 if ! "$clang" --version >/dev/null 2>&1; then echo "check_nvptx: no clang ($clang)"; exit 1; fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -19,19 +20,19 @@ compile() { # NAME SOURCES... -- OPTIONS...
   if ! "$clang" -x cl -cl-std=CL1.2 -target nvptx64-nvidia-nvcl -Xclang -finclude-default-header \
       -Xclang -target-cpu -Xclang sm_80 -Xclang -target-feature -Xclang +ptx75 -Werror=implicit-function-declaration \
       "${opts[@]}" -S -o "$tmp/$name.ptx" "$tmp/$name.cl" 2>"$tmp/$name.err"; then
-    echo "FAIL $name: ${opts[*]}"; head -20 "$tmp/$name.err"; fails=$((fails + 1)); return
+    echo "FAIL $name: ${opts[*]}"; head -20 "$tmp/$name.err"; fails=$((fails + 1)); return 1
   fi
   if command -v ptxas >/dev/null 2>&1; then
     # the OpenCL built-ins stay unresolved here (no libclc): only syntax errors count
     if ptxas -arch=sm_90 "$tmp/$name.ptx" -o /dev/null 2>&1 | grep -v "Unresolved extern" | grep -q "error"; then
       echo "FAIL $name (ptxas):"; ptxas -arch=sm_90 "$tmp/$name.ptx" -o /dev/null 2>&1 | grep error | head -10
-      fails=$((fails + 1)); return
+      fails=$((fails + 1)); return 1
     fi
   fi
   echo "ok   $name"
 }
 for dt in 1 2; do for d in 64 80 128 256; do for c in 0 1 2; do
-  compile "flash_tc_t${dt}_d${d}_c${c}" flash_tc.cl -- -DCLATTN_DTYPE=$dt -DD=$d -DWARPS=4 -DMT=$((d <= 64 ? 2 : 1)) \
+  compile "flash_tc_t${dt}_d${d}_c${c}" nv_mma.cl flash_tc.cl -- -DCLATTN_DTYPE=$dt -DD=$d -DWARPS=4 -DMT=$((d <= 64 ? 2 : 1)) \
     -DBN=$((d >= 256 ? 32 : 64)) -DCAUSAL=$c -DVEC_GLOBAL=$((d % 8 == 0)) -DLDM_ADDR=1 -DASYNC=$((d % 8 == 0))
 done; done; done
 lin="linear_common.cl linear_feat.cl linear_state.cl linear_scan.cl"
@@ -47,5 +48,50 @@ for dt in 0 2; do for d in 8 64 128 256; do
   compile "decode_warp_t${dt}_d${d}" decode.cl -- -DCLATTN_DTYPE=$dt -DD=$d -DKT=64 -DWG=128 -DQR=4 \
     -DCAUSAL=$((d % 3)) -DPAGED=$((dt == 2)) -DRAGGED=0 -DVEC8=$((d != 8)) -DWARP=1 -DUNROLL=4 -DCLATTN_NV_SHFL=1
 done; done
+# flash_wgmma: Hopper wgmma placeholders. clang emits PTX 7.5 for sm_80; the
+# text is relabelled 8.0 / sm_90 (what NVIDIA's compiler emits), patched by
+# the library's patcher and, with ptxas, assembled for sm_90a with the
+# OpenCL built-ins stubbed (opaque values, so nothing folds away): the
+# placeholders' operands, the patched syntax and ptxas's wgmma diagnostics
+# (serialised MMAs are a failure) are checked without a GPU.
+wgmma_check() { # NAME
+  local name=$1
+  [ -n "$patcher" ] || return 0
+  sed -e 's/^\.version 7\.5/.version 8.0/' -e 's/^\.target sm_80/.target sm_90/' \
+    "$tmp/$name.ptx" >"$tmp/$name.90.ptx"
+  if ! "$patcher" --patch "$tmp/$name.90.ptx" "$tmp/$name.90a.ptx" >/dev/null 2>"$tmp/$name.perr"; then
+    echo "FAIL $name (patch): $(cat "$tmp/$name.perr")"; fails=$((fails + 1)); return
+  fi
+  command -v ptxas >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1 || return 0
+  python3 - "$tmp/$name.90a.ptx" "$tmp/$name.stub.ptx" <<'PY'
+import re, sys
+s = open(sys.argv[1]).read()
+def body(m):
+    ret, name = m.group(1), m.group(2)
+    if ret:
+        src = "%clock64" if ret == "b64" else "%clock"
+        b = ("{\n\t.reg .%s %%clattn_stub;\n\tmov.u%s %%clattn_stub, %s;\n"
+             "\tst.param.%s [func_retval0+0], %%clattn_stub;\n\tret;\n}") % (ret, ret[1:], src, ret)
+    elif "barrier" in name:
+        b = "{\n\tbar.sync 0;\n\tret;\n}"
+    else:
+        b = "{\n\tret;\n}"
+    return m.group(0)[:-1] + b
+s = re.sub(r"\.func\s+(?:\(\.param \.(b32|b64) func_retval0\)\s+)?(\w+)\s*\([^)]*\)\s*;", body, s)
+open(sys.argv[2], "w").write(s)
+PY
+  if ! ptxas -arch=sm_90a -v "$tmp/$name.stub.ptx" -o "$tmp/$name.cubin" >"$tmp/$name.pt" 2>&1 ||
+      grep -qiE "error|serializ" "$tmp/$name.pt"; then
+    echo "FAIL $name (ptxas sm_90a):"; grep -iE "error|serializ|warn" "$tmp/$name.pt" | head -10
+    fails=$((fails + 1)); return
+  fi
+  echo "ok   $name (sm_90a: $(grep -o 'Used [0-9]* registers' "$tmp/$name.pt" | tail -1))"
+}
+for dt in 1 2; do for d in 40 64 128 256; do for c in 0 1; do
+  wgs=2; bn=64; [ $d = 256 ] && { wgs=1; bn=32; }
+  n="flash_wgmma_t${dt}_d${d}_c${c}"
+  compile "$n" nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=$dt -DD=$d -DWGS=$wgs -DBN=$bn -DCAUSAL=$c \
+    -DVEC_GLOBAL=$((d % 8 == 0 && c == 0)) -DVT_SWAP=$c && wgmma_check "$n"
+done; done; done
 echo "$runs compiled, $fails failed"
 [ $fails -eq 0 ]

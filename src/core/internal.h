@@ -62,6 +62,10 @@ typedef struct clattn__device_info {
   bool fp16, fp64, subgroups;
   int nv_cc_major, nv_cc_minor; /* 0 when not NVIDIA */
   bool is_nvidia, is_amd, is_intel, is_cpu, is_pocl;
+  /* Set at run time, not read from the device: bit i marks registry
+   * variant i whose build failed on this device in this context (a PTX
+   * patch the driver refused); the planner passes over it from then on. */
+  unsigned long long broken_variants;
 } clattn__device_info;
 
 struct clattn_context_s {
@@ -72,6 +76,7 @@ struct clattn_context_s {
   clattn__device_info info;
   char device_line[800];
   char msg[CLATTN_MSG_MAX];
+  char broken_why[600]; /* why the last variant marked in info.broken_variants failed */
   clattn__program_entry programs[CLATTN_MAX_PROGRAMS];
   int num_programs;
   int live_plans;            /* plans not yet released; they keep the context alive */
@@ -185,6 +190,24 @@ char *clattn__kernel_source(clattn_context ctx, const char *name);
  * `options`. The program stays owned by the context. */
 clattn_status clattn__get_program(clattn_context ctx, const char *name, const char *options,
                                   cl_program *out);
+/* The same with PTX patching (ptx.c): the program is compiled from
+ * source, its PTX (NVIDIA's program binary) has its placeholders replaced
+ * and its target set to sm_90a, and the patched text is built and cached
+ * (the cache key covers the patcher's version). Fails with
+ * CLATTN_ERROR_BUILD and the reason when the device, the compiler's output
+ * or the patched build refuses. */
+clattn_status clattn__get_program_patched(clattn_context ctx, const char *name,
+                                          const char *options, cl_program *out);
+/* Replaces the placeholders of PTX text (grammar in ptx.c) and sets its
+ * `.target` to `target`. Returns the number of placeholders replaced with
+ * the new text in *out (malloc'ed, NUL-terminated), or -1 with a reason in
+ * why. */
+int clattn__ptx_patch(const char *ptx, size_t len, const char *target, char **out, size_t *out_len,
+                      char *why, size_t cap);
+/* Version of the patcher's output (part of the binary-cache key). */
+#define CLATTN__PTX_PATCH_VERSION 1
+#define CLATTN__STR2(x) #x
+#define CLATTN__STR(x) CLATTN__STR2(x)
 /* Creates a kernel from a program; the caller releases it. */
 clattn_status clattn__create_kernel(clattn_context ctx, cl_program prog, const char *kname,
                                     cl_kernel *out);

@@ -49,7 +49,22 @@ static clattn_status create(clattn_context ctx, const clattn_attention_desc *des
     clattn__plan_discard(p);
     return st;
   }
+  const bool forced = !strncmp(origin, "override", 8);
   st = clattn__plan_build(p, v, params, origin, estimate_bytes, out);
+  if (st == CLATTN_ERROR_BUILD && v->ptx_patched && !forced) {
+    /* The patched build failed (driver, compiler output): never again in
+     * this context; plan without the variant and say why. */
+    const int vi = clattn__variant_index(v);
+    if (vi >= 0 && vi < 64) {
+      ctx->info.broken_variants |= 1ull << vi;
+      snprintf(ctx->broken_why, sizeof ctx->broken_why, "%s unavailable: %.520s", v->name,
+               ctx->msg);
+      st = create(ctx, desc, flags, config, estimate, estimate_bytes, out);
+      if (st == CLATTN_SUCCESS)
+        clattn__append((*out)->describe, sizeof(*out)->describe, "; %s", ctx->broken_why);
+      return st;
+    }
+  }
   if (st != CLATTN_SUCCESS || !(flags & CLATTN_PLAN_BACKWARD)) return st;
   st = clattn__plan_build_backward(*out);
   if (estimate_bytes) *estimate_bytes = clattn_plan_workspace_size(*out);

@@ -74,15 +74,91 @@ static int load_sources(clattn_context ctx, const char *names, char **texts) {
  * options: from the on-disk binary cache when it holds this exact program
  * (key: sources, options, device, driver), else from source (then stored in
  * the cache unless the tuner is running). */
-static clattn_status build(clattn_context ctx, const char *name, const char *options,
+/* CLATTN_ERROR_BUILD for a failed clBuildProgram of `what`, with the
+ * build log; releases the program. */
+static clattn_status build_failed(clattn_context ctx, cl_program prog, cl_int err, const char *what,
+                                  const char *options) {
+  size_t log_len = 0;
+  clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &log_len);
+  char *log = calloc(log_len + 1, 1);
+  if (log) clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, log_len, log, NULL);
+  clattn_status st = clattn__fail(ctx, CLATTN_ERROR_BUILD,
+                                  "clBuildProgram failed with %s (%d) for %s with options "
+                                  "'%s'; build log:\n%s",
+                                  clattn__cl_error_name(err), (int)err, what, options,
+                                  log ? log : "(unavailable)");
+  free(log);
+  clReleaseProgram(prog);
+  return st;
+}
+
+/* The PTX of a program built from source (NVIDIA: CL_PROGRAM_BINARIES is
+ * PTX text), patched (ptx.c) and built again from the patched text. */
+static clattn_status patch_and_rebuild(clattn_context ctx, const char *name, const char *options,
+                                       cl_program *prog) {
+  size_t size = 0;
+  cl_int err = clGetProgramInfo(*prog, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL);
+  if (err != CL_SUCCESS || size == 0)
+    return clattn__fail(ctx, CLATTN_ERROR_BUILD,
+                        "PTX patch of %s: the driver gives no program binary (%s)", name,
+                        clattn__cl_error_name(err));
+  char *ptx = malloc(size + 1);
+  if (!ptx) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate the PTX copy");
+  unsigned char *bp = (unsigned char *)ptx;
+  err = clGetProgramInfo(*prog, CL_PROGRAM_BINARIES, sizeof bp, &bp, NULL);
+  if (err != CL_SUCCESS) {
+    free(ptx);
+    return clattn__cl_fail(ctx, "clGetProgramInfo(CL_PROGRAM_BINARIES)", err, name);
+  }
+  ptx[size] = 0;
+  const char *nul = memchr(ptx, 0, size);
+  const size_t len = nul ? (size_t)(nul - ptx) : size;
+  char why[400], *patched = NULL;
+  size_t plen = 0;
+  const int n = clattn__ptx_patch(ptx, len, "sm_90a", &patched, &plen, why, sizeof why);
+  free(ptx);
+  if (n < 0) return clattn__fail(ctx, CLATTN_ERROR_BUILD, "PTX patch of %s refused: %s", name, why);
+  cl_int bst = CL_SUCCESS;
+  const unsigned char *pp = (const unsigned char *)patched;
+  cl_program p2 = clCreateProgramWithBinary(ctx->context, 1, &ctx->device, &plen, &pp, &bst, &err);
+  if (!p2 || err != CL_SUCCESS || bst != CL_SUCCESS) {
+    free(patched);
+    if (p2) clReleaseProgram(p2);
+    return clattn__fail(ctx, CLATTN_ERROR_BUILD,
+                        "PTX patch of %s: the driver refused the patched PTX (%s, binary status "
+                        "%d)",
+                        name, clattn__cl_error_name(err), (int)bst);
+  }
+  free(patched);
+  err = clBuildProgram(p2, 1, &ctx->device, options, NULL, NULL);
+  if (err != CL_SUCCESS) {
+    char what[300];
+    snprintf(what, sizeof what, "PTX patch of %s: the patched PTX (%d placeholders)", name, n);
+    return build_failed(ctx, p2, err, what, options);
+  }
+  clReleaseProgram(*prog);
+  *prog = p2;
+  return CLATTN_SUCCESS;
+}
+
+static clattn_status build(clattn_context ctx, const char *name, const char *options, bool patch,
                            cl_program *out, clattn__program_entry *entry) {
+  if (patch && !(ctx->info.is_nvidia && ctx->info.nv_cc_major == 9 && ctx->info.nv_cc_minor == 0))
+    return clattn__fail(ctx, CLATTN_ERROR_BUILD,
+                        "PTX patch of %s: the device is not an NVIDIA sm_90 (Hopper) GPU", name);
   char *texts[MAX_SOURCES];
   const int nsrc = load_sources(ctx, name, texts);
   if (nsrc < 0) return ctx->msg[0] ? CLATTN_ERROR_IO : CLATTN_ERROR_INTERNAL;
   const char *srcs[MAX_SOURCES];
   for (int i = 0; i < nsrc; i++)
     srcs[i] = texts[i];
-  clattn__program_cache_key(&ctx->info, srcs, nsrc, options, entry->cache_key);
+  /* A patched program is cached as its patched PTX, under a key that also
+   * names the patcher's version (the same sources give other text when the
+   * patcher changes). */
+  char keyopts[4200];
+  snprintf(keyopts, sizeof keyopts, "%s%s", options,
+           patch ? "\n@ptx-patch sm_90a v" CLATTN__STR(CLATTN__PTX_PATCH_VERSION) : "");
+  clattn__program_cache_key(&ctx->info, srcs, nsrc, keyopts, entry->cache_key);
   entry->cacheable = true;
   entry->cached_size = 0;
   cl_program cached =
@@ -99,19 +175,13 @@ static clattn_status build(clattn_context ctx, const char *name, const char *opt
     free(texts[i]);
   if (!prog) return clattn__cl_fail(ctx, "clCreateProgramWithSource", err, name);
   err = clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL);
-  if (err != CL_SUCCESS) {
-    size_t log_len = 0;
-    clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &log_len);
-    char *log = calloc(log_len + 1, 1);
-    if (log) clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, log_len, log, NULL);
-    clattn_status st = clattn__fail(ctx, CLATTN_ERROR_BUILD,
-                                    "clBuildProgram failed with %s (%d) for %s with options "
-                                    "'%s'; build log:\n%s",
-                                    clattn__cl_error_name(err), (int)err, name, options,
-                                    log ? log : "(unavailable)");
-    free(log);
-    clReleaseProgram(prog);
-    return st;
+  if (err != CL_SUCCESS) return build_failed(ctx, prog, err, name, options);
+  if (patch) {
+    const clattn_status st = patch_and_rebuild(ctx, name, options, &prog);
+    if (st != CLATTN_SUCCESS) {
+      clReleaseProgram(prog);
+      return st;
+    }
   }
   if (!ctx->tuning && clattn__binary_cache_eager(&ctx->info))
     clattn__binary_cache_store(ctx, prog, entry->cache_key, &entry->cached_size);
@@ -119,12 +189,12 @@ static clattn_status build(clattn_context ctx, const char *name, const char *opt
   return CLATTN_SUCCESS;
 }
 
-clattn_status clattn__get_program(clattn_context ctx, const char *name, const char *options,
-                                  cl_program *out) {
-  size_t klen = strlen(name) + strlen(options) + 2;
+static clattn_status get_program(clattn_context ctx, const char *name, const char *options,
+                                 bool patch, cl_program *out) {
+  size_t klen = strlen(name) + strlen(options) + 4;
   char *key = malloc(klen);
   if (!key) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate program key");
-  snprintf(key, klen, "%s\n%s", name, options);
+  snprintf(key, klen, "%s\n%s%s", name, options, patch ? "\n@" : "");
   for (int i = 0; i < ctx->num_programs; i++) {
     if (!strcmp(ctx->programs[i].key, key)) {
       free(key);
@@ -135,7 +205,7 @@ clattn_status clattn__get_program(clattn_context ctx, const char *name, const ch
   cl_program prog = NULL;
   clattn__program_entry fresh;
   memset(&fresh, 0, sizeof fresh);
-  clattn_status st = build(ctx, name, options, &prog, &fresh);
+  clattn_status st = build(ctx, name, options, patch, &prog, &fresh);
   if (st != CLATTN_SUCCESS) {
     free(key);
     return st;
@@ -155,6 +225,16 @@ clattn_status clattn__get_program(clattn_context ctx, const char *name, const ch
   ctx->num_programs++;
   *out = prog;
   return CLATTN_SUCCESS;
+}
+
+clattn_status clattn__get_program(clattn_context ctx, const char *name, const char *options,
+                                  cl_program *out) {
+  return get_program(ctx, name, options, false, out);
+}
+
+clattn_status clattn__get_program_patched(clattn_context ctx, const char *name, const char *options,
+                                          cl_program *out) {
+  return get_program(ctx, name, options, true, out);
 }
 
 clattn_status clattn__create_kernel(clattn_context ctx, cl_program prog, const char *kname,

@@ -51,6 +51,11 @@ struct clattn__variant {
   clattn_algo family;         /* CLATTN_ALGO_FLASH, _NAIVE or _LINEAR */
   clattn__pass pass;          /* the forward or the backward pass of the family */
   bool fast_path;             /* device-specific: left out by the portable opt-out */
+  /* Built through PTX patching (clattn__get_program_patched): when that
+   * build fails and the configuration was not forced, the planner marks
+   * the variant broken for the context and plans again without it (the
+   * next variant, with the reason in describe). */
+  bool ptx_patched;
   const char *const *sources; /* kernel files after common.cl, NULL-terminated */
   const clattn__param *params;
   int num_params;

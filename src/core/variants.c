@@ -30,6 +30,9 @@ static const clattn__variant table[] = {
     {VARIANT("decode_warp", F, FWD, true, decode_warp), .params = clattn__decode_warp_params,
      .num_params = 5, .create = clattn__decode_create, .execute = clattn__decode_execute,
      .release = clattn__decode_release},
+    {VARIANT("flash_wgmma", F, FWD, true, flash_wgmma), .params = clattn__flash_wgmma_params,
+     .num_params = 3, .ptx_patched = true, .create = clattn__flash_wgmma_create,
+     .execute = clattn__flash_execute, .release = clattn__flash_release},
     {VARIANT("flash_tc", F, FWD, true, flash_tc), .params = clattn__flash_tc_params,
      .num_params = 3, .create = clattn__flash_tc_create, .execute = clattn__flash_execute,
      .release = clattn__flash_release},
@@ -99,6 +102,8 @@ int clattn__applicable_variants(const clattn__device_info *info, const clattn_at
     int pr = 0;
     if (portable && v->fast_path)
       why = "a device fast path (CLATTN_PLAN_PORTABLE / CLATTN_PORTABLE)";
+    else if (i < 64 && (info->broken_variants >> i & 1))
+      why = "its build failed on this device (see the plan's describe)";
     else
       pr = v->applicable(info, d, &why);
     if (pr <= 0) {

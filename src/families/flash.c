@@ -22,6 +22,8 @@ static const int rows_bm[] = {8, 16};
 static const int tc_warps[] = {2, 4, 8};
 static const int tc_mt[] = {1, 2};
 static const int tc_bn[] = {16, 32, 64, 128};
+static const int wgmma_wgs[] = {1, 2};
+static const int wgmma_bn[] = {32, 64, 128};
 #define VALS(a) a, (int)(sizeof(a) / sizeof(a)[0])
 
 /* bm query rows per work-group, bn keys per tile, tm × tn work-items. */
@@ -36,9 +38,15 @@ const clattn__param clattn__flash_rows_params[2] = {{"bm", 1, 1024, VALS(rows_bm
 const clattn__param clattn__flash_tc_params[3] = {
     {"warps", 1, 32, VALS(tc_warps)}, {"mt", 1, 2, VALS(tc_mt)}, {"bn", 16, 1024, VALS(tc_bn)}};
 
+/* warpgroups per work-group, keys per tile, vt: which descriptor field
+ * holds which stride of the transposed V tile (0: leading = next 8 keys,
+ * stride = next 8 dims; 1: the other way round; not searched). */
+const clattn__param clattn__flash_wgmma_params[3] = {
+    {"wgs", 1, 2, VALS(wgmma_wgs)}, {"bn", 32, 128, VALS(wgmma_bn)}, {"vt", 0, 1, NULL, 0}};
+const char *const clattn__flash_wgmma_sources[] = {"nv_mma.cl", "wgmma.cl", "flash_wgmma.cl", NULL};
 const char *const clattn__flash_wg_sources[] = {"flash_fwd.cl", NULL};
 const char *const clattn__flash_rows_sources[] = {"flash_rows.cl", NULL};
-const char *const clattn__flash_tc_sources[] = {"flash_tc.cl", NULL};
+const char *const clattn__flash_tc_sources[] = {"nv_mma.cl", "flash_tc.cl", NULL};
 
 /* ---- the portable work-group kernel (cl/flash_fwd.cl) ---------------------- */
 
@@ -166,23 +174,46 @@ bool clattn__flash_rows_fallback(const clattn__device_info *info, const clattn_a
 
 /* ---- the NVIDIA tensor-core kernel (cl/flash_tc.cl) ----------------------- */
 
+typedef const char *(*check3_fn)(const int *, const clattn_attention_desc *,
+                                 const clattn__device_info *);
+/* The first legal row of a preference list of 3-parameter configurations. */
+static bool first_legal3(const int (*prefs)[3], size_t n, check3_fn check,
+                         const clattn_attention_desc *d, const clattn__device_info *info,
+                         int *out) {
+  for (size_t i = 0; i < n; i++)
+    if (!check(prefs[i], d, info)) {
+      memcpy(out, prefs[i], sizeof prefs[i]);
+      return true;
+    }
+  return false;
+}
+
+/* The problems the tensor-core kernels serve: 16-bit storage, dense or
+ * causal masks, no score modifiers, no inference mode. */
+static bool tc_problem(const clattn_attention_desc *d, const char **why) {
+  if (clattn__desc_has_mods(d)) {
+    *why = "softcap / ALiBi are not in the tensor-core kernels yet (flash, flash_rows: forward)";
+    return false;
+  }
+  if (inference_mode(d, why)) return false;
+  if (d->dtype == CLATTN_DTYPE_F32) {
+    *why = "f16/bf16 storage only";
+    return false;
+  }
+  if (d->mask != CLATTN_MASK_NONE && !clattn__mask_is_causal(d->mask)) {
+    *why = "dense masks only";
+    return false;
+  }
+  return true;
+}
+
 int clattn__flash_tc_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                                 const char **why) {
-  CLATTN__NO_MODS(d, why, "tensor-core");
-  if (inference_mode(d, why)) return 0;
   if (!info->is_nvidia || info->nv_cc_major < 8) {
     *why = "needs NVIDIA sm_80 or newer (mma.sync)";
     return 0;
   }
-  if (d->dtype == CLATTN_DTYPE_F32) {
-    *why = "f16/bf16 storage only";
-    return 0;
-  }
-  if (d->mask != CLATTN_MASK_NONE && !clattn__mask_is_causal(d->mask)) {
-    *why = "dense masks only";
-    return 0;
-  }
-  return 30;
+  return tc_problem(d, why) ? 30 : 0;
 }
 
 size_t clattn__flash_tc_local(const int *p, const clattn_attention_desc *d) {
@@ -216,12 +247,47 @@ bool clattn__flash_tc_fallback(const clattn__device_info *info, const clattn_att
   /* Most rows per work-group first, then the largest tile that fits. */
   static const int prefs[][3] = {{8, 1, 64}, {4, 2, 64}, {4, 1, 64}, {4, 1, 32},
                                  {4, 1, 16}, {2, 1, 32}, {2, 1, 16}};
-  for (size_t i = 0; i < sizeof prefs / sizeof prefs[0]; i++)
-    if (!clattn__flash_tc_check(prefs[i], d, info)) {
-      memcpy(out, prefs[i], sizeof prefs[i]);
-      return true;
-    }
-  return false;
+  return first_legal3(prefs, sizeof prefs / sizeof prefs[0], clattn__flash_tc_check, d, info, out);
+}
+
+/* ---- the NVIDIA Hopper warpgroup-MMA kernel (cl/flash_wgmma.cl) ------------ */
+
+int clattn__flash_wgmma_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
+                                   const char **why) {
+  if (!info->is_nvidia || info->nv_cc_major != 9 || info->nv_cc_minor != 0) {
+    *why = "needs NVIDIA sm_90 (Hopper: wgmma through patched PTX)";
+    return 0;
+  }
+  return tc_problem(d, why) ? 40 : 0;
+}
+
+size_t clattn__flash_wgmma_local(const int *p, const clattn_attention_desc *d) {
+  const size_t dp = ((size_t)d->head_dim + 15) / 16 * 16;
+  return 2 * (size_t)p[1] * dp * 2; /* one K and one V tile of 16-bit elements */
+}
+
+const char *clattn__flash_wgmma_check(const int *p, const clattn_attention_desc *d,
+                                      const clattn__device_info *info) {
+  const int wgs = p[0], bn = p[1], vt = p[2];
+  if (wgs < 1 || wgs > 2 || bn < 32 || bn > 128 || bn % 32 || vt < 0 || vt > 1)
+    return "parameters out of range (wgs 1..2, bn 32, 64 or 128, vt 0..1)";
+  if (d->head_dim > 256) return "head_dim above 256";
+  if ((size_t)(128 * wgs) > info->max_wg) return "128*wgs exceeds the device's work-group size";
+  if (clattn__flash_wgmma_local(p, d) + CLATTN__LOCAL_RESERVE > info->local_mem)
+    return "local memory exceeds the device's limit";
+  /* Q fragments, S and O accumulators, P fragments (32-bit registers per
+   * work-item); beyond ~200 the kernel spills. */
+  const int dp = (d->head_dim + 15) / 16 * 16;
+  if (dp / 4 + bn / 2 + dp / 2 + bn / 4 > 200)
+    return "fragments and accumulators exceed the register budget";
+  return NULL;
+}
+
+bool clattn__flash_wgmma_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
+                                  int *out) {
+  static const int prefs[][3] = {{2, 64, 0}, {1, 64, 0}, {2, 32, 0}, {1, 32, 0}};
+  return first_legal3(prefs, sizeof prefs / sizeof prefs[0], clattn__flash_wgmma_check, d, info,
+                      out);
 }
 
 /* ---- build ------------------------------------------------------------------ */
@@ -248,12 +314,19 @@ static clattn_status new_state(clattn_plan p, flash_state **out) {
 static clattn_status build_kernel(clattn_plan p, flash_state *s, const char *opts,
                                   size_t local_bytes) {
   const clattn__variant *v = p->variant;
+  /* The program is the variant's files in order; the kernel is named after
+   * the last: flash_fwd, flash_rows, flash_tc. */
+  char files[128] = "";
+  const char *last = v->sources[0];
+  for (int i = 0; v->sources[i]; i++) {
+    clattn__append(files, sizeof files, "%s%s", i ? " " : "", v->sources[i]);
+    last = v->sources[i];
+  }
   cl_program prog = NULL;
-  clattn_status st = clattn__get_program(p->ctx, v->sources[0], opts, &prog);
+  clattn_status st = clattn__get_program(p->ctx, files, opts, &prog);
   if (st != CLATTN_SUCCESS) return st;
-  /* The kernel is named after its file: flash_fwd, flash_rows, flash_tc. */
   char kname[32];
-  snprintf(kname, sizeof kname, "%.*s", (int)(strlen(v->sources[0]) - 3), v->sources[0]);
+  snprintf(kname, sizeof kname, "%.*s", (int)(strlen(last) - 3), last);
   return clattn__create_kernel_sized(p->ctx, prog, kname, local_bytes, &s->kernel);
 }
 
@@ -281,6 +354,40 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
            "flash_tc %s d=%d: mma.sync m16n8k16 + ldmatrix%s, warps=%d mt=%d bn=%d (bm=%d, %zu B "
            "local) [%s]",
            clattn_dtype_name(d->dtype), d->head_dim, vec ? " + cp.async" : "", warps, mt, bn, s->bm,
+           local, origin);
+  if (d->ragged) clattn__append(p->describe, sizeof p->describe, "; ragged (cu_seqlens)");
+  return CLATTN_SUCCESS;
+}
+
+clattn_status clattn__flash_wgmma_create(clattn_plan p, const int *params, const char *origin) {
+  clattn_context ctx = p->ctx;
+  const clattn_attention_desc *d = &p->desc;
+  flash_state *s = NULL;
+  clattn_status st = new_state(p, &s);
+  if (st != CLATTN_SUCCESS || p->estimate) return st; /* no workspace */
+  const int wgs = params[0], bn = params[1], vt = params[2];
+  const int vec = strides_aligned(p, 8) ? 1 : 0;
+  char opts[512];
+  snprintf(opts, sizeof opts,
+           "-cl-std=CL1.2 -DCLATTN_DTYPE=%d -DD=%d -DWGS=%d -DBN=%d -DVT_SWAP=%d -DCAUSAL=%d "
+           "-DVEC_GLOBAL=%d -DRAGGED=%d",
+           (int)d->dtype, d->head_dim, wgs, bn, vt, clattn__causal_define(d->mask), vec,
+           d->ragged ? 1 : 0);
+  if (ctx->settings.nv_verbose) clattn__append(opts, sizeof opts, " -cl-nv-verbose");
+  const size_t local = clattn__flash_wgmma_local(params, d);
+  cl_program prog = NULL;
+  st = clattn__get_program_patched(ctx, "nv_mma.cl wgmma.cl flash_wgmma.cl", opts, &prog);
+  if (st != CLATTN_SUCCESS) return st;
+  if ((st = clattn__create_kernel_sized(ctx, prog, "flash_wgmma", local, &s->kernel)) !=
+      CLATTN_SUCCESS)
+    return st;
+  s->bm = 64 * wgs;
+  s->nt = 128 * wgs;
+  s->nqb = (int)(((int64_t)d->seq_q + s->bm - 1) / s->bm);
+  snprintf(p->describe, sizeof p->describe,
+           "flash_wgmma %s d=%d: wgmma m64nNk16 (sm_90a, patched PTX)%s, wgs=%d bn=%d vt=%d "
+           "(bm=%d, %zu B local) [%s]",
+           clattn_dtype_name(d->dtype), d->head_dim, vec ? " + cp.async" : "", wgs, bn, vt, s->bm,
            local, origin);
   if (d->ragged) clattn__append(p->describe, sizeof p->describe, "; ragged (cu_seqlens)");
   return CLATTN_SUCCESS;

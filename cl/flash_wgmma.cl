@@ -1,0 +1,224 @@
+/* flash_wgmma.cl — NVIDIA Hopper (sm_90a) flash forward on warpgroup MMAs (wgmma through PTX placeholders, cl/wgmma.cl) for f16/bf16. */
+
+/*
+ * Same function as flash_tc.cl. A work-group is WGS warpgroups of 128
+ * work-items; warpgroup w owns the 64 query rows q0 + 64·w + 0..63, warp i
+ * of it rows 16·i + 0..15 (the wgmma fragment layout), and keeps its Q rows
+ * as A fragments in registers. K and V tiles of BN keys stream through
+ * local memory in the no-swizzle core-matrix layouts the descriptors read
+ * (a core matrix: 8 rows of 16 bytes, contiguous):
+ *   K (B of S = Q·Kᵀ, K-major): the 16-byte chunk of key n, dims
+ *     8c..8c+7 at chunk c·BN + n; leading byte offset (next 8 dims) BN·16,
+ *     stride byte offset (next 8 keys) 128.
+ *   V (B of O = P·V, N-major, transposed): the chunk of key k, dims
+ *     8c..8c+7 at chunk ((k/8)·DP/8 + c)·8 + k%8; next 8 dims 128 bytes,
+ *     next 8 keys DP·16 bytes (VT_SWAP says which descriptor field holds
+ *     which).
+ * S = Q·Kᵀ is one wgmma group (m64n32k16 per 32 keys and 16 dims), the
+ * online softmax runs on its accumulators (rows g and g+8 of each warp, the
+ * row's four lanes exchanging with shuffles), P is converted in registers
+ * into the A fragments of O += P·V (m64n32k16 per 32 dims and 16 keys, plus
+ * one m64n16k16 when DP % 32 = 16). With VEC_GLOBAL the tiles arrive by
+ * cp.async as in flash_tc: K(t+1) during the softmax and P·V of tile t,
+ * V(t+1) during S of tile t+1.
+ */
+
+#define DP ((D + 15) / 16 * 16)
+#ifndef WGS
+#define WGS 1
+#endif
+#ifndef BN
+#define BN 64
+#endif
+#ifndef VT_SWAP
+#define VT_SWAP 0
+#endif
+
+#define BM (64 * WGS)
+#define NT (128 * WGS)
+#define KCH (DP / 16) /* k-steps of S */
+#define NTS (BN / 8)  /* 8-key groups of S */
+#define NTO (DP / 8)  /* 8-dim groups of O */
+#define KCP (BN / 16) /* k-steps of P·V */
+#define CH8 (DP / 8)  /* 16-byte chunks of a row */
+#define NC32 (DP / 32)
+
+#if (BN % 32) || (WGS < 1) || (WGS > 2)
+#error "flash_wgmma: BN must be a multiple of 32 and WGS 1 or 2"
+#endif
+#define WG_T MMA_T
+
+/* Local chunk (16 bytes) of key n, dims 8c..8c+7, in the K and V layouts. */
+#define K_CHUNK(n, c) ((c) * BN + (n))
+#define V_CHUNK(n, c) ((((n) / 8) * CH8 + (c)) * 8 + (n) % 8)
+
+/* Chunk idx of a tile → (key, dim chunk): 8 consecutive work-items take 8
+ * consecutive keys of one dim chunk (128 contiguous local bytes in either
+ * layout). */
+#define TILE_KEY(idx) (((idx) / (8 * CH8)) * 8 + (idx) % 8)
+#define TILE_CH(idx) (((idx) / 8) % CH8)
+
+/* Copies keys [row0, row0 + BN) of K or V (keys past `limit`, dims past D →
+ * 0) into a local tile, chunk by chunk. */
+inline void load_tile(__local uint4 *dst, __global const ushort *base, long ss, long sd, int row0,
+                      int limit, int lid, int is_v) {
+  for (int idx = lid; idx < BN * CH8; idx += NT) {
+    const int r = TILE_KEY(idx), ch = TILE_CH(idx);
+    uint4 x = (uint4)(0u);
+    if (row0 + r < limit && 8 * ch < D) x = load_chunk16(base, (long)(row0 + r) * ss, ch, sd);
+    dst[is_v ? V_CHUNK(r, ch) : K_CHUNK(r, ch)] = x;
+  }
+}
+
+#if VEC_GLOBAL
+/* cp.async version (16-byte aligned rows): missing keys and dims are
+ * zero-filled by a source size of 0. */
+inline void load_tile_async(__local uint4 *dst, __global const ushort *base, long ss, int row0,
+                            int limit, int lid, int is_v) {
+  for (int idx = lid; idx < BN * CH8; idx += NT) {
+    const int r = TILE_KEY(idx), ch = TILE_CH(idx);
+    const bool ok = row0 + r < limit && 8 * ch < D;
+    __global const ushort *src = ok ? base + (long)(row0 + r) * ss + 8 * ch : base;
+    CP_ASYNC16(wg_saddr(dst + (is_v ? V_CHUNK(r, ch) : K_CHUNK(r, ch))), src, ok);
+  }
+}
+#endif
+
+__kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
+flash_wgmma(FLASH_ARGS(ushort)) {
+  __local uint4 Kt[BN * CH8];
+  __local uint4 Vt[BN * CH8];
+
+  const int lid = get_local_id(0);
+  const int wg = lid / 128, warp = (lid / 32) % 4, lane = lid % 32;
+  const int g = lane >> 2, t = lane & 3;
+  FLASH_PROLOGUE(ushort, BM)
+
+  const int row0 = q0 + 64 * wg + 16 * warp + g; /* and row0 + 8 */
+
+  /* Q → A fragments, straight from global memory (once per kernel). */
+  uint qf[KCH][4];
+#pragma unroll
+  for (int kc = 0; kc < KCH; kc++)
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+      qf[kc][e] = q_pair(Qb, row0 + (e & 1) * 8, 16 * kc + 2 * t + (e >> 1) * 8, Nq, qss, qsd);
+
+  float o[NTO][4];
+#pragma unroll
+  for (int j = 0; j < NTO; j++)
+    o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+
+  const int off = CAUSAL_OFFSET(CAUSAL, Nq, Nk);
+  const int ntiles = flash_dense_tiles(q0, BM, BN, Nq, Nk, CAUSAL);
+  const ulong kdesc = wg_desc(wg_saddr(Kt), BN * 16, 128);
+#if VT_SWAP
+  const ulong vdesc = wg_desc(wg_saddr(Vt), 128, DP * 16);
+#else
+  const ulong vdesc = wg_desc(wg_saddr(Vt), DP * 16, 128);
+#endif
+
+#if VEC_GLOBAL
+  if (ntiles > 0) load_tile_async(Kt, Kb, kss, 0, Nk, lid, 0);
+  CP_COMMIT();
+  if (ntiles > 0) load_tile_async(Vt, Vb, vss, 0, Nk, lid, 1);
+  CP_COMMIT();
+#endif
+  for (int tile = 0; tile < ntiles; tile++) {
+    const int kv0 = tile * BN;
+#if VEC_GLOBAL
+    CP_WAIT(1); /* K(tile) has landed for this work-item */
+#else
+    barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile's MMAs are done */
+    load_tile(Kt, Kb, kss, ksd, kv0, Nk, lid, 0);
+    load_tile(Vt, Vb, vss, vsd, kv0, Nk, lid, 1);
+#endif
+    WG_PROXY();
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    /* S = Q·Kᵀ (raw scores; the scale is folded into the exponent). */
+    float s[NTS][4];
+#pragma unroll
+    for (int j = 0; j < NTS; j++)
+      s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+    WG_FENCE();
+#pragma unroll
+    for (int kc = 0; kc < KCH; kc++)
+#pragma unroll
+      for (int c = 0; c < BN / 32; c++)
+        WG_MMA32(WG_T, 0, s, 4 * c, qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3],
+                 kdesc + (ulong)((2 * kc * BN * 16 + c * 512) >> 4), 1);
+    WG_COMMIT();
+    WG_WAIT0();
+#pragma unroll
+    for (int c = 0; c < BN / 32; c++)
+      WG_KEEP16(s, 4 * c);
+
+#if VEC_GLOBAL
+    barrier(CLK_LOCAL_MEM_FENCE); /* every warpgroup is done reading K(tile) */
+    if (tile + 1 < ntiles) load_tile_async(Kt, Kb, kss, kv0 + BN, Nk, lid, 0);
+    CP_COMMIT();
+#endif
+#if CAUSAL
+    const bool need_mask = (kv0 + BN > Nk) || (kv0 + BN - 1 > q0 + 64 * wg + off);
+#else
+    const bool need_mask = kv0 + BN > Nk;
+#endif
+    if (need_mask) MASK_FRAGMENT(s, NTS, kv0, t, row0, off, Nk);
+
+    /* Online softmax on the accumulators: rows g and g+8 of the warp. */
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++)
+      SOFTMAX_STEP(s, NTS, o, NTO, rr, m[rr], l[rr], qscale);
+    /* P → A fragments (the S accumulator layout is the A layout) */
+    uint pa[KCP][4];
+#pragma unroll
+    for (int kc = 0; kc < KCP; kc++) {
+      pa[kc][0] = pack2(s[2 * kc][0], s[2 * kc][1]);
+      pa[kc][1] = pack2(s[2 * kc][2], s[2 * kc][3]);
+      pa[kc][2] = pack2(s[2 * kc + 1][0], s[2 * kc + 1][1]);
+      pa[kc][3] = pack2(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+    }
+
+#if VEC_GLOBAL
+    CP_WAIT(1); /* V(tile) has landed */
+    WG_PROXY();
+    barrier(CLK_LOCAL_MEM_FENCE);
+#endif
+    /* O += P·V */
+    WG_FENCE();
+#pragma unroll
+    for (int kc = 0; kc < KCP; kc++) {
+#pragma unroll
+      for (int c = 0; c < NC32; c++)
+        WG_MMA32(WG_T, 1, o, 4 * c, pa[kc][0], pa[kc][1], pa[kc][2], pa[kc][3],
+                 vdesc + (ulong)((2 * kc * DP * 16 + c * 512) >> 4), 1);
+#if DP % 32
+      WG_MMA16(WG_T, 1, o, 4 * NC32, pa[kc][0], pa[kc][1], pa[kc][2], pa[kc][3],
+               vdesc + (ulong)((2 * kc * DP * 16 + NC32 * 512) >> 4), 1);
+#endif
+    }
+    WG_COMMIT();
+    WG_WAIT0();
+#pragma unroll
+    for (int c = 0; c < NC32; c++)
+      WG_KEEP16(o, 4 * c);
+#if DP % 32
+    WG_KEEP8(o, 4 * NC32);
+#endif
+#if VEC_GLOBAL
+    barrier(CLK_LOCAL_MEM_FENCE); /* every warpgroup is done reading V(tile) */
+    if (tile + 1 < ntiles) load_tile_async(Vt, Vb, vss, kv0 + BN, Nk, lid, 1);
+    CP_COMMIT();
+#endif
+  }
+
+  __global ushort *Ob = O + (long)b * osb + (long)qstart * oss + (long)h * osh;
+#pragma unroll
+  for (int rr = 0; rr < 2; rr++) {
+    const int row = row0 + 8 * rr;
+    STORE_FRAGMENT_ROW(Ob, oss, osd, LSE, write_lse, FLASH_LSE_INDEX(bh, row), o, NTO, rr, row, t,
+                       Nq, m[rr], l[rr], qscale);
+  }
+}

@@ -1,0 +1,161 @@
+/* nv_mma.cl — what the NVIDIA tensor-core flash kernels (flash_tc.cl, flash_wgmma.cl) share: 16-bit type names, packing, shuffles, exp2, chunk loads and the online softmax and epilogue on m16n8 accumulator fragments. */
+
+/*
+ * Both kernels keep S and O in the accumulator layout of mma.m16n8 (wgmma
+ * repeats it along N): lane 4·g + t of a warp holds, for each group j of 8
+ * columns, x[j][0..1] = row g, columns 8j + 2t, +1 and x[j][2..3] = row
+ * g + 8, the same columns. The helpers below take such fragments as
+ * float (*)[4] with their group counts; every call has constant counts, so
+ * after inlining the loops unroll and the fragments stay in registers.
+ */
+#if CLATTN_DTYPE == 1
+#define MMA_T "f16"
+#define CVT_X2 "cvt.rn.f16x2.f32"
+#elif CLATTN_DTYPE == 2
+#define MMA_T "bf16"
+#define CVT_X2 "cvt.rn.bf16x2.f32"
+#else
+#error "the tensor-core kernels need CLATTN_DTYPE 1 (f16) or 2 (bf16)"
+#endif
+/* The kernels' parameters these helpers read (the host always passes them). */
+#ifndef D
+#define D 64
+#endif
+#ifndef CAUSAL
+#define CAUSAL 0
+#endif
+#ifndef VEC_GLOBAL
+#define VEC_GLOBAL 0 /* unit dim stride, D % 8 == 0, strides % 8 == 0: 16-byte I/O */
+#endif
+
+/* Packs two floats into one f16x2/bf16x2 register, lo in the low half. */
+inline uint pack2(float lo, float hi) {
+  uint r;
+  __asm__(CVT_X2 " %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+
+inline float shfl_xor(float v, int m) {
+  float r;
+  __asm__ volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(m));
+  return r;
+}
+
+inline float fast_exp2(float x) {
+  float r;
+  __asm__("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+  return r;
+}
+
+/* cp.async of 16 bytes from global src to the local (shared-space) address
+ * dst; ok false: 16 zero bytes (src must still be a valid address). Then
+ * CP_COMMIT closes a group and CP_WAIT(n) waits until at most n groups of
+ * this work-item are in flight. */
+#define CP_ASYNC16(dst, src, ok)                                                                   \
+  __asm__ volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"                                 \
+                   :                                                                               \
+                   : "r"(dst), "l"(src), "r"((ok) ? 16 : 0)                                        \
+                   : "memory")
+#define CP_COMMIT() __asm__ volatile("cp.async.commit_group;" ::: "memory")
+#define CP_WAIT(n) __asm__ volatile("cp.async.wait_group " #n ";" ::: "memory")
+
+/* Dims 8·ch .. 8·ch + 7 of the 16-bit row at base + ro (dims past D: 0), as
+ * 16 bytes. */
+inline uint4 load_chunk16(__global const ushort *base, long ro, int ch, long sd) {
+#if VEC_GLOBAL
+  (void)sd;
+  return *(__global const uint4 *)(base + ro + 8 * ch);
+#else
+  ushort e[8];
+  for (int u = 0; u < 8; u++) {
+    const int k = 8 * ch + u;
+    e[u] = k < D ? base[ro + (long)k * sd] : (ushort)0;
+  }
+  return (uint4)((uint)e[0] | ((uint)e[1] << 16), (uint)e[2] | ((uint)e[3] << 16),
+                 (uint)e[4] | ((uint)e[5] << 16), (uint)e[6] | ((uint)e[7] << 16));
+#endif
+}
+
+/* The A-fragment register of Q elements (row, col) and (row, col + 1):
+ * zero past Nq rows and D dims. */
+inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss, long qsd) {
+  uint lo = 0u, hi = 0u;
+  if (row < Nq) {
+    const long ro = (long)row * qss;
+    if (col < D) lo = Qb[ro + (long)col * qsd];
+    if (col + 1 < D) hi = Qb[ro + (long)(col + 1) * qsd];
+  }
+  return lo | (hi << 16);
+}
+
+/* The fragment loops below are macros, not functions: passed through
+ * pointers, the fragments were seen to leave the registers for the stack
+ * (clang, nvptx). */
+
+/* Sets the scores of s[nts][4] (keys kv0 + 8j + 2t + e%2, rows rg + 8·(e/2))
+ * that no query sees to -inf: keys past Nk and, causal, keys after the
+ * row's position (row + off). */
+#if CAUSAL
+#define NV_DEAD(key, rg, e, off, Nk) ((key) >= (Nk) || (key) > (rg) + ((e) >> 1) * 8 + (off))
+#else
+#define NV_DEAD(key, rg, e, off, Nk) ((key) >= (Nk))
+#endif
+#define MASK_FRAGMENT(s, nts, kv0, t, rg, off, Nk)                                                 \
+  do {                                                                                             \
+    _Pragma("unroll") for (int j_ = 0; j_ < (nts); j_++) {                                         \
+      _Pragma("unroll") for (int e_ = 0; e_ < 4; e_++) {                                           \
+        const int key_ = (kv0) + j_ * 8 + 2 * (t) + (e_ & 1);                                      \
+        if (NV_DEAD(key_, rg, e_, off, Nk)) s[j_][e_] = -INFINITY;                                 \
+      }                                                                                            \
+    }                                                                                              \
+  } while (0)
+
+/* One online-softmax step for row half rr (0: row g, 1: row g + 8) of the
+ * fragments: the row's running max m and sum l (the four lanes of the row
+ * exchange with shuffles), s turned into unnormalised probabilities, o
+ * rescaled. Raw scores; qscale is log2(e)·scale. */
+#define SOFTMAX_STEP(s, nts, o, nto, rr, m, l, qscale)                                             \
+  do {                                                                                             \
+    float mx_ = -INFINITY;                                                                         \
+    _Pragma("unroll") for (int j_ = 0; j_ < (nts); j_++) mx_ =                                     \
+        fmax(mx_, fmax(s[j_][2 * (rr)], s[j_][2 * (rr) + 1]));                                     \
+    mx_ = fmax(mx_, shfl_xor(mx_, 1));                                                             \
+    mx_ = fmax(mx_, shfl_xor(mx_, 2));                                                             \
+    const float mnew_ = fmax(m, mx_);                                                              \
+    const float alpha_ = mnew_ == -INFINITY ? 1.0f : fast_exp2((m - mnew_) * (qscale));           \
+    const float sub_ = mnew_ == -INFINITY ? 0.0f : mnew_ * (qscale);                               \
+    m = mnew_;                                                                                     \
+    float rs_ = 0.0f;                                                                              \
+    _Pragma("unroll") for (int j_ = 0; j_ < (nts); j_++) {                                         \
+      s[j_][2 * (rr)] = fast_exp2(fma(s[j_][2 * (rr)], (qscale), -sub_));                          \
+      s[j_][2 * (rr) + 1] = fast_exp2(fma(s[j_][2 * (rr) + 1], (qscale), -sub_));                  \
+      rs_ += s[j_][2 * (rr)] + s[j_][2 * (rr) + 1];                                                \
+    }                                                                                              \
+    l = l * alpha_ + rs_;                                                                          \
+    _Pragma("unroll") for (int j_ = 0; j_ < (nto); j_++) {                                         \
+      o[j_][2 * (rr)] *= alpha_;                                                                   \
+      o[j_][2 * (rr) + 1] *= alpha_;                                                               \
+    }                                                                                              \
+  } while (0)
+
+/* The epilogue of row half rr: O row = o / l (the row's four lanes sum
+ * their l), its LSE (natural log) at LSE[lse_at] when asked. */
+#define STORE_FRAGMENT_ROW(Ob, oss, osd, LSE, write_lse, lse_at, o, nto, rr, row, t, Nq, m, l,     \
+                           qscale)                                                                 \
+  do {                                                                                             \
+    float lt_ = (l);                                                                               \
+    lt_ += shfl_xor(lt_, 1);                                                                       \
+    lt_ += shfl_xor(lt_, 2);                                                                       \
+    const float inv_ = lt_ == 0.0f ? 0.0f : 1.0f / lt_; /* NaN rows stay NaN */                    \
+    if ((row) < (Nq)) {                                                                            \
+      const long ro_ = (long)(row) * (oss);                                                        \
+      _Pragma("unroll") for (int j_ = 0; j_ < (nto); j_++) {                                       \
+        _Pragma("unroll") for (int e_ = 0; e_ < 2; e_++) {                                         \
+          const int k_ = 8 * j_ + 2 * (t) + e_;                                                    \
+          if (k_ < D) STORE(Ob, ro_ + (long)k_ * (osd), o[j_][2 * (rr) + e_] * inv_);              \
+        }                                                                                          \
+      }                                                                                            \
+      if ((write_lse) && (t) == 0)                                                                 \
+        LSE[lse_at] = lt_ == 0.0f ? -INFINITY : ((m) * (qscale) + log2(lt_)) * CLATTN_LN2;         \
+    }                                                                                              \
+  } while (0)

@@ -1,0 +1,61 @@
+/* wgmma.cl — placeholders for Hopper's warpgroup MMA (wgmma.*, sm_90a), turned into PTX instructions by the program layer (src/core/ptx.c). */
+
+/*
+ * NVIDIA's OpenCL C compiler rejects wgmma in inline assembly; a kernel
+ * writes these placeholder comments instead and its variant builds through
+ * clattn__get_program_patched(), which replaces them in the PTX (the
+ * compiler has put each operand's register into the comment) and builds
+ * the result for sm_90a. Only kernels built that way may use them: built
+ * as plain OpenCL they compile to nothing and compute garbage.
+ *
+ * The accumulators of an MMA are named as a float array and the index of
+ * its first 8-column group: x[j][0..3], x[j+1][0..3], ... (the m16n8
+ * accumulator layout of each warp, repeated along N). A fragments are the
+ * four f16x2/bf16x2 registers of the m16n8k16 A layout (warp i of the
+ * warpgroup holds rows 16i..16i+15); B comes from local memory through a
+ * matrix descriptor (wg_desc).
+ */
+#define WG_FENCE() __asm__ volatile("// @@CLATTN fence" ::: "memory")
+#define WG_COMMIT() __asm__ volatile("// @@CLATTN commit" ::: "memory")
+/* Local memory written by ordinary stores (cp.async included) becomes
+ * visible to the tensor cores' async proxy: in every writing work-item,
+ * before the barrier that precedes the MMAs. */
+#define WG_PROXY() __asm__ volatile("// @@CLATTN proxy" ::: "memory")
+#define WG_WAIT0() __asm__ volatile("// @@CLATTN wait 0" ::: "memory")
+
+#define WG_ACC8(x, j) "+f"(x[j][0]), "+f"(x[j][1]), "+f"(x[j][2]), "+f"(x[j][3]), \
+  "+f"(x[(j) + 1][0]), "+f"(x[(j) + 1][1]), "+f"(x[(j) + 1][2]), "+f"(x[(j) + 1][3])
+#define WG_ACC16(x, j) WG_ACC8(x, j), WG_ACC8(x, (j) + 2)
+/* Pins accumulators for the compiler (emits nothing): after WG_WAIT0, so
+ * that no read of them is moved above the wait. */
+#define WG_KEEP16(x, j)                                                                         \
+  __asm__ volatile("// @@CLATTN keep %0 %1 %2 %3 %4 %5 %6 %7 %8 %9 %10 %11 %12 %13 %14 %15"     \
+                   : WG_ACC16(x, j)::"memory")
+#define WG_KEEP8(x, j)                                                                          \
+  __asm__ volatile("// @@CLATTN keep %0 %1 %2 %3 %4 %5 %6 %7" : WG_ACC8(x, j)::"memory")
+
+/* D[64 x 32] (+)= A[64 x 16] (registers) · B[16 x 32] (descriptor desc); T
+ * "f16" or "bf16", TB 0 (B K-major) or 1 (B N-major), scale 0: D = A·B. */
+#define WG_MMA32(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                      \
+  __asm__ volatile("// @@CLATTN mma_rs 32 " T " " #TB                                           \
+                   " %0 %1 %2 %3 %4 %5 %6 %7 %8 %9 %10 %11 %12 %13 %14 %15 %16 %17 %18 %19 %20 %21" \
+                   : WG_ACC16(x, j)                                                             \
+                   : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(scale)                  \
+                   : "memory")
+/* The same with N = 16. */
+#define WG_MMA16(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                      \
+  __asm__ volatile("// @@CLATTN mma_rs 16 " T " " #TB " %0 %1 %2 %3 %4 %5 %6 %7 %8 %9 %10 %11 %12 %13" \
+                   : WG_ACC8(x, j)                                                              \
+                   : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(scale)                  \
+                   : "memory")
+
+/* Shared-state-space address of a __local pointer (its integer value on
+ * NVIDIA's OpenCL). */
+inline uint wg_saddr(__local const void *p) { return (uint)(ulong)p; }
+
+/* Matrix descriptor without swizzling: start address, leading-dimension
+ * byte offset lbo and stride byte offset sbo (all multiples of 16; PTX ISA,
+ * "Matrix Descriptor Format"). Offsetting the start by k bytes adds k >> 4. */
+inline ulong wg_desc(uint saddr, uint lbo, uint sbo) {
+  return (ulong)((saddr & 0x3FFFFu) >> 4) | ((ulong)(lbo >> 4) << 16) | ((ulong)(sbo >> 4) << 32);
+}
