@@ -20,6 +20,9 @@ typedef struct clattn__program_entry {
   unsigned char cache_key[32]; /* program-binary cache key (tune.h) */
   bool cacheable;              /* cache_key is set */
   size_t cached_size;          /* bytes of the binary last stored (0: none) */
+  /* CLATTN_NV_VERBOSE: the compiler's register, spill and wgmma lines of
+   * the build log, joined (empty otherwise, or when loaded from cache). */
+  char compiler_note[320];
 } clattn__program_entry;
 
 /* Environment variables, read once when a context is created (settings.c). */
@@ -208,6 +211,8 @@ int clattn__ptx_patch(const char *ptx, size_t len, const char *target, char **ou
 #define CLATTN__PTX_PATCH_VERSION 1
 #define CLATTN__STR2(x) #x
 #define CLATTN__STR(x) CLATTN__STR2(x)
+/* The compiler_note of a program of the context ("" if none). */
+const char *clattn__program_note(clattn_context ctx, cl_program prog);
 /* Creates a kernel from a program; the caller releases it. */
 clattn_status clattn__create_kernel(clattn_context ctx, cl_program prog, const char *kname,
                                     cl_kernel *out);

@@ -74,6 +74,38 @@ static int load_sources(clattn_context ctx, const char *names, char **texts) {
  * options: from the on-disk binary cache when it holds this exact program
  * (key: sources, options, device, driver), else from source (then stored in
  * the cache unless the tuner is running). */
+/* CLATTN_NV_VERBOSE: the lines of the program's build log that say
+ * registers, spills or wgmma, joined with " | " into note. */
+static void compiler_note(clattn_context ctx, cl_program prog, char *note, size_t cap) {
+  note[0] = 0;
+  if (!ctx->settings.nv_verbose) return;
+  size_t log_len = 0;
+  clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &log_len);
+  char *log = calloc(log_len + 1, 1);
+  if (!log) return;
+  clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, log_len, log, NULL);
+  for (char *line = log; *line;) {
+    char *end = strchr(line, '\n');
+    if (end) *end = 0;
+    if (strstr(line, "registers") || strstr(line, "spill") || strstr(line, "wgmma")) {
+      const char *t = line;
+      while (*t == ' ' || *t == '\t')
+        t++;
+      if (!strncmp(t, "ptxas info    : ", 16)) t += 16;
+      clattn__append(note, cap, "%s%s", note[0] ? " | " : "", t);
+    }
+    if (!end) break;
+    line = end + 1;
+  }
+  free(log);
+}
+
+const char *clattn__program_note(clattn_context ctx, cl_program prog) {
+  for (int i = 0; i < ctx->num_programs; i++)
+    if (ctx->programs[i].program == prog) return ctx->programs[i].compiler_note;
+  return "";
+}
+
 /* CLATTN_ERROR_BUILD for a failed clBuildProgram of `what`, with the
  * build log; releases the program. */
 static clattn_status build_failed(clattn_context ctx, cl_program prog, cl_int err, const char *what,
@@ -183,6 +215,7 @@ static clattn_status build(clattn_context ctx, const char *name, const char *opt
       return st;
     }
   }
+  compiler_note(ctx, prog, entry->compiler_note, sizeof entry->compiler_note);
   if (!ctx->tuning && clattn__binary_cache_eager(&ctx->info))
     clattn__binary_cache_store(ctx, prog, entry->cache_key, &entry->cached_size);
   *out = prog;

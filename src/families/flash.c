@@ -302,6 +302,15 @@ static bool strides_aligned(clattn_plan p, int q) {
   return true;
 }
 
+/* CLATTN_NV_VERBOSE: the compiler's registers / spills of the kernel's
+ * program at the end of describe(). */
+static void append_compiler_note(clattn_plan p, cl_kernel k) {
+  cl_program prog = NULL;
+  if (clGetKernelInfo(k, CL_KERNEL_PROGRAM, sizeof prog, &prog, NULL) != CL_SUCCESS) return;
+  const char *note = clattn__program_note(p->ctx, prog);
+  if (*note) clattn__append(p->describe, sizeof p->describe, "; compiler: %s", note);
+}
+
 static clattn_status new_state(clattn_plan p, flash_state **out) {
   flash_state *s = calloc(1, sizeof *s);
   if (!s) return clattn__fail(p->ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate flash state");
@@ -356,6 +365,7 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
            clattn_dtype_name(d->dtype), d->head_dim, vec ? " + cp.async" : "", warps, mt, bn, s->bm,
            local, origin);
   if (d->ragged) clattn__append(p->describe, sizeof p->describe, "; ragged (cu_seqlens)");
+  append_compiler_note(p, s->kernel);
   return CLATTN_SUCCESS;
 }
 
@@ -390,6 +400,7 @@ clattn_status clattn__flash_wgmma_create(clattn_plan p, const int *params, const
            clattn_dtype_name(d->dtype), d->head_dim, vec ? " + cp.async" : "", wgs, bn, vt, s->bm,
            local, origin);
   if (d->ragged) clattn__append(p->describe, sizeof p->describe, "; ragged (cu_seqlens)");
+  append_compiler_note(p, s->kernel);
   return CLATTN_SUCCESS;
 }
 
