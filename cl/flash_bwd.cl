@@ -40,11 +40,42 @@
 
 #define ROW_OFF(row, ss) ((long)(row) * (ss))
 
+/* Ragged batches (-DRAGGED=1): Q/O/dO/dQ packed [total_q][H][d] and
+ * K/V/dK/dV packed [total_kv][Hk][d] (batch strides 0), sequence b owning
+ * rows cu_q[b] .. cu_q[b+1]-1 and keys cu_kv[b] .. cu_kv[b+1]-1. The kernels
+ * take the plan's maxima (FLASH_NQ / FLASH_NK: Nq_max / Nk_max) and BWD_SEQ
+ * declares the sequence's Nq, Nk and first rows (flash_ragged in common.cl:
+ * inconsistent tables empty the sequence, nothing is read or written for
+ * it); base pointers move to the sequence's first row, so every row index
+ * below is relative to it. The LSE is [total_q][H]; the workspace D stays
+ * [B·H][Nq_max]. Work-groups past their sequence's rows or keys return at
+ * once (the whole work-group: no barrier is skipped by part of it). */
+#if RAGGED
+#define BWD_RAGGED_ARGS                                                                            \
+  , __global const int *restrict cu_q, __global const int *restrict cu_kv, const int total_q,      \
+      const int total_kv
+#define BWD_SEQ(b)                                                                                 \
+  int qstart, Nq, kstart, Nk;                                                                      \
+  flash_ragged((b), cu_q, cu_kv, Nq_max, Nk_max, total_q, total_kv, &qstart, &Nq, &kstart, &Nk);
+#define BWD_LSE(bh, i) ((long)(qstart + (i)) * H + (bh) % H)
+#else
+#define BWD_RAGGED_ARGS
+#define BWD_SEQ(b) const int qstart = 0, kstart = 0;
+#define BWD_LSE(bh, i) ((long)(bh) * Nq + (i))
+#endif
+#define BWD_D(bh, i) ((long)(bh) * FLASH_NQ + (i)) /* the workspace D */
+
 #if SPARSE
 #define BWD_TILE_ARGS , __global const uint *restrict tbits, const int tb_words
 #define TILE_LISTED(qt, kt) ((tbits[(long)(qt) * tb_words + ((kt) >> 5)] >> ((kt) & 31)) & 1u)
 #else
 #define BWD_TILE_ARGS
+#endif
+
+#if RAGGED
+#define BWD_PRE_RAGGED_ARGS , __global const int *restrict cu_q, const int total_q
+#else
+#define BWD_PRE_RAGGED_ARGS
 #endif
 
 /* The inputs every main kernel takes (strides in elements: q, k, v, o/dO). */
@@ -55,22 +86,31 @@
       const long qsh, const long qss, const long qsd, const long ksb, const long ksh,              \
       const long kss, const long ksd, const long vsb, const long vsh, const long vss,              \
       const long vsd, const long osb, const long osh, const long oss, const long osd, const int H, \
-      const int G, const int Nq, const int Nk, const float qscale, const float scale
+      const int G, const int FLASH_NQ, const int FLASH_NK, const float qscale,                     \
+      const float scale BWD_RAGGED_ARGS
 
 __kernel void flash_bwd_pre(__global const stype *restrict O, __global const stype *restrict dO,
                             __global float *restrict Dd, const long osb, const long osh,
-                            const long oss, const long osd, const int H, const int Nq) {
+                            const long oss, const long osd, const int H,
+                            const int FLASH_NQ BWD_PRE_RAGGED_ARGS) {
   const int i = get_global_id(0);
   const int bh = get_global_id(1);
-  if (i >= Nq) return;
   const int b = bh / H, h = bh % H;
-  const long base = (long)b * osb + (long)h * osh + ROW_OFF(i, oss);
+#if RAGGED
+  const int a = cu_q[b], c = cu_q[b + 1];
+  const bool ok = a >= 0 && a <= c && c <= total_q && c - a <= Nq_max;
+  const int qstart = ok ? a : 0, Nq = ok ? c - a : 0;
+#else
+  const int qstart = 0;
+#endif
+  if (i >= Nq) return;
+  const long base = (long)b * osb + (long)h * osh + ROW_OFF(qstart + i, oss);
   float acc = 0.0f;
   for (int x = 0; x < D; x++) {
     const long e = base + (long)x * osd;
     acc = fma(LOAD(dO, e), LOAD(O, e), acc);
   }
-  Dd[(long)bh * Nq + i] = acc;
+  Dd[BWD_D(bh, i)] = acc;
 }
 
 #ifndef ROWS
@@ -168,11 +208,13 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
   const int Hk = H / G;
   const int b = bhk / Hk, hk = bhk % Hk;
   const int k0 = kt * BN;
+  BWD_SEQ(b)
+  if (k0 >= Nk) return; /* past the sequence's keys (ragged) */
   const int off = CAUSAL_OFFSET(CAUSAL, Nq, Nk); /* sparse masks: bottom-right */
   const int c = lid % BN, x0 = lid / BN;         /* this item's outputs: key c, dims x0 + u·XS */
 
-  __global const stype *Kb = K + (long)b * ksb + (long)hk * ksh;
-  __global const stype *Vb = V + (long)b * vsb + (long)hk * vsh;
+  __global const stype *Kb = K + (long)b * ksb + (long)hk * ksh + ROW_OFF(kstart, kss);
+  __global const stype *Vb = V + (long)b * vsb + (long)hk * vsh + ROW_OFF(kstart, vss);
   bwd_load(Ks, Kb, kss, ksd, k0, BN, Nk, qscale, lid);
   bwd_load(Vs, Vb, vss, vsd, k0, BN, Nk, 1.0f, lid);
   float dk[RX_KV], dv[RX_KV];
@@ -190,8 +232,8 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
   for (int hh = 0; hh < G; hh++) {
     const int h = hk * G + hh;
     const long bh = (long)b * H + h;
-    __global const stype *Qb = Q + (long)b * qsb + (long)h * qsh;
-    __global const stype *dOb = dO + (long)b * osb + (long)h * osh;
+    __global const stype *Qb = Q + (long)b * qsb + (long)h * qsh + ROW_OFF(qstart, qss);
+    __global const stype *dOb = dO + (long)b * osb + (long)h * osh + ROW_OFF(qstart, oss);
     for (int qt = qt0; qt < nqt; qt++) {
 #if SPARSE
       if (!TILE_LISTED(qt, kt)) continue; /* uniform: the whole work-group skips */
@@ -202,8 +244,8 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
       bwd_load(Os, dOb, oss, osd, q0, BM, Nq, 1.0f, lid);
       for (int r = lid; r < BM; r += NT) {
         const int i = q0 + r;
-        Ls[r] = i < Nq ? LSE[bh * Nq + i] * CLATTN_LOG2E : 0.0f;
-        Ds[r] = i < Nq ? Dd[bh * Nq + i] : 0.0f;
+        Ls[r] = i < Nq ? LSE[BWD_LSE(bh, i)] * CLATTN_LOG2E : 0.0f;
+        Ds[r] = i < Nq ? Dd[BWD_D(bh, i)] : 0.0f;
       }
       barrier(CLK_LOCAL_MEM_FENCE);
       bwd_tile(Qs, Os, Ks, Vs, Ls, Ds, Ps, dSs, q0, k0, Nq, Nk, off, lid TILE_MASK_PASS);
@@ -223,8 +265,8 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
   }
   const int j = k0 + c;
   if (j < Nk) {
-    __global stype *dKb = dK + (long)b * ksb + (long)hk * ksh + ROW_OFF(j, kss);
-    __global stype *dVb = dV + (long)b * vsb + (long)hk * vsh + ROW_OFF(j, vss);
+    __global stype *dKb = dK + (long)b * ksb + (long)hk * ksh + ROW_OFF(kstart + j, kss);
+    __global stype *dVb = dV + (long)b * vsb + (long)hk * vsh + ROW_OFF(kstart + j, vss);
     for (int u = 0; u < RX_KV; u++) {
       const int x = x0 + u * XS_KV;
       if (x < D) {
@@ -245,19 +287,21 @@ flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS SPARSE_MASK_ARG
   const int bh = get_group_id(1);
   const int b = bh / H, h = bh % H, hk = h / G;
   const int q0 = qt * BM;
+  BWD_SEQ(b)
+  if (q0 >= Nq) return; /* past the sequence's rows (ragged) */
   const int off = CAUSAL_OFFSET(CAUSAL, Nq, Nk);
   const int r = lid % BM, x0 = lid / BM; /* this item's outputs: row r, dims x0 + u·XS */
 
-  __global const stype *Qb = Q + (long)b * qsb + (long)h * qsh;
-  __global const stype *dOb = dO + (long)b * osb + (long)h * osh;
-  __global const stype *Kb = K + (long)b * ksb + (long)hk * ksh;
-  __global const stype *Vb = V + (long)b * vsb + (long)hk * vsh;
+  __global const stype *Qb = Q + (long)b * qsb + (long)h * qsh + ROW_OFF(qstart, qss);
+  __global const stype *dOb = dO + (long)b * osb + (long)h * osh + ROW_OFF(qstart, oss);
+  __global const stype *Kb = K + (long)b * ksb + (long)hk * ksh + ROW_OFF(kstart, kss);
+  __global const stype *Vb = V + (long)b * vsb + (long)hk * vsh + ROW_OFF(kstart, vss);
   bwd_load(Qs, Qb, qss, qsd, q0, BM, Nq, qscale, lid);
   bwd_load(Os, dOb, oss, osd, q0, BM, Nq, 1.0f, lid);
   for (int rr = lid; rr < BM; rr += NT) {
     const int i = q0 + rr;
-    Ls[rr] = i < Nq ? LSE[(long)bh * Nq + i] * CLATTN_LOG2E : 0.0f;
-    Ds[rr] = i < Nq ? Dd[(long)bh * Nq + i] : 0.0f;
+    Ls[rr] = i < Nq ? LSE[BWD_LSE(bh, i)] * CLATTN_LOG2E : 0.0f;
+    Ds[rr] = i < Nq ? Dd[BWD_D(bh, i)] : 0.0f;
   }
   float dq[RX_Q];
   for (int u = 0; u < RX_Q; u++)
@@ -289,7 +333,7 @@ flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS SPARSE_MASK_ARG
   }
   const int i = q0 + r;
   if (i < Nq) {
-    __global stype *dQb = dQ + (long)b * qsb + (long)h * qsh + ROW_OFF(i, qss);
+    __global stype *dQb = dQ + (long)b * qsb + (long)h * qsh + ROW_OFF(qstart + i, qss);
     for (int u = 0; u < RX_Q; u++) {
       const int x = x0 + u * XS_Q;
       if (x < D) STORE(dQb, (long)x * qsd, dq[u] * scale);
@@ -335,11 +379,13 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
   const int Hk = H / G;
   const int b = bhk / Hk, hk = bhk % Hk;
   const int k0 = kt * W;
+  BWD_SEQ(b)
+  if (k0 >= Nk) return; /* past the sequence's keys (ragged) */
   const int off = CAUSAL_OFFSET(CAUSAL, Nq, Nk);
   const vrowi jv = k0 + ROW_IDS;
 
-  __global const stype *Kb = K + (long)b * ksb + (long)hk * ksh;
-  __global const stype *Vb = V + (long)b * vsb + (long)hk * vsh;
+  __global const stype *Kb = K + (long)b * ksb + (long)hk * ksh + ROW_OFF(kstart, kss);
+  __global const stype *Vb = V + (long)b * vsb + (long)hk * vsh + ROW_OFF(kstart, vss);
   vrow kT[D], vT[D], dkT[D], dvT[D];
   for (int x = 0; x < D; x++) {
     float tk[W], tv[W];
@@ -361,8 +407,8 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
   for (int hh = 0; hh < G; hh++) {
     const int h = hk * G + hh;
     const long bh = (long)b * H + h;
-    __global const stype *Qb = Q + (long)b * qsb + (long)h * qsh;
-    __global const stype *dOb = dO + (long)b * osb + (long)h * osh;
+    __global const stype *Qb = Q + (long)b * qsb + (long)h * qsh + ROW_OFF(qstart, qss);
+    __global const stype *dOb = dO + (long)b * osb + (long)h * osh + ROW_OFF(qstart, oss);
     for (int i = i0; i < Nq; i++) {
 #if SPARSE
       if (!TILE_LISTED(i / W, kt)) { /* no visible pair in this W×W tile */
@@ -392,16 +438,16 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
         s = fma((vrow)(qr[x]), kT[x], s);
         dp = fma((vrow)(orow[x]), vT[x], dp);
       }
-      const vrow p = select((vrow)(0.0f), exp2(s - LSE[bh * Nq + i] * CLATTN_LOG2E), vis);
-      const vrow ds = p * (dp - Dd[bh * Nq + i]);
+      const vrow p = select((vrow)(0.0f), exp2(s - LSE[BWD_LSE(bh, i)] * CLATTN_LOG2E), vis);
+      const vrow ds = p * (dp - Dd[BWD_D(bh, i)]);
       for (int x = 0; x < D; x++) {
         dvT[x] = fma(p, (vrow)(orow[x]), dvT[x]);
         dkT[x] = fma(ds, (vrow)(qr[x]), dkT[x]);
       }
     }
   }
-  __global stype *dKb = dK + (long)b * ksb + (long)hk * ksh;
-  __global stype *dVb = dV + (long)b * vsb + (long)hk * vsh;
+  __global stype *dKb = dK + (long)b * ksb + (long)hk * ksh + ROW_OFF(kstart, kss);
+  __global stype *dVb = dV + (long)b * vsb + (long)hk * vsh + ROW_OFF(kstart, vss);
   for (int x = 0; x < D; x++) {
     float tk[W], tv[W];
     VSTORE_ROW(dkT[x] * scale, 0, tk);
@@ -422,13 +468,15 @@ flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS SPARSE_MASK_ARG
   const int bh = get_group_id(1);
   const int b = bh / H, h = bh % H, hk = h / G;
   const int q0 = qt * W;
+  BWD_SEQ(b)
+  if (q0 >= Nq) return; /* past the sequence's rows (ragged) */
   const int off = CAUSAL_OFFSET(CAUSAL, Nq, Nk);
   const vrowi iv = q0 + ROW_IDS;
 
-  __global const stype *Qb = Q + (long)b * qsb + (long)h * qsh;
-  __global const stype *dOb = dO + (long)b * osb + (long)h * osh;
-  __global const stype *Kb = K + (long)b * ksb + (long)hk * ksh;
-  __global const stype *Vb = V + (long)b * vsb + (long)hk * vsh;
+  __global const stype *Qb = Q + (long)b * qsb + (long)h * qsh + ROW_OFF(qstart, qss);
+  __global const stype *dOb = dO + (long)b * osb + (long)h * osh + ROW_OFF(qstart, oss);
+  __global const stype *Kb = K + (long)b * ksb + (long)hk * ksh + ROW_OFF(kstart, kss);
+  __global const stype *Vb = V + (long)b * vsb + (long)hk * vsh + ROW_OFF(kstart, vss);
   vrow qT[D], oT[D], dqT[D];
   for (int x = 0; x < D; x++) {
     float tq[W], to[W];
@@ -446,8 +494,8 @@ flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS SPARSE_MASK_ARG
     float tl[W], td[W];
     for (int r = 0; r < W; r++) {
       const int i = q0 + r;
-      tl[r] = i < Nq ? LSE[(long)bh * Nq + i] * CLATTN_LOG2E : 0.0f;
-      td[r] = i < Nq ? Dd[(long)bh * Nq + i] : 0.0f;
+      tl[r] = i < Nq ? LSE[BWD_LSE(bh, i)] * CLATTN_LOG2E : 0.0f;
+      td[r] = i < Nq ? Dd[BWD_D(bh, i)] : 0.0f;
     }
     li = VLOAD_ROW(0, tl);
     di = VLOAD_ROW(0, td);
@@ -490,7 +538,7 @@ flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS SPARSE_MASK_ARG
     for (int x = 0; x < D; x++)
       dqT[x] = fma(ds, (vrow)(kr[x]), dqT[x]);
   }
-  __global stype *dQb = dQ + (long)b * qsb + (long)h * qsh;
+  __global stype *dQb = dQ + (long)b * qsb + (long)h * qsh + ROW_OFF(qstart, qss);
   for (int x = 0; x < D; x++) {
     float tq[W];
     VSTORE_ROW(dqT[x] * scale, 0, tq);

@@ -11,16 +11,19 @@
  *     8c..8c+7 at chunk c·BN + n; leading byte offset (next 8 dims) BN·16,
  *     stride byte offset (next 8 keys) 128.
  *   V (B of O = P·V, N-major, transposed): the chunk of key k, dims
- *     8c..8c+7 at chunk ((k/8)·DP/8 + c)·8 + k%8; next 8 dims 128 bytes,
- *     next 8 keys DP·16 bytes (VT_SWAP says which descriptor field holds
- *     which).
+ *     8c..8c+7 at chunk ((k/8)·DP/8 + c)·8 + k%8; leading byte offset
+ *     (next 8 keys, the K direction) DP·16, stride byte offset (next 8
+ *     dims) 128. (Measured on an H100: the fields the other way round
+ *     fault.)
  * S = Q·Kᵀ is one wgmma group (m64n32k16 per 32 keys and 16 dims), the
  * online softmax runs on its accumulators (rows g and g+8 of each warp, the
  * row's four lanes exchanging with shuffles), P is converted in registers
  * into the A fragments of O += P·V (m64n32k16 per 32 dims and 16 keys, plus
  * one m64n16k16 when DP % 32 = 16). With VEC_GLOBAL the tiles arrive by
- * cp.async as in flash_tc: K(t+1) during the softmax and P·V of tile t,
- * V(t+1) during S of tile t+1.
+ * cp.async (PIPE below): in ST = 2 stages, or in one stage as flash_tc
+ * does. Registers that ordinary instructions write (P fragments, the
+ * rescaled O) are pinned before each wgmma.fence, so that ptxas need not
+ * inject warpgroup.arrive between the MMAs.
  */
 
 #define DP ((D + 15) / 16 * 16)
@@ -30,9 +33,20 @@
 #ifndef BN
 #define BN 64
 #endif
-#ifndef VT_SWAP
-#define VT_SWAP 0
+#ifndef ST
+#define ST 1 /* K/V stages in local memory (2: double-buffered, needs VEC_GLOBAL) */
 #endif
+/* The load pipeline: 2 (two stages by cp.async), 1 (one stage by cp.async,
+ * K(t+1) during the softmax and P·V of t, V(t+1) during S of t+1), 0
+ * (synchronous loads: strided or unaligned layouts). */
+#if !VEC_GLOBAL
+#define PIPE 0
+#elif ST == 2
+#define PIPE 2
+#else
+#define PIPE 1
+#endif
+#define TILE_BYTES (BN * CH8 * 16)
 
 #define BM (64 * WGS)
 #define NT (128 * WGS)
@@ -43,8 +57,8 @@
 #define CH8 (DP / 8)  /* 16-byte chunks of a row */
 #define NC32 (DP / 32)
 
-#if (BN % 32) || (WGS < 1) || (WGS > 2)
-#error "flash_wgmma: BN must be a multiple of 32 and WGS 1 or 2"
+#if (BN % 32) || (WGS < 1) || (WGS > 2) || (ST < 1) || (ST > 2)
+#error "flash_wgmma: BN must be a multiple of 32, WGS 1 or 2, ST 1 or 2"
 #endif
 #define WG_T MMA_T
 
@@ -86,8 +100,8 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
 
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
 flash_wgmma(FLASH_ARGS(ushort)) {
-  __local uint4 Kt[BN * CH8];
-  __local uint4 Vt[BN * CH8];
+  __local uint4 Kt[ST][BN * CH8];
+  __local uint4 Vt[ST][BN * CH8];
 
   const int lid = get_local_id(0);
   const int wg = lid / 128, warp = (lid / 32) % 4, lane = lid % 32;
@@ -112,52 +126,68 @@ flash_wgmma(FLASH_ARGS(ushort)) {
 
   const int off = CAUSAL_OFFSET(CAUSAL, Nq, Nk);
   const int ntiles = flash_dense_tiles(q0, BM, BN, Nq, Nk, CAUSAL);
-  const ulong kdesc = wg_desc(wg_saddr(Kt), BN * 16, 128);
-#if VT_SWAP
-  const ulong vdesc = wg_desc(wg_saddr(Vt), 128, DP * 16);
-#else
-  const ulong vdesc = wg_desc(wg_saddr(Vt), DP * 16, 128);
-#endif
+  /* Descriptors of stage 0; stage 1 lies TILE_BYTES further. */
+  const ulong kdesc0 = wg_desc(wg_saddr(Kt[0]), BN * 16, 128);
+  const ulong vdesc0 = wg_desc(wg_saddr(Vt[0]), DP * 16, 128);
 
-#if VEC_GLOBAL
-  if (ntiles > 0) load_tile_async(Kt, Kb, kss, 0, Nk, lid, 0);
+#if PIPE == 2
+  /* Two stages: tile t+1 (K and V) streams in while tile t is computed. */
+  if (ntiles > 0) {
+    load_tile_async(Kt[0], Kb, kss, 0, Nk, lid, 0);
+    load_tile_async(Vt[0], Vb, vss, 0, Nk, lid, 1);
+  }
   CP_COMMIT();
-  if (ntiles > 0) load_tile_async(Vt, Vb, vss, 0, Nk, lid, 1);
+#elif PIPE == 1
+  if (ntiles > 0) load_tile_async(Kt[0], Kb, kss, 0, Nk, lid, 0);
+  CP_COMMIT();
+  if (ntiles > 0) load_tile_async(Vt[0], Vb, vss, 0, Nk, lid, 1);
   CP_COMMIT();
 #endif
   for (int tile = 0; tile < ntiles; tile++) {
     const int kv0 = tile * BN;
-#if VEC_GLOBAL
+#if PIPE == 2
+    const int stage = tile & 1;
+    if (tile + 1 < ntiles) {
+      load_tile_async(Kt[stage ^ 1], Kb, kss, kv0 + BN, Nk, lid, 0);
+      load_tile_async(Vt[stage ^ 1], Vb, vss, kv0 + BN, Nk, lid, 1);
+    }
+    CP_COMMIT();
+    CP_WAIT(1); /* tile t has landed for this work-item */
+#elif PIPE == 1
+    const int stage = 0;
     CP_WAIT(1); /* K(tile) has landed for this work-item */
 #else
+    const int stage = 0;
     barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile's MMAs are done */
-    load_tile(Kt, Kb, kss, ksd, kv0, Nk, lid, 0);
-    load_tile(Vt, Vb, vss, vsd, kv0, Nk, lid, 1);
+    load_tile(Kt[0], Kb, kss, ksd, kv0, Nk, lid, 0);
+    load_tile(Vt[0], Vb, vss, vsd, kv0, Nk, lid, 1);
 #endif
     WG_PROXY();
     barrier(CLK_LOCAL_MEM_FENCE);
+    const ulong kdesc = kdesc0 + (ulong)(stage * (TILE_BYTES >> 4));
+    const ulong vdesc = vdesc0 + (ulong)(stage * (TILE_BYTES >> 4));
 
-    /* S = Q·Kᵀ (raw scores; the scale is folded into the exponent). */
+    /* S = Q·Kᵀ (raw scores; the scale is folded into the exponent). The
+     * first k-step writes the accumulators (scale 0): nothing initialises
+     * them, so no ordinary instruction touches them between the fence and
+     * the MMAs (each such write makes ptxas inject a warpgroup.arrive). */
     float s[NTS][4];
-#pragma unroll
-    for (int j = 0; j < NTS; j++)
-      s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
     WG_FENCE();
 #pragma unroll
     for (int kc = 0; kc < KCH; kc++)
 #pragma unroll
       for (int c = 0; c < BN / 32; c++)
         WG_MMA32(WG_T, 0, s, 4 * c, qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3],
-                 kdesc + (ulong)((2 * kc * BN * 16 + c * 512) >> 4), 1);
+                 kdesc + (ulong)((2 * kc * BN * 16 + c * 512) >> 4), kc > 0);
     WG_COMMIT();
     WG_WAIT0();
 #pragma unroll
     for (int c = 0; c < BN / 32; c++)
       WG_KEEP16(s, 4 * c);
 
-#if VEC_GLOBAL
+#if PIPE == 1
     barrier(CLK_LOCAL_MEM_FENCE); /* every warpgroup is done reading K(tile) */
-    if (tile + 1 < ntiles) load_tile_async(Kt, Kb, kss, kv0 + BN, Nk, lid, 0);
+    if (tile + 1 < ntiles) load_tile_async(Kt[0], Kb, kss, kv0 + BN, Nk, lid, 0);
     CP_COMMIT();
 #endif
 #if CAUSAL
@@ -179,9 +209,17 @@ flash_wgmma(FLASH_ARGS(ushort)) {
       pa[kc][1] = pack2(s[2 * kc][2], s[2 * kc][3]);
       pa[kc][2] = pack2(s[2 * kc + 1][0], s[2 * kc + 1][1]);
       pa[kc][3] = pack2(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+      WG_KEEPR4(pa[kc]); /* computed before the fence */
     }
+    /* the rescaled accumulators too */
+#pragma unroll
+    for (int c = 0; c < NC32; c++)
+      WG_KEEP16(o, 4 * c);
+#if DP % 32
+    WG_KEEP8(o, 4 * NC32);
+#endif
 
-#if VEC_GLOBAL
+#if PIPE == 1
     CP_WAIT(1); /* V(tile) has landed */
     WG_PROXY();
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -207,10 +245,12 @@ flash_wgmma(FLASH_ARGS(ushort)) {
 #if DP % 32
     WG_KEEP8(o, 4 * NC32);
 #endif
-#if VEC_GLOBAL
+#if PIPE == 1
     barrier(CLK_LOCAL_MEM_FENCE); /* every warpgroup is done reading V(tile) */
-    if (tile + 1 < ntiles) load_tile_async(Vt, Vb, vss, kv0 + BN, Nk, lid, 1);
+    if (tile + 1 < ntiles) load_tile_async(Vt[0], Vb, vss, kv0 + BN, Nk, lid, 1);
     CP_COMMIT();
+#elif PIPE == 2
+    barrier(CLK_LOCAL_MEM_FENCE); /* every warpgroup is done with this stage */
 #endif
   }
 

@@ -34,6 +34,12 @@
 #define WG_KEEP8(x, j)                                                                          \
   __asm__ volatile("// @@CLATTN keep %0 %1 %2 %3 %4 %5 %6 %7" : WG_ACC8(x, j)::"memory")
 
+/* Pins four 32-bit registers (A fragments) the same way: computed before
+ * the next WG_FENCE. */
+#define WG_KEEPR4(x)                                                                            \
+  __asm__ volatile("// @@CLATTN keep %0 %1 %2 %3"                                               \
+                   : "+r"(x[0]), "+r"(x[1]), "+r"(x[2]), "+r"(x[3])::"memory")
+
 /* D[64 x 32] (+)= A[64 x 16] (registers) · B[16 x 32] (descriptor desc); T
  * "f16" or "bf16", TB 0 (B K-major) or 1 (B N-major), scale 0: D = A·B. */
 #define WG_MMA32(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                      \

@@ -660,6 +660,8 @@ CLATTN_API clattn_status clattn_kv_append(clattn_context ctx, const clattn_atten
  *   over the query heads of each KV head, in a fixed order). dq, dk, dv must
  *   not alias any other argument.
  *   lse: float32 [batch][heads][seq_q], required.
+ * Ragged plans take clattn_plan_execute_backward_ex (the cu_seqlens tables);
+ * paged KV caches have no backward pass (CLATTN_ERROR_UNSUPPORTED).
  * Deterministic: the result is identical bit for bit from run to run on the
  * same device and configuration (every sum has a fixed order; no atomics).
  * Accumulation is float32 for every storage type. Fully masked rows give
@@ -677,6 +679,23 @@ CLATTN_API clattn_status clattn_plan_execute_backward(clattn_plan plan, cl_mem q
                                                       cl_mem dq, cl_mem dk, cl_mem dv,
                                                       cl_uint num_wait, const cl_event *wait_list,
                                                       cl_event *event);
+
+/**
+ * clattn_plan_execute_backward with the forward's buffers in a
+ * clattn_exec_args: what a ragged plan needs (desc.ragged with contiguous
+ * K/V): args->q, k, v, o, lse as the forward's (packed; lse [total_q][heads])
+ * and args->cu_seqlens_q / cu_seqlens_kv, the tables the forward ran with;
+ * dout, dq packed as q / o, dk, dv packed as k / v. A sequence of length 0
+ * gets nothing written. seqlens_kv and block_table must be NULL (paged KV
+ * caches have no backward: CLATTN_ERROR_UNSUPPORTED). Everything else as
+ * clattn_plan_execute_backward (deterministic, never blocks).
+ */
+CLATTN_API clattn_status clattn_plan_execute_backward_ex(clattn_plan plan,
+                                                         const clattn_exec_args *args, cl_mem dout,
+                                                         cl_mem dq, cl_mem dk, cl_mem dv,
+                                                         cl_uint num_wait,
+                                                         const cl_event *wait_list,
+                                                         cl_event *event);
 
 /** Floating-point operations of one backward pass counted as FlashAttention
  *  does: 2.5 × clattn_plan_flops() (so causal masks halve it too). */

@@ -602,6 +602,165 @@ static void test_arguments(void **state) {
   assert_null(plan);
 }
 
+
+/* ---- ragged batches ---------------------------------------------------------- */
+
+/* One ragged batch (packed BSHD Q/O/dO [total_q][H][d], K/V [total_kv][Hk][d],
+ * LSE [total_q][H]): forward and backward through the _ex entry points, each
+ * sequence's gradients against the reference run on that sequence alone.
+ * Sequences of length 0 (queries or keys), 1, and longer than a tile; the
+ * rows past the last sequence of dq/dk/dv stay NaN (nothing is written
+ * outside the sequences). */
+static void ragged_case(clattn_context ctx, clattn_dtype dt, clattn_mask m, int hd,
+                        const int *nq, const int *nk, int B) {
+  const int H = 4, Hk = 2;
+  int cuq[9] = {0}, cuk[9] = {0}, nqmax = 1, nkmax = 1;
+  for (int b = 0; b < B; b++) {
+    cuq[b + 1] = cuq[b] + nq[b];
+    cuk[b + 1] = cuk[b] + nk[b];
+    nqmax = nq[b] > nqmax ? nq[b] : nqmax;
+    nkmax = nk[b] > nkmax ? nk[b] : nkmax;
+  }
+  const int pad = 3; /* rows past the packed sequences: must stay untouched */
+  clattn_attention_desc d = make(B, H, Hk, nqmax, nkmax, hd, m);
+  d.dtype = dt;
+  d.layout = CLATTN_LAYOUT_BSHD;
+  d.ragged = 1;
+  d.total_q = cuq[B] + pad;
+  d.total_kv = cuk[B] + pad;
+  char label[200];
+  snprintf(label, sizeof label, "bwd/ragged/%s-%s-d%d-B%d", clattn_dtype_name(dt),
+           clattn_mask_name(m), hd, B);
+  const size_t es = dt == CLATTN_DTYPE_F32 ? 4 : 2;
+  const size_t nqe = (size_t)d.total_q * H * hd, nke = (size_t)d.total_kv * Hk * hd;
+  tu_rng r;
+  tu_rng_init(&r, tu_case_seed(label));
+  tensor q, k, v, dout;
+  tensor_fill(&q, nqe, dt, &r, -2.0, 2.0);
+  tensor_fill(&k, nke, dt, &r, -1.0, 1.0);
+  tensor_fill(&v, nke, dt, &r, -1.0, 1.0);
+  tensor_fill(&dout, nqe, dt, &r, -1.0, 1.0);
+  clattn_plan plan = NULL;
+  if (clattn_plan_create(ctx, &d, CLATTN_PLAN_BACKWARD, &plan) != CLATTN_SUCCESS)
+    fail_msg("%s: plan: %s", label, clattn_context_last_error(ctx));
+  assert_non_null(strstr(clattn_plan_describe(plan), "backward: "));
+  cl_mem mq = tu_buffer_from_host(ctx, tensor_data(&q), nqe * es);
+  cl_mem mk = tu_buffer_from_host(ctx, tensor_data(&k), nke * es);
+  cl_mem mv = tu_buffer_from_host(ctx, tensor_data(&v), nke * es);
+  cl_mem mdo = tu_buffer_from_host(ctx, tensor_data(&dout), nqe * es);
+  cl_mem mo = tu_buffer_nan(ctx, (nqe * es + 3) / 4);
+  cl_mem ml = tu_buffer_nan(ctx, (size_t)d.total_q * H);
+  cl_mem mcq = tu_buffer_from_host(ctx, cuq, (size_t)(B + 1) * sizeof(int));
+  cl_mem mck = tu_buffer_from_host(ctx, cuk, (size_t)(B + 1) * sizeof(int));
+  cl_mem g[3] = {tu_buffer_nan(ctx, (nqe * es + 3) / 4), tu_buffer_nan(ctx, (nke * es + 3) / 4),
+                 tu_buffer_nan(ctx, (nke * es + 3) / 4)};
+  const clattn_exec_args a = {mq, mk, mv, mo, ml, mcq, mck, NULL, NULL};
+  if (clattn_plan_execute_ex(plan, &a, 0, NULL, NULL) != CLATTN_SUCCESS)
+    fail_msg("%s: forward: %s", label, clattn_context_last_error(ctx));
+  /* the plain entry point refuses a ragged plan, naming the _ex one */
+  assert_int_equal(clattn_plan_execute_backward(plan, mq, mk, mv, mo, ml, mdo, g[0], g[1], g[2], 0,
+                                                NULL, NULL),
+                   CLATTN_ERROR_INVALID_ARGUMENT);
+  assert_non_null(strstr(clattn_context_last_error(ctx), "clattn_plan_execute_backward_ex"));
+  if (clattn_plan_execute_backward_ex(plan, &a, mdo, g[0], g[1], g[2], 0, NULL, NULL) !=
+      CLATTN_SUCCESS)
+    fail_msg("%s: backward: %s", label, clattn_context_last_error(ctx));
+  const size_t ne[3] = {nqe, nke, nke};
+  void *host[3];
+  for (int t = 0; t < 3; t++) {
+    host[t] = malloc(ne[t] * es);
+    assert_non_null(host[t]);
+    assert_int_equal(tu_buffer_read(ctx, g[t], host[t], ne[t] * es), CL_SUCCESS);
+  }
+  const double tol = rel_tol(dt);
+  for (int b = 0; b < B; b++) {
+    /* the sequence alone, BSHD batch 1: a slice of the packed tensors */
+    const int hs[3] = {H, Hk, Hk}, ns[3] = {nq[b], nk[b], nk[b]};
+    const int start[3] = {cuq[b], cuk[b], cuk[b]};
+    double *ref[3] = {NULL, NULL, NULL};
+    if (nq[b] > 0 && nk[b] > 0) {
+      clattn_attention_desc rd = make(1, H, Hk, nq[b], nk[b], hd, m);
+      rd.dtype = dt;
+      rd.layout = CLATTN_LAYOUT_BSHD;
+      for (int t = 0; t < 3; t++)
+        ref[t] = calloc((size_t)hs[t] * ns[t] * hd, sizeof(double));
+      const size_t qo = (size_t)cuq[b] * H * hd * es, ko = (size_t)cuk[b] * Hk * hd * es;
+      assert_int_equal(clattn_reference_attention_backward(
+                           &rd, (const char *)tensor_data(&q) + qo,
+                           (const char *)tensor_data(&k) + ko, (const char *)tensor_data(&v) + ko,
+                           (const char *)tensor_data(&dout) + qo, ref[0], ref[1], ref[2]),
+                       CLATTN_SUCCESS);
+    }
+    for (int t = 0; t < 3; t++) {
+      double num = 0, den = 0;
+      size_t nonfinite = 0;
+      for (int hh = 0; hh < hs[t]; hh++)
+        for (int i = 0; i < ns[t]; i++)
+          for (int x = 0; x < hd; x++) {
+            const size_t di = ((size_t)(start[t] + i) * hs[t] + hh) * hd + x;
+            const double gv = elem_of(host[t], dt, di);
+            /* no key (or no query): the gradient is exactly 0 */
+            const double rv = ref[t] ? ref[t][((size_t)hh * ns[t] + i) * hd + x] : 0.0;
+            if (!isfinite(gv)) nonfinite++;
+            num += (gv - rv) * (gv - rv);
+            den += rv * rv;
+          }
+      const double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+      if (nonfinite || rel > tol)
+        fail_msg("%s (seed 0x%llx): sequence %d (nq %d, nk %d): d%c rel err %.3g (tol %.1g), %zu "
+                 "non-finite; %s",
+                 label, (unsigned long long)tu_case_seed(label), b, nq[b], nk[b], "qkv"[t], rel,
+                 tol, nonfinite, clattn_plan_describe(plan));
+      free(ref[t]);
+    }
+  }
+  /* the padding rows after the last sequence: never written (the poison's
+   * bytes kept; tu_buffer_nan fills float NaNs, so compare bytes) */
+  float *poison = tu_alloc_nan((nqe * es + 3) / 4 + 1);
+  assert_non_null(poison);
+  for (int t = 0; t < 3; t++) {
+    const size_t first = (size_t)(t == 0 ? cuq[B] * H : cuk[B] * Hk) * hd * es;
+    if (memcmp((const char *)host[t] + first, (const char *)poison + first, ne[t] * es - first))
+      fail_msg("%s: d%c past the packed sequences was written", label, "qkv"[t]);
+    free(host[t]);
+  }
+  free(poison);
+  cl_mem all[] = {mq, mk, mv, mdo, mo, ml, mcq, mck, g[0], g[1], g[2]};
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+    clReleaseMemObject(all[i]);
+  clattn_plan_release(plan);
+  tensor_free(&q);
+  tensor_free(&k);
+  tensor_free(&v);
+  tensor_free(&dout);
+}
+
+static void test_ragged(void **state) {
+  clattn_context ctx = *state;
+  /* lengths 0, 1, tile-crossing, nq != nk, a sequence with keys but no
+   * queries and one with queries but no keys */
+  const int nq[6] = {17, 0, 1, 40, 9, 3}, nk[6] = {20, 3, 0, 50, 9, 1};
+  ragged_case(ctx, CLATTN_DTYPE_F32, CLATTN_MASK_NONE, 24, nq, nk, 6);
+  ragged_case(ctx, CLATTN_DTYPE_F32, CLATTN_MASK_CAUSAL, 24, nq, nk, 6);
+  ragged_case(ctx, CLATTN_DTYPE_F32, CLATTN_MASK_CAUSAL_TOP_LEFT, 16, nq, nk, 6);
+  ragged_case(ctx, CLATTN_DTYPE_BF16, CLATTN_MASK_CAUSAL, 64, nq, nk, 6);
+  /* a paged plan has no backward */
+  clattn_attention_desc d = make(1, 2, 2, 1, 64, 16, CLATTN_MASK_NONE);
+  d.kv_layout = CLATTN_KV_PAGED;
+  d.page_size = 16;
+  d.num_pages = 4;
+  d.max_pages_per_seq = 4;
+  clattn_plan plan = NULL;
+  assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_SUCCESS);
+  cl_mem b = tu_buffer_nan(ctx, 4096);
+  const clattn_exec_args a = {b, b, b, b, b, NULL, NULL, NULL, NULL};
+  assert_int_equal(clattn_plan_execute_backward_ex(plan, &a, b, b, b, b, 0, NULL, NULL),
+                   CLATTN_ERROR_UNSUPPORTED);
+  assert_non_null(strstr(clattn_context_last_error(ctx), "paged"));
+  clReleaseMemObject(b);
+  clattn_plan_release(plan);
+}
+
 int main(int argc, char **argv) {
   if (tu_parse_filter_args(argc, argv)) return 2;
   const struct CMUnitTest tests[] = {
@@ -611,6 +770,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_naive),        cmocka_unit_test(test_determinism),
       cmocka_unit_test(test_masked_rows),  cmocka_unit_test(test_large_scores),
       cmocka_unit_test(test_nan),          cmocka_unit_test(test_arguments),
+      cmocka_unit_test(test_ragged),
   };
   return cmocka_run_group_tests_name("clattn backward", tests, tu_group_setup, tu_group_teardown);
 }

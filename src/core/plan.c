@@ -332,32 +332,51 @@ clattn_status clattn__plan_build_backward(clattn_plan p) {
   return CLATTN_SUCCESS;
 }
 
-clattn_status clattn_plan_execute_backward(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
-                                           cl_mem lse, cl_mem dout, cl_mem dq, cl_mem dk, cl_mem dv,
-                                           cl_uint num_wait, const cl_event *wait,
-                                           cl_event *event) {
-  if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;
+/* The checks and the launch of one backward pass (a: the forward's
+ * buffers and, ragged, its cu_seqlens tables). */
+static clattn_status backward_args(clattn_plan p, const clattn_exec_args *a, cl_mem dout, cl_mem dq,
+                                   cl_mem dk, cl_mem dv, cl_uint num_wait, const cl_event *wait,
+                                   cl_event *event) {
   clattn_context ctx = p->ctx;
   ctx->msg[0] = 0;
   ctx->needed_bytes = 0;
   const clattn_attention_desc *d = &p->desc;
+  const cl_mem q = a->q, k = a->k, v = a->v, o = a->o, lse = a->lse;
+  if (d->kv_layout != CLATTN_KV_CONTIGUOUS)
+    return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
+                        "the backward pass takes contiguous K/V: a paged KV cache is for "
+                        "inference");
+  if (a->seqlens_kv || a->block_table)
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                        "seqlens_kv and block_table are not used by the backward pass (NULL)");
+  if (d->ragged && (!a->cu_seqlens_q || !a->cu_seqlens_kv))
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                        "the plan is ragged: the backward pass needs cu_seqlens_q and "
+                        "cu_seqlens_kv (clattn_plan_execute_backward_ex)");
+  if (!d->ragged && (a->cu_seqlens_q || a->cu_seqlens_kv))
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                        "cu_seqlens_q / cu_seqlens_kv are given but the plan is not ragged");
   const size_t es = clattn__dtype_size(d->dtype);
-  size_t bytes[5];
+  size_t bytes[6];
   for (int i = 0; i < 4; i++)
     if (!clattn__mul_size(p->elems[i], es, &bytes[i])) bytes[i] = SIZE_MAX;
-  if (!clattn__mul3_size((size_t)d->batch * (size_t)d->heads, (size_t)d->seq_q, sizeof(float),
-                         &bytes[4]))
-    bytes[4] = SIZE_MAX;
-  /* Arguments, their sizes (q, dq: bytes[0]; k, dk: [1]; v, dv: [2]; o, dout: [3]). */
-  const cl_mem mem[9] = {q, k, v, o, lse, dout, dq, dk, dv};
-  static const char *const names[9] = {"q", "k", "v", "o", "lse", "dout", "dq", "dk", "dv"};
-  static const int size_of[9] = {0, 1, 2, 3, 4, 3, 0, 1, 2};
+  const size_t lse_rows = d->ragged ? (size_t)d->total_q * (size_t)d->heads
+                                    : (size_t)d->batch * (size_t)d->heads * (size_t)d->seq_q;
+  if (!clattn__mul_size(lse_rows, sizeof(float), &bytes[4])) bytes[4] = SIZE_MAX;
+  bytes[5] = ((size_t)d->batch + 1) * sizeof(int);
+  /* Arguments, their sizes (q, dq: bytes[0]; k, dk: [1]; v, dv: [2]; o, dout: [3];
+   * the tables [5]). */
+  const cl_mem mem[11] = {q,  k,  v,  o, lse, dout, dq, dk, dv, a->cu_seqlens_q, a->cu_seqlens_kv};
+  static const char *const names[11] = {"q",  "k",  "v",  "o",           "lse",          "dout",
+                                        "dq", "dk", "dv", "cu_seqlens_q", "cu_seqlens_kv"};
+  static const int size_of[11] = {0, 1, 2, 3, 4, 3, 0, 1, 2, 5, 5};
+  const int nmem = d->ragged ? 11 : 9;
   clattn_status st;
-  for (int i = 0; i < 9; i++)
+  for (int i = 0; i < nmem; i++)
     if ((st = clattn__check_buffer(ctx, mem[i], bytes[size_of[i]], names[i])) != CLATTN_SUCCESS)
       return st;
   for (int i = 6; i < 9; i++) /* the outputs alias nothing */
-    for (int j = 0; j < 9; j++)
+    for (int j = 0; j < nmem; j++)
       if (j != i && mem_overlap(mem[i], mem[j]))
         return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "%s must not alias %s", names[i],
                             names[j]);
@@ -377,9 +396,36 @@ clattn_status clattn_plan_execute_backward(clattn_plan p, cl_mem q, cl_mem k, cl
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
                         "wait_list must be NULL exactly when num_wait is 0");
   if ((st = clattn__plan_build_backward(p)) != CLATTN_SUCCESS) return st;
-  const clattn__buffers b = {
-      .q = q, .k = k, .v = v, .o = o, .lse = lse, .dout = dout, .dq = dq, .dk = dk, .dv = dv};
+  const clattn__buffers b = {.q = q,
+                             .k = k,
+                             .v = v,
+                             .o = o,
+                             .lse = lse,
+                             .cu_seqlens_q = a->cu_seqlens_q,
+                             .cu_seqlens_kv = a->cu_seqlens_kv,
+                             .dout = dout,
+                             .dq = dq,
+                             .dk = dk,
+                             .dv = dv};
   return p->bwd_variant->execute(p, &b, num_wait, wait, event);
+}
+
+clattn_status clattn_plan_execute_backward(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
+                                           cl_mem lse, cl_mem dout, cl_mem dq, cl_mem dk, cl_mem dv,
+                                           cl_uint num_wait, const cl_event *wait,
+                                           cl_event *event) {
+  if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;
+  const clattn_exec_args a = {q, k, v, o, lse, NULL, NULL, NULL, NULL};
+  return backward_args(p, &a, dout, dq, dk, dv, num_wait, wait, event);
+}
+
+clattn_status clattn_plan_execute_backward_ex(clattn_plan p, const clattn_exec_args *args,
+                                              cl_mem dout, cl_mem dq, cl_mem dk, cl_mem dv,
+                                              cl_uint num_wait, const cl_event *wait,
+                                              cl_event *event) {
+  if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;
+  if (!args) return clattn__fail(p->ctx, CLATTN_ERROR_INVALID_ARGUMENT, "args is NULL");
+  return backward_args(p, args, dout, dq, dk, dv, num_wait, wait, event);
 }
 
 double clattn_plan_backward_flops(clattn_plan p) { return p ? 2.5 * clattn_plan_flops(p) : 0.0; }

@@ -84,10 +84,14 @@ static void compiler_note(clattn_context ctx, cl_program prog, char *note, size_
   char *log = calloc(log_len + 1, 1);
   if (!log) return;
   clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, log_len, log, NULL);
+  int arrives = 0; /* ptxas C7519: a warpgroup.arrive injected before a wgmma (one per line) */
   for (char *line = log; *line;) {
     char *end = strchr(line, '\n');
     if (end) *end = 0;
-    if (strstr(line, "registers") || strstr(line, "spill") || strstr(line, "wgmma")) {
+    if (strstr(line, "C7519")) {
+      arrives++;
+    } else if (strstr(line, "registers") || strstr(line, "spill") || strstr(line, "wgmma") ||
+               strstr(line, "GMMA")) {
       const char *t = line;
       while (*t == ' ' || *t == '\t')
         t++;
@@ -97,6 +101,9 @@ static void compiler_note(clattn_context ctx, cl_program prog, char *note, size_
     if (!end) break;
     line = end + 1;
   }
+  if (arrives)
+    clattn__append(note, cap, "%s%d x warpgroup.arrive injected by ptxas (C7519)",
+                   note[0] ? " | " : "", arrives);
   free(log);
 }
 

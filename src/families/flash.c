@@ -38,11 +38,9 @@ const clattn__param clattn__flash_rows_params[2] = {{"bm", 1, 1024, VALS(rows_bm
 const clattn__param clattn__flash_tc_params[3] = {
     {"warps", 1, 32, VALS(tc_warps)}, {"mt", 1, 2, VALS(tc_mt)}, {"bn", 16, 1024, VALS(tc_bn)}};
 
-/* warpgroups per work-group, keys per tile, vt: which descriptor field
- * holds which stride of the transposed V tile (0: leading = next 8 keys,
- * stride = next 8 dims; 1: the other way round; not searched). */
+/* warpgroups per work-group, keys per tile, K/V stages in local memory. */
 const clattn__param clattn__flash_wgmma_params[3] = {
-    {"wgs", 1, 2, VALS(wgmma_wgs)}, {"bn", 32, 128, VALS(wgmma_bn)}, {"vt", 0, 1, NULL, 0}};
+    {"wgs", 1, 2, VALS(wgmma_wgs)}, {"bn", 32, 128, VALS(wgmma_bn)}, {"st", 1, 2, VALS(wgmma_wgs)}};
 const char *const clattn__flash_wgmma_sources[] = {"nv_mma.cl", "wgmma.cl", "flash_wgmma.cl", NULL};
 const char *const clattn__flash_wg_sources[] = {"flash_fwd.cl", NULL};
 const char *const clattn__flash_rows_sources[] = {"flash_rows.cl", NULL};
@@ -263,14 +261,14 @@ int clattn__flash_wgmma_applicable(const clattn__device_info *info, const clattn
 
 size_t clattn__flash_wgmma_local(const int *p, const clattn_attention_desc *d) {
   const size_t dp = ((size_t)d->head_dim + 15) / 16 * 16;
-  return 2 * (size_t)p[1] * dp * 2; /* one K and one V tile of 16-bit elements */
+  return (size_t)p[2] * 2 * (size_t)p[1] * dp * 2; /* st stages of a K and a V tile, 16-bit */
 }
 
 const char *clattn__flash_wgmma_check(const int *p, const clattn_attention_desc *d,
                                       const clattn__device_info *info) {
-  const int wgs = p[0], bn = p[1], vt = p[2];
-  if (wgs < 1 || wgs > 2 || bn < 32 || bn > 128 || bn % 32 || vt < 0 || vt > 1)
-    return "parameters out of range (wgs 1..2, bn 32, 64 or 128, vt 0..1)";
+  const int wgs = p[0], bn = p[1], st = p[2];
+  if (wgs < 1 || wgs > 2 || bn < 32 || bn > 128 || bn % 32 || st < 1 || st > 2)
+    return "parameters out of range (wgs 1..2, bn 32, 64 or 128, st 1..2)";
   if (d->head_dim > 256) return "head_dim above 256";
   if ((size_t)(128 * wgs) > info->max_wg) return "128*wgs exceeds the device's work-group size";
   if (clattn__flash_wgmma_local(p, d) + CLATTN__LOCAL_RESERVE > info->local_mem)
@@ -285,7 +283,7 @@ const char *clattn__flash_wgmma_check(const int *p, const clattn_attention_desc 
 
 bool clattn__flash_wgmma_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
                                   int *out) {
-  static const int prefs[][3] = {{2, 64, 0}, {1, 64, 0}, {2, 32, 0}, {1, 32, 0}};
+  static const int prefs[][3] = {{2, 64, 2}, {2, 32, 2}, {2, 64, 1}, {1, 64, 1}, {1, 32, 1}};
   return first_legal3(prefs, sizeof prefs / sizeof prefs[0], clattn__flash_wgmma_check, d, info,
                       out);
 }
@@ -375,13 +373,13 @@ clattn_status clattn__flash_wgmma_create(clattn_plan p, const int *params, const
   flash_state *s = NULL;
   clattn_status st = new_state(p, &s);
   if (st != CLATTN_SUCCESS || p->estimate) return st; /* no workspace */
-  const int wgs = params[0], bn = params[1], vt = params[2];
+  const int wgs = params[0], bn = params[1], stages = params[2];
   const int vec = strides_aligned(p, 8) ? 1 : 0;
   char opts[512];
   snprintf(opts, sizeof opts,
-           "-cl-std=CL1.2 -DCLATTN_DTYPE=%d -DD=%d -DWGS=%d -DBN=%d -DVT_SWAP=%d -DCAUSAL=%d "
+           "-cl-std=CL1.2 -DCLATTN_DTYPE=%d -DD=%d -DWGS=%d -DBN=%d -DST=%d -DCAUSAL=%d "
            "-DVEC_GLOBAL=%d -DRAGGED=%d",
-           (int)d->dtype, d->head_dim, wgs, bn, vt, clattn__causal_define(d->mask), vec,
+           (int)d->dtype, d->head_dim, wgs, bn, stages, clattn__causal_define(d->mask), vec,
            d->ragged ? 1 : 0);
   if (ctx->settings.nv_verbose) clattn__append(opts, sizeof opts, " -cl-nv-verbose");
   const size_t local = clattn__flash_wgmma_local(params, d);
@@ -395,10 +393,11 @@ clattn_status clattn__flash_wgmma_create(clattn_plan p, const int *params, const
   s->nt = 128 * wgs;
   s->nqb = (int)(((int64_t)d->seq_q + s->bm - 1) / s->bm);
   snprintf(p->describe, sizeof p->describe,
-           "flash_wgmma %s d=%d: wgmma m64nNk16 (sm_90a, patched PTX)%s, wgs=%d bn=%d vt=%d "
+           "flash_wgmma %s d=%d: wgmma m64nNk16 (sm_90a, patched PTX)%s, wgs=%d bn=%d st=%d "
            "(bm=%d, %zu B local) [%s]",
-           clattn_dtype_name(d->dtype), d->head_dim, vec ? " + cp.async" : "", wgs, bn, vt, s->bm,
-           local, origin);
+           clattn_dtype_name(d->dtype), d->head_dim,
+           vec ? (stages == 2 ? " + cp.async, 2 stages" : " + cp.async") : "", wgs, bn, stages,
+           s->bm, local, origin);
   if (d->ragged) clattn__append(p->describe, sizeof p->describe, "; ragged (cu_seqlens)");
   append_compiler_note(p, s->kernel);
   return CLATTN_SUCCESS;

@@ -186,8 +186,10 @@ clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const c
 
   char opts[512];
   snprintf(opts, sizeof opts,
-           "-cl-std=CL1.2 -cl-mad-enable -DCLATTN_DTYPE=%d -DD=%d -DBM=%d -DBN=%d -DCAUSAL=%d",
-           (int)d->dtype, d->head_dim, s->bm, s->bn, clattn__causal_define(d->mask));
+           "-cl-std=CL1.2 -cl-mad-enable -DCLATTN_DTYPE=%d -DD=%d -DBM=%d -DBN=%d -DCAUSAL=%d "
+           "-DRAGGED=%d",
+           (int)d->dtype, d->head_dim, s->bm, s->bn, clattn__causal_define(d->mask),
+           d->ragged ? 1 : 0);
   if (s->rows)
     clattn__append(opts, sizeof opts, " -DROWS=1");
   else
@@ -215,14 +217,16 @@ clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const c
   if (s->rows)
     snprintf(p->bwd_describe, sizeof p->bwd_describe,
              "flash_bwd_rows %s d=%d: deterministic, dK/dV over key blocks + dQ over query blocks, "
-             "w=%d (%zu B workspace) [%s]",
-             clattn_dtype_name(d->dtype), d->head_dim, s->bm, total, origin);
+             "w=%d (%zu B workspace) [%s]%s",
+             clattn_dtype_name(d->dtype), d->head_dim, s->bm, total, origin,
+             d->ragged ? "; ragged (cu_seqlens)" : "");
   else
     snprintf(p->bwd_describe, sizeof p->bwd_describe,
              "flash_bwd %s d=%d: deterministic, dK/dV over key tiles + dQ over query tiles, bm=%d "
-             "bn=%d nt=%d (%zu B local, %zu B workspace) [%s]",
+             "bn=%d nt=%d (%zu B local, %zu B workspace) [%s]%s",
              clattn_dtype_name(d->dtype), d->head_dim, s->bm, s->bn, s->nt,
-             clattn__flash_bwd_local(params, d), total, origin);
+             clattn__flash_bwd_local(params, d), total, origin,
+             d->ragged ? "; ragged (cu_seqlens)" : "");
   return CLATTN_SUCCESS;
 }
 
@@ -246,6 +250,12 @@ static cl_int set_common(clattn_plan p, bwd_state *s, cl_kernel kr, const clattn
   const float qscale = (float)(d->scale * 1.4426950408889634), scale = (float)d->scale;
   err |= clSetKernelArg(kr, (*a)++, sizeof(float), &qscale);
   err |= clSetKernelArg(kr, (*a)++, sizeof(float), &scale);
+  if (d->ragged) { /* BWD_RAGGED_ARGS */
+    err |= clSetKernelArg(kr, (*a)++, sizeof(cl_mem), &b->cu_seqlens_q);
+    err |= clSetKernelArg(kr, (*a)++, sizeof(cl_mem), &b->cu_seqlens_kv);
+    err |= clSetKernelArg(kr, (*a)++, sizeof(int), &d->total_q);
+    err |= clSetKernelArg(kr, (*a)++, sizeof(int), &d->total_kv);
+  }
   return err;
 }
 
@@ -278,6 +288,10 @@ clattn_status clattn__flash_bwd_execute(clattn_plan p, const clattn__buffers *b,
     err |= clSetKernelArg(s->pre, a++, sizeof(cl_long), &os4[i]);
   err |= clSetKernelArg(s->pre, a++, sizeof(int), &d->heads);
   err |= clSetKernelArg(s->pre, a++, sizeof(int), &d->seq_q);
+  if (d->ragged) { /* BWD_PRE_RAGGED_ARGS */
+    err |= clSetKernelArg(s->pre, a++, sizeof(cl_mem), &b->cu_seqlens_q);
+    err |= clSetKernelArg(s->pre, a++, sizeof(int), &d->total_q);
+  }
   /* 2. dK, dV over key tiles; 3. dQ over query tiles. */
   a = 0;
   err |= set_common(p, s, s->dkdv, b, &a);
