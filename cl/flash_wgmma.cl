@@ -34,22 +34,18 @@
 #define BN 64
 #endif
 #ifndef ST
-#define ST 1
+#define ST 1 /* K/V stages in local memory (2: double-buffered, needs VEC_GLOBAL) */
 #endif
-/* The pipeline (ST: 1, 2 or 3; 2 and 3 need VEC_GLOBAL):
- *   PIPE 0: synchronous loads, one stage (strided or unaligned layouts);
- *   PIPE 1 (ST 1): one stage by cp.async, K(t+1) during the softmax and P·V
- *     of t, V(t+1) during S of t+1 (as flash_tc);
- *   PIPE 2 (ST 2): two stages, tile t+1 streams in while t is computed;
- *   PIPE 3 (ST 3): two stages and S one tile ahead (FA3's intra-warpgroup
- *     overlap): S(t+1) runs on the tensor cores while the softmax of t runs,
- *     then P·V(t); K(t+3) and V(t+2) stream in meanwhile. */
+/* The load pipeline: 2 (two stages by cp.async), 1 (one stage by cp.async,
+ * K(t+1) during the softmax and P·V of t, V(t+1) during S of t+1), 0
+ * (synchronous loads: strided or unaligned layouts). */
 #if !VEC_GLOBAL
 #define PIPE 0
+#elif ST == 2
+#define PIPE 2
 #else
-#define PIPE ST
+#define PIPE 1
 #endif
-#define NSTAGE (PIPE >= 2 ? 2 : 1)
 #define TILE_BYTES (BN * CH8 * 16)
 
 #define BM (64 * WGS)
@@ -61,8 +57,8 @@
 #define CH8 (DP / 8)  /* 16-byte chunks of a row */
 #define NC32 (DP / 32)
 
-#if (BN % 32) || (WGS < 1) || (WGS > 2) || (ST < 1) || (ST > 3)
-#error "flash_wgmma: BN must be a multiple of 32, WGS 1 or 2, ST 1..3"
+#if (BN % 32) || (WGS < 1) || (WGS > 2) || (ST < 1) || (ST > 2)
+#error "flash_wgmma: BN must be a multiple of 32, WGS 1 or 2, ST 1 or 2"
 #endif
 #define WG_T MMA_T
 
@@ -102,79 +98,10 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
 }
 #endif
 
-/* The steps of one key tile, shared by the pipelines. */
-/* S (the accumulators x) = Q·K(tile)ᵀ, issued and committed (not waited). */
-#define S_ISSUE(x, kdesc)                                                                         \
-  do {                                                                                           \
-    WG_FENCE();                                                                                  \
-    _Pragma("unroll") for (int kc = 0; kc < KCH; kc++) {                                         \
-      _Pragma("unroll") for (int c = 0; c < BN / 32; c++)                                        \
-          WG_MMA32(WG_T, 0, x, 4 * c, qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3],                \
-                   (kdesc) + (ulong)((2 * kc * BN * 16 + c * 512) >> 4), kc > 0);               \
-    }                                                                                            \
-    WG_COMMIT();                                                                                 \
-  } while (0)
-#define KEEP_S(x)                                                                                \
-  do {                                                                                           \
-    _Pragma("unroll") for (int c = 0; c < BN / 32; c++) WG_KEEP16(x, 4 * c);                     \
-  } while (0)
-#if DP % 32
-#define KEEP_O()                                                                                 \
-  do {                                                                                           \
-    _Pragma("unroll") for (int c = 0; c < NC32; c++) WG_KEEP16(o, 4 * c);                        \
-    WG_KEEP8(o, 4 * NC32);                                                                       \
-  } while (0)
-#else
-#define KEEP_O()                                                                                 \
-  do {                                                                                           \
-    _Pragma("unroll") for (int c = 0; c < NC32; c++) WG_KEEP16(o, 4 * c);                        \
-  } while (0)
-#endif
-/* Masks, softmax (o rescaled) and P fragments pa of the scores x of the
- * tile at key kv0; pa and o pinned before the next fence. */
-#if CAUSAL
-#define TILE_NEEDS_MASK(kv0) (((kv0) + BN > Nk) || ((kv0) + BN - 1 > q0 + 64 * wg + off))
-#else
-#define TILE_NEEDS_MASK(kv0) ((kv0) + BN > Nk)
-#endif
-#define SOFTMAX_TO_P(x, kv0)                                                                     \
-  do {                                                                                           \
-    if (TILE_NEEDS_MASK(kv0)) MASK_FRAGMENT(x, NTS, kv0, t, row0, off, Nk);                      \
-    _Pragma("unroll") for (int rr = 0; rr < 2; rr++)                                             \
-        SOFTMAX_STEP(x, NTS, o, NTO, rr, m[rr], l[rr], qscale);                                  \
-    _Pragma("unroll") for (int kc = 0; kc < KCP; kc++) {                                         \
-      pa[kc][0] = pack2(x[2 * kc][0], x[2 * kc][1]);                                             \
-      pa[kc][1] = pack2(x[2 * kc][2], x[2 * kc][3]);                                             \
-      pa[kc][2] = pack2(x[2 * kc + 1][0], x[2 * kc + 1][1]);                                     \
-      pa[kc][3] = pack2(x[2 * kc + 1][2], x[2 * kc + 1][3]);                                     \
-      WG_KEEPR4(pa[kc]);                                                                         \
-    }                                                                                            \
-    KEEP_O();                                                                                    \
-  } while (0)
-/* O += P·V(tile), issued and committed. */
-#if DP % 32
-#define PV_TAIL(vdesc, kc)                                                                       \
-  WG_MMA16(WG_T, 1, o, 4 * NC32, pa[kc][0], pa[kc][1], pa[kc][2], pa[kc][3],                     \
-           (vdesc) + (ulong)((2 * (kc) * DP * 16 + NC32 * 512) >> 4), 1)
-#else
-#define PV_TAIL(vdesc, kc) (void)0
-#endif
-#define PV_ISSUE(vdesc)                                                                          \
-  do {                                                                                           \
-    WG_FENCE();                                                                                  \
-    _Pragma("unroll") for (int kc = 0; kc < KCP; kc++) {                                         \
-      _Pragma("unroll") for (int c = 0; c < NC32; c++)                                           \
-          WG_MMA32(WG_T, 1, o, 4 * c, pa[kc][0], pa[kc][1], pa[kc][2], pa[kc][3],                \
-                   (vdesc) + (ulong)((2 * kc * DP * 16 + c * 512) >> 4), 1);                     \
-      PV_TAIL(vdesc, kc);                                                                        \
-    }                                                                                            \
-    WG_COMMIT();                                                                                 \
-  } while (0)
-
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
 flash_wgmma(FLASH_ARGS(ushort)) {
-  __local uint4 Kt[NSTAGE][BN * CH8];
-  __local uint4 Vt[NSTAGE][BN * CH8];
+  __local uint4 Kt[ST][BN * CH8];
+  __local uint4 Vt[ST][BN * CH8];
 
   const int lid = get_local_id(0);
   const int wg = lid / 128, warp = (lid / 32) % 4, lane = lid % 32;
@@ -203,54 +130,6 @@ flash_wgmma(FLASH_ARGS(ushort)) {
   const ulong kdesc0 = wg_desc(wg_saddr(Kt[0]), BN * 16, 128);
   const ulong vdesc0 = wg_desc(wg_saddr(Vt[0]), DP * 16, 128);
 
-  uint pa[KCP][4];
-#if PIPE == 3
-  /* K(j), V(j) in stage j % 2. Before the loop: K0, V0, K1 land, S(0) is
-   * computed; then K2 and V1 stream in. Iteration t: S(t+1) is issued, the
-   * softmax of t runs while it computes, P·V(t) is issued, both are waited
-   * for; after a barrier K(t+3) and V(t+2) start into the freed stages. */
-  float sa[NTS][4], sb[NTS][4];
-  if (ntiles > 0) {
-    load_tile_async(Kt[0], Kb, kss, 0, Nk, lid, 0);
-    load_tile_async(Vt[0], Vb, vss, 0, Nk, lid, 1);
-    if (ntiles > 1) load_tile_async(Kt[1], Kb, kss, BN, Nk, lid, 0);
-  }
-  CP_COMMIT();
-  CP_WAIT(0);
-  WG_PROXY();
-  barrier(CLK_LOCAL_MEM_FENCE);
-  if (ntiles > 0) {
-    S_ISSUE(sa, kdesc0);
-    WG_WAIT0();
-    KEEP_S(sa);
-  }
-  barrier(CLK_LOCAL_MEM_FENCE); /* every warpgroup is done with K0 */
-  if (ntiles > 2) load_tile_async(Kt[0], Kb, kss, 2 * BN, Nk, lid, 0);
-  if (ntiles > 1) load_tile_async(Vt[1], Vb, vss, BN, Nk, lid, 1);
-  CP_COMMIT();
-  for (int tile = 0; tile < ntiles; tile++) {
-    const int kv0 = tile * BN, stage = tile & 1;
-    CP_WAIT(1); /* K(t+1) and V(t) have landed for this work-item */
-    WG_PROXY();
-    barrier(CLK_LOCAL_MEM_FENCE);
-    const bool ahead = tile + 1 < ntiles;
-    if (ahead) S_ISSUE(sb, kdesc0 + (ulong)((stage ^ 1) * (TILE_BYTES >> 4)));
-    SOFTMAX_TO_P(sa, kv0);
-    PV_ISSUE(vdesc0 + (ulong)(stage * (TILE_BYTES >> 4)));
-    WG_WAIT0();
-    KEEP_O();
-    if (ahead) KEEP_S(sb);
-    barrier(CLK_LOCAL_MEM_FENCE); /* every warpgroup is done with K(t+1) and V(t) */
-    if (tile + 3 < ntiles) load_tile_async(Kt[stage ^ 1], Kb, kss, kv0 + 3 * BN, Nk, lid, 0);
-    if (tile + 2 < ntiles) load_tile_async(Vt[stage], Vb, vss, kv0 + 2 * BN, Nk, lid, 1);
-    CP_COMMIT();
-#pragma unroll
-    for (int j = 0; j < NTS; j++)
-#pragma unroll
-      for (int e = 0; e < 4; e++)
-        sa[j][e] = sb[j][e];
-  }
-#else
 #if PIPE == 2
   /* Two stages: tile t+1 (K and V) streams in while tile t is computed. */
   if (ntiles > 0) {
@@ -285,32 +164,87 @@ flash_wgmma(FLASH_ARGS(ushort)) {
 #endif
     WG_PROXY();
     barrier(CLK_LOCAL_MEM_FENCE);
+    const ulong kdesc = kdesc0 + (ulong)(stage * (TILE_BYTES >> 4));
+    const ulong vdesc = vdesc0 + (ulong)(stage * (TILE_BYTES >> 4));
 
     /* S = Q·Kᵀ (raw scores; the scale is folded into the exponent). The
      * first k-step writes the accumulators (scale 0): nothing initialises
      * them, so no ordinary instruction touches them between the fence and
      * the MMAs (each such write makes ptxas inject a warpgroup.arrive). */
     float s[NTS][4];
-    S_ISSUE(s, kdesc0 + (ulong)(stage * (TILE_BYTES >> 4)));
+    WG_FENCE();
+#pragma unroll
+    for (int kc = 0; kc < KCH; kc++)
+#pragma unroll
+      for (int c = 0; c < BN / 32; c++)
+        WG_MMA32(WG_T, 0, s, 4 * c, qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3],
+                 kdesc + (ulong)((2 * kc * BN * 16 + c * 512) >> 4), kc > 0);
+    WG_COMMIT();
     WG_WAIT0();
-    KEEP_S(s);
+#pragma unroll
+    for (int c = 0; c < BN / 32; c++)
+      WG_KEEP16(s, 4 * c);
+
 #if PIPE == 1
     barrier(CLK_LOCAL_MEM_FENCE); /* every warpgroup is done reading K(tile) */
     if (tile + 1 < ntiles) load_tile_async(Kt[0], Kb, kss, kv0 + BN, Nk, lid, 0);
     CP_COMMIT();
 #endif
-    /* Online softmax on the accumulators (rows g and g+8 of the warp); P
-     * to A fragments (the S accumulator layout is the A layout). */
-    SOFTMAX_TO_P(s, kv0);
+#if CAUSAL
+    const bool need_mask = (kv0 + BN > Nk) || (kv0 + BN - 1 > q0 + 64 * wg + off);
+#else
+    const bool need_mask = kv0 + BN > Nk;
+#endif
+    if (need_mask) MASK_FRAGMENT(s, NTS, kv0, t, row0, off, Nk);
+
+    /* Online softmax on the accumulators: rows g and g+8 of the warp. */
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++)
+      SOFTMAX_STEP(s, NTS, o, NTO, rr, m[rr], l[rr], qscale);
+    /* P → A fragments (the S accumulator layout is the A layout) */
+    uint pa[KCP][4];
+#pragma unroll
+    for (int kc = 0; kc < KCP; kc++) {
+      pa[kc][0] = pack2(s[2 * kc][0], s[2 * kc][1]);
+      pa[kc][1] = pack2(s[2 * kc][2], s[2 * kc][3]);
+      pa[kc][2] = pack2(s[2 * kc + 1][0], s[2 * kc + 1][1]);
+      pa[kc][3] = pack2(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+      WG_KEEPR4(pa[kc]); /* computed before the fence */
+    }
+    /* the rescaled accumulators too */
+#pragma unroll
+    for (int c = 0; c < NC32; c++)
+      WG_KEEP16(o, 4 * c);
+#if DP % 32
+    WG_KEEP8(o, 4 * NC32);
+#endif
+
 #if PIPE == 1
     CP_WAIT(1); /* V(tile) has landed */
     WG_PROXY();
     barrier(CLK_LOCAL_MEM_FENCE);
 #endif
     /* O += P·V */
-    PV_ISSUE(vdesc0 + (ulong)(stage * (TILE_BYTES >> 4)));
+    WG_FENCE();
+#pragma unroll
+    for (int kc = 0; kc < KCP; kc++) {
+#pragma unroll
+      for (int c = 0; c < NC32; c++)
+        WG_MMA32(WG_T, 1, o, 4 * c, pa[kc][0], pa[kc][1], pa[kc][2], pa[kc][3],
+                 vdesc + (ulong)((2 * kc * DP * 16 + c * 512) >> 4), 1);
+#if DP % 32
+      WG_MMA16(WG_T, 1, o, 4 * NC32, pa[kc][0], pa[kc][1], pa[kc][2], pa[kc][3],
+               vdesc + (ulong)((2 * kc * DP * 16 + NC32 * 512) >> 4), 1);
+#endif
+    }
+    WG_COMMIT();
     WG_WAIT0();
-    KEEP_O();
+#pragma unroll
+    for (int c = 0; c < NC32; c++)
+      WG_KEEP16(o, 4 * c);
+#if DP % 32
+    WG_KEEP8(o, 4 * NC32);
+#endif
 #if PIPE == 1
     barrier(CLK_LOCAL_MEM_FENCE); /* every warpgroup is done reading V(tile) */
     if (tile + 1 < ntiles) load_tile_async(Vt[0], Vb, vss, kv0 + BN, Nk, lid, 1);
@@ -319,7 +253,6 @@ flash_wgmma(FLASH_ARGS(ushort)) {
     barrier(CLK_LOCAL_MEM_FENCE); /* every warpgroup is done with this stage */
 #endif
   }
-#endif
 
   __global ushort *Ob = O + (long)b * osb + (long)qstart * oss + (long)h * osh;
 #pragma unroll

@@ -24,7 +24,6 @@ static const int tc_mt[] = {1, 2};
 static const int tc_bn[] = {16, 32, 64, 128};
 static const int wgmma_wgs[] = {1, 2};
 static const int wgmma_bn[] = {32, 64, 128};
-static const int wgmma_st[] = {1, 2, 3};
 #define VALS(a) a, (int)(sizeof(a) / sizeof(a)[0])
 
 /* bm query rows per work-group, bn keys per tile, tm × tn work-items. */
@@ -39,10 +38,9 @@ const clattn__param clattn__flash_rows_params[2] = {{"bm", 1, 1024, VALS(rows_bm
 const clattn__param clattn__flash_tc_params[3] = {
     {"warps", 1, 32, VALS(tc_warps)}, {"mt", 1, 2, VALS(tc_mt)}, {"bn", 16, 1024, VALS(tc_bn)}};
 
-/* warpgroups per work-group, keys per tile, the pipeline: st 1 (one K/V
- * stage), 2 (two stages), 3 (two stages, S one tile ahead of the softmax). */
+/* warpgroups per work-group, keys per tile, K/V stages in local memory. */
 const clattn__param clattn__flash_wgmma_params[3] = {
-    {"wgs", 1, 2, VALS(wgmma_wgs)}, {"bn", 32, 128, VALS(wgmma_bn)}, {"st", 1, 3, VALS(wgmma_st)}};
+    {"wgs", 1, 2, VALS(wgmma_wgs)}, {"bn", 32, 128, VALS(wgmma_bn)}, {"st", 1, 2, VALS(wgmma_wgs)}};
 const char *const clattn__flash_wgmma_sources[] = {"nv_mma.cl", "wgmma.cl", "flash_wgmma.cl", NULL};
 const char *const clattn__flash_wg_sources[] = {"flash_fwd.cl", NULL};
 const char *const clattn__flash_rows_sources[] = {"flash_rows.cl", NULL};
@@ -263,15 +261,14 @@ int clattn__flash_wgmma_applicable(const clattn__device_info *info, const clattn
 
 size_t clattn__flash_wgmma_local(const int *p, const clattn_attention_desc *d) {
   const size_t dp = ((size_t)d->head_dim + 15) / 16 * 16;
-  const size_t stages = p[2] >= 2 ? 2 : 1; /* of a K and a V tile, 16-bit */
-  return stages * 2 * (size_t)p[1] * dp * 2;
+  return (size_t)p[2] * 2 * (size_t)p[1] * dp * 2; /* st stages of a K and a V tile, 16-bit */
 }
 
 const char *clattn__flash_wgmma_check(const int *p, const clattn_attention_desc *d,
                                       const clattn__device_info *info) {
   const int wgs = p[0], bn = p[1], st = p[2];
-  if (wgs < 1 || wgs > 2 || bn < 32 || bn > 128 || bn % 32 || st < 1 || st > 3)
-    return "parameters out of range (wgs 1..2, bn 32, 64 or 128, st 1..3)";
+  if (wgs < 1 || wgs > 2 || bn < 32 || bn > 128 || bn % 32 || st < 1 || st > 2)
+    return "parameters out of range (wgs 1..2, bn 32, 64 or 128, st 1..2)";
   if (d->head_dim > 256) return "head_dim above 256";
   if ((size_t)(128 * wgs) > info->max_wg) return "128*wgs exceeds the device's work-group size";
   if (clattn__flash_wgmma_local(p, d) + CLATTN__LOCAL_RESERVE > info->local_mem)
@@ -279,7 +276,7 @@ const char *clattn__flash_wgmma_check(const int *p, const clattn_attention_desc 
   /* Q fragments, S and O accumulators, P fragments (32-bit registers per
    * work-item); beyond ~200 the kernel spills. */
   const int dp = (d->head_dim + 15) / 16 * 16;
-  if (dp / 4 + (st == 3 ? bn : bn / 2) + dp / 2 + bn / 4 > 200)
+  if (dp / 4 + bn / 2 + dp / 2 + bn / 4 > 200)
     return "fragments and accumulators exceed the register budget";
   return NULL;
 }
@@ -399,11 +396,8 @@ clattn_status clattn__flash_wgmma_create(clattn_plan p, const int *params, const
            "flash_wgmma %s d=%d: wgmma m64nNk16 (sm_90a, patched PTX)%s, wgs=%d bn=%d st=%d "
            "(bm=%d, %zu B local) [%s]",
            clattn_dtype_name(d->dtype), d->head_dim,
-           vec ? (stages == 3   ? " + cp.async, 2 stages, S one tile ahead"
-                  : stages == 2 ? " + cp.async, 2 stages"
-                                : " + cp.async")
-               : "",
-           wgs, bn, stages, s->bm, local, origin);
+           vec ? (stages == 2 ? " + cp.async, 2 stages" : " + cp.async") : "", wgs, bn, stages,
+           s->bm, local, origin);
   if (d->ragged) clattn__append(p->describe, sizeof p->describe, "; ragged (cu_seqlens)");
   append_compiler_note(p, s->kernel);
   return CLATTN_SUCCESS;
