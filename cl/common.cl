@@ -279,6 +279,32 @@ inline bool sp_visible(const int p, const int j, const int nk, __global const ui
 #define FLASH_SPARSE_ARGS
 #define FLASH_QUERY_BLOCK() (CAUSAL ? nqb - 1 - (int)get_group_id(0) : (int)get_group_id(0))
 #endif
+/* ---- user functions (-DUSER_SCORE=1, -DUSER_MASK=1) ----
+ * clattn_score_mod / clattn_mask_mod come from the descriptor's source,
+ * compiled between this file and the kernel file (clattn.h states their
+ * signatures); `user` is the caller's buffer (clattn_exec_args.user, may
+ * be NULL). The kernels call them only for rows and keys that exist. */
+#ifndef USER_SCORE
+#define USER_SCORE 0
+#endif
+#ifndef USER_MASK
+#define USER_MASK 0
+#endif
+#if USER_MASK
+/* mask_cls: the block classes of clattn_plan_update_mask_blocks (0 hidden,
+ * 1 partial, 2 shown per (batch·head, query tile, key tile)) when
+ * use_blocks, else the kernel evaluates the mask on every tile */
+#define FLASH_USER_ARGS                                                                        \
+  , __global const uchar *restrict user, __global const uchar *restrict mask_cls,              \
+      const int use_blocks
+#define USER_TILE_CLASS(bh, qb, kt, nkt)                                                       \
+  (use_blocks ? (int)mask_cls[((long)(bh) * nqb + (qb)) * (nkt) + (kt)] : 1)
+#elif USER_SCORE
+#define FLASH_USER_ARGS , __global const uchar *restrict user
+#else
+#define FLASH_USER_ARGS
+#endif
+
 #define FLASH_ARGS(ET)                                                                         \
   __global const ET *restrict Q, __global const ET *restrict K, __global const ET *restrict V, \
       __global ET *restrict O, __global float *restrict LSE, const int write_lse,               \
@@ -286,7 +312,7 @@ inline bool sp_visible(const int p, const int j, const int nk, __global const ui
       const long ksh, const long kss, const long ksd, const long vsb, const long vsh,          \
       const long vss, const long vsd, const long osb, const long osh, const long oss,          \
       const long osd, const int H, const int G, const int FLASH_NQ, const int FLASH_NK,        \
-      const int nqb, const float qscale FLASH_RAGGED_ARGS FLASH_SPARSE_ARGS
+      const int nqb, const float qscale FLASH_USER_ARGS FLASH_RAGGED_ARGS FLASH_SPARSE_ARGS
 #define FLASH_PROLOGUE(ET, rows)                                                               \
   const int qb = FLASH_QUERY_BLOCK();                                                          \
   const int bh = get_group_id(1);                                                              \

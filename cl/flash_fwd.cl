@@ -138,6 +138,11 @@ flash_fwd(FLASH_ARGS(stype)) {
 #else
     const int kv0 = t * BN;
 #endif
+#if USER_MASK
+    /* the user mask's block class (uniform across the work-group) */
+    const int ucls = USER_TILE_CLASS(bh, qb, kv0 / BN, (Nk + BN - 1) / BN);
+    if (ucls == 0) continue;
+#endif
     barrier(CLK_LOCAL_MEM_FENCE); /* previous tile's Ps / V reads are done */
     load_tile(KV, Kb, kss, ksd, kv0, BN, Nk, 1.0f, lid);
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -173,8 +178,29 @@ flash_fwd(FLASH_ARGS(stype)) {
         s[i][j] = score_mods(s[i][j], mod_slope2, q0 + tm + i * TM + off, kv0 + tn + j * TN);
 #endif
 
+#if USER_SCORE
+    /* the user's score function, on natural-unit scores (rows and keys that exist) */
+#pragma unroll
+    for (int i = 0; i < RM; i++)
+#pragma unroll
+      for (int j = 0; j < RN; j++) {
+        const int qrow = q0 + tm + i * TM, key = kv0 + tn + j * TN;
+        if (qrow < Nq && key < Nk)
+          s[i][j] = clattn_score_mod(s[i][j] * CLATTN_LN2, b, h, qrow, key, user) * CLATTN_LOG2E;
+      }
+#endif
+
     /* Mask the tail tile and the causal diagonal (uniform branch). */
+#if USER_MASK
+    const bool need_mask = ucls == 1 || kv0 + BN > Nk
+#if CAUSAL
+                           || kv0 + BN - 1 > q0 + off
+#endif
 #if SPARSE
+                           || (ent & 1)
+#endif
+        ;
+#elif SPARSE
     const bool need_mask = (ent & 1) || kv0 + BN > Nk; /* partial tile (host flag) or tail */
 #elif CAUSAL
     const bool need_mask = (kv0 + BN > Nk) || (kv0 + BN - 1 > q0 + off);
@@ -197,6 +223,9 @@ flash_fwd(FLASH_ARGS(stype)) {
 #endif
 #if SPARSE
           dead = dead || !sp_visible(qrow + off, key, Nk, SPARSE_MASK_PASS);
+#endif
+#if USER_MASK
+          if (!dead && ucls == 1) dead = qrow >= Nq || !clattn_mask_mod(b, h, qrow, key, user);
 #endif
           if (dead) {
             s[i][j] = CLATTN_MASKED;

@@ -108,6 +108,27 @@ flash_rows(FLASH_ARGS(stype)) {
     const int nk = min(BN, Nk - kv0);
     __global const stype *Kt = Kb + (long)kv0 * kss;
     __global const stype *Vt = Vb + (long)kv0 * vss;
+#if USER_MASK
+    /* The user's mask first. With block classes (clattn_plan_update_mask_
+     * blocks) a hidden tile is skipped at once and a shown one needs no
+     * evaluation; else the mask is evaluated here, and a tile it hides
+     * entirely costs its evaluations only. */
+    const int ucls = USER_TILE_CLASS(bh, qb, kv0 / BN, (Nk + BN - 1) / BN);
+    if (ucls == 0) continue;
+    vrowi udead[BN];
+    int ushown = ucls == 2, uhidden = 0;
+    if (ucls == 1) {
+      for (int j = 0; j < nk; j++) {
+        int d[BM];
+        for (int r = 0; r < BM; r++)
+          d[r] = q0 + r < Nq && clattn_mask_mod(b, h, q0 + r, kv0 + j, user) ? 0 : -1;
+        udead[j] = VLOAD_ROW(0, d);
+        ushown |= any(udead[j] == (vrowi)(0));
+        uhidden |= any(udead[j] != (vrowi)(0));
+      }
+      if (!ushown) continue;
+    }
+#endif
 
 #if ROWS_VEC16
     /* 16-bit storage: the tiles of K and V are converted to float once, 16
@@ -172,12 +193,25 @@ flash_rows(FLASH_ARGS(stype)) {
     }
 #endif
 
-    /* Causal diagonal / sparse partial tiles (keys past Nk are never scored):
-     * dead[j] flags the masked keys, whose p is set to 0 below. */
-#if SPARSE || CAUSAL
+#if USER_SCORE
+    /* the user's score function, on natural-unit scores, per (row, key) */
+    for (j = 0; j < nk; j++) {
+      float u[BM];
+      VSTORE_ROW(s[j], 0, u);
+      for (int r = 0; r < BM; r++)
+        if (q0 + r < Nq)
+          u[r] = clattn_score_mod(u[r] * CLATTN_LN2, b, h, q0 + r, kv0 + j, user) * CLATTN_LOG2E;
+      s[j] = VLOAD_ROW(0, u);
+    }
+#endif
+
+    /* Causal diagonal / sparse partial tiles / the user's mask (keys past Nk
+     * are never scored): dead[j] flags the masked keys, whose p is set to 0
+     * below. */
+#if SPARSE || CAUSAL || USER_MASK
     vrowi dead[BN];
 #if SPARSE
-    const bool partial = ent & 1;
+    bool partial = ent & 1;
     if (partial) {
       for (j = 0; j < nk; j++) {
         int d[BM];
@@ -187,13 +221,24 @@ flash_rows(FLASH_ARGS(stype)) {
         s[j] = select(s[j], (vrow)(CLATTN_MASKED), dead[j]);
       }
     }
-#else
-    const bool partial = kv0 + nk - 1 > q0 + off;
+#elif CAUSAL
+    bool partial = kv0 + nk - 1 > q0 + off;
     if (partial) {
       for (j = 0; j < nk; j++) {
         dead[j] = (vrowi)(kv0 + j) > qpos;
         s[j] = select(s[j], (vrow)(CLATTN_MASKED), dead[j]);
       }
+    }
+#else
+    bool partial = false;
+#endif
+#if USER_MASK
+    if (uhidden) {
+      for (j = 0; j < nk; j++) {
+        dead[j] = partial ? (dead[j] | udead[j]) : udead[j];
+        s[j] = select(s[j], (vrow)(CLATTN_MASKED), dead[j]);
+      }
+      partial = true;
     }
 #endif
 #endif
@@ -210,7 +255,7 @@ flash_rows(FLASH_ARGS(stype)) {
       s[j] = exp2(s[j] - mx);
       rs += s[j];
     }
-#if SPARSE || CAUSAL
+#if SPARSE || CAUSAL || USER_MASK
     if (partial) {
       rs = (vrow)(0.0f);
       for (j = 0; j < nk; j++) {

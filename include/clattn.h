@@ -469,6 +469,33 @@ typedef struct clattn_attention_desc {
    *  (top-left for CAUSAL_TOP_LEFT: p = i; bottom-right otherwise, as in
    *  FlashAttention: p = i + seq_kv − seq_q). 0: off. Finite, at most 1e6. */
   double alibi_max_bias;
+
+  /* User functions: OpenCL C source compiled into the kernels (the flash
+   * family's prefill kernels flash and flash_rows, every mask, forward
+   * only; the other kernels and the backward decline a descriptor that sets
+   * one). The plan copies the text; a compile error makes plan creation
+   * return CLATTN_ERROR_INVALID_ARGUMENT with the compiler's log in
+   * clattn_context_last_error(). `user` is the buffer of clattn_exec_args
+   * (NULL when none is given): the functions may read it, within its size
+   * (the library cannot check what user code reads). Indices: b the batch
+   * entry (ragged: the sequence), h the query head, q_idx the query row
+   * (0 .. seq_q - 1 of the sequence), kv_idx the key (0 .. seq_kv - 1). The
+   * float64 reference evaluates C twins of these functions
+   * (clattn_reference_attention_ex in clattn_tools.h). */
+  /** NULL, or source defining
+   *    float clattn_score_mod(float score, int b, int h, int q_idx, int kv_idx,
+   *                           __global const uchar *user)
+   *  returning the new score from the scaled score (scale·qᵀk, after softcap
+   *  and ALiBi, before the masks). At most 65536 bytes. */
+  const char *score_mod;
+  /** NULL, or source defining
+   *    int clattn_mask_mod(int b, int h, int q_idx, int kv_idx,
+   *                        __global const uchar *user)
+   *  returning non-zero where query q_idx sees key kv_idx; applied together
+   *  with desc.mask (a key must pass both). Rows without a visible key give
+   *  zeros and LSE -inf. May be the same text as score_mod (defining both
+   *  functions). At most 65536 bytes. */
+  const char *mask_mod;
 } clattn_attention_desc;
 
 /** Sets every field to its default (sizes 1, seq 1, head_dim 64, f32, BHSD,
@@ -598,6 +625,9 @@ typedef struct clattn_exec_args {
    *  KV lengths, each <= seq_kv (keys past it are not attended). */
   cl_mem seqlens_kv;
   cl_mem block_table; /**< Paged: [batch][max_pages_per_seq] page indices. */
+  /** NULL, or the buffer the user functions (desc.score_mod / mask_mod)
+   *  read as `user`; must be NULL without them. */
+  cl_mem user;
 } clattn_exec_args;
 
 /**
@@ -609,6 +639,28 @@ typedef struct clattn_exec_args {
 CLATTN_API clattn_status clattn_plan_execute_ex(clattn_plan plan, const clattn_exec_args *args,
                                                 cl_uint num_wait, const cl_event *wait_list,
                                                 cl_event *event);
+
+/**
+ * Block sparsity of a user mask (desc.mask_mod), FlexAttention's block mask:
+ * evaluates the mask over the plan's tiles (query rows × keys of its flash
+ * kernel, every batch entry and head) for the given user buffer (NULL when
+ * the mask reads none) and keeps a class per tile: hidden (the kernel
+ * skips it at no cost), shown (no per-element mask), partial (the mask is
+ * evaluated per element). From then on executions use the classes: call it
+ * again whenever the buffer's content changes (e.g. per batch of
+ * documents), and pass the same buffer to the executions. Without it the
+ * kernels evaluate the mask on every tile (correct; slower: a causal mask
+ * written as mask_mod costs 1.3x the native one on PoCL). The classes are
+ * plan workspace (B·H·tiles_q·tiles_kv bytes, in
+ * clattn_plan_workspace_size). Enqueued on the context's queue, never
+ * blocks. CLATTN_ERROR_INVALID_ARGUMENT without a mask_mod,
+ * CLATTN_ERROR_UNSUPPORTED for ragged plans, CLATTN_ERROR_OUT_OF_MEMORY when
+ * the classes do not fit one allocation.
+ */
+CLATTN_API clattn_status clattn_plan_update_mask_blocks(clattn_plan plan, cl_mem user,
+                                                        cl_uint num_wait,
+                                                        const cl_event *wait_list,
+                                                        cl_event *event);
 
 /**
  * Merges partial attention results computed over disjoint key sets (split

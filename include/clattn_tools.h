@@ -85,6 +85,30 @@ CLATTN_API clattn_status clattn_reference_attention(const clattn_attention_desc 
                                                     double *o, double *lse, const int *rows,
                                                     int num_rows);
 
+/** C twins of the descriptor's user functions (desc.score_mod / mask_mod)
+ *  for clattn_reference_attention_ex: the same semantics in double
+ *  precision, on the host. */
+typedef struct clattn_reference_fns {
+  /** Twin of clattn_score_mod (NULL: the descriptor has none). */
+  double (*score_mod)(double score, int b, int h, int q_idx, int kv_idx, const void *user);
+  /** Twin of clattn_mask_mod: non-zero where q_idx sees kv_idx. */
+  int (*mask_mod)(int b, int h, int q_idx, int kv_idx, const void *user);
+  const void *user; /**< host copy of the user buffer (may be NULL) */
+} clattn_reference_fns;
+
+/**
+ * clattn_reference_attention for a descriptor with user functions: fns
+ * gives their C twins (required for each function the descriptor sets,
+ * else CLATTN_ERROR_INVALID_ARGUMENT; fns may be NULL without them). The
+ * reference cannot run OpenCL C: the twins are the user's statement of
+ * what the kernels' functions compute.
+ */
+CLATTN_API clattn_status clattn_reference_attention_ex(const clattn_attention_desc *desc,
+                                                       const void *q, const void *k,
+                                                       const void *v, double *o, double *lse,
+                                                       const int *rows, int num_rows,
+                                                       const clattn_reference_fns *fns);
+
 /**
  * Float64 host reference of the attention backward pass: the exact
  * gradients dQ, dK, dV of a loss L given dO = ∂L/∂O, for the function
@@ -100,7 +124,7 @@ CLATTN_API clattn_status clattn_reference_attention(const clattn_attention_desc 
  * Cost O(B·H·Nq·Nk·d). Returns CLATTN_ERROR_INVALID_ARGUMENT for a bad
  * descriptor or a NULL array, CLATTN_ERROR_OUT_OF_MEMORY, and
  * CLATTN_ERROR_UNSUPPORTED for a descriptor with a score modifier (softcap,
- * ALiBi: no backward kernel takes them yet).
+ * ALiBi, user functions: no backward kernel takes them yet).
  */
 CLATTN_API clattn_status clattn_reference_attention_backward(const clattn_attention_desc *desc,
                                                              const void *q, const void *k,

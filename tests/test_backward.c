@@ -602,7 +602,6 @@ static void test_arguments(void **state) {
   assert_null(plan);
 }
 
-
 /* ---- ragged batches ---------------------------------------------------------- */
 
 /* One ragged batch (packed BSHD Q/O/dO [total_q][H][d], K/V [total_kv][Hk][d],
@@ -611,8 +610,8 @@ static void test_arguments(void **state) {
  * Sequences of length 0 (queries or keys), 1, and longer than a tile; the
  * rows past the last sequence of dq/dk/dv stay NaN (nothing is written
  * outside the sequences). */
-static void ragged_case(clattn_context ctx, clattn_dtype dt, clattn_mask m, int hd,
-                        const int *nq, const int *nk, int B) {
+static void ragged_case(clattn_context ctx, clattn_dtype dt, clattn_mask m, int hd, const int *nq,
+                        const int *nk, int B) {
   const int H = 4, Hk = 2;
   int cuq[9] = {0}, cuk[9] = {0}, nqmax = 1, nkmax = 1;
   for (int b = 0; b < B; b++) {
@@ -654,13 +653,13 @@ static void ragged_case(clattn_context ctx, clattn_dtype dt, clattn_mask m, int 
   cl_mem mck = tu_buffer_from_host(ctx, cuk, (size_t)(B + 1) * sizeof(int));
   cl_mem g[3] = {tu_buffer_nan(ctx, (nqe * es + 3) / 4), tu_buffer_nan(ctx, (nke * es + 3) / 4),
                  tu_buffer_nan(ctx, (nke * es + 3) / 4)};
-  const clattn_exec_args a = {mq, mk, mv, mo, ml, mcq, mck, NULL, NULL};
+  const clattn_exec_args a = {mq, mk, mv, mo, ml, mcq, mck, NULL, NULL, NULL};
   if (clattn_plan_execute_ex(plan, &a, 0, NULL, NULL) != CLATTN_SUCCESS)
     fail_msg("%s: forward: %s", label, clattn_context_last_error(ctx));
   /* the plain entry point refuses a ragged plan, naming the _ex one */
-  assert_int_equal(clattn_plan_execute_backward(plan, mq, mk, mv, mo, ml, mdo, g[0], g[1], g[2], 0,
-                                                NULL, NULL),
-                   CLATTN_ERROR_INVALID_ARGUMENT);
+  assert_int_equal(
+      clattn_plan_execute_backward(plan, mq, mk, mv, mo, ml, mdo, g[0], g[1], g[2], 0, NULL, NULL),
+      CLATTN_ERROR_INVALID_ARGUMENT);
   assert_non_null(strstr(clattn_context_last_error(ctx), "clattn_plan_execute_backward_ex"));
   if (clattn_plan_execute_backward_ex(plan, &a, mdo, g[0], g[1], g[2], 0, NULL, NULL) !=
       CLATTN_SUCCESS)
@@ -753,7 +752,7 @@ static void test_ragged(void **state) {
   clattn_plan plan = NULL;
   assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_SUCCESS);
   cl_mem b = tu_buffer_nan(ctx, 4096);
-  const clattn_exec_args a = {b, b, b, b, b, NULL, NULL, NULL, NULL};
+  const clattn_exec_args a = {b, b, b, b, b, NULL, NULL, NULL, NULL, NULL};
   assert_int_equal(clattn_plan_execute_backward_ex(plan, &a, b, b, b, b, 0, NULL, NULL),
                    CLATTN_ERROR_UNSUPPORTED);
   assert_non_null(strstr(clattn_context_last_error(ctx), "paged"));

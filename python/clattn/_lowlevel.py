@@ -108,13 +108,15 @@ class Desc(ctypes.Structure):
                 # inference: KV layout, pages, ragged rows (clattn.h)
                 ("kv_layout", c_int), ("page_size", c_int), ("num_pages", c_int),
                 ("max_pages_per_seq", c_int), ("ragged", c_int), ("total_q", c_int),
-                ("total_kv", c_int), ("softcap", c_double), ("alibi_max_bias", c_double)]
+                ("total_kv", c_int), ("softcap", c_double), ("alibi_max_bias", c_double),
+                # user functions: OpenCL C source (the plan copies it)
+                ("score_mod", ctypes.c_char_p), ("mask_mod", ctypes.c_char_p)]
 
 
 class ExecArgs(ctypes.Structure):
     """clattn_exec_args (clattn_plan_execute_ex)."""
     _fields_ = [(n, c_void_p) for n in ("q", "k", "v", "o", "lse", "cu_seqlens_q", "cu_seqlens_kv",
-                                        "seqlens_kv", "block_table")]
+                                        "seqlens_kv", "block_table", "user")]
 
 
 def _ptr_len(arr):

@@ -339,6 +339,7 @@ int cli_cmd_bench(int argc, char **argv) {
   base.backward = o.backward != 0;
   if ((rc = cli_parse_feature(o.common.feature, &base.desc))) goto out;
   base.desc.seq_q = base.desc.seq_kv = seqs[0];
+  if ((rc = cli_load_user_fns(&o.common, &base.desc, &base.verify))) goto out;
   for (int h = 0; h < nhds; h++) {
     base.desc.head_dim = hds[h];
     if ((rc = cli_check_desc(&base.desc))) goto out;

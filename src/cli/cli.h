@@ -80,11 +80,17 @@ typedef struct cli_common {
   uint64_t seed;
   int verify;          /* -1: the subcommand's default, 0 off, 1 on */
   const char *feature; /* --feature: linear family's feature map (cli_parse_feature) */
+  const char *score_mod_file, *mask_mod_file; /* --score-mod / --mask-mod FILE.cl */
 } cli_common;
 
 void cli_common_defaults(cli_common *c);
 /* The option table bound to `c`. */
 cli_opt_table cli_common_table(cli_common *c);
+/* Reads --score-mod / --mask-mod into d (the texts live until exit); with
+ * them the float64 check is off (the reference needs C twins), and an
+ * explicit --verify is a usage error. Returns 0 or CLI_EXIT_USAGE
+ * (an unreadable file too) after printing a message. */
+int cli_load_user_fns(const cli_common *c, clattn_attention_desc *d, bool *verify);
 /* Usage checks the library would also make, reported as usage errors (exit
  * 2) by the CLI. Returns 0 or CLI_EXIT_USAGE after printing a message. */
 int cli_check_desc(const clattn_attention_desc *d);

@@ -28,7 +28,7 @@ void cli_common_defaults(cli_common *c) {
 }
 
 cli_opt_table cli_common_table(cli_common *c) {
-  static cli_opt t[20];
+  static cli_opt t[24];
   const cli_opt opts[] = {
       {"device", "SEL", CLI_OPT_STR, &c->device, 0, 0, NULL,
        "device: P:D, gpu, cpu or a name substring (default $CLATTN_DEVICE, else first GPU, else "
@@ -49,6 +49,12 @@ cli_opt_table cli_common_table(cli_common *c) {
       {"alibi", "MAX_BIAS", CLI_OPT_DOUBLE, &c->alibi, 0, 0, NULL,
        "ALiBi with the standard slopes of MAX_BIAS (8: BLOOM's; flash kernels, forward; default "
        "0 = off)"},
+      {"score-mod", "FILE", CLI_OPT_STR, &c->score_mod_file, 0, 0, NULL,
+       "OpenCL C source defining float clattn_score_mod(float score, int b, int h, int q_idx, "
+       "int kv_idx, __global const uchar *user) (flash kernels; user is NULL here)"},
+      {"mask-mod", "FILE", CLI_OPT_STR, &c->mask_mod_file, 0, 0, NULL,
+       "OpenCL C source defining int clattn_mask_mod(int b, int h, int q_idx, int kv_idx, "
+       "__global const uchar *user) (non-zero: visible; with --mask)"},
       {"reps", "R", CLI_OPT_INT, &c->reps, 1, 0, NULL, "timed runs per problem"},
       {"warmup", "W", CLI_OPT_INT, &c->warmup, 0, 0, NULL, "untimed runs first (default 1)"},
       {"seed", "S", CLI_OPT_U64, &c->seed, 0, 0, NULL, "seed of the random inputs (default 42)"},
@@ -118,6 +124,60 @@ int cli_parse_feature(const char *spec, clattn_attention_desc *d) {
   if (!why) return 0;
   fprintf(stderr, "clattn: --feature %s: %s\n", spec, why);
   return CLI_EXIT_USAGE;
+}
+
+static char *user_text[2];
+static void free_user_text(void) {
+  free(user_text[0]);
+  free(user_text[1]);
+}
+
+int cli_load_user_fns(const cli_common *c, clattn_attention_desc *d, bool *verify) {
+  const char *files[2] = {c->score_mod_file, c->mask_mod_file};
+  if (!files[0] && !files[1]) return 0;
+  static bool registered = false;
+  if (!registered) atexit(free_user_text);
+  registered = true;
+  for (int i = 0; i < 2; i++) {
+    if (!files[i]) continue;
+    FILE *f = fopen(files[i], "rb");
+    if (!f) {
+      fprintf(stderr, "clattn: --%s %s: cannot open: %s\n", i ? "mask-mod" : "score-mod", files[i],
+              strerror(errno));
+      return CLI_EXIT_USAGE;
+    }
+    size_t cap = 4096, n = 0;
+    char *t = malloc(cap + 1);
+    while (t) {
+      n += fread(t + n, 1, cap - n, f);
+      if (n < cap || cap > 65536) break;
+      char *t2 = realloc(t, 2 * cap + 1);
+      if (!t2) {
+        free(t);
+        t = NULL;
+        break;
+      }
+      t = t2;
+      cap *= 2;
+    }
+    fclose(f);
+    if (!t) {
+      fprintf(stderr, "clattn: out of host memory reading %s\n", files[i]);
+      return CLI_EXIT_USAGE;
+    }
+    t[n] = 0;
+    free(user_text[i]);
+    user_text[i] = t;
+  }
+  d->score_mod = user_text[0];
+  d->mask_mod = user_text[1];
+  if (c->verify > 0) {
+    fprintf(stderr, "clattn: --verify with user functions: the float64 reference needs C twins "
+                    "of them (clattn_reference_attention_ex); run without --verify\n");
+    return CLI_EXIT_USAGE;
+  }
+  *verify = false;
+  return 0;
 }
 
 int cli_check_desc(const clattn_attention_desc *d) {
@@ -445,6 +505,14 @@ clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result
       if (!r->needed_bytes) r->needed_bytes = r->mem_bytes;
       r->needed_bytes = sat_add(r->needed_bytes, p->reserve_bytes);
     }
+    release_point(&pt);
+    return st;
+  }
+  /* A user mask (the CLI passes no user buffer): its block classes once, as
+   * a model would per batch (clattn_plan_update_mask_blocks). */
+  if (d->mask_mod && !d->ragged &&
+      (st = clattn_plan_update_mask_blocks(pt.plan, NULL, 0, NULL, NULL)) != CLATTN_SUCCESS) {
+    fail(r, st, "%s", clattn_context_last_error(ctx));
     release_point(&pt);
     return st;
   }

@@ -234,7 +234,7 @@ int cli_cmd_run(int argc, char **argv) {
   cli_mask_apply(&mask, &p.desc);
   p.desc.seq_q = o.seq_q ? o.seq_q : o.seq;
   p.desc.seq_kv = o.seq_kv ? o.seq_kv : o.seq;
-  if ((rc = cli_check_desc(&p.desc))) {
+  if ((rc = cli_load_user_fns(&o.common, &p.desc, &p.verify)) || (rc = cli_check_desc(&p.desc))) {
     cli_mask_free(&mask);
     return rc;
   }

@@ -4,6 +4,7 @@
 #include "sparse.h"
 
 #include <float.h>
+#include <stdlib.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -166,6 +167,20 @@ clattn_status clattn__desc_resolve(clattn_context ctx, const clattn_attention_de
   if (!(d.alibi_max_bias >= 0.0 && d.alibi_max_bias <= 1e6))
     return BAD("desc.alibi_max_bias must be 0 (off) or a finite value in (0, 1e6] (got %g)",
                d.alibi_max_bias);
+  static const char *const fn_field[2] = {"score_mod", "mask_mod"};
+  const char *const fn_src[2] = {d.score_mod, d.mask_mod};
+  for (int i = 0; i < 2; i++) {
+    if (!fn_src[i]) continue;
+    size_t n = 0;
+    while (n <= 65536 && fn_src[i][n])
+      n++;
+    if (n == 0 || n > 65536)
+      return BAD("desc.%s must be NULL or OpenCL C source of 1 to 65536 bytes (got %s)",
+                 fn_field[i], n ? "more" : "an empty string");
+  }
+  if ((d.score_mod || d.mask_mod) && d.algo != CLATTN_ALGO_FLASH && d.algo != CLATTN_ALGO_AUTO)
+    return BAD("desc.score_mod / mask_mod: user functions are compiled into the flash family's "
+               "kernels (desc.algo FLASH or AUTO)");
   clattn_status sst = clattn__sparse_validate(ctx, &d);
   if (sst != CLATTN_SUCCESS) return sst;
 
@@ -303,4 +318,26 @@ void clattn__mods_options(const clattn_attention_desc *d, char *opts, size_t cap
     clattn__append(opts, cap, " -DSOFTCAP=1 -DSOFTCAP2=%.9ef", d->softcap * 1.4426950408889634);
   if (d->alibi_max_bias > 0.0)
     clattn__append(opts, cap, " -DALIBI=1 -DALIBI_BIAS=%.9ef", d->alibi_max_bias);
+  if (d->score_mod) clattn__append(opts, cap, " -DUSER_SCORE=1");
+  if (d->mask_mod) clattn__append(opts, cap, " -DUSER_MASK=1");
+}
+
+char *clattn__user_source(const clattn_attention_desc *d, bool *oom) {
+  *oom = false;
+  if (!d->score_mod && !d->mask_mod) return NULL;
+  const char *a = d->score_mod ? d->score_mod : d->mask_mod;
+  const char *b =
+      d->score_mod && d->mask_mod && strcmp(d->score_mod, d->mask_mod) ? d->mask_mod : NULL;
+  const size_t na = strlen(a), nb = b ? strlen(b) : 0;
+  char *s = malloc(na + nb + 3);
+  if (!s) {
+    *oom = true;
+    return NULL;
+  }
+  memcpy(s, a, na);
+  s[na] = '\n';
+  if (b) memcpy(s + na + 1, b, nb);
+  s[na + 1 + nb] = '\n';
+  s[na + 2 + nb] = 0;
+  return s;
 }

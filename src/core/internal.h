@@ -44,6 +44,7 @@ typedef struct clattn__buffers {
   cl_mem q, k, v, o, lse;
   /* Inference modes (clattn_exec_args), NULL when unused. */
   cl_mem cu_seqlens_q, cu_seqlens_kv, seqlens_kv, block_table;
+  cl_mem user; /* the user functions' buffer (clattn_exec_args.user), or NULL */
   cl_mem dout, dq, dk, dv; /* the backward pass only, else NULL */
 } clattn__buffers;
 
@@ -118,6 +119,8 @@ struct clattn_plan_s {
   /* clattn_plan_estimate: size the plan only (no program, no device memory,
    * no comparison of the workspace with the device's memory). */
   bool estimate;
+  /* The plan's copies of desc.score_mod / mask_mod (desc points at them). */
+  char *fn_copy[2];
 };
 
 /* The dense causal masks: CLATTN_MASK_CAUSAL (bottom-right) or
@@ -128,8 +131,12 @@ static inline bool clattn__mask_is_causal(clattn_mask m) {
 /* Whether the descriptor sets a score modifier (softcap, ALiBi): only the
  * flash and flash_rows forward kernels take them. */
 static inline bool clattn__desc_has_mods(const clattn_attention_desc *d) {
-  return d->softcap > 0.0 || d->alibi_max_bias > 0.0;
+  return d->softcap > 0.0 || d->alibi_max_bias > 0.0 || d->score_mod || d->mask_mod;
 }
+/* The user functions' source for the program (score_mod, then mask_mod
+ * when it is another text), malloc'ed; NULL without them (or out of
+ * memory: *oom set). */
+char *clattn__user_source(const clattn_attention_desc *d, bool *oom);
 /* The -D options of the score modifiers (cl/common.cl, SCORE_MODS), appended
  * to opts; nothing without one. */
 void clattn__mods_options(const clattn_attention_desc *d, char *opts, size_t cap);
@@ -193,6 +200,11 @@ char *clattn__kernel_source(clattn_context ctx, const char *name);
  * `options`. The program stays owned by the context. */
 clattn_status clattn__get_program(clattn_context ctx, const char *name, const char *options,
                                   cl_program *out);
+/* The same with the user functions' source (clattn__user_source; NULL:
+ * none) between common.cl and the files; part of both program keys. A build
+ * that fails with it returns CLATTN_ERROR_INVALID_ARGUMENT and the log. */
+clattn_status clattn__get_program_user(clattn_context ctx, const char *name, const char *options,
+                                       const char *user_src, cl_program *out);
 /* The same with PTX patching (ptx.c): the program is compiled from
  * source, its PTX (NVIDIA's program binary) has its placeholders replaced
  * and its target set to sm_90a, and the patched text is built and cached

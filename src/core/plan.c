@@ -40,7 +40,24 @@ static void discard(clattn_plan p) {
   if (p->bwd_variant && p->bwd_variant->release) p->bwd_variant->release(p);
   if (p->variant && p->variant->release) p->variant->release(p);
   clattn__sparse_release(p);
+  free(p->fn_copy[0]);
+  free(p->fn_copy[1]);
   free(p);
+}
+
+/* The plan keeps its own copies of the user functions' text. */
+static clattn_status copy_user_functions(clattn_plan p) {
+  const char **src[2] = {&p->desc.score_mod, &p->desc.mask_mod};
+  for (int i = 0; i < 2; i++) {
+    if (!*src[i]) continue;
+    const size_t n = strlen(*src[i]) + 1;
+    p->fn_copy[i] = malloc(n);
+    if (!p->fn_copy[i])
+      return clattn__fail(p->ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot copy the user functions");
+    memcpy(p->fn_copy[i], *src[i], n);
+    *src[i] = p->fn_copy[i];
+  }
+  return CLATTN_SUCCESS;
 }
 
 clattn_status clattn__plan_new(clattn_context ctx, const clattn_attention_desc *desc,
@@ -53,8 +70,9 @@ clattn_status clattn__plan_new(clattn_context ctx, const clattn_attention_desc *
   p->estimate = estimate;
   clattn_status st =
       clattn__desc_resolve(ctx, desc, &p->desc, &p->qs, &p->ks, &p->vs, &p->os, p->elems);
+  if (st == CLATTN_SUCCESS) st = copy_user_functions(p);
   if (st != CLATTN_SUCCESS) {
-    free(p);
+    discard(p);
     return st;
   }
   if (clattn__mask_is_sparse(p->desc.mask)) {
@@ -242,9 +260,19 @@ static clattn_status execute_args(clattn_plan p, const clattn_exec_args *a, cl_u
   if ((num_wait > 0) != (wait != NULL))
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
                         "wait_list must be NULL exactly when num_wait is 0");
+  if (a->user) {
+    if (!d->score_mod && !d->mask_mod)
+      return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                          "user is given but the descriptor has no user function (score_mod / "
+                          "mask_mod)");
+    if ((st = clattn__check_buffer(ctx, a->user, 1, "user")) != CLATTN_SUCCESS) return st;
+    if (mem_overlap(a->user, o) || (lse && mem_overlap(a->user, lse)))
+      return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "user must not alias o or lse");
+  }
   /* The tables: which the descriptor needs, their sizes. */
   const bool paged = d->kv_layout != CLATTN_KV_CONTIGUOUS;
-  const bool decode = p->variant && !strncmp(p->variant->name, "decode", 6); /* decode, decode_warp */
+  const bool decode =
+      p->variant && !strncmp(p->variant->name, "decode", 6); /* decode, decode_warp */
   const size_t nb = (size_t)d->batch, nb1 = nb + 1;
   size_t bt_bytes;
   if (!clattn__mul3_size(nb, (size_t)(paged ? d->max_pages_per_seq : 0), 4, &bt_bytes))
@@ -287,7 +315,8 @@ static clattn_status execute_args(clattn_plan p, const clattn_exec_args *a, cl_u
                              .cu_seqlens_q = a->cu_seqlens_q,
                              .cu_seqlens_kv = a->cu_seqlens_kv,
                              .seqlens_kv = a->seqlens_kv,
-                             .block_table = a->block_table};
+                             .block_table = a->block_table,
+                             .user = a->user};
   if (p->flags & CLATTN_PLAN_CHECK_TABLES) {
     if (num_wait) {
       cl_int err = clWaitForEvents(num_wait, wait);
@@ -301,7 +330,7 @@ static clattn_status execute_args(clattn_plan p, const clattn_exec_args *a, cl_u
 clattn_status clattn_plan_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl_mem lse,
                                   cl_uint num_wait, const cl_event *wait, cl_event *event) {
   if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;
-  const clattn_exec_args a = {q, k, v, o, lse, NULL, NULL, NULL, NULL};
+  const clattn_exec_args a = {q, k, v, o, lse, NULL, NULL, NULL, NULL, NULL};
   return execute_args(p, &a, num_wait, wait, event);
 }
 
@@ -366,9 +395,9 @@ static clattn_status backward_args(clattn_plan p, const clattn_exec_args *a, cl_
   bytes[5] = ((size_t)d->batch + 1) * sizeof(int);
   /* Arguments, their sizes (q, dq: bytes[0]; k, dk: [1]; v, dv: [2]; o, dout: [3];
    * the tables [5]). */
-  const cl_mem mem[11] = {q,  k,  v,  o, lse, dout, dq, dk, dv, a->cu_seqlens_q, a->cu_seqlens_kv};
-  static const char *const names[11] = {"q",  "k",  "v",  "o",           "lse",          "dout",
-                                        "dq", "dk", "dv", "cu_seqlens_q", "cu_seqlens_kv"};
+  const cl_mem mem[11] = {q, k, v, o, lse, dout, dq, dk, dv, a->cu_seqlens_q, a->cu_seqlens_kv};
+  static const char *const names[11] = {
+      "q", "k", "v", "o", "lse", "dout", "dq", "dk", "dv", "cu_seqlens_q", "cu_seqlens_kv"};
   static const int size_of[11] = {0, 1, 2, 3, 4, 3, 0, 1, 2, 5, 5};
   const int nmem = d->ragged ? 11 : 9;
   clattn_status st;
@@ -415,7 +444,7 @@ clattn_status clattn_plan_execute_backward(clattn_plan p, cl_mem q, cl_mem k, cl
                                            cl_uint num_wait, const cl_event *wait,
                                            cl_event *event) {
   if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;
-  const clattn_exec_args a = {q, k, v, o, lse, NULL, NULL, NULL, NULL};
+  const clattn_exec_args a = {q, k, v, o, lse, NULL, NULL, NULL, NULL, NULL};
   return backward_args(p, &a, dout, dq, dk, dv, num_wait, wait, event);
 }
 
@@ -454,6 +483,8 @@ void clattn_plan_release(clattn_plan p) {
   if (p->variant && p->variant->release) p->variant->release(p);
   clattn__sparse_release(p);
   clattn_context ctx = p->ctx;
+  free(p->fn_copy[0]);
+  free(p->fn_copy[1]);
   free(p);
   if (--ctx->live_plans == 0 && ctx->released) clattn__context_free(ctx);
 }

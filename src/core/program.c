@@ -40,11 +40,22 @@ char *clattn__kernel_source(clattn_context ctx, const char *name) {
 
 /* The texts of common.cl and of each file in the blank-separated list
  * `names` (in order); the count, or -1 (message set, texts freed). */
-static int load_sources(clattn_context ctx, const char *names, char **texts) {
+static int load_sources(clattn_context ctx, const char *names, const char *extra, char **texts) {
   int n = 0;
   texts[n] = clattn__kernel_source(ctx, "common.cl");
   if (!texts[n]) return -1;
   n++;
+  if (extra) { /* the user functions: after common.cl, before the kernel files */
+    const size_t len = strlen(extra);
+    texts[n] = malloc(len + 1);
+    if (!texts[n]) {
+      free(texts[0]);
+      clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate the user source copy");
+      return -1;
+    }
+    memcpy(texts[n], extra, len + 1);
+    n++;
+  }
   for (const char *p = names; *p;) {
     while (*p == ' ')
       p++;
@@ -180,13 +191,14 @@ static clattn_status patch_and_rebuild(clattn_context ctx, const char *name, con
   return CLATTN_SUCCESS;
 }
 
-static clattn_status build(clattn_context ctx, const char *name, const char *options, bool patch,
-                           cl_program *out, clattn__program_entry *entry) {
+static clattn_status build(clattn_context ctx, const char *name, const char *options,
+                           const char *extra, bool patch, cl_program *out,
+                           clattn__program_entry *entry) {
   if (patch && !(ctx->info.is_nvidia && ctx->info.nv_cc_major == 9 && ctx->info.nv_cc_minor == 0))
     return clattn__fail(ctx, CLATTN_ERROR_BUILD,
                         "PTX patch of %s: the device is not an NVIDIA sm_90 (Hopper) GPU", name);
   char *texts[MAX_SOURCES];
-  const int nsrc = load_sources(ctx, name, texts);
+  const int nsrc = load_sources(ctx, name, extra, texts);
   if (nsrc < 0) return ctx->msg[0] ? CLATTN_ERROR_IO : CLATTN_ERROR_INTERNAL;
   const char *srcs[MAX_SOURCES];
   for (int i = 0; i < nsrc; i++)
@@ -214,7 +226,22 @@ static clattn_status build(clattn_context ctx, const char *name, const char *opt
     free(texts[i]);
   if (!prog) return clattn__cl_fail(ctx, "clCreateProgramWithSource", err, name);
   err = clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL);
-  if (err != CL_SUCCESS) return build_failed(ctx, prog, err, name, options);
+  if (err != CL_SUCCESS) {
+    const clattn_status st = build_failed(ctx, prog, err, name, options);
+    if (!extra) return st;
+    /* with user functions, the caller's source is the first suspect */
+    static const char head[] =
+        "desc.score_mod / mask_mod: the user functions do not compile with the kernel; ";
+    const size_t keep = sizeof ctx->msg - sizeof head;
+    char *log = malloc(keep);
+    if (log) {
+      memcpy(log, ctx->msg, keep - 1);
+      log[keep - 1] = 0;
+    }
+    clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "%s%s", head, log ? log : "");
+    free(log);
+    return CLATTN_ERROR_INVALID_ARGUMENT;
+  }
   if (patch) {
     const clattn_status st = patch_and_rebuild(ctx, name, options, &prog);
     if (st != CLATTN_SUCCESS) {
@@ -230,11 +257,13 @@ static clattn_status build(clattn_context ctx, const char *name, const char *opt
 }
 
 static clattn_status get_program(clattn_context ctx, const char *name, const char *options,
-                                 bool patch, cl_program *out) {
-  size_t klen = strlen(name) + strlen(options) + 4;
+                                 const char *extra, bool patch, cl_program *out) {
+  /* the key: files, options, the patch mark, the user source */
+  size_t klen = strlen(name) + strlen(options) + (extra ? strlen(extra) : 0) + 8;
   char *key = malloc(klen);
   if (!key) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate program key");
-  snprintf(key, klen, "%s\n%s%s", name, options, patch ? "\n@" : "");
+  snprintf(key, klen, "%s\n%s%s%s%s", name, options, patch ? "\n@" : "", extra ? "\n#" : "",
+           extra ? extra : "");
   for (int i = 0; i < ctx->num_programs; i++) {
     if (!strcmp(ctx->programs[i].key, key)) {
       free(key);
@@ -245,7 +274,7 @@ static clattn_status get_program(clattn_context ctx, const char *name, const cha
   cl_program prog = NULL;
   clattn__program_entry fresh;
   memset(&fresh, 0, sizeof fresh);
-  clattn_status st = build(ctx, name, options, patch, &prog, &fresh);
+  clattn_status st = build(ctx, name, options, extra, patch, &prog, &fresh);
   if (st != CLATTN_SUCCESS) {
     free(key);
     return st;
@@ -269,12 +298,17 @@ static clattn_status get_program(clattn_context ctx, const char *name, const cha
 
 clattn_status clattn__get_program(clattn_context ctx, const char *name, const char *options,
                                   cl_program *out) {
-  return get_program(ctx, name, options, false, out);
+  return get_program(ctx, name, options, NULL, false, out);
+}
+
+clattn_status clattn__get_program_user(clattn_context ctx, const char *name, const char *options,
+                                       const char *user_src, cl_program *out) {
+  return get_program(ctx, name, options, user_src, false, out);
 }
 
 clattn_status clattn__get_program_patched(clattn_context ctx, const char *name, const char *options,
                                           cl_program *out) {
-  return get_program(ctx, name, options, true, out);
+  return get_program(ctx, name, options, NULL, true, out);
 }
 
 clattn_status clattn__create_kernel(clattn_context ctx, cl_program prog, const char *kname,

@@ -19,7 +19,8 @@
 #define CLATTN__NO_MODS(d, why, kernel)                                                            \
   do {                                                                                             \
     if (clattn__desc_has_mods(d)) {                                                                \
-      *(why) = "softcap / ALiBi are not in the " kernel " kernel yet (flash, flash_rows: forward)"; \
+      *(why) = "score modifiers (softcap, ALiBi, user functions) are not in the " kernel          \
+               " kernel yet (flash, flash_rows: forward)";                                        \
       return 0;                                                                                    \
     }                                                                                              \
   } while (0)

@@ -1,6 +1,7 @@
 /* flash.c — the flash family's variants: work-group, CPU row-vector and NVIDIA tensor-core kernels.
  */
 #include "families.h"
+#include "checked.h"
 #include "sparse.h"
 
 #include <stdio.h>
@@ -10,8 +11,14 @@
 typedef struct flash_state {
   cl_kernel kernel;
   int bm;  /* query rows per work-group */
+  int bn;  /* keys per tile */
   int nt;  /* work-items per work-group */
   int nqb; /* query blocks */
+  /* desc.mask_mod: the block classifier (cl/mask_blocks.cl) and its
+   * classes, once clattn_plan_update_mask_blocks made them */
+  cl_kernel classify;
+  cl_mem cls;
+  int use_blocks;
 } flash_state;
 
 /* ---- parameters and their legal values ----------------------------------- */
@@ -331,12 +338,20 @@ static clattn_status build_kernel(clattn_plan p, flash_state *s, const char *opt
     clattn__append(files, sizeof files, "%s%s", i ? " " : "", v->sources[i]);
     last = v->sources[i];
   }
+  if (p->desc.mask_mod) clattn__append(files, sizeof files, " mask_blocks.cl");
+  bool oom = false;
+  char *user_src = clattn__user_source(&p->desc, &oom);
+  if (oom) return clattn__fail(p->ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot copy the user source");
   cl_program prog = NULL;
-  clattn_status st = clattn__get_program(p->ctx, files, opts, &prog);
+  clattn_status st = clattn__get_program_user(p->ctx, files, opts, user_src, &prog);
+  free(user_src);
   if (st != CLATTN_SUCCESS) return st;
   char kname[32];
   snprintf(kname, sizeof kname, "%.*s", (int)(strlen(last) - 3), last);
-  return clattn__create_kernel_sized(p->ctx, prog, kname, local_bytes, &s->kernel);
+  st = clattn__create_kernel_sized(p->ctx, prog, kname, local_bytes, &s->kernel);
+  if (st == CLATTN_SUCCESS && p->desc.mask_mod)
+    st = clattn__create_kernel(p->ctx, prog, "mask_blocks", &s->classify);
+  return st;
 }
 
 clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const char *origin) {
@@ -416,6 +431,7 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
   clattn_status st = new_state(p, &s);
   if (st != CLATTN_SUCCESS) return st;
   s->bm = bm;
+  s->bn = bn;
   s->nt = tm * tn;
   s->nqb = (int)(((int64_t)d->seq_q + bm - 1) / bm);
   if (p->estimate) /* sizing only: a sparse mask's tile lists are the workspace */
@@ -446,6 +462,8 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
   if (d->softcap > 0.0) clattn__append(p->describe, sizeof p->describe, "; softcap %g", d->softcap);
   if (d->alibi_max_bias > 0.0)
     clattn__append(p->describe, sizeof p->describe, "; ALiBi max_bias %g", d->alibi_max_bias);
+  if (d->score_mod) clattn__append(p->describe, sizeof p->describe, "; user score_mod");
+  if (d->mask_mod) clattn__append(p->describe, sizeof p->describe, "; user mask_mod");
   if (p->sparse) {
     /* Per-query-tile lists of key tiles, built and uploaded once per plan. */
     st = clattn__sparse_build_tiles(p, bm, bn);
@@ -488,6 +506,12 @@ clattn_status clattn__flash_execute(clattn_plan p, const clattn__buffers *b, cl_
   for (int i = 0; i < 5; i++)
     err |= clSetKernelArg(kr, a++, sizeof(int), &ints[i]);
   err |= clSetKernelArg(kr, a++, sizeof(float), &qscale);
+  if (d->score_mod || d->mask_mod) /* FLASH_USER_ARGS: the caller's buffer, or NULL */
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &b->user);
+  if (d->mask_mod) { /* the block classes, when made */
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->cls);
+    err |= clSetKernelArg(kr, a++, sizeof(int), &s->use_blocks);
+  }
   if (d->ragged) { /* FLASH_RAGGED_ARGS (cl/common.cl) */
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &b->cu_seqlens_q);
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &b->cu_seqlens_kv);
@@ -513,6 +537,66 @@ void clattn__flash_release(clattn_plan p) {
   flash_state *s = p->state;
   if (!s) return;
   if (s->kernel) clReleaseKernel(s->kernel);
+  if (s->classify) clReleaseKernel(s->classify);
+  if (s->cls) clReleaseMemObject(s->cls);
   free(s);
   p->state = NULL;
+}
+
+static clattn_status update_mask_blocks(clattn_plan p, cl_mem user, cl_uint num_wait,
+                                        const cl_event *wait, cl_event *event) {
+  clattn_context ctx = p->ctx;
+  const clattn_attention_desc *d = &p->desc;
+  flash_state *s = p->state;
+  if (!d->mask_mod || !s || !s->classify)
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                        "the plan has no user mask (desc.mask_mod) on a flash or flash_rows "
+                        "kernel: no block classes to make");
+  if (d->ragged)
+    return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
+                        "block classes of a ragged plan: the mask is evaluated in the kernel "
+                        "(execute without them)");
+  const int nkt = (int)(((int64_t)d->seq_kv + s->bn - 1) / s->bn);
+  size_t bytes = 0;
+  if (!clattn__mul3_size((size_t)d->batch * (size_t)d->heads, (size_t)s->nqb, (size_t)nkt, &bytes))
+    return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED, "block classes: size overflows size_t");
+  if (!s->cls) {
+    if (bytes > ctx->info.max_alloc)
+      return clattn__fail_needed(ctx, bytes,
+                                 "block classes need %zu bytes, more than the device's largest "
+                                 "allocation (%llu): the mask is evaluated in the kernel instead",
+                                 bytes, (unsigned long long)ctx->info.max_alloc);
+    cl_int err;
+    s->cls = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (!s->cls) return clattn__cl_fail(ctx, "clCreateBuffer", err, "mask block classes");
+    p->workspace_bytes += bytes;
+  }
+  const int ints[5] = {d->heads, d->seq_q, d->seq_kv, s->nqb, nkt};
+  cl_int err = clSetKernelArg(s->classify, 0, sizeof(cl_mem), &s->cls);
+  err |= clSetKernelArg(s->classify, 1, sizeof(cl_mem), &user);
+  for (int i = 0; i < 5; i++)
+    err |= clSetKernelArg(s->classify, (cl_uint)(2 + i), sizeof(int), &ints[i]);
+  if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clSetKernelArg", err, "mask_blocks");
+  const size_t gws[3] = {(size_t)nkt, (size_t)s->nqb, (size_t)d->batch * (size_t)d->heads};
+  err = clEnqueueNDRangeKernel(ctx->queue, s->classify, 3, NULL, gws, NULL, num_wait, wait, event);
+  if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clEnqueueNDRangeKernel", err, "mask_blocks");
+  s->use_blocks = 1;
+  return CLATTN_SUCCESS;
+}
+
+clattn_status clattn_plan_update_mask_blocks(clattn_plan p, cl_mem user, cl_uint num_wait,
+                                             const cl_event *wait, cl_event *event) {
+  if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;
+  clattn_context ctx = p->ctx;
+  ctx->msg[0] = 0;
+  if ((num_wait > 0) != (wait != NULL))
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                        "wait_list must be NULL exactly when num_wait is 0");
+  clattn_status st;
+  if (user && (st = clattn__check_buffer(ctx, user, 1, "user")) != CLATTN_SUCCESS) return st;
+  if (!p->desc.mask_mod || !p->variant || p->variant->create != clattn__flash_wg_create)
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                        "the plan has no user mask (desc.mask_mod) on a flash or flash_rows "
+                        "kernel: no block classes to make");
+  return update_mask_blocks(p, user, num_wait, wait, event);
 }

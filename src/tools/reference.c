@@ -102,9 +102,9 @@ static double ref_score_mod(const clattn_attention_desc *d, double s, int h, int
 
 /* The modified, scaled scores s[j] of query i (row qrow) of head h, batch b,
  * for the visible keys j (vis[j]); returns their maximum (-inf without one). */
-static double ref_row_scores(const clattn_attention_desc *d, const void *k,
-                             const clattn_strides *ks, const double *qrow, const unsigned char *vis,
-                             int b, int h, int i, double *s) {
+static double ref_row_scores(const clattn_attention_desc *d, const clattn_reference_fns *fn,
+                             const void *k, const clattn_strides *ks, const double *qrow,
+                             const unsigned char *vis, int b, int h, int i, double *s) {
   const int hk = h / (d->heads / d->kv_heads);
   double mx = -INFINITY;
   for (int j = 0; j < d->seq_kv; j++) {
@@ -114,6 +114,7 @@ static double ref_row_scores(const clattn_attention_desc *d, const void *k,
     for (int x = 0; x < d->head_dim; x++)
       acc += qrow[x] * clattn__load_elem(k, d->dtype, kb + x * ks->dim);
     s[j] = ref_score_mod(d, acc * d->scale, h, i, j);
+    if (fn && fn->score_mod) s[j] = fn->score_mod(s[j], b, h, i, j, fn->user);
     if (s[j] > mx) mx = s[j];
   }
   return mx;
@@ -122,11 +123,23 @@ static double ref_row_scores(const clattn_attention_desc *d, const void *k,
 clattn_status clattn_reference_attention(const clattn_attention_desc *desc, const void *q,
                                          const void *k, const void *v, double *o, double *lse,
                                          const int *rows, int num_rows) {
+  return clattn_reference_attention_ex(desc, q, k, v, o, lse, rows, num_rows, NULL);
+}
+
+clattn_status clattn_reference_attention_ex(const clattn_attention_desc *desc, const void *q,
+                                            const void *k, const void *v, double *o, double *lse,
+                                            const int *rows, int num_rows,
+                                            const clattn_reference_fns *fns) {
   clattn_attention_desc d;
   clattn_strides qs, ks, vs;
   clattn_status st = clattn__desc_resolve(NULL, desc, &d, &qs, &ks, &vs, NULL, NULL);
   if (st != CLATTN_SUCCESS) return st;
   if (!q || !k || !v || !o) return CLATTN_ERROR_INVALID_ARGUMENT;
+  /* a twin for each user function the descriptor sets */
+  if ((d.score_mod && !(fns && fns->score_mod)) || (d.mask_mod && !(fns && fns->mask_mod)))
+    return CLATTN_ERROR_INVALID_ARGUMENT;
+  const clattn_reference_fns none = {NULL, NULL, NULL};
+  const clattn_reference_fns *fn = d.score_mod || d.mask_mod ? fns : &none;
   if (!clattn__rows_valid(rows, num_rows, d.seq_q)) return CLATTN_ERROR_INVALID_ARGUMENT;
   const int nrows = rows ? num_rows : d.seq_q;
   const int Nk = d.seq_kv, hd = d.head_dim, G = d.heads / d.kv_heads;
@@ -135,32 +148,42 @@ clattn_status clattn_reference_attention(const clattn_attention_desc *desc, cons
     m.nkb = (int)(((int64_t)Nk + d.sparse.block_size - 1) / d.sparse.block_size);
   double *s = malloc((size_t)Nk * sizeof(double));
   double *qrow = malloc((size_t)hd * sizeof(double));
-  unsigned char *vis = malloc((size_t)Nk);
+  unsigned char *vis = malloc((size_t)Nk), *uvis = malloc((size_t)Nk);
   m.row = malloc((size_t)m.nkb + 1);
   m.cand = malloc(((size_t)m.nkb + 1) * sizeof(int));
-  if (!s || !qrow || !vis || !m.row || !m.cand) {
+  if (!s || !qrow || !vis || !uvis || !m.row || !m.cand) {
     free(s);
     free(qrow);
     free(vis);
+    free(uvis);
     free(m.row);
     free(m.cand);
     return CLATTN_ERROR_OUT_OF_MEMORY;
   }
   for (int ri = 0; ri < nrows; ri++) {
     const int i = rows ? rows[ri] : ri;
-    int nvis = 0;
+    int nvis_mask = 0;
     for (int j = 0; j < Nk; j++)
-      nvis += vis[j] = (unsigned char)ref_visible(&m, i, j);
+      nvis_mask += vis[j] = (unsigned char)ref_visible(&m, i, j);
     for (int b = 0; b < d.batch; b++)
       for (int h = 0; h < d.heads; h++) {
         const int hk = h / G;
+        /* the user's mask on top of desc.mask (per batch entry and head) */
+        const unsigned char *v2 = vis;
+        int nvis = nvis_mask;
+        if (fn->mask_mod) {
+          nvis = 0;
+          for (int j = 0; j < Nk; j++)
+            nvis += uvis[j] = (unsigned char)(vis[j] && fn->mask_mod(b, h, i, j, fn->user));
+          v2 = uvis;
+        }
         for (int x = 0; x < hd; x++)
           qrow[x] =
               clattn__load_elem(q, d.dtype, b * qs.batch + h * qs.head + i * qs.seq + x * qs.dim);
-        const double mx = ref_row_scores(&d, k, &ks, qrow, vis, b, h, i, s);
+        const double mx = ref_row_scores(&d, fn, k, &ks, qrow, v2, b, h, i, s);
         double sum = 0.0;
         for (int j = 0; j < Nk; j++) {
-          if (!vis[j]) continue;
+          if (!v2[j]) continue;
           s[j] = exp(s[j] - mx);
           sum += s[j];
         }
@@ -168,7 +191,7 @@ clattn_status clattn_reference_attention(const clattn_attention_desc *desc, cons
         for (int x = 0; x < hd; x++)
           orow[x] = 0.0;
         for (int j = 0; j < Nk; j++) {
-          if (!vis[j]) continue;
+          if (!v2[j]) continue;
           const double w = s[j] / sum;
           const int64_t vb = b * vs.batch + hk * vs.head + j * vs.seq;
           for (int x = 0; x < hd; x++)
@@ -181,6 +204,7 @@ clattn_status clattn_reference_attention(const clattn_attention_desc *desc, cons
   free(s);
   free(qrow);
   free(vis);
+  free(uvis);
   free(m.row);
   free(m.cand);
   return CLATTN_SUCCESS;
@@ -238,7 +262,7 @@ clattn_status clattn_reference_attention_backward(const clattn_attention_desc *d
         }
         /* P = softmax of the visible scores. */
         /* (a NaN score makes the sum, so every P, NaN) */
-        const double mx = ref_row_scores(&d, k, &ks, qrow, vis, b, h, i, pr);
+        const double mx = ref_row_scores(&d, NULL, k, &ks, qrow, vis, b, h, i, pr);
         double sum = 0.0;
         for (int j = 0; j < Nk; j++)
           if (vis[j]) sum += pr[j] = exp(pr[j] - mx);

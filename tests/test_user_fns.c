@@ -1,0 +1,434 @@
+/* test_user_fns.c — user functions (desc.score_mod / mask_mod, OpenCL C compiled into the flash
+ * kernels) against the float64 reference with C twins, against the native masks and ALiBi, and
+ * their refusals. */
+#define _POSIX_C_SOURCE 200809L
+#include "test_util.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * Each case draws q, k, v from its label's seed (f32 or bf16 storage, BHSD),
+ * runs the plan (with the user buffer through clattn_plan_execute_ex),
+ * NaN-poisons o and lse, and compares o and the LSE with
+ * clattn_reference_attention_ex given the functions' C twins (tolerances
+ * tu_rel_tol / tu_lse_tol per dtype). The kernels: flash_rows (what CPUs
+ * run) and the portable work-group kernel (what GPUs run with user
+ * functions), forced with a small tiling in a second context.
+ */
+
+/* ---- the functions, in OpenCL C and their C twins ---- */
+
+/* causal, bottom-right, for seq_q = 77, seq_kv = 130 (offset 53) */
+static const char *causal_src =
+    "int clattn_mask_mod(int b, int h, int q_idx, int kv_idx, __global const uchar *user) {\n"
+    "  return kv_idx <= q_idx + 53;\n"
+    "}\n";
+static int causal_twin(int b, int h, int i, int j, const void *u) {
+  (void)b, (void)h, (void)u;
+  return j <= i + 53;
+}
+
+/* a sliding window of 16 keys each side around the diagonal (offset 53) */
+static const char *window_src =
+    "int clattn_mask_mod(int b, int h, int q_idx, int kv_idx, __global const uchar *user) {\n"
+    "  return abs(kv_idx - (q_idx + 53)) <= 16;\n"
+    "}\n";
+static int window_twin(int b, int h, int i, int j, const void *u) {
+  (void)b, (void)h, (void)u;
+  return abs(j - (i + 53)) <= 16;
+}
+
+/* document mask from the user buffer: ints [nq, doc of each query, doc of
+ * each key], per batch entry b at offset b * stride (stride in user[0]... no:
+ * the layout is [stride, nq, q docs (batch 0), k docs (batch 0), q docs
+ * (batch 1), ...]); a key is visible when it is in the query's document and
+ * not after it (causal within the document). */
+static const char *doc_src =
+    "int clattn_mask_mod(int b, int h, int q_idx, int kv_idx, __global const uchar *user) {\n"
+    "  __global const int *u = (__global const int *)user;\n"
+    "  const int stride = u[0], nq = u[1];\n"
+    "  __global const int *ids = u + 2 + b * stride;\n"
+    "  return ids[q_idx] == ids[nq + kv_idx] && kv_idx <= q_idx + 53;\n"
+    "}\n";
+static int doc_twin(int b, int h, int i, int j, const void *user) {
+  (void)h;
+  const int *u = user;
+  const int stride = u[0], nq = u[1];
+  const int *ids = u + 2 + b * stride;
+  return ids[i] == ids[nq + j] && j <= i + 53;
+}
+
+/* ALiBi through score_mod: slopes per head from the user buffer (floats),
+ * positions aligned bottom-right (offset 53) as the built-in */
+static const char *alibi_src =
+    "float clattn_score_mod(float s, int b, int h, int q_idx, int kv_idx,\n"
+    "                       __global const uchar *user) {\n"
+    "  const float slope = ((__global const float *)user)[h];\n"
+    "  return s - slope * (float)abs(q_idx + 53 - kv_idx);\n"
+    "}\n";
+static double alibi_twin(double s, int b, int h, int i, int j, const void *user) {
+  (void)b;
+  return s - ((const float *)user)[h] * (double)abs(i + 53 - j);
+}
+
+/* both functions in one text: a soft cap by a per-batch constant and a
+ * mask that drops every third key */
+static const char *both_src =
+    "float clattn_score_mod(float s, int b, int h, int q_idx, int kv_idx,\n"
+    "                       __global const uchar *user) {\n"
+    "  const float c = 2.0f + (float)b;\n"
+    "  return c * tanh(s / c);\n"
+    "}\n"
+    "int clattn_mask_mod(int b, int h, int q_idx, int kv_idx, __global const uchar *user) {\n"
+    "  return kv_idx % 3 != 2 || h == 0;\n"
+    "}\n";
+static double both_score_twin(double s, int b, int h, int i, int j, const void *u) {
+  (void)h, (void)i, (void)j, (void)u;
+  const double c = 2.0 + b;
+  return c * tanh(s / c);
+}
+static int both_mask_twin(int b, int h, int i, int j, const void *u) {
+  (void)b, (void)i, (void)u;
+  return j % 3 != 2 || h == 0;
+}
+
+/* ---- one run ---- */
+
+typedef struct run {
+  double *o;  /* [B][H][Nq][d] as stored, widened */
+  float *lse; /* [B][H][Nq] */
+  char describe[1100];
+} run;
+
+static void run_free(run *r) {
+  free(r->o);
+  free(r->lse);
+}
+
+static void host_inputs(const clattn_attention_desc *d, const char *label, void *buf[3],
+                        size_t n[3]) {
+  const size_t es = d->dtype == CLATTN_DTYPE_F32 ? 4 : 2;
+  n[0] = (size_t)d->batch * d->heads * d->seq_q * d->head_dim;
+  n[1] = n[2] = (size_t)d->batch * d->kv_heads * d->seq_kv * d->head_dim;
+  tu_rng r;
+  tu_rng_init(&r, tu_case_seed(label));
+  for (int t = 0; t < 3; t++) {
+    buf[t] = malloc(n[t] * es);
+    assert_non_null(buf[t]);
+    for (size_t i = 0; i < n[t]; i++) {
+      const float x = (float)tu_rng_uniform(&r, -1.5, 1.5);
+      if (es == 4)
+        ((float *)buf[t])[i] = x;
+      else
+        ((uint16_t *)buf[t])[i] = tu_float_to_bf16(x);
+    }
+  }
+}
+
+/* Runs the plan of d on ctx with the user buffer (host bytes, may be NULL). */
+static int with_blocks; /* run_device: make the mask's block classes first */
+
+static void run_device(clattn_context ctx, const clattn_attention_desc *d, void *in[3],
+                       const size_t n[3], const void *user, size_t user_bytes, run *out) {
+  const size_t es = d->dtype == CLATTN_DTYPE_F32 ? 4 : 2;
+  clattn_plan plan = NULL;
+  if (clattn_plan_create(ctx, d, 0, &plan) != CLATTN_SUCCESS)
+    fail_msg("plan: %s", clattn_context_last_error(ctx));
+  snprintf(out->describe, sizeof out->describe, "%s", clattn_plan_describe(plan));
+  const size_t no = (size_t)d->batch * d->heads * d->seq_q * d->head_dim;
+  const size_t nl = (size_t)d->batch * d->heads * d->seq_q;
+  clattn_exec_args a;
+  memset(&a, 0, sizeof a);
+  a.q = tu_buffer_from_host(ctx, in[0], n[0] * es);
+  a.k = tu_buffer_from_host(ctx, in[1], n[1] * es);
+  a.v = tu_buffer_from_host(ctx, in[2], n[2] * es);
+  a.o = tu_buffer_nan(ctx, (no * es + 3) / 4);
+  a.lse = tu_buffer_nan(ctx, nl);
+  a.user = user ? tu_buffer_from_host(ctx, user, user_bytes) : NULL;
+  if (with_blocks && d->mask_mod) {
+    const size_t ws = clattn_plan_workspace_size(plan);
+    if (clattn_plan_update_mask_blocks(plan, a.user, 0, NULL, NULL) != CLATTN_SUCCESS)
+      fail_msg("mask blocks: %s", clattn_context_last_error(ctx));
+    assert_true(clattn_plan_workspace_size(plan) > ws); /* the classes are workspace */
+  }
+  if (clattn_plan_execute_ex(plan, &a, 0, NULL, NULL) != CLATTN_SUCCESS)
+    fail_msg("execute: %s", clattn_context_last_error(ctx));
+  void *ho = malloc(no * es);
+  out->o = malloc(no * sizeof(double));
+  out->lse = malloc(nl * sizeof(float));
+  assert_true(ho && out->o && out->lse);
+  assert_int_equal(tu_buffer_read(ctx, a.o, ho, no * es), CL_SUCCESS);
+  assert_int_equal(tu_buffer_read(ctx, a.lse, out->lse, nl * sizeof(float)), CL_SUCCESS);
+  for (size_t i = 0; i < no; i++)
+    out->o[i] = es == 4 ? ((float *)ho)[i] : tu_bf16_to_float(((uint16_t *)ho)[i]);
+  free(ho);
+  cl_mem all[6] = {a.q, a.k, a.v, a.o, a.lse, a.user};
+  for (int i = 0; i < 6; i++)
+    if (all[i]) clReleaseMemObject(all[i]);
+  clattn_plan_release(plan);
+}
+
+/* Device output vs the reference (with twins): fails with the label. */
+static void compare_ref(const clattn_attention_desc *d, void *in[3], const run *r,
+                        const clattn_reference_fns *fns, const char *label) {
+  const size_t no = (size_t)d->batch * d->heads * d->seq_q * d->head_dim;
+  const size_t nl = (size_t)d->batch * d->heads * d->seq_q;
+  double *ro = malloc(no * sizeof(double)), *rl = malloc(nl * sizeof(double));
+  assert_true(ro && rl);
+  assert_int_equal(clattn_reference_attention_ex(d, in[0], in[1], in[2], ro, rl, NULL, 0, fns),
+                   CLATTN_SUCCESS);
+  double num = 0, den = 0, lerr = 0;
+  size_t bad = 0, empty = 0;
+  for (size_t i = 0; i < no; i++) {
+    if (!isfinite(r->o[i])) bad++;
+    num += (r->o[i] - ro[i]) * (r->o[i] - ro[i]);
+    den += ro[i] * ro[i];
+  }
+  for (size_t i = 0; i < nl; i++) {
+    if (isinf(rl[i])) { /* no visible key: the device says -inf too */
+      empty++;
+      if (!(isinf(r->lse[i]) && r->lse[i] < 0)) bad++;
+      continue;
+    }
+    const double e = fabs(r->lse[i] - rl[i]);
+    if (!(e <= lerr)) lerr = e; /* NaN propagates */
+  }
+  const double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+  if (bad || !(rel <= tu_rel_tol(d->dtype)) || !(lerr <= tu_lse_tol(d->dtype)))
+    fail_msg("%s: rel err %.3g (tol %.1g), lse err %.3g (tol %.1g), %zu bad, %zu empty rows; %s",
+             label, rel, tu_rel_tol(d->dtype), lerr, tu_lse_tol(d->dtype), bad, empty, r->describe);
+  free(ro);
+  free(rl);
+}
+
+static clattn_attention_desc make(clattn_dtype t) {
+  clattn_attention_desc d;
+  clattn_attention_desc_init(&d);
+  d.batch = 2;
+  d.heads = 6;
+  d.kv_heads = 2;
+  d.seq_q = 77;
+  d.seq_kv = 130;
+  d.head_dim = 40;
+  d.dtype = t;
+  d.algo = CLATTN_ALGO_FLASH;
+  d.scale = 0.4;
+  return d;
+}
+
+/* The document ids of the doc mask: 2 batch entries, documents of 1..40
+ * tokens, the query rows being the last 77 of the 130 key positions. */
+static int *doc_ids(size_t *bytes) {
+  const int nq = 77, nk = 130, stride = nq + nk;
+  int *u = malloc((size_t)(2 + 2 * stride) * sizeof(int));
+  assert_non_null(u);
+  u[0] = stride;
+  u[1] = nq;
+  tu_rng r;
+  tu_rng_init(&r, tu_case_seed("user/doc_ids"));
+  for (int b = 0; b < 2; b++) {
+    int *ids = u + 2 + b * stride, doc = 0, left = 0;
+    for (int j = 0; j < nk; j++) {
+      if (left == 0) {
+        doc++;
+        left = 1 + (int)(tu_rng_next(&r) % 40);
+      }
+      left--;
+      ids[nq + j] = doc;
+    }
+    for (int i = 0; i < nq; i++)
+      ids[i] = ids[nq + i + 53]; /* query i sits at key position i + 53 */
+  }
+  *bytes = (size_t)(2 + 2 * stride) * sizeof(int);
+  return u;
+}
+
+static void cases(clattn_context ctx, const char *tag, const char *want) {
+  static const clattn_dtype dts[2] = {CLATTN_DTYPE_F32, CLATTN_DTYPE_BF16};
+  for (int di = 0; di < 2; di++) {
+    const clattn_dtype dt = dts[di];
+    char label[160];
+    void *in[3];
+    size_t n[3];
+    run r, r2;
+    /* 1. mask_mod = causal: the reference, and the native causal plan */
+    clattn_attention_desc d = make(dt);
+    d.mask_mod = causal_src;
+    snprintf(label, sizeof label, "user/%s/%s/causal", tag, clattn_dtype_name(dt));
+    host_inputs(&d, label, in, n);
+    const clattn_reference_fns cf = {NULL, causal_twin, NULL};
+    run_device(ctx, &d, in, n, NULL, 0, &r);
+    if (want && !strstr(r.describe, want)) fail_msg("%s: not %s: %s", label, want, r.describe);
+    assert_non_null(strstr(r.describe, "user mask_mod"));
+    compare_ref(&d, in, &r, &cf, label);
+    clattn_attention_desc nat = make(dt);
+    nat.mask = CLATTN_MASK_CAUSAL;
+    run_device(ctx, &nat, in, n, NULL, 0, &r2);
+    double md = 0;
+    for (size_t i = 0; i < n[0]; i++)
+      md = fmax(md, fabs(r.o[i] - r2.o[i]));
+    if (!(md <= (dt == CLATTN_DTYPE_F32 ? 1e-5 : 1e-2)))
+      fail_msg("%s: differs from the native causal mask by %.3g", label, md);
+    run_free(&r);
+    run_free(&r2);
+    /* 2. a sliding window */
+    d.mask_mod = window_src;
+    snprintf(label, sizeof label, "user/%s/%s/window", tag, clattn_dtype_name(dt));
+    const clattn_reference_fns wf = {NULL, window_twin, NULL};
+    run_device(ctx, &d, in, n, NULL, 0, &r);
+    compare_ref(&d, in, &r, &wf, label);
+    run_free(&r);
+    /* 3. documents from the user buffer, GQA */
+    size_t ub = 0;
+    int *ids = doc_ids(&ub);
+    d.mask_mod = doc_src;
+    snprintf(label, sizeof label, "user/%s/%s/documents", tag, clattn_dtype_name(dt));
+    const clattn_reference_fns df = {NULL, doc_twin, ids};
+    run_device(ctx, &d, in, n, ids, ub, &r);
+    compare_ref(&d, in, &r, &df, label);
+    run_free(&r);
+    free(ids);
+    /* 4. ALiBi through score_mod = the built-in ALiBi (the reference of the
+     * built-in, and the twin) */
+    d.mask_mod = NULL;
+    d.score_mod = alibi_src;
+    float slopes[6];
+    for (int h = 0; h < 6; h++)
+      slopes[h] = (float)pow(2.0, -8.0 * (h + 1) / 4.0 * (h < 4) -
+                                      8.0 * (2 * (h - 4) + 1) / 8.0 * (h >= 4));
+    snprintf(label, sizeof label, "user/%s/%s/alibi", tag, clattn_dtype_name(dt));
+    run_device(ctx, &d, in, n, slopes, sizeof slopes, &r);
+    const clattn_reference_fns af = {alibi_twin, NULL, slopes};
+    compare_ref(&d, in, &r, &af, label);
+    clattn_attention_desc bi = make(dt);
+    bi.alibi_max_bias = 8.0;
+    compare_ref(&bi, in, &r, NULL, label); /* the built-in's reference */
+    run_free(&r);
+    /* 5. both in one text, causal desc.mask on top */
+    d.score_mod = d.mask_mod = both_src;
+    d.mask = CLATTN_MASK_CAUSAL_TOP_LEFT;
+    snprintf(label, sizeof label, "user/%s/%s/both", tag, clattn_dtype_name(dt));
+    const clattn_reference_fns bf = {both_score_twin, both_mask_twin, NULL};
+    run_device(ctx, &d, in, n, NULL, 0, &r);
+    compare_ref(&d, in, &r, &bf, label);
+    run_free(&r);
+    for (int t = 0; t < 3; t++)
+      free(in[t]);
+  }
+}
+
+static void test_flash_rows(void **state) {
+  with_blocks = 0;
+  cases(*state, "rows", NULL);
+  with_blocks = 1; /* the same with block classes (hidden tiles skipped) */
+  cases(*state, "rows-blocks", NULL);
+  with_blocks = 0;
+}
+
+static void test_flash_workgroup(void **state) {
+  (void)state;
+  setenv("CLATTN_TUNE_OVERRIDE", "flash:bm=16,bn=32,tm=4,tn=8", 1);
+  clattn_context ctx = tu_new_context(); /* reads the environment */
+  unsetenv("CLATTN_TUNE_OVERRIDE");
+  with_blocks = 0;
+  cases(ctx, "workgroup", "tm=4 tn=8");
+  with_blocks = 1;
+  cases(ctx, "workgroup-blocks", "tm=4 tn=8");
+  with_blocks = 0;
+  clattn_context_release(ctx);
+}
+
+static void test_refusals(void **state) {
+  clattn_context ctx = *state;
+  clattn_attention_desc d = make(CLATTN_DTYPE_F32);
+  clattn_plan plan = NULL;
+  /* a compile error: INVALID_ARGUMENT with the compiler's log */
+  d.score_mod = "float clattn_score_mod(float s, int b, int h, int q, int k,\n"
+                "                       __global const uchar *user) { return s +; }\n";
+  assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_ERROR_INVALID_ARGUMENT);
+  assert_null(plan);
+  const char *msg = clattn_context_last_error(ctx);
+  if (!strstr(msg, "score_mod") || !strstr(msg, "build log"))
+    fail_msg("no compiler log in: %s", msg);
+  /* a wrong signature is a compile error too */
+  d.score_mod = "int clattn_score_mod(void) { return 0; }\n";
+  assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_ERROR_INVALID_ARGUMENT);
+  /* an empty text, and user functions outside the flash family */
+  d.score_mod = "";
+  assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_ERROR_INVALID_ARGUMENT);
+  assert_non_null(strstr(clattn_context_last_error(ctx), "desc.score_mod"));
+  d.score_mod = NULL;
+  d.mask_mod = causal_src;
+  d.algo = CLATTN_ALGO_NAIVE;
+  assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_ERROR_INVALID_ARGUMENT);
+  d.algo = CLATTN_ALGO_FLASH;
+  /* no backward kernel takes them */
+  assert_int_equal(clattn_plan_create(ctx, &d, CLATTN_PLAN_BACKWARD, &plan),
+                   CLATTN_ERROR_UNSUPPORTED);
+  /* decode-sized problems go to the prefill kernels (decode declines) */
+  clattn_attention_desc dq = d;
+  dq.seq_q = 1;
+  assert_int_equal(clattn_plan_create(ctx, &dq, 0, &plan), CLATTN_SUCCESS);
+  assert_null(strstr(clattn_plan_describe(plan), "decode"));
+  clattn_plan_release(plan);
+  /* the reference needs the twins */
+  double o[8];
+  float x[8] = {0};
+  assert_int_equal(clattn_reference_attention(&d, x, x, x, o, NULL, NULL, 0),
+                   CLATTN_ERROR_INVALID_ARGUMENT);
+  /* a user buffer without user functions */
+  clattn_attention_desc plain = make(CLATTN_DTYPE_F32);
+  assert_int_equal(clattn_plan_create(ctx, &plain, 0, &plan), CLATTN_SUCCESS);
+  clattn_exec_args a;
+  memset(&a, 0, sizeof a);
+  a.q = a.k = a.v = tu_buffer_nan(ctx, 2 * 6 * 130 * 40);
+  a.o = tu_buffer_nan(ctx, 2 * 6 * 77 * 40);
+  a.user = tu_buffer_nan(ctx, 16);
+  assert_int_equal(clattn_plan_execute_ex(plan, &a, 0, NULL, NULL), CLATTN_ERROR_INVALID_ARGUMENT);
+  assert_non_null(strstr(clattn_context_last_error(ctx), "user"));
+  clReleaseMemObject(a.q);
+  clReleaseMemObject(a.o);
+  clReleaseMemObject(a.user);
+  clattn_plan_release(plan);
+  /* block classes: only with a mask_mod, not for ragged plans */
+  assert_int_equal(clattn_plan_create(ctx, &plain, 0, &plan), CLATTN_SUCCESS);
+  assert_int_equal(clattn_plan_update_mask_blocks(plan, NULL, 0, NULL, NULL),
+                   CLATTN_ERROR_INVALID_ARGUMENT);
+  clattn_plan_release(plan);
+  clattn_attention_desc rg = d;
+  rg.ragged = 1;
+  rg.total_q = 200;
+  rg.total_kv = 300;
+  rg.layout = CLATTN_LAYOUT_BSHD;
+  assert_int_equal(clattn_plan_create(ctx, &rg, 0, &plan), CLATTN_SUCCESS);
+  assert_int_equal(clattn_plan_update_mask_blocks(plan, NULL, 0, NULL, NULL),
+                   CLATTN_ERROR_UNSUPPORTED);
+  clattn_plan_release(plan);
+  /* the plan keeps its own copy of the text */
+  char *src = malloc(strlen(causal_src) + 1);
+  strcpy(src, causal_src);
+  d.mask_mod = src;
+  assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_SUCCESS);
+  memset(src, 'x', strlen(src));
+  free(src);
+  assert_non_null(strstr(clattn_plan_desc(plan)->mask_mod, "clattn_mask_mod"));
+  clattn_plan_release(plan);
+}
+
+int main(int argc, char **argv) {
+  if (tu_parse_filter_args(argc, argv)) return 2;
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_refusals),
+      cmocka_unit_test(test_flash_rows),
+      cmocka_unit_test(test_flash_workgroup),
+  };
+  return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
+}
