@@ -456,6 +456,51 @@ def test_varlen_attention():
                 assert abs(lse[row, h] - (s.max() + math.log(w.sum()))) < 1e-5
 
 
+def test_user_functions():
+    """score_mod / mask_mod as OpenCL C: a document mask read from `user` and an ALiBi score
+    function against numpy; a compile error is a ValueError naming the field."""
+    rng = np.random.default_rng(6)
+    H, L, S, E = 4, 29, 41, 16
+    q, k, v = rand(rng, (2, H, L, E)), rand(rng, (2, H, S, E)), rand(rng, (2, H, S, E))
+    docs = np.sort(rng.integers(0, 4, size=(2, S))).astype(np.int32)  # key documents per batch
+    qdocs = docs[:, S - L:]                                             # query i sits at key i + S - L
+    user = np.concatenate([np.array([S], np.int32), docs.ravel()])
+    mask_mod = f"""
+    int clattn_mask_mod(int b, int h, int q_idx, int kv_idx, __global const uchar *user) {{
+      __global const int *u = (__global const int *)user;
+      const int s = u[0];
+      return u[1 + b * s + q_idx + {S - L}] == u[1 + b * s + kv_idx] && kv_idx <= q_idx + {S - L};
+    }}"""
+    vis = (qdocs[:, None, :, None] == docs[:, None, None, :]) & visible(L, S, "bottom_right")
+    s = q.astype(np.float64) @ np.swapaxes(k, -1, -2) / np.sqrt(E)
+    s = np.where(vis, s, -np.inf)
+    w = np.exp(s - s.max(axis=-1, keepdims=True))
+    ref = (w @ v) / w.sum(axis=-1, keepdims=True)
+    o = clattn.attention(q, k, v, mask_mod=mask_mod, user=user)
+    assert rel_err(o, ref) <= TOL["f32"]
+    # the same mask again with other documents: the block classes follow the buffer
+    docs2 = docs[:, ::-1].copy()
+    user2 = np.concatenate([np.array([S], np.int32), docs2.ravel()])
+    vis2 = (docs2[:, S - L:][:, None, :, None] == docs2[:, None, None, :]) & visible(L, S, "bottom_right")
+    s2 = np.where(vis2, q.astype(np.float64) @ np.swapaxes(k, -1, -2) / np.sqrt(E), -np.inf)
+    w2 = np.exp(s2 - s2.max(axis=-1, keepdims=True))
+    assert rel_err(clattn.attention(q, k, v, mask_mod=mask_mod, user=user2),
+                   (w2 @ v) / w2.sum(axis=-1, keepdims=True)) <= TOL["f32"]
+    # ALiBi as a score function equals the built-in
+    score_mod = """
+    float clattn_score_mod(float s, int b, int h, int q_idx, int kv_idx, __global const uchar *u) {
+      const float slope = exp2(-8.0f * (float)(h + 1) / 4.0f);
+      return s - slope * (float)abs(q_idx + %d - kv_idx);
+    }""" % (S - L)
+    a = clattn.attention(q, k, v, score_mod=score_mod)
+    b = clattn.attention(q, k, v, alibi_max_bias=8.0)
+    assert rel_err(a, b) <= TOL["f32"]
+    with pytest.raises(ValueError, match="score_mod"):
+        clattn.attention(q, k, v, score_mod="float clattn_score_mod(float s) { return s +; }")
+    with pytest.raises(ValueError, match="user"):
+        clattn.attention(q, k, v, user=user)
+
+
 def test_softcap_and_alibi():
     """softcap and ALiBi against numpy: s = c·tanh(s/c) - slope_h·|p - j| (BLOOM's slopes for
     max bias 8 at 8 heads: 2^-1 .. 2^-8), p aligned as the causal mask."""

@@ -257,7 +257,9 @@ def _desc_key(d, keep):
     c = ll.Desc.from_buffer_copy(d)
     for f in ("global_tokens", "layout_row_offsets", "layout_cols"):
         setattr(c.sparse, f, None)
-    return bytes(c) + repr([list(a) for a in keep]).encode()
+    fns = (d.score_mod or b"", d.mask_mod or b"")  # the texts, not their addresses
+    c.score_mod = c.mask_mod = None
+    return bytes(c) + repr([list(a) for a in keep]).encode() + repr(fns).encode()
 
 
 def _plan(ctx, d, keep, config):
@@ -287,9 +289,38 @@ def _buffer(ctx, role, nbytes):
     return mem
 
 
-def _execute(ctx, plan, views, out, lse):
+def _execute(ctx, plan, views, out, lse, user=None, blocks=False):
     """Runs the plan on host memory: zero-copy CL_MEM_USE_HOST_PTR buffers on CPU devices, else
-    the context's reusable device buffers with copies in and out."""
+    the context's reusable device buffers with copies in and out. user: a numpy array for the
+    user functions (copied to a device buffer); blocks: make the user mask's block classes
+    first (once per plan without `user`, every call with it)."""
+    if user is not None or blocks:
+        with ctx._lock:
+            ub = None
+            try:
+                if user is not None:
+                    ua = np.ascontiguousarray(user)
+                    ub = ctx.buffer(max(ua.nbytes, 1))
+                    ctx.write(ub, ua, nbytes=ua.nbytes)
+                if blocks and (ub is not None or not getattr(plan, "_blocks_done", False)):
+                    plan.update_mask_blocks(ub)
+                    plan._blocks_done = True
+                bufs = []
+                for role, v in zip("qkv", views):
+                    b = _buffer(ctx, role, v.nbytes)
+                    ctx.write(b, None, nbytes=v.nbytes, ptr=v.ptr)
+                    bufs.append(b)
+                ob = _buffer(ctx, "o", out.nbytes)
+                lb = _buffer(ctx, "lse", lse.nbytes) if lse is not None else None
+                plan.execute_ex(q=bufs[0], k=bufs[1], v=bufs[2], o=ob, lse=lb, user=ub)
+                ctx.read(ob, out, nbytes=out.nbytes)
+                if lb:
+                    ctx.read(lb, lse, nbytes=lse.nbytes)
+            finally:
+                ctx.finish()
+                if ub is not None:
+                    ctx.release_buffer(ub)
+        return
     with ctx._lock:
         if ctx.is_cpu:
             made = []
@@ -329,7 +360,7 @@ def _execute(ctx, plan, views, out, lse):
 
 def _attention(q, k, v, *, mask_code, scale, layout, sparse, algo, feature_map, num_features,
                feature_seed, return_lse, dtype, context, config, gqa, softcap=0.0,
-               alibi_max_bias=0.0):
+               alibi_max_bias=0.0, score_mod=None, mask_mod=None, user=None):
     _need_numpy()
     layout = {0: "bhsd", 1: "bshd"}[ll.lookup({"bhsd": 0, "bshd": 1}, layout, "layout")]
     algo_code = ll.lookup(ll.ALGOS, algo, "algo")
@@ -387,6 +418,11 @@ def _attention(q, k, v, *, mask_code, scale, layout, sparse, algo, feature_map, 
         scale = float(scale)
         d.scale = scale if scale != 0.0 else 5e-324  # 0 means the default in the descriptor
     d.softcap, d.alibi_max_bias = float(softcap or 0.0), float(alibi_max_bias or 0.0)
+    fn_text = [None if f is None else (f.encode() if isinstance(f, str) else bytes(f))
+               for f in (score_mod, mask_mod)]
+    d.score_mod, d.mask_mod = fn_text  # the bytes live in fn_text until the plan copied them
+    if user is not None and score_mod is None and mask_mod is None:
+        raise ValueError("user: given without score_mod / mask_mod")
     d.mask = mask_code
     if sparse is not None:
         d.mask, d.sparse = _sparse_fields(sparse, keep)
@@ -402,7 +438,7 @@ def _attention(q, k, v, *, mask_code, scale, layout, sparse, algo, feature_map, 
         if return_lse:
             raise ValueError("return_lse: linear attention has no log-sum-exp")
     plan = _plan(ctx, d, keep, config)
-    _execute(ctx, plan, V, o_arr, lse)
+    _execute(ctx, plan, V, o_arr, lse, user=user, blocks=mask_mod is not None)
     res = T[0].finish(o_obj)
     return (res, _lse_out(lse, T[0])) if return_lse else res
 
@@ -429,7 +465,8 @@ def _causal_code(causal):
 
 def attention(q, k, v, *, causal=None, scale=None, layout="bhsd", mask=None, algo="auto",
               feature_map="elu", num_features=0, feature_seed=0, return_lse=False, dtype=None,
-              context=None, config=None, softcap=None, alibi_max_bias=None):
+              context=None, config=None, softcap=None, alibi_max_bias=None, score_mod=None,
+              mask_mod=None, user=None):
     """Attention softmax(q kᵀ·scale + mask) v with everything clattn offers.
 
     q: (..., H, L, E) ('bhsd') or (..., L, H, E) ('bshd'); k, v: the same with Hk heads (GQA when
@@ -447,12 +484,17 @@ def attention(q, k, v, *, causal=None, scale=None, layout="bhsd", mask=None, alg
     softcap: logit soft-capping, s = softcap·tanh(s/softcap) (Gemma 2). alibi_max_bias: ALiBi with
     the standard slopes of this max bias (8: BLOOM's), positions aligned as the causal mask. Both
     on the flash kernels' forward (clattn_attention_desc.softcap / .alibi_max_bias).
+    score_mod / mask_mod: OpenCL C source of clattn_score_mod / clattn_mask_mod (clattn.h states
+    the signatures), compiled into the flash kernels; user: a numpy array they read as
+    `__global const uchar *user`. A mask_mod's block classes are made before each call with
+    `user` (once per plan without it), so hidden tiles cost nothing.
     """
     return _attention(q, k, v, mask_code=_causal_code(causal), scale=scale, layout=layout,
                       sparse=mask, algo=algo, feature_map=feature_map, num_features=num_features,
                       feature_seed=feature_seed, return_lse=return_lse, dtype=dtype,
                       context=context, config=config, gqa=True, softcap=softcap,
-                      alibi_max_bias=alibi_max_bias)
+                      alibi_max_bias=alibi_max_bias, score_mod=score_mod, mask_mod=mask_mod,
+                      user=user)
 
 
 def scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False,

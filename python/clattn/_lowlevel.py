@@ -191,6 +191,8 @@ class Library:
         L.clattn_plan_execute.argtypes = [c_void_p] + [c_void_p] * 5 + [c_uint, c_void_p, ctypes.POINTER(c_void_p)]
         L.clattn_plan_execute_ex.argtypes = [c_void_p, ctypes.POINTER(ExecArgs), c_uint, c_void_p,
                                              ctypes.POINTER(c_void_p)]
+        L.clattn_plan_update_mask_blocks.argtypes = [c_void_p, c_void_p, c_uint, c_void_p,
+                                                     ctypes.POINTER(c_void_p)]
         L.clattn_merge_states.argtypes = [c_void_p, c_int, c_int, c_int, c_int, c_void_p, c_void_p,
                                           c_void_p, c_void_p, c_uint, c_void_p,
                                           ctypes.POINTER(c_void_p)]
@@ -475,7 +477,7 @@ class Plan:
 
     def execute_ex(self, event=False, **bufs):
         """clattn_plan_execute_ex: keyword buffers q, k, v, o, lse, cu_seqlens_q, cu_seqlens_kv,
-        seqlens_kv, block_table (cl_mem handles; missing ones are NULL)."""
+        seqlens_kv, block_table, user (cl_mem handles; missing ones are NULL)."""
         a = ExecArgs(**{n: bufs.get(n) for n, _ in ExecArgs._fields_})
         ev = c_void_p()
         st = self.ctx.L.lib.clattn_plan_execute_ex(self._handle(), ctypes.byref(a), 0, None,
@@ -483,6 +485,13 @@ class Plan:
         if st != 0:
             raise self.ctx.fail(st)
         return ev if event else None
+
+    def update_mask_blocks(self, user=None):
+        """clattn_plan_update_mask_blocks: the user mask's block classes for the buffer `user`
+        (a cl_mem handle, or None)."""
+        st = self.ctx.L.lib.clattn_plan_update_mask_blocks(self._handle(), user, 0, None, None)
+        if st != 0:
+            raise self.ctx.fail(st)
 
     def execute_backward(self, q, k, v, o, lse, dout, dq, dk, dv, event=False):
         """clattn_plan_execute_backward: dq, dk, dv from the forward's q, k, v, o, lse and dout."""

@@ -81,6 +81,7 @@ typedef struct cli_common {
   int verify;          /* -1: the subcommand's default, 0 off, 1 on */
   const char *feature; /* --feature: linear family's feature map (cli_parse_feature) */
   const char *score_mod_file, *mask_mod_file; /* --score-mod / --mask-mod FILE.cl */
+  int no_mask_blocks; /* --no-mask-blocks: the kernels evaluate the mask_mod on every tile */
 } cli_common;
 
 void cli_common_defaults(cli_common *c);
@@ -106,6 +107,7 @@ typedef struct cli_problem {
                              the rest of a model that must fit beside the attention */
   bool profile;           /* linear family: also time each kernel (cli_result.kernels) */
   bool backward;          /* time and verify the backward pass instead (backward.c) */
+  bool no_mask_blocks;    /* a mask_mod without clattn_plan_update_mask_blocks */
 } cli_problem;
 
 /* Creates the context for --device, printing the library's detail on failure

@@ -55,6 +55,9 @@ cli_opt_table cli_common_table(cli_common *c) {
       {"mask-mod", "FILE", CLI_OPT_STR, &c->mask_mod_file, 0, 0, NULL,
        "OpenCL C source defining int clattn_mask_mod(int b, int h, int q_idx, int kv_idx, "
        "__global const uchar *user) (non-zero: visible; with --mask)"},
+      {"no-mask-blocks", NULL, CLI_OPT_FLAG, &c->no_mask_blocks, 0, 1, NULL,
+       "with --mask-mod: no block classes (clattn_plan_update_mask_blocks); the kernels evaluate "
+       "the mask on every tile"},
       {"reps", "R", CLI_OPT_INT, &c->reps, 1, 0, NULL, "timed runs per problem"},
       {"warmup", "W", CLI_OPT_INT, &c->warmup, 0, 0, NULL, "untimed runs first (default 1)"},
       {"seed", "S", CLI_OPT_U64, &c->seed, 0, 0, NULL, "seed of the random inputs (default 42)"},
@@ -87,6 +90,7 @@ void cli_problem_from_common(const cli_common *c, cli_problem *p) {
   p->lse = false;
   p->compare_softmax = false;
   p->reserve_bytes = 0;
+  p->no_mask_blocks = c->no_mask_blocks != 0;
 }
 
 int cli_parse_feature(const char *spec, clattn_attention_desc *d) {
@@ -510,7 +514,7 @@ clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result
   }
   /* A user mask (the CLI passes no user buffer): its block classes once, as
    * a model would per batch (clattn_plan_update_mask_blocks). */
-  if (d->mask_mod && !d->ragged &&
+  if (d->mask_mod && !d->ragged && !p->no_mask_blocks &&
       (st = clattn_plan_update_mask_blocks(pt.plan, NULL, 0, NULL, NULL)) != CLATTN_SUCCESS) {
     fail(r, st, "%s", clattn_context_last_error(ctx));
     release_point(&pt);
