@@ -305,6 +305,16 @@ inline bool sp_visible(const int p, const int j, const int nk, __global const ui
 #define FLASH_USER_ARGS
 #endif
 
+/* Attention sinks (-DSINKS=1): one logit per query head, natural units. */
+#ifndef SINKS
+#define SINKS 0
+#endif
+#if SINKS
+#define FLASH_SINK_ARGS , __global const float *restrict sinks
+#else
+#define FLASH_SINK_ARGS
+#endif
+
 #define FLASH_ARGS(ET)                                                                         \
   __global const ET *restrict Q, __global const ET *restrict K, __global const ET *restrict V, \
       __global ET *restrict O, __global float *restrict LSE, const int write_lse,               \
@@ -312,7 +322,8 @@ inline bool sp_visible(const int p, const int j, const int nk, __global const ui
       const long ksh, const long kss, const long ksd, const long vsb, const long vsh,          \
       const long vss, const long vsd, const long osb, const long osh, const long oss,          \
       const long osd, const int H, const int G, const int FLASH_NQ, const int FLASH_NK,        \
-      const int nqb, const float qscale FLASH_USER_ARGS FLASH_RAGGED_ARGS FLASH_SPARSE_ARGS
+      const int nqb, const float qscale FLASH_USER_ARGS FLASH_SINK_ARGS FLASH_RAGGED_ARGS       \
+          FLASH_SPARSE_ARGS
 #define FLASH_PROLOGUE(ET, rows)                                                               \
   const int qb = FLASH_QUERY_BLOCK();                                                          \
   const int bh = get_group_id(1);                                                              \

@@ -305,6 +305,20 @@ flash_fwd(FLASH_ARGS(stype)) {
     float lt = 0.0f;
 #pragma unroll
     for (int u = 0; u < TN; u++) lt += red[r * TN + u];
+#if SINKS
+    {
+      /* the sink: one more term of the denominator (log2 units); a row
+       * without a visible key puts all its mass there (zeros, LSE = sink) */
+      const float z = sinks[h] * CLATTN_LOG2E;
+      const bool empty = as_uint(lt) == 0u;
+      const float mm = empty ? z : fmax(m[i], z);
+      const float a = empty ? 0.0f : exp2(m[i] - mm);
+      lt = lt * a + exp2(z - mm);
+#pragma unroll
+      for (int j = 0; j < RC * 4; j++) acc[i][j] *= a;
+      m[i] = mm;
+    }
+#endif
     /* lt is 0 exactly when the row has no visible key (else >= 1); NaN rows
      * give NaN outputs and LSE (bit tests: finite-math builds may fold float
      * compares of NaN). */

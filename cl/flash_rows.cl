@@ -293,6 +293,20 @@ flash_rows(FLASH_ARGS(stype)) {
 #undef VT_AT
   }
 
+#if SINKS
+  {
+    /* the sink: one more term of each row's denominator (log2 units); a row
+     * without a visible key puts all its mass there (zeros, LSE = sink) */
+    const vrow z = (vrow)(sinks[h] * CLATTN_LOG2E);
+    const vrowi empty = AS_VROWI(l) == (vrowi)(0);
+    const vrow mm = select(fmax(m, z), z, empty);
+    const vrow a = select(exp2(m - mm), (vrow)(0.0f), empty);
+    l = l * a + exp2(z - mm);
+    for (int c = 0; c < D; c++)
+      acc[c] *= a;
+    m = mm;
+  }
+#endif
   /* O = acc / l, written row by row. l is 0 exactly for rows without a
    * visible key (zeros, LSE -inf), else >= 1; NaN rows give NaN. The test is
    * on the bits (+0.0): finite-math builds may fold float compares of NaN. */

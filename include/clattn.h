@@ -496,6 +496,13 @@ typedef struct clattn_attention_desc {
    *  zeros and LSE -inf. May be the same text as score_mod (defining both
    *  functions). At most 65536 bytes. */
   const char *mask_mod;
+  /** NULL, or attention sinks (gpt-oss): one logit per query head (heads
+   *  floats, natural-log units, not scaled), added to each row's softmax
+   *  denominator as a key without a value: o = Σ_j e^{s_j} v_j / (Σ_j e^{s_j} +
+   *  e^{sink_h}), LSE = log(Σ_j e^{s_j} + e^{sink_h}); a row that sees no key
+   *  gives zeros and LSE = sink_h. Finite, |sink| <= 1e30. The plan copies
+   *  them. Same kernels as the score modifiers (flash, flash_rows, forward). */
+  const float *sinks;
 } clattn_attention_desc;
 
 /** Sets every field to its default (sizes 1, seq 1, head_dim 64, f32, BHSD,

@@ -197,7 +197,7 @@ static void test_validation(void **state) {
   d.softcap = 4.0;
   d.algo = CLATTN_ALGO_NAIVE;
   assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_ERROR_UNSUPPORTED);
-  assert_non_null(strstr(clattn_context_last_error(ctx), "softcap / ALiBi are not in the naive"));
+  assert_non_null(strstr(clattn_context_last_error(ctx), "are not in the naive kernel"));
   d.algo = CLATTN_ALGO_FLASH;
   assert_int_equal(clattn_plan_create(ctx, &d, CLATTN_PLAN_BACKWARD, &plan),
                    CLATTN_ERROR_UNSUPPORTED);
@@ -220,6 +220,51 @@ static void test_validation(void **state) {
   assert_null(plan);
 }
 
+/* Attention sinks (desc.sinks): every mask, GQA, rows without keys
+ * (seq_q > seq_kv bottom-right: their output is 0 and LSE = the sink),
+ * flash_rows and the work-group kernel, against the reference; with
+ * softcap too. Then the validation of the values. */
+static void test_sinks(void **state) {
+  clattn_context ctx0 = *state;
+  setenv("CLATTN_TUNE_OVERRIDE", "flash:bm=16,bn=32,tm=4,tn=8", 1);
+  clattn_context wg = tu_new_context();
+  unsetenv("CLATTN_TUNE_OVERRIDE");
+  static const clattn_mask masks[] = {CLATTN_MASK_NONE, CLATTN_MASK_CAUSAL,
+                                      CLATTN_MASK_CAUSAL_TOP_LEFT};
+  const float sinks[6] = {-1.5f, 0.0f, 2.0f, 0.5f, -4.0f, 8.0f};
+  for (int k = 0; k < 2; k++) {
+    clattn_context ctx = k ? wg : ctx0;
+    for (int si = 0; si < NSHAPES; si++)
+      for (int mi = 0; mi < 3; mi++) {
+        clattn_attention_desc d =
+            make_desc(&shapes[si], masks[mi], mi == 2 && !k ? CLATTN_DTYPE_BF16 : CLATTN_DTYPE_F32);
+        d.sinks = sinks;
+        if (si == 1) d.softcap = 3.0;
+        char label[200];
+        snprintf(label, sizeof label, "sinks/%s/shape%d/%s", k ? "workgroup" : "rows", si,
+                 clattn_mask_name(masks[mi]));
+        check(ctx, &d, k ? "tm=4 tn=8" : "flash_rows", label);
+      }
+  }
+  clattn_context_release(wg);
+  /* a sink that is not finite; sinks outside the flash family */
+  clattn_attention_desc d = make_desc(&shapes[2], CLATTN_MASK_NONE, CLATTN_DTYPE_F32);
+  float bad[4] = {0.0f, NAN, 1.0f, 1.0f};
+  d.sinks = bad;
+  clattn_plan plan = NULL;
+  assert_int_equal(clattn_plan_create(ctx0, &d, 0, &plan), CLATTN_ERROR_INVALID_ARGUMENT);
+  assert_non_null(strstr(clattn_context_last_error(ctx0), "desc.sinks[1]"));
+  bad[1] = 2.0f;
+  d.algo = CLATTN_ALGO_NAIVE;
+  assert_int_equal(clattn_plan_create(ctx0, &d, 0, &plan), CLATTN_ERROR_INVALID_ARGUMENT);
+  d.algo = CLATTN_ALGO_FLASH;
+  assert_int_equal(clattn_plan_create(ctx0, &d, 0, &plan), CLATTN_SUCCESS);
+  bad[0] = 99.0f; /* the plan copied them */
+  assert_true(clattn_plan_desc(plan)->sinks[0] == 0.0f);
+  assert_non_null(strstr(clattn_plan_describe(plan), "attention sinks"));
+  clattn_plan_release(plan);
+}
+
 int main(int argc, char **argv) {
   if (tu_parse_filter_args(argc, argv)) return 2;
   const struct CMUnitTest tests[] = {
@@ -227,6 +272,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_flash_rows),
       cmocka_unit_test(test_flash_workgroup),
       cmocka_unit_test(test_validation),
+      cmocka_unit_test(test_sinks),
   };
   return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }

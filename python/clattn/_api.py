@@ -259,6 +259,9 @@ def _desc_key(d, keep):
         setattr(c.sparse, f, None)
     fns = (d.score_mod or b"", d.mask_mod or b"")  # the texts, not their addresses
     c.score_mod = c.mask_mod = None
+    if d.sinks:
+        fns += (tuple(d.sinks[i] for i in range(d.heads)),)
+        c.sinks = None
     return bytes(c) + repr([list(a) for a in keep]).encode() + repr(fns).encode()
 
 
@@ -360,7 +363,7 @@ def _execute(ctx, plan, views, out, lse, user=None, blocks=False):
 
 def _attention(q, k, v, *, mask_code, scale, layout, sparse, algo, feature_map, num_features,
                feature_seed, return_lse, dtype, context, config, gqa, softcap=0.0,
-               alibi_max_bias=0.0, score_mod=None, mask_mod=None, user=None):
+               alibi_max_bias=0.0, score_mod=None, mask_mod=None, user=None, sinks=None):
     _need_numpy()
     layout = {0: "bhsd", 1: "bshd"}[ll.lookup({"bhsd": 0, "bshd": 1}, layout, "layout")]
     algo_code = ll.lookup(ll.ALGOS, algo, "algo")
@@ -423,6 +426,13 @@ def _attention(q, k, v, *, mask_code, scale, layout, sparse, algo, feature_map, 
     d.score_mod, d.mask_mod = fn_text  # the bytes live in fn_text until the plan copied them
     if user is not None and score_mod is None and mask_mod is None:
         raise ValueError("user: given without score_mod / mask_mod")
+    if sinks is not None:
+        sk = np.ascontiguousarray(np.asarray(sinks, dtype=np.float32).ravel())
+        if sk.size != vq.heads:
+            raise ValueError(f"sinks: {sk.size} values for {vq.heads} query heads")
+        keep_sinks = (ctypes.c_float * sk.size)(*sk.tolist())
+        d.sinks = ctypes.cast(keep_sinks, ctypes.POINTER(ctypes.c_float))
+        d._keep_sinks = keep_sinks
     d.mask = mask_code
     if sparse is not None:
         d.mask, d.sparse = _sparse_fields(sparse, keep)
@@ -466,7 +476,7 @@ def _causal_code(causal):
 def attention(q, k, v, *, causal=None, scale=None, layout="bhsd", mask=None, algo="auto",
               feature_map="elu", num_features=0, feature_seed=0, return_lse=False, dtype=None,
               context=None, config=None, softcap=None, alibi_max_bias=None, score_mod=None,
-              mask_mod=None, user=None):
+              mask_mod=None, user=None, sinks=None):
     """Attention softmax(q kᵀ·scale + mask) v with everything clattn offers.
 
     q: (..., H, L, E) ('bhsd') or (..., L, H, E) ('bshd'); k, v: the same with Hk heads (GQA when
@@ -487,14 +497,15 @@ def attention(q, k, v, *, causal=None, scale=None, layout="bhsd", mask=None, alg
     score_mod / mask_mod: OpenCL C source of clattn_score_mod / clattn_mask_mod (clattn.h states
     the signatures), compiled into the flash kernels; user: a numpy array they read as
     `__global const uchar *user`. A mask_mod's block classes are made before each call with
-    `user` (once per plan without it), so hidden tiles cost nothing.
+    `user` (once per plan without it), so hidden tiles cost nothing. sinks: attention sinks
+    (gpt-oss), one logit per query head added to the softmax denominator.
     """
     return _attention(q, k, v, mask_code=_causal_code(causal), scale=scale, layout=layout,
                       sparse=mask, algo=algo, feature_map=feature_map, num_features=num_features,
                       feature_seed=feature_seed, return_lse=return_lse, dtype=dtype,
                       context=context, config=config, gqa=True, softcap=softcap,
                       alibi_max_bias=alibi_max_bias, score_mod=score_mod, mask_mod=mask_mod,
-                      user=user)
+                      user=user, sinks=sinks)
 
 
 def scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False,

@@ -110,7 +110,8 @@ class Desc(ctypes.Structure):
                 ("max_pages_per_seq", c_int), ("ragged", c_int), ("total_q", c_int),
                 ("total_kv", c_int), ("softcap", c_double), ("alibi_max_bias", c_double),
                 # user functions: OpenCL C source (the plan copies it)
-                ("score_mod", ctypes.c_char_p), ("mask_mod", ctypes.c_char_p)]
+                ("score_mod", ctypes.c_char_p), ("mask_mod", ctypes.c_char_p),
+                ("sinks", ctypes.POINTER(ctypes.c_float))]
 
 
 class ExecArgs(ctypes.Structure):

@@ -82,6 +82,7 @@ typedef struct cli_common {
   const char *feature; /* --feature: linear family's feature map (cli_parse_feature) */
   const char *score_mod_file, *mask_mod_file; /* --score-mod / --mask-mod FILE.cl */
   int no_mask_blocks; /* --no-mask-blocks: the kernels evaluate the mask_mod on every tile */
+  const char *sinks;  /* --sinks V[,V...]: attention sinks, one per head (or one for all) */
 } cli_common;
 
 void cli_common_defaults(cli_common *c);
@@ -89,7 +90,7 @@ void cli_common_defaults(cli_common *c);
 cli_opt_table cli_common_table(cli_common *c);
 /* Reads --score-mod / --mask-mod into d (the texts live until exit); with
  * them the float64 check is off (the reference needs C twins), and an
- * explicit --verify is a usage error. Returns 0 or CLI_EXIT_USAGE
+ * explicit --verify is a usage error. Also parses --sinks into d. Returns 0 or CLI_EXIT_USAGE
  * (an unreadable file too) after printing a message. */
 int cli_load_user_fns(const cli_common *c, clattn_attention_desc *d, bool *verify);
 /* Usage checks the library would also make, reported as usage errors (exit

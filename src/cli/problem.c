@@ -28,7 +28,7 @@ void cli_common_defaults(cli_common *c) {
 }
 
 cli_opt_table cli_common_table(cli_common *c) {
-  static cli_opt t[24];
+  static cli_opt t[28];
   const cli_opt opts[] = {
       {"device", "SEL", CLI_OPT_STR, &c->device, 0, 0, NULL,
        "device: P:D, gpu, cpu or a name substring (default $CLATTN_DEVICE, else first GPU, else "
@@ -55,6 +55,8 @@ cli_opt_table cli_common_table(cli_common *c) {
       {"mask-mod", "FILE", CLI_OPT_STR, &c->mask_mod_file, 0, 0, NULL,
        "OpenCL C source defining int clattn_mask_mod(int b, int h, int q_idx, int kv_idx, "
        "__global const uchar *user) (non-zero: visible; with --mask)"},
+      {"sinks", "V[,V...]", CLI_OPT_STR, &c->sinks, 0, 0, NULL,
+       "attention sinks (gpt-oss): one logit per query head, or one for all (flash kernels)"},
       {"no-mask-blocks", NULL, CLI_OPT_FLAG, &c->no_mask_blocks, 0, 1, NULL,
        "with --mask-mod: no block classes (clattn_plan_update_mask_blocks); the kernels evaluate "
        "the mask on every tile"},
@@ -131,17 +133,55 @@ int cli_parse_feature(const char *spec, clattn_attention_desc *d) {
 }
 
 static char *user_text[2];
+static float *sink_values;
 static void free_user_text(void) {
   free(user_text[0]);
   free(user_text[1]);
+  free(sink_values);
+}
+
+/* --sinks: H values, or one for every head. */
+static int parse_sinks(const char *spec, clattn_attention_desc *d) {
+  free(sink_values);
+  sink_values = malloc((size_t)d->heads * sizeof(float));
+  if (!sink_values) {
+    fprintf(stderr, "clattn: out of host memory for --sinks\n");
+    return CLI_EXIT_USAGE;
+  }
+  int n = 0;
+  for (const char *p = spec; *p;) {
+    char *end;
+    errno = 0;
+    const double x = strtod(p, &end);
+    if (end == p || errno || n == d->heads || (*end && *end != ',')) {
+      fprintf(stderr,
+              "clattn: --sinks %s: give one number, or %d (one per head), comma-separated\n", spec,
+              d->heads);
+      return CLI_EXIT_USAGE;
+    }
+    sink_values[n++] = (float)x;
+    p = *end ? end + 1 : end;
+  }
+  if (n != 1 && n != d->heads) {
+    fprintf(stderr, "clattn: --sinks %s: %d values for %d heads\n", spec, n, d->heads);
+    return CLI_EXIT_USAGE;
+  }
+  for (int h = n; h < d->heads; h++)
+    sink_values[h] = sink_values[0];
+  d->sinks = sink_values;
+  return 0;
 }
 
 int cli_load_user_fns(const cli_common *c, clattn_attention_desc *d, bool *verify) {
   const char *files[2] = {c->score_mod_file, c->mask_mod_file};
-  if (!files[0] && !files[1]) return 0;
   static bool registered = false;
-  if (!registered) atexit(free_user_text);
-  registered = true;
+  if ((c->sinks || files[0] || files[1]) && !registered) atexit(free_user_text);
+  registered = registered || c->sinks || files[0] || files[1];
+  if (c->sinks) {
+    const int rc = parse_sinks(c->sinks, d);
+    if (rc) return rc;
+  }
+  if (!files[0] && !files[1]) return 0;
   for (int i = 0; i < 2; i++) {
     if (!files[i]) continue;
     FILE *f = fopen(files[i], "rb");

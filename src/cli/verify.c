@@ -63,6 +63,7 @@ static void check_pair(vjob *j, long pair, double *ref, double *ref_lse, double 
   clattn_attention_desc s = *d;
   s.batch = s.heads = s.kv_heads = 1;
   if (d->alibi_max_bias > 0.0) s.alibi_max_bias = alibi_of_head(d->alibi_max_bias, h, d->heads);
+  if (d->sinks) s.sinks = d->sinks + h; /* the head's sink */
   s.layout = CLATTN_LAYOUT_STRIDED;
   s.q_strides = j->qs;
   s.k_strides = j->ks;
@@ -279,6 +280,7 @@ clattn_status cli_compare_softmax(const clattn_attention_desc *desc, const void 
     s.algo = CLATTN_ALGO_FLASH;
     s.batch = s.heads = s.kv_heads = 1;
     if (d.alibi_max_bias > 0.0) s.alibi_max_bias = alibi_of_head(d.alibi_max_bias, h, d.heads);
+    if (d.sinks) s.sinks = d.sinks + h; /* the head's sink */
     s.layout = CLATTN_LAYOUT_STRIDED;
     s.q_strides = qs;
     s.k_strides = ks;

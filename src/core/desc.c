@@ -178,6 +178,14 @@ clattn_status clattn__desc_resolve(clattn_context ctx, const clattn_attention_de
       return BAD("desc.%s must be NULL or OpenCL C source of 1 to 65536 bytes (got %s)",
                  fn_field[i], n ? "more" : "an empty string");
   }
+  if (d.sinks)
+    for (int h = 0; h < d.heads; h++)
+      if (!(fabs((double)d.sinks[h]) <= 1e30))
+        return BAD("desc.sinks[%d] must be finite with |sink| <= 1e30 (got %g)", h,
+                   (double)d.sinks[h]);
+  if (d.sinks && d.algo != CLATTN_ALGO_FLASH && d.algo != CLATTN_ALGO_AUTO)
+    return BAD("desc.sinks: attention sinks are in the flash family's kernels (desc.algo FLASH "
+               "or AUTO)");
   if ((d.score_mod || d.mask_mod) && d.algo != CLATTN_ALGO_FLASH && d.algo != CLATTN_ALGO_AUTO)
     return BAD("desc.score_mod / mask_mod: user functions are compiled into the flash family's "
                "kernels (desc.algo FLASH or AUTO)");
@@ -320,6 +328,7 @@ void clattn__mods_options(const clattn_attention_desc *d, char *opts, size_t cap
     clattn__append(opts, cap, " -DALIBI=1 -DALIBI_BIAS=%.9ef", d->alibi_max_bias);
   if (d->score_mod) clattn__append(opts, cap, " -DUSER_SCORE=1");
   if (d->mask_mod) clattn__append(opts, cap, " -DUSER_MASK=1");
+  if (d->sinks) clattn__append(opts, cap, " -DSINKS=1");
 }
 
 char *clattn__user_source(const clattn_attention_desc *d, bool *oom) {

@@ -119,8 +119,10 @@ struct clattn_plan_s {
   /* clattn_plan_estimate: size the plan only (no program, no device memory,
    * no comparison of the workspace with the device's memory). */
   bool estimate;
-  /* The plan's copies of desc.score_mod / mask_mod (desc points at them). */
+  /* The plan's copies of desc.score_mod / mask_mod and desc.sinks (desc
+   * points at them). */
   char *fn_copy[2];
+  float *sinks_copy;
 };
 
 /* The dense causal masks: CLATTN_MASK_CAUSAL (bottom-right) or
@@ -131,7 +133,7 @@ static inline bool clattn__mask_is_causal(clattn_mask m) {
 /* Whether the descriptor sets a score modifier (softcap, ALiBi): only the
  * flash and flash_rows forward kernels take them. */
 static inline bool clattn__desc_has_mods(const clattn_attention_desc *d) {
-  return d->softcap > 0.0 || d->alibi_max_bias > 0.0 || d->score_mod || d->mask_mod;
+  return d->softcap > 0.0 || d->alibi_max_bias > 0.0 || d->score_mod || d->mask_mod || d->sinks;
 }
 /* The user functions' source for the program (score_mod, then mask_mod
  * when it is another text), malloc'ed; NULL without them (or out of

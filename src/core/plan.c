@@ -42,6 +42,7 @@ static void discard(clattn_plan p) {
   clattn__sparse_release(p);
   free(p->fn_copy[0]);
   free(p->fn_copy[1]);
+  free(p->sinks_copy);
   free(p);
 }
 
@@ -56,6 +57,13 @@ static clattn_status copy_user_functions(clattn_plan p) {
       return clattn__fail(p->ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot copy the user functions");
     memcpy(p->fn_copy[i], *src[i], n);
     *src[i] = p->fn_copy[i];
+  }
+  if (p->desc.sinks) {
+    p->sinks_copy = malloc((size_t)p->desc.heads * sizeof(float));
+    if (!p->sinks_copy)
+      return clattn__fail(p->ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot copy the sinks");
+    memcpy(p->sinks_copy, p->desc.sinks, (size_t)p->desc.heads * sizeof(float));
+    p->desc.sinks = p->sinks_copy;
   }
   return CLATTN_SUCCESS;
 }
@@ -485,6 +493,7 @@ void clattn_plan_release(clattn_plan p) {
   clattn_context ctx = p->ctx;
   free(p->fn_copy[0]);
   free(p->fn_copy[1]);
+  free(p->sinks_copy);
   free(p);
   if (--ctx->live_plans == 0 && ctx->released) clattn__context_free(ctx);
 }

@@ -19,6 +19,7 @@ typedef struct flash_state {
   cl_kernel classify;
   cl_mem cls;
   int use_blocks;
+  cl_mem sinks; /* desc.sinks on the device */
 } flash_state;
 
 /* ---- parameters and their legal values ----------------------------------- */
@@ -454,6 +455,12 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
   clattn__mods_options(d, opts, sizeof opts);
   const size_t local = p->variant->local_bytes(params, d);
   if ((st = build_kernel(p, s, opts, local)) != CLATTN_SUCCESS) return st;
+  if (d->sinks) {
+    cl_int err;
+    s->sinks = clCreateBuffer(ctx->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                              (size_t)d->heads * sizeof(float), (void *)d->sinks, &err);
+    if (!s->sinks) return clattn__cl_fail(ctx, "clCreateBuffer", err, "sinks");
+  }
   snprintf(p->describe, sizeof p->describe,
            "%s %s d=%d: bm=%d bn=%d tm=%d tn=%d (%d work-items, %zu B local) [%s]",
            p->variant->name, clattn_dtype_name(d->dtype), d->head_dim, bm, bn, tm, tn, tm * tn,
@@ -462,6 +469,7 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
   if (d->softcap > 0.0) clattn__append(p->describe, sizeof p->describe, "; softcap %g", d->softcap);
   if (d->alibi_max_bias > 0.0)
     clattn__append(p->describe, sizeof p->describe, "; ALiBi max_bias %g", d->alibi_max_bias);
+  if (d->sinks) clattn__append(p->describe, sizeof p->describe, "; attention sinks");
   if (d->score_mod) clattn__append(p->describe, sizeof p->describe, "; user score_mod");
   if (d->mask_mod) clattn__append(p->describe, sizeof p->describe, "; user mask_mod");
   if (p->sparse) {
@@ -512,6 +520,7 @@ clattn_status clattn__flash_execute(clattn_plan p, const clattn__buffers *b, cl_
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->cls);
     err |= clSetKernelArg(kr, a++, sizeof(int), &s->use_blocks);
   }
+  if (d->sinks) err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->sinks); /* FLASH_SINK_ARGS */
   if (d->ragged) { /* FLASH_RAGGED_ARGS (cl/common.cl) */
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &b->cu_seqlens_q);
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &b->cu_seqlens_kv);
@@ -539,6 +548,7 @@ void clattn__flash_release(clattn_plan p) {
   if (s->kernel) clReleaseKernel(s->kernel);
   if (s->classify) clReleaseKernel(s->classify);
   if (s->cls) clReleaseMemObject(s->cls);
+  if (s->sinks) clReleaseMemObject(s->sinks);
   free(s);
   p->state = NULL;
 }

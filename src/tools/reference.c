@@ -180,8 +180,13 @@ clattn_status clattn_reference_attention_ex(const clattn_attention_desc *desc, c
         for (int x = 0; x < hd; x++)
           qrow[x] =
               clattn__load_elem(q, d.dtype, b * qs.batch + h * qs.head + i * qs.seq + x * qs.dim);
-        const double mx = ref_row_scores(&d, fn, k, &ks, qrow, v2, b, h, i, s);
+        double mx = ref_row_scores(&d, fn, k, &ks, qrow, v2, b, h, i, s);
         double sum = 0.0;
+        if (d.sinks) { /* one more term of the denominator, without a value */
+          const double z = (double)d.sinks[h];
+          mx = nvis > 0 && mx > z ? mx : z;
+          sum = exp(z - mx);
+        }
         for (int j = 0; j < Nk; j++) {
           if (!v2[j]) continue;
           s[j] = exp(s[j] - mx);
@@ -198,7 +203,8 @@ clattn_status clattn_reference_attention_ex(const clattn_attention_desc *desc, c
             orow[x] += w * clattn__load_elem(v, d.dtype, vb + x * vs.dim);
         }
         if (lse)
-          lse[((int64_t)b * d.heads + h) * d.seq_q + i] = nvis > 0 ? mx + log(sum) : -INFINITY;
+          lse[((int64_t)b * d.heads + h) * d.seq_q + i] =
+              nvis > 0 || d.sinks ? mx + log(sum) : -INFINITY;
       }
   }
   free(s);
