@@ -1,5 +1,17 @@
 /* common.cl — definitions shared by every clattn kernel: storage types, loads/stores, constants. */
 
+/* Half bits -> float with integer operations (exact for every half: normals
+ * by rebiasing the exponent, subnormals as em·2^-24, inf and NaN kept). The
+ * host sets CLATTN_SOFT_HALF on CPUs, where PoCL's vload_half is a library
+ * call (flash f16 was 4.4x slower than f32 on PoCL 3.1, AVX-512; this: 2.8x). */
+inline float half_bits_to_float(ushort h) {
+  const uint em = (uint)h & 0x7fffu;
+  const uint r = em < 0x400u    ? as_uint((float)em * 0x1.0p-24f)
+                 : em >= 0x7c00u ? (0x7f800000u | ((em & 0x3ffu) << 13))
+                                 : (em << 13) + 0x38000000u;
+  return as_float(r | (((uint)h & 0x8000u) << 16));
+}
+
 /* Storage type of Q, K, V, O: CLATTN_DTYPE 0 = f32, 1 = f16, 2 = bf16.
  * Accumulation is always float. Half is read through vload_half/vstore_half,
  * which need no cl_khr_fp16; bf16 is 16-bit storage converted with bit
@@ -33,17 +45,6 @@ inline ushort float_to_half_rte(float f) {
   return (ushort)(sign | h);
 }
 #if CLATTN_SOFT_HALF
-/* Half bits -> float with integer operations (exact for every half: normals
- * by rebiasing the exponent, subnormals as em·2^-24, inf and NaN kept). The
- * host sets CLATTN_SOFT_HALF on CPUs, where PoCL's vload_half is a library
- * call (flash f16 was 4.4x slower than f32 on PoCL 3.1, AVX-512; this: 2.8x). */
-inline float half_bits_to_float(ushort h) {
-  const uint em = (uint)h & 0x7fffu;
-  const uint r = em < 0x400u    ? as_uint((float)em * 0x1.0p-24f)
-                 : em >= 0x7c00u ? (0x7f800000u | ((em & 0x3ffu) << 13))
-                                 : (em << 13) + 0x38000000u;
-  return as_float(r | (((uint)h & 0x8000u) << 16));
-}
 #define LOAD(p, i) half_bits_to_float((p)[i])
 /* The same on 8 lanes (decode.cl's CPU rows). */
 inline float8 half8_to_float8(ushort8 h) {
@@ -315,6 +316,36 @@ inline bool sp_visible(const int p, const int j, const int nk, __global const ui
 #define FLASH_SINK_ARGS
 #endif
 
+/* A bias tensor (-DBIAS=1, BIAS_T 0 f32, 1 f16, 2 bf16, 3 bool): element
+ * (b, h, i, j) at b·bsb + h·bsh + i·bsq + j·bsk (0 strides broadcast). */
+#ifndef BIAS
+#define BIAS 0
+#endif
+#if BIAS
+#define FLASH_BIAS_ARGS                                                                        \
+  , __global const uchar *restrict bias, const long bsb, const long bsh, const long bsq,       \
+      const long bsk
+/* The bias value (natural units); a bool mask gives 0 or -inf (its bits,
+ * so that finite-math builds keep it) */
+inline float bias_load(__global const uchar *p, long e) {
+#if BIAS_T == 0
+  return ((__global const float *)p)[e];
+#elif BIAS_T == 1
+  return half_bits_to_float(((__global const ushort *)p)[e]);
+#elif BIAS_T == 2
+  return as_float((uint)((__global const ushort *)p)[e] << 16);
+#else
+  return p[e] ? 0.0f : as_float(0xff800000u);
+#endif
+}
+#define BIAS_AT(b, h, i, j)                                                                    \
+  bias_load(bias, (long)(b)*bsb + (long)(h)*bsh + (long)(i)*bsq + (long)(j)*bsk)
+/* -inf (by its bits) hides the key */
+#define BIAS_HIDES(x) (as_uint(x) == 0xff800000u)
+#else
+#define FLASH_BIAS_ARGS
+#endif
+
 #define FLASH_ARGS(ET)                                                                         \
   __global const ET *restrict Q, __global const ET *restrict K, __global const ET *restrict V, \
       __global ET *restrict O, __global float *restrict LSE, const int write_lse,               \
@@ -322,8 +353,8 @@ inline bool sp_visible(const int p, const int j, const int nk, __global const ui
       const long ksh, const long kss, const long ksd, const long vsb, const long vsh,          \
       const long vss, const long vsd, const long osb, const long osh, const long oss,          \
       const long osd, const int H, const int G, const int FLASH_NQ, const int FLASH_NK,        \
-      const int nqb, const float qscale FLASH_USER_ARGS FLASH_SINK_ARGS FLASH_RAGGED_ARGS       \
-          FLASH_SPARSE_ARGS
+      const int nqb, const float qscale FLASH_USER_ARGS FLASH_SINK_ARGS FLASH_BIAS_ARGS         \
+          FLASH_RAGGED_ARGS FLASH_SPARSE_ARGS
 #define FLASH_PROLOGUE(ET, rows)                                                               \
   const int qb = FLASH_QUERY_BLOCK();                                                          \
   const int bh = get_group_id(1);                                                              \

@@ -178,20 +178,30 @@ flash_fwd(FLASH_ARGS(stype)) {
         s[i][j] = score_mods(s[i][j], mod_slope2, q0 + tm + i * TM + off, kv0 + tn + j * TN);
 #endif
 
-#if USER_SCORE
-    /* the user's score function, on natural-unit scores (rows and keys that exist) */
+#if USER_SCORE || BIAS
+    /* the user's score function (natural units), then the bias (-inf ones
+     * are masked below), on the elements that exist */
 #pragma unroll
     for (int i = 0; i < RM; i++)
 #pragma unroll
       for (int j = 0; j < RN; j++) {
         const int qrow = q0 + tm + i * TM, key = kv0 + tn + j * TN;
-        if (qrow < Nq && key < Nk)
+        if (qrow < Nq && key < Nk) {
+#if USER_SCORE
           s[i][j] = clattn_score_mod(s[i][j] * CLATTN_LN2, b, h, qrow, key, user) * CLATTN_LOG2E;
+#endif
+#if BIAS
+          const float x = BIAS_AT(b, h, qrow, key);
+          if (!BIAS_HIDES(x)) s[i][j] += x * CLATTN_LOG2E;
+#endif
+        }
       }
 #endif
 
     /* Mask the tail tile and the causal diagonal (uniform branch). */
-#if USER_MASK
+#if BIAS
+    const bool need_mask = true; /* the bias may hide any key */
+#elif USER_MASK
     const bool need_mask = ucls == 1 || kv0 + BN > Nk
 #if CAUSAL
                            || kv0 + BN - 1 > q0 + off
@@ -226,6 +236,9 @@ flash_fwd(FLASH_ARGS(stype)) {
 #endif
 #if USER_MASK
           if (!dead && ucls == 1) dead = qrow >= Nq || !clattn_mask_mod(b, h, qrow, key, user);
+#endif
+#if BIAS
+          if (!dead) dead = qrow >= Nq || BIAS_HIDES(BIAS_AT(b, h, qrow, key));
 #endif
           if (dead) {
             s[i][j] = CLATTN_MASKED;

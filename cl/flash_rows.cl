@@ -130,6 +130,28 @@ flash_rows(FLASH_ARGS(stype)) {
     }
 #endif
 
+#if BIAS
+    /* The bias of the tile first (log2 units): a tile it hides entirely is
+     * skipped before any score (a -inf block of an attn_mask costs its
+     * reads only). */
+    vrow bval[BN];
+    vrowi bdead[BN];
+    int bshown = 0, bhidden = 0;
+    for (int j = 0; j < nk; j++) {
+      float u[BM];
+      int d[BM];
+      for (int r = 0; r < BM; r++) {
+        const float x = q0 + r < Nq ? BIAS_AT(b, h, q0 + r, kv0 + j) : as_float(0xff800000u);
+        d[r] = BIAS_HIDES(x) ? -1 : 0;
+        u[r] = d[r] ? 0.0f : x * CLATTN_LOG2E;
+      }
+      bval[j] = VLOAD_ROW(0, u);
+      bdead[j] = VLOAD_ROW(0, d);
+      bshown |= any(bdead[j] == (vrowi)(0));
+      bhidden |= any(bdead[j] != (vrowi)(0));
+    }
+    if (!bshown) continue;
+#endif
 #if ROWS_VEC16
     /* 16-bit storage: the tiles of K and V are converted to float once, 16
      * elements at a time, so that the loops below read them exactly as they
@@ -205,10 +227,15 @@ flash_rows(FLASH_ARGS(stype)) {
     }
 #endif
 
+#if BIAS
+    for (j = 0; j < nk; j++)
+      s[j] += bval[j];
+#endif
+
     /* Causal diagonal / sparse partial tiles / the user's mask (keys past Nk
      * are never scored): dead[j] flags the masked keys, whose p is set to 0
      * below. */
-#if SPARSE || CAUSAL || USER_MASK
+#if SPARSE || CAUSAL || USER_MASK || BIAS
     vrowi dead[BN];
 #if SPARSE
     bool partial = ent & 1;
@@ -241,6 +268,15 @@ flash_rows(FLASH_ARGS(stype)) {
       partial = true;
     }
 #endif
+#if BIAS
+    if (bhidden) {
+      for (j = 0; j < nk; j++) {
+        dead[j] = partial ? (dead[j] | bdead[j]) : bdead[j];
+        s[j] = select(s[j], (vrow)(CLATTN_MASKED), dead[j]);
+      }
+      partial = true;
+    }
+#endif
 #endif
 
     /* Online softmax, element-wise across the rows. mx stays CLATTN_MASKED
@@ -255,7 +291,7 @@ flash_rows(FLASH_ARGS(stype)) {
       s[j] = exp2(s[j] - mx);
       rs += s[j];
     }
-#if SPARSE || CAUSAL || USER_MASK
+#if SPARSE || CAUSAL || USER_MASK || BIAS
     if (partial) {
       rs = (vrow)(0.0f);
       for (j = 0; j < nk; j++) {

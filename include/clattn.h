@@ -503,7 +503,28 @@ typedef struct clattn_attention_desc {
    *  gives zeros and LSE = sink_h. Finite, |sink| <= 1e30. The plan copies
    *  them. Same kernels as the score modifiers (flash, flash_rows, forward). */
   const float *sinks;
+  /** An additive bias or boolean mask tensor (PyTorch's attn_mask), given
+   *  at execution as clattn_exec_args.bias: CLATTN_BIAS_NONE (default),
+   *  CLATTN_BIAS_F32 / _F16 / _BF16 (added to the scaled score after the
+   *  modifiers and the user score; -inf hides the key) or CLATTN_BIAS_BOOL
+   *  (one byte, non-zero = visible). Same kernels as the modifiers
+   *  (forward; not with ragged batches). */
+  int bias_type;
+  /** Element strides of the bias over (batch, head, query, key) in the
+   *  fields batch, head, seq, dim; 0 broadcasts a dimension (e.g. {0, 0,
+   *  seq_kv, 1} for one [seq_q][seq_kv] mask shared by every batch entry
+   *  and head). All >= 0. */
+  clattn_strides bias_strides;
 } clattn_attention_desc;
+
+/** Element types of clattn_attention_desc.bias_type. */
+enum {
+  CLATTN_BIAS_NONE = 0,
+  CLATTN_BIAS_F32 = 1,
+  CLATTN_BIAS_F16 = 2,
+  CLATTN_BIAS_BF16 = 3,
+  CLATTN_BIAS_BOOL = 4
+};
 
 /** Sets every field to its default (sizes 1, seq 1, head_dim 64, f32, BHSD,
  *  scale 0, no mask, auto). Never fails; NULL is ignored. */
@@ -635,6 +656,8 @@ typedef struct clattn_exec_args {
   /** NULL, or the buffer the user functions (desc.score_mod / mask_mod)
    *  read as `user`; must be NULL without them. */
   cl_mem user;
+  /** The bias tensor of desc.bias_type (required with one, else NULL). */
+  cl_mem bias;
 } clattn_exec_args;
 
 /**

@@ -94,12 +94,16 @@ typedef struct clattn_reference_fns {
   /** Twin of clattn_mask_mod: non-zero where q_idx sees kv_idx. */
   int (*mask_mod)(int b, int h, int q_idx, int kv_idx, const void *user);
   const void *user; /**< host copy of the user buffer (may be NULL) */
+  /** Host copy of the bias tensor (desc.bias_type / bias_strides), required
+   *  when the descriptor has one. */
+  const void *bias;
 } clattn_reference_fns;
 
 /**
- * clattn_reference_attention for a descriptor with user functions: fns
- * gives their C twins (required for each function the descriptor sets,
- * else CLATTN_ERROR_INVALID_ARGUMENT; fns may be NULL without them). The
+ * clattn_reference_attention for a descriptor with user functions or a
+ * bias tensor: fns gives the functions' C twins and the bias (required for
+ * each the descriptor sets, else CLATTN_ERROR_INVALID_ARGUMENT; fns may be
+ * NULL without them). The
  * reference cannot run OpenCL C: the twins are the user's statement of
  * what the kernels' functions compute.
  */

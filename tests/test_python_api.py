@@ -277,8 +277,10 @@ def test_bad_inputs():
         clattn.scaled_dot_product_attention(q, k[:, :1], v[:, :1])
     with pytest.raises(ValueError, match="^k: 3 key/value heads"):
         clattn.attention(rand(rng, (1, 4, 9, 8)), rand(rng, (1, 3, 9, 8)), rand(rng, (1, 3, 9, 8)))
-    with pytest.raises(NotImplementedError, match="attn_mask"):
-        clattn.scaled_dot_product_attention(q, k, v, attn_mask=np.ones((9, 9), bool))
+    with pytest.raises(ValueError, match="attn_mask and is_causal"):
+        clattn.scaled_dot_product_attention(q, k, v, attn_mask=np.ones((9, 9), bool), is_causal=True)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        clattn.scaled_dot_product_attention(q, k, v, attn_mask=np.ones((9, 8), bool))
     with pytest.raises(NotImplementedError, match="dropout"):
         clattn.scaled_dot_product_attention(q, k, v, dropout_p=0.1)
     with pytest.raises(NotImplementedError, match="value head dim"):
@@ -521,6 +523,34 @@ def test_sinks():
         assert np.max(np.abs(lse - ref_lse)) <= 1e-4, causal
     with pytest.raises(ValueError, match="sinks"):
         clattn.attention(q, k, v, sinks=sinks[:3])
+
+
+def test_sdpa_attn_mask():
+    """attn_mask with PyTorch's semantics: a bool mask (True = attend) broadcast over batch and
+    heads, a float bias per head, a float16 bias with -inf, rows that attend nothing (zeros)."""
+    rng = np.random.default_rng(9)
+    B, H, L, S, E = 2, 3, 19, 33, 16
+    q, k, v = rand(rng, (B, H, L, E)), rand(rng, (B, H, S, E)), rand(rng, (B, H, S, E))
+    s0 = q.astype(np.float64) @ np.swapaxes(k, -1, -2) / np.sqrt(E)
+
+    def ref(bias):
+        s = s0 + bias
+        mx = np.max(np.where(np.isfinite(s), s, -1e300), axis=-1, keepdims=True)
+        w = np.where(np.isfinite(s), np.exp(s - mx), 0.0)
+        den = w.sum(axis=-1, keepdims=True)
+        return np.where(den > 0, (w @ v) / np.where(den > 0, den, 1), 0.0)
+
+    keep = rng.random((L, S)) < 0.6
+    keep[4] = False  # a row that attends nothing: zeros
+    o = clattn.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+    assert rel_err(o, ref(np.where(keep, 0.0, -np.inf))) <= TOL["f32"]
+    bias = rng.standard_normal((H, 1, S)).astype(np.float32)  # per head and key
+    o = clattn.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    assert rel_err(o, ref(bias.astype(np.float64))) <= TOL["f32"]
+    b16 = rng.standard_normal((B, 1, L, S)).astype(np.float16)
+    b16[..., ::5] = -np.inf
+    o = clattn.scaled_dot_product_attention(q, k, v, attn_mask=b16)
+    assert rel_err(o, ref(b16.astype(np.float64))) <= TOL["f32"]
 
 
 def test_softcap_and_alibi():

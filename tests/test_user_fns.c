@@ -134,7 +134,9 @@ static void host_inputs(const clattn_attention_desc *d, const char *label, void 
 }
 
 /* Runs the plan of d on ctx with the user buffer (host bytes, may be NULL). */
-static int with_blocks; /* run_device: make the mask's block classes first */
+static int with_blocks;    /* run_device: make the mask's block classes first */
+static const void *g_bias; /* run_device: the bias tensor's host bytes, or NULL */
+static size_t g_bias_bytes;
 
 static void run_device(clattn_context ctx, const clattn_attention_desc *d, void *in[3],
                        const size_t n[3], const void *user, size_t user_bytes, run *out) {
@@ -153,6 +155,7 @@ static void run_device(clattn_context ctx, const clattn_attention_desc *d, void 
   a.o = tu_buffer_nan(ctx, (no * es + 3) / 4);
   a.lse = tu_buffer_nan(ctx, nl);
   a.user = user ? tu_buffer_from_host(ctx, user, user_bytes) : NULL;
+  a.bias = g_bias ? tu_buffer_from_host(ctx, g_bias, g_bias_bytes) : NULL;
   if (with_blocks && d->mask_mod) {
     const size_t ws = clattn_plan_workspace_size(plan);
     if (clattn_plan_update_mask_blocks(plan, a.user, 0, NULL, NULL) != CLATTN_SUCCESS)
@@ -170,8 +173,8 @@ static void run_device(clattn_context ctx, const clattn_attention_desc *d, void 
   for (size_t i = 0; i < no; i++)
     out->o[i] = es == 4 ? ((float *)ho)[i] : tu_bf16_to_float(((uint16_t *)ho)[i]);
   free(ho);
-  cl_mem all[6] = {a.q, a.k, a.v, a.o, a.lse, a.user};
-  for (int i = 0; i < 6; i++)
+  cl_mem all[7] = {a.q, a.k, a.v, a.o, a.lse, a.user, a.bias};
+  for (int i = 0; i < 7; i++)
     if (all[i]) clReleaseMemObject(all[i]);
   clattn_plan_release(plan);
 }
@@ -264,7 +267,7 @@ static void cases(clattn_context ctx, const char *tag, const char *want) {
     d.mask_mod = causal_src;
     snprintf(label, sizeof label, "user/%s/%s/causal", tag, clattn_dtype_name(dt));
     host_inputs(&d, label, in, n);
-    const clattn_reference_fns cf = {NULL, causal_twin, NULL};
+    const clattn_reference_fns cf = {NULL, causal_twin, NULL, NULL};
     run_device(ctx, &d, in, n, NULL, 0, &r);
     if (want && !strstr(r.describe, want)) fail_msg("%s: not %s: %s", label, want, r.describe);
     assert_non_null(strstr(r.describe, "user mask_mod"));
@@ -282,7 +285,7 @@ static void cases(clattn_context ctx, const char *tag, const char *want) {
     /* 2. a sliding window */
     d.mask_mod = window_src;
     snprintf(label, sizeof label, "user/%s/%s/window", tag, clattn_dtype_name(dt));
-    const clattn_reference_fns wf = {NULL, window_twin, NULL};
+    const clattn_reference_fns wf = {NULL, window_twin, NULL, NULL};
     run_device(ctx, &d, in, n, NULL, 0, &r);
     compare_ref(&d, in, &r, &wf, label);
     run_free(&r);
@@ -291,7 +294,7 @@ static void cases(clattn_context ctx, const char *tag, const char *want) {
     int *ids = doc_ids(&ub);
     d.mask_mod = doc_src;
     snprintf(label, sizeof label, "user/%s/%s/documents", tag, clattn_dtype_name(dt));
-    const clattn_reference_fns df = {NULL, doc_twin, ids};
+    const clattn_reference_fns df = {NULL, doc_twin, ids, NULL};
     run_device(ctx, &d, in, n, ids, ub, &r);
     compare_ref(&d, in, &r, &df, label);
     run_free(&r);
@@ -306,7 +309,7 @@ static void cases(clattn_context ctx, const char *tag, const char *want) {
                                       8.0 * (2 * (h - 4) + 1) / 8.0 * (h >= 4));
     snprintf(label, sizeof label, "user/%s/%s/alibi", tag, clattn_dtype_name(dt));
     run_device(ctx, &d, in, n, slopes, sizeof slopes, &r);
-    const clattn_reference_fns af = {alibi_twin, NULL, slopes};
+    const clattn_reference_fns af = {alibi_twin, NULL, slopes, NULL};
     compare_ref(&d, in, &r, &af, label);
     clattn_attention_desc bi = make(dt);
     bi.alibi_max_bias = 8.0;
@@ -316,7 +319,7 @@ static void cases(clattn_context ctx, const char *tag, const char *want) {
     d.score_mod = d.mask_mod = both_src;
     d.mask = CLATTN_MASK_CAUSAL_TOP_LEFT;
     snprintf(label, sizeof label, "user/%s/%s/both", tag, clattn_dtype_name(dt));
-    const clattn_reference_fns bf = {both_score_twin, both_mask_twin, NULL};
+    const clattn_reference_fns bf = {both_score_twin, both_mask_twin, NULL, NULL};
     run_device(ctx, &d, in, n, NULL, 0, &r);
     compare_ref(&d, in, &r, &bf, label);
     run_free(&r);
@@ -344,6 +347,157 @@ static void test_flash_workgroup(void **state) {
   cases(ctx, "workgroup-blocks", "tm=4 tn=8");
   with_blocks = 0;
   clattn_context_release(ctx);
+}
+
+/* ---- bias tensors (PyTorch attn_mask) ---- */
+
+static uint16_t to16(clattn_dtype t, float x) {
+  return t == CLATTN_DTYPE_F16 ? tu_float_to_half(x) : tu_float_to_bf16(x);
+}
+
+/* Bias cases on ctx: a full f32 bias with -inf entries (whole tiles, a
+ * whole row), a bool mask broadcast over batch and heads (= the native
+ * causal mask when it is causal), 16-bit biases broadcast over the batch. */
+static void bias_cases(clattn_context ctx, const char *tag, const char *want) {
+  const float NEG = -INFINITY;
+  for (int di = 0; di < 2; di++) {
+    const clattn_dtype dt = di ? CLATTN_DTYPE_BF16 : CLATTN_DTYPE_F32;
+    clattn_attention_desc d = make(dt);
+    const int B = d.batch, H = d.heads, L = d.seq_q, S = d.seq_kv;
+    char label[160];
+    void *in[3];
+    size_t n[3];
+    snprintf(label, sizeof label, "bias/%s/%s", tag, clattn_dtype_name(dt));
+    host_inputs(&d, label, in, n);
+    tu_rng r;
+    tu_rng_init(&r, tu_case_seed(label));
+    run out, nat;
+    /* 1. f32 [B][H][L][S], -inf: keys 64..127 for every row of batch 1
+     * (whole tiles), row 5 of head 2 entirely, and scattered entries */
+    const size_t nb = (size_t)B * H * L * S;
+    float *bf = malloc(nb * sizeof(float));
+    assert_non_null(bf);
+    for (int b = 0; b < B; b++)
+      for (int h = 0; h < H; h++)
+        for (int i = 0; i < L; i++)
+          for (int j = 0; j < S; j++) {
+            float x = (float)tu_rng_uniform(&r, -2.0, 2.0);
+            if ((b == 1 && j >= 64 && j < 128) || (h == 2 && i == 5) || (i * 7 + j) % 11 == 0)
+              x = NEG;
+            bf[(((size_t)b * H + h) * L + i) * S + j] = x;
+          }
+    d.bias_type = CLATTN_BIAS_F32;
+    d.bias_strides = (clattn_strides){(int64_t)H * L * S, (int64_t)L * S, S, 1};
+    g_bias = bf;
+    g_bias_bytes = nb * sizeof(float);
+    run_device(ctx, &d, in, n, NULL, 0, &out);
+    if (want && !strstr(out.describe, want)) fail_msg("%s: not %s: %s", label, want, out.describe);
+    assert_non_null(strstr(out.describe, "additive bias tensor"));
+    const clattn_reference_fns ff = {NULL, NULL, NULL, bf};
+    compare_ref(&d, in, &out, &ff, label);
+    run_free(&out);
+    free(bf);
+    /* 2. a bool [L][S] causal mask for every batch entry and head = causal */
+    unsigned char *bm = malloc((size_t)L * S);
+    assert_non_null(bm);
+    for (int i = 0; i < L; i++)
+      for (int j = 0; j < S; j++)
+        bm[(size_t)i * S + j] = j <= i + (S - L);
+    d.bias_type = CLATTN_BIAS_BOOL;
+    d.bias_strides = (clattn_strides){0, 0, S, 1};
+    g_bias = bm;
+    g_bias_bytes = (size_t)L * S;
+    run_device(ctx, &d, in, n, NULL, 0, &out);
+    const clattn_reference_fns bfn = {NULL, NULL, NULL, bm};
+    compare_ref(&d, in, &out, &bfn, label);
+    g_bias = NULL;
+    clattn_attention_desc c = make(dt);
+    c.mask = CLATTN_MASK_CAUSAL;
+    run_device(ctx, &c, in, n, NULL, 0, &nat);
+    double md = 0;
+    for (size_t i = 0; i < n[0]; i++)
+      md = fmax(md, fabs(out.o[i] - nat.o[i]));
+    if (!(md <= (dt == CLATTN_DTYPE_F32 ? 1e-5 : 1e-2)))
+      fail_msg("%s: the causal bool mask differs from the native causal mask by %.3g", label, md);
+    run_free(&out);
+    run_free(&nat);
+    free(bm);
+    /* 3. 16-bit [H][L][S] biases broadcast over the batch, with a causal desc.mask */
+    for (int t = 0; t < 2; t++) {
+      const clattn_dtype bt = t ? CLATTN_DTYPE_BF16 : CLATTN_DTYPE_F16;
+      uint16_t *bh = malloc((size_t)H * L * S * 2);
+      assert_non_null(bh);
+      for (size_t e = 0; e < (size_t)H * L * S; e++)
+        bh[e] = to16(bt, e % 13 == 0 ? NEG : (float)tu_rng_uniform(&r, -3.0, 3.0));
+      d.bias_type = t ? CLATTN_BIAS_BF16 : CLATTN_BIAS_F16;
+      d.bias_strides = (clattn_strides){0, (int64_t)L * S, S, 1};
+      d.mask = CLATTN_MASK_CAUSAL_TOP_LEFT;
+      g_bias = bh;
+      g_bias_bytes = (size_t)H * L * S * 2;
+      run_device(ctx, &d, in, n, NULL, 0, &out);
+      const clattn_reference_fns hf = {NULL, NULL, NULL, bh};
+      compare_ref(&d, in, &out, &hf, label);
+      run_free(&out);
+      free(bh);
+      d.mask = CLATTN_MASK_NONE;
+    }
+    g_bias = NULL;
+    for (int i = 0; i < 3; i++)
+      free(in[i]);
+  }
+}
+
+static void test_bias(void **state) {
+  bias_cases(*state, "rows", NULL);
+  setenv("CLATTN_TUNE_OVERRIDE", "flash:bm=16,bn=32,tm=4,tn=8", 1);
+  clattn_context ctx = tu_new_context();
+  unsetenv("CLATTN_TUNE_OVERRIDE");
+  bias_cases(ctx, "workgroup", "tm=4 tn=8");
+  clattn_context_release(ctx);
+  /* refusals: strides, a bias buffer without a type and the reverse, a
+   * buffer smaller than the span, ragged */
+  clattn_context c0 = *state;
+  clattn_attention_desc d = make(CLATTN_DTYPE_F32);
+  clattn_plan plan = NULL;
+  d.bias_type = CLATTN_BIAS_BOOL;
+  d.bias_strides = (clattn_strides){0, 0, -1, 1};
+  assert_int_equal(clattn_plan_create(c0, &d, 0, &plan), CLATTN_ERROR_INVALID_ARGUMENT);
+  assert_non_null(strstr(clattn_context_last_error(c0), "bias_strides"));
+  d.bias_type = 9;
+  assert_int_equal(clattn_plan_create(c0, &d, 0, &plan), CLATTN_ERROR_INVALID_ARGUMENT);
+  d.bias_type = CLATTN_BIAS_BOOL;
+  d.bias_strides = (clattn_strides){0, 0, d.seq_kv, 1};
+  assert_int_equal(clattn_plan_create(c0, &d, 0, &plan), CLATTN_SUCCESS);
+  clattn_exec_args a;
+  memset(&a, 0, sizeof a);
+  a.q = a.k = a.v = tu_buffer_nan(c0, 2 * 6 * 130 * 40);
+  a.o = tu_buffer_nan(c0, 2 * 6 * 77 * 40);
+  assert_int_equal(clattn_plan_execute_ex(plan, &a, 0, NULL, NULL), CLATTN_ERROR_INVALID_ARGUMENT);
+  assert_non_null(strstr(clattn_context_last_error(c0), "bias is NULL"));
+  a.bias = tu_buffer_nan(c0, 77 * 130 / 4 - 1); /* one word short */
+  assert_int_equal(clattn_plan_execute_ex(plan, &a, 0, NULL, NULL), CLATTN_ERROR_INVALID_ARGUMENT);
+  assert_non_null(strstr(clattn_context_last_error(c0), "bias"));
+  clattn_plan_release(plan);
+  clattn_attention_desc plain = make(CLATTN_DTYPE_F32);
+  assert_int_equal(clattn_plan_create(c0, &plain, 0, &plan), CLATTN_SUCCESS);
+  assert_int_equal(clattn_plan_execute_ex(plan, &a, 0, NULL, NULL), CLATTN_ERROR_INVALID_ARGUMENT);
+  assert_non_null(strstr(clattn_context_last_error(c0), "CLATTN_BIAS_NONE"));
+  clattn_plan_release(plan);
+  clReleaseMemObject(a.q);
+  clReleaseMemObject(a.o);
+  clReleaseMemObject(a.bias);
+  d.ragged = 1;
+  d.total_q = 100;
+  d.total_kv = 200;
+  d.layout = CLATTN_LAYOUT_BSHD;
+  assert_int_equal(clattn_plan_create(c0, &d, 0, &plan), CLATTN_ERROR_INVALID_ARGUMENT);
+  /* the reference needs the bias */
+  double o[8];
+  float x[8] = {0};
+  d.ragged = 0;
+  d.layout = CLATTN_LAYOUT_BHSD;
+  assert_int_equal(clattn_reference_attention(&d, x, x, x, o, NULL, NULL, 0),
+                   CLATTN_ERROR_INVALID_ARGUMENT);
 }
 
 static void test_refusals(void **state) {
@@ -429,6 +583,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_flash_rows),
       cmocka_unit_test(test_flash_workgroup),
+      cmocka_unit_test(test_bias),
   };
   return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }

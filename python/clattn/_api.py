@@ -292,19 +292,22 @@ def _buffer(ctx, role, nbytes):
     return mem
 
 
-def _execute(ctx, plan, views, out, lse, user=None, blocks=False):
+def _execute(ctx, plan, views, out, lse, user=None, blocks=False, bias=None):
     """Runs the plan on host memory: zero-copy CL_MEM_USE_HOST_PTR buffers on CPU devices, else
     the context's reusable device buffers with copies in and out. user: a numpy array for the
     user functions (copied to a device buffer); blocks: make the user mask's block classes
     first (once per plan without `user`, every call with it)."""
-    if user is not None or blocks:
+    if user is not None or blocks or bias is not None:
         with ctx._lock:
-            ub = None
+            ub = bb = None
             try:
                 if user is not None:
                     ua = np.ascontiguousarray(user)
                     ub = ctx.buffer(max(ua.nbytes, 1))
                     ctx.write(ub, ua, nbytes=ua.nbytes)
+                if bias is not None:
+                    bb = ctx.buffer(max(bias.nbytes, 1))
+                    ctx.write(bb, bias, nbytes=bias.nbytes)
                 if blocks and (ub is not None or not getattr(plan, "_blocks_done", False)):
                     plan.update_mask_blocks(ub)
                     plan._blocks_done = True
@@ -315,14 +318,15 @@ def _execute(ctx, plan, views, out, lse, user=None, blocks=False):
                     bufs.append(b)
                 ob = _buffer(ctx, "o", out.nbytes)
                 lb = _buffer(ctx, "lse", lse.nbytes) if lse is not None else None
-                plan.execute_ex(q=bufs[0], k=bufs[1], v=bufs[2], o=ob, lse=lb, user=ub)
+                plan.execute_ex(q=bufs[0], k=bufs[1], v=bufs[2], o=ob, lse=lb, user=ub, bias=bb)
                 ctx.read(ob, out, nbytes=out.nbytes)
                 if lb:
                     ctx.read(lb, lse, nbytes=lse.nbytes)
             finally:
                 ctx.finish()
-                if ub is not None:
-                    ctx.release_buffer(ub)
+                for m in (ub, bb):
+                    if m is not None:
+                        ctx.release_buffer(m)
         return
     with ctx._lock:
         if ctx.is_cpu:
@@ -363,7 +367,8 @@ def _execute(ctx, plan, views, out, lse, user=None, blocks=False):
 
 def _attention(q, k, v, *, mask_code, scale, layout, sparse, algo, feature_map, num_features,
                feature_seed, return_lse, dtype, context, config, gqa, softcap=0.0,
-               alibi_max_bias=0.0, score_mod=None, mask_mod=None, user=None, sinks=None):
+               alibi_max_bias=0.0, score_mod=None, mask_mod=None, user=None, sinks=None,
+               attn_mask=None):
     _need_numpy()
     layout = {0: "bhsd", 1: "bshd"}[ll.lookup({"bhsd": 0, "bshd": 1}, layout, "layout")]
     algo_code = ll.lookup(ll.ALGOS, algo, "algo")
@@ -433,6 +438,10 @@ def _attention(q, k, v, *, mask_code, scale, layout, sparse, algo, feature_map, 
         keep_sinks = (ctypes.c_float * sk.size)(*sk.tolist())
         d.sinks = ctypes.cast(keep_sinks, ctypes.POINTER(ctypes.c_float))
         d._keep_sinks = keep_sinks
+    bias = None
+    if attn_mask is not None:
+        bias = _bias_tensor(d, attn_mask, (vq.batch, vq.heads, vq.seq, vk.seq),
+                            T[0].arr.ndim, vq.lead)
     d.mask = mask_code
     if sparse is not None:
         d.mask, d.sparse = _sparse_fields(sparse, keep)
@@ -448,9 +457,49 @@ def _attention(q, k, v, *, mask_code, scale, layout, sparse, algo, feature_map, 
         if return_lse:
             raise ValueError("return_lse: linear attention has no log-sum-exp")
     plan = _plan(ctx, d, keep, config)
-    _execute(ctx, plan, V, o_arr, lse, user=user, blocks=mask_mod is not None)
+    _execute(ctx, plan, V, o_arr, lse, user=user, blocks=mask_mod is not None, bias=bias)
     res = T[0].finish(o_obj)
     return (res, _lse_out(lse, T[0])) if return_lse else res
+
+
+def _bias_tensor(d, attn_mask, shape, ndim, lead):
+    """PyTorch attn_mask → the descriptor's bias fields and the bytes to upload: a bool mask
+    (True = attend) or a float bias broadcastable to (..., H, L, S); broadcast dimensions get
+    stride 0, nothing is expanded."""
+    m = attn_mask
+    if getattr(m, "__module__", "").startswith("torch"):
+        m = m.detach().cpu()
+        m = m.to(dtype=__import__("torch").float32).numpy() if m.is_floating_point() else m.numpy()
+    m = np.asarray(m)
+    if m.dtype == np.bool_:
+        code, m = 4, m.astype(np.uint8)
+    elif m.dtype == np.float16:
+        code = 2
+    elif m.dtype.name == "bfloat16":
+        code, m = 3, m.view(np.uint16)
+    elif np.issubdtype(m.dtype, np.floating):
+        code, m = 1, m.astype(np.float32)
+    else:
+        raise ValueError(f"attn_mask: dtype {m.dtype}; bool or floating point")
+    if m.ndim > ndim:
+        raise ValueError(f"attn_mask: {m.ndim} dimensions for {ndim}-dimensional q")
+    full = lead + (shape[1],) * (ndim >= 3) + shape[2:]  # (..., H, L, S) as q has them
+    m = np.ascontiguousarray(m.reshape((1,) * (len(full) - m.ndim) + m.shape))
+    try:
+        view = np.broadcast_to(m, full)
+    except ValueError:
+        raise ValueError(f"attn_mask: shape {attn_mask.shape} does not broadcast to {full}") from None
+    st = [x // m.itemsize for x in view.strides]
+    # the batch dimensions collapse into one (the descriptor's): equal strides for a contiguous lead
+    nb = len(lead)
+    bstride = st[nb - 1] if nb else 0
+    if nb > 1 and any(st[i] != st[i + 1] * full[i + 1] and full[i] > 1 for i in range(nb - 1)):
+        raise NotImplementedError("attn_mask: partial broadcasting over several batch dimensions")
+    hs = st[nb] if ndim >= 3 else 0
+    d.bias_type = code
+    d.bias_strides.batch, d.bias_strides.head = bstride, hs
+    d.bias_strides.seq, d.bias_strides.dim = st[-2], st[-1]
+    return m
 
 
 class _Out:
@@ -513,13 +562,15 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_caus
     """torch.nn.functional.scaled_dot_product_attention's semantics on numpy arrays or torch CPU
     tensors: shapes (..., H, L, E), is_causal top-left aligned (query i sees keys j <= i), scale
     default 1/sqrt(E), enable_gqa for fewer key/value heads. Returns the type (and dtype) given.
-    attn_mask and dropout are not implemented (NotImplementedError, never ignored)."""
-    if attn_mask is not None:
-        raise NotImplementedError("attn_mask: arbitrary masks are not implemented; use "
-                                  "is_causal=True, or clattn.attention(..., mask={...}) for the "
-                                  "sparse patterns clattn offers")
+    attn_mask: a bool mask (True = attend) or a float bias added to the scores, broadcastable to
+    (..., H, L, S) (not with is_causal, as in PyTorch); a row that attends nothing gives zeros
+    (PyTorch gives NaN there). Dropout is not implemented
+    (NotImplementedError, never ignored)."""
+    if attn_mask is not None and is_causal:
+        raise ValueError("attn_mask and is_causal: give one (PyTorch refuses both)")
     if dropout_p != 0.0:
         raise NotImplementedError(f"dropout_p={dropout_p}: dropout is not implemented (inference only)")
     return _attention(q, k, v, mask_code=7 if is_causal else 0, scale=scale, layout="bhsd",
                       sparse=None, algo="auto", feature_map="elu", num_features=0, feature_seed=0,
-                      return_lse=False, dtype=None, context=None, config=None, gqa=enable_gqa)
+                      return_lse=False, dtype=None, context=None, config=None, gqa=enable_gqa,
+                      attn_mask=attn_mask)

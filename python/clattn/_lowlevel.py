@@ -111,13 +111,14 @@ class Desc(ctypes.Structure):
                 ("total_kv", c_int), ("softcap", c_double), ("alibi_max_bias", c_double),
                 # user functions: OpenCL C source (the plan copies it)
                 ("score_mod", ctypes.c_char_p), ("mask_mod", ctypes.c_char_p),
-                ("sinks", ctypes.POINTER(ctypes.c_float))]
+                ("sinks", ctypes.POINTER(ctypes.c_float)),
+                ("bias_type", c_int), ("bias_strides", Strides)]
 
 
 class ExecArgs(ctypes.Structure):
     """clattn_exec_args (clattn_plan_execute_ex)."""
     _fields_ = [(n, c_void_p) for n in ("q", "k", "v", "o", "lse", "cu_seqlens_q", "cu_seqlens_kv",
-                                        "seqlens_kv", "block_table", "user")]
+                                        "seqlens_kv", "block_table", "user", "bias")]
 
 
 def _ptr_len(arr):

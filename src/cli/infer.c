@@ -124,7 +124,7 @@ clattn_status cli_infer_run(clattn_context ctx, const cli_infer *in, cli_infer_r
     mb = mk(ctx, bt, (size_t)B * maxp * 4, &st);
   }
   if (st != CLATTN_SUCCESS) goto out;
-  clattn_exec_args a = {q, k, v, o, NULL, mq, mkv, ms, mb, NULL};
+  clattn_exec_args a = {q, k, v, o, NULL, mq, mkv, ms, mb, NULL, NULL};
   cl_command_queue queue = clattn_context_queue(ctx);
   double *ms_t = calloc((size_t)(in->reps > 0 ? in->reps : 1), sizeof(double));
   if (!ms_t) {

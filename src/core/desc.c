@@ -186,6 +186,18 @@ clattn_status clattn__desc_resolve(clattn_context ctx, const clattn_attention_de
   if (d.sinks && d.algo != CLATTN_ALGO_FLASH && d.algo != CLATTN_ALGO_AUTO)
     return BAD("desc.sinks: attention sinks are in the flash family's kernels (desc.algo FLASH "
                "or AUTO)");
+  if (d.bias_type < CLATTN_BIAS_NONE || d.bias_type > CLATTN_BIAS_BOOL)
+    return BAD("desc.bias_type: unknown value %d", d.bias_type);
+  if (d.bias_type != CLATTN_BIAS_NONE) {
+    const clattn_strides *b = &d.bias_strides;
+    if (b->batch < 0 || b->head < 0 || b->seq < 0 || b->dim < 0)
+      return BAD("desc.bias_strides must be >= 0 (0 broadcasts)");
+    if (d.ragged) return BAD("desc.bias_type: a bias tensor with a ragged batch is not supported");
+    if (d.algo != CLATTN_ALGO_FLASH && d.algo != CLATTN_ALGO_AUTO)
+      return BAD("desc.bias_type: the bias is in the flash family's kernels (desc.algo FLASH or "
+                 "AUTO)");
+    if (clattn__bias_bytes(&d) == SIZE_MAX) return BAD("desc.bias_strides: the span overflows");
+  }
   if ((d.score_mod || d.mask_mod) && d.algo != CLATTN_ALGO_FLASH && d.algo != CLATTN_ALGO_AUTO)
     return BAD("desc.score_mod / mask_mod: user functions are compiled into the flash family's "
                "kernels (desc.algo FLASH or AUTO)");
@@ -329,6 +341,24 @@ void clattn__mods_options(const clattn_attention_desc *d, char *opts, size_t cap
   if (d->score_mod) clattn__append(opts, cap, " -DUSER_SCORE=1");
   if (d->mask_mod) clattn__append(opts, cap, " -DUSER_MASK=1");
   if (d->sinks) clattn__append(opts, cap, " -DSINKS=1");
+  if (d->bias_type != CLATTN_BIAS_NONE)
+    clattn__append(opts, cap, " -DBIAS=1 -DBIAS_T=%d", d->bias_type - 1);
+}
+
+size_t clattn__bias_bytes(const clattn_attention_desc *d) {
+  if (d->bias_type == CLATTN_BIAS_NONE) return 0;
+  const clattn_strides *b = &d->bias_strides;
+  const int64_t n[4] = {d->batch, d->heads, d->seq_q, d->seq_kv};
+  const int64_t st[4] = {b->batch, b->head, b->seq, b->dim};
+  uint64_t last = 0; /* the largest element offset */
+  for (int i = 0; i < 4; i++) {
+    const clattn__u128 t = (clattn__u128)(uint64_t)(n[i] - 1) * (uint64_t)st[i];
+    if (t > (clattn__u128)(UINT64_MAX / 8)) return SIZE_MAX;
+    last += (uint64_t)t;
+  }
+  const size_t es = d->bias_type == CLATTN_BIAS_F32 ? 4 : d->bias_type == CLATTN_BIAS_BOOL ? 1 : 2;
+  const clattn__u128 bytes = ((clattn__u128)last + 1) * es;
+  return bytes > (clattn__u128)(SIZE_MAX - 1) ? SIZE_MAX : (size_t)bytes;
 }
 
 char *clattn__user_source(const clattn_attention_desc *d, bool *oom) {

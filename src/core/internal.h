@@ -45,6 +45,7 @@ typedef struct clattn__buffers {
   /* Inference modes (clattn_exec_args), NULL when unused. */
   cl_mem cu_seqlens_q, cu_seqlens_kv, seqlens_kv, block_table;
   cl_mem user; /* the user functions' buffer (clattn_exec_args.user), or NULL */
+  cl_mem bias; /* the bias tensor (clattn_exec_args.bias), or NULL */
   cl_mem dout, dq, dk, dv; /* the backward pass only, else NULL */
 } clattn__buffers;
 
@@ -133,7 +134,8 @@ static inline bool clattn__mask_is_causal(clattn_mask m) {
 /* Whether the descriptor sets a score modifier (softcap, ALiBi): only the
  * flash and flash_rows forward kernels take them. */
 static inline bool clattn__desc_has_mods(const clattn_attention_desc *d) {
-  return d->softcap > 0.0 || d->alibi_max_bias > 0.0 || d->score_mod || d->mask_mod || d->sinks;
+  return d->softcap > 0.0 || d->alibi_max_bias > 0.0 || d->score_mod || d->mask_mod || d->sinks ||
+         d->bias_type != CLATTN_BIAS_NONE;
 }
 /* The user functions' source for the program (score_mod, then mask_mod
  * when it is another text), malloc'ed; NULL without them (or out of
@@ -221,6 +223,8 @@ clattn_status clattn__get_program_patched(clattn_context ctx, const char *name,
  * why. */
 int clattn__ptx_patch(const char *ptx, size_t len, const char *target, char **out, size_t *out_len,
                       char *why, size_t cap);
+/* Bytes the bias tensor of d spans (0 without one; SIZE_MAX on overflow). */
+size_t clattn__bias_bytes(const clattn_attention_desc *d);
 /* Version of the patcher's output (part of the binary-cache key). */
 #define CLATTN__PTX_PATCH_VERSION 1
 #define CLATTN__STR2(x) #x

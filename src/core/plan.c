@@ -277,6 +277,18 @@ static clattn_status execute_args(clattn_plan p, const clattn_exec_args *a, cl_u
     if (mem_overlap(a->user, o) || (lse && mem_overlap(a->user, lse)))
       return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "user must not alias o or lse");
   }
+  if (d->bias_type != CLATTN_BIAS_NONE || a->bias) {
+    if (d->bias_type == CLATTN_BIAS_NONE)
+      return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                          "bias is given but desc.bias_type is CLATTN_BIAS_NONE");
+    if (!a->bias)
+      return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                          "bias is NULL but the descriptor has a bias tensor (desc.bias_type)");
+    if ((st = clattn__check_buffer(ctx, a->bias, clattn__bias_bytes(d), "bias")) != CLATTN_SUCCESS)
+      return st;
+    if (mem_overlap(a->bias, o) || (lse && mem_overlap(a->bias, lse)))
+      return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "bias must not alias o or lse");
+  }
   /* The tables: which the descriptor needs, their sizes. */
   const bool paged = d->kv_layout != CLATTN_KV_CONTIGUOUS;
   const bool decode =
@@ -324,7 +336,8 @@ static clattn_status execute_args(clattn_plan p, const clattn_exec_args *a, cl_u
                              .cu_seqlens_kv = a->cu_seqlens_kv,
                              .seqlens_kv = a->seqlens_kv,
                              .block_table = a->block_table,
-                             .user = a->user};
+                             .user = a->user,
+                             .bias = a->bias};
   if (p->flags & CLATTN_PLAN_CHECK_TABLES) {
     if (num_wait) {
       cl_int err = clWaitForEvents(num_wait, wait);
@@ -338,7 +351,7 @@ static clattn_status execute_args(clattn_plan p, const clattn_exec_args *a, cl_u
 clattn_status clattn_plan_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl_mem lse,
                                   cl_uint num_wait, const cl_event *wait, cl_event *event) {
   if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;
-  const clattn_exec_args a = {q, k, v, o, lse, NULL, NULL, NULL, NULL, NULL};
+  const clattn_exec_args a = {q, k, v, o, lse, NULL, NULL, NULL, NULL, NULL, NULL};
   return execute_args(p, &a, num_wait, wait, event);
 }
 
@@ -452,7 +465,7 @@ clattn_status clattn_plan_execute_backward(clattn_plan p, cl_mem q, cl_mem k, cl
                                            cl_uint num_wait, const cl_event *wait,
                                            cl_event *event) {
   if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;
-  const clattn_exec_args a = {q, k, v, o, lse, NULL, NULL, NULL, NULL, NULL};
+  const clattn_exec_args a = {q, k, v, o, lse, NULL, NULL, NULL, NULL, NULL, NULL};
   return backward_args(p, &a, dout, dq, dk, dv, num_wait, wait, event);
 }
 

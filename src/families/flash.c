@@ -470,6 +470,9 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
   if (d->alibi_max_bias > 0.0)
     clattn__append(p->describe, sizeof p->describe, "; ALiBi max_bias %g", d->alibi_max_bias);
   if (d->sinks) clattn__append(p->describe, sizeof p->describe, "; attention sinks");
+  if (d->bias_type != CLATTN_BIAS_NONE)
+    clattn__append(p->describe, sizeof p->describe, "; %s bias tensor",
+                   d->bias_type == CLATTN_BIAS_BOOL ? "bool" : "additive");
   if (d->score_mod) clattn__append(p->describe, sizeof p->describe, "; user score_mod");
   if (d->mask_mod) clattn__append(p->describe, sizeof p->describe, "; user mask_mod");
   if (p->sparse) {
@@ -521,6 +524,13 @@ clattn_status clattn__flash_execute(clattn_plan p, const clattn__buffers *b, cl_
     err |= clSetKernelArg(kr, a++, sizeof(int), &s->use_blocks);
   }
   if (d->sinks) err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->sinks); /* FLASH_SINK_ARGS */
+  if (d->bias_type != CLATTN_BIAS_NONE) {                                  /* FLASH_BIAS_ARGS */
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &b->bias);
+    const cl_long bs[4] = {d->bias_strides.batch, d->bias_strides.head, d->bias_strides.seq,
+                           d->bias_strides.dim};
+    for (int i = 0; i < 4; i++)
+      err |= clSetKernelArg(kr, a++, sizeof(cl_long), &bs[i]);
+  }
   if (d->ragged) { /* FLASH_RAGGED_ARGS (cl/common.cl) */
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &b->cu_seqlens_q);
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &b->cu_seqlens_kv);

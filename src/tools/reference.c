@@ -100,6 +100,20 @@ static double ref_score_mod(const clattn_attention_desc *d, double s, int h, int
   return s;
 }
 
+/* The bias element (b, h, i, j) of the descriptor's tensor (natural units;
+ * a bool mask gives 0 or -inf). */
+static double ref_bias(const clattn_attention_desc *d, const void *bias, int b, int h, int i,
+                       int j) {
+  const clattn_strides *st = &d->bias_strides;
+  const int64_t e = b * st->batch + h * st->head + i * st->seq + j * st->dim;
+  switch (d->bias_type) {
+  case CLATTN_BIAS_F32: return ((const float *)bias)[e];
+  case CLATTN_BIAS_F16: return clattn__load_elem(bias, CLATTN_DTYPE_F16, e);
+  case CLATTN_BIAS_BF16: return clattn__load_elem(bias, CLATTN_DTYPE_BF16, e);
+  default: return ((const unsigned char *)bias)[e] ? 0.0 : -INFINITY;
+  }
+}
+
 /* The modified, scaled scores s[j] of query i (row qrow) of head h, batch b,
  * for the visible keys j (vis[j]); returns their maximum (-inf without one). */
 static double ref_row_scores(const clattn_attention_desc *d, const clattn_reference_fns *fn,
@@ -115,6 +129,7 @@ static double ref_row_scores(const clattn_attention_desc *d, const clattn_refere
       acc += qrow[x] * clattn__load_elem(k, d->dtype, kb + x * ks->dim);
     s[j] = ref_score_mod(d, acc * d->scale, h, i, j);
     if (fn && fn->score_mod) s[j] = fn->score_mod(s[j], b, h, i, j, fn->user);
+    if (fn && d->bias_type != CLATTN_BIAS_NONE) s[j] += ref_bias(d, fn->bias, b, h, i, j);
     if (s[j] > mx) mx = s[j];
   }
   return mx;
@@ -136,10 +151,12 @@ clattn_status clattn_reference_attention_ex(const clattn_attention_desc *desc, c
   if (st != CLATTN_SUCCESS) return st;
   if (!q || !k || !v || !o) return CLATTN_ERROR_INVALID_ARGUMENT;
   /* a twin for each user function the descriptor sets */
-  if ((d.score_mod && !(fns && fns->score_mod)) || (d.mask_mod && !(fns && fns->mask_mod)))
+  if ((d.score_mod && !(fns && fns->score_mod)) || (d.mask_mod && !(fns && fns->mask_mod)) ||
+      (d.bias_type != CLATTN_BIAS_NONE && !(fns && fns->bias)))
     return CLATTN_ERROR_INVALID_ARGUMENT;
-  const clattn_reference_fns none = {NULL, NULL, NULL};
-  const clattn_reference_fns *fn = d.score_mod || d.mask_mod ? fns : &none;
+  const clattn_reference_fns none = {NULL, NULL, NULL, NULL};
+  const clattn_reference_fns *fn =
+      d.score_mod || d.mask_mod || d.bias_type != CLATTN_BIAS_NONE ? fns : &none;
   if (!clattn__rows_valid(rows, num_rows, d.seq_q)) return CLATTN_ERROR_INVALID_ARGUMENT;
   const int nrows = rows ? num_rows : d.seq_q;
   const int Nk = d.seq_kv, hd = d.head_dim, G = d.heads / d.kv_heads;
@@ -171,10 +188,16 @@ clattn_status clattn_reference_attention_ex(const clattn_attention_desc *desc, c
         /* the user's mask on top of desc.mask (per batch entry and head) */
         const unsigned char *v2 = vis;
         int nvis = nvis_mask;
-        if (fn->mask_mod) {
+        if (fn->mask_mod || d.bias_type != CLATTN_BIAS_NONE) {
           nvis = 0;
-          for (int j = 0; j < Nk; j++)
-            nvis += uvis[j] = (unsigned char)(vis[j] && fn->mask_mod(b, h, i, j, fn->user));
+          for (int j = 0; j < Nk; j++) {
+            bool on = vis[j] && (!fn->mask_mod || fn->mask_mod(b, h, i, j, fn->user));
+            if (on && d.bias_type != CLATTN_BIAS_NONE) {
+              const double x = ref_bias(&d, fn->bias, b, h, i, j);
+              on = !(isinf(x) && x < 0); /* -inf hides the key; NaN stays and propagates */
+            }
+            nvis += uvis[j] = (unsigned char)on;
+          }
           v2 = uvis;
         }
         for (int x = 0; x < hd; x++)
