@@ -21,7 +21,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size -= nd;
   int *g = calloc(ARR, sizeof *g), *off = calloc(ARR + 1, sizeof *off),
       *cols = calloc(ARR, sizeof *cols);
-  if (!g || !off || !cols) goto done;
+  char *text = calloc(ARR + 1, 1); /* the user functions' source: NUL-terminated */
+  float *sinks = calloc(ARR, sizeof *sinks);
+  if (!g || !off || !cols || !text || !sinks) goto done;
+  for (size_t i = 0; i < size && i < ARR; i++)
+    text[i] = (char)data[i];
+  for (size_t i = 0; i < size / 4 && i < ARR; i++)
+    memcpy(&sinks[i], data + 4 * i, 4);
   for (size_t i = 0; i < size / 4; i++) {
     int v;
     memcpy(&v, data + 4 * i, 4);
@@ -43,6 +49,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     free(cols);
     cols = NULL;
   }
+  /* The user functions (strings) and the sinks (heads floats): owned
+   * memory or NULL, as the caller's contract says. */
+  d.score_mod = (flags & 16) ? text : NULL;
+  d.mask_mod = (flags & 32) ? text : NULL;
+  d.sinks = (flags & 64) ? sinks : NULL;
+  if (d.sinks && d.heads > ARR) d.heads = ARR;
   clattn_attention_desc out;
   clattn_strides s[4];
   size_t el[4];
@@ -53,5 +65,7 @@ done:
   free(g);
   free(off);
   free(cols);
+  free(text);
+  free(sinks);
   return 0;
 }
