@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|backward|all|plots;
+# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|backward|wgmma|mods|all|plots;
 # logs go to $OUT (or ./gpu-out), packed into $OUT/logs.tgz on exit (CLATTN_GPU_PACK=0 keeps them loose); pipe the output into $OUT/summary.txt.
 # `regress` (not part of `all`): the same CLI points on this tree and on an older one in .base/
 # (`git archive REV | tar -x -C .base`, passed with carry), alternating, same process group: speed must not move.
@@ -312,4 +312,44 @@ fi
 if want linear; then
   # linear family in depth: per-kernel times, bandwidth, crossover, 16-bit, tile variants (bench/RESULTS.md §4)
   OUT=$OUT bash bench/linear_sweep.sh all | tail -120
+fi
+
+if want wgmma; then
+  # Hopper: flash_tc vs flash_wgmma vs PyTorch (cuDNN, FA2), f16, one process group (RESULTS §13);
+  # the wgmma probe first when its source is there (../shared/probes, copied into .gpu/)
+  if [ -f .gpu/wgprobe.c ]; then
+    (cd /tmp && gcc -O2 -o wgprobe "$OLDPWD/.gpu/wgprobe.c" -lOpenCL -lm && ./wgprobe) >"$OUT/wgprobe.txt" 2>&1
+    grep -E "^\[3\]|^\[4\]" "$OUT/wgprobe.txt"
+  fi
+  for d in 64 128; do for m in none causal; do for n in 4096 16384; do
+    bn=64; [ $d = 128 ] && bn=32
+    for cfg in flash_tc:warps=8 flash_tc:warps=4 flash_wgmma:wgs=2,bn=$bn,st=2; do
+      b=$((TOK / n / H)); [ $b -lt 1 ] && b=1
+      o=$(CLATTN_TUNE_OVERRIDE=$cfg timeout 60 $CLI run --dtype f16 --head-dim $d --mask $m --seq $n --batch $b \
+          --heads $H --reps 10 --no-verify 2>&1 | grep -E "^time|^speed|rror" | sed -e 's/time *: median/ms/' \
+          -e 's/, min.*//' -e 's/speed *: //' -e 's/ TFLOP.*/ TF/' | tr '\n' ' ')
+      echo "d$d $m $n $cfg: $o"
+    done
+  done; done; done | tee "$OUT/wgmma.txt"
+  timeout 100 python3 bench/torch_sdpa.py --tokens $TOK --heads $H --dtypes f16 --head-dims 64,128 --seqs 4096,16384 \
+    --backends CUDNN_ATTENTION,FLASH_ATTENTION 2>>"$OUT/torch.err" | tee "$OUT/torch_wgmma.jsonl" | python3 -c "
+import json, sys
+for l in sys.stdin:
+    r = json.loads(l); print('torch', r['backend'], 'd%d' % r['head_dim'], r['mask'], r['seq'], round(r['median_ms'], 4), 'ms', round(r.get('tflops', 0), 1))"
+fi
+
+if want mods; then
+  # programmable attention on the portable flash kernel, f32 (RESULTS §15): a mask_mod against the native
+  # causal and window masks, with and without block classes; sinks
+  printf 'int clattn_mask_mod(int b, int h, int q_idx, int kv_idx, __global const uchar *user) { return kv_idx <= q_idx; }\n' >"$OUT/c.cl"
+  printf 'int clattn_mask_mod(int b, int h, int q_idx, int kv_idx, __global const uchar *user) { return kv_idx <= q_idx && kv_idx >= q_idx - 256; }\n' >"$OUT/w.cl"
+  for n in 4096 16384; do
+    b=$((TOK / n / H)); [ $b -lt 1 ] && b=1
+    for spec in "--mask causal" "--mask-mod $OUT/c.cl" "--mask-mod $OUT/c.cl --no-mask-blocks" "--mask window:256,0" \
+        "--mask-mod $OUT/w.cl" "--mask-mod $OUT/w.cl --no-mask-blocks" "--mask causal --sinks 1"; do
+      t=$(timeout 60 $CLI run --seq $n --batch $b --heads $H --head-dim 64 --reps 10 --no-verify $spec 2>&1 |
+          grep -E "^time|rror" | sed 's/time *: median //; s/, min.*//')
+      echo "N=$n ${spec//$OUT\//}: $t"
+    done
+  done | tee "$OUT/mods.txt"
 fi
