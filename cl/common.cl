@@ -292,14 +292,23 @@ inline bool sp_visible(const int p, const int j, const int nk, __global const ui
 #define USER_MASK 0
 #endif
 #if USER_MASK
-/* mask_cls: the block classes of clattn_plan_update_mask_blocks (0 hidden,
- * 1 partial, 2 shown per (batch·head, query tile, key tile)) when
- * use_blocks, else the kernel evaluates the mask on every tile */
+/* With use_blocks, the block classes of clattn_plan_update_mask_blocks:
+ * mask_cls (0 hidden, 1 partial, 2 shown per (batch·head, query tile, key
+ * tile)) and per row block the list of the tiles not hidden (kt·4 + class,
+ * ascending; mask_count entries); else the kernel evaluates the mask on
+ * every tile. Dense loops walk the list (USER_LIST_*), sparse ones read the
+ * class of each listed tile (USER_TILE_CLASS). */
 #define FLASH_USER_ARGS                                                                        \
   , __global const uchar *restrict user, __global const uchar *restrict mask_cls,              \
+      __global const int *restrict mask_list, __global const int *restrict mask_count,         \
       const int use_blocks
 #define USER_TILE_CLASS(bh, qb, kt, nkt)                                                       \
   (use_blocks ? (int)mask_cls[((long)(bh) * nqb + (qb)) * (nkt) + (kt)] : 1)
+/* loop count over the row block's tiles, and the entry of step t */
+#define USER_LIST_COUNT(bh, qb, ntiles)                                                        \
+  (use_blocks ? mask_count[(long)(bh) * nqb + (qb)] : (ntiles))
+#define USER_LIST_ENTRY(bh, qb, t, nkt)                                                        \
+  (use_blocks ? mask_list[((long)(bh) * nqb + (qb)) * (nkt) + (t)] : (t) * 4 + 1)
 #elif USER_SCORE
 #define FLASH_USER_ARGS , __global const uchar *restrict user
 #else

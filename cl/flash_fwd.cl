@@ -131,16 +131,31 @@ flash_fwd(FLASH_ARGS(stype)) {
   const int ntiles = flash_dense_tiles(q0, BM, BN, Nq, Nk, CAUSAL);
 #endif
 
-  for (int t = 0; t < ntiles; t++) {
+#if USER_MASK && !SPARSE
+  /* with block classes: the row block's tiles that are not hidden */
+  const int nkt_all = (Nk + BN - 1) / BN;
+  const int nloop = USER_LIST_COUNT(bh, qb, ntiles);
+#else
+  const int nloop = ntiles;
+#endif
+  for (int t = 0; t < nloop; t++) {
 #if SPARSE
     const int ent = sp_tiles[t0 + t];
     const int kv0 = (ent >> 1) * BN;
+#elif USER_MASK
+    const int uent = USER_LIST_ENTRY(bh, qb, t, nkt_all);
+    if ((uent >> 2) >= ntiles) break; /* past the causal limit (uniform) */
+    const int kv0 = (uent >> 2) * BN;
 #else
     const int kv0 = t * BN;
 #endif
 #if USER_MASK
     /* the user mask's block class (uniform across the work-group) */
+#if SPARSE
     const int ucls = USER_TILE_CLASS(bh, qb, kv0 / BN, (Nk + BN - 1) / BN);
+#else
+    const int ucls = uent & 3;
+#endif
     if (ucls == 0) continue;
 #endif
     barrier(CLK_LOCAL_MEM_FENCE); /* previous tile's Ps / V reads are done */

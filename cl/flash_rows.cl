@@ -98,10 +98,21 @@ flash_rows(FLASH_ARGS(stype)) {
   const int ntiles = flash_dense_tiles(q0, BM, BN, Nq, Nk, CAUSAL);
 #endif
 
-  for (int t = 0; t < ntiles; t++) {
+#if USER_MASK && !SPARSE
+  /* with block classes: the row block's tiles that are not hidden */
+  const int nkt_all = (Nk + BN - 1) / BN;
+  const int nloop = USER_LIST_COUNT(bh, qb, ntiles);
+#else
+  const int nloop = ntiles;
+#endif
+  for (int t = 0; t < nloop; t++) {
 #if SPARSE
     const int ent = sp_tiles[t0 + t];
     const int kv0 = (ent >> 1) * BN;
+#elif USER_MASK
+    const int uent = USER_LIST_ENTRY(bh, qb, t, nkt_all);
+    if ((uent >> 2) >= ntiles) break; /* past the causal limit: the list ascends */
+    const int kv0 = (uent >> 2) * BN;
 #else
     const int kv0 = t * BN;
 #endif
@@ -113,7 +124,11 @@ flash_rows(FLASH_ARGS(stype)) {
      * blocks) a hidden tile is skipped at once and a shown one needs no
      * evaluation; else the mask is evaluated here, and a tile it hides
      * entirely costs its evaluations only. */
+#if SPARSE
     const int ucls = USER_TILE_CLASS(bh, qb, kv0 / BN, (Nk + BN - 1) / BN);
+#else
+    const int ucls = uent & 3;
+#endif
     if (ucls == 0) continue;
     vrowi udead[BN];
     int ushown = ucls == 2, uhidden = 0;

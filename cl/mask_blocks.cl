@@ -1,4 +1,4 @@
-/* mask_blocks.cl — the block classes of a user mask (desc.mask_mod) over the flash kernel's tiles: 0 hidden, 1 partial, 2 shown (clattn_plan_update_mask_blocks). */
+/* mask_blocks.cl — the block classes of a user mask (desc.mask_mod) over the flash kernel's tiles (0 hidden, 1 partial, 2 shown) and each row block's list of the tiles not hidden (clattn_plan_update_mask_blocks). */
 
 /* One work-item per (key tile, query tile, batch·head): evaluates
  * clattn_mask_mod over the tile's rows and keys that exist (BM × BN of the
@@ -22,4 +22,20 @@ __kernel void mask_blocks(__global uchar *restrict cls, __global const uchar *re
     }
   }
   cls[((long)bh * nqt + qt) * nkt + kt] = (uchar)(shown ? (hidden ? 1 : 2) : 0);
+}
+
+/* One work-item per (query tile, batch·head): the tiles of the row block
+ * that are not hidden, in ascending order, as kt·4 + class, and their
+ * count (the kernels walk this list instead of every key tile). */
+__kernel void mask_lists(__global const uchar *restrict cls, __global int *restrict list,
+                         __global int *restrict count, const int nqt, const int nkt) {
+  const int qt = get_global_id(0), bh = get_global_id(1);
+  if (qt >= nqt) return;
+  const long row = (long)bh * nqt + qt;
+  int n = 0;
+  for (int kt = 0; kt < nkt; kt++) {
+    const int c = cls[row * nkt + kt];
+    if (c) list[row * nkt + n++] = kt * 4 + c;
+  }
+  count[row] = n;
 }

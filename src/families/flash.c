@@ -16,8 +16,8 @@ typedef struct flash_state {
   int nqb; /* query blocks */
   /* desc.mask_mod: the block classifier (cl/mask_blocks.cl) and its
    * classes, once clattn_plan_update_mask_blocks made them */
-  cl_kernel classify;
-  cl_mem cls;
+  cl_kernel classify, lists;
+  cl_mem cls, list, count;
   int use_blocks;
   cl_mem sinks; /* desc.sinks on the device */
 } flash_state;
@@ -352,6 +352,8 @@ static clattn_status build_kernel(clattn_plan p, flash_state *s, const char *opt
   st = clattn__create_kernel_sized(p->ctx, prog, kname, local_bytes, &s->kernel);
   if (st == CLATTN_SUCCESS && p->desc.mask_mod)
     st = clattn__create_kernel(p->ctx, prog, "mask_blocks", &s->classify);
+  if (st == CLATTN_SUCCESS && p->desc.mask_mod)
+    st = clattn__create_kernel(p->ctx, prog, "mask_lists", &s->lists);
   return st;
 }
 
@@ -519,8 +521,10 @@ clattn_status clattn__flash_execute(clattn_plan p, const clattn__buffers *b, cl_
   err |= clSetKernelArg(kr, a++, sizeof(float), &qscale);
   if (d->score_mod || d->mask_mod) /* FLASH_USER_ARGS: the caller's buffer, or NULL */
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &b->user);
-  if (d->mask_mod) { /* the block classes, when made */
+  if (d->mask_mod) { /* the block classes and lists, when made */
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->cls);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->list);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->count);
     err |= clSetKernelArg(kr, a++, sizeof(int), &s->use_blocks);
   }
   if (d->sinks) err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->sinks); /* FLASH_SINK_ARGS */
@@ -557,7 +561,10 @@ void clattn__flash_release(clattn_plan p) {
   if (!s) return;
   if (s->kernel) clReleaseKernel(s->kernel);
   if (s->classify) clReleaseKernel(s->classify);
+  if (s->lists) clReleaseKernel(s->lists);
   if (s->cls) clReleaseMemObject(s->cls);
+  if (s->list) clReleaseMemObject(s->list);
+  if (s->count) clReleaseMemObject(s->count);
   if (s->sinks) clReleaseMemObject(s->sinks);
   free(s);
   p->state = NULL;
@@ -577,19 +584,27 @@ static clattn_status update_mask_blocks(clattn_plan p, cl_mem user, cl_uint num_
                         "block classes of a ragged plan: the mask is evaluated in the kernel "
                         "(execute without them)");
   const int nkt = (int)(((int64_t)d->seq_kv + s->bn - 1) / s->bn);
-  size_t bytes = 0;
-  if (!clattn__mul3_size((size_t)d->batch * (size_t)d->heads, (size_t)s->nqb, (size_t)nkt, &bytes))
+  const size_t rows = (size_t)d->batch * (size_t)d->heads * (size_t)s->nqb;
+  size_t bytes = 0, lbytes = 0, cbytes = rows * sizeof(int), total = 0;
+  if (!clattn__mul_size(rows, (size_t)nkt, &bytes) ||
+      !clattn__mul_size(bytes, sizeof(int), &lbytes) || !clattn__add_size(bytes, lbytes, &total) ||
+      !clattn__add_size(total, cbytes, &total))
     return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED, "block classes: size overflows size_t");
   if (!s->cls) {
-    if (bytes > ctx->info.max_alloc)
-      return clattn__fail_needed(ctx, bytes,
-                                 "block classes need %zu bytes, more than the device's largest "
-                                 "allocation (%llu): the mask is evaluated in the kernel instead",
-                                 bytes, (unsigned long long)ctx->info.max_alloc);
+    if (lbytes > ctx->info.max_alloc)
+      return clattn__fail_needed(ctx, total,
+                                 "block classes and lists need %zu bytes, the lists more than the "
+                                 "device's largest allocation (%llu): the mask is evaluated in "
+                                 "the kernel instead",
+                                 total, (unsigned long long)ctx->info.max_alloc);
     cl_int err;
     s->cls = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
     if (!s->cls) return clattn__cl_fail(ctx, "clCreateBuffer", err, "mask block classes");
-    p->workspace_bytes += bytes;
+    s->list = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, lbytes, NULL, &err);
+    if (!s->list) return clattn__cl_fail(ctx, "clCreateBuffer", err, "mask block lists");
+    s->count = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, cbytes, NULL, &err);
+    if (!s->count) return clattn__cl_fail(ctx, "clCreateBuffer", err, "mask block counts");
+    p->workspace_bytes += total;
   }
   const int ints[5] = {d->heads, d->seq_q, d->seq_kv, s->nqb, nkt};
   cl_int err = clSetKernelArg(s->classify, 0, sizeof(cl_mem), &s->cls);
@@ -597,9 +612,21 @@ static clattn_status update_mask_blocks(clattn_plan p, cl_mem user, cl_uint num_
   for (int i = 0; i < 5; i++)
     err |= clSetKernelArg(s->classify, (cl_uint)(2 + i), sizeof(int), &ints[i]);
   if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clSetKernelArg", err, "mask_blocks");
+  const int nq2[2] = {s->nqb, nkt};
+  err |= clSetKernelArg(s->lists, 0, sizeof(cl_mem), &s->cls);
+  err |= clSetKernelArg(s->lists, 1, sizeof(cl_mem), &s->list);
+  err |= clSetKernelArg(s->lists, 2, sizeof(cl_mem), &s->count);
+  err |= clSetKernelArg(s->lists, 3, sizeof(int), &nq2[0]);
+  err |= clSetKernelArg(s->lists, 4, sizeof(int), &nq2[1]);
+  if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clSetKernelArg", err, "mask_lists");
   const size_t gws[3] = {(size_t)nkt, (size_t)s->nqb, (size_t)d->batch * (size_t)d->heads};
-  err = clEnqueueNDRangeKernel(ctx->queue, s->classify, 3, NULL, gws, NULL, num_wait, wait, event);
+  cl_event e1 = NULL;
+  err = clEnqueueNDRangeKernel(ctx->queue, s->classify, 3, NULL, gws, NULL, num_wait, wait, &e1);
   if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clEnqueueNDRangeKernel", err, "mask_blocks");
+  const size_t gws2[2] = {(size_t)s->nqb, (size_t)d->batch * (size_t)d->heads};
+  err = clEnqueueNDRangeKernel(ctx->queue, s->lists, 2, NULL, gws2, NULL, 1, &e1, event);
+  clReleaseEvent(e1);
+  if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clEnqueueNDRangeKernel", err, "mask_lists");
   s->use_blocks = 1;
   return CLATTN_SUCCESS;
 }
