@@ -83,11 +83,16 @@ typedef struct cli_common {
   const char *score_mod_file, *mask_mod_file; /* --score-mod / --mask-mod FILE.cl */
   int no_mask_blocks; /* --no-mask-blocks: the kernels evaluate the mask_mod on every tile */
   const char *sinks;  /* --sinks V[,V...]: attention sinks, one per head (or one for all) */
+  const char *bias;   /* --bias random|random-bool: a random bias tensor (verified) */
 } cli_common;
 
 void cli_common_defaults(cli_common *c);
 /* The option table bound to `c`. */
 cli_opt_table cli_common_table(cli_common *c);
+/* --bias: the descriptor's bias strides for its current sizes (random:
+ * a full f32 [B][H][Nq][Nk] tensor; random-bool: one [Nq][Nk] mask for
+ * every batch entry and head). */
+void cli_bias_strides(clattn_attention_desc *d);
 /* Reads --score-mod / --mask-mod into d (the texts live until exit); with
  * them the float64 check is off (the reference needs C twins), and an
  * explicit --verify is a usage error. Also parses --sinks into d. Returns 0 or CLI_EXIT_USAGE
@@ -216,8 +221,8 @@ uint64_t cli_splitmix64(uint64_t *state);
  * run's milliseconds to times_ms. *method names the method used; on
  * failure msg holds the detail. */
 clattn_status cli_time_plan(clattn_context ctx, clattn_plan plan, cl_mem q, cl_mem k, cl_mem v,
-                            cl_mem o, cl_mem lse, int warmup, int reps, double *times_ms,
-                            const char **method, char *msg, size_t cap);
+                            cl_mem o, cl_mem lse, cl_mem bias, int warmup, int reps,
+                            double *times_ms, const char **method, char *msg, size_t cap);
 /* Median, minimum and maximum of n values (n >= 1; the array is sorted). */
 void cli_stats(double *v, int n, double *median, double *min, double *max);
 
@@ -229,7 +234,8 @@ void cli_stats(double *v, int n, double *median, double *min, double *max);
  * (B·H·Nq·Nk·d ≤ 2^31), else on 64 rows spread over the sequence (first and
  * last included) of a spread of heads. Fills r's verification fields. */
 clattn_status cli_verify(const clattn_attention_desc *d, const void *q, const void *k,
-                         const void *v, const void *o, const float *lse, cli_result *r);
+                         const void *v, const void *o, const float *lse, const void *bias,
+                         cli_result *r);
 /* Relative-error tolerance for a storage type. */
 double cli_tolerance(clattn_dtype t);
 /* --compare softmax: compares the device output `o` with exact softmax

@@ -28,7 +28,7 @@ void cli_common_defaults(cli_common *c) {
 }
 
 cli_opt_table cli_common_table(cli_common *c) {
-  static cli_opt t[28];
+  static cli_opt t[30];
   const cli_opt opts[] = {
       {"device", "SEL", CLI_OPT_STR, &c->device, 0, 0, NULL,
        "device: P:D, gpu, cpu or a name substring (default $CLATTN_DEVICE, else first GPU, else "
@@ -57,6 +57,9 @@ cli_opt_table cli_common_table(cli_common *c) {
        "__global const uchar *user) (non-zero: visible; with --mask)"},
       {"sinks", "V[,V...]", CLI_OPT_STR, &c->sinks, 0, 0, NULL,
        "attention sinks (gpt-oss): one logit per query head, or one for all (flash kernels)"},
+      {"bias", "KIND", CLI_OPT_STR, &c->bias, 0, 0, NULL,
+       "a random bias tensor, checked by --verify: random (f32 [B][H][Nq][Nk], one entry in 8 "
+       "-inf) or random-bool ([Nq][Nk] shared by every batch entry and head, 3 in 4 visible)"},
       {"no-mask-blocks", NULL, CLI_OPT_FLAG, &c->no_mask_blocks, 0, 1, NULL,
        "with --mask-mod: no block classes (clattn_plan_update_mask_blocks); the kernels evaluate "
        "the mask on every tile"},
@@ -181,6 +184,17 @@ int cli_load_user_fns(const cli_common *c, clattn_attention_desc *d, bool *verif
     const int rc = parse_sinks(c->sinks, d);
     if (rc) return rc;
   }
+  if (c->bias) {
+    if (!strcmp(c->bias, "random"))
+      d->bias_type = CLATTN_BIAS_F32;
+    else if (!strcmp(c->bias, "random-bool"))
+      d->bias_type = CLATTN_BIAS_BOOL;
+    else {
+      fprintf(stderr, "clattn: --bias %s: random or random-bool\n", c->bias);
+      return CLI_EXIT_USAGE;
+    }
+    cli_bias_strides(d);
+  }
   if (!files[0] && !files[1]) return 0;
   for (int i = 0; i < 2; i++) {
     if (!files[i]) continue;
@@ -222,6 +236,14 @@ int cli_load_user_fns(const cli_common *c, clattn_attention_desc *d, bool *verif
   }
   *verify = false;
   return 0;
+}
+
+void cli_bias_strides(clattn_attention_desc *d) {
+  if (d->bias_type == CLATTN_BIAS_F32)
+    d->bias_strides = (clattn_strides){(int64_t)d->heads * d->seq_q * d->seq_kv,
+                                       (int64_t)d->seq_q * d->seq_kv, d->seq_kv, 1};
+  else if (d->bias_type == CLATTN_BIAS_BOOL)
+    d->bias_strides = (clattn_strides){0, 0, d->seq_kv, 1};
 }
 
 int cli_check_desc(const clattn_attention_desc *d) {
@@ -302,6 +324,8 @@ uint64_t cli_io_bytes(const clattn_attention_desc *d, bool lse) {
 typedef struct point {
   clattn_plan plan;
   cl_mem buf[5]; /* q, k, v, o, lse */
+  cl_mem bias;   /* --bias */
+  void *host_bias;
   void *host[4]; /* q, k, v, o */
   float *lse;
   double *times;
@@ -314,6 +338,8 @@ static void release_point(point *pt) {
     if (pt->reserve[i]) clReleaseMemObject(pt->reserve[i]);
   for (int i = 0; i < 5; i++)
     if (pt->buf[i]) clReleaseMemObject(pt->buf[i]);
+  if (pt->bias) clReleaseMemObject(pt->bias);
+  free(pt->host_bias);
   for (int i = 0; i < 4; i++)
     free(pt->host[i]);
   free(pt->lse);
@@ -464,6 +490,29 @@ static clattn_status setup_buffers(clattn_context ctx, const cli_problem *p, poi
       if (err != CL_SUCCESS) return cl_fail(r, "clEnqueueFillBuffer", err, names[i]);
     }
   }
+  if (d->bias_type != CLATTN_BIAS_NONE) { /* --bias: drawn from the seed */
+    const bool f = d->bias_type == CLATTN_BIAS_F32;
+    const size_t n =
+        f ? (size_t)d->batch * d->heads * d->seq_q * d->seq_kv : (size_t)d->seq_q * d->seq_kv;
+    const size_t bytes = n * (f ? sizeof(float) : 1);
+    if (n > ((size_t)1 << 28))
+      return fail(r, CLATTN_ERROR_UNSUPPORTED, "--bias: %zu elements, more than the CLI draws", n);
+    pt->host_bias = malloc(bytes);
+    if (!pt->host_bias)
+      return fail(r, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate %zu bytes for the bias", bytes);
+    uint64_t bs = cli_splitmix64(&seed_state);
+    for (size_t e = 0; e < n; e++) {
+      const uint64_t x = cli_splitmix64(&bs);
+      if (f)
+        ((float *)pt->host_bias)[e] =
+            (x & 7) == 0 ? -INFINITY : (float)((double)(x >> 11) * 0x1.0p-53 * 4.0 - 2.0);
+      else
+        ((unsigned char *)pt->host_bias)[e] = (x & 3) != 0;
+    }
+    pt->bias =
+        clCreateBuffer(cl, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, bytes, pt->host_bias, &err);
+    if (!pt->bias) return cl_fail(r, "clCreateBuffer", err, "bias");
+  }
   err = clFinish(queue);
   if (err != CL_SUCCESS) return cl_fail(r, "clFinish", err, "after uploads");
   if (!p->verify && !p->compare_softmax) /* the host copies are only needed by the reference */
@@ -493,7 +542,8 @@ static clattn_status read_back_and_verify(clattn_context ctx, const cli_problem 
     err = clEnqueueReadBuffer(queue, pt->buf[4], CL_TRUE, 0, lbytes, pt->lse, 0, NULL, NULL);
   if (err != CL_SUCCESS) return cl_fail(r, "clEnqueueReadBuffer", err, "output");
   if (p->verify) {
-    st = cli_verify(d, pt->host[0], pt->host[1], pt->host[2], pt->host[3], pt->lse, r);
+    st = cli_verify(d, pt->host[0], pt->host[1], pt->host[2], pt->host[3], pt->lse, pt->host_bias,
+                    r);
     if (st != CLATTN_SUCCESS)
       return fail(r, st, "the host reference failed (%s)", clattn_status_string(st));
   }
@@ -514,7 +564,9 @@ clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result
   r->tolerance = cli_tolerance(p->desc.dtype);
   r->timing = "";
   r->algo = p->desc.algo;
-  const clattn_attention_desc *d = &p->desc;
+  clattn_attention_desc dd = p->desc;
+  cli_bias_strides(&dd); /* --bias: for this point's sizes */
+  const clattn_attention_desc *d = &dd;
   r->flops = cli_flops(d);
   r->io_bytes = cli_io_bytes(d, p->lse);
   r->mem_bytes = r->io_bytes; /* the q, k, v, o (and lse) buffers; the workspace is added later */
@@ -578,8 +630,8 @@ clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result
   }
 
   char msg[sizeof r->error];
-  st = cli_time_plan(ctx, pt.plan, pt.buf[0], pt.buf[1], pt.buf[2], pt.buf[3], pt.buf[4], p->warmup,
-                     p->reps, pt.times, &r->timing, msg, sizeof msg);
+  st = cli_time_plan(ctx, pt.plan, pt.buf[0], pt.buf[1], pt.buf[2], pt.buf[3], pt.buf[4], pt.bias,
+                     p->warmup, p->reps, pt.times, &r->timing, msg, sizeof msg);
   if (st != CLATTN_SUCCESS) {
     fail(r, st, "%s", msg);
     if (r->oom) r->needed_bytes = sat_add(r->mem_bytes, p->reserve_bytes);

@@ -47,9 +47,24 @@ static void release_events(cl_event *e, int n) {
     if (e[i]) clReleaseEvent(e[i]);
 }
 
+/* One execution: clattn_plan_execute, or _ex with a bias tensor. */
+static clattn_status exec1(clattn_plan plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl_mem lse,
+                           cl_mem bias, cl_event *ev) {
+  if (!bias) return clattn_plan_execute(plan, q, k, v, o, lse, 0, NULL, ev);
+  clattn_exec_args a;
+  memset(&a, 0, sizeof a);
+  a.q = q;
+  a.k = k;
+  a.v = v;
+  a.o = o;
+  a.lse = lse;
+  a.bias = bias;
+  return clattn_plan_execute_ex(plan, &a, 0, NULL, ev);
+}
+
 clattn_status cli_time_plan(clattn_context ctx, clattn_plan plan, cl_mem q, cl_mem k, cl_mem v,
-                            cl_mem o, cl_mem lse, int warmup, int reps, double *times_ms,
-                            const char **method, char *msg, size_t cap) {
+                            cl_mem o, cl_mem lse, cl_mem bias, int warmup, int reps,
+                            double *times_ms, const char **method, char *msg, size_t cap) {
   cl_command_queue queue = clattn_context_queue(ctx);
   /* ev[0] is the last warm-up run's event (NULL without warm-up); ev[1 + i]
    * and mk[i] belong to timed run i. */
@@ -68,7 +83,7 @@ clattn_status cli_time_plan(clattn_context ctx, clattn_plan plan, cl_mem q, cl_m
   for (int i = 0; i < warmup && st == CLATTN_SUCCESS && !failed; i++) {
     if (ev[0]) clReleaseEvent(ev[0]);
     ev[0] = NULL;
-    st = clattn_plan_execute(plan, q, k, v, o, lse, 0, NULL, &ev[0]);
+    st = exec1(plan, q, k, v, o, lse, bias, &ev[0]);
     if (st == CLATTN_SUCCESS && (err = clFlush(queue)) != CL_SUCCESS) failed = "clFlush";
   }
   for (int i = 0; i < reps && st == CLATTN_SUCCESS && !failed; i++) {
@@ -76,7 +91,7 @@ clattn_status cli_time_plan(clattn_context ctx, clattn_plan plan, cl_mem q, cl_m
       failed = "clEnqueueMarkerWithWaitList";
       break;
     }
-    st = clattn_plan_execute(plan, q, k, v, o, lse, 0, NULL, &ev[1 + i]);
+    st = exec1(plan, q, k, v, o, lse, bias, &ev[1 + i]);
     if (st == CLATTN_SUCCESS && (err = clFlush(queue)) != CL_SUCCESS) failed = "clFlush";
   }
   if (st != CLATTN_SUCCESS) snprintf(msg, cap, "%s", clattn_context_last_error(ctx));

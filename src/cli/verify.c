@@ -32,7 +32,8 @@ typedef struct vjob {
   const char *q, *k, *v;
   const void *o;
   const float *lse;
-  const int *rows; /* NULL: every row */
+  const void *bias; /* the host bias tensor (--bias), or NULL */
+  const int *rows;  /* NULL: every row */
   int nrows;
   const long *pairs; /* (b·H + h) indices to check */
   long npairs;
@@ -73,12 +74,22 @@ static void check_pair(vjob *j, long pair, double *ref, double *ref_lse, double 
   const char *q = j->q + (size_t)(b * j->qs.batch + h * j->qs.head) * es;
   const char *k = j->k + (size_t)(b * j->ks.batch + hk * j->ks.head) * es;
   const char *v = j->v + (size_t)(b * j->vs.batch + hk * j->vs.head) * es;
+  /* The bias of this (batch, head): its [Nq][Nk] slice. */
+  clattn_reference_fns fns = {NULL, NULL, NULL, NULL};
+  if (d->bias_type != CLATTN_BIAS_NONE) {
+    const size_t bes = d->bias_type == CLATTN_BIAS_F32    ? 4
+                       : d->bias_type == CLATTN_BIAS_BOOL ? 1
+                                                          : 2;
+    fns.bias = (const char *)j->bias +
+               (size_t)(b * d->bias_strides.batch + h * d->bias_strides.head) * bes;
+    s.bias_strides.batch = s.bias_strides.head = 0;
+  }
   /* Linear attention is checked against its own reference (same features). */
   clattn_status st =
       d->algo == CLATTN_ALGO_LINEAR
           ? clattn_reference_linear(&s, q, k, v, NULL, ref, j->rows, j->rows ? j->nrows : 0)
-          : clattn_reference_attention(&s, q, k, v, ref, j->lse ? ref_lse : NULL, j->rows,
-                                       j->rows ? j->nrows : 0);
+          : clattn_reference_attention_ex(&s, q, k, v, ref, j->lse ? ref_lse : NULL, j->rows,
+                                          j->rows ? j->nrows : 0, &fns);
   if (st != CLATTN_SUCCESS) {
     pthread_mutex_lock(&j->lock);
     j->st = st;
@@ -151,7 +162,8 @@ static void spread(long total, long n, long *out) {
 }
 
 clattn_status cli_verify(const clattn_attention_desc *desc, const void *q, const void *k,
-                         const void *v, const void *o, const float *lse, cli_result *r) {
+                         const void *v, const void *o, const float *lse, const void *bias,
+                         cli_result *r) {
   vjob j;
   memset(&j, 0, sizeof j);
   size_t elems[4];
@@ -164,6 +176,7 @@ clattn_status cli_verify(const clattn_attention_desc *desc, const void *q, const
   j.v = v;
   j.o = o;
   j.lse = lse;
+  j.bias = bias;
 
   /* Every output element must have been written (the buffer was NaN-poisoned). */
   r->nan_found = false;
