@@ -674,18 +674,19 @@ CLATTN_API clattn_status clattn_plan_execute_ex(clattn_plan plan, const clattn_e
  * Block sparsity of a user mask (desc.mask_mod), FlexAttention's block mask:
  * evaluates the mask over the plan's tiles (query rows × keys of its flash
  * kernel, every batch entry and head) for the given user buffer (NULL when
- * the mask reads none) and keeps a class per tile: hidden (the kernel
- * skips it at no cost), shown (no per-element mask), partial (the mask is
- * evaluated per element). From then on executions use the classes: call it
+ * the mask reads none), keeps a class per tile (hidden, shown: no
+ * per-element mask, partial: the mask is evaluated per element) and lists
+ * each row block's tiles that are not hidden, which the kernels then walk
+ * (hidden tiles cost nothing). From then on executions use them: call it
  * again whenever the buffer's content changes (e.g. per batch of
  * documents), and pass the same buffer to the executions. Without it the
  * kernels evaluate the mask on every tile (correct; slower: a causal mask
- * written as mask_mod costs 1.3x the native one on PoCL). The classes are
- * plan workspace (B·H·tiles_q·tiles_kv bytes, in
- * clattn_plan_workspace_size). Enqueued on the context's queue, never
- * blocks. CLATTN_ERROR_INVALID_ARGUMENT without a mask_mod,
- * CLATTN_ERROR_UNSUPPORTED for ragged plans, CLATTN_ERROR_OUT_OF_MEMORY when
- * the classes do not fit one allocation.
+ * written as mask_mod costs 1.3x the native one on PoCL, 1.9x on an H100).
+ * The classes and lists are plan workspace (5·B·H·tiles_q·tiles_kv +
+ * 4·B·H·tiles_q bytes, in clattn_plan_workspace_size). Enqueued on the
+ * context's queue, never blocks. CLATTN_ERROR_INVALID_ARGUMENT without a
+ * mask_mod, CLATTN_ERROR_UNSUPPORTED for ragged plans,
+ * CLATTN_ERROR_OUT_OF_MEMORY when the lists do not fit one allocation.
  */
 CLATTN_API clattn_status clattn_plan_update_mask_blocks(clattn_plan plan, cl_mem user,
                                                         cl_uint num_wait,
