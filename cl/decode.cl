@@ -682,12 +682,17 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
 }
 
 /* One work-item per output element (dd, row of [b][h][i]). */
+#if SINKS
+#define DECODE_SINK_ARGS , __global const float *restrict sinks
+#else
+#define DECODE_SINK_ARGS
+#endif
 __kernel void decode_merge(__global const float *restrict ws_o,
                            __global const float *restrict ws_lse, __global stype *restrict o,
                            __global float *restrict lse, const int write_lse, DECODE_TABLE_ARGS,
                            const long osb, const long osh, const long oss, const long osd,
                            const int H, const int Nq_max, const int Nk_max, const int splits,
-                           const int total_q, const int total_kv) {
+                           const int total_q, const int total_kv DECODE_SINK_ARGS) {
   const int dd = get_global_id(0), row = get_global_id(1);
   const int b = row / (H * Nq_max), h = (row / Nq_max) % H, i = row % Nq_max;
   int q0, nq, k0, nk;
@@ -709,6 +714,16 @@ __kernel void decode_merge(__global const float *restrict ws_o,
     W += w;
     x = mad(w, ws_o[(base + s) * D + dd], x);
   }
+#if SINKS
+  /* the sink: one more term of the denominator (log2 units); a row without
+   * a visible key puts all its mass there (zeros, LSE = sink) */
+  if (!nan) {
+    const float z = sinks[h] * CLATTN_LOG2E, M2 = fmax(M, z), a = exp2(M - M2);
+    W = W * a + exp2(z - M2);
+    x *= a;
+    M = M2;
+  }
+#endif
   const bool any = W > 0.0f;
   const float qnan = as_float(0x7fc00000u);
   STORE(o, (long)b * osb + (long)(q0 + i) * oss + (long)h * osh + (long)dd * osd,

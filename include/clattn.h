@@ -501,7 +501,8 @@ typedef struct clattn_attention_desc {
    *  denominator as a key without a value: o = Σ_j e^{s_j} v_j / (Σ_j e^{s_j} +
    *  e^{sink_h}), LSE = log(Σ_j e^{s_j} + e^{sink_h}); a row that sees no key
    *  gives zeros and LSE = sink_h. Finite, |sink| <= 1e30. The plan copies
-   *  them. Same kernels as the score modifiers (flash, flash_rows, forward). */
+   *  them. Kernels: flash and flash_rows, and the decode kernels (decode,
+   *  decode_warp: added when the splits are merged); forward only. */
   const float *sinks;
   /** An additive bias or boolean mask tensor (PyTorch's attn_mask), given
    *  at execution as clattn_exec_args.bias: CLATTN_BIAS_NONE (default),

@@ -39,10 +39,11 @@ typedef struct dcase {
   int page_size; /* paged */
   int share;     /* paged: sequences b > 0 share seq 0's first `share` pages */
   const char *config;
-  int hostile;    /* 1: break the tables (run must not crash; outputs finite) */
-  int strided;    /* padded STRIDED layout (pools: padded page strides) */
-  int optional;   /* a forced kernel that may not apply on this device: skipped then */
-  unsigned flags; /* plan flags */
+  int hostile;        /* 1: break the tables (run must not crash; outputs finite) */
+  int strided;        /* padded STRIDED layout (pools: padded page strides) */
+  int optional;       /* a forced kernel that may not apply on this device: skipped then */
+  unsigned flags;     /* plan flags */
+  const float *sinks; /* attention sinks (Hq values), or NULL */
 } dcase;
 
 static clattn_context g_ctx;
@@ -163,6 +164,7 @@ static double run_case(const dcase *c, const char *label) {
   d.ragged = c->ragged;
   d.total_q = totq > 0 ? totq : 1;
   d.total_kv = totk > 0 ? totk : 1;
+  d.sinks = c->sinks;
   /* Pages: sequence b's pages in a shuffled pool, shared prefix pages. */
   int maxp = (nkmax + ps - 1) / ps, npages = 0;
   int *bt = calloc((size_t)B * maxp + 1, sizeof(int));
@@ -321,9 +323,9 @@ static double run_case(const dcase *c, const char *label) {
       free(sq);
       free(sk);
       free(sv);
-    } else {
+    } else { /* no key: zeros, LSE -inf (with sinks: the head's sink) */
       for (int i = 0; i < nq * Hq; i++)
-        rl[i] = -INFINITY;
+        rl[i] = c->sinks ? c->sinks[i / nq] : -INFINITY;
     }
     for (int i = 0; i < nq; i++)
       for (int h = 0; h < Hq; h++) {
@@ -468,7 +470,7 @@ static void test_decode_warp(void **state) {
   for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
     dcase c = base(3, cs[i].hq, cs[i].hk, cs[i].d, cs[i].nq, cs[i].nk);
     c.nk[1] = cs[i].nk > 2 ? cs[i].nk / 2 + 1 : 1; /* per-sequence lengths */
-    c.nk[2] = cs[i].kv ? 16 : 1;                    /* paged: holds the shared page */
+    c.nk[2] = cs[i].kv ? 16 : 1;                   /* paged: holds the shared page */
     c.seqlens = cs[i].kv == 0;
     c.dtype = (clattn_dtype)cs[i].dtype;
     c.kv = cs[i].kv;
@@ -568,6 +570,17 @@ static void test_ragged(void **state) {
   run_case(&c, "ragged paged");
   c.config = "decode:wg=64,qr=8";
   run_case(&c, "ragged paged wg64");
+  /* attention sinks (in the merge): empty sequences and rows give LSE = sink */
+  static const float sinks[4] = {-1.0f, 0.5f, 2.0f, 6.0f};
+  c.sinks = sinks;
+  run_case(&c, "ragged paged sinks");
+  c.config = "decode:splits=8";
+  c.kv = CLATTN_KV_CONTIGUOUS;
+  c.page_size = 0;
+  run_case(&c, "ragged contiguous sinks, 8 splits");
+  c.sinks = NULL;
+  c.kv = CLATTN_KV_PAGED;
+  c.page_size = 16;
   c.config = NULL;
   c.mask = CLATTN_MASK_CAUSAL_TOP_LEFT;
   c.kv = CLATTN_KV_CONTIGUOUS;

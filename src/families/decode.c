@@ -12,6 +12,7 @@ typedef struct decode_state {
   cl_kernel split, merge;
   int splits, kt, wg, qr, nrb, warp, unroll;
   cl_mem ws, wl; /* [rows][splits][D] partial outputs, [rows][splits] log2-sum-exps */
+  cl_mem sinks;  /* desc.sinks on the device (the merge adds them) */
   size_t ws_o_bytes, ws_bytes;
 } decode_state;
 
@@ -65,7 +66,10 @@ static int eff_qr(int qr, const clattn_attention_desc *d) {
 
 int clattn__decode_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                               const char **why) {
-  CLATTN__NO_MODS(d, why, "decode");
+  /* attention sinks are in the merge; the other modifiers are not here */
+  clattn_attention_desc no_sinks = *d;
+  no_sinks.sinks = NULL;
+  CLATTN__NO_MODS(&no_sinks, why, "decode");
   (void)info;
   if (d->kv_layout != CLATTN_KV_CONTIGUOUS) return 40; /* paged: the decode kernel alone */
   if (d->ragged) /* ragged prefill: the flash kernels, which tile the queries */
@@ -161,11 +165,11 @@ const char *clattn__decode_warp_check(const int *p, const clattn_attention_desc 
   if (!warp_head_dim(d->head_dim)) return "head_dim must be 8, 16, 32, 64, 128 or 256";
   if (splits < 0 || splits > 1024) return "splits must lie in 0..1024 (0: automatic)";
   if (kt < 1 || kt > 4096) return "kt (the split granularity) must lie in 1..4096";
-  if (wg < 32 || wg > 1024 || wg % 32) return "wg must be a multiple of 32 (whole warps) up to 1024";
+  if (wg < 32 || wg > 1024 || wg % 32)
+    return "wg must be a multiple of 32 (whole warps) up to 1024";
   if ((size_t)wg > info->max_wg) return "wg exceeds the device's work-group size";
   if (qr < 1 || qr > 16 || unroll < 1 || unroll > 16) return "qr and unroll must lie in 1..16";
-  if (16 * eff_qr(qr, d) + 16 * unroll > 192)
-    return "16 x (qr + unroll) > 192 registers per lane";
+  if (16 * eff_qr(qr, d) + 16 * unroll > 192) return "16 x (qr + unroll) > 192 registers per lane";
   if (clattn__decode_warp_local(p, d) > info->local_mem)
     return "local memory exceeds the device's limit";
   return NULL;
@@ -254,6 +258,7 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
   if (s->warp)
     clattn__append(opts, sizeof opts, " -DWARP=1 -DUNROLL=%d -DCLATTN_NV_SHFL=%d", s->unroll,
                    ctx->info.is_nvidia ? 1 : 0);
+  if (d->sinks) clattn__append(opts, sizeof opts, " -DSINKS=1");
   cl_program prog = NULL;
   clattn_status st = clattn__get_program(ctx, "decode.cl", opts, &prog);
   if (st != CLATTN_SUCCESS) return st;
@@ -264,6 +269,12 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
     return st;
   if ((st = clattn__create_kernel(ctx, prog, "decode_merge", &s->merge)) != CLATTN_SUCCESS)
     return st;
+  if (d->sinks) {
+    cl_int err;
+    s->sinks = clCreateBuffer(ctx->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                              (size_t)d->heads * sizeof(float), (void *)d->sinks, &err);
+    if (!s->sinks) return clattn__cl_fail(ctx, "clCreateBuffer", err, "sinks");
+  }
   if (!(p->flags & CLATTN_PLAN_LAZY_WORKSPACE) && (st = alloc_ws(p, s)) != CLATTN_SUCCESS)
     return st;
   static const char *kvname[] = {"contiguous", "paged", "paged head-major"};
@@ -338,6 +349,7 @@ clattn_status clattn__decode_execute(clattn_plan p, const clattn__buffers *b, cl
   const int mints[6] = {d->heads, d->seq_q, d->seq_kv, s->splits, tq, tkv};
   for (int i = 0; i < 6; i++)
     err |= clSetKernelArg(m, c++, sizeof(int), &mints[i]);
+  if (d->sinks) err |= clSetKernelArg(m, c++, sizeof(cl_mem), &s->sinks); /* DECODE_SINK_ARGS */
   if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clSetKernelArg", err, "decode");
   const size_t gws[3] = {(size_t)s->wg, (size_t)d->batch * (size_t)d->kv_heads,
                          (size_t)s->nrb * (size_t)s->splits};
@@ -362,6 +374,7 @@ void clattn__decode_release(clattn_plan p) {
   if (s->merge) clReleaseKernel(s->merge);
   if (s->ws) clReleaseMemObject(s->ws);
   if (s->wl) clReleaseMemObject(s->wl);
+  if (s->sinks) clReleaseMemObject(s->sinks);
   free(s);
   p->state = NULL;
 }
