@@ -315,6 +315,38 @@ inline bool sp_visible(const int p, const int j, const int nk, __global const ui
 #define FLASH_USER_ARGS
 #endif
 
+/* The walk over a row block's key tiles (flash_fwd.cl, flash_rows.cl):
+ *   const int nloop = FLASH_TILE_COUNT(ntiles);
+ *   for (int t = 0; t < nloop; t++) { FLASH_TILE_AT(t) ... }
+ * FLASH_TILE_AT declares kv0 (sparse: also ent, the list entry; a user mask:
+ * ucls, the tile's class) and, with a user mask's block lists, leaves the
+ * loop past the causal limit (the list ascends) and skips hidden tiles. It
+ * reads bh, qb, ntiles, Nk (and t0 for sparse masks) of the kernel. */
+#if USER_MASK && !SPARSE
+#define FLASH_TILE_COUNT(ntiles) USER_LIST_COUNT(bh, qb, ntiles)
+#else
+#define FLASH_TILE_COUNT(ntiles) (ntiles)
+#endif
+#if SPARSE && USER_MASK
+#define FLASH_TILE_AT(t)                                                                       \
+  const int ent = sp_tiles[t0 + (t)];                                                          \
+  const int kv0 = (ent >> 1) * BN;                                                             \
+  const int ucls = USER_TILE_CLASS(bh, qb, kv0 / BN, (Nk + BN - 1) / BN);                      \
+  if (ucls == 0) continue;
+#elif SPARSE
+#define FLASH_TILE_AT(t)                                                                       \
+  const int ent = sp_tiles[t0 + (t)];                                                          \
+  const int kv0 = (ent >> 1) * BN;
+#elif USER_MASK
+#define FLASH_TILE_AT(t)                                                                       \
+  const int uent = USER_LIST_ENTRY(bh, qb, t, (Nk + BN - 1) / BN);                             \
+  if ((uent >> 2) >= ntiles) break;                                                            \
+  const int kv0 = (uent >> 2) * BN, ucls = uent & 3;                                           \
+  if (ucls == 0) continue;
+#else
+#define FLASH_TILE_AT(t) const int kv0 = (t)*BN;
+#endif
+
 /* Attention sinks (-DSINKS=1): one logit per query head, natural units. */
 #ifndef SINKS
 #define SINKS 0

@@ -131,33 +131,9 @@ flash_fwd(FLASH_ARGS(stype)) {
   const int ntiles = flash_dense_tiles(q0, BM, BN, Nq, Nk, CAUSAL);
 #endif
 
-#if USER_MASK && !SPARSE
-  /* with block classes: the row block's tiles that are not hidden */
-  const int nkt_all = (Nk + BN - 1) / BN;
-  const int nloop = USER_LIST_COUNT(bh, qb, ntiles);
-#else
-  const int nloop = ntiles;
-#endif
+  const int nloop = FLASH_TILE_COUNT(ntiles); /* with a user mask's lists: those tiles */
   for (int t = 0; t < nloop; t++) {
-#if SPARSE
-    const int ent = sp_tiles[t0 + t];
-    const int kv0 = (ent >> 1) * BN;
-#elif USER_MASK
-    const int uent = USER_LIST_ENTRY(bh, qb, t, nkt_all);
-    if ((uent >> 2) >= ntiles) break; /* past the causal limit (uniform) */
-    const int kv0 = (uent >> 2) * BN;
-#else
-    const int kv0 = t * BN;
-#endif
-#if USER_MASK
-    /* the user mask's block class (uniform across the work-group) */
-#if SPARSE
-    const int ucls = USER_TILE_CLASS(bh, qb, kv0 / BN, (Nk + BN - 1) / BN);
-#else
-    const int ucls = uent & 3;
-#endif
-    if (ucls == 0) continue;
-#endif
+    FLASH_TILE_AT(t) /* uniform across the work-group: the breaks and skips too */
     barrier(CLK_LOCAL_MEM_FENCE); /* previous tile's Ps / V reads are done */
     load_tile(KV, Kb, kss, ksd, kv0, BN, Nk, 1.0f, lid);
     barrier(CLK_LOCAL_MEM_FENCE);

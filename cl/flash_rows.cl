@@ -98,24 +98,9 @@ flash_rows(FLASH_ARGS(stype)) {
   const int ntiles = flash_dense_tiles(q0, BM, BN, Nq, Nk, CAUSAL);
 #endif
 
-#if USER_MASK && !SPARSE
-  /* with block classes: the row block's tiles that are not hidden */
-  const int nkt_all = (Nk + BN - 1) / BN;
-  const int nloop = USER_LIST_COUNT(bh, qb, ntiles);
-#else
-  const int nloop = ntiles;
-#endif
+  const int nloop = FLASH_TILE_COUNT(ntiles); /* with a user mask's lists: those tiles */
   for (int t = 0; t < nloop; t++) {
-#if SPARSE
-    const int ent = sp_tiles[t0 + t];
-    const int kv0 = (ent >> 1) * BN;
-#elif USER_MASK
-    const int uent = USER_LIST_ENTRY(bh, qb, t, nkt_all);
-    if ((uent >> 2) >= ntiles) break; /* past the causal limit: the list ascends */
-    const int kv0 = (uent >> 2) * BN;
-#else
-    const int kv0 = t * BN;
-#endif
+    FLASH_TILE_AT(t)
     const int nk = min(BN, Nk - kv0);
     __global const stype *Kt = Kb + (long)kv0 * kss;
     __global const stype *Vt = Vb + (long)kv0 * vss;
@@ -124,12 +109,6 @@ flash_rows(FLASH_ARGS(stype)) {
      * blocks) a hidden tile is skipped at once and a shown one needs no
      * evaluation; else the mask is evaluated here, and a tile it hides
      * entirely costs its evaluations only. */
-#if SPARSE
-    const int ucls = USER_TILE_CLASS(bh, qb, kv0 / BN, (Nk + BN - 1) / BN);
-#else
-    const int ucls = uent & 3;
-#endif
-    if (ucls == 0) continue;
     vrowi udead[BN];
     int ushown = ucls == 2, uhidden = 0;
     if (ucls == 1) {
@@ -274,24 +253,22 @@ flash_rows(FLASH_ARGS(stype)) {
 #else
     bool partial = false;
 #endif
+    /* the user mask's and the bias's hidden keys join dead[] */
+#define MERGE_DEAD(extra)                                                                          \
+  do {                                                                                             \
+    for (j = 0; j < nk; j++) {                                                                     \
+      dead[j] = partial ? (dead[j] | extra[j]) : extra[j];                                         \
+      s[j] = select(s[j], (vrow)(CLATTN_MASKED), dead[j]);                                         \
+    }                                                                                              \
+    partial = true;                                                                                \
+  } while (0)
 #if USER_MASK
-    if (uhidden) {
-      for (j = 0; j < nk; j++) {
-        dead[j] = partial ? (dead[j] | udead[j]) : udead[j];
-        s[j] = select(s[j], (vrow)(CLATTN_MASKED), dead[j]);
-      }
-      partial = true;
-    }
+    if (uhidden) MERGE_DEAD(udead);
 #endif
 #if BIAS
-    if (bhidden) {
-      for (j = 0; j < nk; j++) {
-        dead[j] = partial ? (dead[j] | bdead[j]) : bdead[j];
-        s[j] = select(s[j], (vrow)(CLATTN_MASKED), dead[j]);
-      }
-      partial = true;
-    }
+    if (bhidden) MERGE_DEAD(bdead);
 #endif
+#undef MERGE_DEAD
 #endif
 
     /* Online softmax, element-wise across the rows. mx stays CLATTN_MASKED

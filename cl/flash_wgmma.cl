@@ -98,6 +98,20 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
 }
 #endif
 
+/* Pins the O accumulators (WG_KEEP*): before a fence, after a wait. */
+#if DP % 32
+#define KEEP_O()                                                                                   \
+  do {                                                                                             \
+    _Pragma("unroll") for (int c = 0; c < NC32; c++) WG_KEEP16(o, 4 * c);                          \
+    WG_KEEP8(o, 4 * NC32);                                                                         \
+  } while (0)
+#else
+#define KEEP_O()                                                                                   \
+  do {                                                                                             \
+    _Pragma("unroll") for (int c = 0; c < NC32; c++) WG_KEEP16(o, 4 * c);                          \
+  } while (0)
+#endif
+
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
 flash_wgmma(FLASH_ARGS(ushort)) {
   __local uint4 Kt[ST][BN * CH8];
@@ -211,13 +225,7 @@ flash_wgmma(FLASH_ARGS(ushort)) {
       pa[kc][3] = pack2(s[2 * kc + 1][2], s[2 * kc + 1][3]);
       WG_KEEPR4(pa[kc]); /* computed before the fence */
     }
-    /* the rescaled accumulators too */
-#pragma unroll
-    for (int c = 0; c < NC32; c++)
-      WG_KEEP16(o, 4 * c);
-#if DP % 32
-    WG_KEEP8(o, 4 * NC32);
-#endif
+    KEEP_O(); /* the rescaled accumulators too */
 
 #if PIPE == 1
     CP_WAIT(1); /* V(tile) has landed */
@@ -239,12 +247,7 @@ flash_wgmma(FLASH_ARGS(ushort)) {
     }
     WG_COMMIT();
     WG_WAIT0();
-#pragma unroll
-    for (int c = 0; c < NC32; c++)
-      WG_KEEP16(o, 4 * c);
-#if DP % 32
-    WG_KEEP8(o, 4 * NC32);
-#endif
+    KEEP_O();
 #if PIPE == 1
     barrier(CLK_LOCAL_MEM_FENCE); /* every warpgroup is done reading V(tile) */
     if (tile + 1 < ntiles) load_tile_async(Vt[0], Vb, vss, kv0 + BN, Nk, lid, 1);

@@ -295,41 +295,12 @@ def _buffer(ctx, role, nbytes):
 def _execute(ctx, plan, views, out, lse, user=None, blocks=False, bias=None):
     """Runs the plan on host memory: zero-copy CL_MEM_USE_HOST_PTR buffers on CPU devices, else
     the context's reusable device buffers with copies in and out. user: a numpy array for the
-    user functions (copied to a device buffer); blocks: make the user mask's block classes
-    first (once per plan without `user`, every call with it)."""
-    if user is not None or blocks or bias is not None:
-        with ctx._lock:
-            ub = bb = None
-            try:
-                if user is not None:
-                    ua = np.ascontiguousarray(user)
-                    ub = ctx.buffer(max(ua.nbytes, 1))
-                    ctx.write(ub, ua, nbytes=ua.nbytes)
-                if bias is not None:
-                    bb = ctx.buffer(max(bias.nbytes, 1))
-                    ctx.write(bb, bias, nbytes=bias.nbytes)
-                if blocks and (ub is not None or not getattr(plan, "_blocks_done", False)):
-                    plan.update_mask_blocks(ub)
-                    plan._blocks_done = True
-                bufs = []
-                for role, v in zip("qkv", views):
-                    b = _buffer(ctx, role, v.nbytes)
-                    ctx.write(b, None, nbytes=v.nbytes, ptr=v.ptr)
-                    bufs.append(b)
-                ob = _buffer(ctx, "o", out.nbytes)
-                lb = _buffer(ctx, "lse", lse.nbytes) if lse is not None else None
-                plan.execute_ex(q=bufs[0], k=bufs[1], v=bufs[2], o=ob, lse=lb, user=ub, bias=bb)
-                ctx.read(ob, out, nbytes=out.nbytes)
-                if lb:
-                    ctx.read(lb, lse, nbytes=lse.nbytes)
-            finally:
-                ctx.finish()
-                for m in (ub, bb):
-                    if m is not None:
-                        ctx.release_buffer(m)
-        return
+    user functions and bias: the bias tensor's bytes (each copied to a device buffer);
+    blocks: make the user mask's block classes first (once per plan without `user`, every
+    call with it)."""
+    extras = user is not None or blocks or bias is not None
     with ctx._lock:
-        if ctx.is_cpu:
+        if ctx.is_cpu and not extras:
             made = []
             try:
                 for v in views:
@@ -352,17 +323,40 @@ def _execute(ctx, plan, views, out, lse, user=None, blocks=False, bias=None):
                 for m in made:
                     ctx.release_buffer(m)
             return
-        bufs = []
-        for role, v in zip("qkv", views):
-            b = _buffer(ctx, role, v.nbytes)
-            ctx.write(b, None, nbytes=v.nbytes, ptr=v.ptr)
-            bufs.append(b)
-        ob = _buffer(ctx, "o", out.nbytes)
-        lb = _buffer(ctx, "lse", lse.nbytes) if lse is not None else None
-        plan.execute(bufs[0], bufs[1], bufs[2], ob, lb)
-        ctx.read(ob, out, nbytes=out.nbytes)  # reused buffers may be larger
-        if lb:
-            ctx.read(lb, lse, nbytes=lse.nbytes)
+        made = []  # the extras' buffers, released once the queue is done
+        try:
+            ub = bb = None
+            if user is not None:
+                ua = np.ascontiguousarray(user)
+                ub = ctx.buffer(max(ua.nbytes, 1))
+                made.append(ub)
+                ctx.write(ub, ua, nbytes=ua.nbytes)
+            if bias is not None:
+                bb = ctx.buffer(max(bias.nbytes, 1))
+                made.append(bb)
+                ctx.write(bb, bias, nbytes=bias.nbytes)
+            if blocks and (ub is not None or not getattr(plan, "_blocks_done", False)):
+                plan.update_mask_blocks(ub)
+                plan._blocks_done = True
+            bufs = []
+            for role, v in zip("qkv", views):
+                b = _buffer(ctx, role, v.nbytes)
+                ctx.write(b, None, nbytes=v.nbytes, ptr=v.ptr)
+                bufs.append(b)
+            ob = _buffer(ctx, "o", out.nbytes)
+            lb = _buffer(ctx, "lse", lse.nbytes) if lse is not None else None
+            if extras:
+                plan.execute_ex(q=bufs[0], k=bufs[1], v=bufs[2], o=ob, lse=lb, user=ub, bias=bb)
+            else:
+                plan.execute(bufs[0], bufs[1], bufs[2], ob, lb)
+            ctx.read(ob, out, nbytes=out.nbytes)  # reused buffers may be larger
+            if lb:
+                ctx.read(lb, lse, nbytes=lse.nbytes)
+        finally:
+            if made:
+                ctx.finish()
+                for m in made:
+                    ctx.release_buffer(m)
 
 
 def _attention(q, k, v, *, mask_code, scale, layout, sparse, algo, feature_map, num_features,

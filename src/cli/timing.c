@@ -51,14 +51,7 @@ static void release_events(cl_event *e, int n) {
 static clattn_status exec1(clattn_plan plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl_mem lse,
                            cl_mem bias, cl_event *ev) {
   if (!bias) return clattn_plan_execute(plan, q, k, v, o, lse, 0, NULL, ev);
-  clattn_exec_args a;
-  memset(&a, 0, sizeof a);
-  a.q = q;
-  a.k = k;
-  a.v = v;
-  a.o = o;
-  a.lse = lse;
-  a.bias = bias;
+  const clattn_exec_args a = {.q = q, .k = k, .v = v, .o = o, .lse = lse, .bias = bias};
   return clattn_plan_execute_ex(plan, &a, 0, NULL, ev);
 }
 

@@ -237,6 +237,23 @@ done:
   return st;
 }
 
+/* The kernels' view of an execution's buffers (the backward's are added by
+ * its caller). */
+static clattn__buffers buffers_of(const clattn_exec_args *a) {
+  const clattn__buffers b = {.q = a->q,
+                             .k = a->k,
+                             .v = a->v,
+                             .o = a->o,
+                             .lse = a->lse,
+                             .cu_seqlens_q = a->cu_seqlens_q,
+                             .cu_seqlens_kv = a->cu_seqlens_kv,
+                             .seqlens_kv = a->seqlens_kv,
+                             .block_table = a->block_table,
+                             .user = a->user,
+                             .bias = a->bias};
+  return b;
+}
+
 /* The checks of one execution: buffer sizes, owners, aliasing, the tables
  * the descriptor needs. */
 static clattn_status execute_args(clattn_plan p, const clattn_exec_args *a, cl_uint num_wait,
@@ -327,17 +344,7 @@ static clattn_status execute_args(clattn_plan p, const clattn_exec_args *a, cl_u
       return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "%s must not alias o or lse",
                           tab[i].name);
   }
-  const clattn__buffers b = {.q = q,
-                             .k = k,
-                             .v = v,
-                             .o = o,
-                             .lse = lse,
-                             .cu_seqlens_q = a->cu_seqlens_q,
-                             .cu_seqlens_kv = a->cu_seqlens_kv,
-                             .seqlens_kv = a->seqlens_kv,
-                             .block_table = a->block_table,
-                             .user = a->user,
-                             .bias = a->bias};
+  const clattn__buffers b = buffers_of(a);
   if (p->flags & CLATTN_PLAN_CHECK_TABLES) {
     if (num_wait) {
       cl_int err = clWaitForEvents(num_wait, wait);
@@ -446,17 +453,11 @@ static clattn_status backward_args(clattn_plan p, const clattn_exec_args *a, cl_
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
                         "wait_list must be NULL exactly when num_wait is 0");
   if ((st = clattn__plan_build_backward(p)) != CLATTN_SUCCESS) return st;
-  const clattn__buffers b = {.q = q,
-                             .k = k,
-                             .v = v,
-                             .o = o,
-                             .lse = lse,
-                             .cu_seqlens_q = a->cu_seqlens_q,
-                             .cu_seqlens_kv = a->cu_seqlens_kv,
-                             .dout = dout,
-                             .dq = dq,
-                             .dk = dk,
-                             .dv = dv};
+  clattn__buffers b = buffers_of(a);
+  b.dout = dout;
+  b.dq = dq;
+  b.dk = dk;
+  b.dv = dv;
   return p->bwd_variant->execute(p, &b, num_wait, wait, event);
 }
 

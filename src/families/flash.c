@@ -319,6 +319,19 @@ static void append_compiler_note(clattn_plan p, cl_kernel k) {
   if (*note) clattn__append(p->describe, sizeof p->describe, "; compiler: %s", note);
 }
 
+/* The launch geometry: bm query rows and nt work-items per work-group. */
+static void set_geometry(clattn_plan p, flash_state *s, int bm, int nt) {
+  s->bm = bm;
+  s->nt = nt;
+  s->nqb = (int)(((int64_t)p->desc.seq_q + bm - 1) / bm);
+}
+
+/* The tail of a tensor-core kernel's describe(): ragged, compiler note. */
+static void describe_tc_tail(clattn_plan p, flash_state *s) {
+  if (p->desc.ragged) clattn__append(p->describe, sizeof p->describe, "; ragged (cu_seqlens)");
+  append_compiler_note(p, s->kernel);
+}
+
 static clattn_status new_state(clattn_plan p, flash_state **out) {
   flash_state *s = calloc(1, sizeof *s);
   if (!s) return clattn__fail(p->ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate flash state");
@@ -374,16 +387,13 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
   if (ctx->settings.nv_verbose) clattn__append(opts, sizeof opts, " -cl-nv-verbose");
   const size_t local = clattn__flash_tc_local(params, d);
   if ((st = build_kernel(p, s, opts, local)) != CLATTN_SUCCESS) return st;
-  s->bm = 16 * mt * warps;
-  s->nt = 32 * warps;
-  s->nqb = (int)(((int64_t)d->seq_q + s->bm - 1) / s->bm);
+  set_geometry(p, s, 16 * mt * warps, 32 * warps);
   snprintf(p->describe, sizeof p->describe,
            "flash_tc %s d=%d: mma.sync m16n8k16 + ldmatrix%s, warps=%d mt=%d bn=%d (bm=%d, %zu B "
            "local) [%s]",
            clattn_dtype_name(d->dtype), d->head_dim, vec ? " + cp.async" : "", warps, mt, bn, s->bm,
            local, origin);
-  if (d->ragged) clattn__append(p->describe, sizeof p->describe, "; ragged (cu_seqlens)");
-  append_compiler_note(p, s->kernel);
+  describe_tc_tail(p, s);
   return CLATTN_SUCCESS;
 }
 
@@ -409,17 +419,14 @@ clattn_status clattn__flash_wgmma_create(clattn_plan p, const int *params, const
   if ((st = clattn__create_kernel_sized(ctx, prog, "flash_wgmma", local, &s->kernel)) !=
       CLATTN_SUCCESS)
     return st;
-  s->bm = 64 * wgs;
-  s->nt = 128 * wgs;
-  s->nqb = (int)(((int64_t)d->seq_q + s->bm - 1) / s->bm);
+  set_geometry(p, s, 64 * wgs, 128 * wgs);
   snprintf(p->describe, sizeof p->describe,
            "flash_wgmma %s d=%d: wgmma m64nNk16 (sm_90a, patched PTX)%s, wgs=%d bn=%d st=%d "
            "(bm=%d, %zu B local) [%s]",
            clattn_dtype_name(d->dtype), d->head_dim,
            vec ? (stages == 2 ? " + cp.async, 2 stages" : " + cp.async") : "", wgs, bn, stages,
            s->bm, local, origin);
-  if (d->ragged) clattn__append(p->describe, sizeof p->describe, "; ragged (cu_seqlens)");
-  append_compiler_note(p, s->kernel);
+  describe_tc_tail(p, s);
   return CLATTN_SUCCESS;
 }
 
@@ -433,10 +440,8 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
   flash_state *s = NULL;
   clattn_status st = new_state(p, &s);
   if (st != CLATTN_SUCCESS) return st;
-  s->bm = bm;
+  set_geometry(p, s, bm, tm * tn);
   s->bn = bn;
-  s->nt = tm * tn;
-  s->nqb = (int)(((int64_t)d->seq_q + bm - 1) / bm);
   if (p->estimate) /* sizing only: a sparse mask's tile lists are the workspace */
     return p->sparse ? clattn__sparse_build_tiles(p, bm, bn) : CLATTN_SUCCESS;
 
