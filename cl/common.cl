@@ -44,9 +44,7 @@ inline ushort float_to_half_rte(float f) {
   h += (rem > 0x1000u) || (rem == 0x1000u && (h & 1u));
   return (ushort)(sign | h);
 }
-#if CLATTN_SOFT_HALF
-#define LOAD(p, i) half_bits_to_float((p)[i])
-/* The same on 8 lanes (decode.cl's CPU rows). */
+/* half_bits_to_float on 8 lanes (decode.cl's K/V rows). */
 inline float8 half8_to_float8(ushort8 h) {
   const uint8 hu = convert_uint8(h);
   const uint8 em = hu & 0x7fffu;
@@ -57,6 +55,8 @@ inline float8 half8_to_float8(ushort8 h) {
   r = select(r, inf, em >= 0x7c00u);
   return as_float8(r | ((hu & 0x8000u) << 16));
 }
+#if CLATTN_SOFT_HALF
+#define LOAD(p, i) half_bits_to_float((p)[i])
 #else
 #define LOAD(p, i) vload_half((i), (const __global half *)(p))
 #endif

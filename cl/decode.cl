@@ -32,6 +32,9 @@
 #ifndef PAGED
 #define PAGED 0
 #endif
+#ifndef PAGE
+#define PAGE 1
+#endif
 #ifndef VEC8
 #define VEC8 0
 #endif
@@ -57,6 +60,130 @@
 #else
 #define LOAD8(p, off, c) vload_half8((c), (const __global half *)((p) + (off)))
 #endif
+#endif
+/* ALIGN16 (the plan checked that every K/V row offset is a multiple of 16
+ * bytes, VEC8 set): each 8-vector is read with whole 16-byte loads. vload8 of
+ * 16-bit elements may only assume 2-byte alignment and NVIDIA's compiler
+ * emits eight 2-byte loads for it. */
+#ifndef ALIGN16
+#define ALIGN16 0
+#endif
+#if VEC8 && ALIGN16
+#if CLATTN_DTYPE == 0
+#define KV8(p, off, c)                                                                           \
+  ((float8)(*(__global const float4 *)((p) + (off) + (c)*8),                                      \
+            *(__global const float4 *)((p) + (off) + (c)*8 + 4)))
+#else
+/* 8 stored 16-bit elements (element 2i in the low half of word i) as floats */
+inline float8 kv16x8(const uint4 u) {
+#if CLATTN_DTYPE == 2
+  const float4 lo = as_float4(u << 16), hi = as_float4(u & 0xffff0000u);
+  return (float8)(lo.x, hi.x, lo.y, hi.y, lo.z, hi.z, lo.w, hi.w);
+#else
+  /* integer conversion (exact); vload_half8 of a private copy went through
+   * memory on NVIDIA (measured 24 % below bf16) */
+  return half8_to_float8(as_ushort8(u));
+#endif
+}
+#define KV8(p, off, c) kv16x8(*(__global const uint4 *)((p) + (off) + (c)*8))
+#endif
+#elif VEC8
+#define KV8(p, off, c) LOAD8(p, off, c)
+#endif
+
+/* KVQ: K/V storage. 0: the descriptor's dtype (stype). 1: int8, 2: fp8
+ * e4m3 (E4M3FN), 3: fp8 e5m2 codes, one byte each; an element's value is
+ * kvqN(code) · its scale (KVS: 0 per token and KV head, 1 per tensor, 2 per
+ * KV head, 3 per KV head and channel). Per-token scales multiply the
+ * scores and the probabilities; the others are folded into Q (K's) and
+ * into the partial outputs (V's), so no kernel multiplies per element. */
+#ifndef KVQ
+#define KVQ 0
+#endif
+#ifndef KVS
+#define KVS 0
+#endif
+#if KVQ == 0
+typedef stype kvtype;
+typedef STYPE16 KVTYPE16;
+#define KVLOAD(p, i) LOAD(p, i)
+#define KVLOAD16(p) LOAD16(p)
+#define KVLOAD16_PRIVATE(p) LOAD16_PRIVATE(p)
+#else
+#if KVQ == 1
+typedef char kvtype;
+typedef char8 kvtype8;
+typedef char16 kvtype16;
+#define AS_KV8(x) as_char8(x)
+#define KVQ_BODY(N) return convert_float##N(c);
+#else
+typedef uchar kvtype;
+typedef uchar8 kvtype8;
+typedef uchar16 kvtype16;
+#define AS_KV8(x) as_uchar8(x)
+#if KVQ == 2
+/* E4M3FN: normals rebias the exponent (+120), subnormals are m·2^-9, S.1111.111 is NaN */
+#define KVQ_BODY(N)                                                                                \
+  const uint##N u = convert_uint##N(c), em = u & 0x7fu;                                            \
+  uint##N r = select((em << 20) + 0x3c000000u, as_uint##N(convert_float##N(em) * 0x1.0p-9f),      \
+                     em < 0x8u);                                                                   \
+  r = select(r, (uint##N)(0x7fc00000u), em == 0x7fu);                                              \
+  return as_float##N(r | ((u & 0x80u) << 24));
+#else
+/* E5M2: normals rebias the exponent (+112), subnormals are m·2^-16, exponent 31 is inf / NaN */
+#define KVQ_BODY(N)                                                                                \
+  const uint##N u = convert_uint##N(c), em = u & 0x7fu;                                            \
+  uint##N r = select((em << 21) + 0x38000000u, as_uint##N(convert_float##N(em) * 0x1.0p-16f),     \
+                     em < 0x4u);                                                                   \
+  r = select(r, 0x7f800000u | ((em & 0x3u) << 21), em >= 0x7cu);                                   \
+  return as_float##N(r | ((u & 0x80u) << 24));
+#endif
+#endif
+typedef kvtype16 KVTYPE16;
+inline float kvq1(const kvtype c) { KVQ_BODY() }
+inline float8 kvq8(const kvtype8 c) { KVQ_BODY(8) }
+inline float16 kvq16(const kvtype16 c) { KVQ_BODY(16) }
+#define KVLOAD(p, i) kvq1((p)[i])
+#define KVLOAD16(p) kvq16(vload16(0, (p)))
+#define KVLOAD16_PRIVATE(p) kvq16(vload16(0, (p)))
+#undef KV8
+#if VEC8 && ALIGN16 /* here: every row offset a multiple of 8 bytes */
+#define KV8(p, off, c) kvq8(AS_KV8(*(__global const uint2 *)((p) + (off) + (c)*8)))
+#elif VEC8
+#define KV8(p, off, c) kvq8(vload8((c), (p) + (off)))
+#endif
+#endif
+
+/* The scales of a quantized K/V (kernel arguments ksc, vsc, ssr; hk in
+ * scope). KCH(dd) / VCH(dd): the channel-type factor of dimension dd
+ * (tensor, head or channel scales; 1 otherwise); KTOK / VTOK(row, pos): the
+ * token scale of the key at (row, pos) of key_slot() (1 otherwise). */
+#if KVQ && KVS == 1
+#define KCH(dd) ksc[0]
+#define VCH(dd) vsc[0]
+#elif KVQ && KVS == 2
+#define KCH(dd) ksc[hk]
+#define VCH(dd) vsc[hk]
+#elif KVQ && KVS == 3
+#define KCH(dd) ksc[hk * D + (dd)]
+#define VCH(dd) vsc[hk * D + (dd)]
+#else
+#define KCH(dd) 1.0f
+#define VCH(dd) 1.0f
+#endif
+#if KVQ && KVS == 3
+#define KCH8(d0) vload8(0, ksc + hk * D + (d0))
+#define KCH16(d0) vload16(0, ksc + hk * D + (d0))
+#else
+#define KCH8(d0) ((float8)(KCH(0)))
+#define KCH16(d0) ((float16)(KCH(0)))
+#endif
+#if KVQ && KVS == 0
+#define KTOK(row, pos) ksc[(row)*ssr + (pos)*Hk + hk]
+#define VTOK(row, pos) vsc[(row)*ssr + (pos)*Hk + hk]
+#else
+#define KTOK(row, pos) 1.0f
+#define VTOK(row, pos) 1.0f
 #endif
 /* Output elements (row, dim) each work-item accumulates. */
 #define NO ((QR * D + WG - 1) / WG)
@@ -96,15 +223,17 @@ inline void seq_geometry(const int b, __global const int *cu_q, __global const i
  * or behind a page id outside the pool; the row and position then still
  * point inside the buffers, and callers read nothing. */
 inline bool key_slot(const int j, const int ke, const int b, const int k0,
-                     __global const int *btab, const int maxp, const int ps, const int num_pages,
+                     __global const int *btab, const int maxp, const int num_pages,
                      long *row, long *pos) {
   bool ok = j < ke;
 #if PAGED
-  const int lpg = j / ps;
+  /* PAGE: the plan's page size as a constant (a shift or a multiply, not a
+   * division, per key) */
+  const int lpg = j / PAGE;
   const int pg = ok ? btab[(long)b * maxp + lpg] : 0;
   ok = ok && pg >= 0 && pg < num_pages;
   *row = (long)(ok ? pg : 0);
-  *pos = (long)(j - lpg * ps);
+  *pos = (long)(j - lpg * PAGE);
 #else
   *row = (long)b;
   *pos = (long)(k0 + (ok ? j : 0));
@@ -152,11 +281,12 @@ inline long partial_slot(const int r, const int b, const int hk, const int G, co
 /* A CPU work-item's normalised partial row and its log2-sum-exp (l is
  * exactly 0 without a visible key: zeros and the masked value). */
 inline void store_partial(__global float *ws_o, __global float *ws_lse, const long slot,
-                          const float *af, const float m, const float l) {
+                          const float *af, const float m, const float l,
+                          __global const float *vsc, const int hk) {
   const bool empty = as_uint(l) == 0u;
   const float inv = empty ? 0.0f : 1.0f / l;
   for (int dd = 0; dd < D; dd++)
-    ws_o[slot * D + dd] = af[dd] * inv;
+    ws_o[slot * D + dd] = af[dd] * inv * VCH(dd);
   ws_lse[slot] = empty ? CLATTN_MASKED : m + log2(l);
 }
 
@@ -166,20 +296,23 @@ inline void store_partial(__global float *ws_o, __global float *ws_lse, const lo
       const int use_seqlens
 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void
-decode_split(__global const stype *restrict q, __global const stype *restrict k,
-             __global const stype *restrict v, __global float *restrict ws_o,
+decode_split(__global const stype *restrict q, __global const kvtype *restrict k,
+             __global const kvtype *restrict v, __global float *restrict ws_o,
              __global float *restrict ws_lse, DECODE_TABLE_ARGS, const long qsb, const long qsh,
              const long qss, const long qsd, const long ksb, const long ksh, const long kss,
              const long ksd, const long vsb, const long vsh, const long vss, const long vsd,
              const int H, const int G, const int Hk, const int Nq_max, const int Nk_max,
              const int nrb, const int splits, const int total_q, const int total_kv, const int ps,
-             const int num_pages, const int maxp, const float qscale) {
+             const int num_pages, const int maxp, const float qscale,
+             __global const float *restrict ksc, __global const float *restrict vsc,
+             const long ssr) {
 #if WG > 1 && !WARP
   __local float lq[QR][D];
   __local float lk[KT][D + 1];
   __local float lv[KT][D];
   __local float lp[QR][KT];
   __local float lm[QR], ll[QR], la[QR];
+  __local float lks[KT], lvs[KT]; /* the tile's token scales (1 without) */
   __local int lok[KT];
 #endif
 
@@ -227,14 +360,16 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
 #ifndef UNROLL
 #define UNROLL 4
 #endif
+/* lane's 8 elements through the scalar loader LD (strided head dims) */
+#define LANE8_WITH(LD, p, off, lane, sd)                                                           \
+  ((float8)(LD(p, (off) + (long)((lane)*8 + 0) * (sd)), LD(p, (off) + (long)((lane)*8 + 1) * (sd)), \
+            LD(p, (off) + (long)((lane)*8 + 2) * (sd)), LD(p, (off) + (long)((lane)*8 + 3) * (sd)), \
+            LD(p, (off) + (long)((lane)*8 + 4) * (sd)), LD(p, (off) + (long)((lane)*8 + 5) * (sd)), \
+            LD(p, (off) + (long)((lane)*8 + 6) * (sd)), LD(p, (off) + (long)((lane)*8 + 7) * (sd))))
 #if VEC8
 #define LANE8(p, off, lane, sd) LOAD8(p, off, lane)
 #else
-#define LANE8(p, off, lane, sd)                                                                    \
-  ((float8)(LOAD(p, (off) + (long)((lane)*8 + 0) * (sd)), LOAD(p, (off) + (long)((lane)*8 + 1) * (sd)), \
-            LOAD(p, (off) + (long)((lane)*8 + 2) * (sd)), LOAD(p, (off) + (long)((lane)*8 + 3) * (sd)), \
-            LOAD(p, (off) + (long)((lane)*8 + 4) * (sd)), LOAD(p, (off) + (long)((lane)*8 + 5) * (sd)), \
-            LOAD(p, (off) + (long)((lane)*8 + 6) * (sd)), LOAD(p, (off) + (long)((lane)*8 + 7) * (sd))))
+#define LANE8(p, off, lane, sd) LANE8_WITH(LOAD, p, off, lane, sd)
 #endif
   __local float lsm[NSW][QR], lsl[NSW][QR], lsa[NSW][QR][D];
   __local float lxch[WG]; /* the exchange of SHFL_XOR off NVIDIA */
@@ -246,24 +381,69 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
     const int r = r0 + rr;
     const int i = r / G, h = hk * G + r % G;
     const long qa = (long)b * qsb + (long)(q0 + i) * qss + (long)h * qsh;
-    qv[rr] = r < rows ? LANE8(q, qa, lane, qsd) * qscale : (float8)(0.0f);
+    qv[rr] = r < rows ? LANE8(q, qa, lane, qsd) * qscale * KCH8(lane * 8) : (float8)(0.0f);
     acc[rr] = (float8)(0.0f);
     m[rr] = CLATTN_MASKED;
     l[rr] = 0.0f;
   }
+  /* Key lanes in flight are kept as stored (uint4: 8 16-bit elements) where
+   * whole 16-byte loads apply and converted at their use; the next step's
+   * UNROLL keys are fetched before this step's are used (one step of
+   * software pipelining). Addresses come from key_slot(), which points
+   * inside the buffers even for a key that does not exist, so every load is
+   * unconditional; such keys are dropped by select afterwards. */
+#if VEC8 && ALIGN16 && KVQ
+  typedef uint2 kvraw;
+#define KVRAW(p, off, lane, sd) (*(__global const uint2 *)((p) + (off) + (lane)*8))
+#define KVCVT(x) kvq8(AS_KV8(x))
+#elif VEC8 && ALIGN16 && CLATTN_DTYPE != 0
+  typedef uint4 kvraw;
+#define KVRAW(p, off, lane, sd) (*(__global const uint4 *)((p) + (off) + (lane)*8))
+#define KVCVT(x) kv16x8(x)
+#else
+  typedef float8 kvraw;
+#if VEC8
+#define KVRAW(p, off, lane, sd) KV8(p, off, lane)
+#else
+#define KVRAW(p, off, lane, sd) LANE8_WITH(KVLOAD, p, off, lane, sd)
+#endif
+#define KVCVT(x) (x)
+#endif
+  kvraw kn[UNROLL], vn[UNROLL];
+  bool okn[UNROLL];
+  float ksn[UNROLL], vsn[UNROLL]; /* the keys' token scales (1 without) */
+#define WARP_FETCH(t_)                                                                             \
+  _Pragma("unroll") for (int u = 0; u < UNROLL; u++) {                                             \
+    long kr, kj;                                                                                   \
+    okn[u] = key_slot(kb + ((t_)*UNROLL + u) * NSW + sw, ke, b, k0, btab, maxp, num_pages,     \
+                      &kr, &kj);                                                                   \
+    kn[u] = KVRAW(k, kr * ksb + kj * kss + (long)hk * ksh, lane, ksd);                             \
+    vn[u] = KVRAW(v, kr * vsb + kj * vss + (long)hk * vsh, lane, vsd);                             \
+    ksn[u] = KTOK(kr, kj);                                                                         \
+    vsn[u] = VTOK(kr, kj);                                                                         \
+  }
   const int nsteps = wg_live ? (ke - kb + NSW * UNROLL - 1) / (NSW * UNROLL) : 0;
+  if (nsteps > 0) WARP_FETCH(0);
   for (int t = 0; t < nsteps; t++) {
-    float8 kx[UNROLL], vx[UNROLL];
+    kvraw kc[UNROLL], vc[UNROLL];
     bool okk[UNROLL];
+    float ks[UNROLL], vs[UNROLL];
+#pragma unroll
+    for (int u = 0; u < UNROLL; u++) {
+      kc[u] = kn[u];
+      vc[u] = vn[u];
+      okk[u] = okn[u];
+      ks[u] = ksn[u];
+      vs[u] = vsn[u];
+    }
+    if (t + 1 < nsteps) WARP_FETCH(t + 1);
+    float8 kx[UNROLL], vx[UNROLL];
     int jj[UNROLL];
 #pragma unroll
     for (int u = 0; u < UNROLL; u++) {
-      const int j = kb + (t * UNROLL + u) * NSW + sw;
-      long kr, kj;
-      okk[u] = key_slot(j, ke, b, k0, btab, maxp, ps, num_pages, &kr, &kj);
-      jj[u] = j;
-      kx[u] = okk[u] ? LANE8(k, kr * ksb + kj * kss + (long)hk * ksh, lane, ksd) : (float8)(0.0f);
-      vx[u] = okk[u] ? LANE8(v, kr * vsb + kj * vss + (long)hk * vsh, lane, vsd) : (float8)(0.0f);
+      jj[u] = kb + (t * UNROLL + u) * NSW + sw;
+      kx[u] = KVCVT(kc[u]);
+      vx[u] = okk[u] ? KVCVT(vc[u]) : (float8)(0.0f);
     }
 #pragma unroll
     for (int rr = 0; rr < QR; rr++) {
@@ -280,7 +460,7 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
         for (int o = LPK / 2; o > 0; o >>= 1)
           sc += SHFL_XOR(sc, o);
         const bool vis = okk[u] && live && DECODE_VISIBLE(jj[u], i + off);
-        sv[u] = vis ? sc : CLATTN_MASKED;
+        sv[u] = vis ? sc * ks[u] : CLATTN_MASKED;
         mx = fmax(mx, sv[u]);
       }
       /* one rescale for the UNROLL keys; masked keys get p = 0 */
@@ -292,7 +472,7 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
         const float pu =
             as_int(sv[u]) == as_int(CLATTN_MASKED) ? 0.0f : exp2(sv[u] - mx);
         ps += pu;
-        o = mad((float8)(pu), vx[u], o);
+        o = mad((float8)(pu * vs[u]), vx[u], o);
       }
       acc[rr] = o;
       l[rr] = l[rr] * a + ps;
@@ -324,7 +504,7 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
     const long slot = partial_slot(r, b, hk, G, H, Nq_max, splits, sp);
     /* l is exactly 0 without a visible key (tested on the bits) */
     const bool empty = as_uint(ll) == 0u;
-    ws_o[slot * D + dd] = empty ? 0.0f : oo / ll;
+    ws_o[slot * D + dd] = empty ? 0.0f : oo / ll * VCH(dd);
     if (dd == 0) ws_lse[slot] = empty ? CLATTN_MASKED : mm + log2(ll);
   }
 #elif WG == 1 && VEC8 && D % 16 == 0 && KT % 16 == 0
@@ -342,7 +522,8 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
   float16 sc[QR][KT / 16]; /* scores, then probabilities, of the tile */
   float mrow[QR], lrow[QR];
   long koff[KT], voff[KT];
-  STYPE16 vst[KT * DV16]; /* the tile's V rows, as stored */
+  float kscl[KT] __attribute__((aligned(64))), vscl[KT]; /* token scales (1 without) */
+  KVTYPE16 vst[KT * DV16]; /* the tile's V rows, as stored */
   int kok[KT] __attribute__((aligned(64)));
   int qpos[QR], qlive[QR];
   for (int rr = 0; rr < QR; rr++) {
@@ -350,7 +531,7 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
     const int i = r / G, h = hk * G + r % G;
     const long qa = (long)b * qsb + (long)(q0 + i) * qss + (long)h * qsh;
     for (int c = 0; c < DV16; c++) {
-      qv[rr][c] = r < rows ? LOAD16(q + qa + c * 16) * qscale : (float16)(0.0f);
+      qv[rr][c] = r < rows ? LOAD16(q + qa + c * 16) * qscale * KCH16(c * 16) : (float16)(0.0f);
       acc[rr][c] = (float16)(0.0f);
     }
     mrow[rr] = CLATTN_MASKED;
@@ -362,9 +543,11 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
     const int j0 = kb + t * KT;
     for (int tt = 0; tt < KT; tt++) {
       long kr, kj;
-      kok[tt] = key_slot(j0 + tt, ke, b, k0, btab, maxp, ps, num_pages, &kr, &kj) ? -1 : 0;
+      kok[tt] = key_slot(j0 + tt, ke, b, k0, btab, maxp, num_pages, &kr, &kj) ? -1 : 0;
       koff[tt] = kr * ksb + kj * kss + (long)hk * ksh;
       voff[tt] = kr * vsb + kj * vss + (long)hk * vsh;
+      kscl[tt] = KTOK(kr, kj);
+      vscl[tt] = VTOK(kr, kj);
     }
     for (int g = 0; g < KT / 16; g++) {
       for (int u = 0; u < 16; u++) {
@@ -376,14 +559,14 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
         if (kok[tt]) {
           /* this key's V row is copied aside now, so that its cache misses
            * overlap those of the K row (P·V reads it from here) */
-          __global const stype *vp = v + voff[tt];
+          __global const kvtype *vp = v + voff[tt];
 #pragma unroll
           for (int c = 0; c < DV16; c++)
             vst[tt * DV16 + c] = vload16(c, vp);
-          __global const stype *kp = k + koff[tt];
+          __global const kvtype *kp = k + koff[tt];
 #pragma unroll
           for (int c = 0; c < DV16; c++) {
-            const float16 kx = LOAD16(kp + c * 16);
+            const float16 kx = KVLOAD16(kp + c * 16);
 #pragma unroll
             for (int rr = 0; rr < QR; rr++)
               pa[rr] = fma(qv[rr][c], kx, pa[rr]);
@@ -417,7 +600,7 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
         const int16 vis = okv & (int16)(qlive[rr]);
 #endif
         /* visibility travels as the masked value's bits */
-        sc[rr][g] = select((float16)(CLATTN_MASKED), sv, vis);
+        sc[rr][g] = select((float16)(CLATTN_MASKED), sv * vload16(g, kscl), vis);
       }
     }
     for (int rr = 0; rr < QR; rr++) {
@@ -451,10 +634,10 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
         o[rr] = acc[rr][c];
       for (int tt = 0; tt < KT; tt++) {
         if (!kok[tt]) continue;
-        const float16 vx = LOAD16_PRIVATE((const stype *)(vst + tt * DV16 + c));
+        const float16 vx = KVLOAD16_PRIVATE((const kvtype *)(vst + tt * DV16 + c));
 #pragma unroll
         for (int rr = 0; rr < QR; rr++)
-          o[rr] = fma((float16)(((const float *)sc[rr])[tt]), vx, o[rr]);
+          o[rr] = fma((float16)(((const float *)sc[rr])[tt] * vscl[tt]), vx, o[rr]);
       }
 #pragma unroll
       for (int rr = 0; rr < QR; rr++)
@@ -463,7 +646,7 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
   }
   for (int rr = 0; rr < QR && r0 + rr < rows; rr++)
     store_partial(ws_o, ws_lse, partial_slot(r0 + rr, b, hk, G, H, Nq_max, splits, sp),
-                  (const float *)acc[rr], mrow[rr], lrow[rr]);
+                  (const float *)acc[rr], mrow[rr], lrow[rr], vsc, hk);
 #elif WG == 1
   /* CPUs: one work-item per (row block, split, b, hk), rows in private
    * arrays; the loops over the head dim are contiguous and vectorise. */
@@ -486,7 +669,7 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
     }
     if (r < rows)
       for (int dd = 0; dd < D; dd++)
-        qf[dd] = LOAD(q, qa + (long)dd * qsd) * qscale;
+        qf[dd] = LOAD(q, qa + (long)dd * qsd) * qscale * KCH(dd);
     mrow[rr] = CLATTN_MASKED;
     lrow[rr] = 0.0f;
   }
@@ -495,16 +678,17 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
     for (int tt = 0; tt < KT; tt++) {
       const int j = j0 + tt;
       long kr, kj;
-      const bool ok = key_slot(j, ke, b, k0, btab, maxp, ps, num_pages, &kr, &kj);
+      const bool ok = key_slot(j, ke, b, k0, btab, maxp, num_pages, &kr, &kj);
       const long ka = kr * ksb + kj * kss + (long)hk * ksh;
 #if VEC8
       for (int c = 0; c < DV8; c++)
-        krow[c] = ok ? LOAD8(k, ka, c) : (float8)(0.0f);
+        krow[c] = ok ? KV8(k, ka, c) : (float8)(0.0f);
 #else
       if (ok)
         for (int dd = 0; dd < D; dd++)
-          kf[dd] = LOAD(k, ka + (long)dd * ksd);
+          kf[dd] = KVLOAD(k, ka + (long)dd * ksd);
 #endif
+      const float kts = KTOK(kr, kj);
       for (int rr = 0; rr < QR; rr++) {
         float8 s8 = (float8)(0.0f);
         for (int c = 0; c < DV8; c++)
@@ -514,7 +698,7 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
         const int i = (r0 + rr) / G;
         const bool vis = ok && r0 + rr < rows && DECODE_VISIBLE(j, i + off);
         /* visibility travels as the masked value's bits */
-        sc[rr][tt] = vis ? s : CLATTN_MASKED;
+        sc[rr][tt] = vis ? s * kts : CLATTN_MASKED;
       }
     }
     for (int rr = 0; rr < QR; rr++) {
@@ -545,18 +729,19 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
     for (int tt = 0; tt < KT; tt++) {
       const int j = j0 + tt;
       long vr, vj;
-      const bool ok = key_slot(j, ke, b, k0, btab, maxp, ps, num_pages, &vr, &vj);
+      const bool ok = key_slot(j, ke, b, k0, btab, maxp, num_pages, &vr, &vj);
       if (!ok) continue;
       const long va = vr * vsb + vj * vss + (long)hk * vsh;
 #if VEC8
       for (int c = 0; c < DV8; c++)
-        krow[c] = LOAD8(v, va, c);
+        krow[c] = KV8(v, va, c);
 #else
       for (int dd = 0; dd < D; dd++)
-        kf[dd] = LOAD(v, va + (long)dd * vsd);
+        kf[dd] = KVLOAD(v, va + (long)dd * vsd);
 #endif
+      const float vts = VTOK(vr, vj);
       for (int rr = 0; rr < QR; rr++) {
-        const float8 p8 = (float8)(sc[rr][tt]);
+        const float8 p8 = (float8)(sc[rr][tt] * vts);
         for (int c = 0; c < DV8; c++)
           acc[rr][c] = mad(p8, krow[c], acc[rr][c]);
       }
@@ -564,7 +749,7 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
   }
   for (int rr = 0; rr < QR && r0 + rr < rows; rr++)
     store_partial(ws_o, ws_lse, partial_slot(r0 + rr, b, hk, G, H, Nq_max, splits, sp),
-                  (const float *)acc[rr], mrow[rr], lrow[rr]);
+                  (const float *)acc[rr], mrow[rr], lrow[rr], vsc, hk);
 #else
 
   for (int e = lid; e < QR * D; e += WG) {
@@ -572,7 +757,8 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
     float x = 0.0f;
     if (r < rows) {
       const int i = r / G, h = hk * G + r % G;
-      x = LOAD(q, (long)b * qsb + (long)(q0 + i) * qss + (long)h * qsh + (long)dd * qsd) * qscale;
+      x = LOAD(q, (long)b * qsb + (long)(q0 + i) * qss + (long)h * qsh + (long)dd * qsd) * qscale *
+          KCH(dd);
     }
     lq[rr][dd] = x;
   }
@@ -591,9 +777,9 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
     for (int e = lid; e < KT * (D / 8); e += WG) {
       const int tt = e / (D / 8), c = e % (D / 8), j = j0 + tt;
       long kr, kj;
-      const bool ok = key_slot(j, ke, b, k0, btab, maxp, ps, num_pages, &kr, &kj);
-      const float8 kx = ok ? LOAD8(k, kr * ksb + kj * kss + (long)hk * ksh, c) : (float8)(0.0f);
-      const float8 vx = ok ? LOAD8(v, kr * vsb + kj * vss + (long)hk * vsh, c) : (float8)(0.0f);
+      const bool ok = key_slot(j, ke, b, k0, btab, maxp, num_pages, &kr, &kj);
+      const float8 kx = ok ? KV8(k, kr * ksb + kj * kss + (long)hk * ksh, c) : (float8)(0.0f);
+      const float8 vx = ok ? KV8(v, kr * vsb + kj * vss + (long)hk * vsh, c) : (float8)(0.0f);
       float tk[8], tv[8];
       vstore8(kx, 0, tk);
       vstore8(vx, 0, tv);
@@ -601,18 +787,26 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
         lk[tt][c * 8 + u] = tk[u];
         lv[tt][c * 8 + u] = tv[u];
       }
-      if (c == 0) lok[tt] = ok;
+      if (c == 0) {
+        lok[tt] = ok;
+        lks[tt] = KTOK(kr, kj);
+        lvs[tt] = VTOK(kr, kj);
+      }
     }
 #else
     for (int e = lid; e < KT * D; e += WG) {
       const int tt = e / D, dd = e % D, j = j0 + tt;
       long kr, kj;
-      const bool ok = key_slot(j, ke, b, k0, btab, maxp, ps, num_pages, &kr, &kj);
+      const bool ok = key_slot(j, ke, b, k0, btab, maxp, num_pages, &kr, &kj);
       const long ka = kr * ksb + kj * kss + (long)hk * ksh + (long)dd * ksd;
       const long va = kr * vsb + kj * vss + (long)hk * vsh + (long)dd * vsd;
-      lk[tt][dd] = ok ? LOAD(k, ka) : 0.0f;
-      lv[tt][dd] = ok ? LOAD(v, va) : 0.0f;
-      if (dd == 0) lok[tt] = ok;
+      lk[tt][dd] = ok ? KVLOAD(k, ka) : 0.0f;
+      lv[tt][dd] = ok ? KVLOAD(v, va) : 0.0f;
+      if (dd == 0) {
+        lok[tt] = ok;
+        lks[tt] = KTOK(kr, kj);
+        lvs[tt] = VTOK(kr, kj);
+      }
     }
 #endif
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -621,7 +815,7 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
       float s = 0.0f;
       for (int dd = 0; dd < D; dd++)
         s = mad(lq[rr][dd], lk[tt][dd], s);
-      lp[rr][tt] = s;
+      lp[rr][tt] = s * lks[tt];
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int rr0 = 0; rr0 < QR; rr0 += WG) {
@@ -655,7 +849,7 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
         const int rr = e / D, dd = e % D;
         float x = acc[o] * la[rr];
         for (int tt = 0; tt < KT; tt++)
-          x = mad(lp[rr][tt], lv[tt][dd], x);
+          x = mad(lp[rr][tt] * lvs[tt], lv[tt][dd], x);
         acc[o] = x;
       }
     }
@@ -673,7 +867,7 @@ decode_split(__global const stype *restrict q, __global const stype *restrict k,
          * (tested on the bits: finite-math builds fold float compares). */
         const float l = ll[rr];
         const bool empty = as_uint(l) == 0u;
-        ws_o[slot * D + dd] = empty ? 0.0f : acc[o] / l;
+        ws_o[slot * D + dd] = empty ? 0.0f : acc[o] / l * VCH(dd);
         if (dd == 0) ws_lse[slot] = empty ? CLATTN_MASKED : lm[rr] + log2(l);
       }
     }
@@ -761,20 +955,88 @@ __kernel void merge_pair(__global const stype *oa, __global const float *la,
   lout[r] = W > 0.0f ? M + log(W) : CLATTN_NEG_INF;
 }
 
-/* clattn_kv_append: row t of k_new / v_new ([ntok][Hk][dim]) into slot
- * slots[t] of the pools; out-of-range slots are skipped. */
+/* clattn_kv_append(_ex): token t (row t of kn / vn, [ntok][Hk][dim]) into
+ * slot slots[t] of the cache: row slot / ps (a page, a batch entry, or 0 for
+ * packed ragged K/V), position slot % ps; slots outside the nrows·ps of the
+ * cache are skipped. One work-item per (token, KV head). Quantized caches
+ * (KVQ) get codes, rounded to nearest even and saturated; per-token scales
+ * (KVS 0) are computed here (absmax / the largest code value, 1 for a zero
+ * row), the others are read. */
+#if KVQ
+#if KVQ == 1
+#define KVQ_MAX 127.0f
+#elif KVQ == 2
+#define KVQ_MAX 448.0f
+#else
+#define KVQ_MAX 57344.0f
+#endif
+inline kvtype kv_quantize(const float y) {
+#if KVQ == 1
+  return isnan(y) ? (char)0 : (char)clamp(rint(y), -127.0f, 127.0f);
+#else
+  const uint sign = (as_uint(y) >> 24) & 0x80u;
+  const float a = fabs(y);
+  if (isnan(a)) return (uchar)(sign | 0x7fu);
+  if (a >= KVQ_MAX) return (uchar)(sign | (KVQ == 2 ? 0x7eu : 0x7bu)); /* saturate */
+#if KVQ == 2
+  if (a < 0x1.0p-6f) return (uchar)(sign | (uint)rint(a * 0x1.0p9f)); /* subnormal (or 8: min normal) */
+  uint bits = as_uint(a);
+  bits += 0x7ffffu + ((bits >> 20) & 1u); /* round the mantissa to 3 bits, ties to even */
+  return (uchar)(sign | ((bits >> 20) - (120u << 3)));
+#else
+  if (a < 0x1.0p-14f) return (uchar)(sign | (uint)rint(a * 0x1.0p16f));
+  uint bits = as_uint(a);
+  bits += 0xfffffu + ((bits >> 21) & 1u); /* 2 mantissa bits */
+  return (uchar)(sign | ((bits >> 21) - (112u << 2)));
+#endif
+#endif
+}
+#endif
 __kernel void kv_append(__global const stype *kn, __global const stype *vn,
-                        __global const int *slots, __global stype *kp, __global stype *vp,
-                        const int Hk, const int dim, const int ps, const int num_pages,
-                        const long ksb, const long ksh, const long kss, const long ksd,
-                        const long vsb, const long vsh, const long vss, const long vsd) {
-  const int dd = get_global_id(0), th = get_global_id(1);
-  if (dd >= dim) return;
+                        __global const int *slots, __global kvtype *kp, __global kvtype *vp,
+                        __global float *ksc, __global float *vsc, const int Hk, const int dim,
+                        const int ps, const int nrows, const int ntok, const long ksb,
+                        const long ksh, const long kss, const long ksd, const long vsb,
+                        const long vsh, const long vss, const long vsd, const long ssr) {
+  const int th = get_global_id(0);
+  if (th >= ntok * Hk) return;
   const int t = th / Hk, hk = th % Hk;
   const int slot = slots[t];
-  if (slot < 0 || (long)slot >= (long)num_pages * ps) return;
-  const long pg = slot / ps, row = slot % ps;
-  const long src = ((long)t * Hk + hk) * dim + dd;
-  kp[pg * ksb + row * kss + hk * ksh + dd * ksd] = kn[src];
-  vp[pg * vsb + row * vss + hk * vsh + dd * vsd] = vn[src];
+  if (slot < 0 || (long)slot >= (long)nrows * ps) return;
+  const long row = slot / ps, pos = slot % ps;
+  const long src = ((long)t * Hk + hk) * dim;
+  for (int w = 0; w < 2; w++) {
+    __global const stype *x = w ? vn : kn;
+    __global kvtype *dst = w ? vp : kp;
+    const long base = w ? row * vsb + pos * vss + hk * vsh : row * ksb + pos * kss + hk * ksh;
+    const long sd = w ? vsd : ksd;
+#if KVQ == 0
+    (void)ksc;
+    (void)vsc;
+    (void)ssr;
+    for (int dd = 0; dd < dim; dd++)
+      dst[base + dd * sd] = x[src + dd];
+#else
+    __global float *sc = w ? vsc : ksc;
+#if KVS == 0
+    float amax = 0.0f;
+    for (int dd = 0; dd < dim; dd++)
+      amax = fmax(amax, fabs(LOAD(x, src + dd)));
+    const float tok = amax > 0.0f && amax <= FLT_MAX ? amax / KVQ_MAX : 1.0f;
+    sc[row * ssr + pos * Hk + hk] = tok;
+#endif
+    for (int dd = 0; dd < dim; dd++) {
+#if KVS == 0
+      const float s = tok;
+#elif KVS == 1
+      const float s = sc[0];
+#elif KVS == 2
+      const float s = sc[hk];
+#else
+      const float s = sc[hk * dim + dd];
+#endif
+      dst[base + dd * sd] = kv_quantize(LOAD(x, src + dd) / s);
+    }
+#endif
+  }
 }

@@ -377,6 +377,9 @@ CLATTN_API const char *clattn_layout_name(clattn_layout layout);
 CLATTN_API int clattn_layout_from_name(const char *name);
 CLATTN_API const char *clattn_feature_map_name(clattn_feature_map map);
 CLATTN_API int clattn_feature_map_from_name(const char *name);
+/* (declared after their enumerations: clattn_kv_dtype_name "same" "int8"
+ * "fp8e4m3" "fp8e5m2", clattn_kv_scale_name "token" "tensor" "head"
+ * "channel") */
 
 /**
  * Where K and V live (inference engines; see "Inference" in the README).
@@ -399,6 +402,48 @@ typedef enum clattn_kv_layout {
   CLATTN_KV_PAGED = 1,
   CLATTN_KV_PAGED_HEAD_MAJOR = 2
 } clattn_kv_layout;
+
+/**
+ * Storage of K and V (desc.kv_dtype): the descriptor's dtype, or quantized
+ * codes with float32 scales (desc.kv_scale) given at execution
+ * (clattn_exec_args.k_scale / v_scale). An element's value is
+ * decode(code) · scale; Q and O stay in desc.dtype. Served by the decode
+ * kernels (decode, decode_warp: seq_q <= 16, contiguous, paged or ragged
+ * K/V, forward only); other kernels decline such a descriptor.
+ *   INT8: signed 8-bit codes, decode(c) = c (quantizers use -127..127).
+ *   FP8_E4M3: OCP FP8 E4M3FN (bias 7, no infinities, max ±448; S.1111.111
+ *     is NaN). FP8_E5M2: OCP FP8 E5M2 (bias 15, IEEE-like: max ±57344,
+ *     infinities and NaNs), the upper byte of an IEEE half.
+ */
+typedef enum clattn_kv_dtype {
+  CLATTN_KV_DTYPE_SAME = 0, /**< K/V in desc.dtype (default). */
+  CLATTN_KV_DTYPE_INT8 = 1,
+  CLATTN_KV_DTYPE_FP8_E4M3 = 2,
+  CLATTN_KV_DTYPE_FP8_E5M2 = 3
+} clattn_kv_dtype;
+
+/**
+ * Granularity of the scales of a quantized K/V cache (desc.kv_scale); k_scale
+ * and v_scale are float32 buffers laid out as follows (Hk = kv_heads):
+ *   TOKEN: one per (token, KV head): [batch][seq_kv][Hk] for a contiguous
+ *     cache, [total_kv][Hk] for packed ragged K/V, [num_pages][page_size][Hk]
+ *     for a paged one (the cache's own token order, whatever its layout).
+ *     clattn_kv_append_ex computes them as the tokens are written.
+ *   TENSOR: [1]. HEAD: [Hk]. CHANNEL: [Hk][head_dim].
+ * For TENSOR, HEAD and CHANNEL the caller sets the scales (e.g. absmax/127
+ * for int8, absmax/448 for e4m3 over calibration data) and
+ * clattn_kv_append_ex quantizes with them, saturating.
+ */
+typedef enum clattn_kv_scale {
+  CLATTN_KV_SCALE_TOKEN = 0,
+  CLATTN_KV_SCALE_TENSOR = 1,
+  CLATTN_KV_SCALE_HEAD = 2,
+  CLATTN_KV_SCALE_CHANNEL = 3
+} clattn_kv_scale;
+CLATTN_API const char *clattn_kv_dtype_name(clattn_kv_dtype t);
+CLATTN_API int clattn_kv_dtype_from_name(const char *name);
+CLATTN_API const char *clattn_kv_scale_name(clattn_kv_scale g);
+CLATTN_API int clattn_kv_scale_from_name(const char *name);
 
 /** One attention problem. Initialise with clattn_attention_desc_init(),
  *  then set the fields. Sizes are signed so that negative values can be
@@ -516,6 +561,13 @@ typedef struct clattn_attention_desc {
    *  seq_kv, 1} for one [seq_q][seq_kv] mask shared by every batch entry
    *  and head). All >= 0. */
   clattn_strides bias_strides;
+  /** Storage of K and V (see clattn_kv_dtype); default SAME. With a
+   *  quantized type, k_strides / v_strides and the layouts count elements
+   *  of one byte. */
+  clattn_kv_dtype kv_dtype;
+  /** Scale granularity of a quantized K/V (see clattn_kv_scale); default
+   *  TOKEN. Ignored with kv_dtype SAME. */
+  clattn_kv_scale kv_scale;
 } clattn_attention_desc;
 
 /** Element types of clattn_attention_desc.bias_type. */
@@ -659,6 +711,9 @@ typedef struct clattn_exec_args {
   cl_mem user;
   /** The bias tensor of desc.bias_type (required with one, else NULL). */
   cl_mem bias;
+  /** Quantized K/V (desc.kv_dtype): the float32 scales of k and v, laid
+   *  out as desc.kv_scale says (required then, else NULL). */
+  cl_mem k_scale, v_scale;
 } clattn_exec_args;
 
 /**
@@ -727,6 +782,31 @@ CLATTN_API clattn_status clattn_kv_append(clattn_context ctx, const clattn_atten
                                           int num_tokens, cl_mem k_pool, cl_mem v_pool,
                                           cl_uint num_wait, const cl_event *wait_list,
                                           cl_event *event);
+
+/** The buffers of clattn_kv_append_ex. */
+typedef struct clattn_kv_append_args {
+  cl_mem k_new, v_new; /**< [num_tokens][kv_heads][head_dim] of desc.dtype, contiguous. */
+  cl_mem slot_mapping; /**< int32 [num_tokens]: each token's slot (see below). */
+  int num_tokens;      /**< >= 0 (0 enqueues nothing). */
+  cl_mem k_cache, v_cache; /**< The cache, of desc.kv_dtype, laid out as desc says. */
+  /** Quantized caches: float32 scales laid out as desc.kv_scale says.
+   *  TOKEN: written (each new token's absmax / the code's largest value,
+   *  per KV head); TENSOR, HEAD, CHANNEL: read. NULL otherwise. */
+  cl_mem k_scale, v_scale;
+} clattn_kv_append_args;
+
+/**
+ * clattn_kv_append for every cache the decode kernels read, quantizing on
+ * the way when desc.kv_dtype says so (round to nearest even, saturating to
+ * the code's range: ±127 for int8, ±448 for e4m3, ±57344 for e5m2; NaN stays
+ * NaN for fp8 and becomes 0 for int8). Slots: paged caches as in
+ * clattn_kv_append; contiguous caches slot = b·seq_kv + position, or the
+ * packed row for ragged K/V (< total_kv). Slots out of range are skipped.
+ * CLATTN_ERROR_INVALID_ARGUMENT when a buffer is too small or missing.
+ */
+CLATTN_API clattn_status clattn_kv_append_ex(clattn_context ctx, const clattn_attention_desc *desc,
+                                             const clattn_kv_append_args *args, cl_uint num_wait,
+                                             const cl_event *wait_list, cl_event *event);
 
 /**
  * Training: enqueues the backward pass of the plan's attention (the

@@ -80,6 +80,17 @@ CLATTN_API clattn_status clattn_measure_peak(clattn_context ctx, const clattn_pe
  * Cost O(B·H·Nq·Nk·d) on the host. Returns CLATTN_ERROR_INVALID_ARGUMENT on
  * a bad descriptor (no message store: the host reference has no context).
  */
+/**
+ * Host twins of the quantized K/V codes (desc.kv_dtype): the value of a code
+ * (bits 0..7 of `code`) as the kernels decode it, and the code of a float as
+ * clattn_kv_append_ex encodes it (round to nearest even, saturating; NaN
+ * gives a NaN code for fp8 and 0 for int8). An element of a quantized cache
+ * is clattn_kv_code_value(code) · its scale; a reference run on those
+ * values is what the decode kernels compute. SAME gives NaN / 0.
+ */
+CLATTN_API float clattn_kv_code_value(clattn_kv_dtype t, unsigned code);
+CLATTN_API unsigned clattn_kv_code_of(clattn_kv_dtype t, float x);
+
 CLATTN_API clattn_status clattn_reference_attention(const clattn_attention_desc *desc,
                                                     const void *q, const void *k, const void *v,
                                                     double *o, double *lse, const int *rows,

@@ -653,7 +653,8 @@ static void ragged_case(clattn_context ctx, clattn_dtype dt, clattn_mask m, int 
   cl_mem mck = tu_buffer_from_host(ctx, cuk, (size_t)(B + 1) * sizeof(int));
   cl_mem g[3] = {tu_buffer_nan(ctx, (nqe * es + 3) / 4), tu_buffer_nan(ctx, (nke * es + 3) / 4),
                  tu_buffer_nan(ctx, (nke * es + 3) / 4)};
-  const clattn_exec_args a = {mq, mk, mv, mo, ml, mcq, mck, NULL, NULL, NULL, NULL};
+  const clattn_exec_args a = {
+      .q = mq, .k = mk, .v = mv, .o = mo, .lse = ml, .cu_seqlens_q = mcq, .cu_seqlens_kv = mck};
   if (clattn_plan_execute_ex(plan, &a, 0, NULL, NULL) != CLATTN_SUCCESS)
     fail_msg("%s: forward: %s", label, clattn_context_last_error(ctx));
   /* the plain entry point refuses a ragged plan, naming the _ex one */
@@ -752,7 +753,7 @@ static void test_ragged(void **state) {
   clattn_plan plan = NULL;
   assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_SUCCESS);
   cl_mem b = tu_buffer_nan(ctx, 4096);
-  const clattn_exec_args a = {b, b, b, b, b, NULL, NULL, NULL, NULL, NULL, NULL};
+  const clattn_exec_args a = {.q = b, .k = b, .v = b, .o = b, .lse = b};
   assert_int_equal(clattn_plan_execute_backward_ex(plan, &a, b, b, b, b, 0, NULL, NULL),
                    CLATTN_ERROR_UNSUPPORTED);
   assert_non_null(strstr(clattn_context_last_error(ctx), "paged"));

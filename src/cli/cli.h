@@ -57,6 +57,8 @@ extern const char *cli_algo_names[];   /* indexed by clattn_algo (auto ... linea
 extern const char *cli_mask_names[];   /* none, causal */
 extern const char *cli_dtype_names[];  /* f32, f16, bf16 */
 extern const char *cli_layout_names[]; /* bhsd, bshd */
+extern const char *cli_kv_dtype_names[]; /* same, int8, fp8e4m3, fp8e5m2 */
+extern const char *cli_kv_scale_names[]; /* token, tensor, head, channel */
 void cli_names_init(void);
 
 /* Overflow-checked 64-bit arithmetic: false when the exact result does not fit. */
@@ -84,6 +86,7 @@ typedef struct cli_common {
   int no_mask_blocks; /* --no-mask-blocks: the kernels evaluate the mask_mod on every tile */
   const char *sinks;  /* --sinks V[,V...]: attention sinks, one per head (or one for all) */
   const char *bias;   /* --bias random|random-bool: a random bias tensor (verified) */
+  int kv_dtype, kv_scale; /* --kv-dtype, --kv-scale: a quantized K/V cache (decode kernels) */
 } cli_common;
 
 void cli_common_defaults(cli_common *c);
@@ -187,6 +190,7 @@ typedef struct cli_infer_result {
   double median_ms, kv_bytes, kv_gbps;
   bool verified, passed, nan_found;
   double rel_err, max_abs_err, tolerance;
+  double quant_err; /* quantized K/V: the output's relative error against the unquantized cache */
 } cli_infer_result;
 
 /* Builds the problem (random inputs; a ragged batch gives sequence b

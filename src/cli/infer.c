@@ -23,6 +23,121 @@ static cl_mem mk(clattn_context ctx, const void *h, size_t bytes, clattn_status 
   return m;
 }
 
+/* The quantized cache of a problem: the source K/V (hk, hv: dtype t, the
+ * cache's layout) written through clattn_kv_append_ex, every slot once, into
+ * code buffers *k, *v and scale buffers *ksc, *vsc (tensor, head or channel
+ * scales: absmax / the code's largest value, computed here); the codes and
+ * scales read back and dequantized into dk, dv (floats, the same layout;
+ * skipped when they are NULL). */
+static clattn_status quantize_cache(clattn_context ctx, const clattn_attention_desc *d,
+                                    const clattn_strides *ks, const clattn_strides *vs,
+                                    const size_t el[4], const void *hk, const void *hv, cl_mem *k,
+                                    cl_mem *v, cl_mem *ksc, cl_mem *vsc, float *dk, float *dv) {
+  const clattn_dtype t = d->dtype;
+  const size_t es = cli_dtype_size(t);
+  const int Hk = d->kv_heads, D = d->head_dim;
+  const bool paged = d->kv_layout != CLATTN_KV_CONTIGUOUS;
+  const int per = paged ? d->page_size : d->ragged ? d->total_kv : d->seq_kv;
+  const int nrows = paged ? d->num_pages : d->ragged ? 1 : d->batch;
+  const size_t ntok = (size_t)nrows * per, nel = ntok * Hk * D;
+  const float qmax = d->kv_dtype == CLATTN_KV_DTYPE_INT8       ? 127.0f
+                     : d->kv_dtype == CLATTN_KV_DTYPE_FP8_E4M3 ? 448.0f
+                                                               : 57344.0f;
+  const size_t nsc = d->kv_scale == CLATTN_KV_SCALE_TOKEN    ? ntok * Hk
+                     : d->kv_scale == CLATTN_KV_SCALE_TENSOR ? 1
+                     : d->kv_scale == CLATTN_KV_SCALE_HEAD   ? (size_t)Hk
+                                                             : (size_t)Hk * D;
+  clattn_status st = CLATTN_SUCCESS;
+  void *src[2] = {malloc(nel * es), malloc(nel * es)};
+  float *sc[2] = {calloc(nsc, sizeof(float)), calloc(nsc, sizeof(float))};
+  int *slots = malloc(ntok * sizeof(int));
+  uint8_t *codes = malloc(el[1] > el[2] ? el[1] : el[2]);
+  cl_mem ms = NULL, mn[2] = {NULL, NULL};
+  if (!src[0] || !src[1] || !sc[0] || !sc[1] || !slots || !codes) {
+    st = CLATTN_ERROR_OUT_OF_MEMORY;
+    goto out;
+  }
+  const void *h[2] = {hk, hv};
+  const clattn_strides *str[2] = {ks, vs};
+  for (size_t tk = 0; tk < ntok; tk++) {
+    slots[tk] = (int)tk;
+    const int64_t row = (int64_t)(tk / per), pos = (int64_t)(tk % per);
+    for (int w = 0; w < 2; w++)
+      for (int hh = 0; hh < Hk; hh++)
+        for (int x = 0; x < D; x++) {
+          const int64_t at = row * str[w]->batch + pos * str[w]->seq + hh * str[w]->head +
+                             x * str[w]->dim;
+          cp(src[w], (tk * Hk + hh) * D + x, h[w], (size_t)at, es);
+          if (d->kv_scale != CLATTN_KV_SCALE_TOKEN) { /* absmax of the scale's group */
+            const size_t g = d->kv_scale == CLATTN_KV_SCALE_TENSOR ? 0
+                             : d->kv_scale == CLATTN_KV_SCALE_HEAD ? (size_t)hh
+                                                                   : (size_t)hh * D + x;
+            const float a = (float)fabs(cli_load(h[w], t, (size_t)at));
+            if (a > sc[w][g]) sc[w][g] = a;
+          }
+        }
+  }
+  if (d->kv_scale != CLATTN_KV_SCALE_TOKEN)
+    for (int w = 0; w < 2; w++)
+      for (size_t g = 0; g < nsc; g++)
+        sc[w][g] = sc[w][g] > 0.0f ? sc[w][g] / qmax : 1.0f;
+  memset(codes, 0, el[1] > el[2] ? el[1] : el[2]);
+  *k = mk(ctx, codes, el[1], &st);
+  *v = mk(ctx, codes, el[2], &st);
+  *ksc = mk(ctx, sc[0], nsc * sizeof(float), &st);
+  *vsc = mk(ctx, sc[1], nsc * sizeof(float), &st);
+  ms = mk(ctx, slots, ntok * sizeof(int), &st);
+  mn[0] = mk(ctx, src[0], nel * es, &st);
+  mn[1] = mk(ctx, src[1], nel * es, &st);
+  if (st != CLATTN_SUCCESS) goto out;
+  const clattn_kv_append_args a = {.k_new = mn[0],
+                                   .v_new = mn[1],
+                                   .slot_mapping = ms,
+                                   .num_tokens = (int)ntok,
+                                   .k_cache = *k,
+                                   .v_cache = *v,
+                                   .k_scale = *ksc,
+                                   .v_scale = *vsc};
+  if ((st = clattn_kv_append_ex(ctx, d, &a, 0, NULL, NULL)) != CLATTN_SUCCESS) goto out;
+  cl_command_queue queue = clattn_context_queue(ctx);
+  const cl_mem cm[2] = {*k, *v}, sm[2] = {*ksc, *vsc};
+  float *out[2] = {dk, dv};
+  for (int w = 0; w < 2 && st == CLATTN_SUCCESS && dk && dv; w++) {
+    if (clEnqueueReadBuffer(queue, cm[w], CL_TRUE, 0, el[1 + w], codes, 0, NULL, NULL) !=
+            CL_SUCCESS ||
+        clEnqueueReadBuffer(queue, sm[w], CL_TRUE, 0, nsc * sizeof(float), sc[w], 0, NULL,
+                            NULL) != CL_SUCCESS) {
+      st = CLATTN_ERROR_OPENCL;
+      break;
+    }
+    for (size_t i = 0; i < el[1 + w]; i++)
+      out[w][i] = 0.0f;
+    for (size_t tk = 0; tk < ntok; tk++) {
+      const int64_t row = (int64_t)(tk / per), pos = (int64_t)(tk % per);
+      for (int hh = 0; hh < Hk; hh++)
+        for (int x = 0; x < D; x++) {
+          const size_t at = (size_t)(row * str[w]->batch + pos * str[w]->seq +
+                                     hh * str[w]->head + x * str[w]->dim);
+          const size_t g = d->kv_scale == CLATTN_KV_SCALE_TOKEN    ? tk * Hk + hh
+                           : d->kv_scale == CLATTN_KV_SCALE_TENSOR ? 0
+                           : d->kv_scale == CLATTN_KV_SCALE_HEAD   ? (size_t)hh
+                                                                   : (size_t)hh * D + x;
+          out[w][at] = clattn_kv_code_value(d->kv_dtype, codes[at]) * sc[w][g];
+        }
+    }
+  }
+out:
+  if (ms) clReleaseMemObject(ms);
+  for (int w = 0; w < 2; w++) {
+    if (mn[w]) clReleaseMemObject(mn[w]);
+    free(src[w]);
+    free(sc[w]);
+  }
+  free(slots);
+  free(codes);
+  return st;
+}
+
 clattn_status cli_infer_run(clattn_context ctx, const cli_infer *in, cli_infer_result *r) {
   memset(r, 0, sizeof *r);
   clattn_attention_desc d = in->desc;
@@ -35,6 +150,9 @@ clattn_status cli_infer_run(clattn_context ctx, const cli_infer *in, cli_infer_r
   int *cuq = calloc((size_t)B + 1, sizeof(int)), *cuk = calloc((size_t)B + 1, sizeof(int));
   clattn_status st = CLATTN_SUCCESS;
   void *hq = NULL, *hk = NULL, *hv = NULL, *ho = NULL;
+  float *dqk = NULL, *dqv = NULL; /* quantized K/V: the dequantized cache */
+  cl_mem ksc = NULL, vsc = NULL;
+  const bool quant = d.kv_dtype != CLATTN_KV_DTYPE_SAME;
   int *bt = NULL;
   cl_mem q = NULL, k = NULL, v = NULL, o = NULL, mq = NULL, mkv = NULL, ms = NULL, mb = NULL;
   clattn_plan plan = NULL;
@@ -112,10 +230,22 @@ clattn_status cli_infer_run(clattn_context ctx, const cli_infer *in, cli_infer_r
   st = clattn_plan_create_with_config(ctx, &d, flags, in->config, &plan);
   if (st != CLATTN_SUCCESS) goto out;
   snprintf(r->describe, sizeof r->describe, "%s", clattn_plan_describe(plan));
-  const size_t ebytes[4] = {el[0] * es, el[1] * es, el[2] * es, el[3] * es};
+  const size_t kes = quant ? 1 : es;
+  const size_t ebytes[4] = {el[0] * es, el[1] * kes, el[2] * kes, el[3] * es};
   q = mk(ctx, hq, ebytes[0], &st);
-  k = mk(ctx, hk, ebytes[1], &st);
-  v = mk(ctx, hv, ebytes[2], &st);
+  if (quant) {
+    if (in->verify) { /* the dequantized cache, for the reference */
+      dqk = malloc(el[1] * sizeof(float));
+      dqv = malloc(el[2] * sizeof(float));
+      if (!dqk || !dqv) st = CLATTN_ERROR_OUT_OF_MEMORY;
+    }
+    if (st == CLATTN_SUCCESS)
+      st = quantize_cache(ctx, &d, &ks, &vs, el, hk, hv, &k, &v, &ksc, &vsc, dqk, dqv);
+    if (st != CLATTN_SUCCESS) goto out;
+  } else {
+    k = mk(ctx, hk, ebytes[1], &st);
+    v = mk(ctx, hv, ebytes[2], &st);
+  }
   o = mk(ctx, NULL, ebytes[3], &st);
   if (d.ragged) mq = mk(ctx, cuq, ((size_t)B + 1) * 4, &st);
   if (d.ragged && !ps) mkv = mk(ctx, cuk, ((size_t)B + 1) * 4, &st);
@@ -124,7 +254,16 @@ clattn_status cli_infer_run(clattn_context ctx, const cli_infer *in, cli_infer_r
     mb = mk(ctx, bt, (size_t)B * maxp * 4, &st);
   }
   if (st != CLATTN_SUCCESS) goto out;
-  clattn_exec_args a = {q, k, v, o, NULL, mq, mkv, ms, mb, NULL, NULL};
+  clattn_exec_args a = {.q = q,
+                        .k = k,
+                        .v = v,
+                        .o = o,
+                        .cu_seqlens_q = mq,
+                        .cu_seqlens_kv = mkv,
+                        .seqlens_kv = ms,
+                        .block_table = mb,
+                        .k_scale = ksc,
+                        .v_scale = vsc};
   cl_command_queue queue = clattn_context_queue(ctx);
   double *ms_t = calloc((size_t)(in->reps > 0 ? in->reps : 1), sizeof(double));
   if (!ms_t) {
@@ -153,10 +292,12 @@ clattn_status cli_infer_run(clattn_context ctx, const cli_infer *in, cli_infer_r
         ms_t[j - 1] = x;
       }
     r->median_ms = ms_t[in->reps / 2];
-    /* KV bytes: every key and value row of every sequence read once. */
+    /* KV bytes: every key and value row of every sequence read once (and
+     * a quantized cache's token scales) */
     double kvb = 0;
+    const double tok_scale = quant && d.kv_scale == CLATTN_KV_SCALE_TOKEN ? 4.0 : 0.0;
     for (int b = 0; b < B; b++)
-      kvb += 2.0 * nk[b] * Hk * D * (double)es;
+      kvb += 2.0 * nk[b] * Hk * (D * (double)kes + tok_scale);
     r->kv_bytes = kvb;
     r->kv_gbps = kvb / (r->median_ms * 1e-3) / 1e9;
   }
@@ -164,7 +305,7 @@ clattn_status cli_infer_run(clattn_context ctx, const cli_infer *in, cli_infer_r
   if (st != CLATTN_SUCCESS || !in->verify) goto out;
   clEnqueueReadBuffer(queue, o, CL_TRUE, 0, ebytes[3], ho, 0, NULL, NULL);
   /* Per-sequence float64 reference on gathered contiguous data. */
-  double num = 0, den = 0;
+  double num = 0, den = 0, qnum = 0, qden = 0;
   r->verified = true;
   for (int b = 0; b < B; b++) {
     if (!nq[b] || !nk[b]) continue;
@@ -176,14 +317,25 @@ clattn_status cli_infer_run(clattn_context ctx, const cli_infer *in, cli_infer_r
     rd.kv_layout = CLATTN_KV_CONTIGUOUS;
     rd.ragged = 0;
     rd.total_q = rd.total_kv = 0;
+    rd.kv_dtype = CLATTN_KV_DTYPE_SAME;
     const size_t nqe = (size_t)nq[b] * Hq * D, nke = (size_t)nk[b] * Hk * D;
     void *sq = malloc(nqe * es), *sk = malloc(nke * es), *sv = malloc(nke * es);
     double *ro = malloc(nqe * sizeof(double));
-    if (!sq || !sk || !sv || !ro) {
+    /* quantized K/V: the reference runs in f32 on the dequantized cache (ro),
+     * and once more on the unquantized source (ru) for the quantization error */
+    float *fq = quant ? malloc(nqe * sizeof(float)) : NULL;
+    float *fk = quant ? malloc(nke * sizeof(float)) : NULL;
+    float *fv = quant ? malloc(nke * sizeof(float)) : NULL;
+    double *ru = quant ? malloc(nqe * sizeof(double)) : NULL;
+    if (!sq || !sk || !sv || !ro || (quant && (!fq || !fk || !fv || !ru))) {
       free(sq);
       free(sk);
       free(sv);
       free(ro);
+      free(fq);
+      free(fk);
+      free(fv);
+      free(ru);
       st = CLATTN_ERROR_OUT_OF_MEMORY;
       goto out;
     }
@@ -206,10 +358,25 @@ clattn_status cli_infer_run(clattn_context ctx, const cli_infer *in, cli_infer_r
             jj = cuk[b] + j;
           }
           const size_t dst = ((size_t)j * Hk + h) * D + x;
-          cp(sk, dst, hk, (size_t)(bi * ks.batch + h * ks.head + jj * ks.seq + x * ks.dim), es);
-          cp(sv, dst, hv, (size_t)(bi * vs.batch + h * vs.head + jj * vs.seq + x * vs.dim), es);
+          const size_t ka = (size_t)(bi * ks.batch + h * ks.head + jj * ks.seq + x * ks.dim);
+          const size_t va = (size_t)(bi * vs.batch + h * vs.head + jj * vs.seq + x * vs.dim);
+          cp(sk, dst, hk, ka, es);
+          cp(sv, dst, hv, va, es);
+          if (quant) {
+            fk[dst] = dqk[ka];
+            fv[dst] = dqv[va];
+          }
         }
-    st = clattn_reference_attention(&rd, sq, sk, sv, ro, NULL, NULL, 0);
+    if (quant) {
+      for (size_t i = 0; i < nqe; i++)
+        fq[i] = (float)cli_load(sq, t, i);
+      clattn_attention_desc fd = rd;
+      fd.dtype = CLATTN_DTYPE_F32;
+      st = clattn_reference_attention(&fd, fq, fk, fv, ro, NULL, NULL, 0);
+      if (st == CLATTN_SUCCESS) st = clattn_reference_attention(&rd, sq, sk, sv, ru, NULL, NULL, 0);
+    } else {
+      st = clattn_reference_attention(&rd, sq, sk, sv, ro, NULL, NULL, 0);
+    }
     if (st == CLATTN_SUCCESS)
       for (int i = 0; i < nq[b]; i++)
         for (int h = 0; h < Hq; h++)
@@ -222,28 +389,40 @@ clattn_status cli_infer_run(clattn_context ctx, const cli_infer *in, cli_infer_r
             num += (y - w) * (y - w);
             den += w * w;
             if (fabs(y - w) > r->max_abs_err) r->max_abs_err = fabs(y - w);
+            if (quant) {
+              const double u = ru[((size_t)h * nq[b] + i) * D + x];
+              qnum += (y - u) * (y - u);
+              qden += u * u;
+            }
           }
     free(sq);
     free(sk);
     free(sv);
     free(ro);
+    free(fq);
+    free(fk);
+    free(fv);
+    free(ru);
     if (st != CLATTN_SUCCESS) goto out;
   }
   r->rel_err = den > 0 ? sqrt(num / den) : sqrt(num);
+  if (quant) r->quant_err = qden > 0 ? sqrt(qnum / qden) : sqrt(qnum);
   r->tolerance = t == CLATTN_DTYPE_F32 ? 1e-5 : t == CLATTN_DTYPE_F16 ? 1e-3 : 1e-2;
   r->passed = !r->nan_found && r->rel_err <= r->tolerance;
 out:
   if (st != CLATTN_SUCCESS)
     snprintf(r->error, sizeof r->error, "%s", clattn_context_last_error(ctx));
   r->status = st;
-  const cl_mem all[8] = {q, k, v, o, mq, mkv, ms, mb};
-  for (int i = 0; i < 8; i++)
+  const cl_mem all[10] = {q, k, v, o, mq, mkv, ms, mb, ksc, vsc};
+  for (int i = 0; i < 10; i++)
     if (all[i]) clReleaseMemObject(all[i]);
   clattn_plan_release(plan);
   free(hq);
   free(hk);
   free(hv);
   free(ho);
+  free(dqk);
+  free(dqv);
   free(bt);
   free(nq);
   free(nk);

@@ -12,6 +12,8 @@ const char *cli_algo_names[CLATTN_ALGO_LINEAR + 2];
 const char *cli_mask_names[CLATTN_MASK_CAUSAL + 2];
 const char *cli_dtype_names[CLATTN_DTYPE_BF16 + 2];
 const char *cli_layout_names[CLATTN_LAYOUT_BSHD + 2];
+const char *cli_kv_dtype_names[CLATTN_KV_DTYPE_FP8_E5M2 + 2];
+const char *cli_kv_scale_names[CLATTN_KV_SCALE_CHANNEL + 2];
 
 void cli_names_init(void) {
   for (int i = 0; i <= CLATTN_ALGO_LINEAR; i++)
@@ -22,6 +24,10 @@ void cli_names_init(void) {
     cli_dtype_names[i] = clattn_dtype_name((clattn_dtype)i);
   for (int i = 0; i <= CLATTN_LAYOUT_BSHD; i++)
     cli_layout_names[i] = clattn_layout_name((clattn_layout)i);
+  for (int i = 0; i <= CLATTN_KV_DTYPE_FP8_E5M2; i++)
+    cli_kv_dtype_names[i] = clattn_kv_dtype_name((clattn_kv_dtype)i);
+  for (int i = 0; i <= CLATTN_KV_SCALE_CHANNEL; i++)
+    cli_kv_scale_names[i] = clattn_kv_scale_name((clattn_kv_scale)i);
 }
 
 static const cli_opt *find_opt(const cli_opt_table *tables, int ntables, const char *name,

@@ -60,6 +60,13 @@ cli_opt_table cli_common_table(cli_common *c) {
       {"bias", "KIND", CLI_OPT_STR, &c->bias, 0, 0, NULL,
        "a random bias tensor, checked by --verify: random (f32 [B][H][Nq][Nk], one entry in 8 "
        "-inf) or random-bool ([Nq][Nk] shared by every batch entry and head, 3 in 4 visible)"},
+      {"kv-dtype", NULL, CLI_OPT_CHOICE, &c->kv_dtype, 0, 0, cli_kv_dtype_names,
+       "K/V cache storage: same (the dtype), int8, fp8e4m3 or fp8e5m2 codes with float scales, "
+       "filled by clattn_kv_append_ex from random source values (decode kernels; --verify "
+       "checks against the dequantized cache and reports the error against the source)"},
+      {"kv-scale", NULL, CLI_OPT_CHOICE, &c->kv_scale, 0, 0, cli_kv_scale_names,
+       "scale granularity of a quantized cache: token (per token and KV head, computed on "
+       "append), tensor, head or channel (absmax of the source / the code's largest value)"},
       {"no-mask-blocks", NULL, CLI_OPT_FLAG, &c->no_mask_blocks, 0, 1, NULL,
        "with --mask-mod: no block classes (clattn_plan_update_mask_blocks); the kernels evaluate "
        "the mask on every tile"},
@@ -88,6 +95,8 @@ void cli_problem_from_common(const cli_common *c, cli_problem *p) {
   p->desc.scale = c->scale;
   p->desc.softcap = c->softcap;
   p->desc.alibi_max_bias = c->alibi;
+  p->desc.kv_dtype = (clattn_kv_dtype)c->kv_dtype;
+  p->desc.kv_scale = (clattn_kv_scale)c->kv_scale;
   p->reps = c->reps;
   p->warmup = c->warmup;
   p->seed = c->seed;

@@ -101,6 +101,9 @@ static int run_inference(const run_opts *o, cli_problem *p) {
          nlens ? nlens : d->batch, d->heads, d->kv_heads ? d->kv_heads : d->heads, d->seq_q,
          nlens ? "ragged, max " : "", d->seq_kv, d->head_dim, cli_dtype_names[d->dtype],
          clattn_mask_name(d->mask), o->paged ? "paged" : "contiguous", nlens ? ", ragged" : "");
+  if (d->kv_dtype != CLATTN_KV_DTYPE_SAME)
+    printf("kv cache  : %s codes, scales per %s\n", clattn_kv_dtype_name(d->kv_dtype),
+           clattn_kv_scale_name(d->kv_scale));
   cli_infer_result r;
   clattn_status st = cli_infer_run(ctx, &in, &r);
   int rc = CLI_EXIT_OK;
@@ -115,6 +118,10 @@ static int run_inference(const run_opts *o, cli_problem *p) {
       printf("verify    : max abs err %.3g, rel err %.3g (tolerance %.0e)%s: %s\n", r.max_abs_err,
              r.rel_err, r.tolerance, r.nan_found ? ", NaN found" : "", r.passed ? "PASS" : "FAIL");
       if (!r.passed) rc = CLI_EXIT_VERIFY;
+      if (d->kv_dtype != CLATTN_KV_DTYPE_SAME)
+        printf("quantized : rel err %.3g against the unquantized %s cache (reference on the "
+               "dequantized cache above)\n",
+               r.quant_err, cli_dtype_names[d->dtype]);
     } else {
       printf("verify    : skipped\n");
     }
@@ -238,7 +245,7 @@ int cli_cmd_run(int argc, char **argv) {
     cli_mask_free(&mask);
     return rc;
   }
-  if (o.paged || o.ragged) {
+  if (o.paged || o.ragged || p.desc.kv_dtype != CLATTN_KV_DTYPE_SAME) {
     cli_mask_free(&mask);
     return run_inference(&o, &p);
   }

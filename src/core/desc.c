@@ -201,6 +201,17 @@ clattn_status clattn__desc_resolve(clattn_context ctx, const clattn_attention_de
   if ((d.score_mod || d.mask_mod) && d.algo != CLATTN_ALGO_FLASH && d.algo != CLATTN_ALGO_AUTO)
     return BAD("desc.score_mod / mask_mod: user functions are compiled into the flash family's "
                "kernels (desc.algo FLASH or AUTO)");
+  if ((unsigned)d.kv_dtype > CLATTN_KV_DTYPE_FP8_E5M2)
+    return BAD("desc.kv_dtype: unknown value %d", d.kv_dtype);
+  if ((unsigned)d.kv_scale > CLATTN_KV_SCALE_CHANNEL)
+    return BAD("desc.kv_scale: unknown value %d", d.kv_scale);
+  if (d.kv_dtype != CLATTN_KV_DTYPE_SAME) {
+    if (d.algo != CLATTN_ALGO_FLASH && d.algo != CLATTN_ALGO_AUTO)
+      return BAD("desc.kv_dtype: quantized K/V is read by the flash family's decode kernels "
+                 "(desc.algo FLASH or AUTO)");
+    if (clattn__kv_scale_floats(&d) == SIZE_MAX)
+      return BAD("desc.kv_scale: the number of scales overflows");
+  }
   clattn_status sst = clattn__sparse_validate(ctx, &d);
   if (sst != CLATTN_SUCCESS) return sst;
 
@@ -379,4 +390,40 @@ char *clattn__user_source(const clattn_attention_desc *d, bool *oom) {
   s[na + 1 + nb] = '\n';
   s[na + 2 + nb] = 0;
   return s;
+}
+
+size_t clattn__kv_elem_size(const clattn_attention_desc *d) {
+  return d->kv_dtype != CLATTN_KV_DTYPE_SAME ? 1 : clattn__dtype_size(d->dtype);
+}
+
+/* Token scales: [rows][tokens per row][Hk], rows = batch entries (tokens =
+ * seq_kv), pages (page_size), or one packed run for ragged K/V. */
+void clattn__kv_scale_geometry(const clattn_attention_desc *d, int64_t *rows, int64_t *row_stride) {
+  const int64_t hk = d->kv_heads > 0 ? d->kv_heads : d->heads;
+  if (d->kv_layout != CLATTN_KV_CONTIGUOUS) {
+    *rows = d->num_pages;
+    *row_stride = (int64_t)d->page_size * hk;
+  } else if (d->ragged) {
+    *rows = d->total_kv;
+    *row_stride = hk; /* row = the packed token; the position adds nothing */
+  } else {
+    *rows = d->batch;
+    *row_stride = (int64_t)d->seq_kv * hk;
+  }
+}
+
+size_t clattn__kv_scale_floats(const clattn_attention_desc *d) {
+  const uint64_t hk = (uint64_t)(d->kv_heads > 0 ? d->kv_heads : d->heads);
+  switch (d->kv_scale) {
+  case CLATTN_KV_SCALE_TENSOR: return 1;
+  case CLATTN_KV_SCALE_HEAD: return (size_t)hk;
+  case CLATTN_KV_SCALE_CHANNEL: return (size_t)(hk * (uint64_t)d->head_dim);
+  default: break;
+  }
+  int64_t rows, rs;
+  clattn__kv_scale_geometry(d, &rows, &rs);
+  size_t n;
+  if (rows < 0 || rs < 0 || !clattn__mul_size((size_t)rows, (size_t)rs, &n) || n > SIZE_MAX / 8)
+    return SIZE_MAX;
+  return n;
 }

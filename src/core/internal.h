@@ -46,6 +46,7 @@ typedef struct clattn__buffers {
   cl_mem cu_seqlens_q, cu_seqlens_kv, seqlens_kv, block_table;
   cl_mem user; /* the user functions' buffer (clattn_exec_args.user), or NULL */
   cl_mem bias; /* the bias tensor (clattn_exec_args.bias), or NULL */
+  cl_mem k_scale, v_scale; /* quantized K/V scales (clattn_exec_args), or NULL */
   cl_mem dout, dq, dk, dv; /* the backward pass only, else NULL */
 } clattn__buffers;
 
@@ -225,6 +226,12 @@ int clattn__ptx_patch(const char *ptx, size_t len, const char *target, char **ou
                       char *why, size_t cap);
 /* Bytes the bias tensor of d spans (0 without one; SIZE_MAX on overflow). */
 size_t clattn__bias_bytes(const clattn_attention_desc *d);
+/* Quantized K/V: bytes per K/V element (1 when quantized, else the dtype's),
+ * floats per scale buffer (SIZE_MAX on overflow), and the token scales'
+ * rows (batch entries, pages, or packed tokens) and the floats per row. */
+size_t clattn__kv_elem_size(const clattn_attention_desc *d);
+size_t clattn__kv_scale_floats(const clattn_attention_desc *d);
+void clattn__kv_scale_geometry(const clattn_attention_desc *d, int64_t *rows, int64_t *row_stride);
 /* Version of the patcher's output (part of the binary-cache key). */
 #define CLATTN__PTX_PATCH_VERSION 1
 #define CLATTN__STR2(x) #x

@@ -34,6 +34,14 @@
   X(CLATTN_LAYOUT_BHSD, "bhsd") X(CLATTN_LAYOUT_BSHD, "bshd") X(CLATTN_LAYOUT_STRIDED, "strided")
 #define CLATTN__FEATURE_MAPS(X)                                                                    \
   X(CLATTN_FEATURE_ELU1, "elu") X(CLATTN_FEATURE_RELU, "relu") X(CLATTN_FEATURE_FAVOR, "favor")
+#define CLATTN__KV_DTYPES(X)                                                                       \
+  X(CLATTN_KV_DTYPE_SAME, "same")                                                                  \
+  X(CLATTN_KV_DTYPE_INT8, "int8")                                                                  \
+  X(CLATTN_KV_DTYPE_FP8_E4M3, "fp8e4m3") X(CLATTN_KV_DTYPE_FP8_E5M2, "fp8e5m2")
+#define CLATTN__KV_SCALES(X)                                                                       \
+  X(CLATTN_KV_SCALE_TOKEN, "token")                                                                \
+  X(CLATTN_KV_SCALE_TENSOR, "tensor")                                                              \
+  X(CLATTN_KV_SCALE_HEAD, "head") X(CLATTN_KV_SCALE_CHANNEL, "channel")
 
 #define CASE_NAME(e, n)                                                                            \
   case e:                                                                                          \
@@ -59,3 +67,7 @@ NAME_FUNCS(clattn_algo, CLATTN__ALGOS, clattn_algo_name, clattn_algo_from_name, 
 NAME_FUNCS(clattn_layout, CLATTN__LAYOUTS, clattn_layout_name, clattn_layout_from_name, "?")
 NAME_FUNCS(clattn_feature_map, CLATTN__FEATURE_MAPS, clattn_feature_map_name,
            clattn_feature_map_from_name, "?")
+NAME_FUNCS(clattn_kv_dtype, CLATTN__KV_DTYPES, clattn_kv_dtype_name, clattn_kv_dtype_from_name,
+           "?")
+NAME_FUNCS(clattn_kv_scale, CLATTN__KV_SCALES, clattn_kv_scale_name, clattn_kv_scale_from_name,
+           "?")

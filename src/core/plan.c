@@ -250,7 +250,9 @@ static clattn__buffers buffers_of(const clattn_exec_args *a) {
                              .seqlens_kv = a->seqlens_kv,
                              .block_table = a->block_table,
                              .user = a->user,
-                             .bias = a->bias};
+                             .bias = a->bias,
+                             .k_scale = a->k_scale,
+                             .v_scale = a->v_scale};
   return b;
 }
 
@@ -265,7 +267,8 @@ static clattn_status execute_args(clattn_plan p, const clattn_exec_args *a, cl_u
   /* Sizes in bytes (desc_resolve bounded the element counts; checked anyway). */
   size_t bytes[5];
   for (int i = 0; i < 4; i++)
-    if (!clattn__mul_size(p->elems[i], es, &bytes[i])) bytes[i] = SIZE_MAX;
+    if (!clattn__mul_size(p->elems[i], i == 1 || i == 2 ? clattn__kv_elem_size(d) : es, &bytes[i]))
+      bytes[i] = SIZE_MAX;
   const size_t lse_rows = d->ragged ? (size_t)d->total_q * (size_t)d->heads
                                     : (size_t)d->batch * (size_t)d->heads * (size_t)d->seq_q;
   if (!clattn__mul_size(lse_rows, sizeof(float), &bytes[4])) bytes[4] = SIZE_MAX;
@@ -305,6 +308,26 @@ static clattn_status execute_args(clattn_plan p, const clattn_exec_args *a, cl_u
       return st;
     if (mem_overlap(a->bias, o) || (lse && mem_overlap(a->bias, lse)))
       return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "bias must not alias o or lse");
+  }
+  const bool quant = d->kv_dtype != CLATTN_KV_DTYPE_SAME;
+  if (!quant && (a->k_scale || a->v_scale))
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                        "k_scale / v_scale are given but desc.kv_dtype is SAME (not quantized)");
+  if (quant) {
+    size_t sb;
+    if (!clattn__mul_size(clattn__kv_scale_floats(d), sizeof(float), &sb)) sb = SIZE_MAX;
+    const cl_mem sc[2] = {a->k_scale, a->v_scale};
+    static const char *const sn[2] = {"k_scale", "v_scale"};
+    for (int i = 0; i < 2; i++) {
+      if (!sc[i])
+        return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                            "%s is NULL but desc.kv_dtype is quantized (%s)", sn[i],
+                            clattn_kv_dtype_name(d->kv_dtype));
+      if ((st = clattn__check_buffer(ctx, sc[i], sb, sn[i])) != CLATTN_SUCCESS) return st;
+      if (mem_overlap(sc[i], o) || (lse && mem_overlap(sc[i], lse)))
+        return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "%s must not alias o or lse",
+                            sn[i]);
+    }
   }
   /* The tables: which the descriptor needs, their sizes. */
   const bool paged = d->kv_layout != CLATTN_KV_CONTIGUOUS;
@@ -358,7 +381,7 @@ static clattn_status execute_args(clattn_plan p, const clattn_exec_args *a, cl_u
 clattn_status clattn_plan_execute(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl_mem lse,
                                   cl_uint num_wait, const cl_event *wait, cl_event *event) {
   if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;
-  const clattn_exec_args a = {q, k, v, o, lse, NULL, NULL, NULL, NULL, NULL, NULL};
+  const clattn_exec_args a = {.q = q, .k = k, .v = v, .o = o, .lse = lse};
   return execute_args(p, &a, num_wait, wait, event);
 }
 
@@ -466,7 +489,7 @@ clattn_status clattn_plan_execute_backward(clattn_plan p, cl_mem q, cl_mem k, cl
                                            cl_uint num_wait, const cl_event *wait,
                                            cl_event *event) {
   if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;
-  const clattn_exec_args a = {q, k, v, o, lse, NULL, NULL, NULL, NULL, NULL, NULL};
+  const clattn_exec_args a = {.q = q, .k = k, .v = v, .o = o, .lse = lse};
   return backward_args(p, &a, dout, dq, dk, dv, num_wait, wait, event);
 }
 

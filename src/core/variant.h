@@ -56,6 +56,8 @@ struct clattn__variant {
    * the variant broken for the context and plans again without it (the
    * next variant, with the reason in describe). */
   bool ptx_patched;
+  /* reads quantized K/V (desc.kv_dtype); the others decline it */
+  bool kv_quant;
   const char *const *sources; /* kernel files after common.cl, NULL-terminated */
   const clattn__param *params;
   int num_params;

@@ -25,10 +25,10 @@
  * ties of priority (a variant's `applicable` returns its priority). */
 static const clattn__variant table[] = {
     {VARIANT("decode", F, FWD, false, decode), .params = clattn__decode_params, .num_params = 4,
-     .create = clattn__decode_create, .execute = clattn__decode_execute,
+     .kv_quant = true, .create = clattn__decode_create, .execute = clattn__decode_execute,
      .release = clattn__decode_release},
     {VARIANT("decode_warp", F, FWD, true, decode_warp), .params = clattn__decode_warp_params,
-     .num_params = 5, .create = clattn__decode_create, .execute = clattn__decode_execute,
+     .num_params = 5, .kv_quant = true, .create = clattn__decode_create, .execute = clattn__decode_execute,
      .release = clattn__decode_release},
     {VARIANT("flash_wgmma", F, FWD, true, flash_wgmma), .params = clattn__flash_wgmma_params,
      .num_params = 3, .ptx_patched = true, .create = clattn__flash_wgmma_create,
@@ -104,6 +104,8 @@ int clattn__applicable_variants(const clattn__device_info *info, const clattn_at
       why = "a device fast path (CLATTN_PLAN_PORTABLE / CLATTN_PORTABLE)";
     else if (i < 64 && (info->broken_variants >> i & 1))
       why = "its build failed on this device (see the plan's describe)";
+    else if (d->kv_dtype != CLATTN_KV_DTYPE_SAME && !v->kv_quant)
+      why = "quantized K/V (desc.kv_dtype) is read by the decode kernels only";
     else
       pr = v->applicable(info, d, &why);
     if (pr <= 0) {

@@ -88,7 +88,8 @@ int clattn__decode_applicable(const clattn__device_info *info, const clattn_atte
 size_t clattn__decode_local(const int *p, const clattn_attention_desc *d) {
   if (p[2] == 1) return 0; /* the CPU form: private memory only */
   const size_t qr = (size_t)eff_qr(p[3], d), kt = (size_t)p[1], dd = (size_t)d->head_dim;
-  return (qr * dd + kt * (dd + 1) + kt * dd + qr * kt + 3 * qr) * sizeof(float) + kt * sizeof(int);
+  return (qr * dd + kt * (dd + 1) + kt * dd + qr * kt + 3 * qr + 2 * kt) * sizeof(float) +
+         kt * sizeof(int);
 }
 
 const char *clattn__decode_check(const int *p, const clattn_attention_desc *d,
@@ -148,9 +149,10 @@ int clattn__decode_warp_applicable(const clattn__device_info *info, const clattn
     *why = "head_dim 8, 16, 32, 64, 128 or 256 (8 elements per lane)";
     return 0;
   }
-  /* Below the decode kernel until measured faster on NVIDIA; elsewhere (its
-   * shuffles go through local memory) only when forced: the CPU tests. */
-  return info->is_nvidia ? base - 5 : 1;
+  /* Above the decode kernel on NVIDIA (2.0-3.5x faster on the H100 with
+   * 16-byte loads, bench/RESULTS.md §14); elsewhere (its shuffles go through
+   * local memory) only when forced: the CPU tests. */
+  return info->is_nvidia ? base + 1 : 1;
 }
 
 size_t clattn__decode_warp_local(const int *p, const clattn_attention_desc *d) {
@@ -249,16 +251,28 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
            "-DCAUSAL=%d -DPAGED=%d -DRAGGED=%d",
            (int)d->dtype, d->head_dim, s->kt, s->wg, s->qr, clattn__causal_define(d->mask),
            d->kv_layout != CLATTN_KV_CONTIGUOUS, d->ragged ? 1 : 0);
+  if (d->kv_layout != CLATTN_KV_CONTIGUOUS)
+    clattn__append(opts, sizeof opts, " -DPAGE=%d", d->page_size);
   /* K/V rows are read as 8-vectors when their elements are contiguous
    * (vload8 needs no alignment beyond the element's). */
-  if (d->head_dim % 8 == 0 && p->ks.dim == 1 && p->vs.dim == 1)
+  if (d->head_dim % 8 == 0 && p->ks.dim == 1 && p->vs.dim == 1) {
     clattn__append(opts, sizeof opts, " -DVEC8=1");
+    /* whole loads of a lane's 8 elements (16 bytes; 8 for one-byte codes;
+     * f32 as two 16-byte halves) when every row offset is a multiple of
+     * their size (buffers themselves are aligned far beyond that) */
+    const int64_t al = clattn__kv_elem_size(d) == 4 ? 4 : 8;
+    if (p->ks.batch % al == 0 && p->ks.head % al == 0 && p->ks.seq % al == 0 &&
+        p->vs.batch % al == 0 && p->vs.head % al == 0 && p->vs.seq % al == 0)
+      clattn__append(opts, sizeof opts, " -DALIGN16=1");
+  }
   if (ctx->info.is_cpu)
     clattn__append(opts, sizeof opts, " -cl-fast-relaxed-math -DCLATTN_SOFT_HALF=1");
   if (s->warp)
     clattn__append(opts, sizeof opts, " -DWARP=1 -DUNROLL=%d -DCLATTN_NV_SHFL=%d", s->unroll,
                    ctx->info.is_nvidia ? 1 : 0);
   if (d->sinks) clattn__append(opts, sizeof opts, " -DSINKS=1");
+  if (d->kv_dtype != CLATTN_KV_DTYPE_SAME)
+    clattn__append(opts, sizeof opts, " -DKVQ=%d -DKVS=%d", (int)d->kv_dtype, (int)d->kv_scale);
   cl_program prog = NULL;
   clattn_status st = clattn__get_program(ctx, "decode.cl", opts, &prog);
   if (st != CLATTN_SUCCESS) return st;
@@ -284,6 +298,9 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
            clattn_dtype_name(d->dtype), d->head_dim, s->warp ? " (warp streams)" : "", s->splits,
            params[0] ? "" : " (auto)", s->kt, s->wg, s->qr, group_rows(d), kvname[d->kv_layout],
            d->kv_layout != CLATTN_KV_CONTIGUOUS ? "" : "", d->ragged ? ", ragged" : "", origin);
+  if (d->kv_dtype != CLATTN_KV_DTYPE_SAME)
+    clattn__append(p->describe, sizeof p->describe, " kv=%s (scales per %s)",
+                   clattn_kv_dtype_name(d->kv_dtype), clattn_kv_scale_name(d->kv_scale));
   if (d->kv_layout != CLATTN_KV_CONTIGUOUS)
     clattn__append(p->describe, sizeof p->describe, " page_size=%d", d->page_size);
   return CLATTN_SUCCESS;
@@ -331,6 +348,14 @@ clattn_status clattn__decode_execute(clattn_plan p, const clattn__buffers *b, cl
   for (int i = 0; i < 12; i++)
     err |= clSetKernelArg(k, a++, sizeof(int), &ints[i]);
   err |= clSetKernelArg(k, a++, sizeof(float), &qscale);
+  /* quantized K/V: the scales (unused otherwise: the workspace stands in) */
+  const cl_mem ksc = b->k_scale ? b->k_scale : ws_lse, vsc = b->v_scale ? b->v_scale : ws_lse;
+  int64_t srows, ssr;
+  clattn__kv_scale_geometry(d, &srows, &ssr);
+  const cl_long ssr_arg = d->ragged && d->kv_layout == CLATTN_KV_CONTIGUOUS ? 0 : ssr;
+  err |= clSetKernelArg(k, a++, sizeof(cl_mem), &ksc);
+  err |= clSetKernelArg(k, a++, sizeof(cl_mem), &vsc);
+  err |= clSetKernelArg(k, a++, sizeof(cl_long), &ssr_arg);
 
   cl_kernel m = s->merge;
   cl_uint c = 0;
@@ -481,26 +506,51 @@ clattn_status clattn_kv_append(clattn_context ctx, const clattn_attention_desc *
                                cl_event *event) {
   if (!ctx) return CLATTN_ERROR_INVALID_ARGUMENT;
   ctx->msg[0] = 0;
+  if (desc && desc->kv_layout == CLATTN_KV_CONTIGUOUS)
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                        "desc.kv_layout must be PAGED or PAGED_HEAD_MAJOR for clattn_kv_append "
+                        "(clattn_kv_append_ex also fills contiguous caches)");
+  const clattn_kv_append_args args = {.k_new = k_new,
+                                      .v_new = v_new,
+                                      .slot_mapping = slot_mapping,
+                                      .num_tokens = num_tokens,
+                                      .k_cache = k_pool,
+                                      .v_cache = v_pool};
+  return clattn_kv_append_ex(ctx, desc, &args, num_wait, wait, event);
+}
+
+clattn_status clattn_kv_append_ex(clattn_context ctx, const clattn_attention_desc *desc,
+                                  const clattn_kv_append_args *args, cl_uint num_wait,
+                                  const cl_event *wait, cl_event *event) {
+  if (!ctx) return CLATTN_ERROR_INVALID_ARGUMENT;
+  ctx->msg[0] = 0;
+#define BAD(...) clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
+  if (!args) return BAD("args is NULL");
   clattn_attention_desc d;
   clattn_strides qs, ks, vs, os;
   size_t elems[4];
   clattn_status st = clattn__desc_resolve(ctx, desc, &d, &qs, &ks, &vs, &os, elems);
   if (st != CLATTN_SUCCESS) return st;
-  if (d.kv_layout == CLATTN_KV_CONTIGUOUS)
-    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
-                        "desc.kv_layout must be PAGED or PAGED_HEAD_MAJOR for clattn_kv_append");
-  if (num_tokens < 0)
-    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "num_tokens must be >= 0 (got %d)",
-                        num_tokens);
+  const int num_tokens = args->num_tokens;
+  if (num_tokens < 0) return BAD("num_tokens must be >= 0 (got %d)", num_tokens);
   if ((num_wait > 0) != (wait != NULL))
-    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
-                        "wait_list must be NULL exactly when num_wait is 0");
-  const size_t es = clattn__dtype_size(d.dtype);
-  size_t nb, sb, kb, vb;
+    return BAD("wait_list must be NULL exactly when num_wait is 0");
+  const bool quant = d.kv_dtype != CLATTN_KV_DTYPE_SAME;
+  if (!quant && (args->k_scale || args->v_scale))
+    return BAD("k_scale / v_scale are given but desc.kv_dtype is SAME (not quantized)");
+  /* the cache's rows of ps tokens: pages, batch entries, or one packed run */
+  const bool paged = d.kv_layout != CLATTN_KV_CONTIGUOUS;
+  const int ps = paged ? d.page_size : d.ragged ? d.total_kv : d.seq_kv;
+  const int nrows = paged ? d.num_pages : d.ragged ? 1 : d.batch;
+  const size_t es = clattn__dtype_size(d.dtype), kes = clattn__kv_elem_size(&d);
+  size_t nb, sb, kb, vb, scb;
   if (!clattn__mul3_size((size_t)num_tokens * (size_t)d.kv_heads, (size_t)d.head_dim, es, &nb) ||
-      !clattn__mul_size((size_t)num_tokens, 4, &sb) || !clattn__mul_size(elems[1], es, &kb) ||
-      !clattn__mul_size(elems[2], es, &vb))
-    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "sizes overflow");
+      (uint64_t)num_tokens * (uint64_t)d.kv_heads > (uint64_t)INT32_MAX ||
+      !clattn__mul_size((size_t)num_tokens, 4, &sb) || !clattn__mul_size(elems[1], kes, &kb) ||
+      !clattn__mul_size(elems[2], kes, &vb) ||
+      !clattn__mul_size(clattn__kv_scale_floats(&d), sizeof(float), &scb))
+    return BAD("sizes overflow");
+#undef BAD
   if (num_tokens == 0) { /* nothing to copy; still signal the event */
     if (!event) return CLATTN_SUCCESS;
     cl_int err = clEnqueueMarkerWithWaitList(ctx->queue, num_wait, wait, event);
@@ -508,30 +558,47 @@ clattn_status clattn_kv_append(clattn_context ctx, const clattn_attention_desc *
                ? CLATTN_SUCCESS
                : clattn__cl_fail(ctx, "clEnqueueMarkerWithWaitList", err, "kv_append");
   }
-  if ((st = clattn__check_buffer(ctx, k_new, nb, "k_new")) != CLATTN_SUCCESS ||
-      (st = clattn__check_buffer(ctx, v_new, nb, "v_new")) != CLATTN_SUCCESS ||
-      (st = clattn__check_buffer(ctx, slot_mapping, sb, "slot_mapping")) != CLATTN_SUCCESS ||
-      (st = clattn__check_buffer(ctx, k_pool, kb, "k_pool")) != CLATTN_SUCCESS ||
-      (st = clattn__check_buffer(ctx, v_pool, vb, "v_pool")) != CLATTN_SUCCESS)
+  if ((st = clattn__check_buffer(ctx, args->k_new, nb, "k_new")) != CLATTN_SUCCESS ||
+      (st = clattn__check_buffer(ctx, args->v_new, nb, "v_new")) != CLATTN_SUCCESS ||
+      (st = clattn__check_buffer(ctx, args->slot_mapping, sb, "slot_mapping")) != CLATTN_SUCCESS ||
+      (st = clattn__check_buffer(ctx, args->k_cache, kb, "k_cache")) != CLATTN_SUCCESS ||
+      (st = clattn__check_buffer(ctx, args->v_cache, vb, "v_cache")) != CLATTN_SUCCESS)
     return st;
+  if (quant && ((st = clattn__check_buffer(ctx, args->k_scale, scb, "k_scale")) != CLATTN_SUCCESS ||
+                (st = clattn__check_buffer(ctx, args->v_scale, scb, "v_scale")) != CLATTN_SUCCESS))
+    return st;
+  char opts[160];
+  snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DCLATTN_DTYPE=%d -DKVQ=%d -DKVS=%d", (int)d.dtype,
+           (int)d.kv_dtype, quant ? (int)d.kv_scale : 0);
+  cl_program prog = NULL;
   cl_kernel k = NULL;
-  if ((st = helper_kernel(ctx, d.dtype, "kv_append", &k)) != CLATTN_SUCCESS) return st;
+  if ((st = clattn__get_program(ctx, "decode.cl", opts, &prog)) != CLATTN_SUCCESS ||
+      (st = clattn__create_kernel(ctx, prog, "kv_append", &k)) != CLATTN_SUCCESS)
+    return st;
   cl_int err = CL_SUCCESS;
   cl_uint a = 0;
-  const cl_mem mems[5] = {k_new, v_new, slot_mapping, k_pool, v_pool};
-  for (int i = 0; i < 5; i++)
+  /* unquantized: the slot table stands in for the scales (never read) */
+  const cl_mem mems[7] = {args->k_new,
+                          args->v_new,
+                          args->slot_mapping,
+                          args->k_cache,
+                          args->v_cache,
+                          quant ? args->k_scale : args->slot_mapping,
+                          quant ? args->v_scale : args->slot_mapping};
+  for (int i = 0; i < 7; i++)
     err |= clSetKernelArg(k, a++, sizeof(cl_mem), &mems[i]);
-  const int ints[4] = {d.kv_heads, d.head_dim, d.page_size, d.num_pages};
-  for (int i = 0; i < 4; i++)
+  const int ints[5] = {d.kv_heads, d.head_dim, ps, nrows, num_tokens};
+  for (int i = 0; i < 5; i++)
     err |= clSetKernelArg(k, a++, sizeof(int), &ints[i]);
-  const cl_long st8[8] = {ks.batch, ks.head, ks.seq, ks.dim, vs.batch, vs.head, vs.seq, vs.dim};
-  for (int i = 0; i < 8; i++)
-    err |= clSetKernelArg(k, a++, sizeof(cl_long), &st8[i]);
-  const size_t gws[2] = {((size_t)d.head_dim + 15) / 16 * 16,
-                         (size_t)num_tokens * (size_t)d.kv_heads};
-  const size_t lws[2] = {16, 1};
+  int64_t srows, ssr;
+  clattn__kv_scale_geometry(&d, &srows, &ssr);
+  const cl_long st9[9] = {ks.batch, ks.head, ks.seq, ks.dim, vs.batch,
+                          vs.head,  vs.seq,  vs.dim, d.ragged && !paged ? 0 : ssr};
+  for (int i = 0; i < 9; i++)
+    err |= clSetKernelArg(k, a++, sizeof(cl_long), &st9[i]);
+  const size_t lws = 64, gws = ((size_t)num_tokens * (size_t)d.kv_heads + 63) / 64 * 64;
   if (err == CL_SUCCESS)
-    err = clEnqueueNDRangeKernel(ctx->queue, k, 2, NULL, gws, lws, num_wait, wait, event);
+    err = clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &gws, &lws, num_wait, wait, event);
   clReleaseKernel(k);
   if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clEnqueueNDRangeKernel", err, "kv_append");
   return CLATTN_SUCCESS;
