@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|backward|wgmma|mods|all|plots;
+# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|kvquant|backward|wgmma|mods|all|plots;
 # logs go to $OUT (or ./gpu-out), packed into $OUT/logs.tgz on exit (CLATTN_GPU_PACK=0 keeps them loose); pipe the output into $OUT/summary.txt.
 # `regress` (not part of `all`): the same CLI points on this tree and on an older one in .base/
 # (`git archive REV | tar -x -C .base`, passed with carry), alternating, same process group: speed must not move.
@@ -202,6 +202,22 @@ if want regress; then
 o=min($o1,$o2); n=min($n1,$n2); print('%-32s %10.4f %10.4f %7.3f' % ('$pt', o, n, n/o))" 2>/dev/null || echo "$pt: failed ($o1 $o2 $n1 $n2)"
     done
   } | tee "$OUT/regress.txt"
+fi
+
+if want kvquant; then
+  # issue 18: quantized K/V in the decode kernels: int8 / fp8 against bf16 in the same process
+  # (Hq=32 Hk=8 d=128, scales per token), the speed-up of reading half the bytes, and --verify
+  # against the dequantized cache (the error against the bf16 cache reported).
+  for kv in same int8 fp8e4m3; do
+    echo "== kv $kv"
+    timeout 400 $CLI bench --family decode --heads 32 --kv-heads 8 --head-dim 128 --dtype bf16 --kv-dtype $kv \
+      --batches ${KVQ_BATCHES:-1,8} --seq ${KVQ_SEQS:-32768,131072} --pages ${KVQ_PAGES:-0} --reps 20 --warmup 3 2>>"$OUT/run.err"
+  done | tee "$OUT/kvquant.txt" | grep -vE "^decode:" | cut -c1-110
+  for kv in int8 fp8e4m3 fp8e5m2; do for sc in token channel; do
+    timeout 120 $CLI run --seq-q 4 --seq-kv 4099 --heads 32 --kv-heads 8 --head-dim 128 --dtype bf16 --mask causal \
+      --kv-dtype $kv --kv-scale $sc --paged 16 --ragged 1,17,1000,4096 --verify 2>&1 | grep -E "verify|quantized|error" | tr '\n' ' '
+    echo " <- $kv $sc"
+  done; done | tee "$OUT/kvquant_verify.txt"
 fi
 
 if want decode; then

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,8 @@ typedef struct dcase {
   int optional;       /* a forced kernel that may not apply on this device: skipped then */
   unsigned flags;     /* plan flags */
   const float *sinks; /* attention sinks (Hq values), or NULL */
+  clattn_kv_dtype kvq; /* quantized K/V: random codes and scales, pools of one-byte codes */
+  clattn_kv_scale kvs;
 } dcase;
 
 static clattn_context g_ctx;
@@ -93,12 +96,16 @@ static cl_mem buf_from(const void *h, size_t bytes) {
   return m;
 }
 
-/* A pool buffer inside NaN guards: returns the sub-buffer, *parent the whole. */
-static cl_mem guarded(const void *h, size_t bytes, clattn_dtype t, cl_mem *parent) {
+/* A pool buffer inside NaN guards: returns the sub-buffer, *parent the whole
+ * (quantized pools: 0xff bytes, a NaN code of both fp8 types). */
+static cl_mem guarded(const void *h, size_t bytes, clattn_dtype t, bool quant, cl_mem *parent) {
   const size_t es = t == CLATTN_DTYPE_F32 ? 4 : 2;
   unsigned char *all = malloc(bytes + 2 * GUARD);
   assert_non_null(all);
-  fill_nan(t, all, (bytes + 2 * GUARD) / es);
+  if (quant)
+    memset(all, 0xff, bytes + 2 * GUARD);
+  else
+    fill_nan(t, all, (bytes + 2 * GUARD) / es);
   memcpy(all + GUARD, h, bytes);
   *parent = buf_from(all, bytes + 2 * GUARD);
   free(all);
@@ -200,12 +207,57 @@ static double run_case(const dcase *c, const char *label) {
     d.v_strides = pad.v_strides;
     d.o_strides = pad.o_strides;
   }
+  /* Quantized K/V: random codes (no NaN / inf) and scales; the logical
+   * values become code value · the scale of the slot they land in. */
+  const bool quant = c->kvq != CLATTN_KV_DTYPE_SAME;
+  const size_t kes = quant ? 1 : es;
+  d.kv_dtype = c->kvq;
+  d.kv_scale = c->kvs;
+  const int srow = c->kv ? ps : c->ragged ? 0 : nkmax; /* token scales: slots per row */
+  const size_t nslots = c->kv ? (size_t)npages * ps : c->ragged ? (size_t)d.total_kv
+                                                                : (size_t)B * nkmax;
+  const size_t nsc = c->kvs == CLATTN_KV_SCALE_TOKEN    ? nslots * Hk
+                     : c->kvs == CLATTN_KV_SCALE_TENSOR ? 1
+                     : c->kvs == CLATTN_KV_SCALE_HEAD   ? (size_t)Hk
+                                                        : (size_t)Hk * D;
+  float *ksh = malloc((nsc + 1) * 4), *vsh = malloc((nsc + 1) * 4);
+  unsigned char *ck[MAXB], *cv[MAXB];
+  const float qmax = c->kvq == CLATTN_KV_DTYPE_INT8 ? 127.0f
+                     : c->kvq == CLATTN_KV_DTYPE_FP8_E4M3 ? 448.0f : 57344.0f;
+  for (size_t i = 0; i < nsc; i++) {
+    ksh[i] = (float)tu_rng_uniform(&rng, 0.5, 1.5) / qmax;
+    vsh[i] = (float)tu_rng_uniform(&rng, 0.5, 1.5) / qmax;
+  }
+  for (int b = 0; b < B; b++) {
+    const size_t nkv = (size_t)(c->nk[b] ? c->nk[b] : 1) * Hk * D;
+    ck[b] = malloc(nkv);
+    cv[b] = malloc(nkv);
+    for (size_t i = 0; i < nkv && quant; i++)
+      for (int w = 0; w < 2; w++) {
+        unsigned x;
+        do { /* a finite code: int8 -127..127, fp8 without NaN / inf */
+          x = (unsigned)(tu_rng_next(&rng) & 0xffu);
+        } while (!isfinite(clattn_kv_code_value(c->kvq, x)) ||
+                 (c->kvq == CLATTN_KV_DTYPE_INT8 && x == 0x80u));
+        (w ? cv : ck)[b][i] = (unsigned char)x;
+      }
+    if (quant && c->share && b > 0) {
+      const size_t n = (size_t)c->share * ps * Hk * D;
+      memcpy(ck[b], ck[0], n);
+      memcpy(cv[b], cv[0], n);
+    }
+  }
   clattn_strides qs, ks, vs, os;
   size_t el[4];
   assert_int_equal(clattn_attention_desc_strides(&d, &qs, &ks, &vs, &os, el), CLATTN_SUCCESS);
-  void *hq = calloc(el[0], es), *hk = malloc(el[1] * es), *hv = malloc(el[2] * es);
-  fill_nan(t, hk, el[1]);
-  fill_nan(t, hv, el[2]);
+  void *hq = calloc(el[0], es), *hk = malloc(el[1] * kes), *hv = malloc(el[2] * kes);
+  if (quant) {
+    memset(hk, 0xff, el[1]);
+    memset(hv, 0xff, el[2]);
+  } else {
+    fill_nan(t, hk, el[1]);
+    fill_nan(t, hv, el[2]);
+  }
   for (int b = 0; b < B; b++) {
     for (int i = 0; i < c->nq[b]; i++)
       for (int h = 0; h < Hq; h++)
@@ -226,10 +278,22 @@ static double run_case(const dcase *c, const char *label) {
             jj = cuk[b] + j;
           }
           const size_t src = ((size_t)j * Hk + h) * D + x;
-          store(t, hk, (size_t)(bi * ks.batch + h * ks.head + jj * ks.seq + x * ks.dim),
-                lk[b][src]);
-          store(t, hv, (size_t)(bi * vs.batch + h * vs.head + jj * vs.seq + x * vs.dim),
-                lv[b][src]);
+          const size_t ka = (size_t)(bi * ks.batch + h * ks.head + jj * ks.seq + x * ks.dim);
+          const size_t va = (size_t)(bi * vs.batch + h * vs.head + jj * vs.seq + x * vs.dim);
+          if (quant) {
+            const size_t g = c->kvs == CLATTN_KV_SCALE_TOKEN
+                                 ? ((size_t)bi * srow + (size_t)jj) * Hk + h
+                             : c->kvs == CLATTN_KV_SCALE_TENSOR ? 0
+                             : c->kvs == CLATTN_KV_SCALE_HEAD   ? (size_t)h
+                                                                : (size_t)h * D + x;
+            ((unsigned char *)hk)[ka] = ck[b][src];
+            ((unsigned char *)hv)[va] = cv[b][src];
+            lk[b][src] = clattn_kv_code_value(c->kvq, ck[b][src]) * ksh[g];
+            lv[b][src] = clattn_kv_code_value(c->kvq, cv[b][src]) * vsh[g];
+          } else {
+            store(t, hk, ka, lk[b][src]);
+            store(t, hv, va, lv[b][src]);
+          }
         }
   }
   int sl[MAXB];
@@ -246,12 +310,18 @@ static double run_case(const dcase *c, const char *label) {
   if (st == CLATTN_ERROR_UNSUPPORTED && c->optional) { /* e.g. flash_tc off NVIDIA */
     g_skipped++;
     free_host(B, lq, lk, lv, bt, hq, hk, hv);
+    for (int b = 0; b < B; b++) {
+      free(ck[b]);
+      free(cv[b]);
+    }
+    free(ksh);
+    free(vsh);
     return 0;
   }
   if (st != CLATTN_SUCCESS) fail_msg("%s: plan: %s", label, clattn_context_last_error(g_ctx));
   cl_mem pk, pv;
   cl_mem q = buf_from(hq, el[0] * es);
-  cl_mem k = guarded(hk, el[1] * es, t, &pk), v = guarded(hv, el[2] * es, t, &pv);
+  cl_mem k = guarded(hk, el[1] * kes, t, quant, &pk), v = guarded(hv, el[2] * kes, t, quant, &pv);
   void *ho = malloc(el[3] * es);
   fill_nan(t, ho, el[3]);
   cl_mem o = buf_from(ho, el[3] * es);
@@ -268,6 +338,11 @@ static double run_case(const dcase *c, const char *label) {
   cl_mem mq = NULL, mk = NULL, ms = NULL, mb = NULL;
   if (c->ragged) a.cu_seqlens_q = mq = buf_from(cuq, (size_t)(B + 1) * 4);
   if (c->ragged && !c->kv) a.cu_seqlens_kv = mk = buf_from(cuk, (size_t)(B + 1) * 4);
+  cl_mem mks = NULL, mvs = NULL;
+  if (quant) {
+    a.k_scale = mks = buf_from(ksh, nsc * 4);
+    a.v_scale = mvs = buf_from(vsh, nsc * 4);
+  }
   if (c->kv || c->seqlens) a.seqlens_kv = ms = buf_from(sl, (size_t)B * 4);
   if (c->kv) a.block_table = mb = buf_from(bt, (size_t)B * maxp * 4);
   cl_event ev = NULL;
@@ -311,13 +386,18 @@ static double run_case(const dcase *c, const char *label) {
       r.kv_layout = CLATTN_KV_CONTIGUOUS;
       r.ragged = 0;
       r.algo = CLATTN_ALGO_AUTO;
-      void *sq = malloc((size_t)nq * Hq * D * es), *sk = malloc((size_t)nk * Hk * D * es),
-           *sv = malloc((size_t)nk * Hk * D * es);
+      /* quantized: the dequantized values (exact in f32; Q's rounded values too) */
+      r.kv_dtype = CLATTN_KV_DTYPE_SAME;
+      const clattn_dtype rt = quant ? CLATTN_DTYPE_F32 : t;
+      const size_t res = quant ? 4 : es;
+      r.dtype = rt;
+      void *sq = malloc((size_t)nq * Hq * D * res), *sk = malloc((size_t)nk * Hk * D * res),
+           *sv = malloc((size_t)nk * Hk * D * res);
       for (size_t i = 0; i < (size_t)nq * Hq * D; i++)
-        store(t, sq, i, lq[b][i]);
+        store(rt, sq, i, lq[b][i]);
       for (size_t i = 0; i < (size_t)nk * Hk * D; i++) {
-        store(t, sk, i, lk[b][i]);
-        store(t, sv, i, lv[b][i]);
+        store(rt, sk, i, lk[b][i]);
+        store(rt, sv, i, lv[b][i]);
       }
       assert_int_equal(clattn_reference_attention(&r, sq, sk, sv, ro, rl, NULL, 0), CLATTN_SUCCESS);
       free(sq);
@@ -377,7 +457,15 @@ done:
   if (mk) clReleaseMemObject(mk);
   if (ms) clReleaseMemObject(ms);
   if (mb) clReleaseMemObject(mb);
+  if (mks) clReleaseMemObject(mks);
+  if (mvs) clReleaseMemObject(mvs);
   clattn_plan_release(plan);
+  for (int b = 0; b < B; b++) {
+    free(ck[b]);
+    free(cv[b]);
+  }
+  free(ksh);
+  free(vsh);
   free_host(B, lq, lk, lv, bt, hq, hk, hv);
   free(ho);
   free(hl);
@@ -780,6 +868,318 @@ static void test_validation(void **state) {
   clattn_plan_release(p);
 }
 
+/* Quantized K/V (int8, fp8 e4m3 / e5m2; scales per token, tensor, head,
+ * channel): random codes and scales against the reference on the
+ * dequantized values in f32, on every kernel form (CPU rows with 16-lane
+ * and 8-lane vectors and per-element loads, the work-group kernel,
+ * decode_warp with its 8-byte lane loads), contiguous, paged (shared
+ * prefix, head-major, padded strides) and ragged caches, GQA, causal
+ * seq_q > 1, and every output dtype. */
+static void test_quantized(void **state) {
+  (void)state;
+  static const struct {
+    clattn_kv_dtype q;
+    clattn_kv_scale s;
+    int hq, hk, nq, nk, d, kv, ragged, strided;
+    clattn_dtype t;
+    clattn_mask mask;
+    const char *config;
+  } cs[] = {
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 8, 2, 1, 1000, 64, 0, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_NONE, "decode:wg=1"},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 8, 2, 1, 1000, 64, 0, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_NONE, "decode:wg=64,splits=3"},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 8, 2, 1, 1000, 64, 0, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_NONE, "decode_warp:wg=64,qr=4,unroll=4"},
+      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_CHANNEL, 4, 1, 3, 300, 64, 1, 0, 0,
+       CLATTN_DTYPE_BF16, CLATTN_MASK_CAUSAL, "decode:wg=1"},
+      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_HEAD, 4, 2, 3, 300, 64, 1, 0, 0,
+       CLATTN_DTYPE_F32, CLATTN_MASK_CAUSAL, "decode_warp:wg=128,qr=4,unroll=2"},
+      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 0, 32, 0, 1, 0,
+       CLATTN_DTYPE_F16, CLATTN_MASK_NONE, NULL},
+      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TENSOR, 6, 3, 2, 77, 40, 0, 0, 0,
+       CLATTN_DTYPE_F32, CLATTN_MASK_CAUSAL_TOP_LEFT, "decode:wg=1"},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_CHANNEL, 6, 3, 2, 77, 40, 0, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_CAUSAL, "decode:wg=64"},
+      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TOKEN, 2, 1, 1, 45, 20, 0, 0, 0,
+       CLATTN_DTYPE_F32, CLATTN_MASK_NONE, "decode:wg=1"},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 2, 1, 4, 45, 20, 0, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_CAUSAL, "decode:wg=32"},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 150, 64, CLATTN_KV_PAGED_HEAD_MAJOR,
+       0, 1, CLATTN_DTYPE_F32, CLATTN_MASK_NONE, NULL},
+      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TOKEN, 4, 2, 2, 150, 64, 1, 0, 1,
+       CLATTN_DTYPE_F32, CLATTN_MASK_CAUSAL, "decode_warp:wg=64,qr=4,unroll=4"},
+  };
+  for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+    dcase c = base(3, cs[i].hq, cs[i].hk, cs[i].d, cs[i].nq, cs[i].nk);
+    c.kvq = cs[i].q;
+    c.kvs = cs[i].s;
+    c.dtype = cs[i].t;
+    c.mask = cs[i].mask;
+    c.config = cs[i].config;
+    c.kv = cs[i].kv;
+    c.strided = cs[i].strided;
+    if (c.kv) {
+      c.page_size = 16;
+      c.share = 2;
+      c.nk[1] = cs[i].nk / 2 + 40;
+      c.nk[2] = 33;
+    }
+    if (cs[i].ragged) { /* lengths 0, 1, 17, 300 */
+      c.B = 4;
+      c.ragged = 1;
+      const int lens[4] = {0, 1, 17, 300};
+      for (int b = 0; b < 4; b++) {
+        c.nk[b] = lens[b];
+        c.nq[b] = lens[b] < cs[i].nq ? lens[b] : cs[i].nq;
+      }
+    }
+    char label[96];
+    snprintf(label, sizeof label, "quantized %zu (%s, %s)", i, clattn_kv_dtype_name(c.kvq),
+             clattn_kv_scale_name(c.kvs));
+    run_case(&c, label);
+  }
+}
+
+/* Every code of each quantized type through every kernel form: one key, so
+ * the output row is V's row exactly (p = 1); V's 256 dimensions hold the
+ * codes 0..255 with a tensor scale of 1, so output dimension x must be
+ * clattn_kv_code_value(x) bit for bit (NaN where it is NaN). Also the host
+ * twins' fixed points (largest values, subnormals, inf / NaN codes) and
+ * their round trip. */
+static void test_quant_codes(void **state) {
+  (void)state;
+  static const clattn_kv_dtype types[3] = {CLATTN_KV_DTYPE_INT8, CLATTN_KV_DTYPE_FP8_E4M3,
+                                           CLATTN_KV_DTYPE_FP8_E5M2};
+  /* fixed points of the formats */
+  assert_true(clattn_kv_code_value(CLATTN_KV_DTYPE_FP8_E4M3, 0x7e) == 448.0f);
+  assert_true(clattn_kv_code_value(CLATTN_KV_DTYPE_FP8_E4M3, 0x08) == 0x1.0p-6f);
+  assert_true(clattn_kv_code_value(CLATTN_KV_DTYPE_FP8_E4M3, 0x01) == 0x1.0p-9f);
+  assert_true(clattn_kv_code_value(CLATTN_KV_DTYPE_FP8_E4M3, 0xc4) == -3.0f);
+  assert_true(isnan(clattn_kv_code_value(CLATTN_KV_DTYPE_FP8_E4M3, 0xff)));
+  assert_true(clattn_kv_code_value(CLATTN_KV_DTYPE_FP8_E5M2, 0x7b) == 57344.0f);
+  assert_true(clattn_kv_code_value(CLATTN_KV_DTYPE_FP8_E5M2, 0x01) == 0x1.0p-16f);
+  assert_true(clattn_kv_code_value(CLATTN_KV_DTYPE_FP8_E5M2, 0x04) == 0x1.0p-14f);
+  assert_true(isinf(clattn_kv_code_value(CLATTN_KV_DTYPE_FP8_E5M2, 0xfc)));
+  assert_true(isnan(clattn_kv_code_value(CLATTN_KV_DTYPE_FP8_E5M2, 0x7d)));
+  assert_true(clattn_kv_code_value(CLATTN_KV_DTYPE_INT8, 0x80) == -128.0f);
+  /* encoding: saturation, ties to even, NaN */
+  assert_int_equal(clattn_kv_code_of(CLATTN_KV_DTYPE_FP8_E4M3, 1000.0f), 0x7e);
+  assert_int_equal(clattn_kv_code_of(CLATTN_KV_DTYPE_FP8_E4M3, -INFINITY), 0xfe);
+  assert_int_equal(clattn_kv_code_of(CLATTN_KV_DTYPE_FP8_E4M3, 1.0625f), 0x38); /* tie: even */
+  assert_int_equal(clattn_kv_code_of(CLATTN_KV_DTYPE_FP8_E4M3, 1.1875f), 0x3a); /* tie: even */
+  assert_int_equal(clattn_kv_code_of(CLATTN_KV_DTYPE_FP8_E5M2, 1e9f), 0x7b);
+  assert_int_equal(clattn_kv_code_of(CLATTN_KV_DTYPE_INT8, 2.5f), 2);
+  assert_int_equal(clattn_kv_code_of(CLATTN_KV_DTYPE_INT8, -300.0f), 0x81);
+  assert_int_equal(clattn_kv_code_of(CLATTN_KV_DTYPE_INT8, NAN), 0);
+  assert_true(isnan(clattn_kv_code_value(CLATTN_KV_DTYPE_FP8_E5M2,
+                                         clattn_kv_code_of(CLATTN_KV_DTYPE_FP8_E5M2, NAN))));
+  for (int ti = 0; ti < 3; ti++)
+    for (unsigned x = 0; x < 256; x++) {
+      const float v = clattn_kv_code_value(types[ti], x);
+      if (!isfinite(v) || (types[ti] == CLATTN_KV_DTYPE_INT8 && x == 0x80)) continue;
+      if (clattn_kv_code_of(types[ti], v) != x)
+        fail_msg("%s code 0x%02x: value %g encodes as 0x%02x", clattn_kv_dtype_name(types[ti]), x,
+                 (double)v, clattn_kv_code_of(types[ti], v));
+    }
+  /* the kernels' decoding of every code */
+  static const char *const cfgs[3] = {"decode:wg=1", "decode:wg=64,splits=2",
+                                      "decode_warp:wg=64,qr=1,unroll=2"};
+  for (int ti = 0; ti < 3; ti++)
+    for (int ci = 0; ci < 3; ci++) {
+      clattn_attention_desc d;
+      clattn_attention_desc_init(&d);
+      d.heads = d.kv_heads = 1;
+      d.seq_q = d.seq_kv = 1;
+      d.head_dim = 256;
+      d.layout = CLATTN_LAYOUT_BSHD;
+      d.kv_dtype = types[ti];
+      d.kv_scale = CLATTN_KV_SCALE_TENSOR;
+      clattn_plan plan = NULL;
+      if (clattn_plan_create_with_config(g_ctx, &d, 0, cfgs[ci], &plan) != CLATTN_SUCCESS)
+        fail_msg("%s: %s", cfgs[ci], clattn_context_last_error(g_ctx));
+      float hq[256], ho[256], one = 1.0f;
+      unsigned char kc[256], vc[256];
+      for (int x = 0; x < 256; x++) {
+        hq[x] = (float)(x % 7) * 0.01f;
+        kc[x] = 0x10; /* a finite code of every type */
+        vc[x] = (unsigned char)x;
+        ho[x] = NAN;
+      }
+      clattn_exec_args a;
+      memset(&a, 0, sizeof a);
+      a.q = buf_from(hq, sizeof hq);
+      a.k = buf_from(kc, sizeof kc);
+      a.v = buf_from(vc, sizeof vc);
+      a.o = buf_from(ho, sizeof ho);
+      a.k_scale = buf_from(&one, 4);
+      a.v_scale = buf_from(&one, 4);
+      assert_int_equal(clattn_plan_execute_ex(plan, &a, 0, NULL, NULL), CLATTN_SUCCESS);
+      assert_int_equal(tu_buffer_read(g_ctx, a.o, ho, sizeof ho), CL_SUCCESS);
+      for (unsigned x = 0; x < 256; x++) {
+        const float want = clattn_kv_code_value(types[ti], x);
+        if (!(ho[x] == want || (isnan(ho[x]) && isnan(want))))
+          fail_msg("%s %s: code 0x%02x decodes to %a, want %a", cfgs[ci],
+                   clattn_kv_dtype_name(types[ti]), x, (double)ho[x], (double)want);
+      }
+      const cl_mem all[6] = {a.q, a.k, a.v, a.o, a.k_scale, a.v_scale};
+      for (int i = 0; i < 6; i++)
+        clReleaseMemObject(all[i]);
+      clattn_plan_release(plan);
+    }
+}
+
+/* clattn_kv_append_ex quantizing into contiguous and paged caches: codes
+ * equal the host twin's encoding of x / scale, per-token scales equal
+ * absmax / the code's largest value; given scales (channel) are used as
+ * they are; out-of-range slots are skipped. */
+static void test_quant_append(void **state) {
+  (void)state;
+  static const struct {
+    clattn_kv_dtype q;
+    clattn_kv_scale s;
+    int kv;
+    clattn_dtype t;
+    int ties; /* scale 1 and values halfway between codes (ties go to the even code) */
+  } cs[] = {
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, CLATTN_KV_CONTIGUOUS, CLATTN_DTYPE_F32, 0},
+      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TOKEN, CLATTN_KV_PAGED, CLATTN_DTYPE_BF16, 0},
+      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_CHANNEL, CLATTN_KV_PAGED_HEAD_MAJOR,
+       CLATTN_DTYPE_F16, 0},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_HEAD, CLATTN_KV_PAGED, CLATTN_DTYPE_F32, 0},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TENSOR, CLATTN_KV_CONTIGUOUS, CLATTN_DTYPE_F32, 1},
+      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TENSOR, CLATTN_KV_CONTIGUOUS, CLATTN_DTYPE_F32, 1},
+      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TENSOR, CLATTN_KV_PAGED, CLATTN_DTYPE_F32, 1},
+  };
+  /* halfway values of each type (normal and subnormal), either sign */
+  static const float ties[3][6] = {{2.5f, 3.5f, -0.5f, 126.5f, -1.5f, 0.5f},
+                                   {1.0625f, 1.1875f, 0x1.0p-10f, 3 * 0x1.0p-10f, -1.0625f, 416.0f},
+                                   {1.125f, 1.375f, 0x1.0p-17f, 3 * 0x1.0p-17f, -1.125f, 53248.0f}};
+  tu_rng rng;
+  tu_rng_init(&rng, tu_case_seed("quant append"));
+  for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
+    const int Hk = 2, D = 24, B = 2, N = 20, ps = 8, npages = 6, ntok = 11;
+    clattn_attention_desc d;
+    clattn_attention_desc_init(&d);
+    d.batch = B;
+    d.heads = 4;
+    d.kv_heads = Hk;
+    d.head_dim = D;
+    d.seq_kv = N;
+    d.layout = CLATTN_LAYOUT_BSHD;
+    d.dtype = cs[ci].t;
+    d.kv_dtype = cs[ci].q;
+    d.kv_scale = cs[ci].s;
+    d.kv_layout = (clattn_kv_layout)cs[ci].kv;
+    if (cs[ci].kv) {
+      d.page_size = ps;
+      d.num_pages = npages;
+      d.max_pages_per_seq = 3;
+    }
+    clattn_strides qs, ks, vs, os;
+    size_t el[4];
+    assert_int_equal(clattn_attention_desc_strides(&d, &qs, &ks, &vs, &os, el), CLATTN_SUCCESS);
+    const int per = cs[ci].kv ? ps : N, slots_all = cs[ci].kv ? npages * ps : B * N;
+    const size_t nsc = cs[ci].s == CLATTN_KV_SCALE_TOKEN    ? (size_t)slots_all * Hk
+                       : cs[ci].s == CLATTN_KV_SCALE_TENSOR ? 1
+                       : cs[ci].s == CLATTN_KV_SCALE_HEAD   ? (size_t)Hk
+                                                            : (size_t)Hk * D;
+    const size_t es = cs[ci].t == CLATTN_DTYPE_F32 ? 4 : 2, nn = (size_t)ntok * Hk * D;
+    float *xk = malloc(nn * 4), *xv = malloc(nn * 4), *sk = malloc(nsc * 4), *sv = malloc(nsc * 4);
+    void *nk = malloc(nn * es), *nv = malloc(nn * es);
+    int slots[11];
+    for (int t = 0; t < ntok; t++) /* distinct slots, one past the end, one padding */
+      slots[t] = t == 3 ? -1 : t == 7 ? slots_all : (t * 7 + 3) % slots_all;
+    for (size_t i = 0; i < nn; i++) {
+      xk[i] = round_to(cs[ci].t, (float)tu_rng_uniform(&rng, -3, 3));
+      xv[i] = round_to(cs[ci].t, (float)tu_rng_uniform(&rng, -3, 3));
+      store(cs[ci].t, nk, i, xk[i]);
+      store(cs[ci].t, nv, i, xv[i]);
+    }
+    for (size_t i = 0; i < nsc; i++) {
+      sk[i] = cs[ci].ties ? 1.0f : (float)tu_rng_uniform(&rng, 0.001, 0.05);
+      sv[i] = cs[ci].ties ? 1.0f : (float)tu_rng_uniform(&rng, 0.001, 0.05);
+    }
+    for (size_t i = 0; i < nn && cs[ci].ties; i++) {
+      xk[i] = ties[cs[ci].q - 1][i % 6];
+      xv[i] = ties[cs[ci].q - 1][(i + 3) % 6];
+      store(cs[ci].t, nk, i, xk[i]);
+      store(cs[ci].t, nv, i, xv[i]);
+    }
+    unsigned char *ck = malloc(el[1]), *cv = malloc(el[2]);
+    memset(ck, 0x5a, el[1]);
+    memset(cv, 0x5a, el[2]);
+    clattn_kv_append_args a = {.k_new = buf_from(nk, nn * es),
+                               .v_new = buf_from(nv, nn * es),
+                               .slot_mapping = buf_from(slots, sizeof slots),
+                               .num_tokens = ntok,
+                               .k_cache = buf_from(ck, el[1]),
+                               .v_cache = buf_from(cv, el[2]),
+                               .k_scale = buf_from(sk, nsc * 4),
+                               .v_scale = buf_from(sv, nsc * 4)};
+    float *gk = malloc(nsc * 4), *gv = malloc(nsc * 4);
+    assert_int_equal(clattn_kv_append_ex(g_ctx, &d, &a, 0, NULL, NULL), CLATTN_SUCCESS);
+    assert_int_equal(tu_buffer_read(g_ctx, a.k_cache, ck, el[1]), CL_SUCCESS);
+    assert_int_equal(tu_buffer_read(g_ctx, a.v_cache, cv, el[2]), CL_SUCCESS);
+    assert_int_equal(tu_buffer_read(g_ctx, a.k_scale, gk, nsc * 4), CL_SUCCESS);
+    assert_int_equal(tu_buffer_read(g_ctx, a.v_scale, gv, nsc * 4), CL_SUCCESS);
+    const float qmax = cs[ci].q == CLATTN_KV_DTYPE_INT8 ? 127.0f
+                       : cs[ci].q == CLATTN_KV_DTYPE_FP8_E4M3 ? 448.0f : 57344.0f;
+    size_t checked = 0, written = 0;
+    for (int t = 0; t < ntok; t++) {
+      if (slots[t] < 0 || slots[t] >= slots_all) continue;
+      const int64_t row = slots[t] / per, pos = slots[t] % per;
+      for (int h = 0; h < Hk; h++)
+        for (int w = 0; w < 2; w++) {
+          const float *x = w ? xv : xk, *sc = w ? gv : gk, *given = w ? sv : sk;
+          const clattn_strides *st = w ? &vs : &ks;
+          const unsigned char *code = w ? cv : ck;
+          float amax = 0.0f;
+          for (int e = 0; e < D; e++)
+            amax = fmaxf(amax, fabsf(x[((size_t)t * Hk + h) * D + e]));
+          for (int e = 0; e < D; e++) {
+            size_t g;
+            if (cs[ci].s == CLATTN_KV_SCALE_TOKEN) {
+              g = (size_t)slots[t] * Hk + h;
+              if (fabsf(sc[g] - amax / qmax) > 1e-6f * amax / qmax)
+                fail_msg("case %zu: token scale %g, want %g", ci, (double)sc[g],
+                         (double)(amax / qmax));
+            } else {
+              g = cs[ci].s == CLATTN_KV_SCALE_TENSOR ? 0
+                  : cs[ci].s == CLATTN_KV_SCALE_HEAD ? (size_t)h
+                                                     : (size_t)h * D + e;
+              if (sc[g] != given[g]) fail_msg("case %zu: a given scale changed", ci);
+            }
+            const unsigned want = clattn_kv_code_of(cs[ci].q, x[((size_t)t * Hk + h) * D + e] / sc[g]);
+            const unsigned got = code[row * st->batch + pos * st->seq + h * st->head + e * st->dim];
+            if (got != want)
+              fail_msg("case %zu (%s): token %d head %d dim %d: code 0x%02x, want 0x%02x", ci,
+                       clattn_kv_dtype_name(cs[ci].q), t, h, e, got, want);
+            checked++;
+          }
+        }
+    }
+    for (size_t i = 0; i < el[1]; i++)
+      written += ck[i] != 0x5a;
+    assert_true(checked == (size_t)2 * 9 * Hk * D); /* 9 tokens land */
+    assert_true(written <= (size_t)9 * Hk * D);     /* nothing else was touched */
+    const cl_mem all[8] = {a.k_new, a.v_new, a.slot_mapping, a.k_cache,
+                           a.v_cache, a.k_scale, a.v_scale, NULL};
+    for (int i = 0; i < 7; i++)
+      clReleaseMemObject(all[i]);
+    free(xk);
+    free(xv);
+    free(sk);
+    free(sv);
+    free(gk);
+    free(gv);
+    free(nk);
+    free(nv);
+    free(ck);
+    free(cv);
+  }
+}
+
 int main(int argc, char **argv) {
   if (tu_parse_filter_args(argc, argv)) return 2;
   g_ctx = NULL;
@@ -793,6 +1193,9 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_validation),
       cmocka_unit_test(test_strided),
       cmocka_unit_test(test_decode_warp),
+      cmocka_unit_test(test_quantized),
+      cmocka_unit_test(test_quant_codes),
+      cmocka_unit_test(test_quant_append),
   };
   g_ctx = tu_new_context();
   const int r = cmocka_run_group_tests_name("clattn decode", tests, NULL, NULL);
