@@ -112,13 +112,15 @@ class Desc(ctypes.Structure):
                 # user functions: OpenCL C source (the plan copies it)
                 ("score_mod", ctypes.c_char_p), ("mask_mod", ctypes.c_char_p),
                 ("sinks", ctypes.POINTER(ctypes.c_float)),
-                ("bias_type", c_int), ("bias_strides", Strides)]
+                ("bias_type", c_int), ("bias_strides", Strides),
+                ("kv_dtype", c_int), ("kv_scale", c_int)]
 
 
 class ExecArgs(ctypes.Structure):
     """clattn_exec_args (clattn_plan_execute_ex)."""
     _fields_ = [(n, c_void_p) for n in ("q", "k", "v", "o", "lse", "cu_seqlens_q", "cu_seqlens_kv",
-                                        "seqlens_kv", "block_table", "user", "bias")]
+                                        "seqlens_kv", "block_table", "user", "bias", "k_scale",
+                                        "v_scale")]
 
 
 def _ptr_len(arr):
