@@ -110,7 +110,10 @@ inline float8 kv16x8(const uint4 u) {
  * kvqN(code) · its scale (KVS: 0 per token and KV head, 1 per tensor, 2 per
  * KV head, 3 per KV head and channel). Per-token scales multiply the
  * scores and the probabilities; the others are folded into Q (K's) and
- * into the partial outputs (V's), so no kernel multiplies per element. */
+ * into the partial outputs (V's), so no kernel multiplies per element.
+ * (Decoding without integer-to-float instructions, through the mantissa of
+ * 2^23, measured 5-10 % slower on an H100: conversions do not bound the
+ * 8-bit decode, its per-key work does; bench/RESULTS.md §16.) */
 #ifndef KVQ
 #define KVQ 0
 #endif
@@ -129,35 +132,26 @@ typedef char kvtype;
 typedef char8 kvtype8;
 typedef char16 kvtype16;
 #define AS_KV8(x) as_char8(x)
-/* int8 without an integer-to-float conversion (16 a clock per SM on NVIDIA
- * GPUs): the biased byte in the mantissa of 2^23, minus 2^23 + 128 */
-#define KVQ_BODY(N)                                                                                \
-  return as_float##N((convert_uint##N(as_uchar##N(c)) ^ 0x80u) | 0x4b000000u) - 8388736.0f;
+#define KVQ_BODY(N) return convert_float##N(c);
 #else
 typedef uchar kvtype;
 typedef uchar8 kvtype8;
 typedef uchar16 kvtype16;
 #define AS_KV8(x) as_uchar8(x)
 #if KVQ == 2
-/* E4M3FN: normals rebias the exponent (+120); a subnormal m·2^-9 is
- * (1 + m/8)·2^-6 − 2^-6 (exact, and no integer-to-float conversion);
- * S.1111.111 is NaN */
+/* E4M3FN: normals rebias the exponent (+120), subnormals are m·2^-9, S.1111.111 is NaN */
 #define KVQ_BODY(N)                                                                                \
   const uint##N u = convert_uint##N(c), em = u & 0x7fu;                                            \
-  const int##N sub = em < 0x8u;                                                                    \
-  float##N f = as_float##N((em << 20) + select((uint##N)(0x3c000000u), (uint##N)(0x3c800000u), sub)) - \
-               select((float##N)(0.0f), (float##N)(0x1.0p-6f), sub);                              \
-  f = select(f, (float##N)(NAN), em == 0x7fu);                                                     \
-  return as_float##N(as_uint##N(f) | ((u & 0x80u) << 24));
+  uint##N r = select((em << 20) + 0x3c000000u, as_uint##N(convert_float##N(em) * 0x1.0p-9f),      \
+                     em < 0x8u);                                                                   \
+  r = select(r, (uint##N)(0x7fc00000u), em == 0x7fu);                                              \
+  return as_float##N(r | ((u & 0x80u) << 24));
 #else
-/* E5M2: normals rebias the exponent (+112); a subnormal m·2^-16 is
- * (1 + m/4)·2^-14 − 2^-14; exponent 31 is inf / NaN */
+/* E5M2: normals rebias the exponent (+112), subnormals are m·2^-16, exponent 31 is inf / NaN */
 #define KVQ_BODY(N)                                                                                \
   const uint##N u = convert_uint##N(c), em = u & 0x7fu;                                            \
-  const int##N sub = em < 0x4u;                                                                    \
-  uint##N r = as_uint##N(                                                                          \
-      as_float##N((em << 21) + select((uint##N)(0x38000000u), (uint##N)(0x38800000u), sub)) -      \
-      select((float##N)(0.0f), (float##N)(0x1.0p-14f), sub));                                      \
+  uint##N r = select((em << 21) + 0x38000000u, as_uint##N(convert_float##N(em) * 0x1.0p-16f),     \
+                     em < 0x4u);                                                                   \
   r = select(r, 0x7f800000u | ((em & 0x3u) << 21), em >= 0x7cu);                                   \
   return as_float##N(r | ((u & 0x80u) << 24));
 #endif
