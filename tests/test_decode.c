@@ -47,6 +47,7 @@ typedef struct dcase {
   const float *sinks; /* attention sinks (Hq values), or NULL */
   clattn_kv_dtype kvq; /* quantized K/V: random codes and scales, pools of one-byte codes */
   clattn_kv_scale kvs;
+  int dim2; /* K/V every stride doubled (dim stride 2: the per-element loads) */
 } dcase;
 
 static clattn_context g_ctx;
@@ -206,6 +207,22 @@ static double run_case(const dcase *c, const char *label) {
     d.k_strides = pad.k_strides;
     d.v_strides = pad.v_strides;
     d.o_strides = pad.o_strides;
+  }
+  if (c->dim2) { /* K/V with every stride doubled: a dim stride of 2 */
+    clattn_strides s4[4];
+    assert_int_equal(clattn_attention_desc_strides(&d, &s4[0], &s4[1], &s4[2], &s4[3], NULL),
+                     CLATTN_SUCCESS);
+    for (int i = 1; i <= 2; i++) {
+      s4[i].batch *= 2;
+      s4[i].head *= 2;
+      s4[i].seq *= 2;
+      s4[i].dim *= 2;
+    }
+    d.layout = CLATTN_LAYOUT_STRIDED;
+    d.q_strides = s4[0];
+    d.k_strides = s4[1];
+    d.v_strides = s4[2];
+    d.o_strides = s4[3];
   }
   /* Quantized K/V: random codes (no NaN / inf) and scales; the logical
    * values become code value · the scale of the slot they land in. */
@@ -884,31 +901,39 @@ static void test_quantized(void **state) {
     clattn_dtype t;
     clattn_mask mask;
     const char *config;
+    int dim2;
   } cs[] = {
       {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 8, 2, 1, 1000, 64, 0, 0, 0, CLATTN_DTYPE_F32,
-       CLATTN_MASK_NONE, "decode:wg=1"},
+       CLATTN_MASK_NONE, "decode:wg=1", 0},
       {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 8, 2, 1, 1000, 64, 0, 0, 0, CLATTN_DTYPE_F32,
-       CLATTN_MASK_NONE, "decode:wg=64,splits=3"},
+       CLATTN_MASK_NONE, "decode:wg=64,splits=3", 0},
       {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 8, 2, 1, 1000, 64, 0, 0, 0, CLATTN_DTYPE_F32,
-       CLATTN_MASK_NONE, "decode_warp:wg=64,qr=4,unroll=4"},
+       CLATTN_MASK_NONE, "decode_warp:wg=64,qr=4,unroll=4", 0},
       {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_CHANNEL, 4, 1, 3, 300, 64, 1, 0, 0,
-       CLATTN_DTYPE_BF16, CLATTN_MASK_CAUSAL, "decode:wg=1"},
+       CLATTN_DTYPE_BF16, CLATTN_MASK_CAUSAL, "decode:wg=1", 0},
       {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_HEAD, 4, 2, 3, 300, 64, 1, 0, 0,
-       CLATTN_DTYPE_F32, CLATTN_MASK_CAUSAL, "decode_warp:wg=128,qr=4,unroll=2"},
+       CLATTN_DTYPE_F32, CLATTN_MASK_CAUSAL, "decode_warp:wg=128,qr=4,unroll=2", 0},
       {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 0, 32, 0, 1, 0,
-       CLATTN_DTYPE_F16, CLATTN_MASK_NONE, NULL},
+       CLATTN_DTYPE_F16, CLATTN_MASK_NONE, NULL, 0},
       {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TENSOR, 6, 3, 2, 77, 40, 0, 0, 0,
-       CLATTN_DTYPE_F32, CLATTN_MASK_CAUSAL_TOP_LEFT, "decode:wg=1"},
+       CLATTN_DTYPE_F32, CLATTN_MASK_CAUSAL_TOP_LEFT, "decode:wg=1", 0},
       {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_CHANNEL, 6, 3, 2, 77, 40, 0, 0, 0, CLATTN_DTYPE_F32,
-       CLATTN_MASK_CAUSAL, "decode:wg=64"},
+       CLATTN_MASK_CAUSAL, "decode:wg=64", 0},
       {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TOKEN, 2, 1, 1, 45, 20, 0, 0, 0,
-       CLATTN_DTYPE_F32, CLATTN_MASK_NONE, "decode:wg=1"},
+       CLATTN_DTYPE_F32, CLATTN_MASK_NONE, "decode:wg=1", 0},
       {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 2, 1, 4, 45, 20, 0, 0, 0, CLATTN_DTYPE_F32,
-       CLATTN_MASK_CAUSAL, "decode:wg=32"},
+       CLATTN_MASK_CAUSAL, "decode:wg=32", 0},
       {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 150, 64, CLATTN_KV_PAGED_HEAD_MAJOR,
-       0, 1, CLATTN_DTYPE_F32, CLATTN_MASK_NONE, NULL},
+       0, 1, CLATTN_DTYPE_F32, CLATTN_MASK_NONE, NULL, 0},
       {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TOKEN, 4, 2, 2, 150, 64, 1, 0, 1,
-       CLATTN_DTYPE_F32, CLATTN_MASK_CAUSAL, "decode_warp:wg=64,qr=4,unroll=4"},
+       CLATTN_DTYPE_F32, CLATTN_MASK_CAUSAL, "decode_warp:wg=64,qr=4,unroll=4", 0},
+      /* K/V with a dim stride of 2: per-element loads in every form */
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_CHANNEL, 4, 2, 1, 70, 32, 0, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_NONE, "decode_warp:wg=32,qr=4,unroll=2", 1},
+      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 70, 32, 1, 0, 0,
+       CLATTN_DTYPE_F32, CLATTN_MASK_NONE, "decode:wg=1", 1},
+      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 70, 32, 1, 0, 0,
+       CLATTN_DTYPE_F32, CLATTN_MASK_NONE, "decode:wg=64", 1},
   };
   for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
     dcase c = base(3, cs[i].hq, cs[i].hk, cs[i].d, cs[i].nq, cs[i].nk);
@@ -919,6 +944,7 @@ static void test_quantized(void **state) {
     c.config = cs[i].config;
     c.kv = cs[i].kv;
     c.strided = cs[i].strided;
+    c.dim2 = cs[i].dim2;
     if (c.kv) {
       c.page_size = 16;
       c.share = 2;
