@@ -113,7 +113,9 @@ inline float8 kv16x8(const uint4 u) {
  * into the partial outputs (V's), so no kernel multiplies per element.
  * (Decoding without integer-to-float instructions, through the mantissa of
  * 2^23, measured 5-10 % slower on an H100: conversions do not bound the
- * 8-bit decode, its per-key work does; bench/RESULTS.md §16.) */
+ * 8-bit decode, its per-key work does; 16 codes a lane, which halves the
+ * lanes per key, measured 1.4x slower: float16 Q and output rows for 4 query
+ * rows take 128 registers; bench/RESULTS.md §16.) */
 #ifndef KVQ
 #define KVQ 0
 #endif
@@ -132,14 +134,12 @@ typedef char kvtype;
 typedef char8 kvtype8;
 typedef char16 kvtype16;
 #define AS_KV8(x) as_char8(x)
-#define AS_KV16(x) as_char16(x)
 #define KVQ_BODY(N) return convert_float##N(c);
 #else
 typedef uchar kvtype;
 typedef uchar8 kvtype8;
 typedef uchar16 kvtype16;
 #define AS_KV8(x) as_uchar8(x)
-#define AS_KV16(x) as_uchar16(x)
 #if KVQ == 2
 /* E4M3FN: normals rebias the exponent (+120), subnormals are m·2^-9, S.1111.111 is NaN */
 #define KVQ_BODY(N)                                                                                \
@@ -363,9 +363,8 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
   const int ntiles = wg_live ? (ke - kb + KT - 1) / KT : 0;
 
 #if WARP
-  /* NVIDIA (the decode_warp variant): each key is read by LPK = D/EPL lanes,
-   * EPL elements a lane (16-byte loads: 8 of 16-bit storage, 16 one-byte
-   * codes), so a warp walks
+  /* NVIDIA (the decode_warp variant): each key is read by LPK = D/8 lanes,
+   * 8 elements a lane (16-byte loads of 16-bit storage), so a warp walks
    * 32/LPK keys at once and the work-group NSW = WG/LPK key streams. Every
    * stream keeps its own running max, sum and output rows (QR of them, in
    * registers) over the keys kb + s, kb + s + NSW, ...; a key's score is
@@ -375,18 +374,7 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
    * are loaded before any is used (loads in flight) and share one rescale.
    * The streams are merged once, in local memory, at the end: no barrier in
    * the loop over the keys. */
-/* EPL elements a lane: 8 (16 bytes of 16-bit storage), 16 for one-byte
- * codes (16 bytes too: half the lanes, shuffles and softmax work per byte) */
-#if KVQ && D % 16 == 0
-#define EPL 16
-  typedef float16 lanef;
-#define LANEF(x) ((float16)(x))
-#else
-#define EPL 8
-  typedef float8 lanef;
-#define LANEF(x) ((float8)(x))
-#endif
-#define LPK (D / EPL)
+#define LPK (D / 8)
 #define NSW (WG / LPK)
 #ifndef UNROLL
 #define UNROLL 4
@@ -402,26 +390,18 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
 #else
 #define LANE8(p, off, lane, sd) LANE8_WITH(LOAD, p, off, lane, sd)
 #endif
-/* a lane's EPL elements of Q (L8: the loader of 8) and its K channel factors */
-#if EPL == 16
-#define LANEQ(L8, p, off, lane, sd) ((float16)(L8(p, off, 2 * (lane), sd), L8(p, off, 2 * (lane) + 1, sd)))
-#define KCHL(lane) KCH16((lane)*16)
-#else
-#define LANEQ(L8, p, off, lane, sd) L8(p, off, lane, sd)
-#define KCHL(lane) KCH8((lane)*8)
-#endif
   __local float lsm[NSW][QR], lsl[NSW][QR], lsa[NSW][QR][D];
   __local float lxch[WG]; /* the exchange of SHFL_XOR off NVIDIA */
   const int lane = lid % LPK, sw = lid / LPK;
-  lanef qv[QR], acc[QR];
+  float8 qv[QR], acc[QR];
   float m[QR], l[QR];
 #pragma unroll
   for (int rr = 0; rr < QR; rr++) {
     const int r = r0 + rr;
     const int i = r / G, h = hk * G + r % G;
     const long qa = (long)b * qsb + (long)(q0 + i) * qss + (long)h * qsh;
-    qv[rr] = r < rows ? LANEQ(LANE8, q, qa, lane, qsd) * qscale * KCHL(lane) : LANEF(0.0f);
-    acc[rr] = LANEF(0.0f);
+    qv[rr] = r < rows ? LANE8(q, qa, lane, qsd) * qscale * KCH8(lane * 8) : (float8)(0.0f);
+    acc[rr] = (float8)(0.0f);
     m[rr] = CLATTN_MASKED;
     l[rr] = 0.0f;
   }
@@ -431,23 +411,10 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
    * software pipelining). Addresses come from key_slot(), which points
    * inside the buffers even for a key that does not exist, so every load is
    * unconditional; such keys are dropped by select afterwards. */
-#if VEC8 && ALIGN16 && KVQ && EPL == 16 /* here: every row offset a multiple of 16 bytes */
-  typedef uint4 kvraw;
-#define KVRAW(p, off, lane, sd) (*(__global const uint4 *)((p) + (off) + (lane)*16))
-#define KVCVT(x) kvq16(AS_KV16(x))
-#elif VEC8 && ALIGN16 && KVQ
+#if VEC8 && ALIGN16 && KVQ
   typedef uint2 kvraw;
 #define KVRAW(p, off, lane, sd) (*(__global const uint2 *)((p) + (off) + (lane)*8))
 #define KVCVT(x) kvq8(AS_KV8(x))
-#elif EPL == 16 /* one-byte codes, unaligned or strided */
-  typedef float16 kvraw;
-#if VEC8
-#define KVRAW(p, off, lane, sd) ((float16)(KV8(p, off, 2 * (lane)), KV8(p, off, 2 * (lane) + 1)))
-#else
-#define KVRAW(p, off, lane, sd)                                                                    \
-  ((float16)(LANE8_WITH(KVLOAD, p, off, 2 * (lane), sd), LANE8_WITH(KVLOAD, p, off, 2 * (lane) + 1, sd)))
-#endif
-#define KVCVT(x) (x)
 #elif VEC8 && ALIGN16 && CLATTN_DTYPE != 0
   typedef uint4 kvraw;
 #define KVRAW(p, off, lane, sd) (*(__global const uint4 *)((p) + (off) + (lane)*8))
@@ -489,13 +456,13 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
       vs[u] = vsn[u];
     }
     if (t + 1 < nsteps) WARP_FETCH(t + 1);
-    lanef kx[UNROLL], vx[UNROLL];
+    float8 kx[UNROLL], vx[UNROLL];
     int jj[UNROLL];
 #pragma unroll
     for (int u = 0; u < UNROLL; u++) {
       jj[u] = kb + (t * UNROLL + u) * NSW + sw;
       kx[u] = KVCVT(kc[u]);
-      vx[u] = okk[u] ? KVCVT(vc[u]) : LANEF(0.0f);
+      vx[u] = okk[u] ? KVCVT(vc[u]) : (float8)(0.0f);
     }
 #pragma unroll
     for (int rr = 0; rr < QR; rr++) {
@@ -505,12 +472,7 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
       float mx = m[rr];
 #pragma unroll
       for (int u = 0; u < UNROLL; u++) {
-        const lanef pl = qv[rr] * kx[u];
-#if EPL == 16
-        const float8 pr = pl.lo + pl.hi;
-#else
-        const float8 pr = pl;
-#endif
+        const float8 pr = qv[rr] * kx[u];
         const float4 p4 = pr.lo + pr.hi;
         float sc = (p4.x + p4.y) + (p4.z + p4.w);
 #pragma unroll
@@ -522,14 +484,14 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
       }
       /* one rescale for the UNROLL keys; masked keys get p = 0 */
       const float a = CLATTN_RESCALE(m[rr], mx);
-      lanef o = acc[rr] * a;
+      float8 o = acc[rr] * a;
       float ps = 0.0f;
 #pragma unroll
       for (int u = 0; u < UNROLL; u++) {
         const float pu =
             as_int(sv[u]) == as_int(CLATTN_MASKED) ? 0.0f : exp2(sv[u] - mx);
         ps += pu;
-        o = mad(LANEF(pu * vs[u]), vx[u], o);
+        o = mad((float8)(pu * vs[u]), vx[u], o);
       }
       acc[rr] = o;
       l[rr] = l[rr] * a + ps;
@@ -543,11 +505,7 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
       lsm[sw][rr] = m[rr];
       lsl[sw][rr] = l[rr];
     }
-#if EPL == 16
-    vstore16(acc[rr], lane, &lsa[sw][rr][0]);
-#else
     vstore8(acc[rr], lane, &lsa[sw][rr][0]);
-#endif
   }
   barrier(CLK_LOCAL_MEM_FENCE);
   for (int e = lid; e < QR * D; e += WG) {

@@ -155,15 +155,8 @@ int clattn__decode_warp_applicable(const clattn__device_info *info, const clattn
   return info->is_nvidia ? base + 1 : 1;
 }
 
-/* Elements a lane of decode_warp reads per key (EPL in cl/decode.cl): 16
- * one-byte codes, else 8. */
-static int lane_elems(const clattn_attention_desc *d) {
-  return d->kv_dtype != CLATTN_KV_DTYPE_SAME && d->head_dim % 16 == 0 ? 16 : 8;
-}
-
 size_t clattn__decode_warp_local(const int *p, const clattn_attention_desc *d) {
-  const int epl = lane_elems(d);
-  const size_t lpk = (size_t)(d->head_dim / epl > 0 ? d->head_dim / epl : 1);
+  const size_t lpk = (size_t)(d->head_dim / 8 > 0 ? d->head_dim / 8 : 1);
   const size_t nsw = (size_t)p[2] / lpk, qr = (size_t)eff_qr(p[3], d);
   return (nsw * qr * ((size_t)d->head_dim + 2) + (size_t)p[2]) * sizeof(float);
 }
@@ -178,9 +171,7 @@ const char *clattn__decode_warp_check(const int *p, const clattn_attention_desc 
     return "wg must be a multiple of 32 (whole warps) up to 1024";
   if ((size_t)wg > info->max_wg) return "wg exceeds the device's work-group size";
   if (qr < 1 || qr > 16 || unroll < 1 || unroll > 16) return "qr and unroll must lie in 1..16";
-  /* q and output rows (2 x lane elements x qr) and two steps of raw lanes */
-  if (2 * lane_elems(d) * eff_qr(qr, d) + 16 * unroll > 192)
-    return "2 x lane elements x qr + 16 x unroll > 192 registers per lane";
+  if (16 * eff_qr(qr, d) + 16 * unroll > 192) return "16 x (qr + unroll) > 192 registers per lane";
   if (clattn__decode_warp_local(p, d) > info->local_mem)
     return "local memory exceeds the device's limit";
   return NULL;
@@ -266,12 +257,10 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
    * (vload8 needs no alignment beyond the element's). */
   if (d->head_dim % 8 == 0 && p->ks.dim == 1 && p->vs.dim == 1) {
     clattn__append(opts, sizeof opts, " -DVEC8=1");
-    /* whole loads of a lane's elements (16 bytes: 8 of 16-bit storage, 16
-     * one-byte codes in decode_warp, 8 in the other forms; f32 as two
-     * 16-byte halves) when every row offset is a multiple of 16 bytes
-     * (buffers themselves are aligned far beyond that) */
-    const size_t kes = clattn__kv_elem_size(d);
-    const int64_t al = kes == 4 ? 4 : kes == 1 ? 16 : 8;
+    /* whole loads of a lane's 8 elements (16 bytes; 8 for one-byte codes;
+     * f32 as two 16-byte halves) when every row offset is a multiple of
+     * their size (buffers themselves are aligned far beyond that) */
+    const int64_t al = clattn__kv_elem_size(d) == 4 ? 4 : 8;
     if (p->ks.batch % al == 0 && p->ks.head % al == 0 && p->ks.seq % al == 0 &&
         p->vs.batch % al == 0 && p->vs.head % al == 0 && p->vs.seq % al == 0)
       clattn__append(opts, sizeof opts, " -DALIGN16=1");
