@@ -429,6 +429,44 @@ def test_paged_attention_and_merge(head_major):
     assert np.abs(l2 - (lse + math.log(2))).max() < 1e-5
 
 
+@pytest.mark.parametrize("kv_dtype,kv_scale", [("int8", "token"), ("fp8e4m3", "channel"),
+                                               ("fp8e5m2", "head")])
+def test_paged_attention_quantized(kv_dtype, kv_scale):
+    """clattn.paged_attention on a quantized cache (random codes and scales) vs the float64
+    reference on clattn.dequantize_kv's values; bad scales and code types raise ValueError."""
+    rng = np.random.default_rng(11)
+    B, Hq, Hk, d, ps, P = 2, 8, 2, 32, 16, 8
+    lens = np.array([37, 5], dtype=np.int32)
+    bt = np.array([[3, 0, 6], [5, 0, 0]], dtype=np.int32)
+    q = rng.standard_normal((B, Hq, 1, d)).astype(np.float32)
+    if kv_dtype == "int8":
+        kc = rng.integers(-127, 128, (P, ps, Hk, d)).astype(np.int8)
+        vc = rng.integers(-127, 128, (P, ps, Hk, d)).astype(np.int8)
+    else:  # finite codes only
+        ok = np.isfinite(clattn.dequantize_kv(np.arange(256, dtype=np.uint8), kv_dtype))
+        pool = np.arange(256, dtype=np.uint8)[ok]
+        kc, vc = rng.choice(pool, (P, ps, Hk, d)), rng.choice(pool, (P, ps, Hk, d))
+    shape = {"token": (P, ps, Hk, 1), "head": (1, 1, Hk, 1), "channel": (1, 1, Hk, d)}[kv_scale]
+    qmax = {"int8": 127.0, "fp8e4m3": 448.0, "fp8e5m2": 57344.0}[kv_dtype]
+    ks = (rng.uniform(0.5, 1.5, shape) / qmax).astype(np.float32)
+    vs = (rng.uniform(0.5, 1.5, shape) / qmax).astype(np.float32)
+    o = clattn.paged_attention(q, kc, vc, bt, lens, kv_dtype=kv_dtype, k_scale=ks, v_scale=vs,
+                               kv_scale=kv_scale)
+    kp, vp = clattn.dequantize_kv(kc, kv_dtype, ks), clattn.dequantize_kv(vc, kv_dtype, vs)
+    for b in range(B):
+        for h in range(Hq):
+            ref, _ = _paged_reference(q, kp, vp, bt, lens, b, h, Hq // Hk)
+            assert np.linalg.norm(o[b, h, 0] - ref) / np.linalg.norm(ref) < 1e-5
+    with pytest.raises(ValueError, match="k_scale"):
+        clattn.paged_attention(q, kc, vc, bt, lens, kv_dtype=kv_dtype, k_scale=ks[..., :1][:1],
+                               v_scale=vs, kv_scale=kv_scale) if kv_scale == "channel" else \
+            clattn.paged_attention(q, kc, vc, bt, lens, kv_dtype=kv_dtype, v_scale=vs,
+                                   kv_scale=kv_scale)
+    with pytest.raises(ValueError, match="k_pages"):
+        clattn.paged_attention(q, kc.astype(np.float32), vc, bt, lens, kv_dtype=kv_dtype,
+                               k_scale=ks, v_scale=vs, kv_scale=kv_scale)
+
+
 def test_varlen_attention():
     """clattn.varlen_attention (ragged prefill, lengths 0, 1, 17, 40; causal bottom-right) vs
     numpy per sequence; a query row without keys gets zeros and LSE -inf."""

@@ -40,19 +40,55 @@ def _execute_ex(ctx, plan, inputs, o, lse):
         plan.close()
 
 
+def _scale_count(kv_scale, P, ps, Hk, d):
+    return {"token": P * ps * Hk, "tensor": 1, "head": Hk, "channel": Hk * d}[kv_scale]
+
+
+def dequantize_kv(codes, kv_dtype, scale=1.0):
+    """The values of quantized K/V codes (int8 or uint8 arrays) exactly as clattn's kernels decode
+    them (clattn_kv_code_value), times scale (broadcast): the reference side of a quantized cache."""
+    np = _np()
+    ctx = default_context()
+    if kv_dtype not in ("int8", "fp8e4m3", "fp8e5m2"):
+        raise ValueError(f"kv_dtype {kv_dtype!r}: int8, fp8e4m3 or fp8e5m2")
+    t = ll.KV_DTYPES[kv_dtype]
+    lut = np.array([ctx.L.lib.clattn_kv_code_value(t, c) for c in range(256)], dtype=np.float32)
+    return lut[np.asarray(codes).view(np.uint8)] * np.asarray(scale, dtype=np.float32)
+
+
 def paged_attention(q, k_pages, v_pages, block_table, seqlens_kv, *, causal=False, scale=None,
                     head_major=False, cu_seqlens_q=None, max_seq_q=None, return_lse=False,
+                    kv_dtype=None, k_scale=None, v_scale=None, kv_scale="token",
                     config=None, check_tables=False, context=None):
     """Attention of q against a paged KV cache (clattn's decode kernel).
 
     q: [B, Hq, Nq, d] (or, with cu_seqlens_q, packed [total_q, Hq, d]); k_pages, v_pages:
     [num_pages, page_size, Hk, d] ([num_pages, Hk, page_size, d] with head_major); block_table:
     int32 [B, max_pages_per_seq]; seqlens_kv: int32 [B]. causal: bottom-right ("causal") or
-    "top_left". Returns o shaped like q (and the LSE: [B, Hq, Nq], ragged [total_q, Hq])."""
+    "top_left". Returns o shaped like q (and the LSE: [B, Hq, Nq], ragged [total_q, Hq]).
+
+    A quantized cache: kv_dtype "int8" (the default for np.int8 pages), "fp8e4m3" or "fp8e5m2"
+    (uint8 pages holding the codes), with float32 k_scale / v_scale laid out as kv_scale says:
+    "token" [num_pages, page_size, Hk], "tensor" [1], "head" [Hk], "channel" [Hk, d]; an element is
+    its code's value (dequantize_kv) times its scale."""
     np = _np()
     ctx = context or default_context()
     q = np.ascontiguousarray(q)
-    kp, vp = np.ascontiguousarray(k_pages, dtype=q.dtype), np.ascontiguousarray(v_pages, dtype=q.dtype)
+    if kv_dtype is None and np.asarray(k_pages).dtype == np.int8:
+        kv_dtype = "int8"
+    if kv_dtype is not None:
+        if kv_dtype not in ("int8", "fp8e4m3", "fp8e5m2"):
+            raise ValueError(f"kv_dtype {kv_dtype!r}: int8, fp8e4m3 or fp8e5m2")
+        if kv_scale not in ("token", "tensor", "head", "channel"):
+            raise ValueError(f"kv_scale {kv_scale!r}: token, tensor, head or channel")
+        for name, a in (("k_pages", k_pages), ("v_pages", v_pages)):
+            if np.asarray(a).dtype not in (np.int8, np.uint8):
+                raise ValueError(f"{name}: int8 or uint8 codes with kv_dtype={kv_dtype!r} "
+                                 f"(got {np.asarray(a).dtype})")
+        kp = np.ascontiguousarray(k_pages).view(np.uint8)
+        vp = np.ascontiguousarray(v_pages).view(np.uint8)
+    else:
+        kp, vp = np.ascontiguousarray(k_pages, dtype=q.dtype), np.ascontiguousarray(v_pages, dtype=q.dtype)
     bt = np.ascontiguousarray(block_table, dtype=np.int32)
     sl = np.ascontiguousarray(seqlens_kv, dtype=np.int32)
     B, maxp = bt.shape
@@ -64,6 +100,19 @@ def paged_attention(q, k_pages, v_pages, block_table, seqlens_kv, *, causal=Fals
     d.kv_layout = 2 if head_major else 1
     d.page_size, d.num_pages, d.max_pages_per_seq = ps, P, maxp
     d.seq_kv = max(1, min(int(sl.max()) if sl.size else 1, maxp * ps))
+    scales = {}
+    if kv_dtype is not None:
+        d.kv_dtype, d.kv_scale = ll.KV_DTYPES[kv_dtype], ll.KV_SCALES[kv_scale]
+        n = _scale_count(kv_scale, P, ps, Hk, q.shape[-1])
+        for name, a in (("k_scale", k_scale), ("v_scale", v_scale)):
+            if a is None:
+                raise ValueError(f"{name} is required with kv_dtype={kv_dtype!r}")
+            a = np.ascontiguousarray(a, dtype=np.float32)
+            if a.size != n:
+                raise ValueError(f"{name}: {n} float32 scales for kv_scale={kv_scale!r} (got {a.size})")
+            scales[name] = a
+    elif k_scale is not None or v_scale is not None:
+        raise ValueError("k_scale / v_scale need a quantized cache (kv_dtype)")
     cq = None
     if cu_seqlens_q is not None:
         cq = np.ascontiguousarray(cu_seqlens_q, dtype=np.int32)
@@ -80,7 +129,7 @@ def paged_attention(q, k_pages, v_pages, block_table, seqlens_kv, *, causal=Fals
     plan = ll.Plan(ctx, d, 8 if check_tables else 0, config)
     o = np.empty_like(q)
     lse = np.empty(nlse, dtype=np.float32)
-    inputs = dict(q=q, k=kp, v=vp, seqlens_kv=sl, block_table=bt)
+    inputs = dict(q=q, k=kp, v=vp, seqlens_kv=sl, block_table=bt, **scales)
     if cq is not None:
         inputs["cu_seqlens_q"] = cq
     _execute_ex(ctx, plan, inputs, o, lse)

@@ -28,13 +28,16 @@ CL_DEVICE_TYPE, CL_DEVICE_TYPE_CPU = 0x1000, 2
 CL_MEM_SIZE = 0x1102
 
 STATUS_NAMES = {}  # clattn_status_string() of each status, filled by _sync_names
+KV_DTYPES = {}  # quantized K/V storage: "same", "int8", "fp8e4m3", "fp8e5m2" (filled by _sync_names)
+KV_SCALES = {}  # their scale granularity: "token", "tensor", "head", "channel"
 
 
 def _sync_names(L):
     """Adds the library's names of every enum value (and its status strings) to the tables."""
     for fn, table in (("clattn_dtype_name", DTYPES), ("clattn_layout_name", LAYOUTS),
                       ("clattn_mask_name", MASKS), ("clattn_algo_name", ALGOS),
-                      ("clattn_feature_map_name", FEATURES)):
+                      ("clattn_feature_map_name", FEATURES), ("clattn_kv_dtype_name", KV_DTYPES),
+                      ("clattn_kv_scale_name", KV_SCALES)):
         f = getattr(L, fn)
         f.restype = c_char_p
         f.argtypes = [c_int]
@@ -203,6 +206,8 @@ class Library:
         L.clattn_kv_append.argtypes = [c_void_p, ctypes.POINTER(Desc), c_void_p, c_void_p, c_void_p,
                                        c_int, c_void_p, c_void_p, c_uint, c_void_p,
                                        ctypes.POINTER(c_void_p)]
+        L.clattn_kv_code_value.restype = ctypes.c_float
+        L.clattn_kv_code_value.argtypes = [c_int, c_uint]
         L.clattn_plan_execute_backward.argtypes = ([c_void_p] + [c_void_p] * 9 +
                                                    [c_uint, c_void_p, ctypes.POINTER(c_void_p)])
         L.clattn_plan_backward_flops.restype = ctypes.c_double

@@ -58,8 +58,10 @@ cli_opt_table cli_common_table(cli_common *c) {
       {"sinks", "V[,V...]", CLI_OPT_STR, &c->sinks, 0, 0, NULL,
        "attention sinks (gpt-oss): one logit per query head, or one for all (flash kernels)"},
       {"bias", "KIND", CLI_OPT_STR, &c->bias, 0, 0, NULL,
-       "a random bias tensor, checked by --verify: random (f32 [B][H][Nq][Nk], one entry in 8 "
-       "-inf) or random-bool ([Nq][Nk] shared by every batch entry and head, 3 in 4 visible)"},
+       "a bias tensor, checked by --verify: random (f32 [B][H][Nq][Nk], one entry in 8 -inf), "
+       "random-bool ([Nq][Nk] shared by every batch entry and head, 3 in 4 visible), FILE "
+       "(little-endian float32 values of [B][H][Nq][Nk], or [Nq][Nk] for all; -inf hides) or "
+       "bool:FILE (bytes, non-zero = visible)"},
       {"kv-dtype", NULL, CLI_OPT_CHOICE, &c->kv_dtype, 0, 0, cli_kv_dtype_names,
        "K/V cache storage: same (the dtype), int8, fp8e4m3 or fp8e5m2 codes with float scales, "
        "filled by clattn_kv_append_ex from random source values (decode kernels; --verify "
@@ -146,10 +148,45 @@ int cli_parse_feature(const char *spec, clattn_attention_desc *d) {
 
 static char *user_text[2];
 static float *sink_values;
+/* --bias FILE / bool:FILE: the file's bytes (float32 or one-byte values) */
+static unsigned char *bias_file;
+static size_t bias_file_bytes;
 static void free_user_text(void) {
   free(user_text[0]);
   free(user_text[1]);
   free(sink_values);
+  free(bias_file);
+}
+
+/* Reads all of path into *out (malloc'ed, *n bytes); false with a message. */
+static bool read_file(const char *opt, const char *path, unsigned char **out, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    fprintf(stderr, "clattn: --%s %s: cannot open: %s\n", opt, path, strerror(errno));
+    return false;
+  }
+  size_t cap = 4096, len = 0;
+  unsigned char *t = malloc(cap);
+  while (t) {
+    len += fread(t + len, 1, cap - len, f);
+    if (len < cap) break;
+    unsigned char *t2 = cap > ((size_t)1 << 34) ? NULL : realloc(t, 2 * cap);
+    if (!t2) {
+      free(t);
+      t = NULL;
+      break;
+    }
+    t = t2;
+    cap *= 2;
+  }
+  fclose(f);
+  if (!t) {
+    fprintf(stderr, "clattn: --%s %s: out of host memory\n", opt, path);
+    return false;
+  }
+  *out = t;
+  *n = len;
+  return true;
 }
 
 /* --sinks: H values, or one for every head. */
@@ -187,8 +224,8 @@ static int parse_sinks(const char *spec, clattn_attention_desc *d) {
 int cli_load_user_fns(const cli_common *c, clattn_attention_desc *d, bool *verify) {
   const char *files[2] = {c->score_mod_file, c->mask_mod_file};
   static bool registered = false;
-  if ((c->sinks || files[0] || files[1]) && !registered) atexit(free_user_text);
-  registered = registered || c->sinks || files[0] || files[1];
+  if ((c->sinks || c->bias || files[0] || files[1]) && !registered) atexit(free_user_text);
+  registered = registered || c->sinks || c->bias || files[0] || files[1];
   if (c->sinks) {
     const int rc = parse_sinks(c->sinks, d);
     if (rc) return rc;
@@ -198,9 +235,18 @@ int cli_load_user_fns(const cli_common *c, clattn_attention_desc *d, bool *verif
       d->bias_type = CLATTN_BIAS_F32;
     else if (!strcmp(c->bias, "random-bool"))
       d->bias_type = CLATTN_BIAS_BOOL;
-    else {
-      fprintf(stderr, "clattn: --bias %s: random or random-bool\n", c->bias);
-      return CLI_EXIT_USAGE;
+    else { /* FILE (float32) or bool:FILE (bytes, non-zero = visible) */
+      const bool bmask = !strncmp(c->bias, "bool:", 5);
+      free(bias_file);
+      bias_file = NULL;
+      if (!read_file("bias", bmask ? c->bias + 5 : c->bias, &bias_file, &bias_file_bytes))
+        return CLI_EXIT_USAGE;
+      d->bias_type = bmask ? CLATTN_BIAS_BOOL : CLATTN_BIAS_F32;
+      if (!bmask && bias_file_bytes % 4) {
+        fprintf(stderr, "clattn: --bias %s: %zu bytes, not a whole number of float32 values\n",
+                c->bias, bias_file_bytes);
+        return CLI_EXIT_USAGE;
+      }
     }
     cli_bias_strides(d);
   }
@@ -248,6 +294,15 @@ int cli_load_user_fns(const cli_common *c, clattn_attention_desc *d, bool *verif
 }
 
 void cli_bias_strides(clattn_attention_desc *d) {
+  if (bias_file) { /* the file's size says: [B][H][Nq][Nk], or one [Nq][Nk] for all */
+    const size_t n = bias_file_bytes / (d->bias_type == CLATTN_BIAS_F32 ? 4 : 1);
+    const size_t full = (size_t)d->batch * d->heads * d->seq_q * d->seq_kv;
+    d->bias_strides = n == full && n != (size_t)d->seq_q * d->seq_kv
+                          ? (clattn_strides){(int64_t)d->heads * d->seq_q * d->seq_kv,
+                                             (int64_t)d->seq_q * d->seq_kv, d->seq_kv, 1}
+                          : (clattn_strides){0, 0, d->seq_kv, 1};
+    return;
+  }
   if (d->bias_type == CLATTN_BIAS_F32)
     d->bias_strides = (clattn_strides){(int64_t)d->heads * d->seq_q * d->seq_kv,
                                        (int64_t)d->seq_q * d->seq_kv, d->seq_kv, 1};
@@ -499,18 +554,24 @@ static clattn_status setup_buffers(clattn_context ctx, const cli_problem *p, poi
       if (err != CL_SUCCESS) return cl_fail(r, "clEnqueueFillBuffer", err, names[i]);
     }
   }
-  if (d->bias_type != CLATTN_BIAS_NONE) { /* --bias: drawn from the seed */
+  if (d->bias_type != CLATTN_BIAS_NONE) { /* --bias: drawn from the seed, or the file */
     const bool f = d->bias_type == CLATTN_BIAS_F32;
-    const size_t n =
-        f ? (size_t)d->batch * d->heads * d->seq_q * d->seq_kv : (size_t)d->seq_q * d->seq_kv;
+    const size_t n = d->bias_strides.batch ? (size_t)d->batch * d->heads * d->seq_q * d->seq_kv
+                                           : (size_t)d->seq_q * d->seq_kv;
     const size_t bytes = n * (f ? sizeof(float) : 1);
+    if (bias_file && bias_file_bytes != bytes)
+      return fail(r, CLATTN_ERROR_INVALID_ARGUMENT,
+                  "--bias file: %zu bytes, want %zu (%s values of [%d][%d][%d][%d] or [%d][%d])",
+                  bias_file_bytes, bytes, f ? "float32" : "one-byte", d->batch, d->heads, d->seq_q,
+                  d->seq_kv, d->seq_q, d->seq_kv);
     if (n > ((size_t)1 << 28))
       return fail(r, CLATTN_ERROR_UNSUPPORTED, "--bias: %zu elements, more than the CLI draws", n);
     pt->host_bias = malloc(bytes);
     if (!pt->host_bias)
       return fail(r, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate %zu bytes for the bias", bytes);
     uint64_t bs = cli_splitmix64(&seed_state);
-    for (size_t e = 0; e < n; e++) {
+    if (bias_file) memcpy(pt->host_bias, bias_file, bytes);
+    for (size_t e = 0; e < n && !bias_file; e++) {
       const uint64_t x = cli_splitmix64(&bs);
       if (f)
         ((float *)pt->host_bias)[e] =
