@@ -158,19 +158,21 @@ static void free_user_text(void) {
   free(bias_file);
 }
 
-/* Reads all of path into *out (malloc'ed, *n bytes); false with a message. */
-static bool read_file(const char *opt, const char *path, unsigned char **out, size_t *n) {
+/* Reads path into *out (malloc'ed, *n bytes, a NUL after them), stopping
+ * once more than `limit` bytes are in; false with a message. */
+static bool read_file(const char *opt, const char *path, size_t limit, unsigned char **out,
+                      size_t *n) {
   FILE *f = fopen(path, "rb");
   if (!f) {
     fprintf(stderr, "clattn: --%s %s: cannot open: %s\n", opt, path, strerror(errno));
     return false;
   }
   size_t cap = 4096, len = 0;
-  unsigned char *t = malloc(cap);
+  unsigned char *t = malloc(cap + 1);
   while (t) {
     len += fread(t + len, 1, cap - len, f);
-    if (len < cap) break;
-    unsigned char *t2 = cap > ((size_t)1 << 34) ? NULL : realloc(t, 2 * cap);
+    if (len < cap || len > limit) break;
+    unsigned char *t2 = cap > ((size_t)1 << 34) ? NULL : realloc(t, 2 * cap + 1);
     if (!t2) {
       free(t);
       t = NULL;
@@ -184,6 +186,7 @@ static bool read_file(const char *opt, const char *path, unsigned char **out, si
     fprintf(stderr, "clattn: --%s %s: out of host memory\n", opt, path);
     return false;
   }
+  t[len] = 0;
   *out = t;
   *n = len;
   return true;
@@ -239,7 +242,8 @@ int cli_load_user_fns(const cli_common *c, clattn_attention_desc *d, bool *verif
       const bool bmask = !strncmp(c->bias, "bool:", 5);
       free(bias_file);
       bias_file = NULL;
-      if (!read_file("bias", bmask ? c->bias + 5 : c->bias, &bias_file, &bias_file_bytes))
+      if (!read_file("bias", bmask ? c->bias + 5 : c->bias, SIZE_MAX, &bias_file,
+                     &bias_file_bytes))
         return CLI_EXIT_USAGE;
       d->bias_type = bmask ? CLATTN_BIAS_BOOL : CLATTN_BIAS_F32;
       if (!bmask && bias_file_bytes % 4) {
@@ -253,34 +257,11 @@ int cli_load_user_fns(const cli_common *c, clattn_attention_desc *d, bool *verif
   if (!files[0] && !files[1]) return 0;
   for (int i = 0; i < 2; i++) {
     if (!files[i]) continue;
-    FILE *f = fopen(files[i], "rb");
-    if (!f) {
-      fprintf(stderr, "clattn: --%s %s: cannot open: %s\n", i ? "mask-mod" : "score-mod", files[i],
-              strerror(errno));
-      return CLI_EXIT_USAGE;
-    }
-    size_t cap = 4096, n = 0;
-    char *t = malloc(cap + 1);
-    while (t) {
-      n += fread(t + n, 1, cap - n, f);
-      if (n < cap || cap > 65536) break;
-      char *t2 = realloc(t, 2 * cap + 1);
-      if (!t2) {
-        free(t);
-        t = NULL;
-        break;
-      }
-      t = t2;
-      cap *= 2;
-    }
-    fclose(f);
-    if (!t) {
-      fprintf(stderr, "clattn: out of host memory reading %s\n", files[i]);
-      return CLI_EXIT_USAGE;
-    }
-    t[n] = 0;
+    unsigned char *t;
+    size_t n; /* the library refuses more than 65536 bytes */
+    if (!read_file(i ? "mask-mod" : "score-mod", files[i], 65536, &t, &n)) return CLI_EXIT_USAGE;
     free(user_text[i]);
-    user_text[i] = t;
+    user_text[i] = (char *)t;
   }
   d->score_mod = user_text[0];
   d->mask_mod = user_text[1];
