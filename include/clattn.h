@@ -785,9 +785,9 @@ CLATTN_API clattn_status clattn_kv_append(clattn_context ctx, const clattn_atten
 
 /** The buffers of clattn_kv_append_ex. */
 typedef struct clattn_kv_append_args {
-  cl_mem k_new, v_new; /**< [num_tokens][kv_heads][head_dim] of desc.dtype, contiguous. */
-  cl_mem slot_mapping; /**< int32 [num_tokens]: each token's slot (see below). */
-  int num_tokens;      /**< >= 0 (0 enqueues nothing). */
+  cl_mem k_new, v_new;     /**< [num_tokens][kv_heads][head_dim] of desc.dtype, contiguous. */
+  cl_mem slot_mapping;     /**< int32 [num_tokens]: each token's slot (see below). */
+  int num_tokens;          /**< >= 0 (0 enqueues nothing). */
   cl_mem k_cache, v_cache; /**< The cache, of desc.kv_dtype, laid out as desc says. */
   /** Quantized caches: float32 scales laid out as desc.kv_scale says.
    *  TOKEN: written (each new token's absmax / the code's largest value,

@@ -231,16 +231,18 @@ static double run_case(const dcase *c, const char *label) {
   d.kv_dtype = c->kvq;
   d.kv_scale = c->kvs;
   const int srow = c->kv ? ps : c->ragged ? 0 : nkmax; /* token scales: slots per row */
-  const size_t nslots = c->kv ? (size_t)npages * ps : c->ragged ? (size_t)d.total_kv
-                                                                : (size_t)B * nkmax;
+  const size_t nslots = c->kv       ? (size_t)npages * ps
+                        : c->ragged ? (size_t)d.total_kv
+                                    : (size_t)B * nkmax;
   const size_t nsc = c->kvs == CLATTN_KV_SCALE_TOKEN    ? nslots * Hk
                      : c->kvs == CLATTN_KV_SCALE_TENSOR ? 1
                      : c->kvs == CLATTN_KV_SCALE_HEAD   ? (size_t)Hk
                                                         : (size_t)Hk * D;
   float *ksh = malloc((nsc + 1) * 4), *vsh = malloc((nsc + 1) * 4);
   unsigned char *ck[MAXB], *cv[MAXB];
-  const float qmax = c->kvq == CLATTN_KV_DTYPE_INT8 ? 127.0f
-                     : c->kvq == CLATTN_KV_DTYPE_FP8_E4M3 ? 448.0f : 57344.0f;
+  const float qmax = c->kvq == CLATTN_KV_DTYPE_INT8       ? 127.0f
+                     : c->kvq == CLATTN_KV_DTYPE_FP8_E4M3 ? 448.0f
+                                                          : 57344.0f;
   for (size_t i = 0; i < nsc; i++) {
     ksh[i] = (float)tu_rng_uniform(&rng, 0.5, 1.5) / qmax;
     vsh[i] = (float)tu_rng_uniform(&rng, 0.5, 1.5) / qmax;
@@ -911,29 +913,29 @@ static void test_quantized(void **state) {
        CLATTN_MASK_NONE, "decode_warp:wg=64,qr=4,unroll=4", 0},
       {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_CHANNEL, 4, 1, 3, 300, 64, 1, 0, 0,
        CLATTN_DTYPE_BF16, CLATTN_MASK_CAUSAL, "decode:wg=1", 0},
-      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_HEAD, 4, 2, 3, 300, 64, 1, 0, 0,
-       CLATTN_DTYPE_F32, CLATTN_MASK_CAUSAL, "decode_warp:wg=128,qr=4,unroll=2", 0},
-      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 0, 32, 0, 1, 0,
-       CLATTN_DTYPE_F16, CLATTN_MASK_NONE, NULL, 0},
-      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TENSOR, 6, 3, 2, 77, 40, 0, 0, 0,
-       CLATTN_DTYPE_F32, CLATTN_MASK_CAUSAL_TOP_LEFT, "decode:wg=1", 0},
+      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_HEAD, 4, 2, 3, 300, 64, 1, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_CAUSAL, "decode_warp:wg=128,qr=4,unroll=2", 0},
+      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 0, 32, 0, 1, 0, CLATTN_DTYPE_F16,
+       CLATTN_MASK_NONE, NULL, 0},
+      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TENSOR, 6, 3, 2, 77, 40, 0, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_CAUSAL_TOP_LEFT, "decode:wg=1", 0},
       {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_CHANNEL, 6, 3, 2, 77, 40, 0, 0, 0, CLATTN_DTYPE_F32,
        CLATTN_MASK_CAUSAL, "decode:wg=64", 0},
-      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TOKEN, 2, 1, 1, 45, 20, 0, 0, 0,
-       CLATTN_DTYPE_F32, CLATTN_MASK_NONE, "decode:wg=1", 0},
+      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TOKEN, 2, 1, 1, 45, 20, 0, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_NONE, "decode:wg=1", 0},
       {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 2, 1, 4, 45, 20, 0, 0, 0, CLATTN_DTYPE_F32,
        CLATTN_MASK_CAUSAL, "decode:wg=32", 0},
-      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 150, 64, CLATTN_KV_PAGED_HEAD_MAJOR,
-       0, 1, CLATTN_DTYPE_F32, CLATTN_MASK_NONE, NULL, 0},
-      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TOKEN, 4, 2, 2, 150, 64, 1, 0, 1,
-       CLATTN_DTYPE_F32, CLATTN_MASK_CAUSAL, "decode_warp:wg=64,qr=4,unroll=4", 0},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 150, 64, CLATTN_KV_PAGED_HEAD_MAJOR, 0,
+       1, CLATTN_DTYPE_F32, CLATTN_MASK_NONE, NULL, 0},
+      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TOKEN, 4, 2, 2, 150, 64, 1, 0, 1, CLATTN_DTYPE_F32,
+       CLATTN_MASK_CAUSAL, "decode_warp:wg=64,qr=4,unroll=4", 0},
       /* K/V with a dim stride of 2: per-element loads in every form */
       {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_CHANNEL, 4, 2, 1, 70, 32, 0, 0, 0, CLATTN_DTYPE_F32,
        CLATTN_MASK_NONE, "decode_warp:wg=32,qr=4,unroll=2", 1},
-      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 70, 32, 1, 0, 0,
-       CLATTN_DTYPE_F32, CLATTN_MASK_NONE, "decode:wg=1", 1},
-      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 70, 32, 1, 0, 0,
-       CLATTN_DTYPE_F32, CLATTN_MASK_NONE, "decode:wg=64", 1},
+      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 70, 32, 1, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_NONE, "decode:wg=1", 1},
+      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 70, 32, 1, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_NONE, "decode:wg=64", 1},
   };
   for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
     dcase c = base(3, cs[i].hq, cs[i].hk, cs[i].d, cs[i].nq, cs[i].nk);
@@ -1149,8 +1151,9 @@ static void test_quant_append(void **state) {
     assert_int_equal(tu_buffer_read(g_ctx, a.v_cache, cv, el[2]), CL_SUCCESS);
     assert_int_equal(tu_buffer_read(g_ctx, a.k_scale, gk, nsc * 4), CL_SUCCESS);
     assert_int_equal(tu_buffer_read(g_ctx, a.v_scale, gv, nsc * 4), CL_SUCCESS);
-    const float qmax = cs[ci].q == CLATTN_KV_DTYPE_INT8 ? 127.0f
-                       : cs[ci].q == CLATTN_KV_DTYPE_FP8_E4M3 ? 448.0f : 57344.0f;
+    const float qmax = cs[ci].q == CLATTN_KV_DTYPE_INT8       ? 127.0f
+                       : cs[ci].q == CLATTN_KV_DTYPE_FP8_E4M3 ? 448.0f
+                                                              : 57344.0f;
     size_t checked = 0, written = 0;
     for (int t = 0; t < ntok; t++) {
       if (slots[t] < 0 || slots[t] >= slots_all) continue;
@@ -1176,7 +1179,8 @@ static void test_quant_append(void **state) {
                                                      : (size_t)h * D + e;
               if (sc[g] != given[g]) fail_msg("case %zu: a given scale changed", ci);
             }
-            const unsigned want = clattn_kv_code_of(cs[ci].q, x[((size_t)t * Hk + h) * D + e] / sc[g]);
+            const unsigned want =
+                clattn_kv_code_of(cs[ci].q, x[((size_t)t * Hk + h) * D + e] / sc[g]);
             const unsigned got = code[row * st->batch + pos * st->seq + h * st->head + e * st->dim];
             if (got != want)
               fail_msg("case %zu (%s): token %d head %d dim %d: code 0x%02x, want 0x%02x", ci,
@@ -1189,8 +1193,8 @@ static void test_quant_append(void **state) {
       written += ck[i] != 0x5a;
     assert_true(checked == (size_t)2 * 9 * Hk * D); /* 9 tokens land */
     assert_true(written <= (size_t)9 * Hk * D);     /* nothing else was touched */
-    const cl_mem all[8] = {a.k_new, a.v_new, a.slot_mapping, a.k_cache,
-                           a.v_cache, a.k_scale, a.v_scale, NULL};
+    const cl_mem all[8] = {a.k_new,   a.v_new,   a.slot_mapping, a.k_cache,
+                           a.v_cache, a.k_scale, a.v_scale,      NULL};
     for (int i = 0; i < 7; i++)
       clReleaseMemObject(all[i]);
     free(xk);

@@ -65,8 +65,8 @@ static clattn_status quantize_cache(clattn_context ctx, const clattn_attention_d
     for (int w = 0; w < 2; w++)
       for (int hh = 0; hh < Hk; hh++)
         for (int x = 0; x < D; x++) {
-          const int64_t at = row * str[w]->batch + pos * str[w]->seq + hh * str[w]->head +
-                             x * str[w]->dim;
+          const int64_t at =
+              row * str[w]->batch + pos * str[w]->seq + hh * str[w]->head + x * str[w]->dim;
           cp(src[w], (tk * Hk + hh) * D + x, h[w], (size_t)at, es);
           if (d->kv_scale != CLATTN_KV_SCALE_TOKEN) { /* absmax of the scale's group */
             const size_t g = d->kv_scale == CLATTN_KV_SCALE_TENSOR ? 0
@@ -105,8 +105,8 @@ static clattn_status quantize_cache(clattn_context ctx, const clattn_attention_d
   for (int w = 0; w < 2 && st == CLATTN_SUCCESS && dk && dv; w++) {
     if (clEnqueueReadBuffer(queue, cm[w], CL_TRUE, 0, el[1 + w], codes, 0, NULL, NULL) !=
             CL_SUCCESS ||
-        clEnqueueReadBuffer(queue, sm[w], CL_TRUE, 0, nsc * sizeof(float), sc[w], 0, NULL,
-                            NULL) != CL_SUCCESS) {
+        clEnqueueReadBuffer(queue, sm[w], CL_TRUE, 0, nsc * sizeof(float), sc[w], 0, NULL, NULL) !=
+            CL_SUCCESS) {
       st = CLATTN_ERROR_OPENCL;
       break;
     }
@@ -116,8 +116,8 @@ static clattn_status quantize_cache(clattn_context ctx, const clattn_attention_d
       const int64_t row = (int64_t)(tk / per), pos = (int64_t)(tk % per);
       for (int hh = 0; hh < Hk; hh++)
         for (int x = 0; x < D; x++) {
-          const size_t at = (size_t)(row * str[w]->batch + pos * str[w]->seq +
-                                     hh * str[w]->head + x * str[w]->dim);
+          const size_t at = (size_t)(row * str[w]->batch + pos * str[w]->seq + hh * str[w]->head +
+                                     x * str[w]->dim);
           const size_t g = d->kv_scale == CLATTN_KV_SCALE_TOKEN    ? tk * Hk + hh
                            : d->kv_scale == CLATTN_KV_SCALE_TENSOR ? 0
                            : d->kv_scale == CLATTN_KV_SCALE_HEAD   ? (size_t)hh

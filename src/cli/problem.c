@@ -242,8 +242,7 @@ int cli_load_user_fns(const cli_common *c, clattn_attention_desc *d, bool *verif
       const bool bmask = !strncmp(c->bias, "bool:", 5);
       free(bias_file);
       bias_file = NULL;
-      if (!read_file("bias", bmask ? c->bias + 5 : c->bias, SIZE_MAX, &bias_file,
-                     &bias_file_bytes))
+      if (!read_file("bias", bmask ? c->bias + 5 : c->bias, SIZE_MAX, &bias_file, &bias_file_bytes))
         return CLI_EXIT_USAGE;
       d->bias_type = bmask ? CLATTN_BIAS_BOOL : CLATTN_BIAS_F32;
       if (!bmask && bias_file_bytes % 4) {

@@ -67,7 +67,5 @@ NAME_FUNCS(clattn_algo, CLATTN__ALGOS, clattn_algo_name, clattn_algo_from_name, 
 NAME_FUNCS(clattn_layout, CLATTN__LAYOUTS, clattn_layout_name, clattn_layout_from_name, "?")
 NAME_FUNCS(clattn_feature_map, CLATTN__FEATURE_MAPS, clattn_feature_map_name,
            clattn_feature_map_from_name, "?")
-NAME_FUNCS(clattn_kv_dtype, CLATTN__KV_DTYPES, clattn_kv_dtype_name, clattn_kv_dtype_from_name,
-           "?")
-NAME_FUNCS(clattn_kv_scale, CLATTN__KV_SCALES, clattn_kv_scale_name, clattn_kv_scale_from_name,
-           "?")
+NAME_FUNCS(clattn_kv_dtype, CLATTN__KV_DTYPES, clattn_kv_dtype_name, clattn_kv_dtype_from_name, "?")
+NAME_FUNCS(clattn_kv_scale, CLATTN__KV_SCALES, clattn_kv_scale_name, clattn_kv_scale_from_name, "?")

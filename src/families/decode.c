@@ -592,8 +592,9 @@ clattn_status clattn_kv_append_ex(clattn_context ctx, const clattn_attention_des
     err |= clSetKernelArg(k, a++, sizeof(int), &ints[i]);
   int64_t srows, ssr;
   clattn__kv_scale_geometry(&d, &srows, &ssr);
-  const cl_long st9[9] = {ks.batch, ks.head, ks.seq, ks.dim, vs.batch,
-                          vs.head,  vs.seq,  vs.dim, d.ragged && !paged ? 0 : ssr};
+  const cl_long st9[9] = {ks.batch, ks.head,  ks.seq,
+                          ks.dim,   vs.batch, vs.head,
+                          vs.seq,   vs.dim,   d.ragged && !paged ? 0 : ssr};
   for (int i = 0; i < 9; i++)
     err |= clSetKernelArg(k, a++, sizeof(cl_long), &st9[i]);
   const size_t lws = 64, gws = ((size_t)num_tokens * (size_t)d.kv_heads + 63) / 64 * 64;

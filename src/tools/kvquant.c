@@ -1,4 +1,5 @@
-/* kvquant.c — host twins of the quantized K/V codes: decode as the kernels do, encode as clattn_kv_append_ex does. */
+/* kvquant.c — host twins of the quantized K/V codes: decode as the kernels do, encode as
+ * clattn_kv_append_ex does. */
 #include "clattn_tools.h"
 
 #include <math.h>
@@ -29,8 +30,10 @@ float clattn_kv_code_value(clattn_kv_dtype t, unsigned code) {
     if (em == 0x7fu) return NAN;
     r = em < 0x8u ? to_bits((float)em * 0x1.0p-9f) : (em << 20) + 0x3c000000u;
   } else {
-    if (em >= 0x7cu) r = 0x7f800000u | ((em & 0x3u) << 21);
-    else r = em < 0x4u ? to_bits((float)em * 0x1.0p-16f) : (em << 21) + 0x38000000u;
+    if (em >= 0x7cu)
+      r = 0x7f800000u | ((em & 0x3u) << 21);
+    else
+      r = em < 0x4u ? to_bits((float)em * 0x1.0p-16f) : (em << 21) + 0x38000000u;
   }
   return from_bits(r | sign);
 }
