@@ -297,6 +297,45 @@ inline long partial_slot(const int r, const int b, const int hk, const int G, co
   return ((long)(b * H + hk * G + r % G) * Nq_max + r / G) * splits + sp;
 }
 
+/* Score modifiers (common.cl: softcap, ALiBi; the user's score_mod and
+ * mask_mod) on the score s (log2 units) of query row i of head h at key
+ * position p against key j of sequence b; *vis (the key exists and passes
+ * the causal mask) is cleared where the user mask hides the key. The user
+ * functions are called only for such keys. */
+#define DECODE_MODS (SCORE_MODS || USER_SCORE || USER_MASK)
+#if DECODE_MODS
+#define DECODE_USER_ARG , __global const uchar *restrict user
+inline float decode_mods(float s, const float slope2, const int b, const int h, const int i,
+                         const int p, const int j, __global const uchar *user, bool *vis) {
+  if (!*vis) return s;
+#if SCORE_MODS
+  s = score_mods(s, slope2, p, j);
+#else
+  (void)slope2;
+  (void)p;
+#endif
+#if USER_SCORE
+  s = clattn_score_mod(s * CLATTN_LN2, b, h, i, j, user) * CLATTN_LOG2E;
+#endif
+#if USER_MASK
+  *vis = clattn_mask_mod(b, h, i, j, user) != 0;
+#endif
+  (void)b;
+  (void)h;
+  (void)i;
+  (void)j;
+  (void)user;
+  return s;
+}
+#if ALIBI
+#define DECODE_SLOPE(h) alibi_slope2((h), H)
+#else
+#define DECODE_SLOPE(h) 0.0f
+#endif
+#else
+#define DECODE_USER_ARG , __global const uchar *restrict user_unused
+#endif
+
 /* A CPU work-item's normalised partial row and its log2-sum-exp (l is
  * exactly 0 without a visible key: zeros and the masked value). */
 inline void store_partial(__global float *ws_o, __global float *ws_lse, const long slot,
@@ -324,7 +363,7 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
              const int nrb, const int splits, const int total_q, const int total_kv, const int ps,
              const int num_pages, const int maxp, const float qscale,
              __global const float *restrict ksc, __global const float *restrict vsc,
-             const long ssr) {
+             const long ssr DECODE_USER_ARG) {
 #if WG > 1 && !WARP
   __local float lq[QR][D];
   __local float lk[KT][D + 1];
@@ -478,8 +517,13 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
 #pragma unroll
         for (int o = LPK / 2; o > 0; o >>= 1)
           sc += SHFL_XOR(sc, o);
-        const bool vis = okk[u] && live && DECODE_VISIBLE(jj[u], i + off);
-        sv[u] = vis ? sc * ks[u] : CLATTN_MASKED;
+        bool vis = okk[u] && live && DECODE_VISIBLE(jj[u], i + off);
+        float s = sc * ks[u];
+#if DECODE_MODS
+        const int h = hk * G + (r0 + rr) % G;
+        s = decode_mods(s, DECODE_SLOPE(h), b, h, i, i + off, jj[u], user, &vis);
+#endif
+        sv[u] = vis ? s : CLATTN_MASKED;
         mx = fmax(mx, sv[u]);
       }
       /* one rescale for the UNROLL keys; masked keys get p = 0 */
@@ -620,6 +664,22 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
 #endif
         /* visibility travels as the masked value's bits */
         sc[rr][g] = select((float16)(CLATTN_MASKED), sv * vload16(g, kscl), vis);
+#if DECODE_MODS
+        { /* the modifiers, per key of the 16 */
+          float x16[16];
+          int v16[16];
+          vstore16(sc[rr][g], 0, x16);
+          vstore16(vis, 0, v16);
+          const int r = r0 + rr, h = hk * G + r % G;
+          for (int u = 0; u < 16; u++) {
+            bool vu = v16[u] != 0;
+            const float y = decode_mods(x16[u], DECODE_SLOPE(h), b, h, r / G, r / G + off,
+                                        j0 + g * 16 + u, user, &vu);
+            x16[u] = vu ? y : CLATTN_MASKED;
+          }
+          sc[rr][g] = vload16(0, x16);
+        }
+#endif
       }
     }
     for (int rr = 0; rr < QR; rr++) {
@@ -715,9 +775,15 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
         const float4 s4 = s8.lo + s8.hi;
         const float s = (s4.x + s4.y) + (s4.z + s4.w);
         const int i = (r0 + rr) / G;
-        const bool vis = ok && r0 + rr < rows && DECODE_VISIBLE(j, i + off);
+        bool vis = ok && r0 + rr < rows && DECODE_VISIBLE(j, i + off);
         /* visibility travels as the masked value's bits */
-        sc[rr][tt] = vis ? s * kts : CLATTN_MASKED;
+#if DECODE_MODS
+        const int h = hk * G + (r0 + rr) % G;
+        const float sm = decode_mods(s * kts, DECODE_SLOPE(h), b, h, i, i + off, j, user, &vis);
+#else
+        const float sm = s * kts;
+#endif
+        sc[rr][tt] = vis ? sm : CLATTN_MASKED;
       }
     }
     for (int rr = 0; rr < QR; rr++) {
@@ -834,24 +900,28 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
       float s = 0.0f;
       for (int dd = 0; dd < D; dd++)
         s = mad(lq[rr][dd], lk[tt][dd], s);
-      lp[rr][tt] = s * lks[tt];
+      /* visibility travels as the masked value's bits */
+      const int r = r0 + rr, i = r / G;
+      bool vis = r < rows && lok[tt] && DECODE_VISIBLE(j0 + tt, i + off);
+      s *= lks[tt];
+#if DECODE_MODS
+      const int h = hk * G + r % G;
+      s = decode_mods(s, DECODE_SLOPE(h), b, h, i, i + off, j0 + tt, user, &vis);
+#endif
+      lp[rr][tt] = vis ? s : CLATTN_MASKED;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int rr0 = 0; rr0 < QR; rr0 += WG) {
       const int rr = rr0 + lid;
       if (rr < QR) {
-        const int i = (r0 + rr) / G;
-        const bool live = r0 + rr < rows;
         float mx = CLATTN_MASKED;
-        for (int tt = 0; tt < KT; tt++) {
-          const bool vis = live && lok[tt] && DECODE_VISIBLE(j0 + tt, i + off);
-          mx = vis ? fmax(mx, lp[rr][tt]) : mx;
-        }
+        for (int tt = 0; tt < KT; tt++)
+          mx = fmax(mx, lp[rr][tt]);
         const float m_old = lm[rr], m_new = fmax(m_old, mx);
         const float a = CLATTN_RESCALE(m_old, m_new);
         float sum = 0.0f;
         for (int tt = 0; tt < KT; tt++) {
-          const bool vis = live && lok[tt] && DECODE_VISIBLE(j0 + tt, i + off);
+          const bool vis = as_int(lp[rr][tt]) != as_int(CLATTN_MASKED);
           const float p = vis ? exp2(lp[rr][tt] - m_new) : 0.0f;
           lp[rr][tt] = p;
           sum += p;

@@ -500,8 +500,9 @@ typedef struct clattn_attention_desc {
   int total_kv; /**< Ragged CONTIGUOUS: rows of the packed K and V, >= 1. */
 
   /* Score modifiers (built-ins; the flash family's prefill kernels, flash
-   * and flash_rows, dense and sparse masks, forward only: other kernels and
-   * the backward decline a descriptor that sets one). Each acts on the
+   * and flash_rows, dense and sparse masks, and its decode kernels, forward
+   * only: other kernels and the backward decline a descriptor that sets
+   * one). Each acts on the
    * scaled score s = scale·qᵀk before the mask, in this order. */
   /** > 0: logit soft-capping (Gemma 2), s ← softcap·tanh(s / softcap).
    *  0: off. Finite, at most 1e30. */
@@ -516,8 +517,9 @@ typedef struct clattn_attention_desc {
   double alibi_max_bias;
 
   /* User functions: OpenCL C source compiled into the kernels (the flash
-   * family's prefill kernels flash and flash_rows, every mask, forward
-   * only; the other kernels and the backward decline a descriptor that sets
+   * family's prefill kernels flash and flash_rows, every mask, and its
+   * decode kernels decode and decode_warp, forward only; the other kernels
+   * and the backward decline a descriptor that sets
    * one). The plan copies the text; a compile error makes plan creation
    * return CLATTN_ERROR_INVALID_ARGUMENT with the compiler's log in
    * clattn_context_last_error(). `user` is the buffer of clattn_exec_args
@@ -740,8 +742,10 @@ CLATTN_API clattn_status clattn_plan_execute_ex(clattn_plan plan, const clattn_e
  * written as mask_mod costs 1.3x the native one on PoCL, 1.9x on an H100).
  * The classes and lists are plan workspace (5·B·H·tiles_q·tiles_kv +
  * 4·B·H·tiles_q bytes, in clattn_plan_workspace_size). Enqueued on the
- * context's queue, never blocks. CLATTN_ERROR_INVALID_ARGUMENT without a
- * mask_mod, CLATTN_ERROR_UNSUPPORTED for ragged plans,
+ * context's queue, never blocks. A plan on a decode kernel (which
+ * evaluates the mask per key) has nothing to classify: it returns at once
+ * (an event, if asked for, is a marker). CLATTN_ERROR_INVALID_ARGUMENT
+ * without a mask_mod, CLATTN_ERROR_UNSUPPORTED for ragged plans,
  * CLATTN_ERROR_OUT_OF_MEMORY when the lists do not fit one allocation.
  */
 CLATTN_API clattn_status clattn_plan_update_mask_blocks(clattn_plan plan, cl_mem user,

@@ -48,6 +48,10 @@ typedef struct dcase {
   clattn_kv_dtype kvq; /* quantized K/V: random codes and scales, pools of one-byte codes */
   clattn_kv_scale kvs;
   int dim2; /* K/V every stride doubled (dim stride 2: the per-element loads) */
+  double softcap, alibi;            /* score modifiers */
+  const char *score_mod, *mask_mod; /* user functions (OpenCL C) */
+  const clattn_reference_fns *fns;  /* their C twins and the user buffer's host copy */
+  size_t user_bytes;
 } dcase;
 
 static clattn_context g_ctx;
@@ -173,6 +177,10 @@ static double run_case(const dcase *c, const char *label) {
   d.total_q = totq > 0 ? totq : 1;
   d.total_kv = totk > 0 ? totk : 1;
   d.sinks = c->sinks;
+  d.softcap = c->softcap;
+  d.alibi_max_bias = c->alibi;
+  d.score_mod = c->score_mod;
+  d.mask_mod = c->mask_mod;
   /* Pages: sequence b's pages in a shuffled pool, shared prefix pages. */
   int maxp = (nkmax + ps - 1) / ps, npages = 0;
   int *bt = calloc((size_t)B * maxp + 1, sizeof(int));
@@ -357,7 +365,8 @@ static double run_case(const dcase *c, const char *label) {
   cl_mem mq = NULL, mk = NULL, ms = NULL, mb = NULL;
   if (c->ragged) a.cu_seqlens_q = mq = buf_from(cuq, (size_t)(B + 1) * 4);
   if (c->ragged && !c->kv) a.cu_seqlens_kv = mk = buf_from(cuk, (size_t)(B + 1) * 4);
-  cl_mem mks = NULL, mvs = NULL;
+  cl_mem mks = NULL, mvs = NULL, mu = NULL;
+  if (c->fns && c->fns->user) a.user = mu = buf_from(c->fns->user, c->user_bytes);
   if (quant) {
     a.k_scale = mks = buf_from(ksh, nsc * 4);
     a.v_scale = mvs = buf_from(vsh, nsc * 4);
@@ -418,7 +427,8 @@ static double run_case(const dcase *c, const char *label) {
         store(rt, sk, i, lk[b][i]);
         store(rt, sv, i, lv[b][i]);
       }
-      assert_int_equal(clattn_reference_attention(&r, sq, sk, sv, ro, rl, NULL, 0), CLATTN_SUCCESS);
+      assert_int_equal(clattn_reference_attention_ex(&r, sq, sk, sv, ro, rl, NULL, 0, c->fns),
+                       CLATTN_SUCCESS);
       free(sq);
       free(sk);
       free(sv);
@@ -477,6 +487,7 @@ done:
   if (ms) clReleaseMemObject(ms);
   if (mb) clReleaseMemObject(mb);
   if (mks) clReleaseMemObject(mks);
+  if (mu) clReleaseMemObject(mu);
   if (mvs) clReleaseMemObject(mvs);
   clattn_plan_release(plan);
   for (int b = 0; b < B; b++) {
@@ -1210,6 +1221,74 @@ static void test_quant_append(void **state) {
   }
 }
 
+/* Score modifiers in the decode kernels: softcap, ALiBi, a user score_mod
+ * (an ALiBi-like distance term per head and a bonus every third key) and a
+ * user mask_mod reading the user buffer, on every kernel form, contiguous,
+ * paged and ragged, causal seq_q > 1, against the float64 reference with
+ * the functions' C twins. */
+static const char k_mods_src[] =
+    "float clattn_score_mod(float s, int b, int h, int q, int k, __global const uchar *u) {\n"
+    "  return s - 0.05f * (float)(h + 1) * fabs((float)(q - k)) + (k % 3 == 0 ? 0.25f : 0.0f);\n"
+    "}\n"
+    "int clattn_mask_mod(int b, int h, int q, int k, __global const uchar *u) {\n"
+    "  const __global int *w = (const __global int *)u;\n"
+    "  return k % w[0] != h % 2 || k == 0;\n"
+    "}\n";
+static double twin_score(double s, int b, int h, int q, int k, const void *u) {
+  (void)b;
+  (void)u;
+  return s - 0.05 * (h + 1) * fabs((double)(q - k)) + (k % 3 == 0 ? 0.25 : 0.0);
+}
+static int twin_mask(int b, int h, int q, int k, const void *u) {
+  (void)b;
+  (void)q;
+  return k % ((const int *)u)[0] != h % 2 || k == 0;
+}
+
+static void test_decode_mods(void **state) {
+  (void)state;
+  static const int period = 5;
+  /* the reference applies each twin it is given: one set per combination */
+  const clattn_reference_fns fns[3] = {{twin_score, NULL, &period, NULL},
+                                       {NULL, twin_mask, &period, NULL},
+                                       {twin_score, twin_mask, &period, NULL}};
+  static const char *const cfgs[4] = {"decode:wg=1", "decode:wg=64,splits=3",
+                                      "decode_warp:wg=64,qr=4,unroll=2", "decode:wg=1,kt=16"};
+  for (int i = 0; i < 8; i++) {
+    const int D = i == 3 ? 40 : 64;
+    dcase c = base(2, 8, 2, D, 1 + (i % 3), 150);
+    c.config = cfgs[i % 4];
+    c.mask = i % 3 ? CLATTN_MASK_CAUSAL : CLATTN_MASK_NONE;
+    c.dtype = i == 5 ? CLATTN_DTYPE_BF16 : CLATTN_DTYPE_F32;
+    c.softcap = i % 2 ? 0.0 : 20.0;
+    c.alibi = i % 4 == 1 || i == 4 ? 8.0 : 0.0;
+    if (i >= 2) {
+      c.score_mod = i % 2 || i == 2 ? k_mods_src : NULL;
+      c.mask_mod = i >= 4 ? k_mods_src : NULL;
+      c.fns = &fns[(c.score_mod ? 1 : 0) + (c.mask_mod ? 2 : 0) - 1];
+      c.user_bytes = sizeof period;
+    }
+    if (i == 6) { /* paged, shared prefix pages */
+      c.kv = CLATTN_KV_PAGED;
+      c.page_size = 16;
+      c.share = 2;
+      c.nk[1] = 70;
+    }
+    if (i == 7) { /* ragged: lengths 0, 1, 17, 150 */
+      c.B = 4;
+      c.ragged = 1;
+      const int lens[4] = {0, 1, 17, 150};
+      for (int b = 0; b < 4; b++) {
+        c.nk[b] = lens[b];
+        c.nq[b] = lens[b] < 2 ? lens[b] : 2;
+      }
+    }
+    char label[96];
+    snprintf(label, sizeof label, "mods %d (%s)", i, c.config);
+    run_case(&c, label);
+  }
+}
+
 int main(int argc, char **argv) {
   if (tu_parse_filter_args(argc, argv)) return 2;
   g_ctx = NULL;
@@ -1226,6 +1305,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_quantized),
       cmocka_unit_test(test_quant_codes),
       cmocka_unit_test(test_quant_append),
+      cmocka_unit_test(test_decode_mods),
   };
   g_ctx = tu_new_context();
   const int r = cmocka_run_group_tests_name("clattn decode", tests, NULL, NULL);

@@ -215,8 +215,18 @@ static void test_validation(void **state) {
   d.num_pages = 8;
   d.max_pages_per_seq = 4;
   d.layout = CLATTN_LAYOUT_BSHD;
+  /* paged: the decode kernels apply the modifiers (test_decode checks the values) */
+  assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_SUCCESS);
+  assert_non_null(strstr(clattn_plan_describe(plan), "decode"));
+  assert_non_null(strstr(clattn_plan_describe(plan), "ALiBi max_bias 8"));
+  clattn_plan_release(plan);
+  plan = NULL;
+  /* a bias tensor is the prefill kernels' only: the paged problem has none to serve it */
+  d.alibi_max_bias = 0.0;
+  d.bias_type = CLATTN_BIAS_F32;
+  d.bias_strides = (clattn_strides){0, 0, 64, 1};
   assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_ERROR_UNSUPPORTED);
-  assert_non_null(strstr(clattn_context_last_error(ctx), "decode kernel"));
+  assert_non_null(strstr(clattn_context_last_error(ctx), "bias tensors are in the prefill"));
   assert_null(plan);
 }
 

@@ -527,11 +527,18 @@ static void test_refusals(void **state) {
   /* no backward kernel takes them */
   assert_int_equal(clattn_plan_create(ctx, &d, CLATTN_PLAN_BACKWARD, &plan),
                    CLATTN_ERROR_UNSUPPORTED);
-  /* decode-sized problems go to the prefill kernels (decode declines) */
+  /* decode-sized problems run on the decode kernels, which take them
+   * (test_decode checks the values); block classes have nothing to do there */
   clattn_attention_desc dq = d;
   dq.seq_q = 1;
   assert_int_equal(clattn_plan_create(ctx, &dq, 0, &plan), CLATTN_SUCCESS);
-  assert_null(strstr(clattn_plan_describe(plan), "decode"));
+  assert_non_null(strstr(clattn_plan_describe(plan), "decode"));
+  assert_non_null(strstr(clattn_plan_describe(plan), "user mask_mod"));
+  cl_event ev = NULL;
+  assert_int_equal(clattn_plan_update_mask_blocks(plan, NULL, 0, NULL, &ev), CLATTN_SUCCESS);
+  assert_non_null(ev);
+  assert_int_equal(clWaitForEvents(1, &ev), CL_SUCCESS);
+  clReleaseEvent(ev);
   clattn_plan_release(plan);
   /* the reference needs the twins */
   double o[8];

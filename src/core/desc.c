@@ -356,6 +356,17 @@ void clattn__mods_options(const clattn_attention_desc *d, char *opts, size_t cap
     clattn__append(opts, cap, " -DBIAS=1 -DBIAS_T=%d", d->bias_type - 1);
 }
 
+void clattn__describe_mods(const clattn_attention_desc *d, char *buf, size_t cap) {
+  if (d->softcap > 0.0) clattn__append(buf, cap, "; softcap %g", d->softcap);
+  if (d->alibi_max_bias > 0.0) clattn__append(buf, cap, "; ALiBi max_bias %g", d->alibi_max_bias);
+  if (d->sinks) clattn__append(buf, cap, "; attention sinks");
+  if (d->bias_type != CLATTN_BIAS_NONE)
+    clattn__append(buf, cap, "; %s bias tensor",
+                   d->bias_type == CLATTN_BIAS_BOOL ? "bool" : "additive");
+  if (d->score_mod) clattn__append(buf, cap, "; user score_mod");
+  if (d->mask_mod) clattn__append(buf, cap, "; user mask_mod");
+}
+
 size_t clattn__bias_bytes(const clattn_attention_desc *d) {
   if (d->bias_type == CLATTN_BIAS_NONE) return 0;
   const clattn_strides *b = &d->bias_strides;

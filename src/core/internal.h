@@ -145,6 +145,8 @@ char *clattn__user_source(const clattn_attention_desc *d, bool *oom);
 /* The -D options of the score modifiers (cl/common.cl, SCORE_MODS), appended
  * to opts; nothing without one. */
 void clattn__mods_options(const clattn_attention_desc *d, char *opts, size_t cap);
+/* "; softcap 30; ALiBi max_bias 8; ..." for describe(): the modifiers a plan applies. */
+void clattn__describe_mods(const clattn_attention_desc *d, char *buf, size_t cap);
 /* ALiBi slope of query head h of `heads` for max_bias (the header's formula). */
 double clattn__alibi_slope(int h, int heads, double max_bias);
 

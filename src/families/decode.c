@@ -66,10 +66,12 @@ static int eff_qr(int qr, const clattn_attention_desc *d) {
 
 int clattn__decode_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                               const char **why) {
-  /* attention sinks are in the merge; the other modifiers are not here */
-  clattn_attention_desc no_sinks = *d;
-  no_sinks.sinks = NULL;
-  CLATTN__NO_MODS(&no_sinks, why, "decode");
+  /* softcap, ALiBi and the user functions act on each score, attention
+   * sinks in the merge; bias tensors are the prefill kernels' */
+  if (d->bias_type != CLATTN_BIAS_NONE) {
+    *why = "bias tensors are in the prefill flash kernels (flash, flash_rows)";
+    return 0;
+  }
   (void)info;
   if (d->kv_layout != CLATTN_KV_CONTIGUOUS) return 40; /* paged: the decode kernel alone */
   if (d->ragged) /* ragged prefill: the flash kernels, which tile the queries */
@@ -245,7 +247,7 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
                                "device allows in one buffer",
                                s->ws_bytes, s->splits);
 
-  char opts[512];
+  char opts[1024];
   snprintf(opts, sizeof opts,
            "-cl-std=CL1.2 -cl-mad-enable -DCLATTN_DTYPE=%d -DD=%d -DKT=%d -DWG=%d -DQR=%d "
            "-DCAUSAL=%d -DPAGED=%d -DRAGGED=%d",
@@ -270,11 +272,15 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
   if (s->warp)
     clattn__append(opts, sizeof opts, " -DWARP=1 -DUNROLL=%d -DCLATTN_NV_SHFL=%d", s->unroll,
                    ctx->info.is_nvidia ? 1 : 0);
-  if (d->sinks) clattn__append(opts, sizeof opts, " -DSINKS=1");
+  clattn__mods_options(d, opts, sizeof opts); /* softcap, ALiBi, user functions, sinks */
   if (d->kv_dtype != CLATTN_KV_DTYPE_SAME)
     clattn__append(opts, sizeof opts, " -DKVQ=%d -DKVS=%d", (int)d->kv_dtype, (int)d->kv_scale);
   cl_program prog = NULL;
-  clattn_status st = clattn__get_program(ctx, "decode.cl", opts, &prog);
+  bool oom = false;
+  char *user_src = clattn__user_source(d, &oom);
+  if (oom) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot copy the user source");
+  clattn_status st = clattn__get_program_user(ctx, "decode.cl", opts, user_src, &prog);
+  free(user_src);
   if (st != CLATTN_SUCCESS) return st;
   const size_t local =
       s->warp ? clattn__decode_warp_local(params, d) : clattn__decode_local(params, d);
@@ -298,11 +304,13 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
            clattn_dtype_name(d->dtype), d->head_dim, s->warp ? " (warp streams)" : "", s->splits,
            params[0] ? "" : " (auto)", s->kt, s->wg, s->qr, group_rows(d), kvname[d->kv_layout],
            d->kv_layout != CLATTN_KV_CONTIGUOUS ? "" : "", d->ragged ? ", ragged" : "", origin);
+  if (d->kv_layout != CLATTN_KV_CONTIGUOUS)
+    clattn__append(p->describe, sizeof p->describe, " page_size=%d", d->page_size);
+  clattn__describe_mods(d, p->describe, sizeof p->describe);
   if (d->kv_dtype != CLATTN_KV_DTYPE_SAME)
     clattn__append(p->describe, sizeof p->describe, " kv=%s (scales per %s)",
                    clattn_kv_dtype_name(d->kv_dtype), clattn_kv_scale_name(d->kv_scale));
-  if (d->kv_layout != CLATTN_KV_CONTIGUOUS)
-    clattn__append(p->describe, sizeof p->describe, " page_size=%d", d->page_size);
+
   return CLATTN_SUCCESS;
 }
 
@@ -356,6 +364,8 @@ clattn_status clattn__decode_execute(clattn_plan p, const clattn__buffers *b, cl
   err |= clSetKernelArg(k, a++, sizeof(cl_mem), &ksc);
   err |= clSetKernelArg(k, a++, sizeof(cl_mem), &vsc);
   err |= clSetKernelArg(k, a++, sizeof(cl_long), &ssr_arg);
+  const cl_mem user = b->user ? b->user : ws_lse; /* DECODE_USER_ARG (never read without) */
+  err |= clSetKernelArg(k, a++, sizeof(cl_mem), &user);
 
   cl_kernel m = s->merge;
   cl_uint c = 0;

@@ -473,15 +473,7 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
            p->variant->name, clattn_dtype_name(d->dtype), d->head_dim, bm, bn, tm, tn, tm * tn,
            local, origin);
   if (d->ragged) clattn__append(p->describe, sizeof p->describe, "; ragged (cu_seqlens)");
-  if (d->softcap > 0.0) clattn__append(p->describe, sizeof p->describe, "; softcap %g", d->softcap);
-  if (d->alibi_max_bias > 0.0)
-    clattn__append(p->describe, sizeof p->describe, "; ALiBi max_bias %g", d->alibi_max_bias);
-  if (d->sinks) clattn__append(p->describe, sizeof p->describe, "; attention sinks");
-  if (d->bias_type != CLATTN_BIAS_NONE)
-    clattn__append(p->describe, sizeof p->describe, "; %s bias tensor",
-                   d->bias_type == CLATTN_BIAS_BOOL ? "bool" : "additive");
-  if (d->score_mod) clattn__append(p->describe, sizeof p->describe, "; user score_mod");
-  if (d->mask_mod) clattn__append(p->describe, sizeof p->describe, "; user mask_mod");
+  clattn__describe_mods(d, p->describe, sizeof p->describe);
   if (p->sparse) {
     /* Per-query-tile lists of key tiles, built and uploaded once per plan. */
     st = clattn__sparse_build_tiles(p, bm, bn);
@@ -646,6 +638,14 @@ clattn_status clattn_plan_update_mask_blocks(clattn_plan p, cl_mem user, cl_uint
                         "wait_list must be NULL exactly when num_wait is 0");
   clattn_status st;
   if (user && (st = clattn__check_buffer(ctx, user, 1, "user")) != CLATTN_SUCCESS) return st;
+  if (p->desc.mask_mod && p->variant && p->variant->create == clattn__decode_create) {
+    /* the decode kernels evaluate the mask per key: no tiles to classify */
+    if (!event) return CLATTN_SUCCESS;
+    const cl_int err = clEnqueueMarkerWithWaitList(ctx->queue, num_wait, wait, event);
+    return err == CL_SUCCESS ? CLATTN_SUCCESS
+                             : clattn__cl_fail(ctx, "clEnqueueMarkerWithWaitList", err,
+                                               "update_mask_blocks");
+  }
   if (!p->desc.mask_mod || !p->variant || p->variant->create != clattn__flash_wg_create)
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
                         "the plan has no user mask (desc.mask_mod) on a flash or flash_rows "
