@@ -44,12 +44,14 @@ for map in 0 2; do for causal in 0 1; do
 done; done
 # decode_warp: the warp-stream decode (shuffles in inline PTX), f32 and bf16 (clang's header
 # here lacks vload_half), paged, causal, strided
-# (f16 with the software Q loads: its K/V lanes take the PTX conversion), 16-byte lanes (ALIGN16), quantized K/V
+# (f16 with the software Q loads: its K/V lanes take the PTX conversion), 16-byte lanes (ALIGN16), quantized K/V,
+# softcap and ALiBi
 for dt in 0 1 2; do for d in 8 64 128 256; do
   [ $dt = 1 ] && [ $d = 8 ] && continue # f16 without VEC8 needs vload_half
   compile "decode_warp_t${dt}_d${d}" decode.cl -- -DCLATTN_DTYPE=$dt -DD=$d -DKT=64 -DWG=128 -DQR=4 \
     -DCAUSAL=$((d % 3)) -DPAGED=$((dt == 2)) -DPAGE=16 -DRAGGED=0 -DVEC8=$((d != 8)) -DALIGN16=$((d != 8)) \
-    -DWARP=1 -DUNROLL=4 -DCLATTN_NV_SHFL=1 -DKVQ=$(((d / 64) % 4)) -DKVS=$((d % 4)) -DCLATTN_SOFT_HALF=$((dt == 1))
+    -DWARP=1 -DUNROLL=4 -DCLATTN_NV_SHFL=1 -DKVQ=$(((d / 64) % 4)) -DKVS=$((d % 4)) -DCLATTN_SOFT_HALF=$((dt == 1)) \
+    -DSOFTCAP=$((d == 64)) -DSOFTCAP2=28.8539f -DALIBI=$((d >= 128)) -DALIBI_BIAS=8.0f
 done; done
 # flash_wgmma: Hopper wgmma placeholders. clang emits PTX 7.5 for sm_80; the
 # text is relabelled 8.0 / sm_90 (what NVIDIA's compiler emits), patched by
