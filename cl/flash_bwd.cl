@@ -146,12 +146,24 @@ inline void bwd_load(__local float *dst, __global const stype *base, long ss, lo
   }
 }
 
+/* ALiBi (-DALIBI, common.cl): the score of query position p against key j
+ * loses slope2·|p − j| (log2 units), as in the forward; P is recomputed with
+ * it and the gradients' formulas are unchanged (an additive constant).
+ * Attention sinks need nothing here: the forward's LSE holds them. */
+#if ALIBI
+#define BWD_ALIBI_PARAM , const float slope2
+#define BWD_ALIBI_PASS(h) , alibi_slope2((h), H)
+#else
+#define BWD_ALIBI_PARAM
+#define BWD_ALIBI_PASS(h)
+#endif
+
 /* Phase 1: P and dS of the tile (queries q0.., keys k0..) from Qs (pre-scaled
  * by scale·log2 e), Os (dO), Ks, Vs, Ls (LSE·log2 e), Ds (D). */
 inline void bwd_tile(__local const float *Qs, __local const float *Os, __local const float *Ks,
                      __local const float *Vs, __local const float *Ls, __local const float *Ds,
                      __local float *Ps, __local float *dSs, int q0, int k0, int Nq, int Nk,
-                     int off, int lid
+                     int off, int lid BWD_ALIBI_PARAM
 #if SPARSE
                      ,
                      __global const uint *restrict sp_bits, const int sp_left, const int sp_right,
@@ -177,6 +189,9 @@ inline void bwd_tile(__local const float *Qs, __local const float *Os, __local c
         s = fma(Qs[r * LD + x], Ks[c * LD + x], s);
         dp = fma(Os[r * LD + x], Vs[c * LD + x], dp);
       }
+#if ALIBI
+      s -= slope2 * (float)abs(i + off - j);
+#endif
       p = exp2(s - Ls[r]);
       ds = p * (dp - Ds[r]);
     }
@@ -248,7 +263,8 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
         Ds[r] = i < Nq ? Dd[BWD_D(bh, i)] : 0.0f;
       }
       barrier(CLK_LOCAL_MEM_FENCE);
-      bwd_tile(Qs, Os, Ks, Vs, Ls, Ds, Ps, dSs, q0, k0, Nq, Nk, off, lid TILE_MASK_PASS);
+      bwd_tile(Qs, Os, Ks, Vs, Ls, Ds, Ps, dSs, q0, k0, Nq, Nk, off,
+               lid BWD_ALIBI_PASS(h) TILE_MASK_PASS);
       barrier(CLK_LOCAL_MEM_FENCE);
       for (int r = 0; r < BM; r++) {
         const float p = Ps[r * LDP + c], ds = dSs[r * LDP + c];
@@ -320,7 +336,8 @@ flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS SPARSE_MASK_ARG
     bwd_load(Ks, Kb, kss, ksd, k0, BN, Nk, 1.0f, lid);
     bwd_load(Vs, Vb, vss, vsd, k0, BN, Nk, 1.0f, lid);
     barrier(CLK_LOCAL_MEM_FENCE);
-    bwd_tile(Qs, Os, Ks, Vs, Ls, Ds, Ps, dSs, q0, k0, Nq, Nk, off, lid TILE_MASK_PASS);
+    bwd_tile(Qs, Os, Ks, Vs, Ls, Ds, Ps, dSs, q0, k0, Nq, Nk, off,
+             lid BWD_ALIBI_PASS(h) TILE_MASK_PASS);
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int cc = 0; cc < BN; cc++) {
       const float ds = dSs[r * LDP + cc];
@@ -363,12 +380,14 @@ typedef int8 vrowi;
 #define VLOAD_ROW vload8
 #define VSTORE_ROW vstore8
 #define ROW_IDS ((int8)(0, 1, 2, 3, 4, 5, 6, 7))
+#define convert_float8_or16 convert_float8
 #else
 typedef float16 vrow;
 typedef int16 vrowi;
 #define VLOAD_ROW vload16
 #define VSTORE_ROW vstore16
 #define ROW_IDS ((int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+#define convert_float8_or16 convert_float16
 #endif
 
 __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
@@ -438,6 +457,9 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
         s = fma((vrow)(qr[x]), kT[x], s);
         dp = fma((vrow)(orow[x]), vT[x], dp);
       }
+#if ALIBI
+      s -= alibi_slope2(h, H) * convert_float8_or16(abs(i + off - jv));
+#endif
       const vrow p = select((vrow)(0.0f), exp2(s - LSE[BWD_LSE(bh, i)] * CLATTN_LOG2E), vis);
       const vrow ds = p * (dp - Dd[BWD_D(bh, i)]);
       for (int x = 0; x < D; x++) {
@@ -533,6 +555,9 @@ flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS SPARSE_MASK_ARG
       s = fma(qT[x], (vrow)(kr[x]), s);
       dp = fma(oT[x], (vrow)(LOAD(Vb, vo + (long)x * vsd)), dp);
     }
+#if ALIBI
+    s -= alibi_slope2(h, H) * convert_float8_or16(abs(iv + off - j));
+#endif
     const vrow p = select((vrow)(0.0f), exp2(s - li), vis);
     const vrow ds = p * (dp - di);
     for (int x = 0; x < D; x++)

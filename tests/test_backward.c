@@ -323,13 +323,19 @@ static void test_reference_fd(void **state) {
       {1, 4, 2, 4, 6, 2, CLATTN_MASK_CAUSAL_TOP_LEFT},
       {1, 1, 1, 6, 3, 5, CLATTN_MASK_CAUSAL},
       {1, 2, 2, 7, 7, 3, CLATTN_MASK_WINDOW},
+      {1, 4, 2, 5, 6, 3, CLATTN_MASK_CAUSAL}, /* with ALiBi and sinks (below) */
   };
+  static const float sinks[4] = {0.3f, -0.5f, 1.5f, 0.0f};
   for (size_t c = 0; c < sizeof cs / sizeof *cs; c++) {
     clattn_attention_desc d =
         make(cs[c].b, cs[c].h, cs[c].hk, cs[c].nq, cs[c].nk, cs[c].hd, cs[c].m);
     d.sparse.window_left = 2;
     d.sparse.window_right = 1;
     d.layout = c == 1 ? CLATTN_LAYOUT_BSHD : CLATTN_LAYOUT_BHSD;
+    if (c == 5) {
+      d.alibi_max_bias = 4.0;
+      d.sinks = sinks;
+    }
     char label[256];
     label_of(label, sizeof label, "fd", &d);
     fd_case(&d, label);
@@ -358,6 +364,30 @@ static void run_shapes(clattn_context ctx, const char *test, const shape *cs, si
 
 /* Tile-boundary lengths, seq_q != seq_kv both ways, both causal alignments,
  * GQA and MQA (head dim 64). */
+/* ALiBi and attention sinks in the backward (P recomputed with ALiBi; the
+ * sinks live in the forward's LSE): causal both ways, GQA, seq_q != seq_kv,
+ * f32 and bf16, against the reference (itself checked by finite differences
+ * in test_reference_fd). */
+static void test_alibi_sinks(void **state) {
+  static const float sinks[4] = {0.5f, -1.0f, 2.0f, 1.0f};
+  static const shape cs[] = {
+      {1, 4, 2, 33, 70, 64, CLATTN_MASK_CAUSAL},
+      {2, 4, 4, 40, 25, 32, CLATTN_MASK_CAUSAL_TOP_LEFT},
+      {1, 4, 1, 65, 65, 64, CLATTN_MASK_NONE},
+  };
+  for (int mode = 0; mode < 3; mode++) /* ALiBi, sinks, both */
+    for (size_t c = 0; c < sizeof cs / sizeof *cs; c++) {
+      clattn_attention_desc d =
+          make(cs[c].b, cs[c].h, cs[c].hk, cs[c].nq, cs[c].nk, cs[c].hd, cs[c].m);
+      d.alibi_max_bias = mode != 1 ? 8.0 : 0.0;
+      d.sinks = mode != 0 ? sinks : NULL;
+      d.dtype = c == 2 && mode == 2 ? CLATTN_DTYPE_BF16 : CLATTN_DTYPE_F32;
+      char label[256];
+      label_of(label, sizeof label, mode == 0 ? "alibi" : mode == 1 ? "sinks" : "alibi+sinks", &d);
+      check_case(*state, &d, label);
+    }
+}
+
 static void test_shapes(void **state) {
   static const shape cs[] = {
       {1, 2, 2, 1, 1, 64, CLATTN_MASK_NONE},
@@ -770,7 +800,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_naive),        cmocka_unit_test(test_determinism),
       cmocka_unit_test(test_masked_rows),  cmocka_unit_test(test_large_scores),
       cmocka_unit_test(test_nan),          cmocka_unit_test(test_arguments),
-      cmocka_unit_test(test_ragged),
+      cmocka_unit_test(test_ragged),       cmocka_unit_test(test_alibi_sinks),
   };
   return cmocka_run_group_tests_name("clattn backward", tests, tu_group_setup, tu_group_teardown);
 }

@@ -202,12 +202,13 @@ static void test_validation(void **state) {
   assert_int_equal(clattn_plan_create(ctx, &d, CLATTN_PLAN_BACKWARD, &plan),
                    CLATTN_ERROR_UNSUPPORTED);
   assert_non_null(strstr(clattn_context_last_error(ctx), "backward"));
-  d.softcap = 0.0;
+  d.softcap = 4.0;
   d.alibi_max_bias = 8.0;
-  /* the backward reference declines them too (as the kernels do) */
+  /* the backward reference declines softcap too (as the kernels do) */
   assert_int_equal(
       clattn_reference_attention_backward(&d, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
       CLATTN_ERROR_UNSUPPORTED);
+  d.softcap = 0.0;
   d.seq_q = 1;
   d.seq_kv = 64;
   d.kv_layout = CLATTN_KV_PAGED;

@@ -33,12 +33,25 @@ static const int rows_w[] = {8, 16};
 const clattn__param clattn__flash_bwd_rows_params[1] = {{"w", 8, 16, VALS(rows_w)}};
 const char *const clattn__flash_bwd_rows_sources[] = {"flash_bwd.cl", NULL};
 
+/* The modifiers the backward kernels take: ALiBi (P recomputed with it)
+ * and attention sinks (in the forward's LSE already; no gradient is made for
+ * them). Softcap needs its derivative in dS, user functions and bias
+ * tensors are not in these kernels yet. */
+static bool bwd_mods_ok(const clattn_attention_desc *d, const char **why) {
+  if (d->softcap > 0.0) *why = "softcap is not in the backward kernels yet (ALiBi and sinks are)";
+  else if (d->score_mod || d->mask_mod)
+    *why = "user functions (score_mod / mask_mod) are not in the backward kernels yet";
+  else if (d->bias_type != CLATTN_BIAS_NONE)
+    *why = "bias tensors are not in the backward kernels yet";
+  else return true;
+  return false;
+}
+
 /* ---- the CPU kernels (flash_bwd.cl with -DROWS=1) ---- */
 
 int clattn__flash_bwd_rows_applicable(const clattn__device_info *info,
                                       const clattn_attention_desc *d, const char **why) {
-  CLATTN__NO_MODS(d, why, "backward");
-  (void)d;
+  if (!bwd_mods_ok(d, why)) return 0;
   if (!info->is_cpu) {
     *why = "written for CPU devices";
     return 0;
@@ -77,10 +90,8 @@ bool clattn__flash_bwd_rows_fallback(const clattn__device_info *info,
 
 int clattn__flash_bwd_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                                  const char **why) {
-  CLATTN__NO_MODS(d, why, "backward");
+  if (!bwd_mods_ok(d, why)) return 0;
   (void)info;
-  (void)d;
-  (void)why;
   return 10; /* every device, dtype and mask of the flash family */
 }
 
@@ -197,6 +208,8 @@ clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const c
   /* No -cl-fast-relaxed-math: NaN inputs must give NaN gradients. */
   if (ctx->info.is_cpu) clattn__append(opts, sizeof opts, " -DCLATTN_SOFT_HALF=1");
   if (p->sparse) clattn__append(opts, sizeof opts, " -DSPARSE=%d", p->sparse->cls);
+  if (d->alibi_max_bias > 0.0)
+    clattn__append(opts, sizeof opts, " -DALIBI=1 -DALIBI_BIAS=%.9ef", d->alibi_max_bias);
   cl_program prog = NULL;
   clattn_status st = clattn__get_program(ctx, "flash_bwd.cl", opts, &prog);
   if (st != CLATTN_SUCCESS) return st;

@@ -248,7 +248,9 @@ clattn_status clattn_reference_attention_backward(const clattn_attention_desc *d
   clattn_strides qs, ks, vs, os;
   clattn_status st = clattn__desc_resolve(NULL, desc, &d, &qs, &ks, &vs, &os, NULL);
   if (st != CLATTN_SUCCESS) return st;
-  if (clattn__desc_has_mods(&d)) return CLATTN_ERROR_UNSUPPORTED; /* as the backward kernels */
+  /* as the backward kernels: ALiBi and sinks, not softcap, user functions or bias tensors */
+  if (d.softcap > 0.0 || d.score_mod || d.mask_mod || d.bias_type != CLATTN_BIAS_NONE)
+    return CLATTN_ERROR_UNSUPPORTED;
   if (!q || !k || !v || !dout || !dq || !dk || !dv) return CLATTN_ERROR_INVALID_ARGUMENT;
   const int Nq = d.seq_q, Nk = d.seq_kv, hd = d.head_dim, G = d.heads / d.kv_heads;
   ref_mask m = {&d, 0, -1, NULL, NULL};
@@ -291,8 +293,11 @@ clattn_status clattn_reference_attention_backward(const clattn_attention_desc *d
         }
         /* P = softmax of the visible scores. */
         /* (a NaN score makes the sum, so every P, NaN) */
-        const double mx = ref_row_scores(&d, NULL, k, &ks, qrow, vis, b, h, i, pr);
+        double mx = ref_row_scores(&d, NULL, k, &ks, qrow, vis, b, h, i, pr);
         double sum = 0.0;
+        /* a sink: one more term of the denominator (its value is no key's) */
+        if (d.sinks && (double)d.sinks[h] > mx) mx = (double)d.sinks[h];
+        if (d.sinks) sum = exp((double)d.sinks[h] - mx);
         for (int j = 0; j < Nk; j++)
           if (vis[j]) sum += pr[j] = exp(pr[j] - mx);
         for (int j = 0; j < Nk; j++) {
