@@ -113,6 +113,31 @@ __kernel void flash_bwd_pre(__global const stype *restrict O, __global const sty
   Dd[BWD_D(bh, i)] = acc;
 }
 
+/* A user mask (-DUSER_MASK, common.cl: clattn_mask_mod compiled in): a pair
+ * it hides has P = 0 and dS = 0, as in the forward; `user` is
+ * clattn_exec_args.user. It is evaluated for existing rows and keys only. */
+#if USER_MASK
+#define BWD_USER_ARG , __global const uchar *restrict user
+#define BWD_USER_PARAM , const int ub, const int uh, __global const uchar *user
+#define BWD_USER_PASS(b, h) , (b), (h), user
+#else
+#define BWD_USER_ARG
+#define BWD_USER_PARAM
+#define BWD_USER_PASS(b, h)
+#endif
+
+/* ALiBi (-DALIBI, common.cl): the score of query position p against key j
+ * loses slope2·|p − j| (log2 units), as in the forward; P is recomputed with
+ * it and the gradients' formulas are unchanged (an additive constant).
+ * Attention sinks need nothing here: the forward's LSE holds them. */
+#if ALIBI
+#define BWD_ALIBI_PARAM , const float slope2
+#define BWD_ALIBI_PASS(h) , alibi_slope2((h), H)
+#else
+#define BWD_ALIBI_PARAM
+#define BWD_ALIBI_PASS(h)
+#endif
+
 #ifndef ROWS
 #define ROWS 0
 #endif
@@ -146,24 +171,12 @@ inline void bwd_load(__local float *dst, __global const stype *base, long ss, lo
   }
 }
 
-/* ALiBi (-DALIBI, common.cl): the score of query position p against key j
- * loses slope2·|p − j| (log2 units), as in the forward; P is recomputed with
- * it and the gradients' formulas are unchanged (an additive constant).
- * Attention sinks need nothing here: the forward's LSE holds them. */
-#if ALIBI
-#define BWD_ALIBI_PARAM , const float slope2
-#define BWD_ALIBI_PASS(h) , alibi_slope2((h), H)
-#else
-#define BWD_ALIBI_PARAM
-#define BWD_ALIBI_PASS(h)
-#endif
-
 /* Phase 1: P and dS of the tile (queries q0.., keys k0..) from Qs (pre-scaled
  * by scale·log2 e), Os (dO), Ks, Vs, Ls (LSE·log2 e), Ds (D). */
 inline void bwd_tile(__local const float *Qs, __local const float *Os, __local const float *Ks,
                      __local const float *Vs, __local const float *Ls, __local const float *Ds,
                      __local float *Ps, __local float *dSs, int q0, int k0, int Nq, int Nk,
-                     int off, int lid BWD_ALIBI_PARAM
+                     int off, int lid BWD_ALIBI_PARAM BWD_USER_PARAM
 #if SPARSE
                      ,
                      __global const uint *restrict sp_bits, const int sp_left, const int sp_right,
@@ -181,6 +194,9 @@ inline void bwd_tile(__local const float *Qs, __local const float *Os, __local c
 #endif
 #if SPARSE
     vis = vis && sp_visible(i + off, j, Nk, SPARSE_MASK_PASS);
+#endif
+#if USER_MASK
+    vis = vis && clattn_mask_mod(ub, uh, i, j, user);
 #endif
     float p = 0.0f, ds = 0.0f;
     if (vis) {
@@ -213,7 +229,7 @@ inline void bwd_tile(__local const float *Qs, __local const float *Os, __local c
 
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
 flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict dV BWD_TILE_ARGS
-                             SPARSE_MASK_ARGS) {
+                             BWD_USER_ARG SPARSE_MASK_ARGS) {
   __local float Ks[BN * LD], Vs[BN * LD], Qs[BM * LD], Os[BM * LD];
   __local float Ps[BM * LDP], dSs[BM * LDP], Ls[BM], Ds[BM];
 
@@ -264,7 +280,7 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
       }
       barrier(CLK_LOCAL_MEM_FENCE);
       bwd_tile(Qs, Os, Ks, Vs, Ls, Ds, Ps, dSs, q0, k0, Nq, Nk, off,
-               lid BWD_ALIBI_PASS(h) TILE_MASK_PASS);
+               lid BWD_ALIBI_PASS(h) BWD_USER_PASS(b, h) TILE_MASK_PASS);
       barrier(CLK_LOCAL_MEM_FENCE);
       for (int r = 0; r < BM; r++) {
         const float p = Ps[r * LDP + c], ds = dSs[r * LDP + c];
@@ -294,7 +310,7 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
 }
 
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
-flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS SPARSE_MASK_ARGS) {
+flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS BWD_USER_ARG SPARSE_MASK_ARGS) {
   __local float Ks[BN * LD], Vs[BN * LD], Qs[BM * LD], Os[BM * LD];
   __local float Ps[BM * LDP], dSs[BM * LDP], Ls[BM], Ds[BM];
 
@@ -337,7 +353,7 @@ flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS SPARSE_MASK_ARG
     bwd_load(Vs, Vb, vss, vsd, k0, BN, Nk, 1.0f, lid);
     barrier(CLK_LOCAL_MEM_FENCE);
     bwd_tile(Qs, Os, Ks, Vs, Ls, Ds, Ps, dSs, q0, k0, Nq, Nk, off,
-             lid BWD_ALIBI_PASS(h) TILE_MASK_PASS);
+             lid BWD_ALIBI_PASS(h) BWD_USER_PASS(b, h) TILE_MASK_PASS);
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int cc = 0; cc < BN; cc++) {
       const float ds = dSs[r * LDP + cc];
@@ -392,7 +408,7 @@ typedef int16 vrowi;
 
 __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
 flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict dV BWD_TILE_ARGS
-                             SPARSE_MASK_ARGS) {
+                             BWD_USER_ARG SPARSE_MASK_ARGS) {
   const int kt = get_group_id(0);
   const int bhk = get_group_id(1);
   const int Hk = H / G;
@@ -447,6 +463,14 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
         vis = vis & VLOAD_ROW(0, tm);
       }
 #endif
+#if USER_MASK
+      {
+        int tm[W];
+        for (int c = 0; c < W; c++)
+          tm[c] = k0 + c < Nk && clattn_mask_mod(b, h, i, k0 + c, user) ? -1 : 0;
+        vis = vis & VLOAD_ROW(0, tm);
+      }
+#endif
       if (!any(vis)) continue;
       const long qo = ROW_OFF(i, qss), oo = ROW_OFF(i, oss);
       float qr[D], orow[D]; /* the row, loaded (and converted) once */
@@ -485,7 +509,7 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
 }
 
 __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
-flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS SPARSE_MASK_ARGS) {
+flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS BWD_USER_ARG SPARSE_MASK_ARGS) {
   const int qt = get_group_id(0);
   const int bh = get_group_id(1);
   const int b = bh / H, h = bh % H, hk = h / G;
@@ -543,6 +567,14 @@ flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS SPARSE_MASK_ARG
       int tm[W];
       for (int r = 0; r < W; r++)
         tm[r] = sp_visible(q0 + r + off, j, Nk, SPARSE_MASK_PASS) ? -1 : 0;
+      vis = vis & VLOAD_ROW(0, tm);
+    }
+#endif
+#if USER_MASK
+    {
+      int tm[W];
+      for (int r = 0; r < W; r++)
+        tm[r] = q0 + r < Nq && clattn_mask_mod(b, h, q0 + r, j, user) ? -1 : 0;
       vis = vis & VLOAD_ROW(0, tm);
     }
 #endif

@@ -518,8 +518,9 @@ typedef struct clattn_attention_desc {
 
   /* User functions: OpenCL C source compiled into the kernels (the flash
    * family's prefill kernels flash and flash_rows, every mask, and its
-   * decode kernels decode and decode_warp, forward only; the other kernels
-   * and the backward decline a descriptor that sets
+   * decode kernels decode and decode_warp; the backward takes mask_mod (not
+   * score_mod: it would need its derivative); the other kernels decline a
+   * descriptor that sets
    * one). The plan copies the text; a compile error makes plan creation
    * return CLATTN_ERROR_INVALID_ARGUMENT with the compiler's log in
    * clattn_context_last_error(). `user` is the buffer of clattn_exec_args
@@ -836,9 +837,10 @@ CLATTN_API clattn_status clattn_kv_append_ex(clattn_context ctx, const clattn_at
  * same device and configuration (every sum has a fixed order; no atomics).
  * Accumulation is float32 for every storage type. Fully masked rows give
  * zero gradients; NaN in the inputs gives NaN gradients, never a silent 0.
- * Families: flash (every mask, including the sparse ones; ALiBi and
- * attention sinks; not softcap, user functions or bias tensors:
- * CLATTN_ERROR_UNSUPPORTED naming them). The naive and
+ * Families: flash (every mask, including the sparse ones; ALiBi, attention
+ * sinks and a user mask_mod, which reads args->user of
+ * clattn_plan_execute_backward_ex; not softcap, a score_mod or bias
+ * tensors: CLATTN_ERROR_UNSUPPORTED naming them). The naive and
  * linear families have no backward yet (CLATTN_ERROR_UNSUPPORTED).
  * The backward kernels are chosen and built at the first call unless the
  * plan was created with CLATTN_PLAN_BACKWARD (errors of that build are

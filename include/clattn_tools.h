@@ -146,6 +146,14 @@ CLATTN_API clattn_status clattn_reference_attention_backward(const clattn_attent
                                                              const void *v, const void *dout,
                                                              double *dq, double *dk, double *dv);
 
+/** clattn_reference_attention_backward with the C twin of the descriptor's
+ *  mask_mod (fns->mask_mod and fns->user; required when desc.mask_mod is
+ *  set, else CLATTN_ERROR_INVALID_ARGUMENT). The other twins are not used:
+ *  the backward has no score_mod or bias. */
+CLATTN_API clattn_status clattn_reference_attention_backward_ex(
+    const clattn_attention_desc *desc, const void *q, const void *k, const void *v,
+    const void *dout, double *dq, double *dk, double *dv, const clattn_reference_fns *fns);
+
 /**
  * Float64 host reference of linear attention (the formula documented at
  * clattn_feature_map), computed in its naive quadratic form — each weight

@@ -174,6 +174,9 @@ typedef struct grad_err {
   size_t nonfinite;
 } grad_err;
 
+/* The C twins of a descriptor's mask_mod (test_mask_mod), else NULL. */
+static const clattn_reference_fns *g_fns;
+
 static void reference(const problem *p, double *ref[3]) {
   const clattn_attention_desc *d = &p->d;
   const int kvh = d->kv_heads ? d->kv_heads : d->heads;
@@ -183,9 +186,9 @@ static void reference(const problem *p, double *ref[3]) {
   ref[1] = malloc(nk * sizeof(double));
   ref[2] = malloc(nk * sizeof(double));
   assert_true(ref[0] && ref[1] && ref[2]);
-  assert_int_equal(clattn_reference_attention_backward(d, tensor_data(&p->q), tensor_data(&p->k),
-                                                       tensor_data(&p->v), tensor_data(&p->dout),
-                                                       ref[0], ref[1], ref[2]),
+  assert_int_equal(clattn_reference_attention_backward_ex(
+                       d, tensor_data(&p->q), tensor_data(&p->k), tensor_data(&p->v),
+                       tensor_data(&p->dout), ref[0], ref[1], ref[2], g_fns),
                    CLATTN_SUCCESS);
 }
 
@@ -386,6 +389,48 @@ static void test_alibi_sinks(void **state) {
       label_of(label, sizeof label, mode == 0 ? "alibi" : mode == 1 ? "sinks" : "alibi+sinks", &d);
       check_case(*state, &d, label);
     }
+}
+
+/* A user mask_mod in the backward (P = dS = 0 where it hides a pair): a
+ * pattern over (b, h, q, k) that also hides a whole row of batch entry 1
+ * (zero gradients there), causal or not, GQA, seq_q != seq_kv, f32 and
+ * bf16, against the reference with the C twin. A score_mod is refused. */
+static const char k_bwd_mask[] =
+    "int clattn_mask_mod(int b, int h, int q, int k, __global const uchar *u) {\n"
+    "  return (q + 2 * k + h) % 5 != 0 && !(b == 1 && q == 3);\n"
+    "}\n";
+static int bwd_mask_twin(int b, int h, int q, int k, const void *u) {
+  (void)u;
+  return (q + 2 * k + h) % 5 != 0 && !(b == 1 && q == 3);
+}
+static void test_mask_mod(void **state) {
+  const clattn_reference_fns fns = {NULL, bwd_mask_twin, NULL, NULL};
+  static const shape cs[] = {
+      {2, 4, 2, 33, 70, 64, CLATTN_MASK_CAUSAL},
+      {2, 2, 2, 40, 25, 32, CLATTN_MASK_NONE},
+      {2, 4, 1, 20, 20, 16, CLATTN_MASK_CAUSAL_TOP_LEFT},
+  };
+  g_fns = &fns;
+  for (size_t c = 0; c < sizeof cs / sizeof *cs; c++) {
+    clattn_attention_desc d =
+        make(cs[c].b, cs[c].h, cs[c].hk, cs[c].nq, cs[c].nk, cs[c].hd, cs[c].m);
+    d.mask_mod = k_bwd_mask;
+    d.dtype = c == 1 ? CLATTN_DTYPE_BF16 : CLATTN_DTYPE_F32;
+    d.alibi_max_bias = c == 2 ? 4.0 : 0.0;
+    char label[256];
+    label_of(label, sizeof label, "mask_mod", &d);
+    check_case(*state, &d, label);
+  }
+  g_fns = NULL;
+  /* a score_mod has no backward: refused with the reason */
+  clattn_attention_desc d = make(1, 1, 1, 8, 8, 16, CLATTN_MASK_NONE);
+  d.score_mod = "float clattn_score_mod(float s, int b, int h, int q, int k, "
+                "__global const uchar *u) { return s; }\n";
+  clattn_plan plan = NULL;
+  assert_int_equal(clattn_plan_create(*state, &d, CLATTN_PLAN_BACKWARD, &plan),
+                   CLATTN_ERROR_UNSUPPORTED);
+  assert_non_null(strstr(clattn_context_last_error(*state), "score_mod has no backward"));
+  assert_null(plan);
 }
 
 static void test_shapes(void **state) {
@@ -801,6 +846,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_masked_rows),  cmocka_unit_test(test_large_scores),
       cmocka_unit_test(test_nan),          cmocka_unit_test(test_arguments),
       cmocka_unit_test(test_ragged),       cmocka_unit_test(test_alibi_sinks),
+      cmocka_unit_test(test_mask_mod),
   };
   return cmocka_run_group_tests_name("clattn backward", tests, tu_group_setup, tu_group_teardown);
 }

@@ -33,14 +33,15 @@ static const int rows_w[] = {8, 16};
 const clattn__param clattn__flash_bwd_rows_params[1] = {{"w", 8, 16, VALS(rows_w)}};
 const char *const clattn__flash_bwd_rows_sources[] = {"flash_bwd.cl", NULL};
 
-/* The modifiers the backward kernels take: ALiBi (P recomputed with it)
- * and attention sinks (in the forward's LSE already; no gradient is made for
- * them). Softcap needs its derivative in dS, user functions and bias
- * tensors are not in these kernels yet. */
+/* The modifiers the backward kernels take: ALiBi (P recomputed with it),
+ * attention sinks (in the forward's LSE already; no gradient is made for
+ * them) and the user's mask_mod (hidden pairs get P = dS = 0). Softcap
+ * needs its derivative in dS and a score_mod the user's derivative: not
+ * yet, nor bias tensors. */
 static bool bwd_mods_ok(const clattn_attention_desc *d, const char **why) {
   if (d->softcap > 0.0) *why = "softcap is not in the backward kernels yet (ALiBi and sinks are)";
-  else if (d->score_mod || d->mask_mod)
-    *why = "user functions (score_mod / mask_mod) are not in the backward kernels yet";
+  else if (d->score_mod)
+    *why = "a user score_mod has no backward (it needs its derivative; mask_mod has one)";
   else if (d->bias_type != CLATTN_BIAS_NONE)
     *why = "bias tensors are not in the backward kernels yet";
   else return true;
@@ -210,8 +211,10 @@ clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const c
   if (p->sparse) clattn__append(opts, sizeof opts, " -DSPARSE=%d", p->sparse->cls);
   if (d->alibi_max_bias > 0.0)
     clattn__append(opts, sizeof opts, " -DALIBI=1 -DALIBI_BIAS=%.9ef", d->alibi_max_bias);
+  if (d->mask_mod) clattn__append(opts, sizeof opts, " -DUSER_MASK=1");
   cl_program prog = NULL;
-  clattn_status st = clattn__get_program(ctx, "flash_bwd.cl", opts, &prog);
+  /* the user's mask_mod compiled in (a compile error: INVALID_ARGUMENT with the log) */
+  clattn_status st = clattn__get_program_user(ctx, "flash_bwd.cl", opts, d->mask_mod, &prog);
   if (st != CLATTN_SUCCESS) return st;
   const size_t l_dkdv = s->rows ? 0 : clattn__flash_bwd_local(params, d), l_dq = l_dkdv;
   if ((st = clattn__create_kernel_sized(ctx, prog, "flash_bwd_pre", 0, &s->pre)) !=
@@ -272,13 +275,18 @@ static cl_int set_common(clattn_plan p, bwd_state *s, cl_kernel kr, const clattn
   return err;
 }
 
-static cl_int set_tail(clattn_plan p, bwd_state *s, cl_kernel kr, cl_uint a) {
+/* The arguments after the tiles': the sparse tile bitmap (BWD_TILE_ARGS),
+ * the user buffer (BWD_USER_ARG; the D workspace stands in when the call
+ * gives none: the mask must not read `user` then, as in the forward), the
+ * sparse mask's. */
+static cl_int set_tail(clattn_plan p, bwd_state *s, cl_kernel kr, cl_uint a, cl_mem user) {
   cl_int err = CL_SUCCESS;
   if (p->sparse) {
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->tbits);
     err |= clSetKernelArg(kr, a++, sizeof(int), &s->tb_words);
-    err |= clattn__sparse_set_mask_args(p->sparse, kr, a);
   }
+  if (p->desc.mask_mod) err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &user);
+  if (p->sparse) err |= clattn__sparse_set_mask_args(p->sparse, kr, a);
   return err;
 }
 
@@ -310,11 +318,12 @@ clattn_status clattn__flash_bwd_execute(clattn_plan p, const clattn__buffers *b,
   err |= set_common(p, s, s->dkdv, b, &a);
   err |= clSetKernelArg(s->dkdv, a++, sizeof(cl_mem), &b->dk);
   err |= clSetKernelArg(s->dkdv, a++, sizeof(cl_mem), &b->dv);
-  err |= set_tail(p, s, s->dkdv, a);
+  const cl_mem user = b->user ? b->user : s->dbuf;
+  err |= set_tail(p, s, s->dkdv, a, user);
   a = 0;
   err |= set_common(p, s, s->dq, b, &a);
   err |= clSetKernelArg(s->dq, a++, sizeof(cl_mem), &b->dq);
-  err |= set_tail(p, s, s->dq, a);
+  err |= set_tail(p, s, s->dq, a, user);
   if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clSetKernelArg", err, "flash_bwd");
 
   const size_t pre_lws[2] = {64, 1};

@@ -244,13 +244,23 @@ clattn_status clattn_reference_attention_ex(const clattn_attention_desc *desc, c
 clattn_status clattn_reference_attention_backward(const clattn_attention_desc *desc, const void *q,
                                                   const void *k, const void *v, const void *dout,
                                                   double *dq, double *dk, double *dv) {
+  return clattn_reference_attention_backward_ex(desc, q, k, v, dout, dq, dk, dv, NULL);
+}
+
+clattn_status clattn_reference_attention_backward_ex(const clattn_attention_desc *desc,
+                                                     const void *q, const void *k, const void *v,
+                                                     const void *dout, double *dq, double *dk,
+                                                     double *dv, const clattn_reference_fns *fns) {
   clattn_attention_desc d;
   clattn_strides qs, ks, vs, os;
   clattn_status st = clattn__desc_resolve(NULL, desc, &d, &qs, &ks, &vs, &os, NULL);
   if (st != CLATTN_SUCCESS) return st;
-  /* as the backward kernels: ALiBi and sinks, not softcap, user functions or bias tensors */
-  if (d.softcap > 0.0 || d.score_mod || d.mask_mod || d.bias_type != CLATTN_BIAS_NONE)
+  /* as the backward kernels: ALiBi, sinks and a user mask (its C twin), not
+   * softcap, a score_mod or bias tensors */
+  if (d.softcap > 0.0 || d.score_mod || d.bias_type != CLATTN_BIAS_NONE)
     return CLATTN_ERROR_UNSUPPORTED;
+  if (d.mask_mod && !(fns && fns->mask_mod)) return CLATTN_ERROR_INVALID_ARGUMENT;
+  const clattn_reference_fns *umask = d.mask_mod ? fns : NULL;
   if (!q || !k || !v || !dout || !dq || !dk || !dv) return CLATTN_ERROR_INVALID_ARGUMENT;
   const int Nq = d.seq_q, Nk = d.seq_kv, hd = d.head_dim, G = d.heads / d.kv_heads;
   ref_mask m = {&d, 0, -1, NULL, NULL};
@@ -260,15 +270,16 @@ clattn_status clattn_reference_attention_backward(const clattn_attention_desc *d
   double *qrow = malloc((size_t)hd * sizeof(double));
   double *dorow = malloc((size_t)hd * sizeof(double));
   double *orow = malloc((size_t)hd * sizeof(double));
-  unsigned char *vis = malloc((size_t)Nk);
+  unsigned char *vis = malloc((size_t)Nk), *uvis = malloc((size_t)Nk);
   m.row = malloc((size_t)m.nkb + 1);
   m.cand = malloc(((size_t)m.nkb + 1) * sizeof(int));
-  if (!pr || !qrow || !dorow || !orow || !vis || !m.row || !m.cand) {
+  if (!pr || !qrow || !dorow || !orow || !vis || !uvis || !m.row || !m.cand) {
     free(pr);
     free(qrow);
     free(dorow);
     free(orow);
     free(vis);
+    free(uvis);
     free(m.row);
     free(m.cand);
     return CLATTN_ERROR_OUT_OF_MEMORY;
@@ -284,6 +295,12 @@ clattn_status clattn_reference_attention_backward(const clattn_attention_desc *d
     for (int b = 0; b < d.batch; b++)
       for (int h = 0; h < d.heads; h++) {
         const int hk = h / G;
+        /* the user mask (its twin) on top of the descriptor's */
+        int nu = 0;
+        for (int j = 0; j < Nk; j++)
+          nu += uvis[j] = (unsigned char)(vis[j] && (!umask || umask->mask_mod(b, h, i, j,
+                                                                                 umask->user)));
+        if (!nu) continue; /* no key visible to this row: zero gradients */
         for (int x = 0; x < hd; x++) {
           qrow[x] =
               clattn__load_elem(q, d.dtype, b * qs.batch + h * qs.head + i * qs.seq + x * qs.dim);
@@ -293,15 +310,15 @@ clattn_status clattn_reference_attention_backward(const clattn_attention_desc *d
         }
         /* P = softmax of the visible scores. */
         /* (a NaN score makes the sum, so every P, NaN) */
-        double mx = ref_row_scores(&d, NULL, k, &ks, qrow, vis, b, h, i, pr);
+        double mx = ref_row_scores(&d, NULL, k, &ks, qrow, uvis, b, h, i, pr);
         double sum = 0.0;
         /* a sink: one more term of the denominator (its value is no key's) */
         if (d.sinks && (double)d.sinks[h] > mx) mx = (double)d.sinks[h];
         if (d.sinks) sum = exp((double)d.sinks[h] - mx);
         for (int j = 0; j < Nk; j++)
-          if (vis[j]) sum += pr[j] = exp(pr[j] - mx);
+          if (uvis[j]) sum += pr[j] = exp(pr[j] - mx);
         for (int j = 0; j < Nk; j++) {
-          if (!vis[j]) continue;
+          if (!uvis[j]) continue;
           pr[j] /= sum;
           const int64_t vb = b * vs.batch + hk * vs.head + j * vs.seq;
           for (int x = 0; x < hd; x++)
@@ -314,7 +331,7 @@ clattn_status clattn_reference_attention_backward(const clattn_attention_desc *d
           Di += dorow[x] * orow[x];
         double *dqrow = dq + (((int64_t)b * d.heads + h) * Nq + i) * hd;
         for (int j = 0; j < Nk; j++) {
-          if (!vis[j]) continue;
+          if (!uvis[j]) continue;
           const int64_t kb = b * ks.batch + hk * ks.head + j * ks.seq;
           const int64_t vb = b * vs.batch + hk * vs.head + j * vs.seq;
           double dp = 0.0;
@@ -332,6 +349,7 @@ clattn_status clattn_reference_attention_backward(const clattn_attention_desc *d
       }
   }
   free(pr);
+  free(uvis);
   free(qrow);
   free(dorow);
   free(orow);
