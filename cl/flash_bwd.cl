@@ -113,6 +113,22 @@ __kernel void flash_bwd_pre(__global const stype *restrict O, __global const sty
   Dd[BWD_D(bh, i)] = acc;
 }
 
+/* Softcap (-DSOFTCAP, common.cl): the score s (log2 units) is capped as in
+ * the forward, s_c = SOFTCAP2·tanh(s / SOFTCAP2), and dS is taken back
+ * through it: ∂s_c/∂s = 1 − tanh² = 1 − (s_c / SOFTCAP2)². BWD_SOFTCAP(s, T)
+ * caps s in place and declares the factor; BWD_SOFTCAP_GRAD multiplies dS by
+ * it. */
+#if SOFTCAP
+#define BWD_SOFTCAP(s, T)                                                                          \
+  T cap_t;                                                                                         \
+  SOFTCAP_APPLY(s, cap_t);                                                                         \
+  const T cap_d = 1.0f - ((s) * (1.0f / SOFTCAP2)) * ((s) * (1.0f / SOFTCAP2))
+#define BWD_SOFTCAP_GRAD *cap_d
+#else
+#define BWD_SOFTCAP(s, T) (void)0
+#define BWD_SOFTCAP_GRAD
+#endif
+
 /* A user mask (-DUSER_MASK, common.cl: clattn_mask_mod compiled in): a pair
  * it hides has P = 0 and dS = 0, as in the forward; `user` is
  * clattn_exec_args.user. It is evaluated for existing rows and keys only. */
@@ -205,11 +221,12 @@ inline void bwd_tile(__local const float *Qs, __local const float *Os, __local c
         s = fma(Qs[r * LD + x], Ks[c * LD + x], s);
         dp = fma(Os[r * LD + x], Vs[c * LD + x], dp);
       }
+      BWD_SOFTCAP(s, float);
 #if ALIBI
       s -= slope2 * (float)abs(i + off - j);
 #endif
       p = exp2(s - Ls[r]);
-      ds = p * (dp - Ds[r]);
+      ds = p * (dp - Ds[r]) BWD_SOFTCAP_GRAD;
     }
     Ps[r * LDP + c] = p;
     dSs[r * LDP + c] = ds;
@@ -481,11 +498,12 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
         s = fma((vrow)(qr[x]), kT[x], s);
         dp = fma((vrow)(orow[x]), vT[x], dp);
       }
+      BWD_SOFTCAP(s, vrow);
 #if ALIBI
       s -= alibi_slope2(h, H) * convert_float8_or16(abs(i + off - jv));
 #endif
       const vrow p = select((vrow)(0.0f), exp2(s - LSE[BWD_LSE(bh, i)] * CLATTN_LOG2E), vis);
-      const vrow ds = p * (dp - Dd[BWD_D(bh, i)]);
+      const vrow ds = p * (dp - Dd[BWD_D(bh, i)]) BWD_SOFTCAP_GRAD;
       for (int x = 0; x < D; x++) {
         dvT[x] = fma(p, (vrow)(orow[x]), dvT[x]);
         dkT[x] = fma(ds, (vrow)(qr[x]), dkT[x]);
@@ -587,11 +605,12 @@ flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS BWD_USER_ARG SP
       s = fma(qT[x], (vrow)(kr[x]), s);
       dp = fma(oT[x], (vrow)(LOAD(Vb, vo + (long)x * vsd)), dp);
     }
+    BWD_SOFTCAP(s, vrow);
 #if ALIBI
     s -= alibi_slope2(h, H) * convert_float8_or16(abs(iv + off - j));
 #endif
     const vrow p = select((vrow)(0.0f), exp2(s - li), vis);
-    const vrow ds = p * (dp - di);
+    const vrow ds = p * (dp - di) BWD_SOFTCAP_GRAD;
     for (int x = 0; x < D; x++)
       dqT[x] = fma(ds, (vrow)(kr[x]), dqT[x]);
   }

@@ -500,9 +500,9 @@ typedef struct clattn_attention_desc {
   int total_kv; /**< Ragged CONTIGUOUS: rows of the packed K and V, >= 1. */
 
   /* Score modifiers (built-ins; the flash family's prefill kernels, flash
-   * and flash_rows, dense and sparse masks, and its decode kernels; the
-   * backward takes ALiBi (not softcap); other kernels decline a descriptor
-   * that sets one). Each acts on the
+   * and flash_rows, dense and sparse masks, and its decode kernels, and the
+   * backward; other kernels decline a descriptor that sets one). Each acts
+   * on the
    * scaled score s = scale·qᵀk before the mask, in this order. */
   /** > 0: logit soft-capping (Gemma 2), s ← softcap·tanh(s / softcap).
    *  0: off. Finite, at most 1e30. */
@@ -837,10 +837,10 @@ CLATTN_API clattn_status clattn_kv_append_ex(clattn_context ctx, const clattn_at
  * same device and configuration (every sum has a fixed order; no atomics).
  * Accumulation is float32 for every storage type. Fully masked rows give
  * zero gradients; NaN in the inputs gives NaN gradients, never a silent 0.
- * Families: flash (every mask, including the sparse ones; ALiBi, attention
- * sinks and a user mask_mod, which reads args->user of
- * clattn_plan_execute_backward_ex; not softcap, a score_mod or bias
- * tensors: CLATTN_ERROR_UNSUPPORTED naming them). The naive and
+ * Families: flash (every mask, including the sparse ones; softcap, ALiBi,
+ * attention sinks and a user mask_mod, which reads args->user of
+ * clattn_plan_execute_backward_ex; not a score_mod or bias tensors:
+ * CLATTN_ERROR_UNSUPPORTED naming them). The naive and
  * linear families have no backward yet (CLATTN_ERROR_UNSUPPORTED).
  * The backward kernels are chosen and built at the first call unless the
  * plan was created with CLATTN_PLAN_BACKWARD (errors of that build are

@@ -327,6 +327,7 @@ static void test_reference_fd(void **state) {
       {1, 1, 1, 6, 3, 5, CLATTN_MASK_CAUSAL},
       {1, 2, 2, 7, 7, 3, CLATTN_MASK_WINDOW},
       {1, 4, 2, 5, 6, 3, CLATTN_MASK_CAUSAL}, /* with ALiBi and sinks (below) */
+      {1, 2, 1, 4, 5, 3, CLATTN_MASK_NONE},   /* with softcap (below) */
   };
   static const float sinks[4] = {0.3f, -0.5f, 1.5f, 0.0f};
   for (size_t c = 0; c < sizeof cs / sizeof *cs; c++) {
@@ -339,6 +340,7 @@ static void test_reference_fd(void **state) {
       d.alibi_max_bias = 4.0;
       d.sinks = sinks;
     }
+    if (c == 6) d.softcap = 0.7; /* small: scores near the cap, tanh far from linear */
     char label[256];
     label_of(label, sizeof label, "fd", &d);
     fd_case(&d, label);
@@ -378,15 +380,21 @@ static void test_alibi_sinks(void **state) {
       {2, 4, 4, 40, 25, 32, CLATTN_MASK_CAUSAL_TOP_LEFT},
       {1, 4, 1, 65, 65, 64, CLATTN_MASK_NONE},
   };
-  for (int mode = 0; mode < 3; mode++) /* ALiBi, sinks, both */
+  for (int mode = 0; mode < 4; mode++) /* ALiBi, sinks, both, softcap with ALiBi */
     for (size_t c = 0; c < sizeof cs / sizeof *cs; c++) {
       clattn_attention_desc d =
           make(cs[c].b, cs[c].h, cs[c].hk, cs[c].nq, cs[c].nk, cs[c].hd, cs[c].m);
       d.alibi_max_bias = mode != 1 ? 8.0 : 0.0;
-      d.sinks = mode != 0 ? sinks : NULL;
+      d.sinks = mode == 1 || mode == 2 ? sinks : NULL;
+      d.softcap = mode == 3 ? 2.0 : 0.0;
       d.dtype = c == 2 && mode == 2 ? CLATTN_DTYPE_BF16 : CLATTN_DTYPE_F32;
       char label[256];
-      label_of(label, sizeof label, mode == 0 ? "alibi" : mode == 1 ? "sinks" : "alibi+sinks", &d);
+      label_of(label, sizeof label,
+               mode == 0   ? "alibi"
+               : mode == 1 ? "sinks"
+               : mode == 2 ? "alibi+sinks"
+                           : "softcap+alibi",
+               &d);
       check_case(*state, &d, label);
     }
 }

@@ -199,15 +199,22 @@ static void test_validation(void **state) {
   assert_int_equal(clattn_plan_create(ctx, &d, 0, &plan), CLATTN_ERROR_UNSUPPORTED);
   assert_non_null(strstr(clattn_context_last_error(ctx), "are not in the naive kernel"));
   d.algo = CLATTN_ALGO_FLASH;
+  /* the backward takes softcap and ALiBi (test_backward checks the gradients) */
+  d.alibi_max_bias = 8.0;
+  assert_int_equal(clattn_plan_create(ctx, &d, CLATTN_PLAN_BACKWARD, &plan), CLATTN_SUCCESS);
+  assert_non_null(strstr(clattn_plan_describe(plan), "backward"));
+  clattn_plan_release(plan);
+  plan = NULL;
+  /* a bias tensor has no backward: the kernels and the reference decline it */
+  d.bias_type = CLATTN_BIAS_F32;
+  d.bias_strides = (clattn_strides){0, 0, d.seq_kv, 1};
   assert_int_equal(clattn_plan_create(ctx, &d, CLATTN_PLAN_BACKWARD, &plan),
                    CLATTN_ERROR_UNSUPPORTED);
-  assert_non_null(strstr(clattn_context_last_error(ctx), "backward"));
-  d.softcap = 4.0;
-  d.alibi_max_bias = 8.0;
-  /* the backward reference declines softcap too (as the kernels do) */
+  assert_non_null(strstr(clattn_context_last_error(ctx), "bias tensors are not in the backward"));
   assert_int_equal(
       clattn_reference_attention_backward(&d, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
       CLATTN_ERROR_UNSUPPORTED);
+  d.bias_type = CLATTN_BIAS_NONE;
   d.softcap = 0.0;
   d.seq_q = 1;
   d.seq_kv = 64;

@@ -33,14 +33,13 @@ static const int rows_w[] = {8, 16};
 const clattn__param clattn__flash_bwd_rows_params[1] = {{"w", 8, 16, VALS(rows_w)}};
 const char *const clattn__flash_bwd_rows_sources[] = {"flash_bwd.cl", NULL};
 
-/* The modifiers the backward kernels take: ALiBi (P recomputed with it),
- * attention sinks (in the forward's LSE already; no gradient is made for
- * them) and the user's mask_mod (hidden pairs get P = dS = 0). Softcap
- * needs its derivative in dS and a score_mod the user's derivative: not
- * yet, nor bias tensors. */
+/* The modifiers the backward kernels take: softcap (dS through its
+ * derivative), ALiBi (P recomputed with it), attention sinks (in the
+ * forward's LSE already; no gradient is made for them) and the user's
+ * mask_mod (hidden pairs get P = dS = 0). A score_mod would need the user's
+ * derivative: not yet, nor bias tensors. */
 static bool bwd_mods_ok(const clattn_attention_desc *d, const char **why) {
-  if (d->softcap > 0.0) *why = "softcap is not in the backward kernels yet (ALiBi and sinks are)";
-  else if (d->score_mod)
+  if (d->score_mod)
     *why = "a user score_mod has no backward (it needs its derivative; mask_mod has one)";
   else if (d->bias_type != CLATTN_BIAS_NONE)
     *why = "bias tensors are not in the backward kernels yet";
@@ -209,6 +208,10 @@ clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const c
   /* No -cl-fast-relaxed-math: NaN inputs must give NaN gradients. */
   if (ctx->info.is_cpu) clattn__append(opts, sizeof opts, " -DCLATTN_SOFT_HALF=1");
   if (p->sparse) clattn__append(opts, sizeof opts, " -DSPARSE=%d", p->sparse->cls);
+  /* softcap, ALiBi, the user mask (the modifiers of the forward that the
+   * backward takes: bwd_mods_ok) */
+  if (d->softcap > 0.0)
+    clattn__append(opts, sizeof opts, " -DSOFTCAP=1 -DSOFTCAP2=%.9ef", d->softcap * 1.4426950408889634);
   if (d->alibi_max_bias > 0.0)
     clattn__append(opts, sizeof opts, " -DALIBI=1 -DALIBI_BIAS=%.9ef", d->alibi_max_bias);
   if (d->mask_mod) clattn__append(opts, sizeof opts, " -DUSER_MASK=1");

@@ -255,10 +255,9 @@ clattn_status clattn_reference_attention_backward_ex(const clattn_attention_desc
   clattn_strides qs, ks, vs, os;
   clattn_status st = clattn__desc_resolve(NULL, desc, &d, &qs, &ks, &vs, &os, NULL);
   if (st != CLATTN_SUCCESS) return st;
-  /* as the backward kernels: ALiBi, sinks and a user mask (its C twin), not
-   * softcap, a score_mod or bias tensors */
-  if (d.softcap > 0.0 || d.score_mod || d.bias_type != CLATTN_BIAS_NONE)
-    return CLATTN_ERROR_UNSUPPORTED;
+  /* as the backward kernels: softcap, ALiBi, sinks and a user mask (its C
+   * twin), not a score_mod or bias tensors */
+  if (d.score_mod || d.bias_type != CLATTN_BIAS_NONE) return CLATTN_ERROR_UNSUPPORTED;
   if (d.mask_mod && !(fns && fns->mask_mod)) return CLATTN_ERROR_INVALID_ARGUMENT;
   const clattn_reference_fns *umask = d.mask_mod ? fns : NULL;
   if (!q || !k || !v || !dout || !dq || !dk || !dv) return CLATTN_ERROR_INVALID_ARGUMENT;
@@ -334,10 +333,14 @@ clattn_status clattn_reference_attention_backward_ex(const clattn_attention_desc
           if (!uvis[j]) continue;
           const int64_t kb = b * ks.batch + hk * ks.head + j * ks.seq;
           const int64_t vb = b * vs.batch + hk * vs.head + j * vs.seq;
-          double dp = 0.0;
-          for (int x = 0; x < hd; x++)
+          double dp = 0.0, qk = 0.0;
+          for (int x = 0; x < hd; x++) {
             dp += dorow[x] * clattn__load_elem(v, d.dtype, vb + x * vs.dim);
-          const double ds = pr[j] * (dp - Di) * d.scale;
+            qk += qrow[x] * clattn__load_elem(k, d.dtype, kb + x * ks.dim);
+          }
+          /* softcap: back through s_c = c·tanh(s / c), ∂s_c/∂s = 1 − tanh²(s / c) */
+          const double th = d.softcap > 0.0 ? tanh(qk * d.scale / d.softcap) : 0.0;
+          const double ds = pr[j] * (dp - Di) * d.scale * (1.0 - th * th);
           double *dkrow = dk + (((int64_t)b * d.kv_heads + hk) * Nk + j) * hd;
           double *dvrow = dv + (((int64_t)b * d.kv_heads + hk) * Nk + j) * hd;
           for (int x = 0; x < hd; x++) {
