@@ -132,12 +132,30 @@ __kernel void flash_bwd_pre(__global const stype *restrict O, __global const sty
 /* A user mask (-DUSER_MASK, common.cl: clattn_mask_mod compiled in): a pair
  * it hides has P = 0 and dS = 0, as in the forward; `user` is
  * clattn_exec_args.user. It is evaluated for existing rows and keys only. */
+/* A bias tensor (-DBIAS, common.cl: FLASH_BIAS_ARGS, BIAS_AT): added to the
+ * score after softcap and ALiBi as in the forward (log2 units here); -inf
+ * (a false bool) hides the pair. bwd_tile takes (b, h) for both. */
 #if USER_MASK
 #define BWD_USER_ARG , __global const uchar *restrict user
-#define BWD_USER_PARAM , const int ub, const int uh, __global const uchar *user
-#define BWD_USER_PASS(b, h) , (b), (h), user
+#define BWD_UPTR_PARAM , __global const uchar *user
+#define BWD_UPTR_PASS , user
 #else
 #define BWD_USER_ARG
+#define BWD_UPTR_PARAM
+#define BWD_UPTR_PASS
+#endif
+#if BIAS
+#define BWD_BIAS_PARAM                                                                             \
+  , __global const uchar *bias, const long bsb, const long bsh, const long bsq, const long bsk
+#define BWD_BIAS_PASS , bias, bsb, bsh, bsq, bsk
+#else
+#define BWD_BIAS_PARAM
+#define BWD_BIAS_PASS
+#endif
+#if USER_MASK || BIAS
+#define BWD_USER_PARAM , const int ub, const int uh BWD_UPTR_PARAM BWD_BIAS_PARAM
+#define BWD_USER_PASS(b, h) , (b), (h)BWD_UPTR_PASS BWD_BIAS_PASS
+#else
 #define BWD_USER_PARAM
 #define BWD_USER_PASS(b, h)
 #endif
@@ -225,7 +243,13 @@ inline void bwd_tile(__local const float *Qs, __local const float *Os, __local c
 #if ALIBI
       s -= slope2 * (float)abs(i + off - j);
 #endif
+#if BIAS
+      const float bv = BIAS_AT(ub, uh, i, j);
+      s += bv * CLATTN_LOG2E;
+      p = BIAS_HIDES(bv) ? 0.0f : exp2(s - Ls[r]);
+#else
       p = exp2(s - Ls[r]);
+#endif
       ds = p * (dp - Ds[r]) BWD_SOFTCAP_GRAD;
     }
     Ps[r * LDP + c] = p;
@@ -246,7 +270,7 @@ inline void bwd_tile(__local const float *Qs, __local const float *Os, __local c
 
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
 flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict dV BWD_TILE_ARGS
-                             BWD_USER_ARG SPARSE_MASK_ARGS) {
+                             BWD_USER_ARG FLASH_BIAS_ARGS SPARSE_MASK_ARGS) {
   __local float Ks[BN * LD], Vs[BN * LD], Qs[BM * LD], Os[BM * LD];
   __local float Ps[BM * LDP], dSs[BM * LDP], Ls[BM], Ds[BM];
 
@@ -327,7 +351,8 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
 }
 
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
-flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS BWD_USER_ARG SPARSE_MASK_ARGS) {
+flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS BWD_USER_ARG FLASH_BIAS_ARGS
+                 SPARSE_MASK_ARGS) {
   __local float Ks[BN * LD], Vs[BN * LD], Qs[BM * LD], Os[BM * LD];
   __local float Ps[BM * LDP], dSs[BM * LDP], Ls[BM], Ds[BM];
 
@@ -425,7 +450,7 @@ typedef int16 vrowi;
 
 __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
 flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict dV BWD_TILE_ARGS
-                             BWD_USER_ARG SPARSE_MASK_ARGS) {
+                             BWD_USER_ARG FLASH_BIAS_ARGS SPARSE_MASK_ARGS) {
   const int kt = get_group_id(0);
   const int bhk = get_group_id(1);
   const int Hk = H / G;
@@ -502,6 +527,18 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
 #if ALIBI
       s -= alibi_slope2(h, H) * convert_float8_or16(abs(i + off - jv));
 #endif
+#if BIAS
+      {
+        float bt[W];
+        int bh_[W];
+        for (int c = 0; c < W; c++) {
+          bt[c] = k0 + c < Nk ? BIAS_AT(b, h, i, k0 + c) : 0.0f;
+          bh_[c] = BIAS_HIDES(bt[c]) ? 0 : -1;
+        }
+        s += VLOAD_ROW(0, bt) * CLATTN_LOG2E;
+        vis = vis & VLOAD_ROW(0, bh_);
+      }
+#endif
       const vrow p = select((vrow)(0.0f), exp2(s - LSE[BWD_LSE(bh, i)] * CLATTN_LOG2E), vis);
       const vrow ds = p * (dp - Dd[BWD_D(bh, i)]) BWD_SOFTCAP_GRAD;
       for (int x = 0; x < D; x++) {
@@ -527,7 +564,8 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
 }
 
 __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
-flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS BWD_USER_ARG SPARSE_MASK_ARGS) {
+flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS BWD_USER_ARG FLASH_BIAS_ARGS
+                 SPARSE_MASK_ARGS) {
   const int qt = get_group_id(0);
   const int bh = get_group_id(1);
   const int b = bh / H, h = bh % H, hk = h / G;
@@ -608,6 +646,18 @@ flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS BWD_USER_ARG SP
     BWD_SOFTCAP(s, vrow);
 #if ALIBI
     s -= alibi_slope2(h, H) * convert_float8_or16(abs(iv + off - j));
+#endif
+#if BIAS
+    {
+      float bt[W];
+      int bh_[W];
+      for (int r = 0; r < W; r++) {
+        bt[r] = q0 + r < Nq ? BIAS_AT(b, h, q0 + r, j) : 0.0f;
+        bh_[r] = BIAS_HIDES(bt[r]) ? 0 : -1;
+      }
+      s += VLOAD_ROW(0, bt) * CLATTN_LOG2E;
+      vis = vis & VLOAD_ROW(0, bh_);
+    }
 #endif
     const vrow p = select((vrow)(0.0f), exp2(s - li), vis);
     const vrow ds = p * (dp - di) BWD_SOFTCAP_GRAD;

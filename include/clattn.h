@@ -558,8 +558,10 @@ typedef struct clattn_attention_desc {
    *  at execution as clattn_exec_args.bias: CLATTN_BIAS_NONE (default),
    *  CLATTN_BIAS_F32 / _F16 / _BF16 (added to the scaled score after the
    *  modifiers and the user score; -inf hides the key) or CLATTN_BIAS_BOOL
-   *  (one byte, non-zero = visible). Same kernels as the modifiers
-   *  (forward; not with ragged batches). */
+   *  (one byte, non-zero = visible). The prefill flash kernels and the
+   *  backward (clattn_plan_execute_backward_ex; no gradient of the bias);
+   *  not the decode kernels (decode shapes with a bias run on the prefill
+   *  kernels, paged ones are refused), not with ragged batches. */
   int bias_type;
   /** Element strides of the bias over (batch, head, query, key) in the
    *  fields batch, head, seq, dim; 0 broadcasts a dimension (e.g. {0, 0,
@@ -838,9 +840,10 @@ CLATTN_API clattn_status clattn_kv_append_ex(clattn_context ctx, const clattn_at
  * Accumulation is float32 for every storage type. Fully masked rows give
  * zero gradients; NaN in the inputs gives NaN gradients, never a silent 0.
  * Families: flash (every mask, including the sparse ones; softcap, ALiBi,
- * attention sinks and a user mask_mod, which reads args->user of
- * clattn_plan_execute_backward_ex; not a score_mod or bias tensors:
- * CLATTN_ERROR_UNSUPPORTED naming them). The naive and
+ * attention sinks, a user mask_mod and a bias tensor, which come through
+ * args->user / args->bias of clattn_plan_execute_backward_ex; not a
+ * score_mod: CLATTN_ERROR_UNSUPPORTED naming it; no gradient of the sinks
+ * or the bias is computed). The naive and
  * linear families have no backward yet (CLATTN_ERROR_UNSUPPORTED).
  * The backward kernels are chosen and built at the first call unless the
  * plan was created with CLATTN_PLAN_BACKWARD (errors of that build are

@@ -147,9 +147,10 @@ CLATTN_API clattn_status clattn_reference_attention_backward(const clattn_attent
                                                              double *dq, double *dk, double *dv);
 
 /** clattn_reference_attention_backward with the C twin of the descriptor's
- *  mask_mod (fns->mask_mod and fns->user; required when desc.mask_mod is
- *  set, else CLATTN_ERROR_INVALID_ARGUMENT). The other twins are not used:
- *  the backward has no score_mod or bias. */
+ *  mask_mod (fns->mask_mod and fns->user) and the host copy of its bias
+ *  tensor (fns->bias), each required when the descriptor has it, else
+ *  CLATTN_ERROR_INVALID_ARGUMENT. A score_mod has no backward
+ *  (CLATTN_ERROR_UNSUPPORTED). */
 CLATTN_API clattn_status clattn_reference_attention_backward_ex(
     const clattn_attention_desc *desc, const void *q, const void *k, const void *v,
     const void *dout, double *dq, double *dk, double *dv, const clattn_reference_fns *fns);

@@ -122,6 +122,11 @@ static void problem_free(problem *p) {
 }
 
 /* Forward (with LSE) and backward on the device; fails the test on an error. */
+/* The C twins of a descriptor's mask_mod and the host copy of its bias
+ * tensor (g_bias_bytes bytes; test_mask_mod, test_bias), else NULL. */
+static const clattn_reference_fns *g_fns;
+static size_t g_bias_bytes;
+
 static void run_device(clattn_context ctx, problem *p, unsigned flags, run_out *out) {
   const clattn_attention_desc *d = &p->d;
   clattn_plan plan = NULL;
@@ -138,10 +143,15 @@ static void run_device(clattn_context ctx, problem *p, unsigned flags, run_out *
   for (int i = 0; i < 3; i++)
     g[i] = tu_buffer_nan(ctx, (p->elems[i] * p->es + 3) / 4);
   assert_true(q && k && v && dout && o && lse && g[0] && g[1] && g[2]);
-  st = clattn_plan_execute(plan, q, k, v, o, lse, 0, NULL, NULL);
+  /* a bias tensor goes through the _ex entry points, forward and backward */
+  cl_mem mb = d->bias_type != CLATTN_BIAS_NONE
+                  ? tu_buffer_from_host(ctx, g_fns->bias, g_bias_bytes)
+                  : NULL;
+  clattn_exec_args a = {.q = q, .k = k, .v = v, .o = o, .lse = lse, .bias = mb};
+  st = clattn_plan_execute_ex(plan, &a, 0, NULL, NULL);
   if (st != CLATTN_SUCCESS) fail_msg("%s: forward: %s", p->label, clattn_context_last_error(ctx));
   cl_event ev = NULL;
-  st = clattn_plan_execute_backward(plan, q, k, v, o, lse, dout, g[0], g[1], g[2], 0, NULL, &ev);
+  st = clattn_plan_execute_backward_ex(plan, &a, dout, g[0], g[1], g[2], 0, NULL, &ev);
   if (st != CLATTN_SUCCESS) fail_msg("%s: backward: %s", p->label, clattn_context_last_error(ctx));
   assert_int_equal(clWaitForEvents(1, &ev), CL_SUCCESS);
   clReleaseEvent(ev);
@@ -154,6 +164,7 @@ static void run_device(clattn_context ctx, problem *p, unsigned flags, run_out *
   cl_mem all[] = {q, k, v, dout, o, lse, g[0], g[1], g[2]};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++)
     clReleaseMemObject(all[i]);
+  if (mb) clReleaseMemObject(mb);
   clattn_plan_release(plan);
 }
 
@@ -173,9 +184,6 @@ typedef struct grad_err {
   double rel[3];
   size_t nonfinite;
 } grad_err;
-
-/* The C twins of a descriptor's mask_mod (test_mask_mod), else NULL. */
-static const clattn_reference_fns *g_fns;
 
 static void reference(const problem *p, double *ref[3]) {
   const clattn_attention_desc *d = &p->d;
@@ -439,6 +447,71 @@ static void test_mask_mod(void **state) {
                    CLATTN_ERROR_UNSUPPORTED);
   assert_non_null(strstr(clattn_context_last_error(*state), "score_mod has no backward"));
   assert_null(plan);
+}
+
+/* Bias tensors in the backward (added as in the forward; -inf hides the
+ * pair; no gradient of the bias): a full f32 tensor with -inf entries and
+ * one row hidden entirely, a bool [Nq][Nk] mask broadcast over batch and
+ * heads, a bf16 one broadcast over batch; causal or not, GQA, against the
+ * reference with the host copy; the plain entry point refuses a bias plan. */
+static void test_bias(void **state) {
+  tu_rng rng;
+  tu_rng_init(&rng, tu_case_seed("bwd bias"));
+  static const struct {
+    int type;
+    clattn_mask m;
+    clattn_dtype dt;
+  } cs[] = {{CLATTN_BIAS_F32, CLATTN_MASK_CAUSAL, CLATTN_DTYPE_F32},
+            {CLATTN_BIAS_BOOL, CLATTN_MASK_NONE, CLATTN_DTYPE_F32},
+            {CLATTN_BIAS_BF16, CLATTN_MASK_CAUSAL_TOP_LEFT, CLATTN_DTYPE_BF16}};
+  for (size_t c = 0; c < sizeof cs / sizeof *cs; c++) {
+    clattn_attention_desc d = make(2, 4, 2, 37, 50, 32, cs[c].m);
+    d.dtype = cs[c].dt;
+    d.bias_type = cs[c].type;
+    const int64_t B = d.batch, H = d.heads, Nq = d.seq_q, Nk = d.seq_kv;
+    d.bias_strides = cs[c].type == CLATTN_BIAS_F32    ? (clattn_strides){H * Nq * Nk, Nq * Nk, Nk, 1}
+                     : cs[c].type == CLATTN_BIAS_BOOL ? (clattn_strides){0, 0, Nk, 1}
+                                                      : (clattn_strides){0, Nq * Nk, Nk, 1};
+    const size_t n = cs[c].type == CLATTN_BIAS_F32    ? (size_t)(B * H * Nq * Nk)
+                     : cs[c].type == CLATTN_BIAS_BOOL ? (size_t)(Nq * Nk)
+                                                      : (size_t)(H * Nq * Nk);
+    const size_t es = cs[c].type == CLATTN_BIAS_F32 ? 4 : cs[c].type == CLATTN_BIAS_BOOL ? 1 : 2;
+    unsigned char *hb = malloc(n * es);
+    assert_non_null(hb);
+    for (size_t e = 0; e < n; e++) {
+      const double x = tu_rng_uniform(&rng, -2, 2);
+      if (cs[c].type == CLATTN_BIAS_F32) /* one in 8 -inf, and all of row 5 of (0, 0) */
+        ((float *)hb)[e] = x < -1.5 || (e / (size_t)Nk == 5) ? -INFINITY : (float)x;
+      else if (cs[c].type == CLATTN_BIAS_BOOL)
+        hb[e] = x > -1.0;
+      else
+        ((uint16_t *)hb)[e] = tu_float_to_bf16((float)x);
+    }
+    const clattn_reference_fns fns = {NULL, NULL, NULL, hb};
+    g_fns = &fns;
+    g_bias_bytes = n * es;
+    char label[256];
+    label_of(label, sizeof label, "bias", &d);
+    check_case(*state, &d, label);
+    g_fns = NULL;
+    free(hb);
+  }
+  /* the plain entry point has no bias argument: a bias plan names the _ex one */
+  clattn_attention_desc d = make(1, 1, 1, 8, 8, 16, CLATTN_MASK_NONE);
+  d.bias_type = CLATTN_BIAS_F32;
+  d.bias_strides = (clattn_strides){0, 0, 8, 1};
+  clattn_plan plan = NULL;
+  assert_int_equal(clattn_plan_create(*state, &d, CLATTN_PLAN_BACKWARD, &plan), CLATTN_SUCCESS);
+  cl_mem m[10];
+  for (int i = 0; i < 10; i++)
+    assert_non_null(m[i] = tu_buffer_nan(*state, 8 * 16));
+  assert_int_equal(clattn_plan_execute_backward(plan, m[0], m[1], m[2], m[3], m[4], m[5], m[6],
+                                                m[7], m[8], 0, NULL, NULL),
+                   CLATTN_ERROR_INVALID_ARGUMENT);
+  assert_non_null(strstr(clattn_context_last_error(*state), "bias is NULL"));
+  for (int i = 0; i < 10; i++)
+    clReleaseMemObject(m[i]);
+  clattn_plan_release(plan);
 }
 
 static void test_shapes(void **state) {
@@ -854,7 +927,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_masked_rows),  cmocka_unit_test(test_large_scores),
       cmocka_unit_test(test_nan),          cmocka_unit_test(test_arguments),
       cmocka_unit_test(test_ragged),       cmocka_unit_test(test_alibi_sinks),
-      cmocka_unit_test(test_mask_mod),
+      cmocka_unit_test(test_mask_mod),     cmocka_unit_test(test_bias),
   };
   return cmocka_run_group_tests_name("clattn backward", tests, tu_group_setup, tu_group_teardown);
 }

@@ -205,15 +205,16 @@ static void test_validation(void **state) {
   assert_non_null(strstr(clattn_plan_describe(plan), "backward"));
   clattn_plan_release(plan);
   plan = NULL;
-  /* a bias tensor has no backward: the kernels and the reference decline it */
-  d.bias_type = CLATTN_BIAS_F32;
-  d.bias_strides = (clattn_strides){0, 0, d.seq_kv, 1};
+  /* a score_mod has no backward: the kernels and the reference decline it */
+  d.score_mod = "float clattn_score_mod(float s, int b, int h, int q, int k, "
+                "__global const uchar *u) { return s; }\n";
   assert_int_equal(clattn_plan_create(ctx, &d, CLATTN_PLAN_BACKWARD, &plan),
                    CLATTN_ERROR_UNSUPPORTED);
-  assert_non_null(strstr(clattn_context_last_error(ctx), "bias tensors are not in the backward"));
+  assert_non_null(strstr(clattn_context_last_error(ctx), "score_mod has no backward"));
   assert_int_equal(
       clattn_reference_attention_backward(&d, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
       CLATTN_ERROR_UNSUPPORTED);
+  d.score_mod = NULL;
   d.bias_type = CLATTN_BIAS_NONE;
   d.softcap = 0.0;
   d.seq_q = 1;

@@ -475,6 +475,27 @@ static clattn_status backward_args(clattn_plan p, const clattn_exec_args *a, cl_
   if ((num_wait > 0) != (wait != NULL))
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
                         "wait_list must be NULL exactly when num_wait is 0");
+  /* the user functions' buffer and the bias tensor, as the forward takes them */
+  if (a->user && !d->mask_mod && !d->score_mod)
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                        "user is given but the descriptor has no user function (score_mod / "
+                        "mask_mod)");
+  if (a->user && (st = clattn__check_buffer(ctx, a->user, 1, "user")) != CLATTN_SUCCESS) return st;
+  if ((d->bias_type != CLATTN_BIAS_NONE) != (a->bias != NULL))
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                        a->bias ? "bias is given but desc.bias_type is CLATTN_BIAS_NONE"
+                                : "bias is NULL but the descriptor has a bias tensor "
+                                  "(clattn_plan_execute_backward_ex with args->bias)");
+  if (a->bias &&
+      (st = clattn__check_buffer(ctx, a->bias, clattn__bias_bytes(d), "bias")) != CLATTN_SUCCESS)
+    return st;
+  for (int i = 6; i < 9; i++)
+    if ((a->user && mem_overlap(mem[i], a->user)) || (a->bias && mem_overlap(mem[i], a->bias)))
+      return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "%s must not alias user or bias",
+                          names[i]);
+  if (a->k_scale || a->v_scale)
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                        "k_scale / v_scale: the backward pass takes no quantized K/V");
   if ((st = clattn__plan_build_backward(p)) != CLATTN_SUCCESS) return st;
   clattn__buffers b = buffers_of(a);
   b.dout = dout;

@@ -36,15 +36,15 @@ const char *const clattn__flash_bwd_rows_sources[] = {"flash_bwd.cl", NULL};
 /* The modifiers the backward kernels take: softcap (dS through its
  * derivative), ALiBi (P recomputed with it), attention sinks (in the
  * forward's LSE already; no gradient is made for them) and the user's
- * mask_mod (hidden pairs get P = dS = 0). A score_mod would need the user's
- * derivative: not yet, nor bias tensors. */
+ * mask_mod (hidden pairs get P = dS = 0), bias tensors (added as in the
+ * forward; no gradient of the bias is made). A score_mod would need the
+ * user's derivative: not yet. */
 static bool bwd_mods_ok(const clattn_attention_desc *d, const char **why) {
-  if (d->score_mod)
+  if (d->score_mod) {
     *why = "a user score_mod has no backward (it needs its derivative; mask_mod has one)";
-  else if (d->bias_type != CLATTN_BIAS_NONE)
-    *why = "bias tensors are not in the backward kernels yet";
-  else return true;
-  return false;
+    return false;
+  }
+  return true;
 }
 
 /* ---- the CPU kernels (flash_bwd.cl with -DROWS=1) ---- */
@@ -215,6 +215,8 @@ clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const c
   if (d->alibi_max_bias > 0.0)
     clattn__append(opts, sizeof opts, " -DALIBI=1 -DALIBI_BIAS=%.9ef", d->alibi_max_bias);
   if (d->mask_mod) clattn__append(opts, sizeof opts, " -DUSER_MASK=1");
+  if (d->bias_type != CLATTN_BIAS_NONE)
+    clattn__append(opts, sizeof opts, " -DBIAS=1 -DBIAS_T=%d", d->bias_type - 1);
   cl_program prog = NULL;
   /* the user's mask_mod compiled in (a compile error: INVALID_ARGUMENT with the log) */
   clattn_status st = clattn__get_program_user(ctx, "flash_bwd.cl", opts, d->mask_mod, &prog);
@@ -281,14 +283,22 @@ static cl_int set_common(clattn_plan p, bwd_state *s, cl_kernel kr, const clattn
 /* The arguments after the tiles': the sparse tile bitmap (BWD_TILE_ARGS),
  * the user buffer (BWD_USER_ARG; the D workspace stands in when the call
  * gives none: the mask must not read `user` then, as in the forward), the
- * sparse mask's. */
-static cl_int set_tail(clattn_plan p, bwd_state *s, cl_kernel kr, cl_uint a, cl_mem user) {
+ * bias tensor and its strides, the sparse mask's. */
+static cl_int set_tail(clattn_plan p, bwd_state *s, cl_kernel kr, cl_uint a, cl_mem user,
+                       cl_mem bias) {
   cl_int err = CL_SUCCESS;
   if (p->sparse) {
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->tbits);
     err |= clSetKernelArg(kr, a++, sizeof(int), &s->tb_words);
   }
   if (p->desc.mask_mod) err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &user);
+  if (p->desc.bias_type != CLATTN_BIAS_NONE) { /* FLASH_BIAS_ARGS */
+    const clattn_strides *bs = &p->desc.bias_strides;
+    const cl_long b4[4] = {bs->batch, bs->head, bs->seq, bs->dim};
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &bias);
+    for (int i = 0; i < 4; i++)
+      err |= clSetKernelArg(kr, a++, sizeof(cl_long), &b4[i]);
+  }
   if (p->sparse) err |= clattn__sparse_set_mask_args(p->sparse, kr, a);
   return err;
 }
@@ -322,11 +332,11 @@ clattn_status clattn__flash_bwd_execute(clattn_plan p, const clattn__buffers *b,
   err |= clSetKernelArg(s->dkdv, a++, sizeof(cl_mem), &b->dk);
   err |= clSetKernelArg(s->dkdv, a++, sizeof(cl_mem), &b->dv);
   const cl_mem user = b->user ? b->user : s->dbuf;
-  err |= set_tail(p, s, s->dkdv, a, user);
+  err |= set_tail(p, s, s->dkdv, a, user, b->bias);
   a = 0;
   err |= set_common(p, s, s->dq, b, &a);
   err |= clSetKernelArg(s->dq, a++, sizeof(cl_mem), &b->dq);
-  err |= set_tail(p, s, s->dq, a, user);
+  err |= set_tail(p, s, s->dq, a, user, b->bias);
   if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clSetKernelArg", err, "flash_bwd");
 
   const size_t pre_lws[2] = {64, 1};

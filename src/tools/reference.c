@@ -255,11 +255,14 @@ clattn_status clattn_reference_attention_backward_ex(const clattn_attention_desc
   clattn_strides qs, ks, vs, os;
   clattn_status st = clattn__desc_resolve(NULL, desc, &d, &qs, &ks, &vs, &os, NULL);
   if (st != CLATTN_SUCCESS) return st;
-  /* as the backward kernels: softcap, ALiBi, sinks and a user mask (its C
-   * twin), not a score_mod or bias tensors */
-  if (d.score_mod || d.bias_type != CLATTN_BIAS_NONE) return CLATTN_ERROR_UNSUPPORTED;
+  /* as the backward kernels: softcap, ALiBi, sinks, a user mask (its C twin)
+   * and a bias tensor (its host copy), not a score_mod */
+  if (d.score_mod) return CLATTN_ERROR_UNSUPPORTED;
   if (d.mask_mod && !(fns && fns->mask_mod)) return CLATTN_ERROR_INVALID_ARGUMENT;
+  if (d.bias_type != CLATTN_BIAS_NONE && !(fns && fns->bias)) return CLATTN_ERROR_INVALID_ARGUMENT;
   const clattn_reference_fns *umask = d.mask_mod ? fns : NULL;
+  /* the bias, for the scores (the only twin ref_row_scores uses here) */
+  clattn_reference_fns bfns = {NULL, NULL, NULL, fns ? fns->bias : NULL};
   if (!q || !k || !v || !dout || !dq || !dk || !dv) return CLATTN_ERROR_INVALID_ARGUMENT;
   const int Nq = d.seq_q, Nk = d.seq_kv, hd = d.head_dim, G = d.heads / d.kv_heads;
   ref_mask m = {&d, 0, -1, NULL, NULL};
@@ -309,7 +312,15 @@ clattn_status clattn_reference_attention_backward_ex(const clattn_attention_desc
         }
         /* P = softmax of the visible scores. */
         /* (a NaN score makes the sum, so every P, NaN) */
-        double mx = ref_row_scores(&d, NULL, k, &ks, qrow, uvis, b, h, i, pr);
+        double mx = ref_row_scores(&d, d.bias_type != CLATTN_BIAS_NONE ? &bfns : NULL, k, &ks,
+                                   qrow, uvis, b, h, i, pr);
+        /* keys the bias hides (-inf) are masked: a row they all hide gets zero gradients */
+        int nb = 0;
+        for (int j = 0; j < Nk; j++) {
+          if (uvis[j] && pr[j] == -INFINITY) uvis[j] = 0;
+          nb += uvis[j];
+        }
+        if (!nb) continue;
         double sum = 0.0;
         /* a sink: one more term of the denominator (its value is no key's) */
         if (d.sinks && (double)d.sinks[h] > mx) mx = (double)d.sinks[h];
