@@ -447,6 +447,21 @@ typedef int16 vrowi;
 #define ROW_IDS ((int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
 #define convert_float8_or16 convert_float16
 #endif
+#if BIAS
+/* The bias of the W pairs (b, h, I, J) over lane u (LIVE: the pair exists),
+ * added to the row vector s (log2 units); the pairs it hides leave vis. */
+#define BWD_BIAS_ROW(I, J, LIVE)                                                                   \
+  do {                                                                                             \
+    float bt[W];                                                                                   \
+    int shown[W];                                                                                  \
+    for (int u = 0; u < W; u++) {                                                                  \
+      bt[u] = (LIVE) ? BIAS_AT(b, h, (I), (J)) : 0.0f;                                             \
+      shown[u] = BIAS_HIDES(bt[u]) ? 0 : -1;                                                       \
+    }                                                                                              \
+    s += VLOAD_ROW(0, bt) * CLATTN_LOG2E;                                                          \
+    vis = vis & VLOAD_ROW(0, shown);                                                               \
+  } while (0)
+#endif
 
 __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
 flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict dV BWD_TILE_ARGS
@@ -528,16 +543,7 @@ flash_bwd_dkdv(BWD_ARGS, __global stype *restrict dK, __global stype *restrict d
       s -= alibi_slope2(h, H) * convert_float8_or16(abs(i + off - jv));
 #endif
 #if BIAS
-      {
-        float bt[W];
-        int bh_[W];
-        for (int c = 0; c < W; c++) {
-          bt[c] = k0 + c < Nk ? BIAS_AT(b, h, i, k0 + c) : 0.0f;
-          bh_[c] = BIAS_HIDES(bt[c]) ? 0 : -1;
-        }
-        s += VLOAD_ROW(0, bt) * CLATTN_LOG2E;
-        vis = vis & VLOAD_ROW(0, bh_);
-      }
+      BWD_BIAS_ROW(i, k0 + u, k0 + u < Nk);
 #endif
       const vrow p = select((vrow)(0.0f), exp2(s - LSE[BWD_LSE(bh, i)] * CLATTN_LOG2E), vis);
       const vrow ds = p * (dp - Dd[BWD_D(bh, i)]) BWD_SOFTCAP_GRAD;
@@ -648,16 +654,7 @@ flash_bwd_dq(BWD_ARGS, __global stype *restrict dQ BWD_TILE_ARGS BWD_USER_ARG FL
     s -= alibi_slope2(h, H) * convert_float8_or16(abs(iv + off - j));
 #endif
 #if BIAS
-    {
-      float bt[W];
-      int bh_[W];
-      for (int r = 0; r < W; r++) {
-        bt[r] = q0 + r < Nq ? BIAS_AT(b, h, q0 + r, j) : 0.0f;
-        bh_[r] = BIAS_HIDES(bt[r]) ? 0 : -1;
-      }
-      s += VLOAD_ROW(0, bt) * CLATTN_LOG2E;
-      vis = vis & VLOAD_ROW(0, bh_);
-    }
+    BWD_BIAS_ROW(q0 + u, j, q0 + u < Nq);
 #endif
     const vrow p = select((vrow)(0.0f), exp2(s - li), vis);
     const vrow ds = p * (dp - di) BWD_SOFTCAP_GRAD;
