@@ -302,11 +302,22 @@ inline long partial_slot(const int r, const int b, const int hk, const int G, co
  * position p against key j of sequence b; *vis (the key exists and passes
  * the causal mask) is cleared where the user mask hides the key. The user
  * functions are called only for such keys. */
-#define DECODE_MODS (SCORE_MODS || USER_SCORE || USER_MASK)
+#define DECODE_MODS (SCORE_MODS || USER_SCORE || USER_MASK || BIAS)
+/* a bias tensor (common.cl: FLASH_BIAS_ARGS, BIAS_AT): added after the
+ * score modifiers, -inf hiding the key, as in the prefill kernels */
+#if BIAS
+#define DECODE_BIAS_PARAM                                                                          \
+  , __global const uchar *bias, const long bsb, const long bsh, const long bsq, const long bsk
+#define DECODE_BIAS_PASS , bias, bsb, bsh, bsq, bsk
+#else
+#define DECODE_BIAS_PARAM
+#define DECODE_BIAS_PASS
+#endif
 #if DECODE_MODS
 #define DECODE_USER_ARG , __global const uchar *restrict user
 inline float decode_mods(float s, const float slope2, const int b, const int h, const int i,
-                         const int p, const int j, __global const uchar *user, bool *vis) {
+                         const int p, const int j, __global const uchar *user,
+                         bool *vis DECODE_BIAS_PARAM) {
   if (!*vis) return s;
 #if SCORE_MODS
   s = score_mods(s, slope2, p, j);
@@ -317,8 +328,13 @@ inline float decode_mods(float s, const float slope2, const int b, const int h, 
 #if USER_SCORE
   s = clattn_score_mod(s * CLATTN_LN2, b, h, i, j, user) * CLATTN_LOG2E;
 #endif
+#if BIAS
+  const float bv = BIAS_AT(b, h, i, j);
+  s += bv * CLATTN_LOG2E;
+  if (BIAS_HIDES(bv)) *vis = false;
+#endif
 #if USER_MASK
-  *vis = clattn_mask_mod(b, h, i, j, user) != 0;
+  *vis = *vis && clattn_mask_mod(b, h, i, j, user) != 0;
 #endif
   (void)b;
   (void)h;
@@ -363,7 +379,7 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
              const int nrb, const int splits, const int total_q, const int total_kv, const int ps,
              const int num_pages, const int maxp, const float qscale,
              __global const float *restrict ksc, __global const float *restrict vsc,
-             const long ssr DECODE_USER_ARG) {
+             const long ssr DECODE_USER_ARG FLASH_BIAS_ARGS) {
 #if WG > 1 && !WARP
   __local float lq[QR][D];
   __local float lk[KT][D + 1];
@@ -521,7 +537,7 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
         float s = sc * ks[u];
 #if DECODE_MODS
         const int h = hk * G + (r0 + rr) % G;
-        s = decode_mods(s, DECODE_SLOPE(h), b, h, i, i + off, jj[u], user, &vis);
+        s = decode_mods(s, DECODE_SLOPE(h), b, h, i, i + off, jj[u], user, &vis DECODE_BIAS_PASS);
 #endif
         sv[u] = vis ? s : CLATTN_MASKED;
         mx = fmax(mx, sv[u]);
@@ -674,7 +690,7 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
           for (int u = 0; u < 16; u++) {
             bool vu = v16[u] != 0;
             const float y = decode_mods(x16[u], DECODE_SLOPE(h), b, h, r / G, r / G + off,
-                                        j0 + g * 16 + u, user, &vu);
+                                        j0 + g * 16 + u, user, &vu DECODE_BIAS_PASS);
             x16[u] = vu ? y : CLATTN_MASKED;
           }
           sc[rr][g] = vload16(0, x16);
@@ -779,7 +795,8 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
         /* visibility travels as the masked value's bits */
 #if DECODE_MODS
         const int h = hk * G + (r0 + rr) % G;
-        const float sm = decode_mods(s * kts, DECODE_SLOPE(h), b, h, i, i + off, j, user, &vis);
+        const float sm =
+            decode_mods(s * kts, DECODE_SLOPE(h), b, h, i, i + off, j, user, &vis DECODE_BIAS_PASS);
 #else
         const float sm = s * kts;
 #endif
@@ -906,7 +923,7 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
       s *= lks[tt];
 #if DECODE_MODS
       const int h = hk * G + r % G;
-      s = decode_mods(s, DECODE_SLOPE(h), b, h, i, i + off, j0 + tt, user, &vis);
+      s = decode_mods(s, DECODE_SLOPE(h), b, h, i, i + off, j0 + tt, user, &vis DECODE_BIAS_PASS);
 #endif
       lp[rr][tt] = vis ? s : CLATTN_MASKED;
     }

@@ -558,10 +558,10 @@ typedef struct clattn_attention_desc {
    *  at execution as clattn_exec_args.bias: CLATTN_BIAS_NONE (default),
    *  CLATTN_BIAS_F32 / _F16 / _BF16 (added to the scaled score after the
    *  modifiers and the user score; -inf hides the key) or CLATTN_BIAS_BOOL
-   *  (one byte, non-zero = visible). The prefill flash kernels and the
-   *  backward (clattn_plan_execute_backward_ex; no gradient of the bias);
-   *  not the decode kernels (decode shapes with a bias run on the prefill
-   *  kernels, paged ones are refused), not with ragged batches. */
+   *  (one byte, non-zero = visible). The prefill flash kernels, the decode
+   *  kernels (contiguous and paged caches: key index = the position in the
+   *  sequence) and the backward (clattn_plan_execute_backward_ex; no
+   *  gradient of the bias); not with ragged batches. */
   int bias_type;
   /** Element strides of the bias over (batch, head, query, key) in the
    *  fields batch, head, seq, dim; 0 broadcasts a dimension (e.g. {0, 0,

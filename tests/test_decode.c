@@ -52,6 +52,10 @@ typedef struct dcase {
   const char *score_mod, *mask_mod; /* user functions (OpenCL C) */
   const clattn_reference_fns *fns;  /* their C twins and the user buffer's host copy */
   size_t user_bytes;
+  int bias_type; /* a bias tensor: its host copy, bytes, strides (not ragged) */
+  const void *bias;
+  size_t bias_bytes;
+  clattn_strides bias_strides;
 } dcase;
 
 static clattn_context g_ctx;
@@ -181,6 +185,8 @@ static double run_case(const dcase *c, const char *label) {
   d.alibi_max_bias = c->alibi;
   d.score_mod = c->score_mod;
   d.mask_mod = c->mask_mod;
+  d.bias_type = c->bias_type;
+  d.bias_strides = c->bias_strides;
   /* Pages: sequence b's pages in a shuffled pool, shared prefix pages. */
   int maxp = (nkmax + ps - 1) / ps, npages = 0;
   int *bt = calloc((size_t)B * maxp + 1, sizeof(int));
@@ -365,8 +371,9 @@ static double run_case(const dcase *c, const char *label) {
   cl_mem mq = NULL, mk = NULL, ms = NULL, mb = NULL;
   if (c->ragged) a.cu_seqlens_q = mq = buf_from(cuq, (size_t)(B + 1) * 4);
   if (c->ragged && !c->kv) a.cu_seqlens_kv = mk = buf_from(cuk, (size_t)(B + 1) * 4);
-  cl_mem mks = NULL, mvs = NULL, mu = NULL;
+  cl_mem mks = NULL, mvs = NULL, mu = NULL, mbias = NULL;
   if (c->fns && c->fns->user) a.user = mu = buf_from(c->fns->user, c->user_bytes);
+  if (c->bias_type) a.bias = mbias = buf_from(c->bias, c->bias_bytes);
   if (quant) {
     a.k_scale = mks = buf_from(ksh, nsc * 4);
     a.v_scale = mvs = buf_from(vsh, nsc * 4);
@@ -427,7 +434,15 @@ static double run_case(const dcase *c, const char *label) {
         store(rt, sk, i, lk[b][i]);
         store(rt, sv, i, lv[b][i]);
       }
-      assert_int_equal(clattn_reference_attention_ex(&r, sq, sk, sv, ro, rl, NULL, 0, c->fns),
+      /* the per-sequence reference reads sequence b's block of the bias */
+      clattn_reference_fns fb = {NULL, NULL, NULL, NULL};
+      if (c->fns) fb = *c->fns;
+      if (c->bias_type) {
+        const size_t bes = c->bias_type == CLATTN_BIAS_F32 ? 4 : c->bias_type == CLATTN_BIAS_BOOL ? 1 : 2;
+        fb.bias = (const char *)c->bias + (size_t)b * (size_t)c->bias_strides.batch * bes;
+      }
+      assert_int_equal(clattn_reference_attention_ex(&r, sq, sk, sv, ro, rl, NULL, 0,
+                                                     c->fns || c->bias_type ? &fb : NULL),
                        CLATTN_SUCCESS);
       free(sq);
       free(sk);
@@ -488,6 +503,7 @@ done:
   if (mb) clReleaseMemObject(mb);
   if (mks) clReleaseMemObject(mks);
   if (mu) clReleaseMemObject(mu);
+  if (mbias) clReleaseMemObject(mbias);
   if (mvs) clReleaseMemObject(mvs);
   clattn_plan_release(plan);
   for (int b = 0; b < B; b++) {
@@ -1287,6 +1303,41 @@ static void test_decode_mods(void **state) {
     snprintf(label, sizeof label, "mods %d (%s)", i, c.config);
     run_case(&c, label);
   }
+  /* bias tensors: a full f32 one (-inf entries, a row of batch entry 1 hidden
+   * entirely) and a bool [Nq][Nk] mask shared by all, contiguous and paged,
+   * on each form */
+  const int B = 2, H = 8, NQ = 3, NK = 150;
+  float *fb = malloc((size_t)B * H * NQ * NK * sizeof(float));
+  unsigned char *mb = malloc((size_t)NQ * NK);
+  tu_rng rng;
+  tu_rng_init(&rng, tu_case_seed("decode bias"));
+  for (size_t e = 0; e < (size_t)B * H * NQ * NK; e++) {
+    const double x = tu_rng_uniform(&rng, -2, 2);
+    const size_t row = e / NK; /* (b, h, i) */
+    fb[e] = x < -1.6 || row == (size_t)(1 * H + 3) * NQ + 1 ? -INFINITY : (float)x;
+  }
+  for (size_t e = 0; e < (size_t)NQ * NK; e++)
+    mb[e] = tu_rng_uniform(&rng, 0, 1) < 0.7;
+  for (int i = 0; i < 6; i++) {
+    dcase c = base(B, H, 2, 64, NQ, NK);
+    c.config = cfgs[i % 4];
+    c.mask = i % 2 ? CLATTN_MASK_CAUSAL : CLATTN_MASK_NONE;
+    c.bias_type = i < 3 ? CLATTN_BIAS_F32 : CLATTN_BIAS_BOOL;
+    c.bias = i < 3 ? (const void *)fb : (const void *)mb;
+    c.bias_bytes = i < 3 ? (size_t)B * H * NQ * NK * 4 : (size_t)NQ * NK;
+    c.bias_strides = i < 3 ? (clattn_strides){(int64_t)H * NQ * NK, (int64_t)NQ * NK, NK, 1}
+                           : (clattn_strides){0, 0, NK, 1};
+    c.softcap = i == 2 ? 20.0 : 0.0;
+    if (i >= 4) { /* paged */
+      c.kv = CLATTN_KV_PAGED;
+      c.page_size = 16;
+    }
+    char label[96];
+    snprintf(label, sizeof label, "bias %d (%s)", i, c.config);
+    run_case(&c, label);
+  }
+  free(fb);
+  free(mb);
 }
 
 int main(int argc, char **argv) {

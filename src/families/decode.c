@@ -66,12 +66,8 @@ static int eff_qr(int qr, const clattn_attention_desc *d) {
 
 int clattn__decode_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                               const char **why) {
-  /* softcap, ALiBi and the user functions act on each score, attention
-   * sinks in the merge; bias tensors are the prefill kernels' */
-  if (d->bias_type != CLATTN_BIAS_NONE) {
-    *why = "bias tensors are in the prefill flash kernels (flash, flash_rows)";
-    return 0;
-  }
+  /* softcap, ALiBi, the user functions and a bias tensor act on each
+   * score, attention sinks in the merge */
   (void)info;
   if (d->kv_layout != CLATTN_KV_CONTIGUOUS) return 40; /* paged: the decode kernel alone */
   if (d->ragged) /* ragged prefill: the flash kernels, which tile the queries */
@@ -366,6 +362,13 @@ clattn_status clattn__decode_execute(clattn_plan p, const clattn__buffers *b, cl
   err |= clSetKernelArg(k, a++, sizeof(cl_long), &ssr_arg);
   const cl_mem user = b->user ? b->user : ws_lse; /* DECODE_USER_ARG (never read without) */
   err |= clSetKernelArg(k, a++, sizeof(cl_mem), &user);
+  if (d->bias_type != CLATTN_BIAS_NONE) { /* FLASH_BIAS_ARGS */
+    const cl_long b4[4] = {d->bias_strides.batch, d->bias_strides.head, d->bias_strides.seq,
+                           d->bias_strides.dim};
+    err |= clSetKernelArg(k, a++, sizeof(cl_mem), &b->bias);
+    for (int i = 0; i < 4; i++)
+      err |= clSetKernelArg(k, a++, sizeof(cl_long), &b4[i]);
+  }
 
   cl_kernel m = s->merge;
   cl_uint c = 0;
