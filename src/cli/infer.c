@@ -23,6 +23,17 @@ static cl_mem mk(clattn_context ctx, const void *h, size_t bytes, clattn_status 
   return m;
 }
 
+/* The scale of element (token tk of the cache, KV head hh, dim x) of a
+ * quantized cache: its index in the scale buffer (desc.kv_scale's layout). */
+static size_t scale_group(const clattn_attention_desc *d, size_t tk, int hh, int x) {
+  switch (d->kv_scale) {
+  case CLATTN_KV_SCALE_TENSOR: return 0;
+  case CLATTN_KV_SCALE_HEAD: return (size_t)hh;
+  case CLATTN_KV_SCALE_CHANNEL: return (size_t)hh * (size_t)d->head_dim + (size_t)x;
+  default: return tk * (size_t)d->kv_heads + (size_t)hh;
+  }
+}
+
 /* The quantized cache of a problem: the source K/V (hk, hv: dtype t, the
  * cache's layout) written through clattn_kv_append_ex, every slot once, into
  * code buffers *k, *v and scale buffers *ksc, *vsc (tensor, head or channel
@@ -69,9 +80,7 @@ static clattn_status quantize_cache(clattn_context ctx, const clattn_attention_d
               row * str[w]->batch + pos * str[w]->seq + hh * str[w]->head + x * str[w]->dim;
           cp(src[w], (tk * Hk + hh) * D + x, h[w], (size_t)at, es);
           if (d->kv_scale != CLATTN_KV_SCALE_TOKEN) { /* absmax of the scale's group */
-            const size_t g = d->kv_scale == CLATTN_KV_SCALE_TENSOR ? 0
-                             : d->kv_scale == CLATTN_KV_SCALE_HEAD ? (size_t)hh
-                                                                   : (size_t)hh * D + x;
+            const size_t g = scale_group(d, tk, hh, x);
             const float a = (float)fabs(cli_load(h[w], t, (size_t)at));
             if (a > sc[w][g]) sc[w][g] = a;
           }
@@ -118,11 +127,8 @@ static clattn_status quantize_cache(clattn_context ctx, const clattn_attention_d
         for (int x = 0; x < D; x++) {
           const size_t at = (size_t)(row * str[w]->batch + pos * str[w]->seq + hh * str[w]->head +
                                      x * str[w]->dim);
-          const size_t g = d->kv_scale == CLATTN_KV_SCALE_TOKEN    ? tk * Hk + hh
-                           : d->kv_scale == CLATTN_KV_SCALE_TENSOR ? 0
-                           : d->kv_scale == CLATTN_KV_SCALE_HEAD   ? (size_t)hh
-                                                                   : (size_t)hh * D + x;
-          out[w][at] = clattn_kv_code_value(d->kv_dtype, codes[at]) * sc[w][g];
+          out[w][at] =
+              clattn_kv_code_value(d->kv_dtype, codes[at]) * sc[w][scale_group(d, tk, hh, x)];
         }
     }
   }

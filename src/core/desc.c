@@ -423,6 +423,13 @@ void clattn__kv_scale_geometry(const clattn_attention_desc *d, int64_t *rows, in
   }
 }
 
+int64_t clattn__kv_scale_row_stride(const clattn_attention_desc *d) {
+  int64_t rows, rs;
+  clattn__kv_scale_geometry(d, &rows, &rs);
+  /* packed ragged K/V: the kernels' position is the packed row already */
+  return d->ragged && d->kv_layout == CLATTN_KV_CONTIGUOUS ? 0 : rs;
+}
+
 size_t clattn__kv_scale_floats(const clattn_attention_desc *d) {
   const uint64_t hk = (uint64_t)(d->kv_heads > 0 ? d->kv_heads : d->heads);
   switch (d->kv_scale) {

@@ -134,6 +134,12 @@ static inline bool clattn__mask_is_causal(clattn_mask m) {
 }
 /* Whether the descriptor sets a score modifier (softcap, ALiBi): only the
  * flash and flash_rows forward kernels take them. */
+/* Unit dim stride and batch, head and seq strides that are multiples of q
+ * elements: rows of a tensor start on q-element boundaries (whole vector
+ * loads; buffers themselves are aligned far beyond that). */
+static inline bool clattn__strides_multiple(const clattn_strides *s, int64_t q) {
+  return s->dim == 1 && s->seq % q == 0 && s->head % q == 0 && s->batch % q == 0;
+}
 static inline bool clattn__desc_has_mods(const clattn_attention_desc *d) {
   return d->softcap > 0.0 || d->alibi_max_bias > 0.0 || d->score_mod || d->mask_mod || d->sinks ||
          d->bias_type != CLATTN_BIAS_NONE;
@@ -234,6 +240,9 @@ size_t clattn__bias_bytes(const clattn_attention_desc *d);
 size_t clattn__kv_elem_size(const clattn_attention_desc *d);
 size_t clattn__kv_scale_floats(const clattn_attention_desc *d);
 void clattn__kv_scale_geometry(const clattn_attention_desc *d, int64_t *rows, int64_t *row_stride);
+/* The token scales' stride between the kernels' K/V rows (key_slot's row:
+ * page or batch entry; 0 for packed ragged K/V, whose position is the row). */
+int64_t clattn__kv_scale_row_stride(const clattn_attention_desc *d);
 /* Version of the patcher's output (part of the binary-cache key). */
 #define CLATTN__PTX_PATCH_VERSION 1
 #define CLATTN__STR2(x) #x

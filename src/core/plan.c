@@ -256,6 +256,34 @@ static clattn__buffers buffers_of(const clattn_exec_args *a) {
   return b;
 }
 
+/* The user functions' buffer and the bias tensor of an execution (forward
+ * or backward): present exactly when the descriptor uses them, large
+ * enough, and aliasing none of the n outputs. */
+static clattn_status check_user_bias(clattn_context ctx, const clattn_attention_desc *d,
+                                     const clattn_exec_args *a, const cl_mem *outs,
+                                     const char *const *out_names, int n) {
+  clattn_status st;
+  if (a->user && !d->score_mod && !d->mask_mod)
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                        "user is given but the descriptor has no user function (score_mod / "
+                        "mask_mod)");
+  if (a->user && (st = clattn__check_buffer(ctx, a->user, 1, "user")) != CLATTN_SUCCESS) return st;
+  if ((d->bias_type != CLATTN_BIAS_NONE) != (a->bias != NULL))
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                        a->bias ? "bias is given but desc.bias_type is CLATTN_BIAS_NONE"
+                                : "bias is NULL but the descriptor has a bias tensor "
+                                  "(desc.bias_type; clattn_exec_args.bias)");
+  if (a->bias &&
+      (st = clattn__check_buffer(ctx, a->bias, clattn__bias_bytes(d), "bias")) != CLATTN_SUCCESS)
+    return st;
+  for (int i = 0; i < n; i++)
+    if (outs[i] && ((a->user && mem_overlap(outs[i], a->user)) ||
+                    (a->bias && mem_overlap(outs[i], a->bias))))
+      return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "%s must not alias user or bias",
+                          out_names[i]);
+  return CLATTN_SUCCESS;
+}
+
 /* The checks of one execution: buffer sizes, owners, aliasing, the tables
  * the descriptor needs. */
 static clattn_status execute_args(clattn_plan p, const clattn_exec_args *a, cl_uint num_wait,
@@ -288,27 +316,9 @@ static clattn_status execute_args(clattn_plan p, const clattn_exec_args *a, cl_u
   if ((num_wait > 0) != (wait != NULL))
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
                         "wait_list must be NULL exactly when num_wait is 0");
-  if (a->user) {
-    if (!d->score_mod && !d->mask_mod)
-      return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
-                          "user is given but the descriptor has no user function (score_mod / "
-                          "mask_mod)");
-    if ((st = clattn__check_buffer(ctx, a->user, 1, "user")) != CLATTN_SUCCESS) return st;
-    if (mem_overlap(a->user, o) || (lse && mem_overlap(a->user, lse)))
-      return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "user must not alias o or lse");
-  }
-  if (d->bias_type != CLATTN_BIAS_NONE || a->bias) {
-    if (d->bias_type == CLATTN_BIAS_NONE)
-      return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
-                          "bias is given but desc.bias_type is CLATTN_BIAS_NONE");
-    if (!a->bias)
-      return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
-                          "bias is NULL but the descriptor has a bias tensor (desc.bias_type)");
-    if ((st = clattn__check_buffer(ctx, a->bias, clattn__bias_bytes(d), "bias")) != CLATTN_SUCCESS)
-      return st;
-    if (mem_overlap(a->bias, o) || (lse && mem_overlap(a->bias, lse)))
-      return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "bias must not alias o or lse");
-  }
+  const cl_mem fwd_outs[2] = {o, lse};
+  static const char *const fwd_names[2] = {"o", "lse"};
+  if ((st = check_user_bias(ctx, d, a, fwd_outs, fwd_names, 2)) != CLATTN_SUCCESS) return st;
   const bool quant = d->kv_dtype != CLATTN_KV_DTYPE_SAME;
   if (!quant && (a->k_scale || a->v_scale))
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
@@ -476,23 +486,7 @@ static clattn_status backward_args(clattn_plan p, const clattn_exec_args *a, cl_
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
                         "wait_list must be NULL exactly when num_wait is 0");
   /* the user functions' buffer and the bias tensor, as the forward takes them */
-  if (a->user && !d->mask_mod && !d->score_mod)
-    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
-                        "user is given but the descriptor has no user function (score_mod / "
-                        "mask_mod)");
-  if (a->user && (st = clattn__check_buffer(ctx, a->user, 1, "user")) != CLATTN_SUCCESS) return st;
-  if ((d->bias_type != CLATTN_BIAS_NONE) != (a->bias != NULL))
-    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
-                        a->bias ? "bias is given but desc.bias_type is CLATTN_BIAS_NONE"
-                                : "bias is NULL but the descriptor has a bias tensor "
-                                  "(clattn_plan_execute_backward_ex with args->bias)");
-  if (a->bias &&
-      (st = clattn__check_buffer(ctx, a->bias, clattn__bias_bytes(d), "bias")) != CLATTN_SUCCESS)
-    return st;
-  for (int i = 6; i < 9; i++)
-    if ((a->user && mem_overlap(mem[i], a->user)) || (a->bias && mem_overlap(mem[i], a->bias)))
-      return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, "%s must not alias user or bias",
-                          names[i]);
+  if ((st = check_user_bias(ctx, d, a, mem + 6, names + 6, 3)) != CLATTN_SUCCESS) return st;
   if (a->k_scale || a->v_scale)
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
                         "k_scale / v_scale: the backward pass takes no quantized K/V");

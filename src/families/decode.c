@@ -259,8 +259,7 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
      * f32 as two 16-byte halves) when every row offset is a multiple of
      * their size (buffers themselves are aligned far beyond that) */
     const int64_t al = clattn__kv_elem_size(d) == 4 ? 4 : 8;
-    if (p->ks.batch % al == 0 && p->ks.head % al == 0 && p->ks.seq % al == 0 &&
-        p->vs.batch % al == 0 && p->vs.head % al == 0 && p->vs.seq % al == 0)
+    if (clattn__strides_multiple(&p->ks, al) && clattn__strides_multiple(&p->vs, al))
       clattn__append(opts, sizeof opts, " -DALIGN16=1");
   }
   if (ctx->info.is_cpu)
@@ -354,9 +353,7 @@ clattn_status clattn__decode_execute(clattn_plan p, const clattn__buffers *b, cl
   err |= clSetKernelArg(k, a++, sizeof(float), &qscale);
   /* quantized K/V: the scales (unused otherwise: the workspace stands in) */
   const cl_mem ksc = b->k_scale ? b->k_scale : ws_lse, vsc = b->v_scale ? b->v_scale : ws_lse;
-  int64_t srows, ssr;
-  clattn__kv_scale_geometry(d, &srows, &ssr);
-  const cl_long ssr_arg = d->ragged && d->kv_layout == CLATTN_KV_CONTIGUOUS ? 0 : ssr;
+  const cl_long ssr_arg = clattn__kv_scale_row_stride(d);
   err |= clSetKernelArg(k, a++, sizeof(cl_mem), &ksc);
   err |= clSetKernelArg(k, a++, sizeof(cl_mem), &vsc);
   err |= clSetKernelArg(k, a++, sizeof(cl_long), &ssr_arg);
@@ -603,11 +600,9 @@ clattn_status clattn_kv_append_ex(clattn_context ctx, const clattn_attention_des
   const int ints[5] = {d.kv_heads, d.head_dim, ps, nrows, num_tokens};
   for (int i = 0; i < 5; i++)
     err |= clSetKernelArg(k, a++, sizeof(int), &ints[i]);
-  int64_t srows, ssr;
-  clattn__kv_scale_geometry(&d, &srows, &ssr);
   const cl_long st9[9] = {ks.batch, ks.head,  ks.seq,
                           ks.dim,   vs.batch, vs.head,
-                          vs.seq,   vs.dim,   d.ragged && !paged ? 0 : ssr};
+                          vs.seq,   vs.dim,   clattn__kv_scale_row_stride(&d)};
   for (int i = 0; i < 9; i++)
     err |= clSetKernelArg(k, a++, sizeof(cl_long), &st9[i]);
   const size_t lws = 64, gws = ((size_t)num_tokens * (size_t)d.kv_heads + 63) / 64 * 64;

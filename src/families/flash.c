@@ -306,7 +306,7 @@ static bool strides_aligned(clattn_plan p, int q) {
   const clattn_strides *st[3] = {&p->qs, &p->ks, &p->vs};
   if (p->desc.head_dim % q) return false;
   for (int i = 0; i < 3; i++)
-    if (st[i]->dim != 1 || st[i]->seq % q || st[i]->head % q || st[i]->batch % q) return false;
+    if (!clattn__strides_multiple(st[i], q)) return false;
   return true;
 }
 

@@ -208,15 +208,9 @@ clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const c
   /* No -cl-fast-relaxed-math: NaN inputs must give NaN gradients. */
   if (ctx->info.is_cpu) clattn__append(opts, sizeof opts, " -DCLATTN_SOFT_HALF=1");
   if (p->sparse) clattn__append(opts, sizeof opts, " -DSPARSE=%d", p->sparse->cls);
-  /* softcap, ALiBi, the user mask (the modifiers of the forward that the
-   * backward takes: bwd_mods_ok) */
-  if (d->softcap > 0.0)
-    clattn__append(opts, sizeof opts, " -DSOFTCAP=1 -DSOFTCAP2=%.9ef", d->softcap * 1.4426950408889634);
-  if (d->alibi_max_bias > 0.0)
-    clattn__append(opts, sizeof opts, " -DALIBI=1 -DALIBI_BIAS=%.9ef", d->alibi_max_bias);
-  if (d->mask_mod) clattn__append(opts, sizeof opts, " -DUSER_MASK=1");
-  if (d->bias_type != CLATTN_BIAS_NONE)
-    clattn__append(opts, sizeof opts, " -DBIAS=1 -DBIAS_T=%d", d->bias_type - 1);
+  /* the forward's modifiers, compiled the same way (bwd_mods_ok says which
+   * the backward takes; sinks need no code here) */
+  clattn__mods_options(d, opts, sizeof opts);
   cl_program prog = NULL;
   /* the user's mask_mod compiled in (a compile error: INVALID_ARGUMENT with the log) */
   clattn_status st = clattn__get_program_user(ctx, "flash_bwd.cl", opts, d->mask_mod, &prog);
