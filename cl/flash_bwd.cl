@@ -175,8 +175,14 @@ __kernel void flash_bwd_pre(__global const stype *restrict O, __global const sty
 #ifndef ROWS
 #define ROWS 0
 #endif
+#ifndef TC
+#define TC 0
+#endif
 
-#if !ROWS
+#if TC
+/* -DTC=1: the tensor-core kernels of flash_bwd_tc.cl follow (this file gives
+ * them the argument lists, the ragged bookkeeping and flash_bwd_pre). */
+#elif !ROWS
 /*
  * The work-group kernels (GPUs): NT work-items share a tile of BM query rows
  * × BN keys. Phase 1 recomputes the tile's P and dS into local memory (each

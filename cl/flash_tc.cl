@@ -51,11 +51,9 @@
 #if (BN % 16) || (MT < 1) || (MT > 2)
 #error "flash_tc: BN must be a multiple of 16 and MT 1 or 2"
 #endif
-#define MMA(c, a0, a1, a2, a3, b0, b1)                                                             \
-  __asm__ volatile("mma.sync.aligned.m16n8k16.row.col.f32." MMA_T "." MMA_T ".f32 "                \
-                   "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"                         \
-                   : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                \
-                   : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1))
+#ifndef ASYNC
+#define ASYNC 0
+#endif
 
 /* Copies rows [row0, row0 + nrows) of a 16-bit tensor (rows past `limit` and
  * dims past D → 0) into local rows of LDK elements. */
@@ -70,36 +68,6 @@ inline void load_tile16(__local ushort *dst, __global const ushort *base, long s
 }
 
 inline uint lds32(__local const ushort *p) { return *(__local const uint *)p; }
-
-/* Shared-state-space address of a local pointer, for ldmatrix / cp.async.
- * LDM_ADDR 1: the integer value of a __local pointer is already the shared
- * address; 2: it is a generic address (convert with cvta.to.shared). */
-
-#ifndef LDM_ADDR
-#define LDM_ADDR 1
-#endif
-#ifndef ASYNC
-#define ASYNC 0
-#endif
-inline uint smem_addr(__local const void *p) {
-#if LDM_ADDR == 1
-  return (uint)(ulong)p;
-#else
-  uint r;
-  __asm__("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }"
-          : "=r"(r)
-          : "l"((ulong)p));
-  return r;
-#endif
-}
-#define LDM_X4(r0, r1, r2, r3, addr)                                                               \
-  __asm__ volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"                 \
-                   : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)                                        \
-                   : "r"(addr))
-#define LDM_X4_T(r0, r1, r2, r3, addr)                                                             \
-  __asm__ volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"           \
-                   : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)                                        \
-                   : "r"(addr))
 
 #if ASYNC
 /* cp.async version of load_tile16 (VEC_GLOBAL layouts only): rows past

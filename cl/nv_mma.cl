@@ -1,4 +1,4 @@
-/* nv_mma.cl — what the NVIDIA tensor-core flash kernels (flash_tc.cl, flash_wgmma.cl) share: 16-bit type names, packing, shuffles, exp2, chunk loads and the online softmax and epilogue on m16n8 accumulator fragments. */
+/* nv_mma.cl — what the NVIDIA tensor-core kernels (flash_tc.cl, flash_wgmma.cl, flash_bwd_tc.cl) share: 16-bit type names, mma.sync, ldmatrix, packing, shuffles, exp2, chunk loads and the online softmax and epilogue on m16n8 accumulator fragments. */
 
 /*
  * Both kernels keep S and O in the accumulator layout of mma.m16n8 (wgmma
@@ -27,6 +27,39 @@
 #ifndef VEC_GLOBAL
 #define VEC_GLOBAL 0 /* unit dim stride, D % 8 == 0, strides % 8 == 0: 16-byte I/O */
 #endif
+
+/* One m16n8k16 MMA: c += A·B, A in four 16-bit-pair registers, B in two. */
+#define MMA(c, a0, a1, a2, a3, b0, b1)                                                             \
+  __asm__ volatile("mma.sync.aligned.m16n8k16.row.col.f32." MMA_T "." MMA_T ".f32 "                \
+                   "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"                         \
+                   : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                \
+                   : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1))
+
+/* Shared-state-space address of a local pointer, for ldmatrix / cp.async.
+ * LDM_ADDR 1: the integer value of a __local pointer is already the shared
+ * address; 2: it is a generic address (convert with cvta.to.shared). */
+#ifndef LDM_ADDR
+#define LDM_ADDR 1
+#endif
+inline uint smem_addr(__local const void *p) {
+#if LDM_ADDR == 1
+  return (uint)(ulong)p;
+#else
+  uint r;
+  __asm__("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }"
+          : "=r"(r)
+          : "l"((ulong)p));
+  return r;
+#endif
+}
+#define LDM_X4(r0, r1, r2, r3, addr)                                                               \
+  __asm__ volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"                 \
+                   : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)                                        \
+                   : "r"(addr))
+#define LDM_X4_T(r0, r1, r2, r3, addr)                                                             \
+  __asm__ volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"           \
+                   : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)                                        \
+                   : "r"(addr))
 
 /* Packs two floats into one f16x2/bf16x2 register, lo in the low half. */
 inline uint pack2(float lo, float hi) {

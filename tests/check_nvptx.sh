@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# check_nvptx.sh — compiles the NVIDIA-only kernel code (tensor-core flash, linear on tensor cores, warp decode) to PTX with clang, so that a machine without an NVIDIA GPU still catches their C and inline-asm operand errors; with ptxas on PATH the PTX is parsed too.
+# check_nvptx.sh — compiles the NVIDIA-only kernel code (tensor-core flash and backward, linear on tensor cores, warp decode) to PTX with clang, so that a machine without an NVIDIA GPU still catches their C and inline-asm operand errors; with ptxas on PATH the PTX is parsed too.
 # usage: check_nvptx.sh CLANG CL_DIR [TEST_PTX]  (TEST_PTX: the patcher, tests/test_ptx.c, for the wgmma kernels)
 set -uo pipefail
 clang=${1:-clang}
@@ -98,5 +98,36 @@ for dt in 1 2; do for d in 40 64 128 256; do for c in 0 1; do
   compile "$n" nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=$dt -DD=$d -DWGS=$wgs -DBN=$bn -DCAUSAL=$c \
     -DVEC_GLOBAL=$((d % 8 == 0 && c == 0)) -DST=$st && wgmma_check "$n"
 done; done; done
+# flash_bwd_tc: the tensor-core backward (after flash_bwd.cl -DTC=1), the
+# configurations its fallback picks (d <= 64, d <= 128) and the extremes of
+# its parameters; assembled with the built-ins stubbed, a spill or too much
+# shared memory is a failure (stub_check, which needs ptxas and python3).
+stub_check() { # NAME
+  local name=$1
+  command -v ptxas >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1 || return 0
+  sed -e 's/^\.version 7\.5/.version 8.0/' -e 's/^\.target sm_80/.target sm_90/' \
+    "$tmp/$name.ptx" >"$tmp/$name.90.ptx"
+  sed -n '/^  python3 - "\$tmp\/\$name.90a.ptx"/,/^PY$/p' "$0" | sed '1d;$d' >"$tmp/stub.py"
+  python3 "$tmp/stub.py" "$tmp/$name.90.ptx" "$tmp/$name.stub.ptx"
+  if ! ptxas -arch=sm_90 -v "$tmp/$name.stub.ptx" -o /dev/null >"$tmp/$name.pt" 2>&1 ||
+      grep -qiE "error|[1-9][0-9]* bytes spill" "$tmp/$name.pt"; then
+    echo "FAIL $name (ptxas sm_90):"; grep -iE "error|spill" "$tmp/$name.pt" | head -6
+    fails=$((fails + 1)); return
+  fi
+  echo "ok   $name (sm_90: $(grep -o 'Used [0-9]* registers' "$tmp/$name.pt" | tr '\n' ' '))"
+}
+for dt in 1 2; do for d in 8 40 64 80 128; do for c in 0 1 2; do
+  v=$((d % 8 == 0)); cfg="-DKW=4 -DQM=64 -DKST=1 -DQW=4 -DKN=64 -DQST=$((1 + v))"
+  [ $d -gt 80 ] && cfg="-DKW=2 -DQM=32 -DKST=1 -DQW=4 -DKN=32 -DQST=$((1 + v))"
+  n="flash_bwd_tc_t${dt}_d${d}_c${c}"
+  compile "$n" flash_bwd.cl nv_mma.cl flash_bwd_tc.cl -- -DCLATTN_DTYPE=$dt -DCLATTN_SOFT_HALF=$((dt == 1)) \
+    -DD=$d -DCAUSAL=$c -DTC=1 -DVEC_GLOBAL=$v -DASYNC=$v -DLDM_ADDR=1 -DRAGGED=$((c == 2)) $cfg && stub_check "$n"
+done; done; done
+for cfg in "1 16 1 1 16 1" "8 16 2 8 64 1" "1 16 2 1 32 2"; do
+  set -- $cfg
+  n="flash_bwd_tc_kw$1_qm$2_kst$3_qw$4_kn$5_qst$6"
+  compile "$n" flash_bwd.cl nv_mma.cl flash_bwd_tc.cl -- -DCLATTN_DTYPE=2 -DD=64 -DCAUSAL=1 -DTC=1 \
+    -DVEC_GLOBAL=1 -DASYNC=1 -DLDM_ADDR=1 -DKW=$1 -DQM=$2 -DKST=$3 -DQW=$4 -DKN=$5 -DQST=$6 && stub_check "$n"
+done
 echo "$runs compiled, $fails failed"
 [ $fails -eq 0 ]

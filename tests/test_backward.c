@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -560,6 +561,137 @@ static void test_layouts(void **state) {
   check_case(*state, &d, label);
 }
 
+/* 16-bit storage on the shapes the tensor-core backward (flash_bwd_tc,
+ * NVIDIA sm_80+) serves and the ones it leaves to flash_bwd: tile-boundary
+ * lengths, seq_q != seq_kv both ways, both causal alignments, GQA and MQA,
+ * head dims that are not multiples of 16 or of 8 (element loads), d above
+ * 128; BSHD and padded strides (rows not 16-byte aligned: one stage); a NaN
+ * and two runs bitwise equal. Other devices run their own kernels on them. */
+static void test_16bit_shapes(void **state) {
+  clattn_context ctx = *state;
+  static const shape cs[] = {
+      {1, 2, 2, 1, 1, 64, CLATTN_MASK_NONE},
+      {1, 2, 1, 65, 130, 64, CLATTN_MASK_CAUSAL},
+      {2, 4, 2, 130, 65, 64, CLATTN_MASK_CAUSAL_TOP_LEFT},
+      {1, 4, 1, 77, 200, 128, CLATTN_MASK_CAUSAL},
+      {1, 2, 2, 100, 37, 128, CLATTN_MASK_NONE},
+      {1, 2, 1, 50, 70, 40, CLATTN_MASK_CAUSAL},
+      {1, 2, 2, 33, 33, 8, CLATTN_MASK_NONE},
+      {1, 2, 2, 40, 29, 13, CLATTN_MASK_CAUSAL},
+      {1, 1, 1, 20, 35, 160, CLATTN_MASK_CAUSAL},
+  };
+  const size_t n = sizeof cs / sizeof *cs;
+  run_shapes(ctx, "16bit_shapes", cs, n, CLATTN_DTYPE_F16, CLATTN_LAYOUT_BHSD);
+  run_shapes(ctx, "16bit_shapes", cs, n, CLATTN_DTYPE_BF16, CLATTN_LAYOUT_BSHD);
+  for (int dt = 0; dt < 2; dt++) {
+    clattn_attention_desc d = make(2, 4, 2, 70, 90, 64, CLATTN_MASK_CAUSAL);
+    d.dtype = dt ? CLATTN_DTYPE_BF16 : CLATTN_DTYPE_F16;
+    tu_set_padded_strides(&d, 3, 5, 1);
+    char label[256];
+    label_of(label, sizeof label, "16bit_padded", &d);
+    check_case(ctx, &d, label);
+  }
+  /* NaN in one query row: its dQ and the dK, dV rows of the keys it sees. */
+  clattn_attention_desc d = make(1, 1, 1, 10, 10, 64, CLATTN_MASK_CAUSAL);
+  d.dtype = CLATTN_DTYPE_F16;
+  problem p;
+  problem_init(&p, &d, "bwd/16bit_nan", -2.0, 2.0);
+  tensor_set(&p.q, d.dtype, 3 * 64 + 2, NAN);
+  run_out o;
+  run_device(ctx, &p, 0, &o);
+  for (int x = 0; x < 64; x++) {
+    assert_true(isnan(dev_grad(&p, &o, 0, 0, 0, 3, x)));
+    for (int j = 0; j <= 3; j++) {
+      assert_true(isnan(dev_grad(&p, &o, 1, 0, 0, j, x)));
+      assert_true(isnan(dev_grad(&p, &o, 2, 0, 0, j, x)));
+    }
+    assert_true(isfinite(dev_grad(&p, &o, 0, 0, 0, 2, x)));
+  }
+  run_out_free(&o);
+  problem_free(&p);
+  /* deterministic: two runs bitwise equal */
+  d = make(1, 4, 2, 130, 97, 64, CLATTN_MASK_CAUSAL);
+  d.dtype = CLATTN_DTYPE_BF16;
+  problem_init(&p, &d, "bwd/16bit_determinism", -2.0, 2.0);
+  run_out a, b;
+  run_device(ctx, &p, CLATTN_PLAN_BACKWARD, &a);
+  run_device(ctx, &p, 0, &b);
+  for (int t = 0; t < 3; t++)
+    assert_memory_equal(a.g[t], b.g[t], p.elems[t] * p.es);
+  run_out_free(&a);
+  run_out_free(&b);
+  problem_free(&p);
+}
+
+/* The tensor-core backward's configurations, forced one by one through
+ * CLATTN_TUNE_OVERRIDE in a context of their own: one and eight warps, the
+ * tile sizes, one and two stages. Skipped where flash_bwd_tc does not apply
+ * (it needs NVIDIA sm_80+). */
+static void test_tc_configs(void **state) {
+  clattn_context ctx = *state;
+  clattn_attention_desc probe = make(1, 1, 1, 16, 16, 64, CLATTN_MASK_NONE);
+  probe.dtype = CLATTN_DTYPE_BF16;
+  clattn_plan plan = NULL;
+  assert_int_equal(clattn_plan_create(ctx, &probe, CLATTN_PLAN_BACKWARD, &plan), CLATTN_SUCCESS);
+  const bool tc = strstr(clattn_plan_describe(plan), "backward: flash_bwd_tc") != NULL;
+  clattn_plan_release(plan);
+  if (!tc) {
+    print_message("flash_bwd_tc does not apply on this device: skipped\n");
+    skip();
+  }
+  static const struct {
+    const char *cfg;
+    shape s;
+  } cases[] = {
+      {"kw=1,qm=16,kst=1,qw=1,kn=16,qst=1", {1, 4, 2, 97, 130, 64, CLATTN_MASK_CAUSAL}},
+      {"kw=2,qm=32,kst=2,qw=2,kn=32,qst=2", {2, 2, 2, 45, 300, 64, CLATTN_MASK_NONE}},
+      {"kw=8,qm=16,kst=2,qw=8,kn=64,qst=1", {1, 4, 2, 200, 150, 64, CLATTN_MASK_CAUSAL_TOP_LEFT}},
+      {"kw=4,qm=64,kst=1,qw=4,kn=64,qst=2", {1, 4, 1, 130, 257, 64, CLATTN_MASK_CAUSAL}},
+      {"kw=4,qm=16,kst=1,qw=2,kn=32,qst=2", {1, 2, 1, 70, 50, 128, CLATTN_MASK_CAUSAL_TOP_LEFT}},
+      {"kw=2,qm=32,kst=1,qw=4,kn=16,qst=2", {1, 2, 2, 129, 64, 128, CLATTN_MASK_CAUSAL}},
+      {"kw=1,qm=16,kst=2,qw=1,kn=32,qst=1", {1, 2, 1, 33, 90, 96, CLATTN_MASK_NONE}},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+    char env[128];
+    snprintf(env, sizeof env, "flash_bwd_tc:%s", cases[c].cfg);
+    assert_int_equal(setenv("CLATTN_TUNE_OVERRIDE", env, 1), 0);
+    clattn_context c2 = NULL;
+    assert_int_equal(clattn_context_create(NULL, &c2), CLATTN_SUCCESS);
+    for (int dt = 0; dt < 2; dt++) {
+      const shape *s = &cases[c].s;
+      clattn_attention_desc d = make(s->b, s->h, s->hk, s->nq, s->nk, s->hd, s->m);
+      d.dtype = dt ? CLATTN_DTYPE_BF16 : CLATTN_DTYPE_F16;
+      d.layout = dt ? CLATTN_LAYOUT_BSHD : CLATTN_LAYOUT_BHSD;
+      char label[256];
+      label_of(label, sizeof label, "tc_configs", &d);
+      snprintf(label + strlen(label), sizeof label - strlen(label), "-%s", cases[c].cfg);
+      problem p;
+      problem_init(&p, &d, label, -2.0, 2.0);
+      run_out o;
+      run_device(c2, &p, 0, &o);
+      int kw, qm, kst, qw, kn, qst;
+      assert_int_equal(sscanf(cases[c].cfg, "kw=%d,qm=%d,kst=%d,qw=%d,kn=%d,qst=%d", &kw, &qm,
+                              &kst, &qw, &kn, &qst),
+                       6);
+      char want[96];
+      snprintf(want, sizeof want, "(kw=%d qm=%d kst=%d), dQ over %d-row tiles (qw=%d kn=%d qst=%d)",
+               kw, qm, kst, 16 * qw, qw, kn, qst);
+      if (!strstr(o.describe, "backward: flash_bwd_tc") || !strstr(o.describe, want))
+        fail_msg("%s: not run with the forced configuration: %s", label, o.describe);
+      const grad_err e = compare(&p, &o);
+      const double tol = rel_tol(d.dtype);
+      if (e.nonfinite || e.rel[0] > tol || e.rel[1] > tol || e.rel[2] > tol)
+        fail_msg("%s (seed 0x%llx): rel err dq %.3g dk %.3g dv %.3g (tol %.1g), %zu non-finite; %s",
+                 label, (unsigned long long)p.seed, e.rel[0], e.rel[1], e.rel[2], tol, e.nonfinite,
+                 o.describe);
+      run_out_free(&o);
+      problem_free(&p);
+    }
+    clattn_context_release(c2);
+  }
+  unsetenv("CLATTN_TUNE_OVERRIDE");
+}
+
 /* Every sparse pattern of the sparse family. */
 static void test_sparse(void **state) {
   static const int tokens[] = {11};
@@ -928,6 +1060,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_nan),          cmocka_unit_test(test_arguments),
       cmocka_unit_test(test_ragged),       cmocka_unit_test(test_alibi_sinks),
       cmocka_unit_test(test_mask_mod),     cmocka_unit_test(test_bias),
+      cmocka_unit_test(test_16bit_shapes), cmocka_unit_test(test_tc_configs),
   };
   return cmocka_run_group_tests_name("clattn backward", tests, tu_group_setup, tu_group_teardown);
 }

@@ -60,10 +60,13 @@ CLATTN__FAMILY_OPS_DECL(decode)
 CLATTN__VARIANT_DECL(decode_warp)
 extern const clattn__param clattn__decode_warp_params[5];
 
-/* flash_bwd.c: the portable deterministic backward kernels (cl/flash_bwd.cl);
+/* flash_bwd.c: the deterministic backward kernels (cl/flash_bwd.cl, cl/flash_bwd_tc.cl);
  * create / execute / release work on the plan's backward state. */
 CLATTN__VARIANT_DECL(flash_bwd)
 CLATTN__VARIANT_DECL(flash_bwd_rows)
+/* flash_bwd_tc: the NVIDIA tensor-core backward (cl/flash_bwd_tc.cl, mma.sync). */
+CLATTN__VARIANT_DECL(flash_bwd_tc)
+extern const clattn__param clattn__flash_bwd_tc_params[6];
 extern const clattn__param clattn__flash_bwd_params[3];
 extern const clattn__param clattn__flash_bwd_rows_params[1];
 CLATTN__FAMILY_OPS_DECL(flash_bwd)

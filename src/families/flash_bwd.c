@@ -1,5 +1,6 @@
-/* flash_bwd.c — the flash family's backward variant: the portable deterministic kernels of
- * cl/flash_bwd.cl. */
+/* flash_bwd.c — the flash family's backward variants: the portable deterministic kernels of
+ * cl/flash_bwd.cl (work-group and CPU forms) and the NVIDIA tensor-core kernels of
+ * cl/flash_bwd_tc.cl. */
 #include "checked.h"
 #include "families.h"
 #include "sparse.h"
@@ -17,6 +18,9 @@ typedef struct bwd_state {
   int bm, bn;
   int nt;    /* work-items per work-group */
   bool rows; /* the CPU kernels: one work-item per work-group, W = bm = bn lanes */
+  /* The launch geometry: keys and work-items per work-group of the dK/dV
+   * kernel, query rows and work-items per work-group of the dQ kernel. */
+  int kv_keys, kv_nt, q_rows, q_nt;
 } bwd_state;
 
 static const int bwd_tiles[] = {4, 8, 16, 32, 64};
@@ -32,6 +36,18 @@ static const int rows_w[] = {8, 16};
 /* w: keys (dK/dV) or query rows (dQ) per work-item, the vector width. */
 const clattn__param clattn__flash_bwd_rows_params[1] = {{"w", 8, 16, VALS(rows_w)}};
 const char *const clattn__flash_bwd_rows_sources[] = {"flash_bwd.cl", NULL};
+static const int tc_warps[] = {1, 2, 4, 8};
+static const int tc_tiles[] = {16, 32, 64};
+static const int tc_stages[] = {1, 2};
+/* kw: warps of the dK/dV kernel (16 keys each), qm: query rows per tile
+ * there, kst: its stages; qw: warps of the dQ kernel (16 rows each), kn:
+ * keys per tile there, qst: its stages (2: cp.async double buffering, used
+ * when every row is 16-byte aligned). */
+const clattn__param clattn__flash_bwd_tc_params[6] = {
+    {"kw", 1, 8, VALS(tc_warps)}, {"qm", 16, 64, VALS(tc_tiles)}, {"kst", 1, 2, VALS(tc_stages)},
+    {"qw", 1, 8, VALS(tc_warps)}, {"kn", 16, 64, VALS(tc_tiles)}, {"qst", 1, 2, VALS(tc_stages)}};
+const char *const clattn__flash_bwd_tc_sources[] = {"flash_bwd.cl", "nv_mma.cl", "flash_bwd_tc.cl",
+                                                    NULL};
 
 /* The modifiers the backward kernels take: softcap (dS through its
  * derivative), ALiBi (P recomputed with it), attention sinks (in the
@@ -133,6 +149,90 @@ bool clattn__flash_bwd_fallback(const clattn__device_info *info, const clattn_at
   return false;
 }
 
+/* ---- the NVIDIA tensor-core kernels (cl/flash_bwd_tc.cl) ---- */
+
+/* The problems they serve: 16-bit storage, dense or causal masks, no
+ * modifiers, head dims up to 128 (the dK and dV accumulators of 16 keys
+ * take 128 registers a lane at d = 128); the others get flash_bwd. */
+int clattn__flash_bwd_tc_applicable(const clattn__device_info *info,
+                                    const clattn_attention_desc *d, const char **why) {
+  if (!info->is_nvidia || info->nv_cc_major < 8) {
+    *why = "needs NVIDIA sm_80 or newer (mma.sync)";
+    return 0;
+  }
+  if (d->dtype == CLATTN_DTYPE_F32) {
+    *why = "f16/bf16 storage only";
+    return 0;
+  }
+  if (d->mask != CLATTN_MASK_NONE && !clattn__mask_is_causal(d->mask)) {
+    *why = "dense and causal masks only (sparse: flash_bwd)";
+    return 0;
+  }
+  if (d->softcap > 0.0 || d->alibi_max_bias > 0.0 || d->score_mod || d->mask_mod ||
+      d->bias_type != CLATTN_BIAS_NONE) {
+    /* (attention sinks need no code: the forward's LSE holds them) */
+    *why = "no softcap, ALiBi, user functions or bias tensors (flash_bwd has them)";
+    return 0;
+  }
+  if (d->head_dim > 128) {
+    *why = "head_dim above 128 (the accumulators exceed the registers; flash_bwd serves it)";
+    return 0;
+  }
+  return 30;
+}
+
+/* Local memory of the two kernels (the larger): dK/dV: the K and V rows of
+ * 16·kw keys and kst stages of qm Q and dO rows with their LSE and D; dQ:
+ * qst stages of kn K and V rows. Rows are padded to the k step plus 8. */
+static size_t tc_local_dkdv(const int *p, const clattn_attention_desc *d) {
+  const size_t ldk = ((size_t)d->head_dim + 15) / 16 * 16 + 8;
+  return 2 * 16 * (size_t)p[0] * ldk * 2 + (size_t)p[2] * (2 * (size_t)p[1] * ldk * 2 +
+                                                           2 * (size_t)p[1] * sizeof(float));
+}
+static size_t tc_local_dq(const int *p, const clattn_attention_desc *d) {
+  const size_t ldk = ((size_t)d->head_dim + 15) / 16 * 16 + 8;
+  return (size_t)p[5] * 2 * (size_t)p[4] * ldk * 2;
+}
+
+size_t clattn__flash_bwd_tc_local(const int *p, const clattn_attention_desc *d) {
+  const size_t a = tc_local_dkdv(p, d), b = tc_local_dq(p, d);
+  return a > b ? a : b;
+}
+
+const char *clattn__flash_bwd_tc_check(const int *p, const clattn_attention_desc *d,
+                                       const clattn__device_info *info) {
+  const int kw = p[0], qm = p[1], kst = p[2], qw = p[3], kn = p[4], qst = p[5];
+  if (kw < 1 || kw > 8 || qw < 1 || qw > 8) return "kw and qw must lie in 1..8";
+  if (qm < 16 || qm > 64 || qm % 16 || kn < 16 || kn > 64 || kn % 16)
+    return "qm and kn must be 16, 32 or 64";
+  if (kst < 1 || kst > 2 || qst < 1 || qst > 2) return "kst and qst must be 1 or 2";
+  if ((size_t)(32 * (kw > qw ? kw : qw)) > info->max_wg)
+    return "32*kw or 32*qw exceeds the device's work-group size";
+  if (d->head_dim > 128) return "head_dim above 128";
+  if (clattn__flash_bwd_tc_local(p, d) > info->local_mem)
+    return "local memory exceeds the device's limit";
+  /* Live fp32 registers a lane holds: dK/dV: the dK and dV accumulators
+   * (dp floats) and the Sᵀ, dPᵀ tiles (qm); dQ: the Q and dO fragments and
+   * dQ (dp), S and dP (kn). Above 160 the compiler spills (ptxas: 247
+   * registers at 128 + 32). */
+  const int dp = (d->head_dim + 15) / 16 * 16;
+  if (dp + qm > 160 || dp + kn > 160) return "fragments and accumulators exceed the register budget";
+  return NULL;
+}
+
+bool clattn__flash_bwd_tc_fallback(const clattn__device_info *info,
+                                   const clattn_attention_desc *d, int *out) {
+  static const int prefs[][6] = {{4, 64, 1, 4, 64, 2}, {2, 32, 1, 4, 32, 2},
+                                 {4, 16, 1, 4, 32, 2}, {2, 32, 1, 4, 32, 1},
+                                 {2, 16, 1, 2, 16, 1}, {1, 16, 1, 1, 16, 1}};
+  for (size_t i = 0; i < sizeof prefs / sizeof *prefs; i++)
+    if (!clattn__flash_bwd_tc_check(prefs[i], d, info)) {
+      memcpy(out, prefs[i], sizeof prefs[i]);
+      return true;
+    }
+  return false;
+}
+
 /* The (query tile, key tile) bitmap of a sparse mask from the row intervals
  * of every query (the same intervals the forward's tile lists come from). */
 static clattn_status build_tile_bits(clattn_plan p, bwd_state *s, size_t bytes) {
@@ -164,6 +264,54 @@ static clattn_status build_tile_bits(clattn_plan p, bwd_state *s, size_t bytes) 
   return CLATTN_SUCCESS;
 }
 
+/* The tensor-core kernels' program, kernels and workspace (create's tail
+ * for flash_bwd_tc). Two stages need 16-byte aligned rows (cp.async): with
+ * other strides each kernel runs with one, as describe() says. */
+static clattn_status tc_create(clattn_plan p, bwd_state *s, const int *params, const char *origin,
+                               size_t dbytes, size_t total) {
+  clattn_context ctx = p->ctx;
+  const clattn_attention_desc *d = &p->desc;
+  const clattn_strides *st[4] = {&p->qs, &p->ks, &p->vs, &p->os};
+  bool vec = d->head_dim % 8 == 0;
+  for (int i = 0; i < 4; i++)
+    vec = vec && clattn__strides_multiple(st[i], 8);
+  const int kst = vec ? params[2] : 1, qst = vec ? params[5] : 1;
+  char opts[512];
+  snprintf(opts, sizeof opts,
+           "-cl-std=CL1.2 -DCLATTN_DTYPE=%d -DD=%d -DCAUSAL=%d -DRAGGED=%d -DTC=1 -DKW=%d -DQM=%d "
+           "-DKST=%d -DQW=%d -DKN=%d -DQST=%d -DVEC_GLOBAL=%d -DASYNC=%d -DLDM_ADDR=1",
+           (int)d->dtype, d->head_dim, clattn__causal_define(d->mask), d->ragged ? 1 : 0, params[0],
+           params[1], kst, params[3], params[4], qst, vec, vec);
+  if (ctx->settings.nv_verbose) clattn__append(opts, sizeof opts, " -cl-nv-verbose");
+  cl_program prog = NULL;
+  clattn_status r =
+      clattn__get_program_user(ctx, "flash_bwd.cl nv_mma.cl flash_bwd_tc.cl", opts, NULL, &prog);
+  if (r != CLATTN_SUCCESS) return r;
+  if ((r = clattn__create_kernel_sized(ctx, prog, "flash_bwd_pre", 0, &s->pre)) !=
+          CLATTN_SUCCESS ||
+      (r = clattn__create_kernel_sized(ctx, prog, "flash_bwd_dkdv", tc_local_dkdv(params, d),
+                                       &s->dkdv)) != CLATTN_SUCCESS ||
+      (r = clattn__create_kernel_sized(ctx, prog, "flash_bwd_dq", tc_local_dq(params, d),
+                                       &s->dq)) != CLATTN_SUCCESS)
+    return r;
+  cl_int err;
+  s->dbuf = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, dbytes, NULL, &err);
+  if (!s->dbuf) return clattn__cl_fail(ctx, "clCreateBuffer", err, "backward workspace D");
+  snprintf(p->bwd_describe, sizeof p->bwd_describe,
+           "flash_bwd_tc %s d=%d: deterministic, mma.sync m16n8k16 + ldmatrix%s; dK/dV over %d-key "
+           "tiles (kw=%d qm=%d kst=%d), dQ over %d-row tiles (qw=%d kn=%d qst=%d) (%zu B local, "
+           "%zu B workspace) [%s]%s",
+           clattn_dtype_name(d->dtype), d->head_dim, vec ? " + cp.async" : "", s->kv_keys,
+           params[0], params[1], kst, s->q_rows, params[3], params[4], qst,
+           clattn__flash_bwd_tc_local(params, d), total, origin,
+           d->ragged ? "; ragged (cu_seqlens)" : "");
+  if (ctx->settings.nv_verbose) {
+    const char *note = clattn__program_note(ctx, prog);
+    if (*note) clattn__append(p->bwd_describe, sizeof p->bwd_describe, "; compiler: %s", note);
+  }
+  return CLATTN_SUCCESS;
+}
+
 clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const char *origin) {
   clattn_context ctx = p->ctx;
   const clattn_attention_desc *d = &p->desc;
@@ -171,9 +319,18 @@ clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const c
   if (!s) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate backward state");
   p->bwd_state = s;
   s->rows = p->bwd_variant->num_params == 1;
-  s->bm = params[0];
-  s->bn = s->rows ? params[0] : params[1];
-  s->nt = s->rows ? 1 : params[2];
+  const bool tc = p->bwd_variant->num_params == 6;
+  if (tc) {
+    s->bm = params[1];
+    s->bn = params[4];
+    s->kv_keys = 16 * params[0], s->kv_nt = 32 * params[0];
+    s->q_rows = 16 * params[3], s->q_nt = 32 * params[3];
+  } else {
+    s->bm = params[0];
+    s->bn = s->rows ? params[0] : params[1];
+    s->nt = s->rows ? 1 : params[2];
+    s->kv_keys = s->bn, s->kv_nt = s->nt, s->q_rows = s->bm, s->q_nt = s->nt;
+  }
   const int nqt = (d->seq_q + s->bm - 1) / s->bm, nkt = (d->seq_kv + s->bn - 1) / s->bn;
   s->tb_words = (nkt + 31) / 32;
 
@@ -195,6 +352,7 @@ clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const c
                                "largest allocation (%llu)",
                                total, (unsigned long long)ctx->info.max_alloc);
 
+  if (tc) return tc_create(p, s, params, origin, dbytes, total);
   char opts[512];
   snprintf(opts, sizeof opts,
            "-cl-std=CL1.2 -cl-mad-enable -DCLATTN_DTYPE=%d -DD=%d -DBM=%d -DBN=%d -DCAUSAL=%d "
@@ -335,9 +493,9 @@ clattn_status clattn__flash_bwd_execute(clattn_plan p, const clattn__buffers *b,
 
   const size_t pre_lws[2] = {64, 1};
   const size_t pre_gws[2] = {((size_t)d->seq_q + 63) / 64 * 64, bh};
-  const size_t nkt = ((size_t)d->seq_kv + (size_t)s->bn - 1) / (size_t)s->bn;
-  const size_t nqt = ((size_t)d->seq_q + (size_t)s->bm - 1) / (size_t)s->bm;
-  const size_t kv_nt = (size_t)s->nt, q_nt = (size_t)s->nt;
+  const size_t nkt = ((size_t)d->seq_kv + (size_t)s->kv_keys - 1) / (size_t)s->kv_keys;
+  const size_t nqt = ((size_t)d->seq_q + (size_t)s->q_rows - 1) / (size_t)s->q_rows;
+  const size_t kv_nt = (size_t)s->kv_nt, q_nt = (size_t)s->q_nt;
   const size_t kv_gws[2] = {nkt * kv_nt, bhk}, kv_lws[2] = {kv_nt, 1};
   const size_t q_gws[2] = {nqt * q_nt, bh}, q_lws[2] = {q_nt, 1};
   cl_event e1 = NULL, e2 = NULL;

@@ -1,0 +1,470 @@
+/* flash_bwd_tc.cl — NVIDIA sm_80+ attention backward on tensor cores: the dK/dV and dQ passes of flash_bwd.cl with mma.sync m16n8k16 (f16/bf16 in, f32 accumulation). */
+
+/*
+ * Compiled after flash_bwd.cl (with -DTC=1: its argument lists, ragged
+ * bookkeeping and the D = rowsum(dO∘O) kernel flash_bwd_pre) and nv_mma.cl
+ * (mma.sync, ldmatrix, cp.async). The algorithm and the order of every sum
+ * are those of flash_bwd.cl; no atomics, bitwise reproducible:
+ *
+ *   flash_bwd_dkdv  a work-group of KW warps owns 16·KW keys of one (batch,
+ *                   KV head); warp w owns keys 16w .. 16w + 15, the M side of
+ *                   its MMAs. K and V of those keys stay in local memory (A
+ *                   fragments by ldmatrix). Tiles of QM query rows of each
+ *                   query head of the group (heads ascending, tiles
+ *                   ascending) stream through local memory: Q, dO and the
+ *                   rows' LSE·log2 e and D (cp.async, double-buffered when
+ *                   KST = 2). Per tile, with keys as rows:
+ *                     Sᵀ = K·Qᵀ,  dPᵀ = V·dOᵀ          (B: Q / dO rows, ldmatrix)
+ *                     Pᵀ = exp2(Sᵀ·scale·log2 e − LSE·log2 e),  dSᵀ = Pᵀ∘(dPᵀ − D)
+ *                     dV += Pᵀ·dO,  dK += dSᵀ·Q         (A: Pᵀ / dSᵀ packed from the
+ *                                                     accumulators, B: ldmatrix.trans)
+ *   flash_bwd_dq    a work-group of QW warps owns 16·QW query rows of one
+ *                   (batch, head); Q and dO are A fragments in registers;
+ *                   tiles of KN keys (K, V) stream through local memory:
+ *                     S = Q·Kᵀ, dP = dO·Vᵀ, P and dS as above, dQ += dS·K.
+ *
+ * The accumulator layout of m16n8 (lane 4g + t: rows g and g + 8, columns
+ * 2t, 2t + 1 of each 8-column group) is the A-fragment layout of the next
+ * MMA, as in flash_tc.cl. ldmatrix address patterns (lane L addresses row
+ * L & 7 of 8×8 matrix L >> 3): "A" (rows +8 for matrices 1 and 3, columns
+ * +8 for 2 and 3) gives an A fragment of a row-major [m][k] tile without
+ * .trans and a B fragment pair of a row-major [k][n] tile with .trans; "B"
+ * (rows +8 for 2 and 3, columns +8 for 1 and 3) gives B fragments of two
+ * n-tiles of a row-major [n][k] tile.
+ *
+ * Masks: dense and causal (both alignments, CAUSAL_OFFSET). Rows past Nq
+ * have LSE·log2 e = +inf (P = 0) and zero Q / dO; keys past Nk are zeros
+ * whose dK / dV rows are never stored (dK/dV pass) or are masked (dQ pass).
+ * A masked pair has P = dS = 0 even when its dP is NaN.
+ */
+
+#ifndef KW
+#define KW 4 /* warps of the dK/dV kernel: 16·KW keys per work-group */
+#endif
+#ifndef QM
+#define QM 64 /* query rows per tile of the dK/dV kernel */
+#endif
+#ifndef QW
+#define QW 4 /* warps of the dQ kernel: 16·QW query rows per work-group */
+#endif
+#ifndef KN
+#define KN 64 /* keys per tile of the dQ kernel */
+#endif
+#ifndef KST
+#define KST 1 /* stages of the dK/dV kernel's query tiles (2: cp.async double buffering) */
+#endif
+#ifndef QST
+#define QST 1 /* stages of the dQ kernel's key tiles */
+#endif
+#ifndef ASYNC
+#define ASYNC 0
+#endif
+
+#define DP ((D + 15) / 16 * 16) /* head dim padded to the MMA k step */
+#define LDK (DP + 8)            /* local row stride (elements): conflict-free ldmatrix */
+#define CH8 (DP / 8)            /* 16-byte chunks per row */
+#define KCH (DP / 16)           /* k-steps over the head dim */
+#define NTO (DP / 8)            /* 8-column groups of a gradient row */
+#define BNK (16 * KW)
+#define NTK (32 * KW)
+#define BMQ (16 * QW)
+#define NTQ (32 * QW)
+
+#if (QM % 16) || (KN % 16) || QM < 16 || KN < 16
+#error "flash_bwd_tc: QM and KN must be multiples of 16"
+#endif
+#if KST < 1 || KST > 2 || QST < 1 || QST > 2 || ((KST == 2 || QST == 2) && !ASYNC)
+#error "flash_bwd_tc: KST and QST are 1, or 2 with ASYNC"
+#endif
+
+/* Rows [row0, row0 + n) of a 16-bit tensor into local rows of LDK elements
+ * (rows past `limit` and dims past D: zeros), by nt work-items; with ASYNC
+ * (16-byte aligned rows) through cp.async, the caller commits the group. */
+inline void bwd_tile16(__local ushort *dst, __global const ushort *base, long ss, long sd,
+                       int row0, int n, int limit, int lid, int nt) {
+  for (int idx = lid; idx < n * CH8; idx += nt) {
+    const int r = idx / CH8, ch = idx % CH8;
+    const bool ok = row0 + r < limit && 8 * ch < D;
+#if ASYNC
+    (void)sd;
+    __global const ushort *src = ok ? base + (long)(row0 + r) * ss + 8 * ch : base;
+    CP_ASYNC16(smem_addr(dst + r * LDK + 8 * ch), src, ok);
+#else
+    uint4 x = (uint4)(0u);
+    if (ok) x = load_chunk16(base, (long)(row0 + r) * ss, ch, sd);
+    *(__local uint4 *)(dst + r * LDK + 8 * ch) = x;
+#endif
+  }
+}
+
+/* The A fragments of the accumulator pair x[2kc], x[2kc + 1] (k-step kc). */
+#define PACK_A(x, kc, a)                                                                           \
+  do {                                                                                             \
+    a[0] = pack2(x[2 * (kc)][0], x[2 * (kc)][1]);                                                  \
+    a[1] = pack2(x[2 * (kc)][2], x[2 * (kc)][3]);                                                  \
+    a[2] = pack2(x[2 * (kc) + 1][0], x[2 * (kc) + 1][1]);                                          \
+    a[3] = pack2(x[2 * (kc) + 1][2], x[2 * (kc) + 1][3]);                                          \
+  } while (0)
+
+#define ZERO_FRAGS(x, n)                                                                           \
+  do {                                                                                             \
+    _Pragma("unroll") for (int j_ = 0; j_ < (n); j_++) x[j_][0] = x[j_][1] = x[j_][2] =            \
+        x[j_][3] = 0.0f;                                                                           \
+  } while (0)
+
+/* Lane offsets of the two ldmatrix patterns (see the top). */
+#define A_ROW(lane) ((((lane) >> 3) & 1) * 8 + ((lane)&7))
+#define A_COL(lane) (((lane) >> 4) * 8)
+#define B_ROW(lane) (((lane) >> 4) * 8 + ((lane)&7))
+#define B_COL(lane) ((((lane) >> 3) & 1) * 8)
+
+/* ---- dK, dV ---------------------------------------------------------------------------------- */
+
+#define NTSQ (QM / 8) /* 8-row groups of a query tile */
+#define QO_STAGE (2 * QM * LDK) /* elements of one stage: Q rows, then dO rows */
+
+__kernel __attribute__((reqd_work_group_size(NTK, 1, 1))) void
+flash_bwd_dkdv(BWD_ARGS, __global ushort *restrict dK, __global ushort *restrict dV) {
+  __local uint4 kv_raw[2 * BNK * LDK / 8];
+  __local uint4 qo_raw[KST * QO_STAGE / 8];
+  __local float ld_s[KST * 2 * QM]; /* per stage: LSE·log2 e of the QM rows, then D */
+  __local ushort *Ks = (__local ushort *)kv_raw;
+  __local ushort *Vs = Ks + BNK * LDK;
+  __local ushort *QOs = (__local ushort *)qo_raw;
+
+  const int lid = get_local_id(0);
+  const int warp = lid / 32, lane = lid % 32;
+  const int g = lane >> 2, t = lane & 3;
+  const int kt = get_group_id(0), bhk = get_group_id(1);
+  const int Hk = H / G;
+  const int b = bhk / Hk, hk = bhk % Hk;
+  const int k0 = kt * BNK;
+  BWD_SEQ(b)
+  if (k0 >= Nk) return; /* past the sequence's keys (ragged): the whole work-group */
+  const int off = CAUSAL_OFFSET(CAUSAL, Nq, Nk);
+
+  __global const ushort *Kb = K + (long)b * ksb + (long)hk * ksh + ROW_OFF(kstart, kss);
+  __global const ushort *Vb = V + (long)b * vsb + (long)hk * vsh + ROW_OFF(kstart, vss);
+  bwd_tile16(Ks, Kb, kss, ksd, k0, BNK, Nk, lid, NTK);
+  bwd_tile16(Vs, Vb, vss, vsd, k0, BNK, Nk, lid, NTK);
+#if ASYNC
+  CP_COMMIT();
+#endif
+
+  const int nqt = (Nq + QM - 1) / QM;
+#if CAUSAL
+  /* Query i sees key j iff j <= i + off: the first key needs i >= k0 - off. */
+  const int qt0 = clamp(k0 - off, 0, Nq) / QM;
+#else
+  const int qt0 = 0;
+#endif
+  const int per = nqt - qt0, total = G * per; /* (head, query tile) steps */
+
+  /* Step `it` (head hk·G + it / per, tile qt0 + it % per) into stage s. */
+#define DKDV_LOAD(s, it)                                                                           \
+  do {                                                                                             \
+    const int h_ = hk * G + (it) / per, q0_ = (qt0 + (it) % per) * QM;                             \
+    const long bh_ = (long)b * H + h_;                                                             \
+    __local ushort *qd_ = QOs + (s)*QO_STAGE;                                                      \
+    bwd_tile16(qd_, Q + (long)b * qsb + (long)h_ * qsh + ROW_OFF(qstart, qss), qss, qsd, q0_, QM,  \
+               Nq, lid, NTK);                                                                      \
+    bwd_tile16(qd_ + QM * LDK, dO + (long)b * osb + (long)h_ * osh + ROW_OFF(qstart, oss), oss,    \
+               osd, q0_, QM, Nq, lid, NTK);                                                        \
+    for (int r_ = lid; r_ < QM; r_ += NTK) {                                                       \
+      const int i_ = q0_ + r_;                                                                     \
+      ld_s[(s)*2 * QM + r_] = i_ < Nq ? LSE[BWD_LSE(bh_, i_)] * CLATTN_LOG2E : INFINITY;           \
+      ld_s[(s)*2 * QM + QM + r_] = i_ < Nq ? Dd[BWD_D(bh_, i_)] : 0.0f;                            \
+    }                                                                                              \
+  } while (0)
+
+  float dk[NTO][4], dv[NTO][4];
+  ZERO_FRAGS(dk, NTO);
+  ZERO_FRAGS(dv, NTO);
+  const int kw0 = k0 + warp * 16; /* this warp's first key */
+  const uint kA = smem_addr(Ks + (warp * 16 + A_ROW(lane)) * LDK + A_COL(lane));
+  const uint vA = smem_addr(Vs + (warp * 16 + A_ROW(lane)) * LDK + A_COL(lane));
+
+#if KST == 2
+  if (total > 0) DKDV_LOAD(0, 0);
+  CP_COMMIT();
+#endif
+  for (int it = 0; it < total; it++) {
+#if KST == 2
+    const int s = it & 1;
+    if (it + 1 < total) DKDV_LOAD(s ^ 1, it + 1); /* its stage was released at the end of it-1 */
+    CP_COMMIT();
+    CP_WAIT(1); /* K, V and this step's stage have landed for this work-item */
+    barrier(CLK_LOCAL_MEM_FENCE);
+#else
+    const int s = 0;
+    barrier(CLK_LOCAL_MEM_FENCE); /* the previous step's reads are done */
+    DKDV_LOAD(0, it);
+#if ASYNC
+    CP_COMMIT();
+    CP_WAIT(0);
+#endif
+    barrier(CLK_LOCAL_MEM_FENCE);
+#endif
+    const int q0 = (qt0 + it % per) * QM;
+    __local const ushort *Qs = QOs + s * QO_STAGE;
+    __local const ushort *Os = Qs + QM * LDK;
+    __local const float *Ls = ld_s + s * 2 * QM;
+    __local const float *Ds = Ls + QM;
+
+    /* Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ: one K and one V A fragment per k-step,
+     * reused across the tile's NTSQ row groups. */
+    float st[NTSQ][4], dp[NTSQ][4];
+    ZERO_FRAGS(st, NTSQ);
+    ZERO_FRAGS(dp, NTSQ);
+    const uint qB = smem_addr(Qs + B_ROW(lane) * LDK + B_COL(lane));
+    const uint oB = smem_addr(Os + B_ROW(lane) * LDK + B_COL(lane));
+#pragma unroll
+    for (int kc = 0; kc < KCH; kc++) {
+      uint a0, a1, a2, a3, c0, c1, c2, c3;
+      LDM_X4(a0, a1, a2, a3, kA + (uint)(32 * kc));
+      LDM_X4(c0, c1, c2, c3, vA + (uint)(32 * kc));
+#pragma unroll
+      for (int j = 0; j < NTSQ; j += 2) {
+        uint b0, b1, b2, b3;
+        const uint o = (uint)((j * 8 * LDK + 16 * kc) * 2);
+        LDM_X4(b0, b1, b2, b3, qB + o);
+        MMA(st[j], a0, a1, a2, a3, b0, b1);
+        MMA(st[j + 1], a0, a1, a2, a3, b2, b3);
+        LDM_X4(b0, b1, b2, b3, oB + o);
+        MMA(dp[j], c0, c1, c2, c3, b0, b1);
+        MMA(dp[j + 1], c0, c1, c2, c3, b2, b3);
+      }
+    }
+
+    /* Pᵀ and dSᵀ in place (keys kw0 + g + 8·(e / 2), rows q0 + 8j + 2t + e % 2). */
+#if CAUSAL
+    const bool need_mask = k0 + BNK - 1 > q0 + off; /* the tile crosses the diagonal */
+#endif
+#pragma unroll
+    for (int j = 0; j < NTSQ; j++) {
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int col = 8 * j + 2 * t + (e & 1);
+        float p = fast_exp2(fma(st[j][e], qscale, -Ls[col]));
+        float ds = p * (dp[j][e] - Ds[col]);
+#if CAUSAL
+        if (need_mask && kw0 + g + 8 * (e >> 1) > q0 + col + off) p = ds = 0.0f;
+#endif
+        st[j][e] = p;
+        dp[j][e] = ds;
+      }
+    }
+
+    /* dV += Pᵀ·dO and dK += dSᵀ·Q over the tile's rows (k-steps of 16). */
+    const uint oT = smem_addr(Os + A_ROW(lane) * LDK + A_COL(lane));
+    const uint qT = smem_addr(Qs + A_ROW(lane) * LDK + A_COL(lane));
+#pragma unroll
+    for (int kc = 0; kc < QM / 16; kc++) {
+      uint pa[4], da[4];
+      PACK_A(st, kc, pa);
+      PACK_A(dp, kc, da);
+#pragma unroll
+      for (int j = 0; j < NTO; j += 2) {
+        uint b0, b1, b2, b3;
+        const uint o = (uint)((16 * kc * LDK + j * 8) * 2);
+        LDM_X4_T(b0, b1, b2, b3, oT + o);
+        MMA(dv[j], pa[0], pa[1], pa[2], pa[3], b0, b1);
+        MMA(dv[j + 1], pa[0], pa[1], pa[2], pa[3], b2, b3);
+        LDM_X4_T(b0, b1, b2, b3, qT + o);
+        MMA(dk[j], da[0], da[1], da[2], da[3], b0, b1);
+        MMA(dk[j + 1], da[0], da[1], da[2], da[3], b2, b3);
+      }
+    }
+#if KST == 2
+    barrier(CLK_LOCAL_MEM_FENCE); /* stage s is free for step it + 2 */
+#endif
+  }
+#undef DKDV_LOAD
+
+  __global ushort *dKb = dK + (long)b * ksb + (long)hk * ksh + ROW_OFF(kstart, kss);
+  __global ushort *dVb = dV + (long)b * vsb + (long)hk * vsh + ROW_OFF(kstart, vss);
+#pragma unroll
+  for (int rr = 0; rr < 2; rr++) {
+    const int key = kw0 + g + 8 * rr;
+    if (key < Nk) {
+#pragma unroll
+      for (int j = 0; j < NTO; j++) {
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+          const int x = 8 * j + 2 * t + e;
+          if (x < D) {
+            STORE(dKb, (long)key * kss + (long)x * ksd, dk[j][2 * rr + e] * scale);
+            STORE(dVb, (long)key * vss + (long)x * vsd, dv[j][2 * rr + e]);
+          }
+        }
+      }
+    }
+  }
+}
+
+/* ---- dQ -------------------------------------------------------------------------------------- */
+
+#define NTSK (KN / 8) /* 8-key groups of a key tile */
+#define KV_STAGE (2 * KN * LDK)
+
+__kernel __attribute__((reqd_work_group_size(NTQ, 1, 1))) void
+flash_bwd_dq(BWD_ARGS, __global ushort *restrict dQ) {
+  __local uint4 kv_raw[QST * KV_STAGE / 8];
+  __local ushort *KVs = (__local ushort *)kv_raw;
+
+  const int lid = get_local_id(0);
+  const int warp = lid / 32, lane = lid % 32;
+  const int g = lane >> 2, t = lane & 3;
+  const int qt = get_group_id(0), bh = get_group_id(1);
+  const int b = bh / H, h = bh % H, hk = h / G;
+  const int q0 = qt * BMQ;
+  BWD_SEQ(b)
+  if (q0 >= Nq) return; /* past the sequence's rows (ragged) */
+  const int off = CAUSAL_OFFSET(CAUSAL, Nq, Nk);
+
+  __global const ushort *Qb = Q + (long)b * qsb + (long)h * qsh + ROW_OFF(qstart, qss);
+  __global const ushort *dOb = dO + (long)b * osb + (long)h * osh + ROW_OFF(qstart, oss);
+  __global const ushort *Kb = K + (long)b * ksb + (long)hk * ksh + ROW_OFF(kstart, kss);
+  __global const ushort *Vb = V + (long)b * vsb + (long)hk * vsh + ROW_OFF(kstart, vss);
+
+  /* This lane's rows r0 and r0 + 8: Q and dO as A fragments, LSE·log2 e
+   * (+inf past Nq: P = 0) and D. */
+  const int r0 = q0 + warp * 16 + g;
+  uint qf[KCH][4], of[KCH][4];
+#pragma unroll
+  for (int kc = 0; kc < KCH; kc++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      const int row = r0 + (e & 1) * 8, col = 16 * kc + 2 * t + (e >> 1) * 8;
+      qf[kc][e] = q_pair(Qb, row, col, Nq, qss, qsd);
+      of[kc][e] = q_pair(dOb, row, col, Nq, oss, osd);
+    }
+  float Lr[2], Dr[2];
+#pragma unroll
+  for (int rr = 0; rr < 2; rr++) {
+    const int row = r0 + 8 * rr;
+    Lr[rr] = row < Nq ? LSE[BWD_LSE(bh, row)] * CLATTN_LOG2E : INFINITY;
+    Dr[rr] = row < Nq ? Dd[BWD_D(bh, row)] : 0.0f;
+  }
+
+  float dq[NTO][4];
+  ZERO_FRAGS(dq, NTO);
+#if CAUSAL
+  const int nkt = flash_dense_tiles(q0, BMQ, KN, Nq, Nk, CAUSAL);
+#else
+  const int nkt = (Nk + KN - 1) / KN;
+#endif
+
+#define DQ_LOAD(s, kt)                                                                             \
+  do {                                                                                             \
+    bwd_tile16(KVs + (s)*KV_STAGE, Kb, kss, ksd, (kt)*KN, KN, Nk, lid, NTQ);                       \
+    bwd_tile16(KVs + (s)*KV_STAGE + KN * LDK, Vb, vss, vsd, (kt)*KN, KN, Nk, lid, NTQ);            \
+  } while (0)
+#if QST == 2
+  if (nkt > 0) DQ_LOAD(0, 0);
+  CP_COMMIT();
+#endif
+  for (int kt = 0; kt < nkt; kt++) {
+#if QST == 2
+    const int s = kt & 1;
+    if (kt + 1 < nkt) DQ_LOAD(s ^ 1, kt + 1);
+    CP_COMMIT();
+    CP_WAIT(1);
+    barrier(CLK_LOCAL_MEM_FENCE);
+#else
+    const int s = 0;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    DQ_LOAD(0, kt);
+#if ASYNC
+    CP_COMMIT();
+    CP_WAIT(0);
+#endif
+    barrier(CLK_LOCAL_MEM_FENCE);
+#endif
+    const int k0 = kt * KN;
+    __local const ushort *Ks = KVs + s * KV_STAGE;
+    __local const ushort *Vs = Ks + KN * LDK;
+
+    /* S = Q·Kᵀ and dP = dO·Vᵀ. */
+    float sc[NTSK][4], dp[NTSK][4];
+    ZERO_FRAGS(sc, NTSK);
+    ZERO_FRAGS(dp, NTSK);
+    const uint kB = smem_addr(Ks + B_ROW(lane) * LDK + B_COL(lane));
+    const uint vB = smem_addr(Vs + B_ROW(lane) * LDK + B_COL(lane));
+#pragma unroll
+    for (int kc = 0; kc < KCH; kc++) {
+#pragma unroll
+      for (int j = 0; j < NTSK; j += 2) {
+        uint b0, b1, b2, b3;
+        const uint o = (uint)((j * 8 * LDK + 16 * kc) * 2);
+        LDM_X4(b0, b1, b2, b3, kB + o);
+        MMA(sc[j], qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3], b0, b1);
+        MMA(sc[j + 1], qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3], b2, b3);
+        LDM_X4(b0, b1, b2, b3, vB + o);
+        MMA(dp[j], of[kc][0], of[kc][1], of[kc][2], of[kc][3], b0, b1);
+        MMA(dp[j + 1], of[kc][0], of[kc][1], of[kc][2], of[kc][3], b2, b3);
+      }
+    }
+
+    /* P and dS (rows r0 + 8·(e / 2), keys k0 + 8j + 2t + e % 2). */
+#if CAUSAL
+    const bool need_mask = k0 + KN > Nk || k0 + KN - 1 > q0 + off;
+#else
+    const bool need_mask = k0 + KN > Nk;
+#endif
+#pragma unroll
+    for (int j = 0; j < NTSK; j++) {
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int rr = e >> 1;
+        const float p = fast_exp2(fma(sc[j][e], qscale, -Lr[rr]));
+        float ds = p * (dp[j][e] - Dr[rr]);
+        if (need_mask) {
+          const int key = k0 + 8 * j + 2 * t + (e & 1);
+#if CAUSAL
+          const bool dead = key >= Nk || key > r0 + 8 * rr + off;
+#else
+          const bool dead = key >= Nk;
+#endif
+          if (dead) ds = 0.0f;
+        }
+        dp[j][e] = ds;
+      }
+    }
+
+    /* dQ += dS·K over the tile's keys (k-steps of 16). */
+    const uint kT = smem_addr(Ks + A_ROW(lane) * LDK + A_COL(lane));
+#pragma unroll
+    for (int kc = 0; kc < KN / 16; kc++) {
+      uint da[4];
+      PACK_A(dp, kc, da);
+#pragma unroll
+      for (int j = 0; j < NTO; j += 2) {
+        uint b0, b1, b2, b3;
+        LDM_X4_T(b0, b1, b2, b3, kT + (uint)((16 * kc * LDK + j * 8) * 2));
+        MMA(dq[j], da[0], da[1], da[2], da[3], b0, b1);
+        MMA(dq[j + 1], da[0], da[1], da[2], da[3], b2, b3);
+      }
+    }
+#if QST == 2
+    barrier(CLK_LOCAL_MEM_FENCE); /* stage s is free for tile kt + 2 */
+#endif
+  }
+#undef DQ_LOAD
+
+  __global ushort *dQb = dQ + (long)b * qsb + (long)h * qsh + ROW_OFF(qstart, qss);
+#pragma unroll
+  for (int rr = 0; rr < 2; rr++) {
+    const int row = r0 + 8 * rr;
+    if (row < Nq) {
+#pragma unroll
+      for (int j = 0; j < NTO; j++) {
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+          const int x = 8 * j + 2 * t + e;
+          if (x < D) STORE(dQb, (long)row * qss + (long)x * qsd, dq[j][2 * rr + e] * scale);
+        }
+      }
+    }
+  }
+}
