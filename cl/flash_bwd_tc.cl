@@ -39,13 +39,19 @@
  */
 
 #ifndef KW
-#define KW 4 /* warps of the dK/dV kernel: 16·KW keys per work-group */
+#define KW 4 /* warps of the dK/dV kernel: 16·KMT·KW keys per work-group */
+#endif
+#ifndef KMT
+#define KMT 1 /* m-tiles of 16 keys per warp there (2: each Q / dO fragment read feeds two MMAs) */
 #endif
 #ifndef QM
 #define QM 64 /* query rows per tile of the dK/dV kernel */
 #endif
 #ifndef QW
-#define QW 4 /* warps of the dQ kernel: 16·QW query rows per work-group */
+#define QW 4 /* warps of the dQ kernel: 16·QMT·QW query rows per work-group */
+#endif
+#ifndef QMT
+#define QMT 1 /* m-tiles of 16 rows per warp there */
 #endif
 #ifndef KN
 #define KN 64 /* keys per tile of the dQ kernel */
@@ -65,9 +71,9 @@
 #define CH8 (DP / 8)            /* 16-byte chunks per row */
 #define KCH (DP / 16)           /* k-steps over the head dim */
 #define NTO (DP / 8)            /* 8-column groups of a gradient row */
-#define BNK (16 * KW)
+#define BNK (16 * KMT * KW)
 #define NTK (32 * KW)
-#define BMQ (16 * QW)
+#define BMQ (16 * QMT * QW)
 #define NTQ (32 * QW)
 
 #if (QM % 16) || (KN % 16) || QM < 16 || KN < 16
@@ -177,12 +183,16 @@ flash_bwd_dkdv(BWD_ARGS, __global ushort *restrict dK, __global ushort *restrict
     }                                                                                              \
   } while (0)
 
-  float dk[NTO][4], dv[NTO][4];
-  ZERO_FRAGS(dk, NTO);
-  ZERO_FRAGS(dv, NTO);
-  const int kw0 = k0 + warp * 16; /* this warp's first key */
-  const uint kA = smem_addr(Ks + (warp * 16 + A_ROW(lane)) * LDK + A_COL(lane));
-  const uint vA = smem_addr(Vs + (warp * 16 + A_ROW(lane)) * LDK + A_COL(lane));
+  /* Warp w owns keys kw0 + 16·mt + 0..15 for its KMT m-tiles. */
+  float dk[KMT][NTO][4], dv[KMT][NTO][4];
+#pragma unroll
+  for (int mt = 0; mt < KMT; mt++) {
+    ZERO_FRAGS(dk[mt], NTO);
+    ZERO_FRAGS(dv[mt], NTO);
+  }
+  const int kw0 = k0 + warp * 16 * KMT; /* this warp's first key */
+  const uint kA = smem_addr(Ks + (warp * 16 * KMT + A_ROW(lane)) * LDK + A_COL(lane));
+  const uint vA = smem_addr(Vs + (warp * 16 * KMT + A_ROW(lane)) * LDK + A_COL(lane));
 
 #if KST == 2
   if (total > 0) DKDV_LOAD(0, 0);
@@ -211,47 +221,65 @@ flash_bwd_dkdv(BWD_ARGS, __global ushort *restrict dK, __global ushort *restrict
     __local const float *Ls = ld_s + s * 2 * QM;
     __local const float *Ds = Ls + QM;
 
-    /* Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ: one K and one V A fragment per k-step,
-     * reused across the tile's NTSQ row groups. */
-    float st[NTSQ][4], dp[NTSQ][4];
-    ZERO_FRAGS(st, NTSQ);
-    ZERO_FRAGS(dp, NTSQ);
+    /* Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ: the K and V A fragments of a k-step are
+     * reused across the tile's NTSQ row groups, each Q / dO B fragment across
+     * the KMT m-tiles. */
+    float st[KMT][NTSQ][4], dp[KMT][NTSQ][4];
+#pragma unroll
+    for (int mt = 0; mt < KMT; mt++) {
+      ZERO_FRAGS(st[mt], NTSQ);
+      ZERO_FRAGS(dp[mt], NTSQ);
+    }
     const uint qB = smem_addr(Qs + B_ROW(lane) * LDK + B_COL(lane));
     const uint oB = smem_addr(Os + B_ROW(lane) * LDK + B_COL(lane));
 #pragma unroll
     for (int kc = 0; kc < KCH; kc++) {
-      uint a0, a1, a2, a3, c0, c1, c2, c3;
-      LDM_X4(a0, a1, a2, a3, kA + (uint)(32 * kc));
-      LDM_X4(c0, c1, c2, c3, vA + (uint)(32 * kc));
+      uint a[KMT][4], c[KMT][4];
+#pragma unroll
+      for (int mt = 0; mt < KMT; mt++) {
+        const uint mo = (uint)(16 * mt * LDK * 2 + 32 * kc);
+        LDM_X4(a[mt][0], a[mt][1], a[mt][2], a[mt][3], kA + mo);
+        LDM_X4(c[mt][0], c[mt][1], c[mt][2], c[mt][3], vA + mo);
+      }
 #pragma unroll
       for (int j = 0; j < NTSQ; j += 2) {
         uint b0, b1, b2, b3;
         const uint o = (uint)((j * 8 * LDK + 16 * kc) * 2);
         LDM_X4(b0, b1, b2, b3, qB + o);
-        MMA(st[j], a0, a1, a2, a3, b0, b1);
-        MMA(st[j + 1], a0, a1, a2, a3, b2, b3);
+#pragma unroll
+        for (int mt = 0; mt < KMT; mt++) {
+          MMA(st[mt][j], a[mt][0], a[mt][1], a[mt][2], a[mt][3], b0, b1);
+          MMA(st[mt][j + 1], a[mt][0], a[mt][1], a[mt][2], a[mt][3], b2, b3);
+        }
         LDM_X4(b0, b1, b2, b3, oB + o);
-        MMA(dp[j], c0, c1, c2, c3, b0, b1);
-        MMA(dp[j + 1], c0, c1, c2, c3, b2, b3);
+#pragma unroll
+        for (int mt = 0; mt < KMT; mt++) {
+          MMA(dp[mt][j], c[mt][0], c[mt][1], c[mt][2], c[mt][3], b0, b1);
+          MMA(dp[mt][j + 1], c[mt][0], c[mt][1], c[mt][2], c[mt][3], b2, b3);
+        }
       }
     }
 
-    /* Pᵀ and dSᵀ in place (keys kw0 + g + 8·(e / 2), rows q0 + 8j + 2t + e % 2). */
+    /* Pᵀ and dSᵀ in place (keys kw0 + 16·mt + g + 8·(e / 2), rows q0 + 8j +
+     * 2t + e % 2). */
 #if CAUSAL
     const bool need_mask = k0 + BNK - 1 > q0 + off; /* the tile crosses the diagonal */
 #endif
 #pragma unroll
-    for (int j = 0; j < NTSQ; j++) {
+    for (int mt = 0; mt < KMT; mt++) {
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int col = 8 * j + 2 * t + (e & 1);
-        float p = fast_exp2(fma(st[j][e], qscale, -Ls[col]));
-        float ds = p * (dp[j][e] - Ds[col]);
+      for (int j = 0; j < NTSQ; j++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int col = 8 * j + 2 * t + (e & 1);
+          float p = fast_exp2(fma(st[mt][j][e], qscale, -Ls[col]));
+          float ds = p * (dp[mt][j][e] - Ds[col]);
 #if CAUSAL
-        if (need_mask && kw0 + g + 8 * (e >> 1) > q0 + col + off) p = ds = 0.0f;
+          if (need_mask && kw0 + 16 * mt + g + 8 * (e >> 1) > q0 + col + off) p = ds = 0.0f;
 #endif
-        st[j][e] = p;
-        dp[j][e] = ds;
+          st[mt][j][e] = p;
+          dp[mt][j][e] = ds;
+        }
       }
     }
 
@@ -260,19 +288,28 @@ flash_bwd_dkdv(BWD_ARGS, __global ushort *restrict dK, __global ushort *restrict
     const uint qT = smem_addr(Qs + A_ROW(lane) * LDK + A_COL(lane));
 #pragma unroll
     for (int kc = 0; kc < QM / 16; kc++) {
-      uint pa[4], da[4];
-      PACK_A(st, kc, pa);
-      PACK_A(dp, kc, da);
+      uint pa[KMT][4], da[KMT][4];
+#pragma unroll
+      for (int mt = 0; mt < KMT; mt++) {
+        PACK_A(st[mt], kc, pa[mt]);
+        PACK_A(dp[mt], kc, da[mt]);
+      }
 #pragma unroll
       for (int j = 0; j < NTO; j += 2) {
         uint b0, b1, b2, b3;
         const uint o = (uint)((16 * kc * LDK + j * 8) * 2);
         LDM_X4_T(b0, b1, b2, b3, oT + o);
-        MMA(dv[j], pa[0], pa[1], pa[2], pa[3], b0, b1);
-        MMA(dv[j + 1], pa[0], pa[1], pa[2], pa[3], b2, b3);
+#pragma unroll
+        for (int mt = 0; mt < KMT; mt++) {
+          MMA(dv[mt][j], pa[mt][0], pa[mt][1], pa[mt][2], pa[mt][3], b0, b1);
+          MMA(dv[mt][j + 1], pa[mt][0], pa[mt][1], pa[mt][2], pa[mt][3], b2, b3);
+        }
         LDM_X4_T(b0, b1, b2, b3, qT + o);
-        MMA(dk[j], da[0], da[1], da[2], da[3], b0, b1);
-        MMA(dk[j + 1], da[0], da[1], da[2], da[3], b2, b3);
+#pragma unroll
+        for (int mt = 0; mt < KMT; mt++) {
+          MMA(dk[mt][j], da[mt][0], da[mt][1], da[mt][2], da[mt][3], b0, b1);
+          MMA(dk[mt][j + 1], da[mt][0], da[mt][1], da[mt][2], da[mt][3], b2, b3);
+        }
       }
     }
 #if KST == 2
@@ -284,17 +321,20 @@ flash_bwd_dkdv(BWD_ARGS, __global ushort *restrict dK, __global ushort *restrict
   __global ushort *dKb = dK + (long)b * ksb + (long)hk * ksh + ROW_OFF(kstart, kss);
   __global ushort *dVb = dV + (long)b * vsb + (long)hk * vsh + ROW_OFF(kstart, vss);
 #pragma unroll
-  for (int rr = 0; rr < 2; rr++) {
-    const int key = kw0 + g + 8 * rr;
-    if (key < Nk) {
+  for (int mt = 0; mt < KMT; mt++) {
 #pragma unroll
-      for (int j = 0; j < NTO; j++) {
+    for (int rr = 0; rr < 2; rr++) {
+      const int key = kw0 + 16 * mt + g + 8 * rr;
+      if (key < Nk) {
 #pragma unroll
-        for (int e = 0; e < 2; e++) {
-          const int x = 8 * j + 2 * t + e;
-          if (x < D) {
-            STORE(dKb, (long)key * kss + (long)x * ksd, dk[j][2 * rr + e] * scale);
-            STORE(dVb, (long)key * vss + (long)x * vsd, dv[j][2 * rr + e]);
+        for (int j = 0; j < NTO; j++) {
+#pragma unroll
+          for (int e = 0; e < 2; e++) {
+            const int x = 8 * j + 2 * t + e;
+            if (x < D) {
+              STORE(dKb, (long)key * kss + (long)x * ksd, dk[mt][j][2 * rr + e] * scale);
+              STORE(dVb, (long)key * vss + (long)x * vsd, dv[mt][j][2 * rr + e]);
+            }
           }
         }
       }
@@ -327,28 +367,34 @@ flash_bwd_dq(BWD_ARGS, __global ushort *restrict dQ) {
   __global const ushort *Kb = K + (long)b * ksb + (long)hk * ksh + ROW_OFF(kstart, kss);
   __global const ushort *Vb = V + (long)b * vsb + (long)hk * vsh + ROW_OFF(kstart, vss);
 
-  /* This lane's rows r0 and r0 + 8: Q and dO as A fragments, LSE·log2 e
-   * (+inf past Nq: P = 0) and D. */
-  const int r0 = q0 + warp * 16 + g;
-  uint qf[KCH][4], of[KCH][4];
+  /* This lane's rows r0[mt] and r0[mt] + 8 of its QMT m-tiles: Q and dO as
+   * A fragments, LSE·log2 e (+inf past Nq: P = 0) and D. */
+  int r0[QMT];
+  uint qf[QMT][KCH][4], of[QMT][KCH][4];
+  float Lr[QMT][2], Dr[QMT][2];
 #pragma unroll
-  for (int kc = 0; kc < KCH; kc++)
+  for (int mt = 0; mt < QMT; mt++) {
+    r0[mt] = q0 + (warp * QMT + mt) * 16 + g;
 #pragma unroll
-    for (int e = 0; e < 4; e++) {
-      const int row = r0 + (e & 1) * 8, col = 16 * kc + 2 * t + (e >> 1) * 8;
-      qf[kc][e] = q_pair(Qb, row, col, Nq, qss, qsd);
-      of[kc][e] = q_pair(dOb, row, col, Nq, oss, osd);
+    for (int kc = 0; kc < KCH; kc++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int row = r0[mt] + (e & 1) * 8, col = 16 * kc + 2 * t + (e >> 1) * 8;
+        qf[mt][kc][e] = q_pair(Qb, row, col, Nq, qss, qsd);
+        of[mt][kc][e] = q_pair(dOb, row, col, Nq, oss, osd);
+      }
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) {
+      const int row = r0[mt] + 8 * rr;
+      Lr[mt][rr] = row < Nq ? LSE[BWD_LSE(bh, row)] * CLATTN_LOG2E : INFINITY;
+      Dr[mt][rr] = row < Nq ? Dd[BWD_D(bh, row)] : 0.0f;
     }
-  float Lr[2], Dr[2];
-#pragma unroll
-  for (int rr = 0; rr < 2; rr++) {
-    const int row = r0 + 8 * rr;
-    Lr[rr] = row < Nq ? LSE[BWD_LSE(bh, row)] * CLATTN_LOG2E : INFINITY;
-    Dr[rr] = row < Nq ? Dd[BWD_D(bh, row)] : 0.0f;
   }
 
-  float dq[NTO][4];
-  ZERO_FRAGS(dq, NTO);
+  float dq[QMT][NTO][4];
+#pragma unroll
+  for (int mt = 0; mt < QMT; mt++)
+    ZERO_FRAGS(dq[mt], NTO);
 #if CAUSAL
   const int nkt = flash_dense_tiles(q0, BMQ, KN, Nq, Nk, CAUSAL);
 #else
@@ -385,10 +431,13 @@ flash_bwd_dq(BWD_ARGS, __global ushort *restrict dQ) {
     __local const ushort *Ks = KVs + s * KV_STAGE;
     __local const ushort *Vs = Ks + KN * LDK;
 
-    /* S = Q·Kᵀ and dP = dO·Vᵀ. */
-    float sc[NTSK][4], dp[NTSK][4];
-    ZERO_FRAGS(sc, NTSK);
-    ZERO_FRAGS(dp, NTSK);
+    /* S = Q·Kᵀ and dP = dO·Vᵀ: each K / V B fragment feeds the QMT m-tiles. */
+    float sc[QMT][NTSK][4], dp[QMT][NTSK][4];
+#pragma unroll
+    for (int mt = 0; mt < QMT; mt++) {
+      ZERO_FRAGS(sc[mt], NTSK);
+      ZERO_FRAGS(dp[mt], NTSK);
+    }
     const uint kB = smem_addr(Ks + B_ROW(lane) * LDK + B_COL(lane));
     const uint vB = smem_addr(Vs + B_ROW(lane) * LDK + B_COL(lane));
 #pragma unroll
@@ -398,37 +447,46 @@ flash_bwd_dq(BWD_ARGS, __global ushort *restrict dQ) {
         uint b0, b1, b2, b3;
         const uint o = (uint)((j * 8 * LDK + 16 * kc) * 2);
         LDM_X4(b0, b1, b2, b3, kB + o);
-        MMA(sc[j], qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3], b0, b1);
-        MMA(sc[j + 1], qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3], b2, b3);
+#pragma unroll
+        for (int mt = 0; mt < QMT; mt++) {
+          MMA(sc[mt][j], qf[mt][kc][0], qf[mt][kc][1], qf[mt][kc][2], qf[mt][kc][3], b0, b1);
+          MMA(sc[mt][j + 1], qf[mt][kc][0], qf[mt][kc][1], qf[mt][kc][2], qf[mt][kc][3], b2, b3);
+        }
         LDM_X4(b0, b1, b2, b3, vB + o);
-        MMA(dp[j], of[kc][0], of[kc][1], of[kc][2], of[kc][3], b0, b1);
-        MMA(dp[j + 1], of[kc][0], of[kc][1], of[kc][2], of[kc][3], b2, b3);
+#pragma unroll
+        for (int mt = 0; mt < QMT; mt++) {
+          MMA(dp[mt][j], of[mt][kc][0], of[mt][kc][1], of[mt][kc][2], of[mt][kc][3], b0, b1);
+          MMA(dp[mt][j + 1], of[mt][kc][0], of[mt][kc][1], of[mt][kc][2], of[mt][kc][3], b2, b3);
+        }
       }
     }
 
-    /* P and dS (rows r0 + 8·(e / 2), keys k0 + 8j + 2t + e % 2). */
+    /* dS (rows r0[mt] + 8·(e / 2), keys k0 + 8j + 2t + e % 2) into dp. */
 #if CAUSAL
     const bool need_mask = k0 + KN > Nk || k0 + KN - 1 > q0 + off;
 #else
     const bool need_mask = k0 + KN > Nk;
 #endif
 #pragma unroll
-    for (int j = 0; j < NTSK; j++) {
+    for (int mt = 0; mt < QMT; mt++) {
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int rr = e >> 1;
-        const float p = fast_exp2(fma(sc[j][e], qscale, -Lr[rr]));
-        float ds = p * (dp[j][e] - Dr[rr]);
-        if (need_mask) {
-          const int key = k0 + 8 * j + 2 * t + (e & 1);
+      for (int j = 0; j < NTSK; j++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int rr = e >> 1;
+          const float p = fast_exp2(fma(sc[mt][j][e], qscale, -Lr[mt][rr]));
+          float ds = p * (dp[mt][j][e] - Dr[mt][rr]);
+          if (need_mask) {
+            const int key = k0 + 8 * j + 2 * t + (e & 1);
 #if CAUSAL
-          const bool dead = key >= Nk || key > r0 + 8 * rr + off;
+            const bool dead = key >= Nk || key > r0[mt] + 8 * rr + off;
 #else
-          const bool dead = key >= Nk;
+            const bool dead = key >= Nk;
 #endif
-          if (dead) ds = 0.0f;
+            if (dead) ds = 0.0f;
+          }
+          dp[mt][j][e] = ds;
         }
-        dp[j][e] = ds;
       }
     }
 
@@ -436,14 +494,19 @@ flash_bwd_dq(BWD_ARGS, __global ushort *restrict dQ) {
     const uint kT = smem_addr(Ks + A_ROW(lane) * LDK + A_COL(lane));
 #pragma unroll
     for (int kc = 0; kc < KN / 16; kc++) {
-      uint da[4];
-      PACK_A(dp, kc, da);
+      uint da[QMT][4];
+#pragma unroll
+      for (int mt = 0; mt < QMT; mt++)
+        PACK_A(dp[mt], kc, da[mt]);
 #pragma unroll
       for (int j = 0; j < NTO; j += 2) {
         uint b0, b1, b2, b3;
         LDM_X4_T(b0, b1, b2, b3, kT + (uint)((16 * kc * LDK + j * 8) * 2));
-        MMA(dq[j], da[0], da[1], da[2], da[3], b0, b1);
-        MMA(dq[j + 1], da[0], da[1], da[2], da[3], b2, b3);
+#pragma unroll
+        for (int mt = 0; mt < QMT; mt++) {
+          MMA(dq[mt][j], da[mt][0], da[mt][1], da[mt][2], da[mt][3], b0, b1);
+          MMA(dq[mt][j + 1], da[mt][0], da[mt][1], da[mt][2], da[mt][3], b2, b3);
+        }
       }
     }
 #if QST == 2
@@ -454,15 +517,18 @@ flash_bwd_dq(BWD_ARGS, __global ushort *restrict dQ) {
 
   __global ushort *dQb = dQ + (long)b * qsb + (long)h * qsh + ROW_OFF(qstart, qss);
 #pragma unroll
-  for (int rr = 0; rr < 2; rr++) {
-    const int row = r0 + 8 * rr;
-    if (row < Nq) {
+  for (int mt = 0; mt < QMT; mt++) {
 #pragma unroll
-      for (int j = 0; j < NTO; j++) {
+    for (int rr = 0; rr < 2; rr++) {
+      const int row = r0[mt] + 8 * rr;
+      if (row < Nq) {
 #pragma unroll
-        for (int e = 0; e < 2; e++) {
-          const int x = 8 * j + 2 * t + e;
-          if (x < D) STORE(dQb, (long)row * qss + (long)x * qsd, dq[j][2 * rr + e] * scale);
+        for (int j = 0; j < NTO; j++) {
+#pragma unroll
+          for (int e = 0; e < 2; e++) {
+            const int x = 8 * j + 2 * t + e;
+            if (x < D) STORE(dQb, (long)row * qss + (long)x * qsd, dq[mt][j][2 * rr + e] * scale);
+          }
         }
       }
     }

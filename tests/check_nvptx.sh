@@ -116,18 +116,20 @@ stub_check() { # NAME
   fi
   echo "ok   $name (sm_90: $(grep -o 'Used [0-9]* registers' "$tmp/$name.pt" | tr '\n' ' '))"
 }
-for dt in 1 2; do for d in 8 40 64 80 128; do for c in 0 1 2; do
-  v=$((d % 8 == 0)); cfg="-DKW=4 -DQM=64 -DKST=1 -DQW=4 -DKN=64 -DQST=$((1 + v))"
+for d in 8 40 64 80 128; do for c in 0 1 2; do
+  dt=$((1 + (c + d / 8) % 2)) # f16 and bf16 in turn
+  v=$((d % 8 == 0)); cfg="-DKW=4 -DKMT=2 -DQM=16 -DKST=$((1 + v)) -DQW=4 -DQMT=2 -DKN=32 -DQST=$((1 + v))"
+  [ $d -gt 64 ] && cfg="-DKW=4 -DQM=64 -DKST=1 -DQW=4 -DKN=64 -DQST=$((1 + v))"
   [ $d -gt 80 ] && cfg="-DKW=2 -DQM=32 -DKST=1 -DQW=4 -DKN=32 -DQST=$((1 + v))"
   n="flash_bwd_tc_t${dt}_d${d}_c${c}"
   compile "$n" flash_bwd.cl nv_mma.cl flash_bwd_tc.cl -- -DCLATTN_DTYPE=$dt -DCLATTN_SOFT_HALF=$((dt == 1)) \
     -DD=$d -DCAUSAL=$c -DTC=1 -DVEC_GLOBAL=$v -DASYNC=$v -DLDM_ADDR=1 -DRAGGED=$((c == 2)) $cfg && stub_check "$n"
-done; done; done
-for cfg in "1 16 1 1 16 1" "8 16 2 8 64 1" "1 16 2 1 32 2"; do
+done; done
+for cfg in "1 16 1 1 16 1 1 1" "8 16 2 8 64 1 1 1" "1 16 2 1 32 2 1 1" "2 16 1 1 16 1 2 2"; do
   set -- $cfg
-  n="flash_bwd_tc_kw$1_qm$2_kst$3_qw$4_kn$5_qst$6"
+  n="flash_bwd_tc_kw$1_qm$2_kst$3_qw$4_kn$5_qst$6_kmt$7_qmt$8"
   compile "$n" flash_bwd.cl nv_mma.cl flash_bwd_tc.cl -- -DCLATTN_DTYPE=2 -DD=64 -DCAUSAL=1 -DTC=1 \
-    -DVEC_GLOBAL=1 -DASYNC=1 -DLDM_ADDR=1 -DKW=$1 -DQM=$2 -DKST=$3 -DQW=$4 -DKN=$5 -DQST=$6 && stub_check "$n"
+    -DVEC_GLOBAL=1 -DASYNC=1 -DLDM_ADDR=1 -DKW=$1 -DQM=$2 -DKST=$3 -DQW=$4 -DKN=$5 -DQST=$6 -DKMT=$7 -DQMT=$8 && stub_check "$n"
 done
 echo "$runs compiled, $fails failed"
 [ $fails -eq 0 ]

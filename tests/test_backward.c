@@ -643,13 +643,18 @@ static void test_tc_configs(void **state) {
     const char *cfg;
     shape s;
   } cases[] = {
-      {"kw=1,qm=16,kst=1,qw=1,kn=16,qst=1", {1, 4, 2, 97, 130, 64, CLATTN_MASK_CAUSAL}},
-      {"kw=2,qm=32,kst=2,qw=2,kn=32,qst=2", {2, 2, 2, 45, 300, 64, CLATTN_MASK_NONE}},
-      {"kw=8,qm=16,kst=2,qw=8,kn=64,qst=1", {1, 4, 2, 200, 150, 64, CLATTN_MASK_CAUSAL_TOP_LEFT}},
-      {"kw=4,qm=64,kst=1,qw=4,kn=64,qst=2", {1, 4, 1, 130, 257, 64, CLATTN_MASK_CAUSAL}},
-      {"kw=4,qm=16,kst=1,qw=2,kn=32,qst=2", {1, 2, 1, 70, 50, 128, CLATTN_MASK_CAUSAL_TOP_LEFT}},
-      {"kw=2,qm=32,kst=1,qw=4,kn=16,qst=2", {1, 2, 2, 129, 64, 128, CLATTN_MASK_CAUSAL}},
-      {"kw=1,qm=16,kst=2,qw=1,kn=32,qst=1", {1, 2, 1, 33, 90, 96, CLATTN_MASK_NONE}},
+      {"kw=1,qm=16,kst=1,qw=1,kn=16,qst=1,kmt=1,qmt=1", {1, 4, 2, 97, 130, 64, CLATTN_MASK_CAUSAL}},
+      {"kw=2,qm=32,kst=2,qw=2,kn=32,qst=2,kmt=1,qmt=1", {2, 2, 2, 45, 300, 64, CLATTN_MASK_NONE}},
+      {"kw=8,qm=16,kst=2,qw=8,kn=64,qst=1,kmt=1,qmt=1",
+       {1, 4, 2, 200, 150, 64, CLATTN_MASK_CAUSAL_TOP_LEFT}},
+      {"kw=4,qm=64,kst=1,qw=4,kn=64,qst=2,kmt=1,qmt=1", {1, 4, 1, 130, 257, 64, CLATTN_MASK_CAUSAL}},
+      {"kw=4,qm=16,kst=2,qw=4,kn=32,qst=2,kmt=2,qmt=2", {1, 4, 2, 300, 290, 64, CLATTN_MASK_CAUSAL}},
+      {"kw=2,qm=16,kst=1,qw=1,kn=16,qst=1,kmt=2,qmt=2",
+       {2, 2, 1, 70, 111, 40, CLATTN_MASK_CAUSAL_TOP_LEFT}},
+      {"kw=4,qm=16,kst=1,qw=2,kn=32,qst=2,kmt=1,qmt=1",
+       {1, 2, 1, 70, 50, 128, CLATTN_MASK_CAUSAL_TOP_LEFT}},
+      {"kw=2,qm=32,kst=1,qw=4,kn=16,qst=2,kmt=1,qmt=1", {1, 2, 2, 129, 64, 128, CLATTN_MASK_CAUSAL}},
+      {"kw=1,qm=16,kst=2,qw=1,kn=32,qst=1,kmt=1,qmt=1", {1, 2, 1, 33, 90, 96, CLATTN_MASK_NONE}},
   };
   for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
     char env[128];
@@ -669,13 +674,14 @@ static void test_tc_configs(void **state) {
       problem_init(&p, &d, label, -2.0, 2.0);
       run_out o;
       run_device(c2, &p, 0, &o);
-      int kw, qm, kst, qw, kn, qst;
-      assert_int_equal(sscanf(cases[c].cfg, "kw=%d,qm=%d,kst=%d,qw=%d,kn=%d,qst=%d", &kw, &qm,
-                              &kst, &qw, &kn, &qst),
-                       6);
-      char want[96];
-      snprintf(want, sizeof want, "(kw=%d qm=%d kst=%d), dQ over %d-row tiles (qw=%d kn=%d qst=%d)",
-               kw, qm, kst, 16 * qw, qw, kn, qst);
+      int kw, qm, kst, qw, kn, qst, kmt, qmt;
+      assert_int_equal(sscanf(cases[c].cfg, "kw=%d,qm=%d,kst=%d,qw=%d,kn=%d,qst=%d,kmt=%d,qmt=%d",
+                              &kw, &qm, &kst, &qw, &kn, &qst, &kmt, &qmt),
+                       8);
+      char want[128];
+      snprintf(want, sizeof want,
+               "(kw=%d kmt=%d qm=%d kst=%d), dQ over %d-row tiles (qw=%d qmt=%d kn=%d qst=%d)", kw,
+               kmt, qm, kst, 16 * qmt * qw, qw, qmt, kn, qst);
       if (!strstr(o.describe, "backward: flash_bwd_tc") || !strstr(o.describe, want))
         fail_msg("%s: not run with the forced configuration: %s", label, o.describe);
       const grad_err e = compare(&p, &o);

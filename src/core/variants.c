@@ -45,7 +45,7 @@ static const clattn__variant table[] = {
     /* The backward pass (clattn_plan_execute_backward): create, execute and
      * release work on p->bwd_state, not p->state. */
     {VARIANT("flash_bwd_tc", F, CLATTN__BACKWARD, true, flash_bwd_tc),
-     .params = clattn__flash_bwd_tc_params, .num_params = 6, .create = clattn__flash_bwd_create,
+     .params = clattn__flash_bwd_tc_params, .num_params = 8, .create = clattn__flash_bwd_create,
      .execute = clattn__flash_bwd_execute, .release = clattn__flash_bwd_release},
     {VARIANT("flash_bwd", F, CLATTN__BACKWARD, false, flash_bwd),
      .params = clattn__flash_bwd_params, .num_params = 3, .create = clattn__flash_bwd_create,

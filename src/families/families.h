@@ -66,7 +66,7 @@ CLATTN__VARIANT_DECL(flash_bwd)
 CLATTN__VARIANT_DECL(flash_bwd_rows)
 /* flash_bwd_tc: the NVIDIA tensor-core backward (cl/flash_bwd_tc.cl, mma.sync). */
 CLATTN__VARIANT_DECL(flash_bwd_tc)
-extern const clattn__param clattn__flash_bwd_tc_params[6];
+extern const clattn__param clattn__flash_bwd_tc_params[8];
 extern const clattn__param clattn__flash_bwd_params[3];
 extern const clattn__param clattn__flash_bwd_rows_params[1];
 CLATTN__FAMILY_OPS_DECL(flash_bwd)

@@ -39,13 +39,15 @@ const char *const clattn__flash_bwd_rows_sources[] = {"flash_bwd.cl", NULL};
 static const int tc_warps[] = {1, 2, 4, 8};
 static const int tc_tiles[] = {16, 32, 64};
 static const int tc_stages[] = {1, 2};
-/* kw: warps of the dK/dV kernel (16 keys each), qm: query rows per tile
- * there, kst: its stages; qw: warps of the dQ kernel (16 rows each), kn:
- * keys per tile there, qst: its stages (2: cp.async double buffering, used
- * when every row is 16-byte aligned). */
-const clattn__param clattn__flash_bwd_tc_params[6] = {
-    {"kw", 1, 8, VALS(tc_warps)}, {"qm", 16, 64, VALS(tc_tiles)}, {"kst", 1, 2, VALS(tc_stages)},
-    {"qw", 1, 8, VALS(tc_warps)}, {"kn", 16, 64, VALS(tc_tiles)}, {"qst", 1, 2, VALS(tc_stages)}};
+static const int tc_mtiles[] = {1, 2};
+/* kw: warps of the dK/dV kernel, kmt: m-tiles of 16 keys per warp there, qm:
+ * query rows per tile, kst: its stages; qw: warps of the dQ kernel, qmt:
+ * m-tiles of 16 rows per warp, kn: keys per tile, qst: its stages (2:
+ * cp.async double buffering, used when every row is 16-byte aligned). */
+const clattn__param clattn__flash_bwd_tc_params[8] = {
+    {"kw", 1, 8, VALS(tc_warps)},   {"qm", 16, 64, VALS(tc_tiles)}, {"kst", 1, 2, VALS(tc_stages)},
+    {"qw", 1, 8, VALS(tc_warps)},   {"kn", 16, 64, VALS(tc_tiles)}, {"qst", 1, 2, VALS(tc_stages)},
+    {"kmt", 1, 2, VALS(tc_mtiles)}, {"qmt", 1, 2, VALS(tc_mtiles)}};
 const char *const clattn__flash_bwd_tc_sources[] = {"flash_bwd.cl", "nv_mma.cl", "flash_bwd_tc.cl",
                                                     NULL};
 
@@ -182,11 +184,11 @@ int clattn__flash_bwd_tc_applicable(const clattn__device_info *info,
 }
 
 /* Local memory of the two kernels (the larger): dK/dV: the K and V rows of
- * 16·kw keys and kst stages of qm Q and dO rows with their LSE and D; dQ:
+ * 16·kmt·kw keys and kst stages of qm Q and dO rows with their LSE and D; dQ:
  * qst stages of kn K and V rows. Rows are padded to the k step plus 8. */
 static size_t tc_local_dkdv(const int *p, const clattn_attention_desc *d) {
   const size_t ldk = ((size_t)d->head_dim + 15) / 16 * 16 + 8;
-  return 2 * 16 * (size_t)p[0] * ldk * 2 + (size_t)p[2] * (2 * (size_t)p[1] * ldk * 2 +
+  return 2 * 16 * (size_t)p[6] * (size_t)p[0] * ldk * 2 + (size_t)p[2] * (2 * (size_t)p[1] * ldk * 2 +
                                                            2 * (size_t)p[1] * sizeof(float));
 }
 static size_t tc_local_dq(const int *p, const clattn_attention_desc *d) {
@@ -201,8 +203,10 @@ size_t clattn__flash_bwd_tc_local(const int *p, const clattn_attention_desc *d) 
 
 const char *clattn__flash_bwd_tc_check(const int *p, const clattn_attention_desc *d,
                                        const clattn__device_info *info) {
-  const int kw = p[0], qm = p[1], kst = p[2], qw = p[3], kn = p[4], qst = p[5];
+  const int kw = p[0], qm = p[1], kst = p[2], qw = p[3], kn = p[4], qst = p[5], kmt = p[6],
+            qmt = p[7];
   if (kw < 1 || kw > 8 || qw < 1 || qw > 8) return "kw and qw must lie in 1..8";
+  if (kmt < 1 || kmt > 2 || qmt < 1 || qmt > 2) return "kmt and qmt must be 1 or 2";
   if (qm < 16 || qm > 64 || qm % 16 || kn < 16 || kn > 64 || kn % 16)
     return "qm and kn must be 16, 32 or 64";
   if (kst < 1 || kst > 2 || qst < 1 || qst > 2) return "kst and qst must be 1 or 2";
@@ -211,20 +215,23 @@ const char *clattn__flash_bwd_tc_check(const int *p, const clattn_attention_desc
   if (d->head_dim > 128) return "head_dim above 128";
   if (clattn__flash_bwd_tc_local(p, d) > info->local_mem)
     return "local memory exceeds the device's limit";
-  /* Live fp32 registers a lane holds: dK/dV: the dK and dV accumulators
-   * (dp floats) and the Sᵀ, dPᵀ tiles (qm); dQ: the Q and dO fragments and
-   * dQ (dp), S and dP (kn). Above 160 the compiler spills (ptxas: 247
-   * registers at 128 + 32). */
+  /* Live 32-bit registers a lane holds, per m-tile: dK/dV: the dK and dV
+   * accumulators (dp) and the Sᵀ, dPᵀ tiles (qm); dQ: the Q and dO fragments
+   * and dQ (dp), S and dP (kn). Measured with ptxas (sm_90, no spills):
+   * 160 → 233-250 registers in dK/dV, 192 → 213-237 in dQ; one step more
+   * spills. */
   const int dp = (d->head_dim + 15) / 16 * 16;
-  if (dp + qm > 160 || dp + kn > 160) return "fragments and accumulators exceed the register budget";
+  if (kmt * (dp + qm) > 160 || qmt * (dp + kn) > 192)
+    return "fragments and accumulators exceed the register budget";
   return NULL;
 }
 
 bool clattn__flash_bwd_tc_fallback(const clattn__device_info *info,
                                    const clattn_attention_desc *d, int *out) {
-  static const int prefs[][6] = {{4, 64, 1, 4, 64, 2}, {2, 32, 1, 4, 32, 2},
-                                 {4, 16, 1, 4, 32, 2}, {2, 32, 1, 4, 32, 1},
-                                 {2, 16, 1, 2, 16, 1}, {1, 16, 1, 1, 16, 1}};
+  static const int prefs[][8] = {
+      {4, 16, 2, 4, 32, 2, 2, 2}, {4, 64, 1, 4, 64, 2, 1, 1}, {2, 32, 1, 4, 32, 2, 1, 1},
+      {4, 16, 1, 4, 32, 2, 1, 1}, {2, 32, 1, 4, 32, 1, 1, 1}, {2, 16, 1, 2, 16, 1, 1, 1},
+      {1, 16, 1, 1, 16, 1, 1, 1}};
   for (size_t i = 0; i < sizeof prefs / sizeof *prefs; i++)
     if (!clattn__flash_bwd_tc_check(prefs[i], d, info)) {
       memcpy(out, prefs[i], sizeof prefs[i]);
@@ -279,9 +286,10 @@ static clattn_status tc_create(clattn_plan p, bwd_state *s, const int *params, c
   char opts[512];
   snprintf(opts, sizeof opts,
            "-cl-std=CL1.2 -DCLATTN_DTYPE=%d -DD=%d -DCAUSAL=%d -DRAGGED=%d -DTC=1 -DKW=%d -DQM=%d "
-           "-DKST=%d -DQW=%d -DKN=%d -DQST=%d -DVEC_GLOBAL=%d -DASYNC=%d -DLDM_ADDR=1",
+           "-DKST=%d -DQW=%d -DKN=%d -DQST=%d -DKMT=%d -DQMT=%d -DVEC_GLOBAL=%d -DASYNC=%d "
+           "-DLDM_ADDR=1",
            (int)d->dtype, d->head_dim, clattn__causal_define(d->mask), d->ragged ? 1 : 0, params[0],
-           params[1], kst, params[3], params[4], qst, vec, vec);
+           params[1], kst, params[3], params[4], qst, params[6], params[7], vec, vec);
   if (ctx->settings.nv_verbose) clattn__append(opts, sizeof opts, " -cl-nv-verbose");
   cl_program prog = NULL;
   clattn_status r =
@@ -299,10 +307,10 @@ static clattn_status tc_create(clattn_plan p, bwd_state *s, const int *params, c
   if (!s->dbuf) return clattn__cl_fail(ctx, "clCreateBuffer", err, "backward workspace D");
   snprintf(p->bwd_describe, sizeof p->bwd_describe,
            "flash_bwd_tc %s d=%d: deterministic, mma.sync m16n8k16 + ldmatrix%s; dK/dV over %d-key "
-           "tiles (kw=%d qm=%d kst=%d), dQ over %d-row tiles (qw=%d kn=%d qst=%d) (%zu B local, "
-           "%zu B workspace) [%s]%s",
+           "tiles (kw=%d kmt=%d qm=%d kst=%d), dQ over %d-row tiles (qw=%d qmt=%d kn=%d qst=%d) "
+           "(%zu B local, %zu B workspace) [%s]%s",
            clattn_dtype_name(d->dtype), d->head_dim, vec ? " + cp.async" : "", s->kv_keys,
-           params[0], params[1], kst, s->q_rows, params[3], params[4], qst,
+           params[0], params[6], params[1], kst, s->q_rows, params[3], params[7], params[4], qst,
            clattn__flash_bwd_tc_local(params, d), total, origin,
            d->ragged ? "; ragged (cu_seqlens)" : "");
   if (ctx->settings.nv_verbose) {
@@ -319,12 +327,12 @@ clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const c
   if (!s) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate backward state");
   p->bwd_state = s;
   s->rows = p->bwd_variant->num_params == 1;
-  const bool tc = p->bwd_variant->num_params == 6;
+  const bool tc = p->bwd_variant->num_params == 8;
   if (tc) {
     s->bm = params[1];
     s->bn = params[4];
-    s->kv_keys = 16 * params[0], s->kv_nt = 32 * params[0];
-    s->q_rows = 16 * params[3], s->q_nt = 32 * params[3];
+    s->kv_keys = 16 * params[6] * params[0], s->kv_nt = 32 * params[0];
+    s->q_rows = 16 * params[7] * params[3], s->q_nt = 32 * params[3];
   } else {
     s->bm = params[0];
     s->bn = s->rows ? params[0] : params[1];
