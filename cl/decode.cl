@@ -260,6 +260,18 @@ inline bool key_slot(const int j, const int ke, const int b, const int k0,
   return ok;
 }
 
+#if PAGED
+/* key_slot with the key's block-table entry pg read beforehand (0 for a key
+ * at or past ke). */
+inline bool key_slot_pg(const int j, const int ke, const int pg, const int num_pages, long *row,
+                        long *pos) {
+  const bool ok = j < ke && pg >= 0 && pg < num_pages;
+  *row = (long)(ok ? pg : 0);
+  *pos = (long)(j - j / PAGE * PAGE);
+  return ok;
+}
+#endif
+
 #ifndef WARP
 #define WARP 0
 #endif
@@ -486,18 +498,39 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
   kvraw kn[UNROLL], vn[UNROLL];
   bool okn[UNROLL];
   float ksn[UNROLL], vsn[UNROLL]; /* the keys' token scales (1 without) */
+#if PAGED
+  /* Paged: the block-table entries of a step's keys are read one step
+   * before its K/V rows (PAGE_FETCH(t + 1) while step t computes), so the
+   * rows' loads never wait for a page id; key_slot_pg checks them as
+   * key_slot does. */
+  int pgn[UNROLL];
+#define PAGE_FETCH(t_)                                                                             \
+  _Pragma("unroll") for (int u = 0; u < UNROLL; u++) {                                             \
+    const int j_ = kb + ((t_)*UNROLL + u) * NSW + sw;                                              \
+    pgn[u] = j_ < ke ? btab[(long)b * maxp + j_ / PAGE] : 0;                                       \
+  }
+#define WARP_SLOT(t_, u, kr, kj)                                                                   \
+  key_slot_pg(kb + ((t_)*UNROLL + (u)) * NSW + sw, ke, pgn[u], num_pages, &(kr), &(kj))
+#else
+#define PAGE_FETCH(t_) (void)0
+#define WARP_SLOT(t_, u, kr, kj)                                                                   \
+  key_slot(kb + ((t_)*UNROLL + (u)) * NSW + sw, ke, b, k0, btab, maxp, num_pages, &(kr), &(kj))
+#endif
 #define WARP_FETCH(t_)                                                                             \
   _Pragma("unroll") for (int u = 0; u < UNROLL; u++) {                                             \
     long kr, kj;                                                                                   \
-    okn[u] = key_slot(kb + ((t_)*UNROLL + u) * NSW + sw, ke, b, k0, btab, maxp, num_pages,     \
-                      &kr, &kj);                                                                   \
+    okn[u] = WARP_SLOT(t_, u, kr, kj);                                                             \
     kn[u] = KVRAW(k, kr * ksb + kj * kss + (long)hk * ksh, lane, ksd);                             \
     vn[u] = KVRAW(v, kr * vsb + kj * vss + (long)hk * vsh, lane, vsd);                             \
     ksn[u] = KTOK(kr, kj);                                                                         \
     vsn[u] = VTOK(kr, kj);                                                                         \
   }
   const int nsteps = wg_live ? (ke - kb + NSW * UNROLL - 1) / (NSW * UNROLL) : 0;
-  if (nsteps > 0) WARP_FETCH(0);
+  if (nsteps > 0) {
+    PAGE_FETCH(0);
+    WARP_FETCH(0);
+    PAGE_FETCH(1);
+  }
   for (int t = 0; t < nsteps; t++) {
     kvraw kc[UNROLL], vc[UNROLL];
     bool okk[UNROLL];
@@ -510,7 +543,10 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
       ks[u] = ksn[u];
       vs[u] = vsn[u];
     }
-    if (t + 1 < nsteps) WARP_FETCH(t + 1);
+    if (t + 1 < nsteps) {
+      WARP_FETCH(t + 1);
+      PAGE_FETCH(t + 2);
+    }
     float8 kx[UNROLL], vx[UNROLL];
     int jj[UNROLL];
 #pragma unroll
