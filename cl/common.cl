@@ -357,6 +357,92 @@ inline bool sp_visible(const int p, const int j, const int nk, __global const ui
 #define FLASH_SINK_ARGS
 #endif
 
+/* KVQ: K/V storage. 0: the descriptor's dtype (stype). 1: int8, 2: fp8
+ * e4m3 (E4M3FN), 3: fp8 e5m2 codes, one byte each; an element's value is
+ * kvqN(code) · its scale (KVS: 0 per token and KV head, 1 per tensor, 2 per
+ * KV head, 3 per KV head and channel). The decode kernels multiply scores and probabilities by per-token
+ * scales and fold the others into Q (K's) and into the partial outputs
+ * (V's); the flash kernels apply every scale where a tile is converted
+ * (KV_SCALE below).
+ * (Decoding without integer-to-float instructions, through the mantissa of
+ * 2^23, measured 5-10 % slower on an H100: conversions do not bound the
+ * 8-bit decode, its per-key work does; 16 codes a lane, which halves the
+ * lanes per key, measured 1.4x slower: float16 Q and output rows for 4 query
+ * rows take 128 registers; bench/RESULTS.md §16.) */
+#ifndef KVQ
+#define KVQ 0
+#endif
+#ifndef KVS
+#define KVS 0
+#endif
+#if KVQ == 0
+typedef stype kvtype;
+typedef STYPE16 KVTYPE16;
+#define KVLOAD(p, i) LOAD(p, i)
+#define KVLOAD16(p) LOAD16(p)
+#define KVLOAD16_PRIVATE(p) LOAD16_PRIVATE(p)
+#else
+#if KVQ == 1
+typedef char kvtype;
+typedef char8 kvtype8;
+typedef char16 kvtype16;
+#define AS_KV8(x) as_char8(x)
+#define KVQ_BODY(N) return convert_float##N(c);
+#else
+typedef uchar kvtype;
+typedef uchar8 kvtype8;
+typedef uchar16 kvtype16;
+#define AS_KV8(x) as_uchar8(x)
+#if KVQ == 2
+/* E4M3FN: normals rebias the exponent (+120), subnormals are m·2^-9, S.1111.111 is NaN */
+#define KVQ_BODY(N)                                                                                \
+  const uint##N u = convert_uint##N(c), em = u & 0x7fu;                                            \
+  uint##N r = select((em << 20) + 0x3c000000u, as_uint##N(convert_float##N(em) * 0x1.0p-9f),      \
+                     em < 0x8u);                                                                   \
+  r = select(r, (uint##N)(0x7fc00000u), em == 0x7fu);                                              \
+  return as_float##N(r | ((u & 0x80u) << 24));
+#else
+/* E5M2: normals rebias the exponent (+112), subnormals are m·2^-16, exponent 31 is inf / NaN */
+#define KVQ_BODY(N)                                                                                \
+  const uint##N u = convert_uint##N(c), em = u & 0x7fu;                                            \
+  uint##N r = select((em << 21) + 0x38000000u, as_uint##N(convert_float##N(em) * 0x1.0p-16f),     \
+                     em < 0x4u);                                                                   \
+  r = select(r, 0x7f800000u | ((em & 0x3u) << 21), em >= 0x7cu);                                   \
+  return as_float##N(r | ((u & 0x80u) << 24));
+#endif
+#endif
+typedef kvtype16 KVTYPE16;
+inline float kvq1(const kvtype c) { KVQ_BODY() }
+inline float8 kvq8(const kvtype8 c) { KVQ_BODY(8) }
+inline float16 kvq16(const kvtype16 c) { KVQ_BODY(16) }
+#define KVLOAD(p, i) kvq1((p)[i])
+#define KVLOAD16(p) kvq16(vload16(0, (p)))
+#define KVLOAD16_PRIVATE(p) kvq16(vload16(0, (p)))
+#endif /* KVQ */
+
+/* The flash kernels' K/V element type (FLASH_KVT) and, quantized, the scale
+ * arguments (clattn_exec_args.k_scale / v_scale and the token scales' row
+ * stride ssr, as in decode). KV_SCALE(sc, b, key, x): the scale of element
+ * (key, x) of K or V in KV head hk of batch entry b (key counted from the
+ * entry's first row, the ragged offset included); H, G, hk in scope. */
+#if KVQ
+#define FLASH_KVT(ET) kvtype
+#define FLASH_KVQ_ARGS                                                                         \
+  , __global const float *restrict ksc, __global const float *restrict vsc, const long ssr
+#if KVS == 0
+#define KV_SCALE(sc, b, key, x) (sc)[(long)(b)*ssr + (long)(key) * (H / G) + hk]
+#elif KVS == 1
+#define KV_SCALE(sc, b, key, x) (sc)[0]
+#elif KVS == 2
+#define KV_SCALE(sc, b, key, x) (sc)[hk]
+#else
+#define KV_SCALE(sc, b, key, x) (sc)[hk * D + (x)]
+#endif
+#else
+#define FLASH_KVT(ET) ET
+#define FLASH_KVQ_ARGS
+#endif
+
 /* A bias tensor (-DBIAS=1, BIAS_T 0 f32, 1 f16, 2 bf16, 3 bool): element
  * (b, h, i, j) at b·bsb + h·bsh + i·bsq + j·bsk (0 strides broadcast). */
 #ifndef BIAS
@@ -388,14 +474,15 @@ inline float bias_load(__global const uchar *p, long e) {
 #endif
 
 #define FLASH_ARGS(ET)                                                                         \
-  __global const ET *restrict Q, __global const ET *restrict K, __global const ET *restrict V, \
+  __global const ET *restrict Q, __global const FLASH_KVT(ET) *restrict K,                     \
+      __global const FLASH_KVT(ET) *restrict V,                                                \
       __global ET *restrict O, __global float *restrict LSE, const int write_lse,               \
       const long qsb, const long qsh, const long qss, const long qsd, const long ksb,          \
       const long ksh, const long kss, const long ksd, const long vsb, const long vsh,          \
       const long vss, const long vsd, const long osb, const long osh, const long oss,          \
       const long osd, const int H, const int G, const int FLASH_NQ, const int FLASH_NK,        \
       const int nqb, const float qscale FLASH_USER_ARGS FLASH_SINK_ARGS FLASH_BIAS_ARGS         \
-          FLASH_RAGGED_ARGS FLASH_SPARSE_ARGS
+          FLASH_RAGGED_ARGS FLASH_KVQ_ARGS FLASH_SPARSE_ARGS
 #define FLASH_PROLOGUE(ET, rows)                                                               \
   const int qb = FLASH_QUERY_BLOCK();                                                          \
   const int bh = get_group_id(1);                                                              \
@@ -403,5 +490,5 @@ inline float bias_load(__global const uchar *p, long e) {
   const int q0 = qb * (rows);                                                                  \
   FLASH_RAGGED_PROLOGUE(b, q0)                                                                 \
   __global const ET *Qb = Q + (long)b * qsb + (long)qstart * qss + (long)h * qsh;              \
-  __global const ET *Kb = K + (long)b * ksb + (long)kstart * kss + (long)hk * ksh;             \
-  __global const ET *Vb = V + (long)b * vsb + (long)kstart * vss + (long)hk * vsh;
+  __global const FLASH_KVT(ET) *Kb = K + (long)b * ksb + (long)kstart * kss + (long)hk * ksh;  \
+  __global const FLASH_KVT(ET) *Vb = V + (long)b * vsb + (long)kstart * vss + (long)hk * vsh;

@@ -105,66 +105,8 @@ inline float8 kv16x8(const uint4 u) {
 #define KV8(p, off, c) LOAD8(p, off, c)
 #endif
 
-/* KVQ: K/V storage. 0: the descriptor's dtype (stype). 1: int8, 2: fp8
- * e4m3 (E4M3FN), 3: fp8 e5m2 codes, one byte each; an element's value is
- * kvqN(code) · its scale (KVS: 0 per token and KV head, 1 per tensor, 2 per
- * KV head, 3 per KV head and channel). Per-token scales multiply the
- * scores and the probabilities; the others are folded into Q (K's) and
- * into the partial outputs (V's), so no kernel multiplies per element.
- * (Decoding without integer-to-float instructions, through the mantissa of
- * 2^23, measured 5-10 % slower on an H100: conversions do not bound the
- * 8-bit decode, its per-key work does; 16 codes a lane, which halves the
- * lanes per key, measured 1.4x slower: float16 Q and output rows for 4 query
- * rows take 128 registers; bench/RESULTS.md §16.) */
-#ifndef KVQ
-#define KVQ 0
-#endif
-#ifndef KVS
-#define KVS 0
-#endif
-#if KVQ == 0
-typedef stype kvtype;
-typedef STYPE16 KVTYPE16;
-#define KVLOAD(p, i) LOAD(p, i)
-#define KVLOAD16(p) LOAD16(p)
-#define KVLOAD16_PRIVATE(p) LOAD16_PRIVATE(p)
-#else
-#if KVQ == 1
-typedef char kvtype;
-typedef char8 kvtype8;
-typedef char16 kvtype16;
-#define AS_KV8(x) as_char8(x)
-#define KVQ_BODY(N) return convert_float##N(c);
-#else
-typedef uchar kvtype;
-typedef uchar8 kvtype8;
-typedef uchar16 kvtype16;
-#define AS_KV8(x) as_uchar8(x)
-#if KVQ == 2
-/* E4M3FN: normals rebias the exponent (+120), subnormals are m·2^-9, S.1111.111 is NaN */
-#define KVQ_BODY(N)                                                                                \
-  const uint##N u = convert_uint##N(c), em = u & 0x7fu;                                            \
-  uint##N r = select((em << 20) + 0x3c000000u, as_uint##N(convert_float##N(em) * 0x1.0p-9f),      \
-                     em < 0x8u);                                                                   \
-  r = select(r, (uint##N)(0x7fc00000u), em == 0x7fu);                                              \
-  return as_float##N(r | ((u & 0x80u) << 24));
-#else
-/* E5M2: normals rebias the exponent (+112), subnormals are m·2^-16, exponent 31 is inf / NaN */
-#define KVQ_BODY(N)                                                                                \
-  const uint##N u = convert_uint##N(c), em = u & 0x7fu;                                            \
-  uint##N r = select((em << 21) + 0x38000000u, as_uint##N(convert_float##N(em) * 0x1.0p-16f),     \
-                     em < 0x4u);                                                                   \
-  r = select(r, 0x7f800000u | ((em & 0x3u) << 21), em >= 0x7cu);                                   \
-  return as_float##N(r | ((u & 0x80u) << 24));
-#endif
-#endif
-typedef kvtype16 KVTYPE16;
-inline float kvq1(const kvtype c) { KVQ_BODY() }
-inline float8 kvq8(const kvtype8 c) { KVQ_BODY(8) }
-inline float16 kvq16(const kvtype16 c) { KVQ_BODY(16) }
-#define KVLOAD(p, i) kvq1((p)[i])
-#define KVLOAD16(p) kvq16(vload16(0, (p)))
-#define KVLOAD16_PRIVATE(p) kvq16(vload16(0, (p)))
+/* Quantized K/V (KVQ, KVS, kvtype, kvqN: cl/common.cl): 8 codes a lane. */
+#if KVQ
 #undef KV8
 #if VEC8 && ALIGN16 /* here: every row offset a multiple of 8 bytes */
 #define KV8(p, off, c) kvq8(AS_KV8(*(__global const uint2 *)((p) + (off) + (c)*8)))

@@ -92,6 +92,25 @@ inline void load_tile(__local float *dst, __global const stype *base, long ss, l
   }
 }
 
+#if KVQ
+/* A quantized K or V tile (codes, KVQ in common.cl): each element decoded
+ * and multiplied by its scale (KV_SCALE: token, tensor, head or channel) on
+ * its way into local memory, so the loops below read floats as for any
+ * storage type. Rows past `limit` and dims past D are zeros. */
+#define LOAD_KV_TILE(dst, base, ss, sd, row0, nrows, limit, sc)                                   \
+  for (int idx_ = lid; idx_ < (nrows)*NCH * 4; idx_ += NT) {                                       \
+    const int r_ = idx_ / (NCH * 4), x_ = idx_ % (NCH * 4);                                        \
+    float v_ = 0.0f;                                                                               \
+    if ((row0) + r_ < (limit) && x_ < D)                                                           \
+      v_ = KVLOAD(base, (long)((row0) + r_) * (ss) + (long)x_ * (sd)) *                            \
+           KV_SCALE(sc, b, kstart + (row0) + r_, x_);                                              \
+    (dst)[r_ * LDQ + x_] = v_;                                                                     \
+  }
+#else
+#define LOAD_KV_TILE(dst, base, ss, sd, row0, nrows, limit, sc)                                   \
+  load_tile(dst, base, ss, sd, row0, nrows, limit, 1.0f, lid)
+#endif
+
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
 flash_fwd(FLASH_ARGS(stype)) {
   __local float Qs[BM * LDQ];
@@ -135,7 +154,7 @@ flash_fwd(FLASH_ARGS(stype)) {
   for (int t = 0; t < nloop; t++) {
     FLASH_TILE_AT(t) /* uniform across the work-group: the breaks and skips too */
     barrier(CLK_LOCAL_MEM_FENCE); /* previous tile's Ps / V reads are done */
-    load_tile(KV, Kb, kss, ksd, kv0, BN, Nk, 1.0f, lid);
+    LOAD_KV_TILE(KV, Kb, kss, ksd, kv0, BN, Nk, ksc);
     barrier(CLK_LOCAL_MEM_FENCE);
 
     float s[RM][RN];
@@ -249,7 +268,7 @@ flash_fwd(FLASH_ARGS(stype)) {
     }
     barrier(CLK_LOCAL_MEM_FENCE); /* red visible; every item is done reading K */
 
-    load_tile(KV, Vb, vss, vsd, kv0, BN, Nk, 1.0f, lid); /* V replaces K */
+    LOAD_KV_TILE(KV, Vb, vss, vsd, kv0, BN, Nk, vsc); /* V replaces K */
 
 #pragma unroll
     for (int i = 0; i < RM; i++) {

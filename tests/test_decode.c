@@ -996,6 +996,64 @@ static void test_quantized(void **state) {
   }
 }
 
+/* Quantized K/V in a prefill (more query rows than decode takes: the
+ * portable flash kernel decodes and scales each K/V tile as it loads it):
+ * every code type and scale granularity, GQA, both causal alignments,
+ * ragged batches with lengths 0, 1, 17, 300, a dim stride of 2, softcap
+ * and ALiBi on top, against the float64 reference on the dequantized
+ * cache. */
+static void test_quantized_prefill(void **state) {
+  (void)state;
+  static const struct {
+    clattn_kv_dtype q;
+    clattn_kv_scale s;
+    int hq, hk, nq, nk, d, ragged, dim2;
+    clattn_dtype t;
+    clattn_mask mask;
+    const char *config;
+    double softcap, alibi;
+  } cs[] = {
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 4, 2, 40, 100, 64, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_CAUSAL, NULL, 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_CHANNEL, 4, 1, 33, 77, 40, 0, 0,
+       CLATTN_DTYPE_BF16, CLATTN_MASK_NONE, "flash:bm=16,bn=32", 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TENSOR, 6, 3, 50, 30, 32, 0, 0, CLATTN_DTYPE_F16,
+       CLATTN_MASK_CAUSAL_TOP_LEFT, NULL, 0, 0},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_HEAD, 4, 2, 40, 300, 64, 1, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_CAUSAL, NULL, 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TOKEN, 4, 2, 24, 300, 16, 1, 0, CLATTN_DTYPE_BF16,
+       CLATTN_MASK_NONE, NULL, 0, 0},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 4, 2, 20, 70, 32, 0, 1, CLATTN_DTYPE_F32,
+       CLATTN_MASK_NONE, NULL, 0, 0},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_CHANNEL, 4, 2, 37, 64, 64, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_CAUSAL, NULL, 20.0, 8.0},
+  };
+  for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+    dcase c = base(3, cs[i].hq, cs[i].hk, cs[i].d, cs[i].nq, cs[i].nk);
+    c.kvq = cs[i].q;
+    c.kvs = cs[i].s;
+    c.dtype = cs[i].t;
+    c.mask = cs[i].mask;
+    c.config = cs[i].config;
+    c.dim2 = cs[i].dim2;
+    c.softcap = cs[i].softcap;
+    c.alibi = cs[i].alibi;
+    if (cs[i].ragged) { /* lengths 0, 1, 17, 300 */
+      c.B = 4;
+      c.ragged = 1;
+      const int lens[4] = {0, 1, 17, 300};
+      for (int b = 0; b < 4; b++) {
+        c.nk[b] = lens[b];
+        c.nq[b] = lens[b] < cs[i].nq ? lens[b] : cs[i].nq;
+      }
+    }
+    char label[96];
+    snprintf(label, sizeof label, "quantized prefill %zu (%s, %s)", i,
+             clattn_kv_dtype_name(c.kvq), clattn_kv_scale_name(c.kvs));
+    run_case(&c, label);
+  }
+}
+
 /* Every code of each quantized type through every kernel form: one key, so
  * the output row is V's row exactly (p = 1); V's 256 dimensions hold the
  * codes 0..255 with a tensor scale of 1, so output dimension x must be
@@ -1354,6 +1412,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_strided),
       cmocka_unit_test(test_decode_warp),
       cmocka_unit_test(test_quantized),
+      cmocka_unit_test(test_quantized_prefill),
       cmocka_unit_test(test_quant_codes),
       cmocka_unit_test(test_quant_append),
       cmocka_unit_test(test_decode_mods),

@@ -40,7 +40,7 @@ static const clattn__variant table[] = {
      .num_params = 2, .create = clattn__flash_wg_create, .execute = clattn__flash_execute,
      .release = clattn__flash_release},
     {VARIANT("flash", F, FWD, false, flash_wg), .params = clattn__flash_wg_params, .num_params = 4,
-     .create = clattn__flash_wg_create, .execute = clattn__flash_execute,
+     .kv_quant = true, .create = clattn__flash_wg_create, .execute = clattn__flash_execute,
      .release = clattn__flash_release},
     /* The backward pass (clattn_plan_execute_backward): create, execute and
      * release work on p->bwd_state, not p->state. */
@@ -108,7 +108,7 @@ int clattn__applicable_variants(const clattn__device_info *info, const clattn_at
     else if (i < 64 && (info->broken_variants >> i & 1))
       why = "its build failed on this device (see the plan's describe)";
     else if (d->kv_dtype != CLATTN_KV_DTYPE_SAME && !v->kv_quant)
-      why = "quantized K/V (desc.kv_dtype) is read by the decode kernels only";
+      why = "quantized K/V (desc.kv_dtype) is read by the decode kernels and the portable flash kernel";
     else
       pr = v->applicable(info, d, &why);
     if (pr <= 0) {

@@ -459,6 +459,9 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
   if (ctx->info.is_cpu)
     clattn__append(opts, sizeof opts, " -cl-fast-relaxed-math -DCLATTN_SOFT_HALF=1");
   if (p->sparse) clattn__append(opts, sizeof opts, " -DSPARSE=%d", p->sparse->cls);
+  /* quantized K/V: codes decoded and scaled as tiles are loaded (cl/flash_fwd.cl) */
+  if (d->kv_dtype != CLATTN_KV_DTYPE_SAME)
+    clattn__append(opts, sizeof opts, " -DKVQ=%d -DKVS=%d", (int)d->kv_dtype, (int)d->kv_scale);
   clattn__mods_options(d, opts, sizeof opts);
   const size_t local = p->variant->local_bytes(params, d);
   if ((st = build_kernel(p, s, opts, local)) != CLATTN_SUCCESS) return st;
@@ -473,6 +476,9 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
            p->variant->name, clattn_dtype_name(d->dtype), d->head_dim, bm, bn, tm, tn, tm * tn,
            local, origin);
   if (d->ragged) clattn__append(p->describe, sizeof p->describe, "; ragged (cu_seqlens)");
+  if (d->kv_dtype != CLATTN_KV_DTYPE_SAME)
+    clattn__append(p->describe, sizeof p->describe, "; K/V %s (%s scales)",
+                   clattn_kv_dtype_name(d->kv_dtype), clattn_kv_scale_name(d->kv_scale));
   clattn__describe_mods(d, p->describe, sizeof p->describe);
   if (p->sparse) {
     /* Per-query-tile lists of key tiles, built and uploaded once per plan. */
@@ -537,6 +543,12 @@ clattn_status clattn__flash_execute(clattn_plan p, const clattn__buffers *b, cl_
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &b->cu_seqlens_kv);
     err |= clSetKernelArg(kr, a++, sizeof(int), &d->total_q);
     err |= clSetKernelArg(kr, a++, sizeof(int), &d->total_kv);
+  }
+  if (d->kv_dtype != CLATTN_KV_DTYPE_SAME) { /* FLASH_KVQ_ARGS (checked by the plan) */
+    const cl_long ssr = clattn__kv_scale_row_stride(d);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &b->k_scale);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &b->v_scale);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_long), &ssr);
   }
   if (p->sparse) {
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &p->sparse->tile_off_mem);
