@@ -633,6 +633,53 @@ static void test_rows_kv_copy(void **state) {
   else
     unsetenv("CLATTN_KV_COPY_MAX");
 }
+
+/* The f32 copy is one per plan: on an out-of-order queue two calls enqueued
+ * back to back (different K/V) must not convert the second call's K/V while
+ * the first call's kernel still reads the copy. */
+static void test_rows_kv_copy_out_of_order(void **state) {
+  clattn_context ctx = *state;
+  cl_int err;
+  cl_command_queue queue = clCreateCommandQueue(
+      clattn_context_cl_context(ctx), clattn_context_device(ctx),
+      CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE | CL_QUEUE_PROFILING_ENABLE, &err);
+  if (!queue) {
+    print_message("out-of-order queues unsupported here (%d): skipped\n", (int)err);
+    return;
+  }
+  clattn_context qctx = NULL;
+  assert_int_equal(clattn_context_create_from_queue(queue, &qctx), CLATTN_SUCCESS);
+  static const shape_case c = {2, 4, 2, 65, 130, 40, 1};
+  clattn_attention_desc d = make_desc(&c);
+  d.dtype = CLATTN_DTYPE_BF16;
+  d.layout = CLATTN_LAYOUT_BSHD;
+  tu_problem pr[2];
+  tu_report rep;
+  for (int i = 0; i < 2; i++) {
+    char label[256], test[16];
+    snprintf(test, sizeof test, "kvcopy-ooo%d", i);
+    case_label(label, sizeof label, test, &d);
+    if (tu_problem_init(&pr[i], qctx, &d, TU_INPUT_UNIFORM, 1, label, &rep))
+      fail_msg("%s", rep.summary);
+  }
+  clattn_plan plan = NULL;
+  assert_int_equal(clattn_plan_create(qctx, &d, 0, &plan), CLATTN_SUCCESS);
+  cl_event ev[2];
+  for (int i = 0; i < 2; i++)
+    assert_int_equal(
+        clattn_plan_execute(plan, pr[i].q, pr[i].k, pr[i].v, pr[i].o, pr[i].lse, 0, NULL, &ev[i]),
+        CLATTN_SUCCESS);
+  assert_int_equal(clWaitForEvents(2, ev), CL_SUCCESS);
+  for (int i = 0; i < 2; i++) {
+    clReleaseEvent(ev[i]);
+    assert_int_equal(tu_problem_compare(&pr[i], clattn_plan_describe(plan), &rep), 0);
+    if (!tu_report_ok(&rep, 1)) fail_msg("%s", rep.summary);
+    tu_problem_free(&pr[i]);
+  }
+  clattn_plan_release(plan);
+  clattn_context_release(qctx);
+  clReleaseCommandQueue(queue);
+}
 #endif
 
 int main(int argc, char **argv) {
@@ -663,6 +710,7 @@ int main(int argc, char **argv) {
 #if IS_FLASH
     cmocka_unit_test(test_flash_configs),
     cmocka_unit_test(test_rows_kv_copy),
+    cmocka_unit_test(test_rows_kv_copy_out_of_order),
 #endif
   };
   return cmocka_run_group_tests_name("clattn " FAMILY, tests, tu_group_setup, tu_group_teardown);

@@ -29,6 +29,9 @@ typedef struct flash_state {
   int copy_batch;    /* batch entries of the copy: batch, 1 for packed ragged K/V */
   int copy_rows;     /* rows per (entry, kv head): seq_kv, total_kv for packed ragged K/V */
   size_t copy_bytes; /* of both copies */
+  /* the last call's flash kernel, the copy's last reader: the next call's
+   * conversion waits for it (out-of-order queues) */
+  cl_event copy_reader;
 } flash_state;
 
 /* ---- parameters and their legal values ----------------------------------- */
@@ -618,10 +621,20 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
  * common.cl) ------------------------------------------------------------------ */
 
 /* flash_rows, 16-bit storage: the f32 copy of the call's K and V
- * (flash_rows_kv_f32), after the caller's wait list; *done is its event. */
+ * (flash_rows_kv_f32), after the caller's wait list and the previous call's
+ * flash kernel (which reads the copy: on an out-of-order queue the copy must
+ * not be overwritten under it); *done is its event. */
 static clattn_status enqueue_kv_copy(clattn_plan p, flash_state *s, const clattn__buffers *b,
                                      cl_uint num_wait, const cl_event *wait, cl_event *done) {
   cl_kernel k = s->convert;
+  cl_event few[16], *list = few;
+  const cl_uint n = num_wait + (s->copy_reader ? 1u : 0u);
+  if (n > 16 && !(list = malloc(n * sizeof *list)))
+    return clattn__fail(p->ctx, CLATTN_ERROR_OUT_OF_MEMORY, "flash_rows: a wait list of %u events",
+                        n);
+  for (cl_uint i = 0; i < num_wait; i++)
+    list[i] = wait[i];
+  if (s->copy_reader) list[num_wait] = s->copy_reader;
   const cl_mem mems[4] = {b->k, b->v, s->kf, s->vf};
   const clattn_strides *st[2] = {&p->ks, &p->vs};
   cl_int err = CL_SUCCESS;
@@ -634,11 +647,15 @@ static clattn_status enqueue_kv_copy(clattn_plan p, flash_state *s, const clattn
       err |= clSetKernelArg(k, a++, sizeof(cl_long), &v4[i]);
   }
   err |= clSetKernelArg(k, a++, sizeof(int), &s->copy_rows);
-  if (err != CL_SUCCESS) return clattn__cl_fail(p->ctx, "clSetKernelArg", err, "flash_rows_kv_f32");
+  if (err != CL_SUCCESS) {
+    if (list != few) free(list);
+    return clattn__cl_fail(p->ctx, "clSetKernelArg", err, "flash_rows_kv_f32");
+  }
   const size_t gws[3] = {((size_t)s->copy_rows + KV_CONVERT_ROWS - 1) / KV_CONVERT_ROWS,
                          (size_t)p->desc.kv_heads, (size_t)s->copy_batch};
   const size_t lws[3] = {1, 1, 1};
-  err = clEnqueueNDRangeKernel(p->ctx->queue, k, 3, NULL, gws, lws, num_wait, wait, done);
+  err = clEnqueueNDRangeKernel(p->ctx->queue, k, 3, NULL, gws, lws, n, n ? list : NULL, done);
+  if (list != few) free(list);
   if (err != CL_SUCCESS)
     return clattn__cl_fail(p->ctx, "clEnqueueNDRangeKernel", err, "flash_rows_kv_f32");
   return CLATTN_SUCCESS;
@@ -717,10 +734,20 @@ clattn_status clattn__flash_execute(clattn_plan p, const clattn__buffers *b, cl_
   const size_t nt = (size_t)s->nt;
   const size_t gws[2] = {(size_t)s->nqb * nt, (size_t)d->batch * (size_t)d->heads};
   const size_t lws[2] = {nt, 1};
-  err = clEnqueueNDRangeKernel(p->ctx->queue, kr, 2, NULL, gws, lws, num_wait, wait, event);
+  cl_event done = NULL; /* with the copy: the copy's reader, kept for the next call */
+  err = clEnqueueNDRangeKernel(p->ctx->queue, kr, 2, NULL, gws, lws, num_wait, wait,
+                               s->convert ? &done : event);
   if (conv) clReleaseEvent(conv);
   if (err != CL_SUCCESS)
     return clattn__cl_fail(p->ctx, "clEnqueueNDRangeKernel", err, p->variant->name);
+  if (done) {
+    if (s->copy_reader) clReleaseEvent(s->copy_reader);
+    s->copy_reader = done;
+    if (event) {
+      clRetainEvent(done);
+      *event = done;
+    }
+  }
   return CLATTN_SUCCESS;
 }
 
@@ -737,6 +764,7 @@ void clattn__flash_release(clattn_plan p) {
   if (s->convert) clReleaseKernel(s->convert);
   if (s->kf) clReleaseMemObject(s->kf);
   if (s->vf) clReleaseMemObject(s->vf);
+  if (s->copy_reader) clReleaseEvent(s->copy_reader);
   free(s);
   p->state = NULL;
 }
