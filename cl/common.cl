@@ -473,9 +473,14 @@ inline float bias_load(__global const uchar *p, long e) {
 #define FLASH_BIAS_ARGS
 #endif
 
-#define FLASH_ARGS(ET)                                                                         \
-  __global const ET *restrict Q, __global const FLASH_KVT(ET) *restrict K,                     \
-      __global const FLASH_KVT(ET) *restrict V,                                                \
+/* The flash kernels' arguments and first lines: Q and O of storage type ET,
+ * K and V of type KT (FLASH_ARGS / FLASH_PROLOGUE: KT = FLASH_KVT(ET), ET or
+ * a quantized K/V's codes; flash_rows reads 16-bit K/V from the plan's f32
+ * copy, KT = float, see cl/flash_rows.cl). */
+#define FLASH_ARGS(ET) FLASH_ARGS_KV(ET, FLASH_KVT(ET))
+#define FLASH_PROLOGUE(ET, rows) FLASH_PROLOGUE_KV(ET, FLASH_KVT(ET), rows)
+#define FLASH_ARGS_KV(ET, KT)                                                                  \
+  __global const ET *restrict Q, __global const KT *restrict K, __global const KT *restrict V, \
       __global ET *restrict O, __global float *restrict LSE, const int write_lse,               \
       const long qsb, const long qsh, const long qss, const long qsd, const long ksb,          \
       const long ksh, const long kss, const long ksd, const long vsb, const long vsh,          \
@@ -483,12 +488,12 @@ inline float bias_load(__global const uchar *p, long e) {
       const long osd, const int H, const int G, const int FLASH_NQ, const int FLASH_NK,        \
       const int nqb, const float qscale FLASH_USER_ARGS FLASH_SINK_ARGS FLASH_BIAS_ARGS         \
           FLASH_RAGGED_ARGS FLASH_KVQ_ARGS FLASH_SPARSE_ARGS
-#define FLASH_PROLOGUE(ET, rows)                                                               \
+#define FLASH_PROLOGUE_KV(ET, KT, rows)                                                        \
   const int qb = FLASH_QUERY_BLOCK();                                                          \
   const int bh = get_group_id(1);                                                              \
   const int b = bh / H, h = bh % H, hk = h / G;                                                \
   const int q0 = qb * (rows);                                                                  \
   FLASH_RAGGED_PROLOGUE(b, q0)                                                                 \
   __global const ET *Qb = Q + (long)b * qsb + (long)qstart * qss + (long)h * qsh;              \
-  __global const FLASH_KVT(ET) *Kb = K + (long)b * ksb + (long)kstart * kss + (long)hk * ksh;  \
-  __global const FLASH_KVT(ET) *Vb = V + (long)b * vsb + (long)kstart * vss + (long)hk * vsh;
+  __global const KT *Kb = K + (long)b * ksb + (long)kstart * kss + (long)hk * ksh;             \
+  __global const KT *Vb = V + (long)b * vsb + (long)kstart * vss + (long)hk * vsh;

@@ -37,9 +37,44 @@
 #ifndef VEC_GLOBAL
 #define VEC_GLOBAL 0
 #endif
-/* 16-bit storage, contiguous rows: vector conversions of K and V (LOAD16 /
- * LOAD4 in common.cl) instead of one per element. */
-#define ROWS_VEC16 (CLATTN_DTYPE != 0 && VEC_GLOBAL)
+/* 16-bit storage: -DKV_F32=1 reads K and V from the plan's f32 copy, which
+ * flash_rows_kv_f32 (below) writes once per call: every K/V element is
+ * converted once instead of once per query block (and query head of a GQA
+ * group), and the loops are exactly those of f32 storage. The copy keeps the
+ * logical layout of K/V, [batch][kv_head][seq][dim] ([kv_head][total_kv][dim]
+ * for packed ragged K/V), so the kernel addresses it with its own strides
+ * (the host passes them instead of the caller's). */
+#ifndef KV_F32
+#define KV_F32 0
+#endif
+/* 1 when the K and V the kernel reads have rows of exactly D contiguous
+ * elements (the f32 copy; f32 storage in the BHSD layout): the row stride is
+ * the compile-time D. */
+#ifndef KV_PACKED
+#define KV_PACKED 0
+#endif
+#if KV_F32
+typedef float ktype; /* element type of the K and V arguments */
+#define LOAD_KV(p, i) ((p)[i])
+#else
+typedef stype ktype;
+#define LOAD_KV(p, i) LOAD(p, i)
+#endif
+#if KV_PACKED
+#define KV_ROW_K ((long)D)
+#define KV_ROW_V ((long)D)
+#define KV_DIM_K 1L
+#define KV_DIM_V 1L
+#else
+#define KV_ROW_K kss
+#define KV_ROW_V vss
+#define KV_DIM_K ksd
+#define KV_DIM_V vsd
+#endif
+/* 16-bit storage read in the kernel (no f32 copy), contiguous rows: vector
+ * conversions of K and V (LOAD16 / LOAD4 in common.cl) instead of one per
+ * element. */
+#define ROWS_VEC16 (CLATTN_DTYPE != 0 && VEC_GLOBAL && !KV_F32)
 
 #if BM == 8
 typedef float8 vrow;
@@ -62,8 +97,8 @@ typedef int16 vrowi;
 #endif
 
 __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
-flash_rows(FLASH_ARGS(stype)) {
-  FLASH_PROLOGUE(stype, BM)
+flash_rows(FLASH_ARGS_KV(stype, ktype)) {
+  FLASH_PROLOGUE_KV(stype, ktype, BM)
   const int off = CAUSAL_OFFSET(CAUSAL, Nq, Nk); /* causal alignment (sparse: bottom-right) */
 #if SCORE_MODS
   /* each row's position among the keys (the modifiers' p); the slope */
@@ -102,8 +137,8 @@ flash_rows(FLASH_ARGS(stype)) {
   for (int t = 0; t < nloop; t++) {
     FLASH_TILE_AT(t)
     const int nk = min(BN, Nk - kv0);
-    __global const stype *Kt = Kb + (long)kv0 * kss;
-    __global const stype *Vt = Vb + (long)kv0 * vss;
+    __global const ktype *Kt = Kb + (long)kv0 * KV_ROW_K;
+    __global const ktype *Vt = Vb + (long)kv0 * KV_ROW_V;
 #if USER_MASK
     /* The user's mask first. With block classes (clattn_plan_update_mask_
      * blocks) a hidden tile is skipped at once and a shown one needs no
@@ -168,8 +203,8 @@ flash_rows(FLASH_ARGS(stype)) {
 #define KT_AT(j, k) kf[(j) * D + (k)]
 #define VT_AT(c, j) vf[(j) * D + (c)]
 #else
-#define KT_AT(j, k) LOAD(Kt, (long)(j) * kss + (long)(k) * ksd)
-#define VT_AT(c, j) LOAD(Vt, (long)(j) * vss + (long)(c) * vsd)
+#define KT_AT(j, k) LOAD_KV(Kt, (long)(j) * KV_ROW_K + (long)(k) * KV_DIM_K)
+#define VT_AT(c, j) LOAD_KV(Vt, (long)(j) * KV_ROW_V + (long)(c) * KV_DIM_V)
 #endif
 
     /* Scores, four keys at a time. */
@@ -356,3 +391,39 @@ flash_rows(FLASH_ARGS(stype)) {
           as_uint(tl[r]) == 0u ? CLATTN_NEG_INF : (tm[r] + log2(tl[r])) * CLATTN_LN2;
   }
 }
+
+#if KV_F32
+/* The f32 copy of K and V (KV_F32 above): work-item (g, hk, b) converts rows
+ * g·KV_CONVERT_ROWS .. of head hk of batch entry b (b = 0 for packed ragged
+ * K/V, whose `rows` are total_kv) from the caller's strides into the dense
+ * copy, row stride D. */
+#ifndef KV_CONVERT_ROWS
+#define KV_CONVERT_ROWS 16
+#endif
+__kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
+flash_rows_kv_f32(__global const stype *restrict K, __global const stype *restrict V,
+                  __global float *restrict Kf, __global float *restrict Vf, const long ksb,
+                  const long ksh, const long kss, const long ksd, const long vsb, const long vsh,
+                  const long vss, const long vsd, const int rows) {
+  const int s0 = (int)get_group_id(0) * KV_CONVERT_ROWS;
+  const long hk = get_group_id(1), b = get_group_id(2), Hk = get_num_groups(1);
+  const int n = min(KV_CONVERT_ROWS, rows - s0);
+  __global const stype *kr = K + b * ksb + hk * ksh + (long)s0 * kss;
+  __global const stype *vr = V + b * vsb + hk * vsh + (long)s0 * vss;
+  const long dst = ((b * Hk + hk) * rows + s0) * D;
+  __global float *kd = Kf + dst, *vd = Vf + dst;
+  for (int r = 0; r < n; r++) {
+    int c = 0;
+#if VEC_GLOBAL
+    for (; c + 16 <= D; c += 16) {
+      vstore16(LOAD16(kr + (long)r * kss + c), 0, kd + r * D + c);
+      vstore16(LOAD16(vr + (long)r * vss + c), 0, vd + r * D + c);
+    }
+#endif
+    for (; c < D; c++) {
+      kd[r * D + c] = LOAD(kr, (long)r * kss + (long)c * ksd);
+      vd[r * D + c] = LOAD(vr, (long)r * vss + (long)c * vsd);
+    }
+  }
+}
+#endif

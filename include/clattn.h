@@ -891,7 +891,12 @@ CLATTN_API const char *clattn_plan_describe(clattn_plan plan);
  *  (CLATTN_PLAN_BACKWARD or the first backward call), the backward pass's:
  *  D = rowsum(dO∘O), B·H·Nq floats, and for sparse masks its tile bitmap.
  *  Forward: (flash: 0 for dense masks, the
- *  tile lists and bitmap for sparse masks; naive: the score matrix,
+ *  tile lists and bitmap for sparse masks, and on CPUs (flash_rows) with
+ *  f16 / bf16 storage the f32 copy of k and v the kernel reads,
+ *  2·B·Hk·Nk·d floats (ragged: 2·Hk·total_kv·d; none where each element
+ *  would be converted once anyway or the copy exceeds the device's largest
+ *  allocation or CLATTN_KV_COPY_MAX bytes, default a quarter of its global
+ *  memory: then the kernel converts); naive: the score matrix,
  *  B·H·Nq·Nk floats, and any bitmap, plus for f16 / bf16 the f32 copies of
  *  q (which also receives the f32 output before it is rounded into o) and of
  *  k and v, B·H·Nq·d + 2·B·Hk·Nk·d floats; linear: the chunk states,

@@ -552,9 +552,140 @@ static void test_flash_configs(void **state) {
 }
 #endif
 
+#if IS_FLASH
+/* flash_rows (CPUs) with 16-bit storage converts K and V once per call into
+ * an f32 workspace laid out [batch][kv_head][seq][dim] and reads it with
+ * the copy's own strides (cl/flash_rows.cl, KV_F32). f16 and bf16 against
+ * the float64 reference over what the copy must index right: shapes that are
+ * no tile multiple (head dim 40: two 16-element conversions and a tail),
+ * padded strided layouts (rows unaligned for vectors, and aligned), K/V
+ * seq-major (BSHD-like) and BSHD, non-unit dim strides (K transposed), GQA
+ * and MQA, both causal alignments with rows that see no key, the lazy
+ * workspace; then the in-kernel conversion (CLATTN_KV_COPY_MAX=0). On a CPU
+ * device (flash_rows) describe() and the workspace must say which path ran.
+ * test_decode's test_ragged covers packed ragged K/V. */
+static void test_rows_kv_copy(void **state) {
+  clattn_context ctx = *state;
+  enum { PADDED_HEAD_MAJOR = 1, PADDED_SEQ_MAJOR, BSHD, DIM_STRIDED };
+  static const struct {
+    shape_case s;
+    int layout;
+    clattn_mask mask;
+    unsigned flags;
+  } cases[] = {
+      {{2, 4, 2, 37, 101, 40, 1}, PADDED_HEAD_MAJOR, CLATTN_MASK_CAUSAL, 0},
+      {{1, 6, 2, 100, 63, 40, 1}, PADDED_SEQ_MAJOR, CLATTN_MASK_CAUSAL, 0},
+      {{2, 3, 1, 17, 200, 40, 0}, BSHD, CLATTN_MASK_NONE, CLATTN_PLAN_LAZY_WORKSPACE},
+      {{1, 2, 2, 65, 70, 40, 1}, DIM_STRIDED, CLATTN_MASK_CAUSAL_TOP_LEFT, 0},
+  };
+  static const clattn_dtype types[] = {CLATTN_DTYPE_F16, CLATTN_DTYPE_BF16};
+  const size_t n = sizeof cases / sizeof *cases;
+  char saved[64] = "";
+  const char *was = getenv("CLATTN_KV_COPY_MAX");
+  if (was) snprintf(saved, sizeof saved, "%s", was);
+  /* mode 0: the f32 copy (default limit); mode 1: converted in the kernel
+   * (two of the cases, in a context made with CLATTN_KV_COPY_MAX=0) */
+  for (int mode = 0; mode < 2; mode++) {
+    clattn_context c = ctx;
+    if (mode) {
+      assert_int_equal(setenv("CLATTN_KV_COPY_MAX", "0", 1), 0);
+      c = tu_new_context(); /* reads the environment */
+    } else {
+      unsetenv("CLATTN_KV_COPY_MAX");
+    }
+    for (size_t t = 0; t < 2; t++)
+      for (size_t i = 0; i < n; i++) {
+        if (mode && i != t) continue; /* in-kernel: f16 case 0, bf16 case 1 */
+        clattn_attention_desc d = make_desc(&cases[i].s);
+        d.dtype = types[t];
+        d.mask = cases[i].mask;
+        if (cases[i].layout == PADDED_HEAD_MAJOR) tu_set_padded_strides(&d, 5, 7, 0);
+        if (cases[i].layout == PADDED_SEQ_MAJOR) tu_set_padded_strides(&d, 4, 3, 1);
+        if (cases[i].layout == BSHD) d.layout = CLATTN_LAYOUT_BSHD;
+        if (cases[i].layout == DIM_STRIDED) set_dim_strided(&d);
+        char label[256], test[32];
+        snprintf(test, sizeof test, "kvcopy%d-%s", mode, clattn_dtype_name(d.dtype));
+        case_label(label, sizeof label, test, &d);
+        tu_report rep;
+        tu_run_and_compare(c, &d, TU_INPUT_UNIFORM, 1, cases[i].flags, label, &rep);
+        if (!tu_report_ok(&rep, 1)) fail_msg("%s", rep.summary);
+        if (strncmp(rep.plan_describe, "flash_rows ", 11)) continue; /* not a CPU device */
+        /* both copies: 2 x B*Hk*seq_kv*d floats */
+        const size_t hk = (size_t)(d.kv_heads ? d.kv_heads : d.heads);
+        const size_t want = 2 * (size_t)d.batch * hk * (size_t)d.seq_kv * (size_t)d.head_dim * 4;
+        size_t ws = 0;
+        assert_int_equal(clattn_plan_estimate(c, &d, &ws), CLATTN_SUCCESS);
+        char phrase[96];
+        snprintf(phrase, sizeof phrase, "K/V converted once per call into an f32 workspace (%zu",
+                 want);
+        if (mode == 0 && (!strstr(rep.plan_describe, phrase) || ws != want))
+          fail_msg("%s: want the f32 copy (%zu bytes), got workspace %zu: %s", label, want, ws,
+                   rep.plan_describe);
+        if (mode == 1 && (!strstr(rep.plan_describe, "K/V converted in the kernel") ||
+                          !strstr(rep.plan_describe, "CLATTN_KV_COPY_MAX") || ws != 0))
+          fail_msg("%s: want the in-kernel conversion, got workspace %zu: %s", label, ws,
+                   rep.plan_describe);
+      }
+    if (mode) clattn_context_release(c);
+  }
+  if (was)
+    setenv("CLATTN_KV_COPY_MAX", saved, 1);
+  else
+    unsetenv("CLATTN_KV_COPY_MAX");
+}
+
+/* The f32 copy is one per plan: on an out-of-order queue two calls enqueued
+ * back to back (different K/V) must not convert the second call's K/V while
+ * the first call's kernel still reads the copy. */
+static void test_rows_kv_copy_out_of_order(void **state) {
+  clattn_context ctx = *state;
+  cl_int err;
+  cl_command_queue queue = clCreateCommandQueue(
+      clattn_context_cl_context(ctx), clattn_context_device(ctx),
+      CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE | CL_QUEUE_PROFILING_ENABLE, &err);
+  if (!queue) {
+    print_message("out-of-order queues unsupported here (%d): skipped\n", (int)err);
+    return;
+  }
+  clattn_context qctx = NULL;
+  assert_int_equal(clattn_context_create_from_queue(queue, &qctx), CLATTN_SUCCESS);
+  static const shape_case c = {2, 4, 2, 65, 130, 40, 1};
+  clattn_attention_desc d = make_desc(&c);
+  d.dtype = CLATTN_DTYPE_BF16;
+  d.layout = CLATTN_LAYOUT_BSHD;
+  tu_problem pr[2];
+  tu_report rep;
+  for (int i = 0; i < 2; i++) {
+    char label[256], test[16];
+    snprintf(test, sizeof test, "kvcopy-ooo%d", i);
+    case_label(label, sizeof label, test, &d);
+    if (tu_problem_init(&pr[i], qctx, &d, TU_INPUT_UNIFORM, 1, label, &rep))
+      fail_msg("%s", rep.summary);
+  }
+  clattn_plan plan = NULL;
+  assert_int_equal(clattn_plan_create(qctx, &d, 0, &plan), CLATTN_SUCCESS);
+  cl_event ev[2];
+  for (int i = 0; i < 2; i++)
+    assert_int_equal(
+        clattn_plan_execute(plan, pr[i].q, pr[i].k, pr[i].v, pr[i].o, pr[i].lse, 0, NULL, &ev[i]),
+        CLATTN_SUCCESS);
+  assert_int_equal(clWaitForEvents(2, ev), CL_SUCCESS);
+  for (int i = 0; i < 2; i++) {
+    clReleaseEvent(ev[i]);
+    assert_int_equal(tu_problem_compare(&pr[i], clattn_plan_describe(plan), &rep), 0);
+    if (!tu_report_ok(&rep, 1)) fail_msg("%s", rep.summary);
+    tu_problem_free(&pr[i]);
+  }
+  clattn_plan_release(plan);
+  clattn_context_release(qctx);
+  clReleaseCommandQueue(queue);
+}
+#endif
+
 int main(int argc, char **argv) {
   /* The configuration must come from the library, not the environment. */
   unsetenv("CLATTN_TUNE_OVERRIDE");
+  unsetenv("CLATTN_KV_COPY_MAX");
   if (tu_parse_filter_args(argc, argv)) return 2;
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_seq_square),
@@ -578,6 +709,8 @@ int main(int argc, char **argv) {
 #endif
 #if IS_FLASH
     cmocka_unit_test(test_flash_configs),
+    cmocka_unit_test(test_rows_kv_copy),
+    cmocka_unit_test(test_rows_kv_copy_out_of_order),
 #endif
   };
   return cmocka_run_group_tests_name("clattn " FAMILY, tests, tu_group_setup, tu_group_teardown);

@@ -21,9 +21,10 @@ ONLY = sys.argv[3:]
 os.makedirs(WORK, exist_ok=True)
 
 
-def run(*args, expect=0):
+def run(*args, expect=0, env=None):
     p = subprocess.run([CLI] + [str(a) for a in args], stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True, timeout=300)
+                       stderr=subprocess.PIPE, text=True, timeout=300,
+                       env=dict(os.environ, **env) if env else None)
     if p.returncode != expect:
         raise AssertionError("clattn %s: exit %d (expected %d)\nstdout:\n%s\nstderr:\n%s"
                              % (" ".join(map(str, args)), p.returncode, expect, p.stdout[-3000:],
@@ -155,7 +156,17 @@ def test_plots():
 
 
 def test_memory():
+    # On CPUs the flash kernel (flash_rows) converts 16-bit K and V once per
+    # call into an f32 workspace, 2 x B*Hk*N*d*4 bytes, where that fits (else
+    # it converts in the kernel, workspace 0).
     t = json.loads(run("memory", "--json"))
+    for r in t["table"]:
+        n, ws = r["seq"], r["flash"]["workspace_bytes"]
+        check(ws in (0, 2 * 32 * n * 128 * 4), "flash workspace at %d: 0 or the f32 K/V copy" % n)
+        check(r["flash"]["peak_bytes"] == 4 * r["q_bytes"] + ws, "flash peak = q+k+v+o+copy")
+    # The rest models flash without the copy: CLATTN_KV_COPY_MAX=0 turns it off.
+    nocopy = {"CLATTN_KV_COPY_MAX": "0"}
+    t = json.loads(run("memory", "--json", env=nocopy))
     check(t["layer"] == {"batch": 1, "heads": 32, "kv_heads": 32, "head_dim": 128, "dtype": "f16",
                          "mask": "causal"}, "defaults: B=1 H=32 d=128 f16")
     rows = {r["seq"]: r for r in t["table"]}
@@ -178,7 +189,7 @@ def test_memory():
 
     # The searches against the model, on an H200-like budget.
     M, A = 150_000_000_000, 37_500_000_000
-    t = json.loads(run("memory", "--json", "--memory-bytes", M, "--max-alloc-bytes", A))
+    t = json.loads(run("memory", "--json", "--memory-bytes", M, "--max-alloc-bytes", A, env=nocopy))
     W, L = 6.74e9 * 2, 32
 
     def kv(n):  # one layer's K (= V) bytes
@@ -203,7 +214,8 @@ def test_memory():
     # --check on a small model: one layer at each family's largest N, run
     # with the rest of the stack held on the device, verified.
     c = json.loads(run("memory", "--json", "--heads", "2", "--head-dim", "16", "--layers", "2",
-                       "--params", "1e5", "--memory-bytes", "1000000", "--seq", "64,256", "--check"))
+                       "--params", "1e5", "--memory-bytes", "1000000", "--seq", "64,256", "--check",
+                       env=nocopy))
     for fam in ("flash", "naive"):
         ch = c["%s_limits" % fam]["check"]
         check(ch["passed"] and ch["seq"] == c["%s_limits" % fam]["stack"] and ch["reserve_bytes"] > 0,

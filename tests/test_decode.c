@@ -56,6 +56,7 @@ typedef struct dcase {
   const void *bias;
   size_t bias_bytes;
   clattn_strides bias_strides;
+  const char *want_describe; /* a phrase describe() must hold when the plan is flash_rows */
 } dcase;
 
 static clattn_context g_ctx;
@@ -352,6 +353,10 @@ static double run_case(const dcase *c, const char *label) {
     return 0;
   }
   if (st != CLATTN_SUCCESS) fail_msg("%s: plan: %s", label, clattn_context_last_error(g_ctx));
+  if (c->want_describe && !strncmp(clattn_plan_describe(plan), "flash_rows ", 11) &&
+      !strstr(clattn_plan_describe(plan), c->want_describe))
+    fail_msg("%s: describe() lacks \"%s\": %s", label, c->want_describe,
+             clattn_plan_describe(plan));
   cl_mem pk, pv;
   cl_mem q = buf_from(hq, el[0] * es);
   cl_mem k = guarded(hk, el[1] * kes, t, quant, &pk), v = guarded(hv, el[2] * kes, t, quant, &pv);
@@ -732,6 +737,20 @@ static void test_ragged(void **state) {
     c.dtype = i >= 3 ? (i == 4 ? CLATTN_DTYPE_F16 : CLATTN_DTYPE_BF16) : CLATTN_DTYPE_F32;
     char label[80];
     snprintf(label, sizeof label, "ragged prefill %s", cfgs[i]);
+    run_case(&c, label);
+  }
+  /* flash_rows with 16-bit storage reads packed ragged K/V from its f32 copy
+   * ([kv_head][total_kv][dim]; test_flash's test_rows_kv_copy has the rest):
+   * f16 with GQA, bf16 causal with a query block past short sequences */
+  static const char *const rows_cfgs[] = {"flash_rows:bm=16,bn=32", "flash_rows:bm=8,bn=16"};
+  for (int i = 0; i < 2; i++) {
+    c.config = rows_cfgs[i];
+    c.optional = 1; /* CPUs only */
+    c.mask = i ? CLATTN_MASK_CAUSAL : CLATTN_MASK_NONE;
+    c.dtype = i ? CLATTN_DTYPE_BF16 : CLATTN_DTYPE_F16;
+    c.want_describe = "K/V converted once per call into an f32 workspace";
+    char label[80];
+    snprintf(label, sizeof label, "ragged prefill %s %s", rows_cfgs[i], clattn_dtype_name(c.dtype));
     run_case(&c, label);
   }
 }

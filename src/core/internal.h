@@ -36,6 +36,11 @@ typedef struct clattn__settings {
   bool portable;         /* CLATTN_PORTABLE=1: no device fast paths */
   bool nv_verbose;       /* CLATTN_NV_VERBOSE=1: -cl-nv-verbose in NVIDIA builds */
   bool pocl_cache_off;   /* POCL_KERNEL_CACHE=0 */
+  /* CLATTN_KV_COPY_MAX: bytes flash_rows may spend on the f32 copy of 16-bit
+   * K and V (0: none, convert in the kernel); unset: a quarter of the
+   * device's global memory */
+  uint64_t kv_copy_max;
+  bool kv_copy_max_set;
 } clattn__settings;
 void clattn__settings_read(clattn__settings *s);
 

@@ -1,6 +1,7 @@
 /* settings.c — the environment variables clattn reads, read once when a context is created. */
 #include "internal.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,16 @@ void clattn__settings_read(clattn__settings *s) {
   }
   s->portable = flag("CLATTN_PORTABLE");
   s->nv_verbose = flag("CLATTN_NV_VERBOSE");
+  const char *kc = getenv("CLATTN_KV_COPY_MAX");
+  if (kc && *kc) {
+    char *end;
+    errno = 0;
+    const unsigned long long x = strtoull(kc, &end, 10);
+    if (!*end && errno == 0 && kc[0] != '-') {
+      s->kv_copy_max = x;
+      s->kv_copy_max_set = true;
+    }
+  }
   const char *pk = getenv("POCL_KERNEL_CACHE");
   s->pocl_cache_off = pk && !strcmp(pk, "0");
 }

@@ -20,6 +20,18 @@ typedef struct flash_state {
   cl_mem cls, list, count;
   int use_blocks;
   cl_mem sinks; /* desc.sinks on the device */
+  /* flash_rows with 16-bit storage: the f32 copy of K and V the kernel reads
+   * (cl/flash_rows.cl, KV_F32), written once per call by `convert`; NULL
+   * when K/V are converted in the kernel */
+  cl_kernel convert;
+  cl_mem kf, vf;
+  clattn_strides cs; /* the copy's strides, K and V alike */
+  int copy_batch;    /* batch entries of the copy: batch, 1 for packed ragged K/V */
+  int copy_rows;     /* rows per (entry, kv head): seq_kv, total_kv for packed ragged K/V */
+  size_t copy_bytes; /* of both copies */
+  /* the last call's flash kernel, the copy's last reader: the next call's
+   * conversion waits for it (out-of-order queues) */
+  cl_event copy_reader;
 } flash_state;
 
 /* ---- parameters and their legal values ----------------------------------- */
@@ -136,6 +148,95 @@ bool clattn__flash_wg_fallback(const clattn__device_info *info, const clattn_att
 }
 
 /* ---- the CPU row-vector kernel (cl/flash_rows.cl) ------------------------ */
+
+/* flash_rows with 16-bit storage: K and V are converted once per call into an
+ * f32 copy (each element once, instead of once per query block and query
+ * head of its GQA group) when that is more than one conversion per element
+ * and the copy fits: each tensor within the device's largest allocation,
+ * both within CLATTN_KV_COPY_MAX bytes (default a quarter of the device's
+ * global memory). Else false, with the reason in why. *bytes: both copies. */
+static bool rows_kv_copy(clattn_plan p, int nqb, size_t *bytes, char *why, size_t cap) {
+  const clattn_attention_desc *d = &p->desc;
+  const clattn__device_info *info = &p->ctx->info;
+  const clattn__settings *set = &p->ctx->settings;
+  *bytes = 0;
+  why[0] = 0;
+  if (d->dtype == CLATTN_DTYPE_F32) return false;
+  if ((int64_t)nqb * (d->heads / d->kv_heads) < 2) {
+    snprintf(why, cap, "each K/V element is read by one query block only");
+    return false;
+  }
+  const bool packed = d->ragged != 0; /* [total_kv][Hk][d]: one run of rows */
+  const size_t rows = (size_t)(packed ? d->total_kv : d->seq_kv);
+  size_t one = 0;
+  if (!clattn__mul3_size(packed ? 1 : (size_t)d->batch, (size_t)d->kv_heads, rows, &one) ||
+      !clattn__mul3_size(one, (size_t)d->head_dim, sizeof(float), &one) ||
+      !clattn__mul_size(one, 2, bytes)) {
+    snprintf(why, cap, "the size of an f32 copy overflows size_t");
+    *bytes = 0;
+    return false;
+  }
+  const uint64_t limit = set->kv_copy_max_set ? set->kv_copy_max : info->global_mem / 4;
+  if (one > info->max_alloc) {
+    snprintf(why, cap, "an f32 copy of %zu bytes exceeds the device's largest allocation (%llu)",
+             one, (unsigned long long)info->max_alloc);
+  } else if (*bytes > limit) {
+    snprintf(why, cap, "an f32 copy of K and V (%zu bytes) exceeds %llu bytes (%s)", *bytes,
+             (unsigned long long)limit,
+             set->kv_copy_max_set ? "CLATTN_KV_COPY_MAX" : "a quarter of the device's memory");
+  } else {
+    return true;
+  }
+  *bytes = 0;
+  return false;
+}
+
+/* Rows of K and V one work-item of flash_rows_kv_f32 converts (-DKV_CONVERT_ROWS). */
+#define KV_CONVERT_ROWS 16
+
+/* The f32 copy's geometry (rows_kv_copy said yes): [entry][kv_head][row][dim]
+ * with its own strides; the products fit (rows_kv_copy checked them). */
+static void rows_kv_copy_geometry(clattn_plan p, flash_state *s, size_t bytes) {
+  const clattn_attention_desc *d = &p->desc;
+  const int64_t D = d->head_dim;
+  s->copy_bytes = bytes;
+  s->copy_batch = d->ragged ? 1 : d->batch;
+  s->copy_rows = d->ragged ? d->total_kv : d->seq_kv;
+  s->cs.dim = 1;
+  s->cs.seq = D;
+  s->cs.head = (int64_t)s->copy_rows * D;
+  s->cs.batch = d->ragged ? 0 : (int64_t)d->kv_heads * s->cs.head;
+}
+
+/* Allocates the f32 copy (at plan creation, or at the first execution with
+ * CLATTN_PLAN_LAZY_WORKSPACE) and touches it, so that a lazy allocator fails
+ * here and not in the middle of a call. */
+static clattn_status rows_kv_copy_alloc(clattn_plan p, flash_state *s) {
+  clattn_context ctx = p->ctx;
+  const size_t one = s->copy_bytes / 2;
+  cl_mem *mem[2] = {&s->kf, &s->vf};
+  cl_int err = CL_SUCCESS;
+  for (int i = 0; i < 2 && err == CL_SUCCESS; i++) {
+    *mem[i] = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, one, NULL, &err);
+    const float zero = 0.0f;
+    if (*mem[i])
+      err = clEnqueueFillBuffer(ctx->queue, *mem[i], &zero, sizeof zero, 0, one, 0, NULL, NULL);
+  }
+  if (err == CL_SUCCESS) err = clFinish(ctx->queue);
+  if (err == CL_SUCCESS) return CLATTN_SUCCESS;
+  for (int i = 0; i < 2; i++) {
+    if (*mem[i]) clReleaseMemObject(*mem[i]);
+    *mem[i] = NULL;
+  }
+  if (err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_OUT_OF_RESOURCES ||
+      err == CL_OUT_OF_HOST_MEMORY || err == CL_INVALID_BUFFER_SIZE)
+    return clattn__fail_needed(ctx, s->copy_bytes,
+                               "flash_rows: the f32 copy of K and V needs %zu bytes (2 x %zu); "
+                               "the device could not provide it (%s; CLATTN_KV_COPY_MAX=0 "
+                               "converts in the kernel instead)",
+                               s->copy_bytes, one, clattn__cl_error_name(err));
+  return clattn__cl_fail(ctx, "clCreateBuffer", err, "flash_rows f32 copy of K and V");
+}
 
 /* Private memory of one work-item: qT[D], acc[D] and s[BN] row vectors. */
 #define ROWS_PRIVATE_MAX 98304
@@ -342,7 +443,7 @@ static clattn_status new_state(clattn_plan p, flash_state **out) {
 }
 
 static clattn_status build_kernel(clattn_plan p, flash_state *s, const char *opts,
-                                  size_t local_bytes) {
+                                  size_t local_bytes, bool kv_copy) {
   const clattn__variant *v = p->variant;
   /* The program is the variant's files in order; the kernel is named after
    * the last: flash_fwd, flash_rows, flash_tc. */
@@ -367,6 +468,8 @@ static clattn_status build_kernel(clattn_plan p, flash_state *s, const char *opt
     st = clattn__create_kernel(p->ctx, prog, "mask_blocks", &s->classify);
   if (st == CLATTN_SUCCESS && p->desc.mask_mod)
     st = clattn__create_kernel(p->ctx, prog, "mask_lists", &s->lists);
+  if (st == CLATTN_SUCCESS && kv_copy)
+    st = clattn__create_kernel(p->ctx, prog, "flash_rows_kv_f32", &s->convert);
   return st;
 }
 
@@ -386,7 +489,7 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
            d->ragged ? 1 : 0);
   if (ctx->settings.nv_verbose) clattn__append(opts, sizeof opts, " -cl-nv-verbose");
   const size_t local = clattn__flash_tc_local(params, d);
-  if ((st = build_kernel(p, s, opts, local)) != CLATTN_SUCCESS) return st;
+  if ((st = build_kernel(p, s, opts, local, false)) != CLATTN_SUCCESS) return st;
   set_geometry(p, s, 16 * mt * warps, 32 * warps);
   snprintf(p->describe, sizeof p->describe,
            "flash_tc %s d=%d: mma.sync m16n8k16 + ldmatrix%s, warps=%d mt=%d bn=%d (bm=%d, %zu B "
@@ -442,6 +545,10 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
   if (st != CLATTN_SUCCESS) return st;
   set_geometry(p, s, bm, tm * tn);
   s->bn = bn;
+  size_t copy_bytes = 0;
+  char no_copy[200] = "";
+  const bool kv_copy = rows && rows_kv_copy(p, s->nqb, &copy_bytes, no_copy, sizeof no_copy);
+  p->workspace_bytes += copy_bytes;
   if (p->estimate) /* sizing only: a sparse mask's tile lists are the workspace */
     return p->sparse ? clattn__sparse_build_tiles(p, bm, bn) : CLATTN_SUCCESS;
 
@@ -462,9 +569,24 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
   /* quantized K/V: codes decoded and scaled as tiles are loaded (cl/flash_fwd.cl) */
   if (d->kv_dtype != CLATTN_KV_DTYPE_SAME)
     clattn__append(opts, sizeof opts, " -DKVQ=%d -DKVS=%d", (int)d->kv_dtype, (int)d->kv_scale);
+  if (rows) {
+    /* K/V from the f32 copy, or rows of D contiguous elements (compile-time
+     * row stride; cl/flash_rows.cl) */
+    const int D = d->head_dim;
+    const bool packed =
+        kv_copy || (p->ks.seq == D && p->ks.dim == 1 && p->vs.seq == D && p->vs.dim == 1);
+    clattn__append(opts, sizeof opts, " -DKV_F32=%d -DKV_PACKED=%d -DKV_CONVERT_ROWS=%d",
+                   kv_copy ? 1 : 0, packed ? 1 : 0, KV_CONVERT_ROWS);
+  }
   clattn__mods_options(d, opts, sizeof opts);
   const size_t local = p->variant->local_bytes(params, d);
-  if ((st = build_kernel(p, s, opts, local)) != CLATTN_SUCCESS) return st;
+  if ((st = build_kernel(p, s, opts, local, kv_copy)) != CLATTN_SUCCESS) return st;
+  if (kv_copy) {
+    rows_kv_copy_geometry(p, s, copy_bytes);
+    if (!(p->flags & CLATTN_PLAN_LAZY_WORKSPACE) &&
+        (st = rows_kv_copy_alloc(p, s)) != CLATTN_SUCCESS)
+      return st;
+  }
   if (d->sinks) {
     cl_int err;
     s->sinks = clCreateBuffer(ctx->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
@@ -479,6 +601,13 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
   if (d->kv_dtype != CLATTN_KV_DTYPE_SAME)
     clattn__append(p->describe, sizeof p->describe, "; K/V %s (%s scales)",
                    clattn_kv_dtype_name(d->kv_dtype), clattn_kv_scale_name(d->kv_scale));
+  if (kv_copy)
+    clattn__append(p->describe, sizeof p->describe,
+                   "; K/V converted once per call into an f32 workspace (%zu bytes: 2 x "
+                   "%d*%d*%d*%d*4)",
+                   copy_bytes, s->copy_batch, d->kv_heads, s->copy_rows, d->head_dim);
+  else if (rows && no_copy[0])
+    clattn__append(p->describe, sizeof p->describe, "; K/V converted in the kernel (%s)", no_copy);
   clattn__describe_mods(d, p->describe, sizeof p->describe);
   if (p->sparse) {
     /* Per-query-tile lists of key tiles, built and uploaded once per plan. */
@@ -497,6 +626,47 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
 /* ---- launch (one argument list for the three kernels, FLASH_ARGS in
  * common.cl) ------------------------------------------------------------------ */
 
+/* flash_rows, 16-bit storage: the f32 copy of the call's K and V
+ * (flash_rows_kv_f32), after the caller's wait list and the previous call's
+ * flash kernel (which reads the copy: on an out-of-order queue the copy must
+ * not be overwritten under it); *done is its event. */
+static clattn_status enqueue_kv_copy(clattn_plan p, flash_state *s, const clattn__buffers *b,
+                                     cl_uint num_wait, const cl_event *wait, cl_event *done) {
+  cl_kernel k = s->convert;
+  cl_event few[16], *list = few;
+  const cl_uint n = num_wait + (s->copy_reader ? 1u : 0u);
+  if (n > 16 && !(list = malloc(n * sizeof *list)))
+    return clattn__fail(p->ctx, CLATTN_ERROR_OUT_OF_MEMORY, "flash_rows: a wait list of %u events",
+                        n);
+  for (cl_uint i = 0; i < num_wait; i++)
+    list[i] = wait[i];
+  if (s->copy_reader) list[num_wait] = s->copy_reader;
+  const cl_mem mems[4] = {b->k, b->v, s->kf, s->vf};
+  const clattn_strides *st[2] = {&p->ks, &p->vs};
+  cl_int err = CL_SUCCESS;
+  cl_uint a = 0;
+  for (int i = 0; i < 4; i++)
+    err |= clSetKernelArg(k, a++, sizeof(cl_mem), &mems[i]);
+  for (int t = 0; t < 2; t++) {
+    const cl_long v4[4] = {st[t]->batch, st[t]->head, st[t]->seq, st[t]->dim};
+    for (int i = 0; i < 4; i++)
+      err |= clSetKernelArg(k, a++, sizeof(cl_long), &v4[i]);
+  }
+  err |= clSetKernelArg(k, a++, sizeof(int), &s->copy_rows);
+  if (err != CL_SUCCESS) {
+    if (list != few) free(list);
+    return clattn__cl_fail(p->ctx, "clSetKernelArg", err, "flash_rows_kv_f32");
+  }
+  const size_t gws[3] = {((size_t)s->copy_rows + KV_CONVERT_ROWS - 1) / KV_CONVERT_ROWS,
+                         (size_t)p->desc.kv_heads, (size_t)s->copy_batch};
+  const size_t lws[3] = {1, 1, 1};
+  err = clEnqueueNDRangeKernel(p->ctx->queue, k, 3, NULL, gws, lws, n, n ? list : NULL, done);
+  if (list != few) free(list);
+  if (err != CL_SUCCESS)
+    return clattn__cl_fail(p->ctx, "clEnqueueNDRangeKernel", err, "flash_rows_kv_f32");
+  return CLATTN_SUCCESS;
+}
+
 clattn_status clattn__flash_execute(clattn_plan p, const clattn__buffers *b, cl_uint num_wait,
                                     const cl_event *wait, cl_event *event) {
   flash_state *s = p->state;
@@ -509,7 +679,17 @@ clattn_status clattn__flash_execute(clattn_plan p, const clattn__buffers *b, cl_
   const clattn_strides *st[4] = {&p->qs, &p->ks, &p->vs, &p->os};
   const float qscale = (float)(d->scale * 1.4426950408889634);
   const int G = d->heads / d->kv_heads;
-  const cl_mem mems[5] = {b->q, b->k, b->v, b->o, lse_arg};
+  cl_mem mems[5] = {b->q, b->k, b->v, b->o, lse_arg};
+  if (s->convert) { /* the kernel reads the f32 copy of K and V, with its strides */
+    /* CLATTN_PLAN_LAZY_WORKSPACE: the first execution allocates it */
+    if (!s->kf) {
+      const clattn_status ast = rows_kv_copy_alloc(p, s);
+      if (ast != CLATTN_SUCCESS) return ast;
+    }
+    mems[1] = s->kf;
+    mems[2] = s->vf;
+    st[1] = st[2] = &s->cs;
+  }
   for (int i = 0; i < 5; i++)
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &mems[i]);
   err |= clSetKernelArg(kr, a++, sizeof(int), &write_lse);
@@ -556,12 +736,30 @@ clattn_status clattn__flash_execute(clattn_plan p, const clattn__buffers *b, cl_
     err |= clattn__sparse_set_mask_args(p->sparse, kr, a);
   }
   if (err != CL_SUCCESS) return clattn__cl_fail(p->ctx, "clSetKernelArg", err, p->variant->name);
+  cl_event conv = NULL;
+  if (s->convert) {
+    clattn_status cst = enqueue_kv_copy(p, s, b, num_wait, wait, &conv);
+    if (cst != CLATTN_SUCCESS) return cst;
+    num_wait = 1;
+    wait = &conv;
+  }
   const size_t nt = (size_t)s->nt;
   const size_t gws[2] = {(size_t)s->nqb * nt, (size_t)d->batch * (size_t)d->heads};
   const size_t lws[2] = {nt, 1};
-  err = clEnqueueNDRangeKernel(p->ctx->queue, kr, 2, NULL, gws, lws, num_wait, wait, event);
+  cl_event done = NULL; /* with the copy: the copy's reader, kept for the next call */
+  err = clEnqueueNDRangeKernel(p->ctx->queue, kr, 2, NULL, gws, lws, num_wait, wait,
+                               s->convert ? &done : event);
+  if (conv) clReleaseEvent(conv);
   if (err != CL_SUCCESS)
     return clattn__cl_fail(p->ctx, "clEnqueueNDRangeKernel", err, p->variant->name);
+  if (done) {
+    if (s->copy_reader) clReleaseEvent(s->copy_reader);
+    s->copy_reader = done;
+    if (event) {
+      clRetainEvent(done);
+      *event = done;
+    }
+  }
   return CLATTN_SUCCESS;
 }
 
@@ -575,6 +773,10 @@ void clattn__flash_release(clattn_plan p) {
   if (s->list) clReleaseMemObject(s->list);
   if (s->count) clReleaseMemObject(s->count);
   if (s->sinks) clReleaseMemObject(s->sinks);
+  if (s->convert) clReleaseKernel(s->convert);
+  if (s->kf) clReleaseMemObject(s->kf);
+  if (s->vf) clReleaseMemObject(s->vf);
+  if (s->copy_reader) clReleaseEvent(s->copy_reader);
   free(s);
   p->state = NULL;
 }
