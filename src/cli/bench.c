@@ -243,6 +243,7 @@ static int bench_decode(clattn_context ctx, const bench_opts *o, const cli_probl
         in.desc.mask = nq > 1 ? CLATTN_MASK_CAUSAL : CLATTN_MASK_NONE;
         if (in.desc.layout == CLATTN_LAYOUT_BHSD) in.desc.layout = CLATTN_LAYOUT_BSHD;
         in.page_size = P[pi];
+        in.sequential_pages = o->common.page_order == 1;
         in.reps = base->reps;
         in.warmup = base->warmup;
         in.seed = base->seed;

@@ -59,6 +59,7 @@ extern const char *cli_dtype_names[];  /* f32, f16, bf16 */
 extern const char *cli_layout_names[]; /* bhsd, bshd */
 extern const char *cli_kv_dtype_names[]; /* same, int8, fp8e4m3, fp8e5m2 */
 extern const char *cli_kv_scale_names[]; /* token, tensor, head, channel */
+extern const char *const cli_page_order_names[]; /* shuffled, sequential */
 void cli_names_init(void);
 
 /* Overflow-checked 64-bit arithmetic: false when the exact result does not fit. */
@@ -86,7 +87,8 @@ typedef struct cli_common {
   int no_mask_blocks; /* --no-mask-blocks: the kernels evaluate the mask_mod on every tile */
   const char *sinks;  /* --sinks V[,V...]: attention sinks, one per head (or one for all) */
   const char *bias;   /* --bias random|random-bool: a random bias tensor (verified) */
-  int kv_dtype, kv_scale; /* --kv-dtype, --kv-scale: a quantized K/V cache (decode kernels) */
+  int kv_dtype, kv_scale; /* --kv-dtype, --kv-scale: a quantized K/V cache */
+  int page_order;         /* --page-order: 0 shuffled pages, 1 sequential (paged caches) */
 } cli_common;
 
 void cli_common_defaults(cli_common *c);
@@ -174,7 +176,8 @@ clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result
 typedef struct cli_infer {
   clattn_attention_desc desc; /* heads, kv_heads, head_dim, dtype, layout, mask, batch, seq_q,
                                  seq_kv (the KV length of every sequence unless lens) */
-  int page_size;              /* > 0: a paged cache of this page size (shuffled pages) */
+  int page_size;              /* > 0: a paged cache of this page size */
+  bool sequential_pages;      /* pages in pool order (else shuffled) */
   const int *lens;            /* ragged: the KV length of each sequence (nlens of them) */
   int nlens;
   int reps, warmup;

@@ -207,7 +207,7 @@ clattn_status cli_infer_run(clattn_context ctx, const cli_infer *in, cli_infer_r
     uint64_t s = in->seed ^ 0xabcdef;
     for (int i = 0; i < npages; i++)
       perm[i] = i;
-    for (int i = npages - 1; i > 0; i--) { /* pages in shuffled order */
+    for (int i = npages - 1; i > 0 && !in->sequential_pages; i--) { /* pages in shuffled order */
       const int j = (int)(mix(&s) % (uint64_t)(i + 1)), x = perm[i];
       perm[i] = perm[j];
       perm[j] = x;

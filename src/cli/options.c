@@ -14,6 +14,7 @@ const char *cli_dtype_names[CLATTN_DTYPE_BF16 + 2];
 const char *cli_layout_names[CLATTN_LAYOUT_BSHD + 2];
 const char *cli_kv_dtype_names[CLATTN_KV_DTYPE_FP8_E5M2 + 2];
 const char *cli_kv_scale_names[CLATTN_KV_SCALE_CHANNEL + 2];
+const char *const cli_page_order_names[] = {"shuffled", "sequential", NULL};
 
 void cli_names_init(void) {
   for (int i = 0; i <= CLATTN_ALGO_LINEAR; i++)

@@ -64,11 +64,15 @@ cli_opt_table cli_common_table(cli_common *c) {
        "bool:FILE (bytes, non-zero = visible)"},
       {"kv-dtype", NULL, CLI_OPT_CHOICE, &c->kv_dtype, 0, 0, cli_kv_dtype_names,
        "K/V cache storage: same (the dtype), int8, fp8e4m3 or fp8e5m2 codes with float scales, "
-       "filled by clattn_kv_append_ex from random source values (decode kernels; --verify "
+       "filled by clattn_kv_append_ex from random source values (decode and portable flash "
+       "kernels; --verify "
        "checks against the dequantized cache and reports the error against the source)"},
       {"kv-scale", NULL, CLI_OPT_CHOICE, &c->kv_scale, 0, 0, cli_kv_scale_names,
        "scale granularity of a quantized cache: token (per token and KV head, computed on "
        "append), tensor, head or channel (absmax of the source / the code's largest value)"},
+      {"page-order", NULL, CLI_OPT_CHOICE, &c->page_order, 0, 0, cli_page_order_names,
+       "a paged cache's block tables: shuffled (pages of a sequence anywhere in the pool, the "
+       "default) or sequential (in pool order: locality as a contiguous cache)"},
       {"no-mask-blocks", NULL, CLI_OPT_FLAG, &c->no_mask_blocks, 0, 1, NULL,
        "with --mask-mod: no block classes (clattn_plan_update_mask_blocks); the kernels evaluate "
        "the mask on every tile"},

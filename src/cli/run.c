@@ -86,6 +86,7 @@ static int run_inference(const run_opts *o, cli_problem *p) {
   memset(&in, 0, sizeof in);
   in.desc = p->desc;
   in.page_size = o->paged;
+  in.sequential_pages = o->common.page_order == 1;
   in.lens = lens;
   in.nlens = nlens;
   in.reps = p->reps;
