@@ -429,15 +429,17 @@ inline float16 kvq16(const kvtype16 c) { KVQ_BODY(16) }
 #define FLASH_KVT(ET) kvtype
 #define FLASH_KVQ_ARGS                                                                         \
   , __global const float *restrict ksc, __global const float *restrict vsc, const long ssr
+/* KV_SCALE_HK: the same for KV head hk_ of Hk_. */
 #if KVS == 0
-#define KV_SCALE(sc, b, key, x) (sc)[(long)(b)*ssr + (long)(key) * (H / G) + hk]
+#define KV_SCALE_HK(sc, b, key, x, hk_, Hk_) (sc)[(long)(b)*ssr + (long)(key) * (Hk_) + (hk_)]
 #elif KVS == 1
-#define KV_SCALE(sc, b, key, x) (sc)[0]
+#define KV_SCALE_HK(sc, b, key, x, hk_, Hk_) (sc)[0]
 #elif KVS == 2
-#define KV_SCALE(sc, b, key, x) (sc)[hk]
+#define KV_SCALE_HK(sc, b, key, x, hk_, Hk_) (sc)[hk_]
 #else
-#define KV_SCALE(sc, b, key, x) (sc)[hk * D + (x)]
+#define KV_SCALE_HK(sc, b, key, x, hk_, Hk_) (sc)[(hk_)*D + (x)]
 #endif
+#define KV_SCALE(sc, b, key, x) KV_SCALE_HK(sc, b, key, x, hk, H / G)
 #else
 #define FLASH_KVT(ET) ET
 #define FLASH_KVQ_ARGS

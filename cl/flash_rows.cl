@@ -53,6 +53,9 @@
 #ifndef KV_PACKED
 #define KV_PACKED 0
 #endif
+#if KVQ && !KV_F32
+#error "flash_rows reads quantized K/V from the f32 copy only (KV_F32)"
+#endif
 #if KV_F32
 typedef float ktype; /* element type of the K and V arguments */
 #define LOAD_KV(p, i) ((p)[i])
@@ -400,30 +403,44 @@ flash_rows(FLASH_ARGS_KV(stype, ktype)) {
 #ifndef KV_CONVERT_ROWS
 #define KV_CONVERT_ROWS 16
 #endif
+/* Quantized K/V (KVQ): the codes decoded and multiplied by their scales
+ * (KV_SCALE_HK, common.cl), so the flash kernel reads plain floats; the copy
+ * is the only way flash_rows reads quantized K/V. */
 __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
-flash_rows_kv_f32(__global const stype *restrict K, __global const stype *restrict V,
-                  __global float *restrict Kf, __global float *restrict Vf, const long ksb,
-                  const long ksh, const long kss, const long ksd, const long vsb, const long vsh,
-                  const long vss, const long vsd, const int rows) {
+flash_rows_kv_f32(__global const FLASH_KVT(stype) *restrict K,
+                  __global const FLASH_KVT(stype) *restrict V, __global float *restrict Kf,
+                  __global float *restrict Vf, const long ksb, const long ksh, const long kss,
+                  const long ksd, const long vsb, const long vsh, const long vss, const long vsd,
+                  const int rows FLASH_KVQ_ARGS) {
   const int s0 = (int)get_group_id(0) * KV_CONVERT_ROWS;
   const long hk = get_group_id(1), b = get_group_id(2), Hk = get_num_groups(1);
   const int n = min(KV_CONVERT_ROWS, rows - s0);
-  __global const stype *kr = K + b * ksb + hk * ksh + (long)s0 * kss;
-  __global const stype *vr = V + b * vsb + hk * vsh + (long)s0 * vss;
+  __global const FLASH_KVT(stype) *kr = K + b * ksb + hk * ksh + (long)s0 * kss;
+  __global const FLASH_KVT(stype) *vr = V + b * vsb + hk * vsh + (long)s0 * vss;
   const long dst = ((b * Hk + hk) * rows + s0) * D;
   __global float *kd = Kf + dst, *vd = Vf + dst;
   for (int r = 0; r < n; r++) {
     int c = 0;
-#if VEC_GLOBAL
+#if KVQ
+    for (; c < D; c++) {
+      kd[r * D + c] = KVLOAD(kr, (long)r * kss + (long)c * ksd) *
+                      KV_SCALE_HK(ksc, b, s0 + r, c, hk, Hk);
+      vd[r * D + c] = KVLOAD(vr, (long)r * vss + (long)c * vsd) *
+                      KV_SCALE_HK(vsc, b, s0 + r, c, hk, Hk);
+    }
+#endif
+#if VEC_GLOBAL && !KVQ
     for (; c + 16 <= D; c += 16) {
       vstore16(LOAD16(kr + (long)r * kss + c), 0, kd + r * D + c);
       vstore16(LOAD16(vr + (long)r * vss + c), 0, vd + r * D + c);
     }
 #endif
+#if !KVQ
     for (; c < D; c++) {
       kd[r * D + c] = LOAD(kr, (long)r * kss + (long)c * ksd);
       vd[r * D + c] = LOAD(vr, (long)r * vss + (long)c * vsd);
     }
+#endif
   }
 }
 #endif

@@ -1016,7 +1016,8 @@ static void test_quantized(void **state) {
 }
 
 /* Quantized K/V in a prefill (more query rows than decode takes: the
- * portable flash kernel decodes and scales each K/V tile as it loads it):
+ * portable flash kernel decodes and scales each K/V tile as it loads it,
+ * flash_rows reads a decoded f32 copy made once per call):
  * every code type and scale granularity, GQA, both causal alignments,
  * ragged batches with lengths 0, 1, 17, 300, a dim stride of 2, softcap
  * and ALiBi on top, against the float64 reference on the dequantized
@@ -1046,6 +1047,11 @@ static void test_quantized_prefill(void **state) {
        CLATTN_MASK_NONE, NULL, 0, 0},
       {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_CHANNEL, 4, 2, 37, 64, 64, 0, 0, CLATTN_DTYPE_F32,
        CLATTN_MASK_CAUSAL, NULL, 20.0, 8.0},
+      /* the portable kernel where another is the default (CPUs: flash_rows) */
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 4, 2, 40, 100, 64, 0, 0, CLATTN_DTYPE_F16,
+       CLATTN_MASK_CAUSAL, "flash:bm=32,bn=32", 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_HEAD, 4, 2, 24, 300, 32, 1, 1, CLATTN_DTYPE_F32,
+       CLATTN_MASK_NONE, "flash:bm=16,bn=16", 0, 0},
   };
   for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
     dcase c = base(3, cs[i].hq, cs[i].hk, cs[i].d, cs[i].nq, cs[i].nk);

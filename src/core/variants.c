@@ -37,7 +37,7 @@ static const clattn__variant table[] = {
      .num_params = 3, .create = clattn__flash_tc_create, .execute = clattn__flash_execute,
      .release = clattn__flash_release},
     {VARIANT("flash_rows", F, FWD, true, flash_rows), .params = clattn__flash_rows_params,
-     .num_params = 2, .create = clattn__flash_wg_create, .execute = clattn__flash_execute,
+     .num_params = 2, .kv_quant = true, .create = clattn__flash_wg_create, .execute = clattn__flash_execute,
      .release = clattn__flash_release},
     {VARIANT("flash", F, FWD, false, flash_wg), .params = clattn__flash_wg_params, .num_params = 4,
      .kv_quant = true, .create = clattn__flash_wg_create, .execute = clattn__flash_execute,
@@ -108,7 +108,7 @@ int clattn__applicable_variants(const clattn__device_info *info, const clattn_at
     else if (i < 64 && (info->broken_variants >> i & 1))
       why = "its build failed on this device (see the plan's describe)";
     else if (d->kv_dtype != CLATTN_KV_DTYPE_SAME && !v->kv_quant)
-      why = "quantized K/V (desc.kv_dtype) is read by the decode kernels and the portable flash kernel";
+      why = "quantized K/V (desc.kv_dtype) is read by the decode kernels, flash and flash_rows";
     else
       pr = v->applicable(info, d, &why);
     if (pr <= 0) {

@@ -154,15 +154,19 @@ bool clattn__flash_wg_fallback(const clattn__device_info *info, const clattn_att
  * head of its GQA group) when that is more than one conversion per element
  * and the copy fits: each tensor within the device's largest allocation,
  * both within CLATTN_KV_COPY_MAX bytes (default a quarter of the device's
- * global memory). Else false, with the reason in why. *bytes: both copies. */
+ * global memory). Else false, with the reason in why. *bytes: both copies.
+ * A quantized K/V (desc.kv_dtype) is always copied (decoded and scaled):
+ * flash_rows reads it no other way, and its `applicable` checked that a copy
+ * fits the device's largest allocation. */
 static bool rows_kv_copy(clattn_plan p, int nqb, size_t *bytes, char *why, size_t cap) {
   const clattn_attention_desc *d = &p->desc;
   const clattn__device_info *info = &p->ctx->info;
   const clattn__settings *set = &p->ctx->settings;
+  const bool quant = d->kv_dtype != CLATTN_KV_DTYPE_SAME;
   *bytes = 0;
   why[0] = 0;
-  if (d->dtype == CLATTN_DTYPE_F32) return false;
-  if ((int64_t)nqb * (d->heads / d->kv_heads) < 2) {
+  if (d->dtype == CLATTN_DTYPE_F32 && !quant) return false;
+  if ((int64_t)nqb * (d->heads / d->kv_heads) < 2 && !quant) {
     snprintf(why, cap, "each K/V element is read by one query block only");
     return false;
   }
@@ -176,7 +180,9 @@ static bool rows_kv_copy(clattn_plan p, int nqb, size_t *bytes, char *why, size_
     *bytes = 0;
     return false;
   }
-  const uint64_t limit = set->kv_copy_max_set ? set->kv_copy_max : info->global_mem / 4;
+  const uint64_t limit = quant                  ? UINT64_MAX
+                         : set->kv_copy_max_set ? set->kv_copy_max
+                                                : info->global_mem / 4;
   if (one > info->max_alloc) {
     snprintf(why, cap, "an f32 copy of %zu bytes exceeds the device's largest allocation (%llu)",
              one, (unsigned long long)info->max_alloc);
@@ -247,6 +253,20 @@ int clattn__flash_rows_applicable(const clattn__device_info *info, const clattn_
   if (!info->is_cpu) {
     *why = "written for CPU devices";
     return 0;
+  }
+  if (d->kv_dtype != CLATTN_KV_DTYPE_SAME) {
+    /* quantized K/V is read from an f32 copy (rows_kv_copy): each tensor's
+     * copy must fit one allocation */
+    const uint64_t rows = (uint64_t)(d->ragged ? d->total_kv : d->seq_kv);
+    const uint64_t ent = d->ragged ? 1 : (uint64_t)d->batch;
+    const uint64_t hk = (uint64_t)(d->kv_heads > 0 ? d->kv_heads : d->heads);
+    uint64_t one = 0;
+    if (!clattn__mul_u64(ent, hk, &one) || !clattn__mul_u64(one, rows, &one) ||
+        !clattn__mul_u64(one, (uint64_t)d->head_dim * sizeof(float), &one) ||
+        one > info->max_alloc) {
+      *why = "quantized K/V is read from an f32 copy, larger than the device's largest allocation";
+      return 0;
+    }
   }
   return 20;
 }
@@ -653,6 +673,12 @@ static clattn_status enqueue_kv_copy(clattn_plan p, flash_state *s, const clattn
       err |= clSetKernelArg(k, a++, sizeof(cl_long), &v4[i]);
   }
   err |= clSetKernelArg(k, a++, sizeof(int), &s->copy_rows);
+  if (p->desc.kv_dtype != CLATTN_KV_DTYPE_SAME) { /* FLASH_KVQ_ARGS (checked by the plan) */
+    const cl_long ssr = clattn__kv_scale_row_stride(&p->desc);
+    err |= clSetKernelArg(k, a++, sizeof(cl_mem), &b->k_scale);
+    err |= clSetKernelArg(k, a++, sizeof(cl_mem), &b->v_scale);
+    err |= clSetKernelArg(k, a++, sizeof(cl_long), &ssr);
+  }
   if (err != CL_SUCCESS) {
     if (list != few) free(list);
     return clattn__cl_fail(p->ctx, "clSetKernelArg", err, "flash_rows_kv_f32");
