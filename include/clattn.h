@@ -409,7 +409,9 @@ typedef enum clattn_kv_layout {
  * (clattn_exec_args.k_scale / v_scale). An element's value is
  * decode(code) · scale; Q and O stay in desc.dtype. Served by the decode
  * kernels (decode, decode_warp: seq_q <= 16, contiguous, paged or ragged
- * K/V, forward only); other kernels decline such a descriptor.
+ * K/V) and the prefill kernels flash and flash_rows (contiguous or ragged
+ * K/V), forward only; the tensor-core kernels and the backward decline such
+ * a descriptor.
  *   INT8: signed 8-bit codes, decode(c) = c (quantizers use -127..127).
  *   FP8_E4M3: OCP FP8 E4M3FN (bias 7, no infinities, max ±448; S.1111.111
  *     is NaN). FP8_E5M2: OCP FP8 E5M2 (bias 15, IEEE-like: max ±57344,
