@@ -124,6 +124,74 @@ inline void bwd_tile16(__local ushort *dst, __global const ushort *base, long ss
 #define B_ROW(lane) (((lane) >> 4) * 8 + ((lane)&7))
 #define B_COL(lane) ((((lane) >> 3) & 1) * 8)
 
+/* For each of the nm m-tiles: acc[mt][j] += A·(b0, b1) and acc[mt][j + 1] +=
+ * A·(b2, b3), the A fragment's registers being AF(mt, 0..3) (a macro: the
+ * fragments stay in registers). */
+#define MMA_PAIR(acc, nm, j, AF, b0, b1, b2, b3)                                                   \
+  _Pragma("unroll") for (int mt_ = 0; mt_ < (nm); mt_++) {                                         \
+    MMA(acc[mt_][j], AF(mt_, 0), AF(mt_, 1), AF(mt_, 2), AF(mt_, 3), b0, b1);                      \
+    MMA(acc[mt_][(j) + 1], AF(mt_, 0), AF(mt_, 1), AF(mt_, 2), AF(mt_, 3), b2, b3);                \
+  }
+#define x_af x##_af
+/* k-step kc of two products with B from row-major [n][k] local tiles at
+ * the ldmatrix addresses B1 and B2 ("B" pattern): acc1 += A1·B1ᵀ, acc2 +=
+ * A2·B2ᵀ over nts 8-column groups (S and dP in both passes). */
+#define TWO_PRODUCTS_STEP(acc1, AF1, B1, acc2, AF2, B2, nts, nm, kc)                               \
+  _Pragma("unroll") for (int j = 0; j < (nts); j += 2) {                                           \
+    uint b0, b1, b2, b3;                                                                           \
+    const uint o_ = (uint)((j * 8 * LDK + 16 * (kc)) * 2);                                         \
+    LDM_X4(b0, b1, b2, b3, (B1) + o_);                                                             \
+    MMA_PAIR(acc1, nm, j, AF1, b0, b1, b2, b3);                                                    \
+    LDM_X4(b0, b1, b2, b3, (B2) + o_);                                                             \
+    MMA_PAIR(acc2, nm, j, AF2, b0, b1, b2, b3);                                                    \
+  }
+/* The head of step i of n of a loop over tiles streamed through nst
+ * stages: after it, stage s holds step i for every work-item. LOAD(s, i)
+ * fills stage s with step i. Two stages (cp.async): step i + 1 goes into the
+ * other stage first, and the loop body ends with a barrier (that stage was
+ * read in step i - 1). One stage: a barrier, the load, a barrier. */
+#define STAGE_ENTER(nst, LOAD, i, n, s)                                                            \
+  if ((nst) == 2) {                                                                                \
+    s = (i)&1;                                                                                     \
+    if ((i) + 1 < (n)) LOAD(s ^ 1, (i) + 1);                                                       \
+    CP_COMMIT();                                                                                   \
+    CP_WAIT(1);                                                                                    \
+  } else {                                                                                         \
+    s = 0;                                                                                         \
+    barrier(CLK_LOCAL_MEM_FENCE); /* the previous step's reads are done */                         \
+    LOAD(0, i);                                                                                    \
+    if (ASYNC) {                                                                                   \
+      CP_COMMIT();                                                                                 \
+      CP_WAIT(0);                                                                                  \
+    }                                                                                              \
+  }                                                                                                \
+  barrier(CLK_LOCAL_MEM_FENCE)
+#define a_af(m, e) a[m][e]
+#define c_af(m, e) c[m][e]
+#define pa_af(m, e) pa[m][e]
+#define da_af(m, e) da[m][e]
+#define qf_af(m, e) qf[m][kc][e]
+#define of_af(m, e) of[m][kc][e]
+
+/* Stores row half rr of the nm m-tiles of acc (rows row0 + 16·mt + 8·rr, lane
+ * columns 8j + 2t, +1; dims past D and rows at or past limit skipped), times
+ * mul, at base + row·rs + dim·ds. */
+#define STORE_FRAGS(base, rs, ds, acc, nm, row0, limit, mul)                                       \
+  _Pragma("unroll") for (int mt_ = 0; mt_ < (nm); mt_++) {                                         \
+    _Pragma("unroll") for (int rr_ = 0; rr_ < 2; rr_++) {                                          \
+      const int row_ = (row0) + 16 * mt_ + 8 * rr_;                                                \
+      if (row_ < (limit)) {                                                                        \
+        _Pragma("unroll") for (int j_ = 0; j_ < NTO; j_++) {                                       \
+          _Pragma("unroll") for (int e_ = 0; e_ < 2; e_++) {                                       \
+            const int x_ = 8 * j_ + 2 * t + e_;                                                    \
+            if (x_ < D)                                                                            \
+              STORE(base, (long)row_ * (rs) + (long)x_ * (ds), acc[mt_][j_][2 * rr_ + e_] * (mul)); \
+          }                                                                                        \
+        }                                                                                          \
+      }                                                                                            \
+    }                                                                                              \
+  }
+
 /* ---- dK, dV ---------------------------------------------------------------------------------- */
 
 #define NTSQ (QM / 8) /* 8-row groups of a query tile */
@@ -199,22 +267,8 @@ flash_bwd_dkdv(BWD_ARGS, __global ushort *restrict dK, __global ushort *restrict
   CP_COMMIT();
 #endif
   for (int it = 0; it < total; it++) {
-#if KST == 2
-    const int s = it & 1;
-    if (it + 1 < total) DKDV_LOAD(s ^ 1, it + 1); /* its stage was released at the end of it-1 */
-    CP_COMMIT();
-    CP_WAIT(1); /* K, V and this step's stage have landed for this work-item */
-    barrier(CLK_LOCAL_MEM_FENCE);
-#else
-    const int s = 0;
-    barrier(CLK_LOCAL_MEM_FENCE); /* the previous step's reads are done */
-    DKDV_LOAD(0, it);
-#if ASYNC
-    CP_COMMIT();
-    CP_WAIT(0);
-#endif
-    barrier(CLK_LOCAL_MEM_FENCE);
-#endif
+    int s;
+    STAGE_ENTER(KST, DKDV_LOAD, it, total, s); /* K and V (first group) have landed too */
     const int q0 = (qt0 + it % per) * QM;
     __local const ushort *Qs = QOs + s * QO_STAGE;
     __local const ushort *Os = Qs + QM * LDK;
@@ -241,23 +295,7 @@ flash_bwd_dkdv(BWD_ARGS, __global ushort *restrict dK, __global ushort *restrict
         LDM_X4(a[mt][0], a[mt][1], a[mt][2], a[mt][3], kA + mo);
         LDM_X4(c[mt][0], c[mt][1], c[mt][2], c[mt][3], vA + mo);
       }
-#pragma unroll
-      for (int j = 0; j < NTSQ; j += 2) {
-        uint b0, b1, b2, b3;
-        const uint o = (uint)((j * 8 * LDK + 16 * kc) * 2);
-        LDM_X4(b0, b1, b2, b3, qB + o);
-#pragma unroll
-        for (int mt = 0; mt < KMT; mt++) {
-          MMA(st[mt][j], a[mt][0], a[mt][1], a[mt][2], a[mt][3], b0, b1);
-          MMA(st[mt][j + 1], a[mt][0], a[mt][1], a[mt][2], a[mt][3], b2, b3);
-        }
-        LDM_X4(b0, b1, b2, b3, oB + o);
-#pragma unroll
-        for (int mt = 0; mt < KMT; mt++) {
-          MMA(dp[mt][j], c[mt][0], c[mt][1], c[mt][2], c[mt][3], b0, b1);
-          MMA(dp[mt][j + 1], c[mt][0], c[mt][1], c[mt][2], c[mt][3], b2, b3);
-        }
-      }
+      TWO_PRODUCTS_STEP(st, a_af, qB, dp, c_af, oB, NTSQ, KMT, kc);
     }
 
     /* Pᵀ and dSᵀ in place (keys kw0 + 16·mt + g + 8·(e / 2), rows q0 + 8j +
@@ -299,17 +337,9 @@ flash_bwd_dkdv(BWD_ARGS, __global ushort *restrict dK, __global ushort *restrict
         uint b0, b1, b2, b3;
         const uint o = (uint)((16 * kc * LDK + j * 8) * 2);
         LDM_X4_T(b0, b1, b2, b3, oT + o);
-#pragma unroll
-        for (int mt = 0; mt < KMT; mt++) {
-          MMA(dv[mt][j], pa[mt][0], pa[mt][1], pa[mt][2], pa[mt][3], b0, b1);
-          MMA(dv[mt][j + 1], pa[mt][0], pa[mt][1], pa[mt][2], pa[mt][3], b2, b3);
-        }
+        MMA_PAIR(dv, KMT, j, pa_af, b0, b1, b2, b3);
         LDM_X4_T(b0, b1, b2, b3, qT + o);
-#pragma unroll
-        for (int mt = 0; mt < KMT; mt++) {
-          MMA(dk[mt][j], da[mt][0], da[mt][1], da[mt][2], da[mt][3], b0, b1);
-          MMA(dk[mt][j + 1], da[mt][0], da[mt][1], da[mt][2], da[mt][3], b2, b3);
-        }
+        MMA_PAIR(dk, KMT, j, da_af, b0, b1, b2, b3);
       }
     }
 #if KST == 2
@@ -320,26 +350,8 @@ flash_bwd_dkdv(BWD_ARGS, __global ushort *restrict dK, __global ushort *restrict
 
   __global ushort *dKb = dK + (long)b * ksb + (long)hk * ksh + ROW_OFF(kstart, kss);
   __global ushort *dVb = dV + (long)b * vsb + (long)hk * vsh + ROW_OFF(kstart, vss);
-#pragma unroll
-  for (int mt = 0; mt < KMT; mt++) {
-#pragma unroll
-    for (int rr = 0; rr < 2; rr++) {
-      const int key = kw0 + 16 * mt + g + 8 * rr;
-      if (key < Nk) {
-#pragma unroll
-        for (int j = 0; j < NTO; j++) {
-#pragma unroll
-          for (int e = 0; e < 2; e++) {
-            const int x = 8 * j + 2 * t + e;
-            if (x < D) {
-              STORE(dKb, (long)key * kss + (long)x * ksd, dk[mt][j][2 * rr + e] * scale);
-              STORE(dVb, (long)key * vss + (long)x * vsd, dv[mt][j][2 * rr + e]);
-            }
-          }
-        }
-      }
-    }
-  }
+  STORE_FRAGS(dKb, kss, ksd, dk, KMT, kw0 + g, Nk, scale);
+  STORE_FRAGS(dVb, vss, vsd, dv, KMT, kw0 + g, Nk, 1.0f);
 }
 
 /* ---- dQ -------------------------------------------------------------------------------------- */
@@ -411,22 +423,8 @@ flash_bwd_dq(BWD_ARGS, __global ushort *restrict dQ) {
   CP_COMMIT();
 #endif
   for (int kt = 0; kt < nkt; kt++) {
-#if QST == 2
-    const int s = kt & 1;
-    if (kt + 1 < nkt) DQ_LOAD(s ^ 1, kt + 1);
-    CP_COMMIT();
-    CP_WAIT(1);
-    barrier(CLK_LOCAL_MEM_FENCE);
-#else
-    const int s = 0;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    DQ_LOAD(0, kt);
-#if ASYNC
-    CP_COMMIT();
-    CP_WAIT(0);
-#endif
-    barrier(CLK_LOCAL_MEM_FENCE);
-#endif
+    int s;
+    STAGE_ENTER(QST, DQ_LOAD, kt, nkt, s);
     const int k0 = kt * KN;
     __local const ushort *Ks = KVs + s * KV_STAGE;
     __local const ushort *Vs = Ks + KN * LDK;
@@ -441,25 +439,8 @@ flash_bwd_dq(BWD_ARGS, __global ushort *restrict dQ) {
     const uint kB = smem_addr(Ks + B_ROW(lane) * LDK + B_COL(lane));
     const uint vB = smem_addr(Vs + B_ROW(lane) * LDK + B_COL(lane));
 #pragma unroll
-    for (int kc = 0; kc < KCH; kc++) {
-#pragma unroll
-      for (int j = 0; j < NTSK; j += 2) {
-        uint b0, b1, b2, b3;
-        const uint o = (uint)((j * 8 * LDK + 16 * kc) * 2);
-        LDM_X4(b0, b1, b2, b3, kB + o);
-#pragma unroll
-        for (int mt = 0; mt < QMT; mt++) {
-          MMA(sc[mt][j], qf[mt][kc][0], qf[mt][kc][1], qf[mt][kc][2], qf[mt][kc][3], b0, b1);
-          MMA(sc[mt][j + 1], qf[mt][kc][0], qf[mt][kc][1], qf[mt][kc][2], qf[mt][kc][3], b2, b3);
-        }
-        LDM_X4(b0, b1, b2, b3, vB + o);
-#pragma unroll
-        for (int mt = 0; mt < QMT; mt++) {
-          MMA(dp[mt][j], of[mt][kc][0], of[mt][kc][1], of[mt][kc][2], of[mt][kc][3], b0, b1);
-          MMA(dp[mt][j + 1], of[mt][kc][0], of[mt][kc][1], of[mt][kc][2], of[mt][kc][3], b2, b3);
-        }
-      }
-    }
+    for (int kc = 0; kc < KCH; kc++)
+      TWO_PRODUCTS_STEP(sc, qf_af, kB, dp, of_af, vB, NTSK, QMT, kc);
 
     /* dS (rows r0[mt] + 8·(e / 2), keys k0 + 8j + 2t + e % 2) into dp. */
 #if CAUSAL
@@ -502,11 +483,7 @@ flash_bwd_dq(BWD_ARGS, __global ushort *restrict dQ) {
       for (int j = 0; j < NTO; j += 2) {
         uint b0, b1, b2, b3;
         LDM_X4_T(b0, b1, b2, b3, kT + (uint)((16 * kc * LDK + j * 8) * 2));
-#pragma unroll
-        for (int mt = 0; mt < QMT; mt++) {
-          MMA(dq[mt][j], da[mt][0], da[mt][1], da[mt][2], da[mt][3], b0, b1);
-          MMA(dq[mt][j + 1], da[mt][0], da[mt][1], da[mt][2], da[mt][3], b2, b3);
-        }
+        MMA_PAIR(dq, QMT, j, da_af, b0, b1, b2, b3);
       }
     }
 #if QST == 2
@@ -516,21 +493,5 @@ flash_bwd_dq(BWD_ARGS, __global ushort *restrict dQ) {
 #undef DQ_LOAD
 
   __global ushort *dQb = dQ + (long)b * qsb + (long)h * qsh + ROW_OFF(qstart, qss);
-#pragma unroll
-  for (int mt = 0; mt < QMT; mt++) {
-#pragma unroll
-    for (int rr = 0; rr < 2; rr++) {
-      const int row = r0[mt] + 8 * rr;
-      if (row < Nq) {
-#pragma unroll
-        for (int j = 0; j < NTO; j++) {
-#pragma unroll
-          for (int e = 0; e < 2; e++) {
-            const int x = 8 * j + 2 * t + e;
-            if (x < D) STORE(dQb, (long)row * qss + (long)x * qsd, dq[mt][j][2 * rr + e] * scale);
-          }
-        }
-      }
-    }
-  }
+  STORE_FRAGS(dQb, qss, qsd, dq, QMT, r0[0], Nq, scale);
 }

@@ -118,7 +118,7 @@ stub_check() { # NAME
 }
 for d in 8 40 64 80 128; do for c in 0 1 2; do
   dt=$((1 + (c + d / 8) % 2)) # f16 and bf16 in turn
-  v=$((d % 8 == 0)); cfg="-DKW=4 -DKMT=2 -DQM=16 -DKST=$((1 + v)) -DQW=4 -DQMT=2 -DKN=32 -DQST=$((1 + v))"
+  v=$((d % 8 == 0)); cfg="-DKW=4 -DKMT=1 -DQM=64 -DKST=1 -DQW=4 -DQMT=2 -DKN=32 -DQST=$((1 + v))"
   [ $d -gt 64 ] && cfg="-DKW=4 -DQM=64 -DKST=1 -DQW=4 -DKN=64 -DQST=$((1 + v))"
   [ $d -gt 80 ] && cfg="-DKW=2 -DQM=32 -DKST=1 -DQW=4 -DKN=32 -DQST=$((1 + v))"
   n="flash_bwd_tc_t${dt}_d${d}_c${c}"

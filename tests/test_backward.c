@@ -561,12 +561,15 @@ static void test_layouts(void **state) {
   check_case(*state, &d, label);
 }
 
+static void nan_case(clattn_context ctx, clattn_dtype dt, int hd, const char *label);
+
 /* 16-bit storage on the shapes the tensor-core backward (flash_bwd_tc,
  * NVIDIA sm_80+) serves and the ones it leaves to flash_bwd: tile-boundary
  * lengths, seq_q != seq_kv both ways, both causal alignments, GQA and MQA,
  * head dims that are not multiples of 16 or of 8 (element loads), d above
  * 128; BSHD and padded strides (rows not 16-byte aligned: one stage); a NaN
- * and two runs bitwise equal. Other devices run their own kernels on them. */
+ * (test_determinism runs bf16 too). Other devices run their own kernels on
+ * them. */
 static void test_16bit_shapes(void **state) {
   clattn_context ctx = *state;
   static const shape cs[] = {
@@ -591,36 +594,7 @@ static void test_16bit_shapes(void **state) {
     label_of(label, sizeof label, "16bit_padded", &d);
     check_case(ctx, &d, label);
   }
-  /* NaN in one query row: its dQ and the dK, dV rows of the keys it sees. */
-  clattn_attention_desc d = make(1, 1, 1, 10, 10, 64, CLATTN_MASK_CAUSAL);
-  d.dtype = CLATTN_DTYPE_F16;
-  problem p;
-  problem_init(&p, &d, "bwd/16bit_nan", -2.0, 2.0);
-  tensor_set(&p.q, d.dtype, 3 * 64 + 2, NAN);
-  run_out o;
-  run_device(ctx, &p, 0, &o);
-  for (int x = 0; x < 64; x++) {
-    assert_true(isnan(dev_grad(&p, &o, 0, 0, 0, 3, x)));
-    for (int j = 0; j <= 3; j++) {
-      assert_true(isnan(dev_grad(&p, &o, 1, 0, 0, j, x)));
-      assert_true(isnan(dev_grad(&p, &o, 2, 0, 0, j, x)));
-    }
-    assert_true(isfinite(dev_grad(&p, &o, 0, 0, 0, 2, x)));
-  }
-  run_out_free(&o);
-  problem_free(&p);
-  /* deterministic: two runs bitwise equal */
-  d = make(1, 4, 2, 130, 97, 64, CLATTN_MASK_CAUSAL);
-  d.dtype = CLATTN_DTYPE_BF16;
-  problem_init(&p, &d, "bwd/16bit_determinism", -2.0, 2.0);
-  run_out a, b;
-  run_device(ctx, &p, CLATTN_PLAN_BACKWARD, &a);
-  run_device(ctx, &p, 0, &b);
-  for (int t = 0; t < 3; t++)
-    assert_memory_equal(a.g[t], b.g[t], p.elems[t] * p.es);
-  run_out_free(&a);
-  run_out_free(&b);
-  problem_free(&p);
+  nan_case(ctx, CLATTN_DTYPE_F16, 64, "bwd/16bit_nan");
 }
 
 /* The tensor-core backward's configurations, forced one by one through
@@ -780,19 +754,22 @@ static void test_naive(void **state) {
 /* Two runs of the same plan inputs are bitwise equal (the default mode). */
 static void test_determinism(void **state) {
   clattn_context ctx = *state;
-  clattn_attention_desc d = make(1, 4, 2, 130, 97, 64, CLATTN_MASK_CAUSAL);
-  problem p;
-  problem_init(&p, &d, "bwd/determinism", -2.0, 2.0);
-  run_out a, b;
-  run_device(ctx, &p, CLATTN_PLAN_BACKWARD, &a);
-  run_device(ctx, &p, 0, &b);
-  for (int t = 0; t < 3; t++)
-    assert_memory_equal(a.g[t], b.g[t], p.elems[t] * p.es);
-  /* The describe line reports the backward pass. */
-  assert_non_null(strstr(a.describe, "backward: flash_bwd"));
-  run_out_free(&a);
-  run_out_free(&b);
-  problem_free(&p);
+  for (int dt = 0; dt < 2; dt++) { /* f32, and bf16 (the tensor-core kernels on NVIDIA) */
+    clattn_attention_desc d = make(1, 4, 2, 130, 97, 64, CLATTN_MASK_CAUSAL);
+    d.dtype = dt ? CLATTN_DTYPE_BF16 : CLATTN_DTYPE_F32;
+    problem p;
+    problem_init(&p, &d, dt ? "bwd/determinism_bf16" : "bwd/determinism", -2.0, 2.0);
+    run_out a, b;
+    run_device(ctx, &p, CLATTN_PLAN_BACKWARD, &a);
+    run_device(ctx, &p, 0, &b);
+    for (int t = 0; t < 3; t++)
+      assert_memory_equal(a.g[t], b.g[t], p.elems[t] * p.es);
+    /* The describe line reports the backward pass. */
+    assert_non_null(strstr(a.describe, "backward: flash_bwd"));
+    run_out_free(&a);
+    run_out_free(&b);
+    problem_free(&p);
+  }
 }
 
 /* Rows without a visible key: zero dq rows; their dO adds nothing anywhere. */
@@ -833,16 +810,16 @@ static void test_large_scores(void **state) {
 }
 
 /* A NaN in q row 3 gives NaN gradients for that row and every key it sees,
- * never a silent zero. */
-static void test_nan(void **state) {
-  clattn_context ctx = *state;
-  clattn_attention_desc d = make(1, 1, 1, 10, 10, 8, CLATTN_MASK_CAUSAL);
+ * never a silent zero (causal, 10 rows, storage dt, head dim hd). */
+static void nan_case(clattn_context ctx, clattn_dtype dt, int hd, const char *label) {
+  clattn_attention_desc d = make(1, 1, 1, 10, 10, hd, CLATTN_MASK_CAUSAL);
+  d.dtype = dt;
   problem p;
-  problem_init(&p, &d, "bwd/nan", -2.0, 2.0);
-  tensor_set(&p.q, d.dtype, 3 * 8 + 2, NAN);
+  problem_init(&p, &d, label, -2.0, 2.0);
+  tensor_set(&p.q, d.dtype, 3 * (size_t)hd + 2, NAN);
   run_out o;
   run_device(ctx, &p, 0, &o);
-  for (int x = 0; x < 8; x++) {
+  for (int x = 0; x < hd; x++) {
     assert_true(isnan(dev_grad(&p, &o, 0, 0, 0, 3, x)));
     for (int j = 0; j <= 3; j++) {
       assert_true(isnan(dev_grad(&p, &o, 1, 0, 0, j, x)));
@@ -853,6 +830,8 @@ static void test_nan(void **state) {
   run_out_free(&o);
   problem_free(&p);
 }
+
+static void test_nan(void **state) { nan_case(*state, CLATTN_DTYPE_F32, 8, "bwd/nan"); }
 
 /* Argument checks name the argument. */
 static void test_arguments(void **state) {
