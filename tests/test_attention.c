@@ -374,6 +374,23 @@ static void test_16bit_storage(void **state) {
     }
 }
 
+/* A context on an out-of-order queue of ctx's device (*queue: the queue, for
+ * the caller to release after the context); NULL, with a message, where
+ * such queues are not supported. */
+static clattn_context ooo_context(clattn_context ctx, cl_command_queue *queue) {
+  cl_int err;
+  *queue = clCreateCommandQueue(clattn_context_cl_context(ctx), clattn_context_device(ctx),
+                                CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE | CL_QUEUE_PROFILING_ENABLE,
+                                &err);
+  if (!*queue) {
+    print_message("out-of-order queues unsupported here (%d): skipped\n", (int)err);
+    return NULL;
+  }
+  clattn_context qctx = NULL;
+  assert_int_equal(clattn_context_create_from_queue(*queue, &qctx), CLATTN_SUCCESS);
+  return qctx;
+}
+
 #if IS_NAIVE
 /* The naive family's 16-bit path: q, k, v are converted into packed f32
  * copies, CLBlast's SGEMM and the softmax run in f32, and the output is
@@ -439,16 +456,9 @@ static void test_naive_16bit(void **state) {
  * one; tu_run_and_compare waits on that event alone before reading o. */
 static void test_naive_out_of_order(void **state) {
   clattn_context ctx = *state;
-  cl_int err;
-  cl_command_queue queue = clCreateCommandQueue(
-      clattn_context_cl_context(ctx), clattn_context_device(ctx),
-      CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE | CL_QUEUE_PROFILING_ENABLE, &err);
-  if (!queue) {
-    print_message("out-of-order queues unsupported here (%d): skipped\n", (int)err);
-    return;
-  }
-  clattn_context qctx = NULL;
-  assert_int_equal(clattn_context_create_from_queue(queue, &qctx), CLATTN_SUCCESS);
+  cl_command_queue queue = NULL;
+  clattn_context qctx = ooo_context(ctx, &queue);
+  if (!qctx) return;
   static const shape_case c = {2, 4, 2, 65, 63, 80, 1};
   static const clattn_dtype types[] = {CLATTN_DTYPE_F32, CLATTN_DTYPE_F16, CLATTN_DTYPE_BF16};
   for (size_t t = 0; t < 3; t++) {
@@ -639,16 +649,9 @@ static void test_rows_kv_copy(void **state) {
  * the first call's kernel still reads the copy. */
 static void test_rows_kv_copy_out_of_order(void **state) {
   clattn_context ctx = *state;
-  cl_int err;
-  cl_command_queue queue = clCreateCommandQueue(
-      clattn_context_cl_context(ctx), clattn_context_device(ctx),
-      CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE | CL_QUEUE_PROFILING_ENABLE, &err);
-  if (!queue) {
-    print_message("out-of-order queues unsupported here (%d): skipped\n", (int)err);
-    return;
-  }
-  clattn_context qctx = NULL;
-  assert_int_equal(clattn_context_create_from_queue(queue, &qctx), CLATTN_SUCCESS);
+  cl_command_queue queue = NULL;
+  clattn_context qctx = ooo_context(ctx, &queue);
+  if (!qctx) return;
   static const shape_case c = {2, 4, 2, 65, 130, 40, 1};
   clattn_attention_desc d = make_desc(&c);
   d.dtype = CLATTN_DTYPE_BF16;

@@ -933,6 +933,18 @@ static void test_validation(void **state) {
   clattn_plan_release(p);
 }
 
+/* A ragged batch of 4 sequences with KV lengths 0, 1, 17 and 300, each with
+ * min(nq, its length) queries. */
+static void ragged_0_1_17_300(dcase *c, int nq) {
+  c->B = 4;
+  c->ragged = 1;
+  const int lens[4] = {0, 1, 17, 300};
+  for (int b = 0; b < 4; b++) {
+    c->nk[b] = lens[b];
+    c->nq[b] = lens[b] < nq ? lens[b] : nq;
+  }
+}
+
 /* Quantized K/V (int8, fp8 e4m3 / e5m2; scales per token, tensor, head,
  * channel): random codes and scales against the reference on the
  * dequantized values in f32, on every kernel form (CPU rows with 16-lane
@@ -999,15 +1011,7 @@ static void test_quantized(void **state) {
       c.nk[1] = cs[i].nk / 2 + 40;
       c.nk[2] = 33;
     }
-    if (cs[i].ragged) { /* lengths 0, 1, 17, 300 */
-      c.B = 4;
-      c.ragged = 1;
-      const int lens[4] = {0, 1, 17, 300};
-      for (int b = 0; b < 4; b++) {
-        c.nk[b] = lens[b];
-        c.nq[b] = lens[b] < cs[i].nq ? lens[b] : cs[i].nq;
-      }
-    }
+    if (cs[i].ragged) ragged_0_1_17_300(&c, cs[i].nq);
     char label[96];
     snprintf(label, sizeof label, "quantized %zu (%s, %s)", i, clattn_kv_dtype_name(c.kvq),
              clattn_kv_scale_name(c.kvs));
@@ -1063,15 +1067,7 @@ static void test_quantized_prefill(void **state) {
     c.dim2 = cs[i].dim2;
     c.softcap = cs[i].softcap;
     c.alibi = cs[i].alibi;
-    if (cs[i].ragged) { /* lengths 0, 1, 17, 300 */
-      c.B = 4;
-      c.ragged = 1;
-      const int lens[4] = {0, 1, 17, 300};
-      for (int b = 0; b < 4; b++) {
-        c.nk[b] = lens[b];
-        c.nq[b] = lens[b] < cs[i].nq ? lens[b] : cs[i].nq;
-      }
-    }
+    if (cs[i].ragged) ragged_0_1_17_300(&c, cs[i].nq);
     char label[96];
     snprintf(label, sizeof label, "quantized prefill %zu (%s, %s)", i,
              clattn_kv_dtype_name(c.kvq), clattn_kv_scale_name(c.kvs));
