@@ -192,13 +192,77 @@ inline void bwd_tile16(__local ushort *dst, __global const ushort *base, long ss
     }                                                                                              \
   }
 
+/* The forward's modifiers (flash_bwd.cl takes the same): softcap, ALiBi, a
+ * bias tensor, the user's mask_mod. TC_EXPONENT turns the raw score x of
+ * pair (row i, key j) of head h into its exponent before − LSE·log2 e (log2
+ * units) and sets capd (dS's softcap factor, 1 − tanh²) and hid (the bias or
+ * the mask hides the pair: P = dS = 0). Bias and mask are evaluated only for
+ * rows below Nq and keys below Nk (others are hidden: their P is 0 or their
+ * gradient rows are never stored). */
+#ifndef SOFTCAP
+#define SOFTCAP 0
+#endif
+#ifndef ALIBI
+#define ALIBI 0
+#endif
+#define TC_MODS (SOFTCAP || ALIBI || BIAS || USER_MASK)
+#if TC_MODS
+#if SOFTCAP
+#define TC_CAP(s2, capd)                                                                           \
+  do {                                                                                             \
+    float t_;                                                                                      \
+    SOFTCAP_APPLY(s2, t_);                                                                         \
+    capd = 1.0f - ((s2) * (1.0f / SOFTCAP2)) * ((s2) * (1.0f / SOFTCAP2));                         \
+  } while (0)
+#else
+#define TC_CAP(s2, capd) (void)0
+#endif
+#if ALIBI
+#define TC_ALIBI(s2, i, j, h) ((s2) -= alibi_slope2((h), H) * (float)abs((i) + off - (j)))
+#else
+#define TC_ALIBI(s2, i, j, h) (void)0
+#endif
+#if BIAS
+#define TC_BIAS(s2, hid, i, j, b, h)                                                               \
+  do {                                                                                             \
+    const float bv_ = BIAS_AT(b, h, i, j);                                                         \
+    (s2) += bv_ * CLATTN_LOG2E;                                                                    \
+    hid = hid || BIAS_HIDES(bv_);                                                                  \
+  } while (0)
+#else
+#define TC_BIAS(s2, hid, i, j, b, h) (void)0
+#endif
+#if USER_MASK
+#define TC_USER(hid, i, j, b, h) (hid = hid || !clattn_mask_mod((b), (h), (i), (j), user))
+#define TC_USER_ARG , __global const uchar *restrict user
+#else
+#define TC_USER(hid, i, j, b, h) (void)0
+#define TC_USER_ARG
+#endif
+#define TC_EXPONENT(x, i, j, b, h, s2, capd, hid)                                                  \
+  do {                                                                                             \
+    s2 = (x)*qscale;                                                                               \
+    capd = 1.0f;                                                                                   \
+    hid = !((i) < Nq && (j) < Nk);                                                                 \
+    TC_CAP(s2, capd);                                                                              \
+    TC_ALIBI(s2, i, j, h);                                                                         \
+    if (!hid) {                                                                                    \
+      TC_BIAS(s2, hid, i, j, b, h);                                                                \
+      TC_USER(hid, i, j, b, h);                                                                    \
+    }                                                                                              \
+  } while (0)
+#else
+#define TC_USER_ARG
+#endif
+
 /* ---- dK, dV ---------------------------------------------------------------------------------- */
 
 #define NTSQ (QM / 8) /* 8-row groups of a query tile */
 #define QO_STAGE (2 * QM * LDK) /* elements of one stage: Q rows, then dO rows */
 
 __kernel __attribute__((reqd_work_group_size(NTK, 1, 1))) void
-flash_bwd_dkdv(BWD_ARGS, __global ushort *restrict dK, __global ushort *restrict dV) {
+flash_bwd_dkdv(BWD_ARGS, __global ushort *restrict dK,
+               __global ushort *restrict dV TC_USER_ARG FLASH_BIAS_ARGS) {
   __local uint4 kv_raw[2 * BNK * LDK / 8];
   __local uint4 qo_raw[KST * QO_STAGE / 8];
   __local float ld_s[KST * 2 * QM]; /* per stage: LSE·log2 e of the QM rows, then D */
@@ -270,6 +334,9 @@ flash_bwd_dkdv(BWD_ARGS, __global ushort *restrict dK, __global ushort *restrict
     int s;
     STAGE_ENTER(KST, DKDV_LOAD, it, total, s); /* K and V (first group) have landed too */
     const int q0 = (qt0 + it % per) * QM;
+#if TC_MODS
+    const int h = hk * G + it / per; /* this step's query head */
+#endif
     __local const ushort *Qs = QOs + s * QO_STAGE;
     __local const ushort *Os = Qs + QM * LDK;
     __local const float *Ls = ld_s + s * 2 * QM;
@@ -310,8 +377,17 @@ flash_bwd_dkdv(BWD_ARGS, __global ushort *restrict dK, __global ushort *restrict
 #pragma unroll
         for (int e = 0; e < 4; e++) {
           const int col = 8 * j + 2 * t + (e & 1);
+#if TC_MODS
+          const int key = kw0 + 16 * mt + g + 8 * (e >> 1);
+          float s2, capd;
+          bool hid;
+          TC_EXPONENT(st[mt][j][e], q0 + col, key, b, h, s2, capd, hid);
+          float p = hid ? 0.0f : fast_exp2(s2 - Ls[col]);
+          float ds = hid ? 0.0f : p * (dp[mt][j][e] - Ds[col]) * capd;
+#else
           float p = fast_exp2(fma(st[mt][j][e], qscale, -Ls[col]));
           float ds = p * (dp[mt][j][e] - Ds[col]);
+#endif
 #if CAUSAL
           if (need_mask && kw0 + 16 * mt + g + 8 * (e >> 1) > q0 + col + off) p = ds = 0.0f;
 #endif
@@ -360,7 +436,7 @@ flash_bwd_dkdv(BWD_ARGS, __global ushort *restrict dK, __global ushort *restrict
 #define KV_STAGE (2 * KN * LDK)
 
 __kernel __attribute__((reqd_work_group_size(NTQ, 1, 1))) void
-flash_bwd_dq(BWD_ARGS, __global ushort *restrict dQ) {
+flash_bwd_dq(BWD_ARGS, __global ushort *restrict dQ TC_USER_ARG FLASH_BIAS_ARGS) {
   __local uint4 kv_raw[QST * KV_STAGE / 8];
   __local ushort *KVs = (__local ushort *)kv_raw;
 
@@ -455,8 +531,17 @@ flash_bwd_dq(BWD_ARGS, __global ushort *restrict dQ) {
 #pragma unroll
         for (int e = 0; e < 4; e++) {
           const int rr = e >> 1;
+#if TC_MODS
+          float s2, capd;
+          bool hid;
+          TC_EXPONENT(sc[mt][j][e], r0[mt] + 8 * rr, k0 + 8 * j + 2 * t + (e & 1), b, h, s2, capd,
+                      hid);
+          const float p = fast_exp2(s2 - Lr[mt][rr]);
+          float ds = hid ? 0.0f : p * (dp[mt][j][e] - Dr[mt][rr]) * capd;
+#else
           const float p = fast_exp2(fma(sc[mt][j][e], qscale, -Lr[mt][rr]));
           float ds = p * (dp[mt][j][e] - Dr[mt][rr]);
+#endif
           if (need_mask) {
             const int key = k0 + 8 * j + 2 * t + (e & 1);
 #if CAUSAL

@@ -396,7 +396,8 @@ static void test_alibi_sinks(void **state) {
       d.alibi_max_bias = mode != 1 ? 8.0 : 0.0;
       d.sinks = mode == 1 || mode == 2 ? sinks : NULL;
       d.softcap = mode == 3 ? 2.0 : 0.0;
-      d.dtype = c == 2 && mode == 2 ? CLATTN_DTYPE_BF16 : CLATTN_DTYPE_F32;
+      /* half in bf16 (on NVIDIA: the tensor-core kernels with the modifiers) */
+      d.dtype = (c + (size_t)mode) % 2 ? CLATTN_DTYPE_BF16 : CLATTN_DTYPE_F32;
       char label[256];
       label_of(label, sizeof label,
                mode == 0   ? "alibi"
@@ -432,7 +433,7 @@ static void test_mask_mod(void **state) {
     clattn_attention_desc d =
         make(cs[c].b, cs[c].h, cs[c].hk, cs[c].nq, cs[c].nk, cs[c].hd, cs[c].m);
     d.mask_mod = k_bwd_mask;
-    d.dtype = c == 1 ? CLATTN_DTYPE_BF16 : CLATTN_DTYPE_F32;
+    d.dtype = c == 1 ? CLATTN_DTYPE_BF16 : c == 2 ? CLATTN_DTYPE_F16 : CLATTN_DTYPE_F32;
     d.alibi_max_bias = c == 2 ? 4.0 : 0.0;
     char label[256];
     label_of(label, sizeof label, "mask_mod", &d);
@@ -464,7 +465,8 @@ static void test_bias(void **state) {
     clattn_dtype dt;
   } cs[] = {{CLATTN_BIAS_F32, CLATTN_MASK_CAUSAL, CLATTN_DTYPE_F32},
             {CLATTN_BIAS_BOOL, CLATTN_MASK_NONE, CLATTN_DTYPE_F32},
-            {CLATTN_BIAS_BF16, CLATTN_MASK_CAUSAL_TOP_LEFT, CLATTN_DTYPE_BF16}};
+            {CLATTN_BIAS_BF16, CLATTN_MASK_CAUSAL_TOP_LEFT, CLATTN_DTYPE_BF16},
+            {CLATTN_BIAS_F32, CLATTN_MASK_NONE, CLATTN_DTYPE_F16}};
   for (size_t c = 0; c < sizeof cs / sizeof *cs; c++) {
     clattn_attention_desc d = make(2, 4, 2, 37, 50, 32, cs[c].m);
     d.dtype = cs[c].dt;

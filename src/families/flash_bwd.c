@@ -153,9 +153,10 @@ bool clattn__flash_bwd_fallback(const clattn__device_info *info, const clattn_at
 
 /* ---- the NVIDIA tensor-core kernels (cl/flash_bwd_tc.cl) ---- */
 
-/* The problems they serve: 16-bit storage, dense or causal masks, no
- * modifiers, head dims up to 128 (the dK and dV accumulators of 16 keys
- * take 128 registers a lane at d = 128); the others get flash_bwd. */
+/* The problems they serve: 16-bit storage, dense or causal masks (and the
+ * modifiers flash_bwd takes), head dims up to 128 (the dK and dV
+ * accumulators of 16 keys take 128 registers a lane at d = 128); the others
+ * get flash_bwd. */
 int clattn__flash_bwd_tc_applicable(const clattn__device_info *info,
                                     const clattn_attention_desc *d, const char **why) {
   if (!info->is_nvidia || info->nv_cc_major < 8) {
@@ -170,12 +171,9 @@ int clattn__flash_bwd_tc_applicable(const clattn__device_info *info,
     *why = "dense and causal masks only (sparse: flash_bwd)";
     return 0;
   }
-  if (d->softcap > 0.0 || d->alibi_max_bias > 0.0 || d->score_mod || d->mask_mod ||
-      d->bias_type != CLATTN_BIAS_NONE) {
-    /* (attention sinks need no code: the forward's LSE holds them) */
-    *why = "no softcap, ALiBi, user functions or bias tensors (flash_bwd has them)";
-    return 0;
-  }
+  /* softcap, ALiBi, bias tensors and the user's mask_mod as in flash_bwd;
+   * attention sinks need no code (the forward's LSE holds them) */
+  if (!bwd_mods_ok(d, why)) return 0;
   if (d->head_dim > 128) {
     *why = "head_dim above 128 (the accumulators exceed the registers; flash_bwd serves it)";
     return 0;
@@ -295,9 +293,10 @@ static clattn_status tc_create(clattn_plan p, bwd_state *s, const int *params, c
            (int)d->dtype, d->head_dim, clattn__causal_define(d->mask), d->ragged ? 1 : 0, params[0],
            params[1], kst, params[3], params[4], qst, params[6], params[7], vec, vec);
   if (ctx->settings.nv_verbose) clattn__append(opts, sizeof opts, " -cl-nv-verbose");
+  clattn__mods_options(d, opts, sizeof opts); /* softcap, ALiBi, bias, the user's mask */
   cl_program prog = NULL;
-  clattn_status r =
-      clattn__get_program_user(ctx, "flash_bwd.cl nv_mma.cl flash_bwd_tc.cl", opts, NULL, &prog);
+  clattn_status r = clattn__get_program_user(ctx, "flash_bwd.cl nv_mma.cl flash_bwd_tc.cl", opts,
+                                             d->mask_mod, &prog);
   if (r != CLATTN_SUCCESS) return r;
   if ((r = clattn__create_kernel_sized(ctx, prog, "flash_bwd_pre", 0, &s->pre)) !=
           CLATTN_SUCCESS ||
@@ -317,6 +316,7 @@ static clattn_status tc_create(clattn_plan p, bwd_state *s, const int *params, c
            params[0], params[6], params[1], kst, s->q_rows, params[3], params[7], params[4], qst,
            clattn__flash_bwd_tc_local(params, d), total, origin,
            d->ragged ? "; ragged (cu_seqlens)" : "");
+  clattn__describe_mods(d, p->bwd_describe, sizeof p->bwd_describe);
   if (ctx->settings.nv_verbose) {
     const char *note = clattn__program_note(ctx, prog);
     if (*note) clattn__append(p->bwd_describe, sizeof p->bwd_describe, "; compiler: %s", note);
