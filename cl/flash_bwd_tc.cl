@@ -218,7 +218,8 @@ inline void bwd_tile16(__local ushort *dst, __global const ushort *base, long ss
 #define TC_CAP(s2, capd) (void)0
 #endif
 #if ALIBI
-#define TC_ALIBI(s2, i, j, h) ((s2) -= alibi_slope2((h), H) * (float)abs((i) + off - (j)))
+/* tc_slope2: the head's slope, computed once per head (alibi_slope2) */
+#define TC_ALIBI(s2, i, j, h) ((s2) -= tc_slope2 * (float)abs((i) + off - (j)))
 #else
 #define TC_ALIBI(s2, i, j, h) (void)0
 #endif
@@ -337,6 +338,9 @@ flash_bwd_dkdv(BWD_ARGS, __global ushort *restrict dK,
 #if TC_MODS
     const int h = hk * G + it / per; /* this step's query head */
 #endif
+#if ALIBI
+    const float tc_slope2 = alibi_slope2(h, H);
+#endif
     __local const ushort *Qs = QOs + s * QO_STAGE;
     __local const ushort *Os = Qs + QM * LDK;
     __local const float *Ls = ld_s + s * 2 * QM;
@@ -449,6 +453,9 @@ flash_bwd_dq(BWD_ARGS, __global ushort *restrict dQ TC_USER_ARG FLASH_BIAS_ARGS)
   BWD_SEQ(b)
   if (q0 >= Nq) return; /* past the sequence's rows (ragged) */
   const int off = CAUSAL_OFFSET(CAUSAL, Nq, Nk);
+#if ALIBI
+  const float tc_slope2 = alibi_slope2(h, H);
+#endif
 
   __global const ushort *Qb = Q + (long)b * qsb + (long)h * qsh + ROW_OFF(qstart, qss);
   __global const ushort *dOb = dO + (long)b * osb + (long)h * osh + ROW_OFF(qstart, oss);

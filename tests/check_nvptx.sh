@@ -131,11 +131,12 @@ for cfg in "1 16 1 1 16 1 1 1" "8 16 2 8 64 1 1 1" "1 16 2 1 32 2 1 1" "2 16 1 1
   compile "$n" flash_bwd.cl nv_mma.cl flash_bwd_tc.cl -- -DCLATTN_DTYPE=2 -DD=64 -DCAUSAL=1 -DTC=1 \
     -DVEC_GLOBAL=1 -DASYNC=1 -DLDM_ADDR=1 -DKW=$1 -DQM=$2 -DKST=$3 -DQW=$4 -DKN=$5 -DQST=$6 -DKMT=$7 -DQMT=$8 && stub_check "$n"
 done
-# with the modifiers (softcap, ALiBi, a bf16 bias, a user mask_mod)
+# with the modifiers (softcap, ALiBi, a bf16 bias, a user mask_mod) at the configuration the
+# fallback picks for them (one dQ m-tile: the modifiers' registers)
 for c in 0 1; do
   n="flash_bwd_tc_mods_c$c"
   compile "$n" ../tests/mask_mod_window.cl flash_bwd.cl nv_mma.cl flash_bwd_tc.cl -- -DCLATTN_DTYPE=2 -DD=64 \
-    -DCAUSAL=$c -DTC=1 -DVEC_GLOBAL=1 -DASYNC=1 -DLDM_ADDR=1 -DKW=4 -DQM=64 -DKST=1 -DQW=4 -DQMT=2 -DKN=32 -DQST=2 \
+    -DCAUSAL=$c -DTC=1 -DVEC_GLOBAL=1 -DASYNC=1 -DLDM_ADDR=1 -DKW=4 -DQM=64 -DKST=1 -DQW=4 -DQMT=1 -DKN=64 -DQST=2 \
     -DSOFTCAP=1 -DSOFTCAP2=28.8539f -DALIBI=1 -DALIBI_BIAS=8.0f -DBIAS=1 -DBIAS_T=2 -DUSER_MASK=1 && stub_check "$n"
 done
 echo "$runs compiled, $fails failed"
