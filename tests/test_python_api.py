@@ -611,3 +611,108 @@ def test_softcap_and_alibi():
         assert rel_err(o, ref) <= TOL["f32"], causal
     with pytest.raises(ValueError, match="softcap"):
         clattn.attention(q, k, v, softcap=-1.0)
+
+
+# ---- the backward ---------------------------------------------------------------------------
+
+def ref_attention_backward(q, k, v, dout, causal=None, scale=None):
+    """(dq, dk, dv) of sum(dout · attention) in float64 on (B, H, L, E) arrays; GQA gradients summed
+    over each KV head's query heads; rows with no visible key give zero gradients."""
+    q, k, v, dout = (np.asarray(x, dtype=np.float64) for x in (q, k, v, dout))
+    H, Hk = q.shape[-3], k.shape[-3]
+    g = H // Hk
+    kk, vv = np.repeat(k, g, axis=-3), np.repeat(v, g, axis=-3)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    s = np.where(visible(q.shape[-2], k.shape[-2], causal), q @ np.swapaxes(kk, -1, -2) * scale,
+                 -np.inf)
+    mx = s.max(axis=-1, keepdims=True)
+    p = np.exp(s - np.where(np.isfinite(mx), mx, 0.0))
+    den = p.sum(axis=-1, keepdims=True)
+    p = p / np.where(den > 0, den, 1.0)
+    dp = dout @ np.swapaxes(vv, -1, -2)
+    ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
+    dq = ds @ kk * scale
+    dk = np.swapaxes(ds, -1, -2) @ q * scale
+    dv = np.swapaxes(p, -1, -2) @ dout
+    fold = lambda x: x.reshape(x.shape[:-3] + (Hk, g) + x.shape[-2:]).sum(axis=-3)  # noqa: E731
+    return dq, fold(dk), fold(dv)
+
+
+@pytest.mark.parametrize("dt", ["f32", "f16", "bf16"])
+@pytest.mark.parametrize("causal", [None, "bottom_right", "top_left"])
+def test_attention_backward(dt, causal):
+    """clattn.attention_backward against the float64 gradients: GQA, seq_q != seq_kv, a
+    non-contiguous q view; the forward recomputed or given (out, lse), results equal bitwise."""
+    B, H, Hk, L, S, E = 2, 4, 2, 37, 50, 24
+    rng = np.random.default_rng(7 + len(dt) + (0 if causal is None else len(causal)))
+    qf = rand(rng, (B, L, H, E), -2, 2).transpose(0, 2, 1, 3)  # a BSHD buffer viewed as BHSD
+    kf, vf, df = rand(rng, (B, Hk, S, E)), rand(rng, (B, Hk, S, E)), rand(rng, (B, H, L, E))
+    (q, qv, dtype), (k, kv_, _), (v, vv, _), (d, dv_, _) = (as_storage(x, dt) for x in (qf, kf, vf, df))
+    if dt != "f32":
+        q = q.transpose(0, 1, 2, 3)  # as_storage copied: make the view non-contiguous again
+        q = np.ascontiguousarray(q.transpose(0, 2, 1, 3)).transpose(0, 2, 1, 3)
+    grads = clattn.attention_backward(d, q, k, v, causal=causal, dtype=dtype)
+    ref = ref_attention_backward(qv, kv_, vv, dv_, causal)
+    for g, r, name, shp in zip(grads, ref, "qkv", (q.shape, k.shape, v.shape)):
+        assert g.shape == shp, name
+        err = rel_err(out_values(g, dt), r)
+        assert err < 10 * TOL[dt], f"d{name} {dt} {causal}: rel err {err}"
+    o, lse = clattn.attention(q, k, v, causal=causal, dtype=dtype, return_lse=True)
+    again = clattn.attention_backward(d, q, k, v, out=o, lse=lse, causal=causal, dtype=dtype)
+    for a, b in zip(grads, again):
+        assert np.array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8))
+
+
+def test_attention_backward_errors():
+    rng = np.random.default_rng(3)
+    q, k, v = rand(rng, (1, 2, 8, 16)), rand(rng, (1, 2, 9, 16)), rand(rng, (1, 2, 9, 16))
+    with pytest.raises(ValueError, match="dout: shape"):
+        clattn.attention_backward(rand(rng, (1, 2, 9, 16)), q, k, v)
+    with pytest.raises(ValueError, match="out and lse"):
+        clattn.attention_backward(rand(rng, (1, 2, 8, 16)), q, k, v, out=q)
+    with pytest.raises(ValueError, match="dout: dtype"):
+        clattn.attention_backward(rand(rng, (1, 2, 8, 16)).astype(np.float16), q, k, v)
+
+
+@pytest.mark.skipif(torch is None, reason="torch not installed")
+def test_attention_backward_torch():
+    """torch CPU tensors in, torch tensors out; equal to torch.autograd through PyTorch's SDPA
+    (top-left causal, GQA)."""
+    g = torch.Generator().manual_seed(5)
+    q = torch.rand(1, 4, 20, 16, generator=g) * 2 - 1
+    k = torch.rand(1, 2, 31, 16, generator=g) * 2 - 1
+    v = torch.rand(1, 2, 31, 16, generator=g) * 2 - 1
+    dout = torch.rand(1, 4, 20, 16, generator=g) - 0.5
+    dq, dk, dv = clattn.attention_backward(dout, q, k, v, causal="top_left")
+    assert isinstance(dq, torch.Tensor) and dq.shape == q.shape
+    qq, kk, vv = (x.clone().double().requires_grad_() for x in (q, k, v))
+    o = torch.nn.functional.scaled_dot_product_attention(qq, kk, vv, is_causal=True, enable_gqa=True)
+    o.backward(dout.double())
+    for a, b in ((dq, qq.grad), (dk, kk.grad), (dv, vv.grad)):
+        assert torch.linalg.norm(a.double() - b) / torch.linalg.norm(b) < 1e-4
+
+
+def test_attention_backward_modifiers_by_finite_differences():
+    """softcap, ALiBi and sinks in the backward: entries of dq, dk, dv against central differences of
+    sum(dout · attention) through clattn.attention itself (f32)."""
+    rng = np.random.default_rng(11)
+    B, H, Hk, L, S, E = 1, 4, 2, 12, 17, 16
+    q, k, v = rand(rng, (B, H, L, E), -2, 2), rand(rng, (B, Hk, S, E)), rand(rng, (B, Hk, S, E))
+    dout = rand(rng, (B, H, L, E))
+    kw = dict(causal="bottom_right", softcap=3.0, alibi_max_bias=4.0, sinks=[0.5, -1.0, 1.0, 0.0])
+    grads = clattn.attention_backward(dout, q, k, v, **kw)
+    loss = lambda a, b, c: float((clattn.attention(a, b, c, **kw).astype(np.float64) * dout).sum())  # noqa: E731
+    eps = 1e-2
+    for t, (x, gx) in enumerate(zip((q, k, v), grads)):
+        for _ in range(5):
+            idx = tuple(int(rng.integers(n)) for n in x.shape)
+            xs = [q, k, v]
+            plus, minus = x.copy(), x.copy()
+            plus[idx] += eps
+            minus[idx] -= eps
+            xs[t] = plus
+            lp = loss(*xs)
+            xs[t] = minus
+            lm = loss(*xs)
+            fd = (lp - lm) / (2 * eps)
+            assert abs(fd - gx[idx]) < 2e-3 + 2e-2 * abs(fd), f"d{'qkv'[t]}{idx}: {gx[idx]} vs {fd}"

@@ -1,11 +1,12 @@
 """clattn — Python binding of libclattn: attention(), scaled_dot_product_attention() on numpy arrays and torch CPU tensors, and the low-level Context / Plan layer."""
-from ._api import attention, default_context, scaled_dot_product_attention, set_default_context
+from ._api import (attention, attention_backward, default_context, scaled_dot_product_attention,
+                   set_default_context)
 from ._decode import dequantize_kv, merge_states, paged_attention, varlen_attention
 from ._lowlevel import (ALGOS, DTYPES, FEATURES, LAYOUTS, MASKS, ClattnError, Context, Desc,
                         ExecArgs, InvalidArgumentError, Library, Plan, SparseDesc, Strides, UnsupportedError,
                         library, make_desc)
 
-__all__ = ["attention", "paged_attention", "dequantize_kv", "varlen_attention", "merge_states", "scaled_dot_product_attention", "default_context", "set_default_context",
+__all__ = ["attention", "attention_backward", "paged_attention", "dequantize_kv", "varlen_attention", "merge_states", "scaled_dot_product_attention", "default_context", "set_default_context",
            "Context", "Plan", "Library", "library", "make_desc", "Desc", "SparseDesc", "Strides",
            "ClattnError", "InvalidArgumentError", "UnsupportedError", "version", "DTYPES", "MASKS",
            "ALGOS", "LAYOUTS", "FEATURES"]

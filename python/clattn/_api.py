@@ -359,11 +359,28 @@ def _execute(ctx, plan, views, out, lse, user=None, blocks=False, bias=None):
                     ctx.release_buffer(m)
 
 
-def _attention(q, k, v, *, mask_code, scale, layout, sparse, algo, feature_map, num_features,
-               feature_seed, return_lse, dtype, context, config, gqa, softcap=0.0,
-               alibi_max_bias=0.0, score_mod=None, mask_mod=None, user=None, sinks=None,
-               attn_mask=None):
+class _Prepared:
+    """What _prepare made of the arguments: tensors, views, the descriptor (and what it points
+    to), the output array, the plan (None when the problem is empty)."""
+
+
+def _attention(q, k, v, *, return_lse, user=None, mask_mod=None, **kw):
+    pr = _prepare(q, k, v, return_lse=return_lse, mask_mod=mask_mod, user=user, **kw)
+    T = pr.T
+    if pr.plan is not None:
+        _execute(pr.ctx, pr.plan, pr.V, pr.o_arr, pr.lse, user=user, blocks=mask_mod is not None,
+                 bias=pr.bias)
+    res = T[0].finish(pr.o_obj)
+    return (res, _lse_out(pr.lse, T[0])) if return_lse else res
+
+
+def _prepare(q, k, v, *, mask_code, scale, layout, sparse, algo, feature_map, num_features,
+             feature_seed, return_lse, dtype, context, config, gqa, softcap=0.0,
+             alibi_max_bias=0.0, score_mod=None, mask_mod=None, user=None, sinks=None,
+             attn_mask=None):
     _need_numpy()
+    pr = _Prepared()
+    pr.layout = layout
     layout = {0: "bhsd", 1: "bshd"}[ll.lookup({"bhsd": 0, "bshd": 1}, layout, "layout")]
     algo_code = ll.lookup(ll.ALGOS, algo, "algo")
     T = [_Tensor(x, n, dtype) for x, n in ((q, "q"), (k, "k"), (v, "v"))]
@@ -397,13 +414,14 @@ def _attention(q, k, v, *, mask_code, scale, layout, sparse, algo, feature_map, 
     lse_shape = vq.lead + ((vq.heads,) if T[0].arr.ndim >= 3 else ()) + (vq.seq,)
     o_arr, o_obj = T[0].empty(out_shape)
     lse = np.empty(lse_shape, dtype=np.float32) if return_lse else None
+    pr.T, pr.V, pr.o_arr, pr.o_obj, pr.lse, pr.plan = T, V, o_arr, o_obj, lse, None
+    pr.out_shape, pr.lse_shape = out_shape, lse_shape
     if o_arr.size == 0 or vk.seq == 0:
         if o_arr.size:
             o_arr[...] = 0
         if lse is not None:
             lse[...] = -np.inf
-        res = T[0].finish(o_obj)
-        return (res, _lse_out(lse, T[0])) if return_lse else res
+        return pr
     if vq.dim > 256:
         raise ValueError(f"q: head dim {vq.dim}; clattn supports 1..256")
     ctx = context or default_context()
@@ -450,10 +468,96 @@ def _attention(q, k, v, *, mask_code, scale, layout, sparse, algo, feature_map, 
         d.num_features, d.feature_seed = int(num_features), int(feature_seed)
         if return_lse:
             raise ValueError("return_lse: linear attention has no log-sum-exp")
-    plan = _plan(ctx, d, keep, config)
-    _execute(ctx, plan, V, o_arr, lse, user=user, blocks=mask_mod is not None, bias=bias)
-    res = T[0].finish(o_obj)
-    return (res, _lse_out(lse, T[0])) if return_lse else res
+    pr.ctx, pr.d, pr.keep, pr.fn_text, pr.bias = ctx, d, keep, fn_text, bias
+    pr.plan = _plan(ctx, d, keep, config)
+    return pr
+
+
+def _storage_like(x, name, t, shape, dtype):
+    """x as a contiguous array of shape `shape` in t's storage type (raw bits for bf16 without
+    ml_dtypes), for the arguments the backward reads with the output's strides; dtype: the
+    caller's conversion request, as for q."""
+    xt = _Tensor(x, name, dtype)
+    if xt.code != t.code:
+        raise ValueError(f"{name}: dtype {ll.DTYPE_NAMES[xt.code]} differs from q's "
+                         f"{ll.DTYPE_NAMES[t.code]}")
+    a = np.ascontiguousarray(xt.arr)
+    if tuple(a.shape) != tuple(shape):
+        raise ValueError(f"{name}: shape {tuple(a.shape)}, expected {tuple(shape)} (the output's)")
+    want = t.empty(shape)[0].dtype
+    return a.view(want) if a.dtype != want else a
+
+
+def attention_backward(dout, q, k, v, *, out=None, lse=None, causal=None, scale=None,
+                       layout="bhsd", dtype=None, context=None, config=None, softcap=None,
+                       alibi_max_bias=None, mask_mod=None, user=None, sinks=None):
+    """Gradients (dq, dk, dv) of attention(q, k, v, ...) for the output gradient dout, by
+    clattn's deterministic flash backward (clattn_plan_execute_backward: bitwise reproducible,
+    on tensor cores on NVIDIA sm_80+ for f16/bf16).
+
+    q, k, v and the keywords as in clattn.attention (flash family: dense or causal masks, GQA,
+    softcap, ALiBi, sinks, a user mask_mod; not sparse masks, score_mod, attn_mask or linear
+    attention here). dout: the shape of the output, q's dtype. out, lse: the forward's output and
+    log-sum-exp (attention(..., return_lse=True)); both None: the forward runs here first.
+    Returns dq, dk, dv with the shapes of q, k, v, in q's type and dtype.
+    """
+    if (out is None) != (lse is None):
+        raise ValueError("out and lse: give both (the forward's, with return_lse=True) or neither")
+    pr = _prepare(q, k, v, mask_code=_causal_code(causal), scale=scale, layout=layout,
+                  sparse=None, algo="flash", feature_map="elu", num_features=0, feature_seed=0,
+                  return_lse=True, dtype=dtype, context=context, config=config, gqa=True,
+                  softcap=softcap, alibi_max_bias=alibi_max_bias, mask_mod=mask_mod, user=user,
+                  sinks=sinks)
+    T, V = pr.T, pr.V
+    grads = [T[i].empty(T[i].arr.shape) for i in range(3)]
+    dout_a = _storage_like(dout, "dout", T[0], pr.out_shape, dtype)
+    if pr.plan is None:  # nothing to attend: zero gradients
+        for a, _ in grads:
+            a[...] = 0
+        return tuple(T[i].finish(grads[i][1]) for i in range(3))
+    ctx, plan = pr.ctx, pr.plan
+    if out is None:
+        _execute(ctx, plan, V, pr.o_arr, pr.lse, user=user, blocks=mask_mod is not None)
+        o_a, lse_a = pr.o_arr, pr.lse
+    else:
+        o_a = _storage_like(out, "out", T[0], pr.out_shape, dtype)
+        lt = lse.detach().cpu().numpy() if _torch_module(lse) is not None else np.asarray(lse)
+        lse_a = np.ascontiguousarray(lt, dtype=np.float32)
+        if tuple(lse_a.shape) != tuple(pr.lse_shape):
+            raise ValueError(f"lse: shape {tuple(lse_a.shape)}, expected {tuple(pr.lse_shape)}")
+    made = []
+    with ctx._lock:
+        try:
+            def dev(nbytes, host=None, ptr=None):
+                b = ctx.buffer(max(nbytes, 1))
+                made.append(b)
+                if host is not None or ptr is not None:
+                    ctx.write(b, host, nbytes=nbytes, ptr=ptr)
+                return b
+            qkv = [dev(vw.nbytes, ptr=vw.ptr) for vw in V]
+            ob, db = dev(o_a.nbytes, o_a), dev(dout_a.nbytes, dout_a)
+            lb = dev(lse_a.nbytes, lse_a)
+            gb = [dev(vw.nbytes) for vw in V]  # the gradients take q's, k's, v's strides
+            ub = dev(np.asarray(user).nbytes, np.ascontiguousarray(user)) if user is not None else None
+            if mask_mod is not None:
+                plan.update_mask_blocks(ub)
+            if ub is None:
+                plan.execute_backward(qkv[0], qkv[1], qkv[2], ob, lb, db, gb[0], gb[1], gb[2])
+            else:
+                plan.execute_backward_ex(db, gb[0], gb[1], gb[2], q=qkv[0], k=qkv[1], v=qkv[2],
+                                         o=ob, lse=lb, user=ub)
+            for (a, _), vw, b in zip(grads, V, gb):
+                span = np.empty(vw.nbytes, dtype=np.uint8)
+                ctx.read(b, span, nbytes=vw.nbytes)
+                st = [s * a.itemsize for s in _elem_strides(vw.arr, "grad")]
+                src = np.lib.stride_tricks.as_strided(span.view(a.dtype)[: max(vw.nbytes // a.itemsize, 1)],
+                                                      shape=vw.arr.shape, strides=st)
+                a[...] = src
+        finally:
+            ctx.finish()
+            for m in made:
+                ctx.release_buffer(m)
+    return tuple(T[i].finish(grads[i][1]) for i in range(3))
 
 
 def _bias_tensor(d, attn_mask, shape, ndim, lead):

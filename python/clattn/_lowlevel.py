@@ -210,6 +210,9 @@ class Library:
         L.clattn_kv_code_value.argtypes = [c_int, c_uint]
         L.clattn_plan_execute_backward.argtypes = ([c_void_p] + [c_void_p] * 9 +
                                                    [c_uint, c_void_p, ctypes.POINTER(c_void_p)])
+        L.clattn_plan_execute_backward_ex.argtypes = ([c_void_p, ctypes.POINTER(ExecArgs)] +
+                                                      [c_void_p] * 4 +
+                                                      [c_uint, c_void_p, ctypes.POINTER(c_void_p)])
         L.clattn_plan_backward_flops.restype = ctypes.c_double
         L.clattn_plan_backward_flops.argtypes = [c_void_p]
         L.clattn_plan_describe.restype = c_char_p
@@ -501,6 +504,18 @@ class Plan:
         st = self.ctx.L.lib.clattn_plan_update_mask_blocks(self._handle(), user, 0, None, None)
         if st != 0:
             raise self.ctx.fail(st)
+
+    def execute_backward_ex(self, dout, dq, dk, dv, event=False, **bufs):
+        """clattn_plan_execute_backward_ex: the forward's buffers as keywords (q, k, v, o, lse,
+        cu_seqlens_q, cu_seqlens_kv, user, bias; missing ones NULL), dout, dq, dk, dv."""
+        a = ExecArgs(**{n: bufs.get(n) for n, _ in ExecArgs._fields_})
+        ev = c_void_p()
+        st = self.ctx.L.lib.clattn_plan_execute_backward_ex(self._handle(), ctypes.byref(a), dout, dq,
+                                                            dk, dv, 0, None,
+                                                            ctypes.byref(ev) if event else None)
+        if st != 0:
+            raise self.ctx.fail(st)
+        return ev if event else None
 
     def execute_backward(self, q, k, v, o, lse, dout, dq, dk, dv, event=False):
         """clattn_plan_execute_backward: dq, dk, dv from the forward's q, k, v, o, lse and dout."""
