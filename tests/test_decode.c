@@ -1039,8 +1039,8 @@ static void test_quantized_prefill(void **state) {
   } cs[] = {
       {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 4, 2, 40, 100, 64, 0, 0, CLATTN_DTYPE_F32,
        CLATTN_MASK_CAUSAL, NULL, 0, 0},
-      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_CHANNEL, 4, 1, 33, 77, 40, 0, 0,
-       CLATTN_DTYPE_BF16, CLATTN_MASK_NONE, "flash:bm=16,bn=32", 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_CHANNEL, 4, 1, 33, 77, 40, 0, 0, CLATTN_DTYPE_BF16,
+       CLATTN_MASK_NONE, "flash:bm=16,bn=32", 0, 0},
       {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TENSOR, 6, 3, 50, 30, 32, 0, 0, CLATTN_DTYPE_F16,
        CLATTN_MASK_CAUSAL_TOP_LEFT, NULL, 0, 0},
       {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_HEAD, 4, 2, 40, 300, 64, 1, 0, CLATTN_DTYPE_F32,
@@ -1069,8 +1069,8 @@ static void test_quantized_prefill(void **state) {
     c.alibi = cs[i].alibi;
     if (cs[i].ragged) ragged_0_1_17_300(&c, cs[i].nq);
     char label[96];
-    snprintf(label, sizeof label, "quantized prefill %zu (%s, %s)", i,
-             clattn_kv_dtype_name(c.kvq), clattn_kv_scale_name(c.kvs));
+    snprintf(label, sizeof label, "quantized prefill %zu (%s, %s)", i, clattn_kv_dtype_name(c.kvq),
+             clattn_kv_scale_name(c.kvs));
     run_case(&c, label);
   }
 }

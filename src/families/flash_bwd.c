@@ -157,8 +157,8 @@ bool clattn__flash_bwd_fallback(const clattn__device_info *info, const clattn_at
  * modifiers flash_bwd takes), head dims up to 128 (the dK and dV
  * accumulators of 16 keys take 128 registers a lane at d = 128); the others
  * get flash_bwd. */
-int clattn__flash_bwd_tc_applicable(const clattn__device_info *info,
-                                    const clattn_attention_desc *d, const char **why) {
+int clattn__flash_bwd_tc_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
+                                    const char **why) {
   if (!info->is_nvidia || info->nv_cc_major < 8) {
     *why = "needs NVIDIA sm_80 or newer (mma.sync)";
     return 0;
@@ -186,8 +186,8 @@ int clattn__flash_bwd_tc_applicable(const clattn__device_info *info,
  * qst stages of kn K and V rows. Rows are padded to the k step plus 8. */
 static size_t tc_local_dkdv(const int *p, const clattn_attention_desc *d) {
   const size_t ldk = ((size_t)d->head_dim + 15) / 16 * 16 + 8;
-  return 2 * 16 * (size_t)p[6] * (size_t)p[0] * ldk * 2 + (size_t)p[2] * (2 * (size_t)p[1] * ldk * 2 +
-                                                           2 * (size_t)p[1] * sizeof(float));
+  return 2 * 16 * (size_t)p[6] * (size_t)p[0] * ldk * 2 +
+         (size_t)p[2] * (2 * (size_t)p[1] * ldk * 2 + 2 * (size_t)p[1] * sizeof(float));
 }
 static size_t tc_local_dq(const int *p, const clattn_attention_desc *d) {
   const size_t ldk = ((size_t)d->head_dim + 15) / 16 * 16 + 8;
@@ -223,25 +223,25 @@ const char *clattn__flash_bwd_tc_check(const int *p, const clattn_attention_desc
    * factor, bias and mask addresses): with all of them two dQ m-tiles at
    * d = 64 spilled 8 bytes (ptxas, 255 registers); the dK/dV pass at d = 128
    * took 245 and did not */
-  const int mods = d->softcap > 0.0 || d->alibi_max_bias > 0.0 || d->mask_mod ||
-                           d->bias_type != CLATTN_BIAS_NONE
-                       ? 16
-                       : 0;
+  const int mods =
+      d->softcap > 0.0 || d->alibi_max_bias > 0.0 || d->mask_mod || d->bias_type != CLATTN_BIAS_NONE
+          ? 16
+          : 0;
   if (kmt * (dp + qm) > 160 || qmt * (dp + kn) + mods > 192)
     return "fragments and accumulators exceed the register budget";
   return NULL;
 }
 
-bool clattn__flash_bwd_tc_fallback(const clattn__device_info *info,
-                                   const clattn_attention_desc *d, int *out) {
+bool clattn__flash_bwd_tc_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
+                                   int *out) {
   /* Measured on an H100 (bench/RESULTS.md §9), bf16 d = 64 causal: dK/dV
    * with one m-tile of 16 keys a warp and 64-row query tiles beat two m-tiles
    * (16-row tiles, 250 registers) by 13-16 %; dQ with two m-tiles and 32-key
    * tiles beats one by 6-7 %. */
-  static const int prefs[][8] = {
-      {4, 64, 1, 4, 32, 2, 1, 2}, {4, 64, 1, 4, 64, 2, 1, 1}, {2, 32, 1, 4, 32, 2, 1, 1},
-      {4, 16, 1, 4, 32, 2, 1, 1}, {2, 32, 1, 4, 32, 1, 1, 1}, {2, 16, 1, 2, 16, 1, 1, 1},
-      {1, 16, 1, 1, 16, 1, 1, 1}};
+  static const int prefs[][8] = {{4, 64, 1, 4, 32, 2, 1, 2}, {4, 64, 1, 4, 64, 2, 1, 1},
+                                 {2, 32, 1, 4, 32, 2, 1, 1}, {4, 16, 1, 4, 32, 2, 1, 1},
+                                 {2, 32, 1, 4, 32, 1, 1, 1}, {2, 16, 1, 2, 16, 1, 1, 1},
+                                 {1, 16, 1, 1, 16, 1, 1, 1}};
   for (size_t i = 0; i < sizeof prefs / sizeof *prefs; i++)
     if (!clattn__flash_bwd_tc_check(prefs[i], d, info)) {
       memcpy(out, prefs[i], sizeof prefs[i]);
@@ -306,8 +306,7 @@ static clattn_status tc_create(clattn_plan p, bwd_state *s, const int *params, c
   clattn_status r = clattn__get_program_user(ctx, "flash_bwd.cl nv_mma.cl flash_bwd_tc.cl", opts,
                                              d->mask_mod, &prog);
   if (r != CLATTN_SUCCESS) return r;
-  if ((r = clattn__create_kernel_sized(ctx, prog, "flash_bwd_pre", 0, &s->pre)) !=
-          CLATTN_SUCCESS ||
+  if ((r = clattn__create_kernel_sized(ctx, prog, "flash_bwd_pre", 0, &s->pre)) != CLATTN_SUCCESS ||
       (r = clattn__create_kernel_sized(ctx, prog, "flash_bwd_dkdv", tc_local_dkdv(params, d),
                                        &s->dkdv)) != CLATTN_SUCCESS ||
       (r = clattn__create_kernel_sized(ctx, prog, "flash_bwd_dq", tc_local_dq(params, d),
