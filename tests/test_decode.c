@@ -1536,8 +1536,8 @@ static void test_allheads(void **state) {
       c.nk[2] = 33;
     }
     char label[96];
-    snprintf(label, sizeof label, "allheads quantized %zu (%s, %s)", i,
-             clattn_kv_dtype_name(c.kvq), clattn_kv_scale_name(c.kvs));
+    snprintf(label, sizeof label, "allheads quantized %zu (%s, %s)", i, clattn_kv_dtype_name(c.kvq),
+             clattn_kv_scale_name(c.kvs));
     run_case(&c, label);
   }
   /* score modifiers, user functions, a bias tensor */
@@ -1581,7 +1581,7 @@ static void test_allheads(void **state) {
   /* allh is ignored outside the 16-lane CPU form (head_dim or kt not
    * multiples of 16, wg > 1): the one-head forms run */
   static const char *const other[3] = {"decode:wg=1,allh=1", "decode:wg=1,kt=8,allh=1",
-                                        "decode:wg=32,allh=1"};
+                                       "decode:wg=32,allh=1"};
   for (int i = 0; i < 3; i++) {
     dcase c = base(2, 8, 2, i ? 64 : 40, 2, 100);
     c.config = other[i];

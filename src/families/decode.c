@@ -107,8 +107,8 @@ static bool allh_applies(const int *p, const clattn_attention_desc *d) {
   const size_t nh = (size_t)kv_heads_of(d), qr = (size_t)eff_qr(p[3], d), kt = (size_t)p[1];
   const size_t dd = (size_t)d->head_dim;
   if (nh > 4096 || dd > 4096) return false;
-  const size_t priv = nh * qr * (2 * dd * 4 + 16 * 64 + kt * 4) + nh * kt * (dd * clattn__kv_elem_size(d) + 8) +
-                      kt * 4 * 8 + (size_t)qr * 8;
+  const size_t priv = nh * qr * (2 * dd * 4 + 16 * 64 + kt * 4) +
+                      nh * kt * (dd * clattn__kv_elem_size(d) + 8) + kt * 4 * 8 + (size_t)qr * 8;
   return priv <= DECODE_ALLH_PRIVATE_MAX;
 }
 const char *clattn__decode_check(const int *p, const clattn_attention_desc *d,
@@ -337,9 +337,12 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
            "decode %s d=%d: flash-decoding split-KV%s, %d splits%s, kt=%d wg=%d qr=%d (%d query "
            "rows per KV head), %s KV%s%s [%s]",
            clattn_dtype_name(d->dtype), d->head_dim,
-           s->warp ? " (warp streams)" : s->allh ? " (all KV heads a work-item)" : "", s->splits,
-           params[0] ? "" : " (auto)", s->kt, s->wg, s->qr, group_rows(d), kvname[d->kv_layout],
-           d->kv_layout != CLATTN_KV_CONTIGUOUS ? "" : "", d->ragged ? ", ragged" : "", origin);
+           s->warp   ? " (warp streams)"
+           : s->allh ? " (all KV heads a work-item)"
+                     : "",
+           s->splits, params[0] ? "" : " (auto)", s->kt, s->wg, s->qr, group_rows(d),
+           kvname[d->kv_layout], d->kv_layout != CLATTN_KV_CONTIGUOUS ? "" : "",
+           d->ragged ? ", ragged" : "", origin);
   if (d->kv_layout != CLATTN_KV_CONTIGUOUS)
     clattn__append(p->describe, sizeof p->describe, " page_size=%d", d->page_size);
   clattn__describe_mods(d, p->describe, sizeof p->describe);
