@@ -38,6 +38,9 @@
 #ifndef VEC8
 #define VEC8 0
 #endif
+#ifndef ALLH
+#define ALLH 0
+#endif
 /* The causal test of key j for the query at key position p (always true
  * without a causal mask; a preprocessor choice, not a constant operand). */
 #if CAUSAL
@@ -349,7 +352,12 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
    * heads interleaved in memory ([token][kv_head][d] rows) are then read
    * at about the same time, sharing cache lines and prefetch streams. */
   const int rb = get_group_id(2) / splits, sp = get_group_id(2) % splits;
+#if ALLH
+  /* ALLH (the CPU form): one work-item reads every KV head of its keys */
+  const int b = get_group_id(1), hk = 0;
+#else
   const int b = get_group_id(1) / Hk, hk = get_group_id(1) % Hk;
+#endif
   int q0, nq, k0, nk;
   seq_geometry(b, cu_q, cu_kv, seqlens, use_seqlens, Nq_max, Nk_max, total_q, total_kv, &q0, &nq,
                &k0, &nk);
@@ -575,151 +583,210 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
    * rows stay in registers while the tile's V rows stream past. A key's
    * row is read only when key_slot() says it exists. */
 #define DV16 (D / 16)
-  float16 qv[QR][DV16], acc[QR][DV16], part[QR][16];
-  float16 sc[QR][KT / 16]; /* scores, then probabilities, of the tile */
-  float mrow[QR], lrow[QR];
+  /* ALLH = Hk (-DALLH, allh=1): the work-item serves its row block of every
+   * KV head of (b, split) and walks the keys token by token, each token's
+   * K rows of all heads (then V rows) in memory order: a token's heads are
+   * one contiguous run in [token][kv_head][dim] caches and paged pools, so
+   * K and V are two sequential streams the hardware prefetchers follow
+   * (one head a work-item reads 2 KiB-strided rows at Hk = 8, d = 128,
+   * 16-bit). Row R = hh·QR + rr is row rr of KV head hh; NH: the KV heads
+   * of a work-item. */
+#if ALLH
+#define NH ALLH
+#else
+#define NH 1
+#endif
+#ifndef PVC /* output chunks of 16 per row in registers in P·V (about 16 vectors) */
+#define PVC (QR >= 16 ? 1 : 16 / QR < DV16 ? 16 / QR : DV16)
+#endif
+  float16 qv[NH * QR][DV16], acc[NH * QR][DV16], part[NH * QR][16];
+  float16 sc[NH * QR][KT / 16]; /* scores, then probabilities, of the tile */
+  float mrow[NH * QR], lrow[NH * QR];
   long koff[KT], voff[KT];
-  float kscl[KT] __attribute__((aligned(64))), vscl[KT]; /* token scales (1 without) */
-  KVTYPE16 vst[KT * DV16]; /* the tile's V rows, as stored */
+  /* token scales (1 without) of head hh at hh·KT */
+  float kscl[NH * KT] __attribute__((aligned(64))), vscl[NH * KT];
+  KVTYPE16 vst[KT * NH * DV16]; /* the tile's V rows, as stored (key tt, head hh at tt·NH + hh) */
   int kok[KT] __attribute__((aligned(64)));
   int qpos[QR], qlive[QR];
   for (int rr = 0; rr < QR; rr++) {
     const int r = r0 + rr;
-    const int i = r / G, h = hk * G + r % G;
-    const long qa = (long)b * qsb + (long)(q0 + i) * qss + (long)h * qsh;
-    for (int c = 0; c < DV16; c++) {
-      qv[rr][c] = r < rows ? LOAD16(q + qa + c * 16) * qscale * KCH16(c * 16) : (float16)(0.0f);
-      acc[rr][c] = (float16)(0.0f);
-    }
-    mrow[rr] = CLATTN_MASKED;
-    lrow[rr] = 0.0f;
-    qpos[rr] = i + off;         /* the row's position among the keys (causal) */
+    qpos[rr] = r / G + off;        /* the row's position among the keys (causal) */
     qlive[rr] = r < rows ? -1 : 0; /* a row past the sequence's rows sees no key */
+  }
+  for (int hh = 0; hh < NH; hh++) {
+    const int hkx = ALLH ? hh : hk;
+    const int hk = hkx; /* KCH16 */
+    for (int rr = 0; rr < QR; rr++) {
+      const int r = r0 + rr;
+      const int i = r / G, h = hk * G + r % G;
+      const long qa = (long)b * qsb + (long)(q0 + i) * qss + (long)h * qsh;
+      for (int c = 0; c < DV16; c++) {
+        qv[hh * QR + rr][c] =
+            r < rows ? LOAD16(q + qa + c * 16) * qscale * KCH16(c * 16) : (float16)(0.0f);
+        acc[hh * QR + rr][c] = (float16)(0.0f);
+      }
+      mrow[hh * QR + rr] = CLATTN_MASKED;
+      lrow[hh * QR + rr] = 0.0f;
+    }
   }
   for (int t = 0; t < ntiles; t++) {
     const int j0 = kb + t * KT;
     for (int tt = 0; tt < KT; tt++) {
       long kr, kj;
       kok[tt] = key_slot(j0 + tt, ke, b, k0, btab, maxp, num_pages, &kr, &kj) ? -1 : 0;
-      koff[tt] = kr * ksb + kj * kss + (long)hk * ksh;
+      koff[tt] = kr * ksb + kj * kss + (long)hk * ksh; /* hk = 0 with ALLH */
       voff[tt] = kr * vsb + kj * vss + (long)hk * vsh;
-      kscl[tt] = KTOK(kr, kj);
-      vscl[tt] = VTOK(kr, kj);
+      for (int hh = 0; hh < NH; hh++) {
+        const int hkx = ALLH ? hh : hk;
+        const int hk = hkx; /* KTOK, VTOK */
+        kscl[hh * KT + tt] = KTOK(kr, kj);
+        vscl[hh * KT + tt] = VTOK(kr, kj);
+      }
     }
     for (int g = 0; g < KT / 16; g++) {
       for (int u = 0; u < 16; u++) {
         const int tt = g * 16 + u;
-        float16 pa[QR];
+        for (int hh = 0; hh < NH; hh++) {
+          float16 pa[QR];
 #pragma unroll
-        for (int rr = 0; rr < QR; rr++)
-          pa[rr] = (float16)(0.0f);
-        if (kok[tt]) {
-          /* this key's V row is copied aside now, so that its cache misses
-           * overlap those of the K row (P·V reads it from here) */
-          __global const kvtype *vp = v + voff[tt];
+          for (int rr = 0; rr < QR; rr++)
+            pa[rr] = (float16)(0.0f);
+          if (kok[tt]) {
+            /* this key's V row is copied aside now, so that its cache misses
+             * overlap those of the K row (P·V reads it from here) */
+            __global const kvtype *vp = v + voff[tt] + (long)(ALLH ? hh : 0) * vsh;
 #pragma unroll
-          for (int c = 0; c < DV16; c++)
-            vst[tt * DV16 + c] = vload16(c, vp);
-          __global const kvtype *kp = k + koff[tt];
+            for (int c = 0; c < DV16; c++)
+              vst[(tt * NH + hh) * DV16 + c] = vload16(c, vp);
+            __global const kvtype *kp = k + koff[tt] + (long)(ALLH ? hh : 0) * ksh;
 #pragma unroll
-          for (int c = 0; c < DV16; c++) {
-            const float16 kx = KVLOAD16(kp + c * 16);
+            for (int c = 0; c < DV16; c++) {
+              const float16 kx = KVLOAD16(kp + c * 16);
 #pragma unroll
-            for (int rr = 0; rr < QR; rr++)
-              pa[rr] = fma(qv[rr][c], kx, pa[rr]);
+              for (int rr = 0; rr < QR; rr++)
+                pa[rr] = fma(qv[hh * QR + rr][c], kx, pa[rr]);
+            }
           }
-        }
 #pragma unroll
-        for (int rr = 0; rr < QR; rr++)
-          part[rr][u] = pa[rr];
+          for (int rr = 0; rr < QR; rr++)
+            part[hh * QR + rr][u] = pa[rr];
+        }
       }
       const int16 okv = vload16(g, kok);
 #if CAUSAL
       const int16 jv = (int16)(j0 + g * 16) +
                        (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 #endif
-      for (int rr = 0; rr < QR; rr++) {
-        /* lane u of the reduction is key g·16 + u */
-        float16 a8[8], a4[4], a2[2];
-        for (int e = 0; e < 8; e++)
-          a8[e] = (float16)(part[rr][2 * e].even, part[rr][2 * e + 1].even) +
-                  (float16)(part[rr][2 * e].odd, part[rr][2 * e + 1].odd);
-        for (int e = 0; e < 4; e++)
-          a4[e] = (float16)(a8[2 * e].even, a8[2 * e + 1].even) +
-                  (float16)(a8[2 * e].odd, a8[2 * e + 1].odd);
-        for (int e = 0; e < 2; e++)
-          a2[e] = (float16)(a4[2 * e].even, a4[2 * e + 1].even) +
-                  (float16)(a4[2 * e].odd, a4[2 * e + 1].odd);
-        const float16 sv = (float16)(a2[0].even, a2[1].even) + (float16)(a2[0].odd, a2[1].odd);
+      for (int hh = 0; hh < NH; hh++) {
+        const int hkx = ALLH ? hh : hk;
+        const int hk = hkx; /* the modifiers */
+        for (int rr = 0; rr < QR; rr++) {
+          const int R = hh * QR + rr;
+          /* lane u of the reduction is key g·16 + u */
+          float16 a8[8], a4[4], a2[2];
+          for (int e = 0; e < 8; e++)
+            a8[e] = (float16)(part[R][2 * e].even, part[R][2 * e + 1].even) +
+                    (float16)(part[R][2 * e].odd, part[R][2 * e + 1].odd);
+          for (int e = 0; e < 4; e++)
+            a4[e] = (float16)(a8[2 * e].even, a8[2 * e + 1].even) +
+                    (float16)(a8[2 * e].odd, a8[2 * e + 1].odd);
+          for (int e = 0; e < 2; e++)
+            a2[e] = (float16)(a4[2 * e].even, a4[2 * e + 1].even) +
+                    (float16)(a4[2 * e].odd, a4[2 * e + 1].odd);
+          const float16 sv = (float16)(a2[0].even, a2[1].even) + (float16)(a2[0].odd, a2[1].odd);
 #if CAUSAL
-        const int16 vis = okv & (int16)(qlive[rr]) & (jv <= (int16)(qpos[rr]));
+          const int16 vis = okv & (int16)(qlive[rr]) & (jv <= (int16)(qpos[rr]));
 #else
-        const int16 vis = okv & (int16)(qlive[rr]);
+          const int16 vis = okv & (int16)(qlive[rr]);
 #endif
-        /* visibility travels as the masked value's bits */
-        sc[rr][g] = select((float16)(CLATTN_MASKED), sv * vload16(g, kscl), vis);
+          /* visibility travels as the masked value's bits */
+          sc[R][g] = select((float16)(CLATTN_MASKED), sv * vload16(g, kscl + hh * KT), vis);
 #if DECODE_MODS
-        { /* the modifiers, per key of the 16 */
-          float x16[16];
-          int v16[16];
-          vstore16(sc[rr][g], 0, x16);
-          vstore16(vis, 0, v16);
-          const int r = r0 + rr, h = hk * G + r % G;
-          for (int u = 0; u < 16; u++) {
-            bool vu = v16[u] != 0;
-            const float y = decode_mods(x16[u], DECODE_SLOPE(h), b, h, r / G, r / G + off,
-                                        j0 + g * 16 + u, user, &vu DECODE_BIAS_PASS);
-            x16[u] = vu ? y : CLATTN_MASKED;
+          { /* the modifiers, per key of the 16 */
+            float x16[16];
+            int v16[16];
+            vstore16(sc[R][g], 0, x16);
+            vstore16(vis, 0, v16);
+            const int r = r0 + rr, h = hk * G + r % G;
+            for (int u = 0; u < 16; u++) {
+              bool vu = v16[u] != 0;
+              const float y = decode_mods(x16[u], DECODE_SLOPE(h), b, h, r / G, r / G + off,
+                                          j0 + g * 16 + u, user, &vu DECODE_BIAS_PASS);
+              x16[u] = vu ? y : CLATTN_MASKED;
+            }
+            sc[R][g] = vload16(0, x16);
           }
-          sc[rr][g] = vload16(0, x16);
-        }
 #endif
+        }
       }
     }
-    for (int rr = 0; rr < QR; rr++) {
-      float16 mx16 = sc[rr][0];
+    for (int R = 0; R < NH * QR; R++) {
+      float16 mx16 = sc[R][0];
       for (int g = 1; g < KT / 16; g++)
-        mx16 = fmax(mx16, sc[rr][g]);
+        mx16 = fmax(mx16, sc[R][g]);
       const float8 mx8 = fmax(mx16.lo, mx16.hi);
       const float4 mx4 = fmax(mx8.lo, mx8.hi);
       const float mx = fmax(fmax(mx4.x, mx4.y), fmax(mx4.z, mx4.w));
-      const float m_new = fmax(mrow[rr], mx);
-      const float a = CLATTN_RESCALE(mrow[rr], m_new);
+      const float m_new = fmax(mrow[R], mx);
+      const float a = CLATTN_RESCALE(mrow[R], m_new);
       float16 sum16 = (float16)(0.0f);
       for (int g = 0; g < KT / 16; g++) {
-        const float16 x = sc[rr][g];
+        const float16 x = sc[R][g];
         const float16 p16 = select(exp2(x - m_new), (float16)(0.0f),
                                    as_int16(x) == (int16)(as_int(CLATTN_MASKED)));
-        sc[rr][g] = p16;
+        sc[R][g] = p16;
         sum16 += p16;
       }
       const float8 s8 = sum16.lo + sum16.hi;
       const float4 s4 = s8.lo + s8.hi;
-      lrow[rr] = lrow[rr] * a + ((s4.x + s4.y) + (s4.z + s4.w));
-      mrow[rr] = m_new;
+      lrow[R] = lrow[R] * a + ((s4.x + s4.y) + (s4.z + s4.w));
+      mrow[R] = m_new;
       for (int c = 0; c < DV16; c++)
-        acc[rr][c] *= a;
+        acc[R][c] *= a;
+#if KVQ && KVS == 0
+      /* the V token scales, once per probability (not per output chunk) */
+      for (int g = 0; g < KT / 16; g++)
+        sc[R][g] *= vload16(g, vscl + (R / QR) * KT);
+#endif
     }
-    for (int c = 0; c < DV16; c++) {
-      float16 o[QR];
-#pragma unroll
-      for (int rr = 0; rr < QR; rr++)
-        o[rr] = acc[rr][c];
-      for (int tt = 0; tt < KT; tt++) {
-        if (!kok[tt]) continue;
-        const float16 vx = KVLOAD16_PRIVATE((const kvtype *)(vst + tt * DV16 + c));
+    /* P·V: PVC output chunks of the QR rows in registers (QR·PVC vectors)
+     * while the tile's V rows stream past; each probability is a scalar
+     * operand (a broadcast the FMA takes from memory). */
+    for (int hh = 0; hh < NH; hh++)
+      for (int c0 = 0; c0 < DV16; c0 += PVC) {
+        float16 o[QR][PVC];
 #pragma unroll
         for (int rr = 0; rr < QR; rr++)
-          o[rr] = fma((float16)(((const float *)sc[rr])[tt] * vscl[tt]), vx, o[rr]);
-      }
 #pragma unroll
-      for (int rr = 0; rr < QR; rr++)
-        acc[rr][c] = o[rr];
-    }
+          for (int c = 0; c < PVC; c++)
+            o[rr][c] = c0 + c < DV16 ? acc[hh * QR + rr][c0 + c] : (float16)(0.0f);
+        for (int tt = 0; tt < KT; tt++) {
+          if (!kok[tt]) continue;
+          const KVTYPE16 *vr = vst + (tt * NH + hh) * DV16 + c0;
+#pragma unroll
+          for (int c = 0; c < PVC; c++) {
+            if (c0 + c >= DV16) break;
+            const float16 vx = KVLOAD16_PRIVATE((const kvtype *)(vr + c));
+#pragma unroll
+            for (int rr = 0; rr < QR; rr++)
+              o[rr][c] = fma((float16)(((const float *)sc[hh * QR + rr])[tt]), vx, o[rr][c]);
+          }
+        }
+#pragma unroll
+        for (int rr = 0; rr < QR; rr++)
+#pragma unroll
+          for (int c = 0; c < PVC; c++)
+            if (c0 + c < DV16) acc[hh * QR + rr][c0 + c] = o[rr][c];
+      }
   }
-  for (int rr = 0; rr < QR && r0 + rr < rows; rr++)
-    store_partial(ws_o, ws_lse, partial_slot(r0 + rr, b, hk, G, H, Nq_max, splits, sp),
-                  (const float *)acc[rr], mrow[rr], lrow[rr], vsc, hk);
+  for (int hh = 0; hh < NH; hh++)
+    for (int rr = 0; rr < QR && r0 + rr < rows; rr++) {
+      const int hkx = ALLH ? hh : hk;
+      store_partial(ws_o, ws_lse, partial_slot(r0 + rr, b, hkx, G, H, Nq_max, splits, sp),
+                    (const float *)acc[hh * QR + rr], mrow[hh * QR + rr], lrow[hh * QR + rr], vsc,
+                    hkx);
+    }
+#undef NH
 #elif WG == 1
   /* CPUs: one work-item per (row block, split, b, hk), rows in private
    * arrays; the loops over the head dim are contiguous and vectorise. */

@@ -57,6 +57,7 @@ typedef struct dcase {
   size_t bias_bytes;
   clattn_strides bias_strides;
   const char *want_describe; /* a phrase describe() must hold when the plan is flash_rows */
+  const char *decode_has, *decode_lacks; /* phrases a decode plan's describe() must (not) hold */
 } dcase;
 
 static clattn_context g_ctx;
@@ -357,6 +358,11 @@ static double run_case(const dcase *c, const char *label) {
       !strstr(clattn_plan_describe(plan), c->want_describe))
     fail_msg("%s: describe() lacks \"%s\": %s", label, c->want_describe,
              clattn_plan_describe(plan));
+  if (!strncmp(clattn_plan_describe(plan), "decode ", 7) &&
+      ((c->decode_has && !strstr(clattn_plan_describe(plan), c->decode_has)) ||
+       (c->decode_lacks && strstr(clattn_plan_describe(plan), c->decode_lacks))))
+    fail_msg("%s: describe() %s \"%s\": %s", label, c->decode_has ? "lacks" : "holds",
+             c->decode_has ? c->decode_has : c->decode_lacks, clattn_plan_describe(plan));
   cl_mem pk, pv;
   cl_mem q = buf_from(hq, el[0] * es);
   cl_mem k = guarded(hk, el[1] * kes, t, quant, &pk), v = guarded(hv, el[2] * kes, t, quant, &pv);
@@ -571,8 +577,12 @@ static void test_decode_contiguous(void **state) {
     c.mask = cs[i].mask;
     c.layout = i % 2 ? CLATTN_LAYOUT_BHSD : CLATTN_LAYOUT_BSHD;
     char cfg[64], label[128];
-    /* Both forms: the work-group kernel (wg > 1, GPUs) and the CPU rows (wg = 1). */
-    snprintf(cfg, sizeof cfg, "decode:splits=%d,wg=%d", cs[i].splits, i % 3 == 0 ? 1 : 64);
+    /* Both forms: the work-group kernel (wg > 1, GPUs) and the CPU rows (wg = 1;
+     * one KV head a work-item in BSHD here, every head in BHSD) */
+    if (i % 3 == 0)
+      snprintf(cfg, sizeof cfg, "decode:splits=%d,wg=1,allh=%d", cs[i].splits, (int)(i % 2));
+    else
+      snprintf(cfg, sizeof cfg, "decode:splits=%d,wg=64", cs[i].splits);
     c.config = cfg;
     snprintf(label, sizeof label, "contiguous %zu", i);
     run_case(&c, label);
@@ -1419,6 +1429,172 @@ static void test_decode_mods(void **state) {
   free(mb);
 }
 
+/* allh=1: the CPU form reading every KV head of its keys in one work-item
+ * (token by token, as the heads lie in BSHD caches and paged pools), against
+ * the reference: both layouts, GQA 1:1 to 8:1, seq_q 1..16 with both causal
+ * alignments, row blocks (qr below the group), forced splits, seqlens, every
+ * dtype, paged pools (both layouts, shuffled and shared pages, page sizes 1,
+ * 7, 16), ragged batches with sinks, padded strides, a dim stride of 2 (the
+ * per-element form: allh ignored), quantized K/V with every scale type,
+ * softcap, ALiBi, user functions and a bias tensor. */
+static void test_allheads(void **state) {
+  (void)state;
+  static const char *const has = "(all KV heads a work-item)";
+  static const struct {
+    int B, hq, hk, d, nq, nk, kv, ps, ragged, strided, dim2, seqlens, layout;
+    clattn_dtype t;
+    clattn_mask mask;
+    const char *config;
+  } cs[] = {
+      {2, 32, 8, 128, 1, 1000, 0, 0, 0, 0, 0, 1, CLATTN_LAYOUT_BSHD, CLATTN_DTYPE_BF16,
+       CLATTN_MASK_NONE, "decode:wg=1,allh=1"},
+      {2, 32, 8, 128, 1, 700, 0, 0, 0, 0, 0, 0, CLATTN_LAYOUT_BHSD, CLATTN_DTYPE_F16,
+       CLATTN_MASK_NONE, "decode:wg=1,kt=16,allh=1,splits=3"},
+      {2, 4, 4, 32, 16, 90, 0, 0, 0, 0, 0, 0, CLATTN_LAYOUT_BSHD, CLATTN_DTYPE_F32,
+       CLATTN_MASK_CAUSAL_TOP_LEFT, "decode:wg=1,kt=16,allh=1"},
+      {3, 12, 3, 48, 5, 77, 0, 0, 0, 0, 0, 1, CLATTN_LAYOUT_BSHD, CLATTN_DTYPE_F32,
+       CLATTN_MASK_CAUSAL, "decode:wg=1,kt=32,qr=2,allh=1,splits=2"},
+      {2, 16, 2, 64, 3, 300, 0, 0, 0, 0, 0, 0, CLATTN_LAYOUT_BHSD, CLATTN_DTYPE_BF16,
+       CLATTN_MASK_CAUSAL, "decode:wg=1,qr=4,allh=1"},
+      {3, 8, 2, 64, 4, 0, CLATTN_KV_PAGED, 16, 0, 0, 0, 0, CLATTN_LAYOUT_BSHD, CLATTN_DTYPE_BF16,
+       CLATTN_MASK_CAUSAL, "decode:wg=1,allh=1,splits=3"},
+      {3, 8, 4, 32, 1, 0, CLATTN_KV_PAGED_HEAD_MAJOR, 7, 0, 0, 0, 0, CLATTN_LAYOUT_BSHD,
+       CLATTN_DTYPE_F32, CLATTN_MASK_NONE, "decode:wg=1,kt=16,allh=1"},
+      {3, 4, 2, 16, 2, 0, CLATTN_KV_PAGED, 1, 0, 0, 0, 0, CLATTN_LAYOUT_BSHD, CLATTN_DTYPE_F16,
+       CLATTN_MASK_CAUSAL, "decode:wg=1,kt=16,allh=1"},
+      {4, 8, 2, 32, 5, 0, 0, 0, 1, 0, 0, 0, CLATTN_LAYOUT_BSHD, CLATTN_DTYPE_F32,
+       CLATTN_MASK_CAUSAL, "decode:wg=1,allh=1"},
+      {4, 8, 2, 32, 3, 0, CLATTN_KV_PAGED, 16, 1, 0, 0, 0, CLATTN_LAYOUT_BSHD, CLATTN_DTYPE_BF16,
+       CLATTN_MASK_CAUSAL, "decode:wg=1,allh=1,splits=4"},
+      {2, 6, 3, 32, 2, 50, 0, 0, 0, 1, 0, 1, CLATTN_LAYOUT_BSHD, CLATTN_DTYPE_F32,
+       CLATTN_MASK_CAUSAL, "decode:wg=1,allh=1,splits=2"},
+      {2, 6, 3, 32, 2, 0, CLATTN_KV_PAGED_HEAD_MAJOR, 8, 0, 1, 0, 0, CLATTN_LAYOUT_BSHD,
+       CLATTN_DTYPE_F32, CLATTN_MASK_CAUSAL, "decode:wg=1,kt=16,allh=1,splits=2"},
+      {2, 6, 3, 32, 2, 0, CLATTN_KV_PAGED, 8, 0, 1, 0, 0, CLATTN_LAYOUT_BSHD, CLATTN_DTYPE_F16,
+       CLATTN_MASK_NONE, "decode:wg=1,kt=16,allh=1"},
+      {2, 8, 2, 32, 1, 100, 0, 0, 0, 0, 1, 0, CLATTN_LAYOUT_BSHD, CLATTN_DTYPE_F32,
+       CLATTN_MASK_NONE, "decode:wg=1,allh=1"},
+  };
+  for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+    dcase c = base(cs[i].B, cs[i].hq, cs[i].hk, cs[i].d, cs[i].nq, cs[i].nk);
+    c.kv = cs[i].kv;
+    c.page_size = cs[i].ps;
+    c.strided = cs[i].strided;
+    c.dim2 = cs[i].dim2;
+    c.seqlens = cs[i].seqlens;
+    c.layout = cs[i].layout;
+    c.dtype = cs[i].t;
+    c.mask = cs[i].mask;
+    c.config = cs[i].config;
+    c.decode_has = cs[i].dim2 ? NULL : has;
+    c.decode_lacks = cs[i].dim2 ? has : NULL;
+    if (c.seqlens) c.nk[1] = cs[i].nk / 3 + 1;
+    if (c.kv) { /* shuffled pages; sequences 1, 2 share the first two of 0 */
+      c.share = 2;
+      c.nk[0] = 5 * cs[i].ps + 3;
+      c.nk[1] = 3 * cs[i].ps;
+      c.nk[2] = cs[i].ps == 1 ? 40 : 300;
+      if (c.B > 3) c.nk[3] = 2 * cs[i].ps + 1;
+    }
+    if (cs[i].ragged) { /* lengths 0, 1, 17, 300 */
+      static const float sinks[8] = {-1.0f, 0.5f, 2.0f, 6.0f, 0.0f, 1.0f, -3.0f, 0.25f};
+      c.ragged = 1;
+      c.share = 0;
+      c.sinks = cs[i].kv ? sinks : NULL;
+      const int lens[4] = {0, 1, 17, 300};
+      for (int b = 0; b < 4; b++) {
+        c.nk[b] = lens[b];
+        c.nq[b] = lens[b] < cs[i].nq ? lens[b] : cs[i].nq;
+      }
+    }
+    char label[96];
+    snprintf(label, sizeof label, "allheads %zu (%s)", i, c.config);
+    run_case(&c, label);
+  }
+  /* quantized K/V, every scale type, contiguous and paged */
+  static const struct {
+    clattn_kv_dtype q;
+    clattn_kv_scale s;
+    int kv;
+    clattn_mask mask;
+  } qs[] = {{CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 0, CLATTN_MASK_NONE},
+            {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_CHANNEL, 0, CLATTN_MASK_CAUSAL},
+            {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_HEAD, 1, CLATTN_MASK_CAUSAL},
+            {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TENSOR, 0, CLATTN_MASK_CAUSAL_TOP_LEFT},
+            {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TOKEN, 1, CLATTN_MASK_CAUSAL}};
+  for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
+    dcase c = base(3, 8, 2, 64, 1 + (int)i % 3, 300);
+    c.kvq = qs[i].q;
+    c.kvs = qs[i].s;
+    c.kv = qs[i].kv;
+    c.mask = qs[i].mask;
+    c.dtype = i % 2 ? CLATTN_DTYPE_BF16 : CLATTN_DTYPE_F32;
+    c.config = i % 2 ? "decode:wg=1,kt=16,allh=1,splits=3" : "decode:wg=1,allh=1";
+    c.decode_has = has;
+    if (c.kv) {
+      c.page_size = 16;
+      c.share = 2;
+      c.nk[1] = 190;
+      c.nk[2] = 33;
+    }
+    char label[96];
+    snprintf(label, sizeof label, "allheads quantized %zu (%s, %s)", i, clattn_kv_dtype_name(c.kvq),
+             clattn_kv_scale_name(c.kvs));
+    run_case(&c, label);
+  }
+  /* score modifiers, user functions, a bias tensor */
+  static const int period = 5;
+  const clattn_reference_fns fns = {twin_score, twin_mask, &period, NULL};
+  const int B = 2, H = 8, NQ = 3, NK = 150;
+  float *fb = malloc((size_t)B * H * NQ * NK * sizeof(float));
+  assert_non_null(fb);
+  tu_rng rng;
+  tu_rng_init(&rng, tu_case_seed("allheads bias"));
+  for (size_t e = 0; e < (size_t)B * H * NQ * NK; e++) {
+    const double x = tu_rng_uniform(&rng, -2, 2);
+    fb[e] = x < -1.6 ? -INFINITY : (float)x;
+  }
+  for (int i = 0; i < 3; i++) {
+    dcase c = base(B, H, 2, 64, NQ, NK);
+    c.config = "decode:wg=1,kt=16,allh=1";
+    c.decode_has = has;
+    c.mask = CLATTN_MASK_CAUSAL;
+    c.softcap = i == 0 ? 20.0 : 0.0;
+    c.alibi = i == 0 ? 8.0 : 0.0;
+    if (i == 1) {
+      c.score_mod = k_mods_src;
+      c.mask_mod = k_mods_src;
+      c.fns = &fns;
+      c.user_bytes = sizeof period;
+    }
+    if (i == 2) {
+      c.bias_type = CLATTN_BIAS_F32;
+      c.bias = fb;
+      c.bias_bytes = (size_t)B * H * NQ * NK * 4;
+      c.bias_strides = (clattn_strides){(int64_t)H * NQ * NK, (int64_t)NQ * NK, NK, 1};
+      c.kv = CLATTN_KV_PAGED;
+      c.page_size = 16;
+    }
+    char label[96];
+    snprintf(label, sizeof label, "allheads mods %d", i);
+    run_case(&c, label);
+  }
+  free(fb);
+  /* allh is ignored outside the 16-lane CPU form (head_dim or kt not
+   * multiples of 16, wg > 1): the one-head forms run */
+  static const char *const other[3] = {"decode:wg=1,allh=1", "decode:wg=1,kt=8,allh=1",
+                                       "decode:wg=32,allh=1"};
+  for (int i = 0; i < 3; i++) {
+    dcase c = base(2, 8, 2, i ? 64 : 40, 2, 100);
+    c.config = other[i];
+    c.mask = CLATTN_MASK_CAUSAL;
+    c.decode_lacks = has;
+    char label[96];
+    snprintf(label, sizeof label, "allheads ignored %d (%s)", i, c.config);
+    run_case(&c, label);
+  }
+}
+
 int main(int argc, char **argv) {
   if (tu_parse_filter_args(argc, argv)) return 2;
   g_ctx = NULL;
@@ -1437,6 +1613,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_quant_codes),
       cmocka_unit_test(test_quant_append),
       cmocka_unit_test(test_decode_mods),
+      cmocka_unit_test(test_allheads),
   };
   g_ctx = tu_new_context();
   const int r = cmocka_run_group_tests_name("clattn decode", tests, NULL, NULL);

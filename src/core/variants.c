@@ -24,7 +24,7 @@
 /* One row per kernel variant; within a family the registry order breaks
  * ties of priority (a variant's `applicable` returns its priority). */
 static const clattn__variant table[] = {
-    {VARIANT("decode", F, FWD, false, decode), .params = clattn__decode_params, .num_params = 4,
+    {VARIANT("decode", F, FWD, false, decode), .params = clattn__decode_params, .num_params = 5,
      .kv_quant = true, .create = clattn__decode_create, .execute = clattn__decode_execute,
      .release = clattn__decode_release},
     {VARIANT("decode_warp", F, FWD, true, decode_warp), .params = clattn__decode_warp_params,

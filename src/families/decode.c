@@ -10,7 +10,7 @@
 
 typedef struct decode_state {
   cl_kernel split, merge;
-  int splits, kt, wg, qr, nrb, warp, unroll;
+  int splits, kt, wg, qr, nrb, warp, unroll, allh;
   cl_mem ws, wl; /* [rows][splits][D] partial outputs, [rows][splits] log2-sum-exps */
   cl_mem sinks;  /* desc.sinks on the device (the merge adds them) */
   size_t ws_o_bytes, ws_bytes;
@@ -20,15 +20,18 @@ static const int dec_splits[] = {0, 1, 2, 4, 8, 16, 32, 64};
 static const int dec_kt[] = {16, 32, 64};
 static const int dec_wg[] = {1, 32, 64, 128, 256};
 static const int dec_qr[] = {1, 2, 4, 8, 16, 32};
+static const int dec_allh[] = {0, 1};
 #define VALS(a) a, (int)(sizeof(a) / sizeof(a)[0])
 
 /* splits (0: the heuristic over the device's compute units), kt keys per
  * tile, wg work-items, qr packed query rows (query × head of a KV-head
- * group) per work-group. */
-const clattn__param clattn__decode_params[4] = {{"splits", 0, 1024, VALS(dec_splits)},
+ * group) per work-group, allh: one work-item reads every KV head of its
+ * keys (the 16-lane CPU form only, allh_applies(); ignored elsewhere). */
+const clattn__param clattn__decode_params[5] = {{"splits", 0, 1024, VALS(dec_splits)},
                                                 {"kt", 1, 256, VALS(dec_kt)},
                                                 {"wg", 1, 1024, VALS(dec_wg)},
-                                                {"qr", 1, 256, VALS(dec_qr)}};
+                                                {"qr", 1, 256, VALS(dec_qr)},
+                                                {"allh", 0, 1, VALS(dec_allh)}};
 const char *const clattn__decode_sources[] = {"decode.cl", NULL};
 
 /* decode_warp (NVIDIA): splits, kt (the split granularity), wg work-items
@@ -90,6 +93,24 @@ size_t clattn__decode_local(const int *p, const clattn_attention_desc *d) {
          kt * sizeof(int);
 }
 
+/* Private memory of a CPU work-item (PoCL keeps it on the thread's stack). */
+#define DECODE_PRIVATE_MAX 98304
+#define DECODE_ALLH_PRIVATE_MAX 262144
+
+/* Whether allh=1 applies to parameters p: the 16-lane CPU form (wg=1,
+ * head_dim and kt multiples of 16; the plan adds unit dim strides) with
+ * the rows, partial sums and token scales of every KV head and the tile's
+ * V rows of every head (as stored) within DECODE_ALLH_PRIVATE_MAX.
+ * Elsewhere allh is ignored: the one-head-a-work-item forms run. */
+static bool allh_applies(const int *p, const clattn_attention_desc *d) {
+  if (!p[4] || p[2] != 1 || d->head_dim % 16 || p[1] % 16) return false;
+  const size_t nh = (size_t)kv_heads_of(d), qr = (size_t)eff_qr(p[3], d), kt = (size_t)p[1];
+  const size_t dd = (size_t)d->head_dim;
+  if (nh > 4096 || dd > 4096) return false;
+  const size_t priv = nh * qr * (2 * dd * 4 + 16 * 64 + kt * 4) +
+                      nh * kt * (dd * clattn__kv_elem_size(d) + 8) + kt * 4 * 8 + (size_t)qr * 8;
+  return priv <= DECODE_ALLH_PRIVATE_MAX;
+}
 const char *clattn__decode_check(const int *p, const clattn_attention_desc *d,
                                  const clattn__device_info *info) {
   const int splits = p[0], kt = p[1], wg = p[2], qr = eff_qr(p[3], d);
@@ -108,7 +129,7 @@ const char *clattn__decode_check(const int *p, const clattn_attention_desc *d,
     size_t priv = ((size_t)2 * qr * dv + (size_t)qr * kt + dv) * 4;
     if (d->head_dim % 16 == 0 && kt % 16 == 0)
       priv += (size_t)qr * 16 * 64 + (size_t)kt * (2 * 8 + 4) + (size_t)kt * d->head_dim * es;
-    if (priv > 98304) return "wg=1: private memory per work-item exceeds 96 KiB";
+    if (priv > DECODE_PRIVATE_MAX) return "wg=1: private memory per work-item exceeds 96 KiB";
     return NULL;
   }
   if ((qr * d->head_dim + wg - 1) / wg > 64)
@@ -116,16 +137,31 @@ const char *clattn__decode_check(const int *p, const clattn_attention_desc *d,
   return NULL;
 }
 
+/* A token's KV heads lie next to each other ([token][kv_head][dim]: BSHD,
+ * paged pools, such strides): allh=1 then reads K and V sequentially (in
+ * BHSD it reads Hk strided streams; measured slower there). */
+static bool heads_interleaved(const clattn_attention_desc *d) {
+  if (d->kv_layout != CLATTN_KV_CONTIGUOUS) return d->kv_layout == CLATTN_KV_PAGED;
+  if (d->layout == CLATTN_LAYOUT_STRIDED)
+    return d->k_strides.head < d->k_strides.seq && d->v_strides.head < d->v_strides.seq;
+  return d->layout == CLATTN_LAYOUT_BSHD;
+}
+
 bool clattn__decode_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
                              int *out) {
-  static const int gpu[][4] = {{0, 32, 128, 16}, {0, 32, 128, 8}, {0, 16, 128, 8},
-                               {0, 16, 64, 4},   {0, 16, 64, 2},  {0, 8, 32, 1}};
-  static const int cpu[][4] = {{0, 64, 1, 16}, {0, 32, 1, 8},  {0, 16, 1, 4},
-                               {0, 16, 1, 1},  {0, 32, 64, 8}, {0, 8, 32, 1}};
-  const int(*prefs)[4] = info->is_cpu ? cpu : gpu;
+  static const int gpu[][5] = {{0, 32, 128, 16, 0}, {0, 32, 128, 8, 0}, {0, 16, 128, 8, 0},
+                               {0, 16, 64, 4, 0},   {0, 16, 64, 2, 0},  {0, 8, 32, 1, 0}};
+  /* CPUs: every KV head in one work-item first (allh=1: sequential reads
+   * of [token][kv_head][dim] caches, bench/RESULTS.md §8), where its
+   * private memory fits */
+  static const int cpu[][5] = {{0, 32, 1, 16, 1}, {0, 16, 1, 16, 1}, {0, 64, 1, 16, 0},
+                               {0, 32, 1, 8, 0},  {0, 16, 1, 4, 0},  {0, 16, 1, 1, 0},
+                               {0, 32, 64, 8, 0}, {0, 8, 32, 1, 0}};
+  const int(*prefs)[5] = info->is_cpu ? cpu : gpu;
   const size_t n = info->is_cpu ? sizeof cpu / sizeof cpu[0] : sizeof gpu / sizeof gpu[0];
   for (size_t i = 0; i < n; i++)
-    if (!clattn__decode_check(prefs[i], d, info)) {
+    if (!(prefs[i][4] && !(heads_interleaved(d) && allh_applies(prefs[i], d))) &&
+        !clattn__decode_check(prefs[i], d, info)) {
       memcpy(out, prefs[i], sizeof prefs[i]);
       return true;
     }
@@ -191,8 +227,8 @@ bool clattn__decode_warp_fallback(const clattn__device_info *info, const clattn_
  * row blocks) to give every compute unit several, but at least two tiles of
  * keys per split. */
 static int auto_splits(const clattn__device_info *info, const clattn_attention_desc *d, int kt,
-                       int nrb) {
-  const int64_t base = (int64_t)d->batch * kv_heads_of(d) * nrb;
+                       int nrb, bool allh) {
+  const int64_t base = (int64_t)d->batch * (allh ? 1 : kv_heads_of(d)) * nrb;
   const int64_t target =
       (int64_t)(info->compute_units ? info->compute_units : 1) * (info->is_cpu ? 2 : 4);
   int64_t s = (target + base - 1) / base;
@@ -224,7 +260,10 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
   s->qr = eff_qr(params[3], d);
   s->unroll = s->warp ? params[4] : 0;
   s->nrb = (group_rows(d) + s->qr - 1) / s->qr;
-  s->splits = params[0] ? params[0] : auto_splits(&ctx->info, d, s->kt, s->nrb);
+  /* allh needs the 16-lane CPU form (unit dim strides): the other forms
+   * read one KV head a work-item */
+  s->allh = !s->warp && allh_applies(params, d) && p->ks.dim == 1 && p->vs.dim == 1;
+  s->splits = params[0] ? params[0] : auto_splits(&ctx->info, d, s->kt, s->nrb, s->allh);
   /* Workspace: (D + 1) floats per (row, split). */
   const size_t rows = (size_t)d->batch * (size_t)d->heads * (size_t)d->seq_q;
   size_t parts, o_elems;
@@ -264,6 +303,7 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
   }
   if (ctx->info.is_cpu)
     clattn__append(opts, sizeof opts, " -cl-fast-relaxed-math -DCLATTN_SOFT_HALF=1");
+  if (s->allh) clattn__append(opts, sizeof opts, " -DALLH=%d", kv_heads_of(d));
   if (s->warp)
     clattn__append(opts, sizeof opts, " -DWARP=1 -DUNROLL=%d -DCLATTN_NV_SHFL=%d", s->unroll,
                    ctx->info.is_nvidia ? 1 : 0);
@@ -296,9 +336,13 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
   snprintf(p->describe, sizeof p->describe,
            "decode %s d=%d: flash-decoding split-KV%s, %d splits%s, kt=%d wg=%d qr=%d (%d query "
            "rows per KV head), %s KV%s%s [%s]",
-           clattn_dtype_name(d->dtype), d->head_dim, s->warp ? " (warp streams)" : "", s->splits,
-           params[0] ? "" : " (auto)", s->kt, s->wg, s->qr, group_rows(d), kvname[d->kv_layout],
-           d->kv_layout != CLATTN_KV_CONTIGUOUS ? "" : "", d->ragged ? ", ragged" : "", origin);
+           clattn_dtype_name(d->dtype), d->head_dim,
+           s->warp   ? " (warp streams)"
+           : s->allh ? " (all KV heads a work-item)"
+                     : "",
+           s->splits, params[0] ? "" : " (auto)", s->kt, s->wg, s->qr, group_rows(d),
+           kvname[d->kv_layout], d->kv_layout != CLATTN_KV_CONTIGUOUS ? "" : "",
+           d->ragged ? ", ragged" : "", origin);
   if (d->kv_layout != CLATTN_KV_CONTIGUOUS)
     clattn__append(p->describe, sizeof p->describe, " page_size=%d", d->page_size);
   clattn__describe_mods(d, p->describe, sizeof p->describe);
@@ -386,7 +430,7 @@ clattn_status clattn__decode_execute(clattn_plan p, const clattn__buffers *b, cl
     err |= clSetKernelArg(m, c++, sizeof(int), &mints[i]);
   if (d->sinks) err |= clSetKernelArg(m, c++, sizeof(cl_mem), &s->sinks); /* DECODE_SINK_ARGS */
   if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clSetKernelArg", err, "decode");
-  const size_t gws[3] = {(size_t)s->wg, (size_t)d->batch * (size_t)d->kv_heads,
+  const size_t gws[3] = {(size_t)s->wg, (size_t)d->batch * (size_t)(s->allh ? 1 : d->kv_heads),
                          (size_t)s->nrb * (size_t)s->splits};
   const size_t lws[3] = {(size_t)s->wg, 1, 1};
   err = clEnqueueNDRangeKernel(ctx->queue, k, 3, NULL, gws, lws, num_wait, wait, NULL);

@@ -54,7 +54,7 @@ void clattn__flash_release(clattn_plan p);
 
 /* decode.c: split-KV decode over contiguous, ragged or paged KV (cl/decode.cl). */
 CLATTN__VARIANT_DECL(decode)
-extern const clattn__param clattn__decode_params[4];
+extern const clattn__param clattn__decode_params[5];
 CLATTN__FAMILY_OPS_DECL(decode)
 /* decode_warp: the same plan operations, the NVIDIA warp-stream kernel. */
 CLATTN__VARIANT_DECL(decode_warp)
