@@ -199,12 +199,6 @@ inline void bwd_tile16(__local ushort *dst, __global const ushort *base, long ss
  * the mask hides the pair: P = dS = 0). Bias and mask are evaluated only for
  * rows below Nq and keys below Nk (others are hidden: their P is 0 or their
  * gradient rows are never stored). */
-#ifndef SOFTCAP
-#define SOFTCAP 0
-#endif
-#ifndef ALIBI
-#define ALIBI 0
-#endif
 #define TC_MODS (SOFTCAP || ALIBI || BIAS || USER_MASK)
 #if TC_MODS
 #if SOFTCAP
