@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|kvquant|backward|wgmma|mods|all|plots;
+# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|kvquant|backward|bwdtc|wgmma|mods|all|plots;
 # logs go to $OUT (or ./gpu-out), packed into $OUT/logs.tgz on exit (CLATTN_GPU_PACK=0 keeps them loose); pipe the output into $OUT/summary.txt.
 # `regress` (not part of `all`): the same CLI points on this tree and on an older one in .base/
 # (`git archive REV | tar -x -C .base`, passed with carry), alternating, same process group: speed must not move.
@@ -328,6 +328,27 @@ fi
 if want linear; then
   # linear family in depth: per-kernel times, bandwidth, crossover, 16-bit, tile variants (bench/RESULTS.md §4)
   OUT=$OUT bash bench/linear_sweep.sh all | tail -120
+fi
+
+if want bwdtc; then
+  # Issue 16, the tensor-core backward (flash_bwd_tc, RESULTS §9): test_backward and test_decode on the GPU,
+  # forced configurations at one point, the modifiers' cost, paged vs contiguous decode in pool order and
+  # shuffled (the --page-order check of §14). The side-by-side table with PyTorch: mode `backward`.
+  timeout 300 ./build/tests/test_backward >"$OUT/test_backward.log" 2>&1; echo "test_backward rc=$?"; tail -3 "$OUT/test_backward.log"
+  timeout 300 ./build/tests/test_decode >"$OUT/test_decode.log" 2>&1; echo "test_decode rc=$?"; tail -3 "$OUT/test_decode.log"
+  for n in 4096 16384; do for cfg in "kw=4,qm=64,kst=1,qw=4,kn=32,qst=2,kmt=1,qmt=2" "kw=4,qm=64,kst=1,qw=4,kn=64,qst=2,kmt=1,qmt=1" \
+      "kw=4,qm=16,kst=2,qw=4,kn=32,qst=2,kmt=2,qmt=2" "kw=2,qm=16,kst=2,qw=2,kn=32,qst=2,kmt=2,qmt=2"; do
+    echo "bf16 d64 causal N=$n $cfg: $(CLATTN_TUNE_OVERRIDE=flash_bwd_tc:$cfg point flash bf16 64 causal $n --backward --no-verify --reps 10 --warmup 2 |
+      python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print(r.get("median_ms"), "ms", r.get("tflops"), "TFLOP/s")')"
+  done; done | tee "$OUT/bwdtc_configs.txt"
+  for mod in "" "--softcap 30" "--alibi 8" "--softcap 30 --alibi 8"; do
+    echo "bf16 d64 causal N=4096 backward ${mod:-(no modifier)}: $($CLI run --backward --dtype bf16 --head-dim 64 --mask causal --seq 4096 \
+      --batch 4 --heads $H --reps 10 --warmup 2 --no-verify $mod 2>&1 | grep -oE 'median [0-9.]+ ms')"
+  done | tee "$OUT/bwdtc_mods.txt"
+  for po in shuffled sequential; do
+    timeout 200 $CLI bench --family decode --heads 32 --kv-heads 8 --head-dim 128 --dtype bf16 --batches 8,64 --seq 32768 \
+      --pages 0,16,256 --page-order $po --reps 20 --warmup 3 2>&1 | grep -vE '^decode:|^clattn' | sed "s/^/$po /"
+  done | tee "$OUT/decode_page_order.txt"
 fi
 
 if want wgmma; then
