@@ -955,57 +955,23 @@ static void ragged_0_1_17_300(dcase *c, int nq) {
   }
 }
 
-/* Quantized K/V (int8, fp8 e4m3 / e5m2; scales per token, tensor, head,
- * channel): random codes and scales against the reference on the
- * dequantized values in f32, on every kernel form (CPU rows with 16-lane
- * and 8-lane vectors and per-element loads, the work-group kernel,
- * decode_warp with its 8-byte lane loads), contiguous, paged (shared
- * prefix, head-major, padded strides) and ragged caches, GQA, causal
- * seq_q > 1, and every output dtype. */
-static void test_quantized(void **state) {
-  (void)state;
-  static const struct {
-    clattn_kv_dtype q;
-    clattn_kv_scale s;
-    int hq, hk, nq, nk, d, kv, ragged, strided;
-    clattn_dtype t;
-    clattn_mask mask;
-    const char *config;
-    int dim2;
-  } cs[] = {
-      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 8, 2, 1, 1000, 64, 0, 0, 0, CLATTN_DTYPE_F32,
-       CLATTN_MASK_NONE, "decode:wg=1", 0},
-      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 8, 2, 1, 1000, 64, 0, 0, 0, CLATTN_DTYPE_F32,
-       CLATTN_MASK_NONE, "decode:wg=64,splits=3", 0},
-      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 8, 2, 1, 1000, 64, 0, 0, 0, CLATTN_DTYPE_F32,
-       CLATTN_MASK_NONE, "decode_warp:wg=64,qr=4,unroll=4", 0},
-      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_CHANNEL, 4, 1, 3, 300, 64, 1, 0, 0,
-       CLATTN_DTYPE_BF16, CLATTN_MASK_CAUSAL, "decode:wg=1", 0},
-      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_HEAD, 4, 2, 3, 300, 64, 1, 0, 0, CLATTN_DTYPE_F32,
-       CLATTN_MASK_CAUSAL, "decode_warp:wg=128,qr=4,unroll=2", 0},
-      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 0, 32, 0, 1, 0, CLATTN_DTYPE_F16,
-       CLATTN_MASK_NONE, NULL, 0},
-      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TENSOR, 6, 3, 2, 77, 40, 0, 0, 0, CLATTN_DTYPE_F32,
-       CLATTN_MASK_CAUSAL_TOP_LEFT, "decode:wg=1", 0},
-      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_CHANNEL, 6, 3, 2, 77, 40, 0, 0, 0, CLATTN_DTYPE_F32,
-       CLATTN_MASK_CAUSAL, "decode:wg=64", 0},
-      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TOKEN, 2, 1, 1, 45, 20, 0, 0, 0, CLATTN_DTYPE_F32,
-       CLATTN_MASK_NONE, "decode:wg=1", 0},
-      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 2, 1, 4, 45, 20, 0, 0, 0, CLATTN_DTYPE_F32,
-       CLATTN_MASK_CAUSAL, "decode:wg=32", 0},
-      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 150, 64, CLATTN_KV_PAGED_HEAD_MAJOR, 0,
-       1, CLATTN_DTYPE_F32, CLATTN_MASK_NONE, NULL, 0},
-      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TOKEN, 4, 2, 2, 150, 64, 1, 0, 1, CLATTN_DTYPE_F32,
-       CLATTN_MASK_CAUSAL, "decode_warp:wg=64,qr=4,unroll=4", 0},
-      /* K/V with a dim stride of 2: per-element loads in every form */
-      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_CHANNEL, 4, 2, 1, 70, 32, 0, 0, 0, CLATTN_DTYPE_F32,
-       CLATTN_MASK_NONE, "decode_warp:wg=32,qr=4,unroll=2", 1},
-      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 70, 32, 1, 0, 0, CLATTN_DTYPE_F32,
-       CLATTN_MASK_NONE, "decode:wg=1", 1},
-      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 70, 32, 1, 0, 0, CLATTN_DTYPE_F32,
-       CLATTN_MASK_NONE, "decode:wg=64", 1},
-  };
-  for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+/* A quantized-K/V case: code type, scale granularity, heads, query rows
+ * and keys, head dim, KV layout (a paged one holds sequences of nk, nk/2 +
+ * 40 and 33 keys sharing two pages), ragged (0/1/17/300), padded strides,
+ * storage type, mask, forced configuration, dim stride 2, modifiers. */
+typedef struct qcase {
+  clattn_kv_dtype q;
+  clattn_kv_scale s;
+  int hq, hk, nq, nk, d, kv, ragged, strided;
+  clattn_dtype t;
+  clattn_mask mask;
+  const char *config;
+  int dim2;
+  double softcap, alibi;
+} qcase;
+
+static void run_quant_cases(const qcase *cs, size_t n, const char *what) {
+  for (size_t i = 0; i < n; i++) {
     dcase c = base(3, cs[i].hq, cs[i].hk, cs[i].d, cs[i].nq, cs[i].nk);
     c.kvq = cs[i].q;
     c.kvs = cs[i].s;
@@ -1015,6 +981,8 @@ static void test_quantized(void **state) {
     c.kv = cs[i].kv;
     c.strided = cs[i].strided;
     c.dim2 = cs[i].dim2;
+    c.softcap = cs[i].softcap;
+    c.alibi = cs[i].alibi;
     if (c.kv) {
       c.page_size = 16;
       c.share = 2;
@@ -1023,10 +991,55 @@ static void test_quantized(void **state) {
     }
     if (cs[i].ragged) ragged_0_1_17_300(&c, cs[i].nq);
     char label[96];
-    snprintf(label, sizeof label, "quantized %zu (%s, %s)", i, clattn_kv_dtype_name(c.kvq),
+    snprintf(label, sizeof label, "%s %zu (%s, %s)", what, i, clattn_kv_dtype_name(c.kvq),
              clattn_kv_scale_name(c.kvs));
     run_case(&c, label);
   }
+}
+
+/* Quantized K/V (int8, fp8 e4m3 / e5m2; scales per token, tensor, head,
+ * channel): random codes and scales against the reference on the
+ * dequantized values in f32, on every kernel form (CPU rows with 16-lane
+ * and 8-lane vectors and per-element loads, the work-group kernel,
+ * decode_warp with its 8-byte lane loads), contiguous, paged (shared
+ * prefix, head-major, padded strides) and ragged caches, GQA, causal
+ * seq_q > 1, and every output dtype. */
+static void test_quantized(void **state) {
+  (void)state;
+  static const qcase cs[] = {
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 8, 2, 1, 1000, 64, 0, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_NONE, "decode:wg=1", 0, 0, 0},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 8, 2, 1, 1000, 64, 0, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_NONE, "decode:wg=64,splits=3", 0, 0, 0},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 8, 2, 1, 1000, 64, 0, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_NONE, "decode_warp:wg=64,qr=4,unroll=4", 0, 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_CHANNEL, 4, 1, 3, 300, 64, 1, 0, 0,
+       CLATTN_DTYPE_BF16, CLATTN_MASK_CAUSAL, "decode:wg=1", 0, 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_HEAD, 4, 2, 3, 300, 64, 1, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_CAUSAL, "decode_warp:wg=128,qr=4,unroll=2", 0, 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 0, 32, 0, 1, 0, CLATTN_DTYPE_F16,
+       CLATTN_MASK_NONE, NULL, 0, 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TENSOR, 6, 3, 2, 77, 40, 0, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_CAUSAL_TOP_LEFT, "decode:wg=1", 0, 0, 0},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_CHANNEL, 6, 3, 2, 77, 40, 0, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_CAUSAL, "decode:wg=64", 0, 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TOKEN, 2, 1, 1, 45, 20, 0, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_NONE, "decode:wg=1", 0, 0, 0},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 2, 1, 4, 45, 20, 0, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_CAUSAL, "decode:wg=32", 0, 0, 0},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 150, 64, CLATTN_KV_PAGED_HEAD_MAJOR, 0,
+       1, CLATTN_DTYPE_F32, CLATTN_MASK_NONE, NULL, 0, 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TOKEN, 4, 2, 2, 150, 64, 1, 0, 1, CLATTN_DTYPE_F32,
+       CLATTN_MASK_CAUSAL, "decode_warp:wg=64,qr=4,unroll=4", 0, 0, 0},
+      /* K/V with a dim stride of 2: per-element loads in every form */
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_CHANNEL, 4, 2, 1, 70, 32, 0, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_NONE, "decode_warp:wg=32,qr=4,unroll=2", 1, 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 70, 32, 1, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_NONE, "decode:wg=1", 1, 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 70, 32, 1, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_NONE, "decode:wg=64", 1, 0, 0},
+  };
+  run_quant_cases(cs, sizeof cs / sizeof *cs, "quantized");
 }
 
 /* Quantized K/V in a prefill (more query rows than decode takes: the
@@ -1038,51 +1051,28 @@ static void test_quantized(void **state) {
  * cache. */
 static void test_quantized_prefill(void **state) {
   (void)state;
-  static const struct {
-    clattn_kv_dtype q;
-    clattn_kv_scale s;
-    int hq, hk, nq, nk, d, ragged, dim2;
-    clattn_dtype t;
-    clattn_mask mask;
-    const char *config;
-    double softcap, alibi;
-  } cs[] = {
-      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 4, 2, 40, 100, 64, 0, 0, CLATTN_DTYPE_F32,
-       CLATTN_MASK_CAUSAL, NULL, 0, 0},
-      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_CHANNEL, 4, 1, 33, 77, 40, 0, 0, CLATTN_DTYPE_BF16,
-       CLATTN_MASK_NONE, "flash:bm=16,bn=32", 0, 0},
-      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TENSOR, 6, 3, 50, 30, 32, 0, 0, CLATTN_DTYPE_F16,
-       CLATTN_MASK_CAUSAL_TOP_LEFT, NULL, 0, 0},
-      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_HEAD, 4, 2, 40, 300, 64, 1, 0, CLATTN_DTYPE_F32,
-       CLATTN_MASK_CAUSAL, NULL, 0, 0},
-      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TOKEN, 4, 2, 24, 300, 16, 1, 0, CLATTN_DTYPE_BF16,
-       CLATTN_MASK_NONE, NULL, 0, 0},
-      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 4, 2, 20, 70, 32, 0, 1, CLATTN_DTYPE_F32,
-       CLATTN_MASK_NONE, NULL, 0, 0},
-      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_CHANNEL, 4, 2, 37, 64, 64, 0, 0, CLATTN_DTYPE_F32,
-       CLATTN_MASK_CAUSAL, NULL, 20.0, 8.0},
+  static const qcase cs[] = {
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 4, 2, 40, 100, 64, 0, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_CAUSAL, NULL, 0, 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_CHANNEL, 4, 1, 33, 77, 40, 0, 0, 0,
+       CLATTN_DTYPE_BF16, CLATTN_MASK_NONE, "flash:bm=16,bn=32", 0, 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TENSOR, 6, 3, 50, 30, 32, 0, 0, 0,
+       CLATTN_DTYPE_F16, CLATTN_MASK_CAUSAL_TOP_LEFT, NULL, 0, 0, 0},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_HEAD, 4, 2, 40, 300, 64, 0, 1, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_CAUSAL, NULL, 0, 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TOKEN, 4, 2, 24, 300, 16, 0, 1, 0,
+       CLATTN_DTYPE_BF16, CLATTN_MASK_NONE, NULL, 0, 0, 0},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 4, 2, 20, 70, 32, 0, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_NONE, NULL, 1, 0, 0},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_CHANNEL, 4, 2, 37, 64, 64, 0, 0, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_CAUSAL, NULL, 0, 20.0, 8.0},
       /* the portable kernel where another is the default (CPUs: flash_rows) */
-      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 4, 2, 40, 100, 64, 0, 0, CLATTN_DTYPE_F16,
-       CLATTN_MASK_CAUSAL, "flash:bm=32,bn=32", 0, 0},
-      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_HEAD, 4, 2, 24, 300, 32, 1, 1, CLATTN_DTYPE_F32,
-       CLATTN_MASK_NONE, "flash:bm=16,bn=16", 0, 0},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 4, 2, 40, 100, 64, 0, 0, 0, CLATTN_DTYPE_F16,
+       CLATTN_MASK_CAUSAL, "flash:bm=32,bn=32", 0, 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_HEAD, 4, 2, 24, 300, 32, 0, 1, 0, CLATTN_DTYPE_F32,
+       CLATTN_MASK_NONE, "flash:bm=16,bn=16", 1, 0, 0},
   };
-  for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
-    dcase c = base(3, cs[i].hq, cs[i].hk, cs[i].d, cs[i].nq, cs[i].nk);
-    c.kvq = cs[i].q;
-    c.kvs = cs[i].s;
-    c.dtype = cs[i].t;
-    c.mask = cs[i].mask;
-    c.config = cs[i].config;
-    c.dim2 = cs[i].dim2;
-    c.softcap = cs[i].softcap;
-    c.alibi = cs[i].alibi;
-    if (cs[i].ragged) ragged_0_1_17_300(&c, cs[i].nq);
-    char label[96];
-    snprintf(label, sizeof label, "quantized prefill %zu (%s, %s)", i, clattn_kv_dtype_name(c.kvq),
-             clattn_kv_scale_name(c.kvs));
-    run_case(&c, label);
-  }
+  run_quant_cases(cs, sizeof cs / sizeof *cs, "quantized prefill");
 }
 
 /* Every code of each quantized type through every kernel form: one key, so

@@ -281,6 +281,28 @@ static clattn_status build_tile_bits(clattn_plan p, bwd_state *s, size_t bytes) 
   return CLATTN_SUCCESS;
 }
 
+/* The program of `files` with `opts` (the user's mask_mod compiled in: a
+ * compile error is INVALID_ARGUMENT with the log), its three kernels (local
+ * bytes of the dK/dV and dQ kernels) and the D workspace. */
+static clattn_status build_kernels(clattn_plan p, bwd_state *s, const char *files,
+                                   const char *opts, size_t l_dkdv, size_t l_dq, size_t dbytes,
+                                   cl_program *prog) {
+  clattn_context ctx = p->ctx;
+  clattn_status st = clattn__get_program_user(ctx, files, opts, p->desc.mask_mod, prog);
+  if (st != CLATTN_SUCCESS) return st;
+  if ((st = clattn__create_kernel_sized(ctx, *prog, "flash_bwd_pre", 0, &s->pre)) !=
+          CLATTN_SUCCESS ||
+      (st = clattn__create_kernel_sized(ctx, *prog, "flash_bwd_dkdv", l_dkdv, &s->dkdv)) !=
+          CLATTN_SUCCESS ||
+      (st = clattn__create_kernel_sized(ctx, *prog, "flash_bwd_dq", l_dq, &s->dq)) !=
+          CLATTN_SUCCESS)
+    return st;
+  cl_int err;
+  s->dbuf = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, dbytes, NULL, &err);
+  if (!s->dbuf) return clattn__cl_fail(ctx, "clCreateBuffer", err, "backward workspace D");
+  return CLATTN_SUCCESS;
+}
+
 /* The tensor-core kernels' program, kernels and workspace (create's tail
  * for flash_bwd_tc). Two stages need 16-byte aligned rows (cp.async): with
  * other strides each kernel runs with one, as describe() says. */
@@ -303,18 +325,10 @@ static clattn_status tc_create(clattn_plan p, bwd_state *s, const int *params, c
   if (ctx->settings.nv_verbose) clattn__append(opts, sizeof opts, " -cl-nv-verbose");
   clattn__mods_options(d, opts, sizeof opts); /* softcap, ALiBi, bias, the user's mask */
   cl_program prog = NULL;
-  clattn_status r = clattn__get_program_user(ctx, "flash_bwd.cl nv_mma.cl flash_bwd_tc.cl", opts,
-                                             d->mask_mod, &prog);
+  const clattn_status r =
+      build_kernels(p, s, "flash_bwd.cl nv_mma.cl flash_bwd_tc.cl", opts, tc_local_dkdv(params, d),
+                    tc_local_dq(params, d), dbytes, &prog);
   if (r != CLATTN_SUCCESS) return r;
-  if ((r = clattn__create_kernel_sized(ctx, prog, "flash_bwd_pre", 0, &s->pre)) != CLATTN_SUCCESS ||
-      (r = clattn__create_kernel_sized(ctx, prog, "flash_bwd_dkdv", tc_local_dkdv(params, d),
-                                       &s->dkdv)) != CLATTN_SUCCESS ||
-      (r = clattn__create_kernel_sized(ctx, prog, "flash_bwd_dq", tc_local_dq(params, d),
-                                       &s->dq)) != CLATTN_SUCCESS)
-    return r;
-  cl_int err;
-  s->dbuf = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, dbytes, NULL, &err);
-  if (!s->dbuf) return clattn__cl_fail(ctx, "clCreateBuffer", err, "backward workspace D");
   snprintf(p->bwd_describe, sizeof p->bwd_describe,
            "flash_bwd_tc %s d=%d: deterministic, mma.sync m16n8k16 + ldmatrix%s; dK/dV over %d-key "
            "tiles (kw=%d kmt=%d qm=%d kst=%d), dQ over %d-row tiles (qw=%d qmt=%d kn=%d qst=%d) "
@@ -389,19 +403,9 @@ clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const c
    * the backward takes; sinks need no code here) */
   clattn__mods_options(d, opts, sizeof opts);
   cl_program prog = NULL;
-  /* the user's mask_mod compiled in (a compile error: INVALID_ARGUMENT with the log) */
-  clattn_status st = clattn__get_program_user(ctx, "flash_bwd.cl", opts, d->mask_mod, &prog);
+  const size_t l_local = s->rows ? 0 : clattn__flash_bwd_local(params, d);
+  clattn_status st = build_kernels(p, s, "flash_bwd.cl", opts, l_local, l_local, dbytes, &prog);
   if (st != CLATTN_SUCCESS) return st;
-  const size_t l_dkdv = s->rows ? 0 : clattn__flash_bwd_local(params, d), l_dq = l_dkdv;
-  if ((st = clattn__create_kernel_sized(ctx, prog, "flash_bwd_pre", 0, &s->pre)) !=
-          CLATTN_SUCCESS ||
-      (st = clattn__create_kernel_sized(ctx, prog, "flash_bwd_dkdv", l_dkdv, &s->dkdv)) !=
-          CLATTN_SUCCESS ||
-      (st = clattn__create_kernel_sized(ctx, prog, "flash_bwd_dq", l_dq, &s->dq)) != CLATTN_SUCCESS)
-    return st;
-  cl_int err;
-  s->dbuf = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, dbytes, NULL, &err);
-  if (!s->dbuf) return clattn__cl_fail(ctx, "clCreateBuffer", err, "backward workspace D");
   if (p->sparse) {
     if ((st = build_tile_bits(p, s, tbytes)) != CLATTN_SUCCESS) return st;
     if ((st = clattn__sparse_upload_bits(p)) != CLATTN_SUCCESS) return st;
