@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|kvquant|backward|bwdtc|wgmma|mods|all|plots;
+# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|dectc|kvquant|backward|bwdtc|wgmma|mods|all|plots;
 # logs go to $OUT (or ./gpu-out), packed into $OUT/logs.tgz on exit (CLATTN_GPU_PACK=0 keeps them loose); pipe the output into $OUT/summary.txt.
 # `regress` (not part of `all`): the same CLI points on this tree and on an older one in .base/
 # (`git archive REV | tar -x -C .base`, passed with carry), alternating, same process group: speed must not move.
@@ -220,6 +220,29 @@ if want kvquant; then
   done; done | tee "$OUT/kvquant_verify.txt"
 fi
 
+if want dectc; then
+  # issue 14/15: the tensor-core decode (decode_tc) against decode_warp: its tests, registers and
+  # spills (-cl-nv-verbose), and KV GB/s per configuration (DECTC_CONFIGS, ';'-separated
+  # CLATTN_TUNE_OVERRIDE values) on contiguous and paged caches, bf16 Hq=32 Hk=8 d=128.
+  if [ "${DECTC_TEST:-1}" = 1 ]; then
+  timeout 300 ./build/tests/test_decode --only "test_decode_tc" >"$OUT/test_decode_tc.log" 2>&1
+  echo "test_decode_tc rc=$?"; grep -E "PASSED|FAILED|SKIPPED|rror|fail" "$OUT/test_decode_tc.log" | head -12
+  gcc -O2 bench/nv_build_log.c -lOpenCL -o build/nv_build_log 2>>"$OUT/run.err" &&
+    cat cl/nv_mma.cl cl/decode.cl >build/decode_tc_all.cl && for cfg in "16 3" "32 2" "32 3"; do set -- $cfg
+      ./build/nv_build_log NVIDIA build/decode_tc_all.cl "-cl-std=CL1.2 -DCLATTN_DTYPE=2 -DD=128 -DKT=64 -DWG=32 -DQR=4 \
+        -DTC=1 -DBN=$1 -DNS=$2 -DLDM_ADDR=1 -DVEC8=1 -DALIGN16=1 -DPAGED=1 -DPAGE=16" "$OUT/decode_tc_bn$1_ns$2.ptx" 2>&1 |
+        grep -A1 "decode_split" | grep -oE "Used [0-9]+ registers|[0-9]+ bytes spill[a-z ]*" | tr '\n' ' '; echo " <- bn=$1 ns=$2"
+    done
+  fi
+  IFS=';' read -r -a dconfigs <<<"${DECTC_CONFIGS:-decode_warp:wg=128,qr=4,unroll=4;decode_tc:bn=16,ns=3;decode_tc:bn=32,ns=2}"
+  [ "${DECTC_CONFIGS:-}" = none ] && dconfigs=()
+  for cfg in "${dconfigs[@]}"; do
+    echo "== config $cfg"
+    CLATTN_TUNE_OVERRIDE=$cfg timeout 300 $CLI bench --family decode --heads 32 --kv-heads 8 --head-dim 128 \
+      --dtype ${DECTC_DTYPE:-bf16} --batches ${DECTC_BATCHES:-1,8,64} --seq ${DECTC_SEQS:-4096,32768} \
+      --pages ${DECTC_PAGES:-0,16} --reps 20 --warmup 3 2>>"$OUT/run.err"
+  done | tee "$OUT/dectc.txt" | grep -vE "^(copy|peak)" | cut -c1-150 | head -60
+fi
 if want decode; then
   # issue 14: decode (split-KV) on contiguous and paged caches vs PyTorch SDPA (enable_gqa), Hq=32
   # Hk=8 d=128, batch 1/8/64 x KV 4k/32k/128k; KV GB/s and % of the measured copy rate.

@@ -220,6 +220,9 @@ inline bool key_slot_pg(const int j, const int ke, const int pg, const int num_p
 #ifndef WARP
 #define WARP 0
 #endif
+#ifndef TC
+#define TC 0 /* decode_tc: mma.sync (nv_mma.cl comes first) */
+#endif
 #ifndef CLATTN_NV_SHFL
 #define CLATTN_NV_SHFL 0
 #endif
@@ -337,7 +340,7 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
              const int num_pages, const int maxp, const float qscale,
              __global const float *restrict ksc, __global const float *restrict vsc,
              const long ssr DECODE_USER_ARG FLASH_BIAS_ARGS) {
-#if WG > 1 && !WARP
+#if WG > 1 && !WARP && !TC
   __local float lq[QR][D];
   __local float lk[KT][D + 1];
   __local float lv[KT][D];
@@ -379,7 +382,186 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
 #endif
   const int ntiles = wg_live ? (ke - kb + KT - 1) / KT : 0;
 
-#if WARP
+#if TC
+  /* NVIDIA sm_80+ (the decode_tc variant, -DTC=1, nv_mma.cl): one warp a
+   * work-group. Its QR packed rows (at most 16) are the M = 16 rows of
+   * mma.sync m16n8k16 (rows past QR are zero), Q stays in registers as A
+   * fragments, and the split's keys stream through a ring of NS stages of
+   * BN keys (K and V rows, cp.async where every row offset is a multiple of
+   * 16 bytes): S = Q·Kᵀ (ldmatrix), the online softmax on the accumulator
+   * fragments, O += P·V (ldmatrix.trans). Per key a warp issues about one
+   * MMA and a few loads where decode_warp runs about 90 instructions per
+   * key and KV head (bench/RESULTS.md §14): the KV stream, not the
+   * arithmetic, is the limit. Paged pools whose page size is a multiple of
+   * BN are walked page by page: one block-table entry per tile, read one
+   * tile ahead. Keys that do not exist (past ke, behind a bad page id) are
+   * zero-filled and masked by a per-stage flag. */
+#define TLD (D + 8)         /* local row stride (elements): conflict-free ldmatrix */
+#define TCH (D / 8)         /* 16-byte chunks per row */
+#define TKC (D / 16)        /* k-steps of S */
+#define TNO (D / 8)         /* n-tiles of O */
+#define TNS (BN / 8)        /* n-tiles of S */
+#define TKP (BN / 16)       /* k-steps of P·V */
+#define TKS (32 / TCH)      /* keys a warp's chunk loads cover at once */
+#define TLK (BN * TCH / 32) /* chunks a lane loads per K (or V) tile */
+#if D % 16 || 32 % TCH || BN % 16 || BN * TCH < 32 || NS < 2 || NS > 4 || WG != 32 || QR > 16
+#error "decode_tc: D in 16, 32, 64, 128; BN a multiple of 16; NS in 2..4; WG 32; QR <= 16"
+#endif
+#if NS == 2
+#define TC_WAIT() CP_WAIT(0)
+#elif NS == 3
+#define TC_WAIT() CP_WAIT(1)
+#else
+#define TC_WAIT() CP_WAIT(2)
+#endif
+#define TPW (PAGED && PAGE % BN == 0) /* a tile lies in one page */
+  __local uint4 ring_raw[NS * 2 * BN * TLD / 8];
+  __local int okey[NS][BN];
+  __local ushort *ring = (__local ushort *)ring_raw;
+  const int g = lid >> 2, t4 = lid & 3;
+  /* the lane's two rows (g, g + 8): live, query index */
+  bool rok[2];
+  int ri[2];
+  uint qf[TKC][4];
+#pragma unroll
+  for (int rr = 0; rr < 2; rr++) {
+    const int r = r0 + g + 8 * rr;
+    rok[rr] = wg_live && g + 8 * rr < QR && r < rows;
+    ri[rr] = rok[rr] ? r / G : 0;
+  }
+#pragma unroll
+  for (int e = 0; e < 4; e++) {
+    const int rr = e & 1, r = r0 + g + 8 * rr;
+    const long qa = rok[rr] ? (long)b * qsb + (long)(q0 + r / G) * qss + (long)(hk * G + r % G) * qsh
+                            : 0;
+#pragma unroll
+    for (int kc = 0; kc < TKC; kc++) {
+      const int col = 16 * kc + 2 * t4 + (e >> 1) * 8;
+      qf[kc][e] = rok[rr] ? (uint)q[qa + (long)col * qsd] | ((uint)q[qa + (long)(col + 1) * qsd] << 16)
+                          : 0u;
+    }
+  }
+  float o[TNO][4], m[2], l[2];
+#pragma unroll
+  for (int j = 0; j < TNO; j++)
+    o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+  m[0] = m[1] = -INFINITY;
+  l[0] = l[1] = 0.0f;
+
+  const int ntl = wg_live ? (ke - kb + BN - 1) / BN : 0;
+  const int cch = lid % TCH, ckey = lid / TCH; /* the lane's chunk and first key of a tile */
+  /* Issues the loads of tile tl (keys kb + tl·BN ...) into stage tl % NS;
+   * pgv: the tile's block-table entry (TPW). */
+#if TPW
+#define TC_SLOT(j, kl, pgv, kr, kj)                                                                \
+  ((kr) = (long)((pgv) >= 0 && (pgv) < num_pages ? (pgv) : 0),                                     \
+   (kj) = (long)((j) - (j) / PAGE * PAGE), (j) < ke && (pgv) >= 0 && (pgv) < num_pages)
+#define TC_PAGE(tl) (kb + (tl)*BN < ke ? btab[(long)b * maxp + (kb + (tl)*BN) / PAGE] : 0)
+#else
+#define TC_SLOT(j, kl, pgv, kr, kj) key_slot((j), ke, b, k0, btab, maxp, num_pages, &(kr), &(kj))
+#define TC_PAGE(tl) 0
+#endif
+#if ALIGN16
+#define TC_CHUNK(dst, src, ro, sd, ok)                                                             \
+  CP_ASYNC16(smem_addr(dst), (ok) ? (src) + (ro) + cch * 8 : (src), (ok))
+#else /* element loads (strided head dims, unaligned rows), stored as they come */
+#define TC_CHUNK(dst, src, ro, sd, ok)                                                             \
+  (*(__local uint4 *)(dst) = (ok) ? load_chunk16((src), (ro), cch, (sd)) : (uint4)(0u))
+#endif
+#define TC_ISSUE(tl, pgv)                                                                          \
+  do {                                                                                             \
+    __local ushort *ks_ = ring + ((tl) % NS) * (2 * BN * TLD);                                     \
+    _Pragma("unroll") for (int i_ = 0; i_ < TLK; i_++) {                                           \
+      const int kl_ = ckey + i_ * TKS, j_ = kb + (tl)*BN + kl_;                                   \
+      long kr_, kj_;                                                                               \
+      const bool ok_ = TC_SLOT(j_, kl_, pgv, kr_, kj_);                                            \
+      TC_CHUNK(ks_ + kl_ * TLD + cch * 8, k, kr_ * ksb + kj_ * kss + (long)hk * ksh, ksd, ok_);     \
+      TC_CHUNK(ks_ + (BN + kl_) * TLD + cch * 8, v, kr_ * vsb + kj_ * vss + (long)hk * vsh, vsd,    \
+               ok_);                                                                               \
+      if (cch == 0) okey[(tl) % NS][kl_] = ok_;                                                    \
+    }                                                                                              \
+  } while (0)
+  int pgn = TC_PAGE(0);
+#pragma unroll
+  for (int s0 = 0; s0 < NS - 1; s0++) {
+    if (s0 < ntl) TC_ISSUE(s0, pgn);
+    CP_COMMIT();
+    pgn = TC_PAGE(s0 + 1);
+  }
+  /* ldmatrix lane addresses (flash_tc.cl): K: keys +8 for matrices 2, 3,
+   * dims +8 for 1, 3; V (.trans): keys +8 for 1, 3, dims +8 for 2, 3. */
+  const uint kbase0 = smem_addr(ring + ((lid >> 4) * 8 + (lid & 7)) * TLD + ((lid >> 3) & 1) * 8);
+  const uint vbase0 =
+      smem_addr(ring + (BN + ((lid >> 3) & 1) * 8 + (lid & 7)) * TLD + (lid >> 4) * 8);
+  for (int tl = 0; tl < ntl; tl++) {
+    TC_WAIT(); /* this lane's copies of tile tl have landed */
+    barrier(CLK_LOCAL_MEM_FENCE); /* everyone's; stage (tl - 1) % NS is free */
+    if (tl + NS - 1 < ntl) TC_ISSUE(tl + NS - 1, pgn);
+    CP_COMMIT();
+    pgn = TC_PAGE(tl + NS);
+    const int st = tl % NS, j0 = kb + tl * BN;
+    const uint sb = (uint)(st * 2 * BN * TLD * 2);
+    float s[TNS][4];
+#pragma unroll
+    for (int j = 0; j < TNS; j++)
+      s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+    for (int kc = 0; kc < TKC; kc++)
+#pragma unroll
+      for (int j = 0; j < TNS; j += 2) {
+        uint b0, b1, b2, b3;
+        LDM_X4(b0, b1, b2, b3, kbase0 + sb + (uint)((j * 8 * TLD + 16 * kc) * 2));
+        MMA(s[j], qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3], b0, b1);
+        MMA(s[j + 1], qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3], b2, b3);
+      }
+    /* keys that do not exist (or, causal, come after the row's position) */
+#pragma unroll
+    for (int j = 0; j < TNS; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int kl = 8 * j + 2 * t4 + (e & 1);
+        bool dead = !okey[st][kl];
+#if CAUSAL
+        dead = dead || j0 + kl > ri[e >> 1] + off;
+#endif
+        if (dead) s[j][e] = -INFINITY;
+      }
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++)
+      SOFTMAX_STEP(s, TNS, o, TNO, rr, m[rr], l[rr], qscale);
+#pragma unroll
+    for (int kc = 0; kc < TKP; kc++) {
+      const uint a0 = pack2(s[2 * kc][0], s[2 * kc][1]), a1 = pack2(s[2 * kc][2], s[2 * kc][3]);
+      const uint a2 = pack2(s[2 * kc + 1][0], s[2 * kc + 1][1]);
+      const uint a3 = pack2(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+#pragma unroll
+      for (int j = 0; j < TNO; j += 2) {
+        uint b0, b1, b2, b3;
+        LDM_X4_T(b0, b1, b2, b3, vbase0 + sb + (uint)((16 * kc * TLD + j * 8) * 2));
+        MMA(o[j], a0, a1, a2, a3, b0, b1);
+        MMA(o[j + 1], a0, a1, a2, a3, b2, b3);
+      }
+    }
+  }
+  CP_WAIT(0);
+  /* the normalised partial rows and their log2-sum-exps */
+#pragma unroll
+  for (int rr = 0; rr < 2; rr++) {
+    float lt = l[rr];
+    lt += shfl_xor(lt, 1);
+    lt += shfl_xor(lt, 2);
+    if (rok[rr]) {
+      const long slot = partial_slot(r0 + g + 8 * rr, b, hk, G, H, Nq_max, splits, sp);
+      const bool empty = as_uint(lt) == 0u;
+      const float inv = empty ? 0.0f : 1.0f / lt;
+#pragma unroll
+      for (int j = 0; j < TNO; j++)
+        vstore2((float2)(o[j][2 * rr], o[j][2 * rr + 1]) * inv, 0,
+                ws_o + slot * D + 8 * j + 2 * t4);
+      if (t4 == 0) ws_lse[slot] = empty ? CLATTN_MASKED : m[rr] * qscale + log2(lt);
+    }
+  }
+#elif WARP
   /* NVIDIA (the decode_warp variant): each key is read by LPK = D/8 lanes,
    * 8 elements a lane (16-byte loads of 16-bit storage), so a warp walks
    * 32/LPK keys at once and the work-group NSW = WG/LPK key streams. Every

@@ -301,6 +301,14 @@ static void test_parse(void **state) {
   assert_true(clattn__config_prefix("flash_tc:warps=4", pre, sizeof pre));
   assert_string_equal(pre, "flash_tc");
   assert_false(clattn__config_prefix("warps=4", pre, sizeof pre));
+  /* A bare variant name: its prefix, and (completed from a base) its defaults. */
+  assert_true(clattn__config_prefix("decode_tc", pre, sizeof pre));
+  assert_string_equal(pre, "decode_tc");
+  assert_false(clattn__config_prefix("no_such_kernel", pre, sizeof pre));
+  assert_int_equal(clattn__config_parse(wg, "flash", base, p, err, sizeof err), CLATTN_SUCCESS);
+  assert_memory_equal(p, base, sizeof base);
+  assert_int_equal(clattn__config_parse(wg, "flash", NULL, p, err, sizeof err),
+                   CLATTN_ERROR_INVALID_ARGUMENT);
   /* Round trip: format then parse gives the same configuration, for every
    * variant's default. */
   const clattn__device_info gpu = fake_device(0, 48 * 1024, 1024);

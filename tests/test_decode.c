@@ -636,6 +636,91 @@ static void test_decode_warp(void **state) {
   assert_int_equal(g_skipped, skipped0); /* every case ran */
 }
 
+/* decode_tc (NVIDIA sm_80+, mma.sync; skipped elsewhere): f16 and bf16,
+ * every head dim it takes, GQA 1:1 .. 32:1 and seq_q up to 16 (row blocks
+ * of 16), KV lengths 1 .. 1000, contiguous with per-sequence lengths,
+ * paged walked page by page (page 16, 32, 256) and key by key (1, 12),
+ * head-major pools, shared prefix pages, ragged, both causal alignments,
+ * padded strides (cp.async), dim stride 2 (element loads), hostile tables,
+ * forced split counts and each step size and stage count. */
+static void test_decode_tc(void **state) {
+  (void)state;
+  {
+    clattn_attention_desc d;
+    clattn_attention_desc_init(&d);
+    d.batch = 1;
+    d.heads = 4;
+    d.kv_heads = 1;
+    d.seq_q = 1;
+    d.seq_kv = 64;
+    d.head_dim = 64;
+    d.dtype = CLATTN_DTYPE_BF16;
+    clattn_plan plan = NULL;
+    if (clattn_plan_create_with_config(g_ctx, &d, 0, "decode_tc", &plan) != CLATTN_SUCCESS) {
+      print_message("decode_tc does not apply on this device: skipped\n");
+      skip();
+    }
+    clattn_plan_release(plan);
+  }
+  static const struct {
+    int hq, hk, nq, nk, d, dtype, kv, ps, strided, ragged, hostile;
+    clattn_mask mask;
+    const char *cfg;
+  } cs[] = {
+      {1, 1, 1, 1, 64, 2, 0, 0, 0, 0, 0, CLATTN_MASK_NONE, "decode_tc:bn=16,ns=2"},
+      {4, 1, 1, 7, 32, 1, 0, 0, 0, 0, 0, CLATTN_MASK_NONE, "decode_tc:splits=3,kt=16"},
+      {8, 1, 1, 1000, 128, 2, 0, 0, 0, 0, 0, CLATTN_MASK_NONE, "decode_tc:bn=32,ns=2,kt=64"},
+      {32, 1, 1, 200, 16, 1, 0, 0, 0, 0, 0, CLATTN_MASK_NONE, "decode_tc:splits=5,ns=3"},
+      {8, 2, 3, 100, 64, 2, 0, 0, 0, 0, 0, CLATTN_MASK_CAUSAL, "decode_tc:splits=4,kt=32"},
+      {4, 4, 16, 37, 32, 1, 0, 0, 0, 0, 0, CLATTN_MASK_CAUSAL, "decode_tc:splits=2,bn=32,ns=4,kt=32"},
+      {4, 1, 5, 60, 64, 2, 0, 0, 0, 0, 0, CLATTN_MASK_CAUSAL_TOP_LEFT, "decode_tc:splits=7,kt=16"},
+      {3, 3, 9, 4, 16, 2, 0, 0, 0, 0, 0, CLATTN_MASK_NONE, "decode_tc"},
+      {4, 1, 16, 333, 128, 1, 0, 0, 0, 0, 0, CLATTN_MASK_CAUSAL, "decode_tc:splits=1"},
+      {8, 2, 1, 333, 128, 2, CLATTN_KV_PAGED, 16, 0, 0, 0, CLATTN_MASK_NONE, "decode_tc"},
+      {8, 2, 4, 300, 64, 1, CLATTN_KV_PAGED, 16, 0, 0, 0, CLATTN_MASK_CAUSAL, "decode_tc:splits=3"},
+      {4, 1, 1, 1000, 64, 2, CLATTN_KV_PAGED, 256, 0, 0, 0, CLATTN_MASK_NONE, "decode_tc:kt=256"},
+      {4, 1, 2, 500, 128, 2, CLATTN_KV_PAGED, 32, 0, 0, 0, CLATTN_MASK_CAUSAL, "decode_tc:bn=32,ns=2"},
+      {4, 2, 1, 200, 64, 1, CLATTN_KV_PAGED, 1, 0, 0, 0, CLATTN_MASK_NONE, "decode_tc:splits=2"},
+      {4, 2, 3, 100, 32, 2, CLATTN_KV_PAGED_HEAD_MAJOR, 12, 0, 0, 0, CLATTN_MASK_CAUSAL,
+       "decode_tc:ns=4"},
+      {6, 3, 2, 50, 32, 2, 0, 0, 1, 0, 0, CLATTN_MASK_CAUSAL, "decode_tc:splits=2"},
+      {6, 3, 2, 50, 64, 1, CLATTN_KV_PAGED, 16, 1, 0, 0, CLATTN_MASK_NONE, "decode_tc"},
+      {4, 2, 1, 90, 64, 2, 0, 0, 2, 0, 0, CLATTN_MASK_NONE, "decode_tc:splits=2"},
+      {4, 2, 0, 0, 64, 2, 0, 0, 0, 1, 0, CLATTN_MASK_CAUSAL, "decode_tc"},
+      {4, 2, 0, 0, 128, 1, CLATTN_KV_PAGED, 16, 0, 1, 0, CLATTN_MASK_CAUSAL, "decode_tc:bn=32,ns=2"},
+      {4, 1, 1, 40, 16, 2, CLATTN_KV_PAGED, 16, 0, 0, 1, CLATTN_MASK_NONE, "decode_tc"},
+  };
+  for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+    dcase c = base(3, cs[i].hq, cs[i].hk, cs[i].d, cs[i].nq, cs[i].nk);
+    c.dtype = (clattn_dtype)cs[i].dtype;
+    c.kv = cs[i].kv;
+    c.page_size = cs[i].ps;
+    c.mask = cs[i].mask;
+    c.layout = i % 2 ? CLATTN_LAYOUT_BHSD : CLATTN_LAYOUT_BSHD;
+    c.config = cs[i].cfg;
+    c.decode_has = "tensor cores";
+    if (cs[i].ragged) { /* lengths 0, 1, 17 (Q) over 0, 1, 1000 keys */
+      static const int nq[3] = {0, 1, 17}, nk[3] = {0, 1000, 17};
+      memcpy(c.nq, nq, sizeof nq);
+      memcpy(c.nk, nk, sizeof nk);
+      c.ragged = 1;
+    } else if (cs[i].hostile) {
+      c.B = 2;
+      c.hostile = 1;
+    } else {
+      c.nk[1] = cs[i].nk > 2 ? cs[i].nk / 2 + 1 : 1; /* per-sequence lengths */
+      c.nk[2] = cs[i].kv ? cs[i].ps : 1;            /* paged: holds the shared page */
+      c.seqlens = cs[i].kv == 0;
+      c.share = cs[i].kv ? 1 : 0;
+    }
+    c.strided = cs[i].strided == 1;
+    c.dim2 = cs[i].strided == 2;
+    char label[128];
+    snprintf(label, sizeof label, "tc %zu (%s)", i, cs[i].cfg);
+    run_case(&c, label);
+  }
+}
+
 /* f16 / bf16 storage, paged and contiguous with per-sequence lengths. */
 static void test_decode_dtypes(void **state) {
   (void)state;
@@ -1598,6 +1683,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_validation),
       cmocka_unit_test(test_strided),
       cmocka_unit_test(test_decode_warp),
+      cmocka_unit_test(test_decode_tc),
       cmocka_unit_test(test_quantized),
       cmocka_unit_test(test_quantized_prefill),
       cmocka_unit_test(test_quant_codes),

@@ -30,6 +30,9 @@ static const clattn__variant table[] = {
     {VARIANT("decode_warp", F, FWD, true, decode_warp), .params = clattn__decode_warp_params,
      .num_params = 5, .kv_quant = true, .create = clattn__decode_create,
      .execute = clattn__decode_execute, .release = clattn__decode_release},
+    {VARIANT("decode_tc", F, FWD, true, decode_tc), .params = clattn__decode_tc_params,
+     .num_params = 4, .create = clattn__decode_create, .execute = clattn__decode_execute,
+     .release = clattn__decode_release},
     {VARIANT("flash_wgmma", F, FWD, true, flash_wgmma), .params = clattn__flash_wgmma_params,
      .num_params = 3, .ptx_patched = true, .create = clattn__flash_wgmma_create,
      .execute = clattn__flash_execute, .release = clattn__flash_release},
@@ -143,6 +146,8 @@ static int param_index(const clattn__variant *v, const char *name, size_t len) {
 bool clattn__config_prefix(const char *s, char *buf, size_t cap) {
   const char *colon = strchr(s, ':');
   const char *eq = strchr(s, '=');
+  if (!colon && !eq && *s && clattn__variant_find(s)) /* a bare name: its defaults */
+    colon = s + strlen(s);
   if (!colon || (eq && eq < colon)) return false;
   size_t n = (size_t)(colon - s);
   if (n + 1 > cap) n = cap - 1;
@@ -157,7 +162,8 @@ static const char *after_prefix(const clattn__variant *v, const char *s) {
   char pre[64];
   if (!clattn__config_prefix(s, pre, sizeof pre)) return s;
   if (strcmp(pre, v->name)) return NULL;
-  return strchr(s, ':') + 1;
+  const char *colon = strchr(s, ':');
+  return colon ? colon + 1 : s + strlen(s);
 }
 
 clattn_status clattn__config_parse(const clattn__variant *v, const char *s, const int *base,

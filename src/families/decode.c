@@ -10,7 +10,7 @@
 
 typedef struct decode_state {
   cl_kernel split, merge;
-  int splits, kt, wg, qr, nrb, warp, unroll, allh;
+  int splits, kt, wg, qr, nrb, warp, unroll, allh, tc, bn, ns;
   cl_mem ws, wl; /* [rows][splits][D] partial outputs, [rows][splits] log2-sum-exps */
   cl_mem sinks;  /* desc.sinks on the device (the merge adds them) */
   size_t ws_o_bytes, ws_bytes;
@@ -223,14 +223,81 @@ bool clattn__decode_warp_fallback(const clattn__device_info *info, const clattn_
   return false;
 }
 
+/* ---- decode_tc: the NVIDIA tensor-core form (cl/decode.cl, -DTC=1) -------- */
+
+/* splits, kt (the split granularity, a multiple of bn), bn keys a step,
+ * ns stages of the ring. */
+static const int dt_kt[] = {64, 128, 256};
+static const int dt_bn[] = {16, 32};
+static const int dt_ns[] = {2, 3, 4};
+const clattn__param clattn__decode_tc_params[4] = {{"splits", 0, 1024, VALS(dec_splits)},
+                                                   {"kt", 16, 4096, VALS(dt_kt)},
+                                                   {"bn", 16, 32, VALS(dt_bn)},
+                                                   {"ns", 2, 4, VALS(dt_ns)}};
+const char *const clattn__decode_tc_sources[] = {"nv_mma.cl", "decode.cl", NULL};
+
+int clattn__decode_tc_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
+                                 const char **why) {
+  const int base = clattn__decode_applicable(info, d, why);
+  if (base <= 5) return 0;
+  if (!info->is_nvidia || info->nv_cc_major < 8) {
+    *why = "needs NVIDIA sm_80 or newer (mma.sync)";
+    return 0;
+  }
+  if (d->dtype == CLATTN_DTYPE_F32 || d->kv_dtype != CLATTN_KV_DTYPE_SAME) {
+    *why = "f16/bf16 K/V only (quantized and f32 caches: decode_warp)";
+    return 0;
+  }
+  if (d->softcap > 0.0 || d->alibi_max_bias > 0.0 || d->score_mod || d->mask_mod ||
+      d->bias_type != CLATTN_BIAS_NONE) {
+    *why = "no score modifiers, user functions or bias (decode_warp has them)";
+    return 0;
+  }
+  if (d->head_dim != 16 && d->head_dim != 32 && d->head_dim != 64 && d->head_dim != 128) {
+    *why = "head_dim 16, 32, 64 or 128";
+    return 0;
+  }
+  return base + 2; /* above decode_warp (bench/RESULTS.md §14) */
+}
+
+size_t clattn__decode_tc_local(const int *p, const clattn_attention_desc *d) {
+  const size_t ns = (size_t)p[3], bn = (size_t)p[2];
+  return ns * 2 * bn * ((size_t)d->head_dim + 8) * 2 + ns * bn * sizeof(int);
+}
+
+const char *clattn__decode_tc_check(const int *p, const clattn_attention_desc *d,
+                                    const clattn__device_info *info) {
+  const int splits = p[0], kt = p[1], bn = p[2], ns = p[3];
+  if (splits < 0 || splits > 1024) return "splits must lie in 0..1024 (0: automatic)";
+  if (bn != 16 && bn != 32) return "bn must be 16 or 32";
+  if (kt < bn || kt > 4096 || kt % bn) return "kt must be a multiple of bn up to 4096";
+  if (ns < 2 || ns > 4) return "ns must lie in 2..4";
+  if (d->head_dim % 16 || d->head_dim > 128 || 32 % (d->head_dim / 8))
+    return "head_dim must be 16, 32, 64 or 128";
+  if (info->max_wg < 32) return "needs work-groups of 32";
+  if (clattn__decode_tc_local(p, d) > info->local_mem)
+    return "local memory exceeds the device's limit";
+  return NULL;
+}
+
+bool clattn__decode_tc_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
+                                int *out) {
+  static const int prefs[][4] = {{0, 64, 16, 3}, {0, 64, 16, 2}};
+  for (size_t i = 0; i < sizeof prefs / sizeof prefs[0]; i++)
+    if (!clattn__decode_tc_check(prefs[i], d, info)) {
+      memcpy(out, prefs[i], sizeof prefs[i]);
+      return true;
+    }
+  return false;
+}
+
 /* The number of KV splits: enough work-groups (splits × batch × kv_heads ×
  * row blocks) to give every compute unit several, but at least two tiles of
  * keys per split. */
 static int auto_splits(const clattn__device_info *info, const clattn_attention_desc *d, int kt,
-                       int nrb, bool allh) {
+                       int nrb, bool allh, int per_cu) {
   const int64_t base = (int64_t)d->batch * (allh ? 1 : kv_heads_of(d)) * nrb;
-  const int64_t target =
-      (int64_t)(info->compute_units ? info->compute_units : 1) * (info->is_cpu ? 2 : 4);
+  const int64_t target = (int64_t)(info->compute_units ? info->compute_units : 1) * per_cu;
   int64_t s = (target + base - 1) / base;
   const int64_t most = ((int64_t)d->seq_kv + 2 * kt - 1) / (2 * kt);
   if (s > most) s = most;
@@ -255,15 +322,23 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
   if (!s) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate decode state");
   p->state = s;
   s->warp = p->variant && !strcmp(p->variant->name, "decode_warp");
+  s->tc = p->variant && !strcmp(p->variant->name, "decode_tc");
   s->kt = params[1];
-  s->wg = params[2];
-  s->qr = eff_qr(params[3], d);
+  /* decode_tc: one warp, up to 16 rows (an m-tile) a work-group */
+  s->wg = s->tc ? 32 : params[2];
+  s->qr = eff_qr(s->tc ? 16 : params[3], d);
+  s->bn = s->tc ? params[2] : 0;
+  s->ns = s->tc ? params[3] : 0;
   s->unroll = s->warp ? params[4] : 0;
   s->nrb = (group_rows(d) + s->qr - 1) / s->qr;
   /* allh needs the 16-lane CPU form (unit dim strides): the other forms
    * read one KV head a work-item */
-  s->allh = !s->warp && allh_applies(params, d) && p->ks.dim == 1 && p->vs.dim == 1;
-  s->splits = params[0] ? params[0] : auto_splits(&ctx->info, d, s->kt, s->nrb, s->allh);
+  s->allh = !s->warp && !s->tc && allh_applies(params, d) && p->ks.dim == 1 && p->vs.dim == 1;
+  /* work-groups per compute unit: a one-warp work-group (decode_tc) does
+   * less at once than a work-group of several warps */
+  const int per_cu = ctx->info.is_cpu ? 2 : s->tc ? 8 : 4;
+  s->splits =
+      params[0] ? params[0] : auto_splits(&ctx->info, d, s->kt, s->nrb, s->allh, per_cu);
   /* Workspace: (D + 1) floats per (row, split). */
   const size_t rows = (size_t)d->batch * (size_t)d->heads * (size_t)d->seq_q;
   size_t parts, o_elems;
@@ -307,6 +382,8 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
   if (s->warp)
     clattn__append(opts, sizeof opts, " -DWARP=1 -DUNROLL=%d -DCLATTN_NV_SHFL=%d", s->unroll,
                    ctx->info.is_nvidia ? 1 : 0);
+  if (s->tc)
+    clattn__append(opts, sizeof opts, " -DTC=1 -DBN=%d -DNS=%d -DLDM_ADDR=1", s->bn, s->ns);
   clattn__mods_options(d, opts, sizeof opts); /* softcap, ALiBi, user functions, sinks */
   if (d->kv_dtype != CLATTN_KV_DTYPE_SAME)
     clattn__append(opts, sizeof opts, " -DKVQ=%d -DKVS=%d", (int)d->kv_dtype, (int)d->kv_scale);
@@ -314,11 +391,13 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
   bool oom = false;
   char *user_src = clattn__user_source(d, &oom);
   if (oom) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot copy the user source");
-  clattn_status st = clattn__get_program_user(ctx, "decode.cl", opts, user_src, &prog);
+  clattn_status st = clattn__get_program_user(ctx, s->tc ? "nv_mma.cl decode.cl" : "decode.cl",
+                                               opts, user_src, &prog);
   free(user_src);
   if (st != CLATTN_SUCCESS) return st;
-  const size_t local =
-      s->warp ? clattn__decode_warp_local(params, d) : clattn__decode_local(params, d);
+  const size_t local = s->tc     ? clattn__decode_tc_local(params, d)
+                       : s->warp ? clattn__decode_warp_local(params, d)
+                                 : clattn__decode_local(params, d);
   if ((st = clattn__create_kernel_sized(ctx, prog, "decode_split", local, &s->split)) !=
       CLATTN_SUCCESS)
     return st;
@@ -337,7 +416,8 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
            "decode %s d=%d: flash-decoding split-KV%s, %d splits%s, kt=%d wg=%d qr=%d (%d query "
            "rows per KV head), %s KV%s%s [%s]",
            clattn_dtype_name(d->dtype), d->head_dim,
-           s->warp   ? " (warp streams)"
+           s->tc     ? " (tensor cores, mma.sync)"
+           : s->warp ? " (warp streams)"
            : s->allh ? " (all KV heads a work-item)"
                      : "",
            s->splits, params[0] ? "" : " (auto)", s->kt, s->wg, s->qr, group_rows(d),
@@ -345,6 +425,7 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
            d->ragged ? ", ragged" : "", origin);
   if (d->kv_layout != CLATTN_KV_CONTIGUOUS)
     clattn__append(p->describe, sizeof p->describe, " page_size=%d", d->page_size);
+  if (s->tc) clattn__append(p->describe, sizeof p->describe, " bn=%d ns=%d", s->bn, s->ns);
   clattn__describe_mods(d, p->describe, sizeof p->describe);
   if (d->kv_dtype != CLATTN_KV_DTYPE_SAME)
     clattn__append(p->describe, sizeof p->describe, " kv=%s (scales per %s)",
