@@ -225,7 +225,7 @@ if want dectc; then
   # spills (-cl-nv-verbose), and KV GB/s per configuration (DECTC_CONFIGS, ';'-separated
   # CLATTN_TUNE_OVERRIDE values) on contiguous and paged caches, bf16 Hq=32 Hk=8 d=128.
   if [ "${DECTC_TEST:-1}" = 1 ]; then
-  timeout 300 ./build/tests/test_decode --only "test_decode_tc" >"$OUT/test_decode_tc.log" 2>&1
+  timeout 300 ./build/tests/test_decode --only "test_decode_tc*" >"$OUT/test_decode_tc.log" 2>&1
   echo "test_decode_tc rc=$?"; grep -E "PASSED|FAILED|SKIPPED|rror|fail" "$OUT/test_decode_tc.log" | head -12
   gcc -O2 bench/nv_build_log.c -lOpenCL -o build/nv_build_log 2>>"$OUT/run.err" &&
     cat cl/nv_mma.cl cl/decode.cl >build/decode_tc_all.cl && for cfg in "16 3" "32 2" "32 3"; do set -- $cfg

@@ -388,24 +388,41 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
    * mma.sync m16n8k16 (rows past QR are zero), Q stays in registers as A
    * fragments, and the split's keys stream through a ring of NS stages of
    * BN keys (K and V rows, cp.async where every row offset is a multiple of
-   * 16 bytes): S = Q·Kᵀ (ldmatrix), the online softmax on the accumulator
-   * fragments, O += P·V (ldmatrix.trans). Per key a warp issues about one
-   * MMA and a few loads where decode_warp runs about 90 instructions per
-   * key and KV head (bench/RESULTS.md §14): the KV stream, not the
-   * arithmetic, is the limit. Paged pools whose page size is a multiple of
-   * BN are walked page by page: one block-table entry per tile, read one
-   * tile ahead. Keys that do not exist (past ke, behind a bad page id) are
-   * zero-filled and masked by a per-stage flag. */
-#define TLD (D + 8)         /* local row stride (elements): conflict-free ldmatrix */
-#define TCH (D / 8)         /* 16-byte chunks per row */
+   * 16 bytes): S = Q·Kᵀ, the online softmax on the accumulator fragments,
+   * O += P·V. Per key a warp issues about one MMA and a few loads where
+   * decode_warp runs about 90 instructions per key and KV head
+   * (bench/RESULTS.md §14): the KV stream, not the arithmetic, is the
+   * limit. Paged pools whose page size is a multiple of BN are walked page
+   * by page: one block-table entry per tile, read one tile ahead. Keys that
+   * do not exist (past ke, behind a bad page id) are zero-filled and masked
+   * by a per-stage flag.
+   * 16-bit K/V: fragments through ldmatrix (.trans for V) from rows padded
+   * by 8 elements. int8 K/V (KVQ 1): rows of D + 16 codes; a lane reads 4
+   * codes with one 32-bit load and turns them into two 16-bit pairs
+   * exactly (the magic-number conversions of nv_mma.cl). The reduction
+   * order is free, so the fragments take the codes as they lie: S's k step
+   * kc pairs dims 16kc + 4t + 0/1 and 2/3 (Q is loaded in that order), and
+   * the V fragments of n-tiles 4q .. 4q + 3 come from the same four codes
+   * of two key rows (one byte permute), so output column c of n-tile
+   * 4q + i is dim 32q + 4c + i. Token scales come with the tile (4-byte
+   * cp.async) and multiply scores (K) and probabilities (V); tensor and
+   * head scales multiply the scores and the partial output. */
+#if KVQ
+#define TRB (D + 16) /* local row stride, bytes */
+#define TCH (D / 16) /* 16-byte chunks per row */
+#else
+#define TRB (2 * (D + 8)) /* local row stride, bytes: conflict-free ldmatrix */
+#define TCH (D / 8)
+#endif
 #define TKC (D / 16)        /* k-steps of S */
 #define TNO (D / 8)         /* n-tiles of O */
 #define TNS (BN / 8)        /* n-tiles of S */
 #define TKP (BN / 16)       /* k-steps of P·V */
 #define TKS (32 / TCH)      /* keys a warp's chunk loads cover at once */
 #define TLK (BN * TCH / 32) /* chunks a lane loads per K (or V) tile */
-#if D % 16 || 32 % TCH || BN % 16 || BN * TCH < 32 || NS < 2 || NS > 4 || WG != 32 || QR > 16
-#error "decode_tc: D in 16, 32, 64, 128; BN a multiple of 16; NS in 2..4; WG 32; QR <= 16"
+#if D % 16 || 32 % TCH || BN % 16 || BN * TCH < 32 || NS < 2 || NS > 4 || WG != 32 || QR > 16 || \
+    (KVQ && (KVQ != 1 || KVS == 3 || D % 32))
+#error "decode_tc: D in 16, 32, 64, 128 (int8: 32, 64, 128, token/tensor/head scales); BN a multiple of 16; NS in 2..4; WG 32; QR <= 16"
 #endif
 #if NS == 2
 #define TC_WAIT() CP_WAIT(0)
@@ -415,9 +432,17 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
 #define TC_WAIT() CP_WAIT(2)
 #endif
 #define TPW (PAGED && PAGE % BN == 0) /* a tile lies in one page */
-  __local uint4 ring_raw[NS * 2 * BN * TLD / 8];
+  __local uint4 ring_raw[NS * 2 * BN * TRB / 16];
   __local int okey[NS][BN];
-  __local ushort *ring = (__local ushort *)ring_raw;
+#if KVQ && KVS == 0
+  __local float lks[NS][BN], lvs[NS][BN]; /* the tile's token scales */
+#define TKSC(st, kl) lks[st][kl]
+#define TVSC(st, kl) lvs[st][kl]
+#elif KVQ
+  const float kscale_c = KCH(0); /* a tensor's or head's K scale */
+#define TKSC(st, kl) kscale_c
+#endif
+  __local uchar *ring = (__local uchar *)ring_raw;
   const int g = lid >> 2, t4 = lid & 3;
   /* the lane's two rows (g, g + 8): live, query index */
   bool rok[2];
@@ -436,7 +461,11 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
                             : 0;
 #pragma unroll
     for (int kc = 0; kc < TKC; kc++) {
+#if KVQ /* the dims of the codes a lane reads: 16kc + 4t + 0/1 (e < 2), + 2/3 */
+      const int col = 16 * kc + 4 * t4 + (e >> 1) * 2;
+#else
       const int col = 16 * kc + 2 * t4 + (e >> 1) * 8;
+#endif
       qf[kc][e] = rok[rr] ? (uint)q[qa + (long)col * qsd] | ((uint)q[qa + (long)(col + 1) * qsd] << 16)
                           : 0u;
     }
@@ -463,21 +492,38 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
 #endif
 #if ALIGN16
 #define TC_CHUNK(dst, src, ro, sd, ok)                                                             \
-  CP_ASYNC16(smem_addr(dst), (ok) ? (src) + (ro) + cch * 8 : (src), (ok))
+  CP_ASYNC16(smem_addr(dst), (ok) ? (src) + (ro) + cch * (16 / sizeof(kvtype)) : (src), (ok))
+#define TC_SCALE(dst, src, ok) CP_ASYNC4(smem_addr(dst), (ok) ? (src) : ksc, (ok))
 #else /* element loads (strided head dims, unaligned rows), stored as they come */
+#if KVQ
+#define TC_CHUNK(dst, src, ro, sd, ok)                                                             \
+  (*(__local uint4 *)(dst) = (ok) ? load_chunk8x16((src), (ro), cch, (sd)) : (uint4)(0u))
+#else
 #define TC_CHUNK(dst, src, ro, sd, ok)                                                             \
   (*(__local uint4 *)(dst) = (ok) ? load_chunk16((src), (ro), cch, (sd)) : (uint4)(0u))
 #endif
+#define TC_SCALE(dst, src, ok) (*(dst) = (ok) ? *(src) : 0.0f)
+#endif
+#if KVQ && KVS == 0
+#define TC_TOKEN_SCALES(st, kl, kr, kj, ok)                                                        \
+  if (cch == 0) {                                                                                  \
+    TC_SCALE(&lks[st][kl], ksc + (kr)*ssr + (kj)*Hk + hk, ok);                                     \
+    TC_SCALE(&lvs[st][kl], vsc + (kr)*ssr + (kj)*Hk + hk, ok);                                     \
+  }
+#else
+#define TC_TOKEN_SCALES(st, kl, kr, kj, ok)
+#endif
 #define TC_ISSUE(tl, pgv)                                                                          \
   do {                                                                                             \
-    __local ushort *ks_ = ring + ((tl) % NS) * (2 * BN * TLD);                                     \
+    __local uchar *ks_ = ring + ((tl) % NS) * (2 * BN * TRB);                                      \
     _Pragma("unroll") for (int i_ = 0; i_ < TLK; i_++) {                                           \
       const int kl_ = ckey + i_ * TKS, j_ = kb + (tl)*BN + kl_;                                   \
       long kr_, kj_;                                                                               \
       const bool ok_ = TC_SLOT(j_, kl_, pgv, kr_, kj_);                                            \
-      TC_CHUNK(ks_ + kl_ * TLD + cch * 8, k, kr_ * ksb + kj_ * kss + (long)hk * ksh, ksd, ok_);     \
-      TC_CHUNK(ks_ + (BN + kl_) * TLD + cch * 8, v, kr_ * vsb + kj_ * vss + (long)hk * vsh, vsd,    \
+      TC_CHUNK(ks_ + kl_ * TRB + cch * 16, k, kr_ * ksb + kj_ * kss + (long)hk * ksh, ksd, ok_);    \
+      TC_CHUNK(ks_ + (BN + kl_) * TRB + cch * 16, v, kr_ * vsb + kj_ * vss + (long)hk * vsh, vsd,   \
                ok_);                                                                               \
+      TC_TOKEN_SCALES((tl) % NS, kl_, kr_, kj_, ok_)                                               \
       if (cch == 0) okey[(tl) % NS][kl_] = ok_;                                                    \
     }                                                                                              \
   } while (0)
@@ -488,11 +534,12 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
     CP_COMMIT();
     pgn = TC_PAGE(s0 + 1);
   }
+#if !KVQ
   /* ldmatrix lane addresses (flash_tc.cl): K: keys +8 for matrices 2, 3,
    * dims +8 for 1, 3; V (.trans): keys +8 for 1, 3, dims +8 for 2, 3. */
-  const uint kbase0 = smem_addr(ring + ((lid >> 4) * 8 + (lid & 7)) * TLD + ((lid >> 3) & 1) * 8);
-  const uint vbase0 =
-      smem_addr(ring + (BN + ((lid >> 3) & 1) * 8 + (lid & 7)) * TLD + (lid >> 4) * 8);
+  const uint kbase0 = smem_addr(ring + ((lid >> 4) * 8 + (lid & 7)) * TRB + ((lid >> 3) & 1) * 16);
+  const uint vbase0 = smem_addr(ring + (BN + ((lid >> 3) & 1) * 8 + (lid & 7)) * TRB + (lid >> 4) * 16);
+#endif
   for (int tl = 0; tl < ntl; tl++) {
     TC_WAIT(); /* this lane's copies of tile tl have landed */
     barrier(CLK_LOCAL_MEM_FENCE); /* everyone's; stage (tl - 1) % NS is free */
@@ -500,21 +547,34 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
     CP_COMMIT();
     pgn = TC_PAGE(tl + NS);
     const int st = tl % NS, j0 = kb + tl * BN;
-    const uint sb = (uint)(st * 2 * BN * TLD * 2);
     float s[TNS][4];
 #pragma unroll
     for (int j = 0; j < TNS; j++)
       s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#if KVQ
+    __local const uchar *kt = ring + st * (2 * BN * TRB), *vt = kt + BN * TRB;
+#pragma unroll
+    for (int kc = 0; kc < TKC; kc++)
+#pragma unroll
+      for (int j = 0; j < TNS; j++) {
+        uint b0, b1;
+        i8x4_to_x2(*(__local const uint *)(kt + (8 * j + g) * TRB + 16 * kc + 4 * t4), &b0, &b1);
+        MMA(s[j], qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3], b0, b1);
+      }
+#else
+    const uint sb = (uint)(st * 2 * BN * TRB);
 #pragma unroll
     for (int kc = 0; kc < TKC; kc++)
 #pragma unroll
       for (int j = 0; j < TNS; j += 2) {
         uint b0, b1, b2, b3;
-        LDM_X4(b0, b1, b2, b3, kbase0 + sb + (uint)((j * 8 * TLD + 16 * kc) * 2));
+        LDM_X4(b0, b1, b2, b3, kbase0 + sb + (uint)(j * 8 * TRB + 32 * kc));
         MMA(s[j], qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3], b0, b1);
         MMA(s[j + 1], qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3], b2, b3);
       }
-    /* keys that do not exist (or, causal, come after the row's position) */
+#endif
+    /* keys that do not exist (or, causal, come after the row's position);
+     * int8: the keys' K scales */
 #pragma unroll
     for (int j = 0; j < TNS; j++)
 #pragma unroll
@@ -524,23 +584,52 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
 #if CAUSAL
         dead = dead || j0 + kl > ri[e >> 1] + off;
 #endif
+#if KVQ
+        s[j][e] *= TKSC(st, kl);
+#endif
         if (dead) s[j][e] = -INFINITY;
       }
 #pragma unroll
     for (int rr = 0; rr < 2; rr++)
       SOFTMAX_STEP(s, TNS, o, TNO, rr, m[rr], l[rr], qscale);
+#if KVQ && KVS == 0
+#pragma unroll
+    for (int j = 0; j < TNS; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++)
+        s[j][e] *= TVSC(st, 8 * j + 2 * t4 + (e & 1));
+#endif
 #pragma unroll
     for (int kc = 0; kc < TKP; kc++) {
       const uint a0 = pack2(s[2 * kc][0], s[2 * kc][1]), a1 = pack2(s[2 * kc][2], s[2 * kc][3]);
       const uint a2 = pack2(s[2 * kc + 1][0], s[2 * kc + 1][1]);
       const uint a3 = pack2(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+#if KVQ
+#pragma unroll
+      for (int qg = 0; qg < TNO / 4; qg++) {
+        /* codes of dims 32qg + 4g .. + 3 of keys 16kc + 2t (+1, +8, +9) */
+        __local const uchar *vr = vt + (16 * kc + 2 * t4) * TRB + 32 * qg + 4 * g;
+        const uint wa = *(__local const uint *)vr, wb = *(__local const uint *)(vr + TRB);
+        const uint wc = *(__local const uint *)(vr + 8 * TRB);
+        const uint wd = *(__local const uint *)(vr + 9 * TRB);
+        uint b0[4], b1[4];
+        i8x4_to_x2(prmt(wa, wb, 0x5140u), &b0[0], &b0[1]);
+        i8x4_to_x2(prmt(wa, wb, 0x7362u), &b0[2], &b0[3]);
+        i8x4_to_x2(prmt(wc, wd, 0x5140u), &b1[0], &b1[1]);
+        i8x4_to_x2(prmt(wc, wd, 0x7362u), &b1[2], &b1[3]);
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+          MMA(o[4 * qg + i], a0, a1, a2, a3, b0[i], b1[i]);
+      }
+#else
 #pragma unroll
       for (int j = 0; j < TNO; j += 2) {
         uint b0, b1, b2, b3;
-        LDM_X4_T(b0, b1, b2, b3, vbase0 + sb + (uint)((16 * kc * TLD + j * 8) * 2));
+        LDM_X4_T(b0, b1, b2, b3, vbase0 + sb + (uint)(16 * kc * TRB + j * 16));
         MMA(o[j], a0, a1, a2, a3, b0, b1);
         MMA(o[j + 1], a0, a1, a2, a3, b2, b3);
       }
+#endif
     }
   }
   CP_WAIT(0);
@@ -553,11 +642,22 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
     if (rok[rr]) {
       const long slot = partial_slot(r0 + g + 8 * rr, b, hk, G, H, Nq_max, splits, sp);
       const bool empty = as_uint(lt) == 0u;
-      const float inv = empty ? 0.0f : 1.0f / lt;
+      const float inv = empty ? 0.0f : 1.0f / lt * VCH(0);
+#if KVQ /* column c of n-tile 4q + i is dim 32q + 4c + i */
+#pragma unroll
+      for (int qg = 0; qg < TNO / 4; qg++)
+#pragma unroll
+        for (int e = 0; e < 2; e++)
+          vstore4((float4)(o[4 * qg][2 * rr + e], o[4 * qg + 1][2 * rr + e],
+                           o[4 * qg + 2][2 * rr + e], o[4 * qg + 3][2 * rr + e]) *
+                      inv,
+                  0, ws_o + slot * D + 32 * qg + 8 * t4 + 4 * e);
+#else
 #pragma unroll
       for (int j = 0; j < TNO; j++)
         vstore2((float2)(o[j][2 * rr], o[j][2 * rr + 1]) * inv, 0,
                 ws_o + slot * D + 8 * j + 2 * t4);
+#endif
       if (t4 == 0) ws_lse[slot] = empty ? CLATTN_MASKED : m[rr] * qscale + log2(lt);
     }
   }

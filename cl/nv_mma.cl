@@ -89,8 +89,54 @@ inline float fast_exp2(float x) {
                    :                                                                               \
                    : "r"(dst), "l"(src), "r"((ok) ? 16 : 0)                                        \
                    : "memory")
+/* cp.async of 4 bytes (through L1: .ca), ok false: 4 zero bytes. */
+#define CP_ASYNC4(dst, src, ok)                                                                    \
+  __asm__ volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;"                                  \
+                   :                                                                               \
+                   : "r"(dst), "l"(src), "r"((ok) ? 4 : 0)                                         \
+                   : "memory")
 #define CP_COMMIT() __asm__ volatile("cp.async.commit_group;" ::: "memory")
 #define CP_WAIT(n) __asm__ volatile("cp.async.wait_group " #n ";" ::: "memory")
+
+/* Bytes of a and b picked by the nibbles of sel (PTX prmt: a's bytes 0-3, b's 4-7). */
+inline uint prmt(uint a, uint b, uint sel) {
+  uint d;
+  __asm__("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(sel));
+  return d;
+}
+
+/* Four int8 codes (bytes of w) as two 16-bit pairs, exactly: *lo = codes 0,
+ * 1, *hi = codes 2, 3 (first in the low half). f16: each biased code
+ * (x + 128) is the low byte of the half 1024 + x + 128, less 1152. bf16:
+ * through f32 (2^23 + x + 128, less 2^23 + 128), whose exact values keep
+ * their top halves. */
+inline void i8x4_to_x2(const uint w, uint *lo, uint *hi) {
+  const uint u = w ^ 0x80808080u;
+#if CLATTN_DTYPE == 1
+  const uint a = prmt(u, 0x64646464u, 0x4140u), b = prmt(u, 0x64646464u, 0x4342u);
+  __asm__("sub.f16x2 %0, %1, %2;" : "=r"(*lo) : "r"(a), "r"(0x64806480u));
+  __asm__("sub.f16x2 %0, %1, %2;" : "=r"(*hi) : "r"(b), "r"(0x64806480u));
+#else
+  const float f0 = as_float(prmt(u, 0x4b000000u, 0x7650u)) - 8388736.0f;
+  const float f1 = as_float(prmt(u, 0x4b000000u, 0x7651u)) - 8388736.0f;
+  const float f2 = as_float(prmt(u, 0x4b000000u, 0x7652u)) - 8388736.0f;
+  const float f3 = as_float(prmt(u, 0x4b000000u, 0x7653u)) - 8388736.0f;
+  *lo = prmt(as_uint(f0), as_uint(f1), 0x7632u);
+  *hi = prmt(as_uint(f2), as_uint(f3), 0x7632u);
+#endif
+}
+
+/* Codes 16·ch .. 16·ch + 15 of the one-byte row at base + ro, dim stride
+ * sd (dims past D: 0), as 16 bytes. */
+inline uint4 load_chunk8x16(__global const void *basev, long ro, int ch, long sd) {
+  __global const uchar *base = (__global const uchar *)basev;
+  uint w[4] = {0u, 0u, 0u, 0u};
+  for (int u = 0; u < 16; u++) {
+    const int k = 16 * ch + u;
+    if (k < D) w[u >> 2] |= (uint)base[ro + (long)k * sd] << (8 * (u & 3));
+  }
+  return (uint4)(w[0], w[1], w[2], w[3]);
+}
 
 /* Dims 8·ch .. 8·ch + 7 of the 16-bit row at base + ro (dims past D: 0), as
  * 16 bytes. */

@@ -643,25 +643,28 @@ static void test_decode_warp(void **state) {
  * head-major pools, shared prefix pages, ragged, both causal alignments,
  * padded strides (cp.async), dim stride 2 (element loads), hostile tables,
  * forced split counts and each step size and stage count. */
+static bool decode_tc_applies(void) {
+  clattn_attention_desc d;
+  clattn_attention_desc_init(&d);
+  d.batch = 1;
+  d.heads = 4;
+  d.kv_heads = 1;
+  d.seq_q = 1;
+  d.seq_kv = 64;
+  d.head_dim = 64;
+  d.dtype = CLATTN_DTYPE_BF16;
+  clattn_plan plan = NULL;
+  if (clattn_plan_create_with_config(g_ctx, &d, 0, "decode_tc", &plan) != CLATTN_SUCCESS) {
+    print_message("decode_tc does not apply on this device: skipped\n");
+    return false;
+  }
+  clattn_plan_release(plan);
+  return true;
+}
+
 static void test_decode_tc(void **state) {
   (void)state;
-  {
-    clattn_attention_desc d;
-    clattn_attention_desc_init(&d);
-    d.batch = 1;
-    d.heads = 4;
-    d.kv_heads = 1;
-    d.seq_q = 1;
-    d.seq_kv = 64;
-    d.head_dim = 64;
-    d.dtype = CLATTN_DTYPE_BF16;
-    clattn_plan plan = NULL;
-    if (clattn_plan_create_with_config(g_ctx, &d, 0, "decode_tc", &plan) != CLATTN_SUCCESS) {
-      print_message("decode_tc does not apply on this device: skipped\n");
-      skip();
-    }
-    clattn_plan_release(plan);
-  }
+  if (!decode_tc_applies()) skip();
   static const struct {
     int hq, hk, nq, nk, d, dtype, kv, ps, strided, ragged, hostile;
     clattn_mask mask;
@@ -1125,6 +1128,32 @@ static void test_quantized(void **state) {
        CLATTN_MASK_NONE, "decode:wg=64", 1, 0, 0},
   };
   run_quant_cases(cs, sizeof cs / sizeof *cs, "quantized");
+}
+
+/* decode_tc over int8 K/V (NVIDIA sm_80+; skipped elsewhere): token,
+ * tensor and head scales, f16 and bf16 outputs, head dims 32 / 64 / 128,
+ * contiguous, paged (shared prefix, head-major, padded strides), ragged,
+ * causal seq_q > 1, dim stride 2 (element loads), both step sizes. */
+static void test_decode_tc_int8(void **state) {
+  (void)state;
+  if (!decode_tc_applies()) skip();
+  static const qcase cs[] = {
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 8, 2, 1, 1000, 128, 0, 0, 0, CLATTN_DTYPE_BF16,
+       CLATTN_MASK_NONE, "decode_tc", 0, 0, 0},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 4, 1, 3, 300, 64, 1, 0, 0, CLATTN_DTYPE_F16,
+       CLATTN_MASK_CAUSAL, "decode_tc:splits=3", 0, 0, 0},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TENSOR, 6, 3, 2, 0, 32, 0, 1, 0, CLATTN_DTYPE_BF16,
+       CLATTN_MASK_CAUSAL, "decode_tc:bn=32", 0, 0, 0},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_HEAD, 4, 2, 1, 150, 128, CLATTN_KV_PAGED_HEAD_MAJOR, 0,
+       1, CLATTN_DTYPE_F16, CLATTN_MASK_NONE, "decode_tc:bn=32,ns=2", 0, 0, 0},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 70, 64, 0, 0, 0, CLATTN_DTYPE_BF16,
+       CLATTN_MASK_NONE, "decode_tc:splits=2", 1, 0, 0},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_HEAD, 8, 2, 2, 77, 64, 0, 0, 1, CLATTN_DTYPE_BF16,
+       CLATTN_MASK_CAUSAL_TOP_LEFT, "decode_tc:ns=4", 0, 0, 0},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 32, 8, 4, 500, 128, 1, 0, 0, CLATTN_DTYPE_F16,
+       CLATTN_MASK_CAUSAL, "decode_tc:bn=32,ns=2,kt=32", 0, 0, 0},
+  };
+  run_quant_cases(cs, sizeof cs / sizeof *cs, "tc int8");
 }
 
 /* Quantized K/V in a prefill (more query rows than decode takes: the
@@ -1685,6 +1714,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_decode_warp),
       cmocka_unit_test(test_decode_tc),
       cmocka_unit_test(test_quantized),
+      cmocka_unit_test(test_decode_tc_int8),
       cmocka_unit_test(test_quantized_prefill),
       cmocka_unit_test(test_quant_codes),
       cmocka_unit_test(test_quant_append),

@@ -31,7 +31,7 @@ static const clattn__variant table[] = {
      .num_params = 5, .kv_quant = true, .create = clattn__decode_create,
      .execute = clattn__decode_execute, .release = clattn__decode_release},
     {VARIANT("decode_tc", F, FWD, true, decode_tc), .params = clattn__decode_tc_params,
-     .num_params = 4, .create = clattn__decode_create, .execute = clattn__decode_execute,
+     .num_params = 4, .kv_quant = true, .create = clattn__decode_create, .execute = clattn__decode_execute,
      .release = clattn__decode_release},
     {VARIANT("flash_wgmma", F, FWD, true, flash_wgmma), .params = clattn__flash_wgmma_params,
      .num_params = 3, .ptx_patched = true, .create = clattn__flash_wgmma_create,

@@ -244,8 +244,13 @@ int clattn__decode_tc_applicable(const clattn__device_info *info, const clattn_a
     *why = "needs NVIDIA sm_80 or newer (mma.sync)";
     return 0;
   }
-  if (d->dtype == CLATTN_DTYPE_F32 || d->kv_dtype != CLATTN_KV_DTYPE_SAME) {
-    *why = "f16/bf16 K/V only (quantized and f32 caches: decode_warp)";
+  if (d->dtype == CLATTN_DTYPE_F32) {
+    *why = "f16/bf16 storage only";
+    return 0;
+  }
+  const bool q8 = d->kv_dtype == CLATTN_KV_DTYPE_INT8;
+  if ((d->kv_dtype != CLATTN_KV_DTYPE_SAME && !q8) || (q8 && d->kv_scale == CLATTN_KV_SCALE_CHANNEL)) {
+    *why = "16-bit or int8 K/V with token, tensor or head scales (fp8, channel scales: decode_warp)";
     return 0;
   }
   if (d->softcap > 0.0 || d->alibi_max_bias > 0.0 || d->score_mod || d->mask_mod ||
@@ -253,16 +258,20 @@ int clattn__decode_tc_applicable(const clattn__device_info *info, const clattn_a
     *why = "no score modifiers, user functions or bias (decode_warp has them)";
     return 0;
   }
-  if (d->head_dim != 16 && d->head_dim != 32 && d->head_dim != 64 && d->head_dim != 128) {
-    *why = "head_dim 16, 32, 64 or 128";
+  if ((d->head_dim != 16 || q8) && d->head_dim != 32 && d->head_dim != 64 && d->head_dim != 128) {
+    *why = "head_dim 16, 32, 64 or 128 (int8: 32, 64 or 128)";
     return 0;
   }
   return base + 2; /* above decode_warp (bench/RESULTS.md §14) */
 }
 
+/* The ring's K and V rows (16-bit: padded by 8 elements; int8: by 16
+ * codes), a flag per key and, int8 with token scales, two scales per key. */
 size_t clattn__decode_tc_local(const int *p, const clattn_attention_desc *d) {
-  const size_t ns = (size_t)p[3], bn = (size_t)p[2];
-  return ns * 2 * bn * ((size_t)d->head_dim + 8) * 2 + ns * bn * sizeof(int);
+  const size_t ns = (size_t)p[3], bn = (size_t)p[2], hd = (size_t)d->head_dim;
+  if (d->kv_dtype == CLATTN_KV_DTYPE_SAME) return ns * 2 * bn * (hd + 8) * 2 + ns * bn * sizeof(int);
+  return ns * 2 * bn * (hd + 16) + ns * bn * sizeof(int) +
+         (d->kv_scale == CLATTN_KV_SCALE_TOKEN ? 2 * ns * bn * sizeof(float) : 0);
 }
 
 const char *clattn__decode_tc_check(const int *p, const clattn_attention_desc *d,
@@ -274,6 +283,8 @@ const char *clattn__decode_tc_check(const int *p, const clattn_attention_desc *d
   if (ns < 2 || ns > 4) return "ns must lie in 2..4";
   if (d->head_dim % 16 || d->head_dim > 128 || 32 % (d->head_dim / 8))
     return "head_dim must be 16, 32, 64 or 128";
+  if (d->kv_dtype != CLATTN_KV_DTYPE_SAME && (d->head_dim % 32 || bn * d->head_dim < 512))
+    return "int8 K/V: head_dim 32, 64 or 128 and bn * head_dim >= 512 (a 16-byte chunk a lane)";
   if (info->max_wg < 32) return "needs work-groups of 32";
   if (clattn__decode_tc_local(p, d) > info->local_mem)
     return "local memory exceeds the device's limit";
@@ -282,7 +293,7 @@ const char *clattn__decode_tc_check(const int *p, const clattn_attention_desc *d
 
 bool clattn__decode_tc_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
                                 int *out) {
-  static const int prefs[][4] = {{0, 64, 16, 3}, {0, 64, 16, 2}};
+  static const int prefs[][4] = {{0, 64, 16, 3}, {0, 64, 16, 2}, {0, 64, 32, 3}, {0, 64, 32, 2}};
   for (size_t i = 0; i < sizeof prefs / sizeof prefs[0]; i++)
     if (!clattn__decode_tc_check(prefs[i], d, info)) {
       memcpy(out, prefs[i], sizeof prefs[i]);
@@ -372,7 +383,9 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
     /* whole loads of a lane's 8 elements (16 bytes; 8 for one-byte codes;
      * f32 as two 16-byte halves) when every row offset is a multiple of
      * their size (buffers themselves are aligned far beyond that) */
-    const int64_t al = clattn__kv_elem_size(d) == 4 ? 4 : 8;
+    const int64_t es = (int64_t)clattn__kv_elem_size(d);
+    /* decode_tc: cp.async of whole 16-byte chunks */
+    const int64_t al = s->tc ? 16 / es : es == 4 ? 4 : 8;
     if (clattn__strides_multiple(&p->ks, al) && clattn__strides_multiple(&p->vs, al))
       clattn__append(opts, sizeof opts, " -DALIGN16=1");
   }
