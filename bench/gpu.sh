@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|dectc|kvquant|backward|bwdtc|wgmma|mods|all|plots;
+# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|mods|all|plots;
 # logs go to $OUT (or ./gpu-out), packed into $OUT/logs.tgz on exit (CLATTN_GPU_PACK=0 keeps them loose); pipe the output into $OUT/summary.txt.
 # `regress` (not part of `all`): the same CLI points on this tree and on an older one in .base/
 # (`git archive REV | tar -x -C .base`, passed with carry), alternating, same process group: speed must not move.
@@ -242,6 +242,27 @@ if want dectc; then
       --dtype ${DECTC_DTYPE:-bf16} --batches ${DECTC_BATCHES:-1,8,64} --seq ${DECTC_SEQS:-4096,32768} \
       --pages ${DECTC_PAGES:-0,16} --reps 20 --warmup 3 2>>"$OUT/run.err"
   done | tee "$OUT/dectc.txt" | grep -vE "^(copy|peak)" | cut -c1-150 | head -60
+fi
+if want ragged; then
+  # issue 14: ragged prefill against the fixed-length rate. The ragged batch (RAG_LENS, causal, each
+  # sequence L queries over L keys) against, for each length, the time per sequence of a fixed-length
+  # batch of about RAG_TOKENS tokens at that length: ratio = ragged time / sum over the sequences.
+  lens=${RAG_LENS:-8192,4096,3000,2048,1024,512,512,300}
+  rargs="--heads 32 --kv-heads 8 --head-dim 128 --dtype ${RAG_DTYPE:-bf16} --mask causal --reps 20 --warmup 3 --no-verify"
+  max=0; for L in ${lens//,/ }; do [ $L -gt $max ] && max=$L; done
+  tr=$(timeout 120 $CLI run --seq-q $max --seq-kv $max --ragged $lens $rargs 2>>"$OUT/run.err" | tee "$OUT/ragged.txt" |
+       sed -n 's/^time *: median \([0-9.]*\) ms.*/\1/p')
+  grep -E "^config" "$OUT/ragged.txt" | cut -c1-140
+  sum=0
+  for L in ${lens//,/ }; do
+    bl=$(( ${RAG_TOKENS:-16384} / L )); [ $bl -lt 1 ] && bl=1
+    tf=$(timeout 120 $CLI run --seq $L --batch $bl $rargs 2>>"$OUT/run.err" | sed -n 's/^time *: median \([0-9.]*\) ms.*/\1/p')
+    per=$(python3 -c "print(${tf:-0} / $bl)")
+    echo "fixed L=$L batch=$bl: $tf ms, $per ms a sequence"
+    sum=$(python3 -c "print($sum + $per)")
+  done | tee "$OUT/ragged_fixed.txt"
+  sum=$(awk '{s += $(NF-3)} END {print s}' "$OUT/ragged_fixed.txt")
+  echo "ragged prefill ($lens): $tr ms; at the fixed-length rate: $sum ms; ratio $(python3 -c "print(round(${tr:-0} / $sum, 3))")"
 fi
 if want decode; then
   # issue 14: decode (split-KV) on contiguous and paged caches vs PyTorch SDPA (enable_gqa), Hq=32
