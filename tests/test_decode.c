@@ -675,14 +675,16 @@ static void test_decode_tc(void **state) {
       {8, 1, 1, 1000, 128, 2, 0, 0, 0, 0, 0, CLATTN_MASK_NONE, "decode_tc:bn=32,ns=2,kt=64"},
       {32, 1, 1, 200, 16, 1, 0, 0, 0, 0, 0, CLATTN_MASK_NONE, "decode_tc:splits=5,ns=3"},
       {8, 2, 3, 100, 64, 2, 0, 0, 0, 0, 0, CLATTN_MASK_CAUSAL, "decode_tc:splits=4,kt=32"},
-      {4, 4, 16, 37, 32, 1, 0, 0, 0, 0, 0, CLATTN_MASK_CAUSAL, "decode_tc:splits=2,bn=32,ns=4,kt=32"},
+      {4, 4, 16, 37, 32, 1, 0, 0, 0, 0, 0, CLATTN_MASK_CAUSAL,
+       "decode_tc:splits=2,bn=32,ns=4,kt=32"},
       {4, 1, 5, 60, 64, 2, 0, 0, 0, 0, 0, CLATTN_MASK_CAUSAL_TOP_LEFT, "decode_tc:splits=7,kt=16"},
       {3, 3, 9, 4, 16, 2, 0, 0, 0, 0, 0, CLATTN_MASK_NONE, "decode_tc"},
       {4, 1, 16, 333, 128, 1, 0, 0, 0, 0, 0, CLATTN_MASK_CAUSAL, "decode_tc:splits=1"},
       {8, 2, 1, 333, 128, 2, CLATTN_KV_PAGED, 16, 0, 0, 0, CLATTN_MASK_NONE, "decode_tc"},
       {8, 2, 4, 300, 64, 1, CLATTN_KV_PAGED, 16, 0, 0, 0, CLATTN_MASK_CAUSAL, "decode_tc:splits=3"},
       {4, 1, 1, 1000, 64, 2, CLATTN_KV_PAGED, 256, 0, 0, 0, CLATTN_MASK_NONE, "decode_tc:kt=256"},
-      {4, 1, 2, 500, 128, 2, CLATTN_KV_PAGED, 32, 0, 0, 0, CLATTN_MASK_CAUSAL, "decode_tc:bn=32,ns=2"},
+      {4, 1, 2, 500, 128, 2, CLATTN_KV_PAGED, 32, 0, 0, 0, CLATTN_MASK_CAUSAL,
+       "decode_tc:bn=32,ns=2"},
       {4, 2, 1, 200, 64, 1, CLATTN_KV_PAGED, 1, 0, 0, 0, CLATTN_MASK_NONE, "decode_tc:splits=2"},
       {4, 2, 3, 100, 32, 2, CLATTN_KV_PAGED_HEAD_MAJOR, 12, 0, 0, 0, CLATTN_MASK_CAUSAL,
        "decode_tc:ns=4"},
@@ -690,7 +692,8 @@ static void test_decode_tc(void **state) {
       {6, 3, 2, 50, 64, 1, CLATTN_KV_PAGED, 16, 1, 0, 0, CLATTN_MASK_NONE, "decode_tc"},
       {4, 2, 1, 90, 64, 2, 0, 0, 2, 0, 0, CLATTN_MASK_NONE, "decode_tc:splits=2"},
       {4, 2, 0, 0, 64, 2, 0, 0, 0, 1, 0, CLATTN_MASK_CAUSAL, "decode_tc"},
-      {4, 2, 0, 0, 128, 1, CLATTN_KV_PAGED, 16, 0, 1, 0, CLATTN_MASK_CAUSAL, "decode_tc:bn=32,ns=2"},
+      {4, 2, 0, 0, 128, 1, CLATTN_KV_PAGED, 16, 0, 1, 0, CLATTN_MASK_CAUSAL,
+       "decode_tc:bn=32,ns=2"},
       {4, 1, 1, 40, 16, 2, CLATTN_KV_PAGED, 16, 0, 0, 1, CLATTN_MASK_NONE, "decode_tc"},
   };
   for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
@@ -712,7 +715,7 @@ static void test_decode_tc(void **state) {
       c.hostile = 1;
     } else {
       c.nk[1] = cs[i].nk > 2 ? cs[i].nk / 2 + 1 : 1; /* per-sequence lengths */
-      c.nk[2] = cs[i].kv ? cs[i].ps : 1;            /* paged: holds the shared page */
+      c.nk[2] = cs[i].kv ? cs[i].ps : 1;             /* paged: holds the shared page */
       c.seqlens = cs[i].kv == 0;
       c.share = cs[i].kv ? 1 : 0;
     }

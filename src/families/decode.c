@@ -249,8 +249,10 @@ int clattn__decode_tc_applicable(const clattn__device_info *info, const clattn_a
     return 0;
   }
   const bool q8 = d->kv_dtype == CLATTN_KV_DTYPE_INT8;
-  if ((d->kv_dtype != CLATTN_KV_DTYPE_SAME && !q8) || (q8 && d->kv_scale == CLATTN_KV_SCALE_CHANNEL)) {
-    *why = "16-bit or int8 K/V with token, tensor or head scales (fp8, channel scales: decode_warp)";
+  if ((d->kv_dtype != CLATTN_KV_DTYPE_SAME && !q8) ||
+      (q8 && d->kv_scale == CLATTN_KV_SCALE_CHANNEL)) {
+    *why =
+        "16-bit or int8 K/V with token, tensor or head scales (fp8, channel scales: decode_warp)";
     return 0;
   }
   if (d->softcap > 0.0 || d->alibi_max_bias > 0.0 || d->score_mod || d->mask_mod ||
@@ -269,7 +271,8 @@ int clattn__decode_tc_applicable(const clattn__device_info *info, const clattn_a
  * codes), a flag per key and, int8 with token scales, two scales per key. */
 size_t clattn__decode_tc_local(const int *p, const clattn_attention_desc *d) {
   const size_t ns = (size_t)p[3], bn = (size_t)p[2], hd = (size_t)d->head_dim;
-  if (d->kv_dtype == CLATTN_KV_DTYPE_SAME) return ns * 2 * bn * (hd + 8) * 2 + ns * bn * sizeof(int);
+  if (d->kv_dtype == CLATTN_KV_DTYPE_SAME)
+    return ns * 2 * bn * (hd + 8) * 2 + ns * bn * sizeof(int);
   return ns * 2 * bn * (hd + 16) + ns * bn * sizeof(int) +
          (d->kv_scale == CLATTN_KV_SCALE_TOKEN ? 2 * ns * bn * sizeof(float) : 0);
 }
@@ -348,8 +351,7 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
   /* work-groups per compute unit: a one-warp work-group (decode_tc) does
    * less at once than a work-group of several warps */
   const int per_cu = ctx->info.is_cpu ? 2 : s->tc ? 8 : 4;
-  s->splits =
-      params[0] ? params[0] : auto_splits(&ctx->info, d, s->kt, s->nrb, s->allh, per_cu);
+  s->splits = params[0] ? params[0] : auto_splits(&ctx->info, d, s->kt, s->nrb, s->allh, per_cu);
   /* Workspace: (D + 1) floats per (row, split). */
   const size_t rows = (size_t)d->batch * (size_t)d->heads * (size_t)d->seq_q;
   size_t parts, o_elems;
@@ -405,7 +407,7 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
   char *user_src = clattn__user_source(d, &oom);
   if (oom) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot copy the user source");
   clattn_status st = clattn__get_program_user(ctx, s->tc ? "nv_mma.cl decode.cl" : "decode.cl",
-                                               opts, user_src, &prog);
+                                              opts, user_src, &prog);
   free(user_src);
   if (st != CLATTN_SUCCESS) return st;
   const size_t local = s->tc     ? clattn__decode_tc_local(params, d)
