@@ -236,12 +236,22 @@ if want dectc; then
   fi
   IFS=';' read -r -a dconfigs <<<"${DECTC_CONFIGS:-decode_warp:wg=128,qr=4,unroll=4;decode_tc:bn=16,ns=3;decode_tc:bn=32,ns=2}"
   [ "${DECTC_CONFIGS:-}" = none ] && dconfigs=()
-  for cfg in "${dconfigs[@]}"; do
+  for cfg in ${dconfigs[@]+"${dconfigs[@]}"}; do
     echo "== config $cfg"
     CLATTN_TUNE_OVERRIDE=$cfg timeout 300 $CLI bench --family decode --heads 32 --kv-heads 8 --head-dim 128 \
       --dtype ${DECTC_DTYPE:-bf16} --batches ${DECTC_BATCHES:-1,8,64} --seq ${DECTC_SEQS:-4096,32768} \
       --pages ${DECTC_PAGES:-0,16} --reps 20 --warmup 3 2>>"$OUT/run.err"
   done | tee "$OUT/dectc.txt" | grep -vE "^(copy|peak)" | cut -c1-150 | head -60
+  # DECTC_SPLITS: "batch:KV:s1,s2,..." groups, the split count forced (the auto heuristic's check)
+  IFS=';' read -r -a sgroups <<<"${DECTC_SPLITS:-}"
+  for g in ${sgroups[@]+"${sgroups[@]}"}; do
+    IFS=: read -r gb gs gl <<<"$g"
+    for sp in ${gl//,/ }; do
+      CLATTN_TUNE_OVERRIDE=decode_tc:splits=$sp timeout 100 $CLI bench --family decode --heads 32 --kv-heads 8 \
+        --head-dim 128 --dtype bf16 --batches $gb --seq $gs --pages 0 --reps 20 --warmup 3 2>>"$OUT/run.err" |
+        awk -v sp=$sp '$1 ~ /^[0-9]+$/ {print "splits=" sp, $1, $2, $4, $5}'
+    done
+  done | tee "$OUT/dectc_splits.txt"
 fi
 if want ragged; then
   # issue 14: ragged prefill against the fixed-length rate. The ragged batch (RAG_LENS, causal, each
@@ -268,8 +278,10 @@ if want decode; then
   # issue 14: decode (split-KV) on contiguous and paged caches vs PyTorch SDPA (enable_gqa), Hq=32
   # Hk=8 d=128, batch 1/8/64 x KV 4k/32k/128k; KV GB/s and % of the measured copy rate.
   DEC_DTYPES=${DEC_DTYPES:-bf16}
-  timeout 300 ./build/tests/test_decode >"$OUT/test_decode.log" 2>&1; echo "test_decode rc=$?"; tail -3 "$OUT/test_decode.log"
-  # DEC_RUNS: groups "batches:KV lengths" (the largest cache, 64 x 131072 tokens, is 34 GB of bf16 K/V and
+  if [ "${DEC_TEST:-1}" = 1 ]; then # DEC_TEST=0: the tests ran elsewhere (mode dectc)
+    timeout 300 ./build/tests/test_decode >"$OUT/test_decode.log" 2>&1; echo "test_decode rc=$?"; tail -3 "$OUT/test_decode.log"
+  fi
+  # DEC_RUNS: groups "batches:KV lengths[:pages]" (the largest cache, 64 x 131072 tokens, is 34 GB of bf16 K/V and
   # slow to fill on the host, so it is left out by default); DEC_DTYPES, DEC_PAGES as named.
   # DEC_CONFIGS: kernels to compare, ';'-separated CLATTN_TUNE_OVERRIDE values ("default": none).
   IFS=';' read -r -a groups <<<"${DEC_RUNS:-1,8:4096,32768,131072;64:4096,32768}"
@@ -278,15 +290,17 @@ if want decode; then
     echo "== config $cfg"
     ov=$cfg; [ "$cfg" = default ] && ov=
     for dt in ${DEC_DTYPES//,/ }; do for g in "${groups[@]}"; do
+      IFS=: read -r gb gs gp <<<"$g"
       CLATTN_TUNE_OVERRIDE=$ov timeout 400 $CLI bench --family decode --heads 32 --kv-heads 8 --head-dim 128 \
-        --dtype $dt --batches ${g%%:*} --seq ${g#*:} --pages ${DEC_PAGES:-0,16,256} --reps 20 --warmup 3 --peak \
+        --dtype $dt --batches $gb --seq $gs --pages ${gp:-${DEC_PAGES:-0,16,256}} --reps 20 --warmup 3 --peak \
         2>>"$OUT/run.err"
     done; done
   done | tee "$OUT/decode.txt" | grep -vE "^(decode:|copy|peak)" | cut -c1-150 | head -80
   timeout 200 $CLI run --seq-q 4 --seq-kv 32768 --paged 16 --ragged 1,17,1000,4096,32768 --heads 32 --kv-heads 8 \
     --head-dim 128 --dtype bf16 --mask causal --verify 2>>"$OUT/run.err" | tee "$OUT/decode_ragged.txt" | grep -iE "verif|ms|error"
   for g in "${groups[@]}"; do
-    python3 bench/torch_decode.py --dtypes ${DEC_DTYPES:-bf16} --batches ${g%%:*} --seqs ${g#*:}
+    IFS=: read -r gb gs gp <<<"$g"
+    python3 bench/torch_decode.py --dtypes ${DEC_DTYPES:-bf16} --batches $gb --seqs $gs
   done >"$OUT/torch_decode.jsonl" 2>"$OUT/torch_decode.err"
   python3 - "$OUT/decode.txt" "$OUT/torch_decode.jsonl" <<'PY'
 import json, re, sys

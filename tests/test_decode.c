@@ -705,8 +705,8 @@ static void test_decode_tc(void **state) {
     c.layout = i % 2 ? CLATTN_LAYOUT_BHSD : CLATTN_LAYOUT_BSHD;
     c.config = cs[i].cfg;
     c.decode_has = "tensor cores";
-    if (cs[i].ragged) { /* lengths 0, 1, 17 (Q) over 0, 1, 1000 keys */
-      static const int nq[3] = {0, 1, 17}, nk[3] = {0, 1000, 17};
+    if (cs[i].ragged) { /* lengths 0, 1, 16 (Q) over 0, 1000, 17 keys */
+      static const int nq[3] = {0, 1, 16}, nk[3] = {0, 1000, 17};
       memcpy(c.nq, nq, sizeof nq);
       memcpy(c.nk, nk, sizeof nk);
       c.ragged = 1;

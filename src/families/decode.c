@@ -178,7 +178,10 @@ static bool warp_head_dim(int h) {
 int clattn__decode_warp_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                                    const char **why) {
   const int base = clattn__decode_applicable(info, d, why);
-  if (base <= 5) return 0; /* not a decode shape (or ragged prefill: the flash kernels) */
+  if (base <= 5) { /* not a decode shape (or ragged prefill: the flash kernels) */
+    if (base > 0) *why = "a ragged prefill (seq_q > 16): the flash kernels serve it";
+    return 0;
+  }
   if (!warp_head_dim(d->head_dim)) {
     *why = "head_dim 8, 16, 32, 64, 128 or 256 (8 elements per lane)";
     return 0;
@@ -239,7 +242,10 @@ const char *const clattn__decode_tc_sources[] = {"nv_mma.cl", "decode.cl", NULL}
 int clattn__decode_tc_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                                  const char **why) {
   const int base = clattn__decode_applicable(info, d, why);
-  if (base <= 5) return 0;
+  if (base <= 5) {
+    if (base > 0) *why = "a ragged prefill (seq_q > 16): the flash kernels serve it";
+    return 0;
+  }
   if (!info->is_nvidia || info->nv_cc_major < 8) {
     *why = "needs NVIDIA sm_80 or newer (mma.sync)";
     return 0;
