@@ -142,11 +142,36 @@ inline float alibi_slope2(const int h, const int H) {
   return exp2(-ALIBI_BIAS * e) * CLATTN_LOG2E;
 }
 #endif
-#if SOFTCAP
+#ifndef CLATTN_CPU
+#define CLATTN_CPU 0 /* the host sets 1 for CPU devices */
+#endif
+#if SOFTCAP && CLATTN_CPU
+/* CPUs: s ← SOFTCAP2·tanh(x), x = s / SOFTCAP2, by a rational minimax
+ * approximation (Eigen's float tanh: x clamped to ±7.9053, where tanh
+ * rounds to ±1; an odd degree-13 polynomial over an even degree-6 one,
+ * error a few ulp), the reciprocal as the hardware estimate and one Newton
+ * step: about 14 vector operations, no exp2 and no division (a NaN
+ * score stays NaN). On PoCL
+ * (N = 4096, f32) softcap costs +14 % / +6-8 % over plain flash at
+ * d = 64 / 128 this way, +16 % / +9-10 % with the exp2 form below
+ * (bench/RESULTS.md §12). t: a temporary of s's type. */
+#define SOFTCAP_TANH_P(x, x2)                                                                      \
+  ((x) * ((((((-2.76076847742355e-16f * (x2) + 2.00018790482477e-13f) * (x2) -                     \
+              8.60467152213735e-11f) * (x2) + 5.12229709037114e-08f) * (x2) +                       \
+            1.48572235717979e-05f) * (x2) + 6.37261928875436e-04f) * (x2) +                         \
+          4.89352455891786e-03f))
+#define SOFTCAP_TANH_Q(x2)                                                                         \
+  (((1.19825839466702e-06f * (x2) + 1.18534705686654e-04f) * (x2) + 2.26843463243900e-03f) *      \
+       (x2) + 4.89352518554385e-03f)
+#define SOFTCAP_RECIP(y) (native_recip(y) * (2.0f - (y)*native_recip(y)))
+#define SOFTCAP_APPLY(s, t)                                                                        \
+  ((t) = clamp((s) * (1.0f / SOFTCAP2), -7.90531110763549805f, 7.90531110763549805f),             \
+   (s) = (s) != (s) ? (s) /* NaN stays NaN */                                                    \
+                    : SOFTCAP2 * SOFTCAP_TANH_P((t), (t) * (t)) * SOFTCAP_RECIP(SOFTCAP_TANH_Q((t) * (t))))
+#elif SOFTCAP
 /* s ← SOFTCAP2·tanh(s / SOFTCAP2) as SOFTCAP2·sign(s)·(1 − t)/(1 + t) with
  * t = e^(−2|s|/SOFTCAP2): one exp2 and a division, on floats and row vectors
- * alike (t a temporary of s's type). On PoCL (N = 4096, d = 64) softcap cost
- * ~20 % over plain flash this way, ~30 % with the library's vector tanh. */
+ * alike (t a temporary of s's type); GPUs. */
 #define SOFTCAP_APPLY(s, t)                                                                        \
   ((t) = exp2(fabs(s) * (-2.0f * CLATTN_LOG2E / SOFTCAP2)),                                        \
    (s) = copysign(SOFTCAP2 * (1.0f - (t)) / (1.0f + (t)), (s)))

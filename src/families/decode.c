@@ -398,7 +398,7 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
       clattn__append(opts, sizeof opts, " -DALIGN16=1");
   }
   if (ctx->info.is_cpu)
-    clattn__append(opts, sizeof opts, " -cl-fast-relaxed-math -DCLATTN_SOFT_HALF=1");
+    clattn__append(opts, sizeof opts, " -cl-fast-relaxed-math -DCLATTN_SOFT_HALF=1 -DCLATTN_CPU=1");
   if (s->allh) clattn__append(opts, sizeof opts, " -DALLH=%d", kv_heads_of(d));
   if (s->warp)
     clattn__append(opts, sizeof opts, " -DWARP=1 -DUNROLL=%d -DCLATTN_NV_SHFL=%d", s->unroll,

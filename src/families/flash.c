@@ -584,7 +584,7 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
    * softmax; the kernels never rely on infinities (see CLATTN_MASKED). Half
    * loads by integer operations (CLATTN_SOFT_HALF in cl/common.cl). */
   if (ctx->info.is_cpu)
-    clattn__append(opts, sizeof opts, " -cl-fast-relaxed-math -DCLATTN_SOFT_HALF=1");
+    clattn__append(opts, sizeof opts, " -cl-fast-relaxed-math -DCLATTN_SOFT_HALF=1 -DCLATTN_CPU=1");
   if (p->sparse) clattn__append(opts, sizeof opts, " -DSPARSE=%d", p->sparse->cls);
   /* quantized K/V: codes decoded and scaled as tiles are loaded (cl/flash_fwd.cl) */
   if (d->kv_dtype != CLATTN_KV_DTYPE_SAME)
