@@ -669,11 +669,12 @@ CLATTN_API clattn_status clattn_plan_create(clattn_context ctx, const clattn_att
  * kernel), "flash_rows:bm=16,bn=64" (the CPU flash kernel),
  * "flash_tc:warps=8,mt=1,bn=64" (NVIDIA tensor cores), "linear:chunk=32,
  * split=2048" (linear attention on FMA units), "linear_tc:..." (on tensor
- * cores). Without a prefix the first applicable variant whose parameter
- * names match and whose legality check passes is taken. Parameters the
- * string does not name keep their tuned or default value. Every
- * configuration passes the variant's legality check against the device
- * (CLATTN_ERROR_INVALID_ARGUMENT names the violated constraint); a named
+ * cores); a bare variant name ("decode_tc") forces that kernel with its
+ * default configuration. Without a prefix the first applicable variant
+ * whose parameter names match and whose legality check passes is taken.
+ * Parameters the string does not name keep their tuned or default value.
+ * Every configuration passes the variant's legality check against the
+ * device (CLATTN_ERROR_INVALID_ARGUMENT names the violated constraint); a named
  * variant that does not apply gives CLATTN_ERROR_UNSUPPORTED. NULL or ""
  * behaves as clattn_plan_create(). describe() reports "override". The
  * environment variable CLATTN_TUNE_OVERRIDE takes a ';'-separated list of
