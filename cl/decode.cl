@@ -443,6 +443,10 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
 #define TKSC(st, kl) kscale_c
 #endif
   __local uchar *ring = (__local uchar *)ring_raw;
+#if CLATTN_NV_EMU /* nv_mma.cl's emulation of the warp-level PTX (tests on CPUs) */
+  NV_EMU_SCRATCH;
+#define NV_EMU_BASE ring
+#endif
   const int g = lid >> 2, t4 = lid & 3;
   /* the lane's two rows (g, g + 8): live, query index */
   bool rok[2];

@@ -28,6 +28,127 @@
 #define VEC_GLOBAL 0 /* unit dim stride, D % 8 == 0, strides % 8 == 0: 16-byte I/O */
 #endif
 
+#ifndef CLATTN_NV_EMU
+#define CLATTN_NV_EMU 0
+#endif
+#if CLATTN_NV_EMU
+/* CPU emulation of the warp-level PTX below (CLATTN_NV_EMULATE=1, tests
+ * only: the tensor-core kernels' indexing, masking and paging run on PoCL
+ * in CI). A work-group of 32 work-items is the warp; lanes exchange their
+ * registers through local scratch between barriers (the kernels call every
+ * one of these in work-group-uniform control flow). The kernel declares
+ * NV_EMU_SCRATCH and defines NV_EMU_BASE, the __local uchar * that the
+ * 32-bit "shared addresses" (smem_addr) are byte offsets from. Products
+ * are summed in f32 in k order (the hardware's order and rounding differ
+ * within the tests' tolerances); cp.async is a plain copy. */
+#define NV_EMU_SCRATCH __local uint nv_emu_x[32 * 6]
+inline float emu_h2f(uint h) {
+#if CLATTN_DTYPE == 1
+  const ushort hs = (ushort)h;
+  return vload_half(0, (const half *)&hs);
+#else
+  return as_float((h & 0xffffu) << 16);
+#endif
+}
+inline uint emu_f2h(float x) {
+#if CLATTN_DTYPE == 1
+  ushort hs;
+  vstore_half_rte(x, 0, (half *)&hs);
+  return hs;
+#else
+  const uint u = as_uint(x);
+  if (isnan(x)) return (u >> 16) | 0x40u;
+  return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+#endif
+}
+inline void emu_mma(float *c, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1,
+                    __local uint *x) {
+  const int lane = get_local_id(0) % 32, g = lane >> 2, t = lane & 3;
+  x[lane * 6 + 0] = a0;
+  x[lane * 6 + 1] = a1;
+  x[lane * 6 + 2] = a2;
+  x[lane * 6 + 3] = a3;
+  x[lane * 6 + 4] = b0;
+  x[lane * 6 + 5] = b1;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  float r[4];
+  for (int e = 0; e < 4; e++) {
+    const int row = g + 8 * (e >> 1), col = 2 * t + (e & 1);
+    float acc = c[e];
+    for (int k = 0; k < 16; k++) {
+      /* A (row-major): lane 4·(row % 8) + (k % 8) / 2, register row / 8 + 2·(k / 8);
+       * B (col-major): lane 4·col + (k % 8) / 2, register 4 + k / 8; half k % 2 */
+      const uint aw = x[(4 * (row % 8) + (k % 8) / 2) * 6 + row / 8 + 2 * (k / 8)];
+      const uint bw = x[(4 * col + (k % 8) / 2) * 6 + 4 + k / 8];
+      acc += emu_h2f(aw >> (16 * (k % 2))) * emu_h2f(bw >> (16 * (k % 2)));
+    }
+    r[e] = acc;
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int e = 0; e < 4; e++)
+    c[e] = r[e];
+}
+#define MMA(c, a0, a1, a2, a3, b0, b1) emu_mma((c), (a0), (a1), (a2), (a3), (b0), (b1), nv_emu_x)
+#define smem_addr(p) ((uint)((__local const uchar *)(p)-NV_EMU_BASE))
+/* ldmatrix .x4: lane L gives the address of row L % 8 of matrix L / 8; lane
+ * l gets (row l / 4, cols 2(l % 4), +1) of each matrix, .trans (rows
+ * 2(l % 4), +1, col l / 4). */
+inline void emu_ldm(uint *r, uint addr, int trans, __local uint *x, __local const uchar *base) {
+  const int lane = get_local_id(0) % 32;
+  x[lane] = addr;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int m = 0; m < 4; m++) {
+    if (!trans) {
+      r[m] = *(__local const uint *)(base + x[m * 8 + (lane >> 2)] + 4 * (lane & 3));
+    } else {
+      const uint lo = *(__local const ushort *)(base + x[m * 8 + 2 * (lane & 3)] + 2 * (lane >> 2));
+      const uint hi =
+          *(__local const ushort *)(base + x[m * 8 + 2 * (lane & 3) + 1] + 2 * (lane >> 2));
+      r[m] = lo | (hi << 16);
+    }
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+}
+#define EMU_LDM(r0, r1, r2, r3, addr, tr)                                                          \
+  do {                                                                                             \
+    uint r_[4];                                                                                    \
+    emu_ldm(r_, (addr), (tr), nv_emu_x, NV_EMU_BASE);                                              \
+    r0 = r_[0];                                                                                    \
+    r1 = r_[1];                                                                                    \
+    r2 = r_[2];                                                                                    \
+    r3 = r_[3];                                                                                    \
+  } while (0)
+#define LDM_X4(r0, r1, r2, r3, addr) EMU_LDM(r0, r1, r2, r3, addr, 0)
+#define LDM_X4_T(r0, r1, r2, r3, addr) EMU_LDM(r0, r1, r2, r3, addr, 1)
+inline uint pack2(float lo, float hi) { return emu_f2h(lo) | (emu_f2h(hi) << 16); }
+inline float emu_shfl_xor(float v, int m, __local uint *x) {
+  const int lane = get_local_id(0) % 32;
+  x[lane] = as_uint(v);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  const float r = as_float(x[lane ^ m]);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  return r;
+}
+#define shfl_xor(v, m) emu_shfl_xor((v), (m), nv_emu_x)
+inline float fast_exp2(float x) { return exp2(x); }
+#define CP_ASYNC16(dst, src, ok)                                                                   \
+  (*(__local uint4 *)(NV_EMU_BASE + (dst)) =                                                       \
+       (ok) ? *(__global const uint4 *)(src) : (uint4)(0u))
+#define CP_ASYNC4(dst, src, ok)                                                                    \
+  (*(__local uint *)(NV_EMU_BASE + (dst)) = (ok) ? *(__global const uint *)(src) : 0u)
+#define CP_COMMIT() (void)0
+#define CP_WAIT(n) (void)0
+inline uint prmt(uint a, uint b, uint sel) {
+  const ulong x = (ulong)a | ((ulong)b << 32);
+  uint d = 0u;
+  for (int i = 0; i < 4; i++)
+    d |= (uint)((x >> (8 * ((sel >> (4 * i)) & 7u))) & 0xffu) << (8 * i);
+  return d;
+}
+inline uint sub_h2(uint a, uint b) {
+  return emu_f2h(emu_h2f(a) - emu_h2f(b)) | (emu_f2h(emu_h2f(a >> 16) - emu_h2f(b >> 16)) << 16);
+}
+#else
 /* One m16n8k16 MMA: c += A·B, A in four 16-bit-pair registers, B in two. */
 #define MMA(c, a0, a1, a2, a3, b0, b1)                                                             \
   __asm__ volatile("mma.sync.aligned.m16n8k16.row.col.f32." MMA_T "." MMA_T ".f32 "                \
@@ -104,6 +225,13 @@ inline uint prmt(uint a, uint b, uint sel) {
   __asm__("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(sel));
   return d;
 }
+/* Two f16 differences a − b, halfwise (sub.f16x2). */
+inline uint sub_h2(uint a, uint b) {
+  uint d;
+  __asm__("sub.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+  return d;
+}
+#endif /* CLATTN_NV_EMU */
 
 /* Four int8 codes (bytes of w) as two 16-bit pairs, exactly: *lo = codes 0,
  * 1, *hi = codes 2, 3 (first in the low half). f16: each biased code
@@ -114,8 +242,8 @@ inline void i8x4_to_x2(const uint w, uint *lo, uint *hi) {
   const uint u = w ^ 0x80808080u;
 #if CLATTN_DTYPE == 1
   const uint a = prmt(u, 0x64646464u, 0x4140u), b = prmt(u, 0x64646464u, 0x4342u);
-  __asm__("sub.f16x2 %0, %1, %2;" : "=r"(*lo) : "r"(a), "r"(0x64806480u));
-  __asm__("sub.f16x2 %0, %1, %2;" : "=r"(*hi) : "r"(b), "r"(0x64806480u));
+  *lo = sub_h2(a, 0x64806480u);
+  *hi = sub_h2(b, 0x64806480u);
 #else
   const float f0 = as_float(prmt(u, 0x4b000000u, 0x7650u)) - 8388736.0f;
   const float f1 = as_float(prmt(u, 0x4b000000u, 0x7651u)) - 8388736.0f;

@@ -131,6 +131,7 @@ static clattn_status fill_context_identity(clattn_context ctx, const clattn__set
   snprintf(ctx->device_line, sizeof ctx->device_line, "%s / %s / driver %s",
            ctx->info.platform_name, ctx->info.name, ctx->info.driver);
   ctx->settings = *settings;
+  ctx->info.nv_emulate = settings->nv_emulate && !ctx->info.is_nvidia;
   ctx->source_hash = calloc((size_t)clattn__variant_count() + 1, sizeof *ctx->source_hash);
   if (!ctx->source_hash)
     return clattn__fail(NULL, CLATTN_ERROR_OUT_OF_MEMORY, "cannot allocate the context");

@@ -35,6 +35,7 @@ typedef struct clattn__settings {
   double tune_budget;    /* CLATTN_TUNE_BUDGET seconds (default 10) */
   bool portable;         /* CLATTN_PORTABLE=1: no device fast paths */
   bool nv_verbose;       /* CLATTN_NV_VERBOSE=1: -cl-nv-verbose in NVIDIA builds */
+  bool nv_emulate; /* CLATTN_NV_EMULATE=1 (tests): decode_tc forcible off NVIDIA, PTX emulated */
   bool pocl_cache_off;   /* POCL_KERNEL_CACHE=0 */
   /* CLATTN_KV_COPY_MAX: bytes flash_rows may spend on the f32 copy of 16-bit
    * K and V (0: none, convert in the kernel); unset: a quarter of the
@@ -73,6 +74,10 @@ typedef struct clattn__device_info {
   bool fp16, fp64, subgroups;
   int nv_cc_major, nv_cc_minor; /* 0 when not NVIDIA */
   bool is_nvidia, is_amd, is_intel, is_cpu, is_pocl;
+  /* CLATTN_NV_EMULATE=1 on a device that is not NVIDIA (tests): decode_tc
+   * applies when forced, built with its warp-level PTX emulated
+   * (cl/nv_mma.cl, CLATTN_NV_EMU) */
+  bool nv_emulate;
   /* Set at run time, not read from the device: bit i marks registry
    * variant i whose build failed on this device in this context (a PTX
    * patch the driver refused); the planner passes over it from then on. */

@@ -45,6 +45,7 @@ void clattn__settings_read(clattn__settings *s) {
   }
   s->portable = flag("CLATTN_PORTABLE");
   s->nv_verbose = flag("CLATTN_NV_VERBOSE");
+  s->nv_emulate = flag("CLATTN_NV_EMULATE");
   const char *kc = getenv("CLATTN_KV_COPY_MAX");
   if (kc && *kc) {
     char *end;

@@ -246,7 +246,7 @@ int clattn__decode_tc_applicable(const clattn__device_info *info, const clattn_a
     if (base > 0) *why = "a ragged prefill (seq_q > 16): the flash kernels serve it";
     return 0;
   }
-  if (!info->is_nvidia || info->nv_cc_major < 8) {
+  if ((!info->is_nvidia || info->nv_cc_major < 8) && !info->nv_emulate) {
     *why = "needs NVIDIA sm_80 or newer (mma.sync)";
     return 0;
   }
@@ -270,7 +270,8 @@ int clattn__decode_tc_applicable(const clattn__device_info *info, const clattn_a
     *why = "head_dim 16, 32, 64 or 128 (int8: 32, 64 or 128)";
     return 0;
   }
-  return base + 2; /* above decode_warp (bench/RESULTS.md §14) */
+  /* above decode_warp (bench/RESULTS.md §17); emulated: when forced only */
+  return info->nv_emulate ? 1 : base + 2;
 }
 
 /* The ring's K and V rows (16-bit: padded by 8 elements; int8: by 16
@@ -397,14 +398,15 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
     if (clattn__strides_multiple(&p->ks, al) && clattn__strides_multiple(&p->vs, al))
       clattn__append(opts, sizeof opts, " -DALIGN16=1");
   }
-  if (ctx->info.is_cpu)
+  if (ctx->info.is_cpu && !s->tc) /* decode_tc emulated on a CPU keeps IEEE infinities */
     clattn__append(opts, sizeof opts, " -cl-fast-relaxed-math -DCLATTN_SOFT_HALF=1 -DCLATTN_CPU=1");
   if (s->allh) clattn__append(opts, sizeof opts, " -DALLH=%d", kv_heads_of(d));
   if (s->warp)
     clattn__append(opts, sizeof opts, " -DWARP=1 -DUNROLL=%d -DCLATTN_NV_SHFL=%d", s->unroll,
                    ctx->info.is_nvidia ? 1 : 0);
   if (s->tc)
-    clattn__append(opts, sizeof opts, " -DTC=1 -DBN=%d -DNS=%d -DLDM_ADDR=1", s->bn, s->ns);
+    clattn__append(opts, sizeof opts, " -DTC=1 -DBN=%d -DNS=%d -DLDM_ADDR=1%s", s->bn, s->ns,
+                   ctx->info.nv_emulate ? " -DCLATTN_NV_EMU=1" : "");
   clattn__mods_options(d, opts, sizeof opts); /* softcap, ALiBi, user functions, sinks */
   if (d->kv_dtype != CLATTN_KV_DTYPE_SAME)
     clattn__append(opts, sizeof opts, " -DKVQ=%d -DKVS=%d", (int)d->kv_dtype, (int)d->kv_scale);
@@ -416,7 +418,9 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
                                               opts, user_src, &prog);
   free(user_src);
   if (st != CLATTN_SUCCESS) return st;
-  const size_t local = s->tc     ? clattn__decode_tc_local(params, d)
+  /* decode_tc emulated (tests): nv_mma.cl's 32 x 6 words of lane exchange */
+  const size_t local = s->tc     ? clattn__decode_tc_local(params, d) +
+                                   (ctx->info.nv_emulate ? 32 * 6 * sizeof(cl_uint) : 0)
                        : s->warp ? clattn__decode_warp_local(params, d)
                                  : clattn__decode_local(params, d);
   if ((st = clattn__create_kernel_sized(ctx, prog, "decode_split", local, &s->split)) !=
