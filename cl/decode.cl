@@ -444,6 +444,7 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
 #endif
   __local uchar *ring = (__local uchar *)ring_raw;
 #if CLATTN_NV_EMU /* nv_mma.cl's emulation of the warp-level PTX (tests on CPUs) */
+#define NV_EMU_LANES 32
   NV_EMU_SCRATCH;
 #define NV_EMU_BASE ring
 #endif

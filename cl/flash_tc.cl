@@ -78,7 +78,11 @@ inline void load_tile16_async(__local ushort *dst, __global const ushort *base, 
     const int r = idx / CH8, ch = idx % CH8;
     const bool ok = row0 + r < limit && 8 * ch < D;
     __global const ushort *src = ok ? base + (long)(row0 + r) * ss + 8 * ch : base;
+#if CLATTN_NV_EMU /* a plain copy (the emulation's addresses are relative to the kernel's array) */
+    *(__local uint4 *)(dst + r * LDK + 8 * ch) = ok ? *(__global const uint4 *)src : (uint4)(0u);
+#else
     CP_ASYNC16(smem_addr(dst + r * LDK + 8 * ch), src, ok);
+#endif
   }
 }
 #endif
@@ -90,6 +94,11 @@ flash_tc(FLASH_ARGS(ushort)) {
   __local ushort *KVs = (__local ushort *)KVs_raw;
   __local ushort *Ks = KVs;
   __local ushort *Vs = KVs + BN * LDK;
+#if CLATTN_NV_EMU /* nv_mma.cl's emulation of the warp-level PTX (tests on CPUs) */
+#define NV_EMU_LANES NT
+  NV_EMU_SCRATCH;
+#define NV_EMU_BASE ((__local uchar *)KVs_raw)
+#endif
 
   const int lid = get_local_id(0);
   const int warp = lid / 32, lane = lid % 32;

@@ -36,12 +36,14 @@
  * only: the tensor-core kernels' indexing, masking and paging run on PoCL
  * in CI). A work-group of 32 work-items is the warp; lanes exchange their
  * registers through local scratch between barriers (the kernels call every
- * one of these in work-group-uniform control flow). The kernel declares
- * NV_EMU_SCRATCH and defines NV_EMU_BASE, the __local uchar * that the
- * 32-bit "shared addresses" (smem_addr) are byte offsets from. Products
+ * one of these in work-group-uniform control flow; work-item i is lane
+ * i % 32 of warp i / 32). The kernel defines NV_EMU_LANES (its work-group
+ * size) and NV_EMU_BASE (the __local uchar * that the 32-bit "shared
+ * addresses" of smem_addr are byte offsets from) and declares
+ * NV_EMU_SCRATCH. Products
  * are summed in f32 in k order (the hardware's order and rounding differ
  * within the tests' tolerances); cp.async is a plain copy. */
-#define NV_EMU_SCRATCH __local uint nv_emu_x[32 * 6]
+#define NV_EMU_SCRATCH __local uint nv_emu_x[NV_EMU_LANES * 6]
 inline float emu_h2f(uint h) {
 #if CLATTN_DTYPE == 1
   const ushort hs = (ushort)h;
@@ -64,6 +66,7 @@ inline uint emu_f2h(float x) {
 inline void emu_mma(float *c, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1,
                     __local uint *x) {
   const int lane = get_local_id(0) % 32, g = lane >> 2, t = lane & 3;
+  x += (get_local_id(0) / 32) * 32 * 6; /* this warp's lanes */
   x[lane * 6 + 0] = a0;
   x[lane * 6 + 1] = a1;
   x[lane * 6 + 2] = a2;
@@ -89,21 +92,22 @@ inline void emu_mma(float *c, uint a0, uint a1, uint a2, uint a3, uint b0, uint 
     c[e] = r[e];
 }
 #define MMA(c, a0, a1, a2, a3, b0, b1) emu_mma((c), (a0), (a1), (a2), (a3), (b0), (b1), nv_emu_x)
-#define smem_addr(p) ((uint)((__local const uchar *)(p)-NV_EMU_BASE))
+#define smem_addr(p) ((uint)(int)((__local const uchar *)(p)-NV_EMU_BASE)) /* signed offset */
 /* ldmatrix .x4: lane L gives the address of row L % 8 of matrix L / 8; lane
  * l gets (row l / 4, cols 2(l % 4), +1) of each matrix, .trans (rows
  * 2(l % 4), +1, col l / 4). */
 inline void emu_ldm(uint *r, uint addr, int trans, __local uint *x, __local const uchar *base) {
   const int lane = get_local_id(0) % 32;
+  x += (get_local_id(0) / 32) * 32;
   x[lane] = addr;
   barrier(CLK_LOCAL_MEM_FENCE);
   for (int m = 0; m < 4; m++) {
     if (!trans) {
-      r[m] = *(__local const uint *)(base + x[m * 8 + (lane >> 2)] + 4 * (lane & 3));
+      r[m] = *(__local const uint *)(base + (int)x[m * 8 + (lane >> 2)] + 4 * (lane & 3));
     } else {
-      const uint lo = *(__local const ushort *)(base + x[m * 8 + 2 * (lane & 3)] + 2 * (lane >> 2));
-      const uint hi =
-          *(__local const ushort *)(base + x[m * 8 + 2 * (lane & 3) + 1] + 2 * (lane >> 2));
+      const int r0 = (int)x[m * 8 + 2 * (lane & 3)], r1 = (int)x[m * 8 + 2 * (lane & 3) + 1];
+      const uint lo = *(__local const ushort *)(base + r0 + 2 * (lane >> 2));
+      const uint hi = *(__local const ushort *)(base + r1 + 2 * (lane >> 2));
       r[m] = lo | (hi << 16);
     }
   }
@@ -123,6 +127,7 @@ inline void emu_ldm(uint *r, uint addr, int trans, __local uint *x, __local cons
 inline uint pack2(float lo, float hi) { return emu_f2h(lo) | (emu_f2h(hi) << 16); }
 inline float emu_shfl_xor(float v, int m, __local uint *x) {
   const int lane = get_local_id(0) % 32;
+  x += (get_local_id(0) / 32) * 32;
   x[lane] = as_uint(v);
   barrier(CLK_LOCAL_MEM_FENCE);
   const float r = as_float(x[lane ^ m]);
@@ -132,10 +137,10 @@ inline float emu_shfl_xor(float v, int m, __local uint *x) {
 #define shfl_xor(v, m) emu_shfl_xor((v), (m), nv_emu_x)
 inline float fast_exp2(float x) { return exp2(x); }
 #define CP_ASYNC16(dst, src, ok)                                                                   \
-  (*(__local uint4 *)(NV_EMU_BASE + (dst)) =                                                       \
+  (*(__local uint4 *)(NV_EMU_BASE + (int)(dst)) =                                                  \
        (ok) ? *(__global const uint4 *)(src) : (uint4)(0u))
 #define CP_ASYNC4(dst, src, ok)                                                                    \
-  (*(__local uint *)(NV_EMU_BASE + (dst)) = (ok) ? *(__global const uint *)(src) : 0u)
+  (*(__local uint *)(NV_EMU_BASE + (int)(dst)) = (ok) ? *(__global const uint *)(src) : 0u)
 #define CP_COMMIT() (void)0
 #define CP_WAIT(n) (void)0
 inline uint prmt(uint a, uint b, uint sel) {

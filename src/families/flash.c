@@ -336,7 +336,8 @@ static bool tc_problem(const clattn_attention_desc *d, const char **why) {
 
 int clattn__flash_tc_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                                 const char **why) {
-  if (!info->is_nvidia || info->nv_cc_major < 8) {
+  /* nv_emulate (tests): the warp-level PTX emulated on another device */
+  if ((!info->is_nvidia || info->nv_cc_major < 8) && !info->nv_emulate) {
     *why = "needs NVIDIA sm_80 or newer (mma.sync)";
     return 0;
   }
@@ -508,7 +509,10 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
            (int)d->dtype, d->head_dim, warps, mt, bn, clattn__causal_define(d->mask), vec, vec,
            d->ragged ? 1 : 0);
   if (ctx->settings.nv_verbose) clattn__append(opts, sizeof opts, " -cl-nv-verbose");
-  const size_t local = clattn__flash_tc_local(params, d);
+  /* emulated (tests): nv_mma.cl's 6 words of lane exchange a work-item */
+  if (ctx->info.nv_emulate) clattn__append(opts, sizeof opts, " -DCLATTN_NV_EMU=1");
+  const size_t local = clattn__flash_tc_local(params, d) +
+                       (ctx->info.nv_emulate ? (size_t)32 * warps * 6 * sizeof(cl_uint) : 0);
   if ((st = build_kernel(p, s, opts, local, false)) != CLATTN_SUCCESS) return st;
   set_geometry(p, s, 16 * mt * warps, 32 * warps);
   snprintf(p->describe, sizeof p->describe,
