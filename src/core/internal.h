@@ -35,7 +35,7 @@ typedef struct clattn__settings {
   double tune_budget;    /* CLATTN_TUNE_BUDGET seconds (default 10) */
   bool portable;         /* CLATTN_PORTABLE=1: no device fast paths */
   bool nv_verbose;       /* CLATTN_NV_VERBOSE=1: -cl-nv-verbose in NVIDIA builds */
-  bool nv_emulate; /* CLATTN_NV_EMULATE=1 (tests): decode_tc forcible off NVIDIA, PTX emulated */
+  bool nv_emulate; /* CLATTN_NV_EMULATE=1 (tests): flash_tc, decode_tc with their PTX emulated */
   bool pocl_cache_off;   /* POCL_KERNEL_CACHE=0 */
   /* CLATTN_KV_COPY_MAX: bytes flash_rows may spend on the f32 copy of 16-bit
    * K and V (0: none, convert in the kernel); unset: a quarter of the
@@ -74,9 +74,9 @@ typedef struct clattn__device_info {
   bool fp16, fp64, subgroups;
   int nv_cc_major, nv_cc_minor; /* 0 when not NVIDIA */
   bool is_nvidia, is_amd, is_intel, is_cpu, is_pocl;
-  /* CLATTN_NV_EMULATE=1 on a device that is not NVIDIA (tests): decode_tc
-   * applies when forced, built with its warp-level PTX emulated
-   * (cl/nv_mma.cl, CLATTN_NV_EMU) */
+  /* CLATTN_NV_EMULATE=1 on a device that is not NVIDIA (tests): flash_tc
+   * applies as on NVIDIA and decode_tc when forced, built with their
+   * warp-level PTX emulated (cl/nv_mma.cl, CLATTN_NV_EMU) */
   bool nv_emulate;
   /* Set at run time, not read from the device: bit i marks registry
    * variant i whose build failed on this device in this context (a PTX
@@ -149,6 +149,12 @@ static inline bool clattn__mask_is_causal(clattn_mask m) {
  * loads; buffers themselves are aligned far beyond that). */
 static inline bool clattn__strides_multiple(const clattn_strides *s, int64_t q) {
   return s->dim == 1 && s->seq % q == 0 && s->head % q == 0 && s->batch % q == 0;
+}
+/* The local memory that nv_mma.cl's PTX emulation (CLATTN_NV_EMU, tests)
+ * adds to a kernel of `items` work-items: 6 words of lane exchange each;
+ * 0 without the emulation. */
+static inline size_t clattn__nv_emu_local(const clattn__device_info *info, size_t items) {
+  return info->nv_emulate ? items * 6 * sizeof(cl_uint) : 0;
 }
 static inline bool clattn__desc_has_mods(const clattn_attention_desc *d) {
   return d->softcap > 0.0 || d->alibi_max_bias > 0.0 || d->score_mod || d->mask_mod || d->sinks ||

@@ -92,6 +92,9 @@ struct clattn__variant {
  * the end. */
 const clattn__variant *clattn__variant_at(int i);
 const clattn__variant *clattn__variant_find(const char *name);
+/* v's kernel files (common.cl comes first on its own), blank-separated, in
+ * order: the `names` of clattn__get_program. */
+void clattn__variant_files(const clattn__variant *v, char *buf, size_t cap);
 /* Index of v in the registry (per-context caches are indexed by it). */
 int clattn__variant_index(const clattn__variant *v);
 /* Number of variants in the registry. */

@@ -73,8 +73,11 @@ int clattn__decode_applicable(const clattn__device_info *info, const clattn_atte
    * score, attention sinks in the merge */
   (void)info;
   if (d->kv_layout != CLATTN_KV_CONTIGUOUS) return 40; /* paged: the decode kernel alone */
-  if (d->ragged) /* ragged prefill: the flash kernels, which tile the queries */
-    return d->seq_q <= 16 ? 40 : 5;
+  if (d->ragged && d->seq_q > 16) { /* ragged prefill: the flash kernels, which tile the queries */
+    *why = "a ragged prefill (seq_q > 16): the flash kernels serve it"; /* for the others */
+    return 5;
+  }
+  if (d->ragged) return 40;
   if (d->mask != CLATTN_MASK_NONE && !clattn__mask_is_causal(d->mask)) {
     *why = "dense masks only (the flash kernels walk the sparse masks)";
     return 0;
@@ -178,10 +181,7 @@ static bool warp_head_dim(int h) {
 int clattn__decode_warp_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                                    const char **why) {
   const int base = clattn__decode_applicable(info, d, why);
-  if (base <= 5) { /* not a decode shape (or ragged prefill: the flash kernels) */
-    if (base > 0) *why = "a ragged prefill (seq_q > 16): the flash kernels serve it";
-    return 0;
-  }
+  if (base <= 5) return 0; /* not a decode shape (or ragged prefill: the flash kernels) */
   if (!warp_head_dim(d->head_dim)) {
     *why = "head_dim 8, 16, 32, 64, 128 or 256 (8 elements per lane)";
     return 0;
@@ -242,10 +242,7 @@ const char *const clattn__decode_tc_sources[] = {"nv_mma.cl", "decode.cl", NULL}
 int clattn__decode_tc_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                                  const char **why) {
   const int base = clattn__decode_applicable(info, d, why);
-  if (base <= 5) {
-    if (base > 0) *why = "a ragged prefill (seq_q > 16): the flash kernels serve it";
-    return 0;
-  }
+  if (base <= 5) return 0; /* not a decode shape (*why says which) */
   if ((!info->is_nvidia || info->nv_cc_major < 8) && !info->nv_emulate) {
     *why = "needs NVIDIA sm_80 or newer (mma.sync)";
     return 0;
@@ -414,13 +411,13 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
   bool oom = false;
   char *user_src = clattn__user_source(d, &oom);
   if (oom) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "cannot copy the user source");
-  clattn_status st = clattn__get_program_user(ctx, s->tc ? "nv_mma.cl decode.cl" : "decode.cl",
-                                              opts, user_src, &prog);
+  char files[64] = "decode.cl"; /* the variant's (decode_tc: nv_mma.cl first) */
+  if (p->variant) clattn__variant_files(p->variant, files, sizeof files);
+  clattn_status st = clattn__get_program_user(ctx, files, opts, user_src, &prog);
   free(user_src);
   if (st != CLATTN_SUCCESS) return st;
-  /* decode_tc emulated (tests): nv_mma.cl's 32 x 6 words of lane exchange */
   const size_t local = s->tc     ? clattn__decode_tc_local(params, d) +
-                                   (ctx->info.nv_emulate ? 32 * 6 * sizeof(cl_uint) : 0)
+                                   clattn__nv_emu_local(&ctx->info, 32) /* tests */
                        : s->warp ? clattn__decode_warp_local(params, d)
                                  : clattn__decode_local(params, d);
   if ((st = clattn__create_kernel_sized(ctx, prog, "decode_split", local, &s->split)) !=

@@ -468,12 +468,11 @@ static clattn_status build_kernel(clattn_plan p, flash_state *s, const char *opt
   const clattn__variant *v = p->variant;
   /* The program is the variant's files in order; the kernel is named after
    * the last: flash_fwd, flash_rows, flash_tc. */
-  char files[128] = "";
+  char files[128];
+  clattn__variant_files(v, files, sizeof files);
   const char *last = v->sources[0];
-  for (int i = 0; v->sources[i]; i++) {
-    clattn__append(files, sizeof files, "%s%s", i ? " " : "", v->sources[i]);
+  for (int i = 0; v->sources[i]; i++)
     last = v->sources[i];
-  }
   if (p->desc.mask_mod) clattn__append(files, sizeof files, " mask_blocks.cl");
   bool oom = false;
   char *user_src = clattn__user_source(&p->desc, &oom);
@@ -509,10 +508,9 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
            (int)d->dtype, d->head_dim, warps, mt, bn, clattn__causal_define(d->mask), vec, vec,
            d->ragged ? 1 : 0);
   if (ctx->settings.nv_verbose) clattn__append(opts, sizeof opts, " -cl-nv-verbose");
-  /* emulated (tests): nv_mma.cl's 6 words of lane exchange a work-item */
-  if (ctx->info.nv_emulate) clattn__append(opts, sizeof opts, " -DCLATTN_NV_EMU=1");
-  const size_t local = clattn__flash_tc_local(params, d) +
-                       (ctx->info.nv_emulate ? (size_t)32 * warps * 6 * sizeof(cl_uint) : 0);
+  if (ctx->info.nv_emulate) /* tests: the warp-level PTX emulated (cl/nv_mma.cl) */ clattn__append(opts, sizeof opts, " -DCLATTN_NV_EMU=1");
+  const size_t local =
+      clattn__flash_tc_local(params, d) + clattn__nv_emu_local(&ctx->info, (size_t)32 * warps);
   if ((st = build_kernel(p, s, opts, local, false)) != CLATTN_SUCCESS) return st;
   set_geometry(p, s, 16 * mt * warps, 32 * warps);
   snprintf(p->describe, sizeof p->describe,
