@@ -93,8 +93,13 @@ struct clattn__variant {
 const clattn__variant *clattn__variant_at(int i);
 const clattn__variant *clattn__variant_find(const char *name);
 /* v's kernel files (common.cl comes first on its own), blank-separated, in
- * order: the `names` of clattn__get_program. */
-void clattn__variant_files(const clattn__variant *v, char *buf, size_t cap);
+ * order: the `names` of clattn__get_program. (Inline: the families call it,
+ * and the registry calls the families.) */
+static inline void clattn__variant_files(const clattn__variant *v, char *buf, size_t cap) {
+  if (cap) buf[0] = 0;
+  for (int i = 0; v->sources[i]; i++)
+    clattn__append(buf, cap, "%s%s", i ? " " : "", v->sources[i]);
+}
 /* Index of v in the registry (per-context caches are indexed by it). */
 int clattn__variant_index(const clattn__variant *v);
 /* Number of variants in the registry. */

@@ -87,12 +87,6 @@ const clattn__variant *clattn__variant_find(const char *name) {
   return NULL;
 }
 
-void clattn__variant_files(const clattn__variant *v, char *buf, size_t cap) {
-  if (cap) buf[0] = 0;
-  for (int i = 0; v->sources[i]; i++)
-    clattn__append(buf, cap, "%s%s", i ? " " : "", v->sources[i]);
-}
-
 int clattn__variant_index(const clattn__variant *v) {
   for (int i = 0; i < NUM_VARIANTS; i++)
     if (&table[i] == v) return i;
