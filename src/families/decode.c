@@ -310,13 +310,14 @@ bool clattn__decode_tc_fallback(const clattn__device_info *info, const clattn_at
 }
 
 /* The number of KV splits: enough work-groups (splits × batch × kv_heads ×
- * row blocks) to give every compute unit several, but at least two tiles of
- * keys per split. */
+ * row blocks) to give every compute unit per_cu of them (rounded down when
+ * floor: whole rounds of work-groups per compute unit), but at least two
+ * tiles of keys per split. */
 static int auto_splits(const clattn__device_info *info, const clattn_attention_desc *d, int kt,
-                       int nrb, bool allh, int per_cu) {
+                       int nrb, bool allh, int per_cu, bool floor) {
   const int64_t base = (int64_t)d->batch * (allh ? 1 : kv_heads_of(d)) * nrb;
   const int64_t target = (int64_t)(info->compute_units ? info->compute_units : 1) * per_cu;
-  int64_t s = (target + base - 1) / base;
+  int64_t s = floor ? target / base : (target + base - 1) / base;
   const int64_t most = ((int64_t)d->seq_kv + 2 * kt - 1) / (2 * kt);
   if (s > most) s = most;
   if (s > 128) s = 128;
@@ -352,10 +353,18 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
   /* allh needs the 16-lane CPU form (unit dim strides): the other forms
    * read one KV head a work-item */
   s->allh = !s->warp && !s->tc && allh_applies(params, d) && p->ks.dim == 1 && p->vs.dim == 1;
-  /* work-groups per compute unit: a one-warp work-group (decode_tc) does
-   * less at once than a work-group of several warps */
-  const int per_cu = ctx->info.is_cpu ? 2 : s->tc ? 8 : 4;
-  s->splits = params[0] ? params[0] : auto_splits(&ctx->info, d, s->kt, s->nrb, s->allh, per_cu);
+  /* Work-groups per compute unit. decode_tc (one warp each, measured on an
+   * H100, bench/RESULTS.md §17): 16-bit K/V streams at the copy rate with
+   * two a compute unit, and fewer splits mean less to merge (B = 1, 32k:
+   * 33 splits 13 % faster than 132), in whole rounds (B = 8, 131k: 4
+   * splits, 256 work-groups, 5 % faster than 5); int8 decodes its codes
+   * with more instructions per byte and needs more warps to hide them
+   * (B = 8, 131k: 66 splits 17 % faster than 17). */
+  const bool q8 = d->kv_dtype != CLATTN_KV_DTYPE_SAME;
+  const int per_cu = ctx->info.is_cpu ? 2 : s->tc ? (q8 ? 32 : 2) : 4;
+  s->splits = params[0] ? params[0]
+                        : auto_splits(&ctx->info, d, s->kt, s->nrb, s->allh, per_cu,
+                                      s->tc && !q8);
   /* Workspace: (D + 1) floats per (row, split). */
   const size_t rows = (size_t)d->batch * (size_t)d->heads * (size_t)d->seq_q;
   size_t parts, o_elems;
