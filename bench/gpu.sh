@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|mods|all|plots;
+# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|mods|modstc|all|plots;
 # logs go to $OUT (or ./gpu-out), packed into $OUT/logs.tgz on exit (CLATTN_GPU_PACK=0 keeps them loose); pipe the output into $OUT/summary.txt.
 # `regress` (not part of `all`): the same CLI points on this tree and on an older one in .base/
 # (`git archive REV | tar -x -C .base`, passed with carry), alternating, same process group: speed must not move.
@@ -431,6 +431,30 @@ if want wgmma; then
 import json, sys
 for l in sys.stdin:
     r = json.loads(l); print('torch', r['backend'], 'd%d' % r['head_dim'], r['mask'], r['seq'], round(r['median_ms'], 4), 'ms', round(r.get('tflops', 0), 1))"
+fi
+
+if want modstc; then
+  # issue 18: the forward modifiers on the tensor-core kernel (flash_tc), 16-bit, against plain flash
+  # in the same process (B·H·N = TOK·H... as `point`): softcap, ALiBi, sinks, a bias tensor, user
+  # mask_mods = causal / a window (block lists) against the native masks; the GPU tests first.
+  if [ "${MODSTC_TEST:-1}" = 1 ]; then
+    for t in test_mods test_user_fns; do
+      timeout 200 ./build/tests/$t --only test_flash_tc >"$OUT/${t}_tc.log" 2>&1; echo "$t flash_tc rc=$?"
+      grep -E "PASSED|FAILED|SKIPPED|ERROR" "$OUT/${t}_tc.log" | head -4
+    done
+  fi
+  printf 'int clattn_mask_mod(int b, int h, int q_idx, int kv_idx, __global const uchar *user) { return kv_idx <= q_idx; }\n' >"$OUT/c.cl"
+  printf 'int clattn_mask_mod(int b, int h, int q_idx, int kv_idx, __global const uchar *user) { return kv_idx <= q_idx && kv_idx >= q_idx - 256; }\n' >"$OUT/w.cl"
+  for d in ${MODSTC_DIMS:-64 128}; do for n in ${MODSTC_SEQS:-4096 16384}; do
+    b=$((TOK / n / H)); [ $b -lt 1 ] && b=1
+    for spec in "--mask none" "--mask none --softcap 30" "--mask none --alibi 8" "--mask causal" "--mask causal --softcap 30" \
+        "--mask causal --alibi 8" "--mask causal --softcap 30 --alibi 8" "--mask causal --sinks 1" "--mask-mod $OUT/c.cl" \
+        "--mask window:256,0" "--mask-mod $OUT/w.cl" "--mask none --bias random-bool"; do
+      t=$(timeout 60 $CLI run --dtype ${MODSTC_DTYPE:-bf16} --seq $n --batch $b --heads $H --head-dim $d --reps 10 \
+          --no-verify $spec 2>&1 | grep -E "^time|^config|rror" | sed 's/time *: median //; s/, min.*//; s/^config *: \([a-z_]*\) .*/\1/' | tr '\n' ' ')
+      echo "d=$d N=$n ${spec//$OUT\//}: $t"
+    done
+  done; done | tee "$OUT/modstc.txt"
 fi
 
 if want mods; then

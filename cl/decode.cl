@@ -393,7 +393,8 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
    * decode_warp runs about 90 instructions per key and KV head
    * (bench/RESULTS.md §14): the KV stream, not the arithmetic, is the
    * limit. Paged pools whose page size is a multiple of BN are walked page
-   * by page: one block-table entry per tile, read one tile ahead. Keys that
+   * by page: the block-table entries 32 at a time, one a lane, a tile's
+   * from a shuffle. Keys that
    * do not exist (past ke, behind a bad page id) are zero-filled and masked
    * by a per-stage flag.
    * 16-bit K/V: fragments through ldmatrix (.trans for V) from rows padded
@@ -490,10 +491,30 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
 #define TC_SLOT(j, kl, pgv, kr, kj)                                                                \
   ((kr) = (long)((pgv) >= 0 && (pgv) < num_pages ? (pgv) : 0),                                     \
    (kj) = (long)((j) - (j) / PAGE * PAGE), (j) < ke && (pgv) >= 0 && (pgv) < num_pages)
-#define TC_PAGE(tl) (kb + (tl)*BN < ke ? btab[(long)b * maxp + (kb + (tl)*BN) / PAGE] : 0)
+  /* The split's block-table entries 32 pages at a time: lane L holds entry
+   * L of window pw_w (its pages pg0 + 32·pw_w ...), and the next window is
+   * loaded when this one comes into use, so that a tile's page id is a
+   * shuffle, not a load a tile ahead of its use (measured on an H100:
+   * paged at 2 work-groups a compute unit lost 5-6 % to that load). */
+  const int pg0 = kb / PAGE, npg = ntl > 0 ? (ke - 1) / PAGE - pg0 + 1 : 0;
+#define TC_PW(w) ((w)*32 + lid < npg ? btab[(long)b * maxp + pg0 + (w)*32 + lid] : 0)
+  int pw_w = 0, pw_cur = TC_PW(0), pw_nxt = TC_PW(1);
+  /* dst = the block-table entry of tile tl (0 past the split); tl ascends
+   * by one a call, so the window moves by at most one */
+#define TC_PAGE_NEXT(tl, dst)                                                                      \
+  do {                                                                                             \
+    const int li_ = (kb + (tl)*BN) / PAGE - pg0;                                                   \
+    if ((li_ >> 5) != pw_w) {                                                                      \
+      pw_w++;                                                                                      \
+      pw_cur = pw_nxt;                                                                             \
+      pw_nxt = TC_PW(pw_w + 1);                                                                    \
+    }                                                                                              \
+    (dst) = shfl_idx(pw_cur, li_ & 31);                                                            \
+    if (kb + (tl)*BN >= ke) (dst) = 0;                                                             \
+  } while (0)
 #else
 #define TC_SLOT(j, kl, pgv, kr, kj) key_slot((j), ke, b, k0, btab, maxp, num_pages, &(kr), &(kj))
-#define TC_PAGE(tl) 0
+#define TC_PAGE_NEXT(tl, dst) ((dst) = 0)
 #endif
 #if ALIGN16
 #define TC_CHUNK(dst, src, ro, sd, ok)                                                             \
@@ -532,12 +553,13 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
       if (cch == 0) okey[(tl) % NS][kl_] = ok_;                                                    \
     }                                                                                              \
   } while (0)
-  int pgn = TC_PAGE(0);
+  int pgn;
+  TC_PAGE_NEXT(0, pgn);
 #pragma unroll
   for (int s0 = 0; s0 < NS - 1; s0++) {
     if (s0 < ntl) TC_ISSUE(s0, pgn);
     CP_COMMIT();
-    pgn = TC_PAGE(s0 + 1);
+    TC_PAGE_NEXT(s0 + 1, pgn);
   }
 #if !KVQ
   /* ldmatrix lane addresses (flash_tc.cl): K: keys +8 for matrices 2, 3,
@@ -550,7 +572,7 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
     barrier(CLK_LOCAL_MEM_FENCE); /* everyone's; stage (tl - 1) % NS is free */
     if (tl + NS - 1 < ntl) TC_ISSUE(tl + NS - 1, pgn);
     CP_COMMIT();
-    pgn = TC_PAGE(tl + NS);
+    TC_PAGE_NEXT(tl + NS, pgn);
     const int st = tl % NS, j0 = kb + tl * BN;
     float s[TNS][4];
 #pragma unroll

@@ -48,6 +48,20 @@
 #define KCP (BN / 16) /* k-steps of O = P V */
 #define CH8 (DP / 8)  /* 8-element chunks per row */
 
+/* Forward modifiers (cl/common.cl: softcap, ALiBi, user score_mod and
+ * mask_mod, bias tensor, sinks): the scores are scaled into log2 units
+ * right after Q·Kᵀ (one multiply each) so that the modifiers see the
+ * portable kernel's values, and the softmax runs with a unit scale. A user
+ * mask walks its block lists (clattn_plan_update_mask_blocks: hidden tiles
+ * cost nothing, shown ones skip the per-element mask) with the cp.async
+ * pipeline fetching the next listed tile. */
+#define TC_MODS (SCORE_MODS || USER_SCORE || USER_MASK || BIAS || SINKS)
+#if TC_MODS
+#define TC_QSCALE 1.0f
+#else
+#define TC_QSCALE qscale
+#endif
+
 #if (BN % 16) || (MT < 1) || (MT > 2)
 #error "flash_tc: BN must be a multiple of 16 and MT 1 or 2"
 #endif
@@ -135,6 +149,24 @@ flash_tc(FLASH_ARGS(ushort)) {
 
   const int off = CAUSAL_OFFSET(CAUSAL, Nq, Nk);
   const int ntiles = flash_dense_tiles(q0, BM, BN, Nq, Nk, CAUSAL);
+#if ALIBI
+  const float mod_slope2 = alibi_slope2(h, H);
+#elif SCORE_MODS
+  const float mod_slope2 = 0.0f;
+#endif
+#if USER_MASK
+  /* The row block's tiles: its list entries (kt·4 + class) while they lie
+   * below the causal limit; -1 past the end. A class-0 entry (never in the
+   * lists) would be masked element by element. */
+  const int nkt = (Nk + BN - 1) / BN, nlist = USER_LIST_COUNT(bh, qb, ntiles);
+#define TC_ENTRY(t)                                                                                \
+  ((t) < nlist && (USER_LIST_ENTRY(bh, qb, t, nkt) >> 2) < ntiles ? USER_LIST_ENTRY(bh, qb, t, nkt) \
+                                                                  : -1)
+  int ent = TC_ENTRY(0);
+  const int kv_first = ent >= 0 ? (ent >> 2) * BN : -1;
+#else
+  const int kv_first = ntiles > 0 ? 0 : -1;
+#endif
   /* ldmatrix addresses: lane L addresses row L&7 of matrix L>>3. K: keys +8
    * for matrices 2,3, dims +8 for 1,3. V (.trans): keys +8 for 1,3, dims +8
    * for 2,3. */
@@ -144,13 +176,21 @@ flash_tc(FLASH_ARGS(ushort)) {
 #if ASYNC
   /* cp.async pipeline over one K and one V buffer: K(t+1) streams in during
    * the softmax and P·V of tile t, V(t+1) during Q·Kᵀ of tile t+1. */
-  if (ntiles > 0) load_tile16_async(Ks, Kb, kss, 0, BN, Nk, lid);
+  if (kv_first >= 0) load_tile16_async(Ks, Kb, kss, kv_first, BN, Nk, lid);
   CP_COMMIT();
-  if (ntiles > 0) load_tile16_async(Vs, Vb, vss, 0, BN, Nk, lid);
+  if (kv_first >= 0) load_tile16_async(Vs, Vb, vss, kv_first, BN, Nk, lid);
   CP_COMMIT();
 #endif
+#if USER_MASK
+  for (int tile = 0; ent >= 0; tile++) {
+    const int kv0 = (ent >> 2) * BN, ucls = ent & 3;
+    const int nent = TC_ENTRY(tile + 1);
+    const int kv_next = nent >= 0 ? (nent >> 2) * BN : -1;
+#else
   for (int tile = 0; tile < ntiles; tile++) {
     const int kv0 = tile * BN;
+    const int kv_next = tile + 1 < ntiles ? kv0 + BN : -1;
+#endif
 #if ASYNC
     CP_WAIT(1); /* K(tile) has landed for this work-item */
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -184,8 +224,55 @@ flash_tc(FLASH_ARGS(ushort)) {
 
 #if ASYNC
     barrier(CLK_LOCAL_MEM_FENCE); /* every warp is done reading K(tile) */
-    if (tile + 1 < ntiles) load_tile16_async(Ks, Kb, kss, kv0 + BN, BN, Nk, lid);
+    if (kv_next >= 0) load_tile16_async(Ks, Kb, kss, kv_next, BN, Nk, lid);
     CP_COMMIT();
+#endif
+#if TC_MODS
+    /* Modifiers on the scores in log2 units (the portable kernel's order:
+     * softcap and ALiBi, the user's score function, the bias, the user's
+     * mask); rows past Nq and keys past Nk are left to the masks. */
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+      for (int j = 0; j < NTS; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          float x = s[mt][j][e] * qscale;
+#if SCORE_MODS
+          x = score_mods(x, mod_slope2, row0[mt] + (e >> 1) * 8 + off, kv0 + 8 * j + 2 * t + (e & 1));
+#endif
+          s[mt][j][e] = x;
+        }
+#if USER_SCORE || BIAS || USER_MASK
+#if USER_SCORE || BIAS
+    if (true) {
+#else
+    if (ucls != 2) { /* tiles the lists show whole skip the mask */
+#endif
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int j = 0; j < NTS; j++)
+#pragma unroll
+          for (int e = 0; e < 4; e++) {
+            const int qrow = row0[mt] + (e >> 1) * 8, key = kv0 + 8 * j + 2 * t + (e & 1);
+            if (qrow < Nq && key < Nk) {
+              float x = s[mt][j][e];
+#if USER_SCORE
+              x = clattn_score_mod(x * CLATTN_LN2, b, h, qrow, key, user) * CLATTN_LOG2E;
+#endif
+#if BIAS
+              const float bv = BIAS_AT(b, h, qrow, key);
+              x = BIAS_HIDES(bv) ? -INFINITY : x + bv * CLATTN_LOG2E;
+#endif
+#if USER_MASK
+              if (ucls != 2 && !clattn_mask_mod(b, h, qrow, key, user)) x = -INFINITY;
+#endif
+              s[mt][j][e] = x;
+            }
+          }
+    }
+#endif
 #endif
 #if CAUSAL
     const bool need_mask = (kv0 + BN > Nk) || (kv0 + BN - 1 > q0 + off);
@@ -204,7 +291,7 @@ flash_tc(FLASH_ARGS(ushort)) {
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
       for (int rr = 0; rr < 2; rr++)
-        SOFTMAX_STEP(s[mt], NTS, o[mt], NTO, rr, m[mt][rr], l[mt][rr], qscale);
+        SOFTMAX_STEP(s[mt], NTS, o[mt], NTO, rr, m[mt][rr], l[mt][rr], TC_QSCALE);
 
 #if ASYNC
     CP_WAIT(1); /* V(tile) has landed */
@@ -234,10 +321,38 @@ flash_tc(FLASH_ARGS(ushort)) {
     }
 #if ASYNC
     barrier(CLK_LOCAL_MEM_FENCE); /* every warp is done reading V(tile) */
-    if (tile + 1 < ntiles) load_tile16_async(Vs, Vb, vss, kv0 + BN, BN, Nk, lid);
+    if (kv_next >= 0) load_tile16_async(Vs, Vb, vss, kv_next, BN, Nk, lid);
     CP_COMMIT();
 #endif
+#if USER_MASK
+    ent = nent;
+#endif
   }
+
+#if SINKS
+  /* the sink: one more term of each row's denominator (log2 units), added
+   * by the row's lane t = 0 (the store sums the four lanes' l); a row
+   * without a visible key puts all its mass there (zeros, LSE = sink) */
+  const float zs = sinks[h] * CLATTN_LOG2E;
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) {
+      float lt = l[mt][rr];
+      lt += shfl_xor(lt, 1);
+      lt += shfl_xor(lt, 2);
+      const bool empty = lt == 0.0f;
+      const float mm = empty ? zs : fmax(m[mt][rr], zs);
+      const float a = empty ? 0.0f : exp2(m[mt][rr] - mm);
+      l[mt][rr] = l[mt][rr] * a + (t == 0 ? exp2(zs - mm) : 0.0f);
+#pragma unroll
+      for (int j = 0; j < NTO; j++) {
+        o[mt][j][2 * rr] *= a;
+        o[mt][j][2 * rr + 1] *= a;
+      }
+      m[mt][rr] = mm;
+    }
+#endif
 
   __global ushort *Ob = O + (long)b * osb + (long)qstart * oss + (long)h * osh;
 #pragma unroll
@@ -246,6 +361,6 @@ flash_tc(FLASH_ARGS(ushort)) {
     for (int rr = 0; rr < 2; rr++) {
       const int row = row0[mt] + 8 * rr;
       STORE_FRAGMENT_ROW(Ob, oss, osd, LSE, write_lse, FLASH_LSE_INDEX(bh, row), o[mt], NTO, rr,
-                         row, t, Nq, m[mt][rr], l[mt][rr], qscale);
+                         row, t, Nq, m[mt][rr], l[mt][rr], TC_QSCALE);
     }
 }

@@ -135,6 +135,15 @@ inline float emu_shfl_xor(float v, int m, __local uint *x) {
   return r;
 }
 #define shfl_xor(v, m) emu_shfl_xor((v), (m), nv_emu_x)
+inline int emu_shfl_idx(int v, int src, __local uint *x) {
+  x += (get_local_id(0) / 32) * 32;
+  x[get_local_id(0) % 32] = (uint)v;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  const int r = (int)x[src & 31];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  return r;
+}
+#define shfl_idx(v, src) emu_shfl_idx((v), (src), nv_emu_x)
 inline float fast_exp2(float x) { return exp2(x); }
 #define CP_ASYNC16(dst, src, ok)                                                                   \
   (*(__local uint4 *)(NV_EMU_BASE + (int)(dst)) =                                                  \
@@ -197,6 +206,13 @@ inline uint pack2(float lo, float hi) {
 inline float shfl_xor(float v, int m) {
   float r;
   __asm__ volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(m));
+  return r;
+}
+
+/* lane src's v */
+inline int shfl_idx(int v, int src) {
+  int r;
+  __asm__ volatile("shfl.sync.idx.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=r"(r) : "r"(v), "r"(src));
   return r;
 }
 

@@ -286,6 +286,51 @@ static void test_sinks(void **state) {
   clattn_plan_release(plan);
 }
 
+/* The NVIDIA tensor-core kernel (flash_tc; on other devices its warp-level
+ * PTX emulated with CLATTN_NV_EMULATE=1, else skipped), 16-bit storage:
+ * softcap and ALiBi with every mask (one m-tile a warp; two: causal), and
+ * sinks with rows that see no key, under both tilings. */
+static void test_flash_tc(void **state) {
+  (void)state;
+  static const char *cfgs[2] = {"flash_tc:warps=2,mt=1,bn=32", "flash_tc:warps=1,mt=2,bn=16"};
+  static const clattn_mask masks[] = {CLATTN_MASK_NONE, CLATTN_MASK_CAUSAL,
+                                      CLATTN_MASK_CAUSAL_TOP_LEFT};
+  const float sinks[6] = {-1.5f, 0.0f, 2.0f, 0.5f, -4.0f, 8.0f};
+  for (int c = 0; c < 2; c++) {
+    setenv("CLATTN_TUNE_OVERRIDE", cfgs[c], 1);
+    clattn_context ctx = tu_new_context();
+    unsetenv("CLATTN_TUNE_OVERRIDE");
+    clattn_attention_desc d = make_desc(&shapes[0], CLATTN_MASK_NONE, CLATTN_DTYPE_F16);
+    d.softcap = 5.0;
+    clattn_plan plan = NULL;
+    const clattn_status st = clattn_plan_create(ctx, &d, 0, &plan);
+    if (st == CLATTN_ERROR_UNSUPPORTED) { /* flash_tc does not apply on this device */
+      clattn_context_release(ctx);
+      skip();
+    }
+    assert_int_equal(st, CLATTN_SUCCESS);
+    clattn_plan_release(plan);
+    for (int m = c; m < 3 - c; m++) { /* two m-tiles a warp: causal only */
+      const int x = (m + c) % NMODS, s = (m + 2 * c) % NSHAPES;
+      d = make_desc(&shapes[s], masks[m], m == 1 ? CLATTN_DTYPE_F16 : CLATTN_DTYPE_BF16);
+      d.softcap = mods[x].softcap;
+      d.alibi_max_bias = mods[x].alibi;
+      char label[160];
+      snprintf(label, sizeof label, "mods/tc%d/s%d/m%d/softcap%g/alibi%g", c, s, m,
+               mods[x].softcap, mods[x].alibi);
+      check(ctx, &d, "flash_tc", label);
+    }
+    /* sinks, with rows that see no key (shape 1 bottom-right) and softcap */
+    d = make_desc(&shapes[1], CLATTN_MASK_CAUSAL, CLATTN_DTYPE_BF16);
+    d.sinks = sinks;
+    d.softcap = c ? 3.0 : 0.0;
+    char label[96];
+    snprintf(label, sizeof label, "mods/tc%d/sinks", c);
+    check(ctx, &d, "flash_tc", label);
+    clattn_context_release(ctx);
+  }
+}
+
 int main(int argc, char **argv) {
   if (tu_parse_filter_args(argc, argv)) return 2;
   const struct CMUnitTest tests[] = {
@@ -294,6 +339,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_flash_workgroup),
       cmocka_unit_test(test_validation),
       cmocka_unit_test(test_sinks),
+      cmocka_unit_test(test_flash_tc),
   };
   return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }

@@ -36,14 +36,16 @@ static int causal_twin(int b, int h, int i, int j, const void *u) {
   return j <= i + 53;
 }
 
-/* a sliding window of 16 keys each side around the diagonal (offset 53) */
+/* a sliding window of 16 keys each side around the diagonal (offset 53)
+ * and the first 4 keys (StreamingLLM's sink tokens): the last row blocks'
+ * tile lists have a gap (tile 0, then the window's tiles) */
 static const char *window_src =
     "int clattn_mask_mod(int b, int h, int q_idx, int kv_idx, __global const uchar *user) {\n"
-    "  return abs(kv_idx - (q_idx + 53)) <= 16;\n"
+    "  return abs(kv_idx - (q_idx + 53)) <= 16 || kv_idx < 4;\n"
     "}\n";
 static int window_twin(int b, int h, int i, int j, const void *u) {
   (void)b, (void)h, (void)u;
-  return abs(j - (i + 53)) <= 16;
+  return abs(j - (i + 53)) <= 16 || j < 4;
 }
 
 /* document mask from the user buffer: ints [nq, doc of each query, doc of
@@ -254,9 +256,11 @@ static int *doc_ids(size_t *bytes) {
   return u;
 }
 
+static int g_only16; /* cases(), bias_cases(): 16-bit storage only (flash_tc) */
+
 static void cases(clattn_context ctx, const char *tag, const char *want) {
   static const clattn_dtype dts[2] = {CLATTN_DTYPE_F32, CLATTN_DTYPE_BF16};
-  for (int di = 0; di < 2; di++) {
+  for (int di = g_only16; di < 2; di++) {
     const clattn_dtype dt = dts[di];
     char label[160];
     void *in[3];
@@ -360,7 +364,7 @@ static uint16_t to16(clattn_dtype t, float x) {
  * causal mask when it is causal), 16-bit biases broadcast over the batch. */
 static void bias_cases(clattn_context ctx, const char *tag, const char *want) {
   const float NEG = -INFINITY;
-  for (int di = 0; di < 2; di++) {
+  for (int di = g_only16; di < 2; di++) {
     const clattn_dtype dt = di ? CLATTN_DTYPE_BF16 : CLATTN_DTYPE_F32;
     clattn_attention_desc d = make(dt);
     const int B = d.batch, H = d.heads, L = d.seq_q, S = d.seq_kv;
@@ -586,6 +590,37 @@ static void test_refusals(void **state) {
   clattn_plan_release(plan);
 }
 
+/* The NVIDIA tensor-core kernel (flash_tc, bf16; on other devices its
+ * warp-level PTX emulated with CLATTN_NV_EMULATE=1, else skipped): every
+ * user function case with and without block classes (32-row blocks, 32-key
+ * tiles: the lists' hidden, partial and shown tiles, the cp.async pipeline
+ * fetching the next listed tile), and the bias tensors. */
+static void test_flash_tc(void **state) {
+  (void)state;
+  setenv("CLATTN_TUNE_OVERRIDE", "flash_tc:warps=2,mt=1,bn=32", 1);
+  clattn_context ctx = tu_new_context();
+  unsetenv("CLATTN_TUNE_OVERRIDE");
+  clattn_attention_desc d = make(CLATTN_DTYPE_BF16);
+  d.mask_mod = window_src;
+  clattn_plan plan = NULL;
+  const clattn_status st = clattn_plan_create(ctx, &d, 0, &plan);
+  if (st == CLATTN_ERROR_UNSUPPORTED) { /* flash_tc does not apply on this device */
+    clattn_context_release(ctx);
+    skip();
+  }
+  assert_int_equal(st, CLATTN_SUCCESS);
+  clattn_plan_release(plan);
+  g_only16 = 1;
+  with_blocks = 0;
+  cases(ctx, "tc", "flash_tc");
+  with_blocks = 1;
+  cases(ctx, "tc-blocks", "flash_tc");
+  with_blocks = 0;
+  bias_cases(ctx, "tc", "flash_tc");
+  g_only16 = 0;
+  clattn_context_release(ctx);
+}
+
 int main(int argc, char **argv) {
   if (tu_parse_filter_args(argc, argv)) return 2;
   const struct CMUnitTest tests[] = {
@@ -593,6 +628,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_flash_rows),
       cmocka_unit_test(test_flash_workgroup),
       cmocka_unit_test(test_bias),
+      cmocka_unit_test(test_flash_tc),
   };
   return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }

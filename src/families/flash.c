@@ -316,12 +316,8 @@ static bool first_legal3(const int (*prefs)[3], size_t n, check3_fn check,
 }
 
 /* The problems the tensor-core kernels serve: 16-bit storage, dense or
- * causal masks, no score modifiers, no inference mode. */
+ * causal masks, no inference mode (flash_tc: every forward modifier too). */
 static bool tc_problem(const clattn_attention_desc *d, const char **why) {
-  if (clattn__desc_has_mods(d)) {
-    *why = "softcap / ALiBi are not in the tensor-core kernels yet (flash, flash_rows: forward)";
-    return false;
-  }
   if (inference_mode(d, why)) return false;
   if (d->dtype == CLATTN_DTYPE_F32) {
     *why = "f16/bf16 storage only";
@@ -384,6 +380,10 @@ int clattn__flash_wgmma_applicable(const clattn__device_info *info, const clattn
                                    const char **why) {
   if (!info->is_nvidia || info->nv_cc_major != 9 || info->nv_cc_minor != 0) {
     *why = "needs NVIDIA sm_90 (Hopper: wgmma through patched PTX)";
+    return 0;
+  }
+  if (clattn__desc_has_mods(d)) {
+    *why = "no score modifiers, user functions, bias or sinks (flash_tc has them)";
     return 0;
   }
   /* Below flash_tc (30) until it is faster: measured on an H100 it runs at
@@ -463,6 +463,17 @@ static clattn_status new_state(clattn_plan p, flash_state **out) {
   return CLATTN_SUCCESS;
 }
 
+/* desc.sinks on the device (FLASH_SINK_ARGS), when the plan has them. */
+static clattn_status upload_sinks(clattn_plan p, flash_state *s) {
+  const clattn_attention_desc *d = &p->desc;
+  if (!d->sinks) return CLATTN_SUCCESS;
+  cl_int err;
+  s->sinks = clCreateBuffer(p->ctx->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                            (size_t)d->heads * sizeof(float), (void *)d->sinks, &err);
+  if (!s->sinks) return clattn__cl_fail(p->ctx, "clCreateBuffer", err, "sinks");
+  return CLATTN_SUCCESS;
+}
+
 static clattn_status build_kernel(clattn_plan p, flash_state *s, const char *opts,
                                   size_t local_bytes, bool kv_copy) {
   const clattn__variant *v = p->variant;
@@ -509,15 +520,19 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
            d->ragged ? 1 : 0);
   if (ctx->settings.nv_verbose) clattn__append(opts, sizeof opts, " -cl-nv-verbose");
   if (ctx->info.nv_emulate) /* tests: the warp-level PTX emulated (cl/nv_mma.cl) */ clattn__append(opts, sizeof opts, " -DCLATTN_NV_EMU=1");
+  clattn__mods_options(d, opts, sizeof opts);
   const size_t local =
       clattn__flash_tc_local(params, d) + clattn__nv_emu_local(&ctx->info, (size_t)32 * warps);
   if ((st = build_kernel(p, s, opts, local, false)) != CLATTN_SUCCESS) return st;
+  if ((st = upload_sinks(p, s)) != CLATTN_SUCCESS) return st;
   set_geometry(p, s, 16 * mt * warps, 32 * warps);
+  s->bn = bn; /* the tiles of a user mask's block classes */
   snprintf(p->describe, sizeof p->describe,
            "flash_tc %s d=%d: mma.sync m16n8k16 + ldmatrix%s, warps=%d mt=%d bn=%d (bm=%d, %zu B "
            "local) [%s]",
            clattn_dtype_name(d->dtype), d->head_dim, vec ? " + cp.async" : "", warps, mt, bn, s->bm,
            local, origin);
+  clattn__describe_mods(d, p->describe, sizeof p->describe);
   describe_tc_tail(p, s);
   return CLATTN_SUCCESS;
 }
@@ -576,7 +591,7 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
 
   /* float4 global I/O needs unit dim strides and 16-byte aligned rows. */
   const int vec_global = strides_aligned(p, 4) ? 1 : 0;
-  char opts[512];
+  char opts[768];
   snprintf(opts, sizeof opts,
            "-cl-std=CL1.2 -cl-mad-enable -DCLATTN_DTYPE=%d -DD=%d -DDP=%d -DBM=%d -DBN=%d "
            "-DTM=%d -DTN=%d -DCAUSAL=%d -DVEC_GLOBAL=%d -DRAGGED=%d",
@@ -609,12 +624,7 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
         (st = rows_kv_copy_alloc(p, s)) != CLATTN_SUCCESS)
       return st;
   }
-  if (d->sinks) {
-    cl_int err;
-    s->sinks = clCreateBuffer(ctx->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
-                              (size_t)d->heads * sizeof(float), (void *)d->sinks, &err);
-    if (!s->sinks) return clattn__cl_fail(ctx, "clCreateBuffer", err, "sinks");
-  }
+  if ((st = upload_sinks(p, s)) != CLATTN_SUCCESS) return st;
   snprintf(p->describe, sizeof p->describe,
            "%s %s d=%d: bm=%d bn=%d tm=%d tn=%d (%d work-items, %zu B local) [%s]",
            p->variant->name, clattn_dtype_name(d->dtype), d->head_dim, bm, bn, tm, tn, tm * tn,
@@ -888,7 +898,9 @@ clattn_status clattn_plan_update_mask_blocks(clattn_plan p, cl_mem user, cl_uint
                              : clattn__cl_fail(ctx, "clEnqueueMarkerWithWaitList", err,
                                                "update_mask_blocks");
   }
-  if (!p->desc.mask_mod || !p->variant || p->variant->create != clattn__flash_wg_create)
+  if (!p->desc.mask_mod || !p->variant ||
+      (p->variant->create != clattn__flash_wg_create &&
+       p->variant->create != clattn__flash_tc_create))
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
                         "the plan has no user mask (desc.mask_mod) on a flash or flash_rows "
                         "kernel: no block classes to make");
