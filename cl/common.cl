@@ -303,7 +303,17 @@ inline bool sp_visible(const int p, const int j, const int nk, __global const ui
 #define FLASH_QUERY_BLOCK() sp_tile_off[nqb + 1 + (int)get_group_id(0)]
 #else
 #define FLASH_SPARSE_ARGS
+#if USER_MASK
+/* with a user mask's block lists: the row blocks by descending tile count
+ * (mask_order, clattn_plan_update_mask_blocks), the longest first as under
+ * a causal mask, so that no long block starts last */
+#define FLASH_QUERY_BLOCK()                                                                        \
+  (use_blocks ? clamp(mask_order[(long)get_group_id(1) * nqb + get_group_id(0)], 0, nqb - 1)      \
+   : CAUSAL   ? nqb - 1 - (int)get_group_id(0)                                                     \
+              : (int)get_group_id(0))
+#else
 #define FLASH_QUERY_BLOCK() (CAUSAL ? nqb - 1 - (int)get_group_id(0) : (int)get_group_id(0))
+#endif
 #endif
 /* ---- user functions (-DUSER_SCORE=1, -DUSER_MASK=1) ----
  * clattn_score_mod / clattn_mask_mod come from the descriptor's source,
@@ -320,13 +330,13 @@ inline bool sp_visible(const int p, const int j, const int nk, __global const ui
 /* With use_blocks, the block classes of clattn_plan_update_mask_blocks:
  * mask_cls (0 hidden, 1 partial, 2 shown per (batch·head, query tile, key
  * tile)) and per row block the list of the tiles not hidden (kt·4 + class,
- * ascending; mask_count entries); else the kernel evaluates the mask on
- * every tile. Dense loops walk the list (USER_LIST_*), sparse ones read the
+ * ascending; mask_count entries) and the row blocks by descending count
+ * (mask_order); else the kernel evaluates the mask on every tile. Dense loops walk the list (USER_LIST_*), sparse ones read the
  * class of each listed tile (USER_TILE_CLASS). */
 #define FLASH_USER_ARGS                                                                        \
   , __global const uchar *restrict user, __global const uchar *restrict mask_cls,              \
       __global const int *restrict mask_list, __global const int *restrict mask_count,         \
-      const int use_blocks
+      __global const int *restrict mask_order, const int use_blocks
 #define USER_TILE_CLASS(bh, qb, kt, nkt)                                                       \
   (use_blocks ? (int)mask_cls[((long)(bh) * nqb + (qb)) * (nkt) + (kt)] : 1)
 /* loop count over the row block's tiles, and the entry of step t */

@@ -1,4 +1,4 @@
-/* mask_blocks.cl — the block classes of a user mask (desc.mask_mod) over the flash kernel's tiles (0 hidden, 1 partial, 2 shown) and each row block's list of the tiles not hidden (clattn_plan_update_mask_blocks). */
+/* mask_blocks.cl — the block classes of a user mask (desc.mask_mod) over the flash kernel's tiles (0 hidden, 1 partial, 2 shown) each row block's list of the tiles not hidden, and the row blocks by descending list length (clattn_plan_update_mask_blocks). */
 
 /* One work-item per (key tile, query tile, batch·head): evaluates
  * clattn_mask_mod over the tile's rows and keys that exist (BM × BN of the
@@ -38,4 +38,19 @@ __kernel void mask_lists(__global const uchar *restrict cls, __global int *restr
     if (c) list[row * nkt + n++] = kt * 4 + c;
   }
   count[row] = n;
+}
+
+/* One work-item per (query tile, batch·head): the row blocks of a
+ * batch·head by descending tile count (ties: ascending tile), as order[bh ·
+ * nqt + rank] = qt (the flash kernels start the longest first). */
+__kernel void mask_order(__global const int *restrict count, __global int *restrict order,
+                         const int nqt) {
+  const int qt = get_global_id(0), bh = get_global_id(1);
+  if (qt >= nqt) return;
+  __global const int *c = count + (long)bh * nqt;
+  const int mine = c[qt];
+  int rank = 0;
+  for (int q = 0; q < nqt; q++)
+    rank += c[q] > mine || (c[q] == mine && q < qt);
+  order[(long)bh * nqt + rank] = qt;
 }

@@ -16,8 +16,8 @@ typedef struct flash_state {
   int nqb; /* query blocks */
   /* desc.mask_mod: the block classifier (cl/mask_blocks.cl) and its
    * classes, once clattn_plan_update_mask_blocks made them */
-  cl_kernel classify, lists;
-  cl_mem cls, list, count;
+  cl_kernel classify, lists, order_k;
+  cl_mem cls, list, count, order;
   int use_blocks;
   cl_mem sinks; /* desc.sinks on the device */
   /* flash_rows with 16-bit storage: the f32 copy of K and V the kernel reads
@@ -499,6 +499,8 @@ static clattn_status build_kernel(clattn_plan p, flash_state *s, const char *opt
     st = clattn__create_kernel(p->ctx, prog, "mask_blocks", &s->classify);
   if (st == CLATTN_SUCCESS && p->desc.mask_mod)
     st = clattn__create_kernel(p->ctx, prog, "mask_lists", &s->lists);
+  if (st == CLATTN_SUCCESS && p->desc.mask_mod)
+    st = clattn__create_kernel(p->ctx, prog, "mask_order", &s->order_k);
   if (st == CLATTN_SUCCESS && kv_copy)
     st = clattn__create_kernel(p->ctx, prog, "flash_rows_kv_f32", &s->convert);
   return st;
@@ -746,6 +748,7 @@ clattn_status clattn__flash_execute(clattn_plan p, const clattn__buffers *b, cl_
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->cls);
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->list);
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->count);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->order);
     err |= clSetKernelArg(kr, a++, sizeof(int), &s->use_blocks);
   }
   if (d->sinks) err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->sinks); /* FLASH_SINK_ARGS */
@@ -810,6 +813,8 @@ void clattn__flash_release(clattn_plan p) {
   if (s->cls) clReleaseMemObject(s->cls);
   if (s->list) clReleaseMemObject(s->list);
   if (s->count) clReleaseMemObject(s->count);
+  if (s->order_k) clReleaseKernel(s->order_k);
+  if (s->order) clReleaseMemObject(s->order);
   if (s->sinks) clReleaseMemObject(s->sinks);
   if (s->convert) clReleaseKernel(s->convert);
   if (s->kf) clReleaseMemObject(s->kf);
@@ -837,7 +842,7 @@ static clattn_status update_mask_blocks(clattn_plan p, cl_mem user, cl_uint num_
   size_t bytes = 0, lbytes = 0, cbytes = rows * sizeof(int), total = 0;
   if (!clattn__mul_size(rows, (size_t)nkt, &bytes) ||
       !clattn__mul_size(bytes, sizeof(int), &lbytes) || !clattn__add_size(bytes, lbytes, &total) ||
-      !clattn__add_size(total, cbytes, &total))
+      !clattn__add_size(total, cbytes, &total) || !clattn__add_size(total, cbytes, &total))
     return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED, "block classes: size overflows size_t");
   if (!s->cls) {
     if (lbytes > ctx->info.max_alloc)
@@ -853,6 +858,8 @@ static clattn_status update_mask_blocks(clattn_plan p, cl_mem user, cl_uint num_
     if (!s->list) return clattn__cl_fail(ctx, "clCreateBuffer", err, "mask block lists");
     s->count = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, cbytes, NULL, &err);
     if (!s->count) return clattn__cl_fail(ctx, "clCreateBuffer", err, "mask block counts");
+    s->order = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, cbytes, NULL, &err);
+    if (!s->order) return clattn__cl_fail(ctx, "clCreateBuffer", err, "mask block order");
     p->workspace_bytes += total;
   }
   const int ints[5] = {d->heads, d->seq_q, d->seq_kv, s->nqb, nkt};
@@ -868,14 +875,22 @@ static clattn_status update_mask_blocks(clattn_plan p, cl_mem user, cl_uint num_
   err |= clSetKernelArg(s->lists, 3, sizeof(int), &nq2[0]);
   err |= clSetKernelArg(s->lists, 4, sizeof(int), &nq2[1]);
   if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clSetKernelArg", err, "mask_lists");
+  err |= clSetKernelArg(s->order_k, 0, sizeof(cl_mem), &s->count);
+  err |= clSetKernelArg(s->order_k, 1, sizeof(cl_mem), &s->order);
+  err |= clSetKernelArg(s->order_k, 2, sizeof(int), &nq2[0]);
+  if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clSetKernelArg", err, "mask_order");
   const size_t gws[3] = {(size_t)nkt, (size_t)s->nqb, (size_t)d->batch * (size_t)d->heads};
   cl_event e1 = NULL;
   err = clEnqueueNDRangeKernel(ctx->queue, s->classify, 3, NULL, gws, NULL, num_wait, wait, &e1);
   if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clEnqueueNDRangeKernel", err, "mask_blocks");
   const size_t gws2[2] = {(size_t)s->nqb, (size_t)d->batch * (size_t)d->heads};
-  err = clEnqueueNDRangeKernel(ctx->queue, s->lists, 2, NULL, gws2, NULL, 1, &e1, event);
+  cl_event e2 = NULL;
+  err = clEnqueueNDRangeKernel(ctx->queue, s->lists, 2, NULL, gws2, NULL, 1, &e1, &e2);
   clReleaseEvent(e1);
   if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clEnqueueNDRangeKernel", err, "mask_lists");
+  err = clEnqueueNDRangeKernel(ctx->queue, s->order_k, 2, NULL, gws2, NULL, 1, &e2, event);
+  clReleaseEvent(e2);
+  if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clEnqueueNDRangeKernel", err, "mask_order");
   s->use_blocks = 1;
   return CLATTN_SUCCESS;
 }
