@@ -398,9 +398,10 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
    * do not exist (past ke, behind a bad page id) are zero-filled and masked
    * by a per-stage flag.
    * 16-bit K/V: fragments through ldmatrix (.trans for V) from rows padded
-   * by 8 elements. int8 K/V (KVQ 1): rows of D + 16 codes; a lane reads 4
-   * codes with one 32-bit load and turns them into two 16-bit pairs
-   * exactly (the magic-number conversions of nv_mma.cl). The reduction
+   * by 8 elements. 8-bit K/V (KVQ 1 int8, 2 e4m3, 3 e5m2): rows of D + 16
+   * codes; a lane reads 4 codes with one 32-bit load and turns them into
+   * two 16-bit pairs exactly (nv_mma.cl: int8 by magic numbers, fp8 by
+   * moving its bits and one multiply by a power of two). The reduction
    * order is free, so the fragments take the codes as they lie: S's k step
    * kc pairs dims 16kc + 4t + 0/1 and 2/3 (Q is loaded in that order), and
    * the V fragments of n-tiles 4q .. 4q + 3 come from the same four codes
@@ -422,8 +423,8 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
 #define TKS (32 / TCH)      /* keys a warp's chunk loads cover at once */
 #define TLK (BN * TCH / 32) /* chunks a lane loads per K (or V) tile */
 #if D % 16 || 32 % TCH || BN % 16 || BN * TCH < 32 || NS < 2 || NS > 4 || WG != 32 || QR > 16 || \
-    (KVQ && (KVQ != 1 || KVS == 3 || D % 32))
-#error "decode_tc: D in 16, 32, 64, 128 (int8: 32, 64, 128, token/tensor/head scales); BN a multiple of 16; NS in 2..4; WG 32; QR <= 16"
+    (KVQ && (KVS == 3 || D % 32))
+#error "decode_tc: D in 16, 32, 64, 128 (8-bit: 32, 64, 128, token/tensor/head scales); BN a multiple of 16; NS in 2..4; WG 32; QR <= 16"
 #endif
 #if NS == 2
 #define TC_WAIT() CP_WAIT(0)
@@ -585,7 +586,7 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
 #pragma unroll
       for (int j = 0; j < TNS; j++) {
         uint b0, b1;
-        i8x4_to_x2(*(__local const uint *)(kt + (8 * j + g) * TRB + 16 * kc + 4 * t4), &b0, &b1);
+        KV8X4_TO_X2(*(__local const uint *)(kt + (8 * j + g) * TRB + 16 * kc + 4 * t4), &b0, &b1);
         MMA(s[j], qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3], b0, b1);
       }
 #else
@@ -640,10 +641,10 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
         const uint wc = *(__local const uint *)(vr + 8 * TRB);
         const uint wd = *(__local const uint *)(vr + 9 * TRB);
         uint b0[4], b1[4];
-        i8x4_to_x2(prmt(wa, wb, 0x5140u), &b0[0], &b0[1]);
-        i8x4_to_x2(prmt(wa, wb, 0x7362u), &b0[2], &b0[3]);
-        i8x4_to_x2(prmt(wc, wd, 0x5140u), &b1[0], &b1[1]);
-        i8x4_to_x2(prmt(wc, wd, 0x7362u), &b1[2], &b1[3]);
+        KV8X4_TO_X2(prmt(wa, wb, 0x5140u), &b0[0], &b0[1]);
+        KV8X4_TO_X2(prmt(wa, wb, 0x7362u), &b0[2], &b0[3]);
+        KV8X4_TO_X2(prmt(wc, wd, 0x5140u), &b1[0], &b1[1]);
+        KV8X4_TO_X2(prmt(wc, wd, 0x7362u), &b1[2], &b1[3]);
 #pragma unroll
         for (int i = 0; i < 4; i++)
           MMA(o[4 * qg + i], a0, a1, a2, a3, b0[i], b1[i]);

@@ -163,6 +163,9 @@ inline uint prmt(uint a, uint b, uint sel) {
 inline uint sub_h2(uint a, uint b) {
   return emu_f2h(emu_h2f(a) - emu_h2f(b)) | (emu_f2h(emu_h2f(a >> 16) - emu_h2f(b >> 16)) << 16);
 }
+inline uint mul_x2(uint a, uint b) {
+  return emu_f2h(emu_h2f(a) * emu_h2f(b)) | (emu_f2h(emu_h2f(a >> 16) * emu_h2f(b >> 16)) << 16);
+}
 #else
 /* One m16n8k16 MMA: c += A·B, A in four 16-bit-pair registers, B in two. */
 #define MMA(c, a0, a1, a2, a3, b0, b1)                                                             \
@@ -261,6 +264,17 @@ inline uint sub_h2(uint a, uint b) {
   __asm__("sub.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
   return d;
 }
+/* Two products a·b of the MMA's 16-bit type, halfwise (bf16: an fma with
+ * -0, sm_80; subnormals kept). */
+inline uint mul_x2(uint a, uint b) {
+  uint d;
+#if CLATTN_DTYPE == 1
+  __asm__("mul.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+#else
+  __asm__("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(0x80008000u));
+#endif
+  return d;
+}
 #endif /* CLATTN_NV_EMU */
 
 /* Four int8 codes (bytes of w) as two 16-bit pairs, exactly: *lo = codes 0,
@@ -283,6 +297,63 @@ inline void i8x4_to_x2(const uint w, uint *lo, uint *hi) {
   *hi = prmt(as_uint(f2), as_uint(f3), 0x7632u);
 #endif
 }
+
+/* Four fp8 codes (KVQ 2: e4m3, 3: e5m2; bytes 0-3 of w) → their values as
+ * two pairs of the MMA's 16-bit type, exactly (the same layout as
+ * i8x4_to_x2). Each code goes to the top byte of a half (x); its exponent
+ * and mantissa bits move down to where the 16-bit format keeps them, which
+ * gives the value times a power of two (subnormals included), undone by
+ * one multiply by that power. e5m2 in f16 is the code itself. The codes
+ * that are inf / NaN (e4m3: S.1111.111; e5m2: exponent 31) would come out
+ * finite: a cheap test of the four finds them and the rare branch sets the
+ * halves (f16 e5m2 needs none). */
+#if CLATTN_DTYPE == 1
+#define FP8_SHIFT (KVQ == 2 ? 1 : 0)
+#define FP8_MASK (KVQ == 2 ? 0x3f803f80u : 0x7f007f00u)
+#define FP8_POW2 0x5c005c00u /* 256 in f16 */
+#else
+#define FP8_SHIFT (KVQ == 2 ? 4 : 3)
+#define FP8_MASK (KVQ == 2 ? 0x07f007f0u : 0x0fe00fe0u)
+#define FP8_POW2 (KVQ == 2 ? 0x7b807b80u : 0x77807780u) /* 2^120, 2^112 in bf16 */
+#endif
+inline uint fp8x2_bits(uint x) { return ((x >> FP8_SHIFT) & FP8_MASK) | (x & 0x80008000u); }
+/* byte c's half when the code is inf / NaN */
+inline uint fp8_special(uint c) {
+#if KVQ == 2
+  return ((c & 0x80u) << 8) | 0x7fffu;
+#elif CLATTN_DTYPE == 1
+  return c << 8;
+#else
+  return ((c & 0x80u) << 8) | 0x7f80u | ((c & 3u) ? 0x40u : 0u);
+#endif
+}
+inline void fp8x4_to_x2(const uint w, uint *lo, uint *hi) {
+  const uint xl = prmt(w, 0u, 0x1404u), xh = prmt(w, 0u, 0x3424u);
+#if KVQ == 3 && CLATTN_DTYPE == 1
+  *lo = xl;
+  *hi = xh;
+#else
+  *lo = mul_x2(fp8x2_bits(xl), FP8_POW2);
+  *hi = mul_x2(fp8x2_bits(xh), FP8_POW2);
+#if KVQ == 2
+  const uint sp = ((w & 0x7f7f7f7fu) + 0x01010101u) & 0x80808080u; /* 0x80 where 0x7f */
+#else
+  const uint sp = ((w & 0x7c7c7c7cu) + 0x04040404u) & 0x80808080u; /* exponent 31 */
+#endif
+  if (sp) {
+    if (sp & 0x80u) *lo = (*lo & 0xffff0000u) | fp8_special(w & 0xffu);
+    if (sp & 0x8000u) *lo = (*lo & 0xffffu) | (fp8_special((w >> 8) & 0xffu) << 16);
+    if (sp & 0x800000u) *hi = (*hi & 0xffff0000u) | fp8_special((w >> 16) & 0xffu);
+    if (sp & 0x80000000u) *hi = (*hi & 0xffffu) | (fp8_special(w >> 24) << 16);
+  }
+#endif
+}
+/* the decode kernels' 8-bit codes → 16-bit pairs */
+#if KVQ == 1
+#define KV8X4_TO_X2(w, lo, hi) i8x4_to_x2((w), (lo), (hi))
+#else
+#define KV8X4_TO_X2(w, lo, hi) fp8x4_to_x2((w), (lo), (hi))
+#endif
 
 /* Codes 16·ch .. 16·ch + 15 of the one-byte row at base + ro, dim stride
  * sd (dims past D: 0), as 16 bytes. */

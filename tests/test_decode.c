@@ -1133,10 +1133,11 @@ static void test_quantized(void **state) {
   run_quant_cases(cs, sizeof cs / sizeof *cs, "quantized");
 }
 
-/* decode_tc over int8 K/V (NVIDIA sm_80+; skipped elsewhere): token,
- * tensor and head scales, f16 and bf16 outputs, head dims 32 / 64 / 128,
- * contiguous, paged (shared prefix, head-major, padded strides), ragged,
- * causal seq_q > 1, dim stride 2 (element loads), both step sizes. */
+/* decode_tc over 8-bit K/V (NVIDIA sm_80+; skipped elsewhere): int8 with
+ * token, tensor and head scales, f16 and bf16 outputs, head dims 32 / 64 /
+ * 128, contiguous, paged (shared prefix, head-major, padded strides),
+ * ragged, causal seq_q > 1, dim stride 2 (element loads), both step sizes;
+ * fp8 e4m3 and e5m2 (each with f16 and bf16 Q) the same way. */
 static void test_decode_tc_int8(void **state) {
   (void)state;
   if (!decode_tc_applies()) skip();
@@ -1155,8 +1156,16 @@ static void test_decode_tc_int8(void **state) {
        CLATTN_MASK_CAUSAL_TOP_LEFT, "decode_tc:ns=4", 0, 0, 0},
       {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 32, 8, 4, 500, 128, 1, 0, 0, CLATTN_DTYPE_F16,
        CLATTN_MASK_CAUSAL, "decode_tc:bn=32,ns=2,kt=32", 0, 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TOKEN, 8, 2, 1, 1000, 128, 1, 0, 0,
+       CLATTN_DTYPE_BF16, CLATTN_MASK_NONE, "decode_tc", 0, 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_HEAD, 4, 1, 3, 300, 64, 0, 0, 0, CLATTN_DTYPE_F16,
+       CLATTN_MASK_CAUSAL, "decode_tc:splits=3", 0, 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TENSOR, 6, 3, 2, 150, 32, CLATTN_KV_PAGED_HEAD_MAJOR,
+       0, 1, CLATTN_DTYPE_BF16, CLATTN_MASK_CAUSAL, "decode_tc:bn=32", 0, 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 70, 64, 0, 0, 0, CLATTN_DTYPE_F16,
+       CLATTN_MASK_NONE, "decode_tc:splits=2", 1, 0, 0},
   };
-  run_quant_cases(cs, sizeof cs / sizeof *cs, "tc int8");
+  run_quant_cases(cs, sizeof cs / sizeof *cs, "tc 8-bit");
 }
 
 /* Quantized K/V in a prefill (more query rows than decode takes: the
@@ -1272,6 +1281,65 @@ static void test_quant_codes(void **state) {
         if (!(ho[x] == want || (isnan(ho[x]) && isnan(want))))
           fail_msg("%s %s: code 0x%02x decodes to %a, want %a", cfgs[ci],
                    clattn_kv_dtype_name(types[ti]), x, (double)ho[x], (double)want);
+      }
+      const cl_mem all[6] = {a.q, a.k, a.v, a.o, a.k_scale, a.v_scale};
+      for (int i = 0; i < 6; i++)
+        clReleaseMemObject(all[i]);
+      clattn_plan_release(plan);
+    }
+}
+
+/* Every code of each 8-bit type through decode_tc (NVIDIA sm_80+, or
+ * emulated; skipped elsewhere): two sequences of one key, V's 128
+ * dimensions holding codes 0..127 and 128..255 with a tensor scale of 1,
+ * so the f16 / bf16 output is each code's value exactly (all of them are
+ * representable; inf and NaN where the code is one). */
+static void test_decode_tc_codes(void **state) {
+  (void)state;
+  if (!decode_tc_applies()) skip();
+  static const clattn_kv_dtype types[3] = {CLATTN_KV_DTYPE_INT8, CLATTN_KV_DTYPE_FP8_E4M3,
+                                           CLATTN_KV_DTYPE_FP8_E5M2};
+  for (int ti = 0; ti < 3; ti++)
+    for (int dt = 1; dt <= 2; dt++) {
+      clattn_attention_desc d;
+      clattn_attention_desc_init(&d);
+      d.batch = 2;
+      d.heads = d.kv_heads = 1;
+      d.seq_q = d.seq_kv = 1;
+      d.head_dim = 128;
+      d.dtype = (clattn_dtype)dt;
+      d.kv_dtype = types[ti];
+      d.kv_scale = CLATTN_KV_SCALE_TENSOR;
+      clattn_plan plan = NULL;
+      if (clattn_plan_create_with_config(g_ctx, &d, 0, "decode_tc", &plan) != CLATTN_SUCCESS)
+        fail_msg("decode_tc: %s", clattn_context_last_error(g_ctx));
+      uint16_t hq[256], ho[256];
+      unsigned char kc[256], vc[256];
+      float one = 1.0f;
+      for (int x = 0; x < 256; x++) {
+        const float qv = (float)(x % 7) * 0.01f;
+        hq[x] = dt == 1 ? tu_float_to_half(qv) : tu_float_to_bf16(qv);
+        kc[x] = 0x10; /* a finite code of every type */
+        vc[x] = (unsigned char)x;
+        ho[x] = 0x7fff;
+      }
+      clattn_exec_args a;
+      memset(&a, 0, sizeof a);
+      a.q = buf_from(hq, sizeof hq);
+      a.k = buf_from(kc, sizeof kc);
+      a.v = buf_from(vc, sizeof vc);
+      a.o = buf_from(ho, sizeof ho);
+      a.k_scale = buf_from(&one, 4);
+      a.v_scale = buf_from(&one, 4);
+      assert_int_equal(clattn_plan_execute_ex(plan, &a, 0, NULL, NULL), CLATTN_SUCCESS);
+      assert_int_equal(tu_buffer_read(g_ctx, a.o, ho, sizeof ho), CL_SUCCESS);
+      for (unsigned x = 0; x < 256; x++) {
+        const float want = clattn_kv_code_value(types[ti], x);
+        const float got = dt == 1 ? tu_half_to_float(ho[x]) : tu_bf16_to_float(ho[x]);
+        if (!(got == want || (isnan(got) && isnan(want))))
+          fail_msg("decode_tc %s %s: code 0x%02x decodes to %a, want %a; %s",
+                   clattn_dtype_name(d.dtype), clattn_kv_dtype_name(types[ti]), x, (double)got,
+                   (double)want, clattn_plan_describe(plan));
       }
       const cl_mem all[6] = {a.q, a.k, a.v, a.o, a.k_scale, a.v_scale};
       for (int i = 0; i < 6; i++)
@@ -1718,6 +1786,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_decode_tc),
       cmocka_unit_test(test_quantized),
       cmocka_unit_test(test_decode_tc_int8),
+      cmocka_unit_test(test_decode_tc_codes),
       cmocka_unit_test(test_quantized_prefill),
       cmocka_unit_test(test_quant_codes),
       cmocka_unit_test(test_quant_append),

@@ -251,11 +251,9 @@ int clattn__decode_tc_applicable(const clattn__device_info *info, const clattn_a
     *why = "f16/bf16 storage only";
     return 0;
   }
-  const bool q8 = d->kv_dtype == CLATTN_KV_DTYPE_INT8;
-  if ((d->kv_dtype != CLATTN_KV_DTYPE_SAME && !q8) ||
-      (q8 && d->kv_scale == CLATTN_KV_SCALE_CHANNEL)) {
-    *why =
-        "16-bit or int8 K/V with token, tensor or head scales (fp8, channel scales: decode_warp)";
+  const bool q8 = d->kv_dtype != CLATTN_KV_DTYPE_SAME; /* int8, fp8 e4m3 / e5m2 */
+  if (q8 && d->kv_scale == CLATTN_KV_SCALE_CHANNEL) {
+    *why = "8-bit K/V with token, tensor or head scales (channel scales: decode_warp)";
     return 0;
   }
   if (d->softcap > 0.0 || d->alibi_max_bias > 0.0 || d->score_mod || d->mask_mod ||
@@ -264,7 +262,7 @@ int clattn__decode_tc_applicable(const clattn__device_info *info, const clattn_a
     return 0;
   }
   if ((d->head_dim != 16 || q8) && d->head_dim != 32 && d->head_dim != 64 && d->head_dim != 128) {
-    *why = "head_dim 16, 32, 64 or 128 (int8: 32, 64 or 128)";
+    *why = "head_dim 16, 32, 64 or 128 (8-bit K/V: 32, 64 or 128)";
     return 0;
   }
   /* above decode_warp (bench/RESULTS.md §17); emulated: when forced only */
@@ -291,7 +289,7 @@ const char *clattn__decode_tc_check(const int *p, const clattn_attention_desc *d
   if (d->head_dim % 16 || d->head_dim > 128 || 32 % (d->head_dim / 8))
     return "head_dim must be 16, 32, 64 or 128";
   if (d->kv_dtype != CLATTN_KV_DTYPE_SAME && (d->head_dim % 32 || bn * d->head_dim < 512))
-    return "int8 K/V: head_dim 32, 64 or 128 and bn * head_dim >= 512 (a 16-byte chunk a lane)";
+    return "8-bit K/V: head_dim 32, 64 or 128 and bn * head_dim >= 512 (a 16-byte chunk a lane)";
   if (info->max_wg < 32) return "needs work-groups of 32";
   if (clattn__decode_tc_local(p, d) > info->local_mem)
     return "local memory exceeds the device's limit";
