@@ -426,6 +426,11 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
     (KVQ && (KVS == 3 || D % 32))
 #error "decode_tc: D in 16, 32, 64, 128 (8-bit: 32, 64, 128, token/tensor/head scales); BN a multiple of 16; NS in 2..4; WG 32; QR <= 16"
 #endif
+#if KVQ && KVS == 0 && CLATTN_DTYPE == 1
+#define TC_VP2 (KVQ == 1 ? 64.0f : KVQ == 2 ? 256.0f : 32768.0f)
+#else
+#define TC_VP2 1.0f
+#endif
 #if NS == 2
 #define TC_WAIT() CP_WAIT(0)
 #elif NS == 3
@@ -621,11 +626,14 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
     for (int rr = 0; rr < 2; rr++)
       SOFTMAX_STEP(s, TNS, o, TNO, rr, m[rr], l[rr], qscale);
 #if KVQ && KVS == 0
+    /* V's token scales into P (f16 P: times TC_VP2, about 1 / the code's
+     * largest value, so that P·scale stays above the f16 subnormals, where
+     * e5m2's scales of absmax / 57344 would lose bits; undone at the end) */
 #pragma unroll
     for (int j = 0; j < TNS; j++)
 #pragma unroll
       for (int e = 0; e < 4; e++)
-        s[j][e] *= TVSC(st, 8 * j + 2 * t4 + (e & 1));
+        s[j][e] *= TVSC(st, 8 * j + 2 * t4 + (e & 1)) * TC_VP2;
 #endif
 #pragma unroll
     for (int kc = 0; kc < TKP; kc++) {
@@ -670,7 +678,7 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
     if (rok[rr]) {
       const long slot = partial_slot(r0 + g + 8 * rr, b, hk, G, H, Nq_max, splits, sp);
       const bool empty = as_uint(lt) == 0u;
-      const float inv = empty ? 0.0f : 1.0f / lt * VCH(0);
+      const float inv = empty ? 0.0f : 1.0f / lt * VCH(0) * (1.0f / TC_VP2);
 #if KVQ /* column c of n-tile 4q + i is dim 32q + 4c + i */
 #pragma unroll
       for (int qg = 0; qg < TNO / 4; qg++)
