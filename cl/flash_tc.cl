@@ -68,6 +68,48 @@
 #ifndef ASYNC
 #define ASYNC 0
 #endif
+#if KVQ && (ASYNC || KVS == 3)
+#error "flash_tc: 8-bit K/V with synchronous loads and token, tensor or head scales"
+#endif
+
+#if KVQ
+/* 8-bit K/V (KVQ 1 int8, 2 e4m3, 3 e5m2): rows [row0, row0 + nrows) of
+ * codes (rows past `limit` and dims past D → 0), 16 codes a work-item,
+ * turned into exact 16-bit values (nv_mma.cl KV8X4_TO_X2) in local rows of
+ * LDK elements; the scales multiply scores (K) and probabilities (V), not
+ * elements. KV8_VEC: rows of whole 16-byte chunks (unit dim stride, D and
+ * the strides multiples of 16). */
+#ifndef KV8_VEC
+#define KV8_VEC 0
+#endif
+#define CH16 (DP / 16)
+inline void load_tile8(__local ushort *dst, __global const kvtype *base, long ss, long sd,
+                       int row0, int nrows, int limit, int lid) {
+  for (int idx = lid; idx < nrows * CH16; idx += NT) {
+    const int r = idx / CH16, ch = idx % CH16;
+    uint4 x = (uint4)(0u);
+#if KV8_VEC
+    if (row0 + r < limit) x = *(__global const uint4 *)(base + (long)(row0 + r) * ss + 16 * ch);
+#else
+    if (row0 + r < limit) x = load_chunk8x16(base, (long)(row0 + r) * ss, ch, sd);
+#endif
+    uint a0, a1, a2, a3, a4, a5, a6, a7;
+    KV8X4_TO_X2(x.x, &a0, &a1);
+    KV8X4_TO_X2(x.y, &a2, &a3);
+    KV8X4_TO_X2(x.z, &a4, &a5);
+    KV8X4_TO_X2(x.w, &a6, &a7);
+    *(__local uint4 *)(dst + r * LDK + 16 * ch) = (uint4)(a0, a1, a2, a3);
+    *(__local uint4 *)(dst + r * LDK + 16 * ch + 8) = (uint4)(a4, a5, a6, a7);
+  }
+}
+/* f16 P times a power of two near 1 / the code's largest value before V's
+ * token scales (kept above the f16 subnormals; undone at the end) */
+#if KVS == 0 && CLATTN_DTYPE == 1
+#define TC_VP2 (KVQ == 1 ? 64.0f : KVQ == 2 ? 256.0f : 32768.0f)
+#else
+#define TC_VP2 1.0f
+#endif
+#endif
 
 /* Copies rows [row0, row0 + nrows) of a 16-bit tensor (rows past `limit` and
  * dims past D → 0) into local rows of LDK elements. */
@@ -108,6 +150,9 @@ flash_tc(FLASH_ARGS(ushort)) {
   __local ushort *KVs = (__local ushort *)KVs_raw;
   __local ushort *Ks = KVs;
   __local ushort *Vs = KVs + BN * LDK;
+#if KVQ && KVS == 0
+  __local float ksl[BN], vsl[BN]; /* the tile's token scales */
+#endif
 #if CLATTN_NV_EMU /* nv_mma.cl's emulation of the warp-level PTX (tests on CPUs) */
 #define NV_EMU_LANES NT
   NV_EMU_SCRATCH;
@@ -194,8 +239,20 @@ flash_tc(FLASH_ARGS(ushort)) {
     barrier(CLK_LOCAL_MEM_FENCE);
 #else
     barrier(CLK_LOCAL_MEM_FENCE); /* previous tile's reads are done */
+#if KVQ
+    load_tile8(Ks, Kb, kss, ksd, kv0, BN, Nk, lid);
+    load_tile8(Vs, Vb, vss, vsd, kv0, BN, Nk, lid);
+#if KVS == 0
+    for (int i = lid; i < BN; i += NT) {
+      const bool ok = kv0 + i < Nk;
+      ksl[i] = ok ? KV_SCALE(ksc, b, kstart + kv0 + i, 0) : 0.0f;
+      vsl[i] = ok ? KV_SCALE(vsc, b, kstart + kv0 + i, 0) : 0.0f;
+    }
+#endif
+#else
     load_tile16(Ks, Kb, kss, ksd, kv0, BN, Nk, lid);
     load_tile16(Vs, Vb, vss, vsd, kv0, BN, Nk, lid);
+#endif
     barrier(CLK_LOCAL_MEM_FENCE);
 #endif
 
@@ -220,6 +277,19 @@ flash_tc(FLASH_ARGS(ushort)) {
       }
     }
 
+#if KVQ /* K's scales: per key (token) or one (tensor, head) */
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+      for (int j = 0; j < NTS; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+#if KVS == 0
+          s[mt][j][e] *= ksl[8 * j + 2 * t + (e & 1)];
+#else
+          s[mt][j][e] *= KV_SCALE(ksc, b, 0, 0);
+#endif
+#endif
 #if ASYNC
     barrier(CLK_LOCAL_MEM_FENCE); /* every warp is done reading K(tile) */
     if (kv_next >= 0) load_tile16_async(Ks, Kb, kss, kv_next, BN, Nk, lid);
@@ -311,6 +381,15 @@ flash_tc(FLASH_ARGS(ushort)) {
     CP_WAIT(1); /* V(tile) has landed */
     barrier(CLK_LOCAL_MEM_FENCE);
 #endif
+#if KVQ && KVS == 0 /* V's token scales into P (after its row sums) */
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+      for (int j = 0; j < NTS; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+          s[mt][j][e] *= vsl[8 * j + 2 * t + (e & 1)] * TC_VP2;
+#endif
     /* O += P·V: the S accumulator layout is the A-fragment layout. */
 #pragma unroll
     for (int kc = 0; kc < KCP; kc++) {
@@ -368,6 +447,22 @@ flash_tc(FLASH_ARGS(ushort)) {
     }
 #endif
 
+#if KVQ /* V's tensor or head scale, or undoing TC_VP2 */
+  {
+#if KVS == 0
+    const float vs = 1.0f / TC_VP2;
+#else
+    const float vs = KV_SCALE(vsc, b, 0, 0);
+#endif
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+      for (int j = 0; j < NTO; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+          o[mt][j][e] *= vs;
+  }
+#endif
   __global ushort *Ob = O + (long)b * osb + (long)qstart * oss + (long)h * osh;
 #pragma unroll
   for (int mt = 0; mt < MT; mt++)

@@ -1081,6 +1081,8 @@ static void run_quant_cases(const qcase *cs, size_t n, const char *what) {
       c.nk[2] = 33;
     }
     if (cs[i].ragged) ragged_0_1_17_300(&c, cs[i].nq);
+    /* flash_tc: NVIDIA sm_80+ (or emulated) only */
+    c.optional = c.config && !strncmp(c.config, "flash_tc", 8);
     char label[96];
     snprintf(label, sizeof label, "%s %zu (%s, %s)", what, i, clattn_kv_dtype_name(c.kvq),
              clattn_kv_scale_name(c.kvs));
@@ -1199,6 +1201,27 @@ static void test_quantized_prefill(void **state) {
        CLATTN_MASK_NONE, "flash:bm=16,bn=16", 1, 0, 0},
   };
   run_quant_cases(cs, sizeof cs / sizeof *cs, "quantized prefill");
+}
+
+/* Quantized K/V in a prefill on flash_tc (NVIDIA sm_80+; skipped elsewhere,
+ * emulated in CI): int8 and fp8 with token, tensor and head scales, f16 and
+ * bf16, GQA, both causal alignments, ragged lengths 0, 1, 17, 300, a dim
+ * stride of 2 (element loads), head dims 40 / 64 / 128, softcap on top. */
+static void test_quantized_prefill_tc(void **state) {
+  (void)state;
+  static const qcase cs[] = {
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 4, 2, 40, 100, 64, 0, 0, 0, CLATTN_DTYPE_BF16,
+       CLATTN_MASK_CAUSAL, "flash_tc:warps=2,mt=1,bn=32", 0, 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TOKEN, 6, 3, 33, 77, 40, 0, 0, 0,
+       CLATTN_DTYPE_F16, CLATTN_MASK_NONE, "flash_tc:warps=2,mt=2,bn=16", 0, 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TOKEN, 4, 2, 24, 300, 64, 0, 1, 0,
+       CLATTN_DTYPE_F16, CLATTN_MASK_CAUSAL_TOP_LEFT, "flash_tc:warps=2,mt=1,bn=32", 0, 0, 0},
+      {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_HEAD, 4, 1, 50, 30, 128, 0, 0, 0, CLATTN_DTYPE_F16,
+       CLATTN_MASK_CAUSAL, "flash_tc:warps=4,mt=1,bn=16", 1, 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TENSOR, 4, 2, 37, 64, 64, 0, 0, 0,
+       CLATTN_DTYPE_BF16, CLATTN_MASK_CAUSAL, "flash_tc:warps=2,mt=1,bn=32", 0, 20.0, 0},
+  };
+  run_quant_cases(cs, sizeof cs / sizeof *cs, "quantized prefill tc");
 }
 
 /* Every code of each quantized type through every kernel form: one key, so
@@ -1788,6 +1811,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_decode_tc_int8),
       cmocka_unit_test(test_decode_tc_codes),
       cmocka_unit_test(test_quantized_prefill),
+      cmocka_unit_test(test_quantized_prefill_tc),
       cmocka_unit_test(test_quant_codes),
       cmocka_unit_test(test_quant_append),
       cmocka_unit_test(test_decode_mods),

@@ -337,12 +337,19 @@ int clattn__flash_tc_applicable(const clattn__device_info *info, const clattn_at
     *why = "needs NVIDIA sm_80 or newer (mma.sync)";
     return 0;
   }
+  if (d->kv_dtype != CLATTN_KV_DTYPE_SAME && d->kv_scale == CLATTN_KV_SCALE_CHANNEL) {
+    *why = "8-bit K/V with token, tensor or head scales (channel scales: flash)";
+    return 0;
+  }
   return tc_problem(d, why) ? 30 : 0;
 }
 
 size_t clattn__flash_tc_local(const int *p, const clattn_attention_desc *d) {
   const size_t dp = ((size_t)d->head_dim + 15) / 16 * 16;
-  return 2 * (size_t)p[2] * (dp + 8) * 2; /* one K and one V tile of 16-bit elements */
+  /* one K and one V tile of 16-bit elements; 8-bit K/V with token scales:
+   * the tile's scales */
+  const bool tok = d->kv_dtype != CLATTN_KV_DTYPE_SAME && d->kv_scale == CLATTN_KV_SCALE_TOKEN;
+  return 2 * (size_t)p[2] * (dp + 8) * 2 + (tok ? 2 * (size_t)p[2] * sizeof(float) : 0);
 }
 
 /* 32-bit registers a lane holds for Q fragments, S and O accumulators: an
@@ -514,12 +521,20 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
   if (st != CLATTN_SUCCESS || p->estimate) return st; /* no workspace */
   const int warps = params[0], mt = params[1], bn = params[2];
   const int vec = strides_aligned(p, 8) ? 1 : 0;
-  char opts[512];
+  const bool quant = d->kv_dtype != CLATTN_KV_DTYPE_SAME;
+  char opts[768];
   snprintf(opts, sizeof opts,
            "-cl-std=CL1.2 -DCLATTN_DTYPE=%d -DD=%d -DWARPS=%d -DMT=%d -DBN=%d -DCAUSAL=%d "
            "-DVEC_GLOBAL=%d -DLDM_ADDR=1 -DASYNC=%d -DRAGGED=%d",
-           (int)d->dtype, d->head_dim, warps, mt, bn, clattn__causal_define(d->mask), vec, vec,
-           d->ragged ? 1 : 0);
+           (int)d->dtype, d->head_dim, warps, mt, bn, clattn__causal_define(d->mask), vec,
+           vec && !quant, d->ragged ? 1 : 0);
+  if (quant) /* 8-bit K/V: codes turned into 16-bit tiles as they are loaded (cl/flash_tc.cl) */
+    clattn__append(opts, sizeof opts, " -DKVQ=%d -DKVS=%d -DKV8_VEC=%d", (int)d->kv_dtype,
+                   (int)d->kv_scale,
+                   d->head_dim % 16 == 0 && clattn__strides_multiple(&p->ks, 16) &&
+                           clattn__strides_multiple(&p->vs, 16)
+                       ? 1
+                       : 0);
   if (ctx->settings.nv_verbose) clattn__append(opts, sizeof opts, " -cl-nv-verbose");
   if (ctx->info.nv_emulate) /* tests: the warp-level PTX emulated (cl/nv_mma.cl) */ clattn__append(opts, sizeof opts, " -DCLATTN_NV_EMU=1");
   clattn__mods_options(d, opts, sizeof opts);
@@ -532,8 +547,11 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
   snprintf(p->describe, sizeof p->describe,
            "flash_tc %s d=%d: mma.sync m16n8k16 + ldmatrix%s, warps=%d mt=%d bn=%d (bm=%d, %zu B "
            "local) [%s]",
-           clattn_dtype_name(d->dtype), d->head_dim, vec ? " + cp.async" : "", warps, mt, bn, s->bm,
-           local, origin);
+           clattn_dtype_name(d->dtype), d->head_dim, vec && !quant ? " + cp.async" : "", warps, mt,
+           bn, s->bm, local, origin);
+  if (quant)
+    clattn__append(p->describe, sizeof p->describe, "; K/V %s (%s scales)",
+                   clattn_kv_dtype_name(d->kv_dtype), clattn_kv_scale_name(d->kv_scale));
   clattn__describe_mods(d, p->describe, sizeof p->describe);
   describe_tc_tail(p, s);
   return CLATTN_SUCCESS;
