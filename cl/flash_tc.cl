@@ -298,9 +298,11 @@ flash_tc(FLASH_ARGS(ushort)) {
 #if TC_MODS
     /* Modifiers on the scores in log2 units (the portable kernel's order:
      * softcap and ALiBi, the user's score function, the bias, the user's
-     * mask); rows past Nq and keys past Nk are left to the masks. Softcap
-     * through tanh.approx (one MUFU operation; its relative error, 2^-11,
-     * is that of rounding P to f16 for the P·V product), ALiBi's distance
+     * mask); rows past Nq and keys past Nk are left to the masks. Softcap:
+     * bf16 through tanh.approx (one MUFU operation; its relative error,
+     * 2^-11, is far below the rounding of P to bf16 for P·V), f16 through
+     * exp2 and a fast reciprocal (two MUFU operations, accurate to ~2^-22:
+     * f16's P keeps 11 bits, so tanh.approx's error would double it); ALiBi's distance
      * |p - j| as a float offset from one conversion per row and tile (a
      * conversion per score runs at the MUFU rate too: measured +13-17 % at
      * d = 64 on an H100). */
@@ -319,8 +321,13 @@ flash_tc(FLASH_ARGS(ushort)) {
 #pragma unroll
         for (int e = 0; e < 4; e++) {
           float x = s[mt][j][e] * qscale;
-#if SOFTCAP
+#if SOFTCAP && CLATTN_DTYPE == 2
           x = SOFTCAP2 * fast_tanh(x * (1.0f / SOFTCAP2));
+#elif SOFTCAP /* f16: exp2 and a fast reciprocal (errors ~2^-22) */
+          {
+            const float tt = fast_exp2(fabs(x) * (-2.0f * CLATTN_LOG2E / SOFTCAP2));
+            x = copysign(SOFTCAP2 * (1.0f - tt) * native_recip(1.0f + tt), x);
+          }
 #endif
 #if ALIBI
           x -= mod_slope2 * fabs(pr[mt][e >> 1] - (float)(8 * j + (e & 1)));
