@@ -1162,8 +1162,9 @@ static void test_decode_tc_int8(void **state) {
        CLATTN_DTYPE_BF16, CLATTN_MASK_NONE, "decode_tc", 0, 0, 0},
       {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_HEAD, 4, 1, 3, 300, 64, 0, 0, 0, CLATTN_DTYPE_F16,
        CLATTN_MASK_CAUSAL, "decode_tc:splits=3", 0, 0, 0},
-      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TENSOR, 6, 3, 2, 150, 32, CLATTN_KV_PAGED_HEAD_MAJOR,
-       0, 1, CLATTN_DTYPE_BF16, CLATTN_MASK_CAUSAL, "decode_tc:bn=32", 0, 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TENSOR, 6, 3, 2, 150, 32,
+       CLATTN_KV_PAGED_HEAD_MAJOR, 0, 1, CLATTN_DTYPE_BF16, CLATTN_MASK_CAUSAL, "decode_tc:bn=32",
+       0, 0, 0},
       {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TOKEN, 4, 2, 1, 70, 64, 0, 0, 0, CLATTN_DTYPE_F16,
        CLATTN_MASK_NONE, "decode_tc:splits=2", 1, 0, 0},
   };
@@ -1212,8 +1213,8 @@ static void test_quantized_prefill_tc(void **state) {
   static const qcase cs[] = {
       {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 4, 2, 40, 100, 64, 0, 0, 0, CLATTN_DTYPE_BF16,
        CLATTN_MASK_CAUSAL, "flash_tc:warps=2,mt=1,bn=32", 0, 0, 0},
-      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TOKEN, 6, 3, 33, 77, 40, 0, 0, 0,
-       CLATTN_DTYPE_F16, CLATTN_MASK_NONE, "flash_tc:warps=2,mt=2,bn=16", 0, 0, 0},
+      {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TOKEN, 6, 3, 33, 77, 40, 0, 0, 0, CLATTN_DTYPE_F16,
+       CLATTN_MASK_NONE, "flash_tc:warps=2,mt=2,bn=16", 0, 0, 0},
       {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TOKEN, 4, 2, 24, 300, 64, 0, 1, 0,
        CLATTN_DTYPE_F16, CLATTN_MASK_CAUSAL_TOP_LEFT, "flash_tc:warps=2,mt=1,bn=32", 0, 0, 0},
       {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_HEAD, 4, 1, 50, 30, 128, 0, 0, 0, CLATTN_DTYPE_F16,

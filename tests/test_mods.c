@@ -316,8 +316,8 @@ static void test_flash_tc(void **state) {
       d.softcap = mods[x].softcap;
       d.alibi_max_bias = mods[x].alibi;
       char label[160];
-      snprintf(label, sizeof label, "mods/tc%d/s%d/m%d/softcap%g/alibi%g", c, s, m,
-               mods[x].softcap, mods[x].alibi);
+      snprintf(label, sizeof label, "mods/tc%d/s%d/m%d/softcap%g/alibi%g", c, s, m, mods[x].softcap,
+               mods[x].alibi);
       check(ctx, &d, "flash_tc", label);
     }
     /* sinks, with rows that see no key (shape 1 bottom-right) and softcap */

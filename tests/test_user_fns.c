@@ -624,10 +624,8 @@ static void test_flash_tc(void **state) {
 int main(int argc, char **argv) {
   if (tu_parse_filter_args(argc, argv)) return 2;
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_refusals),
-      cmocka_unit_test(test_flash_rows),
-      cmocka_unit_test(test_flash_workgroup),
-      cmocka_unit_test(test_bias),
+      cmocka_unit_test(test_refusals),        cmocka_unit_test(test_flash_rows),
+      cmocka_unit_test(test_flash_workgroup), cmocka_unit_test(test_bias),
       cmocka_unit_test(test_flash_tc),
   };
   return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);

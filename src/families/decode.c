@@ -361,8 +361,7 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
   const bool q8 = d->kv_dtype != CLATTN_KV_DTYPE_SAME;
   const int per_cu = ctx->info.is_cpu ? 2 : s->tc ? (q8 ? 32 : 2) : 4;
   s->splits = params[0] ? params[0]
-                        : auto_splits(&ctx->info, d, s->kt, s->nrb, s->allh, per_cu,
-                                      s->tc && !q8);
+                        : auto_splits(&ctx->info, d, s->kt, s->nrb, s->allh, per_cu, s->tc && !q8);
   /* Workspace: (D + 1) floats per (row, split). */
   const size_t rows = (size_t)d->batch * (size_t)d->heads * (size_t)d->seq_q;
   size_t parts, o_elems;
