@@ -1225,6 +1225,31 @@ static void test_quantized_prefill_tc(void **state) {
   run_quant_cases(cs, sizeof cs / sizeof *cs, "quantized prefill tc");
 }
 
+/* Runs a code-decoding plan (one key per sequence, 256 dims in all): q from
+ * the host (qbytes), K codes 0x10 (finite in every type), V codes 0..255 in
+ * order, tensor scales of 1; the output comes back into ho (obytes). */
+static void run_codes(clattn_plan plan, const void *hq, size_t qbytes, void *ho, size_t obytes) {
+  unsigned char kc[256], vc[256];
+  const float one = 1.0f;
+  for (int x = 0; x < 256; x++) {
+    kc[x] = 0x10;
+    vc[x] = (unsigned char)x;
+  }
+  clattn_exec_args a;
+  memset(&a, 0, sizeof a);
+  a.q = buf_from(hq, qbytes);
+  a.k = buf_from(kc, sizeof kc);
+  a.v = buf_from(vc, sizeof vc);
+  a.o = buf_from(ho, obytes);
+  a.k_scale = buf_from(&one, 4);
+  a.v_scale = buf_from(&one, 4);
+  assert_int_equal(clattn_plan_execute_ex(plan, &a, 0, NULL, NULL), CLATTN_SUCCESS);
+  assert_int_equal(tu_buffer_read(g_ctx, a.o, ho, obytes), CL_SUCCESS);
+  const cl_mem all[6] = {a.q, a.k, a.v, a.o, a.k_scale, a.v_scale};
+  for (int i = 0; i < 6; i++)
+    clReleaseMemObject(all[i]);
+}
+
 /* Every code of each quantized type through every kernel form: one key, so
  * the output row is V's row exactly (p = 1); V's 256 dimensions hold the
  * codes 0..255 with a tensor scale of 1, so output dimension x must be
@@ -1282,33 +1307,18 @@ static void test_quant_codes(void **state) {
       clattn_plan plan = NULL;
       if (clattn_plan_create_with_config(g_ctx, &d, 0, cfgs[ci], &plan) != CLATTN_SUCCESS)
         fail_msg("%s: %s", cfgs[ci], clattn_context_last_error(g_ctx));
-      float hq[256], ho[256], one = 1.0f;
-      unsigned char kc[256], vc[256];
+      float hq[256], ho[256];
       for (int x = 0; x < 256; x++) {
         hq[x] = (float)(x % 7) * 0.01f;
-        kc[x] = 0x10; /* a finite code of every type */
-        vc[x] = (unsigned char)x;
         ho[x] = NAN;
       }
-      clattn_exec_args a;
-      memset(&a, 0, sizeof a);
-      a.q = buf_from(hq, sizeof hq);
-      a.k = buf_from(kc, sizeof kc);
-      a.v = buf_from(vc, sizeof vc);
-      a.o = buf_from(ho, sizeof ho);
-      a.k_scale = buf_from(&one, 4);
-      a.v_scale = buf_from(&one, 4);
-      assert_int_equal(clattn_plan_execute_ex(plan, &a, 0, NULL, NULL), CLATTN_SUCCESS);
-      assert_int_equal(tu_buffer_read(g_ctx, a.o, ho, sizeof ho), CL_SUCCESS);
+      run_codes(plan, hq, sizeof hq, ho, sizeof ho);
       for (unsigned x = 0; x < 256; x++) {
         const float want = clattn_kv_code_value(types[ti], x);
         if (!(ho[x] == want || (isnan(ho[x]) && isnan(want))))
           fail_msg("%s %s: code 0x%02x decodes to %a, want %a", cfgs[ci],
                    clattn_kv_dtype_name(types[ti]), x, (double)ho[x], (double)want);
       }
-      const cl_mem all[6] = {a.q, a.k, a.v, a.o, a.k_scale, a.v_scale};
-      for (int i = 0; i < 6; i++)
-        clReleaseMemObject(all[i]);
       clattn_plan_release(plan);
     }
 }
@@ -1338,25 +1348,12 @@ static void test_decode_tc_codes(void **state) {
       if (clattn_plan_create_with_config(g_ctx, &d, 0, "decode_tc", &plan) != CLATTN_SUCCESS)
         fail_msg("decode_tc: %s", clattn_context_last_error(g_ctx));
       uint16_t hq[256], ho[256];
-      unsigned char kc[256], vc[256];
-      float one = 1.0f;
       for (int x = 0; x < 256; x++) {
         const float qv = (float)(x % 7) * 0.01f;
         hq[x] = dt == 1 ? tu_float_to_half(qv) : tu_float_to_bf16(qv);
-        kc[x] = 0x10; /* a finite code of every type */
-        vc[x] = (unsigned char)x;
         ho[x] = 0x7fff;
       }
-      clattn_exec_args a;
-      memset(&a, 0, sizeof a);
-      a.q = buf_from(hq, sizeof hq);
-      a.k = buf_from(kc, sizeof kc);
-      a.v = buf_from(vc, sizeof vc);
-      a.o = buf_from(ho, sizeof ho);
-      a.k_scale = buf_from(&one, 4);
-      a.v_scale = buf_from(&one, 4);
-      assert_int_equal(clattn_plan_execute_ex(plan, &a, 0, NULL, NULL), CLATTN_SUCCESS);
-      assert_int_equal(tu_buffer_read(g_ctx, a.o, ho, sizeof ho), CL_SUCCESS);
+      run_codes(plan, hq, sizeof hq, ho, sizeof ho);
       for (unsigned x = 0; x < 256; x++) {
         const float want = clattn_kv_code_value(types[ti], x);
         const float got = dt == 1 ? tu_half_to_float(ho[x]) : tu_bf16_to_float(ho[x]);
@@ -1365,9 +1362,6 @@ static void test_decode_tc_codes(void **state) {
                    clattn_dtype_name(d.dtype), clattn_kv_dtype_name(types[ti]), x, (double)got,
                    (double)want, clattn_plan_describe(plan));
       }
-      const cl_mem all[6] = {a.q, a.k, a.v, a.o, a.k_scale, a.v_scale};
-      for (int i = 0; i < 6; i++)
-        clReleaseMemObject(all[i]);
       clattn_plan_release(plan);
     }
 }

@@ -662,3 +662,18 @@ clattn_context tu_new_context(void) {
     fail_msg("no OpenCL device: %s", clattn_last_create_error());
   return ctx;
 }
+
+clattn_context tu_forced_context(const char *override, const clattn_attention_desc *d) {
+  setenv("CLATTN_TUNE_OVERRIDE", override, 1);
+  clattn_context ctx = tu_new_context();
+  unsetenv("CLATTN_TUNE_OVERRIDE");
+  clattn_plan plan = NULL;
+  const clattn_status st = clattn_plan_create(ctx, d, 0, &plan);
+  if (st == CLATTN_ERROR_UNSUPPORTED) {
+    clattn_context_release(ctx);
+    return NULL;
+  }
+  if (st != CLATTN_SUCCESS) fail_msg("%s: %s", override, clattn_context_last_error(ctx));
+  clattn_plan_release(plan);
+  return ctx;
+}

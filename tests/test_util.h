@@ -172,4 +172,9 @@ void tu_rm_rf(const char *path);
 /* A context on the default device; fails the test when there is none. */
 clattn_context tu_new_context(void);
 
+/* A context whose plans are forced to `override` (CLATTN_TUNE_OVERRIDE,
+ * read when the context is made), or NULL when that kernel does not apply
+ * to d on this device (the caller skips); fails the test on other errors. */
+clattn_context tu_forced_context(const char *override, const clattn_attention_desc *d);
+
 #endif
