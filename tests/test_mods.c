@@ -300,7 +300,7 @@ static void test_flash_tc(void **state) {
     clattn_attention_desc d = make_desc(&shapes[0], CLATTN_MASK_NONE, CLATTN_DTYPE_F16);
     d.softcap = 5.0;
     clattn_context ctx = tu_forced_context(cfgs[c], &d);
-    if (!ctx) skip(); /* flash_tc does not apply on this device */
+    if (!ctx) skip();                 /* flash_tc does not apply on this device */
     for (int m = c; m < 3 - c; m++) { /* two m-tiles a warp: causal only */
       const int x = (m + c) % NMODS, s = (m + 2 * c) % NSHAPES;
       d = make_desc(&shapes[s], masks[m], m == 1 ? CLATTN_DTYPE_F16 : CLATTN_DTYPE_BF16);
