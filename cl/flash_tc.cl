@@ -56,6 +56,12 @@
  * cost nothing, shown ones skip the per-element mask) with the cp.async
  * pipeline fetching the next listed tile. */
 #define TC_MODS (SCORE_MODS || USER_SCORE || USER_MASK || BIAS || SINKS)
+/* every score of a lane: s[mt][j][e] (row row0[mt] + 8·(e/2), key
+ * kv0 + 8j + 2t + e%2) */
+#define TC_EACH_SCORE(mt, j, e)                                                                    \
+  _Pragma("unroll") for (int mt = 0; mt < MT; mt++)                                                \
+  _Pragma("unroll") for (int j = 0; j < NTS; j++)                                                  \
+  _Pragma("unroll") for (int e = 0; e < 4; e++)
 #if TC_MODS
 #define TC_QSCALE 1.0f
 #else
@@ -278,12 +284,7 @@ flash_tc(FLASH_ARGS(ushort)) {
     }
 
 #if KVQ /* K's scales: per key (token) or one (tensor, head) */
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-      for (int j = 0; j < NTS; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++)
+    TC_EACH_SCORE(mt, j, e)
 #if KVS == 0
           s[mt][j][e] *= ksl[8 * j + 2 * t + (e & 1)];
 #else
@@ -314,12 +315,7 @@ flash_tc(FLASH_ARGS(ushort)) {
       for (int rr = 0; rr < 2; rr++)
         pr[mt][rr] = (float)(row0[mt] + 8 * rr + off - kv0 - 2 * t);
 #endif
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-      for (int j = 0; j < NTS; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
+    TC_EACH_SCORE(mt, j, e) {
           float x = s[mt][j][e] * qscale;
 #if SOFTCAP && CLATTN_DTYPE == 2
           x = SOFTCAP2 * fast_tanh(x * (1.0f / SOFTCAP2));
@@ -340,12 +336,7 @@ flash_tc(FLASH_ARGS(ushort)) {
 #else
     if (ucls != 2) { /* tiles the lists show whole skip the mask */
 #endif
-#pragma unroll
-      for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-        for (int j = 0; j < NTS; j++)
-#pragma unroll
-          for (int e = 0; e < 4; e++) {
+      TC_EACH_SCORE(mt, j, e) {
             const int qrow = row0[mt] + (e >> 1) * 8, key = kv0 + 8 * j + 2 * t + (e & 1);
             if (qrow < Nq && key < Nk) {
               float x = s[mt][j][e];
@@ -389,12 +380,7 @@ flash_tc(FLASH_ARGS(ushort)) {
     barrier(CLK_LOCAL_MEM_FENCE);
 #endif
 #if KVQ && KVS == 0 /* V's token scales into P (after its row sums) */
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-      for (int j = 0; j < NTS; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++)
+    TC_EACH_SCORE(mt, j, e)
           s[mt][j][e] *= vsl[8 * j + 2 * t + (e & 1)] * TC_VP2;
 #endif
     /* O += P·V: the S accumulator layout is the A-fragment layout. */
