@@ -208,11 +208,17 @@ if want kvquant; then
   # issue 18: quantized K/V in the decode kernels: int8 / fp8 against bf16 in the same process
   # (Hq=32 Hk=8 d=128, scales per token), the speed-up of reading half the bytes, and --verify
   # against the dequantized cache (the error against the bf16 cache reported).
-  for kv in same int8 fp8e4m3; do
+  for kv in same int8 fp8e4m3 fp8e5m2; do
     echo "== kv $kv"
     timeout 400 $CLI bench --family decode --heads 32 --kv-heads 8 --head-dim 128 --dtype bf16 --kv-dtype $kv \
       --batches ${KVQ_BATCHES:-1,8} --seq ${KVQ_SEQS:-32768,131072} --pages ${KVQ_PAGES:-0} --reps 20 --warmup 3 2>>"$OUT/run.err"
   done | tee "$OUT/kvquant.txt" | grep -vE "^decode:" | cut -c1-110
+  # a prefill over the quantized cache (flash_tc on NVIDIA: codes turned into 16-bit tiles), against bf16 K/V
+  for kv in same int8 fp8e4m3 fp8e5m2; do for m in none causal; do
+    t=$(timeout 60 $CLI run --dtype bf16 --seq 4096 --batch 4 --heads 16 --head-dim 128 --mask $m --kv-dtype $kv --reps 10 \
+        --no-verify 2>&1 | grep -E "^time|^config|rror" | sed 's/time *: median //; s/, min.*//; s/^config *: \([a-z_]*\) .*/\1/' | tr '\n' ' ')
+    echo "prefill N=4096 d=128 kv=$kv $m: $t"
+  done; done | tee "$OUT/kvquant_prefill.txt"
   for kv in int8 fp8e4m3 fp8e5m2; do for sc in token channel; do
     timeout 120 $CLI run --seq-q 4 --seq-kv 4099 --heads 32 --kv-heads 8 --head-dim 128 --dtype bf16 --mask causal \
       --kv-dtype $kv --kv-scale $sc --paged 16 --ragged 1,17,1000,4096 --verify 2>&1 | grep -E "verify|quantized|error" | tr '\n' ' '
