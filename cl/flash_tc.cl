@@ -203,7 +203,14 @@ flash_tc(FLASH_ARGS(ushort)) {
 #if ALIBI
   const float mod_slope2 = alibi_slope2(h, H);
 #endif
-#if USER_MASK
+#if SPARSE
+  /* A sparse mask's tiles: the row block's list (kt·2 + partial) from the
+   * host (cl/common.cl SPARSE; the longest lists run first); -1 past its
+   * end. */
+  const int t0 = sp_tile_off[qb], nlist = sp_tile_off[qb + 1] - t0;
+#define TC_ENTRY(t) ((t) < nlist ? sp_tiles[t0 + (t)] : -1)
+#define TC_SHIFT 1
+#elif USER_MASK
   /* The row block's tiles: its list entries (kt·4 + class) while they lie
    * below the causal limit; -1 past the end. A class-0 entry (never in the
    * lists) would be masked element by element. */
@@ -211,8 +218,11 @@ flash_tc(FLASH_ARGS(ushort)) {
 #define TC_ENTRY(t)                                                                                \
   ((t) < nlist && (USER_LIST_ENTRY(bh, qb, t, nkt) >> 2) < ntiles ? USER_LIST_ENTRY(bh, qb, t, nkt) \
                                                                   : -1)
+#define TC_SHIFT 2
+#endif
+#if SPARSE || USER_MASK
   int ent = TC_ENTRY(0);
-  const int kv_first = ent >= 0 ? (ent >> 2) * BN : -1;
+  const int kv_first = ent >= 0 ? (ent >> TC_SHIFT) * BN : -1;
 #else
   const int kv_first = ntiles > 0 ? 0 : -1;
 #endif
@@ -230,11 +240,14 @@ flash_tc(FLASH_ARGS(ushort)) {
   if (kv_first >= 0) load_tile16_async(Vs, Vb, vss, kv_first, BN, Nk, lid);
   CP_COMMIT();
 #endif
-#if USER_MASK
+#if SPARSE || USER_MASK
   for (int tile = 0; ent >= 0; tile++) {
-    const int kv0 = (ent >> 2) * BN, ucls = ent & 3;
+    const int kv0 = (ent >> TC_SHIFT) * BN;
+#if USER_MASK
+    const int ucls = ent & 3;
+#endif
     const int nent = TC_ENTRY(tile + 1);
-    const int kv_next = nent >= 0 ? (nent >> 2) * BN : -1;
+    const int kv_next = nent >= 0 ? (nent >> TC_SHIFT) * BN : -1;
 #else
   for (int tile = 0; tile < ntiles; tile++) {
     const int kv0 = tile * BN;
@@ -356,6 +369,15 @@ flash_tc(FLASH_ARGS(ushort)) {
     }
 #endif
 #endif
+#if SPARSE
+    /* a partial tile (host flag) or the tail: each pair's visibility */
+    if ((ent & 1) || kv0 + BN > Nk) {
+      TC_EACH_SCORE(mt, j, e) {
+        const int qrow = row0[mt] + (e >> 1) * 8, key = kv0 + 8 * j + 2 * t + (e & 1);
+        if (!sp_visible(qrow + off, key, Nk, SPARSE_MASK_PASS)) s[mt][j][e] = -INFINITY;
+      }
+    }
+#else
 #if CAUSAL
     const bool need_mask = (kv0 + BN > Nk) || (kv0 + BN - 1 > q0 + off);
 #else
@@ -366,6 +388,7 @@ flash_tc(FLASH_ARGS(ushort)) {
       for (int mt = 0; mt < MT; mt++)
         MASK_FRAGMENT(s[mt], NTS, kv0, t, row0[mt], off, Nk);
     }
+#endif
 
     /* Online softmax on the fragments: rows g and g+8 of each m-tile, the
      * four lanes of a row exchanging max and sum with shuffles. */
@@ -410,7 +433,7 @@ flash_tc(FLASH_ARGS(ushort)) {
     if (kv_next >= 0) load_tile16_async(Vs, Vb, vss, kv_next, BN, Nk, lid);
     CP_COMMIT();
 #endif
-#if USER_MASK
+#if SPARSE || USER_MASK
     ent = nent;
 #endif
   }

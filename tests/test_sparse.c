@@ -268,6 +268,71 @@ static void run_layouts(clattn_context ctx, clattn_algo algo) {
 
 static void test_layout(void **state) { run_layouts(*state, CLATTN_ALGO_FLASH); }
 
+/* ---- the tensor-core kernel ------------------------------------------------ */
+
+/* flash_tc (NVIDIA sm_80+; emulated in CI with CLATTN_NV_EMULATE=1, else
+ * skipped) walking the tile lists with 16-bit storage: a causal window with
+ * global positions, dilated, strided with global tokens, BigBird with an
+ * element window (ALiBi on top in the second tiling), a block layout with
+ * empty rows; shapes that are no tile multiple; two tilings (one and two
+ * m-tiles a warp). */
+static void test_flash_tc(void **state) {
+  (void)state;
+  static const char *cfgs[2] = {"flash_tc:warps=2,mt=1,bn=32", "flash_tc:warps=1,mt=2,bn=16"};
+  for (int c = 0; c < 2; c++) {
+    const clattn_dtype dt = c ? CLATTN_DTYPE_BF16 : CLATTN_DTYPE_F16;
+    clattn_sparse_desc sp;
+    memset(&sp, 0, sizeof sp);
+    sp.window_left = 16;
+    sp.window_right = 4;
+    sp.num_global = 2;
+    sp.causal = 1;
+    clattn_attention_desc d = make(130, 257, CLATTN_MASK_WINDOW, CLATTN_ALGO_FLASH, &sp);
+    d.dtype = dt;
+    clattn_context ctx = tu_forced_context(cfgs[c], &d);
+    if (!ctx) skip(); /* flash_tc does not apply on this device */
+    check(ctx, &d, "tc%d/window/q130-k257/L16-R4-g2-c1", c);
+    memset(&sp, 0, sizeof sp);
+    sp.window_left = 20;
+    sp.dilation = 3;
+    sp.causal = 1;
+    d = make(100, 37, CLATTN_MASK_DILATED, CLATTN_ALGO_FLASH, &sp);
+    d.dtype = dt;
+    check(ctx, &d, "tc%d/dilated/q100-k37/L20-s3-c1", c);
+    memset(&sp, 0, sizeof sp);
+    sp.window_left = 3;
+    sp.stride = 16;
+    sp.causal = c;
+    set_tokens(&sp, 2, 90, 0);
+    d = make(65, 90, CLATTN_MASK_STRIDED, CLATTN_ALGO_FLASH, &sp);
+    d.dtype = dt;
+    check(ctx, &d, "tc%d/strided/q65-k90/L3-s16-t2-c%d", c, c);
+    memset(&sp, 0, sizeof sp);
+    sp.block_size = 7;
+    sp.window_blocks = 1;
+    sp.random_blocks = 1;
+    sp.seed = 0x77u;
+    sp.element_window = 1;
+    sp.window_left = sp.window_right = 10;
+    d = make(120, 130, CLATTN_MASK_BIGBIRD, CLATTN_ALGO_FLASH, &sp);
+    d.dtype = dt;
+    d.alibi_max_bias = c ? 4.0 : 0.0;
+    check(ctx, &d, "tc%d/bigbird/q120-k130/b7-w1-r1-e10", c);
+    char label[96];
+    snprintf(label, sizeof label, "tc%d/layout/q257-k257/b32-e5-c1", c);
+    layout L;
+    make_layout(tu_case_seed(label), 257, 32, 0.3, 5, &L);
+    memset(&sp, 0, sizeof sp);
+    set_layout(&sp, &L, 32);
+    sp.causal = 1;
+    d = make(257, 257, CLATTN_MASK_BLOCK_LAYOUT, CLATTN_ALGO_FLASH, &sp);
+    d.dtype = dt;
+    check(ctx, &d, "%s", label);
+    free_layout(&L);
+    clattn_context_release(ctx);
+  }
+}
+
 /* ---- GQA, layouts, strides, head dims, small tiles ------------------------ */
 
 static void test_shapes_and_layouts(void **state) {
@@ -673,8 +738,9 @@ static void test_arrays_copied(void **state) {
   clattn_plan_release(plan);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   unsetenv("CLATTN_TUNE_OVERRIDE");
+  if (tu_parse_filter_args(argc, argv)) return 2;
   const char *filter = getenv("CLATTN_TEST_FILTER"); /* e.g. "test_window" */
   if (filter && *filter) cmocka_set_test_filter(filter);
   const struct CMUnitTest tests[] = {
@@ -690,6 +756,7 @@ int main(void) {
       cmocka_unit_test(test_shapes_and_layouts),
       cmocka_unit_test(test_naive),
       cmocka_unit_test(test_naive_16bit),
+      cmocka_unit_test(test_flash_tc),
   };
   return cmocka_run_group_tests_name("clattn sparse", tests, tu_group_setup, tu_group_teardown);
 }

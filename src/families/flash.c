@@ -317,14 +317,15 @@ static bool first_legal3(const int (*prefs)[3], size_t n, check3_fn check,
 
 /* The problems the tensor-core kernels serve: 16-bit storage, dense or
  * causal masks, no inference mode (flash_tc: every forward modifier too). */
-static bool tc_problem(const clattn_attention_desc *d, const char **why) {
+static bool tc_problem(const clattn_attention_desc *d, bool sparse_ok, const char **why) {
   if (inference_mode(d, why)) return false;
   if (d->dtype == CLATTN_DTYPE_F32) {
     *why = "f16/bf16 storage only";
     return false;
   }
-  if (d->mask != CLATTN_MASK_NONE && !clattn__mask_is_causal(d->mask)) {
-    *why = "dense masks only";
+  if (d->mask != CLATTN_MASK_NONE && !clattn__mask_is_causal(d->mask) &&
+      !(sparse_ok && clattn__mask_is_sparse(d->mask))) {
+    *why = sparse_ok ? "dense, causal or sparse masks" : "dense masks only";
     return false;
   }
   return true;
@@ -341,7 +342,11 @@ int clattn__flash_tc_applicable(const clattn__device_info *info, const clattn_at
     *why = "8-bit K/V with token, tensor or head scales (channel scales: flash)";
     return 0;
   }
-  return tc_problem(d, why) ? 30 : 0;
+  if (clattn__mask_is_sparse(d->mask) && (d->mask_mod || d->kv_dtype != CLATTN_KV_DTYPE_SAME)) {
+    *why = "a sparse mask with a user mask or 8-bit K/V (flash has them)";
+    return 0;
+  }
+  return tc_problem(d, true, why) ? 30 : 0;
 }
 
 size_t clattn__flash_tc_local(const int *p, const clattn_attention_desc *d) {
@@ -395,7 +400,7 @@ int clattn__flash_wgmma_applicable(const clattn__device_info *info, const clattn
   }
   /* Below flash_tc (30) until it is faster: measured on an H100 it runs at
    * 0.83-1.01x of flash_tc (bench/RESULTS.md); forced with "flash_wgmma:". */
-  return tc_problem(d, why) ? 25 : 0;
+  return tc_problem(d, false, why) ? 25 : 0;
 }
 
 size_t clattn__flash_wgmma_local(const int *p, const clattn_attention_desc *d) {
@@ -470,6 +475,20 @@ static clattn_status new_state(clattn_plan p, flash_state **out) {
   return CLATTN_SUCCESS;
 }
 
+/* A sparse mask's per-query-tile lists of key tiles (bm × bn tiles), built
+ * and uploaded once per plan, and their count in describe(). */
+static clattn_status sparse_tiles(clattn_plan p, const flash_state *s, int bm, int bn) {
+  if (!p->sparse) return CLATTN_SUCCESS;
+  const clattn_status st = clattn__sparse_build_tiles(p, bm, bn);
+  if (st != CLATTN_SUCCESS) return st;
+  char sd[160];
+  clattn__sparse_describe(&p->desc, sd, sizeof sd);
+  const size_t nkt = ((size_t)p->desc.seq_kv + (size_t)bn - 1) / (size_t)bn;
+  clattn__append(p->describe, sizeof p->describe, "; sparse %s: %zu of %zu tiles listed, %zu partial",
+                 sd, p->sparse->tile_entries, (size_t)s->nqb * nkt, p->sparse->tiles_partial);
+  return CLATTN_SUCCESS;
+}
+
 /* desc.sinks on the device (FLASH_SINK_ARGS), when the plan has them. */
 static clattn_status upload_sinks(clattn_plan p, flash_state *s) {
   const clattn_attention_desc *d = &p->desc;
@@ -518,8 +537,10 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
   const clattn_attention_desc *d = &p->desc;
   flash_state *s = NULL;
   clattn_status st = new_state(p, &s);
-  if (st != CLATTN_SUCCESS || p->estimate) return st; /* no workspace */
   const int warps = params[0], mt = params[1], bn = params[2];
+  if (st != CLATTN_SUCCESS) return st;
+  if (p->estimate) /* sizing only: a sparse mask's tile lists are the workspace */
+    return p->sparse ? clattn__sparse_build_tiles(p, 16 * mt * warps, bn) : CLATTN_SUCCESS;
   const int vec = strides_aligned(p, 8) ? 1 : 0;
   const bool quant = d->kv_dtype != CLATTN_KV_DTYPE_SAME;
   char opts[768];
@@ -538,6 +559,7 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
   if (ctx->settings.nv_verbose) clattn__append(opts, sizeof opts, " -cl-nv-verbose");
   if (ctx->info.nv_emulate) /* tests: the warp-level PTX emulated (cl/nv_mma.cl) */ clattn__append(opts, sizeof opts, " -DCLATTN_NV_EMU=1");
   clattn__mods_options(d, opts, sizeof opts);
+  if (p->sparse) clattn__append(opts, sizeof opts, " -DSPARSE=%d", p->sparse->cls);
   const size_t local =
       clattn__flash_tc_local(params, d) + clattn__nv_emu_local(&ctx->info, (size_t)32 * warps);
   if ((st = build_kernel(p, s, opts, local, false)) != CLATTN_SUCCESS) return st;
@@ -554,7 +576,7 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
                    clattn_kv_dtype_name(d->kv_dtype), clattn_kv_scale_name(d->kv_scale));
   clattn__describe_mods(d, p->describe, sizeof p->describe);
   describe_tc_tail(p, s);
-  return CLATTN_SUCCESS;
+  return sparse_tiles(p, s, s->bm, bn);
 }
 
 clattn_status clattn__flash_wgmma_create(clattn_plan p, const int *params, const char *origin) {
@@ -661,18 +683,7 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
   else if (rows && no_copy[0])
     clattn__append(p->describe, sizeof p->describe, "; K/V converted in the kernel (%s)", no_copy);
   clattn__describe_mods(d, p->describe, sizeof p->describe);
-  if (p->sparse) {
-    /* Per-query-tile lists of key tiles, built and uploaded once per plan. */
-    st = clattn__sparse_build_tiles(p, bm, bn);
-    if (st != CLATTN_SUCCESS) return st;
-    char sd[160];
-    clattn__sparse_describe(d, sd, sizeof sd);
-    const size_t nkt = ((size_t)d->seq_kv + (size_t)bn - 1) / (size_t)bn;
-    clattn__append(p->describe, sizeof p->describe,
-                   "; sparse %s: %zu of %zu tiles listed, %zu partial", sd, p->sparse->tile_entries,
-                   (size_t)s->nqb * nkt, p->sparse->tiles_partial);
-  }
-  return CLATTN_SUCCESS;
+  return sparse_tiles(p, s, bm, bn);
 }
 
 /* ---- launch (one argument list for the three kernels, FLASH_ARGS in
