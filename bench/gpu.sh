@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|mods|modstc|all|plots;
+# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|mods|modstc|sparsetc|all|plots;
 # logs go to $OUT (or ./gpu-out), packed into $OUT/logs.tgz on exit (CLATTN_GPU_PACK=0 keeps them loose); pipe the output into $OUT/summary.txt.
 # `regress` (not part of `all`): the same CLI points on this tree and on an older one in .base/
 # (`git archive REV | tar -x -C .base`, passed with carry), alternating, same process group: speed must not move.
@@ -437,6 +437,27 @@ if want wgmma; then
 import json, sys
 for l in sys.stdin:
     r = json.loads(l); print('torch', r['backend'], 'd%d' % r['head_dim'], r['mask'], r['seq'], round(r['median_ms'], 4), 'ms', round(r.get('tflops', 0), 1))"
+fi
+
+if want sparsetc; then
+  # issue 15 step 4: sparse patterns on flash_tc (f16/bf16): its test, then a window of 256 (causal, and
+  # 256 each side) at N = 16k and BigBird against dense flash_tc on the same shape; TFLOP/s on the
+  # attended pairs (the CLI's --json "tflops" counts the visible pairs) and the ratio to dense.
+  timeout 200 ./build/tests/test_sparse --only test_flash_tc >"$OUT/test_sparse_tc.log" 2>&1
+  echo "test_sparse flash_tc rc=$?"; grep -E "PASSED|FAILED|SKIPPED|ERROR" "$OUT/test_sparse_tc.log" | head -3
+  for dt in ${SPTC_DTYPES:-f16}; do for n in ${SPTC_SEQS:-16384}; do
+    for m in none window:256,0 window:256,256 bigbird:64,3,2,3; do
+      timeout 120 $CLI run --json --algo flash --dtype $dt --head-dim ${SPTC_D:-64} --mask $m --seq $n --batch 1 \
+        --heads 16 --reps 10 --warmup 2 --no-verify 2>>"$OUT/run.err" | tail -1
+    done; done; done | tee "$OUT/sparsetc.jsonl" | python3 -c '
+import json, sys
+rows = [json.loads(l) for l in sys.stdin if l.strip().startswith("{")]
+dense = {(r.get("dtype"), r.get("seq_q")): r for r in rows if r.get("mask") == "none"}
+for r in rows:
+    d = dense.get((r.get("dtype"), r.get("seq_q")), {})
+    ratio = r.get("tflops", 0) / d["tflops"] if d.get("tflops") else float("nan")
+    print(r.get("dtype"), r.get("seq_q"), r.get("mask"), r.get("median_ms"), "ms", r.get("tflops"), "TFLOP/s",
+          "%.2f of dense" % ratio, (r.get("config") or "")[:60])'
 fi
 
 if want modstc; then
