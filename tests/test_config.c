@@ -222,7 +222,7 @@ static void test_illegal_rejected(void **state) {
   static const int good_rows[] = {16, 64};
   assert_null(rows->check(good_rows, &d256, &cpu));
   /* Applicability: the row kernel is for CPUs, tensor cores for NVIDIA
-   * 16-bit dense problems. */
+   * 16-bit problems (sparse masks too, flash_wgmma dense and causal only). */
   const char *why = NULL;
   assert_int_equal(rows->applicable(&gpu, &d64, &why), 0);
   assert_non_null(why);
@@ -231,7 +231,12 @@ static void test_illegal_rejected(void **state) {
   assert_true(tc->applicable(&gpu, &h, &why) > 0);
   assert_int_equal(tc->applicable(&cpu, &h, &why), 0);
   h.mask = CLATTN_MASK_WINDOW;
-  assert_int_equal(tc->applicable(&gpu, &h, &why), 0);
+  assert_true(tc->applicable(&gpu, &h, &why) > 0);
+  assert_int_equal(clattn__variant_find("flash_wgmma")->applicable(&gpu, &h, &why), 0);
+  assert_non_null(strstr(why, "dense masks only"));
+  h.mask_mod = "int clattn_mask_mod(int b, int h, int q, int k, __global const uchar *u) { return 1; }";
+  assert_int_equal(tc->applicable(&gpu, &h, &why), 0); /* a sparse mask and a user mask: flash */
+  h.mask_mod = NULL;
   /* Linear: splits past int are out of range at parse time. */
   const clattn__variant *lin = clattn__variant_find("linear");
   const clattn_attention_desc ld = problem(CLATTN_ALGO_LINEAR, CLATTN_DTYPE_F32, 16, 0);
