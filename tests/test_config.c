@@ -234,7 +234,8 @@ static void test_illegal_rejected(void **state) {
   assert_true(tc->applicable(&gpu, &h, &why) > 0);
   assert_int_equal(clattn__variant_find("flash_wgmma")->applicable(&gpu, &h, &why), 0);
   assert_non_null(strstr(why, "dense masks only"));
-  h.mask_mod = "int clattn_mask_mod(int b, int h, int q, int k, __global const uchar *u) { return 1; }";
+  h.mask_mod =
+      "int clattn_mask_mod(int b, int h, int q, int k, __global const uchar *u) { return 1; }";
   assert_int_equal(tc->applicable(&gpu, &h, &why), 0); /* a sparse mask and a user mask: flash */
   h.mask_mod = NULL;
   /* Linear: splits past int are out of range at parse time. */
