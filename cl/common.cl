@@ -232,13 +232,16 @@ inline void flash_ragged(const int b, __global const int *cu_q, __global const i
   int qstart, Nq, kstart, Nk;                                                                  \
   flash_ragged((b), cu_q, cu_kv, Nq_max, Nk_max, total_q, total_kv, &qstart, &Nq, &kstart,     \
                &Nk);                                                                           \
+  FLASH_USE_BLOCKS(b)                                                                          \
   if ((q0) >= Nq) Nk = 0;
 #define FLASH_LSE_INDEX(bh, row) ((long)(qstart + (row)) * H + (bh) % H)
 #else
 #define FLASH_NQ Nq
 #define FLASH_NK Nk
 #define FLASH_RAGGED_ARGS
-#define FLASH_RAGGED_PROLOGUE(b, q0) const int qstart = 0, kstart = 0;
+#define FLASH_RAGGED_PROLOGUE(b, q0)                                                           \
+  const int qstart = 0, kstart = 0;                                                            \
+  FLASH_USE_BLOCKS(b)
 #define FLASH_LSE_INDEX(bh, row) ((long)(bh) * Nq + (row))
 #endif
 
@@ -308,7 +311,7 @@ inline bool sp_visible(const int p, const int j, const int nk, __global const ui
  * (mask_order, clattn_plan_update_mask_blocks), the longest first as under
  * a causal mask, so that no long block starts last */
 #define FLASH_QUERY_BLOCK()                                                                        \
-  (use_blocks ? clamp(mask_order[(long)get_group_id(1) * nqb + get_group_id(0)], 0, nqb - 1)      \
+  (use_blocks_arg ? clamp(mask_order[(long)get_group_id(1) * nqb + get_group_id(0)], 0, nqb - 1)  \
    : CAUSAL   ? nqb - 1 - (int)get_group_id(0)                                                     \
               : (int)get_group_id(0))
 #else
@@ -336,7 +339,20 @@ inline bool sp_visible(const int p, const int j, const int nk, __global const ui
 #define FLASH_USER_ARGS                                                                        \
   , __global const uchar *restrict user, __global const uchar *restrict mask_cls,              \
       __global const int *restrict mask_list, __global const int *restrict mask_count,         \
-      __global const int *restrict mask_order, const int use_blocks
+      __global const int *restrict mask_order, __global const int *restrict mask_stamp,        \
+      const int use_blocks_arg
+/* use_blocks: the classes apply to this work-group. Ragged: only when the
+ * sequence's rows and keys are those the classes were made for (mask_stamp
+ * [4b .. 4b+3] = qstart, Nq, kstart, Nk, written by mask_blocks); with
+ * other tables the mask is evaluated on every tile (correct, slower). */
+#if RAGGED
+#define FLASH_USE_BLOCKS(b)                                                                    \
+  const int use_blocks = use_blocks_arg && mask_stamp[4 * (b)] == qstart &&                    \
+                         mask_stamp[4 * (b) + 1] == Nq && mask_stamp[4 * (b) + 2] == kstart &&  \
+                         mask_stamp[4 * (b) + 3] == Nk;
+#else
+#define FLASH_USE_BLOCKS(b) const int use_blocks = use_blocks_arg;
+#endif
 #define USER_TILE_CLASS(bh, qb, kt, nkt)                                                       \
   (use_blocks ? (int)mask_cls[((long)(bh) * nqb + (qb)) * (nkt) + (kt)] : 1)
 /* loop count over the row block's tiles, and the entry of step t */
@@ -346,8 +362,10 @@ inline bool sp_visible(const int p, const int j, const int nk, __global const ui
   (use_blocks ? mask_list[((long)(bh) * nqb + (qb)) * (nkt) + (t)] : (t) * 4 + 1)
 #elif USER_SCORE
 #define FLASH_USER_ARGS , __global const uchar *restrict user
+#define FLASH_USE_BLOCKS(b)
 #else
 #define FLASH_USER_ARGS
+#define FLASH_USE_BLOCKS(b)
 #endif
 
 /* The walk over a row block's key tiles (flash_fwd.cl, flash_rows.cl):
@@ -366,7 +384,7 @@ inline bool sp_visible(const int p, const int j, const int nk, __global const ui
 #define FLASH_TILE_AT(t)                                                                       \
   const int ent = sp_tiles[t0 + (t)];                                                          \
   const int kv0 = (ent >> 1) * BN;                                                             \
-  const int ucls = USER_TILE_CLASS(bh, qb, kv0 / BN, (Nk + BN - 1) / BN);                      \
+  const int ucls = USER_TILE_CLASS(bh, qb, kv0 / BN, (FLASH_NK + BN - 1) / BN);                      \
   if (ucls == 0) continue;
 #elif SPARSE
 #define FLASH_TILE_AT(t)                                                                       \
@@ -374,7 +392,7 @@ inline bool sp_visible(const int p, const int j, const int nk, __global const ui
   const int kv0 = (ent >> 1) * BN;
 #elif USER_MASK
 #define FLASH_TILE_AT(t)                                                                       \
-  const int uent = USER_LIST_ENTRY(bh, qb, t, (Nk + BN - 1) / BN);                             \
+  const int uent = USER_LIST_ENTRY(bh, qb, t, (FLASH_NK + BN - 1) / BN);                             \
   if ((uent >> 2) >= ntiles) break;                                                            \
   const int kv0 = (uent >> 2) * BN, ucls = uent & 3;                                           \
   if (ucls == 0) continue;

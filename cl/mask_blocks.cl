@@ -2,12 +2,29 @@
 
 /* One work-item per (key tile, query tile, batch·head): evaluates
  * clattn_mask_mod over the tile's rows and keys that exist (BM × BN of the
- * plan's flash kernel) and writes cls[(bh·nqt + qt)·nkt + kt]. */
+ * plan's flash kernel; ragged: of the sequence, from cu_q / cu_kv) and
+ * writes cls[(bh·nqt + qt)·nkt + kt]. */
 __kernel void mask_blocks(__global uchar *restrict cls, __global const uchar *restrict user,
-                          const int H, const int Nq, const int Nk, const int nqt, const int nkt) {
+                          const int H, const int Nq_max, const int Nk_max, const int nqt,
+                          const int nkt FLASH_RAGGED_ARGS, __global int *restrict stamp) {
   const int kt = get_global_id(0), qt = get_global_id(1), bh = get_global_id(2);
   if (kt >= nkt || qt >= nqt) return;
   const int b = bh / H, h = bh % H;
+#if RAGGED
+  /* the sequence's rows and keys (indices within it), stamped for the
+   * flash kernels (FLASH_USE_BLOCKS): classes made for other tables are not
+   * used */
+  int qstart, Nq, kstart, Nk;
+  flash_ragged(b, cu_q, cu_kv, Nq_max, Nk_max, total_q, total_kv, &qstart, &Nq, &kstart, &Nk);
+  if (kt == 0 && qt == 0 && h == 0) {
+    stamp[4 * b] = qstart;
+    stamp[4 * b + 1] = Nq;
+    stamp[4 * b + 2] = kstart;
+    stamp[4 * b + 3] = Nk;
+  }
+#else
+  const int Nq = Nq_max, Nk = Nk_max;
+#endif
   int shown = 0, hidden = 0;
   for (int r = 0; r < BM && !(shown && hidden); r++) {
     const int i = qt * BM + r;

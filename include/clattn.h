@@ -748,18 +748,33 @@ CLATTN_API clattn_status clattn_plan_execute_ex(clattn_plan plan, const clattn_e
  * documents), and pass the same buffer to the executions. Without it the
  * kernels evaluate the mask on every tile (correct; slower: a causal mask
  * written as mask_mod costs 1.3x the native one on PoCL, 1.9x on an H100).
- * The classes and lists are plan workspace (5·B·H·tiles_q·tiles_kv +
- * 4·B·H·tiles_q bytes, in clattn_plan_workspace_size). Enqueued on the
- * context's queue, never blocks. A plan on a decode kernel (which
- * evaluates the mask per key) has nothing to classify: it returns at once
- * (an event, if asked for, is a marker). CLATTN_ERROR_INVALID_ARGUMENT
- * without a mask_mod, CLATTN_ERROR_UNSUPPORTED for ragged plans,
+ * The row blocks with the most tiles start first. The classes and lists are
+ * plan workspace (5·B·H·tiles_q·tiles_kv + 8·B·H·tiles_q + 16·B bytes, in
+ * clattn_plan_workspace_size). Enqueued on the context's queue, never
+ * blocks. A plan on a decode kernel (which evaluates the mask per key) has
+ * nothing to classify: it returns at once (an event, if asked for, is a
+ * marker). CLATTN_ERROR_INVALID_ARGUMENT without a mask_mod or for a ragged
+ * plan (whose classes depend on its tables: clattn_plan_update_mask_blocks_ex),
  * CLATTN_ERROR_OUT_OF_MEMORY when the lists do not fit one allocation.
  */
 CLATTN_API clattn_status clattn_plan_update_mask_blocks(clattn_plan plan, cl_mem user,
                                                         cl_uint num_wait,
                                                         const cl_event *wait_list,
                                                         cl_event *event);
+
+/**
+ * clattn_plan_update_mask_blocks with the user buffer args->user and, for a
+ * ragged plan, the tables args->cu_seqlens_q / cu_seqlens_kv the classes are
+ * made for (each sequence's tiles, q_idx / kv_idx within the sequence; the
+ * other fields are not read). An execution whose tables give a sequence
+ * other rows or keys than these evaluates that sequence's mask on every
+ * tile (correct, slower): call it again when the batch changes.
+ */
+CLATTN_API clattn_status clattn_plan_update_mask_blocks_ex(clattn_plan plan,
+                                                           const clattn_exec_args *args,
+                                                           cl_uint num_wait,
+                                                           const cl_event *wait_list,
+                                                           cl_event *event);
 
 /**
  * Merges partial attention results computed over disjoint key sets (split

@@ -56,6 +56,8 @@ typedef struct dcase {
   const void *bias;
   size_t bias_bytes;
   clattn_strides bias_strides;
+  int blocks; /* a mask_mod's block classes first (clattn_plan_update_mask_blocks_ex): 1 for
+                the case's tables, 2 (ragged) for tables with half the keys (not to be used) */
   const char *want_describe; /* a phrase describe() must hold when the plan is flash_rows */
   const char *decode_has, *decode_lacks; /* phrases a decode plan's describe() must (not) hold */
 } dcase;
@@ -391,6 +393,22 @@ static double run_case(const dcase *c, const char *label) {
   }
   if (c->kv || c->seqlens) a.seqlens_kv = ms = buf_from(sl, (size_t)B * 4);
   if (c->kv) a.block_table = mb = buf_from(bt, (size_t)B * maxp * 4);
+  if (c->blocks) {
+    clattn_exec_args ba = a;
+    cl_mem half = NULL;
+    if (c->blocks == 2) { /* classes for other tables: the kernels must not use them */
+      int *cuh = malloc((size_t)(B + 1) * sizeof(int));
+      assert_non_null(cuh);
+      cuh[0] = 0;
+      for (int b = 0; b < B; b++)
+        cuh[b + 1] = cuh[b] + c->nk[b] / 2;
+      ba.cu_seqlens_kv = half = buf_from(cuh, (size_t)(B + 1) * 4);
+      free(cuh);
+    }
+    if (clattn_plan_update_mask_blocks_ex(plan, &ba, 0, NULL, NULL) != CLATTN_SUCCESS)
+      fail_msg("%s: mask blocks: %s", label, clattn_context_last_error(g_ctx));
+    if (half) clReleaseMemObject(half);
+  }
   cl_event ev = NULL;
   st = clattn_plan_execute_ex(plan, &a, 0, NULL, &ev);
   double worst = 0;
@@ -1519,6 +1537,44 @@ static void test_quant_append(void **state) {
   }
 }
 
+/* A user mask's block classes on a ragged prefill (lengths 0, 1, 17, 300;
+ * a window of 20 behind the diagonal plus the first two keys, causal
+ * within each sequence): made for the execution's tables (hidden tiles
+ * skipped) and for tables with half the keys (the kernels see that they
+ * were made for other tables and evaluate the mask on every tile), on
+ * flash_rows (CPUs), the work-group kernel and flash_tc (NVIDIA or
+ * emulated; skipped elsewhere), against the reference with the C twin. */
+static const char k_window_src[] =
+    "int clattn_mask_mod(int b, int h, int q, int k, __global const uchar *u) {\n"
+    "  return (k <= q && k >= q - 20) || k < 2;\n"
+    "}\n";
+static int twin_window(int b, int h, int q, int k, const void *u) {
+  (void)b, (void)h, (void)u;
+  return (k <= q && k >= q - 20) || k < 2;
+}
+
+static void test_ragged_blocks(void **state) {
+  (void)state;
+  const clattn_reference_fns wf = {NULL, twin_window, NULL, NULL};
+  static const char *const cfgs[3] = {NULL, "flash:bm=16,bn=16,tm=4,tn=4",
+                                      "flash_tc:warps=2,mt=1,bn=32"};
+  for (int i = 0; i < 3; i++)
+    for (int blk = 1; blk <= 2; blk++) {
+      dcase c = base(4, 4, 2, 64, 300, 300);
+      ragged_0_1_17_300(&c, 300);
+      c.dtype = i == 2 ? CLATTN_DTYPE_BF16 : CLATTN_DTYPE_F32;
+      c.config = cfgs[i];
+      c.optional = i == 2;
+      c.mask_mod = k_window_src;
+      c.fns = &wf;
+      c.blocks = blk;
+      char label[96];
+      snprintf(label, sizeof label, "ragged blocks %s, %s", cfgs[i] ? cfgs[i] : "default",
+               blk == 1 ? "its tables" : "other tables");
+      run_case(&c, label);
+    }
+}
+
 /* Score modifiers in the decode kernels: softcap, ALiBi, a user score_mod
  * (an ALiBi-like distance term per head and a bonus every third key) and a
  * user mask_mod reading the user buffer, on every kernel form, contiguous,
@@ -1810,6 +1866,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_quant_codes),
       cmocka_unit_test(test_quant_append),
       cmocka_unit_test(test_decode_mods),
+      cmocka_unit_test(test_ragged_blocks),
       cmocka_unit_test(test_allheads),
   };
   g_ctx = tu_new_context();

@@ -565,7 +565,8 @@ static void test_refusals(void **state) {
   clReleaseMemObject(a.o);
   clReleaseMemObject(a.user);
   clattn_plan_release(plan);
-  /* block classes: only with a mask_mod, not for ragged plans */
+  /* block classes: only with a mask_mod; a ragged plan's through the _ex
+   * entry point with its tables */
   assert_int_equal(clattn_plan_create(ctx, &plain, 0, &plan), CLATTN_SUCCESS);
   assert_int_equal(clattn_plan_update_mask_blocks(plan, NULL, 0, NULL, NULL),
                    CLATTN_ERROR_INVALID_ARGUMENT);
@@ -577,7 +578,21 @@ static void test_refusals(void **state) {
   rg.layout = CLATTN_LAYOUT_BSHD;
   assert_int_equal(clattn_plan_create(ctx, &rg, 0, &plan), CLATTN_SUCCESS);
   assert_int_equal(clattn_plan_update_mask_blocks(plan, NULL, 0, NULL, NULL),
-                   CLATTN_ERROR_UNSUPPORTED);
+                   CLATTN_ERROR_INVALID_ARGUMENT);
+  assert_non_null(strstr(clattn_context_last_error(ctx), "clattn_plan_update_mask_blocks_ex"));
+  clattn_exec_args ea;
+  memset(&ea, 0, sizeof ea);
+  assert_int_equal(clattn_plan_update_mask_blocks_ex(plan, &ea, 0, NULL, NULL),
+                   CLATTN_ERROR_INVALID_ARGUMENT); /* without the tables */
+  assert_int_equal(clattn_plan_update_mask_blocks_ex(plan, NULL, 0, NULL, NULL),
+                   CLATTN_ERROR_INVALID_ARGUMENT);
+  ea.cu_seqlens_q = tu_buffer_nan(ctx, 1); /* 4 bytes: shorter than batch + 1 ints */
+  ea.cu_seqlens_kv = tu_buffer_nan(ctx, 1);
+  assert_int_equal(clattn_plan_update_mask_blocks_ex(plan, &ea, 0, NULL, NULL),
+                   CLATTN_ERROR_INVALID_ARGUMENT);
+  assert_non_null(strstr(clattn_context_last_error(ctx), "cu_seqlens_q"));
+  clReleaseMemObject(ea.cu_seqlens_q);
+  clReleaseMemObject(ea.cu_seqlens_kv);
   clattn_plan_release(plan);
   /* the plan keeps its own copy of the text */
   char *src = malloc(strlen(causal_src) + 1);

@@ -183,7 +183,8 @@ typedef struct cli_infer {
   int reps, warmup;
   uint64_t seed;
   bool verify, check_tables;
-  const char *config; /* forced configuration, or NULL */
+  bool no_mask_blocks; /* a mask_mod without clattn_plan_update_mask_blocks_ex */
+  const char *config;  /* forced configuration, or NULL */
 } cli_infer;
 
 typedef struct cli_infer_result {

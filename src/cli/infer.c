@@ -270,6 +270,11 @@ clattn_status cli_infer_run(clattn_context ctx, const cli_infer *in, cli_infer_r
                         .block_table = mb,
                         .k_scale = ksc,
                         .v_scale = vsc};
+  /* a user mask's block classes for these tables, once (as an engine would
+   * per batch; no user buffer in the CLI) */
+  if (d.mask_mod && !in->no_mask_blocks &&
+      (st = clattn_plan_update_mask_blocks_ex(plan, &a, 0, NULL, NULL)) != CLATTN_SUCCESS)
+    goto out;
   cl_command_queue queue = clattn_context_queue(ctx);
   double *ms_t = calloc((size_t)(in->reps > 0 ? in->reps : 1), sizeof(double));
   if (!ms_t) {

@@ -94,6 +94,7 @@ static int run_inference(const run_opts *o, cli_problem *p) {
   in.seed = p->seed;
   in.verify = p->verify;
   in.check_tables = o->check_tables != 0;
+  in.no_mask_blocks = p->no_mask_blocks;
   in.config = o->config;
   const clattn_attention_desc *d = &p->desc;
   printf("clattn %s run\ndevice    : %s\n", clattn_version_string(),

@@ -17,7 +17,7 @@ typedef struct flash_state {
   /* desc.mask_mod: the block classifier (cl/mask_blocks.cl) and its
    * classes, once clattn_plan_update_mask_blocks made them */
   cl_kernel classify, lists, order_k;
-  cl_mem cls, list, count, order;
+  cl_mem cls, list, count, order, stamp; /* stamp: ragged, the tables the classes are for */
   int use_blocks;
   cl_mem sinks; /* desc.sinks on the device */
   /* flash_rows with 16-bit storage: the f32 copy of K and V the kernel reads
@@ -778,6 +778,7 @@ clattn_status clattn__flash_execute(clattn_plan p, const clattn__buffers *b, cl_
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->list);
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->count);
     err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->order);
+    err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->stamp);
     err |= clSetKernelArg(kr, a++, sizeof(int), &s->use_blocks);
   }
   if (d->sinks) err |= clSetKernelArg(kr, a++, sizeof(cl_mem), &s->sinks); /* FLASH_SINK_ARGS */
@@ -844,6 +845,7 @@ void clattn__flash_release(clattn_plan p) {
   if (s->count) clReleaseMemObject(s->count);
   if (s->order_k) clReleaseKernel(s->order_k);
   if (s->order) clReleaseMemObject(s->order);
+  if (s->stamp) clReleaseMemObject(s->stamp);
   if (s->sinks) clReleaseMemObject(s->sinks);
   if (s->convert) clReleaseKernel(s->convert);
   if (s->kf) clReleaseMemObject(s->kf);
@@ -853,8 +855,8 @@ void clattn__flash_release(clattn_plan p) {
   p->state = NULL;
 }
 
-static clattn_status update_mask_blocks(clattn_plan p, cl_mem user, cl_uint num_wait,
-                                        const cl_event *wait, cl_event *event) {
+static clattn_status update_mask_blocks(clattn_plan p, cl_mem user, cl_mem cu_q, cl_mem cu_kv,
+                                        cl_uint num_wait, const cl_event *wait, cl_event *event) {
   clattn_context ctx = p->ctx;
   const clattn_attention_desc *d = &p->desc;
   flash_state *s = p->state;
@@ -862,10 +864,11 @@ static clattn_status update_mask_blocks(clattn_plan p, cl_mem user, cl_uint num_
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
                         "the plan has no user mask (desc.mask_mod) on a flash or flash_rows "
                         "kernel: no block classes to make");
-  if (d->ragged)
-    return clattn__fail(ctx, CLATTN_ERROR_UNSUPPORTED,
-                        "block classes of a ragged plan: the mask is evaluated in the kernel "
-                        "(execute without them)");
+  if (d->ragged && (!cu_q || !cu_kv))
+    return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
+                        "block classes of a ragged plan are made for its tables: "
+                        "clattn_plan_update_mask_blocks_ex with args.cu_seqlens_q and "
+                        "cu_seqlens_kv");
   const int nkt = (int)(((int64_t)d->seq_kv + s->bn - 1) / s->bn);
   const size_t rows = (size_t)d->batch * (size_t)d->heads * (size_t)s->nqb;
   size_t bytes = 0, lbytes = 0, cbytes = rows * sizeof(int), total = 0;
@@ -889,13 +892,24 @@ static clattn_status update_mask_blocks(clattn_plan p, cl_mem user, cl_uint num_
     if (!s->count) return clattn__cl_fail(ctx, "clCreateBuffer", err, "mask block counts");
     s->order = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, cbytes, NULL, &err);
     if (!s->order) return clattn__cl_fail(ctx, "clCreateBuffer", err, "mask block order");
-    p->workspace_bytes += total;
+    const size_t sbytes = (size_t)d->batch * 4 * sizeof(int);
+    s->stamp = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, sbytes, NULL, &err);
+    if (!s->stamp) return clattn__cl_fail(ctx, "clCreateBuffer", err, "mask block stamps");
+    p->workspace_bytes += total + sbytes;
   }
   const int ints[5] = {d->heads, d->seq_q, d->seq_kv, s->nqb, nkt};
   cl_int err = clSetKernelArg(s->classify, 0, sizeof(cl_mem), &s->cls);
   err |= clSetKernelArg(s->classify, 1, sizeof(cl_mem), &user);
   for (int i = 0; i < 5; i++)
     err |= clSetKernelArg(s->classify, (cl_uint)(2 + i), sizeof(int), &ints[i]);
+  cl_uint a = 7;
+  if (d->ragged) { /* FLASH_RAGGED_ARGS */
+    err |= clSetKernelArg(s->classify, a++, sizeof(cl_mem), &cu_q);
+    err |= clSetKernelArg(s->classify, a++, sizeof(cl_mem), &cu_kv);
+    err |= clSetKernelArg(s->classify, a++, sizeof(int), &d->total_q);
+    err |= clSetKernelArg(s->classify, a++, sizeof(int), &d->total_kv);
+  }
+  err |= clSetKernelArg(s->classify, a, sizeof(cl_mem), &s->stamp);
   if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clSetKernelArg", err, "mask_blocks");
   const int nq2[2] = {s->nqb, nkt};
   err |= clSetKernelArg(s->lists, 0, sizeof(cl_mem), &s->cls);
@@ -924,8 +938,8 @@ static clattn_status update_mask_blocks(clattn_plan p, cl_mem user, cl_uint num_
   return CLATTN_SUCCESS;
 }
 
-clattn_status clattn_plan_update_mask_blocks(clattn_plan p, cl_mem user, cl_uint num_wait,
-                                             const cl_event *wait, cl_event *event) {
+static clattn_status update_blocks(clattn_plan p, cl_mem user, cl_mem cu_q, cl_mem cu_kv,
+                                   cl_uint num_wait, const cl_event *wait, cl_event *event) {
   if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;
   clattn_context ctx = p->ctx;
   ctx->msg[0] = 0;
@@ -934,6 +948,11 @@ clattn_status clattn_plan_update_mask_blocks(clattn_plan p, cl_mem user, cl_uint
                         "wait_list must be NULL exactly when num_wait is 0");
   clattn_status st;
   if (user && (st = clattn__check_buffer(ctx, user, 1, "user")) != CLATTN_SUCCESS) return st;
+  const size_t cu_bytes = ((size_t)p->desc.batch + 1) * sizeof(int);
+  if (cu_q && (st = clattn__check_buffer(ctx, cu_q, cu_bytes, "cu_seqlens_q")) != CLATTN_SUCCESS)
+    return st;
+  if (cu_kv && (st = clattn__check_buffer(ctx, cu_kv, cu_bytes, "cu_seqlens_kv")) != CLATTN_SUCCESS)
+    return st;
   if (p->desc.mask_mod && p->variant && p->variant->create == clattn__decode_create) {
     /* the decode kernels evaluate the mask per key: no tiles to classify */
     if (!event) return CLATTN_SUCCESS;
@@ -948,5 +967,20 @@ clattn_status clattn_plan_update_mask_blocks(clattn_plan p, cl_mem user, cl_uint
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
                         "the plan has no user mask (desc.mask_mod) on a flash or flash_rows "
                         "kernel: no block classes to make");
-  return update_mask_blocks(p, user, num_wait, wait, event);
+  return update_mask_blocks(p, user, cu_q, cu_kv, num_wait, wait, event);
+}
+
+clattn_status clattn_plan_update_mask_blocks(clattn_plan p, cl_mem user, cl_uint num_wait,
+                                             const cl_event *wait, cl_event *event) {
+  return update_blocks(p, user, NULL, NULL, num_wait, wait, event);
+}
+
+clattn_status clattn_plan_update_mask_blocks_ex(clattn_plan p, const clattn_exec_args *args,
+                                                cl_uint num_wait, const cl_event *wait,
+                                                cl_event *event) {
+  if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;
+  if (!args)
+    return clattn__fail(p->ctx, CLATTN_ERROR_INVALID_ARGUMENT, "args is NULL");
+  return update_blocks(p, args->user, args->cu_seqlens_q, args->cu_seqlens_kv, num_wait, wait,
+                       event);
 }
