@@ -220,7 +220,11 @@ clattn_status cli_infer_run(clattn_context ctx, const cli_infer *in, cli_infer_r
   }
   clattn_strides qs, ks, vs, os;
   size_t el[4];
-  if ((st = clattn_attention_desc_strides(&d, &qs, &ks, &vs, &os, el)) != CLATTN_SUCCESS) goto out;
+  if ((st = clattn_attention_desc_strides(&d, &qs, &ks, &vs, &os, el)) != CLATTN_SUCCESS) {
+    size_t ws = 0; /* the strides call has no context: the estimate leaves the reason in ctx */
+    (void)clattn_plan_estimate(ctx, &d, &ws);
+    goto out;
+  }
   hq = calloc(el[0], es);
   hk = calloc(el[1], es);
   hv = calloc(el[2], es);
