@@ -384,7 +384,7 @@ inline bool sp_visible(const int p, const int j, const int nk, __global const ui
 #define FLASH_TILE_AT(t)                                                                       \
   const int ent = sp_tiles[t0 + (t)];                                                          \
   const int kv0 = (ent >> 1) * BN;                                                             \
-  const int ucls = USER_TILE_CLASS(bh, qb, kv0 / BN, (FLASH_NK + BN - 1) / BN);                      \
+  const int ucls = USER_TILE_CLASS(bh, qb, kv0 / BN, (FLASH_NK + BN - 1) / BN);                \
   if (ucls == 0) continue;
 #elif SPARSE
 #define FLASH_TILE_AT(t)                                                                       \
@@ -392,7 +392,7 @@ inline bool sp_visible(const int p, const int j, const int nk, __global const ui
   const int kv0 = (ent >> 1) * BN;
 #elif USER_MASK
 #define FLASH_TILE_AT(t)                                                                       \
-  const int uent = USER_LIST_ENTRY(bh, qb, t, (FLASH_NK + BN - 1) / BN);                             \
+  const int uent = USER_LIST_ENTRY(bh, qb, t, (FLASH_NK + BN - 1) / BN);                       \
   if ((uent >> 2) >= ntiles) break;                                                            \
   const int kv0 = (uent >> 2) * BN, ucls = uent & 3;                                           \
   if (ucls == 0) continue;

@@ -500,8 +500,9 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
   /* The split's block-table entries 32 pages at a time: lane L holds entry
    * L of window pw_w (its pages pg0 + 32·pw_w ...), and the next window is
    * loaded when this one comes into use, so that a tile's page id is a
-   * shuffle, not a load a tile ahead of its use (measured on an H100:
-   * paged at 2 work-groups a compute unit lost 5-6 % to that load). */
+   * shuffle, not a load one tile ahead of its use (H100, bench/RESULTS.md
+   * §17 run E: 1-2 points of the 4-6 % that paged caches lose at two
+   * work-groups a compute unit). */
   const int pg0 = kb / PAGE, npg = ntl > 0 ? (ke - 1) / PAGE - pg0 + 1 : 0;
 #define TC_PW(w) ((w)*32 + lid < npg ? btab[(long)b * maxp + pg0 + (w)*32 + lid] : 0)
   int pw_w = 0, pw_cur = TC_PW(0), pw_nxt = TC_PW(1);

@@ -214,7 +214,8 @@ flash_tc(FLASH_ARGS(ushort)) {
   /* The row block's tiles: its list entries (kt·4 + class) while they lie
    * below the causal limit; -1 past the end. A class-0 entry (never in the
    * lists) would be masked element by element. */
-  const int nkt = (FLASH_NK + BN - 1) / BN, /* the lists' row stride */ nlist = USER_LIST_COUNT(bh, qb, ntiles);
+  const int nkt = (FLASH_NK + BN - 1) / BN; /* the lists' row stride: the plan's tiles */
+  const int nlist = USER_LIST_COUNT(bh, qb, ntiles);
 #define TC_ENTRY(t)                                                                                \
   ((t) < nlist && (USER_LIST_ENTRY(bh, qb, t, nkt) >> 2) < ntiles ? USER_LIST_ENTRY(bh, qb, t, nkt) \
                                                                   : -1)
