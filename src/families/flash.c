@@ -484,8 +484,9 @@ static clattn_status sparse_tiles(clattn_plan p, const flash_state *s, int bm, i
   char sd[160];
   clattn__sparse_describe(&p->desc, sd, sizeof sd);
   const size_t nkt = ((size_t)p->desc.seq_kv + (size_t)bn - 1) / (size_t)bn;
-  clattn__append(p->describe, sizeof p->describe, "; sparse %s: %zu of %zu tiles listed, %zu partial",
-                 sd, p->sparse->tile_entries, (size_t)s->nqb * nkt, p->sparse->tiles_partial);
+  clattn__append(p->describe, sizeof p->describe,
+                 "; sparse %s: %zu of %zu tiles listed, %zu partial", sd, p->sparse->tile_entries,
+                 (size_t)s->nqb * nkt, p->sparse->tiles_partial);
   return CLATTN_SUCCESS;
 }
 
@@ -979,8 +980,7 @@ clattn_status clattn_plan_update_mask_blocks_ex(clattn_plan p, const clattn_exec
                                                 cl_uint num_wait, const cl_event *wait,
                                                 cl_event *event) {
   if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;
-  if (!args)
-    return clattn__fail(p->ctx, CLATTN_ERROR_INVALID_ARGUMENT, "args is NULL");
+  if (!args) return clattn__fail(p->ctx, CLATTN_ERROR_INVALID_ARGUMENT, "args is NULL");
   return update_blocks(p, args->user, args->cu_seqlens_q, args->cu_seqlens_kv, num_wait, wait,
                        event);
 }
