@@ -426,6 +426,13 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
     (KVQ && (KVS == 3 || D % 32))
 #error "decode_tc: D in 16, 32, 64, 128 (8-bit: 32, 64, 128, token/tensor/head scales); BN a multiple of 16; NS in 2..4; WG 32; QR <= 16"
 #endif
+/* the softmax's scale: qscale on raw scores, 1 where the modifiers made
+ * them log2 units */
+#if DECODE_MODS
+#define TC_QS 1.0f
+#else
+#define TC_QS qscale
+#endif
 #if KVQ && KVS == 0 && CLATTN_DTYPE == 1
 #define TC_VP2 (KVQ == 1 ? 64.0f : KVQ == 2 ? 256.0f : 32768.0f)
 #else
@@ -621,11 +628,20 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
 #if KVQ
         s[j][e] *= TKSC(st, kl);
 #endif
+#if DECODE_MODS
+        { /* the modifiers on log2-unit scores (the softmax below then takes a unit scale) */
+          const int r = r0 + g + 8 * (e >> 1), hq = hk * G + r % G;
+          bool vis = !dead && rok[e >> 1];
+          s[j][e] = decode_mods(s[j][e] * qscale, DECODE_SLOPE(hq), b, hq, ri[e >> 1],
+                                ri[e >> 1] + off, j0 + kl, user, &vis DECODE_BIAS_PASS);
+          dead = !vis;
+        }
+#endif
         if (dead) s[j][e] = -INFINITY;
       }
 #pragma unroll
     for (int rr = 0; rr < 2; rr++)
-      SOFTMAX_STEP(s, TNS, o, TNO, rr, m[rr], l[rr], qscale);
+      SOFTMAX_STEP(s, TNS, o, TNO, rr, m[rr], l[rr], TC_QS);
 #if KVQ && KVS == 0
     /* V's token scales into P (f16 P: times TC_VP2, about 1 / the code's
      * largest value, so that P·scale stays above the f16 subnormals, where
@@ -695,7 +711,7 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
         vstore2((float2)(o[j][2 * rr], o[j][2 * rr + 1]) * inv, 0,
                 ws_o + slot * D + 8 * j + 2 * t4);
 #endif
-      if (t4 == 0) ws_lse[slot] = empty ? CLATTN_MASKED : m[rr] * qscale + log2(lt);
+      if (t4 == 0) ws_lse[slot] = empty ? CLATTN_MASKED : m[rr] * TC_QS + log2(lt);
     }
   }
 #elif WARP

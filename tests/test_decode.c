@@ -1678,6 +1678,71 @@ static void test_decode_mods(void **state) {
   free(mb);
 }
 
+/* The modifiers in decode_tc (NVIDIA sm_80+, emulated in CI; skipped
+ * elsewhere): softcap and ALiBi with a causal seq_q of 3, the user
+ * score_mod and mask_mod (reading the user buffer) on a paged cache with
+ * shared pages, an f32 bias with -inf entries, a user mask on a ragged batch
+ * (lengths 0, 1, 17, 150); f16 and bf16, against the reference with the
+ * twins. */
+static void test_decode_tc_mods(void **state) {
+  (void)state;
+  if (!decode_tc_applies()) skip();
+  static const int period = 5;
+  const clattn_reference_fns fns = {twin_score, twin_mask, &period, NULL};
+  const clattn_reference_fns mf = {NULL, twin_mask, &period, NULL};
+  const int B = 2, H = 8, NQ = 2, NK = 150;
+  float *fb = malloc((size_t)B * H * NQ * NK * sizeof(float));
+  assert_non_null(fb);
+  tu_rng rng;
+  tu_rng_init(&rng, tu_case_seed("decode_tc bias"));
+  for (size_t e = 0; e < (size_t)B * H * NQ * NK; e++) {
+    const double x = tu_rng_uniform(&rng, -2, 2);
+    fb[e] = x < -1.6 ? -INFINITY : (float)x;
+  }
+  for (int i = 0; i < 4; i++) {
+    dcase c = base(B, H, 2, 64, i == 0 ? 3 : NQ, NK);
+    c.config = "decode_tc";
+    c.optional = 1;
+    c.dtype = i % 2 ? CLATTN_DTYPE_F16 : CLATTN_DTYPE_BF16;
+    if (i == 0) {
+      c.mask = CLATTN_MASK_CAUSAL;
+      c.softcap = 20.0;
+      c.alibi = 8.0;
+    }
+    if (i == 1) {
+      c.score_mod = c.mask_mod = k_mods_src;
+      c.fns = &fns;
+      c.user_bytes = sizeof period;
+      c.kv = CLATTN_KV_PAGED;
+      c.page_size = 16;
+      c.share = 2;
+      c.nk[1] = 70;
+    }
+    if (i == 2) {
+      c.bias_type = CLATTN_BIAS_F32;
+      c.bias = fb;
+      c.bias_bytes = (size_t)B * H * NQ * NK * 4;
+      c.bias_strides = (clattn_strides){(int64_t)H * NQ * NK, (int64_t)NQ * NK, NK, 1};
+    }
+    if (i == 3) { /* ragged: lengths 0, 1, 17, 150 */
+      c.B = 4;
+      c.ragged = 1;
+      const int lens[4] = {0, 1, 17, 150};
+      for (int b = 0; b < 4; b++) {
+        c.nk[b] = lens[b];
+        c.nq[b] = lens[b] < 1 ? lens[b] : 1;
+      }
+      c.mask_mod = k_mods_src;
+      c.fns = &mf;
+      c.user_bytes = sizeof period;
+    }
+    char label[96];
+    snprintf(label, sizeof label, "decode_tc mods %d", i);
+    run_case(&c, label);
+  }
+  free(fb);
+}
+
 /* allh=1: the CPU form reading every KV head of its keys in one work-item
  * (token by token, as the heads lie in BSHD caches and paged pools), against
  * the reference: both layouts, GQA 1:1 to 8:1, seq_q 1..16 with both causal
@@ -1866,6 +1931,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_quant_codes),
       cmocka_unit_test(test_quant_append),
       cmocka_unit_test(test_decode_mods),
+      cmocka_unit_test(test_decode_tc_mods),
       cmocka_unit_test(test_ragged_blocks),
       cmocka_unit_test(test_allheads),
   };

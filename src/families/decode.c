@@ -256,11 +256,6 @@ int clattn__decode_tc_applicable(const clattn__device_info *info, const clattn_a
     *why = "8-bit K/V with token, tensor or head scales (channel scales: decode_warp)";
     return 0;
   }
-  if (d->softcap > 0.0 || d->alibi_max_bias > 0.0 || d->score_mod || d->mask_mod ||
-      d->bias_type != CLATTN_BIAS_NONE) {
-    *why = "no score modifiers, user functions or bias (decode_warp has them)";
-    return 0;
-  }
   if ((d->head_dim != 16 || q8) && d->head_dim != 32 && d->head_dim != 64 && d->head_dim != 128) {
     *why = "head_dim 16, 32, 64 or 128 (8-bit K/V: 32, 64 or 128)";
     return 0;
