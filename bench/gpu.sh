@@ -26,6 +26,12 @@ cmake -B build -DCMAKE_BUILD_TYPE=Release >"$OUT/cmake.log" 2>&1 && cmake --buil
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; $CLI devices; } >"$OUT/devices.txt" 2>&1
 git rev-parse --short HEAD >"$OUT/commit.txt" 2>/dev/null || true
 
+# kernel_ms RUN-ARGS...: "KERNEL MEDIAN ms" of one `clattn run --no-verify` (or its error)
+kernel_ms() {
+  timeout 60 $CLI run --no-verify "$@" 2>&1 | grep -E "^time|^config|rror" |
+    sed 's/time *: median //; s/, min.*//; s/^config *: \([a-z_]*\) .*/\1/' | tr '\n' ' '
+}
+
 # run ALGO DTYPE D MASK N [extra...]: one point as a JSON line (B·H·N = TOK tokens·heads)
 point() {
   local algo=$1 dt=$2 d=$3 mask=$4 n=$5; shift 5
@@ -215,8 +221,7 @@ if want kvquant; then
   done | tee "$OUT/kvquant.txt" | grep -vE "^decode:" | cut -c1-110
   # a prefill over the quantized cache (flash_tc on NVIDIA: codes turned into 16-bit tiles), against bf16 K/V
   for kv in same int8 fp8e4m3 fp8e5m2; do for m in none causal; do
-    t=$(timeout 60 $CLI run --dtype bf16 --seq 4096 --batch 4 --heads 16 --head-dim 128 --mask $m --kv-dtype $kv --reps 10 \
-        --no-verify 2>&1 | grep -E "^time|^config|rror" | sed 's/time *: median //; s/, min.*//; s/^config *: \([a-z_]*\) .*/\1/' | tr '\n' ' ')
+    t=$(kernel_ms --dtype bf16 --seq 4096 --batch 4 --heads 16 --head-dim 128 --mask $m --kv-dtype $kv --reps 10)
     echo "prefill N=4096 d=128 kv=$kv $m: $t"
   done; done | tee "$OUT/kvquant_prefill.txt"
   for kv in int8 fp8e4m3 fp8e5m2; do for sc in token channel; do
@@ -477,8 +482,7 @@ if want modstc; then
     for spec in "--mask none" "--mask none --softcap 30" "--mask none --alibi 8" "--mask causal" "--mask causal --softcap 30" \
         "--mask causal --alibi 8" "--mask causal --softcap 30 --alibi 8" "--mask causal --sinks 1" "--mask-mod $OUT/c.cl" \
         "--mask window:256,0" "--mask-mod $OUT/w.cl" "--mask none --bias random-bool"; do
-      t=$(timeout 60 $CLI run --dtype ${MODSTC_DTYPE:-bf16} --seq $n --batch $b --heads $H --head-dim $d --reps 10 \
-          --no-verify $spec 2>&1 | grep -E "^time|^config|rror" | sed 's/time *: median //; s/, min.*//; s/^config *: \([a-z_]*\) .*/\1/' | tr '\n' ' ')
+      t=$(kernel_ms --dtype ${MODSTC_DTYPE:-bf16} --seq $n --batch $b --heads $H --head-dim $d --reps 10 $spec)
       echo "d=$d N=$n ${spec//$OUT\//}: $t"
     done
   done; done | tee "$OUT/modstc.txt"

@@ -334,7 +334,8 @@ inline bool sp_visible(const int p, const int j, const int nk, __global const ui
  * mask_cls (0 hidden, 1 partial, 2 shown per (batch·head, query tile, key
  * tile)) and per row block the list of the tiles not hidden (kt·4 + class,
  * ascending; mask_count entries) and the row blocks by descending count
- * (mask_order); else the kernel evaluates the mask on every tile. Dense loops walk the list (USER_LIST_*), sparse ones read the
+ * (mask_order); else the kernel evaluates the mask on every tile. Dense
+ * loops walk the list (USER_LIST_*), sparse ones read the
  * class of each listed tile (USER_TILE_CLASS). */
 #define FLASH_USER_ARGS                                                                        \
   , __global const uchar *restrict user, __global const uchar *restrict mask_cls,              \

@@ -433,11 +433,6 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
 #else
 #define TC_QS qscale
 #endif
-#if KVQ && KVS == 0 && CLATTN_DTYPE == 1
-#define TC_VP2 (KVQ == 1 ? 64.0f : KVQ == 2 ? 256.0f : 32768.0f)
-#else
-#define TC_VP2 1.0f
-#endif
 #if NS == 2
 #define TC_WAIT() CP_WAIT(0)
 #elif NS == 3

@@ -65,7 +65,7 @@
 #if TC_MODS
 #define TC_QSCALE 1.0f
 #else
-#define TC_QSCALE qscale
+#define TC_QSCALE tcq
 #endif
 
 #if (BN % 16) || (MT < 1) || (MT > 2)
@@ -108,13 +108,6 @@ inline void load_tile8(__local ushort *dst, __global const kvtype *base, long ss
     *(__local uint4 *)(dst + r * LDK + 16 * ch + 8) = (uint4)(a4, a5, a6, a7);
   }
 }
-/* f16 P times a power of two near 1 / the code's largest value before V's
- * token scales (kept above the f16 subnormals; undone at the end) */
-#if KVS == 0 && CLATTN_DTYPE == 1
-#define TC_VP2 (KVQ == 1 ? 64.0f : KVQ == 2 ? 256.0f : 32768.0f)
-#else
-#define TC_VP2 1.0f
-#endif
 #endif
 
 /* Copies rows [row0, row0 + nrows) of a 16-bit tensor (rows past `limit` and
@@ -202,6 +195,13 @@ flash_tc(FLASH_ARGS(ushort)) {
   const int ntiles = flash_dense_tiles(q0, BM, BN, Nq, Nk, CAUSAL);
 #if ALIBI
   const float mod_slope2 = alibi_slope2(h, H);
+#endif
+  /* the scale of the raw scores (log2 e · scale), with 8-bit K's tensor or
+   * head scale folded in once (token scales multiply each key's scores) */
+#if KVQ && KVS != 0
+  const float tcq = qscale * KV_SCALE(ksc, b, 0, 0);
+#else
+  const float tcq = qscale;
 #endif
 #if SPARSE
   /* A sparse mask's tiles: the row block's list (kt·2 + partial) from the
@@ -297,13 +297,9 @@ flash_tc(FLASH_ARGS(ushort)) {
       }
     }
 
-#if KVQ /* K's scales: per key (token) or one (tensor, head) */
+#if KVQ && KVS == 0 /* K's token scales: per key */
     TC_EACH_SCORE(mt, j, e)
-#if KVS == 0
           s[mt][j][e] *= ksl[8 * j + 2 * t + (e & 1)];
-#else
-          s[mt][j][e] *= KV_SCALE(ksc, b, 0, 0);
-#endif
 #endif
 #if ASYNC
     barrier(CLK_LOCAL_MEM_FENCE); /* every warp is done reading K(tile) */
@@ -330,7 +326,7 @@ flash_tc(FLASH_ARGS(ushort)) {
         pr[mt][rr] = (float)(row0[mt] + 8 * rr + off - kv0 - 2 * t);
 #endif
     TC_EACH_SCORE(mt, j, e) {
-          float x = s[mt][j][e] * qscale;
+          float x = s[mt][j][e] * tcq;
 #if SOFTCAP && CLATTN_DTYPE == 2
           x = SOFTCAP2 * fast_tanh(x * (1.0f / SOFTCAP2));
 #elif SOFTCAP /* f16: exp2 and a fast reciprocal (errors ~2^-22) */

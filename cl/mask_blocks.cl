@@ -1,4 +1,4 @@
-/* mask_blocks.cl — the block classes of a user mask (desc.mask_mod) over the flash kernel's tiles (0 hidden, 1 partial, 2 shown) each row block's list of the tiles not hidden, and the row blocks by descending list length (clattn_plan_update_mask_blocks). */
+/* mask_blocks.cl — the block classes of a user mask (desc.mask_mod) over the flash kernel's tiles (0 hidden, 1 partial, 2 shown), each row block's list of the tiles not hidden, and the row blocks by descending list length (clattn_plan_update_mask_blocks). */
 
 /* One work-item per (key tile, query tile, batch·head): evaluates
  * clattn_mask_mod over the tile's rows and keys that exist (BM × BN of the

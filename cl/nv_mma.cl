@@ -348,7 +348,17 @@ inline void fp8x4_to_x2(const uint w, uint *lo, uint *hi) {
   }
 #endif
 }
-/* the decode kernels' 8-bit codes → 16-bit pairs */
+/* 8-bit K/V with token scales and f16 P (decode_tc, flash_tc): P times
+ * TC_VP2, a power of two near 1 / the code's largest value, before V's
+ * token scales multiply it, so that P·scale stays above the f16
+ * subnormals (e5m2's scales of absmax / 57344 would lose bits there); the
+ * kernels divide it out of the output. */
+#if KVQ && KVS == 0 && CLATTN_DTYPE == 1
+#define TC_VP2 (KVQ == 1 ? 64.0f : KVQ == 2 ? 256.0f : 32768.0f)
+#else
+#define TC_VP2 1.0f
+#endif
+/* the tensor-core kernels' 8-bit codes → 16-bit pairs */
 #if KVQ == 1
 #define KV8X4_TO_X2(w, lo, hi) i8x4_to_x2((w), (lo), (hi))
 #else

@@ -1678,6 +1678,25 @@ static void test_decode_mods(void **state) {
   free(mb);
 }
 
+/* A dense f32 bias [B][H][NQ][NK] for case c (uniform in [-2, 2), about
+ * one entry in ten -inf), drawn from the label's seed; the caller frees it. */
+static float *set_random_bias(dcase *c, int B, int H, int NQ, int NK, const char *label) {
+  const size_t n = (size_t)B * H * NQ * NK;
+  float *fb = malloc(n * sizeof(float));
+  assert_non_null(fb);
+  tu_rng rng;
+  tu_rng_init(&rng, tu_case_seed(label));
+  for (size_t e = 0; e < n; e++) {
+    const double x = tu_rng_uniform(&rng, -2, 2);
+    fb[e] = x < -1.6 ? -INFINITY : (float)x;
+  }
+  c->bias_type = CLATTN_BIAS_F32;
+  c->bias = fb;
+  c->bias_bytes = n * 4;
+  c->bias_strides = (clattn_strides){(int64_t)H * NQ * NK, (int64_t)NQ * NK, NK, 1};
+  return fb;
+}
+
 /* The modifiers in decode_tc (NVIDIA sm_80+, emulated in CI; skipped
  * elsewhere): softcap and ALiBi with a causal seq_q of 3, the user
  * score_mod and mask_mod (reading the user buffer) on a paged cache with
@@ -1691,14 +1710,7 @@ static void test_decode_tc_mods(void **state) {
   const clattn_reference_fns fns = {twin_score, twin_mask, &period, NULL};
   const clattn_reference_fns mf = {NULL, twin_mask, &period, NULL};
   const int B = 2, H = 8, NQ = 2, NK = 150;
-  float *fb = malloc((size_t)B * H * NQ * NK * sizeof(float));
-  assert_non_null(fb);
-  tu_rng rng;
-  tu_rng_init(&rng, tu_case_seed("decode_tc bias"));
-  for (size_t e = 0; e < (size_t)B * H * NQ * NK; e++) {
-    const double x = tu_rng_uniform(&rng, -2, 2);
-    fb[e] = x < -1.6 ? -INFINITY : (float)x;
-  }
+  float *fb = NULL;
   for (int i = 0; i < 4; i++) {
     dcase c = base(B, H, 2, 64, i == 0 ? 3 : NQ, NK);
     c.config = "decode_tc";
@@ -1718,12 +1730,7 @@ static void test_decode_tc_mods(void **state) {
       c.share = 2;
       c.nk[1] = 70;
     }
-    if (i == 2) {
-      c.bias_type = CLATTN_BIAS_F32;
-      c.bias = fb;
-      c.bias_bytes = (size_t)B * H * NQ * NK * 4;
-      c.bias_strides = (clattn_strides){(int64_t)H * NQ * NK, (int64_t)NQ * NK, NK, 1};
-    }
+    if (i == 2) fb = set_random_bias(&c, B, H, NQ, NK, "decode_tc bias");
     if (i == 3) { /* ragged: lengths 0, 1, 17, 150 */
       c.B = 4;
       c.ragged = 1;
@@ -1860,14 +1867,7 @@ static void test_allheads(void **state) {
   static const int period = 5;
   const clattn_reference_fns fns = {twin_score, twin_mask, &period, NULL};
   const int B = 2, H = 8, NQ = 3, NK = 150;
-  float *fb = malloc((size_t)B * H * NQ * NK * sizeof(float));
-  assert_non_null(fb);
-  tu_rng rng;
-  tu_rng_init(&rng, tu_case_seed("allheads bias"));
-  for (size_t e = 0; e < (size_t)B * H * NQ * NK; e++) {
-    const double x = tu_rng_uniform(&rng, -2, 2);
-    fb[e] = x < -1.6 ? -INFINITY : (float)x;
-  }
+  float *fb = NULL;
   for (int i = 0; i < 3; i++) {
     dcase c = base(B, H, 2, 64, NQ, NK);
     c.config = "decode:wg=1,kt=16,allh=1";
@@ -1882,10 +1882,7 @@ static void test_allheads(void **state) {
       c.user_bytes = sizeof period;
     }
     if (i == 2) {
-      c.bias_type = CLATTN_BIAS_F32;
-      c.bias = fb;
-      c.bias_bytes = (size_t)B * H * NQ * NK * 4;
-      c.bias_strides = (clattn_strides){(int64_t)H * NQ * NK, (int64_t)NQ * NK, NK, 1};
+      fb = set_random_bias(&c, B, H, NQ, NK, "allheads bias");
       c.kv = CLATTN_KV_PAGED;
       c.page_size = 16;
     }

@@ -490,6 +490,14 @@ static clattn_status sparse_tiles(clattn_plan p, const flash_state *s, int bm, i
   return CLATTN_SUCCESS;
 }
 
+/* "; K/V int8 (token scales)" in describe() for a quantized K/V. */
+static void describe_kv(clattn_plan p) {
+  const clattn_attention_desc *d = &p->desc;
+  if (d->kv_dtype != CLATTN_KV_DTYPE_SAME)
+    clattn__append(p->describe, sizeof p->describe, "; K/V %s (%s scales)",
+                   clattn_kv_dtype_name(d->kv_dtype), clattn_kv_scale_name(d->kv_scale));
+}
+
 /* desc.sinks on the device (FLASH_SINK_ARGS), when the plan has them. */
 static clattn_status upload_sinks(clattn_plan p, flash_state *s) {
   const clattn_attention_desc *d = &p->desc;
@@ -572,9 +580,7 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
            "local) [%s]",
            clattn_dtype_name(d->dtype), d->head_dim, vec && !quant ? " + cp.async" : "", warps, mt,
            bn, s->bm, local, origin);
-  if (quant)
-    clattn__append(p->describe, sizeof p->describe, "; K/V %s (%s scales)",
-                   clattn_kv_dtype_name(d->kv_dtype), clattn_kv_scale_name(d->kv_scale));
+  describe_kv(p);
   clattn__describe_mods(d, p->describe, sizeof p->describe);
   describe_tc_tail(p, s);
   return sparse_tiles(p, s, s->bm, bn);
@@ -673,9 +679,7 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
            p->variant->name, clattn_dtype_name(d->dtype), d->head_dim, bm, bn, tm, tn, tm * tn,
            local, origin);
   if (d->ragged) clattn__append(p->describe, sizeof p->describe, "; ragged (cu_seqlens)");
-  if (d->kv_dtype != CLATTN_KV_DTYPE_SAME)
-    clattn__append(p->describe, sizeof p->describe, "; K/V %s (%s scales)",
-                   clattn_kv_dtype_name(d->kv_dtype), clattn_kv_scale_name(d->kv_scale));
+  describe_kv(p);
   if (kv_copy)
     clattn__append(p->describe, sizeof p->describe,
                    "; K/V converted once per call into an f32 workspace (%zu bytes: 2 x "
