@@ -255,6 +255,9 @@ inline void flash_ragged(const int b, __global const int *cu_q, __global const i
 #ifndef SPARSE
 #define SPARSE 0
 #endif
+#ifndef SP_BAND
+#define SP_BAND 0
+#endif
 #if SPARSE
 #define SP_CAUSAL 1
 #define SP_GBITS 2
@@ -276,7 +279,10 @@ inline bool sp_visible(const int p, const int j, const int nk, __global const ui
   if (j < 0 || j >= nk) return false;
   if ((flags & SP_CAUSAL) && j > p) return false;
   const int dl = p - j; /* how far back the key lies */
-#if SPARSE == 1
+#if SPARSE == 1 && SP_BAND /* a plain band (step 1, no stride, no globals) */
+  (void)bits, (void)step, (void)stride, (void)nglobal, (void)block, (void)row_words, (void)qb0;
+  return dl <= left && -dl <= right;
+#elif SPARSE == 1
   if (dl <= left && -dl <= right && dl % step == 0) return true;
   if (stride > 0 && dl % stride == 0) return true;
   if (j < nglobal || (p >= 0 && p < nglobal)) return true;

@@ -568,7 +568,7 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
   if (ctx->settings.nv_verbose) clattn__append(opts, sizeof opts, " -cl-nv-verbose");
   if (ctx->info.nv_emulate) /* tests: the warp-level PTX emulated (cl/nv_mma.cl) */ clattn__append(opts, sizeof opts, " -DCLATTN_NV_EMU=1");
   clattn__mods_options(d, opts, sizeof opts);
-  if (p->sparse) clattn__append(opts, sizeof opts, " -DSPARSE=%d", p->sparse->cls);
+  if (p->sparse) clattn__sparse_options(p->sparse, opts, sizeof opts);
   const size_t local =
       clattn__flash_tc_local(params, d) + clattn__nv_emu_local(&ctx->info, (size_t)32 * warps);
   if ((st = build_kernel(p, s, opts, local, false)) != CLATTN_SUCCESS) return st;
@@ -651,7 +651,7 @@ clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const ch
    * loads by integer operations (CLATTN_SOFT_HALF in cl/common.cl). */
   if (ctx->info.is_cpu)
     clattn__append(opts, sizeof opts, " -cl-fast-relaxed-math -DCLATTN_SOFT_HALF=1 -DCLATTN_CPU=1");
-  if (p->sparse) clattn__append(opts, sizeof opts, " -DSPARSE=%d", p->sparse->cls);
+  if (p->sparse) clattn__sparse_options(p->sparse, opts, sizeof opts);
   /* quantized K/V: codes decoded and scaled as tiles are loaded (cl/flash_fwd.cl) */
   if (d->kv_dtype != CLATTN_KV_DTYPE_SAME)
     clattn__append(opts, sizeof opts, " -DKVQ=%d -DKVS=%d", (int)d->kv_dtype, (int)d->kv_scale);

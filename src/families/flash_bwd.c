@@ -398,7 +398,7 @@ clattn_status clattn__flash_bwd_create(clattn_plan p, const int *params, const c
     clattn__append(opts, sizeof opts, " -DNT=%d", s->nt);
   /* No -cl-fast-relaxed-math: NaN inputs must give NaN gradients. */
   if (ctx->info.is_cpu) clattn__append(opts, sizeof opts, " -DCLATTN_SOFT_HALF=1 -DCLATTN_CPU=1");
-  if (p->sparse) clattn__append(opts, sizeof opts, " -DSPARSE=%d", p->sparse->cls);
+  if (p->sparse) clattn__sparse_options(p->sparse, opts, sizeof opts);
   /* the forward's modifiers, compiled the same way (bwd_mods_ok says which
    * the backward takes; sinks need no code here) */
   clattn__mods_options(d, opts, sizeof opts);

@@ -390,7 +390,7 @@ clattn_status clattn__naive_create(clattn_plan p, const int *params, const char 
   if (half) clattn__append(opts, sizeof opts, " -DCLATTN_DTYPE=%d", (int)d->dtype);
   if (p->sparse) {
     /* The sparse mask is evaluated inline by the softmax (no N x N mask). */
-    clattn__append(opts, sizeof opts, " -DSPARSE=%d", p->sparse->cls);
+    clattn__sparse_options(p->sparse, opts, sizeof opts);
     st = clattn__sparse_upload_bits(p);
     if (st != CLATTN_SUCCESS) return st;
   }

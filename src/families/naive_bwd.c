@@ -98,7 +98,7 @@ clattn_status clattn__naive_bwd_create(clattn_plan p, const int *params, const c
   char opts[256];
   snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DCLATTN_DTYPE=0 -DD=%d -DCAUSAL=%d", d->head_dim,
            clattn__causal_define(d->mask));
-  if (p->sparse) clattn__append(opts, sizeof opts, " -DSPARSE=%d", p->sparse->cls);
+  if (p->sparse) clattn__sparse_options(p->sparse, opts, sizeof opts);
   cl_program prog = NULL;
   clattn_status st = clattn__get_program(ctx, "naive_bwd.cl", opts, &prog);
   if (st != CLATTN_SUCCESS) return st;

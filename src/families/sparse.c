@@ -390,6 +390,13 @@ static int push(clattn__ivl **buf, int *cap, int n, int64_t a, int64_t b) {
   return n + 1;
 }
 
+void clattn__sparse_options(const clattn__sparse *s, char *opts, size_t cap) {
+  clattn__append(opts, cap, " -DSPARSE=%d", s->cls);
+  if (s->cls == CLATTN__SPARSE_ELEMENT && s->step == 1 && s->stride == 0 && s->nglobal == 0 &&
+      s->ngtok == 0)
+    clattn__append(opts, cap, " -DSP_BAND=1");
+}
+
 static bool is_global(const clattn__sparse *s, int pos) {
   if (pos < 0) return false;
   if (pos < s->nglobal) return true;

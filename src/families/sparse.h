@@ -80,6 +80,11 @@ int clattn__sparse_row(const clattn__sparse *s, int pos, clattn__ivl **buf, int 
  * ascending kt within a query tile, partial = the tile holds a masked pair. */
 clattn_status clattn__sparse_build_tiles(clattn_plan p, int bm, int bn);
 
+/* Appends the kernels' compile-time sparse options to opts: -DSPARSE=cls
+ * and, for an element pattern that is a plain band (no dilation, stride or
+ * global positions), -DSP_BAND=1, which drops sp_visible's modulo tests. */
+void clattn__sparse_options(const clattn__sparse *s, char *opts, size_t cap);
+
 /* Uploads the bitmap alone (the naive family). */
 clattn_status clattn__sparse_upload_bits(clattn_plan p);
 
