@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|mods|modstc|sparsetc|all|plots;
+# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|mods|modstc|sparsetc|tf32|all|plots;
 # logs go to $OUT (or ./gpu-out), packed into $OUT/logs.tgz on exit (CLATTN_GPU_PACK=0 keeps them loose); pipe the output into $OUT/summary.txt.
 # `regress` (not part of `all`): the same CLI points on this tree and on an older one in .base/
 # (`git archive REV | tar -x -C .base`, passed with carry), alternating, same process group: speed must not move.
@@ -463,6 +463,30 @@ for r in rows:
     ratio = r.get("tflops", 0) / d["tflops"] if d.get("tflops") else float("nan")
     print(r.get("dtype"), r.get("seq_q"), r.get("mask"), r.get("median_ms"), "ms", r.get("tflops"), "TFLOP/s",
           "%.2f of dense" % ratio, (r.get("config") or "")[:60])'
+fi
+
+if want tf32; then
+  # issue 15 step 3: f32 on tensor cores (flash_tf32, 3xTF32 mma.sync m16n8k8): the GPU tests, registers /
+  # spills, a tiling sweep at N = 4096 (B·H = 64; TFLOP/s of the two GEMMs), then compare_torch.py (f32
+  # against EFFICIENT_ATTENTION, TF32 off in PyTorch)
+  for t in "test_flash test_f32_tensor_cores" "test_mods test_flash_tf32" "test_sparse test_flash_tf32"; do
+    set -- $t
+    timeout 240 ./build/tests/$1 --only $2 >"$OUT/$1_tf32.log" 2>&1
+    echo "$1 $2 rc=$? $(grep -cE '^\[       OK' "$OUT/$1_tf32.log") ok $(grep -E 'FAILED|SKIPPED|rel err' "$OUT/$1_tf32.log" | head -2)"
+  done
+  for d in 64 128; do
+    CLATTN_NV_VERBOSE=1 timeout 60 $CLI run --no-verify --dtype f32 --head-dim $d --seq 4096 --batch 4 --heads 16 \
+      --reps 3 2>&1 | grep -E "^config" | sed 's/^config *: //' | cut -c1-400
+    for cfg in ${TF32_CFGS:-warps=4,mt=2,bn=64 warps=4,mt=1,bn=32 warps=8,mt=1,bn=32 warps=4,mt=2,bn=32 warps=8,mt=1,bn=16 warps=4,mt=1,bn=16}; do
+      for m in none causal; do
+        ms=$(CLATTN_TUNE_OVERRIDE=flash_tf32:$cfg kernel_ms --dtype f32 --head-dim $d --mask $m --seq 4096 --batch 4 \
+          --heads 16 --reps 10 --warmup 2)
+        echo "d=$d $cfg $m: $ms $(python3 -c "import sys; ms=float(sys.argv[1]); print('%.1f TFLOP/s' % (4*4*16*4096*4096*$d/ms/1e9*(0.5 if '$m'=='causal' else 1)))" "$(echo $ms | awk '{print $2}')" 2>/dev/null)"
+      done
+    done
+  done | tee "$OUT/tf32_sweep.txt"
+  CLATTN_LIB=build/libclattn.so timeout 300 python3 bench/compare_torch.py --dtypes f32 --head-dims ${CMP_DIMS:-64,128} \
+    --seqs ${CMP_SEQS:-4096,16384} --json "$OUT/compare_tf32.jsonl" 2>"$OUT/compare_tf32.err" | tee "$OUT/compare_tf32.md"
 fi
 
 if want modstc; then

@@ -27,8 +27,26 @@
  * need more local-memory bandwidth (~164 B/clk) than the SM has (128 B/clk).
  */
 
+/*
+ * TF32 (f32 storage, -DCLATTN_DTYPE=0 -DTF32=1; the flash_tf32 variant):
+ * the same kernel on mma.sync m16n8k8 .tf32 with 3xTF32 products
+ * (nv_mma.cl TF32_SPLIT, MMA3) for f32 accuracy. Q stays f32 in registers
+ * and is split per k-step and tile; K and V tiles are f32 in local memory
+ * and split as their fragments are read. The k index of both products is
+ * permuted inside each group of 8 (A's column t ↔ element 2t, t + 4 ↔
+ * 2t + 1; B's rows alike), which leaves the sums unchanged and lets a lane
+ * read K's two B elements as one float2 and take P's A operand straight
+ * from the S accumulators (c0, c2, c1, c3). K rows are padded to 8 mod 32
+ * words (float2 reads by 16 lanes hit 32 banks), V rows to 4 mod 16 (rows
+ * 2t, 2t + 1 of 8 columns: 32 banks).
+ */
+
 /* D, CAUSAL, VEC_GLOBAL: see nv_mma.cl */
+#if TF32
+#define DP ((D + 7) / 8 * 8) /* head dim padded to the MMA k step */
+#else
 #define DP ((D + 15) / 16 * 16) /* head dim padded to the MMA k step */
+#endif
 #ifndef WARPS
 #define WARPS 4
 #endif
@@ -41,12 +59,24 @@
 
 #define BM (16 * MT * WARPS)
 #define NT (32 * WARPS)
+#define NTS (BN / 8) /* n-tiles of S */
+#define NTO (DP / 8) /* n-tiles of O */
+#if TF32
+#define TC_ET float
+#define LDK ((DP + 31) / 32 * 32 + 8) /* row strides (floats) of the K and V tiles */
+#define LDV ((DP + 15) / 16 * 16 + 4)
+#define KCH (DP / 8) /* k-steps of S = Q Kᵀ */
+#define CH4 (DP / 4) /* 4-element chunks per row */
+#ifndef TG
+#define TG 4 /* n-tiles of O per fresh P·V accumulator */
+#endif
+#else
+#define TC_ET ushort
 #define LDK (DP + 8)  /* row stride (elements) of KVs */
 #define KCH (DP / 16) /* k-steps of S = Q Kᵀ */
-#define NTS (BN / 8)  /* n-tiles of S */
-#define NTO (DP / 8)  /* n-tiles of O */
 #define KCP (BN / 16) /* k-steps of O = P V */
 #define CH8 (DP / 8)  /* 8-element chunks per row */
+#endif
 
 /* Forward modifiers (cl/common.cl: softcap, ALiBi, user score_mod and
  * mask_mod, bias tensor, sinks): the scores are scaled into log2 units
@@ -76,6 +106,9 @@
 #endif
 #if KVQ && (ASYNC || KVS == 3)
 #error "flash_tc: 8-bit K/V with synchronous loads and token, tensor or head scales"
+#endif
+#if KVQ && TF32
+#error "flash_tc: 8-bit K/V with 16-bit Q only"
 #endif
 
 #if KVQ
@@ -110,6 +143,61 @@ inline void load_tile8(__local ushort *dst, __global const kvtype *base, long ss
 }
 #endif
 
+#if TF32
+/* Copies rows [row0, row0 + nrows) of an f32 tensor (rows past `limit` and
+ * dims past D → 0) into local rows of ld floats. */
+inline void load_tile32(__local float *dst, int ld, __global const float *base, long ss, long sd,
+                        int row0, int nrows, int limit, int lid) {
+  for (int idx = lid; idx < nrows * CH4; idx += NT) {
+    const int r = idx / CH4, ch = idx % CH4;
+    float4 x = (float4)(0.0f);
+    if (row0 + r < limit && 4 * ch < D) {
+      const long ro = (long)(row0 + r) * ss;
+#if VEC_GLOBAL
+      (void)sd;
+      x = *(__global const float4 *)(base + ro + 4 * ch);
+#else
+      float e[4];
+      for (int u = 0; u < 4; u++)
+        e[u] = 4 * ch + u < D ? base[ro + (long)(4 * ch + u) * sd] : 0.0f;
+      x = (float4)(e[0], e[1], e[2], e[3]);
+#endif
+    }
+    *(__local float4 *)(dst + r * ld + 4 * ch) = x;
+  }
+}
+#if ASYNC
+/* cp.async version (VEC_GLOBAL layouts: D % 4 == 0). */
+inline void load_tile32_async(__local float *dst, int ld, __global const float *base, long ss,
+                              int row0, int nrows, int limit, int lid) {
+  for (int idx = lid; idx < nrows * CH4; idx += NT) {
+    const int r = idx / CH4, ch = idx % CH4;
+    const bool ok = row0 + r < limit && 4 * ch < D;
+    __global const float *src = ok ? base + (long)(row0 + r) * ss + 4 * ch : base;
+#if CLATTN_NV_EMU
+    *(__local float4 *)(dst + r * ld + 4 * ch) = ok ? *(__global const float4 *)src : (float4)(0.0f);
+#else
+    CP_ASYNC16(smem_addr(dst + r * ld + 4 * ch), src, ok);
+#endif
+  }
+}
+#endif
+#define TILE_K(kv) load_tile32(Ks, LDK, Kb, kss, ksd, (kv), BN, Nk, lid)
+#define TILE_V(kv) load_tile32(Vs, LDV, Vb, vss, vsd, (kv), BN, Nk, lid)
+#define TILE_K_ASYNC(kv) load_tile32_async(Ks, LDK, Kb, kss, (kv), BN, Nk, lid)
+#define TILE_V_ASYNC(kv) load_tile32_async(Vs, LDV, Vb, vss, (kv), BN, Nk, lid)
+/* Q element (row, col) as f32 (0 past Nq rows and D dims). */
+inline float q_f32(__global const float *Qb, int row, int col, int Nq, long qss, long qsd) {
+  return row < Nq && col < D ? Qb[(long)row * qss + (long)col * qsd] : 0.0f;
+}
+#else
+#define TILE_K(kv) load_tile16(Ks, Kb, kss, ksd, (kv), BN, Nk, lid)
+#define TILE_V(kv) load_tile16(Vs, Vb, vss, vsd, (kv), BN, Nk, lid)
+#define TILE_K_ASYNC(kv) load_tile16_async(Ks, Kb, kss, (kv), BN, Nk, lid)
+#define TILE_V_ASYNC(kv) load_tile16_async(Vs, Vb, vss, (kv), BN, Nk, lid)
+#endif
+
+#if !TF32
 /* Copies rows [row0, row0 + nrows) of a 16-bit tensor (rows past `limit` and
  * dims past D → 0) into local rows of LDK elements. */
 inline void load_tile16(__local ushort *dst, __global const ushort *base, long ss, long sd,
@@ -141,14 +229,21 @@ inline void load_tile16_async(__local ushort *dst, __global const ushort *base, 
   }
 }
 #endif
+#endif
 
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
-flash_tc(FLASH_ARGS(ushort)) {
+flash_tc(FLASH_ARGS(TC_ET)) {
+#if TF32
+  __local float4 KVs_raw[BN * (LDK + LDV) / 4];
+  __local float *Ks = (__local float *)KVs_raw;
+  __local float *Vs = Ks + BN * LDK;
+#else
   /* uint4 storage: 16-byte alignment for the vector stores. */
   __local uint4 KVs_raw[2 * BN * LDK / 8];
   __local ushort *KVs = (__local ushort *)KVs_raw;
   __local ushort *Ks = KVs;
   __local ushort *Vs = KVs + BN * LDK;
+#endif
 #if KVQ && KVS == 0
   __local float ksl[BN], vsl[BN]; /* the tile's token scales */
 #endif
@@ -161,7 +256,7 @@ flash_tc(FLASH_ARGS(ushort)) {
   const int lid = get_local_id(0);
   const int warp = lid / 32, lane = lid % 32;
   const int g = lane >> 2, t = lane & 3;
-  FLASH_PROLOGUE(ushort, BM)
+  FLASH_PROLOGUE(TC_ET, BM)
 
   /* Rows of this lane: row0[mt] and row0[mt] + 8. */
   int row0[MT];
@@ -170,6 +265,18 @@ flash_tc(FLASH_ARGS(ushort)) {
     row0[mt] = q0 + (warp * MT + mt) * 16 + g;
 
   /* Q → A fragments, straight from global memory (once per kernel). */
+#if TF32
+  /* f32 (split per use): a0 (g, 2t), a1 (g + 8, 2t), a2 (g, 2t + 1), a3 (g + 8, 2t + 1) of each
+   * 8 dims */
+  float qf[MT][KCH][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int kc = 0; kc < KCH; kc++)
+#pragma unroll
+      for (int e = 0; e < 4; e++)
+        qf[mt][kc][e] = q_f32(Qb, row0[mt] + (e & 1) * 8, 8 * kc + 2 * t + (e >> 1), Nq, qss, qsd);
+#else
   uint qf[MT][KCH][4];
 #pragma unroll
   for (int mt = 0; mt < MT; mt++)
@@ -179,6 +286,7 @@ flash_tc(FLASH_ARGS(ushort)) {
       for (int e = 0; e < 4; e++)
         qf[mt][kc][e] = q_pair(Qb, row0[mt] + (e & 1) * 8, 16 * kc + 2 * t + (e >> 1) * 8, Nq,
                                qss, qsd);
+#endif
 
   float o[MT][NTO][4];
   float m[MT][2], l[MT][2];
@@ -230,15 +338,17 @@ flash_tc(FLASH_ARGS(ushort)) {
   /* ldmatrix addresses: lane L addresses row L&7 of matrix L>>3. K: keys +8
    * for matrices 2,3, dims +8 for 1,3. V (.trans): keys +8 for 1,3, dims +8
    * for 2,3. */
+#if !TF32
   const uint kbase = smem_addr(Ks + ((lane >> 4) * 8 + (lane & 7)) * LDK + ((lane >> 3) & 1) * 8);
   const uint vbase = smem_addr(Vs + (((lane >> 3) & 1) * 8 + (lane & 7)) * LDK + (lane >> 4) * 8);
+#endif
 
 #if ASYNC
   /* cp.async pipeline over one K and one V buffer: K(t+1) streams in during
    * the softmax and P·V of tile t, V(t+1) during Q·Kᵀ of tile t+1. */
-  if (kv_first >= 0) load_tile16_async(Ks, Kb, kss, kv_first, BN, Nk, lid);
+  if (kv_first >= 0) TILE_K_ASYNC(kv_first);
   CP_COMMIT();
-  if (kv_first >= 0) load_tile16_async(Vs, Vb, vss, kv_first, BN, Nk, lid);
+  if (kv_first >= 0) TILE_V_ASYNC(kv_first);
   CP_COMMIT();
 #endif
 #if SPARSE || USER_MASK
@@ -270,8 +380,8 @@ flash_tc(FLASH_ARGS(ushort)) {
     }
 #endif
 #else
-    load_tile16(Ks, Kb, kss, ksd, kv0, BN, Nk, lid);
-    load_tile16(Vs, Vb, vss, vsd, kv0, BN, Nk, lid);
+    TILE_K(kv0);
+    TILE_V(kv0);
 #endif
     barrier(CLK_LOCAL_MEM_FENCE);
 #endif
@@ -283,6 +393,28 @@ flash_tc(FLASH_ARGS(ushort)) {
 #pragma unroll
       for (int j = 0; j < NTS; j++)
         s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.0f;
+#if TF32
+NV_UNROLL
+    for (int kc = 0; kc < KCH; kc++) {
+      uint ah[MT][4], al[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+          TF32_SPLIT(qf[mt][kc][e], ah[mt][e], al[mt][e]);
+NV_UNROLL
+      for (int j = 0; j < NTS; j++) {
+        /* b0 (k 2t, key g), b1 (k 2t + 1, key g) of keys 8j.. */
+        const float2 kk = *(__local const float2 *)(Ks + (8 * j + g) * LDK + 8 * kc + 2 * t);
+        uint bh[2], bl[2];
+        TF32_SPLIT(kk.x, bh[0], bl[0]);
+        TF32_SPLIT(kk.y, bh[1], bl[1]);
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+          MMA3(s[mt][j], ah[mt], al[mt], bh, bl);
+      }
+    }
+#else
 #pragma unroll
     for (int kc = 0; kc < KCH; kc++) {
 #pragma unroll
@@ -296,6 +428,7 @@ flash_tc(FLASH_ARGS(ushort)) {
         }
       }
     }
+#endif
 
 #if KVQ && KVS == 0 /* K's token scales: per key */
     TC_EACH_SCORE(mt, j, e)
@@ -303,7 +436,7 @@ flash_tc(FLASH_ARGS(ushort)) {
 #endif
 #if ASYNC
     barrier(CLK_LOCAL_MEM_FENCE); /* every warp is done reading K(tile) */
-    if (kv_next >= 0) load_tile16_async(Ks, Kb, kss, kv_next, BN, Nk, lid);
+    if (kv_next >= 0) TILE_K_ASYNC(kv_next);
     CP_COMMIT();
 #endif
 #if TC_MODS
@@ -404,6 +537,53 @@ flash_tc(FLASH_ARGS(ushort)) {
           s[mt][j][e] *= vsl[8 * j + 2 * t + (e & 1)] * TC_VP2;
 #endif
     /* O += P·V: the S accumulator layout is the A-fragment layout. */
+#if TF32
+    /* Groups of TG n-tiles of O, each summed over the tile's keys into a
+     * fresh accumulator that is then added to O in the FMA units: the
+     * tensor cores' f32 accumulation rounds toward zero (measured: chained
+     * over a 16k-key row, O drifted by 1e-4 relative), so no MMA chain spans
+     * more than one tile. P is split again for each group. */
+NV_UNROLL
+    for (int j0 = 0; j0 < NTO; j0 += TG) {
+      float acc[MT][TG][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int jj = 0; jj < TG; jj++)
+          acc[mt][jj][0] = acc[mt][jj][1] = acc[mt][jj][2] = acc[mt][jj][3] = 0.0f;
+NV_UNROLL
+      for (int kc = 0; kc < NTS; kc++) { /* keys 8kc..: A (g, 2t) c0, (g + 8, 2t) c2, (g, 2t + 1) c1, (g + 8, 2t + 1) c3 */
+        uint ph[MT][4], pl[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+          TF32_SPLIT(s[mt][kc][0], ph[mt][0], pl[mt][0]);
+          TF32_SPLIT(s[mt][kc][2], ph[mt][1], pl[mt][1]);
+          TF32_SPLIT(s[mt][kc][1], ph[mt][2], pl[mt][2]);
+          TF32_SPLIT(s[mt][kc][3], ph[mt][3], pl[mt][3]);
+        }
+        __local const float *vr = Vs + (8 * kc + 2 * t) * LDV + 8 * j0 + g;
+#pragma unroll
+        for (int jj = 0; jj < TG; jj++) {
+          if (j0 + jj < NTO) {
+            uint bh[2], bl[2];
+            TF32_SPLIT(vr[8 * jj], bh[0], bl[0]);
+            TF32_SPLIT(vr[LDV + 8 * jj], bh[1], bl[1]);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+              MMA3(acc[mt][jj], ph[mt], pl[mt], bh, bl);
+          }
+        }
+      }
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int jj = 0; jj < TG; jj++)
+          if (j0 + jj < NTO)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+              o[mt][j0 + jj][e] += acc[mt][jj][e];
+    }
+#else
 #pragma unroll
     for (int kc = 0; kc < KCP; kc++) {
       uint a[MT][4];
@@ -425,9 +605,10 @@ flash_tc(FLASH_ARGS(ushort)) {
         }
       }
     }
+#endif
 #if ASYNC
     barrier(CLK_LOCAL_MEM_FENCE); /* every warp is done reading V(tile) */
-    if (kv_next >= 0) load_tile16_async(Vs, Vb, vss, kv_next, BN, Nk, lid);
+    if (kv_next >= 0) TILE_V_ASYNC(kv_next);
     CP_COMMIT();
 #endif
 #if SPARSE || USER_MASK
@@ -476,7 +657,7 @@ flash_tc(FLASH_ARGS(ushort)) {
           o[mt][j][e] *= vs;
   }
 #endif
-  __global ushort *Ob = O + (long)b * osb + (long)qstart * oss + (long)h * osh;
+  __global TC_ET *Ob = O + (long)b * osb + (long)qstart * oss + (long)h * osh;
 #pragma unroll
   for (int mt = 0; mt < MT; mt++)
 #pragma unroll

@@ -8,14 +8,17 @@
  * float (*)[4] with their group counts; every call has constant counts, so
  * after inlining the loops unroll and the fragments stay in registers.
  */
+#ifndef TF32
+#define TF32 0 /* f32 storage on 3xTF32 mma.sync m16n8k8 (flash_tc.cl) */
+#endif
 #if CLATTN_DTYPE == 1
 #define MMA_T "f16"
 #define CVT_X2 "cvt.rn.f16x2.f32"
 #elif CLATTN_DTYPE == 2
 #define MMA_T "bf16"
 #define CVT_X2 "cvt.rn.bf16x2.f32"
-#else
-#error "the tensor-core kernels need CLATTN_DTYPE 1 (f16) or 2 (bf16)"
+#elif !(CLATTN_DTYPE == 0 && TF32)
+#error "the tensor-core kernels need CLATTN_DTYPE 1 (f16) or 2 (bf16), or 0 (f32) with TF32"
 #endif
 /* The kernels' parameters these helpers read (the host always passes them). */
 #ifndef D
@@ -44,6 +47,9 @@
  * are summed in f32 in k order (the hardware's order and rounding differ
  * within the tests' tolerances); cp.async is a plain copy. */
 #define NV_EMU_SCRATCH __local uint nv_emu_x[NV_EMU_LANES * 6]
+/* loops around emulated PTX stay loops (unrolled, their barriers made
+ * PoCL's kernel builds take minutes) */
+#define NV_UNROLL _Pragma("unroll 1")
 inline float emu_h2f(uint h) {
 #if CLATTN_DTYPE == 1
   const ushort hs = (ushort)h;
@@ -92,6 +98,38 @@ inline void emu_mma(float *c, uint a0, uint a1, uint a2, uint a3, uint b0, uint 
     c[e] = r[e];
 }
 #define MMA(c, a0, a1, a2, a3, b0, b1) emu_mma((c), (a0), (a1), (a2), (a3), (b0), (b1), nv_emu_x)
+/* m16n8k8 .tf32: A (row, k) in lane 4·(row % 8) + k % 4, register row / 8 +
+ * 2·(k / 4); B (k, col) in lane 4·col + k % 4, register k / 4. The hardware
+ * reads the top 19 bits of each operand. */
+inline void emu_mma8(float *c, const uint *a, const uint *b, __local uint *x) {
+  const int lane = get_local_id(0) % 32, g = lane >> 2, t = lane & 3;
+  x += (get_local_id(0) / 32) * 32 * 6;
+  for (int i = 0; i < 4; i++)
+    x[lane * 6 + i] = a[i];
+  x[lane * 6 + 4] = b[0];
+  x[lane * 6 + 5] = b[1];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  float r[4];
+  for (int e = 0; e < 4; e++) {
+    const int row = g + 8 * (e >> 1), col = 2 * t + (e & 1);
+    float acc = c[e];
+    for (int k = 0; k < 8; k++) {
+      const uint aw = x[(4 * (row % 8) + k % 4) * 6 + row / 8 + 2 * (k / 4)];
+      const uint bw = x[(4 * col + k % 4) * 6 + 4 + k / 4];
+      acc += as_float(aw & 0xffffe000u) * as_float(bw & 0xffffe000u);
+    }
+    r[e] = acc;
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int e = 0; e < 4; e++)
+    c[e] = r[e];
+}
+#define MMA8(c, a, b) emu_mma8((c), (a), (b), nv_emu_x)
+/* cvt.rna.tf32.f32: to the nearest TF32, ties away from zero */
+inline uint tf32_hi(float x) {
+  const uint u = as_uint(x);
+  return (u & 0x7f800000u) == 0x7f800000u ? u : (u + 0x1000u) & 0xffffe000u;
+}
 #define smem_addr(p) ((uint)(int)((__local const uchar *)(p)-NV_EMU_BASE)) /* signed offset */
 /* ldmatrix .x4: lane L gives the address of row L % 8 of matrix L / 8; lane
  * l gets (row l / 4, cols 2(l % 4), +1) of each matrix, .trans (rows
@@ -167,6 +205,7 @@ inline uint mul_x2(uint a, uint b) {
   return emu_f2h(emu_h2f(a) * emu_h2f(b)) | (emu_f2h(emu_h2f(a >> 16) * emu_h2f(b >> 16)) << 16);
 }
 #else
+#define NV_UNROLL _Pragma("unroll")
 /* One m16n8k16 MMA: c += A·B, A in four 16-bit-pair registers, B in two. */
 #define MMA(c, a0, a1, a2, a3, b0, b1)                                                             \
   __asm__ volatile("mma.sync.aligned.m16n8k16.row.col.f32." MMA_T "." MMA_T ".f32 "                \
@@ -200,10 +239,27 @@ inline uint smem_addr(__local const void *p) {
                    : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)                                        \
                    : "r"(addr))
 
+#if !TF32
 /* Packs two floats into one f16x2/bf16x2 register, lo in the low half. */
 inline uint pack2(float lo, float hi) {
   uint r;
   __asm__(CVT_X2 " %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+#endif
+
+/* One m16n8k8 TF32 MMA: c += A·B, a[4] and b[2] TF32 operands (PTX ISA
+ * fragments: A a0 (g, t), a1 (g + 8, t), a2 (g, t + 4), a3 (g + 8, t + 4);
+ * B b0 (k t, n g), b1 (k t + 4, n g)). */
+#define MMA8(c, a, b)                                                                              \
+  __asm__ volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, "          \
+                   "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"                                        \
+                   : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                \
+                   : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]))
+/* x rounded to TF32 (cvt.rna: nearest, ties away from zero), as f32 bits */
+inline uint tf32_hi(float x) {
+  uint r;
+  __asm__("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
   return r;
 }
 
@@ -276,6 +332,24 @@ inline uint mul_x2(uint a, uint b) {
   return d;
 }
 #endif /* CLATTN_NV_EMU */
+
+/* 3xTF32 (f32 storage): x = hi + lo, hi = x rounded to TF32, lo the
+ * remainder cut to TF32; a·b ≈ lo_a·hi_b + hi_a·lo_b + hi_a·hi_b, the small
+ * terms first (lo_a·lo_b < 2^-21·|a·b| is dropped): a relative error per
+ * product of ~2^-21, f32's order (the linear family's trick, and CUTLASS's
+ * OpMultiplyAddFastF32). */
+#define TF32_SPLIT(x, hi, lo)                                                                      \
+  do {                                                                                             \
+    const float x_ = (x);                                                                          \
+    hi = tf32_hi(x_);                                                                              \
+    lo = as_uint(x_ - as_float(hi)) & 0xffffe000u;                                                 \
+  } while (0)
+#define MMA3(c, ah, al, bh, bl)                                                                    \
+  do {                                                                                             \
+    MMA8(c, al, bh);                                                                               \
+    MMA8(c, ah, bl);                                                                               \
+    MMA8(c, ah, bh);                                                                               \
+  } while (0)
 
 /* Four int8 codes (bytes of w) as two 16-bit pairs, exactly: *lo = codes 0,
  * 1, *hi = codes 2, 3 (first in the low half). f16: each biased code

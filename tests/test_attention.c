@@ -525,6 +525,50 @@ static void test_naive_16bit_rounding(void **state) {
 #endif
 
 #if IS_FLASH
+/* f32 on NVIDIA tensor cores (flash_tf32: 3xTF32 mma.sync m16n8k8; on other
+ * devices its PTX emulated with CLATTN_NV_EMULATE=1, else skipped) at the
+ * f32 tolerances (1e-5 relative, output and LSE): head dims that are no
+ * multiple of 8 or 4 (dims past D in the padded tiles; 13: the synchronous
+ * element-wise loads), both causal alignments with seq_q != seq_kv, GQA and
+ * MQA, BHSD and BSHD, lengths that are no tile multiple, scores of mixed
+ * extreme magnitudes; the default tiling and two forced ones (one m-tile a
+ * warp with 16-key tiles, two m-tiles a warp). */
+static void test_f32_tensor_cores(void **state) {
+  (void)state;
+  static const struct {
+    const char *cfg;
+    shape_case s;
+    clattn_layout layout;
+    tu_input input;
+  } cases[] = {
+      {NULL, {1, 2, 0, 65, 63, 64, 1}, CLATTN_LAYOUT_BHSD, TU_INPUT_UNIFORM},
+      {NULL, {2, 4, 2, 7, 257, 20, 0}, CLATTN_LAYOUT_BSHD, TU_INPUT_UNIFORM},
+      {NULL, {1, 4, 1, 100, 37, 13, 1}, CLATTN_LAYOUT_BHSD, TU_INPUT_UNIFORM},
+      {NULL, {1, 2, 0, 130, 130, 128, 1}, CLATTN_LAYOUT_BSHD, TU_INPUT_EXTREME_MIXED},
+      {"flash_tf32:warps=2,mt=1,bn=16", {1, 2, 0, 257, 65, 96, 1}, CLATTN_LAYOUT_BHSD,
+       TU_INPUT_UNIFORM},
+      {"flash_tf32:warps=1,mt=2,bn=32", {2, 2, 2, 63, 100, 40, 0}, CLATTN_LAYOUT_BSHD,
+       TU_INPUT_UNIFORM},
+  };
+  int ran = 0;
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    clattn_attention_desc d = make_desc(&cases[i].s);
+    d.layout = cases[i].layout;
+    clattn_context ctx = tu_forced_context(cases[i].cfg ? cases[i].cfg : "flash_tf32", &d);
+    if (!ctx) continue; /* flash_tf32 does not apply on this device */
+    char label[256];
+    case_label(label, sizeof label, "tf32", &d);
+    tu_report rep;
+    tu_run_and_compare(ctx, &d, cases[i].input, 1, 0, label, &rep);
+    clattn_context_release(ctx);
+    if (!tu_report_ok(&rep, 1)) fail_msg("%s", rep.summary);
+    if (!strstr(rep.plan_describe, "flash_tf32 f32"))
+      fail_msg("%s: the plan is not flash_tf32: %s", label, rep.plan_describe);
+    ran++;
+  }
+  if (!ran) skip();
+}
+
 /* Other flash configurations than the device default, through
  * CLATTN_TUNE_OVERRIDE: the GPU default (128 work-items, a partial last
  * output chunk) and small tiles whose items partly own no output chunk
@@ -712,6 +756,7 @@ int main(int argc, char **argv) {
 #endif
 #if IS_FLASH
     cmocka_unit_test(test_flash_configs),
+    cmocka_unit_test(test_f32_tensor_cores),
     cmocka_unit_test(test_rows_kv_copy),
     cmocka_unit_test(test_rows_kv_copy_out_of_order),
 #endif

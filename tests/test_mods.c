@@ -322,6 +322,34 @@ static void test_flash_tc(void **state) {
   }
 }
 
+/* f32 on tensor cores (flash_tf32, 3xTF32; emulated elsewhere with
+ * CLATTN_NV_EMULATE=1, else skipped): every modifier with every mask at the
+ * f32 tolerances (softcap through exp2 and a reciprocal), and sinks with rows
+ * that see no key. */
+static void test_flash_tf32(void **state) {
+  (void)state;
+  static const clattn_mask masks[] = {CLATTN_MASK_NONE, CLATTN_MASK_CAUSAL,
+                                      CLATTN_MASK_CAUSAL_TOP_LEFT};
+  clattn_attention_desc d = make_desc(&shapes[0], CLATTN_MASK_NONE, CLATTN_DTYPE_F32);
+  d.softcap = 5.0;
+  clattn_context ctx = tu_forced_context("flash_tf32:warps=2,mt=1,bn=16", &d);
+  if (!ctx) skip(); /* flash_tf32 does not apply on this device */
+  for (int m = 0; m < 3; m++) {
+    d = make_desc(&shapes[m], masks[m], CLATTN_DTYPE_F32);
+    d.softcap = mods[(m + 2) % NMODS].softcap;
+    d.alibi_max_bias = mods[(m + 2) % NMODS].alibi;
+    char label[160];
+    snprintf(label, sizeof label, "mods/tf32/s%d/m%d/softcap%g/alibi%g", m, m, d.softcap,
+             d.alibi_max_bias);
+    check(ctx, &d, "flash_tf32", label);
+  }
+  const float sinks[6] = {-1.5f, 0.0f, 2.0f, 0.5f, -4.0f, 8.0f};
+  d = make_desc(&shapes[1], CLATTN_MASK_CAUSAL, CLATTN_DTYPE_F32);
+  d.sinks = sinks;
+  check(ctx, &d, "flash_tf32", "mods/tf32/sinks");
+  clattn_context_release(ctx);
+}
+
 int main(int argc, char **argv) {
   if (tu_parse_filter_args(argc, argv)) return 2;
   const struct CMUnitTest tests[] = {
@@ -331,6 +359,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_validation),
       cmocka_unit_test(test_sinks),
       cmocka_unit_test(test_flash_tc),
+      cmocka_unit_test(test_flash_tf32),
   };
   return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }

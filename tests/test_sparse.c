@@ -333,6 +333,37 @@ static void test_flash_tc(void **state) {
   }
 }
 
+/* f32 on tensor cores (flash_tf32; emulated elsewhere, else skipped) over
+ * the tile lists: a plain causal band (SP_BAND), a dilated band with global
+ * positions, BigBird with an element window. */
+static void test_flash_tf32(void **state) {
+  (void)state;
+  clattn_sparse_desc sp;
+  memset(&sp, 0, sizeof sp);
+  sp.window_left = 40;
+  sp.causal = 1;
+  clattn_attention_desc d = make(130, 257, CLATTN_MASK_WINDOW, CLATTN_ALGO_FLASH, &sp);
+  clattn_context ctx = tu_forced_context("flash_tf32:warps=2,mt=1,bn=16", &d);
+  if (!ctx) skip(); /* flash_tf32 does not apply on this device */
+  check(ctx, &d, "tf32/window/q130-k257/L40-c1");
+  memset(&sp, 0, sizeof sp);
+  sp.window_left = 20;
+  sp.dilation = 3;
+  sp.num_global = 2;
+  d = make(100, 37, CLATTN_MASK_DILATED, CLATTN_ALGO_FLASH, &sp);
+  check(ctx, &d, "tf32/dilated/q100-k37/L20-s3-g2");
+  memset(&sp, 0, sizeof sp);
+  sp.block_size = 7;
+  sp.window_blocks = 1;
+  sp.random_blocks = 1;
+  sp.seed = 0x78u;
+  sp.element_window = 1;
+  sp.window_left = sp.window_right = 10;
+  d = make(120, 130, CLATTN_MASK_BIGBIRD, CLATTN_ALGO_FLASH, &sp);
+  check(ctx, &d, "tf32/bigbird/q120-k130/b7-w1-r1-e10");
+  clattn_context_release(ctx);
+}
+
 /* ---- GQA, layouts, strides, head dims, small tiles ------------------------ */
 
 static void test_shapes_and_layouts(void **state) {
@@ -757,6 +788,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_naive),
       cmocka_unit_test(test_naive_16bit),
       cmocka_unit_test(test_flash_tc),
+      cmocka_unit_test(test_flash_tf32),
   };
   return cmocka_run_group_tests_name("clattn sparse", tests, tu_group_setup, tu_group_teardown);
 }

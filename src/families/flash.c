@@ -65,6 +65,10 @@ const char *const clattn__flash_wgmma_sources[] = {"nv_mma.cl", "wgmma.cl", "fla
 const char *const clattn__flash_wg_sources[] = {"flash_fwd.cl", NULL};
 const char *const clattn__flash_rows_sources[] = {"flash_rows.cl", NULL};
 const char *const clattn__flash_tc_sources[] = {"nv_mma.cl", "flash_tc.cl", NULL};
+/* flash_tf32: the same kernel for f32 (3xTF32, -DTF32=1) and the same parameters. */
+const char *const clattn__flash_tf32_sources[] = {"nv_mma.cl", "flash_tc.cl", NULL};
+const clattn__param clattn__flash_tf32_params[3] = {
+    {"warps", 1, 32, VALS(tc_warps)}, {"mt", 1, 2, VALS(tc_mt)}, {"bn", 16, 1024, VALS(tc_bn)}};
 
 /* ---- the portable work-group kernel (cl/flash_fwd.cl) ---------------------- */
 
@@ -315,12 +319,13 @@ static bool first_legal3(const int (*prefs)[3], size_t n, check3_fn check,
   return false;
 }
 
-/* The problems the tensor-core kernels serve: 16-bit storage, dense or
- * causal masks, no inference mode (flash_tc: every forward modifier too). */
+/* The problems the tensor-core kernels serve: 16-bit storage (f32: the
+ * flash_tf32 variant), dense or causal masks, no inference mode (flash_tc:
+ * every forward modifier and the sparse masks too). */
 static bool tc_problem(const clattn_attention_desc *d, bool sparse_ok, const char **why) {
   if (inference_mode(d, why)) return false;
   if (d->dtype == CLATTN_DTYPE_F32) {
-    *why = "f16/bf16 storage only";
+    *why = "f16/bf16 storage only (f32: flash_tf32)";
     return false;
   }
   if (d->mask != CLATTN_MASK_NONE && !clattn__mask_is_causal(d->mask) &&
@@ -350,6 +355,7 @@ int clattn__flash_tc_applicable(const clattn__device_info *info, const clattn_at
 }
 
 size_t clattn__flash_tc_local(const int *p, const clattn_attention_desc *d) {
+  if (d->dtype == CLATTN_DTYPE_F32) return clattn__flash_tf32_local(p, d);
   const size_t dp = ((size_t)d->head_dim + 15) / 16 * 16;
   /* one K and one V tile of 16-bit elements; 8-bit K/V with token scales:
    * the tile's scales */
@@ -384,6 +390,72 @@ bool clattn__flash_tc_fallback(const clattn__device_info *info, const clattn_att
   static const int prefs[][3] = {{8, 1, 64}, {4, 2, 64}, {4, 1, 64}, {4, 1, 32},
                                  {4, 1, 16}, {2, 1, 32}, {2, 1, 16}};
   return first_legal3(prefs, sizeof prefs / sizeof prefs[0], clattn__flash_tc_check, d, info, out);
+}
+
+/* ---- f32 on tensor cores: cl/flash_tc.cl with -DTF32=1 (3xTF32) ------------ */
+
+int clattn__flash_tf32_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
+                                  const char **why) {
+  if ((!info->is_nvidia || info->nv_cc_major < 8) && !info->nv_emulate) {
+    *why = "needs NVIDIA sm_80 or newer (mma.sync .tf32)";
+    return 0;
+  }
+  if (d->dtype != CLATTN_DTYPE_F32) {
+    *why = "f32 storage only (f16/bf16: flash_tc)";
+    return 0;
+  }
+  if (d->kv_dtype != CLATTN_KV_DTYPE_SAME) {
+    *why = "no 8-bit K/V (flash has them with f32 Q)";
+    return 0;
+  }
+  if (d->head_dim > 128) {
+    *why = "head_dim up to 128 (Q stays f32 in registers)";
+    return 0;
+  }
+  if (clattn__mask_is_sparse(d->mask) && d->mask_mod) {
+    *why = "a sparse mask with a user mask (flash has them)";
+    return 0;
+  }
+  if (inference_mode(d, why)) return 0;
+  if (d->mask != CLATTN_MASK_NONE && !clattn__mask_is_causal(d->mask) &&
+      !clattn__mask_is_sparse(d->mask)) {
+    *why = "dense, causal or sparse masks";
+    return 0;
+  }
+  return 30; /* above flash (10) */
+}
+
+/* Row strides (floats) of the K and V tiles: cl/flash_tc.cl LDK, LDV. */
+static size_t tf32_ldk(size_t dp) { return (dp + 31) / 32 * 32 + 8; }
+static size_t tf32_ldv(size_t dp) { return (dp + 15) / 16 * 16 + 4; }
+
+size_t clattn__flash_tf32_local(const int *p, const clattn_attention_desc *d) {
+  const size_t dp = ((size_t)d->head_dim + 7) / 8 * 8;
+  return (size_t)p[2] * (tf32_ldk(dp) + tf32_ldv(dp)) * sizeof(float);
+}
+
+const char *clattn__flash_tf32_check(const int *p, const clattn_attention_desc *d,
+                                     const clattn__device_info *info) {
+  const int warps = p[0], mt = p[1], bn = p[2];
+  if (warps < 1 || warps > 32 || mt < 1 || mt > 2 || bn < 16 || bn > 1024 || bn % 16)
+    return "parameters out of range (warps 1..32, mt 1..2, bn a multiple of 16)";
+  if (d->head_dim > 128) return "head_dim above 128";
+  if ((size_t)(32 * warps) > info->max_wg) return "32*warps exceeds the device's work-group size";
+  if (clattn__flash_tf32_local(p, d) > info->local_mem)
+    return "local memory exceeds the device's limit";
+  /* f32 Q fragments, S and O accumulators per lane (plus the split operands
+   * and addressing); beyond ~200 the kernel spills */
+  const int dp = (d->head_dim + 7) / 8 * 8;
+  if (mt * (dp / 2 + dp / 2 + bn / 2) > 200)
+    return "fragments and accumulators exceed the register budget";
+  return NULL;
+}
+
+bool clattn__flash_tf32_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
+                                 int *out) {
+  static const int prefs[][3] = {{4, 1, 64}, {4, 1, 32}, {8, 1, 32}, {4, 1, 16}, {2, 1, 16}};
+  return first_legal3(prefs, sizeof prefs / sizeof prefs[0], clattn__flash_tf32_check, d, info,
+                      out);
 }
 
 /* ---- the NVIDIA Hopper warpgroup-MMA kernel (cl/flash_wgmma.cl) ------------ */
@@ -550,14 +622,15 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
   if (st != CLATTN_SUCCESS) return st;
   if (p->estimate) /* sizing only: a sparse mask's tile lists are the workspace */
     return p->sparse ? clattn__sparse_build_tiles(p, 16 * mt * warps, bn) : CLATTN_SUCCESS;
-  const int vec = strides_aligned(p, 8) ? 1 : 0;
+  const bool tf32 = d->dtype == CLATTN_DTYPE_F32; /* the flash_tf32 variant */
+  const int vec = strides_aligned(p, tf32 ? 4 : 8) ? 1 : 0;
   const bool quant = d->kv_dtype != CLATTN_KV_DTYPE_SAME;
   char opts[768];
   snprintf(opts, sizeof opts,
            "-cl-std=CL1.2 -DCLATTN_DTYPE=%d -DD=%d -DWARPS=%d -DMT=%d -DBN=%d -DCAUSAL=%d "
-           "-DVEC_GLOBAL=%d -DLDM_ADDR=1 -DASYNC=%d -DRAGGED=%d",
+           "-DVEC_GLOBAL=%d -DLDM_ADDR=1 -DASYNC=%d -DRAGGED=%d -DTF32=%d",
            (int)d->dtype, d->head_dim, warps, mt, bn, clattn__causal_define(d->mask), vec,
-           vec && !quant, d->ragged ? 1 : 0);
+           vec && !quant, d->ragged ? 1 : 0, tf32 ? 1 : 0);
   if (quant) /* 8-bit K/V: codes turned into 16-bit tiles as they are loaded (cl/flash_tc.cl) */
     clattn__append(opts, sizeof opts, " -DKVQ=%d -DKVS=%d -DKV8_VEC=%d", (int)d->kv_dtype,
                    (int)d->kv_scale,
@@ -576,10 +649,10 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
   set_geometry(p, s, 16 * mt * warps, 32 * warps);
   s->bn = bn; /* the tiles of a user mask's block classes */
   snprintf(p->describe, sizeof p->describe,
-           "flash_tc %s d=%d: mma.sync m16n8k16 + ldmatrix%s, warps=%d mt=%d bn=%d (bm=%d, %zu B "
-           "local) [%s]",
-           clattn_dtype_name(d->dtype), d->head_dim, vec && !quant ? " + cp.async" : "", warps, mt,
-           bn, s->bm, local, origin);
+           "%s %s d=%d: %s%s, warps=%d mt=%d bn=%d (bm=%d, %zu B local) [%s]",
+           tf32 ? "flash_tf32" : "flash_tc", clattn_dtype_name(d->dtype), d->head_dim,
+           tf32 ? "3xTF32 mma.sync m16n8k8" : "mma.sync m16n8k16 + ldmatrix",
+           vec && !quant ? " + cp.async" : "", warps, mt, bn, s->bm, local, origin);
   describe_kv(p);
   clattn__describe_mods(d, p->describe, sizeof p->describe);
   describe_tc_tail(p, s);
