@@ -453,7 +453,7 @@ const char *clattn__flash_tf32_check(const int *p, const clattn_attention_desc *
 
 bool clattn__flash_tf32_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
                                  int *out) {
-  static const int prefs[][3] = {{4, 1, 64}, {4, 1, 32}, {8, 1, 32}, {4, 1, 16}, {2, 1, 16}};
+  static const int prefs[][3] = {{8, 1, 32}, {4, 1, 32}, {4, 1, 16}, {2, 1, 16}};
   return first_legal3(prefs, sizeof prefs / sizeof prefs[0], clattn__flash_tf32_check, d, info,
                       out);
 }

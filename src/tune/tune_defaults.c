@@ -53,10 +53,9 @@ static const tune_default table[] = {
     {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 128, "warps=8,mt=1,bn=64", "NVIDIA GPU"},
     {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 256, "warps=8,mt=1,bn=32", "NVIDIA GPU"},
     /* f32 on tensor cores (3xTF32), H100 sweep at N = 4096 (`bash bench/gpu.sh tf32`,
-     * bench/RESULTS.md): two m-tiles a warp share each split K fragment at d <= 64; at d = 128
-     * the f32 Q fragments leave room for one m-tile and 16-key tiles only. */
-    {"flash_tf32", "nvidia", NULL, NULL, GPU, -1, 64, "warps=4,mt=2,bn=32", "NVIDIA GPU"},
-    {"flash_tf32", "nvidia", NULL, NULL, GPU, -1, 128, "warps=8,mt=1,bn=16", "NVIDIA GPU"},
+     * bench/RESULTS.md §21): one m-tile a warp (two spill: f32 Q fragments plus the fresh P·V
+     * accumulators), 8 warps, 32-key tiles. */
+    {"flash_tf32", "nvidia", NULL, NULL, GPU, -1, 128, "warps=8,mt=1,bn=32", "NVIDIA GPU"},
     /* Backward (issue 16), portable work-group kernels on NVIDIA: the Q, dO,
      * K, V tiles and the P, dS tiles within 42 KiB of local memory (not
      * measured yet: `bash bench/gpu.sh backward`). */
