@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|mods|modstc|sparsetc|tf32|all|plots;
+# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|mods|modstc|sparsetc|tf32|softcap|all|plots;
 # logs go to $OUT (or ./gpu-out), packed into $OUT/logs.tgz on exit (CLATTN_GPU_PACK=0 keeps them loose); pipe the output into $OUT/summary.txt.
 # `regress` (not part of `all`): the same CLI points on this tree and on an older one in .base/
 # (`git archive REV | tar -x -C .base`, passed with carry), alternating, same process group: speed must not move.
@@ -487,6 +487,23 @@ if want tf32; then
   done | tee "$OUT/tf32_sweep.txt"
   CLATTN_LIB=build/libclattn.so timeout 300 python3 bench/compare_torch.py --dtypes f32 --head-dims ${CMP_DIMS:-64,128} \
     --seqs ${CMP_SEQS:-4096,16384} --json "$OUT/compare_tf32.jsonl" 2>"$OUT/compare_tf32.err" | tee "$OUT/compare_tf32.md"
+fi
+
+if want softcap; then
+  # issue 18: softcap on flash_tc with half of the softmax's exp2s on the FMA units (cl/nv_mma.cl
+  # poly_exp2) against the same tree with TC_POLY=0 (all on the MUFU), alternating in one process
+  # group; the GPU test first. B·H·N = TOK·H... as `point`; ms, median of 10.
+  timeout 240 ./build/tests/test_mods --only test_flash_tc >"$OUT/test_mods_tc.log" 2>&1
+  echo "test_mods flash_tc rc=$? $(grep -E 'PASSED|FAILED' "$OUT/test_mods_tc.log" | head -1)"
+  rm -rf "$OUT/nopoly" && cp -r cl "$OUT/nopoly" && sed -i '1i #define TC_POLY 0' "$OUT/nopoly/flash_tc.cl"
+  for dt in ${SC_DTYPES:-bf16 f16}; do for d in 64 128; do for n in 4096 16384; do
+    b=$((TOK / n / H))
+    for spec in "--mask none" "--mask none --softcap 30" "--mask causal" "--mask causal --softcap 30"; do
+      a=$(kernel_ms --dtype $dt --head-dim $d --seq $n --batch $b --heads $H --reps 10 --warmup 2 $spec)
+      c=$(CLATTN_KERNEL_DIR="$OUT/nopoly" kernel_ms --dtype $dt --head-dim $d --seq $n --batch $b --heads $H --reps 10 --warmup 2 $spec)
+      echo "$dt d=$d N=$n $spec: poly ${a#* } nopoly ${c#* }"
+    done
+  done; done; done | tee "$OUT/softcap.txt"
 fi
 
 if want modstc; then

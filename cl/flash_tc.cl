@@ -92,6 +92,13 @@
   _Pragma("unroll") for (int mt = 0; mt < MT; mt++)                                                \
   _Pragma("unroll") for (int j = 0; j < NTS; j++)                                                  \
   _Pragma("unroll") for (int e = 0; e < 4; e++)
+/* softcap on 16-bit storage: a tanh (MUFU) per score beside the exp2, so
+ * half of the exp2s go to the FMA units (nv_mma.cl poly_exp2) */
+#ifndef TC_POLY
+#define TC_POLY (SOFTCAP && !TF32)
+#endif
+#undef SOFTMAX_POLY
+#define SOFTMAX_POLY TC_POLY
 #if TC_MODS
 #define TC_QSCALE 1.0f
 #else
