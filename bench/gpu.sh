@@ -490,18 +490,18 @@ if want tf32; then
 fi
 
 if want softcap; then
-  # issue 18: softcap on flash_tc with half of the softmax's exp2s on the FMA units (cl/nv_mma.cl
-  # poly_exp2) against the same tree with TC_POLY=0 (all on the MUFU), alternating in one process
-  # group; the GPU test first. B·H·N = TOK·H... as `point`; ms, median of 10.
-  timeout 240 ./build/tests/test_mods --only test_flash_tc >"$OUT/test_mods_tc.log" 2>&1
-  echo "test_mods flash_tc rc=$? $(grep -E 'PASSED|FAILED' "$OUT/test_mods_tc.log" | head -1)"
-  rm -rf "$OUT/nopoly" && cp -r cl "$OUT/nopoly" && sed -i '1i #define TC_POLY 0' "$OUT/nopoly/flash_tc.cl"
+  # issue 18: softcap on flash_tc against the kernels of an older tree (SC_OLD: a cl/ folder, e.g.
+  # `git archive REV cl | tar -x -C .oldcl` passed with carry; default .oldcl/cl), alternating in one
+  # process group; the GPU tests first. B·H·N = TOK·H... as `point`; ms, median of 10.
+  timeout 240 ./build/tests/test_mods --only "test_flash_t*" >"$OUT/test_mods_tc.log" 2>&1
+  echo "test_mods flash_tc/tf32 rc=$? $(grep -E 'PASSED|FAILED' "$OUT/test_mods_tc.log" | head -1)"
+  old=${SC_OLD:-.oldcl/cl}
   for dt in ${SC_DTYPES:-bf16 f16}; do for d in 64 128; do for n in 4096 16384; do
     b=$((TOK / n / H))
     for spec in "--mask none" "--mask none --softcap 30" "--mask causal" "--mask causal --softcap 30"; do
       a=$(kernel_ms --dtype $dt --head-dim $d --seq $n --batch $b --heads $H --reps 10 --warmup 2 $spec)
-      c=$(CLATTN_KERNEL_DIR="$OUT/nopoly" kernel_ms --dtype $dt --head-dim $d --seq $n --batch $b --heads $H --reps 10 --warmup 2 $spec)
-      echo "$dt d=$d N=$n $spec: poly ${a#* } nopoly ${c#* }"
+      c=$([ -d "$old" ] && CLATTN_KERNEL_DIR="$old" kernel_ms --dtype $dt --head-dim $d --seq $n --batch $b --heads $H --reps 10 --warmup 2 $spec)
+      echo "$dt d=$d N=$n $spec: this ${a#* } old ${c#* }"
     done
   done; done; done | tee "$OUT/softcap.txt"
 fi

@@ -589,9 +589,9 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
       s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
 #if KVQ
     __local const uchar *kt = ring + st * (2 * BN * TRB), *vt = kt + BN * TRB;
-#pragma unroll
+NV_UNROLL
     for (int kc = 0; kc < TKC; kc++)
-#pragma unroll
+NV_UNROLL
       for (int j = 0; j < TNS; j++) {
         uint b0, b1;
         KV8X4_TO_X2(*(__local const uint *)(kt + (8 * j + g) * TRB + 16 * kc + 4 * t4), &b0, &b1);
@@ -599,9 +599,9 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
       }
 #else
     const uint sb = (uint)(st * 2 * BN * TRB);
-#pragma unroll
+NV_UNROLL
     for (int kc = 0; kc < TKC; kc++)
-#pragma unroll
+NV_UNROLL
       for (int j = 0; j < TNS; j += 2) {
         uint b0, b1, b2, b3;
         LDM_X4(b0, b1, b2, b3, kbase0 + sb + (uint)(j * 8 * TRB + 32 * kc));
@@ -647,13 +647,13 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
       for (int e = 0; e < 4; e++)
         s[j][e] *= TVSC(st, 8 * j + 2 * t4 + (e & 1)) * TC_VP2;
 #endif
-#pragma unroll
+NV_UNROLL
     for (int kc = 0; kc < TKP; kc++) {
       const uint a0 = pack2(s[2 * kc][0], s[2 * kc][1]), a1 = pack2(s[2 * kc][2], s[2 * kc][3]);
       const uint a2 = pack2(s[2 * kc + 1][0], s[2 * kc + 1][1]);
       const uint a3 = pack2(s[2 * kc + 1][2], s[2 * kc + 1][3]);
 #if KVQ
-#pragma unroll
+NV_UNROLL
       for (int qg = 0; qg < TNO / 4; qg++) {
         /* codes of dims 32qg + 4g .. + 3 of keys 16kc + 2t (+1, +8, +9) */
         __local const uchar *vr = vt + (16 * kc + 2 * t4) * TRB + 32 * qg + 4 * g;
@@ -670,7 +670,7 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
           MMA(o[4 * qg + i], a0, a1, a2, a3, b0[i], b1[i]);
       }
 #else
-#pragma unroll
+NV_UNROLL
       for (int j = 0; j < TNO; j += 2) {
         uint b0, b1, b2, b3;
         LDM_X4_T(b0, b1, b2, b3, vbase0 + sb + (uint)(16 * kc * TRB + j * 16));

@@ -92,14 +92,17 @@
   _Pragma("unroll") for (int mt = 0; mt < MT; mt++)                                                \
   _Pragma("unroll") for (int j = 0; j < NTS; j++)                                                  \
   _Pragma("unroll") for (int e = 0; e < 4; e++)
-/* softcap on 16-bit storage: a tanh (MUFU) per score beside the exp2, so
- * half of the exp2s go to the FMA units (nv_mma.cl poly_exp2) */
-#ifndef TC_POLY
-#define TC_POLY (SOFTCAP && !TF32)
-#endif
-#undef SOFTMAX_POLY
-#define SOFTMAX_POLY TC_POLY
-#if TC_MODS
+/* Softcap alone (no other score modifier, no sinks): the scores stay in
+ * units of the cap, t = tanh(s·tcq / SOFTCAP2), and the softmax takes
+ * SOFTCAP2 as its scale (max and LSE included): two multiplies a score fewer
+ * than scaling into log2 units and back, in a kernel whose softmax is bound
+ * by its instruction issue (measured on an H100: computing half of the
+ * exp2s by a polynomial on the FMA units, FlashAttention 4's offload of the
+ * MUFU unit, made softcap 7-15 % slower, bench/RESULTS.md §18). */
+#define TC_CAP_ONLY (SOFTCAP && !ALIBI && !USER_SCORE && !BIAS && !SINKS)
+#if TC_MODS && TC_CAP_ONLY
+#define TC_QSCALE SOFTCAP2
+#elif TC_MODS
 #define TC_QSCALE 1.0f
 #else
 #define TC_QSCALE tcq
@@ -318,6 +321,13 @@ flash_tc(FLASH_ARGS(TC_ET)) {
 #else
   const float tcq = qscale;
 #endif
+#if TC_CAP_ONLY /* the raw score's factor inside the tanh (f16: inside its exp2) */
+#if CLATTN_DTYPE == 2
+  const float cap_in = tcq * (1.0f / SOFTCAP2);
+#else
+  const float cap_in = tcq * (-2.0f * CLATTN_LOG2E / SOFTCAP2);
+#endif
+#endif
 #if SPARSE
   /* A sparse mask's tiles: the row block's list (kt·2 + partial) from the
    * host (cl/common.cl SPARSE; the longest lists run first); -1 past its
@@ -422,9 +432,9 @@ NV_UNROLL
       }
     }
 #else
-#pragma unroll
+NV_UNROLL
     for (int kc = 0; kc < KCH; kc++) {
-#pragma unroll
+NV_UNROLL
       for (int j = 0; j < NTS; j += 2) {
         uint b0, b1, b2, b3;
         LDM_X4(b0, b1, b2, b3, kbase + (uint)((j * 8 * LDK + 16 * kc) * 2));
@@ -465,6 +475,16 @@ NV_UNROLL
       for (int rr = 0; rr < 2; rr++)
         pr[mt][rr] = (float)(row0[mt] + 8 * rr + off - kv0 - 2 * t);
 #endif
+#if TC_CAP_ONLY
+    TC_EACH_SCORE(mt, j, e) {
+#if CLATTN_DTYPE == 2
+          s[mt][j][e] = fast_tanh(s[mt][j][e] * cap_in);
+#else
+          const float tt = fast_exp2(fabs(s[mt][j][e]) * cap_in);
+          s[mt][j][e] = copysign((1.0f - tt) * native_recip(1.0f + tt), s[mt][j][e]);
+#endif
+        }
+#else
     TC_EACH_SCORE(mt, j, e) {
           float x = s[mt][j][e] * tcq;
 #if SOFTCAP && CLATTN_DTYPE == 2
@@ -480,6 +500,7 @@ NV_UNROLL
 #endif
           s[mt][j][e] = x;
         }
+#endif
 #if USER_SCORE || BIAS || USER_MASK
 #if USER_SCORE || BIAS
     if (true) {
@@ -591,7 +612,7 @@ NV_UNROLL
               o[mt][j0 + jj][e] += acc[mt][jj][e];
     }
 #else
-#pragma unroll
+NV_UNROLL
     for (int kc = 0; kc < KCP; kc++) {
       uint a[MT][4];
 #pragma unroll
@@ -601,7 +622,7 @@ NV_UNROLL
         a[mt][2] = pack2(s[mt][2 * kc + 1][0], s[mt][2 * kc + 1][1]);
         a[mt][3] = pack2(s[mt][2 * kc + 1][2], s[mt][2 * kc + 1][3]);
       }
-#pragma unroll
+NV_UNROLL
       for (int j = 0; j < NTO; j += 2) {
         uint b0, b1, b2, b3;
         LDM_X4_T(b0, b1, b2, b3, vbase + (uint)((16 * kc * LDK + j * 8) * 2));

@@ -480,32 +480,6 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
   return lo | (hi << 16);
 }
 
-/* 2^x on the FMA units (FlashAttention 4's offload of the MUFU unit, for
- * x <= 0 as the softmax gives): j = round(x) from the 1.5·2^23 shift, 2^(x-j)
- * by a polynomial on [-0.5, 0.5] (relative error 7.7e-5 for bf16's P, which
- * keeps 8 bits; 2.7e-6 for f16's 11), times 2^j through the exponent bits;
- * 0 below 2^-126 (and for -inf), as ex2.approx.ftz gives. */
-inline float poly_exp2(float x) {
-  const float xc = fmax(x, -127.0f);
-  const float big = xc + 12582912.0f;
-  const float f = xc - (big - 12582912.0f);
-#if CLATTN_DTYPE == 2
-  const float p = fma(fma(fma(0.0550886838f, f, 0.242604051f), f, 0.693276242f), f, 0.99992894f);
-#else
-  const float p = fma(fma(fma(fma(0.00956051021f, f, 0.0559170392f), f, 0.240249811f), f,
-                          0.693121968f),
-                      f, 0.999999191f);
-#endif
-  const float r = as_float(as_int(p) + ((as_int(big) - 0x4b400000) << 23));
-  return x < -126.0f ? 0.0f : r;
-}
-/* The exp2 of the odd column of each pair in SOFTMAX_STEP: the MUFU's by
- * default; a kernel whose scores already take a MUFU operation each (the
- * softcap's tanh) sets SOFTMAX_POLY to 1 to move half of the exp2s to the
- * FMA units. */
-#define SOFTMAX_POLY 0 /* a kernel file redefines it (it is read where SOFTMAX_STEP expands) */
-#define SOFTMAX_EXP2_ODD(x) (SOFTMAX_POLY ? poly_exp2(x) : fast_exp2(x))
-
 /* The fragment loops below are macros, not functions: passed through
  * pointers, the fragments were seen to leave the registers for the stack
  * (clang, nvptx). */
@@ -546,7 +520,7 @@ inline float poly_exp2(float x) {
     float rs_ = 0.0f;                                                                              \
     _Pragma("unroll") for (int j_ = 0; j_ < (nts); j_++) {                                         \
       s[j_][2 * (rr)] = fast_exp2(fma(s[j_][2 * (rr)], (qscale), -sub_));                          \
-      s[j_][2 * (rr) + 1] = SOFTMAX_EXP2_ODD(fma(s[j_][2 * (rr) + 1], (qscale), -sub_));           \
+      s[j_][2 * (rr) + 1] = fast_exp2(fma(s[j_][2 * (rr) + 1], (qscale), -sub_));                  \
       rs_ += s[j_][2 * (rr)] + s[j_][2 * (rr) + 1];                                                \
     }                                                                                              \
     l = l * alpha_ + rs_;                                                                          \
