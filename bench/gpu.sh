@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|mods|modstc|sparsetc|tf32|softcap|all|plots;
+# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|mods|modstc|sparsetc|tf32|softcap|extra7|all|plots;
 # logs go to $OUT (or ./gpu-out), packed into $OUT/logs.tgz on exit (CLATTN_GPU_PACK=0 keeps them loose); pipe the output into $OUT/summary.txt.
 # `regress` (not part of `all`): the same CLI points on this tree and on an older one in .base/
 # (`git archive REV | tar -x -C .base`, passed with carry), alternating, same process group: speed must not move.
@@ -504,6 +504,26 @@ if want softcap; then
       echo "$dt d=$d N=$n $spec: this ${a#* } old ${c#* }"
     done
   done; done; done | tee "$OUT/softcap.txt"
+fi
+
+if want extra7; then
+  # seventh session's checks: decode_tc's tests on the GPU (fp8, every code, modifiers), decode with
+  # modifiers against plain decode, window tilings on flash_tc, f32 against PyTorch at the new defaults
+  timeout 300 ./build/tests/test_decode --only "test_decode_tc*" >"$OUT/test_decode_tc.log" 2>&1
+  echo "test_decode_tc rc=$? $(grep -cE '^\[       OK' "$OUT/test_decode_tc.log") ok $(grep -E 'FAILED|SKIPPED' "$OUT/test_decode_tc.log" | head -2)"
+  for spec in "" "--softcap 30" "--alibi 8" "--mask causal --seq-q 4"; do
+    echo "decode B=8 KV=32768 bf16 $spec: $(kernel_ms --seq-q 1 --seq-kv 32768 --batch 8 --heads 32 --kv-heads 8 --head-dim 128 \
+      --dtype bf16 --reps 20 --warmup 3 $spec)"
+  done
+  for cfg in default warps=4,mt=1,bn=64 warps=2,mt=1,bn=64 warps=4,mt=2,bn=32 warps=4,mt=1,bn=32; do
+    ov=flash_tc:$cfg; [ $cfg = default ] && ov=
+    for m in none window:256,0 window:256,256; do
+      echo "f16 d=64 N=16384 $m $cfg: $(CLATTN_TUNE_OVERRIDE=$ov kernel_ms --dtype f16 --head-dim 64 --mask $m --seq 16384 \
+        --batch 1 --heads 16 --reps 10 --warmup 2)"
+    done
+  done
+  CLATTN_LIB=build/libclattn.so timeout 200 python3 bench/compare_torch.py --dtypes f32 --head-dims 64,128 \
+    --seqs 4096 --json "$OUT/compare_tf32.jsonl" 2>"$OUT/compare_tf32.err" | tee "$OUT/compare_tf32.md"
 fi
 
 if want modstc; then
