@@ -274,29 +274,25 @@ flash_tc(FLASH_ARGS(TC_ET)) {
   for (int mt = 0; mt < MT; mt++)
     row0[mt] = q0 + (warp * MT + mt) * 16 + g;
 
-  /* Q → A fragments, straight from global memory (once per kernel). */
+  /* Q → A fragments, straight from global memory (once per kernel). TF32:
+   * f32, split per use; a0 (g, 2t), a1 (g + 8, 2t), a2 (g, 2t + 1), a3
+   * (g + 8, 2t + 1) of each 8 dims (the permuted k). */
 #if TF32
-  /* f32 (split per use): a0 (g, 2t), a1 (g + 8, 2t), a2 (g, 2t + 1), a3 (g + 8, 2t + 1) of each
-   * 8 dims */
   float qf[MT][KCH][4];
-#pragma unroll
-  for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-    for (int kc = 0; kc < KCH; kc++)
-#pragma unroll
-      for (int e = 0; e < 4; e++)
-        qf[mt][kc][e] = q_f32(Qb, row0[mt] + (e & 1) * 8, 8 * kc + 2 * t + (e >> 1), Nq, qss, qsd);
+#define TC_Q_FRAG(row, kc, e)                                                                      \
+  q_f32(Qb, (row) + ((e) & 1) * 8, 8 * (kc) + 2 * t + ((e) >> 1), Nq, qss, qsd)
 #else
   uint qf[MT][KCH][4];
+#define TC_Q_FRAG(row, kc, e)                                                                      \
+  q_pair(Qb, (row) + ((e) & 1) * 8, 16 * (kc) + 2 * t + ((e) >> 1) * 8, Nq, qss, qsd)
+#endif
 #pragma unroll
   for (int mt = 0; mt < MT; mt++)
 #pragma unroll
     for (int kc = 0; kc < KCH; kc++)
 #pragma unroll
       for (int e = 0; e < 4; e++)
-        qf[mt][kc][e] = q_pair(Qb, row0[mt] + (e & 1) * 8, 16 * kc + 2 * t + (e >> 1) * 8, Nq,
-                               qss, qsd);
-#endif
+        qf[mt][kc][e] = TC_Q_FRAG(row0[mt], kc, e);
 
   float o[MT][NTO][4];
   float m[MT][2], l[MT][2];

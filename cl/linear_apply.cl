@@ -219,7 +219,7 @@ lin_apply(__global const stype *restrict Q, __global const float *restrict PhiQ,
     const float x = (f < F && col0 + c < D) ? Sb[f * DE + col0 + c] : 0.0f;
 #if SPRE
     uint hi, lo;
-    SPLIT(x, hi, lo);
+    TF32_SPLIT(x, hi, lo);
     St[c * LDST + f] = as_float(hi);
     St[(BD + c) * LDST + f] = as_float(lo);
 #else
@@ -287,14 +287,14 @@ lin_apply(__global const stype *restrict Q, __global const float *restrict PhiQ,
 #endif
         den[m][0] += dot(xa, z4);
         den[m][1] += dot(xb, z4);
-        SPLIT(xa.s0, ah[m][0][0], al[m][0][0]);
-        SPLIT(xb.s0, ah[m][0][1], al[m][0][1]);
-        SPLIT(xa.s1, ah[m][0][2], al[m][0][2]);
-        SPLIT(xb.s1, ah[m][0][3], al[m][0][3]);
-        SPLIT(xa.s2, ah[m][1][0], al[m][1][0]);
-        SPLIT(xb.s2, ah[m][1][1], al[m][1][1]);
-        SPLIT(xa.s3, ah[m][1][2], al[m][1][2]);
-        SPLIT(xb.s3, ah[m][1][3], al[m][1][3]);
+        TF32_SPLIT(xa.s0, ah[m][0][0], al[m][0][0]);
+        TF32_SPLIT(xb.s0, ah[m][0][1], al[m][0][1]);
+        TF32_SPLIT(xa.s1, ah[m][0][2], al[m][0][2]);
+        TF32_SPLIT(xb.s1, ah[m][0][3], al[m][0][3]);
+        TF32_SPLIT(xa.s2, ah[m][1][0], al[m][1][0]);
+        TF32_SPLIT(xb.s2, ah[m][1][1], al[m][1][1]);
+        TF32_SPLIT(xa.s3, ah[m][1][2], al[m][1][2]);
+        TF32_SPLIT(xb.s3, ah[m][1][3], al[m][1][3]);
       }
       UNROLL for (int j = 0; j < BD / 8; j++) {
         const float4 s4 =
@@ -306,10 +306,10 @@ lin_apply(__global const stype *restrict Q, __global const float *restrict PhiQ,
         const uint bh1[2] = {h4.z, h4.w}, bl1[2] = {l4.z, l4.w};
 #else
         uint bh0[2], bl0[2], bh1[2], bl1[2];
-        SPLIT(s4.s0, bh0[0], bl0[0]);
-        SPLIT(s4.s1, bh0[1], bl0[1]);
-        SPLIT(s4.s2, bh1[0], bl1[0]);
-        SPLIT(s4.s3, bh1[1], bl1[1]);
+        TF32_SPLIT(s4.s0, bh0[0], bl0[0]);
+        TF32_SPLIT(s4.s1, bh0[1], bl0[1]);
+        TF32_SPLIT(s4.s2, bh1[0], bl1[0]);
+        TF32_SPLIT(s4.s3, bh1[1], bl1[1]);
 #endif
         UNROLL for (int m = 0; m < TAM; m++) {
           MMA3(acc[m][j], ah[m][0], al[m][0], bh0, bl0);

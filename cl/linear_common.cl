@@ -332,39 +332,9 @@ inline void st4(__global stype *base, long ro, long sd, int c, float4 x) {
 #endif
 }
 
-/* ---- tensor cores (TC, NVIDIA sm_80+) ----------------------------------
- * f32 products on mma.sync m16n8k8 TF32 (10-bit mantissas) kept f32-accurate
- * by splitting each operand x = hi + lo, hi = x rounded to TF32 and lo the
- * remainder truncated to TF32, and summing a·b ≈ lo_a·hi_b + hi_a·lo_b +
- * hi_a·hi_b (lo_a·lo_b < 2^-21·|a·b| is dropped): relative error per
- * product ~2^-21, the f32 FMA path's order. Fragments (PTX ISA, m16n8k8
- * .tf32; g = lane / 4, t = lane % 4): A a0 (g, t), a1 (g + 8, t), a2 (g, t + 4),
- * a3 (g + 8, t + 4); B b0 (k t, n g), b1 (k t + 4, n g); C c0, c1 (g, 2t, 2t + 1),
- * c2, c3 (g + 8, 2t, 2t + 1). */
+/* ---- tensor cores (TC, NVIDIA sm_80+): 3xTF32 products from tf32.cl (the
+ * TC programs list it after this file), warp shuffles here ---- */
 #if TC
-inline uint tf32_hi(float x) {
-  uint r;
-  __asm__("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
-  return r;
-}
-#define SPLIT(x, hi, lo)                                                                          \
-  do {                                                                                            \
-    const float x_ = (x);                                                                         \
-    hi = tf32_hi(x_);                                                                             \
-    lo = as_uint(x_ - as_float(hi)) & 0xffffe000u;                                                \
-  } while (0)
-#define MMA8(c, a, b)                                                                             \
-  __asm__("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "     \
-          "{%8,%9}, {%0,%1,%2,%3};"                                                               \
-          : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                        \
-          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]))
-/* c += a·b to f32 accuracy (small terms first). */
-#define MMA3(c, ah, al, bh, bl)                                                                   \
-  do {                                                                                            \
-    MMA8(c, al, bh);                                                                              \
-    MMA8(c, ah, bl);                                                                              \
-    MMA8(c, ah, bh);                                                                              \
-  } while (0)
 inline float shfl_xor(float v, int m) {
   float r;
   __asm__ volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(m));

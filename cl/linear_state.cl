@@ -140,10 +140,10 @@ lin_state(__global const stype *restrict K, __global const stype *restrict V,
 #define STATE_PUT_V(p, x)                                                                         \
   do {                                                                                            \
     uint4 h_, l_;                                                                                 \
-    SPLIT((x).x, h_.x, l_.x);                                                                     \
-    SPLIT((x).y, h_.y, l_.y);                                                                     \
-    SPLIT((x).z, h_.z, l_.z);                                                                     \
-    SPLIT((x).w, h_.w, l_.w);                                                                     \
+    TF32_SPLIT((x).x, h_.x, l_.x);                                                                     \
+    TF32_SPLIT((x).y, h_.y, l_.y);                                                                     \
+    TF32_SPLIT((x).z, h_.z, l_.z);                                                                     \
+    TF32_SPLIT((x).w, h_.w, l_.w);                                                                     \
     *(__local uint4 *)(p) = h_;                                                                   \
     *(__local uint4 *)((p) + BKS * SLDV) = l_;                                                    \
   } while (0)
@@ -201,10 +201,10 @@ lin_state(__global const stype *restrict K, __global const stype *restrict V,
       __local const float *v0p = Vc + (ks + tq) * SLDV + gq;
       uint ah[STM][4], al[STM][4];
       UNROLL for (int m = 0; m < STM; m++) {
-        SPLIT(k0p[m * 16], ah[m][0], al[m][0]);
-        SPLIT(k0p[m * 16 + 8], ah[m][1], al[m][1]);
-        SPLIT(k0p[4 * SLDK + m * 16], ah[m][2], al[m][2]);
-        SPLIT(k0p[4 * SLDK + m * 16 + 8], ah[m][3], al[m][3]);
+        TF32_SPLIT(k0p[m * 16], ah[m][0], al[m][0]);
+        TF32_SPLIT(k0p[m * 16 + 8], ah[m][1], al[m][1]);
+        TF32_SPLIT(k0p[4 * SLDK + m * 16], ah[m][2], al[m][2]);
+        TF32_SPLIT(k0p[4 * SLDK + m * 16 + 8], ah[m][3], al[m][3]);
       }
       UNROLL for (int j = 0; j < BD / 8; j++) {
         const uint vh[2] = {as_uint(v0p[8 * j]), as_uint(v0p[4 * SLDV + 8 * j])};

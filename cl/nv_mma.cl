@@ -248,21 +248,6 @@ inline uint pack2(float lo, float hi) {
 }
 #endif
 
-/* One m16n8k8 TF32 MMA: c += A·B, a[4] and b[2] TF32 operands (PTX ISA
- * fragments: A a0 (g, t), a1 (g + 8, t), a2 (g, t + 4), a3 (g + 8, t + 4);
- * B b0 (k t, n g), b1 (k t + 4, n g)). */
-#define MMA8(c, a, b)                                                                              \
-  __asm__ volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, "          \
-                   "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"                                        \
-                   : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                \
-                   : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]))
-/* x rounded to TF32 (cvt.rna: nearest, ties away from zero), as f32 bits */
-inline uint tf32_hi(float x) {
-  uint r;
-  __asm__("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
-  return r;
-}
-
 inline float shfl_xor(float v, int m) {
   float r;
   __asm__ volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(m));
@@ -332,24 +317,6 @@ inline uint mul_x2(uint a, uint b) {
   return d;
 }
 #endif /* CLATTN_NV_EMU */
-
-/* 3xTF32 (f32 storage): x = hi + lo, hi = x rounded to TF32, lo the
- * remainder cut to TF32; a·b ≈ lo_a·hi_b + hi_a·lo_b + hi_a·hi_b, the small
- * terms first (lo_a·lo_b < 2^-21·|a·b| is dropped): a relative error per
- * product of ~2^-21, f32's order (the linear family's trick, and CUTLASS's
- * OpMultiplyAddFastF32). */
-#define TF32_SPLIT(x, hi, lo)                                                                      \
-  do {                                                                                             \
-    const float x_ = (x);                                                                          \
-    hi = tf32_hi(x_);                                                                              \
-    lo = as_uint(x_ - as_float(hi)) & 0xffffe000u;                                                 \
-  } while (0)
-#define MMA3(c, ah, al, bh, bl)                                                                    \
-  do {                                                                                             \
-    MMA8(c, al, bh);                                                                               \
-    MMA8(c, ah, bl);                                                                               \
-    MMA8(c, ah, bh);                                                                               \
-  } while (0)
 
 /* Four int8 codes (bytes of w) as two 16-bit pairs, exactly: *lo = codes 0,
  * 1, *hi = codes 2, 3 (first in the low half). f16: each biased code

@@ -35,7 +35,12 @@ for dt in 1 2; do for d in 64 80 128 256; do for c in 0 1 2; do
   compile "flash_tc_t${dt}_d${d}_c${c}" nv_mma.cl flash_tc.cl -- -DCLATTN_DTYPE=$dt -DD=$d -DWARPS=4 -DMT=$((d <= 64 ? 2 : 1)) \
     -DBN=$((d >= 256 ? 32 : 64)) -DCAUSAL=$c -DVEC_GLOBAL=$((d % 8 == 0)) -DLDM_ADDR=1 -DASYNC=$((d % 8 == 0))
 done; done; done
-lin="linear_common.cl linear_feat.cl linear_state.cl linear_scan.cl"
+# flash_tf32: the same kernel on f32 (3xTF32 from tf32.cl), head dims to 128, unit and other strides
+for d in 40 64 128; do for c in 0 1; do
+  compile "flash_tf32_d${d}_c${c}" nv_mma.cl tf32.cl flash_tc.cl -- -DCLATTN_DTYPE=0 -DTF32=1 -DD=$d -DWARPS=8 -DMT=1 \
+    -DBN=32 -DCAUSAL=$c -DVEC_GLOBAL=$((d != 40)) -DLDM_ADDR=1 -DASYNC=$((d != 40))
+done; done
+lin="linear_common.cl tf32.cl linear_feat.cl linear_state.cl linear_scan.cl"
 for map in 0 2; do for causal in 0 1; do
   out=linear_apply.cl; [ $causal = 1 ] && out=linear_causal.cl
   f=64; [ $map = 2 ] && f=256

@@ -545,9 +545,13 @@ static void test_f32_tensor_cores(void **state) {
       {NULL, {2, 4, 2, 7, 257, 20, 0}, CLATTN_LAYOUT_BSHD, TU_INPUT_UNIFORM},
       {NULL, {1, 4, 1, 100, 37, 13, 1}, CLATTN_LAYOUT_BHSD, TU_INPUT_UNIFORM},
       {NULL, {1, 2, 0, 130, 130, 128, 1}, CLATTN_LAYOUT_BSHD, TU_INPUT_EXTREME_MIXED},
-      {"flash_tf32:warps=2,mt=1,bn=16", {1, 2, 0, 257, 65, 96, 1}, CLATTN_LAYOUT_BHSD,
+      {"flash_tf32:warps=2,mt=1,bn=16",
+       {1, 2, 0, 257, 65, 96, 1},
+       CLATTN_LAYOUT_BHSD,
        TU_INPUT_UNIFORM},
-      {"flash_tf32:warps=1,mt=2,bn=32", {2, 2, 2, 63, 100, 40, 0}, CLATTN_LAYOUT_BSHD,
+      {"flash_tf32:warps=1,mt=2,bn=32",
+       {2, 2, 2, 63, 100, 40, 0},
+       CLATTN_LAYOUT_BSHD,
        TU_INPUT_UNIFORM},
   };
   int ran = 0;

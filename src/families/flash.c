@@ -66,7 +66,7 @@ const char *const clattn__flash_wg_sources[] = {"flash_fwd.cl", NULL};
 const char *const clattn__flash_rows_sources[] = {"flash_rows.cl", NULL};
 const char *const clattn__flash_tc_sources[] = {"nv_mma.cl", "flash_tc.cl", NULL};
 /* flash_tf32: the same kernel for f32 (3xTF32, -DTF32=1) and the same parameters. */
-const char *const clattn__flash_tf32_sources[] = {"nv_mma.cl", "flash_tc.cl", NULL};
+const char *const clattn__flash_tf32_sources[] = {"nv_mma.cl", "tf32.cl", "flash_tc.cl", NULL};
 const clattn__param clattn__flash_tf32_params[3] = {
     {"warps", 1, 32, VALS(tc_warps)}, {"mt", 1, 2, VALS(tc_mt)}, {"bn", 16, 1024, VALS(tc_bn)}};
 

@@ -261,6 +261,7 @@ const char *const clattn__linear_sources[] = {"linear_common.cl",
                                               "linear_causal.cl",
                                               NULL};
 const char *const clattn__linear_tc_sources[] = {"linear_common.cl",
+                                                 "tf32.cl",
                                                  "linear_feat.cl",
                                                  "linear_state.cl",
                                                  "linear_scan.cl",
@@ -635,8 +636,9 @@ clattn_status clattn__linear_create(clattn_plan p, const int *params, const char
            tc && s->sres ? 1 : 0, maxreg);
   cl_program prog = NULL;
   char files[160];
-  snprintf(files, sizeof files, "linear_common.cl%s linear_state.cl linear_scan.cl %s",
-           favor ? " linear_feat.cl" : "", causal ? "linear_causal.cl" : "linear_apply.cl");
+  snprintf(files, sizeof files, "linear_common.cl%s%s linear_state.cl linear_scan.cl %s",
+           tc ? " tf32.cl" : "", favor ? " linear_feat.cl" : "",
+           causal ? "linear_causal.cl" : "linear_apply.cl");
   st = clattn__get_program(ctx, files, opts, &prog);
   /* Each kernel's local memory as the geometry says it declares it. */
   const size_t lstate = z.lstate + (s->zloc ? (size_t)c->bks * (size_t)sfp * sizeof(float) : 0);
