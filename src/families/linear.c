@@ -260,14 +260,9 @@ const char *const clattn__linear_sources[] = {"linear_common.cl",
                                               "linear_apply.cl",
                                               "linear_causal.cl",
                                               NULL};
-const char *const clattn__linear_tc_sources[] = {"linear_common.cl",
-                                                 "tf32.cl",
-                                                 "linear_feat.cl",
-                                                 "linear_state.cl",
-                                                 "linear_scan.cl",
-                                                 "linear_apply.cl",
-                                                 "linear_causal.cl",
-                                                 NULL};
+const char *const clattn__linear_tc_sources[] = {
+    "linear_common.cl", "tf32.cl",         "linear_feat.cl",   "linear_state.cl",
+    "linear_scan.cl",   "linear_apply.cl", "linear_causal.cl", NULL};
 
 static const int v_bks[] = {16, 32, 64}, v_48[] = {4, 8}, v_bq[] = {32, 64, 128},
                  v_1632[] = {16, 32}, v_chunk[] = {32, 64}, v_taw[] = {2, 4, 8}, v_12[] = {1, 2};
