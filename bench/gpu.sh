@@ -496,7 +496,7 @@ if want softcap; then
   timeout 240 ./build/tests/test_mods --only "test_flash_t*" >"$OUT/test_mods_tc.log" 2>&1
   echo "test_mods flash_tc/tf32 rc=$? $(grep -E 'PASSED|FAILED' "$OUT/test_mods_tc.log" | head -1)"
   old=${SC_OLD:-.oldcl/cl}
-  for dt in ${SC_DTYPES:-bf16 f16}; do for d in 64 128; do for n in 4096 16384; do
+  for dt in ${SC_DTYPES:-bf16 f16}; do for d in ${SC_DIMS:-64 128}; do for n in 4096 16384; do
     b=$((TOK / n / H))
     for spec in "--mask none" "--mask none --softcap 30" "--mask causal" "--mask causal --softcap 30"; do
       a=$(kernel_ms --dtype $dt --head-dim $d --seq $n --batch $b --heads $H --reps 10 --warmup 2 $spec)
