@@ -468,6 +468,12 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
     rok[rr] = wg_live && g + 8 * rr < QR && r < rows;
     ri[rr] = rok[rr] ? r / G : 0;
   }
+#if DECODE_MODS /* the rows' ALiBi slopes, once (not an exp2 a score) */
+  float rslope[2];
+#pragma unroll
+  for (int rr = 0; rr < 2; rr++)
+    rslope[rr] = DECODE_SLOPE(hk * G + (r0 + g + 8 * rr) % G);
+#endif
 #pragma unroll
   for (int e = 0; e < 4; e++) {
     const int rr = e & 1, r = r0 + g + 8 * rr;
@@ -627,7 +633,7 @@ NV_UNROLL
         { /* the modifiers on log2-unit scores (the softmax below then takes a unit scale) */
           const int r = r0 + g + 8 * (e >> 1), hq = hk * G + r % G;
           bool vis = !dead && rok[e >> 1];
-          s[j][e] = decode_mods(s[j][e] * qscale, DECODE_SLOPE(hq), b, hq, ri[e >> 1],
+          s[j][e] = decode_mods(s[j][e] * qscale, rslope[e >> 1], b, hq, ri[e >> 1],
                                 ri[e >> 1] + off, j0 + kl, user, &vis DECODE_BIAS_PASS);
           dead = !vis;
         }
@@ -1038,9 +1044,10 @@ NV_UNROLL
             vstore16(sc[R][g], 0, x16);
             vstore16(vis, 0, v16);
             const int r = r0 + rr, h = hk * G + r % G;
+            const float slope = DECODE_SLOPE(h);
             for (int u = 0; u < 16; u++) {
               bool vu = v16[u] != 0;
-              const float y = decode_mods(x16[u], DECODE_SLOPE(h), b, h, r / G, r / G + off,
+              const float y = decode_mods(x16[u], slope, b, h, r / G, r / G + off,
                                           j0 + g * 16 + u, user, &vu DECODE_BIAS_PASS);
               x16[u] = vu ? y : CLATTN_MASKED;
             }
