@@ -258,10 +258,11 @@ static int *doc_ids(size_t *bytes) {
 
 static int g_only16; /* cases(), bias_cases(): 16-bit storage only, no 16-bit biases (flash_tc:
                         the bias types are common code; each program costs seconds emulated) */
+static int g_only32; /* cases(), bias_cases(): f32 storage only (flash_tf32) */
 
 static void cases(clattn_context ctx, const char *tag, const char *want) {
   static const clattn_dtype dts[2] = {CLATTN_DTYPE_F32, CLATTN_DTYPE_BF16};
-  for (int di = g_only16; di < 2; di++) {
+  for (int di = g_only16; di < 2 - g_only32; di++) {
     const clattn_dtype dt = dts[di];
     char label[160];
     void *in[3];
@@ -365,7 +366,7 @@ static uint16_t to16(clattn_dtype t, float x) {
  * causal mask when it is causal), 16-bit biases broadcast over the batch. */
 static void bias_cases(clattn_context ctx, const char *tag, const char *want) {
   const float NEG = -INFINITY;
-  for (int di = g_only16; di < 2; di++) {
+  for (int di = g_only16; di < 2 - g_only32; di++) {
     const clattn_dtype dt = di ? CLATTN_DTYPE_BF16 : CLATTN_DTYPE_F32;
     clattn_attention_desc d = make(dt);
     const int B = d.batch, H = d.heads, L = d.seq_q, S = d.seq_kv;
@@ -628,12 +629,32 @@ static void test_flash_tc(void **state) {
   clattn_context_release(ctx);
 }
 
+/* f32 on tensor cores (flash_tf32, 3xTF32; emulated elsewhere, else
+ * skipped): the same user-function cases with and without block classes
+ * and the bias tensors, f32 storage at the f32 tolerances. */
+static void test_flash_tf32(void **state) {
+  (void)state;
+  clattn_attention_desc d = make(CLATTN_DTYPE_F32);
+  d.mask_mod = window_src;
+  clattn_context ctx = tu_forced_context("flash_tf32:warps=2,mt=1,bn=32", &d);
+  if (!ctx) skip(); /* flash_tf32 does not apply on this device */
+  g_only32 = 1;
+  with_blocks = 0;
+  cases(ctx, "tf32", "flash_tf32");
+  with_blocks = 1;
+  cases(ctx, "tf32-blocks", "flash_tf32");
+  with_blocks = 0;
+  bias_cases(ctx, "tf32", "flash_tf32");
+  g_only32 = 0;
+  clattn_context_release(ctx);
+}
+
 int main(int argc, char **argv) {
   if (tu_parse_filter_args(argc, argv)) return 2;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_refusals),        cmocka_unit_test(test_flash_rows),
       cmocka_unit_test(test_flash_workgroup), cmocka_unit_test(test_bias),
-      cmocka_unit_test(test_flash_tc),
+      cmocka_unit_test(test_flash_tc),        cmocka_unit_test(test_flash_tf32),
   };
   return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }
