@@ -607,46 +607,41 @@ static void test_refusals(void **state) {
   clattn_plan_release(plan);
 }
 
-/* The NVIDIA tensor-core kernel (flash_tc, bf16; on other devices its
+/* A tensor-core variant forced by cfg (on other devices than NVIDIA its
  * warp-level PTX emulated with CLATTN_NV_EMULATE=1, else skipped): every
  * user function case with and without block classes (32-row blocks, 32-key
  * tiles: the lists' hidden, partial and shown tiles, the cp.async pipeline
- * fetching the next listed tile), and the bias tensors. */
-static void test_flash_tc(void **state) {
-  (void)state;
-  clattn_attention_desc d = make(CLATTN_DTYPE_BF16);
+ * fetching the next listed tile), and the bias tensors, in storage dt only
+ * (the plans must be want's). */
+static void tc_variant_cases(const char *cfg, clattn_dtype dt, const char *tag, const char *want) {
+  clattn_attention_desc d = make(dt);
   d.mask_mod = window_src;
-  clattn_context ctx = tu_forced_context("flash_tc:warps=2,mt=1,bn=32", &d);
-  if (!ctx) skip(); /* flash_tc does not apply on this device */
-  g_only16 = 1;
+  clattn_context ctx = tu_forced_context(cfg, &d);
+  if (!ctx) skip(); /* the variant does not apply on this device */
+  g_only16 = dt != CLATTN_DTYPE_F32;
+  g_only32 = dt == CLATTN_DTYPE_F32;
+  char blocks[32];
+  snprintf(blocks, sizeof blocks, "%s-blocks", tag);
   with_blocks = 0;
-  cases(ctx, "tc", "flash_tc");
+  cases(ctx, tag, want);
   with_blocks = 1;
-  cases(ctx, "tc-blocks", "flash_tc");
+  cases(ctx, blocks, want);
   with_blocks = 0;
-  bias_cases(ctx, "tc", "flash_tc");
-  g_only16 = 0;
+  bias_cases(ctx, tag, want);
+  g_only16 = g_only32 = 0;
   clattn_context_release(ctx);
 }
 
-/* f32 on tensor cores (flash_tf32, 3xTF32; emulated elsewhere, else
- * skipped): the same user-function cases with and without block classes
- * and the bias tensors, f32 storage at the f32 tolerances. */
+/* flash_tc, bf16 */
+static void test_flash_tc(void **state) {
+  (void)state;
+  tc_variant_cases("flash_tc:warps=2,mt=1,bn=32", CLATTN_DTYPE_BF16, "tc", "flash_tc");
+}
+
+/* flash_tf32 (f32 on tensor cores, 3xTF32), at the f32 tolerances */
 static void test_flash_tf32(void **state) {
   (void)state;
-  clattn_attention_desc d = make(CLATTN_DTYPE_F32);
-  d.mask_mod = window_src;
-  clattn_context ctx = tu_forced_context("flash_tf32:warps=2,mt=1,bn=32", &d);
-  if (!ctx) skip(); /* flash_tf32 does not apply on this device */
-  g_only32 = 1;
-  with_blocks = 0;
-  cases(ctx, "tf32", "flash_tf32");
-  with_blocks = 1;
-  cases(ctx, "tf32-blocks", "flash_tf32");
-  with_blocks = 0;
-  bias_cases(ctx, "tf32", "flash_tf32");
-  g_only32 = 0;
-  clattn_context_release(ctx);
+  tc_variant_cases("flash_tf32:warps=2,mt=1,bn=32", CLATTN_DTYPE_F32, "tf32", "flash_tf32");
 }
 
 int main(int argc, char **argv) {
