@@ -299,6 +299,33 @@ static void test_builtin_defaults(void **state) {
     ASSERT_HAS(lc, ",bks=16,");
     ASSERT_HAS(lc, ",ctr=16,ctc=8,cfs=32,");
   }
+  /* flash_tc at d = 64: two m-tiles a warp for dense plans, the sparse
+   * row's 64-row blocks for a window (the row only for sparse masks);
+   * flash_tf32's measured row for f32. */
+  {
+    const clattn__variant *tc = clattn__variant_find("flash_tc");
+    clattn_attention_desc dt = small_desc(64);
+    dt.head_dim = 64;
+    dt.dtype = CLATTN_DTYPE_F16;
+    assert_true(clattn__builtin_default(&h200, tc, &dt, p, label, 64));
+    clattn__config_format(tc, p, cfg, sizeof cfg);
+    assert_string_equal(cfg, "warps=4,mt=2,bn=64");
+    assert_string_equal(label, "NVIDIA GPU");
+    dt.mask = CLATTN_MASK_WINDOW;
+    assert_true(clattn__builtin_default(&h200, tc, &dt, p, label, 64));
+    clattn__config_format(tc, p, cfg, sizeof cfg);
+    assert_string_equal(cfg, "warps=4,mt=1,bn=64");
+    assert_string_equal(label, "NVIDIA GPU, sparse");
+    dt.mask = CLATTN_MASK_CAUSAL;
+    assert_true(clattn__builtin_default(&h200, tc, &dt, p, label, 64));
+    assert_string_equal(label, "NVIDIA GPU");
+    const clattn__variant *tf = clattn__variant_find("flash_tf32");
+    dt.dtype = CLATTN_DTYPE_F32;
+    dt.head_dim = 128;
+    assert_true(clattn__builtin_default(&h200, tf, &dt, p, label, 64));
+    clattn__config_format(tf, p, cfg, sizeof cfg);
+    assert_string_equal(cfg, "warps=8,mt=1,bn=32");
+  }
   /* The CPU kernel's row. */
   clattn__device_info cpu = fake(1, "Other", 0, 1 << 20, 4096);
   assert_true(clattn__builtin_default(&cpu, clattn__variant_find("flash_rows"), &d, p, label, 64));

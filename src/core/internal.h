@@ -142,6 +142,10 @@ struct clattn_plan_s {
 static inline bool clattn__mask_is_causal(clattn_mask m) {
   return m == CLATTN_MASK_CAUSAL || m == CLATTN_MASK_CAUSAL_TOP_LEFT;
 }
+/* The sparse family's masks: CLATTN_MASK_WINDOW .. CLATTN_MASK_BLOCK_LAYOUT. */
+static inline bool clattn__mask_is_sparse(clattn_mask m) {
+  return m >= CLATTN_MASK_WINDOW && m <= CLATTN_MASK_BLOCK_LAYOUT;
+}
 /* Whether the descriptor sets a score modifier (softcap, ALiBi): only the
  * flash and flash_rows forward kernels take them. */
 /* Unit dim stride and batch, head and seq strides that are multiples of q

@@ -8,10 +8,6 @@
 
 #define BAD(...) clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
 
-bool clattn__mask_is_sparse(clattn_mask m) {
-  return m >= CLATTN_MASK_WINDOW && m <= CLATTN_MASK_BLOCK_LAYOUT;
-}
-
 static const char *mask_name(clattn_mask m) {
   switch (m) {
   case CLATTN_MASK_WINDOW: return "WINDOW";

@@ -51,8 +51,6 @@ typedef struct clattn__sparse {
   size_t device_bytes; /* bits + tile lists */
 } clattn__sparse;
 
-/* True for CLATTN_MASK_WINDOW .. CLATTN_MASK_BLOCK_LAYOUT. */
-bool clattn__mask_is_sparse(clattn_mask m);
 
 /* Validates desc->sparse for desc->mask (sizes already checked). Messages
  * name the field, e.g. "desc.sparse.layout_cols[5] ...". ctx may be NULL. */

@@ -34,6 +34,7 @@ typedef struct tune_default {
   int max_head_dim;
   const char *config;
   const char *label;
+  int sparse; /* 1: for plans with a sparse mask only (0, left out: any mask) */
 } tune_default;
 
 static const tune_default table[] = {
@@ -42,41 +43,45 @@ static const tune_default table[] = {
      * d=128) found nothing faster than these, which are also the choice for
      * other NVIDIA GPUs (not measured; they fit the 48 KiB local memory of
      * every NVIDIA GPU up to d = 128). */
-    {"flash", "nvidia", NULL, NULL, GPU, -1, 64, "bm=64,bn=32,tm=16,tn=8", "NVIDIA GPU"},
-    {"flash", "nvidia", NULL, NULL, GPU, -1, 128, "bm=64,bn=16,tm=16,tn=8", "NVIDIA GPU"},
-    {"flash", "nvidia", NULL, NULL, GPU, -1, 256, "bm=32,bn=16,tm=8,tn=8", "NVIDIA GPU"},
+    {"flash", "nvidia", NULL, NULL, GPU, -1, 64, "bm=64,bn=32,tm=16,tn=8", "NVIDIA GPU", 0},
+    {"flash", "nvidia", NULL, NULL, GPU, -1, 128, "bm=64,bn=16,tm=16,tn=8", "NVIDIA GPU", 0},
+    {"flash", "nvidia", NULL, NULL, GPU, -1, 256, "bm=32,bn=16,tm=8,tn=8", "NVIDIA GPU", 0},
     /* Tensor-core kernel (f16/bf16 on sm_80+), H200 sweeps at N = 4096
      * (`bash bench/gpu.sh tc`, bench/RESULTS.md): two m-tiles per warp halve
      * the local-memory reads per MMA where the registers allow it (d <= 64);
      * at d = 128 they spill (255 registers), one m-tile and 8 warps win. */
-    {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 64, "warps=4,mt=2,bn=64", "NVIDIA GPU"},
-    {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 128, "warps=8,mt=1,bn=64", "NVIDIA GPU"},
-    {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 256, "warps=8,mt=1,bn=32", "NVIDIA GPU"},
+    /* Sparse masks (window / band patterns: a few tiles per row block) at d <= 64: 64-row
+     * blocks waste fewer pairs at a band's edges; window 256 at N = 16k, f16, H100: 0.2046 vs
+     * 0.2329 ms causal, 0.2768 vs 0.2907 two-sided (bench/RESULTS.md §20). */
+    {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 64, "warps=4,mt=1,bn=64", "NVIDIA GPU, sparse", 1},
+    {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 64, "warps=4,mt=2,bn=64", "NVIDIA GPU", 0},
+    {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 128, "warps=8,mt=1,bn=64", "NVIDIA GPU", 0},
+    {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 256, "warps=8,mt=1,bn=32", "NVIDIA GPU", 0},
     /* f32 on tensor cores (3xTF32), H100 sweep at N = 4096 (`bash bench/gpu.sh tf32`,
      * bench/RESULTS.md §21): one m-tile a warp (two spill: f32 Q fragments plus the fresh P·V
      * accumulators), 8 warps, 32-key tiles. */
-    {"flash_tf32", "nvidia", NULL, NULL, GPU, -1, 128, "warps=8,mt=1,bn=32", "NVIDIA GPU"},
+    {"flash_tf32", "nvidia", NULL, NULL, GPU, -1, 128, "warps=8,mt=1,bn=32", "NVIDIA GPU", 0},
     /* Backward (issue 16), portable work-group kernels on NVIDIA: the Q, dO,
      * K, V tiles and the P, dS tiles within 42 KiB of local memory (not
      * measured yet: `bash bench/gpu.sh backward`). */
-    {"flash_bwd", "nvidia", NULL, NULL, GPU, -1, 64, "bm=32,bn=32,nt=128", "NVIDIA GPU"},
-    {"flash_bwd", "nvidia", NULL, NULL, GPU, -1, 128, "bm=16,bn=16,nt=128", "NVIDIA GPU"},
-    {"flash_bwd", "nvidia", NULL, NULL, GPU, -1, 256, "bm=8,bn=8,nt=64", "NVIDIA GPU"},
+    {"flash_bwd", "nvidia", NULL, NULL, GPU, -1, 64, "bm=32,bn=32,nt=128", "NVIDIA GPU", 0},
+    {"flash_bwd", "nvidia", NULL, NULL, GPU, -1, 128, "bm=16,bn=16,nt=128", "NVIDIA GPU", 0},
+    {"flash_bwd", "nvidia", NULL, NULL, GPU, -1, 256, "bm=8,bn=8,nt=64", "NVIDIA GPU", 0},
     /* AMD GPUs: 64-wide wavefronts, 64 KiB LDS (not measured). */
-    {"flash", "amd", NULL, NULL, GPU, -1, 64, "bm=64,bn=32,tm=16,tn=4", "AMD GPU"},
-    {"flash", "amd", NULL, NULL, GPU, -1, 128, "bm=32,bn=32,tm=8,tn=8", "AMD GPU"},
+    {"flash", "amd", NULL, NULL, GPU, -1, 64, "bm=64,bn=32,tm=16,tn=4", "AMD GPU", 0},
+    {"flash", "amd", NULL, NULL, GPU, -1, 128, "bm=32,bn=32,tm=8,tn=8", "AMD GPU", 0},
     /* Intel GPUs: SIMD8..32, 64 KiB SLM (not measured). */
-    {"flash", "intel", NULL, NULL, GPU, -1, 64, "bm=32,bn=32,tm=8,tn=8", "Intel GPU"},
-    {"flash", "intel", NULL, NULL, GPU, -1, 128, "bm=32,bn=16,tm=8,tn=8", "Intel GPU"},
+    {"flash", "intel", NULL, NULL, GPU, -1, 64, "bm=32,bn=32,tm=8,tn=8", "Intel GPU", 0},
+    {"flash", "intel", NULL, NULL, GPU, -1, 128, "bm=32,bn=16,tm=8,tn=8", "Intel GPU", 0},
     /* Any GPU. */
-    {"flash", NULL, NULL, NULL, GPU, -1, 128, "bm=64,bn=32,tm=16,tn=8", "GPU"},
+    {"flash", NULL, NULL, NULL, GPU, -1, 128, "bm=64,bn=32,tm=16,tn=8", "GPU", 0},
     /* CPUs: the row-vector kernel (cl/flash_rows.cl), measured with PoCL 3.1
      * on a 2-core AVX-512 EPYC: 10-27x faster than the work-group kernel's
      * best configurations there. */
-    {"flash_rows", NULL, NULL, NULL, CPU, -1, 256, "bm=16,bn=64", "CPU"},
+    {"flash_rows", NULL, NULL, NULL, CPU, -1, 256, "bm=16,bn=64", "CPU", 0},
     /* Backward on CPUs: 16 lanes (AVX-512: one register per vector) ran
      * 1.8x the 8-lane kernel on PoCL 3.1 (N = 2048, d = 64, f32). */
-    {"flash_bwd_rows", NULL, NULL, NULL, CPU, -1, 256, "w=16", "CPU"},
+    {"flash_bwd_rows", NULL, NULL, NULL, CPU, -1, 256, "w=16", "CPU", 0},
     /* Linear attention on GPUs, measured on an H200 (d = 64, B·H = 16,
      * N = 64k-128k, bench/linear_sweep.sh): 32-key state tiles, 8x8 register
      * tiles of 128-row output blocks, 16-feature apply slices, 64-key causal
@@ -85,26 +90,26 @@ static const tune_default table[] = {
     {"linear", NULL, NULL, NULL, GPU, -1, 256,
      "chunk=64,bks=32,src=8,bq=128,arq=8,arc=8,afs=16,ctr=16,ctc=8,cfs=32,fbr=32,frr=4,frf=8,"
      "fds=16",
-     "GPU"},
+     "GPU", 0},
     {"linear", NULL, NULL, NULL, GPU, -1, 256,
      "chunk=64,bks=16,src=8,bq=128,arq=8,arc=8,afs=16,ctr=16,ctc=8,cfs=32,fbr=32,frr=4,frf=8,"
      "fds=16",
-     "GPU"},
+     "GPU", 0},
     {"linear_tc", "nvidia", NULL, NULL, GPU, -1, 256,
      "chunk=64,bks=32,ctr=16,ctc=8,cfs=32,fbr=32,frr=4,frf=8,fds=16,taw=4,tam=1,bq=64",
-     "NVIDIA GPU"},
+     "NVIDIA GPU", 0},
     /* The same with 16-key state tiles, where 32 do not fit the local memory
      * (d = 64 with 64 features on 48 KiB: without this row the generic
      * tiling ran, 32-key chunks, 1.32x slower causal, H100). */
     {"linear_tc", "nvidia", NULL, NULL, GPU, -1, 256,
      "chunk=64,bks=16,ctr=16,ctc=8,cfs=32,fbr=32,frr=4,frf=8,fds=16,taw=4,tam=1,bq=64",
-     "NVIDIA GPU"},
+     "NVIDIA GPU", 0},
     /* Linear attention on CPUs (PoCL vectorises across work-items): smaller
      * tiles and work-groups. */
     {"linear", NULL, NULL, NULL, CPU, -1, 256,
      "chunk=32,bks=32,srf=4,src=8,bq=32,arq=4,arc=8,afs=32,ctr=8,ctc=8,cfs=32,fbr=32,frr=4,frf=8,"
      "fds=16",
-     "CPU"},
+     "CPU", 0},
 };
 
 static bool vendor_is(const clattn__device_info *info, const char *v) {
@@ -130,7 +135,7 @@ static int level_of(const tune_default *r) {
 }
 
 static bool matches(const tune_default *r, const clattn__device_info *info, const char *arch,
-                    const clattn__variant *sp, clattn_dtype dtype, int head_dim) {
+                    const clattn__variant *sp, clattn_dtype dtype, int head_dim, clattn_mask mask) {
   if (strcmp(r->kernel, sp->name)) return false;
   if (r->dtype >= 0 && r->dtype != (int)dtype) return false;
   if (head_dim > r->max_head_dim) return false;
@@ -139,6 +144,7 @@ static bool matches(const tune_default *r, const clattn__device_info *info, cons
   if (r->vendor && !vendor_is(info, r->vendor)) return false;
   if (r->arch && strcmp(r->arch, arch)) return false;
   if (r->device && !clattn__strcasestr_bool(info->name, r->device)) return false;
+  if (r->sparse && !clattn__mask_is_sparse(mask)) return false;
   return true;
 }
 
@@ -154,7 +160,8 @@ bool clattn__builtin_default(const clattn__device_info *info, const clattn__vari
     int best_params[CLATTN__MAX_PARAMS];
     for (size_t i = 0; i < n; i++) {
       const tune_default *r = &table[i];
-      if (level_of(r) != level || !matches(r, info, arch, v, d->dtype, d->head_dim)) continue;
+      if (level_of(r) != level || !matches(r, info, arch, v, d->dtype, d->head_dim, d->mask))
+        continue;
       if (best && r->max_head_dim >= best->max_head_dim) continue;
       int p[CLATTN__MAX_PARAMS];
       if (clattn__config_parse(v, r->config, have_base ? base : NULL, p, NULL, 0) != CLATTN_SUCCESS)
