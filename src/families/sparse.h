@@ -51,7 +51,6 @@ typedef struct clattn__sparse {
   size_t device_bytes; /* bits + tile lists */
 } clattn__sparse;
 
-
 /* Validates desc->sparse for desc->mask (sizes already checked). Messages
  * name the field, e.g. "desc.sparse.layout_cols[5] ...". ctx may be NULL. */
 clattn_status clattn__sparse_validate(clattn_context ctx, const clattn_attention_desc *d);
