@@ -443,10 +443,11 @@ const char *clattn__flash_tf32_check(const int *p, const clattn_attention_desc *
   if ((size_t)(32 * warps) > info->max_wg) return "32*warps exceeds the device's work-group size";
   if (clattn__flash_tf32_local(p, d) > info->local_mem)
     return "local memory exceeds the device's limit";
-  /* f32 Q fragments, S and O accumulators per lane (plus the split operands
-   * and addressing); beyond ~200 the kernel spills */
+  /* f32 Q fragments, S and O accumulators and the fresh P·V accumulators
+   * (TG = 4 n-tiles) per lane, plus the split operands and addressing;
+   * beyond ~200 the kernel spills */
   const int dp = (d->head_dim + 7) / 8 * 8;
-  if (mt * (dp / 2 + dp / 2 + bn / 2) > 200)
+  if (mt * (dp / 2 + dp / 2 + bn / 2 + 16) > 200)
     return "fragments and accumulators exceed the register budget";
   return NULL;
 }
