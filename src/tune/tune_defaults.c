@@ -17,7 +17,9 @@
  *
  * Within a level the row with the smallest max_head_dim ≥ head_dim whose
  * configuration is legal on the device wins; of equal rows, the first (so
- * a row may be followed by a smaller tiling for where it does not fit). When no row applies, the
+ * a row may be followed by a smaller tiling for where it does not fit, and
+ * a row with `sparse` set, which only plans with a sparse mask match, comes
+ * before the row for every mask). When no row applies, the
  * variant's own fallback decides. A row's configuration may name only some
  * parameters: the others come from the fallback.
  * Add a measured device by adding rows; `label` is what describe() shows.
