@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|mods|modstc|sparsetc|tf32|softcap|extra7|all|plots;
+# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|mods|modstc|sparsetc|tf32|softcap|tcchecks|all|plots;
 # logs go to $OUT (or ./gpu-out), packed into $OUT/logs.tgz on exit (CLATTN_GPU_PACK=0 keeps them loose); pipe the output into $OUT/summary.txt.
 # `regress` (not part of `all`): the same CLI points on this tree and on an older one in .base/
 # (`git archive REV | tar -x -C .base`, passed with carry), alternating, same process group: speed must not move.
@@ -506,7 +506,7 @@ if want softcap; then
   done; done; done | tee "$OUT/softcap.txt"
 fi
 
-if want extra7; then
+if want tcchecks; then
   # seventh session's checks: decode_tc's tests on the GPU (fp8, every code, modifiers), decode with
   # modifiers against plain decode, window tilings on flash_tc, f32 against PyTorch at the new defaults
   timeout 300 ./build/tests/test_decode --only "test_decode_tc*" >"$OUT/test_decode_tc.log" 2>&1

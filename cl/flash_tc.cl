@@ -66,17 +66,19 @@
 #define LDK ((DP + 31) / 32 * 32 + 8) /* row strides (floats) of the K and V tiles */
 #define LDV ((DP + 15) / 16 * 16 + 4)
 #define KCH (DP / 8) /* k-steps of S = Q Kᵀ */
-#define CH4 (DP / 4) /* 4-element chunks per row */
+#define TC_EPC 4     /* elements a 16-byte chunk */
 #ifndef TG
 #define TG 4 /* n-tiles of O per fresh P·V accumulator */
 #endif
 #else
 #define TC_ET ushort
-#define LDK (DP + 8)  /* row stride (elements) of KVs */
+#define LDK (DP + 8)  /* row stride (elements) of the K and V tiles */
+#define LDV LDK
 #define KCH (DP / 16) /* k-steps of S = Q Kᵀ */
 #define KCP (BN / 16) /* k-steps of O = P V */
-#define CH8 (DP / 8)  /* 8-element chunks per row */
+#define TC_EPC 8      /* elements a 16-byte chunk */
 #endif
+#define TC_CHUNKS (DP / TC_EPC) /* 16-byte chunks a tile row */
 
 /* Forward modifiers (cl/common.cl: softcap, ALiBi, user score_mod and
  * mask_mod, bias tensor, sinks): the scores are scaled into log2 units
@@ -153,93 +155,61 @@ inline void load_tile8(__local ushort *dst, __global const kvtype *base, long ss
 }
 #endif
 
+/* Dims TC_EPC·ch .. + TC_EPC - 1 of the row at base + ro (dim stride sd;
+ * dims past D: 0) as 16 bytes. */
 #if TF32
-/* Copies rows [row0, row0 + nrows) of an f32 tensor (rows past `limit` and
- * dims past D → 0) into local rows of ld floats. */
-inline void load_tile32(__local float *dst, int ld, __global const float *base, long ss, long sd,
-                        int row0, int nrows, int limit, int lid) {
-  for (int idx = lid; idx < nrows * CH4; idx += NT) {
-    const int r = idx / CH4, ch = idx % CH4;
-    float4 x = (float4)(0.0f);
-    if (row0 + r < limit && 4 * ch < D) {
-      const long ro = (long)(row0 + r) * ss;
+inline uint4 tc_chunk(__global const float *base, long ro, int ch, long sd) {
 #if VEC_GLOBAL
-      (void)sd;
-      x = *(__global const float4 *)(base + ro + 4 * ch);
+  (void)sd;
+  return as_uint4(*(__global const float4 *)(base + ro + 4 * ch));
 #else
-      float e[4];
-      for (int u = 0; u < 4; u++)
-        e[u] = 4 * ch + u < D ? base[ro + (long)(4 * ch + u) * sd] : 0.0f;
-      x = (float4)(e[0], e[1], e[2], e[3]);
+  float e[4];
+  for (int u = 0; u < 4; u++)
+    e[u] = 4 * ch + u < D ? base[ro + (long)(4 * ch + u) * sd] : 0.0f;
+  return as_uint4((float4)(e[0], e[1], e[2], e[3]));
 #endif
-    }
-    *(__local float4 *)(dst + r * ld + 4 * ch) = x;
-  }
 }
-#if ASYNC
-/* cp.async version (VEC_GLOBAL layouts: D % 4 == 0). */
-inline void load_tile32_async(__local float *dst, int ld, __global const float *base, long ss,
-                              int row0, int nrows, int limit, int lid) {
-  for (int idx = lid; idx < nrows * CH4; idx += NT) {
-    const int r = idx / CH4, ch = idx % CH4;
-    const bool ok = row0 + r < limit && 4 * ch < D;
-    __global const float *src = ok ? base + (long)(row0 + r) * ss + 4 * ch : base;
-#if CLATTN_NV_EMU
-    *(__local float4 *)(dst + r * ld + 4 * ch) = ok ? *(__global const float4 *)src : (float4)(0.0f);
-#else
-    CP_ASYNC16(smem_addr(dst + r * ld + 4 * ch), src, ok);
-#endif
-  }
-}
-#endif
-#define TILE_K(kv) load_tile32(Ks, LDK, Kb, kss, ksd, (kv), BN, Nk, lid)
-#define TILE_V(kv) load_tile32(Vs, LDV, Vb, vss, vsd, (kv), BN, Nk, lid)
-#define TILE_K_ASYNC(kv) load_tile32_async(Ks, LDK, Kb, kss, (kv), BN, Nk, lid)
-#define TILE_V_ASYNC(kv) load_tile32_async(Vs, LDV, Vb, vss, (kv), BN, Nk, lid)
 /* Q element (row, col) as f32 (0 past Nq rows and D dims). */
 inline float q_f32(__global const float *Qb, int row, int col, int Nq, long qss, long qsd) {
   return row < Nq && col < D ? Qb[(long)row * qss + (long)col * qsd] : 0.0f;
 }
 #else
-#define TILE_K(kv) load_tile16(Ks, Kb, kss, ksd, (kv), BN, Nk, lid)
-#define TILE_V(kv) load_tile16(Vs, Vb, vss, vsd, (kv), BN, Nk, lid)
-#define TILE_K_ASYNC(kv) load_tile16_async(Ks, Kb, kss, (kv), BN, Nk, lid)
-#define TILE_V_ASYNC(kv) load_tile16_async(Vs, Vb, vss, (kv), BN, Nk, lid)
+#define tc_chunk load_chunk16
 #endif
 
-#if !TF32
-/* Copies rows [row0, row0 + nrows) of a 16-bit tensor (rows past `limit` and
- * dims past D → 0) into local rows of LDK elements. */
-inline void load_tile16(__local ushort *dst, __global const ushort *base, long ss, long sd,
-                        int row0, int nrows, int limit, int lid) {
-  for (int idx = lid; idx < nrows * CH8; idx += NT) {
-    const int r = idx / CH8, ch = idx % CH8;
+/* Copies rows [row0, row0 + nrows) of a K or V tensor (rows past `limit`
+ * and chunks past D → 0) into local rows of ld elements. */
+inline void load_tile(__local TC_ET *dst, int ld, __global const TC_ET *base, long ss, long sd,
+                      int row0, int nrows, int limit, int lid) {
+  for (int idx = lid; idx < nrows * TC_CHUNKS; idx += NT) {
+    const int r = idx / TC_CHUNKS, ch = idx % TC_CHUNKS;
     uint4 x = (uint4)(0u);
-    if (row0 + r < limit && 8 * ch < D) x = load_chunk16(base, (long)(row0 + r) * ss, ch, sd);
-    *(__local uint4 *)(dst + r * LDK + 8 * ch) = x;
+    if (row0 + r < limit && TC_EPC * ch < D) x = tc_chunk(base, (long)(row0 + r) * ss, ch, sd);
+    *(__local uint4 *)(dst + r * ld + TC_EPC * ch) = x;
   }
 }
-
-inline uint lds32(__local const ushort *p) { return *(__local const uint *)p; }
 
 #if ASYNC
-/* cp.async version of load_tile16 (VEC_GLOBAL layouts only): rows past
+/* cp.async version of load_tile (VEC_GLOBAL layouts only): rows past
  * `limit` and chunks past D are zero-filled by a source size of 0. */
-inline void load_tile16_async(__local ushort *dst, __global const ushort *base, long ss, int row0,
-                              int nrows, int limit, int lid) {
-  for (int idx = lid; idx < nrows * CH8; idx += NT) {
-    const int r = idx / CH8, ch = idx % CH8;
-    const bool ok = row0 + r < limit && 8 * ch < D;
-    __global const ushort *src = ok ? base + (long)(row0 + r) * ss + 8 * ch : base;
+inline void load_tile_async(__local TC_ET *dst, int ld, __global const TC_ET *base, long ss,
+                            int row0, int nrows, int limit, int lid) {
+  for (int idx = lid; idx < nrows * TC_CHUNKS; idx += NT) {
+    const int r = idx / TC_CHUNKS, ch = idx % TC_CHUNKS;
+    const bool ok = row0 + r < limit && TC_EPC * ch < D;
+    __global const TC_ET *src = ok ? base + (long)(row0 + r) * ss + TC_EPC * ch : base;
 #if CLATTN_NV_EMU /* a plain copy (the emulation's addresses are relative to the kernel's array) */
-    *(__local uint4 *)(dst + r * LDK + 8 * ch) = ok ? *(__global const uint4 *)src : (uint4)(0u);
+    *(__local uint4 *)(dst + r * ld + TC_EPC * ch) = ok ? *(__global const uint4 *)src : (uint4)(0u);
 #else
-    CP_ASYNC16(smem_addr(dst + r * LDK + 8 * ch), src, ok);
+    CP_ASYNC16(smem_addr(dst + r * ld + TC_EPC * ch), src, ok);
 #endif
   }
 }
 #endif
-#endif
+#define TILE_K(kv) load_tile(Ks, LDK, Kb, kss, ksd, (kv), BN, Nk, lid)
+#define TILE_V(kv) load_tile(Vs, LDV, Vb, vss, vsd, (kv), BN, Nk, lid)
+#define TILE_K_ASYNC(kv) load_tile_async(Ks, LDK, Kb, kss, (kv), BN, Nk, lid)
+#define TILE_V_ASYNC(kv) load_tile_async(Vs, LDV, Vb, vss, (kv), BN, Nk, lid)
 
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
 flash_tc(FLASH_ARGS(TC_ET)) {

@@ -69,8 +69,14 @@ inline uint emu_f2h(float x) {
   return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
 #endif
 }
+/* One MMA of the warp: m16n8k16 on 16-bit pairs (tf32 = 0) or m16n8k8 on
+ * TF32 (tf32 = 1, one element a register, of which the hardware reads the
+ * top 19 bits). In 32-bit registers both have the same fragments: register
+ * column kk (0..7) of A row `row` is in lane 4·(row % 8) + kk % 4, register
+ * row / 8 + 2·(kk / 4); of B column `col` in lane 4·col + kk % 4, register
+ * 4 + kk / 4; a 16-bit register holds k = 2kk (low half) and 2kk + 1. */
 inline void emu_mma(float *c, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1,
-                    __local uint *x) {
+                    __local uint *x, const int tf32) {
   const int lane = get_local_id(0) % 32, g = lane >> 2, t = lane & 3;
   x += (get_local_id(0) / 32) * 32 * 6; /* this warp's lanes */
   x[lane * 6 + 0] = a0;
@@ -80,16 +86,17 @@ inline void emu_mma(float *c, uint a0, uint a1, uint a2, uint a3, uint b0, uint 
   x[lane * 6 + 4] = b0;
   x[lane * 6 + 5] = b1;
   barrier(CLK_LOCAL_MEM_FENCE);
+  const int per = tf32 ? 1 : 2; /* elements a register */
   float r[4];
   for (int e = 0; e < 4; e++) {
     const int row = g + 8 * (e >> 1), col = 2 * t + (e & 1);
     float acc = c[e];
-    for (int k = 0; k < 16; k++) {
-      /* A (row-major): lane 4·(row % 8) + (k % 8) / 2, register row / 8 + 2·(k / 8);
-       * B (col-major): lane 4·col + (k % 8) / 2, register 4 + k / 8; half k % 2 */
-      const uint aw = x[(4 * (row % 8) + (k % 8) / 2) * 6 + row / 8 + 2 * (k / 8)];
-      const uint bw = x[(4 * col + (k % 8) / 2) * 6 + 4 + k / 8];
-      acc += emu_h2f(aw >> (16 * (k % 2))) * emu_h2f(bw >> (16 * (k % 2)));
+    for (int k = 0; k < 8 * per; k++) {
+      const int kk = k / per, hi = k % per;
+      const uint aw = x[(4 * (row % 8) + kk % 4) * 6 + row / 8 + 2 * (kk / 4)];
+      const uint bw = x[(4 * col + kk % 4) * 6 + 4 + kk / 4];
+      acc += tf32 ? as_float(aw & 0xffffe000u) * as_float(bw & 0xffffe000u)
+                  : emu_h2f(aw >> (16 * hi)) * emu_h2f(bw >> (16 * hi));
     }
     r[e] = acc;
   }
@@ -97,34 +104,9 @@ inline void emu_mma(float *c, uint a0, uint a1, uint a2, uint a3, uint b0, uint 
   for (int e = 0; e < 4; e++)
     c[e] = r[e];
 }
-#define MMA(c, a0, a1, a2, a3, b0, b1) emu_mma((c), (a0), (a1), (a2), (a3), (b0), (b1), nv_emu_x)
-/* m16n8k8 .tf32: A (row, k) in lane 4·(row % 8) + k % 4, register row / 8 +
- * 2·(k / 4); B (k, col) in lane 4·col + k % 4, register k / 4. The hardware
- * reads the top 19 bits of each operand. */
-inline void emu_mma8(float *c, const uint *a, const uint *b, __local uint *x) {
-  const int lane = get_local_id(0) % 32, g = lane >> 2, t = lane & 3;
-  x += (get_local_id(0) / 32) * 32 * 6;
-  for (int i = 0; i < 4; i++)
-    x[lane * 6 + i] = a[i];
-  x[lane * 6 + 4] = b[0];
-  x[lane * 6 + 5] = b[1];
-  barrier(CLK_LOCAL_MEM_FENCE);
-  float r[4];
-  for (int e = 0; e < 4; e++) {
-    const int row = g + 8 * (e >> 1), col = 2 * t + (e & 1);
-    float acc = c[e];
-    for (int k = 0; k < 8; k++) {
-      const uint aw = x[(4 * (row % 8) + k % 4) * 6 + row / 8 + 2 * (k / 4)];
-      const uint bw = x[(4 * col + k % 4) * 6 + 4 + k / 4];
-      acc += as_float(aw & 0xffffe000u) * as_float(bw & 0xffffe000u);
-    }
-    r[e] = acc;
-  }
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (int e = 0; e < 4; e++)
-    c[e] = r[e];
-}
-#define MMA8(c, a, b) emu_mma8((c), (a), (b), nv_emu_x)
+#define MMA(c, a0, a1, a2, a3, b0, b1)                                                             \
+  emu_mma((c), (a0), (a1), (a2), (a3), (b0), (b1), nv_emu_x, 0)
+#define MMA8(c, a, b) emu_mma((c), (a)[0], (a)[1], (a)[2], (a)[3], (b)[0], (b)[1], nv_emu_x, 1)
 /* cvt.rna.tf32.f32: to the nearest TF32, ties away from zero */
 inline uint tf32_hi(float x) {
   const uint u = as_uint(x);

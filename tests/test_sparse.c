@@ -270,6 +270,20 @@ static void test_layout(void **state) { run_layouts(*state, CLATTN_ALGO_FLASH); 
 
 /* ---- the tensor-core kernel ------------------------------------------------ */
 
+/* BigBird of 7-token blocks (one window block, one random block drawn from
+ * seed) with an element window of 10 each side: the tensor-core tests' case. */
+static clattn_sparse_desc bigbird_ew(uint64_t seed) {
+  clattn_sparse_desc sp;
+  memset(&sp, 0, sizeof sp);
+  sp.block_size = 7;
+  sp.window_blocks = 1;
+  sp.random_blocks = 1;
+  sp.seed = seed;
+  sp.element_window = 1;
+  sp.window_left = sp.window_right = 10;
+  return sp;
+}
+
 /* flash_tc (NVIDIA sm_80+; emulated in CI with CLATTN_NV_EMULATE=1, else
  * skipped) walking the tile lists with 16-bit storage: a causal window with
  * global positions, dilated, strided with global tokens, BigBird with an
@@ -307,13 +321,7 @@ static void test_flash_tc(void **state) {
     d = make(65, 90, CLATTN_MASK_STRIDED, CLATTN_ALGO_FLASH, &sp);
     d.dtype = dt;
     check(ctx, &d, "tc%d/strided/q65-k90/L3-s16-t2-c%d", c, c);
-    memset(&sp, 0, sizeof sp);
-    sp.block_size = 7;
-    sp.window_blocks = 1;
-    sp.random_blocks = 1;
-    sp.seed = 0x77u;
-    sp.element_window = 1;
-    sp.window_left = sp.window_right = 10;
+    sp = bigbird_ew(0x77u);
     d = make(120, 130, CLATTN_MASK_BIGBIRD, CLATTN_ALGO_FLASH, &sp);
     d.dtype = dt;
     d.alibi_max_bias = c ? 4.0 : 0.0;
@@ -352,13 +360,7 @@ static void test_flash_tf32(void **state) {
   sp.num_global = 2;
   d = make(100, 37, CLATTN_MASK_DILATED, CLATTN_ALGO_FLASH, &sp);
   check(ctx, &d, "tf32/dilated/q100-k37/L20-s3-g2");
-  memset(&sp, 0, sizeof sp);
-  sp.block_size = 7;
-  sp.window_blocks = 1;
-  sp.random_blocks = 1;
-  sp.seed = 0x78u;
-  sp.element_window = 1;
-  sp.window_left = sp.window_right = 10;
+  sp = bigbird_ew(0x78u);
   d = make(120, 130, CLATTN_MASK_BIGBIRD, CLATTN_ALGO_FLASH, &sp);
   check(ctx, &d, "tf32/bigbird/q120-k130/b7-w1-r1-e10");
   clattn_context_release(ctx);

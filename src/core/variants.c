@@ -39,7 +39,7 @@ static const clattn__variant table[] = {
     {VARIANT("flash_tc", F, FWD, true, flash_tc), .params = clattn__flash_tc_params,
      .num_params = 3, .kv_quant = true, .create = clattn__flash_tc_create,
      .execute = clattn__flash_execute, .release = clattn__flash_release},
-    {VARIANT("flash_tf32", F, FWD, true, flash_tf32), .params = clattn__flash_tf32_params,
+    {VARIANT("flash_tf32", F, FWD, true, flash_tf32), .params = clattn__flash_tc_params,
      .num_params = 3, .create = clattn__flash_tc_create, .execute = clattn__flash_execute,
      .release = clattn__flash_release},
     {VARIANT("flash_rows", F, FWD, true, flash_rows), .params = clattn__flash_rows_params,

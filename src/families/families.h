@@ -48,7 +48,6 @@ extern const clattn__param clattn__flash_rows_params[2];
 extern const clattn__param clattn__flash_tc_params[3];
 /* flash_tf32: f32 on tensor cores (cl/flash_tc.cl with -DTF32=1, 3xTF32); flash_tc's create. */
 CLATTN__VARIANT_DECL(flash_tf32)
-extern const clattn__param clattn__flash_tf32_params[3];
 clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const char *origin);
 clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const char *origin);
 clattn_status clattn__flash_execute(clattn_plan p, const clattn__buffers *b, cl_uint num_wait,

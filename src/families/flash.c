@@ -65,10 +65,8 @@ const char *const clattn__flash_wgmma_sources[] = {"nv_mma.cl", "wgmma.cl", "fla
 const char *const clattn__flash_wg_sources[] = {"flash_fwd.cl", NULL};
 const char *const clattn__flash_rows_sources[] = {"flash_rows.cl", NULL};
 const char *const clattn__flash_tc_sources[] = {"nv_mma.cl", "flash_tc.cl", NULL};
-/* flash_tf32: the same kernel for f32 (3xTF32, -DTF32=1) and the same parameters. */
+/* flash_tf32: the same kernel for f32 (3xTF32, -DTF32=1), with flash_tc's parameters. */
 const char *const clattn__flash_tf32_sources[] = {"nv_mma.cl", "tf32.cl", "flash_tc.cl", NULL};
-const clattn__param clattn__flash_tf32_params[3] = {
-    {"warps", 1, 32, VALS(tc_warps)}, {"mt", 1, 2, VALS(tc_mt)}, {"bn", 16, 1024, VALS(tc_bn)}};
 
 /* ---- the portable work-group kernel (cl/flash_fwd.cl) ---------------------- */
 
@@ -319,13 +317,24 @@ static bool first_legal3(const int (*prefs)[3], size_t n, check3_fn check,
   return false;
 }
 
-/* The problems the tensor-core kernels serve: 16-bit storage (f32: the
- * flash_tf32 variant), dense or causal masks, no inference mode (flash_tc:
- * every forward modifier and the sparse masks too). */
-static bool tc_problem(const clattn_attention_desc *d, bool sparse_ok, const char **why) {
+/* The problems the tensor-core kernels serve: NVIDIA sm_80+ (or its PTX
+ * emulated, tests), no inference mode, f32 storage for flash_tf32 and
+ * 16-bit storage for the others, dense or causal masks (sparse_ok: the
+ * sparse masks too, without a user mask or 8-bit K/V). */
+static bool tc_problem(const clattn__device_info *info, const clattn_attention_desc *d,
+                       bool f32, bool sparse_ok, const char **why) {
+  if ((!info->is_nvidia || info->nv_cc_major < 8) && !info->nv_emulate) {
+    *why = "needs NVIDIA sm_80 or newer (mma.sync)";
+    return false;
+  }
   if (inference_mode(d, why)) return false;
-  if (d->dtype == CLATTN_DTYPE_F32) {
-    *why = "f16/bf16 storage only (f32: flash_tf32)";
+  if ((d->dtype == CLATTN_DTYPE_F32) != f32) {
+    *why = f32 ? "f32 storage only (f16/bf16: flash_tc)" : "f16/bf16 storage only (f32: flash_tf32)";
+    return false;
+  }
+  if (sparse_ok && clattn__mask_is_sparse(d->mask) &&
+      (d->mask_mod || d->kv_dtype != CLATTN_KV_DTYPE_SAME)) {
+    *why = "a sparse mask with a user mask or 8-bit K/V (flash has them)";
     return false;
   }
   if (d->mask != CLATTN_MASK_NONE && !clattn__mask_is_causal(d->mask) &&
@@ -336,22 +345,28 @@ static bool tc_problem(const clattn_attention_desc *d, bool sparse_ok, const cha
   return true;
 }
 
+/* The legality shared by flash_tc and flash_tf32 (warps, m-tiles, keys per
+ * tile): ranges, work-group size, local memory, and an estimate of the
+ * registers a lane keeps live against the budget beyond which it spills. */
+static const char *tc_params_check(const int *p, const clattn__device_info *info, size_t local,
+                                   int regs, int budget) {
+  const int warps = p[0], mt = p[1], bn = p[2];
+  if (warps < 1 || warps > 32 || mt < 1 || mt > 2 || bn < 16 || bn > 1024 || bn % 16)
+    return "parameters out of range (warps 1..32, mt 1..2, bn a multiple of 16)";
+  if ((size_t)(32 * warps) > info->max_wg) return "32*warps exceeds the device's work-group size";
+  if (local > info->local_mem) return "local memory exceeds the device's limit";
+  if (regs > budget) return "fragments and accumulators exceed the register budget";
+  return NULL;
+}
+
 int clattn__flash_tc_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                                 const char **why) {
-  /* nv_emulate (tests): the warp-level PTX emulated on another device */
-  if ((!info->is_nvidia || info->nv_cc_major < 8) && !info->nv_emulate) {
-    *why = "needs NVIDIA sm_80 or newer (mma.sync)";
-    return 0;
-  }
+  if (!tc_problem(info, d, false, true, why)) return 0;
   if (d->kv_dtype != CLATTN_KV_DTYPE_SAME && d->kv_scale == CLATTN_KV_SCALE_CHANNEL) {
     *why = "8-bit K/V with token, tensor or head scales (channel scales: flash)";
     return 0;
   }
-  if (clattn__mask_is_sparse(d->mask) && (d->mask_mod || d->kv_dtype != CLATTN_KV_DTYPE_SAME)) {
-    *why = "a sparse mask with a user mask or 8-bit K/V (flash has them)";
-    return 0;
-  }
-  return tc_problem(d, true, why) ? 30 : 0;
+  return 30;
 }
 
 size_t clattn__flash_tc_local(const int *p, const clattn_attention_desc *d) {
@@ -372,16 +387,9 @@ static int tc_live_regs(int mt, int bn, int head_dim) {
 
 const char *clattn__flash_tc_check(const int *p, const clattn_attention_desc *d,
                                    const clattn__device_info *info) {
-  const int warps = p[0], mt = p[1], bn = p[2];
-  if (warps < 1 || warps > 32 || mt < 1 || mt > 2 || bn < 16 || bn > 1024 || bn % 16)
-    return "parameters out of range (warps 1..32, mt 1..2, bn a multiple of 16)";
-  if ((size_t)(32 * warps) > info->max_wg) return "32*warps exceeds the device's work-group size";
-  if (clattn__flash_tc_local(p, d) > info->local_mem)
-    return "local memory exceeds the device's limit";
   /* Beyond ~240 live registers per lane the kernel spills (255 is the cap). */
-  if (tc_live_regs(mt, bn, d->head_dim) > 240)
-    return "fragments and accumulators exceed the register budget";
-  return NULL;
+  return tc_params_check(p, info, clattn__flash_tc_local(p, d), tc_live_regs(p[1], p[2], d->head_dim),
+                         240);
 }
 
 bool clattn__flash_tc_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
@@ -396,30 +404,13 @@ bool clattn__flash_tc_fallback(const clattn__device_info *info, const clattn_att
 
 int clattn__flash_tf32_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                                   const char **why) {
-  if ((!info->is_nvidia || info->nv_cc_major < 8) && !info->nv_emulate) {
-    *why = "needs NVIDIA sm_80 or newer (mma.sync .tf32)";
-    return 0;
-  }
-  if (d->dtype != CLATTN_DTYPE_F32) {
-    *why = "f32 storage only (f16/bf16: flash_tc)";
-    return 0;
-  }
+  if (!tc_problem(info, d, true, true, why)) return 0;
   if (d->kv_dtype != CLATTN_KV_DTYPE_SAME) {
     *why = "no 8-bit K/V (flash has them with f32 Q)";
     return 0;
   }
   if (d->head_dim > 128) {
     *why = "head_dim up to 128 (Q stays f32 in registers)";
-    return 0;
-  }
-  if (clattn__mask_is_sparse(d->mask) && d->mask_mod) {
-    *why = "a sparse mask with a user mask (flash has them)";
-    return 0;
-  }
-  if (inference_mode(d, why)) return 0;
-  if (d->mask != CLATTN_MASK_NONE && !clattn__mask_is_causal(d->mask) &&
-      !clattn__mask_is_sparse(d->mask)) {
-    *why = "dense, causal or sparse masks";
     return 0;
   }
   return 30; /* above flash (10) */
@@ -436,20 +427,13 @@ size_t clattn__flash_tf32_local(const int *p, const clattn_attention_desc *d) {
 
 const char *clattn__flash_tf32_check(const int *p, const clattn_attention_desc *d,
                                      const clattn__device_info *info) {
-  const int warps = p[0], mt = p[1], bn = p[2];
-  if (warps < 1 || warps > 32 || mt < 1 || mt > 2 || bn < 16 || bn > 1024 || bn % 16)
-    return "parameters out of range (warps 1..32, mt 1..2, bn a multiple of 16)";
   if (d->head_dim > 128) return "head_dim above 128";
-  if ((size_t)(32 * warps) > info->max_wg) return "32*warps exceeds the device's work-group size";
-  if (clattn__flash_tf32_local(p, d) > info->local_mem)
-    return "local memory exceeds the device's limit";
   /* f32 Q fragments, S and O accumulators and the fresh P·V accumulators
    * (TG = 4 n-tiles) per lane, plus the split operands and addressing;
    * beyond ~200 the kernel spills */
   const int dp = (d->head_dim + 7) / 8 * 8;
-  if (mt * (dp / 2 + dp / 2 + bn / 2 + 16) > 200)
-    return "fragments and accumulators exceed the register budget";
-  return NULL;
+  return tc_params_check(p, info, clattn__flash_tf32_local(p, d),
+                         p[1] * (dp / 2 + dp / 2 + p[2] / 2 + 16), 200);
 }
 
 bool clattn__flash_tf32_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
@@ -473,7 +457,7 @@ int clattn__flash_wgmma_applicable(const clattn__device_info *info, const clattn
   }
   /* Below flash_tc (30) until it is faster: measured on an H100 it runs at
    * 0.83-1.01x of flash_tc (bench/RESULTS.md); forced with "flash_wgmma:". */
-  return tc_problem(d, false, why) ? 25 : 0;
+  return tc_problem(info, d, false, false, why) ? 25 : 0;
 }
 
 size_t clattn__flash_wgmma_local(const int *p, const clattn_attention_desc *d) {
