@@ -321,15 +321,16 @@ static bool first_legal3(const int (*prefs)[3], size_t n, check3_fn check,
  * emulated, tests), no inference mode, f32 storage for flash_tf32 and
  * 16-bit storage for the others, dense or causal masks (sparse_ok: the
  * sparse masks too, without a user mask or 8-bit K/V). */
-static bool tc_problem(const clattn__device_info *info, const clattn_attention_desc *d,
-                       bool f32, bool sparse_ok, const char **why) {
+static bool tc_problem(const clattn__device_info *info, const clattn_attention_desc *d, bool f32,
+                       bool sparse_ok, const char **why) {
   if ((!info->is_nvidia || info->nv_cc_major < 8) && !info->nv_emulate) {
     *why = "needs NVIDIA sm_80 or newer (mma.sync)";
     return false;
   }
   if (inference_mode(d, why)) return false;
   if ((d->dtype == CLATTN_DTYPE_F32) != f32) {
-    *why = f32 ? "f32 storage only (f16/bf16: flash_tc)" : "f16/bf16 storage only (f32: flash_tf32)";
+    *why =
+        f32 ? "f32 storage only (f16/bf16: flash_tc)" : "f16/bf16 storage only (f32: flash_tf32)";
     return false;
   }
   if (sparse_ok && clattn__mask_is_sparse(d->mask) &&
@@ -388,8 +389,8 @@ static int tc_live_regs(int mt, int bn, int head_dim) {
 const char *clattn__flash_tc_check(const int *p, const clattn_attention_desc *d,
                                    const clattn__device_info *info) {
   /* Beyond ~240 live registers per lane the kernel spills (255 is the cap). */
-  return tc_params_check(p, info, clattn__flash_tc_local(p, d), tc_live_regs(p[1], p[2], d->head_dim),
-                         240);
+  return tc_params_check(p, info, clattn__flash_tc_local(p, d),
+                         tc_live_regs(p[1], p[2], d->head_dim), 240);
 }
 
 bool clattn__flash_tc_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
