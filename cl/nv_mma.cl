@@ -261,8 +261,22 @@ inline float fast_exp2(float x) {
  * dst; ok false: 16 zero bytes (src must still be a valid address). Then
  * CP_COMMIT closes a group and CP_WAIT(n) waits until at most n groups of
  * this work-item are in flight. */
+/* CLATTN_CP_L2: the L2 prefetch size cp.async asks for (0: none; 64, 128
+ * or 256 bytes: .L2::NB, PTX ISA 7.4). */
+#ifndef CLATTN_CP_L2
+#define CLATTN_CP_L2 256
+#endif
+#if CLATTN_CP_L2 == 256
+#define CP_L2_HINT ".L2::256B"
+#elif CLATTN_CP_L2 == 128
+#define CP_L2_HINT ".L2::128B"
+#elif CLATTN_CP_L2 == 64
+#define CP_L2_HINT ".L2::64B"
+#else
+#define CP_L2_HINT ""
+#endif
 #define CP_ASYNC16(dst, src, ok)                                                                   \
-  __asm__ volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"                                 \
+  __asm__ volatile("cp.async.cg.shared.global" CP_L2_HINT " [%0], [%1], 16, %2;"                   \
                    :                                                                               \
                    : "r"(dst), "l"(src), "r"((ok) ? 16 : 0)                                        \
                    : "memory")

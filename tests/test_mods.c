@@ -311,6 +311,13 @@ static void test_flash_tc(void **state) {
                mods[x].alibi);
       check(ctx, &d, "flash_tc", label);
     }
+    /* softcap alone in f16 (its Q scaled by the cap once, the tanh by an
+     * exp2 and a reciprocal) */
+    d = make_desc(&shapes[c], masks[c], CLATTN_DTYPE_F16);
+    d.softcap = c ? 2.0 : 5.0;
+    char label0[96];
+    snprintf(label0, sizeof label0, "mods/tc%d/f16-softcap%g", c, d.softcap);
+    check(ctx, &d, "flash_tc", label0);
     /* sinks, with rows that see no key (shape 1 bottom-right) and softcap */
     d = make_desc(&shapes[1], CLATTN_MASK_CAUSAL, CLATTN_DTYPE_BF16);
     d.sinks = sinks;
