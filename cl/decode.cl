@@ -1363,62 +1363,117 @@ NV_UNROLL
 #endif
 }
 
-/* One work-item per output element (dd, row of [b][h][i]). */
+/* The merge: one work-group of MW work-items per output row (b, h, i).
+ * The splits are spread over MY = MW / MX groups of MX work-items (split
+ * y, y + MY, ...), each group's work-items over the dims (dd = x, x + MX,
+ * ...): every work-item has a few independent loads in flight instead of
+ * one chain over all splits (128 splits of int8 K/V), and the groups' sums
+ * meet in local memory in a fixed order (deterministic). */
 #if SINKS
 #define DECODE_SINK_ARGS , __global const float *restrict sinks
 #else
 #define DECODE_SINK_ARGS
 #endif
-__kernel void decode_merge(__global const float *restrict ws_o,
-                           __global const float *restrict ws_lse, __global stype *restrict o,
-                           __global float *restrict lse, const int write_lse, DECODE_TABLE_ARGS,
-                           const long osb, const long osh, const long oss, const long osd,
-                           const int H, const int Nq_max, const int Nk_max, const int splits,
-                           const int total_q, const int total_kv DECODE_SINK_ARGS) {
-  const int dd = get_global_id(0), row = get_global_id(1);
+#ifndef MW
+#define MW 128
+#endif
+#define MX (D < 32 ? (D < MW ? D : MW) : (32 < MW ? 32 : MW))
+#define MY (MW / MX)
+#define MDC ((D + MX - 1) / MX) /* dims a work-item sums */
+__kernel __attribute__((reqd_work_group_size(MW, 1, 1))) void
+decode_merge(__global const float *restrict ws_o, __global const float *restrict ws_lse,
+             __global stype *restrict o, __global float *restrict lse, const int write_lse,
+             DECODE_TABLE_ARGS, const long osb, const long osh, const long oss, const long osd,
+             const int H, const int Nq_max, const int Nk_max, const int splits, const int total_q,
+             const int total_kv DECODE_SINK_ARGS) {
+  __local float red[MW], part[MY][D];
+  __local int lnan[MW];
+  const int lid = get_local_id(0), row = get_group_id(1);
   const int b = row / (H * Nq_max), h = (row / Nq_max) % H, i = row % Nq_max;
   int q0, nq, k0, nk;
   seq_geometry(b, cu_q, cu_kv, seqlens, use_seqlens, Nq_max, Nk_max, total_q, total_kv, &q0, &nq,
                &k0, &nk);
-  if (dd >= D || i >= nq) return;
+  if (i >= nq) return; /* the whole work-group: no barrier is skipped by a part of it */
   const long base = (long)row * splits;
+  /* the largest LSE (a NaN score makes the row NaN, as in the flash kernels) */
   float M = CLATTN_MASKED;
-  bool nan = false; /* a NaN score makes the row NaN, as in the flash kernels */
-  for (int s = 0; s < splits; s++) {
-    const float ls = ws_lse[base + s];
+  int nan = 0;
+  for (int sp = lid; sp < splits; sp += MW) {
+    const float ls = ws_lse[base + sp];
     nan |= (as_uint(ls) & 0x7fffffffu) > 0x7f800000u;
     M = fmax(M, ls);
   }
-  float W = 0.0f, x = 0.0f;
-  for (int s = 0; s < splits; s++) {
-    const float ls = ws_lse[base + s];
-    const float w = ls > CLATTN_MASKED ? exp2(ls - M) : 0.0f;
-    W += w;
-    x = mad(w, ws_o[(base + s) * D + dd], x);
+  red[lid] = M;
+  lnan[lid] = nan;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int st = MW / 2; st > 0; st >>= 1) {
+    if (lid < st) {
+      red[lid] = fmax(red[lid], red[lid + st]);
+      lnan[lid] |= lnan[lid + st];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
   }
+  M = red[0];
+  const bool isnan_row = lnan[0] != 0;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  /* the weighted sums: group y over its splits, work-item x over its dims */
+  const int x = lid % MX, y = lid / MX;
+  float W = 0.0f, acc[MDC];
+#pragma unroll
+  for (int c = 0; c < MDC; c++)
+    acc[c] = 0.0f;
+  if (y < MY)
+    for (int sp = y; sp < splits; sp += MY) {
+      const float ls = ws_lse[base + sp];
+      const float w = ls > CLATTN_MASKED ? exp2(ls - M) : 0.0f;
+      W += w;
+      __global const float *src = ws_o + (base + sp) * D;
+#pragma unroll
+      for (int c = 0; c < MDC; c++)
+        if (x + c * MX < D) acc[c] = mad(w, src[x + c * MX], acc[c]);
+    }
+  if (y < MY) {
+#pragma unroll
+    for (int c = 0; c < MDC; c++)
+      if (x + c * MX < D) part[y][x + c * MX] = acc[c];
+    if (x == 0) red[y] = W;
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  W = 0.0f;
+  for (int yy = 0; yy < MY; yy++)
+    W += red[yy];
 #if SINKS
   /* the sink: one more term of the denominator (log2 units); a row without
    * a visible key puts all its mass there (zeros, LSE = sink) */
-  if (!nan) {
-    const float z = sinks[h] * CLATTN_LOG2E, M2 = fmax(M, z), a = exp2(M - M2);
+  float a = 1.0f;
+  if (!isnan_row) {
+    const float z = sinks[h] * CLATTN_LOG2E, M2 = fmax(M, z);
+    a = exp2(M - M2);
     W = W * a + exp2(z - M2);
-    x *= a;
     M = M2;
   }
 #endif
   const bool any = W > 0.0f;
   const float qnan = as_float(0x7fc00000u);
-  STORE(o, (long)b * osb + (long)(q0 + i) * oss + (long)h * osh + (long)dd * osd,
-        nan   ? qnan
-        : any ? x / W
-              : 0.0f);
-  if (write_lse && dd == 0) {
+  for (int dd = lid; dd < D; dd += MW) {
+    float xs = 0.0f;
+    for (int yy = 0; yy < MY; yy++)
+      xs += part[yy][dd];
+#if SINKS
+    xs *= a;
+#endif
+    STORE(o, (long)b * osb + (long)(q0 + i) * oss + (long)h * osh + (long)dd * osd,
+          isnan_row ? qnan
+          : any     ? xs / W
+                    : 0.0f);
+  }
+  if (write_lse && lid == 0) {
 #if RAGGED
     const long li = (long)(q0 + i) * H + h;
 #else
     const long li = (long)(b * H + h) * Nq_max + i;
 #endif
-    lse[li] = nan ? qnan : any ? (M + log2(W)) * CLATTN_LN2 : CLATTN_NEG_INF;
+    lse[li] = isnan_row ? qnan : any ? (M + log2(W)) * CLATTN_LN2 : CLATTN_NEG_INF;
   }
 }
 

@@ -10,7 +10,7 @@
 
 typedef struct decode_state {
   cl_kernel split, merge;
-  int splits, kt, wg, qr, nrb, warp, unroll, allh, tc, bn, ns;
+  int splits, kt, wg, qr, nrb, warp, unroll, allh, tc, bn, ns, mw;
   cl_mem ws, wl; /* [rows][splits][D] partial outputs, [rows][splits] log2-sum-exps */
   cl_mem sinks;  /* desc.sinks on the device (the merge adds them) */
   size_t ws_o_bytes, ws_bytes;
@@ -381,6 +381,11 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
            "-DCAUSAL=%d -DPAGED=%d -DRAGGED=%d",
            (int)d->dtype, d->head_dim, s->kt, s->wg, s->qr, clattn__causal_define(d->mask),
            d->kv_layout != CLATTN_KV_CONTIGUOUS, d->ragged ? 1 : 0);
+  /* the merge's work-group: 128 work-items (a power of two, at most the device's) */
+  s->mw = 128;
+  while (s->mw > 1 && (size_t)s->mw > ctx->info.max_wg)
+    s->mw /= 2;
+  clattn__append(opts, sizeof opts, " -DMW=%d", s->mw);
   if (d->kv_layout != CLATTN_KV_CONTIGUOUS)
     clattn__append(opts, sizeof opts, " -DPAGE=%d", d->page_size);
   /* K/V rows are read as 8-vectors when their elements are contiguous
@@ -539,9 +544,10 @@ clattn_status clattn__decode_execute(clattn_plan p, const clattn__buffers *b, cl
   const size_t lws[3] = {(size_t)s->wg, 1, 1};
   err = clEnqueueNDRangeKernel(ctx->queue, k, 3, NULL, gws, lws, num_wait, wait, NULL);
   if (err == CL_SUCCESS) {
-    const size_t g2[2] = {((size_t)d->head_dim + 15) / 16 * 16,
+    /* the merge: a work-group per output row */
+    const size_t g2[2] = {(size_t)s->mw,
                           (size_t)d->batch * (size_t)d->heads * (size_t)d->seq_q};
-    const size_t l2[2] = {16, 1};
+    const size_t l2[2] = {(size_t)s->mw, 1};
     err = clEnqueueNDRangeKernel(ctx->queue, m, 2, NULL, g2, l2, 0, NULL, event);
     if (err != CL_SUCCESS)
       return clattn__cl_fail(ctx, "clEnqueueNDRangeKernel", err, "decode_merge");
