@@ -42,6 +42,10 @@ typedef struct clattn__settings {
    * device's global memory */
   uint64_t kv_copy_max;
   bool kv_copy_max_set;
+  /* CLATTN_BUILD_DEFINES (kernel experiments): -DNAME[=VALUE] words added to
+   * every program's build options (and its cache key); "" when unset or
+   * when it holds anything else */
+  char build_defines[256];
 } clattn__settings;
 void clattn__settings_read(clattn__settings *s);
 

@@ -256,8 +256,17 @@ static clattn_status build(clattn_context ctx, const char *name, const char *opt
   return CLATTN_SUCCESS;
 }
 
-static clattn_status get_program(clattn_context ctx, const char *name, const char *options,
+static clattn_status get_program(clattn_context ctx, const char *name, const char *options0,
                                  const char *extra, bool patch, cl_program *out) {
+  /* the options, with CLATTN_BUILD_DEFINES (experiments) after them */
+  char opts_buf[2048];
+  const char *options = options0;
+  if (ctx->settings.build_defines[0]) {
+    const int n = snprintf(opts_buf, sizeof opts_buf, "%s %s", options0, ctx->settings.build_defines);
+    if (n < 0 || (size_t)n >= sizeof opts_buf)
+      return clattn__fail(ctx, CLATTN_ERROR_INTERNAL, "build options too long with CLATTN_BUILD_DEFINES");
+    options = opts_buf;
+  }
   /* the key: files, options, the patch mark, the user source */
   size_t klen = strlen(name) + strlen(options) + (extra ? strlen(extra) : 0) + 8;
   char *key = malloc(klen);

@@ -1,6 +1,7 @@
 /* settings.c — the environment variables clattn reads, read once when a context is created. */
 #include "internal.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -55,6 +56,22 @@ void clattn__settings_read(clattn__settings *s) {
       s->kv_copy_max = x;
       s->kv_copy_max_set = true;
     }
+  }
+  /* only -D words of [A-Za-z0-9_.=-], so that no other build option gets in */
+  const char *bd = getenv("CLATTN_BUILD_DEFINES");
+  s->build_defines[0] = 0;
+  if (bd && *bd && strlen(bd) < sizeof s->build_defines) {
+    bool ok = true, word_start = true;
+    for (const char *c = bd; *c && ok; c++) {
+      if (*c == ' ') {
+        word_start = true;
+        continue;
+      }
+      if (word_start) ok = c[0] == '-' && c[1] == 'D' && (isalpha((unsigned char)c[2]) || c[2] == '_');
+      word_start = false;
+      ok = ok && (isalnum((unsigned char)*c) || strchr("_.=-", *c));
+    }
+    if (ok) snprintf(s->build_defines, sizeof s->build_defines, "%s", bd);
   }
   const char *pk = getenv("POCL_KERNEL_CACHE");
   s->pocl_cache_off = pk && !strcmp(pk, "0");
