@@ -287,35 +287,11 @@ flash_tc(FLASH_ARGS(TC_ET)) {
 #else
   const float tcq = qscale;
 #endif
-#if TC_CAP_ONLY
-  /* The raw score's factor inside the tanh (bf16; f16 and f32: minus it
-   * inside an exp2). bf16 and f32 multiply it into Q once here rather than
-   * into every score: s = (Q·cap_in)·K (bf16 Q scaled in f32 and rounded to
-   * nearest: one more rounding of Q, 2^-9 relative, which moves the LSE by
-   * ~3e-4 against the 1e-2 tolerance; f16's 2^-11 moved it by up to 1.1e-3
-   * against its 1e-3, so f16 keeps the multiply a score). */
+#if TC_CAP_ONLY /* the raw score's factor inside the tanh (f16: inside its exp2) */
 #if CLATTN_DTYPE == 2
   const float cap_in = tcq * (1.0f / SOFTCAP2);
 #else
-  const float cap_in = tcq * (2.0f * CLATTN_LOG2E / SOFTCAP2);
-#endif
-#if CLATTN_DTYPE != 1
-#pragma unroll
-  for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-    for (int kc = 0; kc < KCH; kc++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-#if TF32
-        qf[mt][kc][e] *= cap_in;
-#else
-        const uint u = qf[mt][kc][e];
-        qf[mt][kc][e] = pack2(as_float(u << 16) * cap_in, as_float(u & 0xffff0000u) * cap_in);
-#endif
-      }
-#define TC_CAP_S(x) (x)
-#else
-#define TC_CAP_S(x) ((x)*cap_in)
+  const float cap_in = tcq * (-2.0f * CLATTN_LOG2E / SOFTCAP2);
 #endif
 #endif
 #if SPARSE
@@ -468,9 +444,9 @@ NV_UNROLL
 #if TC_CAP_ONLY
     TC_EACH_SCORE(mt, j, e) {
 #if CLATTN_DTYPE == 2
-          s[mt][j][e] = fast_tanh(s[mt][j][e]);
+          s[mt][j][e] = fast_tanh(s[mt][j][e] * cap_in);
 #else
-          const float tt = fast_exp2(-fabs(TC_CAP_S(s[mt][j][e])));
+          const float tt = fast_exp2(fabs(s[mt][j][e]) * cap_in);
           s[mt][j][e] = copysign((1.0f - tt) * native_recip(1.0f + tt), s[mt][j][e]);
 #endif
         }

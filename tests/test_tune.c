@@ -314,7 +314,7 @@ static void test_builtin_defaults(void **state) {
     dt.mask = CLATTN_MASK_WINDOW;
     assert_true(clattn__builtin_default(&h200, tc, &dt, p, label, 64));
     clattn__config_format(tc, p, cfg, sizeof cfg);
-    assert_string_equal(cfg, "warps=4,mt=1,bn=64");
+    assert_string_equal(cfg, "warps=4,mt=1,bn=32");
     assert_string_equal(label, "NVIDIA GPU, sparse");
     dt.mask = CLATTN_MASK_CAUSAL;
     assert_true(clattn__builtin_default(&h200, tc, &dt, p, label, 64));

@@ -53,9 +53,10 @@ static const tune_default table[] = {
      * the local-memory reads per MMA where the registers allow it (d <= 64);
      * at d = 128 they spill (255 registers), one m-tile and 8 warps win. */
     /* Sparse masks (window / band patterns: a few tiles per row block) at d <= 64: 64-row
-     * blocks waste fewer pairs at a band's edges; window 256 at N = 16k, f16, H100: 0.2046 vs
-     * 0.2329 ms causal, 0.2768 vs 0.2907 two-sided (bench/RESULTS.md §20). */
-    {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 64, "warps=4,mt=1,bn=64", "NVIDIA GPU, sparse", 1},
+     * blocks and 32-key tiles waste fewer pairs at a band's edges; window 256 at N = 16k, f16,
+     * H100: 0.1900 vs 0.2069 ms (64-key tiles) vs 0.2329 (128-row blocks) causal, 0.2559 vs
+     * 0.2806 vs 0.2907 two-sided (bench/RESULTS.md §20, §22). */
+    {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 64, "warps=4,mt=1,bn=32", "NVIDIA GPU, sparse", 1},
     {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 64, "warps=4,mt=2,bn=64", "NVIDIA GPU", 0},
     {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 128, "warps=8,mt=1,bn=64", "NVIDIA GPU", 0},
     {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 256, "warps=8,mt=1,bn=32", "NVIDIA GPU", 0},
