@@ -67,7 +67,8 @@ void clattn__settings_read(clattn__settings *s) {
         word_start = true;
         continue;
       }
-      if (word_start) ok = c[0] == '-' && c[1] == 'D' && (isalpha((unsigned char)c[2]) || c[2] == '_');
+      if (word_start)
+        ok = ok && c[0] == '-' && c[1] == 'D' && (isalpha((unsigned char)c[2]) || c[2] == '_');
       word_start = false;
       ok = ok && (isalnum((unsigned char)*c) || strchr("_.=-", *c));
     }
