@@ -262,9 +262,11 @@ static clattn_status get_program(clattn_context ctx, const char *name, const cha
   char opts_buf[2048];
   const char *options = options0;
   if (ctx->settings.build_defines[0]) {
-    const int n = snprintf(opts_buf, sizeof opts_buf, "%s %s", options0, ctx->settings.build_defines);
+    const int n =
+        snprintf(opts_buf, sizeof opts_buf, "%s %s", options0, ctx->settings.build_defines);
     if (n < 0 || (size_t)n >= sizeof opts_buf)
-      return clattn__fail(ctx, CLATTN_ERROR_INTERNAL, "build options too long with CLATTN_BUILD_DEFINES");
+      return clattn__fail(ctx, CLATTN_ERROR_INTERNAL,
+                          "build options too long with CLATTN_BUILD_DEFINES");
     options = opts_buf;
   }
   /* the key: files, options, the patch mark, the user source */

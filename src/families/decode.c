@@ -545,8 +545,7 @@ clattn_status clattn__decode_execute(clattn_plan p, const clattn__buffers *b, cl
   err = clEnqueueNDRangeKernel(ctx->queue, k, 3, NULL, gws, lws, num_wait, wait, NULL);
   if (err == CL_SUCCESS) {
     /* the merge: a work-group per output row */
-    const size_t g2[2] = {(size_t)s->mw,
-                          (size_t)d->batch * (size_t)d->heads * (size_t)d->seq_q};
+    const size_t g2[2] = {(size_t)s->mw, (size_t)d->batch * (size_t)d->heads * (size_t)d->seq_q};
     const size_t l2[2] = {(size_t)s->mw, 1};
     err = clEnqueueNDRangeKernel(ctx->queue, m, 2, NULL, g2, l2, 0, NULL, event);
     if (err != CL_SUCCESS)
