@@ -772,6 +772,33 @@ static void test_naive_out_of_memory(void **state) {
   clattn_plan_release(plan);
 }
 
+/* CLATTN_BUILD_DEFINES reaches the kernel compiler (a define that breaks
+ * every kernel fails the plan) and is ignored whole when it holds a word
+ * other than -DNAME[=VALUE]. */
+static void test_build_defines(void **state) {
+  (void)state;
+  saved_env env = env_save("CLATTN_BUILD_DEFINES");
+  clattn_attention_desc d = small_desc(CLATTN_ALGO_FLASH);
+  setenv("CLATTN_BUILD_DEFINES", "-DCLATTN_DTYPE=9", 1); /* no storage type: no kernel builds */
+  clattn_context ctx = tu_new_context();
+  clattn_plan plan = NULL;
+  const clattn_status st = clattn_plan_create(ctx, &d, 0, &plan);
+  if (st == CLATTN_SUCCESS) fail_msg("CLATTN_BUILD_DEFINES=-DCLATTN_DTYPE=9 did not reach the build");
+  assert_null(plan);
+  clattn_context_release(ctx);
+  /* -O3 (first or last): the value is ignored */
+  static const char *ignored[2] = {"-DCLATTN_DTYPE=9 -O3", "-O3 -DCLATTN_DTYPE=9"};
+  for (int i = 0; i < 2; i++) {
+    setenv("CLATTN_BUILD_DEFINES", ignored[i], 1);
+    ctx = tu_new_context();
+    tu_report rep;
+    tu_run_and_compare(ctx, &d, TU_INPUT_UNIFORM, 1, 0, ignored[i], &rep);
+    if (!tu_report_ok(&rep, 1)) fail_msg("%s", rep.summary);
+    clattn_context_release(ctx);
+  }
+  env_restore(&env);
+}
+
 /* CLATTN_TUNE_OVERRIDE selects the flash configuration; an illegal or
  * malformed one is refused. The environment is read when a context is
  * created, so each case uses a fresh context. */
@@ -928,6 +955,7 @@ int main(void) {
       cmocka_unit_test(test_naive_out_of_memory),
       cmocka_unit_test(test_huge_counts),
       cmocka_unit_test(test_tune_override),
+      cmocka_unit_test(test_build_defines),
       cmocka_unit_test(test_forced_variants),
       cmocka_unit_test(test_needed_bytes),
       cmocka_unit_test(test_kernel_dir),
