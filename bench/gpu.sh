@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|mods|modstc|sparsetc|tf32|softcap|tcchecks|all|plots;
+# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|ab|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|mods|modstc|sparsetc|tf32|softcap|tcchecks|all|plots;
 # logs go to $OUT (or ./gpu-out), packed into $OUT/logs.tgz on exit (CLATTN_GPU_PACK=0 keeps them loose); pipe the output into $OUT/summary.txt.
 # `regress` (not part of `all`): the same CLI points on this tree and on an older one in .base/
 # (`git archive REV | tar -x -C .base`, passed with carry), alternating, same process group: speed must not move.
+# `ab` (not part of `all`): AB_POINTS ("LABEL|VARIANTS|CLI run ARGS;..."), each point alternating its VARIANTS
+# (old: .base's CLI; new: this tree; new@OVERRIDE: CLATTN_TUNE_OVERRIDE; new%-DX=Y,...: CLATTN_BUILD_DEFINES), 2 rounds, best median.
 # `plots` (not part of `all`): the issue-7 sweep, peak, memory table + OOM check and PNGs, in $OUT/plots.tar.gz (log: $OUT/plots.log).
 set -uo pipefail
 what=${1:-all}
@@ -182,6 +184,38 @@ if want plots; then
   cp "$LOG" "$P/"; git rev-parse --short HEAD >"$P/commit.txt" 2>/dev/null
   tar czf "$OUT/plots.tar.gz" -C "$(dirname "$P")" plots
   grep -E "^== |check |flash: N|naive: N|wrote|FMA|copy" "$LOG" | tail -40
+fi
+
+if want ab; then
+  # the same CLI run under several builds / overrides / defines, alternating (eighth session's .gpu/ab2.sh)
+  OLD=.base/build-base/clattn
+  if [[ "${AB_POINTS:-old}" == *old* ]]; then
+    [ -d .base ] || { echo "ab: no .base/ (git archive REV | tar -x -C .base)"; exit 1; }
+    (cd .base && cmake -B build-base -DCMAKE_BUILD_TYPE=Release >"$OUT/cmake-base.log" 2>&1 && \
+      cmake --build build-base -j16 --target clattn_cli >>"$OUT/cmake-base.log" 2>&1) || { tail -20 "$OUT/cmake-base.log"; exit 1; }
+  fi
+  ab_ms() { # CLI OVERRIDE DEFINES ARGS...: the median ms of one `clattn run --no-verify`
+    local cli=$1 ov=$2 defs=$3; shift 3
+    CLATTN_BUILD_DEFINES=$defs CLATTN_TUNE_OVERRIDE=$ov timeout 60 $cli run --no-verify "$@" --reps 20 --warmup 3 2>&1 |
+      grep -E '^time' | sed 's/time *: median //; s/ ms.*//'
+  }
+  DEC="--seq-q 1 --heads 32 --kv-heads 8 --head-dim 128 --dtype bf16"
+  IFS=';' read -r -a pts <<<"${AB_POINTS:-decode B1 131k|old new new%-DCLATTN_CP_L2=0|$DEC --batch 1 --seq-kv 131072;decode B64 4k|old new|$DEC --batch 64 --seq-kv 4096;int8 decode B1 32k|old new|$DEC --batch 1 --seq-kv 32768 --kv-dtype int8;softcap bf16 d64 causal 4k|old new|--dtype bf16 --head-dim 64 --mask causal --seq 4096 --batch 4 --heads 16 --softcap 30}"
+  for pt in "${pts[@]}"; do
+    IFS='|' read -r label vars args <<<"$pt"
+    declare -A best=()
+    for round in 1 2; do for v in $vars; do
+      case $v in
+        old) t=$(ab_ms $OLD "" "" $args) ;;
+        new) t=$(ab_ms $CLI "" "" $args) ;;
+        new@*) t=$(ab_ms $CLI "${v#new@}" "" $args) ;;
+        new%*) t=$(ab_ms $CLI "" "$(echo "${v#new%}" | tr ',' ' ')" $args) ;;
+      esac
+      [ -n "$t" ] && best[$v]=$(python3 -c "print(min($t, ${best[$v]:-1e30}))")
+    done; done
+    line="$label:"; for v in $vars; do line="$line $v=${best[$v]:-failed}"; done; echo "$line"
+    unset best
+  done | tee "$OUT/ab.txt"
 fi
 
 if want regress; then
