@@ -935,6 +935,15 @@ NV_UNROLL
 #ifndef PVC /* output chunks of 16 per row in registers in P·V (about 16 vectors) */
 #define PVC (QR >= 16 ? 1 : 16 / QR < DV16 ? 16 / QR : DV16)
 #endif
+/* EO (bf16 K/V, 32-dim blocks, 4-byte aligned rows): 32 stored elements
+ * are one uint16 and become two float16 by one shift (the even dims) and
+ * one mask (the odd dims), half the instructions of widening each 16; Q
+ * and the output rows are kept in the same order (chunk 2c: the even dims
+ * of block c, 2c + 1: its odd dims), and the output is put back in order
+ * once, when the split's partial rows are stored. */
+#ifndef EO
+#define EO (CLATTN_DTYPE == 2 && !KVQ && D % 32 == 0 && ALIGN16 && PVC % 2 == 0)
+#endif
   float16 qv[NH * QR][DV16], acc[NH * QR][DV16], part[NH * QR][16];
   float16 sc[NH * QR][KT / 16]; /* scores, then probabilities, of the tile */
   float mrow[NH * QR], lrow[NH * QR];
@@ -961,6 +970,13 @@ NV_UNROLL
             r < rows ? LOAD16(q + qa + c * 16) * qscale * KCH16(c * 16) : (float16)(0.0f);
         acc[hh * QR + rr][c] = (float16)(0.0f);
       }
+#if EO
+      for (int c = 0; c < DV16; c += 2) {
+        const float16 f0 = qv[hh * QR + rr][c], f1 = qv[hh * QR + rr][c + 1];
+        qv[hh * QR + rr][c] = (float16)(f0.even, f1.even);
+        qv[hh * QR + rr][c + 1] = (float16)(f0.odd, f1.odd);
+      }
+#endif
       mrow[hh * QR + rr] = CLATTN_MASKED;
       lrow[hh * QR + rr] = 0.0f;
     }
@@ -995,6 +1011,16 @@ NV_UNROLL
             for (int c = 0; c < DV16; c++)
               vst[(tt * NH + hh) * DV16 + c] = vload16(c, vp);
             __global const kvtype *kp = k + koff[tt] + (long)(ALLH ? hh : 0) * ksh;
+#if EO
+#pragma unroll
+            for (int c = 0; c < DV16; c += 2) {
+              const uint16 w = vload16(c / 2, (__global const uint *)kp);
+              const float16 ke = as_float16(w << 16), ko = as_float16(w & (uint16)(0xffff0000u));
+#pragma unroll
+              for (int rr = 0; rr < QR; rr++)
+                pa[rr] = fma(qv[hh * QR + rr][c + 1], ko, fma(qv[hh * QR + rr][c], ke, pa[rr]));
+            }
+#else
 #pragma unroll
             for (int c = 0; c < DV16; c++) {
               const float16 kx = KVLOAD16(kp + c * 16);
@@ -1002,6 +1028,7 @@ NV_UNROLL
               for (int rr = 0; rr < QR; rr++)
                 pa[rr] = fma(qv[hh * QR + rr][c], kx, pa[rr]);
             }
+#endif
           }
 #pragma unroll
           for (int rr = 0; rr < QR; rr++)
@@ -1100,6 +1127,20 @@ NV_UNROLL
         for (int tt = 0; tt < KT; tt++) {
           if (!kok[tt]) continue;
           const KVTYPE16 *vr = vst + (tt * NH + hh) * DV16 + c0;
+#if EO
+#pragma unroll
+          for (int c = 0; c < PVC; c += 2) {
+            if (c0 + c >= DV16) break;
+            const uint16 w = vload16(0, (const uint *)(vr + c));
+            const float16 ve = as_float16(w << 16), vo = as_float16(w & (uint16)(0xffff0000u));
+#pragma unroll
+            for (int rr = 0; rr < QR; rr++) {
+              const float16 pp = (float16)(((const float *)sc[hh * QR + rr])[tt]);
+              o[rr][c] = fma(pp, ve, o[rr][c]);
+              o[rr][c + 1] = fma(pp, vo, o[rr][c + 1]);
+            }
+          }
+#else
 #pragma unroll
           for (int c = 0; c < PVC; c++) {
             if (c0 + c >= DV16) break;
@@ -1108,6 +1149,7 @@ NV_UNROLL
             for (int rr = 0; rr < QR; rr++)
               o[rr][c] = fma((float16)(((const float *)sc[hh * QR + rr])[tt]), vx, o[rr][c]);
           }
+#endif
         }
 #pragma unroll
         for (int rr = 0; rr < QR; rr++)
@@ -1119,9 +1161,21 @@ NV_UNROLL
   for (int hh = 0; hh < NH; hh++)
     for (int rr = 0; rr < QR && r0 + rr < rows; rr++) {
       const int hkx = ALLH ? hh : hk;
-      store_partial(ws_o, ws_lse, partial_slot(r0 + rr, b, hkx, G, H, Nq_max, splits, sp),
-                    (const float *)acc[hh * QR + rr], mrow[hh * QR + rr], lrow[hh * QR + rr], vsc,
-                    hkx);
+#if EO /* the dims back in order */
+      float16 ord[DV16];
+      for (int c = 0; c < DV16; c += 2) {
+        const float16 e = acc[hh * QR + rr][c], od = acc[hh * QR + rr][c + 1];
+        ord[c] = (float16)(e.s0, od.s0, e.s1, od.s1, e.s2, od.s2, e.s3, od.s3, e.s4, od.s4, e.s5,
+                           od.s5, e.s6, od.s6, e.s7, od.s7);
+        ord[c + 1] = (float16)(e.s8, od.s8, e.s9, od.s9, e.sa, od.sa, e.sb, od.sb, e.sc, od.sc,
+                               e.sd, od.sd, e.se, od.se, e.sf, od.sf);
+      }
+      const float *af = (const float *)ord;
+#else
+      const float *af = (const float *)acc[hh * QR + rr];
+#endif
+      store_partial(ws_o, ws_lse, partial_slot(r0 + rr, b, hkx, G, H, Nq_max, splits, sp), af,
+                    mrow[hh * QR + rr], lrow[hh * QR + rr], vsc, hkx);
     }
 #undef NH
 #elif WG == 1
