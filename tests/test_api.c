@@ -783,7 +783,8 @@ static void test_build_defines(void **state) {
   clattn_context ctx = tu_new_context();
   clattn_plan plan = NULL;
   const clattn_status st = clattn_plan_create(ctx, &d, 0, &plan);
-  if (st == CLATTN_SUCCESS) fail_msg("CLATTN_BUILD_DEFINES=-DCLATTN_DTYPE=9 did not reach the build");
+  if (st == CLATTN_SUCCESS)
+    fail_msg("CLATTN_BUILD_DEFINES=-DCLATTN_DTYPE=9 did not reach the build");
   assert_null(plan);
   clattn_context_release(ctx);
   /* -O3 (first or last): the value is ignored */
