@@ -944,6 +944,9 @@ NV_UNROLL
 #ifndef EO
 #define EO (CLATTN_DTYPE == 2 && !KVQ && D % 32 == 0 && ALIGN16 && PVC % 2 == 0)
 #endif
+/* 32 stored bf16 elements w: the even ones into e, the odd ones into o */
+#define BF16_EO(w, e, o)                                                                           \
+  const float16 e = as_float16((w) << 16), o = as_float16((w) & (uint16)(0xffff0000u))
   float16 qv[NH * QR][DV16], acc[NH * QR][DV16], part[NH * QR][16];
   float16 sc[NH * QR][KT / 16]; /* scores, then probabilities, of the tile */
   float mrow[NH * QR], lrow[NH * QR];
@@ -1015,7 +1018,7 @@ NV_UNROLL
 #pragma unroll
             for (int c = 0; c < DV16; c += 2) {
               const uint16 w = vload16(c / 2, (__global const uint *)kp);
-              const float16 ke = as_float16(w << 16), ko = as_float16(w & (uint16)(0xffff0000u));
+              BF16_EO(w, ke, ko);
 #pragma unroll
               for (int rr = 0; rr < QR; rr++)
                 pa[rr] = fma(qv[hh * QR + rr][c + 1], ko, fma(qv[hh * QR + rr][c], ke, pa[rr]));
@@ -1132,7 +1135,7 @@ NV_UNROLL
           for (int c = 0; c < PVC; c += 2) {
             if (c0 + c >= DV16) break;
             const uint16 w = vload16(0, (const uint *)(vr + c));
-            const float16 ve = as_float16(w << 16), vo = as_float16(w & (uint16)(0xffff0000u));
+            BF16_EO(w, ve, vo);
 #pragma unroll
             for (int rr = 0; rr < QR; rr++) {
               const float16 pp = (float16)(((const float *)sc[hh * QR + rr])[tt]);
@@ -1165,10 +1168,9 @@ NV_UNROLL
       float16 ord[DV16];
       for (int c = 0; c < DV16; c += 2) {
         const float16 e = acc[hh * QR + rr][c], od = acc[hh * QR + rr][c + 1];
-        ord[c] = (float16)(e.s0, od.s0, e.s1, od.s1, e.s2, od.s2, e.s3, od.s3, e.s4, od.s4, e.s5,
-                           od.s5, e.s6, od.s6, e.s7, od.s7);
-        ord[c + 1] = (float16)(e.s8, od.s8, e.s9, od.s9, e.sa, od.sa, e.sb, od.sb, e.sc, od.sc,
-                               e.sd, od.sd, e.se, od.se, e.sf, od.sf);
+        const uint16 lo = (uint16)(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        ord[c] = shuffle2(e, od, lo);
+        ord[c + 1] = shuffle2(e, od, lo + (uint16)(8u));
       }
       const float *af = (const float *)ord;
 #else

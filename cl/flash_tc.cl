@@ -88,6 +88,11 @@
  * cost nothing, shown ones skip the per-element mask) with the cp.async
  * pipeline fetching the next listed tile. */
 #define TC_MODS (SCORE_MODS || USER_SCORE || USER_MASK || BIAS || SINKS)
+/* zeroes accumulator fragments a[MT][n][4] */
+#define TC_ZERO(a, n)                                                                              \
+  _Pragma("unroll") for (int mt_ = 0; mt_ < MT; mt_++)                                             \
+  _Pragma("unroll") for (int j_ = 0; j_ < (n); j_++)                                               \
+  a[mt_][j_][0] = a[mt_][j_][1] = a[mt_][j_][2] = a[mt_][j_][3] = 0.0f
 /* every score of a lane: s[mt][j][e] (row row0[mt] + 8·(e/2), key
  * kv0 + 8j + 2t + e%2) */
 #define TC_EACH_SCORE(mt, j, e)                                                                    \
@@ -371,11 +376,7 @@ flash_tc(FLASH_ARGS(TC_ET)) {
 
     /* S = Q·Kᵀ (raw scores; the scale is folded into the exponent). */
     float s[MT][NTS][4];
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-      for (int j = 0; j < NTS; j++)
-        s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.0f;
+    TC_ZERO(s, NTS);
 #if TF32
 NV_UNROLL
     for (int kc = 0; kc < KCH; kc++) {
@@ -540,11 +541,7 @@ NV_UNROLL
 NV_UNROLL
     for (int j0 = 0; j0 < NTO; j0 += TG) {
       float acc[MT][TG][4];
-#pragma unroll
-      for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-        for (int jj = 0; jj < TG; jj++)
-          acc[mt][jj][0] = acc[mt][jj][1] = acc[mt][jj][2] = acc[mt][jj][3] = 0.0f;
+      TC_ZERO(acc, TG);
 NV_UNROLL
       for (int kc = 0; kc < NTS; kc++) { /* keys 8kc..: A (g, 2t) c0, (g + 8, 2t) c2, (g, 2t + 1) c1, (g + 8, 2t + 1) c3 */
         uint ph[MT][4], pl[MT][4];
