@@ -1436,6 +1436,9 @@ NV_UNROLL
 #define MX (D < 32 ? (D < MW ? D : MW) : (32 < MW ? 32 : MW))
 #define MY (MW / MX)
 #define MDC ((D + MX - 1) / MX) /* dims a work-item sums */
+#ifndef MU
+#define MU 4 /* splits a work-item group loads ahead */
+#endif
 __kernel __attribute__((reqd_work_group_size(MW, 1, 1))) void
 decode_merge(__global const float *restrict ws_o, __global const float *restrict ws_lse,
              __global stype *restrict o, __global float *restrict lse, const int write_lse,
@@ -1478,15 +1481,29 @@ decode_merge(__global const float *restrict ws_o, __global const float *restrict
 #pragma unroll
   for (int c = 0; c < MDC; c++)
     acc[c] = 0.0f;
+  /* MU splits a group at a time: their loads issued before the first is
+   * used (a chain of one split at a time waited a load latency a split:
+   * 32 in a row at 128 splits); the sums keep the split order. */
   if (y < MY)
-    for (int sp = y; sp < splits; sp += MY) {
-      const float ls = ws_lse[base + sp];
-      const float w = ls > CLATTN_MASKED ? exp2(ls - M) : 0.0f;
-      W += w;
-      __global const float *src = ws_o + (base + sp) * D;
+    for (int sp0 = y; sp0 < splits; sp0 += MY * MU) {
+      float ls[MU], v[MU][MDC];
 #pragma unroll
-      for (int c = 0; c < MDC; c++)
-        if (x + c * MX < D) acc[c] = mad(w, src[x + c * MX], acc[c]);
+      for (int u = 0; u < MU; u++) {
+        const int sp = sp0 + u * MY;
+        ls[u] = sp < splits ? ws_lse[base + sp] : CLATTN_MASKED;
+        __global const float *src = ws_o + (base + (sp < splits ? sp : 0)) * D;
+#pragma unroll
+        for (int c = 0; c < MDC; c++)
+          v[u][c] = sp < splits && x + c * MX < D ? src[x + c * MX] : 0.0f;
+      }
+#pragma unroll
+      for (int u = 0; u < MU; u++) {
+        const float w = ls[u] > CLATTN_MASKED ? exp2(ls[u] - M) : 0.0f;
+        W += w;
+#pragma unroll
+        for (int c = 0; c < MDC; c++)
+          acc[c] = mad(w, v[u][c], acc[c]);
+      }
     }
   if (y < MY) {
 #pragma unroll

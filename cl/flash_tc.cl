@@ -72,7 +72,14 @@
 #endif
 #else
 #define TC_ET ushort
-#define LDK (DP + 8)  /* row stride (elements) of the K and V tiles */
+#ifndef QLOC
+#define QLOC 0
+#endif
+#if QLOC
+#define LDK DP /* row stride (elements) of the Q, K and V tiles: unpadded, swizzled */
+#else
+#define LDK (DP + 8) /* row stride (elements) of the K and V tiles */
+#endif
 #define LDV LDK
 #define KCH (DP / 16) /* k-steps of S = Q Kᵀ */
 #define KCP (BN / 16) /* k-steps of O = P V */
@@ -126,6 +133,22 @@
 #endif
 #if KVQ && TF32
 #error "flash_tc: 8-bit K/V with 16-bit Q only"
+#endif
+#ifndef QLOC
+#define QLOC 0
+#endif
+#if QLOC && (TF32 || KVQ || DP % 64)
+#error "flash_tc: Q in local memory with 16-bit K/V and head dims padded to a multiple of 64"
+#endif
+/* Element offset of 16-byte chunk ch of local tile row r (row stride ld).
+ * QLOC (the flash_tcq variant): rows are unpadded and chunk ch of row r is
+ * stored at chunk ch ^ (r % 8), so that the 8 rows an ldmatrix matrix reads
+ * at one logical chunk hit 8 distinct 16-byte bank groups (CUTLASS's
+ * Swizzle<3,3,3>); the head dim is a multiple of 64 (8 chunks or more). */
+#if QLOC
+#define TC_TOFF(r, ch, ld) ((r) * (ld) + (((ch) ^ ((r)&7)) * TC_EPC))
+#else
+#define TC_TOFF(r, ch, ld) ((r) * (ld) + (ch) * TC_EPC)
 #endif
 
 #if KVQ
@@ -190,7 +213,7 @@ inline void load_tile(__local TC_ET *dst, int ld, __global const TC_ET *base, lo
     const int r = idx / TC_CHUNKS, ch = idx % TC_CHUNKS;
     uint4 x = (uint4)(0u);
     if (row0 + r < limit && TC_EPC * ch < D) x = tc_chunk(base, (long)(row0 + r) * ss, ch, sd);
-    *(__local uint4 *)(dst + r * ld + TC_EPC * ch) = x;
+    *(__local uint4 *)(dst + TC_TOFF(r, ch, ld)) = x;
   }
 }
 
@@ -204,9 +227,9 @@ inline void load_tile_async(__local TC_ET *dst, int ld, __global const TC_ET *ba
     const bool ok = row0 + r < limit && TC_EPC * ch < D;
     __global const TC_ET *src = ok ? base + (long)(row0 + r) * ss + TC_EPC * ch : base;
 #if CLATTN_NV_EMU /* a plain copy (the emulation's addresses are relative to the kernel's array) */
-    *(__local uint4 *)(dst + r * ld + TC_EPC * ch) = ok ? *(__global const uint4 *)src : (uint4)(0u);
+    *(__local uint4 *)(dst + TC_TOFF(r, ch, ld)) = ok ? *(__global const uint4 *)src : (uint4)(0u);
 #else
-    CP_ASYNC16(smem_addr(dst + r * ld + TC_EPC * ch), src, ok);
+    CP_ASYNC16(smem_addr(dst + TC_TOFF(r, ch, ld)), src, ok);
 #endif
   }
 }
@@ -223,11 +246,16 @@ flash_tc(FLASH_ARGS(TC_ET)) {
   __local float *Ks = (__local float *)KVs_raw;
   __local float *Vs = Ks + BN * LDK;
 #else
-  /* uint4 storage: 16-byte alignment for the vector stores. */
-  __local uint4 KVs_raw[2 * BN * LDK / 8];
+  /* uint4 storage: 16-byte alignment for the vector stores. QLOC: the
+   * work-group's Q rows after K and V (one array: the emulation's shared
+   * addresses are offsets into it). */
+  __local uint4 KVs_raw[(2 * BN + (QLOC ? BM : 0)) * LDK / 8];
   __local ushort *KVs = (__local ushort *)KVs_raw;
   __local ushort *Ks = KVs;
   __local ushort *Vs = KVs + BN * LDK;
+#if QLOC
+  __local ushort *Qs = KVs + 2 * BN * LDK;
+#endif
 #endif
 #if KVQ && KVS == 0
   __local float ksl[BN], vsl[BN]; /* the tile's token scales */
@@ -252,7 +280,19 @@ flash_tc(FLASH_ARGS(TC_ET)) {
   /* Q → A fragments, straight from global memory (once per kernel). TF32:
    * f32, split per use; a0 (g, 2t), a1 (g + 8, 2t), a2 (g, 2t + 1), a3
    * (g + 8, 2t + 1) of each 8 dims (the permuted k). */
-#if TF32
+#if QLOC
+  /* QLOC: the work-group's BM rows of Q into local memory (swizzled), read
+   * as A fragments with ldmatrix at every tile: 64 registers a lane fewer
+   * at d = 128 per m-tile, so two m-tiles fit (every K/V fragment read
+   * from local memory feeds two MMAs) with Q (32 KiB) and one 32-key K/V
+   * tile each (8 KiB) in 48 KiB. Visible after the first tile's barrier. */
+  for (int idx = lid; idx < BM * (DP / 8); idx += NT) {
+    const int r = idx / (DP / 8), ch = idx % (DP / 8);
+    uint4 x = (uint4)(0u);
+    if (q0 + r < Nq && 8 * ch < D) x = load_chunk16(Qb, (long)(q0 + r) * qss, ch, qsd);
+    *(__local uint4 *)(Qs + TC_TOFF(r, ch, LDK)) = x;
+  }
+#elif TF32
   float qf[MT][KCH][4];
 #define TC_Q_FRAG(row, kc, e)                                                                      \
   q_f32(Qb, (row) + ((e) & 1) * 8, 8 * (kc) + 2 * t + ((e) >> 1), Nq, qss, qsd)
@@ -261,6 +301,7 @@ flash_tc(FLASH_ARGS(TC_ET)) {
 #define TC_Q_FRAG(row, kc, e)                                                                      \
   q_pair(Qb, (row) + ((e) & 1) * 8, 16 * (kc) + 2 * t + ((e) >> 1) * 8, Nq, qss, qsd)
 #endif
+#if !QLOC
 #pragma unroll
   for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -268,6 +309,7 @@ flash_tc(FLASH_ARGS(TC_ET)) {
 #pragma unroll
       for (int e = 0; e < 4; e++)
         qf[mt][kc][e] = TC_Q_FRAG(row0[mt], kc, e);
+#endif
 
   float o[MT][NTO][4];
   float m[MT][2], l[MT][2];
@@ -326,9 +368,22 @@ flash_tc(FLASH_ARGS(TC_ET)) {
   /* ldmatrix addresses: lane L addresses row L&7 of matrix L>>3. K: keys +8
    * for matrices 2,3, dims +8 for 1,3. V (.trans): keys +8 for 1,3, dims +8
    * for 2,3. */
-#if !TF32
+#if QLOC
+  /* the same rows; the chunk of each read (logical chunk ^ row % 8, and
+   * row % 8 = lane % 8 in every matrix) added per k-step and n-tile. Q (A,
+   * row-major): rows +8 for matrices 1,3, dims +8 for 2,3. */
+  const int kx = lane & 7, kb1 = (lane >> 3) & 1, vb1 = lane >> 4;
+  const uint kbase = smem_addr(Ks + ((lane >> 4) * 8 + (lane & 7)) * LDK);
+  const uint vbase = smem_addr(Vs + (((lane >> 3) & 1) * 8 + (lane & 7)) * LDK);
+  const uint qbase = smem_addr(Qs + (warp * MT * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * LDK);
+#define TC_KADDR(j, kc) (kbase + (uint)((j)*8 * LDK * 2) + (uint)(((2 * (kc) + kb1) ^ kx) * 16))
+#define TC_VADDR(kc, j) (vbase + (uint)((kc)*16 * LDK * 2) + (uint)((((j) + vb1) ^ kx) * 16))
+#define TC_QADDR(mt, kc) (qbase + (uint)((mt)*16 * LDK * 2) + (uint)(((2 * (kc) + vb1) ^ kx) * 16))
+#elif !TF32
   const uint kbase = smem_addr(Ks + ((lane >> 4) * 8 + (lane & 7)) * LDK + ((lane >> 3) & 1) * 8);
   const uint vbase = smem_addr(Vs + (((lane >> 3) & 1) * 8 + (lane & 7)) * LDK + (lane >> 4) * 8);
+#define TC_KADDR(j, kc) (kbase + (uint)(((j)*8 * LDK + 16 * (kc)) * 2))
+#define TC_VADDR(kc, j) (vbase + (uint)((16 * (kc)*LDK + (j)*8) * 2))
 #endif
 
 #if ASYNC
@@ -401,14 +456,23 @@ NV_UNROLL
 #else
 NV_UNROLL
     for (int kc = 0; kc < KCH; kc++) {
+#if QLOC
+      uint qa[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++)
+        LDM_X4(qa[mt][0], qa[mt][1], qa[mt][2], qa[mt][3], TC_QADDR(mt, kc));
+#define TC_QF(mt, e) qa[mt][e]
+#else
+#define TC_QF(mt, e) qf[mt][kc][e]
+#endif
 NV_UNROLL
       for (int j = 0; j < NTS; j += 2) {
         uint b0, b1, b2, b3;
-        LDM_X4(b0, b1, b2, b3, kbase + (uint)((j * 8 * LDK + 16 * kc) * 2));
+        LDM_X4(b0, b1, b2, b3, TC_KADDR(j, kc));
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
-          MMA(s[mt][j], qf[mt][kc][0], qf[mt][kc][1], qf[mt][kc][2], qf[mt][kc][3], b0, b1);
-          MMA(s[mt][j + 1], qf[mt][kc][0], qf[mt][kc][1], qf[mt][kc][2], qf[mt][kc][3], b2, b3);
+          MMA(s[mt][j], TC_QF(mt, 0), TC_QF(mt, 1), TC_QF(mt, 2), TC_QF(mt, 3), b0, b1);
+          MMA(s[mt][j + 1], TC_QF(mt, 0), TC_QF(mt, 1), TC_QF(mt, 2), TC_QF(mt, 3), b2, b3);
         }
       }
     }
@@ -588,7 +652,7 @@ NV_UNROLL
 NV_UNROLL
       for (int j = 0; j < NTO; j += 2) {
         uint b0, b1, b2, b3;
-        LDM_X4_T(b0, b1, b2, b3, vbase + (uint)((16 * kc * LDK + j * 8) * 2));
+        LDM_X4_T(b0, b1, b2, b3, TC_VADDR(kc, j));
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
           MMA(o[mt][j], a[mt][0], a[mt][1], a[mt][2], a[mt][3], b0, b1);

@@ -573,6 +573,69 @@ static void test_f32_tensor_cores(void **state) {
   if (!ran) skip();
 }
 
+/* flash_tcq (issue 15 step 2b): flash_tc with the work-group's Q rows in
+ * local memory (swizzled, read with ldmatrix at every tile) and swizzled,
+ * unpadded K/V tiles, at the 16-bit tolerances. Head dims 60 (element
+ * loads: no 16-byte rows), 64, 120 and 128 (padded to 128: 48 KiB with two
+ * m-tiles a warp), 256; rows and keys that are no tile multiple, both
+ * causal alignments' bottom-right form with seq_q != seq_kv, GQA, BSHD,
+ * extreme mixed scores. Emulated on CPUs (ctest test_flash_tcq_emu); the
+ * plan must be flash_tcq. */
+static void test_q_in_local_memory(void **state) {
+  (void)state;
+  static const struct {
+    const char *cfg;
+    shape_case s;
+    clattn_dtype dtype;
+    clattn_layout layout;
+    tu_input input;
+  } cases[] = {
+      {"flash_tcq:warps=4,mt=2,bn=32",
+       {1, 2, 0, 150, 257, 128, 1},
+       CLATTN_DTYPE_F16,
+       CLATTN_LAYOUT_BHSD,
+       TU_INPUT_UNIFORM},
+      {"flash_tcq:warps=4,mt=2,bn=32",
+       {2, 4, 2, 63, 100, 120, 1},
+       CLATTN_DTYPE_BF16,
+       CLATTN_LAYOUT_BSHD,
+       TU_INPUT_UNIFORM},
+      {"flash_tcq:warps=2,mt=2,bn=64",
+       {1, 2, 0, 130, 70, 64, 0},
+       CLATTN_DTYPE_F16,
+       CLATTN_LAYOUT_BHSD,
+       TU_INPUT_EXTREME_MIXED},
+      {"flash_tcq:warps=1,mt=1,bn=16",
+       {1, 2, 1, 40, 33, 60, 1},
+       CLATTN_DTYPE_F16,
+       CLATTN_LAYOUT_BSHD,
+       TU_INPUT_UNIFORM},
+      {"flash_tcq:warps=4,mt=1,bn=16",
+       {1, 1, 0, 70, 90, 256, 0},
+       CLATTN_DTYPE_BF16,
+       CLATTN_LAYOUT_BHSD,
+       TU_INPUT_UNIFORM},
+  };
+  int ran = 0;
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    clattn_attention_desc d = make_desc(&cases[i].s);
+    d.layout = cases[i].layout;
+    d.dtype = cases[i].dtype;
+    clattn_context ctx = tu_forced_context(cases[i].cfg, &d);
+    if (!ctx) continue; /* flash_tcq does not apply on this device */
+    char label[256];
+    case_label(label, sizeof label, cases[i].cfg, &d);
+    tu_report rep;
+    tu_run_and_compare(ctx, &d, cases[i].input, 1, 0, label, &rep);
+    clattn_context_release(ctx);
+    if (!tu_report_ok(&rep, 1)) fail_msg("%s", rep.summary);
+    if (!strstr(rep.plan_describe, "flash_tcq ") || !strstr(rep.plan_describe, "Q in local"))
+      fail_msg("%s: the plan is not flash_tcq: %s", label, rep.plan_describe);
+    ran++;
+  }
+  if (!ran) skip();
+}
+
 /* Other flash configurations than the device default, through
  * CLATTN_TUNE_OVERRIDE: the GPU default (128 work-items, a partial last
  * output chunk) and small tiles whose items partly own no output chunk
@@ -761,6 +824,7 @@ int main(int argc, char **argv) {
 #if IS_FLASH
     cmocka_unit_test(test_flash_configs),
     cmocka_unit_test(test_f32_tensor_cores),
+    cmocka_unit_test(test_q_in_local_memory),
     cmocka_unit_test(test_rows_kv_copy),
     cmocka_unit_test(test_rows_kv_copy_out_of_order),
 #endif

@@ -340,27 +340,40 @@ static void test_selection(void **state) {
   const clattn__variant *c[16];
   clattn_attention_desc d = problem(CLATTN_ALGO_FLASH, CLATTN_DTYPE_F16, 64, 0);
   assert_int_equal(clattn__applicable_variants(&gpu, &d, CLATTN__FORWARD, false, c, 16, NULL, 0),
-                   3);
-  /* the fake GPU is an sm_90: flash_wgmma applies, below flash_tc until faster */
+                   4);
+  /* the fake GPU is an sm_90: flash_wgmma applies, below flash_tc until
+   * faster; flash_tcq (Q in local memory) at head dims padded to a multiple
+   * of 64, below flash_tc */
   assert_string_equal(c[0]->name, "flash_tc");
-  assert_string_equal(c[1]->name, "flash_wgmma");
-  assert_string_equal(c[2]->name, "flash");
+  assert_string_equal(c[1]->name, "flash_tcq");
+  assert_string_equal(c[2]->name, "flash_wgmma");
+  assert_string_equal(c[3]->name, "flash");
+  {
+    clattn_attention_desc d80 = problem(CLATTN_ALGO_FLASH, CLATTN_DTYPE_F16, 80, 0);
+    char why80[2048];
+    assert_int_equal(clattn__applicable_variants(&gpu, &d80, CLATTN__FORWARD, false, c, 16, why80,
+                                                 sizeof why80),
+                     3);
+    assert_non_null(strstr(why80, "flash_tcq: head_dim padded to 16 must be a multiple of 64"));
+  }
   /* A variant whose build failed on the device is passed over, with why. */
   clattn__device_info broken = gpu;
   broken.broken_variants = 1ull << clattn__variant_index(clattn__variant_find("flash_wgmma"));
   char whyb[2048];
   assert_int_equal(
       clattn__applicable_variants(&broken, &d, CLATTN__FORWARD, false, c, 16, whyb, sizeof whyb),
-      2);
+      3);
   assert_string_equal(c[0]->name, "flash_tc");
-  assert_string_equal(c[1]->name, "flash");
+  assert_string_equal(c[1]->name, "flash_tcq");
+  assert_string_equal(c[2]->name, "flash");
   assert_non_null(strstr(whyb, "flash_wgmma: its build failed"));
   /* sm_80: mma.sync only. */
   clattn__device_info a100 = gpu;
   a100.nv_cc_major = 8;
   assert_int_equal(clattn__applicable_variants(&a100, &d, CLATTN__FORWARD, false, c, 16, NULL, 0),
-                   2);
+                   3);
   assert_string_equal(c[0]->name, "flash_tc");
+  assert_string_equal(c[1]->name, "flash_tcq");
   assert_int_equal(clattn__applicable_variants(&gpu, &d, CLATTN__FORWARD, true, c, 16, NULL, 0), 1);
   assert_string_equal(c[0]->name, "flash");
   assert_int_equal(clattn__applicable_variants(&cpu, &d, CLATTN__FORWARD, false, c, 16, NULL, 0),

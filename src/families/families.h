@@ -46,6 +46,8 @@ clattn_status clattn__flash_wgmma_create(clattn_plan p, const int *params, const
 extern const clattn__param clattn__flash_wg_params[4];
 extern const clattn__param clattn__flash_rows_params[2];
 extern const clattn__param clattn__flash_tc_params[3];
+/* flash_tcq: flash_tc with Q in local memory (-DQLOC=1); flash_tc's parameters and create. */
+CLATTN__VARIANT_DECL(flash_tcq)
 /* flash_tf32: f32 on tensor cores (cl/flash_tc.cl with -DTF32=1, 3xTF32); flash_tc's create. */
 CLATTN__VARIANT_DECL(flash_tf32)
 clattn_status clattn__flash_wg_create(clattn_plan p, const int *params, const char *origin);

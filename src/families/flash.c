@@ -65,6 +65,8 @@ const char *const clattn__flash_wgmma_sources[] = {"nv_mma.cl", "wgmma.cl", "fla
 const char *const clattn__flash_wg_sources[] = {"flash_fwd.cl", NULL};
 const char *const clattn__flash_rows_sources[] = {"flash_rows.cl", NULL};
 const char *const clattn__flash_tc_sources[] = {"nv_mma.cl", "flash_tc.cl", NULL};
+/* flash_tcq: the same kernel with Q in local memory (-DQLOC=1), flash_tc's parameters. */
+const char *const clattn__flash_tcq_sources[] = {"nv_mma.cl", "flash_tc.cl", NULL};
 /* flash_tf32: the same kernel for f32 (3xTF32, -DTF32=1), with flash_tc's parameters. */
 const char *const clattn__flash_tf32_sources[] = {"nv_mma.cl", "tf32.cl", "flash_tc.cl", NULL};
 
@@ -401,6 +403,52 @@ bool clattn__flash_tc_fallback(const clattn__device_info *info, const clattn_att
   return first_legal3(prefs, sizeof prefs / sizeof prefs[0], clattn__flash_tc_check, d, info, out);
 }
 
+/* ---- flash_tcq: flash_tc with Q in local memory (cl/flash_tc.cl -DQLOC=1) --- */
+
+/* Issue 15 step 2b: with Q's A fragments in registers, two m-tiles a warp
+ * do not fit at d = 128 (64 registers of Q per m-tile: 255 with spills),
+ * and one m-tile a warp reads each K/V fragment from local memory for one
+ * MMA only, more local-memory bandwidth than the SM has. Here the
+ * work-group's Q rows live in local memory (unpadded rows, swizzled
+ * chunks), read with ldmatrix at every tile: at d = 128, 4 warps of two
+ * m-tiles (128 rows, 32 KiB of Q) and one 32-key K/V tile (16 KiB) fill 48
+ * KiB exactly. Head dims padded to a multiple of 64 (the swizzle's 8
+ * chunks a row), 16-bit K/V. */
+int clattn__flash_tcq_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
+                                 const char **why) {
+  if (!tc_problem(info, d, false, true, why)) return 0;
+  if (d->kv_dtype != CLATTN_KV_DTYPE_SAME) {
+    *why = "16-bit K/V only (8-bit K/V: flash_tc)";
+    return 0;
+  }
+  if (((d->head_dim + 15) / 16 * 16) % 64) {
+    *why = "head_dim padded to 16 must be a multiple of 64 (swizzled rows of 8 chunks or more)";
+    return 0;
+  }
+  return 29; /* below flash_tc (30) */
+}
+
+size_t clattn__flash_tcq_local(const int *p, const clattn_attention_desc *d) {
+  const size_t dp = ((size_t)d->head_dim + 15) / 16 * 16;
+  return (2 * (size_t)p[2] + 16 * (size_t)p[1] * (size_t)p[0]) * dp * 2;
+}
+
+const char *clattn__flash_tcq_check(const int *p, const clattn_attention_desc *d,
+                                    const clattn__device_info *info) {
+  const int dp = (d->head_dim + 15) / 16 * 16;
+  if (dp % 64) return "head_dim padded to 16 must be a multiple of 64";
+  /* O and S accumulators and one k-step of Q fragments a lane */
+  const int regs = p[1] * (dp / 8 * 4 + p[2] / 8 * 4 + 4);
+  return tc_params_check(p, info, clattn__flash_tcq_local(p, d), regs, 240);
+}
+
+bool clattn__flash_tcq_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
+                                int *out) {
+  static const int prefs[][3] = {{4, 2, 32}, {4, 1, 32}, {4, 1, 16}, {2, 2, 16}, {2, 1, 16}};
+  return first_legal3(prefs, sizeof prefs / sizeof prefs[0], clattn__flash_tcq_check, d, info,
+                      out);
+}
+
 /* ---- f32 on tensor cores: cl/flash_tc.cl with -DTF32=1 (3xTF32) ------------ */
 
 int clattn__flash_tf32_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
@@ -609,6 +657,7 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
   if (p->estimate) /* sizing only: a sparse mask's tile lists are the workspace */
     return p->sparse ? clattn__sparse_build_tiles(p, 16 * mt * warps, bn) : CLATTN_SUCCESS;
   const bool tf32 = d->dtype == CLATTN_DTYPE_F32; /* the flash_tf32 variant */
+  const bool qloc = p->variant && !strcmp(p->variant->name, "flash_tcq");
   const int vec = strides_aligned(p, tf32 ? 4 : 8) ? 1 : 0;
   const bool quant = d->kv_dtype != CLATTN_KV_DTYPE_SAME;
   char opts[768];
@@ -624,20 +673,24 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
                            clattn__strides_multiple(&p->vs, 16)
                        ? 1
                        : 0);
+  if (qloc) clattn__append(opts, sizeof opts, " -DQLOC=1");
   if (ctx->settings.nv_verbose) clattn__append(opts, sizeof opts, " -cl-nv-verbose");
   if (ctx->info.nv_emulate) /* tests: the warp-level PTX emulated (cl/nv_mma.cl) */ clattn__append(opts, sizeof opts, " -DCLATTN_NV_EMU=1");
   clattn__mods_options(d, opts, sizeof opts);
   if (p->sparse) clattn__sparse_options(p->sparse, opts, sizeof opts);
-  const size_t local =
-      clattn__flash_tc_local(params, d) + clattn__nv_emu_local(&ctx->info, (size_t)32 * warps);
+  const size_t local = (qloc ? clattn__flash_tcq_local(params, d) : clattn__flash_tc_local(params, d)) +
+                       clattn__nv_emu_local(&ctx->info, (size_t)32 * warps);
   if ((st = build_kernel(p, s, opts, local, false)) != CLATTN_SUCCESS) return st;
   if ((st = upload_sinks(p, s)) != CLATTN_SUCCESS) return st;
   set_geometry(p, s, 16 * mt * warps, 32 * warps);
   s->bn = bn; /* the tiles of a user mask's block classes */
   snprintf(p->describe, sizeof p->describe,
            "%s %s d=%d: %s%s, warps=%d mt=%d bn=%d (bm=%d, %zu B local) [%s]",
-           tf32 ? "flash_tf32" : "flash_tc", clattn_dtype_name(d->dtype), d->head_dim,
-           tf32 ? "3xTF32 mma.sync m16n8k8" : "mma.sync m16n8k16 + ldmatrix",
+           tf32 ? "flash_tf32" : qloc ? "flash_tcq" : "flash_tc", clattn_dtype_name(d->dtype),
+           d->head_dim,
+           tf32   ? "3xTF32 mma.sync m16n8k8"
+           : qloc ? "mma.sync m16n8k16 + ldmatrix, Q in local memory"
+                  : "mma.sync m16n8k16 + ldmatrix",
            vec && !quant ? " + cp.async" : "", warps, mt, bn, s->bm, local, origin);
   describe_kv(p);
   clattn__describe_mods(d, p->describe, sizeof p->describe);
