@@ -168,6 +168,28 @@ inline float alibi_slope2(const int h, const int H) {
   ((t) = clamp((s) * (1.0f / SOFTCAP2), -7.90531110763549805f, 7.90531110763549805f),             \
    (s) = (s) != (s) ? (s) /* NaN stays NaN */                                                    \
                     : SOFTCAP2 * SOFTCAP_TANH_P((t), (t) * (t)) * SOFTCAP_RECIP(SOFTCAP_TANH_Q((t) * (t))))
+#elif SOFTCAP && defined(CLATTN_NV_SOFTCAP) && CLATTN_NV_SOFTCAP
+/* decode_tc on NVIDIA (host: -DCLATTN_NV_SOFTCAP=1; flash_tc has its own
+ * form, the backward keeps the one below): bf16 through tanh.approx (one
+ * MUFU operation, relative error 2^-11, below the rounding of P to bf16),
+ * f16 through ex2.approx and rcp.approx (errors ~2^-22: f16's P keeps 11
+ * bits), as cl/flash_tc.cl; the IEEE division of the form below cost
+ * decode +38 % on an H100 (bench/RESULTS.md §22). */
+#if CLATTN_DTYPE == 2
+inline float softcap_nv(float x) {
+  float r;
+  __asm__("tanh.approx.f32 %0, %1;" : "=f"(r) : "f"(x * (1.0f / SOFTCAP2)));
+  return SOFTCAP2 * r;
+}
+#else
+inline float softcap_nv(float x) {
+  float t, r;
+  __asm__("ex2.approx.ftz.f32 %0, %1;" : "=f"(t) : "f"(fabs(x) * (-2.0f * CLATTN_LOG2E / SOFTCAP2)));
+  __asm__("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(1.0f + t));
+  return copysign(SOFTCAP2 * (1.0f - t) * r, x);
+}
+#endif
+#define SOFTCAP_APPLY(s, t) ((void)(t), (s) = softcap_nv(s))
 #elif SOFTCAP
 /* s ← SOFTCAP2·tanh(s / SOFTCAP2) as SOFTCAP2·sign(s)·(1 − t)/(1 + t) with
  * t = e^(−2|s|/SOFTCAP2): one exp2 and a division, on floats and row vectors

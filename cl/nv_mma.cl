@@ -468,7 +468,15 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
 /* One online-softmax step for row half rr (0: row g, 1: row g + 8) of the
  * fragments: the row's running max m and sum l (the four lanes of the row
  * exchange with shuffles), s turned into unnormalised probabilities, o
- * rescaled. Raw scores; qscale is log2(e)·scale. */
+ * rescaled. Raw scores; qscale is log2(e)·scale. Lazy rescaling
+ * (FlashAttention 4's): with a positive scale the running max moves only
+ * when the tile's exceeds it by more than 8 in log2 units, so the rescale
+ * of o and l (4·nto multiplies a lane, an exp2) is skipped for most tiles
+ * and p stays at most 2^8 (f16's P included); the four lanes of a row take
+ * the same branch. -DCLATTN_LAZY_RESCALE=0: a rescale every tile. */
+#ifndef CLATTN_LAZY_RESCALE
+#define CLATTN_LAZY_RESCALE 1
+#endif
 #define SOFTMAX_STEP(s, nts, o, nto, rr, m, l, qscale)                                             \
   do {                                                                                             \
     float mx_ = -INFINITY;                                                                         \
@@ -476,21 +484,25 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
         fmax(mx_, fmax(s[j_][2 * (rr)], s[j_][2 * (rr) + 1]));                                     \
     mx_ = fmax(mx_, shfl_xor(mx_, 1));                                                             \
     mx_ = fmax(mx_, shfl_xor(mx_, 2));                                                             \
-    const float mnew_ = fmax(m, mx_);                                                              \
-    const float alpha_ = mnew_ == -INFINITY ? 1.0f : fast_exp2((m - mnew_) * (qscale));           \
-    const float sub_ = mnew_ == -INFINITY ? 0.0f : mnew_ * (qscale);                               \
-    m = mnew_;                                                                                     \
+    if (!CLATTN_LAZY_RESCALE || !((qscale) > 0.0f) || (m) == -INFINITY ||                          \
+        (mx_ - (m)) * (qscale) > 8.0f) {                                                           \
+      const float mnew_ = fmax(m, mx_);                                                            \
+      const float alpha_ = mnew_ == -INFINITY ? 1.0f : fast_exp2((m - mnew_) * (qscale));         \
+      m = mnew_;                                                                                   \
+      l *= alpha_;                                                                                 \
+      _Pragma("unroll") for (int j_ = 0; j_ < (nto); j_++) {                                       \
+        o[j_][2 * (rr)] *= alpha_;                                                                 \
+        o[j_][2 * (rr) + 1] *= alpha_;                                                             \
+      }                                                                                            \
+    }                                                                                              \
+    const float sub_ = m == -INFINITY ? 0.0f : m * (qscale);                                       \
     float rs_ = 0.0f;                                                                              \
     _Pragma("unroll") for (int j_ = 0; j_ < (nts); j_++) {                                         \
       s[j_][2 * (rr)] = fast_exp2(fma(s[j_][2 * (rr)], (qscale), -sub_));                          \
       s[j_][2 * (rr) + 1] = fast_exp2(fma(s[j_][2 * (rr) + 1], (qscale), -sub_));                  \
       rs_ += s[j_][2 * (rr)] + s[j_][2 * (rr) + 1];                                                \
     }                                                                                              \
-    l = l * alpha_ + rs_;                                                                          \
-    _Pragma("unroll") for (int j_ = 0; j_ < (nto); j_++) {                                         \
-      o[j_][2 * (rr)] *= alpha_;                                                                   \
-      o[j_][2 * (rr) + 1] *= alpha_;                                                               \
-    }                                                                                              \
+    l += rs_;                                                                                      \
   } while (0)
 
 /* The epilogue of row half rr: O row = o / l (the row's four lanes sum

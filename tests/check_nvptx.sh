@@ -35,6 +35,12 @@ for dt in 1 2; do for d in 64 80 128 256; do for c in 0 1 2; do
   compile "flash_tc_t${dt}_d${d}_c${c}" nv_mma.cl flash_tc.cl -- -DCLATTN_DTYPE=$dt -DD=$d -DWARPS=4 -DMT=$((d <= 64 ? 2 : 1)) \
     -DBN=$((d >= 256 ? 32 : 64)) -DCAUSAL=$c -DVEC_GLOBAL=$((d % 8 == 0)) -DLDM_ADDR=1 -DASYNC=$((d % 8 == 0))
 done; done; done
+# decode_tc with its softcap in MUFU operations (-DCLATTN_NV_SOFTCAP=1), f16 and bf16
+for dt in 1 2; do
+  compile "decode_tc_softcap_t${dt}" nv_mma.cl decode.cl -- -DCLATTN_DTYPE=$dt -DD=128 -DKT=64 -DWG=32 -DQR=4 \
+    -DCAUSAL=0 -DPAGED=0 -DRAGGED=0 -DVEC8=1 -DALIGN16=1 -DTC=1 -DBN=16 -DNS=3 -DLDM_ADDR=1 -DMW=128 \
+    -DSOFTCAP=1 -DSOFTCAP2=43.2809f -DCLATTN_NV_SOFTCAP=1 -DCLATTN_SOFT_HALF=$((dt == 1))
+done
 # flash_tf32: the same kernel on f32 (3xTF32 from tf32.cl), head dims to 128, unit and other strides
 for d in 40 64 128; do for c in 0 1; do
   compile "flash_tf32_d${d}_c${c}" nv_mma.cl tf32.cl flash_tc.cl -- -DCLATTN_DTYPE=0 -DTF32=1 -DD=$d -DWARPS=8 -DMT=1 \
@@ -121,6 +127,20 @@ stub_check() { # NAME
   fi
   echo "ok   $name (sm_90: $(grep -o 'Used [0-9]* registers' "$tmp/$name.pt" | tr '\n' ' '))"
 }
+# flash_tcq: Q in local memory (-DQLOC=1), swizzled tiles, its default tilings (no spill, assembled
+# with the built-ins stubbed); bf16 softcap
+# alone (the fixed-maximum softmax below and above C = 48, the running maximum above 80)
+for dt in 1 2; do for d in 60 64 120 128 256; do for c in 0 1; do
+  mt=2; bn=32; [ $d = 256 ] && { mt=1; bn=16; }
+  compile "flash_tcq_t${dt}_d${d}_c${c}" nv_mma.cl flash_tc.cl -- -DCLATTN_DTYPE=$dt -DD=$d -DWARPS=4 -DMT=$mt \
+    -DBN=$bn -DCAUSAL=$c -DVEC_GLOBAL=$((d % 8 == 0)) -DLDM_ADDR=1 -DASYNC=$((d % 8 == 0)) -DQLOC=1 &&
+    stub_check "flash_tcq_t${dt}_d${d}_c${c}"
+done; done; done
+for cap in 14.4270f 72.1348f 86.5617f; do
+  compile "flash_tc_softcap_${cap%f}" nv_mma.cl flash_tc.cl -- -DCLATTN_DTYPE=2 -DD=64 -DWARPS=4 -DMT=2 -DBN=64 \
+    -DCAUSAL=1 -DVEC_GLOBAL=1 -DLDM_ADDR=1 -DASYNC=1 -DSOFTCAP=1 -DSOFTCAP2=$cap &&
+    stub_check "flash_tc_softcap_${cap%f}"
+done
 for d in 8 40 64 80 128; do for c in 0 1 2; do
   dt=$((1 + (c + d / 8) % 2)) # f16 and bf16 in turn
   v=$((d % 8 == 0)); cfg="-DKW=4 -DKMT=1 -DQM=64 -DKST=1 -DQW=4 -DQMT=2 -DKN=32 -DQST=$((1 + v))"

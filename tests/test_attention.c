@@ -361,6 +361,9 @@ static void test_16bit_storage(void **state) {
       {{1, 2, 0, 65, 63, 64, 1}, CLATTN_LAYOUT_BHSD, TU_INPUT_UNIFORM},
       {{2, 4, 2, 7, 257, 64, 1}, CLATTN_LAYOUT_BSHD, TU_INPUT_UNIFORM},
       {{1, 2, 0, 257, 65, 64, 1}, CLATTN_LAYOUT_BHSD, TU_INPUT_EXTREME_MIXED},
+      /* rows whose maximum rises over several key tiles by far more than
+       * the lazy rescale's 2^8 (cl/nv_mma.cl SOFTMAX_STEP) */
+      {{1, 2, 0, 40, 300, 64, 0}, CLATTN_LAYOUT_BHSD, TU_INPUT_EXTREME_MIXED},
   };
   static const clattn_dtype types[] = {CLATTN_DTYPE_F16, CLATTN_DTYPE_BF16};
   for (size_t t = 0; t < 2; t++)

@@ -355,6 +355,12 @@ static void test_selection(void **state) {
                                                  sizeof why80),
                      3);
     assert_non_null(strstr(why80, "flash_tcq: head_dim padded to 16 must be a multiple of 64"));
+    /* head dims padded to 128: flash_tcq first (measured faster) */
+    clattn_attention_desc d128 = problem(CLATTN_ALGO_FLASH, CLATTN_DTYPE_BF16, 120, 0);
+    assert_int_equal(
+        clattn__applicable_variants(&gpu, &d128, CLATTN__FORWARD, false, c, 16, NULL, 0), 4);
+    assert_string_equal(c[0]->name, "flash_tcq");
+    assert_string_equal(c[1]->name, "flash_tc");
   }
   /* A variant whose build failed on the device is passed over, with why. */
   clattn__device_info broken = gpu;

@@ -1700,9 +1700,9 @@ static float *set_random_bias(dcase *c, int B, int H, int NQ, int NK, const char
 /* The modifiers in decode_tc (NVIDIA sm_80+, emulated in CI; skipped
  * elsewhere): softcap and ALiBi with a causal seq_q of 3, the user
  * score_mod and mask_mod (reading the user buffer) on a paged cache with
- * shared pages, an f32 bias with -inf entries, a user mask on a ragged batch
- * (lengths 0, 1, 17, 150); f16 and bf16, against the reference with the
- * twins. */
+ * shared pages, an f32 bias with -inf entries, a user mask with softcap on a
+ * ragged batch (lengths 0, 1, 17, 150); f16 and bf16 (softcap in both),
+ * against the reference with the twins. */
 static void test_decode_tc_mods(void **state) {
   (void)state;
   if (!decode_tc_applies()) skip();
@@ -1742,6 +1742,7 @@ static void test_decode_tc_mods(void **state) {
       c.mask_mod = k_mods_src;
       c.fns = &mf;
       c.user_bytes = sizeof period;
+      c.softcap = 30.0; /* f16's softcap (bf16's: case 0) */
     }
     char label[96];
     snprintf(label, sizeof label, "decode_tc mods %d", i);

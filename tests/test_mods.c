@@ -318,6 +318,20 @@ static void test_flash_tc(void **state) {
     char label0[96];
     snprintf(label0, sizeof label0, "mods/tc%d/f16-softcap%g", c, d.softcap);
     check(ctx, &d, "flash_tc", label0);
+    /* bf16 softcap alone: the softmax with a fixed maximum (a cap of 50:
+     * c = 96 - C with C = cap·log2 e = 72.1; 0.6: c = C) and above a cap of
+     * 55.4 the running maximum (60), on rows of scores of one sign around
+     * ±1e4 (the capped scores of a negative row all at -cap: the smallest p) */
+    static const double caps[3] = {50.0, 0.6, 60.0};
+    for (int k = 0; k < 3; k++) {
+      d = make_desc(&shapes[(c + k) % NSHAPES], masks[k], CLATTN_DTYPE_BF16);
+      d.softcap = caps[k];
+      char labelc[96];
+      snprintf(labelc, sizeof labelc, "mods/tc%d/bf16-softcap%g", c, d.softcap);
+      tu_report rep;
+      tu_run_and_compare(ctx, &d, TU_INPUT_EXTREME_ONE_SIGN, 1, 0, labelc, &rep);
+      if (!tu_report_ok(&rep, 1)) fail_msg("%s", rep.summary);
+    }
     /* sinks, with rows that see no key (shape 1 bottom-right) and softcap */
     d = make_desc(&shapes[1], CLATTN_MASK_CAUSAL, CLATTN_DTYPE_BF16);
     d.sinks = sinks;

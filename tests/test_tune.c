@@ -315,10 +315,21 @@ static void test_builtin_defaults(void **state) {
     assert_true(clattn__builtin_default(&h200, tc, &dt, p, label, 64));
     clattn__config_format(tc, p, cfg, sizeof cfg);
     assert_string_equal(cfg, "warps=4,mt=1,bn=32");
+    assert_string_equal(label, "NVIDIA GPU, window");
+    dt.mask = CLATTN_MASK_BIGBIRD; /* other sparse masks: 64-key tiles */
+    assert_true(clattn__builtin_default(&h200, tc, &dt, p, label, 64));
+    clattn__config_format(tc, p, cfg, sizeof cfg);
+    assert_string_equal(cfg, "warps=4,mt=1,bn=64");
     assert_string_equal(label, "NVIDIA GPU, sparse");
     dt.mask = CLATTN_MASK_CAUSAL;
     assert_true(clattn__builtin_default(&h200, tc, &dt, p, label, 64));
     assert_string_equal(label, "NVIDIA GPU");
+    /* flash_tcq at d = 128: two m-tiles a warp with Q in local memory */
+    const clattn__variant *tq = clattn__variant_find("flash_tcq");
+    dt.head_dim = 128;
+    assert_true(clattn__builtin_default(&h200, tq, &dt, p, label, 64));
+    clattn__config_format(tq, p, cfg, sizeof cfg);
+    assert_string_equal(cfg, "warps=4,mt=2,bn=32");
     const clattn__variant *tf = clattn__variant_find("flash_tf32");
     dt.dtype = CLATTN_DTYPE_F32;
     dt.head_dim = 128;

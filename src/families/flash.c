@@ -425,7 +425,10 @@ int clattn__flash_tcq_applicable(const clattn__device_info *info, const clattn_a
     *why = "head_dim padded to 16 must be a multiple of 64 (swizzled rows of 8 chunks or more)";
     return 0;
   }
-  return 29; /* below flash_tc (30) */
+  /* above flash_tc (30) where measured faster: head dims padded to 128 on
+   * an H100 (7-10 % at N = 4k-16k, 2 % slower causal at 16k; bench/RESULTS.md
+   * §23); below it elsewhere (d = 256: 1.4x slower with one m-tile a warp) */
+  return (d->head_dim + 15) / 16 * 16 == 128 ? 31 : 29;
 }
 
 size_t clattn__flash_tcq_local(const int *p, const clattn_attention_desc *d) {

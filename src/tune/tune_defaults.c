@@ -18,8 +18,8 @@
  * Within a level the row with the smallest max_head_dim ≥ head_dim whose
  * configuration is legal on the device wins; of equal rows, the first (so
  * a row may be followed by a smaller tiling for where it does not fit, and
- * a row with `sparse` set, which only plans with a sparse mask match, comes
- * before the row for every mask). When no row applies, the
+ * a row with `sparse` set, which only plans with a sparse mask match (2:
+ * only a window), comes before the row for every mask). When no row applies, the
  * variant's own fallback decides. A row's configuration may name only some
  * parameters: the others come from the fallback.
  * Add a measured device by adding rows; `label` is what describe() shows.
@@ -36,7 +36,7 @@ typedef struct tune_default {
   int max_head_dim;
   const char *config;
   const char *label;
-  int sparse; /* 1: for plans with a sparse mask only (0, left out: any mask) */
+  int sparse; /* 1: plans with a sparse mask only, 2: with a window only (0, left out: any) */
 } tune_default;
 
 static const tune_default table[] = {
@@ -52,14 +52,20 @@ static const tune_default table[] = {
      * (`bash bench/gpu.sh tc`, bench/RESULTS.md): two m-tiles per warp halve
      * the local-memory reads per MMA where the registers allow it (d <= 64);
      * at d = 128 they spill (255 registers), one m-tile and 8 warps win. */
-    /* Sparse masks (window / band patterns: a few tiles per row block) at d <= 64: 64-row
-     * blocks and 32-key tiles waste fewer pairs at a band's edges; window 256 at N = 16k, f16,
-     * H100: 0.1900 vs 0.2069 ms (64-key tiles) vs 0.2329 (128-row blocks) causal, 0.2559 vs
-     * 0.2806 vs 0.2907 two-sided (bench/RESULTS.md §20, §22). */
-    {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 64, "warps=4,mt=1,bn=32", "NVIDIA GPU, sparse", 1},
+    /* Sparse masks at d <= 64: 64-row blocks; for a window (a band: a few tiles per row
+     * block) 32-key tiles waste fewer pairs at its edges: window 256 at N = 16k, f16, H100:
+     * 0.1900 vs 0.2069 ms (64-key tiles) vs 0.2329 (128-row blocks) causal, 0.2559 vs 0.2806
+     * vs 0.2907 two-sided; BigBird's blocks of 64 keys want 64-key tiles (0.645 vs 0.708 ms at
+     * N = 16k, bigbird:64,3,2,3; bench/RESULTS.md §20, §22, §23). */
+    {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 64, "warps=4,mt=1,bn=32", "NVIDIA GPU, window", 2},
+    {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 64, "warps=4,mt=1,bn=64", "NVIDIA GPU, sparse", 1},
     {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 64, "warps=4,mt=2,bn=64", "NVIDIA GPU", 0},
     {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 128, "warps=8,mt=1,bn=64", "NVIDIA GPU", 0},
     {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 256, "warps=8,mt=1,bn=32", "NVIDIA GPU", 0},
+    /* Q in local memory (flash_tcq, above flash_tc at head dims 113-128): two m-tiles a warp,
+     * 32-key tiles, 48 KiB; H100, N = 4096 / 16384, B·H·N = 262144: 7-10 % faster than
+     * flash_tc's 8 warps of 64-key tiles, causal at 16k 2 % slower (bench/RESULTS.md §23). */
+    {"flash_tcq", "nvidia", NULL, NULL, GPU, -1, 128, "warps=4,mt=2,bn=32", "NVIDIA GPU", 0},
     /* f32 on tensor cores (3xTF32), H100 sweep at N = 4096 (`bash bench/gpu.sh tf32`,
      * bench/RESULTS.md §21): one m-tile a warp (two spill: f32 Q fragments plus the fresh P·V
      * accumulators), 8 warps, 32-key tiles. */
@@ -147,7 +153,8 @@ static bool matches(const tune_default *r, const clattn__device_info *info, cons
   if (r->vendor && !vendor_is(info, r->vendor)) return false;
   if (r->arch && strcmp(r->arch, arch)) return false;
   if (r->device && !clattn__strcasestr_bool(info->name, r->device)) return false;
-  if (r->sparse && !clattn__mask_is_sparse(mask)) return false;
+  if (r->sparse == 1 && !clattn__mask_is_sparse(mask)) return false;
+  if (r->sparse == 2 && mask != CLATTN_MASK_WINDOW) return false;
   return true;
 }
 
