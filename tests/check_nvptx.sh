@@ -130,12 +130,13 @@ stub_check() { # NAME
 # flash_tcq: Q in local memory (-DQLOC=1), swizzled tiles, its default tilings (no spill, assembled
 # with the built-ins stubbed); bf16 softcap
 # alone (the fixed-maximum softmax below and above C = 48, the running maximum above 80)
-for dt in 1 2; do for d in 60 64 120 128 256; do for c in 0 1; do
+for cfg in 1:60:1 2:64:0 1:120:1 2:128:0 1:128:1 2:256:1; do
+  IFS=: read -r dt d c <<<"$cfg"
   mt=2; bn=32; [ $d = 256 ] && { mt=1; bn=16; }
   compile "flash_tcq_t${dt}_d${d}_c${c}" nv_mma.cl flash_tc.cl -- -DCLATTN_DTYPE=$dt -DD=$d -DWARPS=4 -DMT=$mt \
     -DBN=$bn -DCAUSAL=$c -DVEC_GLOBAL=$((d % 8 == 0)) -DLDM_ADDR=1 -DASYNC=$((d % 8 == 0)) -DQLOC=1 &&
     stub_check "flash_tcq_t${dt}_d${d}_c${c}"
-done; done; done
+done
 for cap in 14.4270f 72.1348f 86.5617f; do
   compile "flash_tc_softcap_${cap%f}" nv_mma.cl flash_tc.cl -- -DCLATTN_DTYPE=2 -DD=64 -DWARPS=4 -DMT=2 -DBN=64 \
     -DCAUSAL=1 -DVEC_GLOBAL=1 -DLDM_ADDR=1 -DASYNC=1 -DSOFTCAP=1 -DSOFTCAP2=$cap &&
