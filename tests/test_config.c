@@ -351,9 +351,9 @@ static void test_selection(void **state) {
   {
     clattn_attention_desc d80 = problem(CLATTN_ALGO_FLASH, CLATTN_DTYPE_F16, 80, 0);
     char why80[2048];
-    assert_int_equal(clattn__applicable_variants(&gpu, &d80, CLATTN__FORWARD, false, c, 16, why80,
-                                                 sizeof why80),
-                     3);
+    assert_int_equal(
+        clattn__applicable_variants(&gpu, &d80, CLATTN__FORWARD, false, c, 16, why80, sizeof why80),
+        3);
     assert_non_null(strstr(why80, "flash_tcq: head_dim padded to 16 must be a multiple of 64"));
     /* head dims padded to 128: flash_tcq first (measured faster) */
     clattn_attention_desc d128 = problem(CLATTN_ALGO_FLASH, CLATTN_DTYPE_BF16, 120, 0);

@@ -411,7 +411,8 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
     clattn__append(opts, sizeof opts, " -DTC=1 -DBN=%d -DNS=%d -DLDM_ADDR=1%s", s->bn, s->ns,
                    ctx->info.nv_emulate ? " -DCLATTN_NV_EMU=1" : "");
   clattn__mods_options(d, opts, sizeof opts); /* softcap, ALiBi, user functions, sinks */
-  if (s->tc && !ctx->info.nv_emulate && d->softcap > 0.0) /* softcap in MUFU operations (common.cl) */
+  /* decode_tc on NVIDIA: softcap in MUFU operations (cl/common.cl CLATTN_NV_SOFTCAP) */
+  if (s->tc && !ctx->info.nv_emulate && d->softcap > 0.0)
     clattn__append(opts, sizeof opts, " -DCLATTN_NV_SOFTCAP=1");
   if (d->kv_dtype != CLATTN_KV_DTYPE_SAME)
     clattn__append(opts, sizeof opts, " -DKVQ=%d -DKVS=%d", (int)d->kv_dtype, (int)d->kv_scale);

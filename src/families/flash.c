@@ -448,8 +448,7 @@ const char *clattn__flash_tcq_check(const int *p, const clattn_attention_desc *d
 bool clattn__flash_tcq_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
                                 int *out) {
   static const int prefs[][3] = {{4, 2, 32}, {4, 1, 32}, {4, 1, 16}, {2, 2, 16}, {2, 1, 16}};
-  return first_legal3(prefs, sizeof prefs / sizeof prefs[0], clattn__flash_tcq_check, d, info,
-                      out);
+  return first_legal3(prefs, sizeof prefs / sizeof prefs[0], clattn__flash_tcq_check, d, info, out);
 }
 
 /* ---- f32 on tensor cores: cl/flash_tc.cl with -DTF32=1 (3xTF32) ------------ */
@@ -681,16 +680,19 @@ clattn_status clattn__flash_tc_create(clattn_plan p, const int *params, const ch
   if (ctx->info.nv_emulate) /* tests: the warp-level PTX emulated (cl/nv_mma.cl) */ clattn__append(opts, sizeof opts, " -DCLATTN_NV_EMU=1");
   clattn__mods_options(d, opts, sizeof opts);
   if (p->sparse) clattn__sparse_options(p->sparse, opts, sizeof opts);
-  const size_t local = (qloc ? clattn__flash_tcq_local(params, d) : clattn__flash_tc_local(params, d)) +
-                       clattn__nv_emu_local(&ctx->info, (size_t)32 * warps);
+  const size_t local =
+      (qloc ? clattn__flash_tcq_local(params, d) : clattn__flash_tc_local(params, d)) +
+      clattn__nv_emu_local(&ctx->info, (size_t)32 * warps);
   if ((st = build_kernel(p, s, opts, local, false)) != CLATTN_SUCCESS) return st;
   if ((st = upload_sinks(p, s)) != CLATTN_SUCCESS) return st;
   set_geometry(p, s, 16 * mt * warps, 32 * warps);
   s->bn = bn; /* the tiles of a user mask's block classes */
   snprintf(p->describe, sizeof p->describe,
            "%s %s d=%d: %s%s, warps=%d mt=%d bn=%d (bm=%d, %zu B local) [%s]",
-           tf32 ? "flash_tf32" : qloc ? "flash_tcq" : "flash_tc", clattn_dtype_name(d->dtype),
-           d->head_dim,
+           tf32   ? "flash_tf32"
+           : qloc ? "flash_tcq"
+                  : "flash_tc",
+           clattn_dtype_name(d->dtype), d->head_dim,
            tf32   ? "3xTF32 mma.sync m16n8k8"
            : qloc ? "mma.sync m16n8k16 + ldmatrix, Q in local memory"
                   : "mma.sync m16n8k16 + ldmatrix",
