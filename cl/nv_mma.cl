@@ -478,6 +478,7 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
 #ifndef CLATTN_LAZY_RESCALE
 #define CLATTN_LAZY_RESCALE 0
 #endif
+#if CLATTN_LAZY_RESCALE
 #define SOFTMAX_STEP(s, nts, o, nto, rr, m, l, qscale)                                             \
   do {                                                                                             \
     float mx_ = -INFINITY;                                                                         \
@@ -485,8 +486,7 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
         fmax(mx_, fmax(s[j_][2 * (rr)], s[j_][2 * (rr) + 1]));                                     \
     mx_ = fmax(mx_, shfl_xor(mx_, 1));                                                             \
     mx_ = fmax(mx_, shfl_xor(mx_, 2));                                                             \
-    if (!CLATTN_LAZY_RESCALE || !((qscale) > 0.0f) || (m) == -INFINITY ||                          \
-        (mx_ - (m)) * (qscale) > 8.0f) {                                                           \
+    if (!((qscale) > 0.0f) || (m) == -INFINITY || (mx_ - (m)) * (qscale) > 8.0f) {                 \
       const float mnew_ = fmax(m, mx_);                                                            \
       const float alpha_ = mnew_ == -INFINITY ? 1.0f : fast_exp2((m - mnew_) * (qscale));         \
       m = mnew_;                                                                                   \
@@ -505,6 +505,31 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
     }                                                                                              \
     l += rs_;                                                                                      \
   } while (0)
+#else /* the rescale every tile (the form measured in bench/RESULTS.md) */
+#define SOFTMAX_STEP(s, nts, o, nto, rr, m, l, qscale)                                             \
+  do {                                                                                             \
+    float mx_ = -INFINITY;                                                                         \
+    _Pragma("unroll") for (int j_ = 0; j_ < (nts); j_++) mx_ =                                     \
+        fmax(mx_, fmax(s[j_][2 * (rr)], s[j_][2 * (rr) + 1]));                                     \
+    mx_ = fmax(mx_, shfl_xor(mx_, 1));                                                             \
+    mx_ = fmax(mx_, shfl_xor(mx_, 2));                                                             \
+    const float mnew_ = fmax(m, mx_);                                                              \
+    const float alpha_ = mnew_ == -INFINITY ? 1.0f : fast_exp2((m - mnew_) * (qscale));           \
+    const float sub_ = mnew_ == -INFINITY ? 0.0f : mnew_ * (qscale);                               \
+    m = mnew_;                                                                                     \
+    float rs_ = 0.0f;                                                                              \
+    _Pragma("unroll") for (int j_ = 0; j_ < (nts); j_++) {                                         \
+      s[j_][2 * (rr)] = fast_exp2(fma(s[j_][2 * (rr)], (qscale), -sub_));                          \
+      s[j_][2 * (rr) + 1] = fast_exp2(fma(s[j_][2 * (rr) + 1], (qscale), -sub_));                  \
+      rs_ += s[j_][2 * (rr)] + s[j_][2 * (rr) + 1];                                                \
+    }                                                                                              \
+    l = l * alpha_ + rs_;                                                                          \
+    _Pragma("unroll") for (int j_ = 0; j_ < (nto); j_++) {                                         \
+      o[j_][2 * (rr)] *= alpha_;                                                                   \
+      o[j_][2 * (rr) + 1] *= alpha_;                                                               \
+    }                                                                                              \
+  } while (0)
+#endif
 
 /* The epilogue of row half rr: O row = o / l (the row's four lanes sum
  * their l), its LSE (natural log) at LSE[lse_at] when asked. */

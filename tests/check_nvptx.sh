@@ -127,6 +127,12 @@ stub_check() { # NAME
   fi
   echo "ok   $name (sm_90: $(grep -o 'Used [0-9]* registers' "$tmp/$name.pt" | tr '\n' ' '))"
 }
+# the softmax with lazy rescaling (cl/nv_mma.cl, off by default), f16 and bf16
+for dt in 1 2; do
+  compile "flash_tc_lazy_t${dt}" nv_mma.cl flash_tc.cl -- -DCLATTN_DTYPE=$dt -DD=128 -DWARPS=4 -DMT=2 -DBN=32 \
+    -DCAUSAL=1 -DVEC_GLOBAL=1 -DLDM_ADDR=1 -DASYNC=1 -DQLOC=1 -DCLATTN_LAZY_RESCALE=1 &&
+    stub_check "flash_tc_lazy_t${dt}"
+done
 # flash_tcq: Q in local memory (-DQLOC=1), swizzled tiles, its default tilings (no spill, assembled
 # with the built-ins stubbed); bf16 softcap
 # alone (the fixed-maximum softmax below and above C = 48, the running maximum above 80)
