@@ -478,14 +478,25 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
 #ifndef CLATTN_LAZY_RESCALE
 #define CLATTN_LAZY_RESCALE 0
 #endif
+/* mx = the maximum of row half rr's scores in the fragments (the row's four lanes exchange) */
+#define SOFTMAX_ROW_MAX(s, nts, rr, mx)                                                            \
+  float mx = -INFINITY;                                                                            \
+  _Pragma("unroll") for (int j_ = 0; j_ < (nts); j_++) mx =                                        \
+      fmax(mx, fmax(s[j_][2 * (rr)], s[j_][2 * (rr) + 1]));                                        \
+  mx = fmax(mx, shfl_xor(mx, 1));                                                                  \
+  mx = fmax(mx, shfl_xor(mx, 2))
+/* row half rr's scores s → p = 2^(s·qscale − sub), their sum (this lane's) into a new rs */
+#define SOFTMAX_ROW_EXP(s, nts, rr, qscale, sub, rs)                                               \
+  float rs = 0.0f;                                                                                 \
+  _Pragma("unroll") for (int j_ = 0; j_ < (nts); j_++) {                                           \
+    s[j_][2 * (rr)] = fast_exp2(fma(s[j_][2 * (rr)], (qscale), -(sub)));                           \
+    s[j_][2 * (rr) + 1] = fast_exp2(fma(s[j_][2 * (rr) + 1], (qscale), -(sub)));                   \
+    rs += s[j_][2 * (rr)] + s[j_][2 * (rr) + 1];                                                   \
+  }
 #if CLATTN_LAZY_RESCALE
 #define SOFTMAX_STEP(s, nts, o, nto, rr, m, l, qscale)                                             \
   do {                                                                                             \
-    float mx_ = -INFINITY;                                                                         \
-    _Pragma("unroll") for (int j_ = 0; j_ < (nts); j_++) mx_ =                                     \
-        fmax(mx_, fmax(s[j_][2 * (rr)], s[j_][2 * (rr) + 1]));                                     \
-    mx_ = fmax(mx_, shfl_xor(mx_, 1));                                                             \
-    mx_ = fmax(mx_, shfl_xor(mx_, 2));                                                             \
+    SOFTMAX_ROW_MAX(s, nts, rr, mx_);                                                              \
     if (!((qscale) > 0.0f) || (m) == -INFINITY || (mx_ - (m)) * (qscale) > 8.0f) {                 \
       const float mnew_ = fmax(m, mx_);                                                            \
       const float alpha_ = mnew_ == -INFINITY ? 1.0f : fast_exp2((m - mnew_) * (qscale));         \
@@ -497,32 +508,18 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
       }                                                                                            \
     }                                                                                              \
     const float sub_ = m == -INFINITY ? 0.0f : m * (qscale);                                       \
-    float rs_ = 0.0f;                                                                              \
-    _Pragma("unroll") for (int j_ = 0; j_ < (nts); j_++) {                                         \
-      s[j_][2 * (rr)] = fast_exp2(fma(s[j_][2 * (rr)], (qscale), -sub_));                          \
-      s[j_][2 * (rr) + 1] = fast_exp2(fma(s[j_][2 * (rr) + 1], (qscale), -sub_));                  \
-      rs_ += s[j_][2 * (rr)] + s[j_][2 * (rr) + 1];                                                \
-    }                                                                                              \
+    SOFTMAX_ROW_EXP(s, nts, rr, qscale, sub_, rs_);                                                \
     l += rs_;                                                                                      \
   } while (0)
 #else /* the rescale every tile (the form measured in bench/RESULTS.md) */
 #define SOFTMAX_STEP(s, nts, o, nto, rr, m, l, qscale)                                             \
   do {                                                                                             \
-    float mx_ = -INFINITY;                                                                         \
-    _Pragma("unroll") for (int j_ = 0; j_ < (nts); j_++) mx_ =                                     \
-        fmax(mx_, fmax(s[j_][2 * (rr)], s[j_][2 * (rr) + 1]));                                     \
-    mx_ = fmax(mx_, shfl_xor(mx_, 1));                                                             \
-    mx_ = fmax(mx_, shfl_xor(mx_, 2));                                                             \
+    SOFTMAX_ROW_MAX(s, nts, rr, mx_);                                                              \
     const float mnew_ = fmax(m, mx_);                                                              \
     const float alpha_ = mnew_ == -INFINITY ? 1.0f : fast_exp2((m - mnew_) * (qscale));           \
     const float sub_ = mnew_ == -INFINITY ? 0.0f : mnew_ * (qscale);                               \
     m = mnew_;                                                                                     \
-    float rs_ = 0.0f;                                                                              \
-    _Pragma("unroll") for (int j_ = 0; j_ < (nts); j_++) {                                         \
-      s[j_][2 * (rr)] = fast_exp2(fma(s[j_][2 * (rr)], (qscale), -sub_));                          \
-      s[j_][2 * (rr) + 1] = fast_exp2(fma(s[j_][2 * (rr) + 1], (qscale), -sub_));                  \
-      rs_ += s[j_][2 * (rr)] + s[j_][2 * (rr) + 1];                                                \
-    }                                                                                              \
+    SOFTMAX_ROW_EXP(s, nts, rr, qscale, sub_, rs_);                                                \
     l = l * alpha_ + rs_;                                                                          \
     _Pragma("unroll") for (int j_ = 0; j_ < (nto); j_++) {                                         \
       o[j_][2 * (rr)] *= alpha_;                                                                   \
