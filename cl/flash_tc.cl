@@ -57,6 +57,10 @@
 #define BN 64
 #endif
 
+#ifndef QLOC
+#define QLOC 0 /* Q in local memory (the flash_tcq variant) */
+#endif
+
 #define BM (16 * MT * WARPS)
 #define NT (32 * WARPS)
 #define NTS (BN / 8) /* n-tiles of S */
@@ -72,9 +76,6 @@
 #endif
 #else
 #define TC_ET ushort
-#ifndef QLOC
-#define QLOC 0
-#endif
 #if QLOC
 #define LDK DP /* row stride (elements) of the Q, K and V tiles: unpadded, swizzled */
 #else
@@ -151,9 +152,6 @@
 #endif
 #if KVQ && TF32
 #error "flash_tc: 8-bit K/V with 16-bit Q only"
-#endif
-#ifndef QLOC
-#define QLOC 0
 #endif
 #if QLOC && (TF32 || KVQ || DP % 64)
 #error "flash_tc: Q in local memory with 16-bit K/V and head dims padded to a multiple of 64"
@@ -608,13 +606,7 @@ NV_UNROLL
       for (int mt = 0; mt < MT; mt++)
 #pragma unroll
         for (int rr = 0; rr < 2; rr++) {
-          float rs = 0.0f;
-#pragma unroll
-          for (int j = 0; j < NTS; j++) {
-            s[mt][j][2 * rr] = fast_exp2(fma(s[mt][j][2 * rr], SOFTCAP2, -TC_CAP_SUB));
-            s[mt][j][2 * rr + 1] = fast_exp2(fma(s[mt][j][2 * rr + 1], SOFTCAP2, -TC_CAP_SUB));
-            rs += s[mt][j][2 * rr] + s[mt][j][2 * rr + 1];
-          }
+          SOFTMAX_ROW_EXP(s[mt], NTS, rr, SOFTCAP2, TC_CAP_SUB, rs);
           l[mt][rr] += rs;
         }
     } else {

@@ -414,6 +414,9 @@ bool clattn__flash_tc_fallback(const clattn__device_info *info, const clattn_att
  * m-tiles (128 rows, 32 KiB of Q) and one 32-key K/V tile (16 KiB) fill 48
  * KiB exactly. Head dims padded to a multiple of 64 (the swizzle's 8
  * chunks a row), 16-bit K/V. */
+/* the head dim padded to the MMA k step (cl/flash_tc.cl DP) */
+static int tc_dp(const clattn_attention_desc *d) { return (d->head_dim + 15) / 16 * 16; }
+
 int clattn__flash_tcq_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                                  const char **why) {
   if (!tc_problem(info, d, false, true, why)) return 0;
@@ -421,24 +424,23 @@ int clattn__flash_tcq_applicable(const clattn__device_info *info, const clattn_a
     *why = "16-bit K/V only (8-bit K/V: flash_tc)";
     return 0;
   }
-  if (((d->head_dim + 15) / 16 * 16) % 64) {
+  if (tc_dp(d) % 64) {
     *why = "head_dim padded to 16 must be a multiple of 64 (swizzled rows of 8 chunks or more)";
     return 0;
   }
   /* above flash_tc (30) where measured faster: head dims padded to 128 on
    * an H100 (7-10 % at N = 4k-16k, 2 % slower causal at 16k; bench/RESULTS.md
    * §23); below it elsewhere (d = 256: 1.4x slower with one m-tile a warp) */
-  return (d->head_dim + 15) / 16 * 16 == 128 ? 31 : 29;
+  return tc_dp(d) == 128 ? 31 : 29;
 }
 
 size_t clattn__flash_tcq_local(const int *p, const clattn_attention_desc *d) {
-  const size_t dp = ((size_t)d->head_dim + 15) / 16 * 16;
-  return (2 * (size_t)p[2] + 16 * (size_t)p[1] * (size_t)p[0]) * dp * 2;
+  return (2 * (size_t)p[2] + 16 * (size_t)p[1] * (size_t)p[0]) * (size_t)tc_dp(d) * 2;
 }
 
 const char *clattn__flash_tcq_check(const int *p, const clattn_attention_desc *d,
                                     const clattn__device_info *info) {
-  const int dp = (d->head_dim + 15) / 16 * 16;
+  const int dp = tc_dp(d);
   if (dp % 64) return "head_dim padded to 16 must be a multiple of 64";
   /* O and S accumulators and one k-step of Q fragments a lane */
   const int regs = p[1] * (dp / 8 * 4 + p[2] / 8 * 4 + 4);
