@@ -5,7 +5,8 @@
 # `regress` (not part of `all`): the same CLI points on this tree and on an older one in .base/
 # (`git archive REV | tar -x -C .base`, passed with carry), alternating, same process group: speed must not move.
 # `ab` (not part of `all`): AB_POINTS ("LABEL|VARIANTS|CLI run ARGS;..."), each point alternating its VARIANTS
-# (old: .base's CLI; new: this tree; new@OVERRIDE: CLATTN_TUNE_OVERRIDE; new%-DX=Y,...: CLATTN_BUILD_DEFINES), 2 rounds, best median.
+# (old: .base's CLI; new: this tree; new@OVERRIDE: CLATTN_TUNE_OVERRIDE; new%-DX=Y,...: CLATTN_BUILD_DEFINES;
+# new@OVERRIDE%-DX=Y,...: both), 2 rounds, best median.
 # `plots` (not part of `all`): the issue-7 sweep, peak, memory table + OOM check and PNGs, in $OUT/plots.tar.gz (log: $OUT/plots.log).
 set -uo pipefail
 what=${1:-all}
@@ -208,6 +209,7 @@ if want ab; then
       case $v in
         old) t=$(ab_ms $OLD "" "" $args) ;;
         new) t=$(ab_ms $CLI "" "" $args) ;;
+        new@*%*) x=${v#new@}; t=$(ab_ms $CLI "${x%%\%*}" "$(echo "${x#*%}" | tr ',' ' ')" $args) ;;
         new@*) t=$(ab_ms $CLI "${v#new@}" "" $args) ;;
         new%*) t=$(ab_ms $CLI "" "$(echo "${v#new%}" | tr ',' ' ')" $args) ;;
       esac
@@ -461,11 +463,32 @@ if want wgmma; then
     (cd /tmp && gcc -O2 -o wgprobe "$OLDPWD/.gpu/wgprobe.c" -lOpenCL -lm && ./wgprobe) >"$OUT/wgprobe.txt" 2>&1
     grep -E "^\[3\]|^\[4\]" "$OUT/wgprobe.txt"
   fi
-  for d in 64 128; do for m in none causal; do for n in 4096 16384; do
+  # correctness of each schedule (WGMMA_DEFS: build-define sets, comma-separated, besides the kernel's
+  # defaults, e.g. the ping-pong off with -DPP=0, the register cap with -DMINCTAS=2) on shapes that are
+  # not tile multiples; then the timings (WGMMA_SEQS, default 4096 16384)
+  WGMMA_DEFS=${WGMMA_DEFS:-"-DPP=0 -DMINCTAS=2"}
+  for defs in "" $(echo "$WGMMA_DEFS" | tr ' ' '\n' | grep .); do
+    for shape in "--seq 257 --head-dim 80 --mask causal" "--seq-q 100 --seq-kv 333 --head-dim 64 --mask causal --heads 8 --kv-heads 2" \
+                 "--seq 300 --head-dim 128 --layout bshd" "--seq 1000 --head-dim 128 --mask causal --dtype f16" \
+                 "--seq 190 --head-dim 112 --mask causal" "--seq-q 77 --seq-kv 1500 --head-dim 64"; do
+      CLATTN_BUILD_DEFINES="${defs//,/ }" CLATTN_TUNE_OVERRIDE=flash_wgmma: timeout 60 $CLI run --dtype bf16 --verify $shape 2>&1 |
+        grep -E 'verify|over|rror' | tr '\n' ' '
+      echo " <- flash_wgmma [${defs:-defaults}] $shape"
+      [ -n "$defs" ] && continue # three warpgroups, defaults only
+      CLATTN_TUNE_OVERRIDE=flash_wgmma:wgs=3 timeout 60 $CLI run --dtype bf16 --verify $shape 2>&1 |
+        grep -E 'verify|over|rror' | tr '\n' ' '
+      echo " <- flash_wgmma:wgs=3 $shape"
+    done
+  done >"$OUT/wgmma_verify.txt" 2>&1
+  echo "wgmma verify: $(grep -c PASS "$OUT/wgmma_verify.txt") passed"; grep -v PASS "$OUT/wgmma_verify.txt" | head -5
+  for d in 64 128; do for m in none causal; do for n in ${WGMMA_SEQS:-4096 16384}; do
     bn=64; [ $d = 128 ] && bn=32
-    for cfg in flash_tc:warps=8 flash_tc:warps=4 flash_wgmma:wgs=2,bn=$bn,st=2; do
+    for cfg in flash_tc:warps=4 flash_tcq: flash_wgmma:wgs=2,bn=$bn,st=2 flash_wgmma:wgs=3,bn=$bn,st=2 \
+        $(for x in $WGMMA_DEFS; do echo "flash_wgmma:wgs=2,bn=$bn,st=2%$x"; done); do
+      [ $d = 64 ] && [ "$cfg" = flash_tcq: ] && continue
       b=$((TOK / n / H)); [ $b -lt 1 ] && b=1
-      o=$(CLATTN_TUNE_OVERRIDE=$cfg timeout 60 $CLI run --dtype f16 --head-dim $d --mask $m --seq $n --batch $b \
+      o=$(CLATTN_BUILD_DEFINES="$(echo "${cfg#*%}" | grep -v : | tr ',' ' ')" CLATTN_TUNE_OVERRIDE=${cfg%%\%*} timeout 60 \
+          $CLI run --dtype f16 --head-dim $d --mask $m --seq $n --batch $b \
           --heads $H --reps 10 --no-verify 2>&1 | grep -E "^time|^speed|rror" | sed -e 's/time *: median/ms/' \
           -e 's/, min.*//' -e 's/speed *: //' -e 's/ TFLOP.*/ TF/' | tr '\n' ' ')
       echo "d$d $m $n $cfg: $o"

@@ -47,9 +47,40 @@
 #define PIPE 1
 #endif
 #define TILE_BYTES (BN * CH8 * 16)
+/* Ping-pong (FlashAttention 3's inter-warpgroup schedule): with two or
+ * three warpgroups and no barrier between S and P·V (PIPE 0 or 2), the
+ * warpgroups take turns issuing S = Q·Kᵀ (warpgroup 0, 1[, 2], 0, ...)
+ * through named barriers, so that one warpgroup's S MMAs finish while the
+ * others' are still queued and its softmax overlaps them. -DPP=0: all
+ * issue at once. */
+#ifndef PP
+#define PP 1
+#endif
+#ifndef MINCTAS
+#define MINCTAS 0 /* work-groups per SM that the registers must allow (0: ptxas decides) */
+#endif
+#define WG_STR2(x) #x
+#define WG_STR(x) WG_STR2(x)
+#if PP && WGS >= 2 && PIPE != 1
+#define PINGPONG 1
+/* bar.sync/bar.arrive on named barrier ID (1 + w: warpgroup w's turn) for
+ * 256 work-items: the 128 of warpgroup w wait, the 128 of the one before it
+ * in the turn order arrive once they have issued their S MMAs. */
+#define NB_SYNC(id) __asm__ volatile("bar.sync %0, 256;" ::"r"(id) : "memory")
+#define NB_ARRIVE(id) __asm__ volatile("bar.arrive %0, 256;" ::"r"(id) : "memory")
+#else
+#define PINGPONG 0
+#endif
 
 #define BM (64 * WGS)
 #define NT (128 * WGS)
+#if WGS == 3
+#define NT_STR "384" /* NT for the minctas placeholder */
+#elif WGS == 2
+#define NT_STR "256"
+#else
+#define NT_STR "128"
+#endif
 #define KCH (DP / 16) /* k-steps of S */
 #define NTS (BN / 8)  /* 8-key groups of S */
 #define NTO (DP / 8)  /* 8-dim groups of O */
@@ -57,8 +88,8 @@
 #define CH8 (DP / 8)  /* 16-byte chunks of a row */
 #define NC32 (DP / 32)
 
-#if (BN % 32) || (WGS < 1) || (WGS > 2) || (ST < 1) || (ST > 2)
-#error "flash_wgmma: BN must be a multiple of 32, WGS 1 or 2, ST 1 or 2"
+#if (BN % 32) || (WGS < 1) || (WGS > 3) || (ST < 1) || (ST > 2)
+#error "flash_wgmma: BN must be a multiple of 32, WGS 1 to 3, ST 1 or 2"
 #endif
 #define WG_T MMA_T
 
@@ -117,6 +148,10 @@ flash_wgmma(FLASH_ARGS(ushort)) {
   __local uint4 Kt[ST][BN * CH8];
   __local uint4 Vt[ST][BN * CH8];
 
+#if MINCTAS
+  /* ptxas caps the registers so that MINCTAS work-groups share an SM */
+  __asm__ volatile("// @@CLATTN minctas " WG_STR(MINCTAS) " " NT_STR);
+#endif
   const int lid = get_local_id(0);
   const int wg = lid / 128, warp = (lid / 32) % 4, lane = lid % 32;
   const int g = lane >> 2, t = lane & 3;
@@ -157,6 +192,9 @@ flash_wgmma(FLASH_ARGS(ushort)) {
   if (ntiles > 0) load_tile_async(Vt[0], Vb, vss, 0, Nk, lid, 1);
   CP_COMMIT();
 #endif
+#if PINGPONG
+  if (wg == WGS - 1 && ntiles > 0) NB_ARRIVE(1); /* warpgroup 0 issues first */
+#endif
   for (int tile = 0; tile < ntiles; tile++) {
     const int kv0 = tile * BN;
 #if PIPE == 2
@@ -186,6 +224,9 @@ flash_wgmma(FLASH_ARGS(ushort)) {
      * them, so no ordinary instruction touches them between the fence and
      * the MMAs (each such write makes ptxas inject a warpgroup.arrive). */
     float s[NTS][4];
+#if PINGPONG
+    NB_SYNC(1 + wg); /* this warpgroup's turn */
+#endif
     WG_FENCE();
 #pragma unroll
     for (int kc = 0; kc < KCH; kc++)
@@ -194,6 +235,10 @@ flash_wgmma(FLASH_ARGS(ushort)) {
         WG_MMA32(WG_T, 0, s, 4 * c, qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3],
                  kdesc + (ulong)((2 * kc * BN * 16 + c * 512) >> 4), kc > 0);
     WG_COMMIT();
+#if PINGPONG
+    /* the next warpgroup's turn (the last one's last turn has no taker) */
+    if (wg < WGS - 1 || tile + 1 < ntiles) NB_ARRIVE(wg + 1 < WGS ? wg + 2 : 1);
+#endif
     WG_WAIT0();
 #pragma unroll
     for (int c = 0; c < BN / 32; c++)

@@ -109,6 +109,14 @@ for dt in 1 2; do for d in 40 64 128 256; do for c in 0 1; do
   compile "$n" nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=$dt -DD=$d -DWGS=$wgs -DBN=$bn -DCAUSAL=$c \
     -DVEC_GLOBAL=$((d % 8 == 0 && c == 0)) -DST=$st && wgmma_check "$n"
 done; done; done
+# without the ping-pong, and with the register cap for two work-groups per SM (minctas)
+compile flash_wgmma_pp0_mc2 nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=2 -DD=128 -DWGS=2 -DBN=32 \
+  -DCAUSAL=1 -DVEC_GLOBAL=1 -DST=2 -DPP=0 -DMINCTAS=2 && wgmma_check flash_wgmma_pp0_mc2
+# three warpgroups taking turns
+for d in 64 128; do
+  compile flash_wgmma_wgs3_d$d nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=1 -DD=$d -DWGS=3 \
+    -DBN=$((d == 64 ? 64 : 32)) -DCAUSAL=$((d == 64)) -DVEC_GLOBAL=1 -DST=2 && wgmma_check flash_wgmma_wgs3_d$d
+done
 # flash_bwd_tc: the tensor-core backward (after flash_bwd.cl -DTC=1), the
 # configurations its fallback picks (d <= 64, d <= 128) and the extremes of
 # its parameters; assembled with the built-ins stubbed, a spill or too much

@@ -362,6 +362,21 @@ static void test_selection(void **state) {
     assert_string_equal(c[0]->name, "flash_tcq");
     assert_string_equal(c[1]->name, "flash_tc");
   }
+  {
+    /* flash_wgmma's warpgroups: three (384 work-items, 168 registers each)
+     * up to d = 128 with 32-key tiles, not with 64 */
+    const clattn__variant *wg = clattn__variant_find("flash_wgmma");
+    clattn_attention_desc d128 = problem(CLATTN_ALGO_FLASH, CLATTN_DTYPE_F16, 128, 0);
+    const int three32[3] = {3, 32, 2}, three64[3] = {3, 64, 2}, four[3] = {4, 32, 2},
+              three64s1[3] = {3, 64, 1};
+    assert_null(wg->check(three32, &d128, &gpu));
+    assert_null(wg->check(three64, &d, &gpu)); /* d = 64 */
+    assert_non_null(strstr(wg->check(three64s1, &d128, &gpu), "168 registers"));
+    assert_non_null(strstr(wg->check(four, &d128, &gpu), "wgs 1..3"));
+    clattn__device_info small = gpu;
+    small.max_wg = 256;
+    assert_non_null(strstr(wg->check(three32, &d128, &small), "work-group size"));
+  }
   /* A variant whose build failed on the device is passed over, with why. */
   clattn__device_info broken = gpu;
   broken.broken_variants = 1ull << clattn__variant_index(clattn__variant_find("flash_wgmma"));

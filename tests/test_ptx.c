@@ -86,6 +86,29 @@ static void test_mma(void **state) {
   free(o);
 }
 
+/* minctas: .minnctapersm after each entry's thread-count line. */
+static void test_minctas(void **state) {
+  (void)state;
+  char *o = patch_ok(HEAD ".visible .entry k(\n\t.param .u64 k_0\n)\n.reqntid 256, 1, 1\n{\n"
+                          "\t// @@CLATTN minctas 2 256\n\tret;\n}\n"
+                          ".entry k2(\n)\n{\n\tret;\n}\n",
+                     1);
+  /* after the header's own thread count; where there is none, with one */
+  assert_non_null(strstr(o, ".reqntid 256, 1, 1\n.minnctapersm 2\n{\n\tret;"));
+  assert_non_null(strstr(o, ".entry k2(\n)\n.maxntid 256, 1, 1\n.minnctapersm 2\n{"));
+  assert_null(strstr(o, "@@CLATTN"));
+  free(o);
+  /* without the placeholder nothing is added */
+  o = patch_ok(HEAD ".visible .entry k(\n)\n.reqntid 256, 1, 1\n{\n\tret;\n}\n", 0);
+  assert_null(strstr(o, "minnctapersm"));
+  free(o);
+  expect_refused(HEAD "\t// @@CLATTN minctas 2 128\n", "no entry");
+  expect_refused(HEAD ".entry k(\n)\n{\n\t// @@CLATTN minctas 0 128\n}\n", "count 1..32");
+  expect_refused(HEAD ".entry k(\n)\n{\n\t// @@CLATTN minctas 33 128\n}\n", "count 1..32");
+  expect_refused(HEAD ".entry k(\n)\n{\n\t// @@CLATTN minctas 2\n}\n", "size 1..1024");
+  expect_refused(HEAD ".entry k(\n)\n{\n\t// @@CLATTN minctas 2 2000\n}\n", "size 1..1024");
+}
+
 static void test_refusals(void **state) {
   (void)state;
   expect_refused(HEAD "\t// @@CLATTN frobnicate\n", "unknown or malformed placeholder");
@@ -168,6 +191,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_simple_ops),
       cmocka_unit_test(test_mma),
+      cmocka_unit_test(test_minctas),
       cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_truncations),
   };

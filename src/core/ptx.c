@@ -29,6 +29,13 @@
  *        wgmma.mma_async.sync.aligned.m64nNk16.f32.T.T {d}, {a}, descB, p, 1, 1, TB
  *   // @@CLATTN mma_ss N T TA TB d[N/2] descA descB scale
  *        wgmma.mma_async.sync.aligned.m64nNk16.f32.T.T {d}, descA, descB, p, 1, 1, TA, TB
+ *   // @@CLATTN minctas N T             nothing here; `.minnctapersm N` (1..32) in
+ *                                       the header of each entry (before its
+ *                                       body's `{`), with `.maxntid T, 1, 1`
+ *                                       (T 1..1024, the work-group size) where
+ *                                       the header has no .reqntid/.maxntid:
+ *                                       ptxas then caps the registers for N
+ *                                       work-groups of T per SM
  *
  * with T f16 or bf16, N a multiple of 8 in 8..256, TA/TB 0 or 1, p the
  * predicate scale != 0 (0: D = A·B, else D += A·B). Every operand is
@@ -113,6 +120,9 @@ static int emit(out_buf *o, char **tok, int nt, int lineno, const char *line, ch
     put(o, "\twgmma.commit_group.sync.aligned;\n");
   } else if (!strcmp(op, "proxy") && nt == 1) {
     put(o, "\tfence.proxy.async.shared::cta;\n");
+  } else if (!strcmp(op, "minctas")) {
+    if (nt != 3 || !is_int(tok[1], 1, 32, NULL) || !is_int(tok[2], 1, 1024, NULL))
+      return why_line(why, cap, lineno, line, "minctas needs a count 1..32 and a size 1..1024");
   } else if (!strcmp(op, "wait") || !strcmp(op, "keep")) {
     const int first = !strcmp(op, "wait") ? 2 : 1;
     long n = 0;
@@ -169,7 +179,27 @@ int clattn__ptx_patch(const char *ptx, size_t len, const char *target, char **ou
     return -1;
   }
   o.s[0] = 0;
-  int lineno = 0, replaced = 0, targets = 0;
+  int lineno = 0, replaced = 0, targets = 0, thread_lines = 0;
+  /* `minctas N` anywhere: .minnctapersm N follows the entries' thread-count
+   * directives (which come before the bodies that hold the placeholder) */
+  long minctas = 0, mc_threads = 0;
+  static const char mc[] = PH_MARK " minctas ";
+  for (size_t i = 0; i + sizeof mc - 1 < len; i++)
+    if (ptx[i] == '/' && !memcmp(ptx + i, mc, sizeof mc - 1)) {
+      long v[2] = {0, 0};
+      size_t j = i + sizeof mc - 1;
+      for (int k = 0; k < 2; k++) {
+        while (j < len && ptx[j] == ' ')
+          j++;
+        for (; j < len && isdigit((unsigned char)ptx[j]) && v[k] <= 1024; j++)
+          v[k] = 10 * v[k] + (ptx[j] - '0');
+      }
+      if (v[0] >= 1 && v[0] <= 32 && v[1] >= 1 && v[1] <= 1024 && v[0] > minctas) {
+        minctas = v[0];
+        mc_threads = v[1];
+      }
+    }
+  bool in_header = false, header_threads = false;
   char *line = NULL;
   size_t line_cap = 0;
   for (size_t pos = 0; pos < len;) {
@@ -192,6 +222,12 @@ int clattn__ptx_patch(const char *ptx, size_t len, const char *target, char **ou
     while (*lead == ' ' || *lead == '\t')
       lead++;
     char *mark = strstr(line, PH_MARK);
+    if (strstr(lead, ".entry ") && (!strncmp(lead, ".entry", 6) || !strncmp(lead, ".visible", 8))) {
+      in_header = true;
+      header_threads = false;
+    } else if (in_header && (!strncmp(lead, ".reqntid", 8) || !strncmp(lead, ".maxntid", 8))) {
+      header_threads = true;
+    }
     if (!strncmp(lead, ".version", 8)) {
       /* wgmma needs PTX ISA 8.0 or newer: an older text is refused, never
        * relabelled */
@@ -221,6 +257,12 @@ int clattn__ptx_patch(const char *ptx, size_t len, const char *target, char **ou
       }
       put(&o, ".target %s%s\n", target, arch + alen);
       targets++;
+    } else if (minctas > 0 && in_header && lead[0] == '{') {
+      /* the end of an entry's header */
+      if (!header_threads) put(&o, ".maxntid %ld, 1, 1\n", mc_threads);
+      put(&o, ".minnctapersm %ld\n%s\n", minctas, line);
+      in_header = false;
+      thread_lines++;
     } else if (mark) {
       char *tok[MAX_TOK];
       int nt = 0;
@@ -252,6 +294,11 @@ int clattn__ptx_patch(const char *ptx, size_t len, const char *target, char **ou
   if (o.oom) {
     free(o.s);
     snprintf(why, cap, "out of host memory");
+    return -1;
+  }
+  if (minctas > 0 && thread_lines == 0) {
+    free(o.s);
+    snprintf(why, cap, "minctas %ld: the text has no entry to put .minnctapersm in", minctas);
     return -1;
   }
   if (targets != 1) {

@@ -42,7 +42,8 @@ static const int rows_bm[] = {8, 16};
 static const int tc_warps[] = {2, 4, 8};
 static const int tc_mt[] = {1, 2};
 static const int tc_bn[] = {16, 32, 64, 128};
-static const int wgmma_wgs[] = {1, 2};
+static const int wgmma_wgs[] = {1, 2, 3};
+static const int wgmma_st[] = {1, 2};
 static const int wgmma_bn[] = {32, 64, 128};
 #define VALS(a) a, (int)(sizeof(a) / sizeof(a)[0])
 
@@ -58,9 +59,10 @@ const clattn__param clattn__flash_rows_params[2] = {{"bm", 1, 1024, VALS(rows_bm
 const clattn__param clattn__flash_tc_params[3] = {
     {"warps", 1, 32, VALS(tc_warps)}, {"mt", 1, 2, VALS(tc_mt)}, {"bn", 16, 1024, VALS(tc_bn)}};
 
-/* warpgroups per work-group, keys per tile, K/V stages in local memory. */
+/* warpgroups per work-group (taking turns at the S MMAs with 2 or 3), keys per tile, K/V
+ * stages in local memory. */
 const clattn__param clattn__flash_wgmma_params[3] = {
-    {"wgs", 1, 2, VALS(wgmma_wgs)}, {"bn", 32, 128, VALS(wgmma_bn)}, {"st", 1, 2, VALS(wgmma_wgs)}};
+    {"wgs", 1, 3, VALS(wgmma_wgs)}, {"bn", 32, 128, VALS(wgmma_bn)}, {"st", 1, 2, VALS(wgmma_st)}};
 const char *const clattn__flash_wgmma_sources[] = {"nv_mma.cl", "wgmma.cl", "flash_wgmma.cl", NULL};
 const char *const clattn__flash_wg_sources[] = {"flash_fwd.cl", NULL};
 const char *const clattn__flash_rows_sources[] = {"flash_rows.cl", NULL};
@@ -521,8 +523,8 @@ size_t clattn__flash_wgmma_local(const int *p, const clattn_attention_desc *d) {
 const char *clattn__flash_wgmma_check(const int *p, const clattn_attention_desc *d,
                                       const clattn__device_info *info) {
   const int wgs = p[0], bn = p[1], st = p[2];
-  if (wgs < 1 || wgs > 2 || bn < 32 || bn > 128 || bn % 32 || st < 1 || st > 2)
-    return "parameters out of range (wgs 1..2, bn 32, 64 or 128, st 1..2)";
+  if (wgs < 1 || wgs > 3 || bn < 32 || bn > 128 || bn % 32 || st < 1 || st > 2)
+    return "parameters out of range (wgs 1..3, bn 32, 64 or 128, st 1..2)";
   if (d->head_dim > 256) return "head_dim above 256";
   if ((size_t)(128 * wgs) > info->max_wg) return "128*wgs exceeds the device's work-group size";
   if (clattn__flash_wgmma_local(p, d) + CLATTN__LOCAL_RESERVE > info->local_mem)
@@ -532,6 +534,10 @@ const char *clattn__flash_wgmma_check(const int *p, const clattn_attention_desc 
   const int dp = (d->head_dim + 15) / 16 * 16;
   if (dp / 4 + bn / 2 + dp / 2 + bn / 4 > 200)
     return "fragments and accumulators exceed the register budget";
+  /* three warpgroups (384 work-items) get 168 registers each: about 50 for
+   * the rest (170 in all at d = 128, bn = 32 with two) */
+  if (wgs == 3 && dp / 4 + bn / 2 + dp / 2 + bn / 4 > 120)
+    return "fragments and accumulators exceed the 168 registers of three warpgroups";
   return NULL;
 }
 
