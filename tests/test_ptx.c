@@ -189,10 +189,8 @@ static int patch_file(const char *in, const char *out) {
 int main(int argc, char **argv) {
   if (argc == 4 && !strcmp(argv[1], "--patch")) return patch_file(argv[2], argv[3]);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_simple_ops),
-      cmocka_unit_test(test_mma),
-      cmocka_unit_test(test_minctas),
-      cmocka_unit_test(test_refusals),
+      cmocka_unit_test(test_simple_ops),  cmocka_unit_test(test_mma),
+      cmocka_unit_test(test_minctas),     cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_truncations),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
