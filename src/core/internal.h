@@ -268,7 +268,7 @@ void clattn__kv_scale_geometry(const clattn_attention_desc *d, int64_t *rows, in
  * page or batch entry; 0 for packed ragged K/V, whose position is the row). */
 int64_t clattn__kv_scale_row_stride(const clattn_attention_desc *d);
 /* Version of the patcher's output (part of the binary-cache key). */
-#define CLATTN__PTX_PATCH_VERSION 1
+#define CLATTN__PTX_PATCH_VERSION 2
 #define CLATTN__STR2(x) #x
 #define CLATTN__STR(x) CLATTN__STR2(x)
 /* The compiler_note of a program of the context ("" if none). */
