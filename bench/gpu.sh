@@ -465,31 +465,39 @@ if want wgmma; then
   fi
   # correctness of each schedule (WGMMA_DEFS: build-define sets, comma-separated, besides the kernel's
   # defaults, e.g. the ping-pong off with -DPP=0, the register cap with -DMINCTAS=2) on shapes that are
-  # not tile multiples; then the timings (WGMMA_SEQS, default 4096 16384)
+  # not tile multiples; then the timings (WGMMA_SEQS, default 4096 16384). A run that hangs (30 s) stops
+  # every later run of a schedule with the ping-pong (a deadlocked barrier would hang them all).
   WGMMA_DEFS=${WGMMA_DEFS:-"-DPP=0 -DMINCTAS=2"}
+  rm -f "$OUT/wgmma_hung.txt"
+  wg_run() { # OVERRIDE DEFINES ARGS...: one `clattn run`, 30 s at most (runs in subshells: the flag is a file)
+    local ov=$1 defs=$2; shift 2
+    if [ -f "$OUT/wgmma_hung.txt" ] && [[ "$ov" == flash_wgmma* && "$defs" != *-DPP=0* ]]; then echo "skipped (an earlier run hung)"; return; fi
+    CLATTN_BUILD_DEFINES="${defs//,/ }" CLATTN_TUNE_OVERRIDE=$ov timeout 30 $CLI run "$@" >"$OUT/wg_run.txt" 2>&1
+    [ $? = 124 ] && echo "HUNG ($ov ${defs}: $*)" >>"$OUT/wgmma_hung.txt"
+    cat "$OUT/wg_run.txt"
+  }
   for defs in "" $(echo "$WGMMA_DEFS" | tr ' ' '\n' | grep .); do
     for shape in "--seq 257 --head-dim 80 --mask causal" "--seq-q 100 --seq-kv 333 --head-dim 64 --mask causal --heads 8 --kv-heads 2" \
                  "--seq 300 --head-dim 128 --layout bshd" "--seq 1000 --head-dim 128 --mask causal --dtype f16" \
                  "--seq 190 --head-dim 112 --mask causal" "--seq-q 77 --seq-kv 1500 --head-dim 64"; do
-      CLATTN_BUILD_DEFINES="${defs//,/ }" CLATTN_TUNE_OVERRIDE=flash_wgmma: timeout 60 $CLI run --dtype bf16 --verify $shape 2>&1 |
-        grep -E 'verify|over|rror' | tr '\n' ' '
-      echo " <- flash_wgmma [${defs:-defaults}] $shape"
+      echo "$(wg_run flash_wgmma: "$defs" --dtype bf16 --verify $shape | grep -E 'verify|over|rror|skipped' | tr '\n' ' ')" \
+        "<- flash_wgmma [${defs:-defaults}] $shape"
       [ -n "$defs" ] && continue # three warpgroups, defaults only
-      CLATTN_TUNE_OVERRIDE=flash_wgmma:wgs=3 timeout 60 $CLI run --dtype bf16 --verify $shape 2>&1 |
-        grep -E 'verify|over|rror' | tr '\n' ' '
-      echo " <- flash_wgmma:wgs=3 $shape"
+      echo "$(wg_run flash_wgmma:wgs=3 "" --dtype bf16 --verify $shape | grep -E 'verify|over|rror|skipped' | tr '\n' ' ')" \
+        "<- flash_wgmma:wgs=3 $shape"
     done
   done >"$OUT/wgmma_verify.txt" 2>&1
   echo "wgmma verify: $(grep -c PASS "$OUT/wgmma_verify.txt") passed"; grep -v PASS "$OUT/wgmma_verify.txt" | head -5
+  [ -f "$OUT/wgmma_hung.txt" ] && head -3 "$OUT/wgmma_hung.txt"
   for d in 64 128; do for m in none causal; do for n in ${WGMMA_SEQS:-4096 16384}; do
     bn=64; [ $d = 128 ] && bn=32
     for cfg in flash_tc:warps=4 flash_tcq: flash_wgmma:wgs=2,bn=$bn,st=2 flash_wgmma:wgs=3,bn=$bn,st=2 \
         $(for x in $WGMMA_DEFS; do echo "flash_wgmma:wgs=2,bn=$bn,st=2%$x"; done); do
       [ $d = 64 ] && [ "$cfg" = flash_tcq: ] && continue
       b=$((TOK / n / H)); [ $b -lt 1 ] && b=1
-      o=$(CLATTN_BUILD_DEFINES="$(echo "${cfg#*%}" | grep -v : | tr ',' ' ')" CLATTN_TUNE_OVERRIDE=${cfg%%\%*} timeout 60 \
-          $CLI run --dtype f16 --head-dim $d --mask $m --seq $n --batch $b \
-          --heads $H --reps 10 --no-verify 2>&1 | grep -E "^time|^speed|rror" | sed -e 's/time *: median/ms/' \
+      defs=; [[ $cfg == *%* ]] && defs=${cfg#*%}
+      o=$(wg_run "${cfg%%\%*}" "$defs" --dtype f16 --head-dim $d --mask $m --seq $n --batch $b --heads $H --reps 10 \
+          --no-verify | grep -E "^time|^speed|rror|skipped" | sed -e 's/time *: median/ms/' \
           -e 's/, min.*//' -e 's/speed *: //' -e 's/ TFLOP.*/ TF/' | tr '\n' ' ')
       echo "d$d $m $n $cfg: $o"
     done
