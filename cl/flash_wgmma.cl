@@ -52,7 +52,9 @@
  * warpgroups take turns issuing S = Q·Kᵀ (warpgroup 0, 1[, 2], 0, ...)
  * through named barriers, so that one warpgroup's S MMAs finish while the
  * others' are still queued and its softmax overlaps them. -DPP=0: all
- * issue at once. */
+ * issue at once. Measured on an H100 (bench/RESULTS.md §24): within ±1 %
+ * of -DPP=0, as both barriers of a tile keep the warpgroups in step; what
+ * made three warpgroups 1.23x two at d = 128 is the third warpgroup. */
 #ifndef PP
 #define PP 1
 #endif

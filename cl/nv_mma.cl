@@ -473,8 +473,10 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
  * when the tile's exceeds it by more than 8 in log2 units, so the rescale
  * of o and l (4·nto multiplies a lane, an exp2) is skipped for most tiles
  * and p stays at most 2^8 (f16's P included); the four lanes of a row take
- * the same branch. Off by default until measured on a GPU
- * (-DCLATTN_LAZY_RESCALE=1, e.g. through CLATTN_BUILD_DEFINES). */
+ * the same branch. Off: measured slower on an H100 (+6.7 % f16 d = 64,
+ * +8.3 % bf16 d = 128 causal, bench/RESULTS.md §24): the test and branch
+ * cost more than the multiplies they save (-DCLATTN_LAZY_RESCALE=1, e.g.
+ * through CLATTN_BUILD_DEFINES, for other devices). */
 #ifndef CLATTN_LAZY_RESCALE
 #define CLATTN_LAZY_RESCALE 0
 #endif

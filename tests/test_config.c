@@ -373,6 +373,14 @@ static void test_selection(void **state) {
     assert_null(wg->check(three64, &d, &gpu)); /* d = 64 */
     assert_non_null(strstr(wg->check(three64s1, &d128, &gpu), "168 registers"));
     assert_non_null(strstr(wg->check(four, &d128, &gpu), "wgs 1..3"));
+    /* the default: three warpgroups above d = 64, two at 64 */
+    int cfg[3];
+    assert_true(wg->fallback(&gpu, &d128, cfg));
+    assert_int_equal(cfg[0], 3);
+    assert_int_equal(cfg[1], 32);
+    assert_true(wg->fallback(&gpu, &d, cfg));
+    assert_int_equal(cfg[0], 2);
+    assert_int_equal(cfg[1], 64);
     clattn__device_info small = gpu;
     small.max_wg = 256;
     assert_non_null(strstr(wg->check(three32, &d128, &small), "work-group size"));

@@ -511,7 +511,9 @@ int clattn__flash_wgmma_applicable(const clattn__device_info *info, const clattn
     return 0;
   }
   /* Below flash_tc (30) until it is faster: measured on an H100 it runs at
-   * 0.83-1.01x of flash_tc (bench/RESULTS.md); forced with "flash_wgmma:". */
+   * 0.83-1.01x of flash_tc, and with three warpgroups at d = 128 at
+   * 0.90-1.01x of flash_tcq (bench/RESULTS.md §13, §24); forced with
+   * "flash_wgmma:". */
   return tc_problem(info, d, false, false, why) ? 25 : 0;
 }
 
@@ -543,7 +545,15 @@ const char *clattn__flash_wgmma_check(const int *p, const clattn_attention_desc 
 
 bool clattn__flash_wgmma_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
                                   int *out) {
+  /* Head dims padded above 64: three warpgroups of 32-key tiles first (H100,
+   * d = 128, 16k: 1.23x two warpgroups; bench/RESULTS.md §24); at 64 two
+   * warpgroups of 64-key tiles (three: 0.93x). */
   static const int prefs[][3] = {{2, 64, 2}, {2, 32, 2}, {2, 64, 1}, {1, 64, 1}, {1, 32, 1}};
+  static const int wide[][3] = {{3, 32, 2}, {2, 64, 2}, {2, 32, 2}, {2, 64, 1}, {1, 64, 1},
+                                {1, 32, 1}};
+  if ((d->head_dim + 15) / 16 * 16 > 64)
+    return first_legal3(wide, sizeof wide / sizeof wide[0], clattn__flash_wgmma_check, d, info,
+                        out);
   return first_legal3(prefs, sizeof prefs / sizeof prefs[0], clattn__flash_wgmma_check, d, info,
                       out);
 }
