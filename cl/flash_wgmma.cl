@@ -64,6 +64,28 @@
 #endif
 #define WG_STR2(x) #x
 #define WG_STR(x) WG_STR2(x)
+/* -DWG_PROFILE=1 (a diagnostic build, CLATTN_BUILD_DEFINES): warp 0 of
+ * each warpgroup sums the SM clock spent in each phase of a tile and the
+ * middle work-group of the first head prints the means per tile (OpenCL
+ * printf, on the program's stdout): loads issued and this work-item's
+ * landed, top barrier, waiting for its turn, S issued, S waited for,
+ * softmax and P, P·V issued and waited for, bottom barrier. */
+#ifndef WG_PROFILE
+#define WG_PROFILE 0
+#endif
+#if WG_PROFILE
+#define PROF_CLOCK(x) __asm__ volatile("mov.u32 %0, %%clock;" : "=r"(x)::"memory")
+#define PROF(k)                                                                                    \
+  do {                                                                                             \
+    uint now_;                                                                                     \
+    PROF_CLOCK(now_);                                                                              \
+    prof_[k] += now_ - prof_t_;                                                                    \
+    prof_t_ = now_;                                                                                \
+  } while (0)
+#else
+#define PROF(k) ((void)0)
+#endif
+
 #if PP && WGS >= 2 && PIPE != 1
 #define PINGPONG 1
 /* bar.sync/bar.arrive on named barrier ID (1 + w: warpgroup w's turn) for
@@ -198,6 +220,10 @@ flash_wgmma(FLASH_ARGS(ushort)) {
 #if PINGPONG
   if (wg == WGS - 1 && ntiles > 0) NB_ARRIVE(1); /* warpgroup 0 issues first */
 #endif
+#if WG_PROFILE
+  uint prof_[8] = {0, 0, 0, 0, 0, 0, 0, 0}, prof_t_;
+  PROF_CLOCK(prof_t_);
+#endif
   for (int tile = 0; tile < ntiles; tile++) {
     const int kv0 = tile * BN;
 #if PIPE == 2
@@ -217,8 +243,10 @@ flash_wgmma(FLASH_ARGS(ushort)) {
     load_tile(Kt[0], Kb, kss, ksd, kv0, Nk, lid, 0);
     load_tile(Vt[0], Vb, vss, vsd, kv0, Nk, lid, 1);
 #endif
+    PROF(0);
     WG_PROXY();
     barrier(CLK_LOCAL_MEM_FENCE);
+    PROF(1);
     const ulong kdesc = kdesc0 + (ulong)(stage * (TILE_BYTES >> 4));
     const ulong vdesc = vdesc0 + (ulong)(stage * (TILE_BYTES >> 4));
 
@@ -230,6 +258,7 @@ flash_wgmma(FLASH_ARGS(ushort)) {
 #if PINGPONG
     NB_SYNC(1 + wg); /* this warpgroup's turn */
 #endif
+    PROF(2);
     WG_FENCE();
 #pragma unroll
     for (int kc = 0; kc < KCH; kc++)
@@ -242,10 +271,12 @@ flash_wgmma(FLASH_ARGS(ushort)) {
     /* the next warpgroup's turn (the last one's last turn has no taker) */
     if (wg < WGS - 1 || tile + 1 < ntiles) NB_ARRIVE(wg + 1 < WGS ? wg + 2 : 1);
 #endif
+    PROF(3);
     WG_WAIT0();
 #pragma unroll
     for (int c = 0; c < BN / 32; c++)
       WG_KEEP16(s, 4 * c);
+    PROF(4);
 
 #if PIPE == 1
     barrier(CLK_LOCAL_MEM_FENCE); /* every warpgroup is done reading K(tile) */
@@ -274,6 +305,7 @@ flash_wgmma(FLASH_ARGS(ushort)) {
       WG_KEEPR4(pa[kc]); /* computed before the fence */
     }
     KEEP_O(); /* the rescaled accumulators too */
+    PROF(5);
 
 #if PIPE == 1
     CP_WAIT(1); /* V(tile) has landed */
@@ -296,6 +328,7 @@ flash_wgmma(FLASH_ARGS(ushort)) {
     WG_COMMIT();
     WG_WAIT0();
     KEEP_O();
+    PROF(6);
 #if PIPE == 1
     barrier(CLK_LOCAL_MEM_FENCE); /* every warpgroup is done reading V(tile) */
     if (tile + 1 < ntiles) load_tile_async(Vt[0], Vb, vss, kv0 + BN, Nk, lid, 1);
@@ -303,7 +336,18 @@ flash_wgmma(FLASH_ARGS(ushort)) {
 #elif PIPE == 2
     barrier(CLK_LOCAL_MEM_FENCE); /* every warpgroup is done with this stage */
 #endif
+    PROF(7);
   }
+#if WG_PROFILE
+  if (warp == 0 && lane == 0 && ntiles > 0 && get_group_id(0) == get_num_groups(0) / 2 &&
+      get_group_id(1) == 0 && get_group_id(2) == 0) {
+    const uint n = (uint)ntiles;
+    printf("wgprof D=%d WGS=%d BN=%d wg=%d tiles=%d cycles/tile: load %u bar1 %u turn %u "
+           "sissue %u swait %u soft %u pv %u bar2 %u\n",
+           D, WGS, BN, wg, ntiles, prof_[0] / n, prof_[1] / n, prof_[2] / n, prof_[3] / n,
+           prof_[4] / n, prof_[5] / n, prof_[6] / n, prof_[7] / n);
+  }
+#endif
 
   __global ushort *Ob = O + (long)b * osb + (long)qstart * oss + (long)h * osh;
 #pragma unroll
