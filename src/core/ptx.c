@@ -180,8 +180,8 @@ int clattn__ptx_patch(const char *ptx, size_t len, const char *target, char **ou
   }
   o.s[0] = 0;
   int lineno = 0, replaced = 0, targets = 0, thread_lines = 0;
-  /* `minctas N` anywhere: .minnctapersm N follows the entries' thread-count
-   * directives (which come before the bodies that hold the placeholder) */
+  /* `minctas N T` anywhere: found first, as it acts on the entries' headers,
+   * which come before the bodies that hold the placeholder */
   long minctas = 0, mc_threads = 0;
   static const char mc[] = PH_MARK " minctas ";
   for (size_t i = 0; i + sizeof mc - 1 < len; i++)
