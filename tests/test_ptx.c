@@ -86,7 +86,7 @@ static void test_mma(void **state) {
   free(o);
 }
 
-/* minctas: .minnctapersm after each entry's thread-count line. */
+/* minctas: .minnctapersm in each entry's header, before its body. */
 static void test_minctas(void **state) {
   (void)state;
   char *o = patch_ok(HEAD ".visible .entry k(\n\t.param .u64 k_0\n)\n.reqntid 256, 1, 1\n{\n"

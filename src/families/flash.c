@@ -549,8 +549,8 @@ bool clattn__flash_wgmma_fallback(const clattn__device_info *info, const clattn_
    * d = 128, 16k: 1.23x two warpgroups; bench/RESULTS.md §24); at 64 two
    * warpgroups of 64-key tiles (three: 0.93x). */
   static const int prefs[][3] = {{2, 64, 2}, {2, 32, 2}, {2, 64, 1}, {1, 64, 1}, {1, 32, 1}};
-  static const int wide[][3] = {{3, 32, 2}, {2, 64, 2}, {2, 32, 2}, {2, 64, 1}, {1, 64, 1},
-                                {1, 32, 1}};
+  static const int wide[][3] = {{3, 32, 2}, {2, 64, 2}, {2, 32, 2},
+                                {2, 64, 1}, {1, 64, 1}, {1, 32, 1}};
   if ((d->head_dim + 15) / 16 * 16 > 64)
     return first_legal3(wide, sizeof wide / sizeof wide[0], clattn__flash_wgmma_check, d, info,
                         out);
