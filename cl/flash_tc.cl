@@ -115,6 +115,22 @@
  * exp2s by a polynomial on the FMA units, FlashAttention 4's offload of the
  * MUFU unit, made softcap 7-15 % slower, bench/RESULTS.md §18). */
 #define TC_CAP_ONLY (SOFTCAP && !ALIBI && !USER_SCORE && !BIAS && !SINKS)
+/* Softcap on a score x in log2 units: bf16 through tanh.approx, f16 through
+ * exp2 and a fast reciprocal (errors ~2^-22). */
+#if CLATTN_DTYPE == 2
+#define TC_SOFTCAP_X(x) (x = SOFTCAP2 * fast_tanh((x) * (1.0f / SOFTCAP2)))
+#else
+#define TC_SOFTCAP_X(x)                                                                            \
+  do {                                                                                             \
+    const float tt_ = fast_exp2(fabs(x) * (-2.0f * CLATTN_LOG2E / SOFTCAP2));                      \
+    x = copysign(SOFTCAP2 * (1.0f - tt_) * native_recip(1.0f + tt_), x);                          \
+  } while (0)
+#endif
+/* ALiBi with the sign of each tile's distances (below: TC_MODS); -DALIBI_SIGNED=0: |p - key| per
+ * score. */
+#ifndef ALIBI_SIGNED
+#define ALIBI_SIGNED 1
+#endif
 /* bf16 softcap alone: the capped scores in log2 units lie in [-C, C], C =
  * SOFTCAP2, so the softmax needs no running maximum: p = 2^(x - c) with
  * the fixed c = C for C < 48 (p in [2^-2C, 1]), else 96 - C (p in [2^-96,
@@ -535,21 +551,47 @@ NV_UNROLL
 #endif
         }
 #else
-    TC_EACH_SCORE(mt, j, e) {
-          float x = s[mt][j][e] * tcq;
-#if SOFTCAP && CLATTN_DTYPE == 2
-          x = SOFTCAP2 * fast_tanh(x * (1.0f / SOFTCAP2));
-#elif SOFTCAP /* f16: exp2 and a fast reciprocal (errors ~2^-22) */
-          {
-            const float tt = fast_exp2(fabs(x) * (-2.0f * CLATTN_LOG2E / SOFTCAP2));
-            x = copysign(SOFTCAP2 * (1.0f - tt) * native_recip(1.0f + tt), x);
+#if ALIBI && ALIBI_SIGNED
+    /* A tile whose keys all lie at or before every row's position (sg = 1;
+     * causal: every visible score) or all at or after it (sg = -1): the
+     * distance is sg·(p - key), and ALiBi's term a row part plus a column
+     * constant, one FMA a score (with the score's scale, one more) instead
+     * of a subtraction, a multiply and an FMA. */
+#if CAUSAL
+    const float sg = 1.0f;
+#else
+    const float sg = kv0 + BN - 1 <= q0 + off ? 1.0f : kv0 >= q0 + BM - 1 + off ? -1.0f : 0.0f;
+#endif
+    if (sg != 0.0f) {
+      const float ss = mod_slope2 * sg;
+      float rp[MT][2];
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++)
+        rp[mt][0] = -ss * pr[mt][0], rp[mt][1] = -ss * pr[mt][1];
+      TC_EACH_SCORE(mt, j, e) {
+            const float at = fma(ss, (float)(8 * j + (e & 1)), rp[mt][e >> 1]);
+#if SOFTCAP
+            float x = s[mt][j][e] * tcq;
+            TC_SOFTCAP_X(x);
+            s[mt][j][e] = x + at;
+#else
+            s[mt][j][e] = fma(s[mt][j][e], tcq, at);
+#endif
           }
+    } else
+#endif
+    {
+      TC_EACH_SCORE(mt, j, e) {
+            float x = s[mt][j][e] * tcq;
+#if SOFTCAP
+            TC_SOFTCAP_X(x);
 #endif
 #if ALIBI
-          x -= mod_slope2 * fabs(pr[mt][e >> 1] - (float)(8 * j + (e & 1)));
+            x -= mod_slope2 * fabs(pr[mt][e >> 1] - (float)(8 * j + (e & 1)));
 #endif
-          s[mt][j][e] = x;
-        }
+            s[mt][j][e] = x;
+          }
+    }
 #endif
 #if USER_SCORE || BIAS || USER_MASK
 #if USER_SCORE || BIAS

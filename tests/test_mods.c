@@ -288,8 +288,8 @@ static void test_sinks(void **state) {
 
 /* The NVIDIA tensor-core kernel (flash_tc; on other devices its warp-level
  * PTX emulated with CLATTN_NV_EMULATE=1, else skipped), 16-bit storage:
- * softcap and ALiBi with every mask (one m-tile a warp; two: causal), and
- * sinks with rows that see no key, under both tilings. */
+ * softcap and ALiBi with every mask (one m-tile a warp; two: causal), ALiBi
+ * without a mask, and sinks with rows that see no key, under both tilings. */
 static void test_flash_tc(void **state) {
   (void)state;
   static const char *cfgs[2] = {"flash_tc:warps=2,mt=1,bn=32", "flash_tc:warps=1,mt=2,bn=16"};
@@ -311,6 +311,15 @@ static void test_flash_tc(void **state) {
                mods[x].alibi);
       check(ctx, &d, "flash_tc", label);
     }
+    /* ALiBi without a causal mask (77 rows, 130 keys): tiles whose keys
+     * lie before the rows, after them and on both sides (each tile's sign
+     * of the distance), with and without softcap */
+    d = make_desc(&shapes[0], CLATTN_MASK_NONE, c ? CLATTN_DTYPE_F16 : CLATTN_DTYPE_BF16);
+    d.alibi_max_bias = 8.0;
+    d.softcap = c ? 3.0 : 0.0;
+    char labela[96];
+    snprintf(labela, sizeof labela, "mods/tc%d/alibi-noncausal", c);
+    check(ctx, &d, "flash_tc", labela);
     /* softcap alone in f16 (its Q scaled by the cap once, the tanh by an
      * exp2 and a reciprocal) */
     d = make_desc(&shapes[c], masks[c], CLATTN_DTYPE_F16);
