@@ -143,8 +143,10 @@ static void test_refusals(void **state) {
  * reason, never read past its end (the sanitizer build checks the reads). */
 static void test_truncations(void **state) {
   (void)state;
-  const char *src = HEAD "\t// @@CLATTN mma_rs 8 f16 0 %f1 %f2 %f3 %f4 %r1 %r2 %r3 %r4 %rd1 %r5\n"
-                         "\t// @@CLATTN wait 0 %f1 %f2\n\tret;\n";
+  const char *src = HEAD ".visible .entry k(\n)\n.reqntid 128, 1, 1\n{\n"
+                         "\t// @@CLATTN minctas 2 128\n"
+                         "\t// @@CLATTN mma_rs 8 f16 0 %f1 %f2 %f3 %f4 %r1 %r2 %r3 %r4 %rd1 %r5\n"
+                         "\t// @@CLATTN wait 0 %f1 %f2\n\tret;\n}\n";
   const size_t len = strlen(src);
   for (size_t n = 0; n <= len; n++) {
     char *copy = malloc(n ? n : 1); /* exactly n bytes, no terminator */
