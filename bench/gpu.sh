@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|ab|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|mods|modstc|sparsetc|tf32|softcap|tcchecks|all|plots;
+# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|ab|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|wgprof|mods|modstc|sparsetc|tf32|softcap|tcchecks|all|plots;
 # logs go to $OUT (or ./gpu-out), packed into $OUT/logs.tgz on exit (CLATTN_GPU_PACK=0 keeps them loose); pipe the output into $OUT/summary.txt.
 # `regress` (not part of `all`): the same CLI points on this tree and on an older one in .base/
 # (`git archive REV | tar -x -C .base`, passed with carry), alternating, same process group: speed must not move.
@@ -507,6 +507,25 @@ if want wgmma; then
 import json, sys
 for l in sys.stdin:
     r = json.loads(l); print('torch', r['backend'], 'd%d' % r['head_dim'], r['mask'], r['seq'], round(r['median_ms'], 4), 'ms', round(r.get('tflops', 0), 1))"
+fi
+
+if want wgprof; then
+  # flash_wgmma's phase profile (-DWG_PROFILE=1: the kernel prints the mean clock a tile spends in
+  # each phase for one work-group) under its schedules, then wgs=3 with and without the ping-pong
+  P="--dtype f16 --seq 16384 --batch 1 --heads 16 --reps 1 --warmup 0 --no-verify"
+  for x in "wgs=3,bn=32,st=2||--head-dim 128" "wgs=3,bn=32,st=2|-DPP=0|--head-dim 128" \
+           "wgs=2,bn=32,st=2||--head-dim 128" "wgs=2,bn=32,st=2|-DPP=0|--head-dim 128" \
+           "wgs=2,bn=64,st=2||--head-dim 64" "wgs=3,bn=32,st=2||--head-dim 128 --mask causal"; do
+    IFS='|' read -r cfg defs a <<<"$x"
+    echo "== flash_wgmma:$cfg [${defs:-defaults}] $a"
+    CLATTN_BUILD_DEFINES="-DWG_PROFILE=1 $defs" CLATTN_TUNE_OVERRIDE=flash_wgmma:$cfg timeout 30 $CLI run $P $a 2>&1 |
+      grep -E "wgprof|rror" | cut -c1-220
+  done | tee "$OUT/wgprof.txt"
+  R="--dtype f16 --head-dim 128 --seq 16384 --batch 1 --heads 16 --reps 10 --warmup 2 --no-verify"
+  for r in 1 2; do for m in none causal; do for defs in "" "-DPP=0"; do
+    echo "wgs=3 $m [${defs:-ping-pong}]: $(CLATTN_BUILD_DEFINES="$defs" CLATTN_TUNE_OVERRIDE=flash_wgmma:wgs=3,bn=32,st=2 \
+      timeout 30 $CLI run $R --mask $m 2>&1 | grep -E '^time|rror' | cut -c1-50)"
+  done; done; done | tee -a "$OUT/wgprof.txt"
 fi
 
 if want sparsetc; then
