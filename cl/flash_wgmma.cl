@@ -53,9 +53,9 @@
  * through named barriers, so that one warpgroup's S MMAs finish while the
  * others' are still queued and its softmax overlaps them. -DPP=0: all
  * issue at once. Measured on an H100 (bench/RESULTS.md §24): within ±1 %
- * of -DPP=0 with two warpgroups, as both barriers of a tile keep the
- * warpgroups in step (three, 1.23x two at d = 128, were measured with it
- * on only). */
+ * of -DPP=0 with two warpgroups, likely as both barriers of a tile keep
+ * the warpgroups in step (three, 1.22-1.23x two at d = 128, were measured
+ * with it on only). */
 #ifndef PP
 #define PP 1
 #endif

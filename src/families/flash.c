@@ -546,7 +546,7 @@ const char *clattn__flash_wgmma_check(const int *p, const clattn_attention_desc 
 bool clattn__flash_wgmma_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
                                   int *out) {
   /* Head dims padded above 64: three warpgroups of 32-key tiles first (H100,
-   * d = 128, 16k: 1.23x two warpgroups; bench/RESULTS.md §24); at 64 two
+   * d = 128, 16k: 1.22-1.23x two warpgroups; bench/RESULTS.md §24); at 64 two
    * warpgroups of 64-key tiles (three: 0.93x). */
   static const int prefs[][3] = {{2, 64, 2}, {2, 32, 2}, {2, 64, 1}, {1, 64, 1}, {1, 32, 1}};
   static const int wide[][3] = {{3, 32, 2}, {2, 64, 2}, {2, 32, 2},
