@@ -43,6 +43,17 @@ point() {
     --batch $b --heads $H --reps 20 --warmup 3 "$@" 2>>"$OUT/run.err" | tail -1
 }
 
+# wg_run OVERRIDE DEFINES ARGS...: one `clattn run` of a wgmma schedule, 30 s at most; a run that
+# hangs is noted in $OUT/wgmma_hung.txt (runs in subshells: the flag is a file) and stops every later
+# flash_wgmma run with the ping-pong (a deadlocked barrier would hang them all)
+wg_run() {
+  local ov=$1 defs=$2; shift 2
+  if [ -f "$OUT/wgmma_hung.txt" ] && [[ "$ov" == flash_wgmma* && "$defs" != *-DPP=0* ]]; then echo "skipped (an earlier run hung)"; return; fi
+  CLATTN_BUILD_DEFINES="${defs//,/ }" CLATTN_TUNE_OVERRIDE=$ov timeout 30 $CLI run "$@" >"$OUT/wg_run.txt" 2>&1
+  [ $? = 124 ] && echo "HUNG ($ov ${defs}: $*)" >>"$OUT/wgmma_hung.txt"
+  cat "$OUT/wg_run.txt"
+}
+
 if want quick all; then
   timeout ${CTEST_LIMIT:-400} ctest --test-dir build -j8 --timeout 200 -E "asan" >"$OUT/ctest.log" 2>&1
   tail -5 "$OUT/ctest.log"
@@ -465,17 +476,9 @@ if want wgmma; then
   fi
   # correctness of each schedule (WGMMA_DEFS: build-define sets, comma-separated, besides the kernel's
   # defaults, e.g. the ping-pong off with -DPP=0, the register cap with -DMINCTAS=2) on shapes that are
-  # not tile multiples; then the timings (WGMMA_SEQS, default 4096 16384). A run that hangs (30 s) stops
-  # every later run of a schedule with the ping-pong (a deadlocked barrier would hang them all).
+  # not tile multiples; then the timings (WGMMA_SEQS, default 4096 16384); each run through wg_run.
   WGMMA_DEFS=${WGMMA_DEFS:-"-DPP=0 -DMINCTAS=2"}
   rm -f "$OUT/wgmma_hung.txt"
-  wg_run() { # OVERRIDE DEFINES ARGS...: one `clattn run`, 30 s at most (runs in subshells: the flag is a file)
-    local ov=$1 defs=$2; shift 2
-    if [ -f "$OUT/wgmma_hung.txt" ] && [[ "$ov" == flash_wgmma* && "$defs" != *-DPP=0* ]]; then echo "skipped (an earlier run hung)"; return; fi
-    CLATTN_BUILD_DEFINES="${defs//,/ }" CLATTN_TUNE_OVERRIDE=$ov timeout 30 $CLI run "$@" >"$OUT/wg_run.txt" 2>&1
-    [ $? = 124 ] && echo "HUNG ($ov ${defs}: $*)" >>"$OUT/wgmma_hung.txt"
-    cat "$OUT/wg_run.txt"
-  }
   for defs in "" $(echo "$WGMMA_DEFS" | tr ' ' '\n' | grep .); do
     for shape in "--seq 257 --head-dim 80 --mask causal" "--seq-q 100 --seq-kv 333 --head-dim 64 --mask causal --heads 8 --kv-heads 2" \
                  "--seq 300 --head-dim 128 --layout bshd" "--seq 1000 --head-dim 128 --mask causal --dtype f16" \
@@ -512,19 +515,19 @@ fi
 if want wgprof; then
   # flash_wgmma's phase profile (-DWG_PROFILE=1: the kernel prints the mean clock a tile spends in
   # each phase for one work-group) under its schedules, then wgs=3 with and without the ping-pong
+  rm -f "$OUT/wgmma_hung.txt"
   P="--dtype f16 --seq 16384 --batch 1 --heads 16 --reps 1 --warmup 0 --no-verify"
   for x in "wgs=3,bn=32,st=2||--head-dim 128" "wgs=3,bn=32,st=2|-DPP=0|--head-dim 128" \
            "wgs=2,bn=32,st=2||--head-dim 128" "wgs=2,bn=32,st=2|-DPP=0|--head-dim 128" \
            "wgs=2,bn=64,st=2||--head-dim 64" "wgs=3,bn=32,st=2||--head-dim 128 --mask causal"; do
     IFS='|' read -r cfg defs a <<<"$x"
     echo "== flash_wgmma:$cfg [${defs:-defaults}] $a"
-    CLATTN_BUILD_DEFINES="-DWG_PROFILE=1 $defs" CLATTN_TUNE_OVERRIDE=flash_wgmma:$cfg timeout 30 $CLI run $P $a 2>&1 |
-      grep -E "wgprof|rror" | cut -c1-220
+    wg_run flash_wgmma:$cfg "-DWG_PROFILE=1 $defs" $P $a | grep -E "wgprof|rror|skipped" | cut -c1-220
   done | tee "$OUT/wgprof.txt"
   R="--dtype f16 --head-dim 128 --seq 16384 --batch 1 --heads 16 --reps 10 --warmup 2 --no-verify"
   for r in 1 2; do for m in none causal; do for defs in "" "-DPP=0"; do
-    echo "wgs=3 $m [${defs:-ping-pong}]: $(CLATTN_BUILD_DEFINES="$defs" CLATTN_TUNE_OVERRIDE=flash_wgmma:wgs=3,bn=32,st=2 \
-      timeout 30 $CLI run $R --mask $m 2>&1 | grep -E '^time|rror' | cut -c1-50)"
+    echo "wgs=3 $m [${defs:-ping-pong}]: $(wg_run flash_wgmma:wgs=3,bn=32,st=2 "$defs" $R --mask $m |
+      grep -E '^time|rror|skipped' | cut -c1-50)"
   done; done; done | tee -a "$OUT/wgprof.txt"
 fi
 

@@ -534,11 +534,11 @@ const char *clattn__flash_wgmma_check(const int *p, const clattn_attention_desc 
   /* Q fragments, S and O accumulators, P fragments (32-bit registers per
    * work-item); beyond ~200 the kernel spills. */
   const int dp = (d->head_dim + 15) / 16 * 16;
-  if (dp / 4 + bn / 2 + dp / 2 + bn / 4 > 200)
-    return "fragments and accumulators exceed the register budget";
+  const int frag = dp / 4 + bn / 2 + dp / 2 + bn / 4;
+  if (frag > 200) return "fragments and accumulators exceed the register budget";
   /* three warpgroups (384 work-items) get 168 registers each: about 50 for
    * the rest (170 in all at d = 128, bn = 32 with two) */
-  if (wgs == 3 && dp / 4 + bn / 2 + dp / 2 + bn / 4 > 120)
+  if (wgs == 3 && frag > 120)
     return "fragments and accumulators exceed the 168 registers of three warpgroups";
   return NULL;
 }
@@ -548,12 +548,11 @@ bool clattn__flash_wgmma_fallback(const clattn__device_info *info, const clattn_
   /* Head dims padded above 64: three warpgroups of 32-key tiles first (H100,
    * d = 128, 16k: 1.22-1.23x two warpgroups; bench/RESULTS.md §24); at 64 two
    * warpgroups of 64-key tiles (three: 0.93x). */
+  static const int three[1][3] = {{3, 32, 2}};
   static const int prefs[][3] = {{2, 64, 2}, {2, 32, 2}, {2, 64, 1}, {1, 64, 1}, {1, 32, 1}};
-  static const int wide[][3] = {{3, 32, 2}, {2, 64, 2}, {2, 32, 2},
-                                {2, 64, 1}, {1, 64, 1}, {1, 32, 1}};
-  if ((d->head_dim + 15) / 16 * 16 > 64)
-    return first_legal3(wide, sizeof wide / sizeof wide[0], clattn__flash_wgmma_check, d, info,
-                        out);
+  if ((d->head_dim + 15) / 16 * 16 > 64 &&
+      first_legal3(three, 1, clattn__flash_wgmma_check, d, info, out))
+    return true;
   return first_legal3(prefs, sizeof prefs / sizeof prefs[0], clattn__flash_wgmma_check, d, info,
                       out);
 }
