@@ -485,17 +485,21 @@ if want wgmma; then
                  "--seq 190 --head-dim 112 --mask causal" "--seq-q 77 --seq-kv 1500 --head-dim 64"; do
       echo "$(wg_run flash_wgmma: "$defs" --dtype bf16 --verify $shape | grep -E 'verify|over|rror|skipped' | tr '\n' ' ')" \
         "<- flash_wgmma [${defs:-defaults}] $shape"
-      [ -n "$defs" ] && continue # three warpgroups, defaults only
-      echo "$(wg_run flash_wgmma:wgs=3 "" --dtype bf16 --verify $shape | grep -E 'verify|over|rror|skipped' | tr '\n' ' ')" \
-        "<- flash_wgmma:wgs=3 $shape"
+      [ -n "$defs" ] && continue # the other schedules (WGMMA_VCFGS), defaults only
+      for vc in ${WGMMA_VCFGS:-wgs=3 st=3 wgs=3,st=3 wgs=2,st=3}; do
+        echo "$(wg_run flash_wgmma:$vc "" --dtype bf16 --verify $shape | grep -E 'verify|over|rror|skipped' | tr '\n' ' ')" \
+          "<- flash_wgmma:$vc $shape"
+      done
     done
   done >"$OUT/wgmma_verify.txt" 2>&1
   echo "wgmma verify: $(grep -c PASS "$OUT/wgmma_verify.txt") passed"; grep -v PASS "$OUT/wgmma_verify.txt" | head -5
   [ -f "$OUT/wgmma_hung.txt" ] && head -3 "$OUT/wgmma_hung.txt"
-  for d in 64 128; do for m in none causal; do for n in ${WGMMA_SEQS:-4096 16384}; do
+  [ "${WGMMA_SEQS:-}" = - ] && WGMMA_SEQS= WGMMA_TIMES=0 # "-": the verification only
+  [ "${WGMMA_TIMES:-1}" = 1 ] && for d in 64 128; do for m in none causal; do for n in ${WGMMA_SEQS:-4096 16384}; do
     bn=64; [ $d = 128 ] && bn=32
     for cfg in flash_tc:warps=4 flash_tcq: flash_wgmma:wgs=2,bn=$bn,st=2 flash_wgmma:wgs=3,bn=$bn,st=2 \
-        $(for x in $WGMMA_DEFS; do echo "flash_wgmma:wgs=2,bn=$bn,st=2%$x"; done); do
+        flash_wgmma:wgs=2,bn=$bn,st=3 flash_wgmma:wgs=3,bn=$bn,st=3 \
+        $(for x in $WGMMA_DEFS; do echo "flash_wgmma:wgs=2,bn=$bn,st=2%$x flash_wgmma:wgs=3,bn=$bn,st=3%$x"; done); do
       [ $d = 64 ] && [ "$cfg" = flash_tcq: ] && continue
       b=$((TOK / n / H)); [ $b -lt 1 ] && b=1
       defs=; [[ $cfg == *%* ]] && defs=${cfg#*%}
@@ -505,7 +509,7 @@ if want wgmma; then
       echo "d$d $m $n $cfg: $o"
     done
   done; done; done | tee "$OUT/wgmma.txt"
-  timeout 100 python3 bench/torch_sdpa.py --tokens $TOK --heads $H --dtypes f16 --head-dims 64,128 --seqs 4096,16384 \
+  [ "${WGMMA_TIMES:-1}" = 1 ] && timeout 100 python3 bench/torch_sdpa.py --tokens $TOK --heads $H --dtypes f16 --head-dims 64,128 --seqs "$(echo ${WGMMA_SEQS:-4096 16384} | tr " " ",")" \
     --backends CUDNN_ATTENTION,FLASH_ATTENTION 2>>"$OUT/torch.err" | tee "$OUT/torch_wgmma.jsonl" | python3 -c "
 import json, sys
 for l in sys.stdin:
@@ -517,7 +521,8 @@ if want wgprof; then
   # each phase for one work-group) under its schedules, then wgs=3 with and without the ping-pong
   rm -f "$OUT/wgmma_hung.txt"
   P="--dtype f16 --seq 16384 --batch 1 --heads 16 --reps 1 --warmup 0 --no-verify"
-  for x in "wgs=3,bn=32,st=2||--head-dim 128" "wgs=3,bn=32,st=2|-DPP=0|--head-dim 128" \
+  for x in "wgs=3,bn=32,st=3||--head-dim 128" "wgs=3,bn=32,st=3|-DPP=0|--head-dim 128" "wgs=2,bn=64,st=3||--head-dim 64" \
+           "wgs=3,bn=32,st=2||--head-dim 128" "wgs=3,bn=32,st=2|-DPP=0|--head-dim 128" \
            "wgs=2,bn=32,st=2||--head-dim 128" "wgs=2,bn=32,st=2|-DPP=0|--head-dim 128" \
            "wgs=2,bn=64,st=2||--head-dim 64" "wgs=3,bn=32,st=2||--head-dim 128 --mask causal"; do
     IFS='|' read -r cfg defs a <<<"$x"
@@ -525,10 +530,10 @@ if want wgprof; then
     wg_run flash_wgmma:$cfg "-DWG_PROFILE=1 $defs" $P $a | grep -E "wgprof|rror|skipped" | cut -c1-220
   done | tee "$OUT/wgprof.txt"
   R="--dtype f16 --head-dim 128 --seq 16384 --batch 1 --heads 16 --reps 10 --warmup 2 --no-verify"
-  for r in 1 2; do for m in none causal; do for defs in "" "-DPP=0"; do
-    echo "wgs=3 $m [${defs:-ping-pong}]: $(wg_run flash_wgmma:wgs=3,bn=32,st=2 "$defs" $R --mask $m |
+  for r in 1 2; do for m in none causal; do for st in 2 3; do for defs in "" "-DPP=0"; do
+    echo "wgs=3 st=$st $m [${defs:-ping-pong}]: $(wg_run flash_wgmma:wgs=3,bn=32,st=$st "$defs" $R --mask $m |
       grep -E '^time|rror|skipped' | cut -c1-50)"
-  done; done; done | tee -a "$OUT/wgprof.txt"
+  done; done; done; done | tee -a "$OUT/wgprof.txt"
 fi
 
 if want sparsetc; then

@@ -34,18 +34,34 @@
 #define BN 64
 #endif
 #ifndef ST
-#define ST 1 /* K/V stages in local memory (2: double-buffered, needs VEC_GLOBAL) */
+#define ST 1 /* K/V stages in local memory (2: double-buffered; 3: the overlapped schedule; both need VEC_GLOBAL) */
 #endif
-/* The load pipeline: 2 (two stages by cp.async), 1 (one stage by cp.async,
- * K(t+1) during the softmax and P·V of t, V(t+1) during S of t+1), 0
- * (synchronous loads: strided or unaligned layouts). */
+/* The load pipeline: 3 (the overlapped schedule below: a ring of three K
+ * tiles and two V tiles, by cp.async), 2 (two stages by cp.async), 1 (one
+ * stage by cp.async, K(t+1) during the softmax and P·V of t, V(t+1) during
+ * S of t+1), 0 (synchronous loads: strided or unaligned layouts). */
 #if !VEC_GLOBAL
 #define PIPE 0
+#elif ST == 3
+#define PIPE 3
 #elif ST == 2
 #define PIPE 2
 #else
 #define PIPE 1
 #endif
+/* K and V tiles in local memory: ST = 3 keeps three K tiles and two V tiles
+ * (40 KiB at d = 128 with 32-key tiles). */
+#define KST ST
+#define VST (ST == 3 ? 2 : ST)
+/* The overlapped schedule (ST = 3, FlashAttention 3's intra-warpgroup
+ * overlap): in the iteration of tile t each warpgroup issues S(t+1) =
+ * Q·K(t+1)ᵀ and then O += P(t)·V(t) as two commit groups, waits for the
+ * first (wgmma.wait_group 1), runs the softmax of tile t+1 while P·V(t) is
+ * still on the tensor cores, and only then waits for it and rescales O. The
+ * loads of K(t+2) and V(t+1) go out after the one work-group barrier of the
+ * iteration, which both publishes the landed tiles and retires the buffers
+ * they overwrite (K(t-1), read by S(t-1) two iterations back; V(t-1), read
+ * by P·V(t-1) in the last one). */
 #define TILE_BYTES (BN * CH8 * 16)
 /* Ping-pong (FlashAttention 3's inter-warpgroup schedule): with two or
  * three warpgroups and no barrier between S and P·V (PIPE 0 or 2), the
@@ -69,7 +85,10 @@
  * middle work-group of the first head prints the means per tile (OpenCL
  * printf, on the program's stdout): loads issued and this work-item's
  * landed, top barrier, waiting for its turn, S issued, S waited for,
- * softmax and P, P·V issued and waited for, bottom barrier. */
+ * softmax and P, P·V issued and waited for, bottom barrier. With ST = 3
+ * the phases are: loads landed, the barrier, the turn, S and P·V issued (as
+ * "sissue"), S waited for, softmax, P·V waited for with the rescale and P
+ * (as "pv"); "bar2" stays 0. */
 #ifndef WG_PROFILE
 #define WG_PROFILE 0
 #endif
@@ -113,8 +132,8 @@
 #define CH8 (DP / 8)  /* 16-byte chunks of a row */
 #define NC32 (DP / 32)
 
-#if (BN % 32) || (WGS < 1) || (WGS > 3) || (ST < 1) || (ST > 2)
-#error "flash_wgmma: BN must be a multiple of 32, WGS 1 to 3, ST 1 or 2"
+#if (BN % 32) || (WGS < 1) || (WGS > 3) || (ST < 1) || (ST > 3)
+#error "flash_wgmma: BN must be a multiple of 32, WGS 1 to 3, ST 1 to 3"
 #endif
 #define WG_T MMA_T
 
@@ -168,10 +187,77 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
   } while (0)
 #endif
 
+/* S = Q·Kᵀ of the tile at descriptor kd into s (raw scores; the scale is
+ * folded into the exponent). The first k-step writes the accumulators
+ * (scale 0): nothing initialises them, so no ordinary instruction touches
+ * them between the fence and the MMAs (each such write makes ptxas inject a
+ * warpgroup.arrive). */
+#define S_MMAS(kd)                                                                                 \
+  do {                                                                                             \
+    _Pragma("unroll") for (int kc = 0; kc < KCH; kc++) _Pragma("unroll") for (int c = 0;           \
+                                                                            c < BN / 32; c++)     \
+        WG_MMA32(WG_T, 0, s, 4 * c, qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3],                    \
+                 (kd) + (ulong)((2 * kc * BN * 16 + c * 512) >> 4), kc > 0);                      \
+  } while (0)
+/* O += P·V of the tile at descriptor vd (P: the A fragments pa) */
+#if DP % 32
+#define PV_MMA_TAIL(vd, kc)                                                                        \
+  WG_MMA16(WG_T, 1, o, 4 * NC32, pa[kc][0], pa[kc][1], pa[kc][2], pa[kc][3],                       \
+           (vd) + (ulong)((2 * (kc) * DP * 16 + NC32 * 512) >> 4), 1)
+#else
+#define PV_MMA_TAIL(vd, kc) ((void)0)
+#endif
+#define PV_MMAS(vd)                                                                                \
+  do {                                                                                             \
+    _Pragma("unroll") for (int kc = 0; kc < KCP; kc++) {                                           \
+      _Pragma("unroll") for (int c = 0; c < NC32; c++)                                             \
+          WG_MMA32(WG_T, 1, o, 4 * c, pa[kc][0], pa[kc][1], pa[kc][2], pa[kc][3],                  \
+                   (vd) + (ulong)((2 * kc * DP * 16 + c * 512) >> 4), 1);                          \
+      PV_MMA_TAIL(vd, kc);                                                                         \
+    }                                                                                              \
+  } while (0)
+/* P (the probabilities in s: the S accumulator layout is the A layout) →
+ * the A fragments pa of P·V, pinned (computed before the next fence) */
+#define PACK_P()                                                                                   \
+  do {                                                                                             \
+    _Pragma("unroll") for (int kc = 0; kc < KCP; kc++) {                                           \
+      pa[kc][0] = pack2(s[2 * kc][0], s[2 * kc][1]);                                               \
+      pa[kc][1] = pack2(s[2 * kc][2], s[2 * kc][3]);                                               \
+      pa[kc][2] = pack2(s[2 * kc + 1][0], s[2 * kc + 1][1]);                                       \
+      pa[kc][3] = pack2(s[2 * kc + 1][2], s[2 * kc + 1][3]);                                       \
+      WG_KEEPR4(pa[kc]);                                                                           \
+    }                                                                                              \
+  } while (0)
+/* Sets the scores of tile kv0 that no query of this warp sees to -inf. */
+#if CAUSAL
+#define MASK_TILE(kv0)                                                                             \
+  do {                                                                                             \
+    if (((kv0) + BN > Nk) || ((kv0) + BN - 1 > q0 + 64 * wg + off))                               \
+      MASK_FRAGMENT(s, NTS, kv0, t, row0, off, Nk);                                                \
+  } while (0)
+#else
+#define MASK_TILE(kv0)                                                                             \
+  do {                                                                                             \
+    if ((kv0) + BN > Nk) MASK_FRAGMENT(s, NTS, kv0, t, row0, off, Nk);                             \
+  } while (0)
+#endif
+/* SOFTMAX_STEP without the rescale of o (left to the caller, once the
+ * P·V MMAs that accumulate into o have completed): alpha = the factor. */
+#define SOFTMAX_STEP_DEFER(s, nts, rr, m, l, alpha, qscale)                                        \
+  do {                                                                                             \
+    SOFTMAX_ROW_MAX(s, nts, rr, mx_);                                                              \
+    const float mnew_ = fmax(m, mx_);                                                              \
+    alpha = mnew_ == -INFINITY ? 1.0f : fast_exp2((m - mnew_) * (qscale));                         \
+    const float sub_ = mnew_ == -INFINITY ? 0.0f : mnew_ * (qscale);                               \
+    m = mnew_;                                                                                     \
+    SOFTMAX_ROW_EXP(s, nts, rr, qscale, sub_, rs_);                                                \
+    l = l * alpha + rs_;                                                                           \
+  } while (0)
+
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
 flash_wgmma(FLASH_ARGS(ushort)) {
-  __local uint4 Kt[ST][BN * CH8];
-  __local uint4 Vt[ST][BN * CH8];
+  __local uint4 Kt[KST][BN * CH8];
+  __local uint4 Vt[VST][BN * CH8];
 
 #if MINCTAS
   /* ptxas caps the registers so that MINCTAS work-groups share an SM */
@@ -204,6 +290,106 @@ flash_wgmma(FLASH_ARGS(ushort)) {
   const ulong kdesc0 = wg_desc(wg_saddr(Kt[0]), BN * 16, 128);
   const ulong vdesc0 = wg_desc(wg_saddr(Vt[0]), DP * 16, 128);
 
+#if PINGPONG
+  if (wg == WGS - 1 && ntiles > 0) NB_ARRIVE(1); /* warpgroup 0 issues first */
+#endif
+#if WG_PROFILE
+  uint prof_[8] = {0, 0, 0, 0, 0, 0, 0, 0}, prof_t_;
+  PROF_CLOCK(prof_t_);
+#endif
+  float s[NTS][4];
+  uint pa[KCP][4];
+#if PIPE == 3
+  /* Prologue: K(0) and V(0), then K(1); S(0) and its softmax (o is zero:
+   * nothing to rescale). */
+  if (ntiles > 0) {
+    load_tile_async(Kt[0], Kb, kss, 0, Nk, lid, 0);
+    load_tile_async(Vt[0], Vb, vss, 0, Nk, lid, 1);
+  }
+  CP_COMMIT();
+  if (ntiles > 1) load_tile_async(Kt[1], Kb, kss, BN, Nk, lid, 0);
+  CP_COMMIT();
+  CP_WAIT(1); /* K(0) and V(0) have landed for this work-item */
+  WG_PROXY();
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (ntiles > 0) {
+    WG_FENCE();
+    S_MMAS(kdesc0);
+    WG_COMMIT();
+    WG_WAIT0();
+#pragma unroll
+    for (int c = 0; c < BN / 32; c++)
+      WG_KEEP16(s, 4 * c);
+    MASK_TILE(0);
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) {
+      float alpha;
+      SOFTMAX_STEP_DEFER(s, NTS, rr, m[rr], l[rr], alpha, qscale);
+      (void)alpha;
+    }
+    PACK_P();
+  }
+  for (int tile = 0; tile < ntiles; tile++) {
+    const int kv1 = (tile + 1) * BN; /* the next tile */
+    CP_WAIT(0);                      /* K(tile + 1) and V(tile) have landed for this work-item */
+    PROF(0);
+    WG_PROXY();
+    barrier(CLK_LOCAL_MEM_FENCE); /* ... for all; every warpgroup is done with tile - 1 */
+    PROF(1);
+    if (tile + 2 < ntiles) load_tile_async(Kt[(tile + 2) % 3], Kb, kss, kv1 + BN, Nk, lid, 0);
+    if (tile + 1 < ntiles) load_tile_async(Vt[(tile + 1) & 1], Vb, vss, kv1, Nk, lid, 1);
+    CP_COMMIT();
+    const ulong vdesc = vdesc0 + (ulong)((tile & 1) * (TILE_BYTES >> 4));
+#if PINGPONG
+    NB_SYNC(1 + wg); /* this warpgroup's turn */
+#endif
+    PROF(2);
+    KEEP_O(); /* rescaled before the fence */
+    WG_FENCE();
+    if (tile + 1 < ntiles) {
+      const ulong kdesc = kdesc0 + (ulong)(((tile + 1) % 3) * (TILE_BYTES >> 4));
+      S_MMAS(kdesc);
+      WG_COMMIT();
+      PV_MMAS(vdesc);
+      WG_COMMIT();
+#if PINGPONG
+      NB_ARRIVE(wg + 1 < WGS ? wg + 2 : 1); /* the next warpgroup's turn */
+#endif
+      PROF(3);
+      WG_WAIT1(); /* S(tile + 1) is done; P·V(tile) may still run */
+#pragma unroll
+      for (int c = 0; c < BN / 32; c++)
+        WG_KEEP16(s, 4 * c);
+      PROF(4);
+      MASK_TILE(kv1);
+      float alpha[2];
+#pragma unroll
+      for (int rr = 0; rr < 2; rr++)
+        SOFTMAX_STEP_DEFER(s, NTS, rr, m[rr], l[rr], alpha[rr], qscale);
+      PROF(5);
+      WG_WAIT0(); /* P·V(tile) is done: o and pa are free */
+      KEEP_O();
+#pragma unroll
+      for (int j = 0; j < NTO; j++) {
+        o[j][0] *= alpha[0];
+        o[j][1] *= alpha[0];
+        o[j][2] *= alpha[1];
+        o[j][3] *= alpha[1];
+      }
+      PACK_P();
+    } else {
+      PV_MMAS(vdesc);
+      WG_COMMIT();
+#if PINGPONG
+      if (wg < WGS - 1) NB_ARRIVE(wg + 2); /* the last one's last turn has no taker */
+#endif
+      PROF(3);
+      WG_WAIT0();
+      KEEP_O();
+    }
+    PROF(6);
+  }
+#else
 #if PIPE == 2
   /* Two stages: tile t+1 (K and V) streams in while tile t is computed. */
   if (ntiles > 0) {
@@ -216,13 +402,6 @@ flash_wgmma(FLASH_ARGS(ushort)) {
   CP_COMMIT();
   if (ntiles > 0) load_tile_async(Vt[0], Vb, vss, 0, Nk, lid, 1);
   CP_COMMIT();
-#endif
-#if PINGPONG
-  if (wg == WGS - 1 && ntiles > 0) NB_ARRIVE(1); /* warpgroup 0 issues first */
-#endif
-#if WG_PROFILE
-  uint prof_[8] = {0, 0, 0, 0, 0, 0, 0, 0}, prof_t_;
-  PROF_CLOCK(prof_t_);
 #endif
   for (int tile = 0; tile < ntiles; tile++) {
     const int kv0 = tile * BN;
@@ -250,22 +429,12 @@ flash_wgmma(FLASH_ARGS(ushort)) {
     const ulong kdesc = kdesc0 + (ulong)(stage * (TILE_BYTES >> 4));
     const ulong vdesc = vdesc0 + (ulong)(stage * (TILE_BYTES >> 4));
 
-    /* S = Q·Kᵀ (raw scores; the scale is folded into the exponent). The
-     * first k-step writes the accumulators (scale 0): nothing initialises
-     * them, so no ordinary instruction touches them between the fence and
-     * the MMAs (each such write makes ptxas inject a warpgroup.arrive). */
-    float s[NTS][4];
 #if PINGPONG
     NB_SYNC(1 + wg); /* this warpgroup's turn */
 #endif
     PROF(2);
     WG_FENCE();
-#pragma unroll
-    for (int kc = 0; kc < KCH; kc++)
-#pragma unroll
-      for (int c = 0; c < BN / 32; c++)
-        WG_MMA32(WG_T, 0, s, 4 * c, qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3],
-                 kdesc + (ulong)((2 * kc * BN * 16 + c * 512) >> 4), kc > 0);
+    S_MMAS(kdesc);
     WG_COMMIT();
 #if PINGPONG
     /* the next warpgroup's turn (the last one's last turn has no taker) */
@@ -283,27 +452,13 @@ flash_wgmma(FLASH_ARGS(ushort)) {
     if (tile + 1 < ntiles) load_tile_async(Kt[0], Kb, kss, kv0 + BN, Nk, lid, 0);
     CP_COMMIT();
 #endif
-#if CAUSAL
-    const bool need_mask = (kv0 + BN > Nk) || (kv0 + BN - 1 > q0 + 64 * wg + off);
-#else
-    const bool need_mask = kv0 + BN > Nk;
-#endif
-    if (need_mask) MASK_FRAGMENT(s, NTS, kv0, t, row0, off, Nk);
+    MASK_TILE(kv0);
 
     /* Online softmax on the accumulators: rows g and g+8 of the warp. */
 #pragma unroll
     for (int rr = 0; rr < 2; rr++)
       SOFTMAX_STEP(s, NTS, o, NTO, rr, m[rr], l[rr], qscale);
-    /* P → A fragments (the S accumulator layout is the A layout) */
-    uint pa[KCP][4];
-#pragma unroll
-    for (int kc = 0; kc < KCP; kc++) {
-      pa[kc][0] = pack2(s[2 * kc][0], s[2 * kc][1]);
-      pa[kc][1] = pack2(s[2 * kc][2], s[2 * kc][3]);
-      pa[kc][2] = pack2(s[2 * kc + 1][0], s[2 * kc + 1][1]);
-      pa[kc][3] = pack2(s[2 * kc + 1][2], s[2 * kc + 1][3]);
-      WG_KEEPR4(pa[kc]); /* computed before the fence */
-    }
+    PACK_P();
     KEEP_O(); /* the rescaled accumulators too */
     PROF(5);
 
@@ -314,17 +469,7 @@ flash_wgmma(FLASH_ARGS(ushort)) {
 #endif
     /* O += P·V */
     WG_FENCE();
-#pragma unroll
-    for (int kc = 0; kc < KCP; kc++) {
-#pragma unroll
-      for (int c = 0; c < NC32; c++)
-        WG_MMA32(WG_T, 1, o, 4 * c, pa[kc][0], pa[kc][1], pa[kc][2], pa[kc][3],
-                 vdesc + (ulong)((2 * kc * DP * 16 + c * 512) >> 4), 1);
-#if DP % 32
-      WG_MMA16(WG_T, 1, o, 4 * NC32, pa[kc][0], pa[kc][1], pa[kc][2], pa[kc][3],
-               vdesc + (ulong)((2 * kc * DP * 16 + NC32 * 512) >> 4), 1);
-#endif
-    }
+    PV_MMAS(vdesc);
     WG_COMMIT();
     WG_WAIT0();
     KEEP_O();
@@ -338,6 +483,7 @@ flash_wgmma(FLASH_ARGS(ushort)) {
 #endif
     PROF(7);
   }
+#endif
 #if WG_PROFILE
   if (warp == 0 && lane == 0 && ntiles > 0 && get_group_id(0) == get_num_groups(0) / 2 &&
       get_group_id(1) == 0 && get_group_id(2) == 0) {

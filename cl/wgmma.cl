@@ -22,6 +22,8 @@
  * before the barrier that precedes the MMAs. */
 #define WG_PROXY() __asm__ volatile("// @@CLATTN proxy" ::: "memory")
 #define WG_WAIT0() __asm__ volatile("// @@CLATTN wait 0" ::: "memory")
+/* ... until at most one group is pending (groups complete in order) */
+#define WG_WAIT1() __asm__ volatile("// @@CLATTN wait 1" ::: "memory")
 
 #define WG_ACC8(x, j) "+f"(x[j][0]), "+f"(x[j][1]), "+f"(x[j][2]), "+f"(x[j][3]), \
   "+f"(x[(j) + 1][0]), "+f"(x[(j) + 1][1]), "+f"(x[(j) + 1][2]), "+f"(x[(j) + 1][3])

@@ -117,6 +117,14 @@ for d in 64 128; do
   compile flash_wgmma_wgs3_d$d nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=1 -DD=$d -DWGS=3 \
     -DBN=$((d == 64 ? 64 : 32)) -DCAUSAL=$((d == 64)) -DVEC_GLOBAL=1 -DST=2 && wgmma_check flash_wgmma_wgs3_d$d
 done
+# the overlapped schedule (ST=3: S of the next tile issued with P·V of this one, wait_group 1): two
+# and three warpgroups, with and without the ping-pong; ptxas must not serialise the MMAs
+for x in "1 128 3 32 0 1" "2 128 3 32 1 1" "1 64 2 64 1 1" "2 64 2 64 0 0" "1 96 2 32 0 1"; do
+  set -- $x
+  n="flash_wgmma_st3_t$1_d$2_w$3_c$5_pp$6"
+  compile "$n" nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=$1 -DD=$2 -DWGS=$3 -DBN=$4 -DCAUSAL=$5 \
+    -DVEC_GLOBAL=1 -DST=3 -DPP=$6 && wgmma_check "$n"
+done
 # flash_bwd_tc: the tensor-core backward (after flash_bwd.cl -DTC=1), the
 # configurations its fallback picks (d <= 64, d <= 128) and the extremes of
 # its parameters; assembled with the built-ins stubbed, a spill or too much

@@ -373,6 +373,17 @@ static void test_selection(void **state) {
     assert_null(wg->check(three64, &d, &gpu)); /* d = 64 */
     assert_non_null(strstr(wg->check(three64s1, &d128, &gpu), "168 registers"));
     assert_non_null(strstr(wg->check(four, &d128, &gpu), "wgs 1..3"));
+    /* st = 3 (the overlapped schedule): three K and two V tiles, 40 KiB at
+     * d = 128 with 32-key tiles; 80 KiB with 64-key tiles or at d = 256 */
+    const int ov32[3] = {3, 32, 3}, ov64[3] = {2, 64, 3}, st4[3] = {2, 32, 4};
+    assert_null(wg->check(ov32, &d128, &gpu));
+    assert_int_equal(wg->local_bytes(ov32, &d128), 5 * 32 * 128 * 2);
+    assert_non_null(strstr(wg->check(ov64, &d128, &gpu), "local memory"));
+    assert_null(wg->check(ov64, &d, &gpu)); /* d = 64: 40 KiB */
+    clattn_attention_desc d256 = problem(CLATTN_ALGO_FLASH, CLATTN_DTYPE_F16, 256, 0);
+    const int ov256[3] = {1, 32, 3};
+    assert_non_null(strstr(wg->check(ov256, &d256, &gpu), "local memory"));
+    assert_non_null(strstr(wg->check(st4, &d128, &gpu), "st 1..3"));
     /* the default: three warpgroups above d = 64, two at 64 */
     int cfg[3];
     assert_true(wg->fallback(&gpu, &d128, cfg));

@@ -43,7 +43,7 @@ static const int tc_warps[] = {2, 4, 8};
 static const int tc_mt[] = {1, 2};
 static const int tc_bn[] = {16, 32, 64, 128};
 static const int wgmma_wgs[] = {1, 2, 3};
-static const int wgmma_st[] = {1, 2};
+static const int wgmma_st[] = {1, 2, 3};
 static const int wgmma_bn[] = {32, 64, 128};
 #define VALS(a) a, (int)(sizeof(a) / sizeof(a)[0])
 
@@ -60,9 +60,10 @@ const clattn__param clattn__flash_tc_params[3] = {
     {"warps", 1, 32, VALS(tc_warps)}, {"mt", 1, 2, VALS(tc_mt)}, {"bn", 16, 1024, VALS(tc_bn)}};
 
 /* warpgroups per work-group (taking turns at the S MMAs with 2 or 3), keys per tile, K/V
- * stages in local memory. */
+ * stages in local memory (3: three K and two V tiles, S of the next tile issued with P·V of this
+ * one). */
 const clattn__param clattn__flash_wgmma_params[3] = {
-    {"wgs", 1, 3, VALS(wgmma_wgs)}, {"bn", 32, 128, VALS(wgmma_bn)}, {"st", 1, 2, VALS(wgmma_st)}};
+    {"wgs", 1, 3, VALS(wgmma_wgs)}, {"bn", 32, 128, VALS(wgmma_bn)}, {"st", 1, 3, VALS(wgmma_st)}};
 const char *const clattn__flash_wgmma_sources[] = {"nv_mma.cl", "wgmma.cl", "flash_wgmma.cl", NULL};
 const char *const clattn__flash_wg_sources[] = {"flash_fwd.cl", NULL};
 const char *const clattn__flash_rows_sources[] = {"flash_rows.cl", NULL};
@@ -519,14 +520,16 @@ int clattn__flash_wgmma_applicable(const clattn__device_info *info, const clattn
 
 size_t clattn__flash_wgmma_local(const int *p, const clattn_attention_desc *d) {
   const size_t dp = ((size_t)d->head_dim + 15) / 16 * 16;
-  return (size_t)p[2] * 2 * (size_t)p[1] * dp * 2; /* st stages of a K and a V tile, 16-bit */
+  /* st stages of a K and a V tile, 16-bit; st = 3: three K tiles and two V tiles */
+  const size_t tiles = p[2] == 3 ? 5 : (size_t)p[2] * 2;
+  return tiles * (size_t)p[1] * dp * 2;
 }
 
 const char *clattn__flash_wgmma_check(const int *p, const clattn_attention_desc *d,
                                       const clattn__device_info *info) {
   const int wgs = p[0], bn = p[1], st = p[2];
-  if (wgs < 1 || wgs > 3 || bn < 32 || bn > 128 || bn % 32 || st < 1 || st > 2)
-    return "parameters out of range (wgs 1..3, bn 32, 64 or 128, st 1..2)";
+  if (wgs < 1 || wgs > 3 || bn < 32 || bn > 128 || bn % 32 || st < 1 || st > 3)
+    return "parameters out of range (wgs 1..3, bn 32, 64 or 128, st 1..3)";
   if (d->head_dim > 256) return "head_dim above 256";
   if ((size_t)(128 * wgs) > info->max_wg) return "128*wgs exceeds the device's work-group size";
   if (clattn__flash_wgmma_local(p, d) + CLATTN__LOCAL_RESERVE > info->local_mem)
@@ -747,7 +750,11 @@ clattn_status clattn__flash_wgmma_create(clattn_plan p, const int *params, const
            "flash_wgmma %s d=%d: wgmma m64nNk16 (sm_90a, patched PTX)%s, wgs=%d bn=%d st=%d "
            "(bm=%d, %zu B local) [%s]",
            clattn_dtype_name(d->dtype), d->head_dim,
-           vec ? (stages == 2 ? " + cp.async, 2 stages" : " + cp.async") : "", wgs, bn, stages,
+           vec ? (stages == 3   ? " + cp.async, 3 K/2 V stages, S(t+1) with P·V(t)"
+                  : stages == 2 ? " + cp.async, 2 stages"
+                                : " + cp.async")
+               : "",
+           wgs, bn, stages,
            s->bm, local, origin);
   describe_tc_tail(p, s);
   return CLATTN_SUCCESS;
