@@ -527,7 +527,8 @@ if want wgprof; then
            "wgs=2,bn=64,st=2||--head-dim 64" "wgs=3,bn=32,st=2||--head-dim 128 --mask causal"; do
     IFS='|' read -r cfg defs a <<<"$x"
     echo "== flash_wgmma:$cfg [${defs:-defaults}] $a"
-    wg_run flash_wgmma:$cfg "-DWG_PROFILE=1 $defs" $P $a | grep -E "wgprof|rror|skipped" | cut -c1-220
+    CLATTN_NV_VERBOSE=1 wg_run flash_wgmma:$cfg "-DWG_PROFILE=1 $defs" $P $a |
+      grep -oE "wgprof.*|.*rror.*|skipped.*|[0-9]+ registers|[0-9]+ bytes spill[a-z ]*|warpgroup.arrive[^|]*|[^|]*erializ[^|]*" | cut -c1-220
   done | tee "$OUT/wgprof.txt"
   R="--dtype f16 --head-dim 128 --seq 16384 --batch 1 --heads 16 --reps 10 --warmup 2 --no-verify"
   for r in 1 2; do for m in none causal; do for st in 2 3; do for defs in "" "-DPP=0"; do
