@@ -531,7 +531,7 @@ if want wgprof; then
       grep -oE "wgprof.*|.*rror.*|skipped.*|[0-9]+ registers|[0-9]+ bytes spill[a-z ]*|warpgroup.arrive[^|]*|[^|]*erializ[^|]*" | cut -c1-220
   done | tee "$OUT/wgprof.txt"
   R="--dtype f16 --head-dim 128 --seq 16384 --batch 1 --heads 16 --reps 10 --warmup 2 --no-verify"
-  for r in 1 2; do for m in none causal; do for st in 2 3; do for defs in "" "-DPP=0"; do
+  for r in $(seq ${WGPROF_ROUNDS:-2}); do for m in none causal; do for st in 2 3; do for defs in "" "-DPP=0"; do
     echo "wgs=3 st=$st $m [${defs:-ping-pong}]: $(wg_run flash_wgmma:wgs=3,bn=32,st=$st "$defs" $R --mask $m |
       grep -E '^time|rror|skipped' | cut -c1-50)"
   done; done; done; done | tee -a "$OUT/wgprof.txt"
