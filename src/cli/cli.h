@@ -127,6 +127,11 @@ clattn_context cli_open_context(const char *device);
 /* Whether the q, k, v, o (and lse) buffers of d fit on the context's device
  * (each under the max allocation, all under the global memory). *detail
  * (may be NULL) receives a sentence when they do not. */
+/* The same for byte counts: `total` on the device, its `largest` buffer, and
+ * `host` bytes of host copies that count too on a device sharing the host's
+ * memory. */
+bool cli_bytes_fit(clattn_context ctx, uint64_t total, uint64_t largest, uint64_t host,
+                   char *detail, size_t cap);
 bool cli_buffers_fit(clattn_context ctx, const clattn_attention_desc *d, bool lse, char *detail,
                      size_t cap);
 

@@ -225,6 +225,23 @@ clattn_status cli_infer_run(clattn_context ctx, const cli_infer *in, cli_infer_r
     (void)clattn_plan_estimate(ctx, &d, &ws);
     goto out;
   }
+  {
+    /* the device buffers (and, where the device shares the host's memory,
+     * their host copies) must fit before anything is made: a cache too large
+     * is out of memory here, not a host the system runs out of */
+    uint64_t total = 0, largest = 0, host = 0;
+    for (int i = 0; i < 4; i++) {
+      const uint64_t b = el[i] > UINT64_MAX / es ? UINT64_MAX : (uint64_t)el[i] * es;
+      total = total > UINT64_MAX - b ? UINT64_MAX : total + b;
+      if (i < 3) host = host > UINT64_MAX - b ? UINT64_MAX : host + b;
+      if (b > largest) largest = b;
+    }
+    if (!cli_bytes_fit(ctx, total, largest, host, r->error, sizeof r->error)) {
+      r->status = CLATTN_ERROR_OUT_OF_MEMORY;
+      st = r->status;
+      goto out_fit;
+    }
+  }
   hq = calloc(el[0], es);
   hk = calloc(el[1], es);
   hv = calloc(el[2], es);
@@ -427,6 +444,7 @@ clattn_status cli_infer_run(clattn_context ctx, const cli_infer *in, cli_infer_r
 out:
   if (st != CLATTN_SUCCESS)
     snprintf(r->error, sizeof r->error, "%s", clattn_context_last_error(ctx));
+out_fit:
   r->status = st;
   const cl_mem all[10] = {q, k, v, o, mq, mkv, ms, mb, ksc, vsc};
   for (int i = 0; i < 10; i++)

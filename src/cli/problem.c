@@ -424,37 +424,40 @@ clattn_context cli_open_context(const char *device) {
   return ctx;
 }
 
-bool cli_buffers_fit(clattn_context ctx, const clattn_attention_desc *d, bool lse, char *detail,
-                     size_t cap) {
+bool cli_bytes_fit(clattn_context ctx, uint64_t total, uint64_t largest, uint64_t host,
+                   char *detail, size_t cap) {
   cl_ulong global = 0, max_alloc = 0;
   cl_device_id dev = clattn_context_device(ctx);
   if (clGetDeviceInfo(dev, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof global, &global, NULL) != CL_SUCCESS ||
       clGetDeviceInfo(dev, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof max_alloc, &max_alloc, NULL) !=
           CL_SUCCESS)
     return true; /* unknown: let the allocations themselves report */
-  uint64_t b[4];
-  cli_buffer_bytes(d, b);
-  const uint64_t largest = b[0] > b[1] ? b[0] : b[1];
-  uint64_t total = cli_io_bytes(d, lse), host = 0;
   /* The inputs are made on the host and uploaded: on a device that shares
    * the host's memory (CPUs) those copies take the same memory. */
   cl_device_type type = 0;
   cl_bool unified = CL_FALSE;
   clGetDeviceInfo(dev, CL_DEVICE_TYPE, sizeof type, &type, NULL);
   clGetDeviceInfo(dev, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL);
-  if ((type & CL_DEVICE_TYPE_CPU) || unified) {
-    host = sat_add(sat_add(b[0], b[1]), b[2]);
-    total = sat_add(total, host);
-  }
+  const bool shared = (type & CL_DEVICE_TYPE_CPU) || unified;
+  if (shared) total = sat_add(total, host);
   if (largest <= max_alloc && total <= global) return true;
   if (detail)
     snprintf(detail, cap,
-             "the q, k, v, o buffers%s need %llu bytes (largest %llu) but the device has %llu "
+             "the buffers%s need %llu bytes (largest %llu) but the device has %llu "
              "bytes (at most %llu in one buffer)",
-             host ? " and the host copies of q, k, v (the device shares the host's memory)" : "",
+             shared ? " and their host copies (the device shares the host's memory)" : "",
              (unsigned long long)total, (unsigned long long)largest, (unsigned long long)global,
              (unsigned long long)max_alloc);
   return false;
+}
+
+bool cli_buffers_fit(clattn_context ctx, const clattn_attention_desc *d, bool lse, char *detail,
+                     size_t cap) {
+  uint64_t b[4];
+  cli_buffer_bytes(d, b);
+  const uint64_t largest = b[0] > b[1] ? b[0] : b[1];
+  return cli_bytes_fit(ctx, cli_io_bytes(d, lse), largest, sat_add(sat_add(b[0], b[1]), b[2]),
+                       detail, cap);
 }
 
 /* Allocates p->reserve_bytes of device memory in chunks of at most the
