@@ -53,6 +53,8 @@
  * (40 KiB at d = 128 with 32-key tiles). */
 #define KST ST
 #define VST (ST == 3 ? 2 : ST)
+#define KT(i) (KVt + (i) * (BN * CH8))         /* K tile i */
+#define VT(i) (KVt + (KST + (i)) * (BN * CH8)) /* V tile i */
 /* The overlapped schedule (ST = 3, FlashAttention 3's intra-warpgroup
  * overlap): in the iteration of tile t each warpgroup issues S(t+1) =
  * Q·K(t+1)ᵀ and then O += P(t)·V(t) as two commit groups, waits for the
@@ -61,7 +63,11 @@
  * loads of K(t+2) and V(t+1) go out after the one work-group barrier of the
  * iteration, which both publishes the landed tiles and retires the buffers
  * they overwrite (K(t-1), read by S(t-1) two iterations back; V(t-1), read
- * by P·V(t-1) in the last one). */
+ * by P·V(t-1) in the last one). Assembled by ptxas for sm_90a without
+ * serialised MMAs (tests/check_nvptx.sh) and checked against the reference
+ * through the CPU emulation (cl/wgmma.cl, test_flash_wgmma_emu), but not
+ * yet run on a GPU (bench/RESULTS.md §25): no default configuration uses
+ * it. */
 #define TILE_BYTES (BN * CH8 * 16)
 /* Ping-pong (FlashAttention 3's inter-warpgroup schedule): with two or
  * three warpgroups and no barrier between S and P·V (PIPE 0 or 2), the
@@ -105,7 +111,7 @@
 #define PROF(k) ((void)0)
 #endif
 
-#if PP && WGS >= 2 && PIPE != 1
+#if PP && WGS >= 2 && PIPE != 1 && !CLATTN_NV_EMU /* the emulation has no named barriers */
 #define PINGPONG 1
 /* bar.sync/bar.arrive on named barrier ID (1 + w: warpgroup w's turn) for
  * 256 work-items: the 128 of warpgroup w wait, the 128 of the one before it
@@ -168,7 +174,11 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
     const int r = TILE_KEY(idx), ch = TILE_CH(idx);
     const bool ok = row0 + r < limit && 8 * ch < D;
     __global const ushort *src = ok ? base + (long)(row0 + r) * ss + 8 * ch : base;
+#if CLATTN_NV_EMU /* a plain copy, as the emulated cp.async (no NV_EMU_BASE out here) */
+    dst[is_v ? V_CHUNK(r, ch) : K_CHUNK(r, ch)] = ok ? *(__global const uint4 *)src : (uint4)(0u);
+#else
     CP_ASYNC16(wg_saddr(dst + (is_v ? V_CHUNK(r, ch) : K_CHUNK(r, ch))), src, ok);
+#endif
   }
 }
 #endif
@@ -194,7 +204,7 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
  * warpgroup.arrive). */
 #define S_MMAS(kd)                                                                                 \
   do {                                                                                             \
-    _Pragma("unroll") for (int kc = 0; kc < KCH; kc++) _Pragma("unroll") for (int c = 0;           \
+    NV_UNROLL for (int kc = 0; kc < KCH; kc++) NV_UNROLL for (int c = 0;           \
                                                                             c < BN / 32; c++)     \
         WG_MMA32(WG_T, 0, s, 4 * c, qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3],                    \
                  (kd) + (ulong)((2 * kc * BN * 16 + c * 512) >> 4), kc > 0);                      \
@@ -209,8 +219,8 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
 #endif
 #define PV_MMAS(vd)                                                                                \
   do {                                                                                             \
-    _Pragma("unroll") for (int kc = 0; kc < KCP; kc++) {                                           \
-      _Pragma("unroll") for (int c = 0; c < NC32; c++)                                             \
+    NV_UNROLL for (int kc = 0; kc < KCP; kc++) {                                           \
+      NV_UNROLL for (int c = 0; c < NC32; c++)                                             \
           WG_MMA32(WG_T, 1, o, 4 * c, pa[kc][0], pa[kc][1], pa[kc][2], pa[kc][3],                  \
                    (vd) + (ulong)((2 * kc * DP * 16 + c * 512) >> 4), 1);                          \
       PV_MMA_TAIL(vd, kc);                                                                         \
@@ -256,10 +266,15 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
 
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
 flash_wgmma(FLASH_ARGS(ushort)) {
-  __local uint4 Kt[KST][BN * CH8];
-  __local uint4 Vt[VST][BN * CH8];
+  /* the KST K tiles, then the VST V tiles (one array: the emulation's base) */
+  __local uint4 KVt[(KST + VST) * BN * CH8];
+#if CLATTN_NV_EMU
+#define NV_EMU_LANES NT
+  NV_EMU_SCRATCH;
+#define NV_EMU_BASE ((__local uchar *)KVt)
+#endif
 
-#if MINCTAS
+#if MINCTAS && !CLATTN_NV_EMU
   /* ptxas caps the registers so that MINCTAS work-groups share an SM */
   __asm__ volatile("// @@CLATTN minctas " WG_STR(MINCTAS) " " NT_STR);
 #endif
@@ -287,8 +302,8 @@ flash_wgmma(FLASH_ARGS(ushort)) {
   const int off = CAUSAL_OFFSET(CAUSAL, Nq, Nk);
   const int ntiles = flash_dense_tiles(q0, BM, BN, Nq, Nk, CAUSAL);
   /* Descriptors of stage 0; stage 1 lies TILE_BYTES further. */
-  const ulong kdesc0 = wg_desc(wg_saddr(Kt[0]), BN * 16, 128);
-  const ulong vdesc0 = wg_desc(wg_saddr(Vt[0]), DP * 16, 128);
+  const ulong kdesc0 = wg_desc(wg_saddr(KT(0)), BN * 16, 128);
+  const ulong vdesc0 = wg_desc(wg_saddr(VT(0)), DP * 16, 128);
 
 #if PINGPONG
   if (wg == WGS - 1 && ntiles > 0) NB_ARRIVE(1); /* warpgroup 0 issues first */
@@ -303,11 +318,11 @@ flash_wgmma(FLASH_ARGS(ushort)) {
   /* Prologue: K(0) and V(0), then K(1); S(0) and its softmax (o is zero:
    * nothing to rescale). */
   if (ntiles > 0) {
-    load_tile_async(Kt[0], Kb, kss, 0, Nk, lid, 0);
-    load_tile_async(Vt[0], Vb, vss, 0, Nk, lid, 1);
+    load_tile_async(KT(0), Kb, kss, 0, Nk, lid, 0);
+    load_tile_async(VT(0), Vb, vss, 0, Nk, lid, 1);
   }
   CP_COMMIT();
-  if (ntiles > 1) load_tile_async(Kt[1], Kb, kss, BN, Nk, lid, 0);
+  if (ntiles > 1) load_tile_async(KT(1), Kb, kss, BN, Nk, lid, 0);
   CP_COMMIT();
   CP_WAIT(1); /* K(0) and V(0) have landed for this work-item */
   WG_PROXY();
@@ -336,8 +351,8 @@ flash_wgmma(FLASH_ARGS(ushort)) {
     WG_PROXY();
     barrier(CLK_LOCAL_MEM_FENCE); /* ... for all; every warpgroup is done with tile - 1 */
     PROF(1);
-    if (tile + 2 < ntiles) load_tile_async(Kt[(tile + 2) % 3], Kb, kss, kv1 + BN, Nk, lid, 0);
-    if (tile + 1 < ntiles) load_tile_async(Vt[(tile + 1) & 1], Vb, vss, kv1, Nk, lid, 1);
+    if (tile + 2 < ntiles) load_tile_async(KT((tile + 2) % 3), Kb, kss, kv1 + BN, Nk, lid, 0);
+    if (tile + 1 < ntiles) load_tile_async(VT((tile + 1) & 1), Vb, vss, kv1, Nk, lid, 1);
     CP_COMMIT();
     const ulong vdesc = vdesc0 + (ulong)((tile & 1) * (TILE_BYTES >> 4));
 #if PINGPONG
@@ -393,14 +408,14 @@ flash_wgmma(FLASH_ARGS(ushort)) {
 #if PIPE == 2
   /* Two stages: tile t+1 (K and V) streams in while tile t is computed. */
   if (ntiles > 0) {
-    load_tile_async(Kt[0], Kb, kss, 0, Nk, lid, 0);
-    load_tile_async(Vt[0], Vb, vss, 0, Nk, lid, 1);
+    load_tile_async(KT(0), Kb, kss, 0, Nk, lid, 0);
+    load_tile_async(VT(0), Vb, vss, 0, Nk, lid, 1);
   }
   CP_COMMIT();
 #elif PIPE == 1
-  if (ntiles > 0) load_tile_async(Kt[0], Kb, kss, 0, Nk, lid, 0);
+  if (ntiles > 0) load_tile_async(KT(0), Kb, kss, 0, Nk, lid, 0);
   CP_COMMIT();
-  if (ntiles > 0) load_tile_async(Vt[0], Vb, vss, 0, Nk, lid, 1);
+  if (ntiles > 0) load_tile_async(VT(0), Vb, vss, 0, Nk, lid, 1);
   CP_COMMIT();
 #endif
   for (int tile = 0; tile < ntiles; tile++) {
@@ -408,8 +423,8 @@ flash_wgmma(FLASH_ARGS(ushort)) {
 #if PIPE == 2
     const int stage = tile & 1;
     if (tile + 1 < ntiles) {
-      load_tile_async(Kt[stage ^ 1], Kb, kss, kv0 + BN, Nk, lid, 0);
-      load_tile_async(Vt[stage ^ 1], Vb, vss, kv0 + BN, Nk, lid, 1);
+      load_tile_async(KT(stage ^ 1), Kb, kss, kv0 + BN, Nk, lid, 0);
+      load_tile_async(VT(stage ^ 1), Vb, vss, kv0 + BN, Nk, lid, 1);
     }
     CP_COMMIT();
     CP_WAIT(1); /* tile t has landed for this work-item */
@@ -419,8 +434,8 @@ flash_wgmma(FLASH_ARGS(ushort)) {
 #else
     const int stage = 0;
     barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile's MMAs are done */
-    load_tile(Kt[0], Kb, kss, ksd, kv0, Nk, lid, 0);
-    load_tile(Vt[0], Vb, vss, vsd, kv0, Nk, lid, 1);
+    load_tile(KT(0), Kb, kss, ksd, kv0, Nk, lid, 0);
+    load_tile(VT(0), Vb, vss, vsd, kv0, Nk, lid, 1);
 #endif
     PROF(0);
     WG_PROXY();
@@ -449,7 +464,7 @@ flash_wgmma(FLASH_ARGS(ushort)) {
 
 #if PIPE == 1
     barrier(CLK_LOCAL_MEM_FENCE); /* every warpgroup is done reading K(tile) */
-    if (tile + 1 < ntiles) load_tile_async(Kt[0], Kb, kss, kv0 + BN, Nk, lid, 0);
+    if (tile + 1 < ntiles) load_tile_async(KT(0), Kb, kss, kv0 + BN, Nk, lid, 0);
     CP_COMMIT();
 #endif
     MASK_TILE(kv0);
@@ -476,7 +491,7 @@ flash_wgmma(FLASH_ARGS(ushort)) {
     PROF(6);
 #if PIPE == 1
     barrier(CLK_LOCAL_MEM_FENCE); /* every warpgroup is done reading V(tile) */
-    if (tile + 1 < ntiles) load_tile_async(Vt[0], Vb, vss, kv0 + BN, Nk, lid, 1);
+    if (tile + 1 < ntiles) load_tile_async(VT(0), Vb, vss, kv0 + BN, Nk, lid, 1);
     CP_COMMIT();
 #elif PIPE == 2
     barrier(CLK_LOCAL_MEM_FENCE); /* every warpgroup is done with this stage */

@@ -15,6 +15,69 @@
  * warpgroup holds rows 16i..16i+15); B comes from local memory through a
  * matrix descriptor (wg_desc).
  */
+#if CLATTN_NV_EMU
+/* CPU emulation (CLATTN_NV_EMULATE=1, tests in CI): each MMA runs at once
+ * in program order, so the fences, commits, waits and pins are nothing;
+ * the A fragments of the warpgroup meet in the kernel's scratch
+ * (NV_EMU_SCRATCH, cl/nv_mma.cl) between barriers, B is read through the
+ * descriptor from local memory at NV_EMU_BASE (the "shared addresses" are
+ * byte offsets from it), products summed in f32 in k order. Every call is
+ * in work-group-uniform control flow (all warpgroups issue the same MMAs). */
+#define WG_FENCE() ((void)0)
+#define WG_COMMIT() ((void)0)
+#define WG_PROXY() ((void)0)
+#define WG_WAIT0() ((void)0)
+#define WG_WAIT1() ((void)0)
+#define WG_KEEP16(x, j) ((void)0)
+#define WG_KEEP8(x, j) ((void)0)
+#define WG_KEEPR4(x) ((void)0)
+#define wg_saddr(p) ((uint)((__local const uchar *)(p)-NV_EMU_BASE))
+/* D[64 x 8·nj] (+)= A · B[16 x 8·nj]: B element (k, n) at the descriptor's
+ * start + (k/8)·lbo + (n/8)·sbo + (K-major, tb 0: (n%8)·16 + (k%8)·2;
+ * N-major, tb 1: (k%8)·16 + (n%8)·2), the layouts cl/flash_wgmma.cl
+ * writes (the fields as measured on an H100) */
+inline void emu_wgmma(float *acc, const int nj, uint a0, uint a1, uint a2, uint a3, ulong desc,
+                      const int tb, const int scale, __local uint *x, __local const uchar *base) {
+  const int lid = get_local_id(0), w0 = lid - lid % 128, warp = (lid % 128) / 32;
+  const int lane = lid % 32, g = lane >> 2, t = lane & 3;
+  x[lid * 6 + 0] = a0;
+  x[lid * 6 + 1] = a1;
+  x[lid * 6 + 2] = a2;
+  x[lid * 6 + 3] = a3;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  const int start = (int)((desc & 0x3FFFu) << 4), lbo = (int)(((desc >> 16) & 0x3FFFu) << 4),
+            sbo = (int)(((desc >> 32) & 0x3FFFu) << 4);
+  for (int j = 0; j < nj; j++)
+    for (int e = 0; e < 4; e++) {
+      const int row = 16 * warp + g + 8 * (e >> 1), col = 8 * j + 2 * t + (e & 1);
+      /* the lane of warp row/16 holding A(row, k): lane (row%8)·4 + (k%8)/2,
+       * register row%16/8 + 2·(k/8), half k%2 */
+      __local const uint *ar = x + (w0 + 32 * (row / 16) + 4 * (row % 8)) * 6 + (row % 16) / 8;
+      float s = scale ? acc[4 * j + e] : 0.0f;
+      for (int k = 0; k < 16; k++) {
+        const uint aw = ar[((k % 8) / 2) * 6 + 2 * (k / 8)];
+        const int off = start + (k / 8) * lbo + (col / 8) * sbo +
+                        (tb ? (k % 8) * 16 + (col % 8) * 2 : (col % 8) * 16 + (k % 8) * 2);
+        s += emu_h2f(aw >> (16 * (k % 2))) * emu_h2f(*(__local const ushort *)(base + off));
+      }
+      acc[4 * j + e] = s;
+    }
+  barrier(CLK_LOCAL_MEM_FENCE);
+}
+#define WG_MMA_EMU(nj, TB, x, j, a0, a1, a2, a3, desc, scale)                                      \
+  do {                                                                                             \
+    float acc_[4 * (nj)];                                                                          \
+    for (int q_ = 0; q_ < 4 * (nj); q_++)                                                          \
+      acc_[q_] = x[(j) + q_ / 4][q_ % 4];                                                          \
+    emu_wgmma(acc_, (nj), (a0), (a1), (a2), (a3), (desc), (TB), (scale), nv_emu_x, NV_EMU_BASE);   \
+    for (int q_ = 0; q_ < 4 * (nj); q_++)                                                          \
+      x[(j) + q_ / 4][q_ % 4] = acc_[q_];                                                          \
+  } while (0)
+#define WG_MMA32(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                      \
+  WG_MMA_EMU(4, TB, x, j, a0, a1, a2, a3, desc, scale)
+#define WG_MMA16(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                      \
+  WG_MMA_EMU(2, TB, x, j, a0, a1, a2, a3, desc, scale)
+#else
 #define WG_FENCE() __asm__ volatile("// @@CLATTN fence" ::: "memory")
 #define WG_COMMIT() __asm__ volatile("// @@CLATTN commit" ::: "memory")
 /* Local memory written by ordinary stores (cp.async included) becomes
@@ -60,6 +123,8 @@
 /* Shared-state-space address of a __local pointer (its integer value on
  * NVIDIA's OpenCL). */
 inline uint wg_saddr(__local const void *p) { return (uint)(ulong)p; }
+
+#endif
 
 /* Matrix descriptor without swizzling: start address, leading-dimension
  * byte offset lbo and stride byte offset sbo (all multiples of 16; PTX ISA,

@@ -576,6 +576,52 @@ static void test_f32_tensor_cores(void **state) {
   if (!ran) skip();
 }
 
+/* A problem under a forced configuration (CLATTN_TUNE_OVERRIDE). */
+typedef struct forced_case {
+  const char *cfg;
+  shape_case s;
+  clattn_dtype dtype;
+  clattn_layout layout;
+  tu_input input;
+} forced_case;
+
+/* Runs each case against the float64 reference under its configuration (a
+ * case whose variant does not apply on the device is left out) and fails
+ * the test unless the plan's description holds every string of want
+ * (NULL-terminated; "%cfg" stands for the case's parameter string, split
+ * at its commas). Skips the test when no case ran. */
+static void run_forced_cases(const forced_case *cases, size_t n, const char *const *want) {
+  int ran = 0;
+  for (size_t i = 0; i < n; i++) {
+    clattn_attention_desc d = make_desc(&cases[i].s);
+    d.layout = cases[i].layout;
+    d.dtype = cases[i].dtype;
+    clattn_context ctx = tu_forced_context(cases[i].cfg, &d);
+    if (!ctx) continue;
+    char label[256];
+    case_label(label, sizeof label, cases[i].cfg, &d);
+    tu_report rep;
+    tu_run_and_compare(ctx, &d, cases[i].input, 1, 0, label, &rep);
+    clattn_context_release(ctx);
+    if (!tu_report_ok(&rep, 1)) fail_msg("%s", rep.summary);
+    for (const char *const *w = want; *w; w++) {
+      if (strcmp(*w, "%cfg")) {
+        if (!strstr(rep.plan_describe, *w))
+          fail_msg("%s: the plan is not %s: %s", label, cases[i].cfg, rep.plan_describe);
+        continue;
+      }
+      char params[128];
+      const char *colon = strchr(cases[i].cfg, ':');
+      snprintf(params, sizeof params, "%s", colon ? colon + 1 : cases[i].cfg);
+      for (char *tok = strtok(params, ","); tok; tok = strtok(NULL, ","))
+        if (!strstr(rep.plan_describe, tok))
+          fail_msg("%s: the plan is not %s: %s", label, cases[i].cfg, rep.plan_describe);
+    }
+    ran++;
+  }
+  if (!ran) skip();
+}
+
 /* flash_tcq (issue 15 step 2b): flash_tc with the work-group's Q rows in
  * local memory (swizzled, read with ldmatrix at every tile) and swizzled,
  * unpadded K/V tiles, at the 16-bit tolerances. Head dims 60 (element
@@ -586,13 +632,7 @@ static void test_f32_tensor_cores(void **state) {
  * plan must be flash_tcq. */
 static void test_q_in_local_memory(void **state) {
   (void)state;
-  static const struct {
-    const char *cfg;
-    shape_case s;
-    clattn_dtype dtype;
-    clattn_layout layout;
-    tu_input input;
-  } cases[] = {
+  static const forced_case cases[] = {
       {"flash_tcq:warps=4,mt=2,bn=32",
        {1, 2, 0, 150, 257, 128, 1},
        CLATTN_DTYPE_F16,
@@ -619,24 +659,58 @@ static void test_q_in_local_memory(void **state) {
        CLATTN_LAYOUT_BHSD,
        TU_INPUT_UNIFORM},
   };
-  int ran = 0;
-  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    clattn_attention_desc d = make_desc(&cases[i].s);
-    d.layout = cases[i].layout;
-    d.dtype = cases[i].dtype;
-    clattn_context ctx = tu_forced_context(cases[i].cfg, &d);
-    if (!ctx) continue; /* flash_tcq does not apply on this device */
-    char label[256];
-    case_label(label, sizeof label, cases[i].cfg, &d);
-    tu_report rep;
-    tu_run_and_compare(ctx, &d, cases[i].input, 1, 0, label, &rep);
-    clattn_context_release(ctx);
-    if (!tu_report_ok(&rep, 1)) fail_msg("%s", rep.summary);
-    if (!strstr(rep.plan_describe, "flash_tcq ") || !strstr(rep.plan_describe, "Q in local"))
-      fail_msg("%s: the plan is not flash_tcq: %s", label, rep.plan_describe);
-    ran++;
-  }
-  if (!ran) skip();
+  static const char *const want[] = {"flash_tcq ", "Q in local", NULL};
+  run_forced_cases(cases, sizeof cases / sizeof *cases, want);
+}
+
+/* flash_wgmma (Hopper warpgroup MMAs; emulated on the CPU in CI) under
+ * each of its schedules: one, two and three warpgroups, one stage, two
+ * stages, and the overlapped schedule (st=3: three K and two V tiles, S of
+ * the next tile issued with P·V of this one) with one tile, two and many;
+ * head dims whose last MMA is 16 wide (40, 80, 112), one that takes the
+ * synchronous loads (60: rows not 16-byte multiples), causal with seq_q !=
+ * seq_kv, GQA, both layouts, large mixed-sign inputs. */
+static void test_warpgroup_mma(void **state) {
+  (void)state;
+  static const forced_case cases[] = {
+      {"flash_wgmma:wgs=3,bn=32,st=3",
+       {1, 2, 1, 150, 257, 128, 1},
+       CLATTN_DTYPE_F16,
+       CLATTN_LAYOUT_BHSD,
+       TU_INPUT_UNIFORM},
+      {"flash_wgmma:wgs=2,bn=64,st=3",
+       {2, 2, 0, 130, 200, 64, 0},
+       CLATTN_DTYPE_BF16,
+       CLATTN_LAYOUT_BSHD,
+       TU_INPUT_EXTREME_MIXED},
+      {"flash_wgmma:wgs=1,bn=32,st=3",
+       {1, 1, 0, 70, 33, 40, 1},
+       CLATTN_DTYPE_BF16,
+       CLATTN_LAYOUT_BHSD,
+       TU_INPUT_UNIFORM},
+      {"flash_wgmma:wgs=2,bn=32,st=3",
+       {1, 1, 0, 20, 20, 80, 0},
+       CLATTN_DTYPE_F16,
+       CLATTN_LAYOUT_BSHD,
+       TU_INPUT_UNIFORM},
+      {"flash_wgmma:wgs=1,bn=64,st=3",
+       {1, 1, 0, 40, 90, 60, 1},
+       CLATTN_DTYPE_F16,
+       CLATTN_LAYOUT_BHSD,
+       TU_INPUT_UNIFORM},
+      {"flash_wgmma:wgs=2,bn=32,st=2",
+       {1, 2, 0, 100, 300, 112, 1},
+       CLATTN_DTYPE_F16,
+       CLATTN_LAYOUT_BSHD,
+       TU_INPUT_UNIFORM},
+      {"flash_wgmma:wgs=2,bn=32,st=1",
+       {1, 1, 0, 65, 130, 80, 0},
+       CLATTN_DTYPE_BF16,
+       CLATTN_LAYOUT_BHSD,
+       TU_INPUT_UNIFORM},
+  };
+  static const char *const want[] = {"flash_wgmma ", "%cfg", NULL};
+  run_forced_cases(cases, sizeof cases / sizeof *cases, want);
 }
 
 /* Other flash configurations than the device default, through
@@ -828,6 +902,7 @@ int main(int argc, char **argv) {
     cmocka_unit_test(test_flash_configs),
     cmocka_unit_test(test_f32_tensor_cores),
     cmocka_unit_test(test_q_in_local_memory),
+      cmocka_unit_test(test_warpgroup_mma),
     cmocka_unit_test(test_rows_kv_copy),
     cmocka_unit_test(test_rows_kv_copy_out_of_order),
 #endif

@@ -443,9 +443,9 @@ bool cli_bytes_fit(clattn_context ctx, uint64_t total, uint64_t largest, uint64_
   if (largest <= max_alloc && total <= global) return true;
   if (detail)
     snprintf(detail, cap,
-             "the buffers%s need %llu bytes (largest %llu) but the device has %llu "
+             "the q, k, v, o buffers%s need %llu bytes (largest %llu) but the device has %llu "
              "bytes (at most %llu in one buffer)",
-             shared ? " and their host copies (the device shares the host's memory)" : "",
+             shared ? " and the host copies of q, k, v (the device shares the host's memory)" : "",
              (unsigned long long)total, (unsigned long long)largest, (unsigned long long)global,
              (unsigned long long)max_alloc);
   return false;

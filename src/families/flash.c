@@ -503,7 +503,8 @@ bool clattn__flash_tf32_fallback(const clattn__device_info *info, const clattn_a
 
 int clattn__flash_wgmma_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
                                    const char **why) {
-  if (!info->is_nvidia || info->nv_cc_major != 9 || info->nv_cc_minor != 0) {
+  if ((!info->is_nvidia || info->nv_cc_major != 9 || info->nv_cc_minor != 0) &&
+      !info->nv_emulate) {
     *why = "needs NVIDIA sm_90 (Hopper: wgmma through patched PTX)";
     return 0;
   }
@@ -738,18 +739,22 @@ clattn_status clattn__flash_wgmma_create(clattn_plan p, const int *params, const
            (int)d->dtype, d->head_dim, wgs, bn, stages, clattn__causal_define(d->mask), vec,
            d->ragged ? 1 : 0);
   if (ctx->settings.nv_verbose) clattn__append(opts, sizeof opts, " -cl-nv-verbose");
-  const size_t local = clattn__flash_wgmma_local(params, d);
+  const bool emu = ctx->info.nv_emulate; /* tests: wgmma emulated on the CPU (cl/wgmma.cl) */
+  if (emu) clattn__append(opts, sizeof opts, " -DCLATTN_NV_EMU=1");
+  const size_t local = clattn__flash_wgmma_local(params, d) +
+                       clattn__nv_emu_local(&ctx->info, (size_t)128 * wgs);
   cl_program prog = NULL;
-  st = clattn__get_program_patched(ctx, "nv_mma.cl wgmma.cl flash_wgmma.cl", opts, &prog);
+  st = emu ? clattn__get_program(ctx, "nv_mma.cl wgmma.cl flash_wgmma.cl", opts, &prog)
+           : clattn__get_program_patched(ctx, "nv_mma.cl wgmma.cl flash_wgmma.cl", opts, &prog);
   if (st != CLATTN_SUCCESS) return st;
   if ((st = clattn__create_kernel_sized(ctx, prog, "flash_wgmma", local, &s->kernel)) !=
       CLATTN_SUCCESS)
     return st;
   set_geometry(p, s, 64 * wgs, 128 * wgs);
   snprintf(p->describe, sizeof p->describe,
-           "flash_wgmma %s d=%d: wgmma m64nNk16 (sm_90a, patched PTX)%s, wgs=%d bn=%d st=%d "
+           "flash_wgmma %s d=%d: wgmma m64nNk16 (%s)%s, wgs=%d bn=%d st=%d "
            "(bm=%d, %zu B local) [%s]",
-           clattn_dtype_name(d->dtype), d->head_dim,
+           clattn_dtype_name(d->dtype), d->head_dim, emu ? "emulated" : "sm_90a, patched PTX",
            vec ? (stages == 3   ? " + cp.async, 3 K/2 V stages, S(t+1) with P·V(t)"
                   : stages == 2 ? " + cp.async, 2 stages"
                                 : " + cp.async")
