@@ -251,18 +251,6 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
     if ((kv0) + BN > Nk) MASK_FRAGMENT(s, NTS, kv0, t, row0, off, Nk);                             \
   } while (0)
 #endif
-/* SOFTMAX_STEP without the rescale of o (left to the caller, once the
- * P·V MMAs that accumulate into o have completed): alpha = the factor. */
-#define SOFTMAX_STEP_DEFER(s, nts, rr, m, l, alpha, qscale)                                        \
-  do {                                                                                             \
-    SOFTMAX_ROW_MAX(s, nts, rr, mx_);                                                              \
-    const float mnew_ = fmax(m, mx_);                                                              \
-    alpha = mnew_ == -INFINITY ? 1.0f : fast_exp2((m - mnew_) * (qscale));                         \
-    const float sub_ = mnew_ == -INFINITY ? 0.0f : mnew_ * (qscale);                               \
-    m = mnew_;                                                                                     \
-    SOFTMAX_ROW_EXP(s, nts, rr, qscale, sub_, rs_);                                                \
-    l = l * alpha + rs_;                                                                           \
-  } while (0)
 
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
 flash_wgmma(FLASH_ARGS(ushort)) {

@@ -495,6 +495,19 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
     s[j_][2 * (rr) + 1] = fast_exp2(fma(s[j_][2 * (rr) + 1], (qscale), -(sub)));                   \
     rs += s[j_][2 * (rr)] + s[j_][2 * (rr) + 1];                                                   \
   }
+/* The step without the rescale of o: alpha = its factor, for a caller that
+ * rescales o later (flash_wgmma's overlapped schedule: once the P·V MMAs
+ * accumulating into o have completed). */
+#define SOFTMAX_STEP_DEFER(s, nts, rr, m, l, alpha, qscale)                                        \
+  do {                                                                                             \
+    SOFTMAX_ROW_MAX(s, nts, rr, mx_);                                                              \
+    const float mnew_ = fmax(m, mx_);                                                              \
+    alpha = mnew_ == -INFINITY ? 1.0f : fast_exp2((m - mnew_) * (qscale));                         \
+    const float sub_ = mnew_ == -INFINITY ? 0.0f : mnew_ * (qscale);                               \
+    m = mnew_;                                                                                     \
+    SOFTMAX_ROW_EXP(s, nts, rr, qscale, sub_, rs_);                                                \
+    l = l * alpha + rs_;                                                                           \
+  } while (0)
 #if CLATTN_LAZY_RESCALE
 #define SOFTMAX_STEP(s, nts, o, nto, rr, m, l, qscale)                                             \
   do {                                                                                             \
@@ -516,13 +529,8 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
 #else /* the rescale every tile (the form measured in bench/RESULTS.md) */
 #define SOFTMAX_STEP(s, nts, o, nto, rr, m, l, qscale)                                             \
   do {                                                                                             \
-    SOFTMAX_ROW_MAX(s, nts, rr, mx_);                                                              \
-    const float mnew_ = fmax(m, mx_);                                                              \
-    const float alpha_ = mnew_ == -INFINITY ? 1.0f : fast_exp2((m - mnew_) * (qscale));           \
-    const float sub_ = mnew_ == -INFINITY ? 0.0f : mnew_ * (qscale);                               \
-    m = mnew_;                                                                                     \
-    SOFTMAX_ROW_EXP(s, nts, rr, qscale, sub_, rs_);                                                \
-    l = l * alpha_ + rs_;                                                                          \
+    float alpha_;                                                                                  \
+    SOFTMAX_STEP_DEFER(s, nts, rr, m, l, alpha_, qscale);                                          \
     _Pragma("unroll") for (int j_ = 0; j_ < (nto); j_++) {                                         \
       o[j_][2 * (rr)] *= alpha_;                                                                   \
       o[j_][2 * (rr) + 1] *= alpha_;                                                               \

@@ -64,15 +64,9 @@ inline void emu_wgmma(float *acc, const int nj, uint a0, uint a1, uint a2, uint 
     }
   barrier(CLK_LOCAL_MEM_FENCE);
 }
+/* the accumulator groups x[j], x[j + 1], ... lie contiguous in x[][4] */
 #define WG_MMA_EMU(nj, TB, x, j, a0, a1, a2, a3, desc, scale)                                      \
-  do {                                                                                             \
-    float acc_[4 * (nj)];                                                                          \
-    for (int q_ = 0; q_ < 4 * (nj); q_++)                                                          \
-      acc_[q_] = x[(j) + q_ / 4][q_ % 4];                                                          \
-    emu_wgmma(acc_, (nj), (a0), (a1), (a2), (a3), (desc), (TB), (scale), nv_emu_x, NV_EMU_BASE);   \
-    for (int q_ = 0; q_ < 4 * (nj); q_++)                                                          \
-      x[(j) + q_ / 4][q_ % 4] = acc_[q_];                                                          \
-  } while (0)
+  emu_wgmma(&x[j][0], (nj), (a0), (a1), (a2), (a3), (desc), (TB), (scale), nv_emu_x, NV_EMU_BASE)
 #define WG_MMA32(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                      \
   WG_MMA_EMU(4, TB, x, j, a0, a1, a2, a3, desc, scale)
 #define WG_MMA16(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                      \

@@ -588,9 +588,10 @@ typedef struct forced_case {
 /* Runs each case against the float64 reference under its configuration (a
  * case whose variant does not apply on the device is left out) and fails
  * the test unless the plan's description holds every string of want
- * (NULL-terminated; "%cfg" stands for the case's parameter string, split
- * at its commas). Skips the test when no case ran. */
-static void run_forced_cases(const forced_case *cases, size_t n, const char *const *want) {
+ * (NULL-terminated) and, with params, each "k=v" of the case's
+ * configuration. Skips the test when no case ran. */
+static void run_forced_cases(const forced_case *cases, size_t n, const char *const *want,
+                             int params) {
   int ran = 0;
   for (size_t i = 0; i < n; i++) {
     clattn_attention_desc d = make_desc(&cases[i].s);
@@ -604,19 +605,15 @@ static void run_forced_cases(const forced_case *cases, size_t n, const char *con
     tu_run_and_compare(ctx, &d, cases[i].input, 1, 0, label, &rep);
     clattn_context_release(ctx);
     if (!tu_report_ok(&rep, 1)) fail_msg("%s", rep.summary);
-    for (const char *const *w = want; *w; w++) {
-      if (strcmp(*w, "%cfg")) {
-        if (!strstr(rep.plan_describe, *w))
-          fail_msg("%s: the plan is not %s: %s", label, cases[i].cfg, rep.plan_describe);
-        continue;
-      }
-      char params[128];
-      const char *colon = strchr(cases[i].cfg, ':');
-      snprintf(params, sizeof params, "%s", colon ? colon + 1 : cases[i].cfg);
-      for (char *tok = strtok(params, ","); tok; tok = strtok(NULL, ","))
-        if (!strstr(rep.plan_describe, tok))
-          fail_msg("%s: the plan is not %s: %s", label, cases[i].cfg, rep.plan_describe);
-    }
+    for (const char *const *w = want; *w; w++)
+      if (!strstr(rep.plan_describe, *w))
+        fail_msg("%s: the plan is not %s: %s", label, cases[i].cfg, rep.plan_describe);
+    char kv[128];
+    const char *colon = strchr(cases[i].cfg, ':');
+    snprintf(kv, sizeof kv, "%s", colon ? colon + 1 : cases[i].cfg);
+    for (char *tok = params ? strtok(kv, ",") : NULL; tok; tok = strtok(NULL, ","))
+      if (!strstr(rep.plan_describe, tok))
+        fail_msg("%s: the plan is not %s: %s", label, cases[i].cfg, rep.plan_describe);
     ran++;
   }
   if (!ran) skip();
@@ -660,7 +657,7 @@ static void test_q_in_local_memory(void **state) {
        TU_INPUT_UNIFORM},
   };
   static const char *const want[] = {"flash_tcq ", "Q in local", NULL};
-  run_forced_cases(cases, sizeof cases / sizeof *cases, want);
+  run_forced_cases(cases, sizeof cases / sizeof *cases, want, 0);
 }
 
 /* flash_wgmma (Hopper warpgroup MMAs; emulated on the CPU in CI) under
@@ -709,8 +706,8 @@ static void test_warpgroup_mma(void **state) {
        CLATTN_LAYOUT_BHSD,
        TU_INPUT_UNIFORM},
   };
-  static const char *const want[] = {"flash_wgmma ", "%cfg", NULL};
-  run_forced_cases(cases, sizeof cases / sizeof *cases, want);
+  static const char *const want[] = {"flash_wgmma ", NULL};
+  run_forced_cases(cases, sizeof cases / sizeof *cases, want, 1);
 }
 
 /* Other flash configurations than the device default, through

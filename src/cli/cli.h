@@ -124,14 +124,14 @@ typedef struct cli_problem {
 /* Creates the context for --device, printing the library's detail on failure
  * (NULL then). */
 clattn_context cli_open_context(const char *device);
-/* Whether the q, k, v, o (and lse) buffers of d fit on the context's device
- * (each under the max allocation, all under the global memory). *detail
- * (may be NULL) receives a sentence when they do not. */
-/* The same for byte counts: `total` on the device, its `largest` buffer, and
- * `host` bytes of host copies that count too on a device sharing the host's
- * memory. */
+/* Whether buffers of `total` bytes, the `largest` of them, fit on the
+ * context's device (each under the max allocation, all under the global
+ * memory), with `host` bytes of host copies counted too on a device that
+ * shares the host's memory. *detail (may be NULL) receives a sentence when
+ * they do not. */
 bool cli_bytes_fit(clattn_context ctx, uint64_t total, uint64_t largest, uint64_t host,
                    char *detail, size_t cap);
+/* The same for the q, k, v, o (and lse) buffers of d. */
 bool cli_buffers_fit(clattn_context ctx, const clattn_attention_desc *d, bool lse, char *detail,
                      size_t cap);
 

@@ -229,17 +229,17 @@ clattn_status cli_infer_run(clattn_context ctx, const cli_infer *in, cli_infer_r
     /* the device buffers (and, where the device shares the host's memory,
      * their host copies) must fit before anything is made: a cache too large
      * is out of memory here, not a host the system runs out of */
-    uint64_t total = 0, largest = 0, host = 0;
+    uint64_t total = 0, largest = 0, host = 0, b = 0;
+    bool sized = true; /* an overflowing size fits nowhere */
     for (int i = 0; i < 4; i++) {
-      const uint64_t b = el[i] > UINT64_MAX / es ? UINT64_MAX : (uint64_t)el[i] * es;
-      total = total > UINT64_MAX - b ? UINT64_MAX : total + b;
-      if (i < 3) host = host > UINT64_MAX - b ? UINT64_MAX : host + b;
+      sized = sized && cli_mul_u64(el[i], es, &b) && cli_add_u64(total, b, &total) &&
+              (i == 3 || cli_add_u64(host, b, &host));
       if (b > largest) largest = b;
     }
-    if (!cli_bytes_fit(ctx, total, largest, host, r->error, sizeof r->error)) {
-      r->status = CLATTN_ERROR_OUT_OF_MEMORY;
-      st = r->status;
-      goto out_fit;
+    if (!sized || !cli_bytes_fit(ctx, total, largest, host, r->error, sizeof r->error)) {
+      if (!sized) snprintf(r->error, sizeof r->error, "the buffers' sizes overflow 64 bits");
+      st = CLATTN_ERROR_OUT_OF_MEMORY;
+      goto out;
     }
   }
   hq = calloc(el[0], es);
@@ -442,9 +442,8 @@ clattn_status cli_infer_run(clattn_context ctx, const cli_infer *in, cli_infer_r
   r->tolerance = t == CLATTN_DTYPE_F32 ? 1e-5 : t == CLATTN_DTYPE_F16 ? 1e-3 : 1e-2;
   r->passed = !r->nan_found && r->rel_err <= r->tolerance;
 out:
-  if (st != CLATTN_SUCCESS)
+  if (st != CLATTN_SUCCESS && !r->error[0]) /* else the reason is already there */
     snprintf(r->error, sizeof r->error, "%s", clattn_context_last_error(ctx));
-out_fit:
   r->status = st;
   const cl_mem all[10] = {q, k, v, o, mq, mkv, ms, mb, ksc, vsc};
   for (int i = 0; i < 10; i++)
