@@ -84,6 +84,18 @@
 #ifndef MINCTAS
 #define MINCTAS 0 /* work-groups per SM that the registers must allow (0: ptxas decides) */
 #endif
+/* -DWIDE=1: one MMA of N = BN for S (BN = 64) and of N = DP for P·V (DP =
+ * 64 or 128) instead of N = 32 pieces, so that the A fragments go to the
+ * tensor cores once per k-step (FlashAttention 3 issues m64nBNk16 and
+ * m64nDk16). */
+#ifndef WIDE
+#define WIDE 0
+#endif
+#if DP == 128
+#define WG_MMA_DP WG_MMA128
+#elif DP == 64
+#define WG_MMA_DP WG_MMA64
+#endif
 #define WG_STR2(x) #x
 #define WG_STR(x) WG_STR2(x)
 /* -DWG_PROFILE=1 (a diagnostic build, CLATTN_BUILD_DEFINES): warp 0 of
@@ -202,6 +214,14 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
  * (scale 0): nothing initialises them, so no ordinary instruction touches
  * them between the fence and the MMAs (each such write makes ptxas inject a
  * warpgroup.arrive). */
+#if WIDE && BN == 64
+#define S_MMAS(kd)                                                                                 \
+  do {                                                                                             \
+    NV_UNROLL for (int kc = 0; kc < KCH; kc++)                                                     \
+        WG_MMA64(WG_T, 0, s, 0, qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3],                        \
+                 (kd) + (ulong)((2 * kc * BN * 16) >> 4), kc > 0);                                 \
+  } while (0)
+#else
 #define S_MMAS(kd)                                                                                 \
   do {                                                                                             \
     NV_UNROLL for (int kc = 0; kc < KCH; kc++) NV_UNROLL for (int c = 0;           \
@@ -209,6 +229,7 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
         WG_MMA32(WG_T, 0, s, 4 * c, qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3],                    \
                  (kd) + (ulong)((2 * kc * BN * 16 + c * 512) >> 4), kc > 0);                      \
   } while (0)
+#endif
 /* O += P·V of the tile at descriptor vd (P: the A fragments pa) */
 #if DP % 32
 #define PV_MMA_TAIL(vd, kc)                                                                        \
@@ -217,6 +238,14 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
 #else
 #define PV_MMA_TAIL(vd, kc) ((void)0)
 #endif
+#if WIDE && (DP == 64 || DP == 128)
+#define PV_MMAS(vd)                                                                                \
+  do {                                                                                             \
+    NV_UNROLL for (int kc = 0; kc < KCP; kc++)                                                     \
+        WG_MMA_DP(WG_T, 1, o, 0, pa[kc][0], pa[kc][1], pa[kc][2], pa[kc][3],                       \
+                  (vd) + (ulong)((2 * kc * DP * 16) >> 4), 1);                                     \
+  } while (0)
+#else
 #define PV_MMAS(vd)                                                                                \
   do {                                                                                             \
     NV_UNROLL for (int kc = 0; kc < KCP; kc++) {                                           \
@@ -226,6 +255,7 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
       PV_MMA_TAIL(vd, kc);                                                                         \
     }                                                                                              \
   } while (0)
+#endif
 /* P (the probabilities in s: the S accumulator layout is the A layout) →
  * the A fragments pa of P·V, pinned (computed before the next fence) */
 #define PACK_P()                                                                                   \

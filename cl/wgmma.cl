@@ -71,6 +71,10 @@ inline void emu_wgmma(float *acc, const int nj, uint a0, uint a1, uint a2, uint 
   WG_MMA_EMU(4, TB, x, j, a0, a1, a2, a3, desc, scale)
 #define WG_MMA16(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                      \
   WG_MMA_EMU(2, TB, x, j, a0, a1, a2, a3, desc, scale)
+#define WG_MMA64(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                      \
+  WG_MMA_EMU(8, TB, x, j, a0, a1, a2, a3, desc, scale)
+#define WG_MMA128(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                     \
+  WG_MMA_EMU(16, TB, x, j, a0, a1, a2, a3, desc, scale)
 #else
 #define WG_FENCE() __asm__ volatile("// @@CLATTN fence" ::: "memory")
 #define WG_COMMIT() __asm__ volatile("// @@CLATTN commit" ::: "memory")
@@ -111,6 +115,27 @@ inline void emu_wgmma(float *acc, const int nj, uint a0, uint a1, uint a2, uint 
 #define WG_MMA16(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                      \
   __asm__ volatile("// @@CLATTN mma_rs 16 " T " " #TB " %0 %1 %2 %3 %4 %5 %6 %7 %8 %9 %10 %11 %12 %13" \
                    : WG_ACC8(x, j)                                                              \
+                   : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(scale)                  \
+                   : "memory")
+
+/* The same with N = 64 and N = 128 (one instruction where the N = 32 form
+ * takes two or four: the A fragments go to the tensor cores once). */
+#define WG_ACC32(x, j) WG_ACC16(x, j), WG_ACC16(x, (j) + 4)
+#define WG_ACC64(x, j) WG_ACC32(x, j), WG_ACC32(x, (j) + 8)
+#define WG_MMA64(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                      \
+  __asm__ volatile("// @@CLATTN mma_rs 64 " T " " #TB                                           \
+                   " %0 %1 %2 %3 %4 %5 %6 %7 %8 %9 %10 %11 %12 %13 %14 %15 %16 %17 %18"      \
+                   " %19 %20 %21 %22 %23 %24 %25 %26 %27 %28 %29 %30 %31 %32 %33 %34 %35 %36 %37"                                  \
+                   : WG_ACC32(x, j)                                                             \
+                   : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(scale)                  \
+                   : "memory")
+#define WG_MMA128(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                     \
+  __asm__ volatile("// @@CLATTN mma_rs 128 " T " " #TB                                          \
+                   " %0 %1 %2 %3 %4 %5 %6 %7 %8 %9 %10 %11 %12 %13 %14 %15 %16 %17"                                  \
+                   " %18 %19 %20 %21 %22 %23 %24 %25 %26 %27 %28 %29 %30 %31 %32 %33 %34 %35"                       \
+                   " %36 %37 %38 %39 %40 %41 %42 %43 %44 %45 %46 %47 %48 %49 %50 %51 %52 %53"                       \
+                   " %54 %55 %56 %57 %58 %59 %60 %61 %62 %63 %64 %65 %66 %67 %68 %69"                       \
+                   : WG_ACC64(x, j)                                                             \
                    : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(scale)                  \
                    : "memory")
 
