@@ -377,10 +377,13 @@ flash_wgmma(FLASH_ARGS(ushort)) {
     NB_SYNC(1 + wg); /* this warpgroup's turn */
 #endif
     PROF(2);
-    KEEP_O(); /* rescaled before the fence */
-    WG_FENCE();
+    /* the fence in each branch, right before its MMAs: a fence before the
+     * branch made ptxas inject a warpgroup.arrive in it and serialise every
+     * wgmma (C7520) */
     if (tile + 1 < ntiles) {
       const ulong kdesc = kdesc0 + (ulong)(((tile + 1) % 3) * (TILE_BYTES >> 4));
+      KEEP_O(); /* rescaled before the fence */
+      WG_FENCE();
       S_MMAS(kdesc);
       WG_COMMIT();
       PV_MMAS(vdesc);
@@ -411,6 +414,8 @@ flash_wgmma(FLASH_ARGS(ushort)) {
       }
       PACK_P();
     } else {
+      KEEP_O();
+      WG_FENCE();
       PV_MMAS(vdesc);
       WG_COMMIT();
 #if PINGPONG

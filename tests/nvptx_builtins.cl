@@ -1,0 +1,12 @@
+/* nvptx_builtins.cl — OpenCL built-ins as NVPTX builtins for tests/check_nvptx.sh (clang has no libclc here): ptxas then sees the kernels' real data flow, so its register and spill counts mean something (stubs returning opaque values made the S = Q·Kᵀ MMAs of flash_wgmma dead code). */
+#define get_local_id(d) ((size_t)((d) == 0 ? __nvvm_read_ptx_sreg_tid_x() : (d) == 1 ? __nvvm_read_ptx_sreg_tid_y() : __nvvm_read_ptx_sreg_tid_z()))
+#define get_group_id(d) ((size_t)((d) == 0 ? __nvvm_read_ptx_sreg_ctaid_x() : (d) == 1 ? __nvvm_read_ptx_sreg_ctaid_y() : __nvvm_read_ptx_sreg_ctaid_z()))
+#define get_num_groups(d) ((size_t)((d) == 0 ? __nvvm_read_ptx_sreg_nctaid_x() : (d) == 1 ? __nvvm_read_ptx_sreg_nctaid_y() : __nvvm_read_ptx_sreg_nctaid_z()))
+#define get_local_size(d) ((size_t)((d) == 0 ? __nvvm_read_ptx_sreg_ntid_x() : (d) == 1 ? __nvvm_read_ptx_sreg_ntid_y() : __nvvm_read_ptx_sreg_ntid_z()))
+#define get_global_id(d) (get_group_id(d) * get_local_size(d) + get_local_id(d))
+#define barrier(f) __nvvm_barrier_sync(0)
+#define fmax(a, b) __builtin_fmaxf((a), (b))
+#define fmin(a, b) __builtin_fminf((a), (b))
+#define fma(a, b, c) __builtin_fmaf((a), (b), (c))
+#define rint(a) ({ float r_; __asm__("cvt.rni.f32.f32 %0, %1;" : "=f"(r_) : "f"((float)(a))); r_; })
+#define log2(a) ({ float r_; __asm__("lg2.approx.f32 %0, %1;" : "=f"(r_) : "f"((float)(a))); r_; })
