@@ -335,6 +335,7 @@ flash_wgmma(FLASH_ARGS(ushort)) {
 #if PIPE == 3
   /* Prologue: K(0) and V(0), then K(1); S(0) and its softmax (o is zero:
    * nothing to rescale). */
+  float alpha[2] = {1.0f, 1.0f};
   if (ntiles > 0) {
     load_tile_async(KT(0), Kb, kss, 0, Nk, lid, 0);
     load_tile_async(VT(0), Vb, vss, 0, Nk, lid, 1);
@@ -355,16 +356,28 @@ flash_wgmma(FLASH_ARGS(ushort)) {
       WG_KEEP16(s, 4 * c);
     MASK_TILE(0);
 #pragma unroll
-    for (int rr = 0; rr < 2; rr++) {
-      float alpha;
-      SOFTMAX_STEP_DEFER(s, NTS, rr, m[rr], l[rr], alpha, qscale);
-      (void)alpha;
-    }
-    PACK_P();
+    for (int rr = 0; rr < 2; rr++)
+      SOFTMAX_STEP_DEFER(s, NTS, rr, m[rr], l[rr], alpha[rr], qscale);
   }
+  /* Iteration t begins by waiting for P·V(t-1) (issued in iteration t-1
+   * with S(t)), rescales O by the factor of softmax(t) and packs P(t): the
+   * wait sits across the loop's back edge from the softmax of t, where
+   * ptxas cannot move it (within one block it schedules wgmma.wait_group 0
+   * right after the wait_group 1, before the softmax: measured in the SASS
+   * of CUDA 13.0's ptxas, tests/nvptx_builtins.cl) */
   for (int tile = 0; tile < ntiles; tile++) {
     const int kv1 = (tile + 1) * BN; /* the next tile */
-    CP_WAIT(0);                      /* K(tile + 1) and V(tile) have landed for this work-item */
+    WG_WAIT0(); /* P·V(tile - 1) is done: o and pa are free */
+    KEEP_O();
+#pragma unroll
+    for (int j = 0; j < NTO; j++) {
+      o[j][0] *= alpha[0];
+      o[j][1] *= alpha[0];
+      o[j][2] *= alpha[1];
+      o[j][3] *= alpha[1];
+    }
+    PACK_P();
+    CP_WAIT(0); /* K(tile + 1) and V(tile) have landed for this work-item */
     PROF(0);
     WG_PROXY();
     barrier(CLK_LOCAL_MEM_FENCE); /* ... for all; every warpgroup is done with tile - 1 */
@@ -398,21 +411,10 @@ flash_wgmma(FLASH_ARGS(ushort)) {
         WG_KEEP16(s, 4 * c);
       PROF(4);
       MASK_TILE(kv1);
-      float alpha[2];
 #pragma unroll
       for (int rr = 0; rr < 2; rr++)
         SOFTMAX_STEP_DEFER(s, NTS, rr, m[rr], l[rr], alpha[rr], qscale);
       PROF(5);
-      WG_WAIT0(); /* P·V(tile) is done: o and pa are free */
-      KEEP_O();
-#pragma unroll
-      for (int j = 0; j < NTO; j++) {
-        o[j][0] *= alpha[0];
-        o[j][1] *= alpha[0];
-        o[j][2] *= alpha[1];
-        o[j][3] *= alpha[1];
-      }
-      PACK_P();
     } else {
       KEEP_O();
       WG_FENCE();
@@ -422,11 +424,11 @@ flash_wgmma(FLASH_ARGS(ushort)) {
       if (wg < WGS - 1) NB_ARRIVE(wg + 2); /* the last one's last turn has no taker */
 #endif
       PROF(3);
-      WG_WAIT0();
-      KEEP_O();
     }
     PROF(6);
   }
+  WG_WAIT0();
+  KEEP_O();
 #else
 #if PIPE == 2
   /* Two stages: tile t+1 (K and V) streams in while tile t is computed. */
