@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# check_nvptx.sh — compiles the NVIDIA-only kernel code (tensor-core flash and backward, linear on tensor cores, warp decode) to PTX with clang, so that a machine without an NVIDIA GPU still catches their C and inline-asm operand errors; with ptxas on PATH the PTX is parsed too.
+# check_nvptx.sh — compiles the NVIDIA-only kernel code (tensor-core flash and backward, linear on tensor cores, warp decode) to PTX with clang, so that a machine without an NVIDIA GPU still catches their C and inline-asm operand errors; with ptxas on PATH the PTX is assembled too (registers, spills, serialised wgmma), with nvdisasm the SASS of the overlapped wgmma schedule is read.
 # usage: check_nvptx.sh CLANG CL_DIR [TEST_PTX]  (TEST_PTX: the patcher, tests/test_ptx.c, for the wgmma kernels)
 set -uo pipefail
 clang=${1:-clang}
@@ -64,7 +64,8 @@ for dt in 0 1 2; do for d in 8 64 128 256; do
     -DWARP=1 -DUNROLL=4 -DCLATTN_NV_SHFL=1 -DKVQ=$(((d / 64) % 4)) -DKVS=$((d % 4)) -DCLATTN_SOFT_HALF=$((dt == 1)) \
     -DSOFTCAP=$((d == 64)) -DSOFTCAP2=28.8539f -DALIBI=$((d >= 128)) -DALIBI_BIAS=8.0f
 done; done
-# flash_wgmma: Hopper wgmma placeholders. clang emits PTX 7.5 for sm_80; the
+# flash_wgmma: Hopper wgmma placeholders (-DMINCTAS=1: the register cap of the work-group size, as
+# NVIDIA's compiler derives from reqd_work_group_size; clang emits no .reqntid). clang emits PTX 7.5 for sm_80; the
 # text is relabelled 8.0 / sm_90 (what NVIDIA's compiler emits), patched by
 # the library's patcher and, with ptxas, assembled for sm_90a with the
 # OpenCL built-ins stubbed (opaque values, so nothing folds away): the
@@ -96,18 +97,34 @@ def body(m):
 s = re.sub(r"\.func\s+(?:\(\.param \.(b32|b64) func_retval0\)\s+)?(\w+)\s*\([^)]*\)\s*;", body, s)
 open(sys.argv[2], "w").write(s)
 PY
-  if ! ptxas -arch=sm_90a -v "$tmp/$name.stub.ptx" -o "$tmp/$name.cubin" >"$tmp/$name.pt" 2>&1 ||
-      grep -qiE "error|serializ" "$tmp/$name.pt"; then
-    echo "FAIL $name (ptxas sm_90a):"; grep -iE "error|serializ|warn" "$tmp/$name.pt" | head -10
+  local spill ok=1
+  ptxas -arch=sm_90a -v "$tmp/$name.stub.ptx" -o "$tmp/$name.cubin" >"$tmp/$name.pt" 2>&1 || ok=0
+  spill=$(grep -oE "[1-9][0-9]* bytes spill stores" "$tmp/$name.pt" | grep -oE "^[0-9]+" | sort -n | tail -1)
+  if [ $ok = 0 ] || grep -qiE "error|serializ" "$tmp/$name.pt" || [ "${spill:-0}" -gt 64 ]; then
+    echo "FAIL $name (ptxas sm_90a):"; grep -iE "error|serializ|warn|[1-9][0-9]* bytes spill" "$tmp/$name.pt" | head -10
     fails=$((fails + 1)); return
   fi
-  echo "ok   $name (sm_90a: $(grep -o 'Used [0-9]* registers' "$tmp/$name.pt" | tail -1))"
+  # with nvdisasm, the overlapped schedule (ST=3) is checked in the SASS: in the loop, the softmax's
+  # MUFU.EX2 lie between WARPGROUP.DEPBAR.LE gsb0,1 (S done) and the next DEPBAR.LE gsb0,0 (P·V done);
+  # ptxas hoists a wait_group 0 that follows the softmax in the same block to right after the wait 1
+  local sass=""
+  if [[ $name == *st3* ]] && command -v nvdisasm >/dev/null 2>&1; then
+    local ex2
+    ex2=$(nvdisasm -c "$tmp/$name.cubin" 2>/dev/null | awk '/WARPGROUP.DEPBAR.LE gsb0, 0x1/ {on = 1; n = 0; next}
+      on && /MUFU.EX2/ {n++} on && /WARPGROUP.DEPBAR.LE gsb0, 0x0/ {print n; exit}')
+    if [ "${ex2:-0}" -lt 8 ]; then
+      echo "FAIL $name (SASS): ${ex2:-no} MUFU.EX2 between wait_group 1 and wait_group 0: the softmax does not overlap P·V"
+      fails=$((fails + 1)); return
+    fi
+    sass=", SASS: $ex2 MUFU.EX2 under P·V"
+  fi
+  echo "ok   $name (sm_90a: $(grep -o 'Used [0-9]* registers' "$tmp/$name.pt" | tail -1)${spill:+, spills $spill B}$sass)"
 }
-for dt in 1 2; do for d in 40 64 128 256; do for c in 0 1; do
-  wgs=2; bn=64; st=2; [ $d = 128 ] && bn=32; [ $d = 256 ] && { wgs=1; bn=32; st=1; }
+for dt in 1 2; do for d in 40 64 128 192; do for c in 0 1; do # (d = 256: refused by the legality check, 216 fragment registers)
+  wgs=2; bn=64; st=2; [ $d = 128 ] && bn=32; [ $d = 192 ] && { wgs=1; bn=32; st=1; }
   n="flash_wgmma_t${dt}_d${d}_c${c}"
   compile "$n" nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=$dt -DD=$d -DWGS=$wgs -DBN=$bn -DCAUSAL=$c \
-    -DVEC_GLOBAL=$((d % 8 == 0 && c == 0)) -DST=$st && wgmma_check "$n"
+    -DVEC_GLOBAL=$((d % 8 == 0 && c == 0)) -DST=$st -DMINCTAS=1 && wgmma_check "$n"
 done; done; done
 # without the ping-pong, and with the register cap for two work-groups per SM (minctas)
 # (at d = 64: at d = 128 the 128 registers of two work-groups an SM make ptxas serialise the MMAs, C7512,
@@ -117,7 +134,7 @@ compile flash_wgmma_pp0_mc2 nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=
 # three warpgroups taking turns
 for d in 64 128; do
   compile flash_wgmma_wgs3_d$d nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=1 -DD=$d -DWGS=3 \
-    -DBN=$((d == 64 ? 64 : 32)) -DCAUSAL=$((d == 64)) -DVEC_GLOBAL=1 -DST=2 && wgmma_check flash_wgmma_wgs3_d$d
+    -DBN=$((d == 64 ? 64 : 32)) -DCAUSAL=$((d == 64)) -DVEC_GLOBAL=1 -DST=2 -DMINCTAS=1 && wgmma_check flash_wgmma_wgs3_d$d
 done
 # the overlapped schedule (ST=3: S of the next tile issued with P·V of this one, wait_group 1): two
 # and three warpgroups, with and without the ping-pong; ptxas must not serialise the MMAs
@@ -125,14 +142,14 @@ for x in "1 128 3 32 0 1" "2 128 3 32 1 1" "1 64 2 64 1 1" "2 64 2 64 0 0" "1 96
   set -- $x
   n="flash_wgmma_st3_t$1_d$2_w$3_c$5_pp$6"
   compile "$n" nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=$1 -DD=$2 -DWGS=$3 -DBN=$4 -DCAUSAL=$5 \
-    -DVEC_GLOBAL=1 -DST=3 -DPP=$6 && wgmma_check "$n"
+    -DVEC_GLOBAL=1 -DST=3 -DPP=$6 -DMINCTAS=1 && wgmma_check "$n"
 done
 # -DWIDE=1: S as one m64n64k16 a k-step (BN = 64), P·V as one m64nDk16 (D = 64, 128): 38 and 70 operands
 for x in "1 128 3 32 2 1" "2 128 3 32 3 1" "1 64 2 64 2 0" "2 64 3 64 3 1" "1 96 2 32 2 0"; do
   set -- $x
   n="flash_wgmma_wide_t$1_d$2_w$3_st$5_c$6"
   compile "$n" nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=$1 -DD=$2 -DWGS=$3 -DBN=$4 -DCAUSAL=$6 \
-    -DVEC_GLOBAL=1 -DST=$5 -DWIDE=1 && wgmma_check "$n"
+    -DVEC_GLOBAL=1 -DST=$5 -DWIDE=1 -DMINCTAS=1 && wgmma_check "$n"
 done
 # flash_bwd_tc: the tensor-core backward (after flash_bwd.cl -DTC=1), the
 # configurations its fallback picks (d <= 64, d <= 128) and the extremes of
