@@ -63,33 +63,38 @@
  * loads of K(t+2) and V(t+1) go out after the one work-group barrier of the
  * iteration, which both publishes the landed tiles and retires the buffers
  * they overwrite (K(t-1), read by S(t-1) two iterations back; V(t-1), read
- * by P·V(t-1) in the last one). Assembled by ptxas for sm_90a without
- * serialised MMAs (tests/check_nvptx.sh) and checked against the reference
- * through the CPU emulation (cl/wgmma.cl, test_flash_wgmma_emu), but not
- * yet run on a GPU (bench/RESULTS.md §25): no default configuration uses
- * it. */
+ * by P·V(t-1) in the last one). The wait for P·V(t) opens iteration t+1
+ * (see the loop). Verified and measured on an H100 (bench/RESULTS.md §26):
+ * with three warpgroups 1.12-1.18x flash_tcq at d = 128, 16k; the default
+ * configuration of this kernel. */
 #define TILE_BYTES (BN * CH8 * 16)
 /* Ping-pong (FlashAttention 3's inter-warpgroup schedule): with two or
- * three warpgroups and no barrier between S and P·V (PIPE 0 or 2), the
- * warpgroups take turns issuing S = Q·Kᵀ (warpgroup 0, 1[, 2], 0, ...)
+ * three warpgroups and no barrier between S and P·V (PIPE 0, 2 or 3), the
+ * warpgroups take turns issuing their MMAs (warpgroup 0, 1[, 2], 0, ...)
  * through named barriers, so that one warpgroup's S MMAs finish while the
  * others' are still queued and its softmax overlaps them. -DPP=0: all
- * issue at once. Measured on an H100 (bench/RESULTS.md §24): within ±1 %
- * of -DPP=0 with two warpgroups, likely as both barriers of a tile keep
- * the warpgroups in step (three, 1.22-1.23x two at d = 128, were measured
- * with it on only). */
+ * issue at once. Measured on an H100 (bench/RESULTS.md §24, §26): within
+ * ±1 % with two warpgroups and two stages (both barriers of a tile keep the
+ * warpgroups in step), and 8 % slower in the overlapped schedule (three
+ * warpgroups, d = 128: 8.06 vs 7.44 ms at 16k), whose warpgroups then wait
+ * for their turn for most of a tile (the phase profile): on by default for
+ * PIPE 0 and 2 only. */
 #ifndef PP
-#define PP 1
+#define PP (PIPE != 3)
 #endif
 #ifndef MINCTAS
 #define MINCTAS 0 /* work-groups per SM that the registers must allow (0: ptxas decides) */
 #endif
-/* -DWIDE=1: one MMA of N = BN for S (BN = 64) and of N = DP for P·V (DP =
- * 64 or 128) instead of N = 32 pieces, so that the A fragments go to the
- * tensor cores once per k-step (FlashAttention 3 issues m64nBNk16 and
- * m64nDk16). */
+/* WIDE: P·V as one m64nDk16 MMA a k-step (D = 64 or 128, as FlashAttention
+ * 3 issues it) instead of N = 32 pieces, so that the A fragments (P) go to
+ * the tensor cores once. On by default in the overlapped schedule (PIPE 3),
+ * where it is verified on an H100 and 4-8 % faster at d = 128 (§26). With
+ * the other schedules -DWIDE=1 is an experiment: on the H100 it computed
+ * wrong results with 64-key tiles (rel. err. 0.11-0.18 at d = 60 and 64,
+ * st = 1 and 2; right with 32-key tiles and in the CPU emulation; cause not
+ * found). */
 #ifndef WIDE
-#define WIDE 0
+#define WIDE (PIPE == 3)
 #endif
 #if DP == 128
 #define WG_MMA_DP WG_MMA128
@@ -218,14 +223,6 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
  * (scale 0): nothing initialises them, so no ordinary instruction touches
  * them between the fence and the MMAs (each such write makes ptxas inject a
  * warpgroup.arrive). */
-#if WIDE && BN == 64
-#define S_MMAS(kd)                                                                                 \
-  do {                                                                                             \
-    NV_UNROLL for (int kc = 0; kc < KCH; kc++)                                                     \
-        WG_MMA64(WG_T, 0, s, 0, qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3],                        \
-                 (kd) + (ulong)((2 * kc * BN * 16) >> 4), kc > 0);                                 \
-  } while (0)
-#else
 #define S_MMAS(kd)                                                                                 \
   do {                                                                                             \
     NV_UNROLL for (int kc = 0; kc < KCH; kc++) NV_UNROLL for (int c = 0;           \
@@ -233,7 +230,6 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
         WG_MMA32(WG_T, 0, s, 4 * c, qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3],                    \
                  (kd) + (ulong)((2 * kc * BN * 16 + c * 512) >> 4), kc > 0);                      \
   } while (0)
-#endif
 /* O += P·V of the tile at descriptor vd (P: the A fragments pa) */
 #if DP % 32
 #define PV_MMA_TAIL(vd, kc)                                                                        \

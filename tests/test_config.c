@@ -355,12 +355,19 @@ static void test_selection(void **state) {
         clattn__applicable_variants(&gpu, &d80, CLATTN__FORWARD, false, c, 16, why80, sizeof why80),
         3);
     assert_non_null(strstr(why80, "flash_tcq: head_dim padded to 16 must be a multiple of 64"));
-    /* head dims padded to 128: flash_tcq first (measured faster) */
+    /* head dims padded to 128 with 16-byte rows: flash_wgmma, then flash_tcq
+     * (measured faster); 120 = 15 chunks of 8 */
     clattn_attention_desc d128 = problem(CLATTN_ALGO_FLASH, CLATTN_DTYPE_BF16, 120, 0);
     assert_int_equal(
         clattn__applicable_variants(&gpu, &d128, CLATTN__FORWARD, false, c, 16, NULL, 0), 4);
+    assert_string_equal(c[0]->name, "flash_wgmma");
+    assert_string_equal(c[1]->name, "flash_tcq");
+    assert_string_equal(c[2]->name, "flash_tc");
+    /* rows that are not 16-byte multiples (d = 116): flash_tcq first */
+    clattn_attention_desc d116 = problem(CLATTN_ALGO_FLASH, CLATTN_DTYPE_BF16, 116, 0);
+    assert_int_equal(
+        clattn__applicable_variants(&gpu, &d116, CLATTN__FORWARD, false, c, 16, NULL, 0), 4);
     assert_string_equal(c[0]->name, "flash_tcq");
-    assert_string_equal(c[1]->name, "flash_tc");
   }
   {
     /* flash_wgmma's warpgroups: three (384 work-items, 168 registers each)
@@ -384,14 +391,17 @@ static void test_selection(void **state) {
     const int ov256[3] = {1, 32, 3};
     assert_non_null(strstr(wg->check(ov256, &d256, &gpu), "local memory"));
     assert_non_null(strstr(wg->check(st4, &d128, &gpu), "st 1..3"));
-    /* the default: three warpgroups above d = 64, two at 64 */
+    /* the default: the overlapped schedule with three warpgroups, 32-key
+     * tiles above d = 64, 64-key tiles at 64 */
     int cfg[3];
     assert_true(wg->fallback(&gpu, &d128, cfg));
     assert_int_equal(cfg[0], 3);
     assert_int_equal(cfg[1], 32);
+    assert_int_equal(cfg[2], 3);
     assert_true(wg->fallback(&gpu, &d, cfg));
-    assert_int_equal(cfg[0], 2);
+    assert_int_equal(cfg[0], 3);
     assert_int_equal(cfg[1], 64);
+    assert_int_equal(cfg[2], 3);
     clattn__device_info small = gpu;
     small.max_wg = 256;
     assert_non_null(strstr(wg->check(three32, &d128, &small), "work-group size"));

@@ -512,11 +512,16 @@ int clattn__flash_wgmma_applicable(const clattn__device_info *info, const clattn
     *why = "no score modifiers, user functions, bias or sinks (flash_tc has them)";
     return 0;
   }
-  /* Below flash_tc (30) until it is faster: measured on an H100 it runs at
-   * 0.83-1.01x of flash_tc, and with three warpgroups at d = 128 at
-   * 0.90-1.01x of flash_tcq (bench/RESULTS.md §13, §24); forced with
-   * "flash_wgmma:". */
-  return tc_problem(info, d, false, false, why) ? 25 : 0;
+  if (!tc_problem(info, d, false, false, why)) return 0;
+  /* Head dims padded to 128 with 16-byte rows (the overlapped schedule's
+   * cp.async pipeline): above flash_tcq (31), measured 1.12-1.18x faster
+   * at 16k and 1.00-1.07x at 4k on an H100 (bench/RESULTS.md §26); elsewhere
+   * below flash_tc (30): at d = 64 within 0.95-1.05x of it. Under the CPU
+   * emulation (tests) below flash_tc everywhere, so that the other emulated
+   * tests keep exercising flash_tc and flash_tcq (test_warpgroup_mma forces
+   * it). */
+  const bool rows16 = d->head_dim % 8 == 0 && d->layout != CLATTN_LAYOUT_STRIDED;
+  return tc_dp(d) == 128 && rows16 && !info->nv_emulate ? 32 : 25;
 }
 
 size_t clattn__flash_wgmma_local(const int *p, const clattn_attention_desc *d) {
@@ -549,13 +554,15 @@ const char *clattn__flash_wgmma_check(const int *p, const clattn_attention_desc 
 
 bool clattn__flash_wgmma_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
                                   int *out) {
-  /* Head dims padded above 64: three warpgroups of 32-key tiles first (H100,
-   * d = 128, 16k: 1.22-1.23x two warpgroups; bench/RESULTS.md §24); at 64 two
-   * warpgroups of 64-key tiles (three: 0.93x). */
-  static const int three[1][3] = {{3, 32, 2}};
-  static const int prefs[][3] = {{2, 64, 2}, {2, 32, 2}, {2, 64, 1}, {1, 64, 1}, {1, 32, 1}};
+  /* The overlapped schedule with three warpgroups first (H100, bench/RESULTS.md
+   * §26: at d = 128, 16k 1.19x the two-stage schedule, 7.44 vs 8.83 ms; at d =
+   * 64 with 64-key tiles 1.50x, 4.03 vs 6.05 ms); head dims padded above 64
+   * take 32-key tiles (40 KiB). */
+  static const int three[2][3] = {{3, 32, 3}, {3, 32, 2}};
+  static const int prefs[][3] = {{3, 64, 3}, {2, 64, 2}, {2, 32, 2},
+                                 {2, 64, 1}, {1, 64, 1}, {1, 32, 1}};
   if ((d->head_dim + 15) / 16 * 16 > 64 &&
-      first_legal3(three, 1, clattn__flash_wgmma_check, d, info, out))
+      first_legal3(three, 2, clattn__flash_wgmma_check, d, info, out))
     return true;
   return first_legal3(prefs, sizeof prefs / sizeof prefs[0], clattn__flash_wgmma_check, d, info,
                       out);
