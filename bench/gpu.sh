@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|ab|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|wgprof|mods|modstc|sparsetc|tf32|softcap|tcchecks|all|plots;
+# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|ab|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|wgdefault|wgprof|mods|modstc|sparsetc|tf32|softcap|tcchecks|all|plots;
 # logs go to $OUT (or ./gpu-out), packed into $OUT/logs.tgz on exit (CLATTN_GPU_PACK=0 keeps them loose); pipe the output into $OUT/summary.txt.
 # `regress` (not part of `all`): the same CLI points on this tree and on an older one in .base/
 # (`git archive REV | tar -x -C .base`, passed with carry), alternating, same process group: speed must not move.
@@ -477,7 +477,7 @@ if want wgmma; then
   # correctness of each schedule (WGMMA_DEFS: build-define sets, comma-separated, besides the kernel's
   # defaults, e.g. the ping-pong off with -DPP=0, the register cap with -DMINCTAS=2) on shapes that are
   # not tile multiples; then the timings (WGMMA_SEQS, default 4096 16384); each run through wg_run.
-  WGMMA_DEFS=${WGMMA_DEFS:-"-DPP=0 -DMINCTAS=2"}
+  WGMMA_DEFS=${WGMMA_DEFS:-"-DPP=1 -DWIDE=0"}
   rm -f "$OUT/wgmma_hung.txt"
   [ "${WGMMA_VERIFY:-1}" = 1 ] && for defs in "" $(echo "$WGMMA_DEFS" | tr ' ' '\n' | grep .); do
     for shape in "--seq 257 --head-dim 80 --mask causal" "--seq-q 100 --seq-kv 333 --head-dim 64 --mask causal --heads 8 --kv-heads 2" \
@@ -486,7 +486,7 @@ if want wgmma; then
       echo "$(wg_run flash_wgmma: "$defs" --dtype bf16 --verify $shape | grep -E 'verify|over|rror|skipped' | tr '\n' ' ')" \
         "<- flash_wgmma [${defs:-defaults}] $shape"
       [ -n "$defs" ] && continue # the other schedules (WGMMA_VCFGS), defaults only
-      for vc in ${WGMMA_VCFGS:-wgs=3 st=3 wgs=3,st=3 wgs=2,st=3}; do
+      for vc in ${WGMMA_VCFGS:-wgs=2 st=2 wgs=3,st=2 wgs=2,st=3}; do
         echo "$(wg_run flash_wgmma:$vc "" --dtype bf16 --verify $shape | grep -E 'verify|over|rror|skipped' | tr '\n' ' ')" \
           "<- flash_wgmma:$vc $shape"
       done
@@ -516,12 +516,55 @@ for l in sys.stdin:
     r = json.loads(l); print('torch', r['backend'], 'd%d' % r['head_dim'], r['mask'], r['seq'], round(r['median_ms'], 4), 'ms', round(r.get('tflops', 0), 1))"
 fi
 
+if want wgdefault; then
+  # flash_wgmma's defaults (the overlapped schedule, three warpgroups; first at d = 128): its test on
+  # the GPU, the selection and verification on odd shapes, the issue-15 GQA shape (B 1, Hq 32, Hk 8,
+  # N 8192, d 128, causal) against flash_tcq and every PyTorch backend, alternating
+  timeout 120 ./build/tests/test_flash --only test_warpgroup_mma >"$OUT/test_wgmma.log" 2>&1
+  echo "test_warpgroup_mma rc=$?"; grep -E "rel err|FAILED  \]|PASSED" "$OUT/test_wgmma.log" | cut -c1-150 | head -4
+  for sh in "--seq 257 --head-dim 128 --mask causal" "--seq-q 100 --seq-kv 333 --head-dim 128 --mask causal --heads 8 --kv-heads 2" \
+            "--seq 300 --head-dim 128 --layout bshd" "--seq-q 77 --seq-kv 1500 --head-dim 120" "--seq 1000 --head-dim 128 --mask causal --dtype f16"; do
+    echo "$(timeout 30 $CLI run --dtype bf16 --verify $sh 2>&1 | grep -E '^config|verify|rror' | cut -c1-60 | tr '\n' ' ') <- $sh"
+  done | tee "$OUT/wgdefault_verify.txt"
+  G="--seq 8192 --batch 1 --heads 32 --kv-heads 8 --head-dim 128 --mask causal --reps 20 --warmup 3 --no-verify"
+  for dt in bf16 f16; do for r in 1 2; do
+    echo "GQA $dt default: $(timeout 30 $CLI run --dtype $dt $G 2>&1 | grep -E '^config|^time|^speed' | cut -c1-50 | tr '\n' ' ')"
+    echo "GQA $dt flash_tcq: $(CLATTN_TUNE_OVERRIDE=flash_tcq: timeout 30 $CLI run --dtype $dt $G 2>&1 | grep -E '^time|^speed' | cut -c1-50 | tr '\n' ' ')"
+  done; done | tee "$OUT/wgdefault_gqa.txt"
+  timeout 90 python3 - <<'PY' 2>&1 | tee "$OUT/wgdefault_torch.txt"
+import torch, torch.nn.functional as F
+from torch.nn.attention import sdpa_kernel, SDPBackend
+for dt in (torch.bfloat16, torch.float16):
+    q = torch.randn(1, 32, 8192, 128, device="cuda", dtype=dt)
+    k = torch.randn(1, 8, 8192, 128, device="cuda", dtype=dt)
+    v = torch.randn_like(k)
+    for be in (SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION):
+        try:
+            with sdpa_kernel(be):
+                for _ in range(3):
+                    F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+                torch.cuda.synchronize()
+                ts = []
+                for _ in range(20):
+                    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    s.record()
+                    F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+                    e.record()
+                    torch.cuda.synchronize()
+                    ts.append(s.elapsed_time(e))
+            ts.sort()
+            print("torch GQA", str(dt)[6:], be.name, round(ts[10], 4), "ms")
+        except Exception as ex:
+            print("torch GQA", str(dt)[6:], be.name, "error", str(ex)[:80])
+PY
+fi
+
 if want wgprof; then
   # flash_wgmma's phase profile (-DWG_PROFILE=1: the kernel prints the mean clock a tile spends in
   # each phase for one work-group) under its schedules, then wgs=3 with and without the ping-pong
   rm -f "$OUT/wgmma_hung.txt"
   P="--dtype f16 --seq 16384 --batch 1 --heads 16 --reps 1 --warmup 0 --no-verify"
-  for x in "wgs=3,bn=32,st=3||--head-dim 128" "wgs=3,bn=32,st=3|-DPP=0|--head-dim 128" "wgs=2,bn=64,st=3||--head-dim 64" \
+  for x in "wgs=3,bn=32,st=3||--head-dim 128" "wgs=3,bn=32,st=3|-DPP=1|--head-dim 128" "wgs=3,bn=64,st=3||--head-dim 64" \
            "wgs=3,bn=32,st=2||--head-dim 128" "wgs=3,bn=32,st=2|-DPP=0|--head-dim 128" \
            "wgs=2,bn=32,st=2||--head-dim 128" "wgs=2,bn=32,st=2|-DPP=0|--head-dim 128" \
            "wgs=2,bn=64,st=2||--head-dim 64" "wgs=3,bn=32,st=2||--head-dim 128 --mask causal"; do
@@ -531,8 +574,8 @@ if want wgprof; then
       grep -oE "wgprof.*|.*rror.*|skipped.*|[0-9]+ registers|[0-9]+ bytes spill[a-z ]*|warpgroup.arrive[^|]*|[^|]*erializ[^|]*" | cut -c1-220
   done | tee "$OUT/wgprof.txt"
   R="--dtype f16 --head-dim 128 --seq 16384 --batch 1 --heads 16 --reps 10 --warmup 2 --no-verify"
-  for r in $(seq ${WGPROF_ROUNDS:-2}); do for m in none causal; do for st in 2 3; do for defs in "" "-DPP=0"; do
-    echo "wgs=3 st=$st $m [${defs:-ping-pong}]: $(wg_run flash_wgmma:wgs=3,bn=32,st=$st "$defs" $R --mask $m |
+  for r in $(seq ${WGPROF_ROUNDS:-2}); do for m in none causal; do for st in 2 3; do for defs in "-DPP=0" "-DPP=1"; do
+    echo "wgs=3 st=$st $m [$defs]: $(wg_run flash_wgmma:wgs=3,bn=32,st=$st "$defs" $R --mask $m |
       grep -E '^time|rror|skipped' | cut -c1-50)"
   done; done; done; done | tee -a "$OUT/wgprof.txt"
 fi
