@@ -497,7 +497,23 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
   }
 /* The step without the rescale of o: alpha = its factor, for a caller that
  * rescales o later (flash_wgmma's overlapped schedule: once the P·V MMAs
- * accumulating into o have completed). */
+ * accumulating into o have completed). Lazy (CLATTN_LAZY_RESCALE): alpha
+ * is exactly 1 while the max stays (the caller may skip the rescale). */
+#if CLATTN_LAZY_RESCALE
+#define SOFTMAX_STEP_DEFER(s, nts, rr, m, l, alpha, qscale)                                        \
+  do {                                                                                             \
+    SOFTMAX_ROW_MAX(s, nts, rr, mx_);                                                              \
+    alpha = 1.0f;                                                                                  \
+    if (!((qscale) > 0.0f) || (m) == -INFINITY || (mx_ - (m)) * (qscale) > 8.0f) {                 \
+      const float mnew_ = fmax(m, mx_);                                                            \
+      alpha = mnew_ == -INFINITY ? 1.0f : fast_exp2((m - mnew_) * (qscale));                       \
+      m = mnew_;                                                                                   \
+    }                                                                                              \
+    const float sub_ = m == -INFINITY ? 0.0f : m * (qscale);                                       \
+    SOFTMAX_ROW_EXP(s, nts, rr, qscale, sub_, rs_);                                                \
+    l = l * alpha + rs_;                                                                           \
+  } while (0)
+#else
 #define SOFTMAX_STEP_DEFER(s, nts, rr, m, l, alpha, qscale)                                        \
   do {                                                                                             \
     SOFTMAX_ROW_MAX(s, nts, rr, mx_);                                                              \
@@ -508,6 +524,7 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
     SOFTMAX_ROW_EXP(s, nts, rr, qscale, sub_, rs_);                                                \
     l = l * alpha + rs_;                                                                           \
   } while (0)
+#endif
 #if CLATTN_LAZY_RESCALE
 #define SOFTMAX_STEP(s, nts, o, nto, rr, m, l, qscale)                                             \
   do {                                                                                             \

@@ -144,7 +144,10 @@ for x in "1 128 3 32 0 1" "2 128 3 32 1 1" "1 64 2 64 1 1" "2 64 2 64 0 0" "1 96
   compile "$n" nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=$1 -DD=$2 -DWGS=$3 -DBN=$4 -DCAUSAL=$5 \
     -DVEC_GLOBAL=1 -DST=3 -DPP=$6 -DMINCTAS=1 && wgmma_check "$n"
 done
-# -DWIDE=1: S as one m64n64k16 a k-step (BN = 64), P·V as one m64nDk16 (D = 64, 128): 38 and 70 operands
+# the overlapped schedule with lazy rescaling (an experiment): the skipped rescale must not serialise
+compile flash_wgmma_st3_lazy nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=2 -DD=128 -DWGS=3 -DBN=32 \
+  -DCAUSAL=1 -DVEC_GLOBAL=1 -DST=3 -DMINCTAS=1 -DCLATTN_LAZY_RESCALE=1 && wgmma_check flash_wgmma_st3_lazy
+# -DWIDE=1: P·V as one m64nDk16 (D = 64, 128: 38 and 70 operands); the default in st=3, an experiment in st=1/2
 for x in "1 128 3 32 2 1" "2 128 3 32 3 1" "1 64 2 64 2 0" "2 64 3 64 3 1" "1 96 2 32 2 0"; do
   set -- $x
   n="flash_wgmma_wide_t$1_d$2_w$3_st$5_c$6"
