@@ -363,6 +363,12 @@ static void test_selection(void **state) {
     assert_string_equal(c[0]->name, "flash_wgmma");
     assert_string_equal(c[1]->name, "flash_tcq");
     assert_string_equal(c[2]->name, "flash_tc");
+    /* ragged batches: flash_tcq first (flash_wgmma not yet verified there) */
+    clattn_attention_desc d128r = d128;
+    d128r.ragged = true;
+    assert_true(clattn__applicable_variants(&gpu, &d128r, CLATTN__FORWARD, false, c, 16, NULL, 0) >=
+                3);
+    assert_string_equal(c[0]->name, "flash_tcq");
     /* rows that are not 16-byte multiples (d = 116): flash_tcq first */
     clattn_attention_desc d116 = problem(CLATTN_ALGO_FLASH, CLATTN_DTYPE_BF16, 116, 0);
     assert_int_equal(
