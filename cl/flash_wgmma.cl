@@ -225,10 +225,10 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
  * warpgroup.arrive). */
 #define S_MMAS(kd)                                                                                 \
   do {                                                                                             \
-    NV_UNROLL for (int kc = 0; kc < KCH; kc++) NV_UNROLL for (int c = 0;           \
-                                                                            c < BN / 32; c++)     \
+    NV_UNROLL for (int kc = 0; kc < KCH; kc++) NV_UNROLL for (int c = 0;                           \
+                                                                            c < BN / 32; c++)      \
         WG_MMA32(WG_T, 0, s, 4 * c, qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3],                    \
-                 (kd) + (ulong)((2 * kc * BN * 16 + c * 512) >> 4), kc > 0);                      \
+                 (kd) + (ulong)((2 * kc * BN * 16 + c * 512) >> 4), kc > 0);                       \
   } while (0)
 /* O += P·V of the tile at descriptor vd (P: the A fragments pa) */
 #if DP % 32
@@ -248,8 +248,8 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
 #else
 #define PV_MMAS(vd)                                                                                \
   do {                                                                                             \
-    NV_UNROLL for (int kc = 0; kc < KCP; kc++) {                                           \
-      NV_UNROLL for (int c = 0; c < NC32; c++)                                             \
+    NV_UNROLL for (int kc = 0; kc < KCP; kc++) {                                                   \
+      NV_UNROLL for (int c = 0; c < NC32; c++)                                                     \
           WG_MMA32(WG_T, 1, o, 4 * c, pa[kc][0], pa[kc][1], pa[kc][2], pa[kc][3],                  \
                    (vd) + (ulong)((2 * kc * DP * 16 + c * 512) >> 4), 1);                          \
       PV_MMA_TAIL(vd, kc);                                                                         \
@@ -272,7 +272,7 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
 #if CAUSAL
 #define MASK_TILE(kv0)                                                                             \
   do {                                                                                             \
-    if (((kv0) + BN > Nk) || ((kv0) + BN - 1 > q0 + 64 * wg + off))                               \
+    if (((kv0) + BN > Nk) || ((kv0) + BN - 1 > q0 + 64 * wg + off))                                \
       MASK_FRAGMENT(s, NTS, kv0, t, row0, off, Nk);                                                \
   } while (0)
 #else

@@ -67,13 +67,13 @@ inline void emu_wgmma(float *acc, const int nj, uint a0, uint a1, uint a2, uint 
 /* the accumulator groups x[j], x[j + 1], ... lie contiguous in x[][4] */
 #define WG_MMA_EMU(nj, TB, x, j, a0, a1, a2, a3, desc, scale)                                      \
   emu_wgmma(&x[j][0], (nj), (a0), (a1), (a2), (a3), (desc), (TB), (scale), nv_emu_x, NV_EMU_BASE)
-#define WG_MMA32(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                      \
+#define WG_MMA32(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                         \
   WG_MMA_EMU(4, TB, x, j, a0, a1, a2, a3, desc, scale)
-#define WG_MMA16(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                      \
+#define WG_MMA16(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                         \
   WG_MMA_EMU(2, TB, x, j, a0, a1, a2, a3, desc, scale)
-#define WG_MMA64(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                      \
+#define WG_MMA64(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                         \
   WG_MMA_EMU(8, TB, x, j, a0, a1, a2, a3, desc, scale)
-#define WG_MMA128(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                     \
+#define WG_MMA128(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                        \
   WG_MMA_EMU(16, TB, x, j, a0, a1, a2, a3, desc, scale)
 #else
 #define WG_FENCE() __asm__ volatile("// @@CLATTN fence" ::: "memory")
@@ -86,57 +86,57 @@ inline void emu_wgmma(float *acc, const int nj, uint a0, uint a1, uint a2, uint 
 /* ... until at most one group is pending (groups complete in order) */
 #define WG_WAIT1() __asm__ volatile("// @@CLATTN wait 1" ::: "memory")
 
-#define WG_ACC8(x, j) "+f"(x[j][0]), "+f"(x[j][1]), "+f"(x[j][2]), "+f"(x[j][3]), \
+#define WG_ACC8(x, j) "+f"(x[j][0]), "+f"(x[j][1]), "+f"(x[j][2]), "+f"(x[j][3]),                  \
   "+f"(x[(j) + 1][0]), "+f"(x[(j) + 1][1]), "+f"(x[(j) + 1][2]), "+f"(x[(j) + 1][3])
 #define WG_ACC16(x, j) WG_ACC8(x, j), WG_ACC8(x, (j) + 2)
 /* Pins accumulators for the compiler (emits nothing): after WG_WAIT0, so
  * that no read of them is moved above the wait. */
-#define WG_KEEP16(x, j)                                                                         \
-  __asm__ volatile("// @@CLATTN keep %0 %1 %2 %3 %4 %5 %6 %7 %8 %9 %10 %11 %12 %13 %14 %15"     \
+#define WG_KEEP16(x, j)                                                                            \
+  __asm__ volatile("// @@CLATTN keep %0 %1 %2 %3 %4 %5 %6 %7 %8 %9 %10 %11 %12 %13 %14 %15"        \
                    : WG_ACC16(x, j)::"memory")
-#define WG_KEEP8(x, j)                                                                          \
+#define WG_KEEP8(x, j)                                                                             \
   __asm__ volatile("// @@CLATTN keep %0 %1 %2 %3 %4 %5 %6 %7" : WG_ACC8(x, j)::"memory")
 
 /* Pins four 32-bit registers (A fragments) the same way: computed before
  * the next WG_FENCE. */
-#define WG_KEEPR4(x)                                                                            \
-  __asm__ volatile("// @@CLATTN keep %0 %1 %2 %3"                                               \
+#define WG_KEEPR4(x)                                                                               \
+  __asm__ volatile("// @@CLATTN keep %0 %1 %2 %3"                                                  \
                    : "+r"(x[0]), "+r"(x[1]), "+r"(x[2]), "+r"(x[3])::"memory")
 
 /* D[64 x 32] (+)= A[64 x 16] (registers) · B[16 x 32] (descriptor desc); T
  * "f16" or "bf16", TB 0 (B K-major) or 1 (B N-major), scale 0: D = A·B. */
-#define WG_MMA32(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                      \
-  __asm__ volatile("// @@CLATTN mma_rs 32 " T " " #TB                                           \
+#define WG_MMA32(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                         \
+  __asm__ volatile("// @@CLATTN mma_rs 32 " T " " #TB                                              \
                    " %0 %1 %2 %3 %4 %5 %6 %7 %8 %9 %10 %11 %12 %13 %14 %15 %16 %17 %18 %19 %20 %21" \
-                   : WG_ACC16(x, j)                                                             \
-                   : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(scale)                  \
+                   : WG_ACC16(x, j)                                                                \
+                   : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(scale)                     \
                    : "memory")
 /* The same with N = 16. */
-#define WG_MMA16(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                      \
+#define WG_MMA16(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                         \
   __asm__ volatile("// @@CLATTN mma_rs 16 " T " " #TB " %0 %1 %2 %3 %4 %5 %6 %7 %8 %9 %10 %11 %12 %13" \
-                   : WG_ACC8(x, j)                                                              \
-                   : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(scale)                  \
+                   : WG_ACC8(x, j)                                                                 \
+                   : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(scale)                     \
                    : "memory")
 
 /* The same with N = 64 and N = 128 (one instruction where the N = 32 form
  * takes two or four: the A fragments go to the tensor cores once). */
 #define WG_ACC32(x, j) WG_ACC16(x, j), WG_ACC16(x, (j) + 4)
 #define WG_ACC64(x, j) WG_ACC32(x, j), WG_ACC32(x, (j) + 8)
-#define WG_MMA64(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                      \
-  __asm__ volatile("// @@CLATTN mma_rs 64 " T " " #TB                                           \
-                   " %0 %1 %2 %3 %4 %5 %6 %7 %8 %9 %10 %11 %12 %13 %14 %15 %16 %17 %18"      \
-                   " %19 %20 %21 %22 %23 %24 %25 %26 %27 %28 %29 %30 %31 %32 %33 %34 %35 %36 %37"                                  \
-                   : WG_ACC32(x, j)                                                             \
-                   : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(scale)                  \
+#define WG_MMA64(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                         \
+  __asm__ volatile("// @@CLATTN mma_rs 64 " T " " #TB                                              \
+                   " %0 %1 %2 %3 %4 %5 %6 %7 %8 %9 %10 %11 %12 %13 %14 %15 %16 %17 %18"            \
+                   " %19 %20 %21 %22 %23 %24 %25 %26 %27 %28 %29 %30 %31 %32 %33 %34 %35 %36 %37"  \
+                   : WG_ACC32(x, j)                                                                \
+                   : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(scale)                     \
                    : "memory")
-#define WG_MMA128(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                     \
-  __asm__ volatile("// @@CLATTN mma_rs 128 " T " " #TB                                          \
-                   " %0 %1 %2 %3 %4 %5 %6 %7 %8 %9 %10 %11 %12 %13 %14 %15 %16 %17"                                  \
-                   " %18 %19 %20 %21 %22 %23 %24 %25 %26 %27 %28 %29 %30 %31 %32 %33 %34 %35"                       \
-                   " %36 %37 %38 %39 %40 %41 %42 %43 %44 %45 %46 %47 %48 %49 %50 %51 %52 %53"                       \
-                   " %54 %55 %56 %57 %58 %59 %60 %61 %62 %63 %64 %65 %66 %67 %68 %69"                       \
-                   : WG_ACC64(x, j)                                                             \
-                   : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(scale)                  \
+#define WG_MMA128(T, TB, x, j, a0, a1, a2, a3, desc, scale)                                        \
+  __asm__ volatile("// @@CLATTN mma_rs 128 " T " " #TB                                             \
+                   " %0 %1 %2 %3 %4 %5 %6 %7 %8 %9 %10 %11 %12 %13 %14 %15 %16 %17"                \
+                   " %18 %19 %20 %21 %22 %23 %24 %25 %26 %27 %28 %29 %30 %31 %32 %33 %34 %35"      \
+                   " %36 %37 %38 %39 %40 %41 %42 %43 %44 %45 %46 %47 %48 %49 %50 %51 %52 %53"      \
+                   " %54 %55 %56 %57 %58 %59 %60 %61 %62 %63 %64 %65 %66 %67 %68 %69"              \
+                   : WG_ACC64(x, j)                                                                \
+                   : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(scale)                     \
                    : "memory")
 
 /* Shared-state-space address of a __local pointer (its integer value on
