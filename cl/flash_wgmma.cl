@@ -369,16 +369,11 @@ flash_wgmma(FLASH_ARGS(ushort)) {
     const int kv1 = (tile + 1) * BN; /* the next tile */
     WG_WAIT0(); /* P·V(tile - 1) is done: o and pa are free */
     KEEP_O();
-#if CLATTN_LAZY_RESCALE /* most tiles keep the max: no rescale (an experiment, unmeasured) */
-    if (alpha[0] != 1.0f || alpha[1] != 1.0f)
-#endif
-#pragma unroll
-      for (int j = 0; j < NTO; j++) {
-        o[j][0] *= alpha[0];
-        o[j][1] *= alpha[0];
-        o[j][2] *= alpha[1];
-        o[j][3] *= alpha[1];
-      }
+    /* lazy (an experiment, unmeasured): most tiles keep the max, no rescale */
+    if (!CLATTN_LAZY_RESCALE || alpha[0] != 1.0f || alpha[1] != 1.0f) {
+      RESCALE_O(o, NTO, 0, alpha[0]);
+      RESCALE_O(o, NTO, 1, alpha[1]);
+    }
     PACK_P();
     CP_WAIT(0); /* K(tile + 1) and V(tile) have landed for this work-item */
     PROF(0);

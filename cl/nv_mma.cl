@@ -499,12 +499,12 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
  * rescales o later (flash_wgmma's overlapped schedule: once the P·V MMAs
  * accumulating into o have completed). Lazy (CLATTN_LAZY_RESCALE): alpha
  * is exactly 1 while the max stays (the caller may skip the rescale). */
-#if CLATTN_LAZY_RESCALE
 #define SOFTMAX_STEP_DEFER(s, nts, rr, m, l, alpha, qscale)                                        \
   do {                                                                                             \
     SOFTMAX_ROW_MAX(s, nts, rr, mx_);                                                              \
     alpha = 1.0f;                                                                                  \
-    if (!((qscale) > 0.0f) || (m) == -INFINITY || (mx_ - (m)) * (qscale) > 8.0f) {                 \
+    if (!CLATTN_LAZY_RESCALE || !((qscale) > 0.0f) || (m) == -INFINITY ||                          \
+        (mx_ - (m)) * (qscale) > 8.0f) {                                                           \
       const float mnew_ = fmax(m, mx_);                                                            \
       alpha = mnew_ == -INFINITY ? 1.0f : fast_exp2((m - mnew_) * (qscale));                       \
       m = mnew_;                                                                                   \
@@ -513,47 +513,21 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
     SOFTMAX_ROW_EXP(s, nts, rr, qscale, sub_, rs_);                                                \
     l = l * alpha + rs_;                                                                           \
   } while (0)
-#else
-#define SOFTMAX_STEP_DEFER(s, nts, rr, m, l, alpha, qscale)                                        \
-  do {                                                                                             \
-    SOFTMAX_ROW_MAX(s, nts, rr, mx_);                                                              \
-    const float mnew_ = fmax(m, mx_);                                                              \
-    alpha = mnew_ == -INFINITY ? 1.0f : fast_exp2((m - mnew_) * (qscale));                         \
-    const float sub_ = mnew_ == -INFINITY ? 0.0f : mnew_ * (qscale);                               \
-    m = mnew_;                                                                                     \
-    SOFTMAX_ROW_EXP(s, nts, rr, qscale, sub_, rs_);                                                \
-    l = l * alpha + rs_;                                                                           \
-  } while (0)
-#endif
-#if CLATTN_LAZY_RESCALE
-#define SOFTMAX_STEP(s, nts, o, nto, rr, m, l, qscale)                                             \
-  do {                                                                                             \
-    SOFTMAX_ROW_MAX(s, nts, rr, mx_);                                                              \
-    if (!((qscale) > 0.0f) || (m) == -INFINITY || (mx_ - (m)) * (qscale) > 8.0f) {                 \
-      const float mnew_ = fmax(m, mx_);                                                            \
-      const float alpha_ = mnew_ == -INFINITY ? 1.0f : fast_exp2((m - mnew_) * (qscale));         \
-      m = mnew_;                                                                                   \
-      l *= alpha_;                                                                                 \
-      _Pragma("unroll") for (int j_ = 0; j_ < (nto); j_++) {                                       \
-        o[j_][2 * (rr)] *= alpha_;                                                                 \
-        o[j_][2 * (rr) + 1] *= alpha_;                                                             \
-      }                                                                                            \
-    }                                                                                              \
-    const float sub_ = m == -INFINITY ? 0.0f : m * (qscale);                                       \
-    SOFTMAX_ROW_EXP(s, nts, rr, qscale, sub_, rs_);                                                \
-    l += rs_;                                                                                      \
-  } while (0)
-#else /* the rescale every tile (the form measured in bench/RESULTS.md) */
+/* o's row half rr (0: row g, 1: row g + 8) times alpha */
+#define RESCALE_O(o, nto, rr, alpha)                                                               \
+  _Pragma("unroll") for (int j_ = 0; j_ < (nto); j_++) {                                           \
+    o[j_][2 * (rr)] *= (alpha);                                                                    \
+    o[j_][2 * (rr) + 1] *= (alpha);                                                                \
+  }
+/* The step with the rescale of o (lazy: skipped while alpha is 1) */
 #define SOFTMAX_STEP(s, nts, o, nto, rr, m, l, qscale)                                             \
   do {                                                                                             \
     float alpha_;                                                                                  \
     SOFTMAX_STEP_DEFER(s, nts, rr, m, l, alpha_, qscale);                                          \
-    _Pragma("unroll") for (int j_ = 0; j_ < (nto); j_++) {                                         \
-      o[j_][2 * (rr)] *= alpha_;                                                                   \
-      o[j_][2 * (rr) + 1] *= alpha_;                                                               \
+    if (!CLATTN_LAZY_RESCALE || alpha_ != 1.0f) {                                                  \
+      RESCALE_O(o, nto, rr, alpha_);                                                              \
     }                                                                                              \
   } while (0)
-#endif
 
 /* The epilogue of row half rr: O row = o / l (the row's four lanes sum
  * their l), its LSE (natural log) at LSE[lse_at] when asked. */

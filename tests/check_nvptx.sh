@@ -9,6 +9,8 @@ if ! "$clang" --version >/dev/null 2>&1; then echo "check_nvptx: no clang ($clan
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fails=0 runs=0
+# max_spill PTXAS_LOG: the largest "N bytes spill stores" of ptxas -v (empty: none)
+max_spill() { grep -oE "[1-9][0-9]* bytes spill stores" "$1" | grep -oE "^[0-9]+" | sort -n | tail -1; }
 compile() { # NAME SOURCES... -- OPTIONS...
   local name=$1; shift
   local srcs=() opts=()
@@ -99,7 +101,7 @@ open(sys.argv[2], "w").write(s)
 PY
   local spill ok=1
   ptxas -arch=sm_90a -v "$tmp/$name.stub.ptx" -o "$tmp/$name.cubin" >"$tmp/$name.pt" 2>&1 || ok=0
-  spill=$(grep -oE "[1-9][0-9]* bytes spill stores" "$tmp/$name.pt" | grep -oE "^[0-9]+" | sort -n | tail -1)
+  spill=$(max_spill "$tmp/$name.pt")
   if [ $ok = 0 ] || grep -qiE "error|serializ" "$tmp/$name.pt" || [ "${spill:-0}" -gt 64 ]; then
     echo "FAIL $name (ptxas sm_90a):"; grep -iE "error|serializ|warn|[1-9][0-9]* bytes spill" "$tmp/$name.pt" | head -10
     fails=$((fails + 1)); return
@@ -168,7 +170,7 @@ stub_check() { # NAME
   # spills of more than 64 bytes fail; a few bytes (clang's PTX, not NVIDIA's) are reported
   local spill ok=1
   ptxas -arch=sm_90 -v "$tmp/$name.stub.ptx" -o /dev/null >"$tmp/$name.pt" 2>&1 || ok=0
-  spill=$(grep -oE "[1-9][0-9]* bytes spill stores" "$tmp/$name.pt" | grep -oE "^[0-9]+" | sort -n | tail -1)
+  spill=$(max_spill "$tmp/$name.pt")
   if [ $ok = 0 ] || grep -qi "error" "$tmp/$name.pt" || [ "${spill:-0}" -gt 64 ]; then
     echo "FAIL $name (ptxas sm_90):"; grep -iE "error|[1-9][0-9]* bytes spill" "$tmp/$name.pt" | head -6
     fails=$((fails + 1)); return
