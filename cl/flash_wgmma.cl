@@ -139,14 +139,38 @@
 #define PINGPONG 0
 #endif
 
+/* LDW = 1: one more warpgroup, a loader (FlashAttention 3's producer),
+ * issues every cp.async of the overlapped schedule (PIPE 3 only), so that
+ * the WGS computing warpgroups spend no issue slots on address math and
+ * copies (~110 instructions a tile and warp at d = 128, in the SASS). It
+ * joins the one barrier of each iteration; in the CPU emulation it also
+ * runs the (emulated, work-group-uniform) MMAs on its own rows, whose
+ * results it never stores. */
+#ifndef LDW
+#define LDW 0
+#endif
+#if LDW && PIPE != 3
+#error "flash_wgmma: the loader warpgroup (LDW) needs the overlapped schedule (ST = 3, VEC_GLOBAL)"
+#endif
 #define BM (64 * WGS)
-#define NT (128 * WGS)
-#if WGS == 3
-#define NT_STR "384" /* NT for the minctas placeholder */
-#elif WGS == 2
+#define NT (128 * (WGS + LDW))
+#if WGS + LDW == 4
+#define NT_STR "512" /* NT for the minctas placeholder */
+#elif WGS + LDW == 3
+#define NT_STR "384"
+#elif WGS + LDW == 2
 #define NT_STR "256"
 #else
 #define NT_STR "128"
+#endif
+/* the work-items that issue the loads: all (LD_NT = NT), or the loader's
+ * 128, at local id - LD_BASE */
+#if LDW
+#define LD_NT 128
+#define LD_BASE (128 * WGS)
+#else
+#define LD_NT NT
+#define LD_BASE 0
 #endif
 #define KCH (DP / 16) /* k-steps of S */
 #define NTS (BN / 8)  /* 8-key groups of S */
@@ -157,6 +181,9 @@
 
 #if (BN % 32) || (WGS < 1) || (WGS > 3) || (ST < 1) || (ST > 3)
 #error "flash_wgmma: BN must be a multiple of 32, WGS 1 to 3, ST 1 to 3"
+#endif
+#if WGS + LDW > 4
+#error "flash_wgmma: at most four warpgroups with the loader"
 #endif
 #define WG_T MMA_T
 
@@ -186,12 +213,21 @@ inline void load_tile(__local uint4 *dst, __global const ushort *base, long ss, 
 /* cp.async version (16-byte aligned rows): missing keys and dims are
  * zero-filled by a source size of 0. Unsigned index math and the tile's
  * first row hoisted (the signed form took ~35 instructions a chunk in the
- * SASS of the sm_90a build). */
+ * SASS of the sm_90a build). The LD_NT work-items with llid = local id -
+ * LD_BASE in [0, LD_NT) copy; a count of chunks a work-item known at
+ * compile time (the loop unrolls, its index math leaves the tile loop). */
 inline void load_tile_async(__local uint4 *dst, __global const ushort *base, long ss, int row0,
-                            int limit, int lid, int is_v) {
+                            int limit, const uint llid, int is_v) {
   __global const ushort *tb = base + (long)row0 * ss;
   const int left = limit - row0; /* keys of the tile that exist: r < left */
-  for (uint idx = (uint)lid; idx < (uint)(BN * CH8); idx += NT) {
+#if LDW
+#pragma unroll
+  for (uint j = 0; j < (uint)((BN * CH8 + LD_NT - 1) / LD_NT); j++) {
+    const uint idx = llid + j * LD_NT;
+    if ((BN * CH8) % LD_NT && idx >= (uint)(BN * CH8)) break;
+#else /* a loop (unrolled, ptxas keeps the chunks' addresses live across the tile loop: spills) */
+  for (uint idx = llid; idx < (uint)(BN * CH8); idx += LD_NT) {
+#endif
     const uint r = (idx / (8 * CH8)) * 8 + idx % 8, ch = (idx / 8) % CH8;
     const bool ok = (int)r < left && 8 * ch < D;
     __global const ushort *src = ok ? tb + (long)r * ss + 8 * ch : base;
@@ -302,6 +338,19 @@ flash_wgmma(FLASH_ARGS(ushort)) {
   FLASH_PROLOGUE(ushort, BM)
 
   const int row0 = q0 + 64 * wg + 16 * warp + g; /* and row0 + 8 */
+  /* the loader warpgroup (LDW) copies and never computes: on the GPU in a
+   * loop of its own (one loop with both made ptxas keep the loader's
+   * addresses live through the MMAs and softmax: spills); in the emulation,
+   * whose MMAs are work-group-uniform, it runs the computing loop too, on
+   * rows past the work-group's that it never stores */
+#if LDW && CLATTN_NV_EMU
+  const bool loader = wg == WGS, computes = true;
+#elif LDW /* the loader runs its own loop (below) and returns */
+  const bool loader = false, computes = true;
+#else
+  const bool loader = true, computes = true;
+#endif
+  const uint llid = (uint)(lid - LD_BASE); /* in [0, LD_NT) where loader */
 
   /* Q → A fragments, straight from global memory (once per kernel). */
   uint qf[KCH][4];
@@ -309,7 +358,9 @@ flash_wgmma(FLASH_ARGS(ushort)) {
   for (int kc = 0; kc < KCH; kc++)
 #pragma unroll
     for (int e = 0; e < 4; e++)
-      qf[kc][e] = q_pair(Qb, row0 + (e & 1) * 8, 16 * kc + 2 * t + (e >> 1) * 8, Nq, qss, qsd);
+      qf[kc][e] = computes ? q_pair(Qb, row0 + (e & 1) * 8, 16 * kc + 2 * t + (e >> 1) * 8, Nq,
+                                    qss, qsd)
+                           : 0u;
 
   float o[NTO][4];
 #pragma unroll
@@ -336,17 +387,50 @@ flash_wgmma(FLASH_ARGS(ushort)) {
   /* Prologue: K(0) and V(0), then K(1); S(0) and its softmax (o is zero:
    * nothing to rescale). */
   float alpha[2] = {1.0f, 1.0f};
-  if (ntiles > 0) {
-    load_tile_async(KT(0), Kb, kss, 0, Nk, lid, 0);
-    load_tile_async(VT(0), Vb, vss, 0, Nk, lid, 1);
+  /* the loads of the prologue: K(0), V(0), K(1) (K(0), V(0) landed) */
+#define LOAD_PROLOGUE()                                                                            \
+  do {                                                                                             \
+    if (ntiles > 0) {                                                                              \
+      load_tile_async(KT(0), Kb, kss, 0, Nk, llid, 0);                                             \
+      load_tile_async(VT(0), Vb, vss, 0, Nk, llid, 1);                                             \
+    }                                                                                              \
+    CP_COMMIT();                                                                                   \
+    if (ntiles > 1) load_tile_async(KT(1), Kb, kss, BN, Nk, llid, 0);                              \
+    CP_COMMIT();                                                                                   \
+    CP_WAIT(1); /* K(0) and V(0) have landed for this work-item */                                 \
+  } while (0)
+  /* the loads of iteration `tile` (after its barrier): K(tile + 2), V(tile + 1) */
+#define LOAD_STEP(tile)                                                                            \
+  do {                                                                                             \
+    if ((tile) + 2 < ntiles)                                                                       \
+      load_tile_async(KT(((tile) + 2) % 3), Kb, kss, ((tile) + 2) * BN, Nk, llid, 0);              \
+    if ((tile) + 1 < ntiles)                                                                       \
+      load_tile_async(VT(((tile) + 1) & 1), Vb, vss, ((tile) + 1) * BN, Nk, llid, 1);              \
+    CP_COMMIT();                                                                                   \
+  } while (0)
+#if LDW && !CLATTN_NV_EMU
+  /* (the warpgroup index through a shuffle, as CUTLASS does: so ptxas
+   * knows the branch warp-uniform and keeps the MMA loop's descriptor math
+   * in uniform registers) */
+  if (shfl_idx(wg, 0) == WGS) { /* the loader: the computing loop's barriers, one an iteration */
+    LOAD_PROLOGUE();
+    WG_PROXY();
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int tile = 0; tile < ntiles; tile++) {
+      CP_WAIT(0); /* K(tile + 1) and V(tile) have landed */
+      WG_PROXY();
+      barrier(CLK_LOCAL_MEM_FENCE);
+      LOAD_STEP(tile);
+    }
+    return;
   }
-  CP_COMMIT();
-  if (ntiles > 1) load_tile_async(KT(1), Kb, kss, BN, Nk, lid, 0);
-  CP_COMMIT();
-  CP_WAIT(1); /* K(0) and V(0) have landed for this work-item */
-  WG_PROXY();
+#endif
+  if (loader) {
+    LOAD_PROLOGUE();
+    WG_PROXY();
+  }
   barrier(CLK_LOCAL_MEM_FENCE);
-  if (ntiles > 0) {
+  if (ntiles > 0 && computes) {
     WG_FENCE();
     S_MMAS(kdesc0);
     WG_COMMIT();
@@ -367,31 +451,35 @@ flash_wgmma(FLASH_ARGS(ushort)) {
    * of CUDA 13.0's ptxas, tests/nvptx_builtins.cl) */
   for (int tile = 0; tile < ntiles; tile++) {
     const int kv1 = (tile + 1) * BN; /* the next tile */
-    WG_WAIT0(); /* P·V(tile - 1) is done: o and pa are free */
-    KEEP_O();
-    /* lazy (an experiment, unmeasured): most tiles keep the max, no rescale */
-    if (!CLATTN_LAZY_RESCALE || alpha[0] != 1.0f || alpha[1] != 1.0f) {
-      RESCALE_O(o, NTO, 0, alpha[0]);
-      RESCALE_O(o, NTO, 1, alpha[1]);
+    if (computes) {
+      WG_WAIT0(); /* P·V(tile - 1) is done: o and pa are free */
+      KEEP_O();
+      /* lazy (an experiment, unmeasured): most tiles keep the max, no rescale */
+      if (!CLATTN_LAZY_RESCALE || alpha[0] != 1.0f || alpha[1] != 1.0f) {
+        RESCALE_O(o, NTO, 0, alpha[0]);
+        RESCALE_O(o, NTO, 1, alpha[1]);
+      }
+      PACK_P();
     }
-    PACK_P();
-    CP_WAIT(0); /* K(tile + 1) and V(tile) have landed for this work-item */
+    if (loader) {
+      CP_WAIT(0); /* K(tile + 1) and V(tile) have landed for this work-item */
+      WG_PROXY(); /* (by the writers: the loader's 128 when there is one) */
+    }
     PROF(0);
-    WG_PROXY();
     barrier(CLK_LOCAL_MEM_FENCE); /* ... for all; every warpgroup is done with tile - 1 */
     PROF(1);
-    if (tile + 2 < ntiles) load_tile_async(KT((tile + 2) % 3), Kb, kss, kv1 + BN, Nk, lid, 0);
-    if (tile + 1 < ntiles) load_tile_async(VT((tile + 1) & 1), Vb, vss, kv1, Nk, lid, 1);
-    CP_COMMIT();
+    if (loader) LOAD_STEP(tile);
     const ulong vdesc = vdesc0 + (ulong)((tile & 1) * (TILE_BYTES >> 4));
 #if PINGPONG
-    NB_SYNC(1 + wg); /* this warpgroup's turn */
+    if (computes) NB_SYNC(1 + wg); /* this warpgroup's turn */
 #endif
     PROF(2);
     /* the fence in each branch, right before its MMAs: a fence before the
      * branch made ptxas inject a warpgroup.arrive in it and serialise every
      * wgmma (C7520) */
-    if (tile + 1 < ntiles) {
+    if (!computes) {
+      /* the loader: on to the next tile's barrier */
+    } else if (tile + 1 < ntiles) {
       const ulong kdesc = kdesc0 + (ulong)(((tile + 1) % 3) * (TILE_BYTES >> 4));
       KEEP_O(); /* rescaled before the fence */
       WG_FENCE();
@@ -425,8 +513,10 @@ flash_wgmma(FLASH_ARGS(ushort)) {
     }
     PROF(6);
   }
-  WG_WAIT0();
-  KEEP_O();
+  if (computes) {
+    WG_WAIT0();
+    KEEP_O();
+  }
 #else
 #if PIPE == 2
   /* Two stages: tile t+1 (K and V) streams in while tile t is computed. */
@@ -534,10 +624,13 @@ flash_wgmma(FLASH_ARGS(ushort)) {
 #endif
 
   __global ushort *Ob = O + (long)b * osb + (long)qstart * oss + (long)h * osh;
+  /* the emulated loader's rows are the next work-group's: it stores none
+   * (but takes part in the emulated shuffles' barriers) */
+  const int nq_store = LDW && wg >= WGS ? 0 : Nq;
 #pragma unroll
   for (int rr = 0; rr < 2; rr++) {
     const int row = row0 + 8 * rr;
     STORE_FRAGMENT_ROW(Ob, oss, osd, LSE, write_lse, FLASH_LSE_INDEX(bh, row), o, NTO, rr, row, t,
-                       Nq, m[rr], l[rr], qscale);
+                       nq_store, m[rr], l[rr], qscale);
   }
 }

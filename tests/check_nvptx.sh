@@ -146,6 +146,14 @@ for x in "1 128 3 32 0 1" "2 128 3 32 1 1" "1 64 2 64 1 1" "2 64 2 64 0 0" "1 96
   compile "$n" nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=$1 -DD=$2 -DWGS=$3 -DBN=$4 -DCAUSAL=$5 \
     -DVEC_GLOBAL=1 -DST=3 -DPP=$6 -DMINCTAS=1 && wgmma_check "$n"
 done
+# the loader warpgroup (-DLDW=1: 128 more work-items issue the copies, in a loop of their own): two and
+# one computing warpgroups, d = 128 and 64, with lazy rescaling; no spill, no serialised MMA, the softmax under P·V
+for x in "2 128 2 32 1 0" "1 128 1 32 0 1" "2 64 2 64 1 0"; do
+  set -- $x
+  n="flash_wgmma_st3_ldw_t$1_d$2_w$3_c$5_lazy$6"
+  compile "$n" nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=$1 -DD=$2 -DWGS=$3 -DBN=$4 -DCAUSAL=$5 \
+    -DVEC_GLOBAL=1 -DST=3 -DLDW=1 -DCLATTN_LAZY_RESCALE=$6 -DMINCTAS=1 && wgmma_check "$n"
+done
 # the overlapped schedule with lazy rescaling (an experiment): the skipped rescale must not serialise
 compile flash_wgmma_st3_lazy nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=2 -DD=128 -DWGS=3 -DBN=32 \
   -DCAUSAL=1 -DVEC_GLOBAL=1 -DST=3 -DMINCTAS=1 -DCLATTN_LAZY_RESCALE=1 && wgmma_check flash_wgmma_st3_lazy

@@ -705,6 +705,18 @@ static void test_warpgroup_mma(void **state) {
        CLATTN_DTYPE_BF16,
        CLATTN_LAYOUT_BHSD,
        TU_INPUT_UNIFORM},
+      /* the loader warpgroup: many tiles, causal, GQA; one tile; a last
+       * dim chunk past head_dim (120) */
+      {"flash_wgmma:wgs=2,bn=32,st=3,ld=1",
+       {1, 4, 2, 140, 230, 128, 1},
+       CLATTN_DTYPE_BF16,
+       CLATTN_LAYOUT_BSHD,
+       TU_INPUT_EXTREME_MIXED},
+      {"flash_wgmma:wgs=1,bn=32,st=3,ld=1",
+       {2, 1, 0, 70, 30, 120, 0},
+       CLATTN_DTYPE_F16,
+       CLATTN_LAYOUT_BHSD,
+       TU_INPUT_UNIFORM},
   };
   static const char *const want[] = {"flash_wgmma ", NULL};
   run_forced_cases(cases, sizeof cases / sizeof *cases, want, 1);

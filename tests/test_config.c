@@ -380,34 +380,50 @@ static void test_selection(void **state) {
      * up to d = 128 with 32-key tiles, not with 64 */
     const clattn__variant *wg = clattn__variant_find("flash_wgmma");
     clattn_attention_desc d128 = problem(CLATTN_ALGO_FLASH, CLATTN_DTYPE_F16, 128, 0);
-    const int three32[3] = {3, 32, 2}, three64[3] = {3, 64, 2}, four[3] = {4, 32, 2},
-              three64s1[3] = {3, 64, 1};
+    const int three32[4] = {3, 32, 2, 0}, three64[4] = {3, 64, 2, 0}, four[4] = {4, 32, 2, 0},
+              three64s1[4] = {3, 64, 1, 0};
     assert_null(wg->check(three32, &d128, &gpu));
     assert_null(wg->check(three64, &d, &gpu)); /* d = 64 */
     assert_non_null(strstr(wg->check(three64s1, &d128, &gpu), "168 registers"));
     assert_non_null(strstr(wg->check(four, &d128, &gpu), "wgs 1..3"));
     /* st = 3 (the overlapped schedule): three K and two V tiles, 40 KiB at
      * d = 128 with 32-key tiles; 80 KiB with 64-key tiles or at d = 256 */
-    const int ov32[3] = {3, 32, 3}, ov64[3] = {2, 64, 3}, st4[3] = {2, 32, 4};
+    const int ov32[4] = {3, 32, 3, 0}, ov64[4] = {2, 64, 3, 0}, st4[4] = {2, 32, 4, 0};
     assert_null(wg->check(ov32, &d128, &gpu));
     assert_int_equal(wg->local_bytes(ov32, &d128), 5 * 32 * 128 * 2);
     assert_non_null(strstr(wg->check(ov64, &d128, &gpu), "local memory"));
     assert_null(wg->check(ov64, &d, &gpu)); /* d = 64: 40 KiB */
     clattn_attention_desc d256 = problem(CLATTN_ALGO_FLASH, CLATTN_DTYPE_F16, 256, 0);
-    const int ov256[3] = {1, 32, 3};
+    const int ov256[4] = {1, 32, 3, 0};
     assert_non_null(strstr(wg->check(ov256, &d256, &gpu), "local memory"));
     assert_non_null(strstr(wg->check(st4, &d128, &gpu), "st 1..3"));
     /* the default: the overlapped schedule with three warpgroups, 32-key
      * tiles above d = 64, 64-key tiles at 64 */
-    int cfg[3];
+    /* the loader warpgroup (ld = 1): with st = 3, at most two computing
+     * warpgroups (512 work-items would leave 128 registers), 16-byte rows */
+    const int ld2[4] = {2, 32, 3, 1}, ld3[4] = {3, 32, 3, 1}, ld_st2[4] = {2, 32, 2, 1},
+              ld_bad[4] = {2, 32, 3, 2};
+    assert_null(wg->check(ld2, &d128, &gpu));
+    assert_int_equal(wg->local_bytes(ld2, &d128), 5 * 32 * 128 * 2);
+    assert_non_null(strstr(wg->check(ld3, &d128, &gpu), "at most two"));
+    assert_non_null(strstr(wg->check(ld_st2, &d128, &gpu), "needs st=3"));
+    assert_non_null(strstr(wg->check(ld_bad, &d128, &gpu), "ld 0 or 1"));
+    clattn_attention_desc d116w = problem(CLATTN_ALGO_FLASH, CLATTN_DTYPE_F16, 116, 0);
+    assert_non_null(strstr(wg->check(ld2, &d116w, &gpu), "head_dim % 8"));
+    clattn__device_info wg256 = gpu;
+    wg256.max_wg = 256;
+    assert_non_null(strstr(wg->check(ld2, &d128, &wg256), "128*(wgs+ld)"));
+    int cfg[4];
     assert_true(wg->fallback(&gpu, &d128, cfg));
     assert_int_equal(cfg[0], 3);
     assert_int_equal(cfg[1], 32);
     assert_int_equal(cfg[2], 3);
+    assert_int_equal(cfg[3], 0);
     assert_true(wg->fallback(&gpu, &d, cfg));
     assert_int_equal(cfg[0], 3);
     assert_int_equal(cfg[1], 64);
     assert_int_equal(cfg[2], 3);
+    assert_int_equal(cfg[3], 0);
     clattn__device_info small = gpu;
     small.max_wg = 256;
     assert_non_null(strstr(wg->check(three32, &d128, &small), "work-group size"));

@@ -34,7 +34,7 @@ static const clattn__variant table[] = {
      .num_params = 4, .kv_quant = true, .create = clattn__decode_create,
      .execute = clattn__decode_execute, .release = clattn__decode_release},
     {VARIANT("flash_wgmma", F, FWD, true, flash_wgmma), .params = clattn__flash_wgmma_params,
-     .num_params = 3, .ptx_patched = true, .create = clattn__flash_wgmma_create,
+     .num_params = 4, .ptx_patched = true, .create = clattn__flash_wgmma_create,
      .execute = clattn__flash_execute, .release = clattn__flash_release},
     {VARIANT("flash_tc", F, FWD, true, flash_tc), .params = clattn__flash_tc_params,
      .num_params = 3, .kv_quant = true, .create = clattn__flash_tc_create,

@@ -41,7 +41,7 @@ CLATTN__VARIANT_DECL(flash_rows)
 CLATTN__VARIANT_DECL(flash_tc)
 /* flash_wgmma: Hopper warpgroup MMAs (cl/flash_wgmma.cl through PTX patching). */
 CLATTN__VARIANT_DECL(flash_wgmma)
-extern const clattn__param clattn__flash_wgmma_params[3];
+extern const clattn__param clattn__flash_wgmma_params[4];
 clattn_status clattn__flash_wgmma_create(clattn_plan p, const int *params, const char *origin);
 extern const clattn__param clattn__flash_wg_params[4];
 extern const clattn__param clattn__flash_rows_params[2];

@@ -45,6 +45,7 @@ static const int tc_bn[] = {16, 32, 64, 128};
 static const int wgmma_wgs[] = {1, 2, 3};
 static const int wgmma_st[] = {1, 2, 3};
 static const int wgmma_bn[] = {32, 64, 128};
+static const int wgmma_ld[] = {0, 1};
 #define VALS(a) a, (int)(sizeof(a) / sizeof(a)[0])
 
 /* bm query rows per work-group, bn keys per tile, tm × tn work-items. */
@@ -59,11 +60,13 @@ const clattn__param clattn__flash_rows_params[2] = {{"bm", 1, 1024, VALS(rows_bm
 const clattn__param clattn__flash_tc_params[3] = {
     {"warps", 1, 32, VALS(tc_warps)}, {"mt", 1, 2, VALS(tc_mt)}, {"bn", 16, 1024, VALS(tc_bn)}};
 
-/* warpgroups per work-group (taking turns at the S MMAs with 2 or 3), keys per tile, K/V
- * stages in local memory (3: three K and two V tiles, S of the next tile issued with P·V of this
- * one). */
-const clattn__param clattn__flash_wgmma_params[3] = {
-    {"wgs", 1, 3, VALS(wgmma_wgs)}, {"bn", 32, 128, VALS(wgmma_bn)}, {"st", 1, 3, VALS(wgmma_st)}};
+/* computing warpgroups per work-group (taking turns at the S MMAs with 2 or 3), keys per tile,
+ * K/V stages in local memory (3: three K and two V tiles, S of the next tile issued with P·V of
+ * this one), a loader warpgroup issuing the copies (1, with st = 3). */
+const clattn__param clattn__flash_wgmma_params[4] = {{"wgs", 1, 3, VALS(wgmma_wgs)},
+                                                     {"bn", 32, 128, VALS(wgmma_bn)},
+                                                     {"st", 1, 3, VALS(wgmma_st)},
+                                                     {"ld", 0, 1, VALS(wgmma_ld)}};
 const char *const clattn__flash_wgmma_sources[] = {"nv_mma.cl", "wgmma.cl", "flash_wgmma.cl", NULL};
 const char *const clattn__flash_wg_sources[] = {"flash_fwd.cl", NULL};
 const char *const clattn__flash_rows_sources[] = {"flash_rows.cl", NULL};
@@ -310,16 +313,28 @@ bool clattn__flash_rows_fallback(const clattn__device_info *info, const clattn_a
 
 typedef const char *(*check3_fn)(const int *, const clattn_attention_desc *,
                                  const clattn__device_info *);
-/* The first legal row of a preference list of 3-parameter configurations. */
-static bool first_legal3(const int (*prefs)[3], size_t n, check3_fn check,
-                         const clattn_attention_desc *d, const clattn__device_info *info,
-                         int *out) {
+/* The first of n parameter sets (np values each, consecutive in prefs) that
+ * passes check, into out. */
+static bool first_legal_n(const int *prefs, size_t np, size_t n, check3_fn check,
+                          const clattn_attention_desc *d, const clattn__device_info *info,
+                          int *out) {
   for (size_t i = 0; i < n; i++)
-    if (!check(prefs[i], d, info)) {
-      memcpy(out, prefs[i], sizeof prefs[i]);
+    if (!check(prefs + i * np, d, info)) {
+      memcpy(out, prefs + i * np, np * sizeof *prefs);
       return true;
     }
   return false;
+}
+static bool first_legal3(const int (*prefs)[3], size_t n, check3_fn check,
+                         const clattn_attention_desc *d, const clattn__device_info *info,
+                         int *out) {
+  return first_legal_n(prefs[0], 3, n, check, d, info, out);
+}
+/* flash_wgmma's four parameters */
+static bool first_legal4(const int (*prefs)[4], size_t n, check3_fn check,
+                         const clattn_attention_desc *d, const clattn__device_info *info,
+                         int *out) {
+  return first_legal_n(prefs[0], 4, n, check, d, info, out);
 }
 
 /* The problems the tensor-core kernels serve: NVIDIA sm_80+ (or its PTX
@@ -533,11 +548,19 @@ size_t clattn__flash_wgmma_local(const int *p, const clattn_attention_desc *d) {
 
 const char *clattn__flash_wgmma_check(const int *p, const clattn_attention_desc *d,
                                       const clattn__device_info *info) {
-  const int wgs = p[0], bn = p[1], st = p[2];
-  if (wgs < 1 || wgs > 3 || bn < 32 || bn > 128 || bn % 32 || st < 1 || st > 3)
-    return "parameters out of range (wgs 1..3, bn 32, 64 or 128, st 1..3)";
+  const int wgs = p[0], bn = p[1], st = p[2], ld = p[3];
+  if (wgs < 1 || wgs > 3 || bn < 32 || bn > 128 || bn % 32 || st < 1 || st > 3 || ld < 0 || ld > 1)
+    return "parameters out of range (wgs 1..3, bn 32, 64 or 128, st 1..3, ld 0 or 1)";
   if (d->head_dim > 256) return "head_dim above 256";
-  if ((size_t)(128 * wgs) > info->max_wg) return "128*wgs exceeds the device's work-group size";
+  if ((size_t)(128 * (wgs + ld)) > info->max_wg)
+    return "128*(wgs+ld) exceeds the device's work-group size";
+  /* the loader copies by cp.async in the overlapped schedule (rows of 16
+   * bytes; strided layouts whose strides are not multiples of 8 build
+   * without it); with three computing warpgroups its 512 work-items would
+   * leave 128 registers each: the kernel spills */
+  if (ld && st != 3) return "the loader warpgroup (ld=1) needs st=3";
+  if (ld && d->head_dim % 8) return "the loader warpgroup (ld=1) needs head_dim % 8 == 0";
+  if (ld && wgs + ld > 3) return "the loader warpgroup (ld=1) takes at most two computing ones";
   if (clattn__flash_wgmma_local(p, d) + CLATTN__LOCAL_RESERVE > info->local_mem)
     return "local memory exceeds the device's limit";
   /* Q fragments, S and O accumulators, P fragments (32-bit registers per
@@ -558,13 +581,13 @@ bool clattn__flash_wgmma_fallback(const clattn__device_info *info, const clattn_
    * §26: at d = 128, 16k 1.19x the two-stage schedule, 7.44 vs 8.83 ms; at d =
    * 64 with 64-key tiles 1.50x, 4.03 vs 6.05 ms); head dims padded above 64
    * take 32-key tiles (40 KiB). */
-  static const int three[2][3] = {{3, 32, 3}, {3, 32, 2}};
-  static const int prefs[][3] = {{3, 64, 3}, {2, 64, 2}, {2, 32, 2},
-                                 {2, 64, 1}, {1, 64, 1}, {1, 32, 1}};
+  static const int three[2][4] = {{3, 32, 3, 0}, {3, 32, 2, 0}};
+  static const int prefs[][4] = {{3, 64, 3, 0}, {2, 64, 2, 0}, {2, 32, 2, 0},
+                                 {2, 64, 1, 0}, {1, 64, 1, 0}, {1, 32, 1, 0}};
   if ((d->head_dim + 15) / 16 * 16 > 64 &&
-      first_legal3(three, 2, clattn__flash_wgmma_check, d, info, out))
+      first_legal4(three, 2, clattn__flash_wgmma_check, d, info, out))
     return true;
-  return first_legal3(prefs, sizeof prefs / sizeof prefs[0], clattn__flash_wgmma_check, d, info,
+  return first_legal4(prefs, sizeof prefs / sizeof prefs[0], clattn__flash_wgmma_check, d, info,
                       out);
 }
 
@@ -739,17 +762,18 @@ clattn_status clattn__flash_wgmma_create(clattn_plan p, const int *params, const
   if (st != CLATTN_SUCCESS || p->estimate) return st; /* no workspace */
   const int wgs = params[0], bn = params[1], stages = params[2];
   const int vec = strides_aligned(p, 8) ? 1 : 0;
+  const int ld = params[3] && vec ? 1 : 0; /* strides not multiples of 8: no loader */
   char opts[512];
   snprintf(opts, sizeof opts,
-           "-cl-std=CL1.2 -DCLATTN_DTYPE=%d -DD=%d -DWGS=%d -DBN=%d -DST=%d -DCAUSAL=%d "
+           "-cl-std=CL1.2 -DCLATTN_DTYPE=%d -DD=%d -DWGS=%d -DBN=%d -DST=%d -DLDW=%d -DCAUSAL=%d "
            "-DVEC_GLOBAL=%d -DRAGGED=%d",
-           (int)d->dtype, d->head_dim, wgs, bn, stages, clattn__causal_define(d->mask), vec,
+           (int)d->dtype, d->head_dim, wgs, bn, stages, ld, clattn__causal_define(d->mask), vec,
            d->ragged ? 1 : 0);
   if (ctx->settings.nv_verbose) clattn__append(opts, sizeof opts, " -cl-nv-verbose");
   const bool emu = ctx->info.nv_emulate; /* tests: wgmma emulated on the CPU (cl/wgmma.cl) */
   if (emu) clattn__append(opts, sizeof opts, " -DCLATTN_NV_EMU=1");
   const size_t local = clattn__flash_wgmma_local(params, d) +
-                       clattn__nv_emu_local(&ctx->info, (size_t)128 * wgs);
+                       clattn__nv_emu_local(&ctx->info, (size_t)128 * (wgs + ld));
   cl_program prog = NULL;
   st = emu ? clattn__get_program(ctx, "nv_mma.cl wgmma.cl flash_wgmma.cl", opts, &prog)
            : clattn__get_program_patched(ctx, "nv_mma.cl wgmma.cl flash_wgmma.cl", opts, &prog);
@@ -757,17 +781,19 @@ clattn_status clattn__flash_wgmma_create(clattn_plan p, const int *params, const
   if ((st = clattn__create_kernel_sized(ctx, prog, "flash_wgmma", local, &s->kernel)) !=
       CLATTN_SUCCESS)
     return st;
-  set_geometry(p, s, 64 * wgs, 128 * wgs);
+  set_geometry(p, s, 64 * wgs, 128 * (wgs + ld));
   snprintf(p->describe, sizeof p->describe,
-           "flash_wgmma %s d=%d: wgmma m64nNk16 (%s)%s, wgs=%d bn=%d st=%d "
+           "flash_wgmma %s d=%d: wgmma m64nNk16 (%s)%s%s, wgs=%d bn=%d st=%d ld=%d "
            "(bm=%d, %zu B local) [%s]",
            clattn_dtype_name(d->dtype), d->head_dim, emu ? "emulated" : "sm_90a, patched PTX",
            vec ? (stages == 3   ? " + cp.async, 3 K/2 V stages, S(t+1) with P·V(t)"
                   : stages == 2 ? " + cp.async, 2 stages"
                                 : " + cp.async")
                : "",
-           wgs, bn, stages,
-           s->bm, local, origin);
+           ld          ? ", a loader warpgroup"
+           : params[3] ? " (no loader: strides not multiples of 8)"
+                       : "",
+           wgs, bn, stages, ld, s->bm, local, origin);
   describe_tc_tail(p, s);
   return CLATTN_SUCCESS;
 }
