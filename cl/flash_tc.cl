@@ -115,17 +115,6 @@
  * exp2s by a polynomial on the FMA units, FlashAttention 4's offload of the
  * MUFU unit, made softcap 7-15 % slower, bench/RESULTS.md §18). */
 #define TC_CAP_ONLY (SOFTCAP && !ALIBI && !USER_SCORE && !BIAS && !SINKS)
-/* Softcap on a score x in log2 units: bf16 through tanh.approx, f16 through
- * exp2 and a fast reciprocal (errors ~2^-22). */
-#if CLATTN_DTYPE == 2
-#define TC_SOFTCAP_X(x) (x = SOFTCAP2 * fast_tanh((x) * (1.0f / SOFTCAP2)))
-#else
-#define TC_SOFTCAP_X(x)                                                                            \
-  do {                                                                                             \
-    const float tt_ = fast_exp2(fabs(x) * (-2.0f * CLATTN_LOG2E / SOFTCAP2));                      \
-    x = copysign(SOFTCAP2 * (1.0f - tt_) * native_recip(1.0f + tt_), x);                          \
-  } while (0)
-#endif
 /* ALiBi with the sign of each tile's distances (below: TC_MODS); -DALIBI_SIGNED=0: |p - key| per
  * score. */
 #ifndef ALIBI_SIGNED
@@ -572,7 +561,7 @@ NV_UNROLL
             const float at = fma(ss, (float)(8 * j + (e & 1)), rp[mt][e >> 1]);
 #if SOFTCAP
             float x = s[mt][j][e] * tcq;
-            TC_SOFTCAP_X(x);
+            NV_SOFTCAP_X(x);
             s[mt][j][e] = x + at;
 #else
             s[mt][j][e] = fma(s[mt][j][e], tcq, at);
@@ -584,7 +573,7 @@ NV_UNROLL
       TC_EACH_SCORE(mt, j, e) {
             float x = s[mt][j][e] * tcq;
 #if SOFTCAP
-            TC_SOFTCAP_X(x);
+            NV_SOFTCAP_X(x);
 #endif
 #if ALIBI
             x -= mod_slope2 * fabs(pr[mt][e >> 1] - (float)(8 * j + (e & 1)));

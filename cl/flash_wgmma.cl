@@ -96,6 +96,17 @@
 #ifndef WIDE
 #define WIDE (PIPE == 3)
 #endif
+/* Lazy rescaling (cl/nv_mma.cl): O is rescaled only when a row's maximum
+ * grows by more than 2^8. On by default in the overlapped schedule, where
+ * the rescale is 64 multiplies a tile for 16 scores at d = 128: measured on
+ * an H100 1.9 % faster at d = 128 (7.31 vs 7.45 ms, f16, 16k), 1.0-1.6 %
+ * causal, 0.7-1.4 % at d = 64 (bench/RESULTS.md §27). -DWG_LAZY=0: eager;
+ * CLATTN_LAZY_RESCALE=1 turns it on in the other schedules too. */
+#ifndef WG_LAZY
+#define WG_LAZY (PIPE == 3 || CLATTN_LAZY_RESCALE)
+#endif
+#undef SOFTMAX_LAZY
+#define SOFTMAX_LAZY WG_LAZY
 #if DP == 128
 #define WG_MMA_DP WG_MMA128
 #elif DP == 64
@@ -318,6 +329,65 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
   } while (0)
 #endif
 
+/* Score modifiers (softcap, ALiBi; cl/common.cl, flash_tc's forms): the
+ * scores of tile kv0 into log2 units, capped and/or biased, before the
+ * masks; the softmax then takes a unit scale (WG_QS). ALiBi's distance p -
+ * key as a float offset from one conversion per row and tile; where every
+ * key of the tile lies at or before every row of the warp (causal: every
+ * visible score) or at or after it, its term is a row part plus a column
+ * constant (one FMA a score). */
+#define WG_MODS (SOFTCAP || ALIBI)
+#if WG_MODS
+#define WG_QS 1.0f
+#if ALIBI && CAUSAL
+#define WG_ALIBI_SIGN(kv0) 1.0f
+#elif ALIBI
+#define WG_ALIBI_SIGN(kv0)                                                                         \
+  ((kv0) + BN - 1 <= row0 - g + off ? 1.0f : (kv0) >= row0 - g + 15 + off ? -1.0f : 0.0f)
+#endif
+#if SOFTCAP
+#define WG_CAP(x) NV_SOFTCAP_X(x)
+#else
+#define WG_CAP(x) ((void)0)
+#endif
+#if ALIBI
+#define MODS_TILE(kv0)                                                                             \
+  do {                                                                                             \
+    const float pr_[2] = {(float)(row0 + off - (kv0)-2 * t), (float)(row0 + 8 + off - (kv0)-2 * t)}; \
+    const float sg_ = WG_ALIBI_SIGN(kv0);                                                          \
+    if (sg_ != 0.0f) {                                                                             \
+      const float ss_ = mod_slope2 * sg_, rp_[2] = {-ss_ * pr_[0], -ss_ * pr_[1]};                 \
+      _Pragma("unroll") for (int j_ = 0; j_ < NTS; j_++)                                           \
+      _Pragma("unroll") for (int e_ = 0; e_ < 4; e_++) {                                           \
+        float x_ = s[j_][e_] * qscale;                                                             \
+        WG_CAP(x_);                                                                                \
+        s[j_][e_] = x_ + fma(ss_, (float)(8 * j_ + (e_ & 1)), rp_[e_ >> 1]);                      \
+      }                                                                                            \
+    } else {                                                                                       \
+      _Pragma("unroll") for (int j_ = 0; j_ < NTS; j_++)                                           \
+      _Pragma("unroll") for (int e_ = 0; e_ < 4; e_++) {                                           \
+        float x_ = s[j_][e_] * qscale;                                                             \
+        WG_CAP(x_);                                                                                \
+        s[j_][e_] = x_ - mod_slope2 * fabs(pr_[e_ >> 1] - (float)(8 * j_ + (e_ & 1)));            \
+      }                                                                                            \
+    }                                                                                              \
+  } while (0)
+#else
+#define MODS_TILE(kv0)                                                                             \
+  do {                                                                                             \
+    _Pragma("unroll") for (int j_ = 0; j_ < NTS; j_++)                                             \
+    _Pragma("unroll") for (int e_ = 0; e_ < 4; e_++) {                                             \
+      float x_ = s[j_][e_] * qscale;                                                               \
+      WG_CAP(x_);                                                                                  \
+      s[j_][e_] = x_;                                                                              \
+    }                                                                                              \
+  } while (0)
+#endif
+#else
+#define WG_QS qscale
+#define MODS_TILE(kv0) ((void)0)
+#endif
+
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
 flash_wgmma(FLASH_ARGS(ushort)) {
   /* the KST K tiles, then the VST V tiles (one array: the emulation's base) */
@@ -370,6 +440,9 @@ flash_wgmma(FLASH_ARGS(ushort)) {
 
   const int off = CAUSAL_OFFSET(CAUSAL, Nq, Nk);
   const int ntiles = flash_dense_tiles(q0, BM, BN, Nq, Nk, CAUSAL);
+#if ALIBI
+  const float mod_slope2 = alibi_slope2(h, H);
+#endif
   /* Descriptors of stage 0; stage 1 lies TILE_BYTES further. */
   const ulong kdesc0 = wg_desc(wg_saddr(KT(0)), BN * 16, 128);
   const ulong vdesc0 = wg_desc(wg_saddr(VT(0)), DP * 16, 128);
@@ -438,10 +511,11 @@ flash_wgmma(FLASH_ARGS(ushort)) {
 #pragma unroll
     for (int c = 0; c < BN / 32; c++)
       WG_KEEP16(s, 4 * c);
+    MODS_TILE(0);
     MASK_TILE(0);
 #pragma unroll
     for (int rr = 0; rr < 2; rr++)
-      SOFTMAX_STEP_DEFER(s, NTS, rr, m[rr], l[rr], alpha[rr], qscale);
+      SOFTMAX_STEP_DEFER(s, NTS, rr, m[rr], l[rr], alpha[rr], WG_QS);
   }
   /* Iteration t begins by waiting for P·V(t-1) (issued in iteration t-1
    * with S(t)), rescales O by the factor of softmax(t) and packs P(t): the
@@ -454,8 +528,8 @@ flash_wgmma(FLASH_ARGS(ushort)) {
     if (computes) {
       WG_WAIT0(); /* P·V(tile - 1) is done: o and pa are free */
       KEEP_O();
-      /* lazy (an experiment, unmeasured): most tiles keep the max, no rescale */
-      if (!CLATTN_LAZY_RESCALE || alpha[0] != 1.0f || alpha[1] != 1.0f) {
+      /* lazy (WG_LAZY): most tiles keep the max, no rescale */
+      if (!SOFTMAX_LAZY || alpha[0] != 1.0f || alpha[1] != 1.0f) {
         RESCALE_O(o, NTO, 0, alpha[0]);
         RESCALE_O(o, NTO, 1, alpha[1]);
       }
@@ -496,10 +570,11 @@ flash_wgmma(FLASH_ARGS(ushort)) {
       for (int c = 0; c < BN / 32; c++)
         WG_KEEP16(s, 4 * c);
       PROF(4);
+      MODS_TILE(kv1);
       MASK_TILE(kv1);
 #pragma unroll
       for (int rr = 0; rr < 2; rr++)
-        SOFTMAX_STEP_DEFER(s, NTS, rr, m[rr], l[rr], alpha[rr], qscale);
+        SOFTMAX_STEP_DEFER(s, NTS, rr, m[rr], l[rr], alpha[rr], WG_QS);
       PROF(5);
     } else {
       KEEP_O();
@@ -580,12 +655,13 @@ flash_wgmma(FLASH_ARGS(ushort)) {
     if (tile + 1 < ntiles) load_tile_async(KT(0), Kb, kss, kv0 + BN, Nk, lid, 0);
     CP_COMMIT();
 #endif
+    MODS_TILE(kv0);
     MASK_TILE(kv0);
 
     /* Online softmax on the accumulators: rows g and g+8 of the warp. */
 #pragma unroll
     for (int rr = 0; rr < 2; rr++)
-      SOFTMAX_STEP(s, NTS, o, NTO, rr, m[rr], l[rr], qscale);
+      SOFTMAX_STEP(s, NTS, o, NTO, rr, m[rr], l[rr], WG_QS);
     PACK_P();
     KEEP_O(); /* the rescaled accumulators too */
     PROF(5);
@@ -631,6 +707,6 @@ flash_wgmma(FLASH_ARGS(ushort)) {
   for (int rr = 0; rr < 2; rr++) {
     const int row = row0 + 8 * rr;
     STORE_FRAGMENT_ROW(Ob, oss, osd, LSE, write_lse, FLASH_LSE_INDEX(bh, row), o, NTO, rr, row, t,
-                       nq_store, m[rr], l[rr], qscale);
+                       nq_store, m[rr], l[rr], WG_QS);
   }
 }

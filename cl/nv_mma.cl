@@ -480,6 +480,21 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
 #ifndef CLATTN_LAZY_RESCALE
 #define CLATTN_LAZY_RESCALE 0
 #endif
+/* what the macros below use: a kernel may redefine it (flash_wgmma) */
+#define SOFTMAX_LAZY CLATTN_LAZY_RESCALE
+#if SOFTCAP
+/* Softcap on a score x in log2 units (flash_tc, flash_wgmma): bf16 through tanh.approx, f16 through
+ * exp2 and a fast reciprocal (errors ~2^-22). */
+#if CLATTN_DTYPE == 2
+#define NV_SOFTCAP_X(x) (x = SOFTCAP2 * fast_tanh((x) * (1.0f / SOFTCAP2)))
+#else
+#define NV_SOFTCAP_X(x)                                                                            \
+  do {                                                                                             \
+    const float tt_ = fast_exp2(fabs(x) * (-2.0f * CLATTN_LOG2E / SOFTCAP2));                      \
+    x = copysign(SOFTCAP2 * (1.0f - tt_) * native_recip(1.0f + tt_), x);                          \
+  } while (0)
+#endif
+#endif
 /* mx = the maximum of row half rr's scores in the fragments (the row's four lanes exchange) */
 #define SOFTMAX_ROW_MAX(s, nts, rr, mx)                                                            \
   float mx = -INFINITY;                                                                            \
@@ -497,13 +512,13 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
   }
 /* The step without the rescale of o: alpha = its factor, for a caller that
  * rescales o later (flash_wgmma's overlapped schedule: once the P·V MMAs
- * accumulating into o have completed). Lazy (CLATTN_LAZY_RESCALE): alpha
+ * accumulating into o have completed). Lazy (SOFTMAX_LAZY): alpha
  * is exactly 1 while the max stays (the caller may skip the rescale). */
 #define SOFTMAX_STEP_DEFER(s, nts, rr, m, l, alpha, qscale)                                        \
   do {                                                                                             \
     SOFTMAX_ROW_MAX(s, nts, rr, mx_);                                                              \
     alpha = 1.0f;                                                                                  \
-    if (!CLATTN_LAZY_RESCALE || !((qscale) > 0.0f) || (m) == -INFINITY ||                          \
+    if (!SOFTMAX_LAZY || !((qscale) > 0.0f) || (m) == -INFINITY ||                          \
         (mx_ - (m)) * (qscale) > 8.0f) {                                                           \
       const float mnew_ = fmax(m, mx_);                                                            \
       alpha = mnew_ == -INFINITY ? 1.0f : fast_exp2((m - mnew_) * (qscale));                       \
@@ -524,7 +539,7 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
   do {                                                                                             \
     float alpha_;                                                                                  \
     SOFTMAX_STEP_DEFER(s, nts, rr, m, l, alpha_, qscale);                                          \
-    if (!CLATTN_LAZY_RESCALE || alpha_ != 1.0f) {                                                  \
+    if (!SOFTMAX_LAZY || alpha_ != 1.0f) {                                                  \
       RESCALE_O(o, nto, rr, alpha_);                                                              \
     }                                                                                              \
   } while (0)

@@ -154,9 +154,16 @@ for x in "2 128 2 32 1 0" "1 128 1 32 0 1" "2 64 2 64 1 0"; do
   compile "$n" nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=$1 -DD=$2 -DWGS=$3 -DBN=$4 -DCAUSAL=$5 \
     -DVEC_GLOBAL=1 -DST=3 -DLDW=1 -DCLATTN_LAZY_RESCALE=$6 -DMINCTAS=1 && wgmma_check "$n"
 done
-# the overlapped schedule with lazy rescaling (an experiment): the skipped rescale must not serialise
-compile flash_wgmma_st3_lazy nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=2 -DD=128 -DWGS=3 -DBN=32 \
-  -DCAUSAL=1 -DVEC_GLOBAL=1 -DST=3 -DMINCTAS=1 -DCLATTN_LAZY_RESCALE=1 && wgmma_check flash_wgmma_st3_lazy
+# softcap and ALiBi (d = 128 f16 causal ALiBi and softcap, bf16 non-causal ALiBi, d = 64 bf16 softcap)
+for x in "1 128 1 1 1" "2 128 0 0 1" "2 64 1 1 0"; do
+  set -- $x
+  n="flash_wgmma_st3_mods_t$1_d$2_c$3_cap$4_alibi$5"
+  compile "$n" nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=$1 -DD=$2 -DWGS=3 -DBN=$((128 / $2 * 32)) -DCAUSAL=$3 \
+    -DVEC_GLOBAL=1 -DST=3 -DSOFTCAP=$4 -DSOFTCAP2=43.2809f -DALIBI=$5 -DALIBI_BIAS=8.0f -DMINCTAS=1 && wgmma_check "$n"
+done
+# the overlapped schedule with eager rescaling (-DWG_LAZY=0; lazy is its default): no serialised MMA
+compile flash_wgmma_st3_eager nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=2 -DD=128 -DWGS=3 -DBN=32 \
+  -DCAUSAL=1 -DVEC_GLOBAL=1 -DST=3 -DMINCTAS=1 -DWG_LAZY=0 && wgmma_check flash_wgmma_st3_eager
 # -DWIDE=1: P·V as one m64nDk16 (D = 64, 128: 38 and 70 operands); the default in st=3, an experiment in st=1/2
 for x in "1 128 3 32 2 1" "2 128 3 32 3 1" "1 64 2 64 2 0" "2 64 3 64 3 1" "1 96 2 32 2 0"; do
   set -- $x

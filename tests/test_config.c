@@ -238,6 +238,18 @@ static void test_illegal_rejected(void **state) {
       "int clattn_mask_mod(int b, int h, int q, int k, __global const uchar *u) { return 1; }";
   assert_int_equal(tc->applicable(&gpu, &h, &why), 0); /* a sparse mask and a user mask: flash */
   h.mask_mod = NULL;
+  {
+    /* flash_wgmma takes softcap and ALiBi, not sinks, bias or user functions */
+    const clattn__variant *wgv = clattn__variant_find("flash_wgmma");
+    clattn_attention_desc hm = problem(CLATTN_ALGO_FLASH, CLATTN_DTYPE_F16, 128, 0);
+    hm.softcap = 30.0;
+    hm.alibi_max_bias = 8.0;
+    assert_true(wgv->applicable(&gpu, &hm, &why) > 0);
+    static const float sink[64] = {0};
+    hm.sinks = sink;
+    assert_int_equal(wgv->applicable(&gpu, &hm, &why), 0);
+    assert_non_null(strstr(why, "softcap and ALiBi only"));
+  }
   /* Linear: splits past int are out of range at parse time. */
   const clattn__variant *lin = clattn__variant_find("linear");
   const clattn_attention_desc ld = problem(CLATTN_ALGO_LINEAR, CLATTN_DTYPE_F32, 16, 0);

@@ -286,6 +286,40 @@ static void test_sinks(void **state) {
   clattn_plan_release(plan);
 }
 
+/* Softcap and ALiBi (mods[(m + c) % NMODS]) with masks m0..m1-1 on shapes
+ * (m + k·c) % NSHAPES, f16 causal and bf16 otherwise; then ALiBi without a
+ * causal mask (77 rows, 130 keys: tiles whose keys lie before the rows,
+ * after them and on both sides, each tile's sign of the distance), with and
+ * without softcap; and softcap alone in f16 (the tanh by an exp2 and a
+ * reciprocal) on shape s16 with mask c. Labels mods/TAGc/... */
+static void mods_by_mask(clattn_context ctx, int c, int m0, int m1, int k, int s16, const char *tag,
+                         const char *want) {
+  static const clattn_mask masks[] = {CLATTN_MASK_NONE, CLATTN_MASK_CAUSAL,
+                                      CLATTN_MASK_CAUSAL_TOP_LEFT};
+  for (int m = m0; m < m1; m++) {
+    const int x = (m + c) % NMODS, s = (m + k * c) % NSHAPES;
+    clattn_attention_desc d =
+        make_desc(&shapes[s], masks[m], m == 1 ? CLATTN_DTYPE_F16 : CLATTN_DTYPE_BF16);
+    d.softcap = mods[x].softcap;
+    d.alibi_max_bias = mods[x].alibi;
+    char label[160];
+    snprintf(label, sizeof label, "mods/%s%d/s%d/m%d/softcap%g/alibi%g", tag, c, s, m,
+             mods[x].softcap, mods[x].alibi);
+    check(ctx, &d, want, label);
+  }
+  clattn_attention_desc d =
+      make_desc(&shapes[0], CLATTN_MASK_NONE, c ? CLATTN_DTYPE_F16 : CLATTN_DTYPE_BF16);
+  d.alibi_max_bias = 8.0;
+  d.softcap = c ? 3.0 : 0.0;
+  char label[96];
+  snprintf(label, sizeof label, "mods/%s%d/alibi-noncausal", tag, c);
+  check(ctx, &d, want, label);
+  d = make_desc(&shapes[s16], masks[c], CLATTN_DTYPE_F16);
+  d.softcap = c ? 2.0 : 5.0;
+  snprintf(label, sizeof label, "mods/%s%d/f16-softcap%g", tag, c, d.softcap);
+  check(ctx, &d, want, label);
+}
+
 /* The NVIDIA tensor-core kernel (flash_tc; on other devices its warp-level
  * PTX emulated with CLATTN_NV_EMULATE=1, else skipped), 16-bit storage:
  * softcap and ALiBi with every mask (one m-tile a warp; two: causal), ALiBi
@@ -300,33 +334,9 @@ static void test_flash_tc(void **state) {
     clattn_attention_desc d = make_desc(&shapes[0], CLATTN_MASK_NONE, CLATTN_DTYPE_F16);
     d.softcap = 5.0;
     clattn_context ctx = tu_forced_context(cfgs[c], &d);
-    if (!ctx) skip();                 /* flash_tc does not apply on this device */
-    for (int m = c; m < 3 - c; m++) { /* two m-tiles a warp: causal only */
-      const int x = (m + c) % NMODS, s = (m + 2 * c) % NSHAPES;
-      d = make_desc(&shapes[s], masks[m], m == 1 ? CLATTN_DTYPE_F16 : CLATTN_DTYPE_BF16);
-      d.softcap = mods[x].softcap;
-      d.alibi_max_bias = mods[x].alibi;
-      char label[160];
-      snprintf(label, sizeof label, "mods/tc%d/s%d/m%d/softcap%g/alibi%g", c, s, m, mods[x].softcap,
-               mods[x].alibi);
-      check(ctx, &d, "flash_tc", label);
-    }
-    /* ALiBi without a causal mask (77 rows, 130 keys): tiles whose keys
-     * lie before the rows, after them and on both sides (each tile's sign
-     * of the distance), with and without softcap */
-    d = make_desc(&shapes[0], CLATTN_MASK_NONE, c ? CLATTN_DTYPE_F16 : CLATTN_DTYPE_BF16);
-    d.alibi_max_bias = 8.0;
-    d.softcap = c ? 3.0 : 0.0;
-    char labela[96];
-    snprintf(labela, sizeof labela, "mods/tc%d/alibi-noncausal", c);
-    check(ctx, &d, "flash_tc", labela);
-    /* softcap alone in f16 (its Q scaled by the cap once, the tanh by an
-     * exp2 and a reciprocal) */
-    d = make_desc(&shapes[c], masks[c], CLATTN_DTYPE_F16);
-    d.softcap = c ? 2.0 : 5.0;
-    char label0[96];
-    snprintf(label0, sizeof label0, "mods/tc%d/f16-softcap%g", c, d.softcap);
-    check(ctx, &d, "flash_tc", label0);
+    if (!ctx) skip(); /* flash_tc does not apply on this device */
+    /* two m-tiles a warp: causal only; f16 softcap alone: its Q scaled by the cap once */
+    mods_by_mask(ctx, c, c, 3 - c, 2, c, "tc", "flash_tc");
     /* bf16 softcap alone: the softmax with a fixed maximum (a cap of 50:
      * c = 96 - C with C = cap·log2 e = 72.1; 0.6: c = C) and above a cap of
      * 55.4 the running maximum (60), on rows of scores of one sign around
@@ -380,6 +390,25 @@ static void test_flash_tf32(void **state) {
   clattn_context_release(ctx);
 }
 
+/* Hopper's warpgroup MMAs (flash_wgmma; emulated elsewhere with
+ * CLATTN_NV_EMULATE=1, else skipped), 16-bit storage: softcap and ALiBi
+ * with every mask, in the overlapped schedule with two warpgroups and with
+ * one and the loader; ALiBi without a mask (tiles before, after and across
+ * the rows: the per-tile sign), f16 softcap alone. */
+static void test_flash_wgmma(void **state) {
+  (void)state;
+  static const char *cfgs[2] = {"flash_wgmma:wgs=2,bn=32,st=3,ld=0",
+                                "flash_wgmma:wgs=1,bn=32,st=3,ld=1"};
+  for (int c = 0; c < 2; c++) {
+    clattn_attention_desc d = make_desc(&shapes[0], CLATTN_MASK_NONE, CLATTN_DTYPE_BF16);
+    d.softcap = 5.0;
+    clattn_context ctx = tu_forced_context(cfgs[c], &d);
+    if (!ctx) skip(); /* flash_wgmma does not apply on this device */
+    mods_by_mask(ctx, c, 0, 3, 1, 2 - c, "wgmma", "flash_wgmma");
+    clattn_context_release(ctx);
+  }
+}
+
 int main(int argc, char **argv) {
   if (tu_parse_filter_args(argc, argv)) return 2;
   const struct CMUnitTest tests[] = {
@@ -390,6 +419,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_sinks),
       cmocka_unit_test(test_flash_tc),
       cmocka_unit_test(test_flash_tf32),
+      cmocka_unit_test(test_flash_wgmma),
   };
   return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }

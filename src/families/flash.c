@@ -523,8 +523,8 @@ int clattn__flash_wgmma_applicable(const clattn__device_info *info, const clattn
     *why = "needs NVIDIA sm_90 (Hopper: wgmma through patched PTX)";
     return 0;
   }
-  if (clattn__desc_has_mods(d)) {
-    *why = "no score modifiers, user functions, bias or sinks (flash_tc has them)";
+  if (d->score_mod || d->mask_mod || d->sinks || d->bias_type != CLATTN_BIAS_NONE) {
+    *why = "softcap and ALiBi only: no user functions, bias or sinks (flash_tc has them)";
     return 0;
   }
   if (!tc_problem(info, d, false, false, why)) return 0;
@@ -769,6 +769,7 @@ clattn_status clattn__flash_wgmma_create(clattn_plan p, const int *params, const
            "-DVEC_GLOBAL=%d -DRAGGED=%d",
            (int)d->dtype, d->head_dim, wgs, bn, stages, ld, clattn__causal_define(d->mask), vec,
            d->ragged ? 1 : 0);
+  clattn__mods_options(d, opts, sizeof opts); /* softcap, ALiBi */
   if (ctx->settings.nv_verbose) clattn__append(opts, sizeof opts, " -cl-nv-verbose");
   const bool emu = ctx->info.nv_emulate; /* tests: wgmma emulated on the CPU (cl/wgmma.cl) */
   if (emu) clattn__append(opts, sizeof opts, " -DCLATTN_NV_EMU=1");
@@ -794,6 +795,7 @@ clattn_status clattn__flash_wgmma_create(clattn_plan p, const int *params, const
            : params[3] ? " (no loader: strides not multiples of 8)"
                        : "",
            wgs, bn, stages, ld, s->bm, local, origin);
+  clattn__describe_mods(d, p->describe, sizeof p->describe);
   describe_tc_tail(p, s);
   return CLATTN_SUCCESS;
 }
