@@ -337,7 +337,31 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
  * visible score) or at or after it, its term is a row part plus a column
  * constant (one FMA a score). */
 #define WG_MODS (SOFTCAP || ALIBI)
-#if WG_MODS
+/* Softcap alone (WG_CAP_ONLY, flash_tc's TC_CAP_ONLY): the scores stay in
+ * units of the cap, t = tanh(s·qscale / SOFTCAP2), and the softmax takes
+ * SOFTCAP2 as its scale: two multiplies a score fewer. */
+#ifndef WG_CAP_ONLY
+#define WG_CAP_ONLY (SOFTCAP && !ALIBI)
+#endif
+#if WG_MODS && WG_CAP_ONLY
+#define WG_QS SOFTCAP2
+#if CLATTN_DTYPE == 2
+#define MODS_TILE(kv0)                                                                             \
+  do {                                                                                             \
+    _Pragma("unroll") for (int j_ = 0; j_ < NTS; j_++)                                             \
+    _Pragma("unroll") for (int e_ = 0; e_ < 4; e_++) s[j_][e_] = fast_tanh(s[j_][e_] * cap_in);    \
+  } while (0)
+#else
+#define MODS_TILE(kv0)                                                                             \
+  do {                                                                                             \
+    _Pragma("unroll") for (int j_ = 0; j_ < NTS; j_++)                                             \
+    _Pragma("unroll") for (int e_ = 0; e_ < 4; e_++) {                                             \
+      const float tt_ = fast_exp2(fabs(s[j_][e_]) * cap_in);                                       \
+      s[j_][e_] = copysign((1.0f - tt_) * native_recip(1.0f + tt_), s[j_][e_]);                    \
+    }                                                                                              \
+  } while (0)
+#endif
+#elif WG_MODS
 #define WG_QS 1.0f
 #if ALIBI && CAUSAL
 #define WG_ALIBI_SIGN(kv0) 1.0f
@@ -442,6 +466,13 @@ flash_wgmma(FLASH_ARGS(ushort)) {
   const int ntiles = flash_dense_tiles(q0, BM, BN, Nq, Nk, CAUSAL);
 #if ALIBI
   const float mod_slope2 = alibi_slope2(h, H);
+#endif
+#if WG_MODS && WG_CAP_ONLY /* the raw score's factor inside the tanh (f16: inside its exp2) */
+#if CLATTN_DTYPE == 2
+  const float cap_in = qscale * (1.0f / SOFTCAP2);
+#else
+  const float cap_in = qscale * (-2.0f * CLATTN_LOG2E / SOFTCAP2);
+#endif
 #endif
   /* Descriptors of stage 0; stage 1 lies TILE_BYTES further. */
   const ulong kdesc0 = wg_desc(wg_saddr(KT(0)), BN * 16, 128);

@@ -154,8 +154,8 @@ for x in "2 128 2 32 1 0" "1 128 1 32 0 1" "2 64 2 64 1 0"; do
   compile "$n" nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=$1 -DD=$2 -DWGS=$3 -DBN=$4 -DCAUSAL=$5 \
     -DVEC_GLOBAL=1 -DST=3 -DLDW=1 -DCLATTN_LAZY_RESCALE=$6 -DMINCTAS=1 && wgmma_check "$n"
 done
-# softcap and ALiBi (d = 128 f16 causal ALiBi and softcap, bf16 non-causal ALiBi, d = 64 bf16 softcap)
-for x in "1 128 1 1 1" "2 128 0 0 1" "2 64 1 1 0"; do
+# softcap and ALiBi (d = 128 f16 causal ALiBi and softcap, bf16 non-causal ALiBi, d = 64 bf16 and d = 128 f16 softcap alone)
+for x in "1 128 1 1 1" "2 128 0 0 1" "2 64 1 1 0" "1 128 0 1 0"; do
   set -- $x
   n="flash_wgmma_st3_mods_t$1_d$2_c$3_cap$4_alibi$5"
   compile "$n" nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=$1 -DD=$2 -DWGS=3 -DBN=$((128 / $2 * 32)) -DCAUSAL=$3 \
