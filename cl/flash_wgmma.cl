@@ -156,7 +156,10 @@
  * copies (~110 instructions a tile and warp at d = 128, in the SASS). It
  * joins the one barrier of each iteration; in the CPU emulation it also
  * runs the (emulated, work-group-uniform) MMAs on its own rows, whose
- * results it never stores. */
+ * results it never stores. Measured on an H100 (bench/RESULTS.md §27): two
+ * computing warpgroups with the loader are 1-3 % faster than two without,
+ * but 25-33 % slower than three (the registers allow no third beside the
+ * loader): off by default, a tunable parameter (ld). */
 #ifndef LDW
 #define LDW 0
 #endif
