@@ -358,12 +358,8 @@ flash_tc(FLASH_ARGS(TC_ET)) {
 #else
   const float tcq = qscale;
 #endif
-#if TC_CAP_ONLY /* the raw score's factor inside the tanh (f16: inside its exp2) */
-#if CLATTN_DTYPE == 2
-  const float cap_in = tcq * (1.0f / SOFTCAP2);
-#else
-  const float cap_in = tcq * (-2.0f * CLATTN_LOG2E / SOFTCAP2);
-#endif
+#if TC_CAP_ONLY
+  const float cap_in = NV_CAP_IN(tcq);
 #endif
 #if SPARSE
   /* A sparse mask's tiles: the row block's list (kt·2 + partial) from the
@@ -532,12 +528,7 @@ NV_UNROLL
 #endif
 #if TC_CAP_ONLY
     TC_EACH_SCORE(mt, j, e) {
-#if CLATTN_DTYPE == 2
-          s[mt][j][e] = fast_tanh(s[mt][j][e] * cap_in);
-#else
-          const float tt = fast_exp2(fabs(s[mt][j][e]) * cap_in);
-          s[mt][j][e] = copysign((1.0f - tt) * native_recip(1.0f + tt), s[mt][j][e]);
-#endif
+          NV_SOFTCAP_UNIT(s[mt][j][e], cap_in);
         }
 #else
 #if ALIBI && ALIBI_SIGNED

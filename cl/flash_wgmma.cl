@@ -339,36 +339,24 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
  * key of the tile lies at or before every row of the warp (causal: every
  * visible score) or at or after it, its term is a row part plus a column
  * constant (one FMA a score). */
-#define WG_MODS (SOFTCAP || ALIBI)
-/* Softcap alone (WG_CAP_ONLY, flash_tc's TC_CAP_ONLY): the scores stay in
- * units of the cap, t = tanh(s·qscale / SOFTCAP2), and the softmax takes
- * SOFTCAP2 as its scale: two multiplies a score fewer. */
-#ifndef WG_CAP_ONLY
+/* Softcap alone (WG_CAP_ONLY, as flash_tc's TC_CAP_ONLY): the scores stay
+ * in units of the cap, t = tanh(s·qscale / SOFTCAP2) (nv_mma.cl
+ * NV_SOFTCAP_UNIT), and the softmax takes SOFTCAP2 as its scale: two
+ * multiplies a score fewer (measured 0.7-1.5 % faster on an H100 than the
+ * scores in log2 units, bench/RESULTS.md §27). */
 #define WG_CAP_ONLY (SOFTCAP && !ALIBI)
-#endif
-#if WG_MODS && WG_CAP_ONLY
+#if WG_CAP_ONLY
 #define WG_QS SOFTCAP2
-#if CLATTN_DTYPE == 2
 #define MODS_TILE(kv0)                                                                             \
   do {                                                                                             \
     _Pragma("unroll") for (int j_ = 0; j_ < NTS; j_++)                                             \
-    _Pragma("unroll") for (int e_ = 0; e_ < 4; e_++) s[j_][e_] = fast_tanh(s[j_][e_] * cap_in);    \
+    _Pragma("unroll") for (int e_ = 0; e_ < 4; e_++) NV_SOFTCAP_UNIT(s[j_][e_], cap_in);           \
   } while (0)
-#else
-#define MODS_TILE(kv0)                                                                             \
-  do {                                                                                             \
-    _Pragma("unroll") for (int j_ = 0; j_ < NTS; j_++)                                             \
-    _Pragma("unroll") for (int e_ = 0; e_ < 4; e_++) {                                             \
-      const float tt_ = fast_exp2(fabs(s[j_][e_]) * cap_in);                                       \
-      s[j_][e_] = copysign((1.0f - tt_) * native_recip(1.0f + tt_), s[j_][e_]);                    \
-    }                                                                                              \
-  } while (0)
-#endif
-#elif WG_MODS
+#elif ALIBI /* with or without softcap */
 #define WG_QS 1.0f
-#if ALIBI && CAUSAL
+#if CAUSAL
 #define WG_ALIBI_SIGN(kv0) 1.0f
-#elif ALIBI
+#else
 #define WG_ALIBI_SIGN(kv0)                                                                         \
   ((kv0) + BN - 1 <= row0 - g + off ? 1.0f : (kv0) >= row0 - g + 15 + off ? -1.0f : 0.0f)
 #endif
@@ -377,7 +365,6 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
 #else
 #define WG_CAP(x) ((void)0)
 #endif
-#if ALIBI
 #define MODS_TILE(kv0)                                                                             \
   do {                                                                                             \
     const float pr_[2] = {(float)(row0 + off - (kv0)-2 * t), (float)(row0 + 8 + off - (kv0)-2 * t)}; \
@@ -399,17 +386,6 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
       }                                                                                            \
     }                                                                                              \
   } while (0)
-#else
-#define MODS_TILE(kv0)                                                                             \
-  do {                                                                                             \
-    _Pragma("unroll") for (int j_ = 0; j_ < NTS; j_++)                                             \
-    _Pragma("unroll") for (int e_ = 0; e_ < 4; e_++) {                                             \
-      float x_ = s[j_][e_] * qscale;                                                               \
-      WG_CAP(x_);                                                                                  \
-      s[j_][e_] = x_;                                                                              \
-    }                                                                                              \
-  } while (0)
-#endif
 #else
 #define WG_QS qscale
 #define MODS_TILE(kv0) ((void)0)
@@ -441,11 +417,11 @@ flash_wgmma(FLASH_ARGS(ushort)) {
    * whose MMAs are work-group-uniform, it runs the computing loop too, on
    * rows past the work-group's that it never stores */
 #if LDW && CLATTN_NV_EMU
-  const bool loader = wg == WGS, computes = true;
+  const bool loader = wg == WGS;
 #elif LDW /* the loader runs its own loop (below) and returns */
-  const bool loader = false, computes = true;
+  const bool loader = false;
 #else
-  const bool loader = true, computes = true;
+  const bool loader = true;
 #endif
   const uint llid = (uint)(lid - LD_BASE); /* in [0, LD_NT) where loader */
 
@@ -455,9 +431,7 @@ flash_wgmma(FLASH_ARGS(ushort)) {
   for (int kc = 0; kc < KCH; kc++)
 #pragma unroll
     for (int e = 0; e < 4; e++)
-      qf[kc][e] = computes ? q_pair(Qb, row0 + (e & 1) * 8, 16 * kc + 2 * t + (e >> 1) * 8, Nq,
-                                    qss, qsd)
-                           : 0u;
+      qf[kc][e] = q_pair(Qb, row0 + (e & 1) * 8, 16 * kc + 2 * t + (e >> 1) * 8, Nq, qss, qsd);
 
   float o[NTO][4];
 #pragma unroll
@@ -470,12 +444,8 @@ flash_wgmma(FLASH_ARGS(ushort)) {
 #if ALIBI
   const float mod_slope2 = alibi_slope2(h, H);
 #endif
-#if WG_MODS && WG_CAP_ONLY /* the raw score's factor inside the tanh (f16: inside its exp2) */
-#if CLATTN_DTYPE == 2
-  const float cap_in = qscale * (1.0f / SOFTCAP2);
-#else
-  const float cap_in = qscale * (-2.0f * CLATTN_LOG2E / SOFTCAP2);
-#endif
+#if WG_CAP_ONLY
+  const float cap_in = NV_CAP_IN(qscale);
 #endif
   /* Descriptors of stage 0; stage 1 lies TILE_BYTES further. */
   const ulong kdesc0 = wg_desc(wg_saddr(KT(0)), BN * 16, 128);
@@ -537,7 +507,7 @@ flash_wgmma(FLASH_ARGS(ushort)) {
     WG_PROXY();
   }
   barrier(CLK_LOCAL_MEM_FENCE);
-  if (ntiles > 0 && computes) {
+  if (ntiles > 0) {
     WG_FENCE();
     S_MMAS(kdesc0);
     WG_COMMIT();
@@ -559,16 +529,14 @@ flash_wgmma(FLASH_ARGS(ushort)) {
    * of CUDA 13.0's ptxas, tests/nvptx_builtins.cl) */
   for (int tile = 0; tile < ntiles; tile++) {
     const int kv1 = (tile + 1) * BN; /* the next tile */
-    if (computes) {
-      WG_WAIT0(); /* P·V(tile - 1) is done: o and pa are free */
-      KEEP_O();
-      /* lazy (WG_LAZY): most tiles keep the max, no rescale */
-      if (!SOFTMAX_LAZY || alpha[0] != 1.0f || alpha[1] != 1.0f) {
-        RESCALE_O(o, NTO, 0, alpha[0]);
-        RESCALE_O(o, NTO, 1, alpha[1]);
-      }
-      PACK_P();
+    WG_WAIT0(); /* P·V(tile - 1) is done: o and pa are free */
+    KEEP_O();
+    /* lazy (WG_LAZY): most tiles keep the max, no rescale */
+    if (!SOFTMAX_LAZY || alpha[0] != 1.0f || alpha[1] != 1.0f) {
+      RESCALE_O(o, NTO, 0, alpha[0]);
+      RESCALE_O(o, NTO, 1, alpha[1]);
     }
+    PACK_P();
     if (loader) {
       CP_WAIT(0); /* K(tile + 1) and V(tile) have landed for this work-item */
       WG_PROXY(); /* (by the writers: the loader's 128 when there is one) */
@@ -579,15 +547,13 @@ flash_wgmma(FLASH_ARGS(ushort)) {
     if (loader) LOAD_STEP(tile);
     const ulong vdesc = vdesc0 + (ulong)((tile & 1) * (TILE_BYTES >> 4));
 #if PINGPONG
-    if (computes) NB_SYNC(1 + wg); /* this warpgroup's turn */
+    NB_SYNC(1 + wg); /* this warpgroup's turn */
 #endif
     PROF(2);
     /* the fence in each branch, right before its MMAs: a fence before the
      * branch made ptxas inject a warpgroup.arrive in it and serialise every
      * wgmma (C7520) */
-    if (!computes) {
-      /* the loader: on to the next tile's barrier */
-    } else if (tile + 1 < ntiles) {
+    if (tile + 1 < ntiles) {
       const ulong kdesc = kdesc0 + (ulong)(((tile + 1) % 3) * (TILE_BYTES >> 4));
       KEEP_O(); /* rescaled before the fence */
       WG_FENCE();
@@ -622,10 +588,8 @@ flash_wgmma(FLASH_ARGS(ushort)) {
     }
     PROF(6);
   }
-  if (computes) {
-    WG_WAIT0();
-    KEEP_O();
-  }
+  WG_WAIT0();
+  KEEP_O();
 #else
 #if PIPE == 2
   /* Two stages: tile t+1 (K and V) streams in while tile t is computed. */

@@ -494,6 +494,21 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
     x = copysign(SOFTCAP2 * (1.0f - tt_) * native_recip(1.0f + tt_), x);                          \
   } while (0)
 #endif
+/* Softcap alone, in units of the cap (flash_tc's TC_CAP_ONLY, flash_wgmma's
+ * WG_CAP_ONLY): a raw score x → tanh(x·q / SOFTCAP2) for the scale q, the
+ * softmax then scaled by SOFTCAP2. NV_CAP_IN(q): the factor of the raw score
+ * inside the tanh (bf16) or inside its exp2 (f16, f32). */
+#if CLATTN_DTYPE == 2
+#define NV_CAP_IN(q) ((q) * (1.0f / SOFTCAP2))
+#define NV_SOFTCAP_UNIT(x, cap_in) (x = fast_tanh((x) * (cap_in)))
+#else
+#define NV_CAP_IN(q) ((q) * (-2.0f * CLATTN_LOG2E / SOFTCAP2))
+#define NV_SOFTCAP_UNIT(x, cap_in)                                                                 \
+  do {                                                                                             \
+    const float tu_ = fast_exp2(fabs(x) * (cap_in));                                               \
+    x = copysign((1.0f - tu_) * native_recip(1.0f + tu_), x);                                      \
+  } while (0)
+#endif
 #endif
 /* mx = the maximum of row half rr's scores in the fragments (the row's four lanes exchange) */
 #define SOFTMAX_ROW_MAX(s, nts, rr, mx)                                                            \
