@@ -138,7 +138,28 @@
 #define TC_CAP_FIX_OK (SOFTCAP2 <= 80.0f)
 #define TC_CAP_SUB (SOFTCAP2 < 48.0f ? SOFTCAP2 : 96.0f - SOFTCAP2)
 #endif
-#if TC_MODS && TC_CAP_ONLY
+/* ALiBi alone (no other modifier, 16-bit or f32 K, a positive scale: the
+ * host's -DALIBI_RAW): its term enters S = Q·Kᵀ as the accumulators'
+ * initial value, in raw score units (the term over the scale), so that the
+ * MMAs add the scores to it and the softmax takes the plain scale: one FMA a
+ * score (the row part plus a column constant, signed tiles) where the
+ * scores in log2 units took a multiply, an FMA and an add. The term is at
+ * most 0 and the sum stays as precise as the terms that matter to the
+ * softmax: those within some 24 log2 units of the row maximum, where the
+ * term is as small as the scores (a tiny scale overflows only terms whose p
+ * is 0 anyway, to -inf). -DNO_ALIBI_INIT=1: the log2-unit form. */
+#ifndef ALIBI_RAW
+#define ALIBI_RAW 0
+#endif
+#ifndef NO_ALIBI_INIT
+#define NO_ALIBI_INIT 0
+#endif
+#define TC_ALIBI_INIT                                                                              \
+  (ALIBI && ALIBI_RAW && !SOFTCAP && !USER_SCORE && !USER_MASK && !BIAS && !SINKS && !KVQ &&      \
+   !NO_ALIBI_INIT)
+#if TC_ALIBI_INIT
+#define TC_QSCALE tcq
+#elif TC_MODS && TC_CAP_ONLY
 #define TC_QSCALE SOFTCAP2
 #elif TC_MODS
 #define TC_QSCALE 1.0f
@@ -358,6 +379,9 @@ flash_tc(FLASH_ARGS(TC_ET)) {
 #else
   const float tcq = qscale;
 #endif
+#if TC_ALIBI_INIT
+  const float mod_slope_raw = mod_slope2 / tcq; /* ALiBi's slope in raw score units */
+#endif
 #if TC_CAP_ONLY
   const float cap_in = NV_CAP_IN(tcq);
 #endif
@@ -451,7 +475,35 @@ flash_tc(FLASH_ARGS(TC_ET)) {
 
     /* S = Q·Kᵀ (raw scores; the scale is folded into the exponent). */
     float s[MT][NTS][4];
+#if TC_ALIBI_INIT
+    { /* ALiBi's term over the scale as the MMAs' start (above) */
+#if CAUSAL
+      const float sg = 1.0f;
+#else
+      const float sg = kv0 + BN - 1 <= q0 + off ? 1.0f : kv0 >= q0 + BM - 1 + off ? -1.0f : 0.0f;
+#endif
+      float pr[MT][2];
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int rr = 0; rr < 2; rr++)
+          pr[mt][rr] = (float)(row0[mt] + 8 * rr + off - kv0 - 2 * t);
+      if (sg != 0.0f) {
+        const float ss = mod_slope_raw * sg;
+        float rp[MT][2];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+          rp[mt][0] = -ss * pr[mt][0], rp[mt][1] = -ss * pr[mt][1];
+        TC_EACH_SCORE(mt, j, e) { s[mt][j][e] = fma(ss, (float)(8 * j + (e & 1)), rp[mt][e >> 1]); }
+      } else {
+        TC_EACH_SCORE(mt, j, e) {
+              s[mt][j][e] = -mod_slope_raw * fabs(pr[mt][e >> 1] - (float)(8 * j + (e & 1)));
+            }
+      }
+    }
+#else
     TC_ZERO(s, NTS);
+#endif
 #if TF32
 NV_UNROLL
     for (int kc = 0; kc < KCH; kc++) {
@@ -507,7 +559,7 @@ NV_UNROLL
     if (kv_next >= 0) TILE_K_ASYNC(kv_next);
     CP_COMMIT();
 #endif
-#if TC_MODS
+#if TC_MODS && !TC_ALIBI_INIT
     /* Modifiers on the scores in log2 units (the portable kernel's order:
      * softcap and ALiBi, the user's score function, the bias, the user's
      * mask); rows past Nq and keys past Nk are left to the masks. Softcap:

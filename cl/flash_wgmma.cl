@@ -278,7 +278,7 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
     NV_UNROLL for (int kc = 0; kc < KCH; kc++) NV_UNROLL for (int c = 0;                           \
                                                                             c < BN / 32; c++)      \
         WG_MMA32(WG_T, 0, s, 4 * c, qf[kc][0], qf[kc][1], qf[kc][2], qf[kc][3],                    \
-                 (kd) + (ulong)((2 * kc * BN * 16 + c * 512) >> 4), kc > 0);                       \
+                 (kd) + (ulong)((2 * kc * BN * 16 + c * 512) >> 4), WG_S_ACC || kc > 0);           \
   } while (0)
 /* O += P·V of the tile at descriptor vd (P: the A fragments pa) */
 #if DP % 32
@@ -345,7 +345,44 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
  * multiplies a score fewer (measured 0.7-1.5 % faster on an H100 than the
  * scores in log2 units, bench/RESULTS.md §27). */
 #define WG_CAP_ONLY (SOFTCAP && !ALIBI)
-#if WG_CAP_ONLY
+/* ALiBi alone with a positive scale (flash_tc's TC_ALIBI_INIT): its term
+ * over the scale is the S accumulators' start (ALIBI_INIT_TILE, before the
+ * fence of each S's MMAs, which then all accumulate) and the softmax takes
+ * the plain scale: one FMA a score instead of a multiply, an FMA and an
+ * add. */
+#ifndef ALIBI_RAW
+#define ALIBI_RAW 0
+#endif
+#ifndef NO_ALIBI_INIT
+#define NO_ALIBI_INIT 0
+#endif
+#define WG_ALIBI_INIT (ALIBI && ALIBI_RAW && !SOFTCAP && !NO_ALIBI_INIT)
+#if ALIBI && CAUSAL
+#define WG_ALIBI_SIGN(kv0) 1.0f
+#elif ALIBI
+#define WG_ALIBI_SIGN(kv0)                                                                         \
+  ((kv0) + BN - 1 <= row0 - g + off ? 1.0f : (kv0) >= row0 - g + 15 + off ? -1.0f : 0.0f)
+#endif
+#if WG_ALIBI_INIT
+#define WG_QS qscale
+#define MODS_TILE(kv0) ((void)0)
+#define WG_S_ACC 1 /* every S MMA accumulates onto the term */
+#define ALIBI_INIT_TILE(kv0)                                                                       \
+  do {                                                                                             \
+    const float pr_[2] = {(float)(row0 + off - (kv0)-2 * t), (float)(row0 + 8 + off - (kv0)-2 * t)}; \
+    const float sg_ = WG_ALIBI_SIGN(kv0);                                                          \
+    if (sg_ != 0.0f) {                                                                             \
+      const float ss_ = mod_slope_raw * sg_, rp_[2] = {-ss_ * pr_[0], -ss_ * pr_[1]};              \
+      _Pragma("unroll") for (int j_ = 0; j_ < NTS; j_++)                                           \
+      _Pragma("unroll") for (int e_ = 0; e_ < 4; e_++)                                             \
+        s[j_][e_] = fma(ss_, (float)(8 * j_ + (e_ & 1)), rp_[e_ >> 1]);                             \
+    } else {                                                                                       \
+      _Pragma("unroll") for (int j_ = 0; j_ < NTS; j_++)                                           \
+      _Pragma("unroll") for (int e_ = 0; e_ < 4; e_++)                                             \
+        s[j_][e_] = -mod_slope_raw * fabs(pr_[e_ >> 1] - (float)(8 * j_ + (e_ & 1)));              \
+    }                                                                                              \
+  } while (0)
+#elif WG_CAP_ONLY
 #define WG_QS SOFTCAP2
 #define MODS_TILE(kv0)                                                                             \
   do {                                                                                             \
@@ -354,12 +391,6 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
   } while (0)
 #elif ALIBI /* with or without softcap */
 #define WG_QS 1.0f
-#if CAUSAL
-#define WG_ALIBI_SIGN(kv0) 1.0f
-#else
-#define WG_ALIBI_SIGN(kv0)                                                                         \
-  ((kv0) + BN - 1 <= row0 - g + off ? 1.0f : (kv0) >= row0 - g + 15 + off ? -1.0f : 0.0f)
-#endif
 #if SOFTCAP
 #define WG_CAP(x) NV_SOFTCAP_X(x)
 #else
@@ -389,6 +420,10 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
 #else
 #define WG_QS qscale
 #define MODS_TILE(kv0) ((void)0)
+#endif
+#ifndef WG_S_ACC
+#define WG_S_ACC 0
+#define ALIBI_INIT_TILE(kv0) ((void)0)
 #endif
 
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void
@@ -443,6 +478,9 @@ flash_wgmma(FLASH_ARGS(ushort)) {
   const int ntiles = flash_dense_tiles(q0, BM, BN, Nq, Nk, CAUSAL);
 #if ALIBI
   const float mod_slope2 = alibi_slope2(h, H);
+#endif
+#if WG_ALIBI_INIT
+  const float mod_slope_raw = mod_slope2 / qscale; /* ALiBi's slope in raw score units */
 #endif
 #if WG_CAP_ONLY
   const float cap_in = NV_CAP_IN(qscale);
@@ -508,6 +546,7 @@ flash_wgmma(FLASH_ARGS(ushort)) {
   }
   barrier(CLK_LOCAL_MEM_FENCE);
   if (ntiles > 0) {
+    ALIBI_INIT_TILE(0);
     WG_FENCE();
     S_MMAS(kdesc0);
     WG_COMMIT();
@@ -537,6 +576,7 @@ flash_wgmma(FLASH_ARGS(ushort)) {
       RESCALE_O(o, NTO, 1, alpha[1]);
     }
     PACK_P();
+    ALIBI_INIT_TILE(kv1); /* s is free: the next S starts from ALiBi's term */
     if (loader) {
       CP_WAIT(0); /* K(tile + 1) and V(tile) have landed for this work-item */
       WG_PROXY(); /* (by the writers: the loader's 128 when there is one) */
@@ -634,6 +674,7 @@ flash_wgmma(FLASH_ARGS(ushort)) {
     NB_SYNC(1 + wg); /* this warpgroup's turn */
 #endif
     PROF(2);
+    ALIBI_INIT_TILE(kv0);
     WG_FENCE();
     S_MMAS(kdesc);
     WG_COMMIT();

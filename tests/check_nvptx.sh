@@ -37,6 +37,12 @@ for dt in 1 2; do for d in 64 80 128 256; do for c in 0 1 2; do
   compile "flash_tc_t${dt}_d${d}_c${c}" nv_mma.cl flash_tc.cl -- -DCLATTN_DTYPE=$dt -DD=$d -DWARPS=4 -DMT=$((d <= 64 ? 2 : 1)) \
     -DBN=$((d >= 256 ? 32 : 64)) -DCAUSAL=$c -DVEC_GLOBAL=$((d % 8 == 0)) -DLDM_ADDR=1 -DASYNC=$((d % 8 == 0))
 done; done; done
+# ALiBi alone with a positive scale (-DALIBI_RAW=1): its term as the S accumulators' start, both signs of tiles
+for x in "1 64 0 2 64" "2 128 1 1 64"; do
+  set -- $x
+  compile "flash_tc_alibi_raw_t$1_d$2_c$3" nv_mma.cl flash_tc.cl -- -DCLATTN_DTYPE=$1 -DD=$2 -DWARPS=4 -DMT=$4 -DBN=$5 \
+    -DCAUSAL=$3 -DVEC_GLOBAL=1 -DLDM_ADDR=1 -DASYNC=1 -DALIBI=1 -DALIBI_BIAS=8.0f -DALIBI_RAW=1
+done
 # decode_tc with its softcap in MUFU operations (-DCLATTN_NV_SOFTCAP=1), f16 and bf16
 for dt in 1 2; do
   compile "decode_tc_softcap_t${dt}" nv_mma.cl decode.cl -- -DCLATTN_DTYPE=$dt -DD=128 -DKT=64 -DWG=32 -DQR=4 \
@@ -154,12 +160,14 @@ for x in "2 128 2 32 1 0" "1 128 1 32 0 1" "2 64 2 64 1 0"; do
   compile "$n" nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=$1 -DD=$2 -DWGS=$3 -DBN=$4 -DCAUSAL=$5 \
     -DVEC_GLOBAL=1 -DST=3 -DLDW=1 -DCLATTN_LAZY_RESCALE=$6 -DMINCTAS=1 && wgmma_check "$n"
 done
-# softcap and ALiBi (d = 128 f16 causal ALiBi and softcap, bf16 non-causal ALiBi, d = 64 bf16 and d = 128 f16 softcap alone)
-for x in "1 128 1 1 1" "2 128 0 0 1" "2 64 1 1 0" "1 128 0 1 0"; do
+# softcap and ALiBi (d = 128 f16 causal ALiBi and softcap, bf16 non-causal ALiBi alone, d = 64 bf16 and d = 128 f16
+# softcap alone, f16 causal ALiBi alone; ALIBI_RAW=1: a positive scale, ALiBi alone as the S accumulators' start)
+for x in "1 128 1 1 1 1" "2 128 0 0 1 1" "2 64 1 1 0 1" "1 128 0 1 0 1" "1 128 1 0 1 0" "1 64 1 0 1 1"; do
   set -- $x
-  n="flash_wgmma_st3_mods_t$1_d$2_c$3_cap$4_alibi$5"
+  n="flash_wgmma_st3_mods_t$1_d$2_c$3_cap$4_alibi$5_raw$6"
   compile "$n" nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=$1 -DD=$2 -DWGS=3 -DBN=$((128 / $2 * 32)) -DCAUSAL=$3 \
-    -DVEC_GLOBAL=1 -DST=3 -DSOFTCAP=$4 -DSOFTCAP2=43.2809f -DALIBI=$5 -DALIBI_BIAS=8.0f -DMINCTAS=1 && wgmma_check "$n"
+    -DVEC_GLOBAL=1 -DST=3 -DSOFTCAP=$4 -DSOFTCAP2=43.2809f -DALIBI=$5 -DALIBI_BIAS=8.0f -DALIBI_RAW=$6 -DMINCTAS=1 &&
+    wgmma_check "$n"
 done
 # the overlapped schedule with eager rescaling (-DWG_LAZY=0; lazy is its default): no serialised MMA
 compile flash_wgmma_st3_eager nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=2 -DD=128 -DWGS=3 -DBN=32 \

@@ -347,8 +347,11 @@ void clattn__mods_options(const clattn_attention_desc *d, char *opts, size_t cap
   /* log2 units, as the kernels' scores: s2 = s·log2(e) */
   if (d->softcap > 0.0)
     clattn__append(opts, cap, " -DSOFTCAP=1 -DSOFTCAP2=%.9ef", d->softcap * 1.4426950408889634);
+  /* ALIBI_RAW: a positive scale, so that ALiBi's term may enter the scores in raw units
+   * (cl/flash_tc.cl TC_ALIBI_INIT) */
   if (d->alibi_max_bias > 0.0)
-    clattn__append(opts, cap, " -DALIBI=1 -DALIBI_BIAS=%.9ef", d->alibi_max_bias);
+    clattn__append(opts, cap, " -DALIBI=1 -DALIBI_BIAS=%.9ef%s", d->alibi_max_bias,
+                   d->scale > 0.0 ? " -DALIBI_RAW=1" : "");
   if (d->score_mod) clattn__append(opts, cap, " -DUSER_SCORE=1");
   if (d->mask_mod) clattn__append(opts, cap, " -DUSER_MASK=1");
   if (d->sinks) clattn__append(opts, cap, " -DSINKS=1");
