@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|ab|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|wgdefault|wgprof|mods|modstc|sparsetc|tf32|softcap|tcchecks|all|plots;
+# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|ab|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|wgdefault|wgprof|alibi|mods|modstc|sparsetc|tf32|softcap|tcchecks|all|plots;
 # logs go to $OUT (or ./gpu-out), packed into $OUT/logs.tgz on exit (CLATTN_GPU_PACK=0 keeps them loose); pipe the output into $OUT/summary.txt.
 # `regress` (not part of `all`): the same CLI points on this tree and on an older one in .base/
 # (`git archive REV | tar -x -C .base`, passed with carry), alternating, same process group: speed must not move.
@@ -683,6 +683,30 @@ if want modstc; then
       echo "d=$d N=$n ${spec//$OUT\//}: $t"
     done
   done; done | tee "$OUT/modstc.txt"
+fi
+
+if want alibi; then
+  # issue 18: ALiBi alone over plain flash on the default kernels (d = 64 flash_tc, d = 128 flash_wgmma),
+  # f16/bf16, none/causal, N = 4k (B = 16) and 16k (B = 4), H = 16, 2 rounds, best of the medians;
+  # ALIBI_OLD=1 adds the log2-unit form (-DNO_ALIBI_INIT=1) beside the default (its term as S's start)
+  declare -A ab_t=()
+  for round in 1 2; do
+    for dt in f16 bf16; do for d in 64 128; do for m in none causal; do for n in 4096 16384; do
+      for lab in plain alibi $([ "${ALIBI_OLD:-0}" = 1 ] && echo alibi-log2); do
+        a=""; defs=""; [ $lab != plain ] && a="--alibi 8"; [ $lab = alibi-log2 ] && defs=-DNO_ALIBI_INIT=1
+        t=$(CLATTN_BUILD_DEFINES=$defs timeout 40 $CLI run --dtype $dt --head-dim $d --mask $m --seq $n --batch $((65536 / n)) \
+          --heads 16 $a --reps 10 --warmup 2 --no-verify 2>&1 | grep -E '^time' | sed 's/time *: median //; s/ ms.*//')
+        k="d$d $dt $m N$n"; [ -n "$t" ] && ab_t[$k $lab]=$(python3 -c "print(min($t, ${ab_t[$k $lab]:-1e30}))")
+      done
+    done; done; done; done
+  done
+  for k in "${!ab_t[@]}"; do [[ $k == *" plain" ]] && echo "${k% plain}"; done | sort | while read -r k; do
+    p=${ab_t[$k plain]}; line="$k: plain $p ms"
+    for lab in alibi alibi-log2; do
+      [ -n "${ab_t[$k $lab]:-}" ] && line="$line, $lab ${ab_t[$k $lab]} ($(python3 -c "print('%+.1f %%' % (100 * (${ab_t[$k $lab]} / $p - 1)))"))"
+    done
+    echo "$line"
+  done | tee "$OUT/alibi.txt"
 fi
 
 if want mods; then
