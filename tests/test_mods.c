@@ -366,6 +366,15 @@ static void test_flash_tc(void **state) {
     check(ctx, &d, "flash_tc", label);
     clattn_context_release(ctx);
   }
+  /* the built-in row for bf16 softcap alone without a mask (8 warps of one m-tile, 64-key
+   * tiles; tune_defaults.c), on a d = 64 problem with partial tiles */
+  clattn_attention_desc d = make_desc(&shapes[0], CLATTN_MASK_NONE, CLATTN_DTYPE_BF16);
+  d.head_dim = 64;
+  d.softcap = 30.0;
+  clattn_context ctx = tu_forced_context("flash_tc:warps=8,mt=1,bn=64", &d);
+  if (!ctx) skip();
+  check(ctx, &d, "flash_tc", "mods/tc/bf16-softcap30-w8");
+  clattn_context_release(ctx);
 }
 
 /* f32 on tensor cores (flash_tf32, 3xTF32; emulated elsewhere with

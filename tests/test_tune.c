@@ -324,6 +324,26 @@ static void test_builtin_defaults(void **state) {
     dt.mask = CLATTN_MASK_CAUSAL;
     assert_true(clattn__builtin_default(&h200, tc, &dt, p, label, 64));
     assert_string_equal(label, "NVIDIA GPU");
+    /* bf16 softcap alone without a mask: 8 warps of one m-tile; with a
+     * causal mask, in f16 or with ALiBi beside it, the dense row */
+    dt.softcap = 30.0;
+    dt.dtype = CLATTN_DTYPE_BF16;
+    assert_true(clattn__builtin_default(&h200, tc, &dt, p, label, 64));
+    assert_string_equal(label, "NVIDIA GPU");
+    dt.mask = CLATTN_MASK_NONE;
+    assert_true(clattn__builtin_default(&h200, tc, &dt, p, label, 64));
+    clattn__config_format(tc, p, cfg, sizeof cfg);
+    assert_string_equal(cfg, "warps=8,mt=1,bn=64");
+    assert_string_equal(label, "NVIDIA GPU, bf16 softcap, no mask");
+    dt.alibi_max_bias = 8.0;
+    assert_true(clattn__builtin_default(&h200, tc, &dt, p, label, 64));
+    assert_string_equal(label, "NVIDIA GPU");
+    dt.alibi_max_bias = 0.0;
+    dt.dtype = CLATTN_DTYPE_F16;
+    assert_true(clattn__builtin_default(&h200, tc, &dt, p, label, 64));
+    assert_string_equal(label, "NVIDIA GPU");
+    dt.softcap = 0.0;
+    dt.mask = CLATTN_MASK_CAUSAL;
     /* flash_tcq at d = 128: two m-tiles a warp with Q in local memory */
     const clattn__variant *tq = clattn__variant_find("flash_tcq");
     dt.head_dim = 128;

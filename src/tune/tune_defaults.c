@@ -18,13 +18,15 @@
  * Within a level the row with the smallest max_head_dim ≥ head_dim whose
  * configuration is legal on the device wins; of equal rows, the first (so
  * a row may be followed by a smaller tiling for where it does not fit, and
- * a row with `sparse` set, which only plans with a sparse mask match (2:
- * only a window), comes before the row for every mask). When no row applies, the
+ * a row with `only` set, which only plans of that kind match (ONLY_SPARSE:
+ * a sparse mask, ONLY_WINDOW: a window, ONLY_CAP_UNMASKED: bf16 softcap
+ * alone without a mask), comes before the row for every plan). When no row applies, the
  * variant's own fallback decides. A row's configuration may name only some
  * parameters: the others come from the fallback.
  * Add a measured device by adding rows; `label` is what describe() shows.
  */
 typedef enum { ANY_TYPE = 0, GPU = 1, CPU = 2 } dev_type;
+typedef enum { ONLY_ANY = 0, ONLY_SPARSE = 1, ONLY_WINDOW = 2, ONLY_CAP_UNMASKED = 3 } plan_kind;
 
 typedef struct tune_default {
   const char *kernel;
@@ -36,7 +38,7 @@ typedef struct tune_default {
   int max_head_dim;
   const char *config;
   const char *label;
-  int sparse; /* 1: plans with a sparse mask only, 2: with a window only (0, left out: any) */
+  plan_kind only; /* the plans the row is for (ONLY_ANY, left out: every plan) */
 } tune_default;
 
 static const tune_default table[] = {
@@ -57,8 +59,17 @@ static const tune_default table[] = {
      * 0.1900 vs 0.2069 ms (64-key tiles) vs 0.2329 (128-row blocks) causal, 0.2559 vs 0.2806
      * vs 0.2907 two-sided; BigBird's blocks of 64 keys want 64-key tiles (0.645 vs 0.708 ms at
      * N = 16k, bigbird:64,3,2,3; bench/RESULTS.md §20, §22, §23). */
-    {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 64, "warps=4,mt=1,bn=32", "NVIDIA GPU, window", 2},
-    {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 64, "warps=4,mt=1,bn=64", "NVIDIA GPU, sparse", 1},
+    {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 64, "warps=4,mt=1,bn=32", "NVIDIA GPU, window",
+     ONLY_WINDOW},
+    {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 64, "warps=4,mt=1,bn=64", "NVIDIA GPU, sparse",
+     ONLY_SPARSE},
+    /* bf16 softcap alone (its softmax with a fixed maximum: two MUFU operations a score) without a
+     * mask at d <= 64: 8 warps of one m-tile, H100, B·N = 65536, H = 16: 4.45-4.49 / 16.79-16.84 ms
+     * at N = 4096 / 16384 against 4.56-4.63 / 17.06-17.19 with the row below (+8-10 % over plain
+     * flash instead of +11-12 %); causal keeps the row below (12.32 vs 8.77 ms at 16k;
+     * bench/RESULTS.md §28). */
+    {"flash_tc", "nvidia", NULL, NULL, GPU, CLATTN_DTYPE_BF16, 64, "warps=8,mt=1,bn=64",
+     "NVIDIA GPU, bf16 softcap, no mask", ONLY_CAP_UNMASKED},
     {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 64, "warps=4,mt=2,bn=64", "NVIDIA GPU", 0},
     {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 128, "warps=8,mt=1,bn=64", "NVIDIA GPU", 0},
     {"flash_tc", "nvidia", NULL, NULL, GPU, -1, 256, "warps=8,mt=1,bn=32", "NVIDIA GPU", 0},
@@ -143,18 +154,27 @@ static int level_of(const tune_default *r) {
   return 4;
 }
 
+/* bf16 softcap alone without a mask (flash_tc's softmax with a fixed maximum) */
+static bool cap_unmasked(const clattn_attention_desc *d) {
+  return d->mask == CLATTN_MASK_NONE && d->dtype == CLATTN_DTYPE_BF16 && d->softcap > 0.0 &&
+         d->alibi_max_bias == 0.0 && !d->score_mod && !d->mask_mod && !d->sinks &&
+         d->bias_type == CLATTN_BIAS_NONE && d->kv_dtype == CLATTN_KV_DTYPE_SAME;
+}
+
 static bool matches(const tune_default *r, const clattn__device_info *info, const char *arch,
-                    const clattn__variant *sp, clattn_dtype dtype, int head_dim, clattn_mask mask) {
+                    const clattn__variant *sp, const clattn_attention_desc *d) {
+  const clattn_mask mask = d->mask;
   if (strcmp(r->kernel, sp->name)) return false;
-  if (r->dtype >= 0 && r->dtype != (int)dtype) return false;
-  if (head_dim > r->max_head_dim) return false;
+  if (r->dtype >= 0 && r->dtype != (int)d->dtype) return false;
+  if (d->head_dim > r->max_head_dim) return false;
   if (r->type == GPU && (info->is_cpu || !(info->type & CL_DEVICE_TYPE_GPU))) return false;
   if (r->type == CPU && !info->is_cpu) return false;
   if (r->vendor && !vendor_is(info, r->vendor)) return false;
   if (r->arch && strcmp(r->arch, arch)) return false;
   if (r->device && !clattn__strcasestr_bool(info->name, r->device)) return false;
-  if (r->sparse == 1 && !clattn__mask_is_sparse(mask)) return false;
-  if (r->sparse == 2 && mask != CLATTN_MASK_WINDOW) return false;
+  if (r->only == ONLY_SPARSE && !clattn__mask_is_sparse(mask)) return false;
+  if (r->only == ONLY_WINDOW && mask != CLATTN_MASK_WINDOW) return false;
+  if (r->only == ONLY_CAP_UNMASKED && !cap_unmasked(d)) return false;
   return true;
 }
 
@@ -170,8 +190,7 @@ bool clattn__builtin_default(const clattn__device_info *info, const clattn__vari
     int best_params[CLATTN__MAX_PARAMS];
     for (size_t i = 0; i < n; i++) {
       const tune_default *r = &table[i];
-      if (level_of(r) != level || !matches(r, info, arch, v, d->dtype, d->head_dim, d->mask))
-        continue;
+      if (level_of(r) != level || !matches(r, info, arch, v, d)) continue;
       if (best && r->max_head_dim >= best->max_head_dim) continue;
       int p[CLATTN__MAX_PARAMS];
       if (clattn__config_parse(v, r->config, have_base ? base : NULL, p, NULL, 0) != CLATTN_SUCCESS)
