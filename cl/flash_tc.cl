@@ -148,15 +148,27 @@
  * softmax: those within some 24 log2 units of the row maximum, where the
  * term is as small as the scores (a tiny scale overflows only terms whose p
  * is 0 anyway, to -inf). -DNO_ALIBI_INIT=1: the log2-unit form. */
-#ifndef ALIBI_RAW
-#define ALIBI_RAW 0
-#endif
-#ifndef NO_ALIBI_INIT
-#define NO_ALIBI_INIT 0
-#endif
 #define TC_ALIBI_INIT                                                                              \
   (ALIBI && ALIBI_RAW && !SOFTCAP && !USER_SCORE && !USER_MASK && !BIAS && !SINKS && !KVQ &&      \
    !NO_ALIBI_INIT)
+#if ALIBI
+/* the sign of tile kv0's distances p - key: 1 where all its keys lie at or
+ * before every row's position (causal: every tile), -1 at or after, 0
+ * across */
+#if CAUSAL
+#define TC_ALIBI_SIGN(kv0) 1.0f
+#else
+#define TC_ALIBI_SIGN(kv0)                                                                         \
+  ((kv0) + BN - 1 <= q0 + off ? 1.0f : (kv0) >= q0 + BM - 1 + off ? -1.0f : 0.0f)
+#endif
+/* pr[mt][rr]: p - key of the lane's rows for tile kv0's key 2t, a float
+ * from one conversion a row and tile */
+#define TC_ALIBI_PR(pr, kv0)                                                                       \
+  float pr[MT][2];                                                                                 \
+  _Pragma("unroll") for (int mt_ = 0; mt_ < MT; mt_++) _Pragma("unroll") for (int rr_ = 0;         \
+                                                                              rr_ < 2; rr_++)      \
+      pr[mt_][rr_] = (float)(row0[mt_] + 8 * rr_ + off - (kv0)-2 * t)
+#endif
 #if TC_ALIBI_INIT
 #define TC_QSCALE tcq
 #elif TC_MODS && TC_CAP_ONLY
@@ -477,17 +489,8 @@ flash_tc(FLASH_ARGS(TC_ET)) {
     float s[MT][NTS][4];
 #if TC_ALIBI_INIT
     { /* ALiBi's term over the scale as the MMAs' start (above) */
-#if CAUSAL
-      const float sg = 1.0f;
-#else
-      const float sg = kv0 + BN - 1 <= q0 + off ? 1.0f : kv0 >= q0 + BM - 1 + off ? -1.0f : 0.0f;
-#endif
-      float pr[MT][2];
-#pragma unroll
-      for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-        for (int rr = 0; rr < 2; rr++)
-          pr[mt][rr] = (float)(row0[mt] + 8 * rr + off - kv0 - 2 * t);
+      const float sg = TC_ALIBI_SIGN(kv0);
+      TC_ALIBI_PR(pr, kv0);
       if (sg != 0.0f) {
         const float ss = mod_slope_raw * sg;
         float rp[MT][2];
@@ -571,12 +574,7 @@ NV_UNROLL
      * conversion per score runs at the MUFU rate too: measured +13-17 % at
      * d = 64 on an H100). */
 #if ALIBI
-    float pr[MT][2];
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-      for (int rr = 0; rr < 2; rr++)
-        pr[mt][rr] = (float)(row0[mt] + 8 * rr + off - kv0 - 2 * t);
+    TC_ALIBI_PR(pr, kv0);
 #endif
 #if TC_CAP_ONLY
     TC_EACH_SCORE(mt, j, e) {
@@ -589,11 +587,7 @@ NV_UNROLL
      * distance is sg·(p - key), and ALiBi's term a row part plus a column
      * constant, one FMA a score (with the score's scale, one more) instead
      * of a subtraction, a multiply and an FMA. */
-#if CAUSAL
-    const float sg = 1.0f;
-#else
-    const float sg = kv0 + BN - 1 <= q0 + off ? 1.0f : kv0 >= q0 + BM - 1 + off ? -1.0f : 0.0f;
-#endif
+    const float sg = TC_ALIBI_SIGN(kv0);
     if (sg != 0.0f) {
       const float ss = mod_slope2 * sg;
       float rp[MT][2];

@@ -350,12 +350,6 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
  * fence of each S's MMAs, which then all accumulate) and the softmax takes
  * the plain scale: one FMA a score instead of a multiply, an FMA and an
  * add. */
-#ifndef ALIBI_RAW
-#define ALIBI_RAW 0
-#endif
-#ifndef NO_ALIBI_INIT
-#define NO_ALIBI_INIT 0
-#endif
 #define WG_ALIBI_INIT (ALIBI && ALIBI_RAW && !SOFTCAP && !NO_ALIBI_INIT)
 #if ALIBI && CAUSAL
 #define WG_ALIBI_SIGN(kv0) 1.0f

@@ -480,6 +480,16 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
 #ifndef CLATTN_LAZY_RESCALE
 #define CLATTN_LAZY_RESCALE 0
 #endif
+/* ALIBI_RAW (host: a positive scale): the tensor-core flash kernels may
+ * start S = Q·Kᵀ from ALiBi's term in raw score units (flash_tc.cl
+ * TC_ALIBI_INIT, flash_wgmma.cl WG_ALIBI_INIT); -DNO_ALIBI_INIT=1 keeps the
+ * log2-unit form. */
+#ifndef ALIBI_RAW
+#define ALIBI_RAW 0
+#endif
+#ifndef NO_ALIBI_INIT
+#define NO_ALIBI_INIT 0
+#endif
 /* what the macros below use: a kernel may redefine it (flash_wgmma) */
 #define SOFTMAX_LAZY CLATTN_LAZY_RESCALE
 #if SOFTCAP
