@@ -242,6 +242,19 @@ static clattn__device_info fake(int cpu, const char *vendor, int cc, size_t loca
   return i;
 }
 
+/* The built-in default of variant v for d on info: its configuration is cfg
+ * (NULL: not checked) and its row's label is label. */
+static void expect_default(const clattn__device_info *info, const clattn__variant *v,
+                           const clattn_attention_desc *d, const char *cfg, const char *label) {
+  int p[CLATTN__MAX_PARAMS];
+  char got[64], lab[64];
+  assert_true(clattn__builtin_default(info, v, d, p, lab, sizeof lab));
+  assert_string_equal(lab, label);
+  if (!cfg) return;
+  clattn__config_format(v, p, got, sizeof got);
+  assert_string_equal(got, cfg);
+}
+
 /* Built-in defaults: always legal, and the measured NVIDIA rows are used. */
 static void test_builtin_defaults(void **state) {
   (void)state;
@@ -307,41 +320,25 @@ static void test_builtin_defaults(void **state) {
     clattn_attention_desc dt = small_desc(64);
     dt.head_dim = 64;
     dt.dtype = CLATTN_DTYPE_F16;
-    assert_true(clattn__builtin_default(&h200, tc, &dt, p, label, 64));
-    clattn__config_format(tc, p, cfg, sizeof cfg);
-    assert_string_equal(cfg, "warps=4,mt=2,bn=64");
-    assert_string_equal(label, "NVIDIA GPU");
+    expect_default(&h200, tc, &dt, "warps=4,mt=2,bn=64", "NVIDIA GPU");
     dt.mask = CLATTN_MASK_WINDOW;
-    assert_true(clattn__builtin_default(&h200, tc, &dt, p, label, 64));
-    clattn__config_format(tc, p, cfg, sizeof cfg);
-    assert_string_equal(cfg, "warps=4,mt=1,bn=32");
-    assert_string_equal(label, "NVIDIA GPU, window");
+    expect_default(&h200, tc, &dt, "warps=4,mt=1,bn=32", "NVIDIA GPU, window");
     dt.mask = CLATTN_MASK_BIGBIRD; /* other sparse masks: 64-key tiles */
-    assert_true(clattn__builtin_default(&h200, tc, &dt, p, label, 64));
-    clattn__config_format(tc, p, cfg, sizeof cfg);
-    assert_string_equal(cfg, "warps=4,mt=1,bn=64");
-    assert_string_equal(label, "NVIDIA GPU, sparse");
+    expect_default(&h200, tc, &dt, "warps=4,mt=1,bn=64", "NVIDIA GPU, sparse");
     dt.mask = CLATTN_MASK_CAUSAL;
-    assert_true(clattn__builtin_default(&h200, tc, &dt, p, label, 64));
-    assert_string_equal(label, "NVIDIA GPU");
+    expect_default(&h200, tc, &dt, NULL, "NVIDIA GPU");
     /* bf16 softcap alone without a mask: 8 warps of one m-tile; with a
      * causal mask, in f16 or with ALiBi beside it, the dense row */
     dt.softcap = 30.0;
     dt.dtype = CLATTN_DTYPE_BF16;
-    assert_true(clattn__builtin_default(&h200, tc, &dt, p, label, 64));
-    assert_string_equal(label, "NVIDIA GPU");
+    expect_default(&h200, tc, &dt, NULL, "NVIDIA GPU");
     dt.mask = CLATTN_MASK_NONE;
-    assert_true(clattn__builtin_default(&h200, tc, &dt, p, label, 64));
-    clattn__config_format(tc, p, cfg, sizeof cfg);
-    assert_string_equal(cfg, "warps=8,mt=1,bn=64");
-    assert_string_equal(label, "NVIDIA GPU, bf16 softcap, no mask");
+    expect_default(&h200, tc, &dt, "warps=8,mt=1,bn=64", "NVIDIA GPU, bf16 softcap, no mask");
     dt.alibi_max_bias = 8.0;
-    assert_true(clattn__builtin_default(&h200, tc, &dt, p, label, 64));
-    assert_string_equal(label, "NVIDIA GPU");
+    expect_default(&h200, tc, &dt, NULL, "NVIDIA GPU");
     dt.alibi_max_bias = 0.0;
     dt.dtype = CLATTN_DTYPE_F16;
-    assert_true(clattn__builtin_default(&h200, tc, &dt, p, label, 64));
-    assert_string_equal(label, "NVIDIA GPU");
+    expect_default(&h200, tc, &dt, NULL, "NVIDIA GPU");
     dt.softcap = 0.0;
     dt.mask = CLATTN_MASK_CAUSAL;
     /* flash_tcq at d = 128: two m-tiles a warp with Q in local memory */
