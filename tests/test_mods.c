@@ -376,6 +376,15 @@ static void test_flash_tc(void **state) {
   if (!ctx) skip();
   check(ctx, &d, "flash_tc", "mods/tc/bf16-softcap30-w8");
   clattn_context_release(ctx);
+  /* flash_tcq (Q in local memory, the same loop): ALiBi alone as the accumulators' start, tiles
+   * on both sides of the rows and across them */
+  d = make_desc(&shapes[0], CLATTN_MASK_NONE, CLATTN_DTYPE_BF16);
+  d.head_dim = 128;
+  d.alibi_max_bias = 8.0;
+  ctx = tu_forced_context("flash_tcq:warps=4,mt=2,bn=32", &d);
+  if (!ctx) skip();
+  check(ctx, &d, "flash_tcq", "mods/tcq/alibi-noncausal");
+  clattn_context_release(ctx);
 }
 
 /* f32 on tensor cores (flash_tf32, 3xTF32; emulated elsewhere with
