@@ -168,6 +168,12 @@
   _Pragma("unroll") for (int mt_ = 0; mt_ < MT; mt_++) _Pragma("unroll") for (int rr_ = 0;         \
                                                                               rr_ < 2; rr_++)      \
       pr[mt_][rr_] = (float)(row0[mt_] + 8 * rr_ + off - (kv0)-2 * t)
+/* rp[mt][rr]: the row part -ss·pr of ALiBi's term on a tile of sign sg, ss
+ * the slope times sg (the term of key column c is then fma(ss, c, rp)) */
+#define TC_ALIBI_RP(rp, ss)                                                                        \
+  float rp[MT][2];                                                                                 \
+  _Pragma("unroll") for (int mt_ = 0; mt_ < MT; mt_++) rp[mt_][0] = -(ss)*pr[mt_][0],              \
+                                                       rp[mt_][1] = -(ss)*pr[mt_][1]
 #endif
 #if TC_ALIBI_INIT
 #define TC_QSCALE tcq
@@ -493,10 +499,7 @@ flash_tc(FLASH_ARGS(TC_ET)) {
       TC_ALIBI_PR(pr, kv0);
       if (sg != 0.0f) {
         const float ss = mod_slope_raw * sg;
-        float rp[MT][2];
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-          rp[mt][0] = -ss * pr[mt][0], rp[mt][1] = -ss * pr[mt][1];
+        TC_ALIBI_RP(rp, ss);
         TC_EACH_SCORE(mt, j, e) { s[mt][j][e] = fma(ss, (float)(8 * j + (e & 1)), rp[mt][e >> 1]); }
       } else {
         TC_EACH_SCORE(mt, j, e) {
@@ -590,10 +593,7 @@ NV_UNROLL
     const float sg = TC_ALIBI_SIGN(kv0);
     if (sg != 0.0f) {
       const float ss = mod_slope2 * sg;
-      float rp[MT][2];
-#pragma unroll
-      for (int mt = 0; mt < MT; mt++)
-        rp[mt][0] = -ss * pr[mt][0], rp[mt][1] = -ss * pr[mt][1];
+      TC_ALIBI_RP(rp, ss);
       TC_EACH_SCORE(mt, j, e) {
             const float at = fma(ss, (float)(8 * j + (e & 1)), rp[mt][e >> 1]);
 #if SOFTCAP

@@ -357,25 +357,32 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
 #define WG_ALIBI_SIGN(kv0)                                                                         \
   ((kv0) + BN - 1 <= row0 - g + off ? 1.0f : (kv0) >= row0 - g + 15 + off ? -1.0f : 0.0f)
 #endif
-#if WG_ALIBI_INIT
-#define WG_QS qscale
-#define MODS_TILE(kv0) ((void)0)
-#define WG_S_ACC 1 /* every S MMA accumulates onto the term */
-#define ALIBI_INIT_TILE(kv0)                                                                       \
+#if ALIBI
+/* ALiBi's term of each score of tile kv0 at slope sl, handed to APPLY(j, e, term): a row part
+ * plus a column constant on tiles whose keys all lie on one side of the warp's rows, |p - key|
+ * on those across them */
+#define WG_ALIBI_EACH(kv0, sl, APPLY)                                                              \
   do {                                                                                             \
     const float pr_[2] = {(float)(row0 + off - (kv0)-2 * t), (float)(row0 + 8 + off - (kv0)-2 * t)}; \
     const float sg_ = WG_ALIBI_SIGN(kv0);                                                          \
     if (sg_ != 0.0f) {                                                                             \
-      const float ss_ = mod_slope_raw * sg_, rp_[2] = {-ss_ * pr_[0], -ss_ * pr_[1]};              \
+      const float ss_ = (sl)*sg_, rp_[2] = {-ss_ * pr_[0], -ss_ * pr_[1]};                         \
       _Pragma("unroll") for (int j_ = 0; j_ < NTS; j_++)                                           \
       _Pragma("unroll") for (int e_ = 0; e_ < 4; e_++)                                             \
-        s[j_][e_] = fma(ss_, (float)(8 * j_ + (e_ & 1)), rp_[e_ >> 1]);                             \
+        APPLY(j_, e_, fma(ss_, (float)(8 * j_ + (e_ & 1)), rp_[e_ >> 1]));                         \
     } else {                                                                                       \
       _Pragma("unroll") for (int j_ = 0; j_ < NTS; j_++)                                           \
       _Pragma("unroll") for (int e_ = 0; e_ < 4; e_++)                                             \
-        s[j_][e_] = -mod_slope_raw * fabs(pr_[e_ >> 1] - (float)(8 * j_ + (e_ & 1)));              \
+        APPLY(j_, e_, -(sl) * fabs(pr_[e_ >> 1] - (float)(8 * j_ + (e_ & 1))));                    \
     }                                                                                              \
   } while (0)
+#endif
+#if WG_ALIBI_INIT
+#define WG_QS qscale
+#define MODS_TILE(kv0) ((void)0)
+#define WG_S_ACC 1 /* every S MMA accumulates onto the term */
+#define WG_ALIBI_SET(j, e, term) (s[j][e] = (term))
+#define ALIBI_INIT_TILE(kv0) WG_ALIBI_EACH(kv0, mod_slope_raw, WG_ALIBI_SET)
 #elif WG_CAP_ONLY
 #define WG_QS SOFTCAP2
 #define MODS_TILE(kv0)                                                                             \
@@ -390,27 +397,14 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
 #else
 #define WG_CAP(x) ((void)0)
 #endif
-#define MODS_TILE(kv0)                                                                             \
+/* the score in log2 units, capped, plus ALiBi's term */
+#define WG_ALIBI_ADD(j, e, term)                                                                   \
   do {                                                                                             \
-    const float pr_[2] = {(float)(row0 + off - (kv0)-2 * t), (float)(row0 + 8 + off - (kv0)-2 * t)}; \
-    const float sg_ = WG_ALIBI_SIGN(kv0);                                                          \
-    if (sg_ != 0.0f) {                                                                             \
-      const float ss_ = mod_slope2 * sg_, rp_[2] = {-ss_ * pr_[0], -ss_ * pr_[1]};                 \
-      _Pragma("unroll") for (int j_ = 0; j_ < NTS; j_++)                                           \
-      _Pragma("unroll") for (int e_ = 0; e_ < 4; e_++) {                                           \
-        float x_ = s[j_][e_] * qscale;                                                             \
-        WG_CAP(x_);                                                                                \
-        s[j_][e_] = x_ + fma(ss_, (float)(8 * j_ + (e_ & 1)), rp_[e_ >> 1]);                      \
-      }                                                                                            \
-    } else {                                                                                       \
-      _Pragma("unroll") for (int j_ = 0; j_ < NTS; j_++)                                           \
-      _Pragma("unroll") for (int e_ = 0; e_ < 4; e_++) {                                           \
-        float x_ = s[j_][e_] * qscale;                                                             \
-        WG_CAP(x_);                                                                                \
-        s[j_][e_] = x_ - mod_slope2 * fabs(pr_[e_ >> 1] - (float)(8 * j_ + (e_ & 1)));            \
-      }                                                                                            \
-    }                                                                                              \
+    float x_ = s[j][e] * qscale;                                                                   \
+    WG_CAP(x_);                                                                                    \
+    s[j][e] = x_ + (term);                                                                         \
   } while (0)
+#define MODS_TILE(kv0) WG_ALIBI_EACH(kv0, mod_slope2, WG_ALIBI_ADD)
 #else
 #define WG_QS qscale
 #define MODS_TILE(kv0) ((void)0)
