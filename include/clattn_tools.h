@@ -211,6 +211,16 @@ CLATTN_API clattn_status clattn_plan_profile(clattn_plan plan, cl_mem q, cl_mem 
                                              cl_mem o, int reps, int max_kernels,
                                              const char **names, double *ms, int *num_kernels);
 
+/**
+ * clattn_plan_profile with every buffer of the inference modes (paged and
+ * ragged tables, quantized K/V scales, bias, user buffer), checked as
+ * clattn_plan_execute_ex checks them. The decode kernels report the split
+ * kernel, the merge and the idle time between the two ("gap").
+ */
+CLATTN_API clattn_status clattn_plan_profile_ex(clattn_plan plan, const clattn_exec_args *args,
+                                                int reps, int max_kernels, const char **names,
+                                                double *ms, int *num_kernels);
+
 #ifdef __cplusplus
 }
 #endif

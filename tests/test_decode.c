@@ -60,6 +60,7 @@ typedef struct dcase {
                 the case's tables, 2 (ragged) for tables with half the keys (not to be used) */
   const char *want_describe; /* a phrase describe() must hold when the plan is flash_rows */
   const char *decode_has, *decode_lacks; /* phrases a decode plan's describe() must (not) hold */
+  int profile; /* also clattn_plan_profile_ex (the output is checked after it) */
 } dcase;
 
 static clattn_context g_ctx;
@@ -421,6 +422,24 @@ static double run_case(const dcase *c, const char *label) {
   if (st != CLATTN_SUCCESS) fail_msg("%s: execute: %s", label, clattn_context_last_error(g_ctx));
   assert_int_equal(clWaitForEvents(1, &ev), CL_SUCCESS);
   clReleaseEvent(ev);
+  if (c->profile) { /* decode: the split kernel, the merge and the gap between them */
+    const char *kn[8] = {NULL};
+    double kms[8];
+    int nk = 0;
+    if (clattn_plan_profile_ex(plan, &a, 3, 8, kn, kms, &nk) != CLATTN_SUCCESS)
+      fail_msg("%s: profile: %s", label, clattn_context_last_error(g_ctx));
+    assert_int_equal(nk, 3);
+    assert_non_null(strstr(clattn_plan_describe(plan), kn[0]));
+    assert_string_equal(kn[1], "decode_merge");
+    assert_string_equal(kn[2], "gap");
+    assert_true(kms[0] > 0 && kms[1] > 0 && kms[2] >= 0);
+    /* the tables are checked as clattn_plan_execute_ex checks them */
+    clattn_exec_args bad = a;
+    bad.block_table = NULL;
+    assert_int_equal(clattn_plan_profile_ex(plan, &bad, 1, 8, kn, kms, &nk),
+                     CLATTN_ERROR_INVALID_ARGUMENT);
+    assert_non_null(strstr(clattn_context_last_error(g_ctx), "block_table is NULL"));
+  }
   assert_int_equal(tu_buffer_read(g_ctx, o, ho, el[3] * es), CL_SUCCESS);
   assert_int_equal(tu_buffer_read(g_ctx, lse, hl, nlse * 4), CL_SUCCESS);
   if (c->hostile) { /* every written output finite: no guard (NaN) was read */
@@ -807,6 +826,7 @@ static void test_paged(void **state) {
     s.mask = CLATTN_MASK_CAUSAL;
     s.nk[2] = 2 * ps + 1;
     s.config = i % 2 ? "decode:splits=3,wg=32" : "decode:splits=3,wg=1";
+    s.profile = ps == 16;
     snprintf(label, sizeof label, "paged shared ps=%d", ps);
     run_case(&s, label);
   }

@@ -116,7 +116,7 @@ typedef struct cli_problem {
   bool compare_softmax;   /* also measure the error against exact softmax attention */
   uint64_t reserve_bytes; /* device memory allocated and touched before the plan (run --reserve):
                              the rest of a model that must fit beside the attention */
-  bool profile;           /* linear family: also time each kernel (cli_result.kernels) */
+  bool profile;           /* also time each kernel (cli_result.kernels) */
   bool backward;          /* time and verify the backward pass instead (backward.c) */
   bool no_mask_blocks;    /* a mask_mod without clattn_plan_update_mask_blocks */
 } cli_problem;
@@ -157,7 +157,7 @@ typedef struct cli_result {
   bool compared;
   double approx_rel_err, approx_cos; /* ‖o − o_softmax‖/‖o_softmax‖, mean row cosine */
   long approx_rows, approx_heads;    /* rows and heads compared */
-  /* --profile (linear family): median milliseconds of each kernel. */
+  /* --profile: median milliseconds of each kernel. */
   int nkernels;
   const char *kernel_names[8];
   double kernel_ms[8];
@@ -189,6 +189,7 @@ typedef struct cli_infer {
   uint64_t seed;
   bool verify, check_tables;
   bool no_mask_blocks; /* a mask_mod without clattn_plan_update_mask_blocks_ex */
+  bool profile;        /* also time each kernel (clattn_plan_profile_ex) */
   const char *config;  /* forced configuration, or NULL */
 } cli_infer;
 
@@ -200,6 +201,9 @@ typedef struct cli_infer_result {
   bool verified, passed, nan_found;
   double rel_err, max_abs_err, tolerance;
   double quant_err; /* quantized K/V: the output's relative error against the unquantized cache */
+  int nkernels;     /* --profile: median milliseconds of each kernel */
+  const char *kernel_names[8];
+  double kernel_ms[8];
 } cli_infer_result;
 
 /* Builds the problem (random inputs; a ragged batch gives sequence b

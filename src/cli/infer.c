@@ -334,6 +334,9 @@ clattn_status cli_infer_run(clattn_context ctx, const cli_infer *in, cli_infer_r
     r->kv_gbps = kvb / (r->median_ms * 1e-3) / 1e9;
   }
   free(ms_t);
+  if (st == CLATTN_SUCCESS && in->profile)
+    st = clattn_plan_profile_ex(plan, &a, in->reps > 0 ? in->reps : 1, 8, r->kernel_names,
+                                r->kernel_ms, &r->nkernels);
   if (st != CLATTN_SUCCESS || !in->verify) goto out;
   clEnqueueReadBuffer(queue, o, CL_TRUE, 0, ebytes[3], ho, 0, NULL, NULL);
   /* Per-sequence float64 reference on gathered contiguous data. */

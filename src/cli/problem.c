@@ -696,10 +696,12 @@ clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result
     return st;
   }
   cli_stats(pt.times, p->reps, &r->median_ms, &r->min_ms, &r->max_ms);
-  if (p->profile && r->algo == CLATTN_ALGO_LINEAR) {
+  if (p->profile) {
     int n = 0;
-    if (clattn_plan_profile(pt.plan, pt.buf[0], pt.buf[1], pt.buf[2], pt.buf[3], p->reps, 8,
-                            r->kernel_names, r->kernel_ms, &n) != CLATTN_SUCCESS) {
+    const clattn_exec_args pa = {
+        .q = pt.buf[0], .k = pt.buf[1], .v = pt.buf[2], .o = pt.buf[3], .bias = pt.bias};
+    if (clattn_plan_profile_ex(pt.plan, &pa, p->reps, 8, r->kernel_names, r->kernel_ms, &n) !=
+        CLATTN_SUCCESS) {
       fail(r, CLATTN_ERROR_OPENCL, "per-kernel profile: %s", clattn_context_last_error(ctx));
       release_point(&pt);
       return r->status;

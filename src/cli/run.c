@@ -33,7 +33,8 @@ static cli_opt_table run_table(run_opts *o) {
        "time the backward pass (dQ, dK, dV; deterministic) after one forward, FLOPs 2.5x the "
        "forward's, and check the gradients against the float64 reference (--verify)"},
       {"profile", NULL, CLI_OPT_FLAG, &o->profile, 0, 1, NULL,
-       "--algo linear: also time each kernel (median over the runs, one kernel at a time)"},
+       "also time each kernel (median over the runs, one execution at a time): the linear "
+       "family's kernels; decode's split kernel, merge and the idle time between them"},
       {"compare", "WHAT", CLI_OPT_STR, &o->compare, 0, 0, NULL,
        "softmax: also print the error of the output against exact softmax attention on the "
        "same inputs (relative error, mean cosine similarity of output rows; for --algo linear, "
@@ -95,6 +96,7 @@ static int run_inference(const run_opts *o, cli_problem *p) {
   in.verify = p->verify;
   in.check_tables = o->check_tables != 0;
   in.no_mask_blocks = p->no_mask_blocks;
+  in.profile = p->profile;
   in.config = o->config;
   const clattn_attention_desc *d = &p->desc;
   printf("clattn %s run\ndevice    : %s\n", clattn_version_string(),
@@ -116,6 +118,9 @@ static int run_inference(const run_opts *o, cli_problem *p) {
   } else {
     printf("time      : median %.4f ms over %d runs\n", r.median_ms, p->reps);
     printf("speed     : %.2f GB/s of KV read (%.1f MB of K and V)\n", r.kv_gbps, r.kv_bytes / 1e6);
+    for (int i = 0; i < r.nkernels; i++)
+      printf("%s%s %.4f ms", i ? ", " : "kernels   : ", r.kernel_names[i], r.kernel_ms[i]);
+    if (r.nkernels) printf("\n");
     if (r.verified) {
       printf("verify    : max abs err %.3g, rel err %.3g (tolerance %.0e)%s: %s\n", r.max_abs_err,
              r.rel_err, r.tolerance, r.nan_found ? ", NaN found" : "", r.passed ? "PASS" : "FAIL");

@@ -286,8 +286,11 @@ static clattn_status check_user_bias(clattn_context ctx, const clattn_attention_
 
 /* The checks of one execution: buffer sizes, owners, aliasing, the tables
  * the descriptor needs. */
-static clattn_status execute_args(clattn_plan p, const clattn_exec_args *a, cl_uint num_wait,
-                                  const cl_event *wait, cl_event *event) {
+/* Every check of one forward execution's buffers (sizes, aliasing, the
+ * tables the descriptor needs; CLATTN_PLAN_CHECK_TABLES: their contents);
+ * *out: the buffers the variant takes. */
+static clattn_status check_args(clattn_plan p, const clattn_exec_args *a, cl_uint num_wait,
+                                const cl_event *wait, clattn__buffers *out) {
   clattn_context ctx = p->ctx;
   ctx->msg[0] = 0;
   const clattn_attention_desc *d = &p->desc;
@@ -385,6 +388,15 @@ static clattn_status execute_args(clattn_plan p, const clattn_exec_args *a, cl_u
     }
     if ((st = check_tables(p, &b)) != CLATTN_SUCCESS) return st;
   }
+  *out = b;
+  return CLATTN_SUCCESS;
+}
+
+static clattn_status execute_args(clattn_plan p, const clattn_exec_args *a, cl_uint num_wait,
+                                  const cl_event *wait, cl_event *event) {
+  clattn__buffers b;
+  const clattn_status st = check_args(p, a, num_wait, wait, &b);
+  if (st != CLATTN_SUCCESS) return st;
   return p->variant->execute(p, &b, num_wait, wait, event);
 }
 
@@ -558,15 +570,24 @@ static int cmp_ms(const void *a, const void *b) {
 clattn_status clattn_plan_profile(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o, int reps,
                                   int max_kernels, const char **names, double *ms,
                                   int *num_kernels) {
+  const clattn_exec_args a = {.q = q, .k = k, .v = v, .o = o};
+  return clattn_plan_profile_ex(p, &a, reps, max_kernels, names, ms, num_kernels);
+}
+
+clattn_status clattn_plan_profile_ex(clattn_plan p, const clattn_exec_args *args, int reps,
+                                     int max_kernels, const char **names, double *ms,
+                                     int *num_kernels) {
   if (!p) return CLATTN_ERROR_INVALID_ARGUMENT;
   clattn_context ctx = p->ctx;
   ctx->msg[0] = 0;
-  if (!names || !ms || !num_kernels || reps < 1 || max_kernels < 1)
+  if (!args || !names || !ms || !num_kernels || reps < 1 || max_kernels < 1)
     return clattn__fail(ctx, CLATTN_ERROR_INVALID_ARGUMENT,
-                        "clattn_plan_profile: names, ms and num_kernels must be given, reps >= 1 "
-                        "and max_kernels >= 1");
+                        "clattn_plan_profile: args, names, ms and num_kernels must be given, "
+                        "reps >= 1 and max_kernels >= 1");
   *num_kernels = 0;
-  const clattn__buffers b = {.q = q, .k = k, .v = v, .o = o};
+  clattn__buffers b;
+  clattn_status st = check_args(p, args, 0, NULL, &b);
+  if (st != CLATTN_SUCCESS) return st;
   if (p->variant->profile) {
     const char *nm[16];
     double t[16];
@@ -581,10 +602,9 @@ clattn_status clattn_plan_profile(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, c
   }
   double *t = malloc((size_t)reps * sizeof *t);
   if (!t) return clattn__fail(ctx, CLATTN_ERROR_OUT_OF_MEMORY, "clattn_plan_profile: host memory");
-  clattn_status st = CLATTN_SUCCESS;
   for (int r = 0; r < reps && st == CLATTN_SUCCESS; r++) {
     cl_event ev = NULL;
-    st = clattn_plan_execute(p, q, k, v, o, NULL, 0, NULL, &ev);
+    st = p->variant->execute(p, &b, 0, NULL, &ev);
     if (st != CLATTN_SUCCESS) break;
     cl_ulong t0 = 0, t1 = 0;
     cl_int err = clWaitForEvents(1, &ev);

@@ -14,6 +14,9 @@ typedef struct decode_state {
   cl_mem ws, wl; /* [rows][splits][D] partial outputs, [rows][splits] log2-sum-exps */
   cl_mem sinks;  /* desc.sinks on the device (the merge adds them) */
   size_t ws_o_bytes, ws_bytes;
+  /* Profiling (clattn__decode_profile): the events of the last execute. */
+  bool profile;
+  cl_event ev[2];
 } decode_state;
 
 static const int dec_splits[] = {0, 1, 2, 4, 8, 16, 32, 64};
@@ -545,17 +548,76 @@ clattn_status clattn__decode_execute(clattn_plan p, const clattn__buffers *b, cl
   const size_t gws[3] = {(size_t)s->wg, (size_t)d->batch * (size_t)(s->allh ? 1 : d->kv_heads),
                          (size_t)s->nrb * (size_t)s->splits};
   const size_t lws[3] = {(size_t)s->wg, 1, 1};
-  err = clEnqueueNDRangeKernel(ctx->queue, k, 3, NULL, gws, lws, num_wait, wait, NULL);
+  err = clEnqueueNDRangeKernel(ctx->queue, k, 3, NULL, gws, lws, num_wait, wait,
+                               s->profile ? &s->ev[0] : NULL);
   if (err == CL_SUCCESS) {
     /* the merge: a work-group per output row */
     const size_t g2[2] = {(size_t)s->mw, (size_t)d->batch * (size_t)d->heads * (size_t)d->seq_q};
     const size_t l2[2] = {(size_t)s->mw, 1};
-    err = clEnqueueNDRangeKernel(ctx->queue, m, 2, NULL, g2, l2, 0, NULL, event);
+    err = clEnqueueNDRangeKernel(ctx->queue, m, 2, NULL, g2, l2, 0, NULL,
+                                 s->profile ? &s->ev[1] : event);
+    if (err == CL_SUCCESS && s->profile && event) {
+      *event = s->ev[1];
+      clRetainEvent(*event);
+    }
     if (err != CL_SUCCESS)
       return clattn__cl_fail(ctx, "clEnqueueNDRangeKernel", err, "decode_merge");
   }
   if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clEnqueueNDRangeKernel", err, "decode_split");
   return CLATTN_SUCCESS;
+}
+
+static int cmp_ms(const void *a, const void *b) {
+  const double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Per-kernel medians of `reps` executions: the split kernel, the merge and
+ * the idle time between them (the merge's start minus the split's end). */
+int clattn__decode_profile(clattn_plan p, const clattn__buffers *b, int reps, const char **names,
+                           double *ms) {
+  if (!p || !p->state || reps < 1) return -1;
+  decode_state *s = p->state;
+  size_t n3;
+  double *t = NULL;
+  if (clattn__mul_size((size_t)reps, 3 * sizeof *t, &n3)) t = malloc(n3);
+  if (!t) {
+    clattn__fail(p->ctx, CLATTN_ERROR_OUT_OF_MEMORY, "profile: host allocation failed");
+    return -1;
+  }
+  int n = -1;
+  s->profile = true;
+  for (int r = 0; r < reps; r++) {
+    s->ev[0] = s->ev[1] = NULL;
+    const clattn_status st = clattn__decode_execute(p, b, 0, NULL, NULL);
+    cl_int err = st == CLATTN_SUCCESS ? clFinish(p->ctx->queue) : CL_SUCCESS;
+    cl_ulong t4[4] = {0, 0, 0, 0};
+    for (int i = 0; i < 4 && err == CL_SUCCESS && st == CLATTN_SUCCESS; i++)
+      err = clGetEventProfilingInfo(s->ev[i / 2],
+                                    i % 2 ? CL_PROFILING_COMMAND_END : CL_PROFILING_COMMAND_START,
+                                    sizeof t4[i], &t4[i], NULL);
+    for (int i = 0; i < 2; i++)
+      if (s->ev[i]) clReleaseEvent(s->ev[i]);
+    s->ev[0] = s->ev[1] = NULL;
+    if (st != CLATTN_SUCCESS) goto done;
+    if (err != CL_SUCCESS) {
+      clattn__cl_fail(p->ctx, "clGetEventProfilingInfo", err, "decode profile");
+      goto done;
+    }
+    t[r] = (double)(t4[1] - t4[0]) * 1e-6;
+    t[reps + r] = (double)(t4[3] - t4[2]) * 1e-6;
+    t[2 * reps + r] = t4[2] > t4[1] ? (double)(t4[2] - t4[1]) * 1e-6 : 0.0;
+  }
+  static const char *const knames[3] = {"split", "decode_merge", "gap"};
+  for (n = 0; n < 3; n++) {
+    qsort(t + (size_t)n * (size_t)reps, (size_t)reps, sizeof *t, cmp_ms);
+    names[n] = n ? knames[n] : p->variant->name;
+    ms[n] = t[(size_t)n * (size_t)reps + (size_t)reps / 2];
+  }
+done:
+  s->profile = false;
+  free(t);
+  return n;
 }
 
 void clattn__decode_release(clattn_plan p) {

@@ -60,6 +60,8 @@ void clattn__flash_release(clattn_plan p);
 CLATTN__VARIANT_DECL(decode)
 extern const clattn__param clattn__decode_params[5];
 CLATTN__FAMILY_OPS_DECL(decode)
+int clattn__decode_profile(clattn_plan p, const clattn__buffers *b, int reps, const char **names,
+                           double *ms);
 /* decode_warp: the same plan operations, the NVIDIA warp-stream kernel. */
 CLATTN__VARIANT_DECL(decode_warp)
 extern const clattn__param clattn__decode_warp_params[5];
