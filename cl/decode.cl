@@ -422,9 +422,12 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
 #define TKP (BN / 16)       /* k-steps of P·V */
 #define TKS (32 / TCH)      /* keys a warp's chunk loads cover at once */
 #define TLK (BN * TCH / 32) /* chunks a lane loads per K (or V) tile */
-#if D % 16 || 32 % TCH || BN % 16 || BN * TCH < 32 || NS < 2 || NS > 4 || WG != 32 || QR > 16 || \
-    (KVQ && (KVS == 3 || D % 32))
-#error "decode_tc: D in 16, 32, 64, 128 (8-bit: 32, 64, 128, token/tensor/head scales); BN a multiple of 16; NS in 2..4; WG 32; QR <= 16"
+#ifndef TW
+#define TW 1 /* warps a work-group: each its own ring, tiles TW apart, merged at the end */
+#endif
+#if D % 16 || 32 % TCH || BN % 16 || BN * TCH < 32 || NS < 2 || NS > 4 || WG != 32 * TW ||     \
+    QR > 16 || (KVQ && (KVS == 3 || D % 32)) || (TW != 1 && TW != 2 && TW != 4)
+#error "decode_tc: D in 16, 32, 64, 128 (8-bit: 32, 64, 128, token/tensor/head scales); BN a multiple of 16; NS in 2..4; WG 32 TW, TW 1, 2 or 4; QR <= 16"
 #endif
 /* the softmax's scale: qscale on raw scores, 1 where the modifiers made
  * them log2 units */
@@ -441,23 +444,31 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
 #define TC_WAIT() CP_WAIT(2)
 #endif
 #define TPW (PAGED && PAGE % BN == 0) /* a tile lies in one page */
-  __local uint4 ring_raw[NS * 2 * BN * TRB / 16];
-  __local int okey[NS][BN];
+#define TC_RING (NS * 2 * BN * TRB) /* bytes of a warp's ring */
+#define TC_XCH ((TW - 1) * 32 * (4 * TNO + 4) * 4) /* the warps' merge: o, m, l of warps 1.. */
+  __local uint4 ring_raw[(TW * TC_RING > TC_XCH ? TW * TC_RING : TC_XCH) / 16];
+  /* the lane (ln) and warp (wp): warp wp reads tiles wp, wp + TW, ... of
+   * the split through its own ring */
+  const int ln = lid & 31, wp = lid >> 5;
+  __local int okey_all[TW][NS][BN];
+  __local int(*okey)[BN] = okey_all[wp];
 #if KVQ && KVS == 0
-  __local float lks[NS][BN], lvs[NS][BN]; /* the tile's token scales */
+  __local float lks_all[TW][NS][BN], lvs_all[TW][NS][BN]; /* the tile's token scales */
+  __local float(*lks)[BN] = lks_all[wp];
+  __local float(*lvs)[BN] = lvs_all[wp];
 #define TKSC(st, kl) lks[st][kl]
 #define TVSC(st, kl) lvs[st][kl]
 #elif KVQ
   const float kscale_c = KCH(0); /* a tensor's or head's K scale */
 #define TKSC(st, kl) kscale_c
 #endif
-  __local uchar *ring = (__local uchar *)ring_raw;
+  __local uchar *ring = (__local uchar *)ring_raw + wp * TC_RING;
 #if CLATTN_NV_EMU /* nv_mma.cl's emulation of the warp-level PTX (tests on CPUs) */
-#define NV_EMU_LANES 32
+#define NV_EMU_LANES WG
   NV_EMU_SCRATCH;
-#define NV_EMU_BASE ring
+#define NV_EMU_BASE ((__local uchar *)ring_raw)
 #endif
-  const int g = lid >> 2, t4 = lid & 3;
+  const int g = ln >> 2, t4 = ln & 3;
   /* the lane's two rows (g, g + 8): live, query index */
   bool rok[2];
   int ri[2];
@@ -498,7 +509,13 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
   l[0] = l[1] = 0.0f;
 
   const int ntl = wg_live ? (ke - kb + BN - 1) / BN : 0;
-  const int cch = lid % TCH, ckey = lid / TCH; /* the lane's chunk and first key of a tile */
+  /* steps of the work-group: step i, warp wp's tile i·TW + wp; a tile
+   * past ntl (a warp's last step, TW > 1) has no keys: its loads are
+   * zero-fills, its keys are masked (every warp runs every step: uniform
+   * barriers, also for the emulation's) */
+  const int nst = (ntl + TW - 1) / TW;
+#define TC_TILE(i) ((i)*TW + wp)
+  const int cch = ln % TCH, ckey = ln / TCH; /* the lane's chunk and first key of a tile */
   /* Issues the loads of tile tl (keys kb + tl·BN ...) into stage tl % NS;
    * pgv: the tile's block-table entry (TPW). */
 #if TPW
@@ -512,10 +529,10 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
    * §17 run E: 1-2 points of the 4-6 % that paged caches lose at two
    * work-groups a compute unit). */
   const int pg0 = kb / PAGE, npg = ntl > 0 ? (ke - 1) / PAGE - pg0 + 1 : 0;
-#define TC_PW(w) ((w)*32 + lid < npg ? btab[(long)b * maxp + pg0 + (w)*32 + lid] : 0)
+#define TC_PW(w) ((w)*32 + ln < npg ? btab[(long)b * maxp + pg0 + (w)*32 + ln] : 0)
   int pw_w = 0, pw_cur = TC_PW(0), pw_nxt = TC_PW(1);
   /* dst = the block-table entry of tile tl (0 past the split); tl ascends
-   * by one a call, so the window moves by at most one */
+   * by TW a call (TW·BN <= 32 pages), so the window moves by at most one */
 #define TC_PAGE_NEXT(tl, dst)                                                                      \
   do {                                                                                             \
     const int li_ = (kb + (tl)*BN) / PAGE - pg0;                                                   \
@@ -554,41 +571,41 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
 #else
 #define TC_TOKEN_SCALES(st, kl, kr, kj, ok)
 #endif
-#define TC_ISSUE(tl, pgv)                                                                          \
+#define TC_ISSUE(it, pgv)                                                                          \
   do {                                                                                             \
-    __local uchar *ks_ = ring + ((tl) % NS) * (2 * BN * TRB);                                      \
+    __local uchar *ks_ = ring + ((it) % NS) * (2 * BN * TRB);                                      \
     _Pragma("unroll") for (int i_ = 0; i_ < TLK; i_++) {                                           \
-      const int kl_ = ckey + i_ * TKS, j_ = kb + (tl)*BN + kl_;                                   \
+      const int kl_ = ckey + i_ * TKS, j_ = kb + TC_TILE(it) * BN + kl_;                          \
       long kr_, kj_;                                                                               \
       const bool ok_ = TC_SLOT(j_, kl_, pgv, kr_, kj_);                                            \
       TC_CHUNK(ks_ + kl_ * TRB + cch * 16, k, kr_ * ksb + kj_ * kss + (long)hk * ksh, ksd, ok_);    \
       TC_CHUNK(ks_ + (BN + kl_) * TRB + cch * 16, v, kr_ * vsb + kj_ * vss + (long)hk * vsh, vsd,   \
                ok_);                                                                               \
-      TC_TOKEN_SCALES((tl) % NS, kl_, kr_, kj_, ok_)                                               \
-      if (cch == 0) okey[(tl) % NS][kl_] = ok_;                                                    \
+      TC_TOKEN_SCALES((it) % NS, kl_, kr_, kj_, ok_)                                               \
+      if (cch == 0) okey[(it) % NS][kl_] = ok_;                                                    \
     }                                                                                              \
   } while (0)
   int pgn;
-  TC_PAGE_NEXT(0, pgn);
+  TC_PAGE_NEXT(TC_TILE(0), pgn);
 #pragma unroll
   for (int s0 = 0; s0 < NS - 1; s0++) {
-    if (s0 < ntl) TC_ISSUE(s0, pgn);
+    if (s0 < nst) TC_ISSUE(s0, pgn);
     CP_COMMIT();
-    TC_PAGE_NEXT(s0 + 1, pgn);
+    TC_PAGE_NEXT(TC_TILE(s0 + 1), pgn);
   }
 #if !KVQ
   /* ldmatrix lane addresses (flash_tc.cl): K: keys +8 for matrices 2, 3,
    * dims +8 for 1, 3; V (.trans): keys +8 for 1, 3, dims +8 for 2, 3. */
-  const uint kbase0 = smem_addr(ring + ((lid >> 4) * 8 + (lid & 7)) * TRB + ((lid >> 3) & 1) * 16);
-  const uint vbase0 = smem_addr(ring + (BN + ((lid >> 3) & 1) * 8 + (lid & 7)) * TRB + (lid >> 4) * 16);
+  const uint kbase0 = smem_addr(ring + ((ln >> 4) * 8 + (ln & 7)) * TRB + ((ln >> 3) & 1) * 16);
+  const uint vbase0 = smem_addr(ring + (BN + ((ln >> 3) & 1) * 8 + (ln & 7)) * TRB + (ln >> 4) * 16);
 #endif
-  for (int tl = 0; tl < ntl; tl++) {
-    TC_WAIT(); /* this lane's copies of tile tl have landed */
+  for (int tl = 0; tl < nst; tl++) {
+    TC_WAIT(); /* this lane's copies of step tl have landed */
     barrier(CLK_LOCAL_MEM_FENCE); /* everyone's; stage (tl - 1) % NS is free */
-    if (tl + NS - 1 < ntl) TC_ISSUE(tl + NS - 1, pgn);
+    if (tl + NS - 1 < nst) TC_ISSUE(tl + NS - 1, pgn);
     CP_COMMIT();
-    TC_PAGE_NEXT(tl + NS, pgn);
-    const int st = tl % NS, j0 = kb + tl * BN;
+    TC_PAGE_NEXT(TC_TILE(tl + NS), pgn);
+    const int st = tl % NS, j0 = kb + TC_TILE(tl) * BN;
     float s[TNS][4];
 #pragma unroll
     for (int j = 0; j < TNS; j++)
@@ -687,13 +704,61 @@ NV_UNROLL
     }
   }
   CP_WAIT(0);
-  /* the normalised partial rows and their log2-sum-exps */
+#if TW > 1
+  /* The warps' states meet in warp 0 (same fragment layout in every warp:
+   * lane ln of warp w adds its own values), weighted by 2^((m_w - M)·QS);
+   * a warp without a visible key (m = -inf) weighs 0, a NaN stays NaN. */
+  barrier(CLK_LOCAL_MEM_FENCE); /* every warp is done with its ring */
+  __local float *xch = (__local float *)ring_raw;
+#define TC_X(w, i) xch[(((w)-1) * (4 * TNO + 4) + (i)) * 32 + ln]
+  if (wp > 0) {
+#pragma unroll
+    for (int j = 0; j < TNO; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++)
+        TC_X(wp, 4 * j + e) = o[j][e];
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) {
+      TC_X(wp, 4 * TNO + rr) = m[rr];
+      TC_X(wp, 4 * TNO + 2 + rr) = l[rr];
+    }
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (wp == 0) {
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) {
+      float M = m[rr];
+      for (int w = 1; w < TW; w++)
+        M = fmax(M, TC_X(w, 4 * TNO + rr));
+      const float f0 = m[rr] == -INFINITY ? 0.0f : exp2((m[rr] - M) * TC_QS);
+      l[rr] *= f0;
+#pragma unroll
+      for (int j = 0; j < TNO; j++) {
+        o[j][2 * rr] *= f0;
+        o[j][2 * rr + 1] *= f0;
+      }
+      for (int w = 1; w < TW; w++) {
+        const float mw = TC_X(w, 4 * TNO + rr);
+        const float f = mw == -INFINITY ? 0.0f : exp2((mw - M) * TC_QS);
+        l[rr] = mad(f, TC_X(w, 4 * TNO + 2 + rr), l[rr]);
+#pragma unroll
+        for (int j = 0; j < TNO; j++) {
+          o[j][2 * rr] = mad(f, TC_X(w, 4 * j + 2 * rr), o[j][2 * rr]);
+          o[j][2 * rr + 1] = mad(f, TC_X(w, 4 * j + 2 * rr + 1), o[j][2 * rr + 1]);
+        }
+      }
+      m[rr] = M;
+    }
+  }
+#undef TC_X
+#endif
+  /* the normalised partial rows and their log2-sum-exps (warp 0) */
 #pragma unroll
   for (int rr = 0; rr < 2; rr++) {
     float lt = l[rr];
     lt += shfl_xor(lt, 1);
     lt += shfl_xor(lt, 2);
-    if (rok[rr]) {
+    if (rok[rr] && wp == 0) {
       const long slot = partial_slot(r0 + g + 8 * rr, b, hk, G, H, Nq_max, splits, sp);
       const bool empty = as_uint(lt) == 0u;
       const float inv = empty ? 0.0f : 1.0f / lt * VCH(0) * (1.0f / TC_VP2);

@@ -246,22 +246,23 @@ for c in 0 1; do
 done
 # decode_tc: the tensor-core decode (nv_mma.cl before decode.cl -DTC=1): f16 and bf16, every
 # head dim it takes, both step sizes and stage counts, contiguous (cp.async and element loads),
-# paged walked page by page (PAGE % BN == 0) and key by key, ragged, causal
-for cfg in "1 16 16 2 0 0 1 1" "2 32 16 3 1 16 1 0" "1 64 32 4 2 12 1 1" "2 128 16 3 1 256 0 1" \
-    "1 128 32 2 0 0 1 2" "2 128 16 4 1 1 1 0" "1 64 16 3 0 0 0 0"; do
+# paged walked page by page (PAGE % BN == 0) and key by key, ragged, causal, 1, 2 or 4 warps
+for cfg in "1 16 16 2 0 0 1 1 1" "2 32 16 3 1 16 1 0 2" "1 64 32 4 2 12 1 1 1" "2 128 16 2 1 256 0 1 2" \
+    "1 128 32 2 0 0 1 2 1" "2 64 16 4 1 1 1 0 2" "1 64 16 3 0 0 0 0 1"; do
   set -- $cfg
-  n="decode_tc_t$1_d$2_bn$3_ns$4_c$5_p$6_a$7_r$8"
+  n="decode_tc_t$1_d$2_bn$3_ns$4_c$5_p$6_a$7_r$8_w$9"
   compile "$n" nv_mma.cl decode.cl -- -DCLATTN_DTYPE=$1 -DCLATTN_SOFT_HALF=$(($1 == 1)) -DD=$2 -DBN=$3 -DNS=$4 \
     -DCAUSAL=$5 -DPAGED=$(($6 > 0)) -DPAGE=$(($6 > 0 ? $6 : 1)) -DALIGN16=$7 -DVEC8=$7 -DRAGGED=$(($8 == 1)) \
-    -DKT=64 -DWG=32 -DQR=16 -DTC=1 -DLDM_ADDR=1 && stub_check "$n"
+    -DKT=64 -DWG=$((32 * $9)) -DTW=$9 -DQR=16 -DTC=1 -DLDM_ADDR=1 && stub_check "$n"
 done
 # decode_tc over int8 K/V: token (0), tensor (1) and head (2) scales
-for cfg in "1 32 32 3 1 16 1 0" "2 64 16 2 0 0 1 1" "2 128 16 3 2 256 1 2" "1 128 32 2 0 0 0 0"; do
+for cfg in "1 32 32 3 1 16 1 0 1" "2 64 16 2 0 0 1 1 2" "2 128 16 3 2 256 1 2 1" "1 128 32 2 0 0 0 0 2" \
+    "2 128 16 2 0 0 1 0 4"; do
   set -- $cfg
-  n="decode_tc_i8_t$1_d$2_bn$3_ns$4_c$5_p$6_a$7_s$8"
+  n="decode_tc_i8_t$1_d$2_bn$3_ns$4_c$5_p$6_a$7_s$8_w$9"
   compile "$n" nv_mma.cl decode.cl -- -DCLATTN_DTYPE=$1 -DCLATTN_SOFT_HALF=$(($1 == 1)) -DD=$2 -DBN=$3 -DNS=$4 \
     -DCAUSAL=$5 -DPAGED=$(($6 > 0)) -DPAGE=$(($6 > 0 ? $6 : 1)) -DALIGN16=$7 -DVEC8=$7 -DRAGGED=0 \
-    -DKVQ=1 -DKVS=$8 -DKT=64 -DWG=32 -DQR=16 -DTC=1 -DLDM_ADDR=1 && stub_check "$n"
+    -DKVQ=1 -DKVS=$8 -DKT=64 -DWG=$((32 * $9)) -DTW=$9 -DQR=16 -DTC=1 -DLDM_ADDR=1 && stub_check "$n"
 done
 echo "$runs compiled, $fails failed"
 [ $fails -eq 0 ]

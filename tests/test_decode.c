@@ -707,9 +707,10 @@ static void test_decode_tc(void **state) {
     clattn_mask mask;
     const char *cfg;
   } cs[] = {
-      {1, 1, 1, 1, 64, 2, 0, 0, 0, 0, 0, CLATTN_MASK_NONE, "decode_tc:bn=16,ns=2"},
+      {1, 1, 1, 1, 64, 2, 0, 0, 0, 0, 0, CLATTN_MASK_NONE, "decode_tc:bn=16,ns=2,warps=2"},
       {4, 1, 1, 7, 32, 1, 0, 0, 0, 0, 0, CLATTN_MASK_NONE, "decode_tc:splits=3,kt=16"},
-      {8, 1, 1, 1000, 128, 2, 0, 0, 0, 0, 0, CLATTN_MASK_NONE, "decode_tc:bn=32,ns=2,kt=64"},
+      {8, 1, 1, 1000, 128, 2, 0, 0, 0, 0, 0, CLATTN_MASK_NONE,
+       "decode_tc:bn=16,ns=2,kt=64,warps=2"},
       {32, 1, 1, 200, 16, 1, 0, 0, 0, 0, 0, CLATTN_MASK_NONE, "decode_tc:splits=5,ns=3"},
       {8, 2, 3, 100, 64, 2, 0, 0, 0, 0, 0, CLATTN_MASK_CAUSAL, "decode_tc:splits=4,kt=32"},
       {4, 4, 16, 37, 32, 1, 0, 0, 0, 0, 0, CLATTN_MASK_CAUSAL,
@@ -718,7 +719,8 @@ static void test_decode_tc(void **state) {
       {3, 3, 9, 4, 16, 2, 0, 0, 0, 0, 0, CLATTN_MASK_NONE, "decode_tc"},
       {4, 1, 16, 333, 128, 1, 0, 0, 0, 0, 0, CLATTN_MASK_CAUSAL, "decode_tc:splits=1"},
       {8, 2, 1, 333, 128, 2, CLATTN_KV_PAGED, 16, 0, 0, 0, CLATTN_MASK_NONE, "decode_tc"},
-      {8, 2, 4, 300, 64, 1, CLATTN_KV_PAGED, 16, 0, 0, 0, CLATTN_MASK_CAUSAL, "decode_tc:splits=3"},
+      {8, 2, 4, 300, 64, 1, CLATTN_KV_PAGED, 16, 0, 0, 0, CLATTN_MASK_CAUSAL,
+       "decode_tc:splits=3,warps=2"},
       {4, 1, 1, 1000, 64, 2, CLATTN_KV_PAGED, 256, 0, 0, 0, CLATTN_MASK_NONE, "decode_tc:kt=256"},
       {4, 1, 2, 500, 128, 2, CLATTN_KV_PAGED, 32, 0, 0, 0, CLATTN_MASK_CAUSAL,
        "decode_tc:bn=32,ns=2"},
@@ -730,7 +732,7 @@ static void test_decode_tc(void **state) {
       {4, 2, 1, 90, 64, 2, 0, 0, 2, 0, 0, CLATTN_MASK_NONE, "decode_tc:splits=2"},
       {4, 2, 0, 0, 64, 2, 0, 0, 0, 1, 0, CLATTN_MASK_CAUSAL, "decode_tc"},
       {4, 2, 0, 0, 128, 1, CLATTN_KV_PAGED, 16, 0, 1, 0, CLATTN_MASK_CAUSAL,
-       "decode_tc:bn=32,ns=2"},
+       "decode_tc:bn=16,ns=2,warps=2"},
       {4, 1, 1, 40, 16, 2, CLATTN_KV_PAGED, 16, 0, 0, 1, CLATTN_MASK_NONE, "decode_tc"},
   };
   for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
@@ -1176,14 +1178,14 @@ static void test_quantized(void **state) {
 /* decode_tc over 8-bit K/V (NVIDIA sm_80+; skipped elsewhere): int8 with
  * token, tensor and head scales, f16 and bf16 outputs, head dims 32 / 64 /
  * 128, contiguous, paged (shared prefix, head-major, padded strides),
- * ragged, causal seq_q > 1, dim stride 2 (element loads), both step sizes;
- * fp8 e4m3 and e5m2 (each with f16 and bf16 Q) the same way. */
+ * ragged, causal seq_q > 1, dim stride 2 (element loads), both step sizes,
+ * 1, 2 and 4 warps a work-group; fp8 e4m3 and e5m2 (each with f16 and bf16 Q) the same way. */
 static void test_decode_tc_int8(void **state) {
   (void)state;
   if (!decode_tc_applies()) skip();
   static const qcase cs[] = {
       {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 8, 2, 1, 1000, 128, 0, 0, 0, CLATTN_DTYPE_BF16,
-       CLATTN_MASK_NONE, "decode_tc", 0, 0, 0},
+       CLATTN_MASK_NONE, "decode_tc:warps=2", 0, 0, 0},
       {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 4, 1, 3, 300, 64, 1, 0, 0, CLATTN_DTYPE_F16,
        CLATTN_MASK_CAUSAL, "decode_tc:splits=3", 0, 0, 0},
       {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TENSOR, 6, 3, 2, 0, 32, 0, 1, 0, CLATTN_DTYPE_BF16,
@@ -1195,7 +1197,7 @@ static void test_decode_tc_int8(void **state) {
       {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_HEAD, 8, 2, 2, 77, 64, 0, 0, 1, CLATTN_DTYPE_BF16,
        CLATTN_MASK_CAUSAL_TOP_LEFT, "decode_tc:ns=4", 0, 0, 0},
       {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 32, 8, 4, 500, 128, 1, 0, 0, CLATTN_DTYPE_F16,
-       CLATTN_MASK_CAUSAL, "decode_tc:bn=32,ns=2,kt=32", 0, 0, 0},
+       CLATTN_MASK_CAUSAL, "decode_tc:bn=16,ns=2,kt=32,warps=4", 0, 0, 0},
       {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TOKEN, 8, 2, 1, 1000, 128, 1, 0, 0,
        CLATTN_DTYPE_BF16, CLATTN_MASK_NONE, "decode_tc", 0, 0, 0},
       {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_HEAD, 4, 1, 3, 300, 64, 0, 0, 0, CLATTN_DTYPE_F16,

@@ -10,7 +10,7 @@
 
 typedef struct decode_state {
   cl_kernel split, merge;
-  int splits, kt, wg, qr, nrb, warp, unroll, allh, tc, bn, ns, mw;
+  int splits, kt, wg, qr, nrb, warp, unroll, allh, tc, bn, ns, mw, tw;
   cl_mem ws, wl; /* [rows][splits][D] partial outputs, [rows][splits] log2-sum-exps */
   cl_mem sinks;  /* desc.sinks on the device (the merge adds them) */
   size_t ws_o_bytes, ws_bytes;
@@ -232,14 +232,18 @@ bool clattn__decode_warp_fallback(const clattn__device_info *info, const clattn_
 /* ---- decode_tc: the NVIDIA tensor-core form (cl/decode.cl, -DTC=1) -------- */
 
 /* splits, kt (the split granularity, a multiple of bn), bn keys a step,
- * ns stages of the ring. */
+ * ns stages of the ring, warps a work-group (each its own ring, tiles
+ * `warps` apart, their states merged in local memory: fewer partial rows
+ * for the merge kernel at the same number of warps). */
 static const int dt_kt[] = {64, 128, 256};
 static const int dt_bn[] = {16, 32};
 static const int dt_ns[] = {2, 3, 4};
-const clattn__param clattn__decode_tc_params[4] = {{"splits", 0, 1024, VALS(dec_splits)},
+static const int dt_warps[] = {1, 2, 4};
+const clattn__param clattn__decode_tc_params[5] = {{"splits", 0, 1024, VALS(dec_splits)},
                                                    {"kt", 16, 4096, VALS(dt_kt)},
                                                    {"bn", 16, 32, VALS(dt_bn)},
-                                                   {"ns", 2, 4, VALS(dt_ns)}};
+                                                   {"ns", 2, 4, VALS(dt_ns)},
+                                                   {"warps", 1, 4, VALS(dt_warps)}};
 const char *const clattn__decode_tc_sources[] = {"nv_mma.cl", "decode.cl", NULL};
 
 int clattn__decode_tc_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
@@ -271,16 +275,21 @@ int clattn__decode_tc_applicable(const clattn__device_info *info, const clattn_a
  * codes), a flag per key and, int8 with token scales, two scales per key. */
 size_t clattn__decode_tc_local(const int *p, const clattn_attention_desc *d) {
   const size_t ns = (size_t)p[3], bn = (size_t)p[2], hd = (size_t)d->head_dim;
-  if (d->kv_dtype == CLATTN_KV_DTYPE_SAME)
-    return ns * 2 * bn * (hd + 8) * 2 + ns * bn * sizeof(int);
-  return ns * 2 * bn * (hd + 16) + ns * bn * sizeof(int) +
-         (d->kv_scale == CLATTN_KV_SCALE_TOKEN ? 2 * ns * bn * sizeof(float) : 0);
+  const size_t tw = p[4] >= 1 && p[4] <= 4 ? (size_t)p[4] : 4;
+  const bool q8 = d->kv_dtype != CLATTN_KV_DTYPE_SAME;
+  size_t ring = tw * ns * 2 * bn * (q8 ? hd + 16 : (hd + 8) * 2);
+  /* the warps' merge reuses the rings: o, m and l of warps 1.. */
+  const size_t xch = (tw - 1) * 32 * (4 * (hd / 8) + 4) * sizeof(float);
+  if (xch > ring) ring = xch;
+  return ring + tw * ns * bn * sizeof(int) +
+         (q8 && d->kv_scale == CLATTN_KV_SCALE_TOKEN ? tw * 2 * ns * bn * sizeof(float) : 0);
 }
 
 const char *clattn__decode_tc_check(const int *p, const clattn_attention_desc *d,
                                     const clattn__device_info *info) {
-  const int splits = p[0], kt = p[1], bn = p[2], ns = p[3];
+  const int splits = p[0], kt = p[1], bn = p[2], ns = p[3], warps = p[4];
   if (splits < 0 || splits > 1024) return "splits must lie in 0..1024 (0: automatic)";
+  if (warps != 1 && warps != 2 && warps != 4) return "warps must be 1, 2 or 4";
   if (bn != 16 && bn != 32) return "bn must be 16 or 32";
   if (kt < bn || kt > 4096 || kt % bn) return "kt must be a multiple of bn up to 4096";
   if (ns < 2 || ns > 4) return "ns must lie in 2..4";
@@ -288,7 +297,7 @@ const char *clattn__decode_tc_check(const int *p, const clattn_attention_desc *d
     return "head_dim must be 16, 32, 64 or 128";
   if (d->kv_dtype != CLATTN_KV_DTYPE_SAME && (d->head_dim % 32 || bn * d->head_dim < 512))
     return "8-bit K/V: head_dim 32, 64 or 128 and bn * head_dim >= 512 (a 16-byte chunk a lane)";
-  if (info->max_wg < 32) return "needs work-groups of 32";
+  if (info->max_wg < (size_t)(32 * warps)) return "needs work-groups of 32 x warps";
   if (clattn__decode_tc_local(p, d) > info->local_mem)
     return "local memory exceeds the device's limit";
   return NULL;
@@ -296,7 +305,8 @@ const char *clattn__decode_tc_check(const int *p, const clattn_attention_desc *d
 
 bool clattn__decode_tc_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
                                 int *out) {
-  static const int prefs[][4] = {{0, 64, 16, 3}, {0, 64, 16, 2}, {0, 64, 32, 3}, {0, 64, 32, 2}};
+  static const int prefs[][5] = {
+      {0, 64, 16, 3, 1}, {0, 64, 16, 2, 1}, {0, 64, 32, 3, 1}, {0, 64, 32, 2, 1}};
   for (size_t i = 0; i < sizeof prefs / sizeof prefs[0]; i++)
     if (!clattn__decode_tc_check(prefs[i], d, info)) {
       memcpy(out, prefs[i], sizeof prefs[i]);
@@ -339,8 +349,9 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
   s->warp = p->variant && !strcmp(p->variant->name, "decode_warp");
   s->tc = p->variant && !strcmp(p->variant->name, "decode_tc");
   s->kt = params[1];
-  /* decode_tc: one warp, up to 16 rows (an m-tile) a work-group */
-  s->wg = s->tc ? 32 : params[2];
+  /* decode_tc: `warps` warps, up to 16 rows (an m-tile) a work-group */
+  s->tw = s->tc ? params[4] : 1;
+  s->wg = s->tc ? 32 * s->tw : params[2];
   s->qr = eff_qr(s->tc ? 16 : params[3], d);
   s->bn = s->tc ? params[2] : 0;
   s->ns = s->tc ? params[3] : 0;
@@ -357,7 +368,8 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
    * with more instructions per byte and needs more warps to hide them
    * (B = 8, 131k: 66 splits 17 % faster than 17). */
   const bool q8 = d->kv_dtype != CLATTN_KV_DTYPE_SAME;
-  const int per_cu = ctx->info.is_cpu ? 2 : s->tc ? (q8 ? 32 : 2) : 4;
+  int per_cu = ctx->info.is_cpu ? 2 : s->tc ? (q8 ? 32 : 2) : 4;
+  if (s->tc) per_cu = per_cu / s->tw > 0 ? per_cu / s->tw : 1; /* the same warps a unit */
   s->splits = params[0] ? params[0]
                         : auto_splits(&ctx->info, d, s->kt, s->nrb, s->allh, per_cu, s->tc && !q8);
   /* Workspace: (D + 1) floats per (row, split). */
@@ -411,8 +423,8 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
     clattn__append(opts, sizeof opts, " -DWARP=1 -DUNROLL=%d -DCLATTN_NV_SHFL=%d", s->unroll,
                    ctx->info.is_nvidia ? 1 : 0);
   if (s->tc)
-    clattn__append(opts, sizeof opts, " -DTC=1 -DBN=%d -DNS=%d -DLDM_ADDR=1%s", s->bn, s->ns,
-                   ctx->info.nv_emulate ? " -DCLATTN_NV_EMU=1" : "");
+    clattn__append(opts, sizeof opts, " -DTC=1 -DBN=%d -DNS=%d -DTW=%d -DLDM_ADDR=1%s", s->bn,
+                   s->ns, s->tw, ctx->info.nv_emulate ? " -DCLATTN_NV_EMU=1" : "");
   clattn__mods_options(d, opts, sizeof opts); /* softcap, ALiBi, user functions, sinks */
   /* decode_tc on NVIDIA: softcap in MUFU operations (cl/common.cl CLATTN_NV_SOFTCAP) */
   if (s->tc && !ctx->info.nv_emulate && d->softcap > 0.0)
@@ -428,8 +440,8 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
   clattn_status st = clattn__get_program_user(ctx, files, opts, user_src, &prog);
   free(user_src);
   if (st != CLATTN_SUCCESS) return st;
-  const size_t local = s->tc     ? clattn__decode_tc_local(params, d) +
-                                   clattn__nv_emu_local(&ctx->info, 32) /* tests */
+  const size_t local = s->tc ? clattn__decode_tc_local(params, d) +
+                                   clattn__nv_emu_local(&ctx->info, s->wg) /* tests */
                        : s->warp ? clattn__decode_warp_local(params, d)
                                  : clattn__decode_local(params, d);
   if ((st = clattn__create_kernel_sized(ctx, prog, "decode_split", local, &s->split)) !=
@@ -459,7 +471,8 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
            d->ragged ? ", ragged" : "", origin);
   if (d->kv_layout != CLATTN_KV_CONTIGUOUS)
     clattn__append(p->describe, sizeof p->describe, " page_size=%d", d->page_size);
-  if (s->tc) clattn__append(p->describe, sizeof p->describe, " bn=%d ns=%d", s->bn, s->ns);
+  if (s->tc)
+    clattn__append(p->describe, sizeof p->describe, " bn=%d ns=%d warps=%d", s->bn, s->ns, s->tw);
   clattn__describe_mods(d, p->describe, sizeof p->describe);
   if (d->kv_dtype != CLATTN_KV_DTYPE_SAME)
     clattn__append(p->describe, sizeof p->describe, " kv=%s (scales per %s)",

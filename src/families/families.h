@@ -67,7 +67,7 @@ CLATTN__VARIANT_DECL(decode_warp)
 extern const clattn__param clattn__decode_warp_params[5];
 /* decode_tc: the same plan operations, the NVIDIA tensor-core kernel (mma.sync). */
 CLATTN__VARIANT_DECL(decode_tc)
-extern const clattn__param clattn__decode_tc_params[4];
+extern const clattn__param clattn__decode_tc_params[5];
 
 /* flash_bwd.c: the deterministic backward kernels (cl/flash_bwd.cl, cl/flash_bwd_tc.cl);
  * create / execute / release work on the plan's backward state. */
