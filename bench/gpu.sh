@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|ab|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|wgdefault|wgprof|alibi|mods|modstc|sparsetc|tf32|softcap|tcchecks|all|plots;
+# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|ab|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|wgdefault|wgprof|alibi|mods|modstc|sparsetc|tf32|softcap|tcchecks|decsweep|all|plots;
 # logs go to $OUT (or ./gpu-out), packed into $OUT/logs.tgz on exit (CLATTN_GPU_PACK=0 keeps them loose); pipe the output into $OUT/summary.txt.
 # `regress` (not part of `all`): the same CLI points on this tree and on an older one in .base/
 # (`git archive REV | tar -x -C .base`, passed with carry), alternating, same process group: speed must not move.
 # `ab` (not part of `all`): AB_POINTS ("LABEL|VARIANTS|CLI run ARGS;..."), each point alternating its VARIANTS
 # (old: .base's CLI; new: this tree; new@OVERRIDE: CLATTN_TUNE_OVERRIDE; new%-DX=Y,...: CLATTN_BUILD_DEFINES;
 # new@OVERRIDE%-DX=Y,...: both), 2 rounds, best median.
+# `decsweep` (not part of `all`): decode points DS_POINTS ("B:N:KVDTYPE;...", KVDTYPE same|int8|fp8-e4m3...)
+# x decode_tc configurations DS_CONFIGS (';'-separated, "auto" = the plan's own; CONFIG%-DX=Y,-DZ=W adds
+# CLATTN_BUILD_DEFINES), bf16 Hq=32 Hk=8 d=128,
+# 2 alternating rounds, best median; then each point's per-kernel profile (split, merge, gap) per configuration.
 # `plots` (not part of `all`): the issue-7 sweep, peak, memory table + OOM check and PNGs, in $OUT/plots.tar.gz (log: $OUT/plots.log).
 set -uo pipefail
 what=${1:-all}
@@ -723,4 +727,36 @@ if want mods; then
       echo "N=$n ${spec//$OUT\//}: $t"
     done
   done | tee "$OUT/mods.txt"
+fi
+
+if want decsweep; then
+  IFS=';' read -r -a dpts <<<"${DS_POINTS:-1:131072:int8;1:131072:same;8:131072:int8}"
+  IFS=';' read -r -a dcfgs <<<"${DS_CONFIGS:-auto;splits=128,bn=16,ns=3,warps=1;splits=128,bn=16,ns=2,warps=2;splits=128,bn=16,ns=2,warps=4}"
+  DSARGS="--seq-q 1 --heads 32 --kv-heads 8 --head-dim 128 --dtype bf16 --no-verify --reps 20 --warmup 3"
+  declare -A dsbest=()
+  for round in 1 2; do
+    for pt in "${dpts[@]}"; do
+      IFS=: read -r b n kv <<<"$pt"
+      for cfg in "${dcfgs[@]}"; do
+        c=${cfg%%\%*} defs=""; [[ "$cfg" == *%* ]] && defs=${cfg#*%}
+        ov=""; [ "$c" != auto ] && ov="--config decode_tc:$c"
+        t=$(CLATTN_BUILD_DEFINES="${defs//,/ }" timeout 60 $CLI run $DSARGS --batch $b --seq-kv $n --kv-dtype ${kv:-same} $ov 2>>"$OUT/run.err" |
+          grep -E '^time' | sed 's/time *: median //; s/ ms.*//')
+        k="$b:$n:${kv:-same}|$cfg"
+        [ -n "$t" ] && dsbest[$k]=$(python3 -c "print(min($t, ${dsbest[$k]:-1e30}))")
+      done
+    done
+  done
+  echo "decode sweep (bf16 Q/O, Hq=32 Hk=8 d=128, one query; ms, best of 2 medians; B:N:KV | decode_tc config)"
+  for k in "${!dsbest[@]}"; do echo "$k ${dsbest[$k]}"; done | sort | tee "$OUT/decsweep.txt"
+  echo "per-kernel (clattn run --profile: split kernel, merge, gap; medians)"
+  for pt in "${dpts[@]}"; do
+    IFS=: read -r b n kv <<<"$pt"
+    for cfg in "${dcfgs[@]}"; do
+      c=${cfg%%\%*} defs=""; [[ "$cfg" == *%* ]] && defs=${cfg#*%}
+      ov=""; [ "$c" != auto ] && ov="--config decode_tc:$c"
+      echo "$pt|$cfg: $(CLATTN_BUILD_DEFINES="${defs//,/ }" timeout 60 $CLI run $DSARGS --profile --batch $b --seq-kv $n --kv-dtype ${kv:-same} $ov 2>&1 |
+        grep -E '^kernels|^config|rror' | sed 's/^config *: [^:]*: flash-decoding split-KV//; s/ (4 query rows.*//; s/^kernels *: //' | tr '\n' ' ' | cut -c1-220)"
+    done
+  done | tee "$OUT/decsweep_profile.txt"
 fi
