@@ -733,7 +733,7 @@ static void test_decode_tc(void **state) {
       {4, 2, 0, 0, 64, 2, 0, 0, 0, 1, 0, CLATTN_MASK_CAUSAL, "decode_tc"},
       {4, 2, 0, 0, 128, 1, CLATTN_KV_PAGED, 16, 0, 1, 0, CLATTN_MASK_CAUSAL,
        "decode_tc:bn=16,ns=2,warps=2"},
-      {4, 1, 1, 40, 16, 2, CLATTN_KV_PAGED, 16, 0, 0, 1, CLATTN_MASK_NONE, "decode_tc"},
+      {4, 1, 1, 40, 16, 2, CLATTN_KV_PAGED, 16, 0, 0, 1, CLATTN_MASK_NONE, "decode_tc:warps=2"},
   };
   for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
     dcase c = base(3, cs[i].hq, cs[i].hk, cs[i].d, cs[i].nq, cs[i].nk);
