@@ -730,7 +730,7 @@ if want mods; then
 fi
 
 if want decsweep; then
-  IFS=';' read -r -a dpts <<<"${DS_POINTS:-1:131072:int8;1:131072:same;8:131072:int8}"
+  IFS=';' read -r -a dpts <<<"${DS_POINTS:-1:131072:int8;1:131072:same;8:131072:int8}" # KV: DTYPE[/SCALE]
   IFS=';' read -r -a dcfgs <<<"${DS_CONFIGS:-auto;splits=128,bn=16,ns=3,warps=1;splits=128,bn=16,ns=2,warps=2;splits=128,bn=16,ns=2,warps=4}"
   DSARGS="--seq-q 1 --heads 32 --kv-heads 8 --head-dim 128 --dtype bf16 --no-verify --reps 20 --warmup 3"
   declare -A dsbest=()
@@ -740,7 +740,7 @@ if want decsweep; then
       for cfg in "${dcfgs[@]}"; do
         c=${cfg%%\%*} defs=""; [[ "$cfg" == *%* ]] && defs=${cfg#*%}
         ov=""; [ "$c" != auto ] && ov="--config decode_tc:$c"
-        t=$(CLATTN_BUILD_DEFINES="${defs//,/ }" timeout 60 $CLI run $DSARGS --batch $b --seq-kv $n --kv-dtype ${kv:-same} $ov 2>>"$OUT/run.err" |
+        t=$(CLATTN_BUILD_DEFINES="${defs//,/ }" timeout 60 $CLI run $DSARGS --batch $b --seq-kv $n --kv-dtype ${kv%%/*} $([[ $kv == */* ]] && echo --kv-scale ${kv#*/}) $ov 2>>"$OUT/run.err" |
           grep -E '^time' | sed 's/time *: median //; s/ ms.*//')
         k="$b:$n:${kv:-same}|$cfg"
         [ -n "$t" ] && dsbest[$k]=$(python3 -c "print(min($t, ${dsbest[$k]:-1e30}))")
@@ -755,7 +755,7 @@ if want decsweep; then
     for cfg in "${dcfgs[@]}"; do
       c=${cfg%%\%*} defs=""; [[ "$cfg" == *%* ]] && defs=${cfg#*%}
       ov=""; [ "$c" != auto ] && ov="--config decode_tc:$c"
-      echo "$pt|$cfg: $(CLATTN_BUILD_DEFINES="${defs//,/ }" timeout 60 $CLI run $DSARGS --profile --batch $b --seq-kv $n --kv-dtype ${kv:-same} $ov 2>&1 |
+      echo "$pt|$cfg: $(CLATTN_BUILD_DEFINES="${defs//,/ }" timeout 60 $CLI run $DSARGS --profile --batch $b --seq-kv $n --kv-dtype ${kv%%/*} $([[ $kv == */* ]] && echo --kv-scale ${kv#*/}) $ov 2>&1 |
         grep -E '^kernels|^config|rror' | sed 's/^config *: [^:]*: flash-decoding split-KV//; s/ (4 query rows.*//; s/^kernels *: //' | tr '\n' ' ' | cut -c1-220)"
     done
   done | tee "$OUT/decsweep_profile.txt"

@@ -257,7 +257,7 @@ for cfg in "1 16 16 2 0 0 1 1 1" "2 32 16 3 1 16 1 0 2" "1 64 32 4 2 12 1 1 1" "
 done
 # decode_tc over int8 K/V: token (0), tensor (1) and head (2) scales
 for cfg in "1 32 32 3 1 16 1 0 1" "2 64 16 2 0 0 1 1 2" "2 128 16 3 2 256 1 2 1" "1 128 32 2 0 0 0 0 2" \
-    "2 128 16 2 0 0 1 0 4"; do
+    "2 128 16 2 0 0 1 0 4" "2 128 64 2 0 0 1 0 1"; do
   set -- $cfg
   n="decode_tc_i8_t$1_d$2_bn$3_ns$4_c$5_p$6_a$7_s$8_w$9"
   compile "$n" nv_mma.cl decode.cl -- -DCLATTN_DTYPE=$1 -DCLATTN_SOFT_HALF=$(($1 == 1)) -DD=$2 -DBN=$3 -DNS=$4 \

@@ -1178,8 +1178,9 @@ static void test_quantized(void **state) {
 /* decode_tc over 8-bit K/V (NVIDIA sm_80+; skipped elsewhere): int8 with
  * token, tensor and head scales, f16 and bf16 outputs, head dims 32 / 64 /
  * 128, contiguous, paged (shared prefix, head-major, padded strides),
- * ragged, causal seq_q > 1, dim stride 2 (element loads), both step sizes,
- * 1, 2 and 4 warps a work-group; fp8 e4m3 and e5m2 (each with f16 and bf16 Q) the same way. */
+ * ragged, causal seq_q > 1, dim stride 2 (element loads), steps of 16, 32 and
+ * 64 keys, 1, 2 and 4 warps a work-group; fp8 e4m3 and e5m2 (each with f16 and bf16 Q) the same
+ * way. */
 static void test_decode_tc_int8(void **state) {
   (void)state;
   if (!decode_tc_applies()) skip();
@@ -1199,7 +1200,7 @@ static void test_decode_tc_int8(void **state) {
       {CLATTN_KV_DTYPE_INT8, CLATTN_KV_SCALE_TOKEN, 32, 8, 4, 500, 128, 1, 0, 0, CLATTN_DTYPE_F16,
        CLATTN_MASK_CAUSAL, "decode_tc:bn=16,ns=2,kt=32,warps=4", 0, 0, 0},
       {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_TOKEN, 8, 2, 1, 1000, 128, 1, 0, 0,
-       CLATTN_DTYPE_BF16, CLATTN_MASK_NONE, "decode_tc", 0, 0, 0},
+       CLATTN_DTYPE_BF16, CLATTN_MASK_NONE, "decode_tc:bn=64,ns=2", 0, 0, 0},
       {CLATTN_KV_DTYPE_FP8_E4M3, CLATTN_KV_SCALE_HEAD, 4, 1, 3, 300, 64, 0, 0, 0, CLATTN_DTYPE_F16,
        CLATTN_MASK_CAUSAL, "decode_tc:splits=3", 0, 0, 0},
       {CLATTN_KV_DTYPE_FP8_E5M2, CLATTN_KV_SCALE_TENSOR, 6, 3, 2, 150, 32,

@@ -236,12 +236,12 @@ bool clattn__decode_warp_fallback(const clattn__device_info *info, const clattn_
  * `warps` apart, their states merged in local memory: fewer partial rows
  * for the merge kernel at the same number of warps). */
 static const int dt_kt[] = {64, 128, 256};
-static const int dt_bn[] = {16, 32};
+static const int dt_bn[] = {16, 32, 64};
 static const int dt_ns[] = {2, 3, 4};
 static const int dt_warps[] = {1, 2, 4};
 const clattn__param clattn__decode_tc_params[5] = {{"splits", 0, 1024, VALS(dec_splits)},
                                                    {"kt", 16, 4096, VALS(dt_kt)},
-                                                   {"bn", 16, 32, VALS(dt_bn)},
+                                                   {"bn", 16, 64, VALS(dt_bn)},
                                                    {"ns", 2, 4, VALS(dt_ns)},
                                                    {"warps", 1, 4, VALS(dt_warps)}};
 const char *const clattn__decode_tc_sources[] = {"nv_mma.cl", "decode.cl", NULL};
@@ -290,7 +290,7 @@ const char *clattn__decode_tc_check(const int *p, const clattn_attention_desc *d
   const int splits = p[0], kt = p[1], bn = p[2], ns = p[3], warps = p[4];
   if (splits < 0 || splits > 1024) return "splits must lie in 0..1024 (0: automatic)";
   if (warps != 1 && warps != 2 && warps != 4) return "warps must be 1, 2 or 4";
-  if (bn != 16 && bn != 32) return "bn must be 16 or 32";
+  if (bn != 16 && bn != 32 && bn != 64) return "bn must be 16, 32 or 64";
   if (kt < bn || kt > 4096 || kt % bn) return "kt must be a multiple of bn up to 4096";
   if (ns < 2 || ns > 4) return "ns must lie in 2..4";
   if (d->head_dim % 16 || d->head_dim > 128 || 32 % (d->head_dim / 8))
