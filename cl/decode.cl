@@ -1487,9 +1487,12 @@ NV_UNROLL
 /* The merge: one work-group of MW work-items per output row (b, h, i).
  * The splits are spread over MY = MW / MX groups of MX work-items (split
  * y, y + MY, ...), each group's work-items over the dims (dd = x, x + MX,
- * ...): every work-item has a few independent loads in flight instead of
- * one chain over all splits (128 splits of int8 K/V), and the groups' sums
- * meet in local memory in a fixed order (deterministic). */
+ * ...). One pass: a group loads the log2-sum-exps and the partial rows of
+ * MU splits at once (every work-item has MU independent loads in flight),
+ * merges them into its running (maximum, weight, sums), rescaled when the
+ * maximum grows; the groups' states meet in local memory in a fixed order
+ * (deterministic). (A first pass over the LSEs for their maximum cost one
+ * more round trip and a barrier tree: bench/RESULTS.md §29.) */
 #if SINKS
 #define DECODE_SINK_ARGS , __global const float *restrict sinks
 #else
@@ -1502,7 +1505,7 @@ NV_UNROLL
 #define MY (MW / MX)
 #define MDC ((D + MX - 1) / MX) /* dims a work-item sums */
 #ifndef MU
-#define MU 4 /* splits a work-item group loads ahead */
+#define MU 8 /* splits a work-item group loads at once (H100: 8 over 4, §29) */
 #endif
 __kernel __attribute__((reqd_work_group_size(MW, 1, 1))) void
 decode_merge(__global const float *restrict ws_o, __global const float *restrict ws_lse,
@@ -1510,8 +1513,8 @@ decode_merge(__global const float *restrict ws_o, __global const float *restrict
              DECODE_TABLE_ARGS, const long osb, const long osh, const long oss, const long osd,
              const int H, const int Nq_max, const int Nk_max, const int splits, const int total_q,
              const int total_kv DECODE_SINK_ARGS) {
-  __local float red[MW], part[MY][D];
-  __local int lnan[MW];
+  __local float gm[MY], gw[MY], part[MY][D];
+  __local int gnan[MY];
   const int lid = get_local_id(0), row = get_group_id(1);
   const int b = row / (H * Nq_max), h = (row / Nq_max) % H, i = row % Nq_max;
   int q0, nq, k0, nk;
@@ -1519,36 +1522,15 @@ decode_merge(__global const float *restrict ws_o, __global const float *restrict
                &k0, &nk);
   if (i >= nq) return; /* the whole work-group: no barrier is skipped by a part of it */
   const long base = (long)row * splits;
-  /* the largest LSE (a NaN score makes the row NaN, as in the flash kernels) */
-  float M = CLATTN_MASKED;
-  int nan = 0;
-  for (int sp = lid; sp < splits; sp += MW) {
-    const float ls = ws_lse[base + sp];
-    nan |= (as_uint(ls) & 0x7fffffffu) > 0x7f800000u;
-    M = fmax(M, ls);
-  }
-  red[lid] = M;
-  lnan[lid] = nan;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (int st = MW / 2; st > 0; st >>= 1) {
-    if (lid < st) {
-      red[lid] = fmax(red[lid], red[lid + st]);
-      lnan[lid] |= lnan[lid + st];
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  M = red[0];
-  const bool isnan_row = lnan[0] != 0;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  /* the weighted sums: group y over its splits, work-item x over its dims */
   const int x = lid % MX, y = lid / MX;
-  float W = 0.0f, acc[MDC];
+  /* the group's state: maximum (CLATTN_MASKED: none yet), weight, sums; a
+   * NaN LSE (a NaN score) makes the row NaN, as in the flash kernels
+   * (tested on the bits: finite-math builds fold float compares) */
+  float M = CLATTN_MASKED, W = 0.0f, acc[MDC];
+  int nan = 0;
 #pragma unroll
   for (int c = 0; c < MDC; c++)
     acc[c] = 0.0f;
-  /* MU splits a group at a time: their loads issued before the first is
-   * used (a chain of one split at a time waited a load latency a split:
-   * 32 in a row at 128 splits); the sums keep the split order. */
   if (y < MY)
     for (int sp0 = y; sp0 < splits; sp0 += MY * MU) {
       float ls[MU], v[MU][MDC];
@@ -1561,25 +1543,49 @@ decode_merge(__global const float *restrict ws_o, __global const float *restrict
         for (int c = 0; c < MDC; c++)
           v[u][c] = sp < splits && x + c * MX < D ? src[x + c * MX] : 0.0f;
       }
+      float mc = M;
 #pragma unroll
       for (int u = 0; u < MU; u++) {
-        const float w = ls[u] > CLATTN_MASKED ? exp2(ls[u] - M) : 0.0f;
+        nan |= (as_uint(ls[u]) & 0x7fffffffu) > 0x7f800000u;
+        mc = ls[u] > CLATTN_MASKED ? fmax(mc, ls[u]) : mc;
+      }
+      const float a = exp2(M - mc); /* 1 while both are CLATTN_MASKED (W, acc are 0 then) */
+      W *= a;
+#pragma unroll
+      for (int c = 0; c < MDC; c++)
+        acc[c] *= a;
+#pragma unroll
+      for (int u = 0; u < MU; u++) {
+        const float w = ls[u] > CLATTN_MASKED ? exp2(ls[u] - mc) : 0.0f;
         W += w;
 #pragma unroll
         for (int c = 0; c < MDC; c++)
           acc[c] = mad(w, v[u][c], acc[c]);
       }
+      M = mc;
     }
   if (y < MY) {
 #pragma unroll
     for (int c = 0; c < MDC; c++)
       if (x + c * MX < D) part[y][x + c * MX] = acc[c];
-    if (x == 0) red[y] = W;
+    if (x == 0) {
+      gm[y] = M;
+      gw[y] = W;
+      gnan[y] = nan;
+    }
   }
   barrier(CLK_LOCAL_MEM_FENCE);
+  /* the groups in order: the row's maximum, each group's factor */
+  M = CLATTN_MASKED;
+  bool isnan_row = false;
+  for (int yy = 0; yy < MY; yy++) {
+    M = fmax(M, gm[yy]);
+    isnan_row = isnan_row || gnan[yy] != 0;
+  }
   W = 0.0f;
   for (int yy = 0; yy < MY; yy++)
-    W += red[yy];
+    W = mad(gw[yy], exp2(gm[yy] - M), W);
+  const float M0 = M; /* the groups' reference (the sink may raise M below) */
 #if SINKS
   /* the sink: one more term of the denominator (log2 units); a row without
    * a visible key puts all its mass there (zeros, LSE = sink) */
@@ -1596,7 +1602,7 @@ decode_merge(__global const float *restrict ws_o, __global const float *restrict
   for (int dd = lid; dd < D; dd += MW) {
     float xs = 0.0f;
     for (int yy = 0; yy < MY; yy++)
-      xs += part[yy][dd];
+      xs = mad(part[yy][dd], exp2(gm[yy] - M0), xs);
 #if SINKS
     xs *= a;
 #endif

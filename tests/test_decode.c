@@ -592,7 +592,7 @@ static void test_decode_contiguous(void **state) {
   } cs[] = {
       {1, 1, 1, 1, 64, 0, CLATTN_MASK_NONE},
       {4, 1, 1, 7, 32, 3, CLATTN_MASK_NONE},
-      {8, 1, 1, 1000, 64, 0, CLATTN_MASK_NONE},
+      {8, 1, 1, 1000, 64, 100, CLATTN_MASK_NONE}, /* 63 splits of keys, 37 empty: merge rounds */
       {32, 1, 1, 200, 16, 5, CLATTN_MASK_NONE},
       {8, 2, 3, 100, 36, 4, CLATTN_MASK_CAUSAL},
       {4, 4, 16, 37, 8, 2, CLATTN_MASK_CAUSAL},
@@ -619,7 +619,8 @@ static void test_decode_contiguous(void **state) {
     if (i % 3 == 0)
       snprintf(cfg, sizeof cfg, "decode:splits=%d,wg=1,allh=%d", cs[i].splits, (int)(i % 2));
     else
-      snprintf(cfg, sizeof cfg, "decode:splits=%d,wg=64", cs[i].splits);
+      snprintf(cfg, sizeof cfg, "decode:splits=%d,wg=64%s", cs[i].splits,
+               cs[i].splits > 32 ? ",kt=16" : "");
     c.config = cfg;
     snprintf(label, sizeof label, "contiguous %zu", i);
     run_case(&c, label);
