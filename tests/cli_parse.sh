@@ -55,6 +55,10 @@ expect "bigbird full uint64 seed" 0 "PASS" -- run $small --seq 64 --mask bigbird
 expect "window count overflow" 2 "out of range" -- run $small --mask window:4294967297,1
 expect "tune list message" 2 "--head-dim x:" -- tune --head-dim x
 expect "tune list message, no ----" 2 '!----' -- tune --head-dim x
+# --config reaches the plan on every path (contiguous decode, prefill) and a bad one is an error
+expect "run --config, decode" 0 "3 splits, kt=32" -- run --seq-q 1 --seq-kv 300 --heads 4 --kv-heads 1 --head-dim 16 --config decode:splits=3,kt=32 --profile
+expect "run --profile, decode" 0 "decode_merge [0-9.]+ ms, gap" -- run --seq-q 1 --seq-kv 300 --heads 4 --kv-heads 1 --head-dim 16 --config decode:splits=3,kt=32 --profile
+expect "run --config, bad" 3 "not a parameter of the flash kernel" -- run $small --config flash:bogus=1
 
 # Memory checks (item 12): refused with exit 3 before anything is allocated.
 expect "reserve UINT64_MAX" 3 "reserve" -- run $small --reserve 18446744073709551615

@@ -119,6 +119,7 @@ typedef struct cli_problem {
   bool profile;           /* also time each kernel (cli_result.kernels) */
   bool backward;          /* time and verify the backward pass instead (backward.c) */
   bool no_mask_blocks;    /* a mask_mod without clattn_plan_update_mask_blocks */
+  const char *config;     /* run --config: a forced kernel configuration, or NULL */
 } cli_problem;
 
 /* Creates the context for --device, printing the library's detail on failure

@@ -111,6 +111,9 @@ void cli_problem_from_common(const cli_common *c, cli_problem *p) {
   p->compare_softmax = false;
   p->reserve_bytes = 0;
   p->no_mask_blocks = c->no_mask_blocks != 0;
+  p->profile = false;
+  p->backward = false;
+  p->config = NULL;
 }
 
 int cli_parse_feature(const char *spec, clattn_attention_desc *d) {
@@ -642,7 +645,9 @@ clattn_status cli_run_point(clattn_context ctx, const cli_problem *p, cli_result
     return r->status;
   }
 
-  clattn_status st = clattn_plan_create(ctx, d, CLATTN_PLAN_DEFAULT, &pt.plan);
+  clattn_status st =
+      p->config ? clattn_plan_create_with_config(ctx, d, CLATTN_PLAN_DEFAULT, p->config, &pt.plan)
+                : clattn_plan_create(ctx, d, CLATTN_PLAN_DEFAULT, &pt.plan);
   if (st != CLATTN_SUCCESS) {
     fail(r, st, "%s", clattn_context_last_error(ctx));
     if (r->oom) {

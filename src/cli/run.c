@@ -242,6 +242,7 @@ int cli_cmd_run(int argc, char **argv) {
   p.reserve_bytes = o.reserve;
   p.profile = o.profile != 0;
   p.backward = o.backward != 0;
+  p.config = o.config;
   cli_mask mask;
   cli_mask_init(&mask);
   if ((rc = cli_parse_mask("mask", o.mask, &mask))) return rc;
