@@ -516,8 +516,9 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
   const int nst = (ntl + TW - 1) / TW;
 #define TC_TILE(i) ((i)*TW + wp)
   const int cch = ln % TCH, ckey = ln / TCH; /* the lane's chunk and first key of a tile */
-  /* Issues the loads of tile tl (keys kb + tl·BN ...) into stage tl % NS;
-   * pgv: the tile's block-table entry (TPW). */
+  /* TC_ISSUE(it, pgv): the loads of step it (warp wp's tile TC_TILE(it),
+   * keys kb + TC_TILE(it)·BN ...) into stage it % NS; pgv: the tile's
+   * block-table entry (TPW). */
 #if TPW
 #define TC_SLOT(j, kl, pgv, kr, kj)                                                                \
   ((kr) = (long)((pgv) >= 0 && (pgv) < num_pages ? (pgv) : 0),                                     \

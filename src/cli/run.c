@@ -57,6 +57,13 @@ static cli_opt_table run_table(run_opts *o) {
   return t;
 }
 
+/* --profile's line: each kernel's median milliseconds. */
+static void print_kernels(int n, const char *const *names, const double *ms) {
+  for (int i = 0; i < n; i++)
+    printf("%s%s %.4f ms", i ? ", " : "kernels   : ", names[i], ms[i]);
+  if (n) printf("\n");
+}
+
 /* --paged / --ragged: the inference path (infer.c). */
 static int run_inference(const run_opts *o, cli_problem *p) {
   int *lens = NULL, nlens = 0;
@@ -118,9 +125,7 @@ static int run_inference(const run_opts *o, cli_problem *p) {
   } else {
     printf("time      : median %.4f ms over %d runs\n", r.median_ms, p->reps);
     printf("speed     : %.2f GB/s of KV read (%.1f MB of K and V)\n", r.kv_gbps, r.kv_bytes / 1e6);
-    for (int i = 0; i < r.nkernels; i++)
-      printf("%s%s %.4f ms", i ? ", " : "kernels   : ", r.kernel_names[i], r.kernel_ms[i]);
-    if (r.nkernels) printf("\n");
+    print_kernels(r.nkernels, r.kernel_names, r.kernel_ms);
     if (r.verified) {
       printf("verify    : max abs err %.3g, rel err %.3g (tolerance %.0e)%s: %s\n", r.max_abs_err,
              r.rel_err, r.tolerance, r.nan_found ? ", NaN found" : "", r.passed ? "PASS" : "FAIL");
@@ -194,9 +199,7 @@ static void print_result(const cli_problem *p, const cli_result *r) {
            cli_fmt_bytes(p->reserve_bytes, true, b2, sizeof b2),
            cli_fmt_bytes(p->reserve_bytes + r->mem_bytes, true, b3, sizeof b3));
   printf("timing    : %s\n", r->timing);
-  for (int i = 0; i < r->nkernels; i++)
-    printf("%s%s %.4f ms", i ? ", " : "kernels   : ", r->kernel_names[i], r->kernel_ms[i]);
-  if (r->nkernels) printf("\n");
+  print_kernels(r->nkernels, r->kernel_names, r->kernel_ms);
   if (!r->verified) {
     printf("verify    : %s\n", p->verify ? "not done (error)" : "skipped");
     return;

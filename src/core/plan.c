@@ -284,11 +284,9 @@ static clattn_status check_user_bias(clattn_context ctx, const clattn_attention_
   return CLATTN_SUCCESS;
 }
 
-/* The checks of one execution: buffer sizes, owners, aliasing, the tables
- * the descriptor needs. */
-/* Every check of one forward execution's buffers (sizes, aliasing, the
- * tables the descriptor needs; CLATTN_PLAN_CHECK_TABLES: their contents);
- * *out: the buffers the variant takes. */
+/* Every check of one forward execution's buffers (sizes, owners, aliasing,
+ * the tables the descriptor needs; CLATTN_PLAN_CHECK_TABLES: their
+ * contents); *out: the buffers the variant takes. */
 static clattn_status check_args(clattn_plan p, const clattn_exec_args *a, cl_uint num_wait,
                                 const cl_event *wait, clattn__buffers *out) {
   clattn_context ctx = p->ctx;
@@ -562,11 +560,6 @@ void clattn_plan_release(clattn_plan p) {
   if (--ctx->live_plans == 0 && ctx->released) clattn__context_free(ctx);
 }
 
-static int cmp_ms(const void *a, const void *b) {
-  const double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
 clattn_status clattn_plan_profile(clattn_plan p, cl_mem q, cl_mem k, cl_mem v, cl_mem o, int reps,
                                   int max_kernels, const char **names, double *ms,
                                   int *num_kernels) {
@@ -617,7 +610,7 @@ clattn_status clattn_plan_profile_ex(clattn_plan p, const clattn_exec_args *args
     t[r] = (double)(t1 - t0) * 1e-6;
   }
   if (st == CLATTN_SUCCESS) {
-    qsort(t, (size_t)reps, sizeof *t, cmp_ms);
+    clattn__sort_doubles(t, (size_t)reps);
     names[0] = p->variant->name;
     ms[0] = t[reps / 2];
     *num_kernels = 1;

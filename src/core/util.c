@@ -51,6 +51,13 @@ void clattn__append(char *buf, size_t cap, const char *fmt, ...) {
   va_end(ap);
 }
 
+static int cmp_double(const void *a, const void *b) {
+  const double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+void clattn__sort_doubles(double *v, size_t n) { qsort(v, n, sizeof *v, cmp_double); }
+
 int clattn__strcasestr_bool(const char *hay, const char *needle) {
   size_t n = strlen(needle);
   if (n == 0) return 1;

@@ -18,6 +18,9 @@ void clattn__append(char *buf, size_t cap, const char *fmt, ...)
 #endif
     ;
 
+/* Sorts v[0..n) ascending (timings: medians of runs). */
+void clattn__sort_doubles(double *v, size_t n);
+
 /* 1 when needle occurs in hay, ignoring ASCII case. */
 int clattn__strcasestr_bool(const char *hay, const char *needle);
 

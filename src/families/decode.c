@@ -580,11 +580,6 @@ clattn_status clattn__decode_execute(clattn_plan p, const clattn__buffers *b, cl
   return CLATTN_SUCCESS;
 }
 
-static int cmp_ms(const void *a, const void *b) {
-  const double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
 /* Per-kernel medians of `reps` executions: the split kernel, the merge and
  * the idle time between them (the merge's start minus the split's end). */
 int clattn__decode_profile(clattn_plan p, const clattn__buffers *b, int reps, const char **names,
@@ -621,9 +616,9 @@ int clattn__decode_profile(clattn_plan p, const clattn__buffers *b, int reps, co
     t[reps + r] = (double)(t4[3] - t4[2]) * 1e-6;
     t[2 * reps + r] = t4[2] > t4[1] ? (double)(t4[2] - t4[1]) * 1e-6 : 0.0;
   }
-  static const char *const knames[3] = {"split", "decode_merge", "gap"};
+  static const char *const knames[3] = {NULL, "decode_merge", "gap"}; /* 0: the variant's */
   for (n = 0; n < 3; n++) {
-    qsort(t + (size_t)n * (size_t)reps, (size_t)reps, sizeof *t, cmp_ms);
+    clattn__sort_doubles(t + (size_t)n * (size_t)reps, (size_t)reps);
     names[n] = n ? knames[n] : p->variant->name;
     ms[n] = t[(size_t)n * (size_t)reps + (size_t)reps / 2];
   }

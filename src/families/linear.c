@@ -884,11 +884,6 @@ void clattn__linear_release(clattn_plan p) {
   p->state = NULL;
 }
 
-static int cmp_double(const void *a, const void *b) {
-  const double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
 int clattn__linear_profile(clattn_plan p, const clattn__buffers *buffers, int reps,
                            const char **names, double *ms) {
   if (!p || p->variant->family != CLATTN_ALGO_LINEAR || reps < 1) return -1;
@@ -921,7 +916,7 @@ int clattn__linear_profile(clattn_plan p, const clattn__buffers *buffers, int re
   n = 0;
   for (int i = 0; i < K_COUNT; i++) {
     if (!seen[i]) continue;
-    qsort(t + (size_t)i * (size_t)reps, (size_t)reps, sizeof *t, cmp_double);
+    clattn__sort_doubles(t + (size_t)i * (size_t)reps, (size_t)reps);
     names[n] = i == K_OUT && s->causal ? "lin_causal" : kernel_names[i];
     ms[n] = t[(size_t)i * (size_t)reps + (size_t)reps / 2];
     n++;

@@ -26,14 +26,9 @@ void clattn_peak_request_init(clattn_peak_request *req) {
   req->runs = 7;
 }
 
-static int cmp_double(const void *a, const void *b) {
-  const double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 /* Median, minimum and maximum of v[0..n) (sorted in place). */
 static void stats(double *v, int n, double *med, double *lo, double *hi) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  clattn__sort_doubles(v, (size_t)n);
   *lo = v[0];
   *hi = v[n - 1];
   *med = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);

@@ -95,11 +95,6 @@ static clattn_status io_setup(clattn_context ctx, tune_io *io, uint64_t seed) {
   return CLATTN_SUCCESS;
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
 /* Runs the plan once and returns its time in ms (profiling events when the
  * queue has them, else wall-clock), or a negative value on failure. */
 static double run_once(clattn_context ctx, clattn_plan plan, tune_io *io) {
@@ -163,7 +158,7 @@ static double time_candidate(clattn_context ctx, tune_io *io, const clattn__vari
       if (best_ms > 0 && n >= 2 && x > 3 * best_ms) break; /* clearly slower */
     }
     if (n > 0) {
-      qsort(t, (size_t)n, sizeof *t, cmp_double);
+      clattn__sort_doubles(t, (size_t)n);
       ms = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
     }
   }
