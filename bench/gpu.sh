@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|ab|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|wgdefault|wgprof|alibi|mods|modstc|sparsetc|tf32|softcap|tcchecks|decsweep|all|plots;
+# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|ab|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|wgdefault|wgprof|alibi|mods|modstc|sparsetc|tf32|softcap|tcchecks|decsweep|tma|all|plots;
 # logs go to $OUT (or ./gpu-out), packed into $OUT/logs.tgz on exit (CLATTN_GPU_PACK=0 keeps them loose); pipe the output into $OUT/summary.txt.
 # `regress` (not part of `all`): the same CLI points on this tree and on an older one in .base/
 # (`git archive REV | tar -x -C .base`, passed with carry), alternating, same process group: speed must not move.
@@ -759,4 +759,16 @@ if want decsweep; then
         grep -E '^kernels|^config|rror' | sed 's/^config *: [^:]*: flash-decoding split-KV//; s/ (4 query rows.*//; s/^kernels *: //' | tr '\n' ' ' | cut -c1-220)"
     done
   done | tee "$OUT/decsweep_profile.txt"
+fi
+
+# `tma` (not part of `all`): bench/tma_probe.c — TMA tensor maps built on the device (tensormap.replace through
+# patched PTX), one box checked (both swizzles, zero fill), then a decode-shaped K/V stream through them against
+# the same stream through cp.async and the copy, beside clattn's own bf16 decode (B 8 x 32k, B 1 x 131k)
+if want tma; then
+  gcc -O2 bench/tma_probe.c -lOpenCL -o build/tma_probe 2>>"$OUT/run.err" &&
+    TMA_PTX="$OUT/tma_probe.ptx" timeout 240 ./build/tma_probe bench/tma_probe.cl 2>&1 | tee "$OUT/tma.txt"
+  for pt in "8 32768" "1 131072"; do
+    set -- $pt
+    echo "clattn decode B$1 N$2 bf16 (Hq 32, Hk 8, d 128): $(kernel_ms --seq-q 1 --heads 32 --kv-heads 8 --head-dim 128 --dtype bf16 --reps 20 --warmup 3 --batch $1 --seq-kv $2)"
+  done | tee -a "$OUT/tma.txt"
 fi

@@ -366,9 +366,14 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
    * 33 splits 13 % faster than 132), in whole rounds (B = 8, 131k: 4
    * splits, 256 work-groups, 5 % faster than 5); int8 decodes its codes
    * with more instructions per byte and needs more warps to hide them
-   * (B = 8, 131k: 66 splits 17 % faster than 17). */
+   * (B = 8, 131k: 66 splits 17 % faster than 17). Where the sequences'
+   * KV heads alone give a quarter of the units one (B·Hk ≥ CUs / 4),
+   * 16-bit K/V takes four a unit (H100, §30: B = 8, 32k: 8 splits 2.3 %
+   * faster than 4; B = 1 keeps two, its merge grows with the splits). */
   const bool q8 = d->kv_dtype != CLATTN_KV_DTYPE_SAME;
-  int per_cu = ctx->info.is_cpu ? 2 : s->tc ? (q8 ? 32 : 2) : 4;
+  const int64_t pairs = (int64_t)d->batch * kv_heads_of(d) * s->nrb;
+  const int cus = ctx->info.compute_units ? (int)ctx->info.compute_units : 1;
+  int per_cu = ctx->info.is_cpu ? 2 : s->tc ? (q8 ? 32 : 4 * pairs >= cus ? 4 : 2) : 4;
   if (s->tc) per_cu = per_cu / s->tw > 0 ? per_cu / s->tw : 1; /* the same warps a unit */
   s->splits = params[0] ? params[0]
                         : auto_splits(&ctx->info, d, s->kt, s->nrb, s->allh, per_cu, s->tc && !q8);
