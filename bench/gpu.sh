@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu.sh — one-call GPU session: builds clattn, runs the tests on the GPU, benchmarks every family against the naive baseline and PyTorch, prints a short table.
-# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|ab|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|wgdefault|wgprof|alibi|mods|modstc|sparsetc|tf32|softcap|tcchecks|decsweep|tma|all|plots;
+# Usage (device machine, repo root): bash bench/gpu.sh MODE[,MODE...] with MODE one of quick|core|half|tc|tcextra|compare|families|linear|lintc|regress|ab|decode|dectc|ragged|kvquant|backward|bwdtc|wgmma|wgdefault|wgprof|alibi|mods|modstc|sparsetc|tf32|softcap|tcchecks|decsweep|tma|dectorch|all|plots;
 # logs go to $OUT (or ./gpu-out), packed into $OUT/logs.tgz on exit (CLATTN_GPU_PACK=0 keeps them loose); pipe the output into $OUT/summary.txt.
 # `regress` (not part of `all`): the same CLI points on this tree and on an older one in .base/
 # (`git archive REV | tar -x -C .base`, passed with carry), alternating, same process group: speed must not move.
@@ -771,4 +771,23 @@ if want tma; then
     set -- $pt
     echo "clattn decode B$1 N$2 bf16 (Hq 32, Hk 8, d 128): $(kernel_ms --seq-q 1 --heads 32 --kv-heads 8 --head-dim 128 --dtype bf16 --reps 20 --warmup 3 --batch $1 --seq-kv $2)"
   done | tee -a "$OUT/tma.txt"
+fi
+
+# `dectorch` (not part of `all`): issue 14's decode table in one call: clattn's automatic decode_tc plan (bf16, Hq 32,
+# Hk 8, d 128) at B 1/8 x 32k/131k and B 64 x 32k, two alternating rounds (B = 8 also against the old rule, splits=4),
+# then PyTorch's CUDNN and FLASH backends on the same points (bench/torch_decode.py, timed back to back)
+if want dectorch; then
+  DTARGS="--seq-q 1 --heads 32 --kv-heads 8 --head-dim 128 --dtype bf16 --reps 20 --warmup 3"
+  for round in 1 2; do
+    for pt in "1 32768" "1 131072" "8 32768" "8 131072" "64 32768"; do
+      set -- $pt
+      echo "r$round B$1 N$2 clattn $(kernel_ms $DTARGS --batch $1 --seq-kv $2)$([ $1 = 8 ] && echo " | splits=4: $(kernel_ms $DTARGS --batch $1 --seq-kv $2 --config decode_tc:splits=4,kt=64,bn=16,ns=3,warps=1)")"
+    done
+  done | tee "$OUT/dectorch.txt"
+  { python3 bench/torch_decode.py --dtypes bf16 --batches 1,8 --seqs 32768,131072 --backends CUDNN_ATTENTION,FLASH_ATTENTION
+    python3 bench/torch_decode.py --dtypes bf16 --batches 64 --seqs 32768 --backends CUDNN_ATTENTION,FLASH_ATTENTION; } 2>>"$OUT/run.err" |
+    tee "$OUT/dectorch_torch.jsonl" | python3 -c "
+import json, sys
+for l in sys.stdin:
+    r = json.loads(l); print('torch', r.get('backend'), 'B%d N%d' % (r['batch'], r['seq_kv']), r.get('median_ms', r.get('error')))"
 fi
