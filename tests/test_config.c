@@ -492,6 +492,44 @@ static size_t naive_workspace_bytes(const clattn_attention_desc *d) {
  * plan's value): the score matrix, plus for 16-bit storage the f32 copies of
  * q/o and of k and v per kv head; NULL, non-positive sizes and overflow give
  * false / SIZE_MAX. */
+/* decode's automatic split count on a 132-unit GPU (bf16, Hq 32, Hk 8,
+ * d 128, one query row: one row block of decode_tc, kt 64): one-warp
+ * work-groups in whole rounds, four a unit from B·Hk ≥ 33 up (B = 8: 8
+ * splits), two below (B = 1: 33, B = 4: 8), int8 32 a unit rounded up,
+ * two warps a work-group half the work-groups, at most a split per two
+ * tiles of keys; the CPU form two a unit rounded up. */
+static void test_decode_splits(void **state) {
+  (void)state;
+  clattn__device_info gpu = fake_device(0, 48 * 1024, 1024), cpu = fake_device(1, 1 << 20, 4096);
+  gpu.compute_units = 132;
+  cpu.compute_units = 2;
+  clattn_attention_desc d;
+  clattn_attention_desc_init(&d);
+  d.dtype = CLATTN_DTYPE_BF16;
+  d.heads = 32;
+  d.kv_heads = 8;
+  d.head_dim = 128;
+  d.seq_q = 1;
+  d.seq_kv = 32768;
+  static const int batch[] = {1, 4, 5, 8, 16, 64};
+  static const int want[] = {33, 8, 13, 8, 4, 1};
+  for (size_t i = 0; i < sizeof batch / sizeof *batch; i++) {
+    d.batch = batch[i];
+    assert_int_equal(clattn__decode_auto_splits(&gpu, &d, true, 1, 64, 1, false), want[i]);
+  }
+  d.batch = 8;
+  assert_int_equal(clattn__decode_auto_splits(&gpu, &d, true, 2, 64, 1, false), 4);
+  d.seq_kv = 300; /* (300 + 127) / 128 = 3 splits at most */
+  assert_int_equal(clattn__decode_auto_splits(&gpu, &d, true, 1, 64, 1, false), 3);
+  d.seq_kv = 131072;
+  d.kv_dtype = CLATTN_KV_DTYPE_INT8;
+  assert_int_equal(clattn__decode_auto_splits(&gpu, &d, true, 1, 64, 1, false), 66);
+  d.kv_dtype = CLATTN_KV_DTYPE_SAME;
+  d.batch = 1; /* CPU: 2 units × 2 over 8 KV heads, rounded up */
+  assert_int_equal(clattn__decode_auto_splits(&cpu, &d, false, 1, 64, 1, false), 1);
+  assert_int_equal(clattn__decode_auto_splits(&cpu, &d, false, 1, 64, 1, true), 4);
+}
+
 static void test_naive_workspace(void **state) {
   (void)state;
   clattn_attention_desc d;
@@ -550,6 +588,7 @@ int main(void) {
       cmocka_unit_test(test_parse),
       cmocka_unit_test(test_selection),
       cmocka_unit_test(test_naive_workspace),
+      cmocka_unit_test(test_decode_splits),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

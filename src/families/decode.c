@@ -330,6 +330,27 @@ static int auto_splits(const clattn__device_info *info, const clattn_attention_d
   return s < 1 ? 1 : (int)s;
 }
 
+/* The automatic split count of a plan (splits = 0). Work-groups per
+ * compute unit: decode_tc (one warp each, measured on an H100,
+ * bench/RESULTS.md §17): 16-bit K/V streams at the copy rate with two a
+ * compute unit, and fewer splits mean less to merge (B = 1, 32k: 33 splits
+ * 13 % faster than 132), in whole rounds (B = 8, 131k: 4 splits, 256
+ * work-groups, 5 % faster than 5); int8 decodes its codes with more
+ * instructions per byte and needs more warps to hide them (B = 8, 131k:
+ * 66 splits 17 % faster than 17). Where the sequences' KV heads alone give
+ * a quarter of the units one (B·Hk ≥ CUs / 4), 16-bit K/V takes four a
+ * unit (H100, §30: B = 8, 32k: 8 splits 2.3 % faster than 4; B = 1 keeps
+ * two, its merge grows with the splits). */
+int clattn__decode_auto_splits(const clattn__device_info *info, const clattn_attention_desc *d,
+                               bool tc, int tw, int kt, int nrb, bool allh) {
+  const bool q8 = d->kv_dtype != CLATTN_KV_DTYPE_SAME;
+  const int64_t pairs = (int64_t)d->batch * kv_heads_of(d) * nrb;
+  const int64_t cus = info->compute_units ? (int64_t)info->compute_units : 1;
+  int per_cu = info->is_cpu ? 2 : tc ? (q8 ? 32 : 4 * pairs >= cus ? 4 : 2) : 4;
+  if (tc) per_cu = per_cu / tw > 0 ? per_cu / tw : 1; /* the same warps a unit */
+  return auto_splits(info, d, kt, nrb, allh, per_cu, tc && !q8);
+}
+
 static clattn_status alloc_ws(clattn_plan p, decode_state *s) {
   cl_int err;
   s->ws = clCreateBuffer(p->ctx->context, CL_MEM_READ_WRITE, s->ws_o_bytes, NULL, &err);
@@ -360,23 +381,9 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
   /* allh needs the 16-lane CPU form (unit dim strides): the other forms
    * read one KV head a work-item */
   s->allh = !s->warp && !s->tc && allh_applies(params, d) && p->ks.dim == 1 && p->vs.dim == 1;
-  /* Work-groups per compute unit. decode_tc (one warp each, measured on an
-   * H100, bench/RESULTS.md §17): 16-bit K/V streams at the copy rate with
-   * two a compute unit, and fewer splits mean less to merge (B = 1, 32k:
-   * 33 splits 13 % faster than 132), in whole rounds (B = 8, 131k: 4
-   * splits, 256 work-groups, 5 % faster than 5); int8 decodes its codes
-   * with more instructions per byte and needs more warps to hide them
-   * (B = 8, 131k: 66 splits 17 % faster than 17). Where the sequences'
-   * KV heads alone give a quarter of the units one (B·Hk ≥ CUs / 4),
-   * 16-bit K/V takes four a unit (H100, §30: B = 8, 32k: 8 splits 2.3 %
-   * faster than 4; B = 1 keeps two, its merge grows with the splits). */
-  const bool q8 = d->kv_dtype != CLATTN_KV_DTYPE_SAME;
-  const int64_t pairs = (int64_t)d->batch * kv_heads_of(d) * s->nrb;
-  const int cus = ctx->info.compute_units ? (int)ctx->info.compute_units : 1;
-  int per_cu = ctx->info.is_cpu ? 2 : s->tc ? (q8 ? 32 : 4 * pairs >= cus ? 4 : 2) : 4;
-  if (s->tc) per_cu = per_cu / s->tw > 0 ? per_cu / s->tw : 1; /* the same warps a unit */
-  s->splits = params[0] ? params[0]
-                        : auto_splits(&ctx->info, d, s->kt, s->nrb, s->allh, per_cu, s->tc && !q8);
+  s->splits = params[0]
+                  ? params[0]
+                  : clattn__decode_auto_splits(&ctx->info, d, s->tc, s->tw, s->kt, s->nrb, s->allh);
   /* Workspace: (D + 1) floats per (row, split). */
   const size_t rows = (size_t)d->batch * (size_t)d->heads * (size_t)d->seq_q;
   size_t parts, o_elems;

@@ -68,6 +68,11 @@ extern const clattn__param clattn__decode_warp_params[5];
 /* decode_tc: the same plan operations, the NVIDIA tensor-core kernel (mma.sync). */
 CLATTN__VARIANT_DECL(decode_tc)
 extern const clattn__param clattn__decode_tc_params[5];
+/* The automatic split count (splits = 0) of a decode plan: tc for decode_tc
+ * (tw warps a work-group), kt keys a split's granularity, nrb row blocks,
+ * allh all KV heads a work-item (CPU form). */
+int clattn__decode_auto_splits(const clattn__device_info *info, const clattn_attention_desc *d,
+                               bool tc, int tw, int kt, int nrb, bool allh);
 
 /* flash_bwd.c: the deterministic backward kernels (cl/flash_bwd.cl, cl/flash_bwd_tc.cl);
  * create / execute / release work on the plan's backward state. */
