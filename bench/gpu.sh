@@ -774,14 +774,16 @@ if want tma; then
 fi
 
 # `dectorch` (not part of `all`): issue 14's decode table in one call: clattn's automatic decode_tc plan (bf16, Hq 32,
-# Hk 8, d 128) at B 1/8 x 32k/131k and B 64 x 32k, two alternating rounds (B = 8 also against the old rule, splits=4),
+# Hk 8, d 128) at B 1/8 x 32k/131k and B 64 x 32k, two alternating rounds (B = 8 also against the old rule, splits=4;
+# B = 1 against 66 splits, four a unit),
 # then PyTorch's CUDNN and FLASH backends on the same points (bench/torch_decode.py, timed back to back)
 if want dectorch; then
   DTARGS="--seq-q 1 --heads 32 --kv-heads 8 --head-dim 128 --dtype bf16 --reps 20 --warmup 3"
   for round in 1 2; do
     for pt in "1 32768" "1 131072" "8 32768" "8 131072" "64 32768"; do
       set -- $pt
-      echo "r$round B$1 N$2 clattn $(kernel_ms $DTARGS --batch $1 --seq-kv $2)$([ $1 = 8 ] && echo " | splits=4: $(kernel_ms $DTARGS --batch $1 --seq-kv $2 --config decode_tc:splits=4,kt=64,bn=16,ns=3,warps=1)")"
+      alt=""; [ $1 = 8 ] && alt=4; [ $1 = 1 ] && alt=66
+      echo "r$round B$1 N$2 clattn $(kernel_ms $DTARGS --batch $1 --seq-kv $2)$([ -n "$alt" ] && echo " | splits=$alt: $(kernel_ms $DTARGS --batch $1 --seq-kv $2 --config decode_tc:splits=$alt,kt=64,bn=16,ns=3,warps=1)")"
     done
   done | tee "$OUT/dectorch.txt"
   { python3 bench/torch_decode.py --dtypes bf16 --batches 1,8 --seqs 32768,131072 --backends CUDNN_ATTENTION,FLASH_ATTENTION
