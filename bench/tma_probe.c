@@ -4,9 +4,12 @@
 #define _GNU_SOURCE
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "devtool.h"
 
 #define CK(x)                                                                                      \
   do {                                                                                             \
@@ -20,19 +23,6 @@
 static cl_context ctx;
 static cl_device_id dev;
 static cl_command_queue q;
-
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  if (s && fread(s, 1, (size_t)n, f) != (size_t)n) n = 0;
-  if (s) s[n] = 0;
-  fclose(f);
-  return s;
-}
 
 /* "// @@RAW text" lines become "text"; .target becomes sm_90a; .version becomes ver (if given) */
 static char *patch(const char *ptx, const char *ver) {
@@ -114,6 +104,19 @@ static cl_program build(const char *src, const char *opts) {
   return NULL;
 }
 
+/* sets kernel k's arguments 0 .. n-1 from n (size, pointer) pairs, written A(variable) */
+#define A(x) sizeof(x), (const void *)&(x)
+static void args(cl_kernel k, int n, ...) {
+  va_list ap;
+  va_start(ap, n);
+  for (int i = 0; i < n; i++) {
+    const size_t size = va_arg(ap, size_t);
+    const void *p = va_arg(ap, const void *);
+    CK(clSetKernelArg(k, (cl_uint)i, size, p));
+  }
+  va_end(ap);
+}
+
 static int cmpd(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -140,7 +143,7 @@ static unsigned xorsum(cl_mem sink, size_t n16) {
   unsigned *h = malloc(n16 * 16), x = 0;
   CK(clEnqueueReadBuffer(q, sink, CL_TRUE, 0, n16 * 16, h, 0, NULL, NULL));
   for (size_t i = 0; i < n16 * 4; i++)
-    x ^= h[i] * (unsigned)(1 + (i & 3)); /* lanes' words by position */
+    x ^= h[i]; /* every word once: the same whatever lane read it */
   free(h);
   return x;
 }
@@ -201,17 +204,8 @@ int main(int argc, char **argv) {
     for (unsigned shift = 0; shift <= 4; shift += 4) {
       unsigned b0 = sw ? 64 : 128, b2 = 16;
       int c0 = sw ? 64 : 0, hh = 5, r0 = (int)rows - 5;
-      cl_uint a[] = {dim, heads, rows, b0, b2};
-      CK(clSetKernelArg(k1, 0, sizeof dsrc, &dsrc));
-      CK(clSetKernelArg(k1, 1, sizeof dmap, &dmap));
-      CK(clSetKernelArg(k1, 2, sizeof dout, &dout));
-      for (int i = 0; i < 5; i++)
-        CK(clSetKernelArg(k1, 3 + i, 4, &a[i]));
-      CK(clSetKernelArg(k1, 8, 4, &c0));
-      CK(clSetKernelArg(k1, 9, 4, &hh));
-      CK(clSetKernelArg(k1, 10, 4, &r0));
-      CK(clSetKernelArg(k1, 11, 4, &sw));
-      CK(clSetKernelArg(k1, 12, 4, &shift));
+      args(k1, 13, A(dsrc), A(dmap), A(dout), A(dim), A(heads), A(rows), A(b0), A(b2), A(c0), A(hh),
+           A(r0), A(sw), A(shift));
       size_t g = 128, l = 128;
       err = clEnqueueNDRangeKernel(q, k1, 1, NULL, &g, &l, 0, NULL, NULL);
       cl_int e2 = clFinish(q);
@@ -326,36 +320,18 @@ int main(int argc, char **argv) {
         double bytes = 2.0 * B * N * heads * dim * 2;
         double ms[5];
         unsigned xs[5];
-        CK(clSetKernelArg(kc, 0, sizeof dk, &dk));
-        CK(clSetKernelArg(kc, 1, sizeof dv, &dv));
-        CK(clSetKernelArg(kc, 2, sizeof sink, &sink));
-        CK(clSetKernelArg(kc, 3, 4, &heads));
-        CK(clSetKernelArg(kc, 4, 4, &N));
-        CK(clSetKernelArg(kc, 5, 4, &sp));
+        args(kc, 6, A(dk), A(dv), A(sink), A(heads), A(N), A(sp));
         ms[0] = run_ms(kc, wgs * 32, 32, 7);
         xs[0] = xorsum(sink, wgs * 32);
         for (int mode = 1; mode < 5; mode++) {
           unsigned sw = mode >= 3 ? 3 : 0, pre = (mode % 2) == 0, rws = B * N;
           if (pre) {
-            CK(clSetKernelArg(km, 0, sizeof dk, &dk));
-            CK(clSetKernelArg(km, 1, sizeof dv, &dv));
-            CK(clSetKernelArg(km, 2, sizeof maps, &maps));
-            CK(clSetKernelArg(km, 3, 4, &heads));
-            CK(clSetKernelArg(km, 4, 4, &rws));
-            CK(clSetKernelArg(km, 5, 4, &sw));
+            args(km, 6, A(dk), A(dv), A(maps), A(heads), A(rws), A(sw));
             size_t g = 32;
             CK(clEnqueueNDRangeKernel(q, km, 1, NULL, &g, &g, 0, NULL, NULL));
             CK(clFinish(q));
           }
-          CK(clSetKernelArg(kt, 0, sizeof dk, &dk));
-          CK(clSetKernelArg(kt, 1, sizeof dv, &dv));
-          CK(clSetKernelArg(kt, 2, sizeof maps, &maps));
-          CK(clSetKernelArg(kt, 3, sizeof sink, &sink));
-          CK(clSetKernelArg(kt, 4, 4, &heads));
-          CK(clSetKernelArg(kt, 5, 4, &N));
-          CK(clSetKernelArg(kt, 6, 4, &sp));
-          CK(clSetKernelArg(kt, 7, 4, &sw));
-          CK(clSetKernelArg(kt, 8, 4, &pre));
+          args(kt, 9, A(dk), A(dv), A(maps), A(sink), A(heads), A(N), A(sp), A(sw), A(pre));
           if (!ok_sw[sw]) {
             ms[mode] = -3;
             xs[mode] = 0;

@@ -315,23 +315,11 @@ bool clattn__decode_tc_fallback(const clattn__device_info *info, const clattn_at
   return false;
 }
 
-/* The number of KV splits: enough work-groups (splits × batch × kv_heads ×
- * row blocks) to give every compute unit per_cu of them (rounded down when
- * floor: whole rounds of work-groups per compute unit), but at least two
- * tiles of keys per split. */
-static int auto_splits(const clattn__device_info *info, const clattn_attention_desc *d, int kt,
-                       int nrb, bool allh, int per_cu, bool floor) {
-  const int64_t base = (int64_t)d->batch * (allh ? 1 : kv_heads_of(d)) * nrb;
-  const int64_t target = (int64_t)(info->compute_units ? info->compute_units : 1) * per_cu;
-  int64_t s = floor ? target / base : (target + base - 1) / base;
-  const int64_t most = ((int64_t)d->seq_kv + 2 * kt - 1) / (2 * kt);
-  if (s > most) s = most;
-  if (s > 128) s = 128;
-  return s < 1 ? 1 : (int)s;
-}
-
-/* The automatic split count of a plan (splits = 0). Work-groups per
- * compute unit: decode_tc (one warp each, measured on an H100,
+/* The automatic split count of a plan (splits = 0): enough work-groups
+ * (splits × batch × kv_heads × row blocks) to give every compute unit
+ * per_cu of them (decode_tc's 16-bit K/V rounded down: whole rounds of
+ * work-groups per unit), but at least two tiles of keys per split.
+ * Work-groups per unit: decode_tc (one warp each, measured on an H100,
  * bench/RESULTS.md §17): 16-bit K/V streams at the copy rate with two a
  * compute unit, and fewer splits mean less to merge (B = 1, 32k: 33 splits
  * 13 % faster than 132), in whole rounds (B = 8, 131k: 4 splits, 256
@@ -343,12 +331,17 @@ static int auto_splits(const clattn__device_info *info, const clattn_attention_d
  * two, its merge grows with the splits). */
 int clattn__decode_auto_splits(const clattn__device_info *info, const clattn_attention_desc *d,
                                bool tc, int tw, int kt, int nrb, bool allh) {
-  const bool q8 = d->kv_dtype != CLATTN_KV_DTYPE_SAME;
-  const int64_t pairs = (int64_t)d->batch * kv_heads_of(d) * nrb;
+  const bool q8 = d->kv_dtype != CLATTN_KV_DTYPE_SAME, floor = tc && !q8;
+  const int64_t base = (int64_t)d->batch * (allh ? 1 : kv_heads_of(d)) * nrb;
   const int64_t cus = info->compute_units ? (int64_t)info->compute_units : 1;
-  int per_cu = info->is_cpu ? 2 : tc ? (q8 ? 32 : 4 * pairs >= cus ? 4 : 2) : 4;
+  int per_cu = info->is_cpu ? 2 : tc ? (q8 ? 32 : 4 * base >= cus ? 4 : 2) : 4;
   if (tc) per_cu = per_cu / tw > 0 ? per_cu / tw : 1; /* the same warps a unit */
-  return auto_splits(info, d, kt, nrb, allh, per_cu, tc && !q8);
+  const int64_t target = cus * per_cu;
+  int64_t s = floor ? target / base : (target + base - 1) / base;
+  const int64_t most = ((int64_t)d->seq_kv + 2 * kt - 1) / (2 * kt);
+  if (s > most) s = most;
+  if (s > 128) s = 128;
+  return s < 1 ? 1 : (int)s;
 }
 
 static clattn_status alloc_ws(clattn_plan p, decode_state *s) {
