@@ -12,11 +12,12 @@
 # CLATTN_BUILD_DEFINES), bf16 Hq=32 Hk=8 d=128,
 # 2 alternating rounds, best median; then each point's per-kernel profile (split, merge, gap) per configuration.
 # `plots` (not part of `all`): the issue-7 sweep, peak, memory table + OOM check and PNGs, in $OUT/plots.tar.gz (log: $OUT/plots.log).
+# setup-opencl.sh tests `ldconfig -p | grep -q`, which pipefail turns false (SIGPIPE): source it first
+[ -f .gpu/setup-opencl.sh ] && source .gpu/setup-opencl.sh >/dev/null
 set -uo pipefail
 what=${1:-all}
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
-[ -f .gpu/setup-opencl.sh ] && source .gpu/setup-opencl.sh >/dev/null
 export CLATTN_DEVICE=${CLATTN_DEVICE:-nvidia} PYTHONUNBUFFERED=1
 CLI=./build/clattn
 TOK=262144 H=16
@@ -774,20 +775,22 @@ if want tma; then
 fi
 
 # `dectorch` (not part of `all`): issue 14's decode table in one call: clattn's automatic decode_tc plan (bf16, Hq 32,
-# Hk 8, d 128) at B 1/8 x 32k/131k and B 64 x 32k, two alternating rounds (B = 8 also against the old rule, splits=4;
-# B = 1 against 66 splits, four a unit),
-# then PyTorch's CUDNN and FLASH backends on the same points (bench/torch_decode.py, timed back to back)
+# Hk 8, d 128, the merge fused) at B 1/8/64 x 4k/32k and B 1/8 x 131k, two alternating rounds, each point also with
+# the merge kernel (decode_tc:fuse=0), then PyTorch's CUDNN and FLASH backends on the same points
+# (bench/torch_decode.py, timed back to back)
 if want dectorch; then
   DTARGS="--seq-q 1 --heads 32 --kv-heads 8 --head-dim 128 --dtype bf16 --reps 20 --warmup 3"
+  DTPTS="1 4096;1 32768;1 131072;8 4096;8 32768;8 131072;64 4096;64 32768"
   for round in 1 2; do
-    for pt in "1 32768" "1 131072" "8 32768" "8 131072" "64 32768"; do
+    IFS=';' read -ra pts <<<"$DTPTS"
+    for pt in "${pts[@]}"; do
       set -- $pt
-      alt=""; [ $1 = 8 ] && alt=4; [ $1 = 1 ] && alt=66
-      echo "r$round B$1 N$2 clattn $(kernel_ms $DTARGS --batch $1 --seq-kv $2)$([ -n "$alt" ] && echo " | splits=$alt: $(kernel_ms $DTARGS --batch $1 --seq-kv $2 --config decode_tc:splits=$alt,kt=64,bn=16,ns=3,warps=1)")"
+      echo "r$round B$1 N$2 clattn $(kernel_ms $DTARGS --batch $1 --seq-kv $2) | fuse=0: $(kernel_ms $DTARGS --batch $1 --seq-kv $2 --config decode_tc:fuse=0)"
     done
   done | tee "$OUT/dectorch.txt"
-  { python3 bench/torch_decode.py --dtypes bf16 --batches 1,8 --seqs 32768,131072 --backends CUDNN_ATTENTION,FLASH_ATTENTION
-    python3 bench/torch_decode.py --dtypes bf16 --batches 64 --seqs 32768 --backends CUDNN_ATTENTION,FLASH_ATTENTION; } 2>>"$OUT/run.err" |
+  timeout 60 $CLI run $DTARGS --batch 8 --seq-kv 32768 --no-verify 2>&1 | grep -E '^config' >>"$OUT/dectorch.txt"
+  { python3 bench/torch_decode.py --dtypes bf16 --batches 1,8 --seqs 4096,32768,131072 --backends CUDNN_ATTENTION,FLASH_ATTENTION
+    python3 bench/torch_decode.py --dtypes bf16 --batches 64 --seqs 4096,32768 --backends CUDNN_ATTENTION,FLASH_ATTENTION; } 2>>"$OUT/run.err" |
     tee "$OUT/dectorch_torch.jsonl" | python3 -c "
 import json, sys
 for l in sys.stdin:

@@ -329,6 +329,185 @@ inline void store_partial(__global float *ws_o, __global float *ws_lse, const lo
       __global const int *restrict seqlens, __global const int *restrict btab,                     \
       const int use_seqlens
 
+#if SINKS
+#define DECODE_SINK_ARGS , __global const float *restrict sinks
+#define DECODE_SINK_PASS , sinks
+#else
+#define DECODE_SINK_ARGS
+#define DECODE_SINK_PASS
+#endif
+#ifndef FUSE
+#define FUSE 0 /* decode_tc: the last work-group of a unit merges its splits (no merge kernel) */
+#endif
+#if FUSE && TC && !CLATTN_NV_EMU
+/* The partials of other work-groups of the same kernel: from L2 (ld.cg, not
+ * L1), after a gpu-scope fence (CUDA's threadFenceReduction pattern). */
+inline float ld_cg(__global const float *p) {
+  float x;
+  __asm__ volatile("ld.global.cg.f32 %0, [%1];" : "=f"(x) : "l"(p) : "memory");
+  return x;
+}
+#define MLD(p) ld_cg(p)
+#define FUSE_FENCE() __asm__ volatile("membar.gl;" ::: "memory")
+#elif FUSE
+#define MLD(p) (*(volatile __global const float *)(p))
+#define FUSE_FENCE() mem_fence(CLK_GLOBAL_MEM_FENCE)
+#else
+#define MLD(p) (*(p))
+#endif
+#if FUSE
+#define DECODE_FUSE_ARGS                                                                           \
+  , __global stype *restrict out, __global float *restrict out_lse, const int write_lse,          \
+      const long osb, \
+      const long osh, const long oss, const long osd, __global int *restrict ws_cnt DECODE_SINK_ARGS
+#else
+#define DECODE_FUSE_ARGS
+#endif
+
+/* The merge of output row (b, h, i) from its splits' partials by MW
+ * work-items (lid < MW): the decode_merge kernel's work-group, or decode_tc's
+ * last work-group of a unit where the split kernel merges itself (FUSE).
+ * The splits are spread over MY = MW / MX groups of MX work-items (split
+ * y, y + MY, ...), each group's work-items over the dims (dd = x, x + MX,
+ * ...). One pass: a group loads the log2-sum-exps and the partial rows of
+ * MU splits at once (every work-item has MU independent loads in flight),
+ * merges them into its running (maximum, weight, sums), rescaled when the
+ * maximum grows; the groups' states meet in local memory in a fixed order
+ * (deterministic). (A first pass over the LSEs for their maximum cost one
+ * more round trip and a barrier tree: bench/RESULTS.md §29.) */
+#ifndef MW
+#define MW 128
+#endif
+#define MX (D < 32 ? (D < MW ? D : MW) : (32 < MW ? 32 : MW))
+#define MY (MW / MX)
+#define MDC ((D + MX - 1) / MX) /* dims a work-item sums */
+#ifndef MU
+#define MU 8 /* splits a work-item group loads at once (H100: 8 over 4, §29) */
+#endif
+inline void merge_row(__global const float *ws_o, __global const float *ws_lse,
+                      __global stype *restrict o, __global float *restrict lse, const int write_lse,
+                      const int b, const int h, const int i, const int q0, const long osb,
+                      const long osh, const long oss, const long osd, const int H, const int Nq_max,
+                      const int splits, const int lid, __local float *gm, __local float *gw,
+                      __local float *part, __local int *gnan DECODE_SINK_ARGS) {
+  const long base = ((long)(b * H + h) * Nq_max + i) * splits;
+  const int x = lid % MX, y = lid / MX;
+  /* the group's state: maximum (CLATTN_MASKED: none yet), weight, sums; a
+   * NaN LSE (a NaN score) makes the row NaN, as in the flash kernels
+   * (tested on the bits: finite-math builds fold float compares) */
+  float M = CLATTN_MASKED, W = 0.0f, acc[MDC];
+  int nan = 0;
+#pragma unroll
+  for (int c = 0; c < MDC; c++)
+    acc[c] = 0.0f;
+  if (y < MY)
+    for (int sp0 = y; sp0 < splits; sp0 += MY * MU) {
+      float ls[MU], v[MU][MDC];
+#pragma unroll
+      for (int u = 0; u < MU; u++) {
+        const int sp = sp0 + u * MY;
+        ls[u] = sp < splits ? MLD(ws_lse + base + sp) : CLATTN_MASKED;
+        __global const float *src = ws_o + (base + (sp < splits ? sp : 0)) * D;
+#pragma unroll
+        for (int c = 0; c < MDC; c++)
+          v[u][c] = sp < splits && x + c * MX < D ? MLD(src + x + c * MX) : 0.0f;
+      }
+      float mc = M;
+#pragma unroll
+      for (int u = 0; u < MU; u++) {
+        nan |= (as_uint(ls[u]) & 0x7fffffffu) > 0x7f800000u;
+        mc = ls[u] > CLATTN_MASKED ? fmax(mc, ls[u]) : mc;
+      }
+      const float a = exp2(M - mc); /* 1 while both are CLATTN_MASKED (W, acc are 0 then) */
+      W *= a;
+#pragma unroll
+      for (int c = 0; c < MDC; c++)
+        acc[c] *= a;
+#pragma unroll
+      for (int u = 0; u < MU; u++) {
+        const float w = ls[u] > CLATTN_MASKED ? exp2(ls[u] - mc) : 0.0f;
+        W += w;
+#pragma unroll
+        for (int c = 0; c < MDC; c++)
+          acc[c] = mad(w, v[u][c], acc[c]);
+      }
+      M = mc;
+    }
+  if (y < MY) {
+#pragma unroll
+    for (int c = 0; c < MDC; c++)
+      if (x + c * MX < D) part[y * D + x + c * MX] = acc[c];
+    if (x == 0) {
+      gm[y] = M;
+      gw[y] = W;
+      gnan[y] = nan;
+    }
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  /* the groups in order: the row's maximum, each group's factor */
+  M = CLATTN_MASKED;
+  bool isnan_row = false;
+  for (int yy = 0; yy < MY; yy++) {
+    M = fmax(M, gm[yy]);
+    isnan_row = isnan_row || gnan[yy] != 0;
+  }
+  W = 0.0f;
+  for (int yy = 0; yy < MY; yy++)
+    W = mad(gw[yy], exp2(gm[yy] - M), W);
+  const float M0 = M; /* the groups' reference (the sink may raise M below) */
+#if SINKS
+  /* the sink: one more term of the denominator (log2 units); a row without
+   * a visible key puts all its mass there (zeros, LSE = sink) */
+  float a = 1.0f;
+  if (!isnan_row) {
+    const float z = sinks[h] * CLATTN_LOG2E, M2 = fmax(M, z);
+    a = exp2(M - M2);
+    W = W * a + exp2(z - M2);
+    M = M2;
+  }
+#endif
+  const bool any = W > 0.0f;
+  const float qnan = as_float(0x7fc00000u);
+  for (int dd = lid; dd < D; dd += MW) {
+    float xs = 0.0f;
+    for (int yy = 0; yy < MY; yy++)
+      xs = mad(part[yy * D + dd], exp2(gm[yy] - M0), xs);
+#if SINKS
+    xs *= a;
+#endif
+    STORE(o, (long)b * osb + (long)(q0 + i) * oss + (long)h * osh + (long)dd * osd,
+          isnan_row ? qnan
+          : any     ? xs / W
+                    : 0.0f);
+  }
+  if (write_lse && lid == 0) {
+#if RAGGED
+    const long li = (long)(q0 + i) * H + h;
+#else
+    const long li = (long)(b * H + h) * Nq_max + i;
+#endif
+    lse[li] = isnan_row ? qnan : any ? (M + log2(W)) * CLATTN_LN2 : CLATTN_NEG_INF;
+  }
+}
+
+__kernel __attribute__((reqd_work_group_size(MW, 1, 1))) void
+decode_merge(__global const float *restrict ws_o, __global const float *restrict ws_lse,
+             __global stype *restrict o, __global float *restrict lse, const int write_lse,
+             DECODE_TABLE_ARGS, const long osb, const long osh, const long oss, const long osd,
+             const int H, const int Nq_max, const int Nk_max, const int splits, const int total_q,
+             const int total_kv DECODE_SINK_ARGS) {
+  __local float gm[MY], gw[MY], part[MY * D];
+  __local int gnan[MY];
+  const int row = get_group_id(1);
+  const int b = row / (H * Nq_max), h = (row / Nq_max) % H, i = row % Nq_max;
+  int q0, nq, k0, nk;
+  seq_geometry(b, cu_q, cu_kv, seqlens, use_seqlens, Nq_max, Nk_max, total_q, total_kv, &q0, &nq,
+               &k0, &nk);
+  if (i >= nq) return; /* the whole work-group: no barrier is skipped by a part of it */
+  merge_row(ws_o, ws_lse, o, lse, write_lse, b, h, i, q0, osb, osh, oss, osd, H, Nq_max, splits,
+            get_local_id(0), gm, gw, part, gnan DECODE_SINK_PASS);
+}
+
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void
 decode_split(__global const stype *restrict q, __global const kvtype *restrict k,
              __global const kvtype *restrict v, __global float *restrict ws_o,
@@ -339,7 +518,7 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
              const int nrb, const int splits, const int total_q, const int total_kv, const int ps,
              const int num_pages, const int maxp, const float qscale,
              __global const float *restrict ksc, __global const float *restrict vsc,
-             const long ssr DECODE_USER_ARG FLASH_BIAS_ARGS) {
+             const long ssr DECODE_USER_ARG FLASH_BIAS_ARGS DECODE_FUSE_ARGS) {
 #if WG > 1 && !WARP && !TC
   __local float lq[QR][D];
   __local float lk[KT][D + 1];
@@ -447,6 +626,13 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
 #define TC_RING (NS * 2 * BN * TRB) /* bytes of a warp's ring */
 #define TC_XCH ((TW - 1) * 32 * (4 * TNO + 4) * 4) /* the warps' merge: o, m, l of warps 1.. */
   __local uint4 ring_raw[(TW * TC_RING > TC_XCH ? TW * TC_RING : TC_XCH) / 16];
+#if FUSE /* the merge of the unit's rows (the last work-group): MW = WG */
+#if MW != WG
+#error "FUSE: MW must equal WG"
+#endif
+  __local float fgm[MY], fgw[MY], fpart[MY * D];
+  __local int fgnan[MY], flast;
+#endif
   /* the lane (ln) and warp (wp): warp wp reads tiles wp, wp + TW, ... of
    * the split through its own ring */
   const int ln = lid & 31, wp = lid >> 5;
@@ -781,6 +967,25 @@ NV_UNROLL
       if (t4 == 0) ws_lse[slot] = empty ? CLATTN_MASKED : m[rr] * TC_QS + log2(lt);
     }
   }
+#if FUSE
+  /* The unit (b, hk, row block rb) is done when all its `splits` work-groups
+   * have written their partial rows: each counts itself in after a fence,
+   * and the last one merges the unit's rows (the counter back to 0 for the
+   * next execution). A work-group without rows counts too. */
+  FUSE_FENCE();
+  barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
+  __global int *cnt = ws_cnt + (long)get_group_id(1) * nrb + rb;
+  if (lid == 0) flast = atomic_inc(cnt) == splits - 1;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (flast) {
+    FUSE_FENCE();
+    const int rend = min(r0 + QR, rows);
+    for (int r = r0; r < rend; r++)
+      merge_row(ws_o, ws_lse, out, out_lse, write_lse, b, hk * G + r % G, r / G, q0, osb, osh, oss, osd,
+                H, Nq_max, splits, lid, fgm, fgw, fpart, fgnan DECODE_SINK_PASS);
+    if (lid == 0) *cnt = 0;
+  }
+#endif
 #elif WARP
   /* NVIDIA (the decode_warp variant): each key is read by LPK = D/8 lanes,
    * 8 elements a lane (16-byte loads of 16-bit storage), so a warp walks
@@ -1483,143 +1688,6 @@ NV_UNROLL
     }
   }
 #endif
-}
-
-/* The merge: one work-group of MW work-items per output row (b, h, i).
- * The splits are spread over MY = MW / MX groups of MX work-items (split
- * y, y + MY, ...), each group's work-items over the dims (dd = x, x + MX,
- * ...). One pass: a group loads the log2-sum-exps and the partial rows of
- * MU splits at once (every work-item has MU independent loads in flight),
- * merges them into its running (maximum, weight, sums), rescaled when the
- * maximum grows; the groups' states meet in local memory in a fixed order
- * (deterministic). (A first pass over the LSEs for their maximum cost one
- * more round trip and a barrier tree: bench/RESULTS.md §29.) */
-#if SINKS
-#define DECODE_SINK_ARGS , __global const float *restrict sinks
-#else
-#define DECODE_SINK_ARGS
-#endif
-#ifndef MW
-#define MW 128
-#endif
-#define MX (D < 32 ? (D < MW ? D : MW) : (32 < MW ? 32 : MW))
-#define MY (MW / MX)
-#define MDC ((D + MX - 1) / MX) /* dims a work-item sums */
-#ifndef MU
-#define MU 8 /* splits a work-item group loads at once (H100: 8 over 4, §29) */
-#endif
-__kernel __attribute__((reqd_work_group_size(MW, 1, 1))) void
-decode_merge(__global const float *restrict ws_o, __global const float *restrict ws_lse,
-             __global stype *restrict o, __global float *restrict lse, const int write_lse,
-             DECODE_TABLE_ARGS, const long osb, const long osh, const long oss, const long osd,
-             const int H, const int Nq_max, const int Nk_max, const int splits, const int total_q,
-             const int total_kv DECODE_SINK_ARGS) {
-  __local float gm[MY], gw[MY], part[MY][D];
-  __local int gnan[MY];
-  const int lid = get_local_id(0), row = get_group_id(1);
-  const int b = row / (H * Nq_max), h = (row / Nq_max) % H, i = row % Nq_max;
-  int q0, nq, k0, nk;
-  seq_geometry(b, cu_q, cu_kv, seqlens, use_seqlens, Nq_max, Nk_max, total_q, total_kv, &q0, &nq,
-               &k0, &nk);
-  if (i >= nq) return; /* the whole work-group: no barrier is skipped by a part of it */
-  const long base = (long)row * splits;
-  const int x = lid % MX, y = lid / MX;
-  /* the group's state: maximum (CLATTN_MASKED: none yet), weight, sums; a
-   * NaN LSE (a NaN score) makes the row NaN, as in the flash kernels
-   * (tested on the bits: finite-math builds fold float compares) */
-  float M = CLATTN_MASKED, W = 0.0f, acc[MDC];
-  int nan = 0;
-#pragma unroll
-  for (int c = 0; c < MDC; c++)
-    acc[c] = 0.0f;
-  if (y < MY)
-    for (int sp0 = y; sp0 < splits; sp0 += MY * MU) {
-      float ls[MU], v[MU][MDC];
-#pragma unroll
-      for (int u = 0; u < MU; u++) {
-        const int sp = sp0 + u * MY;
-        ls[u] = sp < splits ? ws_lse[base + sp] : CLATTN_MASKED;
-        __global const float *src = ws_o + (base + (sp < splits ? sp : 0)) * D;
-#pragma unroll
-        for (int c = 0; c < MDC; c++)
-          v[u][c] = sp < splits && x + c * MX < D ? src[x + c * MX] : 0.0f;
-      }
-      float mc = M;
-#pragma unroll
-      for (int u = 0; u < MU; u++) {
-        nan |= (as_uint(ls[u]) & 0x7fffffffu) > 0x7f800000u;
-        mc = ls[u] > CLATTN_MASKED ? fmax(mc, ls[u]) : mc;
-      }
-      const float a = exp2(M - mc); /* 1 while both are CLATTN_MASKED (W, acc are 0 then) */
-      W *= a;
-#pragma unroll
-      for (int c = 0; c < MDC; c++)
-        acc[c] *= a;
-#pragma unroll
-      for (int u = 0; u < MU; u++) {
-        const float w = ls[u] > CLATTN_MASKED ? exp2(ls[u] - mc) : 0.0f;
-        W += w;
-#pragma unroll
-        for (int c = 0; c < MDC; c++)
-          acc[c] = mad(w, v[u][c], acc[c]);
-      }
-      M = mc;
-    }
-  if (y < MY) {
-#pragma unroll
-    for (int c = 0; c < MDC; c++)
-      if (x + c * MX < D) part[y][x + c * MX] = acc[c];
-    if (x == 0) {
-      gm[y] = M;
-      gw[y] = W;
-      gnan[y] = nan;
-    }
-  }
-  barrier(CLK_LOCAL_MEM_FENCE);
-  /* the groups in order: the row's maximum, each group's factor */
-  M = CLATTN_MASKED;
-  bool isnan_row = false;
-  for (int yy = 0; yy < MY; yy++) {
-    M = fmax(M, gm[yy]);
-    isnan_row = isnan_row || gnan[yy] != 0;
-  }
-  W = 0.0f;
-  for (int yy = 0; yy < MY; yy++)
-    W = mad(gw[yy], exp2(gm[yy] - M), W);
-  const float M0 = M; /* the groups' reference (the sink may raise M below) */
-#if SINKS
-  /* the sink: one more term of the denominator (log2 units); a row without
-   * a visible key puts all its mass there (zeros, LSE = sink) */
-  float a = 1.0f;
-  if (!isnan_row) {
-    const float z = sinks[h] * CLATTN_LOG2E, M2 = fmax(M, z);
-    a = exp2(M - M2);
-    W = W * a + exp2(z - M2);
-    M = M2;
-  }
-#endif
-  const bool any = W > 0.0f;
-  const float qnan = as_float(0x7fc00000u);
-  for (int dd = lid; dd < D; dd += MW) {
-    float xs = 0.0f;
-    for (int yy = 0; yy < MY; yy++)
-      xs = mad(part[yy][dd], exp2(gm[yy] - M0), xs);
-#if SINKS
-    xs *= a;
-#endif
-    STORE(o, (long)b * osb + (long)(q0 + i) * oss + (long)h * osh + (long)dd * osd,
-          isnan_row ? qnan
-          : any     ? xs / W
-                    : 0.0f);
-  }
-  if (write_lse && lid == 0) {
-#if RAGGED
-    const long li = (long)(q0 + i) * H + h;
-#else
-    const long li = (long)(b * H + h) * Nq_max + i;
-#endif
-    lse[li] = isnan_row ? qnan : any ? (M + log2(W)) * CLATTN_LN2 : CLATTN_NEG_INF;
-  }
 }
 
 /* clattn_merge_states: (oa, la) ⊕ (ob, lb) → (out, lout), one work-item per

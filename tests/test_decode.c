@@ -422,23 +422,44 @@ static double run_case(const dcase *c, const char *label) {
   if (st != CLATTN_SUCCESS) fail_msg("%s: execute: %s", label, clattn_context_last_error(g_ctx));
   assert_int_equal(clWaitForEvents(1, &ev), CL_SUCCESS);
   clReleaseEvent(ev);
-  if (c->profile) { /* decode: the split kernel, the merge and the gap between them */
+  if (c->profile) {
+    /* decode: the split kernel, the merge and the gap between them; a fused
+     * merge (decode_tc): the split kernel alone. Three more executions (a
+     * fused plan's counters must be back at 0 after each). */
     const char *kn[8] = {NULL};
     double kms[8];
     int nk = 0;
     if (clattn_plan_profile_ex(plan, &a, 3, 8, kn, kms, &nk) != CLATTN_SUCCESS)
       fail_msg("%s: profile: %s", label, clattn_context_last_error(g_ctx));
-    assert_int_equal(nk, 3);
-    assert_non_null(strstr(clattn_plan_describe(plan), kn[0]));
-    assert_string_equal(kn[1], "decode_merge");
-    assert_string_equal(kn[2], "gap");
-    assert_true(kms[0] > 0 && kms[1] > 0 && kms[2] >= 0);
-    /* the tables are checked as clattn_plan_execute_ex checks them */
+    const bool fused = strstr(clattn_plan_describe(plan), "merge fused") != NULL;
+    assert_int_equal(nk, fused ? 1 : 3);
+    assert_non_null(kn[0]);
+    assert_true(!strcmp(kn[0], fused                                              ? "decode_tc"
+                               : c->config && !strncmp(c->config, "decode_tc", 9) ? "decode_tc"
+                                                                                  : "decode"));
+    assert_true(kms[0] > 0);
+    if (!fused) {
+      assert_string_equal(kn[1], "decode_merge");
+      assert_string_equal(kn[2], "gap");
+      assert_true(kms[1] > 0 && kms[2] >= 0);
+    }
+    /* the tables are checked as clattn_plan_execute_ex checks them (paged) */
     clattn_exec_args bad = a;
     bad.block_table = NULL;
-    assert_int_equal(clattn_plan_profile_ex(plan, &bad, 1, 8, kn, kms, &nk),
-                     CLATTN_ERROR_INVALID_ARGUMENT);
-    assert_non_null(strstr(clattn_context_last_error(g_ctx), "block_table is NULL"));
+    if (c->kv) {
+      assert_int_equal(clattn_plan_profile_ex(plan, &bad, 1, 8, kn, kms, &nk),
+                       CLATTN_ERROR_INVALID_ARGUMENT);
+      assert_non_null(strstr(clattn_context_last_error(g_ctx), "block_table is NULL"));
+    }
+    /* a fifth execution into fresh NaN-filled outputs is the one checked
+     * below (a fused plan whose counters were left off 0 writes nothing) */
+    clReleaseMemObject(o);
+    clReleaseMemObject(lse);
+    a.o = o = buf_from(ho, el[3] * es);
+    a.lse = lse = buf_from(hl, (nlse + 1) * 4);
+    assert_int_equal(clattn_plan_execute_ex(plan, &a, 0, NULL, &ev), CLATTN_SUCCESS);
+    assert_int_equal(clWaitForEvents(1, &ev), CL_SUCCESS);
+    clReleaseEvent(ev);
   }
   assert_int_equal(tu_buffer_read(g_ctx, o, ho, el[3] * es), CL_SUCCESS);
   assert_int_equal(tu_buffer_read(g_ctx, lse, hl, nlse * 4), CL_SUCCESS);
@@ -764,6 +785,36 @@ static void test_decode_tc(void **state) {
     char label[128];
     snprintf(label, sizeof label, "tc %zu (%s)", i, cs[i].cfg);
     run_case(&c, label);
+  }
+  /* The merge fused (the default) and the merge kernel (fuse=0), each run
+   * four times (profiled): GQA 4:1 over three sequences of 1, 501 and 1000
+   * keys (paged), 5 splits; a ragged causal batch with an empty sequence
+   * and attention sinks (the merge adds them). */
+  static const char *const fz[4] = {"decode_tc:splits=5,fuse=1", "decode_tc:splits=5,fuse=0",
+                                    "decode_tc:splits=3,warps=2,fuse=1",
+                                    "decode_tc:splits=3,fuse=0"};
+  for (int f = 0; f < 4; f++) {
+    dcase c = base(3, 8, 2, 64, f < 2 ? 1 : 0, f < 2 ? 1000 : 0);
+    c.dtype = CLATTN_DTYPE_BF16;
+    c.config = fz[f];
+    c.decode_has = f % 2 ? "tensor cores" : "merge fused";
+    c.decode_lacks = f % 2 ? "merge fused" : NULL;
+    c.profile = 1;
+    if (f < 2) {
+      c.nk[0] = 1;
+      c.nk[1] = 501;
+      c.kv = CLATTN_KV_PAGED;
+      c.page_size = 16;
+    } else { /* lengths 0, 3, 16 (Q) over 0, 40, 300 keys; attention sinks */
+      static const int nq[3] = {0, 3, 16}, nk[3] = {0, 40, 300};
+      static const float sinks[8] = {-1.0f, 0.5f, 2.0f, 6.0f, 0.0f, -3.0f, 1.5f, 4.0f};
+      memcpy(c.nq, nq, sizeof nq);
+      memcpy(c.nk, nk, sizeof nk);
+      c.ragged = 1;
+      c.mask = CLATTN_MASK_CAUSAL;
+      c.sinks = sinks;
+    }
+    run_case(&c, fz[f]);
   }
 }
 

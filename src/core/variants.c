@@ -32,7 +32,7 @@ static const clattn__variant table[] = {
      .execute = clattn__decode_execute, .release = clattn__decode_release,
      .profile = clattn__decode_profile},
     {VARIANT("decode_tc", F, FWD, true, decode_tc), .params = clattn__decode_tc_params,
-     .num_params = 5, .kv_quant = true, .create = clattn__decode_create,
+     .num_params = 6, .kv_quant = true, .create = clattn__decode_create,
      .execute = clattn__decode_execute, .release = clattn__decode_release,
      .profile = clattn__decode_profile},
     {VARIANT("flash_wgmma", F, FWD, true, flash_wgmma), .params = clattn__flash_wgmma_params,

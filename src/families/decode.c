@@ -10,10 +10,11 @@
 
 typedef struct decode_state {
   cl_kernel split, merge;
-  int splits, kt, wg, qr, nrb, warp, unroll, allh, tc, bn, ns, mw, tw;
+  int splits, kt, wg, qr, nrb, warp, unroll, allh, tc, bn, ns, mw, tw, fuse;
   cl_mem ws, wl; /* [rows][splits][D] partial outputs, [rows][splits] log2-sum-exps */
+  cl_mem cnt;    /* fuse: a counter per unit (work-groups done; 0 between executions) */
   cl_mem sinks;  /* desc.sinks on the device (the merge adds them) */
-  size_t ws_o_bytes, ws_bytes;
+  size_t ws_o_bytes, ws_bytes, cnt_bytes;
   /* Profiling (clattn__decode_profile): the events of the last execute. */
   bool profile;
   cl_event ev[2];
@@ -234,16 +235,19 @@ bool clattn__decode_warp_fallback(const clattn__device_info *info, const clattn_
 /* splits, kt (the split granularity, a multiple of bn), bn keys a step,
  * ns stages of the ring, warps a work-group (each its own ring, tiles
  * `warps` apart, their states merged in local memory: fewer partial rows
- * for the merge kernel at the same number of warps). */
+ * for the merge kernel at the same number of warps), fuse: the last
+ * work-group of a unit (sequence, KV head, row block) merges the unit's
+ * splits itself, counted in by an atomic counter after a fence (no merge
+ * kernel, no launch gap; 0: the decode_merge kernel). */
 static const int dt_kt[] = {64, 128, 256};
 static const int dt_bn[] = {16, 32}; /* the search; 64 legal when forced (H100: 1.8x slower, §29) */
 static const int dt_ns[] = {2, 3, 4};
 static const int dt_warps[] = {1, 2, 4};
-const clattn__param clattn__decode_tc_params[5] = {{"splits", 0, 1024, VALS(dec_splits)},
-                                                   {"kt", 16, 4096, VALS(dt_kt)},
-                                                   {"bn", 16, 64, VALS(dt_bn)},
-                                                   {"ns", 2, 4, VALS(dt_ns)},
-                                                   {"warps", 1, 4, VALS(dt_warps)}};
+static const int dt_fuse[] = {0, 1};
+const clattn__param clattn__decode_tc_params[6] = {
+    {"splits", 0, 1024, VALS(dec_splits)}, {"kt", 16, 4096, VALS(dt_kt)},
+    {"bn", 16, 64, VALS(dt_bn)},           {"ns", 2, 4, VALS(dt_ns)},
+    {"warps", 1, 4, VALS(dt_warps)},       {"fuse", 0, 1, VALS(dt_fuse)}};
 const char *const clattn__decode_tc_sources[] = {"nv_mma.cl", "decode.cl", NULL};
 
 int clattn__decode_tc_applicable(const clattn__device_info *info, const clattn_attention_desc *d,
@@ -281,7 +285,11 @@ size_t clattn__decode_tc_local(const int *p, const clattn_attention_desc *d) {
   /* the warps' merge reuses the rings: o, m and l of warps 1.. */
   const size_t xch = (tw - 1) * 32 * (4 * (hd / 8) + 4) * sizeof(float);
   if (xch > ring) ring = xch;
-  return ring + tw * ns * bn * sizeof(int) +
+  /* fuse: the merge's maxima, weights, NaN flags and partial sums of its
+   * MY = 32·warps / min(32, head_dim) groups, and the last-one flag */
+  const size_t my = 32 * tw / (hd < 32 ? hd : 32);
+  const size_t fuse = p[5] ? my * (hd + 3) * sizeof(float) + sizeof(int) : 0;
+  return ring + tw * ns * bn * sizeof(int) + fuse +
          (q8 && d->kv_scale == CLATTN_KV_SCALE_TOKEN ? tw * 2 * ns * bn * sizeof(float) : 0);
 }
 
@@ -289,6 +297,7 @@ const char *clattn__decode_tc_check(const int *p, const clattn_attention_desc *d
                                     const clattn__device_info *info) {
   const int splits = p[0], kt = p[1], bn = p[2], ns = p[3], warps = p[4];
   if (splits < 0 || splits > 1024) return "splits must lie in 0..1024 (0: automatic)";
+  if (p[5] != 0 && p[5] != 1) return "fuse must be 0 or 1";
   if (warps != 1 && warps != 2 && warps != 4) return "warps must be 1, 2 or 4";
   if (bn != 16 && bn != 32 && bn != 64) return "bn must be 16, 32 or 64";
   if (kt < bn || kt > 4096 || kt % bn) return "kt must be a multiple of bn up to 4096";
@@ -305,8 +314,8 @@ const char *clattn__decode_tc_check(const int *p, const clattn_attention_desc *d
 
 bool clattn__decode_tc_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
                                 int *out) {
-  static const int prefs[][5] = {
-      {0, 64, 16, 3, 1}, {0, 64, 16, 2, 1}, {0, 64, 32, 3, 1}, {0, 64, 32, 2, 1}};
+  static const int prefs[][6] = {
+      {0, 64, 16, 3, 1, 1}, {0, 64, 16, 2, 1, 1}, {0, 64, 32, 3, 1, 1}, {0, 64, 32, 2, 1, 1}};
   for (size_t i = 0; i < sizeof prefs / sizeof prefs[0]; i++)
     if (!clattn__decode_tc_check(prefs[i], d, info)) {
       memcpy(out, prefs[i], sizeof prefs[i]);
@@ -351,6 +360,15 @@ static clattn_status alloc_ws(clattn_plan p, decode_state *s) {
     s->wl =
         clCreateBuffer(p->ctx->context, CL_MEM_READ_WRITE, s->ws_bytes - s->ws_o_bytes, NULL, &err);
   if (err != CL_SUCCESS) return clattn__cl_fail(p->ctx, "clCreateBuffer", err, "decode workspace");
+  if (s->fuse) { /* the counters start at 0; each execution leaves them at 0 */
+    s->cnt = clCreateBuffer(p->ctx->context, CL_MEM_READ_WRITE, s->cnt_bytes, NULL, &err);
+    if (err != CL_SUCCESS) return clattn__cl_fail(p->ctx, "clCreateBuffer", err, "decode counters");
+    const cl_int zero = 0;
+    err = clEnqueueFillBuffer(p->ctx->queue, s->cnt, &zero, sizeof zero, 0, s->cnt_bytes, 0, NULL,
+                              NULL);
+    if (err != CL_SUCCESS)
+      return clattn__cl_fail(p->ctx, "clEnqueueFillBuffer", err, "decode counters");
+  }
   return CLATTN_SUCCESS;
 }
 
@@ -370,6 +388,7 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
   s->bn = s->tc ? params[2] : 0;
   s->ns = s->tc ? params[3] : 0;
   s->unroll = s->warp ? params[4] : 0;
+  s->fuse = s->tc ? params[5] : 0;
   s->nrb = (group_rows(d) + s->qr - 1) / s->qr;
   /* allh needs the 16-lane CPU form (unit dim strides): the other forms
    * read one KV head a work-item */
@@ -387,7 +406,14 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
       (uint64_t)d->batch * (uint64_t)d->heads * (uint64_t)d->seq_q > (uint64_t)INT32_MAX ||
       (uint64_t)s->nrb * (uint64_t)s->splits > (uint64_t)INT32_MAX)
     return clattn__fail_needed(ctx, UINT64_MAX, "decode workspace size overflows");
-  p->workspace_bytes = s->ws_bytes;
+  /* fuse: an int counter per unit (batch × kv_heads × row blocks work-group rows) */
+  size_t units = 0;
+  if (s->fuse && (!clattn__mul_size((size_t)d->batch, (size_t)d->kv_heads, &units) ||
+                  !clattn__mul_size(units, (size_t)s->nrb, &units) ||
+                  !clattn__mul_size(units, sizeof(cl_int), &s->cnt_bytes) ||
+                  !clattn__add_size(s->ws_bytes, s->cnt_bytes, &p->workspace_bytes)))
+    return clattn__fail_needed(ctx, UINT64_MAX, "decode workspace size overflows");
+  if (!s->fuse) p->workspace_bytes = s->ws_bytes;
   if (p->estimate) return CLATTN_SUCCESS;
   if (s->ws_bytes > ctx->info.max_alloc || s->ws_bytes > ctx->info.global_mem)
     return clattn__fail_needed(ctx, s->ws_bytes,
@@ -401,11 +427,12 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
            "-DCAUSAL=%d -DPAGED=%d -DRAGGED=%d",
            (int)d->dtype, d->head_dim, s->kt, s->wg, s->qr, clattn__causal_define(d->mask),
            d->kv_layout != CLATTN_KV_CONTIGUOUS, d->ragged ? 1 : 0);
-  /* the merge's work-group: 128 work-items (a power of two, at most the device's) */
-  s->mw = 128;
+  /* the merge's work-group: 128 work-items (a power of two, at most the
+   * device's); fused: the split kernel's work-group */
+  s->mw = s->fuse ? s->wg : 128;
   while (s->mw > 1 && (size_t)s->mw > ctx->info.max_wg)
     s->mw /= 2;
-  clattn__append(opts, sizeof opts, " -DMW=%d", s->mw);
+  clattn__append(opts, sizeof opts, " -DMW=%d%s", s->mw, s->fuse ? " -DFUSE=1" : "");
   if (d->kv_layout != CLATTN_KV_CONTIGUOUS)
     clattn__append(opts, sizeof opts, " -DPAGE=%d", d->page_size);
   /* K/V rows are read as 8-vectors when their elements are contiguous
@@ -452,7 +479,8 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
   if ((st = clattn__create_kernel_sized(ctx, prog, "decode_split", local, &s->split)) !=
       CLATTN_SUCCESS)
     return st;
-  if ((st = clattn__create_kernel(ctx, prog, "decode_merge", &s->merge)) != CLATTN_SUCCESS)
+  if (!s->fuse &&
+      (st = clattn__create_kernel(ctx, prog, "decode_merge", &s->merge)) != CLATTN_SUCCESS)
     return st;
   if (d->sinks) {
     cl_int err;
@@ -477,7 +505,8 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
   if (d->kv_layout != CLATTN_KV_CONTIGUOUS)
     clattn__append(p->describe, sizeof p->describe, " page_size=%d", d->page_size);
   if (s->tc)
-    clattn__append(p->describe, sizeof p->describe, " bn=%d ns=%d warps=%d", s->bn, s->ns, s->tw);
+    clattn__append(p->describe, sizeof p->describe, " bn=%d ns=%d warps=%d%s", s->bn, s->ns, s->tw,
+                   s->fuse ? " (merge fused)" : "");
   clattn__describe_mods(d, p->describe, sizeof p->describe);
   if (d->kv_dtype != CLATTN_KV_DTYPE_SAME)
     clattn__append(p->describe, sizeof p->describe, " kv=%s (scales per %s)",
@@ -544,31 +573,49 @@ clattn_status clattn__decode_execute(clattn_plan p, const clattn__buffers *b, cl
       err |= clSetKernelArg(k, a++, sizeof(cl_long), &b4[i]);
   }
 
-  cl_kernel m = s->merge;
-  cl_uint c = 0;
   const int write_lse = b->lse != NULL;
   const cl_mem lse_arg = b->lse ? b->lse : ws_lse;
-  const cl_mem m2[4] = {s->ws, ws_lse, b->o, lse_arg};
-  for (int i = 0; i < 4; i++)
-    err |= clSetKernelArg(m, c++, sizeof(cl_mem), &m2[i]);
-  err |= clSetKernelArg(m, c++, sizeof(int), &write_lse);
-  for (int i = 0; i < 4; i++)
-    err |= clSetKernelArg(m, c++, sizeof(cl_mem), &tabs[i]);
-  err |= clSetKernelArg(m, c++, sizeof(int), &use_sl);
   const cl_long o4[4] = {p->os.batch, p->os.head, p->os.seq, p->os.dim};
-  for (int i = 0; i < 4; i++)
-    err |= clSetKernelArg(m, c++, sizeof(cl_long), &o4[i]);
-  const int mints[6] = {d->heads, d->seq_q, d->seq_kv, s->splits, tq, tkv};
-  for (int i = 0; i < 6; i++)
-    err |= clSetKernelArg(m, c++, sizeof(int), &mints[i]);
-  if (d->sinks) err |= clSetKernelArg(m, c++, sizeof(cl_mem), &s->sinks); /* DECODE_SINK_ARGS */
+  if (s->fuse) { /* DECODE_FUSE_ARGS: the merge's outputs and the counters */
+    err |= clSetKernelArg(k, a++, sizeof(cl_mem), &b->o);
+    err |= clSetKernelArg(k, a++, sizeof(cl_mem), &lse_arg);
+    err |= clSetKernelArg(k, a++, sizeof(int), &write_lse);
+    for (int i = 0; i < 4; i++)
+      err |= clSetKernelArg(k, a++, sizeof(cl_long), &o4[i]);
+    err |= clSetKernelArg(k, a++, sizeof(cl_mem), &s->cnt);
+    if (d->sinks) err |= clSetKernelArg(k, a++, sizeof(cl_mem), &s->sinks);
+  } else {
+    cl_kernel m = s->merge;
+    cl_uint c = 0;
+    const cl_mem m2[4] = {s->ws, ws_lse, b->o, lse_arg};
+    for (int i = 0; i < 4; i++)
+      err |= clSetKernelArg(m, c++, sizeof(cl_mem), &m2[i]);
+    err |= clSetKernelArg(m, c++, sizeof(int), &write_lse);
+    for (int i = 0; i < 4; i++)
+      err |= clSetKernelArg(m, c++, sizeof(cl_mem), &tabs[i]);
+    err |= clSetKernelArg(m, c++, sizeof(int), &use_sl);
+    for (int i = 0; i < 4; i++)
+      err |= clSetKernelArg(m, c++, sizeof(cl_long), &o4[i]);
+    const int mints[6] = {d->heads, d->seq_q, d->seq_kv, s->splits, tq, tkv};
+    for (int i = 0; i < 6; i++)
+      err |= clSetKernelArg(m, c++, sizeof(int), &mints[i]);
+    if (d->sinks) err |= clSetKernelArg(m, c++, sizeof(cl_mem), &s->sinks); /* DECODE_SINK_ARGS */
+  }
   if (err != CL_SUCCESS) return clattn__cl_fail(ctx, "clSetKernelArg", err, "decode");
   const size_t gws[3] = {(size_t)s->wg, (size_t)d->batch * (size_t)(s->allh ? 1 : d->kv_heads),
                          (size_t)s->nrb * (size_t)s->splits};
   const size_t lws[3] = {(size_t)s->wg, 1, 1};
   err = clEnqueueNDRangeKernel(ctx->queue, k, 3, NULL, gws, lws, num_wait, wait,
-                               s->profile ? &s->ev[0] : NULL);
-  if (err == CL_SUCCESS) {
+                               s->profile ? &s->ev[0]
+                               : s->fuse  ? event
+                                          : NULL);
+  if (err == CL_SUCCESS && s->fuse) {
+    if (s->profile && event) {
+      *event = s->ev[0];
+      clRetainEvent(*event);
+    }
+  } else if (err == CL_SUCCESS) {
+    cl_kernel m = s->merge;
     /* the merge: a work-group per output row */
     const size_t g2[2] = {(size_t)s->mw, (size_t)d->batch * (size_t)d->heads * (size_t)d->seq_q};
     const size_t l2[2] = {(size_t)s->mw, 1};
@@ -586,7 +633,8 @@ clattn_status clattn__decode_execute(clattn_plan p, const clattn__buffers *b, cl
 }
 
 /* Per-kernel medians of `reps` executions: the split kernel, the merge and
- * the idle time between them (the merge's start minus the split's end). */
+ * the idle time between them (the merge's start minus the split's end);
+ * fused (decode_tc fuse=1): the split kernel alone. */
 int clattn__decode_profile(clattn_plan p, const clattn__buffers *b, int reps, const char **names,
                            double *ms) {
   if (!p || !p->state || reps < 1) return -1;
@@ -605,7 +653,7 @@ int clattn__decode_profile(clattn_plan p, const clattn__buffers *b, int reps, co
     const clattn_status st = clattn__decode_execute(p, b, 0, NULL, NULL);
     cl_int err = st == CLATTN_SUCCESS ? clFinish(p->ctx->queue) : CL_SUCCESS;
     cl_ulong t4[4] = {0, 0, 0, 0};
-    for (int i = 0; i < 4 && err == CL_SUCCESS && st == CLATTN_SUCCESS; i++)
+    for (int i = 0; i < (s->fuse ? 2 : 4) && err == CL_SUCCESS && st == CLATTN_SUCCESS; i++)
       err = clGetEventProfilingInfo(s->ev[i / 2],
                                     i % 2 ? CL_PROFILING_COMMAND_END : CL_PROFILING_COMMAND_START,
                                     sizeof t4[i], &t4[i], NULL);
@@ -622,7 +670,7 @@ int clattn__decode_profile(clattn_plan p, const clattn__buffers *b, int reps, co
     t[2 * reps + r] = t4[2] > t4[1] ? (double)(t4[2] - t4[1]) * 1e-6 : 0.0;
   }
   static const char *const knames[3] = {NULL, "decode_merge", "gap"}; /* 0: the variant's */
-  for (n = 0; n < 3; n++) {
+  for (n = 0; n < (s->fuse ? 1 : 3); n++) {
     clattn__sort_doubles(t + (size_t)n * (size_t)reps, (size_t)reps);
     names[n] = n ? knames[n] : p->variant->name;
     ms[n] = t[(size_t)n * (size_t)reps + (size_t)reps / 2];
@@ -640,6 +688,7 @@ void clattn__decode_release(clattn_plan p) {
   if (s->merge) clReleaseKernel(s->merge);
   if (s->ws) clReleaseMemObject(s->ws);
   if (s->wl) clReleaseMemObject(s->wl);
+  if (s->cnt) clReleaseMemObject(s->cnt);
   if (s->sinks) clReleaseMemObject(s->sinks);
   free(s);
   p->state = NULL;

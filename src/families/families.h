@@ -67,7 +67,7 @@ CLATTN__VARIANT_DECL(decode_warp)
 extern const clattn__param clattn__decode_warp_params[5];
 /* decode_tc: the same plan operations, the NVIDIA tensor-core kernel (mma.sync). */
 CLATTN__VARIANT_DECL(decode_tc)
-extern const clattn__param clattn__decode_tc_params[5];
+extern const clattn__param clattn__decode_tc_params[6];
 /* The automatic split count (splits = 0) of a decode plan: tc for decode_tc
  * (tw warps a work-group), kt keys a split's granularity, nrb row blocks,
  * allh all KV heads a work-item (CPU form). */
