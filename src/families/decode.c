@@ -315,7 +315,7 @@ const char *clattn__decode_tc_check(const int *p, const clattn_attention_desc *d
 bool clattn__decode_tc_fallback(const clattn__device_info *info, const clattn_attention_desc *d,
                                 int *out) {
   static const int prefs[][6] = {
-      {0, 64, 16, 3, 1, 1}, {0, 64, 16, 2, 1, 1}, {0, 64, 32, 3, 1, 1}, {0, 64, 32, 2, 1, 1}};
+      {0, 64, 16, 3, 1, 0}, {0, 64, 16, 2, 1, 0}, {0, 64, 32, 3, 1, 0}, {0, 64, 32, 2, 1, 0}};
   for (size_t i = 0; i < sizeof prefs / sizeof prefs[0]; i++)
     if (!clattn__decode_tc_check(prefs[i], d, info)) {
       memcpy(out, prefs[i], sizeof prefs[i]);
