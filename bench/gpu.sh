@@ -775,17 +775,21 @@ if want tma; then
 fi
 
 # `dectorch` (not part of `all`): issue 14's decode table in one call: clattn's automatic decode_tc plan (bf16, Hq 32,
-# Hk 8, d 128, the merge fused) at B 1/8/64 x 4k/32k and B 1/8 x 131k, two alternating rounds, each point also with
-# the merge kernel (decode_tc:fuse=0), then PyTorch's CUDNN and FLASH backends on the same points
-# (bench/torch_decode.py, timed back to back)
+# Hk 8, d 128) at B 1/8/64 x 4k/32k and B 1/8 x 131k (DT_POINTS "B N;..." to choose), two alternating rounds, each
+# point also with the configurations of DT_ALT (';'-separated --config values; default the fused merge,
+# decode_tc:fuse=1), then PyTorch's CUDNN and FLASH backends on the same points (bench/torch_decode.py, timed back
+# to back)
 if want dectorch; then
   DTARGS="--seq-q 1 --heads 32 --kv-heads 8 --head-dim 128 --dtype bf16 --reps 20 --warmup 3"
-  DTPTS="1 4096;1 32768;1 131072;8 4096;8 32768;8 131072;64 4096;64 32768"
+  DTPTS=${DT_POINTS:-"1 4096;1 32768;1 131072;8 4096;8 32768;8 131072;64 4096;64 32768"}
+  IFS=';' read -ra pts <<<"$DTPTS"
+  IFS=';' read -ra alts <<<"${DT_ALT:-decode_tc:fuse=1}"
   for round in 1 2; do
-    IFS=';' read -ra pts <<<"$DTPTS"
     for pt in "${pts[@]}"; do
       set -- $pt
-      echo "r$round B$1 N$2 clattn $(kernel_ms $DTARGS --batch $1 --seq-kv $2) | fuse=0: $(kernel_ms $DTARGS --batch $1 --seq-kv $2 --config decode_tc:fuse=0)"
+      line="r$round B$1 N$2 clattn $(kernel_ms $DTARGS --batch $1 --seq-kv $2)"
+      for alt in "${alts[@]}"; do line="$line | $alt: $(kernel_ms $DTARGS --batch $1 --seq-kv $2 --config "$alt")"; done
+      echo "$line"
     done
   done | tee "$OUT/dectorch.txt"
   timeout 60 $CLI run $DTARGS --batch 8 --seq-kv 32768 --no-verify 2>&1 | grep -E '^config' >>"$OUT/dectorch.txt"

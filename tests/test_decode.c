@@ -1772,6 +1772,42 @@ static float *set_random_bias(dcase *c, int B, int H, int NQ, int NK, const char
   return fb;
 }
 
+/* An out-of-order queue (the split kernel and the merge must be ordered by
+ * an event, the fused form's counters filled before the first split):
+ * the portable decode with 4 splits, and, where decode_tc runs (NVIDIA, or
+ * emulated), its merge kernel and its fused merge; each plan executed
+ * twice back to back, the second into fresh NaN-filled outputs. */
+static void test_decode_tc_out_of_order(void **state) {
+  (void)state;
+  cl_int err;
+  cl_command_queue queue = clCreateCommandQueue(
+      clattn_context_cl_context(g_ctx), clattn_context_device(g_ctx),
+      CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE | CL_QUEUE_PROFILING_ENABLE, &err);
+  if (!queue) {
+    print_message("out-of-order queues unsupported here (%d): skipped\n", (int)err);
+    skip();
+  }
+  clattn_context qctx = NULL, saved = g_ctx;
+  assert_int_equal(clattn_context_create_from_queue(queue, &qctx), CLATTN_SUCCESS);
+  const bool tc = decode_tc_applies();
+  static const char *const cfgs[3] = {"decode:splits=4", "decode_tc:splits=5,fuse=0",
+                                      "decode_tc:splits=5,fuse=1"};
+  g_ctx = qctx;
+  for (int i = 0; i < (tc ? 3 : 1); i++) {
+    dcase c = base(3, 8, 2, 64, 1, 700);
+    c.dtype = CLATTN_DTYPE_BF16;
+    c.nk[0] = 3;
+    c.kv = CLATTN_KV_PAGED;
+    c.page_size = 16;
+    c.config = cfgs[i];
+    c.profile = 1; /* four more executions, the last one checked */
+    run_case(&c, cfgs[i]);
+  }
+  g_ctx = saved;
+  clattn_context_release(qctx);
+  clReleaseCommandQueue(queue);
+}
+
 /* The modifiers in decode_tc (NVIDIA sm_80+, emulated in CI; skipped
  * elsewhere): softcap and ALiBi with a causal seq_q of 3, the user
  * score_mod and mask_mod (reading the user buffer) on a paged cache with
@@ -2005,6 +2041,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_quant_append),
       cmocka_unit_test(test_decode_mods),
       cmocka_unit_test(test_decode_tc_mods),
+      cmocka_unit_test(test_decode_tc_out_of_order),
       cmocka_unit_test(test_ragged_blocks),
       cmocka_unit_test(test_allheads),
   };

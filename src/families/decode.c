@@ -366,6 +366,8 @@ static clattn_status alloc_ws(clattn_plan p, decode_state *s) {
     const cl_int zero = 0;
     err = clEnqueueFillBuffer(p->ctx->queue, s->cnt, &zero, sizeof zero, 0, s->cnt_bytes, 0, NULL,
                               NULL);
+    /* every later command after the fill, also on an out-of-order queue */
+    if (err == CL_SUCCESS) err = clEnqueueBarrierWithWaitList(p->ctx->queue, 0, NULL, NULL);
     if (err != CL_SUCCESS)
       return clattn__cl_fail(p->ctx, "clEnqueueFillBuffer", err, "decode counters");
   }
@@ -605,10 +607,13 @@ clattn_status clattn__decode_execute(clattn_plan p, const clattn__buffers *b, cl
   const size_t gws[3] = {(size_t)s->wg, (size_t)d->batch * (size_t)(s->allh ? 1 : d->kv_heads),
                          (size_t)s->nrb * (size_t)s->splits};
   const size_t lws[3] = {(size_t)s->wg, 1, 1};
+  /* the merge waits on the split's event (an out-of-order queue runs
+   * commands without one in any order) */
+  cl_event split_ev = NULL;
   err = clEnqueueNDRangeKernel(ctx->queue, k, 3, NULL, gws, lws, num_wait, wait,
                                s->profile ? &s->ev[0]
                                : s->fuse  ? event
-                                          : NULL);
+                                          : &split_ev);
   if (err == CL_SUCCESS && s->fuse) {
     if (s->profile && event) {
       *event = s->ev[0];
@@ -619,8 +624,10 @@ clattn_status clattn__decode_execute(clattn_plan p, const clattn__buffers *b, cl
     /* the merge: a work-group per output row */
     const size_t g2[2] = {(size_t)s->mw, (size_t)d->batch * (size_t)d->heads * (size_t)d->seq_q};
     const size_t l2[2] = {(size_t)s->mw, 1};
-    err = clEnqueueNDRangeKernel(ctx->queue, m, 2, NULL, g2, l2, 0, NULL,
-                                 s->profile ? &s->ev[1] : event);
+    err =
+        clEnqueueNDRangeKernel(ctx->queue, m, 2, NULL, g2, l2, 1,
+                               s->profile ? &s->ev[0] : &split_ev, s->profile ? &s->ev[1] : event);
+    if (split_ev) clReleaseEvent(split_ev);
     if (err == CL_SUCCESS && s->profile && event) {
       *event = s->ev[1];
       clRetainEvent(*event);
