@@ -358,8 +358,8 @@ inline float ld_cg(__global const float *p) {
 #if FUSE
 #define DECODE_FUSE_ARGS                                                                           \
   , __global stype *restrict out, __global float *restrict out_lse, const int write_lse,          \
-      const long osb, \
-      const long osh, const long oss, const long osd, __global int *restrict ws_cnt DECODE_SINK_ARGS
+      const long osb, const long osh, const long oss, const long osd,                              \
+      __global int *restrict ws_cnt DECODE_SINK_ARGS
 #else
 #define DECODE_FUSE_ARGS
 #endif
@@ -488,6 +488,10 @@ inline void merge_row(__global const float *ws_o, __global const float *ws_lse,
 #endif
     lse[li] = isnan_row ? qnan : any ? (M + log2(W)) * CLATTN_LN2 : CLATTN_NEG_INF;
   }
+  /* gm, gw, gnan and part are read above by other work-items than their
+   * writers: free for the next row only after everyone is done (the fused
+   * merge calls this once a row) */
+  barrier(CLK_LOCAL_MEM_FENCE);
 }
 
 __kernel __attribute__((reqd_work_group_size(MW, 1, 1))) void
@@ -981,8 +985,8 @@ NV_UNROLL
     FUSE_FENCE();
     const int rend = min(r0 + QR, rows);
     for (int r = r0; r < rend; r++)
-      merge_row(ws_o, ws_lse, out, out_lse, write_lse, b, hk * G + r % G, r / G, q0, osb, osh, oss, osd,
-                H, Nq_max, splits, lid, fgm, fgw, fpart, fgnan DECODE_SINK_PASS);
+      merge_row(ws_o, ws_lse, out, out_lse, write_lse, b, hk * G + r % G, r / G, q0, osb, osh,
+                oss, osd, H, Nq_max, splits, lid, fgm, fgw, fpart, fgnan DECODE_SINK_PASS);
     if (lid == 0) *cnt = 0;
   }
 #endif
