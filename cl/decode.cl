@@ -384,12 +384,15 @@ inline float ld_cg(__global const float *p) {
 #ifndef MU
 #define MU 8 /* splits a work-item group loads at once (H100: 8 over 4, §29) */
 #endif
-inline void merge_row(__global const float *ws_o, __global const float *ws_lse,
-                      __global stype *restrict o, __global float *restrict lse, const int write_lse,
-                      const int b, const int h, const int i, const int q0, const long osb,
-                      const long osh, const long oss, const long osd, const int H, const int Nq_max,
-                      const int splits, const int lid, __local float *gm, __local float *gw,
-                      __local float *part, __local int *gnan DECODE_SINK_ARGS) {
+/* (Not `inline`: a compiler that does not inline this larger body would
+ * otherwise call a function that C99 inline semantics never define. The
+ * partials are not written while it runs: restrict holds, also fused.) */
+void merge_row(__global const float *restrict ws_o, __global const float *restrict ws_lse,
+               __global stype *restrict o, __global float *restrict lse, const int write_lse,
+               const int b, const int h, const int i, const int q0, const long osb, const long osh,
+               const long oss, const long osd, const int H, const int Nq_max, const int splits,
+               const int lid, __local float *gm, __local float *gw, __local float *part,
+               __local int *gnan DECODE_SINK_ARGS) {
   const long base = ((long)(b * H + h) * Nq_max + i) * splits;
   const int x = lid % MX, y = lid / MX;
   /* the group's state: maximum (CLATTN_MASKED: none yet), weight, sums; a
