@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# check_nvptx.sh — compiles the NVIDIA-only kernel code (tensor-core flash and backward, linear on tensor cores, warp decode) to PTX with clang, so that a machine without an NVIDIA GPU still catches their C and inline-asm operand errors; with ptxas on PATH the PTX is assembled too (registers, spills, serialised wgmma), with nvdisasm the SASS of the overlapped wgmma schedule is read.
+# check_nvptx.sh — compiles the NVIDIA-only kernel code (tensor-core flash and backward, linear on tensor cores, warp decode) to PTX with clang, so that a machine without an NVIDIA GPU still catches their C and inline-asm operand errors and functions called but never defined; with ptxas on PATH the PTX is assembled too (registers, spills, serialised wgmma), with nvdisasm the SASS of the overlapped wgmma schedule is read.
 # usage: check_nvptx.sh CLANG CL_DIR [TEST_PTX]  (TEST_PTX: the patcher, tests/test_ptx.c, for the wgmma kernels)
 set -uo pipefail
 clang=${1:-clang}
@@ -23,6 +23,22 @@ compile() { # NAME SOURCES... -- OPTIONS...
       -Xclang -target-cpu -Xclang sm_80 -Xclang -target-feature -Xclang +ptx75 -Werror=implicit-function-declaration \
       "${opts[@]}" -S -o "$tmp/$name.ptx" "$tmp/$name.cl" 2>"$tmp/$name.err"; then
     echo "FAIL $name: ${opts[*]}"; head -20 "$tmp/$name.err"; fails=$((fails + 1)); return 1
+  fi
+  # a function of ours declared but never defined (an `inline` definition the compiler did not
+  # inline, C99 semantics): the real build would fail to link; built-ins (mangled _Z...) are exempt
+  local undef
+  undef=$(python3 - "$tmp/$name.ptx" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+decl, defd = set(), set()
+for m in re.finditer(r'^(?:\.visible |\.extern |\.weak )?\.func\s+(?:\([^)]*\)\s*)?(\w+)\s*(\([^)]*\))?\s*([;{])',
+                     t, re.M | re.S):
+    (defd if m.group(3) == '{' else decl).add(m.group(1))
+print(' '.join(sorted(n for n in decl - defd if not n.startswith(('_Z', '__')))))
+PY
+  )
+  if [ -n "$undef" ]; then
+    echo "FAIL $name: called but never defined: $undef"; fails=$((fails + 1)); return 1
   fi
   if command -v ptxas >/dev/null 2>&1; then
     # the OpenCL built-ins stay unresolved here (no libclc): only syntax errors count
