@@ -481,17 +481,6 @@ static void test_selection(void **state) {
   assert_string_equal(c[0]->name, "naive");
 }
 
-/* The total of clattn__naive_workspace(), SIZE_MAX when it does not fit. */
-static size_t naive_workspace_bytes(const clattn_attention_desc *d) {
-  clattn__naive_ws w;
-  return clattn__naive_workspace(d, &w) ? w.total : SIZE_MAX;
-}
-
-/* The naive family's workspace from a descriptor alone (what plan creation
- * allocates and clattn_plan_workspace_size reports; test_api checks the
- * plan's value): the score matrix, plus for 16-bit storage the f32 copies of
- * q/o and of k and v per kv head; NULL, non-positive sizes and overflow give
- * false / SIZE_MAX. */
 /* decode's automatic split count on a 132-unit GPU (bf16, Hq 32, Hk 8,
  * d 128, one query row: one row block of decode_tc, kt 64): one-warp
  * work-groups in whole rounds, four a unit from B·Hk ≥ 33 up (B = 8: 8
@@ -530,6 +519,17 @@ static void test_decode_splits(void **state) {
   assert_int_equal(clattn__decode_auto_splits(&cpu, &d, false, 1, 64, 1, true), 4);
 }
 
+/* The total of clattn__naive_workspace(), SIZE_MAX when it does not fit. */
+static size_t naive_workspace_bytes(const clattn_attention_desc *d) {
+  clattn__naive_ws w;
+  return clattn__naive_workspace(d, &w) ? w.total : SIZE_MAX;
+}
+
+/* The naive family's workspace from a descriptor alone (what plan creation
+ * allocates and clattn_plan_workspace_size reports; test_api checks the
+ * plan's value): the score matrix, plus for 16-bit storage the f32 copies of
+ * q/o and of k and v per kv head; NULL, non-positive sizes and overflow give
+ * false / SIZE_MAX. */
 static void test_naive_workspace(void **state) {
   (void)state;
   clattn_attention_desc d;

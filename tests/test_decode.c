@@ -434,9 +434,8 @@ static double run_case(const dcase *c, const char *label) {
     const bool fused = strstr(clattn_plan_describe(plan), "merge fused") != NULL;
     assert_int_equal(nk, fused ? 1 : 3);
     assert_non_null(kn[0]);
-    assert_true(!strcmp(kn[0], fused                                              ? "decode_tc"
-                               : c->config && !strncmp(c->config, "decode_tc", 9) ? "decode_tc"
-                                                                                  : "decode"));
+    assert_string_equal(kn[0],
+                        c->config && !strncmp(c->config, "decode_tc", 9) ? "decode_tc" : "decode");
     assert_true(kms[0] > 0);
     if (!fused) {
       assert_string_equal(kn[1], "decode_merge");
@@ -786,8 +785,8 @@ static void test_decode_tc(void **state) {
     snprintf(label, sizeof label, "tc %zu (%s)", i, cs[i].cfg);
     run_case(&c, label);
   }
-  /* The merge fused (the default) and the merge kernel (fuse=0), each run
-   * four times (profiled): GQA 4:1 over three sequences of 1, 501 and 1000
+  /* The merge fused (fuse=1) and the merge kernel (fuse=0, the default),
+   * each run five times (profiled): GQA 4:1 over three sequences of 1, 501 and 1000
    * keys (paged), 5 splits; a ragged causal batch with an empty sequence
    * and attention sinks (the merge adds them). */
   static const char *const fz[4] = {"decode_tc:splits=5,fuse=1", "decode_tc:splits=5,fuse=0",
@@ -1775,8 +1774,8 @@ static float *set_random_bias(dcase *c, int B, int H, int NQ, int NK, const char
 /* An out-of-order queue (the split kernel and the merge must be ordered by
  * an event, the fused form's counters filled before the first split):
  * the portable decode with 4 splits, and, where decode_tc runs (NVIDIA, or
- * emulated), its merge kernel and its fused merge; each plan executed
- * twice back to back, the second into fresh NaN-filled outputs. */
+ * emulated), its merge kernel and its fused merge; each plan executed five
+ * times (profiled), the last into fresh NaN-filled outputs. */
 static void test_decode_tc_out_of_order(void **state) {
   (void)state;
   cl_int err;

@@ -408,14 +408,13 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
       (uint64_t)d->batch * (uint64_t)d->heads * (uint64_t)d->seq_q > (uint64_t)INT32_MAX ||
       (uint64_t)s->nrb * (uint64_t)s->splits > (uint64_t)INT32_MAX)
     return clattn__fail_needed(ctx, UINT64_MAX, "decode workspace size overflows");
-  /* fuse: an int counter per unit (batch × kv_heads × row blocks work-group rows) */
+  /* fuse: an int counter per unit (batch × kv_heads × row blocks); none otherwise */
   size_t units = 0;
-  if (s->fuse && (!clattn__mul_size((size_t)d->batch, (size_t)d->kv_heads, &units) ||
-                  !clattn__mul_size(units, (size_t)s->nrb, &units) ||
-                  !clattn__mul_size(units, sizeof(cl_int), &s->cnt_bytes) ||
-                  !clattn__add_size(s->ws_bytes, s->cnt_bytes, &p->workspace_bytes)))
+  if ((s->fuse && (!clattn__mul_size((size_t)d->batch, (size_t)d->kv_heads, &units) ||
+                   !clattn__mul_size(units, (size_t)s->nrb, &units) ||
+                   !clattn__mul_size(units, sizeof(cl_int), &s->cnt_bytes))) ||
+      !clattn__add_size(s->ws_bytes, s->cnt_bytes, &p->workspace_bytes))
     return clattn__fail_needed(ctx, UINT64_MAX, "decode workspace size overflows");
-  if (!s->fuse) p->workspace_bytes = s->ws_bytes;
   if (p->estimate) return CLATTN_SUCCESS;
   if (s->ws_bytes > ctx->info.max_alloc || s->ws_bytes > ctx->info.global_mem)
     return clattn__fail_needed(ctx, s->ws_bytes,
