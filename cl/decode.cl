@@ -347,13 +347,21 @@ inline float ld_cg(__global const float *p) {
   __asm__ volatile("ld.global.cg.f32 %0, [%1];" : "=f"(x) : "l"(p) : "memory");
   return x;
 }
+inline float4 ld_cg4(__global const float *p) {
+  float4 x;
+  __asm__ volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];"
+                   : "=f"(x.x), "=f"(x.y), "=f"(x.z), "=f"(x.w)
+                   : "l"(p)
+                   : "memory");
+  return x;
+}
 #define MLD(p) ld_cg(p)
+#define MLD4(p) ld_cg4(p)
 #define FUSE_FENCE() __asm__ volatile("membar.gl;" ::: "memory")
 #elif FUSE
 #define MLD(p) (*(volatile __global const float *)(p))
+#define MLD4(p) (*(volatile __global const float4 *)(p))
 #define FUSE_FENCE() mem_fence(CLK_GLOBAL_MEM_FENCE)
-#else
-#define MLD(p) (*(p))
 #endif
 #if FUSE
 #define DECODE_FUSE_ARGS                                                                           \
@@ -365,8 +373,8 @@ inline float ld_cg(__global const float *p) {
 #endif
 
 /* The merge of output row (b, h, i) from its splits' partials by MW
- * work-items (lid < MW): the decode_merge kernel's work-group, or decode_tc's
- * last work-group of a unit where the split kernel merges itself (FUSE).
+ * work-items (lid < MW): the decode_merge kernel's work-group (the fused
+ * form, FUSE, merges with merge_unit below).
  * The splits are spread over MY = MW / MX groups of MX work-items (split
  * y, y + MY, ...), each group's work-items over the dims (dd = x, x + MX,
  * ...). One pass: a group loads the log2-sum-exps and the partial rows of
@@ -385,8 +393,9 @@ inline float ld_cg(__global const float *p) {
 #define MU 8 /* splits a work-item group loads at once (H100: 8 over 4, §29) */
 #endif
 /* (Not `inline`: a compiler that does not inline this larger body would
- * otherwise call a function that C99 inline semantics never define. The
- * partials are not written while it runs: restrict holds, also fused.) */
+ * otherwise call a function that C99 inline semantics never define; so is
+ * merge_unit. The partials are not written while either runs: restrict
+ * holds, also fused.) */
 void merge_row(__global const float *restrict ws_o, __global const float *restrict ws_lse,
                __global stype *restrict o, __global float *restrict lse, const int write_lse,
                const int b, const int h, const int i, const int q0, const long osb, const long osh,
@@ -409,11 +418,11 @@ void merge_row(__global const float *restrict ws_o, __global const float *restri
 #pragma unroll
       for (int u = 0; u < MU; u++) {
         const int sp = sp0 + u * MY;
-        ls[u] = sp < splits ? MLD(ws_lse + base + sp) : CLATTN_MASKED;
+        ls[u] = sp < splits ? ws_lse[base + sp] : CLATTN_MASKED;
         __global const float *src = ws_o + (base + (sp < splits ? sp : 0)) * D;
 #pragma unroll
         for (int c = 0; c < MDC; c++)
-          v[u][c] = sp < splits && x + c * MX < D ? MLD(src + x + c * MX) : 0.0f;
+          v[u][c] = sp < splits && x + c * MX < D ? src[x + c * MX] : 0.0f;
       }
       float mc = M;
 #pragma unroll
@@ -491,11 +500,120 @@ void merge_row(__global const float *restrict ws_o, __global const float *restri
 #endif
     lse[li] = isnan_row ? qnan : any ? (M + log2(W)) * CLATTN_LN2 : CLATTN_NEG_INF;
   }
-  /* gm, gw, gnan and part are read above by other work-items than their
-   * writers: free for the next row only after everyone is done (the fused
-   * merge calls this once a row) */
-  barrier(CLK_LOCAL_MEM_FENCE);
 }
+
+#if FUSE
+/* The fused merge (decode_tc's last work-group of a unit): the unit's rows
+ * r0 .. rend-1 (row r: query head hk·G + r % G, query i = r / G) merged at
+ * once by the WG work-items, no local memory, no barrier. A row's D dims
+ * are FCH float4 chunks; the (row, chunk) pairs are dealt out over the
+ * work-items, FNP a work-item, FPP of them at a time (a pass). Every
+ * work-item walks all splits of a pass's pairs (deterministic order) with
+ * FMU splits × FPP pairs of loads in flight (FLD float4 loads: the rows'
+ * rounds of L2 round trips overlap, where merge_row went row after row;
+ * one pass where the unit has at most 4 rows of D = 128 a warp, batch-1
+ * decode of GQA 4:1), keeping each pair's running
+ * (maximum, weight, sums) as merge_row's groups do; the row's LSEs are
+ * read by all its work-items (one transaction a warp), so no state needs
+ * to meet another work-item's. */
+#define FCH (D / 4)
+#define FNP ((QR * FCH + WG - 1) / WG) /* pairs a work-item */
+#define FPP (FNP < 4 ? FNP : 4)          /* pairs a pass (registers: 4 states) */
+#ifndef FLD
+#define FLD 32 /* float4 loads a work-item has in flight */
+#endif
+#define FMU (FPP * 8 <= FLD ? 8 : FPP >= FLD ? 1 : FLD / FPP)
+void merge_unit(__global const float *restrict ws_o, __global const float *restrict ws_lse,
+                __global stype *restrict o, __global float *restrict lse, const int write_lse,
+                const int b, const int hk, const int G, const int r0, const int rend, const int q0,
+                const long osb, const long osh, const long oss, const long osd, const int H,
+                const int Nq_max, const int splits, const int lid DECODE_SINK_ARGS) {
+  const float qnan = as_float(0x7fc00000u);
+  for (int j0 = 0; j0 < FNP; j0 += FPP) {
+    float M[FPP], W[FPP];
+    float4 acc[FPP];
+    int nan[FPP];
+    long base[FPP];
+#pragma unroll
+    for (int j = 0; j < FPP; j++) {
+      const int pr = lid + (j0 + j) * WG, r = r0 + pr / FCH;
+      /* -1: no pair (past the work-item's pairs or the unit's rows) */
+      base[j] = j0 + j < FNP && pr < QR * FCH && r < rend
+                    ? ((long)(b * H + hk * G + r % G) * Nq_max + r / G) * splits
+                    : -1;
+      M[j] = CLATTN_MASKED;
+      W[j] = 0.0f;
+      acc[j] = (float4)(0.0f);
+      nan[j] = 0;
+    }
+    const int c4 = 4 * (lid % FCH); /* the chunk's first dim (WG is a multiple of FCH) */
+    for (int sp0 = 0; sp0 < splits; sp0 += FMU) {
+      float ls[FPP][FMU];
+      float4 v[FPP][FMU];
+#pragma unroll
+      for (int j = 0; j < FPP; j++)
+#pragma unroll
+        for (int u = 0; u < FMU; u++) {
+          const bool in = base[j] >= 0 && sp0 + u < splits;
+          const long e = in ? base[j] + sp0 + u : 0;
+          ls[j][u] = in ? MLD(ws_lse + e) : CLATTN_MASKED;
+          v[j][u] = in ? MLD4(ws_o + e * D + c4) : (float4)(0.0f);
+        }
+#pragma unroll
+      for (int j = 0; j < FPP; j++) {
+        float mc = M[j];
+#pragma unroll
+        for (int u = 0; u < FMU; u++) {
+          nan[j] |= (as_uint(ls[j][u]) & 0x7fffffffu) > 0x7f800000u;
+          mc = ls[j][u] > CLATTN_MASKED ? fmax(mc, ls[j][u]) : mc;
+        }
+        const float a = exp2(M[j] - mc); /* 1 while both are CLATTN_MASKED */
+        W[j] *= a;
+        acc[j] *= a;
+#pragma unroll
+        for (int u = 0; u < FMU; u++) {
+          const float w = ls[j][u] > CLATTN_MASKED ? exp2(ls[j][u] - mc) : 0.0f;
+          W[j] += w;
+          const float4 x = v[j][u]; /* (scalar mads: PTX checks stub scalar built-ins only) */
+          acc[j] = (float4)(mad(w, x.x, acc[j].x), mad(w, x.y, acc[j].y),
+                            mad(w, x.z, acc[j].z), mad(w, x.w, acc[j].w));
+        }
+        M[j] = mc;
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < FPP; j++) {
+      if (base[j] < 0) continue;
+      const int r = r0 + (lid + (j0 + j) * WG) / FCH, h = hk * G + r % G, i = r / G;
+      float Mj = M[j], Wj = W[j];
+      float4 xs = acc[j];
+#if SINKS
+      if (!nan[j]) { /* the sink: one more term of the denominator (log2 units) */
+        const float z = sinks[h] * CLATTN_LOG2E, M2 = fmax(Mj, z), a = exp2(Mj - M2);
+        Wj = Wj * a + exp2(z - M2);
+        xs *= a;
+        Mj = M2;
+      }
+#endif
+      const bool any = Wj > 0.0f;
+      const float4 y = nan[j] ? (float4)(qnan) : any ? xs / Wj : (float4)(0.0f);
+      const long ob = (long)b * osb + (long)(q0 + i) * oss + (long)h * osh + (long)c4 * osd;
+      STORE(o, ob, y.x);
+      STORE(o, ob + osd, y.y);
+      STORE(o, ob + 2 * osd, y.z);
+      STORE(o, ob + 3 * osd, y.w);
+      if (write_lse && c4 == 0) {
+#if RAGGED
+        const long li = (long)(q0 + i) * H + h;
+#else
+        const long li = (long)(b * H + h) * Nq_max + i;
+#endif
+        lse[li] = nan[j] ? qnan : any ? (Mj + log2(Wj)) * CLATTN_LN2 : CLATTN_NEG_INF;
+      }
+    }
+  }
+}
+#endif
 
 __kernel __attribute__((reqd_work_group_size(MW, 1, 1))) void
 decode_merge(__global const float *restrict ws_o, __global const float *restrict ws_lse,
@@ -633,12 +751,8 @@ decode_split(__global const stype *restrict q, __global const kvtype *restrict k
 #define TC_RING (NS * 2 * BN * TRB) /* bytes of a warp's ring */
 #define TC_XCH ((TW - 1) * 32 * (4 * TNO + 4) * 4) /* the warps' merge: o, m, l of warps 1.. */
   __local uint4 ring_raw[(TW * TC_RING > TC_XCH ? TW * TC_RING : TC_XCH) / 16];
-#if FUSE /* the merge of the unit's rows (the last work-group): MW = WG */
-#if MW != WG
-#error "FUSE: MW must equal WG"
-#endif
-  __local float fgm[MY], fgw[MY], fpart[MY * D];
-  __local int fgnan[MY], flast;
+#if FUSE /* the last work-group of its unit (it merges the unit's rows) */
+  __local int flast;
 #endif
   /* the lane (ln) and warp (wp): warp wp reads tiles wp, wp + TW, ... of
    * the split through its own ring */
@@ -986,10 +1100,8 @@ NV_UNROLL
   barrier(CLK_LOCAL_MEM_FENCE);
   if (flast) {
     FUSE_FENCE();
-    const int rend = min(r0 + QR, rows);
-    for (int r = r0; r < rend; r++)
-      merge_row(ws_o, ws_lse, out, out_lse, write_lse, b, hk * G + r % G, r / G, q0, osb, osh,
-                oss, osd, H, Nq_max, splits, lid, fgm, fgw, fpart, fgnan DECODE_SINK_PASS);
+    merge_unit(ws_o, ws_lse, out, out_lse, write_lse, b, hk, G, r0, min(r0 + QR, rows), q0, osb,
+               osh, oss, osd, H, Nq_max, splits, lid DECODE_SINK_PASS);
     if (lid == 0) *cnt = 0;
   }
 #endif

@@ -285,10 +285,8 @@ size_t clattn__decode_tc_local(const int *p, const clattn_attention_desc *d) {
   /* the warps' merge reuses the rings: o, m and l of warps 1.. */
   const size_t xch = (tw - 1) * 32 * (4 * (hd / 8) + 4) * sizeof(float);
   if (xch > ring) ring = xch;
-  /* fuse: the merge's maxima, weights, NaN flags and partial sums of its
-   * MY = 32·warps / min(32, head_dim) groups, and the last-one flag */
-  const size_t my = 32 * tw / (hd < 32 ? hd : 32);
-  const size_t fuse = p[5] ? my * (hd + 3) * sizeof(float) + sizeof(int) : 0;
+  /* fuse: the last-one flag (the merge itself runs in registers) */
+  const size_t fuse = p[5] ? sizeof(int) : 0;
   return ring + tw * ns * bn * sizeof(int) + fuse +
          (q8 && d->kv_scale == CLATTN_KV_SCALE_TOKEN ? tw * 2 * ns * bn * sizeof(float) : 0);
 }
@@ -429,8 +427,8 @@ clattn_status clattn__decode_create(clattn_plan p, const int *params, const char
            (int)d->dtype, d->head_dim, s->kt, s->wg, s->qr, clattn__causal_define(d->mask),
            d->kv_layout != CLATTN_KV_CONTIGUOUS, d->ragged ? 1 : 0);
   /* the merge's work-group: 128 work-items (a power of two, at most the
-   * device's); fused: the split kernel's work-group */
-  s->mw = s->fuse ? s->wg : 128;
+   * device's) */
+  s->mw = 128;
   while (s->mw > 1 && (size_t)s->mw > ctx->info.max_wg)
     s->mw /= 2;
   clattn__append(opts, sizeof opts, " -DMW=%d%s", s->mw, s->fuse ? " -DFUSE=1" : "");
