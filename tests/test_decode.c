@@ -792,13 +792,15 @@ static void test_decode_tc(void **state) {
    * deals of (row, chunk) pairs: d = 128 at 33 splits (batch 1's split
    * count on 132 compute units; 4 rows, a float4 chunk a lane), and d = 16
    * on 4 warps with two query rows of GQA 8:1 (16 rows of 4 chunks: half
-   * of the 128 work-items idle). */
-  static const char *const fz[6] = {
+   * of the 128 work-items idle); last, the ragged batch fused on one warp
+   * (16 rows of 16 chunks, 8 pairs a lane: two passes of 4). */
+  static const char *const fz[7] = {
       "decode_tc:splits=5,fuse=1",         "decode_tc:splits=5,fuse=0",
       "decode_tc:splits=3,warps=2,fuse=1", "decode_tc:splits=3,fuse=0",
-      "decode_tc:splits=33,fuse=1",        "decode_tc:splits=9,warps=4,ns=2,fuse=1"};
-  for (int f = 0; f < 6; f++) {
-    dcase c = f < 4   ? base(3, 8, 2, 64, f < 2 ? 1 : 0, f < 2 ? 1000 : 0)
+      "decode_tc:splits=33,fuse=1",        "decode_tc:splits=9,warps=4,ns=2,fuse=1",
+      "decode_tc:splits=3,fuse=1"};
+  for (int f = 0; f < 7; f++) {
+    dcase c = f < 4 || f == 6 ? base(3, 8, 2, 64, f < 2 ? 1 : 0, f < 2 ? 1000 : 0)
               : f < 5 ? base(2, 8, 2, 128, 1, 2100) /* 33 tiles of 64 keys: no split empty */
                       : base(2, 16, 2, 16, 2, 550); /* 9 tiles */
     c.dtype = f == 4 ? CLATTN_DTYPE_F16 : CLATTN_DTYPE_BF16;
@@ -807,7 +809,7 @@ static void test_decode_tc(void **state) {
     c.decode_has = fused ? "merge fused" : "tensor cores";
     c.decode_lacks = fused ? NULL : "merge fused";
     c.profile = 1;
-    if (f >= 4) {
+    if (f == 4 || f == 5) {
       c.nk[1] = f == 4 ? 431 : 77; /* per-sequence lengths */
       c.seqlens = 1;
     } else if (f < 2) {
