@@ -392,6 +392,20 @@ inline float4 ld_cg4(__global const float *p) {
 #ifndef MU
 #define MU 8 /* splits a work-item group loads at once (H100: 8 over 4, §29) */
 #endif
+/* The merged row's LSE (natural log; NaN for a NaN row, -inf for a row
+ * that saw no key) from its log2 maximum M and weight W, where the
+ * output's LSE layout puts it (packed rows when RAGGED). */
+void store_merged_lse(__global float *restrict lse, const int b, const int h, const int i,
+                      const int q0, const int H, const int Nq_max, const bool isnan_row,
+                      const float M, const float W) {
+#if RAGGED
+  const long li = (long)(q0 + i) * H + h;
+#else
+  const long li = (long)(b * H + h) * Nq_max + i;
+#endif
+  lse[li] = isnan_row ? as_float(0x7fc00000u) : W > 0.0f ? (M + log2(W)) * CLATTN_LN2 : CLATTN_NEG_INF;
+}
+
 /* (Not `inline`: a compiler that does not inline this larger body would
  * otherwise call a function that C99 inline semantics never define; so is
  * merge_unit. The partials are not written while either runs: restrict
@@ -492,14 +506,7 @@ void merge_row(__global const float *restrict ws_o, __global const float *restri
           : any     ? xs / W
                     : 0.0f);
   }
-  if (write_lse && lid == 0) {
-#if RAGGED
-    const long li = (long)(q0 + i) * H + h;
-#else
-    const long li = (long)(b * H + h) * Nq_max + i;
-#endif
-    lse[li] = isnan_row ? qnan : any ? (M + log2(W)) * CLATTN_LN2 : CLATTN_NEG_INF;
-  }
+  if (write_lse && lid == 0) store_merged_lse(lse, b, h, i, q0, H, Nq_max, isnan_row, M, W);
 }
 
 #if FUSE
@@ -555,9 +562,9 @@ void merge_unit(__global const float *restrict ws_o, __global const float *restr
 #pragma unroll
         for (int u = 0; u < FMU; u++) {
           /* every load unconditional (a pair or split that does not exist
-           * reads element 0 and takes no part): loads under branches cost
-           * ptxas's overlap of them (H100: the fused merge 6 µs slower
-           * than the merge kernel at 33 splits) */
+           * reads element 0 and takes no part): an inline-asm load under
+           * its own condition becomes a branch around it, and the round's
+           * loads may then not be in flight together (bench/RESULTS.md §32) */
           const bool in = base[j] >= 0 && sp0 + u < splits;
           const long e = in ? base[j] + sp0 + u : 0;
           const float l = MLD(ws_lse + e);
@@ -608,14 +615,7 @@ void merge_unit(__global const float *restrict ws_o, __global const float *restr
       STORE(o, ob + osd, y.y);
       STORE(o, ob + 2 * osd, y.z);
       STORE(o, ob + 3 * osd, y.w);
-      if (write_lse && c4 == 0) {
-#if RAGGED
-        const long li = (long)(q0 + i) * H + h;
-#else
-        const long li = (long)(b * H + h) * Nq_max + i;
-#endif
-        lse[li] = nan[j] ? qnan : any ? (Mj + log2(Wj)) * CLATTN_LN2 : CLATTN_NEG_INF;
-      }
+      if (write_lse && c4 == 0) store_merged_lse(lse, b, h, i, q0, H, Nq_max, nan[j], Mj, Wj);
     }
   }
 }

@@ -271,15 +271,15 @@ for cfg in "1 16 16 2 0 0 1 1 1" "2 32 16 3 1 16 1 0 2" "1 64 32 4 2 12 1 1 1" "
     -DCAUSAL=$5 -DPAGED=$(($6 > 0)) -DPAGE=$(($6 > 0 ? $6 : 1)) -DALIGN16=$7 -DVEC8=$7 -DRAGGED=$(($8 == 1)) \
     -DKT=64 -DWG=$((32 * $9)) -DTW=$9 -DQR=16 -DTC=1 -DLDM_ADDR=1 && stub_check "$n"
 done
-# decode_tc with its merge fused (-DFUSE=1, MW = WG: the last work-group of a unit merges): 16-bit
-# and int8 K/V, paged and ragged, 1 or 2 warps, head dim 16 (two merge groups a warp), sinks
+# decode_tc with its merge fused (-DFUSE=1: the last work-group of a unit merges its rows, merge_unit):
+# 16-bit and int8 K/V, paged and ragged, 1 or 2 warps, head dim 16 (4 chunks a row), sinks
 for cfg in "2 128 16 3 0 0 1 0 1 0 0" "1 64 16 2 1 16 1 1 2 0 0" "2 16 16 2 0 0 1 0 1 0 1" \
     "2 128 16 3 0 256 1 0 1 1 0" "1 32 32 2 1 0 0 2 2 1 1"; do
   set -- $cfg
   n="decode_tc_fuse_t$1_d$2_bn$3_ns$4_c$5_p$6_a$7_r$8_w$9_q${10}_s${11}"
   compile "$n" nv_mma.cl decode.cl -- -DCLATTN_DTYPE=$1 -DCLATTN_SOFT_HALF=$(($1 == 1)) -DD=$2 -DBN=$3 -DNS=$4 \
     -DCAUSAL=$5 -DPAGED=$(($6 > 0)) -DPAGE=$(($6 > 0 ? $6 : 1)) -DALIGN16=$7 -DVEC8=$7 -DRAGGED=$(($8 == 1)) \
-    -DKT=64 -DWG=$((32 * $9)) -DTW=$9 -DMW=$((32 * $9)) -DFUSE=1 -DQR=16 -DTC=1 -DLDM_ADDR=1 \
+    -DKT=64 -DWG=$((32 * $9)) -DTW=$9 -DMW=128 -DFUSE=1 -DQR=16 -DTC=1 -DLDM_ADDR=1 \
     $([ ${10} = 1 ] && echo -DKVQ=1 -DKVS=0) -DSINKS=${11} && stub_check "$n"
 done
 # decode_tc over int8 K/V: token (0), tensor (1) and head (2) scales
