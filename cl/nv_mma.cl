@@ -493,10 +493,19 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
 /* what the macros below use: a kernel may redefine it (flash_wgmma) */
 #define SOFTMAX_LAZY CLATTN_LAZY_RESCALE
 #if SOFTCAP
-/* Softcap on a score x in log2 units (flash_tc, flash_wgmma): bf16 through tanh.approx, f16 through
- * exp2 and a fast reciprocal (errors ~2^-22). */
+/* Softcap on a score x in log2 units (flash_tc, flash_wgmma): bf16 through tanh.approx, f16 and
+ * f32 through exp2 and a fast reciprocal (errors ~2^-22). f16: tanh(y) = 2 / (1 + e^(-2y)) - 1,
+ * with no |y| and no sign: e^(-2y) overflows to +inf for y < -44 and the reciprocal of 1 + inf is
+ * 0 (t = -1); the absolute error of t, ~2^-21 (what the softmax sees: C·t), is as small as the
+ * form below makes it. Five instructions a score (multiply, exp2, add, reciprocal, FMA) where
+ * the form with |y|, 1 - u and the sign takes seven (the f16 softcap is bound by instruction
+ * issue, bench/RESULTS.md §27); f32 keeps the form below (its tolerance is 1e-5). */
 #if CLATTN_DTYPE == 2
 #define NV_SOFTCAP_X(x) (x = SOFTCAP2 * fast_tanh((x) * (1.0f / SOFTCAP2)))
+#elif CLATTN_DTYPE == 1
+#define NV_SOFTCAP_X(x)                                                                            \
+  (x = fma(2.0f * SOFTCAP2,                                                                        \
+           native_recip(1.0f + fast_exp2((x) * (-2.0f * CLATTN_LOG2E / SOFTCAP2))), -SOFTCAP2))
 #else
 #define NV_SOFTCAP_X(x)                                                                            \
   do {                                                                                             \
@@ -511,6 +520,9 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
 #if CLATTN_DTYPE == 2
 #define NV_CAP_IN(q) ((q) * (1.0f / SOFTCAP2))
 #define NV_SOFTCAP_UNIT(x, cap_in) (x = fast_tanh((x) * (cap_in)))
+#elif CLATTN_DTYPE == 1
+#define NV_CAP_IN(q) ((q) * (-2.0f * CLATTN_LOG2E / SOFTCAP2))
+#define NV_SOFTCAP_UNIT(x, cap_in) (x = fma(2.0f, native_recip(1.0f + fast_exp2((x) * (cap_in))), -1.0f))
 #else
 #define NV_CAP_IN(q) ((q) * (-2.0f * CLATTN_LOG2E / SOFTCAP2))
 #define NV_SOFTCAP_UNIT(x, cap_in)                                                                 \
