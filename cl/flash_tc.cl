@@ -178,13 +178,17 @@
 #if TC_ALIBI_INIT
 #define TC_QSCALE tcq
 #elif TC_MODS && TC_CAP_ONLY
-#define TC_QSCALE SOFTCAP2
+#define TC_QSCALE (NV_CAP_SCALE * SOFTCAP2)
+#define TC_M0 NV_CAP_M0 /* the LSE's offset of the row maximum (nv_mma.cl) */
 #elif TC_MODS
 #define TC_QSCALE 1.0f
 #else
 #define TC_QSCALE tcq
 #endif
 
+#ifndef TC_M0
+#define TC_M0 0.0f
+#endif
 #if (BN % 16) || (MT < 1) || (MT > 2)
 #error "flash_tc: BN must be a multiple of 16 and MT 1 or 2"
 #endif
@@ -820,6 +824,6 @@ NV_UNROLL
     for (int rr = 0; rr < 2; rr++) {
       const int row = row0[mt] + 8 * rr;
       STORE_FRAGMENT_ROW(Ob, oss, osd, LSE, write_lse, FLASH_LSE_INDEX(bh, row), o[mt], NTO, rr,
-                         row, t, Nq, m[mt][rr], l[mt][rr], TC_QSCALE);
+                         row, t, Nq, m[mt][rr] - TC_M0, l[mt][rr], TC_QSCALE);
     }
 }

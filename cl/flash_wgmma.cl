@@ -384,7 +384,8 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
 #define WG_ALIBI_SET(j, e, term) (s[j][e] = (term))
 #define ALIBI_INIT_TILE(kv0) WG_ALIBI_EACH(kv0, mod_slope_raw, WG_ALIBI_SET)
 #elif WG_CAP_ONLY
-#define WG_QS SOFTCAP2
+#define WG_QS (NV_CAP_SCALE * SOFTCAP2)
+#define WG_M0 NV_CAP_M0 /* the LSE's offset of the row maximum (nv_mma.cl) */
 #define MODS_TILE(kv0)                                                                             \
   do {                                                                                             \
     _Pragma("unroll") for (int j_ = 0; j_ < NTS; j_++)                                             \
@@ -408,6 +409,9 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
 #else
 #define WG_QS qscale
 #define MODS_TILE(kv0) ((void)0)
+#endif
+#ifndef WG_M0
+#define WG_M0 0.0f
 #endif
 #ifndef WG_S_ACC
 #define WG_S_ACC 0
@@ -734,6 +738,6 @@ flash_wgmma(FLASH_ARGS(ushort)) {
   for (int rr = 0; rr < 2; rr++) {
     const int row = row0 + 8 * rr;
     STORE_FRAGMENT_ROW(Ob, oss, osd, LSE, write_lse, FLASH_LSE_INDEX(bh, row), o, NTO, rr, row, t,
-                       nq_store, m[rr], l[rr], WG_QS);
+                       nq_store, m[rr] - WG_M0, l[rr], WG_QS);
   }
 }

@@ -515,14 +515,21 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
 #endif
 /* Softcap alone, in units of the cap (flash_tc's TC_CAP_ONLY, flash_wgmma's
  * WG_CAP_ONLY): a raw score x → tanh(x·q / SOFTCAP2) for the scale q, the
- * softmax then scaled by SOFTCAP2. NV_CAP_IN(q): the factor of the raw score
- * inside the tanh (bf16) or inside its exp2 (f16, f32). */
+ * softmax then scaled by NV_CAP_SCALE·SOFTCAP2. NV_CAP_IN(q): the factor of
+ * the raw score inside the tanh (bf16) or inside its exp2 (f16, f32).
+ * f16: the score kept is r = 1 / (1 + e^(-2y)) = (tanh(y) + 1) / 2 (four
+ * instructions a score: multiply, exp2, add, reciprocal) and the softmax's
+ * scale is 2·SOFTCAP2: 2C·(r - r_max) = C·(t - t_max), so P, l and O are
+ * those of t, and only the LSE, C·t_max + log2(l) = 2C·(r_max - 1/2) +
+ * log2(l), takes the row maximum less NV_CAP_M0 = 1/2. */
 #if CLATTN_DTYPE == 2
 #define NV_CAP_IN(q) ((q) * (1.0f / SOFTCAP2))
 #define NV_SOFTCAP_UNIT(x, cap_in) (x = fast_tanh((x) * (cap_in)))
 #elif CLATTN_DTYPE == 1
 #define NV_CAP_IN(q) ((q) * (-2.0f * CLATTN_LOG2E / SOFTCAP2))
-#define NV_SOFTCAP_UNIT(x, cap_in) (x = fma(2.0f, native_recip(1.0f + fast_exp2((x) * (cap_in))), -1.0f))
+#define NV_SOFTCAP_UNIT(x, cap_in) (x = native_recip(1.0f + fast_exp2((x) * (cap_in))))
+#define NV_CAP_SCALE 2.0f
+#define NV_CAP_M0 0.5f
 #else
 #define NV_CAP_IN(q) ((q) * (-2.0f * CLATTN_LOG2E / SOFTCAP2))
 #define NV_SOFTCAP_UNIT(x, cap_in)                                                                 \
@@ -530,6 +537,10 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
     const float tu_ = fast_exp2(fabs(x) * (cap_in));                                               \
     x = copysign((1.0f - tu_) * native_recip(1.0f + tu_), x);                                      \
   } while (0)
+#endif
+#ifndef NV_CAP_SCALE
+#define NV_CAP_SCALE 1.0f
+#define NV_CAP_M0 0.0f
 #endif
 #endif
 /* mx = the maximum of row half rr's scores in the fragments (the row's four lanes exchange) */
