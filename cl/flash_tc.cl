@@ -584,9 +584,13 @@ NV_UNROLL
     TC_ALIBI_PR(pr, kv0);
 #endif
 #if TC_CAP_ONLY
-    TC_EACH_SCORE(mt, j, e) {
-          NV_SOFTCAP_UNIT(s[mt][j][e], cap_in);
-        }
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+      for (int j = 0; j < NTS; j++) {
+        NV_SOFTCAP_UNIT2(s[mt][j][0], s[mt][j][1], cap_in);
+        NV_SOFTCAP_UNIT2(s[mt][j][2], s[mt][j][3], cap_in);
+      }
 #else
 #if ALIBI && ALIBI_SIGNED
     /* A tile whose keys all lie at or before every row's position (sg = 1;

@@ -389,7 +389,10 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
 #define MODS_TILE(kv0)                                                                             \
   do {                                                                                             \
     _Pragma("unroll") for (int j_ = 0; j_ < NTS; j_++)                                             \
-    _Pragma("unroll") for (int e_ = 0; e_ < 4; e_++) NV_SOFTCAP_UNIT(s[j_][e_], cap_in);           \
+    {                                                                                              \
+      NV_SOFTCAP_UNIT2(s[j_][0], s[j_][1], cap_in);                                                \
+      NV_SOFTCAP_UNIT2(s[j_][2], s[j_][3], cap_in);                                                \
+    }                                                                                              \
   } while (0)
 #elif ALIBI /* with or without softcap */
 #define WG_QS 1.0f
