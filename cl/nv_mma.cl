@@ -541,11 +541,19 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
 #define NV_CAP_M0 0.5f
 /* Two scores of one row at once, their reciprocals from one (Montgomery's
  * trick: 1/a = b/(ab), 1/b = a/(ab)): five MUFU operations for two scores
- * with the softmax's exp2s instead of six. f16 softcap alone is bound by the
- * MUFU unit (16 operations a clock an SM: at d = 64 three a score take
- * longer than the tile's MMAs; measured +36 % over plain flash on an H100,
+ * with the softmax's exp2s instead of six. The MUFU unit does 16 a clock an
+ * SM: three a score are 1536 clocks a 128 x 64 tile at d = 64, twice its
+ * MMAs (f16 softcap alone measured +36 % over plain flash there on an H100,
  * bench/RESULTS.md §33). The exponents are capped at 63 so that ab stays
- * finite (r = 2^-63 is t = -1 to f32), by a min that keeps NaN (NV_MIN_NAN). */
+ * finite (r = 2^-63 is t = -1 to f32), by a min that keeps NaN (NV_MIN_NAN).
+ * Opt-in (-DNV_CAP_PAIR=1) until measured on a GPU: it trades a MUFU
+ * operation for five FMA-pipe instructions, a loss where the softmax is
+ * bound by instruction issue; correct in the CPU emulation and assembled by
+ * ptxas in CI. */
+#ifndef NV_CAP_PAIR
+#define NV_CAP_PAIR 0
+#endif
+#if NV_CAP_PAIR
 #define NV_SOFTCAP_UNIT2(x0, x1, cap_in)                                                           \
   do {                                                                                             \
     const float a_ = 1.0f + fast_exp2(NV_MIN_NAN((x0) * (cap_in), 63.0f));                         \
@@ -554,6 +562,7 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
     x0 = q_ * b_;                                                                                  \
     x1 = q_ * a_;                                                                                  \
   } while (0)
+#endif
 #else
 #define NV_CAP_IN(q) ((q) * (-2.0f * CLATTN_LOG2E / SOFTCAP2))
 #define NV_SOFTCAP_UNIT(x, cap_in)                                                                 \

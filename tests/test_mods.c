@@ -431,6 +431,47 @@ static void test_flash_wgmma(void **state) {
   clattn_context_release(ctx);
 }
 
+/* f16 softcap alone with the paired reciprocals (cl/nv_mma.cl NV_CAP_PAIR=1,
+ * opt-in, added to CLATTN_BUILD_DEFINES for this test's contexts) in flash_tc
+ * and flash_wgmma (emulated elsewhere, else skipped): random scores with and
+ * without a mask, and rows of scores of one sign around ±1e4, whose
+ * exponents exceed the cap of 63 (without it a·b overflows: NaN). */
+static void test_cap_pair(void **state) {
+  (void)state;
+  static const char *cfgs[2] = {"flash_tc:warps=2,mt=1,bn=32", "flash_wgmma:wgs=2,bn=32,st=3,ld=0"};
+  const char *old = getenv("CLATTN_BUILD_DEFINES");
+  char defs[512];
+  snprintf(defs, sizeof defs, "%s -DNV_CAP_PAIR=1", old ? old : "");
+  char *saved = old ? strdup(old) : NULL;
+  int ran = 0;
+  for (int v = 0; v < 2; v++) {
+    clattn_attention_desc d = make_desc(&shapes[0], CLATTN_MASK_NONE, CLATTN_DTYPE_F16);
+    d.softcap = 5.0;
+    setenv("CLATTN_BUILD_DEFINES", defs, 1);
+    clattn_context ctx = tu_forced_context(cfgs[v], &d);
+    if (saved)
+      setenv("CLATTN_BUILD_DEFINES", saved, 1);
+    else
+      unsetenv("CLATTN_BUILD_DEFINES");
+    if (!ctx) continue; /* the kernel does not apply on this device */
+    ran++;
+    const char *want = v ? "flash_wgmma" : "flash_tc";
+    check(ctx, &d, want, v ? "pair/wgmma/none" : "pair/tc/none");
+    d = make_desc(&shapes[1], CLATTN_MASK_CAUSAL, CLATTN_DTYPE_F16);
+    d.softcap = 2.0;
+    check(ctx, &d, want, v ? "pair/wgmma/causal" : "pair/tc/causal");
+    d = make_desc(&shapes[2], CLATTN_MASK_NONE, CLATTN_DTYPE_F16);
+    d.softcap = 30.0;
+    tu_report rep;
+    tu_run_and_compare(ctx, &d, TU_INPUT_EXTREME_ONE_SIGN, 1, 0,
+                       v ? "pair/wgmma/extreme" : "pair/tc/extreme", &rep);
+    if (!tu_report_ok(&rep, 1)) fail_msg("%s", rep.summary);
+    clattn_context_release(ctx);
+  }
+  free(saved);
+  if (!ran) skip(); /* neither kernel applies on this device */
+}
+
 int main(int argc, char **argv) {
   if (tu_parse_filter_args(argc, argv)) return 2;
   const struct CMUnitTest tests[] = {
@@ -442,6 +483,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_flash_tc),
       cmocka_unit_test(test_flash_tf32),
       cmocka_unit_test(test_flash_wgmma),
+      cmocka_unit_test(test_cap_pair),
   };
   return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }
