@@ -181,20 +181,14 @@ inline float softcap_nv(float x) {
   __asm__("tanh.approx.f32 %0, %1;" : "=f"(r) : "f"(x * (1.0f / SOFTCAP2)));
   return SOFTCAP2 * r;
 }
-#elif CLATTN_DTYPE == 1
-/* f16: 2C / (1 + e^(-2x/C)) - C, no |x| and no sign (cl/nv_mma.cl NV_SOFTCAP_X) */
+#else
+/* f16 (decode_tc has no f32): 2C / (1 + e^(-2x/C)) - C, no |x| and no sign (cl/nv_mma.cl
+ * NV_SOFTCAP_X) */
 inline float softcap_nv(float x) {
   float t, r;
   __asm__("ex2.approx.ftz.f32 %0, %1;" : "=f"(t) : "f"(x * (-2.0f * CLATTN_LOG2E / SOFTCAP2)));
   __asm__("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(1.0f + t));
   return fma(2.0f * SOFTCAP2, r, -SOFTCAP2);
-}
-#else
-inline float softcap_nv(float x) {
-  float t, r;
-  __asm__("ex2.approx.ftz.f32 %0, %1;" : "=f"(t) : "f"(fabs(x) * (-2.0f * CLATTN_LOG2E / SOFTCAP2)));
-  __asm__("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(1.0f + t));
-  return copysign(SOFTCAP2 * (1.0f - t) * r, x);
 }
 #endif
 #define SOFTCAP_APPLY(s, t) ((void)(t), (s) = softcap_nv(s))

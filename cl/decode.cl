@@ -530,13 +530,6 @@ void merge_row(__global const float *restrict ws_o, __global const float *restri
 #define FLD 32 /* float4 loads a work-item has in flight */
 #endif
 #define FMU (FPP * 8 <= FLD ? 8 : FPP >= FLD ? 1 : FLD / FPP)
-#ifndef MLD_COND
-/* 1: each load under its own condition; 0: every load unconditional (a
- * missing pair or split reads element 0), which keeps a round's loads back
- * to back in clang's PTX but measured 1.28-1.39x slower fused on an H100
- * (bench/RESULTS.md §33) */
-#define MLD_COND 1
-#endif
 void merge_unit(__global const float *restrict ws_o, __global const float *restrict ws_lse,
                 __global stype *restrict o, __global float *restrict lse, const int write_lse,
                 const int b, const int hk, const int G, const int r0, const int rend, const int q0,
@@ -568,18 +561,13 @@ void merge_unit(__global const float *restrict ws_o, __global const float *restr
       for (int j = 0; j < FPP; j++)
 #pragma unroll
         for (int u = 0; u < FMU; u++) {
-          /* a pair or split that does not exist takes no part (MLD_COND) */
+          /* a pair or split that does not exist takes no part; each load
+           * under its own condition (loading every one unconditionally
+           * measured 1.28-1.39x slower on an H100, bench/RESULTS.md §33) */
           const bool in = base[j] >= 0 && sp0 + u < splits;
           const long e = in ? base[j] + sp0 + u : 0;
-#if MLD_COND
           ls[j][u] = in ? MLD(ws_lse + e) : CLATTN_MASKED;
           v[j][u] = in ? MLD4(ws_o + e * D + c4) : (float4)(0.0f);
-#else
-          const float l = MLD(ws_lse + e);
-          const float4 x = MLD4(ws_o + e * D + (in ? c4 : 0));
-          ls[j][u] = in ? l : CLATTN_MASKED;
-          v[j][u] = in ? x : (float4)(0.0f);
-#endif
         }
 #pragma unroll
       for (int j = 0; j < FPP; j++) {

@@ -507,8 +507,8 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
  * with no |y| and no sign: e^(-2y) overflows to +inf for y < -44 and the reciprocal of 1 + inf is
  * 0 (t = -1); the absolute error of t, ~2^-21 (what the softmax sees: C·t), is as small as the
  * form below makes it. Five instructions a score (multiply, exp2, add, reciprocal, FMA) where
- * the form with |y|, 1 - u and the sign takes seven (the f16 softcap is bound by instruction
- * issue, bench/RESULTS.md §27); f32 keeps the form below (its tolerance is 1e-5). */
+ * the form with |y|, 1 - u and the sign takes seven (bench/RESULTS.md §33); f32 keeps the form
+ * below (its tolerance is 1e-5). */
 #if CLATTN_DTYPE == 2
 #define NV_SOFTCAP_X(x) (x = SOFTCAP2 * fast_tanh((x) * (1.0f / SOFTCAP2)))
 #elif CLATTN_DTYPE == 1
