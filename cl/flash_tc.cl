@@ -575,8 +575,9 @@ NV_UNROLL
      * mask); rows past Nq and keys past Nk are left to the masks. Softcap:
      * bf16 through tanh.approx (one MUFU operation; its relative error,
      * 2^-11, is far below the rounding of P to bf16 for P·V), f16 through
-     * exp2 and a fast reciprocal (two MUFU operations, accurate to ~2^-22:
-     * f16's P keeps 11 bits, so tanh.approx's error would double it); ALiBi's distance
+     * exp2 and a fast reciprocal (two MUFU operations, one and a half with
+     * softcap alone: NV_SOFTCAP_UNIT2; accurate to ~2^-22: f16's P keeps
+     * 11 bits, so tanh.approx's error would double it); ALiBi's distance
      * |p - j| as a float offset from one conversion per row and tile (a
      * conversion per score runs at the MUFU rate too: measured +13-17 % at
      * d = 64 on an H100). */

@@ -341,7 +341,7 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
  * constant (one FMA a score). */
 /* Softcap alone (WG_CAP_ONLY, as flash_tc's TC_CAP_ONLY): the scores stay
  * in units of the cap, t = tanh(s·qscale / SOFTCAP2) (nv_mma.cl
- * NV_SOFTCAP_UNIT), and the softmax takes SOFTCAP2 as its scale: two
+ * NV_SOFTCAP_UNIT2), and the softmax takes SOFTCAP2 as its scale: two
  * multiplies a score fewer (measured 0.7-1.5 % faster on an H100 than the
  * scores in log2 units, bench/RESULTS.md §27). */
 #define WG_CAP_ONLY (SOFTCAP && !ALIBI)

@@ -167,9 +167,6 @@ inline int emu_shfl_idx(int v, int src, __local uint *x) {
 inline float fast_exp2(float x) { return exp2(x); }
 inline float fast_tanh(float x) { return tanh(x); }
 #define NV_MIN_NAN(x, c) ((x) > (c) ? (c) : (x)) /* min(x, c), NaN for a NaN x */
-#define NV_MAX_NAN(x, c) ((x) < (c) ? (c) : (x)) /* max(x, c), NaN for a NaN x */
-/* rint(z) + 1.5·2^23 (nv_exp2_poly): exact, whatever the compiler reassociates */
-#define NV_RINT_MAGIC(z) (rint(z) + 12582912.0f)
 #define CP_ASYNC16(dst, src, ok)                                                                   \
   (*(__local uint4 *)(NV_EMU_BASE + (int)(dst)) =                                                  \
        (ok) ? *(__global const uint4 *)(src) : (uint4)(0u))
@@ -268,21 +265,6 @@ inline float nv_min_nan(float x, float c) {
   return r;
 }
 #define NV_MIN_NAN(x, c) nv_min_nan((x), (c))
-/* max(x, c), NaN for a NaN x (sm_80+: one instruction) */
-inline float nv_max_nan(float x, float c) {
-  float r;
-  __asm__("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(x), "f"(c));
-  return r;
-}
-#define NV_MAX_NAN(x, c) nv_max_nan((x), (c))
-/* z + 1.5·2^23 rounded to nearest even (nv_exp2_poly): rint(z) in the low
- * mantissa bits; in asm so that no compiler folds (z + M) - M into z */
-inline float nv_rint_magic(float z) {
-  float r;
-  __asm__("add.rn.f32 %0, %1, 0f4B400000;" : "=f"(r) : "f"(z));
-  return r;
-}
-#define NV_RINT_MAGIC(z) nv_rint_magic(z)
 
 /* cp.async of 16 bytes from global src to the local (shared-space) address
  * dst; ok false: 16 zero bytes (src must still be a valid address). Then
@@ -544,8 +526,9 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
  * WG_CAP_ONLY): a raw score x → tanh(x·q / SOFTCAP2) for the scale q, the
  * softmax then scaled by NV_CAP_SCALE·SOFTCAP2. NV_CAP_IN(q): the factor of
  * the raw score inside the tanh (bf16) or inside its exp2 (f16, f32).
- * f16: the score kept is r = 1 / (1 + e^(-2y)) = (tanh(y) + 1) / 2 (four
- * instructions a score: multiply, exp2, add, reciprocal) and the softmax's
+ * f16: the score kept is r = 1 / (1 + e^(-2y)) = (tanh(y) + 1) / 2 (per
+ * pair of scores: two multiplies, two caps, two exp2s, two adds, one
+ * reciprocal and three multiplies, NV_SOFTCAP_UNIT2) and the softmax's
  * scale is 2·SOFTCAP2: 2C·(r - r_max) = C·(t - t_max), so P, l and O are
  * those of t, and only the LSE, C·t_max + log2(l) = 2C·(r_max - 1/2) +
  * log2(l), takes the row maximum less NV_CAP_M0 = 1/2. */
@@ -554,86 +537,27 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
 #define NV_SOFTCAP_UNIT(x, cap_in) (x = fast_tanh((x) * (cap_in)))
 #elif CLATTN_DTYPE == 1
 #define NV_CAP_IN(q) ((q) * (-2.0f * CLATTN_LOG2E / SOFTCAP2))
-#define NV_SOFTCAP_UNIT(x, cap_in) (x = native_recip(1.0f + fast_exp2((x) * (cap_in))))
 #define NV_CAP_SCALE 2.0f
 #define NV_CAP_M0 0.5f
 /* Two scores of one row at once, their reciprocals from one (Montgomery's
  * trick: 1/a = b/(ab), 1/b = a/(ab)): five MUFU operations for two scores
- * with the softmax's exp2s instead of six. The MUFU unit does 16 a clock an
- * SM: three a score are 1536 clocks a 128 x 64 tile at d = 64, twice its
- * MMAs (f16 softcap alone measured +36 % over plain flash there on an H100,
- * bench/RESULTS.md §33). The exponents are capped at 63 so that ab stays
- * finite (r = 2^-63 is t = -1 to f32), by a min that keeps NaN (NV_MIN_NAN).
- * Opt-in (-DNV_CAP_PAIR=1) until measured on a GPU: it trades a MUFU
- * operation for five FMA-pipe instructions, a loss where the softmax is
- * bound by instruction issue; correct in the CPU emulation and assembled by
- * ptxas in CI. */
-#ifndef NV_CAP_PAIR
-#define NV_CAP_PAIR 0
-#endif
-/* NV_CAP_POLY = 1 or 2 (opt-in, not yet measured on a GPU): the first or
- * both of the two scores' exp2s on the FMA pipe (nv_exp2_poly, eleven
- * instructions at 128 a clock an SM, FlashAttention 4's offload of the MUFU
- * unit) instead of the MUFU unit (16 a clock): 2.5 or 2 MUFU operations a
- * score, 2 or 1.5 with the pairs. The polynomial's relative error, 2^-18.4,
- * moves a score by at most C·2^-19.4 (r's error is at most a quarter of
- * 2^(z)'s), a twentieth of f16's rounding of P at a cap of 30. */
-#ifndef NV_CAP_POLY
-#define NV_CAP_POLY 0
-#endif
-/* 2^z on the FMA pipe: z clamped to [-127, 63] by min/max that keep NaN,
- * j = rint(z) (by the magic number 1.5·2^23), 2^(z - j) by a degree-4
- * polynomial with p(0) = 1 (relative error 2.9e-6 on [-0.5, 0.5] in f32),
- * times 2^j made in the exponent field ((j + 127)·2^23: j = -127, z = -inf
- * included, gives exactly 0). A NaN z gives NaN (p is NaN). */
-inline float nv_exp2_poly(float z) {
-  z = NV_MAX_NAN(NV_MIN_NAN(z, 63.0f), -127.0f);
-  const float t = NV_RINT_MAGIC(z);
-  const float f = z - (t - 12582912.0f);
-  float p = fma(f, 0.00958283618f, 0.055906415f);
-  p = fma(p, f, 0.240240991f);
-  p = fma(p, f, 0.693124175f);
-  p = fma(p, f, 1.0f);
-  return p * as_float(as_uint(t) * 8388608u + 0x3f800000u); /* as_uint(t)·2^23 = j·2^23 mod 2^32 */
-}
-#if NV_POLY_PROBE
-/* the test of nv_exp2_poly alone (tests/test_mods.c test_cap_exp2_poly) */
-__kernel void nv_exp2_poly_probe(__global const float *z, __global float *r, int n) {
-  const int i = (int)get_global_id(0);
-  if (i < n) r[i] = nv_exp2_poly(z[i]);
-}
-#endif
-#if NV_CAP_PAIR
-#define NV_CAP_EXP_HW(z) fast_exp2(NV_MIN_NAN((z), 63.0f))
-#else
-#define NV_CAP_EXP_HW(z) fast_exp2(z)
-#endif
-#if NV_CAP_POLY >= 1
-#define NV_CAP_EXP_A(z) nv_exp2_poly(z)
-#else
-#define NV_CAP_EXP_A(z) NV_CAP_EXP_HW(z)
-#endif
-#if NV_CAP_POLY >= 2
-#define NV_CAP_EXP_B(z) nv_exp2_poly(z)
-#else
-#define NV_CAP_EXP_B(z) NV_CAP_EXP_HW(z)
-#endif
-#if NV_CAP_PAIR
+ * with the softmax's exp2s instead of six, for two more multiplies and the
+ * caps. The exponents are capped at 63 so that ab stays finite (r = 2^-63
+ * is t = -1 to f32), by a min that keeps NaN (NV_MIN_NAN). Measured on an
+ * H100 against one reciprocal a score (bench/RESULTS.md §34): f16 d = 64
+ * 5.66 ms against 5.76, causal 3.11 against 3.18, d = 128 (flash_wgmma)
+ * 8.34 against 8.64. Moving exp2s to the FMA pipe as well (a degree-4
+ * polynomial, FlashAttention 4's offload of the MUFU unit) measured 6-26 %
+ * slower there (§34): these loops are bound by instruction issue and
+ * latency more than by the MUFU unit. */
 #define NV_SOFTCAP_UNIT2(x0, x1, cap_in)                                                           \
   do {                                                                                             \
-    const float a_ = 1.0f + NV_CAP_EXP_A((x0) * (cap_in));                                         \
-    const float b_ = 1.0f + NV_CAP_EXP_B((x1) * (cap_in));                                         \
+    const float a_ = 1.0f + fast_exp2(NV_MIN_NAN((x0) * (cap_in), 63.0f));                         \
+    const float b_ = 1.0f + fast_exp2(NV_MIN_NAN((x1) * (cap_in), 63.0f));                         \
     const float q_ = native_recip(a_ * b_);                                                        \
     x0 = q_ * b_;                                                                                  \
     x1 = q_ * a_;                                                                                  \
   } while (0)
-#elif NV_CAP_POLY
-#define NV_SOFTCAP_UNIT2(x0, x1, cap_in)                                                           \
-  do {                                                                                             \
-    x0 = native_recip(1.0f + NV_CAP_EXP_A((x0) * (cap_in)));                                       \
-    x1 = native_recip(1.0f + NV_CAP_EXP_B((x1) * (cap_in)));                                       \
-  } while (0)
-#endif
 #else
 #define NV_CAP_IN(q) ((q) * (-2.0f * CLATTN_LOG2E / SOFTCAP2))
 #define NV_SOFTCAP_UNIT(x, cap_in)                                                                 \

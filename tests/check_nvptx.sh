@@ -232,20 +232,13 @@ for cfg in 1:60:1 2:64:0 1:120:1 2:128:0 1:128:1 2:256:1; do
     -DBN=$bn -DCAUSAL=$c -DVEC_GLOBAL=$((d % 8 == 0)) -DLDM_ADDR=1 -DASYNC=$((d % 8 == 0)) -DQLOC=1 &&
     stub_check "flash_tcq_t${dt}_d${d}_c${c}"
 done
-# f16 softcap alone with the paired reciprocals (-DNV_CAP_PAIR=1, min.NaN), flash_tc and flash_wgmma
+# f16 softcap alone (paired reciprocals, min.NaN), flash_tc and flash_wgmma
 compile flash_tc_softcap_pair nv_mma.cl flash_tc.cl -- -DCLATTN_DTYPE=1 -DD=64 -DWARPS=4 -DMT=2 -DBN=64 \
-  -DCAUSAL=0 -DVEC_GLOBAL=1 -DLDM_ADDR=1 -DASYNC=1 -DSOFTCAP=1 -DSOFTCAP2=43.2809f -DNV_CAP_PAIR=1 &&
+  -DCAUSAL=0 -DVEC_GLOBAL=1 -DLDM_ADDR=1 -DASYNC=1 -DSOFTCAP=1 -DSOFTCAP2=43.2809f &&
   stub_check flash_tc_softcap_pair
 compile flash_wgmma_softcap_pair nv_mma.cl wgmma.cl flash_wgmma.cl -- -DCLATTN_DTYPE=1 -DD=128 -DWGS=3 -DBN=32 \
-  -DCAUSAL=0 -DVEC_GLOBAL=1 -DST=3 -DSOFTCAP=1 -DSOFTCAP2=43.2809f -DMINCTAS=1 -DNV_CAP_PAIR=1 &&
+  -DCAUSAL=0 -DVEC_GLOBAL=1 -DST=3 -DSOFTCAP=1 -DSOFTCAP2=43.2809f -DMINCTAS=1 &&
   wgmma_check flash_wgmma_softcap_pair
-# the same with exp2s on the FMA pipe (-DNV_CAP_POLY=1/2: max.NaN, add.rn): alone, with the pairs
-compile flash_tc_softcap_poly nv_mma.cl flash_tc.cl -- -DCLATTN_DTYPE=1 -DD=64 -DWARPS=4 -DMT=2 -DBN=64 \
-  -DCAUSAL=0 -DVEC_GLOBAL=1 -DLDM_ADDR=1 -DASYNC=1 -DSOFTCAP=1 -DSOFTCAP2=43.2809f -DNV_CAP_POLY=1 &&
-  stub_check flash_tc_softcap_poly
-compile flash_tc_softcap_pair_poly nv_mma.cl flash_tc.cl -- -DCLATTN_DTYPE=1 -DD=64 -DWARPS=4 -DMT=2 \
-  -DBN=64 -DCAUSAL=0 -DVEC_GLOBAL=1 -DLDM_ADDR=1 -DASYNC=1 -DSOFTCAP=1 -DSOFTCAP2=43.2809f -DNV_CAP_PAIR=1 \
-  -DNV_CAP_POLY=2 && stub_check flash_tc_softcap_pair_poly
 for cap in 14.4270f 72.1348f 86.5617f; do
   compile "flash_tc_softcap_${cap%f}" nv_mma.cl flash_tc.cl -- -DCLATTN_DTYPE=2 -DD=64 -DWARPS=4 -DMT=2 -DBN=64 \
     -DCAUSAL=1 -DVEC_GLOBAL=1 -DLDM_ADDR=1 -DASYNC=1 -DSOFTCAP=1 -DSOFTCAP2=$cap &&

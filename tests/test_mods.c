@@ -1,7 +1,6 @@
 /* test_mods.c — score modifiers (softcap, ALiBi) in the flash kernels vs the reference, the
  * reference vs closed forms, and the kernels that decline them. */
 #define _POSIX_C_SOURCE 200809L
-#include "internal.h"
 #include "test_util.h"
 
 #include <stdarg.h>
@@ -432,133 +431,35 @@ static void test_flash_wgmma(void **state) {
   clattn_context_release(ctx);
 }
 
-/* f16 softcap alone with the paired reciprocals and/or the exp2s on the FMA
- * pipe (cl/nv_mma.cl NV_CAP_PAIR=1, NV_CAP_POLY=1/2, opt-in, added to
- * CLATTN_BUILD_DEFINES for this test's contexts) in flash_tc and flash_wgmma
- * (emulated elsewhere, else skipped): random scores with and without a mask,
- * and rows of scores of one sign around ±1e4, whose exponents exceed the cap
- * of 63 (without it a·b overflows: NaN) and the polynomial's floor of -127. */
+/* f16 softcap alone (two scores' reciprocals from one, cl/nv_mma.cl
+ * NV_SOFTCAP_UNIT2) in flash_tc and flash_wgmma (emulated elsewhere, else
+ * skipped): random scores with and without a mask, and rows of scores of one
+ * sign around ±1e4, whose exponents exceed the cap of 63 (without it a·b
+ * overflows: NaN). */
 static void test_cap_pair(void **state) {
   (void)state;
   static const char *cfgs[2] = {"flash_tc:warps=2,mt=1,bn=32", "flash_wgmma:wgs=2,bn=32,st=3,ld=0"};
-  static const char *forms[3] = {"-DNV_CAP_PAIR=1", "-DNV_CAP_POLY=1",
-                                 "-DNV_CAP_PAIR=1 -DNV_CAP_POLY=2"};
-  const char *old = getenv("CLATTN_BUILD_DEFINES");
-  char defs[512];
-  char *saved = old ? strdup(old) : NULL;
   int ran = 0;
-  for (int k = 0; k < 4; k++) { /* the pairs in both kernels, the polynomial forms in flash_tc */
-    const int v = k < 2 ? k : 0;
-    snprintf(defs, sizeof defs, "%s %s", saved ? saved : "", forms[k < 2 ? 0 : k - 1]);
+  for (int v = 0; v < 2; v++) {
     clattn_attention_desc d = make_desc(&shapes[0], CLATTN_MASK_NONE, CLATTN_DTYPE_F16);
     d.softcap = 5.0;
-    setenv("CLATTN_BUILD_DEFINES", defs, 1);
     clattn_context ctx = tu_forced_context(cfgs[v], &d);
-    if (saved)
-      setenv("CLATTN_BUILD_DEFINES", saved, 1);
-    else
-      unsetenv("CLATTN_BUILD_DEFINES");
     if (!ctx) continue; /* the kernel does not apply on this device */
     ran++;
     const char *want = v ? "flash_wgmma" : "flash_tc";
-    char what[96];
-    snprintf(what, sizeof what, "%s %s/none", forms[k < 2 ? 0 : k - 1], want);
-    check(ctx, &d, want, what);
+    check(ctx, &d, want, v ? "pair/wgmma/none" : "pair/tc/none");
     d = make_desc(&shapes[1], CLATTN_MASK_CAUSAL, CLATTN_DTYPE_F16);
     d.softcap = 2.0;
-    snprintf(what, sizeof what, "%s %s/causal", forms[k < 2 ? 0 : k - 1], want);
-    check(ctx, &d, want, what);
+    check(ctx, &d, want, v ? "pair/wgmma/causal" : "pair/tc/causal");
     d = make_desc(&shapes[2], CLATTN_MASK_NONE, CLATTN_DTYPE_F16);
     d.softcap = 30.0;
     tu_report rep;
-    snprintf(what, sizeof what, "%s %s/extreme", forms[k < 2 ? 0 : k - 1], want);
-    tu_run_and_compare(ctx, &d, TU_INPUT_EXTREME_ONE_SIGN, 1, 0, what, &rep);
+    tu_run_and_compare(ctx, &d, TU_INPUT_EXTREME_ONE_SIGN, 1, 0,
+                       v ? "pair/wgmma/extreme" : "pair/tc/extreme", &rep);
     if (!tu_report_ok(&rep, 1)) fail_msg("%s", rep.summary);
     clattn_context_release(ctx);
   }
-  free(saved);
   if (!ran) skip(); /* neither kernel applies on this device */
-}
-
-/* nv_exp2_poly (cl/nv_mma.cl: NV_CAP_POLY's 2^z on the FMA pipe) alone, through
- * its probe kernel, native on NVIDIA and emulated elsewhere (else skipped):
- * relative error at most 4e-6 over [-126, 63] (a dense grid with the
- * rounding ties ±k.5, and random points), exactly 0 at and below -127.5
- * (-inf included), 2^63 at and above 63 (+inf included), NaN for NaN. */
-static void test_cap_exp2_poly(void **state) {
-  clattn_context ctx = (clattn_context)*state;
-  if (!ctx->info.is_nvidia && !ctx->info.nv_emulate) skip();
-  enum { GRID = 190 * 512, RAND = 65536, SPEC = 10, N = GRID + 2 * 190 + RAND + SPEC };
-  float *z = malloc(N * sizeof *z), *r = malloc(N * sizeof *r);
-  assert_non_null(z);
-  assert_non_null(r);
-  int n = 0;
-  for (int i = 0; i < GRID; i++)
-    z[n++] = -126.0f + (float)i / 512.0f;
-  for (int k = -126; k < 64; k++)
-    z[n++] = (float)k - 0.5f, z[n++] = (float)k + 0.5f;
-  unsigned long long s = 0x9e3779b97f4a7c15ull;
-  for (int i = 0; i < RAND; i++) {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    z[n++] = -126.0f + 189.0f * (float)((double)(s >> 11) / 9007199254740992.0);
-  }
-  const float spec[SPEC] = {-127.0f, -127.5f, -1000.0f, -INFINITY, 63.0f,
-                            63.25f,  1e4f,    INFINITY, NAN,       0.0f};
-  for (int i = 0; i < SPEC; i++)
-    z[n++] = spec[i];
-  assert_int_equal(n, N);
-  const char *opts =
-      ctx->info.is_nvidia
-          ? "-cl-std=CL1.2 -DCLATTN_DTYPE=1 -DSOFTCAP=1 -DSOFTCAP2=30.0f -DNV_POLY_PROBE=1"
-          : "-cl-std=CL1.2 -DCLATTN_DTYPE=1 -DSOFTCAP=1 -DSOFTCAP2=30.0f -DNV_POLY_PROBE=1 "
-            "-DCLATTN_NV_EMU=1 -cl-fast-relaxed-math";
-  cl_program prog = NULL;
-  assert_int_equal(clattn__get_program(ctx, "nv_mma.cl", opts, &prog), CLATTN_SUCCESS);
-  cl_int err = CL_SUCCESS;
-  cl_kernel k = clCreateKernel(prog, "nv_exp2_poly_probe", &err);
-  assert_int_equal(err, CL_SUCCESS);
-  cl_mem bz =
-      clCreateBuffer(ctx->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, N * sizeof *z, z, &err);
-  assert_int_equal(err, CL_SUCCESS);
-  cl_mem br = clCreateBuffer(ctx->context, CL_MEM_WRITE_ONLY, N * sizeof *r, NULL, &err);
-  assert_int_equal(err, CL_SUCCESS);
-  const int nn = N;
-  clSetKernelArg(k, 0, sizeof bz, &bz);
-  clSetKernelArg(k, 1, sizeof br, &br);
-  clSetKernelArg(k, 2, sizeof nn, &nn);
-  const size_t local = 64, global = (N + 63) / 64 * 64;
-  assert_int_equal(clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &global, &local, 0, NULL, NULL),
-                   CL_SUCCESS);
-  assert_int_equal(clEnqueueReadBuffer(ctx->queue, br, CL_TRUE, 0, N * sizeof *r, r, 0, NULL, NULL),
-                   CL_SUCCESS);
-  double worst = 0.0;
-  int at = -1, bad = 0;
-  for (int i = 0; i < N; i++) {
-    const double x = z[i], got = r[i];
-    double want, err_i;
-    if (isnan(x)) {
-      err_i = isnan(got) ? 0.0 : INFINITY;
-    } else if (x <= -127.5) {
-      err_i = got == 0.0 ? 0.0 : INFINITY;
-    } else if (x < -126.0) { /* 2^j with j = -127 is 0: only the range below 2^-126 */
-      err_i = got >= 0.0 && got <= 0x1p-126 ? 0.0 : INFINITY;
-    } else {
-      want = exp2(x < 63.0 ? x : 63.0);
-      err_i = fabs(got - want) / want;
-      if (isnan(err_i)) err_i = INFINITY;
-    }
-    if (err_i > worst) worst = err_i, at = i;
-    if (err_i > 4e-6) bad++;
-  }
-  clReleaseMemObject(bz);
-  clReleaseMemObject(br);
-  clReleaseKernel(k);
-  if (bad)
-    fail_msg("nv_exp2_poly: %d of %d points off, worst relative error %g at z = %.9g (got %.9g)",
-             bad, N, worst, (double)z[at], (double)r[at]);
-  print_message("nv_exp2_poly: worst relative error %.3g over %d points\n", worst, N);
-  free(z);
-  free(r);
 }
 
 int main(int argc, char **argv) {
@@ -573,7 +474,6 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_flash_tf32),
       cmocka_unit_test(test_flash_wgmma),
       cmocka_unit_test(test_cap_pair),
-      cmocka_unit_test(test_cap_exp2_poly),
   };
   return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }
