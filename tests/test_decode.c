@@ -613,7 +613,7 @@ static void test_decode_contiguous(void **state) {
       {1, 1, 1, 1, 64, 0, CLATTN_MASK_NONE},
       {4, 1, 1, 7, 32, 3, CLATTN_MASK_NONE},
       {8, 1, 1, 1000, 64, 100, CLATTN_MASK_NONE}, /* 63 splits of keys, 37 empty: merge rounds */
-      /* 41 splits at d = 24: a merge work-group of 256 (10 groups of 24, 16 idle) */
+      /* 41 splits at d = 24: the merge's groups of 24 work-items (five of 128, 8 idle) */
       {4, 1, 2, 700, 24, 41, CLATTN_MASK_CAUSAL},
       {32, 1, 1, 200, 16, 5, CLATTN_MASK_NONE},
       {8, 2, 3, 100, 36, 4, CLATTN_MASK_CAUSAL},
