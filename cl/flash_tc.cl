@@ -587,11 +587,7 @@ NV_UNROLL
 #if TC_CAP_ONLY
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-      for (int j = 0; j < NTS; j++) {
-        NV_SOFTCAP_UNIT2(s[mt][j][0], s[mt][j][1], cap_in);
-        NV_SOFTCAP_UNIT2(s[mt][j][2], s[mt][j][3], cap_in);
-      }
+      NV_SOFTCAP_FRAG(s[mt], NTS, cap_in);
 #else
 #if ALIBI && ALIBI_SIGNED
     /* A tile whose keys all lie at or before every row's position (sg = 1;

@@ -341,7 +341,7 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
  * constant (one FMA a score). */
 /* Softcap alone (WG_CAP_ONLY, as flash_tc's TC_CAP_ONLY): the scores stay
  * in units of the cap, t = tanh(s·qscale / SOFTCAP2) (nv_mma.cl
- * NV_SOFTCAP_UNIT2), and the softmax takes SOFTCAP2 as its scale: two
+ * NV_SOFTCAP_FRAG), and the softmax takes SOFTCAP2 as its scale: two
  * multiplies a score fewer (measured 0.7-1.5 % faster on an H100 than the
  * scores in log2 units, bench/RESULTS.md §27). */
 #define WG_CAP_ONLY (SOFTCAP && !ALIBI)
@@ -386,14 +386,7 @@ inline void load_tile_async(__local uint4 *dst, __global const ushort *base, lon
 #elif WG_CAP_ONLY
 #define WG_QS (NV_CAP_SCALE * SOFTCAP2)
 #define WG_M0 NV_CAP_M0 /* the LSE's offset of the row maximum (nv_mma.cl) */
-#define MODS_TILE(kv0)                                                                             \
-  do {                                                                                             \
-    _Pragma("unroll") for (int j_ = 0; j_ < NTS; j_++)                                             \
-    {                                                                                              \
-      NV_SOFTCAP_UNIT2(s[j_][0], s[j_][1], cap_in);                                                \
-      NV_SOFTCAP_UNIT2(s[j_][2], s[j_][3], cap_in);                                                \
-    }                                                                                              \
-  } while (0)
+#define MODS_TILE(kv0) NV_SOFTCAP_FRAG(s, NTS, cap_in)
 #elif ALIBI /* with or without softcap */
 #define WG_QS 1.0f
 #if SOFTCAP

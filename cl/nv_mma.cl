@@ -577,6 +577,15 @@ inline uint q_pair(__global const ushort *Qb, int row, int col, int Nq, long qss
     NV_SOFTCAP_UNIT(x1, cap_in);                                                                   \
   } while (0)
 #endif
+/* Softcap alone on every score of fragment s (nts groups of 8 columns): a
+ * lane's two pairs, each of one row, through NV_SOFTCAP_UNIT2 */
+#define NV_SOFTCAP_FRAG(s, nts, cap_in)                                                            \
+  do {                                                                                             \
+    _Pragma("unroll") for (int j_ = 0; j_ < (nts); j_++) {                                         \
+      NV_SOFTCAP_UNIT2(s[j_][0], s[j_][1], cap_in);                                                \
+      NV_SOFTCAP_UNIT2(s[j_][2], s[j_][3], cap_in);                                                \
+    }                                                                                              \
+  } while (0)
 #endif
 /* mx = the maximum of row half rr's scores in the fragments (the row's four lanes exchange) */
 #define SOFTMAX_ROW_MAX(s, nts, rr, mx)                                                            \
